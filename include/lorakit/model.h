@@ -1,0 +1,143 @@
+/* lorakit/model.h — Hugging Face model folders: load, describe, run forward, decode, sample.
+ *
+ * A model is a folder with config.json and model.safetensors (or a sharded
+ * model.safetensors.index.json). Architectures: LlamaForCausalLM (also SmolLM),
+ * Qwen2ForCausalLM, MistralForCausalLM. Weights are F32, F16 or BF16; the forward runs in fp32. */
+#ifndef LORAKIT_MODEL_H
+#define LORAKIT_MODEL_H
+
+#include "lorakit/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A loaded, frozen base model. Read-only after load: several threads may run forwards on one
+ * model at once, each with its own lk_session. */
+typedef struct lk_model lk_model;
+
+/* RoPE frequency scaling, from config.json's rope_scaling / rope_parameters. */
+typedef enum {
+    LK_ROPE_DEFAULT = 0, /* inv_freq = theta^(-2i/d) */
+    LK_ROPE_LINEAR = 1,  /* inv_freq / factor */
+    LK_ROPE_LLAMA3 = 2   /* Llama 3.1 piecewise low/high frequency scaling */
+} lk_rope_type;
+
+#define LK_MAX_EOS 8
+
+/* Shape and hyper-parameters of a model, as read from config.json. */
+struct lk_model_config {
+    char arch[48];              /* "llama", "qwen2" or "mistral" */
+    int64_t vocab_size;         /* rows of the embedding and the LM head */
+    int64_t hidden_size;        /* C */
+    int64_t intermediate_size;  /* FFN width */
+    int64_t n_layers;
+    int64_t n_heads;            /* query heads */
+    int64_t n_kv_heads;         /* key/value heads (GQA: divides n_heads) */
+    int64_t head_dim;           /* hd; hidden_size / n_heads unless config.json gives head_dim */
+    int64_t max_position;       /* max_position_embeddings */
+    int64_t sliding_window;     /* attention window in tokens, 0 = full causal attention */
+    double rms_norm_eps;
+    double rope_theta;
+    lk_rope_type rope_type;
+    double rope_factor;          /* linear, llama3 */
+    double rope_low_freq_factor; /* llama3 */
+    double rope_high_freq_factor;
+    int64_t rope_original_max_position;
+    int tie_word_embeddings;     /* 1: the LM head is the embedding matrix */
+    int qkv_bias;                /* 1: q/k/v projections have a bias (Qwen2, attention_bias) */
+    int o_bias;                  /* 1: o_proj has a bias (Llama attention_bias) */
+    int mlp_bias;                /* 1: gate/up/down have biases (Llama mlp_bias) */
+    int64_t bos_id;              /* -1 if absent */
+    int64_t eos_ids[LK_MAX_EOS]; /* all end-of-sequence ids from config.json */
+    int n_eos;
+};
+
+/* Read and validate DIR/config.json (no weights). */
+lk_status lk_config_load(const char *dir, struct lk_model_config *out);
+
+/* Options for lk_model_load; get defaults from lk_model_params_default() and edit. */
+struct lk_model_params {
+    int n_threads; /* threads for the forward; <= 0: all online CPUs */
+    int use_mmap;  /* 1 (default): map the weight files; 0: read them into memory */
+};
+
+struct lk_model_params lk_model_params_default(void);
+
+/* Load the model folder DIR. Every tensor is checked against the config (names, shapes, dtypes)
+ * before use. On success *out owns the model; free with lk_model_free. */
+lk_status lk_model_load(const char *dir, const struct lk_model_params *params, lk_model **out);
+
+/* Free a model (NULL is fine). */
+void lk_model_free(lk_model *m);
+
+/* The model's configuration; borrowed, valid until lk_model_free. */
+const struct lk_model_config *lk_model_get_config(const lk_model *m);
+
+/* Number of parameters of the base model (embedding counted once when tied). */
+int64_t lk_model_n_params(const lk_model *m);
+
+/* Change the thread count used by forwards on this model (<= 0: all online CPUs). */
+void lk_model_set_threads(lk_model *m, int n_threads);
+
+/* Decoding state of one sequence: the KV cache and the position. Not shareable between threads. */
+typedef struct lk_session lk_session;
+
+/* A session for sequences up to n_ctx tokens (<= 0: the model's max_position). Caller frees with
+ * lk_session_free. */
+lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out);
+
+void lk_session_free(lk_session *s);
+
+/* Forget all tokens: the next lk_session_eval starts at position 0. */
+void lk_session_reset(lk_session *s);
+
+/* Tokens held in the cache (= position of the next token). */
+int64_t lk_session_n_past(const lk_session *s);
+
+/* Append tokens[0..n) at the current position and run the forward over them, attending to every
+ * earlier token of the session. logits: NULL, or [n, vocab] when all_logits is 1, or [vocab] (the
+ * last token's row) when all_logits is 0. Fails with LK_ERR_ARG if the cache would overflow or an
+ * id is outside the vocabulary. */
+lk_status lk_session_eval(lk_session *s, const int32_t *tokens, int64_t n, float *logits,
+                          int all_logits);
+
+/* Forward of one whole sequence from position 0: logits [T, vocab]. Convenience over a
+ * temporary session. */
+lk_status lk_model_forward(const lk_model *m, const int32_t *tokens, int64_t T, float *logits);
+
+/* Next-token cross-entropy of tokens[0..T): adds -log p(tokens[t+1] | tokens[..t]) for t < T-1 to
+ * *nll_sum (natural log) and the number of predicted tokens to *count. Sequences longer than the
+ * context are evaluated in windows of n_ctx tokens (<= 0: max_position, capped at 4096). */
+lk_status lk_model_nll(const lk_model *m, const int32_t *tokens, int64_t T, int64_t n_ctx,
+                       double *nll_sum, int64_t *count);
+
+/* Token sampling for generation. */
+struct lk_sampler_params {
+    float temperature; /* 0: greedy (argmax, lowest id on ties) */
+    float top_p;       /* nucleus: keep the most likely tokens whose mass reaches top_p (1: all) */
+    int top_k;         /* keep the k most likely tokens first (0: all) */
+    uint64_t seed;     /* sampling stream seed */
+};
+
+struct lk_sampler_params lk_sampler_params_default(void);
+
+typedef struct lk_sampler lk_sampler;
+
+lk_status lk_sampler_create(const struct lk_sampler_params *p, lk_sampler **out);
+
+void lk_sampler_free(lk_sampler *s);
+
+/* Pick a token from logits [n_vocab]. Deterministic for a given seed and call sequence. */
+int32_t lk_sampler_sample(lk_sampler *s, const float *logits, int64_t n_vocab);
+
+/* Write a folder with DIR_IN's config.json (or the given config file) and random weights: normal
+ * with std initializer_range (0.02) for matrices, ones for norms. dtype "f32" or "bf16". For speed
+ * and memory work at real shapes when real weights are not available. Deterministic in seed. */
+lk_status lk_model_write_random(const char *config_path, const char *out_dir, const char *dtype,
+                                uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LORAKIT_MODEL_H */

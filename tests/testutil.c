@@ -1,0 +1,103 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int check_close(const char *what, const float *got, const float *want, int64_t n, double atol,
+                double rtol)
+{
+    double max_abs = 0, max_rel = 0;
+    int64_t first_bad = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        double rel = d / (fabs((double)want[i]) + 1e-30);
+        if (!(d <= atol + rtol * fabs((double)want[i])) && first_bad < 0)
+            first_bad = i;
+        if (d > max_abs || d != d)
+            max_abs = d;
+        if (rel > max_rel)
+            max_rel = rel;
+    }
+    if (first_bad >= 0) {
+        fprintf(stderr, "%s: mismatch at [%lld]: got %.9g want %.9g (max abs %.3g, max rel %.3g)\n",
+                what, (long long)first_bad, got[first_bad], want[first_bad], max_abs, max_rel);
+        return 0;
+    }
+    fprintf(stderr, "%s: %lld values ok, max abs diff %.3g, max rel %.3g\n", what, (long long)n,
+            max_abs, max_rel);
+    return 1;
+}
+
+double max_abs_diff(const float *a, const float *b, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d)
+            m = d;
+    }
+    return m;
+}
+
+static char g_path[4096];
+
+const char *shared_path(const char *rel)
+{
+    snprintf(g_path, sizeof g_path, "%s/%s", LK_SHARED_DIR, rel);
+    return g_path;
+}
+
+const char *data_path(const char *rel)
+{
+    snprintf(g_path, sizeof g_path, "%s/%s", LK_TEST_DATA, rel);
+    return g_path;
+}
+
+char *make_temp_dir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *p = malloc(4096);
+    snprintf(p, 4096, "%s/lktest.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(p)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+void rm_rf(const char *path)
+{
+    if (path)
+        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(data, 1, n, f);
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+void require_file(const char *path)
+{
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "SKIPPED: %s not found\n", path);
+        skip();
+    }
+}

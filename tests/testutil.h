@@ -1,0 +1,56 @@
+/* testutil.h — helpers shared by the cmocka tests: array comparison with a report (llm.c's
+ * check_tensor, but failing properly), paths to fixtures and ../shared, temp folders. */
+#ifndef LK_TESTUTIL_H
+#define LK_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka.h needs the three includes above first */
+#include <cmocka.h>
+
+#include "lorakit/lorakit.h"
+
+/* Compare got[n] with want[n]: |got-want| <= atol + rtol*|want| everywhere. Prints the first bad
+ * index, max abs and max rel difference; returns 1 if all within tolerance. */
+int check_close(const char *what, const float *got, const float *want, int64_t n, double atol,
+                double rtol);
+
+/* Max |a-b| over n. */
+double max_abs_diff(const float *a, const float *b, int64_t n);
+
+/* "<LK_SHARED_DIR>/<rel>" and "<LK_TEST_DATA>/<rel>" in a static buffer (valid until next call). */
+const char *shared_path(const char *rel);
+const char *data_path(const char *rel);
+
+/* A fresh empty temporary folder (heap string, caller frees after rm_rf). */
+char *make_temp_dir(void);
+void rm_rf(const char *path);
+
+/* Write bytes to path; returns 0 on success. */
+int write_file(const char *path, const void *data, size_t n);
+
+/* Skip the current test visibly when path does not exist (e.g. ../shared missing). */
+void require_file(const char *path);
+
+#define assert_ok(expr)                                                                     \
+    do {                                                                                    \
+        lk_status s_ = (expr);                                                              \
+        if (s_ != LK_OK)                                                                    \
+            fail_msg("%s -> %s: %s", #expr, lk_status_str(s_), lk_last_error());            \
+    } while (0)
+
+/* Assert expr returns status st and that the error message contains needle (may be NULL). */
+#define assert_status(expr, st, needle)                                                     \
+    do {                                                                                    \
+        lk_status s_ = (expr);                                                              \
+        if (s_ != (st))                                                                     \
+            fail_msg("%s -> %s (%s), expected %s", #expr, lk_status_str(s_),                \
+                     lk_last_error(), lk_status_str(st));                                   \
+        const char *n_ = (needle);                                                          \
+        if (n_ && !strstr(lk_last_error(), n_))                                             \
+            fail_msg("%s: message '%s' lacks '%s'", #expr, lk_last_error(), n_);            \
+    } while (0)
+
+#endif /* LK_TESTUTIL_H */

@@ -1,0 +1,157 @@
+/* cli.c — argtable2 glue, exit codes and messages shared by every lora-* tool. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_common_init(cli_common *c, int with_seed)
+{
+    c->help = arg_lit0("h", "help", "print this help and exit");
+    c->version = arg_lit0(NULL, "version", "print the version and exit");
+    c->verbose = arg_lit0("v", "verbose", "more messages on stderr");
+    c->quiet = arg_lit0("q", "quiet", "only errors on stderr");
+    c->json = arg_lit0(NULL, "json", "machine-readable JSON on stdout");
+    c->threads = arg_int0("t", "threads", "N", "worker threads (default: all CPUs)");
+    c->seed = with_seed ? arg_str0(NULL, "seed", "N", "random seed (default 42)") : NULL;
+}
+
+int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const cli_common *c,
+              const char *tool, const char *purpose, const char *glossary)
+{
+    if (arg_nullcheck(argtable) != 0) {
+        fprintf(stderr, "%s: error: out of memory\n", tool);
+        return CLI_FAIL;
+    }
+    int nerr = arg_parse(argc, argv, argtable);
+    if (c->help->count) {
+        printf("Usage: %s", tool);
+        arg_print_syntax(stdout, argtable, "\n");
+        printf("%s\n\n", purpose);
+        arg_print_glossary(stdout, argtable, "  %-28s %s\n");
+        if (glossary)
+            printf("\n%s", glossary);
+        return CLI_OK;
+    }
+    if (c->version->count) {
+        printf("%s (lorakit) %s\n", tool, lk_version());
+        return CLI_OK;
+    }
+    if (nerr > 0) {
+        arg_print_errors(stderr, end, tool);
+        fprintf(stderr, "Try '%s --help'.\n", tool);
+        return CLI_USAGE;
+    }
+    if (c->seed && c->seed->count) {
+        char *e;
+        errno = 0;
+        (void)strtoull(c->seed->sval[0], &e, 10);
+        if (errno || *e || !*c->seed->sval[0] || c->seed->sval[0][0] == '-')
+            return cli_usage_error(tool, "--seed: expected a non-negative integer, got '%s'",
+                                   c->seed->sval[0]);
+    }
+    if (c->threads->count && c->threads->ival[0] < 0)
+        return cli_usage_error(tool, "--threads: expected >= 0, got %d", c->threads->ival[0]);
+    if (c->quiet->count)
+        lk_set_log_level(LK_LOG_ERROR);
+    else if (c->verbose->count)
+        lk_set_log_level(LK_LOG_DEBUG);
+    return -1;
+}
+
+int cli_threads(const cli_common *c) { return c->threads->count ? c->threads->ival[0] : 0; }
+
+uint64_t cli_seed(const cli_common *c)
+{
+    if (c->seed && c->seed->count)
+        return strtoull(c->seed->sval[0], NULL, 10);
+    return 42;
+}
+
+int cli_fail(const char *tool, lk_status s)
+{
+    const char *msg = lk_last_error();
+    fprintf(stderr, "%s: error: %s\n", tool, msg && *msg ? msg : lk_status_str(s));
+    return CLI_FAIL;
+}
+
+int cli_usage_error(const char *tool, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", tool);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help'.\n", tool);
+    return CLI_USAGE;
+}
+
+int cli_parse_ids(const char *s, int32_t **ids, int64_t *n)
+{
+    int64_t cap = 16, k = 0;
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    if (!v)
+        return -1;
+    const char *p = s;
+    while (*p) {
+        char *e;
+        errno = 0;
+        long x = strtol(p, &e, 10);
+        if (e == p || errno || x < 0 || x > INT32_MAX || (*e && *e != ','))
+            goto bad;
+        if (k == cap) {
+            int32_t *nv = realloc(v, (size_t)(cap *= 2) * sizeof *v);
+            if (!nv)
+                goto bad;
+            v = nv;
+        }
+        v[k++] = (int32_t)x;
+        p = *e ? e + 1 : e;
+        if (*e == ',' && !*p)
+            goto bad;
+    }
+    if (k == 0)
+        goto bad;
+    *ids = v;
+    *n = k;
+    return 0;
+bad:
+    free(v);
+    return -1;
+}
+
+char *cli_read_file(const char *tool, const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: error: %s: cannot open: %s\n", tool, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1)
+            break;
+        char *nb = realloc(buf, cap *= 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        fprintf(stderr, "%s: error: %s: read failed\n", tool, path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
