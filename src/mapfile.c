@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -130,4 +131,153 @@ int file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* ---- atomic outputs ---- */
+
+static int remove_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+void remove_tree(const char *path) { nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+static lk_status fsync_parent(const char *path)
+{
+    char *d = strdup(path);
+    if (!d)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    char *slash = strrchr(d, '/');
+    if (slash)
+        *(slash == d ? slash + 1 : slash) = 0;
+    int fd = open(slash ? d : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(d);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return LK_OK;
+}
+
+lk_status afile_open(afile *a, const char *path, int force)
+{
+    memset(a, 0, sizeof *a);
+    if (!force && access(path, F_OK) == 0)
+        return status_fail(LK_ERR_IO, "%s: already exists (use --force to overwrite)", path);
+    size_t n = strlen(path) + 16;
+    a->path = strdup(path);
+    a->tmp = malloc(n);
+    if (!a->path || !a->tmp) {
+        afile_abort(a);
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    }
+    snprintf(a->tmp, n, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(a->tmp);
+    if (fd < 0) {
+        lk_status s = status_fail(LK_ERR_IO, "%s: cannot create temporary file: %s", a->tmp,
+                                  strerror(errno));
+        free(a->tmp);
+        a->tmp = NULL;
+        afile_abort(a);
+        return s;
+    }
+    fchmod(fd, 0644);
+    a->f = fdopen(fd, "wb");
+    if (!a->f) {
+        close(fd);
+        afile_abort(a);
+        return status_fail(LK_ERR_IO, "%s: fdopen failed", path);
+    }
+    return LK_OK;
+}
+
+lk_status afile_write(afile *a, const void *data, size_t n)
+{
+    if (n && fwrite(data, 1, n, a->f) != n)
+        return status_fail(LK_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
+    return LK_OK;
+}
+
+lk_status afile_commit(afile *a)
+{
+    lk_status s = LK_OK;
+    if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0)
+        s = status_fail(LK_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
+    if (fclose(a->f) != 0 && s == LK_OK)
+        s = status_fail(LK_ERR_IO, "%s: close failed: %s", a->tmp, strerror(errno));
+    a->f = NULL;
+    if (s == LK_OK && rename(a->tmp, a->path) != 0)
+        s = status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", a->tmp, a->path,
+                        strerror(errno));
+    if (s != LK_OK) {
+        afile_abort(a);
+        return s;
+    }
+    fsync_parent(a->path);
+    free(a->tmp);
+    free(a->path);
+    memset(a, 0, sizeof *a);
+    return LK_OK;
+}
+
+void afile_abort(afile *a)
+{
+    if (a->f)
+        fclose(a->f);
+    if (a->tmp)
+        unlink(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    memset(a, 0, sizeof *a);
+}
+
+lk_status tmpdir_create(const char *dir, int force, char **tmp_out)
+{
+    *tmp_out = NULL;
+    if (!force && access(dir, F_OK) == 0)
+        return status_fail(LK_ERR_IO, "%s: already exists (use --force to overwrite)", dir);
+    size_t n = strlen(dir) + 16;
+    char *t = malloc(n);
+    if (!t)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    snprintf(t, n, "%.*s.tmp.XXXXXX", (int)len, dir);
+    if (!mkdtemp(t)) {
+        lk_status s = status_fail(LK_ERR_IO, "%s: cannot create temporary folder: %s", t,
+                                  strerror(errno));
+        free(t);
+        return s;
+    }
+    chmod(t, 0755);
+    *tmp_out = t;
+    return LK_OK;
+}
+
+lk_status tmpdir_commit(const char *tmp, const char *dir, int force)
+{
+    if (rename(tmp, dir) != 0) {
+        if (!(force && (errno == ENOTEMPTY || errno == EEXIST)))
+            return status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", tmp, dir,
+                               strerror(errno));
+        /* replace an existing folder: move it aside, rename, then remove the old one */
+        size_t n = strlen(dir) + 16;
+        char *old = malloc(n);
+        if (!old)
+            return status_fail(LK_ERR_NOMEM, "out of memory");
+        snprintf(old, n, "%s.old.XXXXXX", dir);
+        if (!mkdtemp(old) || rename(dir, old) != 0 || rename(tmp, dir) != 0) {
+            lk_status s = status_fail(LK_ERR_IO, "%s: cannot replace: %s", dir, strerror(errno));
+            free(old);
+            return s;
+        }
+        remove_tree(old);
+        free(old);
+    }
+    fsync_parent(dir);
+    return LK_OK;
 }

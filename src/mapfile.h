@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lorakit/core.h"
 
@@ -31,3 +32,26 @@ char *path_join(const char *dir, const char *name);
 int file_exists(const char *path);
 
 #endif /* LK_MAPFILE_H */
+
+/* Atomic output: write to "<path>.tmp.XXXXXX" in the same folder, then afile_commit flushes,
+ * fsyncs, renames over path and fsyncs the folder; afile_abort removes the temporary. A crash at
+ * any moment leaves either the old file or the complete new one. */
+typedef struct {
+    FILE *f;
+    char *path;
+    char *tmp;
+} afile;
+
+/* force 0: fail with LK_ERR_IO if path exists. */
+lk_status afile_open(afile *a, const char *path, int force);
+lk_status afile_write(afile *a, const void *data, size_t n);
+lk_status afile_commit(afile *a);
+void afile_abort(afile *a);
+
+/* Same protocol for a folder: callers write into a temporary folder made by tmpdir_create next to
+ * dir, then tmpdir_commit renames it to dir (replacing an existing dir only when force). */
+lk_status tmpdir_create(const char *dir, int force, char **tmp_out);
+lk_status tmpdir_commit(const char *tmp, const char *dir, int force);
+
+/* rm -r path (no symlinks followed). */
+void remove_tree(const char *path);

@@ -155,3 +155,23 @@ char *cli_read_file(const char *tool, const char *path, size_t *len)
         *len = n;
     return buf;
 }
+
+cJSON *cli_json_new(const cli_common *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "version", lk_version());
+    cJSON_AddNumberToObject(o, "seed", (double)cli_seed(c));
+    return o;
+}
+
+void cli_json_emit(cJSON *obj)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    free(s);
+    cJSON_Delete(obj);
+}

@@ -4,6 +4,7 @@
 #define LK_CLI_H
 
 #include <argtable2.h>
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "lorakit/lorakit.h"
@@ -45,5 +46,10 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
 
 /* Read a whole file into a NUL-terminated heap string; NULL on failure (error printed). */
 char *cli_read_file(const char *tool, const char *path, size_t *len);
+
+/* A JSON result object holding "version" and "seed"; cli_json_emit prints it as one line on
+ * stdout and frees it. */
+cJSON *cli_json_new(const cli_common *c);
+void cli_json_emit(cJSON *obj);
 
 #endif /* LK_CLI_H */

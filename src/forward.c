@@ -1,0 +1,369 @@
+/* forward.c — the fp32 transformer forward of Llama/Qwen2/Mistral as Hugging Face computes it:
+ * embeddings, RMSNorm, RoPE in rotate_half order, grouped-query causal attention (optionally
+ * windowed), SwiGLU MLP, tied or separate LM head; and incremental decoding with a KV cache.
+ * Shapes: T tokens in a chunk, C hidden, H/KVH heads, hd head dim, F FFN width, V vocab. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "model.h"
+#include "status.h"
+
+#define CHUNK 256 /* tokens per forward block: bounds the activation scratch */
+
+struct lk_session {
+    const lk_model *m;
+    int64_t n_ctx, n_past;
+    float *kc, *vc;     /* [L, n_ctx, KVH*hd] key/value cache (keys after RoPE) */
+    float *x;           /* [CHUNK, C] residual stream */
+    float *xb;          /* [CHUNK, C] normed input, then block outputs; final hidden at the end */
+    float *q;           /* [CHUNK, H*hd] */
+    float *att;         /* [CHUNK, H*hd] attention output */
+    float *hg, *hu;     /* [CHUNK, F] gate and up projections */
+    float *rope_cos;    /* [CHUNK, hd/2] */
+    float *rope_sin;    /* [CHUNK, hd/2] */
+    float *scores;      /* [n_score_threads, n_ctx] attention probabilities per thread */
+    int n_score_threads;
+};
+
+/* ---- ops (forward only in this file; backward lives beside them in later issues) ---- */
+
+/* out[T,C] = x / sqrt(mean(x²) + eps) * w, per row; the mean is accumulated in double. */
+static void rmsnorm_forward(float *out, const float *x, const float *w, int64_t T, int64_t C,
+                            float eps)
+{
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * C;
+        double ss = 0;
+        for (int64_t i = 0; i < C; i++)
+            ss += (double)xr[i] * xr[i];
+        float r = 1.0f / sqrtf((float)(ss / (double)C) + eps);
+        for (int64_t i = 0; i < C; i++)
+            out[t * C + i] = (xr[i] * r) * w[i];
+    }
+}
+
+/* cos/sin tables for positions pos0..pos0+T-1: angle = pos * inv_freq[i] in fp32 (as HF). */
+static void rope_tables(float *cs, float *sn, const float *inv_freq, int64_t half, int64_t pos0,
+                        int64_t T)
+{
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < half; i++) {
+            float a = (float)(pos0 + t) * inv_freq[i];
+            cs[t * half + i] = cosf(a);
+            sn[t * half + i] = sinf(a);
+        }
+}
+
+/* Rotate x[T, nh, hd] in place, rotate_half pairing (i, i + hd/2). */
+static void rope_forward(float *x, const float *cs, const float *sn, int64_t T, int64_t nh,
+                         int64_t hd)
+{
+    int64_t half = hd / 2;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < nh; h++) {
+            float *v = x + (t * nh + h) * hd;
+            const float *c = cs + t * half, *s = sn + t * half;
+            for (int64_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i] + a * s[i];
+            }
+        }
+}
+
+static float dot(const float *a, const float *b, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* One query row against cached keys lo..p: out[hd] = softmax(q·kᵀ/√hd)·v. */
+static void attend_one(float *out, const float *q, const float *kc, const float *vc,
+                       int64_t kvd, int64_t hd, int64_t lo, int64_t p, float *sc)
+{
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
+    for (int64_t j = lo; j <= p; j++) {
+        sc[j] = dot(q, kc + j * kvd, hd) * scale;
+        mx = sc[j] > mx ? sc[j] : mx;
+    }
+    double sum = 0;
+    for (int64_t j = lo; j <= p; j++) {
+        sc[j] = expf(sc[j] - mx);
+        sum += sc[j];
+    }
+    float inv = (float)(1.0 / sum);
+    memset(out, 0, (size_t)hd * sizeof *out);
+    for (int64_t j = lo; j <= p; j++) {
+        float pj = sc[j] * inv;
+        const float *v = vc + j * kvd;
+        for (int64_t i = 0; i < hd; i++)
+            out[i] += pj * v[i];
+    }
+}
+
+/* att[T, H*hd]: causal (and windowed) grouped-query attention of q[T, H*hd] over the cache rows
+ * 0..pos0+T-1 of kc/vc [n_ctx, KVH*hd]. Parallel over (token, head); each pair is computed by one
+ * thread in a fixed order, so results do not depend on the thread count. */
+static void attention_forward(lk_session *s, const float *kc, const float *vc, int64_t T,
+                              int64_t pos0, int nt)
+{
+    const struct lk_model_config *c = &s->m->cfg;
+    int64_t H = c->n_heads, hd = c->head_dim, kvd = c->n_kv_heads * hd, grp = H / c->n_kv_heads;
+    int64_t win = c->sliding_window;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    for (int64_t th = 0; th < T * H; th++) {
+        int64_t t = th / H, h = th % H, p = pos0 + t;
+        int64_t lo = (win > 0 && p - win + 1 > 0) ? p - win + 1 : 0;
+        float *sc = s->scores + (int64_t)omp_get_thread_num() * s->n_ctx;
+        attend_one(s->att + t * H * hd + h * hd, s->q + t * H * hd + h * hd, kc + (h / grp) * hd,
+                   vc + (h / grp) * hd, kvd, hd, lo, p, sc);
+    }
+}
+
+/* hg[T,F] = silu(hg) * hu */
+static void swiglu_forward(float *hg, const float *hu, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float g = hg[i];
+        hg[i] = g / (1.0f + expf(-g)) * hu[i];
+    }
+}
+
+static void add_inplace(float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* One decoder layer over the chunk in s->x [T, C] at positions pos0.. (cache rows written). */
+static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int nt)
+{
+    const lk_model *m = s->m;
+    const struct lk_model_config *c = &m->cfg;
+    const layer_weights *w = &m->layers[l];
+    int64_t C = c->hidden_size, hd = c->head_dim, kvd = c->n_kv_heads * hd;
+    float eps = (float)c->rms_norm_eps;
+    float *kc = s->kc + l * s->n_ctx * kvd, *vc = s->vc + l * s->n_ctx * kvd;
+
+    rmsnorm_forward(s->xb, s->x, w->attn_norm, T, C, eps);
+    linear_forward(&w->q, s->xb, T, s->q, nt);
+    linear_forward(&w->k, s->xb, T, kc + pos0 * kvd, nt);
+    linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, nt);
+    rope_forward(s->q, s->rope_cos, s->rope_sin, T, c->n_heads, hd);
+    rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
+    attention_forward(s, kc, vc, T, pos0, nt);
+    linear_forward(&w->o, s->att, T, s->xb, nt);
+    add_inplace(s->x, s->xb, T * C);
+
+    rmsnorm_forward(s->xb, s->x, w->ffn_norm, T, C, eps);
+    linear_forward(&w->gate, s->xb, T, s->hg, nt);
+    linear_forward(&w->up, s->xb, T, s->hu, nt);
+    swiglu_forward(s->hg, s->hu, T * c->intermediate_size);
+    linear_forward(&w->down, s->hg, T, s->xb, nt);
+    add_inplace(s->x, s->xb, T * C);
+}
+
+/* Forward of tok[0..T) (T <= CHUNK) at the session position; final normed hidden in s->xb. */
+static void chunk_forward(lk_session *s, const int32_t *tok, int64_t T)
+{
+    const lk_model *m = s->m;
+    const struct lk_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, pos0 = s->n_past;
+    int nt = m->n_threads;
+    for (int64_t t = 0; t < T; t++)
+        memcpy(s->x + t * C, m->embed + (int64_t)tok[t] * C, (size_t)C * sizeof(float));
+    rope_tables(s->rope_cos, s->rope_sin, m->inv_freq, c->head_dim / 2, pos0, T);
+    for (int64_t l = 0; l < c->n_layers; l++)
+        layer_forward(s, l, T, pos0, nt);
+    rmsnorm_forward(s->xb, s->x, m->norm, T, C, (float)c->rms_norm_eps);
+    s->n_past += T;
+}
+
+/* ---- sessions ---- */
+
+static lk_status session_scores(lk_session *s)
+{
+    int nt = s->m->n_threads;
+    if (nt <= s->n_score_threads)
+        return LK_OK;
+    free(s->scores);
+    s->scores = lk_aligned_alloc((size_t)nt * (size_t)s->n_ctx * sizeof(float));
+    s->n_score_threads = s->scores ? nt : 0;
+    return s->scores ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory (attention scores)");
+}
+
+lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out)
+{
+    const struct lk_model_config *c = &m->cfg;
+    *out = NULL;
+    if (n_ctx <= 0)
+        n_ctx = c->max_position < 4096 ? c->max_position : 4096;
+    lk_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    int64_t C = c->hidden_size, F = c->intermediate_size, qd = c->n_heads * c->head_dim;
+    size_t kv = (size_t)c->n_layers * (size_t)n_ctx * (size_t)(c->n_kv_heads * c->head_dim);
+    s->kc = lk_aligned_alloc(kv * sizeof(float));
+    s->vc = lk_aligned_alloc(kv * sizeof(float));
+    s->x = lk_aligned_alloc((size_t)(CHUNK * C) * sizeof(float));
+    s->xb = lk_aligned_alloc((size_t)(CHUNK * C) * sizeof(float));
+    s->q = lk_aligned_alloc((size_t)(CHUNK * qd) * sizeof(float));
+    s->att = lk_aligned_alloc((size_t)(CHUNK * qd) * sizeof(float));
+    s->hg = lk_aligned_alloc((size_t)(CHUNK * F) * sizeof(float));
+    s->hu = lk_aligned_alloc((size_t)(CHUNK * F) * sizeof(float));
+    s->rope_cos = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
+    s->rope_sin = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
+    if (!s->kc || !s->vc || !s->x || !s->xb || !s->q || !s->att || !s->hg || !s->hu ||
+        !s->rope_cos || !s->rope_sin || session_scores(s) != LK_OK) {
+        lk_session_free(s);
+        return status_fail(LK_ERR_NOMEM,
+                           "cannot allocate a session of %lld tokens (KV cache %.1f MiB)",
+                           (long long)n_ctx, 2.0 * (double)kv * 4 / 1048576.0);
+    }
+    *out = s;
+    return LK_OK;
+}
+
+void lk_session_free(lk_session *s)
+{
+    if (!s)
+        return;
+    free(s->kc);
+    free(s->vc);
+    free(s->x);
+    free(s->xb);
+    free(s->q);
+    free(s->att);
+    free(s->hg);
+    free(s->hu);
+    free(s->rope_cos);
+    free(s->rope_sin);
+    free(s->scores);
+    free(s);
+}
+
+void lk_session_reset(lk_session *s) { s->n_past = 0; }
+
+int64_t lk_session_n_past(const lk_session *s) { return s->n_past; }
+
+static lk_status check_tokens(const lk_session *s, const int32_t *tokens, int64_t n)
+{
+    int64_t V = s->m->cfg.vocab_size;
+    if (n < 0 || s->n_past + n > s->n_ctx)
+        return status_fail(LK_ERR_ARG,
+                           "%lld tokens after %lld do not fit the context of %lld tokens",
+                           (long long)n, (long long)s->n_past, (long long)s->n_ctx);
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return status_fail(LK_ERR_ARG, "token %lld is id %d, outside the vocabulary [0, %lld)",
+                               (long long)i, tokens[i], (long long)V);
+    return LK_OK;
+}
+
+/* Run tokens through the model in chunks. For each chunk, hidden (if non-NULL) receives the final
+ * hidden rows [n, C] and logits (if non-NULL) all rows [n, V] or only the last row [V]. */
+static lk_status session_run(lk_session *s, const int32_t *tokens, int64_t n, float *hidden,
+                             float *logits, int all_logits)
+{
+    const lk_model *m = s->m;
+    int64_t C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    LK_TRY(check_tokens(s, tokens, n));
+    LK_TRY(session_scores(s));
+    for (int64_t off = 0; off < n; off += CHUNK) {
+        int64_t T = n - off < CHUNK ? n - off : CHUNK;
+        chunk_forward(s, tokens + off, T);
+        if (hidden)
+            memcpy(hidden + off * C, s->xb, (size_t)(T * C) * sizeof(float));
+        if (logits && all_logits)
+            linear_forward(&m->lm_head, s->xb, T, logits + off * V, m->n_threads);
+        else if (logits && off + T == n)
+            linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, m->n_threads);
+    }
+    return LK_OK;
+}
+
+lk_status lk_session_eval(lk_session *s, const int32_t *tokens, int64_t n, float *logits,
+                          int all_logits)
+{
+    if (n == 0)
+        return LK_OK;
+    return session_run(s, tokens, n, NULL, logits, all_logits);
+}
+
+lk_status lk_model_forward(const lk_model *m, const int32_t *tokens, int64_t T, float *logits)
+{
+    lk_session *s;
+    LK_TRY(lk_session_create(m, T > 0 ? T : 1, &s));
+    lk_status st = lk_session_eval(s, tokens, T, logits, 1);
+    lk_session_free(s);
+    return st;
+}
+
+/* ---- loss ---- */
+
+/* -log softmax(row)[target], in double with the max subtracted. */
+static double nll_row(const float *row, int64_t V, int32_t target)
+{
+    float mx = row[0];
+    for (int64_t i = 1; i < V; i++)
+        mx = row[i] > mx ? row[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++)
+        sum += exp((double)row[i] - mx);
+    return log(sum) + mx - row[target];
+}
+
+#define NLL_ROWS 64 /* logits rows materialised at once: [64, V] */
+
+/* Predictions of window tokens[a..b): rows t in [a, b) predict tokens[t+1] when t+1 < T. */
+static lk_status nll_window(lk_session *s, const int32_t *tokens, int64_t T, int64_t a, int64_t b,
+                            float *hidden, float *logits, double *sum, int64_t *count)
+{
+    const lk_model *m = s->m;
+    int64_t C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    lk_session_reset(s);
+    LK_TRY(session_run(s, tokens + a, b - a, hidden, NULL, 0));
+    for (int64_t r = a; r < b && r + 1 < T; r += NLL_ROWS) {
+        int64_t rows = b - r < NLL_ROWS ? b - r : NLL_ROWS;
+        if (r + rows > T - 1)
+            rows = T - 1 - r;
+        linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, m->n_threads);
+        for (int64_t i = 0; i < rows; i++)
+            *sum += nll_row(logits + i * V, V, tokens[r + i + 1]);
+        *count += rows;
+    }
+    return LK_OK;
+}
+
+lk_status lk_model_nll(const lk_model *m, const int32_t *tokens, int64_t T, int64_t n_ctx,
+                       double *nll_sum, int64_t *count)
+{
+    const struct lk_model_config *c = &m->cfg;
+    if (n_ctx <= 0)
+        n_ctx = c->max_position < 4096 ? c->max_position : 4096;
+    if (n_ctx > T)
+        n_ctx = T > 0 ? T : 1;
+    lk_session *s;
+    LK_TRY(lk_session_create(m, n_ctx, &s));
+    float *hidden = lk_aligned_alloc((size_t)(n_ctx * c->hidden_size) * sizeof(float));
+    float *logits = lk_aligned_alloc((size_t)(NLL_ROWS * c->vocab_size) * sizeof(float));
+    lk_status st = (hidden && logits) ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory");
+    for (int64_t a = 0; a < T && st == LK_OK; a += n_ctx) {
+        int64_t b = a + n_ctx < T ? a + n_ctx : T;
+        st = nll_window(s, tokens, T, a, b, hidden, logits, nll_sum, count);
+    }
+    free(hidden);
+    free(logits);
+    lk_session_free(s);
+    return st;
+}

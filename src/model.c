@@ -1,0 +1,237 @@
+/* model.c — loading a Hugging Face Llama/Qwen2/Mistral folder: every tensor the config implies is
+ * looked up, checked (name, shape, dtype) and bound as an fp32 view, mapped in place when the file
+ * holds aligned F32 and converted once otherwise. */
+#include "model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "config.h"
+#include "status.h"
+
+int model_n_specs(const struct lk_model_config *c)
+{
+    return 2 + (int)c->n_layers * 16 + 1; /* 2 norms, 7 weights, up to 7 biases */
+}
+
+static tensor_spec *add_spec(tensor_spec *s, int *n, tensor_kind kind, const float **dst,
+                             int64_t d0, int64_t d1, const char *fmt, int64_t layer)
+{
+    tensor_spec *t = &s[(*n)++];
+    snprintf(t->name, sizeof t->name, fmt, (long long)layer);
+    t->kind = kind;
+    t->dst = dst;
+    t->ndim = d1 ? 2 : 1;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    return t;
+}
+
+#define BIND(m, field) ((m) ? &(field) : NULL)
+
+static void add_linear(tensor_spec *s, int *n, lk_model *m, linear *L, const char *base,
+                       int64_t layer, int64_t out, int64_t in, int bias)
+{
+    char fmt[96];
+    snprintf(fmt, sizeof fmt, "%s.weight", base);
+    add_spec(s, n, TK_MATRIX, m ? &L->w : NULL, out, in, fmt, layer);
+    if (bias) {
+        snprintf(fmt, sizeof fmt, "%s.bias", base);
+        add_spec(s, n, TK_BIAS, m ? &L->b : NULL, out, 0, fmt, layer);
+    }
+    if (m) {
+        L->in = in;
+        L->out = out;
+    }
+}
+
+static void add_layer(const struct lk_model_config *c, lk_model *m, int64_t l, tensor_spec *s,
+                      int *n)
+{
+    int64_t C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
+    int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    layer_weights *w = m ? &m->layers[l] : NULL;
+    static layer_weights dummy;
+    layer_weights *lw = w ? w : &dummy;
+    add_spec(s, n, TK_NORM, BIND(m, lw->attn_norm), C, 0, "model.layers.%lld.input_layernorm.weight",
+             l);
+    add_linear(s, n, m, &lw->q, "model.layers.%lld.self_attn.q_proj", l, qd, C, c->qkv_bias);
+    add_linear(s, n, m, &lw->k, "model.layers.%lld.self_attn.k_proj", l, kvd, C, c->qkv_bias);
+    add_linear(s, n, m, &lw->v, "model.layers.%lld.self_attn.v_proj", l, kvd, C, c->qkv_bias);
+    add_linear(s, n, m, &lw->o, "model.layers.%lld.self_attn.o_proj", l, C, qd, c->o_bias);
+    add_spec(s, n, TK_NORM, BIND(m, lw->ffn_norm), C, 0,
+             "model.layers.%lld.post_attention_layernorm.weight", l);
+    add_linear(s, n, m, &lw->gate, "model.layers.%lld.mlp.gate_proj", l, F, C, c->mlp_bias);
+    add_linear(s, n, m, &lw->up, "model.layers.%lld.mlp.up_proj", l, F, C, c->mlp_bias);
+    add_linear(s, n, m, &lw->down, "model.layers.%lld.mlp.down_proj", l, C, F, c->mlp_bias);
+}
+
+int model_specs(const struct lk_model_config *c, lk_model *m, tensor_spec *s)
+{
+    int n = 0;
+    int64_t V = c->vocab_size, C = c->hidden_size;
+    add_spec(s, &n, TK_MATRIX, m ? &m->embed : NULL, V, C, "model.embed_tokens.weight", 0);
+    for (int64_t l = 0; l < c->n_layers; l++)
+        add_layer(c, m, l, s, &n);
+    add_spec(s, &n, TK_NORM, m ? &m->norm : NULL, C, 0, "model.norm.weight", 0);
+    if (!c->tie_word_embeddings)
+        add_linear(s, &n, m, m ? &m->lm_head : NULL, "lm_head", 0, V, C, 0);
+    return n;
+}
+
+void rope_inv_freq(const struct lk_model_config *c, float *inv_freq)
+{
+    int64_t hd = c->head_dim;
+    for (int64_t i = 0; i < hd / 2; i++) {
+        /* as transformers: 1 / theta^(arange(0, d, 2).float() / d), all in fp32 */
+        float e = (float)(2 * i) / (float)hd;
+        float f = 1.0f / powf((float)c->rope_theta, e);
+        if (c->rope_type == LK_ROPE_LINEAR) {
+            f = f / (float)c->rope_factor;
+        } else if (c->rope_type == LK_ROPE_LLAMA3) {
+            /* Llama 3.1: long wavelengths divided by factor, short ones kept, a smooth blend in
+             * between (transformers' _compute_llama3_parameters) */
+            double old_ctx = (double)c->rope_original_max_position;
+            float low_wl = (float)(old_ctx / c->rope_low_freq_factor);
+            float high_wl = (float)(old_ctx / c->rope_high_freq_factor);
+            float factor = (float)c->rope_factor;
+            float wavelen = (float)(2 * M_PI) / f;
+            float g = wavelen > low_wl ? f / factor : f;
+            float smooth = ((float)old_ctx / wavelen - (float)c->rope_low_freq_factor) /
+                           (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+            float smoothed = (1 - smooth) * g / factor + smooth * g;
+            int medium = !(wavelen < high_wl) && !(wavelen > low_wl);
+            f = medium ? smoothed : g;
+        }
+        inv_freq[i] = f;
+    }
+}
+
+/* Bind one spec: find the tensor, check shape and dtype, map or convert to fp32. */
+static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
+{
+    char want[64], got[64];
+    const tensor_view *t = st_set_get(&m->st, sp->name);
+    if (!t)
+        return status_fail(LK_ERR_SHAPE,
+                           "%s: tensor '%s' is missing (expected shape %s from config.json; "
+                           "hint: wrong model folder or unsupported naming?)",
+                           m->st.files[0].map.path, sp->name,
+                           shape_str(sp->shape, sp->ndim, want, sizeof want));
+    int same = t->ndim == sp->ndim;
+    for (int d = 0; same && d < sp->ndim; d++)
+        same = t->shape[d] == sp->shape[d];
+    if (!same)
+        return status_fail(LK_ERR_SHAPE,
+                           "%s: tensor '%s' has shape %s, expected %s from config.json "
+                           "(hint: config.json does not belong to these weights?)",
+                           t->file, sp->name, shape_str(t->shape, t->ndim, got, sizeof got),
+                           shape_str(sp->shape, sp->ndim, want, sizeof want));
+    if (t->dt != DT_F32 && t->dt != DT_F16 && t->dt != DT_BF16)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: tensor '%s' has dtype %s; supported: F32, F16, BF16", t->file,
+                           sp->name, dtype_name(t->dt));
+    if (t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
+        *sp->dst = t->data; /* mapped in place */
+        return LK_OK;
+    }
+    int64_t n = tensor_numel(t);
+    float *buf = lk_aligned_alloc((size_t)n * sizeof(float));
+    void **no = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *no);
+    if (!buf || !no) {
+        free(buf);
+        if (no)
+            m->owned = no;
+        return status_fail(LK_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", t->file,
+                           (long long)n, sp->name);
+    }
+    m->owned = no;
+    m->owned[m->n_owned++] = buf;
+    convert_to_f32(t->dt, t->data, buf, n);
+    *sp->dst = buf;
+    return LK_OK;
+}
+
+struct lk_model_params lk_model_params_default(void)
+{
+    struct lk_model_params p = {.n_threads = 0, .use_mmap = 1};
+    return p;
+}
+
+static lk_status bind_all(lk_model *m)
+{
+    int cap = model_n_specs(&m->cfg);
+    tensor_spec *specs = calloc((size_t)cap, sizeof *specs);
+    m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
+    m->inv_freq = malloc((size_t)(m->cfg.head_dim / 2) * sizeof(float));
+    if (!specs || !m->layers || !m->inv_freq) {
+        free(specs);
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    }
+    int n = model_specs(&m->cfg, m, specs);
+    LK_ASSERT(n <= cap);
+    lk_status s = LK_OK;
+    for (int i = 0; i < n && s == LK_OK; i++)
+        s = bind_tensor(m, &specs[i]);
+    free(specs);
+    if (s != LK_OK)
+        return s;
+    if (m->cfg.tie_word_embeddings)
+        m->lm_head = (linear){.name = "lm_head (tied)", .w = m->embed, .b = NULL,
+                              .in = m->cfg.hidden_size, .out = m->cfg.vocab_size};
+    rope_inv_freq(&m->cfg, m->inv_freq);
+    return LK_OK;
+}
+
+lk_status lk_model_load(const char *dir, const struct lk_model_params *params, lk_model **out)
+{
+    struct lk_model_params p = params ? *params : lk_model_params_default();
+    *out = NULL;
+    lk_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    lk_status s = lk_config_load(dir, &m->cfg);
+    if (s == LK_OK)
+        s = st_set_open(&m->st, dir, p.use_mmap);
+    if (s == LK_OK)
+        s = bind_all(m);
+    if (s != LK_OK) {
+        lk_model_free(m);
+        return s;
+    }
+    m->n_threads = resolve_threads(p.n_threads);
+    *out = m;
+    return LK_OK;
+}
+
+void lk_model_free(lk_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    free(m->inv_freq);
+    st_set_close(&m->st);
+    free(m);
+}
+
+const struct lk_model_config *lk_model_get_config(const lk_model *m) { return &m->cfg; }
+
+void lk_model_set_threads(lk_model *m, int n_threads) { m->n_threads = resolve_threads(n_threads); }
+
+int64_t lk_model_n_params(const lk_model *m)
+{
+    const struct lk_model_config *c = &m->cfg;
+    int cap = model_n_specs(c);
+    tensor_spec *specs = calloc((size_t)cap, sizeof *specs);
+    if (!specs)
+        return -1;
+    int n = model_specs(c, NULL, specs);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += specs[i].shape[0] * (specs[i].ndim == 2 ? specs[i].shape[1] : 1);
+    free(specs);
+    return total;
+}

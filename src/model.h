@@ -1,0 +1,48 @@
+/* model.h — internal view of a loaded model (struct lk_model) and the tensor table shared by the
+ * loader and the random-weight writer. */
+#ifndef LK_MODEL_H
+#define LK_MODEL_H
+
+#include "linear.h"
+#include "lorakit/model.h"
+#include "safetensors.h"
+
+typedef struct {
+    const float *attn_norm; /* [C] */
+    const float *ffn_norm;  /* [C] */
+    linear q, k, v, o;      /* q [H*hd, C], k/v [KVH*hd, C], o [C, H*hd] */
+    linear gate, up, down;  /* gate/up [F, C], down [C, F] */
+} layer_weights;
+
+struct lk_model {
+    struct lk_model_config cfg;
+    st_set st;             /* the mapped files */
+    void **owned;          /* converted (f16/bf16 → f32) or realigned copies */
+    int n_owned;
+    const float *embed;    /* [V, C] */
+    const float *norm;     /* [C] */
+    linear lm_head;        /* [V, C]; w == embed when tied */
+    layer_weights *layers; /* [n_layers] */
+    float *inv_freq;       /* [hd/2] RoPE frequencies after scaling */
+    int n_threads;
+};
+
+typedef enum { TK_MATRIX, TK_NORM, TK_BIAS } tensor_kind;
+
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    tensor_kind kind;
+    const float **dst; /* where the loader stores the fp32 pointer (NULL: not bound) */
+} tensor_spec;
+
+/* Every tensor the config implies, in file order (embeddings, layers, norm, head). m may be NULL
+ * (no pointers bound). Returns the count; specs must hold model_n_specs(c) entries. */
+int model_n_specs(const struct lk_model_config *c);
+int model_specs(const struct lk_model_config *c, lk_model *m, tensor_spec *specs);
+
+/* RoPE inverse frequencies [hd/2] as Hugging Face computes them (fp32), after rope scaling. */
+void rope_inv_freq(const struct lk_model_config *c, float *inv_freq);
+
+#endif /* LK_MODEL_H */

@@ -1,0 +1,46 @@
+/* rng.c — xoshiro256** 1.0 (Blackman & Vigna, 2018) seeded with splitmix64. */
+#include "rng.h"
+
+#include <math.h>
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void rng_seed(rng_state *r, uint64_t seed, uint64_t purpose)
+{
+    uint64_t x = seed ^ (purpose * 0xd1342543de82ef95ull);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t rng_next(rng_state *r)
+{
+    uint64_t *s = r->s;
+    uint64_t out = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+float rng_uniform(rng_state *r) { return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+
+double rng_uniform_f64(rng_state *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+double rng_normal(rng_state *r)
+{
+    double u1 = 1.0 - rng_uniform_f64(r); /* (0, 1] so log is finite */
+    double u2 = rng_uniform_f64(r);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
