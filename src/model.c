@@ -147,7 +147,7 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
     }
     m->owned = no;
     m->owned[m->n_owned++] = buf;
-    convert_to_f32(t->dt, t->data, buf, n);
+    convert_to_f32(t->dt, t->data, buf, n, m->n_threads);
     *sp->dst = buf;
     return LK_OK;
 }
@@ -193,13 +193,13 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     lk_status s = lk_config_load(dir, &m->cfg);
     if (s == LK_OK)
         s = st_set_open(&m->st, dir, p.use_mmap);
+    m->n_threads = resolve_threads(p.n_threads);
     if (s == LK_OK)
         s = bind_all(m);
     if (s != LK_OK) {
         lk_model_free(m);
         return s;
     }
-    m->n_threads = resolve_threads(p.n_threads);
     *out = m;
     return LK_OK;
 }

@@ -111,23 +111,18 @@ uint16_t f32_to_f16(float f)
     return (uint16_t)(sign | ((r - 0x38000000) >> 13));
 }
 
-void convert_to_f32(dtype dt, const void *src, float *dst, int64_t n)
+void convert_to_f32(dtype dt, const void *src, float *dst, int64_t n, int n_threads)
 {
     if (dt == DT_F32) {
         memcpy(dst, src, (size_t)n * 4);
-    } else if (dt == DT_BF16) {
-        const uint8_t *p = src;
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = bf16_to_f32(h);
-        }
-    } else if (dt == DT_F16) {
-        const uint8_t *p = src;
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = f16_to_f32(h);
-        }
+        return;
+    }
+    const uint8_t *p = src;
+    /* 2-byte elements may sit at odd addresses in a mapped file: memcpy each one */
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = dt == DT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
     }
 }

@@ -41,7 +41,7 @@ uint16_t f32_to_bf16(float f); /* round to nearest even, NaN kept quiet */
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);  /* round to nearest even */
 
-/* Convert n elements of a F32/F16/BF16 buffer to f32. */
-void convert_to_f32(dtype dt, const void *src, float *dst, int64_t n);
+/* Convert n elements of a F32/F16/BF16 buffer to f32, with n_threads for large n. */
+void convert_to_f32(dtype dt, const void *src, float *dst, int64_t n, int n_threads);
 
 #endif /* LK_TENSOR_H */
