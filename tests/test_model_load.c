@@ -285,12 +285,82 @@ static void test_random_and_sharded(void **state)
     free(l2);
 }
 
+typedef struct {
+    const st_file *src;
+} f16_ctx;
+
+static lk_status fill_f16(void *user, int i, void *dst)
+{
+    const f16_ctx *c = user;
+    const tensor_view *t = &c->src->tensors[i];
+    int64_t n = tensor_numel(t);
+    for (int64_t k = 0; k < n; k++)
+        ((uint16_t *)dst)[k] = f32_to_f16(((const float *)t->data)[k]);
+    return LK_OK;
+}
+
+/* The same weights stored as F16, and read without mmap, give the same logits (F16 within its
+ * rounding, the read fallback exactly). */
+static void test_f16_and_read_fallback(void **state)
+{
+    (void)state;
+    const char *src = data_path("models/llama3-tiny");
+    char d[4200], p[4300];
+    snprintf(d, sizeof d, "%s/f16", g_dir);
+    mkdir(d, 0755);
+    st_file f;
+    snprintf(p, sizeof p, "%s/model.safetensors", src);
+    assert_ok(st_open(&f, p, 1));
+    tensor_view *v = calloc((size_t)f.n, sizeof *v);
+    for (int i = 0; i < f.n; i++) {
+        v[i] = f.tensors[i];
+        v[i].dt = DT_F16;
+        v[i].nbytes = f.tensors[i].nbytes / 2;
+    }
+    f16_ctx ctx = {&f};
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    assert_ok(st_write(p, v, f.n, NULL, fill_f16, &ctx, 0));
+    free(v);
+    st_close(&f);
+    char *cfg;
+    size_t len;
+    snprintf(p, sizeof p, "%s/config.json", src);
+    assert_ok(read_text_file(p, 1 << 20, &cfg, &len));
+    snprintf(p, sizeof p, "%s/config.json", d);
+    assert_int_equal(write_file(p, cfg, len), 0);
+    free(cfg);
+
+    int32_t tok[6] = {1, 17, 300, 4, 99, 250};
+    lk_model *a, *b, *c;
+    struct lk_model_params mp = lk_model_params_default();
+    assert_ok(lk_model_load(src, &mp, &a));
+    mp.use_mmap = 0;
+    assert_ok(lk_model_load(src, &mp, &b));
+    assert_ok(lk_model_load(d, &mp, &c));
+    int64_t V = lk_model_get_config(a)->vocab_size;
+    float *la = malloc((size_t)(6 * V) * 4), *lb = malloc((size_t)(6 * V) * 4),
+          *lc = malloc((size_t)(6 * V) * 4);
+    assert_ok(lk_model_forward(a, tok, 6, la));
+    assert_ok(lk_model_forward(b, tok, 6, lb));
+    assert_ok(lk_model_forward(c, tok, 6, lc));
+    assert_memory_equal(la, lb, (size_t)(6 * V) * 4);
+    assert_true(check_close("f16 weights vs f32", lc, la, 6 * V, 2e-2, 2e-2));
+    assert_true(max_abs_diff(la, lc, 6 * V) > 0); /* really the f16 copy */
+    free(la);
+    free(lb);
+    free(lc);
+    lk_model_free(a);
+    lk_model_free(b);
+    lk_model_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_real),   cmocka_unit_test(test_config_defaults_and_forms),
         cmocka_unit_test(test_config_errors), cmocka_unit_test(test_tensor_checks),
         cmocka_unit_test(test_wrong_dtype),   cmocka_unit_test(test_random_and_sharded),
+        cmocka_unit_test(test_f16_and_read_fallback),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
