@@ -22,8 +22,10 @@ struct lk_session {
     float *hg, *hu;     /* [CHUNK, F] gate and up projections */
     float *rope_cos;    /* [CHUNK, hd/2] */
     float *rope_sin;    /* [CHUNK, hd/2] */
+    float *lora_tmp;    /* [CHUNK, max LoRA rank] (NULL without adapters) */
     float *scores;      /* [n_score_threads, n_ctx] attention probabilities per thread */
     int n_score_threads;
+    int64_t lora_rank;  /* columns of lora_tmp */
 };
 
 /* ---- ops (forward only in this file; backward lives beside them in later issues) ---- */
@@ -154,20 +156,20 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     float *kc = s->kc + l * s->n_ctx * kvd, *vc = s->vc + l * s->n_ctx * kvd;
 
     rmsnorm_forward(s->xb, s->x, w->attn_norm, T, C, eps);
-    linear_forward(&w->q, s->xb, T, s->q, nt);
-    linear_forward(&w->k, s->xb, T, kc + pos0 * kvd, nt);
-    linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, nt);
+    linear_forward(&w->q, s->xb, T, s->q, s->lora_tmp, nt);
+    linear_forward(&w->k, s->xb, T, kc + pos0 * kvd, s->lora_tmp, nt);
+    linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, s->lora_tmp, nt);
     rope_forward(s->q, s->rope_cos, s->rope_sin, T, c->n_heads, hd);
     rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
     attention_forward(s, kc, vc, T, pos0, nt);
-    linear_forward(&w->o, s->att, T, s->xb, nt);
+    linear_forward(&w->o, s->att, T, s->xb, s->lora_tmp, nt);
     add_inplace(s->x, s->xb, T * C);
 
     rmsnorm_forward(s->xb, s->x, w->ffn_norm, T, C, eps);
-    linear_forward(&w->gate, s->xb, T, s->hg, nt);
-    linear_forward(&w->up, s->xb, T, s->hu, nt);
+    linear_forward(&w->gate, s->xb, T, s->hg, s->lora_tmp, nt);
+    linear_forward(&w->up, s->xb, T, s->hu, s->lora_tmp, nt);
     swiglu_forward(s->hg, s->hu, T * c->intermediate_size);
-    linear_forward(&w->down, s->hg, T, s->xb, nt);
+    linear_forward(&w->down, s->hg, T, s->xb, s->lora_tmp, nt);
     add_inplace(s->x, s->xb, T * C);
 }
 
@@ -189,8 +191,30 @@ static void chunk_forward(lk_session *s, const int32_t *tok, int64_t T)
 
 /* ---- sessions ---- */
 
-static lk_status session_scores(lk_session *s)
+/* Largest adapter rank over every linear layer of the model. */
+static int64_t model_max_rank(const lk_model *m)
 {
+    int64_t r = linear_max_rank(&m->lm_head);
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        const layer_weights *w = &m->layers[l];
+        const linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
+        for (int i = 0; i < 7; i++)
+            r = linear_max_rank(all[i]) > r ? linear_max_rank(all[i]) : r;
+    }
+    return r;
+}
+
+/* Scratch that depends on what can change after the session was made (threads, adapters). */
+static lk_status session_scratch(lk_session *s)
+{
+    int64_t r = model_max_rank(s->m);
+    if (r > s->lora_rank) {
+        free(s->lora_tmp);
+        s->lora_tmp = lk_aligned_alloc((size_t)(CHUNK * r) * sizeof(float));
+        s->lora_rank = s->lora_tmp ? r : 0;
+        if (!s->lora_tmp)
+            return status_fail(LK_ERR_NOMEM, "out of memory (LoRA scratch)");
+    }
     int nt = s->m->n_threads;
     if (nt <= s->n_score_threads)
         return LK_OK;
@@ -224,7 +248,7 @@ lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out)
     s->rope_cos = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
     s->rope_sin = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
     if (!s->kc || !s->vc || !s->x || !s->xb || !s->q || !s->att || !s->hg || !s->hu ||
-        !s->rope_cos || !s->rope_sin || session_scores(s) != LK_OK) {
+        !s->rope_cos || !s->rope_sin || session_scratch(s) != LK_OK) {
         lk_session_free(s);
         return status_fail(LK_ERR_NOMEM,
                            "cannot allocate a session of %lld tokens (KV cache %.1f MiB)",
@@ -249,6 +273,7 @@ void lk_session_free(lk_session *s)
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->scores);
+    free(s->lora_tmp);
     free(s);
 }
 
@@ -278,16 +303,17 @@ static lk_status session_run(lk_session *s, const int32_t *tokens, int64_t n, fl
     const lk_model *m = s->m;
     int64_t C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     LK_TRY(check_tokens(s, tokens, n));
-    LK_TRY(session_scores(s));
+    LK_TRY(session_scratch(s));
     for (int64_t off = 0; off < n; off += CHUNK) {
         int64_t T = n - off < CHUNK ? n - off : CHUNK;
         chunk_forward(s, tokens + off, T);
         if (hidden)
             memcpy(hidden + off * C, s->xb, (size_t)(T * C) * sizeof(float));
         if (logits && all_logits)
-            linear_forward(&m->lm_head, s->xb, T, logits + off * V, m->n_threads);
+            linear_forward(&m->lm_head, s->xb, T, logits + off * V, s->lora_tmp, m->n_threads);
         else if (logits && off + T == n)
-            linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, m->n_threads);
+            linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, s->lora_tmp,
+                           m->n_threads);
     }
     return LK_OK;
 }
@@ -337,7 +363,8 @@ static lk_status nll_window(lk_session *s, const int32_t *tokens, int64_t T, int
         int64_t rows = b - r < NLL_ROWS ? b - r : NLL_ROWS;
         if (r + rows > T - 1)
             rows = T - 1 - r;
-        linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, m->n_threads);
+        linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, s->lora_tmp,
+                       m->n_threads);
         for (int64_t i = 0; i < rows; i++)
             *sum += nll_row(logits + i * V, V, tokens[r + i + 1]);
         *count += rows;
