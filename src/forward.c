@@ -3,10 +3,10 @@
  * windowed), SwiGLU MLP, tied or separate LM head; and incremental decoding with a KV cache.
  * Shapes: T tokens in a chunk, C hidden, H/KVH heads, hd head dim, F FFN width, V vocab. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "model.h"
+#include "ops.h"
 #include "status.h"
 
 #define CHUNK 256 /* tokens per forward block: bounds the activation scratch */
@@ -22,127 +22,26 @@ struct lk_session {
     float *hg, *hu;     /* [CHUNK, F] gate and up projections */
     float *rope_cos;    /* [CHUNK, hd/2] */
     float *rope_sin;    /* [CHUNK, hd/2] */
+    int64_t lo[CHUNK];  /* first key each query of the chunk may see */
     float *lora_tmp;    /* [CHUNK, max LoRA rank] (NULL without adapters) */
     float *scores;      /* [n_score_threads, n_ctx] attention probabilities per thread */
     int n_score_threads;
     int64_t lora_rank;  /* columns of lora_tmp */
 };
 
-/* ---- ops (forward only in this file; backward lives beside them in later issues) ---- */
-
-/* out[T,C] = x / sqrt(mean(x²) + eps) * w, per row; the mean is accumulated in double. */
-static void rmsnorm_forward(float *out, const float *x, const float *w, int64_t T, int64_t C,
-                            float eps)
-{
-    for (int64_t t = 0; t < T; t++) {
-        const float *xr = x + t * C;
-        double ss = 0;
-        for (int64_t i = 0; i < C; i++)
-            ss += (double)xr[i] * xr[i];
-        float r = 1.0f / sqrtf((float)(ss / (double)C) + eps);
-        for (int64_t i = 0; i < C; i++)
-            out[t * C + i] = (xr[i] * r) * w[i];
-    }
-}
-
-/* cos/sin tables for positions pos0..pos0+T-1: angle = pos * inv_freq[i] in fp32 (as HF). */
-static void rope_tables(float *cs, float *sn, const float *inv_freq, int64_t half, int64_t pos0,
-                        int64_t T)
-{
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t i = 0; i < half; i++) {
-            float a = (float)(pos0 + t) * inv_freq[i];
-            cs[t * half + i] = cosf(a);
-            sn[t * half + i] = sinf(a);
-        }
-}
-
-/* Rotate x[T, nh, hd] in place, rotate_half pairing (i, i + hd/2). */
-static void rope_forward(float *x, const float *cs, const float *sn, int64_t T, int64_t nh,
-                         int64_t hd)
-{
-    int64_t half = hd / 2;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < nh; h++) {
-            float *v = x + (t * nh + h) * hd;
-            const float *c = cs + t * half, *s = sn + t * half;
-            for (int64_t i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * c[i] - b * s[i];
-                v[i + half] = b * c[i] + a * s[i];
-            }
-        }
-}
-
-static float dot(const float *a, const float *b, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-/* One query row against cached keys lo..p: out[hd] = softmax(q·kᵀ/√hd)·v. */
-static void attend_one(float *out, const float *q, const float *kc, const float *vc,
-                       int64_t kvd, int64_t hd, int64_t lo, int64_t p, float *sc)
-{
-    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
-    for (int64_t j = lo; j <= p; j++) {
-        sc[j] = dot(q, kc + j * kvd, hd) * scale;
-        mx = sc[j] > mx ? sc[j] : mx;
-    }
-    double sum = 0;
-    for (int64_t j = lo; j <= p; j++) {
-        sc[j] = expf(sc[j] - mx);
-        sum += sc[j];
-    }
-    float inv = (float)(1.0 / sum);
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int64_t j = lo; j <= p; j++) {
-        float pj = sc[j] * inv;
-        const float *v = vc + j * kvd;
-        for (int64_t i = 0; i < hd; i++)
-            out[i] += pj * v[i];
-    }
-}
-
-/* att[T, H*hd]: causal (and windowed) grouped-query attention of q[T, H*hd] over the cache rows
- * 0..pos0+T-1 of kc/vc [n_ctx, KVH*hd]. Parallel over (token, head); each pair is computed by one
- * thread in a fixed order, so results do not depend on the thread count. */
-static void attention_forward(lk_session *s, const float *kc, const float *vc, int64_t T,
-                              int64_t pos0, int nt)
-{
-    const struct lk_model_config *c = &s->m->cfg;
-    int64_t H = c->n_heads, hd = c->head_dim, kvd = c->n_kv_heads * hd, grp = H / c->n_kv_heads;
-    int64_t win = c->sliding_window;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
-    for (int64_t th = 0; th < T * H; th++) {
-        int64_t t = th / H, h = th % H, p = pos0 + t;
-        int64_t lo = (win > 0 && p - win + 1 > 0) ? p - win + 1 : 0;
-        float *sc = s->scores + (int64_t)omp_get_thread_num() * s->n_ctx;
-        attend_one(s->att + t * H * hd + h * hd, s->q + t * H * hd + h * hd, kc + (h / grp) * hd,
-                   vc + (h / grp) * hd, kvd, hd, lo, p, sc);
-    }
-}
-
-/* hg[T,F] = silu(hg) * hu */
-static void swiglu_forward(float *hg, const float *hu, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float g = hg[i];
-        hg[i] = g / (1.0f + expf(-g)) * hu[i];
-    }
-}
-
 static void add_inplace(float *x, const float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         x[i] += y[i];
+}
+
+/* First key each query of the chunk may see: 0, or the start of Mistral's sliding window. */
+static void attention_bounds(int64_t *lo, int64_t win, int64_t pos0, int64_t T)
+{
+    for (int64_t t = 0; t < T; t++) {
+        int64_t p = pos0 + t;
+        lo[t] = (win > 0 && p - win + 1 > 0) ? p - win + 1 : 0;
+    }
 }
 
 /* One decoder layer over the chunk in s->x [T, C] at positions pos0.. (cache rows written). */
@@ -155,20 +54,22 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     float eps = (float)c->rms_norm_eps;
     float *kc = s->kc + l * s->n_ctx * kvd, *vc = s->vc + l * s->n_ctx * kvd;
 
-    rmsnorm_forward(s->xb, s->x, w->attn_norm, T, C, eps);
+    rmsnorm_forward(s->xb, NULL, s->x, w->attn_norm, T, C, eps);
     linear_forward(&w->q, s->xb, T, s->q, s->lora_tmp, nt);
     linear_forward(&w->k, s->xb, T, kc + pos0 * kvd, s->lora_tmp, nt);
     linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, s->lora_tmp, nt);
     rope_forward(s->q, s->rope_cos, s->rope_sin, T, c->n_heads, hd);
     rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
-    attention_forward(s, kc, vc, T, pos0, nt);
+    attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .kpos0 = pos0,
+                     .lo = s->lo};
+    attention_forward(s->att, NULL, s->q, kc, vc, &as, s->scores, nt);
     linear_forward(&w->o, s->att, T, s->xb, s->lora_tmp, nt);
     add_inplace(s->x, s->xb, T * C);
 
-    rmsnorm_forward(s->xb, s->x, w->ffn_norm, T, C, eps);
+    rmsnorm_forward(s->xb, NULL, s->x, w->ffn_norm, T, C, eps);
     linear_forward(&w->gate, s->xb, T, s->hg, s->lora_tmp, nt);
     linear_forward(&w->up, s->xb, T, s->hu, s->lora_tmp, nt);
-    swiglu_forward(s->hg, s->hu, T * c->intermediate_size);
+    swiglu_forward(s->hg, s->hg, s->hu, T * c->intermediate_size);
     linear_forward(&w->down, s->hg, T, s->xb, s->lora_tmp, nt);
     add_inplace(s->x, s->xb, T * C);
 }
@@ -182,10 +83,11 @@ static void chunk_forward(lk_session *s, const int32_t *tok, int64_t T)
     int nt = m->n_threads;
     for (int64_t t = 0; t < T; t++)
         memcpy(s->x + t * C, m->embed + (int64_t)tok[t] * C, (size_t)C * sizeof(float));
-    rope_tables(s->rope_cos, s->rope_sin, m->inv_freq, c->head_dim / 2, pos0, T);
+    rope_tables(s->rope_cos, s->rope_sin, m->inv_freq, c->head_dim / 2, NULL, pos0, T);
+    attention_bounds(s->lo, c->sliding_window, pos0, T);
     for (int64_t l = 0; l < c->n_layers; l++)
         layer_forward(s, l, T, pos0, nt);
-    rmsnorm_forward(s->xb, s->x, m->norm, T, C, (float)c->rms_norm_eps);
+    rmsnorm_forward(s->xb, NULL, s->x, m->norm, T, C, (float)c->rms_norm_eps);
     s->n_past += T;
 }
 

@@ -1,0 +1,52 @@
+/* ops.h — the transformer's layer ops, each forward beside its backward (llm.c style), shared by
+ * inference (forward.c) and training. Shapes: T tokens, C channels, H/KVH query/key-value heads,
+ * hd head dim (kvd = KVH*hd), F FFN width. Backward functions ACCUMULATE into their d-outputs
+ * unless they say "overwrites". */
+#ifndef LK_OPS_H
+#define LK_OPS_H
+
+#include <stdint.h>
+
+/* out[T,C] = x · rstd · w with rstd = 1/sqrt(mean(x²) + eps) per row (stored in rstd[T] if
+ * non-NULL; the mean is accumulated in double). */
+void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T,
+                     int64_t C, float eps);
+/* dx[T,C] += ∂/∂x of Σ dout·out, given rstd from the forward. */
+void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w,
+                      const float *rstd, int64_t T, int64_t C);
+
+/* cos/sin tables [T, hd/2] for positions pos[t] (or pos0 + t when pos is NULL): angle =
+ * pos·inv_freq in fp32, as Hugging Face computes it. */
+void rope_tables(float *cs, float *sn, const float *inv_freq, int64_t half, const int32_t *pos,
+                 int64_t pos0, int64_t T);
+/* Rotate x[T, nh, hd] in place, rotate_half pairing (i, i + hd/2). */
+void rope_forward(float *x, const float *cs, const float *sn, int64_t T, int64_t nh, int64_t hd);
+/* In place: dx = Rᵀ·dy (the inverse rotation), dx overwrites dy. */
+void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_t nh, int64_t hd);
+
+/* Causal grouped-query attention. Query t (key index kpos0 + t) attends to keys lo[t]..kpos0+t
+ * of k/v [*, kvd]; lo must be non-decreasing in t (packing and windows keep it so).
+ *   out[T, H*hd] = softmax(q·kᵀ/√hd)·v; lse[T, H] (optional) = log-sum-exp of the scaled scores.
+ * scores: [n_threads, kpos0 + T] scratch. Parallel over (t, h) with a fixed per-row order, so the
+ * result does not depend on the thread count. */
+typedef struct {
+    int64_t T, H, KVH, hd;
+    int64_t kpos0;     /* key index of query 0 (tokens already in a KV cache) */
+    const int64_t *lo; /* [T] first key each query may see */
+} attn_shape;
+
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                       const attn_shape *a, float *scores, int n_threads);
+/* Gradients for q, k, v (kpos0 must be 0: training has no cache). dq overwrites [T, H*hd];
+ * dk, dv overwrite [T, kvd]. D: [T, H] scratch. */
+void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
+                        const float *q, const float *k, const float *v, const float *out,
+                        const float *lse, const attn_shape *a, int n_threads);
+
+/* h[n] = silu(g)·u (h may alias g). */
+void swiglu_forward(float *h, const float *g, const float *u, int64_t n);
+/* dg, du overwrite [n] from dh. */
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                     int64_t n);
+
+#endif /* LK_OPS_H */
