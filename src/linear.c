@@ -3,6 +3,8 @@
 
 #include <cblas.h>
 
+#include "rng.h"
+
 int64_t linear_max_rank(const linear *L)
 {
     int64_t r = 0;
@@ -11,14 +13,36 @@ int64_t linear_max_rank(const linear *L)
     return r;
 }
 
-/* y[T,out] += scale · (x[T,in]·Aᵀ)·Bᵀ, through tmp[T, r] */
+int64_t linear_tmp_floats(const linear *L, int64_t T)
+{
+    int64_t n = T * linear_max_rank(L);
+    if (L->train && L->train->dropout > 0)
+        n += T * L->in; /* x_d */
+    return n;
+}
+
+/* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
+static const float *lora_input(const linear *L, const float *x, int64_t T, float *xd)
+{
+    const lora_train *tr = L->train;
+    if (!tr || tr->dropout <= 0)
+        return x;
+    float p = tr->dropout, keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < T * L->in; i++) {
+        float u = (float)(rng_hash(tr->mask_key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+        xd[i] = u < p ? 0.0f : x[i] * keep;
+    }
+    return xd;
+}
+
+/* u[T,r] = x·Aᵀ; y[T,out] += scale·u·Bᵀ */
 static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t in, int64_t out,
-                         float *y, float *tmp)
+                         float *y, float *u)
 {
     int r = (int)d->r;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, r, (int)in, 1.0f, x, (int)in,
-                d->A, (int)in, 0.0f, tmp, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, r, d->scale, tmp, r,
+                d->A, (int)in, 0.0f, u, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, r, d->scale, u, r,
                 d->B, r, 1.0f, y, (int)out);
 }
 
@@ -39,8 +63,67 @@ void linear_forward(const linear *L, const float *x, int64_t T, float *y, float 
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < L->out; o++)
                 y[t * L->out + o] += L->b[o];
+    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
     for (int i = 0; i < L->n_lora; i++)
-        lora_forward(&L->lora[i], x, T, L->in, L->out, y, tmp);
+        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, xd) : x, T, L->in, L->out, y, u);
+}
+
+/* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). */
+static void lora_backward_train(const linear *L, const float *x, const float *dy, int64_t T,
+                                float *dx, float *tmp)
+{
+    const lora_delta *d = &L->lora[0];
+    lora_train *tr = L->train;
+    int r = (int)d->r, in = (int)L->in, out = (int)L->out;
+    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    const float *xin = lora_input(L, x, T, xd);
+    /* u[T,r] = x_d·Aᵀ;  dB[out,r] += s·dyᵀ·u */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, r, in, 1.0f, xin, in, d->A, in,
+                0.0f, u, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, (int)T, d->scale, dy, out, u, r,
+                1.0f, tr->dB, r);
+    /* du[T,r] = s·dy·B (reusing u);  dA[r,in] += duᵀ·x_d */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, r, out, d->scale, dy, out,
+                d->B, r, 0.0f, u, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, (int)T, 1.0f, u, r, xin, in, 1.0f,
+                tr->dA, in);
+    if (!dx)
+        return;
+    if (xin == x) { /* dx += du·A */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, r, 1.0f, u, r, d->A,
+                    in, 1.0f, dx, in);
+        return;
+    }
+    /* with dropout: dx += (du·A)·m/(1−p); x_d is no longer needed, reuse it for du·A */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, r, 1.0f, u, r, d->A, in,
+                0.0f, xd, in);
+    float p = tr->dropout, keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < T * L->in; i++) {
+        float v = (float)(rng_hash(tr->mask_key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+        dx[i] += v < p ? 0.0f : xd[i] * keep;
+    }
+}
+
+void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                     float *tmp, int n_threads)
+{
+    openblas_set_num_threads(n_threads);
+    int in = (int)L->in, out = (int)L->out;
+    if (dx) /* dx[T,in] += dy[T,out]·W[out,in] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, out, 1.0f, dy, out,
+                    L->w, in, 1.0f, dx, in);
+    for (int i = 0; i < L->n_lora; i++) {
+        const lora_delta *d = &L->lora[i];
+        if (i == 0 && L->train) {
+            lora_backward_train(L, x, dy, T, dx, tmp);
+        } else if (dx) { /* frozen adapter: dx += s·(dy·B)·A */
+            int r = (int)d->r;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, r, out, d->scale, dy,
+                        out, d->B, r, 0.0f, tmp, r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, r, 1.0f, tmp, r,
+                        d->A, in, 1.0f, dx, in);
+        }
+    }
 }
 
 void linear_forward_ref(const linear *L, const float *x, int64_t T, float *y)

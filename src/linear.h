@@ -15,6 +15,14 @@ typedef struct {
 
 #define LINEAR_MAX_LORA 8
 
+/* Training state of the first adapter slot (lora[0]) of a linear layer. */
+typedef struct {
+    float *dA, *dB;    /* [r, in], [out, r]: gradients, accumulated by linear_backward */
+    float dropout;     /* probability of zeroing an input of the LoRA path (PEFT's lora_dropout) */
+    uint64_t mask_key; /* dropout stream for the current step; the same key gives the same mask,
+                          so a recomputed forward (activation checkpointing) matches */
+} lora_train;
+
 typedef struct {
     const char *name; /* tensor name, for messages */
     const float *w;   /* [out, in] row-major fp32 */
@@ -22,12 +30,23 @@ typedef struct {
     int64_t in, out;
     lora_delta lora[LINEAR_MAX_LORA]; /* adapters applied on top of W, in order */
     int n_lora;
+    lora_train *train; /* non-NULL while lora[0] is being trained */
 } linear;
 
 /* y[T,out] = x[T,in]·Wᵀ + b + Σ scale·(x·Aᵀ)·Bᵀ, using n_threads (OpenBLAS sgemm; sgemv for
- * T = 1). tmp: [T, max r] scratch when the layer has adapters, else may be NULL. */
+ * T = 1). With L->train and dropout, the first adapter sees dropout(x). tmp: scratch of
+ * linear_tmp_floats(L, T) floats (may be NULL when that is 0). */
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp,
                     int n_threads);
+
+/* dx[T,in] += dy[T,out]·(W + Σ scale·B·A); for a trained first adapter also dA += s·(dy·B)ᵀ·x_d,
+ * dB += s·dyᵀ·(x_d·Aᵀ), x_d the dropped-out input. dx may be NULL (input needs no gradient).
+ * tmp: linear_tmp_floats(L, T) floats. */
+void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                     float *tmp, int n_threads);
+
+/* Scratch floats linear_forward/backward need for T rows. */
+int64_t linear_tmp_floats(const linear *L, int64_t T);
 
 /* Largest rank attached to L (0 without adapters). */
 int64_t linear_max_rank(const linear *L);

@@ -44,3 +44,9 @@ double rng_normal(rng_state *r)
     double u2 = rng_uniform_f64(r);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
+
+uint64_t rng_hash(uint64_t key, uint64_t i)
+{
+    uint64_t x = key ^ (i * 0x9e3779b97f4a7c15ull);
+    return splitmix64(&x);
+}

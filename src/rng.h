@@ -23,6 +23,9 @@ uint64_t rng_next(rng_state *r);
 /* Uniform in [0, 1) with 24 (float) or 53 (double) random bits. */
 float rng_uniform(rng_state *r);
 double rng_uniform_f64(rng_state *r);
+/* Stateless 64-bit hash of (key, i): counter-based streams such as dropout masks, which must be
+ * regenerated identically when a forward is recomputed. */
+uint64_t rng_hash(uint64_t key, uint64_t i);
 /* Standard normal (Box-Muller, double precision internally). */
 double rng_normal(rng_state *r);
 

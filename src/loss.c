@@ -1,0 +1,102 @@
+/* loss.c — chunked cross-entropy (SFT objective) with its gradient. For a block of rows:
+ * pass 1 streams vocabulary chunks of logits = h·W_chunkᵀ keeping a running max and sum
+ * (online log-sum-exp) and the target's logit; pass 2 recomputes each chunk, forms
+ * dlogits = (softmax − onehot)·grad_scale and accumulates dh += dlogits·W_chunk. */
+#include "loss.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+int64_t ce_scratch_floats(int64_t C) { return CE_ROWS * CE_VCHUNK + 2 * CE_ROWS * C; }
+
+/* logits[R, n] = hb[R,C]·W[v0 .. v0+n, C]ᵀ */
+static void logits_chunk(const linear *head, const float *hb, int64_t R, int64_t v0, int64_t n,
+                         float *logits)
+{
+    int64_t C = head->in;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)n, (int)C, 1.0f, hb, (int)C,
+                head->w + v0 * C, (int)C, 0.0f, logits, (int)n);
+}
+
+/* One block of R rows (all with valid targets), gathered in hb[R, C]. */
+static void ce_block(const linear *head, const float *hb, const int32_t *tg, int64_t R,
+                     float grad_scale, float *dhb, double *loss_sum, float *logits)
+{
+    int64_t V = head->out, C = head->in;
+    double mx[CE_ROWS], sum[CE_ROWS], tl[CE_ROWS];
+    for (int64_t r = 0; r < R; r++) {
+        mx[r] = -INFINITY;
+        sum[r] = 0;
+        tl[r] = 0;
+    }
+    for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
+        int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
+        logits_chunk(head, hb, R, v0, n, logits);
+        for (int64_t r = 0; r < R; r++) {
+            const float *l = logits + r * n;
+            double m = mx[r];
+            for (int64_t i = 0; i < n; i++)
+                m = l[i] > m ? l[i] : m;
+            double s = sum[r] * exp(mx[r] - m); /* rescale the running sum to the new max */
+            for (int64_t i = 0; i < n; i++)
+                s += exp((double)l[i] - m);
+            mx[r] = m;
+            sum[r] = s;
+            if (tg[r] >= v0 && tg[r] < v0 + n)
+                tl[r] = l[tg[r] - v0];
+        }
+    }
+    for (int64_t r = 0; r < R; r++) {
+        mx[r] += log(sum[r]); /* now the log-sum-exp */
+        *loss_sum += mx[r] - tl[r];
+    }
+    if (!dhb)
+        return;
+    memset(dhb, 0, (size_t)(R * C) * sizeof *dhb);
+    for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
+        int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
+        logits_chunk(head, hb, R, v0, n, logits);
+        for (int64_t r = 0; r < R; r++) {
+            float *l = logits + r * n;
+            for (int64_t i = 0; i < n; i++)
+                l[i] = (float)exp((double)l[i] - mx[r]) * grad_scale;
+            if (tg[r] >= v0 && tg[r] < v0 + n)
+                l[tg[r] - v0] -= grad_scale;
+        }
+        /* dhb[R,C] += dlogits[R,n]·W[v0.., C] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)C, (int)n, 1.0f,
+                    logits, (int)n, head->w + v0 * C, (int)C, 1.0f, dhb, (int)C);
+    }
+}
+
+void ce_forward_backward(const linear *head, const float *h, const int32_t *targets, int64_t T,
+                         float grad_scale, float *dh, double *loss_sum, int64_t *count,
+                         float *scratch, int n_threads)
+{
+    int64_t C = head->in;
+    float *logits = scratch;                      /* [CE_ROWS, CE_VCHUNK] */
+    float *hb = scratch + CE_ROWS * CE_VCHUNK;    /* [CE_ROWS, C] gathered rows of h */
+    float *dhb = hb + CE_ROWS * C;                /* [CE_ROWS, C] their gradient */
+    int64_t rows[CE_ROWS];
+    int32_t tg[CE_ROWS];
+    openblas_set_num_threads(n_threads);
+    if (dh)
+        memset(dh, 0, (size_t)(T * C) * sizeof *dh);
+    for (int64_t t = 0; t < T;) {
+        int64_t R = 0; /* gather up to CE_ROWS positions that have a target */
+        for (; t < T && R < CE_ROWS; t++)
+            if (targets[t] >= 0) {
+                rows[R] = t;
+                tg[R] = targets[t];
+                memcpy(hb + R * C, h + t * C, (size_t)C * sizeof *hb);
+                R++;
+            }
+        if (R == 0)
+            break;
+        *count += R;
+        ce_block(head, hb, tg, R, grad_scale, dh ? dhb : NULL, loss_sum, logits);
+        for (int64_t r = 0; dh && r < R; r++)
+            memcpy(dh + rows[r] * C, dhb + r * C, (size_t)C * sizeof *dh);
+    }
+}
