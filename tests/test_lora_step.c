@@ -1,0 +1,134 @@
+/* test_lora_step.c — one SGD step of LoRA training on stories260K-hf equals Hugging Face PEFT's
+ * (fixtures from tests/gen/gen_lora_step.py: transformers 4.46.3 + peft 0.13.2): the same initial
+ * adapter (read from PEFT's own save_pretrained output), the same batch, the same loss, and A and B
+ * after the step within 1e-4 relative. Plain LoRA (α/r) and rsLoRA (α/√r). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lora.h"
+#include "safetensors.h"
+#include "testutil.h"
+#include "train_graph.h"
+
+#define PEFT_PREFIX "base_model.model."
+
+/* Copy A and B of every module from a PEFT safetensors file (keys PREFIX + name + .lora_A.weight).
+ */
+static void load_peft_factors(lora_set *s, const st_file *f)
+{
+    for (int i = 0; i < s->n; i++) {
+        lora_module *mo = &s->mods[i];
+        char key[160];
+        snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_A.weight", mo->name);
+        const tensor_view *a = st_get(f, key);
+        snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_B.weight", mo->name);
+        const tensor_view *b = st_get(f, key);
+        if (!a || !b)
+            fail_msg("%s: factors missing", mo->name);
+        assert_int_equal(a->shape[0], mo->r);
+        assert_int_equal(a->shape[1], mo->in);
+        assert_int_equal(b->shape[0], mo->out);
+        memcpy(mo->A, a->data, a->nbytes);
+        memcpy(mo->B, b->data, b->nbytes);
+    }
+}
+
+static void check_step(const char *tag, int rslora)
+{
+    char path[512];
+    lk_model *m;
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    assert_ok(lk_model_load(shared_path("models/stories260K-hf"), NULL, &m));
+    lora_set s;
+    assert_ok(lora_set_create(m, LORA_ALL, 4, 8.0, rslora, 0.0f, 1, &s));
+    st_file init, want;
+    snprintf(path, sizeof path, "lora/init%s/adapter_model.safetensors", tag);
+    assert_ok(st_open(&init, data_path(path), 1));
+    snprintf(path, sizeof path, "lora/step%s.safetensors", tag);
+    assert_ok(st_open(&want, data_path(path), 1));
+    load_peft_factors(&s, &init);
+
+    const tensor_view *ids = st_get(&want, "input_ids"), *lab = st_get(&want, "labels");
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    const int32_t *idp = ids->data, *lbp = lab->data;
+    int64_t total = 0;
+    for (int64_t i = 0; i < B * T; i++) /* HF shifts labels: position t predicts labels[t+1] */
+        total += (i % T) + 1 < T && lbp[i + 1] != -100;
+    train_graph *g;
+    assert_ok(graph_create(m, T, &g));
+    double loss = 0;
+    int64_t cnt = 0;
+    lora_set_zero_grad(&s);
+    for (int64_t b = 0; b < B; b++) {
+        int32_t tgt[64], pos[64];
+        for (int64_t t = 0; t < T; t++) {
+            tgt[t] = t + 1 < T ? lbp[b * T + t + 1] : -100;
+            pos[t] = (int32_t)t;
+        }
+        assert_ok(graph_run(g, idp + b * T, tgt, pos, T, 1.0f / (float)total, 1, &loss, &cnt));
+    }
+    assert_int_equal(cnt, total);
+    float ref_loss = *(const float *)st_get(&want, "loss")->data;
+    fprintf(stderr, "%s: loss %.6f, PEFT %.6f\n", tag[0] ? tag + 1 : "lora", loss / (double)cnt,
+            ref_loss);
+    assert_true(fabs(loss / (double)cnt - ref_loss) < 1e-4 * fabs(ref_loss));
+    /* SGD, lr 0.5: p -= lr·g; then compare every factor and every update with PEFT's */
+    for (int64_t i = 0; i < s.n_params; i++)
+        s.params[i] -= 0.5f * s.grads[i];
+    double dnum = 0, dden = 0, worst = 0;
+    for (int i = 0; i < s.n; i++) {
+        lora_module *mo = &s.mods[i];
+        const char *ab[2] = {"A", "B"};
+        float *p[2] = {mo->A, mo->B};
+        for (int k = 0; k < 2; k++) {
+            char key[160];
+            snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_%s.weight", mo->name, ab[k]);
+            const float *ref = st_get(&want, key)->data, *ini = st_get(&init, key)->data;
+            int64_t n = (int64_t)(st_get(&want, key)->nbytes / 4);
+            double num = 0, den = 0;
+            for (int64_t j = 0; j < n; j++) {
+                num += ((double)p[k][j] - ref[j]) * ((double)p[k][j] - ref[j]);
+                den += (double)ref[j] * ref[j];
+            }
+            worst = sqrt(num / den) > worst ? sqrt(num / den) : worst;
+            if (!(sqrt(num / den) < 1e-4))
+                fail_msg("%s: ‖ours − PEFT‖/‖PEFT‖ = %.3g", key, sqrt(num / den));
+            for (int64_t j = 0; j < n; j++) {
+                double du = ((double)p[k][j] - ini[j]) - ((double)ref[j] - ini[j]);
+                dnum += du * du;
+                dden += ((double)ref[j] - ini[j]) * ((double)ref[j] - ini[j]);
+            }
+        }
+    }
+    fprintf(stderr, "%s: worst factor relative error %.2e, whole update %.2e\n",
+            tag[0] ? tag + 1 : "lora", worst, sqrt(dnum / dden));
+    assert_true(sqrt(dnum / dden) < 1e-3);
+    st_close(&init);
+    st_close(&want);
+    graph_free(g);
+    lora_set_free(&s);
+    lk_model_free(m);
+}
+
+static void test_sgd_step_plain(void **state)
+{
+    (void)state;
+    check_step("", 0);
+}
+
+static void test_sgd_step_rslora(void **state)
+{
+    (void)state;
+    check_step("-rslora", 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgd_step_plain),
+        cmocka_unit_test(test_sgd_step_rslora),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
