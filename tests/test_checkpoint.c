@@ -1,0 +1,135 @@
+/* test_checkpoint.c — checkpoint round trip (bit-exact), and every way a checkpoint file can be
+ * damaged: each prefix, each single-byte flip in the frame (caught by zstd's checksum), bad magic,
+ * a future version, absurd sizes, trailing bytes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "mapfile.h"
+#include "testutil.h"
+
+static char *g_dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    g_dir = make_temp_dir();
+    return g_dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rm_rf(g_dir);
+    free(g_dir);
+    return 0;
+}
+
+enum { N = 1000 };
+
+static void write_one(const char *path, float *p)
+{
+    float m[N], v[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = (float)i * 0.25f - 3.0f;
+        m[i] = (float)(i % 7);
+        v[i] = 1.0f / (float)(i + 1);
+    }
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddNumberToObject(meta, "step", 17);
+    assert_ok(ckpt_save(path, meta, p, m, v, N));
+    cJSON_Delete(meta);
+}
+
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/a.ckpt", g_dir);
+    float p[N];
+    write_one(path, p);
+    cJSON *meta;
+    float *blob;
+    int64_t n;
+    assert_ok(ckpt_load(path, &meta, &blob, &n));
+    assert_int_equal(n, N);
+    assert_int_equal(cJSON_GetObjectItem(meta, "step")->valueint, 17);
+    assert_memory_equal(blob, p, sizeof p);
+    assert_true(blob[N + 8] == 1.0f && blob[2 * N + 1] == 0.5f);
+    free(blob);
+    cJSON_Delete(meta);
+}
+
+/* Load d[0..len); when it loads, its arrays must equal want[0..N) (params). */
+static lk_status load_bytes_check(const uint8_t *d, size_t len, const float *want)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/bad.ckpt", g_dir);
+    assert_int_equal(write_file(path, d, len), 0);
+    cJSON *meta = NULL;
+    float *blob = NULL;
+    int64_t n;
+    lk_status s = ckpt_load(path, &meta, &blob, &n);
+    assert_true(s != LK_OK || (meta && blob));
+    if (s == LK_OK && want && memcmp(blob, want, N * sizeof(float)) != 0)
+        fail_msg("a damaged checkpoint loaded with different parameters");
+    cJSON_Delete(meta);
+    free(blob);
+    return s;
+}
+
+static lk_status load_bytes(const uint8_t *d, size_t len)
+{
+    return load_bytes_check(d, len, NULL);
+}
+
+static void test_corruption(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/c.ckpt", g_dir);
+    float p[N];
+    write_one(path, p);
+    mapfile f;
+    assert_ok(mapfile_open(&f, path, 0));
+    uint8_t *d = malloc(f.size + 8);
+    memcpy(d, f.data, f.size);
+    for (size_t len = 0; len < f.size; len += (len < 64 ? 1 : 7))
+        assert_int_equal(load_bytes(d, len), LK_ERR_FORMAT);
+    /* flips inside the frame: refused, or (a bit zstd's frame header ignores) the very same
+     * data; never different numbers */
+    int refused = 0, flips = 0;
+    for (size_t i = 32; i < f.size; i += 3, flips++) {
+        d[i] ^= 0x10;
+        lk_status s = load_bytes_check(d, f.size, p);
+        assert_true(s == LK_OK || s == LK_ERR_FORMAT);
+        refused += s == LK_ERR_FORMAT;
+        d[i] ^= 0x10;
+    }
+    fprintf(stderr, "%d of %d single-bit flips refused, the rest decode identically\n", refused,
+            flips);
+    assert_true(refused >= flips - 2);
+    assert_int_equal(load_bytes(d, f.size), LK_OK);
+    memcpy(d + f.size, "junk", 4);
+    assert_status(load_bytes(d, f.size + 4), LK_ERR_FORMAT, NULL);
+    d[0] = 'X';
+    assert_status(load_bytes(d, f.size), LK_ERR_FORMAT, "bad magic");
+    d[0] = 'L';
+    d[8] = 9;
+    assert_status(load_bytes(d, f.size), LK_ERR_FORMAT, "newer");
+    d[8] = 1;
+    d[31] = 0x7f;
+    assert_status(load_bytes(d, f.size), LK_ERR_FORMAT, "implausible");
+    free(d);
+    mapfile_close(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_corruption),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
