@@ -1,0 +1,201 @@
+/* lora-tokenize — what does my text look like as tokens? Encodes --text or --file with a model
+ * folder's tokenizer (a folder with only tokenizer files is fine), prints the ids (--json: one
+ * object with an array), decodes them back with --decode, decodes given ids with --ids, and
+ * measures encoding speed with --bench. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const char *const TOOL = "lora-tokenize";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void print_json_string(const char *s, size_t n)
+{
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c == '\t')
+            printf("\\t");
+        else if (c == '\r')
+            printf("\\r");
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void print_ids(const int32_t *ids, int64_t n, const char *sep)
+{
+    for (int64_t i = 0; i < n; i++)
+        printf("%s%d", i ? sep : "", ids[i]);
+}
+
+/* Encode the whole text `reps` times on this thread and report MB/s. */
+static int bench(const lk_tokenizer *tok, const char *text, size_t len, int reps, int json)
+{
+    int64_t ntok = 0;
+    double t0 = now_s();
+    for (int r = 0; r < reps; r++) {
+        int32_t *ids;
+        int64_t n;
+        lk_status s = lk_tokenizer_encode(tok, text, len, 0, &ids, &n);
+        if (s != LK_OK)
+            return cli_fail(TOOL, s);
+        ntok = n;
+        free(ids);
+    }
+    double dt = now_s() - t0;
+    double mbs = (double)len * reps / dt / 1e6;
+    if (json)
+        printf("{\"version\":\"%s\",\"bytes\":%zu,\"tokens\":%lld,\"reps\":%d,\"seconds\":%.6f,"
+               "\"mb_per_s\":%.3f}\n",
+               lk_version(), len, (long long)ntok, reps, dt, mbs);
+    else
+        printf("%zu bytes -> %lld tokens, %d reps in %.3f s: %.2f MB/s (one thread)\n", len,
+               (long long)ntok, reps, dt, mbs);
+    return CLI_OK;
+}
+
+static int run(const char *dir, const char *text, size_t len, const char *ids_arg, int special,
+               int decode, int json, int bench_reps)
+{
+    double t0 = now_s();
+    lk_tokenizer *tok;
+    lk_status s = lk_tokenizer_load(dir, &tok);
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    fprintf(stderr, "%s: loaded %s (vocab %lld) in %.3f s\n", TOOL, dir,
+            (long long)lk_tokenizer_vocab_size(tok), now_s() - t0);
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    int rc = CLI_OK;
+    char *back = NULL;
+    size_t back_len = 0;
+    if (bench_reps > 0) {
+        rc = bench(tok, text, len, bench_reps, json);
+        goto done;
+    }
+    if (ids_arg) {
+        if (cli_parse_ids(ids_arg, &ids, &n) != 0) {
+            rc = cli_usage_error(TOOL, "--ids: expected a comma-separated list of ids, got '%s'",
+                                 ids_arg);
+            goto done;
+        }
+        decode = 1;
+    } else if ((s = lk_tokenizer_encode(tok, text, len, special, &ids, &n)) != LK_OK) {
+        rc = cli_fail(TOOL, s);
+        goto done;
+    }
+    if (decode && (s = lk_tokenizer_decode(tok, ids, n, 0, &back, &back_len)) != LK_OK) {
+        rc = cli_fail(TOOL, s);
+        goto done;
+    }
+    if (json) {
+        printf("{\"version\":\"%s\",\"n_tokens\":%lld,\"ids\":[", lk_version(), (long long)n);
+        print_ids(ids, n, ",");
+        printf("]");
+        if (decode) {
+            printf(",\"decoded\":");
+            print_json_string(back, back_len);
+        }
+        printf("}\n");
+    } else {
+        print_ids(ids, n, " ");
+        printf("\n");
+        if (decode) {
+            fwrite(back, 1, back_len, stdout);
+            printf("\n");
+        }
+    }
+    if (decode && !ids_arg) {
+        /* the text encoded without BOS/EOS must decode to the input again */
+        char *plain = NULL;
+        size_t plain_len = 0;
+        int32_t *raw = NULL;
+        int64_t nraw = 0;
+        if ((s = lk_tokenizer_encode(tok, text, len, 0, &raw, &nraw)) != LK_OK ||
+            (s = lk_tokenizer_decode(tok, raw, nraw, 0, &plain, &plain_len)) != LK_OK) {
+            rc = cli_fail(TOOL, s);
+        } else if (plain_len != len || memcmp(plain, text, len) != 0) {
+            fprintf(stderr, "%s: round trip differs: decoded %zu bytes, input %zu bytes\n", TOOL,
+                    plain_len, len);
+            rc = CLI_FAIL;
+        } else {
+            fprintf(stderr, "%s: round trip ok (%lld tokens)\n", TOOL, (long long)n);
+        }
+        free(plain);
+        free(raw);
+    }
+done:
+    free(ids);
+    free(back);
+    lk_tokenizer_free(tok);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    cli_common c;
+    cli_common_init(&c, 0);
+    struct arg_str *model = arg_str1("m", "model", "DIR", "model or tokenizer folder");
+    struct arg_str *text = arg_str0(NULL, "text", "STR", "text to encode");
+    struct arg_file *file = arg_file0(NULL, "file", "FILE", "encode this file's bytes");
+    struct arg_str *ids = arg_str0(NULL, "ids", "LIST", "decode these ids (e.g. 1,15043,2)");
+    struct arg_lit *decode = arg_lit0(NULL, "decode", "also decode the ids and check the round "
+                                                      "trip");
+    struct arg_lit *nospec = arg_lit0(NULL, "no-special", "do not add BOS/EOS");
+    struct arg_int *bench_n = arg_int0(NULL, "bench", "N", "encode N times, print MB/s");
+    struct arg_end *end = arg_end(20);
+    /* no --seed here (nothing random), so the common entries are listed without it */
+    void *table[] = {model,     text,      file,   ids,    decode,    nospec, bench_n,
+                     c.help,    c.version, c.verbose, c.quiet, c.json, c.threads, end};
+    int rc = cli_parse(argc, argv, table, end, &c, TOOL,
+                       "Encode text with a Hugging Face tokenizer.json and print the token ids.",
+                       "Exactly one of --text, --file or --ids. Ids go to stdout, one line "
+                       "(--json: {\"ids\": [...]}).\n");
+    if (rc >= 0)
+        goto out;
+    int nsrc = text->count + file->count + ids->count;
+    if (nsrc != 1) {
+        rc = cli_usage_error(TOOL, "give exactly one of --text, --file or --ids");
+        goto out;
+    }
+    if (bench_n->count && (bench_n->ival[0] <= 0 || ids->count)) {
+        rc = cli_usage_error(TOOL, "--bench N needs N > 0 and --text or --file");
+        goto out;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    const char *src = NULL;
+    if (file->count) {
+        if (!(buf = cli_read_file(TOOL, file->filename[0], &len))) {
+            rc = CLI_FAIL;
+            goto out;
+        }
+        src = buf;
+    } else if (text->count) {
+        src = text->sval[0];
+        len = strlen(src);
+    }
+    rc = run(model->sval[0], src, len, ids->count ? ids->sval[0] : NULL, !nospec->count,
+             decode->count > 0, c.json->count > 0, bench_n->count ? bench_n->ival[0] : 0);
+    free(buf);
+out:
+    arg_freetable(table, sizeof table / sizeof table[0]);
+    return rc;
+}
