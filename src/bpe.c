@@ -5,6 +5,7 @@
  * fuse_unk), else dropped. */
 #include "bpe.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,27 +19,31 @@ static int is_printable_byte(int b)
     return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
 }
 
+static uint16_t g_b2cp[256];
+static int16_t g_cp2b[324];
+static pthread_once_t g_map_once = PTHREAD_ONCE_INIT;
+
+static void init_byte_map(void)
+{
+    int n = 0;
+    for (int i = 0; i < 324; i++)
+        g_cp2b[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        g_b2cp[b] = (uint16_t)(is_printable_byte(b) ? b : 256 + n++);
+        g_cp2b[g_b2cp[b]] = (int16_t)b;
+    }
+}
+
 uint32_t tok_byte_to_cp(uint8_t b)
 {
-    if (is_printable_byte(b))
-        return b;
-    int n = 0;
-    for (int i = 0; i < b; i++)
-        n += !is_printable_byte(i);
-    return 256u + (uint32_t)n;
+    pthread_once(&g_map_once, init_byte_map);
+    return g_b2cp[b];
 }
 
 int tok_cp_to_byte(uint32_t cp)
 {
-    if (cp < 256)
-        return is_printable_byte((int)cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
-    int n = (int)(cp - 256);
-    for (int b = 0; b < 256; b++)
-        if (!is_printable_byte(b) && n-- == 0)
-            return b;
-    return -1;
+    pthread_once(&g_map_once, init_byte_map);
+    return cp < 324 ? g_cp2b[cp] : -1;
 }
 
 int tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp)

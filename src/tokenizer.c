@@ -114,8 +114,21 @@ struct piece_list {
     int64_t n, cap;
 };
 
+/* Cache of short words already modelled: direct-mapped by hash, per encoder (no locking). */
+#define WC_MAXW 24 /* longest cached pre-token, bytes */
+#define WC_MAXT 6  /* most tokens of a cached pre-token */
+struct wc_slot {
+    uint64_t h;
+    uint8_t wlen, nt;
+    uint8_t ends[WC_MAXT]; /* token k covers word bytes [ends[k-1], ends[k]) */
+    char w[WC_MAXW];
+    int32_t ids[WC_MAXT];
+};
+
 struct enc {
     const lk_tokenizer *t;
+    struct wc_slot *wc; /* NULL: no cache */
+    uint64_t wc_mask;
     struct store st;
     struct piece_list a, b;
     struct piece_list sp; /* spans of find_spans: .first is is_match */
@@ -207,8 +220,11 @@ static lk_status norm_unicode(struct store *st, int kind, size_t off, size_t n)
     for (size_t i = 0; i < n;) {
         const uint8_t *s = (const uint8_t *)st->s + off + i;
         if (s[0] < 0x80 && (i + 1 == n || (uint8_t)s[1] < 0x80)) {
-            LK_TRY(store_copy(st, off + i, 1));
-            i++;
+            size_t k = 1; /* the whole run of ASCII not followed by a mark */
+            while (i + k < n && (uint8_t)s[k] < 0x80 && (i + k + 1 == n || (uint8_t)s[k + 1] < 0x80))
+                k++;
+            LK_TRY(store_copy(st, off + i, k));
+            i += k;
             continue;
         }
         size_t j = i + (s[0] < 0x80); /* an ASCII base joins the marks after it */
@@ -529,6 +545,47 @@ static lk_status pre_metaspace(struct enc *e, const struct pre_step *ps, const s
     return LK_OK;
 }
 
+/* Run the BPE model on one pre-token, through the word cache when it is short. */
+static lk_status model_word(struct enc *e, const struct piece *p)
+{
+    const uint8_t *w = (const uint8_t *)e->st.s + p->off;
+    const uint32_t *os = e->st.os + p->off, *oe = e->st.oe + p->off;
+    if (!e->wc || p->len > WC_MAXW)
+        return tok_bpe_word(&e->t->bpe, w, p->len, os, oe, &e->sc, &e->out);
+    uint64_t h = tok_hash(w, p->len);
+    struct wc_slot *c = &e->wc[h & e->wc_mask];
+    if (c->h == h && c->wlen == p->len && memcmp(c->w, w, p->len) == 0) {
+        for (int k = 0; k < c->nt; k++)
+            LK_TRY(tok_out_push(&e->out, c->ids[k], os[k ? c->ends[k - 1] : 0],
+                                oe[c->ends[k] - 1]));
+        return LK_OK;
+    }
+    /* model with word-relative offsets, then store and translate them */
+    static const uint32_t rel_s[WC_MAXW] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                            12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
+    static const uint32_t rel_e[WC_MAXW] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12,
+                                            13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
+    int64_t n0 = e->out.n;
+    LK_TRY(tok_bpe_word(&e->t->bpe, w, p->len, rel_s, rel_e, &e->sc, &e->out));
+    int64_t nt = e->out.n - n0;
+    if (nt <= WC_MAXT) {
+        c->h = h;
+        c->wlen = (uint8_t)p->len;
+        c->nt = (uint8_t)nt;
+        memcpy(c->w, w, p->len);
+    }
+    for (int64_t k = 0; k < nt; k++) {
+        uint32_t a = e->out.start[n0 + k], b = e->out.end[n0 + k];
+        if (nt <= WC_MAXT) {
+            c->ids[k] = e->out.ids[n0 + k];
+            c->ends[k] = (uint8_t)b;
+        }
+        e->out.start[n0 + k] = os[a];
+        e->out.end[n0 + k] = oe[b - 1];
+    }
+    return LK_OK;
+}
+
 /* Pre-tokenize store bytes [off, off+n) and run the model on every pre-token. */
 static lk_status pretokenize_and_model(struct enc *e, size_t off, size_t n, int first)
 {
@@ -553,10 +610,8 @@ static lk_status pretokenize_and_model(struct enc *e, size_t off, size_t n, int 
     }
     for (int64_t i = 0; i < e->a.n; i++) {
         const struct piece *p = &e->a.p[i];
-        if (p->len == 0)
-            continue;
-        LK_TRY(tok_bpe_word(&t->bpe, (const uint8_t *)e->st.s + p->off, p->len,
-                            e->st.os + p->off, e->st.oe + p->off, &e->sc, &e->out));
+        if (p->len > 0)
+            LK_TRY(model_word(e, p));
     }
     return LK_OK;
 }
@@ -631,6 +686,7 @@ static void enc_free(struct enc *e)
     free(e->a.p);
     free(e->b.p);
     free(e->sp.p);
+    free(e->wc);
     tok_bpe_scratch_free(&e->sc);
     pcre2_match_data_free(e->md);
     tok_out_free(&e->out);
@@ -639,6 +695,12 @@ static void enc_free(struct enc *e)
 lk_status tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_special,
                      tok_out *out)
 {
+    return tok_encode_ex(t, text, len, add_special, -1, out);
+}
+
+lk_status tok_encode_ex(const lk_tokenizer *t, const char *text, size_t len, int add_special,
+                        int cache, tok_out *out)
+{
     if (!t || (!text && len > 0))
         return status_fail(LK_ERR_ARG, "tokenizer encode: NULL %s", t ? "text" : "tokenizer");
     if (len >= UINT32_MAX)
@@ -646,6 +708,10 @@ lk_status tok_encode(const lk_tokenizer *t, const char *text, size_t len, int ad
                                        "(limit 4 GiB)", len);
     struct enc e = {.t = t};
     e.md = pcre2_match_data_create(4, NULL);
+    if (cache > 0 || (cache < 0 && len >= 4096)) { /* long texts repeat words: cache them (failure to allocate is fine) */
+        e.wc_mask = (len >= (1 << 18) ? 16384 : 2048) - 1;
+        e.wc = calloc(e.wc_mask + 1, sizeof *e.wc);
+    }
     lk_status s = e.md ? encode_all(&e, text ? text : "", len, add_special)
                        : status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
     if (s == LK_OK && !e.out.ids)
@@ -661,7 +727,7 @@ lk_status tok_encode(const lk_tokenizer *t, const char *text, size_t len, int ad
 lk_status lk_tokenizer_encode(const lk_tokenizer *t, const char *text, size_t len, int add_special,
                               int32_t **ids, int64_t *n)
 {
-    tok_out out;
+    tok_out out = {0};
     LK_TRY(tok_encode(t, text, len, add_special, &out));
     free(out.start);
     free(out.end);
@@ -674,7 +740,7 @@ lk_status lk_tokenizer_encode_offsets(const lk_tokenizer *t, const char *text, s
                                       int add_special, int32_t **ids, uint32_t **starts,
                                       uint32_t **ends, int64_t *n)
 {
-    tok_out out;
+    tok_out out = {0};
     LK_TRY(tok_encode(t, text, len, add_special, &out));
     *ids = out.ids;
     *starts = out.start;

@@ -10,4 +10,8 @@
 lk_status tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_special,
                      tok_out *out);
 
+/* tok_encode with the word cache forced on (cache 1), off (0) or chosen by length (-1). */
+lk_status tok_encode_ex(const lk_tokenizer *t, const char *text, size_t len, int add_special,
+                        int cache, tok_out *out);
+
 #endif /* LK_TOKENIZER_INTERNAL_H */

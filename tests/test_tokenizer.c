@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mapfile.h"
+#include "tokenizer.h"
 
 #define SEP "\n__ggml_vocab_test__\n"
 
@@ -366,6 +367,33 @@ static void test_offsets(void **st)
     lk_tokenizer_free(q);
 }
 
+/* The word cache (used for long texts) gives the same ids and offsets as modelling every word. */
+static void test_word_cache(void **st)
+{
+    (void)st;
+    char *txt;
+    size_t n;
+    require_file(shared_path("data/tinystories/tinystories_sample.txt"));
+    assert_ok(read_text_file(shared_path("data/tinystories/tinystories_sample.txt"), 1 << 24, &txt,
+                             &n));
+    const char *dirs[] = {"models/qwen2.5-tokenizer", "models/llama-3.2-3b-instruct",
+                          "models/llama2-tokenizer"};
+    for (int d = 0; d < 3; d++) {
+        lk_tokenizer *t = load_shared(dirs[d]);
+        tok_out a, b;
+        assert_ok(tok_encode_ex(t, txt, n, 1, 0, &a));
+        assert_ok(tok_encode_ex(t, txt, n, 1, 1, &b));
+        assert_int_equal(a.n, b.n);
+        assert_memory_equal(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
+        assert_memory_equal(a.start, b.start, (size_t)a.n * sizeof *a.start);
+        assert_memory_equal(a.end, b.end, (size_t)a.n * sizeof *a.end);
+        tok_out_free(&a);
+        tok_out_free(&b);
+        lk_tokenizer_free(t);
+    }
+    free(txt);
+}
+
 static void write_tok(const char *dir, const char *json)
 {
     char p[4096];
@@ -433,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_added_tokens),   cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_mistral_inst),   cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_offsets),        cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_word_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
