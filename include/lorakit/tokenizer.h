@@ -95,6 +95,57 @@ const char *lk_tokenizer_chat_template(const lk_tokenizer *t);
 const char *lk_tokenizer_bos_str(const lk_tokenizer *t);
 const char *lk_tokenizer_eos_str(const lk_tokenizer *t);
 
+/* ============================================================================================ */
+/* Chat templates                                                                               */
+/* ============================================================================================ */
+
+/* Chat formats rendered natively (no Jinja engine); each gives the same text as the model's
+ * Jinja chat_template for system/user/assistant turns. */
+typedef enum {
+    LK_CHAT_AUTO = 0,    /* recognise the tokenizer's chat_template */
+    LK_CHAT_CHATML = 1,  /* "chatml": <|im_start|>role\n...<|im_end|>\n, no default system */
+    LK_CHAT_QWEN2_5 = 2, /* "qwen2.5": ChatML with Qwen2.5's default system prompt */
+    LK_CHAT_LLAMA3 = 3,  /* "llama3": Llama-3(.0) headers, <|eot_id|>, contents trimmed */
+    LK_CHAT_LLAMA3_1 = 4, /* "llama3.1": Llama-3.1/3.2: system block with knowledge cutoff and date */
+    LK_CHAT_LLAMA2 = 5,  /* "llama2": <s>[INST] <<SYS>>...<</SYS>> ... [/INST] answer </s> */
+    LK_CHAT_MISTRAL = 6, /* "mistral": <s>[INST] ... [/INST]answer</s> (user/assistant only) */
+    LK_CHAT_ALPACA = 7   /* "alpaca": ### Instruction: / ### Response: blocks */
+} lk_chat_format;
+
+/* One chat turn. role: "system", "user" or "assistant". Both strings borrowed. */
+struct lk_chat_message {
+    const char *role;
+    const char *content;
+};
+
+struct lk_chat_params {
+    lk_chat_format format;     /* LK_CHAT_AUTO (default) or a named format */
+    int add_generation_prompt; /* 1: end with the header that opens an assistant turn (default 0) */
+    const char *date_string;   /* llama3.1 "Today Date:"; NULL (default): "26 Jul 2024", what the
+                                * template writes when no strftime_now is given */
+};
+
+struct lk_chat_params lk_chat_params_default(void);
+
+/* Format by name: chatml, qwen2.5 (also qwen), llama3, llama3.1 (also llama3.2), llama2,
+ * mistral, alpaca. LK_ERR_ARG for any other name (the message lists the names). */
+lk_status lk_chat_format_from_name(const char *name, lk_chat_format *out);
+
+/* Name of a format ("auto" for LK_CHAT_AUTO). Never NULL. */
+const char *lk_chat_format_name(lk_chat_format f);
+
+/* Recognise t's chat_template by its markers. LK_ERR_UNSUPPORTED when there is no template or it
+ * is not one of the known formats (the message tells the user to pass --chat-template NAME). */
+lk_status lk_chat_detect(const lk_tokenizer *t, lk_chat_format *out);
+
+/* Render n messages as the chat template does. The template's special tokens (BOS, <|im_end|>,
+ * ...) are written as text; encode the result with add_special 0, as transformers'
+ * apply_chat_template does. Roles the format does not accept, or an order it forbids (Mistral
+ * and Llama-2 need alternating user/assistant), fail with LK_ERR_ARG. *text: heap,
+ * NUL-terminated, *len bytes; caller frees with free(). */
+lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
+                         const struct lk_chat_message *msgs, int64_t n, char **text, size_t *len);
+
 #ifdef __cplusplus
 }
 #endif
