@@ -146,6 +146,121 @@ lk_status lk_chat_detect(const lk_tokenizer *t, lk_chat_format *out);
 lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
                          const struct lk_chat_message *msgs, int64_t n, char **text, size_t *len);
 
+/* ============================================================================================ */
+/* Datasets                                                                                     */
+/* ============================================================================================ */
+
+/* Example formats. Each example becomes token ids plus labels aligned with them as in Hugging
+ * Face (labels[t] = ids[t] where the token is trained, -100 where it is masked; the loss shifts). */
+typedef enum {
+    LK_DATA_AUTO = 0,   /* per line, from the keys present (in this order of preference): */
+    LK_DATA_MESSAGES,   /* {"messages": [{"role", "content"}]}: chat template, loss on assistant
+                         * turns (+ their end-of-turn token). content may be a string or a list
+                         * of {"type": "text", "text"|"value"} parts; a message with
+                         * "loss_weight": 0 is not trained. {"conversations": [{"from",
+                         * "value"}]} (ShareGPT: human/gpt/system) is read the same way. */
+    LK_DATA_TOKENS,     /* {"input_ids": [...], "labels": [...]}: pre-tokenised, used as is;
+                         * labels optional (default: all trained), -100 = masked */
+    LK_DATA_ALPACA,     /* {"instruction", "input", "output"}: Stanford Alpaca prompt (the
+                         * "paired with an input" form when input is non-empty), loss on output */
+    LK_DATA_PROMPT_COMPLETION, /* {"prompt", "completion"}: loss on the completion only */
+    LK_DATA_TEXT        /* {"text"}: loss on every token */
+} lk_data_format;
+
+#define LK_DATA_N_FORMATS 6
+#define LK_LABEL_IGNORE (-100)
+
+struct lk_dataset_params {
+    int64_t seq_len; /* tokens per row (default 2048); longer examples are truncated (counted) */
+    int pack;        /* 1 (default): several examples per row; 0: one example per row */
+    lk_data_format format;      /* LK_DATA_AUTO (default): detect per line */
+    lk_chat_format chat_format; /* messages: LK_CHAT_AUTO (default): the tokenizer's template */
+    const char *chat_date;      /* llama3.1 template date (NULL: its default) */
+    const char *fields; /* NULL or "prompt=question,completion=answer": canonical key = column
+                         * (canonical keys: text prompt completion messages conversations
+                         * instruction input output input_ids labels) */
+    int strict;         /* 1: the first bad line fails the load (LK_ERR_FORMAT) */
+    int shuffle;        /* 1 (default): a new order every epoch from seed */
+    uint64_t seed;      /* shuffle seed (default 42) */
+    int max_reported;   /* bad lines logged one by one (default 10; all are counted) */
+};
+
+struct lk_dataset_params lk_dataset_params_default(void);
+
+/* What the load found. Tokens are counted after truncation. */
+struct lk_dataset_stats {
+    int64_t lines;            /* examples read (non-blank lines or array elements) */
+    int64_t examples;         /* examples kept */
+    int64_t bad;              /* examples skipped (bad JSON, missing/mistyped fields, ...) */
+    int64_t tokens;           /* tokens over kept examples */
+    int64_t trained_tokens;   /* tokens whose label is not -100 */
+    int64_t truncated;        /* examples longer than seq_len */
+    int64_t truncated_tokens; /* tokens cut off by truncation */
+    int64_t rows;             /* rows of seq_len in one epoch (first epoch's order) */
+    double packing_efficiency; /* tokens / (rows * seq_len) */
+    int64_t by_format[LK_DATA_N_FORMATS]; /* kept examples per lk_data_format */
+};
+
+typedef struct lk_dataset lk_dataset;
+
+/* Read path: JSON Lines (one example a line; blank lines ignored), or a JSON array of examples
+ * (a file starting with '['). Every example is tokenised now with t (borrowed: it must outlive
+ * the dataset). Bad examples are skipped, counted, and logged with their line number (the first
+ * max_reported); with strict the first one fails the load. A summary is logged at info level.
+ * Fails with LK_ERR_FORMAT when no example is usable. Caller frees with lk_dataset_free. */
+lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
+                          const struct lk_dataset_params *p, lk_dataset **out);
+
+void lk_dataset_free(lk_dataset *d);
+
+/* Load statistics; borrowed, valid until lk_dataset_free. */
+const struct lk_dataset_stats *lk_dataset_get_stats(const lk_dataset *d);
+
+/* Kept example i (file order, 0 <= i < examples): ids and labels [*n] (borrowed, valid until
+ * lk_dataset_free), *line its line number in the file (array files: element number, from 1). */
+lk_status lk_dataset_example(const lk_dataset *d, int64_t i, const int32_t **ids,
+                             const int32_t **labels, int64_t *n, int64_t *line);
+
+/* Skipped example k (0 <= k < bad, the first 1000 kept): its line number and reason; NULL past
+ * the end. Borrowed, valid until lk_dataset_free. */
+const char *lk_dataset_bad(const lk_dataset *d, int64_t k, int64_t *line);
+
+/* Where the next row starts: the epoch and the row within it. Plain data: save it with a
+ * checkpoint and restore it to continue exactly (same file, tokenizer and params). */
+struct lk_data_cursor {
+    uint64_t epoch;
+    int64_t next; /* row index in the epoch */
+};
+
+void lk_dataset_get_cursor(const lk_dataset *d, struct lk_data_cursor *c);
+
+/* Continue from c (LK_ERR_ARG if its row is past the epoch's rows). */
+lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c);
+
+/* Fill the next row of seq_len tokens and advance the cursor (after an epoch's last row the next
+ * epoch starts, reshuffled). Each epoch shuffles the examples, then packs them whole by first-fit
+ * (an example goes to the earliest row with room; pack 0: one example per row); rows come in
+ * order of creation. Arrays are caller-owned, [seq_len] each:
+ *   tokens: ids, padding = EOS (0 if none);  labels: as the example's, -100 on padding;
+ *   pos:    position within its example (restarts at 0 for each example), 0 on padding;
+ *   seg:    example index within the row (0, 1, ...), -1 on padding.
+ * A token may attend to another only in the same segment and not after it (see
+ * lk_dataset_attention_mask). *n_real: tokens before the padding; *n_examples: examples in the
+ * row. Either out pointer may be NULL. */
+lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, int32_t *pos,
+                              int32_t *seg, int64_t *n_real, int64_t *n_examples);
+
+/* Rows of seq_len tokens the current epoch yields in total. */
+int64_t lk_dataset_rows_in_epoch(const lk_dataset *d);
+
+/* The attention mask of a packed row: mask[i*T + j] = 1 if token i may attend to token j
+ * (j <= i, seg[i] == seg[j] >= 0), else 0. mask: caller-owned [T*T]. Padding rows attend to
+ * nothing. */
+void lk_dataset_attention_mask(const int32_t *seg, int64_t T, uint8_t *mask);
+
+/* Name of a format ("auto", "messages", "tokens", "alpaca", "prompt_completion", "text"). */
+const char *lk_data_format_name(lk_data_format f);
+
 #ifdef __cplusplus
 }
 #endif
