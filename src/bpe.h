@@ -18,12 +18,12 @@ struct tok_merge {
 };
 
 typedef struct {
-    int64_t n_ids;      /* ids 0..n_ids-1 (holes have len -1) */
-    char *strs;         /* token bytes, concatenated: raw bytes when byte_level */
-    int64_t *off;       /* [n_ids] offset of each token in strs */
-    int32_t *len;       /* [n_ids] byte length, -1 for an id the model does not define */
-    int32_t *map;       /* open-addressing table of ids keyed by token bytes, -1 empty */
-    uint64_t map_mask;  /* table size - 1 */
+    int64_t n_ids;     /* ids 0..n_ids-1 (holes have len -1) */
+    char *strs;        /* token bytes, concatenated: raw bytes when byte_level */
+    int64_t *off;      /* [n_ids] offset of each token in strs */
+    int32_t *len;      /* [n_ids] byte length, -1 for an id the model does not define */
+    int32_t *map;      /* open-addressing table of ids keyed by token bytes, -1 empty */
+    uint64_t map_mask; /* table size - 1 */
     struct tok_merge *merges;
     uint64_t merge_mask;
     int64_t n_merges;
@@ -55,7 +55,8 @@ uint32_t tok_byte_to_cp(uint8_t b);
 int tok_cp_to_byte(uint32_t cp);
 
 /* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 when s starts an invalid or
- * truncated sequence (overlongs, surrogates and > U+10FFFF are invalid). *cp gets the code point. */
+ * truncated sequence (overlongs, surrogates and > U+10FFFF are invalid). *cp gets the code point.
+ */
 int tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
 
 /* Hash of a byte string (FNV-1a style, 64-bit). */

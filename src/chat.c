@@ -34,7 +34,10 @@ static lk_status put(struct chat_buf *b, const char *s, size_t n)
     return LK_OK;
 }
 
-static lk_status puts_(struct chat_buf *b, const char *s) { return put(b, s, strlen(s)); }
+static lk_status puts_(struct chat_buf *b, const char *s)
+{
+    return put(b, s, strlen(s));
+}
 
 static lk_status span(struct chat_buf *b, size_t start)
 {
@@ -96,9 +99,15 @@ static lk_status put_trimmed(struct chat_buf *b, const char *s)
     return put(b, p, n);
 }
 
-static int is_role(const struct lk_chat_message *m, const char *r) { return !strcmp(m->role, r); }
+static int is_role(const struct lk_chat_message *m, const char *r)
+{
+    return !strcmp(m->role, r);
+}
 
-static int trains(const int *train, int64_t i) { return !train || train[i]; }
+static int trains(const int *train, int64_t i)
+{
+    return !train || train[i];
+}
 
 /* Qwen2.5 / ChatML:
  *   {%- if messages[0]['role'] == 'system' %}<|im_start|>system\n{{content}}<|im_end|>\n
@@ -130,9 +139,9 @@ static lk_status render_chatml(struct chat_buf *b, int qwen, const struct lk_cha
  * {{content|trim}}<|eot_id|>; generation prompt: the assistant header. Llama-3.1/3.2 first write a
  * system block: "Cutting Knowledge Date: December 2023\nToday Date: {{date}}\n\n" + the system
  * message (trimmed, "" if none). Llama-3.0 writes bos only before the first message. */
-static lk_status render_llama3(struct chat_buf *b, const lk_tokenizer *t, int v31,
-                               const char *date, const struct lk_chat_message *m, int64_t n,
-                               const int *train, int gen)
+static lk_status render_llama3(struct chat_buf *b, const lk_tokenizer *t, int v31, const char *date,
+                               const struct lk_chat_message *m, int64_t n, const int *train,
+                               int gen)
 {
     int64_t i = 0;
     if (v31 || n > 0)
@@ -178,12 +187,14 @@ static lk_status render_inst(struct chat_buf *b, const lk_tokenizer *t, int llam
     for (int64_t i = first; i < n; i++) {
         int user = is_role(&m[i], "user");
         if (user != ((i - first) % 2 == 0))
-            return status_fail(LK_ERR_ARG, "chat %s: conversation roles must alternate "
-                                           "user/assistant/user/assistant/... (message %lld)",
+            return status_fail(LK_ERR_ARG,
+                               "chat %s: conversation roles must alternate "
+                               "user/assistant/user/assistant/... (message %lld)",
                                llama2 ? "llama2" : "mistral", (long long)i);
         if (!user && !is_role(&m[i], "assistant"))
-            return status_fail(LK_ERR_ARG, "chat %s: only user and assistant roles are supported "
-                                           "here, got '%s' at message %lld",
+            return status_fail(LK_ERR_ARG,
+                               "chat %s: only user and assistant roles are supported "
+                               "here, got '%s' at message %lld",
                                llama2 ? "llama2" : "mistral", m[i].role, (long long)i);
         if (user) {
             if (llama2)
@@ -254,8 +265,9 @@ static lk_status render_alpaca(struct chat_buf *b, const lk_tokenizer *t,
                 LK_TRY(span(b, start));
             LK_TRY(puts_(b, "\n\n"));
         } else {
-            return status_fail(LK_ERR_ARG, "chat alpaca: role '%s' at message %lld: only a first "
-                                           "system message, user and assistant are supported",
+            return status_fail(LK_ERR_ARG,
+                               "chat alpaca: role '%s' at message %lld: only a first "
+                               "system message, user and assistant are supported",
                                m[i].role, (long long)i);
         }
     }
@@ -271,8 +283,9 @@ static lk_status check_messages(const struct lk_chat_message *m, int64_t n)
             return status_fail(LK_ERR_ARG, "chat: message %lld has no %s", (long long)i,
                                m[i].role ? "content" : "role");
         if (!is_role(&m[i], "system") && !is_role(&m[i], "user") && !is_role(&m[i], "assistant"))
-            return status_fail(LK_ERR_ARG, "chat: message %lld has role '%s' (expected system, "
-                                           "user or assistant)",
+            return status_fail(LK_ERR_ARG,
+                               "chat: message %lld has role '%s' (expected system, "
+                               "user or assistant)",
                                (long long)i, m[i].role);
     }
     return LK_OK;
@@ -298,7 +311,9 @@ lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format, int ad
                               add_gen);
             break;
         case LK_CHAT_LLAMA2:
-        case LK_CHAT_MISTRAL: s = render_inst(&b, t, format == LK_CHAT_LLAMA2, msgs, n, train); break;
+        case LK_CHAT_MISTRAL:
+            s = render_inst(&b, t, format == LK_CHAT_LLAMA2, msgs, n, train);
+            break;
         case LK_CHAT_ALPACA: s = render_alpaca(&b, t, msgs, n, train, add_gen); break;
         default: s = status_fail(LK_ERR_ARG, "chat: no format chosen (%d)", (int)format);
         }
@@ -320,13 +335,13 @@ lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format, int ad
     return LK_OK;
 }
 
-static const char *const g_names[] = {"auto",     "chatml",  "qwen2.5", "llama3",
-                                      "llama3.1", "llama2",  "mistral", "alpaca"};
+static const char *const g_names[] = {"auto",     "chatml", "qwen2.5", "llama3",
+                                      "llama3.1", "llama2", "mistral", "alpaca"};
 
 struct lk_chat_params lk_chat_params_default(void)
 {
-    return (struct lk_chat_params){.format = LK_CHAT_AUTO, .add_generation_prompt = 0,
-                                   .date_string = NULL};
+    return (struct lk_chat_params){
+        .format = LK_CHAT_AUTO, .add_generation_prompt = 0, .date_string = NULL};
 }
 
 const char *lk_chat_format_name(lk_chat_format f)
@@ -339,15 +354,17 @@ lk_status lk_chat_format_from_name(const char *name, lk_chat_format *out)
     static const struct {
         const char *name;
         lk_chat_format f;
-    } alias[] = {{"qwen", LK_CHAT_QWEN2_5}, {"qwen2", LK_CHAT_QWEN2_5}, {"llama3.2", LK_CHAT_LLAMA3_1}};
+    } alias[] = {
+        {"qwen", LK_CHAT_QWEN2_5}, {"qwen2", LK_CHAT_QWEN2_5}, {"llama3.2", LK_CHAT_LLAMA3_1}};
     for (int i = 0; name && i <= LK_CHAT_ALPACA; i++)
         if (!strcmp(name, g_names[i]))
             return *out = (lk_chat_format)i, LK_OK;
     for (size_t i = 0; name && i < sizeof alias / sizeof alias[0]; i++)
         if (!strcmp(name, alias[i].name))
             return *out = alias[i].f, LK_OK;
-    return status_fail(LK_ERR_ARG, "chat template '%s' is unknown (known: chatml, qwen2.5, llama3, "
-                                   "llama3.1, llama2, mistral, alpaca)",
+    return status_fail(LK_ERR_ARG,
+                       "chat template '%s' is unknown (known: chatml, qwen2.5, llama3, "
+                       "llama3.1, llama2, mistral, alpaca)",
                        name ? name : "(null)");
 }
 
@@ -357,11 +374,13 @@ lk_status lk_chat_detect(const lk_tokenizer *t, lk_chat_format *out)
     const char *hint = "pass --chat-template NAME (chatml, qwen2.5, llama3, llama3.1, llama2, "
                        "mistral, alpaca)";
     if (!tm)
-        return status_fail(LK_ERR_UNSUPPORTED, "chat: the tokenizer has no chat_template in "
-                                               "tokenizer_config.json; %s", hint);
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "chat: the tokenizer has no chat_template in "
+                           "tokenizer_config.json; %s",
+                           hint);
     if (strstr(tm, "<|im_start|>") && !strstr(tm, "<think>"))
-        *out = strstr(tm, "You are Qwen, created by Alibaba Cloud") ? LK_CHAT_QWEN2_5
-                                                                     : LK_CHAT_CHATML;
+        *out =
+            strstr(tm, "You are Qwen, created by Alibaba Cloud") ? LK_CHAT_QWEN2_5 : LK_CHAT_CHATML;
     else if (strstr(tm, "<|start_header_id|>"))
         *out = strstr(tm, "Cutting Knowledge Date") ? LK_CHAT_LLAMA3_1 : LK_CHAT_LLAMA3;
     else if (strstr(tm, "[INST]") && !strstr(tm, "[AVAILABLE_TOOLS]"))
@@ -369,8 +388,10 @@ lk_status lk_chat_detect(const lk_tokenizer *t, lk_chat_format *out)
     else if (strstr(tm, "### Instruction:"))
         *out = LK_CHAT_ALPACA;
     else
-        return status_fail(LK_ERR_UNSUPPORTED, "chat: the tokenizer's chat_template is not one "
-                                               "lorakit renders natively; %s", hint);
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "chat: the tokenizer's chat_template is not one "
+                           "lorakit renders natively; %s",
+                           hint);
     return LK_OK;
 }
 

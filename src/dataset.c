@@ -19,12 +19,22 @@
 #include "status.h"
 #include "tokenizer.h"
 
-enum { K_TEXT, K_PROMPT, K_COMPLETION, K_MESSAGES, K_CONVERSATIONS, K_INSTRUCTION, K_INPUT,
-       K_OUTPUT, K_INPUT_IDS, K_LABELS, N_KEYS };
-static const char *const g_keys[N_KEYS] = {"text",        "prompt",      "completion",
-                                           "messages",    "conversations", "instruction",
-                                           "input",       "output",      "input_ids",
-                                           "labels"};
+enum {
+    K_TEXT,
+    K_PROMPT,
+    K_COMPLETION,
+    K_MESSAGES,
+    K_CONVERSATIONS,
+    K_INSTRUCTION,
+    K_INPUT,
+    K_OUTPUT,
+    K_INPUT_IDS,
+    K_LABELS,
+    N_KEYS
+};
+static const char *const g_keys[N_KEYS] = {"text",          "prompt",      "completion", "messages",
+                                           "conversations", "instruction", "input",      "output",
+                                           "input_ids",     "labels"};
 
 #define MAX_BAD_KEPT 1000
 
@@ -188,8 +198,9 @@ static lk_status message_content(const cJSON *c, int64_t i, const char **out, ch
         if (!txt)
             txt = cJSON_GetObjectItemCaseSensitive(part, "value");
         if (!type || strcmp(type, "text") != 0 || !cJSON_IsString(txt))
-            return SKIP(why, "message %lld: content part of type '%s' (only text parts with "
-                             "\"text\" or \"value\" are supported)",
+            return SKIP(why,
+                        "message %lld: content part of type '%s' (only text parts with "
+                        "\"text\" or \"value\" are supported)",
                         (long long)i, type ? type : "(none)");
         total += strlen(txt->valuestring);
     }
@@ -200,8 +211,8 @@ static lk_status message_content(const cJSON *c, int64_t i, const char **out, ch
     cJSON_ArrayForEach(part, c)
     {
         const cJSON *txt = cJSON_GetObjectItemCaseSensitive(part, "text");
-        strcat(buf, cJSON_GetStringValue(txt ? txt : cJSON_GetObjectItemCaseSensitive(part,
-                                                                                      "value")));
+        strcat(buf,
+               cJSON_GetStringValue(txt ? txt : cJSON_GetObjectItemCaseSensitive(part, "value")));
     }
     *out = *owned = buf;
     return LK_OK;
@@ -210,8 +221,8 @@ static lk_status message_content(const cJSON *c, int64_t i, const char **out, ch
 /* Role of a message: "role" (OpenAI) or "from" (ShareGPT: human, gpt). */
 static const char *message_role(const cJSON *m, int sharegpt)
 {
-    const char *r = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, sharegpt ? "from"
-                                                                                      : "role"));
+    const char *r =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, sharegpt ? "from" : "role"));
     if (!r || !sharegpt)
         return r;
     if (!strcmp(r, "human") || !strcmp(r, "user"))
@@ -285,8 +296,8 @@ static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e,
     tok_out enc = {0};
     lk_status s = read_messages(list, sharegpt, &ms, why);
     if (s == LK_OK) {
-        s = chat_render_spans(d->t, d->chat, 0, d->p.chat_date, ms.m, ms.n, ms.train, &text,
-                              &len, &sp, &nsp);
+        s = chat_render_spans(d->t, d->chat, 0, d->p.chat_date, ms.m, ms.n, ms.train, &text, &len,
+                              &sp, &nsp);
         if (s == LK_ERR_ARG) /* the template refuses this conversation */
             s = SKIP(why, "%s", lk_last_error());
     }
@@ -385,8 +396,9 @@ static lk_status build_example(lk_dataset *d, const cJSON *o, struct ex_buf *e, 
             strcat(keys, *keys ? ", " : "");
             strcat(keys, c->string);
         }
-        return SKIP(why, "no known fields (has: %s; expected text, prompt+completion, messages, "
-                         "instruction+output or input_ids; map other names with --fields)",
+        return SKIP(why,
+                    "no known fields (has: %s; expected text, prompt+completion, messages, "
+                    "instruction+output or input_ids; map other names with --fields)",
                     *keys ? keys : "nothing");
     }
     }
@@ -508,8 +520,9 @@ static lk_status load_array(lk_dataset *d, const char *buf, size_t n)
     cJSON *root = cJSON_ParseWithLength(buf, n);
     if (!cJSON_IsArray(root)) {
         cJSON_Delete(root);
-        return status_fail(LK_ERR_FORMAT, "%s: starts with '[' but is not a valid JSON array "
-                                          "(hint: JSON Lines has one object per line)",
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: starts with '[' but is not a valid JSON array "
+                           "(hint: JSON Lines has one object per line)",
                            d->path);
     }
     d->array_file = 1;
@@ -541,9 +554,10 @@ static lk_status parse_fields(lk_dataset *d, const char *spec)
             if ((size_t)(eq - p) == strlen(g_keys[i]) && !memcmp(p, g_keys[i], (size_t)(eq - p)))
                 k = i;
         if (!eq || k < 0 || eq + 1 == end)
-            return status_fail(LK_ERR_ARG, "--fields: '%.*s' is not KEY=COLUMN with KEY one of "
-                                           "text, prompt, completion, messages, conversations, "
-                                           "instruction, input, output, input_ids, labels",
+            return status_fail(LK_ERR_ARG,
+                               "--fields: '%.*s' is not KEY=COLUMN with KEY one of "
+                               "text, prompt, completion, messages, conversations, "
+                               "instruction, input, output, input_ids, labels",
                                (int)(end - p), p);
         free(d->col[k]);
         if (!(d->col[k] = strndup(eq + 1, (size_t)(end - eq - 1))))
@@ -666,7 +680,10 @@ void lk_dataset_attention_mask(const int32_t *seg, int64_t T, uint8_t *mask)
             mask[i * T + j] = (uint8_t)(j <= i && seg[i] >= 0 && seg[i] == seg[j]);
 }
 
-void lk_dataset_get_cursor(const lk_dataset *d, struct lk_data_cursor *c) { *c = d->cur; }
+void lk_dataset_get_cursor(const lk_dataset *d, struct lk_data_cursor *c)
+{
+    *c = d->cur;
+}
 
 lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c)
 {
@@ -676,16 +693,20 @@ lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c)
         LK_TRY(make_order(d, c->epoch));
     d->cur.epoch = c->epoch;
     if (c->next > d->rows_in_epoch)
-        return status_fail(LK_ERR_ARG, "data cursor: row %lld is past the %lld rows of epoch "
-                                       "%llu (hint: resuming with a different dataset or "
-                                       "--seq-len?)",
+        return status_fail(LK_ERR_ARG,
+                           "data cursor: row %lld is past the %lld rows of epoch "
+                           "%llu (hint: resuming with a different dataset or "
+                           "--seq-len?)",
                            (long long)c->next, (long long)d->rows_in_epoch,
                            (unsigned long long)c->epoch);
     d->cur = *c;
     return LK_OK;
 }
 
-int64_t lk_dataset_rows_in_epoch(const lk_dataset *d) { return d->rows_in_epoch; }
+int64_t lk_dataset_rows_in_epoch(const lk_dataset *d)
+{
+    return d->rows_in_epoch;
+}
 
 /* ---- public --------------------------------------------------------------------------------- */
 
@@ -726,8 +747,8 @@ static void log_summary(const lk_dataset *d)
     if (s->bad) {
         char lines[200] = "";
         for (int64_t k = 0; k < d->n_bad_kept && k < 10; k++)
-            snprintf(lines + strlen(lines), sizeof lines - strlen(lines), "%s%lld",
-                     k ? ", " : "", (long long)d->bad[k].line);
+            snprintf(lines + strlen(lines), sizeof lines - strlen(lines), "%s%lld", k ? ", " : "",
+                     (long long)d->bad[k].line);
         log_warn("%s: %lld bad examples skipped (%s %s%s)", d->path, (long long)s->bad,
                  d->array_file ? "elements" : "lines", lines, s->bad > 10 ? ", ..." : "");
     }
@@ -739,8 +760,7 @@ static lk_status finish_load(lk_dataset *d)
     if (d->n_ex == 0)
         return status_fail(LK_ERR_FORMAT, "%s: no usable examples (%lld read, %lld bad%s%s)",
                            d->path, (long long)d->st.lines, (long long)d->st.bad,
-                           d->n_bad_kept ? "; first: " : "",
-                           d->n_bad_kept ? d->bad[0].msg : "");
+                           d->n_bad_kept ? "; first: " : "", d->n_bad_kept ? d->bad[0].msg : "");
     d->order = malloc((size_t)d->n_ex * sizeof *d->order);
     d->row_start = malloc((size_t)(d->n_ex + 1) * sizeof *d->row_start);
     d->row_items = malloc((size_t)d->n_ex * sizeof *d->row_items);
@@ -763,8 +783,9 @@ lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
     if (!p)
         p = &def;
     if (p->seq_len < 1 || p->format < 0 || p->format >= LK_DATA_N_FORMATS)
-        return status_fail(LK_ERR_ARG, "dataset: seq_len must be >= 1 (got %lld) and format "
-                                       "valid (got %d)",
+        return status_fail(LK_ERR_ARG,
+                           "dataset: seq_len must be >= 1 (got %lld) and format "
+                           "valid (got %d)",
                            (long long)p->seq_len, (int)p->format);
     lk_dataset *d = calloc(1, sizeof *d);
     if (!d || !(d->path = strdup(path))) {
@@ -818,14 +839,17 @@ void lk_dataset_free(lk_dataset *d)
     free(d);
 }
 
-const struct lk_dataset_stats *lk_dataset_get_stats(const lk_dataset *d) { return &d->st; }
+const struct lk_dataset_stats *lk_dataset_get_stats(const lk_dataset *d)
+{
+    return &d->st;
+}
 
 lk_status lk_dataset_example(const lk_dataset *d, int64_t i, const int32_t **ids,
                              const int32_t **labels, int64_t *n, int64_t *line)
 {
     if (!d || i < 0 || i >= d->n_ex)
-        return status_fail(LK_ERR_ARG, "dataset: example %lld out of range [0, %lld)",
-                           (long long)i, d ? (long long)d->n_ex : 0LL);
+        return status_fail(LK_ERR_ARG, "dataset: example %lld out of range [0, %lld)", (long long)i,
+                           d ? (long long)d->n_ex : 0LL);
     if (ids)
         *ids = d->ids + d->ex_off[i];
     if (labels)

@@ -221,7 +221,8 @@ static lk_status norm_unicode(struct store *st, int kind, size_t off, size_t n)
         const uint8_t *s = (const uint8_t *)st->s + off + i;
         if (s[0] < 0x80 && (i + 1 == n || (uint8_t)s[1] < 0x80)) {
             size_t k = 1; /* the whole run of ASCII not followed by a mark */
-            while (i + k < n && (uint8_t)s[k] < 0x80 && (i + k + 1 == n || (uint8_t)s[k + 1] < 0x80))
+            while (i + k < n && (uint8_t)s[k] < 0x80 &&
+                   (i + k + 1 == n || (uint8_t)s[k + 1] < 0x80))
                 k++;
             LK_TRY(store_copy(st, off + i, k));
             i += k;
@@ -239,9 +240,9 @@ static lk_status norm_unicode(struct store *st, int kind, size_t off, size_t n)
             continue;
         }
         utf8proc_uint8_t *res = NULL;
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)st->s + off + i,
-                                          (utf8proc_ssize_t)(j - i), &res,
-                                          (utf8proc_option_t)utf8proc_options(kind));
+        utf8proc_ssize_t r =
+            utf8proc_map((const utf8proc_uint8_t *)st->s + off + i, (utf8proc_ssize_t)(j - i), &res,
+                         (utf8proc_option_t)utf8proc_options(kind));
         if (r < 0)
             return status_fail(LK_ERR_ARG, "tokenizer: Unicode normalisation failed: %s",
                                utf8proc_errmsg(r));
@@ -277,8 +278,7 @@ static lk_status norm_replace(struct store *st, const struct norm_step *ns, size
 {
     for (size_t i = 0; i < n;) {
         if (ns->alen > 0 && i + ns->alen <= n && memcmp(st->s + off + i, ns->a, ns->alen) == 0) {
-            LK_TRY(store_put(st, ns->b, ns->blen, st->os[off + i],
-                             st->oe[off + i + ns->alen - 1]));
+            LK_TRY(store_put(st, ns->b, ns->blen, st->os[off + i], st->oe[off + i + ns->alen - 1]));
             i += ns->alen;
         } else {
             LK_TRY(store_copy(st, off + i, 1));
@@ -517,8 +517,8 @@ static lk_status pre_metaspace(struct enc *e, const struct pre_step *ps, const s
                                struct piece_list *dst)
 {
     size_t start = e->st.n;
-    int starts_with = p->len >= ps->repl_len && memcmp(e->st.s + p->off, ps->repl,
-                                                       ps->repl_len) == 0;
+    int starts_with =
+        p->len >= ps->repl_len && memcmp(e->st.s + p->off, ps->repl, ps->repl_len) == 0;
     int prepend = !starts_with && p->len > 0 &&
                   (ps->prepend_scheme == PS_ALWAYS || (ps->prepend_scheme == PS_FIRST && p->first));
     if (prepend)
@@ -556,8 +556,8 @@ static lk_status model_word(struct enc *e, const struct piece *p)
     struct wc_slot *c = &e->wc[h & e->wc_mask];
     if (c->h == h && c->wlen == p->len && memcmp(c->w, w, p->len) == 0) {
         for (int k = 0; k < c->nt; k++)
-            LK_TRY(tok_out_push(&e->out, c->ids[k], os[k ? c->ends[k - 1] : 0],
-                                oe[c->ends[k] - 1]));
+            LK_TRY(
+                tok_out_push(&e->out, c->ids[k], os[k ? c->ends[k - 1] : 0], oe[c->ends[k] - 1]));
         return LK_OK;
     }
     /* model with word-relative offsets, then store and translate them */
@@ -704,11 +704,15 @@ lk_status tok_encode_ex(const lk_tokenizer *t, const char *text, size_t len, int
     if (!t || (!text && len > 0))
         return status_fail(LK_ERR_ARG, "tokenizer encode: NULL %s", t ? "text" : "tokenizer");
     if (len >= UINT32_MAX)
-        return status_fail(LK_ERR_ARG, "tokenizer encode: text of %zu bytes is too long "
-                                       "(limit 4 GiB)", len);
+        return status_fail(LK_ERR_ARG,
+                           "tokenizer encode: text of %zu bytes is too long "
+                           "(limit 4 GiB)",
+                           len);
     struct enc e = {.t = t};
     e.md = pcre2_match_data_create(4, NULL);
-    if (cache > 0 || (cache < 0 && len >= 4096)) { /* long texts repeat words: cache them (failure to allocate is fine) */
+    if (cache > 0 ||
+        (cache < 0 &&
+         len >= 4096)) { /* long texts repeat words: cache them (failure to allocate is fine) */
         e.wc_mask = (len >= (1 << 18) ? 16384 : 2048) - 1;
         e.wc = calloc(e.wc_mask + 1, sizeof *e.wc);
     }
@@ -864,17 +868,15 @@ static lk_status dec_step_apply(const struct dec_step *d, const struct slist *sr
             LK_TRY(b >= 0 ? slist_add(dst, &c, 1) : slist_add(dst, s, n));
             break;
         }
-        case D_FUSE:
-            LK_TRY(i == 0 ? slist_add(dst, s, n) : slist_extend(dst, s, n));
-            break;
+        case D_FUSE: LK_TRY(i == 0 ? slist_add(dst, s, n) : slist_extend(dst, s, n)); break;
         case D_STRIP: {
             size_t a = 0, z = n;
-            for (int k = 0; k < d->start && a < z && z - a >= d->alen &&
-                            memcmp(s + a, d->a, d->alen) == 0;
+            for (int k = 0;
+                 k < d->start && a < z && z - a >= d->alen && memcmp(s + a, d->a, d->alen) == 0;
                  k++)
                 a += d->alen;
-            for (int k = 0; k < d->stop && z - a >= d->alen &&
-                            memcmp(s + z - d->alen, d->a, d->alen) == 0;
+            for (int k = 0;
+                 k < d->stop && z - a >= d->alen && memcmp(s + z - d->alen, d->a, d->alen) == 0;
                  k++)
                 z -= d->alen;
             LK_TRY(slist_add(dst, s + a, z - a));
@@ -883,8 +885,8 @@ static lk_status dec_step_apply(const struct dec_step *d, const struct slist *sr
         default: { /* Replace, Metaspace: replace a by b */
             LK_TRY(slist_add(dst, "", 0));
             size_t j = 0;
-            if (d->kind == D_METASPACE && i == 0 && d->prepend_scheme != PS_NEVER &&
-                n >= d->alen && memcmp(s, d->a, d->alen) == 0)
+            if (d->kind == D_METASPACE && i == 0 && d->prepend_scheme != PS_NEVER && n >= d->alen &&
+                memcmp(s, d->a, d->alen) == 0)
                 j = d->alen;
             while (j < n) {
                 if (d->alen && j + d->alen <= n && memcmp(s + j, d->a, d->alen) == 0) {
@@ -911,8 +913,9 @@ static lk_status decode_tokens(const lk_tokenizer *t, const int32_t *ids, int64_
     for (int64_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->vocab_size)
-            return status_fail(LK_ERR_ARG, "tokenizer decode: id %d at position %lld is outside "
-                                           "the vocabulary [0, %lld)",
+            return status_fail(LK_ERR_ARG,
+                               "tokenizer decode: id %d at position %lld is outside "
+                               "the vocabulary [0, %lld)",
                                id, (long long)i, (long long)t->vocab_size);
         int32_t a = t->added_of_id[id];
         if (a >= 0) {
@@ -924,8 +927,10 @@ static lk_status decode_tokens(const lk_tokenizer *t, const int32_t *ids, int64_
             raw[cur->count] = (uint8_t)t->bpe.byte_level;
             LK_TRY(slist_add(cur, t->bpe.strs + t->bpe.off[id], (size_t)t->bpe.len[id]));
         } else {
-            return status_fail(LK_ERR_ARG, "tokenizer decode: id %d at position %lld is not "
-                                           "defined by the vocabulary", id, (long long)i);
+            return status_fail(LK_ERR_ARG,
+                               "tokenizer decode: id %d at position %lld is not "
+                               "defined by the vocabulary",
+                               id, (long long)i);
         }
     }
     return LK_OK;
@@ -983,12 +988,30 @@ lk_status lk_tokenizer_decode(const lk_tokenizer *t, const int32_t *ids, int64_t
 /* Accessors                                                                                    */
 /* ============================================================================================ */
 
-int64_t lk_tokenizer_vocab_size(const lk_tokenizer *t) { return t ? t->vocab_size : 0; }
-int32_t lk_tokenizer_bos(const lk_tokenizer *t) { return t ? t->bos : -1; }
-int32_t lk_tokenizer_eos(const lk_tokenizer *t) { return t ? t->eos : -1; }
-const char *lk_tokenizer_chat_template(const lk_tokenizer *t) { return t ? t->chat_template : 0; }
-const char *lk_tokenizer_bos_str(const lk_tokenizer *t) { return t && t->bos_str ? t->bos_str : ""; }
-const char *lk_tokenizer_eos_str(const lk_tokenizer *t) { return t && t->eos_str ? t->eos_str : ""; }
+int64_t lk_tokenizer_vocab_size(const lk_tokenizer *t)
+{
+    return t ? t->vocab_size : 0;
+}
+int32_t lk_tokenizer_bos(const lk_tokenizer *t)
+{
+    return t ? t->bos : -1;
+}
+int32_t lk_tokenizer_eos(const lk_tokenizer *t)
+{
+    return t ? t->eos : -1;
+}
+const char *lk_tokenizer_chat_template(const lk_tokenizer *t)
+{
+    return t ? t->chat_template : 0;
+}
+const char *lk_tokenizer_bos_str(const lk_tokenizer *t)
+{
+    return t && t->bos_str ? t->bos_str : "";
+}
+const char *lk_tokenizer_eos_str(const lk_tokenizer *t)
+{
+    return t && t->eos_str ? t->eos_str : "";
+}
 
 int lk_tokenizer_adds_bos(const lk_tokenizer *t)
 {
@@ -1376,8 +1399,9 @@ static lk_status parse_vocab(lk_tokenizer *t, const cJSON *vocab, int64_t max_ad
     {
         double d = it->valuedouble;
         if (!cJSON_IsNumber(it) || d < 0 || d >= (1 << 30) || d != (double)(int64_t)d)
-            return BAD(t, "model.vocab: token '%.40s' has id %s, expected an integer in "
-                          "[0, 2^30)",
+            return BAD(t,
+                       "model.vocab: token '%.40s' has id %s, expected an integer in "
+                       "[0, 2^30)",
                        it->string, cJSON_IsNumber(it) ? "out of range" : "that is not a number");
         if ((int64_t)d > max_id)
             max_id = (int64_t)d;
@@ -1431,7 +1455,9 @@ static lk_status parse_merge(lk_tokenizer *t, const cJSON *it, int64_t rank, cha
     if (ia < 0 || ib < 0 || in < 0)
         return BAD(t, "model.merges[%lld]: '%.*s %.*s': %s is not in the vocabulary",
                    (long long)rank, (int)an, a, (int)bn, b,
-                   ia < 0 ? "the first token" : ib < 0 ? "the second token" : "the merged token");
+                   ia < 0   ? "the first token"
+                   : ib < 0 ? "the second token"
+                            : "the merged token");
     return tok_bpe_add_merge(&t->bpe, ia, ib, in, (int32_t)rank);
 }
 
@@ -1558,8 +1584,9 @@ static lk_status parse_added(lk_tokenizer *t, const cJSON *list)
         const char *content = jstr(it, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 30) ||
             !content || !*content)
-            return BAD(t, "added_tokens[%d]: needs an integer \"id\" in [0, 2^30) and a "
-                          "non-empty \"content\"",
+            return BAD(t,
+                       "added_tokens[%d]: needs an integer \"id\" in [0, 2^30) and a "
+                       "non-empty \"content\"",
                        t->n_added);
         struct added *a = &t->added[t->n_added++];
         a->id = (int32_t)id->valuedouble;
@@ -1704,14 +1731,14 @@ static lk_status load_config(lk_tokenizer *t, const char *dir)
     if (s == LK_OK && map) {
         s = set_special(t, config_token(map, "bos_token"), &t->bos, &t->bos_str, "bos_token", q);
         if (s == LK_OK)
-            s = set_special(t, config_token(map, "eos_token"), &t->eos, &t->eos_str,
-                            "eos_token", q);
+            s = set_special(t, config_token(map, "eos_token"), &t->eos, &t->eos_str, "eos_token",
+                            q);
     }
     if (s == LK_OK && cfg) {
         s = set_special(t, config_token(cfg, "bos_token"), &t->bos, &t->bos_str, "bos_token", p);
         if (s == LK_OK)
-            s = set_special(t, config_token(cfg, "eos_token"), &t->eos, &t->eos_str,
-                            "eos_token", p);
+            s = set_special(t, config_token(cfg, "eos_token"), &t->eos, &t->eos_str, "eos_token",
+                            p);
         const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
         const cJSON *ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
         t->cfg_flags = cJSON_IsBool(ab) || cJSON_IsBool(ae);
@@ -1785,8 +1812,10 @@ lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out)
     cJSON *j = NULL;
     lk_status s;
     if (!file_exists(t->path))
-        s = status_fail(LK_ERR_IO, "%s: no such file (hint: the folder needs the Hugging Face "
-                                   "tokenizer.json)", t->path);
+        s = status_fail(LK_ERR_IO,
+                        "%s: no such file (hint: the folder needs the Hugging Face "
+                        "tokenizer.json)",
+                        t->path);
     else
         s = load_json(t->path, (size_t)1 << 31, &j);
     if (s == LK_OK)

@@ -43,8 +43,8 @@ static void test_fixtures(void **st)
             snprintf(cur_dir, sizeof cur_dir, "%s", dir);
         }
         struct lk_chat_params p = lk_chat_params_default();
-        assert_ok(lk_chat_format_from_name(cJSON_GetObjectItem(c, "format")->valuestring,
-                                           &p.format));
+        assert_ok(
+            lk_chat_format_from_name(cJSON_GetObjectItem(c, "format")->valuestring, &p.format));
         p.add_generation_prompt = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
         struct lk_chat_message msgs[16];
         int64_t nm = 0;
@@ -111,8 +111,11 @@ static void test_detect(void **st)
 static void test_spans(void **st)
 {
     (void)st;
-    const struct lk_chat_message m[] = {{"system", "S"}, {"user", "Q1"}, {"assistant", " A1 "},
-                                        {"user", "Q2"},   {"assistant", "A2"}};
+    const struct lk_chat_message m[] = {{"system", "S"},
+                                        {"user", "Q1"},
+                                        {"assistant", " A1 "},
+                                        {"user", "Q2"},
+                                        {"assistant", "A2"}};
     const int train[] = {1, 1, 0, 1, 1};
     static const struct {
         const char *dir;

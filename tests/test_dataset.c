@@ -109,11 +109,9 @@ static void test_bad_lines(void **st)
     assert_int_equal(s->examples, 2);
     assert_int_equal(s->bad, 10);
     static const int64_t bad_lines[] = {2, 4, 5, 6, 7, 8, 9, 10, 11, 14};
-    static const char *const reason[] = {"invalid JSON",     "no known fields",
-                                         "not a string",     "JSON object",
-                                         "no assistant turn", "role 'tool'",
-                                         "as long as",       "input_ids[1]",
-                                         "question, answer", "image"};
+    static const char *const reason[] = {
+        "invalid JSON", "no known fields", "not a string", "JSON object",      "no assistant turn",
+        "role 'tool'",  "as long as",      "input_ids[1]", "question, answer", "image"};
     for (int k = 0; k < 10; k++) {
         int64_t line;
         const char *msg = lk_dataset_bad(d, k, &line);
@@ -141,8 +139,7 @@ static void test_bad_lines(void **st)
     lk_dataset_free(d);
     /* bad --fields, missing file */
     p.fields = "prompt";
-    assert_status(lk_dataset_load(data_path("tok/ds/pc.jsonl"), t, &p, &d), LK_ERR_ARG,
-                  "--fields");
+    assert_status(lk_dataset_load(data_path("tok/ds/pc.jsonl"), t, &p, &d), LK_ERR_ARG, "--fields");
     p.fields = NULL;
     assert_status(lk_dataset_load(data_path("tok/ds/nope.jsonl"), t, &p, &d), LK_ERR_IO,
                   "nope.jsonl");

@@ -374,8 +374,8 @@ static void test_word_cache(void **st)
     char *txt;
     size_t n;
     require_file(shared_path("data/tinystories/tinystories_sample.txt"));
-    assert_ok(read_text_file(shared_path("data/tinystories/tinystories_sample.txt"), 1 << 24, &txt,
-                             &n));
+    assert_ok(
+        read_text_file(shared_path("data/tinystories/tinystories_sample.txt"), 1 << 24, &txt, &n));
     const char *dirs[] = {"models/qwen2.5-tokenizer", "models/llama-3.2-3b-instruct",
                           "models/llama2-tokenizer"};
     for (int d = 0; d < 3; d++) {

@@ -18,7 +18,10 @@ static double clock_s(clockid_t id)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
+static double now_s(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
+}
 
 static void print_json_string(const char *s, size_t n)
 {
@@ -74,8 +77,25 @@ static int bench(const lk_tokenizer *tok, const char *text, size_t len, int reps
     return CLI_OK;
 }
 
+/* --chat: the text as one user turn, rendered with the chat template and the generation
+ * prompt. The rendered text (template tokens included) replaces *text; caller frees *owned. */
+static int render_chat(const lk_tokenizer *tok, const char *tmpl, const char **text, size_t *len,
+                       char **owned)
+{
+    struct lk_chat_params p = lk_chat_params_default();
+    p.add_generation_prompt = 1;
+    lk_status s = tmpl ? lk_chat_format_from_name(tmpl, &p.format) : LK_OK;
+    if (s != LK_OK)
+        return cli_usage_error(TOOL, "--chat-template: %s", lk_last_error());
+    struct lk_chat_message m = {"user", *text};
+    if ((s = lk_chat_render(tok, &p, &m, 1, owned, len)) != LK_OK)
+        return cli_fail(TOOL, s);
+    *text = *owned;
+    return CLI_OK;
+}
+
 static int run(const char *dir, const char *text, size_t len, const char *ids_arg, int special,
-               int decode, int json, int bench_reps)
+               int decode, int json, int bench_reps, const char *chat_tmpl, int chat)
 {
     double t0 = now_s();
     lk_tokenizer *tok;
@@ -87,8 +107,12 @@ static int run(const char *dir, const char *text, size_t len, const char *ids_ar
     int32_t *ids = NULL;
     int64_t n = 0;
     int rc = CLI_OK;
-    char *back = NULL;
+    char *back = NULL, *rendered = NULL;
     size_t back_len = 0;
+    if (chat && (rc = render_chat(tok, chat_tmpl, &text, &len, &rendered)) != CLI_OK)
+        goto done;
+    if (chat)
+        special = 0; /* the template wrote BOS itself, as apply_chat_template assumes */
     if (bench_reps > 0) {
         rc = bench(tok, text, len, bench_reps, json);
         goto done;
@@ -135,9 +159,11 @@ static int run(const char *dir, const char *text, size_t len, const char *ids_ar
             (s = lk_tokenizer_decode(tok, raw, nraw, 0, &plain, &plain_len)) != LK_OK) {
             rc = cli_fail(TOOL, s);
         } else if (plain_len != len || memcmp(plain, text, len) != 0) {
-            fprintf(stderr, "%s: round trip differs: decoded %zu bytes, input %zu bytes\n", TOOL,
-                    plain_len, len);
-            rc = CLI_FAIL;
+            /* not an error: normalisers (NFC, a literal "▁" in SentencePiece) are lossy */
+            fprintf(stderr,
+                    "%s: warning: round trip differs: decoded %zu bytes, input %zu bytes "
+                    "(the tokenizer normalises the text)\n",
+                    TOOL, plain_len, len);
         } else {
             fprintf(stderr, "%s: round trip ok (%lld tokens)\n", TOOL, (long long)n);
         }
@@ -147,6 +173,7 @@ static int run(const char *dir, const char *text, size_t len, const char *ids_ar
 done:
     free(ids);
     free(back);
+    free(rendered);
     lk_tokenizer_free(tok);
     return rc;
 }
@@ -159,14 +186,21 @@ int main(int argc, char **argv)
     struct arg_str *text = arg_str0(NULL, "text", "STR", "text to encode");
     struct arg_file *file = arg_file0(NULL, "file", "FILE", "encode this file's bytes");
     struct arg_str *ids = arg_str0(NULL, "ids", "LIST", "decode these ids (e.g. 1,15043,2)");
-    struct arg_lit *decode = arg_lit0(NULL, "decode", "also decode the ids and check the round "
-                                                      "trip");
+    struct arg_lit *decode = arg_lit0(NULL, "decode",
+                                      "also decode the ids and check the round "
+                                      "trip");
     struct arg_lit *nospec = arg_lit0(NULL, "no-special", "do not add BOS/EOS");
     struct arg_int *bench_n = arg_int0(NULL, "bench", "N", "encode N times, print MB/s");
+    struct arg_lit *chat = arg_lit0(NULL, "chat",
+                                    "encode the text as a user turn of the chat "
+                                    "template (with the generation prompt)");
+    struct arg_str *tmpl = arg_str0(NULL, "chat-template", "NAME",
+                                    "chatml, qwen2.5, llama3, llama3.1, llama2, mistral, alpaca "
+                                    "(default: recognised from tokenizer_config.json)");
     struct arg_end *end = arg_end(20);
     /* no --seed here (nothing random), so the common entries are listed without it */
-    void *table[] = {model,     text,      file,   ids,    decode,    nospec, bench_n,
-                     c.help,    c.version, c.verbose, c.quiet, c.json, c.threads, end};
+    void *table[] = {model, text,   file,      ids,       decode,  nospec, bench_n,   chat,
+                     tmpl,  c.help, c.version, c.verbose, c.quiet, c.json, c.threads, end};
     int rc = cli_parse(argc, argv, table, end, &c, TOOL,
                        "Encode text with a Hugging Face tokenizer.json and print the token ids.",
                        "Exactly one of --text, --file or --ids. Ids go to stdout, one line "
@@ -176,6 +210,10 @@ int main(int argc, char **argv)
     int nsrc = text->count + file->count + ids->count;
     if (nsrc != 1) {
         rc = cli_usage_error(TOOL, "give exactly one of --text, --file or --ids");
+        goto out;
+    }
+    if ((chat->count || tmpl->count) && ids->count) {
+        rc = cli_usage_error(TOOL, "--chat and --chat-template need --text or --file");
         goto out;
     }
     if (bench_n->count && (bench_n->ival[0] <= 0 || ids->count)) {
@@ -196,7 +234,8 @@ int main(int argc, char **argv)
         len = strlen(src);
     }
     rc = run(model->sval[0], src, len, ids->count ? ids->sval[0] : NULL, !nospec->count,
-             decode->count > 0, c.json->count > 0, bench_n->count ? bench_n->ival[0] : 0);
+             decode->count > 0, c.json->count > 0, bench_n->count ? bench_n->ival[0] : 0,
+             tmpl->count ? tmpl->sval[0] : NULL, chat->count || tmpl->count);
     free(buf);
 out:
     arg_freetable(table, sizeof table / sizeof table[0]);

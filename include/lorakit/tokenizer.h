@@ -106,8 +106,9 @@ typedef enum {
     LK_CHAT_CHATML = 1,  /* "chatml": <|im_start|>role\n...<|im_end|>\n, no default system */
     LK_CHAT_QWEN2_5 = 2, /* "qwen2.5": ChatML with Qwen2.5's default system prompt */
     LK_CHAT_LLAMA3 = 3,  /* "llama3": Llama-3(.0) headers, <|eot_id|>, contents trimmed */
-    LK_CHAT_LLAMA3_1 = 4, /* "llama3.1": Llama-3.1/3.2: system block with knowledge cutoff and date */
-    LK_CHAT_LLAMA2 = 5,  /* "llama2": <s>[INST] <<SYS>>...<</SYS>> ... [/INST] answer </s> */
+    LK_CHAT_LLAMA3_1 =
+        4,              /* "llama3.1": Llama-3.1/3.2: system block with knowledge cutoff and date */
+    LK_CHAT_LLAMA2 = 5, /* "llama2": <s>[INST] <<SYS>>...<</SYS>> ... [/INST] answer </s> */
     LK_CHAT_MISTRAL = 6, /* "mistral": <s>[INST] ... [/INST]answer</s> (user/assistant only) */
     LK_CHAT_ALPACA = 7   /* "alpaca": ### Instruction: / ### Response: blocks */
 } lk_chat_format;
@@ -151,24 +152,25 @@ lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
 /* ============================================================================================ */
 
 /* Example formats. Each example becomes token ids plus labels aligned with them as in Hugging
- * Face (labels[t] = ids[t] where the token is trained, -100 where it is masked; the loss shifts). */
+ * Face (labels[t] = ids[t] where the token is trained, -100 where it is masked; the loss shifts).
+ */
 typedef enum {
-    LK_DATA_AUTO = 0,   /* per line, from the keys present (in this order of preference): */
-    LK_DATA_MESSAGES,   /* {"messages": [{"role", "content"}]}: chat template, loss on assistant
-                         * turns (+ their end-of-turn token). content may be a string or a list
-                         * of {"type": "text", "text"|"value"} parts; a message with
-                         * "loss_weight": 0 is not trained. {"conversations": [{"from",
-                         * "value"}]} (ShareGPT: human/gpt/system) is read the same way. */
-    LK_DATA_TOKENS,     /* {"input_ids": [...], "labels": [...]}: pre-tokenised, used as is;
-                         * labels optional (default: all trained), -100 = masked */
-    LK_DATA_ALPACA,     /* {"instruction", "input", "output"}: Stanford Alpaca prompt (the
-                         * "paired with an input" form when input is non-empty), loss on output */
+    LK_DATA_AUTO = 0, /* per line, from the keys present (in this order of preference): */
+    LK_DATA_MESSAGES, /* {"messages": [{"role", "content"}]}: chat template, loss on assistant
+                       * turns (+ their end-of-turn token). content may be a string or a list
+                       * of {"type": "text", "text"|"value"} parts; a message with
+                       * "loss_weight": 0 is not trained. {"conversations": [{"from",
+                       * "value"}]} (ShareGPT: human/gpt/system) is read the same way. */
+    LK_DATA_TOKENS,   /* {"input_ids": [...], "labels": [...]}: pre-tokenised, used as is;
+                       * labels optional (default: all trained), -100 = masked */
+    LK_DATA_ALPACA,   /* {"instruction", "input", "output"}: Stanford Alpaca prompt (the
+                       * "paired with an input" form when input is non-empty), loss on output */
     LK_DATA_PROMPT_COMPLETION, /* {"prompt", "completion"}: loss on the completion only */
-    LK_DATA_TEXT        /* {"text"}: loss on every token */
+    LK_DATA_TEXT               /* {"text"}: loss on every token */
 } lk_data_format;
 
 #define LK_DATA_N_FORMATS 6
-#define LK_LABEL_IGNORE (-100)
+#define LK_LABEL_IGNORE   (-100)
 
 struct lk_dataset_params {
     int64_t seq_len; /* tokens per row (default 2048); longer examples are truncated (counted) */
@@ -189,14 +191,14 @@ struct lk_dataset_params lk_dataset_params_default(void);
 
 /* What the load found. Tokens are counted after truncation. */
 struct lk_dataset_stats {
-    int64_t lines;            /* examples read (non-blank lines or array elements) */
-    int64_t examples;         /* examples kept */
-    int64_t bad;              /* examples skipped (bad JSON, missing/mistyped fields, ...) */
-    int64_t tokens;           /* tokens over kept examples */
-    int64_t trained_tokens;   /* tokens whose label is not -100 */
-    int64_t truncated;        /* examples longer than seq_len */
-    int64_t truncated_tokens; /* tokens cut off by truncation */
-    int64_t rows;             /* rows of seq_len in one epoch (first epoch's order) */
+    int64_t lines;             /* examples read (non-blank lines or array elements) */
+    int64_t examples;          /* examples kept */
+    int64_t bad;               /* examples skipped (bad JSON, missing/mistyped fields, ...) */
+    int64_t tokens;            /* tokens over kept examples */
+    int64_t trained_tokens;    /* tokens whose label is not -100 */
+    int64_t truncated;         /* examples longer than seq_len */
+    int64_t truncated_tokens;  /* tokens cut off by truncation */
+    int64_t rows;              /* rows of seq_len in one epoch (first epoch's order) */
     double packing_efficiency; /* tokens / (rows * seq_len) */
     int64_t by_format[LK_DATA_N_FORMATS]; /* kept examples per lk_data_format */
 };

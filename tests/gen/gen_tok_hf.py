@@ -19,8 +19,8 @@ import tok_corpus  # noqa: E402
 shared, out = sys.argv[1], sys.argv[2]
 strings = tok_corpus.corpus()
 
-MODELS = {"qwen2.5": "qwen2.5-tokenizer", "llama3": "llama-3.2-3b-instruct",  # (Llama-2 and Mistral: identical to sp-*.out, not kept)
-
+# Llama-2 and Mistral through tokenizer.json gave files identical to sp-*.out: not kept.
+MODELS = {"qwen2.5": "qwen2.5-tokenizer", "llama3": "llama-3.2-3b-instruct",
           "stories260K": "stories260K-hf"}
 for name, d in MODELS.items():
     tk = Tokenizer.from_file(os.path.join(shared, "models", d, "tokenizer.json"))
