@@ -517,8 +517,10 @@ static lk_status pre_metaspace(struct enc *e, const struct pre_step *ps, const s
                                struct piece_list *dst)
 {
     size_t start = e->st.n;
+    /* spaces become the replacement first; then prepend unless it already starts with one */
     int starts_with =
-        p->len >= ps->repl_len && memcmp(e->st.s + p->off, ps->repl, ps->repl_len) == 0;
+        (p->len > 0 && e->st.s[p->off] == ' ') ||
+        (p->len >= ps->repl_len && memcmp(e->st.s + p->off, ps->repl, ps->repl_len) == 0);
     int prepend = !starts_with && p->len > 0 &&
                   (ps->prepend_scheme == PS_ALWAYS || (ps->prepend_scheme == PS_FIRST && p->first));
     if (prepend)

@@ -4,6 +4,8 @@
  * UTF-8 and corrupt files. */
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +46,9 @@ static void inp_free(inp_file *f)
     free(f->len);
 }
 
-/* Compare the tokenizer in dir on every string of inp with the id lines of out; also check the
- * decode round trip (skip_special 0) when round_trip is set. */
+/* Compare the tokenizer in dir on every string of inp with the id lines of out. Decoding: with
+ * Hugging Face's decodes in out's .dec twin, exactly; else, when round_trip is set, the decode
+ * must give the input back (or, where normalisation changed it, re-encode to the same ids). */
 static void check_vectors(const char *dir, const char *inp, const char *out, int add_special,
                           int round_trip)
 {
@@ -55,8 +58,15 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
     require_file(inp);
     lk_tokenizer *t;
     assert_ok(lk_tokenizer_load(d, &t));
-    inp_file f;
+    inp_file f, dec = {0};
     inp_load(inp, &f);
+    /* NAME.dec beside NAME.out: Hugging Face's decode of the ids, compared exactly */
+    char decp[4096];
+    snprintf(decp, sizeof decp, "%.*s.dec", (int)(strlen(o) - 4), o);
+    if (file_exists(decp)) {
+        inp_load(decp, &dec);
+        assert_int_equal(dec.n, f.n);
+    }
     char *want_txt;
     size_t wn;
     assert_ok(read_text_file(o, 1 << 24, &want_txt, &wn));
@@ -89,7 +99,15 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
                 fprintf(stderr, " %d", ids[j]);
             fprintf(stderr, "\n");
         }
-        if (round_trip) {
+        if (dec.n) {
+            char *back;
+            size_t bl;
+            assert_ok(lk_tokenizer_decode(t, ids, n, 0, &back, &bl));
+            if ((bl != dec.len[i] || memcmp(back, dec.s[i], bl) != 0) && bad++ < 5)
+                fprintf(stderr, "%s string %d: decoded '%s', HF '%.*s'\n", decp, i, back,
+                        (int)dec.len[i], dec.s[i]);
+            free(back);
+        } else if (round_trip) {
             char *back;
             size_t bl;
             assert_ok(lk_tokenizer_decode(t, ids, n, 0, &back, &bl));
@@ -114,6 +132,8 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
     assert_int_equal(bad, 0);
     free(want_txt);
     inp_free(&f);
+    if (dec.n)
+        inp_free(&dec);
     lk_tokenizer_free(t);
 }
 
@@ -203,6 +223,84 @@ static void test_added_tokens(void **st)
     snprintf(g_b, sizeof g_b, "%s", data_path("tok/added.inp"));
     snprintf(g_c, sizeof g_c, "%s", data_path("tok/added.out"));
     check_vectors(g_a, g_b, g_c, 1, 0);
+}
+
+/* A copy of a shared tokenizer.json with some top-level keys replaced (JSON text, "null" ok),
+ * written to a temp folder: pipeline variants the shipped tokenizers do not exercise. The same
+ * variants are made by tests/gen/gen_tok_hf.py for the reference ids. */
+static char *make_variant(const char *model, const char *const *keys, const char *const *vals,
+                          int n)
+{
+    char src[4096];
+    snprintf(src, sizeof src, "%s/tokenizer.json", shared_path(model));
+    require_file(src);
+    char *txt;
+    size_t len;
+    assert_ok(read_text_file(src, 1 << 26, &txt, &len));
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    assert_non_null(j);
+    for (int i = 0; i < n; i++) {
+        cJSON *v = cJSON_Parse(vals[i]);
+        assert_non_null(v);
+        cJSON_ReplaceItemInObjectCaseSensitive(j, keys[i], v);
+    }
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *dir = make_temp_dir(), p[4096];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    assert_int_equal(write_file(p, out, strlen(out)), 0);
+    free(out);
+    return dir;
+}
+
+static void run_variant(const char *model, const char *const *keys, const char *const *vals, int n,
+                        const char *out, int round_trip)
+{
+    char *dir = make_variant(model, keys, vals, n);
+    char inp[4096], o[4096];
+    snprintf(inp, sizeof inp, "%s", data_path("tok/corpus.inp"));
+    snprintf(o, sizeof o, "%s", data_path(out));
+    check_vectors(dir, inp, o, 0, round_trip);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* NFKC + Lowercase normalizers, Metaspace pre-tokenizer prepending only to the first piece. */
+static void test_variant_metaspace_first(void **st)
+{
+    (void)st;
+    const char *k[] = {"normalizer", "pre_tokenizer"};
+    const char *v[] = {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKC\"}, "
+                       "{\"type\": \"Lowercase\"}]}",
+                       "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
+                       "\"prepend_scheme\": \"first\", \"split\": false}"};
+    /* lossy by design (lowercase; the Strip decoder eats a leading space): ids only */
+    run_variant("models/stories260K-hf", k, v, 2, "tok/hf-metaspace-first.out", 0);
+}
+
+/* NFD, Metaspace splitting on every ▁ (MergedWithNext) and the Metaspace decoder. */
+static void test_variant_metaspace_always(void **st)
+{
+    (void)st;
+    const char *k[] = {"normalizer", "pre_tokenizer", "decoder"};
+    const char *v[] = {"{\"type\": \"NFD\"}",
+                       "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
+                       "\"prepend_scheme\": \"always\", \"split\": true}",
+                       "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
+                       "\"prepend_scheme\": \"always\", \"split\": true}"};
+    /* no ByteFallback decoder here: bytes come back as "<0x0A>", as in HF: ids only */
+    run_variant("models/stories260K-hf", k, v, 3, "tok/hf-metaspace-always.out", 0);
+}
+
+/* GPT-2 style: ByteLevel pre-tokenizer with its own regex and add_prefix_space. */
+static void test_variant_gpt2(void **st)
+{
+    (void)st;
+    const char *k[] = {"normalizer", "pre_tokenizer"};
+    const char *v[] = {"null", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+                               "\"trim_offsets\": false, \"use_regex\": true}"};
+    run_variant("models/qwen2.5-tokenizer", k, v, 2, "tok/hf-qwen-gpt2.out", 1);
 }
 
 /* ---- special tokens ---- */
@@ -454,14 +552,24 @@ static void test_corrupt(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ggml_llama_spm), cmocka_unit_test(test_ggml_llama3),
-        cmocka_unit_test(test_ggml_qwen2),     cmocka_unit_test(test_sp_llama2),
-        cmocka_unit_test(test_sp_mistral),     cmocka_unit_test(test_hf_stories260k),
-        cmocka_unit_test(test_hf_qwen25),      cmocka_unit_test(test_hf_llama3),
-        cmocka_unit_test(test_added_tokens),   cmocka_unit_test(test_special_tokens),
-        cmocka_unit_test(test_mistral_inst),   cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_offsets),        cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_ggml_llama_spm),
+        cmocka_unit_test(test_ggml_llama3),
+        cmocka_unit_test(test_ggml_qwen2),
+        cmocka_unit_test(test_sp_llama2),
+        cmocka_unit_test(test_sp_mistral),
+        cmocka_unit_test(test_hf_stories260k),
+        cmocka_unit_test(test_hf_qwen25),
+        cmocka_unit_test(test_hf_llama3),
+        cmocka_unit_test(test_added_tokens),
+        cmocka_unit_test(test_special_tokens),
+        cmocka_unit_test(test_mistral_inst),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_offsets),
+        cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_word_cache),
+        cmocka_unit_test(test_variant_metaspace_first),
+        cmocka_unit_test(test_variant_metaspace_always),
+        cmocka_unit_test(test_variant_gpt2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

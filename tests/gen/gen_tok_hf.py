@@ -20,6 +20,13 @@ shared, out = sys.argv[1], sys.argv[2]
 strings = tok_corpus.corpus()
 
 # Llama-2 and Mistral through tokenizer.json gave files identical to sp-*.out: not kept.
+def write_decoded(tk, name):
+    """hf-NAME.dec: decode(encode(s)) of every corpus string, HF's decoder (inp format)."""
+    tok_corpus.write_inp(os.path.join(out, f"hf-{name}.dec"),
+                         [tk.decode(tk.encode(s, add_special_tokens=False).ids,
+                                    skip_special_tokens=False) for s in strings])
+
+
 MODELS = {"qwen2.5": "qwen2.5-tokenizer", "llama3": "llama-3.2-3b-instruct",
           "stories260K": "stories260K-hf"}
 for name, d in MODELS.items():
@@ -27,6 +34,7 @@ for name, d in MODELS.items():
     with open(os.path.join(out, f"hf-{name}.out"), "w") as f:
         for s in strings:
             f.write(" ".join(str(i) for i in tk.encode(s, add_special_tokens=False).ids) + "\n")
+    write_decoded(tk, name)
 
 # added-token options on the small stories260K vocabulary
 j = json.load(open(os.path.join(shared, "models/stories260K-hf/tokenizer.json")))
@@ -55,4 +63,35 @@ tok_corpus.write_inp(os.path.join(out, "added.inp"), added)
 with open(os.path.join(out, "added.out"), "w") as f:
     for s in added:
         f.write(" ".join(str(i) for i in tk.encode(s).ids) + "\n")
+
+# Pipeline variants on the corpus (ids without special tokens), to cover code paths the shipped
+# tokenizers do not use. The C test builds the same variants from the same source files.
+#   metaspace-first:  stories260K, normalizer NFKC+Lowercase, Metaspace(first, split=false)
+#   metaspace-always: stories260K, normalizer NFD, Metaspace(always, split=true), Metaspace decoder
+#   qwen-gpt2:        Qwen2.5 vocab, no normalizer, ByteLevel(add_prefix_space, use_regex) only
+VARIANTS = {
+    "metaspace-first": ("stories260K-hf", {
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"},
+                                                           {"type": "Lowercase"}]},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "first", "split": False}}),
+    "metaspace-always": ("stories260K-hf", {
+        "normalizer": {"type": "NFD"},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "always", "split": True},
+        "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                    "split": True}}),
+    "qwen-gpt2": ("qwen2.5-tokenizer", {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                          "use_regex": True}}),
+}
+for name, (d, patch) in VARIANTS.items():
+    j = json.load(open(os.path.join(shared, "models", d, "tokenizer.json")))
+    j.update(patch)
+    tk = Tokenizer.from_str(json.dumps(j))
+    with open(os.path.join(out, f"hf-{name}.out"), "w") as f:
+        for s in strings:
+            f.write(" ".join(str(i) for i in tk.encode(s, add_special_tokens=False).ids) + "\n")
+    write_decoded(tk, name)
 print("tokenizers", tokenizers.__version__)
