@@ -121,7 +121,9 @@ struct lk_chat_message {
 
 struct lk_chat_params {
     lk_chat_format format;     /* LK_CHAT_AUTO (default) or a named format */
-    int add_generation_prompt; /* 1: end with the header that opens an assistant turn (default 0) */
+    int add_generation_prompt; /* 1: end with the header that opens an assistant turn (default
+                                * 0); llama2 and mistral have none and ignore it, as their
+                                * templates do */
     const char *date_string;   /* llama3.1 "Today Date:"; NULL (default): "26 Jul 2024", what the
                                 * template writes when no strftime_now is given */
 };
