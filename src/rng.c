@@ -16,6 +16,17 @@ void rng_seed(rng_state *r, uint64_t seed, uint64_t purpose)
     uint64_t x = seed ^ (purpose * 0xd1342543de82ef95ull);
     for (int i = 0; i < 4; i++)
         r->s[i] = splitmix64(&x);
+    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3]))
+        r->s[0] = 1; /* the all-zero state is a fixed point */
+}
+
+uint64_t rng_purpose(const char *name, uint64_t index)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a of the name, then the index mixed in */
+    for (const char *p = name; p && *p; p++)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+    uint64_t x = h ^ (index * 0x9e3779b97f4a7c15ull);
+    return splitmix64(&x);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -32,6 +43,16 @@ uint64_t rng_next(rng_state *r)
     s[2] ^= t;
     s[3] = rotl(s[3], 45);
     return out;
+}
+
+uint64_t rng_below(rng_state *r, uint64_t n)
+{
+    uint64_t lim = -n % n; /* reject the top partial block: 2^64 mod n values */
+    for (;;) {
+        uint64_t x = rng_next(r);
+        if (x >= lim)
+            return x % n;
+    }
 }
 
 float rng_uniform(rng_state *r) { return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f); }

@@ -8,5 +8,6 @@
 
 #include "lorakit/core.h"
 #include "lorakit/model.h"
+#include "lorakit/tokenizer.h"
 
 #endif /* LORAKIT_H */

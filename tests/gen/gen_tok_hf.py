@@ -1,0 +1,97 @@
+"""gen_tok_hf.py — Hugging Face `tokenizers` reference ids for the tokenizer tests.
+
+Run by hand with a python that has Hugging Face tokenizers (pip install tokenizers; used: 0.23.3):
+    python3 tests/gen/gen_tok_hf.py ../shared tests/data/tok
+Reads corpus.inp (written by gen_tok_sp.py) and writes hf-<name>.out (ids, no special tokens) for
+each tokenizer.json under ../shared/models, plus the added-token fixture folder added/ (a copy of
+stories260K-hf's tokenizer.json with merges in the ["a", "b"] form and extra added tokens using
+lstrip, rstrip, single_word and normalized) with added.inp / added.out (with special tokens)."""
+import json
+import os
+import sys
+
+import tokenizers
+from tokenizers import Tokenizer
+
+sys.path.insert(0, os.path.dirname(__file__))
+import tok_corpus  # noqa: E402
+
+shared, out = sys.argv[1], sys.argv[2]
+strings = tok_corpus.corpus()
+
+# Llama-2 and Mistral through tokenizer.json gave files identical to sp-*.out: not kept.
+def write_decoded(tk, name):
+    """hf-NAME.dec: decode(encode(s)) of every corpus string, HF's decoder (inp format)."""
+    tok_corpus.write_inp(os.path.join(out, f"hf-{name}.dec"),
+                         [tk.decode(tk.encode(s, add_special_tokens=False).ids,
+                                    skip_special_tokens=False) for s in strings])
+
+
+MODELS = {"qwen2.5": "qwen2.5-tokenizer", "llama3": "llama-3.2-3b-instruct",
+          "stories260K": "stories260K-hf"}
+for name, d in MODELS.items():
+    tk = Tokenizer.from_file(os.path.join(shared, "models", d, "tokenizer.json"))
+    with open(os.path.join(out, f"hf-{name}.out"), "w") as f:
+        for s in strings:
+            f.write(" ".join(str(i) for i in tk.encode(s, add_special_tokens=False).ids) + "\n")
+    write_decoded(tk, name)
+
+# added-token options on the small stories260K vocabulary
+j = json.load(open(os.path.join(shared, "models/stories260K-hf/tokenizer.json")))
+j["model"]["merges"] = [m.split(" ") for m in j["model"]["merges"]]
+n = len(j["model"]["vocab"])
+extra = [("<tool>", dict(special=True, normalized=False)),
+         ("[L]", dict(special=False, normalized=False, lstrip=True)),
+         ("[R]", dict(special=False, normalized=False, rstrip=True)),
+         ("[LR]", dict(special=True, normalized=False, lstrip=True, rstrip=True)),
+         ("word", dict(special=False, normalized=False, single_word=True)),
+         ("ness", dict(special=False, normalized=True)),
+         ("<tool_call>", dict(special=True, normalized=False))]
+for i, (c, kw) in enumerate(extra):
+    t = dict(id=n + i, content=c, single_word=False, lstrip=False, rstrip=False, normalized=False,
+             special=False)
+    t.update(kw)
+    j["added_tokens"].append(t)
+os.makedirs(os.path.join(out, "added"), exist_ok=True)
+with open(os.path.join(out, "added", "tokenizer.json"), "w") as f:
+    json.dump(j, f, ensure_ascii=False)
+tk = Tokenizer.from_file(os.path.join(out, "added", "tokenizer.json"))
+added = ["<tool>x", "a <tool> b", "a   [L] b", "a [R]   b", "x  [LR]  y", "word", "a word b",
+         "awordb", "words", "_word", "word.", "goodness me", "good ness", "<tool_call><tool>",
+         "<tool_cal", "[L][R][LR]", "  [L]", "[R]  ", "café [LR] 你好", "\n[LR]\n"]
+tok_corpus.write_inp(os.path.join(out, "added.inp"), added)
+with open(os.path.join(out, "added.out"), "w") as f:
+    for s in added:
+        f.write(" ".join(str(i) for i in tk.encode(s).ids) + "\n")
+
+# Pipeline variants on the corpus (ids without special tokens), to cover code paths the shipped
+# tokenizers do not use. The C test builds the same variants from the same source files.
+#   metaspace-first:  stories260K, normalizer NFKC+Lowercase, Metaspace(first, split=false)
+#   metaspace-always: stories260K, normalizer NFD, Metaspace(always, split=true), Metaspace decoder
+#   qwen-gpt2:        Qwen2.5 vocab, no normalizer, ByteLevel(add_prefix_space, use_regex) only
+VARIANTS = {
+    "metaspace-first": ("stories260K-hf", {
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"},
+                                                           {"type": "Lowercase"}]},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "first", "split": False}}),
+    "metaspace-always": ("stories260K-hf", {
+        "normalizer": {"type": "NFD"},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "always", "split": True},
+        "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                    "split": True}}),
+    "qwen-gpt2": ("qwen2.5-tokenizer", {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                          "use_regex": True}}),
+}
+for name, (d, patch) in VARIANTS.items():
+    j = json.load(open(os.path.join(shared, "models", d, "tokenizer.json")))
+    j.update(patch)
+    tk = Tokenizer.from_str(json.dumps(j))
+    with open(os.path.join(out, f"hf-{name}.out"), "w") as f:
+        for s in strings:
+            f.write(" ".join(str(i) for i in tk.encode(s, add_special_tokens=False).ids) + "\n")
+    write_decoded(tk, name)
+print("tokenizers", tokenizers.__version__)

@@ -1,0 +1,176 @@
+/* test_chat.c — native chat renderers against the models' Jinja templates rendered by jinja2
+ * (tests/data/tok/chat.json from tests/gen/gen_chat.py), template recognition, and the assistant
+ * spans that datasets turn into loss masks. */
+#include "testutil.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "mapfile.h"
+
+static lk_tokenizer *load(const char *rel)
+{
+    char d[4096];
+    snprintf(d, sizeof d, "%s", shared_path(rel));
+    require_file(d);
+    lk_tokenizer *t;
+    assert_ok(lk_tokenizer_load(d, &t));
+    return t;
+}
+
+static void test_fixtures(void **st)
+{
+    (void)st;
+    char *txt;
+    size_t n;
+    assert_ok(read_text_file(data_path("tok/chat.json"), 1 << 24, &txt, &n));
+    cJSON *root = cJSON_Parse(txt);
+    free(txt);
+    assert_non_null(root);
+    const cJSON *cases = cJSON_GetObjectItem(root, "cases"), *c;
+    char cur_dir[256] = "";
+    lk_tokenizer *t = NULL;
+    int ncase = 0, nerr = 0;
+    cJSON_ArrayForEach(c, cases)
+    {
+        const char *dir = cJSON_GetObjectItem(c, "tokenizer")->valuestring;
+        if (strcmp(dir, cur_dir) != 0) {
+            lk_tokenizer_free(t);
+            t = load(dir);
+            snprintf(cur_dir, sizeof cur_dir, "%s", dir);
+        }
+        struct lk_chat_params p = lk_chat_params_default();
+        assert_ok(
+            lk_chat_format_from_name(cJSON_GetObjectItem(c, "format")->valuestring, &p.format));
+        p.add_generation_prompt = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
+        struct lk_chat_message msgs[16];
+        int64_t nm = 0;
+        const cJSON *m;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(c, "messages"))
+        {
+            msgs[nm].role = cJSON_GetObjectItem(m, "role")->valuestring;
+            msgs[nm++].content = cJSON_GetObjectItem(m, "content")->valuestring;
+        }
+        char *out = NULL;
+        size_t len = 0;
+        const cJSON *want = cJSON_GetObjectItem(c, "text");
+        if (!want) {
+            assert_status(lk_chat_render(t, &p, msgs, nm, &out, &len), LK_ERR_ARG, "alternate");
+            nerr++;
+        } else {
+            assert_ok(lk_chat_render(t, &p, msgs, nm, &out, &len));
+            if (strcmp(out, want->valuestring) != 0)
+                fail_msg("case %d (%s, gen %d):\n got  '%s'\n want '%s'", ncase,
+                         lk_chat_format_name(p.format), p.add_generation_prompt, out,
+                         want->valuestring);
+            assert_int_equal(len, strlen(out));
+            free(out);
+        }
+        ncase++;
+    }
+    fprintf(stderr, "%d chat cases identical to jinja2 (%d expected errors)\n", ncase, nerr);
+    assert_true(ncase >= 90);
+    lk_tokenizer_free(t);
+    cJSON_Delete(root);
+}
+
+static void test_detect(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *dir;
+        lk_chat_format f;
+    } want[] = {{"models/qwen2.5-tokenizer", LK_CHAT_QWEN2_5},
+                {"models/llama-3.2-3b-instruct", LK_CHAT_LLAMA3_1},
+                {"models/mistral-7b-instruct-v0.2", LK_CHAT_MISTRAL}};
+    for (int i = 0; i < 3; i++) {
+        lk_tokenizer *t = load(want[i].dir);
+        lk_chat_format f;
+        assert_ok(lk_chat_detect(t, &f));
+        assert_int_equal(f, want[i].f);
+        lk_tokenizer_free(t);
+    }
+    /* no chat_template: a clear error that names the option */
+    lk_tokenizer *t = load("models/llama2-tokenizer");
+    lk_chat_format f;
+    assert_status(lk_chat_detect(t, &f), LK_ERR_UNSUPPORTED, "--chat-template");
+    struct lk_chat_message m = {"user", "hi"};
+    char *out;
+    assert_status(lk_chat_render(t, NULL, &m, 1, &out, NULL), LK_ERR_UNSUPPORTED,
+                  "--chat-template");
+    lk_tokenizer_free(t);
+    assert_status(lk_chat_format_from_name("vicuna", &f), LK_ERR_ARG, "chatml");
+    assert_ok(lk_chat_format_from_name("llama3.2", &f));
+    assert_int_equal(f, LK_CHAT_LLAMA3_1);
+}
+
+/* Spans cover each trained assistant answer plus its end-of-turn token, nothing else. */
+static void test_spans(void **st)
+{
+    (void)st;
+    const struct lk_chat_message m[] = {{"system", "S"},
+                                        {"user", "Q1"},
+                                        {"assistant", " A1 "},
+                                        {"user", "Q2"},
+                                        {"assistant", "A2"}};
+    const int train[] = {1, 1, 0, 1, 1};
+    static const struct {
+        const char *dir;
+        lk_chat_format f;
+        const char *span0, *span1;
+    } cases[] = {
+        {"models/qwen2.5-tokenizer", LK_CHAT_QWEN2_5, " A1 <|im_end|>", "A2<|im_end|>"},
+        {"models/llama-3.2-3b-instruct", LK_CHAT_LLAMA3, "A1<|eot_id|>", "A2<|eot_id|>"},
+        {"models/llama2-tokenizer", LK_CHAT_LLAMA2, "A1 </s>", "A2 </s>"},
+        {"models/llama2-tokenizer", LK_CHAT_ALPACA, " A1 </s>", "A2</s>"},
+    };
+    for (int k = 0; k < 4; k++) {
+        lk_tokenizer *t = load(cases[k].dir);
+        char *txt;
+        size_t len;
+        struct chat_span *sp;
+        int64_t nsp;
+        assert_ok(chat_render_spans(t, cases[k].f, 0, NULL, m, 5, NULL, &txt, &len, &sp, &nsp));
+        assert_int_equal(nsp, 2);
+        assert_true(sp[0].end <= len && sp[1].end <= len);
+        assert_int_equal(sp[0].end - sp[0].start, strlen(cases[k].span0));
+        assert_memory_equal(txt + sp[0].start, cases[k].span0, strlen(cases[k].span0));
+        assert_memory_equal(txt + sp[1].start, cases[k].span1, strlen(cases[k].span1));
+        free(txt);
+        free(sp);
+        /* a turn with train 0 gives no span */
+        assert_ok(chat_render_spans(t, cases[k].f, 0, NULL, m, 5, train, &txt, &len, &sp, &nsp));
+        assert_int_equal(nsp, 1);
+        assert_memory_equal(txt + sp[0].start, cases[k].span1, strlen(cases[k].span1));
+        free(txt);
+        free(sp);
+        lk_tokenizer_free(t);
+    }
+}
+
+static void test_bad_messages(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load("models/qwen2.5-tokenizer");
+    struct lk_chat_params p = lk_chat_params_default();
+    char *out;
+    const struct lk_chat_message bad[] = {{"user", "x"}, {"tool", "y"}};
+    assert_status(lk_chat_render(t, &p, bad, 2, &out, NULL), LK_ERR_ARG, "tool");
+    const struct lk_chat_message nul[] = {{"user", NULL}};
+    assert_status(lk_chat_render(t, &p, nul, 1, &out, NULL), LK_ERR_ARG, "content");
+    lk_tokenizer_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_detect),
+        cmocka_unit_test(test_spans),
+        cmocka_unit_test(test_bad_messages),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
