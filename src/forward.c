@@ -253,9 +253,11 @@ static double nll_row(const float *row, int64_t V, int32_t target)
 
 #define NLL_ROWS 64 /* logits rows materialised at once: [64, V] */
 
-/* Predictions of window tokens[a..b): rows t in [a, b) predict tokens[t+1] when t+1 < T. */
-static lk_status nll_window(lk_session *s, const int32_t *tokens, int64_t T, int64_t a, int64_t b,
-                            float *hidden, float *logits, double *sum, int64_t *count)
+/* Predictions of window tokens[a..b): rows t in [a, b) predict labels[t+1] (tokens[t+1] without
+ * labels) when t+1 < T and it is not -100. */
+static lk_status nll_window(lk_session *s, const int32_t *tokens, const int32_t *labels, int64_t T,
+                            int64_t a, int64_t b, float *hidden, float *logits, double *sum,
+                            int64_t *count)
 {
     const lk_model *m = s->m;
     int64_t C = m->cfg.hidden_size, V = m->cfg.vocab_size;
@@ -267,9 +269,13 @@ static lk_status nll_window(lk_session *s, const int32_t *tokens, int64_t T, int
             rows = T - 1 - r;
         linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, s->lora_tmp,
                        m->n_threads);
-        for (int64_t i = 0; i < rows; i++)
-            *sum += nll_row(logits + i * V, V, tokens[r + i + 1]);
-        *count += rows;
+        for (int64_t i = 0; i < rows; i++) {
+            int32_t tg = labels ? labels[r + i + 1] : tokens[r + i + 1];
+            if (tg < 0)
+                continue;
+            *sum += nll_row(logits + i * V, V, tg);
+            *count += 1;
+        }
     }
     return LK_OK;
 }
@@ -277,6 +283,16 @@ static lk_status nll_window(lk_session *s, const int32_t *tokens, int64_t T, int
 lk_status lk_model_nll(const lk_model *m, const int32_t *tokens, int64_t T, int64_t n_ctx,
                        double *nll_sum, int64_t *count)
 {
+    return lk_model_nll_labels(m, tokens, NULL, T, n_ctx, nll_sum, count);
+}
+
+lk_status lk_model_nll_labels(const lk_model *m, const int32_t *tokens, const int32_t *labels,
+                              int64_t T, int64_t n_ctx, double *nll_sum, int64_t *count)
+{
+    for (int64_t t = 0; labels && t < T; t++)
+        if (labels[t] != -100 && (labels[t] < 0 || labels[t] >= m->cfg.vocab_size))
+            return status_fail(LK_ERR_ARG, "label %d at token %lld is outside [0, %lld)",
+                               labels[t], (long long)t, (long long)m->cfg.vocab_size);
     const struct lk_model_config *c = &m->cfg;
     if (n_ctx <= 0)
         n_ctx = c->max_position < 4096 ? c->max_position : 4096;
@@ -289,7 +305,7 @@ lk_status lk_model_nll(const lk_model *m, const int32_t *tokens, int64_t T, int6
     lk_status st = (hidden && logits) ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory");
     for (int64_t a = 0; a < T && st == LK_OK; a += n_ctx) {
         int64_t b = a + n_ctx < T ? a + n_ctx : T;
-        st = nll_window(s, tokens, T, a, b, hidden, logits, nll_sum, count);
+        st = nll_window(s, tokens, labels, T, a, b, hidden, logits, nll_sum, count);
     }
     free(hidden);
     free(logits);

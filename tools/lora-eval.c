@@ -1,5 +1,6 @@
 /* lora-eval — mean next-token cross-entropy and perplexity of a model over a text, a file or a
- * list of token ids. */
+ * list of token ids. Plain-text files are scored as one document; JSONL/JSON files go through the
+ * dataset loader (any supported format), so prompt and padding tokens are not scored. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,21 +12,61 @@ static const char *TOOL = "lora-eval";
 
 typedef struct {
     double nll;
-    int64_t count;
+    int64_t count, examples;
 } eval_acc;
 
-static lk_status eval_ids(const lk_model *m, const int32_t *ids, int64_t n, int64_t ctx,
-                          eval_acc *acc)
+/* A file of examples (JSON Lines or a JSON array) rather than plain text. */
+static int is_json_data(const char *path, const char *text)
 {
-    if (n < 2)
-        return LK_OK; /* nothing to predict */
-    return lk_model_nll(m, ids, n, ctx, &acc->nll, &acc->count);
+    size_t n = strlen(path);
+    if ((n > 6 && strcmp(path + n - 6, ".jsonl") == 0) || (n > 5 && strcmp(path + n - 5, ".json") == 0))
+        return 1;
+    while (*text == ' ' || *text == '\n' || *text == '\r' || *text == '\t')
+        text++;
+    return *text == '{' || *text == '[';
+}
+
+static lk_status eval_text(const lk_model *m, const lk_tokenizer *tok, const char *text,
+                           size_t len, int64_t ctx, eval_acc *acc)
+{
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    lk_status s = lk_tokenizer_encode(tok, text, len, 1, &ids, &n);
+    if (s == LK_OK && n >= 2)
+        s = lk_model_nll(m, ids, n, ctx, &acc->nll, &acc->count);
+    acc->examples++;
+    free(ids);
+    return s;
+}
+
+static lk_status eval_dataset(const lk_model *m, const lk_tokenizer *tok, const char *path,
+                              const char *fields, int64_t ctx, eval_acc *acc)
+{
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    dp.seq_len = INT32_MAX; /* no truncation: long examples are scored in windows */
+    dp.pack = 0;
+    dp.shuffle = 0;
+    dp.fields = fields;
+    lk_dataset *d = NULL;
+    lk_status s = lk_dataset_load(path, tok, &dp, &d);
+    int64_t n_ex = s == LK_OK ? lk_dataset_get_stats(d)->examples : 0;
+    for (int64_t i = 0; i < n_ex && s == LK_OK; i++) {
+        const int32_t *ids, *labels;
+        int64_t n, line;
+        s = lk_dataset_example(d, i, &ids, &labels, &n, &line);
+        if (s == LK_OK && n >= 2)
+            s = lk_model_nll_labels(m, ids, labels, n, ctx, &acc->nll, &acc->count);
+        acc->examples++;
+    }
+    lk_dataset_free(d);
+    return s;
 }
 
 static int report(const cli_common *c, const char *model, const eval_acc *acc)
 {
     if (acc->count == 0) {
-        fprintf(stderr, "%s: error: no token to predict (the input needs at least 2 tokens)\n",
+        fprintf(stderr, "%s: error: no token to score (the input needs at least 2 tokens with "
+                        "a label)\n",
                 TOOL);
         return CLI_FAIL;
     }
@@ -40,6 +81,7 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
         cJSON_AddNumberToObject(j, "loss", loss);
         cJSON_AddNumberToObject(j, "perplexity", exp(loss));
         cJSON_AddNumberToObject(j, "tokens", (double)acc->count);
+        cJSON_AddNumberToObject(j, "examples", (double)acc->examples);
         cli_json_emit(j);
     } else {
         printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss),
@@ -48,46 +90,92 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
     return CLI_OK;
 }
 
+typedef struct {
+    struct arg_file *model, *data;
+    struct arg_str *text, *ids, *fields;
+    struct arg_int *ctx;
+} eval_args;
+
+static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m, eval_acc *acc)
+{
+    int64_t ctx = a->ctx->count ? a->ctx->ival[0] : 0;
+    if (a->ids->count) {
+        int32_t *tok = NULL;
+        int64_t n = 0;
+        if (cli_parse_ids(a->ids->sval[0], &tok, &n) != 0)
+            return LK_ERR_ARG; /* checked before the model was loaded */
+        lk_status s = n >= 2 ? lk_model_nll(m, tok, n, ctx, &acc->nll, &acc->count) : LK_OK;
+        acc->examples = 1;
+        free(tok);
+        return s;
+    }
+    lk_tokenizer *tok = NULL;
+    lk_status s = lk_tokenizer_load(a->model->filename[0], &tok);
+    if (s == LK_OK && a->text->count) {
+        s = eval_text(m, tok, a->text->sval[0], strlen(a->text->sval[0]), ctx, acc);
+    } else if (s == LK_OK) {
+        size_t len;
+        char *text = cli_read_file(TOOL, a->data->filename[0], &len);
+        if (!text)
+            s = LK_ERR_IO;
+        else if (is_json_data(a->data->filename[0], text))
+            s = eval_dataset(m, tok, a->data->filename[0],
+                             a->fields->count ? a->fields->sval[0] : NULL, ctx, acc);
+        else
+            s = eval_text(m, tok, text, len, ctx, acc);
+        free(text);
+    }
+    lk_tokenizer_free(tok);
+    (void)c;
+    return s;
+}
+
 int main(int argc, char **argv)
 {
     cli_common c;
     cli_common_init(&c, 1);
-    struct arg_file *model = arg_file1("m", "model", "DIR", "model folder (config.json + safetensors)");
-    struct arg_str *ids = arg_str0(NULL, "ids", "1,2,3", "token ids to evaluate");
-    struct arg_int *ctx = arg_int0(NULL, "ctx", "N", "window length in tokens (default: the "
-                                                      "model's context, at most 4096)");
+    eval_args a;
+    a.model = arg_file1("m", "model", "DIR", "model folder (config.json, safetensors, tokenizer)");
+    a.text = arg_str0(NULL, "text", "STR", "text to score");
+    a.data = arg_file0(NULL, "data", "FILE", "plain text, or JSONL/JSON examples (any lora-train "
+                                             "format; only trained tokens are scored)");
+    a.ids = arg_str0(NULL, "ids", "1,2,3", "token ids to score (no tokenizer needed)");
+    a.fields = arg_str0(NULL, "fields", "K=COL,...", "column names of --data (e.g. "
+                                                     "prompt=question,completion=answer)");
+    a.ctx = arg_int0(NULL, "ctx", "N", "window length in tokens (default: the model's context, "
+                                       "at most 4096)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, ids, ctx, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {a.model, a.text, a.data, a.ids, a.fields, a.ctx, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
                        "Sequences longer than --ctx are scored in consecutive windows.\n");
     if (rc >= 0)
         goto done;
-    int32_t *tok = NULL;
-    int64_t n = 0;
-    if (!ids->count) {
-        rc = cli_usage_error(TOOL, "give --ids");
+    int32_t *probe = NULL;
+    int64_t np;
+    if (a.text->count + a.data->count + a.ids->count != 1) {
+        rc = cli_usage_error(TOOL, "give exactly one of --text, --data, --ids");
         goto done;
     }
-    if (cli_parse_ids(ids->sval[0], &tok, &n) != 0) {
+    if (a.ids->count && cli_parse_ids(a.ids->sval[0], &probe, &np) != 0) {
         rc = cli_usage_error(TOOL, "--ids: expected comma-separated non-negative integers");
         goto done;
     }
-    if (ctx->count && ctx->ival[0] < 2) {
-        free(tok);
-        rc = cli_usage_error(TOOL, "--ctx: expected >= 2, got %d", ctx->ival[0]);
+    free(probe);
+    if (a.ctx->count && a.ctx->ival[0] < 2) {
+        rc = cli_usage_error(TOOL, "--ctx: expected >= 2, got %d", a.ctx->ival[0]);
         goto done;
     }
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
     lk_model *m = NULL;
-    lk_status s = lk_model_load(model->filename[0], &mp, &m);
-    eval_acc acc = {0, 0};
+    eval_acc acc = {0, 0, 0};
+    lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
     if (s == LK_OK)
-        s = eval_ids(m, tok, n, ctx->count ? ctx->ival[0] : 0, &acc);
-    rc = s == LK_OK ? report(&c, model->filename[0], &acc) : cli_fail(TOOL, s);
+        s = run(&a, &c, m, &acc);
+    rc = s == LK_OK ? report(&c, a.model->filename[0], &acc)
+                    : (s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s));
     lk_model_free(m);
-    free(tok);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

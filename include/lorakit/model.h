@@ -112,6 +112,12 @@ lk_status lk_model_forward(const lk_model *m, const int32_t *tokens, int64_t T, 
 lk_status lk_model_nll(const lk_model *m, const int32_t *tokens, int64_t T, int64_t n_ctx,
                        double *nll_sum, int64_t *count);
 
+/* Like lk_model_nll with Hugging Face labels aligned with tokens (labels[t] = the id token t must
+ * be, or -100 where it is not scored; NULL scores every token): position t is scored against
+ * labels[t+1]. */
+lk_status lk_model_nll_labels(const lk_model *m, const int32_t *tokens, const int32_t *labels,
+                              int64_t T, int64_t n_ctx, double *nll_sum, int64_t *count);
+
 /* Token sampling for generation. */
 struct lk_sampler_params {
     float temperature; /* 0: greedy (argmax, lowest id on ties) */
