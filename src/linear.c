@@ -16,7 +16,7 @@ int64_t linear_max_rank(const linear *L)
 int64_t linear_tmp_floats(const linear *L, int64_t T)
 {
     int64_t n = T * linear_max_rank(L);
-    if (L->train && L->train->dropout > 0)
+    if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in; /* x_d */
     return n;
 }
@@ -25,7 +25,7 @@ int64_t linear_tmp_floats(const linear *L, int64_t T)
 static const float *lora_input(const linear *L, const float *x, int64_t T, float *xd)
 {
     const lora_train *tr = L->train;
-    if (!tr || tr->dropout <= 0)
+    if (!tr || tr->dropout <= 0 || tr->mask_key == 0)
         return x;
     float p = tr->dropout, keep = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < T * L->in; i++) {

@@ -19,8 +19,9 @@ typedef struct {
 typedef struct {
     float *dA, *dB;    /* [r, in], [out, r]: gradients, accumulated by linear_backward */
     float dropout;     /* probability of zeroing an input of the LoRA path (PEFT's lora_dropout) */
-    uint64_t mask_key; /* dropout stream for the current step; the same key gives the same mask,
-                          so a recomputed forward (activation checkpointing) matches */
+    uint64_t mask_key; /* dropout stream for the current step (0: no dropout, as in evaluation);
+                          the same key gives the same mask, so a recomputed forward (activation
+                          checkpointing) matches */
 } lora_train;
 
 typedef struct {

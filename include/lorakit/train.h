@@ -1,0 +1,103 @@
+/* lorakit/train.h — LoRA training (SFT objective) on a frozen base: the trainer owns the adapter
+ * parameters, their gradients and optimiser moments, and steps through a dataset's packed rows.
+ * The caller drives the loop (lk_trainer_step), so that it can show progress, evaluate, save
+ * checkpoints and stop cleanly on a signal. */
+#ifndef LORAKIT_TRAIN_H
+#define LORAKIT_TRAIN_H
+
+#include "lorakit/core.h"
+#include "lorakit/model.h"
+#include "lorakit/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lk_trainer lk_trainer;
+
+typedef enum { LK_OPT_ADAMW = 0, LK_OPT_SGD = 1 } lk_optimizer;
+typedef enum { LK_SCHED_COSINE = 0, LK_SCHED_LINEAR = 1, LK_SCHED_CONSTANT = 2 } lk_schedule;
+
+/* Training options; lk_train_params_default() gives PEFT's and transformers' defaults. */
+struct lk_train_params {
+    /* adapter */
+    int64_t rank;        /* r (default 8) */
+    double alpha;        /* lora_alpha (default 8) */
+    float dropout;       /* lora_dropout (default 0) */
+    unsigned targets;    /* bit (1 << i) for q,k,v,o,gate,up,down (default all seven: 0x7f) */
+    int rslora;          /* scale alpha/sqrt(r) instead of alpha/r */
+    const char *init_adapter; /* NULL, or a PEFT folder to start from (shapes must match) */
+    /* optimiser */
+    lk_optimizer optimizer; /* default AdamW */
+    float lr;            /* peak learning rate (default 2e-4) */
+    float lr_ratio_b;    /* LoRA+: B's learning rate = ratio × A's (default 1) */
+    float weight_decay;  /* decoupled (AdamW) or L2 (SGD) (default 0) */
+    float beta1, beta2, eps; /* AdamW (0.9, 0.999, 1e-8) */
+    float max_grad_norm; /* global-norm clipping, <= 0 off (default 1.0) */
+    lk_schedule schedule; /* default linear (transformers' default) */
+    int64_t warmup_steps; /* default 0 */
+    /* steps */
+    int64_t steps;       /* optimiser steps; 0: derived from epochs (default 0) */
+    double epochs;       /* used when steps is 0 (default 1) */
+    int64_t batch;       /* rows per micro-batch (default 1) */
+    int64_t grad_accum;  /* micro-batches per step (default 1) */
+    uint64_t seed;       /* init and dropout streams (default 42) */
+    int max_bad_steps;   /* consecutive NaN/Inf steps before giving up (default 5) */
+};
+
+struct lk_train_params lk_train_params_default(void);
+
+/* Parse "q,k,v,o,gate,up,down" (also "all", "q_proj,...", "all-linear") into target bits. */
+lk_status lk_train_parse_targets(const char *s, unsigned *out);
+
+/* A trainer for model m (borrowed; the adapter is attached to it for the trainer's lifetime) over
+ * data (borrowed; its seq_len is the training sequence length). Caller frees with
+ * lk_trainer_free (which detaches the adapter). */
+lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
+                            lk_trainer **out);
+void lk_trainer_free(lk_trainer *t);
+
+/* What one step did. */
+struct lk_step_stats {
+    int64_t step;          /* steps done after this one */
+    int64_t total_steps;
+    double loss;           /* mean cross-entropy over the step's trained tokens */
+    double grad_norm;      /* before clipping */
+    float lr;              /* learning rate used (A's) */
+    int64_t tokens;        /* tokens processed (padding excluded) */
+    int64_t trained_tokens;/* tokens with a label */
+    int skipped;           /* 1: loss or gradients were not finite; no update was made */
+    int64_t skipped_total;
+};
+
+/* One optimiser step over batch × grad_accum rows. LK_ERR_NUMERIC after max_bad_steps
+ * consecutive non-finite steps (the parameters are those of the last good step). */
+lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st);
+
+/* Steps done / planned. */
+int64_t lk_trainer_steps_done(const lk_trainer *t);
+int64_t lk_trainer_total_steps(const lk_trainer *t);
+
+/* Mean loss over every example of an evaluation dataset (unpacked, no dropout). */
+lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, int64_t *tokens);
+
+/* Checkpoint: adapter, optimiser moments, step, schedule, data cursor, written atomically to
+ * path (a file). lk_trainer_resume restores one made with the same model, data and options:
+ * training then continues exactly as if it had not stopped (same thread count). */
+lk_status lk_trainer_save_checkpoint(const lk_trainer *t, const char *path);
+lk_status lk_trainer_resume(lk_trainer *t, const char *path);
+
+/* Write the adapter as a PEFT folder (adapter_config.json + adapter_model.safetensors);
+ * base_model is recorded as base_model_name_or_path. Replaces dir only with force. */
+lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const char *base_model,
+                                  int force);
+
+/* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations). */
+int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
+                               int64_t *adapter_bytes, int64_t *optimizer_bytes,
+                               int64_t *activation_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LORAKIT_TRAIN_H */
