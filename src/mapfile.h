@@ -31,8 +31,6 @@ char *path_join(const char *dir, const char *name);
 /* 1 if path names an existing regular file. */
 int file_exists(const char *path);
 
-#endif /* LK_MAPFILE_H */
-
 /* Atomic output: write to "<path>.tmp.XXXXXX" in the same folder, then afile_commit flushes,
  * fsyncs, renames over path and fsyncs the folder; afile_abort removes the temporary. A crash at
  * any moment leaves either the old file or the complete new one. */
@@ -55,3 +53,5 @@ lk_status tmpdir_commit(const char *tmp, const char *dir, int force);
 
 /* rm -r path (no symlinks followed). */
 void remove_tree(const char *path);
+
+#endif /* LK_MAPFILE_H */

@@ -9,5 +9,7 @@
 #include "lorakit/core.h"
 #include "lorakit/model.h"
 #include "lorakit/tokenizer.h"
+#include "lorakit/adapter.h"
+#include "lorakit/train.h"
 
 #endif /* LORAKIT_H */

@@ -1,0 +1,203 @@
+/* lorakit/adapter.h — LoRA adapters: load (PEFT folders, llama.cpp GGUF LoRA files), create,
+ * attach to a model, save (PEFT, GGUF), merge into base weights, and inspect what they learned.
+ *
+ * An adapter holds, per decoder layer and linear module, the factors A [r, in] and B [out, r]
+ * (fp32) and the scale s, so that the module computes y = x·(W + s·B·A)ᵀ. s = alpha/r, or
+ * alpha/sqrt(r) with rsLoRA, with per-module r and alpha from PEFT's rank_pattern/alpha_pattern.
+ * DoRA adapters also hold the magnitude vector m [out] (W' = m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row).
+ * Adapters are read-only after load except through lk_adapter_set_base. Several threads may read
+ * one adapter at once. */
+#ifndef LORAKIT_ADAPTER_H
+#define LORAKIT_ADAPTER_H
+
+#include "lorakit/core.h"
+#include "lorakit/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lk_adapter lk_adapter;
+
+/* The linear modules of a decoder layer, in Hugging Face naming. */
+typedef enum {
+    LK_MOD_Q = 0,    /* self_attn.q_proj */
+    LK_MOD_K = 1,    /* self_attn.k_proj */
+    LK_MOD_V = 2,    /* self_attn.v_proj */
+    LK_MOD_O = 3,    /* self_attn.o_proj */
+    LK_MOD_GATE = 4, /* mlp.gate_proj */
+    LK_MOD_UP = 5,   /* mlp.up_proj */
+    LK_MOD_DOWN = 6, /* mlp.down_proj */
+    LK_MOD_COUNT = 7
+} lk_module;
+
+#define LK_MOD_ALL 0x7fu /* bit (1 << lk_module) for each module */
+
+/* "q_proj", "k_proj", ... ("?" outside the range). */
+const char *lk_module_name(lk_module m);
+
+/* Load an adapter: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA
+ * file as llama.cpp's convert_lora_to_gguf.py writes it. Every tensor is checked (names, dtypes,
+ * A/B rank agreement, finite values are not required here: lk_adapter_module_stats scans them).
+ * Legacy adapter_model.bin, fan_in_fan_out, bias other than "none", and modules outside
+ * q/k/v/o/gate/up/down are refused with a message saying so. Free with lk_adapter_free. */
+lk_status lk_adapter_load(const char *path, lk_adapter **out);
+
+void lk_adapter_free(lk_adapter *a);
+
+/* Check the adapter against a base model's config: every module's layer, in and out must match
+ * (LK_ERR_SHAPE naming the module and both shapes, hint "wrong base model?"). For a GGUF adapter
+ * of a Llama-architecture base it also restores Hugging Face row order in B for q/k (llama.cpp
+ * permutes those rows for RoPE), which needs the head counts. Required once for GGUF adapters
+ * before attach, merge or lk_adapter_save_peft; optional (a check) for PEFT adapters. */
+lk_status lk_adapter_set_base(lk_adapter *a, const struct lk_model_config *cfg);
+
+/* Description of an adapter; strings borrowed, valid until lk_adapter_free. */
+struct lk_adapter_info {
+    const char *path;
+    const char *format;     /* "peft" or "gguf" */
+    const char *base_model; /* base_model_name_or_path (PEFT), general.name-ish (GGUF), or "" */
+    const char *arch;       /* general.architecture of a GGUF adapter, "" for PEFT */
+    int64_t rank;           /* default r (modules may differ, see lk_adapter_module) */
+    double alpha;           /* default lora_alpha (GGUF: adapter.lora.alpha; 0 = scale 1) */
+    int use_rslora;         /* 1: s = alpha/sqrt(r) */
+    int use_dora;           /* 1: modules carry a magnitude vector */
+    unsigned target_mask;   /* bit (1 << lk_module) for each module kind present */
+    int64_t n_modules;      /* (layer, module) pairs */
+    int64_t n_params;       /* elements of all A, B (and magnitude) */
+};
+
+void lk_adapter_get_info(const lk_adapter *a, struct lk_adapter_info *out);
+
+/* One (layer, module) of an adapter; pointers borrowed, valid until lk_adapter_free. */
+struct lk_adapter_module {
+    int64_t layer;
+    lk_module module;
+    int64_t r, in, out;
+    double alpha;           /* this module's alpha (alpha_pattern applied) */
+    double scale;           /* s: alpha/r or alpha/sqrt(r) */
+    const float *A;         /* [r, in] */
+    const float *B;         /* [out, r] */
+    const float *magnitude; /* [out] DoRA magnitude, or NULL */
+};
+
+/* Module i in [0, n_modules), ordered by layer then lk_module. */
+lk_status lk_adapter_get_module(const lk_adapter *a, int64_t i, struct lk_adapter_module *out);
+
+/* Options of lk_adapter_create. */
+struct lk_adapter_params {
+    int64_t rank;         /* r (default 8) */
+    double alpha;         /* lora_alpha (default 16) */
+    int use_rslora;       /* default 0 */
+    unsigned target_mask; /* modules to adapt (default LK_MOD_ALL) */
+    double init_std_b;    /* 0 (default): B = 0 as PEFT initialises; > 0: B ~ N(0, std²) */
+    uint64_t seed; /* A ~ kaiming-uniform(a=√5) as PEFT: U(±1/√in); stream (seed, init) */
+};
+
+struct lk_adapter_params lk_adapter_params_default(void);
+
+/* A new adapter for every layer of a model with config cfg. A non-zero B (init_std_b > 0) makes
+ * a random adapter for tests and benchmarks. Free with lk_adapter_free. */
+lk_status lk_adapter_create(const struct lk_model_config *cfg, const struct lk_adapter_params *p,
+                            lk_adapter **out);
+
+/* Write a PEFT folder: adapter_config.json (r, lora_alpha, use_rslora, rank_pattern and
+ * alpha_pattern where modules differ, target_modules) and adapter_model.safetensors with keys
+ * base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight ([r, in], F32) etc. The folder
+ * is written under a temporary name and renamed; an existing dir is replaced only with force. */
+lk_status lk_adapter_save_peft(const lk_adapter *a, const char *dir, int force);
+
+/* Write a llama.cpp GGUF LoRA file for a base with config cfg: general.type "adapter",
+ * adapter.type "lora", general.architecture ("llama" for Llama/Mistral, "qwen2"), tensors
+ * blk.N.attn_q.weight.lora_a [ne: in, r] / .lora_b [ne: r, out], q/k rows of B permuted for
+ * Llama-architecture bases. When every module's scale equals alpha/r of one alpha, that alpha is
+ * written and B kept; otherwise (rsLoRA, rank/alpha patterns) each B is multiplied by its scale
+ * and adapter.lora.alpha is 0 (llama.cpp then uses scale 1). dtype: "f32", "f16", "bf16" ("q8_0"
+ * needs the quantisation kernels: LK_ERR_UNSUPPORTED in this build). DoRA: LK_ERR_UNSUPPORTED
+ * (llama.cpp cannot apply it; merge instead). */
+lk_status lk_adapter_save_gguf(const lk_adapter *a, const struct lk_model_config *cfg,
+                               const char *path, const char *dtype, int force);
+
+/* Attach a to model m with a user weight: every module of a is added to the matching linear as
+ * weight·s·B·A (the forward computes it as a low-rank side path; W is not modified). Shapes are
+ * validated first (LK_ERR_SHAPE naming the module and both shapes); nothing is attached on
+ * failure. Up to 8 adapters may be attached to one model. DoRA adapters cannot be attached
+ * (LK_ERR_UNSUPPORTED: merge them instead). The adapter is borrowed: it must outlive the model's
+ * use of it (until lk_model_detach_adapters or lk_model_free). Not thread-safe with forwards. */
+lk_status lk_model_attach_adapter(lk_model *m, const lk_adapter *a, float weight);
+
+/* Remove every attached adapter. */
+void lk_model_detach_adapters(lk_model *m);
+
+/* ---- merge ---- */
+
+/* What lk_merge reports per written tensor (through lk_merge_params.on_tensor). */
+struct lk_merge_tensor {
+    const char *name; /* output tensor name (Hugging Face or GGUF naming) */
+    int64_t index, count;
+    int n_merged;     /* adapters added to this tensor (0: copied / converted) */
+    double store_err; /* ‖stored − exact fp32 result‖_F / ‖exact‖_F (dtype rounding) */
+};
+
+struct lk_merge_params {
+    const char *dtype;      /* "f32", "f16", "bf16"; NULL: the base's dtype of each tensor.
+                             * "q8_0", "q4_0", "iq4_nl", "nf4": LK_ERR_UNSUPPORTED in this build
+                             * (need the 4-bit kernels) */
+    const char *base_quant; /* NULL, or the 4-bit type the adapter was trained against: merge onto
+                             * the dequantised quantised base (LK_ERR_UNSUPPORTED in this build) */
+    int n_threads;          /* <= 0: all CPUs */
+    int force;              /* replace an existing output */
+    void (*on_tensor)(void *user, const struct lk_merge_tensor *t); /* may be NULL */
+    void *user;
+};
+
+struct lk_merge_params lk_merge_params_default(void);
+
+/* Merge n adapters with weights w[i] into the base folder base_dir: W' = W + Σ w_i·s_i·B_i·A_i
+ * (DoRA adapters in order: W ← m ⊙ V/‖V‖_row with V = W + w·s·B·A). Output: out ending in ".gguf"
+ * → one GGUF model file with llama.cpp's names, hyper-parameters, tokenizer and q/k row order;
+ * otherwise a Hugging Face folder (model.safetensors, config.json with torch_dtype updated, the
+ * tokenizer and other small files copied). Tensors are processed one at a time (peak memory near
+ * the largest tensor, not the model). Adapters must fit the base (LK_ERR_SHAPE) and GGUF
+ * adapters must have had lk_adapter_set_base. Written under a temporary name, then renamed. */
+lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, const float *w, int n,
+                   const char *out, const struct lk_merge_params *p);
+
+/* ---- inspect (all from the small factors; ΔW = s·B·A is never formed) ---- */
+
+struct lk_module_stats {
+    double norm_a, norm_b; /* ‖A‖_F, ‖B‖_F */
+    double norm_delta;     /* ‖ΔW‖_F = s·sqrt(tr((BᵀB)(AAᵀ))) */
+    double rel_norm;       /* ‖ΔW‖_F / ‖W‖_F with a base model, else NaN */
+    double effective_rank; /* exp(entropy of σ/Σσ) (Roy & Vetterli 2007); 0 for ΔW = 0 */
+    int64_t rank90;        /* singular values needed for 90% of ‖ΔW‖_F² */
+    int64_t n_sv;          /* = r: singular values written to sv */
+    int64_t n_nonfinite;   /* NaN/Inf entries in A, B and magnitude */
+};
+
+/* Statistics of module i; sv: NULL or [r] singular values of ΔW, descending. base: NULL or the
+ * base model (for rel_norm). LK_ERR_NUMERIC if the factors hold NaN/Inf (stats then partial:
+ * norms and n_nonfinite filled). */
+lk_status lk_adapter_module_stats(const lk_adapter *a, int64_t i, const lk_model *base,
+                                  struct lk_module_stats *out, float *sv);
+
+struct lk_module_diff {
+    double cosine;    /* <ΔW1, ΔW2>_F / (‖ΔW1‖‖ΔW2‖); NaN when either is 0 */
+    double rel_diff;  /* ‖ΔW1 − ΔW2‖_F / ‖ΔW1‖_F; NaN when ΔW1 = 0 */
+    double subspace;  /* mean cos² of the principal angles between the column spaces of ΔW1
+                       * and ΔW2 (Hu et al. 2021 §7 φ with i = j = min rank); NaN if one is 0 */
+    int64_t n_angles; /* principal angles written to cos_angles */
+};
+
+/* Compare module i of a with module j of b (same layer/module shape expected, LK_ERR_SHAPE
+ * otherwise). cos_angles: NULL or [min(r_a, r_b)] cosines of the principal angles, descending. */
+lk_status lk_adapter_module_diff(const lk_adapter *a, int64_t i, const lk_adapter *b, int64_t j,
+                                 struct lk_module_diff *out, float *cos_angles);
+
+/* Index of (layer, module) in a, or -1. */
+int64_t lk_adapter_find_module(const lk_adapter *a, int64_t layer, lk_module module);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LORAKIT_ADAPTER_H */

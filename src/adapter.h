@@ -1,0 +1,73 @@
+/* adapter.h — internal view of an lk_adapter (struct and helpers shared by adapter.c, merge.c
+ * and inspect.c). */
+#ifndef LK_ADAPTER_H
+#define LK_ADAPTER_H
+
+#include <stdint.h>
+
+#include "lorakit/adapter.h"
+
+typedef struct {
+    int64_t layer;
+    lk_module kind;
+    int64_t r, in, out;
+    double alpha, scale;
+    float *A;   /* [r, in], owned */
+    float *B;   /* [out, r], owned */
+    float *mag; /* [out] DoRA magnitude or NULL, owned */
+} adapter_module;
+
+struct lk_adapter {
+    char *path;
+    char format[8];   /* "peft" | "gguf" */
+    char *base_model; /* never NULL */
+    char arch[48];    /* GGUF general.architecture */
+    int64_t rank;
+    double alpha;
+    int use_rslora, use_dora;
+    adapter_module *mods; /* [n_mods] sorted by (layer, kind) */
+    int64_t n_mods;
+    int gguf_rows; /* 1: q/k rows of B still in llama.cpp order (lk_adapter_set_base undoes) */
+};
+
+/* Hugging Face [out, in] of module kind for cfg. */
+void adapter_module_shape(const struct lk_model_config *cfg, lk_module kind, int64_t *out,
+                          int64_t *in);
+
+/* "self_attn" or "mlp": the parent of module kind in Hugging Face names. */
+const char *adapter_parent(lk_module kind);
+
+/* llama.cpp tensor stem of kind: "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
+ * "ffn_up", "ffn_down". */
+const char *adapter_gguf_stem(lk_module kind);
+
+/* 1 if llama.cpp converts cfg's architecture as LLM_ARCH_LLAMA (Llama, Mistral): q/k rows are
+ * permuted; the GGUF architecture name goes to *gguf_arch ("llama" or "qwen2"). 0 for Qwen2.
+ * -1 for an architecture without a llama.cpp mapping here. */
+int adapter_gguf_arch(const struct lk_model_config *cfg, const char **gguf_arch);
+
+/* Permute the rows of x [rows, cols] as llama.cpp's convert_hf_to_gguf.py permute() does for q/k
+ * of Llama bases (heads: n_head for q, n_kv_head for k): within each head, HF row j·hd/2 + i
+ * goes to 2·i + j. inverse 1 undoes it. LK_ERR_SHAPE if rows is not a multiple of 2·heads. */
+lk_status adapter_permute_rows(float *x, int64_t rows, int64_t cols, int64_t heads, int inverse);
+
+/* Every module fits the base config (layer, in, out) and a GGUF adapter's architecture matches:
+ * LK_ERR_SHAPE naming the module and both shapes otherwise. */
+lk_status adapter_check_base(const lk_adapter *a, const struct lk_model_config *cfg);
+
+/* Read a llama.cpp GGUF LoRA file (adapter_gguf.c). */
+lk_status adapter_load_gguf(const char *path, lk_adapter **out);
+
+/* Any module whose B rows still wait for lk_adapter_set_base: LK_ERR_ARG naming the adapter. */
+lk_status adapter_check_ready(const lk_adapter *a);
+
+/* Allocate an empty adapter (path copied); free with lk_adapter_free. */
+lk_status adapter_new(const char *path, const char *format, lk_adapter **out);
+
+/* Append a module (takes ownership of A, B, mag even on failure). */
+lk_status adapter_add_module(lk_adapter *a, const adapter_module *m);
+
+/* Sort modules by (layer, kind) and check each pair appears once. */
+lk_status adapter_finish(lk_adapter *a);
+
+#endif /* LK_ADAPTER_H */
