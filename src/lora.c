@@ -5,15 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "rng.h"
 #include "status.h"
-
-static const char *const g_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                       "gate_proj", "up_proj", "down_proj"};
-
-const char *lora_target_name(int i) { return g_names[i]; }
-
-const char *lora_target_parent(int i) { return i < 4 ? "self_attn" : "mlp"; }
 
 static linear *module_linear(lk_model *m, int64_t l, int i)
 {
@@ -22,18 +14,9 @@ static linear *module_linear(lk_model *m, int64_t l, int i)
     return all[i];
 }
 
-static void init_module(lora_module *mo, rng_state *rg)
+static lk_status alloc_set(lora_set *s, int64_t n)
 {
-    /* kaiming_uniform_(a=√5): bound = gain·√(3/fan_in) with gain = √(2/(1+a²)) → 1/√fan_in */
-    float bound = 1.0f / sqrtf((float)mo->in);
-    for (int64_t i = 0; i < mo->r * mo->in; i++)
-        mo->A[i] = (2.0f * rng_uniform(rg) - 1.0f) * bound;
-    memset(mo->B, 0, (size_t)(mo->out * mo->r) * sizeof(float));
-}
-
-static lk_status alloc_set(lora_set *s, int n)
-{
-    s->mods = calloc((size_t)n, sizeof *s->mods);
+    s->mods = calloc((size_t)(n ? n : 1), sizeof *s->mods);
     s->params = lk_aligned_alloc((size_t)s->n_params * sizeof(float));
     s->grads = lk_aligned_alloc((size_t)s->n_params * sizeof(float));
     if (!s->mods || !s->params || !s->grads)
@@ -43,61 +26,83 @@ static lk_status alloc_set(lora_set *s, int n)
     return LK_OK;
 }
 
-lk_status lora_set_create(lk_model *m, unsigned targets, int64_t r, double alpha, int rslora,
-                          float dropout, uint64_t seed, lora_set *s)
+/* One rank, one alpha, no DoRA, every module free on the model. */
+static lk_status check_source(const lk_model *m, const lk_adapter *src)
+{
+    LK_TRY(adapter_check_base(src, &m->cfg));
+    for (int64_t i = 0; i < src->n_mods; i++) {
+        const adapter_module *am = &src->mods[i];
+        if (am->r != src->rank || am->alpha != src->alpha || am->mag)
+            return status_fail(LK_ERR_UNSUPPORTED,
+                               "%s: layer %lld %s: training needs one rank and alpha for every "
+                               "module and no DoRA (got r %lld, alpha %g)",
+                               src->path, (long long)am->layer, lk_module_name(am->kind),
+                               (long long)am->r, am->alpha);
+        if (module_linear((lk_model *)m, am->layer, am->kind)->n_lora)
+            return status_fail(LK_ERR_ARG, "layer %lld %s already carries an adapter",
+                               (long long)am->layer, lk_module_name(am->kind));
+    }
+    return LK_OK;
+}
+
+lk_status lora_set_create(lk_model *m, const lk_adapter *src, float dropout, lora_set *s)
 {
     memset(s, 0, sizeof *s);
-    if (r < 1 || !(alpha > 0) || !(dropout >= 0 && dropout < 1) || !(targets & LORA_ALL))
-        return status_fail(LK_ERR_ARG,
-                           "LoRA: need rank >= 1, alpha > 0, 0 <= dropout < 1 and a target "
-                           "(got r %lld, alpha %g, dropout %g)",
-                           (long long)r, alpha, dropout);
-    int n = 0;
-    for (int64_t l = 0; l < m->cfg.n_layers; l++)
-        for (int i = 0; i < 7; i++)
-            if (targets & (1u << i)) {
-                const linear *L = module_linear(m, l, i);
-                if (L->n_lora)
-                    return status_fail(LK_ERR_ARG, "LoRA: %s already carries an adapter",
-                                       L->name ? L->name : g_names[i]);
-                s->n_params += r * (L->in + L->out);
-                n++;
-            }
-    s->r = r;
-    s->alpha = alpha;
-    s->rslora = rslora;
-    s->scale = (float)(rslora ? alpha / sqrt((double)r) : alpha / (double)r);
-    lk_status st = alloc_set(s, n);
+    if (!(dropout >= 0 && dropout < 1))
+        return status_fail(LK_ERR_ARG, "LoRA dropout %g is outside [0, 1)", dropout);
+    LK_TRY(check_source(m, src));
+    for (int64_t i = 0; i < src->n_mods; i++) {
+        s->n_params += src->mods[i].r * (src->mods[i].in + src->mods[i].out);
+        s->targets |= 1u << src->mods[i].kind;
+    }
+    s->r = src->rank;
+    s->alpha = src->alpha;
+    s->rslora = src->use_rslora;
+    s->scale = src->n_mods ? (float)src->mods[0].scale : 1.0f;
+    lk_status st = alloc_set(s, src->n_mods);
     if (st != LK_OK) {
         lora_set_free(s);
         return st;
     }
-    rng_state rg;
-    rng_seed(&rg, seed, RNG_INIT);
     int64_t off = 0;
-    for (int64_t l = 0; l < m->cfg.n_layers; l++)
-        for (int i = 0; i < 7; i++) {
-            if (!(targets & (1u << i)))
-                continue;
-            lora_module *mo = &s->mods[s->n++];
-            mo->L = module_linear(m, l, i);
-            snprintf(mo->name, sizeof mo->name, "model.layers.%lld.%s.%s", (long long)l,
-                     lora_target_parent(i), g_names[i]);
-            mo->r = r;
-            mo->in = mo->L->in;
-            mo->out = mo->L->out;
-            mo->A = s->params + off;
-            mo->tr.dA = s->grads + off;
-            off += r * mo->in;
-            mo->B = s->params + off;
-            mo->tr.dB = s->grads + off;
-            off += r * mo->out;
-            mo->tr.dropout = dropout;
-            init_module(mo, &rg);
-            mo->L->lora[0] = (lora_delta){.A = mo->A, .B = mo->B, .r = r, .scale = s->scale};
-            mo->L->n_lora = 1;
-            mo->L->train = &mo->tr;
-        }
+    for (int64_t i = 0; i < src->n_mods; i++) {
+        const adapter_module *am = &src->mods[i];
+        lora_module *mo = &s->mods[s->n++];
+        mo->L = module_linear(m, am->layer, am->kind);
+        snprintf(mo->name, sizeof mo->name, "model.layers.%lld.%s.%s", (long long)am->layer,
+                 adapter_parent(am->kind), lk_module_name(am->kind));
+        mo->r = am->r;
+        mo->in = am->in;
+        mo->out = am->out;
+        mo->A = s->params + off;
+        mo->tr.dA = s->grads + off;
+        off += mo->r * mo->in;
+        mo->B = s->params + off;
+        mo->tr.dB = s->grads + off;
+        off += mo->r * mo->out;
+        mo->tr.dropout = dropout;
+        memcpy(mo->A, am->A, (size_t)(mo->r * mo->in) * sizeof(float));
+        memcpy(mo->B, am->B, (size_t)(mo->r * mo->out) * sizeof(float));
+        mo->L->lora[0] = (lora_delta){.A = mo->A, .B = mo->B, .r = mo->r, .scale = s->scale};
+        mo->L->n_lora = 1;
+        mo->L->train = &mo->tr;
+    }
+    return LK_OK;
+}
+
+lk_status lora_set_export(const lora_set *s, lk_adapter *dst)
+{
+    if (dst->n_mods != s->n)
+        return status_fail(LK_ERR_SHAPE, "adapter has %lld modules, the trained set %d",
+                           (long long)dst->n_mods, s->n);
+    for (int i = 0; i < s->n; i++) {
+        adapter_module *am = &dst->mods[i];
+        const lora_module *mo = &s->mods[i];
+        if (am->r != mo->r || am->in != mo->in || am->out != mo->out)
+            return status_fail(LK_ERR_SHAPE, "%s: adapter module shape differs", mo->name);
+        memcpy(am->A, mo->A, (size_t)(mo->r * mo->in) * sizeof(float));
+        memcpy(am->B, mo->B, (size_t)(mo->r * mo->out) * sizeof(float));
+    }
     return LK_OK;
 }
 

@@ -3,17 +3,8 @@
 #ifndef LK_LORA_H
 #define LK_LORA_H
 
+#include "adapter.h"
 #include "model.h"
-
-/* Target bits, in PEFT module-name order. */
-enum {
-    LORA_Q = 1 << 0, LORA_K = 1 << 1, LORA_V = 1 << 2, LORA_O = 1 << 3,
-    LORA_GATE = 1 << 4, LORA_UP = 1 << 5, LORA_DOWN = 1 << 6, LORA_ALL = (1 << 7) - 1
-};
-
-/* PEFT module short names ("q_proj", ...) of bit i, and the parent ("self_attn" / "mlp"). */
-const char *lora_target_name(int i);
-const char *lora_target_parent(int i);
 
 typedef struct {
     char name[96];  /* "model.layers.3.self_attn.q_proj" (PEFT key without prefix/suffix) */
@@ -29,17 +20,22 @@ typedef struct {
     int64_t r;
     double alpha;
     int rslora;
+    unsigned targets;  /* bit (1 << lk_module) */
     float scale;       /* alpha/r, or alpha/sqrt(r) with rsLoRA */
     float *params;     /* [n_params]: every A then B, module by module */
     float *grads;      /* [n_params], same layout */
     int64_t n_params;
 } lora_set;
 
-/* Adapters of rank r on every layer's targeted modules, A ~ U(−1/√in, 1/√in) (PEFT's
- * kaiming_uniform with a = √5), B = 0, drawn from (seed, RNG_INIT); attached to m as lora[0]
- * with training state. Fails if a targeted layer already carries adapters. */
-lk_status lora_set_create(lk_model *m, unsigned targets, int64_t r, double alpha, int rslora,
-                          float dropout, uint64_t seed, lora_set *out);
+/* Trainable copies of src's factors (one rank and alpha for all modules, as lk_adapter_create or
+ * a PEFT folder without rank/alpha patterns makes them), in one params arena, attached to m as
+ * lora[0] with training state. Fails if src does not fit m, has per-module ranks or alphas, is a
+ * DoRA adapter, or a targeted layer already carries adapters. */
+lk_status lora_set_create(lk_model *m, const lk_adapter *src, float dropout, lora_set *out);
+
+/* Copy the current factors back into dst (an adapter of the same modules, e.g. made by
+ * lk_adapter_create with the set's rank, alpha and targets). */
+lk_status lora_set_export(const lora_set *s, lk_adapter *dst);
 
 /* Detach from the model and free. */
 void lora_set_free(lora_set *s);

@@ -1,6 +1,6 @@
 /* test_lora_step.c — one SGD step of LoRA training on stories260K-hf equals Hugging Face PEFT's
  * (fixtures from tests/gen/gen_lora_step.py: transformers 4.46.3 + peft 0.13.2): the same initial
- * adapter (read from PEFT's own save_pretrained output), the same batch, the same loss, and A and B
+ * adapter (PEFT's own save_pretrained output, read by lk_adapter_load), the same batch, the same loss, and A and B
  * after the step within 1e-4 relative. Plain LoRA (α/r) and rsLoRA (α/√r). */
 #include <math.h>
 #include <stdio.h>
@@ -14,41 +14,27 @@
 
 #define PEFT_PREFIX "base_model.model."
 
-/* Copy A and B of every module from a PEFT safetensors file (keys PREFIX + name + .lora_A.weight).
- */
-static void load_peft_factors(lora_set *s, const st_file *f)
-{
-    for (int i = 0; i < s->n; i++) {
-        lora_module *mo = &s->mods[i];
-        char key[160];
-        snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_A.weight", mo->name);
-        const tensor_view *a = st_get(f, key);
-        snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_B.weight", mo->name);
-        const tensor_view *b = st_get(f, key);
-        if (!a || !b)
-            fail_msg("%s: factors missing", mo->name);
-        assert_int_equal(a->shape[0], mo->r);
-        assert_int_equal(a->shape[1], mo->in);
-        assert_int_equal(b->shape[0], mo->out);
-        memcpy(mo->A, a->data, a->nbytes);
-        memcpy(mo->B, b->data, b->nbytes);
-    }
-}
-
 static void check_step(const char *tag, int rslora)
 {
     char path[512];
     lk_model *m;
     require_file(shared_path("models/stories260K-hf/model.safetensors"));
     assert_ok(lk_model_load(shared_path("models/stories260K-hf"), NULL, &m));
+    /* the initial adapter goes through our PEFT reader */
+    lk_adapter *ad;
+    snprintf(path, sizeof path, "lora/init%s", tag);
+    assert_ok(lk_adapter_load(data_path(path), &ad));
+    struct lk_adapter_info info;
+    lk_adapter_get_info(ad, &info);
+    assert_int_equal(info.use_rslora, rslora);
     lora_set s;
-    assert_ok(lora_set_create(m, LORA_ALL, 4, 8.0, rslora, 0.0f, 1, &s));
+    assert_ok(lora_set_create(m, ad, 0.0f, &s));
+    assert_true(s.scale == (float)(rslora ? 8.0 / 2.0 : 8.0 / 4.0));
     st_file init, want;
     snprintf(path, sizeof path, "lora/init%s/adapter_model.safetensors", tag);
     assert_ok(st_open(&init, data_path(path), 1));
     snprintf(path, sizeof path, "lora/step%s.safetensors", tag);
     assert_ok(st_open(&want, data_path(path), 1));
-    load_peft_factors(&s, &init);
 
     const tensor_view *ids = st_get(&want, "input_ids"), *lab = st_get(&want, "labels");
     int64_t B = ids->shape[0], T = ids->shape[1];
@@ -109,6 +95,7 @@ static void check_step(const char *tag, int rslora)
     st_close(&want);
     graph_free(g);
     lora_set_free(&s);
+    lk_adapter_free(ad);
     lk_model_free(m);
 }
 
