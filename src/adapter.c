@@ -878,3 +878,13 @@ void lk_model_detach_adapters(lk_model *m)
         for (int k = 0; k < LK_MOD_COUNT; k++)
             model_linear(m, l, (lk_module)k)->n_lora = 0;
 }
+
+lk_status adapter_set_base_name(lk_adapter *a, const char *name)
+{
+    char *c = strdup(name);
+    if (!c)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    free(a->base_model);
+    a->base_model = c;
+    return LK_OK;
+}

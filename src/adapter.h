@@ -55,6 +55,9 @@ lk_status adapter_permute_rows(float *x, int64_t rows, int64_t cols, int64_t hea
  * LK_ERR_SHAPE naming the module and both shapes otherwise. */
 lk_status adapter_check_base(const lk_adapter *a, const struct lk_model_config *cfg);
 
+/* Record base_model_name_or_path (copied). */
+lk_status adapter_set_base_name(lk_adapter *a, const char *name);
+
 /* Read a llama.cpp GGUF LoRA file (adapter_gguf.c). */
 lk_status adapter_load_gguf(const char *path, lk_adapter **out);
 

@@ -869,3 +869,5 @@ const char *lk_dataset_bad(const lk_dataset *d, int64_t k, int64_t *line)
         *line = d->bad[k].line;
     return d->bad[k].msg;
 }
+
+int64_t lk_dataset_seq_len(const lk_dataset *d) { return d->p.seq_len; }

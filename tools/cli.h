@@ -9,6 +9,14 @@
 
 #include "lorakit/lorakit.h"
 
+/* Return a failing lk_status from the enclosing function. */
+#define CLI_TRY(expr)                \
+    do {                             \
+        lk_status cli_try_ = (expr); \
+        if (cli_try_ != LK_OK)       \
+            return cli_try_;         \
+    } while (0)
+
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
 
 /* Options every tool accepts. seed is NULL for tools without randomness. */

@@ -257,6 +257,9 @@ lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, i
 /* Rows of seq_len tokens the current epoch yields in total. */
 int64_t lk_dataset_rows_in_epoch(const lk_dataset *d);
 
+/* The dataset's seq_len (tokens per row). */
+int64_t lk_dataset_seq_len(const lk_dataset *d);
+
 /* The attention mask of a packed row: mask[i*T + j] = 1 if token i may attend to token j
  * (j <= i, seg[i] == seg[j] >= 0), else 0. mask: caller-owned [T*T]. Padding rows attend to
  * nothing. */

@@ -74,6 +74,10 @@ struct lk_step_stats {
  * consecutive non-finite steps (the parameters are those of the last good step). */
 lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st);
 
+/* Loss of every step so far (NaN for skipped steps), kept across checkpoints; borrowed, valid
+ * until the next step. */
+const float *lk_trainer_loss_history(const lk_trainer *t, int64_t *n);
+
 /* Steps done / planned. */
 int64_t lk_trainer_steps_done(const lk_trainer *t);
 int64_t lk_trainer_total_steps(const lk_trainer *t);

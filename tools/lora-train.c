@@ -1,0 +1,674 @@
+/* lora-train — LoRA fine-tuning (SFT) of a frozen base on a JSONL dataset; writes a Hugging Face
+ * PEFT adapter to -o DIR, checkpoints to DIR/checkpoint-N (resumable, Ctrl-C saves one), a loss
+ * curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval on stdout. */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char *TOOL = "lora-train";
+static volatile sig_atomic_t g_stop; /* the signal that asked us to stop, or 0 */
+
+static void on_signal(int sig) { g_stop = sig; }
+
+typedef struct {
+    struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
+    struct arg_str *quant, *targets, *optimizer, *schedule, *objective, *fields, *chat_template;
+    struct arg_str *teacher, *teacher_cache;
+    struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
+    struct arg_int *warmup, *save_limit, *log_every;
+    struct arg_dbl *alpha, *dropout, *lr, *lr_ratio_b, *epochs, *weight_decay, *max_grad_norm;
+    struct arg_dbl *kd_temp, *kd_weight;
+    struct arg_lit *rslora, *dry_run, *force, *strict;
+} train_args;
+
+typedef struct {
+    const train_args *a;
+    const cli_common *c;
+    const char *out;
+    lk_model *m;
+    lk_tokenizer *tok;
+    lk_dataset *data, *eval;
+    lk_trainer *t;
+    struct lk_train_params tp;
+    double t0, eval_loss_last;
+    int64_t tokens_done, start_step;
+    float *eval_pts; /* [steps] eval loss at that step or NaN */
+    int tty;
+} train_ctx;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double rss_mib(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (double)rss * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
+/* ---- options ---- */
+
+static int parse_enums(const train_args *a, struct lk_train_params *p)
+{
+    if (a->optimizer->count) {
+        const char *o = a->optimizer->sval[0];
+        if (strcmp(o, "adamw") && strcmp(o, "sgd"))
+            return cli_usage_error(TOOL, "--optimizer: adamw or sgd, got '%s'", o);
+        p->optimizer = strcmp(o, "sgd") ? LK_OPT_ADAMW : LK_OPT_SGD;
+    }
+    if (a->schedule->count) {
+        const char *names[3] = {"cosine", "linear", "constant"};
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(a->schedule->sval[0], names[i]))
+                k = i;
+        if (k < 0)
+            return cli_usage_error(TOOL, "--schedule: cosine, linear or constant, got '%s'",
+                                   a->schedule->sval[0]);
+        p->schedule = (lk_schedule)k;
+    }
+    if (a->targets->count && lk_train_parse_targets(a->targets->sval[0], &p->targets) != LK_OK)
+        return cli_usage_error(TOOL, "--targets: %s", lk_last_error());
+    return -1;
+}
+
+static int parse_params(const train_args *a, const cli_common *c, struct lk_train_params *p)
+{
+    *p = lk_train_params_default();
+    if (a->rank->count)
+        p->rank = a->rank->ival[0];
+    p->alpha = a->alpha->count ? a->alpha->dval[0] : (double)p->rank;
+    if (a->dropout->count)
+        p->dropout = (float)a->dropout->dval[0];
+    p->rslora = a->rslora->count > 0;
+    p->init_adapter = a->init_adapter->count ? a->init_adapter->filename[0] : NULL;
+    if (a->lr->count)
+        p->lr = (float)a->lr->dval[0];
+    if (a->lr_ratio_b->count)
+        p->lr_ratio_b = (float)a->lr_ratio_b->dval[0];
+    if (a->weight_decay->count)
+        p->weight_decay = (float)a->weight_decay->dval[0];
+    if (a->max_grad_norm->count)
+        p->max_grad_norm = (float)a->max_grad_norm->dval[0];
+    if (a->warmup->count)
+        p->warmup_steps = a->warmup->ival[0];
+    if (a->steps->count)
+        p->steps = a->steps->ival[0];
+    if (a->epochs->count)
+        p->epochs = a->epochs->dval[0];
+    if (a->batch->count)
+        p->batch = a->batch->ival[0];
+    if (a->grad_accum->count)
+        p->grad_accum = a->grad_accum->ival[0];
+    p->seed = cli_seed(c);
+    int rc = parse_enums(a, p);
+    if (rc >= 0)
+        return rc;
+    if (p->rank < 1 || !(p->alpha > 0) || !(p->dropout >= 0 && p->dropout < 1) || !(p->lr > 0) ||
+        !(p->lr_ratio_b > 0) || p->batch < 1 || p->grad_accum < 1 || p->steps < 0 ||
+        p->warmup_steps < 0 || !(p->epochs > 0) || !(p->weight_decay >= 0))
+        return cli_usage_error(TOOL, "--rank, --batch, --grad-accum >= 1; --alpha, --lr, "
+                                     "--lr-ratio-b, --epochs > 0; 0 <= --dropout < 1; --steps, "
+                                     "--warmup, --weight-decay >= 0");
+    if (a->steps->count && a->epochs->count)
+        return cli_usage_error(TOOL, "give --steps or --epochs, not both");
+    return -1;
+}
+
+/* Options that name work this build does not do yet are refused, never ignored. */
+static int check_unsupported(const train_args *a)
+{
+    if (a->objective->count && strcmp(a->objective->sval[0], "sft") != 0) {
+        const char *o = a->objective->sval[0];
+        if (!strcmp(o, "kd") || !strcmp(o, "rkl") || !strcmp(o, "jsd"))
+            return cli_usage_error(TOOL, "--objective %s: distillation is not available in "
+                                         "this version (only sft)", o);
+        return cli_usage_error(TOOL, "--objective: sft, kd, rkl or jsd, got '%s'", o);
+    }
+    if (a->teacher->count || a->teacher_cache->count || a->kd_temp->count || a->kd_weight->count)
+        return cli_usage_error(TOOL, "--teacher, --teacher-cache, --kd-temp and --kd-weight need "
+                                     "distillation, which is not available in this version");
+    if (a->quant->count && strcmp(a->quant->sval[0], "none") != 0)
+        return cli_usage_error(TOOL, "--quant %s: quantised bases are not available in this "
+                                     "version (use --quant none)",
+                               a->quant->sval[0]);
+    return -1;
+}
+
+/* ---- output folder, checkpoints ---- */
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int remove_tree(const char *p) { return nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static int make_dir(const char *d)
+{
+    if (mkdir(d, 0755) == 0 || errno == EEXIST)
+        return 0;
+    fprintf(stderr, "%s: error: %s: cannot create folder: %s\n", TOOL, d, strerror(errno));
+    return -1;
+}
+
+/* Highest N of DIR/checkpoint-N holding a state.ckpt; -1 if none. */
+static int64_t latest_checkpoint(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int64_t best = -1;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        long long n;
+        char tail;
+        if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1)
+            continue;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s/state.ckpt", dir, e->d_name);
+        if (access(p, R_OK) == 0 && n > best)
+            best = n;
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+/* Remove DIR/checkpoint-N for all but the `keep` newest. */
+static void prune_checkpoints(const char *dir, int keep)
+{
+    for (;;) {
+        DIR *d = opendir(dir);
+        int64_t oldest = -1, count = 0;
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            long long n;
+            char tail;
+            if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1)
+                continue;
+            count++;
+            if (oldest < 0 || n < oldest)
+                oldest = n;
+        }
+        if (d)
+            closedir(d);
+        if (count <= keep || oldest < 0)
+            return;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/checkpoint-%lld", dir, (long long)oldest);
+        if (remove_tree(p) != 0)
+            return;
+    }
+}
+
+static lk_status save_checkpoint(train_ctx *x)
+{
+    char dir[4200], file[4300];
+    snprintf(dir, sizeof dir, "%s/checkpoint-%lld", x->out, (long long)lk_trainer_steps_done(x->t));
+    /* the adapter folder first (atomic), then the state inside it (atomic): a checkpoint counts
+     * only once state.ckpt exists */
+    lk_status s = lk_trainer_save_adapter(x->t, dir, x->a->model->filename[0], 1);
+    snprintf(file, sizeof file, "%s/state.ckpt", dir);
+    if (s == LK_OK)
+        s = lk_trainer_save_checkpoint(x->t, file);
+    if (s == LK_OK)
+        prune_checkpoints(x->out, x->a->save_limit->count ? x->a->save_limit->ival[0] : 2);
+    if (s == LK_OK)
+        fprintf(stderr, "%s: checkpoint saved to %s\n", TOOL, dir);
+    return s;
+}
+
+/* The final adapter: written beside, then its two files moved into OUT one rename each. */
+static lk_status save_final(train_ctx *x)
+{
+    char tmp[4200], from[4300], to[4300];
+    snprintf(tmp, sizeof tmp, "%s/.adapter-final", x->out);
+    CLI_TRY(lk_trainer_save_adapter(x->t, tmp, x->a->model->filename[0], 1));
+    const char *files[2] = {"adapter_model.safetensors", "adapter_config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(from, sizeof from, "%s/%s", tmp, files[i]);
+        snprintf(to, sizeof to, "%s/%s", x->out, files[i]);
+        if (rename(from, to) != 0) {
+            fprintf(stderr, "%s: error: %s: rename failed: %s\n", TOOL, to, strerror(errno));
+            return LK_ERR_IO;
+        }
+    }
+    rmdir(tmp);
+    return LK_OK;
+}
+
+/* ---- loss curve ---- */
+
+/* DIR/loss.svg: training loss per step (line) and evaluation loss (dots). */
+static void write_svg(const train_ctx *x)
+{
+    int64_t n;
+    const float *h = lk_trainer_loss_history(x->t, &n);
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(h[i])) {
+            lo = fmin(lo, h[i]);
+            hi = fmax(hi, h[i]);
+        }
+    for (int64_t i = 0; x->eval_pts && i < n; i++)
+        if (isfinite(x->eval_pts[i])) {
+            lo = fmin(lo, x->eval_pts[i]);
+            hi = fmax(hi, x->eval_pts[i]);
+        }
+    if (!(hi >= lo) || n < 1)
+        return;
+    if (hi - lo < 1e-6)
+        hi = lo + 1e-6;
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/loss.svg", x->out);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    const double W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" "
+               "height=\"100%%\" fill=\"white\"/>\n", W, H);
+    fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L,
+            H - B, W - R, H - B);
+    fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, T,
+            L, H - B);
+    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.3f</text>\n", L - 4, T + 4, hi);
+    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.3f</text>\n", L - 4, H - B, lo);
+    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">step (1..%lld)</text>\n",
+            (L + W - R) / 2, H - 10, (long long)n);
+    fprintf(f, "<text x=\"%.0f\" y=\"14\">loss (line: training, dots: evaluation)</text>\n", L);
+    fprintf(f, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(h[i]))
+            fprintf(f, "%.1f,%.1f ", L + (W - L - R) * (n > 1 ? (double)i / (double)(n - 1) : 0),
+                    T + (H - T - B) * (hi - h[i]) / (hi - lo));
+    fprintf(f, "\"/>\n");
+    for (int64_t i = 0; x->eval_pts && i < n; i++)
+        if (isfinite(x->eval_pts[i]))
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n",
+                    L + (W - L - R) * (n > 1 ? (double)i / (double)(n - 1) : 0),
+                    T + (H - T - B) * (hi - x->eval_pts[i]) / (hi - lo));
+    fprintf(f, "</svg>\n");
+    if (fclose(f) == 0)
+        rename(tmp, path);
+    else
+        remove(tmp);
+}
+
+/* ---- progress ---- */
+
+static void fmt_time(double s, char *buf, size_t n)
+{
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+static void progress(train_ctx *x, const struct lk_step_stats *st, int last)
+{
+    double el = now() - x->t0, tps = (double)x->tokens_done / (el > 0 ? el : 1);
+    int64_t done = st->step - x->start_step, left = st->total_steps - st->step;
+    double eta = done > 0 ? el / (double)done * (double)left : 0;
+    char eta_s[32], el_s[32];
+    fmt_time(eta, eta_s, sizeof eta_s);
+    fmt_time(el, el_s, sizeof el_s);
+    if (x->c->quiet->count)
+        return;
+    if (x->tty) {
+        int w = 24, fill = (int)(w * (double)st->step / (double)st->total_steps);
+        char bar[32];
+        for (int i = 0; i < w; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[w] = 0;
+        fprintf(stderr, "\r[%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s RSS %.0fM%s\033[K",
+                bar, (long long)st->step, (long long)st->total_steps, st->loss, st->lr, tps, eta_s,
+                rss_mib(), st->skipped ? " (skipped)" : "");
+        if (last)
+            fputc('\n', stderr);
+        return;
+    }
+    int64_t every = x->a->log_every->count ? x->a->log_every->ival[0]
+                                           : (st->total_steps > 20 ? st->total_steps / 20 : 1);
+    if (last || st->step % (every > 0 ? every : 1) == 0)
+        fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  elapsed %s  ETA %s  "
+                        "RSS %.0fM%s\n",
+                (long long)st->step, (long long)st->total_steps, st->loss, st->lr, tps, el_s,
+                eta_s, rss_mib(), st->skipped ? "  (skipped: non-finite)" : "");
+}
+
+static void json_step(const train_ctx *x, const struct lk_step_stats *st)
+{
+    cJSON *j = cli_json_new(x->c);
+    double el = now() - x->t0;
+    cJSON_AddStringToObject(j, "type", "step");
+    cJSON_AddNumberToObject(j, "step", (double)st->step);
+    cJSON_AddNumberToObject(j, "total_steps", (double)st->total_steps);
+    if (isfinite(st->loss))
+        cJSON_AddNumberToObject(j, "loss", st->loss);
+    else
+        cJSON_AddNullToObject(j, "loss");
+    cJSON_AddNumberToObject(j, "lr", st->lr);
+    cJSON_AddNumberToObject(j, "grad_norm", st->grad_norm);
+    cJSON_AddNumberToObject(j, "tokens", (double)st->tokens);
+    cJSON_AddNumberToObject(j, "trained_tokens", (double)st->trained_tokens);
+    cJSON_AddNumberToObject(j, "tokens_per_s", (double)x->tokens_done / (el > 0 ? el : 1));
+    cJSON_AddBoolToObject(j, "skipped", st->skipped);
+    cJSON_AddNumberToObject(j, "elapsed_s", el);
+    cli_json_emit(j);
+}
+
+static lk_status run_eval(train_ctx *x, int64_t step)
+{
+    double loss;
+    int64_t n;
+    CLI_TRY(lk_trainer_eval(x->t, x->eval, &loss, &n));
+    x->eval_loss_last = loss;
+    if (x->eval_pts && step > 0)
+        x->eval_pts[step - 1] = (float)loss;
+    if (x->c->json->count) {
+        cJSON *j = cli_json_new(x->c);
+        cJSON_AddStringToObject(j, "type", "eval");
+        cJSON_AddNumberToObject(j, "step", (double)step);
+        cJSON_AddNumberToObject(j, "eval_loss", loss);
+        cJSON_AddNumberToObject(j, "eval_perplexity", exp(loss));
+        cJSON_AddNumberToObject(j, "eval_tokens", (double)n);
+        cli_json_emit(j);
+    }
+    if (!x->c->quiet->count)
+        fprintf(stderr, "%seval at step %lld: loss %.4f  perplexity %.3f  (%lld tokens)\n",
+                x->tty ? "\n" : "", (long long)step, loss, exp(loss), (long long)n);
+    return LK_OK;
+}
+
+/* ---- the run ---- */
+
+static lk_status load_data(train_ctx *x, const char *path, int shuffle, int pack, lk_dataset **out)
+{
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    dp.seq_len = x->a->seq_len->count ? x->a->seq_len->ival[0] : 512;
+    dp.seed = cli_seed(x->c);
+    dp.shuffle = shuffle;
+    dp.pack = pack;
+    dp.strict = x->a->strict->count > 0;
+    dp.fields = x->a->fields->count ? x->a->fields->sval[0] : NULL;
+    if (x->a->chat_template->count &&
+        lk_chat_format_from_name(x->a->chat_template->sval[0], &dp.chat_format) != LK_OK)
+        return LK_ERR_ARG;
+    return lk_dataset_load(path, x->tok, &dp, out);
+}
+
+static lk_status setup(train_ctx *x)
+{
+    const train_args *a = x->a;
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = cli_threads(x->c);
+    CLI_TRY(lk_model_load(a->model->filename[0], &mp, &x->m));
+    CLI_TRY(lk_tokenizer_load(a->model->filename[0], &x->tok));
+    CLI_TRY(load_data(x, a->data->filename[0], 1, 1, &x->data));
+    if (a->eval_data->count)
+        CLI_TRY(load_data(x, a->eval_data->filename[0], 0, 0, &x->eval));
+    return LK_OK;
+}
+
+static int dry_run(train_ctx *x)
+{
+    int64_t ad, opt, act;
+    int64_t seq = lk_dataset_seq_len(x->data);
+    int64_t base = lk_model_n_params(x->m) * 4;
+    int64_t total = base + lk_trainer_memory_plan(x->m, &x->tp, seq, &ad, &opt, &act);
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    double have = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+    if (x->c->json->count) {
+        cJSON *j = cli_json_new(x->c);
+        cJSON_AddStringToObject(j, "type", "plan");
+        cJSON_AddNumberToObject(j, "base_bytes", (double)base);
+        cJSON_AddNumberToObject(j, "adapter_bytes", (double)ad);
+        cJSON_AddNumberToObject(j, "optimizer_bytes", (double)opt);
+        cJSON_AddNumberToObject(j, "activation_bytes", (double)act);
+        cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
+        cJSON_AddNumberToObject(j, "machine_bytes", have);
+        cli_json_emit(j);
+    } else {
+        printf("memory plan (seq-len %lld, batch %lld):\n  base (fp32)    %9.1f MiB\n"
+               "  adapter+grads  %9.1f MiB\n  optimizer      %9.1f MiB\n"
+               "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB\n",
+               (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
+               opt / 1048576.0, act / 1048576.0, total / 1048576.0, have / 1048576.0);
+    }
+    if (have > 0 && (double)total > have) {
+        fprintf(stderr, "%s: warning: the plan needs %.0f MiB, more than this machine's %.0f MiB\n",
+                TOOL, total / 1048576.0, have / 1048576.0);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+static lk_status resume(train_ctx *x)
+{
+    const char *r = x->a->resume->filename[0];
+    char path[4300];
+    snprintf(path, sizeof path, "%s/state.ckpt", r);
+    if (access(path, R_OK) != 0) {
+        int64_t n = latest_checkpoint(r);
+        if (n < 0) {
+            fprintf(stderr, "%s: error: %s: no state.ckpt and no checkpoint-N folder with one\n",
+                    TOOL, r);
+            return LK_ERR_IO;
+        }
+        snprintf(path, sizeof path, "%s/checkpoint-%lld/state.ckpt", r, (long long)n);
+    }
+    CLI_TRY(lk_trainer_resume(x->t, path));
+    fprintf(stderr, "%s: resumed from %s at step %lld\n", TOOL, path,
+            (long long)lk_trainer_steps_done(x->t));
+    return LK_OK;
+}
+
+/* Steps until done or a signal; save/eval on schedule. */
+static lk_status loop(train_ctx *x)
+{
+    int64_t save_every = x->a->save_every->count ? x->a->save_every->ival[0] : 0;
+    int64_t eval_every = x->a->eval_every->count ? x->a->eval_every->ival[0] : 0;
+    x->start_step = lk_trainer_steps_done(x->t);
+    x->t0 = now();
+    while (lk_trainer_steps_done(x->t) < lk_trainer_total_steps(x->t) && !g_stop) {
+        struct lk_step_stats st;
+        lk_status s = lk_trainer_step(x->t, &st);
+        x->tokens_done += st.tokens;
+        if (s != LK_OK)
+            return s;
+        int last = st.step == st.total_steps;
+        progress(x, &st, last);
+        if (x->c->json->count)
+            json_step(x, &st);
+        if (x->eval && ((eval_every && st.step % eval_every == 0) || last))
+            CLI_TRY(run_eval(x, st.step));
+        if (save_every && st.step % save_every == 0 && !last)
+            CLI_TRY(save_checkpoint(x));
+    }
+    return LK_OK;
+}
+
+static int finish(train_ctx *x)
+{
+    if (g_stop) {
+        fprintf(stderr, "%s%s: interrupted: saving a checkpoint\n", x->tty ? "\n" : "", TOOL);
+        lk_status s = save_checkpoint(x);
+        write_svg(x);
+        if (s != LK_OK)
+            return cli_fail(TOOL, s);
+        return g_stop == SIGTERM ? 143 : CLI_INTERRUPTED;
+    }
+    lk_status s = save_checkpoint(x);
+    if (s == LK_OK)
+        s = save_final(x);
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    write_svg(x);
+    int64_t n;
+    const float *h = lk_trainer_loss_history(x->t, &n);
+    if (x->c->json->count) {
+        cJSON *j = cli_json_new(x->c);
+        cJSON_AddStringToObject(j, "type", "done");
+        cJSON_AddStringToObject(j, "out", x->out);
+        cJSON_AddNumberToObject(j, "steps", (double)n);
+        if (n && isfinite(h[n - 1]))
+            cJSON_AddNumberToObject(j, "final_loss", h[n - 1]);
+        if (x->eval && isfinite(x->eval_loss_last))
+            cJSON_AddNumberToObject(j, "eval_loss", x->eval_loss_last);
+        cli_json_emit(j);
+    } else {
+        printf("adapter written to %s (%lld steps, final loss %.4f)\n", x->out, (long long)n,
+               n ? h[n - 1] : NAN);
+    }
+    return CLI_OK;
+}
+
+static int run(train_ctx *x)
+{
+    lk_status s = setup(x);
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    if (x->a->dry_run->count)
+        return dry_run(x);
+    char probe[4300];
+    snprintf(probe, sizeof probe, "%s/adapter_model.safetensors", x->out);
+    if (!x->a->resume->count && !x->a->force->count && access(probe, F_OK) == 0) {
+        fprintf(stderr, "%s: error: %s already holds an adapter (use --force, or --resume)\n",
+                TOOL, x->out);
+        return CLI_FAIL;
+    }
+    if (make_dir(x->out) != 0)
+        return CLI_FAIL;
+    s = lk_trainer_create(x->m, x->data, &x->tp, &x->t);
+    if (s == LK_OK && x->a->resume->count)
+        s = resume(x);
+    if (s != LK_OK)
+        return s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s);
+    int64_t total = lk_trainer_total_steps(x->t);
+    x->eval_pts = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
+    for (int64_t i = 0; x->eval_pts && i < total; i++)
+        x->eval_pts[i] = NAN;
+    if (!x->c->quiet->count)
+        fprintf(stderr, "%s: %lld steps of %lld rows x %lld tokens, seed %llu\n", TOOL,
+                (long long)total, (long long)(x->tp.batch * x->tp.grad_accum),
+                (long long)lk_dataset_seq_len(x->data), (unsigned long long)x->tp.seed);
+    s = loop(x);
+    if (s != LK_OK) {
+        int rc = cli_fail(TOOL, s);
+        write_svg(x);
+        return rc;
+    }
+    return finish(x);
+}
+
+static const char *GLOSSARY =
+    "Data: JSONL (or a JSON array) of {\"text\"}, {\"prompt\",\"completion\"}, {\"messages\"}, "
+    "Alpaca\n{\"instruction\",\"input\",\"output\"} or pre-tokenised {\"input_ids\",\"labels\"}; "
+    "prompts are masked.\nExamples are packed into rows of --seq-len tokens (positions restart, no "
+    "attention across examples).\nOutput: DIR/adapter_config.json + adapter_model.safetensors "
+    "(Hugging Face PEFT), DIR/loss.svg,\nDIR/checkpoint-N/ (adapter + state.ckpt; --resume DIR "
+    "continues from the newest).\nCtrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n";
+
+int main(int argc, char **argv)
+{
+    cli_common c;
+    cli_common_init(&c, 1);
+    train_args a;
+    a.model = arg_file1("m", "model", "DIR", "base model folder (Hugging Face)");
+    a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
+    a.out = arg_file1("o", "out", "DIR", "output adapter folder");
+    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (fp32)");
+    a.rank = arg_int0(NULL, "rank", "R", "LoRA rank (default 8)");
+    a.alpha = arg_dbl0(NULL, "alpha", "A", "LoRA alpha (default: the rank, scale 1)");
+    a.dropout = arg_dbl0(NULL, "dropout", "P", "LoRA dropout (default 0)");
+    a.targets = arg_str0(NULL, "targets", "LIST", "modules: q,k,v,o,gate,up,down (default all)");
+    a.rslora = arg_lit0(NULL, "rslora", "scale alpha/sqrt(r) (rank-stabilised LoRA)");
+    a.lr = arg_dbl0(NULL, "lr", "LR", "peak learning rate (default 2e-4)");
+    a.lr_ratio_b = arg_dbl0(NULL, "lr-ratio-b", "X", "LoRA+: B's learning rate = X times A's");
+    a.optimizer = arg_str0(NULL, "optimizer", "adamw|sgd", "optimiser (default adamw)");
+    a.weight_decay = arg_dbl0(NULL, "weight-decay", "W", "weight decay (default 0)");
+    a.max_grad_norm = arg_dbl0(NULL, "max-grad-norm", "N", "clip the global norm (default 1, 0 off)");
+    a.schedule = arg_str0(NULL, "schedule", "NAME", "cosine, linear or constant (default linear)");
+    a.warmup = arg_int0(NULL, "warmup", "N", "linear warmup steps (default 0)");
+    a.steps = arg_int0(NULL, "steps", "N", "optimiser steps");
+    a.epochs = arg_dbl0(NULL, "epochs", "E", "passes over the data (default 1)");
+    a.seq_len = arg_int0(NULL, "seq-len", "T", "tokens per packed row (default 512)");
+    a.batch = arg_int0(NULL, "batch", "B", "rows per micro-batch (default 1)");
+    a.grad_accum = arg_int0(NULL, "grad-accum", "K", "micro-batches per step (default 1)");
+    a.init_adapter = arg_file0(NULL, "init-adapter", "DIR", "start from this PEFT adapter");
+    a.resume = arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
+    a.save_every = arg_int0(NULL, "save-every", "N", "checkpoint every N steps");
+    a.save_limit = arg_int0(NULL, "save-limit", "K", "keep the K newest checkpoints (default 2)");
+    a.eval_data = arg_file0(NULL, "eval-data", "FILE", "held-out data for evaluation");
+    a.eval_every = arg_int0(NULL, "eval-every", "N", "evaluate every N steps (and at the end)");
+    a.log_every = arg_int0(NULL, "log-every", "N", "progress line every N steps (non-terminal)");
+    a.objective = arg_str0(NULL, "objective", "sft", "training objective (sft)");
+    a.teacher = arg_str0(NULL, "teacher", "DIR", "distillation teacher (not in this version)");
+    a.teacher_cache = arg_str0(NULL, "teacher-cache", "FILE", "teacher cache (not in this version)");
+    a.kd_temp = arg_dbl0(NULL, "kd-temp", "T", "distillation temperature (not in this version)");
+    a.kd_weight = arg_dbl0(NULL, "kd-weight", "W", "distillation weight (not in this version)");
+    a.fields = arg_str0(NULL, "fields", "K=COL,...", "column names (e.g. prompt=question,"
+                                                     "completion=answer)");
+    a.chat_template = arg_str0(NULL, "chat-template", "NAME", "chat format for messages data");
+    a.strict = arg_lit0(NULL, "strict", "a bad data line is fatal");
+    a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit");
+    a.force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
+    struct arg_end *end = arg_end(20);
+    void *at[] = {a.model, a.data, a.out, a.quant, a.rank, a.alpha, a.dropout, a.targets,
+                  a.rslora, a.lr, a.lr_ratio_b, a.optimizer, a.weight_decay, a.max_grad_norm,
+                  a.schedule, a.warmup, a.steps, a.epochs, a.seq_len, a.batch, a.grad_accum,
+                  a.init_adapter, a.resume, a.save_every, a.save_limit, a.eval_data, a.eval_every,
+                  a.log_every, a.objective, a.teacher, a.teacher_cache, a.kd_temp, a.kd_weight,
+                  a.fields, a.chat_template, a.strict, a.dry_run, a.force, CLI_COMMON_ENTRIES(c),
+                  end};
+    int rc = cli_parse(argc, argv, at, end, &c, TOOL,
+                       "Train a LoRA adapter (SFT) on a frozen base model.", GLOSSARY);
+    if (rc >= 0)
+        goto done;
+    train_ctx x = {.a = &a, .c = &c, .out = a.out->filename[0], .tty = isatty(2),
+                   .eval_loss_last = NAN};
+    rc = check_unsupported(&a);
+    if (rc < 0)
+        rc = parse_params(&a, &c, &x.tp);
+    if (rc < 0 && a.seq_len->count && a.seq_len->ival[0] < 2)
+        rc = cli_usage_error(TOOL, "--seq-len: expected >= 2");
+    if (rc < 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        rc = run(&x);
+    }
+    free(x.eval_pts);
+    lk_trainer_free(x.t);
+    lk_dataset_free(x.data);
+    lk_dataset_free(x.eval);
+    lk_tokenizer_free(x.tok);
+    lk_model_free(x.m);
+done:
+    arg_freetable(at, sizeof at / sizeof *at);
+    return rc;
+}
