@@ -1,8 +1,7 @@
 /* linear.c — fp32 linear layers through OpenBLAS, with a naive reference. */
 #include "linear.h"
 
-#include <cblas.h>
-
+#include "blas.h"
 #include "rng.h"
 
 int64_t linear_max_rank(const linear *L)
@@ -37,66 +36,53 @@ static const float *lora_input(const linear *L, const float *x, int64_t T, float
 
 /* u[T,r] = x·Aᵀ; y[T,out] += scale·u·Bᵀ */
 static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t in, int64_t out,
-                         float *y, float *u)
+                         float *y, float *u, int nt)
 {
-    int r = (int)d->r;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, r, (int)in, 1.0f, x, (int)in,
-                d->A, (int)in, 0.0f, u, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, r, d->scale, u, r,
-                d->B, r, 1.0f, y, (int)out);
+    int64_t r = d->r;
+    gemm_par(0, 1, T, r, in, 1.0f, x, in, d->A, in, 0.0f, u, r, nt);
+    gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
 }
 
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp,
                     int n_threads)
 {
-    openblas_set_num_threads(n_threads);
-    if (T == 1) {
-        /* y[out] = W[out,in]·x[in] */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)L->out, (int)L->in, 1.0f, L->w,
-                    (int)L->in, x, 1, 0.0f, y, 1);
-    } else {
-        /* y[T,out] = x[T,in]·W[out,in]ᵀ */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)L->out, (int)L->in,
-                    1.0f, x, (int)L->in, L->w, (int)L->in, 0.0f, y, (int)L->out);
-    }
+    if (T == 1) /* y[out] = W[out,in]·x[in] */
+        gemv_par(L->out, L->in, L->w, x, y, n_threads);
+    else /* y[T,out] = x[T,in]·W[out,in]ᵀ */
+        gemm_par(0, 1, T, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out, n_threads);
     if (L->b)
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < L->out; o++)
                 y[t * L->out + o] += L->b[o];
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
     for (int i = 0; i < L->n_lora; i++)
-        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, xd) : x, T, L->in, L->out, y, u);
+        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, xd) : x, T, L->in, L->out, y, u,
+                     n_threads);
 }
 
 /* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). */
 static void lora_backward_train(const linear *L, const float *x, const float *dy, int64_t T,
-                                float *dx, float *tmp)
+                                float *dx, float *tmp, int nt)
 {
     const lora_delta *d = &L->lora[0];
     lora_train *tr = L->train;
-    int r = (int)d->r, in = (int)L->in, out = (int)L->out;
+    int64_t r = d->r, in = L->in, out = L->out;
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
     const float *xin = lora_input(L, x, T, xd);
     /* u[T,r] = x_d·Aᵀ;  dB[out,r] += s·dyᵀ·u */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, r, in, 1.0f, xin, in, d->A, in,
-                0.0f, u, r);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, (int)T, d->scale, dy, out, u, r,
-                1.0f, tr->dB, r);
+    gemm_par(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0.0f, u, r, nt);
+    gemm_par(1, 0, out, r, T, d->scale, dy, out, u, r, 1.0f, tr->dB, r, nt);
     /* du[T,r] = s·dy·B (reusing u);  dA[r,in] += duᵀ·x_d */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, r, out, d->scale, dy, out,
-                d->B, r, 0.0f, u, r);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, (int)T, 1.0f, u, r, xin, in, 1.0f,
-                tr->dA, in);
+    gemm_par(0, 0, T, r, out, d->scale, dy, out, d->B, r, 0.0f, u, r, nt);
+    gemm_par(1, 0, r, in, T, 1.0f, u, r, xin, in, 1.0f, tr->dA, in, nt);
     if (!dx)
         return;
     if (xin == x) { /* dx += du·A */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, r, 1.0f, u, r, d->A,
-                    in, 1.0f, dx, in);
+        gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 1.0f, dx, in, nt);
         return;
     }
     /* with dropout: dx += (du·A)·m/(1−p); x_d is no longer needed, reuse it for du·A */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, r, 1.0f, u, r, d->A, in,
-                0.0f, xd, in);
+    gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 0.0f, xd, in, nt);
     float p = tr->dropout, keep = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < T * L->in; i++) {
         float v = (float)(rng_hash(tr->mask_key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
@@ -107,21 +93,16 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
                      float *tmp, int n_threads)
 {
-    openblas_set_num_threads(n_threads);
-    int in = (int)L->in, out = (int)L->out;
+    int64_t in = L->in, out = L->out;
     if (dx) /* dx[T,in] += dy[T,out]·W[out,in] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, out, 1.0f, dy, out,
-                    L->w, in, 1.0f, dx, in);
+        gemm_par(0, 0, T, in, out, 1.0f, dy, out, L->w, in, 1.0f, dx, in, n_threads);
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];
         if (i == 0 && L->train) {
-            lora_backward_train(L, x, dy, T, dx, tmp);
+            lora_backward_train(L, x, dy, T, dx, tmp, n_threads);
         } else if (dx) { /* frozen adapter: dx += s·(dy·B)·A */
-            int r = (int)d->r;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, r, out, d->scale, dy,
-                        out, d->B, r, 0.0f, tmp, r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, in, r, 1.0f, tmp, r,
-                        d->A, in, 1.0f, dx, in);
+            gemm_par(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0.0f, tmp, d->r, n_threads);
+            gemm_par(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1.0f, dx, in, n_threads);
         }
     }
 }

@@ -4,7 +4,8 @@
  * dlogits = (softmax − onehot)·grad_scale and accumulates dh += dlogits·W_chunk. */
 #include "loss.h"
 
-#include <cblas.h>
+#include "blas.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -12,16 +13,15 @@ int64_t ce_scratch_floats(int64_t C) { return CE_ROWS * CE_VCHUNK + 2 * CE_ROWS 
 
 /* logits[R, n] = hb[R,C]·W[v0 .. v0+n, C]ᵀ */
 static void logits_chunk(const linear *head, const float *hb, int64_t R, int64_t v0, int64_t n,
-                         float *logits)
+                         float *logits, int nt)
 {
     int64_t C = head->in;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)n, (int)C, 1.0f, hb, (int)C,
-                head->w + v0 * C, (int)C, 0.0f, logits, (int)n);
+    gemm_par(0, 1, R, n, C, 1.0f, hb, C, head->w + v0 * C, C, 0.0f, logits, n, nt);
 }
 
 /* One block of R rows (all with valid targets), gathered in hb[R, C]. */
 static void ce_block(const linear *head, const float *hb, const int32_t *tg, int64_t R,
-                     float grad_scale, float *dhb, double *loss_sum, float *logits)
+                     float grad_scale, float *dhb, double *loss_sum, float *logits, int nt)
 {
     int64_t V = head->out, C = head->in;
     double mx[CE_ROWS], sum[CE_ROWS], tl[CE_ROWS];
@@ -32,7 +32,7 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
     }
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
-        logits_chunk(head, hb, R, v0, n, logits);
+        logits_chunk(head, hb, R, v0, n, logits, nt);
         for (int64_t r = 0; r < R; r++) {
             const float *l = logits + r * n;
             double m = mx[r];
@@ -56,7 +56,7 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
     memset(dhb, 0, (size_t)(R * C) * sizeof *dhb);
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
-        logits_chunk(head, hb, R, v0, n, logits);
+        logits_chunk(head, hb, R, v0, n, logits, nt);
         for (int64_t r = 0; r < R; r++) {
             float *l = logits + r * n;
             for (int64_t i = 0; i < n; i++)
@@ -65,8 +65,7 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
                 l[tg[r] - v0] -= grad_scale;
         }
         /* dhb[R,C] += dlogits[R,n]·W[v0.., C] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)C, (int)n, 1.0f,
-                    logits, (int)n, head->w + v0 * C, (int)C, 1.0f, dhb, (int)C);
+        gemm_par(0, 0, R, C, n, 1.0f, logits, n, head->w + v0 * C, C, 1.0f, dhb, C, nt);
     }
 }
 
@@ -80,7 +79,6 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
     float *dhb = hb + CE_ROWS * C;                /* [CE_ROWS, C] their gradient */
     int64_t rows[CE_ROWS];
     int32_t tg[CE_ROWS];
-    openblas_set_num_threads(n_threads);
     if (dh)
         memset(dh, 0, (size_t)(T * C) * sizeof *dh);
     for (int64_t t = 0; t < T;) {
@@ -95,7 +93,7 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
         if (R == 0)
             break;
         *count += R;
-        ce_block(head, hb, tg, R, grad_scale, dh ? dhb : NULL, loss_sum, logits);
+        ce_block(head, hb, tg, R, grad_scale, dh ? dhb : NULL, loss_sum, logits, n_threads);
         for (int64_t r = 0; dh && r < R; r++)
             memcpy(dh + rows[r] * C, dhb + r * C, (size_t)C * sizeof *dh);
     }

@@ -90,6 +90,9 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
 
 /* ---- attention ---- */
 
+/* Multiply-adds below which the attention loops stay on one thread (waking the team costs more). */
+#define PAR_MIN_WORK (1 << 21)
+
 static float dot(const float *a, const float *b, int64_t n)
 {
     float acc[8] = {0};
@@ -135,7 +138,8 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 {
     int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, grp = a->H / a->KVH;
     int64_t n_keys = a->kpos0 + a->T;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    int par = (a->kpos0 + a->T / 2) * a->T * H * hd > PAR_MIN_WORK; /* else one thread is faster */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
     for (int64_t th = 0; th < a->T * H; th++) {
         int64_t t = th / H, h = th % H, g = h / grp;
         float *sc = scores + (int64_t)omp_get_thread_num() * n_keys;
@@ -157,7 +161,8 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
 {
     int64_t T = a->T, H = a->H, hd = a->hd, KVH = a->KVH, kvd = KVH * hd, grp = H / KVH;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    int par = T * T * H * hd > PAR_MIN_WORK;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
     for (int64_t th = 0; th < T * H; th++) {
         int64_t t = th / H, g = (th % H) / grp;
         const float *qr = q + th * hd, *dor = dout + th * hd;
@@ -172,7 +177,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
             axpy(dqr, ds * scale, kj, hd);
         }
     }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
     for (int64_t jg = 0; jg < T * KVH; jg++) {
         int64_t j = jg / KVH, g = jg % KVH;
         const float *kj = k + j * kvd + g * hd, *vj = v + j * kvd + g * hd;

@@ -1,0 +1,21 @@
+/* blas.h — fp32 GEMM/GEMV through OpenBLAS, parallelised by us: the output columns are split
+ * over an OpenMP team and each thread makes a single-threaded OpenBLAS call on its slice. One
+ * thread pool for the whole library (OpenMP), so OpenBLAS's own threads never compete with ours
+ * for the cores; each output element keeps OpenBLAS's reduction order, so results do not depend
+ * on the thread count. */
+#ifndef LK_BLAS_H
+#define LK_BLAS_H
+
+#include <stdint.h>
+
+/* C[M,N] = alpha·op(A)·op(B) + beta·C (row-major). op(A) = Aᵀ with A [K, M] when trans_a, else
+ * A [M, K]; op(B) = Bᵀ with B [N, K] when trans_b, else B [K, N]. Leading dimensions in
+ * elements. */
+void gemm_par(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc, int n_threads);
+
+/* y[N] = W[N,K]·x[K] (beta 0), split over the rows of W. */
+void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, int n_threads);
+
+#endif /* LK_BLAS_H */
