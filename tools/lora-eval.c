@@ -53,11 +53,14 @@ int main(int argc, char **argv)
     cli_common c;
     cli_common_init(&c, 1);
     struct arg_file *model = arg_file1("m", "model", "DIR", "model folder (config.json + safetensors)");
+    struct arg_str *adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
+                                       "LoRA adapter to apply (PEFT folder or GGUF LoRA), "
+                                       "repeatable");
     struct arg_str *ids = arg_str0(NULL, "ids", "1,2,3", "token ids to evaluate");
     struct arg_int *ctx = arg_int0(NULL, "ctx", "N", "window length in tokens (default: the "
                                                       "model's context, at most 4096)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, ids, ctx, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {model, adapter, ids, ctx, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
                        "Sequences longer than --ctx are scored in consecutive windows.\n");
@@ -83,10 +86,17 @@ int main(int argc, char **argv)
     lk_model *m = NULL;
     lk_status s = lk_model_load(model->filename[0], &mp, &m);
     eval_acc acc = {0, 0};
+    cli_adapters ad = {0};
+    if (s == LK_OK && (rc = cli_adapters_load(TOOL, adapter, lk_model_get_config(m), &ad)) >= 0)
+        goto free_model;
+    for (int i = 0; i < ad.n && s == LK_OK; i++)
+        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
     if (s == LK_OK)
         s = eval_ids(m, tok, n, ctx->count ? ctx->ival[0] : 0, &acc);
     rc = s == LK_OK ? report(&c, model->filename[0], &acc) : cli_fail(TOOL, s);
+free_model:
     lk_model_free(m);
+    cli_adapters_free(&ad);
     free(tok);
 done:
     arg_freetable(at, sizeof at / sizeof *at);

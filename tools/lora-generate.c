@@ -76,6 +76,9 @@ int main(int argc, char **argv)
     cli_common c;
     cli_common_init(&c, 1);
     struct arg_file *model = arg_file1("m", "model", "DIR", "model folder");
+    struct arg_str *adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
+                                       "LoRA adapter to apply (PEFT folder or GGUF LoRA), "
+                                       "repeatable");
     struct arg_str *ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids");
     struct arg_int *nnew = arg_int0("n", NULL, "N", "tokens to generate (default 128)");
     struct arg_dbl *temp = arg_dbl0(NULL, "temp", "T", "temperature, 0 = greedy (default 0.8)");
@@ -83,7 +86,7 @@ int main(int argc, char **argv)
     struct arg_int *top_k = arg_int0(NULL, "top-k", "K", "keep the K most likely (default 40, 0 = all)");
     struct arg_lit *ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, ids, nnew, temp, top_p, top_k, ignore_eos, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {model, adapter, ids, nnew, temp, top_p, top_k, ignore_eos, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "
                        "sampling seeded by --seed.",
@@ -114,12 +117,19 @@ int main(int argc, char **argv)
     lk_status s = seq.ids ? lk_sampler_create(&sp, &smp) : LK_ERR_NOMEM;
     if (s == LK_OK)
         s = lk_model_load(model->filename[0], &mp, &m);
+    cli_adapters ad = {0};
+    if (s == LK_OK && (rc = cli_adapters_load(TOOL, adapter, lk_model_get_config(m), &ad)) >= 0)
+        goto free_all;
+    for (int i = 0; i < ad.n && s == LK_OK; i++)
+        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
     if (s == LK_OK)
         s = generate(m, &seq, n_new, smp, !ignore_eos->count, !c.json->count);
     if (s == LK_OK)
         print_result(&c, &seq);
     rc = s == LK_OK ? CLI_OK : cli_fail(TOOL, s);
+free_all:
     lk_model_free(m);
+    cli_adapters_free(&ad);
     lk_sampler_free(smp);
     free(seq.ids);
 done:
