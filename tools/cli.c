@@ -2,10 +2,12 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 void cli_common_init(cli_common *c, int with_seed)
 {
@@ -174,4 +176,69 @@ void cli_json_emit(cJSON *obj)
     }
     free(s);
     cJSON_Delete(obj);
+}
+
+/* "DIR[:weight]" → path (heap) and weight. */
+static int split_weight(const char *arg, char **path, float *w)
+{
+    const char *colon = strrchr(arg, ':');
+    *w = 1.0f;
+    if (colon && colon[1]) {
+        char *e;
+        errno = 0;
+        double v = strtod(colon + 1, &e);
+        if (!*e && !errno && isfinite(v)) {
+            *w = (float)v;
+            *path = strndup(arg, (size_t)(colon - arg));
+            return *path ? 0 : -1;
+        }
+    }
+    *path = strdup(arg);
+    return *path ? 0 : -1;
+}
+
+int cli_adapters_load(const char *tool, const struct arg_str *arg,
+                      const struct lk_model_config *cfg, cli_adapters *out)
+{
+    memset(out, 0, sizeof *out);
+    int n = arg->count;
+    out->a = calloc((size_t)n + 1, sizeof *out->a);
+    out->w = calloc((size_t)n + 1, sizeof *out->w);
+    out->path = calloc((size_t)n + 1, sizeof *out->path);
+    if (!out->a || !out->w || !out->path) {
+        fprintf(stderr, "%s: error: out of memory\n", tool);
+        return CLI_FAIL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (split_weight(arg->sval[i], &out->path[i], &out->w[i]) != 0) {
+            fprintf(stderr, "%s: error: out of memory\n", tool);
+            return CLI_FAIL;
+        }
+        out->n = i + 1;
+        lk_status s = lk_adapter_load(out->path[i], &out->a[i]);
+        if (s == LK_OK && cfg)
+            s = lk_adapter_set_base(out->a[i], cfg);
+        if (s != LK_OK)
+            return cli_fail(tool, s);
+    }
+    return -1;
+}
+
+void cli_adapters_free(cli_adapters *x)
+{
+    for (int i = 0; i < x->n; i++) {
+        lk_adapter_free(x->a[i]);
+        free(x->path[i]);
+    }
+    free(x->a);
+    free(x->w);
+    free(x->path);
+    memset(x, 0, sizeof *x);
+}
+
+double cli_peak_rss_mib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
 }

@@ -31,6 +31,9 @@ typedef struct {
 void cli_common_init(cli_common *c, int with_seed);
 #define CLI_COMMON_ENTRIES(c) \
     (c).help, (c).version, (c).verbose, (c).quiet, (c).json, (c).threads, (c).seed
+/* The same for tools without randomness (cli_common_init(c, 0): no --seed). */
+#define CLI_COMMON_ENTRIES_NOSEED(c) \
+    (c).help, (c).version, (c).verbose, (c).quiet, (c).json, (c).threads
 
 /* Parse argv against argtable (terminated by end). Returns -1 when the tool should go on, or an
  * exit code: 0 after --help/--version, 1 when the table could not be allocated, 2 on a usage
@@ -54,6 +57,25 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
 
 /* Read a whole file into a NUL-terminated heap string; NULL on failure (error printed). */
 char *cli_read_file(const char *tool, const char *path, size_t *len);
+
+/* Adapters given as repeatable "-a DIR[:weight]" (a PEFT folder or a GGUF LoRA file; weight
+ * default 1; the suffix counts as a weight only when it parses as a finite number, so paths with
+ * colons still work). Each adapter is loaded and checked against cfg (lk_adapter_set_base, which
+ * also restores the q/k row order of GGUF adapters). On success *out[n] and *w[n] are heap arrays
+ * (free with cli_adapters_free). Returns -1 to go on, or an exit code after printing the error. */
+typedef struct {
+    lk_adapter **a;
+    float *w;
+    char **path;
+    int n;
+} cli_adapters;
+
+int cli_adapters_load(const char *tool, const struct arg_str *arg,
+                      const struct lk_model_config *cfg, cli_adapters *out);
+void cli_adapters_free(cli_adapters *x);
+
+/* Peak resident memory of this process in MiB (getrusage). */
+double cli_peak_rss_mib(void);
 
 /* A JSON result object holding "version" and "seed"; cli_json_emit prints it as one line on
  * stdout and frees it. */

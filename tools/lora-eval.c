@@ -43,7 +43,8 @@ static lk_status eval_dataset(const lk_model *m, const lk_tokenizer *tok, const 
                               const char *fields, int64_t ctx, eval_acc *acc)
 {
     struct lk_dataset_params dp = lk_dataset_params_default();
-    dp.seq_len = INT32_MAX; /* no truncation: long examples are scored in windows */
+    /* examples up to the model's context; longer ones are truncated (and counted) */
+    dp.seq_len = lk_model_get_config(m)->max_position;
     dp.pack = 0;
     dp.shuffle = 0;
     dp.fields = fields;
@@ -92,7 +93,7 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
 
 typedef struct {
     struct arg_file *model, *data;
-    struct arg_str *text, *ids, *fields;
+    struct arg_str *adapter, *text, *ids, *fields;
     struct arg_int *ctx;
 } eval_args;
 
@@ -136,6 +137,8 @@ int main(int argc, char **argv)
     cli_common_init(&c, 1);
     eval_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder (config.json, safetensors, tokenizer)");
+    a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
+                         "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.text = arg_str0(NULL, "text", "STR", "text to score");
     a.data = arg_file0(NULL, "data", "FILE", "plain text, or JSONL/JSON examples (any lora-train "
                                              "format; only trained tokens are scored)");
@@ -145,7 +148,7 @@ int main(int argc, char **argv)
     a.ctx = arg_int0(NULL, "ctx", "N", "window length in tokens (default: the model's context, "
                                        "at most 4096)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.text, a.data, a.ids, a.fields, a.ctx, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {a.model, a.adapter, a.text, a.data, a.ids, a.fields, a.ctx, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
                        "Sequences longer than --ctx are scored in consecutive windows.\n");
@@ -170,12 +173,19 @@ int main(int argc, char **argv)
     mp.n_threads = cli_threads(&c);
     lk_model *m = NULL;
     eval_acc acc = {0, 0, 0};
+    cli_adapters ad = {0};
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
+    if (s == LK_OK && (rc = cli_adapters_load(TOOL, a.adapter, lk_model_get_config(m), &ad)) >= 0)
+        goto free_model;
+    for (int i = 0; i < ad.n && s == LK_OK; i++)
+        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
     if (s == LK_OK)
         s = run(&a, &c, m, &acc);
     rc = s == LK_OK ? report(&c, a.model->filename[0], &acc)
                     : (s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s));
+free_model:
     lk_model_free(m);
+    cli_adapters_free(&ad);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

@@ -146,7 +146,7 @@ static lk_status prompt_ids(const lk_tokenizer *tok, const char *prompt, int cha
 
 typedef struct {
     struct arg_file *model;
-    struct arg_str *prompt, *ids, *chat_template;
+    struct arg_str *adapter, *prompt, *ids, *chat_template;
     struct arg_int *nnew, *top_k;
     struct arg_dbl *temp, *top_p;
     struct arg_lit *chat, *ignore_eos;
@@ -183,18 +183,27 @@ static int run(const gen_args *a, const cli_common *c)
     if (grown)
         seq.ids = grown;
     seq.n = seq.n_prompt;
+    cli_adapters ad = {0};
+    int rc = -1;
     if (s == LK_OK)
         s = lk_model_load(a->model->filename[0], &mp, &m);
     if (s == LK_OK)
+        rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad);
+    for (int i = 0; i < ad.n && s == LK_OK && rc < 0; i++)
+        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
+    if (s == LK_OK && rc < 0)
         s = generate(m, &seq, n_new, smp, !a->ignore_eos->count, &o);
-    if (s == LK_OK && o.json)
+    if (s == LK_OK && rc < 0 && o.json)
         print_json(c, &seq, tok);
-    else if (s == LK_OK)
+    else if (s == LK_OK && rc < 0)
         printf("\n");
     lk_model_free(m);
+    cli_adapters_free(&ad);
     lk_sampler_free(smp);
     lk_tokenizer_free(tok);
     free(seq.ids);
+    if (rc >= 0)
+        return rc;
     return s == LK_OK ? CLI_OK : cli_fail(TOOL, s);
 }
 
@@ -204,6 +213,8 @@ int main(int argc, char **argv)
     cli_common_init(&c, 1);
     gen_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder");
+    a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
+                         "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.prompt = arg_str0("p", "prompt", "TEXT", "prompt text");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids (no tokenizer needed)");
     a.nnew = arg_int0("n", NULL, "N", "tokens to generate (default 128)");
@@ -216,7 +227,7 @@ int main(int argc, char **argv)
                                                              "the tokenizer's)");
     a.ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.prompt, a.ids, a.nnew, a.temp, a.top_p, a.top_k, a.chat,
+    void *at[] = {a.model, a.adapter, a.prompt, a.ids, a.nnew, a.temp, a.top_p, a.top_k, a.chat,
                   a.chat_template, a.ignore_eos, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "

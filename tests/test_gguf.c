@@ -1,0 +1,460 @@
+/* test_gguf.c — the GGUF reader and writer: a writer/reader round trip of every metadata type, a
+ * corrupt-file corpus where each case gets its exact status and a message naming the problem,
+ * truncation at every length, the real stories260K.gguf; and GGUF LoRA export checked against the
+ * reference files tests/gen/gen_adapters.py wrote with gguf-py from llama.cpp's conventions (names,
+ * dimension order, q/k row permutation, alpha, folded rsLoRA scales), with a bit-exact
+ * GGUF → PEFT → GGUF round trip. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "gguf.h"
+#include "tensor.h"
+#include "testutil.h"
+
+static char *g_dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    g_dir = make_temp_dir();
+    return g_dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rm_rf(g_dir);
+    free(g_dir);
+    return 0;
+}
+
+static const char *tmp_path(const char *name)
+{
+    static char p[4096];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    return p;
+}
+
+/* ---- a byte builder for hand-made files ---- */
+
+typedef struct {
+    uint8_t b[4096];
+    size_t n;
+} buf;
+
+static void put(buf *x, const void *p, size_t n)
+{
+    memcpy(x->b + x->n, p, n);
+    x->n += n;
+}
+static void u32(buf *x, uint32_t v)
+{
+    put(x, &v, 4);
+}
+static void u64(buf *x, uint64_t v)
+{
+    put(x, &v, 8);
+}
+static void str(buf *x, const char *s)
+{
+    u64(x, strlen(s));
+    put(x, s, strlen(s));
+}
+static void pad32(buf *x)
+{
+    while (x->n % 32)
+        x->b[x->n++] = 0;
+}
+
+/* Header with n_tensors and n_kv; the caller appends KVs, infos and data. */
+static void header(buf *x, uint32_t version, uint64_t nt, uint64_t nkv)
+{
+    x->n = 0;
+    put(x, "GGUF", 4);
+    u32(x, version);
+    u64(x, nt);
+    u64(x, nkv);
+}
+
+static void tensor_info(buf *x, const char *name, uint32_t nd, const uint64_t *ne, uint32_t type,
+                        uint64_t off)
+{
+    str(x, name);
+    u32(x, nd);
+    for (uint32_t d = 0; d < nd; d++)
+        u64(x, ne[d]);
+    u32(x, type);
+    u64(x, off);
+}
+
+/* A valid file: one string KV and one F32 [2 rows of 4] tensor. */
+static void valid(buf *x)
+{
+    header(x, 3, 1, 1);
+    str(x, "general.architecture");
+    u32(x, GGUF_STRING);
+    str(x, "llama");
+    tensor_info(x, "t", 2, (uint64_t[]){4, 2}, GGML_F32, 0);
+    pad32(x);
+    for (int i = 0; i < 8; i++) {
+        float f = (float)i;
+        put(x, &f, 4);
+    }
+}
+
+static void expect_bad(const buf *x, lk_status st, const char *needle)
+{
+    gguf_file f;
+    assert_int_equal(write_file(tmp_path("bad.gguf"), x->b, x->n), 0);
+    assert_status(gguf_open(&f, tmp_path("bad.gguf")), st, needle);
+    assert_non_null(strstr(lk_last_error(), "bad.gguf"));
+}
+
+static void test_valid_by_hand(void **state)
+{
+    (void)state;
+    buf x;
+    valid(&x);
+    gguf_file f;
+    assert_int_equal(write_file(tmp_path("ok.gguf"), x.b, x.n), 0);
+    assert_ok(gguf_open(&f, tmp_path("ok.gguf")));
+    assert_int_equal(f.n_tensors, 1);
+    const gguf_tensor *t = gguf_find_tensor(&f, "t");
+    assert_int_equal(t->ne[0], 4);
+    assert_int_equal(t->ne[1], 2);
+    assert_true(((const float *)t->data)[7] == 7.0f);
+    char *s;
+    assert_ok(gguf_get_str(&f, "general.architecture", &s));
+    assert_string_equal(s, "llama");
+    free(s);
+    int64_t v;
+    assert_status(gguf_get_i64(&f, "general.architecture", &v), LK_ERR_FORMAT, "integer");
+    gguf_close(&f);
+}
+
+static void test_corpus(void **state)
+{
+    (void)state;
+    buf x;
+    valid(&x);
+    x.b[0] = 'X';
+    expect_bad(&x, LK_ERR_FORMAT, "magic");
+    header(&x, 1, 0, 0);
+    expect_bad(&x, LK_ERR_FORMAT, "too old");
+    header(&x, 4, 0, 0);
+    expect_bad(&x, LK_ERR_FORMAT, "too new");
+    header(&x, 3, 1ull << 40, 0);
+    expect_bad(&x, LK_ERR_FORMAT, "cannot fit");
+    header(&x, 3, 0, 1);
+    u64(&x, 1ull << 50); /* key length beyond the file */
+    expect_bad(&x, LK_ERR_FORMAT, "truncated");
+    header(&x, 3, 0, 1);
+    str(&x, "k");
+    u32(&x, 99);
+    expect_bad(&x, LK_ERR_FORMAT, "unknown value type");
+    header(&x, 3, 0, 1);
+    str(&x, "k");
+    u32(&x, GGUF_ARRAY);
+    u32(&x, GGUF_ARRAY);
+    u64(&x, 1);
+    expect_bad(&x, LK_ERR_FORMAT, "nested");
+    header(&x, 3, 0, 1);
+    str(&x, "k");
+    u32(&x, GGUF_ARRAY);
+    u32(&x, GGUF_U32);
+    u64(&x, 1ull << 40); /* array longer than the file */
+    expect_bad(&x, LK_ERR_FORMAT, "truncated");
+    header(&x, 3, 0, 2);
+    for (int i = 0; i < 2; i++) {
+        str(&x, "dup");
+        u32(&x, GGUF_U32);
+        u32(&x, 1);
+    }
+    expect_bad(&x, LK_ERR_FORMAT, "appears twice");
+    header(&x, 3, 0, 1);
+    str(&x, "general.alignment");
+    u32(&x, GGUF_U32);
+    u32(&x, 24);
+    expect_bad(&x, LK_ERR_FORMAT, "power of two");
+
+    struct {
+        uint32_t nd;
+        uint64_t ne[5];
+        uint32_t type;
+        uint64_t off;
+        lk_status st;
+        const char *needle;
+    } cases[] = {
+        {0, {4}, GGML_F32, 0, LK_ERR_FORMAT, "dimensions"},
+        {5, {1, 1, 1, 1, 1}, GGML_F32, 0, LK_ERR_FORMAT, "dimensions"},
+        {2, {4, 0}, GGML_F32, 0, LK_ERR_FORMAT, "dimension 1"},
+        {2, {1ull << 40, 1ull << 40}, GGML_F32, 0, LK_ERR_FORMAT, "64 bits"},
+        {1, {4}, 99, 0, LK_ERR_UNSUPPORTED, "ggml type 99"},
+        {1, {16}, GGML_Q4_0, 0, LK_ERR_FORMAT, "multiple of the Q4_0 block"},
+        {1, {4}, GGML_F32, 8, LK_ERR_FORMAT, "alignment"},
+        {1, {4}, GGML_F32, 64, LK_ERR_FORMAT, "beyond the file"},
+        {1, {64}, GGML_F32, 0, LK_ERR_FORMAT, "beyond the file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        header(&x, 3, 1, 0);
+        tensor_info(&x, "t", cases[i].nd, cases[i].ne, cases[i].type, cases[i].off);
+        pad32(&x);
+        memset(x.b + x.n, 0, 32);
+        x.n += 32;
+        expect_bad(&x, cases[i].st, cases[i].needle);
+    }
+    /* two tensors: same name, then overlapping bytes */
+    for (int k = 0; k < 2; k++) {
+        header(&x, 3, 2, 0);
+        tensor_info(&x, "a", 1, (uint64_t[]){8}, GGML_F32, 0);
+        tensor_info(&x, k ? "b" : "a", 1, (uint64_t[]){8}, GGML_F32, k ? 0 : 32);
+        pad32(&x);
+        memset(x.b + x.n, 0, 64);
+        x.n += 64;
+        expect_bad(&x, LK_ERR_FORMAT, k ? "overlap" : "appears twice");
+    }
+    header(&x, 3, 1, 0);
+    tensor_info(&x, "", 1, (uint64_t[]){8}, GGML_F32, 0);
+    expect_bad(&x, LK_ERR_FORMAT, "name");
+}
+
+/* Cutting a valid file anywhere gives a FORMAT error, never a crash (run under ASan). */
+static void test_truncation(void **state)
+{
+    (void)state;
+    buf x;
+    valid(&x);
+    for (size_t n = 0; n < x.n; n++) {
+        gguf_file f;
+        assert_int_equal(write_file(tmp_path("cut.gguf"), x.b, n), 0);
+        lk_status s = gguf_open(&f, tmp_path("cut.gguf"));
+        if (s != LK_ERR_FORMAT)
+            fail_msg("length %zu: status %s, expected a format error", n, lk_status_str(s));
+    }
+}
+
+static void test_writer_round_trip(void **state)
+{
+    (void)state;
+    gguf_writer *w;
+    assert_ok(gguf_writer_new(&w));
+    assert_ok(gguf_set_str(w, "s", "héllo"));
+    assert_ok(gguf_set_u32(w, "u", 4000000000u));
+    assert_ok(gguf_set_i32(w, "i", -7));
+    assert_ok(gguf_set_f32(w, "f", 0.25f));
+    assert_ok(gguf_set_bool(w, "b", 1));
+    int32_t arr[3] = {1, -2, 3};
+    assert_ok(gguf_set_arr(w, "ai", GGUF_I32, arr, 3));
+    const char *strs[2] = {"x", "yz"};
+    assert_ok(gguf_set_arr_str(w, "as", strs, 2));
+    assert_status(gguf_set_u32(w, "u", 1), LK_ERR_ARG, "twice");
+    float t1[6] = {1, 2, 3, 4, 5, 6};
+    uint16_t t2[3] = {f32_to_f16(1), f32_to_f16(-2), f32_to_f16(0.5f)};
+    assert_ok(gguf_add_tensor(w, "t1", GGML_F32, 2, (int64_t[]){3, 2}, t1));
+    assert_ok(gguf_add_tensor(w, "t2", GGML_F16, 1, (int64_t[]){3}, t2));
+    assert_status(gguf_add_tensor(w, "t3", GGML_Q4_0, 1, (int64_t[]){3}, t2), LK_ERR_ARG, "block");
+    assert_ok(gguf_writer_write(w, tmp_path("w.gguf"), 0, NULL, NULL));
+    assert_status(gguf_writer_write(w, tmp_path("w.gguf"), 0, NULL, NULL), LK_ERR_IO, "exists");
+    gguf_writer_free(w);
+    gguf_file f;
+    assert_ok(gguf_open(&f, tmp_path("w.gguf")));
+    char *s;
+    int64_t v;
+    double d;
+    assert_ok(gguf_get_str(&f, "s", &s));
+    assert_string_equal(s, "héllo");
+    free(s);
+    assert_ok(gguf_get_i64(&f, "u", &v));
+    assert_int_equal(v, 4000000000ll);
+    assert_ok(gguf_get_i64(&f, "i", &v));
+    assert_int_equal(v, -7);
+    assert_ok(gguf_get_f64(&f, "f", &d));
+    assert_true(d == 0.25);
+    assert_int_equal(gguf_find_kv(&f, "b")->v.u, 1);
+    const gguf_kv *ai = gguf_find_kv(&f, "ai"), *as = gguf_find_kv(&f, "as");
+    assert_int_equal(ai->arr_n, 3);
+    assert_memory_equal(ai->arr_data, arr, sizeof arr);
+    assert_int_equal(as->arr_str[1].len, 2);
+    assert_memory_equal(as->arr_str[1].ptr, "yz", 2);
+    const gguf_tensor *a = gguf_find_tensor(&f, "t1"), *b = gguf_find_tensor(&f, "t2");
+    assert_memory_equal(a->data, t1, sizeof t1);
+    assert_memory_equal(b->data, t2, sizeof t2);
+    assert_int_equal(b->offset % 32, 0);
+    assert_int_equal((f.data_offset) % 32, 0);
+    gguf_close(&f);
+}
+
+static void test_real_file(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K/stories260K.gguf"));
+    gguf_file f;
+    assert_ok(gguf_open(&f, shared_path("models/stories260K/stories260K.gguf")));
+    assert_int_equal(f.version, 3);
+    assert_int_equal(f.n_tensors, 48);
+    assert_int_equal(f.n_kv, 19);
+    const gguf_tensor *t = gguf_find_tensor(&f, "blk.0.attn_k.weight");
+    assert_int_equal(t->ne[0], 64);
+    assert_int_equal(t->ne[1], 32);
+    assert_int_equal(gguf_find_kv(&f, "tokenizer.ggml.tokens")->arr_n, 512);
+    gguf_close(&f);
+}
+
+/* ---- GGUF LoRA export ---- */
+
+static lk_adapter *load(const char *rel)
+{
+    lk_adapter *a = NULL;
+    char *p = strdup(data_path(rel));
+    assert_ok(lk_adapter_load(p, &a));
+    free(p);
+    return a;
+}
+
+static void same_gguf(const char *got_path, const char *want_path)
+{
+    gguf_file g, w;
+    assert_ok(gguf_open(&g, got_path));
+    assert_ok(gguf_open(&w, want_path));
+    assert_int_equal(g.n_tensors, w.n_tensors);
+    for (int64_t i = 0; i < w.n_tensors; i++) {
+        const gguf_tensor *b = &w.tensors[i], *a = gguf_find_tensor(&g, b->name);
+        if (!a)
+            fail_msg("'%s' missing from our export", b->name);
+        assert_int_equal(a->type, b->type);
+        assert_memory_equal(a->ne, b->ne, sizeof a->ne);
+        if (memcmp(a->data, b->data, b->nbytes) != 0)
+            fail_msg("tensor '%s' differs from the reference", b->name);
+    }
+    static const char *const keys[] = {"general.architecture", "general.type", "adapter.type"};
+    for (int k = 0; k < 3; k++) {
+        char *x, *y;
+        assert_ok(gguf_get_str(&g, keys[k], &x));
+        assert_ok(gguf_get_str(&w, keys[k], &y));
+        assert_string_equal(x, y);
+        free(x);
+        free(y);
+    }
+    double x, y;
+    assert_ok(gguf_get_f64(&g, "adapter.lora.alpha", &x));
+    assert_ok(gguf_get_f64(&w, "adapter.lora.alpha", &y));
+    assert_true(x == y);
+    gguf_close(&g);
+    gguf_close(&w);
+}
+
+static void test_export_matches_reference(void **state)
+{
+    (void)state;
+    struct lk_model_config cfg;
+    require_file(shared_path("models/stories260K-hf/config.json"));
+    assert_ok(lk_config_load(shared_path("models/stories260K-hf"), &cfg));
+    lk_adapter *a = load("adapters/stories-lora");
+    assert_ok(lk_adapter_save_gguf(a, &cfg, tmp_path("s.gguf"), "f32", 0));
+    same_gguf(tmp_path("s.gguf"), data_path("adapters/stories-lora.gguf"));
+    lk_adapter_free(a);
+    /* rsLoRA + patterns: scales folded into B, alpha 0 */
+    assert_ok(lk_config_load(data_path("models/llama3-tiny"), &cfg));
+    a = load("adapters/llama3-rslora");
+    assert_ok(lk_adapter_save_gguf(a, &cfg, tmp_path("l.gguf"), "f32", 0));
+    same_gguf(tmp_path("l.gguf"), data_path("adapters/llama3-rslora.gguf"));
+    /* loading it back gives the same ΔW: scale 1 and B·s */
+    lk_adapter *b = load("adapters/llama3-rslora.gguf");
+    assert_ok(lk_adapter_set_base(b, &cfg));
+    for (int64_t i = 0; i < a->n_mods; i++) {
+        const adapter_module *p = &a->mods[i], *q = &b->mods[i];
+        assert_true(q->scale == 1.0);
+        for (int64_t k = 0; k < p->out * p->r; k++)
+            assert_true(q->B[k] == (float)(p->B[k] * p->scale));
+    }
+    lk_adapter_free(a);
+    lk_adapter_free(b);
+}
+
+static int same_file(const char *x, const char *y)
+{
+    mapfile a, b;
+    assert_ok(mapfile_open(&a, x, 0));
+    assert_ok(mapfile_open(&b, y, 0));
+    int same = a.size == b.size && memcmp(a.data, b.data, a.size) == 0;
+    mapfile_close(&a);
+    mapfile_close(&b);
+    return same;
+}
+
+/* GGUF → PEFT → GGUF is bit-exact for f32 (also with alpha 0 and for Qwen2). */
+static void test_round_trip(void **state)
+{
+    (void)state;
+    const char *models[2] = {"models/llama3-tiny", "models/qwen2-tiny"};
+    const char *adapters[2] = {"adapters/llama3-rslora", "adapters/qwen2-lora"};
+    for (int k = 0; k < 2; k++) {
+        struct lk_model_config cfg;
+        assert_ok(lk_config_load(data_path(models[k]), &cfg));
+        lk_adapter *a = load(adapters[k]), *g, *p;
+        assert_ok(lk_adapter_save_gguf(a, &cfg, tmp_path("e1.gguf"), "f32", 1));
+        assert_ok(lk_adapter_load(tmp_path("e1.gguf"), &g));
+        assert_ok(lk_adapter_set_base(g, &cfg));
+        assert_ok(lk_adapter_save_peft(g, tmp_path("peft"), 1));
+        assert_ok(lk_adapter_load(tmp_path("peft"), &p));
+        assert_ok(lk_adapter_save_gguf(p, &cfg, tmp_path("e2.gguf"), "f32", 1));
+        assert_true(same_file(tmp_path("e1.gguf"), tmp_path("e2.gguf")));
+        if (k == 1) /* Qwen2: B rows not permuted, scale kept as alpha */
+            assert_memory_equal(a->mods[0].B, g->mods[0].B, (size_t)(a->mods[0].out * 3) * 4);
+        lk_adapter_free(a);
+        lk_adapter_free(g);
+        lk_adapter_free(p);
+    }
+}
+
+static void test_export_types_and_refusals(void **state)
+{
+    (void)state;
+    struct lk_model_config cfg;
+    assert_ok(lk_config_load(data_path("models/qwen2-tiny"), &cfg));
+    lk_adapter *a = load("adapters/qwen2-lora");
+    const char *types[2] = {"f16", "bf16"};
+    for (int k = 0; k < 2; k++) {
+        assert_ok(lk_adapter_save_gguf(a, &cfg, tmp_path("h.gguf"), types[k], 1));
+        gguf_file f;
+        assert_ok(gguf_open(&f, tmp_path("h.gguf")));
+        const gguf_tensor *t = gguf_find_tensor(&f, "blk.0.attn_q.weight.lora_a");
+        assert_int_equal(t->type, k ? GGML_BF16 : GGML_F16);
+        const uint16_t *h = (const uint16_t *)t->data;
+        for (int64_t i = 0; i < 3 * 64; i++)
+            assert_int_equal(h[i], k ? f32_to_bf16(a->mods[0].A[i]) : f32_to_f16(a->mods[0].A[i]));
+        gguf_close(&f);
+    }
+    assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "q8_0", 1), LK_ERR_UNSUPPORTED,
+                  "quantisation kernels");
+    assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "f8", 1), LK_ERR_ARG, "f8");
+    lk_adapter_free(a);
+    a = load("adapters/qwen2-dora");
+    assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("d.gguf"), "f32", 1), LK_ERR_UNSUPPORTED,
+                  "merge");
+    lk_adapter_free(a);
+    /* the wrong base */
+    a = load("adapters/llama3-rslora");
+    assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("w.gguf"), "f32", 1), LK_ERR_SHAPE,
+                  "wrong base model?");
+    lk_adapter_free(a);
+    /* a model file is not an adapter */
+    if (file_exists(shared_path("models/stories260K/stories260K.gguf"))) {
+        lk_adapter *m = NULL;
+        assert_status(lk_adapter_load(shared_path("models/stories260K/stories260K.gguf"), &m),
+                      LK_ERR_FORMAT, "general.type");
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_by_hand), cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_truncation),    cmocka_unit_test(test_writer_round_trip),
+        cmocka_unit_test(test_real_file),     cmocka_unit_test(test_export_matches_reference),
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_export_types_and_refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

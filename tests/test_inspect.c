@@ -1,0 +1,198 @@
+/* test_inspect.c — adapter statistics from the small factors against numpy's SVD of the dense ΔW
+ * (tests/data/adapters/inspect_ref.json from tests/gen/gen_adapters.py): norms, singular values,
+ * cosine and relative Frobenius difference of two adapters, principal angles and subspace
+ * similarity; an adapter against itself (cosine 1, difference 0, subspace 1); a zero ΔW; the
+ * NaN/Inf scan; ‖ΔW‖/‖W‖ with a base model. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "mapfile.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+static cJSON *g_ref;
+
+static int setup(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    if (read_text_file(data_path("adapters/inspect_ref.json"), 1 << 20, &text, NULL) != LK_OK)
+        return -1;
+    g_ref = cJSON_Parse(text);
+    free(text);
+    return g_ref ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    cJSON_Delete(g_ref);
+    return 0;
+}
+
+static lk_adapter *load(const char *rel)
+{
+    lk_adapter *a = NULL;
+    char *p = strdup(data_path(rel));
+    assert_ok(lk_adapter_load(p, &a));
+    free(p);
+    return a;
+}
+
+static void close_to(const char *what, double got, double want, double rtol)
+{
+    if (!(fabs(got - want) <= rtol * fabs(want) + 1e-9))
+        fail_msg("%s: got %.9g, want %.9g", what, got, want);
+}
+
+static const char *stem(const lk_adapter *a, int64_t i, char *buf, size_t n)
+{
+    struct lk_adapter_module m;
+    assert_ok(lk_adapter_get_module(a, i, &m));
+    snprintf(buf, n, "model.layers.%lld.%s.%s", (long long)m.layer,
+             m.module <= LK_MOD_O ? "self_attn" : "mlp", lk_module_name(m.module));
+    return buf;
+}
+
+static void test_stats_vs_numpy(void **state)
+{
+    (void)state;
+    lk_adapter *a = load("adapters/stories-lora");
+    const cJSON *stats = cJSON_GetObjectItem(g_ref, "stats");
+    struct lk_adapter_info in;
+    lk_adapter_get_info(a, &in);
+    assert_int_equal(cJSON_GetArraySize(stats), in.n_modules);
+    for (int64_t i = 0; i < in.n_modules; i++) {
+        char key[128];
+        const cJSON *r = cJSON_GetObjectItem(stats, stem(a, i, key, sizeof key));
+        assert_non_null(r);
+        struct lk_module_stats s;
+        float sv[4];
+        assert_ok(lk_adapter_module_stats(a, i, NULL, &s, sv));
+        close_to("norm_a", s.norm_a, cJSON_GetObjectItem(r, "norm_a")->valuedouble, 1e-6);
+        close_to("norm_b", s.norm_b, cJSON_GetObjectItem(r, "norm_b")->valuedouble, 1e-6);
+        close_to("norm_delta", s.norm_delta, cJSON_GetObjectItem(r, "norm_delta")->valuedouble,
+                 1e-6);
+        const cJSON *want = cJSON_GetObjectItem(r, "sv");
+        assert_int_equal(s.n_sv, 4);
+        double sum = 0, h = 0;
+        for (int k = 0; k < 4; k++) {
+            double w = cJSON_GetArrayItem(want, k)->valuedouble;
+            close_to("singular value", sv[k], w, 1e-5);
+            sum += w;
+        }
+        for (int k = 0; k < 4; k++) {
+            double p = cJSON_GetArrayItem(want, k)->valuedouble / sum;
+            h -= p * log(p);
+        }
+        close_to("effective rank", s.effective_rank, exp(h), 1e-5);
+        assert_true(s.rank90 >= 1 && s.rank90 <= 4);
+        assert_true(isnan(s.rel_norm));
+        assert_int_equal(s.n_nonfinite, 0);
+    }
+    lk_adapter_free(a);
+}
+
+static void test_diff_vs_numpy(void **state)
+{
+    (void)state;
+    lk_adapter *a = load("adapters/stories-lora"), *b = load("adapters/stories-lora-b");
+    const cJSON *diff = cJSON_GetObjectItem(g_ref, "diff");
+    for (int64_t i = 0; i < a->n_mods; i++) {
+        char key[128];
+        const cJSON *r = cJSON_GetObjectItem(diff, stem(a, i, key, sizeof key));
+        int64_t j = lk_adapter_find_module(b, a->mods[i].layer, a->mods[i].kind);
+        assert_true(j >= 0);
+        struct lk_module_diff d;
+        float cs[4];
+        assert_ok(lk_adapter_module_diff(a, i, b, j, &d, cs));
+        close_to("cosine", d.cosine, cJSON_GetObjectItem(r, "cosine")->valuedouble, 1e-5);
+        close_to("rel_diff", d.rel_diff, cJSON_GetObjectItem(r, "rel_diff")->valuedouble, 1e-6);
+        close_to("subspace", d.subspace, cJSON_GetObjectItem(r, "subspace")->valuedouble, 1e-5);
+        const cJSON *ca = cJSON_GetObjectItem(r, "cos_angles");
+        assert_int_equal(d.n_angles, cJSON_GetArraySize(ca));
+        for (int k = 0; k < d.n_angles; k++)
+            close_to("principal cosine", cs[k], cJSON_GetArrayItem(ca, k)->valuedouble, 1e-5);
+    }
+    lk_adapter_free(a);
+    lk_adapter_free(b);
+}
+
+static void test_self_diff(void **state)
+{
+    (void)state;
+    lk_adapter *a = load("adapters/llama3-rslora");
+    for (int64_t i = 0; i < a->n_mods; i++) {
+        struct lk_module_diff d;
+        float cs[4];
+        assert_ok(lk_adapter_module_diff(a, i, a, i, &d, cs));
+        close_to("self cosine", d.cosine, 1.0, 1e-12);
+        assert_true(d.rel_diff < 1e-6);
+        close_to("self subspace", d.subspace, 1.0, 1e-9);
+        for (int k = 0; k < d.n_angles; k++)
+            close_to("self principal cosine", cs[k], 1.0, 1e-6);
+    }
+    /* different shapes */
+    struct lk_module_diff d;
+    int64_t q = lk_adapter_find_module(a, 0, LK_MOD_Q), k = lk_adapter_find_module(a, 0, LK_MOD_K);
+    assert_status(lk_adapter_module_diff(a, q, a, k, &d, NULL), LK_ERR_SHAPE, "different base");
+    lk_adapter_free(a);
+}
+
+static void test_zero_nan_and_base(void **state)
+{
+    (void)state;
+    lk_model *m;
+    assert_ok(lk_model_load(data_path("models/qwen2-tiny"), NULL, &m));
+    struct lk_adapter_params p = lk_adapter_params_default();
+    p.rank = 2;
+    lk_adapter *z;
+    assert_ok(lk_adapter_create(lk_model_get_config(m), &p, &z));
+    struct lk_module_stats s;
+    assert_ok(lk_adapter_module_stats(z, 0, m, &s, NULL));
+    assert_true(s.norm_delta == 0 && s.effective_rank == 0 && s.rank90 == 0);
+    assert_true(s.rel_norm == 0);
+    struct lk_module_diff d;
+    assert_ok(lk_adapter_module_diff(z, 0, z, 0, &d, NULL));
+    assert_true(isnan(d.cosine) && isnan(d.subspace) && d.n_angles == 0);
+    /* relative norm against the base: ‖ΔW‖ / ‖W‖ */
+    lk_adapter *a = load("adapters/qwen2-lora");
+    assert_ok(lk_adapter_module_stats(a, 0, m, &s, NULL));
+    assert_true(s.rel_norm > 0 && isfinite(s.rel_norm));
+    st_file f;
+    char file[8192];
+    snprintf(file, sizeof file, "%s/model.safetensors", data_path("models/qwen2-tiny"));
+    assert_ok(st_open(&f, file, 1));
+    const tensor_view *t = st_get(&f, "model.layers.0.self_attn.q_proj.weight");
+    int64_t n = tensor_numel(t);
+    float *w = malloc((size_t)n * sizeof *w);
+    convert_to_f32(t->dt, t->data, w, n, 1);
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)w[i] * w[i];
+    close_to("rel_norm", s.rel_norm, s.norm_delta / sqrt(ss), 1e-9);
+    free(w);
+    st_close(&f);
+    /* a NaN in a factor is found and reported */
+    a->mods[1].B[3] = NAN;
+    a->mods[1].A[0] = INFINITY;
+    assert_status(lk_adapter_module_stats(a, 1, NULL, &s, NULL), LK_ERR_NUMERIC, "NaN/Inf");
+    assert_int_equal(s.n_nonfinite, 2);
+    lk_adapter_free(a);
+    lk_adapter_free(z);
+    lk_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats_vs_numpy),
+        cmocka_unit_test(test_diff_vs_numpy),
+        cmocka_unit_test(test_self_diff),
+        cmocka_unit_test(test_zero_nan_and_base),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

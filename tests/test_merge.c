@@ -1,0 +1,413 @@
+/* test_merge.c — lk_merge: merged weights against PEFT's merge_and_unload (LoRA, rsLoRA with
+ * rank/alpha patterns, DoRA) and a numpy float64 reference for a weighted combination of two
+ * adapters (tests/gen/gen_adapters.py); the merged f32 folder gives the same loss as base +
+ * attached adapter; f16/bf16 outputs equal the rounded f32 result; the GGUF output of
+ * stories260K-hf equals llama.cpp's own stories260K.gguf tensor for tensor (names, shapes, q/k
+ * row order, vocabulary); refusals (existing output, quantised targets, wrong base). */
+#include <math.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "gguf.h"
+#include "safetensors.h"
+#include "tensor.h"
+#include "testutil.h"
+
+static char *g_dir;
+static char g_stories[4096];
+
+static int setup(void **state)
+{
+    (void)state;
+    g_dir = make_temp_dir();
+    snprintf(g_stories, sizeof g_stories, "%s", shared_path("models/stories260K-hf"));
+    return g_dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rm_rf(g_dir);
+    free(g_dir);
+    return 0;
+}
+
+static const char *tmp_path(const char *name)
+{
+    static char p[4096];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    return p;
+}
+
+static lk_adapter *load(const char *rel)
+{
+    lk_adapter *a = NULL;
+    char *p = strdup(data_path(rel));
+    assert_ok(lk_adapter_load(p, &a));
+    free(p);
+    return a;
+}
+
+/* fp32 copy of tensor name from a safetensors file. */
+static float *read_f32(const char *file, const char *name, int64_t *n)
+{
+    st_file f;
+    assert_ok(st_open(&f, file, 1));
+    const tensor_view *t = st_get(&f, name);
+    if (!t)
+        fail_msg("%s: '%s' missing", file, name);
+    *n = tensor_numel(t);
+    float *x = malloc((size_t)*n * sizeof *x);
+    convert_to_f32(t->dt, t->data, x, *n, 1);
+    st_close(&f);
+    return x;
+}
+
+static void check_against_ref(const char *out_dir, const char *ref_key, const char *tensor)
+{
+    char file[8192];
+    int64_t n1, n2;
+    snprintf(file, sizeof file, "%s/model.safetensors", out_dir);
+    float *got = read_f32(file, tensor, &n1);
+    float *want = read_f32(data_path("adapters/reference.safetensors"), ref_key, &n2);
+    assert_int_equal(n1, n2);
+    assert_true(check_close(ref_key, got, want, n1, 1e-6, 1e-5));
+    free(got);
+    free(want);
+}
+
+static void merge_one(const char *base_path, const char *adapter, const char *out, const char *dt)
+{
+    char *base = strdup(base_path); /* data_path's buffer is reused by load() */
+    lk_adapter *a = load(adapter);
+    float w = 1.0f;
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = dt;
+    p.force = 1;
+    p.n_threads = 2;
+    assert_ok(lk_merge(base, (const lk_adapter *const *)&a, &w, 1, out, &p));
+    lk_adapter_free(a);
+    free(base);
+}
+
+static void test_merge_matches_peft(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    merge_one(g_stories, "adapters/stories-lora", tmp_path("m1"), "f32");
+    check_against_ref(tmp_path("m1"), "merged.stories-lora.model.layers.0.self_attn.q_proj.weight",
+                      "model.layers.0.self_attn.q_proj.weight");
+    check_against_ref(tmp_path("m1"), "merged.stories-lora.model.layers.4.self_attn.k_proj.weight",
+                      "model.layers.4.self_attn.k_proj.weight");
+    /* untouched tensors are copied bit for bit, side files too */
+    char file[8192];
+    int64_t n1, n2;
+    snprintf(file, sizeof file, "%s/model.safetensors", tmp_path("m1"));
+    float *got = read_f32(file, "model.layers.0.mlp.up_proj.weight", &n1);
+    snprintf(file, sizeof file, "%s/model.safetensors", g_stories);
+    float *want = read_f32(file, "model.layers.0.mlp.up_proj.weight", &n2);
+    assert_memory_equal(got, want, (size_t)n1 * 4);
+    free(got);
+    free(want);
+    snprintf(file, sizeof file, "%s/tokenizer.json", tmp_path("m1"));
+    assert_true(file_exists(file));
+
+    merge_one(data_path("models/llama3-tiny"), "adapters/llama3-rslora", tmp_path("m2"), NULL);
+    static const char *const l3[] = {"model.layers.1.self_attn.q_proj.weight",
+                                     "model.layers.1.self_attn.v_proj.weight",
+                                     "model.layers.0.mlp.down_proj.weight"};
+    for (int i = 0; i < 3; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "merged.llama3-rslora.%s", l3[i]);
+        check_against_ref(tmp_path("m2"), key, l3[i]);
+    }
+    /* qwen2-tiny is BF16: f32 output keeps the exact merge */
+    merge_one(data_path("models/qwen2-tiny"), "adapters/qwen2-dora", tmp_path("m3"), "f32");
+    check_against_ref(tmp_path("m3"), "merged.qwen2-dora.model.layers.0.self_attn.q_proj.weight",
+                      "model.layers.0.self_attn.q_proj.weight");
+    merge_one(data_path("models/qwen2-tiny"), "adapters/qwen2-lora", tmp_path("m4"), "f32");
+    check_against_ref(tmp_path("m4"), "merged.qwen2-lora.model.layers.1.self_attn.k_proj.weight",
+                      "model.layers.1.self_attn.k_proj.weight");
+}
+
+static void count_tensor(void *user, const struct lk_merge_tensor *t)
+{
+    int *n = user;
+    n[0]++;
+    n[1] += t->n_merged;
+    assert_true(t->store_err >= 0 && t->store_err < 1e-2);
+}
+
+static void test_weighted_combination(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    lk_adapter *a[2] = {load("adapters/stories-lora"), load("adapters/stories-lora-b")};
+    float w[2] = {0.7f, 0.3f};
+    int counts[2] = {0, 0};
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "f32";
+    p.on_tensor = count_tensor;
+    p.user = counts;
+    assert_ok(lk_merge(g_stories, (const lk_adapter *const *)a, w, 2, tmp_path("combo"), &p));
+    assert_int_equal(counts[0], 47);            /* every tensor of stories260K-hf */
+    assert_int_equal(counts[1], 5 * 4 + 5 * 7); /* modules of both adapters */
+    check_against_ref(tmp_path("combo"), "combo.model.layers.2.self_attn.v_proj.weight",
+                      "model.layers.2.self_attn.v_proj.weight");
+    check_against_ref(tmp_path("combo"), "combo.model.layers.1.self_attn.o_proj.weight",
+                      "model.layers.1.self_attn.o_proj.weight");
+    /* an existing output is not replaced without force */
+    assert_status(lk_merge(g_stories, (const lk_adapter *const *)a, w, 2, tmp_path("combo"), &p),
+                  LK_ERR_IO, "already exists");
+    lk_adapter_free(a[0]);
+    lk_adapter_free(a[1]);
+}
+
+/* Loss of the merged f32 folder = loss of base + attached adapter. */
+static void test_eval_equivalence(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    merge_one(g_stories, "adapters/stories-lora-b", tmp_path("eq"), "f32");
+    const int32_t tok[] = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421};
+    lk_model *base, *merged;
+    assert_ok(lk_model_load(g_stories, NULL, &base));
+    assert_ok(lk_model_load(tmp_path("eq"), NULL, &merged));
+    lk_adapter *a = load("adapters/stories-lora-b");
+    assert_ok(lk_model_attach_adapter(base, a, 1.0f));
+    double n1 = 0, n2 = 0;
+    int64_t c1 = 0, c2 = 0;
+    assert_ok(lk_model_nll(base, tok, 13, 0, &n1, &c1));
+    assert_ok(lk_model_nll(merged, tok, 13, 0, &n2, &c2));
+    fprintf(stderr, "loss base+adapter %.7f merged %.7f\n", n1 / (double)c1, n2 / (double)c2);
+    assert_true(fabs(n1 / (double)c1 - n2 / (double)c2) < 1e-5);
+    lk_model_free(base);
+    lk_model_free(merged);
+    lk_adapter_free(a);
+}
+
+static void test_half_precision(void **state)
+{
+    (void)state;
+    merge_one(data_path("models/llama3-tiny"), "adapters/llama3-rslora", tmp_path("f32"), "f32");
+    merge_one(data_path("models/llama3-tiny"), "adapters/llama3-rslora", tmp_path("bf16"), "bf16");
+    merge_one(data_path("models/llama3-tiny"), "adapters/llama3-rslora", tmp_path("f16"), "f16");
+    char f[3][8192];
+    const char *names[3] = {"f32", "bf16", "f16"};
+    for (int i = 0; i < 3; i++)
+        snprintf(f[i], sizeof f[i], "%s/model.safetensors", tmp_path(names[i]));
+    st_file s16;
+    assert_ok(st_open(&s16, f[1], 1));
+    const char *t = "model.layers.1.self_attn.q_proj.weight";
+    assert_int_equal(st_get(&s16, t)->dt, DT_BF16);
+    st_close(&s16);
+    int64_t n;
+    float *x = read_f32(f[0], t, &n), *b = read_f32(f[1], t, &n), *h = read_f32(f[2], t, &n);
+    for (int64_t i = 0; i < n; i++) {
+        assert_true(b[i] == bf16_to_f32(f32_to_bf16(x[i])));
+        assert_true(h[i] == f16_to_f32(f32_to_f16(x[i])));
+    }
+    free(x);
+    free(b);
+    free(h);
+    char cfg[8192], *text;
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmp_path("bf16"));
+    assert_ok(read_text_file(cfg, 1 << 20, &text, NULL));
+    assert_non_null(strstr(text, "\"bfloat16\""));
+    free(text);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    lk_adapter *a = load("adapters/llama3-rslora");
+    float w = 1;
+    struct lk_merge_params p = lk_merge_params_default();
+    const lk_adapter *const *aa = (const lk_adapter *const *)&a;
+    assert_status(lk_merge(data_path("models/qwen2-tiny"), aa, &w, 1, tmp_path("x"), &p),
+                  LK_ERR_SHAPE, "wrong base model?");
+    p.dtype = "q4_0";
+    assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
+                  LK_ERR_UNSUPPORTED, "4-bit");
+    p.dtype = "nf4";
+    assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
+                  LK_ERR_UNSUPPORTED, "4-bit");
+    p.dtype = "f8";
+    assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
+                  LK_ERR_ARG, "f8");
+    p.dtype = NULL;
+    p.base_quant = "nf4";
+    assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
+                  LK_ERR_UNSUPPORTED, "4-bit");
+    p.base_quant = NULL;
+    p.dtype = "q8_0";
+    assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x.gguf"), &p),
+                  LK_ERR_UNSUPPORTED, "4-bit");
+    w = NAN;
+    p.dtype = NULL;
+    assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
+                  LK_ERR_ARG, "not finite");
+    assert_false(file_exists(tmp_path("x.gguf")));
+    lk_adapter_free(a);
+}
+
+/* GGUF output of stories260K-hf without adapters = llama.cpp's stories260K.gguf. */
+static void test_gguf_matches_llama_cpp(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K/stories260K.gguf"));
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "f32";
+    assert_ok(lk_merge(g_stories, NULL, NULL, 0, tmp_path("s.gguf"), &p));
+    gguf_file ours, ref;
+    assert_ok(gguf_open(&ours, tmp_path("s.gguf")));
+    assert_ok(gguf_open(&ref, shared_path("models/stories260K/stories260K.gguf")));
+    /* llama2.c's converter also wrote output.weight (a copy of the tied embedding) */
+    assert_int_equal(ours.n_tensors, ref.n_tensors - 1);
+    for (int64_t i = 0; i < ours.n_tensors; i++) {
+        const gguf_tensor *a = &ours.tensors[i], *b = gguf_find_tensor(&ref, a->name);
+        if (!b)
+            fail_msg("tensor '%s' not in llama.cpp's file", a->name);
+        assert_int_equal(a->type, b->type);
+        assert_memory_equal(a->ne, b->ne, sizeof a->ne);
+        if (memcmp(a->data, b->data, a->nbytes) != 0)
+            fail_msg("tensor '%s' differs from llama.cpp's", a->name);
+    }
+    static const char *const arr[] = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores",
+                                      "tokenizer.ggml.token_type"};
+    for (int k = 0; k < 3; k++) {
+        const gguf_kv *x = gguf_find_kv(&ours, arr[k]), *y = gguf_find_kv(&ref, arr[k]);
+        assert_non_null(x);
+        assert_int_equal(x->arr_n, y->arr_n);
+        for (uint64_t i = 0; i < x->arr_n; i++)
+            if (x->arr_str)
+                assert_memory_equal(x->arr_str[i].ptr, y->arr_str[i].ptr, y->arr_str[i].len);
+        if (x->arr_data)
+            assert_memory_equal(x->arr_data, y->arr_data, x->arr_n * 4);
+    }
+    static const char *const u32[] = {
+        "llama.embedding_length",        "llama.feed_forward_length",  "llama.attention.head_count",
+        "llama.attention.head_count_kv", "llama.block_count",          "llama.rope.dimension_count",
+        "tokenizer.ggml.bos_token_id",   "tokenizer.ggml.eos_token_id"};
+    for (int k = 0; k < 8; k++) {
+        int64_t x, y;
+        assert_ok(gguf_get_i64(&ours, u32[k], &x));
+        assert_ok(gguf_get_i64(&ref, u32[k], &y));
+        assert_int_equal(x, y);
+    }
+    char *s;
+    assert_ok(gguf_get_str(&ours, "tokenizer.ggml.model", &s));
+    assert_string_equal(s, "llama");
+    free(s);
+    gguf_close(&ours);
+    gguf_close(&ref);
+}
+
+/* GGUF output with an adapter: q rows are the permuted PEFT merge; f16 tensors. */
+static void test_gguf_merged(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    lk_adapter *a = load("adapters/stories-lora");
+    float w = 1;
+    struct lk_merge_params p = lk_merge_params_default();
+    assert_ok(lk_merge(g_stories, (const lk_adapter *const *)&a, &w, 1, tmp_path("m.gguf"), &p));
+    gguf_file g;
+    assert_ok(gguf_open(&g, tmp_path("m.gguf")));
+    const gguf_tensor *t = gguf_find_tensor(&g, "blk.0.attn_q.weight");
+    assert_int_equal(t->type, GGML_F16);
+    assert_int_equal(gguf_find_tensor(&g, "blk.0.attn_norm.weight")->type, GGML_F32);
+    int64_t n;
+    float *want = read_f32(data_path("adapters/reference.safetensors"),
+                           "merged.stories-lora.model.layers.0.self_attn.q_proj.weight", &n);
+    assert_ok(adapter_permute_rows(want, 64, 64, 8, 0));
+    float *got = malloc((size_t)n * sizeof *got);
+    gguf_type_info(GGML_F16)->to_f32(t->data, got, n);
+    assert_true(check_close("gguf q (f16)", got, want, n, 1e-3, 1e-3));
+    free(got);
+    free(want);
+    gguf_close(&g);
+    lk_adapter_free(a);
+}
+
+/* Qwen2: no permutation, biases kept, gpt2 vocabulary not needed for tiny models without one. */
+static void test_gguf_qwen2_needs_tokenizer(void **state)
+{
+    (void)state;
+    struct lk_merge_params p = lk_merge_params_default();
+    assert_status(lk_merge(data_path("models/qwen2-tiny"), NULL, NULL, 0, tmp_path("q.gguf"), &p),
+                  LK_ERR_IO, "tokenizer.json");
+}
+
+static void copy_to(const char *src_dir, const char *name, const char *dst_dir)
+{
+    char a[8192], b[8192];
+    snprintf(a, sizeof a, "%s/%s", src_dir, name);
+    snprintf(b, sizeof b, "%s/%s", dst_dir, name);
+    mapfile m;
+    assert_ok(mapfile_open(&m, a, 0));
+    assert_int_equal(write_file(b, m.data, m.size), 0);
+    mapfile_close(&m);
+}
+
+/* Qwen2 with the real Qwen2.5 tokenizer: a byte-level BPE vocabulary ("gpt2", pre "qwen2",
+ * merges), no q/k permutation, q/k/v biases kept as F32. */
+static void test_gguf_qwen2(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/qwen2.5-tokenizer/tokenizer.json"));
+    char dir[8192], tok[8192], model[8192];
+    snprintf(dir, sizeof dir, "%s", tmp_path("qwen-with-tok"));
+    snprintf(tok, sizeof tok, "%s", shared_path("models/qwen2.5-tokenizer"));
+    snprintf(model, sizeof model, "%s", data_path("models/qwen2-tiny"));
+    assert_int_equal(mkdir(dir, 0755), 0);
+    copy_to(model, "config.json", dir);
+    copy_to(model, "model.safetensors", dir);
+    copy_to(tok, "tokenizer.json", dir);
+    copy_to(tok, "tokenizer_config.json", dir);
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "f32";
+    assert_ok(lk_merge(dir, NULL, NULL, 0, tmp_path("q.gguf"), &p));
+    gguf_file g;
+    assert_ok(gguf_open(&g, tmp_path("q.gguf")));
+    char *s;
+    assert_ok(gguf_get_str(&g, "tokenizer.ggml.model", &s));
+    assert_string_equal(s, "gpt2");
+    free(s);
+    assert_ok(gguf_get_str(&g, "tokenizer.ggml.pre", &s));
+    assert_string_equal(s, "qwen2");
+    free(s);
+    assert_ok(gguf_get_str(&g, "general.architecture", &s));
+    assert_string_equal(s, "qwen2");
+    free(s);
+    assert_int_equal(gguf_find_kv(&g, "tokenizer.ggml.tokens")->arr_n, 300);
+    assert_true(gguf_find_kv(&g, "tokenizer.ggml.merges")->arr_n > 100000);
+    assert_non_null(gguf_find_tensor(&g, "blk.1.attn_k.bias"));
+    assert_null(gguf_find_tensor(&g, "output.weight")); /* tied */
+    char file[8300];
+    int64_t n;
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    float *q = read_f32(file, "model.layers.0.self_attn.q_proj.weight", &n);
+    assert_memory_equal(gguf_find_tensor(&g, "blk.0.attn_q.weight")->data, q, (size_t)n * 4);
+    free(q);
+    gguf_close(&g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_merge_matches_peft),
+        cmocka_unit_test(test_weighted_combination),
+        cmocka_unit_test(test_eval_equivalence),
+        cmocka_unit_test(test_half_precision),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_gguf_matches_llama_cpp),
+        cmocka_unit_test(test_gguf_merged),
+        cmocka_unit_test(test_gguf_qwen2_needs_tokenizer),
+        cmocka_unit_test(test_gguf_qwen2),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,488 @@
+/* lora-inspect — what an adapter learned, or how two adapters differ, from the small factors:
+ *   lora-inspect ADAPTER [-m BASE]        per layer × module: rank, alpha, scale, ‖A‖, ‖B‖, ‖ΔW‖,
+ *                                         ‖ΔW‖/‖W‖ (with -m), top singular values, effective
+ *                                         rank, NaN/Inf scan
+ *   lora-inspect ADAPTER ADAPTER2         per module: cosine of ΔW, relative Frobenius difference,
+ *                                         subspace similarity (principal angles); where they
+ *                                         differ most
+ * --json prints one object; --svg FILE writes a layer × module heatmap of --stat. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char *TOOL = "lora-inspect";
+
+typedef struct {
+    struct lk_adapter_module m;
+    struct lk_module_stats st;
+    struct lk_module_diff d; /* diff mode */
+    float sv[8];             /* top singular values */
+    int has_diff;
+} row;
+
+/* JSON number, or null for NaN/Inf (JSON has neither). */
+static void add_num(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static double stat_value(const row *r, const char *stat)
+{
+    if (!strcmp(stat, "norm"))
+        return r->st.norm_delta;
+    if (!strcmp(stat, "rel"))
+        return r->st.rel_norm;
+    if (!strcmp(stat, "erank"))
+        return r->st.effective_rank;
+    if (!strcmp(stat, "norm_a"))
+        return r->st.norm_a;
+    if (!strcmp(stat, "norm_b"))
+        return r->st.norm_b;
+    if (!r->has_diff)
+        return NAN;
+    if (!strcmp(stat, "cosine"))
+        return r->d.cosine;
+    if (!strcmp(stat, "diff"))
+        return r->d.rel_diff;
+    return r->d.subspace; /* "subspace" */
+}
+
+/* ---- SVG heatmap ---- */
+
+static void color(double t, char *out, size_t n)
+{
+    /* five stops of viridis, interpolated linearly */
+    static const double stops[5][3] = {
+        {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+    if (!isfinite(t)) {
+        snprintf(out, n, "#dddddd");
+        return;
+    }
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    int i = t >= 1 ? 3 : (int)(t * 4);
+    double f = t * 4 - i;
+    int rgb[3];
+    for (int k = 0; k < 3; k++)
+        rgb[k] = (int)lround(stops[i][k] + f * (stops[i + 1][k] - stops[i][k]));
+    snprintf(out, n, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
+}
+
+static int write_svg(const char *path, int force, const row *rows, int64_t n, int64_t n_layers,
+                     const char *stat, const char *title)
+{
+    if (!force && access(path, F_OK) == 0) {
+        fprintf(stderr, "%s: error: %s: already exists (use --force to overwrite)\n", TOOL, path);
+        return CLI_FAIL;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "%s: error: %s: cannot create: %s\n", TOOL, tmp, strerror(errno));
+        return CLI_FAIL;
+    }
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        double v = stat_value(&rows[i], stat);
+        if (isfinite(v))
+            lo = fmin(lo, v), hi = fmax(hi, v);
+    }
+    const int cw = 72, ch = 18, x0 = 60, y0 = 40;
+    int W = x0 + 7 * cw + 10, H = y0 + (int)n_layers * ch + 30;
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "font-family=\"sans-serif\" font-size=\"11\">\n",
+            W, H);
+    fprintf(f, "<text x=\"4\" y=\"14\" font-size=\"13\">%s: %s (%.4g .. %.4g)</text>\n", title,
+            stat, isfinite(lo) ? lo : 0, isfinite(hi) ? hi : 0);
+    for (int k = 0; k < LK_MOD_COUNT; k++)
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+                x0 + k * cw + cw / 2, y0 - 6, lk_module_name((lk_module)k));
+    for (int64_t l = 0; l < n_layers; l++) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%lld</text>\n", x0 - 6,
+                y0 + (int)l * ch + 13, (long long)l);
+        for (int k = 0; k < LK_MOD_COUNT; k++) {
+            double v = NAN;
+            for (int64_t i = 0; i < n; i++)
+                if (rows[i].m.layer == l && rows[i].m.module == (lk_module)k)
+                    v = stat_value(&rows[i], stat);
+            char c[8];
+            color(hi > lo ? (v - lo) / (hi - lo) : isfinite(v) ? 0.5 : NAN, c, sizeof c);
+            fprintf(f,
+                    "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>"
+                    "layer %lld %s: %.6g</title></rect>\n",
+                    x0 + k * cw, y0 + (int)l * ch, cw - 1, ch - 1, c, (long long)l,
+                    lk_module_name((lk_module)k), v);
+        }
+    }
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "%s: error: %s: write failed: %s\n", TOOL, path, strerror(errno));
+        unlink(tmp);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+/* ---- one adapter ---- */
+
+static lk_status collect(const lk_adapter *a, const lk_model *base, row *rows, int64_t n,
+                         int64_t *n_bad)
+{
+    *n_bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        lk_status s = lk_adapter_get_module(a, i, &rows[i].m);
+        if (s != LK_OK)
+            return s;
+        float *sv = malloc((size_t)rows[i].m.r * sizeof *sv);
+        if (!sv)
+            return LK_ERR_NOMEM;
+        s = lk_adapter_module_stats(a, i, base, &rows[i].st, sv);
+        for (int k = 0; s == LK_OK && k < 8; k++)
+            rows[i].sv[k] = k < rows[i].m.r ? sv[k] : 0;
+        free(sv);
+        if (s == LK_ERR_NUMERIC) {
+            fprintf(stderr, "%s: warning: %s\n", TOOL, lk_last_error());
+            (*n_bad)++;
+            rows[i].st.effective_rank = NAN;
+            continue;
+        }
+        if (s != LK_OK)
+            return s;
+    }
+    return LK_OK;
+}
+
+static void print_info(const struct lk_adapter_info *in)
+{
+    printf("adapter    %s (%s)\n", in->path, in->format);
+    printf("base model %s%s%s\n", *in->base_model ? in->base_model : "(unknown)",
+           *in->arch ? "  arch " : "", in->arch);
+    printf("rank %lld  alpha %g%s%s  modules %lld  parameters %lld\n", (long long)in->rank,
+           in->alpha, in->use_rslora ? "  rsLoRA" : "", in->use_dora ? "  DoRA" : "",
+           (long long)in->n_modules, (long long)in->n_params);
+    printf("targets   ");
+    for (int k = 0; k < LK_MOD_COUNT; k++)
+        if (in->target_mask & (1u << k))
+            printf(" %s", lk_module_name((lk_module)k));
+    printf("\n\n");
+}
+
+static void print_table(const row *rows, int64_t n, int with_base, int top)
+{
+    printf("%5s %-9s %4s %7s %8s %9s %9s %9s %s%6s  top singular values\n", "layer", "module", "r",
+           "alpha", "scale", "|A|", "|B|", "|dW|", with_base ? " |dW|/|W| " : "", "erank");
+    for (int64_t i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        printf("%5lld %-9s %4lld %7.4g %8.4g %9.4g %9.4g %9.4g ", (long long)r->m.layer,
+               lk_module_name(r->m.module), (long long)r->m.r, r->m.alpha, r->m.scale, r->st.norm_a,
+               r->st.norm_b, r->st.norm_delta);
+        if (with_base)
+            printf("%9.3g ", r->st.rel_norm);
+        printf("%6.2f ", r->st.effective_rank);
+        for (int k = 0; k < top && k < r->m.r && k < 8; k++)
+            printf(" %.4g", r->sv[k]);
+        printf("\n");
+    }
+}
+
+static cJSON *json_rows(const row *rows, int64_t n, int top)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int64_t i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        cJSON *o = cJSON_CreateObject(), *sv = cJSON_CreateArray();
+        cJSON_AddNumberToObject(o, "layer", (double)r->m.layer);
+        cJSON_AddStringToObject(o, "module", lk_module_name(r->m.module));
+        cJSON_AddNumberToObject(o, "r", (double)r->m.r);
+        add_num(o, "alpha", r->m.alpha);
+        add_num(o, "scale", r->m.scale);
+        add_num(o, "norm_a", r->st.norm_a);
+        add_num(o, "norm_b", r->st.norm_b);
+        add_num(o, "norm_delta", r->st.norm_delta);
+        add_num(o, "rel_norm", r->st.rel_norm);
+        add_num(o, "effective_rank", r->st.effective_rank);
+        cJSON_AddNumberToObject(o, "rank90", (double)r->st.rank90);
+        cJSON_AddNumberToObject(o, "nonfinite", (double)r->st.n_nonfinite);
+        for (int k = 0; k < top && k < r->m.r && k < 8; k++)
+            cJSON_AddItemToArray(sv, cJSON_CreateNumber(r->sv[k]));
+        cJSON_AddItemToObject(o, "singular_values", sv);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+static cJSON *json_info(const struct lk_adapter_info *in)
+{
+    cJSON *o = cJSON_CreateObject(), *t = cJSON_CreateArray();
+    cJSON_AddStringToObject(o, "path", in->path);
+    cJSON_AddStringToObject(o, "format", in->format);
+    cJSON_AddStringToObject(o, "base_model", in->base_model);
+    cJSON_AddStringToObject(o, "arch", in->arch);
+    cJSON_AddNumberToObject(o, "rank", (double)in->rank);
+    cJSON_AddNumberToObject(o, "alpha", in->alpha);
+    cJSON_AddBoolToObject(o, "rslora", in->use_rslora);
+    cJSON_AddBoolToObject(o, "dora", in->use_dora);
+    cJSON_AddNumberToObject(o, "modules", (double)in->n_modules);
+    cJSON_AddNumberToObject(o, "params", (double)in->n_params);
+    for (int k = 0; k < LK_MOD_COUNT; k++)
+        if (in->target_mask & (1u << k))
+            cJSON_AddItemToArray(t, cJSON_CreateString(lk_module_name((lk_module)k)));
+    cJSON_AddItemToObject(o, "targets", t);
+    return o;
+}
+
+/* ---- two adapters ---- */
+
+static lk_status diff_all(const lk_adapter *a, const lk_adapter *b, row *rows, int64_t n,
+                          int64_t *n_common)
+{
+    *n_common = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = lk_adapter_find_module(b, rows[i].m.layer, rows[i].m.module);
+        if (j < 0)
+            continue;
+        lk_status s = lk_adapter_module_diff(a, i, b, j, &rows[i].d, NULL);
+        if (s != LK_OK)
+            return s;
+        rows[i].has_diff = 1;
+        (*n_common)++;
+    }
+    return LK_OK;
+}
+
+static int cmp_diff_desc(const void *x, const void *y)
+{
+    const row *a = *(const row *const *)x, *b = *(const row *const *)y;
+    double u = isfinite(a->d.rel_diff) ? a->d.rel_diff : -1;
+    double v = isfinite(b->d.rel_diff) ? b->d.rel_diff : -1;
+    return u < v ? 1 : u > v ? -1 : 0;
+}
+
+static void print_diff(const row *rows, int64_t n, int64_t n_b, int64_t n_common)
+{
+    printf("%5s %-9s %9s %9s %9s\n", "layer", "module", "cosine", "rel.diff", "subspace");
+    for (int64_t i = 0; i < n; i++)
+        if (rows[i].has_diff)
+            printf("%5lld %-9s %9.4f %9.4f %9.4f\n", (long long)rows[i].m.layer,
+                   lk_module_name(rows[i].m.module), rows[i].d.cosine, rows[i].d.rel_diff,
+                   rows[i].d.subspace);
+    printf("\nmodules in both: %lld; only in the first: %lld; only in the second: %lld\n",
+           (long long)n_common, (long long)(n - n_common), (long long)(n_b - n_common));
+    printf("\nmean cosine by module:");
+    for (int k = 0; k < LK_MOD_COUNT; k++) {
+        double s = 0;
+        int c = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (rows[i].has_diff && rows[i].m.module == (lk_module)k && isfinite(rows[i].d.cosine))
+                s += rows[i].d.cosine, c++;
+        if (c)
+            printf(" %s %.3f", lk_module_name((lk_module)k), s / c);
+    }
+    printf("\n");
+}
+
+static cJSON *json_diff(const row *rows, int64_t n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int64_t i = 0; i < n; i++) {
+        if (!rows[i].has_diff)
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "layer", (double)rows[i].m.layer);
+        cJSON_AddStringToObject(o, "module", lk_module_name(rows[i].m.module));
+        add_num(o, "cosine", rows[i].d.cosine);
+        add_num(o, "rel_diff", rows[i].d.rel_diff);
+        add_num(o, "subspace", rows[i].d.subspace);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+/* The modules where the adapters differ most (largest relative difference), top k. */
+static cJSON *most_different(const row *rows, int64_t n, int k, int print)
+{
+    const row **p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    cJSON *arr = cJSON_CreateArray();
+    int64_t m = 0;
+    for (int64_t i = 0; p && i < n; i++)
+        if (rows[i].has_diff)
+            p[m++] = &rows[i];
+    if (p)
+        qsort(p, (size_t)m, sizeof *p, cmp_diff_desc);
+    if (print)
+        printf("differ most:");
+    for (int64_t i = 0; i < m && i < k; i++) {
+        char s[64];
+        snprintf(s, sizeof s, "layers.%lld.%s", (long long)p[i]->m.layer,
+                 lk_module_name(p[i]->m.module));
+        cJSON_AddItemToArray(arr, cJSON_CreateString(s));
+        if (print)
+            printf(" %s (%.3f)", s, p[i]->d.rel_diff);
+    }
+    if (print)
+        printf("\n");
+    free(p);
+    return arr;
+}
+
+/* ---- main ---- */
+
+typedef struct {
+    lk_adapter *a[2];
+    int n;
+    lk_model *base;
+    struct lk_model_config cfg;
+    int have_cfg;
+} inputs;
+
+static int load_inputs(const struct arg_file *ad, const struct arg_file *model, inputs *in)
+{
+    lk_status s = LK_OK;
+    if (model->count) {
+        s = lk_config_load(model->filename[0], &in->cfg);
+        if (s == LK_OK)
+            s = lk_model_load(model->filename[0], NULL, &in->base);
+        in->have_cfg = s == LK_OK;
+    }
+    for (int i = 0; i < ad->count && s == LK_OK; i++) {
+        s = lk_adapter_load(ad->filename[i], &in->a[i]);
+        in->n = i + 1;
+        if (s == LK_OK && in->have_cfg)
+            s = lk_adapter_set_base(in->a[i], &in->cfg);
+    }
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    if (in->n == 2 && !in->have_cfg) {
+        struct lk_adapter_info x, y;
+        lk_adapter_get_info(in->a[0], &x);
+        lk_adapter_get_info(in->a[1], &y);
+        if (strcmp(x.format, y.format) != 0 &&
+            (!strcmp(x.arch, "llama") || !strcmp(y.arch, "llama")))
+            return cli_usage_error(TOOL, "diffing a GGUF Llama adapter with a PEFT one needs the "
+                                         "base model (-m) to bring q/k rows into one order");
+    }
+    return -1;
+}
+
+static int run(const cli_common *c, inputs *in, const char *svg, const char *stat, int top,
+               int force)
+{
+    struct lk_adapter_info info;
+    lk_adapter_get_info(in->a[0], &info);
+    int64_t n = info.n_modules, n_bad = 0, n_common = 0, n_b = 0;
+    row *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
+    if (!rows)
+        return cli_fail(TOOL, LK_ERR_NOMEM);
+    lk_status s = collect(in->a[0], in->base, rows, n, &n_bad);
+    if (s == LK_OK && in->n == 2) {
+        struct lk_adapter_info ib;
+        lk_adapter_get_info(in->a[1], &ib);
+        n_b = ib.n_modules;
+        s = diff_all(in->a[0], in->a[1], rows, n, &n_common);
+    }
+    if (s != LK_OK) {
+        free(rows);
+        return cli_fail(TOOL, s);
+    }
+    int64_t n_layers = 0;
+    for (int64_t i = 0; i < n; i++)
+        n_layers = rows[i].m.layer + 1 > n_layers ? rows[i].m.layer + 1 : n_layers;
+    if (c->json->count) {
+        cJSON *j = cli_json_new(c);
+        cJSON_AddItemToObject(j, "adapter", json_info(&info));
+        cJSON_AddItemToObject(j, "modules", json_rows(rows, n, top));
+        cJSON_AddNumberToObject(j, "nonfinite_modules", (double)n_bad);
+        if (in->n == 2) {
+            struct lk_adapter_info ib;
+            lk_adapter_get_info(in->a[1], &ib);
+            cJSON_AddItemToObject(j, "adapter2", json_info(&ib));
+            cJSON_AddItemToObject(j, "diff", json_diff(rows, n));
+            cJSON_AddItemToObject(j, "differ_most", most_different(rows, n, 5, 0));
+        }
+        cli_json_emit(j);
+    } else {
+        print_info(&info);
+        if (in->n == 1) {
+            print_table(rows, n, in->base != NULL, top);
+            printf("\nNaN/Inf scan: %s\n",
+                   n_bad ? "FOUND non-finite values (see warnings)" : "all factors finite");
+        } else {
+            struct lk_adapter_info ib;
+            lk_adapter_get_info(in->a[1], &ib);
+            printf("compared with %s (%s, rank %lld)\n\n", ib.path, ib.format, (long long)ib.rank);
+            print_diff(rows, n, n_b, n_common);
+            cJSON_Delete(most_different(rows, n, 5, 1));
+        }
+    }
+    int rc = svg ? write_svg(svg, force, rows, n, n_layers, stat, info.path) : CLI_OK;
+    free(rows);
+    return rc != CLI_OK ? rc : n_bad ? CLI_FAIL : CLI_OK;
+}
+
+int main(int argc, char **argv)
+{
+    cli_common c;
+    cli_common_init(&c, 0);
+    struct arg_file *ad = arg_filen(NULL, NULL, "ADAPTER", 1, 2,
+                                    "adapter (PEFT folder or GGUF "
+                                    "LoRA); two: compare them");
+    struct arg_file *model = arg_file0("m", "model", "DIR",
+                                       "base model: adds |dW|/|W| and "
+                                       "checks shapes");
+    struct arg_file *svg = arg_file0(NULL, "svg", "FILE", "write a layer x module heatmap");
+    struct arg_str *stat = arg_str0(NULL, "stat", "S",
+                                    "heatmap statistic: norm|rel|erank|"
+                                    "norm_a|norm_b (one adapter), cosine|"
+                                    "diff|subspace (two)");
+    struct arg_int *top = arg_int0(NULL, "top", "N",
+                                   "singular values to show (default 4, at "
+                                   "most 8)");
+    struct arg_lit *force = arg_lit0(NULL, "force", "overwrite an existing --svg file");
+    struct arg_end *end = arg_end(20);
+    void *at[] = {ad, model, svg, stat, top, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    int rc = cli_parse(argc, argv, at, end, &c, TOOL,
+                       "Describe an adapter (norms, singular values, effective rank) or compare "
+                       "two.",
+                       "Everything is computed from the r x r factors; dW = s*B*A is never "
+                       "formed.\nExit status 1 when a factor holds NaN/Inf.\n");
+    if (rc >= 0)
+        goto done;
+    const char *st = stat->count ? stat->sval[0] : ad->count == 2 ? "cosine" : "norm";
+    static const char *const one[] = {"norm", "rel", "erank", "norm_a", "norm_b"};
+    static const char *const two[] = {"cosine", "diff", "subspace"};
+    int ok = 0;
+    for (int i = 0; i < 5; i++)
+        ok |= !strcmp(st, one[i]);
+    for (int i = 0; i < 3 && ad->count == 2; i++)
+        ok |= !strcmp(st, two[i]);
+    if (!ok || (!strcmp(st, "rel") && !model->count)) {
+        rc = cli_usage_error(TOOL,
+                             "--stat '%s' is not available here (rel needs -m; cosine, "
+                             "diff, subspace need two adapters)",
+                             st);
+        goto done;
+    }
+    int ntop = top->count ? top->ival[0] : 4;
+    if (ntop < 0 || ntop > 8) {
+        rc = cli_usage_error(TOOL, "--top: expected 0..8, got %d", ntop);
+        goto done;
+    }
+    inputs in = {0};
+    if ((rc = load_inputs(ad, model, &in)) < 0)
+        rc = run(&c, &in, svg->count ? svg->filename[0] : NULL, st, ntop, force->count > 0);
+    lk_adapter_free(in.a[0]);
+    lk_adapter_free(in.a[1]);
+    lk_model_free(in.base);
+done:
+    arg_freetable(at, sizeof at / sizeof *at);
+    return rc;
+}

@@ -1,0 +1,154 @@
+/* lora-merge — merge LoRA/DoRA adapters (weighted: -a A:0.7 -a B:0.3) into a base model and write
+ * a Hugging Face folder (f32/f16/bf16) or, for an output ending in .gguf, a llama.cpp GGUF model.
+ * Streams one tensor at a time; the output appears under its name only when complete. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char *TOOL = "lora-merge";
+
+typedef struct {
+    cJSON *tensors;        /* per-tensor report for --json (NULL otherwise) */
+    int verbose, progress; /* progress: a counter on stderr when it is a terminal */
+    int64_t n_merged_tensors;
+    double max_err;
+    const char *max_err_name;
+    char max_name[128];
+} merge_report;
+
+static void on_tensor(void *user, const struct lk_merge_tensor *t)
+{
+    merge_report *r = user;
+    if (t->n_merged)
+        r->n_merged_tensors++;
+    if (t->store_err > r->max_err || !r->max_err_name) {
+        r->max_err = t->store_err;
+        snprintf(r->max_name, sizeof r->max_name, "%s", t->name);
+        r->max_err_name = r->max_name;
+    }
+    if (r->tensors) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", t->name);
+        cJSON_AddNumberToObject(o, "adapters", t->n_merged);
+        cJSON_AddNumberToObject(o, "store_rel_err", t->store_err);
+        cJSON_AddItemToArray(r->tensors, o);
+    } else if (r->verbose) {
+        printf("%-48s adapters %d  stored rel. error %.3g\n", t->name, t->n_merged, t->store_err);
+    }
+    if (r->progress)
+        fprintf(stderr, "\r%s: tensor %lld/%lld", TOOL, (long long)t->index + 1,
+                (long long)t->count);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void print_summary(const cli_common *c, merge_report *r, const cli_adapters *ad,
+                          const char *base, const char *out, const char *dtype, double secs)
+{
+    const char *fmt = strlen(out) > 5 && !strcmp(out + strlen(out) - 5, ".gguf") ? "gguf" : "hf";
+    if (c->json->count) {
+        cJSON *j = cli_json_new(c);
+        cJSON *a = cJSON_CreateArray();
+        for (int i = 0; i < ad->n; i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "path", ad->path[i]);
+            cJSON_AddNumberToObject(o, "weight", ad->w[i]);
+            cJSON_AddItemToArray(a, o);
+        }
+        cJSON_AddStringToObject(j, "base", base);
+        cJSON_AddStringToObject(j, "base_weights", "original (unquantised)");
+        cJSON_AddItemToObject(j, "adapters", a);
+        cJSON_AddStringToObject(j, "out", out);
+        cJSON_AddStringToObject(j, "format", fmt);
+        cJSON_AddStringToObject(j, "dtype", dtype ? dtype : (*fmt == 'g' ? "f16" : "base"));
+        cJSON_AddNumberToObject(j, "merged_tensors", (double)r->n_merged_tensors);
+        cJSON_AddNumberToObject(j, "max_store_rel_err", r->max_err);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        cJSON_AddNumberToObject(j, "peak_rss_mib", cli_peak_rss_mib());
+        cJSON_AddItemToObject(j, "tensors", r->tensors);
+        r->tensors = NULL;
+        cli_json_emit(j);
+        return;
+    }
+    printf("merged %d adapter(s) into %lld tensors of %s (base weights: original, unquantised)\n",
+           ad->n, (long long)r->n_merged_tensors, base);
+    printf("wrote %s (%s, %s) in %.2f s, peak RSS %.0f MiB\n", out, fmt,
+           dtype ? dtype : (*fmt == 'g' ? "f16" : "base dtype"), secs, cli_peak_rss_mib());
+    printf("largest storage error: %.3g (%s)\n", r->max_err,
+           r->max_err_name ? r->max_err_name : "-");
+}
+
+int main(int argc, char **argv)
+{
+    cli_common c;
+    cli_common_init(&c, 0);
+    struct arg_file *model = arg_file1("m", "model", "DIR", "base model folder");
+    struct arg_str *adapter = arg_strn("a", "adapter", "DIR[:W]", 0, 64,
+                                       "adapter (PEFT folder or GGUF LoRA) with weight W "
+                                       "(default 1); repeatable");
+    struct arg_file *out = arg_file1("o", "out", "OUT", "output folder, or FILE.gguf");
+    struct arg_str *dtype = arg_str0(NULL, "dtype", "T",
+                                     "f32|f16|bf16 (q8_0|q4_0|iq4_nl|nf4 "
+                                     "need the 4-bit kernels)");
+    struct arg_str *bq = arg_str0(NULL, "base-quant", "T",
+                                  "merge onto the dequantised "
+                                  "nf4|q4_0|iq4_nl|q8_0 base (QLoRA)");
+    struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
+    struct arg_end *end = arg_end(20);
+    void *at[] = {model, adapter, out, dtype, bq, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    int rc = cli_parse(argc, argv, at, end, &c, TOOL,
+                       "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
+                       "(DoRA: magnitude-rescaled).",
+                       "An output ending in .gguf is a llama.cpp model (default dtype f16);\n"
+                       "otherwise a Hugging Face folder (default: the base's dtypes).\n"
+                       "-v lists every tensor with its storage error.\n");
+    if (rc >= 0)
+        goto done;
+    cli_adapters ad = {0};
+    struct lk_model_config cfg;
+    lk_status s = lk_config_load(model->filename[0], &cfg);
+    if (s != LK_OK) {
+        rc = cli_fail(TOOL, s);
+        goto done;
+    }
+    if ((rc = cli_adapters_load(TOOL, adapter, &cfg, &ad)) >= 0)
+        goto free_adapters;
+    struct lk_merge_params p = lk_merge_params_default();
+    merge_report rep = {.verbose = c.verbose->count > 0,
+                        .progress = !c.quiet->count && isatty(STDERR_FILENO)};
+    if (c.json->count)
+        rep.tensors = cJSON_CreateArray();
+    p.dtype = dtype->count ? dtype->sval[0] : NULL;
+    p.base_quant = bq->count ? bq->sval[0] : NULL;
+    p.n_threads = cli_threads(&c);
+    p.force = force->count > 0;
+    p.on_tensor = on_tensor;
+    p.user = &rep;
+    double t0 = now_s();
+    s = lk_merge(model->filename[0], (const lk_adapter *const *)ad.a, ad.w, ad.n, out->filename[0],
+                 &p);
+    if (rep.progress)
+        fprintf(stderr, "\n");
+    if (s == LK_OK) {
+        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], p.dtype, now_s() - t0);
+        rc = CLI_OK;
+    } else {
+        rc = cli_fail(TOOL, s);
+    }
+    cJSON_Delete(rep.tensors);
+free_adapters:
+    cli_adapters_free(&ad);
+done:
+    arg_freetable(at, sizeof at / sizeof *at);
+    return rc;
+}
