@@ -1284,6 +1284,14 @@ static lk_status parse_pretokenizer(lk_tokenizer *t, const cJSON *j)
         if (jbool(j, "use_regex", 1))
             LK_TRY(compile_re(t, gpt2_regex, sizeof gpt2_regex - 1, 0, &ps.re));
         t->bpe.byte_level = 1;
+    } else if (strcmp(type, "Digits") == 0) {
+        /* Rust's char::is_numeric is \p{N}; runs of them stay together unless individual */
+        static const char one[] = "\\p{N}", run[] = "\\p{N}+";
+        int indiv = jbool(j, "individual_digits", 0);
+        ps.kind = P_SPLIT;
+        ps.behavior = B_ISOLATED;
+        LK_TRY(compile_re(t, indiv ? one : run, indiv ? sizeof one - 1 : sizeof run - 1, 0,
+                          &ps.re));
     } else if (strcmp(type, "Metaspace") == 0) {
         ps.kind = P_METASPACE;
         LK_TRY(parse_metaspace_repl(t, j, ps.repl, &ps.repl_len));

@@ -303,6 +303,18 @@ static void test_variant_gpt2(void **st)
     run_variant("models/qwen2.5-tokenizer", k, v, 2, "tok/hf-qwen-gpt2.out", 1);
 }
 
+/* SmolLM's pre-tokenizer: Digits(individual_digits) before the GPT-2 ByteLevel split. */
+static void test_variant_smollm(void **st)
+{
+    (void)st;
+    const char *k[] = {"normalizer", "pre_tokenizer"};
+    const char *v[] = {"null", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+                               "\"Digits\", \"individual_digits\": true}, {\"type\": "
+                               "\"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": "
+                               "true, \"use_regex\": true}]}"};
+    run_variant("models/qwen2.5-tokenizer", k, v, 2, "tok/hf-qwen-smollm.out", 1);
+}
+
 /* ---- special tokens ---- */
 
 static lk_tokenizer *load_shared(const char *rel)
@@ -570,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_variant_metaspace_first),
         cmocka_unit_test(test_variant_metaspace_always),
         cmocka_unit_test(test_variant_gpt2),
+        cmocka_unit_test(test_variant_smollm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@ typedef struct lk_tokenizer lk_tokenizer;
  * (optional: BOS/EOS, add_bos_token/add_eos_token, chat_template; DIR/chat_template.jinja is also
  * read when present). The folder needs no weights. Supported: model type BPE; normalizers NFC,
  * NFD, NFKC, NFKD, Lowercase, Prepend, Replace (string pattern), Sequence; pre-tokenizers Split
- * (regex or string), ByteLevel, Metaspace, Sequence; decoders ByteLevel, Replace, ByteFallback,
+ * (regex or string), ByteLevel, Metaspace, Digits, Sequence; decoders ByteLevel, Replace, ByteFallback,
  * Fuse, Strip, Metaspace, Sequence. Anything else fails with LK_ERR_UNSUPPORTED naming it; a
  * corrupt file fails with LK_ERR_FORMAT naming the file and the field. On success *out owns the
  * tokenizer; free with lk_tokenizer_free. */

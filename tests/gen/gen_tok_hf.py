@@ -69,6 +69,7 @@ with open(os.path.join(out, "added.out"), "w") as f:
 #   metaspace-first:  stories260K, normalizer NFKC+Lowercase, Metaspace(first, split=false)
 #   metaspace-always: stories260K, normalizer NFD, Metaspace(always, split=true), Metaspace decoder
 #   qwen-gpt2:        Qwen2.5 vocab, no normalizer, ByteLevel(add_prefix_space, use_regex) only
+#   qwen-smollm:      Qwen2.5 vocab, SmolLM's Sequence[Digits(individual), ByteLevel(use_regex)]
 VARIANTS = {
     "metaspace-first": ("stories260K-hf", {
         "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"},
@@ -85,6 +86,12 @@ VARIANTS = {
         "normalizer": None,
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
                           "use_regex": True}}),
+    "qwen-smollm": ("qwen2.5-tokenizer", {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+             "use_regex": True}]}}),
 }
 for name, (d, patch) in VARIANTS.items():
     j = json.load(open(os.path.join(shared, "models", d, "tokenizer.json")))
