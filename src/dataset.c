@@ -49,7 +49,8 @@ struct lk_dataset {
     struct lk_dataset_params p;
     char *col[N_KEYS]; /* column name of each canonical key */
     lk_chat_format chat;
-    int array_file; /* "element N" instead of "line N" in messages */
+    char *chat_system; /* ChatML default system prompt found in the template, or NULL */
+    int array_file;    /* "element N" instead of "line N" in messages */
     /* examples: ids/labels pools, per example offset/length/line */
     int32_t *ids, *labels;
     int64_t n_tok, cap_tok;
@@ -287,7 +288,7 @@ static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e,
     if (!cJSON_IsArray(list))
         return SKIP(why, "\"%s\" is not a list", d->col[sharegpt ? K_CONVERSATIONS : K_MESSAGES]);
     if (d->chat == LK_CHAT_AUTO) /* resolved once; failure is a setup error, not a bad line */
-        LK_TRY(status_wrap(lk_chat_detect(d->t, &d->chat), "%s", d->path));
+        LK_TRY(status_wrap(chat_resolve(d->t, &d->chat, &d->chat_system), "%s", d->path));
     struct msg_set ms = {0};
     char *text = NULL;
     size_t len = 0;
@@ -296,8 +297,8 @@ static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e,
     tok_out enc = {0};
     lk_status s = read_messages(list, sharegpt, &ms, why);
     if (s == LK_OK) {
-        s = chat_render_spans(d->t, d->chat, 0, d->p.chat_date, ms.m, ms.n, ms.train, &text, &len,
-                              &sp, &nsp);
+        s = chat_render_spans(d->t, d->chat, d->chat_system, 0, d->p.chat_date, ms.m, ms.n,
+                              ms.train, &text, &len, &sp, &nsp);
         if (s == LK_ERR_ARG) /* the template refuses this conversation */
             s = SKIP(why, "%s", lk_last_error());
     }
@@ -827,6 +828,7 @@ void lk_dataset_free(lk_dataset *d)
     for (int k = 0; k < N_KEYS; k++)
         free(d->col[k]);
     free(d->bad);
+    free(d->chat_system);
     free(d->ids);
     free(d->labels);
     free(d->ex_off);
