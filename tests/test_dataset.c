@@ -373,6 +373,55 @@ static void test_shuffle_cursor(void **st)
     lk_tokenizer_free(t);
 }
 
+/* Garbage never crashes the loader: mutated copies of valid lines (bytes flipped, cut short,
+ * duplicated) are either kept or counted as bad. */
+static void test_fuzz_lines(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load_tok("models/stories260K-hf");
+    char *src;
+    size_t n;
+    assert_ok(read_text_file(data_path("tok/ds/messages.jsonl"), 1 << 20, &src, &n));
+    char *dir = make_temp_dir(), path[4096];
+    snprintf(path, sizeof path, "%s/f.jsonl", dir);
+    FILE *f = fopen(path, "wb");
+    uint64_t x = 99;
+    for (int r = 0; r < 400; r++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        size_t a = (x >> 33) % n, len = 1 + (x >> 13) % 300;
+        if (a + len > n)
+            len = n - a;
+        char buf[301];
+        memcpy(buf, src + a, len);
+        for (int k = 0; k < 3; k++) { /* flip a few bytes, keep lines intact */
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            char c = (char)(x >> 56);
+            buf[(x >> 20) % len] = c == '\n' ? ' ' : c;
+        }
+        for (size_t k = 0; k < len; k++)
+            if (buf[k] == '\n')
+                buf[k] = ' ';
+        fwrite(buf, 1, len, f);
+        fputc('\n', f);
+    }
+    fwrite(src, 1, n, f); /* some valid lines so the load succeeds */
+    fclose(f);
+    struct lk_dataset_params p = lk_dataset_params_default();
+    p.max_reported = 0;
+    p.seq_len = 128;
+    p.chat_format = LK_CHAT_CHATML;
+    lk_dataset *d;
+    assert_ok(lk_dataset_load(path, t, &p, &d));
+    const struct lk_dataset_stats *s = lk_dataset_get_stats(d);
+    assert_int_equal(s->examples + s->bad, s->lines);
+    assert_true(s->examples >= 4);
+    lk_dataset_free(d);
+    free(src);
+    rm_rf(dir);
+    free(dir);
+    lk_tokenizer_free(t);
+}
+
 static void test_attention_mask(void **st)
 {
     (void)st;
@@ -391,7 +440,7 @@ int main(void)
         cmocka_unit_test(test_masks_reference), cmocka_unit_test(test_bad_lines),
         cmocka_unit_test(test_gsm8k_fields),    cmocka_unit_test(test_llamafactory),
         cmocka_unit_test(test_packing),         cmocka_unit_test(test_shuffle_cursor),
-        cmocka_unit_test(test_attention_mask),
+        cmocka_unit_test(test_attention_mask),  cmocka_unit_test(test_fuzz_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

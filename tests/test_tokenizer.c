@@ -504,6 +504,66 @@ static void test_word_cache(void **st)
     free(txt);
 }
 
+static void write_tok(const char *dir, const char *json);
+
+/* One tokenizer, four threads encoding at once: the same ids as one thread (no shared state). */
+static void test_threads(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load_shared("models/qwen2.5-tokenizer");
+    char *txt;
+    size_t n;
+    assert_ok(read_text_file(data_path("tok/corpus.inp"), 1 << 24, &txt, &n));
+    int32_t *ref;
+    int64_t nref;
+    assert_ok(lk_tokenizer_encode(t, txt, n, 1, &ref, &nref));
+    int bad = 0;
+#pragma omp parallel for num_threads(4) reduction(+ : bad)
+    for (int r = 0; r < 16; r++) {
+        int32_t *ids;
+        int64_t k;
+        size_t len = r % 2 ? n : 3000; /* with and without the word cache */
+        if (lk_tokenizer_encode(t, txt, len, 1, &ids, &k) != LK_OK) {
+            bad++;
+            continue;
+        }
+        if (len == n)
+            bad += k != nref || memcmp(ids, ref, (size_t)k * sizeof *ids) != 0;
+        free(ids);
+    }
+    assert_int_equal(bad, 0);
+    free(ref);
+    free(txt);
+    lk_tokenizer_free(t);
+}
+
+/* tokenizer_config.json problems are errors naming that file. */
+static void test_bad_config(void **st)
+{
+    (void)st;
+    char *dir = make_temp_dir(), p[4096];
+    write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"<s>\": 1}, "
+                   "\"merges\": []}}");
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    assert_int_equal(write_file(p, "{\"bos_token\": ", 14), 0);
+    lk_tokenizer *t = NULL;
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "tokenizer_config.json");
+    const char *cfg = "{\"bos_token\": \"<|nope|>\"}";
+    assert_int_equal(write_file(p, cfg, strlen(cfg)), 0);
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "<|nope|>");
+    cfg = "{\"bos_token\": {\"content\": \"<s>\"}, \"add_bos_token\": true}";
+    assert_int_equal(write_file(p, cfg, strlen(cfg)), 0);
+    assert_ok(lk_tokenizer_load(dir, &t));
+    assert_int_equal(lk_tokenizer_bos(t), 1);
+    assert_true(lk_tokenizer_adds_bos(t));
+    assert_int_equal(lk_tokenizer_eos(t), -1);
+    const int32_t want[] = {1, 0};
+    expect_ids(t, "a", 1, want, 2);
+    lk_tokenizer_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void write_tok(const char *dir, const char *json)
 {
     char p[4096];
@@ -583,6 +643,8 @@ int main(void)
         cmocka_unit_test(test_variant_metaspace_always),
         cmocka_unit_test(test_variant_gpt2),
         cmocka_unit_test(test_variant_smollm),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
