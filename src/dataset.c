@@ -803,11 +803,14 @@ lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
     if (s == LK_OK)
         s = read_text_file(path, (size_t)1 << 34, &buf, &n);
     if (s == LK_OK) {
-        size_t a = 0;
+        size_t a = n >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? 3 : 0; /* UTF-8 BOM */
+        if (a) /* blank it so line 1 still parses */
+            memset(buf, ' ', 3);
         while (a < n && (buf[a] == ' ' || buf[a] == '\n' || buf[a] == '\r' || buf[a] == '\t'))
             a++;
         s = a < n && buf[a] == '[' ? load_array(d, buf, n) : load_lines(d, buf, n);
     }
+    d->p.chat_date = NULL; /* borrowed for the load only */
     free(buf);
     if (s == LK_OK)
         s = finish_load(d);

@@ -720,8 +720,10 @@ lk_status tok_encode_ex(const lk_tokenizer *t, const char *text, size_t len, int
     }
     lk_status s = e.md ? encode_all(&e, text ? text : "", len, add_special)
                        : status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
-    if (s == LK_OK && !e.out.ids)
-        s = tok_out_push(&e.out, 0, 0, 0), e.out.n = 0;
+    if (s == LK_OK && !e.out.ids) { /* no tokens: still hand back an allocated array */
+        s = tok_out_push(&e.out, 0, 0, 0);
+        e.out.n = 0;
+    }
     if (s == LK_OK) {
         *out = e.out;
         memset(&e.out, 0, sizeof e.out);
@@ -1290,8 +1292,8 @@ static lk_status parse_pretokenizer(lk_tokenizer *t, const cJSON *j)
         int indiv = jbool(j, "individual_digits", 0);
         ps.kind = P_SPLIT;
         ps.behavior = B_ISOLATED;
-        LK_TRY(compile_re(t, indiv ? one : run, indiv ? sizeof one - 1 : sizeof run - 1, 0,
-                          &ps.re));
+        LK_TRY(
+            compile_re(t, indiv ? one : run, indiv ? sizeof one - 1 : sizeof run - 1, 0, &ps.re));
     } else if (strcmp(type, "Metaspace") == 0) {
         ps.kind = P_METASPACE;
         LK_TRY(parse_metaspace_repl(t, j, ps.repl, &ps.repl_len));

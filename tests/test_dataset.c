@@ -137,6 +137,16 @@ static void test_bad_lines(void **st)
     assert_non_null(lk_dataset_bad(d, 0, &line));
     assert_int_equal(line, 2);
     lk_dataset_free(d);
+    /* a UTF-8 byte order mark before line 1 is ignored */
+    char *dir = make_temp_dir(), bom[4096];
+    snprintf(bom, sizeof bom, "%s/bom.jsonl", dir);
+    const char bom_txt[] = "\xEF\xBB\xBF{\"text\": \"x\"}\n";
+    assert_int_equal(write_file(bom, bom_txt, sizeof bom_txt - 1), 0);
+    d = load_ds(bom, t, &p);
+    assert_int_equal(lk_dataset_get_stats(d)->examples, 1);
+    lk_dataset_free(d);
+    rm_rf(dir);
+    free(dir);
     /* bad --fields, missing file */
     p.fields = "prompt";
     assert_status(lk_dataset_load(data_path("tok/ds/pc.jsonl"), t, &p, &d), LK_ERR_ARG, "--fields");
