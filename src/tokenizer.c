@@ -88,6 +88,7 @@ struct lk_tokenizer {
     char *bos_str, *eos_str;
     int32_t tmpl_pre[4], tmpl_post[4]; /* ids the post-processor puts around a sequence */
     int n_tmpl_pre, n_tmpl_post;
+    int spm_split; /* model_split is exact for this vocabulary (see there) */
     int cfg_flags; /* tokenizer_config.json sets add_bos_token or add_eos_token */
     int add_bos, add_eos;
     char *chat_template;
@@ -127,6 +128,7 @@ struct wc_slot {
 
 struct enc {
     const lk_tokenizer *t;
+    int fast;           /* 0: the plain path (no word cache, no SentencePiece split) */
     struct wc_slot *wc; /* NULL: no cache */
     uint64_t wc_mask;
     struct store st;
@@ -588,6 +590,28 @@ static lk_status model_word(struct enc *e, const struct piece *p)
     return LK_OK;
 }
 
+/* SentencePiece-style tokenizers have no pre-tokenizer, so a whole text is one BPE word. When no
+ * vocabulary entry has a "▁" right after another character (checked at load: spm_split), no
+ * merge can join across such a place, and the merges inside each part happen in the same
+ * relative (rank, position) order as in the whole word: modelling the parts cut before every
+ * "▁" that follows another character gives the same tokens, with smaller heaps and the cache. */
+static lk_status model_split(struct enc *e, const struct piece *p)
+{
+    static const char mark[] = "\xe2\x96\x81"; /* U+2581 */
+    const char *s = e->st.s + p->off;
+    size_t start = 0;
+    for (size_t i = 3; i + 3 <= p->len; i++) {
+        if (memcmp(s + i, mark, 3) != 0 || memcmp(s + i - 3, mark, 3) == 0)
+            continue;
+        struct piece q = {p->off + start, i - start, 0};
+        LK_TRY(model_word(e, &q));
+        s = e->st.s + p->off; /* (the store does not move while modelling; kept for safety) */
+        start = i;
+    }
+    struct piece q = {p->off + start, p->len - start, 0};
+    return model_word(e, &q);
+}
+
 /* Pre-tokenize store bytes [off, off+n) and run the model on every pre-token. */
 static lk_status pretokenize_and_model(struct enc *e, size_t off, size_t n, int first)
 {
@@ -613,7 +637,7 @@ static lk_status pretokenize_and_model(struct enc *e, size_t off, size_t n, int 
     for (int64_t i = 0; i < e->a.n; i++) {
         const struct piece *p = &e->a.p[i];
         if (p->len > 0)
-            LK_TRY(model_word(e, p));
+            LK_TRY(t->spm_split && e->fast ? model_split(e, p) : model_word(e, p));
     }
     return LK_OK;
 }
@@ -701,20 +725,19 @@ lk_status tok_encode(const lk_tokenizer *t, const char *text, size_t len, int ad
 }
 
 lk_status tok_encode_ex(const lk_tokenizer *t, const char *text, size_t len, int add_special,
-                        int cache, tok_out *out)
+                        int fast, tok_out *out)
 {
     if (!t || (!text && len > 0))
         return status_fail(LK_ERR_ARG, "tokenizer encode: NULL %s", t ? "text" : "tokenizer");
     if (len >= UINT32_MAX)
         return status_fail(LK_ERR_ARG,
-                           "tokenizer encode: text of %zu bytes is too long "
-                           "(limit 4 GiB)",
+                           "tokenizer encode: text of %zu bytes is too long (limit "
+                           "4 GiB)",
                            len);
-    struct enc e = {.t = t};
+    struct enc e = {.t = t, .fast = fast != 0};
     e.md = pcre2_match_data_create(4, NULL);
-    if (cache > 0 ||
-        (cache < 0 &&
-         len >= 4096)) { /* long texts repeat words: cache them (failure to allocate is fine) */
+    /* long texts repeat words: cache them (failure to allocate is fine) */
+    if (fast > 0 || (fast < 0 && len >= 4096)) {
         e.wc_mask = (len >= (1 << 18) ? 16384 : 2048) - 1;
         e.wc = calloc(e.wc_mask + 1, sizeof *e.wc);
     }
@@ -1780,6 +1803,23 @@ static lk_status load_config(lk_tokenizer *t, const char *dir)
     return s;
 }
 
+/* 1 if cutting a character-level BPE word before each "▁" that follows another character cannot
+ * change its tokens: "▁" is a token, no token has "▁" right after another character (so no
+ * merge joins across the cut), and whole-word lookups (ignore_merges) are off. */
+static int spm_split_exact(const tok_bpe *m)
+{
+    if (m->byte_level || m->ignore_merges || tok_bpe_find(m, "\xe2\x96\x81", 3) < 0)
+        return 0;
+    for (int64_t id = 0; id < m->n_ids; id++) {
+        const char *s = m->strs + m->off[id];
+        for (int32_t i = 1; i + 3 <= m->len[id]; i++)
+            if (!memcmp(s + i, "\xe2\x96\x81", 3) &&
+                (i < 3 || memcmp(s + i - 3, "\xe2\x96\x81", 3) != 0))
+                return 0;
+    }
+    return 1;
+}
+
 static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
 {
     if (!cJSON_IsObject(j))
@@ -1807,7 +1847,9 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
         if (t->tmpl_post[i] < 0 || t->tmpl_post[i] >= t->vocab_size)
             return BAD(t, "post_processor: id %d outside the vocabulary", t->tmpl_post[i]);
     LK_TRY(build_added_set(t, &t->raw_set, 0));
-    return build_added_set(t, &t->norm_set, 1);
+    LK_TRY(build_added_set(t, &t->norm_set, 1));
+    t->spm_split = spm_split_exact(&t->bpe);
+    return LK_OK;
 }
 
 lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out)

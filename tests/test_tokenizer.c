@@ -477,31 +477,41 @@ static void test_offsets(void **st)
     lk_tokenizer_free(q);
 }
 
-/* The word cache (used for long texts) gives the same ids and offsets as modelling every word. */
-static void test_word_cache(void **st)
+/* The fast paths (word cache; SentencePiece texts cut before "▁") give the same ids and offsets
+ * as the plain path that models every pre-token whole. */
+static void compare_paths(const lk_tokenizer *t, const char *txt, size_t n)
+{
+    tok_out a, b;
+    assert_ok(tok_encode_ex(t, txt, n, 1, 0, &a));
+    assert_ok(tok_encode_ex(t, txt, n, 1, 1, &b));
+    assert_int_equal(a.n, b.n);
+    assert_memory_equal(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
+    assert_memory_equal(a.start, b.start, (size_t)a.n * sizeof *a.start);
+    assert_memory_equal(a.end, b.end, (size_t)a.n * sizeof *a.end);
+    tok_out_free(&a);
+    tok_out_free(&b);
+}
+
+static void test_fast_paths(void **st)
 {
     (void)st;
-    char *txt;
-    size_t n;
+    char *story, *corpus;
+    size_t ns, nc;
     require_file(shared_path("data/tinystories/tinystories_sample.txt"));
-    assert_ok(
-        read_text_file(shared_path("data/tinystories/tinystories_sample.txt"), 1 << 24, &txt, &n));
+    assert_ok(read_text_file(shared_path("data/tinystories/tinystories_sample.txt"), 1 << 24,
+                             &story, &ns));
+    assert_ok(read_text_file(data_path("tok/corpus.inp"), 1 << 24, &corpus, &nc));
     const char *dirs[] = {"models/qwen2.5-tokenizer", "models/llama-3.2-3b-instruct",
-                          "models/llama2-tokenizer"};
-    for (int d = 0; d < 3; d++) {
+                          "models/llama2-tokenizer", "models/mistral-7b-instruct-v0.2",
+                          "models/stories260K-hf"};
+    for (int d = 0; d < 5; d++) {
         lk_tokenizer *t = load_shared(dirs[d]);
-        tok_out a, b;
-        assert_ok(tok_encode_ex(t, txt, n, 1, 0, &a));
-        assert_ok(tok_encode_ex(t, txt, n, 1, 1, &b));
-        assert_int_equal(a.n, b.n);
-        assert_memory_equal(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
-        assert_memory_equal(a.start, b.start, (size_t)a.n * sizeof *a.start);
-        assert_memory_equal(a.end, b.end, (size_t)a.n * sizeof *a.end);
-        tok_out_free(&a);
-        tok_out_free(&b);
+        compare_paths(t, story, ns);
+        compare_paths(t, corpus, nc);
         lk_tokenizer_free(t);
     }
-    free(txt);
+    free(story);
+    free(corpus);
 }
 
 static void write_tok(const char *dir, const char *json);
@@ -638,7 +648,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_corrupt),
-        cmocka_unit_test(test_word_cache),
+        cmocka_unit_test(test_fast_paths),
         cmocka_unit_test(test_variant_metaspace_first),
         cmocka_unit_test(test_variant_metaspace_always),
         cmocka_unit_test(test_variant_gpt2),
