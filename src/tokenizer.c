@@ -62,6 +62,7 @@ struct added {
     size_t pat_len;
     int32_t id;
     int special, lstrip, rstrip, single_word, normalized;
+    int skip; /* decode with skip_special drops it: pat is the content of a special token */
 };
 
 /* Added tokens of one pass, bucketed by first byte, longest first within a bucket. */
@@ -946,10 +947,12 @@ static lk_status decode_tokens(const lk_tokenizer *t, const int32_t *ids, int64_
                                id, (long long)i, (long long)t->vocab_size);
         int32_t a = t->added_of_id[id];
         if (a >= 0) {
-            if (skip_special && t->added[a].special)
+            /* as tokenizers does: the token's string is its (normalised) pattern, and it is
+             * skipped when that string is the content of a special token */
+            if (skip_special && t->added[a].skip)
                 continue;
             raw[cur->count] = 0;
-            LK_TRY(slist_add(cur, t->added[a].content, t->added[a].len));
+            LK_TRY(slist_add(cur, t->added[a].pat, t->added[a].pat_len));
         } else if (id < t->bpe.n_ids && t->bpe.len[id] >= 0) {
             raw[cur->count] = (uint8_t)t->bpe.byte_level;
             LK_TRY(slist_add(cur, t->bpe.strs + t->bpe.off[id], (size_t)t->bpe.len[id]));
@@ -1839,6 +1842,12 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
     for (int i = 0; i < t->n_added; i++) {
         t->added_of_id[t->added[i].id] = i;
         LK_TRY(normalize_pattern(t, &t->added[i]));
+    }
+    for (int i = 0; i < t->n_added; i++) {
+        struct added *a = &t->added[i];
+        for (int k = 0; k < t->n_added && !a->skip; k++)
+            a->skip = t->added[k].special && t->added[k].len == a->pat_len &&
+                      !memcmp(t->added[k].content, a->pat, a->pat_len);
     }
     for (int i = 0; i < t->n_tmpl_pre; i++)
         if (t->tmpl_pre[i] < 0 || t->tmpl_pre[i] >= t->vocab_size)

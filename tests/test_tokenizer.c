@@ -58,14 +58,20 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
     require_file(inp);
     lk_tokenizer *t;
     assert_ok(lk_tokenizer_load(d, &t));
-    inp_file f, dec = {0};
+    inp_file f, dec = {0}, skip = {0};
     inp_load(inp, &f);
-    /* NAME.dec beside NAME.out: Hugging Face's decode of the ids, compared exactly */
-    char decp[4096];
+    /* NAME.dec / NAME.decskip beside NAME.out: Hugging Face's decode of the ids (without / with
+     * skip_special_tokens), compared exactly */
+    char decp[4096], skipp[4096];
     snprintf(decp, sizeof decp, "%.*s.dec", (int)(strlen(o) - 4), o);
+    snprintf(skipp, sizeof skipp, "%.*s.decskip", (int)(strlen(o) - 4), o);
     if (file_exists(decp)) {
         inp_load(decp, &dec);
         assert_int_equal(dec.n, f.n);
+    }
+    if (file_exists(skipp)) {
+        inp_load(skipp, &skip);
+        assert_int_equal(skip.n, f.n);
     }
     char *want_txt;
     size_t wn;
@@ -98,6 +104,15 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
             for (int64_t j = 0; j < n; j++)
                 fprintf(stderr, " %d", ids[j]);
             fprintf(stderr, "\n");
+        }
+        if (skip.n) {
+            char *back;
+            size_t bl;
+            assert_ok(lk_tokenizer_decode(t, ids, n, 1, &back, &bl));
+            if ((bl != skip.len[i] || memcmp(back, skip.s[i], bl) != 0) && bad++ < 5)
+                fprintf(stderr, "%s string %d: decoded '%s', HF '%.*s'\n", skipp, i, back,
+                        (int)skip.len[i], skip.s[i]);
+            free(back);
         }
         if (dec.n) {
             char *back;
@@ -134,6 +149,8 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
     inp_free(&f);
     if (dec.n)
         inp_free(&dec);
+    if (skip.n)
+        inp_free(&skip);
     lk_tokenizer_free(t);
 }
 
@@ -213,6 +230,24 @@ static void test_hf_llama3(void **st)
     (void)st;
     vec3("models/llama-3.2-3b-instruct", "tok/corpus.inp", "tok/hf-llama3.out", 0);
     check_vectors(g_a, g_b, g_c, 0, 1);
+}
+
+/* Special-token texts of every family mixed into the corpus, through all five tokenizers: ids,
+ * decode and decode with skip_special exactly as HF tokenizers gives them. */
+static void test_hf_specials(void **st)
+{
+    (void)st;
+    static const char *const m[][2] = {{"models/qwen2.5-tokenizer", "qwen2.5"},
+                                       {"models/llama-3.2-3b-instruct", "llama3"},
+                                       {"models/llama2-tokenizer", "llama2"},
+                                       {"models/mistral-7b-instruct-v0.2", "mistral"},
+                                       {"models/stories260K-hf", "stories260K"}};
+    for (int k = 0; k < 5; k++) {
+        char out[256];
+        snprintf(out, sizeof out, "tok/hf-specials-%s.out", m[k][1]);
+        vec3(m[k][0], "tok/specials.inp", out, 0);
+        check_vectors(g_a, g_b, g_c, 0, 0);
+    }
 }
 
 /* lstrip / rstrip / single_word / normalized added tokens and ["a","b"] merges, with BOS. */
@@ -388,8 +423,9 @@ static void test_special_tokens(void **st)
     assert_ok(lk_tokenizer_decode(l2, hello2, 3, 0, &txt, &tl));
     assert_string_equal(txt, "<s> Hello world");
     free(txt);
+    /* tokenizers decodes Llama-2's normalized "<s>" as "▁<s>" and does not skip it */
     assert_ok(lk_tokenizer_decode(l2, hello2, 3, 1, &txt, &tl));
-    assert_string_equal(txt, "Hello world");
+    assert_string_equal(txt, "<s> Hello world");
     free(txt);
     lk_tokenizer_free(l2);
 }
@@ -402,6 +438,12 @@ static void test_mistral_inst(void **st)
     /* ids from HF tokenizers 0.23.3: Tokenizer.encode(s, add_special_tokens=False) */
     const int32_t want[] = {1, 733, 16289, 28793, 22557, 733, 28748, 16289, 28793, 23809, 2};
     expect_ids(m, "<s>[INST] Hello [/INST]Hi</s>", 0, want, 11);
+    /* Mistral's specials are not normalized: skip_special drops them */
+    char *txt;
+    size_t tl;
+    assert_ok(lk_tokenizer_decode(m, want, 11, 1, &txt, &tl));
+    assert_string_equal(txt, "[INST] Hello [/INST]Hi");
+    free(txt);
     lk_tokenizer_free(m);
 }
 
@@ -643,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_hf_qwen25),
         cmocka_unit_test(test_hf_llama3),
         cmocka_unit_test(test_added_tokens),
+        cmocka_unit_test(test_hf_specials),
         cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_mistral_inst),
         cmocka_unit_test(test_invalid_utf8),
