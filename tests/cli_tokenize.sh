@@ -40,7 +40,7 @@ fi
 # qwen2.5-tokenizer holds only tokenizer files (no config.json, no weights)
 check text 0 "$tool" -m "$qwen" --text "Hello world" && expect text-ids "9707 1879"
 check json 0 "$tool" -m "$qwen" --text "Hello world" --json
-expect json '{"version":"'"$("$tool" --version | awk '{print $3}')"'","n_tokens":2,"ids":[9707,1879]}'
+expect json '{"version":"'"$("$tool" --version | awk '{print $3}')"'","seed":42,"n_tokens":2,"ids":[9707,1879]}'
 if command -v python3 >/dev/null; then
     check json-decode 0 "$tool" -m "$qwen" --text $'tab\there "quoted" \\ 你好' --decode --json
     echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["decoded"] == "tab\there \"quoted\" \\ 你好", d' ||

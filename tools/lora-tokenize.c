@@ -81,7 +81,8 @@ static int bench(const lk_tokenizer *tok, const char *text, size_t len, int reps
     double dt = now_s() - t0, total = (double)len * reps * n_threads;
     double cpu_mbs = total / cpu / 1e6, wall_mbs = total / dt / 1e6;
     if (json)
-        printf("{\"version\":\"%s\",\"bytes\":%zu,\"tokens\":%lld,\"reps\":%d,\"threads\":%d,"
+        printf("{\"version\":\"%s\",\"seed\":42,\"bytes\":%zu,\"tokens\":%lld,\"reps\":%d,"
+               "\"threads\":%d,"
                "\"seconds\":%.6f,\"cpu_seconds\":%.6f,\"mb_per_s\":%.3f,\"cpu_mb_per_s\":%.3f}\n",
                lk_version(), len, (long long)ntok, reps, n_threads, dt, cpu, wall_mbs, cpu_mbs);
     else
@@ -148,7 +149,8 @@ static int run(const char *dir, const char *text, size_t len, const char *ids_ar
         goto done;
     }
     if (json) {
-        printf("{\"version\":\"%s\",\"n_tokens\":%lld,\"ids\":[", lk_version(), (long long)n);
+        printf("{\"version\":\"%s\",\"seed\":42,\"n_tokens\":%lld,\"ids\":[", lk_version(),
+               (long long)n);
         print_ids(ids, n, ",");
         printf("]");
         if (decode) {
