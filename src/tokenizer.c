@@ -89,8 +89,9 @@ struct lk_tokenizer {
     char *bos_str, *eos_str;
     int32_t tmpl_pre[4], tmpl_post[4]; /* ids the post-processor puts around a sequence */
     int n_tmpl_pre, n_tmpl_post;
-    int spm_split; /* model_split is exact for this vocabulary (see there) */
-    int cfg_flags; /* tokenizer_config.json sets add_bos_token or add_eos_token */
+    int spm_split;    /* model_split is exact for this vocabulary (see there) */
+    int n_added_json; /* entries of added_tokens (for the id bound while loading) */
+    int cfg_flags;    /* tokenizer_config.json sets add_bos_token or add_eos_token */
     int add_bos, add_eos;
     char *chat_template;
 };
@@ -1445,7 +1446,13 @@ static lk_status parse_vocab(lk_tokenizer *t, const cJSON *vocab, int64_t max_ad
             max_id = (int64_t)d;
         total += (int64_t)strlen(it->string);
     }
+    int64_t entries = cJSON_GetArraySize(vocab) + t->n_added_json;
     m->n_ids = (max_id > max_added ? max_id : max_added) + 1;
+    if (m->n_ids == 0)
+        return BAD(t, "model.vocab is empty and there are no added tokens");
+    if (m->n_ids > 2 * entries + 1024) /* ids are dense in real files; a huge one is corrupt */
+        return BAD(t, "token id %lld is far beyond the %lld tokens listed", (long long)m->n_ids - 1,
+                   (long long)entries);
     m->strs = malloc((size_t)total + 1);
     m->off = malloc((size_t)m->n_ids * sizeof *m->off);
     m->len = malloc((size_t)m->n_ids * sizeof *m->len);
@@ -1832,6 +1839,7 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
     LK_TRY(parse_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer")));
     LK_TRY(parse_decoder(t, cJSON_GetObjectItemCaseSensitive(j, "decoder")));
     LK_TRY(parse_post(t, cJSON_GetObjectItemCaseSensitive(j, "post_processor")));
+    t->n_added_json = cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0;
     LK_TRY(parse_model(t, cJSON_GetObjectItemCaseSensitive(j, "model"), max_added_id(added)));
     LK_TRY(parse_added(t, added));
     t->vocab_size = t->bpe.n_ids;

@@ -656,6 +656,11 @@ static void test_corrupt(void **st)
     const int32_t want[] = {2, 0};
     expect_ids(t, "abxa", 1, want, 2);
     lk_tokenizer_free(t);
+    write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 900000000}, "
+                   "\"merges\": []}}");
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "far beyond");
+    write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}");
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "empty");
     /* truncating a real file at many lengths never crashes */
     char *src;
     size_t n;
@@ -667,6 +672,36 @@ static void test_corrupt(void **st)
         t = NULL;
         assert_int_equal(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT);
         assert_null(t);
+    }
+    /* random byte flips load or fail cleanly, and what loads encodes and decodes */
+    uint64_t seed = 11;
+    for (int r = 0; r < 300; r++) {
+        char *mut = malloc(n);
+        memcpy(mut, src, n);
+        for (int k = 0; k < 1 + r % 4; k++) {
+            uint64_t x = rng_next(&seed);
+            mut[x % n] = "\"{}[],:0x\\ "[(x >> 32) % 11];
+        }
+        char p[4096];
+        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+        assert_int_equal(write_file(p, mut, n), 0);
+        free(mut);
+        t = NULL;
+        if (lk_tokenizer_load(dir, &t) == LK_OK) {
+            int32_t *ids;
+            int64_t k;
+            char *back;
+            size_t bl;
+            assert_ok(lk_tokenizer_encode(t, "a [L] word <tool>", 17, 1, &ids, &k));
+            lk_status s = lk_tokenizer_decode(t, ids, k, 0, &back, &bl);
+            assert_true(s == LK_OK || s == LK_ERR_ARG);
+            if (s == LK_OK)
+                free(back);
+            free(ids);
+            lk_tokenizer_free(t);
+        } else {
+            assert_null(t);
+        }
     }
     free(src);
     rm_rf(dir);
