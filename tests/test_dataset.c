@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mapfile.h"
+#include "rng.h"
 
 static lk_tokenizer *load_tok(const char *rel)
 {
@@ -432,6 +433,34 @@ static void test_fuzz_lines(void **st)
     lk_tokenizer_free(t);
 }
 
+/* The shuffle's generator: xoshiro256** reference outputs from state {1, 2, 3, 4} (Vigna's C code),
+ * independent streams per purpose, rng_below in range and unbiased enough. */
+static void test_rng(void **st)
+{
+    (void)st;
+    rng_state r = {{1, 2, 3, 4}};
+    assert_true(rng_next(&r) == 11520u);
+    assert_true(rng_next(&r) == 0u);
+    assert_true(rng_next(&r) == 1509978240u);
+    assert_true(rng_next(&r) == 1215971899390074240u);
+    rng_state a, b, c;
+    rng_init(&a, 42, rng_purpose("dataset-shuffle", 0));
+    rng_init(&b, 42, rng_purpose("dataset-shuffle", 0));
+    rng_init(&c, 42, rng_purpose("dataset-shuffle", 1));
+    uint64_t xa = rng_next(&a), xb = rng_next(&b), xc = rng_next(&c);
+    assert_true(xa == xb && xa != xc);
+    int64_t hist[6] = {0};
+    for (int i = 0; i < 60000; i++) {
+        uint64_t v = rng_below(&a, 6);
+        assert_true(v < 6);
+        hist[v]++;
+    }
+    for (int k = 0; k < 6; k++)
+        assert_true(hist[k] > 9500 && hist[k] < 10500);
+    float u = rng_uniform(&a);
+    assert_true(u >= 0.0f && u < 1.0f);
+}
+
 static void test_attention_mask(void **st)
 {
     (void)st;
@@ -447,10 +476,15 @@ static void test_attention_mask(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_masks_reference), cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_gsm8k_fields),    cmocka_unit_test(test_llamafactory),
-        cmocka_unit_test(test_packing),         cmocka_unit_test(test_shuffle_cursor),
-        cmocka_unit_test(test_attention_mask),  cmocka_unit_test(test_fuzz_lines),
+        cmocka_unit_test(test_masks_reference),
+        cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_gsm8k_fields),
+        cmocka_unit_test(test_llamafactory),
+        cmocka_unit_test(test_packing),
+        cmocka_unit_test(test_shuffle_cursor),
+        cmocka_unit_test(test_attention_mask),
+        cmocka_unit_test(test_fuzz_lines),
+        cmocka_unit_test(test_rng),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
