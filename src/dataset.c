@@ -142,6 +142,8 @@ static const char *str_field(const lk_dataset *d, const cJSON *o, int k, char *w
     const cJSON *v = field(d, o, k);
     if (cJSON_IsString(v))
         return v->valuestring;
+    if (!required && cJSON_IsNull(v)) /* an optional field written as null: absent */
+        return NULL;
     if (v || required)
         *s = v ? SKIP(why, "\"%s\" is not a string", d->col[k])
                : SKIP(why, "missing \"%s\"", d->col[k]);
