@@ -606,8 +606,7 @@ static lk_status model_split(struct enc *e, const struct piece *p)
         if (memcmp(s + i, mark, 3) != 0 || memcmp(s + i - 3, mark, 3) == 0)
             continue;
         struct piece q = {p->off + start, i - start, 0};
-        LK_TRY(model_word(e, &q));
-        s = e->st.s + p->off; /* (the store does not move while modelling; kept for safety) */
+        LK_TRY(model_word(e, &q)); /* (modelling never moves the store) */
         start = i;
     }
     struct piece q = {p->off + start, p->len - start, 0};
@@ -1214,7 +1213,7 @@ static lk_status compile_re(lk_tokenizer *t, const char *pat, size_t len, int li
 {
     int err;
     PCRE2_SIZE eoff;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* LITERAL refuses UCP */
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opts, &err, &eoff, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];

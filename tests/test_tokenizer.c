@@ -350,6 +350,33 @@ static void test_variant_smollm(void **st)
     run_variant("models/qwen2.5-tokenizer", k, v, 2, "tok/hf-qwen-smollm.out", 1);
 }
 
+/* Split behaviours other than Isolated (Regex \s+, or String " " for Contiguous). */
+static void test_variant_split_behaviors(void **st)
+{
+    (void)st;
+    static const char *const beh[] = {"Removed", "MergedWithPrevious", "MergedWithNext",
+                                      "Contiguous"};
+    for (int b = 0; b < 4; b++) {
+        char pre[512], out[256];
+        snprintf(pre, sizeof pre,
+                 "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+                 "\"pattern\": %s, \"behavior\": \"%s\", \"invert\": false}, {\"type\": "
+                 "\"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
+                 "\"use_regex\": false}]}",
+                 b == 3 ? "{\"String\": \" \"}" : "{\"Regex\": \"\\\\s+\"}", beh[b]);
+        const char *k[] = {"normalizer", "pre_tokenizer"};
+        const char *v[] = {"null", pre};
+        char *dir = make_variant("models/qwen2.5-tokenizer", k, v, 2);
+        char inp[4096], o[4096];
+        snprintf(inp, sizeof inp, "%s", data_path("tok/specials.inp"));
+        snprintf(out, sizeof out, "tok/hf-split-%s.out", beh[b]);
+        snprintf(o, sizeof o, "%s", data_path(out));
+        check_vectors(dir, inp, o, 0, 0);
+        rm_rf(dir);
+        free(dir);
+    }
+}
+
 /* ---- special tokens ---- */
 
 static lk_tokenizer *load_shared(const char *rel)
@@ -731,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_variant_metaspace_always),
         cmocka_unit_test(test_variant_gpt2),
         cmocka_unit_test(test_variant_smollm),
+        cmocka_unit_test(test_variant_split_behaviors),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_bad_config),
     };

@@ -132,4 +132,19 @@ for name, d in dict(MODELS, llama2="llama2-tokenizer",
     for suffix, skip in (("dec", False), ("decskip", True)):
         tok_corpus.write_inp(os.path.join(out, f"hf-specials-{name}.{suffix}"),
                              [tk.decode(ids, skip_special_tokens=skip) for ids in enc])
+
+# Split behaviours (Qwen2.5 vocabulary, no normalizer): Split(Regex "\\s+" or String " ",
+# behavior) then ByteLevel without its regex, on the special-token soup: ids only.
+for beh in ["Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"]:
+    pat = {"String": " "} if beh == "Contiguous" else {"Regex": "\\s+"}
+    j = json.load(open(os.path.join(shared, "models/qwen2.5-tokenizer/tokenizer.json")))
+    j["normalizer"] = None
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": pat, "behavior": beh, "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+         "use_regex": False}]}
+    tk = Tokenizer.from_str(json.dumps(j))
+    with open(os.path.join(out, f"hf-split-{beh}.out"), "w") as f:
+        for s in mixed:
+            f.write(" ".join(str(i) for i in tk.encode(s, add_special_tokens=False).ids) + "\n")
 print("tokenizers", tokenizers.__version__)
