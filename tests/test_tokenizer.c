@@ -683,6 +683,17 @@ static void test_corrupt(void **st)
     const int32_t want[] = {2, 0};
     expect_ids(t, "abxa", 1, want, 2);
     lk_tokenizer_free(t);
+    /* BertProcessing puts cls before and sep after; a String Replace normalizer and a
+     * Lowercase run first */
+    write_tok(dir, "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": "
+                   "\"Lowercase\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \"c\"}, "
+                   "\"content\": \"ab\"}]}, \"post_processor\": {\"type\": \"BertProcessing\", "
+                   "\"sep\": [\"b\", 1], \"cls\": [\"a\", 0]}, \"model\": {\"type\": \"BPE\", "
+                   "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}");
+    assert_ok(lk_tokenizer_load(dir, &t));
+    const int32_t bert[] = {0, 2, 2, 1};
+    expect_ids(t, "Cab", 1, bert, 4);
+    lk_tokenizer_free(t);
     write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 900000000}, "
                    "\"merges\": []}}");
     assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "far beyond");
