@@ -109,18 +109,24 @@ static int trains(const int *train, int64_t i)
     return !train || train[i];
 }
 
-/* Qwen2.5 / ChatML:
+static const char qwen_system[] = "You are Qwen, created by Alibaba Cloud. You are a helpful "
+                                  "assistant.";
+
+/* Qwen2.5 / ChatML (SmolLM2 and others alike, with their own default system prompt):
  *   {%- if messages[0]['role'] == 'system' %}<|im_start|>system\n{{content}}<|im_end|>\n
- *   {%- else %}<|im_start|>system\nYou are Qwen, ...<|im_end|>\n{%- endif %}   (Qwen2.5 only)
+ *   {%- else %}<|im_start|>system\nYou are Qwen, ...<|im_end|>\n{%- endif %}  (with a default)
  *   {%- for message in messages %} (user, system not first, assistant):
  *       <|im_start|>{{role}}\n{{content}}<|im_end|>\n
  *   {%- if add_generation_prompt %}<|im_start|>assistant\n */
-static lk_status render_chatml(struct chat_buf *b, int qwen, const struct lk_chat_message *m,
-                               int64_t n, const int *train, int gen)
+static lk_status render_chatml(struct chat_buf *b, const char *default_system,
+                               const struct lk_chat_message *m, int64_t n, const int *train,
+                               int gen)
 {
-    if (qwen && (n == 0 || !is_role(&m[0], "system")))
-        LK_TRY(puts_(b, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a "
-                        "helpful assistant.<|im_end|>\n"));
+    if (default_system && n > 0 && !is_role(&m[0], "system")) {
+        LK_TRY(puts_(b, "<|im_start|>system\n"));
+        LK_TRY(puts_(b, default_system));
+        LK_TRY(puts_(b, "<|im_end|>\n"));
+    }
     for (int64_t i = 0; i < n; i++) {
         LK_TRY(puts_(b, "<|im_start|>"));
         LK_TRY(puts_(b, m[i].role));
@@ -291,10 +297,10 @@ static lk_status check_messages(const struct lk_chat_message *m, int64_t n)
     return LK_OK;
 }
 
-lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format, int add_gen,
-                            const char *date_string, const struct lk_chat_message *msgs, int64_t n,
-                            const int *train, char **text, size_t *len, struct chat_span **spans,
-                            int64_t *n_spans)
+lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format,
+                            const char *default_system, int add_gen, const char *date_string,
+                            const struct lk_chat_message *msgs, int64_t n, const int *train,
+                            char **text, size_t *len, struct chat_span **spans, int64_t *n_spans)
 {
     LK_TRY(check_messages(msgs, n));
     struct chat_buf b = {0};
@@ -303,7 +309,8 @@ lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format, int ad
         switch (format) {
         case LK_CHAT_CHATML:
         case LK_CHAT_QWEN2_5:
-            s = render_chatml(&b, format == LK_CHAT_QWEN2_5, msgs, n, train, add_gen);
+            s = render_chatml(&b, format == LK_CHAT_QWEN2_5 ? qwen_system : default_system, msgs, n,
+                              train, add_gen);
             break;
         case LK_CHAT_LLAMA3:
         case LK_CHAT_LLAMA3_1:
@@ -395,6 +402,55 @@ lk_status lk_chat_detect(const lk_tokenizer *t, lk_chat_format *out)
     return LK_OK;
 }
 
+/* The default system prompt a ChatML template writes when the conversation has none: the text
+ * of a string literal '<|im_start|>system\n...<|im_end|>' in the template (newline written as
+ * \n or literally). NULL if the template has none. */
+static char *chatml_default_system(const char *tm)
+{
+    static const char head[] = "<|im_start|>system";
+    for (const char *p = strstr(tm, head); p; p = strstr(p + 1, head)) {
+        const char *q = p + sizeof head - 1;
+        if (q[0] == '\\' && q[1] == 'n')
+            q += 2;
+        else if (q[0] == '\n')
+            q += 1;
+        else
+            continue;
+        const char *end = strstr(q, "<|im_end|>");
+        if (!end || end == q || memchr(q, '\'', (size_t)(end - q)) ||
+            memchr(q, '"', (size_t)(end - q)) || memchr(q, '{', (size_t)(end - q)))
+            continue; /* not one literal: the system message itself goes there */
+        char *out = malloc((size_t)(end - q) + 1), *o = out;
+        if (!out)
+            return NULL;
+        for (; q < end; q++) {
+            if (q[0] == '\\' && q + 1 < end) {
+                q++;
+                *o++ = *q == 'n' ? '\n' : *q == 't' ? '\t' : *q;
+            } else {
+                *o++ = *q;
+            }
+        }
+        *o = 0;
+        return out;
+    }
+    return NULL;
+}
+
+lk_status chat_resolve(const lk_tokenizer *t, lk_chat_format *format, char **default_system)
+{
+    *default_system = NULL;
+    if (*format != LK_CHAT_AUTO)
+        return LK_OK;
+    LK_TRY(lk_chat_detect(t, format));
+    if (*format == LK_CHAT_CHATML) {
+        *default_system = chatml_default_system(lk_tokenizer_chat_template(t));
+        if (!*default_system && strstr(lk_tokenizer_chat_template(t), "<|im_start|>system"))
+            log_debug("chat: ChatML template without a literal default system prompt");
+    }
+    return LK_OK;
+}
+
 lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
                          const struct lk_chat_message *msgs, int64_t n, char **text, size_t *len)
 {
@@ -404,8 +460,10 @@ lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
     if (!t || !text)
         return status_fail(LK_ERR_ARG, "lk_chat_render: NULL argument");
     lk_chat_format f = p->format;
-    if (f == LK_CHAT_AUTO)
-        LK_TRY(lk_chat_detect(t, &f));
-    return chat_render_spans(t, f, p->add_generation_prompt, p->date_string, msgs, n, NULL, text,
-                             len, NULL, NULL);
+    char *sys = NULL;
+    LK_TRY(chat_resolve(t, &f, &sys));
+    lk_status s = chat_render_spans(t, f, sys, p->add_generation_prompt, p->date_string, msgs, n,
+                                    NULL, text, len, NULL, NULL);
+    free(sys);
+    return s;
 }

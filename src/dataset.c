@@ -49,7 +49,8 @@ struct lk_dataset {
     struct lk_dataset_params p;
     char *col[N_KEYS]; /* column name of each canonical key */
     lk_chat_format chat;
-    int array_file; /* "element N" instead of "line N" in messages */
+    char *chat_system; /* ChatML default system prompt found in the template, or NULL */
+    int array_file;    /* "element N" instead of "line N" in messages */
     /* examples: ids/labels pools, per example offset/length/line */
     int32_t *ids, *labels;
     int64_t n_tok, cap_tok;
@@ -141,6 +142,8 @@ static const char *str_field(const lk_dataset *d, const cJSON *o, int k, char *w
     const cJSON *v = field(d, o, k);
     if (cJSON_IsString(v))
         return v->valuestring;
+    if (!required && cJSON_IsNull(v)) /* an optional field written as null: absent */
+        return NULL;
     if (v || required)
         *s = v ? SKIP(why, "\"%s\" is not a string", d->col[k])
                : SKIP(why, "missing \"%s\"", d->col[k]);
@@ -287,7 +290,7 @@ static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e,
     if (!cJSON_IsArray(list))
         return SKIP(why, "\"%s\" is not a list", d->col[sharegpt ? K_CONVERSATIONS : K_MESSAGES]);
     if (d->chat == LK_CHAT_AUTO) /* resolved once; failure is a setup error, not a bad line */
-        LK_TRY(status_wrap(lk_chat_detect(d->t, &d->chat), "%s", d->path));
+        LK_TRY(status_wrap(chat_resolve(d->t, &d->chat, &d->chat_system), "%s", d->path));
     struct msg_set ms = {0};
     char *text = NULL;
     size_t len = 0;
@@ -296,8 +299,8 @@ static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e,
     tok_out enc = {0};
     lk_status s = read_messages(list, sharegpt, &ms, why);
     if (s == LK_OK) {
-        s = chat_render_spans(d->t, d->chat, 0, d->p.chat_date, ms.m, ms.n, ms.train, &text, &len,
-                              &sp, &nsp);
+        s = chat_render_spans(d->t, d->chat, d->chat_system, 0, d->p.chat_date, ms.m, ms.n,
+                              ms.train, &text, &len, &sp, &nsp);
         if (s == LK_ERR_ARG) /* the template refuses this conversation */
             s = SKIP(why, "%s", lk_last_error());
     }
@@ -802,11 +805,14 @@ lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
     if (s == LK_OK)
         s = read_text_file(path, (size_t)1 << 34, &buf, &n);
     if (s == LK_OK) {
-        size_t a = 0;
+        size_t a = n >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? 3 : 0; /* UTF-8 BOM */
+        if (a) /* blank it so line 1 still parses */
+            memset(buf, ' ', 3);
         while (a < n && (buf[a] == ' ' || buf[a] == '\n' || buf[a] == '\r' || buf[a] == '\t'))
             a++;
         s = a < n && buf[a] == '[' ? load_array(d, buf, n) : load_lines(d, buf, n);
     }
+    d->p.chat_date = NULL; /* borrowed for the load only */
     free(buf);
     if (s == LK_OK)
         s = finish_load(d);
@@ -827,6 +833,7 @@ void lk_dataset_free(lk_dataset *d)
     for (int k = 0; k < N_KEYS; k++)
         free(d->col[k]);
     free(d->bad);
+    free(d->chat_system);
     free(d->ids);
     free(d->labels);
     free(d->ex_off);

@@ -62,6 +62,7 @@ struct added {
     size_t pat_len;
     int32_t id;
     int special, lstrip, rstrip, single_word, normalized;
+    int skip; /* decode with skip_special drops it: pat is the content of a special token */
 };
 
 /* Added tokens of one pass, bucketed by first byte, longest first within a bucket. */
@@ -88,7 +89,9 @@ struct lk_tokenizer {
     char *bos_str, *eos_str;
     int32_t tmpl_pre[4], tmpl_post[4]; /* ids the post-processor puts around a sequence */
     int n_tmpl_pre, n_tmpl_post;
-    int cfg_flags; /* tokenizer_config.json sets add_bos_token or add_eos_token */
+    int spm_split;    /* model_split is exact for this vocabulary (see there) */
+    int n_added_json; /* entries of added_tokens (for the id bound while loading) */
+    int cfg_flags;    /* tokenizer_config.json sets add_bos_token or add_eos_token */
     int add_bos, add_eos;
     char *chat_template;
 };
@@ -127,6 +130,7 @@ struct wc_slot {
 
 struct enc {
     const lk_tokenizer *t;
+    int fast;           /* 0: the plain path (no word cache, no SentencePiece split) */
     struct wc_slot *wc; /* NULL: no cache */
     uint64_t wc_mask;
     struct store st;
@@ -588,6 +592,27 @@ static lk_status model_word(struct enc *e, const struct piece *p)
     return LK_OK;
 }
 
+/* SentencePiece-style tokenizers have no pre-tokenizer, so a whole text is one BPE word. When no
+ * vocabulary entry has a "▁" right after another character (checked at load: spm_split), no
+ * merge can join across such a place, and the merges inside each part happen in the same
+ * relative (rank, position) order as in the whole word: modelling the parts cut before every
+ * "▁" that follows another character gives the same tokens, with smaller heaps and the cache. */
+static lk_status model_split(struct enc *e, const struct piece *p)
+{
+    static const char mark[] = "\xe2\x96\x81"; /* U+2581 */
+    const char *s = e->st.s + p->off;
+    size_t start = 0;
+    for (size_t i = 3; i + 3 <= p->len; i++) {
+        if (memcmp(s + i, mark, 3) != 0 || memcmp(s + i - 3, mark, 3) == 0)
+            continue;
+        struct piece q = {p->off + start, i - start, 0};
+        LK_TRY(model_word(e, &q)); /* (modelling never moves the store) */
+        start = i;
+    }
+    struct piece q = {p->off + start, p->len - start, 0};
+    return model_word(e, &q);
+}
+
 /* Pre-tokenize store bytes [off, off+n) and run the model on every pre-token. */
 static lk_status pretokenize_and_model(struct enc *e, size_t off, size_t n, int first)
 {
@@ -613,7 +638,7 @@ static lk_status pretokenize_and_model(struct enc *e, size_t off, size_t n, int 
     for (int64_t i = 0; i < e->a.n; i++) {
         const struct piece *p = &e->a.p[i];
         if (p->len > 0)
-            LK_TRY(model_word(e, p));
+            LK_TRY(t->spm_split && e->fast ? model_split(e, p) : model_word(e, p));
     }
     return LK_OK;
 }
@@ -701,27 +726,28 @@ lk_status tok_encode(const lk_tokenizer *t, const char *text, size_t len, int ad
 }
 
 lk_status tok_encode_ex(const lk_tokenizer *t, const char *text, size_t len, int add_special,
-                        int cache, tok_out *out)
+                        int fast, tok_out *out)
 {
     if (!t || (!text && len > 0))
         return status_fail(LK_ERR_ARG, "tokenizer encode: NULL %s", t ? "text" : "tokenizer");
     if (len >= UINT32_MAX)
         return status_fail(LK_ERR_ARG,
-                           "tokenizer encode: text of %zu bytes is too long "
-                           "(limit 4 GiB)",
+                           "tokenizer encode: text of %zu bytes is too long (limit "
+                           "4 GiB)",
                            len);
-    struct enc e = {.t = t};
+    struct enc e = {.t = t, .fast = fast != 0};
     e.md = pcre2_match_data_create(4, NULL);
-    if (cache > 0 ||
-        (cache < 0 &&
-         len >= 4096)) { /* long texts repeat words: cache them (failure to allocate is fine) */
+    /* long texts repeat words: cache them (failure to allocate is fine) */
+    if (fast > 0 || (fast < 0 && len >= 4096)) {
         e.wc_mask = (len >= (1 << 18) ? 16384 : 2048) - 1;
         e.wc = calloc(e.wc_mask + 1, sizeof *e.wc);
     }
     lk_status s = e.md ? encode_all(&e, text ? text : "", len, add_special)
                        : status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
-    if (s == LK_OK && !e.out.ids)
-        s = tok_out_push(&e.out, 0, 0, 0), e.out.n = 0;
+    if (s == LK_OK && !e.out.ids) { /* no tokens: still hand back an allocated array */
+        s = tok_out_push(&e.out, 0, 0, 0);
+        e.out.n = 0;
+    }
     if (s == LK_OK) {
         *out = e.out;
         memset(&e.out, 0, sizeof e.out);
@@ -921,10 +947,12 @@ static lk_status decode_tokens(const lk_tokenizer *t, const int32_t *ids, int64_
                                id, (long long)i, (long long)t->vocab_size);
         int32_t a = t->added_of_id[id];
         if (a >= 0) {
-            if (skip_special && t->added[a].special)
+            /* as tokenizers does: the token's string is its (normalised) pattern, and it is
+             * skipped when that string is the content of a special token */
+            if (skip_special && t->added[a].skip)
                 continue;
             raw[cur->count] = 0;
-            LK_TRY(slist_add(cur, t->added[a].content, t->added[a].len));
+            LK_TRY(slist_add(cur, t->added[a].pat, t->added[a].pat_len));
         } else if (id < t->bpe.n_ids && t->bpe.len[id] >= 0) {
             raw[cur->count] = (uint8_t)t->bpe.byte_level;
             LK_TRY(slist_add(cur, t->bpe.strs + t->bpe.off[id], (size_t)t->bpe.len[id]));
@@ -1185,7 +1213,7 @@ static lk_status compile_re(lk_tokenizer *t, const char *pat, size_t len, int li
 {
     int err;
     PCRE2_SIZE eoff;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* LITERAL refuses UCP */
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opts, &err, &eoff, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
@@ -1284,6 +1312,14 @@ static lk_status parse_pretokenizer(lk_tokenizer *t, const cJSON *j)
         if (jbool(j, "use_regex", 1))
             LK_TRY(compile_re(t, gpt2_regex, sizeof gpt2_regex - 1, 0, &ps.re));
         t->bpe.byte_level = 1;
+    } else if (strcmp(type, "Digits") == 0) {
+        /* Rust's char::is_numeric is \p{N}; runs of them stay together unless individual */
+        static const char one[] = "\\p{N}", run[] = "\\p{N}+";
+        int indiv = jbool(j, "individual_digits", 0);
+        ps.kind = P_SPLIT;
+        ps.behavior = B_ISOLATED;
+        LK_TRY(
+            compile_re(t, indiv ? one : run, indiv ? sizeof one - 1 : sizeof run - 1, 0, &ps.re));
     } else if (strcmp(type, "Metaspace") == 0) {
         ps.kind = P_METASPACE;
         LK_TRY(parse_metaspace_repl(t, j, ps.repl, &ps.repl_len));
@@ -1409,7 +1445,13 @@ static lk_status parse_vocab(lk_tokenizer *t, const cJSON *vocab, int64_t max_ad
             max_id = (int64_t)d;
         total += (int64_t)strlen(it->string);
     }
+    int64_t entries = cJSON_GetArraySize(vocab) + t->n_added_json;
     m->n_ids = (max_id > max_added ? max_id : max_added) + 1;
+    if (m->n_ids == 0)
+        return BAD(t, "model.vocab is empty and there are no added tokens");
+    if (m->n_ids > 2 * entries + 1024) /* ids are dense in real files; a huge one is corrupt */
+        return BAD(t, "token id %lld is far beyond the %lld tokens listed", (long long)m->n_ids - 1,
+                   (long long)entries);
     m->strs = malloc((size_t)total + 1);
     m->off = malloc((size_t)m->n_ids * sizeof *m->off);
     m->len = malloc((size_t)m->n_ids * sizeof *m->len);
@@ -1770,6 +1812,23 @@ static lk_status load_config(lk_tokenizer *t, const char *dir)
     return s;
 }
 
+/* 1 if cutting a character-level BPE word before each "▁" that follows another character cannot
+ * change its tokens: "▁" is a token, no token has "▁" right after another character (so no
+ * merge joins across the cut), and whole-word lookups (ignore_merges) are off. */
+static int spm_split_exact(const tok_bpe *m)
+{
+    if (m->byte_level || m->ignore_merges || tok_bpe_find(m, "\xe2\x96\x81", 3) < 0)
+        return 0;
+    for (int64_t id = 0; id < m->n_ids; id++) {
+        const char *s = m->strs + m->off[id];
+        for (int32_t i = 1; i + 3 <= m->len[id]; i++)
+            if (!memcmp(s + i, "\xe2\x96\x81", 3) &&
+                (i < 3 || memcmp(s + i - 3, "\xe2\x96\x81", 3) != 0))
+                return 0;
+    }
+    return 1;
+}
+
 static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
 {
     if (!cJSON_IsObject(j))
@@ -1779,6 +1838,7 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
     LK_TRY(parse_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer")));
     LK_TRY(parse_decoder(t, cJSON_GetObjectItemCaseSensitive(j, "decoder")));
     LK_TRY(parse_post(t, cJSON_GetObjectItemCaseSensitive(j, "post_processor")));
+    t->n_added_json = cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0;
     LK_TRY(parse_model(t, cJSON_GetObjectItemCaseSensitive(j, "model"), max_added_id(added)));
     LK_TRY(parse_added(t, added));
     t->vocab_size = t->bpe.n_ids;
@@ -1790,6 +1850,12 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
         t->added_of_id[t->added[i].id] = i;
         LK_TRY(normalize_pattern(t, &t->added[i]));
     }
+    for (int i = 0; i < t->n_added; i++) {
+        struct added *a = &t->added[i];
+        for (int k = 0; k < t->n_added && !a->skip; k++)
+            a->skip = t->added[k].special && t->added[k].len == a->pat_len &&
+                      !memcmp(t->added[k].content, a->pat, a->pat_len);
+    }
     for (int i = 0; i < t->n_tmpl_pre; i++)
         if (t->tmpl_pre[i] < 0 || t->tmpl_pre[i] >= t->vocab_size)
             return BAD(t, "post_processor: id %d outside the vocabulary", t->tmpl_pre[i]);
@@ -1797,7 +1863,9 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
         if (t->tmpl_post[i] < 0 || t->tmpl_post[i] >= t->vocab_size)
             return BAD(t, "post_processor: id %d outside the vocabulary", t->tmpl_post[i]);
     LK_TRY(build_added_set(t, &t->raw_set, 0));
-    return build_added_set(t, &t->norm_set, 1);
+    LK_TRY(build_added_set(t, &t->norm_set, 1));
+    t->spm_split = spm_split_exact(&t->bpe);
+    return LK_OK;
 }
 
 lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out)

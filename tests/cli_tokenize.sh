@@ -40,7 +40,7 @@ fi
 # qwen2.5-tokenizer holds only tokenizer files (no config.json, no weights)
 check text 0 "$tool" -m "$qwen" --text "Hello world" && expect text-ids "9707 1879"
 check json 0 "$tool" -m "$qwen" --text "Hello world" --json
-expect json '{"version":"'"$("$tool" --version | awk '{print $3}')"'","n_tokens":2,"ids":[9707,1879]}'
+expect json '{"version":"'"$("$tool" --version | awk '{print $3}')"'","seed":42,"n_tokens":2,"ids":[9707,1879]}'
 if command -v python3 >/dev/null; then
     check json-decode 0 "$tool" -m "$qwen" --text $'tab\there "quoted" \\ 你好' --decode --json
     echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["decoded"] == "tab\there \"quoted\" \\ 你好", d' ||
@@ -62,6 +62,26 @@ grep -q -- "--chat-template" /tmp/cli_tok_err.$$ || { echo "FAIL no-template hin
 # "<s>" is a normalized token in Llama-2's tokenizer.json, so "[" gets no "▁" (HF agrees)
 check chat-named 0 "$tool" -m "$llama2" --text "Hi" --chat-template llama2 && expect chat-named "1 29961 25580 29962 6324 518 29914 25580 29962"
 check bench 0 "$tool" -m "$qwen" --file /tmp/cli_tok_in.$$ --bench 3 --json
+# --data: a dataset as training loads it
+ds="$src/tests/data/tok/ds"
+check data 0 "$tool" -m "$qwen" --data "$ds/messages.jsonl" --show 1 -q
+echo "$out" | grep -q '^examples 4 (bad 0)' || { echo "FAIL data summary: $out"; fails=$((fails + 1)); }
+echo "$out" | grep -q '^\[\[Hello! How can I help?<|im_end|>\]\]$' ||
+    { echo "FAIL data show: $out"; fails=$((fails + 1)); }
+check data-bad 0 "$tool" -m "$qwen" --data "$ds/bad.jsonl" --json -q
+if command -v python3 >/dev/null; then
+    echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["examples"] == 2 and d["bad"] == 10 and d["bad_examples"][0]["line"] == 2, d' ||
+        { echo "FAIL data-bad json: $out"; fails=$((fails + 1)); }
+fi
+check data-strict 1 "$tool" -m "$qwen" --data "$ds/bad.jsonl" --strict
+grep -q "line 2: invalid JSON" /tmp/cli_tok_err.$$ || { echo "FAIL strict message"; fails=$((fails + 1)); }
+check data-fields 0 "$tool" -m "$qwen" --data "$ds/fields.jsonl" --fields prompt=question,completion=answer -q
+check data-no-fields 1 "$tool" -m "$qwen" --data "$ds/fields.jsonl"
+grep -q -- "--fields" /tmp/cli_tok_err.$$ || { echo "FAIL no-fields hint"; fails=$((fails + 1)); }
+check data-no-template 1 "$tool" -m "$llama2" --data "$ds/messages.jsonl"
+check data-named-template 0 "$tool" -m "$llama2" --data "$ds/alpaca.jsonl" --chat-template alpaca -q
+check seed-without-data 2 "$tool" -m "$qwen" --text a --seed 3
+check bad-seq-len 2 "$tool" -m "$qwen" --data "$ds/text.jsonl" --seq-len 0
 # bad folders: exit 1 with the file named
 check missing 1 "$tool" -m /nonexistent --text a
 grep -q "tokenizer.json" /tmp/cli_tok_err.$$ || { echo "FAIL missing: message"; fails=$((fails + 1)); }

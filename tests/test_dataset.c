@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mapfile.h"
+#include "rng.h"
 
 static lk_tokenizer *load_tok(const char *rel)
 {
@@ -137,6 +138,16 @@ static void test_bad_lines(void **st)
     assert_non_null(lk_dataset_bad(d, 0, &line));
     assert_int_equal(line, 2);
     lk_dataset_free(d);
+    /* a UTF-8 byte order mark before line 1 is ignored */
+    char *dir = make_temp_dir(), bom[4096];
+    snprintf(bom, sizeof bom, "%s/bom.jsonl", dir);
+    const char bom_txt[] = "\xEF\xBB\xBF{\"text\": \"x\"}\n";
+    assert_int_equal(write_file(bom, bom_txt, sizeof bom_txt - 1), 0);
+    d = load_ds(bom, t, &p);
+    assert_int_equal(lk_dataset_get_stats(d)->examples, 1);
+    lk_dataset_free(d);
+    rm_rf(dir);
+    free(dir);
     /* bad --fields, missing file */
     p.fields = "prompt";
     assert_status(lk_dataset_load(data_path("tok/ds/pc.jsonl"), t, &p, &d), LK_ERR_ARG, "--fields");
@@ -373,6 +384,83 @@ static void test_shuffle_cursor(void **st)
     lk_tokenizer_free(t);
 }
 
+/* Garbage never crashes the loader: mutated copies of valid lines (bytes flipped, cut short,
+ * duplicated) are either kept or counted as bad. */
+static void test_fuzz_lines(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load_tok("models/stories260K-hf");
+    char *src;
+    size_t n;
+    assert_ok(read_text_file(data_path("tok/ds/messages.jsonl"), 1 << 20, &src, &n));
+    char *dir = make_temp_dir(), path[4096];
+    snprintf(path, sizeof path, "%s/f.jsonl", dir);
+    FILE *f = fopen(path, "wb");
+    uint64_t x = 99;
+    for (int r = 0; r < 400; r++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        size_t a = (x >> 33) % n, len = 1 + (x >> 13) % 300;
+        if (a + len > n)
+            len = n - a;
+        char buf[301];
+        memcpy(buf, src + a, len);
+        for (int k = 0; k < 3; k++) { /* flip a few bytes, keep lines intact */
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            char c = (char)(x >> 56);
+            buf[(x >> 20) % len] = c == '\n' ? ' ' : c;
+        }
+        for (size_t k = 0; k < len; k++)
+            if (buf[k] == '\n')
+                buf[k] = ' ';
+        fwrite(buf, 1, len, f);
+        fputc('\n', f);
+    }
+    fwrite(src, 1, n, f); /* some valid lines so the load succeeds */
+    fclose(f);
+    struct lk_dataset_params p = lk_dataset_params_default();
+    p.max_reported = 0;
+    p.seq_len = 128;
+    p.chat_format = LK_CHAT_CHATML;
+    lk_dataset *d;
+    assert_ok(lk_dataset_load(path, t, &p, &d));
+    const struct lk_dataset_stats *s = lk_dataset_get_stats(d);
+    assert_int_equal(s->examples + s->bad, s->lines);
+    assert_true(s->examples >= 4);
+    lk_dataset_free(d);
+    free(src);
+    rm_rf(dir);
+    free(dir);
+    lk_tokenizer_free(t);
+}
+
+/* The shuffle's generator: xoshiro256** reference outputs from state {1, 2, 3, 4} (Vigna's C code),
+ * independent streams per purpose, rng_below in range and unbiased enough. */
+static void test_rng(void **st)
+{
+    (void)st;
+    rng_state r = {{1, 2, 3, 4}};
+    assert_true(rng_next(&r) == 11520u);
+    assert_true(rng_next(&r) == 0u);
+    assert_true(rng_next(&r) == 1509978240u);
+    assert_true(rng_next(&r) == 1215971899390074240u);
+    rng_state a, b, c;
+    rng_init(&a, 42, rng_purpose("dataset-shuffle", 0));
+    rng_init(&b, 42, rng_purpose("dataset-shuffle", 0));
+    rng_init(&c, 42, rng_purpose("dataset-shuffle", 1));
+    uint64_t xa = rng_next(&a), xb = rng_next(&b), xc = rng_next(&c);
+    assert_true(xa == xb && xa != xc);
+    int64_t hist[6] = {0};
+    for (int i = 0; i < 60000; i++) {
+        uint64_t v = rng_below(&a, 6);
+        assert_true(v < 6);
+        hist[v]++;
+    }
+    for (int k = 0; k < 6; k++)
+        assert_true(hist[k] > 9500 && hist[k] < 10500);
+    float u = rng_uniform(&a);
+    assert_true(u >= 0.0f && u < 1.0f);
+}
+
 static void test_attention_mask(void **st)
 {
     (void)st;
@@ -388,10 +476,15 @@ static void test_attention_mask(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_masks_reference), cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_gsm8k_fields),    cmocka_unit_test(test_llamafactory),
-        cmocka_unit_test(test_packing),         cmocka_unit_test(test_shuffle_cursor),
+        cmocka_unit_test(test_masks_reference),
+        cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_gsm8k_fields),
+        cmocka_unit_test(test_llamafactory),
+        cmocka_unit_test(test_packing),
+        cmocka_unit_test(test_shuffle_cursor),
         cmocka_unit_test(test_attention_mask),
+        cmocka_unit_test(test_fuzz_lines),
+        cmocka_unit_test(test_rng),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,14 +58,20 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
     require_file(inp);
     lk_tokenizer *t;
     assert_ok(lk_tokenizer_load(d, &t));
-    inp_file f, dec = {0};
+    inp_file f, dec = {0}, skip = {0};
     inp_load(inp, &f);
-    /* NAME.dec beside NAME.out: Hugging Face's decode of the ids, compared exactly */
-    char decp[4096];
+    /* NAME.dec / NAME.decskip beside NAME.out: Hugging Face's decode of the ids (without / with
+     * skip_special_tokens), compared exactly */
+    char decp[4096], skipp[4096];
     snprintf(decp, sizeof decp, "%.*s.dec", (int)(strlen(o) - 4), o);
+    snprintf(skipp, sizeof skipp, "%.*s.decskip", (int)(strlen(o) - 4), o);
     if (file_exists(decp)) {
         inp_load(decp, &dec);
         assert_int_equal(dec.n, f.n);
+    }
+    if (file_exists(skipp)) {
+        inp_load(skipp, &skip);
+        assert_int_equal(skip.n, f.n);
     }
     char *want_txt;
     size_t wn;
@@ -98,6 +104,15 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
             for (int64_t j = 0; j < n; j++)
                 fprintf(stderr, " %d", ids[j]);
             fprintf(stderr, "\n");
+        }
+        if (skip.n) {
+            char *back;
+            size_t bl;
+            assert_ok(lk_tokenizer_decode(t, ids, n, 1, &back, &bl));
+            if ((bl != skip.len[i] || memcmp(back, skip.s[i], bl) != 0) && bad++ < 5)
+                fprintf(stderr, "%s string %d: decoded '%s', HF '%.*s'\n", skipp, i, back,
+                        (int)skip.len[i], skip.s[i]);
+            free(back);
         }
         if (dec.n) {
             char *back;
@@ -134,6 +149,8 @@ static void check_vectors(const char *dir, const char *inp, const char *out, int
     inp_free(&f);
     if (dec.n)
         inp_free(&dec);
+    if (skip.n)
+        inp_free(&skip);
     lk_tokenizer_free(t);
 }
 
@@ -213,6 +230,24 @@ static void test_hf_llama3(void **st)
     (void)st;
     vec3("models/llama-3.2-3b-instruct", "tok/corpus.inp", "tok/hf-llama3.out", 0);
     check_vectors(g_a, g_b, g_c, 0, 1);
+}
+
+/* Special-token texts of every family mixed into the corpus, through all five tokenizers: ids,
+ * decode and decode with skip_special exactly as HF tokenizers gives them. */
+static void test_hf_specials(void **st)
+{
+    (void)st;
+    static const char *const m[][2] = {{"models/qwen2.5-tokenizer", "qwen2.5"},
+                                       {"models/llama-3.2-3b-instruct", "llama3"},
+                                       {"models/llama2-tokenizer", "llama2"},
+                                       {"models/mistral-7b-instruct-v0.2", "mistral"},
+                                       {"models/stories260K-hf", "stories260K"}};
+    for (int k = 0; k < 5; k++) {
+        char out[256];
+        snprintf(out, sizeof out, "tok/hf-specials-%s.out", m[k][1]);
+        vec3(m[k][0], "tok/specials.inp", out, 0);
+        check_vectors(g_a, g_b, g_c, 0, 0);
+    }
 }
 
 /* lstrip / rstrip / single_word / normalized added tokens and ["a","b"] merges, with BOS. */
@@ -303,6 +338,45 @@ static void test_variant_gpt2(void **st)
     run_variant("models/qwen2.5-tokenizer", k, v, 2, "tok/hf-qwen-gpt2.out", 1);
 }
 
+/* SmolLM's pre-tokenizer: Digits(individual_digits) before the GPT-2 ByteLevel split. */
+static void test_variant_smollm(void **st)
+{
+    (void)st;
+    const char *k[] = {"normalizer", "pre_tokenizer"};
+    const char *v[] = {"null", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+                               "\"Digits\", \"individual_digits\": true}, {\"type\": "
+                               "\"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": "
+                               "true, \"use_regex\": true}]}"};
+    run_variant("models/qwen2.5-tokenizer", k, v, 2, "tok/hf-qwen-smollm.out", 1);
+}
+
+/* Split behaviours other than Isolated (Regex \s+, or String " " for Contiguous). */
+static void test_variant_split_behaviors(void **st)
+{
+    (void)st;
+    static const char *const beh[] = {"Removed", "MergedWithPrevious", "MergedWithNext",
+                                      "Contiguous"};
+    for (int b = 0; b < 4; b++) {
+        char pre[512], out[256];
+        snprintf(pre, sizeof pre,
+                 "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+                 "\"pattern\": %s, \"behavior\": \"%s\", \"invert\": false}, {\"type\": "
+                 "\"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
+                 "\"use_regex\": false}]}",
+                 b == 3 ? "{\"String\": \" \"}" : "{\"Regex\": \"\\\\s+\"}", beh[b]);
+        const char *k[] = {"normalizer", "pre_tokenizer"};
+        const char *v[] = {"null", pre};
+        char *dir = make_variant("models/qwen2.5-tokenizer", k, v, 2);
+        char inp[4096], o[4096];
+        snprintf(inp, sizeof inp, "%s", data_path("tok/specials.inp"));
+        snprintf(out, sizeof out, "tok/hf-split-%s.out", beh[b]);
+        snprintf(o, sizeof o, "%s", data_path(out));
+        check_vectors(dir, inp, o, 0, 0);
+        rm_rf(dir);
+        free(dir);
+    }
+}
+
 /* ---- special tokens ---- */
 
 static lk_tokenizer *load_shared(const char *rel)
@@ -376,8 +450,9 @@ static void test_special_tokens(void **st)
     assert_ok(lk_tokenizer_decode(l2, hello2, 3, 0, &txt, &tl));
     assert_string_equal(txt, "<s> Hello world");
     free(txt);
+    /* tokenizers decodes Llama-2's normalized "<s>" as "▁<s>" and does not skip it */
     assert_ok(lk_tokenizer_decode(l2, hello2, 3, 1, &txt, &tl));
-    assert_string_equal(txt, "Hello world");
+    assert_string_equal(txt, "<s> Hello world");
     free(txt);
     lk_tokenizer_free(l2);
 }
@@ -390,6 +465,12 @@ static void test_mistral_inst(void **st)
     /* ids from HF tokenizers 0.23.3: Tokenizer.encode(s, add_special_tokens=False) */
     const int32_t want[] = {1, 733, 16289, 28793, 22557, 733, 28748, 16289, 28793, 23809, 2};
     expect_ids(m, "<s>[INST] Hello [/INST]Hi</s>", 0, want, 11);
+    /* Mistral's specials are not normalized: skip_special drops them */
+    char *txt;
+    size_t tl;
+    assert_ok(lk_tokenizer_decode(m, want, 11, 1, &txt, &tl));
+    assert_string_equal(txt, "[INST] Hello [/INST]Hi");
+    free(txt);
     lk_tokenizer_free(m);
 }
 
@@ -465,31 +546,101 @@ static void test_offsets(void **st)
     lk_tokenizer_free(q);
 }
 
-/* The word cache (used for long texts) gives the same ids and offsets as modelling every word. */
-static void test_word_cache(void **st)
+/* The fast paths (word cache; SentencePiece texts cut before "▁") give the same ids and offsets
+ * as the plain path that models every pre-token whole. */
+static void compare_paths(const lk_tokenizer *t, const char *txt, size_t n)
+{
+    tok_out a, b;
+    assert_ok(tok_encode_ex(t, txt, n, 1, 0, &a));
+    assert_ok(tok_encode_ex(t, txt, n, 1, 1, &b));
+    assert_int_equal(a.n, b.n);
+    assert_memory_equal(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
+    assert_memory_equal(a.start, b.start, (size_t)a.n * sizeof *a.start);
+    assert_memory_equal(a.end, b.end, (size_t)a.n * sizeof *a.end);
+    tok_out_free(&a);
+    tok_out_free(&b);
+}
+
+static void test_fast_paths(void **st)
 {
     (void)st;
-    char *txt;
-    size_t n;
+    char *story, *corpus;
+    size_t ns, nc;
     require_file(shared_path("data/tinystories/tinystories_sample.txt"));
-    assert_ok(
-        read_text_file(shared_path("data/tinystories/tinystories_sample.txt"), 1 << 24, &txt, &n));
+    assert_ok(read_text_file(shared_path("data/tinystories/tinystories_sample.txt"), 1 << 24,
+                             &story, &ns));
+    assert_ok(read_text_file(data_path("tok/corpus.inp"), 1 << 24, &corpus, &nc));
     const char *dirs[] = {"models/qwen2.5-tokenizer", "models/llama-3.2-3b-instruct",
-                          "models/llama2-tokenizer"};
-    for (int d = 0; d < 3; d++) {
+                          "models/llama2-tokenizer", "models/mistral-7b-instruct-v0.2",
+                          "models/stories260K-hf"};
+    for (int d = 0; d < 5; d++) {
         lk_tokenizer *t = load_shared(dirs[d]);
-        tok_out a, b;
-        assert_ok(tok_encode_ex(t, txt, n, 1, 0, &a));
-        assert_ok(tok_encode_ex(t, txt, n, 1, 1, &b));
-        assert_int_equal(a.n, b.n);
-        assert_memory_equal(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
-        assert_memory_equal(a.start, b.start, (size_t)a.n * sizeof *a.start);
-        assert_memory_equal(a.end, b.end, (size_t)a.n * sizeof *a.end);
-        tok_out_free(&a);
-        tok_out_free(&b);
+        compare_paths(t, story, ns);
+        compare_paths(t, corpus, nc);
         lk_tokenizer_free(t);
     }
+    free(story);
+    free(corpus);
+}
+
+static void write_tok(const char *dir, const char *json);
+
+/* One tokenizer, four threads encoding at once: the same ids as one thread (no shared state). */
+static void test_threads(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load_shared("models/qwen2.5-tokenizer");
+    char *txt;
+    size_t n;
+    assert_ok(read_text_file(data_path("tok/corpus.inp"), 1 << 24, &txt, &n));
+    int32_t *ref;
+    int64_t nref;
+    assert_ok(lk_tokenizer_encode(t, txt, n, 1, &ref, &nref));
+    int bad = 0;
+#pragma omp parallel for num_threads(4) reduction(+ : bad)
+    for (int r = 0; r < 16; r++) {
+        int32_t *ids;
+        int64_t k;
+        size_t len = r % 2 ? n : 3000; /* with and without the word cache */
+        if (lk_tokenizer_encode(t, txt, len, 1, &ids, &k) != LK_OK) {
+            bad++;
+            continue;
+        }
+        if (len == n)
+            bad += k != nref || memcmp(ids, ref, (size_t)k * sizeof *ids) != 0;
+        free(ids);
+    }
+    assert_int_equal(bad, 0);
+    free(ref);
     free(txt);
+    lk_tokenizer_free(t);
+}
+
+/* tokenizer_config.json problems are errors naming that file. */
+static void test_bad_config(void **st)
+{
+    (void)st;
+    char *dir = make_temp_dir(), p[4096];
+    write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"<s>\": 1}, "
+                   "\"merges\": []}}");
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    assert_int_equal(write_file(p, "{\"bos_token\": ", 14), 0);
+    lk_tokenizer *t = NULL;
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "tokenizer_config.json");
+    const char *cfg = "{\"bos_token\": \"<|nope|>\"}";
+    assert_int_equal(write_file(p, cfg, strlen(cfg)), 0);
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "<|nope|>");
+    cfg = "{\"bos_token\": {\"content\": \"<s>\"}, \"add_bos_token\": true}";
+    assert_int_equal(write_file(p, cfg, strlen(cfg)), 0);
+    assert_ok(lk_tokenizer_load(dir, &t));
+    assert_int_equal(lk_tokenizer_bos(t), 1);
+    assert_true(lk_tokenizer_adds_bos(t));
+    assert_int_equal(lk_tokenizer_eos(t), -1);
+    const int32_t want[] = {1, 0};
+    expect_ids(t, "a", 1, want, 2);
+    lk_tokenizer_free(t);
+    rm_rf(dir);
+    free(dir);
 }
 
 static void write_tok(const char *dir, const char *json)
@@ -532,6 +683,22 @@ static void test_corrupt(void **st)
     const int32_t want[] = {2, 0};
     expect_ids(t, "abxa", 1, want, 2);
     lk_tokenizer_free(t);
+    /* BertProcessing puts cls before and sep after; a String Replace normalizer and a
+     * Lowercase run first */
+    write_tok(dir, "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": "
+                   "\"Lowercase\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \"c\"}, "
+                   "\"content\": \"ab\"}]}, \"post_processor\": {\"type\": \"BertProcessing\", "
+                   "\"sep\": [\"b\", 1], \"cls\": [\"a\", 0]}, \"model\": {\"type\": \"BPE\", "
+                   "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}");
+    assert_ok(lk_tokenizer_load(dir, &t));
+    const int32_t bert[] = {0, 2, 2, 1};
+    expect_ids(t, "Cab", 1, bert, 4);
+    lk_tokenizer_free(t);
+    write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 900000000}, "
+                   "\"merges\": []}}");
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "far beyond");
+    write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}");
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "empty");
     /* truncating a real file at many lengths never crashes */
     char *src;
     size_t n;
@@ -543,6 +710,36 @@ static void test_corrupt(void **st)
         t = NULL;
         assert_int_equal(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT);
         assert_null(t);
+    }
+    /* random byte flips load or fail cleanly, and what loads encodes and decodes */
+    uint64_t seed = 11;
+    for (int r = 0; r < 300; r++) {
+        char *mut = malloc(n);
+        memcpy(mut, src, n);
+        for (int k = 0; k < 1 + r % 4; k++) {
+            uint64_t x = rng_next(&seed);
+            mut[x % n] = "\"{}[],:0x\\ "[(x >> 32) % 11];
+        }
+        char p[4096];
+        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+        assert_int_equal(write_file(p, mut, n), 0);
+        free(mut);
+        t = NULL;
+        if (lk_tokenizer_load(dir, &t) == LK_OK) {
+            int32_t *ids;
+            int64_t k;
+            char *back;
+            size_t bl;
+            assert_ok(lk_tokenizer_encode(t, "a [L] word <tool>", 17, 1, &ids, &k));
+            lk_status s = lk_tokenizer_decode(t, ids, k, 0, &back, &bl);
+            assert_true(s == LK_OK || s == LK_ERR_ARG);
+            if (s == LK_OK)
+                free(back);
+            free(ids);
+            lk_tokenizer_free(t);
+        } else {
+            assert_null(t);
+        }
     }
     free(src);
     rm_rf(dir);
@@ -561,15 +758,20 @@ int main(void)
         cmocka_unit_test(test_hf_qwen25),
         cmocka_unit_test(test_hf_llama3),
         cmocka_unit_test(test_added_tokens),
+        cmocka_unit_test(test_hf_specials),
         cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_mistral_inst),
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_corrupt),
-        cmocka_unit_test(test_word_cache),
+        cmocka_unit_test(test_fast_paths),
         cmocka_unit_test(test_variant_metaspace_first),
         cmocka_unit_test(test_variant_metaspace_always),
         cmocka_unit_test(test_variant_gpt2),
+        cmocka_unit_test(test_variant_smollm),
+        cmocka_unit_test(test_variant_split_behaviors),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,7 +81,8 @@ static int bench(const lk_tokenizer *tok, const char *text, size_t len, int reps
     double dt = now_s() - t0, total = (double)len * reps * n_threads;
     double cpu_mbs = total / cpu / 1e6, wall_mbs = total / dt / 1e6;
     if (json)
-        printf("{\"version\":\"%s\",\"bytes\":%zu,\"tokens\":%lld,\"reps\":%d,\"threads\":%d,"
+        printf("{\"version\":\"%s\",\"seed\":42,\"bytes\":%zu,\"tokens\":%lld,\"reps\":%d,"
+               "\"threads\":%d,"
                "\"seconds\":%.6f,\"cpu_seconds\":%.6f,\"mb_per_s\":%.3f,\"cpu_mb_per_s\":%.3f}\n",
                lk_version(), len, (long long)ntok, reps, n_threads, dt, cpu, wall_mbs, cpu_mbs);
     else
@@ -148,7 +149,8 @@ static int run(const char *dir, const char *text, size_t len, const char *ids_ar
         goto done;
     }
     if (json) {
-        printf("{\"version\":\"%s\",\"n_tokens\":%lld,\"ids\":[", lk_version(), (long long)n);
+        printf("{\"version\":\"%s\",\"seed\":42,\"n_tokens\":%lld,\"ids\":[", lk_version(),
+               (long long)n);
         print_ids(ids, n, ",");
         printf("]");
         if (decode) {
@@ -193,10 +195,100 @@ done:
     return rc;
 }
 
+/* One example with its trained runs in [[...]]: runs of tokens decoded one run at a time. */
+static lk_status show_example(const lk_tokenizer *tok, const int32_t *ids, const int32_t *lab,
+                              int64_t n)
+{
+    for (int64_t a = 0; a < n;) {
+        int tr = lab[a] != LK_LABEL_IGNORE;
+        int64_t b = a;
+        while (b < n && (lab[b] != LK_LABEL_IGNORE) == tr)
+            b++;
+        char *txt;
+        size_t len;
+        lk_status s = lk_tokenizer_decode(tok, ids + a, b - a, 0, &txt, &len);
+        if (s != LK_OK)
+            return s;
+        printf("%s", tr ? "[[" : "");
+        fwrite(txt, 1, len, stdout);
+        printf("%s", tr ? "]]" : "");
+        free(txt);
+        a = b;
+    }
+    printf("\n");
+    return LK_OK;
+}
+
+static void print_stats_json(const lk_dataset *d, const struct lk_dataset_params *p)
+{
+    const struct lk_dataset_stats *s = lk_dataset_get_stats(d);
+    printf("{\"version\":\"%s\",\"seed\":%llu,\"seq_len\":%lld,\"lines\":%lld,\"examples\":%lld,"
+           "\"bad\":%lld,\"tokens\":%lld,\"trained_tokens\":%lld,\"truncated\":%lld,"
+           "\"truncated_tokens\":%lld,\"rows\":%lld,\"packing_efficiency\":%.6f,\"formats\":{",
+           lk_version(), (unsigned long long)p->seed, (long long)p->seq_len, (long long)s->lines,
+           (long long)s->examples, (long long)s->bad, (long long)s->tokens,
+           (long long)s->trained_tokens, (long long)s->truncated, (long long)s->truncated_tokens,
+           (long long)s->rows, s->packing_efficiency);
+    for (int f = 1; f < LK_DATA_N_FORMATS; f++)
+        printf("%s\"%s\":%lld", f > 1 ? "," : "", lk_data_format_name((lk_data_format)f),
+               (long long)s->by_format[f]);
+    printf("},\"bad_examples\":[");
+    int64_t line;
+    const char *why;
+    for (int64_t k = 0; k < 10 && (why = lk_dataset_bad(d, k, &line)); k++) {
+        printf("%s{\"line\":%lld,\"reason\":", k ? "," : "", (long long)line);
+        print_json_string(why, strlen(why));
+        printf("}");
+    }
+    printf("]}\n");
+}
+
+/* --data: load a dataset as training would and print what it holds. */
+static int run_data(const char *dir, const char *path, const struct lk_dataset_params *p, int show,
+                    int json)
+{
+    lk_tokenizer *tok;
+    lk_status s = lk_tokenizer_load(dir, &tok);
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    lk_dataset *d = NULL;
+    int rc = CLI_OK;
+    if ((s = lk_dataset_load(path, tok, p, &d)) != LK_OK) {
+        rc = cli_fail(TOOL, s);
+        goto done;
+    }
+    const struct lk_dataset_stats *st = lk_dataset_get_stats(d);
+    if (json) {
+        print_stats_json(d, p);
+        goto done;
+    }
+    printf("examples %lld (bad %lld), tokens %lld, trained %lld (%.1f%%), rows %lld x %lld, "
+           "packing %.1f%%, truncated %lld (%lld tokens)\n",
+           (long long)st->examples, (long long)st->bad, (long long)st->tokens,
+           (long long)st->trained_tokens,
+           st->tokens ? 100.0 * (double)st->trained_tokens / (double)st->tokens : 0.0,
+           (long long)st->rows, (long long)p->seq_len, 100.0 * st->packing_efficiency,
+           (long long)st->truncated, (long long)st->truncated_tokens);
+    for (int64_t i = 0; i < show && i < st->examples; i++) {
+        const int32_t *ids, *lab;
+        int64_t n, line;
+        lk_dataset_example(d, i, &ids, &lab, &n, &line);
+        printf("--- line %lld: %lld tokens\n", (long long)line, (long long)n);
+        if ((s = show_example(tok, ids, lab, n)) != LK_OK) {
+            rc = cli_fail(TOOL, s);
+            break;
+        }
+    }
+done:
+    lk_dataset_free(d);
+    lk_tokenizer_free(tok);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 0);
+    cli_common_init(&c, 1);
     struct arg_str *model = arg_str1("m", "model", "DIR", "model or tokenizer folder");
     struct arg_str *text = arg_str0(NULL, "text", "STR", "text to encode");
     struct arg_file *file = arg_file0(NULL, "file", "FILE", "encode this file's bytes");
@@ -212,20 +304,58 @@ int main(int argc, char **argv)
     struct arg_str *tmpl = arg_str0(NULL, "chat-template", "NAME",
                                     "chatml, qwen2.5, llama3, llama3.1, llama2, mistral, alpaca "
                                     "(default: recognised from tokenizer_config.json)");
+    struct arg_file *data = arg_file0(NULL, "data", "FILE",
+                                      "load a JSONL dataset as lora-train would, print a summary");
+    struct arg_int *seq_len = arg_int0(NULL, "seq-len", "N", "--data: row length (default 2048)");
+    struct arg_str *fields =
+        arg_str0(NULL, "fields", "MAP", "--data: columns, e.g. prompt=question,completion=answer");
+    struct arg_lit *strict = arg_lit0(NULL, "strict", "--data: a bad example is fatal");
+    struct arg_lit *nopack = arg_lit0(NULL, "no-pack", "--data: one example per row");
+    struct arg_int *show =
+        arg_int0(NULL, "show", "N", "--data: print the first N examples, trained tokens in [[ ]]");
     struct arg_end *end = arg_end(20);
-    /* no --seed here (nothing random), so the common entries are listed without it */
-    void *table[] = {model, text,   file,      ids,       decode,  nospec, bench_n,   chat,
-                     tmpl,  c.help, c.version, c.verbose, c.quiet, c.json, c.threads, end};
+    void *table[] = {model, text, file,    ids,    decode, nospec, bench_n, chat,
+                     tmpl,  data, seq_len, fields, strict, nopack, show,    CLI_COMMON_ENTRIES(c),
+                     end};
     int rc = cli_parse(argc, argv, table, end, &c, TOOL,
                        "Encode text with a Hugging Face tokenizer.json and print the token ids.",
-                       "Exactly one of --text, --file or --ids. Ids go to stdout, one line "
-                       "(--json: {\"ids\": [...]}).\nEncoding runs on one thread; -t N runs "
-                       "--bench on N threads sharing the tokenizer (default 1).\n");
+                       "Exactly one of --text, --file, --ids or --data. Ids go to stdout, one "
+                       "line (--json: {\"ids\": [...]}).\nEncoding runs on one thread; -t N runs "
+                       "--bench on N threads sharing the tokenizer (default 1).\n--seed shuffles "
+                       "--data before packing (rows and packing efficiency depend on it).\n");
     if (rc >= 0)
         goto out;
-    int nsrc = text->count + file->count + ids->count;
+    int nsrc = text->count + file->count + ids->count + data->count;
     if (nsrc != 1) {
-        rc = cli_usage_error(TOOL, "give exactly one of --text, --file or --ids");
+        rc = cli_usage_error(TOOL, "give exactly one of --text, --file, --ids or --data");
+        goto out;
+    }
+    if (!data->count && (seq_len->count || fields->count || strict->count || nopack->count ||
+                         show->count || c.seed->count)) {
+        rc = cli_usage_error(TOOL, "--seq-len, --fields, --strict, --no-pack, --show and --seed "
+                                   "go with --data");
+        goto out;
+    }
+    if (data->count) {
+        struct lk_dataset_params p = lk_dataset_params_default();
+        p.seed = cli_seed(&c);
+        p.fields = fields->count ? fields->sval[0] : NULL;
+        p.strict = strict->count > 0;
+        p.pack = !nopack->count;
+        if (seq_len->count)
+            p.seq_len = seq_len->ival[0];
+        if (p.seq_len < 1 || (show->count && show->ival[0] < 0) || decode->count ||
+            bench_n->count || chat->count) {
+            rc = cli_usage_error(TOOL, "--data: --seq-len must be >= 1, --show >= 0; no --decode, "
+                                       "--bench or --chat");
+            goto out;
+        }
+        if (tmpl->count && lk_chat_format_from_name(tmpl->sval[0], &p.chat_format) != LK_OK) {
+            rc = cli_usage_error(TOOL, "--chat-template: %s", lk_last_error());
+            goto out;
+        }
+        rc = run_data(model->sval[0], data->filename[0], &p, show->count ? show->ival[0] : 0,
+                      c.json->count > 0);
         goto out;
     }
     if ((chat->count || tmpl->count) && ids->count) {

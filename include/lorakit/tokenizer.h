@@ -35,10 +35,10 @@ typedef struct lk_tokenizer lk_tokenizer;
  * (optional: BOS/EOS, add_bos_token/add_eos_token, chat_template; DIR/chat_template.jinja is also
  * read when present). The folder needs no weights. Supported: model type BPE; normalizers NFC,
  * NFD, NFKC, NFKD, Lowercase, Prepend, Replace (string pattern), Sequence; pre-tokenizers Split
- * (regex or string), ByteLevel, Metaspace, Sequence; decoders ByteLevel, Replace, ByteFallback,
- * Fuse, Strip, Metaspace, Sequence. Anything else fails with LK_ERR_UNSUPPORTED naming it; a
- * corrupt file fails with LK_ERR_FORMAT naming the file and the field. On success *out owns the
- * tokenizer; free with lk_tokenizer_free. */
+ * (regex or string), ByteLevel, Metaspace, Digits, Sequence; decoders ByteLevel, Replace,
+ * ByteFallback, Fuse, Strip, Metaspace, Sequence. Anything else fails with LK_ERR_UNSUPPORTED
+ * naming it; a corrupt file fails with LK_ERR_FORMAT naming the file and the field. On success *out
+ * owns the tokenizer; free with lk_tokenizer_free. */
 lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out);
 
 /* Free a tokenizer (NULL is fine). */
@@ -68,7 +68,9 @@ lk_status lk_tokenizer_encode_offsets(const lk_tokenizer *t, const char *text, s
                                       int add_special, int32_t **ids, uint32_t **starts,
                                       uint32_t **ends, int64_t *n);
 
-/* Decode n ids to text. skip_special 1 drops special tokens (added tokens marked "special").
+/* Decode n ids to text. skip_special 1 drops special tokens (added tokens marked "special"),
+ * exactly as tokenizers does: an added token with normalized true decodes as its normalised form
+ * (Llama-2's "<s>" as "▁<s>", hence " <s>" after other text) and is then not dropped.
  * *text: heap, NUL-terminated, *len bytes without the NUL; caller frees with free(). Byte
  * sequences that are not valid UTF-8 (a partial character at the end, invalid input that was
  * encoded as bytes) are returned as those bytes, where Hugging Face would write U+FFFD. An id
@@ -80,7 +82,7 @@ lk_status lk_tokenizer_decode(const lk_tokenizer *t, const int32_t *ids, int64_t
  * token's content), or -1. */
 int32_t lk_tokenizer_token_to_id(const lk_tokenizer *t, const char *str);
 
-/* 1 if id is a special added token (one that decode with skip_special drops). */
+/* 1 if id is an added token marked "special" in tokenizer.json. */
 int lk_tokenizer_is_special(const lk_tokenizer *t, int32_t id);
 
 /* 1 if lk_tokenizer_encode with add_special adds BOS in front / EOS at the end. */

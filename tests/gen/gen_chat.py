@@ -6,8 +6,10 @@ Run by hand (pip install jinja2; used: jinja2 3.1.x):
     python3 tests/gen/gen_chat.py ../shared tests/data/tok/chat.json
 Templates: Qwen2.5-Instruct, Llama-3.2-Instruct (date_string "26 Jul 2024") and
 Mistral-7B-Instruct-v0.2 from their tokenizer_config.json under ../shared/models; Llama-2-chat,
-Llama-3(.0)-Instruct and the generic ChatML template quoted below from the Hugging Face model
-repositories; the Alpaca chat template is this project's (LLaMA-Factory's alpaca layout)."""
+Llama-3(.0)-Instruct, SmolLM2-Instruct and the generic ChatML template quoted below from the
+Hugging Face model repositories; the Alpaca chat template is this project's (LLaMA-Factory's
+alpaca layout). "templates" holds each template with its BOS/EOS so the tests can also check
+that the format is recognised from the template text."""
 import json
 import os
 import sys
@@ -37,6 +39,11 @@ LLAMA3 = ("{% set loop_messages = messages %}{% for message in loop_messages %}{
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
           "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
           "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+           "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+           "Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+           "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+           "{{ '<|im_start|>assistant\n' }}{% endif %}")
 ALPACA = ("{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}"
           "{% set loop_messages = messages[1:] %}{% else %}{{ 'Below is an instruction that "
           "describes a task. Write a response that appropriately completes the request.\\n\\n' }}"
@@ -62,6 +69,9 @@ FORMATS = {  # name: (tokenizer folder, template, bos, eos)
     "mistral": ("mistral-7b-instruct-v0.2", cfg_template("mistral-7b-instruct-v0.2"), "<s>",
                 "</s>"),
     "alpaca": ("llama2-tokenizer", ALPACA, "<s>", "</s>"),
+    # HuggingFaceTB/SmolLM2-*-Instruct's template (newlines written as \n here); no named
+    # format: lorakit must recognise it as ChatML with this default system prompt
+    "smollm2": ("qwen2.5-tokenizer", SMOLLM2, "", "<|im_end|>"),
 }
 
 S = {"role": "system", "content": "You are a terse assistant."}
@@ -95,6 +105,8 @@ for name, (tok, tmpl, bos, eos) in FORMATS.items():
             except jinja2.exceptions.TemplateError as e:
                 case["error"] = str(e)
             cases.append(case)
-json.dump({"generator": "jinja2 " + jinja2.__version__, "cases": cases},
+templates = {name: {"template": tmpl, "bos_token": bos or None, "eos_token": eos}
+             for name, (_, tmpl, bos, eos) in FORMATS.items()}
+json.dump({"generator": "jinja2 " + jinja2.__version__, "templates": templates, "cases": cases},
           open(out, "w"), ensure_ascii=False, indent=0)
 print(len(cases), "cases")

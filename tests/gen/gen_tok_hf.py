@@ -8,6 +8,7 @@ stories260K-hf's tokenizer.json with merges in the ["a", "b"] form and extra add
 lstrip, rstrip, single_word and normalized) with added.inp / added.out (with special tokens)."""
 import json
 import os
+import random
 import sys
 
 import tokenizers
@@ -69,6 +70,7 @@ with open(os.path.join(out, "added.out"), "w") as f:
 #   metaspace-first:  stories260K, normalizer NFKC+Lowercase, Metaspace(first, split=false)
 #   metaspace-always: stories260K, normalizer NFD, Metaspace(always, split=true), Metaspace decoder
 #   qwen-gpt2:        Qwen2.5 vocab, no normalizer, ByteLevel(add_prefix_space, use_regex) only
+#   qwen-smollm:      Qwen2.5 vocab, SmolLM's Sequence[Digits(individual), ByteLevel(use_regex)]
 VARIANTS = {
     "metaspace-first": ("stories260K-hf", {
         "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"},
@@ -85,6 +87,12 @@ VARIANTS = {
         "normalizer": None,
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
                           "use_regex": True}}),
+    "qwen-smollm": ("qwen2.5-tokenizer", {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+             "use_regex": True}]}}),
 }
 for name, (d, patch) in VARIANTS.items():
     j = json.load(open(os.path.join(shared, "models", d, "tokenizer.json")))
@@ -94,4 +102,49 @@ for name, (d, patch) in VARIANTS.items():
         for s in strings:
             f.write(" ".join(str(i) for i in tk.encode(s, add_special_tokens=False).ids) + "\n")
     write_decoded(tk, name)
+
+# Special-token soup: corpus pieces, Unicode soup and special-token texts of every family mixed
+# (seed 5), through all five tokenizers: ids, decode, and decode with skip_special_tokens.
+rng = random.Random(5)
+SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "<unk>",
+            "<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "[INST]", " ", "\n",
+            "\u2581", "<0x0A>", "<|fim_prefix|>"]
+mixed = []
+for i in range(120):
+    parts = []
+    for _ in range(rng.randint(1, 6)):
+        r = rng.random()
+        if r < 0.3:
+            parts.append(rng.choice(SPECIALS))
+        elif r < 0.6:
+            parts.append(rng.choice(strings)[:rng.randint(0, 40)])
+        else:
+            parts.append(tok_corpus.soup(rng, rng.randint(1, 12)))
+    mixed.append("".join(parts))
+tok_corpus.write_inp(os.path.join(out, "specials.inp"), mixed)
+for name, d in dict(MODELS, llama2="llama2-tokenizer",
+                    mistral="mistral-7b-instruct-v0.2").items():
+    tk = Tokenizer.from_file(os.path.join(shared, "models", d, "tokenizer.json"))
+    enc = [tk.encode(s, add_special_tokens=False).ids for s in mixed]
+    with open(os.path.join(out, f"hf-specials-{name}.out"), "w") as f:
+        for ids in enc:
+            f.write(" ".join(str(i) for i in ids) + "\n")
+    for suffix, skip in (("dec", False), ("decskip", True)):
+        tok_corpus.write_inp(os.path.join(out, f"hf-specials-{name}.{suffix}"),
+                             [tk.decode(ids, skip_special_tokens=skip) for ids in enc])
+
+# Split behaviours (Qwen2.5 vocabulary, no normalizer): Split(Regex "\\s+" or String " ",
+# behavior) then ByteLevel without its regex, on the special-token soup: ids only.
+for beh in ["Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"]:
+    pat = {"String": " "} if beh == "Contiguous" else {"Regex": "\\s+"}
+    j = json.load(open(os.path.join(shared, "models/qwen2.5-tokenizer/tokenizer.json")))
+    j["normalizer"] = None
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": pat, "behavior": beh, "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+         "use_regex": False}]}
+    tk = Tokenizer.from_str(json.dumps(j))
+    with open(os.path.join(out, f"hf-split-{beh}.out"), "w") as f:
+        for s in mixed:
+            f.write(" ".join(str(i) for i in tk.encode(s, add_special_tokens=False).ids) + "\n")
 print("tokenizers", tokenizers.__version__)
