@@ -444,9 +444,9 @@ static void test_rng(void **st)
     assert_true(rng_next(&r) == 1509978240u);
     assert_true(rng_next(&r) == 1215971899390074240u);
     rng_state a, b, c;
-    rng_init(&a, 42, rng_purpose("dataset-shuffle", 0));
-    rng_init(&b, 42, rng_purpose("dataset-shuffle", 0));
-    rng_init(&c, 42, rng_purpose("dataset-shuffle", 1));
+    rng_seed(&a, 42, rng_purpose("dataset-shuffle", 0));
+    rng_seed(&b, 42, rng_purpose("dataset-shuffle", 0));
+    rng_seed(&c, 42, rng_purpose("dataset-shuffle", 1));
     uint64_t xa = rng_next(&a), xb = rng_next(&b), xc = rng_next(&c);
     assert_true(xa == xb && xa != xc);
     int64_t hist[6] = {0};
