@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -18,12 +18,6 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double peak_rss_mib(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
 
 typedef struct {
     double load_s, prefill_tps, decode_tps, rss_mib;
@@ -62,6 +56,81 @@ static lk_status run(const lk_model *m, int64_t T, int repeat, int64_t n_decode,
     return st;
 }
 
+/* ---- training steps ---- */
+
+typedef struct {
+    double s_per_step, tps;
+} train_result;
+
+/* A JSONL file of n pre-tokenised examples of T random ids (all trained). */
+static int write_random_ids(const char *path, int64_t n, int64_t T, int64_t vocab, uint64_t seed)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    uint64_t x = seed * 2862933555777941757ull + 3037000493ull;
+    for (int64_t i = 0; i < n; i++) {
+        fputs("{\"input_ids\":[", f);
+        for (int64_t t = 0; t < T; t++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            fprintf(f, "%s%lld", t ? "," : "", (long long)((x >> 33) % (uint64_t)vocab));
+        }
+        fputs("]}\n", f);
+    }
+    return fclose(f);
+}
+
+/* Median seconds of `steps` training steps (after one warm-up) at T tokens, rank r. */
+static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t r, int steps,
+                           uint64_t seed, train_result *res)
+{
+    char path[] = "/tmp/lora-bench-XXXXXX.jsonl";
+    int fd = mkstemps(path, 6);
+    if (fd < 0 || write_random_ids(path, steps + 1, T, lk_model_get_config(m)->vocab_size,
+                                   seed) != 0) {
+        fprintf(stderr, "lora-bench: error: cannot write %s\n", path);
+        return LK_ERR_IO;
+    }
+    close(fd);
+    lk_tokenizer *tok = NULL;
+    lk_dataset *d = NULL;
+    lk_trainer *t = NULL;
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    dp.seq_len = T;
+    dp.pack = 0;
+    struct lk_train_params tp = lk_train_params_default();
+    tp.rank = r;
+    tp.alpha = 2.0 * (double)r;
+    tp.steps = steps + 1;
+    lk_status s = lk_tokenizer_load(tok_dir, &tok);
+    if (s == LK_OK)
+        s = lk_dataset_load(path, tok, &dp, &d);
+    if (s == LK_OK)
+        s = lk_trainer_create(m, d, &tp, &t);
+    double times[64];
+    int n = 0;
+    for (int i = 0; i <= steps && s == LK_OK; i++) {
+        struct lk_step_stats st;
+        double t0 = now();
+        s = lk_trainer_step(t, &st);
+        if (i > 0 && n < 64)
+            times[n++] = now() - t0;
+    }
+    for (int i = 1; i < n; i++) /* insertion sort for the median */
+        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+            double v = times[j];
+            times[j] = times[j - 1];
+            times[j - 1] = v;
+        }
+    res->s_per_step = n ? times[n / 2] : 0;
+    res->tps = n ? (double)T / res->s_per_step : 0;
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    lk_tokenizer_free(tok);
+    remove(path);
+    return s;
+}
+
 int main(int argc, char **argv)
 {
     cli_common c;
@@ -70,8 +139,13 @@ int main(int argc, char **argv)
     struct arg_int *tokens = arg_int0("n", "tokens", "T", "prefill length (default 512)");
     struct arg_int *repeat = arg_int0(NULL, "repeat", "R", "prefill repetitions, best kept (default 3)");
     struct arg_int *decode = arg_int0(NULL, "decode", "N", "decode steps after the prefill (default 32)");
+    struct arg_lit *train = arg_lit0(NULL, "train", "time LoRA training steps instead");
+    struct arg_int *rank = arg_int0(NULL, "rank", "R", "--train: LoRA rank, all seven modules (default 16)");
+    struct arg_int *steps = arg_int0(NULL, "steps", "N", "--train: timed steps after one warm-up (default 3)");
+    struct arg_file *tokdir = arg_file0(NULL, "tokenizer", "DIR", "--train: tokenizer folder (default: the model's)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, tokens, repeat, decode, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {model, tokens, repeat, decode, train, rank, steps, tokdir, CLI_COMMON_ENTRIES(c),
+                  end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Forward speed (prefill and decode tokens/s), load time and peak RSS.",
                        NULL);
@@ -91,11 +165,33 @@ int main(int argc, char **argv)
     double t0 = now();
     lk_status s = lk_model_load(model->filename[0], &mp, &m);
     r.load_s = now() - t0;
-    if (s == LK_OK)
+    train_result tr = {0, 0};
+    if (s == LK_OK && train->count)
+        s = run_train(m, tokdir->count ? tokdir->filename[0] : model->filename[0], T,
+                      rank->count ? rank->ival[0] : 16, steps->count ? steps->ival[0] : 3,
+                      cli_seed(&c), &tr);
+    else if (s == LK_OK)
         s = run(m, T, R, D, cli_seed(&c), &r);
-    r.rss_mib = peak_rss_mib();
+    r.rss_mib = cli_peak_rss_mib();
     if (s != LK_OK) {
         rc = cli_fail(TOOL, s);
+    } else if (train->count) {
+        cJSON *j = cli_json_new(&c);
+        cJSON_AddStringToObject(j, "model", model->filename[0]);
+        cJSON_AddNumberToObject(j, "threads", mp.n_threads);
+        cJSON_AddNumberToObject(j, "tokens", (double)T);
+        cJSON_AddNumberToObject(j, "rank", rank->count ? rank->ival[0] : 16);
+        cJSON_AddNumberToObject(j, "s_per_step", tr.s_per_step);
+        cJSON_AddNumberToObject(j, "tokens_per_s", tr.tps);
+        cJSON_AddNumberToObject(j, "peak_rss_mib", r.rss_mib);
+        if (c.json->count)
+            cli_json_emit(j);
+        else {
+            printf("train: %.3f s/step  %.1f tokens/s  peak RSS %.0f MiB\n", tr.s_per_step,
+                   tr.tps, r.rss_mib);
+            cJSON_Delete(j);
+        }
+        rc = CLI_OK;
     } else if (c.json->count) {
         cJSON *j = cli_json_new(&c);
         cJSON_AddStringToObject(j, "model", model->filename[0]);
