@@ -17,7 +17,9 @@ void cli_common_init(cli_common *c, int with_seed)
     c->quiet = arg_lit0("q", "quiet", "only errors on stderr");
     c->json = arg_lit0(NULL, "json", "machine-readable JSON on stdout");
     c->threads = arg_int0("t", "threads", "N", "worker threads (default: all CPUs)");
-    c->seed = with_seed ? arg_str0(NULL, "seed", "N", "random seed (default 42)") : NULL;
+    /* every tool takes --seed (the command-line contract), so it is always in the table */
+    (void)with_seed;
+    c->seed = arg_str0(NULL, "seed", "N", "random seed (default 42)");
 }
 
 int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const cli_common *c,
