@@ -8,5 +8,6 @@
 
 #include "lorakit/core.h"
 #include "lorakit/model.h"
+#include "lorakit/quant.h"
 
 #endif /* LORAKIT_H */
