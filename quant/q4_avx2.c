@@ -1,0 +1,322 @@
+/* q4_avx2.c — AVX2+FMA+F16C fused dequant-GEMM kernels (fp32 arithmetic, within fp32 summation
+ * error of q4_gemm_*_ref). Follows the GotoBLAS/BLIS structure: a weight tile is dequantised into
+ * a small packed panel P[k][16] (16 KB, L1-resident), and a 6x16 register-blocked microkernel
+ * computes C[6][16] += A[6][k]·P[k][16]. Forward packs W transposed (P[k][r] = W[o0+r][k0+k]),
+ * backward packs it as is (P[o][c] = W[o0+o][k0+c]); the full weight is never dequantised.
+ * Forward with T <= 4 (decoding) takes a GEMV path that decodes 32 weights into registers and
+ * dots them with each X row. Each output element is produced by one task in a fixed order, so
+ * results are identical for any thread count. Helpers are static: this file is compiled with
+ * -mavx2 -mfma -mf16c and must not leak code into generic callers. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "q4.h"
+#include "status.h"
+
+#define NR     16  /* panel width: two ymm of fp32 */
+#define MR     6   /* microkernel rows: 6x2 accumulators + 2 panel + 1 broadcast registers */
+#define KC     256 /* reduction chunk per panel (a multiple of 32) */
+#define NP     4   /* panels per task: 64 output rows (fwd) or columns (bwd) */
+#define GEMV_T 4   /* forward with T <= GEMV_T uses the register-decoding GEMV */
+
+/* Per-call decoding state: the format and its lookup tables in registers. */
+typedef struct {
+    int qtype, bs;
+    int64_t nb;            /* blocks per row (NF4: absmax count) */
+    __m128i tab_i8;        /* Q4_0: q-8; IQ4_NL: kvalues */
+    __m256 tab_lo, tab_hi; /* NF4 codes 0..7 and 8..15 */
+} dec_ctx;
+
+static void dec_init(dec_ctx *c, const q4_weight *w)
+{
+    static const int8_t q40[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
+    c->qtype = w->qtype;
+    c->bs = w->block;
+    c->nb = (w->in + w->block - 1) / w->block;
+    c->tab_i8 =
+        _mm_loadu_si128((const __m128i *)(w->qtype == LK_QTYPE_Q4_0 ? q40 : q4_iq4nl_values));
+    c->tab_lo = _mm256_loadu_ps(q4_nf4_code);
+    c->tab_hi = _mm256_loadu_ps(q4_nf4_code + 8);
+}
+
+static inline __m256 i8x8_to_ps(__m128i v) /* low 8 signed bytes -> 8 floats */
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+static inline __m256 nf4_lut(const dec_ctx *c, __m128i idx8) /* low 8 byte indices -> codes */
+{
+    __m256i idx = _mm256_cvtepu8_epi32(idx8);
+    __m256 lo = _mm256_permutevar8x32_ps(c->tab_lo, idx);
+    __m256 hi = _mm256_permutevar8x32_ps(c->tab_hi, idx);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+/* Decode the 32 values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..3], in order; the
+ * same fp32 operations as q4_decode_ref, so the values are identical. */
+static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
+{
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    switch (c->qtype) {
+    case LK_QTYPE_Q4_0:
+    case LK_QTYPE_IQ4_NL: {
+        const uint8_t *blk = row + (k0 / 32) * 18;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+        __m128i lo = _mm_shuffle_epi8(c->tab_i8, _mm_and_si128(q, m4)); /* values 0..15 */
+        __m128i hi = _mm_shuffle_epi8(c->tab_i8, _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+        v[0] = _mm256_mul_ps(i8x8_to_ps(lo), d);
+        v[1] = _mm256_mul_ps(i8x8_to_ps(_mm_srli_si128(lo, 8)), d);
+        v[2] = _mm256_mul_ps(i8x8_to_ps(hi), d);
+        v[3] = _mm256_mul_ps(i8x8_to_ps(_mm_srli_si128(hi, 8)), d);
+        break;
+    }
+    case LK_QTYPE_Q8_0: {
+        const uint8_t *blk = row + (k0 / 32) * 34;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
+        for (int i = 0; i < 4; i++)
+            v[i] =
+                _mm256_mul_ps(i8x8_to_ps(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * i))), d);
+        break;
+    }
+    default: { /* NF4: byte j = (value 2j << 4) | value 2j+1 */
+        float amax;
+        memcpy(&amax, row + c->nb * (c->bs / 2) + (k0 / c->bs) * 4, 4);
+        __m256 a = _mm256_set1_ps(amax);
+        __m128i q = _mm_loadu_si128((const __m128i *)(row + k0 / 2));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4), lo = _mm_and_si128(q, m4);
+        __m128i v0 = _mm_unpacklo_epi8(hi, lo), v1 = _mm_unpackhi_epi8(hi, lo); /* in order */
+        v[0] = _mm256_mul_ps(nf4_lut(c, v0), a);
+        v[1] = _mm256_mul_ps(nf4_lut(c, _mm_srli_si128(v0, 8)), a);
+        v[2] = _mm256_mul_ps(nf4_lut(c, v1), a);
+        v[3] = _mm256_mul_ps(nf4_lut(c, _mm_srli_si128(v1, 8)), a);
+        break;
+    }
+    }
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- forward GEMV: T <= GEMV_T ------------------------------------------------------------- */
+
+static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                     int nt)
+{
+    const int64_t in = w->in, out = w->out, in32 = in / 32 * 32;
+    dec_ctx c;
+    dec_init(&c, w);
+    /* X tail [T][32], zero-padded, so the last partial block multiplies padding by 0 */
+    float xt[GEMV_T][32];
+    memset(xt, 0, sizeof xt);
+    for (int64_t t = 0; t < T; t++)
+        memcpy(xt[t], X + t * in + in32, (size_t)(in - in32) * sizeof(float));
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t o = 0; o < out; o++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+        __m256 acc[GEMV_T][2], v[4];
+        for (int t = 0; t < GEMV_T; t++)
+            acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+        for (int64_t k0 = 0; k0 < in32; k0 += 32) {
+            dec32(&c, row, k0, v);
+            for (int t = 0; t < GEMV_T; t++) {
+                if (t >= T)
+                    break;
+                const float *x = X + t * in + k0; /* [32] */
+                acc[t][0] = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), acc[t][0]);
+                acc[t][1] = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), acc[t][1]);
+                acc[t][0] = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), acc[t][0]);
+                acc[t][1] = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), acc[t][1]);
+            }
+        }
+        if (in32 < in) {
+            dec32(&c, row, in32, v);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < 4; i++)
+                    acc[t][i & 1] =
+                        _mm256_fmadd_ps(v[i], _mm256_loadu_ps(xt[t] + 8 * i), acc[t][i & 1]);
+        }
+        for (int64_t t = 0; t < T; t++)
+            Y[t * out + o] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (bias ? bias[o] : 0.0f);
+    }
+}
+
+/* ---- packed-panel GEMM ----------------------------------------------------------------------- */
+
+static inline __m256i tail_mask(int n) /* lanes < n set; n in 0..8 */
+{
+    static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(m + 8 - n));
+}
+
+/* C[mr][0..ncols) += A[mr][0..kn) · P[kn][16]; A rows lda apart, C rows ldc apart, ncols <= 16.
+ * mr is a literal at every call site, so the loops unroll and C lives in registers. */
+static inline __attribute__((always_inline)) void microkernel(int mr, const float *A, int64_t lda,
+                                                              const float *P, int64_t kn, float *C,
+                                                              int64_t ldc, int ncols)
+{
+    __m256 c[MR][2];
+    const int full = ncols == NR;
+    const __m256i m0 = tail_mask(ncols < 8 ? ncols : 8), m1 = tail_mask(ncols > 8 ? ncols - 8 : 0);
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr)
+            break;
+        c[i][0] = full ? _mm256_loadu_ps(C + i * ldc) : _mm256_maskload_ps(C + i * ldc, m0);
+        c[i][1] = full ? _mm256_loadu_ps(C + i * ldc + 8) : _mm256_maskload_ps(C + i * ldc + 8, m1);
+    }
+    for (int64_t k = 0; k < kn; k++) {
+        const __m256 b0 = _mm256_load_ps(P + k * NR), b1 = _mm256_load_ps(P + k * NR + 8);
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr)
+                break;
+            const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+            c[i][0] = _mm256_fmadd_ps(a, b0, c[i][0]);
+            c[i][1] = _mm256_fmadd_ps(a, b1, c[i][1]);
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr)
+            break;
+        if (full) {
+            _mm256_storeu_ps(C + i * ldc, c[i][0]);
+            _mm256_storeu_ps(C + i * ldc + 8, c[i][1]);
+        } else {
+            _mm256_maskstore_ps(C + i * ldc, m0, c[i][0]);
+            _mm256_maskstore_ps(C + i * ldc + 8, m1, c[i][1]);
+        }
+    }
+}
+
+/* All rows of A (T of them, lda apart) against one panel; C columns ncols. */
+static void panel_rows(const float *A, int64_t lda, int64_t T, const float *P, int64_t kn, float *C,
+                       int64_t ldc, int ncols)
+{
+    int64_t t = 0;
+    for (; t + MR <= T; t += MR)
+        microkernel(MR, A + t * lda, lda, P, kn, C + t * ldc, ldc, ncols);
+    switch (T - t) {
+    case 1: microkernel(1, A + t * lda, lda, P, kn, C + t * ldc, ldc, ncols); break;
+    case 2: microkernel(2, A + t * lda, lda, P, kn, C + t * ldc, ldc, ncols); break;
+    case 3: microkernel(3, A + t * lda, lda, P, kn, C + t * ldc, ldc, ncols); break;
+    case 4: microkernel(4, A + t * lda, lda, P, kn, C + t * ldc, ldc, ncols); break;
+    case 5: microkernel(5, A + t * lda, lda, P, kn, C + t * ldc, ldc, ncols); break;
+    default: break;
+    }
+}
+
+/* Forward: task = 64 output rows; P[p][k][r] = W[o0+16p+r][kc0+k]. */
+static void fwd_task(const dec_ctx *dc, const q4_weight *w, const float *bias, const float *X,
+                     int64_t T, float *Y, int64_t o0, float *P)
+{
+    const int64_t in = w->in, out = w->out, in_pad = (in + 31) / 32 * 32;
+    const int64_t o1 = o0 + NP * NR < out ? o0 + NP * NR : out;
+    const int np = (int)((o1 - o0 + NR - 1) / NR);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t o = o0; o < o1; o++)
+            Y[t * out + o] = bias ? bias[o] : 0.0f;
+    for (int64_t kc0 = 0; kc0 < in_pad; kc0 += KC) {
+        const int64_t kc = in_pad - kc0 < KC ? in_pad - kc0 : KC;
+        const int64_t kn = in - kc0 < kc ? in - kc0 : kc; /* valid reduction length */
+        for (int64_t o = o0; o < o1; o++) {
+            const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+            float *Pp = P + ((o - o0) / NR) * KC * NR; /* [KC][NR] */
+            const int r = (int)((o - o0) % NR);
+            for (int64_t k = 0; k < kc; k += 32) {
+                __m256 v[4];
+                float tmp[32];
+                dec32(dc, row, kc0 + k, v);
+                for (int i = 0; i < 4; i++)
+                    _mm256_storeu_ps(tmp + 8 * i, v[i]);
+                for (int j = 0; j < 32; j++)
+                    Pp[(k + j) * NR + r] = tmp[j];
+            }
+        }
+        for (int p = 0; p < np; p++) {
+            const int64_t oc = o0 + p * NR;
+            const int ncols = (int)(o1 - oc < NR ? o1 - oc : NR);
+            panel_rows(X + kc0, in, T, P + (int64_t)p * KC * NR, kn, Y + oc, out, ncols);
+        }
+    }
+}
+
+/* Backward: task = 64 input columns; P[p][o][c] = W[oc0+o][k0+16p+c]. */
+static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int64_t T, float *dX,
+                     int64_t k0, float *P)
+{
+    const int64_t in = w->in, out = w->out;
+    const int64_t k1 = k0 + NP * NR < in ? k0 + NP * NR : in;
+    const int np = (int)((k1 - k0 + NR - 1) / NR);
+    for (int64_t t = 0; t < T; t++)
+        memset(dX + t * in + k0, 0, (size_t)(k1 - k0) * sizeof(float));
+    for (int64_t oc0 = 0; oc0 < out; oc0 += KC) {
+        const int64_t kn = out - oc0 < KC ? out - oc0 : KC;
+        for (int64_t o = 0; o < kn; o++) {
+            const uint8_t *row = (const uint8_t *)w->data + (size_t)(oc0 + o) * w->row_bytes;
+            for (int p = 0; p < np; p += 2) { /* one 32-block feeds panels p and p+1 */
+                __m256 v[4];
+                dec32(dc, row, k0 + p * NR, v);
+                float *P0 = P + ((int64_t)p * KC + o) * NR, *P1 = P0 + KC * NR;
+                _mm256_store_ps(P0, v[0]);
+                _mm256_store_ps(P0 + 8, v[1]);
+                _mm256_store_ps(P1, v[2]); /* NP is even: panel p+1 always has room */
+                _mm256_store_ps(P1 + 8, v[3]);
+            }
+        }
+        for (int p = 0; p < np; p++) {
+            const int64_t kc = k0 + p * NR;
+            const int ncols = (int)(k1 - kc < NR ? k1 - kc : NR);
+            panel_rows(dY + oc0, out, T, P + (int64_t)p * KC * NR, kn, dX + kc, in, ncols);
+        }
+    }
+}
+
+void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads)
+{
+    const int nt = resolve_threads(n_threads);
+    if (T <= GEMV_T) {
+        fwd_gemv(w, bias, X, T, Y, nt);
+        return;
+    }
+    dec_ctx dc;
+    dec_init(&dc, w);
+    const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
+#pragma omp parallel num_threads(nt)
+    {
+        float *P = lk_aligned_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
+        LK_ASSERT(P);
+        memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < ntask; i++)
+            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
+        free(P);
+    }
+}
+
+void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+{
+    const int nt = resolve_threads(n_threads);
+    dec_ctx dc;
+    dec_init(&dc, w);
+    const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
+#pragma omp parallel num_threads(nt)
+    {
+        float *P = lk_aligned_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
+        LK_ASSERT(P);
+        memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < ntask; i++)
+            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
+        free(P);
+    }
+}
