@@ -61,6 +61,40 @@ const char *lk_kernel_variant(void);
  * (e.g. "avx2 fma f16c avx512f avx512bw avx512vl avx512bf16 amx-tile amx-bf16"). Static string. */
 const char *lk_cpu_features(void);
 
+/* ---- experimental: quantised matrices and the fused kernels (may change) ------------------- */
+#ifdef LK_EXPERIMENTAL
+
+/* A quantised weight matrix W[out, in]: `out` rows, each as lk_quantize_row stores it but with
+ * NF4 blocksize `block` (32..4096, power of two; ignored by the other types). Borrowed view. */
+struct lk_qweight {
+    lk_qtype type; /* LK_QTYPE_Q4_0, Q8_0, IQ4_NL or NF4 */
+    int block;
+    int64_t out, in;
+    const void *data; /* [out][lk_qweight_row_bytes(w)] */
+};
+
+/* Bytes of one row of w (NF4 with its blocksize). */
+size_t lk_qweight_row_bytes(const struct lk_qweight *w);
+
+/* Quantise src[out][in] (f32) into dst[out][row bytes] using n_threads threads (0 = all CPUs).
+ * Deterministic. If rmse/max_abs are non-NULL, the round-trip error over all values is stored.
+ * LK_ERR_ARG / LK_ERR_UNSUPPORTED on bad arguments. */
+lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst,
+                             int n_threads, double *rmse, double *max_abs);
+
+/* Fused dequant-GEMM forward Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL), never
+ * dequantising all of W. variant: NULL for the dispatched one, or "ref", "avx2", "avx512",
+ * "amx", "neon" (LK_ERR_UNSUPPORTED when not available here). n_threads 0 = all CPUs; the result
+ * does not depend on n_threads. */
+lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X,
+                           int64_t T, float *Y, int n_threads, const char *variant);
+
+/* Fused backward dX[T,in] = dY[T,out]·W (overwrites dX). Arguments as lk_qgemm_forward. */
+lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
+                            int n_threads, const char *variant);
+
+#endif /* LK_EXPERIMENTAL */
+
 #ifdef __cplusplus
 }
 #endif
