@@ -12,11 +12,11 @@
 #include "q4.h"
 #include "status.h"
 
-#define NR 32    /* panel width: two zmm */
-#define MR 8     /* microkernel rows: 16 accumulators + 2 panel + 1 broadcast registers */
-#define KC 256   /* reduction chunk (a multiple of 32) */
-#define NP 2     /* panels per task: 64 output rows (fwd) or columns (bwd) */
-#define GEMV_T 4 /* forward with T <= GEMV_T uses the register-decoding GEMV */
+#define NR     32  /* panel width: two zmm */
+#define MR     8   /* microkernel rows: 16 accumulators + 2 panel + 1 broadcast registers */
+#define KC     256 /* reduction chunk (a multiple of 32) */
+#define NP     2   /* panels per task: 64 output rows (fwd) or columns (bwd) */
+#define GEMV_T 4   /* forward with T <= GEMV_T uses the register-decoding GEMV */
 
 typedef struct {
     int qtype, bs;
@@ -31,8 +31,8 @@ static void dec_init(dec_ctx *c, const q4_weight *w)
     c->qtype = w->qtype;
     c->bs = w->block;
     c->nb = (w->in + w->block - 1) / w->block;
-    c->tab_i8 = _mm_loadu_si128(
-        (const __m128i *)(w->qtype == LK_QTYPE_Q4_0 ? q40 : q4_iq4nl_values));
+    c->tab_i8 =
+        _mm_loadu_si128((const __m128i *)(w->qtype == LK_QTYPE_Q4_0 ? q40 : q4_iq4nl_values));
     c->tab_nf4 = _mm512_loadu_ps(q4_nf4_code);
 }
 
@@ -123,13 +123,14 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
 
 /* C[mr][0..ncols) += A[mr][0..kn) · P[kn][32]. mr is a literal at every call site. */
 static inline __attribute__((always_inline)) void microkernel(int mr, const float *A, int64_t lda,
-                                                              const float *P, int64_t kn,
-                                                              float *C, int64_t ldc, int ncols)
+                                                              const float *P, int64_t kn, float *C,
+                                                              int64_t ldc, int ncols)
 {
     __m512 c[MR][2];
     const __mmask16 m0 = (__mmask16)(ncols >= 16 ? 0xffff : (1u << ncols) - 1);
-    const __mmask16 m1 = (__mmask16)(ncols >= 32 ? 0xffff : ncols > 16 ? (1u << (ncols - 16)) - 1
-                                                                        : 0);
+    const __mmask16 m1 = (__mmask16)(ncols >= 32  ? 0xffff
+                                     : ncols > 16 ? (1u << (ncols - 16)) - 1
+                                                  : 0);
     for (int i = 0; i < MR; i++) {
         if (i >= mr)
             break;
@@ -154,8 +155,8 @@ static inline __attribute__((always_inline)) void microkernel(int mr, const floa
     }
 }
 
-static void panel_rows(const float *A, int64_t lda, int64_t T, const float *P, int64_t kn,
-                       float *C, int64_t ldc, int ncols)
+static void panel_rows(const float *A, int64_t lda, int64_t T, const float *P, int64_t kn, float *C,
+                       int64_t ldc, int ncols)
 {
     int64_t t = 0;
     for (; t + MR <= T; t += MR)
@@ -208,8 +209,8 @@ static void fwd_task(const dec_ctx *dc, const q4_weight *w, const float *bias, c
 }
 
 /* Backward: task = 64 input columns; P[p][o][c] = W[oc0+o][k0+32p+c]. */
-static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int64_t T,
-                     float *dX, int64_t k0, float *P)
+static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int64_t T, float *dX,
+                     int64_t k0, float *P)
 {
     const int64_t in = w->in, out = w->out;
     const int64_t k1 = k0 + NP * NR < in ? k0 + NP * NR : in;
@@ -236,8 +237,8 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
     }
 }
 
-void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, int64_t T,
-                        float *Y, int n_threads)
+void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                        int n_threads)
 {
     const int nt = resolve_threads(n_threads);
     if (T <= GEMV_T) {

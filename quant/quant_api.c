@@ -77,8 +77,8 @@ static lk_status to_internal(const struct lk_qweight *w, const void *data, q4_we
     return q4_weight_init(qw, (int)w->type, w->block, w->out, w->in, data);
 }
 
-lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst,
-                             int n_threads, double *rmse, double *max_abs)
+lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst, int n_threads,
+                             double *rmse, double *max_abs)
 {
     q4_weight qw;
     LK_TRY(to_internal(w, dst, &qw));
@@ -99,8 +99,8 @@ static lk_status pick(const char *variant, const q4_kernels **k)
     return LK_OK;
 }
 
-lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X,
-                           int64_t T, float *Y, int n_threads, const char *variant)
+lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
+                           float *Y, int n_threads, const char *variant)
 {
     q4_weight qw;
     const q4_kernels *k;

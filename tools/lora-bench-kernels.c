@@ -37,14 +37,14 @@ static int run_once(const job *j)
     if (!j->qw) {
         const int T = (int)j->T, out = (int)j->out, in = (int)j->in;
         if (T == 1 && !j->bwd) /* y[out] = W[out][in]·x */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, j->W, in, j->X, 1, 0.0f,
-                        j->Y, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, j->W, in, j->X, 1, 0.0f, j->Y,
+                        1);
         else if (T == 1) /* dx[in] = Wᵀ·dy */
-            cblas_sgemv(CblasRowMajor, CblasTrans, out, in, 1.0f, j->W, in, j->dY, 1, 0.0f,
-                        j->dX, 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, out, in, 1.0f, j->W, in, j->dY, 1, 0.0f, j->dX,
+                        1);
         else if (!j->bwd) /* Y[T][out] = X[T][in]·Wᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, j->X, in,
-                        j->W, in, 0.0f, j->Y, out);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, j->X, in, j->W,
+                        in, 0.0f, j->Y, out);
         else /* dX[T][in] = dY[T][out]·W */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, in, out, 1.0f, j->dY, out,
                         j->W, in, 0.0f, j->dX, in);
@@ -83,9 +83,9 @@ int main(int argc, char **argv)
     cli_common c;
     cli_common_init(&c, 1);
     struct arg_int *reps = arg_int0(NULL, "reps", "N", "timed calls per measurement (default 5)");
-    struct arg_str *variant =
-        arg_str0(NULL, "variant", "NAME", "kernel variant: ref|avx2|avx512|amx|neon (default: "
-                                          "the dispatched one)");
+    struct arg_str *variant = arg_str0(NULL, "variant", "NAME",
+                                       "kernel variant: ref|avx2|avx512|amx|neon (default: "
+                                       "the dispatched one)");
     struct arg_str *tlist = arg_str0(NULL, "tokens", "LIST", "T values (default 1,64,512)");
     struct arg_end *end = arg_end(20);
     void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, end};
@@ -159,16 +159,17 @@ int main(int argc, char **argv)
                         fail = cli_fail(TOOL, LK_ERR_UNSUPPORTED);
                 }
                 if (json) {
-                    printf("%s{\"out\":%lld,\"in\":%lld,\"T\":%d,\"dir\":\"%s\",\"blas_gflops\":%.2f",
-                           first ? "" : ",", (long long)out, (long long)in, Ts[ti],
-                           bwd ? "bwd" : "fwd", g[0]);
+                    printf(
+                        "%s{\"out\":%lld,\"in\":%lld,\"T\":%d,\"dir\":\"%s\",\"blas_gflops\":%.2f",
+                        first ? "" : ",", (long long)out, (long long)in, Ts[ti],
+                        bwd ? "bwd" : "fwd", g[0]);
                     for (int f = 0; f < ntypes; f++)
                         printf(",\"%s_gflops\":%.2f", lk_qtype_name(types[f]), g[f + 1]);
                     printf("}");
                     first = 0;
                 } else {
-                    printf("| %lldx%lld | %d | %s | %.1f |", (long long)out, (long long)in,
-                           Ts[ti], bwd ? "bwd" : "fwd", g[0]);
+                    printf("| %lldx%lld | %d | %s | %.1f |", (long long)out, (long long)in, Ts[ti],
+                           bwd ? "bwd" : "fwd", g[0]);
                     for (int f = 0; f < ntypes; f++)
                         printf(" %.1f (%.2fx) |", g[f + 1], g[f + 1] / g[0]);
                     printf("\n");

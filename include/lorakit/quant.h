@@ -79,15 +79,15 @@ size_t lk_qweight_row_bytes(const struct lk_qweight *w);
 /* Quantise src[out][in] (f32) into dst[out][row bytes] using n_threads threads (0 = all CPUs).
  * Deterministic. If rmse/max_abs are non-NULL, the round-trip error over all values is stored.
  * LK_ERR_ARG / LK_ERR_UNSUPPORTED on bad arguments. */
-lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst,
-                             int n_threads, double *rmse, double *max_abs);
+lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst, int n_threads,
+                             double *rmse, double *max_abs);
 
 /* Fused dequant-GEMM forward Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL), never
  * dequantising all of W. variant: NULL for the dispatched one, or "ref", "avx2", "avx512",
  * "amx", "neon" (LK_ERR_UNSUPPORTED when not available here). n_threads 0 = all CPUs; the result
  * does not depend on n_threads. */
-lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X,
-                           int64_t T, float *Y, int n_threads, const char *variant);
+lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
+                           float *Y, int n_threads, const char *variant);
 
 /* Fused backward dX[T,in] = dY[T,out]·W (overwrites dX). Arguments as lk_qgemm_forward. */
 lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
