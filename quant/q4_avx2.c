@@ -53,9 +53,10 @@ static inline __m256 nf4_lut(const dec_ctx *c, __m128i idx8) /* low 8 byte indic
     return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
-/* Decode the 32 values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..3], in order; the
- * same fp32 operations as q4_decode_ref, so the values are identical. */
-static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
+/* Decode the 32 values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..3], in order, as
+ * unscaled grid values (Q4_0: q-8, IQ4_NL: kvalues[q], Q8_0: q, NF4: code[q]); returns the scale
+ * they multiply (fp16 d or NF4 absmax). v[i]*scale is exactly q4_decode_ref's value. */
+static inline float dec32_raw(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
 {
     const __m128i m4 = _mm_set1_epi8(0x0f);
     switch (c->qtype) {
@@ -64,40 +65,44 @@ static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m25
         const uint8_t *blk = row + (k0 / 32) * 18;
         uint16_t dh;
         memcpy(&dh, blk, 2);
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
         __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
         __m128i lo = _mm_shuffle_epi8(c->tab_i8, _mm_and_si128(q, m4)); /* values 0..15 */
         __m128i hi = _mm_shuffle_epi8(c->tab_i8, _mm_and_si128(_mm_srli_epi16(q, 4), m4));
-        v[0] = _mm256_mul_ps(i8x8_to_ps(lo), d);
-        v[1] = _mm256_mul_ps(i8x8_to_ps(_mm_srli_si128(lo, 8)), d);
-        v[2] = _mm256_mul_ps(i8x8_to_ps(hi), d);
-        v[3] = _mm256_mul_ps(i8x8_to_ps(_mm_srli_si128(hi, 8)), d);
-        break;
+        v[0] = i8x8_to_ps(lo);
+        v[1] = i8x8_to_ps(_mm_srli_si128(lo, 8));
+        v[2] = i8x8_to_ps(hi);
+        v[3] = i8x8_to_ps(_mm_srli_si128(hi, 8));
+        return _cvtsh_ss(dh);
     }
     case LK_QTYPE_Q8_0: {
         const uint8_t *blk = row + (k0 / 32) * 34;
         uint16_t dh;
         memcpy(&dh, blk, 2);
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
         for (int i = 0; i < 4; i++)
-            v[i] =
-                _mm256_mul_ps(i8x8_to_ps(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * i))), d);
-        break;
+            v[i] = i8x8_to_ps(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * i)));
+        return _cvtsh_ss(dh);
     }
     default: { /* NF4: byte j = (value 2j << 4) | value 2j+1 */
         float amax;
         memcpy(&amax, row + c->nb * (c->bs / 2) + (k0 / c->bs) * 4, 4);
-        __m256 a = _mm256_set1_ps(amax);
         __m128i q = _mm_loadu_si128((const __m128i *)(row + k0 / 2));
         __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4), lo = _mm_and_si128(q, m4);
         __m128i v0 = _mm_unpacklo_epi8(hi, lo), v1 = _mm_unpackhi_epi8(hi, lo); /* in order */
-        v[0] = _mm256_mul_ps(nf4_lut(c, v0), a);
-        v[1] = _mm256_mul_ps(nf4_lut(c, _mm_srli_si128(v0, 8)), a);
-        v[2] = _mm256_mul_ps(nf4_lut(c, v1), a);
-        v[3] = _mm256_mul_ps(nf4_lut(c, _mm_srli_si128(v1, 8)), a);
-        break;
+        v[0] = nf4_lut(c, v0);
+        v[1] = nf4_lut(c, _mm_srli_si128(v0, 8));
+        v[2] = nf4_lut(c, v1);
+        v[3] = nf4_lut(c, _mm_srli_si128(v1, 8));
+        return amax;
     }
     }
+}
+
+/* As dec32_raw, scaled: the decoded weights themselves. */
+static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
+{
+    const __m256 s = _mm256_set1_ps(dec32_raw(c, row, k0, v));
+    for (int i = 0; i < 4; i++)
+        v[i] = _mm256_mul_ps(v[i], s);
 }
 
 static inline float hsum(__m256 v)
@@ -109,6 +114,39 @@ static inline float hsum(__m256 v)
 }
 
 /* ---- forward GEMV: T <= GEMV_T ------------------------------------------------------------- */
+
+/* Y[0..tn)[o] for one row: per block, the unscaled grid values are dotted with X and the block sum
+ * is scaled once (acc += scale·Σ q·x). tn is a literal at every call site. */
+static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx *c,
+                                                           const uint8_t *row, const float *X,
+                                                           int64_t in, const float (*xt)[32],
+                                                           float *y, int64_t ldy, float b)
+{
+    const int64_t in32 = in / 32 * 32;
+    __m256 acc[GEMV_T], v[4];
+    for (int t = 0; t < GEMV_T; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t k0 = 0; k0 <= in32; k0 += 32) {
+        if (k0 == in && k0 == in32)
+            break;
+        const __m256 s = _mm256_set1_ps(dec32_raw(c, row, k0, v));
+        for (int t = 0; t < GEMV_T; t++) {
+            if (t >= tn)
+                break;
+            const float *x = k0 < in32 ? X + t * in + k0 : xt[t]; /* [32]; tail zero-padded */
+            __m256 s0 = _mm256_mul_ps(v[0], _mm256_loadu_ps(x));
+            __m256 s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
+            s0 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), s0);
+            s1 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), s1);
+            acc[t] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), s, acc[t]);
+        }
+    }
+    for (int t = 0; t < GEMV_T; t++) {
+        if (t >= tn)
+            break;
+        y[t * ldy] = hsum(acc[t]) + b;
+    }
+}
 
 static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int nt)
@@ -124,30 +162,42 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t o = 0; o < out; o++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
-        __m256 acc[GEMV_T][2], v[4];
-        for (int t = 0; t < GEMV_T; t++)
-            acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-        for (int64_t k0 = 0; k0 < in32; k0 += 32) {
-            dec32(&c, row, k0, v);
-            for (int t = 0; t < GEMV_T; t++) {
-                if (t >= T)
-                    break;
-                const float *x = X + t * in + k0; /* [32] */
-                acc[t][0] = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), acc[t][0]);
-                acc[t][1] = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), acc[t][1]);
-                acc[t][0] = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), acc[t][0]);
-                acc[t][1] = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), acc[t][1]);
+        const float b = bias ? bias[o] : 0.0f;
+        switch (T) {
+        case 1: gemv_row(1, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
+        case 2: gemv_row(2, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
+        case 3: gemv_row(3, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
+        default: gemv_row(4, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
+        }
+    }
+}
+
+/* ---- backward for T = 1: dX[64 columns] accumulated in registers over all rows ----------- */
+
+static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
+{
+    const int64_t in = w->in, out = w->out, ntask = (in + 63) / 64;
+    dec_ctx c;
+    dec_init(&c, w);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < ntask; i++) {
+        const int64_t k0 = i * 64, nblk = in - k0 > 32 ? 2 : 1;
+        __m256 acc[8], v[4];
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_setzero_ps();
+        for (int64_t o = 0; o < out; o++) {
+            const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+            for (int64_t b = 0; b < nblk; b++) {
+                /* dY[o]·scale once per block, then dX += (dY·scale)·q */
+                const __m256 g = _mm256_set1_ps(dY[o] * dec32_raw(&c, row, k0 + 32 * b, v));
+                for (int j = 0; j < 4; j++)
+                    acc[4 * b + j] = _mm256_fmadd_ps(g, v[j], acc[4 * b + j]);
             }
         }
-        if (in32 < in) {
-            dec32(&c, row, in32, v);
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < 4; i++)
-                    acc[t][i & 1] =
-                        _mm256_fmadd_ps(v[i], _mm256_loadu_ps(xt[t] + 8 * i), acc[t][i & 1]);
-        }
-        for (int64_t t = 0; t < T; t++)
-            Y[t * out + o] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (bias ? bias[o] : 0.0f);
+        float tmp[64];
+        for (int j = 0; j < 8; j++)
+            _mm256_storeu_ps(tmp + 8 * j, acc[j]);
+        memcpy(dX + k0, tmp, (size_t)(in - k0 < 64 ? in - k0 : 64) * sizeof(float));
     }
 }
 
@@ -306,6 +356,10 @@ void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
 void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
 {
     const int nt = resolve_threads(n_threads);
+    if (T == 1) {
+        bwd_t1(w, dY, dX, nt);
+        return;
+    }
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);

@@ -7,7 +7,7 @@
  * product's rounding error), so cancellation in a sum does not make a correct kernel fail.
  * fp32 variants: |got - ref| <= 1e-5·S. bf16 variants (AMX): operands rounded to bf16 (unit
  * roundoff u = 2^-8) give per-product error <= 2u+u² and fp32 accumulation adds K·2^-24, so
- * |got - ref| <= (2^-7 + 1e-5)·S (the bound documented in q4_amx.c). */
+ * |got - ref| <= (2^-7 + 1e-4)·S for K <= 600 (the bound documented in q4_amx.c). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,7 +89,7 @@ static void check_scaled(const char *what, const wcase *c, int bwd, const float 
 /* One weight case against the reference for every T in Ts; forward with and without bias. */
 static void run_case(const q4_kernels *k, wcase *c, const int64_t *Ts, int nT)
 {
-    const double tol = k->bf16 ? 0x1p-7 + 1e-5 : 1e-5;
+    const double tol = k->bf16 ? 0x1p-7 + 1e-4 : 1e-5;
     float *bias = malloc((size_t)c->out * sizeof(float));
     for (int64_t o = 0; o < c->out; o++)
         bias[o] = frand();
