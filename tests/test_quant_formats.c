@@ -245,7 +245,7 @@ static void test_special_blocks(void **state)
 {
     (void)state;
     float x[64] = {0}, y[64];
-    uint8_t q[64];
+    uint8_t q[128]; /* Q8_0: 2 blocks of 34 bytes */
     for (int qt = LK_QTYPE_Q4_0; qt < LK_QTYPE_COUNT; qt++) {
         q4_quantize_row(qt, 64, x, 64, q);
         q4_dequantize_row(qt, 64, q, 64, y);
