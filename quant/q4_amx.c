@@ -47,7 +47,7 @@ static void tile_config(void)
 /* ---- decoding (as q4_avx512.c; per-ISA files are self-contained) ----------------------------- */
 
 typedef struct {
-    int qtype, bs;
+    int qtype, bs, bs_log2; /* NF4 blocksize is a power of two: k/bs is a shift */
     int64_t nb;
     __m128i tab_i8;
     __m512 tab_nf4;
@@ -58,6 +58,7 @@ static void dec_init(dec_ctx *c, const q4_weight *w)
     static const int8_t q40[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
     c->qtype = w->qtype;
     c->bs = w->block;
+    c->bs_log2 = __builtin_ctz((unsigned)w->block);
     c->nb = (w->in + w->block - 1) / w->block;
     c->tab_i8 =
         _mm_loadu_si128((const __m128i *)(w->qtype == LK_QTYPE_Q4_0 ? q40 : q4_iq4nl_values));
@@ -99,7 +100,7 @@ static inline void dec32_bf16(const dec_ctx *c, const uint8_t *row, int64_t k0, 
     }
     default: {
         float amax;
-        memcpy(&amax, row + c->nb * (c->bs / 2) + (k0 / c->bs) * 4, 4);
+        memcpy(&amax, row + c->nb * (c->bs / 2) + (k0 >> c->bs_log2) * 4, 4);
         __m512 a = _mm512_set1_ps(amax);
         __m128i q = _mm_loadu_si128((const __m128i *)(row + k0 / 2));
         __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4), lo = _mm_and_si128(q, m4);

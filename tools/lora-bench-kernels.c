@@ -1,8 +1,10 @@
 /* lora-bench-kernels — GFLOP/s of the fused dequant-GEMM kernels (forward Y = X·Wᵀ, backward
  * dX = dY·W) for each weight format on the Qwen2.5-0.5B linear-layer shapes, beside OpenBLAS
  * cblas_sgemm / cblas_sgemv on the same shapes with fp32 weights, in one run. FLOPs are 2·T·out·in
- * per call; each timing is the best of --reps calls after one warm-up call. Output: a Markdown
- * table (BENCHMARKS.md's "Kernels" section) or, with --json, one JSON object. */
+ * per call; each timing is the best of --reps calls after one warm-up call. With --cold, every
+ * weight is replicated into enough copies (>= 96 MB per format) that successive calls read it from
+ * DRAM, as a forward pass over many layers does, instead of from the last-level cache. Output: a
+ * Markdown table (BENCHMARKS.md's "Kernels" section) or, with --json, one JSON object. */
 #define LK_EXPERIMENTAL 1
 #include <cblas.h>
 #include <math.h>
@@ -24,34 +26,37 @@ static double now_s(void)
 
 typedef struct {
     int64_t out, in, T;
-    const float *W, *X, *dY; /* W[out][in] f32; X[T][in]; dY[T][out] */
-    float *Y, *dX;           /* [T][out], [T][in] */
-    const struct lk_qweight *qw;
+    float *const *Wc;             /* ncopy copies of W[out][in] f32 */
+    const float *X, *dY;          /* X[T][in]; dY[T][out] */
+    float *Y, *dX;                /* [T][out], [T][in] */
+    const struct lk_qweight *qwc; /* ncopy copies of the quantised weight, or NULL: BLAS */
+    int ncopy, ncopy_q, *cursor;  /* calls rotate over the copies */
     const char *variant;
     int threads, bwd;
 } job;
 
-/* One call of the job's kernel: f32 BLAS when qw is NULL, else the fused kernel. */
+/* One call of the job's kernel: f32 BLAS when qwc is NULL, else the fused kernel. */
 static int run_once(const job *j)
 {
-    if (!j->qw) {
+    const int c = (*j->cursor)++;
+    if (!j->qwc) {
+        const float *W = j->Wc[c % j->ncopy];
         const int T = (int)j->T, out = (int)j->out, in = (int)j->in;
         if (T == 1 && !j->bwd) /* y[out] = W[out][in]·x */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, j->W, in, j->X, 1, 0.0f, j->Y,
-                        1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, j->X, 1, 0.0f, j->Y, 1);
         else if (T == 1) /* dx[in] = Wᵀ·dy */
-            cblas_sgemv(CblasRowMajor, CblasTrans, out, in, 1.0f, j->W, in, j->dY, 1, 0.0f, j->dX,
-                        1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, out, in, 1.0f, W, in, j->dY, 1, 0.0f, j->dX, 1);
         else if (!j->bwd) /* Y[T][out] = X[T][in]·Wᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, j->X, in, j->W,
-                        in, 0.0f, j->Y, out);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, j->X, in, W, in,
+                        0.0f, j->Y, out);
         else /* dX[T][in] = dY[T][out]·W */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, in, out, 1.0f, j->dY, out,
-                        j->W, in, 0.0f, j->dX, in);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, in, out, 1.0f, j->dY, out, W,
+                        in, 0.0f, j->dX, in);
         return 0;
     }
-    lk_status s = j->bwd ? lk_qgemm_backward(j->qw, j->dY, j->T, j->dX, j->threads, j->variant)
-                         : lk_qgemm_forward(j->qw, NULL, j->X, j->T, j->Y, j->threads, j->variant);
+    const struct lk_qweight *qw = &j->qwc[c % j->ncopy_q];
+    lk_status s = j->bwd ? lk_qgemm_backward(qw, j->dY, j->T, j->dX, j->threads, j->variant)
+                         : lk_qgemm_forward(qw, NULL, j->X, j->T, j->Y, j->threads, j->variant);
     return s == LK_OK ? 0 : -1;
 }
 
@@ -78,6 +83,114 @@ static void fill(float *p, int64_t n, float scale, uint64_t *s)
     }
 }
 
+#define NTYPES 4
+static const lk_qtype k_types[NTYPES] = {LK_QTYPE_NF4, LK_QTYPE_Q4_0, LK_QTYPE_IQ4_NL,
+                                         LK_QTYPE_Q8_0};
+
+typedef struct {
+    int nrep, threads, json, cold, first;
+    const char *variant;
+    const int32_t *Ts;
+    int64_t nT;
+    uint64_t seed;
+} opts;
+
+/* Copies needed so one rotation over them exceeds 96 MB (3x a 32 MB last-level cache). */
+static int copies(const opts *o, size_t bytes)
+{
+    return o->cold ? (int)((96u << 20) / bytes + 1) : 1;
+}
+
+static void print_row(opts *o, int64_t out, int64_t in, int T, int bwd, const double *g)
+{
+    if (o->json) {
+        printf("%s{\"out\":%lld,\"in\":%lld,\"T\":%d,\"dir\":\"%s\",\"blas_gflops\":%.2f",
+               o->first ? "" : ",", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd", g[0]);
+        for (int f = 0; f < NTYPES; f++)
+            printf(",\"%s_gflops\":%.2f", lk_qtype_name(k_types[f]), g[f + 1]);
+        printf("}");
+        o->first = 0;
+        return;
+    }
+    printf("| %lldx%lld | %d | %s | %.1f |", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd",
+           g[0]);
+    for (int f = 0; f < NTYPES; f++)
+        printf(" %.1f (%.2fx) |", g[f + 1], g[f + 1] / g[0]);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* All measurements of one weight shape; returns a CLI exit code or -1 to go on. */
+static int bench_shape(opts *o, int64_t out, int64_t in)
+{
+    int64_t Tmax = 0;
+    for (int64_t i = 0; i < o->nT; i++)
+        Tmax = o->Ts[i] > Tmax ? o->Ts[i] : Tmax;
+    const int nf = copies(o, (size_t)(out * in) * 4);
+    float **Wc = calloc((size_t)nf, sizeof *Wc);
+    float *X = malloc((size_t)(Tmax * in) * 4), *dY = malloc((size_t)(Tmax * out) * 4);
+    float *Y = malloc((size_t)(Tmax * out) * 4), *dX = malloc((size_t)(Tmax * in) * 4);
+    struct lk_qweight *qwc[NTYPES] = {0};
+    int nq[NTYPES] = {0}, rc = -1, cursor = 0;
+    for (int i = 0; i < nf; i++) {
+        Wc[i] = malloc((size_t)(out * in) * 4);
+        if (i == 0)
+            fill(Wc[0], out * in, 0.05f, &o->seed);
+        else
+            memcpy(Wc[i], Wc[0], (size_t)(out * in) * 4);
+    }
+    fill(X, Tmax * in, 1.0f, &o->seed);
+    fill(dY, Tmax * out, 1.0f, &o->seed);
+    for (int f = 0; f < NTYPES && rc < 0; f++) {
+        struct lk_qweight proto = {k_types[f], 64, out, in, NULL};
+        const size_t bytes = lk_qweight_row_bytes(&proto) * (size_t)out;
+        nq[f] = copies(o, bytes);
+        qwc[f] = calloc((size_t)nq[f], sizeof *qwc[f]);
+        for (int i = 0; i < nq[f]; i++) {
+            void *d = malloc(bytes);
+            qwc[f][i] = proto;
+            qwc[f][i].data = d;
+            if (i == 0) {
+                lk_status st = lk_quantize_matrix(&proto, Wc[0], d, o->threads, NULL, NULL);
+                if (st != LK_OK)
+                    rc = cli_fail(TOOL, st);
+            } else {
+                memcpy(d, qwc[f][0].data, bytes);
+            }
+        }
+    }
+    for (int64_t ti = 0; ti < o->nT && rc < 0; ti++) {
+        for (int bwd = 0; bwd < 2 && rc < 0; bwd++) {
+            job j = {out,  in, o->Ts[ti], Wc,      X,          dY,         Y,  dX,
+                     NULL, nf, 1,         &cursor, o->variant, o->threads, bwd};
+            double g[NTYPES + 1];
+            g[0] = bench(&j, o->nrep);
+            for (int f = 0; f < NTYPES; f++) {
+                j.qwc = qwc[f];
+                j.ncopy_q = nq[f];
+                g[f + 1] = bench(&j, o->nrep);
+                if (g[f + 1] < 0)
+                    rc = cli_fail(TOOL, LK_ERR_UNSUPPORTED);
+            }
+            if (rc < 0)
+                print_row(o, out, in, o->Ts[ti], bwd, g);
+        }
+    }
+    for (int f = 0; f < NTYPES; f++) {
+        for (int i = 0; qwc[f] && i < nq[f]; i++)
+            free((void *)qwc[f][i].data);
+        free(qwc[f]);
+    }
+    for (int i = 0; i < nf; i++)
+        free(Wc[i]);
+    free(Wc);
+    free(X);
+    free(dY);
+    free(Y);
+    free(dX);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     cli_common c;
@@ -87,8 +200,10 @@ int main(int argc, char **argv)
                                        "kernel variant: ref|avx2|avx512|amx|neon (default: "
                                        "the dispatched one)");
     struct arg_str *tlist = arg_str0(NULL, "tokens", "LIST", "T values (default 1,64,512)");
+    struct arg_lit *cold =
+        arg_lit0(NULL, "cold", "rotate over >= 96 MB of weight copies (weights from DRAM)");
     struct arg_end *end = arg_end(20);
-    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, end};
+    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, cold, end};
     int rc = cli_parse(argc, argv, argtable, end, &c, TOOL,
                        "Benchmark the fused dequant-GEMM kernels against OpenBLAS fp32.",
                        "Shapes are Qwen2.5-0.5B's linear layers (out x in): q/o 896x896, "
@@ -98,96 +213,43 @@ int main(int argc, char **argv)
         arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
         return rc;
     }
-    int nrep = reps->count ? reps->ival[0] : 5, threads = cli_threads(&c);
-    const char *var = variant->count ? variant->sval[0] : NULL;
+    opts o = {reps->count ? reps->ival[0] : 5,
+              cli_threads(&c),
+              c.json->count,
+              cold->count,
+              1,
+              variant->count ? variant->sval[0] : NULL,
+              NULL,
+              0,
+              cli_seed(&c)};
     int32_t *Ts = NULL;
-    int64_t nT = 0;
-    if (cli_parse_ids(tlist->count ? tlist->sval[0] : "1,64,512", &Ts, &nT) || nT == 0) {
+    if (cli_parse_ids(tlist->count ? tlist->sval[0] : "1,64,512", &Ts, &o.nT) || o.nT == 0) {
         arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
         return cli_usage_error(TOOL, "--tokens: expected a list like 1,64,512");
     }
-    if (threads <= 0)
-        threads = 2;
-    openblas_set_num_threads(threads);
-    const int json = c.json->count;
-    uint64_t seed = cli_seed(&c);
+    o.Ts = Ts;
+    if (o.threads <= 0)
+        o.threads = 2;
+    openblas_set_num_threads(o.threads);
     static const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}};
-    static const lk_qtype types[] = {LK_QTYPE_NF4, LK_QTYPE_Q4_0, LK_QTYPE_IQ4_NL, LK_QTYPE_Q8_0};
-    const int ntypes = 4;
-    const char *vname = var ? var : lk_kernel_variant();
-    if (json)
-        printf("{\"version\":\"%s\",\"seed\":%llu,\"threads\":%d,\"variant\":\"%s\",\"cpu\":\"%s\","
-               "\"results\":[",
-               lk_version(), (unsigned long long)seed, threads, vname, lk_cpu_features());
-    else {
-        printf("kernel variant: %s; CPU features: %s; threads: %d; best of %d\n\n", vname,
-               lk_cpu_features(), threads, nrep);
-        printf("| out x in | T | dir | f32 BLAS | nf4 | q4_0 | iq4_nl | q8_0 |\n");
-        printf("|---|---:|---|---:|---:|---:|---:|---:|\n");
-    }
-    int first = 1, fail = 0;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && !fail; s++) {
-        const int64_t out = shapes[s][0], in = shapes[s][1];
-        int64_t Tmax = 0;
-        for (int64_t i = 0; i < nT; i++)
-            Tmax = Ts[i] > Tmax ? Ts[i] : Tmax;
-        float *W = malloc((size_t)(out * in) * 4), *X = malloc((size_t)(Tmax * in) * 4);
-        float *dY = malloc((size_t)(Tmax * out) * 4), *Y = malloc((size_t)(Tmax * out) * 4);
-        float *dX = malloc((size_t)(Tmax * in) * 4);
-        void *q[4] = {0};
-        struct lk_qweight qw[4];
-        fill(W, out * in, 0.05f, &seed);
-        fill(X, Tmax * in, 1.0f, &seed);
-        fill(dY, Tmax * out, 1.0f, &seed);
-        for (int f = 0; f < ntypes; f++) {
-            qw[f] = (struct lk_qweight){types[f], 64, out, in, NULL};
-            q[f] = malloc(lk_qweight_row_bytes(&qw[f]) * (size_t)out);
-            lk_status st = lk_quantize_matrix(&qw[f], W, q[f], threads, NULL, NULL);
-            qw[f].data = q[f];
-            if (st != LK_OK)
-                fail = cli_fail(TOOL, st);
-        }
-        for (int64_t ti = 0; ti < nT && !fail; ti++) {
-            for (int bwd = 0; bwd < 2 && !fail; bwd++) {
-                job j = {out, in, Ts[ti], W, X, dY, Y, dX, NULL, var, threads, bwd};
-                double g[5];
-                g[0] = bench(&j, nrep);
-                for (int f = 0; f < ntypes; f++) {
-                    j.qw = &qw[f];
-                    g[f + 1] = bench(&j, nrep);
-                    if (g[f + 1] < 0)
-                        fail = cli_fail(TOOL, LK_ERR_UNSUPPORTED);
-                }
-                if (json) {
-                    printf(
-                        "%s{\"out\":%lld,\"in\":%lld,\"T\":%d,\"dir\":\"%s\",\"blas_gflops\":%.2f",
-                        first ? "" : ",", (long long)out, (long long)in, Ts[ti],
-                        bwd ? "bwd" : "fwd", g[0]);
-                    for (int f = 0; f < ntypes; f++)
-                        printf(",\"%s_gflops\":%.2f", lk_qtype_name(types[f]), g[f + 1]);
-                    printf("}");
-                    first = 0;
-                } else {
-                    printf("| %lldx%lld | %d | %s | %.1f |", (long long)out, (long long)in, Ts[ti],
-                           bwd ? "bwd" : "fwd", g[0]);
-                    for (int f = 0; f < ntypes; f++)
-                        printf(" %.1f (%.2fx) |", g[f + 1], g[f + 1] / g[0]);
-                    printf("\n");
-                    fflush(stdout);
-                }
-            }
-        }
-        for (int f = 0; f < ntypes; f++)
-            free(q[f]);
-        free(W);
-        free(X);
-        free(dY);
-        free(Y);
-        free(dX);
-    }
-    if (json)
+    const char *vname = o.variant ? o.variant : lk_kernel_variant();
+    if (o.json)
+        printf("{\"version\":\"%s\",\"seed\":%llu,\"threads\":%d,\"variant\":\"%s\","
+               "\"cpu\":\"%s\",\"cold\":%s,\"results\":[",
+               lk_version(), (unsigned long long)o.seed, o.threads, vname, lk_cpu_features(),
+               o.cold ? "true" : "false");
+    else
+        printf("kernel variant: %s; CPU features: %s; threads: %d; best of %d; weights %s\n\n"
+               "| out x in | T | dir | f32 BLAS | nf4 | q4_0 | iq4_nl | q8_0 |\n"
+               "|---|---:|---|---:|---:|---:|---:|---:|\n",
+               vname, lk_cpu_features(), o.threads, o.nrep,
+               o.cold ? "cold (streamed from DRAM)" : "hot (cache-resident after warm-up)");
+    rc = -1;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && rc < 0; s++)
+        rc = bench_shape(&o, shapes[s][0], shapes[s][1]);
+    if (o.json && rc < 0)
         printf("]}\n");
     free(Ts);
     arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
-    return fail ? CLI_FAIL : CLI_OK;
+    return rc < 0 ? CLI_OK : rc;
 }
