@@ -11,7 +11,7 @@
  * absmax*nf4[q]. For a row length that is a multiple of B this is bitsandbytes' packed tensor and
  * absmax array, just interleaved per row. Double quantisation (absmax - mean, 8-bit blockwise in
  *          blocks of 256 with the signed dynamic map) is a storage form (q4_nf4_dq): kernels take
- *          the fp32-absmax row form, and q4_nf4_dq_expand() rebuilds it with exactly the absmax
+ *          the fp32-absmax row form, and q4_nf4_dq_dequantize() gives exactly the absmax
  *          values bitsandbytes' dequantisation computes.
  * Rows whose length n is not a multiple of the block are padded with zeros to a whole block, per
  * row, before quantisation. llama.cpp's GGUF needs n % 32 == 0, so a GGUF writer stores such a
@@ -179,6 +179,13 @@ typedef struct {
 void q4_nf4_dq_quantize(const float *absmax, int64_t n, q4_nf4_dq *dq);
 /* absmax[i] = dynamic_map[codes[i]]*scale[i/256] + offset, in fp32, as bitsandbytes computes. */
 void q4_nf4_dq_dequantize(const q4_nf4_dq *dq, float *absmax);
+/* Build NF4 rows (layout above) from bitsandbytes' flattened arrays of a [out, in] weight:
+ * codes[out*in/2] (packed as bitsandbytes stores them) and absmax[out*in/block] (fp32, e.g. from
+ * q4_nf4_dq_dequantize for a double-quantised state). Needs in % block == 0 so that no block
+ * straddles two rows (LK_ERR_SHAPE otherwise: such a tensor must be dequantised and re-blocked).
+ * dst gets out * q4_row_bytes(NF4, block, in) bytes. No re-quantisation: the values are bnb's. */
+lk_status q4_nf4_from_bnb(const uint8_t *codes, const float *absmax, int64_t out, int64_t in,
+                          int block, void *dst);
 /* 8-bit blockwise quantisation with the dynamic map: x[n] -> codes[n], absmax[ceil(n/bs)]. */
 void q4_quantize_dynamic(const float *x, int64_t n, int bs, uint8_t *codes, float *absmax);
 /* Index of the dynamic-map value nearest to v in [-1,1] (bitsandbytes' dQuantize search). */

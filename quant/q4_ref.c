@@ -218,6 +218,27 @@ void q4_nf4_dq_dequantize(const q4_nf4_dq *dq, float *absmax)
     }
 }
 
+lk_status q4_nf4_from_bnb(const uint8_t *codes, const float *absmax, int64_t out, int64_t in,
+                          int block, void *dst)
+{
+    if (!q4_valid(LK_QTYPE_NF4, block) || out <= 0 || in <= 0)
+        return status_fail(LK_ERR_ARG, "bnb NF4: shape [%lld, %lld] or blocksize %d invalid",
+                           (long long)out, (long long)in, block);
+    if (in % block)
+        return status_fail(LK_ERR_SHAPE,
+                           "bnb NF4: row length %lld is not a multiple of blocksize %d, so "
+                           "blocks straddle rows (hint: dequantise and re-quantise this tensor)",
+                           (long long)in, block);
+    const int64_t nb = in / block;
+    const size_t rb = q4_row_bytes(LK_QTYPE_NF4, block, in);
+    for (int64_t r = 0; r < out; r++) {
+        uint8_t *row = (uint8_t *)dst + (size_t)r * rb;
+        memcpy(row, codes + r * (in / 2), (size_t)(in / 2));
+        memcpy(row + in / 2, absmax + r * nb, (size_t)nb * sizeof(float));
+    }
+    return LK_OK;
+}
+
 /* ---- GGUF formats ---------------------------------------------------------------------------- */
 
 void q4_quantize_q4_0(const float *x, int64_t n, q4_block_q4_0 *y)

@@ -27,6 +27,11 @@ static void *read_fixture(const char *name, size_t *n)
     return buf;
 }
 
+static int64_t nb_of(int64_t in, int block) /* absmax index of row 1, block 0 */
+{
+    return in / block;
+}
+
 /* Report the first differing byte of a quantised buffer. */
 static void assert_same_bytes(const char *what, const uint8_t *got, const uint8_t *want, size_t n)
 {
@@ -324,6 +329,43 @@ static void test_quantize_matrix(void **state)
     free(w);
 }
 
+/* bitsandbytes' flattened layout (one NF4 quantisation of the whole matrix, plus double-quantised
+ * absmax) converts to our rows without re-quantising: identical to quantising row by row. */
+static void test_nf4_from_bnb(void **state)
+{
+    (void)state;
+    const int64_t out = 12, in = 256;
+    const int block = 64, nabs = (int)(out * in / block);
+    float *w = malloc((size_t)(out * in) * 4), *absmax = malloc((size_t)nabs * 4);
+    uint8_t *codes = malloc((size_t)(out * in / 2));
+    for (int64_t i = 0; i < out * in; i++)
+        w[i] = frand();
+    q4_quantize_nf4(w, out * in, block, codes, absmax); /* bitsandbytes: the flattened tensor */
+    size_t rb = q4_row_bytes(LK_QTYPE_NF4, block, in);
+    uint8_t *a = malloc(rb * out), *b = malloc(rb * out);
+    assert_ok(q4_nf4_from_bnb(codes, absmax, out, in, block, a));
+    for (int64_t r = 0; r < out; r++)
+        q4_quantize_row(LK_QTYPE_NF4, block, w + r * in, in, b + r * rb);
+    assert_same_bytes("bnb -> rows", a, b, rb * out);
+    /* double-quantised statistics: dequantised absmax feed the same rows */
+    uint8_t dqc[48];
+    float dqs[1], back[48];
+    q4_nf4_dq dq = {0, dqc, dqs, 0};
+    q4_nf4_dq_quantize(absmax, nabs, &dq);
+    q4_nf4_dq_dequantize(&dq, back);
+    assert_ok(q4_nf4_from_bnb(codes, back, out, in, block, a));
+    float *y = malloc((size_t)in * 4);
+    q4_dequantize_row(LK_QTYPE_NF4, block, a + rb, in, y);
+    assert_true(y[0] == q4_nf4_code[codes[in / 2] >> 4] * back[nb_of(in, block)]);
+    assert_status(q4_nf4_from_bnb(codes, absmax, 4, 100, 64, a), LK_ERR_SHAPE, "straddle");
+    free(y);
+    free(w);
+    free(absmax);
+    free(codes);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_odd_lengths),
         cmocka_unit_test(test_special_blocks),
         cmocka_unit_test(test_public_api),
+        cmocka_unit_test(test_nf4_from_bnb),
         cmocka_unit_test(test_quantize_matrix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
