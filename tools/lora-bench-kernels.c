@@ -159,23 +159,30 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
             }
         }
     }
-    for (int64_t ti = 0; ti < o->nT && rc < 0; ti++) {
-        for (int bwd = 0; bwd < 2 && rc < 0; bwd++) {
-            job j = {out,  in, o->Ts[ti], Wc,      X,          dY,         Y,  dX,
-                     NULL, nf, 1,         &cursor, o->variant, o->threads, bwd};
-            double g[NTYPES + 1];
-            g[0] = bench(&j, o->nrep);
-            for (int f = 0; f < NTYPES; f++) {
+    /* OpenBLAS's and OpenMP's idle worker threads both spin for a while after a call; on a small
+     * machine the spinning pool steals the cores from the other one. So all BLAS timings of the
+     * shape come first, then a pause that lets OpenBLAS's threads go to sleep, then ours. */
+    double g[64][NTYPES + 1];
+    const int64_t nrow = o->nT * 2 < 64 ? o->nT * 2 : 64;
+    for (int phase = 0; phase < 2 && rc < 0; phase++) {
+        for (int64_t r = 0; r < nrow && rc < 0; r++) {
+            job j = {out, in, o->Ts[r / 2], Wc,         X,          dY,          Y, dX, NULL,
+                     nf,  1,  &cursor,      o->variant, o->threads, (int)(r % 2)};
+            if (phase == 0)
+                g[r][0] = bench(&j, o->nrep);
+            for (int f = 0; phase == 1 && f < NTYPES; f++) {
                 j.qwc = qwc[f];
                 j.ncopy_q = nq[f];
-                g[f + 1] = bench(&j, o->nrep);
-                if (g[f + 1] < 0)
+                g[r][f + 1] = bench(&j, o->nrep);
+                if (g[r][f + 1] < 0)
                     rc = cli_fail(TOOL, LK_ERR_UNSUPPORTED);
             }
-            if (rc < 0)
-                print_row(o, out, in, o->Ts[ti], bwd, g);
         }
+        if (phase == 0)
+            nanosleep(&(struct timespec){0, 300000000}, NULL);
     }
+    for (int64_t r = 0; r < nrow && rc < 0; r++)
+        print_row(o, out, in, o->Ts[r / 2], (int)(r % 2), g[r]);
     for (int f = 0; f < NTYPES; f++) {
         for (int i = 0; qwc[f] && i < nq[f]; i++)
             free((void *)qwc[f][i].data);
