@@ -26,6 +26,9 @@ typedef struct {
     int64_t nb;             /* blocks per row (NF4: absmax count) */
     __m128i tab_i8;         /* Q4_0: q-8; IQ4_NL: kvalues */
     __m256 tab_lo, tab_hi;  /* NF4 codes 0..7 and 8..15 */
+    __m256i nf4_plane[4];   /* byte b of each NF4 code's fp32 bits, in both 128-bit lanes */
+    __m256i i4_plane[2];    /* bytes 2, 3 of (float)(q-8) or (float)kvalues[q] (bytes 0, 1 are 0) */
+    int8_t perm32[32];      /* dec32_gemv's order: position p holds value perm32[p] of the block */
 } dec_ctx;
 
 static void dec_init(dec_ctx *c, const q4_weight *w)
@@ -39,6 +42,36 @@ static void dec_init(dec_ctx *c, const q4_weight *w)
         _mm_loadu_si128((const __m128i *)(w->qtype == LK_QTYPE_Q4_0 ? q40 : q4_iq4nl_values));
     c->tab_lo = _mm256_loadu_ps(q4_nf4_code);
     c->tab_hi = _mm256_loadu_ps(q4_nf4_code + 8);
+    uint8_t planes[4][16];
+    for (int i = 0; i < 16; i++) {
+        uint32_t bits;
+        memcpy(&bits, &q4_nf4_code[i], 4);
+        for (int b = 0; b < 4; b++)
+            planes[b][i] = (uint8_t)(bits >> (8 * b));
+    }
+    for (int b = 0; b < 4; b++)
+        c->nf4_plane[b] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)planes[b]));
+    /* Q4_0 and IQ4_NL grid values are integers below 256 in magnitude: exact in the top 16 bits
+     * of their fp32 pattern (they are bf16 numbers) */
+    const int8_t *grid = w->qtype == LK_QTYPE_Q4_0 ? q40 : q4_iq4nl_values;
+    for (int i = 0; i < 16; i++) {
+        float f = (float)grid[i];
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        planes[0][i] = (uint8_t)(bits >> 16);
+        planes[1][i] = (uint8_t)(bits >> 24);
+    }
+    for (int b = 0; b < 2; b++)
+        c->i4_plane[b] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)planes[b]));
+    for (int p = 0; p < 32; p++) {
+        const int f = p / 8, j = p % 8;
+        if (w->qtype == LK_QTYPE_NF4) /* group f: even values in lane 0, odd in lane 1 */
+            c->perm32[p] = (int8_t)(8 * f + (j < 4 ? 2 * j : 2 * (j - 4) + 1));
+        else if (w->qtype == LK_QTYPE_Q8_0)
+            c->perm32[p] = (int8_t)p;
+        else /* lane 0: values 4f..4f+3 (low nibbles), lane 1: 16+4f.. (high nibbles) */
+            c->perm32[p] = (int8_t)(j < 4 ? 4 * f + j : 16 + 4 * f + j - 4);
+    }
 }
 
 static inline __m256 i8x8_to_ps(__m128i v) /* low 8 signed bytes -> 8 floats */
@@ -106,6 +139,51 @@ static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m25
         v[i] = _mm256_mul_ps(v[i], s);
 }
 
+/* As dec32_raw, for the GEMV paths: the 4-bit codes are looked up as byte planes of the fp32
+ * value with vpshufb over both 128-bit lanes at once (NF4: 4 planes, 12 shuffles per 32 values
+ * instead of 8 vpermps + 4 blends; Q4_0/IQ4_NL: 2 planes, no int->float conversions). The values
+ * come in the order c->perm32 (lane 0 and lane 1 hold different halves); the callers permute X
+ * (forward) or dX (backward) to match. Q8_0 comes in natural order. */
+static inline float dec32_gemv(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
+{
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    if (c->qtype == LK_QTYPE_Q8_0)
+        return dec32_raw(c, row, k0, v);
+    if (c->qtype != LK_QTYPE_NF4) {
+        const uint8_t *blk = row + (k0 / 32) * 18;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+        __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+        __m256i idx = _mm256_set_m128i(hi, lo); /* lane 0: values 0..15; lane 1: 16..31 */
+        __m256i p2 = _mm256_shuffle_epi8(c->i4_plane[0], idx);
+        __m256i p3 = _mm256_shuffle_epi8(c->i4_plane[1], idx);
+        __m256i a = _mm256_unpacklo_epi8(p2, p3), b = _mm256_unpackhi_epi8(p2, p3);
+        const __m256i z = _mm256_setzero_si256();
+        v[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, a)); /* 0..3 | 16..19 */
+        v[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, a)); /* 4..7 | 20..23 */
+        v[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, b)); /* 8..11 | 24..27 */
+        v[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, b)); /* 12..15 | 28..31 */
+        return _cvtsh_ss(dh);
+    }
+    float amax;
+    memcpy(&amax, row + c->nb * (c->bs / 2) + (k0 >> c->bs_log2) * 4, 4);
+    __m128i q = _mm_loadu_si128((const __m128i *)(row + k0 / 2));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4), lo = _mm_and_si128(q, m4);
+    __m256i idx = _mm256_set_m128i(lo, hi); /* lane 0: values 2j; lane 1: values 2j+1 */
+    __m256i p0 = _mm256_shuffle_epi8(c->nf4_plane[0], idx);
+    __m256i p1 = _mm256_shuffle_epi8(c->nf4_plane[1], idx);
+    __m256i p2 = _mm256_shuffle_epi8(c->nf4_plane[2], idx);
+    __m256i p3 = _mm256_shuffle_epi8(c->nf4_plane[3], idx);
+    __m256i a = _mm256_unpacklo_epi8(p0, p1), b = _mm256_unpackhi_epi8(p0, p1); /* low halves */
+    __m256i e = _mm256_unpacklo_epi8(p2, p3), d = _mm256_unpackhi_epi8(p2, p3); /* high */
+    v[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(a, e)); /* 0,2,4,6 | 1,3,5,7 */
+    v[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(a, e)); /* 8..14 even | 9..15 odd */
+    v[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(b, d)); /* 16..22 even | 17..23 odd */
+    v[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(b, d)); /* 24..30 even | 25..31 odd */
+    return amax;
+}
+
 static inline float hsum(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -117,24 +195,22 @@ static inline float hsum(__m256 v)
 /* ---- forward GEMV: T <= GEMV_T ------------------------------------------------------------- */
 
 /* Y[0..tn)[o] for one row: per block, the unscaled grid values are dotted with X and the block sum
- * is scaled once (acc += scale·Σ q·x). tn is a literal at every call site. */
+ * is scaled once (acc += scale·Σ q·x). Xp rows are in_pad long, zero-padded (and for NF4 in the
+ * perm8 order of dec32_gemv). tn is a literal at every call site. */
 static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx *c,
-                                                           const uint8_t *row, const float *X,
-                                                           int64_t in, const float (*xt)[32],
-                                                           float *y, int64_t ldy, float b)
+                                                           const uint8_t *row, const float *Xp,
+                                                           int64_t in_pad, float *y, int64_t ldy,
+                                                           float b)
 {
-    const int64_t in32 = in / 32 * 32;
     __m256 acc[GEMV_T], v[4];
     for (int t = 0; t < GEMV_T; t++)
         acc[t] = _mm256_setzero_ps();
-    for (int64_t k0 = 0; k0 <= in32; k0 += 32) {
-        if (k0 == in && k0 == in32)
-            break;
-        const __m256 s = _mm256_set1_ps(dec32_raw(c, row, k0, v));
+    for (int64_t k0 = 0; k0 < in_pad; k0 += 32) {
+        const __m256 s = _mm256_set1_ps(dec32_gemv(c, row, k0, v));
         for (int t = 0; t < GEMV_T; t++) {
             if (t >= tn)
                 break;
-            const float *x = k0 < in32 ? X + t * in + k0 : xt[t]; /* [32]; tail zero-padded */
+            const float *x = Xp + t * in_pad + k0; /* [32] */
             __m256 s0 = _mm256_mul_ps(v[0], _mm256_loadu_ps(x));
             __m256 s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
             s0 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), s0);
@@ -152,25 +228,30 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
 static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int nt)
 {
-    const int64_t in = w->in, out = w->out, in32 = in / 32 * 32;
+    const int64_t in = w->in, out = w->out, in_pad = (in + 31) / 32 * 32;
     dec_ctx c;
     dec_init(&c, w);
-    /* X tail [T][32], zero-padded, so the last partial block multiplies padding by 0 */
-    float xt[GEMV_T][32];
-    memset(xt, 0, sizeof xt);
-    for (int64_t t = 0; t < T; t++)
-        memcpy(xt[t], X + t * in + in32, (size_t)(in - in32) * sizeof(float));
+    /* Xp[T][in_pad]: X zero-padded to whole blocks, in the decoder's value order */
+    float *Xp = lk_aligned_alloc((size_t)(T * in_pad) * sizeof(float));
+    LK_ASSERT(Xp);
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t k = 0; k < in_pad; k++) {
+            const int64_t src = k / 32 * 32 + c.perm32[k % 32];
+            Xp[t * in_pad + k] = src < in ? X[t * in + src] : 0.0f;
+        }
+    }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t o = 0; o < out; o++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
         const float b = bias ? bias[o] : 0.0f;
         switch (T) {
-        case 1: gemv_row(1, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
-        case 2: gemv_row(2, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
-        case 3: gemv_row(3, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
-        default: gemv_row(4, &c, row, X, in, (const float(*)[32])xt, Y + o, out, b); break;
+        case 1: gemv_row(1, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 2: gemv_row(2, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 3: gemv_row(3, &c, row, Xp, in_pad, Y + o, out, b); break;
+        default: gemv_row(4, &c, row, Xp, in_pad, Y + o, out, b); break;
         }
     }
+    free(Xp);
 }
 
 /* ---- backward for T = 1: dX[64 columns] accumulated in registers over all rows ----------- */
@@ -190,15 +271,17 @@ static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
             const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
             for (int64_t b = 0; b < nblk; b++) {
                 /* dY[o]·scale once per block, then dX += (dY·scale)·q */
-                const __m256 g = _mm256_set1_ps(dY[o] * dec32_raw(&c, row, k0 + 32 * b, v));
+                const __m256 g = _mm256_set1_ps(dY[o] * dec32_gemv(&c, row, k0 + 32 * b, v));
                 for (int j = 0; j < 4; j++)
                     acc[4 * b + j] = _mm256_fmadd_ps(g, v[j], acc[4 * b + j]);
             }
         }
-        float tmp[64];
+        float tmp[64], col[64];
         for (int j = 0; j < 8; j++)
             _mm256_storeu_ps(tmp + 8 * j, acc[j]);
-        memcpy(dX + k0, tmp, (size_t)(in - k0 < 64 ? in - k0 : 64) * sizeof(float));
+        for (int j = 0; j < 64; j++) /* undo the decoder's order */
+            col[j / 32 * 32 + c.perm32[j % 32]] = tmp[j];
+        memcpy(dX + k0, col, (size_t)(in - k0 < 64 ? in - k0 : 64) * sizeof(float));
     }
 }
 
