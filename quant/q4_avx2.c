@@ -3,10 +3,12 @@
  * a small packed panel P[k][16] (16 KB, L1-resident), and a 6x16 register-blocked microkernel
  * computes C[6][16] += A[6][k]·P[k][16]. Forward packs W transposed (P[k][r] = W[o0+r][k0+k]),
  * backward packs it as is (P[o][c] = W[o0+o][k0+c]); the full weight is never dequantised.
- * Forward with T <= 4 (decoding) takes a GEMV path that decodes 32 weights into registers and
- * dots them with each X row. Each output element is produced by one task in a fixed order, so
- * results are identical for any thread count. Helpers are static: this file is compiled with
- * -mavx2 -mfma -mf16c and must not leak code into generic callers. */
+ * Forward with T <= 4 (decoding) takes a GEMV path that decodes 32 weights into registers (4-bit
+ * codes looked up as fp32 byte planes with vpshufb, in a lane-interleaved order that X is permuted
+ * to once per call) and scales each block's partial dot product once; backward with T = 1 keeps
+ * 64 columns of dX in registers over all rows. Each output element is produced by one task in a
+ * fixed order, so results are identical for any thread count. Helpers are static: this file is
+ * compiled with -mavx2 -mfma -mf16c and must not leak code into generic callers. */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,26 +204,32 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
                                                            int64_t in_pad, float *y, int64_t ldy,
                                                            float b)
 {
-    __m256 acc[GEMV_T], v[4];
+    __m256 acc[2][GEMV_T], v[4]; /* two accumulator sets: even and odd blocks */
     for (int t = 0; t < GEMV_T; t++)
-        acc[t] = _mm256_setzero_ps();
-    for (int64_t k0 = 0; k0 < in_pad; k0 += 32) {
-        const __m256 s = _mm256_set1_ps(dec32_gemv(c, row, k0, v));
-        for (int t = 0; t < GEMV_T; t++) {
-            if (t >= tn)
+        acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    for (int64_t k0 = 0; k0 < in_pad; k0 += 64) {
+        for (int h = 0; h < 2; h++) {
+            if (k0 + 32 * h >= in_pad)
                 break;
-            const float *x = Xp + t * in_pad + k0; /* [32] */
-            __m256 s0 = _mm256_mul_ps(v[0], _mm256_loadu_ps(x));
-            __m256 s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
-            s0 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), s0);
-            s1 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), s1);
-            acc[t] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), s, acc[t]);
+            const __m256 s = _mm256_set1_ps(dec32_gemv(c, row, k0 + 32 * h, v));
+            for (int t = 0; t < GEMV_T; t++) {
+                if (t >= tn)
+                    break;
+                const float *x = Xp + t * in_pad + k0 + 32 * h; /* [32] */
+                __m256 s0 = _mm256_mul_ps(v[0], _mm256_loadu_ps(x));
+                __m256 s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
+                s0 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), s0);
+                s1 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), s1);
+                acc[h][t] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), s, acc[h][t]);
+            }
         }
     }
+    for (int t = 0; t < GEMV_T; t++)
+        acc[0][t] = _mm256_add_ps(acc[0][t], acc[1][t]);
     for (int t = 0; t < GEMV_T; t++) {
         if (t >= tn)
             break;
-        y[t * ldy] = hsum(acc[t]) + b;
+        y[t * ldy] = hsum(acc[0][t]) + b;
     }
 }
 
