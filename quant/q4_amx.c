@@ -219,6 +219,8 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const uint16_t *dYb,
 void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads)
 {
+    if (T <= 0)
+        return;
     if (T < AMX_MIN_T) {
         q4_gemm_fwd_avx512(w, bias, X, T, Y, n_threads);
         return;
@@ -251,6 +253,8 @@ void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int6
 
 void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
 {
+    if (T <= 0)
+        return;
     if (T < AMX_MIN_T) {
         q4_gemm_bwd_avx512(w, dY, T, dX, n_threads);
         return;

@@ -425,6 +425,8 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
 void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads)
 {
+    if (T <= 0)
+        return;
     const int nt = resolve_threads(n_threads);
     if (T <= GEMV_T) {
         fwd_gemv(w, bias, X, T, Y, nt);
@@ -447,6 +449,8 @@ void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
 
 void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
 {
+    if (T <= 0)
+        return;
     const int nt = resolve_threads(n_threads);
     if (T == 1) {
         bwd_t1(w, dY, dX, nt);

@@ -61,6 +61,8 @@ static void dec32(const q4_weight *w, const uint8_t *row, int64_t k0, float *out
 void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads)
 {
+    if (T <= 0)
+        return;
     const int64_t in = w->in, out = w->out, in32 = in / 32 * 32;
 #pragma omp parallel for num_threads(resolve_threads(n_threads)) schedule(static)
     for (int64_t o = 0; o < out; o++) {
@@ -92,6 +94,8 @@ void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int
 
 void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
 {
+    if (T <= 0)
+        return;
     const int64_t in = w->in, out = w->out, nchunk = (in + 31) / 32;
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {

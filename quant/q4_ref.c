@@ -588,6 +588,8 @@ void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int
 void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads)
 {
+    if (T <= 0)
+        return;
     const int64_t in = w->in, out = w->out;
     const int64_t in_pad = (in + Q4_QK - 1) / Q4_QK * Q4_QK;
 #pragma omp parallel num_threads(resolve_threads(n_threads))
@@ -612,6 +614,8 @@ void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int6
 /* dX[T,in] = dY[T,out]·W: columns in chunks of 32, each chunk's sums in double over all rows. */
 void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
 {
+    if (T <= 0)
+        return;
     const int64_t in = w->in, out = w->out, nchunk = (in + Q4_QK - 1) / Q4_QK;
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {

@@ -164,6 +164,19 @@ static void test_variant(const char *name)
         run_case(k, &c, Ts2, 2);
         wcase_free(&c);
     }
+    /* T = 0 writes nothing */
+    {
+        wcase c;
+        float x[8] = {0}, y[8], dx[8];
+        for (int i = 0; i < 8; i++)
+            y[i] = dx[i] = 7.0f;
+        wcase_make(&c, LK_QTYPE_Q4_0, 32, 5, 8);
+        k->fwd(&c.w, NULL, x, 0, y, 2);
+        k->bwd(&c.w, x, 0, dx, 2);
+        for (int i = 0; i < 8; i++)
+            assert_true(y[i] == 7.0f && dx[i] == 7.0f);
+        wcase_free(&c);
+    }
     /* one large size: several KC chunks, several tasks per thread, T up to 600 */
     static const int64_t Tl[] = {64, 600};
     for (size_t q = 0; q < sizeof k_qtypes / sizeof k_qtypes[0]; q++) {
