@@ -11,5 +11,6 @@
 #include "lorakit/tokenizer.h"
 #include "lorakit/adapter.h"
 #include "lorakit/train.h"
+#include "lorakit/quant.h"
 
 #endif /* LORAKIT_H */

@@ -1,0 +1,101 @@
+/* lorakit/quant.h — weight formats of the frozen base and the kernels that compute with them.
+ *
+ * The base model lives in one of these formats. 4-bit: NF4 (bitsandbytes' NormalFloat, blocks of
+ * 64 with an fp32 absmax each), Q4_0 and IQ4_NL (llama.cpp/GGUF, blocks of 32 with an fp16 scale);
+ * 8-bit: Q8_0 (GGUF); plain: F32, F16, BF16. Quantisation is bit-exact with the reference
+ * quantisers (bitsandbytes' blockwise NF4, llama.cpp's quantize_row_*_ref), so a file never depends
+ * on the CPU that wrote it. Rows whose length is not a multiple of the block are padded with zeros
+ * up to a whole block, per row (see quant/q4.h for the exact byte layouts). */
+#ifndef LORAKIT_QUANT_H
+#define LORAKIT_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorakit/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Storage formats of a weight matrix. The numeric values are stable (they may be written to
+ * files); LK_QTYPE_COUNT is not a format. */
+typedef enum {
+    LK_QTYPE_F32 = 0,
+    LK_QTYPE_F16 = 1,
+    LK_QTYPE_BF16 = 2,
+    LK_QTYPE_Q4_0 = 3,   /* GGUF: 32 values, fp16 scale d, x = d*(q-8) */
+    LK_QTYPE_Q8_0 = 4,   /* GGUF: 32 values, fp16 scale d, x = d*q, q int8 */
+    LK_QTYPE_IQ4_NL = 5, /* GGUF: 32 values, fp16 scale d, x = d*kvalues[q] (non-linear grid) */
+    LK_QTYPE_NF4 = 6,    /* bitsandbytes NF4: 64 values, fp32 absmax, x = absmax*nf4[q] */
+    LK_QTYPE_COUNT = 7
+} lk_qtype;
+
+/* Lower-case name ("f32", "f16", "bf16", "q4_0", "q8_0", "iq4_nl", "nf4"); "?" when out of range.
+ */
+const char *lk_qtype_name(lk_qtype t);
+
+/* Parse a name as printed by lk_qtype_name (case-insensitive). LK_ERR_ARG if unknown. */
+lk_status lk_qtype_from_name(const char *name, lk_qtype *out);
+
+/* Bytes of one stored row of n values (NF4 at blocksize 64, absmax stored in the row), including
+ * the padding of the last block. 0 for an invalid type or n <= 0. */
+size_t lk_quant_row_bytes(lk_qtype t, int64_t n);
+
+/* Bits per weight of a row of n values: 8*lk_quant_row_bytes(t, n)/n (padding included). */
+double lk_qtype_bits_per_weight(lk_qtype t, int64_t n);
+
+/* Quantise one row x[n] into dst (lk_quant_row_bytes(t, n) bytes). Deterministic and identical
+ * on every CPU. LK_ERR_ARG for a bad type or n <= 0. Thread-safe. */
+lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst);
+
+/* Inverse of lk_quantize_row: src (lk_quant_row_bytes(t, n) bytes) to y[n]. Thread-safe. */
+lk_status lk_dequantize_row(lk_qtype t, const void *src, int64_t n, float *y);
+
+/* Name of the kernel variant chosen for this CPU ("ref", "avx2", "avx512", "amx", "neon"), after
+ * the LK_KERNELS environment variable (ref|avx2|avx512|amx|neon) has been applied. Detection runs
+ * once, thread-safely, on first use. Borrowed static string. */
+const char *lk_kernel_variant(void);
+
+/* Space-separated CPU features the kernels care about that this CPU has and the OS enables
+ * (e.g. "avx2 fma f16c avx512f avx512bw avx512vl avx512bf16 amx-tile amx-bf16"). Static string. */
+const char *lk_cpu_features(void);
+
+/* ---- experimental: quantised matrices and the fused kernels (may change) ------------------- */
+#ifdef LK_EXPERIMENTAL
+
+/* A quantised weight matrix W[out, in]: `out` rows, each as lk_quantize_row stores it but with
+ * NF4 blocksize `block` (32..4096, power of two; ignored by the other types). Borrowed view. */
+struct lk_qweight {
+    lk_qtype type; /* LK_QTYPE_Q4_0, Q8_0, IQ4_NL or NF4 */
+    int block;
+    int64_t out, in;
+    const void *data; /* [out][lk_qweight_row_bytes(w)] */
+};
+
+/* Bytes of one row of w (NF4 with its blocksize). */
+size_t lk_qweight_row_bytes(const struct lk_qweight *w);
+
+/* Quantise src[out][in] (f32) into dst[out][row bytes] using n_threads threads (0 = all CPUs).
+ * Deterministic. If rmse/max_abs are non-NULL, the round-trip error over all values is stored.
+ * LK_ERR_ARG / LK_ERR_UNSUPPORTED on bad arguments. */
+lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst, int n_threads,
+                             double *rmse, double *max_abs);
+
+/* Fused dequant-GEMM forward Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL), never
+ * dequantising all of W. variant: NULL for the dispatched one, or "ref", "avx2", "avx512",
+ * "amx", "neon" (LK_ERR_UNSUPPORTED when not available here). n_threads 0 = all CPUs; the result
+ * does not depend on n_threads. */
+lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
+                           float *Y, int n_threads, const char *variant);
+
+/* Fused backward dX[T,in] = dY[T,out]·W (overwrites dX). Arguments as lk_qgemm_forward. */
+lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
+                            int n_threads, const char *variant);
+
+#endif /* LK_EXPERIMENTAL */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LORAKIT_QUANT_H */

@@ -1,0 +1,197 @@
+/* dispatch.c — CPU feature detection (cpuid + xgetbv + Linux AMX permission) done once, the
+ * const kernel tables, LK_KERNELS override, and the q4_gemm_* entry points everyone calls.
+ * Follows ggml's scheme: a variant is offered only if this build compiled its file (LK_HAVE_*)
+ * and this CPU and OS run it. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "q4.h"
+#include "status.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define Q4_X86 1
+#endif
+
+enum {
+    F_AVX2 = 1,
+    F_FMA = 2,
+    F_F16C = 4,
+    F_AVX512 = 8,
+    F_AVX512BF16 = 16,
+    F_AMX = 32,
+    F_NEON = 64
+};
+
+static const q4_kernels k_ref = {"ref", q4_gemm_fwd_ref, q4_gemm_bwd_ref, 0};
+#ifdef LK_HAVE_AVX2
+static const q4_kernels k_avx2 = {"avx2", q4_gemm_fwd_avx2, q4_gemm_bwd_avx2, 0};
+#endif
+#ifdef LK_HAVE_AVX512
+static const q4_kernels k_avx512 = {"avx512", q4_gemm_fwd_avx512, q4_gemm_bwd_avx512, 0};
+#endif
+#ifdef LK_HAVE_AMX
+static const q4_kernels k_amx = {"amx", q4_gemm_fwd_amx, q4_gemm_bwd_amx, 1};
+#endif
+#ifdef LK_HAVE_NEON
+static const q4_kernels k_neon = {"neon", q4_gemm_fwd_neon, q4_gemm_bwd_neon, 0};
+#endif
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static unsigned g_feat;
+static const q4_kernels *g_chosen = &k_ref;
+static char g_feat_str[160];
+
+#ifdef Q4_X86
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+
+/* Linux keeps AMX tile data off until a process asks (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). */
+static int amx_permission(void)
+{
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+}
+
+static unsigned detect_x86(void)
+{
+    unsigned a, b, c, d, f = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx)
+        return 0;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 6) != 6) /* SSE and AVX state enabled by the OS */
+        return 0;
+    unsigned b7 = 0, c7 = 0, d7 = 0, a71 = 0, tmp;
+    if (__get_cpuid_count(7, 0, &tmp, &b7, &c7, &d7))
+        __get_cpuid_count(7, 1, &a71, &tmp, &tmp, &tmp);
+    if ((b7 >> 5 & 1) && fma && f16c)
+        f |= F_AVX2 | F_FMA | F_F16C;
+    /* AVX-512 F, DQ, BW, VL and the opmask/ZMM state (XCR0 bits 5..7) */
+    int zmm_os = (xcr0 & 0xe0) == 0xe0;
+    if ((f & F_AVX2) && zmm_os && (b7 >> 16 & 1) && (b7 >> 17 & 1) && (b7 >> 30 & 1) &&
+        (b7 >> 31 & 1))
+        f |= F_AVX512;
+    if ((f & F_AVX512) && (a71 >> 5 & 1))
+        f |= F_AVX512BF16;
+    /* AMX-TILE (edx 24) and AMX-BF16 (edx 22), tile state in XCR0 bits 17-18, OS permission */
+    if ((f & F_AVX512BF16) && (d7 >> 24 & 1) && (d7 >> 22 & 1) && (xcr0 & 0x60000) == 0x60000 &&
+        amx_permission())
+        f |= F_AMX;
+    return f;
+}
+#endif
+
+static void features_string(void)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{F_AVX2, "avx2"},
+                 {F_FMA, "fma"},
+                 {F_F16C, "f16c"},
+                 {F_AVX512, "avx512f avx512bw avx512vl avx512dq"},
+                 {F_AVX512BF16, "avx512bf16"},
+                 {F_AMX, "amx-tile amx-bf16"},
+                 {F_NEON, "neon"}};
+    size_t len = 0;
+    g_feat_str[0] = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (g_feat & names[i].bit)
+            len += (size_t)snprintf(g_feat_str + len, sizeof g_feat_str - len, "%s%s",
+                                    len ? " " : "", names[i].name);
+    }
+}
+
+/* Table of variant `name` if compiled and runnable here, else NULL. */
+static const q4_kernels *lookup(const char *name)
+{
+    if (!strcmp(name, "ref"))
+        return &k_ref;
+#ifdef LK_HAVE_AVX2
+    if (!strcmp(name, "avx2") && (g_feat & F_AVX2))
+        return &k_avx2;
+#endif
+#ifdef LK_HAVE_AVX512
+    if (!strcmp(name, "avx512") && (g_feat & F_AVX512))
+        return &k_avx512;
+#endif
+#ifdef LK_HAVE_AMX
+    if (!strcmp(name, "amx") && (g_feat & F_AMX))
+        return &k_amx;
+#endif
+#ifdef LK_HAVE_NEON
+    if (!strcmp(name, "neon") && (g_feat & F_NEON))
+        return &k_neon;
+#endif
+    return NULL;
+}
+
+static void init_once(void)
+{
+#ifdef Q4_X86
+    g_feat = detect_x86();
+#elif defined(__aarch64__)
+    g_feat = F_NEON; /* Advanced SIMD is mandatory on AArch64 */
+#endif
+    features_string();
+    static const char *const best[] = {"amx", "avx512", "avx2", "neon"};
+    for (size_t i = 0; i < sizeof best / sizeof best[0] && g_chosen == &k_ref; i++) {
+        const q4_kernels *k = lookup(best[i]);
+        if (k)
+            g_chosen = k;
+    }
+    const char *env = getenv("LK_KERNELS");
+    if (env && *env) {
+        const q4_kernels *k = lookup(env);
+        if (k)
+            g_chosen = k;
+        else
+            log_warn("LK_KERNELS=%s: variant unknown, not compiled or not supported by this CPU; "
+                     "using %s",
+                     env, g_chosen->name);
+    }
+}
+
+const q4_kernels *q4_kernels_get(void)
+{
+    pthread_once(&g_once, init_once);
+    return g_chosen;
+}
+
+const q4_kernels *q4_kernels_named(const char *name)
+{
+    pthread_once(&g_once, init_once);
+    return lookup(name);
+}
+
+const char *lk_kernel_variant(void)
+{
+    return q4_kernels_get()->name;
+}
+
+const char *lk_cpu_features(void)
+{
+    pthread_once(&g_once, init_once);
+    return g_feat_str;
+}
+
+void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                 int n_threads)
+{
+    q4_kernels_get()->fwd(w, bias, X, T, Y, n_threads);
+}
+
+void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+{
+    q4_kernels_get()->bwd(w, dY, T, dX, n_threads);
+}

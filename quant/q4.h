@@ -1,0 +1,265 @@
+/* q4.h — internal API of the 4-bit world: block layouts, row quantisers, the quantised weight
+ * descriptor, the fused dequant-GEMM kernels and their dispatch table.
+ *
+ * Byte layouts (all little-endian, one row after another, `row_bytes` apart):
+ *   Q4_0   (llama.cpp block_q4_0)  : per 32 values {fp16 d; u8 qs[16]}; qs[j] low nibble is value
+ * j, high nibble value j+16; x = d*(q-8). IQ4_NL (llama.cpp block_iq4_nl): as Q4_0 but x =
+ * d*kvalues_iq4nl[q]. Q8_0   (llama.cpp block_q8_0)  : per 32 values {fp16 d; i8 qs[32]}; x = d*q.
+ *   NF4    (bitsandbytes, blocksize B in 32..4096, power of two): a row of nb = ceil(n/B) blocks is
+ *          nb*B/2 bytes of packed codes (byte j holds value 2j in the HIGH nibble and 2j+1 in the
+ *          low nibble, exactly bitsandbytes' packing) followed by nb fp32 absmax; x =
+ * absmax*nf4[q]. For a row length that is a multiple of B this is bitsandbytes' packed tensor and
+ * absmax array, just interleaved per row. Double quantisation (absmax - mean, 8-bit blockwise in
+ *          blocks of 256 with the signed dynamic map) is a storage form (q4_nf4_dq): kernels take
+ *          the fp32-absmax row form, and q4_nf4_dq_dequantize() gives exactly the absmax
+ *          values bitsandbytes' dequantisation computes.
+ * Rows whose length n is not a multiple of the block are padded with zeros to a whole block, per
+ * row, before quantisation. llama.cpp's GGUF needs n % 32 == 0, so a GGUF writer stores such a
+ * matrix as [rows, round_up(n, 32)] with zero columns (the padded row is exactly what is stored
+ * here) and the model code ignores the padded columns; for NF4 a bitsandbytes tensor whose rows
+ * are not a multiple of B has blocks that straddle rows and must be re-blocked on load. */
+#ifndef LK_Q4_H
+#define LK_Q4_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "lorakit/core.h"
+#include "lorakit/quant.h"
+
+#define Q4_QK            32 /* values per GGUF block (Q4_0, IQ4_NL, Q8_0) */
+#define Q4_NF4_BLOCK     64 /* bitsandbytes' default NF4 blocksize */
+#define Q4_NF4_BLOCK_MIN 32 /* accepted NF4 blocksizes: powers of two in [32, 4096] */
+#define Q4_NF4_BLOCK_MAX 4096
+#define Q4_DQ_BLOCK      256 /* double quantisation: absmax values per nested block */
+
+typedef struct {
+    uint16_t d;     /* fp16 scale */
+    uint8_t qs[16]; /* nibbles: low = value j, high = value j+16 */
+} q4_block_q4_0;
+static_assert(sizeof(q4_block_q4_0) == 18, "block_q4_0 must be 18 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d;
+    uint8_t qs[16];
+} q4_block_iq4_nl;
+static_assert(sizeof(q4_block_iq4_nl) == 18, "block_iq4_nl must be 18 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d;
+    int8_t qs[32];
+} q4_block_q8_0;
+static_assert(sizeof(q4_block_q8_0) == 34, "block_q8_0 must be 34 bytes as in ggml-common.h");
+
+/* The 16 NF4 code values (bitsandbytes get_4bit_type("nf4"), as fp32). */
+extern const float q4_nf4_code[16];
+/* llama.cpp's kvalues_iq4nl. */
+extern const int8_t q4_iq4nl_values[16];
+/* bitsandbytes create_dynamic_map(signed=True): 256 sorted fp32 values in [-1, 1]. */
+extern const float q4_dynamic_map[256];
+
+/* ---- scalar conversions (static inline: each translation unit gets its own copy) ------------ */
+
+/* fp32 -> IEEE fp16, round to nearest even, overflow to inf, NaN kept NaN (as F16C/ggml do). */
+static inline uint16_t q4_fp32_to_fp16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) /* NaN: keep payload top bits, force quiet */
+        return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+    if (ax >= 0x47800000u) /* >= 65536: inf (rounding of 65520..65536 handled below) */
+        return (uint16_t)(sign | 0x7c00u);
+    if (ax < 0x38800000u) {   /* below 2^-14: subnormal fp16 or zero */
+        if (ax < 0x33000000u) /* < 2^-25: rounds to zero (2^-25 exactly ties to even 0) */
+            return (uint16_t)sign;
+        uint32_t e = ax >> 23; /* biased exponent, 102..112 */
+        uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126 - e; /* value = m * 2^(e-150); fp16 ulp 2^-24 => shift 126-e */
+        uint32_t q = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1)))
+            q++;
+        return (uint16_t)(sign | q);
+    }
+    /* normal: rebias exponent 127 -> 15 and round the 23-bit mantissa to 10 bits */
+    uint32_t r = ax - 0x38000000u; /* (e-112)<<23 | m */
+    uint32_t q = r >> 13;
+    uint32_t rem = r & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1)))
+        q++; /* a carry into the exponent is correct rounding, up to 0x7c00 = inf */
+    return (uint16_t)(sign | q);
+}
+
+/* IEEE fp16 -> fp32 (exact). */
+static inline float q4_fp16_to_fp32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+    if (e == 0x1f) {
+        x = sign | 0x7f800000u | (m << 13);
+    } else if (e != 0) {
+        x = sign | ((e + 112) << 23) | (m << 13);
+    } else if (m == 0) {
+        x = sign;
+    } else { /* subnormal: normalise */
+        int sh = 0;
+        while (!(m & 0x400u)) {
+            m <<= 1;
+            sh++;
+        }
+        x = sign | ((uint32_t)(113 - sh) << 23) | ((m & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+/* fp32 -> bf16, round to nearest even, NaN forced quiet (ggml_compute_fp32_to_bf16). */
+static inline uint16_t q4_fp32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 64);
+    return (uint16_t)((x + (0x7fffu + ((x >> 16) & 1))) >> 16);
+}
+
+static inline float q4_bf16_to_fp32(uint16_t b)
+{
+    uint32_t x = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+/* ---- rows ----------------------------------------------------------------------------------- */
+
+/* 1 if t is a supported type and block is valid for it (NF4: power of two in 32..4096; others:
+ * ignored). */
+int q4_valid(int qtype, int block);
+
+/* Values per block (32 for GGUF types, `block` for NF4, 1 for plain types). */
+int64_t q4_block_len(int qtype, int block);
+
+/* Bytes of one stored row of n values; 0 if invalid. */
+size_t q4_row_bytes(int qtype, int block, int64_t n);
+
+/* Quantise x[n] into dst[q4_row_bytes] (bit-exact with the reference quantiser of the format). */
+void q4_quantize_row(int qtype, int block, const float *x, int64_t n, void *dst);
+
+/* Dequantise src[q4_row_bytes] into y[n] (padding dropped). */
+void q4_dequantize_row(int qtype, int block, const void *src, int64_t n, float *y);
+
+/* Per-format row quantisers (n a multiple of the block; the callers above do the padding). */
+void q4_quantize_q4_0(const float *x, int64_t n, q4_block_q4_0 *y);
+void q4_quantize_q8_0(const float *x, int64_t n, q4_block_q8_0 *y);
+void q4_quantize_iq4_nl(const float *x, int64_t n, q4_block_iq4_nl *y);
+/* NF4 of n values (n a multiple of block) -> codes[n/2] and absmax[n/block] (bitsandbytes). */
+void q4_quantize_nf4(const float *x, int64_t n, int block, uint8_t *codes, float *absmax);
+/* The NF4 code of one value already divided by absmax (bitsandbytes' comparison tree). */
+uint8_t q4_nf4_index(float v);
+
+/* ---- NF4 double quantisation (bitsandbytes compress_statistics=True) ---------------------- */
+
+/* Storage form of n_absmax absmax values: offset = mean(absmax) (fp32 of a double sum);
+ * codes[i] = dynamic-map index of (absmax[i]-offset)/scale[i/256], scale = max |.| per 256. */
+typedef struct {
+    int64_t n;      /* number of absmax values */
+    uint8_t *codes; /* [n] */
+    float *scale;   /* [ceil(n/256)] nested absmax */
+    float offset;   /* the mean that was subtracted */
+} q4_nf4_dq;
+
+/* Quantise absmax[n] into dq (arrays caller-allocated: codes[n], scale[ceil(n/256)]). */
+void q4_nf4_dq_quantize(const float *absmax, int64_t n, q4_nf4_dq *dq);
+/* absmax[i] = dynamic_map[codes[i]]*scale[i/256] + offset, in fp32, as bitsandbytes computes. */
+void q4_nf4_dq_dequantize(const q4_nf4_dq *dq, float *absmax);
+/* Build NF4 rows (layout above) from bitsandbytes' flattened arrays of a [out, in] weight:
+ * codes[out*in/2] (packed as bitsandbytes stores them) and absmax[out*in/block] (fp32, e.g. from
+ * q4_nf4_dq_dequantize for a double-quantised state). Needs in % block == 0 so that no block
+ * straddles two rows (LK_ERR_SHAPE otherwise: such a tensor must be dequantised and re-blocked).
+ * dst gets out * q4_row_bytes(NF4, block, in) bytes. No re-quantisation: the values are bnb's. */
+lk_status q4_nf4_from_bnb(const uint8_t *codes, const float *absmax, int64_t out, int64_t in,
+                          int block, void *dst);
+/* 8-bit blockwise quantisation with the dynamic map: x[n] -> codes[n], absmax[ceil(n/bs)]. */
+void q4_quantize_dynamic(const float *x, int64_t n, int bs, uint8_t *codes, float *absmax);
+/* Index of the dynamic-map value nearest to v in [-1,1] (bitsandbytes' dQuantize search). */
+uint8_t q4_dynamic_index(float v);
+
+/* ---- matrices ---------------------------------------------------------------------------------
+ */
+
+/* A quantised weight matrix W[out, in] in the row layout above; borrowed views, nothing owned. */
+typedef struct {
+    int qtype;        /* LK_QTYPE_Q4_0 / Q8_0 / IQ4_NL / NF4 */
+    int block;        /* NF4 blocksize; 32 for the GGUF types */
+    int64_t out, in;  /* logical shape (in excludes padding) */
+    size_t row_bytes; /* q4_row_bytes(qtype, block, in) */
+    const void *data; /* [out][row_bytes] */
+} q4_weight;
+
+/* Fill a descriptor; LK_ERR_ARG / LK_ERR_UNSUPPORTED with a message when invalid. */
+lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_t in,
+                         const void *data);
+
+/* Quantise a whole f32 matrix src[out][in] into dst[out][q4_row_bytes] with n_threads threads
+ * (deterministic: rows are independent). If rmse/max_abs are non-NULL, the round-trip error is
+ * reported (RMSE over all values and max |x - deq(q(x))|). */
+void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int64_t in, void *dst,
+                        int n_threads, double *rmse, double *max_abs);
+
+/* Decode values [k0, k0+n) of row r into dst[n] (k0 a multiple of 32, k0+n <= padded row
+ * length). The reference decoder every SIMD decoder is tested against. */
+void q4_decode_ref(const q4_weight *w, int64_t r, int64_t k0, int64_t n, float *dst);
+
+/* ---- kernels ----------------------------------------------------------------------------------
+ */
+
+/* Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL). */
+typedef void (*q4_fwd_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                          float *Y, int n_threads);
+/* dX[T,in] = dY[T,out]·W (overwrites dX). */
+typedef void (*q4_bwd_fn)(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+
+typedef struct {
+    const char *name;
+    q4_fwd_fn fwd;
+    q4_bwd_fn bwd;
+    int bf16; /* 1 if the variant rounds operands to bf16 (see q4_amx.c for the bound) */
+} q4_kernels;
+
+/* Variants; a variant's entry exists only where its file is compiled (LK_HAVE_*). */
+void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                     int n_threads);
+void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads);
+void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                        int n_threads);
+void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                     int n_threads);
+void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads);
+void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+
+/* The table chosen for this CPU (after LK_KERNELS); detection runs once, thread-safely. */
+const q4_kernels *q4_kernels_get(void);
+
+/* The table of a named variant if this build has it and this CPU runs it, else NULL. For tests
+ * and benchmarks that compare variants. */
+const q4_kernels *q4_kernels_named(const char *name);
+
+/* Through the chosen table. */
+void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                 int n_threads);
+void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+
+#endif /* LK_Q4_H */

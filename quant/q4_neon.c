@@ -1,0 +1,123 @@
+/* q4_neon.c — AArch64 Advanced SIMD fused dequant-GEMM kernels, fp32 arithmetic (within fp32
+ * summation error of q4_gemm_*_ref). Kept simple: each 32-value block is decoded with plain C into
+ * a small stack buffer (the exact operations of q4_decode_ref), then NEON FMAs do the work. Forward
+ * keeps one decoded block and dots it with up to 4 X rows at a time (every row of W is decoded
+ * once per 4 rows of X); backward owns 32 columns per task and accumulates dX[t][32] over all W
+ * rows. Results do not depend on the thread count. Compiled only on aarch64. */
+#include <arm_neon.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "q4.h"
+#include "status.h"
+
+#define TB 4 /* X rows per pass in the forward kernel */
+
+/* Values [k0, k0+32) of a row into out[32] (k0 a multiple of 32), as q4_decode_ref computes. */
+static void dec32(const q4_weight *w, const uint8_t *row, int64_t k0, float *out)
+{
+    switch (w->qtype) {
+    case LK_QTYPE_Q4_0:
+    case LK_QTYPE_IQ4_NL: {
+        const uint8_t *blk = row + (k0 / 32) * 18;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        const float d = q4_fp16_to_fp32(dh);
+        for (int j = 0; j < 16; j++) {
+            int lo = blk[2 + j] & 15, hi = blk[2 + j] >> 4;
+            if (w->qtype == LK_QTYPE_Q4_0) {
+                out[j] = (float)(lo - 8) * d;
+                out[j + 16] = (float)(hi - 8) * d;
+            } else {
+                out[j] = d * (float)q4_iq4nl_values[lo];
+                out[j + 16] = d * (float)q4_iq4nl_values[hi];
+            }
+        }
+        break;
+    }
+    case LK_QTYPE_Q8_0: {
+        const uint8_t *blk = row + (k0 / 32) * 34;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        const float d = q4_fp16_to_fp32(dh);
+        for (int j = 0; j < 32; j++)
+            out[j] = d * (float)(int8_t)blk[2 + j];
+        break;
+    }
+    default: {
+        const int64_t nb = (w->in + w->block - 1) / w->block;
+        float amax;
+        memcpy(&amax, row + nb * (w->block / 2) + (k0 / w->block) * 4, 4);
+        for (int j = 0; j < 16; j++) {
+            uint8_t b = row[k0 / 2 + j];
+            out[2 * j] = q4_nf4_code[b >> 4] * amax; /* HIGH nibble first */
+            out[2 * j + 1] = q4_nf4_code[b & 15] * amax;
+        }
+        break;
+    }
+    }
+}
+
+void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads)
+{
+    if (T <= 0)
+        return;
+    const int64_t in = w->in, out = w->out, in32 = in / 32 * 32;
+#pragma omp parallel for num_threads(resolve_threads(n_threads)) schedule(static)
+    for (int64_t o = 0; o < out; o++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+        float wv[32], xt[32];
+        for (int64_t t0 = 0; t0 < T; t0 += TB) {
+            const int tb = (int)(T - t0 < TB ? T - t0 : TB);
+            float32x4_t acc[TB];
+            for (int i = 0; i < TB; i++)
+                acc[i] = vdupq_n_f32(0.0f);
+            for (int64_t k0 = 0; k0 < in; k0 += 32) {
+                dec32(w, row, k0, wv);
+                for (int i = 0; i < tb; i++) {
+                    const float *x = X + (t0 + i) * in + k0; /* [32] or the tail */
+                    if (k0 >= in32) {                        /* zero-padded copy of the tail */
+                        memset(xt, 0, sizeof xt);
+                        memcpy(xt, x, (size_t)(in - k0) * sizeof(float));
+                        x = xt;
+                    }
+                    for (int j = 0; j < 32; j += 4)
+                        acc[i] = vfmaq_f32(acc[i], vld1q_f32(wv + j), vld1q_f32(x + j));
+                }
+            }
+            for (int i = 0; i < tb; i++)
+                Y[(t0 + i) * out + o] = vaddvq_f32(acc[i]) + (bias ? bias[o] : 0.0f);
+        }
+    }
+}
+
+void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+{
+    if (T <= 0)
+        return;
+    const int64_t in = w->in, out = w->out, nchunk = (in + 31) / 32;
+#pragma omp parallel num_threads(resolve_threads(n_threads))
+    {
+        float *acc = malloc((size_t)T * 32 * sizeof(float)); /* [T][32] */
+        LK_ASSERT(acc);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < nchunk; c++) {
+            float wv[32];
+            memset(acc, 0, (size_t)T * 32 * sizeof(float));
+            for (int64_t o = 0; o < out; o++) {
+                dec32(w, (const uint8_t *)w->data + (size_t)o * w->row_bytes, c * 32, wv);
+                for (int64_t t = 0; t < T; t++) {
+                    const float32x4_t g = vdupq_n_f32(dY[t * out + o]);
+                    float *a = acc + t * 32;
+                    for (int j = 0; j < 32; j += 4)
+                        vst1q_f32(a + j, vfmaq_f32(vld1q_f32(a + j), g, vld1q_f32(wv + j)));
+                }
+            }
+            const int64_t ncol = in - c * 32 < 32 ? in - c * 32 : 32;
+            for (int64_t t = 0; t < T; t++)
+                memcpy(dX + t * in + c * 32, acc + t * 32, (size_t)ncol * sizeof(float));
+        }
+        free(acc);
+    }
+}

@@ -1,0 +1,126 @@
+/* quant_api.c — the public lk_ face of quant/: type names, row sizes, row quantise/dequantise.
+ * NF4 rows here use bitsandbytes' default blocksize 64; the layouts are described in q4.h. */
+#include <strings.h>
+
+#define LK_EXPERIMENTAL 1
+
+#include "q4.h"
+#include "status.h"
+
+static const char *const k_names[LK_QTYPE_COUNT] = {"f32",  "f16",    "bf16", "q4_0",
+                                                    "q8_0", "iq4_nl", "nf4"};
+
+const char *lk_qtype_name(lk_qtype t)
+{
+    return (int)t >= 0 && t < LK_QTYPE_COUNT ? k_names[t] : "?";
+}
+
+lk_status lk_qtype_from_name(const char *name, lk_qtype *out)
+{
+    for (int i = 0; name && i < LK_QTYPE_COUNT; i++) {
+        if (!strcasecmp(name, k_names[i])) {
+            *out = (lk_qtype)i;
+            return LK_OK;
+        }
+    }
+    return status_fail(LK_ERR_ARG,
+                       "quant type '%s' unknown, expected one of f32 f16 bf16 q4_0 q8_0 iq4_nl nf4",
+                       name ? name : "(null)");
+}
+
+size_t lk_quant_row_bytes(lk_qtype t, int64_t n)
+{
+    return q4_row_bytes((int)t, Q4_NF4_BLOCK, n);
+}
+
+double lk_qtype_bits_per_weight(lk_qtype t, int64_t n)
+{
+    size_t b = lk_quant_row_bytes(t, n);
+    return b ? 8.0 * (double)b / (double)n : 0.0;
+}
+
+static lk_status check_row(lk_qtype t, int64_t n, const void *a, const void *b)
+{
+    if (!q4_valid((int)t, Q4_NF4_BLOCK) || (int)t >= LK_QTYPE_COUNT)
+        return status_fail(LK_ERR_ARG, "quantise row: type %d out of range", (int)t);
+    if (n <= 0 || !a || !b)
+        return status_fail(LK_ERR_ARG, "quantise row: n = %lld or a NULL buffer", (long long)n);
+    return LK_OK;
+}
+
+lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst)
+{
+    LK_TRY(check_row(t, n, x, dst));
+    q4_quantize_row((int)t, Q4_NF4_BLOCK, x, n, dst);
+    return LK_OK;
+}
+
+lk_status lk_dequantize_row(lk_qtype t, const void *src, int64_t n, float *y)
+{
+    LK_TRY(check_row(t, n, src, y));
+    q4_dequantize_row((int)t, Q4_NF4_BLOCK, src, n, y);
+    return LK_OK;
+}
+
+/* ---- experimental matrix API ---- */
+
+size_t lk_qweight_row_bytes(const struct lk_qweight *w)
+{
+    return q4_row_bytes((int)w->type, w->block, w->in);
+}
+
+/* Check w and build the internal descriptor (data may be NULL: filled by the caller). */
+static lk_status to_internal(const struct lk_qweight *w, const void *data, q4_weight *qw)
+{
+    if (!w)
+        return status_fail(LK_ERR_ARG, "quantised weight: NULL");
+    return q4_weight_init(qw, (int)w->type, w->block, w->out, w->in, data);
+}
+
+lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst, int n_threads,
+                             double *rmse, double *max_abs)
+{
+    q4_weight qw;
+    LK_TRY(to_internal(w, dst, &qw));
+    if (!src)
+        return status_fail(LK_ERR_ARG, "quantise matrix: NULL source");
+    q4_quantize_matrix(qw.qtype, qw.block, src, qw.out, qw.in, dst, n_threads, rmse, max_abs);
+    return LK_OK;
+}
+
+static lk_status pick(const char *variant, const q4_kernels **k)
+{
+    *k = variant ? q4_kernels_named(variant) : q4_kernels_get();
+    if (!*k)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "kernel variant '%s' not compiled in or not supported by this CPU "
+                           "(features: %s)",
+                           variant, lk_cpu_features());
+    return LK_OK;
+}
+
+lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
+                           float *Y, int n_threads, const char *variant)
+{
+    q4_weight qw;
+    const q4_kernels *k;
+    LK_TRY(to_internal(w, w ? w->data : NULL, &qw));
+    LK_TRY(pick(variant, &k));
+    if (T <= 0 || !X || !Y)
+        return status_fail(LK_ERR_ARG, "qgemm forward: T = %lld or NULL X/Y", (long long)T);
+    k->fwd(&qw, bias, X, T, Y, n_threads);
+    return LK_OK;
+}
+
+lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
+                            int n_threads, const char *variant)
+{
+    q4_weight qw;
+    const q4_kernels *k;
+    LK_TRY(to_internal(w, w ? w->data : NULL, &qw));
+    LK_TRY(pick(variant, &k));
+    if (T <= 0 || !dY || !dX)
+        return status_fail(LK_ERR_ARG, "qgemm backward: T = %lld or NULL dY/dX", (long long)T);
+    k->bwd(&qw, dY, T, dX, n_threads);
+    return LK_OK;
+}

@@ -1,0 +1,59 @@
+/* test_quant_dispatch.c — LK_KERNELS forces the kernel variant chosen at first use (its own
+ * process: detection runs once), an unknown value keeps the automatic choice with a warning, and
+ * the public experimental entry points reject what they cannot run. */
+#define LK_EXPERIMENTAL 1
+#include <stdlib.h>
+#include <string.h>
+
+#include "q4.h"
+#include "testutil.h"
+
+static void test_env_forces_ref(void **state)
+{
+    (void)state;
+    /* set before anything in the library looks at the CPU */
+    assert_int_equal(setenv("LK_KERNELS", "ref", 1), 0);
+    assert_string_equal(lk_kernel_variant(), "ref");
+    assert_ptr_equal(q4_kernels_get(), q4_kernels_named("ref"));
+    /* detection is done once: changing the variable later changes nothing */
+    assert_int_equal(setenv("LK_KERNELS", "avx2", 1), 0);
+    assert_string_equal(lk_kernel_variant(), "ref");
+}
+
+static void test_public_qgemm(void **state)
+{
+    (void)state;
+    const int64_t out = 3, in = 40;
+    float w[3 * 40], x[2 * 40], y[2 * 3], yr[2 * 3], dx[2 * 40];
+    for (int i = 0; i < 120; i++)
+        w[i] = (float)((i * 37) % 17) / 17.0f - 0.5f;
+    for (int i = 0; i < 80; i++)
+        x[i] = (float)((i * 11) % 7) / 7.0f;
+    struct lk_qweight qw = {LK_QTYPE_NF4, 64, out, in, NULL};
+    uint8_t q[3 * 40];
+    assert_true(lk_qweight_row_bytes(&qw) * 3 <= sizeof q);
+    double rmse = -1, mx = -1;
+    assert_ok(lk_quantize_matrix(&qw, w, q, 1, &rmse, &mx));
+    assert_true(rmse > 0 && rmse < 0.1 && mx >= rmse);
+    qw.data = q;
+    assert_ok(lk_qgemm_forward(&qw, NULL, x, 2, y, 1, NULL));
+    assert_ok(lk_qgemm_forward(&qw, NULL, x, 2, yr, 1, "ref"));
+    assert_memory_equal(y, yr, sizeof y); /* the forced variant is ref */
+    assert_ok(lk_qgemm_backward(&qw, y, 2, dx, 2, NULL));
+    assert_status(lk_qgemm_forward(&qw, NULL, x, 2, y, 1, "sse9"), LK_ERR_UNSUPPORTED, "sse9");
+    assert_status(lk_qgemm_forward(&qw, NULL, x, 0, y, 1, NULL), LK_ERR_ARG, "T = 0");
+    qw.type = LK_QTYPE_BF16;
+    assert_status(lk_qgemm_backward(&qw, y, 2, dx, 1, NULL), LK_ERR_UNSUPPORTED, "bf16");
+    qw.type = LK_QTYPE_NF4;
+    qw.block = 100;
+    assert_status(lk_quantize_matrix(&qw, w, q, 1, NULL, NULL), LK_ERR_ARG, "blocksize");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_env_forces_ref),
+        cmocka_unit_test(test_public_qgemm),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,312 @@
+/* test_quant_kernels.c — every fused dequant-GEMM variant this host runs against the plain-C
+ * reference (q4_gemm_*_ref), forward and backward, for every format, over sizes 1, odd, block
+ * ±1, vector width ±1 and one large size, T from 1 to 600, several seeds; plus bit-identical
+ * results across thread counts. Variants the host or build lacks are skipped visibly.
+ *
+ * Tolerance: errors are measured against S = Σ_k |a_k||w_k| of each output (the scale of a dot
+ * product's rounding error), so cancellation in a sum does not make a correct kernel fail.
+ * fp32 variants: |got - ref| <= 1e-5·S. bf16 variants (AMX): operands rounded to bf16 (unit
+ * roundoff u = 2^-8) give per-product error <= 2u+u² and fp32 accumulation adds K·2^-24, so
+ * |got - ref| <= (2^-7 + 1e-4)·S for K <= 600 (the bound documented in q4_amx.c). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "q4.h"
+#include "status.h"
+#include "testutil.h"
+
+static uint64_t g_rng;
+static float frand(void) /* splitmix-style LCG, uniform in [-1, 1) */
+{
+    g_rng = g_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(g_rng >> 40) / 8388608.0 - 1.0);
+}
+
+typedef struct {
+    int qtype, block;
+    int64_t out, in;
+    uint8_t *data;
+    float *deq; /* [out][in] dequantised, for the error scale */
+    q4_weight w;
+} wcase;
+
+static void wcase_make(wcase *c, int qtype, int block, int64_t out, int64_t in)
+{
+    c->qtype = qtype;
+    c->block = block;
+    c->out = out;
+    c->in = in;
+    size_t rb = q4_row_bytes(qtype, block, in);
+    c->data = lk_aligned_alloc(rb * (size_t)out);
+    c->deq = malloc((size_t)(out * in) * sizeof(float));
+    float *row = malloc((size_t)in * sizeof(float));
+    assert_true(c->data && c->deq && row);
+    for (int64_t o = 0; o < out; o++) {
+        float scale = 0.02f * (1.0f + (float)(o % 5)); /* rows of different magnitude */
+        for (int64_t k = 0; k < in; k++)
+            row[k] = frand() * scale;
+        q4_quantize_row(qtype, block, row, in, c->data + (size_t)o * rb);
+        q4_dequantize_row(qtype, block, c->data + (size_t)o * rb, in, c->deq + o * in);
+    }
+    free(row);
+    assert_ok(q4_weight_init(&c->w, qtype, block, out, in, c->data));
+}
+
+static void wcase_free(wcase *c)
+{
+    free(c->data);
+    free(c->deq);
+}
+
+/* |got - want| <= tol·S elementwise; S computed from the dequantised weight. fwd: S[t][o] =
+ * Σ_k |X[t,k]||W[o,k]|; bwd: S[t][k] = Σ_o |dY[t,o]||W[o,k]|. */
+static void check_scaled(const char *what, const wcase *c, int bwd, const float *A, int64_t T,
+                         const float *got, const float *want, double tol)
+{
+    const int64_t nout = bwd ? c->in : c->out, red = bwd ? c->out : c->in;
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t j = 0; j < nout; j++) {
+            double s = 0;
+            for (int64_t r = 0; r < red; r++)
+                s += fabs(A[t * red + r]) * fabs(bwd ? c->deq[r * c->in + j] : c->deq[j * red + r]);
+            double d = fabs((double)got[t * nout + j] - (double)want[t * nout + j]);
+            double rel = d / (s + 1e-30);
+            if (rel > worst)
+                worst = rel;
+            if (!(d <= tol * s + 1e-30))
+                fail_msg("%s %s block %d [%lld x %lld] T=%lld: [%lld][%lld] got %.9g want %.9g "
+                         "(err %.3g, scale %.3g, tol %.3g)",
+                         what, lk_qtype_name((lk_qtype)c->qtype), c->block, (long long)c->out,
+                         (long long)c->in, (long long)T, (long long)t, (long long)j,
+                         got[t * nout + j], want[t * nout + j], d, s, tol * s);
+        }
+    }
+}
+
+/* One weight case against the reference for every T in Ts; forward with and without bias. */
+static void run_case(const q4_kernels *k, wcase *c, const int64_t *Ts, int nT)
+{
+    const double tol = k->bf16 ? 0x1p-7 + 1e-4 : 1e-5;
+    float *bias = malloc((size_t)c->out * sizeof(float));
+    for (int64_t o = 0; o < c->out; o++)
+        bias[o] = frand();
+    for (int ti = 0; ti < nT; ti++) {
+        int64_t T = Ts[ti];
+        float *X = malloc((size_t)(T * c->in) * 4), *Y = malloc((size_t)(T * c->out) * 4);
+        float *Yr = malloc((size_t)(T * c->out) * 4), *dY = malloc((size_t)(T * c->out) * 4);
+        float *dX = malloc((size_t)(T * c->in) * 4), *dXr = malloc((size_t)(T * c->in) * 4);
+        for (int64_t i = 0; i < T * c->in; i++)
+            X[i] = frand();
+        for (int64_t i = 0; i < T * c->out; i++)
+            dY[i] = frand() * 0.1f;
+        for (int b = 0; b < 2; b++) {
+            const float *bb = b ? bias : NULL;
+            q4_gemm_fwd_ref(&c->w, bb, X, T, Yr, 2);
+            k->fwd(&c->w, bb, X, T, Y, 2);
+            /* the bias adds |bias| to the error scale; fold it into a relative check */
+            for (int64_t i = 0; b && i < T * c->out; i++) {
+                Y[i] -= bias[i % c->out];
+                Yr[i] -= bias[i % c->out];
+            }
+            check_scaled(b ? "fwd+bias" : "fwd", c, 0, X, T, Y, Yr, b ? tol + 1e-6 : tol);
+        }
+        q4_gemm_bwd_ref(&c->w, dY, T, dXr, 2);
+        for (int64_t i = 0; i < T * c->in; i++)
+            dX[i] = NAN; /* bwd overwrites */
+        k->bwd(&c->w, dY, T, dX, 2);
+        check_scaled("bwd", c, 1, dY, T, dX, dXr, tol);
+        free(X);
+        free(Y);
+        free(Yr);
+        free(dY);
+        free(dX);
+        free(dXr);
+    }
+    free(bias);
+}
+
+static const int k_qtypes[] = {LK_QTYPE_Q4_0, LK_QTYPE_IQ4_NL, LK_QTYPE_Q8_0, LK_QTYPE_NF4};
+
+static void test_variant(const char *name)
+{
+    const q4_kernels *k = q4_kernels_named(name);
+    if (!k) {
+        printf("SKIPPED: kernel variant '%s' not compiled into this build or not supported by "
+               "this CPU (features: %s)\n",
+               name, lk_cpu_features());
+        skip();
+    }
+    /* (out, in): 1, odd, block ±1, vector width ±1 (8, 16), panel ±1 (16, 64 rows/columns) */
+    static const int64_t shapes[][2] = {{1, 1},   {1, 32},  {3, 7},    {5, 9},   {2, 15},
+                                        {17, 17}, {16, 31}, {15, 33},  {65, 63}, {63, 64},
+                                        {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 13};
+    for (int seed = 1; seed <= 3; seed++) {
+        g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
+        for (size_t q = 0; q < sizeof k_qtypes / sizeof k_qtypes[0]; q++) {
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                wcase c;
+                wcase_make(&c, k_qtypes[q], 64, shapes[s][0], shapes[s][1]);
+                run_case(k, &c, Ts, (int)(sizeof Ts / sizeof Ts[0]));
+                wcase_free(&c);
+            }
+        }
+    }
+    /* NF4 at other blocksizes, including blocks longer than the row and the kernels' chunks */
+    static const int blocks[] = {32, 128, 256, 4096};
+    static const int64_t Ts2[] = {1, 9};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+        wcase c;
+        wcase_make(&c, LK_QTYPE_NF4, blocks[b], 19, 300);
+        run_case(k, &c, Ts2, 2);
+        wcase_free(&c);
+    }
+    /* T = 0 writes nothing */
+    {
+        wcase c;
+        float x[8] = {0}, y[8], dx[8];
+        for (int i = 0; i < 8; i++)
+            y[i] = dx[i] = 7.0f;
+        wcase_make(&c, LK_QTYPE_Q4_0, 32, 5, 8);
+        k->fwd(&c.w, NULL, x, 0, y, 2);
+        k->bwd(&c.w, x, 0, dx, 2);
+        for (int i = 0; i < 8; i++)
+            assert_true(y[i] == 7.0f && dx[i] == 7.0f);
+        wcase_free(&c);
+    }
+    /* one large size: several KC chunks, several tasks per thread, T up to 600 */
+    static const int64_t Tl[] = {64, 600};
+    for (size_t q = 0; q < sizeof k_qtypes / sizeof k_qtypes[0]; q++) {
+        wcase c;
+        wcase_make(&c, k_qtypes[q], 64, 136, 600);
+        run_case(k, &c, Tl, 2);
+        wcase_free(&c);
+    }
+}
+
+/* Same variant, thread counts 1, 2, 3, 4: bit-identical outputs. */
+static void test_threads_deterministic_of(const char *name)
+{
+    const q4_kernels *k = q4_kernels_named(name);
+    if (!k) {
+        printf("SKIPPED: kernel variant '%s' unavailable here\n", name);
+        skip();
+    }
+    g_rng = 99;
+    const int64_t T = 37, out = 200, in = 333;
+    wcase c;
+    wcase_make(&c, LK_QTYPE_NF4, 64, out, in);
+    float *X = malloc((size_t)(T * in) * 4), *Y1 = malloc((size_t)(T * out) * 4);
+    float *Yn = malloc((size_t)(T * out) * 4), *dX1 = malloc((size_t)(T * in) * 4);
+    float *dXn = malloc((size_t)(T * in) * 4), *dY = malloc((size_t)(T * out) * 4);
+    for (int64_t i = 0; i < T * in; i++)
+        X[i] = frand();
+    for (int64_t i = 0; i < T * out; i++)
+        dY[i] = frand();
+    static const int64_t Tsub[] = {1, 3, 37};
+    for (int ti = 0; ti < 3; ti++) {
+        int64_t t = Tsub[ti];
+        k->fwd(&c.w, NULL, X, t, Y1, 1);
+        k->bwd(&c.w, dY, t, dX1, 1);
+        for (int nt = 2; nt <= 4; nt++) {
+            k->fwd(&c.w, NULL, X, t, Yn, nt);
+            k->bwd(&c.w, dY, t, dXn, nt);
+            assert_memory_equal(Y1, Yn, (size_t)(t * out) * 4);
+            assert_memory_equal(dX1, dXn, (size_t)(t * in) * 4);
+        }
+    }
+    free(X);
+    free(Y1);
+    free(Yn);
+    free(dX1);
+    free(dXn);
+    free(dY);
+    wcase_free(&c);
+}
+
+static void test_ref_small_exact(void **state)
+{
+    (void)state;
+    /* the reference against a hand computation on a 2x40 Q8_0 weight */
+    g_rng = 5;
+    wcase c;
+    wcase_make(&c, LK_QTYPE_Q8_0, 32, 2, 40);
+    float X[3 * 40], Y[3 * 2], dY[3 * 2], dX[3 * 40], bias[2] = {0.5f, -1.0f};
+    for (int i = 0; i < 120; i++)
+        X[i] = frand();
+    for (int i = 0; i < 6; i++)
+        dY[i] = frand();
+    q4_gemm_fwd_ref(&c.w, bias, X, 3, Y, 1);
+    q4_gemm_bwd_ref(&c.w, dY, 3, dX, 1);
+    for (int t = 0; t < 3; t++) {
+        for (int o = 0; o < 2; o++) {
+            double s = bias[o];
+            for (int k = 0; k < 40; k++)
+                s += (double)X[t * 40 + k] * c.deq[o * 40 + k];
+            assert_true(fabs(Y[t * 2 + o] - s) <= 1e-6 * (1 + fabs(s)));
+        }
+        for (int k = 0; k < 40; k++) {
+            double s = 0;
+            for (int o = 0; o < 2; o++)
+                s += (double)dY[t * 2 + o] * c.deq[o * 40 + k];
+            assert_true(fabs(dX[t * 40 + k] - s) <= 1e-6 * (1 + fabs(s)));
+        }
+    }
+    wcase_free(&c);
+}
+
+static void test_dispatch(void **state)
+{
+    (void)state;
+    const q4_kernels *k = q4_kernels_get();
+    assert_non_null(k);
+    assert_string_equal(k->name, lk_kernel_variant());
+    assert_non_null(q4_kernels_named("ref"));
+    assert_null(q4_kernels_named("sse9"));
+    printf("chosen kernel variant: %s (cpu: %s)\n", k->name, lk_cpu_features());
+}
+
+static void test_avx2(void **state)
+{
+    (void)state;
+    test_variant("avx2");
+}
+static void test_avx512(void **state)
+{
+    (void)state;
+    test_variant("avx512");
+}
+static void test_amx(void **state)
+{
+    (void)state;
+    test_variant("amx");
+}
+static void test_neon(void **state)
+{
+    (void)state;
+    test_variant("neon");
+}
+static void test_threads_ref(void **state)
+{
+    (void)state;
+    test_threads_deterministic_of("ref");
+}
+static void test_threads_chosen(void **state)
+{
+    (void)state;
+    test_threads_deterministic_of(lk_kernel_variant());
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),    cmocka_unit_test(test_ref_small_exact),
+        cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_amx),         cmocka_unit_test(test_neon),
+        cmocka_unit_test(test_threads_ref), cmocka_unit_test(test_threads_chosen),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""bench_kernels_table.py — run lora-bench-kernels several times and print the best GFLOP/s seen
+for every cell as the Markdown table of BENCHMARKS.md ("Kernels"). On a shared or busy machine a
+single run is noisy (another process holding one of two cores stalls every OpenMP barrier); the
+best of several runs is the kernel's speed, not the machine's mood.
+
+    python3 tools/bench_kernels_table.py BUILD_DIR RUNS [lora-bench-kernels args...]
+"""
+import json
+import subprocess
+import sys
+
+build, runs, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+cols = ["blas", "nf4", "q4_0", "iq4_nl", "q8_0"]
+best, head = {}, None
+for _ in range(runs):
+    out = subprocess.run([f"{build}/lora-bench-kernels", "--json", *extra], check=True,
+                         capture_output=True, text=True).stdout
+    doc = json.loads(out)
+    head = doc
+    for r in doc["results"]:
+        key = (r["out"], r["in"], r["T"], r["dir"])
+        cell = best.setdefault(key, {c: 0.0 for c in cols})
+        for c in cols:
+            cell[c] = max(cell[c], r[f"{c}_gflops"])
+print(f"variant `{head['variant']}`, CPU features `{head['cpu']}`, {head['threads']} threads, "
+      f"weights {'cold (streamed from DRAM)' if head['cold'] else 'hot (cache-resident)'}; "
+      f"best of {runs} runs; GFLOP/s (× f32 BLAS)\n")
+print("| out × in | T | dir | f32 BLAS | nf4 | q4_0 | iq4_nl | q8_0 |")
+print("|---|---:|---|---:|---:|---:|---:|---:|")
+for (o, i, t, d), cell in best.items():
+    row = f"| {o}×{i} | {t} | {d} | {cell['blas']:.1f} |"
+    for c in cols[1:]:
+        row += f" {cell[c]:.1f} ({cell[c] / cell['blas']:.2f}×) |"
+    print(row)

@@ -1,0 +1,262 @@
+/* lora-bench-kernels — GFLOP/s of the fused dequant-GEMM kernels (forward Y = X·Wᵀ, backward
+ * dX = dY·W) for each weight format on the Qwen2.5-0.5B linear-layer shapes, beside OpenBLAS
+ * cblas_sgemm / cblas_sgemv on the same shapes with fp32 weights, in one run. FLOPs are 2·T·out·in
+ * per call; each timing is the best of --reps calls after one warm-up call. With --cold, every
+ * weight is replicated into enough copies (>= 96 MB per format) that successive calls read it from
+ * DRAM, as a forward pass over many layers does, instead of from the last-level cache. Output: a
+ * Markdown table (BENCHMARKS.md's "Kernels" section) or, with --json, one JSON object. */
+#define LK_EXPERIMENTAL 1
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const char *const TOOL = "lora-bench-kernels";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    int64_t out, in, T;
+    float *const *Wc;             /* ncopy copies of W[out][in] f32 */
+    const float *X, *dY;          /* X[T][in]; dY[T][out] */
+    float *Y, *dX;                /* [T][out], [T][in] */
+    const struct lk_qweight *qwc; /* ncopy copies of the quantised weight, or NULL: BLAS */
+    int ncopy, ncopy_q, *cursor;  /* calls rotate over the copies */
+    const char *variant;
+    int threads, bwd;
+} job;
+
+/* One call of the job's kernel: f32 BLAS when qwc is NULL, else the fused kernel. */
+static int run_once(const job *j)
+{
+    const int c = (*j->cursor)++;
+    if (!j->qwc) {
+        const float *W = j->Wc[c % j->ncopy];
+        const int T = (int)j->T, out = (int)j->out, in = (int)j->in;
+        if (T == 1 && !j->bwd) /* y[out] = W[out][in]·x */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, j->X, 1, 0.0f, j->Y, 1);
+        else if (T == 1) /* dx[in] = Wᵀ·dy */
+            cblas_sgemv(CblasRowMajor, CblasTrans, out, in, 1.0f, W, in, j->dY, 1, 0.0f, j->dX, 1);
+        else if (!j->bwd) /* Y[T][out] = X[T][in]·Wᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, j->X, in, W, in,
+                        0.0f, j->Y, out);
+        else /* dX[T][in] = dY[T][out]·W */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, in, out, 1.0f, j->dY, out, W,
+                        in, 0.0f, j->dX, in);
+        return 0;
+    }
+    const struct lk_qweight *qw = &j->qwc[c % j->ncopy_q];
+    lk_status s = j->bwd ? lk_qgemm_backward(qw, j->dY, j->T, j->dX, j->threads, j->variant)
+                         : lk_qgemm_forward(qw, NULL, j->X, j->T, j->Y, j->threads, j->variant);
+    return s == LK_OK ? 0 : -1;
+}
+
+/* Best-of-reps GFLOP/s, or -1 on failure. */
+static double bench(const job *j, int reps)
+{
+    if (run_once(j))
+        return -1;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        run_once(j);
+        double dt = now_s() - t0;
+        best = dt < best ? dt : best;
+    }
+    return 2.0 * (double)j->T * (double)j->out * (double)j->in / best * 1e-9;
+}
+
+static void fill(float *p, int64_t n, float scale, uint64_t *s)
+{
+    for (int64_t i = 0; i < n; i++) {
+        *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+        p[i] = scale * (float)((double)(*s >> 40) / 8388608.0 - 1.0);
+    }
+}
+
+#define NTYPES 4
+static const lk_qtype k_types[NTYPES] = {LK_QTYPE_NF4, LK_QTYPE_Q4_0, LK_QTYPE_IQ4_NL,
+                                         LK_QTYPE_Q8_0};
+
+typedef struct {
+    int nrep, threads, json, cold, first;
+    const char *variant;
+    const int32_t *Ts;
+    int64_t nT;
+    uint64_t seed;
+} opts;
+
+/* Copies needed so one rotation over them exceeds 96 MB (3x a 32 MB last-level cache). */
+static int copies(const opts *o, size_t bytes)
+{
+    return o->cold ? (int)((96u << 20) / bytes + 1) : 1;
+}
+
+static void print_row(opts *o, int64_t out, int64_t in, int T, int bwd, const double *g)
+{
+    if (o->json) {
+        printf("%s{\"out\":%lld,\"in\":%lld,\"T\":%d,\"dir\":\"%s\",\"blas_gflops\":%.2f",
+               o->first ? "" : ",", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd", g[0]);
+        for (int f = 0; f < NTYPES; f++)
+            printf(",\"%s_gflops\":%.2f", lk_qtype_name(k_types[f]), g[f + 1]);
+        printf("}");
+        o->first = 0;
+        return;
+    }
+    printf("| %lldx%lld | %d | %s | %.1f |", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd",
+           g[0]);
+    for (int f = 0; f < NTYPES; f++)
+        printf(" %.1f (%.2fx) |", g[f + 1], g[f + 1] / g[0]);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* All measurements of one weight shape; returns a CLI exit code or -1 to go on. */
+static int bench_shape(opts *o, int64_t out, int64_t in)
+{
+    int64_t Tmax = 0;
+    for (int64_t i = 0; i < o->nT; i++)
+        Tmax = o->Ts[i] > Tmax ? o->Ts[i] : Tmax;
+    const int nf = copies(o, (size_t)(out * in) * 4);
+    float **Wc = calloc((size_t)nf, sizeof *Wc);
+    float *X = malloc((size_t)(Tmax * in) * 4), *dY = malloc((size_t)(Tmax * out) * 4);
+    float *Y = malloc((size_t)(Tmax * out) * 4), *dX = malloc((size_t)(Tmax * in) * 4);
+    struct lk_qweight *qwc[NTYPES] = {0};
+    int nq[NTYPES] = {0}, rc = -1, cursor = 0;
+    for (int i = 0; i < nf; i++) {
+        Wc[i] = malloc((size_t)(out * in) * 4);
+        if (i == 0)
+            fill(Wc[0], out * in, 0.05f, &o->seed);
+        else
+            memcpy(Wc[i], Wc[0], (size_t)(out * in) * 4);
+    }
+    fill(X, Tmax * in, 1.0f, &o->seed);
+    fill(dY, Tmax * out, 1.0f, &o->seed);
+    for (int f = 0; f < NTYPES && rc < 0; f++) {
+        struct lk_qweight proto = {k_types[f], 64, out, in, NULL};
+        const size_t bytes = lk_qweight_row_bytes(&proto) * (size_t)out;
+        nq[f] = copies(o, bytes);
+        qwc[f] = calloc((size_t)nq[f], sizeof *qwc[f]);
+        for (int i = 0; i < nq[f]; i++) {
+            void *d = malloc(bytes);
+            qwc[f][i] = proto;
+            qwc[f][i].data = d;
+            if (i == 0) {
+                lk_status st = lk_quantize_matrix(&proto, Wc[0], d, o->threads, NULL, NULL);
+                if (st != LK_OK)
+                    rc = cli_fail(TOOL, st);
+            } else {
+                memcpy(d, qwc[f][0].data, bytes);
+            }
+        }
+    }
+    /* OpenBLAS's and OpenMP's idle worker threads both spin for a while after a call; on a small
+     * machine the spinning pool steals the cores from the other one. So all BLAS timings of the
+     * shape come first, then a pause that lets OpenBLAS's threads go to sleep, then ours. */
+    double g[64][NTYPES + 1];
+    const int64_t nrow = o->nT * 2 < 64 ? o->nT * 2 : 64;
+    for (int phase = 0; phase < 2 && rc < 0; phase++) {
+        for (int64_t r = 0; r < nrow && rc < 0; r++) {
+            job j = {out, in, o->Ts[r / 2], Wc,         X,          dY,          Y, dX, NULL,
+                     nf,  1,  &cursor,      o->variant, o->threads, (int)(r % 2)};
+            if (phase == 0)
+                g[r][0] = bench(&j, o->nrep);
+            for (int f = 0; phase == 1 && f < NTYPES; f++) {
+                j.qwc = qwc[f];
+                j.ncopy_q = nq[f];
+                g[r][f + 1] = bench(&j, o->nrep);
+                if (g[r][f + 1] < 0)
+                    rc = cli_fail(TOOL, LK_ERR_UNSUPPORTED);
+            }
+        }
+        if (phase == 0)
+            nanosleep(&(struct timespec){0, 300000000}, NULL);
+    }
+    for (int64_t r = 0; r < nrow && rc < 0; r++)
+        print_row(o, out, in, o->Ts[r / 2], (int)(r % 2), g[r]);
+    for (int f = 0; f < NTYPES; f++) {
+        for (int i = 0; qwc[f] && i < nq[f]; i++)
+            free((void *)qwc[f][i].data);
+        free(qwc[f]);
+    }
+    for (int i = 0; i < nf; i++)
+        free(Wc[i]);
+    free(Wc);
+    free(X);
+    free(dY);
+    free(Y);
+    free(dX);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    cli_common c;
+    cli_common_init(&c, 1);
+    struct arg_int *reps = arg_int0(NULL, "reps", "N", "timed calls per measurement (default 5)");
+    struct arg_str *variant = arg_str0(NULL, "variant", "NAME",
+                                       "kernel variant: ref|avx2|avx512|amx|neon (default: "
+                                       "the dispatched one)");
+    struct arg_str *tlist = arg_str0(NULL, "tokens", "LIST", "T values (default 1,64,512)");
+    struct arg_lit *cold =
+        arg_lit0(NULL, "cold", "rotate over >= 96 MB of weight copies (weights from DRAM)");
+    struct arg_end *end = arg_end(20);
+    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, cold, end};
+    int rc = cli_parse(argc, argv, argtable, end, &c, TOOL,
+                       "Benchmark the fused dequant-GEMM kernels against OpenBLAS fp32.",
+                       "Shapes are Qwen2.5-0.5B's linear layers (out x in): q/o 896x896, "
+                       "k/v 128x896,\ngate/up 4864x896, down 896x4864. GFLOP/s = 2*T*out*in / "
+                       "best time.\n");
+    if (rc >= 0) {
+        arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
+        return rc;
+    }
+    opts o = {reps->count ? reps->ival[0] : 5,
+              cli_threads(&c),
+              c.json->count,
+              cold->count,
+              1,
+              variant->count ? variant->sval[0] : NULL,
+              NULL,
+              0,
+              cli_seed(&c)};
+    int32_t *Ts = NULL;
+    if (cli_parse_ids(tlist->count ? tlist->sval[0] : "1,64,512", &Ts, &o.nT) || o.nT == 0) {
+        arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
+        return cli_usage_error(TOOL, "--tokens: expected a list like 1,64,512");
+    }
+    o.Ts = Ts;
+    if (o.threads <= 0)
+        o.threads = 2;
+    openblas_set_num_threads(o.threads);
+    static const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}};
+    const char *vname = o.variant ? o.variant : lk_kernel_variant();
+    if (o.json)
+        printf("{\"version\":\"%s\",\"seed\":%llu,\"threads\":%d,\"variant\":\"%s\","
+               "\"cpu\":\"%s\",\"cold\":%s,\"results\":[",
+               lk_version(), (unsigned long long)o.seed, o.threads, vname, lk_cpu_features(),
+               o.cold ? "true" : "false");
+    else
+        printf("kernel variant: %s; CPU features: %s; threads: %d; best of %d; weights %s\n\n"
+               "| out x in | T | dir | f32 BLAS | nf4 | q4_0 | iq4_nl | q8_0 |\n"
+               "|---|---:|---|---:|---:|---:|---:|---:|\n",
+               vname, lk_cpu_features(), o.threads, o.nrep,
+               o.cold ? "cold (streamed from DRAM)" : "hot (cache-resident after warm-up)");
+    rc = -1;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && rc < 0; s++)
+        rc = bench_shape(&o, shapes[s][0], shapes[s][1]);
+    if (o.json && rc < 0)
+        printf("]}\n");
+    free(Ts);
+    arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
+    return rc < 0 ? CLI_OK : rc;
+}
