@@ -81,8 +81,7 @@ static void chunk_forward(lk_session *s, const int32_t *tok, int64_t T)
     const struct lk_model_config *c = &m->cfg;
     int64_t C = c->hidden_size, pos0 = s->n_past;
     int nt = m->n_threads;
-    for (int64_t t = 0; t < T; t++)
-        memcpy(s->x + t * C, m->embed + (int64_t)tok[t] * C, (size_t)C * sizeof(float));
+    model_embed(m, tok, T, s->x);
     rope_tables(s->rope_cos, s->rope_sin, m->inv_freq, c->head_dim / 2, NULL, pos0, T);
     attention_bounds(s->lo, c->sliding_window, pos0, T);
     for (int64_t l = 0; l < c->n_layers; l++)

@@ -15,6 +15,8 @@ int64_t linear_max_rank(const linear *L)
 int64_t linear_tmp_floats(const linear *L, int64_t T)
 {
     int64_t n = T * linear_max_rank(L);
+    if (!L->w)
+        n += T * L->in; /* the fused backward overwrites: dx goes through tmp */
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in; /* x_d */
     return n;
@@ -46,11 +48,13 @@ static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp,
                     int n_threads)
 {
-    if (T == 1) /* y[out] = W[out,in]·x[in] */
+    if (!L->w) /* fused dequant-GEMM, bias included */
+        q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads);
+    else if (T == 1) /* y[out] = W[out,in]·x[in] */
         gemv_par(L->out, L->in, L->w, x, y, n_threads);
     else /* y[T,out] = x[T,in]·W[out,in]ᵀ */
         gemm_par(0, 1, T, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out, n_threads);
-    if (L->b)
+    if (L->b && L->w)
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < L->out; o++)
                 y[t * L->out + o] += L->b[o];
@@ -94,8 +98,14 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
                      float *tmp, int n_threads)
 {
     int64_t in = L->in, out = L->out;
-    if (dx) /* dx[T,in] += dy[T,out]·W[out,in] */
+    if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
         gemm_par(0, 0, T, in, out, 1.0f, dy, out, L->w, in, 1.0f, dx, in, n_threads);
+    } else if (dx) { /* fused kernel into the end of tmp, then added */
+        float *dq = tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * in : 0);
+        q4_gemm_bwd(&L->qw, dy, T, dq, n_threads);
+        for (int64_t i = 0; i < T * in; i++)
+            dx[i] += dq[i];
+    }
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];
         if (i == 0 && L->train) {
@@ -105,6 +115,19 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
             gemm_par(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1.0f, dx, in, n_threads);
         }
     }
+}
+
+linear linear_rows(const linear *L, int64_t r0, int64_t n)
+{
+    linear v = {.name = L->name, .in = L->in, .out = n};
+    if (L->w) {
+        v.w = L->w + r0 * L->in;
+    } else {
+        v.qw = L->qw;
+        v.qw.out = n;
+        v.qw.data = (const uint8_t *)L->qw.data + (size_t)r0 * L->qw.row_bytes;
+    }
+    return v;
 }
 
 void linear_forward_ref(const linear *L, const float *x, int64_t T, float *y)

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "q4.h"
+
 /* One low-rank update attached to a linear layer: ΔW = scale · B·A. */
 typedef struct {
     const float *A; /* [r, in] */
@@ -26,7 +28,8 @@ typedef struct {
 
 typedef struct {
     const char *name; /* tensor name, for messages */
-    const float *w;   /* [out, in] row-major fp32 */
+    const float *w;   /* [out, in] row-major fp32, or NULL when the weight is quantised */
+    q4_weight qw;     /* the quantised weight when w is NULL (quant/: fused dequant-GEMM) */
     const float *b;   /* [out] or NULL */
     int64_t in, out;
     lora_delta lora[LINEAR_MAX_LORA]; /* adapters applied on top of W, in order */
@@ -51,6 +54,9 @@ int64_t linear_tmp_floats(const linear *L, int64_t T);
 
 /* Largest rank attached to L (0 without adapters). */
 int64_t linear_max_rank(const linear *L);
+
+/* Rows [r0, r0+n) of L as their own layer (no bias, no adapters): for chunking the LM head. */
+linear linear_rows(const linear *L, int64_t r0, int64_t n);
 
 /* Naive triple loop of the same (the spec for tests). */
 void linear_forward_ref(const linear *L, const float *x, int64_t T, float *y);

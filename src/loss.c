@@ -4,19 +4,26 @@
  * dlogits = (softmax − onehot)·grad_scale and accumulates dh += dlogits·W_chunk. */
 #include "loss.h"
 
-#include "blas.h"
 
 #include <math.h>
 #include <string.h>
 
-int64_t ce_scratch_floats(int64_t C) { return CE_ROWS * CE_VCHUNK + 2 * CE_ROWS * C; }
+int64_t ce_scratch_floats(int64_t C) { return CE_ROWS * CE_VCHUNK + 3 * CE_ROWS * C; }
 
 /* logits[R, n] = hb[R,C]·W[v0 .. v0+n, C]ᵀ */
 static void logits_chunk(const linear *head, const float *hb, int64_t R, int64_t v0, int64_t n,
                          float *logits, int nt)
 {
-    int64_t C = head->in;
-    gemm_par(0, 1, R, n, C, 1.0f, hb, C, head->w + v0 * C, C, 0.0f, logits, n, nt);
+    linear rows = linear_rows(head, v0, n);
+    linear_forward(&rows, hb, R, logits, NULL, nt);
+}
+
+/* dhb[R,C] += dlogits[R,n]·W[v0.., C]; tmp: [R, C] for a quantised head */
+static void dh_chunk(const linear *head, const float *dl, int64_t R, int64_t v0, int64_t n,
+                     float *dhb, float *tmp, int nt)
+{
+    linear rows = linear_rows(head, v0, n);
+    linear_backward(&rows, NULL, dl, R, dhb, tmp, nt);
 }
 
 /* One block of R rows (all with valid targets), gathered in hb[R, C]. */
@@ -65,7 +72,7 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
                 l[tg[r] - v0] -= grad_scale;
         }
         /* dhb[R,C] += dlogits[R,n]·W[v0.., C] */
-        gemm_par(0, 0, R, C, n, 1.0f, logits, n, head->w + v0 * C, C, 1.0f, dhb, C, nt);
+        dh_chunk(head, logits, R, v0, n, dhb, dhb + CE_ROWS * C, nt);
     }
 }
 
@@ -76,7 +83,8 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
     int64_t C = head->in;
     float *logits = scratch;                      /* [CE_ROWS, CE_VCHUNK] */
     float *hb = scratch + CE_ROWS * CE_VCHUNK;    /* [CE_ROWS, C] gathered rows of h */
-    float *dhb = hb + CE_ROWS * C;                /* [CE_ROWS, C] their gradient */
+    float *dhb = hb + CE_ROWS * C;                /* [CE_ROWS, C] their gradient, then [CE_ROWS, C]
+                                                     scratch for a quantised head */
     int64_t rows[CE_ROWS];
     int32_t tg[CE_ROWS];
     if (dh)

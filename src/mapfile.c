@@ -77,6 +77,16 @@ close_fd:
     return s;
 }
 
+void mapfile_drop(const mapfile *m, const void *p, size_t n)
+{
+    if (!m->mapped || n == 0)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void mapfile_close(mapfile *m)
 {
     if (m->data && m->size) {

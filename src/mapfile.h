@@ -19,6 +19,11 @@ typedef struct {
 /* Open path; use_mmap 0 reads the file into a heap buffer instead. */
 lk_status mapfile_open(mapfile *m, const char *path, int use_mmap);
 
+/* Tell the kernel the pages of [p, p+n) inside a mapping are not needed any more (after a tensor
+ * was converted or quantised into memory of our own): they leave the resident set and would be
+ * read again from the file if touched. No-op for heap copies. */
+void mapfile_drop(const mapfile *m, const void *p, size_t n);
+
 /* Release (safe on a zeroed or already closed mapfile). */
 void mapfile_close(mapfile *m);
 

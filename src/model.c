@@ -21,6 +21,7 @@ static tensor_spec *add_spec(tensor_spec *s, int *n, tensor_kind kind, const flo
     snprintf(t->name, sizeof t->name, fmt, (long long)layer);
     t->kind = kind;
     t->dst = dst;
+    t->qdst = NULL;
     t->ndim = d1 ? 2 : 1;
     t->shape[0] = d0;
     t->shape[1] = d1;
@@ -34,7 +35,7 @@ static void add_linear(tensor_spec *s, int *n, lk_model *m, linear *L, const cha
 {
     char fmt[96];
     snprintf(fmt, sizeof fmt, "%s.weight", base);
-    add_spec(s, n, TK_MATRIX, m ? &L->w : NULL, out, in, fmt, layer);
+    add_spec(s, n, TK_MATRIX, m ? &L->w : NULL, out, in, fmt, layer)->qdst = m ? &L->qw : NULL;
     if (bias) {
         snprintf(fmt, sizeof fmt, "%s.bias", base);
         add_spec(s, n, TK_BIAS, m ? &L->b : NULL, out, 0, fmt, layer);
@@ -70,12 +71,21 @@ int model_specs(const struct lk_model_config *c, lk_model *m, tensor_spec *s)
 {
     int n = 0;
     int64_t V = c->vocab_size, C = c->hidden_size;
-    add_spec(s, &n, TK_MATRIX, m ? &m->embed : NULL, V, C, "model.embed_tokens.weight", 0);
+    tensor_spec *e = add_spec(s, &n, TK_EMBED, m ? &m->embed.w : NULL, V, C,
+                              "model.embed_tokens.weight", 0);
+    if (m) {
+        e->qdst = &m->embed.qw;
+        m->embed.in = C;
+        m->embed.out = V;
+        m->embed.name = "model.embed_tokens.weight";
+    }
     for (int64_t l = 0; l < c->n_layers; l++)
         add_layer(c, m, l, s, &n);
     add_spec(s, &n, TK_NORM, m ? &m->norm : NULL, C, 0, "model.norm.weight", 0);
-    if (!c->tie_word_embeddings)
+    if (!c->tie_word_embeddings) {
         add_linear(s, &n, m, m ? &m->lm_head : NULL, "lm_head", 0, V, C, 0);
+        s[n - 1].kind = TK_EMBED; /* quantised (or not) with the embeddings */
+    }
     return n;
 }
 
@@ -107,7 +117,45 @@ void rope_inv_freq(const struct lk_model_config *c, float *inv_freq)
     }
 }
 
-/* Bind one spec: find the tensor, check shape and dtype, map or convert to fp32. */
+/* The file's copy of t has been converted: its mapped pages need not stay resident. */
+static void drop_source(const lk_model *m, const tensor_view *t)
+{
+    for (int i = 0; i < m->st.n_files; i++)
+        if (m->st.files[i].map.path == t->file)
+            mapfile_drop(&m->st.files[i].map, t->data, t->nbytes);
+}
+
+/* Keep p (an owned weight buffer) until lk_model_free; frees p on failure. */
+static lk_status own(lk_model *m, void *p)
+{
+    void **no = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *no);
+    if (!no) {
+        free(p);
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    }
+    m->owned = no;
+    m->owned[m->n_owned++] = p;
+    return LK_OK;
+}
+
+/* f32[out, in] → an owned quantised copy bound to the spec's q4_weight (the f32 pointer stays
+ * NULL: the layer then runs the fused dequant-GEMM kernels). */
+static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q, const float *f32)
+{
+    int64_t out = sp->shape[0], in = sp->shape[1];
+    size_t rb = q4_row_bytes(q, Q4_NF4_BLOCK, in);
+    void *buf = lk_aligned_alloc((size_t)out * rb);
+    if (!buf)
+        return status_fail(LK_ERR_NOMEM, "cannot allocate %zu bytes to quantise '%s'",
+                           (size_t)out * rb, sp->name);
+    q4_quantize_matrix(q, Q4_NF4_BLOCK, f32, out, in, buf, m->n_threads, NULL, NULL);
+    LK_TRY(own(m, buf));
+    *sp->dst = NULL;
+    m->weight_bytes += (int64_t)((size_t)out * rb);
+    return q4_weight_init(sp->qdst, q, Q4_NF4_BLOCK, out, in, buf);
+}
+
+/* Bind one spec: find the tensor, check shape and dtype, map or convert to fp32, quantise. */
 static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
 {
     char want[64], got[64];
@@ -131,32 +179,77 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "%s: tensor '%s' has dtype %s; supported: F32, F16, BF16", t->file,
                            sp->name, dtype_name(t->dt));
-    if (t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
+    lk_qtype q = sp->kind == TK_MATRIX ? m->quant : sp->kind == TK_EMBED ? m->quant_embed
+                                                                          : LK_QTYPE_F32;
+    int64_t n = tensor_numel(t);
+    if (q == LK_QTYPE_F32 && t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
         *sp->dst = t->data; /* mapped in place */
+        m->weight_bytes += n * 4;
         return LK_OK;
     }
-    int64_t n = tensor_numel(t);
-    float *buf = lk_aligned_alloc((size_t)n * sizeof(float));
-    void **no = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *no);
-    if (!buf || !no) {
-        free(buf);
-        if (no)
-            m->owned = no;
-        return status_fail(LK_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", t->file,
-                           (long long)n, sp->name);
+    float *f32 = NULL;
+    if (t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
+        f32 = (float *)t->data; /* read in place, quantised below */
+    } else {
+        f32 = lk_aligned_alloc((size_t)n * sizeof(float));
+        if (!f32)
+            return status_fail(LK_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", t->file,
+                               (long long)n, sp->name);
+        convert_to_f32(t->dt, t->data, f32, n, m->n_threads);
     }
-    m->owned = no;
-    m->owned[m->n_owned++] = buf;
-    convert_to_f32(t->dt, t->data, buf, n, m->n_threads);
-    *sp->dst = buf;
-    return LK_OK;
+    if (q == LK_QTYPE_F32) {
+        *sp->dst = f32;
+        m->weight_bytes += n * 4;
+        drop_source(m, t);
+        return own(m, f32);
+    }
+    lk_status s = quantize_tensor(m, sp, q, f32);
+    if (f32 != t->data)
+        free(f32);
+    drop_source(m, t);
+    return s;
 }
 
 struct lk_model_params lk_model_params_default(void)
 {
-    struct lk_model_params p = {.n_threads = 0, .use_mmap = 1};
+    struct lk_model_params p = {.n_threads = 0, .use_mmap = 1, .quant = LK_QTYPE_F32,
+                                .quant_embed = LK_QTYPE_F32};
     return p;
 }
+
+static lk_status check_quant(const struct lk_model_params *p)
+{
+    int ok = p->quant == LK_QTYPE_F32 || p->quant == LK_QTYPE_NF4 || p->quant == LK_QTYPE_Q4_0 ||
+             p->quant == LK_QTYPE_IQ4_NL || p->quant == LK_QTYPE_Q8_0;
+    if (!ok)
+        return status_fail(LK_ERR_ARG,
+                           "model: base format %s is not one of f32, nf4, q4_0, iq4_nl, q8_0",
+                           lk_qtype_name(p->quant));
+    if (p->quant_embed != LK_QTYPE_F32 && p->quant_embed != LK_QTYPE_Q8_0)
+        return status_fail(LK_ERR_ARG, "model: embeddings can be f32 or q8_0, not %s",
+                           lk_qtype_name(p->quant_embed));
+    return LK_OK;
+}
+
+void model_embed(const lk_model *m, const int32_t *tok, int64_t T, float *x)
+{
+    int64_t C = m->cfg.hidden_size;
+    const linear *e = &m->embed;
+    for (int64_t t = 0; t < T; t++) {
+        if (e->w)
+            memcpy(x + t * C, e->w + (int64_t)tok[t] * C, (size_t)C * sizeof(float));
+        else
+            q4_dequantize_row(e->qw.qtype, e->qw.block,
+                              (const uint8_t *)e->qw.data + (size_t)tok[t] * e->qw.row_bytes, C,
+                              x + t * C);
+    }
+}
+
+int64_t lk_model_weight_bytes(const lk_model *m) { return m->weight_bytes; }
+
+lk_qtype lk_model_quant(const lk_model *m) { return m->quant; }
+
+lk_qtype lk_model_quant_embed(const lk_model *m) { return m->quant_embed; }
 
 static lk_status bind_all(lk_model *m)
 {
@@ -176,9 +269,10 @@ static lk_status bind_all(lk_model *m)
     free(specs);
     if (s != LK_OK)
         return s;
-    if (m->cfg.tie_word_embeddings)
-        m->lm_head = (linear){.name = "lm_head (tied)", .w = m->embed, .b = NULL,
-                              .in = m->cfg.hidden_size, .out = m->cfg.vocab_size};
+    if (m->cfg.tie_word_embeddings) {
+        m->lm_head = m->embed;
+        m->lm_head.name = "lm_head (tied to model.embed_tokens.weight)";
+    }
     rope_inv_freq(&m->cfg, m->inv_freq);
     return LK_OK;
 }
@@ -187,6 +281,7 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
 {
     struct lk_model_params p = params ? *params : lk_model_params_default();
     *out = NULL;
+    LK_TRY(check_quant(&p));
     lk_model *m = calloc(1, sizeof *m);
     if (!m)
         return status_fail(LK_ERR_NOMEM, "out of memory");
@@ -194,6 +289,8 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     if (s == LK_OK)
         s = st_set_open(&m->st, dir, p.use_mmap);
     m->n_threads = resolve_threads(p.n_threads);
+    m->quant = p.quant;
+    m->quant_embed = p.quant_embed;
     if (s == LK_OK)
         s = bind_all(m);
     if (s != LK_OK) {

@@ -19,15 +19,20 @@ struct lk_model {
     st_set st;             /* the mapped files */
     void **owned;          /* converted (f16/bf16 → f32) or realigned copies */
     int n_owned;
-    const float *embed;    /* [V, C] */
+    linear embed;          /* token embeddings [V, C] (f32 or quantised rows) */
     const float *norm;     /* [C] */
     linear lm_head;        /* [V, C]; w == embed when tied */
     layer_weights *layers; /* [n_layers] */
     float *inv_freq;       /* [hd/2] RoPE frequencies after scaling */
     int n_threads;
+    lk_qtype quant, quant_embed;
+    int64_t weight_bytes;  /* bytes of every bound weight */
 };
 
-typedef enum { TK_MATRIX, TK_NORM, TK_BIAS } tensor_kind;
+/* x[T, C] = the embeddings of tok[0..T) (rows dequantised when the table is quantised). */
+void model_embed(const lk_model *m, const int32_t *tok, int64_t T, float *x);
+
+typedef enum { TK_MATRIX, TK_EMBED, TK_NORM, TK_BIAS } tensor_kind;
 
 typedef struct {
     char name[96];
@@ -35,6 +40,7 @@ typedef struct {
     int64_t shape[2];
     tensor_kind kind;
     const float **dst; /* where the loader stores the fp32 pointer (NULL: not bound) */
+    q4_weight *qdst;   /* matrices: where a quantised copy goes instead */
 } tensor_spec;
 
 /* Every tensor the config implies, in file order (embeddings, layers, norm, head). m may be NULL

@@ -238,8 +238,7 @@ lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *target
                                (long long)t, tokens[t], targets[t], (long long)V);
     LK_TRY(set_bounds(g, pos, T));
     rope_tables(g->rope_cos, g->rope_sin, m->inv_freq, c->head_dim / 2, pos, 0, T);
-    for (int64_t t = 0; t < T; t++)
-        memcpy(g->xs + t * C, m->embed + (int64_t)tokens[t] * C, (size_t)C * sizeof(float));
+    model_embed(m, tokens, T, g->xs);
     for (int64_t l = 0; l < L; l++)
         layer_forward(g, l, g->xs + l * T * C, g->xs + (l + 1) * T * C, T);
     float *xf = g->xs + L * T * C; /* final residual; normed into xn1 */

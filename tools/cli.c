@@ -244,3 +244,30 @@ double cli_peak_rss_mib(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
 }
+
+int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
+                    struct lk_model_params *mp)
+{
+    const struct arg_str *a[2] = {quant, qembed};
+    lk_qtype *dst[2] = {&mp->quant, &mp->quant_embed};
+    for (int i = 0; i < 2; i++) {
+        if (!a[i] || !a[i]->count)
+            continue;
+        const char *v = a[i]->sval[0];
+        if (!strcmp(v, "none")) {
+            *dst[i] = LK_QTYPE_F32;
+            continue;
+        }
+        lk_qtype q;
+        int ok = lk_qtype_from_name(v, &q) == LK_OK &&
+                 (i == 0 ? (q == LK_QTYPE_F32 || q == LK_QTYPE_NF4 || q == LK_QTYPE_Q4_0 ||
+                            q == LK_QTYPE_IQ4_NL || q == LK_QTYPE_Q8_0)
+                         : (q == LK_QTYPE_F32 || q == LK_QTYPE_Q8_0));
+        if (!ok)
+            return cli_usage_error(tool, i == 0 ? "--quant: none, nf4, q4_0, iq4_nl or q8_0, got '%s'"
+                                                : "--quant-embed: f32 or q8_0, got '%s'",
+                                   v);
+        *dst[i] = q;
+    }
+    return -1;
+}

@@ -74,6 +74,12 @@ int cli_adapters_load(const char *tool, const struct arg_str *arg,
                       const struct lk_model_config *cfg, cli_adapters *out);
 void cli_adapters_free(cli_adapters *x);
 
+/* --quant TYPE and --quant-embed TYPE (either may be NULL or absent) into model params:
+ * none|f32, nf4, q4_0, iq4_nl, q8_0; embeddings f32|q8_0. Returns -1 to go on, or 2 after a usage
+ * message. */
+int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
+                    struct lk_model_params *mp);
+
 /* Peak resident memory of this process in MiB (getrusage). */
 double cli_peak_rss_mib(void);
 

@@ -84,15 +84,19 @@ static int write_random_ids(const char *path, int64_t n, int64_t T, int64_t voca
 static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t r, int steps,
                            uint64_t seed, train_result *res)
 {
+    lk_tokenizer *tok = NULL;
+    CLI_TRY(lk_tokenizer_load(tok_dir, &tok));
+    int64_t vocab = lk_model_get_config(m)->vocab_size; /* ids both tokenizer and model know */
+    if (lk_tokenizer_vocab_size(tok) < vocab)
+        vocab = lk_tokenizer_vocab_size(tok);
     char path[] = "/tmp/lora-bench-XXXXXX.jsonl";
     int fd = mkstemps(path, 6);
-    if (fd < 0 || write_random_ids(path, steps + 1, T, lk_model_get_config(m)->vocab_size,
-                                   seed) != 0) {
+    if (fd < 0 || write_random_ids(path, steps + 1, T, vocab, seed) != 0) {
         fprintf(stderr, "lora-bench: error: cannot write %s\n", path);
+        lk_tokenizer_free(tok);
         return LK_ERR_IO;
     }
     close(fd);
-    lk_tokenizer *tok = NULL;
     lk_dataset *d = NULL;
     lk_trainer *t = NULL;
     struct lk_dataset_params dp = lk_dataset_params_default();
@@ -102,9 +106,7 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
     tp.rank = r;
     tp.alpha = 2.0 * (double)r;
     tp.steps = steps + 1;
-    lk_status s = lk_tokenizer_load(tok_dir, &tok);
-    if (s == LK_OK)
-        s = lk_dataset_load(path, tok, &dp, &d);
+    lk_status s = lk_dataset_load(path, tok, &dp, &d);
     if (s == LK_OK)
         s = lk_trainer_create(m, d, &tp, &t);
     double times[64];
@@ -140,12 +142,15 @@ int main(int argc, char **argv)
     struct arg_int *repeat = arg_int0(NULL, "repeat", "R", "prefill repetitions, best kept (default 3)");
     struct arg_int *decode = arg_int0(NULL, "decode", "N", "decode steps after the prefill (default 32)");
     struct arg_lit *train = arg_lit0(NULL, "train", "time LoRA training steps instead");
+    struct arg_str *quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, "
+                                                             "iq4_nl, q8_0");
+    struct arg_str *qembed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings: f32 or q8_0");
     struct arg_int *rank = arg_int0(NULL, "rank", "R", "--train: LoRA rank, all seven modules (default 16)");
     struct arg_int *steps = arg_int0(NULL, "steps", "N", "--train: timed steps after one warm-up (default 3)");
     struct arg_file *tokdir = arg_file0(NULL, "tokenizer", "DIR", "--train: tokenizer folder (default: the model's)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, tokens, repeat, decode, train, rank, steps, tokdir, CLI_COMMON_ENTRIES(c),
-                  end};
+    void *at[] = {model, tokens, repeat, decode, train, quant, qembed, rank, steps, tokdir,
+                  CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Forward speed (prefill and decode tokens/s), load time and peak RSS.",
                        NULL);
@@ -160,6 +165,8 @@ int main(int argc, char **argv)
     }
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
+    if ((rc = cli_parse_quant(TOOL, quant, qembed, &mp)) >= 0)
+        goto done;
     lk_model *m = NULL;
     bench_result r = {0};
     double t0 = now();
@@ -181,6 +188,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "threads", mp.n_threads);
         cJSON_AddNumberToObject(j, "tokens", (double)T);
         cJSON_AddNumberToObject(j, "rank", rank->count ? rank->ival[0] : 16);
+        cJSON_AddStringToObject(j, "quant", lk_qtype_name(mp.quant));
         cJSON_AddNumberToObject(j, "s_per_step", tr.s_per_step);
         cJSON_AddNumberToObject(j, "tokens_per_s", tr.tps);
         cJSON_AddNumberToObject(j, "peak_rss_mib", r.rss_mib);

@@ -93,7 +93,7 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
 
 typedef struct {
     struct arg_file *model, *data;
-    struct arg_str *adapter, *text, *ids, *fields;
+    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
     struct arg_int *ctx;
 } eval_args;
 
@@ -140,6 +140,8 @@ int main(int argc, char **argv)
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.text = arg_str0(NULL, "text", "STR", "text to score");
+    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
+    a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.data = arg_file0(NULL, "data", "FILE", "plain text, or JSONL/JSON examples (any lora-train "
                                              "format; only trained tokens are scored)");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "token ids to score (no tokenizer needed)");
@@ -148,7 +150,7 @@ int main(int argc, char **argv)
     a.ctx = arg_int0(NULL, "ctx", "N", "window length in tokens (default: the model's context, "
                                        "at most 4096)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.adapter, a.text, a.data, a.ids, a.fields, a.ctx, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed, a.text, a.data, a.ids, a.fields, a.ctx, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
                        "Sequences longer than --ctx are scored in consecutive windows.\n");
@@ -171,6 +173,8 @@ int main(int argc, char **argv)
     }
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
+    if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0)
+        goto done;
     lk_model *m = NULL;
     eval_acc acc = {0, 0, 0};
     cli_adapters ad = {0};

@@ -146,7 +146,7 @@ static lk_status prompt_ids(const lk_tokenizer *tok, const char *prompt, int cha
 
 typedef struct {
     struct arg_file *model;
-    struct arg_str *adapter, *prompt, *ids, *chat_template;
+    struct arg_str *adapter, *prompt, *ids, *chat_template, *quant, *quant_embed;
     struct arg_int *nnew, *top_k;
     struct arg_dbl *temp, *top_p;
     struct arg_lit *chat, *ignore_eos;
@@ -167,6 +167,9 @@ static int run(const gen_args *a, const cli_common *c)
     lk_model *m = NULL;
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(c);
+    int qrc = cli_parse_quant(TOOL, a->quant, a->quant_embed, &mp);
+    if (qrc >= 0)
+        return qrc;
     lk_status s = lk_sampler_create(&sp, &smp);
     if (s == LK_OK && a->ids->count) {
         s = cli_parse_ids(a->ids->sval[0], &seq.ids, &seq.n_prompt) == 0 ? LK_OK : LK_ERR_ARG;
@@ -216,6 +219,8 @@ int main(int argc, char **argv)
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.prompt = arg_str0("p", "prompt", "TEXT", "prompt text");
+    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
+    a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids (no tokenizer needed)");
     a.nnew = arg_int0("n", NULL, "N", "tokens to generate (default 128)");
     a.temp = arg_dbl0(NULL, "temp", "T", "temperature, 0 = greedy (default 0.8)");
@@ -227,7 +232,7 @@ int main(int argc, char **argv)
                                                              "the tokenizer's)");
     a.ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.adapter, a.prompt, a.ids, a.nnew, a.temp, a.top_p, a.top_k, a.chat,
+    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed, a.prompt, a.ids, a.nnew, a.temp, a.top_p, a.top_k, a.chat,
                   a.chat_template, a.ignore_eos, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "

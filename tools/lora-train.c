@@ -22,7 +22,7 @@ static void on_signal(int sig) { g_stop = sig; }
 
 typedef struct {
     struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
-    struct arg_str *quant, *targets, *optimizer, *schedule, *objective, *fields, *chat_template;
+    struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective, *fields, *chat_template;
     struct arg_str *teacher, *teacher_cache;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
     struct arg_int *warmup, *save_limit, *log_every;
@@ -40,6 +40,7 @@ typedef struct {
     lk_dataset *data, *eval;
     lk_trainer *t;
     struct lk_train_params tp;
+    struct lk_model_params mp;
     double t0, eval_loss_last;
     int64_t tokens_done, start_step;
     float *eval_pts; /* [steps] eval loss at that step or NaN */
@@ -147,10 +148,6 @@ static int check_unsupported(const train_args *a)
     if (a->teacher->count || a->teacher_cache->count || a->kd_temp->count || a->kd_weight->count)
         return cli_usage_error(TOOL, "--teacher, --teacher-cache, --kd-temp and --kd-weight need "
                                      "distillation, which is not available in this version");
-    if (a->quant->count && strcmp(a->quant->sval[0], "none") != 0)
-        return cli_usage_error(TOOL, "--quant %s: quantised bases are not available in this "
-                                     "version (use --quant none)",
-                               a->quant->sval[0]);
     return -1;
 }
 
@@ -421,9 +418,7 @@ static lk_status load_data(train_ctx *x, const char *path, int shuffle, int pack
 static lk_status setup(train_ctx *x)
 {
     const train_args *a = x->a;
-    struct lk_model_params mp = lk_model_params_default();
-    mp.n_threads = cli_threads(x->c);
-    CLI_TRY(lk_model_load(a->model->filename[0], &mp, &x->m));
+    CLI_TRY(lk_model_load(a->model->filename[0], &x->mp, &x->m));
     CLI_TRY(lk_tokenizer_load(a->model->filename[0], &x->tok));
     CLI_TRY(load_data(x, a->data->filename[0], 1, 1, &x->data));
     if (a->eval_data->count)
@@ -435,7 +430,7 @@ static int dry_run(train_ctx *x)
 {
     int64_t ad, opt, act;
     int64_t seq = lk_dataset_seq_len(x->data);
-    int64_t base = lk_model_n_params(x->m) * 4;
+    int64_t base = lk_model_weight_bytes(x->m);
     int64_t total = base + lk_trainer_memory_plan(x->m, &x->tp, seq, &ad, &opt, &act);
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     double have = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
@@ -450,7 +445,7 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "machine_bytes", have);
         cli_json_emit(j);
     } else {
-        printf("memory plan (seq-len %lld, batch %lld):\n  base (fp32)    %9.1f MiB\n"
+        printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
                "  adapter+grads  %9.1f MiB\n  optimizer      %9.1f MiB\n"
                "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
@@ -598,7 +593,10 @@ int main(int argc, char **argv)
     a.model = arg_file1("m", "model", "DIR", "base model folder (Hugging Face)");
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
     a.out = arg_file1("o", "out", "DIR", "output adapter folder");
-    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (fp32)");
+    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: nf4 (default), q4_0, iq4_nl, q8_0, "
+                                              "none (f32)");
+    a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 (default) or "
+                                                          "q8_0");
     a.rank = arg_int0(NULL, "rank", "R", "LoRA rank (default 8)");
     a.alpha = arg_dbl0(NULL, "alpha", "A", "LoRA alpha (default: the rank, scale 1)");
     a.dropout = arg_dbl0(NULL, "dropout", "P", "LoRA dropout (default 0)");
@@ -635,7 +633,7 @@ int main(int argc, char **argv)
     a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit");
     a.force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.data, a.out, a.quant, a.rank, a.alpha, a.dropout, a.targets,
+    void *at[] = {a.model, a.data, a.out, a.quant, a.quant_embed, a.rank, a.alpha, a.dropout, a.targets,
                   a.rslora, a.lr, a.lr_ratio_b, a.optimizer, a.weight_decay, a.max_grad_norm,
                   a.schedule, a.warmup, a.steps, a.epochs, a.seq_len, a.batch, a.grad_accum,
                   a.init_adapter, a.resume, a.save_every, a.save_limit, a.eval_data, a.eval_every,
@@ -648,7 +646,12 @@ int main(int argc, char **argv)
         goto done;
     train_ctx x = {.a = &a, .c = &c, .out = a.out->filename[0], .tty = isatty(2),
                    .eval_loss_last = NAN};
+    x.mp = lk_model_params_default();
+    x.mp.n_threads = cli_threads(&c);
+    x.mp.quant = LK_QTYPE_NF4; /* QLoRA: the base lives in 4 bits unless asked otherwise */
     rc = check_unsupported(&a);
+    if (rc < 0)
+        rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &x.mp);
     if (rc < 0)
         rc = parse_params(&a, &c, &x.tp);
     if (rc < 0 && a.seq_len->count && a.seq_len->ival[0] < 2)

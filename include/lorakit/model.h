@@ -7,6 +7,7 @@
 #define LORAKIT_MODEL_H
 
 #include "lorakit/core.h"
+#include "lorakit/quant.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,8 +59,12 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 
 /* Options for lk_model_load; get defaults from lk_model_params_default() and edit. */
 struct lk_model_params {
-    int n_threads; /* threads for the forward; <= 0: all online CPUs */
-    int use_mmap;  /* 1 (default): map the weight files; 0: read them into memory */
+    int n_threads;       /* threads for the forward; <= 0: all online CPUs */
+    int use_mmap;        /* 1 (default): map the weight files; 0: read them into memory */
+    lk_qtype quant;      /* format of the decoder's linear weights: LK_QTYPE_F32 (default; F16
+                          * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
+                          * once at load, one tensor at a time) */
+    lk_qtype quant_embed; /* embeddings and LM head: LK_QTYPE_F32 (default) or LK_QTYPE_Q8_0 */
 };
 
 struct lk_model_params lk_model_params_default(void);
@@ -76,6 +81,13 @@ const struct lk_model_config *lk_model_get_config(const lk_model *m);
 
 /* Number of parameters of the base model (embedding counted once when tied). */
 int64_t lk_model_n_params(const lk_model *m);
+
+/* Bytes the loaded weights occupy in memory (mapped or owned, quantised or not). */
+int64_t lk_model_weight_bytes(const lk_model *m);
+
+/* Format of the decoder's linear weights and of the embeddings as loaded. */
+lk_qtype lk_model_quant(const lk_model *m);
+lk_qtype lk_model_quant_embed(const lk_model *m);
 
 /* Change the thread count used by forwards on this model (<= 0: all online CPUs). */
 void lk_model_set_threads(lk_model *m, int n_threads);
