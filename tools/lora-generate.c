@@ -58,7 +58,9 @@ static void stream(gen_out *o, const gen_seq *seq, int final)
     }
     char *text = NULL;
     size_t len = 0;
-    if (lk_tokenizer_decode(o->tok, seq->ids, seq->n, 1, &text, &len) != LK_OK)
+    /* a leading BOS is not text (some tokenizer.json files do not mark it special) */
+    int64_t skip = seq->n > 0 && seq->ids[0] == lk_tokenizer_bos(o->tok);
+    if (lk_tokenizer_decode(o->tok, seq->ids + skip, seq->n - skip, 1, &text, &len) != LK_OK)
         return;
     size_t upto = final ? len : complete_utf8(text, len);
     if (upto > o->printed) {
