@@ -4,11 +4,13 @@
  * dlogits = (softmax − onehot)·grad_scale and accumulates dh += dlogits·W_chunk. */
 #include "loss.h"
 
-
 #include <math.h>
 #include <string.h>
 
-int64_t ce_scratch_floats(int64_t C) { return CE_ROWS * CE_VCHUNK + 3 * CE_ROWS * C; }
+int64_t ce_scratch_floats(int64_t C)
+{
+    return CE_ROWS * CE_VCHUNK + 3 * CE_ROWS * C;
+}
 
 /* logits[R, n] = hb[R,C]·W[v0 .. v0+n, C]ᵀ */
 static void logits_chunk(const linear *head, const float *hb, int64_t R, int64_t v0, int64_t n,
@@ -81,10 +83,10 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
                          float *scratch, int n_threads)
 {
     int64_t C = head->in;
-    float *logits = scratch;                      /* [CE_ROWS, CE_VCHUNK] */
-    float *hb = scratch + CE_ROWS * CE_VCHUNK;    /* [CE_ROWS, C] gathered rows of h */
-    float *dhb = hb + CE_ROWS * C;                /* [CE_ROWS, C] their gradient, then [CE_ROWS, C]
-                                                     scratch for a quantised head */
+    float *logits = scratch;                   /* [CE_ROWS, CE_VCHUNK] */
+    float *hb = scratch + CE_ROWS * CE_VCHUNK; /* [CE_ROWS, C] gathered rows of h */
+    float *dhb = hb + CE_ROWS * C;             /* [CE_ROWS, C] their gradient, then [CE_ROWS, C]
+                                                  scratch for a quantised head */
     int64_t rows[CE_ROWS];
     int32_t tg[CE_ROWS];
     if (dh)

@@ -7,7 +7,7 @@
 
 #include "linear.h"
 
-#define CE_ROWS 32     /* token rows per block */
+#define CE_ROWS   32   /* token rows per block */
 #define CE_VCHUNK 4096 /* vocabulary columns per block */
 
 /* Floats of scratch ce_forward_backward needs for hidden size C. */

@@ -65,7 +65,10 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
     return -1;
 }
 
-int cli_threads(const cli_common *c) { return c->threads->count ? c->threads->ival[0] : 0; }
+int cli_threads(const cli_common *c)
+{
+    return c->threads->count ? c->threads->ival[0] : 0;
+}
 
 uint64_t cli_seed(const cli_common *c)
 {
@@ -264,8 +267,9 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
                             q == LK_QTYPE_IQ4_NL || q == LK_QTYPE_Q8_0)
                          : (q == LK_QTYPE_F32 || q == LK_QTYPE_Q8_0));
         if (!ok)
-            return cli_usage_error(tool, i == 0 ? "--quant: none, nf4, q4_0, iq4_nl or q8_0, got '%s'"
-                                                : "--quant-embed: f32 or q8_0, got '%s'",
+            return cli_usage_error(tool,
+                                   i == 0 ? "--quant: none, nf4, q4_0, iq4_nl or q8_0, got '%s'"
+                                          : "--quant-embed: f32 or q8_0, got '%s'",
                                    v);
         *dst[i] = q;
     }

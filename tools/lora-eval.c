@@ -19,15 +19,16 @@ typedef struct {
 static int is_json_data(const char *path, const char *text)
 {
     size_t n = strlen(path);
-    if ((n > 6 && strcmp(path + n - 6, ".jsonl") == 0) || (n > 5 && strcmp(path + n - 5, ".json") == 0))
+    if ((n > 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
+        (n > 5 && strcmp(path + n - 5, ".json") == 0))
         return 1;
     while (*text == ' ' || *text == '\n' || *text == '\r' || *text == '\t')
         text++;
     return *text == '{' || *text == '[';
 }
 
-static lk_status eval_text(const lk_model *m, const lk_tokenizer *tok, const char *text,
-                           size_t len, int64_t ctx, eval_acc *acc)
+static lk_status eval_text(const lk_model *m, const lk_tokenizer *tok, const char *text, size_t len,
+                           int64_t ctx, eval_acc *acc)
 {
     int32_t *ids = NULL;
     int64_t n = 0;
@@ -66,8 +67,9 @@ static lk_status eval_dataset(const lk_model *m, const lk_tokenizer *tok, const 
 static int report(const cli_common *c, const char *model, const eval_acc *acc)
 {
     if (acc->count == 0) {
-        fprintf(stderr, "%s: error: no token to score (the input needs at least 2 tokens with "
-                        "a label)\n",
+        fprintf(stderr,
+                "%s: error: no token to score (the input needs at least 2 tokens with "
+                "a label)\n",
                 TOOL);
         return CLI_FAIL;
     }
@@ -85,8 +87,7 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
         cJSON_AddNumberToObject(j, "examples", (double)acc->examples);
         cli_json_emit(j);
     } else {
-        printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss),
-               (long long)acc->count);
+        printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss), (long long)acc->count);
     }
     return CLI_OK;
 }
@@ -142,15 +143,19 @@ int main(int argc, char **argv)
     a.text = arg_str0(NULL, "text", "STR", "text to score");
     a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
-    a.data = arg_file0(NULL, "data", "FILE", "plain text, or JSONL/JSON examples (any lora-train "
-                                             "format; only trained tokens are scored)");
+    a.data = arg_file0(NULL, "data", "FILE",
+                       "plain text, or JSONL/JSON examples (any lora-train "
+                       "format; only trained tokens are scored)");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "token ids to score (no tokenizer needed)");
-    a.fields = arg_str0(NULL, "fields", "K=COL,...", "column names of --data (e.g. "
-                                                     "prompt=question,completion=answer)");
-    a.ctx = arg_int0(NULL, "ctx", "N", "window length in tokens (default: the model's context, "
-                                       "at most 4096)");
+    a.fields = arg_str0(NULL, "fields", "K=COL,...",
+                        "column names of --data (e.g. "
+                        "prompt=question,completion=answer)");
+    a.ctx = arg_int0(NULL, "ctx", "N",
+                     "window length in tokens (default: the model's context, "
+                     "at most 4096)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed, a.text, a.data, a.ids, a.fields, a.ctx, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed,         a.text, a.data,
+                  a.ids,   a.fields,  a.ctx,   CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
                        "Sequences longer than --ctx are scored in consecutive windows.\n");
