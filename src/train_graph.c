@@ -74,7 +74,7 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
         sz[n++] = T * c->head_dim / 2; /* rope tables */
     sz[n++] = (int64_t)nt * T;         /* scores */
     sz[n++] = lin_tmp_floats(m, T);    /* lin_tmp */
-    sz[n++] = ce_scratch_floats(C);    /* ce */
+    sz[n++] = ce_scratch_floats(C, c->vocab_size); /* ce */
     return n;
 }
 

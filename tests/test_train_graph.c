@@ -156,7 +156,7 @@ static void test_ce_chunked(void **state)
     enum { T = 40, C = 7, V = 9000 };
     float *w = malloc(sizeof(float) * V * C), *h = malloc(sizeof(float) * T * C);
     float *dh = malloc(sizeof(float) * T * C),
-          *scratch = malloc(sizeof(float) * (size_t)ce_scratch_floats(C));
+          *scratch = malloc(sizeof(float) * (size_t)ce_scratch_floats(C, V));
     int32_t tg[T];
     rng_state rg;
     rng_seed(&rg, 9, 9);
