@@ -12,30 +12,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
-}
-
 /* g_dir/sub/file */
 static const char *sub_path(const char *sub, const char *file)
 {
@@ -396,5 +372,5 @@ int main(void)
         cmocka_unit_test(test_gguf_rows),
         cmocka_unit_test(test_permutation),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -13,30 +13,6 @@
 #include "tensor.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
-}
-
 /* ---- a byte builder for hand-made files ---- */
 
 typedef struct {
@@ -456,5 +432,5 @@ int main(void)
         cmocka_unit_test(test_real_file),     cmocka_unit_test(test_export_matches_reference),
         cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_export_types_and_refusals),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -15,30 +15,12 @@
 #include "tensor.h"
 #include "testutil.h"
 
-static char *g_dir;
 static char g_stories[4096];
 
 static int setup(void **state)
 {
-    (void)state;
-    g_dir = make_temp_dir();
     snprintf(g_stories, sizeof g_stories, "%s", shared_path("models/stories260K-hf"));
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
+    return tmp_dir_setup(state);
 }
 
 static lk_adapter *load(const char *rel)
@@ -409,5 +391,5 @@ int main(void)
         cmocka_unit_test(test_gguf_qwen2_needs_tokenizer),
         cmocka_unit_test(test_gguf_qwen2),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tmp_dir_teardown);
 }

@@ -9,23 +9,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
 static lk_status parse(const char *json, struct lk_model_config *c)
 {
     return config_parse("x/config.json", json, c);
@@ -372,5 +355,5 @@ int main(void)
         cmocka_unit_test(test_random_and_sharded),
         cmocka_unit_test(test_f16_and_read_fallback),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -7,30 +7,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
-}
-
 /* A file: u64 header length, the header text, then data_len bytes of 0x11. */
 static const char *craft(const char *name, const char *header, size_t data_len)
 {
@@ -271,5 +247,5 @@ int main(void)
         cmocka_unit_test(test_sharded_duplicate),
         cmocka_unit_test(test_f16_bf16_conversion),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -28,6 +28,13 @@ const char *data_path(const char *rel);
 char *make_temp_dir(void);
 void rm_rf(const char *path);
 
+/* Group setup/teardown for tests that write files: g_dir is a fresh temporary folder for the
+ * group, removed afterwards; tmp_path(name) is "<g_dir>/<name>" in a static buffer. */
+extern char *g_dir;
+int tmp_dir_setup(void **state);
+int tmp_dir_teardown(void **state);
+const char *tmp_path(const char *name);
+
 /* Write bytes to path; returns 0 on success. */
 int write_file(const char *path, const void *data, size_t n);
 
