@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-void cli_common_init(cli_common *c, int with_seed)
+void cli_common_init(cli_common *c)
 {
     c->help = arg_lit0("h", "help", "print this help and exit");
     c->version = arg_lit0(NULL, "version", "print the version and exit");
@@ -17,8 +17,6 @@ void cli_common_init(cli_common *c, int with_seed)
     c->quiet = arg_lit0("q", "quiet", "only errors on stderr");
     c->json = arg_lit0(NULL, "json", "machine-readable JSON on stdout");
     c->threads = arg_int0("t", "threads", "N", "worker threads (default: all CPUs)");
-    /* every tool takes --seed (the command-line contract), so it is always in the table */
-    (void)with_seed;
     c->seed = arg_str0(NULL, "seed", "N", "random seed (default 42)");
 }
 
@@ -48,7 +46,7 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
         fprintf(stderr, "Try '%s --help'.\n", tool);
         return CLI_USAGE;
     }
-    if (c->seed && c->seed->count) {
+    if (c->seed->count) {
         char *e;
         errno = 0;
         (void)strtoull(c->seed->sval[0], &e, 10);
@@ -72,7 +70,7 @@ int cli_threads(const cli_common *c)
 
 uint64_t cli_seed(const cli_common *c)
 {
-    if (c->seed && c->seed->count)
+    if (c->seed->count)
         return strtoull(c->seed->sval[0], NULL, 10);
     return 42;
 }

@@ -135,7 +135,7 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR", "model folder");
     struct arg_int *tokens = arg_int0("n", "tokens", "T", "prefill length (default 512)");
     struct arg_int *repeat =

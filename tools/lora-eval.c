@@ -135,7 +135,7 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     eval_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder (config.json, safetensors, tokenizer)");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,

@@ -215,7 +215,7 @@ static int run(const gen_args *a, const cli_common *c)
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     gen_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,

@@ -91,7 +91,7 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 0);
+    cli_common_init(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR", "base model folder");
     struct arg_str *adapter = arg_strn("a", "adapter", "DIR[:W]", 0, 64,
                                        "adapter (PEFT folder or GGUF LoRA) with weight W "
@@ -105,7 +105,7 @@ int main(int argc, char **argv)
                                   "nf4|q4_0|iq4_nl|q8_0 base (QLoRA)");
     struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, adapter, out, dtype, bq, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    void *at[] = {model, adapter, out, dtype, bq, force, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
                        "(DoRA: magnitude-rescaled).",

@@ -601,7 +601,7 @@ static const char *GLOSSARY =
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     train_args a;
     a.model = arg_file1("m", "model", "DIR", "base model folder (Hugging Face)");
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
