@@ -396,6 +396,34 @@ static void test_gguf_qwen2(void **state)
     gguf_close(&g);
 }
 
+/* The merged bytes do not depend on the thread count. */
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    lk_adapter *a[2] = {load("adapters/llama3-rslora"), NULL};
+    float w = 0.8f;
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "bf16";
+    p.force = 1;
+    const int threads[2] = {1, 4};
+    for (int k = 0; k < 2; k++) {
+        p.n_threads = threads[k];
+        assert_ok(lk_merge(data_path("models/llama3-tiny"), (const lk_adapter *const *)a, &w, 1,
+                           tmp_path(k ? "t4" : "t1"), &p));
+    }
+    char f1[8192], f4[8192];
+    snprintf(f1, sizeof f1, "%s/model.safetensors", tmp_path("t1"));
+    snprintf(f4, sizeof f4, "%s/model.safetensors", tmp_path("t4"));
+    mapfile x, y;
+    assert_ok(mapfile_open(&x, f1, 0));
+    assert_ok(mapfile_open(&y, f4, 0));
+    assert_int_equal(x.size, y.size);
+    assert_memory_equal(x.data, y.data, x.size);
+    mapfile_close(&x);
+    mapfile_close(&y);
+    lk_adapter_free(a[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_gguf_merged),
         cmocka_unit_test(test_gguf_qwen2_needs_tokenizer),
         cmocka_unit_test(test_gguf_qwen2),
+        cmocka_unit_test(test_threads_bit_identical),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
