@@ -396,6 +396,49 @@ static void test_gguf_qwen2(void **state)
     gguf_close(&g);
 }
 
+/* Llama 3 shapes in GGUF: head_dim 24 ≠ hidden/heads (key_length), untied output, rope_freqs
+ * for llama3 rope scaling (1 for short wavelengths, the factor 32 for long ones), q rows
+ * permuted with 4 heads of 24. The tokenizer is borrowed from stories260K-hf. */
+static void test_gguf_llama3(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/tokenizer.json"));
+    char dir[8192], model[8192];
+    snprintf(dir, sizeof dir, "%s", tmp_path("l3-with-tok"));
+    snprintf(model, sizeof model, "%s", data_path("models/llama3-tiny"));
+    assert_int_equal(mkdir(dir, 0755), 0);
+    copy_to(model, "config.json", dir);
+    copy_to(model, "model.safetensors", dir);
+    copy_to(g_stories, "tokenizer.json", dir);
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "f32";
+    assert_ok(lk_merge(dir, NULL, NULL, 0, tmp_path("l3.gguf"), &p));
+    gguf_file g;
+    assert_ok(gguf_open(&g, tmp_path("l3.gguf")));
+    int64_t v;
+    assert_ok(gguf_get_i64(&g, "llama.attention.key_length", &v));
+    assert_int_equal(v, 24);
+    assert_ok(gguf_get_i64(&g, "llama.rope.dimension_count", &v));
+    assert_int_equal(v, 24);
+    assert_non_null(gguf_find_tensor(&g, "output.weight"));
+    const gguf_tensor *rf = gguf_find_tensor(&g, "rope_freqs.weight");
+    assert_non_null(rf);
+    assert_int_equal(rf->ne[0], 12);
+    const float *f = (const float *)rf->data;
+    assert_true(f[0] == 1.0f && f[11] == 32.0f);
+    for (int i = 1; i < 12; i++)
+        assert_true(f[i] >= f[i - 1]);
+    char file[8300];
+    int64_t n;
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    float *q = read_f32(file, "model.layers.1.self_attn.q_proj.weight", &n);
+    assert_int_equal(n, 96 * 64);
+    assert_ok(adapter_permute_rows(q, 96, 64, 4, 0));
+    assert_memory_equal(gguf_find_tensor(&g, "blk.1.attn_q.weight")->data, q, (size_t)n * 4);
+    free(q);
+    gguf_close(&g);
+}
+
 /* The merged bytes do not depend on the thread count. */
 static void test_threads_bit_identical(void **state)
 {
@@ -437,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_gguf_qwen2_needs_tokenizer),
         cmocka_unit_test(test_gguf_qwen2),
         cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_gguf_llama3),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -169,6 +169,9 @@ static void print_info(const struct lk_adapter_info *in)
     printf("rank %lld  alpha %g%s%s  modules %lld  parameters %lld\n", (long long)in->rank,
            in->alpha, in->use_rslora ? "  rsLoRA" : "", in->use_dora ? "  DoRA" : "",
            (long long)in->n_modules, (long long)in->n_params);
+    if (in->use_dora)
+        printf("DoRA: statistics describe the direction update s*B*A; the magnitude vectors "
+               "rescale rows on top of it\n");
     printf("targets   ");
     for (int k = 0; k < LK_MOD_COUNT; k++)
         if (in->target_mask & (1u << k))
