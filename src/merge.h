@@ -27,14 +27,12 @@ lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
 /* "model.layers.L.self_attn.q_proj.weight" → (L, LK_MOD_Q); -1 for any other tensor. */
 int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind);
 
-/* Merge every adapter that has (layer, kind) into W [out, in] (fp32, in place). *n_merged: how
- * many did. */
-lk_status merge_tensor(const merge_ctx *c, float *W, int64_t layer, lk_module kind,
-                       const char *name, int *n_merged);
-
-/* Convert W [rows, cols] to type tt into dst; returns ‖stored − W‖_F / ‖W‖_F. */
-double merge_store(const merge_ctx *c, const gguf_type_traits *tt, const float *W, int64_t rows,
-                   int64_t cols, void *dst);
+/* Tensor t of the base (F32/F16/BF16, [rows, cols] or a vector) with every adapter that has
+ * (layer, kind) merged (kind -1: none), rows permuted into llama.cpp's q/k order when heads > 0,
+ * stored as type tt into dst. Row blocks run on the OpenMP threads; no fp32 copy of the whole
+ * tensor is made. *n_merged: adapters applied; *store_err: ‖stored − exact‖_F / ‖exact‖_F. */
+lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, int kind, int heads,
+                     const gguf_type_traits *tt, void *dst, int *n_merged, double *store_err);
 
 /* Drop the resident pages of a mapped range (re-read from the file if touched again). */
 void merge_release(const void *p, size_t n);
