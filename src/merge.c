@@ -73,6 +73,8 @@ lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
     c->n = n;
     c->p = p ? *p : lk_merge_params_default();
     c->n_threads = resolve_threads(c->p.n_threads);
+    if (n > MERGE_MAX_ADAPTERS)
+        return status_fail(LK_ERR_ARG, "merge: %d adapters, at most %d", n, MERGE_MAX_ADAPTERS);
     c->cfg = *cfg;
     for (int i = 0; i < n; i++) {
         LK_TRY(adapter_check_ready(adapters[i]));
@@ -109,15 +111,15 @@ lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
 
 /* The adapters touching one tensor, in merge order. */
 typedef struct {
-    const adapter_module *d[64];
-    double coef[64]; /* w_i · s_i */
+    const adapter_module *d[MERGE_MAX_ADAPTERS];
+    double coef[MERGE_MAX_ADAPTERS]; /* w_i · s_i */
     int n;
 } merge_deltas;
 
 static void find_deltas(const merge_ctx *c, int64_t layer, int kind, merge_deltas *md)
 {
     md->n = 0;
-    for (int i = 0; kind >= 0 && i < c->n && md->n < 64; i++) {
+    for (int i = 0; kind >= 0 && i < c->n; i++) {
         int64_t j = lk_adapter_find_module(c->adapters[i], layer, (lk_module)kind);
         if (j < 0)
             continue;

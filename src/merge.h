@@ -7,6 +7,8 @@
 #include "gguf.h"
 #include "safetensors.h"
 
+#define MERGE_MAX_ADAPTERS 64
+
 typedef struct {
     const lk_adapter *const *adapters; /* [n] */
     const float *weights;              /* [n] */

@@ -154,7 +154,7 @@ struct lk_merge_params {
 
 struct lk_merge_params lk_merge_params_default(void);
 
-/* Merge n adapters with weights w[i] into the base folder base_dir: W' = W + Σ w_i·s_i·B_i·A_i
+/* Merge n (at most 64) adapters with weights w[i] into the base folder base_dir: W' = W + Σ w_i·s_i·B_i·A_i
  * (DoRA adapters in order: W ← m ⊙ V/‖V‖_row with V = W + w·s·B·A). Output: out ending in ".gguf"
  * → one GGUF model file with llama.cpp's names, hyper-parameters, tokenizer and q/k row order;
  * otherwise a Hugging Face folder (model.safetensors, config.json with torch_dtype updated, the
