@@ -500,6 +500,12 @@ lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, cons
         return status_fail(LK_ERR_ARG, "merge: %d adapters without arrays", n);
     LK_TRY(lk_config_load(base_dir, &cfg));
     LK_TRY(merge_prepare(&c, &cfg, adapters, w, n, p));
+    char *rb = realpath(base_dir, NULL), *ro = realpath(out, NULL);
+    int same = rb && ro && strcmp(rb, ro) == 0;
+    free(rb);
+    free(ro);
+    if (same) /* --force would replace the base while it is being read */
+        return status_fail(LK_ERR_ARG, "%s: the output is the base model folder itself", out);
     if (ends_with(out, ".gguf"))
         return merge_gguf(&c, base_dir, out);
     return merge_hf(&c, base_dir, out);

@@ -245,8 +245,14 @@ static void test_refusals(void **state)
     p.dtype = "q8_0";
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x.gguf"), &p),
                   LK_ERR_UNSUPPORTED, "4-bit");
-    w = NAN;
     p.dtype = NULL;
+    p.force = 1;
+    w = 1;
+    char *base = strdup(data_path("models/llama3-tiny"));
+    assert_status(lk_merge(base, aa, &w, 1, base, &p), LK_ERR_ARG, "base model folder itself");
+    free(base);
+    p.force = 0;
+    w = NAN;
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
                   LK_ERR_ARG, "not finite");
     assert_false(file_exists(tmp_path("x.gguf")));
