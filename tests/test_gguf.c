@@ -492,11 +492,10 @@ static void test_lora_file_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_by_hand), cmocka_unit_test(test_corpus),
-        cmocka_unit_test(test_truncation),    cmocka_unit_test(test_writer_round_trip),
-        cmocka_unit_test(test_real_file),     cmocka_unit_test(test_export_matches_reference),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_export_types_and_refusals),
+        cmocka_unit_test(test_valid_by_hand),    cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_truncation),       cmocka_unit_test(test_writer_round_trip),
+        cmocka_unit_test(test_real_file),        cmocka_unit_test(test_export_matches_reference),
+        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_export_types_and_refusals),
         cmocka_unit_test(test_lora_file_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

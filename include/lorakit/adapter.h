@@ -154,13 +154,13 @@ struct lk_merge_params {
 
 struct lk_merge_params lk_merge_params_default(void);
 
-/* Merge n (at most 64) adapters with weights w[i] into the base folder base_dir: W' = W + Σ w_i·s_i·B_i·A_i
- * (DoRA adapters in order: W ← m ⊙ V/‖V‖_row with V = W + w·s·B·A). Output: out ending in ".gguf"
- * → one GGUF model file with llama.cpp's names, hyper-parameters, tokenizer and q/k row order;
- * otherwise a Hugging Face folder (model.safetensors, config.json with torch_dtype updated, the
- * tokenizer and other small files copied). Tensors are processed one at a time (peak memory near
- * the largest tensor, not the model). Adapters must fit the base (LK_ERR_SHAPE) and GGUF
- * adapters must have had lk_adapter_set_base. Written under a temporary name, then renamed. */
+/* Merge n (at most 64) adapters with weights w[i] into the base folder base_dir: W' = W + Σ
+ * w_i·s_i·B_i·A_i (DoRA adapters in order: W ← m ⊙ V/‖V‖_row with V = W + w·s·B·A). Output: out
+ * ending in ".gguf" → one GGUF model file with llama.cpp's names, hyper-parameters, tokenizer and
+ * q/k row order; otherwise a Hugging Face folder (model.safetensors, config.json with torch_dtype
+ * updated, the tokenizer and other small files copied). Tensors are processed one at a time (peak
+ * memory near the largest tensor, not the model). Adapters must fit the base (LK_ERR_SHAPE) and
+ * GGUF adapters must have had lk_adapter_set_base. Written under a temporary name, then renamed. */
 lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, const float *w, int n,
                    const char *out, const struct lk_merge_params *p);
 
