@@ -86,7 +86,8 @@ int main(int argc, char **argv)
     struct arg_int *top_k = arg_int0(NULL, "top-k", "K", "keep the K most likely (default 40, 0 = all)");
     struct arg_lit *ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, adapter, ids, nnew, temp, top_p, top_k, ignore_eos, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {model,      adapter, ids, nnew, temp, top_p, top_k,
+                  ignore_eos, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "
                        "sampling seeded by --seed.",
