@@ -114,8 +114,9 @@ lk_status lk_adapter_save_peft(const lk_adapter *a, const char *dir, int force);
  * Llama-architecture bases. When every module's scale equals alpha/r of one alpha, that alpha is
  * written and B kept; otherwise (rsLoRA, rank/alpha patterns) each B is multiplied by its scale
  * and adapter.lora.alpha is 0 (llama.cpp then uses scale 1). dtype: "f32", "f16", "bf16" ("q8_0"
- * needs the quantisation kernels: LK_ERR_UNSUPPORTED in this build). DoRA: LK_ERR_UNSUPPORTED
- * (llama.cpp cannot apply it; merge instead). */
+ * needs the quantisation kernels: LK_ERR_UNSUPPORTED in this build; tensors whose rows do not
+ * fill whole Q8_0 blocks, such as B with r < 32, are then written F16 as llama.cpp does). DoRA:
+ * LK_ERR_UNSUPPORTED (llama.cpp cannot apply it; merge instead). */
 lk_status lk_adapter_save_gguf(const lk_adapter *a, const struct lk_model_config *cfg,
                                const char *path, const char *dtype, int force);
 
