@@ -63,6 +63,16 @@ void merge_release(const void *p, size_t n)
         madvise((void *)a, b - a, MADV_DONTNEED); /* clean private file pages: re-read if needed */
 }
 
+/* The 4-bit formats a QLoRA base may have been trained in. Each needs its row quantiser and
+ * dequantiser (any row length: the last block zero-padded, as the training base stores it); they
+ * come with the quantisation kernels (quant/), until then --base-quant is LK_ERR_UNSUPPORTED. */
+static const merge_base_quant g_base_quant[] = {
+    {"nf4", NULL, NULL, NULL},
+    {"q4_0", NULL, NULL, NULL},
+    {"iq4_nl", NULL, NULL, NULL},
+    {"q8_0", NULL, NULL, NULL},
+};
+
 lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
                         const lk_adapter *const *adapters, const float *w, int n,
                         const struct lk_merge_params *p)
@@ -84,26 +94,16 @@ lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
                                w[i]);
     }
     if (c->p.base_quant) {
-        /* the dequantised 4-bit base the adapter was trained against: quantise each row with
-         * the type's kernel, dequantise, then merge (gguf_type_traits of that type) */
-        static const struct {
-            const char *name;
-            uint32_t type;
-        } bq[] = {{"q4_0", GGML_Q4_0}, {"iq4_nl", GGML_IQ4_NL}, {"q8_0", GGML_Q8_0}};
-        for (size_t i = 0; i < sizeof bq / sizeof *bq; i++)
-            if (strcmp(c->p.base_quant, bq[i].name) == 0) {
-                c->base_q = gguf_type_info(bq[i].type);
-                c->base_q_type = bq[i].type;
-            }
-        if (!c->base_q && strcmp(c->p.base_quant, "nf4") != 0)
-            return status_fail(LK_ERR_ARG,
-                               "--base-quant '%s': expected nf4, q4_0, iq4_nl or "
-                               "q8_0",
+        for (size_t i = 0; i < sizeof g_base_quant / sizeof *g_base_quant; i++)
+            if (strcmp(c->p.base_quant, g_base_quant[i].name) == 0)
+                c->base_q = &g_base_quant[i];
+        if (!c->base_q)
+            return status_fail(LK_ERR_ARG, "--base-quant '%s': expected nf4, q4_0, iq4_nl or q8_0",
                                c->p.base_quant);
-        if (!c->base_q || !c->base_q->to_f32 || !c->base_q->from_f32)
+        if (!c->base_q->row_bytes || !c->base_q->quantize || !c->base_q->dequantize)
             return status_fail(LK_ERR_UNSUPPORTED,
-                               "--base-quant %s needs the 4-bit "
-                               "quantisation kernels, which this build does not have yet",
+                               "--base-quant %s needs the 4-bit quantisation kernels, which this "
+                               "build does not have yet",
                                c->p.base_quant);
     }
     return LK_OK;
@@ -150,9 +150,9 @@ static void merge_block(const merge_ctx *c, const tensor_view *t, int64_t rows, 
         const uint8_t *src =
             (const uint8_t *)t->data + (size_t)(src_row(r0 + k, rows, heads) * cols) * es;
         convert_to_f32(t->dt, src, W + k * cols, cols, 1);
-        if (c->base_q && md->n) {
-            c->base_q->from_f32(W + k * cols, qbuf, cols);
-            c->base_q->to_f32(qbuf, W + k * cols, cols);
+        if (qbuf) { /* --base-quant: the weight as the 4-bit training base held it */
+            c->base_q->quantize(W + k * cols, cols, qbuf);
+            c->base_q->dequantize(qbuf, cols, W + k * cols);
         }
     }
     for (int i = 0; i < md->n; i++) {
@@ -221,8 +221,8 @@ static void *merge_worker_run(void *arg)
     float *W = malloc((size_t)(MERGE_BLOCK_ROWS * j->cols) * sizeof *W);
     float *Bg = malloc((size_t)(MERGE_BLOCK_ROWS * j->max_r) * sizeof *Bg);
     float *back = malloc((size_t)j->cols * sizeof *back);
-    uint8_t *qbuf = malloc((size_t)(j->qbytes > 0 ? j->qbytes : 1));
-    wk->failed = !W || !Bg || !back || !qbuf;
+    uint8_t *qbuf = j->qbytes > 0 ? malloc((size_t)j->qbytes) : NULL;
+    wk->failed = !W || !Bg || !back || (j->qbytes > 0 && !qbuf);
     int64_t rs = j->cols / j->tt->blck * j->tt->size;
     for (int64_t b; !wk->failed && (b = j->next++) < j->nb;) {
         int64_t r0 = b * MERGE_BLOCK_ROWS;
@@ -277,10 +277,8 @@ lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, in
     j.nb = (j.rows + MERGE_BLOCK_ROWS - 1) / MERGE_BLOCK_ROWS;
     for (int i = 0; i < md.n; i++)
         j.max_r = md.d[i]->r > j.max_r ? md.d[i]->r : j.max_r;
-    j.qbytes = c->base_q ? gguf_row_size(c->base_q_type, j.cols) : 1;
-    if (j.qbytes < 0 && md.n)
-        return status_fail(LK_ERR_SHAPE, "%s: rows of %lld are not a multiple of the %s block",
-                           t->name, (long long)j.cols, c->base_q->name);
+    /* every linear weight was 4-bit in training, adapted or not */
+    j.qbytes = c->base_q && kind >= 0 ? (int64_t)c->base_q->row_bytes(j.cols) : 0;
     if (heads > 0 && j.rows % (2 * heads))
         return status_fail(LK_ERR_SHAPE, "%s: %lld rows do not split into %d heads of even size",
                            t->name, (long long)j.rows, heads);

@@ -9,6 +9,15 @@
 
 #define MERGE_MAX_ADAPTERS 64
 
+/* A 4-bit base format for --base-quant: bytes of a stored row of n values, and the row
+ * quantiser/dequantiser (n any length; the last block zero-padded). */
+typedef struct {
+    const char *name;
+    size_t (*row_bytes)(int64_t n);
+    void (*quantize)(const float *x, int64_t n, void *dst);
+    void (*dequantize)(const void *src, int64_t n, float *y);
+} merge_base_quant;
+
 typedef struct {
     const lk_adapter *const *adapters; /* [n] */
     const float *weights;              /* [n] */
@@ -16,9 +25,8 @@ typedef struct {
     struct lk_merge_params p;
     struct lk_model_config cfg;
     int n_threads;
-    const gguf_type_traits *base_q; /* --base-quant round trip, or NULL */
-    uint32_t base_q_type;
-    int64_t n_out; /* tensors in the output (for progress reports) */
+    const merge_base_quant *base_q; /* --base-quant round trip, or NULL */
+    int64_t n_out;                  /* tensors in the output (for progress reports) */
 } merge_ctx;
 
 /* Validate the adapters against cfg and resolve the options. */
