@@ -109,6 +109,8 @@ expect 0 "random adapter" -- "$B/lora-random-adapter" -m "$TINY/mistral-tiny" -o
 json version seed out modules params
 expect 0 "generate with adapter" -- "$B/lora-generate" -m "$TINY/mistral-tiny" -a "$T/rnd:0.5" --ids 1,2 -n 4 --temp 0 --json
 json ids
+expect 0 "random adapter again" -- "$B/lora-random-adapter" -m "$TINY/mistral-tiny" -o "$T/rnd2" --rank 4
+ok "same seed, same adapter" -- cmp -s "$T/rnd/adapter_model.safetensors" "$T/rnd2/adapter_model.safetensors"
 expect 2 "random adapter bad targets" -- "$B/lora-random-adapter" -m "$TINY/mistral-tiny" -o "$T/r2" --targets q,x
 
 ls "$T" | grep -q tmp && { echo "FAIL: temporary left behind"; fails=$((fails + 1)); }

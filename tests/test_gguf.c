@@ -424,13 +424,55 @@ static void test_export_types_and_refusals(void **state)
     }
 }
 
+/* A hand-made GGUF adapter with the given tensors (ne {in, r} / {r, out}, F32 zeros). */
+static const char *lora_file(int64_t ra, int64_t rb, int with_b, const char *extra)
+{
+    gguf_writer *w;
+    static float zeros[64 * 64];
+    assert_ok(gguf_writer_new(&w));
+    assert_ok(gguf_set_str(w, "general.architecture", "qwen2"));
+    assert_ok(gguf_set_str(w, "general.type", "adapter"));
+    assert_ok(gguf_set_str(w, "adapter.type", "lora"));
+    assert_ok(
+        gguf_add_tensor(w, "blk.0.attn_q.weight.lora_a", GGML_F32, 2, (int64_t[]){64, ra}, zeros));
+    if (with_b)
+        assert_ok(gguf_add_tensor(w, "blk.0.attn_q.weight.lora_b", GGML_F32, 2, (int64_t[]){rb, 64},
+                                  zeros));
+    if (extra)
+        assert_ok(gguf_add_tensor(w, extra, GGML_F32, 1, (int64_t[]){8}, zeros));
+    assert_ok(gguf_writer_write(w, tmp_path("l.gguf"), 1, NULL, NULL));
+    gguf_writer_free(w);
+    return tmp_path("l.gguf");
+}
+
+static void test_lora_file_errors(void **state)
+{
+    (void)state;
+    lk_adapter *a = NULL;
+    assert_ok(lk_adapter_load(lora_file(2, 2, 1, NULL), &a));
+    struct lk_adapter_info in;
+    lk_adapter_get_info(a, &in);
+    assert_true(in.alpha == 0); /* no adapter.lora.alpha: scale 1 */
+    struct lk_adapter_module m;
+    assert_ok(lk_adapter_get_module(a, 0, &m));
+    assert_true(m.scale == 1.0);
+    lk_adapter_free(a);
+    a = NULL;
+    assert_status(lk_adapter_load(lora_file(2, 3, 1, NULL), &a), LK_ERR_SHAPE, "one rank");
+    assert_status(lk_adapter_load(lora_file(2, 2, 0, NULL), &a), LK_ERR_FORMAT, "lora_b");
+    assert_status(lk_adapter_load(lora_file(2, 2, 1, "token_embd.weight.lora_a"), &a),
+                  LK_ERR_UNSUPPORTED, "token_embd");
+    assert_null(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_by_hand), cmocka_unit_test(test_corpus),
-        cmocka_unit_test(test_truncation),    cmocka_unit_test(test_writer_round_trip),
-        cmocka_unit_test(test_real_file),     cmocka_unit_test(test_export_matches_reference),
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_export_types_and_refusals),
+        cmocka_unit_test(test_valid_by_hand),    cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_truncation),       cmocka_unit_test(test_writer_round_trip),
+        cmocka_unit_test(test_real_file),        cmocka_unit_test(test_export_matches_reference),
+        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_export_types_and_refusals),
+        cmocka_unit_test(test_lora_file_errors),
     };
     return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -227,8 +227,14 @@ static void test_refusals(void **state)
     p.dtype = "q8_0";
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x.gguf"), &p),
                   LK_ERR_UNSUPPORTED, "4-bit");
-    w = NAN;
     p.dtype = NULL;
+    p.force = 1;
+    w = 1;
+    char *base = strdup(data_path("models/llama3-tiny"));
+    assert_status(lk_merge(base, aa, &w, 1, base, &p), LK_ERR_ARG, "base model folder itself");
+    free(base);
+    p.force = 0;
+    w = NAN;
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
                   LK_ERR_ARG, "not finite");
     assert_false(file_exists(tmp_path("x.gguf")));
@@ -378,6 +384,77 @@ static void test_gguf_qwen2(void **state)
     gguf_close(&g);
 }
 
+/* Llama 3 shapes in GGUF: head_dim 24 ≠ hidden/heads (key_length), untied output, rope_freqs
+ * for llama3 rope scaling (1 for short wavelengths, the factor 32 for long ones), q rows
+ * permuted with 4 heads of 24. The tokenizer is borrowed from stories260K-hf. */
+static void test_gguf_llama3(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/tokenizer.json"));
+    char dir[8192], model[8192];
+    snprintf(dir, sizeof dir, "%s", tmp_path("l3-with-tok"));
+    snprintf(model, sizeof model, "%s", data_path("models/llama3-tiny"));
+    assert_int_equal(mkdir(dir, 0755), 0);
+    copy_to(model, "config.json", dir);
+    copy_to(model, "model.safetensors", dir);
+    copy_to(g_stories, "tokenizer.json", dir);
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "f32";
+    assert_ok(lk_merge(dir, NULL, NULL, 0, tmp_path("l3.gguf"), &p));
+    gguf_file g;
+    assert_ok(gguf_open(&g, tmp_path("l3.gguf")));
+    int64_t v;
+    assert_ok(gguf_get_i64(&g, "llama.attention.key_length", &v));
+    assert_int_equal(v, 24);
+    assert_ok(gguf_get_i64(&g, "llama.rope.dimension_count", &v));
+    assert_int_equal(v, 24);
+    assert_non_null(gguf_find_tensor(&g, "output.weight"));
+    const gguf_tensor *rf = gguf_find_tensor(&g, "rope_freqs.weight");
+    assert_non_null(rf);
+    assert_int_equal(rf->ne[0], 12);
+    const float *f = (const float *)rf->data;
+    assert_true(f[0] == 1.0f && f[11] == 32.0f);
+    for (int i = 1; i < 12; i++)
+        assert_true(f[i] >= f[i - 1]);
+    char file[8300];
+    int64_t n;
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    float *q = read_f32(file, "model.layers.1.self_attn.q_proj.weight", &n);
+    assert_int_equal(n, 96 * 64);
+    assert_ok(adapter_permute_rows(q, 96, 64, 4, 0));
+    assert_memory_equal(gguf_find_tensor(&g, "blk.1.attn_q.weight")->data, q, (size_t)n * 4);
+    free(q);
+    gguf_close(&g);
+}
+
+/* The merged bytes do not depend on the thread count. */
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    lk_adapter *a[2] = {load("adapters/llama3-rslora"), NULL};
+    float w = 0.8f;
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "bf16";
+    p.force = 1;
+    const int threads[2] = {1, 4};
+    for (int k = 0; k < 2; k++) {
+        p.n_threads = threads[k];
+        assert_ok(lk_merge(data_path("models/llama3-tiny"), (const lk_adapter *const *)a, &w, 1,
+                           tmp_path(k ? "t4" : "t1"), &p));
+    }
+    char f1[8192], f4[8192];
+    snprintf(f1, sizeof f1, "%s/model.safetensors", tmp_path("t1"));
+    snprintf(f4, sizeof f4, "%s/model.safetensors", tmp_path("t4"));
+    mapfile x, y;
+    assert_ok(mapfile_open(&x, f1, 0));
+    assert_ok(mapfile_open(&y, f4, 0));
+    assert_int_equal(x.size, y.size);
+    assert_memory_equal(x.data, y.data, x.size);
+    mapfile_close(&x);
+    mapfile_close(&y);
+    lk_adapter_free(a[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +467,8 @@ int main(void)
         cmocka_unit_test(test_gguf_merged),
         cmocka_unit_test(test_gguf_qwen2_needs_tokenizer),
         cmocka_unit_test(test_gguf_qwen2),
+        cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_gguf_llama3),
     };
     return cmocka_run_group_tests(tests, setup, tmp_dir_teardown);
 }

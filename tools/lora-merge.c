@@ -53,8 +53,15 @@ static double now_s(void)
 }
 
 static void print_summary(const cli_common *c, merge_report *r, const cli_adapters *ad,
-                          const char *base, const char *out, const char *dtype, double secs)
+                          const char *base, const char *out, const struct lk_merge_params *p,
+                          double secs)
 {
+    const char *dtype = p->dtype;
+    char used[96]; /* which base the adapters were added to */
+    if (p->base_quant)
+        snprintf(used, sizeof used, "dequantised %s (--base-quant)", p->base_quant);
+    else
+        snprintf(used, sizeof used, "original (unquantised)");
     const char *fmt = strlen(out) > 5 && !strcmp(out + strlen(out) - 5, ".gguf") ? "gguf" : "hf";
     if (c->json->count) {
         cJSON *j = cli_json_new(c);
@@ -66,7 +73,7 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
             cJSON_AddItemToArray(a, o);
         }
         cJSON_AddStringToObject(j, "base", base);
-        cJSON_AddStringToObject(j, "base_weights", "original (unquantised)");
+        cJSON_AddStringToObject(j, "base_weights", used);
         cJSON_AddItemToObject(j, "adapters", a);
         cJSON_AddStringToObject(j, "out", out);
         cJSON_AddStringToObject(j, "format", fmt);
@@ -80,8 +87,8 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
         cli_json_emit(j);
         return;
     }
-    printf("merged %d adapter(s) into %lld tensors of %s (base weights: original, unquantised)\n",
-           ad->n, (long long)r->n_merged_tensors, base);
+    printf("merged %d adapter(s) into %lld tensors of %s (base weights: %s)\n", ad->n,
+           (long long)r->n_merged_tensors, base, used);
     printf("wrote %s (%s, %s) in %.2f s, peak RSS %.0f MiB\n", out, fmt,
            dtype ? dtype : (*fmt == 'g' ? "f16" : "base dtype"), secs, cli_peak_rss_mib());
     printf("largest storage error: %.3g (%s)\n", r->max_err,
@@ -140,7 +147,7 @@ int main(int argc, char **argv)
     if (rep.progress)
         fprintf(stderr, "\n");
     if (s == LK_OK) {
-        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], p.dtype, now_s() - t0);
+        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, now_s() - t0);
         rc = CLI_OK;
     } else {
         rc = cli_fail(TOOL, s);
