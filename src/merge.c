@@ -3,11 +3,13 @@
  *   DoRA: V = W + w·s·B·A,  W ← (m / ‖V‖_row) ⊙ V               (PEFT DoraLinearLayer, rows =
  *         output features; the norm is taken of the merged weight, as PEFT's merge does)
  * The fp32 sum goes through OpenBLAS sgemm; the result is stored in the target type through a
- * row converter (f32/f16/bf16 here; the 4-bit types plug in through gguf_type_traits once the
- * quantisation kernels register theirs). Output: a Hugging Face folder or a llama.cpp GGUF file
+ * row converter (f32/f16/bf16 here; the 4-bit GGUF types through gguf_type_traits and quant/).
+ * Output: a Hugging Face folder or a llama.cpp GGUF file
  * (merge_gguf.c). Mapped base pages are released after each tensor so that resident memory
  * stays near the largest tensor. */
 #include "merge.h"
+
+#include "q4.h"
 
 #include <cblas.h>
 #include <dirent.h>
@@ -63,14 +65,29 @@ void merge_release(const void *p, size_t n)
         madvise((void *)a, b - a, MADV_DONTNEED); /* clean private file pages: re-read if needed */
 }
 
-/* The 4-bit formats a QLoRA base may have been trained in. Each needs its row quantiser and
- * dequantiser (any row length: the last block zero-padded, as the training base stores it); they
- * come with the quantisation kernels (quant/), until then --base-quant is LK_ERR_UNSUPPORTED. */
+/* The 4-bit formats a QLoRA base may have been trained in: row round trips through quant/ (any
+ * row length, the last block zero-padded, as the training base stores it; NF4 in blocks of 64,
+ * the GGUF types in blocks of 32). */
+#define MERGE_QROWS(name, qt, blk)                                                             \
+    static size_t name##_row_bytes(int64_t n) { return q4_row_bytes(qt, blk, n); }             \
+    static void name##_quantize(const float *x, int64_t n, void *dst)                          \
+    {                                                                                          \
+        q4_quantize_row(qt, blk, x, n, dst);                                                   \
+    }                                                                                          \
+    static void name##_dequantize(const void *src, int64_t n, float *y)                        \
+    {                                                                                          \
+        q4_dequantize_row(qt, blk, src, n, y);                                                 \
+    }
+MERGE_QROWS(nf4, LK_QTYPE_NF4, Q4_NF4_BLOCK)
+MERGE_QROWS(q4_0, LK_QTYPE_Q4_0, Q4_QK)
+MERGE_QROWS(iq4_nl, LK_QTYPE_IQ4_NL, Q4_QK)
+MERGE_QROWS(q8_0, LK_QTYPE_Q8_0, Q4_QK)
+
 static const merge_base_quant g_base_quant[] = {
-    {"nf4", NULL, NULL, NULL},
-    {"q4_0", NULL, NULL, NULL},
-    {"iq4_nl", NULL, NULL, NULL},
-    {"q8_0", NULL, NULL, NULL},
+    {"nf4", nf4_row_bytes, nf4_quantize, nf4_dequantize},
+    {"q4_0", q4_0_row_bytes, q4_0_quantize, q4_0_dequantize},
+    {"iq4_nl", iq4_nl_row_bytes, iq4_nl_quantize, iq4_nl_dequantize},
+    {"q8_0", q8_0_row_bytes, q8_0_quantize, q8_0_dequantize},
 };
 
 lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
@@ -339,8 +356,9 @@ static lk_status parse_dtype(const char *s, dtype *dt)
         *dt = DT_BF16;
     else if (!strcmp(s, "q8_0") || !strcmp(s, "q4_0") || !strcmp(s, "iq4_nl") || !strcmp(s, "nf4"))
         return status_fail(LK_ERR_UNSUPPORTED,
-                           "merge into %s: requantising the merged weights needs the 4-bit "
-                           "kernels, which this build does not have yet (use f32, f16 or bf16)",
+                           "merge into a Hugging Face folder as %s: safetensors folders hold "
+                           "f32, f16 or bf16 here (hint: -o FILE.gguf writes q8_0, q4_0 or "
+                           "iq4_nl; a bitsandbytes nf4 folder is not written)",
                            s);
     else
         return status_fail(LK_ERR_ARG,

@@ -68,8 +68,11 @@ expect 0 "merge gguf" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora.gguf" -o "
 has out "gguf" "gguf summary"
 expect 1 "merge wrong base" -- "$B/lora-merge" -m "$TINY/llama3-tiny" -a "$AD/stories-lora" -o "$T/x"
 has err "wrong base model" "shape hint"
-expect 1 "merge q4_0" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/x" --dtype q4_0
-has err "4-bit" "quantised target message"
+expect 1 "merge q4_0 into a folder" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/x" --dtype q4_0
+has err "FILE.gguf" "quantised folder message"
+expect 0 "merge q8_0 gguf" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/q8.gguf" --dtype q8_0
+expect 0 "merge q4_0 gguf (FFN 172 rows stay F16, as llama.cpp does)" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/q4.gguf" --dtype q4_0
+expect 0 "merge onto the NF4 training base" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/bq" --base-quant nf4
 expect 1 "merge dora attach refused by eval" -- "$B/lora-eval" -m "$TINY/qwen2-tiny" -a "$AD/qwen2-dora" --ids 1,2,3
 has err "merge" "DoRA hint"
 expect 0 "merge dora" -- "$B/lora-merge" -m "$TINY/qwen2-tiny" -a "$AD/qwen2-dora" -o "$T/dora" --json

@@ -10,6 +10,7 @@
 
 #include "adapter.h"
 #include "gguf.h"
+#include "q4.h"
 #include "tensor.h"
 #include "testutil.h"
 
@@ -403,8 +404,20 @@ static void test_export_types_and_refusals(void **state)
             assert_int_equal(h[i], k ? f32_to_bf16(a->mods[0].A[i]) : f32_to_f16(a->mods[0].A[i]));
         gguf_close(&f);
     }
-    assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "q8_0", 1), LK_ERR_UNSUPPORTED,
-                  "quantisation kernels");
+    /* q8_0: each row of A through llama.cpp's quantiser (quant/ is bit-exact with it) */
+    assert_ok(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "q8_0", 1));
+    {
+        gguf_file f;
+        assert_ok(gguf_open(&f, tmp_path("q.gguf")));
+        const gguf_tensor *t = gguf_find_tensor(&f, "blk.0.attn_q.weight.lora_a");
+        assert_int_equal(t->type, GGML_Q8_0);
+        size_t rb = q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, 64);
+        uint8_t *want = malloc(rb);
+        q4_quantize_row(LK_QTYPE_Q8_0, Q4_QK, a->mods[0].A, 64, want);
+        assert_memory_equal(t->data, want, rb);
+        free(want);
+        gguf_close(&f);
+    }
     assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "f8", 1), LK_ERR_ARG, "f8");
     lk_adapter_free(a);
     a = load("adapters/qwen2-dora");
