@@ -73,6 +73,14 @@ has err "FILE.gguf" "quantised folder message"
 expect 0 "merge q8_0 gguf" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/q8.gguf" --dtype q8_0
 expect 0 "merge q4_0 gguf (FFN 172 rows stay F16, as llama.cpp does)" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/q4.gguf" --dtype q4_0
 expect 0 "merge onto the NF4 training base" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/bq" --base-quant nf4
+# --eval-data: merging onto the dequantised base keeps the loss of base + adapter
+expect 0 "merge with eval" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/bq2" --base-quant nf4 \
+    --eval-data "$S/data/tinystories/tinystories_sample.txt" --json
+grep '"type":"eval"' "$T/out" | "$B/jsoncheck" loss_base_plus_adapters loss_merged loss_change &&
+    passes=$((passes + 1)) || { echo "FAIL: merge eval json"; fails=$((fails + 1)); }
+grep -q '"loss_change":-\?[0-9.]*e-0[5-9]\|"loss_change":0[,}]' "$T/out" && passes=$((passes + 1)) ||
+    { echo "FAIL: merged loss differs from base + adapter"; grep eval "$T/out"; fails=$((fails + 1)); }
+expect 2 "eval-data with gguf" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/e.gguf" --eval-data "$S/data/tinystories/tinystories_sample.txt"
 expect 1 "merge dora attach refused by eval" -- "$B/lora-eval" -m "$TINY/qwen2-tiny" -a "$AD/qwen2-dora" --ids 1,2,3
 has err "merge" "DoRA hint"
 expect 0 "merge dora" -- "$B/lora-merge" -m "$TINY/qwen2-tiny" -a "$AD/qwen2-dora" -o "$T/dora" --json

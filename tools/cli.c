@@ -273,3 +273,65 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
     }
     return -1;
 }
+
+/* A file of examples (JSON Lines or a JSON array) rather than plain text. */
+static int is_json_data(const char *path, const char *text)
+{
+    size_t n = strlen(path);
+    if ((n > 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
+        (n > 5 && strcmp(path + n - 5, ".json") == 0))
+        return 1;
+    while (*text == ' ' || *text == '\n' || *text == '\r' || *text == '\t')
+        text++;
+    return *text == '{' || *text == '[';
+}
+
+lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char *text, size_t len,
+                         int64_t ctx, cli_score *sc)
+{
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    lk_status s = lk_tokenizer_encode(tok, text, len, 1, &ids, &n);
+    if (s == LK_OK && n >= 2)
+        s = lk_model_nll(m, ids, n, ctx, &sc->nll, &sc->count);
+    sc->examples++;
+    free(ids);
+    return s;
+}
+
+static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const char *path,
+                               const char *fields, int64_t ctx, cli_score *sc)
+{
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    /* examples up to the model's context; longer ones are truncated (and counted) */
+    dp.seq_len = lk_model_get_config(m)->max_position;
+    dp.pack = 0;
+    dp.shuffle = 0;
+    dp.fields = fields;
+    lk_dataset *d = NULL;
+    lk_status s = lk_dataset_load(path, tok, &dp, &d);
+    int64_t n_ex = s == LK_OK ? lk_dataset_get_stats(d)->examples : 0;
+    for (int64_t i = 0; i < n_ex && s == LK_OK; i++) {
+        const int32_t *ids, *labels;
+        int64_t n, line;
+        s = lk_dataset_example(d, i, &ids, &labels, &n, &line);
+        if (s == LK_OK && n >= 2)
+            s = lk_model_nll_labels(m, ids, labels, n, ctx, &sc->nll, &sc->count);
+        sc->examples++;
+    }
+    lk_dataset_free(d);
+    return s;
+}
+
+lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer *tok,
+                         const char *path, const char *fields, int64_t ctx, cli_score *sc)
+{
+    size_t len;
+    char *text = cli_read_file(tool, path, &len);
+    if (!text)
+        return LK_ERR_IO;
+    lk_status s = is_json_data(path, text) ? score_dataset(m, tok, path, fields, ctx, sc)
+                                           : cli_score_text(m, tok, text, len, ctx, sc);
+    free(text);
+    return s;
+}

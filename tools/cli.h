@@ -76,6 +76,22 @@ void cli_adapters_free(cli_adapters *x);
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
                     struct lk_model_params *mp);
 
+/* Summed next-token loss of a model over a text or a file (lora-eval, lora-merge --eval-data). */
+typedef struct {
+    double nll;     /* Σ −log p, natural log */
+    int64_t count;  /* scored tokens */
+    int64_t examples;
+} cli_score;
+
+/* Score text (BOS as the tokenizer adds it), in windows of ctx tokens (<= 0: the model's). */
+lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char *text, size_t len,
+                         int64_t ctx, cli_score *sc);
+
+/* Score a file: plain text as one document, or JSONL/JSON examples in any lora-train format
+ * (only trained tokens count). fields: NULL or "prompt=question,...". */
+lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer *tok,
+                         const char *path, const char *fields, int64_t ctx, cli_score *sc);
+
 /* Peak resident memory of this process in MiB (getrusage). */
 double cli_peak_rss_mib(void);
 
