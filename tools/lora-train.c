@@ -241,7 +241,7 @@ static lk_status save_checkpoint(train_ctx *x)
         s = lk_trainer_save_checkpoint(x->t, file);
     if (s == LK_OK)
         prune_checkpoints(x->out, x->a->save_limit->count ? x->a->save_limit->ival[0] : 2);
-    if (s == LK_OK)
+    if (s == LK_OK && !x->c->quiet->count)
         fprintf(stderr, "%s: checkpoint saved to %s\n", TOOL, dir);
     return s;
 }
