@@ -170,7 +170,7 @@ lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train
     }
     lk_adapter_free(init);
     if (s == LK_OK)
-        s = graph_create(m, t->T, &t->g);
+        s = graph_create(m, t->T, p->checkpointing, &t->g);
     if (s == LK_OK)
         s = alloc_rows(t);
     if (s != LK_OK) {
@@ -516,6 +516,7 @@ int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *
         }
     *adapter_bytes = params * 4 * 2; /* factors and gradients */
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
-    *activation_bytes = graph_bytes(m, seq_len) + 5 * seq_len * p->batch * p->grad_accum * 4;
+    *activation_bytes =
+        graph_bytes(m, seq_len, p->checkpointing) + 5 * seq_len * p->batch * p->grad_accum * 4;
     return *adapter_bytes + *optimizer_bytes + *activation_bytes;
 }

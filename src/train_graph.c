@@ -27,8 +27,39 @@ struct train_graph {
     float *lin_tmp;                  /* linear scratch */
     float *ce;                       /* cross-entropy scratch */
     int64_t *lo;                     /* [T] first key of each query */
+    float *hn;                       /* [T, C] final normed hidden */
+    float *store;                    /* without checkpointing: every layer's activations */
+    float *owned[40];                /* the buffers graph_create allocated */
+    int n_owned;
     int n_threads;
 };
+
+/* Floats of one layer's activations per token (the fields layer_forward fills and
+ * layer_backward reads): xn1, xn2, xmid [C]; rstd1, rstd2; q, att [qd]; k, v [kvd]; lse [H];
+ * g, u, h [F]. */
+static int64_t acts_per_token(const struct lk_model_config *c)
+{
+    int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    return 3 * c->hidden_size + 2 + 2 * qd + 2 * kvd + c->n_heads + 3 * c->intermediate_size;
+}
+
+/* Without checkpointing, point the activation fields at layer l's slice of the store. */
+static void bind_acts(train_graph *g, int64_t l)
+{
+    if (!g->store)
+        return;
+    const struct lk_model_config *c = &g->m->cfg;
+    int64_t T = g->T_max, C = c->hidden_size, F = c->intermediate_size;
+    int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    float *p = g->store + l * T * acts_per_token(c);
+    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
+                   &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
+    int64_t n[] = {C, C, C, 1, 1, qd, qd, kvd, kvd, c->n_heads, F, F, F};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        *f[i] = p;
+        p += T * n[i];
+    }
+}
 
 static const linear *layer_linear(const layer_weights *w, int i)
 {
@@ -75,19 +106,22 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
     sz[n++] = (int64_t)nt * T;         /* scores */
     sz[n++] = lin_tmp_floats(m, T);    /* lin_tmp */
     sz[n++] = ce_scratch_floats(C, c->vocab_size); /* ce */
+    sz[n++] = T * C;                                /* hn */
     return n;
 }
 
-int64_t graph_bytes(const lk_model *m, int64_t T_max)
+int64_t graph_bytes(const lk_model *m, int64_t T_max, int checkpoint)
 {
     int64_t sz[40], total = T_max * (int64_t)sizeof(int64_t);
     int n = buffer_sizes(m, T_max, sz);
     for (int i = 0; i < n; i++)
         total += ((sz[i] * 4 + 63) / 64) * 64;
+    if (!checkpoint)
+        total += m->cfg.n_layers * T_max * acts_per_token(&m->cfg) * 4;
     return total;
 }
 
-lk_status graph_create(const lk_model *m, int64_t T_max, train_graph **out)
+lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_graph **out)
 {
     *out = NULL;
     train_graph *g = calloc(1, sizeof *g);
@@ -100,22 +134,28 @@ lk_status graph_create(const lk_model *m, int64_t T_max, train_graph **out)
         &g->xs,    &g->xn1,  &g->xn2,  &g->rstd1,    &g->rstd2,    &g->rstd_f, &g->q,       &g->att,
         &g->dq,    &g->datt, &g->k,    &g->v,        &g->dk,       &g->dv,     &g->lse,     &g->D,
         &g->xmid,  &g->g,    &g->u,    &g->h,        &g->dg,       &g->du,     &g->dh,      &g->dx,
-        &g->dxmid, &g->dxn,  &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores, &g->lin_tmp, &g->ce};
+        &g->dxmid, &g->dxn,  &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores, &g->lin_tmp, &g->ce,
+        &g->hn};
     int64_t sz[40];
     int n = buffer_sizes(m, T_max, sz);
     LK_ASSERT(n == (int)(sizeof bufs / sizeof *bufs));
     int ok = 1;
     for (int i = 0; i < n; i++) {
         *bufs[i] = lk_aligned_alloc((size_t)(sz[i] > 0 ? sz[i] : 1) * sizeof(float));
+        g->owned[g->n_owned++] = *bufs[i];
         ok = ok && *bufs[i];
     }
+
     g->lo = malloc((size_t)T_max * sizeof *g->lo);
-    if (!ok || !g->lo) {
+    if (!checkpoint) /* every layer keeps its activations: no recompute in the backward */
+        g->store = lk_aligned_alloc((size_t)(m->cfg.n_layers * T_max * acts_per_token(&m->cfg)) *
+                                    sizeof(float));
+    if (!ok || !g->lo || (!checkpoint && !g->store)) {
         graph_free(g);
         return status_fail(LK_ERR_NOMEM,
                            "cannot allocate training buffers for %lld tokens "
                            "(%.0f MiB)",
-                           (long long)T_max, (double)graph_bytes(m, T_max) / 1048576.0);
+                           (long long)T_max, (double)graph_bytes(m, T_max, checkpoint) / 1048576.0);
     }
     *out = g;
     return LK_OK;
@@ -125,13 +165,9 @@ void graph_free(train_graph *g)
 {
     if (!g)
         return;
-    float *bufs[] = {g->xs,       g->xn1,    g->xn2,     g->rstd1, g->rstd2, g->rstd_f, g->q,
-                     g->att,      g->dq,     g->datt,    g->k,     g->v,     g->dk,     g->dv,
-                     g->lse,      g->D,      g->xmid,    g->g,     g->u,     g->h,      g->dg,
-                     g->du,       g->dh,     g->dx,      g->dxmid, g->dxn,   g->tmpc,   g->rope_cos,
-                     g->rope_sin, g->scores, g->lin_tmp, g->ce};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        free(bufs[i]);
+    for (int i = 0; i < g->n_owned; i++)
+        free(g->owned[i]);
+    free(g->store);
     free(g->lo);
     free(g);
 }
@@ -145,6 +181,7 @@ static void add_to(float *y, const float *a, const float *b, int64_t n)
 /* Layer l forward: x_out[T,C] from x_in[T,C], keeping what the backward needs. */
 static void layer_forward(train_graph *g, int64_t l, const float *x_in, float *x_out, int64_t T)
 {
+    bind_acts(g, l);
     const struct lk_model_config *c = &g->m->cfg;
     const layer_weights *w = &g->m->layers[l];
     int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
@@ -172,6 +209,7 @@ static void layer_forward(train_graph *g, int64_t l, const float *x_in, float *x
  * the embeddings are frozen, so layer 0's input gradient is not needed). */
 static void layer_backward(train_graph *g, int64_t l, const float *x_in, int64_t T, int need_dx)
 {
+    bind_acts(g, l);
     const struct lk_model_config *c = &g->m->cfg;
     const layer_weights *w = &g->m->layers[l];
     int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
@@ -244,17 +282,19 @@ lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *target
     model_embed(m, tokens, T, g->xs);
     for (int64_t l = 0; l < L; l++)
         layer_forward(g, l, g->xs + l * T * C, g->xs + (l + 1) * T * C, T);
-    float *xf = g->xs + L * T * C; /* final residual; normed into xn1 */
-    rmsnorm_forward(g->xn1, g->rstd_f, xf, m->norm, T, C, (float)c->rms_norm_eps);
-    ce_forward_backward(&m->lm_head, g->xn1, targets, T, grad_scale, backward ? g->tmpc : NULL,
+    float *xf = g->xs + L * T * C; /* final residual; normed into hn */
+    rmsnorm_forward(g->hn, g->rstd_f, xf, m->norm, T, C, (float)c->rms_norm_eps);
+    ce_forward_backward(&m->lm_head, g->hn, targets, T, grad_scale, backward ? g->tmpc : NULL,
                         loss_sum, count, g->ce, g->n_threads);
     if (!backward)
         return LK_OK;
     memset(g->dx, 0, (size_t)(T * C) * sizeof(float));
     rmsnorm_backward(g->dx, g->tmpc, xf, m->norm, g->rstd_f, T, C);
     for (int64_t l = L - 1; l >= 0; l--) {
-        /* recompute the layer's activations from its saved input, then go back through it */
-        layer_forward(g, l, g->xs + l * T * C, g->tmpc, T);
+        /* with checkpointing, recompute the layer's activations from its saved input (the last
+         * layer's are still in place); then go back through it */
+        if (!g->store && l < L - 1)
+            layer_forward(g, l, g->xs + l * T * C, g->tmpc, T);
         layer_backward(g, l, g->xs + l * T * C, T, l > 0);
     }
     return LK_OK;

@@ -10,12 +10,14 @@
 
 typedef struct train_graph train_graph;
 
-/* Buffers for sequences of up to T_max tokens on m (with the adapters attached now). */
-lk_status graph_create(const lk_model *m, int64_t T_max, train_graph **out);
+/* Buffers for sequences of up to T_max tokens on m (with the adapters attached now).
+ * checkpoint 1: keep only each layer's input and recompute its activations in the backward;
+ * 0: keep every layer's activations (faster, more memory). */
+lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_graph **out);
 void graph_free(train_graph *g);
 
 /* Bytes graph_create allocates for T_max tokens (for --dry-run's memory plan). */
-int64_t graph_bytes(const lk_model *m, int64_t T_max);
+int64_t graph_bytes(const lk_model *m, int64_t T_max, int checkpoint);
 
 /* tokens[T], targets[T] (id to predict at each position, -100 = none), pos[T] (positions, 0 at
  * the start of every packed example). Adds the summed loss and the count of predicted positions;

@@ -47,7 +47,7 @@ static void check_step(const char *tag, int rslora, lk_qtype quant)
     for (int64_t i = 0; i < B * T; i++) /* HF shifts labels: position t predicts labels[t+1] */
         total += (i % T) + 1 < T && lbp[i + 1] != -100;
     train_graph *g;
-    assert_ok(graph_create(m, T, &g));
+    assert_ok(graph_create(m, T, 1, &g));
     double loss = 0;
     int64_t cnt = 0;
     lora_set_zero_grad(&s);

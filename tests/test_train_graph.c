@@ -56,7 +56,7 @@ static void check_model_grads(const char *dir, float dropout, int threads)
         tgt[t] = (t == 1 || t == 5 || t == 12) ? -100 : (int32_t)((t * 17 + 3) % V);
     }
     train_graph *g;
-    assert_ok(graph_create(m, 16, &g));
+    assert_ok(graph_create(m, 16, 1, &g));
     run_ctx c = {g, tok, tgt, pos, T};
     double sum = 0;
     int64_t cnt = 0;
@@ -64,6 +64,21 @@ static void check_model_grads(const char *dir, float dropout, int threads)
     assert_ok(graph_run(g, tok, tgt, pos, T, 1.0f, 1, &sum, &cnt));
     assert_int_equal(cnt, T - 3);
     assert_true(fabs(sum - loss_of(&c)) < 1e-9 * fabs(sum) + 1e-9); /* backward leaves it alone */
+    /* without checkpointing (every layer's activations kept): the very same gradients */
+    {
+        float *keep = malloc((size_t)s.n_params * sizeof(float));
+        memcpy(keep, s.grads, (size_t)s.n_params * sizeof(float));
+        train_graph *g2;
+        assert_ok(graph_create(m, 16, 0, &g2));
+        lora_set_zero_grad(&s);
+        double sum2 = 0;
+        int64_t cnt2 = 0;
+        assert_ok(graph_run(g2, tok, tgt, pos, T, 1.0f, 1, &sum2, &cnt2));
+        assert_true(sum2 == sum);
+        assert_memory_equal(keep, s.grads, (size_t)s.n_params * sizeof(float));
+        graph_free(g2);
+        free(keep);
+    }
     /* finite differences on a spread of parameters covering every module's A and B */
     double num = 0, den = 0, h = 1e-2;
     int checked = 0;
@@ -125,7 +140,7 @@ static void test_packing_equals_separate(void **state)
     lk_model *m;
     assert_ok(lk_model_load(data_path("models/llama3-tiny"), NULL, &m));
     train_graph *g;
-    assert_ok(graph_create(m, 16, &g));
+    assert_ok(graph_create(m, 16, 1, &g));
     int32_t tok[10] = {1, 5, 9, 33, 7, 1, 12, 40, 2, 8}, tgt[10], pos[10];
     for (int t = 0; t < 10; t++) {
         pos[t] = t < 5 ? t : t - 5;

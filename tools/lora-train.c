@@ -33,7 +33,7 @@ typedef struct {
     struct arg_int *warmup, *save_limit, *log_every;
     struct arg_dbl *alpha, *dropout, *lr, *lr_ratio_b, *epochs, *weight_decay, *max_grad_norm;
     struct arg_dbl *kd_temp, *kd_weight;
-    struct arg_lit *rslora, *dry_run, *force, *strict;
+    struct arg_lit *rslora, *dry_run, *force, *strict, *no_ckpt;
 } train_args;
 
 typedef struct {
@@ -106,6 +106,7 @@ static int parse_params(const train_args *a, const cli_common *c, struct lk_trai
     if (a->dropout->count)
         p->dropout = (float)a->dropout->dval[0];
     p->rslora = a->rslora->count > 0;
+    p->checkpointing = !a->no_ckpt->count;
     p->init_adapter = a->init_adapter->count ? a->init_adapter->filename[0] : NULL;
     if (a->lr->count)
         p->lr = (float)a->lr->dval[0];
@@ -650,6 +651,8 @@ int main(int argc, char **argv)
     a.chat_template = arg_str0(NULL, "chat-template", "NAME", "chat format for messages data");
     a.strict = arg_lit0(NULL, "strict", "a bad data line is fatal");
     a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit");
+    a.no_ckpt = arg_lit0(NULL, "no-checkpointing",
+                         "keep every layer's activations (faster backward, more memory)");
     a.force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     struct arg_end *end = arg_end(20);
     void *at[] = {a.model,
@@ -690,6 +693,7 @@ int main(int argc, char **argv)
                   a.chat_template,
                   a.strict,
                   a.dry_run,
+                  a.no_ckpt,
                   a.force,
                   CLI_COMMON_ENTRIES(c),
                   end};

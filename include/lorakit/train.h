@@ -43,6 +43,8 @@ struct lk_train_params {
     int64_t grad_accum; /* micro-batches per step (default 1) */
     uint64_t seed;      /* init and dropout streams (default 42) */
     int max_bad_steps;  /* consecutive NaN/Inf steps before giving up (default 5) */
+    int checkpointing;  /* 1 (default): activation checkpointing per layer (recompute in the
+                         * backward); 0: keep every layer's activations (faster, more memory) */
 };
 
 struct lk_train_params lk_train_params_default(void);
