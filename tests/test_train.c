@@ -26,11 +26,12 @@ static const char *sample(const char *name)
     return p;
 }
 
-static void open_fixture(fixture *f, int threads)
+static void open_fixture_q(fixture *f, int threads, lk_qtype quant)
 {
     require_file(shared_path(MODEL "/model.safetensors"));
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = threads;
+    mp.quant = quant;
     assert_ok(lk_model_load(shared_path(MODEL), &mp, &f->m));
     assert_ok(lk_tokenizer_load(shared_path(MODEL), &f->tok));
     struct lk_dataset_params dp = lk_dataset_params_default();
@@ -40,6 +41,8 @@ static void open_fixture(fixture *f, int threads)
     dp.pack = 0;
     assert_ok(lk_dataset_load(sample("whale-test.jsonl"), f->tok, &dp, &f->test));
 }
+
+static void open_fixture(fixture *f, int threads) { open_fixture_q(f, threads, LK_QTYPE_F32); }
 
 static void close_fixture(fixture *f)
 {
@@ -62,12 +65,13 @@ static struct lk_train_params small_params(void)
     return p;
 }
 
-/* Training lowers the held-out loss; the saved adapter reproduces it on a fresh model. */
+/* Training on an NF4 base lowers the held-out loss; the saved adapter reproduces it on a fresh
+ * NF4 model. */
 static void test_learns_and_reloads(void **state)
 {
     (void)state;
     fixture f;
-    open_fixture(&f, 2);
+    open_fixture_q(&f, 2, LK_QTYPE_NF4);
     struct lk_train_params p = small_params();
     lk_trainer *t;
     assert_ok(lk_trainer_create(f.m, f.train, &p, &t));
@@ -92,7 +96,9 @@ static void test_learns_and_reloads(void **state)
 
     /* fresh model + reloaded adapter through the inference forward */
     lk_model *m2;
-    assert_ok(lk_model_load(shared_path(MODEL), NULL, &m2));
+    struct lk_model_params mp = lk_model_params_default();
+    mp.quant = LK_QTYPE_NF4;
+    assert_ok(lk_model_load(shared_path(MODEL), &mp, &m2));
     lk_adapter *a;
     assert_ok(lk_adapter_load(dir, &a));
     assert_ok(lk_model_attach_adapter(m2, a, 1.0f));
