@@ -3,7 +3,7 @@
  * a small packed panel P[k][16] (16 KB, L1-resident), and a 6x16 register-blocked microkernel
  * computes C[6][16] += A[6][k]·P[k][16]. Forward packs W transposed (P[k][r] = W[o0+r][k0+k]),
  * backward packs it as is (P[o][c] = W[o0+o][k0+c]); the full weight is never dequantised.
- * Forward with T <= 4 (decoding) takes a GEMV path that decodes 32 weights into registers (4-bit
+ * Forward with T <= 8 (decoding) takes a GEMV path that decodes 32 weights into registers (4-bit
  * codes looked up as fp32 byte planes with vpshufb, in a lane-interleaved order that X is permuted
  * to once per call) and scales each block's partial dot product once; backward with T = 1 keeps
  * 64 columns of dX in registers over all rows. Each output element is produced by one task in a
@@ -20,7 +20,7 @@
 #define MR     6   /* microkernel rows: 6x2 accumulators + 2 panel + 1 broadcast registers */
 #define KC     256 /* reduction chunk per panel (a multiple of 32) */
 #define NP     4   /* panels per task: 64 output rows (fwd) or columns (bwd) */
-#define GEMV_T 4   /* forward with T <= GEMV_T uses the register-decoding GEMV */
+#define GEMV_T 8   /* forward with T <= GEMV_T uses the register-decoding GEMV */
 
 /* Per-call decoding state: the format and its lookup tables in registers. */
 typedef struct {
@@ -220,7 +220,10 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
                                                            int64_t in_pad, float *y, int64_t ldy,
                                                            float b)
 {
-    __m256 acc[2][GEMV_T], v[4]; /* two accumulator sets: even and odd blocks */
+    /* tn <= 2: two accumulator sets (even and odd blocks) hide the FMA latency; more rows have
+     * enough independent work and would run out of registers */
+    const int sets = tn <= 2 ? 2 : 1;
+    __m256 acc[2][GEMV_T], v[4];
     for (int t = 0; t < GEMV_T; t++)
         acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     for (int64_t k0 = 0; k0 < in_pad; k0 += 64) {
@@ -236,11 +239,11 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
                 __m256 s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
                 s0 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), s0);
                 s1 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), s1);
-                acc[h][t] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), s, acc[h][t]);
+                acc[h % sets][t] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), s, acc[h % sets][t]);
             }
         }
     }
-    for (int t = 0; t < GEMV_T; t++)
+    for (int t = 0; t < GEMV_T && sets == 2; t++)
         acc[0][t] = _mm256_add_ps(acc[0][t], acc[1][t]);
     for (int t = 0; t < GEMV_T; t++) {
         if (t >= tn)
@@ -272,7 +275,11 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
         case 1: gemv_row(1, &c, row, Xp, in_pad, Y + o, out, b); break;
         case 2: gemv_row(2, &c, row, Xp, in_pad, Y + o, out, b); break;
         case 3: gemv_row(3, &c, row, Xp, in_pad, Y + o, out, b); break;
-        default: gemv_row(4, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 4: gemv_row(4, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 5: gemv_row(5, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 6: gemv_row(6, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 7: gemv_row(7, &c, row, Xp, in_pad, Y + o, out, b); break;
+        default: gemv_row(8, &c, row, Xp, in_pad, Y + o, out, b); break;
         }
     }
     free(Xp);
