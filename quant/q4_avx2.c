@@ -380,6 +380,61 @@ static void panel_rows(const float *A, int64_t lda, int64_t T, const float *P, i
     }
 }
 
+/* 8x8 transpose of r[0..7] (rows) in registers (the usual unpack/shuffle/permute network). */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* Forward packing: rows r0..r0+7 (those >= o1 as zeros) of W, columns [kc0, kc0+kc), into
+ * Pp[k][0..7] (Pp already offset to the rows' lanes of their panel, NR floats per k). Each row's
+ * 32-block is decoded (dec32_gemv order, scaled) into tmp, and 8x8 tiles are transposed in
+ * registers; the perm32 order only changes which k each transposed vector is stored to. */
+static void pack_rows8(const dec_ctx *dc, const q4_weight *w, int64_t r0, int64_t o1, int64_t kc0,
+                       int64_t kc, float *Pp)
+{
+    float tmp[8][32] __attribute__((aligned(32)));
+    for (int64_t k = 0; k < kc; k += 32) {
+        for (int r = 0; r < 8; r++) {
+            __m256 v[4];
+            if (r0 + r < o1) {
+                const uint8_t *row = (const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes;
+                const __m256 s = _mm256_set1_ps(dec32_gemv(dc, row, kc0 + k, v));
+                for (int i = 0; i < 4; i++)
+                    v[i] = _mm256_mul_ps(v[i], s);
+            } else {
+                for (int i = 0; i < 4; i++)
+                    v[i] = _mm256_setzero_ps();
+            }
+            for (int i = 0; i < 4; i++)
+                _mm256_store_ps(tmp[r] + 8 * i, v[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            __m256 t[8];
+            for (int r = 0; r < 8; r++)
+                t[r] = _mm256_load_ps(tmp[r] + 8 * i);
+            transpose8(t); /* t[j] = position 8i+j of the 8 rows */
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_ps(Pp + (k + dc->perm32[8 * i + j]) * NR, t[j]);
+        }
+    }
+}
+
 /* Forward: task = 64 output rows; P[p][k][r] = W[o0+16p+r][kc0+k]. */
 static void fwd_task(const dec_ctx *dc, const q4_weight *w, const float *bias, const float *X,
                      int64_t T, float *Y, int64_t o0, float *P)
@@ -393,20 +448,8 @@ static void fwd_task(const dec_ctx *dc, const q4_weight *w, const float *bias, c
     for (int64_t kc0 = 0; kc0 < in_pad; kc0 += KC) {
         const int64_t kc = in_pad - kc0 < KC ? in_pad - kc0 : KC;
         const int64_t kn = in - kc0 < kc ? in - kc0 : kc; /* valid reduction length */
-        for (int64_t o = o0; o < o1; o++) {
-            const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
-            float *Pp = P + ((o - o0) / NR) * KC * NR; /* [KC][NR] */
-            const int r = (int)((o - o0) % NR);
-            for (int64_t k = 0; k < kc; k += 32) {
-                __m256 v[4];
-                float tmp[32];
-                dec32(dc, row, kc0 + k, v);
-                for (int i = 0; i < 4; i++)
-                    _mm256_storeu_ps(tmp + 8 * i, v[i]);
-                for (int j = 0; j < 32; j++)
-                    Pp[(k + j) * NR + r] = tmp[j];
-            }
-        }
+        for (int64_t r0 = o0; r0 < o1; r0 += 8) /* 8 rows at a time, transposed in registers */
+            pack_rows8(dc, w, r0, o1, kc0, kc, P + ((r0 - o0) / NR) * KC * NR + (r0 - o0) % NR);
         for (int p = 0; p < np; p++) {
             const int64_t oc = o0 + p * NR;
             const int ncols = (int)(o1 - oc < NR ? o1 - oc : NR);
