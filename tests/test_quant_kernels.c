@@ -181,7 +181,7 @@ static void test_variant(const char *name)
     static const int64_t Tl[] = {64, 600};
     for (size_t q = 0; q < sizeof k_qtypes / sizeof k_qtypes[0]; q++) {
         wcase c;
-        wcase_make(&c, k_qtypes[q], 64, 136, 600);
+        wcase_make(&c, k_qtypes[q], 64, 72, 520);
         run_case(k, &c, Tl, 2);
         wcase_free(&c);
     }
