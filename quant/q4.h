@@ -1,23 +1,26 @@
+/* clang-format off */
 /* q4.h — internal API of the 4-bit world: block layouts, row quantisers, the quantised weight
  * descriptor, the fused dequant-GEMM kernels and their dispatch table.
  *
  * Byte layouts (all little-endian, one row after another, `row_bytes` apart):
- *   Q4_0   (llama.cpp block_q4_0)  : per 32 values {fp16 d; u8 qs[16]}; qs[j] low nibble is value
- * j, high nibble value j+16; x = d*(q-8). IQ4_NL (llama.cpp block_iq4_nl): as Q4_0 but x =
- * d*kvalues_iq4nl[q]. Q8_0   (llama.cpp block_q8_0)  : per 32 values {fp16 d; i8 qs[32]}; x = d*q.
- *   NF4    (bitsandbytes, blocksize B in 32..4096, power of two): a row of nb = ceil(n/B) blocks is
- *          nb*B/2 bytes of packed codes (byte j holds value 2j in the HIGH nibble and 2j+1 in the
- *          low nibble, exactly bitsandbytes' packing) followed by nb fp32 absmax; x =
- * absmax*nf4[q]. For a row length that is a multiple of B this is bitsandbytes' packed tensor and
- * absmax array, just interleaved per row. Double quantisation (absmax - mean, 8-bit blockwise in
- *          blocks of 256 with the signed dynamic map) is a storage form (q4_nf4_dq): kernels take
- *          the fp32-absmax row form, and q4_nf4_dq_dequantize() gives exactly the absmax
- *          values bitsandbytes' dequantisation computes.
+ *   Q4_0   (llama.cpp block_q4_0):   per 32 values {fp16 d; u8 qs[16]}; the low nibble of qs[j]
+ *                                    is value j, the high nibble value j+16; x = d*(q-8).
+ *   IQ4_NL (llama.cpp block_iq4_nl): as Q4_0, x = d*kvalues_iq4nl[q].
+ *   Q8_0   (llama.cpp block_q8_0):   per 32 values {fp16 d; i8 qs[32]}; x = d*q.
+ *   NF4    (bitsandbytes; blocksize B a power of two in 32..4096): a row of nb = ceil(n/B) blocks
+ *          is nb*B/2 bytes of packed codes (byte j holds value 2j in the HIGH nibble and 2j+1 in
+ *          the low nibble, bitsandbytes' packing) followed by nb fp32 absmax; x = absmax*nf4[q].
+ *          For a row length that is a multiple of B these are bitsandbytes' packed tensor and
+ *          absmax array, interleaved per row (q4_nf4_from_bnb converts). Double quantisation
+ *          (absmax - mean, 8-bit blockwise in blocks of 256 with the signed dynamic map) is a
+ *          storage form (q4_nf4_dq): kernels take the fp32-absmax rows, and
+ *          q4_nf4_dq_dequantize() gives exactly the absmax values bitsandbytes computes.
  * Rows whose length n is not a multiple of the block are padded with zeros to a whole block, per
  * row, before quantisation. llama.cpp's GGUF needs n % 32 == 0, so a GGUF writer stores such a
  * matrix as [rows, round_up(n, 32)] with zero columns (the padded row is exactly what is stored
  * here) and the model code ignores the padded columns; for NF4 a bitsandbytes tensor whose rows
  * are not a multiple of B has blocks that straddle rows and must be re-blocked on load. */
+/* clang-format on */
 #ifndef LK_Q4_H
 #define LK_Q4_H
 

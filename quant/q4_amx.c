@@ -13,7 +13,9 @@
  * about K·2^-24; for an output y = Σ_k x_k·w_k:
  *     |y_amx - y| <= (2^-7 + 2^-16 + K·2^-24) · Σ_k |x_k|·|w_k|
  * (tests use (2^-7 + 1e-4)·Σ|x||w| with K <= 600). bitsandbytes' 4-bit matmul computes in bf16
- * or fp16 the same way. Requires the Linux AMX permission (dispatch.c asks for it once). */
+ * or fp16 the same way. Requires the Linux AMX permission (dispatch.c asks for it once).
+ * Not yet run: the development and CI machines have no AMX; tests/test_quant_kernels checks it
+ * against the reference wherever the CPU has it. */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>

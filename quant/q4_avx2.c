@@ -3,7 +3,7 @@
  * a small packed panel P[k][16] (16 KB, L1-resident), and a 6x16 register-blocked microkernel
  * computes C[6][16] += A[6][k]·P[k][16]. Forward packs W transposed (P[k][r] = W[o0+r][k0+k]),
  * backward packs it as is (P[o][c] = W[o0+o][k0+c]); the full weight is never dequantised.
- * Forward with T <= 4 (decoding) takes a GEMV path that decodes 32 weights into registers (4-bit
+ * Forward with T <= 8 (decoding) takes a GEMV path that decodes 32 weights into registers (4-bit
  * codes looked up as fp32 byte planes with vpshufb, in a lane-interleaved order that X is permuted
  * to once per call) and scales each block's partial dot product once; backward with T = 1 keeps
  * 64 columns of dX in registers over all rows. Each output element is produced by one task in a
@@ -20,7 +20,7 @@
 #define MR     6   /* microkernel rows: 6x2 accumulators + 2 panel + 1 broadcast registers */
 #define KC     256 /* reduction chunk per panel (a multiple of 32) */
 #define NP     4   /* panels per task: 64 output rows (fwd) or columns (bwd) */
-#define GEMV_T 4   /* forward with T <= GEMV_T uses the register-decoding GEMV */
+#define GEMV_T 8   /* forward with T <= GEMV_T uses the register-decoding GEMV */
 
 /* Per-call decoding state: the format and its lookup tables in registers. */
 typedef struct {
@@ -141,6 +141,22 @@ static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m25
         v[i] = _mm256_mul_ps(v[i], s);
 }
 
+/* Ask for the bytes that decoding block k0 of `row` will read (walks down the rows are strided,
+ * which the hardware prefetchers follow poorly). A prefetch never faults, even past the end. */
+static inline void prefetch32(const dec_ctx *c, const uint8_t *row, int64_t k0)
+{
+    switch (c->qtype) {
+    case LK_QTYPE_Q8_0: _mm_prefetch((const char *)row + (k0 / 32) * 34, _MM_HINT_T0); break;
+    case LK_QTYPE_NF4:
+        _mm_prefetch((const char *)row + k0 / 2, _MM_HINT_T0);
+        _mm_prefetch((const char *)row + c->nb * (c->bs / 2) + (k0 >> c->bs_log2) * 4, _MM_HINT_T0);
+        break;
+    default: _mm_prefetch((const char *)row + (k0 / 32) * 18, _MM_HINT_T0); break;
+    }
+}
+
+#define PF_ROWS 12 /* prefetch distance, in rows, when walking down a column of blocks */
+
 /* As dec32_raw, for the GEMV paths: the 4-bit codes are looked up as byte planes of the fp32
  * value with vpshufb over both 128-bit lanes at once (NF4: 4 planes, 12 shuffles per 32 values
  * instead of 8 vpermps + 4 blends; Q4_0/IQ4_NL: 2 planes, no int->float conversions). The values
@@ -204,7 +220,10 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
                                                            int64_t in_pad, float *y, int64_t ldy,
                                                            float b)
 {
-    __m256 acc[2][GEMV_T], v[4]; /* two accumulator sets: even and odd blocks */
+    /* tn <= 2: two accumulator sets (even and odd blocks) hide the FMA latency; more rows have
+     * enough independent work and would run out of registers */
+    const int sets = tn <= 2 ? 2 : 1;
+    __m256 acc[2][GEMV_T], v[4];
     for (int t = 0; t < GEMV_T; t++)
         acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     for (int64_t k0 = 0; k0 < in_pad; k0 += 64) {
@@ -220,11 +239,11 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
                 __m256 s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
                 s0 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), s0);
                 s1 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), s1);
-                acc[h][t] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), s, acc[h][t]);
+                acc[h % sets][t] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), s, acc[h % sets][t]);
             }
         }
     }
-    for (int t = 0; t < GEMV_T; t++)
+    for (int t = 0; t < GEMV_T && sets == 2; t++)
         acc[0][t] = _mm256_add_ps(acc[0][t], acc[1][t]);
     for (int t = 0; t < GEMV_T; t++) {
         if (t >= tn)
@@ -256,7 +275,11 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
         case 1: gemv_row(1, &c, row, Xp, in_pad, Y + o, out, b); break;
         case 2: gemv_row(2, &c, row, Xp, in_pad, Y + o, out, b); break;
         case 3: gemv_row(3, &c, row, Xp, in_pad, Y + o, out, b); break;
-        default: gemv_row(4, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 4: gemv_row(4, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 5: gemv_row(5, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 6: gemv_row(6, &c, row, Xp, in_pad, Y + o, out, b); break;
+        case 7: gemv_row(7, &c, row, Xp, in_pad, Y + o, out, b); break;
+        default: gemv_row(8, &c, row, Xp, in_pad, Y + o, out, b); break;
         }
     }
     free(Xp);
@@ -277,6 +300,7 @@ static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
             acc[j] = _mm256_setzero_ps();
         for (int64_t o = 0; o < out; o++) {
             const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+            prefetch32(&c, row + PF_ROWS * w->row_bytes, k0);
             for (int64_t b = 0; b < nblk; b++) {
                 /* dY[o]·scale once per block, then dX += (dY·scale)·q */
                 const __m256 g = _mm256_set1_ps(dY[o] * dec32_gemv(&c, row, k0 + 32 * b, v));
@@ -356,6 +380,61 @@ static void panel_rows(const float *A, int64_t lda, int64_t T, const float *P, i
     }
 }
 
+/* 8x8 transpose of r[0..7] (rows) in registers (the usual unpack/shuffle/permute network). */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* Forward packing: rows r0..r0+7 (those >= o1 as zeros) of W, columns [kc0, kc0+kc), into
+ * Pp[k][0..7] (Pp already offset to the rows' lanes of their panel, NR floats per k). Each row's
+ * 32-block is decoded (dec32_gemv order, scaled) into tmp, and 8x8 tiles are transposed in
+ * registers; the perm32 order only changes which k each transposed vector is stored to. */
+static void pack_rows8(const dec_ctx *dc, const q4_weight *w, int64_t r0, int64_t o1, int64_t kc0,
+                       int64_t kc, float *Pp)
+{
+    float tmp[8][32] __attribute__((aligned(32)));
+    for (int64_t k = 0; k < kc; k += 32) {
+        for (int r = 0; r < 8; r++) {
+            __m256 v[4];
+            if (r0 + r < o1) {
+                const uint8_t *row = (const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes;
+                const __m256 s = _mm256_set1_ps(dec32_gemv(dc, row, kc0 + k, v));
+                for (int i = 0; i < 4; i++)
+                    v[i] = _mm256_mul_ps(v[i], s);
+            } else {
+                for (int i = 0; i < 4; i++)
+                    v[i] = _mm256_setzero_ps();
+            }
+            for (int i = 0; i < 4; i++)
+                _mm256_store_ps(tmp[r] + 8 * i, v[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            __m256 t[8];
+            for (int r = 0; r < 8; r++)
+                t[r] = _mm256_load_ps(tmp[r] + 8 * i);
+            transpose8(t); /* t[j] = position 8i+j of the 8 rows */
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_ps(Pp + (k + dc->perm32[8 * i + j]) * NR, t[j]);
+        }
+    }
+}
+
 /* Forward: task = 64 output rows; P[p][k][r] = W[o0+16p+r][kc0+k]. */
 static void fwd_task(const dec_ctx *dc, const q4_weight *w, const float *bias, const float *X,
                      int64_t T, float *Y, int64_t o0, float *P)
@@ -369,20 +448,8 @@ static void fwd_task(const dec_ctx *dc, const q4_weight *w, const float *bias, c
     for (int64_t kc0 = 0; kc0 < in_pad; kc0 += KC) {
         const int64_t kc = in_pad - kc0 < KC ? in_pad - kc0 : KC;
         const int64_t kn = in - kc0 < kc ? in - kc0 : kc; /* valid reduction length */
-        for (int64_t o = o0; o < o1; o++) {
-            const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
-            float *Pp = P + ((o - o0) / NR) * KC * NR; /* [KC][NR] */
-            const int r = (int)((o - o0) % NR);
-            for (int64_t k = 0; k < kc; k += 32) {
-                __m256 v[4];
-                float tmp[32];
-                dec32(dc, row, kc0 + k, v);
-                for (int i = 0; i < 4; i++)
-                    _mm256_storeu_ps(tmp + 8 * i, v[i]);
-                for (int j = 0; j < 32; j++)
-                    Pp[(k + j) * NR + r] = tmp[j];
-            }
-        }
+        for (int64_t r0 = o0; r0 < o1; r0 += 8) /* 8 rows at a time, transposed in registers */
+            pack_rows8(dc, w, r0, o1, kc0, kc, P + ((r0 - o0) / NR) * KC * NR + (r0 - o0) % NR);
         for (int p = 0; p < np; p++) {
             const int64_t oc = o0 + p * NR;
             const int ncols = (int)(o1 - oc < NR ? o1 - oc : NR);
@@ -404,6 +471,7 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
         const int64_t kn = out - oc0 < KC ? out - oc0 : KC;
         for (int64_t o = 0; o < kn; o++) {
             const uint8_t *row = (const uint8_t *)w->data + (size_t)(oc0 + o) * w->row_bytes;
+            prefetch32(dc, row + PF_ROWS * w->row_bytes, k0);
             for (int p = 0; p < np; p += 2) { /* one 32-block feeds panels p and p+1 */
                 __m256 v[4];
                 dec32(dc, row, k0 + p * NR, v);

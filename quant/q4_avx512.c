@@ -4,7 +4,8 @@
  * NF4 codebook lookup is one vpermps over 16 lanes. Forward with T <= 4 decodes 32 weights into
  * two zmm and dots them with each X row. Results do not depend on the thread count. The AMX
  * variant (q4_amx.c) reuses these entry points for small T. Helpers are static (this file is
- * compiled with -mavx512*). */
+ * compiled with -mavx512*). Not yet run: the development and CI machines have no AVX-512;
+ * tests/test_quant_kernels checks it against the reference wherever the CPU has it. */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>

@@ -143,7 +143,7 @@ static void test_variant(const char *name)
     static const int64_t shapes[][2] = {{1, 1},   {1, 32},  {3, 7},    {5, 9},   {2, 15},
                                         {17, 17}, {16, 31}, {15, 33},  {65, 63}, {63, 64},
                                         {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}};
-    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 13};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};
     for (int seed = 1; seed <= 3; seed++) {
         g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
         for (size_t q = 0; q < sizeof k_qtypes / sizeof k_qtypes[0]; q++) {
@@ -181,7 +181,7 @@ static void test_variant(const char *name)
     static const int64_t Tl[] = {64, 600};
     for (size_t q = 0; q < sizeof k_qtypes / sizeof k_qtypes[0]; q++) {
         wcase c;
-        wcase_make(&c, k_qtypes[q], 64, 136, 600);
+        wcase_make(&c, k_qtypes[q], 64, 72, 520);
         run_case(k, &c, Tl, 2);
         wcase_free(&c);
     }
