@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "q4.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -59,14 +60,29 @@ static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
     }
 }
 
+/* Quantised rows: quant/'s bit-exact llama.cpp quantisers (n a multiple of 32, so the row
+ * layout there is exactly GGUF's). */
+#define Q4_ROW_FNS(sfx, qt)                                                                    \
+    static void sfx##_to_f32_row(const void *src, float *dst, int64_t n)                      \
+    {                                                                                          \
+        q4_dequantize_row(qt, Q4_QK, src, n, dst);                                             \
+    }                                                                                          \
+    static void sfx##_from_f32_row(const float *src, void *dst, int64_t n)                    \
+    {                                                                                          \
+        q4_quantize_row(qt, Q4_QK, src, n, dst);                                               \
+    }
+Q4_ROW_FNS(q4_0, LK_QTYPE_Q4_0)
+Q4_ROW_FNS(q8_0, LK_QTYPE_Q8_0)
+Q4_ROW_FNS(iq4_nl, LK_QTYPE_IQ4_NL)
+
 /* Quantised types have their layout here (so files can be validated and copied) and their row
- * kernels in quant/ (issue: 4-bit kernels); until those register, to_f32/from_f32 stay NULL. */
+ * kernels in quant/. */
 static const gguf_type_traits g_types[] = {
     [GGML_F32] = {"F32", 1, 4, f32_to_f32_row, f32_from_f32_row},
     [GGML_F16] = {"F16", 1, 2, f16_to_f32_row, f16_from_f32_row},
-    [GGML_Q4_0] = {"Q4_0", 32, 18, NULL, NULL},
-    [GGML_Q8_0] = {"Q8_0", 32, 34, NULL, NULL},
-    [GGML_IQ4_NL] = {"IQ4_NL", 32, 18, NULL, NULL},
+    [GGML_Q4_0] = {"Q4_0", 32, 18, q4_0_to_f32_row, q4_0_from_f32_row},
+    [GGML_Q8_0] = {"Q8_0", 32, 34, q8_0_to_f32_row, q8_0_from_f32_row},
+    [GGML_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_f32_row, iq4_nl_from_f32_row},
     [GGML_BF16] = {"BF16", 1, 2, bf16_to_f32_row, bf16_from_f32_row},
 };
 

@@ -242,9 +242,9 @@ static void test_refusals(void **state)
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
                   LK_ERR_UNSUPPORTED, "4-bit");
     p.base_quant = NULL;
-    p.dtype = "q8_0";
+    p.dtype = "nf4";
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x.gguf"), &p),
-                  LK_ERR_UNSUPPORTED, "4-bit");
+                  LK_ERR_ARG, "bitsandbytes");
     w = NAN;
     p.dtype = NULL;
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
