@@ -157,16 +157,19 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
     return q4_weight_init(sp->qdst, q, Q4_NF4_BLOCK, out, in, buf);
 }
 
-/* A U8 matrix of a pre-quantised base (lorakit or bitsandbytes, qbase.c): used as stored. */
+/* A U8 matrix of a pre-quantised base (lorakit or bitsandbytes, qbase.c): used as stored (or as
+ * bitsandbytes' exact fp32 values when its blocks straddle rows). */
 static lk_status bind_prequantized(lk_model *m, const tensor_spec *sp, const tensor_view *t)
 {
     void *buf = NULL;
+    const float *w32 = NULL;
     LK_TRY(qbase_bind(&m->st, t, sp->shape[0], sp->shape[1], sp->kind == TK_EMBED, sp->qdst,
-                      &buf));
+                      &w32, &buf));
     if (buf)
         LK_TRY(own(m, buf));
-    *sp->dst = NULL;
-    m->weight_bytes += (int64_t)((size_t)sp->qdst->out * sp->qdst->row_bytes);
+    *sp->dst = w32; /* NULL: quantised rows in *sp->qdst */
+    m->weight_bytes += w32 ? sp->shape[0] * sp->shape[1] * 4
+                           : (int64_t)((size_t)sp->qdst->out * sp->qdst->row_bytes);
     return LK_OK;
 }
 

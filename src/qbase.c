@@ -45,13 +45,18 @@ static lk_status lorakit_format(const st_file *f, int embed, lk_qtype *q, int *b
     if (*bs == '\0' || *e != '\0' || !q4_valid(LK_QTYPE_NF4, (int)b) || b > Q4_NF4_BLOCK_MAX)
         return status_fail(LK_ERR_FORMAT, "%s: %s '%s' is not a power of two in [%d, %d]", path,
                            QBASE_KEY_BLOCK, bs, Q4_NF4_BLOCK_MIN, Q4_NF4_BLOCK_MAX);
-    const char *name = embed ? es : qs;
-    if (lk_qtype_from_name(name, q) != LK_OK ||
-        !(*q == LK_QTYPE_Q8_0 ||
-          (!embed && (*q == LK_QTYPE_NF4 || *q == LK_QTYPE_Q4_0 || *q == LK_QTYPE_IQ4_NL))))
-        return status_fail(LK_ERR_FORMAT, "%s: %s '%s' is not one of %s", path,
-                           embed ? QBASE_KEY_EMBED : QBASE_KEY_QUANT, name,
-                           embed ? "f32, q8_0" : "nf4, q4_0, iq4_nl, q8_0");
+    lk_qtype mq, eq;
+    if (lk_qtype_from_name(qs, &mq) != LK_OK || !(mq == LK_QTYPE_NF4 || mq == LK_QTYPE_Q4_0 ||
+                                                  mq == LK_QTYPE_IQ4_NL || mq == LK_QTYPE_Q8_0))
+        return status_fail(LK_ERR_FORMAT, "%s: %s '%s' is not one of nf4, q4_0, iq4_nl, q8_0", path,
+                           QBASE_KEY_QUANT, qs);
+    if (lk_qtype_from_name(es, &eq) != LK_OK || !(eq == LK_QTYPE_F32 || eq == LK_QTYPE_Q8_0))
+        return status_fail(LK_ERR_FORMAT, "%s: %s '%s' is not one of f32, q8_0", path,
+                           QBASE_KEY_EMBED, es);
+    if (embed && eq == LK_QTYPE_F32)
+        return status_fail(LK_ERR_FORMAT, "%s: embeddings are U8 but %s is f32", path,
+                           QBASE_KEY_EMBED);
+    *q = embed ? eq : mq;
     *block = *q == LK_QTYPE_NF4 ? (int)b : Q4_QK;
     return LK_OK;
 }
@@ -246,24 +251,19 @@ static lk_status bnb_check_map(const bnb_state *b)
     return LK_OK;
 }
 
-/* Rows of in values from the flattened codes/absmax when blocks straddle rows: each row is
- * dequantised exactly and quantised again as NF4 rows of the same blocksize (lossy). */
-static void bnb_reblock(const uint8_t *codes, const float *absmax, int64_t out, int64_t in,
-                        int block, uint8_t *dst, float *x)
+/* W[out, in] in fp32 from the flattened codes/absmax when blocks straddle rows: exactly the
+ * values bitsandbytes' dequantize_4bit gives (absmax[i / block] * nf4[code i]). */
+static void bnb_dequantize(const uint8_t *codes, const float *absmax, int64_t n, int block,
+                           float *w)
 {
-    size_t rb = q4_row_bytes(LK_QTYPE_NF4, block, in);
-    for (int64_t r = 0; r < out; r++) {
-        for (int64_t k = 0; k < in; k++) {
-            int64_t i = r * in + k;
-            uint8_t byte = codes[i / 2];
-            x[k] = absmax[i / block] * q4_nf4_code[(i & 1) ? byte & 15 : byte >> 4];
-        }
-        q4_quantize_row(LK_QTYPE_NF4, block, x, in, dst + (size_t)r * rb);
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t byte = codes[i / 2];
+        w[i] = absmax[i / block] * q4_nf4_code[(i & 1) ? byte & 15 : byte >> 4];
     }
 }
 
 static lk_status bind_bnb(const st_set *st, const tensor_view *t, int64_t out, int64_t in,
-                          q4_weight *qw, void **owned)
+                          q4_weight *qw, const float **w32, void **owned)
 {
     bnb_state b = {.st = st, .wname = t->name, .file = t->file};
     const tensor_view *qs, *dummy;
@@ -278,22 +278,25 @@ static lk_status bind_bnb(const st_set *st, const tensor_view *t, int64_t out, i
                            "[%lld, %lld]",
                            t->file, t->name, (long long)tensor_numel(t), (long long)((n + 1) / 2),
                            (long long)out, (long long)in);
-    size_t rb = q4_row_bytes(LK_QTYPE_NF4, b.block, in);
-    float *absmax = malloc((size_t)nb * sizeof(float) + (size_t)in * sizeof(float));
-    uint8_t *buf = lk_aligned_alloc((size_t)out * rb);
+    int rows = in % b.block == 0; /* else blocks straddle rows: kept as exact fp32 */
+    size_t nbytes =
+        rows ? (size_t)out * q4_row_bytes(LK_QTYPE_NF4, b.block, in) : (size_t)n * sizeof(float);
+    float *absmax = malloc((size_t)nb * sizeof(float));
+    void *buf = lk_aligned_alloc(nbytes);
     lk_status s = absmax && buf ? bnb_absmax(&b, nb, absmax)
                                 : status_fail(LK_ERR_NOMEM, "out of memory for '%s'", t->name);
-    if (s == LK_OK && in % b.block == 0) {
+    if (s == LK_OK && rows) {
         s = q4_nf4_from_bnb(t->data, absmax, out, in, b.block, buf);
+        if (s == LK_OK)
+            s = q4_weight_init(qw, LK_QTYPE_NF4, b.block, out, in, buf);
     } else if (s == LK_OK) {
-        log_warn("%s: rows of %lld values are not a multiple of the bitsandbytes blocksize %d: "
-                 "re-quantised per row (NF4, same blocksize)",
+        log_info("%s: rows of %lld values are not whole bitsandbytes blocks of %d: kept as fp32 "
+                 "(bitsandbytes' dequantised values)",
                  t->name, (long long)in, b.block);
-        bnb_reblock(t->data, absmax, out, in, b.block, buf, absmax + nb);
+        bnb_dequantize(t->data, absmax, n, b.block, buf);
+        *w32 = buf;
     }
     free(absmax);
-    if (s == LK_OK)
-        s = q4_weight_init(qw, LK_QTYPE_NF4, b.block, out, in, buf);
     if (s != LK_OK) {
         free(buf);
         return s;
@@ -303,17 +306,18 @@ static lk_status bind_bnb(const st_set *st, const tensor_view *t, int64_t out, i
 }
 
 lk_status qbase_bind(const st_set *st, const tensor_view *t, int64_t out, int64_t in, int embed,
-                     q4_weight *qw, void **owned)
+                     q4_weight *qw, const float **w32, void **owned)
 {
     char name[256];
     const tensor_view *dummy;
+    *w32 = NULL;
     *owned = NULL;
     const st_file *f = file_of(st, t);
     if (meta_str(f, QBASE_KEY_QUANT))
         return bind_lorakit(f, t, out, in, embed, qw, owned);
     snprintf(name, sizeof name, "%s.quant_state.bitsandbytes__nf4", t->name);
     if ((dummy = st_set_get(st, name)) != NULL)
-        return bind_bnb(st, t, out, in, qw, owned);
+        return bind_bnb(st, t, out, in, qw, w32, owned);
     snprintf(name, sizeof name, "%s.quant_state.bitsandbytes__fp4", t->name);
     if ((dummy = st_set_get(st, name)) != NULL)
         return status_fail(LK_ERR_UNSUPPORTED,

@@ -27,9 +27,11 @@
 /* Bind the U8 tensor t (found under the model's name for a [out, in] weight; embed: 1 for the
  * embeddings / LM head, 0 for a decoder linear) from a lorakit quantised file or a bitsandbytes
  * folder into qw. Everything is checked against the shape and the metadata, and every scale must
- * be finite (LK_ERR_FORMAT naming the tensor otherwise). *owned: NULL when qw->data points into
- * the mapping, else a heap buffer the caller keeps until the model is freed. */
+ * be finite (LK_ERR_FORMAT naming the tensor otherwise). A bitsandbytes tensor whose rows are
+ * not whole blocks cannot be NF4 rows: it comes back as exact fp32 values in *w32 (qw unset).
+ * *owned: NULL when qw->data points into the mapping, else a heap buffer (the rows or *w32) the
+ * caller keeps until the model is freed. */
 lk_status qbase_bind(const st_set *st, const tensor_view *t, int64_t out, int64_t in, int embed,
-                     q4_weight *qw, void **owned);
+                     q4_weight *qw, const float **w32, void **owned);
 
 #endif /* LK_QBASE_H */
