@@ -266,8 +266,10 @@ static lk_status bind_bnb(const st_set *st, const tensor_view *t, int64_t out, i
                           q4_weight *qw, const float **w32, void **owned)
 {
     bnb_state b = {.st = st, .wname = t->name, .file = t->file};
-    const tensor_view *qs, *dummy;
-    b.nested = bnb_part(&b, "nested_absmax", DT_F32, -1, &dummy) == LK_OK;
+    const tensor_view *qs;
+    char nested[256];
+    snprintf(nested, sizeof nested, "%s.nested_absmax", t->name);
+    b.nested = st_set_get(st, nested) != NULL;
     LK_TRY(bnb_part(&b, "quant_state.bitsandbytes__nf4", DT_U8, -1, &qs));
     LK_TRY(bnb_parse_state(&b, qs, out, in));
     LK_TRY(bnb_check_map(&b));
