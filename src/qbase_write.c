@@ -441,21 +441,25 @@ static uint32_t ggml_of(lk_qtype q)
  * permuted, which changes neither), so they are measured here before merge_gguf writes them. */
 static lk_status gguf_report(qjob *j)
 {
-    void *buf = NULL;
-    size_t cap = 0;
-    for (int i = 0; i < j->n_specs; i++) {
+    for (int i = 0; i < j->n_specs; i++) { /* llama.cpp's blocks first, before any work */
         const tensor_spec *sp = &j->specs[i];
         lk_qtype q = spec_type(j, sp);
-        const tensor_view *t;
-        if (sp->ndim != 2)
-            continue;
-        if (sp->shape[1] % Q4_QK && q != LK_QTYPE_F32)
+        if (sp->ndim == 2 && sp->shape[1] % Q4_QK && q != LK_QTYPE_F32)
             return status_fail(LK_ERR_SHAPE,
                                "%s: tensor '%s' has rows of %lld values, not a multiple of 32, "
                                "which llama.cpp's %s needs (hint: --format lorakit handles any "
                                "row length)",
                                j->st.dir, sp->name, (long long)sp->shape[1], lk_qtype_name(q));
-        LK_TRY(load_f32(j, sp, 0, &t));
+    }
+    void *buf = NULL;
+    size_t cap = 0;
+    lk_status s = LK_OK;
+    for (int i = 0; i < j->n_specs && s == LK_OK; i++) {
+        const tensor_spec *sp = &j->specs[i];
+        lk_qtype q = spec_type(j, sp);
+        const tensor_view *t;
+        if (sp->ndim != 2 || (s = load_f32(j, sp, 0, &t)) != LK_OK)
+            continue;
         size_t need = (size_t)sp->shape[0] * q4_row_bytes(q, Q4_NF4_BLOCK, sp->shape[1]);
         if (q == LK_QTYPE_F32) {
             report(j, sp, q, 0, 0, 4.0 * (double)(sp->shape[0] * sp->shape[1]));
@@ -463,13 +467,15 @@ static lk_status gguf_report(qjob *j)
         }
         if (need > cap) {
             free(buf);
-            if (!(buf = malloc(cap = need)))
-                return status_fail(LK_ERR_NOMEM, "out of memory");
+            buf = malloc(cap = need);
         }
-        quantize_rows(j, sp, q, buf);
+        if (!buf)
+            s = status_fail(LK_ERR_NOMEM, "out of memory for '%s'", sp->name);
+        else
+            quantize_rows(j, sp, q, buf);
     }
     free(buf);
-    return LK_OK;
+    return s;
 }
 
 static lk_status write_gguf(qjob *j, const char *dir, const char *out)
