@@ -132,7 +132,7 @@ int main(int argc, char **argv)
     struct arg_lit *dq = arg_lit0(NULL, "double-quant", "hf-bnb: 8-bit absmax (bnb double quant)");
     struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, type, out, qe, fmt, dq, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    void *at[] = {model, type, out, qe, fmt, dq, force, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Quantise a model folder into a base that loads without re-quantising.",
                        "Formats: lorakit = folder for lora-eval/-generate/-train -m OUT (mapped,\n"
