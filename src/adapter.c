@@ -2,8 +2,11 @@
  * attaching to a model's linears. Follows Hugging Face PEFT 0.13 (peft/tuners/lora): keys
  * base_model.model.<module>.lora_A.weight [r, in] / lora_B.weight [out, r] /
  * lora_magnitude_vector [out] (DoRA); scaling = lora_alpha / r, or / sqrt(r) with use_rslora;
- * rank_pattern/alpha_pattern keys are regexes matched as re.match(rf".*\.{key}$", module_name),
- * the first matching key of rank_pattern then alpha_pattern deciding both r and alpha. */
+ * rank_pattern/alpha_pattern keys are regexes matched as current PEFT does (utils/other.py
+ * get_pattern_key: re.match(rf"(.*\.)?({key})$", module_name), first matching key in order, rank
+ * and alpha looked up separately). PEFT 0.13 matched ".*\.{key}$" over the chained keys of both
+ * patterns; the two agree unless one module matches keys of both patterns or a key is the whole
+ * module name. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "adapter.h"
 
@@ -360,15 +363,15 @@ static lk_status parse_peft_config(const char *path, const cJSON *j, peft_config
     return LK_OK;
 }
 
-/* Python's re.match(rf".*\.{key}$", name) with PCRE2 (anchored at the start). 1 match, 0 not,
- * -1 for a key that is not a valid regex. */
+/* Python's re.match(rf"(.*\.)?({key})$", name) with PCRE2 (anchored at the start). 1 match, 0
+ * not, -1 for a key that is not a valid regex. */
 static int pattern_match(const char *key, const char *name)
 {
-    size_t n = strlen(key) + 8;
+    size_t n = strlen(key) + 16;
     char *re = malloc(n);
     if (!re)
         return -1;
-    snprintf(re, n, ".*\\.%s$", key);
+    snprintf(re, n, "(.*\\.)?(%s)$", key);
     int err;
     PCRE2_SIZE off;
     pcre2_code *code =
@@ -383,36 +386,36 @@ static int pattern_match(const char *key, const char *name)
     return rc >= 0 ? 1 : (rc == PCRE2_ERROR_NOMATCH ? 0 : -1);
 }
 
+/* The value of the first key of pattern (an object or NULL) matching name, or NULL. */
+static lk_status pattern_lookup(const char *path, const cJSON *pattern, const char *name,
+                                const cJSON **hit)
+{
+    *hit = NULL;
+    for (const cJSON *e = cJSON_IsObject(pattern) ? pattern->child : NULL; e; e = e->next) {
+        int m = pattern_match(e->string, name);
+        if (m < 0)
+            return status_fail(LK_ERR_FORMAT, "%s: pattern key '%s' is not a valid regex", path,
+                               e->string);
+        if (m) {
+            if (!cJSON_IsNumber(e))
+                return status_fail(LK_ERR_FORMAT, "%s: pattern '%s' must map to a number", path,
+                                   e->string);
+            *hit = e;
+            return LK_OK;
+        }
+    }
+    return LK_OK;
+}
+
 /* r and alpha of module name ("model.layers.3.self_attn.q_proj") as PEFT decides them. */
 static lk_status module_hparams(const char *path, const peft_config *c, const char *name,
                                 int64_t *r, double *alpha)
 {
-    *r = c->r;
-    *alpha = c->alpha;
-    const cJSON *pats[2] = {c->rank_pattern, c->alpha_pattern};
-    const char *hit = NULL;
-    for (int k = 0; k < 2 && !hit; k++)
-        for (const cJSON *e = cJSON_IsObject(pats[k]) ? pats[k]->child : NULL; e && !hit;
-             e = e->next) {
-            int m = pattern_match(e->string, name);
-            if (m < 0)
-                return status_fail(LK_ERR_FORMAT, "%s: pattern key '%s' is not a valid regex", path,
-                                   e->string);
-            if (m)
-                hit = e->string;
-        }
-    if (!hit)
-        return LK_OK;
-    const cJSON *rv =
-        cJSON_IsObject(pats[0]) ? cJSON_GetObjectItemCaseSensitive(pats[0], hit) : NULL;
-    const cJSON *av =
-        cJSON_IsObject(pats[1]) ? cJSON_GetObjectItemCaseSensitive(pats[1], hit) : NULL;
-    if ((rv && !cJSON_IsNumber(rv)) || (av && !cJSON_IsNumber(av)))
-        return status_fail(LK_ERR_FORMAT, "%s: pattern '%s' must map to a number", path, hit);
-    if (rv)
-        *r = (int64_t)rv->valuedouble;
-    if (av)
-        *alpha = av->valuedouble;
+    const cJSON *rv, *av;
+    LK_TRY(pattern_lookup(path, c->rank_pattern, name, &rv));
+    LK_TRY(pattern_lookup(path, c->alpha_pattern, name, &av));
+    *r = rv ? (int64_t)rv->valuedouble : c->r;
+    *alpha = av ? av->valuedouble : c->alpha;
     return LK_OK;
 }
 
@@ -713,11 +716,14 @@ static cJSON *peft_config_json(const lk_adapter *a)
     for (int64_t i = 0; i < a->n_mods; i++) {
         const adapter_module *m = &a->mods[i];
         char key[128];
-        /* PEFT matches ".*\.KEY$" against "model.layers.L.self_attn.q_proj" */
+        /* PEFT matches "(.*\.)?(KEY)$" (0.13: ".*\.KEY$") against
+         * "model.layers.L.self_attn.q_proj": this key works with both */
         snprintf(key, sizeof key, "layers.%lld.%s.%s", (long long)m->layer, adapter_parent(m->kind),
                  g_mod_names[m->kind]);
         if ((double)m->r != r)
             cJSON_AddNumberToObject(rp, key, (double)m->r);
+        /* an alpha entry also where only r differs: PEFT 0.13 took both from the first key
+         * matching in rank_pattern then alpha_pattern */
         if (m->alpha != alpha || (double)m->r != r)
             cJSON_AddNumberToObject(ap, key, m->alpha);
         mask |= 1u << m->kind;

@@ -188,9 +188,15 @@ typedef struct {
     const struct lk_model_config *cfg;
     int permute; /* Llama architecture: permute q/k rows of B */
     int fold;    /* multiply B by each module's scale */
-    const gguf_type_traits *tt;
     uint32_t type;
 } gguf_export;
+
+/* Type of a tensor with rows of cols values: the asked type, or F16 when the rows do not fill
+ * whole blocks (B's rows hold r values: convert_hf_to_gguf.py falls back to F16 the same way). */
+static uint32_t tensor_type(uint32_t type, int64_t cols)
+{
+    return cols % gguf_type_info(type)->blck ? (uint32_t)GGML_F16 : type;
+}
 
 /* Tensor i: module i/2, A (even) or B (odd), converted to the output type. */
 static lk_status fill_export(void *user, int64_t i, void *dst)
@@ -215,9 +221,11 @@ static lk_status fill_export(void *user, int64_t i, void *dst)
         }
         src = tmp;
     }
-    int64_t row = gguf_row_size(e->type, cols);
+    uint32_t type = tensor_type(e->type, cols);
+    const gguf_type_traits *tt = gguf_type_info(type);
+    int64_t row = gguf_row_size(type, cols);
     for (int64_t r = 0; r < rows; r++)
-        e->tt->from_f32(src + r * cols, (uint8_t *)dst + r * row, cols);
+        tt->from_f32(src + r * cols, (uint8_t *)dst + r * row, cols);
     free(tmp);
     return LK_OK;
 }
@@ -262,9 +270,9 @@ static lk_status add_export_tensors(gguf_writer *w, const lk_adapter *a, uint32_
         int64_t ne_a[2] = {m->in, m->r}, ne_b[2] = {m->r, m->out};
         snprintf(name, sizeof name, "blk.%lld.%s.weight.lora_a", (long long)m->layer,
                  adapter_gguf_stem(m->kind));
-        LK_TRY(gguf_add_tensor(w, name, type, 2, ne_a, NULL));
+        LK_TRY(gguf_add_tensor(w, name, tensor_type(type, m->in), 2, ne_a, NULL));
         name[strlen(name) - 1] = 'b';
-        LK_TRY(gguf_add_tensor(w, name, type, 2, ne_b, NULL));
+        LK_TRY(gguf_add_tensor(w, name, tensor_type(type, m->r), 2, ne_b, NULL));
     }
     return LK_OK;
 }
@@ -288,7 +296,6 @@ lk_status lk_adapter_save_gguf(const lk_adapter *a, const struct lk_model_config
                            cfg->arch);
     LK_TRY(export_type(dt, &e.type));
     LK_TRY(adapter_check_base(a, cfg));
-    e.tt = gguf_type_info(e.type);
     e.permute = perm;
     double alpha = export_alpha(a);
     e.fold = alpha < 0;

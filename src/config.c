@@ -9,8 +9,8 @@
 #include "status.h"
 
 /* Limits that keep a hostile config from asking for absurd allocations. */
-#define CFG_MAX_DIM (1 << 20)
-#define CFG_MAX_VOCAB (1 << 24)
+#define CFG_MAX_DIM    (1 << 20)
+#define CFG_MAX_VOCAB  (1 << 24)
 #define CFG_MAX_LAYERS 1024
 
 static const struct {
@@ -22,8 +22,8 @@ static const struct {
 };
 
 /* Integer key: absent/null -> def (or an error when def < 0 means "required"). */
-static lk_status get_int(const char *path, const cJSON *j, const char *key, int64_t def,
-                         int64_t lo, int64_t hi, int64_t *out)
+static lk_status get_int(const char *path, const cJSON *j, const char *key, int64_t def, int64_t lo,
+                         int64_t hi, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v || cJSON_IsNull(v)) {
@@ -35,14 +35,13 @@ static lk_status get_int(const char *path, const cJSON *j, const char *key, int6
     if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble)
         return status_fail(LK_ERR_FORMAT, "%s: '%s' must be an integer", path, key);
     if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return status_fail(LK_ERR_FORMAT, "%s: '%s' = %.0f is out of range [%lld, %lld]", path,
-                           key, v->valuedouble, (long long)lo, (long long)hi);
+        return status_fail(LK_ERR_FORMAT, "%s: '%s' = %.0f is out of range [%lld, %lld]", path, key,
+                           v->valuedouble, (long long)lo, (long long)hi);
     *out = (int64_t)v->valuedouble;
     return LK_OK;
 }
 
-static lk_status get_num(const char *path, const cJSON *j, const char *key, double def,
-                         double *out)
+static lk_status get_num(const char *path, const cJSON *j, const char *key, double def, double *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v || cJSON_IsNull(v)) {
@@ -84,7 +83,10 @@ static lk_status parse_arch(const char *path, const cJSON *j, struct lk_model_co
     return status_fail(LK_ERR_UNSUPPORTED,
                        "%s: architecture '%s' is not supported (supported: LlamaForCausalLM, "
                        "Qwen2ForCausalLM, MistralForCausalLM)",
-                       path, name ? name : cJSON_IsString(mt) ? mt->valuestring : "(none given)");
+                       path,
+                       name                 ? name
+                       : cJSON_IsString(mt) ? mt->valuestring
+                                            : "(none given)");
 }
 
 /* rope_scaling (transformers <= 4.x) or rope_parameters (newer): type and its factors. */

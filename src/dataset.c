@@ -877,4 +877,7 @@ const char *lk_dataset_bad(const lk_dataset *d, int64_t k, int64_t *line)
     return d->bad[k].msg;
 }
 
-int64_t lk_dataset_seq_len(const lk_dataset *d) { return d->p.seq_len; }
+int64_t lk_dataset_seq_len(const lk_dataset *d)
+{
+    return d->p.seq_len;
+}

@@ -14,19 +14,19 @@
 struct lk_session {
     const lk_model *m;
     int64_t n_ctx, n_past;
-    float *kc, *vc;     /* [L, n_ctx, KVH*hd] key/value cache (keys after RoPE) */
-    float *x;           /* [CHUNK, C] residual stream */
-    float *xb;          /* [CHUNK, C] normed input, then block outputs; final hidden at the end */
-    float *q;           /* [CHUNK, H*hd] */
-    float *att;         /* [CHUNK, H*hd] attention output */
-    float *hg, *hu;     /* [CHUNK, F] gate and up projections */
-    float *rope_cos;    /* [CHUNK, hd/2] */
-    float *rope_sin;    /* [CHUNK, hd/2] */
-    int64_t lo[CHUNK];  /* first key each query of the chunk may see */
-    float *lora_tmp;    /* [CHUNK, max LoRA rank] (NULL without adapters) */
-    float *scores;      /* [n_score_threads, n_ctx] attention probabilities per thread */
+    float *kc, *vc;    /* [L, n_ctx, KVH*hd] key/value cache (keys after RoPE) */
+    float *x;          /* [CHUNK, C] residual stream */
+    float *xb;         /* [CHUNK, C] normed input, then block outputs; final hidden at the end */
+    float *q;          /* [CHUNK, H*hd] */
+    float *att;        /* [CHUNK, H*hd] attention output */
+    float *hg, *hu;    /* [CHUNK, F] gate and up projections */
+    float *rope_cos;   /* [CHUNK, hd/2] */
+    float *rope_sin;   /* [CHUNK, hd/2] */
+    int64_t lo[CHUNK]; /* first key each query of the chunk may see */
+    float *lora_tmp;   /* [CHUNK, max LoRA rank] (NULL without adapters) */
+    float *scores;     /* [n_score_threads, n_ctx] attention probabilities per thread */
     int n_score_threads;
-    int64_t lora_rank;  /* columns of lora_tmp */
+    int64_t lora_rank; /* columns of lora_tmp */
 };
 
 static void add_inplace(float *x, const float *y, int64_t n)
@@ -60,8 +60,8 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, s->lora_tmp, nt);
     rope_forward(s->q, s->rope_cos, s->rope_sin, T, c->n_heads, hd);
     rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
-    attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .kpos0 = pos0,
-                     .lo = s->lo};
+    attn_shape as = {
+        .T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .kpos0 = pos0, .lo = s->lo};
     attention_forward(s->att, NULL, s->q, kc, vc, &as, s->scores, nt);
     linear_forward(&w->o, s->att, T, s->xb, s->lora_tmp, nt);
     add_inplace(s->x, s->xb, T * C);
@@ -178,9 +178,15 @@ void lk_session_free(lk_session *s)
     free(s);
 }
 
-void lk_session_reset(lk_session *s) { s->n_past = 0; }
+void lk_session_reset(lk_session *s)
+{
+    s->n_past = 0;
+}
 
-int64_t lk_session_n_past(const lk_session *s) { return s->n_past; }
+int64_t lk_session_n_past(const lk_session *s)
+{
+    return s->n_past;
+}
 
 static lk_status check_tokens(const lk_session *s, const int32_t *tokens, int64_t n)
 {
@@ -213,8 +219,7 @@ static lk_status session_run(lk_session *s, const int32_t *tokens, int64_t n, fl
         if (logits && all_logits)
             linear_forward(&m->lm_head, s->xb, T, logits + off * V, s->lora_tmp, m->n_threads);
         else if (logits && off + T == n)
-            linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, s->lora_tmp,
-                           m->n_threads);
+            linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, s->lora_tmp, m->n_threads);
     }
     return LK_OK;
 }
@@ -266,8 +271,7 @@ static lk_status nll_window(lk_session *s, const int32_t *tokens, const int32_t 
         int64_t rows = b - r < NLL_ROWS ? b - r : NLL_ROWS;
         if (r + rows > T - 1)
             rows = T - 1 - r;
-        linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, s->lora_tmp,
-                       m->n_threads);
+        linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, s->lora_tmp, m->n_threads);
         for (int64_t i = 0; i < rows; i++) {
             int32_t tg = labels ? labels[r + i + 1] : tokens[r + i + 1];
             if (tg < 0)
@@ -290,8 +294,8 @@ lk_status lk_model_nll_labels(const lk_model *m, const int32_t *tokens, const in
 {
     for (int64_t t = 0; labels && t < T; t++)
         if (labels[t] != -100 && (labels[t] < 0 || labels[t] >= m->cfg.vocab_size))
-            return status_fail(LK_ERR_ARG, "label %d at token %lld is outside [0, %lld)",
-                               labels[t], (long long)t, (long long)m->cfg.vocab_size);
+            return status_fail(LK_ERR_ARG, "label %d at token %lld is outside [0, %lld)", labels[t],
+                               (long long)t, (long long)m->cfg.vocab_size);
     const struct lk_model_config *c = &m->cfg;
     if (n_ctx <= 0)
         n_ctx = c->max_position < 4096 ? c->max_position : 4096;

@@ -3,10 +3,11 @@
  * rows, offsets inside the file); tensor type numbers and block sizes are llama.cpp's. */
 #include "gguf.h"
 
+#include "q4.h"
+
 #include <math.h>
 #include <string.h>
 
-#include "q4.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -60,23 +61,21 @@ static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
     }
 }
 
-/* Quantised rows: quant/'s bit-exact llama.cpp quantisers (n a multiple of 32, so the row
- * layout there is exactly GGUF's). */
-#define Q4_ROW_FNS(sfx, qt)                                                                    \
-    static void sfx##_to_f32_row(const void *src, float *dst, int64_t n)                      \
+/* Quantised rows through quant/ (bit-exact with llama.cpp's reference quantisers). */
+#define GGUF_QROWS(name, qt)                                                                   \
+    static void name##_to_f32_row(const void *src, float *dst, int64_t n)                      \
     {                                                                                          \
         q4_dequantize_row(qt, Q4_QK, src, n, dst);                                             \
     }                                                                                          \
-    static void sfx##_from_f32_row(const float *src, void *dst, int64_t n)                    \
+    static void name##_from_f32_row(const float *src, void *dst, int64_t n)                    \
     {                                                                                          \
         q4_quantize_row(qt, Q4_QK, src, n, dst);                                               \
     }
-Q4_ROW_FNS(q4_0, LK_QTYPE_Q4_0)
-Q4_ROW_FNS(q8_0, LK_QTYPE_Q8_0)
-Q4_ROW_FNS(iq4_nl, LK_QTYPE_IQ4_NL)
+GGUF_QROWS(q4_0, LK_QTYPE_Q4_0)
+GGUF_QROWS(q8_0, LK_QTYPE_Q8_0)
+GGUF_QROWS(iq4_nl, LK_QTYPE_IQ4_NL)
 
-/* Quantised types have their layout here (so files can be validated and copied) and their row
- * kernels in quant/. */
+/* Quantised types: their layout (so files can be validated and copied) and their rows. */
 static const gguf_type_traits g_types[] = {
     [GGML_F32] = {"F32", 1, 4, f32_to_f32_row, f32_from_f32_row},
     [GGML_F16] = {"F16", 1, 2, f16_to_f32_row, f16_from_f32_row},

@@ -11,7 +11,8 @@
 #include <string.h>
 
 #include "adapter.h"
-#include "model.h"
+#include "merge.h"
+#include "safetensors.h"
 #include "status.h"
 
 void dgeqrf_(const int *m, const int *n, double *a, const int *lda, double *tau, double *work,
@@ -207,17 +208,42 @@ static double frob(const float *x, int64_t n)
     return sqrt(s);
 }
 
-static double base_norm(const lk_model *base, const adapter_module *m)
+lk_status lk_adapter_base_norms(const lk_adapter *a, const char *model_dir, double *norms)
 {
-    if (!base || m->layer >= base->cfg.n_layers)
-        return NAN;
-    const layer_weights *w = &base->layers[m->layer];
-    const linear *const all[LK_MOD_COUNT] = {&w->q,    &w->k,  &w->v,   &w->o,
-                                             &w->gate, &w->up, &w->down};
-    const linear *L = all[m->kind];
-    if (L->in != m->in || L->out != m->out)
-        return NAN;
-    return frob(L->w, L->in * L->out);
+    struct lk_model_config cfg;
+    st_set st;
+    LK_TRY(lk_config_load(model_dir, &cfg));
+    LK_TRY(adapter_check_base(a, &cfg));
+    LK_TRY(st_set_open(&st, model_dir, 1));
+    lk_status s = LK_OK;
+    for (int64_t i = 0; i < a->n_mods && s == LK_OK; i++) {
+        const adapter_module *m = &a->mods[i];
+        char name[128];
+        snprintf(name, sizeof name, "model.layers.%lld.%s.%s.weight", (long long)m->layer,
+                 adapter_parent(m->kind), lk_module_name(m->kind));
+        const tensor_view *t = st_set_get(&st, name);
+        if (!t || t->ndim != 2 || t->shape[0] != m->out || t->shape[1] != m->in ||
+            (t->dt != DT_F32 && t->dt != DT_F16 && t->dt != DT_BF16)) {
+            s = status_fail(LK_ERR_SHAPE,
+                            "%s: '%s' is missing, not [%lld, %lld] or not "
+                            "F32/F16/BF16 (hint: wrong base model?)",
+                            model_dir, name, (long long)m->out, (long long)m->in);
+            break;
+        }
+        double ss = 0;
+        float row[1024];
+        size_t es = dtype_size(t->dt);
+        for (int64_t k = 0; k < m->out * m->in; k += 1024) { /* in chunks: no tensor copy */
+            int64_t n = m->out * m->in - k < 1024 ? m->out * m->in - k : 1024;
+            convert_to_f32(t->dt, (const uint8_t *)t->data + (size_t)k * es, row, n, 1);
+            for (int64_t j = 0; j < n; j++)
+                ss += (double)row[j] * row[j];
+        }
+        norms[i] = sqrt(ss);
+        merge_release(t->data, t->nbytes);
+    }
+    st_set_close(&st);
+    return s;
 }
 
 static void spectrum_stats(const inspect_fac *f, struct lk_module_stats *o)
@@ -238,7 +264,7 @@ static void spectrum_stats(const inspect_fac *f, struct lk_module_stats *o)
     }
 }
 
-lk_status lk_adapter_module_stats(const lk_adapter *a, int64_t i, const lk_model *base,
+lk_status lk_adapter_module_stats(const lk_adapter *a, int64_t i, double base_norm,
                                   struct lk_module_stats *o, float *sv)
 {
     memset(o, 0, sizeof *o);
@@ -258,7 +284,7 @@ lk_status lk_adapter_module_stats(const lk_adapter *a, int64_t i, const lk_model
                            a->path, (long long)m->layer, lk_module_name(m->kind),
                            (long long)o->n_nonfinite, m->scale);
     o->norm_delta = fabs(m->scale) * sqrt(fmax(0, trace_inner(m, m)));
-    o->rel_norm = o->norm_delta / base_norm(base, m);
+    o->rel_norm = base_norm > 0 ? o->norm_delta / base_norm : NAN;
     inspect_fac f;
     LK_TRY(factorize(m, &f));
     spectrum_stats(&f, o);

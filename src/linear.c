@@ -16,9 +16,9 @@ int64_t linear_tmp_floats(const linear *L, int64_t T)
 {
     int64_t n = T * linear_max_rank(L);
     if (!L->w)
-        n += T * L->in; /* the fused backward overwrites: dx goes through tmp */
+        n += T * L->in;                    /* the fused backward overwrites: dx goes through tmp */
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
-        n += T * L->in; /* x_d */
+        n += T * L->in;                    /* x_d */
     return n;
 }
 
@@ -45,8 +45,7 @@ static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t
     gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
 }
 
-void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp,
-                    int n_threads)
+void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp, int n_threads)
 {
     if (!L->w) /* fused dequant-GEMM, bias included */
         q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads);

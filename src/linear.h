@@ -12,7 +12,7 @@ typedef struct {
     const float *A; /* [r, in] */
     const float *B; /* [out, r] */
     int64_t r;
-    float scale;    /* s = alpha/r (alpha/sqrt(r) with rsLoRA) times the user's weight */
+    float scale; /* s = alpha/r (alpha/sqrt(r) with rsLoRA) times the user's weight */
 } lora_delta;
 
 #define LINEAR_MAX_LORA 8

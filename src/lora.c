@@ -118,7 +118,10 @@ void lora_set_free(lora_set *s)
     memset(s, 0, sizeof *s);
 }
 
-void lora_set_zero_grad(lora_set *s) { memset(s->grads, 0, (size_t)s->n_params * sizeof(float)); }
+void lora_set_zero_grad(lora_set *s)
+{
+    memset(s->grads, 0, (size_t)s->n_params * sizeof(float));
+}
 
 lora_module *lora_set_find(lora_set *s, const char *name)
 {

@@ -7,11 +7,11 @@
 #include "model.h"
 
 typedef struct {
-    char name[96];  /* "model.layers.3.self_attn.q_proj" (PEFT key without prefix/suffix) */
-    linear *L;      /* the model layer it is attached to */
+    char name[96]; /* "model.layers.3.self_attn.q_proj" (PEFT key without prefix/suffix) */
+    linear *L;     /* the model layer it is attached to */
     int64_t r, in, out;
-    float *A, *B;   /* [r, in], [out, r] inside the params arena */
-    lora_train tr;  /* dA, dB inside the grads arena; dropout; mask key */
+    float *A, *B;  /* [r, in], [out, r] inside the params arena */
+    lora_train tr; /* dA, dB inside the grads arena; dropout; mask key */
 } lora_module;
 
 typedef struct {
@@ -20,10 +20,10 @@ typedef struct {
     int64_t r;
     double alpha;
     int rslora;
-    unsigned targets;  /* bit (1 << lk_module) */
-    float scale;       /* alpha/r, or alpha/sqrt(r) with rsLoRA */
-    float *params;     /* [n_params]: every A then B, module by module */
-    float *grads;      /* [n_params], same layout */
+    unsigned targets; /* bit (1 << lk_module) */
+    float scale;      /* alpha/r, or alpha/sqrt(r) with rsLoRA */
+    float *params;    /* [n_params]: every A then B, module by module */
+    float *grads;     /* [n_params], same layout */
     int64_t n_params;
 } lora_set;
 

@@ -1,14 +1,16 @@
 /* loss.c — chunked cross-entropy (SFT objective) with its gradient. For a block of rows:
- * pass 1 streams vocabulary chunks of logits = h·W_chunkᵀ keeping a running max and sum
- * (online log-sum-exp) and the target's logit; pass 2 recomputes each chunk, forms
+ * pass 1 computes vocabulary chunks of logits = h·W_chunkᵀ keeping a running max and sum
+ * (online log-sum-exp) and the target's logit; pass 2 revisits each kept chunk, forms
  * dlogits = (softmax − onehot)·grad_scale and accumulates dh += dlogits·W_chunk. */
 #include "loss.h"
-
 
 #include <math.h>
 #include <string.h>
 
-int64_t ce_scratch_floats(int64_t C) { return CE_ROWS * CE_VCHUNK + 3 * CE_ROWS * C; }
+int64_t ce_scratch_floats(int64_t C, int64_t V)
+{
+    return CE_ROWS * V + 3 * CE_ROWS * C;
+}
 
 /* logits[R, n] = hb[R,C]·W[v0 .. v0+n, C]ᵀ */
 static void logits_chunk(const linear *head, const float *hb, int64_t R, int64_t v0, int64_t n,
@@ -39,9 +41,10 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
     }
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
-        logits_chunk(head, hb, R, v0, n, logits, nt);
+        float *lc = logits + R * v0; /* chunk k's [R, n] logits, kept for pass 2 */
+        logits_chunk(head, hb, R, v0, n, lc, nt);
         for (int64_t r = 0; r < R; r++) {
-            const float *l = logits + r * n;
+            const float *l = lc + r * n;
             double m = mx[r];
             for (int64_t i = 0; i < n; i++)
                 m = l[i] > m ? l[i] : m;
@@ -63,16 +66,16 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
     memset(dhb, 0, (size_t)(R * C) * sizeof *dhb);
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
-        logits_chunk(head, hb, R, v0, n, logits, nt);
+        float *lc = logits + R * v0;
         for (int64_t r = 0; r < R; r++) {
-            float *l = logits + r * n;
+            float *l = lc + r * n;
             for (int64_t i = 0; i < n; i++)
                 l[i] = (float)exp((double)l[i] - mx[r]) * grad_scale;
             if (tg[r] >= v0 && tg[r] < v0 + n)
                 l[tg[r] - v0] -= grad_scale;
         }
         /* dhb[R,C] += dlogits[R,n]·W[v0.., C] */
-        dh_chunk(head, logits, R, v0, n, dhb, dhb + CE_ROWS * C, nt);
+        dh_chunk(head, lc, R, v0, n, dhb, dhb + CE_ROWS * C, nt);
     }
 }
 
@@ -81,10 +84,10 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
                          float *scratch, int n_threads)
 {
     int64_t C = head->in;
-    float *logits = scratch;                      /* [CE_ROWS, CE_VCHUNK] */
-    float *hb = scratch + CE_ROWS * CE_VCHUNK;    /* [CE_ROWS, C] gathered rows of h */
-    float *dhb = hb + CE_ROWS * C;                /* [CE_ROWS, C] their gradient, then [CE_ROWS, C]
-                                                     scratch for a quantised head */
+    float *logits = scratch;                  /* [CE_ROWS, V] as chunks of [R, CE_VCHUNK] */
+    float *hb = scratch + CE_ROWS * head->out; /* [CE_ROWS, C] gathered rows of h */
+    float *dhb = hb + CE_ROWS * C;             /* [CE_ROWS, C] their gradient, then [CE_ROWS, C]
+                                                  scratch for a quantised head */
     int64_t rows[CE_ROWS];
     int32_t tg[CE_ROWS];
     if (dh)

@@ -20,8 +20,8 @@ static lk_status read_all(int fd, uint8_t *buf, size_t n, const char *path)
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            return status_fail(LK_ERR_IO, "%s: read failed after %zu of %zu bytes: %s", path,
-                               got, n, r < 0 ? strerror(errno) : "unexpected end of file");
+            return status_fail(LK_ERR_IO, "%s: read failed after %zu of %zu bytes: %s", path, got,
+                               n, r < 0 ? strerror(errno) : "unexpected end of file");
         got += (size_t)r;
     }
     return LK_OK;
@@ -106,8 +106,8 @@ lk_status read_text_file(const char *path, size_t max_size, char **out, size_t *
     LK_TRY(mapfile_open(&m, path, 0));
     if (m.size > max_size) {
         mapfile_close(&m);
-        return status_fail(LK_ERR_FORMAT, "%s: file is %zu bytes, more than the %zu allowed",
-                           path, m.size, max_size);
+        return status_fail(LK_ERR_FORMAT, "%s: file is %zu bytes, more than the %zu allowed", path,
+                           m.size, max_size);
     }
     char *buf = malloc(m.size + 1);
     if (!buf) {
@@ -153,7 +153,10 @@ static int remove_one(const char *p, const struct stat *sb, int flag, struct FTW
     return remove(p);
 }
 
-void remove_tree(const char *path) { nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
+void remove_tree(const char *path)
+{
+    nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static lk_status fsync_parent(const char *path)
 {
@@ -187,8 +190,8 @@ lk_status afile_open(afile *a, const char *path, int force)
     snprintf(a->tmp, n, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(a->tmp);
     if (fd < 0) {
-        lk_status s = status_fail(LK_ERR_IO, "%s: cannot create temporary file: %s", a->tmp,
-                                  strerror(errno));
+        lk_status s =
+            status_fail(LK_ERR_IO, "%s: cannot create temporary file: %s", a->tmp, strerror(errno));
         free(a->tmp);
         a->tmp = NULL;
         afile_abort(a);
@@ -220,8 +223,7 @@ lk_status afile_commit(afile *a)
         s = status_fail(LK_ERR_IO, "%s: close failed: %s", a->tmp, strerror(errno));
     a->f = NULL;
     if (s == LK_OK && rename(a->tmp, a->path) != 0)
-        s = status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", a->tmp, a->path,
-                        strerror(errno));
+        s = status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", a->tmp, a->path, strerror(errno));
     if (s != LK_OK) {
         afile_abort(a);
         return s;
@@ -258,8 +260,8 @@ lk_status tmpdir_create(const char *dir, int force, char **tmp_out)
         len--;
     snprintf(t, n, "%.*s.tmp.XXXXXX", (int)len, dir);
     if (!mkdtemp(t)) {
-        lk_status s = status_fail(LK_ERR_IO, "%s: cannot create temporary folder: %s", t,
-                                  strerror(errno));
+        lk_status s =
+            status_fail(LK_ERR_IO, "%s: cannot create temporary folder: %s", t, strerror(errno));
         free(t);
         return s;
     }
@@ -272,8 +274,7 @@ lk_status tmpdir_commit(const char *tmp, const char *dir, int force)
 {
     if (rename(tmp, dir) != 0) {
         if (!(force && (errno == ENOTEMPTY || errno == EEXIST)))
-            return status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", tmp, dir,
-                               strerror(errno));
+            return status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", tmp, dir, strerror(errno));
         /* replace an existing folder: move it aside, rename, then remove the old one */
         size_t n = strlen(dir) + 16;
         char *old = malloc(n);

@@ -19,8 +19,6 @@ typedef struct {
     const char **src; /* [n] Hugging Face name, NULL for generated tensors (rope_freqs) */
     uint32_t *type;   /* [n] output type */
     int *permute;     /* [n] heads to permute rows by (0: none) */
-    float *work;
-    int64_t work_n;
     float rope_freqs[1024];
     int64_t n_rope;
 } gguf_job;
@@ -57,23 +55,12 @@ static lk_status fill_tensor(void *user, int64_t i, void *dst)
         return LK_OK;
     }
     const tensor_view *t = st_set_get(j->st, j->src[i]);
-    int64_t n = tensor_numel(t), layer, cols = t->shape[t->ndim - 1];
+    int64_t layer = 0;
     lk_module kind;
     rep.name = t->name;
-    if (n > j->work_n) {
-        free(j->work);
-        if (!(j->work = lk_aligned_alloc((size_t)n * sizeof(float))))
-            return status_fail(LK_ERR_NOMEM, "out of memory for '%s'", t->name);
-        j->work_n = n;
-    }
-    convert_to_f32(t->dt, t->data, j->work, n, j->c->n_threads);
+    int k = merge_parse_tensor(t->name, &layer, &kind) == 0 ? (int)kind : -1;
+    LK_TRY(merge_rows(j->c, t, layer, k, j->permute[i], tt, dst, &rep.n_merged, &rep.store_err));
     merge_release(t->data, t->nbytes);
-    if (merge_parse_tensor(t->name, &layer, &kind) == 0)
-        LK_TRY(merge_tensor(j->c, j->work, layer, kind, t->name, &rep.n_merged));
-    if (j->permute[i]) /* a bias is a [rows] vector: one column */
-        LK_TRY(
-            adapter_permute_rows(j->work, t->shape[0], t->ndim == 2 ? cols : 1, j->permute[i], 0));
-    rep.store_err = merge_store(j->c, tt, j->work, n / cols, cols, dst);
     if (j->c->p.on_tensor)
         j->c->p.on_tensor(j->c->p.user, &rep);
     return LK_OK;
@@ -267,7 +254,6 @@ lk_status merge_gguf(merge_ctx *c, const char *base_dir, const char *out)
     if (s == LK_OK)
         s = gguf_writer_write(w, out, c->p.force, fill_tensor, &j);
     gguf_writer_free(w);
-    free(j.work);
     free(j.src);
     free(j.type);
     free(j.permute);

@@ -56,8 +56,8 @@ static void add_layer(const struct lk_model_config *c, lk_model *m, int64_t l, t
     layer_weights *w = m ? &m->layers[l] : NULL;
     static layer_weights dummy;
     layer_weights *lw = w ? w : &dummy;
-    add_spec(s, n, TK_NORM, BIND(m, lw->attn_norm), C, 0, "model.layers.%lld.input_layernorm.weight",
-             l);
+    add_spec(s, n, TK_NORM, BIND(m, lw->attn_norm), C, 0,
+             "model.layers.%lld.input_layernorm.weight", l);
     add_linear(s, n, m, &lw->q, "model.layers.%lld.self_attn.q_proj", l, qd, C, c->qkv_bias);
     add_linear(s, n, m, &lw->k, "model.layers.%lld.self_attn.k_proj", l, kvd, C, c->qkv_bias);
     add_linear(s, n, m, &lw->v, "model.layers.%lld.self_attn.v_proj", l, kvd, C, c->qkv_bias);
@@ -73,8 +73,8 @@ int model_specs(const struct lk_model_config *c, lk_model *m, tensor_spec *s)
 {
     int n = 0;
     int64_t V = c->vocab_size, C = c->hidden_size;
-    tensor_spec *e = add_spec(s, &n, TK_EMBED, m ? &m->embed.w : NULL, V, C,
-                              "model.embed_tokens.weight", 0);
+    tensor_spec *e =
+        add_spec(s, &n, TK_EMBED, m ? &m->embed.w : NULL, V, C, "model.embed_tokens.weight", 0);
     if (m) {
         e->qdst = &m->embed.qw;
         m->embed.in = C;
@@ -199,8 +199,9 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "%s: tensor '%s' has dtype %s; supported: F32, F16, BF16", t->file,
                            sp->name, dtype_name(t->dt));
-    lk_qtype q = sp->kind == TK_MATRIX ? m->quant : sp->kind == TK_EMBED ? m->quant_embed
-                                                                          : LK_QTYPE_F32;
+    lk_qtype q = sp->kind == TK_MATRIX  ? m->quant
+                 : sp->kind == TK_EMBED ? m->quant_embed
+                                        : LK_QTYPE_F32;
     int64_t n = tensor_numel(t);
     if (q == LK_QTYPE_F32 && t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
         *sp->dst = t->data; /* mapped in place */
@@ -232,8 +233,8 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
 
 struct lk_model_params lk_model_params_default(void)
 {
-    struct lk_model_params p = {.n_threads = 0, .use_mmap = 1, .quant = LK_QTYPE_F32,
-                                .quant_embed = LK_QTYPE_F32};
+    struct lk_model_params p = {
+        .n_threads = 0, .use_mmap = 1, .quant = LK_QTYPE_F32, .quant_embed = LK_QTYPE_F32};
     return p;
 }
 
@@ -265,11 +266,20 @@ void model_embed(const lk_model *m, const int32_t *tok, int64_t T, float *x)
     }
 }
 
-int64_t lk_model_weight_bytes(const lk_model *m) { return m->weight_bytes; }
+int64_t lk_model_weight_bytes(const lk_model *m)
+{
+    return m->weight_bytes;
+}
 
-lk_qtype lk_model_quant(const lk_model *m) { return m->quant; }
+lk_qtype lk_model_quant(const lk_model *m)
+{
+    return m->quant;
+}
 
-lk_qtype lk_model_quant_embed(const lk_model *m) { return m->quant_embed; }
+lk_qtype lk_model_quant_embed(const lk_model *m)
+{
+    return m->quant_embed;
+}
 
 static lk_status bind_all(lk_model *m)
 {
@@ -339,9 +349,15 @@ void lk_model_free(lk_model *m)
     free(m);
 }
 
-const struct lk_model_config *lk_model_get_config(const lk_model *m) { return &m->cfg; }
+const struct lk_model_config *lk_model_get_config(const lk_model *m)
+{
+    return &m->cfg;
+}
 
-void lk_model_set_threads(lk_model *m, int n_threads) { m->n_threads = resolve_threads(n_threads); }
+void lk_model_set_threads(lk_model *m, int n_threads)
+{
+    m->n_threads = resolve_threads(n_threads);
+}
 
 int64_t lk_model_n_params(const lk_model *m)
 {

@@ -16,8 +16,8 @@ typedef struct {
 
 struct lk_model {
     struct lk_model_config cfg;
-    st_set st;             /* the mapped files */
-    void **owned;          /* converted (f16/bf16 → f32) or realigned copies */
+    st_set st;    /* the mapped files */
+    void **owned; /* converted (f16/bf16 → f32) or realigned copies */
     int n_owned;
     linear embed;          /* token embeddings [V, C] (f32 or quantised rows) */
     const float *norm;     /* [C] */
@@ -26,7 +26,7 @@ struct lk_model {
     float *inv_freq;       /* [hd/2] RoPE frequencies after scaling */
     int n_threads;
     lk_qtype quant, quant_embed;
-    int64_t weight_bytes;  /* bytes of every bound weight */
+    int64_t weight_bytes; /* bytes of every bound weight */
 };
 
 /* x[T, C] = the embeddings of tok[0..T) (rows dequantised when the table is quantised). */

@@ -9,8 +9,8 @@
 
 /* ---- RMSNorm: y = x·r·w, r = (mean(x²) + eps)^-1/2 ---- */
 
-void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T,
-                     int64_t C, float eps)
+void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C,
+                     float eps)
 {
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * C;
@@ -143,8 +143,8 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     for (int64_t th = 0; th < a->T * H; th++) {
         int64_t t = th / H, h = th % H, g = h / grp;
         float *sc = scores + (int64_t)omp_get_thread_num() * n_keys;
-        float l = attend_row(out + th * hd, q + th * hd, k + g * hd, v + g * hd, kvd, hd,
-                             a->lo[t], a->kpos0 + t, sc);
+        float l = attend_row(out + th * hd, q + th * hd, k + g * hd, v + g * hd, kvd, hd, a->lo[t],
+                             a->kpos0 + t, sc);
         if (lse)
             lse[th] = l;
     }

@@ -9,8 +9,8 @@
 
 /* out[T,C] = x · rstd · w with rstd = 1/sqrt(mean(x²) + eps) per row (stored in rstd[T] if
  * non-NULL; the mean is accumulated in double). */
-void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T,
-                     int64_t C, float eps);
+void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C,
+                     float eps);
 /* dx[T,C] += ∂/∂x of Σ dout·out, given rstd from the forward. */
 void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w,
                       const float *rstd, int64_t T, int64_t C);

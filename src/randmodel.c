@@ -1,6 +1,7 @@
 /* randmodel.c — a model folder with random weights for any config.json, so that speed and memory
  * can be measured at real shapes (Qwen2.5-0.5B, Llama-3.2-3B) whose weights are not at hand.
- * Matrices ~ N(0, initializer_range²) (transformers' _init_weights), norms = 1, biases ~ N(0, σ²). */
+ * Matrices ~ N(0, initializer_range²) (transformers' _init_weights), norms = 1, biases ~ N(0, σ²).
+ */
 #include <string.h>
 
 #include "config.h"

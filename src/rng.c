@@ -29,7 +29,10 @@ uint64_t rng_purpose(const char *name, uint64_t index)
     return splitmix64(&x);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t rng_next(rng_state *r)
 {
@@ -55,9 +58,15 @@ uint64_t rng_below(rng_state *r, uint64_t n)
     }
 }
 
-float rng_uniform(rng_state *r) { return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+float rng_uniform(rng_state *r)
+{
+    return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f);
+}
 
-double rng_uniform_f64(rng_state *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+double rng_uniform_f64(rng_state *r)
+{
+    return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 double rng_normal(rng_state *r)
 {

@@ -7,11 +7,11 @@
 #include <stdint.h>
 
 enum {
-    RNG_INIT = 1,     /* LoRA initialisation */
-    RNG_SHUFFLE = 2,  /* data order */
-    RNG_DROPOUT = 3,  /* dropout masks */
-    RNG_SAMPLE = 4,   /* token sampling */
-    RNG_WEIGHTS = 5   /* random model weights */
+    RNG_INIT = 1,    /* LoRA initialisation */
+    RNG_SHUFFLE = 2, /* data order */
+    RNG_DROPOUT = 3, /* dropout masks */
+    RNG_SAMPLE = 4,  /* token sampling */
+    RNG_WEIGHTS = 5  /* random model weights */
 };
 
 typedef struct {

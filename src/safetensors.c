@@ -66,8 +66,8 @@ static lk_status parse_entry(const char *path, const cJSON *e, size_t data_size,
                                "%s: tensor '%s': shape entry %d is not a non-negative integer",
                                path, name, i);
         if (mul_overflow_i64(numel, t->shape[i], &numel) != 0)
-            return status_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape %s overflows 64 bits",
-                               path, name, shape_str(t->shape, i + 1, buf, sizeof buf));
+            return status_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape %s overflows 64 bits", path,
+                               name, shape_str(t->shape, i + 1, buf, sizeof buf));
     }
     if (cJSON_GetArraySize(off) != 2 || json_u53(off->child, begin) != 0 ||
         json_u53(off->child->next, end) != 0 || *begin > *end)
@@ -81,13 +81,12 @@ static lk_status parse_entry(const char *path, const cJSON *e, size_t data_size,
                            "section of %zu bytes (truncated file?)",
                            path, name, (long long)*begin, (long long)*end, data_size);
     int64_t want;
-    if (mul_overflow_i64(numel, (int64_t)dtype_size(t->dt), &want) != 0 ||
-        want != *end - *begin)
+    if (mul_overflow_i64(numel, (int64_t)dtype_size(t->dt), &want) != 0 || want != *end - *begin)
         return status_fail(LK_ERR_FORMAT,
                            "%s: tensor '%s': shape %s of %s needs %lld bytes but data_offsets "
                            "give %lld",
-                           path, name, shape_str(t->shape, nd, buf, sizeof buf),
-                           dtype_name(t->dt), (long long)want, (long long)(*end - *begin));
+                           path, name, shape_str(t->shape, nd, buf, sizeof buf), dtype_name(t->dt),
+                           (long long)want, (long long)(*end - *begin));
     t->name = name;
     t->nbytes = (size_t)(*end - *begin);
     return LK_OK;
@@ -112,11 +111,10 @@ static lk_status check_layout(const char *path, tensor_view *t, span *sp, int n)
     qsort(sp, (size_t)n, sizeof *sp, cmp_span);
     for (int i = 1; i < n; i++)
         if (sp[i].begin < sp[i - 1].end && sp[i].begin != sp[i].end)
-            return status_fail(LK_ERR_FORMAT,
-                               "%s: tensors '%s' [%lld, %lld) and '%s' [%lld, %lld) overlap",
-                               path, t[sp[i - 1].idx].name, (long long)sp[i - 1].begin,
-                               (long long)sp[i - 1].end, t[sp[i].idx].name,
-                               (long long)sp[i].begin, (long long)sp[i].end);
+            return status_fail(
+                LK_ERR_FORMAT, "%s: tensors '%s' [%lld, %lld) and '%s' [%lld, %lld) overlap", path,
+                t[sp[i - 1].idx].name, (long long)sp[i - 1].begin, (long long)sp[i - 1].end,
+                t[sp[i].idx].name, (long long)sp[i].begin, (long long)sp[i].end);
     qsort(t, (size_t)n, sizeof *t, cmp_view_name);
     for (int i = 1; i < n; i++)
         if (strcmp(t[i].name, t[i - 1].name) == 0)

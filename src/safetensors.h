@@ -17,7 +17,7 @@ typedef struct {
     mapfile map;
     tensor_view *tensors; /* [n], sorted by name */
     int n;
-    cJSON *header;        /* owned parsed header; tensor names point into it */
+    cJSON *header;         /* owned parsed header; tensor names point into it */
     const cJSON *metadata; /* "__metadata__" object or NULL (inside header) */
 } st_file;
 

@@ -11,8 +11,8 @@ struct lk_sampler {
     struct lk_sampler_params p;
     rng_state rng;
     int64_t cap;
-    double *prob;  /* [cap] */
-    int32_t *idx;  /* [cap] */
+    double *prob; /* [cap] */
+    int32_t *idx; /* [cap] */
 };
 
 struct lk_sampler_params lk_sampler_params_default(void)

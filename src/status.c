@@ -23,9 +23,15 @@ const char *lk_status_str(lk_status s)
     return "unknown status";
 }
 
-const char *lk_last_error(void) { return g_err; }
+const char *lk_last_error(void)
+{
+    return g_err;
+}
 
-const char *lk_version(void) { return LK_VERSION_STRING; }
+const char *lk_version(void)
+{
+    return LK_VERSION_STRING;
+}
 
 lk_status status_fail(lk_status s, const char *fmt, ...)
 {
@@ -75,7 +81,10 @@ void lk_set_log(lk_log_fn fn, void *user)
     g_log_user = user;
 }
 
-void lk_set_log_level(lk_log_level level) { g_log_level = level; }
+void lk_set_log_level(lk_log_level level)
+{
+    g_log_level = level;
+}
 
 void log_msg(lk_log_level level, const char *fmt, ...)
 {

@@ -14,17 +14,17 @@ lk_status status_fail(lk_status s, const char *fmt, ...) __attribute__((format(p
 lk_status status_wrap(lk_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void log_msg(lk_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define log_warn(...) log_msg(LK_LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(LK_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LK_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LK_LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LK_LOG_DEBUG, __VA_ARGS__)
 
 /* Broken internal invariant (never bad input): print file:line and abort. */
-#define LK_ASSERT(c)                                                                       \
-    do {                                                                                   \
-        if (!(c)) {                                                                        \
+#define LK_ASSERT(c)                                                                           \
+    do {                                                                                       \
+        if (!(c)) {                                                                            \
             fprintf(stderr, "lorakit: internal error at %s:%d: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                                       \
-        }                                                                                  \
+            abort();                                                                           \
+        }                                                                                      \
     } while (0)
 
 /* Propagate a failing status. */
@@ -35,7 +35,8 @@ void log_msg(lk_log_level level, const char *fmt, ...) __attribute__((format(pri
             return lk_try_s_;         \
     } while (0)
 
-/* 64-byte aligned allocation (NULL on failure or n == 0 gives a valid pointer); free with free(). */
+/* 64-byte aligned allocation (NULL on failure or n == 0 gives a valid pointer); free with free().
+ */
 void *lk_aligned_alloc(size_t n);
 
 /* Overflow-checked a*b for non-negative a, b; returns 0 and sets *out, or -1 on overflow. */

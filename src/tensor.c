@@ -9,16 +9,22 @@ static const struct {
     const char *name;
     size_t size;
 } g_dtypes[DT_COUNT] = {
-    [DT_F64] = {"F64", 8},   [DT_F32] = {"F32", 4},   [DT_F16] = {"F16", 2},
-    [DT_BF16] = {"BF16", 2}, [DT_I64] = {"I64", 8},   [DT_I32] = {"I32", 4},
-    [DT_I16] = {"I16", 2},   [DT_I8] = {"I8", 1},     [DT_U64] = {"U64", 8},
-    [DT_U32] = {"U32", 4},   [DT_U16] = {"U16", 2},   [DT_U8] = {"U8", 1},
+    [DT_F64] = {"F64", 8},   [DT_F32] = {"F32", 4},         [DT_F16] = {"F16", 2},
+    [DT_BF16] = {"BF16", 2}, [DT_I64] = {"I64", 8},         [DT_I32] = {"I32", 4},
+    [DT_I16] = {"I16", 2},   [DT_I8] = {"I8", 1},           [DT_U64] = {"U64", 8},
+    [DT_U32] = {"U32", 4},   [DT_U16] = {"U16", 2},         [DT_U8] = {"U8", 1},
     [DT_BOOL] = {"BOOL", 1}, [DT_F8_E4M3] = {"F8_E4M3", 1}, [DT_F8_E5M2] = {"F8_E5M2", 1},
 };
 
-size_t dtype_size(dtype dt) { return (unsigned)dt < DT_COUNT ? g_dtypes[dt].size : 0; }
+size_t dtype_size(dtype dt)
+{
+    return (unsigned)dt < DT_COUNT ? g_dtypes[dt].size : 0;
+}
 
-const char *dtype_name(dtype dt) { return (unsigned)dt < DT_COUNT ? g_dtypes[dt].name : "?"; }
+const char *dtype_name(dtype dt)
+{
+    return (unsigned)dt < DT_COUNT ? g_dtypes[dt].name : "?";
+}
 
 int dtype_from_name(const char *s)
 {
@@ -61,7 +67,10 @@ static float bits_f32(uint32_t u)
     return f;
 }
 
-float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float bf16_to_f32(uint16_t h)
+{
+    return bits_f32((uint32_t)h << 16);
+}
 
 uint16_t f32_to_bf16(float f)
 {
@@ -97,7 +106,7 @@ uint16_t f32_to_f16(float f)
         return (uint16_t)(sign | 0x7e00);
     if (a >= 0x477ff000) /* rounds to >= 65520: inf */
         return (uint16_t)(sign | 0x7c00);
-    if (a < 0x38800000) { /* below the smallest normal 2^-14: subnormal or zero */
+    if (a < 0x38800000) {   /* below the smallest normal 2^-14: subnormal or zero */
         if (a < 0x33000000) /* < 2^-25 rounds to 0 */
             return (uint16_t)sign;
         uint32_t e = a >> 23, m = (a & 0x7fffff) | 0x800000;

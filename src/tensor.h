@@ -10,18 +10,32 @@
 
 /* Element types of safetensors files (and of our own outputs). */
 typedef enum {
-    DT_F64, DT_F32, DT_F16, DT_BF16, DT_I64, DT_I32, DT_I16, DT_I8, DT_U64, DT_U32, DT_U16,
-    DT_U8, DT_BOOL, DT_F8_E4M3, DT_F8_E5M2, DT_COUNT
+    DT_F64,
+    DT_F32,
+    DT_F16,
+    DT_BF16,
+    DT_I64,
+    DT_I32,
+    DT_I16,
+    DT_I8,
+    DT_U64,
+    DT_U32,
+    DT_U16,
+    DT_U8,
+    DT_BOOL,
+    DT_F8_E4M3,
+    DT_F8_E5M2,
+    DT_COUNT
 } dtype;
 
 typedef struct {
-    const char *name;  /* borrowed */
+    const char *name; /* borrowed */
     dtype dt;
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
-    const void *data;  /* borrowed; nbytes bytes */
+    const void *data; /* borrowed; nbytes bytes */
     size_t nbytes;
-    const char *file;  /* file holding the tensor (for messages) */
+    const char *file; /* file holding the tensor (for messages) */
 } tensor_view;
 
 /* Bytes per element, safetensors name ("F32"), and name → dtype (-1 if unknown). */
@@ -39,7 +53,7 @@ const char *shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f); /* round to nearest even, NaN kept quiet */
 float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);  /* round to nearest even */
+uint16_t f32_to_f16(float f); /* round to nearest even */
 
 /* Convert n elements of a F32/F16/BF16 buffer to f32, with n_threads for large n. */
 void convert_to_f32(dtype dt, const void *src, float *dst, int64_t n, int n_threads);

@@ -20,31 +20,47 @@ struct lk_trainer {
     struct lk_train_params p;
     lora_set lora;
     train_graph *g;
-    float *m1, *m2;          /* [n_params] AdamW moments */
-    int64_t T, rows;         /* seq_len, rows per step (batch × grad_accum) */
+    float *m1, *m2;                       /* [n_params] AdamW moments */
+    int64_t T, rows;                      /* seq_len, rows per step (batch × grad_accum) */
     int32_t *tok, *lab, *pos, *seg, *tgt; /* [rows, T] */
-    int64_t *n_real;         /* [rows] */
+    int64_t *n_real;                      /* [rows] */
     int64_t step, total, n_updates, skipped_total, bad_run;
-    float *hist;             /* [hist_cap] loss of each step */
+    float *hist; /* [hist_cap] loss of each step */
     int64_t hist_cap;
 };
 
 struct lk_train_params lk_train_params_default(void)
 {
     struct lk_train_params p = {
-        .rank = 8, .alpha = 8, .dropout = 0, .targets = LK_MOD_ALL, .rslora = 0,
-        .init_adapter = NULL, .optimizer = LK_OPT_ADAMW, .lr = 2e-4f, .lr_ratio_b = 1,
-        .weight_decay = 0, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_grad_norm = 1.0f,
-        .schedule = LK_SCHED_LINEAR, .warmup_steps = 0, .steps = 0, .epochs = 1, .batch = 1,
-        .grad_accum = 1, .seed = 42, .max_bad_steps = 5,
+        .rank = 8,
+        .alpha = 8,
+        .dropout = 0,
+        .targets = LK_MOD_ALL,
+        .rslora = 0,
+        .init_adapter = NULL,
+        .optimizer = LK_OPT_ADAMW,
+        .lr = 2e-4f,
+        .lr_ratio_b = 1,
+        .weight_decay = 0,
+        .beta1 = 0.9f,
+        .beta2 = 0.999f,
+        .eps = 1e-8f,
+        .max_grad_norm = 1.0f,
+        .schedule = LK_SCHED_LINEAR,
+        .warmup_steps = 0,
+        .steps = 0,
+        .epochs = 1,
+        .batch = 1,
+        .grad_accum = 1,
+        .seed = 42,
+        .max_bad_steps = 5,
     };
     return p;
 }
 
 lk_status lk_train_parse_targets(const char *s, unsigned *out)
 {
-    static const char *const short_names[LK_MOD_COUNT] = {"q", "k", "v", "o", "gate", "up",
-                                                          "down"};
+    static const char *const short_names[LK_MOD_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
     unsigned mask = 0;
     const char *p = s;
     while (*p) {
@@ -77,8 +93,8 @@ lk_status lk_train_parse_targets(const char *s, unsigned *out)
 
 static lk_status check_params(const struct lk_train_params *p)
 {
-    if (p->rank < 1 || !(p->alpha > 0) || !(p->lr > 0) || !(p->lr_ratio_b > 0) ||
-        p->batch < 1 || p->grad_accum < 1 || p->steps < 0 || !(p->epochs > 0 || p->steps > 0) ||
+    if (p->rank < 1 || !(p->alpha > 0) || !(p->lr > 0) || !(p->lr_ratio_b > 0) || p->batch < 1 ||
+        p->grad_accum < 1 || p->steps < 0 || !(p->epochs > 0 || p->steps > 0) ||
         p->warmup_steps < 0 || !(p->weight_decay >= 0) || p->max_bad_steps < 1 ||
         !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1) || !(p->eps > 0))
         return status_fail(LK_ERR_ARG,
@@ -205,9 +221,15 @@ static lk_status hist_reserve(lk_trainer *t, int64_t n)
     return LK_OK;
 }
 
-int64_t lk_trainer_steps_done(const lk_trainer *t) { return t->step; }
+int64_t lk_trainer_steps_done(const lk_trainer *t)
+{
+    return t->step;
+}
 
-int64_t lk_trainer_total_steps(const lk_trainer *t) { return t->total; }
+int64_t lk_trainer_total_steps(const lk_trainer *t)
+{
+    return t->total;
+}
 
 /* HF labels are aligned with tokens; position i predicts labels[i+1] of the same example. */
 static int64_t make_targets(const int32_t *lab, const int32_t *seg, int64_t n, int32_t *tgt)
@@ -240,8 +262,8 @@ static void set_masks(lk_trainer *t, int64_t row)
 {
     for (int i = 0; i < t->lora.n; i++) {
         uint64_t k = ((uint64_t)t->step * (uint64_t)t->rows + (uint64_t)row) * 131 + (uint64_t)i;
-        t->lora.mods[i].tr.mask_key = t->p.dropout > 0 ? rng_hash(t->p.seed ^ RNG_DROPOUT, k) | 1
-                                                       : 0;
+        t->lora.mods[i].tr.mask_key =
+            t->p.dropout > 0 ? rng_hash(t->p.seed ^ RNG_DROPOUT, k) | 1 : 0;
     }
 }
 
@@ -263,7 +285,9 @@ static int all_finite(const float *g, int64_t n)
 static void update(lk_trainer *t, float lr)
 {
     optim_params o = {.kind = t->p.optimizer == LK_OPT_SGD ? OPT_SGD : OPT_ADAMW,
-                      .beta1 = t->p.beta1, .beta2 = t->p.beta2, .eps = t->p.eps,
+                      .beta1 = t->p.beta1,
+                      .beta2 = t->p.beta2,
+                      .eps = t->p.eps,
                       .weight_decay = t->p.weight_decay};
     t->n_updates++;
     for (int i = 0; i < t->lora.n; i++) {
@@ -295,8 +319,7 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
     }
     clear_masks(t);
     st->loss = cnt ? sum / (double)cnt : 0;
-    st->lr = schedule_lr((sched_kind)t->p.schedule, t->p.lr, t->step, t->p.warmup_steps,
-                         t->total);
+    st->lr = schedule_lr((sched_kind)t->p.schedule, t->p.lr, t->step, t->p.warmup_steps, t->total);
     st->tokens = n_tokens;
     st->trained_tokens = n_trained;
     int finite = isfinite(st->loss) && all_finite(t->lora.grads, t->lora.n_params);
@@ -402,9 +425,9 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
     struct {
         const char *key;
         double want;
-    } k[] = {{"rank", (double)t->lora.r},         {"alpha", t->lora.alpha},
-             {"targets", t->lora.targets},        {"n_params", (double)t->lora.n_params},
-             {"seq_len", (double)t->T},           {"rows_per_step", (double)t->rows}};
+    } k[] = {{"rank", (double)t->lora.r},  {"alpha", t->lora.alpha},
+             {"targets", t->lora.targets}, {"n_params", (double)t->lora.n_params},
+             {"seq_len", (double)t->T},    {"rows_per_step", (double)t->rows}};
     for (size_t i = 0; i < sizeof k / sizeof *k; i++)
         if (num(j, k[i].key) != k[i].want)
             return status_fail(LK_ERR_ARG,
@@ -425,12 +448,12 @@ lk_status lk_trainer_resume(lk_trainer *t, const char *path)
     float *blob;
     int64_t n;
     LK_TRY(ckpt_load(path, &meta, &blob, &n));
-    lk_status s = n == t->lora.n_params ? check_meta(t, meta, path)
-                                        : status_fail(LK_ERR_ARG,
-                                                      "%s: checkpoint holds %lld parameters, this "
-                                                      "run %lld",
-                                                      path, (long long)n,
-                                                      (long long)t->lora.n_params);
+    lk_status s = n == t->lora.n_params
+                      ? check_meta(t, meta, path)
+                      : status_fail(LK_ERR_ARG,
+                                    "%s: checkpoint holds %lld parameters, this "
+                                    "run %lld",
+                                    path, (long long)n, (long long)t->lora.n_params);
     struct lk_data_cursor c = {(uint64_t)num(meta, "cursor_epoch"),
                                (int64_t)num(meta, "cursor_next")};
     if (s == LK_OK)

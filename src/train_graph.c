@@ -13,20 +13,20 @@
 struct train_graph {
     const lk_model *m;
     int64_t T_max;
-    float *xs;          /* [L+1, T, C] input of every layer, then the final residual */
-    float *xn1, *xn2;   /* [T, C] normed inputs of attention and MLP */
-    float *rstd1, *rstd2, *rstd_f; /* [T] */
-    float *q, *att, *dq, *datt;    /* [T, qd] */
-    float *k, *v, *dk, *dv;        /* [T, kvd] */
-    float *lse, *D;     /* [T, H] */
-    float *xmid;        /* [T, C] residual after attention */
+    float *xs;                       /* [L+1, T, C] input of every layer, then the final residual */
+    float *xn1, *xn2;                /* [T, C] normed inputs of attention and MLP */
+    float *rstd1, *rstd2, *rstd_f;   /* [T] */
+    float *q, *att, *dq, *datt;      /* [T, qd] */
+    float *k, *v, *dk, *dv;          /* [T, kvd] */
+    float *lse, *D;                  /* [T, H] */
+    float *xmid;                     /* [T, C] residual after attention */
     float *g, *u, *h, *dg, *du, *dh; /* [T, F] */
     float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
     float *rope_cos, *rope_sin;      /* [T, hd/2] */
-    float *scores;      /* [n_threads, T] */
-    float *lin_tmp;     /* linear scratch */
-    float *ce;          /* cross-entropy scratch */
-    int64_t *lo;        /* [T] first key of each query */
+    float *scores;                   /* [n_threads, T] */
+    float *lin_tmp;                  /* linear scratch */
+    float *ce;                       /* cross-entropy scratch */
+    int64_t *lo;                     /* [T] first key of each query */
     int n_threads;
 };
 
@@ -54,27 +54,27 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
     int64_t C = c->hidden_size, F = c->intermediate_size, H = c->n_heads;
     int64_t qd = H * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     int nt = m->n_threads, n = 0;
-    sz[n++] = (c->n_layers + 1) * T * C;                 /* xs */
+    sz[n++] = (c->n_layers + 1) * T * C; /* xs */
     for (int i = 0; i < 2; i++)
-        sz[n++] = T * C;                                  /* xn1, xn2 */
+        sz[n++] = T * C; /* xn1, xn2 */
     for (int i = 0; i < 3; i++)
-        sz[n++] = T;                                      /* rstd1, rstd2, rstd_f */
+        sz[n++] = T; /* rstd1, rstd2, rstd_f */
     for (int i = 0; i < 4; i++)
-        sz[n++] = T * qd;                                 /* q, att, dq, datt */
+        sz[n++] = T * qd; /* q, att, dq, datt */
     for (int i = 0; i < 4; i++)
-        sz[n++] = T * kvd;                                /* k, v, dk, dv */
+        sz[n++] = T * kvd; /* k, v, dk, dv */
     for (int i = 0; i < 2; i++)
-        sz[n++] = T * H;                                  /* lse, D */
-    sz[n++] = T * C;                                      /* xmid */
+        sz[n++] = T * H; /* lse, D */
+    sz[n++] = T * C;     /* xmid */
     for (int i = 0; i < 6; i++)
-        sz[n++] = T * F;                                  /* g, u, h, dg, du, dh */
+        sz[n++] = T * F; /* g, u, h, dg, du, dh */
     for (int i = 0; i < 4; i++)
-        sz[n++] = T * C;                                  /* dx, dxmid, dxn, tmpc */
+        sz[n++] = T * C; /* dx, dxmid, dxn, tmpc */
     for (int i = 0; i < 2; i++)
-        sz[n++] = T * c->head_dim / 2;                    /* rope tables */
-    sz[n++] = (int64_t)nt * T;                            /* scores */
-    sz[n++] = lin_tmp_floats(m, T);                       /* lin_tmp */
-    sz[n++] = ce_scratch_floats(C);                       /* ce */
+        sz[n++] = T * c->head_dim / 2; /* rope tables */
+    sz[n++] = (int64_t)nt * T;         /* scores */
+    sz[n++] = lin_tmp_floats(m, T);    /* lin_tmp */
+    sz[n++] = ce_scratch_floats(C, c->vocab_size); /* ce */
     return n;
 }
 
@@ -96,10 +96,11 @@ lk_status graph_create(const lk_model *m, int64_t T_max, train_graph **out)
     g->m = m;
     g->T_max = T_max;
     g->n_threads = m->n_threads;
-    float **bufs[] = {&g->xs, &g->xn1, &g->xn2, &g->rstd1, &g->rstd2, &g->rstd_f, &g->q, &g->att,
-                      &g->dq, &g->datt, &g->k, &g->v, &g->dk, &g->dv, &g->lse, &g->D, &g->xmid,
-                      &g->g, &g->u, &g->h, &g->dg, &g->du, &g->dh, &g->dx, &g->dxmid, &g->dxn,
-                      &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores, &g->lin_tmp, &g->ce};
+    float **bufs[] = {
+        &g->xs,    &g->xn1,  &g->xn2,  &g->rstd1,    &g->rstd2,    &g->rstd_f, &g->q,       &g->att,
+        &g->dq,    &g->datt, &g->k,    &g->v,        &g->dk,       &g->dv,     &g->lse,     &g->D,
+        &g->xmid,  &g->g,    &g->u,    &g->h,        &g->dg,       &g->du,     &g->dh,      &g->dx,
+        &g->dxmid, &g->dxn,  &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores, &g->lin_tmp, &g->ce};
     int64_t sz[40];
     int n = buffer_sizes(m, T_max, sz);
     LK_ASSERT(n == (int)(sizeof bufs / sizeof *bufs));
@@ -111,8 +112,9 @@ lk_status graph_create(const lk_model *m, int64_t T_max, train_graph **out)
     g->lo = malloc((size_t)T_max * sizeof *g->lo);
     if (!ok || !g->lo) {
         graph_free(g);
-        return status_fail(LK_ERR_NOMEM, "cannot allocate training buffers for %lld tokens "
-                                         "(%.0f MiB)",
+        return status_fail(LK_ERR_NOMEM,
+                           "cannot allocate training buffers for %lld tokens "
+                           "(%.0f MiB)",
                            (long long)T_max, (double)graph_bytes(m, T_max) / 1048576.0);
     }
     *out = g;
@@ -123,9 +125,10 @@ void graph_free(train_graph *g)
 {
     if (!g)
         return;
-    float *bufs[] = {g->xs, g->xn1, g->xn2, g->rstd1, g->rstd2, g->rstd_f, g->q, g->att, g->dq,
-                     g->datt, g->k, g->v, g->dk, g->dv, g->lse, g->D, g->xmid, g->g, g->u, g->h,
-                     g->dg, g->du, g->dh, g->dx, g->dxmid, g->dxn, g->tmpc, g->rope_cos,
+    float *bufs[] = {g->xs,       g->xn1,    g->xn2,     g->rstd1, g->rstd2, g->rstd_f, g->q,
+                     g->att,      g->dq,     g->datt,    g->k,     g->v,     g->dk,     g->dv,
+                     g->lse,      g->D,      g->xmid,    g->g,     g->u,     g->h,      g->dg,
+                     g->du,       g->dh,     g->dx,      g->dxmid, g->dxn,   g->tmpc,   g->rope_cos,
                      g->rope_sin, g->scores, g->lin_tmp, g->ce};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
@@ -222,8 +225,8 @@ static lk_status set_bounds(train_graph *g, const int32_t *pos, int64_t T)
 }
 
 lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *targets,
-                    const int32_t *pos, int64_t T, float grad_scale, int backward,
-                    double *loss_sum, int64_t *count)
+                    const int32_t *pos, int64_t T, float grad_scale, int backward, double *loss_sum,
+                    int64_t *count)
 {
     const lk_model *m = g->m;
     const struct lk_model_config *c = &m->cfg;

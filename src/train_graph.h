@@ -21,7 +21,7 @@ int64_t graph_bytes(const lk_model *m, int64_t T_max);
  * the start of every packed example). Adds the summed loss and the count of predicted positions;
  * with backward, accumulates grad_scale·∂loss/∂(A, B) into every trained adapter's dA/dB. */
 lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *targets,
-                    const int32_t *pos, int64_t T, float grad_scale, int backward,
-                    double *loss_sum, int64_t *count);
+                    const int32_t *pos, int64_t T, float grad_scale, int backward, double *loss_sum,
+                    int64_t *count);
 
 #endif /* LK_TRAIN_GRAPH_H */

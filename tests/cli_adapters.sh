@@ -68,8 +68,19 @@ expect 0 "merge gguf" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora.gguf" -o "
 has out "gguf" "gguf summary"
 expect 1 "merge wrong base" -- "$B/lora-merge" -m "$TINY/llama3-tiny" -a "$AD/stories-lora" -o "$T/x"
 has err "wrong base model" "shape hint"
-expect 1 "merge q4_0" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/x" --dtype q4_0
-has err "4-bit" "quantised target message"
+expect 1 "merge q4_0 into a folder" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/x" --dtype q4_0
+has err "FILE.gguf" "quantised folder message"
+expect 0 "merge q8_0 gguf" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/q8.gguf" --dtype q8_0
+expect 0 "merge q4_0 gguf (FFN 172 rows stay F16, as llama.cpp does)" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/q4.gguf" --dtype q4_0
+expect 0 "merge onto the NF4 training base" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/bq" --base-quant nf4
+# --eval-data: merging onto the dequantised base keeps the loss of base + adapter
+expect 0 "merge with eval" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/bq2" --base-quant nf4 \
+    --eval-data "$S/data/tinystories/tinystories_sample.txt" --json
+grep '"type":"eval"' "$T/out" | "$B/jsoncheck" loss_base_plus_adapters loss_merged loss_change &&
+    passes=$((passes + 1)) || { echo "FAIL: merge eval json"; fails=$((fails + 1)); }
+grep -q '"loss_change":-\?[0-9.]*e-0[5-9]\|"loss_change":0[,}]' "$T/out" && passes=$((passes + 1)) ||
+    { echo "FAIL: merged loss differs from base + adapter"; grep eval "$T/out"; fails=$((fails + 1)); }
+expect 2 "eval-data with gguf" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/e.gguf" --eval-data "$S/data/tinystories/tinystories_sample.txt"
 expect 1 "merge dora attach refused by eval" -- "$B/lora-eval" -m "$TINY/qwen2-tiny" -a "$AD/qwen2-dora" --ids 1,2,3
 has err "merge" "DoRA hint"
 expect 0 "merge dora" -- "$B/lora-merge" -m "$TINY/qwen2-tiny" -a "$AD/qwen2-dora" -o "$T/dora" --json
@@ -109,6 +120,8 @@ expect 0 "random adapter" -- "$B/lora-random-adapter" -m "$TINY/mistral-tiny" -o
 json version seed out modules params
 expect 0 "generate with adapter" -- "$B/lora-generate" -m "$TINY/mistral-tiny" -a "$T/rnd:0.5" --ids 1,2 -n 4 --temp 0 --json
 json ids
+expect 0 "random adapter again" -- "$B/lora-random-adapter" -m "$TINY/mistral-tiny" -o "$T/rnd2" --rank 4
+ok "same seed, same adapter" -- cmp -s "$T/rnd/adapter_model.safetensors" "$T/rnd2/adapter_model.safetensors"
 expect 2 "random adapter bad targets" -- "$B/lora-random-adapter" -m "$TINY/mistral-tiny" -o "$T/r2" --targets q,x
 
 ls "$T" | grep -q tmp && { echo "FAIL: temporary left behind"; fails=$((fails + 1)); }

@@ -12,30 +12,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
-}
-
 /* g_dir/sub/file */
 static const char *sub_path(const char *sub, const char *file)
 {
@@ -231,6 +207,32 @@ static void test_config_fields(void **state)
                   LK_ERR_FORMAT, "magnitude");
     assert_status(lk_adapter_load(folder_with_config("json", "{\"r\": 4,"), &a), LK_ERR_FORMAT,
                   "JSON");
+    /* rank and alpha patterns are looked up separately (current PEFT), a key may be the whole
+     * module name, keys are regexes */
+    assert_ok(lk_adapter_load(
+        folder_with_config("pat",
+                           "{\"r\": 4, \"lora_alpha\": 8, \"rank_pattern\": {\"q_proj\": "
+                           "4}, \"alpha_pattern\": {\"layers.0.self_attn.q_proj\": 2, "
+                           "\"model.layers.2.self_attn.k_proj\": 1, \"layers.[34].*v_proj\": "
+                           "16}}"),
+        &a));
+    struct lk_adapter_module m;
+    assert_ok(lk_adapter_get_module(a, lk_adapter_find_module(a, 0, LK_MOD_Q), &m));
+    assert_true(m.scale == 0.5);
+    assert_ok(lk_adapter_get_module(a, lk_adapter_find_module(a, 1, LK_MOD_Q), &m));
+    assert_true(m.scale == 2.0);
+    assert_ok(lk_adapter_get_module(a, lk_adapter_find_module(a, 2, LK_MOD_K), &m));
+    assert_true(m.scale == 0.25);
+    assert_ok(lk_adapter_get_module(a, lk_adapter_find_module(a, 4, LK_MOD_V), &m));
+    assert_true(m.scale == 4.0);
+    assert_ok(lk_adapter_get_module(a, lk_adapter_find_module(a, 2, LK_MOD_V), &m));
+    assert_true(m.scale == 2.0);
+    lk_adapter_free(a);
+    a = NULL;
+    assert_status(lk_adapter_load(folder_with_config("re", "{\"r\": 4, \"alpha_pattern\": "
+                                                           "{\"q_proj(\": 2}}"),
+                                  &a),
+                  LK_ERR_FORMAT, "regex");
     assert_null(a);
 }
 
@@ -396,5 +398,5 @@ int main(void)
         cmocka_unit_test(test_gguf_rows),
         cmocka_unit_test(test_permutation),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -9,23 +9,6 @@
 #include "mapfile.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
 enum { N = 1000 };
 
 static void write_one(const char *path, float *p)
@@ -131,5 +114,5 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_corruption),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

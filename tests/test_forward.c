@@ -114,7 +114,8 @@ static void test_threads_agree(void **state)
     int32_t tok[64];
     for (int i = 0; i < T; i++)
         tok[i] = (i * 7 + 3) % (int)V;
-    float *a = malloc((size_t)(T * V) * sizeof(float)), *b = malloc((size_t)(T * V) * sizeof(float));
+    float *a = malloc((size_t)(T * V) * sizeof(float)),
+          *b = malloc((size_t)(T * V) * sizeof(float));
     assert_ok(lk_model_forward(m, tok, T, a));
     lk_model_set_threads(m, 4);
     assert_ok(lk_model_forward(m, tok, T, b));
@@ -199,10 +200,14 @@ static void test_nll(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stories260K),       cmocka_unit_test(test_qwen2_tiny),
-        cmocka_unit_test(test_llama3_tiny),       cmocka_unit_test(test_mistral_window),
-        cmocka_unit_test(test_incremental_equals_full), cmocka_unit_test(test_threads_agree),
-        cmocka_unit_test(test_stories260K_greedy), cmocka_unit_test(test_nll),
+        cmocka_unit_test(test_stories260K),
+        cmocka_unit_test(test_qwen2_tiny),
+        cmocka_unit_test(test_llama3_tiny),
+        cmocka_unit_test(test_mistral_window),
+        cmocka_unit_test(test_incremental_equals_full),
+        cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_stories260K_greedy),
+        cmocka_unit_test(test_nll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

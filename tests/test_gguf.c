@@ -10,32 +10,9 @@
 
 #include "adapter.h"
 #include "gguf.h"
+#include "q4.h"
 #include "tensor.h"
 #include "testutil.h"
-
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
-}
 
 /* ---- a byte builder for hand-made files ---- */
 
@@ -427,9 +404,20 @@ static void test_export_types_and_refusals(void **state)
             assert_int_equal(h[i], k ? f32_to_bf16(a->mods[0].A[i]) : f32_to_f16(a->mods[0].A[i]));
         gguf_close(&f);
     }
-    /* Q8_0 rows need whole blocks of 32: B [out, r = 3] cannot be stored so */
-    assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "q8_0", 1), LK_ERR_ARG,
-                  "not a multiple of the Q8_0 block 32");
+    /* q8_0: each row of A through llama.cpp's quantiser (quant/ is bit-exact with it) */
+    assert_ok(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "q8_0", 1));
+    {
+        gguf_file f;
+        assert_ok(gguf_open(&f, tmp_path("q.gguf")));
+        const gguf_tensor *t = gguf_find_tensor(&f, "blk.0.attn_q.weight.lora_a");
+        assert_int_equal(t->type, GGML_Q8_0);
+        size_t rb = q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, 64);
+        uint8_t *want = malloc(rb);
+        q4_quantize_row(LK_QTYPE_Q8_0, Q4_QK, a->mods[0].A, 64, want);
+        assert_memory_equal(t->data, want, rb);
+        free(want);
+        gguf_close(&f);
+    }
     assert_status(lk_adapter_save_gguf(a, &cfg, tmp_path("q.gguf"), "f8", 1), LK_ERR_ARG, "f8");
     lk_adapter_free(a);
     a = load("adapters/qwen2-dora");
@@ -449,13 +437,55 @@ static void test_export_types_and_refusals(void **state)
     }
 }
 
+/* A hand-made GGUF adapter with the given tensors (ne {in, r} / {r, out}, F32 zeros). */
+static const char *lora_file(int64_t ra, int64_t rb, int with_b, const char *extra)
+{
+    gguf_writer *w;
+    static float zeros[64 * 64];
+    assert_ok(gguf_writer_new(&w));
+    assert_ok(gguf_set_str(w, "general.architecture", "qwen2"));
+    assert_ok(gguf_set_str(w, "general.type", "adapter"));
+    assert_ok(gguf_set_str(w, "adapter.type", "lora"));
+    assert_ok(
+        gguf_add_tensor(w, "blk.0.attn_q.weight.lora_a", GGML_F32, 2, (int64_t[]){64, ra}, zeros));
+    if (with_b)
+        assert_ok(gguf_add_tensor(w, "blk.0.attn_q.weight.lora_b", GGML_F32, 2, (int64_t[]){rb, 64},
+                                  zeros));
+    if (extra)
+        assert_ok(gguf_add_tensor(w, extra, GGML_F32, 1, (int64_t[]){8}, zeros));
+    assert_ok(gguf_writer_write(w, tmp_path("l.gguf"), 1, NULL, NULL));
+    gguf_writer_free(w);
+    return tmp_path("l.gguf");
+}
+
+static void test_lora_file_errors(void **state)
+{
+    (void)state;
+    lk_adapter *a = NULL;
+    assert_ok(lk_adapter_load(lora_file(2, 2, 1, NULL), &a));
+    struct lk_adapter_info in;
+    lk_adapter_get_info(a, &in);
+    assert_true(in.alpha == 0); /* no adapter.lora.alpha: scale 1 */
+    struct lk_adapter_module m;
+    assert_ok(lk_adapter_get_module(a, 0, &m));
+    assert_true(m.scale == 1.0);
+    lk_adapter_free(a);
+    a = NULL;
+    assert_status(lk_adapter_load(lora_file(2, 3, 1, NULL), &a), LK_ERR_SHAPE, "one rank");
+    assert_status(lk_adapter_load(lora_file(2, 2, 0, NULL), &a), LK_ERR_FORMAT, "lora_b");
+    assert_status(lk_adapter_load(lora_file(2, 2, 1, "token_embd.weight.lora_a"), &a),
+                  LK_ERR_UNSUPPORTED, "token_embd");
+    assert_null(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_by_hand), cmocka_unit_test(test_corpus),
-        cmocka_unit_test(test_truncation),    cmocka_unit_test(test_writer_round_trip),
-        cmocka_unit_test(test_real_file),     cmocka_unit_test(test_export_matches_reference),
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_export_types_and_refusals),
+        cmocka_unit_test(test_valid_by_hand),    cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_truncation),       cmocka_unit_test(test_writer_round_trip),
+        cmocka_unit_test(test_real_file),        cmocka_unit_test(test_export_matches_reference),
+        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_export_types_and_refusals),
+        cmocka_unit_test(test_lora_file_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -71,7 +71,7 @@ static void test_stats_vs_numpy(void **state)
         assert_non_null(r);
         struct lk_module_stats s;
         float sv[4];
-        assert_ok(lk_adapter_module_stats(a, i, NULL, &s, sv));
+        assert_ok(lk_adapter_module_stats(a, i, NAN, &s, sv));
         close_to("norm_a", s.norm_a, cJSON_GetObjectItem(r, "norm_a")->valuedouble, 1e-6);
         close_to("norm_b", s.norm_b, cJSON_GetObjectItem(r, "norm_b")->valuedouble, 1e-6);
         close_to("norm_delta", s.norm_delta, cJSON_GetObjectItem(r, "norm_delta")->valuedouble,
@@ -152,7 +152,9 @@ static void test_zero_nan_and_base(void **state)
     lk_adapter *z;
     assert_ok(lk_adapter_create(lk_model_get_config(m), &p, &z));
     struct lk_module_stats s;
-    assert_ok(lk_adapter_module_stats(z, 0, m, &s, NULL));
+    double zn[64];
+    assert_ok(lk_adapter_base_norms(z, data_path("models/qwen2-tiny"), zn));
+    assert_ok(lk_adapter_module_stats(z, 0, zn[0], &s, NULL));
     assert_true(s.norm_delta == 0 && s.effective_rank == 0 && s.rank90 == 0);
     assert_true(s.rel_norm == 0);
     struct lk_module_diff d;
@@ -160,7 +162,9 @@ static void test_zero_nan_and_base(void **state)
     assert_true(isnan(d.cosine) && isnan(d.subspace) && d.n_angles == 0);
     /* relative norm against the base: ‖ΔW‖ / ‖W‖ */
     lk_adapter *a = load("adapters/qwen2-lora");
-    assert_ok(lk_adapter_module_stats(a, 0, m, &s, NULL));
+    double norms[64];
+    assert_ok(lk_adapter_base_norms(a, data_path("models/qwen2-tiny"), norms));
+    assert_ok(lk_adapter_module_stats(a, 0, norms[0], &s, NULL));
     assert_true(s.rel_norm > 0 && isfinite(s.rel_norm));
     st_file f;
     char file[8192];
@@ -179,7 +183,12 @@ static void test_zero_nan_and_base(void **state)
     /* a NaN in a factor is found and reported */
     a->mods[1].B[3] = NAN;
     a->mods[1].A[0] = INFINITY;
-    assert_status(lk_adapter_module_stats(a, 1, NULL, &s, NULL), LK_ERR_NUMERIC, "NaN/Inf");
+    assert_status(lk_adapter_module_stats(a, 1, NAN, &s, NULL), LK_ERR_NUMERIC, "NaN/Inf");
+    /* norms against the wrong base */
+    lk_adapter *l3 = load("adapters/llama3-rslora");
+    assert_status(lk_adapter_base_norms(l3, data_path("models/qwen2-tiny"), norms), LK_ERR_SHAPE,
+                  "wrong base model?");
+    lk_adapter_free(l3);
     assert_int_equal(s.n_nonfinite, 2);
     lk_adapter_free(a);
     lk_adapter_free(z);

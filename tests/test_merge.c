@@ -11,34 +11,17 @@
 
 #include "adapter.h"
 #include "gguf.h"
+#include "q4.h"
 #include "safetensors.h"
 #include "tensor.h"
 #include "testutil.h"
 
-static char *g_dir;
 static char g_stories[4096];
 
 static int setup(void **state)
 {
-    (void)state;
-    g_dir = make_temp_dir();
     snprintf(g_stories, sizeof g_stories, "%s", shared_path("models/stories260K-hf"));
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
+    return tmp_dir_setup(state);
 }
 
 static lk_adapter *load(const char *rel)
@@ -228,25 +211,27 @@ static void test_refusals(void **state)
     const lk_adapter *const *aa = (const lk_adapter *const *)&a;
     assert_status(lk_merge(data_path("models/qwen2-tiny"), aa, &w, 1, tmp_path("x"), &p),
                   LK_ERR_SHAPE, "wrong base model?");
-    p.dtype = "q4_0";
+    p.dtype = "q4_0"; /* a safetensors folder holds no GGUF blocks */
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
-                  LK_ERR_UNSUPPORTED, "4-bit");
+                  LK_ERR_UNSUPPORTED, ".gguf");
     p.dtype = "nf4";
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
-                  LK_ERR_UNSUPPORTED, "4-bit");
+                  LK_ERR_UNSUPPORTED, "nf4");
     p.dtype = "f8";
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
                   LK_ERR_ARG, "f8");
     p.dtype = NULL;
-    p.base_quant = "nf4";
+    p.base_quant = "nf5";
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
-                  LK_ERR_UNSUPPORTED, "4-bit");
+                  LK_ERR_ARG, "--base-quant 'nf5'");
     p.base_quant = NULL;
-    p.dtype = "nf4";
-    assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x.gguf"), &p),
-                  LK_ERR_ARG, "bitsandbytes");
+    p.force = 1;
+    w = 1;
+    char *base = strdup(data_path("models/llama3-tiny"));
+    assert_status(lk_merge(base, aa, &w, 1, base, &p), LK_ERR_ARG, "base model folder itself");
+    free(base);
+    p.force = 0;
     w = NAN;
-    p.dtype = NULL;
     assert_status(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("x"), &p),
                   LK_ERR_ARG, "not finite");
     assert_false(file_exists(tmp_path("x.gguf")));
@@ -396,6 +381,142 @@ static void test_gguf_qwen2(void **state)
     gguf_close(&g);
 }
 
+/* Llama 3 shapes in GGUF: head_dim 24 ≠ hidden/heads (key_length), untied output, rope_freqs
+ * for llama3 rope scaling (1 for short wavelengths, the factor 32 for long ones), q rows
+ * permuted with 4 heads of 24. The tokenizer is borrowed from stories260K-hf. */
+static void test_gguf_llama3(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/tokenizer.json"));
+    char dir[8192], model[8192];
+    snprintf(dir, sizeof dir, "%s", tmp_path("l3-with-tok"));
+    snprintf(model, sizeof model, "%s", data_path("models/llama3-tiny"));
+    assert_int_equal(mkdir(dir, 0755), 0);
+    copy_to(model, "config.json", dir);
+    copy_to(model, "model.safetensors", dir);
+    copy_to(g_stories, "tokenizer.json", dir);
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "f32";
+    assert_ok(lk_merge(dir, NULL, NULL, 0, tmp_path("l3.gguf"), &p));
+    gguf_file g;
+    assert_ok(gguf_open(&g, tmp_path("l3.gguf")));
+    int64_t v;
+    assert_ok(gguf_get_i64(&g, "llama.attention.key_length", &v));
+    assert_int_equal(v, 24);
+    assert_ok(gguf_get_i64(&g, "llama.rope.dimension_count", &v));
+    assert_int_equal(v, 24);
+    assert_non_null(gguf_find_tensor(&g, "output.weight"));
+    const gguf_tensor *rf = gguf_find_tensor(&g, "rope_freqs.weight");
+    assert_non_null(rf);
+    assert_int_equal(rf->ne[0], 12);
+    const float *f = (const float *)rf->data;
+    assert_true(f[0] == 1.0f && f[11] == 32.0f);
+    for (int i = 1; i < 12; i++)
+        assert_true(f[i] >= f[i - 1]);
+    char file[8300];
+    int64_t n;
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    float *q = read_f32(file, "model.layers.1.self_attn.q_proj.weight", &n);
+    assert_int_equal(n, 96 * 64);
+    assert_ok(adapter_permute_rows(q, 96, 64, 4, 0));
+    assert_memory_equal(gguf_find_tensor(&g, "blk.1.attn_q.weight")->data, q, (size_t)n * 4);
+    free(q);
+    gguf_close(&g);
+}
+
+/* The merged bytes do not depend on the thread count. */
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    lk_adapter *a[2] = {load("adapters/llama3-rslora"), NULL};
+    float w = 0.8f;
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "bf16";
+    p.force = 1;
+    const int threads[2] = {1, 4};
+    for (int k = 0; k < 2; k++) {
+        p.n_threads = threads[k];
+        assert_ok(lk_merge(data_path("models/llama3-tiny"), (const lk_adapter *const *)a, &w, 1,
+                           tmp_path(k ? "t4" : "t1"), &p));
+    }
+    char f1[8192], f4[8192];
+    snprintf(f1, sizeof f1, "%s/model.safetensors", tmp_path("t1"));
+    snprintf(f4, sizeof f4, "%s/model.safetensors", tmp_path("t4"));
+    mapfile x, y;
+    assert_ok(mapfile_open(&x, f1, 0));
+    assert_ok(mapfile_open(&y, f4, 0));
+    assert_int_equal(x.size, y.size);
+    assert_memory_equal(x.data, y.data, x.size);
+    mapfile_close(&x);
+    mapfile_close(&y);
+    lk_adapter_free(a[0]);
+}
+
+/* --base-quant: the merged weight is dequant(quant(W)) + ΔW (the base the adapter was trained
+ * against); a quantised GGUF output holds each merged row requantised. */
+static void test_quantised_merges(void **state)
+{
+    (void)state;
+    lk_adapter *a = load("adapters/llama3-rslora");
+    float w = 1;
+    const lk_adapter *const *aa = (const lk_adapter *const *)&a;
+    struct lk_merge_params p = lk_merge_params_default();
+    assert_ok(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("plain"), &p));
+    p.base_quant = "nf4";
+    assert_ok(lk_merge(data_path("models/llama3-tiny"), aa, &w, 1, tmp_path("bq"), &p));
+    char f1[4200], f2[4200], f0[4200];
+    snprintf(f0, sizeof f0, "%s/model.safetensors", data_path("models/llama3-tiny"));
+    snprintf(f1, sizeof f1, "%s/model.safetensors", tmp_path("plain"));
+    snprintf(f2, sizeof f2, "%s/model.safetensors", tmp_path("bq"));
+    st_file s0, s1, s2;
+    assert_ok(st_open(&s0, f0, 1));
+    assert_ok(st_open(&s1, f1, 1));
+    assert_ok(st_open(&s2, f2, 1));
+    const char *name = "model.layers.1.mlp.down_proj.weight";
+    const tensor_view *t0 = st_get(&s0, name), *t1 = st_get(&s1, name), *t2 = st_get(&s2, name);
+    int64_t rows = t0->shape[0], cols = t0->shape[1];
+    float *want = malloc((size_t)(rows * cols) * sizeof(float));
+    uint8_t *q = malloc(q4_row_bytes(LK_QTYPE_NF4, Q4_NF4_BLOCK, cols));
+    for (int64_t r = 0; r < rows; r++) { /* bq − plain = dequant(quant(W)) − W, row by row */
+        const float *W = (const float *)t0->data + r * cols;
+        q4_quantize_row(LK_QTYPE_NF4, Q4_NF4_BLOCK, W, cols, q);
+        q4_dequantize_row(LK_QTYPE_NF4, Q4_NF4_BLOCK, q, cols, want + r * cols);
+        for (int64_t k = 0; k < cols; k++)
+            want[r * cols + k] += ((const float *)t1->data)[r * cols + k] - W[k];
+    }
+    assert_true(check_close("base-quant merge", t2->data, want, rows * cols, 1e-6, 1e-5));
+    free(want);
+    free(q);
+    st_close(&s0);
+    st_close(&s1);
+    st_close(&s2);
+    lk_adapter_free(a);
+    /* a q4_0 GGUF: each merged row requantised exactly as llama.cpp's quantiser does */
+    a = load("adapters/stories-lora");
+    p = lk_merge_params_default();
+    assert_ok(lk_merge(g_stories, aa, &w, 1, tmp_path("sq-plain"), &p));
+    p.dtype = "q4_0";
+    assert_ok(lk_merge(g_stories, aa, &w, 1, tmp_path("sq.gguf"), &p));
+    gguf_file g;
+    assert_ok(gguf_open(&g, tmp_path("sq.gguf")));
+    const gguf_tensor *gt = gguf_find_tensor(&g, "blk.0.attn_v.weight");
+    assert_int_equal(gt->type, GGML_Q4_0);
+    snprintf(f1, sizeof f1, "%s/model.safetensors", tmp_path("sq-plain"));
+    assert_ok(st_open(&s1, f1, 1));
+    const tensor_view *mv = st_get(&s1, "model.layers.0.self_attn.v_proj.weight");
+    size_t rb = q4_row_bytes(LK_QTYPE_Q4_0, Q4_QK, mv->shape[1]);
+    uint8_t *row = malloc(rb);
+    for (int64_t r = 0; r < mv->shape[0]; r++) {
+        q4_quantize_row(LK_QTYPE_Q4_0, Q4_QK, (const float *)mv->data + r * mv->shape[1],
+                        mv->shape[1], row);
+        assert_memory_equal((const uint8_t *)gt->data + r * rb, row, rb);
+    }
+    free(row);
+    st_close(&s1);
+    gguf_close(&g);
+    lk_adapter_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,10 +525,13 @@ int main(void)
         cmocka_unit_test(test_eval_equivalence),
         cmocka_unit_test(test_half_precision),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_quantised_merges),
         cmocka_unit_test(test_gguf_matches_llama_cpp),
         cmocka_unit_test(test_gguf_merged),
         cmocka_unit_test(test_gguf_qwen2_needs_tokenizer),
         cmocka_unit_test(test_gguf_qwen2),
+        cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_gguf_llama3),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tmp_dir_teardown);
 }

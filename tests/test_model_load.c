@@ -9,30 +9,13 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
 static lk_status parse(const char *json, struct lk_model_config *c)
 {
     return config_parse("x/config.json", json, c);
 }
 
-#define LLAMA_NO_VOCAB                                                                         \
-    "\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":172,"   \
+#define LLAMA_NO_VOCAB                                                                       \
+    "\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":172," \
     "\"num_hidden_layers\":5,\"num_attention_heads\":8"
 #define LLAMA_MIN LLAMA_NO_VOCAB ",\"vocab_size\":512"
 
@@ -115,9 +98,9 @@ static void test_config_errors(void **state)
                   "out of range");
     assert_status(parse("{" LLAMA_MIN ",\"hidden_act\":\"gelu\"}", &c), LK_ERR_UNSUPPORTED,
                   "hidden_act 'gelu'");
-    assert_status(parse("{" LLAMA_MIN ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}",
-                        &c),
-                  LK_ERR_UNSUPPORTED, "rope scaling type 'yarn'");
+    assert_status(
+        parse("{" LLAMA_MIN ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", &c),
+        LK_ERR_UNSUPPORTED, "rope scaling type 'yarn'");
     assert_status(parse("{" LLAMA_MIN ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,"
                         "\"low_freq_factor\":4,\"high_freq_factor\":1}}",
                         &c),
@@ -128,8 +111,7 @@ static void test_config_errors(void **state)
                   "out of range");
     assert_status(parse("{" LLAMA_MIN ",\"vocab_size\":16}", &c), LK_ERR_FORMAT,
                   "key 'vocab_size' appears twice");
-    assert_status(parse("{" LLAMA_MIN ",\"eos_token_id\":512}", &c), LK_ERR_FORMAT,
-                  "eos_token_id");
+    assert_status(parse("{" LLAMA_MIN ",\"eos_token_id\":512}", &c), LK_ERR_FORMAT, "eos_token_id");
     assert_status(parse("{" LLAMA_MIN ",\"tie_word_embeddings\":\"yes\"}", &c), LK_ERR_FORMAT,
                   "true or false");
     assert_status(parse("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":60,"
@@ -164,8 +146,8 @@ static const char *folder_with(const char *name, const char *config)
     return d;
 }
 
-#define STORIES_CFG(extra)                                                                     \
-    "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"num_hidden_layers\":5,"    \
+#define STORIES_CFG(extra)                                                                  \
+    "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"num_hidden_layers\":5," \
     "\"num_attention_heads\":8,\"vocab_size\":512" extra "}"
 
 static void test_tensor_checks(void **state)
@@ -173,17 +155,20 @@ static void test_tensor_checks(void **state)
     (void)state;
     require_file(shared_path("models/stories260K-hf/model.safetensors"));
     lk_model *m = NULL;
-    assert_ok(lk_model_load(folder_with("ok", STORIES_CFG(",\"intermediate_size\":172,\"num_key_value_heads\":4,"
-                                                  "\"tie_word_embeddings\":true")), NULL,
-                            &m));
+    assert_ok(lk_model_load(
+        folder_with("ok", STORIES_CFG(",\"intermediate_size\":172,\"num_key_value_heads\":4,"
+                                      "\"tie_word_embeddings\":true")),
+        NULL, &m));
     assert_int_equal(lk_model_n_params(m), 260032);
     lk_model_free(m);
-    assert_status(lk_model_load(folder_with("ffn", STORIES_CFG(",\"intermediate_size\":176,\"num_key_value_heads\":4,"
-                                                   "\"tie_word_embeddings\":true")),
-                                NULL, &m),
-                  LK_ERR_SHAPE,
-                  "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [172, 64], expected "
-                  "[176, 64]");
+    assert_status(
+        lk_model_load(
+            folder_with("ffn", STORIES_CFG(",\"intermediate_size\":176,\"num_key_value_heads\":4,"
+                                           "\"tie_word_embeddings\":true")),
+            NULL, &m),
+        LK_ERR_SHAPE,
+        "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [172, 64], expected "
+        "[176, 64]");
     assert_non_null(strstr(lk_last_error(), "ffn/model.safetensors"));
     assert_null(m);
     assert_status(lk_model_load(folder_with("layers", "{\"architectures\":[\"LlamaForCausalLM\"],"
@@ -214,8 +199,12 @@ static void test_wrong_dtype(void **state)
                                        "\"num_hidden_layers\":1,\"num_attention_heads\":1,"
                                        "\"vocab_size\":2,\"tie_word_embeddings\":true}");
     int32_t data[4] = {0};
-    tensor_view v = {.name = "model.embed_tokens.weight", .dt = DT_I32, .ndim = 2,
-                     .shape = {2, 2}, .data = data, .nbytes = 16};
+    tensor_view v = {.name = "model.embed_tokens.weight",
+                     .dt = DT_I32,
+                     .ndim = 2,
+                     .shape = {2, 2},
+                     .data = data,
+                     .nbytes = 16};
     char p[4200];
     snprintf(p, sizeof p, "%s/model.safetensors", d);
     assert_ok(st_write(p, &v, 1, NULL, NULL, NULL, 1));
@@ -250,7 +239,8 @@ static void test_random_and_sharded(void **state)
     assert_ok(lk_model_load(out, NULL, &m));
     int32_t tok[5] = {1, 5, 9, 200, 3};
     int64_t V = lk_model_get_config(m)->vocab_size;
-    float *l1 = malloc((size_t)(5 * V) * sizeof(float)), *l2 = malloc((size_t)(5 * V) * sizeof(float));
+    float *l1 = malloc((size_t)(5 * V) * sizeof(float)),
+          *l2 = malloc((size_t)(5 * V) * sizeof(float));
     assert_ok(lk_model_forward(m, tok, 5, l1));
     lk_model_free(m);
 
@@ -357,10 +347,13 @@ static void test_f16_and_read_fallback(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_real),   cmocka_unit_test(test_config_defaults_and_forms),
-        cmocka_unit_test(test_config_errors), cmocka_unit_test(test_tensor_checks),
-        cmocka_unit_test(test_wrong_dtype),   cmocka_unit_test(test_random_and_sharded),
+        cmocka_unit_test(test_config_real),
+        cmocka_unit_test(test_config_defaults_and_forms),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_tensor_checks),
+        cmocka_unit_test(test_wrong_dtype),
+        cmocka_unit_test(test_random_and_sharded),
         cmocka_unit_test(test_f16_and_read_fallback),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -136,7 +136,8 @@ static void test_attention(void **state)
     fill(k, KN, &rg, 1);
     fill(v, KN, &rg, 1);
     fill(r, QN, &rg, 1);
-    att_ctx c = {q, k, v, out, r, scores, {.T = T, .H = H, .KVH = KVH, .hd = HD, .kpos0 = 0, .lo = lo}};
+    att_ctx c = {
+        q, k, v, out, r, scores, {.T = T, .H = H, .KVH = KVH, .hd = HD, .kpos0 = 0, .lo = lo}};
     for (int nt = 1; nt <= 4; nt *= 4) {
         attention_forward(out, lse, q, k, v, &c.a, scores, nt);
         attention_backward(dq, dk, dv, D, r, q, k, v, out, lse, &c.a, nt);

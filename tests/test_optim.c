@@ -23,15 +23,18 @@ static int teardown(void **state)
     return 0;
 }
 
-static const float *get(const char *name) { return st_get(&g_f, name)->data; }
+static const float *get(const char *name)
+{
+    return st_get(&g_f, name)->data;
+}
 
 static void run_optim(optim_kind k, const char *want)
 {
     enum { N = 37 };
     float p[N], m[N] = {0}, v[N] = {0};
     memcpy(p, get("p0"), sizeof p);
-    optim_params o = {.kind = k, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                      .weight_decay = 0.1f};
+    optim_params o = {
+        .kind = k, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
     for (int s = 0; s < 5; s++)
         optim_update(&o, p, get("grads") + s * N, m, v, N, 0.01f, s + 1);
     assert_true(check_close(want, p, get(want), N, 1e-6, 1e-5));

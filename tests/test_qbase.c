@@ -19,23 +19,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
 static char *tmp(const char *name)
 {
     char *p = malloc(strlen(g_dir) + strlen(name) + 2);
@@ -614,5 +597,5 @@ int main(void)
         cmocka_unit_test(test_corrupt_lorakit), cmocka_unit_test(test_corrupt_bnb),
         cmocka_unit_test(test_config),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

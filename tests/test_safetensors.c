@@ -7,30 +7,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = make_temp_dir();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4096];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
-}
-
 /* A file: u64 header length, the header text, then data_len bytes of 0x11. */
 static const char *craft(const char *name, const char *header, size_t data_len)
 {
@@ -185,7 +161,8 @@ static void test_sharded(void **state)
     (void)state;
     write_shard("s1.safetensors", "x", 1);
     write_shard("s2.safetensors", "y", 2);
-    write_index("{\"metadata\":{},\"weight_map\":{\"x\":\"s1.safetensors\",\"y\":\"s2.safetensors\"}}");
+    write_index(
+        "{\"metadata\":{},\"weight_map\":{\"x\":\"s1.safetensors\",\"y\":\"s2.safetensors\"}}");
     st_set s;
     assert_ok(st_set_open(&s, g_dir, 1));
     assert_int_equal(s.n_files, 2);
@@ -202,8 +179,7 @@ static void test_sharded(void **state)
     assert_status(st_set_open(&s, g_dir, 1), LK_ERR_FORMAT, "does not hold it");
     write_shard("s3.safetensors", "x", 3);
     write_index("{\"weight_map\":{\"x\":\"s1.safetensors\",\"y\":\"s3.safetensors\"}}");
-    assert_status(st_set_open(&s, g_dir, 1), LK_ERR_FORMAT,
-                  "does not hold it");
+    assert_status(st_set_open(&s, g_dir, 1), LK_ERR_FORMAT, "does not hold it");
     write_index("{\"weight_map\":{\"x\":\"s1.safetensors\",\"x2\":\"s3.safetensors\"}}");
     assert_status(st_set_open(&s, g_dir, 1), LK_ERR_FORMAT, "does not hold it");
     write_index("{\"weight_map\":{\"x\":\"s1.safetensors\",\"y\":\"s2.safetensors\","
@@ -249,8 +225,8 @@ static void test_f16_bf16_conversion(void **state)
     assert_int_equal(f32_to_f16(65519.0f), 0x7bff);
     assert_int_equal(f32_to_f16(5.9604644775390625e-08f), 0x0001);
     assert_int_equal(f32_to_f16(2.98023223876953125e-08f), 0x0000); /* tie to even: 0 */
-    assert_int_equal(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);     /* tie to even */
-    assert_int_equal(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);     /* tie to even (up) */
+    assert_int_equal(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);       /* tie to even */
+    assert_int_equal(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);       /* tie to even (up) */
     for (uint32_t h = 0; h < 0x7c00; h++) /* every finite positive half round-trips */
         if (f32_to_f16(f16_to_f32((uint16_t)h)) != h)
             fail_msg("f16 0x%04x does not round-trip", h);
@@ -263,10 +239,13 @@ static void test_f16_bf16_conversion(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),           cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_truncation),      cmocka_unit_test(test_write_roundtrip),
-        cmocka_unit_test(test_sharded),         cmocka_unit_test(test_sharded_duplicate),
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_write_roundtrip),
+        cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_sharded_duplicate),
         cmocka_unit_test(test_f16_bf16_conversion),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

@@ -88,8 +88,9 @@ static void check_model_grads(const char *dir, float dropout, int threads)
             }
     }
     double rel = sqrt(num / den);
-    fprintf(stderr, "%s dropout %.1f threads %d: LoRA gradient relative error %.2e over %d "
-                    "parameters\n",
+    fprintf(stderr,
+            "%s dropout %.1f threads %d: LoRA gradient relative error %.2e over %d "
+            "parameters\n",
             dir, dropout, threads, rel, checked);
     assert_true(rel < 5e-3);
     graph_free(g);
@@ -154,7 +155,8 @@ static void test_ce_chunked(void **state)
     (void)state;
     enum { T = 40, C = 7, V = 9000 };
     float *w = malloc(sizeof(float) * V * C), *h = malloc(sizeof(float) * T * C);
-    float *dh = malloc(sizeof(float) * T * C), *scratch = malloc(sizeof(float) * (size_t)ce_scratch_floats(C));
+    float *dh = malloc(sizeof(float) * T * C),
+          *scratch = malloc(sizeof(float) * (size_t)ce_scratch_floats(C, V));
     int32_t tg[T];
     rng_state rg;
     rng_seed(&rg, 9, 9);

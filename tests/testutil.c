@@ -85,6 +85,31 @@ void rm_rf(const char *path)
         nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+char *g_dir;
+
+int tmp_dir_setup(void **state)
+{
+    (void)state;
+    g_dir = make_temp_dir();
+    return g_dir ? 0 : -1;
+}
+
+int tmp_dir_teardown(void **state)
+{
+    (void)state;
+    rm_rf(g_dir);
+    free(g_dir);
+    g_dir = NULL;
+    return 0;
+}
+
+const char *tmp_path(const char *name)
+{
+    static char p[4096];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    return p;
+}
+
 int write_file(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");

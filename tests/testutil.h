@@ -28,29 +28,36 @@ const char *data_path(const char *rel);
 char *make_temp_dir(void);
 void rm_rf(const char *path);
 
+/* Group setup/teardown for tests that write files: g_dir is a fresh temporary folder for the
+ * group, removed afterwards; tmp_path(name) is "<g_dir>/<name>" in a static buffer. */
+extern char *g_dir;
+int tmp_dir_setup(void **state);
+int tmp_dir_teardown(void **state);
+const char *tmp_path(const char *name);
+
 /* Write bytes to path; returns 0 on success. */
 int write_file(const char *path, const void *data, size_t n);
 
 /* Skip the current test visibly when path does not exist (e.g. ../shared missing). */
 void require_file(const char *path);
 
-#define assert_ok(expr)                                                                     \
-    do {                                                                                    \
-        lk_status s_ = (expr);                                                              \
-        if (s_ != LK_OK)                                                                    \
-            fail_msg("%s -> %s: %s", #expr, lk_status_str(s_), lk_last_error());            \
+#define assert_ok(expr)                                                          \
+    do {                                                                         \
+        lk_status s_ = (expr);                                                   \
+        if (s_ != LK_OK)                                                         \
+            fail_msg("%s -> %s: %s", #expr, lk_status_str(s_), lk_last_error()); \
     } while (0)
 
 /* Assert expr returns status st and that the error message contains needle (may be NULL). */
-#define assert_status(expr, st, needle)                                                     \
-    do {                                                                                    \
-        lk_status s_ = (expr);                                                              \
-        if (s_ != (st))                                                                     \
-            fail_msg("%s -> %s (%s), expected %s", #expr, lk_status_str(s_),                \
-                     lk_last_error(), lk_status_str(st));                                   \
-        const char *n_ = (needle);                                                          \
-        if (n_ && !strstr(lk_last_error(), n_))                                             \
-            fail_msg("%s: message '%s' lacks '%s'", #expr, lk_last_error(), n_);            \
+#define assert_status(expr, st, needle)                                                       \
+    do {                                                                                      \
+        lk_status s_ = (expr);                                                                \
+        if (s_ != (st))                                                                       \
+            fail_msg("%s -> %s (%s), expected %s", #expr, lk_status_str(s_), lk_last_error(), \
+                     lk_status_str(st));                                                      \
+        const char *n_ = (needle);                                                            \
+        if (n_ && !strstr(lk_last_error(), n_))                                               \
+            fail_msg("%s: message '%s' lacks '%s'", #expr, lk_last_error(), n_);              \
     } while (0)
 
 #endif /* LK_TESTUTIL_H */

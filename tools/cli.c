@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-void cli_common_init(cli_common *c, int with_seed)
+void cli_common_init(cli_common *c)
 {
     c->help = arg_lit0("h", "help", "print this help and exit");
     c->version = arg_lit0(NULL, "version", "print the version and exit");
@@ -17,8 +17,6 @@ void cli_common_init(cli_common *c, int with_seed)
     c->quiet = arg_lit0("q", "quiet", "only errors on stderr");
     c->json = arg_lit0(NULL, "json", "machine-readable JSON on stdout");
     c->threads = arg_int0("t", "threads", "N", "worker threads (default: all CPUs)");
-    /* every tool takes --seed (the command-line contract), so it is always in the table */
-    (void)with_seed;
     c->seed = arg_str0(NULL, "seed", "N", "random seed (default 42)");
 }
 
@@ -48,7 +46,7 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
         fprintf(stderr, "Try '%s --help'.\n", tool);
         return CLI_USAGE;
     }
-    if (c->seed && c->seed->count) {
+    if (c->seed->count) {
         char *e;
         errno = 0;
         (void)strtoull(c->seed->sval[0], &e, 10);
@@ -65,11 +63,14 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
     return -1;
 }
 
-int cli_threads(const cli_common *c) { return c->threads->count ? c->threads->ival[0] : 0; }
+int cli_threads(const cli_common *c)
+{
+    return c->threads->count ? c->threads->ival[0] : 0;
+}
 
 uint64_t cli_seed(const cli_common *c)
 {
-    if (c->seed && c->seed->count)
+    if (c->seed->count)
         return strtoull(c->seed->sval[0], NULL, 10);
     return 42;
 }
@@ -264,10 +265,73 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
                             q == LK_QTYPE_IQ4_NL || q == LK_QTYPE_Q8_0)
                          : (q == LK_QTYPE_F32 || q == LK_QTYPE_Q8_0));
         if (!ok)
-            return cli_usage_error(tool, i == 0 ? "--quant: none, nf4, q4_0, iq4_nl or q8_0, got '%s'"
-                                                : "--quant-embed: f32 or q8_0, got '%s'",
+            return cli_usage_error(tool,
+                                   i == 0 ? "--quant: none, nf4, q4_0, iq4_nl or q8_0, got '%s'"
+                                          : "--quant-embed: f32 or q8_0, got '%s'",
                                    v);
         *dst[i] = q;
     }
     return -1;
+}
+
+/* A file of examples (JSON Lines or a JSON array) rather than plain text. */
+static int is_json_data(const char *path, const char *text)
+{
+    size_t n = strlen(path);
+    if ((n > 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
+        (n > 5 && strcmp(path + n - 5, ".json") == 0))
+        return 1;
+    while (*text == ' ' || *text == '\n' || *text == '\r' || *text == '\t')
+        text++;
+    return *text == '{' || *text == '[';
+}
+
+lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char *text, size_t len,
+                         int64_t ctx, cli_score *sc)
+{
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    lk_status s = lk_tokenizer_encode(tok, text, len, 1, &ids, &n);
+    if (s == LK_OK && n >= 2)
+        s = lk_model_nll(m, ids, n, ctx, &sc->nll, &sc->count);
+    sc->examples++;
+    free(ids);
+    return s;
+}
+
+static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const char *path,
+                               const char *fields, int64_t ctx, cli_score *sc)
+{
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    /* examples up to the model's context; longer ones are truncated (and counted) */
+    dp.seq_len = lk_model_get_config(m)->max_position;
+    dp.pack = 0;
+    dp.shuffle = 0;
+    dp.fields = fields;
+    lk_dataset *d = NULL;
+    lk_status s = lk_dataset_load(path, tok, &dp, &d);
+    int64_t n_ex = s == LK_OK ? lk_dataset_get_stats(d)->examples : 0;
+    for (int64_t i = 0; i < n_ex && s == LK_OK; i++) {
+        const int32_t *ids, *labels;
+        int64_t n, line;
+        s = lk_dataset_example(d, i, &ids, &labels, &n, &line);
+        if (s == LK_OK && n >= 2)
+            s = lk_model_nll_labels(m, ids, labels, n, ctx, &sc->nll, &sc->count);
+        sc->examples++;
+    }
+    lk_dataset_free(d);
+    return s;
+}
+
+lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer *tok,
+                         const char *path, const char *fields, int64_t ctx, cli_score *sc)
+{
+    size_t len;
+    char *text = cli_read_file(tool, path, &len);
+    if (!text)
+        return LK_ERR_IO;
+    lk_status s = is_json_data(path, text) ? score_dataset(m, tok, path, fields, ctx, sc)
+                                           : cli_score_text(m, tok, text, len, ctx, sc);
+    free(text);
+    return s;
 }

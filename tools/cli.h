@@ -19,21 +19,17 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
 
-/* Options every tool accepts. seed is NULL for tools without randomness. */
+/* Options every tool accepts (the command-line contract: --seed too, echoed in --json). */
 typedef struct {
     struct arg_lit *help, *version, *verbose, *quiet, *json;
     struct arg_int *threads;
     struct arg_str *seed;
 } cli_common;
 
-/* Allocate the common option structs (with_seed: add --seed). Put them in the tool's table
- * with CLI_COMMON_ENTRIES(c). */
-void cli_common_init(cli_common *c, int with_seed);
+/* Allocate the common option structs. Put them in the tool's table with CLI_COMMON_ENTRIES(c). */
+void cli_common_init(cli_common *c);
 #define CLI_COMMON_ENTRIES(c) \
     (c).help, (c).version, (c).verbose, (c).quiet, (c).json, (c).threads, (c).seed
-/* The same for tools without randomness (cli_common_init(c, 0): no --seed). */
-#define CLI_COMMON_ENTRIES_NOSEED(c) \
-    (c).help, (c).version, (c).verbose, (c).quiet, (c).json, (c).threads
 
 /* Parse argv against argtable (terminated by end). Returns -1 when the tool should go on, or an
  * exit code: 0 after --help/--version, 1 when the table could not be allocated, 2 on a usage
@@ -79,6 +75,22 @@ void cli_adapters_free(cli_adapters *x);
  * message. */
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
                     struct lk_model_params *mp);
+
+/* Summed next-token loss of a model over a text or a file (lora-eval, lora-merge --eval-data). */
+typedef struct {
+    double nll;     /* Σ −log p, natural log */
+    int64_t count;  /* scored tokens */
+    int64_t examples;
+} cli_score;
+
+/* Score text (BOS as the tokenizer adds it), in windows of ctx tokens (<= 0: the model's). */
+lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char *text, size_t len,
+                         int64_t ctx, cli_score *sc);
+
+/* Score a file: plain text as one document, or JSONL/JSON examples in any lora-train format
+ * (only trained tokens count). fields: NULL or "prompt=question,...". */
+lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer *tok,
+                         const char *path, const char *fields, int64_t ctx, cli_score *sc);
 
 /* Peak resident memory of this process in MiB (getrusage). */
 double cli_peak_rss_mib(void);

@@ -201,7 +201,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     struct arg_int *reps = arg_int0(NULL, "reps", "N", "timed calls per measurement (default 5)");
     struct arg_str *variant = arg_str0(NULL, "variant", "NAME",
                                        "kernel variant: ref|avx2|avx512|amx|neon (default: "

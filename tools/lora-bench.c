@@ -18,7 +18,6 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-
 typedef struct {
     double load_s, prefill_tps, decode_tps, rss_mib;
 } bench_result;
@@ -136,24 +135,40 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR", "model folder");
     struct arg_int *tokens = arg_int0("n", "tokens", "T", "prefill length (default 512)");
-    struct arg_int *repeat = arg_int0(NULL, "repeat", "R", "prefill repetitions, best kept (default 3)");
-    struct arg_int *decode = arg_int0(NULL, "decode", "N", "decode steps after the prefill (default 32)");
+    struct arg_int *repeat =
+        arg_int0(NULL, "repeat", "R", "prefill repetitions, best kept (default 3)");
+    struct arg_int *decode =
+        arg_int0(NULL, "decode", "N", "decode steps after the prefill (default 32)");
     struct arg_lit *train = arg_lit0(NULL, "train", "time LoRA training steps instead");
-    struct arg_str *quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, "
-                                                             "iq4_nl, q8_0");
+    struct arg_str *quant = arg_str0(NULL, "quant", "TYPE",
+                                     "base format: none (f32), nf4, q4_0, "
+                                     "iq4_nl, q8_0");
     struct arg_str *qembed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings: f32 or q8_0");
-    struct arg_int *rank = arg_int0(NULL, "rank", "R", "--train: LoRA rank, all seven modules (default 16)");
-    struct arg_int *steps = arg_int0(NULL, "steps", "N", "--train: timed steps after one warm-up (default 3)");
-    struct arg_file *tokdir = arg_file0(NULL, "tokenizer", "DIR", "--train: tokenizer folder (default: the model's)");
+    struct arg_int *rank =
+        arg_int0(NULL, "rank", "R", "--train: LoRA rank, all seven modules (default 16)");
+    struct arg_int *steps =
+        arg_int0(NULL, "steps", "N", "--train: timed steps after one warm-up (default 3)");
+    struct arg_file *tokdir =
+        arg_file0(NULL, "tokenizer", "DIR", "--train: tokenizer folder (default: the model's)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, tokens, repeat, decode, train, quant, qembed, rank, steps, tokdir,
-                  CLI_COMMON_ENTRIES(c), end};
-    int rc = cli_parse(argc, argv, at, end, &c, TOOL,
-                       "Forward speed (prefill and decode tokens/s), load time and peak RSS.",
-                       NULL);
+    void *at[] = {model,
+                  tokens,
+                  repeat,
+                  decode,
+                  train,
+                  quant,
+                  qembed,
+                  rank,
+                  steps,
+                  tokdir,
+                  CLI_COMMON_ENTRIES(c),
+                  end};
+    int rc =
+        cli_parse(argc, argv, at, end, &c, TOOL,
+                  "Forward speed (prefill and decode tokens/s), load time and peak RSS.", NULL);
     if (rc >= 0)
         goto done;
     int64_t T = tokens->count ? tokens->ival[0] : 512;
@@ -195,8 +210,8 @@ int main(int argc, char **argv)
         if (c.json->count)
             cli_json_emit(j);
         else {
-            printf("train: %.3f s/step  %.1f tokens/s  peak RSS %.0f MiB\n", tr.s_per_step,
-                   tr.tps, r.rss_mib);
+            printf("train: %.3f s/step  %.1f tokens/s  peak RSS %.0f MiB\n", tr.s_per_step, tr.tps,
+                   r.rss_mib);
             cJSON_Delete(j);
         }
         rc = CLI_OK;

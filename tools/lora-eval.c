@@ -15,59 +15,12 @@ typedef struct {
     int64_t count, examples;
 } eval_acc;
 
-/* A file of examples (JSON Lines or a JSON array) rather than plain text. */
-static int is_json_data(const char *path, const char *text)
-{
-    size_t n = strlen(path);
-    if ((n > 6 && strcmp(path + n - 6, ".jsonl") == 0) || (n > 5 && strcmp(path + n - 5, ".json") == 0))
-        return 1;
-    while (*text == ' ' || *text == '\n' || *text == '\r' || *text == '\t')
-        text++;
-    return *text == '{' || *text == '[';
-}
-
-static lk_status eval_text(const lk_model *m, const lk_tokenizer *tok, const char *text,
-                           size_t len, int64_t ctx, eval_acc *acc)
-{
-    int32_t *ids = NULL;
-    int64_t n = 0;
-    lk_status s = lk_tokenizer_encode(tok, text, len, 1, &ids, &n);
-    if (s == LK_OK && n >= 2)
-        s = lk_model_nll(m, ids, n, ctx, &acc->nll, &acc->count);
-    acc->examples++;
-    free(ids);
-    return s;
-}
-
-static lk_status eval_dataset(const lk_model *m, const lk_tokenizer *tok, const char *path,
-                              const char *fields, int64_t ctx, eval_acc *acc)
-{
-    struct lk_dataset_params dp = lk_dataset_params_default();
-    /* examples up to the model's context; longer ones are truncated (and counted) */
-    dp.seq_len = lk_model_get_config(m)->max_position;
-    dp.pack = 0;
-    dp.shuffle = 0;
-    dp.fields = fields;
-    lk_dataset *d = NULL;
-    lk_status s = lk_dataset_load(path, tok, &dp, &d);
-    int64_t n_ex = s == LK_OK ? lk_dataset_get_stats(d)->examples : 0;
-    for (int64_t i = 0; i < n_ex && s == LK_OK; i++) {
-        const int32_t *ids, *labels;
-        int64_t n, line;
-        s = lk_dataset_example(d, i, &ids, &labels, &n, &line);
-        if (s == LK_OK && n >= 2)
-            s = lk_model_nll_labels(m, ids, labels, n, ctx, &acc->nll, &acc->count);
-        acc->examples++;
-    }
-    lk_dataset_free(d);
-    return s;
-}
-
 static int report(const cli_common *c, const char *model, const eval_acc *acc)
 {
     if (acc->count == 0) {
-        fprintf(stderr, "%s: error: no token to score (the input needs at least 2 tokens with "
-                        "a label)\n",
+        fprintf(stderr,
+                "%s: error: no token to score (the input needs at least 2 tokens with "
+                "a label)\n",
                 TOOL);
         return CLI_FAIL;
     }
@@ -85,8 +38,7 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
         cJSON_AddNumberToObject(j, "examples", (double)acc->examples);
         cli_json_emit(j);
     } else {
-        printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss),
-               (long long)acc->count);
+        printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss), (long long)acc->count);
     }
     return CLI_OK;
 }
@@ -112,20 +64,15 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
     }
     lk_tokenizer *tok = NULL;
     lk_status s = lk_tokenizer_load(a->model->filename[0], &tok);
-    if (s == LK_OK && a->text->count) {
-        s = eval_text(m, tok, a->text->sval[0], strlen(a->text->sval[0]), ctx, acc);
-    } else if (s == LK_OK) {
-        size_t len;
-        char *text = cli_read_file(TOOL, a->data->filename[0], &len);
-        if (!text)
-            s = LK_ERR_IO;
-        else if (is_json_data(a->data->filename[0], text))
-            s = eval_dataset(m, tok, a->data->filename[0],
-                             a->fields->count ? a->fields->sval[0] : NULL, ctx, acc);
-        else
-            s = eval_text(m, tok, text, len, ctx, acc);
-        free(text);
-    }
+    cli_score sc = {0, 0, 0};
+    if (s == LK_OK && a->text->count)
+        s = cli_score_text(m, tok, a->text->sval[0], strlen(a->text->sval[0]), ctx, &sc);
+    else if (s == LK_OK)
+        s = cli_score_file(TOOL, m, tok, a->data->filename[0],
+                           a->fields->count ? a->fields->sval[0] : NULL, ctx, &sc);
+    acc->nll += sc.nll;
+    acc->count += sc.count;
+    acc->examples += sc.examples;
     lk_tokenizer_free(tok);
     (void)c;
     return s;
@@ -134,7 +81,7 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     eval_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder (config.json, safetensors, tokenizer)");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
@@ -142,15 +89,19 @@ int main(int argc, char **argv)
     a.text = arg_str0(NULL, "text", "STR", "text to score");
     a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
-    a.data = arg_file0(NULL, "data", "FILE", "plain text, or JSONL/JSON examples (any lora-train "
-                                             "format; only trained tokens are scored)");
+    a.data = arg_file0(NULL, "data", "FILE",
+                       "plain text, or JSONL/JSON examples (any lora-train "
+                       "format; only trained tokens are scored)");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "token ids to score (no tokenizer needed)");
-    a.fields = arg_str0(NULL, "fields", "K=COL,...", "column names of --data (e.g. "
-                                                     "prompt=question,completion=answer)");
-    a.ctx = arg_int0(NULL, "ctx", "N", "window length in tokens (default: the model's context, "
-                                       "at most 4096)");
+    a.fields = arg_str0(NULL, "fields", "K=COL,...",
+                        "column names of --data (e.g. "
+                        "prompt=question,completion=answer)");
+    a.ctx = arg_int0(NULL, "ctx", "N",
+                     "window length in tokens (default: the model's context, "
+                     "at most 4096)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed, a.text, a.data, a.ids, a.fields, a.ctx, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed,         a.text, a.data,
+                  a.ids,   a.fields,  a.ctx,   CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
                        "Sequences longer than --ctx are scored in consecutive windows.\n");

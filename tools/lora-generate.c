@@ -58,7 +58,9 @@ static void stream(gen_out *o, const gen_seq *seq, int final)
     }
     char *text = NULL;
     size_t len = 0;
-    if (lk_tokenizer_decode(o->tok, seq->ids, seq->n, 1, &text, &len) != LK_OK)
+    /* a leading BOS is not text (some tokenizer.json files do not mark it special) */
+    int64_t skip = seq->n > 0 && seq->ids[0] == lk_tokenizer_bos(o->tok);
+    if (lk_tokenizer_decode(o->tok, seq->ids + skip, seq->n - skip, 1, &text, &len) != LK_OK)
         return;
     size_t upto = final ? len : complete_utf8(text, len);
     if (upto > o->printed) {
@@ -124,8 +126,8 @@ static void print_json(const cli_common *c, const gen_seq *seq, const lk_tokeniz
 
 /* The prompt as ids: --ids as given, or --prompt encoded (rendered as a user turn with the chat
  * template and the assistant header first when --chat). */
-static lk_status prompt_ids(const lk_tokenizer *tok, const char *prompt, int chat,
-                            const char *tmpl, gen_seq *seq)
+static lk_status prompt_ids(const lk_tokenizer *tok, const char *prompt, int chat, const char *tmpl,
+                            gen_seq *seq)
 {
     if (!chat)
         return lk_tokenizer_encode(tok, prompt, strlen(prompt), 1, &seq->ids, &seq->n_prompt);
@@ -213,7 +215,7 @@ static int run(const gen_args *a, const cli_common *c)
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     gen_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
@@ -227,13 +229,20 @@ int main(int argc, char **argv)
     a.top_p = arg_dbl0(NULL, "top-p", "P", "nucleus sampling mass (default 0.95)");
     a.top_k = arg_int0(NULL, "top-k", "K", "keep the K most likely (default 40, 0 = all)");
     a.chat = arg_lit0(NULL, "chat", "wrap the prompt as a user turn in the chat template");
-    a.chat_template = arg_str0(NULL, "chat-template", "NAME", "chatml, qwen2.5, llama3, llama3.1, "
-                                                             "llama2, mistral, alpaca (default: "
-                                                             "the tokenizer's)");
+    a.chat_template = arg_str0(NULL, "chat-template", "NAME",
+                               "chatml, qwen2.5, llama3, llama3.1, "
+                               "llama2, mistral, alpaca (default: "
+                               "the tokenizer's)");
     a.ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed, a.prompt, a.ids, a.nnew, a.temp, a.top_p, a.top_k, a.chat,
-                  a.chat_template, a.ignore_eos, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {a.model,      a.adapter,
+                  a.quant,      a.quant_embed,
+                  a.prompt,     a.ids,
+                  a.nnew,       a.temp,
+                  a.top_p,      a.top_k,
+                  a.chat,       a.chat_template,
+                  a.ignore_eos, CLI_COMMON_ENTRIES(c),
+                  end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "
                        "sampling seeded by --seed.",

@@ -134,7 +134,7 @@ static int write_svg(const char *path, int force, const row *rows, int64_t n, in
 
 /* ---- one adapter ---- */
 
-static lk_status collect(const lk_adapter *a, const lk_model *base, row *rows, int64_t n,
+static lk_status collect(const lk_adapter *a, const double *base_norms, row *rows, int64_t n,
                          int64_t *n_bad)
 {
     *n_bad = 0;
@@ -145,7 +145,7 @@ static lk_status collect(const lk_adapter *a, const lk_model *base, row *rows, i
         float *sv = malloc((size_t)rows[i].m.r * sizeof *sv);
         if (!sv)
             return LK_ERR_NOMEM;
-        s = lk_adapter_module_stats(a, i, base, &rows[i].st, sv);
+        s = lk_adapter_module_stats(a, i, base_norms ? base_norms[i] : NAN, &rows[i].st, sv);
         for (int k = 0; s == LK_OK && k < 8; k++)
             rows[i].sv[k] = k < rows[i].m.r ? sv[k] : 0;
         free(sv);
@@ -169,6 +169,9 @@ static void print_info(const struct lk_adapter_info *in)
     printf("rank %lld  alpha %g%s%s  modules %lld  parameters %lld\n", (long long)in->rank,
            in->alpha, in->use_rslora ? "  rsLoRA" : "", in->use_dora ? "  DoRA" : "",
            (long long)in->n_modules, (long long)in->n_params);
+    if (in->use_dora)
+        printf("DoRA: statistics describe the direction update s*B*A; the magnitude vectors "
+               "rescale rows on top of it\n");
     printf("targets   ");
     for (int k = 0; k < LK_MOD_COUNT; k++)
         if (in->target_mask & (1u << k))
@@ -339,7 +342,7 @@ static cJSON *most_different(const row *rows, int64_t n, int k, int print)
 typedef struct {
     lk_adapter *a[2];
     int n;
-    lk_model *base;
+    double *base_norms; /* [modules of a[0]] ‖W‖_F with -m, else NULL */
     struct lk_model_config cfg;
     int have_cfg;
 } inputs;
@@ -349,8 +352,6 @@ static int load_inputs(const struct arg_file *ad, const struct arg_file *model, 
     lk_status s = LK_OK;
     if (model->count) {
         s = lk_config_load(model->filename[0], &in->cfg);
-        if (s == LK_OK)
-            s = lk_model_load(model->filename[0], NULL, &in->base);
         in->have_cfg = s == LK_OK;
     }
     for (int i = 0; i < ad->count && s == LK_OK; i++) {
@@ -358,6 +359,13 @@ static int load_inputs(const struct arg_file *ad, const struct arg_file *model, 
         in->n = i + 1;
         if (s == LK_OK && in->have_cfg)
             s = lk_adapter_set_base(in->a[i], &in->cfg);
+    }
+    if (s == LK_OK && in->have_cfg) {
+        struct lk_adapter_info info;
+        lk_adapter_get_info(in->a[0], &info);
+        in->base_norms = malloc((size_t)(info.n_modules + 1) * sizeof *in->base_norms);
+        s = in->base_norms ? lk_adapter_base_norms(in->a[0], model->filename[0], in->base_norms)
+                           : LK_ERR_NOMEM;
     }
     if (s != LK_OK)
         return cli_fail(TOOL, s);
@@ -382,7 +390,7 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
     row *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
     if (!rows)
         return cli_fail(TOOL, LK_ERR_NOMEM);
-    lk_status s = collect(in->a[0], in->base, rows, n, &n_bad);
+    lk_status s = collect(in->a[0], in->base_norms, rows, n, &n_bad);
     if (s == LK_OK && in->n == 2) {
         struct lk_adapter_info ib;
         lk_adapter_get_info(in->a[1], &ib);
@@ -412,7 +420,7 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
     } else {
         print_info(&info);
         if (in->n == 1) {
-            print_table(rows, n, in->base != NULL, top);
+            print_table(rows, n, in->base_norms != NULL, top);
             printf("\nNaN/Inf scan: %s\n",
                    n_bad ? "FOUND non-finite values (see warnings)" : "all factors finite");
         } else {
@@ -431,7 +439,7 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 0);
+    cli_common_init(&c);
     struct arg_file *ad = arg_filen(NULL, NULL, "ADAPTER", 1, 2,
                                     "adapter (PEFT folder or GGUF "
                                     "LoRA); two: compare them");
@@ -448,7 +456,7 @@ int main(int argc, char **argv)
                                    "most 8)");
     struct arg_lit *force = arg_lit0(NULL, "force", "overwrite an existing --svg file");
     struct arg_end *end = arg_end(20);
-    void *at[] = {ad, model, svg, stat, top, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    void *at[] = {ad, model, svg, stat, top, force, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Describe an adapter (norms, singular values, effective rank) or compare "
                        "two.",
@@ -481,7 +489,7 @@ int main(int argc, char **argv)
         rc = run(&c, &in, svg->count ? svg->filename[0] : NULL, st, ntop, force->count > 0);
     lk_adapter_free(in.a[0]);
     lk_adapter_free(in.a[1]);
-    lk_model_free(in.base);
+    free(in.base_norms);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

@@ -53,8 +53,15 @@ static double now_s(void)
 }
 
 static void print_summary(const cli_common *c, merge_report *r, const cli_adapters *ad,
-                          const char *base, const char *out, const char *dtype, double secs)
+                          const char *base, const char *out, const struct lk_merge_params *p,
+                          double secs)
 {
+    const char *dtype = p->dtype;
+    char used[96]; /* which base the adapters were added to */
+    if (p->base_quant)
+        snprintf(used, sizeof used, "dequantised %s (--base-quant)", p->base_quant);
+    else
+        snprintf(used, sizeof used, "original (unquantised)");
     const char *fmt = strlen(out) > 5 && !strcmp(out + strlen(out) - 5, ".gguf") ? "gguf" : "hf";
     if (c->json->count) {
         cJSON *j = cli_json_new(c);
@@ -66,7 +73,7 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
             cJSON_AddItemToArray(a, o);
         }
         cJSON_AddStringToObject(j, "base", base);
-        cJSON_AddStringToObject(j, "base_weights", "original (unquantised)");
+        cJSON_AddStringToObject(j, "base_weights", used);
         cJSON_AddItemToObject(j, "adapters", a);
         cJSON_AddStringToObject(j, "out", out);
         cJSON_AddStringToObject(j, "format", fmt);
@@ -80,32 +87,83 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
         cli_json_emit(j);
         return;
     }
-    printf("merged %d adapter(s) into %lld tensors of %s (base weights: original, unquantised)\n",
-           ad->n, (long long)r->n_merged_tensors, base);
+    printf("merged %d adapter(s) into %lld tensors of %s (base weights: %s)\n", ad->n,
+           (long long)r->n_merged_tensors, base, used);
     printf("wrote %s (%s, %s) in %.2f s, peak RSS %.0f MiB\n", out, fmt,
            dtype ? dtype : (*fmt == 'g' ? "f16" : "base dtype"), secs, cli_peak_rss_mib());
     printf("largest storage error: %.3g (%s)\n", r->max_err,
            r->max_err_name ? r->max_err_name : "-");
 }
 
+/* Held-out loss of a model folder (quantised at load as q says) with the adapters attached. */
+static lk_status heldout_loss(const char *dir, const char *tok_dir, lk_qtype q,
+                              const cli_adapters *ad, const char *data, int threads, double *loss)
+{
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = threads;
+    mp.quant = q;
+    lk_model *m = NULL;
+    lk_tokenizer *tok = NULL;
+    cli_score sc = {0, 0, 0};
+    lk_status s = lk_model_load(dir, &mp, &m);
+    for (int i = 0; ad && i < ad->n && s == LK_OK; i++)
+        s = lk_model_attach_adapter(m, ad->a[i], ad->w[i]);
+    if (s == LK_OK)
+        s = lk_tokenizer_load(tok_dir, &tok);
+    if (s == LK_OK)
+        s = cli_score_file(TOOL, m, tok, data, NULL, 0, &sc);
+    *loss = sc.count ? sc.nll / (double)sc.count : NAN;
+    lk_tokenizer_free(tok);
+    lk_model_free(m);
+    return s;
+}
+
+/* --eval-data: the loss of base + adapters (on the 4-bit base with --base-quant) and of the
+ * merged folder, and the change. */
+static lk_status eval_change(const cli_common *c, const char *base, const char *out,
+                             const char *bq, const cli_adapters *ad, const char *data)
+{
+    lk_qtype q = LK_QTYPE_F32;
+    if (bq && lk_qtype_from_name(bq, &q) != LK_OK)
+        return LK_ERR_ARG;
+    double before, after;
+    CLI_TRY(heldout_loss(base, base, q, ad, data, cli_threads(c), &before));
+    CLI_TRY(heldout_loss(out, base, LK_QTYPE_F32, NULL, data, cli_threads(c), &after));
+    if (c->json->count) {
+        cJSON *j = cli_json_new(c);
+        cJSON_AddStringToObject(j, "type", "eval");
+        cJSON_AddNumberToObject(j, "loss_base_plus_adapters", before);
+        cJSON_AddNumberToObject(j, "loss_merged", after);
+        cJSON_AddNumberToObject(j, "loss_change", after - before);
+        cli_json_emit(j);
+    } else {
+        printf("held-out loss on %s: base%s + adapters %.6f, merged %.6f (change %+.3g)\n", data,
+               bq ? " (dequantised)" : "", before, after, after - before);
+    }
+    return LK_OK;
+}
+
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 0);
+    cli_common_init(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR", "base model folder");
     struct arg_str *adapter = arg_strn("a", "adapter", "DIR[:W]", 0, 64,
                                        "adapter (PEFT folder or GGUF LoRA) with weight W "
                                        "(default 1); repeatable");
     struct arg_file *out = arg_file1("o", "out", "OUT", "output folder, or FILE.gguf");
     struct arg_str *dtype = arg_str0(NULL, "dtype", "T",
-                                     "f32|f16|bf16 (q8_0|q4_0|iq4_nl|nf4 "
-                                     "need the 4-bit kernels)");
+                                     "f32|f16|bf16 (folders); f16|f32|bf16|q8_0|q4_0|iq4_nl "
+                                     "(.gguf)");
     struct arg_str *bq = arg_str0(NULL, "base-quant", "T",
                                   "merge onto the dequantised "
                                   "nf4|q4_0|iq4_nl|q8_0 base (QLoRA)");
     struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
+    struct arg_file *eval = arg_file0(NULL, "eval-data", "FILE",
+                                      "held-out text or JSONL: loss before and after the merge "
+                                      "(folder outputs)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, adapter, out, dtype, bq, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    void *at[] = {model, adapter, out, dtype, bq, force, eval, CLI_COMMON_ENTRIES(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
                        "(DoRA: magnitude-rescaled).",
@@ -114,6 +172,12 @@ int main(int argc, char **argv)
                        "-v lists every tensor with its storage error.\n");
     if (rc >= 0)
         goto done;
+    size_t on = strlen(out->filename[0]);
+    if (eval->count && on > 5 && strcmp(out->filename[0] + on - 5, ".gguf") == 0) {
+        rc = cli_usage_error(TOOL, "--eval-data needs a folder output (GGUF models are not "
+                                   "loaded here; merge to a folder to compare the losses)");
+        goto done;
+    }
     cli_adapters ad = {0};
     struct lk_model_config cfg;
     lk_status s = lk_config_load(model->filename[0], &cfg);
@@ -140,8 +204,14 @@ int main(int argc, char **argv)
     if (rep.progress)
         fprintf(stderr, "\n");
     if (s == LK_OK) {
-        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], p.dtype, now_s() - t0);
+        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, now_s() - t0);
         rc = CLI_OK;
+        if (eval->count) {
+            s = eval_change(&c, model->filename[0], out->filename[0], p.base_quant, &ad,
+                            eval->filename[0]);
+            if (s != LK_OK)
+                rc = cli_fail(TOOL, s);
+        }
     } else {
         rc = cli_fail(TOOL, s);
     }

@@ -123,7 +123,7 @@ static int parse_opts(const struct arg_str *type, const struct arg_str *qe,
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 0);
+    cli_common_init(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR", "float model folder");
     struct arg_str *type = arg_str1(NULL, "type", "T", "nf4|q4_0|iq4_nl|q8_0");
     struct arg_file *out = arg_file1("o", "out", "OUT", "output folder (FILE.gguf for gguf)");

@@ -31,7 +31,7 @@ static unsigned parse_targets(const char *s)
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR",
                                        "model folder (only config.json is "
                                        "read)");

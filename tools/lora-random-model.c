@@ -10,7 +10,7 @@ static const char *TOOL = "lora-random-model";
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     struct arg_file *config = arg_file1("c", "config", "FILE", "config.json (or a model folder)");
     struct arg_file *out = arg_file1("o", "out", "DIR", "output folder (must not exist)");
     struct arg_str *dtype = arg_str0(NULL, "dtype", "f32|bf16", "weight dtype (default bf16)");

@@ -288,7 +288,7 @@ done:
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     struct arg_str *model = arg_str1("m", "model", "DIR", "model or tokenizer folder");
     struct arg_str *text = arg_str0(NULL, "text", "STR", "text to encode");
     struct arg_file *file = arg_file0(NULL, "file", "FILE", "encode this file's bytes");

@@ -1,6 +1,7 @@
 /* lora-train — LoRA fine-tuning (SFT) of a frozen base on a JSONL dataset; writes a Hugging Face
  * PEFT adapter to -o DIR, checkpoints to DIR/checkpoint-N (resumable, Ctrl-C saves one), a loss
- * curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval on stdout. */
+ * curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval on stdout.
+ */
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -18,11 +19,15 @@
 static const char *TOOL = "lora-train";
 static volatile sig_atomic_t g_stop; /* the signal that asked us to stop, or 0 */
 
-static void on_signal(int sig) { g_stop = sig; }
+static void on_signal(int sig)
+{
+    g_stop = sig;
+}
 
 typedef struct {
     struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
-    struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective, *fields, *chat_template;
+    struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective, *fields,
+        *chat_template;
     struct arg_str *teacher, *teacher_cache;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
     struct arg_int *warmup, *save_limit, *log_every;
@@ -141,8 +146,10 @@ static int check_unsupported(const train_args *a)
     if (a->objective->count && strcmp(a->objective->sval[0], "sft") != 0) {
         const char *o = a->objective->sval[0];
         if (!strcmp(o, "kd") || !strcmp(o, "rkl") || !strcmp(o, "jsd"))
-            return cli_usage_error(TOOL, "--objective %s: distillation is not available in "
-                                         "this version (only sft)", o);
+            return cli_usage_error(TOOL,
+                                   "--objective %s: distillation is not available in "
+                                   "this version (only sft)",
+                                   o);
         return cli_usage_error(TOOL, "--objective: sft, kd, rkl or jsd, got '%s'", o);
     }
     if (a->teacher->count || a->teacher_cache->count || a->kd_temp->count || a->kd_weight->count)
@@ -161,7 +168,10 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     return remove(p);
 }
 
-static int remove_tree(const char *p) { return nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static int remove_tree(const char *p)
+{
+    return nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static int make_dir(const char *d)
 {
@@ -284,9 +294,11 @@ static void write_svg(const train_ctx *x)
     if (!f)
         return;
     const double W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" "
-               "height=\"100%%\" fill=\"white\"/>\n", W, H);
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" "
+            "height=\"100%%\" fill=\"white\"/>\n",
+            W, H);
     fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L,
             H - B, W - R, H - B);
     fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, T,
@@ -348,10 +360,11 @@ static void progress(train_ctx *x, const struct lk_step_stats *st, int last)
     int64_t every = x->a->log_every->count ? x->a->log_every->ival[0]
                                            : (st->total_steps > 20 ? st->total_steps / 20 : 1);
     if (last || st->step % (every > 0 ? every : 1) == 0)
-        fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  elapsed %s  ETA %s  "
-                        "RSS %.0fM%s\n",
-                (long long)st->step, (long long)st->total_steps, st->loss, st->lr, tps, el_s,
-                eta_s, rss_mib(), st->skipped ? "  (skipped: non-finite)" : "");
+        fprintf(stderr,
+                "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  elapsed %s  ETA %s  "
+                "RSS %.0fM%s\n",
+                (long long)st->step, (long long)st->total_steps, st->loss, st->lr, tps, el_s, eta_s,
+                rss_mib(), st->skipped ? "  (skipped: non-finite)" : "");
 }
 
 static void json_step(const train_ctx *x, const struct lk_step_stats *st)
@@ -549,8 +562,8 @@ static int run(train_ctx *x)
     char probe[4300];
     snprintf(probe, sizeof probe, "%s/adapter_model.safetensors", x->out);
     if (!x->a->resume->count && !x->a->force->count && access(probe, F_OK) == 0) {
-        fprintf(stderr, "%s: error: %s already holds an adapter (use --force, or --resume)\n",
-                TOOL, x->out);
+        fprintf(stderr, "%s: error: %s already holds an adapter (use --force, or --resume)\n", TOOL,
+                x->out);
         return CLI_FAIL;
     }
     if (make_dir(x->out) != 0)
@@ -588,15 +601,17 @@ static const char *GLOSSARY =
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c, 1);
+    cli_common_init(&c);
     train_args a;
     a.model = arg_file1("m", "model", "DIR", "base model folder (Hugging Face)");
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
     a.out = arg_file1("o", "out", "DIR", "output adapter folder");
-    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: nf4 (default), q4_0, iq4_nl, q8_0, "
-                                              "none (f32)");
-    a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 (default) or "
-                                                          "q8_0");
+    a.quant = arg_str0(NULL, "quant", "TYPE",
+                       "base format: nf4 (default), q4_0, iq4_nl, q8_0, "
+                       "none (f32)");
+    a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE",
+                             "embeddings/LM head: f32 (default) or "
+                             "q8_0");
     a.rank = arg_int0(NULL, "rank", "R", "LoRA rank (default 8)");
     a.alpha = arg_dbl0(NULL, "alpha", "A", "LoRA alpha (default: the rank, scale 1)");
     a.dropout = arg_dbl0(NULL, "dropout", "P", "LoRA dropout (default 0)");
@@ -606,7 +621,8 @@ int main(int argc, char **argv)
     a.lr_ratio_b = arg_dbl0(NULL, "lr-ratio-b", "X", "LoRA+: B's learning rate = X times A's");
     a.optimizer = arg_str0(NULL, "optimizer", "adamw|sgd", "optimiser (default adamw)");
     a.weight_decay = arg_dbl0(NULL, "weight-decay", "W", "weight decay (default 0)");
-    a.max_grad_norm = arg_dbl0(NULL, "max-grad-norm", "N", "clip the global norm (default 1, 0 off)");
+    a.max_grad_norm =
+        arg_dbl0(NULL, "max-grad-norm", "N", "clip the global norm (default 1, 0 off)");
     a.schedule = arg_str0(NULL, "schedule", "NAME", "cosine, linear or constant (default linear)");
     a.warmup = arg_int0(NULL, "warmup", "N", "linear warmup steps (default 0)");
     a.steps = arg_int0(NULL, "steps", "N", "optimiser steps");
@@ -615,7 +631,8 @@ int main(int argc, char **argv)
     a.batch = arg_int0(NULL, "batch", "B", "rows per micro-batch (default 1)");
     a.grad_accum = arg_int0(NULL, "grad-accum", "K", "micro-batches per step (default 1)");
     a.init_adapter = arg_file0(NULL, "init-adapter", "DIR", "start from this PEFT adapter");
-    a.resume = arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
+    a.resume =
+        arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
     a.save_every = arg_int0(NULL, "save-every", "N", "checkpoint every N steps");
     a.save_limit = arg_int0(NULL, "save-limit", "K", "keep the K newest checkpoints (default 2)");
     a.eval_data = arg_file0(NULL, "eval-data", "FILE", "held-out data for evaluation");
@@ -623,29 +640,65 @@ int main(int argc, char **argv)
     a.log_every = arg_int0(NULL, "log-every", "N", "progress line every N steps (non-terminal)");
     a.objective = arg_str0(NULL, "objective", "sft", "training objective (sft)");
     a.teacher = arg_str0(NULL, "teacher", "DIR", "distillation teacher (not in this version)");
-    a.teacher_cache = arg_str0(NULL, "teacher-cache", "FILE", "teacher cache (not in this version)");
+    a.teacher_cache =
+        arg_str0(NULL, "teacher-cache", "FILE", "teacher cache (not in this version)");
     a.kd_temp = arg_dbl0(NULL, "kd-temp", "T", "distillation temperature (not in this version)");
     a.kd_weight = arg_dbl0(NULL, "kd-weight", "W", "distillation weight (not in this version)");
-    a.fields = arg_str0(NULL, "fields", "K=COL,...", "column names (e.g. prompt=question,"
-                                                     "completion=answer)");
+    a.fields = arg_str0(NULL, "fields", "K=COL,...",
+                        "column names (e.g. prompt=question,"
+                        "completion=answer)");
     a.chat_template = arg_str0(NULL, "chat-template", "NAME", "chat format for messages data");
     a.strict = arg_lit0(NULL, "strict", "a bad data line is fatal");
     a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit");
     a.force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.data, a.out, a.quant, a.quant_embed, a.rank, a.alpha, a.dropout, a.targets,
-                  a.rslora, a.lr, a.lr_ratio_b, a.optimizer, a.weight_decay, a.max_grad_norm,
-                  a.schedule, a.warmup, a.steps, a.epochs, a.seq_len, a.batch, a.grad_accum,
-                  a.init_adapter, a.resume, a.save_every, a.save_limit, a.eval_data, a.eval_every,
-                  a.log_every, a.objective, a.teacher, a.teacher_cache, a.kd_temp, a.kd_weight,
-                  a.fields, a.chat_template, a.strict, a.dry_run, a.force, CLI_COMMON_ENTRIES(c),
+    void *at[] = {a.model,
+                  a.data,
+                  a.out,
+                  a.quant,
+                  a.quant_embed,
+                  a.rank,
+                  a.alpha,
+                  a.dropout,
+                  a.targets,
+                  a.rslora,
+                  a.lr,
+                  a.lr_ratio_b,
+                  a.optimizer,
+                  a.weight_decay,
+                  a.max_grad_norm,
+                  a.schedule,
+                  a.warmup,
+                  a.steps,
+                  a.epochs,
+                  a.seq_len,
+                  a.batch,
+                  a.grad_accum,
+                  a.init_adapter,
+                  a.resume,
+                  a.save_every,
+                  a.save_limit,
+                  a.eval_data,
+                  a.eval_every,
+                  a.log_every,
+                  a.objective,
+                  a.teacher,
+                  a.teacher_cache,
+                  a.kd_temp,
+                  a.kd_weight,
+                  a.fields,
+                  a.chat_template,
+                  a.strict,
+                  a.dry_run,
+                  a.force,
+                  CLI_COMMON_ENTRIES(c),
                   end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Train a LoRA adapter (SFT) on a frozen base model.", GLOSSARY);
     if (rc >= 0)
         goto done;
-    train_ctx x = {.a = &a, .c = &c, .out = a.out->filename[0], .tty = isatty(2),
-                   .eval_loss_last = NAN};
+    train_ctx x = {
+        .a = &a, .c = &c, .out = a.out->filename[0], .tty = isatty(2), .eval_loss_last = NAN};
     x.mp = lk_model_params_default();
     x.mp.n_threads = cli_threads(&c);
     x.mp.quant = LK_QTYPE_NF4; /* QLoRA: the base lives in 4 bits unless asked otherwise */

@@ -38,9 +38,10 @@ const char *lk_module_name(lk_module m);
 
 /* Load an adapter: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA
  * file as llama.cpp's convert_lora_to_gguf.py writes it. Every tensor is checked (names, dtypes,
- * A/B rank agreement, finite values are not required here: lk_adapter_module_stats scans them).
- * Legacy adapter_model.bin, fan_in_fan_out, bias other than "none", and modules outside
- * q/k/v/o/gate/up/down are refused with a message saying so. Free with lk_adapter_free. */
+ * shapes, A/B rank agreement with the config's r / rank_pattern); values are not scanned here
+ * (lk_adapter_module_stats reports NaN/Inf). Legacy adapter_model.bin, fan_in_fan_out, bias other
+ * than "none", modules_to_save, and modules outside q/k/v/o/gate/up/down are refused with a
+ * message saying so; unknown config keys are ignored. Free with lk_adapter_free. */
 lk_status lk_adapter_load(const char *path, lk_adapter **out);
 
 void lk_adapter_free(lk_adapter *a);
@@ -56,7 +57,7 @@ lk_status lk_adapter_set_base(lk_adapter *a, const struct lk_model_config *cfg);
 struct lk_adapter_info {
     const char *path;
     const char *format;     /* "peft" or "gguf" */
-    const char *base_model; /* base_model_name_or_path (PEFT), general.name-ish (GGUF), or "" */
+    const char *base_model; /* base_model_name_or_path (PEFT), general.name (GGUF), or "" */
     const char *arch;       /* general.architecture of a GGUF adapter, "" for PEFT */
     int64_t rank;           /* default r (modules may differ, see lk_adapter_module) */
     double alpha;           /* default lora_alpha (GGUF: adapter.lora.alpha; 0 = scale 1) */
@@ -113,8 +114,9 @@ lk_status lk_adapter_save_peft(const lk_adapter *a, const char *dir, int force);
  * Llama-architecture bases. When every module's scale equals alpha/r of one alpha, that alpha is
  * written and B kept; otherwise (rsLoRA, rank/alpha patterns) each B is multiplied by its scale
  * and adapter.lora.alpha is 0 (llama.cpp then uses scale 1). dtype: "f32", "f16", "bf16" ("q8_0"
- * needs the quantisation kernels: LK_ERR_UNSUPPORTED in this build). DoRA: LK_ERR_UNSUPPORTED
- * (llama.cpp cannot apply it; merge instead). */
+ * needs the quantisation kernels: LK_ERR_UNSUPPORTED in this build; tensors whose rows do not
+ * fill whole Q8_0 blocks, such as B with r < 32, are then written F16 as llama.cpp does). DoRA:
+ * LK_ERR_UNSUPPORTED (llama.cpp cannot apply it; merge instead). */
 lk_status lk_adapter_save_gguf(const lk_adapter *a, const struct lk_model_config *cfg,
                                const char *path, const char *dtype, int force);
 
@@ -153,13 +155,13 @@ struct lk_merge_params {
 
 struct lk_merge_params lk_merge_params_default(void);
 
-/* Merge n adapters with weights w[i] into the base folder base_dir: W' = W + Σ w_i·s_i·B_i·A_i
- * (DoRA adapters in order: W ← m ⊙ V/‖V‖_row with V = W + w·s·B·A). Output: out ending in ".gguf"
- * → one GGUF model file with llama.cpp's names, hyper-parameters, tokenizer and q/k row order;
- * otherwise a Hugging Face folder (model.safetensors, config.json with torch_dtype updated, the
- * tokenizer and other small files copied). Tensors are processed one at a time (peak memory near
- * the largest tensor, not the model). Adapters must fit the base (LK_ERR_SHAPE) and GGUF
- * adapters must have had lk_adapter_set_base. Written under a temporary name, then renamed. */
+/* Merge n (at most 64) adapters with weights w[i] into the base folder base_dir: W' = W + Σ
+ * w_i·s_i·B_i·A_i (DoRA adapters in order: W ← m ⊙ V/‖V‖_row with V = W + w·s·B·A). Output: out
+ * ending in ".gguf" → one GGUF model file with llama.cpp's names, hyper-parameters, tokenizer and
+ * q/k row order; otherwise a Hugging Face folder (model.safetensors, config.json with torch_dtype
+ * updated, the tokenizer and other small files copied). Tensors are processed one at a time (peak
+ * memory near the largest tensor, not the model). Adapters must fit the base (LK_ERR_SHAPE) and
+ * GGUF adapters must have had lk_adapter_set_base. Written under a temporary name, then renamed. */
 lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, const float *w, int n,
                    const char *out, const struct lk_merge_params *p);
 
@@ -175,11 +177,16 @@ struct lk_module_stats {
     int64_t n_nonfinite;   /* NaN/Inf entries in A, B and magnitude */
 };
 
-/* Statistics of module i; sv: NULL or [r] singular values of ΔW, descending. base: NULL or the
- * base model (for rel_norm). LK_ERR_NUMERIC if the factors hold NaN/Inf (stats then partial:
- * norms and n_nonfinite filled). */
-lk_status lk_adapter_module_stats(const lk_adapter *a, int64_t i, const lk_model *base,
+/* Statistics of module i; sv: NULL or [r] singular values of ΔW, descending. base_norm: ‖W‖_F
+ * of the base weight (from lk_adapter_base_norms) for rel_norm, or NaN. LK_ERR_NUMERIC if the
+ * factors hold NaN/Inf (stats then partial: norms and n_nonfinite filled). */
+lk_status lk_adapter_module_stats(const lk_adapter *a, int64_t i, double base_norm,
                                   struct lk_module_stats *out, float *sv);
+
+/* ‖W‖_F of the base weight of every module of a (norms: [n_modules]), read from the model
+ * folder model_dir one tensor at a time (mapped, so memory stays small even for large bases).
+ * LK_ERR_SHAPE if a module does not fit the base. */
+lk_status lk_adapter_base_norms(const lk_adapter *a, const char *model_dir, double *norms);
 
 struct lk_module_diff {
     double cosine;    /* <ΔW1, ΔW2>_F / (‖ΔW1‖‖ΔW2‖); NaN when either is 0 */

@@ -13,9 +13,9 @@
 extern "C" {
 #endif
 
-#define LK_VERSION_MAJOR 0
-#define LK_VERSION_MINOR 1
-#define LK_VERSION_PATCH 0
+#define LK_VERSION_MAJOR  0
+#define LK_VERSION_MINOR  1
+#define LK_VERSION_PATCH  0
 #define LK_VERSION_STRING "0.1.0"
 
 /* Result of every fallible call. */

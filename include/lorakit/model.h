@@ -29,16 +29,16 @@ typedef enum {
 
 /* Shape and hyper-parameters of a model, as read from config.json. */
 struct lk_model_config {
-    char arch[48];              /* "llama", "qwen2" or "mistral" */
-    int64_t vocab_size;         /* rows of the embedding and the LM head */
-    int64_t hidden_size;        /* C */
-    int64_t intermediate_size;  /* FFN width */
+    char arch[48];             /* "llama", "qwen2" or "mistral" */
+    int64_t vocab_size;        /* rows of the embedding and the LM head */
+    int64_t hidden_size;       /* C */
+    int64_t intermediate_size; /* FFN width */
     int64_t n_layers;
-    int64_t n_heads;            /* query heads */
-    int64_t n_kv_heads;         /* key/value heads (GQA: divides n_heads) */
-    int64_t head_dim;           /* hd; hidden_size / n_heads unless config.json gives head_dim */
-    int64_t max_position;       /* max_position_embeddings */
-    int64_t sliding_window;     /* attention window in tokens, 0 = full causal attention */
+    int64_t n_heads;        /* query heads */
+    int64_t n_kv_heads;     /* key/value heads (GQA: divides n_heads) */
+    int64_t head_dim;       /* hd; hidden_size / n_heads unless config.json gives head_dim */
+    int64_t max_position;   /* max_position_embeddings */
+    int64_t sliding_window; /* attention window in tokens, 0 = full causal attention */
     double rms_norm_eps;
     double rope_theta;
     lk_rope_type rope_type;
@@ -60,11 +60,11 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 
 /* Options for lk_model_load; get defaults from lk_model_params_default() and edit. */
 struct lk_model_params {
-    int n_threads;       /* threads for the forward; <= 0: all online CPUs */
-    int use_mmap;        /* 1 (default): map the weight files; 0: read them into memory */
-    lk_qtype quant;      /* format of the decoder's linear weights: LK_QTYPE_F32 (default; F16
-                          * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
-                          * once at load, one tensor at a time) */
+    int n_threads;        /* threads for the forward; <= 0: all online CPUs */
+    int use_mmap;         /* 1 (default): map the weight files; 0: read them into memory */
+    lk_qtype quant;       /* format of the decoder's linear weights: LK_QTYPE_F32 (default; F16
+                           * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
+                           * once at load, one tensor at a time) */
     lk_qtype quant_embed; /* embeddings and LM head: LK_QTYPE_F32 (default) or LK_QTYPE_Q8_0 */
 };
 

@@ -21,28 +21,28 @@ typedef enum { LK_SCHED_COSINE = 0, LK_SCHED_LINEAR = 1, LK_SCHED_CONSTANT = 2 }
 /* Training options; lk_train_params_default() gives PEFT's and transformers' defaults. */
 struct lk_train_params {
     /* adapter */
-    int64_t rank;        /* r (default 8) */
-    double alpha;        /* lora_alpha (default 8) */
-    float dropout;       /* lora_dropout (default 0) */
-    unsigned targets;    /* bit (1 << i) for q,k,v,o,gate,up,down (default all seven: 0x7f) */
-    int rslora;          /* scale alpha/sqrt(r) instead of alpha/r */
+    int64_t rank;             /* r (default 8) */
+    double alpha;             /* lora_alpha (default 8) */
+    float dropout;            /* lora_dropout (default 0) */
+    unsigned targets;         /* bit (1 << i) for q,k,v,o,gate,up,down (default all seven: 0x7f) */
+    int rslora;               /* scale alpha/sqrt(r) instead of alpha/r */
     const char *init_adapter; /* NULL, or a PEFT folder to start from (shapes must match) */
     /* optimiser */
-    lk_optimizer optimizer; /* default AdamW */
-    float lr;            /* peak learning rate (default 2e-4) */
-    float lr_ratio_b;    /* LoRA+: B's learning rate = ratio × A's (default 1) */
-    float weight_decay;  /* decoupled (AdamW) or L2 (SGD) (default 0) */
+    lk_optimizer optimizer;  /* default AdamW */
+    float lr;                /* peak learning rate (default 2e-4) */
+    float lr_ratio_b;        /* LoRA+: B's learning rate = ratio × A's (default 1) */
+    float weight_decay;      /* decoupled (AdamW) or L2 (SGD) (default 0) */
     float beta1, beta2, eps; /* AdamW (0.9, 0.999, 1e-8) */
-    float max_grad_norm; /* global-norm clipping, <= 0 off (default 1.0) */
-    lk_schedule schedule; /* default linear (transformers' default) */
-    int64_t warmup_steps; /* default 0 */
+    float max_grad_norm;     /* global-norm clipping, <= 0 off (default 1.0) */
+    lk_schedule schedule;    /* default linear (transformers' default) */
+    int64_t warmup_steps;    /* default 0 */
     /* steps */
-    int64_t steps;       /* optimiser steps; 0: derived from epochs (default 0) */
-    double epochs;       /* used when steps is 0 (default 1) */
-    int64_t batch;       /* rows per micro-batch (default 1) */
-    int64_t grad_accum;  /* micro-batches per step (default 1) */
-    uint64_t seed;       /* init and dropout streams (default 42) */
-    int max_bad_steps;   /* consecutive NaN/Inf steps before giving up (default 5) */
+    int64_t steps;      /* optimiser steps; 0: derived from epochs (default 0) */
+    double epochs;      /* used when steps is 0 (default 1) */
+    int64_t batch;      /* rows per micro-batch (default 1) */
+    int64_t grad_accum; /* micro-batches per step (default 1) */
+    uint64_t seed;      /* init and dropout streams (default 42) */
+    int max_bad_steps;  /* consecutive NaN/Inf steps before giving up (default 5) */
 };
 
 struct lk_train_params lk_train_params_default(void);
@@ -59,14 +59,14 @@ void lk_trainer_free(lk_trainer *t);
 
 /* What one step did. */
 struct lk_step_stats {
-    int64_t step;          /* steps done after this one */
+    int64_t step; /* steps done after this one */
     int64_t total_steps;
-    double loss;           /* mean cross-entropy over the step's trained tokens */
-    double grad_norm;      /* before clipping */
-    float lr;              /* learning rate used (A's) */
-    int64_t tokens;        /* tokens processed (padding excluded) */
-    int64_t trained_tokens;/* tokens with a label */
-    int skipped;           /* 1: loss or gradients were not finite; no update was made */
+    double loss;            /* mean cross-entropy over the step's trained tokens */
+    double grad_norm;       /* before clipping */
+    float lr;               /* learning rate used (A's) */
+    int64_t tokens;         /* tokens processed (padding excluded) */
+    int64_t trained_tokens; /* tokens with a label */
+    int skipped;            /* 1: loss or gradients were not finite; no update was made */
     int64_t skipped_total;
 };
 

@@ -17,7 +17,8 @@ non-zero random factors (init_lora_weights=False) so that every ΔW matters. Ref
                           for rsLoRA/patterns the scale is folded into B and alpha is 0
 
 Run by hand: PYTHONPATH=/usr/lib/python3/dist-packages /usr/bin/python3 tests/gen/gen_adapters.py
-(PYTHONPATH puts Debian's torch before any pip-installed one.)
+(PYTHONPATH puts Debian's torch before any pip-installed one; if a bitsandbytes that needs
+torch >= 2.3 is installed, PEFT fails to import with torch 1.13: run without PYTHONPATH then.)
 (Debian torch 1.13, transformers 4.46.3, peft 0.13.2, gguf 0.10.0; ../shared/models beside the
 checkout.)  `gen_adapters.py check-peft DIR BASE` loads a PEFT folder written by lorakit with PEFT
 and prints the max logit difference against the merged reference (the round-trip check).
