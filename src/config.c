@@ -197,17 +197,45 @@ static lk_status parse_window(const char *path, const cJSON *j, struct lk_model_
     return LK_OK;
 }
 
+/* quantization_config: only bitsandbytes 4-bit NF4 (with or without double quantisation) is
+ * read (the weights are then bound by qbase.c); every other method is refused by name. */
+static lk_status parse_quant(const char *path, const cJSON *q)
+{
+    if (!q || cJSON_IsNull(q))
+        return LK_OK;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(q, "bnb_4bit_quant_type");
+    int in4 = 0, in8 = 0, dq = 0;
+    if (!cJSON_IsObject(q))
+        return status_fail(LK_ERR_FORMAT, "%s: quantization_config must be an object", path);
+    if (!cJSON_IsString(m) || strcmp(m->valuestring, "bitsandbytes") != 0)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: quantization_config method '%s' is not supported (only "
+                           "bitsandbytes 4-bit nf4; hint: use the unquantised model)",
+                           path, cJSON_IsString(m) ? m->valuestring : "(none given)");
+    LK_TRY(get_bool(path, q, "load_in_4bit", 0, &in4));
+    LK_TRY(get_bool(path, q, "load_in_8bit", 0, &in8));
+    LK_TRY(get_bool(path, q, "bnb_4bit_use_double_quant", 0, &dq));
+    if (!in4 || in8)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: bitsandbytes %s is not supported (only load_in_4bit with nf4)",
+                           path, in8 ? "8-bit (load_in_8bit)" : "without load_in_4bit");
+    /* transformers' BitsAndBytesConfig defaults bnb_4bit_quant_type to fp4 */
+    const char *type = cJSON_IsString(t) ? t->valuestring : "fp4";
+    if (strcmp(type, "nf4") != 0)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: bitsandbytes bnb_4bit_quant_type '%s' is not supported (only nf4)",
+                           path, type);
+    return LK_OK;
+}
+
 static lk_status parse_flags(const char *path, const cJSON *j, struct lk_model_config *c)
 {
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
         return status_fail(LK_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (only silu)",
                            path, cJSON_IsString(act) ? act->valuestring : "?");
-    if (cJSON_GetObjectItemCaseSensitive(j, "quantization_config"))
-        return status_fail(LK_ERR_UNSUPPORTED,
-                           "%s: has a quantization_config: pre-quantised folders are not "
-                           "supported by this loader",
-                           path);
+    LK_TRY(parse_quant(path, cJSON_GetObjectItemCaseSensitive(j, "quantization_config")));
     int attn_bias = 0;
     LK_TRY(get_bool(path, j, "tie_word_embeddings", 0, &c->tie_word_embeddings));
     LK_TRY(get_bool(path, j, "attention_bias", 0, &attn_bias));

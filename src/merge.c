@@ -460,8 +460,7 @@ static int ends_with(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* Every other regular file of the base (tokenizer, generation config, ...) except weights. */
-static lk_status copy_side_files(const char *base_dir, const char *dir)
+lk_status merge_copy_side_files(const char *base_dir, const char *dir)
 {
     DIR *d = opendir(base_dir);
     if (!d)
@@ -497,7 +496,7 @@ static lk_status merge_hf(merge_ctx *c, const char *base_dir, const char *out)
     if (s == LK_OK)
         s = write_config(base_dir, tmp, c->p.dtype);
     if (s == LK_OK)
-        s = copy_side_files(base_dir, tmp);
+        s = merge_copy_side_files(base_dir, tmp);
     if (s == LK_OK)
         s = tmpdir_commit(tmp, out, c->p.force);
     if (s != LK_OK && tmp)

@@ -27,6 +27,10 @@ typedef struct {
     int n_threads;
     const merge_base_quant *base_q; /* --base-quant round trip, or NULL */
     int64_t n_out;                  /* tensors in the output (for progress reports) */
+    /* lora-quantize (qbase_write.c) through merge_gguf: */
+    uint32_t embed_type; /* GGUF type of token_embd/output when embed_set */
+    int embed_set;       /* 1: embed_type applies (else the matrices' type) */
+    int strict_blocks;   /* 1: rows that are not whole blocks are an error, not kept F16 */
 } merge_ctx;
 
 /* Validate the adapters against cfg and resolve the options. */
@@ -46,6 +50,10 @@ lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, in
 
 /* Drop the resident pages of a mapped range (re-read from the file if touched again). */
 void merge_release(const void *p, size_t n);
+
+/* Copy every regular file of base_dir except weights and config.json (tokenizer, generation
+ * config, ...) into dir. */
+lk_status merge_copy_side_files(const char *base_dir, const char *dir);
 
 /* Write the merged model as one llama.cpp GGUF file (merge_gguf.c). */
 lk_status merge_gguf(merge_ctx *c, const char *base_dir, const char *out);

@@ -107,6 +107,13 @@ static lk_status add(gguf_writer *w, gguf_job *j, int64_t *n, const char *name, 
     } else
         ne[0] = j->n_rope;
     uint32_t type = nd == 2 ? mat_type : GGML_F32;
+    if (nd == 2 && ne[0] % gguf_type_info(type)->blck && j->c->strict_blocks)
+        return status_fail(LK_ERR_SHAPE,
+                           "%s: tensor '%s' has rows of %lld values, not a multiple of %lld, "
+                           "which llama.cpp's %s needs (hint: lora-merge -o FILE.gguf --dtype "
+                           "%s keeps such tensors F16)",
+                           j->st->dir, hf, (long long)ne[0], (long long)gguf_type_info(type)->blck,
+                           gguf_type_info(type)->name, j->c->p.dtype);
     if (nd == 2 && ne[0] % gguf_type_info(type)->blck)
         type = GGML_F16; /* rows that do not fill whole blocks stay F16, as llama.cpp's tools do */
     j->src[*n] = hf ? t->name : NULL;
@@ -154,12 +161,13 @@ static lk_status add_tensors(gguf_writer *w, gguf_job *j, int perm, uint32_t mt)
 {
     const struct lk_model_config *c = &j->c->cfg;
     int64_t n = 0;
-    LK_TRY(add(w, j, &n, "token_embd.weight", "model.embed_tokens.weight", 0, mt));
+    uint32_t et = j->c->embed_set ? j->c->embed_type : mt;
+    LK_TRY(add(w, j, &n, "token_embd.weight", "model.embed_tokens.weight", 0, et));
     for (int64_t l = 0; l < c->n_layers; l++)
         LK_TRY(add_layer(w, j, &n, l, perm, mt));
     LK_TRY(add(w, j, &n, "output_norm.weight", "model.norm.weight", 0, mt));
     if (!c->tie_word_embeddings)
-        LK_TRY(add(w, j, &n, "output.weight", "lm_head.weight", 0, mt));
+        LK_TRY(add(w, j, &n, "output.weight", "lm_head.weight", 0, et));
     if (j->n_rope)
         LK_TRY(add(w, j, &n, "rope_freqs.weight", NULL, 0, mt));
     j->c->n_out = n;

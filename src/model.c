@@ -1,12 +1,14 @@
 /* model.c — loading a Hugging Face Llama/Qwen2/Mistral folder: every tensor the config implies is
  * looked up, checked (name, shape, dtype) and bound as an fp32 view, mapped in place when the file
- * holds aligned F32 and converted once otherwise. */
+ * holds aligned F32 and converted once otherwise; U8 matrices of pre-quantised bases (lorakit's
+ * own or bitsandbytes 4-bit) are bound through qbase.c. */
 #include "model.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "config.h"
+#include "qbase.h"
 #include "status.h"
 
 int model_n_specs(const struct lk_model_config *c)
@@ -155,6 +157,22 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
     return q4_weight_init(sp->qdst, q, Q4_NF4_BLOCK, out, in, buf);
 }
 
+/* A U8 matrix of a pre-quantised base (lorakit or bitsandbytes, qbase.c): used as stored (or as
+ * bitsandbytes' exact fp32 values when its blocks straddle rows). */
+static lk_status bind_prequantized(lk_model *m, const tensor_spec *sp, const tensor_view *t)
+{
+    void *buf = NULL;
+    const float *w32 = NULL;
+    LK_TRY(qbase_bind(&m->st, t, sp->shape[0], sp->shape[1], sp->kind == TK_EMBED, sp->qdst,
+                      &w32, &buf));
+    if (buf)
+        LK_TRY(own(m, buf));
+    *sp->dst = w32; /* NULL: quantised rows in *sp->qdst */
+    m->weight_bytes += w32 ? sp->shape[0] * sp->shape[1] * 4
+                           : (int64_t)((size_t)sp->qdst->out * sp->qdst->row_bytes);
+    return LK_OK;
+}
+
 /* Bind one spec: find the tensor, check shape and dtype, map or convert to fp32, quantise. */
 static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
 {
@@ -166,6 +184,8 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
                            "hint: wrong model folder or unsupported naming?)",
                            m->st.files[0].map.path, sp->name,
                            shape_str(sp->shape, sp->ndim, want, sizeof want));
+    if (t->dt == DT_U8 && sp->ndim == 2 && sp->qdst)
+        return bind_prequantized(m, sp, t);
     int same = t->ndim == sp->ndim;
     for (int d = 0; same && d < sp->ndim; d++)
         same = t->shape[d] == sp->shape[d];
@@ -279,6 +299,11 @@ static lk_status bind_all(lk_model *m)
     free(specs);
     if (s != LK_OK)
         return s;
+    /* a pre-quantised base: report the file's formats */
+    if (!m->layers[0].q.w)
+        m->quant = (lk_qtype)m->layers[0].q.qw.qtype;
+    if (!m->embed.w)
+        m->quant_embed = (lk_qtype)m->embed.qw.qtype;
     if (m->cfg.tie_word_embeddings) {
         m->lm_head = m->embed;
         m->lm_head.name = "lm_head (tied to model.embed_tokens.weight)";

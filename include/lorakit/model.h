@@ -2,7 +2,8 @@
  *
  * A model is a folder with config.json and model.safetensors (or a sharded
  * model.safetensors.index.json). Architectures: LlamaForCausalLM (also SmolLM),
- * Qwen2ForCausalLM, MistralForCausalLM. Weights are F32, F16 or BF16; the forward runs in fp32. */
+ * Qwen2ForCausalLM, MistralForCausalLM. Weights are F32, F16 or BF16, or pre-quantised (a folder
+ * written by lk_quantize_model, or a bitsandbytes 4-bit NF4 folder); the forward runs in fp32. */
 #ifndef LORAKIT_MODEL_H
 #define LORAKIT_MODEL_H
 
@@ -154,6 +155,47 @@ int32_t lk_sampler_sample(lk_sampler *s, const float *logits, int64_t n_vocab);
  * and memory work at real shapes when real weights are not available. Deterministic in seed. */
 lk_status lk_model_write_random(const char *config_path, const char *out_dir, const char *dtype,
                                 uint64_t seed);
+
+/* ---- quantised bases on disk (lora-quantize) ---- */
+
+/* Output layouts of lk_quantize_model. */
+typedef enum {
+    LK_QFORMAT_LORAKIT = 0, /* folder lk_model_load maps zero-copy: model.safetensors with U8
+                             * [out, row_bytes] matrices in quant/'s row layout, 64-byte aligned */
+    LK_QFORMAT_GGUF = 1,    /* one llama.cpp GGUF file (Q4_0, IQ4_NL or Q8_0; rows must be a
+                             * multiple of 32 values) */
+    LK_QFORMAT_HF_BNB = 2   /* Hugging Face folder in bitsandbytes' 4-bit NF4 layout (flattened
+                             * blocks of 64, config.json quantization_config) */
+} lk_qformat;
+
+/* What lk_quantize_model reports per 2-D tensor written. */
+struct lk_quantize_tensor {
+    const char *name;       /* Hugging Face name of the source tensor */
+    int64_t rows, cols;     /* [out, in] */
+    lk_qtype type;          /* stored format (LK_QTYPE_F32 when kept float) */
+    double rmse, max_abs;   /* round-trip error against the fp32 source values */
+    double bits_per_weight; /* stored bits per value, scales and block padding included */
+    int64_t index, count;   /* position among the reported tensors */
+};
+
+struct lk_quantize_params {
+    lk_qtype type;       /* decoder linear weights: NF4 (default), Q4_0, IQ4_NL or Q8_0 */
+    lk_qtype embed_type; /* embeddings and untied LM head: F32 (default) or Q8_0 */
+    lk_qformat format;   /* LK_QFORMAT_LORAKIT (default) */
+    int double_quant;    /* HF_BNB: bnb_4bit_use_double_quant (absmax stored 8-bit) */
+    int n_threads;       /* <= 0: all CPUs */
+    int force;           /* replace an existing output */
+    void (*on_tensor)(void *user, const struct lk_quantize_tensor *t); /* may be NULL */
+    void *user;
+};
+
+struct lk_quantize_params lk_quantize_params_default(void);
+
+/* Quantise the float model folder dir into out (a folder, or a .gguf file for LK_QFORMAT_GGUF),
+ * one tensor at a time; written under a temporary name and renamed when complete (an existing
+ * out is replaced only with force). LK_ERR_ARG for a type the format cannot hold (GGUF has no
+ * NF4, bitsandbytes only NF4), LK_ERR_SHAPE for GGUF rows that are not a multiple of 32. */
+lk_status lk_quantize_model(const char *dir, const char *out, const struct lk_quantize_params *p);
 
 #ifdef __cplusplus
 }
