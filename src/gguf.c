@@ -62,14 +62,14 @@ static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
 }
 
 /* Quantised rows through quant/ (bit-exact with llama.cpp's reference quantisers). */
-#define GGUF_QROWS(name, qt)                                                                   \
-    static void name##_to_f32_row(const void *src, float *dst, int64_t n)                      \
-    {                                                                                          \
-        q4_dequantize_row(qt, Q4_QK, src, n, dst);                                             \
-    }                                                                                          \
-    static void name##_from_f32_row(const float *src, void *dst, int64_t n)                    \
-    {                                                                                          \
-        q4_quantize_row(qt, Q4_QK, src, n, dst);                                               \
+#define GGUF_QROWS(name, qt)                                                \
+    static void name##_to_f32_row(const void *src, float *dst, int64_t n)   \
+    {                                                                       \
+        q4_dequantize_row(qt, Q4_QK, src, n, dst);                          \
+    }                                                                       \
+    static void name##_from_f32_row(const float *src, void *dst, int64_t n) \
+    {                                                                       \
+        q4_quantize_row(qt, Q4_QK, src, n, dst);                            \
     }
 GGUF_QROWS(q4_0, LK_QTYPE_Q4_0)
 GGUF_QROWS(q8_0, LK_QTYPE_Q8_0)

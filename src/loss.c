@@ -84,7 +84,7 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
                          float *scratch, int n_threads)
 {
     int64_t C = head->in;
-    float *logits = scratch;                  /* [CE_ROWS, V] as chunks of [R, CE_VCHUNK] */
+    float *logits = scratch;                   /* [CE_ROWS, V] as chunks of [R, CE_VCHUNK] */
     float *hb = scratch + CE_ROWS * head->out; /* [CE_ROWS, C] gathered rows of h */
     float *dhb = hb + CE_ROWS * C;             /* [CE_ROWS, C] their gradient, then [CE_ROWS, C]
                                                   scratch for a quantised head */

@@ -68,15 +68,18 @@ void merge_release(const void *p, size_t n)
 /* The 4-bit formats a QLoRA base may have been trained in: row round trips through quant/ (any
  * row length, the last block zero-padded, as the training base stores it; NF4 in blocks of 64,
  * the GGUF types in blocks of 32). */
-#define MERGE_QROWS(name, qt, blk)                                                             \
-    static size_t name##_row_bytes(int64_t n) { return q4_row_bytes(qt, blk, n); }             \
-    static void name##_quantize(const float *x, int64_t n, void *dst)                          \
-    {                                                                                          \
-        q4_quantize_row(qt, blk, x, n, dst);                                                   \
-    }                                                                                          \
-    static void name##_dequantize(const void *src, int64_t n, float *y)                        \
-    {                                                                                          \
-        q4_dequantize_row(qt, blk, src, n, y);                                                 \
+#define MERGE_QROWS(name, qt, blk)                                      \
+    static size_t name##_row_bytes(int64_t n)                           \
+    {                                                                   \
+        return q4_row_bytes(qt, blk, n);                                \
+    }                                                                   \
+    static void name##_quantize(const float *x, int64_t n, void *dst)   \
+    {                                                                   \
+        q4_quantize_row(qt, blk, x, n, dst);                            \
+    }                                                                   \
+    static void name##_dequantize(const void *src, int64_t n, float *y) \
+    {                                                                   \
+        q4_dequantize_row(qt, blk, src, n, y);                          \
     }
 MERGE_QROWS(nf4, LK_QTYPE_NF4, Q4_NF4_BLOCK)
 MERGE_QROWS(q4_0, LK_QTYPE_Q4_0, Q4_QK)

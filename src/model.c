@@ -163,8 +163,8 @@ static lk_status bind_prequantized(lk_model *m, const tensor_spec *sp, const ten
 {
     void *buf = NULL;
     const float *w32 = NULL;
-    LK_TRY(qbase_bind(&m->st, t, sp->shape[0], sp->shape[1], sp->kind == TK_EMBED, sp->qdst,
-                      &w32, &buf));
+    LK_TRY(qbase_bind(&m->st, t, sp->shape[0], sp->shape[1], sp->kind == TK_EMBED, sp->qdst, &w32,
+                      &buf));
     if (buf)
         LK_TRY(own(m, buf));
     *sp->dst = w32; /* NULL: quantised rows in *sp->qdst */

@@ -102,11 +102,11 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
     for (int i = 0; i < 4; i++)
         sz[n++] = T * C; /* dx, dxmid, dxn, tmpc */
     for (int i = 0; i < 2; i++)
-        sz[n++] = T * c->head_dim / 2; /* rope tables */
-    sz[n++] = (int64_t)nt * T;         /* scores */
-    sz[n++] = lin_tmp_floats(m, T);    /* lin_tmp */
+        sz[n++] = T * c->head_dim / 2;             /* rope tables */
+    sz[n++] = (int64_t)nt * T;                     /* scores */
+    sz[n++] = lin_tmp_floats(m, T);                /* lin_tmp */
     sz[n++] = ce_scratch_floats(C, c->vocab_size); /* ce */
-    sz[n++] = T * C;                                /* hn */
+    sz[n++] = T * C;                               /* hn */
     return n;
 }
 
@@ -130,12 +130,12 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_g
     g->m = m;
     g->T_max = T_max;
     g->n_threads = m->n_threads;
-    float **bufs[] = {
-        &g->xs,    &g->xn1,  &g->xn2,  &g->rstd1,    &g->rstd2,    &g->rstd_f, &g->q,       &g->att,
-        &g->dq,    &g->datt, &g->k,    &g->v,        &g->dk,       &g->dv,     &g->lse,     &g->D,
-        &g->xmid,  &g->g,    &g->u,    &g->h,        &g->dg,       &g->du,     &g->dh,      &g->dx,
-        &g->dxmid, &g->dxn,  &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores, &g->lin_tmp, &g->ce,
-        &g->hn};
+    float **bufs[] = {&g->xs,      &g->xn1, &g->xn2,  &g->rstd1,    &g->rstd2,    &g->rstd_f,
+                      &g->q,       &g->att, &g->dq,   &g->datt,     &g->k,        &g->v,
+                      &g->dk,      &g->dv,  &g->lse,  &g->D,        &g->xmid,     &g->g,
+                      &g->u,       &g->h,   &g->dg,   &g->du,       &g->dh,       &g->dx,
+                      &g->dxmid,   &g->dxn, &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores,
+                      &g->lin_tmp, &g->ce,  &g->hn};
     int64_t sz[40];
     int n = buffer_sizes(m, T_max, sz);
     LK_ASSERT(n == (int)(sizeof bufs / sizeof *bufs));

@@ -42,7 +42,10 @@ static void open_fixture_q(fixture *f, int threads, lk_qtype quant)
     assert_ok(lk_dataset_load(sample("whale-test.jsonl"), f->tok, &dp, &f->test));
 }
 
-static void open_fixture(fixture *f, int threads) { open_fixture_q(f, threads, LK_QTYPE_F32); }
+static void open_fixture(fixture *f, int threads)
+{
+    open_fixture_q(f, threads, LK_QTYPE_F32);
+}
 
 static void close_fixture(fixture *f)
 {

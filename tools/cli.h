@@ -78,8 +78,8 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
 
 /* Summed next-token loss of a model over a text or a file (lora-eval, lora-merge --eval-data). */
 typedef struct {
-    double nll;     /* Σ −log p, natural log */
-    int64_t count;  /* scored tokens */
+    double nll;    /* Σ −log p, natural log */
+    int64_t count; /* scored tokens */
     int64_t examples;
 } cli_score;
 

@@ -120,8 +120,8 @@ static lk_status heldout_loss(const char *dir, const char *tok_dir, lk_qtype q,
 
 /* --eval-data: the loss of base + adapters (on the 4-bit base with --base-quant) and of the
  * merged folder, and the change. */
-static lk_status eval_change(const cli_common *c, const char *base, const char *out,
-                             const char *bq, const cli_adapters *ad, const char *data)
+static lk_status eval_change(const cli_common *c, const char *base, const char *out, const char *bq,
+                             const cli_adapters *ad, const char *data)
 {
     lk_qtype q = LK_QTYPE_F32;
     if (bq && lk_qtype_from_name(bq, &q) != LK_OK)
