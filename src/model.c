@@ -119,12 +119,17 @@ void rope_inv_freq(const struct lk_model_config *c, float *inv_freq)
     }
 }
 
-/* The file's copy of t has been converted: its mapped pages need not stay resident. */
-static void drop_source(const lk_model *m, const tensor_view *t)
+/* Bytes [p, p+n) of t's file have been converted: their mapped pages need not stay resident. */
+static void drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n)
 {
     for (int i = 0; i < m->st.n_files; i++)
         if (m->st.files[i].map.path == t->file)
-            mapfile_drop(&m->st.files[i].map, t->data, t->nbytes);
+            mapfile_drop(&m->st.files[i].map, p, n);
+}
+
+static void drop_source(const lk_model *m, const tensor_view *t)
+{
+    drop_range(m, t, t->data, t->nbytes);
 }
 
 /* Keep p (an owned weight buffer) until lk_model_free; frees p on failure. */
@@ -142,15 +147,33 @@ static lk_status own(lk_model *m, void *p)
 
 /* f32[out, in] → an owned quantised copy bound to the spec's q4_weight (the f32 pointer stays
  * NULL: the layer then runs the fused dequant-GEMM kernels). */
-static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q, const float *f32)
+static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
+                                const tensor_view *t)
 {
     int64_t out = sp->shape[0], in = sp->shape[1];
-    size_t rb = q4_row_bytes(q, Q4_NF4_BLOCK, in);
+    size_t rb = q4_row_bytes(q, Q4_NF4_BLOCK, in), es = dtype_size(t->dt);
     void *buf = lk_aligned_alloc((size_t)out * rb);
     if (!buf)
         return status_fail(LK_ERR_NOMEM, "cannot allocate %zu bytes to quantise '%s'",
                            (size_t)out * rb, sp->name);
-    q4_quantize_matrix(q, Q4_NF4_BLOCK, f32, out, in, buf, m->n_threads, NULL, NULL);
+    /* rows in chunks of ~16 MB of f32, so the peak stays near the quantised size */
+    int64_t R = ((int64_t)1 << 22) / in > 0 ? ((int64_t)1 << 22) / in : 1;
+    int direct = t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0;
+    float *tmp = direct ? NULL : lk_aligned_alloc((size_t)(R * in) * sizeof(float));
+    if (!direct && !tmp) {
+        free(buf);
+        return status_fail(LK_ERR_NOMEM, "out of memory quantising '%s'", sp->name);
+    }
+    for (int64_t r0 = 0; r0 < out; r0 += R) {
+        int64_t n = out - r0 < R ? out - r0 : R;
+        const uint8_t *src = (const uint8_t *)t->data + (size_t)(r0 * in) * es;
+        if (!direct)
+            convert_to_f32(t->dt, src, tmp, n * in, m->n_threads);
+        q4_quantize_matrix(q, Q4_NF4_BLOCK, direct ? (const float *)src : tmp, n, in,
+                           (uint8_t *)buf + (size_t)r0 * rb, m->n_threads, NULL, NULL);
+        drop_range(m, t, src, (size_t)(n * in) * es);
+    }
+    free(tmp);
     LK_TRY(own(m, buf));
     *sp->dst = NULL;
     m->weight_bytes += (int64_t)((size_t)out * rb);
@@ -203,32 +226,22 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
                  : sp->kind == TK_EMBED ? m->quant_embed
                                         : LK_QTYPE_F32;
     int64_t n = tensor_numel(t);
-    if (q == LK_QTYPE_F32 && t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
+    if (q != LK_QTYPE_F32)
+        return quantize_tensor(m, sp, q, t);
+    if (t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
         *sp->dst = t->data; /* mapped in place */
         m->weight_bytes += n * 4;
         return LK_OK;
     }
-    float *f32 = NULL;
-    if (t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
-        f32 = (float *)t->data; /* read in place, quantised below */
-    } else {
-        f32 = lk_aligned_alloc((size_t)n * sizeof(float));
-        if (!f32)
-            return status_fail(LK_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", t->file,
-                               (long long)n, sp->name);
-        convert_to_f32(t->dt, t->data, f32, n, m->n_threads);
-    }
-    if (q == LK_QTYPE_F32) {
-        *sp->dst = f32;
-        m->weight_bytes += n * 4;
-        drop_source(m, t);
-        return own(m, f32);
-    }
-    lk_status s = quantize_tensor(m, sp, q, f32);
-    if (f32 != t->data)
-        free(f32);
+    float *f32 = lk_aligned_alloc((size_t)n * sizeof(float));
+    if (!f32)
+        return status_fail(LK_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", t->file,
+                           (long long)n, sp->name);
+    convert_to_f32(t->dt, t->data, f32, n, m->n_threads);
+    *sp->dst = f32;
+    m->weight_bytes += n * 4;
     drop_source(m, t);
-    return s;
+    return own(m, f32);
 }
 
 struct lk_model_params lk_model_params_default(void)
