@@ -9,32 +9,8 @@ B=$1 S=$2 SRC=$3
 M=$S/models/stories260K-hf
 AD=$SRC/tests/data/adapters
 TINY=$SRC/tests/data/models
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0 passes=0
+. "$(dirname "$0")/lib_cli.sh"
 IDS=1,403,407,261,378,432,383,286,261,376,298,315,421
-
-expect() { # expect CODE DESCRIPTION -- command...
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $what: exit $got, expected $want"
-        sed 's/^/  stderr: /' "$T/err" | head -5
-        fails=$((fails + 1))
-    else
-        passes=$((passes + 1))
-    fi
-}
-has() { # has FILE PATTERN DESCRIPTION
-    if grep -q -- "$2" "$T/$1"; then passes=$((passes + 1)); else
-        echo "FAIL: $3: '$2' not in $1"; sed 's/^/  /' "$T/$1" | head -5; fails=$((fails + 1)); fi
-}
-json() { # json KEYS...
-    if "$B/jsoncheck" "$@" <"$T/out"; then passes=$((passes + 1)); else
-        echo "FAIL: json output"; head -3 "$T/out"; fails=$((fails + 1)); fi
-}
 ok() { # ok DESCRIPTION -- test...
     local what=$1
     shift 2

@@ -7,31 +7,7 @@ set -u
 B=$1 S=$2 SRC=$3
 M=$S/models/stories260K-hf
 D=$S/data/tinystories/tinystories_sample.txt
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0 passes=0
-
-expect() { # expect CODE DESCRIPTION -- command...
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $what: exit $got, expected $want"
-        sed 's/^/  stderr: /' "$T/err" | head -5
-        fails=$((fails + 1))
-    else
-        passes=$((passes + 1))
-    fi
-}
-has() { # has FILE PATTERN DESCRIPTION
-    if grep -q -- "$2" "$T/$1"; then passes=$((passes + 1)); else
-        echo "FAIL: $3: '$2' not in $1"; sed 's/^/  /' "$T/$1" | head -5; fails=$((fails + 1)); fi
-}
-json() { # json KEYS...
-    if "$B/jsoncheck" "$@" <"$T/out"; then passes=$((passes + 1)); else
-        echo "FAIL: json output"; head -3 "$T/out"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/lib_cli.sh"
 loss() { grep -o '"loss":[0-9.e+-]*' "$T/out"; }
 
 Q=$B/lora-quantize
