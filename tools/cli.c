@@ -239,6 +239,76 @@ void cli_adapters_free(cli_adapters *x)
     memset(x, 0, sizeof *x);
 }
 
+/* The teacher's tokenizer must spell every student id the same way. Returns -1 when it does,
+ * else prints why and returns CLI_FAIL. */
+static int same_vocabulary(const char *tool, const char *teacher_dir, const char *student_dir)
+{
+    lk_tokenizer *ts = NULL, *tt = NULL;
+    int rc = -1;
+    if (lk_tokenizer_load(student_dir, &ts) != LK_OK ||
+        lk_tokenizer_load(teacher_dir, &tt) != LK_OK) {
+        fprintf(stderr,
+                "%s: error: teacher %s: %s (both folders need a tokenizer, to check that the "
+                "vocabularies agree)\n",
+                tool, teacher_dir, lk_last_error());
+        rc = CLI_FAIL;
+    } else if (lk_tokenizer_vocab_size(tt) < lk_tokenizer_vocab_size(ts)) {
+        fprintf(stderr,
+                "%s: error: teacher %s: its tokenizer has %lld tokens, the student's (%s) %lld: "
+                "the vocabularies do not match\n",
+                tool, teacher_dir, (long long)lk_tokenizer_vocab_size(tt), student_dir,
+                (long long)lk_tokenizer_vocab_size(ts));
+        rc = CLI_FAIL;
+    } else {
+        int64_t d = lk_tokenizer_first_difference(ts, tt);
+        if (d >= 0) {
+            fprintf(stderr,
+                    "%s: error: teacher %s: token id %lld is not the student's (%s) token %lld: "
+                    "the tokenizers do not match (distillation needs the same vocabulary)\n",
+                    tool, teacher_dir, (long long)d, student_dir, (long long)d);
+            rc = CLI_FAIL;
+        }
+    }
+    lk_tokenizer_free(ts);
+    lk_tokenizer_free(tt);
+    return rc;
+}
+
+int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
+                     const struct arg_str *adapters, const struct arg_str *quant, int n_threads,
+                     cli_teacher *out)
+{
+    memset(out, 0, sizeof *out);
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = n_threads;
+    mp.quant = LK_QTYPE_F32;
+    int rc = cli_parse_quant(tool, quant, NULL, &mp);
+    if (rc >= 0)
+        return rc;
+    int self = !strcmp(spec, "self");
+    const char *dir = self ? student_dir : spec;
+    if (!self && (rc = same_vocabulary(tool, dir, student_dir)) >= 0)
+        return rc;
+    if (lk_model_load(dir, &mp, &out->m) != LK_OK) {
+        fprintf(stderr, "%s: error: teacher: %s\n", tool, lk_last_error());
+        return CLI_FAIL;
+    }
+    rc = cli_adapters_load(tool, adapters, lk_model_get_config(out->m), &out->ad);
+    if (rc >= 0)
+        return rc;
+    lk_status s = LK_OK;
+    for (int i = 0; i < out->ad.n && s == LK_OK; i++)
+        s = lk_model_attach_adapter(out->m, out->ad.a[i], out->ad.w[i]);
+    return s == LK_OK ? -1 : cli_fail(tool, s);
+}
+
+void cli_teacher_free(cli_teacher *t)
+{
+    lk_model_free(t->m);
+    cli_adapters_free(&t->ad);
+    memset(t, 0, sizeof *t);
+}
+
 double cli_peak_rss_mib(void)
 {
     struct rusage ru;
@@ -286,6 +356,16 @@ static int is_json_data(const char *path, const char *text)
     return *text == '{' || *text == '[';
 }
 
+/* Loss (and the distance to sc->teacher) of one sequence. */
+static lk_status score_ids(const lk_model *m, const int32_t *ids, const int32_t *labels, int64_t n,
+                           int64_t ctx, cli_score *sc)
+{
+    if (sc->teacher)
+        return lk_model_kl_labels(m, sc->teacher, ids, labels, n, ctx, &sc->nll, &sc->kl,
+                                  &sc->count);
+    return lk_model_nll_labels(m, ids, labels, n, ctx, &sc->nll, &sc->count);
+}
+
 lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char *text, size_t len,
                          int64_t ctx, cli_score *sc)
 {
@@ -293,7 +373,7 @@ lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char 
     int64_t n = 0;
     lk_status s = lk_tokenizer_encode(tok, text, len, 1, &ids, &n);
     if (s == LK_OK && n >= 2)
-        s = lk_model_nll(m, ids, n, ctx, &sc->nll, &sc->count);
+        s = score_ids(m, ids, NULL, n, ctx, sc);
     sc->examples++;
     free(ids);
     return s;
@@ -316,7 +396,7 @@ static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const
         int64_t n, line;
         s = lk_dataset_example(d, i, &ids, &labels, &n, &line);
         if (s == LK_OK && n >= 2)
-            s = lk_model_nll_labels(m, ids, labels, n, ctx, &sc->nll, &sc->count);
+            s = score_ids(m, ids, labels, n, ctx, sc);
         sc->examples++;
     }
     lk_dataset_free(d);

@@ -76,11 +76,28 @@ void cli_adapters_free(cli_adapters *x);
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
                     struct lk_model_params *mp);
 
+/* The distillation teacher of --teacher SPEC: a model folder, or "self" (the student's own folder
+ * student_dir). Loaded with quant (--teacher-quant; default none: full precision) and the
+ * --teacher-adapter adapters attached. A folder other than the student's must have a tokenizer
+ * that spells every id the student's has the same way. Returns -1 to go on, or an exit code after
+ * printing the error; free with cli_teacher_free. */
+typedef struct {
+    lk_model *m;
+    cli_adapters ad;
+} cli_teacher;
+
+int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
+                     const struct arg_str *adapters, const struct arg_str *quant, int n_threads,
+                     cli_teacher *out);
+void cli_teacher_free(cli_teacher *t);
+
 /* Summed next-token loss of a model over a text or a file (lora-eval, lora-merge --eval-data). */
 typedef struct {
     double nll;    /* Σ −log p, natural log */
     int64_t count; /* scored tokens */
     int64_t examples;
+    const lk_model *teacher; /* set by the caller: also sum KL(teacher ‖ model) into kl */
+    double kl;
 } cli_score;
 
 /* Score text (BOS as the tokenizer adds it), in windows of ctx tokens (<= 0: the model's). */

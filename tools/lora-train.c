@@ -1,6 +1,7 @@
-/* lora-train — LoRA fine-tuning (SFT) of a frozen base on a JSONL dataset; writes a Hugging Face
- * PEFT adapter to -o DIR, checkpoints to DIR/checkpoint-N (resumable, Ctrl-C saves one), a loss
- * curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval on stdout.
+/* lora-train — LoRA fine-tuning (SFT or distillation) of a frozen base on a JSONL dataset; writes a
+ * Hugging Face PEFT adapter to -o DIR, checkpoints to DIR/checkpoint-N (resumable, Ctrl-C saves
+ * one), a loss curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval
+ * on stdout.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -28,11 +29,11 @@ typedef struct {
     struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
     struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective, *fields,
         *chat_template;
-    struct arg_str *teacher, *teacher_cache;
+    struct arg_str *teacher, *teacher_cache, *teacher_adapter, *teacher_quant;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
     struct arg_int *warmup, *save_limit, *log_every;
     struct arg_dbl *alpha, *dropout, *lr, *lr_ratio_b, *epochs, *weight_decay, *max_grad_norm;
-    struct arg_dbl *kd_temp, *kd_weight;
+    struct arg_dbl *kd_temp, *kd_weight, *jsd_beta;
     struct arg_lit *rslora, *dry_run, *force, *strict, *no_ckpt;
 } train_args;
 
@@ -44,9 +45,10 @@ typedef struct {
     lk_tokenizer *tok;
     lk_dataset *data, *eval;
     lk_trainer *t;
+    cli_teacher teacher;
     struct lk_train_params tp;
     struct lk_model_params mp;
-    double t0, eval_loss_last;
+    double t0, eval_loss_last, eval_kl_last;
     int64_t tokens_done, start_step;
     float *eval_pts; /* [steps] eval loss at that step or NaN */
     int tty;
@@ -141,21 +143,45 @@ static int parse_params(const train_args *a, const cli_common *c, struct lk_trai
     return -1;
 }
 
-/* Options that name work this build does not do yet are refused, never ignored. */
-static int check_unsupported(const train_args *a)
+/* --objective and the distillation options. */
+static int parse_objective(const train_args *a, struct lk_train_params *p)
 {
-    if (a->objective->count && strcmp(a->objective->sval[0], "sft") != 0) {
-        const char *o = a->objective->sval[0];
-        if (!strcmp(o, "kd") || !strcmp(o, "rkl") || !strcmp(o, "jsd"))
-            return cli_usage_error(TOOL,
-                                   "--objective %s: distillation is not available in "
-                                   "this version (only sft)",
-                                   o);
+    const char *names[4] = {"sft", "kd", "rkl", "jsd"},
+               *o = a->objective->count ? a->objective->sval[0] : "sft";
+    int k = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(o, names[i]))
+            k = i;
+    if (k < 0)
         return cli_usage_error(TOOL, "--objective: sft, kd, rkl or jsd, got '%s'", o);
-    }
-    if (a->teacher->count || a->teacher_cache->count || a->kd_temp->count || a->kd_weight->count)
-        return cli_usage_error(TOOL, "--teacher, --teacher-cache, --kd-temp and --kd-weight need "
-                                     "distillation, which is not available in this version");
+    p->objective = (lk_objective)k;
+    int kd_opts = a->teacher->count + a->teacher_cache->count + a->teacher_adapter->count +
+                  a->teacher_quant->count + a->kd_temp->count + a->kd_weight->count +
+                  a->jsd_beta->count;
+    if (k == 0 && kd_opts)
+        return cli_usage_error(TOOL, "--teacher, --teacher-cache, --kd-temp, --kd-weight, "
+                                     "--jsd-beta need --objective kd, rkl or jsd");
+    if (k == 0)
+        return -1;
+    if (a->teacher->count == a->teacher_cache->count)
+        return cli_usage_error(TOOL,
+                               "--objective %s needs a teacher: --teacher DIR|self or "
+                               "--teacher-cache FILE (one of them)",
+                               o);
+    if (a->teacher_cache->count && (a->teacher_adapter->count || a->teacher_quant->count))
+        return cli_usage_error(TOOL, "--teacher-adapter and --teacher-quant go with --teacher");
+    if (a->jsd_beta->count && k != 3)
+        return cli_usage_error(TOOL, "--jsd-beta goes with --objective jsd");
+    if (a->kd_temp->count)
+        p->kd_temp = (float)a->kd_temp->dval[0];
+    if (a->kd_weight->count)
+        p->kd_weight = (float)a->kd_weight->dval[0];
+    if (a->jsd_beta->count)
+        p->jsd_beta = (float)a->jsd_beta->dval[0];
+    if (!(p->kd_temp > 0 && p->kd_temp <= 100) || !(p->kd_weight >= 0 && p->kd_weight <= 1) ||
+        !(p->jsd_beta >= 0 && p->jsd_beta <= 1))
+        return cli_usage_error(TOOL, "--kd-temp in (0, 100]; --kd-weight and --jsd-beta in [0, 1]");
+    p->teacher_cache = a->teacher_cache->count ? a->teacher_cache->sval[0] : NULL;
     return -1;
 }
 
@@ -379,6 +405,10 @@ static void json_step(const train_ctx *x, const struct lk_step_stats *st)
         cJSON_AddNumberToObject(j, "loss", st->loss);
     else
         cJSON_AddNullToObject(j, "loss");
+    if (isfinite(st->kd)) { /* distillation: the loss's two parts */
+        cJSON_AddNumberToObject(j, "ce", st->ce);
+        cJSON_AddNumberToObject(j, "kd", st->kd);
+    }
     cJSON_AddNumberToObject(j, "lr", st->lr);
     cJSON_AddNumberToObject(j, "grad_norm", st->grad_norm);
     cJSON_AddNumberToObject(j, "tokens", (double)st->tokens);
@@ -391,10 +421,11 @@ static void json_step(const train_ctx *x, const struct lk_step_stats *st)
 
 static lk_status run_eval(train_ctx *x, int64_t step)
 {
-    double loss;
+    double loss, kl;
     int64_t n;
-    CLI_TRY(lk_trainer_eval(x->t, x->eval, &loss, &n));
+    CLI_TRY(lk_trainer_eval(x->t, x->eval, &loss, &kl, &n));
     x->eval_loss_last = loss;
+    x->eval_kl_last = kl;
     if (x->eval_pts && step > 0)
         x->eval_pts[step - 1] = (float)loss;
     if (x->c->json->count) {
@@ -404,11 +435,16 @@ static lk_status run_eval(train_ctx *x, int64_t step)
         cJSON_AddNumberToObject(j, "eval_loss", loss);
         cJSON_AddNumberToObject(j, "eval_perplexity", exp(loss));
         cJSON_AddNumberToObject(j, "eval_tokens", (double)n);
+        if (isfinite(kl))
+            cJSON_AddNumberToObject(j, "eval_kl", kl);
         cli_json_emit(j);
     }
+    char kls[48] = "";
+    if (isfinite(kl))
+        snprintf(kls, sizeof kls, "  kl to teacher %.4f", kl);
     if (!x->c->quiet->count)
-        fprintf(stderr, "%seval at step %lld: loss %.4f  perplexity %.3f  (%lld tokens)\n",
-                x->tty ? "\n" : "", (long long)step, loss, exp(loss), (long long)n);
+        fprintf(stderr, "%seval at step %lld: loss %.4f  perplexity %.3f%s  (%lld tokens)\n",
+                x->tty ? "\n" : "", (long long)step, loss, exp(loss), kls, (long long)n);
     return LK_OK;
 }
 
@@ -434,6 +470,7 @@ static lk_status setup(train_ctx *x)
     const train_args *a = x->a;
     CLI_TRY(lk_model_load(a->model->filename[0], &x->mp, &x->m));
     CLI_TRY(lk_tokenizer_load(a->model->filename[0], &x->tok));
+
     CLI_TRY(load_data(x, a->data->filename[0], 1, 1, &x->data));
     if (a->eval_data->count)
         CLI_TRY(load_data(x, a->eval_data->filename[0], 0, 0, &x->eval));
@@ -545,6 +582,8 @@ static int finish(train_ctx *x)
             cJSON_AddNumberToObject(j, "final_loss", h[n - 1]);
         if (x->eval && isfinite(x->eval_loss_last))
             cJSON_AddNumberToObject(j, "eval_loss", x->eval_loss_last);
+        if (x->eval && isfinite(x->eval_kl_last))
+            cJSON_AddNumberToObject(j, "eval_kl", x->eval_kl_last);
         cli_json_emit(j);
     } else {
         printf("adapter written to %s (%lld steps, final loss %.4f)\n", x->out, (long long)n,
@@ -558,6 +597,14 @@ static int run(train_ctx *x)
     lk_status s = setup(x);
     if (s != LK_OK)
         return cli_fail(TOOL, s);
+    if (x->a->teacher->count) {
+        int rc = cli_teacher_load(TOOL, x->a->teacher->sval[0], x->a->model->filename[0],
+                                  x->a->teacher_adapter, x->a->teacher_quant, x->mp.n_threads,
+                                  &x->teacher);
+        if (rc >= 0)
+            return rc;
+        x->tp.teacher = x->teacher.m;
+    }
     if (x->a->dry_run->count)
         return dry_run(x);
     char probe[4300];
@@ -639,12 +686,20 @@ int main(int argc, char **argv)
     a.eval_data = arg_file0(NULL, "eval-data", "FILE", "held-out data for evaluation");
     a.eval_every = arg_int0(NULL, "eval-every", "N", "evaluate every N steps (and at the end)");
     a.log_every = arg_int0(NULL, "log-every", "N", "progress line every N steps (non-terminal)");
-    a.objective = arg_str0(NULL, "objective", "sft", "training objective (sft)");
-    a.teacher = arg_str0(NULL, "teacher", "DIR", "distillation teacher (not in this version)");
-    a.teacher_cache =
-        arg_str0(NULL, "teacher-cache", "FILE", "teacher cache (not in this version)");
-    a.kd_temp = arg_dbl0(NULL, "kd-temp", "T", "distillation temperature (not in this version)");
-    a.kd_weight = arg_dbl0(NULL, "kd-weight", "W", "distillation weight (not in this version)");
+    a.objective = arg_str0(NULL, "objective", "NAME",
+                           "sft (default); distillation: kd (forward KL), rkl (reverse KL), jsd");
+    a.teacher = arg_str0(NULL, "teacher", "DIR|self",
+                         "teacher model run alongside (self: the base unquantised)");
+    a.teacher_adapter =
+        arg_strn(NULL, "teacher-adapter", "DIR[:scale]", 0, 8, "adapter applied to the teacher");
+    a.teacher_quant =
+        arg_str0(NULL, "teacher-quant", "TYPE", "teacher format: none (default), nf4, q8_0, ...");
+    a.teacher_cache = arg_str0(NULL, "teacher-cache", "FILE", "top-k teacher cache (lora-teacher)");
+    a.kd_temp = arg_dbl0(NULL, "kd-temp", "T", "distillation temperature (default 1)");
+    a.kd_weight = arg_dbl0(NULL, "kd-weight", "W",
+                           "loss = (1-W) cross-entropy + W T^2 divergence (default 1)");
+    a.jsd_beta =
+        arg_dbl0(NULL, "jsd-beta", "B", "JSD's beta: 0 forward KL, 1 reverse (default 0.5)");
     a.fields = arg_str0(NULL, "fields", "K=COL,...",
                         "column names (e.g. prompt=question,"
                         "completion=answer)");
@@ -687,8 +742,11 @@ int main(int argc, char **argv)
                   a.objective,
                   a.teacher,
                   a.teacher_cache,
+                  a.teacher_adapter,
+                  a.teacher_quant,
                   a.kd_temp,
                   a.kd_weight,
+                  a.jsd_beta,
                   a.fields,
                   a.chat_template,
                   a.strict,
@@ -697,20 +755,25 @@ int main(int argc, char **argv)
                   a.force,
                   CLI_COMMON_ENTRIES(c),
                   end};
-    int rc = cli_parse(argc, argv, at, end, &c, TOOL,
-                       "Train a LoRA adapter (SFT) on a frozen base model.", GLOSSARY);
+    int rc =
+        cli_parse(argc, argv, at, end, &c, TOOL,
+                  "Train a LoRA adapter (SFT or distillation) on a frozen base model.", GLOSSARY);
     if (rc >= 0)
         goto done;
-    train_ctx x = {
-        .a = &a, .c = &c, .out = a.out->filename[0], .tty = isatty(2), .eval_loss_last = NAN};
+    train_ctx x = {.a = &a,
+                   .c = &c,
+                   .out = a.out->filename[0],
+                   .tty = isatty(2),
+                   .eval_loss_last = NAN,
+                   .eval_kl_last = NAN};
     x.mp = lk_model_params_default();
     x.mp.n_threads = cli_threads(&c);
     x.mp.quant = LK_QTYPE_NF4; /* QLoRA: the base lives in 4 bits unless asked otherwise */
-    rc = check_unsupported(&a);
-    if (rc < 0)
-        rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &x.mp);
+    rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &x.mp);
     if (rc < 0)
         rc = parse_params(&a, &c, &x.tp);
+    if (rc < 0)
+        rc = parse_objective(&a, &x.tp);
     if (rc < 0 && a.seq_len->count && a.seq_len->ival[0] < 2)
         rc = cli_usage_error(TOOL, "--seq-len: expected >= 2");
     if (rc < 0) {
@@ -728,6 +791,7 @@ int main(int argc, char **argv)
     lk_dataset_free(x.eval);
     lk_tokenizer_free(x.tok);
     lk_model_free(x.m);
+    cli_teacher_free(&x.teacher);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

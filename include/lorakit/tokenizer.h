@@ -82,6 +82,11 @@ lk_status lk_tokenizer_decode(const lk_tokenizer *t, const int32_t *ids, int64_t
  * token's content), or -1. */
 int32_t lk_tokenizer_token_to_id(const lk_tokenizer *t, const char *str);
 
+/* The first id below both vocabularies' sizes that the two tokenizers spell differently (other
+ * bytes, or added/special in one only), or -1 when every shared id is the same token: the check
+ * that a teacher and a student speak the same vocabulary. */
+int64_t lk_tokenizer_first_difference(const lk_tokenizer *a, const lk_tokenizer *b);
+
 /* 1 if id is an added token marked "special" in tokenizer.json. */
 int lk_tokenizer_is_special(const lk_tokenizer *t, int32_t id);
 

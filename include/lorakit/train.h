@@ -18,6 +18,12 @@ typedef struct lk_trainer lk_trainer;
 typedef enum { LK_OPT_ADAMW = 0, LK_OPT_SGD = 1 } lk_optimizer;
 typedef enum { LK_SCHED_COSINE = 0, LK_SCHED_LINEAR = 1, LK_SCHED_CONSTANT = 2 } lk_schedule;
 
+/* SFT: cross-entropy on the labels. Distillation (needs a teacher): per trained position
+ * (1 − kd_weight)·CE + kd_weight·τ²·D with D at temperature τ = kd_temp: KD forward
+ * KL(teacher ‖ model), RKL reverse KL(model ‖ teacher), JSD generalised Jensen-Shannon with
+ * jsd_beta (TRL's GKD: 0 is forward KL, 1 reverse KL). */
+typedef enum { LK_OBJ_SFT = 0, LK_OBJ_KD = 1, LK_OBJ_RKL = 2, LK_OBJ_JSD = 3 } lk_objective;
+
 /* Training options; lk_train_params_default() gives PEFT's and transformers' defaults. */
 struct lk_train_params {
     /* adapter */
@@ -45,6 +51,14 @@ struct lk_train_params {
     int max_bad_steps;  /* consecutive NaN/Inf steps before giving up (default 5) */
     int checkpointing;  /* 1 (default): activation checkpointing per layer (recompute in the
                          * backward); 0: keep every layer's activations (faster, more memory) */
+    /* objective */
+    lk_objective objective;    /* default SFT */
+    float kd_temp;             /* τ (default 1) */
+    float kd_weight;           /* α (default 1: distillation only) */
+    float jsd_beta;            /* JSD's β (default 0.5, TRL's) */
+    const lk_model *teacher;   /* online teacher (borrowed, not the trained model; its vocabulary
+                                * may be larger, the extra ids are cut off) */
+    const char *teacher_cache; /* or a lora-teacher cache of the training data (top-k) */
 };
 
 struct lk_train_params lk_train_params_default(void);
@@ -63,7 +77,8 @@ void lk_trainer_free(lk_trainer *t);
 struct lk_step_stats {
     int64_t step; /* steps done after this one */
     int64_t total_steps;
-    double loss;            /* mean cross-entropy over the step's trained tokens */
+    double loss;            /* mean objective over the step's trained tokens */
+    double ce, kd;          /* its parts: mean cross-entropy, mean τ²·divergence (NaN for SFT) */
     double grad_norm;       /* before clipping */
     float lr;               /* learning rate used (A's) */
     int64_t tokens;         /* tokens processed (padding excluded) */
@@ -84,8 +99,11 @@ const float *lk_trainer_loss_history(const lk_trainer *t, int64_t *n);
 int64_t lk_trainer_steps_done(const lk_trainer *t);
 int64_t lk_trainer_total_steps(const lk_trainer *t);
 
-/* Mean loss over every example of an evaluation dataset (unpacked, no dropout). */
-lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, int64_t *tokens);
+/* Mean cross-entropy over every example of an evaluation dataset (unpacked, no dropout); kl
+ * (may be NULL) gets the mean KL(teacher ‖ model) at temperature 1 over the same tokens when the
+ * trainer has an online teacher, else NaN. */
+lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
+                          int64_t *tokens);
 
 /* Checkpoint: adapter, optimiser moments, step, schedule, data cursor, written atomically to
  * path (a file). lk_trainer_resume restores one made with the same model, data and options:
