@@ -19,7 +19,7 @@
 #endif
 
 static const char TC_MAGIC[8] = {'L', 'K', 'T', 'C', 'A', 'C', 'H', 'E'};
-#define TC_LEVEL         6    /* zstd level: within a few % of 19 on these streams, much faster */
+#define TC_LEVEL         3    /* zstd level: within 1% of 6 and 3% of 19 on these streams */
 #define TC_MAX_STRING    4096 /* teacher / data description bytes */
 #define TC_DEFAULT_CHUNK 1024 /* entries per chunk */
 
@@ -194,6 +194,8 @@ static lk_status bytes_reserve(bytes *b, size_t more)
 
 static lk_status bytes_put(bytes *b, const void *src, size_t n)
 {
+    if (n == 0) /* src may be NULL */
+        return LK_OK;
     LK_TRY(bytes_reserve(b, n));
     memcpy(b->p + b->n, src, n);
     b->n += n;
@@ -341,17 +343,20 @@ static lk_status put_example(tcache_writer *w, const int32_t *tokens, const int3
     LK_TRY(bytes_put(&s[S_NTOK], &nt, 4));
     LK_TRY(bytes_put(&s[S_NENT], &ne, 4));
     LK_TRY(bytes_put(&s[S_TOK], tokens, (size_t)n * 4));
-    LK_TRY(bytes_reserve(&s[S_MASK], (size_t)mb));
-    uint8_t *mask = s[S_MASK].p + s[S_MASK].n;
-    memset(mask, 0, (size_t)mb);
-    for (int64_t t = 0; t + 1 < n; t++)
-        if (!labels || labels[t + 1] != LK_LABEL_IGNORE)
-            mask[t / 8] |= (uint8_t)(1u << (t % 8));
-    s[S_MASK].n += (size_t)mb;
+    if (mb > 0) {
+        LK_TRY(bytes_reserve(&s[S_MASK], (size_t)mb));
+        uint8_t *mask = s[S_MASK].p + s[S_MASK].n;
+        memset(mask, 0, (size_t)mb);
+        for (int64_t t = 0; t + 1 < n; t++)
+            if (!labels || labels[t + 1] != LK_LABEL_IGNORE)
+                mask[t / 8] |= (uint8_t)(1u << (t % 8));
+        s[S_MASK].n += (size_t)mb;
+    }
     LK_TRY(bytes_put(&s[S_IDS], ids, (size_t)(E * k) * 4));
     LK_TRY(bytes_reserve(&s[S_LOGP], (size_t)(E * k) * 4));
     uint32_t *lp = (uint32_t *)(s[S_LOGP].p + s[S_LOGP].n);
-    memcpy(lp, logp, (size_t)(E * k) * 4);
+    if (E > 0)
+        memcpy(lp, logp, (size_t)(E * k) * 4);
     for (int64_t r = 0; r < E; r++) /* first as is, then differences of the bit patterns */
         for (int64_t j = k - 1; j > 0; j--)
             lp[r * k + j] -= lp[r * k + j - 1];

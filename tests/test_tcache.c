@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <cjson/cJSON.h>
+
 #include "mapfile.h"
 #include "rng.h"
 #include "tcache.h"
@@ -717,13 +719,151 @@ static void test_topk(void **st)
     free(rlp);
 }
 
+/* ---- the teacher against transformers (tests/gen/gen_teacher_cache.py) ---- */
+
+/* Our entry (ids, lp [k], tail) against the reference's (rid, rlp [k], rtail): each of our ids
+ * has the reference's log-prob for it, or (not among the reference's k: a near tie at the
+ * boundary) one within tol of the reference's k-th; the sorted values agree. */
+static void check_entry(const int32_t *ids, const float *lp, float tail, const cJSON *rid,
+                        const cJSON *rlp, double rtail, int64_t k, double tol, const char *where)
+{
+    for (int64_t j = 0; j < k; j++) {
+        double want = cJSON_GetArrayItem(rlp, (int)j)->valuedouble, found = NAN;
+        for (int64_t q = 0; q < k; q++)
+            if (cJSON_GetArrayItem(rid, (int)q)->valueint == ids[j])
+                found = cJSON_GetArrayItem(rlp, (int)q)->valuedouble;
+        if (isnan(found))
+            found = cJSON_GetArrayItem(rlp, (int)k - 1)->valuedouble;
+        if (fabs(lp[j] - want) > tol || fabs(lp[j] - found) > tol)
+            fail_msg("%s, rank %lld: id %d log-prob %.7g, reference %.7g (its value for that id "
+                     "%.7g)",
+                     where, (long long)j, ids[j], (double)lp[j], want, found);
+    }
+    if (fabs(tail - rtail) > tol)
+        fail_msg("%s: log_tail %.7g, reference %.7g", where, (double)tail, rtail);
+}
+
+/* Every example of the cache at path against the reference run (k_ref ids; the cache may keep
+ * fewer: then the tail absorbs the rest). */
+static void check_against(const char *path, const cJSON *run, int64_t k, int64_t k_ref)
+{
+    tcache *tc;
+    assert_ok(tcache_open(path, &tc));
+    assert_int_equal(tcache_k(tc), k);
+    assert_int_equal(tcache_vocab(tc), 512);
+    const cJSON *exs = cJSON_GetObjectItem(run, "examples");
+    assert_int_equal(tcache_examples(tc), cJSON_GetArraySize(exs));
+    int32_t *ids = malloc(512 * (size_t)k * 4);
+    float *lp = malloc(512 * (size_t)k * 4), tail[512];
+    for (int e = 0; e < cJSON_GetArraySize(exs); e++) {
+        const cJSON *ex = cJSON_GetArrayItem(exs, e), *pos = cJSON_GetObjectItem(ex, "positions");
+        const int32_t *tok;
+        int64_t n;
+        assert_ok(tcache_tokens(tc, e, &tok, &n));
+        assert_ok(tcache_get(tc, e, n, ids, lp, tail));
+        for (int i = 0; i < cJSON_GetArraySize(pos); i++) {
+            int64_t t = cJSON_GetArrayItem(pos, i)->valueint;
+            const cJSON *rid = cJSON_GetArrayItem(cJSON_GetObjectItem(ex, "ids"), i);
+            const cJSON *rlp = cJSON_GetArrayItem(cJSON_GetObjectItem(ex, "logp"), i);
+            double rtail = cJSON_GetArrayItem(cJSON_GetObjectItem(ex, "log_tail"), i)->valuedouble;
+            for (int64_t j = k; j < k_ref; j++) /* the ranks dropped join the tail */
+                rtail = log(exp(rtail) + exp(cJSON_GetArrayItem(rlp, (int)j)->valuedouble));
+            char where[64];
+            snprintf(where, sizeof where, "example %d, position %lld", e, (long long)t);
+            check_entry(ids + t * k, lp + t * k, tail[t], rid, rlp, rtail, k, 1e-4, where);
+        }
+    }
+    free(ids);
+    free(lp);
+    tcache_close(tc);
+}
+
+static void test_teacher_reference(void **st)
+{
+    (void)st;
+    const char *mdir = shared_path("models/stories260K-hf");
+    require_file(mdir);
+    char dir[4096], out[4096];
+    snprintf(dir, sizeof dir, "%s", mdir);
+    snprintf(out, sizeof out, "%s", tmp_path("teacher.tc"));
+    size_t len;
+    char *js = NULL;
+    assert_ok(read_text_file(data_path("teacher/expected.json"), 1 << 24, &js, &len));
+    cJSON *ref = cJSON_Parse(js);
+    free(js);
+    assert_non_null(ref);
+    assert_int_equal(cJSON_GetObjectItem(ref, "k")->valueint, 8);
+    lk_model *m;
+    lk_tokenizer *tok;
+    lk_dataset *d;
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = 2;
+    assert_ok(lk_model_load(dir, &mp, &m));
+    assert_ok(lk_tokenizer_load(dir, &tok));
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    dp.seq_len = 512;
+    dp.pack = 0;
+    dp.shuffle = 0;
+    assert_ok(lk_dataset_load(data_path("teacher/data.jsonl"), tok, &dp, &d));
+    const cJSON *runs = cJSON_GetObjectItem(ref, "runs");
+    struct {
+        int run;
+        int64_t k, piece;
+    } cases[] = {{0, 8, 64}, {1, 8, 64}, {0, 8, 7}, {1, 3, 1000}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const cJSON *run = cJSON_GetArrayItem(runs, cases[i].run);
+        struct lk_teacher_params p = lk_teacher_params_default();
+        p.top_k = cases[i].k;
+        p.temp = (float)cJSON_GetObjectItem(run, "tau")->valuedouble;
+        p.piece = cases[i].piece;
+        p.force = 1;
+        p.teacher_dir = dir;
+        p.data_path = data_path("teacher/data.jsonl");
+        struct lk_teacher_stats ts;
+        assert_ok(lk_teacher_cache_write(m, d, out, &p, &ts));
+        assert_int_equal(ts.examples, 7);
+        assert_int_equal(ts.positions, 264);
+        assert_int_equal(ts.tokens, lk_dataset_get_stats(d)->tokens);
+        assert_true(ts.forward_tokens < ts.tokens); /* nothing after the last trained position */
+        check_against(out, run, cases[i].k, 8);
+        tcache *tc;
+        assert_ok(tcache_open(out, &tc));
+        assert_ok(tcache_verify(tc, d));
+        assert_true(tcache_temp(tc) == p.temp);
+        assert_non_null(strstr(tcache_teacher(tc), "stories260K-hf config.json:xxh64="));
+        assert_non_null(strstr(tcache_data(tc), "data.jsonl bytes="));
+        tcache_close(tc);
+    }
+    /* bad parameters, an existing output */
+    struct lk_teacher_params p = lk_teacher_params_default();
+    p.top_k = 512;
+    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG, "top-k 512");
+    p.top_k = 4;
+    p.temp = 0;
+    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG, "temperature");
+    p.temp = 1;
+    p.vocab = 513;
+    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG, "vocab 513");
+    p.vocab = 0;
+    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_IO, "already exists");
+    lk_dataset_free(d);
+    lk_tokenizer_free(tok);
+    lk_model_free(m);
+    cJSON_Delete(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_xxh64),  cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_empty),  cmocka_unit_test(test_writer_errors),
-        cmocka_unit_test(test_verify), cmocka_unit_test(test_truncation_bitflips),
-        cmocka_unit_test(test_forged), cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_xxh64),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_writer_errors),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_truncation_bitflips),
+        cmocka_unit_test(test_forged),
+        cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_teacher_reference),
     };
     return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }
