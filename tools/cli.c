@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 void cli_common_init(cli_common *c)
 {
@@ -309,6 +311,35 @@ void cli_teacher_free(cli_teacher *t)
     memset(t, 0, sizeof *t);
 }
 
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    g_stop_signal = sig;
+}
+
+void cli_catch_stop(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second signal takes the default action */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_stop_signal(void)
+{
+    return g_stop_signal;
+}
+
 double cli_peak_rss_mib(void)
 {
     struct rusage ru;
@@ -341,6 +372,26 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
                                    v);
         *dst[i] = q;
     }
+    return -1;
+}
+
+void cli_data_opts_init(cli_data_opts *o)
+{
+    o->fields = arg_str0(NULL, "fields", "K=COL,...",
+                         "column names (e.g. prompt=question,completion=answer)");
+    o->chat_template = arg_str0(NULL, "chat-template", "NAME",
+                                "chat format for messages data (chatml, qwen2.5, llama3, "
+                                "llama3.1, llama2, mistral, alpaca)");
+    o->strict = arg_lit0(NULL, "strict", "a bad data line is fatal");
+}
+
+int cli_data_params(const char *tool, const cli_data_opts *o, struct lk_dataset_params *dp)
+{
+    dp->fields = o->fields->count ? o->fields->sval[0] : NULL;
+    dp->strict = o->strict->count > 0;
+    if (o->chat_template->count &&
+        lk_chat_format_from_name(o->chat_template->sval[0], &dp->chat_format) != LK_OK)
+        return cli_usage_error(tool, "--chat-template: %s", lk_last_error());
     return -1;
 }
 

@@ -91,6 +91,20 @@ int cli_teacher_load(const char *tool, const char *spec, const char *student_dir
                      cli_teacher *out);
 void cli_teacher_free(cli_teacher *t);
 
+/* Dataset options of the tools that read training data: --fields, --chat-template, --strict.
+ * Put them in the table with CLI_DATA_ENTRIES(o). */
+typedef struct {
+    struct arg_str *fields, *chat_template;
+    struct arg_lit *strict;
+} cli_data_opts;
+
+void cli_data_opts_init(cli_data_opts *o);
+#define CLI_DATA_ENTRIES(o) (o).fields, (o).chat_template, (o).strict
+
+/* Copy the options into dp (fields borrowed from argv). Returns -1 to go on, or 2 after a usage
+ * message (an unknown --chat-template name). */
+int cli_data_params(const char *tool, const cli_data_opts *o, struct lk_dataset_params *dp);
+
 /* Summed next-token loss of a model over a text or a file (lora-eval, lora-merge --eval-data). */
 typedef struct {
     double nll;    /* Σ −log p, natural log */
@@ -108,6 +122,16 @@ lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char 
  * (only trained tokens count). fields: NULL or "prompt=question,...". */
 lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer *tok,
                          const char *path, const char *fields, int64_t ctx, cli_score *sc);
+
+/* Seconds on the monotonic clock. */
+double cli_now(void);
+
+/* Catch SIGINT and SIGTERM: the first one is recorded for cli_stop_signal() (long runs stop
+ * cleanly at their next check), a second one stops the process at once. */
+void cli_catch_stop(void);
+
+/* The signal caught since cli_catch_stop, or 0. */
+int cli_stop_signal(void);
 
 /* Peak resident memory of this process in MiB (getrusage). */
 double cli_peak_rss_mib(void);

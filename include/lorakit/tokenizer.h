@@ -261,6 +261,12 @@ lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c);
 lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, int32_t *pos,
                               int32_t *seg, int64_t *n_real, int64_t *n_examples);
 
+/* File-order indices (as lk_dataset_example numbers them) of the examples in the row last returned
+ * by lk_dataset_next_row: idx[j] is the example of segment j (seg == j), j < *n (= that call's
+ * *n_examples). idx: caller-owned [max]; LK_ERR_ARG when max is smaller than the row's example
+ * count, or when no row was returned since the load or the last lk_dataset_set_cursor. */
+lk_status lk_dataset_row_examples(const lk_dataset *d, int64_t *idx, int64_t max, int64_t *n);
+
 /* Rows of seq_len tokens the current epoch yields in total. */
 int64_t lk_dataset_rows_in_epoch(const lk_dataset *d);
 
