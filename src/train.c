@@ -13,6 +13,7 @@
 #include "rng.h"
 #include "status.h"
 #include "kd.h"
+#include "tcache.h"
 #include "train_graph.h"
 
 struct lk_trainer {
@@ -31,6 +32,12 @@ struct lk_trainer {
     /* distillation */
     kd_params kp;    /* the objective (kp.kind 0: SFT) */
     train_graph *tg; /* the online teacher's forward */
+    tcache *tc;      /* or the teacher cache */
+    int64_t *ex;     /* [rows, T] the examples of each row's segments (with a cache) */
+    int64_t *n_ex;   /* [rows] */
+    int32_t *c_ids;  /* [T, k] the cache's entries for one row */
+    float *c_logp;   /* [T, k] */
+    float *c_tail;   /* [T] */
 };
 
 struct lk_train_params lk_train_params_default(void)
@@ -123,6 +130,34 @@ static lk_status check_params(const struct lk_train_params *p)
     return LK_OK;
 }
 
+/* The teacher cache: made over this very data, at this temperature, over this vocabulary. */
+static lk_status cache_setup(lk_trainer *t, int64_t V)
+{
+    const char *path = t->p.teacher_cache;
+    LK_TRY(tcache_open(path, &t->tc));
+    int64_t k = tcache_k(t->tc);
+    if (tcache_temp(t->tc) != t->p.kd_temp)
+        return status_fail(LK_ERR_ARG,
+                           "%s: the cache holds log-probabilities at temperature %g, this run's is "
+                           "%g (--kd-temp must match lora-teacher's)",
+                           path, (double)tcache_temp(t->tc), (double)t->p.kd_temp);
+    if (tcache_vocab(t->tc) != V)
+        return status_fail(LK_ERR_SHAPE,
+                           "%s: the cache's distributions are over %lld ids, the model has %lld "
+                           "(make it with lora-teacher --vocab %lld)",
+                           path, (long long)tcache_vocab(t->tc), (long long)V, (long long)V);
+    LK_TRY(tcache_verify(t->tc, t->data));
+    size_t n = (size_t)t->T;
+    t->ex = malloc((size_t)t->rows * n * sizeof *t->ex);
+    t->n_ex = calloc((size_t)t->rows, sizeof *t->n_ex);
+    t->c_ids = malloc(n * (size_t)k * sizeof *t->c_ids);
+    t->c_logp = malloc(n * (size_t)k * sizeof *t->c_logp);
+    t->c_tail = malloc(n * sizeof *t->c_tail);
+    if (!t->ex || !t->n_ex || !t->c_ids || !t->c_logp || !t->c_tail)
+        return status_fail(LK_ERR_NOMEM, "out of memory for the teacher cache's buffers");
+    return LK_OK;
+}
+
 /* The online teacher: its own forward graph; its vocabulary must cover the model's. */
 static lk_status teacher_setup(lk_trainer *t)
 {
@@ -135,10 +170,10 @@ static lk_status teacher_setup(lk_trainer *t)
                         .temp = p->kd_temp,
                         .beta = p->jsd_beta,
                         .weight = p->kd_weight};
-    if (!p->teacher)
-        return status_fail(LK_ERR_UNSUPPORTED, "teacher cache: not wired yet");
-    const struct lk_model_config *tc = lk_model_get_config(p->teacher);
     int64_t V = t->m->cfg.vocab_size;
+    if (!p->teacher)
+        return cache_setup(t, V);
+    const struct lk_model_config *tc = lk_model_get_config(p->teacher);
     if (p->teacher == t->m)
         return status_fail(LK_ERR_ARG, "the teacher must be another model instance than the "
                                        "trained one (load the base again for --teacher self)");
@@ -237,6 +272,12 @@ void lk_trainer_free(lk_trainer *t)
     lora_set_free(&t->lora);
     graph_free(t->g);
     graph_free(t->tg);
+    tcache_close(t->tc);
+    free(t->ex);
+    free(t->n_ex);
+    free(t->c_ids);
+    free(t->c_logp);
+    free(t->c_tail);
     free(t->m1);
     free(t->m2);
     free(t->tok);
@@ -303,6 +344,8 @@ static lk_status fetch_rows(lk_trainer *t, int64_t *n_trained, int64_t *n_tokens
                                    &t->n_real[r], NULL));
         *n_tokens += t->n_real[r];
         *n_trained += make_targets(t->lab + o, t->seg + o, t->n_real[r], t->tgt + o);
+        if (t->tc)
+            LK_TRY(lk_dataset_row_examples(t->data, t->ex + o, t->T, &t->n_ex[r]));
     }
     return LK_OK;
 }
@@ -350,16 +393,39 @@ static void update(lk_trainer *t, float lr)
     }
 }
 
-/* Point the loss at the teacher for a sequence of n tokens (row offset o of the step's rows, or
- * the evaluation buffers) before graph_run: the online teacher runs its forward now. */
+/* The cache's entries for row r: segment j (its tokens contiguous from the first with seg == j)
+ * holds the start of example ex[j]. */
+static lk_status cache_row(lk_trainer *t, int64_t r, kd_teacher *tch)
+{
+    int64_t o = r * t->T, k = tcache_k(t->tc), n = t->n_real[r];
+    for (int64_t i = 0, j = 0; i < n && j < t->n_ex[r]; j++) {
+        int64_t a = i;
+        while (i < n && t->seg[o + i] == j)
+            i++;
+        if (i == a)
+            return status_fail(LK_ERR_FORMAT, "row %lld: segment %lld is empty", (long long)r,
+                               (long long)j);
+        LK_TRY(tcache_get(t->tc, t->ex[o + j], i - a, t->c_ids + a * k, t->c_logp + a * k,
+                          t->c_tail + a));
+    }
+    *tch = (kd_teacher){.k = k, .ids = t->c_ids, .logp = t->c_logp, .log_tail = t->c_tail};
+    return LK_OK;
+}
+
+/* Point the loss at the teacher for a sequence of n tokens before graph_run: the online teacher
+ * runs its forward now; a cache gives row r's entries (r < 0: an evaluation, no cache). */
 static lk_status teacher_for(lk_trainer *t, const int32_t *tok, const int32_t *pos, int64_t n,
-                             const kd_params *kp, double *ce, double *kd)
+                             int64_t r, const kd_params *kp, double *ce, double *kd)
 {
     if (!kp->kind)
         return graph_set_kd(t->g, NULL, NULL, NULL, NULL);
     kd_teacher tch = {0};
-    LK_TRY(graph_hidden(t->tg, tok, pos, n, &tch.ht));
-    tch.head = &t->p.teacher->lm_head;
+    if (t->tc) {
+        LK_TRY(cache_row(t, r, &tch));
+    } else {
+        LK_TRY(graph_hidden(t->tg, tok, pos, n, &tch.ht));
+        tch.head = &t->p.teacher->lm_head;
+    }
     return graph_set_kd(t->g, kp, &tch, ce, kd);
 }
 
@@ -377,7 +443,7 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
             continue;
         int64_t o = r * t->T;
         set_masks(t, r);
-        LK_TRY(teacher_for(t, t->tok + o, t->pos + o, t->n_real[r], &t->kp, &ce, &kd));
+        LK_TRY(teacher_for(t, t->tok + o, t->pos + o, t->n_real[r], r, &t->kp, &ce, &kd));
         LK_TRY(graph_run(t->g, t->tok + o, t->tgt + o, t->pos + o, t->n_real[r], scale, 1, &sum,
                          &cnt));
     }
@@ -432,7 +498,7 @@ lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, d
         }
         if (n == 0)
             continue;
-        lk_status s = teacher_for(t, ids, t->pos, n, &kp, &ce, &div);
+        lk_status s = teacher_for(t, ids, t->pos, n, -1, &kp, &ce, &div);
         if (s == LK_OK)
             s = graph_run(t->g, ids, t->tgt, t->pos, n, 0.0f, 0, &sum, &cnt);
         if (s != LK_OK) {

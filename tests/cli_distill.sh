@@ -16,7 +16,8 @@ D=$SRC/samples/data/whale-train.jsonl
 E=$SRC/samples/data/whale-test.jsonl
 if [ ! -f "$M/model.safetensors" ]; then echo "SKIP: $M missing"; exit 77; fi
 
-TRAIN=(--data "$D" --seq-len 128 --batch 4 --lr 3e-3 -t 1 -q --force)
+OPTS=(--seq-len 128 --batch 4 --lr 3e-3 -t 1 -q --force)
+TRAIN=(--data "$D" "${OPTS[@]}")
 val() { # val KEY: the number KEY of the JSON object on stdout
     sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$T/out" | tail -1
 }
@@ -80,6 +81,39 @@ for q in nf4 q4_0; do
     echo "self-distillation $q: held-out KL to the f32 base $before -> $KL"
     less "$KL" "$(awk "BEGIN { print 0.7 * $before }")" "$q student: KL falls by 30% or more"
 done
+
+# --- the same from a top-k teacher cache (lora-teacher), only the student in memory ---
+head -n 100 "$D" >"$T/small.jsonl"
+expect 0 "lora-teacher" -- "$B/lora-teacher" -m "$M" --data "$T/small.jsonl" --top-k 32 \
+    -o "$T/small.tc" -t 1 -q
+one_step() { # one_step TEACHER-ARGS...: KD of the first step (fresh adapter: the plain NF4 model)
+    expect 0 "one step $*" -- "$B/lora-train" -m "$M" --quant nf4 --data "$T/small.jsonl" \
+        --seq-len 128 --batch 4 --steps 1 -t 1 -q --force --json --objective kd -o "$T/one" "$@"
+    val kd
+}
+kd_full=$(one_step --teacher self)
+kd_top=$(one_step --teacher-cache "$T/small.tc")
+echo "first step's KL to the f32 base: full vocabulary $kd_full, top-32 cache $kd_top"
+less "$kd_top" "$(awk "BEGIN { print $kd_full * 1.000001 }")" "buckets cannot exceed the full KL"
+less "$(awk "BEGIN { print 0.95 * $kd_full }")" "$kd_top" "top-32 is within 5% of the full KL"
+eval_kl self --quant nf4
+before=$KL
+expect 0 "self-distillation from the cache" -- "$B/lora-train" -m "$M" --quant nf4 \
+    --data "$T/small.jsonl" --seq-len 128 --batch 4 --lr 3e-3 --steps 20 -t 1 -q --force \
+    --objective kd --teacher-cache "$T/small.tc" -o "$T/sdc"
+eval_kl self --quant nf4 -a "$T/sdc"
+echo "self-distillation from the cache: held-out KL $before -> $KL"
+less "$KL" "$(awk "BEGIN { print 0.7 * $before }")" "cache student: KL falls by 30% or more"
+expect 1 "cache at another temperature" -- "$B/lora-train" -m "$M" --data "$T/small.jsonl" \
+    "${OPTS[@]}" --steps 1 --objective kd --kd-temp 2 --teacher-cache "$T/small.tc" -o "$T/x"
+has err "temperature 1" "names the cache's temperature"
+expect 1 "cache of other data" -- "$B/lora-train" -m "$M" "${TRAIN[@]}" --steps 1 \
+    --objective kd --teacher-cache "$T/small.tc" -o "$T/x"
+has err "small.tc" "names the cache"
+head -c 5000 "$T/small.tc" >"$T/cut.tc"
+expect 1 "truncated cache" -- "$B/lora-train" -m "$M" --data "$T/small.jsonl" "${OPTS[@]}" \
+    --steps 1 --objective kd --teacher-cache "$T/cut.tc" -o "$T/x"
+has err "cut.tc" "names the truncated cache"
 
 # --- a style teacher teaches a fresh student ---
 expect 0 "SFT for the teacher" -- "$B/lora-train" -m "$M" --quant none "${TRAIN[@]}" --steps 30 -o "$T/sft"
