@@ -17,7 +17,8 @@
  * as PEFT's loftq_init; the signs of the singular pairs are arbitrary). Randomized subspace
  * iteration with min(r + LOFTQ_OVERSAMPLE, out, in) Gaussian probes from (seed, stream) and
  * `power` power passes, then an exact SVD of the projection. Ranks beyond min(out, in) get zero
- * rows of A and columns of B. scale > 0. Deterministic for a seed, whatever n_threads. */
+ * rows of A and columns of B. scale > 0. The same bits for the same seed and thread count;
+ * other thread counts agree to rounding (OpenBLAS may sum a split GEMM in another order). */
 lk_status loftq_factor(const float *R, int64_t out, int64_t in, int64_t r, float scale, int power,
                        uint64_t seed, uint64_t stream, float *A, float *B, int n_threads);
 
