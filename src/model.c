@@ -119,8 +119,7 @@ void rope_inv_freq(const struct lk_model_config *c, float *inv_freq)
     }
 }
 
-/* Bytes [p, p+n) of t's file have been converted: their mapped pages need not stay resident. */
-static void drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n)
+void model_drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n)
 {
     for (int i = 0; i < m->st.n_files; i++)
         if (m->st.files[i].map.path == t->file)
@@ -129,7 +128,7 @@ static void drop_range(const lk_model *m, const tensor_view *t, const void *p, s
 
 static void drop_source(const lk_model *m, const tensor_view *t)
 {
-    drop_range(m, t, t->data, t->nbytes);
+    model_drop_range(m, t, t->data, t->nbytes);
 }
 
 /* Keep p (an owned weight buffer) until lk_model_free; frees p on failure. */
@@ -148,7 +147,7 @@ static lk_status own(lk_model *m, void *p)
 /* f32[out, in] → an owned quantised copy bound to the spec's q4_weight (the f32 pointer stays
  * NULL: the layer then runs the fused dequant-GEMM kernels). */
 static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
-                                const tensor_view *t)
+                                 const tensor_view *t)
 {
     int64_t out = sp->shape[0], in = sp->shape[1];
     size_t rb = q4_row_bytes(q, Q4_NF4_BLOCK, in), es = dtype_size(t->dt);
@@ -171,7 +170,7 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
             convert_to_f32(t->dt, src, tmp, n * in, m->n_threads);
         q4_quantize_matrix(q, Q4_NF4_BLOCK, direct ? (const float *)src : tmp, n, in,
                            (uint8_t *)buf + (size_t)r0 * rb, m->n_threads, NULL, NULL);
-        drop_range(m, t, src, (size_t)(n * in) * es);
+        model_drop_range(m, t, src, (size_t)(n * in) * es);
     }
     free(tmp);
     LK_TRY(own(m, buf));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "loftq.h"
 #include "lora.h"
 #include "lorakit/train.h"
 #include "optim.h"
@@ -30,14 +31,15 @@ struct lk_trainer {
     float *hist; /* [hist_cap] loss of each step */
     int64_t hist_cap;
     /* distillation */
-    kd_params kp;    /* the objective (kp.kind 0: SFT) */
-    train_graph *tg; /* the online teacher's forward */
-    tcache *tc;      /* or the teacher cache */
-    int64_t *ex;     /* [rows, T] the examples of each row's segments (with a cache) */
-    int64_t *n_ex;   /* [rows] */
-    int32_t *c_ids;  /* [T, k] the cache's entries for one row */
-    float *c_logp;   /* [T, k] */
-    float *c_tail;   /* [T] */
+    kd_params kp;                /* the objective (kp.kind 0: SFT) */
+    train_graph *tg;             /* the online teacher's forward */
+    tcache *tc;                  /* or the teacher cache */
+    int64_t *ex;                 /* [rows, T] the examples of each row's segments (with a cache) */
+    int64_t *n_ex;               /* [rows] */
+    int32_t *c_ids;              /* [T, k] the cache's entries for one row */
+    float *c_logp;               /* [T, k] */
+    float *c_tail;               /* [T] */
+    struct lk_loftq_stat *loftq; /* [lora.n] with a LoftQ start, else NULL */
 };
 
 struct lk_train_params lk_train_params_default(void)
@@ -49,6 +51,7 @@ struct lk_train_params lk_train_params_default(void)
         .targets = LK_MOD_ALL,
         .rslora = 0,
         .init_adapter = NULL,
+        .init = LK_INIT_PEFT,
         .optimizer = LK_OPT_ADAMW,
         .lr = 2e-4f,
         .lr_ratio_b = 1,
@@ -127,6 +130,13 @@ static lk_status check_params(const struct lk_train_params *p)
         !(p->jsd_beta >= 0 && p->jsd_beta <= 1))
         return status_fail(LK_ERR_ARG, "distillation options out of range (temperature in (0, "
                                        "100], weight and JSD beta in [0, 1])");
+    if (p->init != LK_INIT_PEFT && p->init != LK_INIT_LOFTQ)
+        return status_fail(LK_ERR_ARG, "adapter start %d is not PEFT's (0) or LoftQ (1)", p->init);
+    if (p->init == LK_INIT_LOFTQ && p->init_adapter)
+        return status_fail(LK_ERR_ARG,
+                           "a LoftQ start and an initial adapter (%s) exclude each "
+                           "other",
+                           p->init_adapter);
     return LK_OK;
 }
 
@@ -251,6 +261,11 @@ lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train
         t->p.targets = t->lora.targets;
     }
     lk_adapter_free(init);
+    if (s == LK_OK && p->init == LK_INIT_LOFTQ) {
+        t->loftq = calloc((size_t)(t->lora.n ? t->lora.n : 1), sizeof *t->loftq);
+        s = t->loftq ? loftq_init_set(m, &t->lora, p->seed, t->loftq)
+                     : status_fail(LK_ERR_NOMEM, "out of memory");
+    }
     if (s == LK_OK)
         s = graph_create(m, t->T, p->checkpointing, &t->g);
     if (s == LK_OK)
@@ -287,7 +302,14 @@ void lk_trainer_free(lk_trainer *t)
     free(t->tgt);
     free(t->n_real);
     free(t->hist);
+    free(t->loftq);
     free(t);
+}
+
+const struct lk_loftq_stat *lk_trainer_loftq_stats(const lk_trainer *t, int64_t *n)
+{
+    *n = t->loftq ? t->lora.n : 0;
+    return t->loftq;
 }
 
 const float *lk_trainer_loss_history(const lk_trainer *t, int64_t *n)

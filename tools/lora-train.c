@@ -30,6 +30,7 @@ typedef struct {
     struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective, *fields,
         *chat_template;
     struct arg_str *teacher, *teacher_cache, *teacher_adapter, *teacher_quant;
+    struct arg_str *init;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
     struct arg_int *warmup, *save_limit, *log_every;
     struct arg_dbl *alpha, *dropout, *lr, *lr_ratio_b, *epochs, *weight_decay, *max_grad_norm;
@@ -183,6 +184,73 @@ static int parse_objective(const train_args *a, struct lk_train_params *p)
         return cli_usage_error(TOOL, "--kd-temp in (0, 100]; --kd-weight and --jsd-beta in [0, 1]");
     p->teacher_cache = a->teacher_cache->count ? a->teacher_cache->sval[0] : NULL;
     return -1;
+}
+
+/* --init peft|loftq; LoftQ needs a quantised base (the residual of an f32 one is zero) and a
+ * fresh adapter. */
+static int parse_init(const train_args *a, const struct lk_model_params *mp,
+                      struct lk_train_params *p)
+{
+    if (!a->init->count)
+        return -1;
+    const char *v = a->init->sval[0];
+    if (strcmp(v, "peft") && strcmp(v, "loftq"))
+        return cli_usage_error(TOOL, "--init: peft or loftq, got '%s'", v);
+    if (a->init_adapter->count)
+        return cli_usage_error(TOOL, "--init and --init-adapter exclude each other (the adapter "
+                                     "starts as the one given)");
+    p->init = strcmp(v, "loftq") ? LK_INIT_PEFT : LK_INIT_LOFTQ;
+    if (p->init == LK_INIT_LOFTQ && mp->quant == LK_QTYPE_F32)
+        return cli_usage_error(TOOL, "--init loftq needs a quantised base: with --quant none the "
+                                     "quantisation residual W - Q(W) is zero");
+    return -1;
+}
+
+/* The LoftQ start's summary (the library logs each layer): stderr, and a JSON line. */
+static void report_loftq(const train_ctx *x, double secs)
+{
+    int64_t n;
+    const struct lk_loftq_stat *st = lk_trainer_loftq_stats(x->t, &n);
+    if (!n)
+        return;
+    double mean = 0, lo = INFINITY, hi = -INFINITY, res2 = 0, rem2 = 0;
+    cJSON *mods = cJSON_CreateArray();
+    for (int64_t i = 0; i < n; i++) {
+        double red = st[i].residual_norm > 0 ? 1 - st[i].remaining_norm / st[i].residual_norm : 0;
+        mean += red / (double)n;
+        lo = fmin(lo, red);
+        hi = fmax(hi, red);
+        res2 += st[i].residual_norm * st[i].residual_norm;
+        rem2 += st[i].remaining_norm * st[i].remaining_norm;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "layer", (double)st[i].layer);
+        cJSON_AddStringToObject(o, "module", lk_module_name(st[i].module));
+        cJSON_AddNumberToObject(o, "weight_norm", st[i].weight_norm);
+        cJSON_AddNumberToObject(o, "residual_norm", st[i].residual_norm);
+        cJSON_AddNumberToObject(o, "remaining_norm", st[i].remaining_norm);
+        cJSON_AddNumberToObject(o, "reduction", red);
+        cJSON_AddItemToArray(mods, o);
+    }
+    double total = res2 > 0 ? 1 - sqrt(rem2 / res2) : 0;
+    if (x->c->json->count) {
+        cJSON *j = cli_json_new(x->c);
+        cJSON_AddStringToObject(j, "type", "loftq");
+        cJSON_AddNumberToObject(j, "rank", (double)x->tp.rank);
+        cJSON_AddNumberToObject(j, "mean_reduction", mean);
+        cJSON_AddNumberToObject(j, "total_reduction", total);
+        cJSON_AddNumberToObject(j, "init_s", secs);
+        cJSON_AddItemToObject(j, "modules", mods);
+        cli_json_emit(j);
+    } else {
+        cJSON_Delete(mods);
+    }
+    if (!x->c->quiet->count)
+        fprintf(stderr,
+                "%s: LoftQ start (rank %lld, one iteration): the quantisation residual "
+                "|W - Q(W)| of %lld modules reduced by %.1f%% on average (%.1f%% to %.1f%%), "
+                "%.1f%% overall, in %.2f s\n",
+                TOOL, (long long)x->tp.rank, (long long)n, 100 * mean, 100 * lo, 100 * hi,
+                100 * total, secs);
 }
 
 /* ---- output folder, checkpoints ---- */
@@ -616,7 +684,10 @@ static int run(train_ctx *x)
     }
     if (make_dir(x->out) != 0)
         return CLI_FAIL;
+    double t_init = now();
     s = lk_trainer_create(x->m, x->data, &x->tp, &x->t);
+    if (s == LK_OK)
+        report_loftq(x, now() - t_init);
     if (s == LK_OK && x->a->resume->count)
         s = resume(x);
     if (s != LK_OK)
@@ -644,7 +715,11 @@ static const char *GLOSSARY =
     "prompts are masked.\nExamples are packed into rows of --seq-len tokens (positions restart, no "
     "attention across examples).\nOutput: DIR/adapter_config.json + adapter_model.safetensors "
     "(Hugging Face PEFT), DIR/loss.svg,\nDIR/checkpoint-N/ (adapter + state.ckpt; --resume DIR "
-    "continues from the newest).\nCtrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n";
+    "continues from the newest).\nCtrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n"
+    "--init loftq (LoftQ, Li et al. 2023, one iteration) starts s*B*A as the rank-r SVD of each "
+    "layer's\nW - Q(W), W read again from the model folder: the adapter then belongs with a base "
+    "quantised\nthe same way (--quant). More iterations would change the quantised base itself, "
+    "which lora-eval\nand lora-merge rebuild from W, so they are not offered.\n";
 
 int main(int argc, char **argv)
 {
@@ -679,6 +754,8 @@ int main(int argc, char **argv)
     a.batch = arg_int0(NULL, "batch", "B", "rows per micro-batch (default 1)");
     a.grad_accum = arg_int0(NULL, "grad-accum", "K", "micro-batches per step (default 1)");
     a.init_adapter = arg_file0(NULL, "init-adapter", "DIR", "start from this PEFT adapter");
+    a.init = arg_str0(NULL, "init", "peft|loftq",
+                      "fresh adapter: peft (default) or loftq (SVD of W - Q(W))");
     a.resume =
         arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
     a.save_every = arg_int0(NULL, "save-every", "N", "checkpoint every N steps");
@@ -733,6 +810,7 @@ int main(int argc, char **argv)
                   a.batch,
                   a.grad_accum,
                   a.init_adapter,
+                  a.init,
                   a.resume,
                   a.save_every,
                   a.save_limit,
@@ -774,6 +852,8 @@ int main(int argc, char **argv)
         rc = parse_params(&a, &c, &x.tp);
     if (rc < 0)
         rc = parse_objective(&a, &x.tp);
+    if (rc < 0)
+        rc = parse_init(&a, &x.mp, &x.tp);
     if (rc < 0 && a.seq_len->count && a.seq_len->ival[0] < 2)
         rc = cli_usage_error(TOOL, "--seq-len: expected >= 2");
     if (rc < 0) {

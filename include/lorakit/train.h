@@ -5,6 +5,7 @@
 #ifndef LORAKIT_TRAIN_H
 #define LORAKIT_TRAIN_H
 
+#include "lorakit/adapter.h"
 #include "lorakit/core.h"
 #include "lorakit/model.h"
 #include "lorakit/tokenizer.h"
@@ -24,6 +25,17 @@ typedef enum { LK_SCHED_COSINE = 0, LK_SCHED_LINEAR = 1, LK_SCHED_CONSTANT = 2 }
  * jsd_beta (TRL's GKD: 0 is forward KL, 1 reverse KL). */
 typedef enum { LK_OBJ_SFT = 0, LK_OBJ_KD = 1, LK_OBJ_RKL = 2, LK_OBJ_JSD = 3 } lk_objective;
 
+/* How a fresh adapter starts (ignored with init_adapter, which may not be combined with LoftQ).
+ * LK_INIT_PEFT: A Kaiming-uniform, B = 0, so the model starts as the base (PEFT's default).
+ * LK_INIT_LOFTQ: LoftQ (Li et al. 2023) with one iteration: for every targeted layer, s·B·A is
+ * the rank-r truncated SVD of the quantisation residual W − deq(Q(W)) (W re-read in full
+ * precision from the model's files; singular values split evenly between A and B, as PEFT's
+ * loftq_init), so base + adapter starts closer to the unquantised model. Needs a base quantised
+ * at load (not f32, not a pre-quantised folder). More LoftQ iterations would re-quantise the base
+ * from W − s·B·A, a base that no other tool rebuilds from the model folder, so they are not
+ * offered. */
+typedef enum { LK_INIT_PEFT = 0, LK_INIT_LOFTQ = 1 } lk_lora_init;
+
 /* Training options; lk_train_params_default() gives PEFT's and transformers' defaults. */
 struct lk_train_params {
     /* adapter */
@@ -33,6 +45,7 @@ struct lk_train_params {
     unsigned targets;         /* bit (1 << i) for q,k,v,o,gate,up,down (default all seven: 0x7f) */
     int rslora;               /* scale alpha/sqrt(r) instead of alpha/r */
     const char *init_adapter; /* NULL, or a PEFT folder to start from (shapes must match) */
+    lk_lora_init init;        /* fresh adapter's start (default LK_INIT_PEFT) */
     /* optimiser */
     lk_optimizer optimizer;  /* default AdamW */
     float lr;                /* peak learning rate (default 2e-4) */
@@ -72,6 +85,19 @@ lk_status lk_train_parse_targets(const char *s, unsigned *out);
 lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
                             lk_trainer **out);
 void lk_trainer_free(lk_trainer *t);
+
+/* The LoftQ start of one targeted module (Frobenius norms). */
+struct lk_loftq_stat {
+    int64_t layer;
+    lk_module module;
+    double weight_norm;    /* ‖W‖, the full-precision weight */
+    double residual_norm;  /* ‖R‖, R = W − deq(Q(W)): the quantisation error */
+    double remaining_norm; /* ‖R − s·B·A‖: what base + the fresh adapter still miss */
+};
+
+/* Per-module statistics of a LoftQ start (init LK_INIT_LOFTQ), in adapter module order (layer,
+ * then lk_module); NULL with *n = 0 for other starts. Borrowed, valid until lk_trainer_free. */
+const struct lk_loftq_stat *lk_trainer_loftq_stats(const lk_trainer *t, int64_t *n);
 
 /* What one step did. */
 struct lk_step_stats {
