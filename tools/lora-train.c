@@ -719,7 +719,13 @@ static const char *GLOSSARY =
     "--init loftq (LoftQ, Li et al. 2023, one iteration) starts s*B*A as the rank-r SVD of each "
     "layer's\nW - Q(W), W read again from the model folder: the adapter then belongs with a base "
     "quantised\nthe same way (--quant). More iterations would change the quantised base itself, "
-    "which lora-eval\nand lora-merge rebuild from W, so they are not offered.\n";
+    "which lora-eval\nand lora-merge rebuild from W, so they are not offered.\n"
+    "Distillation (--objective kd|rkl|jsd): per trained token (1-W)*CE + W*T^2*D, D the forward "
+    "KL(teacher||model),\nthe reverse KL, or the generalised JSD (TRL's GKD: beta 0 forward, 1 "
+    "reverse) at temperature T.\n--teacher self distils the unquantised base into its quantised "
+    "copy; --teacher DIR needs the\nstudent's tokenizer (a larger, padded vocabulary is cut to the "
+    "student's). --teacher-cache FILE\n(lora-teacher) compares over the cache's k ids plus one "
+    "bucket for all the others; its data,\ntemperature and vocabulary must be this run's.\n";
 
 int main(int argc, char **argv)
 {
