@@ -13,69 +13,14 @@
 set -u
 B=$1 S=$2 SRC=$3
 . "$SRC/tests/lib_cli.sh"
-M=$S/models/stories260K-hf
-D=$SRC/samples/data/whale-train.jsonl
-STEPS=24
-BASE=(-m "$M" --data "$D" --seq-len 64 --rank 4 --lr 2e-3 --dropout 0.1 -t 1 -q)
-RUN=("${BASE[@]}" --steps $STEPS --save-every 1)
+. "$SRC/tests/lib_fault.sh"
 want=${LK_FAULT_KILLS:-24}
 seed=${LK_FAULT_SEED:-8}
 RANDOM=$seed
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ms() { echo $(($(date +%s%N) / 1000000)); }
 
 t0=$(ms)
 expect 0 "uninterrupted reference run" -- "$B/lora-train" "${RUN[@]}" --save-limit 3 -o "$T/ref"
 span=$(($(ms) - t0 + 40)) # a whole run, start-up to exit, in ms
-
-# check_out DIR: everything at a final name is complete and loads. Sets $leftover to the number
-# of temporaries seen (evidence that the kill hit a write).
-declare -A loaded
-check_out() {
-    local d=$1 e n
-    leftover=0
-    [ -d "$d" ] || return 0
-    for e in $(ls -A "$d"); do
-        case $e in
-        checkpoint-*.partial* | checkpoint-*.tmp.* | checkpoint-*.old.* | .adapter-final* | \
-            loss.svg.tmp.*)
-            leftover=$((leftover + 1)) ;;
-        checkpoint-*)
-            n=${e#checkpoint-}
-            for f in adapter_config.json adapter_model.safetensors state.ckpt; do
-                [ -s "$d/$e/$f" ] || bad "$d/$e: no $f in a checkpoint at its final name"
-            done
-            # a checkpoint folder never changes once at its name: load each one once
-            key="$d/$e:$(stat -c %i "$d/$e" "$d/$e"/* 2>/dev/null | tr '\n' .)"
-            [ -n "${loaded[$key]:-}" ] && continue
-            loaded[$key]=1
-            "$B/lora-inspect" "$d/$e" >/dev/null 2>"$T/ierr" ||
-                bad "$d/$e: adapter does not load: $(head -1 "$T/ierr")"
-            rm -rf "$T/probe"
-            "$B/lora-train" "${BASE[@]}" --steps "$n" --resume "$d/$e" -o "$T/probe" \
-                >/dev/null 2>"$T/perr" || bad "$d/$e: state does not load: $(head -1 "$T/perr")"
-            ;;
-        adapter_model.safetensors)
-            [ -s "$d/adapter_config.json" ] || bad "$d: adapter_model.safetensors without its config"
-            "$B/lora-inspect" "$d" >/dev/null 2>"$T/ierr" ||
-                bad "$d: final adapter does not load: $(head -1 "$T/ierr")"
-            ;;
-        adapter_config.json) ;; # alone: the final adapter is being moved in (no weights yet)
-        loss.svg) tail -c 7 "$d/loss.svg" | grep -q '</svg>' || bad "$d/loss.svg is truncated" ;;
-        *) bad "$d: unexpected entry $e" ;;
-        esac
-    done
-}
-
-newest() { # newest DIR: the highest N of DIR/checkpoint-N, 0 if none
-    local n=0 e
-    for e in "$1"/checkpoint-*; do
-        e=${e##*/checkpoint-}
-        case $e in *[!0-9]* | '') ;; *) [ "$e" -gt $n ] && n=$e ;; esac
-    done
-    echo $n
-}
 
 kills=0 hits=0 series=0 attempts=0
 while [ $kills -lt "$want" ] && [ $attempts -lt $((want * 4)) ]; do
