@@ -27,9 +27,23 @@ void cli_common_init(cli_common *c)
     c->seed = arg_str0(NULL, "seed", "N", "random seed (default 42)");
 }
 
+static const char *g_tool = "lorakit";
+
+/* At exit: results on stdout that did not reach their file (a full disk, `ulimit -f`) are an
+ * error, not a silent truncation (gnulib's close_stdout). */
+static void close_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: error: writing the results to standard output failed\n", g_tool);
+        _exit(CLI_FAIL);
+    }
+}
+
 int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const cli_common *c,
               const char *tool, const char *purpose, const char *glossary)
 {
+    g_tool = tool;
+    atexit(close_stdout);
     if (arg_nullcheck(argtable) != 0) {
         fprintf(stderr, "%s: error: out of memory\n", tool);
         return CLI_FAIL;

@@ -745,12 +745,12 @@ static int run(train_ctx *x)
     }
     if (make_dir(x->out) != 0 || claim_out(x) != 0)
         return CLI_FAIL;
+    check_memory(x);
     s = lk_trainer_create(x->m, x->data, &x->tp, &x->t);
     if (s == LK_OK && x->a->resume->count)
         s = resume(x);
     if (s != LK_OK)
         return fail(x, s);
-    check_memory(x);
     int64_t total = lk_trainer_total_steps(x->t);
     x->eval_pts = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
     for (int64_t i = 0; x->eval_pts && i < total; i++)
