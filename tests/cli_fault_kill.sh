@@ -30,7 +30,7 @@ while [ $kills -lt "$want" ] && [ $attempts -lt $((want * 4)) ]; do
     while [ $done_ = 0 ] && [ $attempts -lt $((want * 4)) ]; do
         attempts=$((attempts + 1))
         args=("${RUN[@]}" --save-limit 3 -o "$out")
-        ls -d "$out"/checkpoint-* >/dev/null 2>&1 && args+=(--resume "$out")
+        [ "$(newest "$out")" -gt 0 ] && args+=(--resume "$out") # else a fresh start
         "$B/lora-train" "${args[@]}" >/dev/null 2>"$T/run.err" &
         pid=$!
         if [ $kills -ge "$want" ]; then # enough: let this series finish
