@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -9,10 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 void cli_common_init(cli_common *c)
 {
+    /* Past `ulimit -f` a write fails with EFBIG, reported like any write error, instead of the
+     * signal killing the tool with a half-written temporary left behind. */
+    signal(SIGXFSZ, SIG_IGN);
     c->help = arg_lit0("h", "help", "print this help and exit");
     c->version = arg_lit0(NULL, "version", "print the version and exit");
     c->verbose = arg_lit0("v", "verbose", "more messages on stderr");
@@ -22,9 +28,23 @@ void cli_common_init(cli_common *c)
     c->seed = arg_str0(NULL, "seed", "N", "random seed (default 42)");
 }
 
+static const char *g_tool = "lorakit";
+
+/* At exit: results on stdout that did not reach their file (a full disk, `ulimit -f`) are an
+ * error, not a silent truncation (gnulib's close_stdout). */
+static void close_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: error: writing the results to standard output failed\n", g_tool);
+        _exit(CLI_FAIL);
+    }
+}
+
 int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const cli_common *c,
               const char *tool, const char *purpose, const char *glossary)
 {
+    g_tool = tool;
+    atexit(close_stdout);
     if (arg_nullcheck(argtable) != 0) {
         fprintf(stderr, "%s: error: out of memory\n", tool);
         return CLI_FAIL;
@@ -465,4 +485,125 @@ lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer
                                            : cli_score_text(m, tok, text, len, ctx, sc);
     free(text);
     return s;
+}
+
+/* ---- durable outputs ---- */
+
+int cli_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = fd >= 0 ? fsync(fd) : -1, err = errno;
+    if (fd >= 0)
+        close(fd);
+    return r == 0 || (fd >= 0 && err == EINVAL) ? 0 : err; /* EINVAL: cannot sync folders */
+}
+
+static int write_all(int fd, const char *data, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, data, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        data += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int cli_write_atomic(const char *path, int force, const char *data, size_t n)
+{
+    if (!force && access(path, F_OK) == 0)
+        return EEXIST;
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16), *dir = strdup(path);
+    int err = ENOMEM;
+    if (tmp && dir) {
+        snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+        int fd = mkstemp(tmp);
+        err = fd >= 0 && fchmod(fd, 0644) == 0 && write_all(fd, data, n) == 0 && fsync(fd) == 0
+                  ? 0
+                  : errno;
+        if (fd >= 0 && close(fd) != 0 && !err)
+            err = errno;
+        if (!err && rename(tmp, path) != 0)
+            err = errno;
+        if (err && fd >= 0)
+            unlink(tmp);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = 0;
+        if (!err)
+            err = cli_sync_dir(slash ? dir : ".");
+    }
+    free(tmp);
+    free(dir);
+    return err;
+}
+
+/* ---- memory ---- */
+
+/* "Key:   N kB" of /proc/meminfo in bytes; -1 when absent. */
+static double meminfo(const char *key)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double v = -1;
+    size_t k = strlen(key);
+    while (f && v < 0 && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, k) && line[k] == ':')
+            v = strtod(line + k + 1, NULL) * 1024.0;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* A number in a one-line file ("max" and the like: -1). */
+static double file_number(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char buf[64];
+    double v = -1;
+    if (f && fgets(buf, sizeof buf, f)) {
+        char *e;
+        v = strtod(buf, &e);
+        if (e == buf)
+            v = -1;
+    }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+double cli_memory_available(const char **what)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    long long vsz = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lld %lld", &vsz, &rss) != 2)
+        vsz = rss = 0;
+    if (f)
+        fclose(f);
+    double mine = (double)rss * (double)page; /* what this process already holds counts too */
+    double best = meminfo("MemAvailable");
+    *what = "MemAvailable";
+    if (best < 0) {
+        best = (double)sysconf(_SC_AVPHYS_PAGES) * (double)page;
+        *what = "free memory";
+    }
+    best += mine;
+    double cg_max = file_number("/sys/fs/cgroup/memory.max");
+    double cg_cur = file_number("/sys/fs/cgroup/memory.current");
+    if (cg_max > 0 && cg_cur >= 0 && cg_max - cg_cur + mine < best) {
+        best = cg_max - cg_cur + mine;
+        *what = "the cgroup's memory.max";
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (double)rl.rlim_cur - (double)vsz * (double)page + mine < best) {
+        best = (double)rl.rlim_cur - (double)vsz * (double)page + mine;
+        *what = "the address-space limit (ulimit -v)";
+    }
+    return best > 0 ? best : 0;
 }

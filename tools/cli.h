@@ -136,6 +136,19 @@ int cli_stop_signal(void);
 /* Peak resident memory of this process in MiB (getrusage). */
 double cli_peak_rss_mib(void);
 
+/* fsync the folder dir (after renames into it). Returns 0 or the errno value. */
+int cli_sync_dir(const char *dir);
+
+/* Write data[n] to path durably and atomically: a temporary in the same folder, fsync, rename,
+ * fsync of the folder; the temporary is removed on failure. force 0 refuses an existing path
+ * (EEXIST). Returns 0 or the errno value. */
+int cli_write_atomic(const char *path, int force, const char *data, size_t n);
+
+/* Bytes of memory a process like this one can count on now: the smallest of MemAvailable, the
+ * room under the cgroup's memory.max and the room under RLIMIT_AS, plus what this process
+ * already holds (its resident set). *what names the limit that decided. */
+double cli_memory_available(const char **what);
+
 /* A JSON result object holding "version" and "seed"; cli_json_emit prints it as one line on
  * stdout and frees it. */
 cJSON *cli_json_new(const cli_common *c);

@@ -3,14 +3,17 @@
  * one), a loss curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval
  * on stdout.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,7 +54,9 @@ typedef struct {
     struct lk_model_params mp;
     double t0, eval_loss_last, eval_kl_last;
     int64_t tokens_done, start_step;
-    float *eval_pts; /* [steps] eval loss at that step or NaN */
+    int64_t saved_step; /* the step whose checkpoint is in OUT (saved or resumed from), or -1 */
+    int err_printed;    /* an error was printed here, not left in lk_last_error */
+    float *eval_pts;    /* [steps] eval loss at that step or NaN */
     int tty;
 } train_ctx;
 
@@ -253,7 +258,12 @@ static void report_loftq(const train_ctx *x, double secs)
                 100 * total, secs);
 }
 
-/* ---- output folder, checkpoints ---- */
+/* ---- output folder, checkpoints ----
+ * OUT/checkpoint-N exists only complete: it is assembled as OUT/checkpoint-N.partial (adapter
+ * folder, then state.ckpt, each written atomically) and renamed. The final adapter's files enter
+ * OUT config first, so an adapter_model.safetensors never sits beside another run's config or
+ * without one. What a killed run leaves behind is swept at the start of the next; a lock on OUT
+ * keeps two runs apart. */
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -276,20 +286,40 @@ static int make_dir(const char *d)
     return -1;
 }
 
-/* Highest N of DIR/checkpoint-N holding a state.ckpt; -1 if none. */
-static int64_t latest_checkpoint(const char *dir)
+/* Remove a folder of OUT: renamed aside first (one atomic step), so that a kill while its files
+ * go never leaves a partial folder at its name; the next run sweeps what is left. */
+static int discard_dir(const char *p)
+{
+    char aside[4300];
+    snprintf(aside, sizeof aside, "%s.old.%ld", p, (long)getpid());
+    if (rename(p, aside) != 0)
+        return -1;
+    remove_tree(aside);
+    return 0;
+}
+
+/* N of a folder named exactly "checkpoint-N"; -1 for any other name. */
+static int64_t checkpoint_number(const char *name)
+{
+    long long n;
+    int end = 0;
+    if (strncmp(name, "checkpoint-", 11) != 0 || !isdigit((unsigned char)name[11]) ||
+        sscanf(name + 11, "%lld%n", &n, &end) != 1 || name[11 + end])
+        return -1;
+    return n;
+}
+
+/* Highest N < below of DIR/checkpoint-N holding a state.ckpt; -1 if none. */
+static int64_t latest_checkpoint(const char *dir, int64_t below)
 {
     DIR *d = opendir(dir);
     int64_t best = -1;
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        long long n;
-        char tail;
-        if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1)
-            continue;
+        int64_t n = checkpoint_number(e->d_name);
         char p[4200];
         snprintf(p, sizeof p, "%s/%s/state.ckpt", dir, e->d_name);
-        if (access(p, R_OK) == 0 && n > best)
+        if (n > best && n < below && access(p, R_OK) == 0)
             best = n;
     }
     if (d)
@@ -297,17 +327,16 @@ static int64_t latest_checkpoint(const char *dir)
     return best;
 }
 
-/* Remove DIR/checkpoint-N for all but the `keep` newest. */
+/* Remove DIR/checkpoint-N for all but the `keep` newest (keep 0: none removed). */
 static void prune_checkpoints(const char *dir, int keep)
 {
-    for (;;) {
+    while (keep > 0) {
         DIR *d = opendir(dir);
         int64_t oldest = -1, count = 0;
         struct dirent *e;
         while (d && (e = readdir(d))) {
-            long long n;
-            char tail;
-            if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1)
+            int64_t n = checkpoint_number(e->d_name);
+            if (n < 0)
                 continue;
             count++;
             if (oldest < 0 || n < oldest)
@@ -319,45 +348,130 @@ static void prune_checkpoints(const char *dir, int keep)
             return;
         char p[4200];
         snprintf(p, sizeof p, "%s/checkpoint-%lld", dir, (long long)oldest);
-        if (remove_tree(p) != 0)
+        if (discard_dir(p) != 0)
             return;
     }
 }
 
-static lk_status save_checkpoint(train_ctx *x)
+/* What a run killed while saving leaves in OUT: a checkpoint being assembled or one without its
+ * state (older versions), the temporaries of atomic writes, the final adapter's staging folder. */
+static int is_leftover(const char *out, const char *name)
 {
-    char dir[4200], file[4300];
-    snprintf(dir, sizeof dir, "%s/checkpoint-%lld", x->out, (long long)lk_trainer_steps_done(x->t));
-    /* the adapter folder first (atomic), then the state inside it (atomic): a checkpoint counts
-     * only once state.ckpt exists */
-    lk_status s = lk_trainer_save_adapter(x->t, dir, x->a->model->filename[0], 1);
-    snprintf(file, sizeof file, "%s/state.ckpt", dir);
-    if (s == LK_OK)
-        s = lk_trainer_save_checkpoint(x->t, file);
-    if (s == LK_OK)
-        prune_checkpoints(x->out, x->a->save_limit->count ? x->a->save_limit->ival[0] : 2);
-    if (s == LK_OK && !x->c->quiet->count)
-        fprintf(stderr, "%s: checkpoint saved to %s\n", TOOL, dir);
-    return s;
+    char p[4300];
+    int64_t n = checkpoint_number(name);
+    snprintf(p, sizeof p, "%s/%s/state.ckpt", out, name);
+    if (n >= 0)
+        return access(p, F_OK) != 0;
+    if (!strncmp(name, "checkpoint-", 11)) {
+        const char *dot = name + 11 + strspn(name + 11, "0123456789");
+        return dot > name + 11 && (!strncmp(dot, ".partial", 8) || !strncmp(dot, ".tmp.", 5) ||
+                                   !strncmp(dot, ".old.", 5));
+    }
+    return !strncmp(name, ".adapter-final", 14) || !strncmp(name, "loss.svg.tmp", 12);
 }
 
-/* The final adapter: written beside, then its two files moved into OUT one rename each. */
+/* Lock OUT for this run (released when the process ends, however it ends), then sweep what an
+ * interrupted run left behind. */
+static int claim_out(const train_ctx *x)
+{
+    static int lock_fd = -1;
+    lock_fd = open(x->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        fprintf(stderr, "%s: error: %s is in use by another lora-train\n", TOOL, x->out);
+        return -1;
+    }
+    DIR *d = opendir(x->out);
+    struct dirent *e;
+    int removed = 0;
+    while (d && (e = readdir(d))) {
+        char p[4300];
+        snprintf(p, sizeof p, "%s/%s", x->out, e->d_name);
+        if (is_leftover(x->out, e->d_name) && remove_tree(p) == 0)
+            removed++;
+    }
+    if (d)
+        closedir(d);
+    if (removed && !x->c->quiet->count)
+        fprintf(stderr,
+                "%s: removed %d incomplete file(s) or folder(s) left in %s by an "
+                "interrupted run\n",
+                TOOL, removed, x->out);
+    return 0;
+}
+
+/* rename(from, to) into OUT, made durable; a stale folder at `to` is replaced. */
+static int commit_entry(train_ctx *x, const char *from, const char *to)
+{
+    int r = rename(from, to);
+    if (r != 0 && (errno == ENOTEMPTY || errno == EEXIST) && discard_dir(to) == 0)
+        r = rename(from, to);
+    int err = r != 0 ? errno : cli_sync_dir(x->out);
+    if (err) {
+        fprintf(stderr, "%s: error: %s: %s failed: %s\n", TOOL, to, r ? "rename" : "folder sync",
+                strerror(err));
+        x->err_printed = 1;
+    }
+    return err ? -1 : 0;
+}
+
+static lk_status save_checkpoint(train_ctx *x)
+{
+    int64_t step = lk_trainer_steps_done(x->t);
+    char dir[4200], part[4300], file[4400];
+    snprintf(dir, sizeof dir, "%s/checkpoint-%lld", x->out, (long long)step);
+    if (step == x->saved_step) { /* this very state is on disk (saved, or resumed from) */
+        if (!x->c->quiet->count)
+            fprintf(stderr, "%s: checkpoint %s is up to date\n", TOOL, dir);
+        return LK_OK;
+    }
+    snprintf(part, sizeof part, "%s.partial", dir);
+    snprintf(file, sizeof file, "%s/state.ckpt", part);
+    lk_status s = lk_trainer_save_adapter(x->t, part, x->a->model->filename[0], 1);
+    if (s == LK_OK)
+        s = lk_trainer_save_checkpoint(x->t, file);
+    if (s != LK_OK) {
+        fprintf(stderr, "%s: error: checkpoint %s not saved: %s\n", TOOL, dir, lk_last_error());
+        x->err_printed = 1;
+    } else if (commit_entry(x, part, dir) != 0) {
+        s = LK_ERR_IO;
+    }
+    if (s != LK_OK) {
+        remove_tree(part);
+        return s;
+    }
+    x->saved_step = step;
+    prune_checkpoints(x->out, x->a->save_limit->count ? x->a->save_limit->ival[0] : 2);
+    if (!x->c->quiet->count)
+        fprintf(stderr, "%s: checkpoint saved to %s\n", TOOL, dir);
+    return LK_OK;
+}
+
+/* The final adapter: written beside (OUT/.adapter-final), then moved into OUT one file at a time:
+ * the old weights out, the new config in, the new weights in, each step made durable. */
 static lk_status save_final(train_ctx *x)
 {
     char tmp[4200], from[4300], to[4300];
     snprintf(tmp, sizeof tmp, "%s/.adapter-final", x->out);
-    CLI_TRY(lk_trainer_save_adapter(x->t, tmp, x->a->model->filename[0], 1));
-    const char *files[2] = {"adapter_model.safetensors", "adapter_config.json"};
-    for (int i = 0; i < 2; i++) {
+    if (lk_trainer_save_adapter(x->t, tmp, x->a->model->filename[0], 1) != LK_OK) {
+        fprintf(stderr, "%s: error: adapter not saved to %s: %s\n", TOOL, x->out, lk_last_error());
+        x->err_printed = 1;
+        return LK_ERR_IO;
+    }
+    snprintf(to, sizeof to, "%s/adapter_model.safetensors", x->out);
+    int err = unlink(to) != 0 && errno != ENOENT ? errno : cli_sync_dir(x->out);
+    if (err) {
+        fprintf(stderr, "%s: error: %s: cannot remove the old adapter: %s\n", TOOL, to,
+                strerror(err));
+        x->err_printed = 1;
+    }
+    const char *files[2] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (int i = 0; i < 2 && !err; i++) {
         snprintf(from, sizeof from, "%s/%s", tmp, files[i]);
         snprintf(to, sizeof to, "%s/%s", x->out, files[i]);
-        if (rename(from, to) != 0) {
-            fprintf(stderr, "%s: error: %s: rename failed: %s\n", TOOL, to, strerror(errno));
-            return LK_ERR_IO;
-        }
+        err = commit_entry(x, from, to);
     }
-    rmdir(tmp);
-    return LK_OK;
+    remove_tree(tmp);
+    return err ? LK_ERR_IO : LK_OK;
 }
 
 /* ---- loss curve ---- */
@@ -382,10 +496,10 @@ static void write_svg(const train_ctx *x)
         return;
     if (hi - lo < 1e-6)
         hi = lo + 1e-6;
-    char path[4200], tmp[4300];
+    char path[4200], *text = NULL;
+    size_t len = 0;
     snprintf(path, sizeof path, "%s/loss.svg", x->out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    FILE *f = open_memstream(&text, &len);
     if (!f)
         return;
     const double W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
@@ -415,10 +529,10 @@ static void write_svg(const train_ctx *x)
                     L + (W - L - R) * (n > 1 ? (double)i / (double)(n - 1) : 0),
                     T + (H - T - B) * (hi - x->eval_pts[i]) / (hi - lo));
     fprintf(f, "</svg>\n");
-    if (fclose(f) == 0)
-        rename(tmp, path);
-    else
-        remove(tmp);
+    int err = fclose(f) != 0 ? ENOMEM : cli_write_atomic(path, 1, text, len);
+    if (err)
+        fprintf(stderr, "%s: warning: %s: not written: %s\n", TOOL, path, strerror(err));
+    free(text);
 }
 
 /* ---- progress ---- */
@@ -545,14 +659,32 @@ static lk_status setup(train_ctx *x)
     return LK_OK;
 }
 
+/* The memory plan against what this machine can give now (MemAvailable, cgroup, ulimit -v).
+ * *need: the plan's peak; returns the bytes available and names the limit in *what. */
+static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act, int64_t *need,
+                           const char **what)
+{
+    int64_t seq = lk_dataset_seq_len(x->data);
+    *need = lk_model_weight_bytes(x->m) + lk_trainer_memory_plan(x->m, &x->tp, seq, ad, opt, act);
+    return cli_memory_available(what);
+}
+
+static void warn_memory(int64_t need, double have, const char *what)
+{
+    fprintf(stderr,
+            "%s: warning: the plan needs %.0f MiB, more than the %.0f MiB available (%s); the "
+            "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, keep "
+            "gradient checkpointing on)\n",
+            TOOL, need / 1048576.0, have / 1048576.0, what);
+}
+
 static int dry_run(train_ctx *x)
 {
-    int64_t ad, opt, act;
-    int64_t seq = lk_dataset_seq_len(x->data);
-    int64_t base = lk_model_weight_bytes(x->m);
-    int64_t total = base + lk_trainer_memory_plan(x->m, &x->tp, seq, &ad, &opt, &act);
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    double have = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+    int64_t ad, opt, act, total;
+    const char *what;
+    double have = memory_check(x, &ad, &opt, &act, &total, &what);
+    int64_t base = total - ad - opt - act, seq = lk_dataset_seq_len(x->data);
+    int fits = (double)total <= have;
     if (x->c->json->count) {
         cJSON *j = cli_json_new(x->c);
         cJSON_AddStringToObject(j, "type", "plan");
@@ -561,38 +693,75 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "optimizer_bytes", (double)opt);
         cJSON_AddNumberToObject(j, "activation_bytes", (double)act);
         cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
-        cJSON_AddNumberToObject(j, "machine_bytes", have);
+        cJSON_AddNumberToObject(j, "available_bytes", have);
+        cJSON_AddStringToObject(j, "available_limit", what);
+        cJSON_AddBoolToObject(j, "fits", fits);
         cli_json_emit(j);
     } else {
         printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
                "  adapter+grads  %9.1f MiB\n  optimizer      %9.1f MiB\n"
-               "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB\n",
+               "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB available "
+               "(%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
-               opt / 1048576.0, act / 1048576.0, total / 1048576.0, have / 1048576.0);
+               opt / 1048576.0, act / 1048576.0, total / 1048576.0, have / 1048576.0, what);
     }
-    if (have > 0 && (double)total > have) {
-        fprintf(stderr, "%s: warning: the plan needs %.0f MiB, more than this machine's %.0f MiB\n",
-                TOOL, total / 1048576.0, have / 1048576.0);
-        return CLI_FAIL;
-    }
-    return CLI_OK;
+    if (!fits)
+        warn_memory(total, have, what);
+    return fits ? CLI_OK : CLI_FAIL;
 }
 
+/* The same check before a real run: a warning only (the estimate is not exact). */
+static void check_memory(train_ctx *x)
+{
+    int64_t ad, opt, act, total;
+    const char *what;
+    double have = memory_check(x, &ad, &opt, &act, &total, &what);
+    if ((double)total > have)
+        warn_memory(total, have, what);
+}
+
+/* path names the checkpoint OUT/checkpoint-step holds: nothing to save at that step. */
+static void note_resumed(train_ctx *x, const char *path)
+{
+    int64_t step = lk_trainer_steps_done(x->t);
+    char own[4300];
+    struct stat a, b;
+    snprintf(own, sizeof own, "%s/checkpoint-%lld/state.ckpt", x->out, (long long)step);
+    if (stat(path, &a) == 0 && stat(own, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        x->saved_step = step;
+}
+
+/* The newest intact DIR/checkpoint-N: a damaged one is reported and the one before it tried.
+ * path[cap] receives the state file's path. */
+static lk_status resume_newest(train_ctx *x, const char *dir, char *path, size_t cap)
+{
+    int damaged = 0;
+    for (int64_t n = latest_checkpoint(dir, INT64_MAX); n >= 0; n = latest_checkpoint(dir, n)) {
+        snprintf(path, cap, "%s/checkpoint-%lld/state.ckpt", dir, (long long)n);
+        lk_status s = lk_trainer_resume(x->t, path);
+        if (s != LK_ERR_FORMAT)
+            return s;
+        fprintf(stderr, "%s: warning: %s; trying the checkpoint before it\n", TOOL,
+                lk_last_error());
+        damaged++;
+    }
+    fprintf(stderr, "%s: error: %s: no state.ckpt and no checkpoint-N folder with %s\n", TOOL, dir,
+            damaged ? "an intact one" : "one");
+    x->err_printed = 1;
+    return LK_ERR_IO;
+}
+
+/* --resume DIR: a checkpoint folder (DIR/state.ckpt) or a run's output folder. */
 static lk_status resume(train_ctx *x)
 {
     const char *r = x->a->resume->filename[0];
     char path[4300];
     snprintf(path, sizeof path, "%s/state.ckpt", r);
-    if (access(path, R_OK) != 0) {
-        int64_t n = latest_checkpoint(r);
-        if (n < 0) {
-            fprintf(stderr, "%s: error: %s: no state.ckpt and no checkpoint-N folder with one\n",
-                    TOOL, r);
-            return LK_ERR_IO;
-        }
-        snprintf(path, sizeof path, "%s/checkpoint-%lld/state.ckpt", r, (long long)n);
-    }
-    CLI_TRY(lk_trainer_resume(x->t, path));
+    if (access(path, F_OK) == 0)
+        CLI_TRY(lk_trainer_resume(x->t, path));
+    else
+        CLI_TRY(resume_newest(x, r, path, sizeof path));
+    note_resumed(x, path);
     fprintf(stderr, "%s: resumed from %s at step %lld\n", TOOL, path,
             (long long)lk_trainer_steps_done(x->t));
     return LK_OK;
@@ -615,7 +784,7 @@ static lk_status loop(train_ctx *x)
         progress(x, &st, last);
         if (x->c->json->count)
             json_step(x, &st);
-        if (x->eval && ((eval_every && st.step % eval_every == 0) || last))
+        if (x->eval && !g_stop && ((eval_every && st.step % eval_every == 0) || last))
             CLI_TRY(run_eval(x, st.step));
         if (save_every && st.step % save_every == 0 && !last)
             CLI_TRY(save_checkpoint(x));
@@ -623,21 +792,28 @@ static lk_status loop(train_ctx *x)
     return LK_OK;
 }
 
+/* Exit code 1 after an error, printed here unless it was already. */
+static int fail(const train_ctx *x, lk_status s)
+{
+    return x->err_printed ? CLI_FAIL : cli_fail(TOOL, s);
+}
+
 static int finish(train_ctx *x)
 {
     if (g_stop) {
-        fprintf(stderr, "%s%s: interrupted: saving a checkpoint\n", x->tty ? "\n" : "", TOOL);
+        fprintf(stderr, "%s%s: interrupted at step %lld: saving a checkpoint\n", x->tty ? "\n" : "",
+                TOOL, (long long)lk_trainer_steps_done(x->t));
         lk_status s = save_checkpoint(x);
         write_svg(x);
         if (s != LK_OK)
-            return cli_fail(TOOL, s);
+            return fail(x, s);
         return g_stop == SIGTERM ? 143 : CLI_INTERRUPTED;
     }
     lk_status s = save_checkpoint(x);
     if (s == LK_OK)
         s = save_final(x);
     if (s != LK_OK)
-        return cli_fail(TOOL, s);
+        return fail(x, s);
     write_svg(x);
     int64_t n;
     const float *h = lk_trainer_loss_history(x->t, &n);
@@ -682,8 +858,9 @@ static int run(train_ctx *x)
                 x->out);
         return CLI_FAIL;
     }
-    if (make_dir(x->out) != 0)
+    if (make_dir(x->out) != 0 || claim_out(x) != 0)
         return CLI_FAIL;
+    check_memory(x);
     double t_init = now();
     s = lk_trainer_create(x->m, x->data, &x->tp, &x->t);
     if (s == LK_OK)
@@ -691,7 +868,7 @@ static int run(train_ctx *x)
     if (s == LK_OK && x->a->resume->count)
         s = resume(x);
     if (s != LK_OK)
-        return s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s);
+        return fail(x, s);
     int64_t total = lk_trainer_total_steps(x->t);
     x->eval_pts = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
     for (int64_t i = 0; x->eval_pts && i < total; i++)
@@ -702,7 +879,7 @@ static int run(train_ctx *x)
                 (long long)lk_dataset_seq_len(x->data), (unsigned long long)x->tp.seed);
     s = loop(x);
     if (s != LK_OK) {
-        int rc = cli_fail(TOOL, s);
+        int rc = fail(x, s);
         write_svg(x);
         return rc;
     }
@@ -765,7 +942,8 @@ int main(int argc, char **argv)
     a.resume =
         arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
     a.save_every = arg_int0(NULL, "save-every", "N", "checkpoint every N steps");
-    a.save_limit = arg_int0(NULL, "save-limit", "K", "keep the K newest checkpoints (default 2)");
+    a.save_limit =
+        arg_int0(NULL, "save-limit", "K", "keep the K newest checkpoints (default 2, 0: all)");
     a.eval_data = arg_file0(NULL, "eval-data", "FILE", "held-out data for evaluation");
     a.eval_every = arg_int0(NULL, "eval-every", "N", "evaluate every N steps (and at the end)");
     a.log_every = arg_int0(NULL, "log-every", "N", "progress line every N steps (non-terminal)");
@@ -788,7 +966,7 @@ int main(int argc, char **argv)
                         "completion=answer)");
     a.chat_template = arg_str0(NULL, "chat-template", "NAME", "chat format for messages data");
     a.strict = arg_lit0(NULL, "strict", "a bad data line is fatal");
-    a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit");
+    a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit (1 if it does not fit)");
     a.no_ckpt = arg_lit0(NULL, "no-checkpointing",
                          "keep every layer's activations (faster backward, more memory)");
     a.force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
@@ -849,7 +1027,8 @@ int main(int argc, char **argv)
                    .out = a.out->filename[0],
                    .tty = isatty(2),
                    .eval_loss_last = NAN,
-                   .eval_kl_last = NAN};
+                   .eval_kl_last = NAN,
+                   .saved_step = -1};
     x.mp = lk_model_params_default();
     x.mp.n_threads = cli_threads(&c);
     x.mp.quant = LK_QTYPE_NF4; /* QLoRA: the base lives in 4 bits unless asked otherwise */
@@ -862,6 +1041,8 @@ int main(int argc, char **argv)
         rc = parse_init(&a, &x.mp, &x.tp);
     if (rc < 0 && a.seq_len->count && a.seq_len->ival[0] < 2)
         rc = cli_usage_error(TOOL, "--seq-len: expected >= 2");
+    if (rc < 0 && a.save_limit->count && a.save_limit->ival[0] < 0)
+        rc = cli_usage_error(TOOL, "--save-limit: expected >= 0 (0 keeps every checkpoint)");
     if (rc < 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
