@@ -388,12 +388,12 @@ lk_status gguf_open(gguf_file *f, const char *path)
         goto fail;
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
     const gguf_kv *al = gguf_find_kv(f, "general.alignment");
-    if (al) {
-        if (al->type != GGUF_U32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)))
-            s = status_fail(LK_ERR_FORMAT, "%s: general.alignment must be a u32 power of two",
-                            path);
-        f->alignment = al->v.u;
+    if (al && (al->type != GGUF_U32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)))) {
+        s = status_fail(LK_ERR_FORMAT, "%s: general.alignment must be a u32 power of two", path);
+        goto fail;
     }
+    if (al)
+        f->alignment = al->v.u;
     uint64_t pad = (f->alignment - c.pos % f->alignment) % f->alignment;
     if (s == LK_OK && c.pos + pad > c.size && f->n_tensors > 0)
         s = need(&c, pad, "padding before the data section");

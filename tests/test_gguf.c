@@ -155,6 +155,11 @@ static void test_corpus(void **state)
     u32(&x, GGUF_U32);
     u32(&x, 24);
     expect_bad(&x, LK_ERR_FORMAT, "power of two");
+    header(&x, 3, 0, 1); /* found by fuzz_gguf: alignment 0 divided by zero */
+    str(&x, "general.alignment");
+    u32(&x, GGUF_U32);
+    u32(&x, 0);
+    expect_bad(&x, LK_ERR_FORMAT, "power of two");
 
     struct {
         uint32_t nd;
