@@ -1457,8 +1457,10 @@ static lk_status parse_vocab(lk_tokenizer *t, const cJSON *vocab, int64_t max_ad
     m->len = malloc((size_t)m->n_ids * sizeof *m->len);
     if (!m->strs || !m->off || !m->len)
         return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory for the vocabulary");
-    for (int64_t i = 0; i < m->n_ids; i++)
+    for (int64_t i = 0; i < m->n_ids; i++) { /* holes: no bytes */
+        m->off[i] = 0;
         m->len[i] = -1;
+    }
     int64_t pos = 0;
     cJSON_ArrayForEach(it, vocab)
     {
