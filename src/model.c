@@ -148,7 +148,7 @@ static lk_status own(lk_model *m, void *p)
 /* f32[out, in] → an owned quantised copy bound to the spec's q4_weight (the f32 pointer stays
  * NULL: the layer then runs the fused dequant-GEMM kernels). */
 static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
-                                const tensor_view *t)
+                                 const tensor_view *t)
 {
     int64_t out = sp->shape[0], in = sp->shape[1];
     size_t rb = q4_row_bytes(q, Q4_NF4_BLOCK, in), es = dtype_size(t->dt);
@@ -169,8 +169,19 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
         const uint8_t *src = (const uint8_t *)t->data + (size_t)(r0 * in) * es;
         if (!direct)
             convert_to_f32(t->dt, src, tmp, n * in, m->n_threads);
-        q4_quantize_matrix(q, Q4_NF4_BLOCK, direct ? (const float *)src : tmp, n, in,
-                           (uint8_t *)buf + (size_t)r0 * rb, m->n_threads, NULL, NULL);
+        const float *x = direct ? (const float *)src : tmp;
+        int64_t bad = f32_first_nonfinite(x, n * in);
+        if (bad >= 0) { /* the quantisers need finite values (a NaN scale would follow) */
+            lk_status s = status_fail(LK_ERR_NUMERIC,
+                                      "%s: tensor '%s': element %lld is %g; weights quantised at "
+                                      "load must be finite (corrupt file?)",
+                                      t->file, sp->name, (long long)(r0 * in + bad), x[bad]);
+            free(tmp);
+            free(buf);
+            return s;
+        }
+        q4_quantize_matrix(q, Q4_NF4_BLOCK, x, n, in, (uint8_t *)buf + (size_t)r0 * rb,
+                           m->n_threads, NULL, NULL);
         drop_range(m, t, src, (size_t)(n * in) * es);
     }
     free(tmp);

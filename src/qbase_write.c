@@ -98,10 +98,10 @@ static lk_status load_f32(qjob *j, const tensor_spec *sp, int64_t extra, const t
     }
     convert_to_f32(t->dt, t->data, j->work, n, j->p.n_threads);
     merge_release(t->data, t->nbytes);
-    for (int64_t k = 0; k < n; k++)
-        if (!isfinite(j->work[k]))
-            return status_fail(LK_ERR_NUMERIC, "%s: tensor '%s': element %lld is %g", t->file,
-                               t->name, (long long)k, j->work[k]);
+    int64_t k = f32_first_nonfinite(j->work, n);
+    if (k >= 0)
+        return status_fail(LK_ERR_NUMERIC, "%s: tensor '%s': element %lld is %g", t->file, t->name,
+                           (long long)k, j->work[k]);
     *out = t;
     return LK_OK;
 }
