@@ -14,6 +14,7 @@
 #include <pcre2.h>
 #include <string.h>
 
+#include "json.h"
 #include "mapfile.h"
 #include "model.h"
 #include "rng.h"
@@ -565,7 +566,6 @@ static lk_status load_peft(const char *dir, lk_adapter **out)
     char *cpath = path_join(dir, "adapter_config.json");
     char *wpath = path_join(dir, "adapter_model.safetensors");
     char *bin = path_join(dir, "adapter_model.bin");
-    char *text = NULL;
     cJSON *j = NULL;
     st_file f = {0};
     lk_adapter *a = NULL;
@@ -578,9 +578,7 @@ static lk_status load_peft(const char *dir, lk_adapter **out)
                         "adapter_model.safetensors)",
                         dir);
     if (s == LK_OK)
-        s = read_text_file(cpath, 16u << 20, &text, NULL);
-    if (s == LK_OK && !(j = cJSON_Parse(text)))
-        s = status_fail(LK_ERR_FORMAT, "%s: not valid JSON", cpath);
+        s = json_read_file(cpath, 16u << 20, &j);
     if (s == LK_OK)
         s = adapter_new(dir, "peft", &a);
     if (s == LK_OK)
@@ -593,7 +591,6 @@ static lk_status load_peft(const char *dir, lk_adapter **out)
         s = adapter_finish(a);
     st_close(&f);
     cJSON_Delete(j);
-    free(text);
     free(cpath);
     free(wpath);
     free(bin);

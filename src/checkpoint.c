@@ -6,6 +6,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "json.h"
 #include "mapfile.h"
 #include "status.h"
 
@@ -172,12 +173,10 @@ lk_status ckpt_load(const char *path, cJSON **meta, float **blob, int64_t *n)
         s = status_fail(LK_ERR_FORMAT, "%s: checkpoint ends after its description", path);
     if (s == LK_OK)
         s = zfinish(z, &f, &in, ended);
-    if (s == LK_OK) {
-        js[ml] = 0;
-        *meta = cJSON_Parse(js);
-        if (!cJSON_IsObject(*meta))
-            s = status_fail(LK_ERR_FORMAT, "%s: checkpoint description is not a JSON object", path);
-    }
+    if (s == LK_OK)
+        s = json_parse(path, js, ml, meta);
+    if (s == LK_OK && !cJSON_IsObject(*meta))
+        s = status_fail(LK_ERR_FORMAT, "%s: checkpoint description is not a JSON object", path);
     if (s == LK_OK)
         *blob = b;
     else {

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "json.h"
 #include "mapfile.h"
 #include "status.h"
 
@@ -261,15 +262,14 @@ static lk_status check_unique_keys(const char *path, const cJSON *obj, int depth
     return LK_OK;
 }
 
-lk_status config_parse(const char *path, const char *text, struct lk_model_config *c)
+lk_status config_parse(const char *path, const char *text, size_t len, struct lk_model_config *c)
 {
     memset(c, 0, sizeof *c);
-    cJSON *j = cJSON_Parse(text);
-    if (!j || !cJSON_IsObject(j)) {
-        const char *at = cJSON_GetErrorPtr();
+    cJSON *j;
+    LK_TRY(json_parse(path, text, len, &j));
+    if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        return status_fail(LK_ERR_FORMAT, "%s: not a JSON object (error near byte %lld)", path,
-                           (long long)(at && at >= text ? at - text : 0));
+        return status_fail(LK_ERR_FORMAT, "%s: not a JSON object", path);
     }
     lk_status s = check_unique_keys(path, j, 0);
     if (s == LK_OK)
@@ -294,11 +294,12 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out)
 {
     char *path = path_join(dir, "config.json");
     char *text = NULL;
+    size_t len = 0;
     if (!path)
         return status_fail(LK_ERR_NOMEM, "out of memory");
-    lk_status s = read_text_file(path, 1u << 20, &text, NULL);
+    lk_status s = read_text_file(path, 1u << 20, &text, &len);
     if (s == LK_OK)
-        s = config_parse(path, text, out);
+        s = config_parse(path, text, len, out);
     free(text);
     free(path);
     return s;

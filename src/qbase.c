@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "json.h"
 #include "status.h"
 
 #define QBASE_VERSION 1
@@ -161,7 +162,10 @@ static lk_status bnb_json_int(const bnb_state *b, const cJSON *j, const char *ke
 /* quant_state JSON: quant_type nf4, blocksize, shape [out, in], nested_* when double-quantised. */
 static lk_status bnb_parse_state(bnb_state *b, const tensor_view *qs, int64_t out, int64_t in)
 {
-    cJSON *j = cJSON_ParseWithLength((const char *)qs->data, qs->nbytes);
+    char what[512];
+    snprintf(what, sizeof what, "%s: '%s'", qs->file, qs->name);
+    cJSON *j = NULL;
+    LK_TRY(json_parse(what, (const char *)qs->data, qs->nbytes, &j));
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(j, "shape");
     const cJSON *qt = cJSON_GetObjectItemCaseSensitive(j, "quant_type");
     int64_t bs = 0, d0 = 0, d1 = 0, nbs = 0;

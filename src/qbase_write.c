@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "json.h"
 #include "merge.h"
 #include "model.h"
 #include "qbase.h"
@@ -358,13 +359,11 @@ static lk_status bnb_fill(void *user, int i, void *dst)
 static lk_status write_config(const qjob *j, const char *src_dir, const char *dir)
 {
     char *src = path_join(src_dir, "config.json"), *dst = path_join(dir, "config.json");
-    char *text = NULL, *out = NULL;
+    char *out = NULL;
     cJSON *c = NULL;
     afile a = {0};
-    lk_status s = src && dst ? read_text_file(src, 16u << 20, &text, NULL)
+    lk_status s = src && dst ? json_read_file(src, 16u << 20, &c)
                              : status_fail(LK_ERR_NOMEM, "out of memory");
-    if (s == LK_OK && !(c = cJSON_Parse(text)))
-        s = status_fail(LK_ERR_FORMAT, "%s: not valid JSON", src);
     if (s == LK_OK && j->p.format == LK_QFORMAT_HF_BNB) {
         cJSON *q = cJSON_CreateObject();
         cJSON_AddStringToObject(q, "quant_method", "bitsandbytes");
@@ -392,7 +391,6 @@ static lk_status write_config(const qjob *j, const char *src_dir, const char *di
     else if (a.f)
         afile_abort(&a);
     cJSON_Delete(c);
-    free(text);
     free(out);
     free(src);
     free(dst);
