@@ -415,7 +415,16 @@ static lk_status module_hparams(const char *path, const peft_config *c, const ch
     const cJSON *rv, *av;
     LK_TRY(pattern_lookup(path, c->rank_pattern, name, &rv));
     LK_TRY(pattern_lookup(path, c->alpha_pattern, name, &av));
-    *r = rv ? (int64_t)rv->valuedouble : c->r;
+    double rd = rv ? rv->valuedouble : (double)c->r;
+    if (rd < 1 || rd > (1 << 20) || floor(rd) != rd)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: rank_pattern gives %s r = %g (must be a positive "
+                           "integer)",
+                           path, name, rd);
+    if (av && !isfinite(av->valuedouble))
+        return status_fail(LK_ERR_FORMAT, "%s: alpha_pattern gives %s a non-finite alpha", path,
+                           name);
+    *r = (int64_t)rd;
     *alpha = av ? av->valuedouble : c->alpha;
     return LK_OK;
 }
@@ -495,7 +504,7 @@ static lk_status peft_module(const char *path, const st_file *f, const peft_conf
                            "[r, in] and [out, r] with one rank r",
                            path, name, shape_str(ta->shape, ta->ndim, sa, sizeof sa),
                            shape_str(tb->shape, tb->ndim, sb, sizeof sb));
-    int64_t r;
+    int64_t r = 0;
     LK_TRY(module_hparams(path, c, name, &r, &m->alpha));
     if (r != ta->shape[0])
         return status_fail(LK_ERR_SHAPE,

@@ -137,18 +137,18 @@ static lk_status parse_ids(const char *path, const cJSON *j, struct lk_model_con
 {
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bos_token_id");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
-    c->bos_id = cJSON_IsNumber(b) ? (int64_t)b->valuedouble : -1;
+    c->bos_id = -1;
+    if (b && !cJSON_IsNull(b))
+        LK_TRY(get_int(path, j, "bos_token_id", -1, 0, c->vocab_size - 1, &c->bos_id));
     c->n_eos = 0;
     const cJSON *one = cJSON_IsArray(e) ? e->child : e;
     for (; one && c->n_eos < LK_MAX_EOS; one = cJSON_IsArray(e) ? one->next : NULL) {
-        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble >= c->vocab_size)
+        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble >= c->vocab_size ||
+            floor(one->valuedouble) != one->valuedouble)
             return status_fail(LK_ERR_FORMAT, "%s: eos_token_id must be ids below vocab_size %lld",
                                path, (long long)c->vocab_size);
         c->eos_ids[c->n_eos++] = (int64_t)one->valuedouble;
     }
-    if (c->bos_id >= c->vocab_size)
-        return status_fail(LK_ERR_FORMAT, "%s: bos_token_id %lld >= vocab_size %lld", path,
-                           (long long)c->bos_id, (long long)c->vocab_size);
     return LK_OK;
 }
 
