@@ -437,6 +437,22 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
     return NULL;
 }
 
+lk_status gguf_check_scales(const gguf_file *f, const gguf_tensor *t)
+{
+    const gguf_type_traits *tt = gguf_type_info(t->type);
+    if (!tt || tt->blck == 1)
+        return LK_OK;
+    for (uint64_t b = 0; b < t->nbytes / (uint64_t)tt->size; b++) {
+        uint16_t h;
+        memcpy(&h, t->data + b * (uint64_t)tt->size, 2);
+        if (((h >> 10) & 0x1f) == 0x1f) /* fp16 exponent all ones: Inf or NaN */
+            return status_fail(
+                LK_ERR_FORMAT, "%s: tensor '%s': %s block %llu has scale %g (corrupt file?)",
+                f->map.path, t->name, tt->name, (unsigned long long)b, f16_to_f32(h));
+    }
+    return LK_OK;
+}
+
 static lk_status kv_missing(const gguf_file *f, const char *key, const char *want)
 {
     return status_fail(LK_ERR_FORMAT, "%s: metadata '%s' is missing or not %s", f->map.path, key,
