@@ -6,6 +6,7 @@
 
 #include "q4.h"
 #include "status.h"
+#include "tensor.h"
 
 static const char *const k_names[LK_QTYPE_COUNT] = {"f32",  "f16",    "bf16", "q4_0",
                                                     "q8_0", "iq4_nl", "nf4"};
@@ -48,9 +49,21 @@ static lk_status check_row(lk_qtype t, int64_t n, const void *a, const void *b)
     return LK_OK;
 }
 
+/* The quantisers need finite input (a NaN or Inf would make a NaN scale or an undefined
+ * float-to-int conversion). */
+static lk_status check_finite(const float *x, int64_t n)
+{
+    int64_t bad = f32_first_nonfinite(x, n);
+    if (bad >= 0)
+        return status_fail(LK_ERR_NUMERIC, "quantise: element %lld is %g (must be finite)",
+                           (long long)bad, x[bad]);
+    return LK_OK;
+}
+
 lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst)
 {
     LK_TRY(check_row(t, n, x, dst));
+    LK_TRY(check_finite(x, n));
     q4_quantize_row((int)t, Q4_NF4_BLOCK, x, n, dst);
     return LK_OK;
 }
@@ -84,6 +97,7 @@ lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void 
     LK_TRY(to_internal(w, dst, &qw));
     if (!src)
         return status_fail(LK_ERR_ARG, "quantise matrix: NULL source");
+    LK_TRY(check_finite(src, qw.out * qw.in));
     q4_quantize_matrix(qw.qtype, qw.block, src, qw.out, qw.in, dst, n_threads, rmse, max_abs);
     return LK_OK;
 }

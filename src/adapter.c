@@ -14,6 +14,7 @@
 #include <pcre2.h>
 #include <string.h>
 
+#include "json.h"
 #include "mapfile.h"
 #include "model.h"
 #include "rng.h"
@@ -414,7 +415,16 @@ static lk_status module_hparams(const char *path, const peft_config *c, const ch
     const cJSON *rv, *av;
     LK_TRY(pattern_lookup(path, c->rank_pattern, name, &rv));
     LK_TRY(pattern_lookup(path, c->alpha_pattern, name, &av));
-    *r = rv ? (int64_t)rv->valuedouble : c->r;
+    double rd = rv ? rv->valuedouble : (double)c->r;
+    if (rd < 1 || rd > (1 << 20) || floor(rd) != rd)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: rank_pattern gives %s r = %g (must be a positive "
+                           "integer)",
+                           path, name, rd);
+    if (av && !isfinite(av->valuedouble))
+        return status_fail(LK_ERR_FORMAT, "%s: alpha_pattern gives %s a non-finite alpha", path,
+                           name);
+    *r = (int64_t)rd;
     *alpha = av ? av->valuedouble : c->alpha;
     return LK_OK;
 }
@@ -494,7 +504,7 @@ static lk_status peft_module(const char *path, const st_file *f, const peft_conf
                            "[r, in] and [out, r] with one rank r",
                            path, name, shape_str(ta->shape, ta->ndim, sa, sizeof sa),
                            shape_str(tb->shape, tb->ndim, sb, sizeof sb));
-    int64_t r;
+    int64_t r = 0;
     LK_TRY(module_hparams(path, c, name, &r, &m->alpha));
     if (r != ta->shape[0])
         return status_fail(LK_ERR_SHAPE,
@@ -565,7 +575,6 @@ static lk_status load_peft(const char *dir, lk_adapter **out)
     char *cpath = path_join(dir, "adapter_config.json");
     char *wpath = path_join(dir, "adapter_model.safetensors");
     char *bin = path_join(dir, "adapter_model.bin");
-    char *text = NULL;
     cJSON *j = NULL;
     st_file f = {0};
     lk_adapter *a = NULL;
@@ -578,9 +587,7 @@ static lk_status load_peft(const char *dir, lk_adapter **out)
                         "adapter_model.safetensors)",
                         dir);
     if (s == LK_OK)
-        s = read_text_file(cpath, 16u << 20, &text, NULL);
-    if (s == LK_OK && !(j = cJSON_Parse(text)))
-        s = status_fail(LK_ERR_FORMAT, "%s: not valid JSON", cpath);
+        s = json_read_file(cpath, 16u << 20, &j);
     if (s == LK_OK)
         s = adapter_new(dir, "peft", &a);
     if (s == LK_OK)
@@ -593,7 +600,6 @@ static lk_status load_peft(const char *dir, lk_adapter **out)
         s = adapter_finish(a);
     st_close(&f);
     cJSON_Delete(j);
-    free(text);
     free(cpath);
     free(wpath);
     free(bin);

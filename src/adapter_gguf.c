@@ -36,11 +36,13 @@ static int parse_name(const char *name, int64_t *layer, lk_module *kind, int *is
     return -1;
 }
 
-/* fp32 copy of a 2-D GGUF tensor. */
-static lk_status gguf_to_f32(const char *path, const gguf_tensor *t, float **out)
+/* fp32 copy of a 2-D GGUF tensor (quantised ones must have finite scales). */
+static lk_status gguf_to_f32(const gguf_file *f, const gguf_tensor *t, float **out)
 {
+    const char *path = f->map.path;
     const gguf_type_traits *tt = gguf_type_info(t->type);
     *out = NULL;
+    LK_TRY(gguf_check_scales(f, t));
     if (!tt->to_f32)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "%s: tensor '%s' is %s, which needs the "
@@ -81,8 +83,8 @@ static lk_status load_module(const gguf_file *f, const gguf_tensor *ta, int64_t 
     m->out = tb->ne[1];
     m->alpha = alpha != 0 ? alpha : (double)m->r; /* alpha 0: scale 1 */
     m->scale = m->alpha / (double)m->r;
-    LK_TRY(gguf_to_f32(path, ta, &m->A));
-    return gguf_to_f32(path, tb, &m->B);
+    LK_TRY(gguf_to_f32(f, ta, &m->A));
+    return gguf_to_f32(f, tb, &m->B);
 }
 
 static lk_status check_kvs(const gguf_file *f, lk_adapter *a)

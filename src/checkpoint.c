@@ -6,6 +6,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "json.h"
 #include "mapfile.h"
 #include "status.h"
 
@@ -134,6 +135,17 @@ static lk_status parse_header(const mapfile *f, uint64_t *meta_len, int64_t *n)
     if (*meta_len > (16u << 20) || nn > (uint64_t)CKPT_MAX_FLOATS)
         return status_fail(LK_ERR_FORMAT, "%s: implausible sizes (meta %llu bytes, %llu floats)",
                            f->path, (unsigned long long)*meta_len, (unsigned long long)nn);
+    /* zstd (RFC 8878) expands at most 32768:1: every block of up to 128 KiB costs at least its
+     * 3-byte header and one byte (RLE). Sizes the file cannot hold are refused before the
+     * allocation they would ask for. */
+    uint64_t want = *meta_len + 12 * nn, packed = f->size - CKPT_HEADER;
+    uint64_t most = (packed / 4 + 1) * ZSTD_BLOCKSIZE_MAX;
+    if (want > most)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: header declares %llu bytes of data but %llu compressed bytes "
+                           "hold at most %llu (truncated or corrupt checkpoint)",
+                           f->path, (unsigned long long)want, (unsigned long long)packed,
+                           (unsigned long long)most);
     *n = (int64_t)nn;
     return LK_OK;
 }
@@ -161,12 +173,10 @@ lk_status ckpt_load(const char *path, cJSON **meta, float **blob, int64_t *n)
         s = status_fail(LK_ERR_FORMAT, "%s: checkpoint ends after its description", path);
     if (s == LK_OK)
         s = zfinish(z, &f, &in, ended);
-    if (s == LK_OK) {
-        js[ml] = 0;
-        *meta = cJSON_Parse(js);
-        if (!cJSON_IsObject(*meta))
-            s = status_fail(LK_ERR_FORMAT, "%s: checkpoint description is not a JSON object", path);
-    }
+    if (s == LK_OK)
+        s = json_parse(path, js, ml, meta);
+    if (s == LK_OK && !cJSON_IsObject(*meta))
+        s = status_fail(LK_ERR_FORMAT, "%s: checkpoint description is not a JSON object", path);
     if (s == LK_OK)
         *blob = b;
     else {

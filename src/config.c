@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "json.h"
 #include "mapfile.h"
 #include "status.h"
 
@@ -136,18 +137,18 @@ static lk_status parse_ids(const char *path, const cJSON *j, struct lk_model_con
 {
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bos_token_id");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
-    c->bos_id = cJSON_IsNumber(b) ? (int64_t)b->valuedouble : -1;
+    c->bos_id = -1;
+    if (b && !cJSON_IsNull(b))
+        LK_TRY(get_int(path, j, "bos_token_id", -1, 0, c->vocab_size - 1, &c->bos_id));
     c->n_eos = 0;
     const cJSON *one = cJSON_IsArray(e) ? e->child : e;
     for (; one && c->n_eos < LK_MAX_EOS; one = cJSON_IsArray(e) ? one->next : NULL) {
-        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble >= c->vocab_size)
+        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble >= c->vocab_size ||
+            floor(one->valuedouble) != one->valuedouble)
             return status_fail(LK_ERR_FORMAT, "%s: eos_token_id must be ids below vocab_size %lld",
                                path, (long long)c->vocab_size);
         c->eos_ids[c->n_eos++] = (int64_t)one->valuedouble;
     }
-    if (c->bos_id >= c->vocab_size)
-        return status_fail(LK_ERR_FORMAT, "%s: bos_token_id %lld >= vocab_size %lld", path,
-                           (long long)c->bos_id, (long long)c->vocab_size);
     return LK_OK;
 }
 
@@ -261,15 +262,14 @@ static lk_status check_unique_keys(const char *path, const cJSON *obj, int depth
     return LK_OK;
 }
 
-lk_status config_parse(const char *path, const char *text, struct lk_model_config *c)
+lk_status config_parse(const char *path, const char *text, size_t len, struct lk_model_config *c)
 {
     memset(c, 0, sizeof *c);
-    cJSON *j = cJSON_Parse(text);
-    if (!j || !cJSON_IsObject(j)) {
-        const char *at = cJSON_GetErrorPtr();
+    cJSON *j;
+    LK_TRY(json_parse(path, text, len, &j));
+    if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        return status_fail(LK_ERR_FORMAT, "%s: not a JSON object (error near byte %lld)", path,
-                           (long long)(at && at >= text ? at - text : 0));
+        return status_fail(LK_ERR_FORMAT, "%s: not a JSON object", path);
     }
     lk_status s = check_unique_keys(path, j, 0);
     if (s == LK_OK)
@@ -294,11 +294,12 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out)
 {
     char *path = path_join(dir, "config.json");
     char *text = NULL;
+    size_t len = 0;
     if (!path)
         return status_fail(LK_ERR_NOMEM, "out of memory");
-    lk_status s = read_text_file(path, 1u << 20, &text, NULL);
+    lk_status s = read_text_file(path, 1u << 20, &text, &len);
     if (s == LK_OK)
-        s = config_parse(path, text, out);
+        s = config_parse(path, text, len, out);
     free(text);
     free(path);
     return s;

@@ -6,7 +6,7 @@
 
 #include "lorakit/model.h"
 
-/* Parse a config.json text already read from path (path is used in messages). */
-lk_status config_parse(const char *path, const char *text, struct lk_model_config *c);
+/* Parse a config.json text of len bytes already read from path (path is used in messages). */
+lk_status config_parse(const char *path, const char *text, size_t len, struct lk_model_config *c);
 
 #endif /* LK_CONFIG_H */

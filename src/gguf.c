@@ -388,12 +388,12 @@ lk_status gguf_open(gguf_file *f, const char *path)
         goto fail;
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
     const gguf_kv *al = gguf_find_kv(f, "general.alignment");
-    if (al) {
-        if (al->type != GGUF_U32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)))
-            s = status_fail(LK_ERR_FORMAT, "%s: general.alignment must be a u32 power of two",
-                            path);
-        f->alignment = al->v.u;
+    if (al && (al->type != GGUF_U32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)))) {
+        s = status_fail(LK_ERR_FORMAT, "%s: general.alignment must be a u32 power of two", path);
+        goto fail;
     }
+    if (al)
+        f->alignment = al->v.u;
     uint64_t pad = (f->alignment - c.pos % f->alignment) % f->alignment;
     if (s == LK_OK && c.pos + pad > c.size && f->n_tensors > 0)
         s = need(&c, pad, "padding before the data section");
@@ -435,6 +435,22 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
         if (strcmp(f->tensors[i].name, name) == 0)
             return &f->tensors[i];
     return NULL;
+}
+
+lk_status gguf_check_scales(const gguf_file *f, const gguf_tensor *t)
+{
+    const gguf_type_traits *tt = gguf_type_info(t->type);
+    if (!tt || tt->blck == 1)
+        return LK_OK;
+    for (uint64_t b = 0; b < t->nbytes / (uint64_t)tt->size; b++) {
+        uint16_t h;
+        memcpy(&h, t->data + b * (uint64_t)tt->size, 2);
+        if (((h >> 10) & 0x1f) == 0x1f) /* fp16 exponent all ones: Inf or NaN */
+            return status_fail(
+                LK_ERR_FORMAT, "%s: tensor '%s': %s block %llu has scale %g (corrupt file?)",
+                f->map.path, t->name, tt->name, (unsigned long long)b, f16_to_f32(h));
+    }
+    return LK_OK;
 }
 
 static lk_status kv_missing(const gguf_file *f, const char *key, const char *want)

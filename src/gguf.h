@@ -116,6 +116,11 @@ void gguf_close(gguf_file *f);
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 
+/* A quantised tensor (Q4_0, Q8_0, IQ4_NL: every block starts with its fp16 scale d) whose scales
+ * are all finite; LK_ERR_FORMAT naming the file, tensor and block otherwise. LK_OK for float
+ * types. */
+lk_status gguf_check_scales(const gguf_file *f, const gguf_tensor *t);
+
 /* Typed getters: LK_ERR_FORMAT naming the key if it is missing or of another type; integer
  * getters accept any integer type whose value fits. *out is a heap copy for strings. */
 lk_status gguf_get_str(const gguf_file *f, const char *key, char **out);

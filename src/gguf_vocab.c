@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
+#include "json.h"
 #include "mapfile.h"
 #include "status.h"
 
@@ -24,7 +25,7 @@ typedef struct {
 
 static lk_status load_json(const char *dir, const char *name, int required, cJSON **out)
 {
-    char *p = path_join(dir, name), *text = NULL;
+    char *p = path_join(dir, name);
     *out = NULL;
     if (!p)
         return status_fail(LK_ERR_NOMEM, "out of memory");
@@ -35,10 +36,9 @@ static lk_status load_json(const char *dir, const char *name, int required, cJSO
                             "%s: missing (hint: GGUF output needs the tokenizer; "
                             "copy tokenizer.json into the model folder)",
                             p);
-    } else if ((s = read_text_file(p, 256u << 20, &text, NULL)) == LK_OK &&
-               !(*out = cJSON_Parse(text)))
-        s = status_fail(LK_ERR_FORMAT, "%s: not valid JSON", p);
-    free(text);
+    } else {
+        s = json_read_file(p, 256u << 20, out);
+    }
     free(p);
     return s;
 }

@@ -57,6 +57,8 @@ void linear_forward(const linear *L, const float *x, int64_t T, float *y, float 
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < L->out; o++)
                 y[t * L->out + o] += L->b[o];
+    if (L->n_lora == 0)
+        return; /* tmp may be NULL then */
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
     for (int i = 0; i < L->n_lora; i++)
         lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, xd) : x, T, L->in, L->out, y, u,

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "json.h"
 #include "status.h"
 
 struct lk_merge_params lk_merge_params_default(void)
@@ -427,12 +428,10 @@ static lk_status copy_file(const char *src, const char *dst)
 static lk_status write_config(const char *base_dir, const char *dir, const char *dt)
 {
     char *src = path_join(base_dir, "config.json"), *dst = path_join(dir, "config.json");
-    char *text = NULL, *out = NULL;
+    char *out = NULL;
     cJSON *j = NULL;
-    lk_status s = src && dst ? read_text_file(src, 16u << 20, &text, NULL)
+    lk_status s = src && dst ? json_read_file(src, 16u << 20, &j)
                              : status_fail(LK_ERR_NOMEM, "out of memory");
-    if (s == LK_OK && !(j = cJSON_Parse(text)))
-        s = status_fail(LK_ERR_FORMAT, "%s: not valid JSON", src);
     if (s == LK_OK && dt) {
         const char *td = !strcmp(dt, "f32")   ? "float32"
                          : !strcmp(dt, "f16") ? "float16"
@@ -450,7 +449,6 @@ static lk_status write_config(const char *base_dir, const char *dir, const char 
     else if (s != LK_OK && a.f)
         afile_abort(&a);
     cJSON_Delete(j);
-    free(text);
     free(out);
     free(src);
     free(dst);

@@ -168,8 +168,19 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
         const uint8_t *src = (const uint8_t *)t->data + (size_t)(r0 * in) * es;
         if (!direct)
             convert_to_f32(t->dt, src, tmp, n * in, m->n_threads);
-        q4_quantize_matrix(q, Q4_NF4_BLOCK, direct ? (const float *)src : tmp, n, in,
-                           (uint8_t *)buf + (size_t)r0 * rb, m->n_threads, NULL, NULL);
+        const float *x = direct ? (const float *)src : tmp;
+        int64_t bad = f32_first_nonfinite(x, n * in);
+        if (bad >= 0) { /* the quantisers need finite values (a NaN scale would follow) */
+            lk_status s = status_fail(LK_ERR_NUMERIC,
+                                      "%s: tensor '%s': element %lld is %g; weights quantised at "
+                                      "load must be finite (corrupt file?)",
+                                      t->file, sp->name, (long long)(r0 * in + bad), x[bad]);
+            free(tmp);
+            free(buf);
+            return s;
+        }
+        q4_quantize_matrix(q, Q4_NF4_BLOCK, x, n, in, (uint8_t *)buf + (size_t)r0 * rb,
+                           m->n_threads, NULL, NULL);
         model_drop_range(m, t, src, (size_t)(n * in) * es);
     }
     free(tmp);

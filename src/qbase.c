@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "json.h"
 #include "status.h"
 
 #define QBASE_VERSION 1
@@ -161,10 +162,13 @@ static lk_status bnb_json_int(const bnb_state *b, const cJSON *j, const char *ke
 /* quant_state JSON: quant_type nf4, blocksize, shape [out, in], nested_* when double-quantised. */
 static lk_status bnb_parse_state(bnb_state *b, const tensor_view *qs, int64_t out, int64_t in)
 {
-    cJSON *j = cJSON_ParseWithLength((const char *)qs->data, qs->nbytes);
+    char what[512];
+    snprintf(what, sizeof what, "%s: '%s'", qs->file, qs->name);
+    cJSON *j = NULL;
+    LK_TRY(json_parse(what, (const char *)qs->data, qs->nbytes, &j));
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(j, "shape");
     const cJSON *qt = cJSON_GetObjectItemCaseSensitive(j, "quant_type");
-    int64_t bs = 0, d0 = 0, d1 = 0, nbs = 0;
+    int64_t bs = 0, nbs = 0;
     lk_status s = LK_OK;
     if (!cJSON_IsObject(j) || !cJSON_IsString(qt) || !cJSON_IsArray(sh) ||
         cJSON_GetArraySize(sh) != 2)
@@ -180,14 +184,13 @@ static lk_status bnb_parse_state(bnb_state *b, const tensor_view *qs, int64_t ou
     if (s == LK_OK && (!cJSON_IsNumber(sh->child) || !cJSON_IsNumber(sh->child->next)))
         s = status_fail(LK_ERR_FORMAT, "%s: '%s': shape must hold numbers", qs->file, qs->name);
     if (s == LK_OK) {
-        d0 = (int64_t)sh->child->valuedouble;
-        d1 = (int64_t)sh->child->next->valuedouble;
-        if (d0 != out || d1 != in)
+        /* compared as doubles: a wild value is never converted to an integer */
+        double d0 = sh->child->valuedouble, d1 = sh->child->next->valuedouble;
+        if (d0 != (double)out || d1 != (double)in)
             s = status_fail(LK_ERR_SHAPE,
-                            "%s: '%s': shape [%lld, %lld], expected [%lld, %lld] from "
+                            "%s: '%s': shape [%.17g, %.17g], expected [%lld, %lld] from "
                             "config.json",
-                            qs->file, qs->name, (long long)d0, (long long)d1, (long long)out,
-                            (long long)in);
+                            qs->file, qs->name, d0, d1, (long long)out, (long long)in);
         else if (bs > Q4_NF4_BLOCK_MAX || !q4_valid(LK_QTYPE_NF4, (int)bs))
             s = status_fail(LK_ERR_UNSUPPORTED,
                             "%s: '%s': blocksize %lld (supported: powers of two in [%d, %d])",

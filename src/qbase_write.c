@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "json.h"
 #include "merge.h"
 #include "model.h"
 #include "qbase.h"
@@ -98,10 +99,10 @@ static lk_status load_f32(qjob *j, const tensor_spec *sp, int64_t extra, const t
     }
     convert_to_f32(t->dt, t->data, j->work, n, j->p.n_threads);
     merge_release(t->data, t->nbytes);
-    for (int64_t k = 0; k < n; k++)
-        if (!isfinite(j->work[k]))
-            return status_fail(LK_ERR_NUMERIC, "%s: tensor '%s': element %lld is %g", t->file,
-                               t->name, (long long)k, j->work[k]);
+    int64_t k = f32_first_nonfinite(j->work, n);
+    if (k >= 0)
+        return status_fail(LK_ERR_NUMERIC, "%s: tensor '%s': element %lld is %g", t->file, t->name,
+                           (long long)k, j->work[k]);
     *out = t;
     return LK_OK;
 }
@@ -358,13 +359,11 @@ static lk_status bnb_fill(void *user, int i, void *dst)
 static lk_status write_config(const qjob *j, const char *src_dir, const char *dir)
 {
     char *src = path_join(src_dir, "config.json"), *dst = path_join(dir, "config.json");
-    char *text = NULL, *out = NULL;
+    char *out = NULL;
     cJSON *c = NULL;
     afile a = {0};
-    lk_status s = src && dst ? read_text_file(src, 16u << 20, &text, NULL)
+    lk_status s = src && dst ? json_read_file(src, 16u << 20, &c)
                              : status_fail(LK_ERR_NOMEM, "out of memory");
-    if (s == LK_OK && !(c = cJSON_Parse(text)))
-        s = status_fail(LK_ERR_FORMAT, "%s: not valid JSON", src);
     if (s == LK_OK && j->p.format == LK_QFORMAT_HF_BNB) {
         cJSON *q = cJSON_CreateObject();
         cJSON_AddStringToObject(q, "quant_method", "bitsandbytes");
@@ -392,7 +391,6 @@ static lk_status write_config(const qjob *j, const char *src_dir, const char *di
     else if (a.f)
         afile_abort(&a);
     cJSON_Delete(c);
-    free(text);
     free(out);
     free(src);
     free(dst);

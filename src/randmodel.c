@@ -104,7 +104,7 @@ lk_status lk_model_write_random(const char *config_path, const char *out_dir, co
         return status_fail(LK_ERR_ARG, "random model: dtype '%s' not supported (f32, bf16)",
                            dtype_s);
     LK_TRY(read_text_file(config_path, 1u << 20, &text, &len));
-    lk_status s = config_parse(config_path, text, &cfg);
+    lk_status s = config_parse(config_path, text, len, &cfg);
     if (s == LK_OK)
         s = tmpdir_create(out_dir, 0, &tmp);
     if (s == LK_OK)

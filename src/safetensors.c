@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "json.h"
 #include "status.h"
 
 static int cmp_view_name(const void *a, const void *b)
@@ -125,12 +126,9 @@ static lk_status check_layout(const char *path, tensor_view *t, span *sp, int n)
 
 static lk_status parse_header(st_file *f, const char *path, size_t hlen)
 {
-    const char *json = (const char *)f->map.data + 8;
-    const char *endp = NULL;
-    f->header = cJSON_ParseWithLengthOpts(json, hlen, &endp, 0);
-    if (!f->header)
-        return status_fail(LK_ERR_FORMAT, "%s: header is not valid JSON (error near byte %lld)",
-                           path, (long long)(endp ? endp - json + 8 : 8));
+    char what[4200];
+    snprintf(what, sizeof what, "%s: header (from byte 8)", path);
+    LK_TRY(json_parse(what, (const char *)f->map.data + 8, hlen, &f->header));
     if (!cJSON_IsObject(f->header))
         return status_fail(LK_ERR_FORMAT, "%s: header is not a JSON object", path);
     int cap = cJSON_GetArraySize(f->header);
@@ -262,10 +260,8 @@ static lk_status set_build_index(st_set *s)
 
 static lk_status set_open_index(st_set *s, const char *index_path, int use_mmap)
 {
-    char *text = NULL;
-    LK_TRY(read_text_file(index_path, 64u << 20, &text, NULL));
-    cJSON *j = cJSON_Parse(text);
-    free(text);
+    cJSON *j;
+    LK_TRY(json_read_file(index_path, 64u << 20, &j));
     lk_status st = LK_OK;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(j, "weight_map");
     if (!cJSON_IsObject(wm)) {

@@ -2,6 +2,7 @@
  * bfloat16 = the top half of a binary32). */
 #include "tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +52,14 @@ const char *shape_str(const int64_t *shape, int ndim, char *buf, size_t n)
     if (k < n)
         snprintf(buf + k, n - k, "]");
     return buf;
+}
+
+int64_t f32_first_nonfinite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return -1;
 }
 
 static uint32_t f32_bits(float f)

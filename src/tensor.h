@@ -58,4 +58,8 @@ uint16_t f32_to_f16(float f); /* round to nearest even */
 /* Convert n elements of a F32/F16/BF16 buffer to f32, with n_threads for large n. */
 void convert_to_f32(dtype dt, const void *src, float *dst, int64_t n, int n_threads);
 
+/* Index of the first NaN or Inf of x[n], or -1 when all are finite (quantisers need finite
+ * input: callers refuse the rest with LK_ERR_NUMERIC naming the element). */
+int64_t f32_first_nonfinite(const float *x, int64_t n);
+
 #endif /* LK_TENSOR_H */

@@ -21,6 +21,7 @@
 #include <utf8proc.h>
 
 #include "bpe.h"
+#include "json.h"
 #include "mapfile.h"
 #include "status.h"
 
@@ -1492,8 +1493,10 @@ static lk_status parse_vocab(lk_tokenizer *t, const cJSON *vocab, int64_t max_ad
     m->len = malloc((size_t)m->n_ids * sizeof *m->len);
     if (!m->strs || !m->off || !m->len)
         return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory for the vocabulary");
-    for (int64_t i = 0; i < m->n_ids; i++)
+    for (int64_t i = 0; i < m->n_ids; i++) { /* holes: no bytes */
+        m->off[i] = 0;
         m->len[i] = -1;
+    }
     int64_t pos = 0;
     cJSON_ArrayForEach(it, vocab)
     {
@@ -1778,23 +1781,6 @@ static lk_status set_special(lk_tokenizer *t, const char *s, int32_t *id, char *
     return LK_OK;
 }
 
-static lk_status load_json(const char *path, size_t max, cJSON **out)
-{
-    char *txt = NULL;
-    size_t n = 0;
-    LK_TRY(read_text_file(path, max, &txt, &n));
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(txt, n, &end, 0);
-    if (!j) {
-        size_t off = end ? (size_t)(end - txt) : 0;
-        free(txt);
-        return status_fail(LK_ERR_FORMAT, "%s: invalid JSON near byte %zu", path, off);
-    }
-    free(txt);
-    *out = j;
-    return LK_OK;
-}
-
 /* tokenizer_config.json / special_tokens_map.json: BOS/EOS, add_*_token, chat template. */
 static lk_status load_config(lk_tokenizer *t, const char *dir)
 {
@@ -1804,9 +1790,9 @@ static lk_status load_config(lk_tokenizer *t, const char *dir)
     cJSON *cfg = NULL, *map = NULL;
     lk_status s = p && q && r ? LK_OK : status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
     if (s == LK_OK && file_exists(q))
-        s = load_json(q, 1 << 24, &map);
+        s = json_read_file(q, 1 << 24, &map);
     if (s == LK_OK && file_exists(p))
-        s = load_json(p, 1 << 26, &cfg);
+        s = json_read_file(p, 1 << 26, &cfg);
     if (s == LK_OK && map) {
         s = set_special(t, config_token(map, "bos_token"), &t->bos, &t->bos_str, "bos_token", q);
         if (s == LK_OK)
@@ -1922,7 +1908,7 @@ lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out)
                         "tokenizer.json)",
                         t->path);
     else
-        s = load_json(t->path, (size_t)1 << 31, &j);
+        s = json_read_file(t->path, (size_t)1 << 31, &j);
     if (s == LK_OK)
         s = load_tokenizer_json(t, j);
     cJSON_Delete(j);

@@ -233,6 +233,15 @@ static void test_config_fields(void **state)
                                                            "{\"q_proj(\": 2}}"),
                                   &a),
                   LK_ERR_FORMAT, "regex");
+    /* pattern values that no integer or finite number can hold (were cast unchecked) */
+    assert_status(lk_adapter_load(folder_with_config("rbig", "{\"r\": 4, \"rank_pattern\": "
+                                                             "{\"q_proj\": 1e300}}"),
+                                  &a),
+                  LK_ERR_FORMAT, "rank_pattern gives model.layers.0.self_attn.q_proj r = 1e+300");
+    assert_status(lk_adapter_load(folder_with_config("ainf", "{\"r\": 4, \"alpha_pattern\": "
+                                                             "{\"q_proj\": -1e999}}"),
+                                  &a),
+                  LK_ERR_FORMAT, "non-finite alpha");
     assert_null(a);
 }
 

@@ -155,6 +155,11 @@ static void test_corpus(void **state)
     u32(&x, GGUF_U32);
     u32(&x, 24);
     expect_bad(&x, LK_ERR_FORMAT, "power of two");
+    header(&x, 3, 0, 1); /* found by fuzz_gguf: alignment 0 divided by zero */
+    str(&x, "general.alignment");
+    u32(&x, GGUF_U32);
+    u32(&x, 0);
+    expect_bad(&x, LK_ERR_FORMAT, "power of two");
 
     struct {
         uint32_t nd;
@@ -476,6 +481,26 @@ static void test_lora_file_errors(void **state)
     assert_status(lk_adapter_load(lora_file(2, 2, 1, "token_embd.weight.lora_a"), &a),
                   LK_ERR_UNSUPPORTED, "token_embd");
     assert_null(a);
+    /* quantised factors with a NaN or Inf block scale are refused at load, by tensor and block */
+    for (int k = 0; k < 2; k++) {
+        gguf_writer *w;
+        q4_block_q8_0 qa[2 * 2] = {0}; /* ne {64, 2}: 2 rows of 2 blocks */
+        float zeros[2 * 64] = {0};
+        qa[3].d = k ? 0x7c00 : 0x7e00; /* +Inf, NaN */
+        assert_ok(gguf_writer_new(&w));
+        assert_ok(gguf_set_str(w, "general.architecture", "qwen2"));
+        assert_ok(gguf_set_str(w, "general.type", "adapter"));
+        assert_ok(gguf_set_str(w, "adapter.type", "lora"));
+        assert_ok(
+            gguf_add_tensor(w, "blk.0.attn_q.weight.lora_a", GGML_Q8_0, 2, (int64_t[]){64, 2}, qa));
+        assert_ok(gguf_add_tensor(w, "blk.0.attn_q.weight.lora_b", GGML_F32, 2, (int64_t[]){2, 64},
+                                  zeros));
+        assert_ok(gguf_writer_write(w, tmp_path("nan.gguf"), 1, NULL, NULL));
+        gguf_writer_free(w);
+        assert_status(lk_adapter_load(tmp_path("nan.gguf"), &a), LK_ERR_FORMAT,
+                      k ? "'blk.0.attn_q.weight.lora_a': Q8_0 block 3 has scale inf"
+                        : "'blk.0.attn_q.weight.lora_a': Q8_0 block 3 has scale nan");
+    }
 }
 
 int main(void)

@@ -11,7 +11,7 @@
 
 static lk_status parse(const char *json, struct lk_model_config *c)
 {
-    return config_parse("x/config.json", json, c);
+    return config_parse("x/config.json", json, strlen(json), c);
 }
 
 #define LLAMA_NO_VOCAB                                                                       \
@@ -88,7 +88,7 @@ static void test_config_errors(void **state)
     assert_status(parse("{\"architectures\":[\"GPT2LMHeadModel\"]}", &c), LK_ERR_UNSUPPORTED,
                   "architecture 'GPT2LMHeadModel' is not supported");
     assert_status(parse("{}", &c), LK_ERR_UNSUPPORTED, "(none given)");
-    assert_status(parse("not json", &c), LK_ERR_FORMAT, "not a JSON object");
+    assert_status(parse("not json", &c), LK_ERR_FORMAT, "not valid JSON: syntax error at byte 0");
     assert_status(parse("[1]", &c), LK_ERR_FORMAT, "not a JSON object");
     assert_status(parse("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64}", &c),
                   LK_ERR_FORMAT, "missing required key 'vocab_size'");
@@ -112,6 +112,15 @@ static void test_config_errors(void **state)
     assert_status(parse("{" LLAMA_MIN ",\"vocab_size\":16}", &c), LK_ERR_FORMAT,
                   "key 'vocab_size' appears twice");
     assert_status(parse("{" LLAMA_MIN ",\"eos_token_id\":512}", &c), LK_ERR_FORMAT, "eos_token_id");
+    assert_status(parse("{" LLAMA_MIN ",\"eos_token_id\":[2.5]}", &c), LK_ERR_FORMAT,
+                  "eos_token_id");
+    /* bos_token_id: an id of the vocabulary or null (1e300 was cast to an integer unchecked) */
+    assert_status(parse("{" LLAMA_MIN ",\"bos_token_id\":1e300}", &c), LK_ERR_FORMAT,
+                  "'bos_token_id' = 1000000");
+    assert_status(parse("{" LLAMA_MIN ",\"bos_token_id\":-5}", &c), LK_ERR_FORMAT,
+                  "'bos_token_id' = -5 is out of range [0, 511]");
+    assert_ok(parse("{" LLAMA_MIN ",\"bos_token_id\":null}", &c));
+    assert_int_equal(c.bos_id, -1);
     assert_status(parse("{" LLAMA_MIN ",\"tie_word_embeddings\":\"yes\"}", &c), LK_ERR_FORMAT,
                   "true or false");
     assert_status(parse("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":60,"

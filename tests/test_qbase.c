@@ -556,6 +556,11 @@ static void test_corrupt_bnb(void **state)
     expect_load(src, ed_bnb_map, LK_ERR_UNSUPPORTED, "not the NF4 codebook");
 }
 
+static lk_status parse_cfg(const char *json, struct lk_model_config *c)
+{
+    return config_parse("c", json, strlen(json), c);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -564,25 +569,21 @@ static void test_config(void **state)
     "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8,\"intermediate_size\":8," \
     "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":10,"
 #define QC(x) BASE "\"quantization_config\":{" x "}}"
-    assert_ok(config_parse("c",
-                           QC("\"quant_method\":\"bitsandbytes\",\"load_in_4bit\":true,"
-                              "\"bnb_4bit_quant_type\":\"nf4\","
-                              "\"bnb_4bit_use_double_quant\":true"),
-                           &c));
-    assert_status(config_parse("c",
-                               QC("\"quant_method\":\"bitsandbytes\",\"load_in_4bit\":true,"
-                                  "\"bnb_4bit_quant_type\":\"fp4\""),
-                               &c),
+    assert_ok(parse_cfg(QC("\"quant_method\":\"bitsandbytes\",\"load_in_4bit\":true,"
+                           "\"bnb_4bit_quant_type\":\"nf4\","
+                           "\"bnb_4bit_use_double_quant\":true"),
+                        &c));
+    assert_status(parse_cfg(QC("\"quant_method\":\"bitsandbytes\",\"load_in_4bit\":true,"
+                               "\"bnb_4bit_quant_type\":\"fp4\""),
+                            &c),
                   LK_ERR_UNSUPPORTED, "bnb_4bit_quant_type 'fp4'");
-    assert_status(
-        config_parse("c", QC("\"quant_method\":\"bitsandbytes\",\"load_in_4bit\":true"), &c),
-        LK_ERR_UNSUPPORTED, "'fp4'"); /* transformers' default */
-    assert_status(
-        config_parse("c", QC("\"quant_method\":\"bitsandbytes\",\"load_in_8bit\":true"), &c),
-        LK_ERR_UNSUPPORTED, "load_in_8bit");
-    assert_status(config_parse("c", QC("\"quant_method\":\"gptq\",\"bits\":4"), &c),
-                  LK_ERR_UNSUPPORTED, "method 'gptq'");
-    assert_status(config_parse("c", BASE "\"quantization_config\":4}", &c), LK_ERR_FORMAT,
+    assert_status(parse_cfg(QC("\"quant_method\":\"bitsandbytes\",\"load_in_4bit\":true"), &c),
+                  LK_ERR_UNSUPPORTED, "'fp4'"); /* transformers' default */
+    assert_status(parse_cfg(QC("\"quant_method\":\"bitsandbytes\",\"load_in_8bit\":true"), &c),
+                  LK_ERR_UNSUPPORTED, "load_in_8bit");
+    assert_status(parse_cfg(QC("\"quant_method\":\"gptq\",\"bits\":4"), &c), LK_ERR_UNSUPPORTED,
+                  "method 'gptq'");
+    assert_status(parse_cfg(BASE "\"quantization_config\":4}", &c), LK_ERR_FORMAT,
                   "must be an object");
 #undef QC
 #undef BASE

@@ -657,7 +657,7 @@ static void test_corrupt(void **st)
     lk_tokenizer *t = NULL;
     assert_status(lk_tokenizer_load(dir, &t), LK_ERR_IO, "tokenizer.json");
     write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [");
-    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "invalid JSON");
+    assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "not valid JSON: unexpected end");
     write_tok(dir, "[1, 2]");
     assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "top level");
     write_tok(dir, "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}");
@@ -699,6 +699,14 @@ static void test_corrupt(void **st)
     assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "far beyond");
     write_tok(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}");
     assert_status(lk_tokenizer_load(dir, &t), LK_ERR_FORMAT, "empty");
+    /* found by fuzz_tokenizer: ids 2..4 are holes (no vocabulary entry) in a SentencePiece-style
+     * vocabulary with "\u2581"; their unset offsets were used as pointers (UBSan) */
+    write_tok(dir, "{\"added_tokens\": [{\"id\": 5, \"content\": \"<x>\"}], \"model\": "
+                   "{\"type\": \"BPE\", \"vocab\": {\"\u2581\": 0, \"a\": 1}, \"merges\": []}}");
+    assert_ok(lk_tokenizer_load(dir, &t));
+    const int32_t holes[] = {1, 5};
+    expect_ids(t, "a<x>", 0, holes, 2);
+    lk_tokenizer_free(t);
     /* truncating a real file at many lengths never crashes */
     char *src;
     size_t n;

@@ -46,7 +46,8 @@ size_t lk_quant_row_bytes(lk_qtype t, int64_t n);
 double lk_qtype_bits_per_weight(lk_qtype t, int64_t n);
 
 /* Quantise one row x[n] into dst (lk_quant_row_bytes(t, n) bytes). Deterministic and identical
- * on every CPU. LK_ERR_ARG for a bad type or n <= 0. Thread-safe. */
+ * on every CPU. LK_ERR_ARG for a bad type or n <= 0, LK_ERR_NUMERIC if x holds a NaN or Inf.
+ * Thread-safe. */
 lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst);
 
 /* Inverse of lk_quantize_row: src (lk_quant_row_bytes(t, n) bytes) to y[n]. Thread-safe. */
@@ -78,7 +79,7 @@ size_t lk_qweight_row_bytes(const struct lk_qweight *w);
 
 /* Quantise src[out][in] (f32) into dst[out][row bytes] using n_threads threads (0 = all CPUs).
  * Deterministic. If rmse/max_abs are non-NULL, the round-trip error over all values is stored.
- * LK_ERR_ARG / LK_ERR_UNSUPPORTED on bad arguments. */
+ * LK_ERR_ARG / LK_ERR_UNSUPPORTED on bad arguments, LK_ERR_NUMERIC if src holds a NaN or Inf. */
 lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst, int n_threads,
                              double *rmse, double *max_abs);
 

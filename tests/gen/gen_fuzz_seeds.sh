@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Seed corpora of the fuzz harnesses: tests/fuzz/corpus/<harness>/, one small valid input per
+# file, made from committed fixtures, lorakit's own writers (lora-random-model, lora-quantize,
+# lora-train) and gguf-py 0.10.0 for a GGUF with every metadata type and tensor type. Real
+# tokenizers from ../shared are cut down to a few hundred tokens (same normalizer, pre-tokenizer,
+# decoder and added tokens). Run by hand (outputs are committed; CI never runs this):
+#   bash tests/gen/gen_fuzz_seeds.sh BUILD_DIR SHARED_DIR
+set -euo pipefail
+B=$(cd "$1" && pwd) S=$(cd "$2" && pwd)
+here=$(cd "$(dirname "$0")/../.." && pwd)
+D=$here/tests/data C=$here/tests/fuzz/corpus
+SEP='#@lkfz@#'
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+rm -rf "$C"
+mkdir -p "$C"/{safetensors,gguf,checkpoint,config,tokenizer,tokenizer_config,dataset,adapter,model}
+
+# ---- model: the micro Llama of tests/fuzz/micro in every on-disk form the loader reads ----
+"$B/lora-random-model" -c "$here/tests/fuzz/micro/config.json" -o "$T/bf16" --dtype bf16 -q
+"$B/lora-random-model" -c "$here/tests/fuzz/micro/config.json" -o "$T/f32" --dtype f32 -q
+for t in nf4 q4_0 q8_0 iq4_nl; do
+    "$B/lora-quantize" -m "$T/f32" --type $t -o "$T/$t" -q >/dev/null
+done
+"$B/lora-quantize" -m "$T/f32" --type q8_0 --quant-embed q8_0 -o "$T/q8e" -q >/dev/null
+"$B/lora-quantize" -m "$T/f32" --type nf4 --format hf-bnb -o "$T/bnb" -q >/dev/null
+"$B/lora-quantize" -m "$T/f32" --type nf4 --format hf-bnb --double-quant -o "$T/bnbdq" -q >/dev/null
+for v in bf16 f32 nf4 q4_0 q8_0 iq4_nl q8e bnb bnbdq; do
+    cp "$T/$v/model.safetensors" "$C/model/$v.safetensors"
+done
+
+# ---- safetensors: small real files of several dtypes, plus one of every dtype by hand ----
+cp "$T/q8e/model.safetensors" "$C/safetensors/q8e.safetensors"
+cp "$D/adapters/qwen2-dora/adapter_model.safetensors" "$C/safetensors/dora.safetensors"
+/usr/bin/python3 - "$C/safetensors/dtypes.safetensors" <<'EOF'
+import json, struct, sys
+sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8,
+         "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+h, off, data = {"__metadata__": {"format": "pt", "lorakit.quant": "nf4"}}, 0, b""
+for i, (dt, sz) in enumerate(sizes.items()):
+    shape = [[3], [2, 3], [1, 2, 2], [0, 5], []][i % 5]
+    n = 1
+    for d in shape:
+        n *= d
+    h[f"t.{dt.lower()}"] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n * sz]}
+    data += bytes((i * 7 + k) % 251 for k in range(n * sz))
+    off += n * sz
+js = json.dumps(h).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(js)) + js + data)
+EOF
+
+# ---- gguf: LoRA adapters (llama.cpp's layout) and a model-like file with every type ----
+cp "$D/adapters/llama3-rslora.gguf" "$C/gguf/"
+/usr/bin/python3 - "$C/gguf/types.gguf" <<'EOF'
+import sys
+import numpy as np
+import gguf
+from gguf import quants
+w = gguf.GGUFWriter(sys.argv[1], "llama")
+w.add_type("adapter")
+w.add_string("adapter.type", "lora")
+w.add_float32("adapter.lora.alpha", 16.0)
+w.add_uint8("t.u8", 200); w.add_int8("t.i8", -3); w.add_uint16("t.u16", 60000)
+w.add_int16("t.i16", -3000); w.add_uint32("t.u32", 1 << 31); w.add_int32("t.i32", -5)
+w.add_float64("t.f64", 2.5); w.add_bool("t.bool", True); w.add_uint64("t.u64", 1 << 40)
+w.add_int64("t.i64", -(1 << 40))
+w.add_array("tokenizer.ggml.tokens", ["<unk>", "<s>", "</s>", "\u2581a", "b"])
+w.add_array("tokenizer.ggml.scores", [0.0, -1.0, -2.0, -3.0, -4.0])
+w.add_array("tokenizer.ggml.token_type", [2, 3, 3, 1, 1])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((2, 64)).astype(np.float32)
+b = rng.standard_normal((32, 2)).astype(np.float32)
+w.add_tensor("blk.0.attn_q.weight.lora_a", a)
+w.add_tensor("blk.0.attn_q.weight.lora_b", b.astype(np.float16))
+for blk, qt in ((1, gguf.GGMLQuantizationType.Q8_0), (2, gguf.GGMLQuantizationType.Q4_0)):
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    w.add_tensor(f"blk.{blk}.ffn_up.weight.lora_a", quants.quantize(x, qt), raw_dtype=qt)
+    w.add_tensor(f"blk.{blk}.ffn_up.weight.lora_b",
+                 rng.standard_normal((32, 2)).astype(np.float32))
+w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+EOF
+
+# ---- checkpoint: two real checkpoints of a 2-step run on stories260K (rank 1, q only) ----
+"$B/lora-train" -m "$S/models/stories260K-hf" --data "$D/tok/ds/text.jsonl" -o "$T/run" \
+    --rank 1 --targets q --steps 2 --save-every 1 --seq-len 16 -t 1 -q
+cp "$T/run/checkpoint-1/state.ckpt" "$C/checkpoint/step1.ckpt"
+cp "$T/run/checkpoint-2/state.ckpt" "$C/checkpoint/step2.ckpt"
+
+# ---- config: every committed and shared config.json ----
+for d in "$D"/models/* "$D"/bnb/* "$S"/models/*; do
+    [ -f "$d/config.json" ] && cp "$d/config.json" "$C/config/$(basename "$d").json"
+done
+cp "$here/tests/fuzz/micro/config.json" "$C/config/micro.json"
+
+# ---- tokenizer: stories260K and the added-tokens fixture whole; real ones cut down ----
+cp "$D/bnb/stories260K-nf4-dq/tokenizer.json" "$C/tokenizer/stories260K.json"
+cp "$D/tok/added/tokenizer.json" "$C/tokenizer/added.json"
+/usr/bin/python3 - "$S/models" "$C/tokenizer" <<'EOF'
+import json, sys
+src, out = sys.argv[1], sys.argv[2]
+for name, keep in (("qwen2.5-tokenizer", 400), ("llama-3.2-3b-instruct", 400),
+                   ("mistral-7b-instruct-v0.2", 500)):
+    j = json.load(open(f"{src}/{name}/tokenizer.json"))
+    m = j["model"]
+    vocab = {t: i for t, i in m["vocab"].items() if i < keep}
+    merges = []
+    for mg in m["merges"]:
+        a, b = mg.split(" ", 1) if isinstance(mg, str) else mg
+        if a in vocab and b in vocab and a + b in vocab:
+            merges.append(mg)
+    m["vocab"], m["merges"] = vocab, merges
+    added = [t for t in j["added_tokens"] if t["special"]][:8]
+    for k, t in enumerate(added):
+        t["id"] = keep + k
+    j["added_tokens"] = added
+    pp = j.get("post_processor") or {}
+    for p in pp.get("processors", [pp]):
+        if p.get("type") == "TemplateProcessing":  # BOS renumbered like the added tokens
+            bos = [t for t in added if t["content"] in p["special_tokens"]][:1]
+            p["special_tokens"] = {t["content"]: {"id": t["content"], "ids": [t["id"]],
+                                                  "tokens": [t["content"]]} for t in bos}
+            head = [{"SpecialToken": {"id": t["content"], "type_id": 0}} for t in bos]
+            p["single"] = head + [{"Sequence": {"id": "A", "type_id": 0}}]
+            p["pair"] = p["single"] + [{"Sequence": {"id": "B", "type_id": 1}}]
+    json.dump(j, open(f"{out}/{name.split('-')[0]}.json", "w"), ensure_ascii=False)
+EOF
+
+# ---- tokenizer_config: the real chat templates, with stories260K's special tokens ----
+/usr/bin/python3 - "$S/models" "$D/bnb/stories260K-nf4-dq/tokenizer_config.json" \
+    "$C/tokenizer_config" "$SEP" <<'EOF'
+import json, sys
+src, base, out, sep = sys.argv[1:5]
+cfg = json.load(open(base))
+json.dump(cfg, open(f"{out}/stories260K.json", "w"), indent=1)
+for name in ("qwen2.5-tokenizer", "llama-3.2-3b-instruct", "mistral-7b-instruct-v0.2",
+             "llama2-tokenizer"):
+    t = json.load(open(f"{src}/{name}/tokenizer_config.json"))
+    c = dict(cfg, chat_template=t.get("chat_template", ""))
+    json.dump(c, open(f"{out}/{name.split('-')[0]}.json", "w"), indent=1)
+alp = dict(cfg)
+alp.pop("bos_token")
+alp["chat_template"] = [{"name": "default", "template": "### Instruction:\n{{ x }}"}]
+with open(f"{out}/split.json", "w") as f:
+    f.write(json.dumps(alp) + sep + json.dumps({"bos_token": {"content": "<s>"},
+                                                "eos_token": "</s>"}) + sep +
+            "{% for m in messages %}<|im_start|>system\\nYou are a bot.<|im_end|>{% endfor %}")
+EOF
+
+# ---- dataset: each committed JSONL after one option byte (see fuzz_dataset.c) ----
+# (0x48: auto format and chat template, packed, not strict, seq_len 64; 0x28: seq_len 7;
+# 0x40: one example per row; 0x93: strict, alpaca format, seq_len 1, llama3.1 chat)
+ctl=(48 28 40 48 93 48 28 48 40)
+k=0
+for f in "$D"/tok/ds/*.jsonl "$D"/tok/ds/array.json; do
+    { printf "\\x${ctl[k % 9]}"; cat "$f"; } >"$C/dataset/$(basename "$f")"
+    k=$((k + 1))
+done
+{ printf '\x48'; head -c 3000 "$here/samples/data/whale-train.jsonl"; } >"$C/dataset/whale.jsonl"
+
+# ---- adapter: adapter_config.json + separator + adapter_model.safetensors ----
+for a in "$D/adapters/qwen2-dora" "$D/adapters/llama3-rslora" "$D/adapters/qwen2-lora" "$T/run"; do
+    { cat "$a/adapter_config.json"; printf '%s' "$SEP"; cat "$a/adapter_model.safetensors"; } \
+        >"$C/adapter/$(basename "$a")"
+done
+cp "$T/run/adapter_model.safetensors" "$C/safetensors/peft.safetensors"
+cp "$D/adapters/stories-lora/adapter_config.json" "$C/adapter/stories-config-only"
+
+du -sh "$C"
