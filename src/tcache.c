@@ -981,6 +981,9 @@ static void sift_down(float *v, int32_t *id, int64_t n, int64_t i)
 lk_status tcache_topk(const float *z, int64_t V, float temp, int64_t k, int32_t *ids, float *logp,
                       float *log_tail)
 {
+    if (k < 1 || k > V)
+        return status_fail(LK_ERR_ARG, "top-k: k %lld outside [1, %lld]", (long long)k,
+                           (long long)V);
     float mx = -INFINITY;
     for (int64_t i = 0; i < V; i++) { /* keep the k best in a heap (in ids/logp) */
         float zi = z[i] / temp;

@@ -144,7 +144,8 @@ void tcache_writer_abort(tcache_writer *w);
 
 /* Top-k of log_softmax(z / temp) over z[0..V): ids[k] by descending log-probability (ties: lower
  * id first), logp[k], and *log_tail = log(Σ of every other id's probability) (-inf when 0), the
- * sums in double. LK_ERR_NUMERIC when a logit is NaN or +inf. 1 <= k <= V. */
+ * sums in double. LK_ERR_NUMERIC when a logit is NaN or +inf (or all are -inf), LK_ERR_ARG unless 1
+ * <= k <= V. */
 lk_status tcache_topk(const float *z, int64_t V, float temp, int64_t k, int32_t *ids, float *logp,
                       float *log_tail);
 

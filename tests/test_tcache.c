@@ -372,7 +372,7 @@ static void test_verify(void **st)
     assert_ok(verify_with(cache, js, 1000, tok));
     assert_ok(verify_with(cache, js, 16, tok)); /* truncated: prefixes of the cached examples */
     write_jsonl(js, &c, -1, e_tok, -1);
-    char want[64];
+    char want[128];
     snprintf(want, sizeof want, "example %lld (line %lld), token 4", (long long)e_tok,
              (long long)e_tok + 1);
     assert_status(verify_with(cache, js, 1000, tok), LK_ERR_ARG, want);
@@ -712,6 +712,8 @@ static void test_topk(void **st)
     for (int i = 0; i < 7; i++)
         z[i] = -INFINITY;
     assert_status(tcache_topk(z, 7, 1.0f, 2, ids, lp, &tail), LK_ERR_NUMERIC, "-inf");
+    assert_status(tcache_topk(z, 7, 1.0f, 8, ids, lp, &tail), LK_ERR_ARG, "k 8 outside [1, 7]");
+    assert_status(tcache_topk(z, 7, 1.0f, 0, ids, lp, &tail), LK_ERR_ARG, "k 0");
     free(z);
     free(lp);
     free(ids);
