@@ -477,12 +477,34 @@ static kd_ctx make_ctx(const linear *head, const kd_params *kp, const kd_teacher
     x.wk = (double)kp->weight * kp->temp * kp->temp;
     x.wc = 1.0 - kp->weight;
     x.nt = nt < 1 ? 1 : nt;
+    LK_ASSERT(!x.kd || tch);
     if (x.kd && !tch->head) {
         x.k = tch->k;
         LK_ASSERT(x.k > 0 && tch->ids && tch->logp && tch->log_tail);
     }
     LK_ASSERT(!x.kd || !tch->head || (tch->head->out >= x.V && tch->ht));
     return x;
+}
+
+/* Gather up to CE_ROWS positions with a target from t on into the block: their rows of h (and
+ * of the teacher's hidden states), marks of their top-k ids. Returns the rows; *t moves on. */
+static int64_t gather_block(const kd_ctx *x, const float *h, const int32_t *targets, int64_t T,
+                            int64_t C, int64_t CT, int64_t *t, const kd_bufs *b, kd_row *rs)
+{
+    int64_t R = 0;
+    for (; *t < T && R < CE_ROWS; ++*t) {
+        if (targets[*t] < 0)
+            continue;
+        rs[R] = (kd_row){
+            .pos = *t, .tg = targets[*t], .ms = -INFINITY, .mt = -INFINITY, .m1 = -INFINITY};
+        memcpy(b->hb + R * C, h + *t * C, (size_t)C * sizeof *b->hb);
+        if (b->Tl)
+            memcpy(b->ht + R * CT, x->tch->ht + *t * CT, (size_t)CT * sizeof *b->ht);
+        if (b->mask)
+            mark_ids(x, b->mask, R, *t, 1);
+        R++;
+    }
+    return R;
 }
 
 void kd_forward_backward(const linear *head, const float *h, const int32_t *targets, int64_t T,
@@ -492,35 +514,21 @@ void kd_forward_backward(const linear *head, const float *h, const int32_t *targ
 {
     const kd_ctx x = make_ctx(head, kp, tch, grad_scale, ce_sum != NULL, kd_sum != NULL, n_threads);
     const int64_t C = head->in, V = x.V, CT = x.kd && tch->head ? tch->head->in : 0;
-    const int full = x.kd && tch->head != NULL;
-    kd_bufs b = {.S = scratch};
-    float *rest = scratch + CE_ROWS * V + (CT > 0 ? CE_ROWS * V : (CE_ROWS * V + 3) / 4);
-    b.Tl = full ? scratch + CE_ROWS * V : NULL;
-    b.mask = x.k > 0 ? (uint8_t *)(scratch + CE_ROWS * V) : NULL;
-    b.hb = rest;
-    b.dhb = rest + CE_ROWS * C;
-    b.ht = rest + 3 * CE_ROWS * C;
+    /* scratch: S [CE_ROWS, V]; teacher logits [CE_ROWS, V] or the mask; hb, dhb, tmp, ht */
+    float *second = scratch + CE_ROWS * V;
+    float *rest = second + (CT > 0 ? CE_ROWS * V : (CE_ROWS * V + 3) / 4);
+    const kd_bufs b = {.S = scratch,
+                       .Tl = CT > 0 ? second : NULL,
+                       .mask = x.k > 0 ? (uint8_t *)second : NULL,
+                       .hb = rest,
+                       .dhb = rest + CE_ROWS * C,
+                       .ht = rest + 3 * CE_ROWS * C};
     if (b.mask)
         memset(b.mask, 0, (size_t)(CE_ROWS * V));
     if (dh)
         memset(dh, 0, (size_t)(T * C) * sizeof *dh);
-    for (int64_t t = 0; t < T;) {
-        kd_row rs[CE_ROWS];
-        int64_t R = 0; /* gather up to CE_ROWS positions that have a target */
-        for (; t < T && R < CE_ROWS; t++) {
-            if (targets[t] < 0)
-                continue;
-            rs[R] = (kd_row){
-                .pos = t, .tg = targets[t], .ms = -INFINITY, .mt = -INFINITY, .m1 = -INFINITY};
-            memcpy(b.hb + R * C, h + t * C, (size_t)C * sizeof *b.hb);
-            if (full)
-                memcpy(b.ht + R * CT, tch->ht + t * CT, (size_t)CT * sizeof *b.ht);
-            if (b.mask)
-                mark_ids(&x, b.mask, R, t, 1);
-            R++;
-        }
-        if (R == 0)
-            break;
+    kd_row rs[CE_ROWS];
+    for (int64_t t = 0, R; (R = gather_block(&x, h, targets, T, C, CT, &t, &b, rs)) > 0;) {
         *count += R;
         block_forward(&x, head, &b, rs, R);
         for (int64_t r = 0; r < R; r++) {
