@@ -62,5 +62,27 @@ ln -s "$M/model-ok/model.safetensors" "$T/snap/model.safetensors"
 ln -s "$M/model-ok/config.json" "$T/snap/config.json"
 expect 0 "symlinked model files" -- "$B/lora-eval" -m "$T/snap" --ids 1,2,3
 
+# Side files copied into an output (lora-merge, lora-quantize copy tokenizer files and the like)
+# may not bring in a file from elsewhere through a symlink; a Hugging Face cache snapshot, whose
+# files are links into ../../blobs, is fine.
+mkdir -p "$T/leak"
+cp "$M/model-ok/config.json" "$M/model-ok/model.safetensors" "$T/leak/"
+echo "private key" >"$T/secret"
+ln -s "$T/secret" "$T/leak/notes.txt"
+expect 1 "symlink out of the folder" -- "$B/lora-quantize" -m "$T/leak" --type nf4 -o "$T/q1" -q
+hasf err "leak/notes.txt: a symlink to $T/secret, outside the model folder" "link refused"
+[ -e "$T/q1" ] && { echo "FAIL: output left behind"; fails=$((fails + 1)); }
+hub=$T/hub/models--org--micro
+mkdir -p "$hub/blobs" "$hub/snapshots/abc"
+for f in config.json model.safetensors; do
+    cp "$M/model-ok/$f" "$hub/blobs/$f.blob"
+    ln -s "../../blobs/$f.blob" "$hub/snapshots/abc/$f"
+done
+echo '{"note": 1}' >"$hub/blobs/gen.blob"
+ln -s ../../blobs/gen.blob "$hub/snapshots/abc/generation_config.json"
+expect 0 "HF cache snapshot" -- "$B/lora-quantize" -m "$hub/snapshots/abc" --type nf4 -o "$T/q2" -q
+cmp -s "$hub/blobs/gen.blob" "$T/q2/generation_config.json" && passes=$((passes + 1)) ||
+    { echo "FAIL: side file of a cache snapshot not copied"; fails=$((fails + 1)); }
+
 echo "cli_malformed: $passes passed, $fails failed ($n manifest cases)"
 [ "$fails" -eq 0 ]
