@@ -64,6 +64,8 @@ struct lk_dataset {
     int64_t *row_items; /* [n_ex] */
     struct lk_data_cursor cur;
     int64_t rows_in_epoch;
+    int64_t last_row; /* row of this epoch last returned by next_row; -1: none since the cursor
+                       * was set (or the load) */
 };
 
 /* One example under construction. */
@@ -646,11 +648,13 @@ lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, i
     if (!d || !tokens || !labels || !pos || !seg)
         return status_fail(LK_ERR_ARG, "lk_dataset_next_row: NULL argument");
     if (d->cur.next >= d->rows_in_epoch) {
+        d->last_row = -1;
         LK_TRY(make_order(d, d->cur.epoch + 1));
         d->cur.epoch++;
         d->cur.next = 0;
     }
     int64_t T = d->p.seq_len, used = 0, r = d->cur.next++;
+    d->last_row = r;
     int64_t a = d->row_start[r], b = d->row_start[r + 1];
     for (int64_t k = a; k < b; k++) {
         int64_t i = d->row_items[k], len = d->ex_len[i];
@@ -692,6 +696,7 @@ lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c)
 {
     if (!d || !c || c->next < 0)
         return status_fail(LK_ERR_ARG, "data cursor: NULL or negative row");
+    d->last_row = -1; /* the packing may change: no row was returned from this cursor yet */
     if (c->epoch != d->cur.epoch)
         LK_TRY(make_order(d, c->epoch));
     d->cur.epoch = c->epoch;
@@ -703,6 +708,26 @@ lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c)
                            (long long)c->next, (long long)d->rows_in_epoch,
                            (unsigned long long)c->epoch);
     d->cur = *c;
+    return LK_OK;
+}
+
+lk_status lk_dataset_row_examples(const lk_dataset *d, int64_t *idx, int64_t max, int64_t *n)
+{
+    if (!d || !n || (max > 0 && !idx))
+        return status_fail(LK_ERR_ARG, "lk_dataset_row_examples: NULL argument");
+    *n = 0;
+    if (d->last_row < 0)
+        return status_fail(LK_ERR_ARG,
+                           "lk_dataset_row_examples: no row returned since the load or the last "
+                           "lk_dataset_set_cursor");
+    int64_t a = d->row_start[d->last_row], b = d->row_start[d->last_row + 1];
+    if (b - a > max)
+        return status_fail(LK_ERR_ARG,
+                           "lk_dataset_row_examples: the row holds %lld examples, idx "
+                           "only %lld",
+                           (long long)(b - a), (long long)max);
+    memcpy(idx, d->row_items + a, (size_t)(b - a) * sizeof *idx);
+    *n = b - a;
     return LK_OK;
 }
 
@@ -797,6 +822,7 @@ lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
     }
     d->t = t;
     d->p = *p;
+    d->last_row = -1;
     d->p.fields = NULL; /* borrowed; the mapping is copied into col[] */
     d->chat = p->chat_format;
     char *buf = NULL;

@@ -7,6 +7,7 @@
 
 #include "model.h"
 #include "ops.h"
+#include "kd.h"
 #include "status.h"
 
 #define CHUNK 256 /* tokens per forward block: bounds the activation scratch */
@@ -313,5 +314,59 @@ lk_status lk_model_nll_labels(const lk_model *m, const int32_t *tokens, const in
     free(hidden);
     free(logits);
     lk_session_free(s);
+    return st;
+}
+
+/* ---- distance to a teacher ---- */
+
+lk_status lk_model_kl_labels(const lk_model *m, const lk_model *teacher, const int32_t *tokens,
+                             const int32_t *labels, int64_t T, int64_t n_ctx, double *nll_sum,
+                             double *kl_sum, int64_t *count)
+{
+    const struct lk_model_config *c = &m->cfg;
+    int64_t V = c->vocab_size, C = c->hidden_size, CT = teacher->cfg.hidden_size;
+    for (int64_t t = 0; labels && t < T; t++)
+        if (labels[t] != -100 && (labels[t] < 0 || labels[t] >= V))
+            return status_fail(LK_ERR_ARG, "label %d at token %lld is outside [0, %lld)", labels[t],
+                               (long long)t, (long long)V);
+    if (teacher->cfg.vocab_size < V)
+        return status_fail(LK_ERR_SHAPE, "teacher vocabulary %lld is smaller than the model's %lld",
+                           (long long)teacher->cfg.vocab_size, (long long)V);
+    if (n_ctx <= 0)
+        n_ctx = c->max_position < 4096 ? c->max_position : 4096;
+    if (n_ctx > T)
+        n_ctx = T > 0 ? T : 1;
+    lk_session *s = NULL, *ts = NULL;
+    LK_TRY(lk_session_create(m, n_ctx, &s));
+    lk_status st = lk_session_create(teacher, n_ctx, &ts);
+    float *h = lk_aligned_alloc((size_t)(n_ctx * C) * sizeof(float));
+    float *ht = lk_aligned_alloc((size_t)(n_ctx * CT) * sizeof(float));
+    float *scratch = lk_aligned_alloc((size_t)kd_scratch_floats(C, CT, V) * sizeof(float));
+    int32_t *tgt = malloc((size_t)n_ctx * sizeof *tgt);
+    if (st == LK_OK && !(h && ht && scratch && tgt))
+        st = status_fail(LK_ERR_NOMEM, "out of memory");
+    kd_params kp = {.kind = KD_FKL, .temp = 1, .weight = 1};
+    kd_teacher tch = {.head = &teacher->lm_head, .ht = ht};
+    for (int64_t a = 0; a < T && st == LK_OK; a += n_ctx) {
+        int64_t b = a + n_ctx < T ? a + n_ctx : T;
+        lk_session_reset(s);
+        lk_session_reset(ts);
+        st = session_run(s, tokens + a, b - a, h, NULL, 0);
+        if (st == LK_OK)
+            st = session_run(ts, tokens + a, b - a, ht, NULL, 0);
+        for (int64_t i = a; i < b && st == LK_OK; i++) {
+            int32_t next = i + 1 < T ? (labels ? labels[i + 1] : tokens[i + 1]) : -100;
+            tgt[i - a] = next >= 0 ? next : -100;
+        }
+        if (st == LK_OK)
+            kd_forward_backward(&m->lm_head, h, tgt, b - a, &kp, &tch, 0.0f, NULL, kl_sum, nll_sum,
+                                NULL, count, scratch, m->n_threads);
+    }
+    free(h);
+    free(ht);
+    free(scratch);
+    free(tgt);
+    lk_session_free(s);
+    lk_session_free(ts);
     return st;
 }

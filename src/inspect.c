@@ -5,81 +5,15 @@
  *   principal angles between two column spaces: cosines = singular values of U1ᵀ·U2 (Björck &
  *   Golub 1973); subspace similarity φ = ‖U1ᵀU2‖_F² / min(k1, k2) (Hu et al. 2021, §7);
  *   effective rank = exp(entropy of σ/Σσ) (Roy & Vetterli 2007).
- * Dense linear algebra in double through the LAPACK routines OpenBLAS exports (dgeqrf, dorgqr,
- * dgesdd; Fortran calling convention, column-major). */
+ * Dense linear algebra in double through linalg.h (LAPACK from OpenBLAS). */
 #include <math.h>
 #include <string.h>
 
 #include "adapter.h"
+#include "linalg.h"
 #include "merge.h"
 #include "safetensors.h"
 #include "status.h"
-
-void dgeqrf_(const int *m, const int *n, double *a, const int *lda, double *tau, double *work,
-             const int *lwork, int *info);
-void dorgqr_(const int *m, const int *n, const int *k, double *a, const int *lda, const double *tau,
-             double *work, const int *lwork, int *info);
-void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda, double *s,
-             double *u, const int *ldu, double *vt, const int *ldvt, double *work, const int *lwork,
-             int *iwork, int *info, size_t jobz_len);
-
-/* Thin QR of X (m × n, column-major): Q (m × k) in X's storage and R (k × n, column-major, upper
- * trapezoidal) in R, with k = min(m, n). */
-static lk_status inspect_qr(double *X, int m, int n, double *R)
-{
-    int k = m < n ? m : n, info = 0, lwork = -1;
-    double wq, *tau = malloc((size_t)(k ? k : 1) * sizeof *tau);
-    if (!tau)
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    dgeqrf_(&m, &n, X, &m, tau, &wq, &lwork, &info);
-    lwork = (int)wq + 1;
-    double *work = malloc((size_t)lwork * sizeof *work);
-    if (!work) {
-        free(tau);
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    }
-    dgeqrf_(&m, &n, X, &m, tau, work, &lwork, &info);
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < k; i++)
-            R[i + j * k] = i <= j ? X[i + j * m] : 0.0;
-    if (info == 0)
-        dorgqr_(&m, &k, &k, X, &m, tau, work, &lwork, &info);
-    free(work);
-    free(tau);
-    if (info != 0)
-        return status_fail(LK_ERR_NUMERIC, "QR failed (LAPACK info %d)", info);
-    return LK_OK;
-}
-
-/* SVD of C (m × n, column-major, destroyed): s [min(m,n)] descending, U (m × min) if wanted. */
-static lk_status inspect_svd(double *C, int m, int n, double *s, double *U)
-{
-    int k = m < n ? m : n, info = 0, lwork = -1, ldvt = k > 0 ? k : 1;
-    if (k == 0)
-        return LK_OK;
-    char jobz = U ? 'S' : 'N';
-    double wq, *vt = malloc((size_t)(k * n) * sizeof *vt);
-    int *iwork = malloc((size_t)(8 * k) * sizeof *iwork);
-    double *u = U ? U : vt; /* not referenced with jobz 'N' */
-    if (!vt || !iwork) {
-        free(vt);
-        free(iwork);
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    }
-    dgesdd_(&jobz, &m, &n, C, &m, s, u, &m, vt, &ldvt, &wq, &lwork, iwork, &info, 1);
-    lwork = (int)wq + 1;
-    double *work = malloc((size_t)lwork * sizeof *work);
-    if (work)
-        dgesdd_(&jobz, &m, &n, C, &m, s, u, &m, vt, &ldvt, work, &lwork, iwork, &info, 1);
-    free(work);
-    free(vt);
-    free(iwork);
-    if (!work)
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    if (info != 0)
-        return status_fail(LK_ERR_NUMERIC, "SVD did not converge (LAPACK info %d)", info);
-    return LK_OK;
-}
 
 /* The factorisation of one module's ΔW: σ [kc] (with the scale), the column basis U = Q_B·U_core
  * (out × kc, column-major) and the numerical rank. */
@@ -110,9 +44,9 @@ static lk_status fac_core(const adapter_module *m, double *Bq, double *At, inspe
     lk_status s =
         Rb && Ra && C && f->sv && f->U && Uc ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory");
     if (s == LK_OK)
-        s = inspect_qr(Bq, out, r, Rb);
+        s = linalg_qr(Bq, out, r, Rb);
     if (s == LK_OK)
-        s = inspect_qr(At, in, r, Ra);
+        s = linalg_qr(At, in, r, Ra);
     /* C [kb × ka] = R_B [kb × r] · R_Aᵀ [r × ka] */
     for (int i = 0; s == LK_OK && i < kb; i++)
         for (int j = 0; j < ka; j++) {
@@ -122,7 +56,7 @@ static lk_status fac_core(const adapter_module *m, double *Bq, double *At, inspe
             C[i + j * kb] = acc;
         }
     if (s == LK_OK)
-        s = inspect_svd(C, kb, ka, f->sv, Uc);
+        s = linalg_svd(C, kb, ka, f->sv, Uc, NULL);
     /* U [out × kc] = Q_B [out × kb] · U_core [kb × kc] */
     for (int i = 0; s == LK_OK && i < out; i++)
         for (int j = 0; j < f->kc; j++) {
@@ -339,7 +273,7 @@ static lk_status principal_cosines(const inspect_fac *f1, const inspect_fac *f2,
                 acc += f1->U[t + (size_t)i * out] * f2->U[t + (size_t)j * out];
             M[i + j * k1] = acc;
         }
-    lk_status s = inspect_svd(M, k1, k2, cs, NULL);
+    lk_status s = linalg_svd(M, k1, k2, cs, NULL, NULL);
     for (int i = 0; i < *n; i++)
         cs[i] = fmin(1.0, cs[i]);
     free(M);

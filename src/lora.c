@@ -69,6 +69,8 @@ lk_status lora_set_create(lk_model *m, const lk_adapter *src, float dropout, lor
         const adapter_module *am = &src->mods[i];
         lora_module *mo = &s->mods[s->n++];
         mo->L = module_linear(m, am->layer, am->kind);
+        mo->layer = am->layer;
+        mo->kind = am->kind;
         snprintf(mo->name, sizeof mo->name, "model.layers.%lld.%s.%s", (long long)am->layer,
                  adapter_parent(am->kind), lk_module_name(am->kind));
         mo->r = am->r;

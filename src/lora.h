@@ -9,6 +9,8 @@
 typedef struct {
     char name[96]; /* "model.layers.3.self_attn.q_proj" (PEFT key without prefix/suffix) */
     linear *L;     /* the model layer it is attached to */
+    int64_t layer;
+    lk_module kind;
     int64_t r, in, out;
     float *A, *B;  /* [r, in], [out, r] inside the params arena */
     lora_train tr; /* dA, dB inside the grads arena; dropout; mask key */

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -159,21 +161,35 @@ void remove_tree(const char *path)
     nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* fsync a folder, so that renames and new entries in it survive a power cut. A file system that
+ * cannot sync folders (EINVAL) is not an error. */
+static lk_status fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return status_fail(LK_ERR_IO, "%s: cannot open the folder to sync it: %s", dir,
+                           strerror(errno));
+    int r = fsync(fd), err = errno;
+    close(fd);
+    if (r != 0 && err != EINVAL)
+        return status_fail(LK_ERR_IO, "%s: cannot sync the folder: %s", dir, strerror(err));
+    return LK_OK;
+}
+
 static lk_status fsync_parent(const char *path)
 {
     char *d = strdup(path);
     if (!d)
         return status_fail(LK_ERR_NOMEM, "out of memory");
+    size_t len = strlen(d);
+    while (len > 1 && d[len - 1] == '/') /* "a/b/" names b, whose parent is a */
+        d[--len] = 0;
     char *slash = strrchr(d, '/');
     if (slash)
         *(slash == d ? slash + 1 : slash) = 0;
-    int fd = open(slash ? d : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    lk_status s = fsync_dir(slash ? d : ".");
     free(d);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    return LK_OK;
+    return s;
 }
 
 lk_status afile_open(afile *a, const char *path, int force)
@@ -211,7 +227,7 @@ lk_status afile_open(afile *a, const char *path, int force)
 lk_status afile_write(afile *a, const void *data, size_t n)
 {
     if (n && fwrite(data, 1, n, a->f) != n)
-        return status_fail(LK_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
+        return status_fail(LK_ERR_IO, "%s: write failed: %s", a->path, strerror(errno));
     return LK_OK;
 }
 
@@ -219,9 +235,9 @@ lk_status afile_commit(afile *a)
 {
     lk_status s = LK_OK;
     if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0)
-        s = status_fail(LK_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
+        s = status_fail(LK_ERR_IO, "%s: write failed: %s", a->path, strerror(errno));
     if (fclose(a->f) != 0 && s == LK_OK)
-        s = status_fail(LK_ERR_IO, "%s: close failed: %s", a->tmp, strerror(errno));
+        s = status_fail(LK_ERR_IO, "%s: write failed at close: %s", a->path, strerror(errno));
     a->f = NULL;
     if (s == LK_OK && rename(a->tmp, a->path) != 0)
         s = status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", a->tmp, a->path, strerror(errno));
@@ -229,11 +245,11 @@ lk_status afile_commit(afile *a)
         afile_abort(a);
         return s;
     }
-    fsync_parent(a->path);
+    s = fsync_parent(a->path);
     free(a->tmp);
     free(a->path);
     memset(a, 0, sizeof *a);
-    return LK_OK;
+    return s;
 }
 
 void afile_abort(afile *a)
@@ -271,25 +287,43 @@ lk_status tmpdir_create(const char *dir, int force, char **tmp_out)
     return LK_OK;
 }
 
+/* Replace the folder dir by tmp. Where the kernel can swap two names atomically (Linux
+ * renameat2), dir always names a complete folder, old or new; elsewhere the old one is moved aside
+ * first, which leaves a moment with neither. The old folder is removed afterwards. */
+static lk_status replace_dir(const char *tmp, const char *dir)
+{
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        lk_status s = fsync_parent(dir);
+        remove_tree(tmp); /* now the old folder */
+        return s;
+    }
+    size_t n = strlen(dir) + 16;
+    char *old = malloc(n);
+    if (!old)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    snprintf(old, n, "%s.old.XXXXXX", dir);
+    int made = mkdtemp(old) != NULL, moved = made && rename(dir, old) == 0;
+    if (!moved || rename(tmp, dir) != 0) {
+        lk_status s = status_fail(LK_ERR_IO, "%s: cannot replace: %s", dir, strerror(errno));
+        if (moved)
+            rename(old, dir); /* put the old folder back */
+        else if (made)
+            rmdir(old);
+        free(old);
+        return s;
+    }
+    lk_status s = fsync_parent(dir);
+    remove_tree(old);
+    free(old);
+    return s;
+}
+
 lk_status tmpdir_commit(const char *tmp, const char *dir, int force)
 {
-    if (rename(tmp, dir) != 0) {
-        if (!(force && (errno == ENOTEMPTY || errno == EEXIST)))
-            return status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", tmp, dir, strerror(errno));
-        /* replace an existing folder: move it aside, rename, then remove the old one */
-        size_t n = strlen(dir) + 16;
-        char *old = malloc(n);
-        if (!old)
-            return status_fail(LK_ERR_NOMEM, "out of memory");
-        snprintf(old, n, "%s.old.XXXXXX", dir);
-        if (!mkdtemp(old) || rename(dir, old) != 0 || rename(tmp, dir) != 0) {
-            lk_status s = status_fail(LK_ERR_IO, "%s: cannot replace: %s", dir, strerror(errno));
-            free(old);
-            return s;
-        }
-        remove_tree(old);
-        free(old);
-    }
-    fsync_parent(dir);
-    return LK_OK;
+    LK_TRY(fsync_dir(tmp)); /* the entries made in it (afile_commit syncs each file's folder too) */
+    if (rename(tmp, dir) == 0)
+        return fsync_parent(dir);
+    if (force && (errno == ENOTEMPTY || errno == EEXIST))
+        return replace_dir(tmp, dir);
+    return status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", tmp, dir, strerror(errno));
 }

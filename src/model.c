@@ -119,8 +119,7 @@ void rope_inv_freq(const struct lk_model_config *c, float *inv_freq)
     }
 }
 
-/* Bytes [p, p+n) of t's file have been converted: their mapped pages need not stay resident. */
-static void drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n)
+void model_drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n)
 {
     for (int i = 0; i < m->st.n_files; i++)
         if (m->st.files[i].map.path == t->file)
@@ -129,7 +128,7 @@ static void drop_range(const lk_model *m, const tensor_view *t, const void *p, s
 
 static void drop_source(const lk_model *m, const tensor_view *t)
 {
-    drop_range(m, t, t->data, t->nbytes);
+    model_drop_range(m, t, t->data, t->nbytes);
 }
 
 /* Keep p (an owned weight buffer) until lk_model_free; frees p on failure. */
@@ -182,7 +181,7 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
         }
         q4_quantize_matrix(q, Q4_NF4_BLOCK, x, n, in, (uint8_t *)buf + (size_t)r0 * rb,
                            m->n_threads, NULL, NULL);
-        drop_range(m, t, src, (size_t)(n * in) * es);
+        model_drop_range(m, t, src, (size_t)(n * in) * es);
     }
     free(tmp);
     LK_TRY(own(m, buf));

@@ -29,6 +29,10 @@ struct lk_model {
     int64_t weight_bytes; /* bytes of every bound weight */
 };
 
+/* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident
+ * (they are read again from the file if touched later). */
+void model_drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n);
+
 /* x[T, C] = the embeddings of tok[0..T) (rows dequantised when the table is quantised). */
 void model_embed(const lk_model *m, const int32_t *tok, int64_t T, float *x);
 

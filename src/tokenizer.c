@@ -1065,6 +1065,41 @@ int lk_tokenizer_is_special(const lk_tokenizer *t, int32_t id)
     return t->added[t->added_of_id[id]].special;
 }
 
+/* Bytes of id as stored (added tokens: their content; byte-level vocabularies: raw bytes), and
+ * its kind: 0 undefined, 1 vocabulary entry, 2 added, 3 added special. */
+static int token_bytes(const lk_tokenizer *t, int64_t id, const char **s, size_t *n)
+{
+    int32_t a = t->added_of_id[id];
+    if (a >= 0) {
+        *s = t->added[a].content;
+        *n = t->added[a].len;
+        return 2 + (t->added[a].special != 0);
+    }
+    if (id >= t->bpe.n_ids || t->bpe.len[id] < 0) {
+        *s = "";
+        *n = 0;
+        return 0;
+    }
+    *s = t->bpe.strs + t->bpe.off[id];
+    *n = (size_t)t->bpe.len[id];
+    return 1;
+}
+
+int64_t lk_tokenizer_first_difference(const lk_tokenizer *a, const lk_tokenizer *b)
+{
+    int64_t n = a->vocab_size < b->vocab_size ? a->vocab_size : b->vocab_size;
+    if (a->bpe.byte_level != b->bpe.byte_level)
+        return 0;
+    for (int64_t id = 0; id < n; id++) {
+        const char *sa, *sb;
+        size_t na, nb;
+        if (token_bytes(a, id, &sa, &na) != token_bytes(b, id, &sb, &nb) || na != nb ||
+            memcmp(sa, sb, na) != 0)
+            return id;
+    }
+    return -1;
+}
+
 int32_t lk_tokenizer_token_to_id(const lk_tokenizer *t, const char *str)
 {
     if (!t || !str)

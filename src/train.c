@@ -7,11 +7,14 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "loftq.h"
 #include "lora.h"
 #include "lorakit/train.h"
 #include "optim.h"
 #include "rng.h"
 #include "status.h"
+#include "kd.h"
+#include "tcache.h"
 #include "train_graph.h"
 
 struct lk_trainer {
@@ -27,6 +30,16 @@ struct lk_trainer {
     int64_t step, total, n_updates, skipped_total, bad_run;
     float *hist; /* [hist_cap] loss of each step */
     int64_t hist_cap;
+    /* distillation */
+    kd_params kp;                /* the objective (kp.kind 0: SFT) */
+    train_graph *tg;             /* the online teacher's forward */
+    tcache *tc;                  /* or the teacher cache */
+    int64_t *ex;                 /* [rows, T] the examples of each row's segments (with a cache) */
+    int64_t *n_ex;               /* [rows] */
+    int32_t *c_ids;              /* [T, k] the cache's entries for one row */
+    float *c_logp;               /* [T, k] */
+    float *c_tail;               /* [T] */
+    struct lk_loftq_stat *loftq; /* [lora.n] with a LoftQ start, else NULL */
 };
 
 struct lk_train_params lk_train_params_default(void)
@@ -38,6 +51,7 @@ struct lk_train_params lk_train_params_default(void)
         .targets = LK_MOD_ALL,
         .rslora = 0,
         .init_adapter = NULL,
+        .init = LK_INIT_PEFT,
         .optimizer = LK_OPT_ADAMW,
         .lr = 2e-4f,
         .lr_ratio_b = 1,
@@ -54,6 +68,11 @@ struct lk_train_params lk_train_params_default(void)
         .grad_accum = 1,
         .seed = 42,
         .max_bad_steps = 5,
+        .checkpointing = 1,
+        .objective = LK_OBJ_SFT,
+        .kd_temp = 1,
+        .kd_weight = 1,
+        .jsd_beta = 0.5f,
     };
     return p;
 }
@@ -100,7 +119,80 @@ static lk_status check_params(const struct lk_train_params *p)
         return status_fail(LK_ERR_ARG,
                            "training options out of range (rank >= 1, alpha, lr, lr ratio, eps > "
                            "0, batch and grad-accum >= 1, steps or epochs > 0, betas in [0, 1))");
+    if (p->objective < LK_OBJ_SFT || p->objective > LK_OBJ_JSD)
+        return status_fail(LK_ERR_ARG, "unknown objective %d", (int)p->objective);
+    if (p->objective == LK_OBJ_SFT && (p->teacher || p->teacher_cache))
+        return status_fail(LK_ERR_ARG, "a teacher needs a distillation objective (kd, rkl, jsd)");
+    if (p->objective != LK_OBJ_SFT && !p->teacher == !p->teacher_cache)
+        return status_fail(LK_ERR_ARG, "distillation needs a teacher: a model or a teacher "
+                                       "cache (one of the two)");
+    if (!(p->kd_temp > 0 && p->kd_temp <= 100) || !(p->kd_weight >= 0 && p->kd_weight <= 1) ||
+        !(p->jsd_beta >= 0 && p->jsd_beta <= 1))
+        return status_fail(LK_ERR_ARG, "distillation options out of range (temperature in (0, "
+                                       "100], weight and JSD beta in [0, 1])");
+    if (p->init != LK_INIT_PEFT && p->init != LK_INIT_LOFTQ)
+        return status_fail(LK_ERR_ARG, "adapter start %d is not PEFT's (0) or LoftQ (1)", p->init);
+    if (p->init == LK_INIT_LOFTQ && p->init_adapter)
+        return status_fail(LK_ERR_ARG,
+                           "a LoftQ start and an initial adapter (%s) exclude each "
+                           "other",
+                           p->init_adapter);
     return LK_OK;
+}
+
+/* The teacher cache: made over this very data, at this temperature, over this vocabulary. */
+static lk_status cache_setup(lk_trainer *t, int64_t V)
+{
+    const char *path = t->p.teacher_cache;
+    LK_TRY(tcache_open(path, &t->tc));
+    int64_t k = tcache_k(t->tc);
+    if (tcache_temp(t->tc) != t->p.kd_temp)
+        return status_fail(LK_ERR_ARG,
+                           "%s: the cache holds log-probabilities at temperature %g, this run's is "
+                           "%g (--kd-temp must match lora-teacher's)",
+                           path, (double)tcache_temp(t->tc), (double)t->p.kd_temp);
+    if (tcache_vocab(t->tc) != V)
+        return status_fail(LK_ERR_SHAPE,
+                           "%s: the cache's distributions are over %lld ids, the model has %lld "
+                           "(make it with lora-teacher --vocab %lld)",
+                           path, (long long)tcache_vocab(t->tc), (long long)V, (long long)V);
+    LK_TRY(tcache_verify(t->tc, t->data));
+    size_t n = (size_t)t->T;
+    t->ex = malloc((size_t)t->rows * n * sizeof *t->ex);
+    t->n_ex = calloc((size_t)t->rows, sizeof *t->n_ex);
+    t->c_ids = malloc(n * (size_t)k * sizeof *t->c_ids);
+    t->c_logp = malloc(n * (size_t)k * sizeof *t->c_logp);
+    t->c_tail = malloc(n * sizeof *t->c_tail);
+    if (!t->ex || !t->n_ex || !t->c_ids || !t->c_logp || !t->c_tail)
+        return status_fail(LK_ERR_NOMEM, "out of memory for the teacher cache's buffers");
+    return LK_OK;
+}
+
+/* The online teacher: its own forward graph; its vocabulary must cover the model's. */
+static lk_status teacher_setup(lk_trainer *t)
+{
+    const struct lk_train_params *p = &t->p;
+    if (p->objective == LK_OBJ_SFT)
+        return LK_OK;
+    t->kp = (kd_params){.kind = p->objective == LK_OBJ_KD    ? KD_FKL
+                                : p->objective == LK_OBJ_RKL ? KD_RKL
+                                                             : KD_JSD,
+                        .temp = p->kd_temp,
+                        .beta = p->jsd_beta,
+                        .weight = p->kd_weight};
+    int64_t V = t->m->cfg.vocab_size;
+    if (!p->teacher)
+        return cache_setup(t, V);
+    const struct lk_model_config *tc = lk_model_get_config(p->teacher);
+    if (p->teacher == t->m)
+        return status_fail(LK_ERR_ARG, "the teacher must be another model instance than the "
+                                       "trained one (load the base again for --teacher self)");
+    if (tc->vocab_size < V)
+        return status_fail(LK_ERR_SHAPE,
+                           "teacher vocabulary %lld is smaller than the model's %lld: it cannot "
+                           "give a distribution over every id",
+                           (long long)tc->vocab_size, (long long)V);
+    return graph_create(p->teacher, t->T, 1, &t->tg);
 }
 
 /* The starting adapter: --init-adapter's, or a fresh one initialised as PEFT does. */
@@ -169,10 +261,17 @@ lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train
         t->p.targets = t->lora.targets;
     }
     lk_adapter_free(init);
+    if (s == LK_OK && p->init == LK_INIT_LOFTQ) {
+        t->loftq = calloc((size_t)(t->lora.n ? t->lora.n : 1), sizeof *t->loftq);
+        s = t->loftq ? loftq_init_set(m, &t->lora, p->seed, t->loftq)
+                     : status_fail(LK_ERR_NOMEM, "out of memory");
+    }
     if (s == LK_OK)
         s = graph_create(m, t->T, p->checkpointing, &t->g);
     if (s == LK_OK)
         s = alloc_rows(t);
+    if (s == LK_OK)
+        s = teacher_setup(t);
     if (s != LK_OK) {
         lk_trainer_free(t);
         return s;
@@ -187,6 +286,13 @@ void lk_trainer_free(lk_trainer *t)
         return;
     lora_set_free(&t->lora);
     graph_free(t->g);
+    graph_free(t->tg);
+    tcache_close(t->tc);
+    free(t->ex);
+    free(t->n_ex);
+    free(t->c_ids);
+    free(t->c_logp);
+    free(t->c_tail);
     free(t->m1);
     free(t->m2);
     free(t->tok);
@@ -196,7 +302,14 @@ void lk_trainer_free(lk_trainer *t)
     free(t->tgt);
     free(t->n_real);
     free(t->hist);
+    free(t->loftq);
     free(t);
+}
+
+const struct lk_loftq_stat *lk_trainer_loftq_stats(const lk_trainer *t, int64_t *n)
+{
+    *n = t->loftq ? t->lora.n : 0;
+    return t->loftq;
 }
 
 const float *lk_trainer_loss_history(const lk_trainer *t, int64_t *n)
@@ -253,6 +366,8 @@ static lk_status fetch_rows(lk_trainer *t, int64_t *n_trained, int64_t *n_tokens
                                    &t->n_real[r], NULL));
         *n_tokens += t->n_real[r];
         *n_trained += make_targets(t->lab + o, t->seg + o, t->n_real[r], t->tgt + o);
+        if (t->tc)
+            LK_TRY(lk_dataset_row_examples(t->data, t->ex + o, t->T, &t->n_ex[r]));
     }
     return LK_OK;
 }
@@ -300,13 +415,49 @@ static void update(lk_trainer *t, float lr)
     }
 }
 
+/* The cache's entries for row r: segment j (its tokens contiguous from the first with seg == j)
+ * holds the start of example ex[j]. */
+static lk_status cache_row(lk_trainer *t, int64_t r, kd_teacher *tch)
+{
+    int64_t o = r * t->T, k = tcache_k(t->tc), n = t->n_real[r];
+    for (int64_t i = 0, j = 0; i < n && j < t->n_ex[r]; j++) {
+        int64_t a = i;
+        while (i < n && t->seg[o + i] == j)
+            i++;
+        if (i == a)
+            return status_fail(LK_ERR_FORMAT, "row %lld: segment %lld is empty", (long long)r,
+                               (long long)j);
+        LK_TRY(tcache_get(t->tc, t->ex[o + j], i - a, t->c_ids + a * k, t->c_logp + a * k,
+                          t->c_tail + a));
+    }
+    *tch = (kd_teacher){.k = k, .ids = t->c_ids, .logp = t->c_logp, .log_tail = t->c_tail};
+    return LK_OK;
+}
+
+/* Point the loss at the teacher for a sequence of n tokens before graph_run: the online teacher
+ * runs its forward now; a cache gives row r's entries (r < 0: an evaluation, no cache). */
+static lk_status teacher_for(lk_trainer *t, const int32_t *tok, const int32_t *pos, int64_t n,
+                             int64_t r, const kd_params *kp, double *ce, double *kd)
+{
+    if (!kp->kind)
+        return graph_set_kd(t->g, NULL, NULL, NULL, NULL);
+    kd_teacher tch = {0};
+    if (t->tc) {
+        LK_TRY(cache_row(t, r, &tch));
+    } else {
+        LK_TRY(graph_hidden(t->tg, tok, pos, n, &tch.ht));
+        tch.head = &t->p.teacher->lm_head;
+    }
+    return graph_set_kd(t->g, kp, &tch, ce, kd);
+}
+
 lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
 {
     memset(st, 0, sizeof *st);
     int64_t n_trained, n_tokens;
     LK_TRY(fetch_rows(t, &n_trained, &n_tokens));
     lora_set_zero_grad(&t->lora);
-    double sum = 0;
+    double sum = 0, ce = 0, kd = 0;
     int64_t cnt = 0;
     float scale = n_trained ? 1.0f / (float)n_trained : 0.0f;
     for (int64_t r = 0; r < t->rows; r++) {
@@ -314,11 +465,14 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
             continue;
         int64_t o = r * t->T;
         set_masks(t, r);
+        LK_TRY(teacher_for(t, t->tok + o, t->pos + o, t->n_real[r], r, &t->kp, &ce, &kd));
         LK_TRY(graph_run(t->g, t->tok + o, t->tgt + o, t->pos + o, t->n_real[r], scale, 1, &sum,
                          &cnt));
     }
     clear_masks(t);
     st->loss = cnt ? sum / (double)cnt : 0;
+    st->ce = t->kp.kind && cnt ? ce / (double)cnt : t->kp.kind ? 0 : NAN;
+    st->kd = t->kp.kind && cnt ? kd / (double)cnt : t->kp.kind ? 0 : NAN;
     st->lr = schedule_lr((sched_kind)t->p.schedule, t->p.lr, t->step, t->p.warmup_steps, t->total);
     st->tokens = n_tokens;
     st->trained_tokens = n_trained;
@@ -347,10 +501,13 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
     return LK_OK;
 }
 
-lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, int64_t *tokens)
+lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
+                          int64_t *tokens)
 {
-    double sum = 0;
+    double sum = 0, ce = 0, div = 0;
     int64_t cnt = 0, n_ex = lk_dataset_get_stats(eval)->examples;
+    /* with an online teacher: forward KL at τ = 1 as the loss, cross-entropy beside it */
+    kd_params kp = {.kind = t->tg ? KD_FKL : 0, .temp = 1, .weight = 1};
     clear_masks(t);
     for (int64_t i = 0; i < n_ex; i++) {
         const int32_t *ids, *labels;
@@ -361,10 +518,20 @@ lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, i
             t->pos[j] = (int32_t)j;
             t->tgt[j] = j + 1 < n && labels[j + 1] >= 0 ? labels[j + 1] : -100;
         }
-        if (n > 0)
-            LK_TRY(graph_run(t->g, ids, t->tgt, t->pos, n, 0.0f, 0, &sum, &cnt));
+        if (n == 0)
+            continue;
+        lk_status s = teacher_for(t, ids, t->pos, n, -1, &kp, &ce, &div);
+        if (s == LK_OK)
+            s = graph_run(t->g, ids, t->tgt, t->pos, n, 0.0f, 0, &sum, &cnt);
+        if (s != LK_OK) {
+            graph_set_kd(t->g, NULL, NULL, NULL, NULL);
+            return s;
+        }
     }
-    *loss = cnt ? sum / (double)cnt : NAN;
+    graph_set_kd(t->g, NULL, NULL, NULL, NULL);
+    *loss = cnt ? (kp.kind ? ce : sum) / (double)cnt : NAN;
+    if (kl)
+        *kl = cnt && kp.kind ? div / (double)cnt : NAN;
     *tokens = cnt;
     return LK_OK;
 }
@@ -391,6 +558,10 @@ static cJSON *ckpt_meta(const lk_trainer *t)
     cJSON_AddNumberToObject(j, "n_params", (double)t->lora.n_params);
     cJSON_AddNumberToObject(j, "seq_len", (double)t->T);
     cJSON_AddNumberToObject(j, "rows_per_step", (double)t->rows);
+    cJSON_AddNumberToObject(j, "objective", (double)t->p.objective);
+    cJSON_AddNumberToObject(j, "kd_temp", t->p.kd_temp);
+    cJSON_AddNumberToObject(j, "kd_weight", t->p.kd_weight);
+    cJSON_AddNumberToObject(j, "jsd_beta", t->p.jsd_beta);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->p.seed);
     cJSON_AddStringToObject(j, "seed", seed); /* as a string: 64 bits do not fit a double */
@@ -425,9 +596,16 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
     struct {
         const char *key;
         double want;
-    } k[] = {{"rank", (double)t->lora.r},  {"alpha", t->lora.alpha},
-             {"targets", t->lora.targets}, {"n_params", (double)t->lora.n_params},
-             {"seq_len", (double)t->T},    {"rows_per_step", (double)t->rows}};
+    } k[] = {{"rank", (double)t->lora.r},
+             {"alpha", t->lora.alpha},
+             {"targets", t->lora.targets},
+             {"n_params", (double)t->lora.n_params},
+             {"seq_len", (double)t->T},
+             {"rows_per_step", (double)t->rows},
+             {"objective", (double)t->p.objective},
+             {"kd_temp", t->p.kd_temp},
+             {"kd_weight", t->p.kd_weight},
+             {"jsd_beta", t->p.jsd_beta}};
     for (size_t i = 0; i < sizeof k / sizeof *k; i++)
         if (num(j, k[i].key) != k[i].want)
             return status_fail(LK_ERR_ARG,
@@ -518,5 +696,11 @@ int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
     *activation_bytes =
         graph_bytes(m, seq_len, p->checkpointing) + 5 * seq_len * p->batch * p->grad_accum * 4;
+    if (p->objective != LK_OBJ_SFT) { /* the loss's scratch, the online teacher's forward */
+        int64_t ct = p->teacher ? lk_model_get_config(p->teacher)->hidden_size : 0;
+        *activation_bytes += kd_scratch_floats(c->hidden_size, ct, c->vocab_size) * 4;
+        if (p->teacher)
+            *activation_bytes += graph_bytes(p->teacher, seq_len, 1);
+    }
     return *adapter_bytes + *optimizer_bytes + *activation_bytes;
 }

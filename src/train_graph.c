@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "kd.h"
 #include "loss.h"
 #include "ops.h"
 #include "status.h"
@@ -32,6 +33,13 @@ struct train_graph {
     float *owned[40];                /* the buffers graph_create allocated */
     int n_owned;
     int n_threads;
+    /* distillation (graph_set_kd): the objective, the teacher of the next run, its scratch */
+    int kd_on;
+    kd_params kp;
+    kd_teacher tch;
+    double *kd_ce, *kd_div;
+    float *kd_scratch;
+    int64_t kd_scratch_n;
 };
 
 /* Floats of one layer's activations per token (the fields layer_forward fills and
@@ -169,6 +177,7 @@ void graph_free(train_graph *g)
         free(g->owned[i]);
     free(g->store);
     free(g->lo);
+    free(g->kd_scratch);
     free(g);
 }
 
@@ -262,32 +271,90 @@ static lk_status set_bounds(train_graph *g, const int32_t *pos, int64_t T)
     return LK_OK;
 }
 
+lk_status graph_set_kd(train_graph *g, const kd_params *kp, const kd_teacher *tch, double *ce_sum,
+                       double *kd_sum)
+{
+    g->kd_on = kp != NULL;
+    if (!kp)
+        return LK_OK;
+    g->kp = *kp;
+    g->tch = *tch;
+    g->kd_ce = ce_sum;
+    g->kd_div = kd_sum;
+    int64_t need = kd_scratch_floats(g->m->cfg.hidden_size, tch->head ? tch->head->in : 0,
+                                     g->m->cfg.vocab_size);
+    if (need > g->kd_scratch_n) {
+        free(g->kd_scratch);
+        g->kd_scratch_n = 0;
+        g->kd_scratch = lk_aligned_alloc((size_t)need * sizeof(float));
+        if (!g->kd_scratch)
+            return status_fail(LK_ERR_NOMEM, "cannot allocate the distillation scratch (%.0f MiB)",
+                               (double)need * 4 / 1048576.0);
+        g->kd_scratch_n = need;
+    }
+    return LK_OK;
+}
+
+/* Embeddings, layers and the final norm over T tokens: g->hn, with the inputs of every layer in
+ * g->xs for the backward. */
+static lk_status forward_layers(train_graph *g, const int32_t *tokens, const int32_t *pos,
+                                int64_t T)
+{
+    const lk_model *m = g->m;
+    const struct lk_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, L = c->n_layers;
+    LK_TRY(set_bounds(g, pos, T));
+    rope_tables(g->rope_cos, g->rope_sin, m->inv_freq, c->head_dim / 2, pos, 0, T);
+    model_embed(m, tokens, T, g->xs);
+    for (int64_t l = 0; l < L; l++)
+        layer_forward(g, l, g->xs + l * T * C, g->xs + (l + 1) * T * C, T);
+    rmsnorm_forward(g->hn, g->rstd_f, g->xs + L * T * C, m->norm, T, C, (float)c->rms_norm_eps);
+    return LK_OK;
+}
+
+static lk_status check_ids(const train_graph *g, const int32_t *tokens, const int32_t *targets,
+                           int64_t T)
+{
+    int64_t V = g->m->cfg.vocab_size;
+    if (T < 1 || T > g->T_max)
+        return status_fail(LK_ERR_ARG, "sequence of %lld tokens, buffers hold 1..%lld",
+                           (long long)T, (long long)g->T_max);
+    for (int64_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= V ||
+            (targets && (targets[t] >= V || (targets[t] < 0 && targets[t] != -100))))
+            return status_fail(LK_ERR_ARG, "token %lld: id %d / target %d outside [0, %lld)",
+                               (long long)t, tokens[t], targets ? targets[t] : 0, (long long)V);
+    return LK_OK;
+}
+
+lk_status graph_hidden(train_graph *g, const int32_t *tokens, const int32_t *pos, int64_t T,
+                       const float **hn)
+{
+    LK_TRY(check_ids(g, tokens, NULL, T));
+    LK_TRY(forward_layers(g, tokens, pos, T));
+    *hn = g->hn;
+    return LK_OK;
+}
+
 lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *targets,
                     const int32_t *pos, int64_t T, float grad_scale, int backward, double *loss_sum,
                     int64_t *count)
 {
     const lk_model *m = g->m;
     const struct lk_model_config *c = &m->cfg;
-    int64_t C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
-    if (T < 1 || T > g->T_max)
-        return status_fail(LK_ERR_ARG, "sequence of %lld tokens, buffers hold 1..%lld",
-                           (long long)T, (long long)g->T_max);
-    for (int64_t t = 0; t < T; t++)
-        if (tokens[t] < 0 || tokens[t] >= V || targets[t] >= V || targets[t] < -100 ||
-            (targets[t] < 0 && targets[t] != -100))
-            return status_fail(LK_ERR_ARG, "token %lld: id %d / target %d outside [0, %lld)",
-                               (long long)t, tokens[t], targets[t], (long long)V);
-    LK_TRY(set_bounds(g, pos, T));
-    rope_tables(g->rope_cos, g->rope_sin, m->inv_freq, c->head_dim / 2, pos, 0, T);
-    model_embed(m, tokens, T, g->xs);
-    for (int64_t l = 0; l < L; l++)
-        layer_forward(g, l, g->xs + l * T * C, g->xs + (l + 1) * T * C, T);
-    float *xf = g->xs + L * T * C; /* final residual; normed into hn */
-    rmsnorm_forward(g->hn, g->rstd_f, xf, m->norm, T, C, (float)c->rms_norm_eps);
-    ce_forward_backward(&m->lm_head, g->hn, targets, T, grad_scale, backward ? g->tmpc : NULL,
-                        loss_sum, count, g->ce, g->n_threads);
+    int64_t C = c->hidden_size, L = c->n_layers;
+    LK_TRY(check_ids(g, tokens, targets, T));
+    LK_TRY(forward_layers(g, tokens, pos, T));
+    float *dh = backward ? g->tmpc : NULL;
+    if (g->kd_on)
+        kd_forward_backward(&m->lm_head, g->hn, targets, T, &g->kp, &g->tch, grad_scale, dh,
+                            loss_sum, g->kd_ce, g->kd_div, count, g->kd_scratch, g->n_threads);
+    else
+        ce_forward_backward(&m->lm_head, g->hn, targets, T, grad_scale, dh, loss_sum, count, g->ce,
+                            g->n_threads);
     if (!backward)
         return LK_OK;
+    float *xf = g->xs + L * T * C; /* final residual */
     memset(g->dx, 0, (size_t)(T * C) * sizeof(float));
     rmsnorm_backward(g->dx, g->tmpc, xf, m->norm, g->rstd_f, T, C);
     for (int64_t l = L - 1; l >= 0; l--) {

@@ -6,6 +6,7 @@
 #ifndef LK_TRAIN_GRAPH_H
 #define LK_TRAIN_GRAPH_H
 
+#include "kd.h"
 #include "model.h"
 
 typedef struct train_graph train_graph;
@@ -25,5 +26,17 @@ int64_t graph_bytes(const lk_model *m, int64_t T_max, int checkpoint);
 lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *targets,
                     const int32_t *pos, int64_t T, float grad_scale, int backward, double *loss_sum,
                     int64_t *count);
+
+/* Forward only: *hn (borrowed, [T, C], valid until the next run) = the final normed hidden
+ * states of tokens at positions pos (a teacher's input to the distillation loss). */
+lk_status graph_hidden(train_graph *g, const int32_t *tokens, const int32_t *pos, int64_t T,
+                       const float **hn);
+
+/* Distillation: the following graph_run calls take kd_forward_backward's loss with kp and the
+ * teacher tch (copied; its arrays are borrowed and must describe the next run's positions), and
+ * add their CE and divergence parts to *ce_sum and *kd_sum (either may be NULL). kp NULL goes
+ * back to plain cross-entropy. */
+lk_status graph_set_kd(train_graph *g, const kd_params *kp, const kd_teacher *tch, double *ce_sum,
+                       double *kd_sum);
 
 #endif /* LK_TRAIN_GRAPH_H */

@@ -32,7 +32,7 @@ expect 0 "version" -- "$B/lora-train" --version
 expect 2 "no data" -- "$B/lora-train" -m "$M" -o "$T/x"
 has err "Try 'lora-train --help'" "usage hint"
 expect 2 "kd objective" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --objective kd
-has err "distillation" "kd message"
+has err "needs a teacher" "kd without a teacher"
 expect 2 "steps and epochs" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --steps 2 --epochs 1
 expect 2 "bad targets" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --targets q,zz
 has err "unknown module 'zz'" "targets message"

@@ -1,9 +1,14 @@
 /* test_checkpoint.c — checkpoint round trip (bit-exact), and every way a checkpoint file can be
  * damaged: each prefix, each single-byte flip in the frame (caught by zstd's checksum), bad magic,
- * a future version, absurd sizes, trailing bytes. */
+ * a future version, absurd sizes, trailing bytes. Write errors (RLIMIT_FSIZE) leave the previous
+ * checkpoint and no temporary; a folder replaced with tmpdir_commit is never absent or mixed. */
+#include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "checkpoint.h"
 #include "mapfile.h"
@@ -112,11 +117,89 @@ static void test_corruption(void **state)
     mapfile_close(&f);
 }
 
+/* Entries of g_dir/sub whose name contains part. */
+static int count_entries(const char *sub, const char *part)
+{
+    DIR *d = opendir(tmp_path(sub));
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strstr(e->d_name, part) != NULL;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A checkpoint that cannot be written (the file-size limit, as on a full disk) fails with an I/O
+ * error naming it; the one already at that name is untouched and no temporary is left. */
+static void test_write_error(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/w/state.ckpt", g_dir);
+    assert_int_equal(mkdir(tmp_path("w"), 0755), 0);
+    float p[N];
+    write_one(path, p);
+    enum { BIG = 1 << 20 }; /* 12 MiB of incompressible floats against a 256 KiB limit */
+    float *x = malloc(3 * BIG * sizeof(float));
+    assert_non_null(x);
+    uint32_t r = 1;
+    for (int i = 0; i < 3 * BIG; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)(r >> 8) / 16777216.0f;
+    }
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 256 << 10;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    cJSON *meta = cJSON_CreateObject();
+    lk_status s = ckpt_save(path, meta, x, x + BIG, x + 2 * BIG, BIG);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    cJSON_Delete(meta);
+    free(x);
+    assert_status(s, LK_ERR_IO, "state.ckpt: write failed: File too large");
+    assert_int_equal(count_entries("w", ".tmp"), 0);
+    float *blob;
+    int64_t n;
+    assert_ok(ckpt_load(path, &meta, &blob, &n));
+    assert_int_equal(n, N);
+    assert_memory_equal(blob, p, sizeof p);
+    free(blob);
+    cJSON_Delete(meta);
+}
+
+/* tmpdir_commit with force over an existing folder: the new content in place, the old one and the
+ * temporary gone. */
+static void test_replace_dir(void **state)
+{
+    (void)state;
+    char *dir = strdup(tmp_path("r")), *tmp = NULL;
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char *f = path_join(dir, "old.txt");
+    assert_int_equal(write_file(f, "old", 3), 0);
+    free(f);
+    assert_status(tmpdir_create(dir, 0, &tmp), LK_ERR_IO, "already exists");
+    assert_ok(tmpdir_create(dir, 1, &tmp));
+    f = path_join(tmp, "new.txt");
+    assert_int_equal(write_file(f, "new", 3), 0);
+    free(f);
+    assert_ok(tmpdir_commit(tmp, dir, 1));
+    assert_int_equal(count_entries("r", "new.txt"), 1);
+    assert_int_equal(count_entries("r", "old.txt"), 0);
+    assert_int_equal(count_entries(".", "r."), 0); /* no r.tmp.* or r.old.* */
+    free(tmp);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_corruption),
+        cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_replace_dir),
     };
     return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

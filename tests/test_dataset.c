@@ -384,6 +384,96 @@ static void test_shuffle_cursor(void **st)
     lk_tokenizer_free(t);
 }
 
+/* The examples behind a row: each segment's tokens and labels are those of the example
+ * lk_dataset_row_examples names, at the segment's offset; every example once per epoch. */
+static void check_row(const lk_dataset *d, const int32_t *tok, const int32_t *lab,
+                      const int32_t *seg, int64_t T, int64_t ne, int64_t *seen)
+{
+    int64_t idx[64], n = -1, off = 0;
+    assert_ok(lk_dataset_row_examples(d, idx, 64, &n));
+    assert_int_equal(n, ne);
+    for (int64_t j = 0; j < n; j++) {
+        const int32_t *ids, *labels;
+        int64_t len;
+        assert_ok(lk_dataset_example(d, idx[j], &ids, &labels, &len, NULL));
+        assert_true(off + len <= T);
+        assert_memory_equal(tok + off, ids, (size_t)len * 4);
+        assert_memory_equal(lab + off, labels, (size_t)len * 4);
+        for (int64_t i = 0; i < len; i++)
+            assert_int_equal(seg[off + i], j);
+        seen[idx[j]]++;
+        off += len;
+    }
+    assert_true(off == T || seg[off] == -1);
+}
+
+static void test_row_examples(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load_tok("models/stories260K-hf");
+    char *dir = make_temp_dir(), path[4096];
+    snprintf(path, sizeof path, "%s/d.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 150; i++) /* lengths vary; some examples are truncated to seq_len */
+        fprintf(f, "{\"prompt\": \"q%d \", \"completion\": \"%.*s\"}\n", i, 1 + (i * 53) % 190,
+                "the quick brown fox jumps over the lazy dog and keeps running through the "
+                "forest until night falls and the stars come out one by one over the hills "
+                "while the dog sleeps and dreams of chasing the fox again in the morning light "
+                "when the birds sing");
+    fclose(f);
+    for (int pack = 1; pack >= 0; pack--) {
+        struct lk_dataset_params p = lk_dataset_params_default();
+        p.seq_len = 96;
+        p.seed = 9;
+        p.pack = pack;
+        lk_dataset *d = load_ds(path, t, &p);
+        int64_t T = p.seq_len, nex = lk_dataset_get_stats(d)->examples, idx[4], n;
+        assert_true(lk_dataset_get_stats(d)->truncated > 0);
+        int32_t *tok = malloc((size_t)T * 4), *lab = malloc((size_t)T * 4);
+        int32_t *pos = malloc((size_t)T * 4), *seg = malloc((size_t)T * 4);
+        int64_t *seen = calloc((size_t)nex, sizeof *seen), multi = 0;
+        assert_status(lk_dataset_row_examples(d, idx, 4, &n), LK_ERR_ARG, "no row");
+        struct lk_data_cursor saved = {0, 0};
+        /* three epochs, each reshuffled: every example exactly once per epoch */
+        for (int epoch = 0; epoch < 3; epoch++) {
+            struct lk_data_cursor c;
+            do { /* the first row rolls into the epoch; its row count is known from then on */
+                int64_t ne;
+                lk_dataset_get_cursor(d, &c);
+                if (epoch == 1 && c.next == 2)
+                    saved = c;
+                assert_ok(lk_dataset_next_row(d, tok, lab, pos, seg, NULL, &ne));
+                multi += ne > 1;
+                check_row(d, tok, lab, seg, T, ne, seen);
+                lk_dataset_get_cursor(d, &c);
+            } while (c.next < lk_dataset_rows_in_epoch(d));
+            assert_int_equal(c.epoch, epoch);
+            for (int64_t i = 0; i < nex; i++)
+                assert_int_equal(seen[i], epoch + 1);
+        }
+        assert_true(pack ? multi > 0 : multi == 0);
+        /* back to a cursor of an earlier epoch: no row yet, then the rows of that epoch */
+        assert_ok(lk_dataset_set_cursor(d, &saved));
+        assert_status(lk_dataset_row_examples(d, idx, 4, &n), LK_ERR_ARG, "no row");
+        for (int64_t r = 0; r < 3; r++) {
+            int64_t ne;
+            assert_ok(lk_dataset_next_row(d, tok, lab, pos, seg, NULL, &ne));
+            check_row(d, tok, lab, seg, T, ne, seen);
+            if (ne > 1) /* idx too short for the row */
+                assert_status(lk_dataset_row_examples(d, idx, ne - 1, &n), LK_ERR_ARG, "holds");
+        }
+        lk_dataset_free(d);
+        free(tok);
+        free(lab);
+        free(pos);
+        free(seg);
+        free(seen);
+    }
+    rm_rf(dir);
+    free(dir);
+    lk_tokenizer_free(t);
+}
+
 /* Garbage never crashes the loader: mutated copies of valid lines (bytes flipped, cut short,
  * duplicated) are either kept or counted as bad. */
 static void test_fuzz_lines(void **st)
@@ -476,15 +566,11 @@ static void test_attention_mask(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_masks_reference),
-        cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_gsm8k_fields),
-        cmocka_unit_test(test_llamafactory),
-        cmocka_unit_test(test_packing),
-        cmocka_unit_test(test_shuffle_cursor),
-        cmocka_unit_test(test_attention_mask),
-        cmocka_unit_test(test_fuzz_lines),
-        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_masks_reference), cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_gsm8k_fields),    cmocka_unit_test(test_llamafactory),
+        cmocka_unit_test(test_packing),         cmocka_unit_test(test_shuffle_cursor),
+        cmocka_unit_test(test_row_examples),    cmocka_unit_test(test_attention_mask),
+        cmocka_unit_test(test_fuzz_lines),      cmocka_unit_test(test_rng),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

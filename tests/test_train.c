@@ -80,14 +80,14 @@ static void test_learns_and_reloads(void **state)
     assert_ok(lk_trainer_create(f.m, f.train, &p, &t));
     double before, after;
     int64_t n1, n2;
-    assert_ok(lk_trainer_eval(t, f.test, &before, &n1));
+    assert_ok(lk_trainer_eval(t, f.test, &before, NULL, &n1));
     while (lk_trainer_steps_done(t) < lk_trainer_total_steps(t)) {
         struct lk_step_stats st;
         assert_ok(lk_trainer_step(t, &st));
         assert_false(st.skipped);
         assert_true(st.trained_tokens > 0 && st.tokens >= st.trained_tokens);
     }
-    assert_ok(lk_trainer_eval(t, f.test, &after, &n2));
+    assert_ok(lk_trainer_eval(t, f.test, &after, NULL, &n2));
     fprintf(stderr, "held-out loss %.4f -> %.4f over %lld tokens\n", before, after, (long long)n2);
     assert_int_equal(n1, n2);
     assert_true(after < before - 0.5);

@@ -2,15 +2,23 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 void cli_common_init(cli_common *c)
 {
+    /* Past `ulimit -f` a write fails with EFBIG, reported like any write error, instead of the
+     * signal killing the tool with a half-written temporary left behind. */
+    signal(SIGXFSZ, SIG_IGN);
     c->help = arg_lit0("h", "help", "print this help and exit");
     c->version = arg_lit0(NULL, "version", "print the version and exit");
     c->verbose = arg_lit0("v", "verbose", "more messages on stderr");
@@ -20,9 +28,23 @@ void cli_common_init(cli_common *c)
     c->seed = arg_str0(NULL, "seed", "N", "random seed (default 42)");
 }
 
+static const char *g_tool = "lorakit";
+
+/* At exit: results on stdout that did not reach their file (a full disk, `ulimit -f`) are an
+ * error, not a silent truncation (gnulib's close_stdout). */
+static void close_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: error: writing the results to standard output failed\n", g_tool);
+        _exit(CLI_FAIL);
+    }
+}
+
 int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const cli_common *c,
               const char *tool, const char *purpose, const char *glossary)
 {
+    g_tool = tool;
+    atexit(close_stdout);
     if (arg_nullcheck(argtable) != 0) {
         fprintf(stderr, "%s: error: out of memory\n", tool);
         return CLI_FAIL;
@@ -239,6 +261,105 @@ void cli_adapters_free(cli_adapters *x)
     memset(x, 0, sizeof *x);
 }
 
+/* The teacher's tokenizer must spell every student id the same way. Returns -1 when it does,
+ * else prints why and returns CLI_FAIL. */
+static int same_vocabulary(const char *tool, const char *teacher_dir, const char *student_dir)
+{
+    lk_tokenizer *ts = NULL, *tt = NULL;
+    int rc = -1;
+    if (lk_tokenizer_load(student_dir, &ts) != LK_OK ||
+        lk_tokenizer_load(teacher_dir, &tt) != LK_OK) {
+        fprintf(stderr,
+                "%s: error: teacher %s: %s (both folders need a tokenizer, to check that the "
+                "vocabularies agree)\n",
+                tool, teacher_dir, lk_last_error());
+        rc = CLI_FAIL;
+    } else if (lk_tokenizer_vocab_size(tt) < lk_tokenizer_vocab_size(ts)) {
+        fprintf(stderr,
+                "%s: error: teacher %s: its tokenizer has %lld tokens, the student's (%s) %lld: "
+                "the vocabularies do not match\n",
+                tool, teacher_dir, (long long)lk_tokenizer_vocab_size(tt), student_dir,
+                (long long)lk_tokenizer_vocab_size(ts));
+        rc = CLI_FAIL;
+    } else {
+        int64_t d = lk_tokenizer_first_difference(ts, tt);
+        if (d >= 0) {
+            fprintf(stderr,
+                    "%s: error: teacher %s: token id %lld is not the student's (%s) token %lld: "
+                    "the tokenizers do not match (distillation needs the same vocabulary)\n",
+                    tool, teacher_dir, (long long)d, student_dir, (long long)d);
+            rc = CLI_FAIL;
+        }
+    }
+    lk_tokenizer_free(ts);
+    lk_tokenizer_free(tt);
+    return rc;
+}
+
+int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
+                     const struct arg_str *adapters, const struct arg_str *quant, int n_threads,
+                     cli_teacher *out)
+{
+    memset(out, 0, sizeof *out);
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = n_threads;
+    mp.quant = LK_QTYPE_F32;
+    int rc = cli_parse_quant(tool, quant, NULL, &mp);
+    if (rc >= 0)
+        return rc;
+    int self = !strcmp(spec, "self");
+    const char *dir = self ? student_dir : spec;
+    if (!self && (rc = same_vocabulary(tool, dir, student_dir)) >= 0)
+        return rc;
+    if (lk_model_load(dir, &mp, &out->m) != LK_OK) {
+        fprintf(stderr, "%s: error: teacher: %s\n", tool, lk_last_error());
+        return CLI_FAIL;
+    }
+    rc = cli_adapters_load(tool, adapters, lk_model_get_config(out->m), &out->ad);
+    if (rc >= 0)
+        return rc;
+    lk_status s = LK_OK;
+    for (int i = 0; i < out->ad.n && s == LK_OK; i++)
+        s = lk_model_attach_adapter(out->m, out->ad.a[i], out->ad.w[i]);
+    return s == LK_OK ? -1 : cli_fail(tool, s);
+}
+
+void cli_teacher_free(cli_teacher *t)
+{
+    lk_model_free(t->m);
+    cli_adapters_free(&t->ad);
+    memset(t, 0, sizeof *t);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    g_stop_signal = sig;
+}
+
+void cli_catch_stop(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second signal takes the default action */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_stop_signal(void)
+{
+    return g_stop_signal;
+}
+
 double cli_peak_rss_mib(void)
 {
     struct rusage ru;
@@ -274,6 +395,26 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
     return -1;
 }
 
+void cli_data_opts_init(cli_data_opts *o)
+{
+    o->fields = arg_str0(NULL, "fields", "K=COL,...",
+                         "column names (e.g. prompt=question,completion=answer)");
+    o->chat_template = arg_str0(NULL, "chat-template", "NAME",
+                                "chat format for messages data (chatml, qwen2.5, llama3, "
+                                "llama3.1, llama2, mistral, alpaca)");
+    o->strict = arg_lit0(NULL, "strict", "a bad data line is fatal");
+}
+
+int cli_data_params(const char *tool, const cli_data_opts *o, struct lk_dataset_params *dp)
+{
+    dp->fields = o->fields->count ? o->fields->sval[0] : NULL;
+    dp->strict = o->strict->count > 0;
+    if (o->chat_template->count &&
+        lk_chat_format_from_name(o->chat_template->sval[0], &dp->chat_format) != LK_OK)
+        return cli_usage_error(tool, "--chat-template: %s", lk_last_error());
+    return -1;
+}
+
 /* A file of examples (JSON Lines or a JSON array) rather than plain text. */
 static int is_json_data(const char *path, const char *text)
 {
@@ -286,6 +427,16 @@ static int is_json_data(const char *path, const char *text)
     return *text == '{' || *text == '[';
 }
 
+/* Loss (and the distance to sc->teacher) of one sequence. */
+static lk_status score_ids(const lk_model *m, const int32_t *ids, const int32_t *labels, int64_t n,
+                           int64_t ctx, cli_score *sc)
+{
+    if (sc->teacher)
+        return lk_model_kl_labels(m, sc->teacher, ids, labels, n, ctx, &sc->nll, &sc->kl,
+                                  &sc->count);
+    return lk_model_nll_labels(m, ids, labels, n, ctx, &sc->nll, &sc->count);
+}
+
 lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char *text, size_t len,
                          int64_t ctx, cli_score *sc)
 {
@@ -293,7 +444,7 @@ lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char 
     int64_t n = 0;
     lk_status s = lk_tokenizer_encode(tok, text, len, 1, &ids, &n);
     if (s == LK_OK && n >= 2)
-        s = lk_model_nll(m, ids, n, ctx, &sc->nll, &sc->count);
+        s = score_ids(m, ids, NULL, n, ctx, sc);
     sc->examples++;
     free(ids);
     return s;
@@ -316,7 +467,7 @@ static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const
         int64_t n, line;
         s = lk_dataset_example(d, i, &ids, &labels, &n, &line);
         if (s == LK_OK && n >= 2)
-            s = lk_model_nll_labels(m, ids, labels, n, ctx, &sc->nll, &sc->count);
+            s = score_ids(m, ids, labels, n, ctx, sc);
         sc->examples++;
     }
     lk_dataset_free(d);
@@ -334,4 +485,125 @@ lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer
                                            : cli_score_text(m, tok, text, len, ctx, sc);
     free(text);
     return s;
+}
+
+/* ---- durable outputs ---- */
+
+int cli_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = fd >= 0 ? fsync(fd) : -1, err = errno;
+    if (fd >= 0)
+        close(fd);
+    return r == 0 || (fd >= 0 && err == EINVAL) ? 0 : err; /* EINVAL: cannot sync folders */
+}
+
+static int write_all(int fd, const char *data, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, data, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        data += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int cli_write_atomic(const char *path, int force, const char *data, size_t n)
+{
+    if (!force && access(path, F_OK) == 0)
+        return EEXIST;
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16), *dir = strdup(path);
+    int err = ENOMEM;
+    if (tmp && dir) {
+        snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+        int fd = mkstemp(tmp);
+        err = fd >= 0 && fchmod(fd, 0644) == 0 && write_all(fd, data, n) == 0 && fsync(fd) == 0
+                  ? 0
+                  : errno;
+        if (fd >= 0 && close(fd) != 0 && !err)
+            err = errno;
+        if (!err && rename(tmp, path) != 0)
+            err = errno;
+        if (err && fd >= 0)
+            unlink(tmp);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = 0;
+        if (!err)
+            err = cli_sync_dir(slash ? dir : ".");
+    }
+    free(tmp);
+    free(dir);
+    return err;
+}
+
+/* ---- memory ---- */
+
+/* "Key:   N kB" of /proc/meminfo in bytes; -1 when absent. */
+static double meminfo(const char *key)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double v = -1;
+    size_t k = strlen(key);
+    while (f && v < 0 && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, k) && line[k] == ':')
+            v = strtod(line + k + 1, NULL) * 1024.0;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* A number in a one-line file ("max" and the like: -1). */
+static double file_number(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char buf[64];
+    double v = -1;
+    if (f && fgets(buf, sizeof buf, f)) {
+        char *e;
+        v = strtod(buf, &e);
+        if (e == buf)
+            v = -1;
+    }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+double cli_memory_available(const char **what)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    long long vsz = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lld %lld", &vsz, &rss) != 2)
+        vsz = rss = 0;
+    if (f)
+        fclose(f);
+    double mine = (double)rss * (double)page; /* what this process already holds counts too */
+    double best = meminfo("MemAvailable");
+    *what = "MemAvailable";
+    if (best < 0) {
+        best = (double)sysconf(_SC_AVPHYS_PAGES) * (double)page;
+        *what = "free memory";
+    }
+    best += mine;
+    double cg_max = file_number("/sys/fs/cgroup/memory.max");
+    double cg_cur = file_number("/sys/fs/cgroup/memory.current");
+    if (cg_max > 0 && cg_cur >= 0 && cg_max - cg_cur + mine < best) {
+        best = cg_max - cg_cur + mine;
+        *what = "the cgroup's memory.max";
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (double)rl.rlim_cur - (double)vsz * (double)page + mine < best) {
+        best = (double)rl.rlim_cur - (double)vsz * (double)page + mine;
+        *what = "the address-space limit (ulimit -v)";
+    }
+    return best > 0 ? best : 0;
 }

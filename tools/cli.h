@@ -76,11 +76,42 @@ void cli_adapters_free(cli_adapters *x);
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
                     struct lk_model_params *mp);
 
+/* The distillation teacher of --teacher SPEC: a model folder, or "self" (the student's own folder
+ * student_dir). Loaded with quant (--teacher-quant; default none: full precision) and the
+ * --teacher-adapter adapters attached. A folder other than the student's must have a tokenizer
+ * that spells every id the student's has the same way. Returns -1 to go on, or an exit code after
+ * printing the error; free with cli_teacher_free. */
+typedef struct {
+    lk_model *m;
+    cli_adapters ad;
+} cli_teacher;
+
+int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
+                     const struct arg_str *adapters, const struct arg_str *quant, int n_threads,
+                     cli_teacher *out);
+void cli_teacher_free(cli_teacher *t);
+
+/* Dataset options of the tools that read training data: --fields, --chat-template, --strict.
+ * Put them in the table with CLI_DATA_ENTRIES(o). */
+typedef struct {
+    struct arg_str *fields, *chat_template;
+    struct arg_lit *strict;
+} cli_data_opts;
+
+void cli_data_opts_init(cli_data_opts *o);
+#define CLI_DATA_ENTRIES(o) (o).fields, (o).chat_template, (o).strict
+
+/* Copy the options into dp (fields borrowed from argv). Returns -1 to go on, or 2 after a usage
+ * message (an unknown --chat-template name). */
+int cli_data_params(const char *tool, const cli_data_opts *o, struct lk_dataset_params *dp);
+
 /* Summed next-token loss of a model over a text or a file (lora-eval, lora-merge --eval-data). */
 typedef struct {
     double nll;    /* Σ −log p, natural log */
     int64_t count; /* scored tokens */
     int64_t examples;
+    const lk_model *teacher; /* set by the caller: also sum KL(teacher ‖ model) into kl */
+    double kl;
 } cli_score;
 
 /* Score text (BOS as the tokenizer adds it), in windows of ctx tokens (<= 0: the model's). */
@@ -92,8 +123,31 @@ lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char 
 lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer *tok,
                          const char *path, const char *fields, int64_t ctx, cli_score *sc);
 
+/* Seconds on the monotonic clock. */
+double cli_now(void);
+
+/* Catch SIGINT and SIGTERM: the first one is recorded for cli_stop_signal() (long runs stop
+ * cleanly at their next check), a second one stops the process at once. */
+void cli_catch_stop(void);
+
+/* The signal caught since cli_catch_stop, or 0. */
+int cli_stop_signal(void);
+
 /* Peak resident memory of this process in MiB (getrusage). */
 double cli_peak_rss_mib(void);
+
+/* fsync the folder dir (after renames into it). Returns 0 or the errno value. */
+int cli_sync_dir(const char *dir);
+
+/* Write data[n] to path durably and atomically: a temporary in the same folder, fsync, rename,
+ * fsync of the folder; the temporary is removed on failure. force 0 refuses an existing path
+ * (EEXIST). Returns 0 or the errno value. */
+int cli_write_atomic(const char *path, int force, const char *data, size_t n);
+
+/* Bytes of memory a process like this one can count on now: the smallest of MemAvailable, the
+ * room under the cgroup's memory.max and the room under RLIMIT_AS, plus what this process
+ * already holds (its resident set). *what names the limit that decided. */
+double cli_memory_available(const char **what);
 
 /* A JSON result object holding "version" and "seed"; cli_json_emit prints it as one line on
  * stdout and frees it. */

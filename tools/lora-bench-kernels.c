@@ -132,22 +132,27 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     float *Y = malloc((size_t)(Tmax * out) * 4), *dX = malloc((size_t)(Tmax * in) * 4);
     struct lk_qweight *qwc[NTYPES] = {0};
     int nq[NTYPES] = {0}, rc = -1, cursor = 0;
-    for (int i = 0; i < nf; i++) {
-        Wc[i] = malloc((size_t)(out * in) * 4);
-        if (i == 0)
+    int ok = Wc && X && dY && Y && dX;
+    for (int i = 0; ok && i < nf; i++) {
+        ok = (Wc[i] = malloc((size_t)(out * in) * 4)) != NULL;
+        if (ok && i == 0)
             fill(Wc[0], out * in, 0.05f, &o->seed);
-        else
+        else if (ok)
             memcpy(Wc[i], Wc[0], (size_t)(out * in) * 4);
     }
-    fill(X, Tmax * in, 1.0f, &o->seed);
-    fill(dY, Tmax * out, 1.0f, &o->seed);
-    for (int f = 0; f < NTYPES && rc < 0; f++) {
+    if (ok) {
+        fill(X, Tmax * in, 1.0f, &o->seed);
+        fill(dY, Tmax * out, 1.0f, &o->seed);
+    }
+    for (int f = 0; f < NTYPES && rc < 0 && ok; f++) {
         struct lk_qweight proto = {k_types[f], 64, out, in, NULL};
         const size_t bytes = lk_qweight_row_bytes(&proto) * (size_t)out;
         nq[f] = copies(o, bytes);
-        qwc[f] = calloc((size_t)nq[f], sizeof *qwc[f]);
-        for (int i = 0; i < nq[f]; i++) {
+        ok = (qwc[f] = calloc((size_t)nq[f], sizeof *qwc[f])) != NULL;
+        for (int i = 0; ok && i < nq[f]; i++) {
             void *d = malloc(bytes);
+            if (!(ok = d != NULL))
+                break;
             qwc[f][i] = proto;
             qwc[f][i].data = d;
             if (i == 0) {
@@ -158,6 +163,11 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
                 memcpy(d, qwc[f][0].data, bytes);
             }
         }
+    }
+    if (!ok) {
+        fprintf(stderr, "%s: error: out of memory for the %lldx%lld benchmark buffers\n", TOOL,
+                (long long)out, (long long)in);
+        rc = CLI_FAIL;
     }
     /* OpenBLAS's and OpenMP's idle worker threads both spin for a while after a call; on a small
      * machine the spinning pool steals the cores from the other one. So all BLAS timings of the
@@ -188,7 +198,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
             free((void *)qwc[f][i].data);
         free(qwc[f]);
     }
-    for (int i = 0; i < nf; i++)
+    for (int i = 0; Wc && i < nf; i++)
         free(Wc[i]);
     free(Wc);
     free(X);

@@ -1,6 +1,7 @@
 /* lora-eval — mean next-token cross-entropy and perplexity of a model over a text, a file or a
  * list of token ids. Plain-text files are scored as one document; JSONL/JSON files go through the
- * dataset loader (any supported format), so prompt and padding tokens are not scored. */
+ * dataset loader (any supported format), so prompt and padding tokens are not scored. With
+ * --teacher, also the mean KL(teacher ‖ model) per scored token. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +12,9 @@
 static const char *TOOL = "lora-eval";
 
 typedef struct {
-    double nll;
+    double nll, kl;
     int64_t count, examples;
+    const lk_model *teacher;
 } eval_acc;
 
 static int report(const cli_common *c, const char *model, const eval_acc *acc)
@@ -36,7 +38,12 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
         cJSON_AddNumberToObject(j, "perplexity", exp(loss));
         cJSON_AddNumberToObject(j, "tokens", (double)acc->count);
         cJSON_AddNumberToObject(j, "examples", (double)acc->examples);
+        if (acc->teacher)
+            cJSON_AddNumberToObject(j, "kl", acc->kl / (double)acc->count);
         cli_json_emit(j);
+    } else if (acc->teacher) {
+        printf("loss %.6f  perplexity %.4f  kl_to_teacher %.6f  tokens %lld\n", loss, exp(loss),
+               acc->kl / (double)acc->count, (long long)acc->count);
     } else {
         printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss), (long long)acc->count);
     }
@@ -46,6 +53,7 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
 typedef struct {
     struct arg_file *model, *data;
     struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
+    struct arg_str *teacher, *teacher_adapter, *teacher_quant;
     struct arg_int *ctx;
 } eval_args;
 
@@ -57,20 +65,25 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
         int64_t n = 0;
         if (cli_parse_ids(a->ids->sval[0], &tok, &n) != 0)
             return LK_ERR_ARG; /* checked before the model was loaded */
-        lk_status s = n >= 2 ? lk_model_nll(m, tok, n, ctx, &acc->nll, &acc->count) : LK_OK;
+        lk_status s = LK_OK;
+        if (n >= 2)
+            s = acc->teacher ? lk_model_kl_labels(m, acc->teacher, tok, NULL, n, ctx, &acc->nll,
+                                                  &acc->kl, &acc->count)
+                             : lk_model_nll(m, tok, n, ctx, &acc->nll, &acc->count);
         acc->examples = 1;
         free(tok);
         return s;
     }
     lk_tokenizer *tok = NULL;
     lk_status s = lk_tokenizer_load(a->model->filename[0], &tok);
-    cli_score sc = {0, 0, 0};
+    cli_score sc = {.teacher = acc->teacher};
     if (s == LK_OK && a->text->count)
         s = cli_score_text(m, tok, a->text->sval[0], strlen(a->text->sval[0]), ctx, &sc);
     else if (s == LK_OK)
         s = cli_score_file(TOOL, m, tok, a->data->filename[0],
                            a->fields->count ? a->fields->sval[0] : NULL, ctx, &sc);
     acc->nll += sc.nll;
+    acc->kl += sc.kl;
     acc->count += sc.count;
     acc->examples += sc.examples;
     lk_tokenizer_free(tok);
@@ -99,9 +112,28 @@ int main(int argc, char **argv)
     a.ctx = arg_int0(NULL, "ctx", "N",
                      "window length in tokens (default: the model's context, "
                      "at most 4096)");
+    a.teacher = arg_str0(NULL, "teacher", "DIR|self",
+                         "also report the mean KL(teacher || model) per token; self: this "
+                         "model's folder, unquantised");
+    a.teacher_adapter =
+        arg_strn(NULL, "teacher-adapter", "DIR[:scale]", 0, 8, "adapter applied to the teacher");
+    a.teacher_quant =
+        arg_str0(NULL, "teacher-quant", "TYPE", "teacher format: none (default), nf4, ...");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model, a.adapter, a.quant, a.quant_embed,         a.text, a.data,
-                  a.ids,   a.fields,  a.ctx,   CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {a.model,
+                  a.adapter,
+                  a.quant,
+                  a.quant_embed,
+                  a.text,
+                  a.data,
+                  a.ids,
+                  a.fields,
+                  a.ctx,
+                  a.teacher,
+                  a.teacher_adapter,
+                  a.teacher_quant,
+                  CLI_COMMON_ENTRIES(c),
+                  end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
                        "Sequences longer than --ctx are scored in consecutive windows.\n");
@@ -118,6 +150,10 @@ int main(int argc, char **argv)
         goto done;
     }
     free(probe);
+    if (!a.teacher->count && (a.teacher_adapter->count || a.teacher_quant->count)) {
+        rc = cli_usage_error(TOOL, "--teacher-adapter and --teacher-quant need --teacher");
+        goto done;
+    }
     if (a.ctx->count && a.ctx->ival[0] < 2) {
         rc = cli_usage_error(TOOL, "--ctx: expected >= 2, got %d", a.ctx->ival[0]);
         goto done;
@@ -127,8 +163,14 @@ int main(int argc, char **argv)
     if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0)
         goto done;
     lk_model *m = NULL;
-    eval_acc acc = {0, 0, 0};
+    eval_acc acc = {0};
     cli_adapters ad = {0};
+    cli_teacher teacher = {0};
+    if (a.teacher->count &&
+        (rc = cli_teacher_load(TOOL, a.teacher->sval[0], a.model->filename[0], a.teacher_adapter,
+                               a.teacher_quant, mp.n_threads, &teacher)) >= 0)
+        goto free_model;
+    acc.teacher = teacher.m;
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
     if (s == LK_OK && (rc = cli_adapters_load(TOOL, a.adapter, lk_model_get_config(m), &ad)) >= 0)
         goto free_model;
@@ -141,6 +183,7 @@ int main(int argc, char **argv)
 free_model:
     lk_model_free(m);
     cli_adapters_free(&ad);
+    cli_teacher_free(&teacher);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

@@ -183,16 +183,19 @@ static int run(const gen_args *a, const cli_common *c)
     }
     o.tok = tok;
     int32_t *grown = s == LK_OK ? realloc(seq.ids, (size_t)(seq.n_prompt + n_new + 1) * 4) : NULL;
-    if (s == LK_OK && !grown)
-        s = LK_ERR_NOMEM;
+    int rc = -1;
+    if (s == LK_OK && !grown) {
+        fprintf(stderr, "%s: error: out of memory for %lld tokens\n", TOOL,
+                (long long)(seq.n_prompt + n_new));
+        rc = CLI_FAIL;
+    }
     if (grown)
         seq.ids = grown;
     seq.n = seq.n_prompt;
     cli_adapters ad = {0};
-    int rc = -1;
-    if (s == LK_OK)
+    if (s == LK_OK && rc < 0)
         s = lk_model_load(a->model->filename[0], &mp, &m);
-    if (s == LK_OK)
+    if (s == LK_OK && rc < 0)
         rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad);
     for (int i = 0; i < ad.n && s == LK_OK && rc < 0; i++)
         s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);

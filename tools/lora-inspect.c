@@ -82,11 +82,11 @@ static int write_svg(const char *path, int force, const row *rows, int64_t n, in
         fprintf(stderr, "%s: error: %s: already exists (use --force to overwrite)\n", TOOL, path);
         return CLI_FAIL;
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
     if (!f) {
-        fprintf(stderr, "%s: error: %s: cannot create: %s\n", TOOL, tmp, strerror(errno));
+        fprintf(stderr, "%s: error: %s: out of memory\n", TOOL, path);
         return CLI_FAIL;
     }
     double lo = INFINITY, hi = -INFINITY;
@@ -124,9 +124,10 @@ static int write_svg(const char *path, int force, const row *rows, int64_t n, in
         }
     }
     fprintf(f, "</svg>\n");
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        fprintf(stderr, "%s: error: %s: write failed: %s\n", TOOL, path, strerror(errno));
-        unlink(tmp);
+    int err = fclose(f) != 0 ? ENOMEM : cli_write_atomic(path, force, text, len);
+    free(text);
+    if (err) {
+        fprintf(stderr, "%s: error: %s: write failed: %s\n", TOOL, path, strerror(err));
         return CLI_FAIL;
     }
     return CLI_OK;

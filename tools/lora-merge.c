@@ -104,7 +104,7 @@ static lk_status heldout_loss(const char *dir, const char *tok_dir, lk_qtype q,
     mp.quant = q;
     lk_model *m = NULL;
     lk_tokenizer *tok = NULL;
-    cli_score sc = {0, 0, 0};
+    cli_score sc = {0};
     lk_status s = lk_model_load(dir, &mp, &m);
     for (int i = 0; ad && i < ad->n && s == LK_OK; i++)
         s = lk_model_attach_adapter(m, ad->a[i], ad->w[i]);

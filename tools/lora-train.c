@@ -1,15 +1,19 @@
-/* lora-train — LoRA fine-tuning (SFT) of a frozen base on a JSONL dataset; writes a Hugging Face
- * PEFT adapter to -o DIR, checkpoints to DIR/checkpoint-N (resumable, Ctrl-C saves one), a loss
- * curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval on stdout.
+/* lora-train — LoRA fine-tuning (SFT or distillation) of a frozen base on a JSONL dataset; writes a
+ * Hugging Face PEFT adapter to -o DIR, checkpoints to DIR/checkpoint-N (resumable, Ctrl-C saves
+ * one), a loss curve to DIR/loss.svg. Progress on stderr; --json: one JSON object per step and eval
+ * on stdout.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,11 +32,12 @@ typedef struct {
     struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
     struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective, *fields,
         *chat_template;
-    struct arg_str *teacher, *teacher_cache;
+    struct arg_str *teacher, *teacher_cache, *teacher_adapter, *teacher_quant;
+    struct arg_str *init;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
     struct arg_int *warmup, *save_limit, *log_every;
     struct arg_dbl *alpha, *dropout, *lr, *lr_ratio_b, *epochs, *weight_decay, *max_grad_norm;
-    struct arg_dbl *kd_temp, *kd_weight;
+    struct arg_dbl *kd_temp, *kd_weight, *jsd_beta;
     struct arg_lit *rslora, *dry_run, *force, *strict, *no_ckpt;
 } train_args;
 
@@ -44,11 +49,14 @@ typedef struct {
     lk_tokenizer *tok;
     lk_dataset *data, *eval;
     lk_trainer *t;
+    cli_teacher teacher;
     struct lk_train_params tp;
     struct lk_model_params mp;
-    double t0, eval_loss_last;
+    double t0, eval_loss_last, eval_kl_last;
     int64_t tokens_done, start_step;
-    float *eval_pts; /* [steps] eval loss at that step or NaN */
+    int64_t saved_step; /* the step whose checkpoint is in OUT (saved or resumed from), or -1 */
+    int err_printed;    /* an error was printed here, not left in lk_last_error */
+    float *eval_pts;    /* [steps] eval loss at that step or NaN */
     int tty;
 } train_ctx;
 
@@ -141,25 +149,121 @@ static int parse_params(const train_args *a, const cli_common *c, struct lk_trai
     return -1;
 }
 
-/* Options that name work this build does not do yet are refused, never ignored. */
-static int check_unsupported(const train_args *a)
+/* --objective and the distillation options. */
+static int parse_objective(const train_args *a, struct lk_train_params *p)
 {
-    if (a->objective->count && strcmp(a->objective->sval[0], "sft") != 0) {
-        const char *o = a->objective->sval[0];
-        if (!strcmp(o, "kd") || !strcmp(o, "rkl") || !strcmp(o, "jsd"))
-            return cli_usage_error(TOOL,
-                                   "--objective %s: distillation is not available in "
-                                   "this version (only sft)",
-                                   o);
+    const char *names[4] = {"sft", "kd", "rkl", "jsd"},
+               *o = a->objective->count ? a->objective->sval[0] : "sft";
+    int k = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(o, names[i]))
+            k = i;
+    if (k < 0)
         return cli_usage_error(TOOL, "--objective: sft, kd, rkl or jsd, got '%s'", o);
-    }
-    if (a->teacher->count || a->teacher_cache->count || a->kd_temp->count || a->kd_weight->count)
-        return cli_usage_error(TOOL, "--teacher, --teacher-cache, --kd-temp and --kd-weight need "
-                                     "distillation, which is not available in this version");
+    p->objective = (lk_objective)k;
+    int kd_opts = a->teacher->count + a->teacher_cache->count + a->teacher_adapter->count +
+                  a->teacher_quant->count + a->kd_temp->count + a->kd_weight->count +
+                  a->jsd_beta->count;
+    if (k == 0 && kd_opts)
+        return cli_usage_error(TOOL, "--teacher, --teacher-cache, --kd-temp, --kd-weight, "
+                                     "--jsd-beta need --objective kd, rkl or jsd");
+    if (k == 0)
+        return -1;
+    if (a->teacher->count == a->teacher_cache->count)
+        return cli_usage_error(TOOL,
+                               "--objective %s needs a teacher: --teacher DIR|self or "
+                               "--teacher-cache FILE (one of them)",
+                               o);
+    if (a->teacher_cache->count && (a->teacher_adapter->count || a->teacher_quant->count))
+        return cli_usage_error(TOOL, "--teacher-adapter and --teacher-quant go with --teacher");
+    if (a->jsd_beta->count && k != 3)
+        return cli_usage_error(TOOL, "--jsd-beta goes with --objective jsd");
+    if (a->kd_temp->count)
+        p->kd_temp = (float)a->kd_temp->dval[0];
+    if (a->kd_weight->count)
+        p->kd_weight = (float)a->kd_weight->dval[0];
+    if (a->jsd_beta->count)
+        p->jsd_beta = (float)a->jsd_beta->dval[0];
+    if (!(p->kd_temp > 0 && p->kd_temp <= 100) || !(p->kd_weight >= 0 && p->kd_weight <= 1) ||
+        !(p->jsd_beta >= 0 && p->jsd_beta <= 1))
+        return cli_usage_error(TOOL, "--kd-temp in (0, 100]; --kd-weight and --jsd-beta in [0, 1]");
+    p->teacher_cache = a->teacher_cache->count ? a->teacher_cache->sval[0] : NULL;
     return -1;
 }
 
-/* ---- output folder, checkpoints ---- */
+/* --init peft|loftq; LoftQ needs a quantised base (the residual of an f32 one is zero) and a
+ * fresh adapter. */
+static int parse_init(const train_args *a, const struct lk_model_params *mp,
+                      struct lk_train_params *p)
+{
+    if (!a->init->count)
+        return -1;
+    const char *v = a->init->sval[0];
+    if (strcmp(v, "peft") && strcmp(v, "loftq"))
+        return cli_usage_error(TOOL, "--init: peft or loftq, got '%s'", v);
+    if (a->init_adapter->count)
+        return cli_usage_error(TOOL, "--init and --init-adapter exclude each other (the adapter "
+                                     "starts as the one given)");
+    p->init = strcmp(v, "loftq") ? LK_INIT_PEFT : LK_INIT_LOFTQ;
+    if (p->init == LK_INIT_LOFTQ && mp->quant == LK_QTYPE_F32)
+        return cli_usage_error(TOOL, "--init loftq needs a quantised base: with --quant none the "
+                                     "quantisation residual W - Q(W) is zero");
+    return -1;
+}
+
+/* The LoftQ start's summary (the library logs each layer): stderr, and a JSON line. */
+static void report_loftq(const train_ctx *x, double secs)
+{
+    int64_t n;
+    const struct lk_loftq_stat *st = lk_trainer_loftq_stats(x->t, &n);
+    if (!n)
+        return;
+    double mean = 0, lo = INFINITY, hi = -INFINITY, res2 = 0, rem2 = 0;
+    cJSON *mods = cJSON_CreateArray();
+    for (int64_t i = 0; i < n; i++) {
+        double red = st[i].residual_norm > 0 ? 1 - st[i].remaining_norm / st[i].residual_norm : 0;
+        mean += red / (double)n;
+        lo = fmin(lo, red);
+        hi = fmax(hi, red);
+        res2 += st[i].residual_norm * st[i].residual_norm;
+        rem2 += st[i].remaining_norm * st[i].remaining_norm;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "layer", (double)st[i].layer);
+        cJSON_AddStringToObject(o, "module", lk_module_name(st[i].module));
+        cJSON_AddNumberToObject(o, "weight_norm", st[i].weight_norm);
+        cJSON_AddNumberToObject(o, "residual_norm", st[i].residual_norm);
+        cJSON_AddNumberToObject(o, "remaining_norm", st[i].remaining_norm);
+        cJSON_AddNumberToObject(o, "reduction", red);
+        cJSON_AddItemToArray(mods, o);
+    }
+    double total = res2 > 0 ? 1 - sqrt(rem2 / res2) : 0;
+    if (x->c->json->count) {
+        cJSON *j = cli_json_new(x->c);
+        cJSON_AddStringToObject(j, "type", "loftq");
+        cJSON_AddNumberToObject(j, "rank", (double)x->tp.rank);
+        cJSON_AddNumberToObject(j, "mean_reduction", mean);
+        cJSON_AddNumberToObject(j, "total_reduction", total);
+        cJSON_AddNumberToObject(j, "init_s", secs);
+        cJSON_AddItemToObject(j, "modules", mods);
+        cli_json_emit(j);
+    } else {
+        cJSON_Delete(mods);
+    }
+    if (!x->c->quiet->count)
+        fprintf(stderr,
+                "%s: LoftQ start (rank %lld, one iteration): the quantisation residual "
+                "|W - Q(W)| of %lld modules reduced by %.1f%% on average (%.1f%% to %.1f%%), "
+                "%.1f%% overall, in %.2f s\n",
+                TOOL, (long long)x->tp.rank, (long long)n, 100 * mean, 100 * lo, 100 * hi,
+                100 * total, secs);
+}
+
+/* ---- output folder, checkpoints ----
+ * OUT/checkpoint-N exists only complete: it is assembled as OUT/checkpoint-N.partial (adapter
+ * folder, then state.ckpt, each written atomically) and renamed. The final adapter's files enter
+ * OUT config first, so an adapter_model.safetensors never sits beside another run's config or
+ * without one. What a killed run leaves behind is swept at the start of the next; a lock on OUT
+ * keeps two runs apart. */
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -182,20 +286,40 @@ static int make_dir(const char *d)
     return -1;
 }
 
-/* Highest N of DIR/checkpoint-N holding a state.ckpt; -1 if none. */
-static int64_t latest_checkpoint(const char *dir)
+/* Remove a folder of OUT: renamed aside first (one atomic step), so that a kill while its files
+ * go never leaves a partial folder at its name; the next run sweeps what is left. */
+static int discard_dir(const char *p)
+{
+    char aside[4300];
+    snprintf(aside, sizeof aside, "%s.old.%ld", p, (long)getpid());
+    if (rename(p, aside) != 0)
+        return -1;
+    remove_tree(aside);
+    return 0;
+}
+
+/* N of a folder named exactly "checkpoint-N"; -1 for any other name. */
+static int64_t checkpoint_number(const char *name)
+{
+    long long n;
+    int end = 0;
+    if (strncmp(name, "checkpoint-", 11) != 0 || !isdigit((unsigned char)name[11]) ||
+        sscanf(name + 11, "%lld%n", &n, &end) != 1 || name[11 + end])
+        return -1;
+    return n;
+}
+
+/* Highest N < below of DIR/checkpoint-N holding a state.ckpt; -1 if none. */
+static int64_t latest_checkpoint(const char *dir, int64_t below)
 {
     DIR *d = opendir(dir);
     int64_t best = -1;
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        long long n;
-        char tail;
-        if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1)
-            continue;
+        int64_t n = checkpoint_number(e->d_name);
         char p[4200];
         snprintf(p, sizeof p, "%s/%s/state.ckpt", dir, e->d_name);
-        if (access(p, R_OK) == 0 && n > best)
+        if (n > best && n < below && access(p, R_OK) == 0)
             best = n;
     }
     if (d)
@@ -203,17 +327,16 @@ static int64_t latest_checkpoint(const char *dir)
     return best;
 }
 
-/* Remove DIR/checkpoint-N for all but the `keep` newest. */
+/* Remove DIR/checkpoint-N for all but the `keep` newest (keep 0: none removed). */
 static void prune_checkpoints(const char *dir, int keep)
 {
-    for (;;) {
+    while (keep > 0) {
         DIR *d = opendir(dir);
         int64_t oldest = -1, count = 0;
         struct dirent *e;
         while (d && (e = readdir(d))) {
-            long long n;
-            char tail;
-            if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1)
+            int64_t n = checkpoint_number(e->d_name);
+            if (n < 0)
                 continue;
             count++;
             if (oldest < 0 || n < oldest)
@@ -225,45 +348,130 @@ static void prune_checkpoints(const char *dir, int keep)
             return;
         char p[4200];
         snprintf(p, sizeof p, "%s/checkpoint-%lld", dir, (long long)oldest);
-        if (remove_tree(p) != 0)
+        if (discard_dir(p) != 0)
             return;
     }
 }
 
-static lk_status save_checkpoint(train_ctx *x)
+/* What a run killed while saving leaves in OUT: a checkpoint being assembled or one without its
+ * state (older versions), the temporaries of atomic writes, the final adapter's staging folder. */
+static int is_leftover(const char *out, const char *name)
 {
-    char dir[4200], file[4300];
-    snprintf(dir, sizeof dir, "%s/checkpoint-%lld", x->out, (long long)lk_trainer_steps_done(x->t));
-    /* the adapter folder first (atomic), then the state inside it (atomic): a checkpoint counts
-     * only once state.ckpt exists */
-    lk_status s = lk_trainer_save_adapter(x->t, dir, x->a->model->filename[0], 1);
-    snprintf(file, sizeof file, "%s/state.ckpt", dir);
-    if (s == LK_OK)
-        s = lk_trainer_save_checkpoint(x->t, file);
-    if (s == LK_OK)
-        prune_checkpoints(x->out, x->a->save_limit->count ? x->a->save_limit->ival[0] : 2);
-    if (s == LK_OK && !x->c->quiet->count)
-        fprintf(stderr, "%s: checkpoint saved to %s\n", TOOL, dir);
-    return s;
+    char p[4300];
+    int64_t n = checkpoint_number(name);
+    snprintf(p, sizeof p, "%s/%s/state.ckpt", out, name);
+    if (n >= 0)
+        return access(p, F_OK) != 0;
+    if (!strncmp(name, "checkpoint-", 11)) {
+        const char *dot = name + 11 + strspn(name + 11, "0123456789");
+        return dot > name + 11 && (!strncmp(dot, ".partial", 8) || !strncmp(dot, ".tmp.", 5) ||
+                                   !strncmp(dot, ".old.", 5));
+    }
+    return !strncmp(name, ".adapter-final", 14) || !strncmp(name, "loss.svg.tmp", 12);
 }
 
-/* The final adapter: written beside, then its two files moved into OUT one rename each. */
+/* Lock OUT for this run (released when the process ends, however it ends), then sweep what an
+ * interrupted run left behind. */
+static int claim_out(const train_ctx *x)
+{
+    static int lock_fd = -1;
+    lock_fd = open(x->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        fprintf(stderr, "%s: error: %s is in use by another lora-train\n", TOOL, x->out);
+        return -1;
+    }
+    DIR *d = opendir(x->out);
+    struct dirent *e;
+    int removed = 0;
+    while (d && (e = readdir(d))) {
+        char p[4300];
+        snprintf(p, sizeof p, "%s/%s", x->out, e->d_name);
+        if (is_leftover(x->out, e->d_name) && remove_tree(p) == 0)
+            removed++;
+    }
+    if (d)
+        closedir(d);
+    if (removed && !x->c->quiet->count)
+        fprintf(stderr,
+                "%s: removed %d incomplete file(s) or folder(s) left in %s by an "
+                "interrupted run\n",
+                TOOL, removed, x->out);
+    return 0;
+}
+
+/* rename(from, to) into OUT, made durable; a stale folder at `to` is replaced. */
+static int commit_entry(train_ctx *x, const char *from, const char *to)
+{
+    int r = rename(from, to);
+    if (r != 0 && (errno == ENOTEMPTY || errno == EEXIST) && discard_dir(to) == 0)
+        r = rename(from, to);
+    int err = r != 0 ? errno : cli_sync_dir(x->out);
+    if (err) {
+        fprintf(stderr, "%s: error: %s: %s failed: %s\n", TOOL, to, r ? "rename" : "folder sync",
+                strerror(err));
+        x->err_printed = 1;
+    }
+    return err ? -1 : 0;
+}
+
+static lk_status save_checkpoint(train_ctx *x)
+{
+    int64_t step = lk_trainer_steps_done(x->t);
+    char dir[4200], part[4300], file[4400];
+    snprintf(dir, sizeof dir, "%s/checkpoint-%lld", x->out, (long long)step);
+    if (step == x->saved_step) { /* this very state is on disk (saved, or resumed from) */
+        if (!x->c->quiet->count)
+            fprintf(stderr, "%s: checkpoint %s is up to date\n", TOOL, dir);
+        return LK_OK;
+    }
+    snprintf(part, sizeof part, "%s.partial", dir);
+    snprintf(file, sizeof file, "%s/state.ckpt", part);
+    lk_status s = lk_trainer_save_adapter(x->t, part, x->a->model->filename[0], 1);
+    if (s == LK_OK)
+        s = lk_trainer_save_checkpoint(x->t, file);
+    if (s != LK_OK) {
+        fprintf(stderr, "%s: error: checkpoint %s not saved: %s\n", TOOL, dir, lk_last_error());
+        x->err_printed = 1;
+    } else if (commit_entry(x, part, dir) != 0) {
+        s = LK_ERR_IO;
+    }
+    if (s != LK_OK) {
+        remove_tree(part);
+        return s;
+    }
+    x->saved_step = step;
+    prune_checkpoints(x->out, x->a->save_limit->count ? x->a->save_limit->ival[0] : 2);
+    if (!x->c->quiet->count)
+        fprintf(stderr, "%s: checkpoint saved to %s\n", TOOL, dir);
+    return LK_OK;
+}
+
+/* The final adapter: written beside (OUT/.adapter-final), then moved into OUT one file at a time:
+ * the old weights out, the new config in, the new weights in, each step made durable. */
 static lk_status save_final(train_ctx *x)
 {
     char tmp[4200], from[4300], to[4300];
     snprintf(tmp, sizeof tmp, "%s/.adapter-final", x->out);
-    CLI_TRY(lk_trainer_save_adapter(x->t, tmp, x->a->model->filename[0], 1));
-    const char *files[2] = {"adapter_model.safetensors", "adapter_config.json"};
-    for (int i = 0; i < 2; i++) {
+    if (lk_trainer_save_adapter(x->t, tmp, x->a->model->filename[0], 1) != LK_OK) {
+        fprintf(stderr, "%s: error: adapter not saved to %s: %s\n", TOOL, x->out, lk_last_error());
+        x->err_printed = 1;
+        return LK_ERR_IO;
+    }
+    snprintf(to, sizeof to, "%s/adapter_model.safetensors", x->out);
+    int err = unlink(to) != 0 && errno != ENOENT ? errno : cli_sync_dir(x->out);
+    if (err) {
+        fprintf(stderr, "%s: error: %s: cannot remove the old adapter: %s\n", TOOL, to,
+                strerror(err));
+        x->err_printed = 1;
+    }
+    const char *files[2] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (int i = 0; i < 2 && !err; i++) {
         snprintf(from, sizeof from, "%s/%s", tmp, files[i]);
         snprintf(to, sizeof to, "%s/%s", x->out, files[i]);
-        if (rename(from, to) != 0) {
-            fprintf(stderr, "%s: error: %s: rename failed: %s\n", TOOL, to, strerror(errno));
-            return LK_ERR_IO;
-        }
+        err = commit_entry(x, from, to);
     }
-    rmdir(tmp);
-    return LK_OK;
+    remove_tree(tmp);
+    return err ? LK_ERR_IO : LK_OK;
 }
 
 /* ---- loss curve ---- */
@@ -288,10 +496,10 @@ static void write_svg(const train_ctx *x)
         return;
     if (hi - lo < 1e-6)
         hi = lo + 1e-6;
-    char path[4200], tmp[4300];
+    char path[4200], *text = NULL;
+    size_t len = 0;
     snprintf(path, sizeof path, "%s/loss.svg", x->out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    FILE *f = open_memstream(&text, &len);
     if (!f)
         return;
     const double W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
@@ -321,10 +529,10 @@ static void write_svg(const train_ctx *x)
                     L + (W - L - R) * (n > 1 ? (double)i / (double)(n - 1) : 0),
                     T + (H - T - B) * (hi - x->eval_pts[i]) / (hi - lo));
     fprintf(f, "</svg>\n");
-    if (fclose(f) == 0)
-        rename(tmp, path);
-    else
-        remove(tmp);
+    int err = fclose(f) != 0 ? ENOMEM : cli_write_atomic(path, 1, text, len);
+    if (err)
+        fprintf(stderr, "%s: warning: %s: not written: %s\n", TOOL, path, strerror(err));
+    free(text);
 }
 
 /* ---- progress ---- */
@@ -379,6 +587,10 @@ static void json_step(const train_ctx *x, const struct lk_step_stats *st)
         cJSON_AddNumberToObject(j, "loss", st->loss);
     else
         cJSON_AddNullToObject(j, "loss");
+    if (isfinite(st->kd)) { /* distillation: the loss's two parts */
+        cJSON_AddNumberToObject(j, "ce", st->ce);
+        cJSON_AddNumberToObject(j, "kd", st->kd);
+    }
     cJSON_AddNumberToObject(j, "lr", st->lr);
     cJSON_AddNumberToObject(j, "grad_norm", st->grad_norm);
     cJSON_AddNumberToObject(j, "tokens", (double)st->tokens);
@@ -391,10 +603,11 @@ static void json_step(const train_ctx *x, const struct lk_step_stats *st)
 
 static lk_status run_eval(train_ctx *x, int64_t step)
 {
-    double loss;
+    double loss, kl;
     int64_t n;
-    CLI_TRY(lk_trainer_eval(x->t, x->eval, &loss, &n));
+    CLI_TRY(lk_trainer_eval(x->t, x->eval, &loss, &kl, &n));
     x->eval_loss_last = loss;
+    x->eval_kl_last = kl;
     if (x->eval_pts && step > 0)
         x->eval_pts[step - 1] = (float)loss;
     if (x->c->json->count) {
@@ -404,11 +617,16 @@ static lk_status run_eval(train_ctx *x, int64_t step)
         cJSON_AddNumberToObject(j, "eval_loss", loss);
         cJSON_AddNumberToObject(j, "eval_perplexity", exp(loss));
         cJSON_AddNumberToObject(j, "eval_tokens", (double)n);
+        if (isfinite(kl))
+            cJSON_AddNumberToObject(j, "eval_kl", kl);
         cli_json_emit(j);
     }
+    char kls[48] = "";
+    if (isfinite(kl))
+        snprintf(kls, sizeof kls, "  kl to teacher %.4f", kl);
     if (!x->c->quiet->count)
-        fprintf(stderr, "%seval at step %lld: loss %.4f  perplexity %.3f  (%lld tokens)\n",
-                x->tty ? "\n" : "", (long long)step, loss, exp(loss), (long long)n);
+        fprintf(stderr, "%seval at step %lld: loss %.4f  perplexity %.3f%s  (%lld tokens)\n",
+                x->tty ? "\n" : "", (long long)step, loss, exp(loss), kls, (long long)n);
     return LK_OK;
 }
 
@@ -434,20 +652,39 @@ static lk_status setup(train_ctx *x)
     const train_args *a = x->a;
     CLI_TRY(lk_model_load(a->model->filename[0], &x->mp, &x->m));
     CLI_TRY(lk_tokenizer_load(a->model->filename[0], &x->tok));
+
     CLI_TRY(load_data(x, a->data->filename[0], 1, 1, &x->data));
     if (a->eval_data->count)
         CLI_TRY(load_data(x, a->eval_data->filename[0], 0, 0, &x->eval));
     return LK_OK;
 }
 
+/* The memory plan against what this machine can give now (MemAvailable, cgroup, ulimit -v).
+ * *need: the plan's peak; returns the bytes available and names the limit in *what. */
+static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act, int64_t *need,
+                           const char **what)
+{
+    int64_t seq = lk_dataset_seq_len(x->data);
+    *need = lk_model_weight_bytes(x->m) + lk_trainer_memory_plan(x->m, &x->tp, seq, ad, opt, act);
+    return cli_memory_available(what);
+}
+
+static void warn_memory(int64_t need, double have, const char *what)
+{
+    fprintf(stderr,
+            "%s: warning: the plan needs %.0f MiB, more than the %.0f MiB available (%s); the "
+            "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, keep "
+            "gradient checkpointing on)\n",
+            TOOL, need / 1048576.0, have / 1048576.0, what);
+}
+
 static int dry_run(train_ctx *x)
 {
-    int64_t ad, opt, act;
-    int64_t seq = lk_dataset_seq_len(x->data);
-    int64_t base = lk_model_weight_bytes(x->m);
-    int64_t total = base + lk_trainer_memory_plan(x->m, &x->tp, seq, &ad, &opt, &act);
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    double have = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+    int64_t ad, opt, act, total;
+    const char *what;
+    double have = memory_check(x, &ad, &opt, &act, &total, &what);
+    int64_t base = total - ad - opt - act, seq = lk_dataset_seq_len(x->data);
+    int fits = (double)total <= have;
     if (x->c->json->count) {
         cJSON *j = cli_json_new(x->c);
         cJSON_AddStringToObject(j, "type", "plan");
@@ -456,38 +693,75 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "optimizer_bytes", (double)opt);
         cJSON_AddNumberToObject(j, "activation_bytes", (double)act);
         cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
-        cJSON_AddNumberToObject(j, "machine_bytes", have);
+        cJSON_AddNumberToObject(j, "available_bytes", have);
+        cJSON_AddStringToObject(j, "available_limit", what);
+        cJSON_AddBoolToObject(j, "fits", fits);
         cli_json_emit(j);
     } else {
         printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
                "  adapter+grads  %9.1f MiB\n  optimizer      %9.1f MiB\n"
-               "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB\n",
+               "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB available "
+               "(%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
-               opt / 1048576.0, act / 1048576.0, total / 1048576.0, have / 1048576.0);
+               opt / 1048576.0, act / 1048576.0, total / 1048576.0, have / 1048576.0, what);
     }
-    if (have > 0 && (double)total > have) {
-        fprintf(stderr, "%s: warning: the plan needs %.0f MiB, more than this machine's %.0f MiB\n",
-                TOOL, total / 1048576.0, have / 1048576.0);
-        return CLI_FAIL;
-    }
-    return CLI_OK;
+    if (!fits)
+        warn_memory(total, have, what);
+    return fits ? CLI_OK : CLI_FAIL;
 }
 
+/* The same check before a real run: a warning only (the estimate is not exact). */
+static void check_memory(train_ctx *x)
+{
+    int64_t ad, opt, act, total;
+    const char *what;
+    double have = memory_check(x, &ad, &opt, &act, &total, &what);
+    if ((double)total > have)
+        warn_memory(total, have, what);
+}
+
+/* path names the checkpoint OUT/checkpoint-step holds: nothing to save at that step. */
+static void note_resumed(train_ctx *x, const char *path)
+{
+    int64_t step = lk_trainer_steps_done(x->t);
+    char own[4300];
+    struct stat a, b;
+    snprintf(own, sizeof own, "%s/checkpoint-%lld/state.ckpt", x->out, (long long)step);
+    if (stat(path, &a) == 0 && stat(own, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        x->saved_step = step;
+}
+
+/* The newest intact DIR/checkpoint-N: a damaged one is reported and the one before it tried.
+ * path[cap] receives the state file's path. */
+static lk_status resume_newest(train_ctx *x, const char *dir, char *path, size_t cap)
+{
+    int damaged = 0;
+    for (int64_t n = latest_checkpoint(dir, INT64_MAX); n >= 0; n = latest_checkpoint(dir, n)) {
+        snprintf(path, cap, "%s/checkpoint-%lld/state.ckpt", dir, (long long)n);
+        lk_status s = lk_trainer_resume(x->t, path);
+        if (s != LK_ERR_FORMAT)
+            return s;
+        fprintf(stderr, "%s: warning: %s; trying the checkpoint before it\n", TOOL,
+                lk_last_error());
+        damaged++;
+    }
+    fprintf(stderr, "%s: error: %s: no state.ckpt and no checkpoint-N folder with %s\n", TOOL, dir,
+            damaged ? "an intact one" : "one");
+    x->err_printed = 1;
+    return LK_ERR_IO;
+}
+
+/* --resume DIR: a checkpoint folder (DIR/state.ckpt) or a run's output folder. */
 static lk_status resume(train_ctx *x)
 {
     const char *r = x->a->resume->filename[0];
     char path[4300];
     snprintf(path, sizeof path, "%s/state.ckpt", r);
-    if (access(path, R_OK) != 0) {
-        int64_t n = latest_checkpoint(r);
-        if (n < 0) {
-            fprintf(stderr, "%s: error: %s: no state.ckpt and no checkpoint-N folder with one\n",
-                    TOOL, r);
-            return LK_ERR_IO;
-        }
-        snprintf(path, sizeof path, "%s/checkpoint-%lld/state.ckpt", r, (long long)n);
-    }
-    CLI_TRY(lk_trainer_resume(x->t, path));
+    if (access(path, F_OK) == 0)
+        CLI_TRY(lk_trainer_resume(x->t, path));
+    else
+        CLI_TRY(resume_newest(x, r, path, sizeof path));
+    note_resumed(x, path);
     fprintf(stderr, "%s: resumed from %s at step %lld\n", TOOL, path,
             (long long)lk_trainer_steps_done(x->t));
     return LK_OK;
@@ -510,7 +784,7 @@ static lk_status loop(train_ctx *x)
         progress(x, &st, last);
         if (x->c->json->count)
             json_step(x, &st);
-        if (x->eval && ((eval_every && st.step % eval_every == 0) || last))
+        if (x->eval && !g_stop && ((eval_every && st.step % eval_every == 0) || last))
             CLI_TRY(run_eval(x, st.step));
         if (save_every && st.step % save_every == 0 && !last)
             CLI_TRY(save_checkpoint(x));
@@ -518,21 +792,28 @@ static lk_status loop(train_ctx *x)
     return LK_OK;
 }
 
+/* Exit code 1 after an error, printed here unless it was already. */
+static int fail(const train_ctx *x, lk_status s)
+{
+    return x->err_printed ? CLI_FAIL : cli_fail(TOOL, s);
+}
+
 static int finish(train_ctx *x)
 {
     if (g_stop) {
-        fprintf(stderr, "%s%s: interrupted: saving a checkpoint\n", x->tty ? "\n" : "", TOOL);
+        fprintf(stderr, "%s%s: interrupted at step %lld: saving a checkpoint\n", x->tty ? "\n" : "",
+                TOOL, (long long)lk_trainer_steps_done(x->t));
         lk_status s = save_checkpoint(x);
         write_svg(x);
         if (s != LK_OK)
-            return cli_fail(TOOL, s);
+            return fail(x, s);
         return g_stop == SIGTERM ? 143 : CLI_INTERRUPTED;
     }
     lk_status s = save_checkpoint(x);
     if (s == LK_OK)
         s = save_final(x);
     if (s != LK_OK)
-        return cli_fail(TOOL, s);
+        return fail(x, s);
     write_svg(x);
     int64_t n;
     const float *h = lk_trainer_loss_history(x->t, &n);
@@ -545,6 +826,8 @@ static int finish(train_ctx *x)
             cJSON_AddNumberToObject(j, "final_loss", h[n - 1]);
         if (x->eval && isfinite(x->eval_loss_last))
             cJSON_AddNumberToObject(j, "eval_loss", x->eval_loss_last);
+        if (x->eval && isfinite(x->eval_kl_last))
+            cJSON_AddNumberToObject(j, "eval_kl", x->eval_kl_last);
         cli_json_emit(j);
     } else {
         printf("adapter written to %s (%lld steps, final loss %.4f)\n", x->out, (long long)n,
@@ -558,6 +841,14 @@ static int run(train_ctx *x)
     lk_status s = setup(x);
     if (s != LK_OK)
         return cli_fail(TOOL, s);
+    if (x->a->teacher->count) {
+        int rc = cli_teacher_load(TOOL, x->a->teacher->sval[0], x->a->model->filename[0],
+                                  x->a->teacher_adapter, x->a->teacher_quant, x->mp.n_threads,
+                                  &x->teacher);
+        if (rc >= 0)
+            return rc;
+        x->tp.teacher = x->teacher.m;
+    }
     if (x->a->dry_run->count)
         return dry_run(x);
     char probe[4300];
@@ -567,13 +858,17 @@ static int run(train_ctx *x)
                 x->out);
         return CLI_FAIL;
     }
-    if (make_dir(x->out) != 0)
+    if (make_dir(x->out) != 0 || claim_out(x) != 0)
         return CLI_FAIL;
+    check_memory(x);
+    double t_init = now();
     s = lk_trainer_create(x->m, x->data, &x->tp, &x->t);
+    if (s == LK_OK)
+        report_loftq(x, now() - t_init);
     if (s == LK_OK && x->a->resume->count)
         s = resume(x);
     if (s != LK_OK)
-        return s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s);
+        return fail(x, s);
     int64_t total = lk_trainer_total_steps(x->t);
     x->eval_pts = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
     for (int64_t i = 0; x->eval_pts && i < total; i++)
@@ -584,7 +879,7 @@ static int run(train_ctx *x)
                 (long long)lk_dataset_seq_len(x->data), (unsigned long long)x->tp.seed);
     s = loop(x);
     if (s != LK_OK) {
-        int rc = cli_fail(TOOL, s);
+        int rc = fail(x, s);
         write_svg(x);
         return rc;
     }
@@ -597,7 +892,17 @@ static const char *GLOSSARY =
     "prompts are masked.\nExamples are packed into rows of --seq-len tokens (positions restart, no "
     "attention across examples).\nOutput: DIR/adapter_config.json + adapter_model.safetensors "
     "(Hugging Face PEFT), DIR/loss.svg,\nDIR/checkpoint-N/ (adapter + state.ckpt; --resume DIR "
-    "continues from the newest).\nCtrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n";
+    "continues from the newest).\nCtrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n"
+    "--init loftq (LoftQ, Li et al. 2023, one iteration) starts s*B*A as the rank-r SVD of each "
+    "layer's\nW - Q(W), W read again from the model folder: the adapter then belongs with a base "
+    "quantised\nthe same way (--quant). More iterations would change the quantised base itself, "
+    "which lora-eval\nand lora-merge rebuild from W, so they are not offered.\n"
+    "Distillation (--objective kd|rkl|jsd): per trained token (1-W)*CE + W*T^2*D, D the forward "
+    "KL(teacher||model),\nthe reverse KL, or the generalised JSD (TRL's GKD: beta 0 forward, 1 "
+    "reverse) at temperature T.\n--teacher self distils the unquantised base into its quantised "
+    "copy; --teacher DIR needs the\nstudent's tokenizer (a larger, padded vocabulary is cut to the "
+    "student's). --teacher-cache FILE\n(lora-teacher) compares over the cache's k ids plus one "
+    "bucket for all the others; its data,\ntemperature and vocabulary must be this run's.\n";
 
 int main(int argc, char **argv)
 {
@@ -632,25 +937,36 @@ int main(int argc, char **argv)
     a.batch = arg_int0(NULL, "batch", "B", "rows per micro-batch (default 1)");
     a.grad_accum = arg_int0(NULL, "grad-accum", "K", "micro-batches per step (default 1)");
     a.init_adapter = arg_file0(NULL, "init-adapter", "DIR", "start from this PEFT adapter");
+    a.init = arg_str0(NULL, "init", "peft|loftq",
+                      "fresh adapter: peft (default) or loftq (SVD of W - Q(W))");
     a.resume =
         arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
     a.save_every = arg_int0(NULL, "save-every", "N", "checkpoint every N steps");
-    a.save_limit = arg_int0(NULL, "save-limit", "K", "keep the K newest checkpoints (default 2)");
+    a.save_limit =
+        arg_int0(NULL, "save-limit", "K", "keep the K newest checkpoints (default 2, 0: all)");
     a.eval_data = arg_file0(NULL, "eval-data", "FILE", "held-out data for evaluation");
     a.eval_every = arg_int0(NULL, "eval-every", "N", "evaluate every N steps (and at the end)");
     a.log_every = arg_int0(NULL, "log-every", "N", "progress line every N steps (non-terminal)");
-    a.objective = arg_str0(NULL, "objective", "sft", "training objective (sft)");
-    a.teacher = arg_str0(NULL, "teacher", "DIR", "distillation teacher (not in this version)");
-    a.teacher_cache =
-        arg_str0(NULL, "teacher-cache", "FILE", "teacher cache (not in this version)");
-    a.kd_temp = arg_dbl0(NULL, "kd-temp", "T", "distillation temperature (not in this version)");
-    a.kd_weight = arg_dbl0(NULL, "kd-weight", "W", "distillation weight (not in this version)");
+    a.objective = arg_str0(NULL, "objective", "NAME",
+                           "sft (default); distillation: kd (forward KL), rkl (reverse KL), jsd");
+    a.teacher = arg_str0(NULL, "teacher", "DIR|self",
+                         "teacher model run alongside (self: the base unquantised)");
+    a.teacher_adapter =
+        arg_strn(NULL, "teacher-adapter", "DIR[:scale]", 0, 8, "adapter applied to the teacher");
+    a.teacher_quant =
+        arg_str0(NULL, "teacher-quant", "TYPE", "teacher format: none (default), nf4, q8_0, ...");
+    a.teacher_cache = arg_str0(NULL, "teacher-cache", "FILE", "top-k teacher cache (lora-teacher)");
+    a.kd_temp = arg_dbl0(NULL, "kd-temp", "T", "distillation temperature (default 1)");
+    a.kd_weight = arg_dbl0(NULL, "kd-weight", "W",
+                           "loss = (1-W) cross-entropy + W T^2 divergence (default 1)");
+    a.jsd_beta =
+        arg_dbl0(NULL, "jsd-beta", "B", "JSD's beta: 0 forward KL, 1 reverse (default 0.5)");
     a.fields = arg_str0(NULL, "fields", "K=COL,...",
                         "column names (e.g. prompt=question,"
                         "completion=answer)");
     a.chat_template = arg_str0(NULL, "chat-template", "NAME", "chat format for messages data");
     a.strict = arg_lit0(NULL, "strict", "a bad data line is fatal");
-    a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit");
+    a.dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit (1 if it does not fit)");
     a.no_ckpt = arg_lit0(NULL, "no-checkpointing",
                          "keep every layer's activations (faster backward, more memory)");
     a.force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
@@ -678,6 +994,7 @@ int main(int argc, char **argv)
                   a.batch,
                   a.grad_accum,
                   a.init_adapter,
+                  a.init,
                   a.resume,
                   a.save_every,
                   a.save_limit,
@@ -687,8 +1004,11 @@ int main(int argc, char **argv)
                   a.objective,
                   a.teacher,
                   a.teacher_cache,
+                  a.teacher_adapter,
+                  a.teacher_quant,
                   a.kd_temp,
                   a.kd_weight,
+                  a.jsd_beta,
                   a.fields,
                   a.chat_template,
                   a.strict,
@@ -697,22 +1017,32 @@ int main(int argc, char **argv)
                   a.force,
                   CLI_COMMON_ENTRIES(c),
                   end};
-    int rc = cli_parse(argc, argv, at, end, &c, TOOL,
-                       "Train a LoRA adapter (SFT) on a frozen base model.", GLOSSARY);
+    int rc =
+        cli_parse(argc, argv, at, end, &c, TOOL,
+                  "Train a LoRA adapter (SFT or distillation) on a frozen base model.", GLOSSARY);
     if (rc >= 0)
         goto done;
-    train_ctx x = {
-        .a = &a, .c = &c, .out = a.out->filename[0], .tty = isatty(2), .eval_loss_last = NAN};
+    train_ctx x = {.a = &a,
+                   .c = &c,
+                   .out = a.out->filename[0],
+                   .tty = isatty(2),
+                   .eval_loss_last = NAN,
+                   .eval_kl_last = NAN,
+                   .saved_step = -1};
     x.mp = lk_model_params_default();
     x.mp.n_threads = cli_threads(&c);
     x.mp.quant = LK_QTYPE_NF4; /* QLoRA: the base lives in 4 bits unless asked otherwise */
-    rc = check_unsupported(&a);
-    if (rc < 0)
-        rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &x.mp);
+    rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &x.mp);
     if (rc < 0)
         rc = parse_params(&a, &c, &x.tp);
+    if (rc < 0)
+        rc = parse_objective(&a, &x.tp);
+    if (rc < 0)
+        rc = parse_init(&a, &x.mp, &x.tp);
     if (rc < 0 && a.seq_len->count && a.seq_len->ival[0] < 2)
         rc = cli_usage_error(TOOL, "--seq-len: expected >= 2");
+    if (rc < 0 && a.save_limit->count && a.save_limit->ival[0] < 0)
+        rc = cli_usage_error(TOOL, "--save-limit: expected >= 0 (0 keeps every checkpoint)");
     if (rc < 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -728,6 +1058,7 @@ int main(int argc, char **argv)
     lk_dataset_free(x.eval);
     lk_tokenizer_free(x.tok);
     lk_model_free(x.m);
+    cli_teacher_free(&x.teacher);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

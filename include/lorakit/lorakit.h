@@ -12,5 +12,6 @@
 #include "lorakit/adapter.h"
 #include "lorakit/train.h"
 #include "lorakit/quant.h"
+#include "lorakit/teacher.h"
 
 #endif /* LORAKIT_H */

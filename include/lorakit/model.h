@@ -131,6 +131,13 @@ lk_status lk_model_nll(const lk_model *m, const int32_t *tokens, int64_t T, int6
 lk_status lk_model_nll_labels(const lk_model *m, const int32_t *tokens, const int32_t *labels,
                               int64_t T, int64_t n_ctx, double *nll_sum, int64_t *count);
 
+/* Like lk_model_nll_labels, and over the same positions the mean distance to a teacher: adds
+ * Σ KL(p_teacher ‖ p_model) (temperature 1, natural log) to *kl_sum. The teacher's vocabulary may
+ * be larger (a padded one): its distribution is taken over the model's ids. */
+lk_status lk_model_kl_labels(const lk_model *m, const lk_model *teacher, const int32_t *tokens,
+                             const int32_t *labels, int64_t T, int64_t n_ctx, double *nll_sum,
+                             double *kl_sum, int64_t *count);
+
 /* Token sampling for generation. */
 struct lk_sampler_params {
     float temperature; /* 0: greedy (argmax, lowest id on ties) */

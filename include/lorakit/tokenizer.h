@@ -82,6 +82,11 @@ lk_status lk_tokenizer_decode(const lk_tokenizer *t, const int32_t *ids, int64_t
  * token's content), or -1. */
 int32_t lk_tokenizer_token_to_id(const lk_tokenizer *t, const char *str);
 
+/* The first id below both vocabularies' sizes that the two tokenizers spell differently (other
+ * bytes, or added/special in one only), or -1 when every shared id is the same token: the check
+ * that a teacher and a student speak the same vocabulary. */
+int64_t lk_tokenizer_first_difference(const lk_tokenizer *a, const lk_tokenizer *b);
+
 /* 1 if id is an added token marked "special" in tokenizer.json. */
 int lk_tokenizer_is_special(const lk_tokenizer *t, int32_t id);
 
@@ -255,6 +260,12 @@ lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c);
  * row. Either out pointer may be NULL. */
 lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, int32_t *pos,
                               int32_t *seg, int64_t *n_real, int64_t *n_examples);
+
+/* File-order indices (as lk_dataset_example numbers them) of the examples in the row last returned
+ * by lk_dataset_next_row: idx[j] is the example of segment j (seg == j), j < *n (= that call's
+ * *n_examples). idx: caller-owned [max]; LK_ERR_ARG when max is smaller than the row's example
+ * count, or when no row was returned since the load or the last lk_dataset_set_cursor. */
+lk_status lk_dataset_row_examples(const lk_dataset *d, int64_t *idx, int64_t max, int64_t *n);
 
 /* Rows of seq_len tokens the current epoch yields in total. */
 int64_t lk_dataset_rows_in_epoch(const lk_dataset *d);

@@ -5,6 +5,7 @@
 #ifndef LORAKIT_TRAIN_H
 #define LORAKIT_TRAIN_H
 
+#include "lorakit/adapter.h"
 #include "lorakit/core.h"
 #include "lorakit/model.h"
 #include "lorakit/tokenizer.h"
@@ -18,6 +19,23 @@ typedef struct lk_trainer lk_trainer;
 typedef enum { LK_OPT_ADAMW = 0, LK_OPT_SGD = 1 } lk_optimizer;
 typedef enum { LK_SCHED_COSINE = 0, LK_SCHED_LINEAR = 1, LK_SCHED_CONSTANT = 2 } lk_schedule;
 
+/* SFT: cross-entropy on the labels. Distillation (needs a teacher): per trained position
+ * (1 − kd_weight)·CE + kd_weight·τ²·D with D at temperature τ = kd_temp: KD forward
+ * KL(teacher ‖ model), RKL reverse KL(model ‖ teacher), JSD generalised Jensen-Shannon with
+ * jsd_beta (TRL's GKD: 0 is forward KL, 1 reverse KL). */
+typedef enum { LK_OBJ_SFT = 0, LK_OBJ_KD = 1, LK_OBJ_RKL = 2, LK_OBJ_JSD = 3 } lk_objective;
+
+/* How a fresh adapter starts (ignored with init_adapter, which may not be combined with LoftQ).
+ * LK_INIT_PEFT: A Kaiming-uniform, B = 0, so the model starts as the base (PEFT's default).
+ * LK_INIT_LOFTQ: LoftQ (Li et al. 2023) with one iteration: for every targeted layer, s·B·A is
+ * the rank-r truncated SVD of the quantisation residual W − deq(Q(W)) (W re-read in full
+ * precision from the model's files; singular values split evenly between A and B, as PEFT's
+ * loftq_init), so base + adapter starts closer to the unquantised model. Needs a base quantised
+ * at load (not f32, not a pre-quantised folder). More LoftQ iterations would re-quantise the base
+ * from W − s·B·A, a base that no other tool rebuilds from the model folder, so they are not
+ * offered. */
+typedef enum { LK_INIT_PEFT = 0, LK_INIT_LOFTQ = 1 } lk_lora_init;
+
 /* Training options; lk_train_params_default() gives PEFT's and transformers' defaults. */
 struct lk_train_params {
     /* adapter */
@@ -27,6 +45,7 @@ struct lk_train_params {
     unsigned targets;         /* bit (1 << i) for q,k,v,o,gate,up,down (default all seven: 0x7f) */
     int rslora;               /* scale alpha/sqrt(r) instead of alpha/r */
     const char *init_adapter; /* NULL, or a PEFT folder to start from (shapes must match) */
+    lk_lora_init init;        /* fresh adapter's start (default LK_INIT_PEFT) */
     /* optimiser */
     lk_optimizer optimizer;  /* default AdamW */
     float lr;                /* peak learning rate (default 2e-4) */
@@ -45,6 +64,14 @@ struct lk_train_params {
     int max_bad_steps;  /* consecutive NaN/Inf steps before giving up (default 5) */
     int checkpointing;  /* 1 (default): activation checkpointing per layer (recompute in the
                          * backward); 0: keep every layer's activations (faster, more memory) */
+    /* objective */
+    lk_objective objective;    /* default SFT */
+    float kd_temp;             /* τ (default 1) */
+    float kd_weight;           /* α (default 1: distillation only) */
+    float jsd_beta;            /* JSD's β (default 0.5, TRL's) */
+    const lk_model *teacher;   /* online teacher (borrowed, not the trained model; its vocabulary
+                                * may be larger, the extra ids are cut off) */
+    const char *teacher_cache; /* or a lora-teacher cache of the training data (top-k) */
 };
 
 struct lk_train_params lk_train_params_default(void);
@@ -59,11 +86,25 @@ lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train
                             lk_trainer **out);
 void lk_trainer_free(lk_trainer *t);
 
+/* The LoftQ start of one targeted module (Frobenius norms). */
+struct lk_loftq_stat {
+    int64_t layer;
+    lk_module module;
+    double weight_norm;    /* ‖W‖, the full-precision weight */
+    double residual_norm;  /* ‖R‖, R = W − deq(Q(W)): the quantisation error */
+    double remaining_norm; /* ‖R − s·B·A‖: what base + the fresh adapter still miss */
+};
+
+/* Per-module statistics of a LoftQ start (init LK_INIT_LOFTQ), in adapter module order (layer,
+ * then lk_module); NULL with *n = 0 for other starts. Borrowed, valid until lk_trainer_free. */
+const struct lk_loftq_stat *lk_trainer_loftq_stats(const lk_trainer *t, int64_t *n);
+
 /* What one step did. */
 struct lk_step_stats {
     int64_t step; /* steps done after this one */
     int64_t total_steps;
-    double loss;            /* mean cross-entropy over the step's trained tokens */
+    double loss;            /* mean objective over the step's trained tokens */
+    double ce, kd;          /* its parts: mean cross-entropy, mean τ²·divergence (NaN for SFT) */
     double grad_norm;       /* before clipping */
     float lr;               /* learning rate used (A's) */
     int64_t tokens;         /* tokens processed (padding excluded) */
@@ -84,8 +125,11 @@ const float *lk_trainer_loss_history(const lk_trainer *t, int64_t *n);
 int64_t lk_trainer_steps_done(const lk_trainer *t);
 int64_t lk_trainer_total_steps(const lk_trainer *t);
 
-/* Mean loss over every example of an evaluation dataset (unpacked, no dropout). */
-lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, int64_t *tokens);
+/* Mean cross-entropy over every example of an evaluation dataset (unpacked, no dropout); kl
+ * (may be NULL) gets the mean KL(teacher ‖ model) at temperature 1 over the same tokens when the
+ * trainer has an online teacher, else NaN. */
+lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
+                          int64_t *tokens);
 
 /* Checkpoint: adapter, optimiser moments, step, schedule, data cursor, written atomically to
  * path (a file). lk_trainer_resume restores one made with the same model, data and options:

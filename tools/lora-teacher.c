@@ -1,0 +1,253 @@
+/* lora-teacher — run a teacher model once over a dataset and write its top-k next-token
+ * log-probabilities at every trained position to a teacher cache, for lora-train
+ * --teacher-cache (format: docs/teacher-cache.md). The data options are lora-train's, so that the
+ * examples (tokens and loss masks) are the ones the trainer will see. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char *TOOL = "lora-teacher";
+
+typedef struct {
+    struct arg_file *model, *data, *out;
+    struct arg_str *adapter, *quant, *quant_embed;
+    struct arg_int *top_k, *seq_len, *vocab;
+    struct arg_dbl *kd_temp;
+    struct arg_lit *force;
+    cli_data_opts d;
+} teacher_args;
+
+typedef struct {
+    int tty, quiet;
+    double t0, last;
+} progress_state;
+
+/* After each example: stop on a signal; a progress line (redrawn on a terminal, every 10 s
+ * otherwise). */
+static int on_progress(void *user, int64_t done, int64_t total)
+{
+    progress_state *ps = user;
+    if (cli_stop_signal())
+        return 1;
+    double t = cli_now();
+    if (ps->quiet || (done < total && t - ps->last < (ps->tty ? 0.2 : 10.0)))
+        return 0;
+    ps->last = t;
+    fprintf(stderr, "%s[%s] %lld/%lld examples  %.1f s%s", ps->tty ? "\r" : "", TOOL,
+            (long long)done, (long long)total, t - ps->t0, ps->tty ? "\033[K" : "\n");
+    if (ps->tty && done == total)
+        fputc('\n', stderr);
+    return 0;
+}
+
+static void report(const teacher_args *a, const cli_common *c, const struct lk_teacher_params *p,
+                   const struct lk_teacher_stats *st, double secs)
+{
+    double bpp = st->positions ? (double)st->bytes / (double)st->positions : 0;
+    if (c->json->count) {
+        cJSON *j = cli_json_new(c);
+        cJSON_AddStringToObject(j, "model", a->model->filename[0]);
+        cJSON_AddStringToObject(j, "data", a->data->filename[0]);
+        cJSON_AddStringToObject(j, "output", a->out->filename[0]);
+        cJSON_AddNumberToObject(j, "top_k", (double)p->top_k);
+        cJSON_AddNumberToObject(j, "temperature", p->temp);
+        cJSON_AddNumberToObject(j, "vocab", (double)p->vocab);
+        cJSON_AddNumberToObject(j, "examples", (double)st->examples);
+        cJSON_AddNumberToObject(j, "tokens", (double)st->tokens);
+        cJSON_AddNumberToObject(j, "positions", (double)st->positions);
+        cJSON_AddNumberToObject(j, "forward_tokens", (double)st->forward_tokens);
+        cJSON_AddNumberToObject(j, "bytes", (double)st->bytes);
+        cJSON_AddNumberToObject(j, "bytes_per_position", bpp);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        cJSON_AddNumberToObject(j, "tokens_per_second",
+                                secs > 0 ? (double)st->forward_tokens / secs : 0);
+        cli_json_emit(j);
+        return;
+    }
+    printf("%s: %lld examples, %lld tokens, %lld positions (top-%lld at temperature %g over %lld "
+           "ids)\n%lld bytes, %.1f bytes/position, %.1f s (%.0f tokens/s through the teacher)\n",
+           a->out->filename[0], (long long)st->examples, (long long)st->tokens,
+           (long long)st->positions, (long long)p->top_k, (double)p->temp, (long long)p->vocab,
+           (long long)st->bytes, bpp, secs, secs > 0 ? (double)st->forward_tokens / secs : 0);
+}
+
+/* Options that need the model's config: --top-k against the vocabulary, --vocab. */
+static int check_against_config(const teacher_args *a, const struct lk_model_config *cfg,
+                                struct lk_teacher_params *p)
+{
+    p->vocab = a->vocab->count ? a->vocab->ival[0] : cfg->vocab_size;
+    if (p->vocab < 2 || p->vocab > cfg->vocab_size)
+        return cli_usage_error(TOOL, "--vocab %lld: expected 2 .. %lld (the model's vocab_size)",
+                               (long long)p->vocab, (long long)cfg->vocab_size);
+    if (p->top_k < 1 || p->top_k >= p->vocab)
+        return cli_usage_error(TOOL,
+                               "--top-k %lld: expected 1 .. %lld (below the vocabulary of "
+                               "%lld ids)",
+                               (long long)p->top_k, (long long)p->vocab - 1, (long long)p->vocab);
+    return -1;
+}
+
+/* "adapters=DIR:w,..." for the cache's teacher description (heap; NULL when none). */
+static char *adapter_note(const cli_adapters *ad)
+{
+    size_t n = 16;
+    for (int i = 0; i < ad->n; i++)
+        n += strlen(ad->path[i]) + 32;
+    char *s = ad->n ? malloc(n) : NULL;
+    if (!s)
+        return NULL;
+    size_t k = (size_t)snprintf(s, n, "adapters=");
+    for (int i = 0; i < ad->n; i++)
+        k += (size_t)snprintf(s + k, n - k, "%s%s:%g", i ? "," : "", ad->path[i], (double)ad->w[i]);
+    return s;
+}
+
+/* Model (with adapters), tokenizer, data; then the cache. */
+static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_params *p,
+               struct lk_model_params *mp, struct lk_dataset_params *dp)
+{
+    lk_model *m = NULL;
+    lk_tokenizer *tok = NULL;
+    lk_dataset *d = NULL;
+    cli_adapters ad = {0};
+    char *note = NULL;
+    int rc = -1;
+    progress_state ps = {isatty(2), c->quiet->count > 0, cli_now(), 0};
+    struct lk_teacher_stats st;
+    const char *dir = a->model->filename[0];
+    lk_status s = lk_model_load(dir, mp, &m);
+    if (s == LK_OK && (rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad)) >= 0)
+        goto done;
+    for (int i = 0; i < ad.n && s == LK_OK; i++)
+        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
+    if (s == LK_OK)
+        s = lk_tokenizer_load(dir, &tok);
+    if (s == LK_OK) {
+        dp->seq_len =
+            a->seq_len->count ? a->seq_len->ival[0] : lk_model_get_config(m)->max_position;
+        s = lk_dataset_load(a->data->filename[0], tok, dp, &d);
+    }
+    if (s == LK_OK) {
+        note = adapter_note(&ad);
+        p->teacher_dir = dir;
+        p->teacher_note = note;
+        p->data_path = a->data->filename[0];
+        p->progress = on_progress;
+        p->user = &ps;
+        ps.t0 = ps.last = cli_now();
+        s = lk_teacher_cache_write(m, d, a->out->filename[0], p, &st);
+    }
+    if (s == LK_OK)
+        report(a, c, p, &st, cli_now() - ps.t0);
+    else if (s == LK_ERR_INTERRUPTED)
+        fprintf(stderr, "%s%s: interrupted; %s not written\n", ps.tty ? "\n" : "", TOOL,
+                a->out->filename[0]);
+    rc = s == LK_OK                     ? CLI_OK
+         : s != LK_ERR_INTERRUPTED      ? cli_fail(TOOL, s)
+         : cli_stop_signal() == SIGTERM ? 143
+                                        : CLI_INTERRUPTED;
+done:
+    free(note);
+    lk_dataset_free(d);
+    lk_tokenizer_free(tok);
+    cli_adapters_free(&ad);
+    lk_model_free(m);
+    return rc;
+}
+
+/* Usage checks that need no file; then the config for the vocabulary. */
+static int check_args(const teacher_args *a, struct lk_teacher_params *p,
+                      struct lk_dataset_params *dp)
+{
+    p->top_k = a->top_k->ival[0];
+    p->temp = a->kd_temp->count ? (float)a->kd_temp->dval[0] : 1.0f;
+    p->force = a->force->count > 0;
+    if (a->kd_temp->count && (!(a->kd_temp->dval[0] > 0) || !isfinite(p->temp)))
+        return cli_usage_error(TOOL, "--kd-temp: expected a number > 0, got %g",
+                               a->kd_temp->dval[0]);
+    if (a->seq_len->count && a->seq_len->ival[0] < 2)
+        return cli_usage_error(TOOL, "--seq-len: expected >= 2, got %d", a->seq_len->ival[0]);
+    if (p->top_k < 1)
+        return cli_usage_error(TOOL, "--top-k %lld: expected >= 1", (long long)p->top_k);
+    int rc = cli_data_params(TOOL, &a->d, dp);
+    if (rc >= 0)
+        return rc;
+    struct lk_model_config cfg;
+    lk_status s = lk_config_load(a->model->filename[0], &cfg);
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    return check_against_config(a, &cfg, p);
+}
+
+static const char *GLOSSARY =
+    "Each example of --data (any lora-train format; the same --fields, --chat-template and\n"
+    "--seq-len as training) runs through the teacher on its own from position 0; at every\n"
+    "position whose next token is trained, the cache keeps the K most likely next ids with their\n"
+    "log-probabilities of softmax(logits / --kd-temp) and the log of the remaining mass.\n"
+    "lora-train --teacher-cache FILE checks the cache against its data (same tokens; a training\n"
+    "--seq-len up to the one used here). The output is written to a temporary file and renamed\n"
+    "when complete; Ctrl-C (SIGTERM) leaves nothing behind and exits 130 (143).\n";
+
+int main(int argc, char **argv)
+{
+    cli_common c;
+    cli_common_init(&c);
+    teacher_args a;
+    a.model = arg_file1("m", "model", "DIR", "teacher model folder (Hugging Face)");
+    a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
+                         "LoRA adapter applied to the teacher (PEFT folder or GGUF), repeatable");
+    a.quant = arg_str0(NULL, "quant", "TYPE",
+                       "teacher weights: none (default, f32), nf4, q4_0, iq4_nl, q8_0");
+    a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
+    a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL or JSON array)");
+    a.top_k = arg_int1(NULL, "top-k", "K", "ids kept per position (1 .. vocabulary - 1)");
+    a.kd_temp =
+        arg_dbl0(NULL, "kd-temp", "TAU", "temperature of the log-probabilities (default 1)");
+    a.vocab = arg_int0(NULL, "vocab", "N",
+                       "softmax over ids [0, N) only, e.g. a student's smaller vocabulary "
+                       "(default: the teacher's vocab_size)");
+    a.seq_len = arg_int0(NULL, "seq-len", "T",
+                         "truncate examples to T tokens (default: the model's context)");
+    cli_data_opts_init(&a.d);
+    a.out = arg_file1("o", "out", "FILE", "teacher cache to write");
+    a.force = arg_lit0(NULL, "force", "replace an existing output file");
+    struct arg_end *end = arg_end(20);
+    void *at[] = {a.model,
+                  a.adapter,
+                  a.quant,
+                  a.quant_embed,
+                  a.data,
+                  a.top_k,
+                  a.kd_temp,
+                  a.vocab,
+                  a.seq_len,
+                  CLI_DATA_ENTRIES(a.d),
+                  a.out,
+                  a.force,
+                  CLI_COMMON_ENTRIES(c),
+                  end};
+    int rc =
+        cli_parse(argc, argv, at, end, &c, TOOL,
+                  "Write a teacher cache (top-k log-probabilities) for distillation.", GLOSSARY);
+    if (rc >= 0)
+        goto done;
+    struct lk_teacher_params p = lk_teacher_params_default();
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    dp.pack = 0;
+    dp.shuffle = 0;
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = cli_threads(&c);
+    if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0 ||
+        (rc = check_args(&a, &p, &dp)) >= 0)
+        goto done;
+    cli_catch_stop();
+    rc = run(&a, &c, &p, &mp, &dp);
+done:
+    arg_freetable(at, sizeof at / sizeof *at);
+    return rc;
+}
