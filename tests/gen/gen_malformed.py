@@ -324,6 +324,86 @@ def checkpoints():
     write("ckpt-meta-non-utf8/state.ckpt", ck[:32] + frame)
 
 
+# ---- teacher caches (lora-train --teacher-cache; a.lktc: text.jsonl, --seq-len 16, top-4) --
+
+M64 = (1 << 64) - 1
+XP = (11400714785074694791, 14029467366897019727, 1609587929392839161, 9650029242287828579,
+      2870177450012600261)
+
+
+def rotl(x, r):
+    return ((x << r) | (x >> (64 - r))) & M64
+
+
+def xround(acc, v):
+    return (rotl((acc + v * XP[1]) & M64, 31) * XP[0]) & M64
+
+
+def xxh64(b, seed=0):
+    """XXH64 from the xxHash specification (independent of src/tcache.c's)."""
+    n, p = len(b), 0
+    u64 = lambda i: int.from_bytes(b[i:i + 8], "little")
+    if n >= 32:
+        v = [(seed + XP[0] + XP[1]) & M64, (seed + XP[1]) & M64, seed, (seed - XP[0]) & M64]
+        while n - p >= 32:
+            v = [xround(v[i], u64(p + 8 * i)) for i in range(4)]
+            p += 32
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & M64
+        for x in v:
+            h = ((h ^ xround(0, x)) * XP[0] + XP[3]) & M64
+    else:
+        h = (seed + XP[4]) & M64
+    h = (h + n) & M64
+    while n - p >= 8:
+        h = (rotl(h ^ xround(0, u64(p)), 27) * XP[0] + XP[3]) & M64
+        p += 8
+    if n - p >= 4:
+        h = (rotl(h ^ (int.from_bytes(b[p:p + 4], "little") * XP[0]) & M64, 23) * XP[1]
+             + XP[2]) & M64
+        p += 4
+    for c in b[p:]:
+        h = (rotl(h ^ (c * XP[4]) & M64, 11) * XP[0]) & M64
+    for s_, m in ((33, XP[1]), (29, XP[2])):
+        h = ((h ^ (h >> s_)) * m) & M64
+    return h ^ (h >> 32)
+
+
+def zstd(args, data):
+    tmp = path("tmp.bin")
+    open(tmp, "wb").write(data)  # from a file, so the frame records its content size
+    out = subprocess.run(["zstd", *args, "-c", tmp], capture_output=True, check=True).stdout
+    os.remove(tmp)
+    return out
+
+
+def tcaches():
+    tc = open(os.path.join(CORPUS, "tcache", "a.lktc"), "rb").read()
+    hb, io = struct.unpack("<I", tc[12:16])[0], struct.unpack("<Q", tc[72:80])[0]
+    assert xxh64(tc[io:io + 48], xxh64(tc[:hb])) == struct.unpack("<Q", tc[-8:])[0]
+    write("tcache-ok.lktc", tc)
+    write("tcache-truncated.lktc", tc[:-20])
+    write("tcache-bad-magic.lktc", b"LKTCACHX" + tc[8:])
+    flip = bytearray(tc)
+    flip[hb + 40] ^= 4
+    write("tcache-chunk-bit-flip.lktc", bytes(flip))
+    # an id outside the vocabulary, in a chunk with valid frame and checksums
+    off, cs, us, first, ne, _ = struct.unpack("<6Q", tc[io:io + 48])
+    raw = bytearray(zstd(["-d"], tc[off:off + cs]))
+    nt = struct.unpack(f"<{ne}I", raw[:4 * ne])
+    T = sum(nt)
+    ids0 = 8 * ne + 4 * T + sum((t + 7) // 8 for t in nt)
+    N = sum(struct.unpack(f"<{ne}I", raw[4 * ne:8 * ne]))
+    k = struct.unpack("<Q", tc[16:24])[0]
+    raw[ids0 + 2 * N * k] = 1  # byte plane 2 of the first id: id += 65536 > vocab
+    frame = zstd(["-3", "--check"], bytes(raw))
+    head = bytearray(tc[:hb])
+    head[72:80] = struct.pack("<Q", hb + len(frame))
+    ix = struct.pack("<6Q", hb, len(frame), us, first, ne, xxh64(frame))
+    body = bytes(head) + frame + ix
+    write("tcache-id-beyond-vocab.lktc",
+          body + struct.pack("<Q", xxh64(ix, xxh64(bytes(head)))))
+
+
 # ---- datasets (lora-tokenize --data --strict) ----------------------------------------------
 
 def datasets():
@@ -333,13 +413,17 @@ def datasets():
 
 
 def main():
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
+    for e in os.listdir(OUT) if os.path.isdir(OUT) else []:  # all but the hand-written manifest
+        if e != "MANIFEST.tsv":
+            p = os.path.join(OUT, e)
+            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+    os.makedirs(OUT, exist_ok=True)
     adapters()
     ggufs()
     models()
     tokenizers()
     checkpoints()
+    tcaches()
     datasets()
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
     print(f"{OUT}: {total} bytes")
