@@ -2,7 +2,8 @@
 # Install the Debian packages lorakit needs to build and test (as root; no-op when present).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libzstd-dev libcmocka-dev
-      libargtable2-dev libcjson-dev libpcre2-dev libutf8proc-dev)
+      libargtable2-dev libcjson-dev libpcre2-dev libutf8proc-dev
+      clang libclang-rt-dev libomp-dev) # the last three: the libFuzzer build (tests/fuzz)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

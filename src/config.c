@@ -36,8 +36,8 @@ static lk_status get_int(const char *path, const cJSON *j, const char *key, int6
     if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble)
         return status_fail(LK_ERR_FORMAT, "%s: '%s' must be an integer", path, key);
     if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return status_fail(LK_ERR_FORMAT, "%s: '%s' = %.0f is out of range [%lld, %lld]", path, key,
-                           v->valuedouble, (long long)lo, (long long)hi);
+        return status_fail(LK_ERR_FORMAT, "%s: '%s' = %.15g is out of range [%lld, %lld]", path,
+                           key, v->valuedouble, (long long)lo, (long long)hi);
     *out = (int64_t)v->valuedouble;
     return LK_OK;
 }

@@ -96,10 +96,37 @@ static lk_status factorize(const adapter_module *m, inspect_fac *f)
     return s;
 }
 
-/* tr((X1ᵀ X2)(Y2 Y1ᵀ)) for B-like X [rows × r] and A-like Y [r × cols] (row-major floats). */
+/* <B_p·A_p, B_q·A_q>_F from the products, one row of each at a time (out × in × (r_p + r_q)). */
+static double dense_inner(const adapter_module *p, const adapter_module *q)
+{
+    int64_t in = p->in;
+    double *w = malloc((size_t)(2 * in) * sizeof *w), t = 0;
+    if (!w)
+        return NAN;
+    for (int64_t o = 0; o < p->out; o++) {
+        double *u = w + in; /* w [in] = B_p[o, :]·A_p, u [in] = B_q[o, :]·A_q */
+        memset(w, 0, (size_t)(2 * in) * sizeof *w);
+        for (int64_t k = 0; k < p->r; k++)
+            for (int64_t c = 0; c < in; c++)
+                w[c] += (double)p->B[o * p->r + k] * p->A[k * in + c];
+        for (int64_t k = 0; k < q->r; k++)
+            for (int64_t c = 0; c < in; c++)
+                u[c] += (double)q->B[o * q->r + k] * q->A[k * in + c];
+        for (int64_t c = 0; c < in; c++)
+            t += w[c] * u[c];
+    }
+    free(w);
+    return t;
+}
+
+/* tr((X1ᵀ X2)(Y2 Y1ᵀ)) for B-like X [rows × r] and A-like Y [r × cols] (row-major floats). When
+ * r1·r2 exceeds out·in (ranks beyond the matrix size, as a hostile file may declare) the same
+ * number comes from the formed products instead, so memory stays within the factors' size. */
 static double trace_inner(const adapter_module *p, const adapter_module *q)
 {
     int64_t r1 = p->r, r2 = q->r;
+    if (r1 * r2 > p->out * p->in)
+        return dense_inner(p, q);
     double *M = calloc((size_t)(r1 * r2), sizeof *M), *N = calloc((size_t)(r1 * r2), sizeof *N);
     double t = 0;
     if (!M || !N) {

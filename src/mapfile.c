@@ -105,11 +105,12 @@ lk_status read_text_file(const char *path, size_t max_size, char **out, size_t *
 {
     mapfile m;
     *out = NULL;
-    LK_TRY(mapfile_open(&m, path, 0));
+    LK_TRY(mapfile_open(&m, path, 1)); /* mapped: an oversized file is never read */
     if (m.size > max_size) {
+        size_t size = m.size;
         mapfile_close(&m);
         return status_fail(LK_ERR_FORMAT, "%s: file is %zu bytes, more than the %zu allowed", path,
-                           m.size, max_size);
+                           size, max_size);
     }
     char *buf = malloc(m.size + 1);
     if (!buf) {

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -461,6 +462,38 @@ static int ends_with(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* 1 if real (a resolved path) lies inside the folder root (resolved too). */
+static int inside(const char *real, const char *root)
+{
+    size_t n = root ? strlen(root) : 0;
+    return n && strncmp(real, root, n) == 0 && (real[n] == '/' || (n == 1 && root[0] == '/'));
+}
+
+/* A side file copied into an output must not bring in a file from elsewhere on the machine (a
+ * model repository may hold a symlink "notes.txt -> ~/.ssh/id_rsa", and merged models get
+ * uploaded): a symlink must resolve inside base_dir, or inside the blobs folder of the Hugging
+ * Face cache it is a snapshot of (base_dir/../../blobs). */
+static lk_status check_link(const char *base_dir, const char *src)
+{
+    struct stat st;
+    if (lstat(src, &st) != 0 || !S_ISLNK(st.st_mode))
+        return LK_OK;
+    char *blobs = path_join(base_dir, "../../blobs");
+    char *real = realpath(src, NULL), *rb = realpath(base_dir, NULL);
+    char *rblobs = blobs ? realpath(blobs, NULL) : NULL;
+    lk_status s = LK_OK;
+    if (!real || !(inside(real, rb) || inside(real, rblobs)))
+        s = status_fail(LK_ERR_IO,
+                        "%s: a symlink to %s, outside the model folder: not copied into the "
+                        "output (hint: put the file itself in the folder, or remove the link)",
+                        src, real ? real : "a missing file");
+    free(blobs);
+    free(real);
+    free(rb);
+    free(rblobs);
+    return s;
+}
+
 lk_status merge_copy_side_files(const char *base_dir, const char *dir)
 {
     DIR *d = opendir(base_dir);
@@ -477,7 +510,7 @@ lk_status merge_copy_side_files(const char *base_dir, const char *dir)
         char *src = path_join(base_dir, n), *dst = path_join(dir, n);
         if (!src || !dst)
             s = status_fail(LK_ERR_NOMEM, "out of memory");
-        else if (file_exists(src))
+        else if ((s = check_link(base_dir, src)) == LK_OK && file_exists(src))
             s = copy_file(src, dst);
         free(src);
         free(dst);

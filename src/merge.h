@@ -52,7 +52,9 @@ lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, in
 void merge_release(const void *p, size_t n);
 
 /* Copy every regular file of base_dir except weights and config.json (tokenizer, generation
- * config, ...) into dir. */
+ * config, ...) into dir. A symlink is copied only when it resolves inside base_dir or the
+ * Hugging Face cache's blobs folder of the snapshot (base_dir/../../blobs); LK_ERR_IO naming the
+ * link and its target otherwise. */
 lk_status merge_copy_side_files(const char *base_dir, const char *dir);
 
 /* Write the merged model as one llama.cpp GGUF file (merge_gguf.c). */

@@ -188,7 +188,7 @@ static lk_status bnb_parse_state(bnb_state *b, const tensor_view *qs, int64_t ou
         double d0 = sh->child->valuedouble, d1 = sh->child->next->valuedouble;
         if (d0 != (double)out || d1 != (double)in)
             s = status_fail(LK_ERR_SHAPE,
-                            "%s: '%s': shape [%.17g, %.17g], expected [%lld, %lld] from "
+                            "%s: '%s': shape [%.15g, %.15g], expected [%lld, %lld] from "
                             "config.json",
                             qs->file, qs->name, d0, d1, (long long)out, (long long)in);
         else if (bs > Q4_NF4_BLOCK_MAX || !q4_valid(LK_QTYPE_NF4, (int)bs))

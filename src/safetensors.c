@@ -82,7 +82,12 @@ static lk_status parse_entry(const char *path, const cJSON *e, size_t data_size,
                            "section of %zu bytes (truncated file?)",
                            path, name, (long long)*begin, (long long)*end, data_size);
     int64_t want;
-    if (mul_overflow_i64(numel, (int64_t)dtype_size(t->dt), &want) != 0 || want != *end - *begin)
+    if (mul_overflow_i64(numel, (int64_t)dtype_size(t->dt), &want) != 0)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: tensor '%s': shape %s of %s: byte size overflows 64 "
+                           "bits",
+                           path, name, shape_str(t->shape, nd, buf, sizeof buf), dtype_name(t->dt));
+    if (want != *end - *begin)
         return status_fail(LK_ERR_FORMAT,
                            "%s: tensor '%s': shape %s of %s needs %lld bytes but data_offsets "
                            "give %lld",

@@ -705,9 +705,11 @@ const char *tcache_data(const tcache *c)
 
 /* ---- chunks ---- */
 
+/* *p holds at least n (and at least one) elements of elem bytes: never NULL once grown, so an
+ * empty chunk's arrays still make valid pointers. */
 static int grow(void **p, size_t *cap, size_t n, size_t elem)
 {
-    if (n <= *cap)
+    if (*p && n <= *cap)
         return 0;
     void *q = realloc(*p, (n ? n : 1) * elem);
     if (!q)

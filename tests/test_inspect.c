@@ -195,13 +195,46 @@ static void test_zero_nan_and_base(void **state)
     lk_model_free(m);
 }
 
+/* Ranks above the matrix size (r = 7 on a 3 x 2 ΔW, as a hostile file may declare): the norm and
+ * the cosine come from the formed products (memory within the factors' size) and match the
+ * dense double-precision values. */
+static void test_rank_beyond_size(void **state)
+{
+    (void)state;
+    enum { R = 7, OUT = 3, IN = 2 };
+    lk_adapter *a;
+    assert_ok(adapter_new("big-r", "peft", &a));
+    double dense[OUT * IN] = {0}, ss = 0;
+    adapter_module m = {
+        .layer = 0, .kind = LK_MOD_Q, .r = R, .in = IN, .out = OUT, .alpha = 3.5, .scale = 0.5};
+    m.A = malloc(R * IN * sizeof(float));
+    m.B = malloc(OUT * R * sizeof(float));
+    for (int k = 0; k < R * IN; k++)
+        m.A[k] = (float)((k * 7 % 11) - 5) / 4;
+    for (int k = 0; k < OUT * R; k++)
+        m.B[k] = (float)((k * 5 % 13) - 6) / 8;
+    for (int o = 0; o < OUT; o++)
+        for (int c = 0; c < IN; c++) {
+            for (int k = 0; k < R; k++)
+                dense[o * IN + c] += 0.5 * m.B[o * R + k] * m.A[k * IN + c];
+            ss += dense[o * IN + c] * dense[o * IN + c];
+        }
+    assert_ok(adapter_add_module(a, &m));
+    struct lk_module_stats st;
+    assert_ok(lk_adapter_module_stats(a, 0, NAN, &st, NULL));
+    close_to("norm_delta", st.norm_delta, sqrt(ss), 1e-12);
+    struct lk_module_diff d;
+    assert_ok(lk_adapter_module_diff(a, 0, a, 0, &d, NULL));
+    close_to("cosine", d.cosine, 1.0, 1e-12);
+    lk_adapter_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stats_vs_numpy),
-        cmocka_unit_test(test_diff_vs_numpy),
-        cmocka_unit_test(test_self_diff),
-        cmocka_unit_test(test_zero_nan_and_base),
+        cmocka_unit_test(test_stats_vs_numpy),   cmocka_unit_test(test_diff_vs_numpy),
+        cmocka_unit_test(test_self_diff),        cmocka_unit_test(test_zero_nan_and_base),
+        cmocka_unit_test(test_rank_beyond_size),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

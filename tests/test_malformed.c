@@ -1,11 +1,11 @@
 /* test_malformed.c — small valid files of every format cut at every byte and with one bit
  * flipped at every byte (every 3rd to 11th byte for the four files over 8 KB), each through the
  * real loader a tool would call (st_open, lk_adapter_load for PEFT folders and GGUF files,
- * ckpt_load, lk_config_load, lk_tokenizer_load, lk_model_load for a bitsandbytes and a lorakit
- * NF4 base). A cut file must fail (binary formats: always; JSON: unless only trailing whitespace
- * was cut) and every failure must be a known status whose message names the file; no input may
- * crash (the suite runs again under ASan + UBSan). The hand-made hostile cases with their exact
- * messages are tests/cli_malformed.sh. */
+ * ckpt_load, tcache_open and every example of a teacher cache, lk_config_load,
+ * lk_tokenizer_load, lk_model_load for a bitsandbytes and a lorakit NF4 base). A cut file must fail
+ * (binary formats: always; JSON: unless only trailing whitespace was cut) and every failure must be
+ * a known status whose message names the file; no input may crash (the suite runs again under ASan
+ * + UBSan). The hand-made hostile cases with their exact messages are tests/cli_malformed.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "mapfile.h"
 #include "safetensors.h"
+#include "tcache.h"
 #include "testutil.h"
 
 /* A loader: loads what dir (a folder) or file names, frees it, returns the status. */
@@ -46,6 +47,22 @@ static lk_status load_ckpt(const char *path)
         cJSON_Delete(meta);
         free(blob);
     }
+    return s;
+}
+
+/* Open a teacher cache and read every example (chunks are checked when first decompressed). */
+static lk_status load_tcache(const char *path)
+{
+    tcache *c;
+    lk_status s = tcache_open(path, &c);
+    if (s != LK_OK)
+        return s;
+    for (int64_t e = 0; e < tcache_examples(c) && s == LK_OK; e++) {
+        const int32_t *tok;
+        int64_t n;
+        s = tcache_tokens(c, e, &tok, &n);
+    }
+    tcache_close(c);
     return s;
 }
 
@@ -165,6 +182,7 @@ static const mcase g_cases[] = {
     {"gguf-lora", "data/adapters/llama3-rslora.gguf", "a.gguf", NULL, load_adapter, 0, 0, 7},
     {"gguf-types", "fuzz/corpus/gguf/types.gguf", "t.gguf", NULL, load_adapter, 0, 0, 1},
     {"checkpoint", "fuzz/corpus/checkpoint/step1.ckpt", "state.ckpt", NULL, load_ckpt, 0, 0, 1},
+    {"tcache", "fuzz/corpus/tcache/b.lktc", "t.lktc", NULL, load_tcache, 0, 0, 1},
     {"config", "data/models/llama3-tiny/config.json", "config.json", NULL, load_config, 1, 1, 1},
     {"tokenizer", "fuzz/corpus/tokenizer/qwen2.5.json", "tokenizer.json", NULL, load_tokenizer, 1,
      1, 1},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seed corpora of the fuzz harnesses: tests/fuzz/corpus/<harness>/, one small valid input per
 # file, made from committed fixtures, lorakit's own writers (lora-random-model, lora-quantize,
-# lora-train) and gguf-py 0.10.0 for a GGUF with every metadata type and tensor type. Real
+# lora-train, lora-teacher) and gguf-py 0.10.0 for a GGUF with every metadata type and tensor type. Real
 # tokenizers from ../shared are cut down to a few hundred tokens (same normalizer, pre-tokenizer,
 # decoder and added tokens). Run by hand (outputs are committed; CI never runs this):
 #   bash tests/gen/gen_fuzz_seeds.sh BUILD_DIR SHARED_DIR
@@ -13,7 +13,7 @@ SEP='#@lkfz@#'
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$C"
-mkdir -p "$C"/{safetensors,gguf,checkpoint,config,tokenizer,tokenizer_config,dataset,adapter,model}
+mkdir -p "$C"/{safetensors,gguf,checkpoint,config,tokenizer,tokenizer_config,dataset,adapter,model,tcache}
 
 # ---- model: the micro Llama of tests/fuzz/micro in every on-disk form the loader reads ----
 "$B/lora-random-model" -c "$here/tests/fuzz/micro/config.json" -o "$T/bf16" --dtype bf16 -q
@@ -84,6 +84,34 @@ EOF
     --rank 1 --targets q --steps 2 --save-every 1 --seq-len 16 -t 1 -q
 cp "$T/run/checkpoint-1/state.ckpt" "$C/checkpoint/step1.ckpt"
 cp "$T/run/checkpoint-2/state.ckpt" "$C/checkpoint/step2.ckpt"
+
+# ---- tcache: lora-teacher caches of stories260K (one chunk; top-8 at temperature 2; two chunks) ----
+"$B/lora-teacher" -m "$S/models/stories260K-hf" --data "$D/tok/ds/text.jsonl" --top-k 4 \
+    --seq-len 16 -o "$C/tcache/a.lktc" -q -t 1
+"$B/lora-teacher" -m "$S/models/stories260K-hf" --data "$D/teacher/data.jsonl" --top-k 8 \
+    --kd-temp 2 --seq-len 64 -o "$C/tcache/b.lktc" -q -t 1
+for i in 1 2 3 4 5 6 7 8; do cat "$D/teacher/data.jsonl"; done >"$T/d8.jsonl"
+"$B/lora-teacher" -m "$S/models/stories260K-hf" --data "$T/d8.jsonl" --top-k 1 --seq-len 64 \
+    -o "$C/tcache/d.lktc" -q -t 1
+
+# chunk payloads for fuzz_tcache's wrapped mode: 4 parameter bytes, then a decompressed chunk
+/usr/bin/python3 - "$C/tcache" <<'EOF2'
+import struct, subprocess, sys
+d = sys.argv[1]
+for name in ("a", "b"):
+    f = open(f"{d}/{name}.lktc", "rb").read()
+    k, V, io = struct.unpack("<Q", f[16:24])[0], struct.unpack("<Q", f[32:40])[0], \
+        struct.unpack("<Q", f[72:80])[0]
+    off, cs, us, first, ne, _ = struct.unpack("<6Q", f[io:io + 48])
+    raw = subprocess.run(["zstd", "-d", "-c"], input=f[off:off + cs], capture_output=True,
+                         check=True).stdout
+    assert len(raw) == us and k <= 8 and ne <= 16 and V - k - 1 < 1024
+    params = bytes([k - 1, (V - k - 1) & 255, (V - k - 1) >> 8, ne - 1])
+    open(f"{d}/{name}.chunk", "wb").write(params + raw)
+EOF2
+# regression input (fuzz_tcache found it): one example with no tokens, whose empty arrays were
+# NULL pointers offset by 0
+printf '\0\0\0\0\0\0\0\0\0\0\0\0' >"$C/tcache/empty-example.chunk"
 
 # ---- config: every committed and shared config.json ----
 for d in "$D"/models/* "$D"/bnb/* "$S"/models/*; do
