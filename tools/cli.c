@@ -315,6 +315,14 @@ int cli_teacher_load(const char *tool, const char *spec, const char *student_dir
         fprintf(stderr, "%s: error: teacher: %s\n", tool, lk_last_error());
         return CLI_FAIL;
     }
+    if (self && mp.quant == LK_QTYPE_F32 && lk_model_quant(out->m) != LK_QTYPE_F32) {
+        fprintf(stderr,
+                "%s: error: --teacher self: %s holds a quantised base (%s), so the teacher would "
+                "be the student's own 4-bit weights; give the full-precision folder with "
+                "--teacher DIR\n",
+                tool, dir, lk_qtype_name(lk_model_quant(out->m)));
+        return CLI_FAIL;
+    }
     rc = cli_adapters_load(tool, adapters, lk_model_get_config(out->m), &out->ad);
     if (rc >= 0)
         return rc;
