@@ -253,7 +253,9 @@ void q4_quantize_q4_0(const float *x, int64_t n, q4_block_q4_0 *y)
             }
         }
         const float d = max / -8; /* the extreme value maps to -8 exactly */
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        /* a subnormal d has no finite inverse (llama.cpp then converts NaN to int: undefined);
+         * its fp16 is 0 anyway, so every value decodes to 0 whatever its code */
+        const float id = d != 0.0f && isfinite(1.0f / d) ? 1.0f / d : 0.0f;
         y[b].d = q4_fp32_to_fp16(d);
         for (int j = 0; j < Q4_QK / 2; j++) {
             const float x0 = xb[j] * id, x1 = xb[j + 16] * id;
@@ -274,7 +276,7 @@ void q4_quantize_q8_0(const float *x, int64_t n, q4_block_q8_0 *y)
         for (int j = 0; j < Q4_QK; j++)
             amax = fmaxf(amax, fabsf(xb[j]));
         const float d = amax / 127;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = d != 0.0f && isfinite(1.0f / d) ? 1.0f / d : 0.0f; /* as in Q4_0 */
         y[b].d = q4_fp32_to_fp16(d);
         for (int j = 0; j < Q4_QK; j++)
             y[b].qs[j] = (int8_t)roundf(xb[j] * id); /* half away from zero, as roundf */

@@ -249,19 +249,6 @@ static lk_status parse_flags(const char *path, const cJSON *j, struct lk_model_c
     return LK_OK;
 }
 
-/* Python's json keeps the last of repeated keys, cJSON the first: refuse the ambiguity. */
-static lk_status check_unique_keys(const char *path, const cJSON *obj, int depth)
-{
-    for (const cJSON *a = obj->child; a; a = a->next) {
-        for (const cJSON *b = a->next; b && a->string; b = b->next)
-            if (b->string && strcmp(a->string, b->string) == 0)
-                return status_fail(LK_ERR_FORMAT, "%s: key '%s' appears twice", path, a->string);
-        if (cJSON_IsObject(a) && depth < 2)
-            LK_TRY(check_unique_keys(path, a, depth + 1));
-    }
-    return LK_OK;
-}
-
 lk_status config_parse(const char *path, const char *text, size_t len, struct lk_model_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -271,9 +258,7 @@ lk_status config_parse(const char *path, const char *text, size_t len, struct lk
         cJSON_Delete(j);
         return status_fail(LK_ERR_FORMAT, "%s: not a JSON object", path);
     }
-    lk_status s = check_unique_keys(path, j, 0);
-    if (s == LK_OK)
-        s = parse_arch(path, j, c);
+    lk_status s = parse_arch(path, j, c);
     if (s == LK_OK)
         s = parse_sizes(path, j, c);
     if (s == LK_OK)

@@ -223,10 +223,6 @@ static lk_status rd_kv(gguf_file *f, cursor *c, gguf_kv *kv, int64_t idx)
     kv->key = str_dup(&key);
     if (!kv->key)
         return status_fail(LK_ERR_NOMEM, "%s: out of memory", c->path);
-    for (int64_t j = 0; j < idx; j++)
-        if (strcmp(f->kv[j].key, kv->key) == 0)
-            return status_fail(LK_ERR_FORMAT, "%s: metadata key '%s' appears twice", c->path,
-                               kv->key);
     LK_TRY(rd_u32(c, &t, kv->key));
     if (t >= GGUF_NTYPES)
         return status_fail(LK_ERR_FORMAT, "%s: key '%s': unknown value type %u", c->path, kv->key,
@@ -300,7 +296,7 @@ static int cmp_gspan(const void *a, const void *b)
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-/* Offsets aligned, inside the data section, not overlapping; names unique. */
+/* Offsets aligned, inside the data section, not overlapping. */
 static lk_status check_tensors(gguf_file *f, const char *path)
 {
     uint64_t data_size = f->map.size - f->data_offset;
@@ -325,9 +321,6 @@ static lk_status check_tensors(gguf_file *f, const char *path)
         if (s == LK_OK)
             t->data = f->map.data + f->data_offset + t->offset;
         sp[i] = (gguf_span){t->offset, t->offset + t->nbytes, i};
-        for (int64_t j = 0; j < i && s == LK_OK; j++)
-            if (strcmp(f->tensors[j].name, t->name) == 0)
-                s = status_fail(LK_ERR_FORMAT, "%s: tensor name '%s' appears twice", path, t->name);
     }
     qsort(sp, (size_t)f->n_tensors, sizeof *sp, cmp_gspan);
     for (int64_t i = 1; i < f->n_tensors && s == LK_OK; i++)
@@ -336,6 +329,40 @@ static lk_status check_tensors(gguf_file *f, const char *path)
                             f->tensors[sp[i - 1].idx].name, f->tensors[sp[i].idx].name);
     free(sp);
     return s;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(((const gguf_name *)a)->name, ((const gguf_name *)b)->name);
+}
+
+/* *out [n]: the names sorted (name(i) of entry i); LK_ERR_FORMAT naming one that appears twice
+ * (what: "metadata key" or "tensor name"). */
+static lk_status sort_names(const char *path, const char *what, int64_t n,
+                            const char *(*name)(const gguf_file *, int64_t), const gguf_file *f,
+                            gguf_name **out)
+{
+    gguf_name *s = malloc((size_t)(n ? n : 1) * sizeof *s);
+    if (!s)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory", path);
+    *out = s;
+    for (int64_t i = 0; i < n; i++)
+        s[i] = (gguf_name){name(f, i), i};
+    qsort(s, (size_t)n, sizeof *s, cmp_name);
+    for (int64_t i = 1; i < n; i++)
+        if (strcmp(s[i].name, s[i - 1].name) == 0)
+            return status_fail(LK_ERR_FORMAT, "%s: %s '%s' appears twice", path, what, s[i].name);
+    return LK_OK;
+}
+
+static const char *kv_name(const gguf_file *f, int64_t i)
+{
+    return f->kv[i].key;
+}
+
+static const char *tensor_name(const gguf_file *f, int64_t i)
+{
+    return f->tensors[i].name;
 }
 
 static lk_status rd_header(gguf_file *f, cursor *c)
@@ -375,7 +402,8 @@ static lk_status rd_header(gguf_file *f, cursor *c)
         f->n_tensors++;
         LK_TRY(rd_tensor_info(c, &f->tensors[i], (int64_t)i));
     }
-    return LK_OK;
+    LK_TRY(sort_names(c->path, "metadata key", f->n_kv, kv_name, f, &f->kv_sorted));
+    return sort_names(c->path, "tensor name", f->n_tensors, tensor_name, f, &f->t_sorted);
 }
 
 lk_status gguf_open(gguf_file *f, const char *path)
@@ -417,24 +445,26 @@ void gguf_close(gguf_file *f)
     for (int64_t i = 0; i < f->n_tensors; i++)
         free(f->tensors[i].name);
     free(f->tensors);
+    free(f->kv_sorted);
+    free(f->t_sorted);
     mapfile_close(&f->map);
     memset(f, 0, sizeof *f);
 }
 
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
 {
-    for (int64_t i = 0; i < f->n_kv; i++)
-        if (strcmp(f->kv[i].key, key) == 0)
-            return &f->kv[i];
-    return NULL;
+    gguf_name k = {key, -1}, *hit = NULL;
+    if (f->kv_sorted)
+        hit = bsearch(&k, f->kv_sorted, (size_t)f->n_kv, sizeof k, cmp_name);
+    return hit ? &f->kv[hit->i] : NULL;
 }
 
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
 {
-    for (int64_t i = 0; i < f->n_tensors; i++)
-        if (strcmp(f->tensors[i].name, name) == 0)
-            return &f->tensors[i];
-    return NULL;
+    gguf_name k = {name, -1}, *hit = NULL;
+    if (f->t_sorted)
+        hit = bsearch(&k, f->t_sorted, (size_t)f->n_tensors, sizeof k, cmp_name);
+    return hit ? &f->tensors[hit->i] : NULL;
 }
 
 lk_status gguf_check_scales(const gguf_file *f, const gguf_tensor *t)

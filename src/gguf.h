@@ -94,6 +94,12 @@ typedef struct {
     uint64_t nbytes;
 } gguf_tensor;
 
+/* A name and the index of its entry, for sorted lookups. */
+typedef struct {
+    const char *name; /* borrowed from the entry */
+    int64_t i;
+} gguf_name;
+
 typedef struct {
     mapfile map;
     uint32_t version;
@@ -103,6 +109,8 @@ typedef struct {
     int64_t n_tensors;
     uint64_t alignment;
     uint64_t data_offset; /* start of the data section in the file */
+    gguf_name *kv_sorted; /* [n_kv] by key, and [n_tensors] by name: O(log n) lookups and */
+    gguf_name *t_sorted;  /* duplicate checks in O(n log n), whatever a file declares */
 } gguf_file;
 
 /* Open and validate path: magic, version (2 or 3; 1 is too old, > 3 too new), counts within the

@@ -47,6 +47,40 @@ static lk_status scan(const char *what, const uint8_t *s, size_t n)
     return LK_OK;
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* No object holds a key twice (Python's json keeps the last, cJSON the first: refuse the
+ * ambiguity), checked by sorting each object's keys: O(n log n) however many keys a file has. */
+static lk_status check_keys(const char *what, const cJSON *j)
+{
+    int n = 0;
+    for (const cJSON *c = j->child; c; c = c->next)
+        n++;
+    if (cJSON_IsObject(j) && n > 1) {
+        const char **k = malloc((size_t)n * sizeof *k);
+        if (!k)
+            return status_fail(LK_ERR_NOMEM, "%s: out of memory", what);
+        n = 0;
+        for (const cJSON *c = j->child; c; c = c->next)
+            k[n++] = c->string;
+        qsort(k, (size_t)n, sizeof *k, cmp_key);
+        for (int i = 1; i < n; i++)
+            if (strcmp(k[i], k[i - 1]) == 0) {
+                lk_status s = status_fail(LK_ERR_FORMAT, "%s: key '%s' appears twice", what, k[i]);
+                free(k);
+                return s;
+            }
+        free(k);
+    }
+    for (const cJSON *c = j->child; c; c = c->next)
+        if (c->child)
+            LK_TRY(check_keys(what, c));
+    return LK_OK;
+}
+
 lk_status json_parse(const char *what, const char *text, size_t len, cJSON **out)
 {
     *out = NULL;
@@ -61,6 +95,11 @@ lk_status json_parse(const char *what, const char *text, size_t len, cJSON **out
     if (at < len) {
         cJSON_Delete(j);
         return bad(what, "more data after the value", at);
+    }
+    lk_status s = check_keys(what, j);
+    if (s != LK_OK) {
+        cJSON_Delete(j);
+        return s;
     }
     *out = j;
     return LK_OK;

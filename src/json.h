@@ -11,9 +11,9 @@
 
 /* Parse text[0..len) as one JSON value: valid UTF-8 throughout, no raw control characters or
  * \u0000 inside strings (C strings would cut them short), nesting at most CJSON_NESTING_LIMIT
- * deep, only whitespace after the value. what names the text in messages ("PATH" or
- * "PATH: header"): LK_ERR_FORMAT "<what>: not valid JSON: <reason> at byte N". *out: caller
- * cJSON_Deletes. */
+ * deep, only whitespace after the value: LK_ERR_FORMAT "<what>: not valid JSON: <reason> at byte
+ * N"; and no object with a key twice: "<what>: key 'K' appears twice". what names the text in
+ * messages ("PATH" or "PATH: header"). *out: caller cJSON_Deletes. */
 lk_status json_parse(const char *what, const char *text, size_t len, cJSON **out);
 
 /* read_text_file(path, max_size) then json_parse. */

@@ -1592,6 +1592,18 @@ static lk_status parse_model(lk_tokenizer *t, const cJSON *model, int64_t max_ad
 }
 
 /* Bucket the added tokens of one pass (normalized or not) by first pattern byte. */
+/* Bucket order: first byte, then longest first, then file order (qsort_r: t is the context). */
+static int cmp_added(const void *x, const void *y, void *t)
+{
+    int i = *(const int32_t *)x, j = *(const int32_t *)y;
+    const struct added *a = &((lk_tokenizer *)t)->added[i], *b = &((lk_tokenizer *)t)->added[j];
+    if ((uint8_t)a->pat[0] != (uint8_t)b->pat[0])
+        return (uint8_t)a->pat[0] < (uint8_t)b->pat[0] ? -1 : 1;
+    if (a->pat_len != b->pat_len)
+        return a->pat_len > b->pat_len ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
 static lk_status build_added_set(lk_tokenizer *t, struct added_set *set, int normalized)
 {
     int n = 0;
@@ -1603,23 +1615,16 @@ static lk_status build_added_set(lk_tokenizer *t, struct added_set *set, int nor
     if (!set->idx)
         return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
     int k = 0;
-    for (int b = 0; b < 256; b++) {
-        set->begin[b] = k;
-        int first = k;
-        for (int i = 0; i < t->n_added; i++) {
-            const struct added *a = &t->added[i];
-            if (a->normalized == normalized && a->pat_len > 0 && (uint8_t)a->pat[0] == b) {
-                /* insertion sort: longest first */
-                int j = k++;
-                while (j > first && t->added[set->idx[j - 1]].pat_len < a->pat_len) {
-                    set->idx[j] = set->idx[j - 1];
-                    j--;
-                }
-                set->idx[j] = i;
-            }
-        }
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].normalized == normalized && t->added[i].pat_len > 0)
+            set->idx[k++] = i;
+    /* sorted, not insertion-sorted: any number of tokens may share a first byte */
+    qsort_r(set->idx, (size_t)n, sizeof *set->idx, cmp_added, t);
+    for (int b = 0, i = 0; b <= 256; b++) {
+        while (i < n && (uint8_t)t->added[set->idx[i]].pat[0] < b)
+            i++;
+        set->begin[b] = b == 256 ? n : i;
     }
-    set->begin[256] = k;
     return LK_OK;
 }
 
@@ -1850,6 +1855,33 @@ static int spm_split_exact(const tok_bpe *m)
     return 1;
 }
 
+static int cmp_bytes(const void *x, const void *y)
+{
+    const struct added *a = *(const struct added *const *)x, *b = *(const struct added *const *)y;
+    int c = memcmp(a->content, b->content, a->len < b->len ? a->len : b->len);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* skip: an added token whose pattern is the content of a special token. The special contents
+ * are sorted and searched (O(n log n): a file may list any number of added tokens). */
+static lk_status mark_skipped(lk_tokenizer *t)
+{
+    struct added **sp = malloc((size_t)(t->n_added + 1) * sizeof *sp);
+    int ns = 0;
+    if (!sp)
+        return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].special)
+            sp[ns++] = &t->added[i];
+    qsort(sp, (size_t)ns, sizeof *sp, cmp_bytes);
+    for (int i = 0; i < t->n_added; i++) {
+        struct added key = {.content = t->added[i].pat, .len = t->added[i].pat_len}, *kp = &key;
+        t->added[i].skip = bsearch(&kp, sp, (size_t)ns, sizeof *sp, cmp_bytes) != NULL;
+    }
+    free(sp);
+    return LK_OK;
+}
+
 static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
 {
     if (!cJSON_IsObject(j))
@@ -1871,12 +1903,7 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
         t->added_of_id[t->added[i].id] = i;
         LK_TRY(normalize_pattern(t, &t->added[i]));
     }
-    for (int i = 0; i < t->n_added; i++) {
-        struct added *a = &t->added[i];
-        for (int k = 0; k < t->n_added && !a->skip; k++)
-            a->skip = t->added[k].special && t->added[k].len == a->pat_len &&
-                      !memcmp(t->added[k].content, a->pat, a->pat_len);
-    }
+    LK_TRY(mark_skipped(t));
     for (int i = 0; i < t->n_tmpl_pre; i++)
         if (t->tmpl_pre[i] < 0 || t->tmpl_pre[i] >= t->vocab_size)
             return BAD(t, "post_processor: id %d outside the vocabulary", t->tmpl_pre[i]);

@@ -2,6 +2,7 @@
  * (invalid UTF-8 of every kind, control characters and NUL in strings, nesting beyond cJSON's
  * limit, data after the value, truncation) gets its own reason and byte offset; valid texts
  * (UTF-8, escapes, surrogate pairs, trailing whitespace) parse. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,12 +95,36 @@ static void test_syntax(void **state)
     bad("{\"a\": 1}x", "more data after the value at byte 8");
 }
 
+/* A key twice in any object, at any depth, is refused (found by sorting, so 10^5 keys cost
+ * milliseconds); the same key in different objects is fine. */
+static void test_duplicate_keys(void **state)
+{
+    (void)state;
+    cJSON *j = NULL;
+    const char *t = "{\"a\": 1, \"b\": {\"x\": 1, \"y\": [{\"k\": 1, \"k\": 2}]}}";
+    assert_status(json_parse("t.json", t, strlen(t), &j), LK_ERR_FORMAT,
+                  "t.json: key 'k' appears twice");
+    t = "{\"r\": 4, \"lora_alpha\": 8, \"r\": 16}";
+    assert_status(json_parse("t.json", t, strlen(t), &j), LK_ERR_FORMAT, "key 'r' appears twice");
+    assert_null(j);
+    ok("{\"a\": {\"a\": {\"a\": 1}}, \"b\": [{\"a\": 1}, {\"a\": 2}]}");
+    enum { N = 100000 };
+    char *big = malloc(N * 16 + 32), *p = big;
+    p += sprintf(p, "{");
+    for (int i = 0; i < N; i++)
+        p += sprintf(p, "%s\"k%07d\":1", i ? "," : "", i);
+    sprintf(p, ",\"k%07d\":2}", N / 2);
+    assert_status(json_parse("t.json", big, strlen(big), &j), LK_ERR_FORMAT,
+                  "key 'k0050000' appears twice");
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),   cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_strings), cmocka_unit_test(test_nesting),
-        cmocka_unit_test(test_syntax),
+        cmocka_unit_test(test_syntax),  cmocka_unit_test(test_duplicate_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

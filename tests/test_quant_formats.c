@@ -268,6 +268,18 @@ static void test_special_blocks(void **state)
     q4_quantize_row(LK_QTYPE_Q4_0, 32, x, 32, q);
     q4_dequantize_row(LK_QTYPE_Q4_0, 32, q, 32, y);
     assert_true(y[3] == -2.5f);
+    /* subnormal blocks (found by fuzz_model): the scale has no finite inverse and rounds to fp16
+     * 0; every value decodes to 0, with no NaN converted to an integer on the way */
+    for (int i = 0; i < 64; i++)
+        x[i] = (i % 3 - 1) * 1e-39f;
+    for (int qt = LK_QTYPE_Q4_0; qt < LK_QTYPE_COUNT; qt++) {
+        q4_quantize_row(qt, 64, x, 64, q);
+        q4_dequantize_row(qt, 64, q, 64, y);
+        for (int i = 0; i < 64; i++)
+            if (!(fabsf(y[i]) <= 1e-38f))
+                fail_msg("%s: subnormal input %d decodes to %g", lk_qtype_name((lk_qtype)qt), i,
+                         y[i]);
+    }
 }
 
 static void test_public_api(void **state)
@@ -298,6 +310,8 @@ static void test_public_api(void **state)
     assert_true(max_abs_diff(x, y, 172) < 0.2);
     assert_status(lk_quantize_row((lk_qtype)42, x, 172, q), LK_ERR_ARG, "type");
     assert_status(lk_quantize_row(LK_QTYPE_Q4_0, x, 0, q), LK_ERR_ARG, NULL);
+    x[100] = NAN;
+    assert_status(lk_quantize_row(LK_QTYPE_Q4_0, x, 172, q), LK_ERR_NUMERIC, "element 100 is nan");
     q4_weight w;
     assert_status(q4_weight_init(&w, LK_QTYPE_F16, 32, 4, 4, q), LK_ERR_UNSUPPORTED, "f16");
     assert_status(q4_weight_init(&w, LK_QTYPE_NF4, 48, 4, 4, q), LK_ERR_ARG, "blocksize");
