@@ -113,8 +113,14 @@ static lk_status bind_lorakit(const st_file *f, const tensor_view *t, int64_t ou
         *owned = copy;
         data = copy;
     }
-    LK_TRY(q4_weight_init(qw, q, block, out, in, data));
-    return check_scales(qw, t->file, t->name);
+    lk_status s = q4_weight_init(qw, q, block, out, in, data);
+    if (s == LK_OK)
+        s = check_scales(qw, t->file, t->name);
+    if (s != LK_OK) { /* *owned is set only on success, as bind_bnb does */
+        free(*owned);
+        *owned = NULL;
+    }
+    return s;
 }
 
 /* ---- bitsandbytes ---------------------------------------------------------------------------- */

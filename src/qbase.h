@@ -30,7 +30,7 @@
  * be finite (LK_ERR_FORMAT naming the tensor otherwise). A bitsandbytes tensor whose rows are
  * not whole blocks cannot be NF4 rows: it comes back as exact fp32 values in *w32 (qw unset).
  * *owned: NULL when qw->data points into the mapping, else a heap buffer (the rows or *w32) the
- * caller keeps until the model is freed. */
+ * caller keeps until the model is freed (always NULL after a failure: nothing to free). */
 lk_status qbase_bind(const st_set *st, const tensor_view *t, int64_t out, int64_t in, int embed,
                      q4_weight *qw, const float **w32, void **owned);
 

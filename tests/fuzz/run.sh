@@ -6,7 +6,10 @@
 # Usage: bash tests/fuzz/run.sh BUILD_DIR [SECONDS [NAME...]]
 #   NAME: safetensors gguf checkpoint config tokenizer tokenizer_config dataset adapter model
 #   environment: LK_FUZZ_ARTIFACTS (default BUILD_DIR/fuzz-artifacts), LK_FUZZ_CORPUS (a folder
-#   to keep the grown corpora in, one sub-folder per harness; default: thrown away)
+#   to keep the grown corpora in, one sub-folder per harness; default: thrown away),
+#   LK_FUZZ_SEED (libFuzzer's -seed; default 1, so CI replays the same mutation sequence and a
+#   result does not depend on luck: that sequence was run 4x longer than CI runs it before
+#   landing. Exploring by hand: LK_FUZZ_SEED=0, a new random seed each run, printed in the log)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=$(cd "$1" && pwd)
@@ -31,9 +34,9 @@ for n in "${names[@]}"; do
     dict=()
     [ -f "$here/dict/$n.dict" ] && dict=(-dict="$here/dict/$n.dict")
     echo "== fuzz_$n: ${secs} s" >&2
-    if ! "$B/fuzz_$n" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-        -malloc_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art/$n-" "${dict[@]}" \
-        "$grow" "$here/corpus/$n" 2>"$scratch/log"; then
+    if ! "$B/fuzz_$n" -seed="${LK_FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=10 \
+        -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$art/$n-" "${dict[@]}" "$grow" "$here/corpus/$n" 2>"$scratch/log"; then
         tail -n 60 "$scratch/log" >&2
         echo "FAIL: fuzz_$n (input kept under $art)" >&2
         status=1
