@@ -185,6 +185,36 @@ const char *lk_cpu_features(void)
     return g_feat_str;
 }
 
+static size_t g_nomem; /* largest failed scratch request; __atomic builtins only */
+
+void *q4_scratch_alloc(size_t bytes)
+{
+    void *p = lk_aligned_alloc(bytes > 0 ? bytes : 1);
+    if (!p) {
+        size_t cur = __atomic_load_n(&g_nomem, __ATOMIC_RELAXED);
+        while (cur < bytes && !__atomic_compare_exchange_n(&g_nomem, &cur, bytes, 1,
+                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+    }
+    return p;
+}
+
+size_t q4_take_nomem(void)
+{
+    return __atomic_exchange_n(&g_nomem, 0, __ATOMIC_RELAXED);
+}
+
+lk_status q4_nomem_status(const char *what)
+{
+    size_t b = q4_take_nomem();
+    if (b == 0)
+        return LK_OK;
+    return status_fail(LK_ERR_NOMEM,
+                       "out of memory: %s: the 4-bit kernels could not allocate %zu bytes of "
+                       "scratch",
+                       what, b);
+}
+
 void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                  int n_threads)
 {

@@ -260,6 +260,18 @@ const q4_kernels *q4_kernels_get(void);
  * and benchmarks that compare variants. */
 const q4_kernels *q4_kernels_named(const char *name);
 
+/* Scratch memory of the kernels and quantisers. They return void, so one that cannot allocate
+ * its scratch leaves its output unspecified, records the failure and returns: nothing is
+ * dereferenced. q4_scratch_alloc is their allocator (lk_aligned_alloc; release with free);
+ * q4_take_nomem returns the largest request that failed since its last call (0: none) and clears
+ * the record. Every caller that returns a status checks it after its computation and before
+ * using the results: q4_nomem_status(what) is LK_OK, or LK_ERR_NOMEM with a message naming what
+ * was being computed and the bytes. The record is process-wide: lorakit runs one computation at
+ * a time. */
+void *q4_scratch_alloc(size_t bytes);
+size_t q4_take_nomem(void);
+lk_status q4_nomem_status(const char *what);
+
 /* Through the chosen table. */
 void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                  int n_threads);

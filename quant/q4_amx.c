@@ -229,8 +229,9 @@ void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int6
     }
     const int nt = resolve_threads(n_threads);
     const int64_t Kp = (w->in + 31) / 32 * 32, Tp = (T + 31) / 32 * 32;
-    uint16_t *Xb = lk_aligned_alloc((size_t)(Tp * Kp) * 2); /* [Tp][Kp] bf16 */
-    LK_ASSERT(Xb);
+    uint16_t *Xb = q4_scratch_alloc((size_t)(Tp * Kp) * 2); /* [Tp][Kp] bf16 */
+    if (!Xb)
+        return; /* recorded for the caller (q4_take_nomem) */
     to_bf16(X, T, w->in, Tp, Kp, Xb, nt);
     dec_ctx dc;
     dec_init(&dc, w);
@@ -238,14 +239,16 @@ void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int6
 #pragma omp parallel num_threads(nt)
     {
         size_t bbytes = (size_t)(Kp / 32) * 2 * TILE_BF16 * 2;
-        uint16_t *B = lk_aligned_alloc(bbytes); /* [Kp/32][2 tiles][16][16][2] bf16 */
-        float *Cbuf = lk_aligned_alloc(4 * 256 * sizeof(float));
-        LK_ASSERT(B && Cbuf);
-        memset(B, 0, bbytes);
+        uint16_t *B = q4_scratch_alloc(bbytes); /* [Kp/32][2 tiles][16][16][2] bf16 */
+        float *Cbuf = q4_scratch_alloc(4 * 256 * sizeof(float));
+        int ok = B && Cbuf; /* else recorded for the caller; the worksharing loop still runs */
+        if (ok)
+            memset(B, 0, bbytes);
         tile_config();
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            fwd_task(&dc, w, bias, Xb, T, Kp, Y, i * 32, B, Cbuf);
+            if (ok)
+                fwd_task(&dc, w, bias, Xb, T, Kp, Y, i * 32, B, Cbuf);
         _tile_release();
         free(B);
         free(Cbuf);
@@ -263,8 +266,9 @@ void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, 
     }
     const int nt = resolve_threads(n_threads);
     const int64_t Op = (w->out + 31) / 32 * 32, Tp = (T + 31) / 32 * 32;
-    uint16_t *dYb = lk_aligned_alloc((size_t)(Tp * Op) * 2); /* [Tp][Op] bf16 */
-    LK_ASSERT(dYb);
+    uint16_t *dYb = q4_scratch_alloc((size_t)(Tp * Op) * 2); /* [Tp][Op] bf16 */
+    if (!dYb)
+        return; /* recorded for the caller (q4_take_nomem) */
     to_bf16(dY, T, w->out, Tp, Op, dYb, nt);
     dec_ctx dc;
     dec_init(&dc, w);
@@ -272,14 +276,16 @@ void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, 
 #pragma omp parallel num_threads(nt)
     {
         size_t bbytes = (size_t)(Op / 32) * 2 * TILE_BF16 * 2;
-        uint16_t *B = lk_aligned_alloc(bbytes); /* rows >= out stay zero */
-        float *Cbuf = lk_aligned_alloc(4 * 256 * sizeof(float));
-        LK_ASSERT(B && Cbuf);
-        memset(B, 0, bbytes);
+        uint16_t *B = q4_scratch_alloc(bbytes); /* rows >= out stay zero */
+        float *Cbuf = q4_scratch_alloc(4 * 256 * sizeof(float));
+        int ok = B && Cbuf; /* else recorded for the caller; the worksharing loop still runs */
+        if (ok)
+            memset(B, 0, bbytes);
         tile_config();
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            bwd_task(&dc, w, dYb, T, Op, dX, i * 32, B, Cbuf);
+            if (ok)
+                bwd_task(&dc, w, dYb, T, Op, dX, i * 32, B, Cbuf);
         _tile_release();
         free(B);
         free(Cbuf);

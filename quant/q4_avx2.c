@@ -259,8 +259,9 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
     dec_ctx c;
     dec_init(&c, w);
     /* Xp[T][in_pad]: X zero-padded to whole blocks, in the decoder's value order */
-    float *Xp = lk_aligned_alloc((size_t)(T * in_pad) * sizeof(float));
-    LK_ASSERT(Xp);
+    float *Xp = q4_scratch_alloc((size_t)(T * in_pad) * sizeof(float));
+    if (!Xp)
+        return; /* recorded for the caller (q4_take_nomem) */
     for (int64_t t = 0; t < T; t++) {
         for (int64_t k = 0; k < in_pad; k++) {
             const int64_t src = k / 32 * 32 + c.perm32[k % 32];
@@ -505,12 +506,13 @@ void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = lk_aligned_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        LK_ASSERT(P);
-        memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
+        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
+        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
+            memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
+            if (P)
+                fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
         free(P);
     }
 }
@@ -529,12 +531,13 @@ void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX,
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = lk_aligned_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        LK_ASSERT(P);
-        memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
+        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
+        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
+            memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
+            if (P)
+                bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
         free(P);
     }
 }

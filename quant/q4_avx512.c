@@ -254,12 +254,13 @@ void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, i
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = lk_aligned_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        LK_ASSERT(P);
-        memset(P, 0, (size_t)NP * KC * NR * sizeof(float));
+        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
+        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
+            memset(P, 0, (size_t)NP * KC * NR * sizeof(float));
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
+            if (P)
+                fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
         free(P);
     }
 }
@@ -274,12 +275,13 @@ void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *d
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = lk_aligned_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        LK_ASSERT(P);
-        memset(P, 0, (size_t)NP * KC * NR * sizeof(float));
+        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
+        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
+            memset(P, 0, (size_t)NP * KC * NR * sizeof(float));
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
+            if (P)
+                bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
         free(P);
     }
 }

@@ -99,10 +99,11 @@ void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX,
     const int64_t in = w->in, out = w->out, nchunk = (in + 31) / 32;
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
-        float *acc = malloc((size_t)T * 32 * sizeof(float)); /* [T][32] */
-        LK_ASSERT(acc);
+        float *acc = q4_scratch_alloc((size_t)T * 32 * sizeof(float)); /* [T][32] */
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < nchunk; c++) {
+            if (!acc) /* recorded for the caller (q4_take_nomem) */
+                continue;
             float wv[32];
             memset(acc, 0, (size_t)T * 32 * sizeof(float));
             for (int64_t o = 0; o < out; o++) {

@@ -201,8 +201,9 @@ void q4_nf4_dq_quantize(const float *absmax, int64_t n, q4_nf4_dq *dq)
      * reproduces our absmax exactly either way */
     dq->n = n;
     dq->offset = n > 0 ? (float)(sum / (double)n) : 0.0f;
-    float *centred = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    LK_ASSERT(centred);
+    float *centred = q4_scratch_alloc((size_t)n * sizeof(float));
+    if (!centred)
+        return;
     for (int64_t i = 0; i < n; i++)
         centred[i] = absmax[i] - dq->offset;
     q4_quantize_dynamic(centred, n, Q4_DQ_BLOCK, dq->codes, dq->scale);
@@ -454,11 +455,10 @@ void q4_quantize_row(int qtype, int block, const float *x, int64_t n, void *dst)
     if (nfull > 0)
         quantize_blocks(qtype, block, x, nfull, 0, nb, d);
     if (nfull < n) { /* the last block, zero-padded */
-        float *pad = calloc((size_t)bl, sizeof(float));
-        LK_ASSERT(pad);
+        float pad[Q4_NF4_BLOCK_MAX > Q4_QK ? Q4_NF4_BLOCK_MAX : Q4_QK] = {0};
+        LK_ASSERT(bl <= (int64_t)(sizeof pad / sizeof pad[0]));
         memcpy(pad, x + nfull, (size_t)(n - nfull) * sizeof(float));
         quantize_blocks(qtype, block, pad, bl, nfull / bl, nb, d);
-        free(pad);
     }
 }
 
@@ -559,13 +559,12 @@ void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int
     int nt = resolve_threads(n_threads);
 #pragma omp parallel num_threads(nt) reduction(+ : sq) reduction(max : mx)
     {
-        float *back = malloc((size_t)in * sizeof(float));
-        LK_ASSERT(back);
+        float *back = rmse || max_abs ? q4_scratch_alloc((size_t)in * sizeof(float)) : NULL;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < out; r++) {
             uint8_t *row = (uint8_t *)dst + (size_t)r * rb;
             q4_quantize_row(qtype, block, src + r * in, in, row);
-            if (!rmse && !max_abs)
+            if (!back)
                 continue;
             q4_dequantize_row(qtype, block, row, in, back);
             for (int64_t k = 0; k < in; k++) {
@@ -596,10 +595,11 @@ void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int6
     const int64_t in_pad = (in + Q4_QK - 1) / Q4_QK * Q4_QK;
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
-        float *wrow = malloc((size_t)in_pad * sizeof(float)); /* [in_pad] decoded row */
-        LK_ASSERT(wrow);
+        float *wrow = q4_scratch_alloc((size_t)in_pad * sizeof(float)); /* [in_pad] decoded row */
 #pragma omp for schedule(static)
         for (int64_t o = 0; o < out; o++) {
+            if (!wrow)
+                continue;
             q4_decode_ref(w, o, 0, in_pad, wrow);
             for (int64_t t = 0; t < T; t++) {
                 const float *x = X + t * in; /* [in] */
@@ -621,10 +621,11 @@ void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, 
     const int64_t in = w->in, out = w->out, nchunk = (in + Q4_QK - 1) / Q4_QK;
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
-        double *acc = malloc((size_t)T * Q4_QK * sizeof(double)); /* [T][32] */
-        LK_ASSERT(acc);
+        double *acc = q4_scratch_alloc((size_t)T * Q4_QK * sizeof(double)); /* [T][32] */
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < nchunk; c++) {
+            if (!acc)
+                continue;
             float wv[Q4_QK];
             memset(acc, 0, (size_t)T * Q4_QK * sizeof(double));
             for (int64_t o = 0; o < out; o++) {

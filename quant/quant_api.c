@@ -65,7 +65,7 @@ lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst)
     LK_TRY(check_row(t, n, x, dst));
     LK_TRY(check_finite(x, n));
     q4_quantize_row((int)t, Q4_NF4_BLOCK, x, n, dst);
-    return LK_OK;
+    return q4_nomem_status("quantise row");
 }
 
 lk_status lk_dequantize_row(lk_qtype t, const void *src, int64_t n, float *y)
@@ -99,7 +99,7 @@ lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void 
         return status_fail(LK_ERR_ARG, "quantise matrix: NULL source");
     LK_TRY(check_finite(src, qw.out * qw.in));
     q4_quantize_matrix(qw.qtype, qw.block, src, qw.out, qw.in, dst, n_threads, rmse, max_abs);
-    return LK_OK;
+    return q4_nomem_status("quantise matrix");
 }
 
 static lk_status pick(const char *variant, const q4_kernels **k)
@@ -123,7 +123,7 @@ lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const 
     if (T <= 0 || !X || !Y)
         return status_fail(LK_ERR_ARG, "qgemm forward: T = %lld or NULL X/Y", (long long)T);
     k->fwd(&qw, bias, X, T, Y, n_threads);
-    return LK_OK;
+    return q4_nomem_status("qgemm forward");
 }
 
 lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
@@ -136,5 +136,5 @@ lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t
     if (T <= 0 || !dY || !dX)
         return status_fail(LK_ERR_ARG, "qgemm backward: T = %lld or NULL dY/dX", (long long)T);
     k->bwd(&qw, dY, T, dX, n_threads);
-    return LK_OK;
+    return q4_nomem_status("qgemm backward");
 }

@@ -221,6 +221,7 @@ static lk_status session_run(lk_session *s, const int32_t *tokens, int64_t n, fl
             linear_forward(&m->lm_head, s->xb, T, logits + off * V, s->lora_tmp, m->n_threads);
         else if (logits && off + T == n)
             linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, s->lora_tmp, m->n_threads);
+        LK_TRY(q4_nomem_status("forward"));
     }
     return LK_OK;
 }
@@ -273,6 +274,7 @@ static lk_status nll_window(lk_session *s, const int32_t *tokens, const int32_t 
         if (r + rows > T - 1)
             rows = T - 1 - r;
         linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, s->lora_tmp, m->n_threads);
+        LK_TRY(q4_nomem_status("loss"));
         for (int64_t i = 0; i < rows; i++) {
             int32_t tg = labels ? labels[r + i + 1] : tokens[r + i + 1];
             if (tg < 0)
@@ -358,9 +360,11 @@ lk_status lk_model_kl_labels(const lk_model *m, const lk_model *teacher, const i
             int32_t next = i + 1 < T ? (labels ? labels[i + 1] : tokens[i + 1]) : -100;
             tgt[i - a] = next >= 0 ? next : -100;
         }
-        if (st == LK_OK)
+        if (st == LK_OK) {
             kd_forward_backward(&m->lm_head, h, tgt, b - a, &kp, &tch, 0.0f, NULL, kl_sum, nll_sum,
                                 NULL, count, scratch, m->n_threads);
+            st = q4_nomem_status("KL to the teacher");
+        }
     }
     free(h);
     free(ht);

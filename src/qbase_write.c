@@ -134,12 +134,14 @@ static void report(qjob *j, const tensor_spec *sp, lk_qtype q, double rmse, doub
 }
 
 /* Quantise spec sp (already in j->work) into dst, rows in quant/'s layout, and report. */
-static void quantize_rows(qjob *j, const tensor_spec *sp, lk_qtype q, void *dst)
+static lk_status quantize_rows(qjob *j, const tensor_spec *sp, lk_qtype q, void *dst)
 {
     int64_t out = sp->shape[0], in = sp->shape[1];
     double rmse = 0, max_abs = 0;
     q4_quantize_matrix(q, Q4_NF4_BLOCK, j->work, out, in, dst, j->p.n_threads, &rmse, &max_abs);
+    LK_TRY(q4_nomem_status(sp->name));
     report(j, sp, q, rmse, max_abs, (double)((size_t)out * q4_row_bytes(q, Q4_NF4_BLOCK, in)));
+    return LK_OK;
 }
 
 /* ---- views (lorakit and bnb layouts) -------------------------------------------------------- */
@@ -210,10 +212,9 @@ static lk_status lorakit_fill(void *user, int i, void *dst)
     if (q == LK_QTYPE_F32) {
         memcpy(dst, j->work, j->views[i].nbytes);
         report(j, sp, q, 0, 0, (double)j->views[i].nbytes);
-    } else {
-        quantize_rows(j, sp, q, dst);
+        return LK_OK;
     }
-    return LK_OK;
+    return quantize_rows(j, sp, q, dst);
 }
 
 static cJSON *lorakit_meta(const qjob *j)
@@ -234,7 +235,7 @@ static cJSON *lorakit_meta(const qjob *j)
 
 /* Flattened NF4 of the matrix in j->work (n values, zero-padded to whole blocks): codes, absmax,
  * optional double quantisation, the quant_state JSON; reports the round-trip error. */
-static void bnb_quantize(qjob *j, const tensor_spec *sp)
+static lk_status bnb_quantize(qjob *j, const tensor_spec *sp)
 {
     int64_t n = sp->shape[0] * sp->shape[1], nb = (n + BNB_BLOCK - 1) / BNB_BLOCK;
     memset(j->work + n, 0, (size_t)(nb * BNB_BLOCK - n) * sizeof(float));
@@ -247,6 +248,7 @@ static void bnb_quantize(qjob *j, const tensor_spec *sp)
     if (j->p.double_quant) {
         q4_nf4_dq dq = {.n = nb, .codes = j->dq_codes, .scale = j->dq_scale};
         q4_nf4_dq_quantize(j->absmax, nb, &dq);
+        LK_TRY(q4_nomem_status(sp->name));
         j->dq_offset = dq.offset;
         q4_nf4_dq_dequantize(&dq, j->absmax + nb); /* the absmax a reader will see */
         am = j->absmax + nb;
@@ -268,6 +270,7 @@ static void bnb_quantize(qjob *j, const tensor_spec *sp)
     }
     double bytes = (double)((n + 1) / 2) + (j->p.double_quant ? (double)nb : 4.0 * (double)nb);
     report(j, sp, LK_QTYPE_NF4, sqrt(se / (double)n), mx, bytes);
+    return LK_OK;
 }
 
 /* Length of the quant_state JSON of spec sp (written later with the same length: the offset
@@ -338,7 +341,7 @@ static lk_status bnb_fill(void *user, int i, void *dst)
             report(j, sp, LK_QTYPE_F32, 0, 0, (double)nbytes);
             return LK_OK;
         }
-        bnb_quantize(j, sp);
+        LK_TRY(bnb_quantize(j, sp));
         memcpy(dst, j->codes, nbytes);
         return LK_OK;
     case BNB_ABSMAX:

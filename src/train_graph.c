@@ -332,6 +332,7 @@ lk_status graph_hidden(train_graph *g, const int32_t *tokens, const int32_t *pos
 {
     LK_TRY(check_ids(g, tokens, NULL, T));
     LK_TRY(forward_layers(g, tokens, pos, T));
+    LK_TRY(q4_nomem_status("forward"));
     *hn = g->hn;
     return LK_OK;
 }
@@ -352,6 +353,7 @@ lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *target
     else
         ce_forward_backward(&m->lm_head, g->hn, targets, T, grad_scale, dh, loss_sum, count, g->ce,
                             g->n_threads);
+    LK_TRY(q4_nomem_status("forward and loss"));
     if (!backward)
         return LK_OK;
     float *xf = g->xs + L * T * C; /* final residual */
@@ -364,5 +366,5 @@ lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *target
             layer_forward(g, l, g->xs + l * T * C, g->tmpc, T);
         layer_backward(g, l, g->xs + l * T * C, T, l > 0);
     }
-    return LK_OK;
+    return q4_nomem_status("backward");
 }

@@ -8,10 +8,13 @@
  * fp32 variants: |got - ref| <= 1e-5·S. bf16 variants (AMX): operands rounded to bf16 (unit
  * roundoff u = 2^-8) give per-product error <= 2u+u² and fp32 accumulation adds K·2^-24, so
  * |got - ref| <= (2^-7 + 1e-4)·S for K <= 600 (the bound documented in q4_amx.c). */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "q4.h"
 #include "status.h"
@@ -300,13 +303,128 @@ static void test_threads_chosen(void **state)
     test_threads_deterministic_of(lk_kernel_variant());
 }
 
+/* ---- scratch that cannot be allocated ---------------------------------------------------- */
+
+static size_t vm_bytes(void) /* this process's address space now */
+{
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld", &pages), 1);
+    fclose(f);
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A kernel or quantiser whose scratch cannot be allocated records the request and returns; the
+ * status after it is LK_ERR_NOMEM naming the bytes, the record is then clear, and the same calls
+ * succeed once memory is back. Real failures: RLIMIT_AS 8 MiB above the process's size, below
+ * each scratch buffer here (16-128 MiB). No free heap may serve them: main() fixes malloc's mmap
+ * threshold at 1 MiB (blocks that large are mapped, and unmapped when freed) and this test runs
+ * first, before other tests leave large free chunks behind. The 64 KiB panels of the SIMD GEMMs are
+ * not reached this way. */
+static void test_scratch_nomem(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* AddressSanitizer's shadow memory does not run under RLIMIT_AS */
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    skip();
+#endif
+#endif
+    const int64_t in = (int64_t)1 << 22, T = 8, Tb = (int64_t)1 << 16;
+    wcase c, cb;
+    wcase_make(&c, LK_QTYPE_Q8_0, Q4_QK, 2, in);  /* ref: a decoded row of 16 MiB per thread */
+    wcase_make(&cb, LK_QTYPE_Q4_0, Q4_QK, 2, 32); /* ref backward: Tb·32 doubles = 16 MiB */
+    float *X = malloc((size_t)(T * in) * sizeof(float)); /* avx2 GEMV: X padded, 128 MiB */
+    float *dY = malloc((size_t)(Tb * 2) * sizeof(float));
+    float *dX = malloc((size_t)(Tb * 32) * sizeof(float));
+    float *am = malloc((size_t)in * sizeof(float)); /* double quantisation: 16 MiB centred */
+    uint8_t *codes = malloc((size_t)in);
+    float *scale = malloc((size_t)(in / Q4_DQ_BLOCK + 1) * sizeof(float));
+    uint8_t *qdst = malloc(2 * q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, in));
+    assert_true(X && dY && dX && am && codes && scale && qdst);
+    for (int64_t i = 0; i < T * in; i++)
+        X[i] = frand();
+    for (int64_t i = 0; i < Tb * 2; i++)
+        dY[i] = frand();
+    for (int64_t i = 0; i < in; i++)
+        am[i] = 1.0f + frand() * 0.5f;
+    const char *names[2] = {"ref", lk_kernel_variant()};
+    const q4_kernels *ks[2] = {q4_kernels_named(names[0]), q4_kernels_named(names[1])};
+    float Yok[2][16], Y[2][16];
+    for (int v = 0; v < 2; v++) /* the results, and OpenMP's threads started before the limit */
+        ks[v]->fwd(&c.w, NULL, X, T, Yok[v], 2);
+    assert_int_equal(q4_take_nomem(), 0);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)(vm_bytes() + ((size_t)8 << 20));
+    if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < lim.rlim_cur)
+        skip(); /* already limited below that */
+    size_t got[6];
+    memset(Y, 0, sizeof Y);
+    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
+    /* nothing below may allocate except the code under test: results are checked afterwards */
+    for (int v = 0; v < 2; v++) {
+        ks[v]->fwd(&c.w, NULL, X, T, Y[v], 2);
+        got[v] = q4_take_nomem();
+    }
+    q4_gemm_bwd_ref(&cb.w, dY, Tb, dX, 2);
+    got[2] = q4_take_nomem();
+    double rmse = 0, mx = 0;
+    q4_quantize_matrix(LK_QTYPE_Q8_0, Q4_QK, X, 2, in, qdst, 2, &rmse, &mx);
+    got[3] = q4_take_nomem();
+    q4_nf4_dq dq = {.n = in, .codes = codes, .scale = scale};
+    q4_nf4_dq_quantize(am, in, &dq);
+    got[4] = q4_take_nomem();
+    free(q4_scratch_alloc(4096)); /* small: served */
+    got[5] = q4_take_nomem();
+    assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+
+    const size_t row = (size_t)in * sizeof(float);
+    assert_int_equal(got[0], row);
+    if (strcmp(names[1], "avx2") == 0) /* the GEMV's padded copy of X */
+        assert_int_equal(got[1], (size_t)T * row);
+    else if (strcmp(names[1], "ref") == 0)
+        assert_int_equal(got[1], row); /* (other GEMVs decode into registers: no scratch) */
+    assert_int_equal(got[2], (size_t)(Tb * Q4_QK) * sizeof(double));
+    assert_int_equal(got[3], row);
+    assert_int_equal(got[4], row);
+    assert_int_equal(got[5], 0);
+    /* the status a caller returns, and the record cleared by it */
+    assert_null(q4_scratch_alloc(SIZE_MAX - 4096));
+    assert_status(q4_nomem_status("test"), LK_ERR_NOMEM, "out of memory: test");
+    assert_ok(q4_nomem_status("test"));
+    /* memory back: the same calls succeed with the same results */
+    for (int v = 0; v < 2; v++) {
+        ks[v]->fwd(&c.w, NULL, X, T, Y[v], 2);
+        assert_memory_equal(Y[v], Yok[v], sizeof Yok[v]);
+    }
+    q4_nf4_dq_quantize(am, in, &dq);
+    assert_int_equal(q4_take_nomem(), 0);
+    printf("scratch refused under RLIMIT_AS: %zu, %zu, %zu, %zu, %zu bytes (%s, %s, ref bwd, "
+           "quantise, double quantisation)\n",
+           got[0], got[1], got[2], got[3], got[4], names[0], names[1]);
+    free(X), free(dY), free(dX), free(am), free(codes), free(scale), free(qdst);
+    wcase_free(&c);
+    wcase_free(&cb);
+}
+
 int main(void)
 {
+    mallopt(M_MMAP_THRESHOLD, 1 << 20); /* fixed (see test_scratch_nomem) */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dispatch),    cmocka_unit_test(test_ref_small_exact),
-        cmocka_unit_test(test_avx2),        cmocka_unit_test(test_avx512),
-        cmocka_unit_test(test_amx),         cmocka_unit_test(test_neon),
-        cmocka_unit_test(test_threads_ref), cmocka_unit_test(test_threads_chosen),
+        cmocka_unit_test(test_scratch_nomem),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_ref_small_exact),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_amx),
+        cmocka_unit_test(test_neon),
+        cmocka_unit_test(test_threads_ref),
+        cmocka_unit_test(test_threads_chosen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
