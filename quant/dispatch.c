@@ -189,7 +189,7 @@ static size_t g_nomem; /* largest failed scratch request; __atomic builtins only
 
 void *q4_scratch_alloc(size_t bytes)
 {
-    void *p = lk_aligned_alloc(bytes > 0 ? bytes : 1);
+    void *p = lk_aligned_alloc(bytes); /* 0 bytes: still a valid block */
     if (!p) {
         size_t cur = __atomic_load_n(&g_nomem, __ATOMIC_RELAXED);
         while (cur < bytes && !__atomic_compare_exchange_n(&g_nomem, &cur, bytes, 1,
