@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "q4.h"
-#include "status.h"
+#include "core/status.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

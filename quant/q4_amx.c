@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "q4.h"
-#include "status.h"
+#include "core/status.h"
 
 #define AMX_MIN_T 32  /* below this, the fp32 AVX-512 kernels */
 #define TILE_BF16 512 /* bf16 elements per 16x32 (A) or 32x16 VNNI (B) tile */

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "q4.h"
-#include "status.h"
+#include "core/status.h"
 
 #define NR     16  /* panel width: two ymm of fp32 */
 #define MR     6   /* microkernel rows: 6x2 accumulators + 2 panel + 1 broadcast registers */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "q4.h"
-#include "status.h"
+#include "core/status.h"
 
 #define NR     32  /* panel width: two zmm */
 #define MR     8   /* microkernel rows: 16 accumulators + 2 panel + 1 broadcast registers */

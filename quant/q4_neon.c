@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "q4.h"
-#include "status.h"
+#include "core/status.h"
 
 #define TB 4 /* X rows per pass in the forward kernel */
 

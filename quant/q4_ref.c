@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "q4.h"
-#include "status.h"
+#include "core/status.h"
 
 /* bitsandbytes get_4bit_type("nf4"): quantiles of N(0,1) normalised to [-1, 1], as fp32. */
 const float q4_nf4_code[16] = {

@@ -5,8 +5,8 @@
 #define LK_EXPERIMENTAL 1
 
 #include "q4.h"
-#include "status.h"
-#include "tensor.h"
+#include "core/status.h"
+#include "core/tensor.h"
 
 static const char *const k_names[LK_QTYPE_COUNT] = {"f32",  "f16",    "bf16", "q4_0",
                                                     "q8_0", "iq4_nl", "nf4"};

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "safetensors.h"
+#include "lora/adapter.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 /* g_dir/sub/file */

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "chat.h"
-#include "mapfile.h"
+#include "text/chat.h"
+#include "core/mapfile.h"
 
 static lk_tokenizer *load(const char *rel)
 {

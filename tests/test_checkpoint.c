@@ -10,8 +10,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include "checkpoint.h"
-#include "mapfile.h"
+#include "formats/checkpoint.h"
+#include "core/mapfile.h"
 #include "testutil.h"
 
 enum { N = 1000 };

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mapfile.h"
-#include "rng.h"
+#include "core/mapfile.h"
+#include "core/rng.h"
 
 static lk_tokenizer *load_tok(const char *rel)
 {

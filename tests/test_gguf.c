@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "gguf.h"
+#include "lora/adapter.h"
+#include "formats/gguf.h"
 #include "q4.h"
-#include "tensor.h"
+#include "core/tensor.h"
 #include "testutil.h"
 
 /* ---- a byte builder for hand-made files ---- */

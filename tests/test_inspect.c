@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "mapfile.h"
-#include "safetensors.h"
+#include "lora/adapter.h"
+#include "core/mapfile.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 static cJSON *g_ref;

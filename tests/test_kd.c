@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fastmath.h"
-#include "kd.h"
-#include "loss.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "core/fastmath.h"
+#include "nn/kd.h"
+#include "nn/loss.h"
+#include "core/rng.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 typedef struct {

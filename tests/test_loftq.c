@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loftq.h"
-#include "mapfile.h"
-#include "safetensors.h"
+#include "lora/loftq.h"
+#include "core/mapfile.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 #define MODEL "models/stories260K-hf"

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lora.h"
-#include "safetensors.h"
+#include "lora/lora.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
-#include "train_graph.h"
+#include "train/train_graph.h"
 
 #define PEFT_PREFIX "base_model.model."
 

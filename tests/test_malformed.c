@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "checkpoint.h"
-#include "mapfile.h"
-#include "safetensors.h"
-#include "tcache.h"
+#include "formats/checkpoint.h"
+#include "core/mapfile.h"
+#include "formats/safetensors.h"
+#include "formats/tcache.h"
 #include "testutil.h"
 
 /* A loader: loads what dir (a folder) or file names, frees it, returns the status. */

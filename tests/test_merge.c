@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "gguf.h"
+#include "lora/adapter.h"
+#include "formats/gguf.h"
 #include "q4.h"
-#include "safetensors.h"
-#include "tensor.h"
+#include "formats/safetensors.h"
+#include "core/tensor.h"
 #include "testutil.h"
 
 static char g_stories[4096];

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "config.h"
-#include "safetensors.h"
+#include "model/config.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 static lk_status parse(const char *json, struct lk_model_config *c)

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops.h"
-#include "rng.h"
+#include "nn/ops.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 static void fill(float *x, int64_t n, rng_state *r, float scale)

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "optim.h"
-#include "safetensors.h"
+#include "train/optim.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 static st_file g_f;

@@ -11,12 +11,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "config.h"
-#include "gguf.h"
-#include "model.h"
+#include "model/config.h"
+#include "formats/gguf.h"
+#include "model/model.h"
 #include "q4.h"
-#include "qbase.h"
-#include "safetensors.h"
+#include "model/qbase.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 static char *tmp(const char *name)

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "q4.h"
-#include "status.h"
+#include "core/status.h"
 #include "testutil.h"
 
 static uint64_t g_rng;

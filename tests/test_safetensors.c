@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 /* A file: u64 header length, the header text, then data_len bytes of 0x11. */

@@ -16,9 +16,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "mapfile.h"
-#include "rng.h"
-#include "tcache.h"
+#include "core/mapfile.h"
+#include "core/rng.h"
+#include "formats/tcache.h"
 
 /* ---- a random corpus ------------------------------------------------------------------------ */
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "mapfile.h"
+#include "lora/adapter.h"
+#include "core/mapfile.h"
 #include "testutil.h"
 
 #define MODEL "models/stories260K-hf"

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lora.h"
-#include "loss.h"
-#include "rng.h"
+#include "lora/lora.h"
+#include "nn/loss.h"
+#include "core/rng.h"
 #include "testutil.h"
-#include "train_graph.h"
+#include "train/train_graph.h"
 
 typedef struct {
     train_graph *g;

@@ -2,7 +2,7 @@
  * the JSON description), then every float of the three arrays read. */
 #include <stdlib.h>
 
-#include "checkpoint.h"
+#include "formats/checkpoint.h"
 #include "fuzzutil.h"
 
 static volatile float g_sink;

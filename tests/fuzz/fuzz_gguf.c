@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
+#include "lora/adapter.h"
 #include "fuzzutil.h"
-#include "gguf.h"
-#include "status.h"
+#include "formats/gguf.h"
+#include "core/status.h"
 
 static struct lk_model_config g_cfg[2];
 static volatile double g_sink;

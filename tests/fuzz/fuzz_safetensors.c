@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "fuzzutil.h"
-#include "safetensors.h"
-#include "status.h"
+#include "formats/safetensors.h"
+#include "core/status.h"
 
 static volatile float g_sink;
 

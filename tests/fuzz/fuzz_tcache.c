@@ -13,7 +13,7 @@
 #include <zstd.h>
 
 #include "fuzzutil.h"
-#include "tcache.h"
+#include "formats/tcache.h"
 
 static void put64(uint8_t *p, uint64_t x)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
+#include "text/chat.h"
 #include "fuzzutil.h"
 #include "lorakit/tokenizer.h"
 

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mapfile.h"
-#include "status.h"
+#include "core/mapfile.h"
+#include "core/status.h"
 
 static char g_dir[256];
 static char g_path[512];

@@ -20,9 +20,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "kd.h"
-#include "loss.h"
-#include "rng.h"
+#include "nn/kd.h"
+#include "nn/loss.h"
+#include "core/rng.h"
 
 /* Wall-clock seconds, or with CPU set the process's CPU seconds: on a machine shared with other
  * work a single-threaded run's CPU time is its cost, whatever the scheduler does. */

@@ -1,0 +1,800 @@
+/* gguf.c — see gguf.h. The format follows ggml's docs/gguf.md and the checks of ggml's own
+ * gguf.cpp reader (counts, string lengths, nested arrays, name lengths, alignment, block-multiple
+ * rows, offsets inside the file); tensor type numbers and block sizes are llama.cpp's. */
+#include "formats/gguf.h"
+
+#include "q4.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "core/tensor.h"
+
+/* ---- type table ---- */
+
+static void f32_to_f32_row(const void *src, float *dst, int64_t n)
+{
+    memcpy(dst, src, (size_t)n * 4);
+}
+
+static void f32_from_f32_row(const float *src, void *dst, int64_t n)
+{
+    memcpy(dst, src, (size_t)n * 4);
+}
+
+static void f16_to_f32_row(const void *src, float *dst, int64_t n)
+{
+    const uint8_t *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = f16_to_f32(h);
+    }
+}
+
+static void f16_from_f32_row(const float *src, void *dst, int64_t n)
+{
+    uint8_t *p = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = f32_to_f16(src[i]);
+        memcpy(p + 2 * i, &h, 2);
+    }
+}
+
+static void bf16_to_f32_row(const void *src, float *dst, int64_t n)
+{
+    const uint8_t *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = bf16_to_f32(h);
+    }
+}
+
+static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
+{
+    uint8_t *p = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = f32_to_bf16(src[i]);
+        memcpy(p + 2 * i, &h, 2);
+    }
+}
+
+/* Quantised rows through quant/ (bit-exact with llama.cpp's reference quantisers). */
+#define GGUF_QROWS(name, qt)                                                \
+    static void name##_to_f32_row(const void *src, float *dst, int64_t n)   \
+    {                                                                       \
+        q4_dequantize_row(qt, Q4_QK, src, n, dst);                          \
+    }                                                                       \
+    static void name##_from_f32_row(const float *src, void *dst, int64_t n) \
+    {                                                                       \
+        q4_quantize_row(qt, Q4_QK, src, n, dst);                            \
+    }
+GGUF_QROWS(q4_0, LK_QTYPE_Q4_0)
+GGUF_QROWS(q8_0, LK_QTYPE_Q8_0)
+GGUF_QROWS(iq4_nl, LK_QTYPE_IQ4_NL)
+
+/* Quantised types: their layout (so files can be validated and copied) and their rows. */
+static const gguf_type_traits g_types[] = {
+    [GGML_F32] = {"F32", 1, 4, f32_to_f32_row, f32_from_f32_row},
+    [GGML_F16] = {"F16", 1, 2, f16_to_f32_row, f16_from_f32_row},
+    [GGML_Q4_0] = {"Q4_0", 32, 18, q4_0_to_f32_row, q4_0_from_f32_row},
+    [GGML_Q8_0] = {"Q8_0", 32, 34, q8_0_to_f32_row, q8_0_from_f32_row},
+    [GGML_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_f32_row, iq4_nl_from_f32_row},
+    [GGML_BF16] = {"BF16", 1, 2, bf16_to_f32_row, bf16_from_f32_row},
+};
+
+const gguf_type_traits *gguf_type_info(uint32_t t)
+{
+    if (t >= sizeof g_types / sizeof *g_types || !g_types[t].name)
+        return NULL;
+    return &g_types[t];
+}
+
+int64_t gguf_row_size(uint32_t t, int64_t n)
+{
+    const gguf_type_traits *tt = gguf_type_info(t);
+    if (!tt || n < 0 || n % tt->blck)
+        return -1;
+    return n / tt->blck * tt->size;
+}
+
+/* ---- reading ---- */
+
+static const size_t g_vsize[GGUF_NTYPES] = {
+    [GGUF_U8] = 1,  [GGUF_I8] = 1,   [GGUF_U16] = 2, [GGUF_I16] = 2, [GGUF_U32] = 4, [GGUF_I32] = 4,
+    [GGUF_F32] = 4, [GGUF_BOOL] = 1, [GGUF_U64] = 8, [GGUF_I64] = 8, [GGUF_F64] = 8,
+};
+
+typedef struct {
+    const uint8_t *p;
+    uint64_t pos, size;
+    const char *path;
+} cursor;
+
+static lk_status need(cursor *c, uint64_t n, const char *what)
+{
+    if (n > c->size - c->pos)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: %s at byte %llu needs %llu bytes but the file has %llu left "
+                           "(truncated or not a GGUF file?)",
+                           c->path, what, (unsigned long long)c->pos, (unsigned long long)n,
+                           (unsigned long long)(c->size - c->pos));
+    return LK_OK;
+}
+
+static lk_status rd(cursor *c, void *dst, uint64_t n, const char *what)
+{
+    LK_TRY(need(c, n, what));
+    memcpy(dst, c->p + c->pos, n);
+    c->pos += n;
+    return LK_OK;
+}
+
+static lk_status rd_u32(cursor *c, uint32_t *v, const char *what)
+{
+    return rd(c, v, 4, what);
+}
+static lk_status rd_u64(cursor *c, uint64_t *v, const char *what)
+{
+    return rd(c, v, 8, what);
+}
+
+static lk_status rd_str(cursor *c, gguf_str *s, const char *what)
+{
+    LK_TRY(rd_u64(c, &s->len, what));
+    LK_TRY(need(c, s->len, what));
+    s->ptr = (const char *)c->p + c->pos;
+    c->pos += s->len;
+    return LK_OK;
+}
+
+static char *str_dup(const gguf_str *s)
+{
+    char *d = malloc(s->len + 1);
+    if (d) {
+        memcpy(d, s->ptr, s->len);
+        d[s->len] = 0;
+    }
+    return d;
+}
+
+/* A scalar of type t at the cursor into kv->v. */
+static lk_status rd_scalar(cursor *c, gguf_vtype t, gguf_kv *kv)
+{
+    uint8_t b[8] = {0};
+    LK_TRY(rd(c, b, g_vsize[t], kv->key));
+    uint64_t u = 0;
+    memcpy(&u, b, 8);
+    switch (t) {
+    case GGUF_I8: kv->v.i = (int8_t)b[0]; break;
+    case GGUF_I16: kv->v.i = (int16_t)(uint16_t)u; break;
+    case GGUF_I32: kv->v.i = (int32_t)(uint32_t)u; break;
+    case GGUF_I64: kv->v.i = (int64_t)u; break;
+    case GGUF_F32: {
+        float f;
+        memcpy(&f, b, 4);
+        kv->v.f = f;
+        break;
+    }
+    case GGUF_F64: memcpy(&kv->v.f, b, 8); break;
+    default: kv->v.u = u; break;
+    }
+    return LK_OK;
+}
+
+static lk_status rd_array(cursor *c, gguf_kv *kv)
+{
+    uint32_t et;
+    LK_TRY(rd_u32(c, &et, kv->key));
+    LK_TRY(rd_u64(c, &kv->arr_n, kv->key));
+    if (et >= GGUF_NTYPES || et == GGUF_ARRAY)
+        return status_fail(LK_ERR_FORMAT, "%s: key '%s': array element type %u is %s", c->path,
+                           kv->key, et,
+                           et == GGUF_ARRAY ? "a nested array (unsupported)" : "unknown");
+    kv->arr_type = (gguf_vtype)et;
+    if (et != GGUF_STRING) {
+        if (kv->arr_n > (c->size - c->pos) / g_vsize[et])
+            return need(c, UINT64_MAX, kv->key);
+        kv->arr_data = c->p + c->pos;
+        c->pos += kv->arr_n * g_vsize[et];
+        return LK_OK;
+    }
+    /* each string takes at least its 8-byte length: bounds the allocation by the file size */
+    if (kv->arr_n > (c->size - c->pos) / 8)
+        return need(c, UINT64_MAX, kv->key);
+    kv->arr_str = calloc(kv->arr_n ? kv->arr_n : 1, sizeof *kv->arr_str);
+    if (!kv->arr_str)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory", c->path);
+    for (uint64_t i = 0; i < kv->arr_n; i++)
+        LK_TRY(rd_str(c, &kv->arr_str[i], kv->key));
+    return LK_OK;
+}
+
+static lk_status rd_kv(gguf_file *f, cursor *c, gguf_kv *kv, int64_t idx)
+{
+    gguf_str key;
+    uint32_t t;
+    LK_TRY(rd_str(c, &key, "metadata key"));
+    if (key.len == 0 || memchr(key.ptr, 0, key.len))
+        return status_fail(LK_ERR_FORMAT, "%s: metadata key %lld is empty or holds a NUL byte",
+                           c->path, (long long)idx);
+    kv->key = str_dup(&key);
+    if (!kv->key)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory", c->path);
+    LK_TRY(rd_u32(c, &t, kv->key));
+    if (t >= GGUF_NTYPES)
+        return status_fail(LK_ERR_FORMAT, "%s: key '%s': unknown value type %u", c->path, kv->key,
+                           t);
+    kv->type = (gguf_vtype)t;
+    if (t == GGUF_STRING)
+        return rd_str(c, &kv->str, kv->key);
+    if (t == GGUF_ARRAY)
+        return rd_array(c, kv);
+    return rd_scalar(c, kv->type, kv);
+}
+
+static lk_status rd_tensor_info(cursor *c, gguf_tensor *t, int64_t idx)
+{
+    gguf_str name;
+    uint32_t nd;
+    char sh[128];
+    LK_TRY(rd_str(c, &name, "tensor name"));
+    if (name.len == 0 || name.len >= GGUF_MAX_NAME || memchr(name.ptr, 0, name.len))
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: tensor %lld: name of %llu bytes (must be 1..%d, no NUL)", c->path,
+                           (long long)idx, (unsigned long long)name.len, GGUF_MAX_NAME - 1);
+    t->name = str_dup(&name);
+    if (!t->name)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory", c->path);
+    LK_TRY(rd_u32(c, &nd, t->name));
+    if (nd < 1 || nd > GGUF_MAX_DIMS)
+        return status_fail(LK_ERR_FORMAT, "%s: tensor '%s': %u dimensions (must be 1..%d)", c->path,
+                           t->name, nd, GGUF_MAX_DIMS);
+    t->n_dims = (int)nd;
+    int64_t numel = 1;
+    for (int d = 0; d < GGUF_MAX_DIMS; d++) {
+        uint64_t v = 1;
+        if (d < t->n_dims)
+            LK_TRY(rd_u64(c, &v, t->name));
+        t->ne[d] = (int64_t)v;
+        if (v == 0 || v > INT64_MAX || mul_overflow_i64(numel, (int64_t)v, &numel) != 0)
+            return status_fail(LK_ERR_FORMAT,
+                               "%s: tensor '%s': dimension %d is %llu (must be "
+                               "> 0, element count within 64 bits)",
+                               c->path, t->name, d, (unsigned long long)v);
+    }
+    LK_TRY(rd_u32(c, &t->type, t->name));
+    const gguf_type_traits *tt = gguf_type_info(t->type);
+    if (!tt)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: tensor '%s': ggml type %u is not supported "
+                           "(F32, F16, BF16, Q8_0, Q4_0, IQ4_NL)",
+                           c->path, t->name, t->type);
+    if (t->ne[0] % tt->blck)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: tensor '%s': row length %lld is not a multiple of the %s block "
+                           "(%lld), shape %s",
+                           c->path, t->name, (long long)t->ne[0], tt->name, (long long)tt->blck,
+                           shape_str(t->ne, t->n_dims, sh, sizeof sh));
+    int64_t nb;
+    if (mul_overflow_i64(numel / tt->blck, tt->size, &nb) != 0)
+        return status_fail(LK_ERR_FORMAT, "%s: tensor '%s': byte size overflows", c->path, t->name);
+    t->nbytes = (uint64_t)nb;
+    return rd_u64(c, &t->offset, t->name);
+}
+
+typedef struct {
+    uint64_t begin, end;
+    int64_t idx;
+} gguf_span;
+
+static int cmp_gspan(const void *a, const void *b)
+{
+    const gguf_span *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* Offsets aligned, inside the data section, not overlapping. */
+static lk_status check_tensors(gguf_file *f, const char *path)
+{
+    uint64_t data_size = f->map.size - f->data_offset;
+    gguf_span *sp = calloc((size_t)(f->n_tensors ? f->n_tensors : 1), sizeof *sp);
+    if (!sp)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory", path);
+    lk_status s = LK_OK;
+    for (int64_t i = 0; i < f->n_tensors && s == LK_OK; i++) {
+        gguf_tensor *t = &f->tensors[i];
+        if (t->offset % f->alignment)
+            s = status_fail(LK_ERR_FORMAT,
+                            "%s: tensor '%s': offset %llu is not a multiple of "
+                            "the alignment %llu",
+                            path, t->name, (unsigned long long)t->offset,
+                            (unsigned long long)f->alignment);
+        else if (t->offset > data_size || t->nbytes > data_size - t->offset)
+            s = status_fail(LK_ERR_FORMAT,
+                            "%s: tensor '%s': bytes [%llu, +%llu) of the data "
+                            "section end beyond the file (data section has %llu; truncated?)",
+                            path, t->name, (unsigned long long)t->offset,
+                            (unsigned long long)t->nbytes, (unsigned long long)data_size);
+        if (s == LK_OK)
+            t->data = f->map.data + f->data_offset + t->offset;
+        sp[i] = (gguf_span){t->offset, t->offset + t->nbytes, i};
+    }
+    qsort(sp, (size_t)f->n_tensors, sizeof *sp, cmp_gspan);
+    for (int64_t i = 1; i < f->n_tensors && s == LK_OK; i++)
+        if (sp[i].begin < sp[i - 1].end)
+            s = status_fail(LK_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", path,
+                            f->tensors[sp[i - 1].idx].name, f->tensors[sp[i].idx].name);
+    free(sp);
+    return s;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(((const gguf_name *)a)->name, ((const gguf_name *)b)->name);
+}
+
+/* *out [n]: the names sorted (name(i) of entry i); LK_ERR_FORMAT naming one that appears twice
+ * (what: "metadata key" or "tensor name"). */
+static lk_status sort_names(const char *path, const char *what, int64_t n,
+                            const char *(*name)(const gguf_file *, int64_t), const gguf_file *f,
+                            gguf_name **out)
+{
+    gguf_name *s = malloc((size_t)(n ? n : 1) * sizeof *s);
+    if (!s)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory", path);
+    *out = s;
+    for (int64_t i = 0; i < n; i++)
+        s[i] = (gguf_name){name(f, i), i};
+    qsort(s, (size_t)n, sizeof *s, cmp_name);
+    for (int64_t i = 1; i < n; i++)
+        if (strcmp(s[i].name, s[i - 1].name) == 0)
+            return status_fail(LK_ERR_FORMAT, "%s: %s '%s' appears twice", path, what, s[i].name);
+    return LK_OK;
+}
+
+static const char *kv_name(const gguf_file *f, int64_t i)
+{
+    return f->kv[i].key;
+}
+
+static const char *tensor_name(const gguf_file *f, int64_t i)
+{
+    return f->tensors[i].name;
+}
+
+static lk_status rd_header(gguf_file *f, cursor *c)
+{
+    char magic[4];
+    uint64_t nt, nkv;
+    LK_TRY(rd(c, magic, 4, "magic"));
+    if (memcmp(magic, GGUF_MAGIC, 4) != 0)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: bad magic %02x %02x %02x %02x, expected 'GGUF' "
+                           "(not a GGUF file?)",
+                           c->path, (uint8_t)magic[0], (uint8_t)magic[1], (uint8_t)magic[2],
+                           (uint8_t)magic[3]);
+    LK_TRY(rd_u32(c, &f->version, "version"));
+    if (f->version < 2 || f->version > GGUF_VERSION)
+        return status_fail(LK_ERR_FORMAT, "%s: GGUF version %u is too %s (supported: 2, 3)",
+                           c->path, f->version, f->version < 2 ? "old" : "new");
+    LK_TRY(rd_u64(c, &nt, "tensor count"));
+    LK_TRY(rd_u64(c, &nkv, "metadata count"));
+    /* every KV takes at least 12 bytes and every tensor info at least 24 */
+    if (nkv > c->size / 12 || nt > c->size / 24)
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: %llu tensors / %llu metadata entries cannot fit "
+                           "in a file of %llu bytes",
+                           c->path, (unsigned long long)nt, (unsigned long long)nkv,
+                           (unsigned long long)c->size);
+    f->kv = calloc((size_t)(nkv ? nkv : 1), sizeof *f->kv);
+    f->tensors = calloc((size_t)(nt ? nt : 1), sizeof *f->tensors);
+    if (!f->kv || !f->tensors)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory", c->path);
+    /* counts grow before each entry is read so that gguf_close frees a half-read one */
+    for (uint64_t i = 0; i < nkv; i++) {
+        f->n_kv++;
+        LK_TRY(rd_kv(f, c, &f->kv[i], (int64_t)i));
+    }
+    for (uint64_t i = 0; i < nt; i++) {
+        f->n_tensors++;
+        LK_TRY(rd_tensor_info(c, &f->tensors[i], (int64_t)i));
+    }
+    LK_TRY(sort_names(c->path, "metadata key", f->n_kv, kv_name, f, &f->kv_sorted));
+    return sort_names(c->path, "tensor name", f->n_tensors, tensor_name, f, &f->t_sorted);
+}
+
+lk_status gguf_open(gguf_file *f, const char *path)
+{
+    memset(f, 0, sizeof *f);
+    LK_TRY(mapfile_open(&f->map, path, 1));
+    cursor c = {f->map.data, 0, f->map.size, path};
+    lk_status s = rd_header(f, &c);
+    if (s != LK_OK)
+        goto fail;
+    f->alignment = GGUF_DEFAULT_ALIGNMENT;
+    const gguf_kv *al = gguf_find_kv(f, "general.alignment");
+    if (al && (al->type != GGUF_U32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)))) {
+        s = status_fail(LK_ERR_FORMAT, "%s: general.alignment must be a u32 power of two", path);
+        goto fail;
+    }
+    if (al)
+        f->alignment = al->v.u;
+    uint64_t pad = (f->alignment - c.pos % f->alignment) % f->alignment;
+    if (s == LK_OK && c.pos + pad > c.size && f->n_tensors > 0)
+        s = need(&c, pad, "padding before the data section");
+    f->data_offset = c.pos + pad > c.size ? c.size : c.pos + pad;
+    if (s == LK_OK)
+        s = check_tensors(f, path);
+    if (s == LK_OK)
+        return LK_OK;
+fail:
+    gguf_close(f);
+    return s;
+}
+
+void gguf_close(gguf_file *f)
+{
+    for (int64_t i = 0; i < f->n_kv; i++) {
+        free(f->kv[i].key);
+        free(f->kv[i].arr_str);
+    }
+    free(f->kv);
+    for (int64_t i = 0; i < f->n_tensors; i++)
+        free(f->tensors[i].name);
+    free(f->tensors);
+    free(f->kv_sorted);
+    free(f->t_sorted);
+    mapfile_close(&f->map);
+    memset(f, 0, sizeof *f);
+}
+
+const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
+{
+    gguf_name k = {key, -1}, *hit = NULL;
+    if (f->kv_sorted)
+        hit = bsearch(&k, f->kv_sorted, (size_t)f->n_kv, sizeof k, cmp_name);
+    return hit ? &f->kv[hit->i] : NULL;
+}
+
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
+{
+    gguf_name k = {name, -1}, *hit = NULL;
+    if (f->t_sorted)
+        hit = bsearch(&k, f->t_sorted, (size_t)f->n_tensors, sizeof k, cmp_name);
+    return hit ? &f->tensors[hit->i] : NULL;
+}
+
+lk_status gguf_check_scales(const gguf_file *f, const gguf_tensor *t)
+{
+    const gguf_type_traits *tt = gguf_type_info(t->type);
+    if (!tt || tt->blck == 1)
+        return LK_OK;
+    for (uint64_t b = 0; b < t->nbytes / (uint64_t)tt->size; b++) {
+        uint16_t h;
+        memcpy(&h, t->data + b * (uint64_t)tt->size, 2);
+        if (((h >> 10) & 0x1f) == 0x1f) /* fp16 exponent all ones: Inf or NaN */
+            return status_fail(
+                LK_ERR_FORMAT, "%s: tensor '%s': %s block %llu has scale %g (corrupt file?)",
+                f->map.path, t->name, tt->name, (unsigned long long)b, f16_to_f32(h));
+    }
+    return LK_OK;
+}
+
+static lk_status kv_missing(const gguf_file *f, const char *key, const char *want)
+{
+    return status_fail(LK_ERR_FORMAT, "%s: metadata '%s' is missing or not %s", f->map.path, key,
+                       want);
+}
+
+lk_status gguf_get_str(const gguf_file *f, const char *key, char **out)
+{
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    *out = NULL;
+    if (!kv || kv->type != GGUF_STRING)
+        return kv_missing(f, key, "a string");
+    *out = str_dup(&kv->str);
+    return *out ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory");
+}
+
+lk_status gguf_get_f64(const gguf_file *f, const char *key, double *out)
+{
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    if (!kv || (kv->type != GGUF_F32 && kv->type != GGUF_F64))
+        return kv_missing(f, key, "a float");
+    *out = kv->v.f;
+    return LK_OK;
+}
+
+lk_status gguf_get_i64(const gguf_file *f, const char *key, int64_t *out)
+{
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    if (!kv)
+        return kv_missing(f, key, "an integer");
+    switch (kv->type) {
+    case GGUF_U8:
+    case GGUF_U16:
+    case GGUF_U32:
+    case GGUF_U64:
+        if (kv->v.u > INT64_MAX)
+            return kv_missing(f, key, "an integer within 63 bits");
+        *out = (int64_t)kv->v.u;
+        return LK_OK;
+    case GGUF_I8:
+    case GGUF_I16:
+    case GGUF_I32:
+    case GGUF_I64: *out = kv->v.i; return LK_OK;
+    default: return kv_missing(f, key, "an integer");
+    }
+}
+
+/* ---- writing ---- */
+
+typedef struct {
+    char *name;
+    uint32_t type;
+    int n_dims;
+    int64_t ne[GGUF_MAX_DIMS];
+    const void *data;
+    uint64_t nbytes, offset;
+} wtensor;
+
+struct gguf_writer {
+    uint8_t *kv; /* serialised metadata entries */
+    size_t kv_len, kv_cap;
+    char **keys;
+    int64_t n_kv;
+    wtensor *t;
+    int64_t n_t;
+};
+
+lk_status gguf_writer_new(gguf_writer **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory");
+}
+
+void gguf_writer_free(gguf_writer *w)
+{
+    if (!w)
+        return;
+    for (int64_t i = 0; i < w->n_kv; i++)
+        free(w->keys[i]);
+    for (int64_t i = 0; i < w->n_t; i++)
+        free(w->t[i].name);
+    free(w->keys);
+    free(w->t);
+    free(w->kv);
+    free(w);
+}
+
+static lk_status put(gguf_writer *w, const void *p, size_t n)
+{
+    if (w->kv_len + n > w->kv_cap) {
+        size_t cap = w->kv_cap ? w->kv_cap : 4096;
+        while (cap < w->kv_len + n)
+            cap *= 2;
+        uint8_t *nk = realloc(w->kv, cap);
+        if (!nk)
+            return status_fail(LK_ERR_NOMEM, "out of memory");
+        w->kv = nk;
+        w->kv_cap = cap;
+    }
+    memcpy(w->kv + w->kv_len, p, n);
+    w->kv_len += n;
+    return LK_OK;
+}
+
+static lk_status put_str(gguf_writer *w, const char *s)
+{
+    uint64_t n = strlen(s);
+    LK_TRY(put(w, &n, 8));
+    return put(w, s, n);
+}
+
+/* Start a KV: unique key, then the key string and the u32 type. */
+static lk_status put_key(gguf_writer *w, const char *key, gguf_vtype t)
+{
+    for (int64_t i = 0; i < w->n_kv; i++)
+        if (strcmp(w->keys[i], key) == 0)
+            return status_fail(LK_ERR_ARG, "gguf writer: key '%s' set twice", key);
+    char **nk = realloc(w->keys, (size_t)(w->n_kv + 1) * sizeof *nk);
+    if (!nk)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    w->keys = nk;
+    if (!(w->keys[w->n_kv] = strdup(key)))
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    w->n_kv++;
+    uint32_t t32 = (uint32_t)t;
+    LK_TRY(put_str(w, key));
+    return put(w, &t32, 4);
+}
+
+lk_status gguf_set_str(gguf_writer *w, const char *key, const char *val)
+{
+    LK_TRY(put_key(w, key, GGUF_STRING));
+    return put_str(w, val);
+}
+
+lk_status gguf_set_u32(gguf_writer *w, const char *key, uint32_t val)
+{
+    LK_TRY(put_key(w, key, GGUF_U32));
+    return put(w, &val, 4);
+}
+
+lk_status gguf_set_i32(gguf_writer *w, const char *key, int32_t val)
+{
+    LK_TRY(put_key(w, key, GGUF_I32));
+    return put(w, &val, 4);
+}
+
+lk_status gguf_set_f32(gguf_writer *w, const char *key, float val)
+{
+    LK_TRY(put_key(w, key, GGUF_F32));
+    return put(w, &val, 4);
+}
+
+lk_status gguf_set_bool(gguf_writer *w, const char *key, int val)
+{
+    uint8_t b = val ? 1 : 0;
+    LK_TRY(put_key(w, key, GGUF_BOOL));
+    return put(w, &b, 1);
+}
+
+lk_status gguf_set_arr(gguf_writer *w, const char *key, gguf_vtype t, const void *data, uint64_t n)
+{
+    if (t >= GGUF_NTYPES || t == GGUF_STRING || t == GGUF_ARRAY)
+        return status_fail(LK_ERR_ARG, "gguf writer: key '%s': bad array type %d", key, t);
+    uint32_t t32 = (uint32_t)t;
+    LK_TRY(put_key(w, key, GGUF_ARRAY));
+    LK_TRY(put(w, &t32, 4));
+    LK_TRY(put(w, &n, 8));
+    return put(w, data, (size_t)n * g_vsize[t]);
+}
+
+lk_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, uint64_t n)
+{
+    uint32_t t32 = GGUF_STRING;
+    LK_TRY(put_key(w, key, GGUF_ARRAY));
+    LK_TRY(put(w, &t32, 4));
+    LK_TRY(put(w, &n, 8));
+    for (uint64_t i = 0; i < n; i++)
+        LK_TRY(put_str(w, vals[i]));
+    return LK_OK;
+}
+
+lk_status gguf_add_tensor(gguf_writer *w, const char *name, uint32_t t, int n_dims,
+                          const int64_t *ne, const void *data)
+{
+    const gguf_type_traits *tt = gguf_type_info(t);
+    if (!tt || n_dims < 1 || n_dims > GGUF_MAX_DIMS || strlen(name) >= GGUF_MAX_NAME)
+        return status_fail(LK_ERR_ARG,
+                           "gguf writer: tensor '%s': bad type %u, %d dims or name "
+                           "length",
+                           name, t, n_dims);
+    int64_t numel = 1;
+    for (int d = 0; d < n_dims; d++)
+        if (ne[d] <= 0 || mul_overflow_i64(numel, ne[d], &numel) != 0)
+            return status_fail(LK_ERR_ARG, "gguf writer: tensor '%s': bad dimension %d", name, d);
+    if (ne[0] % tt->blck)
+        return status_fail(LK_ERR_ARG,
+                           "gguf writer: tensor '%s': row of %lld is not a multiple "
+                           "of the %s block %lld",
+                           name, (long long)ne[0], tt->name, (long long)tt->blck);
+    for (int64_t i = 0; i < w->n_t; i++)
+        if (strcmp(w->t[i].name, name) == 0)
+            return status_fail(LK_ERR_ARG, "gguf writer: tensor '%s' added twice", name);
+    wtensor *nt = realloc(w->t, (size_t)(w->n_t + 1) * sizeof *nt);
+    if (!nt)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    w->t = nt;
+    wtensor *x = &w->t[w->n_t];
+    memset(x, 0, sizeof *x);
+    if (!(x->name = strdup(name)))
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    x->type = t;
+    x->n_dims = n_dims;
+    for (int d = 0; d < GGUF_MAX_DIMS; d++)
+        x->ne[d] = d < n_dims ? ne[d] : 1;
+    x->data = data;
+    x->nbytes = (uint64_t)(numel / tt->blck * tt->size);
+    w->n_t++;
+    return LK_OK;
+}
+
+static lk_status write_zeros(afile *a, uint64_t n)
+{
+    static const uint8_t z[64];
+    while (n) {
+        uint64_t k = n < sizeof z ? n : sizeof z;
+        LK_TRY(afile_write(a, z, (size_t)k));
+        n -= k;
+    }
+    return LK_OK;
+}
+
+/* Header: magic, version, counts, the KVs, the tensor infos (offsets assigned here). */
+static lk_status write_header(gguf_writer *w, afile *a, uint64_t *pos)
+{
+    uint32_t ver = GGUF_VERSION;
+    uint64_t nt = (uint64_t)w->n_t, nkv = (uint64_t)w->n_kv, off = 0;
+    LK_TRY(afile_write(a, GGUF_MAGIC, 4));
+    LK_TRY(afile_write(a, &ver, 4));
+    LK_TRY(afile_write(a, &nt, 8));
+    LK_TRY(afile_write(a, &nkv, 8));
+    LK_TRY(afile_write(a, w->kv, w->kv_len));
+    *pos = 24 + w->kv_len;
+    for (int64_t i = 0; i < w->n_t; i++) {
+        wtensor *t = &w->t[i];
+        uint64_t len = strlen(t->name);
+        uint32_t nd = (uint32_t)t->n_dims;
+        t->offset = off;
+        LK_TRY(afile_write(a, &len, 8));
+        LK_TRY(afile_write(a, t->name, len));
+        LK_TRY(afile_write(a, &nd, 4));
+        for (int d = 0; d < t->n_dims; d++)
+            LK_TRY(afile_write(a, &t->ne[d], 8));
+        LK_TRY(afile_write(a, &t->type, 4));
+        LK_TRY(afile_write(a, &off, 8));
+        *pos += 8 + len + 4 + 8 * (uint64_t)t->n_dims + 4 + 8;
+        off += (t->nbytes + GGUF_DEFAULT_ALIGNMENT - 1) / GGUF_DEFAULT_ALIGNMENT *
+               GGUF_DEFAULT_ALIGNMENT;
+    }
+    uint64_t pad =
+        (GGUF_DEFAULT_ALIGNMENT - *pos % GGUF_DEFAULT_ALIGNMENT) % GGUF_DEFAULT_ALIGNMENT;
+    *pos += pad;
+    return write_zeros(a, pad);
+}
+
+static lk_status write_data(gguf_writer *w, afile *a, gguf_fill_fn fill, void *user)
+{
+    void *buf = NULL;
+    uint64_t cap = 0;
+    lk_status s = LK_OK;
+    for (int64_t i = 0; i < w->n_t && s == LK_OK; i++) {
+        const wtensor *t = &w->t[i];
+        const void *src = t->data;
+        if (!src) {
+            if (!fill) {
+                s = status_fail(LK_ERR_ARG, "gguf writer: tensor '%s' has no data", t->name);
+                break;
+            }
+            if (t->nbytes > cap) {
+                free(buf);
+                cap = t->nbytes;
+                if (!(buf = lk_aligned_alloc((size_t)cap))) {
+                    s = status_fail(LK_ERR_NOMEM, "out of memory (%llu bytes for '%s')",
+                                    (unsigned long long)cap, t->name);
+                    break;
+                }
+            }
+            s = fill(user, i, buf);
+            src = buf;
+        }
+        if (s == LK_OK)
+            s = afile_write(a, src, (size_t)t->nbytes);
+        uint64_t pad =
+            (GGUF_DEFAULT_ALIGNMENT - t->nbytes % GGUF_DEFAULT_ALIGNMENT) % GGUF_DEFAULT_ALIGNMENT;
+        if (s == LK_OK && i + 1 < w->n_t)
+            s = write_zeros(a, pad);
+    }
+    free(buf);
+    return s;
+}
+
+lk_status gguf_writer_write(gguf_writer *w, const char *path, int force, gguf_fill_fn fill,
+                            void *user)
+{
+    afile a;
+    uint64_t pos = 0;
+    LK_TRY(afile_open(&a, path, force));
+    lk_status s = write_header(w, &a, &pos);
+    if (s == LK_OK)
+        s = write_data(w, &a, fill, user);
+    if (s == LK_OK)
+        return afile_commit(&a);
+    afile_abort(&a);
+    return s;
+}

@@ -1,0 +1,561 @@
+/* merge.c — merging LoRA adapters into base weights, streaming one tensor at a time:
+ *   LoRA: W ← W + Σ_i w_i·s_i·B_i·A_i                          (PEFT LoraLayer.merge)
+ *   DoRA: V = W + w·s·B·A,  W ← (m / ‖V‖_row) ⊙ V               (PEFT DoraLinearLayer, rows =
+ *         output features; the norm is taken of the merged weight, as PEFT's merge does)
+ * The fp32 sum goes through OpenBLAS sgemm; the result is stored in the target type through a
+ * row converter (f32/f16/bf16 here; the 4-bit GGUF types through gguf_type_traits and quant/).
+ * Output: a Hugging Face folder or a llama.cpp GGUF file
+ * (merge_gguf.c). Mapped base pages are released after each tensor so that resident memory
+ * stays near the largest tensor. */
+#include "lora/merge.h"
+
+#include "q4.h"
+
+#include <cblas.h>
+#include <dirent.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/config.h"
+#include "core/json.h"
+#include "core/status.h"
+
+struct lk_merge_params lk_merge_params_default(void)
+{
+    struct lk_merge_params p = {.dtype = NULL,
+                                .base_quant = NULL,
+                                .n_threads = 0,
+                                .force = 0,
+                                .on_tensor = NULL,
+                                .user = NULL};
+    return p;
+}
+
+int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind)
+{
+    const char *pre = "model.layers.";
+    size_t pl = strlen(pre);
+    if (strncmp(name, pre, pl) != 0)
+        return -1;
+    char *e;
+    long long l = strtoll(name + pl, &e, 10);
+    if (e == name + pl || *e != '.' || l < 0)
+        return -1;
+    for (int k = 0; k < LK_MOD_COUNT; k++) {
+        char want[64];
+        snprintf(want, sizeof want, ".%s.%s.weight", adapter_parent((lk_module)k),
+                 lk_module_name((lk_module)k));
+        if (strcmp(e, want) == 0) {
+            *layer = l;
+            *kind = (lk_module)k;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void merge_release(const void *p, size_t n)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (pg > 0 && b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED); /* clean private file pages: re-read if needed */
+}
+
+/* The 4-bit formats a QLoRA base may have been trained in: row round trips through quant/ (any
+ * row length, the last block zero-padded, as the training base stores it; NF4 in blocks of 64,
+ * the GGUF types in blocks of 32). */
+#define MERGE_QROWS(name, qt, blk)                                      \
+    static size_t name##_row_bytes(int64_t n)                           \
+    {                                                                   \
+        return q4_row_bytes(qt, blk, n);                                \
+    }                                                                   \
+    static void name##_quantize(const float *x, int64_t n, void *dst)   \
+    {                                                                   \
+        q4_quantize_row(qt, blk, x, n, dst);                            \
+    }                                                                   \
+    static void name##_dequantize(const void *src, int64_t n, float *y) \
+    {                                                                   \
+        q4_dequantize_row(qt, blk, src, n, y);                          \
+    }
+MERGE_QROWS(nf4, LK_QTYPE_NF4, Q4_NF4_BLOCK)
+MERGE_QROWS(q4_0, LK_QTYPE_Q4_0, Q4_QK)
+MERGE_QROWS(iq4_nl, LK_QTYPE_IQ4_NL, Q4_QK)
+MERGE_QROWS(q8_0, LK_QTYPE_Q8_0, Q4_QK)
+
+static const merge_base_quant g_base_quant[] = {
+    {"nf4", nf4_row_bytes, nf4_quantize, nf4_dequantize},
+    {"q4_0", q4_0_row_bytes, q4_0_quantize, q4_0_dequantize},
+    {"iq4_nl", iq4_nl_row_bytes, iq4_nl_quantize, iq4_nl_dequantize},
+    {"q8_0", q8_0_row_bytes, q8_0_quantize, q8_0_dequantize},
+};
+
+lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
+                        const lk_adapter *const *adapters, const float *w, int n,
+                        const struct lk_merge_params *p)
+{
+    memset(c, 0, sizeof *c);
+    c->adapters = adapters;
+    c->weights = w;
+    c->n = n;
+    c->p = p ? *p : lk_merge_params_default();
+    c->n_threads = resolve_threads(c->p.n_threads);
+    if (n > MERGE_MAX_ADAPTERS)
+        return status_fail(LK_ERR_ARG, "merge: %d adapters, at most %d", n, MERGE_MAX_ADAPTERS);
+    c->cfg = *cfg;
+    for (int i = 0; i < n; i++) {
+        LK_TRY(adapter_check_ready(adapters[i]));
+        LK_TRY(adapter_check_base(adapters[i], cfg));
+        if (!isfinite(w[i]))
+            return status_fail(LK_ERR_ARG, "%s: merge weight %g is not finite", adapters[i]->path,
+                               w[i]);
+    }
+    if (c->p.base_quant) {
+        for (size_t i = 0; i < sizeof g_base_quant / sizeof *g_base_quant; i++)
+            if (strcmp(c->p.base_quant, g_base_quant[i].name) == 0)
+                c->base_q = &g_base_quant[i];
+        if (!c->base_q)
+            return status_fail(LK_ERR_ARG, "--base-quant '%s': expected nf4, q4_0, iq4_nl or q8_0",
+                               c->p.base_quant);
+        if (!c->base_q->row_bytes || !c->base_q->quantize || !c->base_q->dequantize)
+            return status_fail(LK_ERR_UNSUPPORTED,
+                               "--base-quant %s needs the 4-bit quantisation kernels, which this "
+                               "build does not have yet",
+                               c->p.base_quant);
+    }
+    return LK_OK;
+}
+
+/* The adapters touching one tensor, in merge order. */
+typedef struct {
+    const adapter_module *d[MERGE_MAX_ADAPTERS];
+    double coef[MERGE_MAX_ADAPTERS]; /* w_i · s_i */
+    int n;
+} merge_deltas;
+
+static void find_deltas(const merge_ctx *c, int64_t layer, int kind, merge_deltas *md)
+{
+    md->n = 0;
+    for (int i = 0; kind >= 0 && i < c->n; i++) {
+        int64_t j = lk_adapter_find_module(c->adapters[i], layer, (lk_module)kind);
+        if (j < 0)
+            continue;
+        md->d[md->n] = &c->adapters[i]->mods[j];
+        md->coef[md->n++] = (double)c->weights[i] * c->adapters[i]->mods[j].scale;
+    }
+}
+
+/* Source row of output row g when rows are permuted into llama.cpp's q/k order (heads > 0):
+ * within each head of hd rows, GGUF row 2·i + j holds HF row j·hd/2 + i. */
+static int64_t src_row(int64_t g, int64_t rows, int heads)
+{
+    if (heads <= 0)
+        return g;
+    int64_t hd = rows / heads, h = g / hd, k = g % hd;
+    return h * hd + (k % 2) * (hd / 2) + k / 2;
+}
+
+/* Rows [r0, r0+m) of the merged tensor into W [m, cols] (fp32): convert the base rows, round
+ * trip them through --base-quant, add each low-rank update (sgemm on the block; B's rows gathered
+ * in source order), rescale DoRA rows by m / ‖V‖_row. Bg: [m, max r] scratch. */
+static void merge_block(const merge_ctx *c, const tensor_view *t, int64_t rows, int64_t cols,
+                        int heads, const merge_deltas *md, int64_t r0, int64_t m, float *W,
+                        float *Bg, uint8_t *qbuf)
+{
+    size_t es = dtype_size(t->dt);
+    for (int64_t k = 0; k < m; k++) {
+        const uint8_t *src =
+            (const uint8_t *)t->data + (size_t)(src_row(r0 + k, rows, heads) * cols) * es;
+        convert_to_f32(t->dt, src, W + k * cols, cols, 1);
+        if (qbuf) { /* --base-quant: the weight as the 4-bit training base held it */
+            c->base_q->quantize(W + k * cols, cols, qbuf);
+            c->base_q->dequantize(qbuf, cols, W + k * cols);
+        }
+    }
+    for (int i = 0; i < md->n; i++) {
+        const adapter_module *d = md->d[i];
+        for (int64_t k = 0; k < m; k++)
+            memcpy(Bg + k * d->r, d->B + src_row(r0 + k, rows, heads) * d->r,
+                   (size_t)d->r * sizeof *Bg);
+        /* W[m, in] += coef · Bg[m, r] · A[r, in] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)cols, (int)d->r,
+                    (float)md->coef[i], Bg, (int)d->r, d->A, (int)cols, 1.0f, W, (int)cols);
+        for (int64_t k = 0; d->mag && k < m; k++) {
+            double ss = 0;
+            for (int64_t x = 0; x < cols; x++)
+                ss += (double)W[k * cols + x] * W[k * cols + x];
+            float f = (float)(d->mag[src_row(r0 + k, rows, heads)] / sqrt(ss));
+            for (int64_t x = 0; x < cols; x++)
+                W[k * cols + x] *= f;
+        }
+    }
+}
+
+/* Store W [m, cols] as rows of type tt at dst; add the squared error of the stored values (read
+ * back) and of the exact ones to *err and *ref. */
+static void store_block(const gguf_type_traits *tt, const float *W, int64_t m, int64_t cols,
+                        uint8_t *dst, float *back, double *err, double *ref)
+{
+    int64_t rs = cols / tt->blck * tt->size;
+    for (int64_t k = 0; k < m; k++) {
+        tt->from_f32(W + k * cols, dst + k * rs, cols);
+        if (tt == gguf_type_info(GGML_F32))
+            continue; /* exact */
+        tt->to_f32(dst + k * rs, back, cols);
+        for (int64_t x = 0; x < cols; x++) {
+            double e = (double)back[x] - W[k * cols + x];
+            *err += e * e;
+            *ref += (double)W[k * cols + x] * W[k * cols + x];
+        }
+    }
+}
+
+#define MERGE_BLOCK_ROWS  32
+#define MERGE_MAX_THREADS 256
+
+/* Shared state of one tensor's merge: workers take row blocks from next (atomic). */
+typedef struct {
+    const merge_ctx *c;
+    const tensor_view *t;
+    const merge_deltas *md;
+    const gguf_type_traits *tt;
+    uint8_t *dst;
+    int64_t rows, cols, nb, max_r, qbytes;
+    int heads;
+    _Atomic int64_t next;
+} merge_job;
+
+typedef struct {
+    merge_job *job;
+    double err, ref;
+    int failed;
+} merge_worker;
+
+static void *merge_worker_run(void *arg)
+{
+    merge_worker *wk = arg;
+    merge_job *j = wk->job;
+    float *W = malloc((size_t)(MERGE_BLOCK_ROWS * j->cols) * sizeof *W);
+    float *Bg = malloc((size_t)(MERGE_BLOCK_ROWS * j->max_r) * sizeof *Bg);
+    float *back = malloc((size_t)j->cols * sizeof *back);
+    uint8_t *qbuf = j->qbytes > 0 ? malloc((size_t)j->qbytes) : NULL;
+    wk->failed = !W || !Bg || !back || (j->qbytes > 0 && !qbuf);
+    int64_t rs = j->cols / j->tt->blck * j->tt->size;
+    for (int64_t b; !wk->failed && (b = j->next++) < j->nb;) {
+        int64_t r0 = b * MERGE_BLOCK_ROWS;
+        int64_t m = j->rows - r0 < MERGE_BLOCK_ROWS ? j->rows - r0 : MERGE_BLOCK_ROWS;
+        merge_block(j->c, j->t, j->rows, j->cols, j->heads, j->md, r0, m, W, Bg, qbuf);
+        store_block(j->tt, W, m, j->cols, j->dst + r0 * rs, back, &wk->err, &wk->ref);
+    }
+    free(W);
+    free(Bg);
+    free(back);
+    free(qbuf);
+    return NULL;
+}
+
+/* Plain pthreads rather than OpenMP: idle OpenMP workers spin between parallel regions while
+ * the main thread writes the output, which cost ~40% on a 2-core machine. */
+static int run_workers(merge_job *j, int n_threads, double *err, double *ref)
+{
+    merge_worker wk[MERGE_MAX_THREADS];
+    pthread_t th[MERGE_MAX_THREADS];
+    int ok[MERGE_MAX_THREADS] = {0};
+    int n = (int)(n_threads < j->nb ? n_threads : j->nb), failed = 0;
+    n = n < 1 ? 1 : n > MERGE_MAX_THREADS ? MERGE_MAX_THREADS : n;
+    for (int i = 0; i < n; i++)
+        wk[i] = (merge_worker){.job = j};
+    for (int i = 1; i < n; i++)
+        ok[i] = pthread_create(&th[i], NULL, merge_worker_run, &wk[i]) == 0;
+    merge_worker_run(&wk[0]); /* also takes the blocks of threads that did not start */
+    ok[0] = 1;
+    for (int i = 0; i < n; i++) {
+        if (!ok[i])
+            continue;
+        if (i > 0)
+            pthread_join(th[i], NULL);
+        *err += wk[i].err;
+        *ref += wk[i].ref;
+        failed |= wk[i].failed;
+    }
+    return failed;
+}
+
+lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, int kind, int heads,
+                     const gguf_type_traits *tt, void *dst, int *n_merged, double *store_err)
+{
+    merge_deltas md;
+    find_deltas(c, layer, kind, &md);
+    /* matrices are [rows, cols]; a vector is one row, or a column of rows when permuted */
+    int64_t n = tensor_numel(t);
+    merge_job j = {.c = c, .t = t, .md = &md, .tt = tt, .dst = dst, .heads = heads, .max_r = 1};
+    j.cols = t->ndim == 2 ? t->shape[1] : heads > 0 ? 1 : n;
+    j.rows = n / (j.cols ? j.cols : 1);
+    j.nb = (j.rows + MERGE_BLOCK_ROWS - 1) / MERGE_BLOCK_ROWS;
+    for (int i = 0; i < md.n; i++)
+        j.max_r = md.d[i]->r > j.max_r ? md.d[i]->r : j.max_r;
+    /* every linear weight was 4-bit in training, adapted or not */
+    j.qbytes = c->base_q && kind >= 0 ? (int64_t)c->base_q->row_bytes(j.cols) : 0;
+    if (heads > 0 && j.rows % (2 * heads))
+        return status_fail(LK_ERR_SHAPE, "%s: %lld rows do not split into %d heads of even size",
+                           t->name, (long long)j.rows, heads);
+    double err = 0, ref = 0;
+    openblas_set_num_threads(1); /* parallel over row blocks instead */
+    if (run_workers(&j, c->n_threads, &err, &ref))
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory for the merge buffers", t->name);
+    *n_merged = md.n;
+    *store_err = ref > 0 ? sqrt(err / ref) : 0;
+    return LK_OK;
+}
+
+/* ---- Hugging Face folder output ---- */
+
+typedef struct {
+    merge_ctx *c;
+    const tensor_view **src;     /* [n] base tensors in output order */
+    tensor_view *views;          /* [n] output views */
+    const gguf_type_traits **tt; /* [n] converter of output i, NULL: copy bytes */
+} hf_job;
+
+static const gguf_type_traits *traits_of(dtype dt)
+{
+    return dt == DT_F32    ? gguf_type_info(GGML_F32)
+           : dt == DT_F16  ? gguf_type_info(GGML_F16)
+           : dt == DT_BF16 ? gguf_type_info(GGML_BF16)
+                           : NULL;
+}
+
+static lk_status hf_fill(void *user, int i, void *dst)
+{
+    hf_job *j = user;
+    const tensor_view *t = j->src[i];
+    int64_t layer = 0;
+    lk_module kind;
+    struct lk_merge_tensor rep = {.name = t->name, .index = i, .count = j->c->n_out};
+    if (!j->tt[i]) {
+        memcpy(dst, t->data, t->nbytes);
+    } else {
+        int k = merge_parse_tensor(t->name, &layer, &kind) == 0 ? (int)kind : -1;
+        LK_TRY(merge_rows(j->c, t, layer, k, 0, j->tt[i], dst, &rep.n_merged, &rep.store_err));
+    }
+    merge_release(t->data, t->nbytes);
+    if (j->c->p.on_tensor)
+        j->c->p.on_tensor(j->c->p.user, &rep);
+    return LK_OK;
+}
+
+static lk_status parse_dtype(const char *s, dtype *dt)
+{
+    if (!s)
+        return LK_OK;
+    if (strcmp(s, "f32") == 0)
+        *dt = DT_F32;
+    else if (strcmp(s, "f16") == 0)
+        *dt = DT_F16;
+    else if (strcmp(s, "bf16") == 0)
+        *dt = DT_BF16;
+    else if (!strcmp(s, "q8_0") || !strcmp(s, "q4_0") || !strcmp(s, "iq4_nl") || !strcmp(s, "nf4"))
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "merge into a Hugging Face folder as %s: safetensors folders hold "
+                           "f32, f16 or bf16 here (hint: -o FILE.gguf writes q8_0, q4_0 or "
+                           "iq4_nl; a bitsandbytes nf4 folder is not written)",
+                           s);
+    else
+        return status_fail(LK_ERR_ARG,
+                           "merge dtype '%s': expected f32, f16, bf16, q8_0, q4_0, "
+                           "iq4_nl or nf4",
+                           s);
+    return LK_OK;
+}
+
+static lk_status hf_write_weights(merge_ctx *c, const st_set *st, const char *dir)
+{
+    hf_job j = {.c = c};
+    dtype want = DT_COUNT;
+    LK_TRY(parse_dtype(c->p.dtype, &want));
+    j.src = calloc((size_t)st->n + 1, sizeof *j.src);
+    j.views = calloc((size_t)st->n + 1, sizeof *j.views);
+    j.tt = calloc((size_t)st->n + 1, sizeof *j.tt);
+    char *path = path_join(dir, "model.safetensors");
+    lk_status s =
+        j.src && j.views && j.tt && path ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < st->n && s == LK_OK; i++) {
+        const tensor_view *t = st->index[i];
+        j.src[i] = t;
+        j.views[i] = *t;
+        j.views[i].data = NULL;
+        j.tt[i] = traits_of(t->dt);
+        if (j.tt[i] && want != DT_COUNT) {
+            j.views[i].dt = want;
+            j.tt[i] = traits_of(want);
+        }
+        j.views[i].nbytes = (size_t)tensor_numel(t) * dtype_size(j.views[i].dt);
+    }
+    c->n_out = st->n;
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "pt");
+    if (s == LK_OK)
+        s = st_write(path, j.views, st->n, meta, hf_fill, &j, 0);
+    cJSON_Delete(meta);
+    free(j.src);
+    free(j.views);
+    free(j.tt);
+    free(path);
+    return s;
+}
+
+static lk_status copy_file(const char *src, const char *dst)
+{
+    mapfile m;
+    afile a;
+    LK_TRY(mapfile_open(&m, src, 0));
+    lk_status s = afile_open(&a, dst, 0);
+    if (s == LK_OK)
+        s = afile_write(&a, m.data, m.size);
+    if (s == LK_OK)
+        s = afile_commit(&a);
+    else if (a.f)
+        afile_abort(&a);
+    mapfile_close(&m);
+    return s;
+}
+
+/* config.json with torch_dtype set to the output dtype (when one was asked for). */
+static lk_status write_config(const char *base_dir, const char *dir, const char *dt)
+{
+    char *src = path_join(base_dir, "config.json"), *dst = path_join(dir, "config.json");
+    char *out = NULL;
+    cJSON *j = NULL;
+    lk_status s = src && dst ? json_read_file(src, 16u << 20, &j)
+                             : status_fail(LK_ERR_NOMEM, "out of memory");
+    if (s == LK_OK && dt) {
+        const char *td = !strcmp(dt, "f32")   ? "float32"
+                         : !strcmp(dt, "f16") ? "float16"
+                                              : "bfloat16";
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
+        cJSON_AddStringToObject(j, "torch_dtype", td);
+    }
+    if (s == LK_OK && !(out = cJSON_Print(j)))
+        s = status_fail(LK_ERR_NOMEM, "out of memory");
+    afile a;
+    if (s == LK_OK)
+        s = afile_open(&a, dst, 0);
+    if (s == LK_OK && (s = afile_write(&a, out, strlen(out))) == LK_OK)
+        s = afile_commit(&a);
+    else if (s != LK_OK && a.f)
+        afile_abort(&a);
+    cJSON_Delete(j);
+    free(out);
+    free(src);
+    free(dst);
+    return s;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* 1 if real (a resolved path) lies inside the folder root (resolved too). */
+static int inside(const char *real, const char *root)
+{
+    size_t n = root ? strlen(root) : 0;
+    return n && strncmp(real, root, n) == 0 && (real[n] == '/' || (n == 1 && root[0] == '/'));
+}
+
+/* A side file copied into an output must not bring in a file from elsewhere on the machine (a
+ * model repository may hold a symlink "notes.txt -> ~/.ssh/id_rsa", and merged models get
+ * uploaded): a symlink must resolve inside base_dir, or inside the blobs folder of the Hugging
+ * Face cache it is a snapshot of (base_dir/../../blobs). */
+static lk_status check_link(const char *base_dir, const char *src)
+{
+    struct stat st;
+    if (lstat(src, &st) != 0 || !S_ISLNK(st.st_mode))
+        return LK_OK;
+    char *blobs = path_join(base_dir, "../../blobs");
+    char *real = realpath(src, NULL), *rb = realpath(base_dir, NULL);
+    char *rblobs = blobs ? realpath(blobs, NULL) : NULL;
+    lk_status s = LK_OK;
+    if (!real || !(inside(real, rb) || inside(real, rblobs)))
+        s = status_fail(LK_ERR_IO,
+                        "%s: a symlink to %s, outside the model folder: not copied into the "
+                        "output (hint: put the file itself in the folder, or remove the link)",
+                        src, real ? real : "a missing file");
+    free(blobs);
+    free(real);
+    free(rb);
+    free(rblobs);
+    return s;
+}
+
+lk_status merge_copy_side_files(const char *base_dir, const char *dir)
+{
+    DIR *d = opendir(base_dir);
+    if (!d)
+        return status_fail(LK_ERR_IO, "%s: cannot list the folder", base_dir);
+    lk_status s = LK_OK;
+    struct dirent *e;
+    while (s == LK_OK && (e = readdir(d))) {
+        const char *n = e->d_name;
+        if (n[0] == '.' || !strcmp(n, "config.json") || ends_with(n, ".safetensors") ||
+            ends_with(n, ".index.json") || ends_with(n, ".bin") || ends_with(n, ".pt") ||
+            ends_with(n, ".pth") || ends_with(n, ".gguf") || ends_with(n, ".tmp"))
+            continue;
+        char *src = path_join(base_dir, n), *dst = path_join(dir, n);
+        if (!src || !dst)
+            s = status_fail(LK_ERR_NOMEM, "out of memory");
+        else if ((s = check_link(base_dir, src)) == LK_OK && file_exists(src))
+            s = copy_file(src, dst);
+        free(src);
+        free(dst);
+    }
+    closedir(d);
+    return s;
+}
+
+static lk_status merge_hf(merge_ctx *c, const char *base_dir, const char *out)
+{
+    st_set st;
+    char *tmp = NULL;
+    LK_TRY(st_set_open(&st, base_dir, 1));
+    lk_status s = tmpdir_create(out, c->p.force, &tmp);
+    if (s == LK_OK)
+        s = hf_write_weights(c, &st, tmp);
+    if (s == LK_OK)
+        s = write_config(base_dir, tmp, c->p.dtype);
+    if (s == LK_OK)
+        s = merge_copy_side_files(base_dir, tmp);
+    if (s == LK_OK)
+        s = tmpdir_commit(tmp, out, c->p.force);
+    if (s != LK_OK && tmp)
+        remove_tree(tmp);
+    free(tmp);
+    st_set_close(&st);
+    return s;
+}
+
+lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, const float *w, int n,
+                   const char *out, const struct lk_merge_params *p)
+{
+    struct lk_model_config cfg;
+    merge_ctx c;
+    if (n < 0 || (n > 0 && (!adapters || !w)))
+        return status_fail(LK_ERR_ARG, "merge: %d adapters without arrays", n);
+    LK_TRY(lk_config_load(base_dir, &cfg));
+    LK_TRY(merge_prepare(&c, &cfg, adapters, w, n, p));
+    char *rb = realpath(base_dir, NULL), *ro = realpath(out, NULL);
+    int same = rb && ro && strcmp(rb, ro) == 0;
+    free(rb);
+    free(ro);
+    if (same) /* --force would replace the base while it is being read */
+        return status_fail(LK_ERR_ARG, "%s: the output is the base model folder itself", out);
+    if (ends_with(out, ".gguf"))
+        return merge_gguf(&c, base_dir, out);
+    return merge_hf(&c, base_dir, out);
+}

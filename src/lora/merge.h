@@ -1,0 +1,63 @@
+/* merge.h — internal pieces of lk_merge shared by the Hugging Face writer (merge.c) and the GGUF
+ * model writer (merge_gguf.c). */
+#ifndef LK_MERGE_H
+#define LK_MERGE_H
+
+#include "lora/adapter.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+
+#define MERGE_MAX_ADAPTERS 64
+
+/* A 4-bit base format for --base-quant: bytes of a stored row of n values, and the row
+ * quantiser/dequantiser (n any length; the last block zero-padded). */
+typedef struct {
+    const char *name;
+    size_t (*row_bytes)(int64_t n);
+    void (*quantize)(const float *x, int64_t n, void *dst);
+    void (*dequantize)(const void *src, int64_t n, float *y);
+} merge_base_quant;
+
+typedef struct {
+    const lk_adapter *const *adapters; /* [n] */
+    const float *weights;              /* [n] */
+    int n;
+    struct lk_merge_params p;
+    struct lk_model_config cfg;
+    int n_threads;
+    const merge_base_quant *base_q; /* --base-quant round trip, or NULL */
+    int64_t n_out;                  /* tensors in the output (for progress reports) */
+    /* lora-quantize (qbase_write.c) through merge_gguf: */
+    uint32_t embed_type; /* GGUF type of token_embd/output when embed_set */
+    int embed_set;       /* 1: embed_type applies (else the matrices' type) */
+    int strict_blocks;   /* 1: rows that are not whole blocks are an error, not kept F16 */
+} merge_ctx;
+
+/* Validate the adapters against cfg and resolve the options. */
+lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
+                        const lk_adapter *const *adapters, const float *w, int n,
+                        const struct lk_merge_params *p);
+
+/* "model.layers.L.self_attn.q_proj.weight" → (L, LK_MOD_Q); -1 for any other tensor. */
+int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind);
+
+/* Tensor t of the base (F32/F16/BF16, [rows, cols] or a vector) with every adapter that has
+ * (layer, kind) merged (kind -1: none), rows permuted into llama.cpp's q/k order when heads > 0,
+ * stored as type tt into dst. Row blocks run on the OpenMP threads; no fp32 copy of the whole
+ * tensor is made. *n_merged: adapters applied; *store_err: ‖stored − exact‖_F / ‖exact‖_F. */
+lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, int kind, int heads,
+                     const gguf_type_traits *tt, void *dst, int *n_merged, double *store_err);
+
+/* Drop the resident pages of a mapped range (re-read from the file if touched again). */
+void merge_release(const void *p, size_t n);
+
+/* Copy every regular file of base_dir except weights and config.json (tokenizer, generation
+ * config, ...) into dir. A symlink is copied only when it resolves inside base_dir or the
+ * Hugging Face cache's blobs folder of the snapshot (base_dir/../../blobs); LK_ERR_IO naming the
+ * link and its target otherwise. */
+lk_status merge_copy_side_files(const char *base_dir, const char *dir);
+
+/* Write the merged model as one llama.cpp GGUF file (merge_gguf.c). */
+lk_status merge_gguf(merge_ctx *c, const char *base_dir, const char *out);
+
+#endif /* LK_MERGE_H */

@@ -1,0 +1,58 @@
+/* model.h — internal view of a loaded model (struct lk_model) and the tensor table shared by the
+ * loader and the random-weight writer. */
+#ifndef LK_MODEL_H
+#define LK_MODEL_H
+
+#include "nn/linear.h"
+#include "lorakit/model.h"
+#include "formats/safetensors.h"
+
+typedef struct {
+    const float *attn_norm; /* [C] */
+    const float *ffn_norm;  /* [C] */
+    linear q, k, v, o;      /* q [H*hd, C], k/v [KVH*hd, C], o [C, H*hd] */
+    linear gate, up, down;  /* gate/up [F, C], down [C, F] */
+} layer_weights;
+
+struct lk_model {
+    struct lk_model_config cfg;
+    st_set st;    /* the mapped files */
+    void **owned; /* converted (f16/bf16 → f32) or realigned copies */
+    int n_owned;
+    linear embed;          /* token embeddings [V, C] (f32 or quantised rows) */
+    const float *norm;     /* [C] */
+    linear lm_head;        /* [V, C]; w == embed when tied */
+    layer_weights *layers; /* [n_layers] */
+    float *inv_freq;       /* [hd/2] RoPE frequencies after scaling */
+    int n_threads;
+    lk_qtype quant, quant_embed;
+    int64_t weight_bytes; /* bytes of every bound weight */
+};
+
+/* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident
+ * (they are read again from the file if touched later). */
+void model_drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n);
+
+/* x[T, C] = the embeddings of tok[0..T) (rows dequantised when the table is quantised). */
+void model_embed(const lk_model *m, const int32_t *tok, int64_t T, float *x);
+
+typedef enum { TK_MATRIX, TK_EMBED, TK_NORM, TK_BIAS } tensor_kind;
+
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    tensor_kind kind;
+    const float **dst; /* where the loader stores the fp32 pointer (NULL: not bound) */
+    q4_weight *qdst;   /* matrices: where a quantised copy goes instead */
+} tensor_spec;
+
+/* Every tensor the config implies, in file order (embeddings, layers, norm, head). m may be NULL
+ * (no pointers bound). Returns the count; specs must hold model_n_specs(c) entries. */
+int model_n_specs(const struct lk_model_config *c);
+int model_specs(const struct lk_model_config *c, lk_model *m, tensor_spec *specs);
+
+/* RoPE inverse frequencies [hd/2] as Hugging Face computes them (fp32), after rope scaling. */
+void rope_inv_freq(const struct lk_model_config *c, float *inv_freq);
+
+#endif /* LK_MODEL_H */

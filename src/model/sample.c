@@ -1,0 +1,119 @@
+/* sample.c — next-token sampling as transformers' generate does it: temperature, then top-k, then
+ * top-p (nucleus: the smallest set of most likely tokens whose mass reaches top_p). */
+#include <math.h>
+#include <string.h>
+
+#include "lorakit/model.h"
+#include "core/rng.h"
+#include "core/status.h"
+
+struct lk_sampler {
+    struct lk_sampler_params p;
+    rng_state rng;
+    int64_t cap;
+    double *prob; /* [cap] */
+    int32_t *idx; /* [cap] */
+};
+
+struct lk_sampler_params lk_sampler_params_default(void)
+{
+    struct lk_sampler_params p = {.temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 42};
+    return p;
+}
+
+lk_status lk_sampler_create(const struct lk_sampler_params *p, lk_sampler **out)
+{
+    *out = NULL;
+    if (!(p->temperature >= 0) || !(p->top_p > 0 && p->top_p <= 1) || p->top_k < 0)
+        return status_fail(LK_ERR_ARG,
+                           "sampler: need temperature >= 0, 0 < top_p <= 1, top_k >= 0 (got %g, "
+                           "%g, %d)",
+                           p->temperature, p->top_p, p->top_k);
+    lk_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    s->p = *p;
+    rng_seed(&s->rng, p->seed, RNG_SAMPLE);
+    *out = s;
+    return LK_OK;
+}
+
+void lk_sampler_free(lk_sampler *s)
+{
+    if (!s)
+        return;
+    free(s->prob);
+    free(s->idx);
+    free(s);
+}
+
+static int32_t argmax(const float *x, int64_t n)
+{
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return (int32_t)best;
+}
+
+static const double *g_sort_prob; /* qsort has no context argument */
+
+static int cmp_prob_desc(const void *a, const void *b)
+{
+    double x = g_sort_prob[*(const int32_t *)a], y = g_sort_prob[*(const int32_t *)b];
+    if (x != y)
+        return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+int32_t lk_sampler_sample(lk_sampler *s, const float *logits, int64_t n)
+{
+    if (s->p.temperature == 0 || n == 1)
+        return argmax(logits, n);
+    if (n > s->cap) {
+        double *np = realloc(s->prob, (size_t)n * sizeof *np);
+        int32_t *ni = np ? realloc(s->idx, (size_t)n * sizeof *ni) : NULL;
+        if (np)
+            s->prob = np;
+        if (!np || !ni)
+            return argmax(logits, n); /* no memory for the sort: fall back to greedy */
+        s->idx = ni;
+        s->cap = n;
+    }
+    /* softmax(logits / T) in double */
+    float mx = logits[argmax(logits, n)];
+    double sum = 0, inv_t = 1.0 / s->p.temperature;
+    for (int64_t i = 0; i < n; i++) {
+        s->prob[i] = exp(((double)logits[i] - mx) * inv_t);
+        sum += s->prob[i];
+        s->idx[i] = (int32_t)i;
+    }
+    int64_t keep = n;
+    if (s->p.top_k > 0 || s->p.top_p < 1) {
+        g_sort_prob = s->prob;
+        qsort(s->idx, (size_t)n, sizeof *s->idx, cmp_prob_desc);
+        if (s->p.top_k > 0 && s->p.top_k < keep)
+            keep = s->p.top_k;
+        double kept = 0;
+        for (int64_t i = 0; i < keep; i++)
+            kept += s->prob[s->idx[i]];
+        double cum = 0;
+        for (int64_t i = 0; i < keep; i++) {
+            cum += s->prob[s->idx[i]];
+            if (cum >= s->p.top_p * kept) {
+                keep = i + 1;
+                break;
+            }
+        }
+        sum = 0;
+        for (int64_t i = 0; i < keep; i++)
+            sum += s->prob[s->idx[i]];
+    }
+    double r = rng_uniform_f64(&s->rng) * sum, acc = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        acc += s->prob[s->idx[i]];
+        if (r < acc)
+            return s->idx[i];
+    }
+    return s->idx[keep - 1];
+}

@@ -1,0 +1,151 @@
+/* linear.c — fp32 linear layers through OpenBLAS, with a naive reference. */
+#include "nn/linear.h"
+
+#include "core/blas.h"
+#include "core/rng.h"
+
+int64_t linear_max_rank(const linear *L)
+{
+    int64_t r = 0;
+    for (int i = 0; i < L->n_lora; i++)
+        r = L->lora[i].r > r ? L->lora[i].r : r;
+    return r;
+}
+
+int64_t linear_tmp_floats(const linear *L, int64_t T)
+{
+    int64_t n = T * linear_max_rank(L);
+    if (!L->w)
+        n += T * L->in;                    /* the fused backward overwrites: dx goes through tmp */
+    if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
+        n += T * L->in;                    /* x_d */
+    return n;
+}
+
+/* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
+static const float *lora_input(const linear *L, const float *x, int64_t T, float *xd)
+{
+    const lora_train *tr = L->train;
+    if (!tr || tr->dropout <= 0 || tr->mask_key == 0)
+        return x;
+    float p = tr->dropout, keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < T * L->in; i++) {
+        float u = (float)(rng_hash(tr->mask_key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+        xd[i] = u < p ? 0.0f : x[i] * keep;
+    }
+    return xd;
+}
+
+/* u[T,r] = x·Aᵀ; y[T,out] += scale·u·Bᵀ */
+static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t in, int64_t out,
+                         float *y, float *u, int nt)
+{
+    int64_t r = d->r;
+    gemm_par(0, 1, T, r, in, 1.0f, x, in, d->A, in, 0.0f, u, r, nt);
+    gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
+}
+
+void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp, int n_threads)
+{
+    if (!L->w) /* fused dequant-GEMM, bias included */
+        q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads);
+    else if (T == 1) /* y[out] = W[out,in]·x[in] */
+        gemv_par(L->out, L->in, L->w, x, y, n_threads);
+    else /* y[T,out] = x[T,in]·W[out,in]ᵀ */
+        gemm_par(0, 1, T, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out, n_threads);
+    if (L->b && L->w)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t o = 0; o < L->out; o++)
+                y[t * L->out + o] += L->b[o];
+    if (L->n_lora == 0)
+        return; /* tmp may be NULL then */
+    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    for (int i = 0; i < L->n_lora; i++)
+        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, xd) : x, T, L->in, L->out, y, u,
+                     n_threads);
+}
+
+/* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). */
+static void lora_backward_train(const linear *L, const float *x, const float *dy, int64_t T,
+                                float *dx, float *tmp, int nt)
+{
+    const lora_delta *d = &L->lora[0];
+    lora_train *tr = L->train;
+    int64_t r = d->r, in = L->in, out = L->out;
+    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    const float *xin = lora_input(L, x, T, xd);
+    /* u[T,r] = x_d·Aᵀ;  dB[out,r] += s·dyᵀ·u */
+    gemm_par(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0.0f, u, r, nt);
+    gemm_par(1, 0, out, r, T, d->scale, dy, out, u, r, 1.0f, tr->dB, r, nt);
+    /* du[T,r] = s·dy·B (reusing u);  dA[r,in] += duᵀ·x_d */
+    gemm_par(0, 0, T, r, out, d->scale, dy, out, d->B, r, 0.0f, u, r, nt);
+    gemm_par(1, 0, r, in, T, 1.0f, u, r, xin, in, 1.0f, tr->dA, in, nt);
+    if (!dx)
+        return;
+    if (xin == x) { /* dx += du·A */
+        gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 1.0f, dx, in, nt);
+        return;
+    }
+    /* with dropout: dx += (du·A)·m/(1−p); x_d is no longer needed, reuse it for du·A */
+    gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 0.0f, xd, in, nt);
+    float p = tr->dropout, keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < T * L->in; i++) {
+        float v = (float)(rng_hash(tr->mask_key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+        dx[i] += v < p ? 0.0f : xd[i] * keep;
+    }
+}
+
+void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                     float *tmp, int n_threads)
+{
+    int64_t in = L->in, out = L->out;
+    if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
+        gemm_par(0, 0, T, in, out, 1.0f, dy, out, L->w, in, 1.0f, dx, in, n_threads);
+    } else if (dx) { /* fused kernel into the end of tmp, then added */
+        float *dq = tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * in : 0);
+        q4_gemm_bwd(&L->qw, dy, T, dq, n_threads);
+        for (int64_t i = 0; i < T * in; i++)
+            dx[i] += dq[i];
+    }
+    for (int i = 0; i < L->n_lora; i++) {
+        const lora_delta *d = &L->lora[i];
+        if (i == 0 && L->train) {
+            lora_backward_train(L, x, dy, T, dx, tmp, n_threads);
+        } else if (dx) { /* frozen adapter: dx += s·(dy·B)·A */
+            gemm_par(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0.0f, tmp, d->r, n_threads);
+            gemm_par(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1.0f, dx, in, n_threads);
+        }
+    }
+}
+
+linear linear_rows(const linear *L, int64_t r0, int64_t n)
+{
+    linear v = {.name = L->name, .in = L->in, .out = n};
+    if (L->w) {
+        v.w = L->w + r0 * L->in;
+    } else {
+        v.qw = L->qw;
+        v.qw.out = n;
+        v.qw.data = (const uint8_t *)L->qw.data + (size_t)r0 * L->qw.row_bytes;
+    }
+    return v;
+}
+
+void linear_forward_ref(const linear *L, const float *x, int64_t T, float *y)
+{
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t o = 0; o < L->out; o++) {
+            double acc = L->b ? L->b[o] : 0.0;
+            for (int64_t i = 0; i < L->in; i++) {
+                double w = L->w[o * L->in + i];
+                /* W + Σ scale·B·A, formed element by element */
+                for (int k = 0; k < L->n_lora; k++) {
+                    const lora_delta *d = &L->lora[k];
+                    for (int64_t j = 0; j < d->r; j++)
+                        w += (double)d->scale * d->B[o * d->r + j] * d->A[j * L->in + i];
+                }
+                acc += (double)x[t * L->in + i] * w;
+            }
+            y[t * L->out + o] = (float)acc;
+        }
+}

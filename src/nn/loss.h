@@ -1,0 +1,24 @@
+/* loss.h — next-token cross-entropy through the LM head, in blocks of rows: the [T, V] logits
+ * are never held at once (Qwen2.5's V = 151936 would need 311 MB at T = 512), only [CE_ROWS, V]. */
+#ifndef LK_LOSS_H
+#define LK_LOSS_H
+
+#include <stdint.h>
+
+#include "nn/linear.h"
+
+#define CE_ROWS   32   /* token rows per block */
+#define CE_VCHUNK 4096 /* vocabulary columns per block */
+
+/* Floats of scratch ce_forward_backward needs for hidden size C and vocabulary V (one block of
+ * CE_ROWS rows of logits is kept between the two passes: 19 MB for V = 151936). */
+int64_t ce_scratch_floats(int64_t C, int64_t V);
+
+/* h[T,C]: final hidden states; targets[T]: the id each position must predict, or -100 (ignored).
+ * Adds Σ −log p(target) to *loss_sum and the number of predicted positions to *count. When dh is
+ * non-NULL, dh[T,C] (overwritten) = grad_scale · ∂(Σ loss)/∂h. head: [V, C] fp32 (no bias). */
+void ce_forward_backward(const linear *head, const float *h, const int32_t *targets, int64_t T,
+                         float grad_scale, float *dh, double *loss_sum, int64_t *count,
+                         float *scratch, int n_threads);
+
+#endif /* LK_LOSS_H */

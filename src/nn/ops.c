@@ -1,0 +1,218 @@
+/* ops.c — forward and backward of RMSNorm, RoPE (rotate_half, as Hugging Face), grouped-query
+ * causal attention and SwiGLU. Each backward is derived beside its forward; tests/test_ops.c checks
+ * every one against finite differences. */
+#include "nn/ops.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* ---- RMSNorm: y = x·r·w, r = (mean(x²) + eps)^-1/2 ---- */
+
+void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C,
+                     float eps)
+{
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * C;
+        double ss = 0;
+        for (int64_t i = 0; i < C; i++)
+            ss += (double)xr[i] * xr[i];
+        float r = 1.0f / sqrtf((float)(ss / (double)C) + eps);
+        if (rstd)
+            rstd[t] = r;
+        for (int64_t i = 0; i < C; i++)
+            out[t * C + i] = (xr[i] * r) * w[i];
+    }
+}
+
+/* ∂y_i/∂x_j = w_i·r·δ_ij − w_i·x_i·r³·x_j/C, so dx_j = r·(dy_j·w_j − x_j·r²·mean(dy·w·x)) */
+void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w,
+                      const float *rstd, int64_t T, int64_t C)
+{
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * C, *dy = dout + t * C;
+        float r = rstd[t];
+        double dot = 0;
+        for (int64_t i = 0; i < C; i++)
+            dot += (double)dy[i] * w[i] * xr[i];
+        float k = (float)(dot / (double)C) * r * r;
+        for (int64_t i = 0; i < C; i++)
+            dx[t * C + i] += r * (dy[i] * w[i] - xr[i] * k);
+    }
+}
+
+/* ---- RoPE ---- */
+
+void rope_tables(float *cs, float *sn, const float *inv_freq, int64_t half, const int32_t *pos,
+                 int64_t pos0, int64_t T)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float p = pos ? (float)pos[t] : (float)(pos0 + t);
+        for (int64_t i = 0; i < half; i++) {
+            float a = p * inv_freq[i];
+            cs[t * half + i] = cosf(a);
+            sn[t * half + i] = sinf(a);
+        }
+    }
+}
+
+/* (a, b) -> (a·c − b·s, b·c + a·s) for the pair (i, i + hd/2) */
+void rope_forward(float *x, const float *cs, const float *sn, int64_t T, int64_t nh, int64_t hd)
+{
+    int64_t half = hd / 2;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < nh; h++) {
+            float *v = x + (t * nh + h) * hd;
+            const float *c = cs + t * half, *s = sn + t * half;
+            for (int64_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i] + a * s[i];
+            }
+        }
+}
+
+/* the rotation is orthogonal: its transpose turns by −angle */
+void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_t nh, int64_t hd)
+{
+    int64_t half = hd / 2;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < nh; h++) {
+            float *v = d + (t * nh + h) * hd;
+            const float *c = cs + t * half, *s = sn + t * half;
+            for (int64_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] + b * s[i];
+                v[i + half] = b * c[i] - a * s[i];
+            }
+        }
+}
+
+/* ---- attention ---- */
+
+/* Multiply-adds below which the attention loops stay on one thread (waking the team costs more). */
+#define PAR_MIN_WORK (1 << 21)
+
+static float dot(const float *a, const float *b, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void axpy(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* One query row over keys lo..p: out[hd] = Σ_j softmax_j(q·k_j·scale)·v_j; returns the lse. */
+static float attend_row(float *out, const float *q, const float *k, const float *v, int64_t kvd,
+                        int64_t hd, int64_t lo, int64_t p, float *sc)
+{
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
+    for (int64_t j = lo; j <= p; j++) {
+        sc[j] = dot(q, k + j * kvd, hd) * scale;
+        mx = sc[j] > mx ? sc[j] : mx;
+    }
+    double sum = 0;
+    for (int64_t j = lo; j <= p; j++) {
+        sc[j] = expf(sc[j] - mx);
+        sum += sc[j];
+    }
+    float inv = (float)(1.0 / sum);
+    memset(out, 0, (size_t)hd * sizeof *out);
+    for (int64_t j = lo; j <= p; j++)
+        axpy(out, sc[j] * inv, v + j * kvd, hd);
+    return mx + (float)log(sum);
+}
+
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                       const attn_shape *a, float *scores, int nt)
+{
+    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, grp = a->H / a->KVH;
+    int64_t n_keys = a->kpos0 + a->T;
+    int par = (a->kpos0 + a->T / 2) * a->T * H * hd > PAR_MIN_WORK; /* else one thread is faster */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
+    for (int64_t th = 0; th < a->T * H; th++) {
+        int64_t t = th / H, h = th % H, g = h / grp;
+        float *sc = scores + (int64_t)omp_get_thread_num() * n_keys;
+        float l = attend_row(out + th * hd, q + th * hd, k + g * hd, v + g * hd, kvd, hd, a->lo[t],
+                             a->kpos0 + t, sc);
+        if (lse)
+            lse[th] = l;
+    }
+}
+
+/* With P = softmax(S), S = scale·q·kᵀ and O = P·v:
+ *   dv_j = Σ_t P_tj·dO_t,  dP_tj = dO_t·v_j,  dS_tj = P_tj·(dP_tj − D_t), D_t = dO_t·O_t,
+ *   dq_t = scale·Σ_j dS_tj·k_j,  dk_j = scale·Σ_t dS_tj·q_t.
+ * Pass 1 (parallel over query rows) gives dq and D; pass 2 (parallel over key rows and kv heads)
+ * gives dk and dv, recomputing P from the saved lse. Every output is owned by one thread. */
+void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
+                        const float *q, const float *k, const float *v, const float *out,
+                        const float *lse, const attn_shape *a, int nt)
+{
+    int64_t T = a->T, H = a->H, hd = a->hd, KVH = a->KVH, kvd = KVH * hd, grp = H / KVH;
+    float scale = 1.0f / sqrtf((float)hd);
+    int par = T * T * H * hd > PAR_MIN_WORK;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
+    for (int64_t th = 0; th < T * H; th++) {
+        int64_t t = th / H, g = (th % H) / grp;
+        const float *qr = q + th * hd, *dor = dout + th * hd;
+        float *dqr = dq + th * hd;
+        float Dt = dot(dor, out + th * hd, hd);
+        D[th] = Dt;
+        memset(dqr, 0, (size_t)hd * sizeof *dqr);
+        for (int64_t j = a->lo[t]; j <= t; j++) {
+            const float *kj = k + j * kvd + g * hd;
+            float p = expf(dot(qr, kj, hd) * scale - lse[th]);
+            float ds = p * (dot(dor, v + j * kvd + g * hd, hd) - Dt);
+            axpy(dqr, ds * scale, kj, hd);
+        }
+    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
+    for (int64_t jg = 0; jg < T * KVH; jg++) {
+        int64_t j = jg / KVH, g = jg % KVH;
+        const float *kj = k + j * kvd + g * hd, *vj = v + j * kvd + g * hd;
+        float *dkj = dk + j * kvd + g * hd, *dvj = dv + j * kvd + g * hd;
+        memset(dkj, 0, (size_t)hd * sizeof *dkj);
+        memset(dvj, 0, (size_t)hd * sizeof *dvj);
+        for (int64_t t = j; t < T && a->lo[t] <= j; t++)
+            for (int64_t h = g * grp; h < (g + 1) * grp; h++) {
+                int64_t th = t * H + h;
+                const float *qr = q + th * hd, *dor = dout + th * hd;
+                float p = expf(dot(qr, kj, hd) * scale - lse[th]);
+                float ds = p * (dot(dor, vj, hd) - D[th]);
+                axpy(dvj, p, dor, hd);
+                axpy(dkj, ds * scale, qr, hd);
+            }
+    }
+}
+
+/* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */
+
+void swiglu_forward(float *h, const float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i];
+        h[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+/* silu'(g) = σ(g)·(1 + g·(1 − σ(g))) */
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                     int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i], s = 1.0f / (1.0f + expf(-x));
+        du[i] = dh[i] * x * s;
+        dg[i] = dh[i] * u[i] * s * (1.0f + x * (1.0f - s));
+    }
+}

@@ -1,0 +1,257 @@
+/* teacher.c — lk_teacher_cache_write: the teacher's forward over every example (lk_session_eval
+ * in pieces, so logits are [piece, V] at a time, never [T, V]), top-k of log_softmax(z / τ) at
+ * each trained position (tcache_topk, rows in parallel), and the cache written by tcache.c. The
+ * forward of an example stops at its last trained position: later tokens change no entry. */
+#include "lorakit/teacher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mapfile.h"
+#include "model/model.h"
+#include "core/status.h"
+#include "formats/tcache.h"
+
+struct lk_teacher_params lk_teacher_params_default(void)
+{
+    return (struct lk_teacher_params){.top_k = 32, .temp = 1.0f, .piece = 64};
+}
+
+/* The last path component (trailing slashes ignored) into out[n]. */
+static void base_name(const char *path, char *out, size_t n)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    size_t a = len;
+    while (a > 0 && path[a - 1] != '/')
+        a--;
+    snprintf(out, n, "%.*s", (int)(len - a), path + a);
+}
+
+/* XXH64 of a whole file (mapped). */
+static lk_status file_hash(const char *path, uint64_t *h, size_t *size)
+{
+    mapfile f;
+    LK_TRY(mapfile_open(&f, path, 1));
+    *h = tcache_xxh64(f.data, f.size, 0);
+    *size = f.size;
+    mapfile_close(&f);
+    return LK_OK;
+}
+
+/* "folder config.json:xxh64=... weights=nf4 embed=f32 [note]" */
+static lk_status describe_teacher(const lk_model *m, const struct lk_teacher_params *p, char *out,
+                                  size_t n)
+{
+    char base[256] = "", hash[48] = "";
+    if (p->teacher_dir) {
+        char *cfg = path_join(p->teacher_dir, "config.json");
+        uint64_t h;
+        size_t size;
+        lk_status s = cfg ? file_hash(cfg, &h, &size) : LK_ERR_NOMEM;
+        free(cfg);
+        if (s != LK_OK)
+            return s == LK_ERR_NOMEM ? status_fail(s, "out of memory") : s;
+        base_name(p->teacher_dir, base, sizeof base);
+        snprintf(hash, sizeof hash, " config.json:xxh64=%016llx", (unsigned long long)h);
+    }
+    snprintf(out, n, "%s%s weights=%s embed=%s%s%s", base, hash, lk_qtype_name(lk_model_quant(m)),
+             lk_qtype_name(lk_model_quant_embed(m)), p->teacher_note ? " " : "",
+             p->teacher_note ? p->teacher_note : "");
+    return LK_OK;
+}
+
+/* "file bytes=N xxh64=... examples=N seq_len=N" */
+static lk_status describe_data(const lk_dataset *d, const char *path, char *out, size_t n)
+{
+    int64_t ne = lk_dataset_get_stats(d)->examples, T = lk_dataset_seq_len(d);
+    char base[256] = "";
+    int k = 0;
+    if (path) {
+        uint64_t h;
+        size_t size;
+        LK_TRY(file_hash(path, &h, &size));
+        base_name(path, base, sizeof base);
+        k = snprintf(out, n, "%s bytes=%zu xxh64=%016llx ", base, size, (unsigned long long)h);
+    }
+    snprintf(out + k, n - (size_t)k, "examples=%lld seq_len=%lld", (long long)ne, (long long)T);
+    return LK_OK;
+}
+
+/* The run: the teacher's session, a logits buffer [piece, Vm] and one example's entries. */
+typedef struct {
+    const lk_model *m;
+    const struct lk_teacher_params *p;
+    int64_t Vm, V;
+    lk_session *s;
+    float *logits;
+    int64_t *rows; /* [piece] trained rows of the current piece */
+    int32_t *ids;  /* [cap·k] */
+    float *logp;   /* [cap·k] */
+    float *tail;   /* [cap] */
+    int64_t cap;
+} run;
+
+static lk_status reserve_entries(run *x, int64_t E)
+{
+    if (E <= x->cap)
+        return LK_OK;
+    int64_t k = x->p->top_k;
+    free(x->ids);
+    free(x->logp);
+    free(x->tail);
+    x->ids = malloc((size_t)(E * k) * sizeof *x->ids);
+    x->logp = malloc((size_t)(E * k) * sizeof *x->logp);
+    x->tail = malloc((size_t)E * sizeof *x->tail);
+    x->cap = x->ids && x->logp && x->tail ? E : 0;
+    return x->cap ? LK_OK : status_fail(LK_ERR_NOMEM, "teacher: out of memory for entries");
+}
+
+/* Top-k of the piece's trained rows (parallel over rows); entries from r0 on. */
+static lk_status piece_topk(run *x, int64_t off, int64_t nr, int64_t r0, int64_t e)
+{
+    int64_t k = x->p->top_k, failed = -1;
+    int nt = resolve_threads(x->m->n_threads);
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(max : failed)
+    for (int64_t j = 0; j < nr; j++) {
+        int64_t r = r0 + j;
+        if (tcache_topk(x->logits + (x->rows[j] - off) * x->Vm, x->V, x->p->temp, k, x->ids + r * k,
+                        x->logp + r * k, x->tail + r) != LK_OK)
+            failed = j > failed ? j : failed;
+    }
+    if (failed < 0)
+        return LK_OK;
+    int64_t j = failed; /* again on this thread, for the message */
+    lk_status s = tcache_topk(x->logits + (x->rows[j] - off) * x->Vm, x->V, x->p->temp, k, x->ids,
+                              x->logp, x->tail);
+    return status_wrap(s, "teacher: example %lld, position %lld", (long long)e,
+                       (long long)x->rows[j]);
+}
+
+/* Entries of example e (tokens, labels [n]): forward up to its last trained position. */
+static lk_status example_entries(run *x, int64_t e, const int32_t *tok, const int32_t *lab,
+                                 int64_t n, int64_t *fwd)
+{
+    int64_t last = -1, r = 0, P = x->p->piece;
+    for (int64_t t = 0; t + 1 < n; t++)
+        if (lab[t + 1] != LK_LABEL_IGNORE)
+            last = t;
+    LK_TRY(reserve_entries(x, tcache_trained(lab, n)));
+    lk_session_reset(x->s);
+    for (int64_t off = 0; off <= last; off += P) {
+        int64_t len = last + 1 - off < P ? last + 1 - off : P, nr = 0;
+        LK_TRY(lk_session_eval(x->s, tok + off, len, x->logits, 1));
+        for (int64_t t = off; t < off + len; t++)
+            if (lab[t + 1] != LK_LABEL_IGNORE)
+                x->rows[nr++] = t;
+        LK_TRY(piece_topk(x, off, nr, r, e));
+        r += nr;
+    }
+    *fwd += last + 1;
+    return LK_OK;
+}
+
+static lk_status check_params(const lk_model *m, const struct lk_teacher_params *p, int64_t V)
+{
+    int64_t Vm = lk_model_get_config(m)->vocab_size;
+    if (V < 2 || V > Vm)
+        return status_fail(LK_ERR_ARG, "teacher: vocab %lld outside [2, %lld] (the model's)",
+                           (long long)V, (long long)Vm);
+    if (p->top_k < 1 || p->top_k >= V)
+        return status_fail(LK_ERR_ARG, "teacher: top-k %lld outside [1, %lld] (vocab %lld - 1)",
+                           (long long)p->top_k, (long long)V - 1, (long long)V);
+    if (!(p->temp > 0) || p->temp > 1e6f || p->piece < 1)
+        return status_fail(LK_ERR_ARG, "teacher: temperature %g (need > 0) or piece %lld (>= 1)",
+                           (double)p->temp, (long long)p->piece);
+    return LK_OK;
+}
+
+/* Longest example of d (at least 1). */
+static int64_t longest(const lk_dataset *d)
+{
+    int64_t mx = 1, n, ne = lk_dataset_get_stats(d)->examples;
+    for (int64_t e = 0; e < ne; e++)
+        if (lk_dataset_example(d, e, NULL, NULL, &n, NULL) == LK_OK && n > mx)
+            mx = n;
+    return mx;
+}
+
+/* Open the writer with the descriptions and allocate the run's buffers. */
+static lk_status setup(run *x, const lk_dataset *d, const char *path, tcache_writer **w)
+{
+    char teacher[1024], data[1024];
+    LK_TRY(describe_teacher(x->m, x->p, teacher, sizeof teacher));
+    LK_TRY(describe_data(d, x->p->data_path, data, sizeof data));
+    struct tcache_meta meta = {.k = x->p->top_k,
+                               .temp = x->p->temp,
+                               .vocab = x->V,
+                               .seq_len = lk_dataset_seq_len(d),
+                               .teacher = teacher,
+                               .data = data};
+    LK_TRY(tcache_writer_open(path, &meta, x->p->force, w));
+    int64_t P = x->p->piece;
+    LK_TRY(lk_session_create(x->m, longest(d), &x->s));
+    x->logits = lk_aligned_alloc((size_t)(P * x->Vm) * sizeof(float));
+    x->rows = malloc((size_t)P * sizeof *x->rows);
+    if (!x->logits || !x->rows)
+        return status_fail(LK_ERR_NOMEM, "teacher: out of memory for [%lld, %lld] logits",
+                           (long long)P, (long long)x->Vm);
+    return LK_OK;
+}
+
+static lk_status write_all(run *x, const lk_dataset *d, tcache_writer *w,
+                           struct lk_teacher_stats *st)
+{
+    int64_t ne = lk_dataset_get_stats(d)->examples;
+    for (int64_t e = 0; e < ne; e++) {
+        const int32_t *tok, *lab;
+        int64_t n, line;
+        LK_TRY(lk_dataset_example(d, e, &tok, &lab, &n, &line));
+        lk_status s = example_entries(x, e, tok, lab, n, &st->forward_tokens);
+        if (s != LK_OK)
+            return status_wrap(s, "line %lld", (long long)line);
+        LK_TRY(tcache_writer_add(w, tok, lab, n, x->ids, x->logp, x->tail));
+        st->examples++;
+        st->tokens += n;
+        st->positions += tcache_trained(lab, n);
+        if (x->p->progress && x->p->progress(x->p->user, e + 1, ne))
+            return status_fail(LK_ERR_INTERRUPTED,
+                               "teacher: interrupted after %lld of %lld "
+                               "examples (nothing written)",
+                               (long long)(e + 1), (long long)ne);
+    }
+    return LK_OK;
+}
+
+lk_status lk_teacher_cache_write(const lk_model *m, const lk_dataset *d, const char *path,
+                                 const struct lk_teacher_params *p, struct lk_teacher_stats *st)
+{
+    struct lk_teacher_params def = lk_teacher_params_default();
+    struct lk_teacher_stats local;
+    if (!m || !d || !path)
+        return status_fail(LK_ERR_ARG, "lk_teacher_cache_write: NULL argument");
+    p = p ? p : &def;
+    st = st ? st : &local;
+    memset(st, 0, sizeof *st);
+    run x = {.m = m, .p = p, .Vm = lk_model_get_config(m)->vocab_size};
+    x.V = p->vocab > 0 ? p->vocab : x.Vm;
+    LK_TRY(check_params(m, p, x.V));
+    tcache_writer *w = NULL;
+    lk_status s = setup(&x, d, path, &w);
+    if (s == LK_OK)
+        s = write_all(&x, d, w, st);
+    if (s == LK_OK) {
+        s = tcache_writer_finish(w, &st->bytes);
+        w = NULL;
+    }
+    tcache_writer_abort(w);
+    lk_session_free(x.s);
+    free(x.logits);
+    free(x.rows);
+    free(x.ids);
+    free(x.logp);
+    free(x.tail);
+    return s;
+}

@@ -1,0 +1,370 @@
+/* train_graph.c — see train_graph.h. Each layer's forward and backward sit side by side below;
+ * the op-level maths lives in ops.c (checked by finite differences in tests/test_ops.c), the
+ * linear layers with their LoRA gradients in linear.c. Shapes: T tokens, C hidden, qd = H·hd,
+ * kvd = KVH·hd, F FFN width. */
+#include "train/train_graph.h"
+
+#include <string.h>
+
+#include "nn/kd.h"
+#include "nn/loss.h"
+#include "nn/ops.h"
+#include "core/status.h"
+
+struct train_graph {
+    const lk_model *m;
+    int64_t T_max;
+    float *xs;                       /* [L+1, T, C] input of every layer, then the final residual */
+    float *xn1, *xn2;                /* [T, C] normed inputs of attention and MLP */
+    float *rstd1, *rstd2, *rstd_f;   /* [T] */
+    float *q, *att, *dq, *datt;      /* [T, qd] */
+    float *k, *v, *dk, *dv;          /* [T, kvd] */
+    float *lse, *D;                  /* [T, H] */
+    float *xmid;                     /* [T, C] residual after attention */
+    float *g, *u, *h, *dg, *du, *dh; /* [T, F] */
+    float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
+    float *rope_cos, *rope_sin;      /* [T, hd/2] */
+    float *scores;                   /* [n_threads, T] */
+    float *lin_tmp;                  /* linear scratch */
+    float *ce;                       /* cross-entropy scratch */
+    int64_t *lo;                     /* [T] first key of each query */
+    float *hn;                       /* [T, C] final normed hidden */
+    float *store;                    /* without checkpointing: every layer's activations */
+    float *owned[40];                /* the buffers graph_create allocated */
+    int n_owned;
+    int n_threads;
+    /* distillation (graph_set_kd): the objective, the teacher of the next run, its scratch */
+    int kd_on;
+    kd_params kp;
+    kd_teacher tch;
+    double *kd_ce, *kd_div;
+    float *kd_scratch;
+    int64_t kd_scratch_n;
+};
+
+/* Floats of one layer's activations per token (the fields layer_forward fills and
+ * layer_backward reads): xn1, xn2, xmid [C]; rstd1, rstd2; q, att [qd]; k, v [kvd]; lse [H];
+ * g, u, h [F]. */
+static int64_t acts_per_token(const struct lk_model_config *c)
+{
+    int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    return 3 * c->hidden_size + 2 + 2 * qd + 2 * kvd + c->n_heads + 3 * c->intermediate_size;
+}
+
+/* Without checkpointing, point the activation fields at layer l's slice of the store. */
+static void bind_acts(train_graph *g, int64_t l)
+{
+    if (!g->store)
+        return;
+    const struct lk_model_config *c = &g->m->cfg;
+    int64_t T = g->T_max, C = c->hidden_size, F = c->intermediate_size;
+    int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    float *p = g->store + l * T * acts_per_token(c);
+    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
+                   &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
+    int64_t n[] = {C, C, C, 1, 1, qd, qd, kvd, kvd, c->n_heads, F, F, F};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        *f[i] = p;
+        p += T * n[i];
+    }
+}
+
+static const linear *layer_linear(const layer_weights *w, int i)
+{
+    const linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
+    return all[i];
+}
+
+static int64_t lin_tmp_floats(const lk_model *m, int64_t T)
+{
+    int64_t n = 0;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < 7; i++) {
+            int64_t k = linear_tmp_floats(layer_linear(&m->layers[l], i), T);
+            n = k > n ? k : n;
+        }
+    return n;
+}
+
+/* Sizes of every buffer, in floats, in the order graph_create assigns them. */
+static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
+{
+    const struct lk_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, F = c->intermediate_size, H = c->n_heads;
+    int64_t qd = H * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int nt = m->n_threads, n = 0;
+    sz[n++] = (c->n_layers + 1) * T * C; /* xs */
+    for (int i = 0; i < 2; i++)
+        sz[n++] = T * C; /* xn1, xn2 */
+    for (int i = 0; i < 3; i++)
+        sz[n++] = T; /* rstd1, rstd2, rstd_f */
+    for (int i = 0; i < 4; i++)
+        sz[n++] = T * qd; /* q, att, dq, datt */
+    for (int i = 0; i < 4; i++)
+        sz[n++] = T * kvd; /* k, v, dk, dv */
+    for (int i = 0; i < 2; i++)
+        sz[n++] = T * H; /* lse, D */
+    sz[n++] = T * C;     /* xmid */
+    for (int i = 0; i < 6; i++)
+        sz[n++] = T * F; /* g, u, h, dg, du, dh */
+    for (int i = 0; i < 4; i++)
+        sz[n++] = T * C; /* dx, dxmid, dxn, tmpc */
+    for (int i = 0; i < 2; i++)
+        sz[n++] = T * c->head_dim / 2;             /* rope tables */
+    sz[n++] = (int64_t)nt * T;                     /* scores */
+    sz[n++] = lin_tmp_floats(m, T);                /* lin_tmp */
+    sz[n++] = ce_scratch_floats(C, c->vocab_size); /* ce */
+    sz[n++] = T * C;                               /* hn */
+    return n;
+}
+
+int64_t graph_bytes(const lk_model *m, int64_t T_max, int checkpoint)
+{
+    int64_t sz[40], total = T_max * (int64_t)sizeof(int64_t);
+    int n = buffer_sizes(m, T_max, sz);
+    for (int i = 0; i < n; i++)
+        total += ((sz[i] * 4 + 63) / 64) * 64;
+    if (!checkpoint)
+        total += m->cfg.n_layers * T_max * acts_per_token(&m->cfg) * 4;
+    return total;
+}
+
+lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_graph **out)
+{
+    *out = NULL;
+    train_graph *g = calloc(1, sizeof *g);
+    if (!g)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    g->m = m;
+    g->T_max = T_max;
+    g->n_threads = m->n_threads;
+    float **bufs[] = {&g->xs,      &g->xn1, &g->xn2,  &g->rstd1,    &g->rstd2,    &g->rstd_f,
+                      &g->q,       &g->att, &g->dq,   &g->datt,     &g->k,        &g->v,
+                      &g->dk,      &g->dv,  &g->lse,  &g->D,        &g->xmid,     &g->g,
+                      &g->u,       &g->h,   &g->dg,   &g->du,       &g->dh,       &g->dx,
+                      &g->dxmid,   &g->dxn, &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores,
+                      &g->lin_tmp, &g->ce,  &g->hn};
+    int64_t sz[40];
+    int n = buffer_sizes(m, T_max, sz);
+    LK_ASSERT(n == (int)(sizeof bufs / sizeof *bufs));
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        *bufs[i] = lk_aligned_alloc((size_t)(sz[i] > 0 ? sz[i] : 1) * sizeof(float));
+        g->owned[g->n_owned++] = *bufs[i];
+        ok = ok && *bufs[i];
+    }
+
+    g->lo = malloc((size_t)T_max * sizeof *g->lo);
+    if (!checkpoint) /* every layer keeps its activations: no recompute in the backward */
+        g->store = lk_aligned_alloc((size_t)(m->cfg.n_layers * T_max * acts_per_token(&m->cfg)) *
+                                    sizeof(float));
+    if (!ok || !g->lo || (!checkpoint && !g->store)) {
+        graph_free(g);
+        return status_fail(LK_ERR_NOMEM,
+                           "cannot allocate training buffers for %lld tokens "
+                           "(%.0f MiB)",
+                           (long long)T_max, (double)graph_bytes(m, T_max, checkpoint) / 1048576.0);
+    }
+    *out = g;
+    return LK_OK;
+}
+
+void graph_free(train_graph *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->n_owned; i++)
+        free(g->owned[i]);
+    free(g->store);
+    free(g->lo);
+    free(g->kd_scratch);
+    free(g);
+}
+
+static void add_to(float *y, const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+/* Layer l forward: x_out[T,C] from x_in[T,C], keeping what the backward needs. */
+static void layer_forward(train_graph *g, int64_t l, const float *x_in, float *x_out, int64_t T)
+{
+    bind_acts(g, l);
+    const struct lk_model_config *c = &g->m->cfg;
+    const layer_weights *w = &g->m->layers[l];
+    int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
+    float eps = (float)c->rms_norm_eps, *tmp = g->lin_tmp;
+    int nt = g->n_threads;
+    rmsnorm_forward(g->xn1, g->rstd1, x_in, w->attn_norm, T, C, eps);
+    linear_forward(&w->q, g->xn1, T, g->q, tmp, nt);
+    linear_forward(&w->k, g->xn1, T, g->k, tmp, nt);
+    linear_forward(&w->v, g->xn1, T, g->v, tmp, nt);
+    rope_forward(g->q, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
+    rope_forward(g->k, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
+    attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
+    attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->scores, nt);
+    linear_forward(&w->o, g->att, T, g->tmpc, tmp, nt);
+    add_to(g->xmid, x_in, g->tmpc, T * C);
+    rmsnorm_forward(g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
+    linear_forward(&w->gate, g->xn2, T, g->g, tmp, nt);
+    linear_forward(&w->up, g->xn2, T, g->u, tmp, nt);
+    swiglu_forward(g->h, g->g, g->u, T * F);
+    linear_forward(&w->down, g->h, T, g->tmpc, tmp, nt);
+    add_to(x_out, g->xmid, g->tmpc, T * C);
+}
+
+/* Layer l backward: g->dx holds ∂L/∂x_out on entry and ∂L/∂x_in on return (unless need_dx is 0:
+ * the embeddings are frozen, so layer 0's input gradient is not needed). */
+static void layer_backward(train_graph *g, int64_t l, const float *x_in, int64_t T, int need_dx)
+{
+    bind_acts(g, l);
+    const struct lk_model_config *c = &g->m->cfg;
+    const layer_weights *w = &g->m->layers[l];
+    int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
+    float *tmp = g->lin_tmp;
+    int nt = g->n_threads;
+    /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
+    memset(g->dh, 0, (size_t)(T * F) * sizeof(float));
+    linear_backward(&w->down, g->h, g->dx, T, g->dh, tmp, nt);
+    swiglu_backward(g->dg, g->du, g->dh, g->g, g->u, T * F);
+    memset(g->dxn, 0, (size_t)(T * C) * sizeof(float));
+    linear_backward(&w->gate, g->xn2, g->dg, T, g->dxn, tmp, nt);
+    linear_backward(&w->up, g->xn2, g->du, T, g->dxn, tmp, nt);
+    memcpy(g->dxmid, g->dx, (size_t)(T * C) * sizeof(float));
+    rmsnorm_backward(g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
+    /* attention: xmid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x_in) */
+    memset(g->datt, 0, (size_t)(T * c->n_heads * hd) * sizeof(float));
+    linear_backward(&w->o, g->att, g->dxmid, T, g->datt, tmp, nt);
+    attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
+    attention_backward(g->dq, g->dk, g->dv, g->D, g->datt, g->q, g->k, g->v, g->att, g->lse, &as,
+                       nt);
+    rope_backward(g->dq, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
+    rope_backward(g->dk, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
+    float *dxn = need_dx ? g->dxn : NULL;
+    if (dxn)
+        memset(dxn, 0, (size_t)(T * C) * sizeof(float));
+    linear_backward(&w->q, g->xn1, g->dq, T, dxn, tmp, nt);
+    linear_backward(&w->k, g->xn1, g->dk, T, dxn, tmp, nt);
+    linear_backward(&w->v, g->xn1, g->dv, T, dxn, tmp, nt);
+    if (!need_dx)
+        return;
+    memcpy(g->dx, g->dxmid, (size_t)(T * C) * sizeof(float));
+    rmsnorm_backward(g->dx, g->dxn, x_in, w->attn_norm, g->rstd1, T, C);
+}
+
+/* lo[t]: the first token of t's example (t − pos[t]), or the sliding window's start. */
+static lk_status set_bounds(train_graph *g, const int32_t *pos, int64_t T)
+{
+    int64_t win = g->m->cfg.sliding_window;
+    for (int64_t t = 0; t < T; t++) {
+        if (pos[t] < 0 || pos[t] > t || (t > 0 && pos[t] != 0 && pos[t] != pos[t - 1] + 1))
+            return status_fail(LK_ERR_ARG,
+                               "position %d at token %lld: positions must count 0, 1, 2, ... "
+                               "within each packed example",
+                               pos[t], (long long)t);
+        int64_t lo = t - pos[t];
+        if (win > 0 && t - win + 1 > lo)
+            lo = t - win + 1;
+        g->lo[t] = lo;
+    }
+    return LK_OK;
+}
+
+lk_status graph_set_kd(train_graph *g, const kd_params *kp, const kd_teacher *tch, double *ce_sum,
+                       double *kd_sum)
+{
+    g->kd_on = kp != NULL;
+    if (!kp)
+        return LK_OK;
+    g->kp = *kp;
+    g->tch = *tch;
+    g->kd_ce = ce_sum;
+    g->kd_div = kd_sum;
+    int64_t need = kd_scratch_floats(g->m->cfg.hidden_size, tch->head ? tch->head->in : 0,
+                                     g->m->cfg.vocab_size);
+    if (need > g->kd_scratch_n) {
+        free(g->kd_scratch);
+        g->kd_scratch_n = 0;
+        g->kd_scratch = lk_aligned_alloc((size_t)need * sizeof(float));
+        if (!g->kd_scratch)
+            return status_fail(LK_ERR_NOMEM, "cannot allocate the distillation scratch (%.0f MiB)",
+                               (double)need * 4 / 1048576.0);
+        g->kd_scratch_n = need;
+    }
+    return LK_OK;
+}
+
+/* Embeddings, layers and the final norm over T tokens: g->hn, with the inputs of every layer in
+ * g->xs for the backward. */
+static lk_status forward_layers(train_graph *g, const int32_t *tokens, const int32_t *pos,
+                                int64_t T)
+{
+    const lk_model *m = g->m;
+    const struct lk_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, L = c->n_layers;
+    LK_TRY(set_bounds(g, pos, T));
+    rope_tables(g->rope_cos, g->rope_sin, m->inv_freq, c->head_dim / 2, pos, 0, T);
+    model_embed(m, tokens, T, g->xs);
+    for (int64_t l = 0; l < L; l++)
+        layer_forward(g, l, g->xs + l * T * C, g->xs + (l + 1) * T * C, T);
+    rmsnorm_forward(g->hn, g->rstd_f, g->xs + L * T * C, m->norm, T, C, (float)c->rms_norm_eps);
+    return LK_OK;
+}
+
+static lk_status check_ids(const train_graph *g, const int32_t *tokens, const int32_t *targets,
+                           int64_t T)
+{
+    int64_t V = g->m->cfg.vocab_size;
+    if (T < 1 || T > g->T_max)
+        return status_fail(LK_ERR_ARG, "sequence of %lld tokens, buffers hold 1..%lld",
+                           (long long)T, (long long)g->T_max);
+    for (int64_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= V ||
+            (targets && (targets[t] >= V || (targets[t] < 0 && targets[t] != -100))))
+            return status_fail(LK_ERR_ARG, "token %lld: id %d / target %d outside [0, %lld)",
+                               (long long)t, tokens[t], targets ? targets[t] : 0, (long long)V);
+    return LK_OK;
+}
+
+lk_status graph_hidden(train_graph *g, const int32_t *tokens, const int32_t *pos, int64_t T,
+                       const float **hn)
+{
+    LK_TRY(check_ids(g, tokens, NULL, T));
+    LK_TRY(forward_layers(g, tokens, pos, T));
+    LK_TRY(q4_nomem_status("forward"));
+    *hn = g->hn;
+    return LK_OK;
+}
+
+lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *targets,
+                    const int32_t *pos, int64_t T, float grad_scale, int backward, double *loss_sum,
+                    int64_t *count)
+{
+    const lk_model *m = g->m;
+    const struct lk_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, L = c->n_layers;
+    LK_TRY(check_ids(g, tokens, targets, T));
+    LK_TRY(forward_layers(g, tokens, pos, T));
+    float *dh = backward ? g->tmpc : NULL;
+    if (g->kd_on)
+        kd_forward_backward(&m->lm_head, g->hn, targets, T, &g->kp, &g->tch, grad_scale, dh,
+                            loss_sum, g->kd_ce, g->kd_div, count, g->kd_scratch, g->n_threads);
+    else
+        ce_forward_backward(&m->lm_head, g->hn, targets, T, grad_scale, dh, loss_sum, count, g->ce,
+                            g->n_threads);
+    LK_TRY(q4_nomem_status("forward and loss"));
+    if (!backward)
+        return LK_OK;
+    float *xf = g->xs + L * T * C; /* final residual */
+    memset(g->dx, 0, (size_t)(T * C) * sizeof(float));
+    rmsnorm_backward(g->dx, g->tmpc, xf, m->norm, g->rstd_f, T, C);
+    for (int64_t l = L - 1; l >= 0; l--) {
+        /* with checkpointing, recompute the layer's activations from its saved input (the last
+         * layer's are still in place); then go back through it */
+        if (!g->store && l < L - 1)
+            layer_forward(g, l, g->xs + l * T * C, g->tmpc, T);
+        layer_backward(g, l, g->xs + l * T * C, T, l > 0);
+    }
+    return q4_nomem_status("backward");
+}
