@@ -136,14 +136,8 @@ static void test_overflow(void **state)
 static void test_nomem(void **state)
 {
     (void)state;
-#if defined(__SANITIZE_ADDRESS__)
-    skip(); /* AddressSanitizer aborts on an allocation this large instead of returning NULL */
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    skip();
-#endif
-#endif
+    if (LK_TEST_ASAN)
+        skip(); /* AddressSanitizer aborts on an allocation this large instead of returning NULL */
     char *s = NULL;
     size_t cap = 0;
     assert_ok(BUF_GROW(&s, &cap, 5, "test: text"));
