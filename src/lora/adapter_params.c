@@ -84,16 +84,12 @@ lk_status lk_targets_from_name(const char *s, unsigned *out)
 const char *lk_targets_name(unsigned mask, char *buf, size_t n)
 {
     size_t k = 0;
-    if (n)
-        buf[0] = 0;
-    if ((mask & LK_MOD_ALL) == LK_MOD_ALL) {
-        snprintf(buf, n, "all");
-        return buf;
-    }
-    for (int i = 0; i < LK_MOD_COUNT && k < n; i++)
+    if ((mask & LK_MOD_ALL) == LK_MOD_ALL)
+        k = (size_t)snprintf(buf, n, "all");
+    for (int i = 0; i < LK_MOD_COUNT && k < n && (mask & LK_MOD_ALL) != LK_MOD_ALL; i++)
         if (mask & (1u << i))
             k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? "," : "", g_short[i]);
-    if (k >= n && n)
-        buf[0] = 0; /* too small: nothing rather than a cut list */
+    if (n && (k >= n || !(mask & LK_MOD_ALL)))
+        buf[0] = 0; /* too small (nothing rather than a cut list), or no module */
     return buf;
 }
