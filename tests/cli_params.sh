@@ -35,6 +35,8 @@ usage lora-train "--seq-len 1 is out of range: expected at least 2" -- "${TR[@]}
 usage lora-train "--save-limit -1 is out of range: expected at least 0 (0: keep every checkpoint)" \
     -- "${TR[@]}" --save-limit -1
 usage lora-train "--optimizer 'adam': expected adamw or sgd" -- "${TR[@]}" --optimizer adam
+usage lora-train "--fields: 'prompt' is not KEY=COLUMN with KEY one of text, prompt, completion, messages, conversations, instruction, input, output, input_ids, labels" \
+    -- "${TR[@]}" --fields prompt
 usage lora-train "--schedule 'step': expected cosine, linear or constant" -- "${TR[@]}" \
     --schedule step
 usage lora-train "--quant 'f16': expected none (f32), nf4, q4_0, iq4_nl or q8_0" -- "${TR[@]}" \

@@ -246,6 +246,14 @@ static void test_data_check(void **state)
                    "--chat-template 12: expected chatml, qwen2.5, llama3, llama3.1, llama2, "
                    "mistral or alpaca");
     p = lk_dataset_params_default();
+    p.fields = "prompt=question,completion=answer";
+    assert_ok(lk_dataset_params_check(&p));
+    p.fields = "prompt=question,answer";
+    assert_message(lk_dataset_params_check(&p),
+                   "--fields: 'answer' is not KEY=COLUMN with KEY one of text, prompt, "
+                   "completion, messages, conversations, instruction, input, output, input_ids, "
+                   "labels");
+    p = lk_dataset_params_default();
     p.format = (lk_data_format)LK_DATA_N_FORMATS;
     assert_message(lk_dataset_params_check(&p),
                    "format 6: expected auto, messages, tokens, alpaca, prompt_completion or text");

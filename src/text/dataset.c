@@ -547,30 +547,50 @@ static lk_status load_array(lk_dataset *d, const char *buf, size_t n)
     return s;
 }
 
+/* The item p[0..end) of a --fields list: the index of its canonical key in g_keys and where its
+ * column's name starts. */
+static lk_status field_item(const char *p, const char *end, int *key, const char **col)
+{
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    int k = -1;
+    for (int i = 0; eq && i < N_KEYS; i++)
+        if ((size_t)(eq - p) == strlen(g_keys[i]) && !memcmp(p, g_keys[i], (size_t)(eq - p)))
+            k = i;
+    if (!eq || k < 0 || eq + 1 == end)
+        return status_fail(LK_ERR_ARG,
+                           "--fields: '%.*s' is not KEY=COLUMN with KEY one of "
+                           "text, prompt, completion, messages, conversations, "
+                           "instruction, input, output, input_ids, labels",
+                           (int)(end - p), p);
+    *key = k;
+    *col = eq + 1;
+    return LK_OK;
+}
+
+/* Each item of a --fields list (NULL: none) is KEY=COLUMN; the column of item i goes to
+ * col[key] when col is not NULL. */
+static lk_status walk_fields(const char *spec, char **col)
+{
+    for (const char *p = spec; p && *p;) {
+        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p), *c;
+        int k;
+        LK_TRY(field_item(p, end, &k, &c));
+        if (col) {
+            free(col[k]);
+            if (!(col[k] = strndup(c, (size_t)(end - c))))
+                return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return LK_OK;
+}
+
 static lk_status parse_fields(lk_dataset *d, const char *spec)
 {
     for (int k = 0; k < N_KEYS; k++)
         if (!(d->col[k] = strdup(g_keys[k])))
             return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
-    for (const char *p = spec; p && *p;) {
-        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
-        const char *eq = memchr(p, '=', (size_t)(end - p));
-        int k = -1;
-        for (int i = 0; eq && i < N_KEYS; i++)
-            if ((size_t)(eq - p) == strlen(g_keys[i]) && !memcmp(p, g_keys[i], (size_t)(eq - p)))
-                k = i;
-        if (!eq || k < 0 || eq + 1 == end)
-            return status_fail(LK_ERR_ARG,
-                               "--fields: '%.*s' is not KEY=COLUMN with KEY one of "
-                               "text, prompt, completion, messages, conversations, "
-                               "instruction, input, output, input_ids, labels",
-                               (int)(end - p), p);
-        free(d->col[k]);
-        if (!(d->col[k] = strndup(eq + 1, (size_t)(end - eq - 1))))
-            return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
-        p = comma ? comma + 1 : end;
-    }
-    return LK_OK;
+    return walk_fields(spec, d->col);
 }
 
 /* ---- order, packing, cursor ------------------------------------------------------------------ */
@@ -765,7 +785,7 @@ lk_status lk_dataset_params_check(const struct lk_dataset_params *p)
                                "chatml, qwen2.5, llama3, llama3.1, llama2, mistral or alpaca");
     if (p->max_reported < 0)
         return option_range_i("max_reported", p->max_reported, "at least 0");
-    return LK_OK;
+    return walk_fields(p->fields, NULL);
 }
 
 const char *lk_data_format_name(lk_data_format f)

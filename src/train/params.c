@@ -66,81 +66,41 @@ double train_alpha(const struct lk_train_params *p)
 
 /* ---- names ---- */
 
+/* The names of an enum's values in order, the flag that takes them and how a message lists them. */
+typedef struct {
+    const char *const *names;
+    int n;
+    const char *opt, *want;
+} name_table;
+
 static const char *const g_optimizers[] = {"adamw", "sgd"};
 static const char *const g_schedules[] = {"cosine", "linear", "constant"};
 static const char *const g_objectives[] = {"sft", "kd", "rkl", "jsd"};
 static const char *const g_inits[] = {"peft", "loftq"};
-#define N_OF(a) ((int)(sizeof(a) / sizeof *(a)))
+static const name_table k_optimizer = {g_optimizers, 2, "--optimizer", "adamw or sgd"};
+static const name_table k_schedule = {g_schedules, 3, "--schedule", "cosine, linear or constant"};
+static const name_table k_objective = {g_objectives, 4, "--objective", "sft, kd, rkl or jsd"};
+static const name_table k_init = {g_inits, 2, "--init", "peft or loftq"};
 
-/* Index of name in names[n] into *out, or LK_ERR_ARG "OPT 'NAME': expected WANT". */
-static lk_status from_name(const char *const *names, int n, const char *opt, const char *want,
-                           const char *name, int *out)
-{
-    int k = option_lookup(names, n, name);
-    if (k < 0)
-        return option_choice(opt, name, want);
-    *out = k;
-    return LK_OK;
-}
+/* lk_<noun>_from_name and lk_<noun>_name of the enum T over the name_table tab. */
+#define NAME_FUNCTIONS(T, noun, tab)                               \
+    lk_status lk_##noun##_from_name(const char *name, T *out)      \
+    {                                                              \
+        int k = option_lookup(tab.names, tab.n, name);             \
+        if (k < 0)                                                 \
+            return option_choice(tab.opt, name, tab.want);         \
+        *out = (T)k;                                               \
+        return LK_OK;                                              \
+    }                                                              \
+    const char *lk_##noun##_name(T v)                              \
+    {                                                              \
+        return (unsigned)v < (unsigned)tab.n ? tab.names[v] : "?"; \
+    }
 
-static const char *name_of(const char *const *names, int n, int v)
-{
-    return v >= 0 && v < n ? names[v] : "?";
-}
-
-lk_status lk_optimizer_from_name(const char *name, lk_optimizer *out)
-{
-    int k = 0;
-    LK_TRY(from_name(g_optimizers, N_OF(g_optimizers), "--optimizer", "adamw or sgd", name, &k));
-    *out = (lk_optimizer)k;
-    return LK_OK;
-}
-
-const char *lk_optimizer_name(lk_optimizer o)
-{
-    return name_of(g_optimizers, N_OF(g_optimizers), (int)o);
-}
-
-lk_status lk_schedule_from_name(const char *name, lk_schedule *out)
-{
-    int k = 0;
-    LK_TRY(from_name(g_schedules, N_OF(g_schedules), "--schedule", "cosine, linear or constant",
-                     name, &k));
-    *out = (lk_schedule)k;
-    return LK_OK;
-}
-
-const char *lk_schedule_name(lk_schedule s)
-{
-    return name_of(g_schedules, N_OF(g_schedules), (int)s);
-}
-
-lk_status lk_objective_from_name(const char *name, lk_objective *out)
-{
-    int k = 0;
-    LK_TRY(from_name(g_objectives, N_OF(g_objectives), "--objective", "sft, kd, rkl or jsd", name,
-                     &k));
-    *out = (lk_objective)k;
-    return LK_OK;
-}
-
-const char *lk_objective_name(lk_objective o)
-{
-    return name_of(g_objectives, N_OF(g_objectives), (int)o);
-}
-
-lk_status lk_lora_init_from_name(const char *name, lk_lora_init *out)
-{
-    int k = 0;
-    LK_TRY(from_name(g_inits, N_OF(g_inits), "--init", "peft or loftq", name, &k));
-    *out = (lk_lora_init)k;
-    return LK_OK;
-}
-
-const char *lk_lora_init_name(lk_lora_init i)
-{
-    return name_of(g_inits, N_OF(g_inits), (int)i);
-}
+NAME_FUNCTIONS(lk_optimizer, optimizer, k_optimizer)
+NAME_FUNCTIONS(lk_schedule, schedule, k_schedule)
+NAME_FUNCTIONS(lk_objective, objective, k_objective)
+NAME_FUNCTIONS(lk_lora_init, lora_init, k_init)
 
 /* ---- the check ---- */
 
@@ -172,7 +132,7 @@ static lk_status check_adapter(const struct lk_train_params *p)
 static lk_status check_optimizer(const struct lk_train_params *p)
 {
     if ((unsigned)p->optimizer > LK_OPT_SGD)
-        return option_choice_i("--optimizer", p->optimizer, "adamw or sgd");
+        return option_choice_i(k_optimizer.opt, p->optimizer, k_optimizer.want);
     if (!(p->lr > 0) || isinf(p->lr))
         return option_range_f("--lr", p->lr, "a finite value above 0");
     if (!(p->lr_ratio_b > 0) || isinf(p->lr_ratio_b))
@@ -186,7 +146,7 @@ static lk_status check_optimizer(const struct lk_train_params *p)
     if (!(p->eps > 0))
         return option_range_f("eps", p->eps, "above 0");
     if ((unsigned)p->schedule > LK_SCHED_CONSTANT)
-        return option_choice_i("--schedule", p->schedule, "cosine, linear or constant");
+        return option_choice_i(k_schedule.opt, p->schedule, k_schedule.want);
     if (p->warmup_steps < 0)
         return option_range_i("--warmup", p->warmup_steps, "at least 0");
     return LK_OK;
@@ -211,7 +171,7 @@ static lk_status check_steps(const struct lk_train_params *p)
 static lk_status check_objective(const struct lk_train_params *p)
 {
     if ((unsigned)p->objective > LK_OBJ_JSD)
-        return option_choice_i("--objective", p->objective, "sft, kd, rkl or jsd");
+        return option_choice_i(k_objective.opt, p->objective, k_objective.want);
     if (!(p->kd_temp > 0 && p->kd_temp <= 100))
         return option_range_f("--kd-temp", p->kd_temp, "0 < T <= 100");
     if (!(p->kd_weight >= 0 && p->kd_weight <= 1))
