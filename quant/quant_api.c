@@ -18,6 +18,10 @@ const char *lk_qtype_name(lk_qtype t)
 
 lk_status lk_qtype_from_name(const char *name, lk_qtype *out)
 {
+    if (name && !strcasecmp(name, "none")) { /* no quantisation: the command lines' --quant none */
+        *out = LK_QTYPE_F32;
+        return LK_OK;
+    }
     for (int i = 0; name && i < LK_QTYPE_COUNT; i++) {
         if (!strcasecmp(name, k_names[i])) {
             *out = (lk_qtype)i;
@@ -25,7 +29,8 @@ lk_status lk_qtype_from_name(const char *name, lk_qtype *out)
         }
     }
     return status_fail(LK_ERR_ARG,
-                       "quant type '%s' unknown, expected one of f32 f16 bf16 q4_0 q8_0 iq4_nl nf4",
+                       "quant type '%s' unknown, expected one of none f32 f16 bf16 q4_0 q8_0 "
+                       "iq4_nl nf4",
                        name ? name : "(null)");
 }
 

@@ -17,7 +17,8 @@ int main(int argc, char **argv)
     lk_session *s = NULL;
     lk_sampler *smp = NULL;
     float *logits = NULL;
-    struct lk_sampler_params sp = lk_sampler_params_default(); /* temperature 0: greedy */
+    struct lk_sampler_params sp = lk_sampler_params_default();
+    sp.temperature = 0; /* greedy */
     lk_status st = lk_model_load(argv[1], NULL, &m);
     if (st == LK_OK)
         st = lk_session_create(m, n + 1, &s);

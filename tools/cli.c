@@ -2,7 +2,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -10,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,6 +111,24 @@ int cli_usage_error(const char *tool, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry '%s --help'.\n", tool);
     return CLI_USAGE;
+}
+
+const char *cli_help(const char *fmt, ...)
+{
+    static char pool[48][160];
+    static int used;
+    if (used == 48)
+        return fmt; /* out of buffers: the text without its values */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pool[used], sizeof pool[used], fmt, ap);
+    va_end(ap);
+    return pool[used++];
+}
+
+int cli_usage_status(const char *tool, lk_status s)
+{
+    return s == LK_OK ? -1 : cli_usage_error(tool, "%s", lk_last_error());
 }
 
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n)
@@ -339,11 +355,21 @@ void cli_teacher_free(cli_teacher *t)
     memset(t, 0, sizeof *t);
 }
 
-double cli_now(void)
+static double clock_seconds(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double cli_now(void)
+{
+    return clock_seconds(CLOCK_MONOTONIC);
+}
+
+double cli_thread_cpu_now(void)
+{
+    return clock_seconds(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static volatile sig_atomic_t g_stop_signal;
@@ -375,32 +401,36 @@ double cli_peak_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* Virtual size and resident set of this process in bytes (/proc/self/statm; 0 when unknown). */
+static void statm(double *vsz, double *rss)
+{
+    long long v = 0, r = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lld %lld", &v, &r) != 2)
+        v = r = 0;
+    if (f)
+        fclose(f);
+    double page = (double)sysconf(_SC_PAGESIZE);
+    *vsz = (double)v * page;
+    *rss = (double)r * page;
+}
+
+double cli_rss_mib(void)
+{
+    double vsz, rss;
+    statm(&vsz, &rss);
+    return rss / 1048576.0;
+}
+
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
                     struct lk_model_params *mp)
 {
     const struct arg_str *a[2] = {quant, qembed};
     lk_qtype *dst[2] = {&mp->quant, &mp->quant_embed};
-    for (int i = 0; i < 2; i++) {
-        if (!a[i] || !a[i]->count)
-            continue;
-        const char *v = a[i]->sval[0];
-        if (!strcmp(v, "none")) {
-            *dst[i] = LK_QTYPE_F32;
-            continue;
-        }
-        lk_qtype q;
-        int ok = lk_qtype_from_name(v, &q) == LK_OK &&
-                 (i == 0 ? (q == LK_QTYPE_F32 || q == LK_QTYPE_NF4 || q == LK_QTYPE_Q4_0 ||
-                            q == LK_QTYPE_IQ4_NL || q == LK_QTYPE_Q8_0)
-                         : (q == LK_QTYPE_F32 || q == LK_QTYPE_Q8_0));
-        if (!ok)
-            return cli_usage_error(tool,
-                                   i == 0 ? "--quant: none, nf4, q4_0, iq4_nl or q8_0, got '%s'"
-                                          : "--quant-embed: f32 or q8_0, got '%s'",
-                                   v);
-        *dst[i] = q;
-    }
-    return -1;
+    for (int i = 0; i < 2; i++)
+        if (a[i] && a[i]->count && lk_qtype_from_name(a[i]->sval[0], dst[i]) != LK_OK)
+            return cli_usage_error(tool, "--%s: %s", a[i]->hdr.longopts, lk_last_error());
+    return cli_usage_status(tool, lk_model_params_check(mp));
 }
 
 void cli_data_opts_init(cli_data_opts *o)
@@ -415,12 +445,13 @@ void cli_data_opts_init(cli_data_opts *o)
 
 int cli_data_params(const char *tool, const cli_data_opts *o, struct lk_dataset_params *dp)
 {
-    dp->fields = o->fields->count ? o->fields->sval[0] : NULL;
+    if (o->fields->count)
+        dp->fields = o->fields->sval[0];
     dp->strict = o->strict->count > 0;
     if (o->chat_template->count &&
         lk_chat_format_from_name(o->chat_template->sval[0], &dp->chat_format) != LK_OK)
         return cli_usage_error(tool, "--chat-template: %s", lk_last_error());
-    return -1;
+    return cli_usage_status(tool, lk_dataset_params_check(dp));
 }
 
 /* A file of examples (JSON Lines or a JSON array) rather than plain text. */
@@ -495,61 +526,6 @@ lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer
     return s;
 }
 
-/* ---- durable outputs ---- */
-
-int cli_sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int r = fd >= 0 ? fsync(fd) : -1, err = errno;
-    if (fd >= 0)
-        close(fd);
-    return r == 0 || (fd >= 0 && err == EINVAL) ? 0 : err; /* EINVAL: cannot sync folders */
-}
-
-static int write_all(int fd, const char *data, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, data, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        data += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int cli_write_atomic(const char *path, int force, const char *data, size_t n)
-{
-    if (!force && access(path, F_OK) == 0)
-        return EEXIST;
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16), *dir = strdup(path);
-    int err = ENOMEM;
-    if (tmp && dir) {
-        snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-        int fd = mkstemp(tmp);
-        err = fd >= 0 && fchmod(fd, 0644) == 0 && write_all(fd, data, n) == 0 && fsync(fd) == 0
-                  ? 0
-                  : errno;
-        if (fd >= 0 && close(fd) != 0 && !err)
-            err = errno;
-        if (!err && rename(tmp, path) != 0)
-            err = errno;
-        if (err && fd >= 0)
-            unlink(tmp);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *(slash == dir ? slash + 1 : slash) = 0;
-        if (!err)
-            err = cli_sync_dir(slash ? dir : ".");
-    }
-    free(tmp);
-    free(dir);
-    return err;
-}
-
 /* ---- memory ---- */
 
 /* "Key:   N kB" of /proc/meminfo in bytes; -1 when absent. */
@@ -587,13 +563,8 @@ static double file_number(const char *path)
 double cli_memory_available(const char **what)
 {
     long page = sysconf(_SC_PAGESIZE);
-    long long vsz = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%lld %lld", &vsz, &rss) != 2)
-        vsz = rss = 0;
-    if (f)
-        fclose(f);
-    double mine = (double)rss * (double)page; /* what this process already holds counts too */
+    double vsz, mine; /* what this process already holds counts too */
+    statm(&vsz, &mine);
     double best = meminfo("MemAvailable");
     *what = "MemAvailable";
     if (best < 0) {
@@ -609,9 +580,98 @@ double cli_memory_available(const char **what)
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (double)rl.rlim_cur - (double)vsz * (double)page + mine < best) {
-        best = (double)rl.rlim_cur - (double)vsz * (double)page + mine;
+        (double)rl.rlim_cur - vsz + mine < best) {
+        best = (double)rl.rlim_cur - vsz + mine;
         *what = "the address-space limit (ulimit -v)";
     }
     return best > 0 ? best : 0;
+}
+
+/* ---- SVG ---- */
+
+int cli_svg_begin(cli_svg *s, double width, double height, int font_size, const char *background)
+{
+    s->text = NULL;
+    s->len = 0;
+    s->f = open_memstream(&s->text, &s->len);
+    if (!s->f)
+        return -1;
+    fprintf(s->f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
+            "font-family=\"sans-serif\" font-size=\"%d\">\n",
+            width, height, font_size);
+    if (background)
+        fprintf(s->f, "<rect width=\"100%%\" height=\"100%%\" fill=\"%s\"/>\n", background);
+    return 0;
+}
+
+/* text with &, < and > escaped */
+static void svg_escaped(FILE *f, const char *t)
+{
+    for (; *t; t++)
+        if (*t == '&')
+            fputs("&amp;", f);
+        else if (*t == '<')
+            fputs("&lt;", f);
+        else if (*t == '>')
+            fputs("&gt;", f);
+        else
+            fputc(*t, f);
+}
+
+void cli_svg_line(cli_svg *s, double x1, double y1, double x2, double y2, const char *stroke)
+{
+    fprintf(s->f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\"/>\n", x1, y1, x2, y2,
+            stroke);
+}
+
+void cli_svg_text(cli_svg *s, double x, double y, const char *attrs, const char *fmt, ...)
+{
+    char buf[4400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(s->f, "<text x=\"%g\" y=\"%g\"%s%s>", x, y, attrs ? " " : "", attrs ? attrs : "");
+    svg_escaped(s->f, buf);
+    fputs("</text>\n", s->f);
+}
+
+void cli_svg_rect(cli_svg *s, double x, double y, double w, double h, const char *fill,
+                  const char *title)
+{
+    fprintf(s->f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"%s\"", x, y, w, h,
+            fill);
+    if (!title) {
+        fputs("/>\n", s->f);
+        return;
+    }
+    fputs("><title>", s->f);
+    svg_escaped(s->f, title);
+    fputs("</title></rect>\n", s->f);
+}
+
+void cli_svg_circle(cli_svg *s, double cx, double cy, double r, const char *fill)
+{
+    fprintf(s->f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%g\" fill=\"%s\"/>\n", cx, cy, r, fill);
+}
+
+void cli_svg_polyline(cli_svg *s, const double *x, const double *y, int64_t n, const char *stroke,
+                      double width)
+{
+    fprintf(s->f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%g\" points=\"", stroke,
+            width);
+    for (int64_t i = 0; i < n; i++)
+        fprintf(s->f, "%.1f,%.1f ", x[i], y[i]);
+    fputs("\"/>\n", s->f);
+}
+
+lk_status cli_svg_save(cli_svg *s, const char *path, int force)
+{
+    fputs("</svg>\n", s->f);
+    lk_status st = fclose(s->f) == 0 ? lk_write_file_atomic(path, s->text, s->len, force)
+                                     : LK_ERR_NOMEM; /* the drawing did not fit in memory */
+    free(s->text);
+    memset(s, 0, sizeof *s);
+    return st;
 }

@@ -42,11 +42,32 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
 int cli_threads(const cli_common *c);
 uint64_t cli_seed(const cli_common *c);
 
+/* A help line with the library's default in it: printf-formatted into a buffer that lives until
+ * the process ends (argtable keeps the pointer). At most 48 per process. */
+const char *cli_help(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Print "tool: error: <lk_last_error or status name>" to stderr; return CLI_FAIL. */
 int cli_fail(const char *tool, lk_status s);
 
 /* Print a usage-level error ("tool: msg" and the --help hint); return CLI_USAGE. */
 int cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The outcome of a library check or name lookup on the options (lk_*_params_check,
+ * lk_*_from_name): -1 to go on, or CLI_USAGE after printing lk_last_error() as a usage error. */
+int cli_usage_status(const char *tool, lk_status s);
+
+/* Flags onto the library's option fields: set dst when the flag was given (else the library's
+ * default stays). */
+#define CLI_SET_INT(arg, dst)       \
+    do {                            \
+        if ((arg)->count)           \
+            (dst) = (arg)->ival[0]; \
+    } while (0)
+#define CLI_SET_DBL(arg, dst)       \
+    do {                            \
+        if ((arg)->count)           \
+            (dst) = (arg)->dval[0]; \
+    } while (0)
 
 /* Parse "1,2,3" into a heap array of ids; returns -1 on a malformed list. Caller frees. */
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
@@ -70,9 +91,9 @@ int cli_adapters_load(const char *tool, const struct arg_str *arg,
                       const struct lk_model_config *cfg, cli_adapters *out);
 void cli_adapters_free(cli_adapters *x);
 
-/* --quant TYPE and --quant-embed TYPE (either may be NULL or absent) into model params:
- * none|f32, nf4, q4_0, iq4_nl, q8_0; embeddings f32|q8_0. Returns -1 to go on, or 2 after a usage
- * message. */
+/* --quant TYPE and --quant-embed TYPE (either may be NULL or absent) into model params, checked
+ * by lk_model_params_check (none|f32, nf4, q4_0, iq4_nl, q8_0; embeddings f32|q8_0). Returns -1
+ * to go on, or 2 after a usage message. */
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
                     struct lk_model_params *mp);
 
@@ -101,8 +122,8 @@ typedef struct {
 void cli_data_opts_init(cli_data_opts *o);
 #define CLI_DATA_ENTRIES(o) (o).fields, (o).chat_template, (o).strict
 
-/* Copy the options into dp (fields borrowed from argv). Returns -1 to go on, or 2 after a usage
- * message (an unknown --chat-template name). */
+/* Copy the options into dp (fields borrowed from argv) and check dp (lk_dataset_params_check).
+ * Returns -1 to go on, or 2 after a usage message (an unknown --chat-template name). */
 int cli_data_params(const char *tool, const cli_data_opts *o, struct lk_dataset_params *dp);
 
 /* Summed next-token loss of a model over a text or a file (lora-eval, lora-merge --eval-data). */
@@ -123,8 +144,9 @@ lk_status cli_score_text(const lk_model *m, const lk_tokenizer *tok, const char 
 lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer *tok,
                          const char *path, const char *fields, int64_t ctx, cli_score *sc);
 
-/* Seconds on the monotonic clock. */
+/* Seconds on the monotonic clock (wall time), and CPU seconds of the calling thread. */
 double cli_now(void);
+double cli_thread_cpu_now(void);
 
 /* Catch SIGINT and SIGTERM: the first one is recorded for cli_stop_signal() (long runs stop
  * cleanly at their next check), a second one stops the process at once. */
@@ -133,16 +155,9 @@ void cli_catch_stop(void);
 /* The signal caught since cli_catch_stop, or 0. */
 int cli_stop_signal(void);
 
-/* Peak resident memory of this process in MiB (getrusage). */
+/* Peak resident memory of this process in MiB (getrusage), and its resident memory now. */
 double cli_peak_rss_mib(void);
-
-/* fsync the folder dir (after renames into it). Returns 0 or the errno value. */
-int cli_sync_dir(const char *dir);
-
-/* Write data[n] to path durably and atomically: a temporary in the same folder, fsync, rename,
- * fsync of the folder; the temporary is removed on failure. force 0 refuses an existing path
- * (EEXIST). Returns 0 or the errno value. */
-int cli_write_atomic(const char *path, int force, const char *data, size_t n);
+double cli_rss_mib(void);
 
 /* Bytes of memory a process like this one can count on now: the smallest of MemAvailable, the
  * room under the cgroup's memory.max and the room under RLIMIT_AS, plus what this process
@@ -153,5 +168,31 @@ double cli_memory_available(const char **what);
  * stdout and frees it. */
 cJSON *cli_json_new(const cli_common *c);
 void cli_json_emit(cJSON *obj);
+
+/* An SVG drawing built in memory (lora-train's loss.svg, lora-inspect's heatmap), saved
+ * atomically. Coordinates in pixels; text is escaped. */
+typedef struct {
+    FILE *f;
+    char *text;
+    size_t len;
+} cli_svg;
+
+/* Start a width × height drawing in sans-serif at font_size px on a background colour (NULL:
+ * none). Returns 0, or -1 when out of memory (nothing to free then). */
+int cli_svg_begin(cli_svg *s, double width, double height, int font_size, const char *background);
+void cli_svg_line(cli_svg *s, double x1, double y1, double x2, double y2, const char *stroke);
+/* attrs: more attributes of the element (e.g. "text-anchor=\"end\""), or NULL. */
+void cli_svg_text(cli_svg *s, double x, double y, const char *attrs, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* A filled rectangle; title (NULL: none) shows when the pointer rests on it. */
+void cli_svg_rect(cli_svg *s, double x, double y, double w, double h, const char *fill,
+                  const char *title);
+void cli_svg_circle(cli_svg *s, double cx, double cy, double r, const char *fill);
+/* A line through the n points (x[i], y[i]). */
+void cli_svg_polyline(cli_svg *s, const double *x, const double *y, int64_t n, const char *stroke,
+                      double width);
+/* Close the drawing and write it to path (lk_write_file_atomic; force 0 refuses an existing
+ * file); the drawing is freed either way. */
+lk_status cli_svg_save(cli_svg *s, const char *path, int force);
 
 #endif /* LK_CLI_H */

@@ -11,18 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
 static const char *const TOOL = "lora-bench-kernels";
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     int64_t out, in, T;
@@ -67,9 +59,9 @@ static double bench(const job *j, int reps)
         return -1;
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = cli_now();
         run_once(j);
-        double dt = now_s() - t0;
+        double dt = cli_now() - t0;
         best = dt < best ? dt : best;
     }
     return 2.0 * (double)j->T * (double)j->out * (double)j->in / best * 1e-9;

@@ -4,19 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 static const char *TOOL = "lora-bench";
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     double load_s, prefill_tps, decode_tps, rss_mib;
@@ -39,16 +31,16 @@ static lk_status run(const lk_model *m, int64_t T, int repeat, int64_t n_decode,
     double best = 1e30;
     for (int k = 0; k < repeat && st == LK_OK; k++) {
         lk_session_reset(s);
-        double t0 = now();
+        double t0 = cli_now();
         st = lk_session_eval(s, tok, T, logits, 0);
-        double dt = now() - t0;
+        double dt = cli_now() - t0;
         best = dt < best ? dt : best;
     }
     r->prefill_tps = (double)T / best;
-    double t0 = now();
+    double t0 = cli_now();
     for (int64_t i = 0; i < n_decode && st == LK_OK; i++)
         st = lk_session_eval(s, tok + T + i, 1, logits, 0);
-    r->decode_tps = n_decode ? (double)n_decode / (now() - t0) : 0;
+    r->decode_tps = n_decode ? (double)n_decode / (cli_now() - t0) : 0;
     lk_session_free(s);
     free(tok);
     free(logits);
@@ -103,7 +95,6 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
     dp.pack = 0;
     struct lk_train_params tp = lk_train_params_default();
     tp.rank = r;
-    tp.alpha = 2.0 * (double)r;
     tp.steps = steps + 1;
     lk_status s = lk_dataset_load(path, tok, &dp, &d);
     if (s == LK_OK)
@@ -112,10 +103,10 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
     int n = 0;
     for (int i = 0; i <= steps && s == LK_OK; i++) {
         struct lk_step_stats st;
-        double t0 = now();
+        double t0 = cli_now();
         s = lk_trainer_step(t, &st);
         if (i > 0 && n < 64)
-            times[n++] = now() - t0;
+            times[n++] = cli_now() - t0;
     }
     for (int i = 1; i < n; i++) /* insertion sort for the median */
         for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
@@ -184,9 +175,9 @@ int main(int argc, char **argv)
         goto done;
     lk_model *m = NULL;
     bench_result r = {0};
-    double t0 = now();
+    double t0 = cli_now();
     lk_status s = lk_model_load(model->filename[0], &mp, &m);
-    r.load_s = now() - t0;
+    r.load_s = cli_now() - t0;
     train_result tr = {0, 0};
     if (s == LK_OK && train->count)
         s = run_train(m, tokdir->count ? tokdir->filename[0] : model->filename[0], T,

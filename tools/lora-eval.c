@@ -158,6 +158,11 @@ int main(int argc, char **argv)
         rc = cli_usage_error(TOOL, "--ctx: expected >= 2, got %d", a.ctx->ival[0]);
         goto done;
     }
+    struct lk_dataset_params dp = lk_dataset_params_default(); /* --fields is read with --data */
+    if (a.fields->count)
+        dp.fields = a.fields->sval[0];
+    if ((rc = cli_usage_status(TOOL, lk_dataset_params_check(&dp))) >= 0)
+        goto done;
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
     if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0)

@@ -126,20 +126,15 @@ static void print_json(const cli_common *c, const gen_seq *seq, const lk_tokeniz
 
 /* The prompt as ids: --ids as given, or --prompt encoded (rendered as a user turn with the chat
  * template and the assistant header first when --chat). */
-static lk_status prompt_ids(const lk_tokenizer *tok, const char *prompt, int chat, const char *tmpl,
-                            gen_seq *seq)
+static lk_status prompt_ids(const lk_tokenizer *tok, const char *prompt, int chat,
+                            const struct lk_chat_params *cp, gen_seq *seq)
 {
     if (!chat)
         return lk_tokenizer_encode(tok, prompt, strlen(prompt), 1, &seq->ids, &seq->n_prompt);
-    struct lk_chat_params cp = lk_chat_params_default();
-    cp.add_generation_prompt = 1;
-    if (tmpl)
-        if (lk_chat_format_from_name(tmpl, &cp.format) != LK_OK)
-            return LK_ERR_ARG;
     struct lk_chat_message msg = {"user", prompt};
     char *text = NULL;
     size_t len;
-    lk_status s = lk_chat_render(tok, &cp, &msg, 1, &text, &len);
+    lk_status s = lk_chat_render(tok, cp, &msg, 1, &text, &len);
     if (s == LK_OK)
         s = lk_tokenizer_encode(tok, text, len, 0, &seq->ids, &seq->n_prompt);
     free(text);
@@ -154,13 +149,27 @@ typedef struct {
     struct arg_lit *chat, *ignore_eos;
 } gen_args;
 
-static int run(const gen_args *a, const cli_common *c)
+/* The sampler's and the chat template's options (the library's defaults, the flags given),
+ * checked. */
+static int map_options(const gen_args *a, const cli_common *c, struct lk_sampler_params *sp,
+                       struct lk_chat_params *cp)
 {
-    struct lk_sampler_params sp = lk_sampler_params_default();
-    sp.temperature = a->temp->count ? (float)a->temp->dval[0] : 0.8f;
-    sp.top_p = a->top_p->count ? (float)a->top_p->dval[0] : 0.95f;
-    sp.top_k = a->top_k->count ? a->top_k->ival[0] : 40;
-    sp.seed = cli_seed(c);
+    *sp = lk_sampler_params_default();
+    CLI_SET_DBL(a->temp, sp->temperature);
+    CLI_SET_DBL(a->top_p, sp->top_p);
+    CLI_SET_INT(a->top_k, sp->top_k);
+    sp->seed = cli_seed(c);
+    *cp = lk_chat_params_default();
+    cp->add_generation_prompt = 1;
+    if (a->chat_template->count &&
+        lk_chat_format_from_name(a->chat_template->sval[0], &cp->format) != LK_OK)
+        return cli_usage_error(TOOL, "--chat-template: %s", lk_last_error());
+    return cli_usage_status(TOOL, lk_sampler_params_check(sp));
+}
+
+static int run(const gen_args *a, const cli_common *c, const struct lk_sampler_params *sp,
+               const struct lk_chat_params *cp)
+{
     int64_t n_new = a->nnew->count ? a->nnew->ival[0] : 128;
     gen_seq seq = {0};
     gen_out o = {.json = c->json->count > 0};
@@ -172,14 +181,13 @@ static int run(const gen_args *a, const cli_common *c)
     int qrc = cli_parse_quant(TOOL, a->quant, a->quant_embed, &mp);
     if (qrc >= 0)
         return qrc;
-    lk_status s = lk_sampler_create(&sp, &smp);
+    lk_status s = lk_sampler_create(sp, &smp);
     if (s == LK_OK && a->ids->count) {
         s = cli_parse_ids(a->ids->sval[0], &seq.ids, &seq.n_prompt) == 0 ? LK_OK : LK_ERR_ARG;
     } else if (s == LK_OK) {
         s = lk_tokenizer_load(a->model->filename[0], &tok);
         if (s == LK_OK)
-            s = prompt_ids(tok, a->prompt->sval[0], a->chat->count > 0,
-                           a->chat_template->count ? a->chat_template->sval[0] : NULL, &seq);
+            s = prompt_ids(tok, a->prompt->sval[0], a->chat->count > 0, cp, &seq);
     }
     o.tok = tok;
     int32_t *grown = s == LK_OK ? realloc(seq.ids, (size_t)(seq.n_prompt + n_new + 1) * 4) : NULL;
@@ -228,9 +236,13 @@ int main(int argc, char **argv)
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids (no tokenizer needed)");
     a.nnew = arg_int0("n", NULL, "N", "tokens to generate (default 128)");
-    a.temp = arg_dbl0(NULL, "temp", "T", "temperature, 0 = greedy (default 0.8)");
-    a.top_p = arg_dbl0(NULL, "top-p", "P", "nucleus sampling mass (default 0.95)");
-    a.top_k = arg_int0(NULL, "top-k", "K", "keep the K most likely (default 40, 0 = all)");
+    const struct lk_sampler_params d = lk_sampler_params_default();
+    a.temp = arg_dbl0(NULL, "temp", "T",
+                      cli_help("temperature, 0 = greedy (default %g)", (double)d.temperature));
+    a.top_p = arg_dbl0(NULL, "top-p", "P",
+                       cli_help("nucleus sampling mass (default %g)", (double)d.top_p));
+    a.top_k = arg_int0(NULL, "top-k", "K",
+                       cli_help("keep the K most likely (default %d, 0 = all)", d.top_k));
     a.chat = arg_lit0(NULL, "chat", "wrap the prompt as a user turn in the chat template");
     a.chat_template = arg_str0(NULL, "chat-template", "NAME",
                                "chatml, qwen2.5, llama3, llama3.1, "
@@ -254,6 +266,8 @@ int main(int argc, char **argv)
         goto done;
     int32_t *probe = NULL;
     int64_t np;
+    struct lk_sampler_params sp;
+    struct lk_chat_params cp;
     if (a.prompt->count + a.ids->count != 1)
         rc = cli_usage_error(TOOL, "give exactly one of --prompt and --ids");
     else if (a.ids->count && cli_parse_ids(a.ids->sval[0], &probe, &np) != 0)
@@ -262,8 +276,8 @@ int main(int argc, char **argv)
         rc = cli_usage_error(TOOL, "--chat needs --prompt");
     else if (a.nnew->count && a.nnew->ival[0] < 0)
         rc = cli_usage_error(TOOL, "-n: expected >= 0");
-    else
-        rc = run(&a, &c);
+    else if ((rc = map_options(&a, &c, &sp, &cp)) < 0)
+        rc = run(&a, &c, &sp, &cp);
     free(probe);
 done:
     arg_freetable(at, sizeof at / sizeof *at);

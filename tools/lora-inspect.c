@@ -6,12 +6,10 @@
  *                                         subspace similarity (principal angles); where they
  *                                         differ most
  * --json prints one object; --svg FILE writes a layer × module heatmap of --stat. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -75,20 +73,18 @@ static void color(double t, char *out, size_t n)
     snprintf(out, n, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
 }
 
+/* The statistic of (layer l, module k), NaN when the adapter has no such module. */
+static double cell_value(const row *rows, int64_t n, int64_t l, int k, const char *stat)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (rows[i].m.layer == l && rows[i].m.module == (lk_module)k)
+            return stat_value(&rows[i], stat);
+    return NAN;
+}
+
 static int write_svg(const char *path, int force, const row *rows, int64_t n, int64_t n_layers,
                      const char *stat, const char *title)
 {
-    if (!force && access(path, F_OK) == 0) {
-        fprintf(stderr, "%s: error: %s: already exists (use --force to overwrite)\n", TOOL, path);
-        return CLI_FAIL;
-    }
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) {
-        fprintf(stderr, "%s: error: %s: out of memory\n", TOOL, path);
-        return CLI_FAIL;
-    }
     double lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < n; i++) {
         double v = stat_value(&rows[i], stat);
@@ -96,41 +92,28 @@ static int write_svg(const char *path, int force, const row *rows, int64_t n, in
             lo = fmin(lo, v), hi = fmax(hi, v);
     }
     const int cw = 72, ch = 18, x0 = 60, y0 = 40;
-    int W = x0 + 7 * cw + 10, H = y0 + (int)n_layers * ch + 30;
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-            "font-family=\"sans-serif\" font-size=\"11\">\n",
-            W, H);
-    fprintf(f, "<text x=\"4\" y=\"14\" font-size=\"13\">%s: %s (%.4g .. %.4g)</text>\n", title,
-            stat, isfinite(lo) ? lo : 0, isfinite(hi) ? hi : 0);
+    cli_svg s;
+    if (cli_svg_begin(&s, x0 + 7 * cw + 10, y0 + (int)n_layers * ch + 30, 11, NULL) != 0)
+        return cli_fail(TOOL, LK_ERR_NOMEM);
+    cli_svg_text(&s, 4, 14, "font-size=\"13\"", "%s: %s (%.4g .. %.4g)", title, stat,
+                 isfinite(lo) ? lo : 0, isfinite(hi) ? hi : 0);
     for (int k = 0; k < LK_MOD_COUNT; k++)
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
-                x0 + k * cw + cw / 2, y0 - 6, lk_module_name((lk_module)k));
+        cli_svg_text(&s, x0 + k * cw + cw / 2, y0 - 6, "text-anchor=\"middle\"", "%s",
+                     lk_module_name((lk_module)k));
     for (int64_t l = 0; l < n_layers; l++) {
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%lld</text>\n", x0 - 6,
-                y0 + (int)l * ch + 13, (long long)l);
+        cli_svg_text(&s, x0 - 6, y0 + (int)l * ch + 13, "text-anchor=\"end\"", "%lld",
+                     (long long)l);
         for (int k = 0; k < LK_MOD_COUNT; k++) {
-            double v = NAN;
-            for (int64_t i = 0; i < n; i++)
-                if (rows[i].m.layer == l && rows[i].m.module == (lk_module)k)
-                    v = stat_value(&rows[i], stat);
-            char c[8];
+            double v = cell_value(rows, n, l, k, stat);
+            char c[8], tip[96];
             color(hi > lo ? (v - lo) / (hi - lo) : isfinite(v) ? 0.5 : NAN, c, sizeof c);
-            fprintf(f,
-                    "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>"
-                    "layer %lld %s: %.6g</title></rect>\n",
-                    x0 + k * cw, y0 + (int)l * ch, cw - 1, ch - 1, c, (long long)l,
-                    lk_module_name((lk_module)k), v);
+            snprintf(tip, sizeof tip, "layer %lld %s: %.6g", (long long)l,
+                     lk_module_name((lk_module)k), v);
+            cli_svg_rect(&s, x0 + k * cw, y0 + (int)l * ch, cw - 1, ch - 1, c, tip);
         }
     }
-    fprintf(f, "</svg>\n");
-    int err = fclose(f) != 0 ? ENOMEM : cli_write_atomic(path, force, text, len);
-    free(text);
-    if (err) {
-        fprintf(stderr, "%s: error: %s: write failed: %s\n", TOOL, path, strerror(err));
-        return CLI_FAIL;
-    }
-    return CLI_OK;
+    lk_status st = cli_svg_save(&s, path, force);
+    return st == LK_OK ? CLI_OK : cli_fail(TOOL, st);
 }
 
 /* ---- one adapter ---- */

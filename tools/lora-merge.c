@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -43,13 +42,6 @@ static void on_tensor(void *user, const struct lk_merge_tensor *t)
     if (r->progress)
         fprintf(stderr, "\r%s: tensor %lld/%lld", TOOL, (long long)t->index + 1,
                 (long long)t->count);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void print_summary(const cli_common *c, merge_report *r, const cli_adapters *ad,
@@ -178,6 +170,15 @@ int main(int argc, char **argv)
                                    "loaded here; merge to a folder to compare the losses)");
         goto done;
     }
+    struct lk_merge_params p = lk_merge_params_default();
+    if (dtype->count)
+        p.dtype = dtype->sval[0];
+    if (bq->count)
+        p.base_quant = bq->sval[0];
+    p.n_threads = cli_threads(&c);
+    p.force = force->count > 0;
+    if ((rc = cli_usage_status(TOOL, lk_merge_params_check(&p))) >= 0)
+        goto done;
     cli_adapters ad = {0};
     struct lk_model_config cfg;
     lk_status s = lk_config_load(model->filename[0], &cfg);
@@ -187,24 +188,19 @@ int main(int argc, char **argv)
     }
     if ((rc = cli_adapters_load(TOOL, adapter, &cfg, &ad)) >= 0)
         goto free_adapters;
-    struct lk_merge_params p = lk_merge_params_default();
     merge_report rep = {.verbose = c.verbose->count > 0,
                         .progress = !c.quiet->count && isatty(STDERR_FILENO)};
     if (c.json->count)
         rep.tensors = cJSON_CreateArray();
-    p.dtype = dtype->count ? dtype->sval[0] : NULL;
-    p.base_quant = bq->count ? bq->sval[0] : NULL;
-    p.n_threads = cli_threads(&c);
-    p.force = force->count > 0;
     p.on_tensor = on_tensor;
     p.user = &rep;
-    double t0 = now_s();
+    double t0 = cli_now();
     s = lk_merge(model->filename[0], (const lk_adapter *const *)ad.a, ad.w, ad.n, out->filename[0],
                  &p);
     if (rep.progress)
         fprintf(stderr, "\n");
     if (s == LK_OK) {
-        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, now_s() - t0);
+        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, cli_now() - t0);
         rc = CLI_OK;
         if (eval->count) {
             s = eval_change(&c, model->filename[0], out->filename[0], p.base_quant, &ad,

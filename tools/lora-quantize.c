@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -51,13 +50,6 @@ static void on_tensor(void *user, const struct lk_quantize_tensor *t)
                 (long long)t->count);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void print_summary(const cli_common *c, report *r, const char *in, const char *out,
                           const struct lk_quantize_params *p, const char *format, double secs)
 {
@@ -87,37 +79,20 @@ static void print_summary(const cli_common *c, report *r, const char *in, const 
            lk_qtype_name(p->embed_type), secs);
 }
 
-/* --format, --type, --quant-embed into p; returns -1 to go on or 2 after a usage message. */
+/* --format, --type, --quant-embed, --double-quant onto p, checked by the library; returns -1 to
+ * go on or 2 after a usage message. */
 static int parse_opts(const struct arg_str *type, const struct arg_str *qe,
-                      const struct arg_str *fmt, struct lk_quantize_params *p)
+                      const struct arg_str *fmt, const struct arg_lit *dq,
+                      struct lk_quantize_params *p)
 {
-    static const char *const formats[] = {"lorakit", "gguf", "hf-bnb"};
-    const char *f = fmt->count ? fmt->sval[0] : "lorakit";
-    int found = 0;
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(f, formats[i])) {
-            p->format = (lk_qformat)i;
-            found = 1;
-        }
-    if (!found)
-        return cli_usage_error(TOOL, "--format: lorakit, gguf or hf-bnb, got '%s'", f);
-    lk_qtype q;
-    if (lk_qtype_from_name(type->sval[0], &q) != LK_OK ||
-        !(q == LK_QTYPE_NF4 || q == LK_QTYPE_Q4_0 || q == LK_QTYPE_IQ4_NL || q == LK_QTYPE_Q8_0))
-        return cli_usage_error(TOOL, "--type: nf4, q4_0, iq4_nl or q8_0, got '%s'", type->sval[0]);
-    p->type = q;
-    if (qe->count) {
-        if (lk_qtype_from_name(qe->sval[0], &q) != LK_OK ||
-            !(q == LK_QTYPE_F32 || q == LK_QTYPE_Q8_0))
-            return cli_usage_error(TOOL, "--quant-embed: f32 or q8_0, got '%s'", qe->sval[0]);
-        p->embed_type = q;
-    }
-    if (p->format == LK_QFORMAT_GGUF && p->type == LK_QTYPE_NF4)
-        return cli_usage_error(TOOL, "--format gguf: GGUF has no nf4 (use q4_0, iq4_nl, q8_0)");
-    if (p->format == LK_QFORMAT_HF_BNB &&
-        (p->type != LK_QTYPE_NF4 || p->embed_type != LK_QTYPE_F32))
-        return cli_usage_error(TOOL, "--format hf-bnb: needs --type nf4 and --quant-embed f32");
-    return -1;
+    if (fmt->count && lk_qformat_from_name(fmt->sval[0], &p->format) != LK_OK)
+        return cli_usage_status(TOOL, LK_ERR_ARG);
+    if (lk_qtype_from_name(type->sval[0], &p->type) != LK_OK)
+        return cli_usage_error(TOOL, "--type: %s", lk_last_error());
+    if (qe->count && lk_qtype_from_name(qe->sval[0], &p->embed_type) != LK_OK)
+        return cli_usage_error(TOOL, "--quant-embed: %s", lk_last_error());
+    p->double_quant = dq->count > 0;
+    return cli_usage_status(TOOL, lk_quantize_params_check(p));
 }
 
 int main(int argc, char **argv)
@@ -143,30 +118,25 @@ int main(int argc, char **argv)
     if (rc >= 0)
         goto done;
     struct lk_quantize_params p = lk_quantize_params_default();
-    if ((rc = parse_opts(type, qe, fmt, &p)) >= 0)
+    if ((rc = parse_opts(type, qe, fmt, dq, &p)) >= 0)
         goto done;
-    if (dq->count && p.format != LK_QFORMAT_HF_BNB) {
-        rc = cli_usage_error(TOOL, "--double-quant applies to --format hf-bnb only");
-        goto done;
-    }
     report r = {.progress = !c.quiet->count && !c.json->count && isatty(STDERR_FILENO)};
     if (c.json->count)
         r.tensors = cJSON_CreateArray();
     else
         printf("%-44s %15s %-6s %10s %10s %7s\n", "tensor", "shape", "type", "rmse", "max_abs",
                "bits/w");
-    p.double_quant = dq->count > 0;
     p.n_threads = cli_threads(&c);
     p.force = force->count > 0;
     p.on_tensor = on_tensor;
     p.user = &r;
-    double t0 = now_s();
+    double t0 = cli_now();
     lk_status s = lk_quantize_model(model->filename[0], out->filename[0], &p);
     if (r.progress)
         fprintf(stderr, "\n");
     if (s == LK_OK) {
-        print_summary(&c, &r, model->filename[0], out->filename[0], &p,
-                      fmt->count ? fmt->sval[0] : "lorakit", now_s() - t0);
+        print_summary(&c, &r, model->filename[0], out->filename[0], &p, lk_qformat_name(p.format),
+                      cli_now() - t0);
         rc = CLI_OK;
     } else {
         rc = cli_fail(TOOL, s);

@@ -8,24 +8,22 @@
 
 static const char *TOOL = "lora-random-adapter";
 
-/* "q,k,v,o,gate,up,down" (or "all") → module mask; 0 on a bad list. */
-static unsigned parse_targets(const char *s)
+/* The flags onto the library's options for a random adapter, checked. */
+static int map_params(const struct arg_int *rank, const struct arg_dbl *alpha,
+                      const struct arg_lit *rslora, const struct arg_str *targets,
+                      const struct arg_dbl *std, const cli_common *c, struct lk_adapter_params *p)
 {
-    static const char *const names[LK_MOD_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
-    if (!strcmp(s, "all"))
-        return LK_MOD_ALL;
-    unsigned mask = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        int found = 0;
-        for (int k = 0; k < LK_MOD_COUNT; k++)
-            if (!strcmp(t, names[k]) || !strcmp(t, lk_module_name((lk_module)k)))
-                mask |= 1u << k, found = 1;
-        if (!found)
-            return 0;
-    }
-    return mask;
+    *p = lk_adapter_params_random(rank->count ? rank->ival[0] : LK_RANDOM_ADAPTER_RANK);
+    CLI_SET_DBL(alpha, p->alpha);
+    CLI_SET_DBL(std, p->init_std_b);
+    p->use_rslora = rslora->count > 0;
+    p->seed = cli_seed(c);
+    lk_status s = LK_OK;
+    if (targets->count)
+        s = lk_targets_from_name(targets->sval[0], &p->target_mask);
+    if (s == LK_OK)
+        s = lk_adapter_params_check(p);
+    return cli_usage_status(TOOL, s);
 }
 
 int main(int argc, char **argv)
@@ -36,13 +34,17 @@ int main(int argc, char **argv)
                                        "model folder (only config.json is "
                                        "read)");
     struct arg_file *out = arg_file1("o", "out", "DIR", "output PEFT folder");
-    struct arg_int *rank = arg_int0(NULL, "rank", "R", "rank (default 16)");
+    const struct lk_adapter_params d = lk_adapter_params_random(LK_RANDOM_ADAPTER_RANK);
+    char tg[64];
+    struct arg_int *rank =
+        arg_int0(NULL, "rank", "R", cli_help("rank (default %d)", LK_RANDOM_ADAPTER_RANK));
     struct arg_dbl *alpha = arg_dbl0(NULL, "alpha", "A", "lora_alpha (default 2 x rank)");
     struct arg_lit *rslora = arg_lit0(NULL, "rslora", "scale alpha/sqrt(r)");
     struct arg_str *targets = arg_str0(NULL, "targets", "LIST",
-                                       "q,k,v,o,gate,up,down or all "
-                                       "(default all)");
-    struct arg_dbl *std = arg_dbl0(NULL, "std-b", "S", "standard deviation of B (default 0.01)");
+                                       cli_help("q,k,v,o,gate,up,down or all (default %s)",
+                                                lk_targets_name(d.target_mask, tg, sizeof tg)));
+    struct arg_dbl *std = arg_dbl0(NULL, "std-b", "S",
+                                   cli_help("standard deviation of B (default %g)", d.init_std_b));
     struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
     struct arg_end *end = arg_end(20);
     void *at[] = {model, out, rank, alpha, rslora, targets, std, force, CLI_COMMON_ENTRIES(c), end};
@@ -50,18 +52,9 @@ int main(int argc, char **argv)
                        "Write a PEFT adapter with random factors for a model's shapes.", NULL);
     if (rc >= 0)
         goto done;
-    struct lk_adapter_params p = lk_adapter_params_default();
-    p.rank = rank->count ? rank->ival[0] : 16;
-    p.alpha = alpha->count ? alpha->dval[0] : 2.0 * (double)p.rank;
-    p.use_rslora = rslora->count > 0;
-    p.target_mask = parse_targets(targets->count ? targets->sval[0] : "all");
-    p.init_std_b = std->count ? std->dval[0] : 0.01;
-    p.seed = cli_seed(&c);
-    if (p.rank < 1 || p.target_mask == 0 || p.init_std_b < 0) {
-        rc = cli_usage_error(TOOL, "--rank must be >= 1, --std-b >= 0 and --targets a list of "
-                                   "q,k,v,o,gate,up,down");
+    struct lk_adapter_params p;
+    if ((rc = map_params(rank, alpha, rslora, targets, std, &c, &p)) >= 0)
         goto done;
-    }
     struct lk_model_config cfg;
     lk_adapter *a = NULL;
     lk_status s = lk_config_load(model->filename[0], &cfg);

@@ -2,7 +2,6 @@
  * log-probabilities at every trained position to a teacher cache, for lora-train
  * --teacher-cache (format: docs/teacher-cache.md). The data options are lora-train's, so that the
  * examples (tokens and loss masks) are the ones the trainer will see. */
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,22 +75,6 @@ static void report(const teacher_args *a, const cli_common *c, const struct lk_t
            (long long)st->bytes, bpp, secs, secs > 0 ? (double)st->forward_tokens / secs : 0);
 }
 
-/* Options that need the model's config: --top-k against the vocabulary, --vocab. */
-static int check_against_config(const teacher_args *a, const struct lk_model_config *cfg,
-                                struct lk_teacher_params *p)
-{
-    p->vocab = a->vocab->count ? a->vocab->ival[0] : cfg->vocab_size;
-    if (p->vocab < 2 || p->vocab > cfg->vocab_size)
-        return cli_usage_error(TOOL, "--vocab %lld: expected 2 .. %lld (the model's vocab_size)",
-                               (long long)p->vocab, (long long)cfg->vocab_size);
-    if (p->top_k < 1 || p->top_k >= p->vocab)
-        return cli_usage_error(TOOL,
-                               "--top-k %lld: expected 1 .. %lld (below the vocabulary of "
-                               "%lld ids)",
-                               (long long)p->top_k, (long long)p->vocab - 1, (long long)p->vocab);
-    return -1;
-}
-
 /* "adapters=DIR:w,..." for the cache's teacher description (heap; NULL when none). */
 static char *adapter_note(const cli_adapters *ad)
 {
@@ -160,28 +143,32 @@ done:
     return rc;
 }
 
-/* Usage checks that need no file; then the config for the vocabulary. */
+/* The flags onto the library's options, checked (the cache's with the model's config, for the
+ * vocabulary; the data's as training data, since the cache is made for a training run). */
 static int check_args(const teacher_args *a, struct lk_teacher_params *p,
                       struct lk_dataset_params *dp)
 {
     p->top_k = a->top_k->ival[0];
-    p->temp = a->kd_temp->count ? (float)a->kd_temp->dval[0] : 1.0f;
+    CLI_SET_DBL(a->kd_temp, p->temp);
+    CLI_SET_INT(a->vocab, p->vocab);
     p->force = a->force->count > 0;
-    if (a->kd_temp->count && (!(a->kd_temp->dval[0] > 0) || !isfinite(p->temp)))
-        return cli_usage_error(TOOL, "--kd-temp: expected a number > 0, got %g",
-                               a->kd_temp->dval[0]);
-    if (a->seq_len->count && a->seq_len->ival[0] < 2)
-        return cli_usage_error(TOOL, "--seq-len: expected >= 2, got %d", a->seq_len->ival[0]);
-    if (p->top_k < 1)
-        return cli_usage_error(TOOL, "--top-k %lld: expected >= 1", (long long)p->top_k);
-    int rc = cli_data_params(TOOL, &a->d, dp);
+    int rc = cli_usage_status(TOOL, lk_teacher_params_check(p, NULL));
+    if (rc < 0 && a->seq_len->count) {
+        dp->seq_len = a->seq_len->ival[0];
+        rc = cli_usage_status(TOOL, lk_train_data_params_check(dp));
+    }
+    if (rc < 0)
+        rc = cli_data_params(TOOL, &a->d, dp);
     if (rc >= 0)
         return rc;
     struct lk_model_config cfg;
     lk_status s = lk_config_load(a->model->filename[0], &cfg);
     if (s != LK_OK)
         return cli_fail(TOOL, s);
-    return check_against_config(a, &cfg, p);
+    rc = cli_usage_status(TOOL, lk_teacher_params_check(p, &cfg));
+    if (!p->vocab)
+        p->vocab = cfg.vocab_size; /* for the report */
+    return rc;
 }
 
 static const char *GLOSSARY =
@@ -206,8 +193,9 @@ int main(int argc, char **argv)
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL or JSON array)");
     a.top_k = arg_int1(NULL, "top-k", "K", "ids kept per position (1 .. vocabulary - 1)");
-    a.kd_temp =
-        arg_dbl0(NULL, "kd-temp", "TAU", "temperature of the log-probabilities (default 1)");
+    a.kd_temp = arg_dbl0(NULL, "kd-temp", "TAU",
+                         cli_help("temperature of the log-probabilities (default %g)",
+                                  (double)lk_teacher_params_default().temp));
     a.vocab = arg_int0(NULL, "vocab", "N",
                        "softmax over ids [0, N) only, e.g. a student's smaller vocabulary "
                        "(default: the teacher's vocab_size)");

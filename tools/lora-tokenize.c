@@ -5,23 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
 static const char *const TOOL = "lora-tokenize";
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double now_s(void)
-{
-    return clock_s(CLOCK_MONOTONIC);
-}
 
 static void print_json_string(const char *s, size_t n)
 {
@@ -57,10 +44,10 @@ static int bench(const lk_tokenizer *tok, const char *text, size_t len, int reps
 {
     int64_t ntok = 0;
     lk_status fail = LK_OK;
-    double cpu = 0, t0 = now_s();
+    double cpu = 0, t0 = cli_now();
 #pragma omp parallel num_threads(n_threads) reduction(+ : cpu)
     {
-        double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        double c0 = cli_thread_cpu_now();
         for (int r = 0; r < reps; r++) {
             int32_t *ids;
             int64_t n;
@@ -74,11 +61,11 @@ static int bench(const lk_tokenizer *tok, const char *text, size_t len, int reps
             ntok = n;
             free(ids);
         }
-        cpu += clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+        cpu += cli_thread_cpu_now() - c0;
     }
     if (fail != LK_OK)
         return cli_fail(TOOL, fail);
-    double dt = now_s() - t0, total = (double)len * reps * n_threads;
+    double dt = cli_now() - t0, total = (double)len * reps * n_threads;
     double cpu_mbs = total / cpu / 1e6, wall_mbs = total / dt / 1e6;
     if (json)
         printf("{\"version\":\"%s\",\"seed\":42,\"bytes\":%zu,\"tokens\":%lld,\"reps\":%d,"
@@ -113,13 +100,13 @@ static int run(const char *dir, const char *text, size_t len, const char *ids_ar
                int decode, int json, int bench_reps, int bench_threads, const char *chat_tmpl,
                int chat)
 {
-    double t0 = now_s();
+    double t0 = cli_now();
     lk_tokenizer *tok;
     lk_status s = lk_tokenizer_load(dir, &tok);
     if (s != LK_OK)
         return cli_fail(TOOL, s);
     fprintf(stderr, "%s: loaded %s (vocab %lld) in %.3f s\n", TOOL, dir,
-            (long long)lk_tokenizer_vocab_size(tok), now_s() - t0);
+            (long long)lk_tokenizer_vocab_size(tok), cli_now() - t0);
     int32_t *ids = NULL;
     int64_t n = 0;
     int rc = CLI_OK;
@@ -306,7 +293,9 @@ int main(int argc, char **argv)
                                     "(default: recognised from tokenizer_config.json)");
     struct arg_file *data = arg_file0(NULL, "data", "FILE",
                                       "load a JSONL dataset as lora-train would, print a summary");
-    struct arg_int *seq_len = arg_int0(NULL, "seq-len", "N", "--data: row length (default 2048)");
+    struct arg_int *seq_len = arg_int0(NULL, "seq-len", "N",
+                                       cli_help("--data: row length (default %lld)",
+                                                (long long)lk_dataset_params_default().seq_len));
     struct arg_str *fields =
         arg_str0(NULL, "fields", "MAP", "--data: columns, e.g. prompt=question,completion=answer");
     struct arg_lit *strict = arg_lit0(NULL, "strict", "--data: a bad example is fatal");
@@ -339,21 +328,22 @@ int main(int argc, char **argv)
     if (data->count) {
         struct lk_dataset_params p = lk_dataset_params_default();
         p.seed = cli_seed(&c);
-        p.fields = fields->count ? fields->sval[0] : NULL;
+        if (fields->count)
+            p.fields = fields->sval[0];
         p.strict = strict->count > 0;
         p.pack = !nopack->count;
-        if (seq_len->count)
-            p.seq_len = seq_len->ival[0];
-        if (p.seq_len < 1 || (show->count && show->ival[0] < 0) || decode->count ||
-            bench_n->count || chat->count) {
-            rc = cli_usage_error(TOOL, "--data: --seq-len must be >= 1, --show >= 0; no --decode, "
-                                       "--bench or --chat");
+        CLI_SET_INT(seq_len, p.seq_len);
+        if ((show->count && show->ival[0] < 0) || decode->count || bench_n->count || chat->count) {
+            rc = cli_usage_error(TOOL, "--data: --show must be >= 0; no --decode, --bench or "
+                                       "--chat");
             goto out;
         }
         if (tmpl->count && lk_chat_format_from_name(tmpl->sval[0], &p.chat_format) != LK_OK) {
             rc = cli_usage_error(TOOL, "--chat-template: %s", lk_last_error());
             goto out;
         }
+        if ((rc = cli_usage_status(TOOL, lk_dataset_params_check(&p))) >= 0)
+            goto out;
         rc = run_data(model->sval[0], data->filename[0], &p, show->count ? show->ival[0] : 0,
                       c.json->count > 0);
         goto out;

@@ -36,6 +36,15 @@ typedef enum {
 /* "q_proj", "k_proj", ... ("?" outside the range). */
 const char *lk_module_name(lk_module m);
 
+/* Target modules from a --targets list: comma-separated q,k,v,o,gate,up,down (or their *_proj
+ * names), "all" or "all-linear" for every module. *mask: bit (1 << lk_module) per module.
+ * LK_ERR_ARG naming --targets for an unknown name or an empty list. */
+lk_status lk_targets_from_name(const char *s, unsigned *mask);
+
+/* The list of mask in the short names ("q,v"; "all" when every module is set) written to buf[n]
+ * and returned; "" for an empty mask or a buf too small for the list. */
+const char *lk_targets_name(unsigned mask, char *buf, size_t n);
+
 /* Load an adapter: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA
  * file as llama.cpp's convert_lora_to_gguf.py writes it. Every tensor is checked (names, dtypes,
  * shapes, A/B rank agreement with the config's r / rank_pattern); values are not scanned here
@@ -95,7 +104,18 @@ struct lk_adapter_params {
     uint64_t seed; /* A ~ kaiming-uniform(a=√5) as PEFT: U(±1/√in); stream (seed, init) */
 };
 
+/* The defaults written beside each field above (the start of a trainer's fresh adapter). */
 struct lk_adapter_params lk_adapter_params_default(void);
+
+/* A random adapter for tests and benchmarks (lora-random-adapter): rank r, alpha 2r, B ~ N(0,
+ * 0.01²), every module, seed 42. LK_RANDOM_ADAPTER_RANK is its rank when none is asked for. */
+#define LK_RANDOM_ADAPTER_RANK 16
+struct lk_adapter_params lk_adapter_params_random(int64_t rank);
+
+/* Check the options; the first one out of range fails with LK_ERR_ARG, named by its command-line
+ * flag: "--rank 0 is out of range: expected at least 1" (--rank, --alpha finite, --targets not
+ * empty, --std-b for init_std_b >= 0). lk_adapter_create runs it. */
+lk_status lk_adapter_params_check(const struct lk_adapter_params *p);
 
 /* A new adapter for every layer of a model with config cfg. A non-zero B (init_std_b > 0) makes
  * a random adapter for tests and benchmarks. Free with lk_adapter_free. */
@@ -153,7 +173,13 @@ struct lk_merge_params {
     void *user;
 };
 
+/* Defaults: dtype and base_quant NULL, all CPUs, no force, no callback. */
 struct lk_merge_params lk_merge_params_default(void);
+
+/* Check the names: dtype NULL or one of f32, f16, bf16, q8_0, q4_0, iq4_nl, nf4 (which of them an
+ * output can hold is lk_merge's to say: LK_ERR_UNSUPPORTED), base_quant NULL or one of nf4, q4_0,
+ * iq4_nl, q8_0. LK_ERR_ARG naming --dtype or --base-quant. lk_merge runs it. */
+lk_status lk_merge_params_check(const struct lk_merge_params *p);
 
 /* Merge n (at most 64) adapters with weights w[i] into the base folder base_dir: W' = W + Σ
  * w_i·s_i·B_i·A_i (DoRA adapters in order: W ← m ⊙ V/‖V‖_row with V = W + w·s·B·A). Output: out

@@ -54,6 +54,13 @@ void lk_set_log(lk_log_fn fn, void *user);
 /* Messages less severe than level are dropped (default LK_LOG_INFO). */
 void lk_set_log_level(lk_log_level level);
 
+/* Write data[n] to path durably and atomically, as every lorakit output is written: a temporary
+ * "<path>.tmp.XXXXXX" in the same folder, fsync, rename over path, fsync of the folder; a crash
+ * at any moment leaves the old file or the complete new one, and a failure removes the
+ * temporary. force 0: LK_ERR_IO when path exists ("... already exists (use --force to
+ * overwrite)"). LK_ERR_IO naming the path and the cause on any write failure. */
+lk_status lk_write_file_atomic(const char *path, const void *data, size_t n, int force);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,9 @@
 /* lorakit — the public API (umbrella header).
  *
- * Everything a tool or an embedding program needs: status codes and logging (core.h), model
- * loading, forward and decoding (model.h). Later areas add their own header here.
+ * Everything a tool or an embedding program needs: status codes, logging and durable writes
+ * (core.h), model loading, forward and decoding (model.h), tokenizers and datasets
+ * (tokenizer.h), adapters (adapter.h), training (train.h) and its run folder (run.h), quantised
+ * formats (quant.h), teacher caches (teacher.h).
  * All exported names start with lk_ (macros LK_); nothing internal leaks through these files. */
 #ifndef LORAKIT_H
 #define LORAKIT_H
@@ -13,5 +15,6 @@
 #include "lorakit/train.h"
 #include "lorakit/quant.h"
 #include "lorakit/teacher.h"
+#include "lorakit/run.h"
 
 #endif /* LORAKIT_H */

@@ -58,9 +58,10 @@ struct lk_model_config {
 /* Read and validate DIR/config.json (no weights). */
 lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 
-/* Options for lk_model_load; get defaults from lk_model_params_default() and edit. */
+/* Options for lk_model_load; get defaults from lk_model_params_default() and edit (a base to
+ * train on starts from lk_train_model_params_default(), lorakit/train.h). */
 struct lk_model_params {
-    int n_threads;        /* threads for the forward; <= 0: all online CPUs */
+    int n_threads;        /* threads for the forward; <= 0 (default 0): all online CPUs */
     int use_mmap;         /* 1 (default): map the weight files; 0: read them into memory */
     lk_qtype quant;       /* format of the decoder's linear weights: LK_QTYPE_F32 (default; F16
                            * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
@@ -69,6 +70,12 @@ struct lk_model_params {
 };
 
 struct lk_model_params lk_model_params_default(void);
+
+/* Check the options: quant one of f32 (--quant none), nf4, q4_0, iq4_nl, q8_0; quant_embed f32 or
+ * q8_0. LK_ERR_ARG naming the option by its command-line flag ("--quant 'f16': expected none
+ * (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's --teacher-quant is checked as --quant).
+ * lk_model_load runs it. */
+lk_status lk_model_params_check(const struct lk_model_params *p);
 
 /* Load the model folder DIR. Every tensor is checked against the config (names, shapes, dtypes)
  * before use. On success *out owns the model; free with lk_model_free. */
@@ -138,15 +145,21 @@ lk_status lk_model_kl_labels(const lk_model *m, const lk_model *teacher, const i
                              const int32_t *labels, int64_t T, int64_t n_ctx, double *nll_sum,
                              double *kl_sum, int64_t *count);
 
-/* Token sampling for generation. */
+/* Token sampling for generation (lora-generate's --temp, --top-p, --top-k, --seed). */
 struct lk_sampler_params {
-    float temperature; /* 0: greedy (argmax, lowest id on ties) */
-    float top_p;       /* nucleus: keep the most likely tokens whose mass reaches top_p (1: all) */
-    int top_k;         /* keep the k most likely tokens first (0: all) */
-    uint64_t seed;     /* sampling stream seed */
+    float temperature; /* default 0.8; 0: greedy (argmax, lowest id on ties) */
+    float top_p;       /* nucleus: keep the most likely tokens whose mass reaches top_p (default
+                        * 0.95; 1: all) */
+    int top_k;         /* keep the k most likely tokens first (default 40; 0: all) */
+    uint64_t seed;     /* sampling stream seed (default 42) */
 };
 
 struct lk_sampler_params lk_sampler_params_default(void);
+
+/* Check the options: temperature finite and >= 0, 0 < top_p <= 1, top_k >= 0. LK_ERR_ARG naming
+ * the first bad one by its lora-generate flag ("--top-p 0 is out of range: expected 0 < P <= 1").
+ * lk_sampler_create runs it. */
+lk_status lk_sampler_params_check(const struct lk_sampler_params *p);
 
 typedef struct lk_sampler lk_sampler;
 
@@ -165,7 +178,7 @@ lk_status lk_model_write_random(const char *config_path, const char *out_dir, co
 
 /* ---- quantised bases on disk (lora-quantize) ---- */
 
-/* Output layouts of lk_quantize_model. */
+/* Output layouts of lk_quantize_model (lora-quantize --format lorakit|gguf|hf-bnb). */
 typedef enum {
     LK_QFORMAT_LORAKIT = 0, /* folder lk_model_load maps zero-copy: model.safetensors with U8
                              * [out, row_bytes] matrices in quant/'s row layout, 64-byte aligned */
@@ -185,18 +198,30 @@ struct lk_quantize_tensor {
     int64_t index, count;   /* position among the reported tensors */
 };
 
+/* The --format name of a layout ("lorakit", "gguf", "hf-bnb"; "?" out of range), and back
+ * (LK_ERR_ARG naming --format for an unknown name). */
+const char *lk_qformat_name(lk_qformat f);
+lk_status lk_qformat_from_name(const char *name, lk_qformat *out);
+
 struct lk_quantize_params {
     lk_qtype type;       /* decoder linear weights: NF4 (default), Q4_0, IQ4_NL or Q8_0 */
     lk_qtype embed_type; /* embeddings and untied LM head: F32 (default) or Q8_0 */
     lk_qformat format;   /* LK_QFORMAT_LORAKIT (default) */
-    int double_quant;    /* HF_BNB: bnb_4bit_use_double_quant (absmax stored 8-bit) */
-    int n_threads;       /* <= 0: all CPUs */
-    int force;           /* replace an existing output */
+    int double_quant;    /* HF_BNB only: bnb_4bit_use_double_quant, absmax stored 8-bit (default
+                          * 0) */
+    int n_threads;       /* <= 0 (default 0): all CPUs */
+    int force;           /* replace an existing output (default 0) */
     void (*on_tensor)(void *user, const struct lk_quantize_tensor *t); /* may be NULL */
     void *user;
 };
 
 struct lk_quantize_params lk_quantize_params_default(void);
+
+/* Check the options: a type and embedding type each layout can hold (GGUF has no NF4, the
+ * bitsandbytes layout holds NF4 with f32 embeddings), double_quant only with HF_BNB. LK_ERR_ARG
+ * naming the option by its lora-quantize flag (--type, --quant-embed, --format, --double-quant).
+ * lk_quantize_model runs it. */
+lk_status lk_quantize_params_check(const struct lk_quantize_params *p);
 
 /* Quantise the float model folder dir into out (a folder, or a .gguf file for LK_QFORMAT_GGUF),
  * one tensor at a time; written under a temporary name and renamed when complete (an existing

@@ -35,7 +35,8 @@ typedef enum {
  */
 const char *lk_qtype_name(lk_qtype t);
 
-/* Parse a name as printed by lk_qtype_name (case-insensitive). LK_ERR_ARG if unknown. */
+/* Parse a name as printed by lk_qtype_name (case-insensitive; "none", the command lines' word for
+ * an unquantised base, is LK_QTYPE_F32). LK_ERR_ARG if unknown. */
 lk_status lk_qtype_from_name(const char *name, lk_qtype *out);
 
 /* Bytes of one stored row of n values (NF4 at blocksize 64, absmax stored in the row), including

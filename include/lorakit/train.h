@@ -36,11 +36,13 @@ typedef enum { LK_OBJ_SFT = 0, LK_OBJ_KD = 1, LK_OBJ_RKL = 2, LK_OBJ_JSD = 3 } l
  * offered. */
 typedef enum { LK_INIT_PEFT = 0, LK_INIT_LOFTQ = 1 } lk_lora_init;
 
-/* Training options; lk_train_params_default() gives PEFT's and transformers' defaults. */
+/* Training options; lk_train_params_default() gives the defaults written beside each field (PEFT's
+ * and transformers', and lora-train's: the tool maps its flags onto these fields and nothing
+ * else). */
 struct lk_train_params {
     /* adapter */
     int64_t rank;             /* r (default 8) */
-    double alpha;             /* lora_alpha (default 8) */
+    double alpha;             /* lora_alpha; 0 (default): the rank, a scale of 1 */
     float dropout;            /* lora_dropout (default 0) */
     unsigned targets;         /* bit (1 << i) for q,k,v,o,gate,up,down (default all seven: 0x7f) */
     int rslora;               /* scale alpha/sqrt(r) instead of alpha/r */
@@ -76,8 +78,39 @@ struct lk_train_params {
 
 struct lk_train_params lk_train_params_default(void);
 
-/* Parse "q,k,v,o,gate,up,down" (also "all", "q_proj,...", "all-linear") into target bits. */
-lk_status lk_train_parse_targets(const char *s, unsigned *out);
+/* Model options of the base a run trains: lk_model_params_default() with quant LK_QTYPE_NF4
+ * (QLoRA: the base lives in 4 bits unless asked otherwise). */
+struct lk_model_params lk_train_model_params_default(void);
+
+/* Dataset options of training data: lk_dataset_params_default() with rows of seq_len 512 tokens
+ * (packed, shuffled with seed 42). */
+struct lk_dataset_params lk_train_data_params_default(void);
+
+/* Check the options. The first one out of range fails with LK_ERR_ARG and a message naming it by
+ * its lora-train flag (fields without one by their name) and giving its value: "--rank 0 is out
+ * of range: expected at least 1", "--optimizer 7: expected adamw or sgd". Also: a LoftQ start
+ * excludes init_adapter. mp (may be NULL): the base's options too (lk_model_params_check), and a
+ * LoftQ start needs a quantised base. lk_trainer_create runs it (mp NULL), and then checks the
+ * teacher setup: a distillation objective needs exactly one teacher (teacher or teacher_cache),
+ * SFT none. */
+lk_status lk_train_params_check(const struct lk_train_params *p, const struct lk_model_params *mp);
+
+/* The data options of a training run (and of a teacher cache made for one): lk_dataset_params_check
+ * and rows of at least 2 tokens ("--seq-len 1 is out of range: expected at least 2"). */
+lk_status lk_train_data_params_check(const struct lk_dataset_params *dp);
+
+/* The enums by the names lora-train's flags take (--optimizer adamw|sgd, --schedule
+ * cosine|linear|constant, --objective sft|kd|rkl|jsd, --init peft|loftq): *_name gives the name
+ * ("?" out of range), *_from_name the value (LK_ERR_ARG naming the flag and the known names). The
+ * target modules' names are lk_targets_from_name / lk_targets_name (lorakit/adapter.h). */
+const char *lk_optimizer_name(lk_optimizer o);
+lk_status lk_optimizer_from_name(const char *name, lk_optimizer *out);
+const char *lk_schedule_name(lk_schedule s);
+lk_status lk_schedule_from_name(const char *name, lk_schedule *out);
+const char *lk_objective_name(lk_objective o);
+lk_status lk_objective_from_name(const char *name, lk_objective *out);
+const char *lk_lora_init_name(lk_lora_init i);
+lk_status lk_lora_init_from_name(const char *name, lk_lora_init *out);
 
 /* A trainer for model m (borrowed; the adapter is attached to it for the trainer's lifetime) over
  * data (borrowed; its seq_len is the training sequence length). Caller frees with

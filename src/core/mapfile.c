@@ -161,9 +161,7 @@ void remove_tree(const char *path)
     nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* fsync a folder, so that renames and new entries in it survive a power cut. A file system that
- * cannot sync folders (EINVAL) is not an error. */
-static lk_status fsync_dir(const char *dir)
+lk_status dir_sync(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -187,7 +185,7 @@ static lk_status fsync_parent(const char *path)
     char *slash = strrchr(d, '/');
     if (slash)
         *(slash == d ? slash + 1 : slash) = 0;
-    lk_status s = fsync_dir(slash ? d : ".");
+    lk_status s = dir_sync(slash ? d : ".");
     free(d);
     return s;
 }
@@ -263,6 +261,44 @@ void afile_abort(afile *a)
     memset(a, 0, sizeof *a);
 }
 
+lk_status lk_write_file_atomic(const char *path, const void *data, size_t n, int force)
+{
+    afile a;
+    LK_TRY(afile_open(&a, path, force));
+    lk_status s = afile_write(&a, data, n);
+    if (s != LK_OK) {
+        afile_abort(&a);
+        return s;
+    }
+    return afile_commit(&a);
+}
+
+lk_status file_rename(const char *from, const char *to)
+{
+    if (rename(from, to) != 0)
+        return status_fail(LK_ERR_IO, "%s: rename to %s failed: %s", from, to, strerror(errno));
+    return fsync_parent(to);
+}
+
+lk_status dir_discard(const char *dir)
+{
+    size_t n = strlen(dir) + 16;
+    char *old = malloc(n);
+    if (!old)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    snprintf(old, n, "%s.old.XXXXXX", dir);
+    lk_status s = LK_OK;
+    if (!mkdtemp(old) || rename(dir, old) != 0) {
+        s = status_fail(LK_ERR_IO, "%s: cannot move it aside to remove it: %s", dir,
+                        strerror(errno));
+        rmdir(old); /* the empty folder made for it, if any */
+    } else {
+        remove_tree(old);
+    }
+    free(old);
+    return s;
+}
+
 lk_status tmpdir_create(const char *dir, int force, char **tmp_out)
 {
     *tmp_out = NULL;
@@ -320,7 +356,7 @@ static lk_status replace_dir(const char *tmp, const char *dir)
 
 lk_status tmpdir_commit(const char *tmp, const char *dir, int force)
 {
-    LK_TRY(fsync_dir(tmp)); /* the entries made in it (afile_commit syncs each file's folder too) */
+    LK_TRY(dir_sync(tmp)); /* the entries made in it (afile_commit syncs each file's folder too) */
     if (rename(tmp, dir) == 0)
         return fsync_parent(dir);
     if (force && (errno == ENOTEMPTY || errno == EEXIST))

@@ -56,6 +56,20 @@ void afile_abort(afile *a);
 lk_status tmpdir_create(const char *dir, int force, char **tmp_out);
 lk_status tmpdir_commit(const char *tmp, const char *dir, int force);
 
+/* lk_write_file_atomic (lorakit/core.h) is afile_open, afile_write, afile_commit in one call. */
+
+/* fsync a folder, so that renames and new entries in it survive a power cut. A file system that
+ * cannot sync folders (EINVAL) is not an error. */
+lk_status dir_sync(const char *dir);
+
+/* Rename the file from to to (replacing a file there, atomically) and fsync to's folder. */
+lk_status file_rename(const char *from, const char *to);
+
+/* Remove the folder dir: first renamed aside to "<dir>.old.XXXXXX" in one atomic step, so that a
+ * crash while its files go never leaves a partial folder at its name (what is left aside is the
+ * caller's to sweep). */
+lk_status dir_discard(const char *dir);
+
 /* rm -r path (no symlinks followed). */
 void remove_tree(const char *path);
 

@@ -266,17 +266,6 @@ lk_status lk_adapter_set_base(lk_adapter *a, const struct lk_model_config *cfg)
 
 /* ---- creation ---- */
 
-struct lk_adapter_params lk_adapter_params_default(void)
-{
-    struct lk_adapter_params p = {.rank = 8,
-                                  .alpha = 16,
-                                  .use_rslora = 0,
-                                  .target_mask = LK_MOD_ALL,
-                                  .init_std_b = 0,
-                                  .seed = 42};
-    return p;
-}
-
 static lk_status create_module(const struct lk_model_config *cfg, const struct lk_adapter_params *p,
                                int64_t layer, lk_module kind, rng_state *rng, adapter_module *m)
 {
@@ -304,11 +293,7 @@ lk_status lk_adapter_create(const struct lk_model_config *cfg, const struct lk_a
 {
     struct lk_adapter_params d = p ? *p : lk_adapter_params_default();
     *out = NULL;
-    if (d.rank < 1 || !(d.target_mask & LK_MOD_ALL) || !isfinite(d.alpha))
-        return status_fail(LK_ERR_ARG,
-                           "adapter: rank %lld must be >= 1, alpha finite and at "
-                           "least one target module",
-                           (long long)d.rank);
+    LK_TRY(lk_adapter_params_check(&d));
     lk_adapter *a;
     LK_TRY(adapter_new("(new adapter)", "peft", &a));
     a->rank = d.rank;

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/option.h"
 #include "core/status.h"
 
 struct lk_merge_params lk_merge_params_default(void)
@@ -32,6 +33,17 @@ struct lk_merge_params lk_merge_params_default(void)
                                 .on_tensor = NULL,
                                 .user = NULL};
     return p;
+}
+
+lk_status lk_merge_params_check(const struct lk_merge_params *p)
+{
+    static const char *const dtypes[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "iq4_nl", "nf4"};
+    static const char *const bases[] = {"nf4", "q4_0", "iq4_nl", "q8_0"};
+    if (p->dtype && option_lookup(dtypes, 7, p->dtype) < 0)
+        return option_choice("--dtype", p->dtype, "f32, f16, bf16, q8_0, q4_0, iq4_nl or nf4");
+    if (p->base_quant && option_lookup(bases, 4, p->base_quant) < 0)
+        return option_choice("--base-quant", p->base_quant, "nf4, q4_0, iq4_nl or q8_0");
+    return LK_OK;
 }
 
 int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind)
@@ -103,6 +115,7 @@ lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
     c->weights = w;
     c->n = n;
     c->p = p ? *p : lk_merge_params_default();
+    LK_TRY(lk_merge_params_check(&c->p));
     c->n_threads = resolve_threads(c->p.n_threads);
     if (n > MERGE_MAX_ADAPTERS)
         return status_fail(LK_ERR_ARG, "merge: %d adapters, at most %d", n, MERGE_MAX_ADAPTERS);
@@ -118,9 +131,6 @@ lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
         for (size_t i = 0; i < sizeof g_base_quant / sizeof *g_base_quant; i++)
             if (strcmp(c->p.base_quant, g_base_quant[i].name) == 0)
                 c->base_q = &g_base_quant[i];
-        if (!c->base_q)
-            return status_fail(LK_ERR_ARG, "--base-quant '%s': expected nf4, q4_0, iq4_nl or q8_0",
-                               c->p.base_quant);
         if (!c->base_q->row_bytes || !c->base_q->quantize || !c->base_q->dequantize)
             return status_fail(LK_ERR_UNSUPPORTED,
                                "--base-quant %s needs the 4-bit quantisation kernels, which this "

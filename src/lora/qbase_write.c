@@ -9,6 +9,7 @@
 
 #include "model/config.h"
 #include "core/json.h"
+#include "core/option.h"
 #include "lora/merge.h"
 #include "model/model.h"
 #include "model/qbase.h"
@@ -51,26 +52,42 @@ struct lk_quantize_params lk_quantize_params_default(void)
     return p;
 }
 
-static lk_status check_params(const struct lk_quantize_params *p)
+static const char *const g_qformats[] = {"lorakit", "gguf", "hf-bnb"};
+
+lk_status lk_qformat_from_name(const char *name, lk_qformat *out)
+{
+    int k = option_lookup(g_qformats, 3, name);
+    if (k < 0)
+        return option_choice("--format", name, "lorakit, gguf or hf-bnb");
+    *out = (lk_qformat)k;
+    return LK_OK;
+}
+
+const char *lk_qformat_name(lk_qformat f)
+{
+    return (unsigned)f < 3 ? g_qformats[f] : "?";
+}
+
+lk_status lk_quantize_params_check(const struct lk_quantize_params *p)
 {
     int q4 = p->type == LK_QTYPE_NF4 || p->type == LK_QTYPE_Q4_0 || p->type == LK_QTYPE_IQ4_NL ||
              p->type == LK_QTYPE_Q8_0;
     if (!q4)
-        return status_fail(LK_ERR_ARG, "quantize: type %s is not one of nf4, q4_0, iq4_nl, q8_0",
-                           lk_qtype_name(p->type));
+        return option_choice("--type", lk_qtype_name(p->type), "nf4, q4_0, iq4_nl or q8_0");
     if (p->embed_type != LK_QTYPE_F32 && p->embed_type != LK_QTYPE_Q8_0)
-        return status_fail(LK_ERR_ARG, "quantize: embeddings can be f32 or q8_0, not %s",
-                           lk_qtype_name(p->embed_type));
+        return option_choice("--quant-embed", lk_qtype_name(p->embed_type), "f32 or q8_0");
+    if ((unsigned)p->format > LK_QFORMAT_HF_BNB)
+        return option_choice_i("--format", p->format, "lorakit, gguf or hf-bnb");
     if (p->format == LK_QFORMAT_GGUF && p->type == LK_QTYPE_NF4)
-        return status_fail(LK_ERR_ARG, "quantize: GGUF has no NF4 type (use q4_0, iq4_nl or "
-                                       "q8_0, or --format lorakit / hf-bnb for nf4)");
+        return status_fail(LK_ERR_ARG, "--format gguf: GGUF has no NF4 type (use --type q4_0, "
+                                       "iq4_nl or q8_0, or --format lorakit / hf-bnb for nf4)");
     if (p->format == LK_QFORMAT_HF_BNB &&
         (p->type != LK_QTYPE_NF4 || p->embed_type != LK_QTYPE_F32))
-        return status_fail(LK_ERR_ARG, "quantize: the bitsandbytes layout holds nf4 linear "
-                                       "weights with float embeddings (--type nf4 "
-                                       "--quant-embed f32)");
-    if (p->format < LK_QFORMAT_LORAKIT || p->format > LK_QFORMAT_HF_BNB)
-        return status_fail(LK_ERR_ARG, "quantize: unknown output format %d", (int)p->format);
+        return status_fail(LK_ERR_ARG, "--format hf-bnb: the bitsandbytes layout holds nf4 linear "
+                                       "weights with float embeddings (--type nf4 --quant-embed "
+                                       "f32)");
+    if (p->double_quant && p->format != LK_QFORMAT_HF_BNB)
+        return status_fail(LK_ERR_ARG, "--double-quant applies to --format hf-bnb only");
     return LK_OK;
 }
 
@@ -498,7 +515,7 @@ static lk_status write_gguf(qjob *j, const char *dir, const char *out)
 lk_status lk_quantize_model(const char *dir, const char *out, const struct lk_quantize_params *p)
 {
     qjob j = {.p = p ? *p : lk_quantize_params_default()};
-    LK_TRY(check_params(&j.p));
+    LK_TRY(lk_quantize_params_check(&j.p));
     j.p.n_threads = resolve_threads(j.p.n_threads);
     LK_TRY(lk_config_load(dir, &j.cfg));
     LK_TRY(st_set_open(&j.st, dir, 1));

@@ -10,6 +10,7 @@
 #include "model/config.h"
 #include "model/qbase.h"
 #include "core/buf.h"
+#include "core/option.h"
 #include "core/status.h"
 
 int model_n_specs(const struct lk_model_config *c)
@@ -262,17 +263,15 @@ struct lk_model_params lk_model_params_default(void)
     return p;
 }
 
-static lk_status check_quant(const struct lk_model_params *p)
+lk_status lk_model_params_check(const struct lk_model_params *p)
 {
     int ok = p->quant == LK_QTYPE_F32 || p->quant == LK_QTYPE_NF4 || p->quant == LK_QTYPE_Q4_0 ||
              p->quant == LK_QTYPE_IQ4_NL || p->quant == LK_QTYPE_Q8_0;
     if (!ok)
-        return status_fail(LK_ERR_ARG,
-                           "model: base format %s is not one of f32, nf4, q4_0, iq4_nl, q8_0",
-                           lk_qtype_name(p->quant));
+        return option_choice("--quant", lk_qtype_name(p->quant),
+                             "none (f32), nf4, q4_0, iq4_nl or q8_0");
     if (p->quant_embed != LK_QTYPE_F32 && p->quant_embed != LK_QTYPE_Q8_0)
-        return status_fail(LK_ERR_ARG, "model: embeddings can be f32 or q8_0, not %s",
-                           lk_qtype_name(p->quant_embed));
+        return option_choice("--quant-embed", lk_qtype_name(p->quant_embed), "f32 or q8_0");
     return LK_OK;
 }
 
@@ -340,7 +339,7 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
 {
     struct lk_model_params p = params ? *params : lk_model_params_default();
     *out = NULL;
-    LK_TRY(check_quant(&p));
+    LK_TRY(lk_model_params_check(&p));
     lk_model *m = calloc(1, sizeof *m);
     if (!m)
         return status_fail(LK_ERR_NOMEM, "out of memory");

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lorakit/model.h"
+#include "core/option.h"
 #include "core/rng.h"
 #include "core/status.h"
 
@@ -17,18 +18,25 @@ struct lk_sampler {
 
 struct lk_sampler_params lk_sampler_params_default(void)
 {
-    struct lk_sampler_params p = {.temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 42};
+    struct lk_sampler_params p = {.temperature = 0.8f, .top_p = 0.95f, .top_k = 40, .seed = 42};
     return p;
+}
+
+lk_status lk_sampler_params_check(const struct lk_sampler_params *p)
+{
+    if (!(p->temperature >= 0) || isinf(p->temperature))
+        return option_range_f("--temp", p->temperature, "a finite value >= 0 (0: greedy)");
+    if (!(p->top_p > 0 && p->top_p <= 1))
+        return option_range_f("--top-p", p->top_p, "0 < P <= 1");
+    if (p->top_k < 0)
+        return option_range_i("--top-k", p->top_k, "at least 0 (0: all)");
+    return LK_OK;
 }
 
 lk_status lk_sampler_create(const struct lk_sampler_params *p, lk_sampler **out)
 {
     *out = NULL;
-    if (!(p->temperature >= 0) || !(p->top_p > 0 && p->top_p <= 1) || p->top_k < 0)
-        return status_fail(LK_ERR_ARG,
-                           "sampler: need temperature >= 0, 0 < top_p <= 1, top_k >= 0 (got %g, "
-                           "%g, %d)",
-                           p->temperature, p->top_p, p->top_k);
+    LK_TRY(lk_sampler_params_check(p));
     lk_sampler *s = calloc(1, sizeof *s);
     if (!s)
         return status_fail(LK_ERR_NOMEM, "out of memory");

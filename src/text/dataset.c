@@ -9,6 +9,7 @@
 #include "core/buf.h"
 #include "core/mapfile.h"
 #include "core/rng.h"
+#include "core/option.h"
 #include "core/status.h"
 
 #define MAX_BAD_KEPT 1000
@@ -307,6 +308,21 @@ struct lk_dataset_params lk_dataset_params_default(void)
                                       .max_reported = 10};
 }
 
+lk_status lk_dataset_params_check(const struct lk_dataset_params *p)
+{
+    if (p->seq_len < 1)
+        return option_range_i("--seq-len", p->seq_len, "at least 1");
+    if ((unsigned)p->format >= LK_DATA_N_FORMATS)
+        return option_choice_i("format", p->format,
+                               "auto, messages, tokens, alpaca, prompt_completion or text");
+    if ((unsigned)p->chat_format > LK_CHAT_ALPACA)
+        return option_choice_i("--chat-template", p->chat_format,
+                               "chatml, qwen2.5, llama3, llama3.1, llama2, mistral or alpaca");
+    if (p->max_reported < 0)
+        return option_range_i("max_reported", p->max_reported, "at least 0");
+    return dataset_walk_fields(p->fields, NULL);
+}
+
 const char *lk_data_format_name(lk_data_format f)
 {
     static const char *const names[] = {"auto",   "messages",          "tokens",
@@ -365,11 +381,7 @@ lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
     *out = NULL;
     if (!p)
         p = &def;
-    if (p->seq_len < 1 || p->format < 0 || p->format >= LK_DATA_N_FORMATS)
-        return status_fail(LK_ERR_ARG,
-                           "dataset: seq_len must be >= 1 (got %lld) and format "
-                           "valid (got %d)",
-                           (long long)p->seq_len, (int)p->format);
+    LK_TRY(lk_dataset_params_check(p));
     lk_dataset *d = calloc(1, sizeof *d);
     if (!d || !(d->path = strdup(path))) {
         free(d);

@@ -70,6 +70,10 @@ struct ex_buf {
 /* Append one token with its label (LK_LABEL_IGNORE: no loss). */
 lk_status dataset_ex_push(struct ex_buf *e, int32_t id, int32_t label);
 
+/* Each item of a --fields list (NULL: none) is KEY=COLUMN; the column of each item goes to
+ * col[key] when col is not NULL (NULL: only check the list). */
+lk_status dataset_walk_fields(const char *spec, char **col);
+
 /* d->col[] from a --fields spec "KEY=COLUMN,..." (NULL: every key its own name). */
 lk_status dataset_parse_fields(lk_dataset *d, const char *spec);
 

@@ -346,28 +346,46 @@ lk_status dataset_build_example(lk_dataset *d, const cJSON *o, struct ex_buf *e,
     }
 }
 
+/* The item p[0..end) of a --fields list: the index of its canonical key in g_keys and where its
+ * column's name starts. */
+static lk_status field_item(const char *p, const char *end, int *key, const char **col)
+{
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    int k = -1;
+    for (int i = 0; eq && i < N_KEYS; i++)
+        if ((size_t)(eq - p) == strlen(g_keys[i]) && !memcmp(p, g_keys[i], (size_t)(eq - p)))
+            k = i;
+    if (!eq || k < 0 || eq + 1 == end)
+        return status_fail(LK_ERR_ARG,
+                           "--fields: '%.*s' is not KEY=COLUMN with KEY one of "
+                           "text, prompt, completion, messages, conversations, "
+                           "instruction, input, output, input_ids, labels",
+                           (int)(end - p), p);
+    *key = k;
+    *col = eq + 1;
+    return LK_OK;
+}
+
+lk_status dataset_walk_fields(const char *spec, char **col)
+{
+    for (const char *p = spec; p && *p;) {
+        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p), *c = NULL;
+        int k = 0;
+        LK_TRY(field_item(p, end, &k, &c));
+        if (col) {
+            free(col[k]);
+            if (!(col[k] = strndup(c, (size_t)(end - c))))
+                return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return LK_OK;
+}
+
 lk_status dataset_parse_fields(lk_dataset *d, const char *spec)
 {
     for (int k = 0; k < N_KEYS; k++)
         if (!(d->col[k] = strdup(g_keys[k])))
             return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
-    for (const char *p = spec; p && *p;) {
-        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
-        const char *eq = memchr(p, '=', (size_t)(end - p));
-        int k = -1;
-        for (int i = 0; eq && i < N_KEYS; i++)
-            if ((size_t)(eq - p) == strlen(g_keys[i]) && !memcmp(p, g_keys[i], (size_t)(eq - p)))
-                k = i;
-        if (!eq || k < 0 || eq + 1 == end)
-            return status_fail(LK_ERR_ARG,
-                               "--fields: '%.*s' is not KEY=COLUMN with KEY one of "
-                               "text, prompt, completion, messages, conversations, "
-                               "instruction, input, output, input_ids, labels",
-                               (int)(end - p), p);
-        free(d->col[k]);
-        if (!(d->col[k] = strndup(eq + 1, (size_t)(end - eq - 1))))
-            return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
-        p = comma ? comma + 1 : end;
-    }
-    return LK_OK;
+    return dataset_walk_fields(spec, d->col);
 }

@@ -10,6 +10,7 @@
 
 #include "core/mapfile.h"
 #include "model/model.h"
+#include "core/option.h"
 #include "core/status.h"
 #include "formats/tcache.h"
 
@@ -153,18 +154,28 @@ static lk_status example_entries(run *x, int64_t e, const int32_t *tok, const in
     return LK_OK;
 }
 
-static lk_status check_params(const lk_model *m, const struct lk_teacher_params *p, int64_t V)
+lk_status lk_teacher_params_check(const struct lk_teacher_params *p,
+                                  const struct lk_model_config *cfg)
 {
-    int64_t Vm = lk_model_get_config(m)->vocab_size;
-    if (V < 2 || V > Vm)
-        return status_fail(LK_ERR_ARG, "teacher: vocab %lld outside [2, %lld] (the model's)",
-                           (long long)V, (long long)Vm);
-    if (p->top_k < 1 || p->top_k >= V)
-        return status_fail(LK_ERR_ARG, "teacher: top-k %lld outside [1, %lld] (vocab %lld - 1)",
-                           (long long)p->top_k, (long long)V - 1, (long long)V);
-    if (!(p->temp > 0) || p->temp > 1e6f || p->piece < 1)
-        return status_fail(LK_ERR_ARG, "teacher: temperature %g (need > 0) or piece %lld (>= 1)",
-                           (double)p->temp, (long long)p->piece);
+    char want[96];
+    if (p->top_k < 1)
+        return option_range_i("--top-k", p->top_k, "at least 1");
+    if (!(p->temp > 0) || p->temp > 1e6f)
+        return option_range_f("--kd-temp", p->temp, "a temperature above 0 (at most 1e6)");
+    if (p->piece < 1)
+        return option_range_i("piece", p->piece, "at least 1");
+    if (p->vocab < 0)
+        return option_range_i("--vocab", p->vocab, "at least 2 (0: the model's vocab_size)");
+    if (!cfg)
+        return LK_OK;
+    int64_t V = p->vocab > 0 ? p->vocab : cfg->vocab_size;
+    snprintf(want, sizeof want, "2 .. %lld (the model's vocab_size)", (long long)cfg->vocab_size);
+    if (V < 2 || V > cfg->vocab_size)
+        return option_range_i("--vocab", V, want);
+    snprintf(want, sizeof want, "1 .. %lld (below the vocabulary of %lld ids)", (long long)V - 1,
+             (long long)V);
+    if (p->top_k >= V)
+        return option_range_i("--top-k", p->top_k, want);
     return LK_OK;
 }
 
@@ -236,8 +247,8 @@ lk_status lk_teacher_cache_write(const lk_model *m, const lk_dataset *d, const c
     st = st ? st : &local;
     memset(st, 0, sizeof *st);
     run x = {.m = m, .p = p, .Vm = lk_model_get_config(m)->vocab_size};
+    LK_TRY(lk_teacher_params_check(p, lk_model_get_config(m)));
     x.V = p->vocab > 0 ? p->vocab : x.Vm;
-    LK_TRY(check_params(m, p, x.V));
     tcache_writer *w = NULL;
     lk_status s = setup(&x, d, path, &w);
     if (s == LK_OK)

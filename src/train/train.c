@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "nn/kd.h"
 #include "formats/tcache.h"
+#include "train/params.h"
 #include "train/train_graph.h"
 
 struct lk_trainer {
@@ -41,104 +42,6 @@ struct lk_trainer {
     float *c_tail;               /* [T] */
     struct lk_loftq_stat *loftq; /* [lora.n] with a LoftQ start, else NULL */
 };
-
-struct lk_train_params lk_train_params_default(void)
-{
-    struct lk_train_params p = {
-        .rank = 8,
-        .alpha = 8,
-        .dropout = 0,
-        .targets = LK_MOD_ALL,
-        .rslora = 0,
-        .init_adapter = NULL,
-        .init = LK_INIT_PEFT,
-        .optimizer = LK_OPT_ADAMW,
-        .lr = 2e-4f,
-        .lr_ratio_b = 1,
-        .weight_decay = 0,
-        .beta1 = 0.9f,
-        .beta2 = 0.999f,
-        .eps = 1e-8f,
-        .max_grad_norm = 1.0f,
-        .schedule = LK_SCHED_LINEAR,
-        .warmup_steps = 0,
-        .steps = 0,
-        .epochs = 1,
-        .batch = 1,
-        .grad_accum = 1,
-        .seed = 42,
-        .max_bad_steps = 5,
-        .checkpointing = 1,
-        .objective = LK_OBJ_SFT,
-        .kd_temp = 1,
-        .kd_weight = 1,
-        .jsd_beta = 0.5f,
-    };
-    return p;
-}
-
-lk_status lk_train_parse_targets(const char *s, unsigned *out)
-{
-    static const char *const short_names[LK_MOD_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
-    unsigned mask = 0;
-    const char *p = s;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        int found = 0;
-        if ((n == 3 && !strncmp(p, "all", 3)) || (n == 10 && !strncmp(p, "all-linear", 10))) {
-            mask |= LK_MOD_ALL;
-            found = 1;
-        }
-        for (int k = 0; k < LK_MOD_COUNT && !found; k++) {
-            const char *full = lk_module_name((lk_module)k);
-            if ((strlen(short_names[k]) == n && !strncmp(p, short_names[k], n)) ||
-                (strlen(full) == n && !strncmp(p, full, n))) {
-                mask |= 1u << k;
-                found = 1;
-            }
-        }
-        if (!found)
-            return status_fail(LK_ERR_ARG,
-                               "targets: unknown module '%.*s' (use q,k,v,o,gate,up,down, their "
-                               "*_proj names, or all)",
-                               (int)n, p);
-        p += n + (p[n] == ',');
-    }
-    if (!mask)
-        return status_fail(LK_ERR_ARG, "targets: empty list");
-    *out = mask;
-    return LK_OK;
-}
-
-static lk_status check_params(const struct lk_train_params *p)
-{
-    if (p->rank < 1 || !(p->alpha > 0) || !(p->lr > 0) || !(p->lr_ratio_b > 0) || p->batch < 1 ||
-        p->grad_accum < 1 || p->steps < 0 || !(p->epochs > 0 || p->steps > 0) ||
-        p->warmup_steps < 0 || !(p->weight_decay >= 0) || p->max_bad_steps < 1 ||
-        !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1) || !(p->eps > 0))
-        return status_fail(LK_ERR_ARG,
-                           "training options out of range (rank >= 1, alpha, lr, lr ratio, eps > "
-                           "0, batch and grad-accum >= 1, steps or epochs > 0, betas in [0, 1))");
-    if (p->objective < LK_OBJ_SFT || p->objective > LK_OBJ_JSD)
-        return status_fail(LK_ERR_ARG, "unknown objective %d", (int)p->objective);
-    if (p->objective == LK_OBJ_SFT && (p->teacher || p->teacher_cache))
-        return status_fail(LK_ERR_ARG, "a teacher needs a distillation objective (kd, rkl, jsd)");
-    if (p->objective != LK_OBJ_SFT && !p->teacher == !p->teacher_cache)
-        return status_fail(LK_ERR_ARG, "distillation needs a teacher: a model or a teacher "
-                                       "cache (one of the two)");
-    if (!(p->kd_temp > 0 && p->kd_temp <= 100) || !(p->kd_weight >= 0 && p->kd_weight <= 1) ||
-        !(p->jsd_beta >= 0 && p->jsd_beta <= 1))
-        return status_fail(LK_ERR_ARG, "distillation options out of range (temperature in (0, "
-                                       "100], weight and JSD beta in [0, 1])");
-    if (p->init != LK_INIT_PEFT && p->init != LK_INIT_LOFTQ)
-        return status_fail(LK_ERR_ARG, "adapter start %d is not PEFT's (0) or LoftQ (1)", p->init);
-    if (p->init == LK_INIT_LOFTQ && p->init_adapter)
-        return status_fail(LK_ERR_ARG,
-                           "a LoftQ start and an initial adapter (%s) exclude each "
-                           "other",
-                           p->init_adapter);
-    return LK_OK;
-}
 
 /* The teacher cache: made over this very data, at this temperature, over this vocabulary. */
 static lk_status cache_setup(lk_trainer *t, int64_t V)
@@ -202,7 +105,7 @@ static lk_status initial_adapter(const lk_model *m, const struct lk_train_params
     if (!p->init_adapter) {
         struct lk_adapter_params ap = lk_adapter_params_default();
         ap.rank = p->rank;
-        ap.alpha = p->alpha;
+        ap.alpha = train_alpha(p);
         ap.use_rslora = p->rslora;
         ap.target_mask = p->targets;
         ap.seed = p->seed;
@@ -239,7 +142,8 @@ lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train
                             lk_trainer **out)
 {
     *out = NULL;
-    LK_TRY(check_params(p));
+    LK_TRY(lk_train_params_check(p, NULL));
+    LK_TRY(train_check_teacher(p));
     lk_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return status_fail(LK_ERR_NOMEM, "out of memory");

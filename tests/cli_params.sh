@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Option checks of every tool that fills a library params struct: a wrong value is a usage error
+# (exit 2) whose message is the library's, printed as is after the tool's name, with the --help
+# hint; nothing is loaded or written first. The messages name the option by its flag and value.
+# Usage: cli_params.sh BUILD_DIR SHARED_DIR SOURCE_DIR
+set -u
+B=$1 S=$2 SRC=$3
+M=$S/models/stories260K-hf
+D=$SRC/tests/data/teacher/data.jsonl
+. "$(dirname "$0")/lib_cli.sh"
+
+# usage TOOL MESSAGE -- ARGS...: exit 2, stderr exactly "TOOL: MESSAGE" and the hint, no stdout
+usage() {
+    local tool=$1 msg=$2
+    shift 3
+    expect 2 "$tool $*" -- "$B/$tool" "$@"
+    if [ "$(cat "$T/err")" = "$tool: $msg"$'\n'"Try '$tool --help'." ] && [ ! -s "$T/out" ]; then
+        passes=$((passes + 1))
+    else
+        echo "FAIL: $tool $*: stderr"
+        sed 's/^/  got:  /' "$T/err"
+        echo "  want: $tool: $msg"
+        fails=$((fails + 1))
+    fi
+}
+
+TR=(-m "$T/no-model" --data "$T/no-data.jsonl" -o "$T/out-dir")
+usage lora-train "--rank 0 is out of range: expected at least 1" -- "${TR[@]}" --rank 0
+usage lora-train "--alpha -2 is out of range: expected a finite value >= 0 (0: the rank)" -- \
+    "${TR[@]}" --alpha -2
+usage lora-train "--dropout 1 is out of range: expected 0 <= P < 1" -- "${TR[@]}" --dropout 1
+usage lora-train "--lr -1 is out of range: expected a finite value above 0" -- "${TR[@]}" --lr -1
+usage lora-train "--batch 0 is out of range: expected at least 1" -- "${TR[@]}" --batch 0
+usage lora-train "--seq-len 1 is out of range: expected at least 2" -- "${TR[@]}" --seq-len 1
+usage lora-train "--save-limit -1 is out of range: expected at least 0 (0: keep every checkpoint)" \
+    -- "${TR[@]}" --save-limit -1
+usage lora-train "--optimizer 'adam': expected adamw or sgd" -- "${TR[@]}" --optimizer adam
+usage lora-train "--fields: 'prompt' is not KEY=COLUMN with KEY one of text, prompt, completion, messages, conversations, instruction, input, output, input_ids, labels" \
+    -- "${TR[@]}" --fields prompt
+usage lora-train "--schedule 'step': expected cosine, linear or constant" -- "${TR[@]}" \
+    --schedule step
+usage lora-train "--quant 'f16': expected none (f32), nf4, q4_0, iq4_nl or q8_0" -- "${TR[@]}" \
+    --quant f16
+usage lora-train "--targets: unknown module 'zz' (use q,k,v,o,gate,up,down, their *_proj names, or all)" \
+    -- "${TR[@]}" --targets q,zz
+usage lora-train "--kd-temp 0 is out of range: expected 0 < T <= 100" -- "${TR[@]}" \
+    --objective kd --teacher-cache "$T/x.tc" --kd-temp 0
+usage lora-train "--jsd-beta 2 is out of range: expected 0 <= B <= 1" -- "${TR[@]}" \
+    --objective jsd --teacher-cache "$T/x.tc" --jsd-beta 2
+[ ! -e "$T/out-dir" ] && passes=$((passes + 1)) || { echo "FAIL: lora-train made its folder"; fails=$((fails + 1)); }
+
+GE=(-m "$T/no-model" --ids 1,2)
+usage lora-generate "--temp -1 is out of range: expected a finite value >= 0 (0: greedy)" -- \
+    "${GE[@]}" --temp -1
+usage lora-generate "--top-p 0 is out of range: expected 0 < P <= 1" -- "${GE[@]}" --top-p 0
+usage lora-generate "--top-k -5 is out of range: expected at least 0 (0: all)" -- "${GE[@]}" \
+    --top-k -5
+
+TE=(-m "$M" --data "$D" -o "$T/x.tc")
+usage lora-teacher "--top-k 0 is out of range: expected at least 1" -- "${TE[@]}" --top-k 0
+usage lora-teacher "--top-k 512 is out of range: expected 1 .. 511 (below the vocabulary of 512 ids)" \
+    -- "${TE[@]}" --top-k 512
+usage lora-teacher "--vocab 513 is out of range: expected 2 .. 512 (the model's vocab_size)" -- \
+    "${TE[@]}" --top-k 8 --vocab 513
+usage lora-teacher "--kd-temp 0 is out of range: expected a temperature above 0 (at most 1e6)" -- \
+    "${TE[@]}" --top-k 8 --kd-temp 0
+usage lora-teacher "--seq-len 1 is out of range: expected at least 2" -- "${TE[@]}" --top-k 8 \
+    --seq-len 1
+
+QU=(-m "$T/no-model" -o "$T/q")
+usage lora-quantize "--type 'f16': expected nf4, q4_0, iq4_nl or q8_0" -- "${QU[@]}" --type f16
+usage lora-quantize "--format 'onnx': expected lorakit, gguf or hf-bnb" -- "${QU[@]}" --type nf4 \
+    --format onnx
+usage lora-quantize "--quant-embed 'q4_0': expected f32 or q8_0" -- "${QU[@]}" --type nf4 \
+    --quant-embed q4_0
+usage lora-quantize "--double-quant applies to --format hf-bnb only" -- "${QU[@]}" --type nf4 \
+    --double-quant
+
+ME=(-m "$T/no-model" -a "$T/no-adapter" -o "$T/m")
+usage lora-merge "--dtype 'f8': expected f32, f16, bf16, q8_0, q4_0, iq4_nl or nf4" -- "${ME[@]}" \
+    --dtype f8
+usage lora-merge "--base-quant 'nf5': expected nf4, q4_0, iq4_nl or q8_0" -- "${ME[@]}" \
+    --base-quant nf5
+
+RA=(-m "$T/no-model" -o "$T/r")
+usage lora-random-adapter "--rank 0 is out of range: expected at least 1" -- "${RA[@]}" --rank 0
+usage lora-random-adapter "--std-b -1 is out of range: expected a finite value >= 0" -- \
+    "${RA[@]}" --std-b -1
+
+usage lora-tokenize "--seq-len 0 is out of range: expected at least 1" -- -m "$M" --data "$D" \
+    --seq-len 0
+usage lora-eval "--quant-embed 'q4_0': expected f32 or q8_0" -- -m "$T/no-model" --ids 1,2 \
+    --quant-embed q4_0
+
+echo "cli_params: $passes passed, $fails failed"
+[ "$fails" = 0 ]
