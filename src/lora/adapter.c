@@ -126,8 +126,12 @@ void lk_adapter_free(lk_adapter *a)
 {
     if (!a)
         return;
-    for (int64_t i = 0; i < a->n_mods; i++)
+    for (int64_t i = 0; i < a->n_mods; i++) {
+        if (a->arena) /* the factors live in the arena */
+            a->mods[i].A = a->mods[i].B = NULL;
         module_free(&a->mods[i]);
+    }
+    free(a->arena);
     free(a->mods);
     free(a->path);
     free(a->base_model);
@@ -153,6 +157,33 @@ static int cmp_module(const void *x, const void *y)
     if (a->layer != b->layer)
         return a->layer < b->layer ? -1 : 1;
     return (int)a->kind - (int)b->kind;
+}
+
+lk_status adapter_pack(lk_adapter *a)
+{
+    if (a->arena)
+        return LK_OK;
+    int64_t n = 0, off = 0;
+    for (int64_t i = 0; i < a->n_mods; i++)
+        n += a->mods[i].r * (a->mods[i].in + a->mods[i].out);
+    float *arena = lk_aligned_alloc((size_t)(n ? n : 1) * sizeof *arena);
+    if (!arena)
+        return status_fail(LK_ERR_NOMEM, "%s: cannot allocate %lld LoRA parameters", a->path,
+                           (long long)n);
+    for (int64_t i = 0; i < a->n_mods; i++) {
+        adapter_module *m = &a->mods[i];
+        float **f[2] = {&m->A, &m->B};
+        for (int k = 0; k < 2; k++) {
+            int64_t len = m->r * (k ? m->out : m->in);
+            memcpy(arena + off, *f[k], (size_t)len * sizeof *arena);
+            free(*f[k]);
+            *f[k] = arena + off;
+            off += len;
+        }
+    }
+    a->arena = arena;
+    a->n_arena = n;
+    return LK_OK;
 }
 
 lk_status adapter_finish(lk_adapter *a)
@@ -713,7 +744,7 @@ static double most_common(const lk_adapter *a, int want_r)
     return best;
 }
 
-static cJSON *peft_config_json(const lk_adapter *a)
+static cJSON *peft_config_json(const lk_adapter *a, const char *base_model)
 {
     cJSON *j = cJSON_CreateObject();
     double r = most_common(a, 1), alpha = most_common(a, 0);
@@ -738,7 +769,7 @@ static cJSON *peft_config_json(const lk_adapter *a)
         if (mask & (1u << k))
             cJSON_AddItemToArray(tm, cJSON_CreateString(g_mod_names[k]));
     cJSON_AddItemToObject(j, "alpha_pattern", ap);
-    cJSON_AddStringToObject(j, "base_model_name_or_path", a->base_model);
+    cJSON_AddStringToObject(j, "base_model_name_or_path", base_model);
     cJSON_AddStringToObject(j, "bias", "none");
     cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
     cJSON_AddBoolToObject(j, "inference_mode", 1);
@@ -812,10 +843,16 @@ static lk_status peft_write_tensors(const lk_adapter *a, const char *dir)
 
 lk_status lk_adapter_save_peft(const lk_adapter *a, const char *dir, int force)
 {
+    return adapter_save_peft_as(a, dir, a->base_model, force);
+}
+
+lk_status adapter_save_peft_as(const lk_adapter *a, const char *dir, const char *base_model,
+                               int force)
+{
     LK_TRY(adapter_check_ready(a));
     char *tmp = NULL;
     LK_TRY(tmpdir_create(dir, force, &tmp));
-    cJSON *j = peft_config_json(a);
+    cJSON *j = peft_config_json(a, base_model);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     lk_status s = text ? write_text(tmp, "adapter_config.json", text, 0)
@@ -889,14 +926,4 @@ void lk_model_detach_adapters(lk_model *m)
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < LK_MOD_COUNT; k++)
             model_linear(m, l, (lk_module)k)->n_lora = 0;
-}
-
-lk_status adapter_set_base_name(lk_adapter *a, const char *name)
-{
-    char *c = strdup(name);
-    if (!c)
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    free(a->base_model);
-    a->base_model = c;
-    return LK_OK;
 }

@@ -442,7 +442,7 @@ static void block_backward(const kd_ctx *x, const linear *head, const kd_bufs *b
             row_grad(x, &rs[r], S + r * n, Tl ? Tl + r * n : NULL,
                      b->mask ? b->mask + r * V + v0 : NULL, v0, n);
         linear rows = linear_rows(head, v0, n);
-        linear_backward(&rows, NULL, S, R, b->dhb, b->dhb + CE_ROWS * C, x->nt);
+        linear_backward(&rows, NULL, S, R, b->dhb, b->dhb + CE_ROWS * C, 0, x->nt);
     }
 }
 
