@@ -19,8 +19,8 @@ typedef struct {
     lk_adapter *ad;    /* the trained adapter (borrowed) */
     lora_module *mods; /* [n] in the adapter's module order */
     int n;
-    float *params;   /* [n_params] the adapter's arena: every A then B, module by module */
-    float *grads;    /* [n_params], same layout (owned) */
+    float *params; /* [n_params] the adapter's arena: every A then B, module by module */
+    float *grads;  /* [n_params], same layout (owned) */
     int64_t n_params;
 } lora_set;
 

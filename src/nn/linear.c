@@ -23,8 +23,7 @@ int64_t linear_tmp_floats(const linear *L, int64_t T)
 }
 
 /* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
-static const float *lora_input(const linear *L, const float *x, int64_t T, uint64_t key,
-                               float *xd)
+static const float *lora_input(const linear *L, const float *x, int64_t T, uint64_t key, float *xd)
 {
     const lora_train *tr = L->train;
     if (!tr || tr->dropout <= 0 || key == 0)
@@ -63,8 +62,8 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
         return; /* tmp may be NULL then */
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
     for (int i = 0; i < L->n_lora; i++)
-        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in,
-                     L->out, y, u, n_threads);
+        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in, L->out,
+                     y, u, n_threads);
 }
 
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp, int n_threads)

@@ -105,8 +105,7 @@ static lk_status cache_row(distill *d, int64_t r, const int32_t *seg, int64_t n,
         if (i == a)
             return status_fail(LK_ERR_FORMAT, "row %lld: segment %lld is empty", (long long)r,
                                (long long)j);
-        LK_TRY(tcache_get(d->tc, ex[j], i - a, d->c_ids + a * k, d->c_logp + a * k,
-                          d->c_tail + a));
+        LK_TRY(tcache_get(d->tc, ex[j], i - a, d->c_ids + a * k, d->c_logp + a * k, d->c_tail + a));
     }
     *tch = (kd_teacher){.k = k, .ids = d->c_ids, .logp = d->c_logp, .log_tail = d->c_tail};
     return LK_OK;

@@ -9,16 +9,16 @@
 #include "train/train_graph.h"
 
 typedef struct {
-    kd_params kp;           /* the run's objective (kp.kind 0: SFT, no teacher) */
-    const lk_model *model;  /* the online teacher (borrowed), or NULL */
-    train_graph *tg;        /* its forward */
-    tcache *tc;             /* or the teacher cache */
-    int64_t T;              /* sequence length */
-    int64_t *ex;            /* [rows, T] the examples of each row's segments (with a cache) */
-    int64_t *n_ex;          /* [rows] */
-    int32_t *c_ids;         /* [T, k] the cache's entries for one row */
-    float *c_logp;          /* [T, k] */
-    float *c_tail;          /* [T] */
+    kd_params kp;          /* the run's objective (kp.kind 0: SFT, no teacher) */
+    const lk_model *model; /* the online teacher (borrowed), or NULL */
+    train_graph *tg;       /* its forward */
+    tcache *tc;            /* or the teacher cache */
+    int64_t T;             /* sequence length */
+    int64_t *ex;           /* [rows, T] the examples of each row's segments (with a cache) */
+    int64_t *n_ex;         /* [rows] */
+    int32_t *c_ids;        /* [T, k] the cache's entries for one row */
+    float *c_logp;         /* [T, k] */
+    float *c_tail;         /* [T] */
 } distill;
 
 /* The teacher of p's objective (nothing for SFT) for a student m, whose graph g runs sequences of

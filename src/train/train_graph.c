@@ -194,8 +194,8 @@ static uint64_t mask_key(const train_batch *b, const linear *L)
 }
 
 /* y[T, out] = L(x) for batch b (its dropout masks). */
-static void lin_forward(const train_graph *g, const train_batch *b, const linear *L,
-                        const float *x, float *y)
+static void lin_forward(const train_graph *g, const train_batch *b, const linear *L, const float *x,
+                        float *y)
 {
     linear_forward_train(L, x, b->T, y, g->lin_tmp, mask_key(b, L), g->n_threads);
 }
@@ -351,8 +351,8 @@ static lk_status check_loss(const train_graph *g, const loss_config *loss)
     if (!loss || !loss->kd.kind)
         return LK_OK;
     const linear *head = loss->teacher.head;
-    int64_t need = kd_scratch_floats(g->m->cfg.hidden_size, head ? head->in : 0,
-                                     g->m->cfg.vocab_size);
+    int64_t need =
+        kd_scratch_floats(g->m->cfg.hidden_size, head ? head->in : 0, g->m->cfg.vocab_size);
     if (need > g->kd_scratch_n)
         return status_fail(LK_ERR_ARG,
                            "distillation loss: needs %lld floats of scratch, the graph holds %lld "
@@ -375,8 +375,8 @@ static void run_loss(train_graph *g, const train_batch *b, const loss_config *lo
                             &sums->count, g->ce, g->n_threads);
 }
 
-lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *loss,
-                    float grad_scale, int backward, loss_sums *sums)
+lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *loss, float grad_scale,
+                    int backward, loss_sums *sums)
 {
     const lk_model *m = g->m;
     int64_t T = b->T, C = m->cfg.hidden_size, L = m->cfg.n_layers;

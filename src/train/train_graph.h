@@ -26,15 +26,16 @@ typedef struct {
     const int32_t *targets; /* [T] id to predict at each position, -100 = none (graph_run only) */
     const int32_t *pos;     /* [T] positions, 0 at the start of every packed example */
     int64_t T;
-    int dropout;   /* 1: the trained adapters' dropout, with masks drawn from (seed, row); 0: none */
+    int dropout; /* 1: the trained adapters' dropout, with masks drawn from (seed, row); 0: none */
     uint64_t seed; /* the run's seed */
     uint64_t row;  /* the sequence's index in the run (step · rows per step + row) */
 } train_batch;
 
-/* The objective of a run. */
+/* The objective of a run: kd.kind 0, cross-entropy on the targets; else distillation with the
+ * teacher over the batch's positions (its arrays borrowed for the run). */
 typedef struct {
-    kd_params kd;       /* kd.kind 0: cross-entropy on the targets; else distillation with ... */
-    kd_teacher teacher; /* ... the teacher over the batch's positions (arrays borrowed for the run) */
+    kd_params kd;
+    kd_teacher teacher;
 } loss_config;
 
 /* What runs add up (graph_run adds to it: zero it first). */
@@ -51,8 +52,8 @@ lk_status graph_reserve_kd(train_graph *g, int64_t teacher_C);
 /* Forward and loss of batch b (loss NULL: cross-entropy), added to *sums; with backward, also
  * accumulates grad_scale·∂loss/∂(A, B) into every trained adapter's dA/dB. Allocates nothing (a
  * distillation loss needs graph_reserve_kd first). */
-lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *loss,
-                    float grad_scale, int backward, loss_sums *sums);
+lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *loss, float grad_scale,
+                    int backward, loss_sums *sums);
 
 /* Forward only: *hn (borrowed, [T, C], valid until the next run) = the final normed hidden
  * states of b's tokens (a teacher's input to the distillation loss; b's targets are not read). */

@@ -13,8 +13,8 @@ struct lk_trainer {
     lk_model *m;
     lk_dataset *data;
     struct lk_train_params p;
-    lk_adapter *ad;                       /* the trained adapter: rank, alpha, factors */
-    lora_set lora;                        /* ad's factors as one params arena, with gradients */
+    lk_adapter *ad; /* the trained adapter: rank, alpha, factors */
+    lora_set lora;  /* ad's factors as one params arena, with gradients */
     train_graph *g;
     distill kd;                           /* the teacher (distillation objectives) */
     float *m1, *m2;                       /* [n_params] AdamW moments */
