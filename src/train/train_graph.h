@@ -26,7 +26,7 @@ typedef struct {
     const int32_t *targets; /* [T] id to predict at each position, -100 = none (graph_run only) */
     const int32_t *pos;     /* [T] positions, 0 at the start of every packed example */
     int64_t T;
-    int dropout; /* 1: the trained adapters' dropout, with masks drawn from (seed, row); 0: none */
+    int dropout;   /* 1: the trained adapters' dropout, masks from (seed, row); 0: none */
     uint64_t seed; /* the run's seed */
     uint64_t row;  /* the sequence's index in the run (step · rows per step + row) */
 } train_batch;
