@@ -124,7 +124,7 @@ static void note(const void *p, const void *old)
     }
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#if LK_TEST_ASAN
 /* AddressSanitizer's allocator calls these on every allocation and free (any thread). */
 int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
                                               void (*f)(const volatile void *));

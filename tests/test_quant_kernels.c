@@ -325,14 +325,8 @@ static size_t vm_bytes(void) /* this process's address space now */
 static void test_scratch_nomem(void **state)
 {
     (void)state;
-#if defined(__SANITIZE_ADDRESS__)
-    skip(); /* AddressSanitizer's shadow memory does not run under RLIMIT_AS */
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    skip();
-#endif
-#endif
+    if (LK_TEST_ASAN)
+        skip(); /* AddressSanitizer's shadow memory does not run under RLIMIT_AS */
     const int64_t in = (int64_t)1 << 22, T = 8, Tb = (int64_t)1 << 16;
     wcase c, cb;
     wcase_make(&c, LK_QTYPE_Q8_0, Q4_QK, 2, in);  /* ref: a decoded row of 16 MiB per thread */

@@ -38,6 +38,19 @@ const char *tmp_path(const char *name);
 /* Write bytes to path; returns 0 on success. */
 int write_file(const char *path, const void *data, size_t n);
 
+/* LK_TEST_ASAN is 1 in a build with AddressSanitizer (gcc or clang), whose allocator and shadow
+ * memory make some tests impossible (huge requests abort, RLIMIT_AS cannot be used). */
+#if defined(__SANITIZE_ADDRESS__)
+#define LK_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LK_TEST_ASAN 1
+#endif
+#endif
+#ifndef LK_TEST_ASAN
+#define LK_TEST_ASAN 0
+#endif
+
 /* Skip the current test visibly when path does not exist (e.g. ../shared missing). */
 void require_file(const char *path);
 

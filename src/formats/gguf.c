@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
@@ -542,12 +543,13 @@ typedef struct {
 } wtensor;
 
 struct gguf_writer {
-    uint8_t *kv; /* serialised metadata entries */
-    size_t kv_len, kv_cap;
+    struct buf kv; /* serialised metadata entries */
     char **keys;
     int64_t n_kv;
+    size_t cap_kv;
     wtensor *t;
     int64_t n_t;
+    size_t cap_t;
 };
 
 lk_status gguf_writer_new(gguf_writer **out)
@@ -566,25 +568,13 @@ void gguf_writer_free(gguf_writer *w)
         free(w->t[i].name);
     free(w->keys);
     free(w->t);
-    free(w->kv);
+    buf_free(&w->kv);
     free(w);
 }
 
 static lk_status put(gguf_writer *w, const void *p, size_t n)
 {
-    if (w->kv_len + n > w->kv_cap) {
-        size_t cap = w->kv_cap ? w->kv_cap : 4096;
-        while (cap < w->kv_len + n)
-            cap *= 2;
-        uint8_t *nk = realloc(w->kv, cap);
-        if (!nk)
-            return status_fail(LK_ERR_NOMEM, "out of memory");
-        w->kv = nk;
-        w->kv_cap = cap;
-    }
-    memcpy(w->kv + w->kv_len, p, n);
-    w->kv_len += n;
-    return LK_OK;
+    return buf_put(&w->kv, p, n, "gguf writer: metadata");
 }
 
 static lk_status put_str(gguf_writer *w, const char *s)
@@ -600,10 +590,7 @@ static lk_status put_key(gguf_writer *w, const char *key, gguf_vtype t)
     for (int64_t i = 0; i < w->n_kv; i++)
         if (strcmp(w->keys[i], key) == 0)
             return status_fail(LK_ERR_ARG, "gguf writer: key '%s' set twice", key);
-    char **nk = realloc(w->keys, (size_t)(w->n_kv + 1) * sizeof *nk);
-    if (!nk)
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    w->keys = nk;
+    LK_TRY(BUF_GROW(&w->keys, &w->cap_kv, (size_t)w->n_kv + 1, "gguf writer: metadata keys"));
     if (!(w->keys[w->n_kv] = strdup(key)))
         return status_fail(LK_ERR_NOMEM, "out of memory");
     w->n_kv++;
@@ -686,10 +673,7 @@ lk_status gguf_add_tensor(gguf_writer *w, const char *name, uint32_t t, int n_di
     for (int64_t i = 0; i < w->n_t; i++)
         if (strcmp(w->t[i].name, name) == 0)
             return status_fail(LK_ERR_ARG, "gguf writer: tensor '%s' added twice", name);
-    wtensor *nt = realloc(w->t, (size_t)(w->n_t + 1) * sizeof *nt);
-    if (!nt)
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    w->t = nt;
+    LK_TRY(BUF_GROW(&w->t, &w->cap_t, (size_t)w->n_t + 1, "gguf writer: tensors"));
     wtensor *x = &w->t[w->n_t];
     memset(x, 0, sizeof *x);
     if (!(x->name = strdup(name)))
@@ -724,8 +708,8 @@ static lk_status write_header(gguf_writer *w, afile *a, uint64_t *pos)
     LK_TRY(afile_write(a, &ver, 4));
     LK_TRY(afile_write(a, &nt, 8));
     LK_TRY(afile_write(a, &nkv, 8));
-    LK_TRY(afile_write(a, w->kv, w->kv_len));
-    *pos = 24 + w->kv_len;
+    LK_TRY(afile_write(a, w->kv.p, w->kv.n));
+    *pos = 24 + w->kv.n;
     for (int64_t i = 0; i < w->n_t; i++) {
         wtensor *t = &w->t[i];
         uint64_t len = strlen(t->name);

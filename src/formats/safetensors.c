@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/json.h"
 #include "core/status.h"
 
@@ -230,10 +231,7 @@ static lk_status set_add_file(st_set *s, const char *name, int use_mmap)
     for (int i = 0; i < s->n_files; i++)
         if (strcmp(strrchr(s->files[i].map.path, '/') + 1, name) == 0)
             return LK_OK;
-    st_file *nf = realloc(s->files, (size_t)(s->n_files + 1) * sizeof *nf);
-    if (!nf)
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    s->files = nf;
+    LK_TRY(BUF_GROW(&s->files, &s->cap_files, (size_t)s->n_files + 1, "safetensors: shards"));
     char *p = path_join(s->dir, name);
     if (!p)
         return status_fail(LK_ERR_NOMEM, "out of memory");

@@ -32,6 +32,7 @@ const tensor_view *st_get(const st_file *f, const char *name);
 typedef struct {
     st_file *files;
     int n_files;
+    size_t cap_files;
     const tensor_view **index; /* [n], all tensors of all files, sorted by name */
     int n;
     char *dir;

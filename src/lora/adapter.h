@@ -1,5 +1,6 @@
-/* adapter.h — internal view of an lk_adapter (struct and helpers shared by adapter.c, merge.c
- * and inspect.c). */
+/* adapter.h — internal view of an lk_adapter: the struct and the helpers of adapter.c (used by
+ * the format files adapter_peft.c and adapter_gguf.c, by merge and inspect), and the two format
+ * readers that adapter_load.c dispatches to. */
 #ifndef LK_ADAPTER_H
 #define LK_ADAPTER_H
 
@@ -27,6 +28,7 @@ struct lk_adapter {
     int use_rslora, use_dora;
     adapter_module *mods; /* [n_mods] sorted by (layer, kind) */
     int64_t n_mods;
+    size_t cap_mods;
     int gguf_rows; /* 1: q/k rows of B still in llama.cpp order (lk_adapter_set_base undoes) */
     float *arena;  /* [n_arena] or NULL: every module's A then B, module by module (adapter_pack) */
     int64_t n_arena;
@@ -62,18 +64,26 @@ lk_status adapter_check_base(const lk_adapter *a, const struct lk_model_config *
  * modules. Already packed: nothing to do. LK_ERR_NOMEM leaves the adapter as it was. */
 lk_status adapter_pack(lk_adapter *a);
 
-/* lk_adapter_save_peft with base_model_name_or_path given here instead of the adapter's. */
-lk_status adapter_save_peft_as(const lk_adapter *a, const char *dir, const char *base_model,
-                               int force);
-
 /* Read a llama.cpp GGUF LoRA file (adapter_gguf.c). */
 lk_status adapter_load_gguf(const char *path, lk_adapter **out);
+
+/* Read a PEFT adapter folder: adapter_config.json and adapter_model.safetensors
+ * (adapter_peft.c). */
+lk_status adapter_load_peft(const char *dir, lk_adapter **out);
+
+/* lk_adapter_save_peft with base_model_name_or_path given here instead of the adapter's
+ * (adapter_peft.c). */
+lk_status adapter_save_peft_as(const lk_adapter *a, const char *dir, const char *base_model,
+                               int force);
 
 /* Any module whose B rows still wait for lk_adapter_set_base: LK_ERR_ARG naming the adapter. */
 lk_status adapter_check_ready(const lk_adapter *a);
 
 /* Allocate an empty adapter (path copied); free with lk_adapter_free. */
 lk_status adapter_new(const char *path, const char *format, lk_adapter **out);
+
+/* Free a module's A, B and mag (the struct itself is the caller's). */
+void adapter_module_free(adapter_module *m);
 
 /* Append a module (takes ownership of A, B, mag even on failure). */
 lk_status adapter_add_module(lk_adapter *a, const adapter_module *m);

@@ -2,7 +2,8 @@
  * Follows llama.cpp's convert_lora_to_gguf.py (writer) and llama-adapter.cpp (loader): tensors
  * blk.N.<stem>.weight.lora_a with ne {in, r} and .lora_b with ne {r, out} (the PyTorch [r, in] and
  * [out, r] row-major layouts), q/k rows of B permuted like the base weights of Llama-architecture
- * models, and scale = alpha/r when adapter.lora.alpha != 0, else 1 (times --lora-scaled). */
+ * models, and scale = alpha/r when adapter.lora.alpha != 0, else 1 (times --lora-scaled).
+ * Calls into adapter.c only (of the adapter files). */
 #include <math.h>
 #include <string.h>
 

@@ -1,5 +1,7 @@
-/* merge.h — internal pieces of lk_merge shared by the Hugging Face writer (merge.c) and the GGUF
- * model writer (merge_gguf.c). */
+/* merge.h — internal pieces of lk_merge, by layer: the merge core (merge.c: options, checks,
+ * merged rows), the two writers built on it (merge_hf.c: a Hugging Face folder; merge_gguf.c: a
+ * llama.cpp GGUF file), used by lk_merge (merge_api.c) and lora-quantize's writer
+ * (qbase_write.c). */
 #ifndef LK_MERGE_H
 #define LK_MERGE_H
 
@@ -33,6 +35,8 @@ typedef struct {
     int strict_blocks;   /* 1: rows that are not whole blocks are an error, not kept F16 */
 } merge_ctx;
 
+/* ---- merge.c ---- */
+
 /* Validate the adapters against cfg and resolve the options. */
 lk_status merge_prepare(merge_ctx *c, const struct lk_model_config *cfg,
                         const lk_adapter *const *adapters, const float *w, int n,
@@ -51,13 +55,21 @@ lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, in
 /* Drop the resident pages of a mapped range (re-read from the file if touched again). */
 void merge_release(const void *p, size_t n);
 
+/* ---- merge_hf.c ---- */
+
+/* Write the merged model as a Hugging Face folder out (model.safetensors, config.json, the side
+ * files), through a temporary folder renamed into place. */
+lk_status merge_hf(merge_ctx *c, const char *base_dir, const char *out);
+
 /* Copy every regular file of base_dir except weights and config.json (tokenizer, generation
  * config, ...) into dir. A symlink is copied only when it resolves inside base_dir or the
  * Hugging Face cache's blobs folder of the snapshot (base_dir/../../blobs); LK_ERR_IO naming the
  * link and its target otherwise. */
 lk_status merge_copy_side_files(const char *base_dir, const char *dir);
 
-/* Write the merged model as one llama.cpp GGUF file (merge_gguf.c). */
+/* ---- merge_gguf.c ---- */
+
+/* Write the merged model as one llama.cpp GGUF file. */
 lk_status merge_gguf(merge_ctx *c, const char *base_dir, const char *out);
 
 #endif /* LK_MERGE_H */

@@ -4,7 +4,8 @@
  * token_embd, blk.N.{attn_norm, attn_q/k/v(.bias), attn_output, ffn_norm, ffn_gate/up/down},
  * output_norm, output (absent when tied), rope_freqs for llama3 rope scaling; 1-D tensors F32 and
  * matrices in the asked type; hyper-parameters under "<arch>." keys; the tokenizer (gguf_vocab.c).
- * Checked against the real stories260K.gguf in tests. */
+ * Checked against the real stories260K.gguf in tests. Calls into merge.c only (of the merge
+ * files). */
 #include <math.h>
 #include <string.h>
 

@@ -2,7 +2,8 @@
  * at a time. Three layouts (qbase.h): lorakit's folder (rows as quant/ stores them, mapped at
  * load), llama.cpp GGUF (through merge_gguf.c's writer: names, q/k row order, tokenizer) and a
  * bitsandbytes NF4 folder (the flattened tensor in blocks of 64, as bnb.functional.quantize_4bit
- * does, with QuantState.as_dict(packed=True) companions). */
+ * does, with QuantState.as_dict(packed=True) companions). Sits on top of the merge files: calls
+ * merge.c (merge_prepare, merge_release), merge_hf.c (side files) and merge_gguf.c. */
 #include <math.h>
 #include <string.h>
 

@@ -9,6 +9,7 @@
 
 #include "model/config.h"
 #include "model/qbase.h"
+#include "core/buf.h"
 #include "core/status.h"
 
 int model_n_specs(const struct lk_model_config *c)
@@ -134,12 +135,12 @@ static void drop_source(const lk_model *m, const tensor_view *t)
 /* Keep p (an owned weight buffer) until lk_model_free; frees p on failure. */
 static lk_status own(lk_model *m, void *p)
 {
-    void **no = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *no);
-    if (!no) {
+    lk_status s =
+        BUF_GROW(&m->owned, &m->cap_owned, (size_t)m->n_owned + 1, "model: weight copies");
+    if (s != LK_OK) {
         free(p);
-        return status_fail(LK_ERR_NOMEM, "out of memory");
+        return s;
     }
-    m->owned = no;
     m->owned[m->n_owned++] = p;
     return LK_OK;
 }

@@ -19,6 +19,7 @@ struct lk_model {
     st_set st;    /* the mapped files */
     void **owned; /* converted (f16/bf16 → f32) or realigned copies */
     int n_owned;
+    size_t cap_owned;
     linear embed;          /* token embeddings [V, C] (f32 or quantised rows) */
     const float *norm;     /* [C] */
     linear lm_head;        /* [V, C]; w == embed when tied */

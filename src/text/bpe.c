@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/status.h"
 
 /* ---- GPT-2 byte <-> unicode ------------------------------------------------------------- */
@@ -182,21 +183,8 @@ void tok_bpe_free(tok_bpe *m)
 
 lk_status tok_out_push(tok_out *out, int32_t id, uint32_t start, uint32_t end)
 {
-    if (out->n == out->cap) {
-        int64_t cap = out->cap ? out->cap * 2 : 256;
-        int32_t *ids = realloc(out->ids, (size_t)cap * sizeof *ids);
-        if (ids)
-            out->ids = ids;
-        uint32_t *st = ids ? realloc(out->start, (size_t)cap * sizeof *st) : NULL;
-        if (st)
-            out->start = st;
-        uint32_t *en = st ? realloc(out->end, (size_t)cap * sizeof *en) : NULL;
-        if (!en)
-            return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory for %lld ids",
-                               (long long)cap);
-        out->end = en;
-        out->cap = cap;
-    }
+    struct buf_arr a[] = {BUF_ARR(&out->ids), BUF_ARR(&out->start), BUF_ARR(&out->end)};
+    LK_TRY(buf_grow_all(a, 3, &out->cap, (size_t)out->n + 1, "tokenizer: token ids"));
     out->ids[out->n] = id;
     out->start[out->n] = start;
     out->end[out->n] = end;
@@ -263,22 +251,11 @@ static struct cand heap_pop(struct cand *h, int64_t *n)
 
 static lk_status scratch_reserve(tok_bpe_scratch *sc, int64_t n)
 {
-    if (n <= sc->cap_syms)
-        return LK_OK;
-    int64_t cap = n < 64 ? 64 : n * 2;
-    void *s = realloc(sc->syms, (size_t)cap * sizeof(struct sym));
-    if (!s)
-        return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory for a %lld-byte word",
-                           (long long)n);
-    sc->syms = s;
+    LK_TRY(buf_grow(&sc->syms, &sc->cap_syms, (size_t)n, sizeof(struct sym),
+                    "tokenizer: BPE symbols of a word"));
     /* each merge adds at most 2 candidates to the n-1 initial ones */
-    void *h = realloc(sc->heap, (size_t)cap * 3 * sizeof(struct cand));
-    if (!h)
-        return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory for a %lld-byte word",
-                           (long long)n);
-    sc->heap = h;
-    sc->cap_syms = cap;
-    return LK_OK;
+    return buf_grow(&sc->heap, &sc->cap_heap, 3 * (size_t)n, sizeof(struct cand),
+                    "tokenizer: BPE candidates of a word");
 }
 
 void tok_bpe_scratch_free(tok_bpe_scratch *sc)

@@ -40,14 +40,15 @@ typedef struct {
 typedef struct {
     int32_t *ids;
     uint32_t *start, *end;
-    int64_t n, cap;
+    int64_t n;
+    size_t cap;
 } tok_out;
 
 /* Scratch memory for tok_bpe_word, reused across words (one per encode call). */
 typedef struct {
     void *syms;
     void *heap;
-    int64_t cap_syms, cap_heap;
+    size_t cap_syms, cap_heap; /* elements of syms and heap */
 } tok_bpe_scratch;
 
 /* GPT-2 byte-to-unicode map: the code point that stands for byte b, and the inverse (-1 when a

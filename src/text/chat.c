@@ -7,27 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/status.h"
 
 struct chat_buf {
     char *s;
     size_t n, cap;
     struct chat_span *sp;
-    int64_t nsp, capsp;
+    int64_t nsp;
+    size_t capsp;
 };
 
 static lk_status put(struct chat_buf *b, const char *s, size_t n)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p)
-            return status_fail(LK_ERR_NOMEM, "chat: out of memory");
-        b->s = p;
-        b->cap = cap;
-    }
+    LK_TRY(BUF_GROW(&b->s, &b->cap, b->n + n + 1, "chat: rendered text"));
     memcpy(b->s + b->n, s, n);
     b->n += n;
     b->s[b->n] = 0;
@@ -41,14 +34,7 @@ static lk_status puts_(struct chat_buf *b, const char *s)
 
 static lk_status span(struct chat_buf *b, size_t start)
 {
-    if (b->nsp == b->capsp) {
-        int64_t cap = b->capsp ? b->capsp * 2 : 8;
-        struct chat_span *p = realloc(b->sp, (size_t)cap * sizeof *p);
-        if (!p)
-            return status_fail(LK_ERR_NOMEM, "chat: out of memory");
-        b->sp = p;
-        b->capsp = cap;
-    }
+    LK_TRY(BUF_GROW(&b->sp, &b->capsp, (size_t)b->nsp + 1, "chat: assistant spans"));
     b->sp[b->nsp++] = (struct chat_span){start, b->n};
     return LK_OK;
 }

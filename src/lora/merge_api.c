@@ -1,0 +1,32 @@
+/* merge_api.c — lk_merge: load the base config, check the adapters (merge_prepare), refuse an
+ * output that is the base folder itself, then write a llama.cpp GGUF file (merge_gguf.c) when the
+ * output ends in .gguf, else a Hugging Face folder (merge_hf.c). Sits on top of the merge files;
+ * nothing calls into it. */
+#include "lora/merge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "model/config.h"
+
+lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, const float *w, int n,
+                   const char *out, const struct lk_merge_params *p)
+{
+    struct lk_model_config cfg;
+    merge_ctx c;
+    if (n < 0 || (n > 0 && (!adapters || !w)))
+        return status_fail(LK_ERR_ARG, "merge: %d adapters without arrays", n);
+    LK_TRY(lk_config_load(base_dir, &cfg));
+    LK_TRY(merge_prepare(&c, &cfg, adapters, w, n, p));
+    char *rb = realpath(base_dir, NULL), *ro = realpath(out, NULL);
+    int same = rb && ro && strcmp(rb, ro) == 0;
+    free(rb);
+    free(ro);
+    if (same) /* --force would replace the base while it is being read */
+        return status_fail(LK_ERR_ARG, "%s: the output is the base model folder itself", out);
+    size_t len = strlen(out);
+    if (len >= 5 && strcmp(out + len - 5, ".gguf") == 0)
+        return merge_gguf(&c, base_dir, out);
+    return merge_hf(&c, base_dir, out);
+}
