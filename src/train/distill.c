@@ -70,7 +70,7 @@ lk_status distill_create(distill *d, const struct lk_train_params *p, const lk_m
         LK_TRY(cache_setup(d, p, data, m->cfg.vocab_size, rows));
     else
         LK_TRY(model_setup(d, p, m));
-    return graph_reserve_kd(g, d->model ? d->model->lm_head.in : 0);
+    return graph_reserve_kd(g, d->model ? &d->model->lm_head : NULL);
 }
 
 void distill_free(distill *d)

@@ -290,9 +290,17 @@ static lk_status set_bounds(train_graph *g, const int32_t *pos, int64_t T)
     return LK_OK;
 }
 
-lk_status graph_reserve_kd(train_graph *g, int64_t teacher_C)
+/* Floats of the distillation loss's scratch with a teacher whose LM head is teacher_head (NULL: a
+ * top-k teacher). */
+static int64_t kd_floats(const train_graph *g, const linear *teacher_head)
 {
-    int64_t need = kd_scratch_floats(g->m->cfg.hidden_size, teacher_C, g->m->cfg.vocab_size);
+    const struct lk_model_config *c = &g->m->cfg;
+    return kd_scratch_floats(c->hidden_size, teacher_head ? teacher_head->in : 0, c->vocab_size);
+}
+
+lk_status graph_reserve_kd(train_graph *g, const linear *teacher_head)
+{
+    int64_t need = kd_floats(g, teacher_head);
     if (need <= g->kd_scratch_n)
         return LK_OK;
     free(g->kd_scratch);
@@ -350,9 +358,7 @@ static lk_status check_loss(const train_graph *g, const loss_config *loss)
 {
     if (!loss || !loss->kd.kind)
         return LK_OK;
-    const linear *head = loss->teacher.head;
-    int64_t need =
-        kd_scratch_floats(g->m->cfg.hidden_size, head ? head->in : 0, g->m->cfg.vocab_size);
+    int64_t need = kd_floats(g, loss->teacher.head);
     if (need > g->kd_scratch_n)
         return status_fail(LK_ERR_ARG,
                            "distillation loss: needs %lld floats of scratch, the graph holds %lld "

@@ -45,9 +45,9 @@ typedef struct {
     int64_t count; /* predicted positions */
 } loss_sums;
 
-/* Room for distillation runs with a teacher of hidden size teacher_C (0: a top-k teacher): the
- * loss's scratch, allocated here once so that no run allocates. */
-lk_status graph_reserve_kd(train_graph *g, int64_t teacher_C);
+/* Room for distillation runs with a teacher whose LM head is teacher_head (NULL: a top-k teacher):
+ * the loss's scratch, allocated here once so that no run allocates. */
+lk_status graph_reserve_kd(train_graph *g, const linear *teacher_head);
 
 /* Forward and loss of batch b (loss NULL: cross-entropy), added to *sums; with backward, also
  * accumulates grad_scale·∂loss/∂(A, B) into every trained adapter's dA/dB. Allocates nothing (a
