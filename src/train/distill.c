@@ -1,5 +1,5 @@
 /* distill.c — see distill.h. The objective's loss is kd.c's; this file only finds the teacher's
- * side of it for each sequence. */
+ * side of it for each sequence. Calls into train_graph.c (the online teacher's forward). */
 #include "train/distill.h"
 
 #include <string.h>

@@ -1,7 +1,8 @@
 /* train.c — the LoRA trainer: creation (every buffer of a step planned here), rows from the
  * dataset, forward/backward through the training graph, NaN/Inf guard, global-norm clipping,
- * AdamW/SGD with LoRA+ learning-rate ratio, warmup and decay schedule, evaluation. The teacher of
- * a distillation run is distill.c's, checkpoints and the PEFT output train_ckpt.c's.
+ * AdamW/SGD with LoRA+ learning-rate ratio, warmup and decay schedule, evaluation. Calls into
+ * train_graph.c, distill.c (the teacher of a distillation run) and optim.c; checkpoints and the
+ * PEFT output are train_ckpt.c's, on top of this file.
  * Loss normalisation: the mean over every trained token of the step (all micro-batches), as
  * transformers does when it knows the step's token count (num_items_in_batch). */
 #include <math.h>

@@ -1,7 +1,7 @@
 /* train_ckpt.c — the trainer's checkpoints (the run's state as LKCKPT: the adapter's params
  * arena, the AdamW moments, and a JSON description with step, schedule counters, data cursor,
  * options and loss history; formats/checkpoint.c writes the file) and the PEFT output, written
- * from the trained adapter itself. */
+ * from the trained adapter itself. On top of train.c (the trainer's state, its loss history). */
 #include <math.h>
 #include <string.h>
 
