@@ -33,7 +33,7 @@ static void check_step(const char *tag, int rslora, lk_qtype quant)
     assert_int_equal(info.use_rslora, rslora);
     lora_set s;
     assert_ok(lora_set_create(m, ad, 0.0f, &s));
-    assert_true(s.scale == (float)(rslora ? 8.0 / 2.0 : 8.0 / 4.0));
+    assert_true(s.mods[0].L->lora[0].scale == (float)(rslora ? 8.0 / 2.0 : 8.0 / 4.0));
     st_file init, want;
     snprintf(path, sizeof path, "lora/init%s/adapter_model.safetensors", tag);
     assert_ok(st_open(&init, data_path(path), 1));
@@ -48,8 +48,7 @@ static void check_step(const char *tag, int rslora, lk_qtype quant)
         total += (i % T) + 1 < T && lbp[i + 1] != -100;
     train_graph *g;
     assert_ok(graph_create(m, T, 1, &g));
-    double loss = 0;
-    int64_t cnt = 0;
+    loss_sums sums = {0};
     lora_set_zero_grad(&s);
     for (int64_t b = 0; b < B; b++) {
         int32_t tgt[64], pos[64];
@@ -57,8 +56,11 @@ static void check_step(const char *tag, int rslora, lk_qtype quant)
             tgt[t] = t + 1 < T ? lbp[b * T + t + 1] : -100;
             pos[t] = (int32_t)t;
         }
-        assert_ok(graph_run(g, idp + b * T, tgt, pos, T, 1.0f / (float)total, 1, &loss, &cnt));
+        train_batch tb = {.tokens = idp + b * T, .targets = tgt, .pos = pos, .T = T};
+        assert_ok(graph_run(g, &tb, NULL, 1.0f / (float)total, 1, &sums));
     }
+    double loss = sums.loss;
+    int64_t cnt = sums.count;
     assert_int_equal(cnt, total);
     float ref_loss = *(const float *)st_get(&want, "loss")->data;
     fprintf(stderr, "%s: loss %.6f, PEFT %.6f\n", tag[0] ? tag + 1 : "lora", loss / (double)cnt,
@@ -71,7 +73,7 @@ static void check_step(const char *tag, int rslora, lk_qtype quant)
     for (int i = 0; i < s.n; i++) {
         lora_module *mo = &s.mods[i];
         const char *ab[2] = {"A", "B"};
-        float *p[2] = {mo->A, mo->B};
+        float *p[2] = {mo->am->A, mo->am->B};
         for (int k = 0; k < 2; k++) {
             char key[160];
             snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_%s.weight", mo->name, ab[k]);

@@ -15,16 +15,20 @@
 
 typedef struct {
     train_graph *g;
-    const int32_t *tok, *tgt, *pos;
-    int64_t T;
+    train_batch b;
 } run_ctx;
 
 static double loss_of(run_ctx *c)
 {
-    double sum = 0;
-    int64_t cnt = 0;
-    assert_ok(graph_run(c->g, c->tok, c->tgt, c->pos, c->T, 1.0f, 0, &sum, &cnt));
-    return sum;
+    loss_sums sums = {0};
+    assert_ok(graph_run(c->g, &c->b, NULL, 1.0f, 0, &sums));
+    return sums.loss;
+}
+
+/* The packed sequence tok/tgt/pos[T] as a run's input, no dropout. */
+static train_batch batch(const int32_t *tok, const int32_t *tgt, const int32_t *pos, int64_t T)
+{
+    return (train_batch){.tokens = tok, .targets = tgt, .pos = pos, .T = T};
 }
 
 static void check_model_grads(const char *dir, float dropout, int threads)
@@ -45,8 +49,6 @@ static void check_model_grads(const char *dir, float dropout, int threads)
     assert_ok(lora_set_create(m, ad, dropout, &s));
     rng_state rg;
     rng_seed(&rg, 5, 1);
-    for (int i = 0; i < s.n; i++)
-        s.mods[i].tr.mask_key = 1000 + (uint64_t)i;
     /* two packed examples: [0..6) and [6..13), prompt tokens masked with -100 */
     enum { T = 13 };
     int32_t tok[T], tgt[T], pos[T];
@@ -57,12 +59,16 @@ static void check_model_grads(const char *dir, float dropout, int threads)
     }
     train_graph *g;
     assert_ok(graph_create(m, 16, 1, &g));
-    run_ctx c = {g, tok, tgt, pos, T};
-    double sum = 0;
-    int64_t cnt = 0;
+    /* the dropout masks (with dropout > 0) of one row: the same in every run below */
+    run_ctx c = {g, batch(tok, tgt, pos, T)};
+    c.b.dropout = 1;
+    c.b.seed = 1000;
+    c.b.row = 3;
+    loss_sums sums = {0};
     lora_set_zero_grad(&s);
-    assert_ok(graph_run(g, tok, tgt, pos, T, 1.0f, 1, &sum, &cnt));
-    assert_int_equal(cnt, T - 3);
+    assert_ok(graph_run(g, &c.b, NULL, 1.0f, 1, &sums));
+    double sum = sums.loss;
+    assert_int_equal(sums.count, T - 3);
     assert_true(fabs(sum - loss_of(&c)) < 1e-9 * fabs(sum) + 1e-9); /* backward leaves it alone */
     /* without checkpointing (every layer's activations kept): the very same gradients */
     {
@@ -71,10 +77,9 @@ static void check_model_grads(const char *dir, float dropout, int threads)
         train_graph *g2;
         assert_ok(graph_create(m, 16, 0, &g2));
         lora_set_zero_grad(&s);
-        double sum2 = 0;
-        int64_t cnt2 = 0;
-        assert_ok(graph_run(g2, tok, tgt, pos, T, 1.0f, 1, &sum2, &cnt2));
-        assert_true(sum2 == sum);
+        loss_sums sums2 = {0};
+        assert_ok(graph_run(g2, &c.b, NULL, 1.0f, 1, &sums2));
+        assert_true(sums2.loss == sum);
         assert_memory_equal(keep, s.grads, (size_t)s.n_params * sizeof(float));
         graph_free(g2);
         free(keep);
@@ -84,9 +89,9 @@ static void check_model_grads(const char *dir, float dropout, int threads)
     int checked = 0;
     for (int i = 0; i < s.n; i++) {
         lora_module *mo = &s.mods[i];
-        float *ps[2] = {mo->A, mo->B};
+        float *ps[2] = {mo->am->A, mo->am->B};
         float *gs[2] = {mo->tr.dA, mo->tr.dB};
-        int64_t ns[2] = {mo->r * mo->in, mo->out * mo->r};
+        int64_t ns[2] = {mo->am->r * mo->am->in, mo->am->out * mo->am->r};
         for (int k = 0; k < 2; k++)
             for (int j = 0; j < 3; j++) {
                 int64_t idx = (int64_t)(rng_next(&rg) % (uint64_t)ns[k]);
@@ -146,20 +151,21 @@ static void test_packing_equals_separate(void **state)
         pos[t] = t < 5 ? t : t - 5;
         tgt[t] = (t == 4 || t == 9) ? -100 : tok[t + 1];
     }
-    double both = 0, a = 0, b = 0;
-    int64_t n1 = 0, n2 = 0, n3 = 0;
-    assert_ok(graph_run(g, tok, tgt, pos, 10, 1, 0, &both, &n1));
-    assert_ok(graph_run(g, tok, tgt, pos, 5, 1, 0, &a, &n2));
-    assert_ok(graph_run(g, tok + 5, tgt + 5, pos + 5, 5, 1, 0, &b, &n3));
-    assert_int_equal(n1, n2 + n3);
-    assert_true(fabs(both - (a + b)) < 1e-4);
+    loss_sums both = {0}, a = {0}, b = {0};
+    train_batch b_both = batch(tok, tgt, pos, 10), b_a = batch(tok, tgt, pos, 5);
+    train_batch b_b = batch(tok + 5, tgt + 5, pos + 5, 5);
+    assert_ok(graph_run(g, &b_both, NULL, 1, 0, &both));
+    assert_ok(graph_run(g, &b_a, NULL, 1, 0, &a));
+    assert_ok(graph_run(g, &b_b, NULL, 1, 0, &b));
+    assert_int_equal(both.count, a.count + b.count);
+    assert_true(fabs(both.loss - (a.loss + b.loss)) < 1e-4);
     /* and the unpacked forward agrees with the inference forward's loss */
     double nll = 0;
     int64_t cnt = 0;
     assert_ok(lk_model_nll(m, tok, 5, 0, &nll, &cnt));
-    assert_true(fabs(nll - a) < 1e-4);
+    assert_true(fabs(nll - a.loss) < 1e-4);
     pos[3] = 7; /* not a valid position sequence */
-    assert_status(graph_run(g, tok, tgt, pos, 10, 1, 0, &both, &n1), LK_ERR_ARG, "positions");
+    assert_status(graph_run(g, &b_both, NULL, 1, 0, &both), LK_ERR_ARG, "positions");
     graph_free(g);
     lk_model_free(m);
 }

@@ -121,8 +121,12 @@ void lk_adapter_free(lk_adapter *a)
 {
     if (!a)
         return;
-    for (int64_t i = 0; i < a->n_mods; i++)
+    for (int64_t i = 0; i < a->n_mods; i++) {
+        if (a->arena) /* the factors live in the arena */
+            a->mods[i].A = a->mods[i].B = NULL;
         adapter_module_free(&a->mods[i]);
+    }
+    free(a->arena);
     free(a->mods);
     free(a->path);
     free(a->base_model);
@@ -147,6 +151,33 @@ static int cmp_module(const void *x, const void *y)
     if (a->layer != b->layer)
         return a->layer < b->layer ? -1 : 1;
     return (int)a->kind - (int)b->kind;
+}
+
+lk_status adapter_pack(lk_adapter *a)
+{
+    if (a->arena)
+        return LK_OK;
+    int64_t n = 0, off = 0;
+    for (int64_t i = 0; i < a->n_mods; i++)
+        n += a->mods[i].r * (a->mods[i].in + a->mods[i].out);
+    float *arena = lk_aligned_alloc((size_t)(n ? n : 1) * sizeof *arena);
+    if (!arena)
+        return status_fail(LK_ERR_NOMEM, "%s: cannot allocate %lld LoRA parameters", a->path,
+                           (long long)n);
+    for (int64_t i = 0; i < a->n_mods; i++) {
+        adapter_module *m = &a->mods[i];
+        float **f[2] = {&m->A, &m->B};
+        for (int k = 0; k < 2; k++) {
+            int64_t len = m->r * (k ? m->out : m->in);
+            memcpy(arena + off, *f[k], (size_t)len * sizeof *arena);
+            free(*f[k]);
+            *f[k] = arena + off;
+            off += len;
+        }
+    }
+    a->arena = arena;
+    a->n_arena = n;
+    return LK_OK;
 }
 
 lk_status adapter_finish(lk_adapter *a)
@@ -379,14 +410,4 @@ void lk_model_detach_adapters(lk_model *m)
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < LK_MOD_COUNT; k++)
             model_linear(m, l, (lk_module)k)->n_lora = 0;
-}
-
-lk_status adapter_set_base_name(lk_adapter *a, const char *name)
-{
-    char *c = strdup(name);
-    if (!c)
-        return status_fail(LK_ERR_NOMEM, "out of memory");
-    free(a->base_model);
-    a->base_model = c;
-    return LK_OK;
 }

@@ -13,8 +13,8 @@ typedef struct {
     lk_module kind;
     int64_t r, in, out;
     double alpha, scale;
-    float *A;   /* [r, in], owned */
-    float *B;   /* [out, r], owned */
+    float *A;   /* [r, in], owned (inside the adapter's arena once packed) */
+    float *B;   /* [out, r], owned (inside the adapter's arena once packed) */
     float *mag; /* [out] DoRA magnitude or NULL, owned */
 } adapter_module;
 
@@ -30,6 +30,8 @@ struct lk_adapter {
     int64_t n_mods;
     size_t cap_mods;
     int gguf_rows; /* 1: q/k rows of B still in llama.cpp order (lk_adapter_set_base undoes) */
+    float *arena;  /* [n_arena] or NULL: every module's A then B, module by module (adapter_pack) */
+    int64_t n_arena;
 };
 
 /* Hugging Face [out, in] of module kind for cfg. */
@@ -57,8 +59,10 @@ lk_status adapter_permute_rows(float *x, int64_t rows, int64_t cols, int64_t hea
  * LK_ERR_SHAPE naming the module and both shapes otherwise. */
 lk_status adapter_check_base(const lk_adapter *a, const struct lk_model_config *cfg);
 
-/* Record base_model_name_or_path (copied). */
-lk_status adapter_set_base_name(lk_adapter *a, const char *name);
+/* Move every module's A and B into one 64-byte aligned arena (a->arena: module by module, A then
+ * B), so that training walks all factors as one array. Nothing changes for readers of the
+ * modules. Already packed: nothing to do. LK_ERR_NOMEM leaves the adapter as it was. */
+lk_status adapter_pack(lk_adapter *a);
 
 /* Read a llama.cpp GGUF LoRA file (adapter_gguf.c). */
 lk_status adapter_load_gguf(const char *path, lk_adapter **out);
@@ -66,6 +70,11 @@ lk_status adapter_load_gguf(const char *path, lk_adapter **out);
 /* Read a PEFT adapter folder: adapter_config.json and adapter_model.safetensors
  * (adapter_peft.c). */
 lk_status adapter_load_peft(const char *dir, lk_adapter **out);
+
+/* lk_adapter_save_peft with base_model_name_or_path given here instead of the adapter's
+ * (adapter_peft.c). */
+lk_status adapter_save_peft_as(const lk_adapter *a, const char *dir, const char *base_model,
+                               int force);
 
 /* Any module whose B rows still wait for lk_adapter_set_base: LK_ERR_ARG naming the adapter. */
 lk_status adapter_check_ready(const lk_adapter *a);

@@ -379,7 +379,7 @@ static double most_common(const lk_adapter *a, int want_r)
     return best;
 }
 
-static cJSON *peft_config_json(const lk_adapter *a)
+static cJSON *peft_config_json(const lk_adapter *a, const char *base_model)
 {
     cJSON *j = cJSON_CreateObject();
     double r = most_common(a, 1), alpha = most_common(a, 0);
@@ -404,7 +404,7 @@ static cJSON *peft_config_json(const lk_adapter *a)
         if (mask & (1u << k))
             cJSON_AddItemToArray(tm, cJSON_CreateString(lk_module_name((lk_module)k)));
     cJSON_AddItemToObject(j, "alpha_pattern", ap);
-    cJSON_AddStringToObject(j, "base_model_name_or_path", a->base_model);
+    cJSON_AddStringToObject(j, "base_model_name_or_path", base_model);
     cJSON_AddStringToObject(j, "bias", "none");
     cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
     cJSON_AddBoolToObject(j, "inference_mode", 1);
@@ -478,10 +478,16 @@ static lk_status peft_write_tensors(const lk_adapter *a, const char *dir)
 
 lk_status lk_adapter_save_peft(const lk_adapter *a, const char *dir, int force)
 {
+    return adapter_save_peft_as(a, dir, a->base_model, force);
+}
+
+lk_status adapter_save_peft_as(const lk_adapter *a, const char *dir, const char *base_model,
+                               int force)
+{
     LK_TRY(adapter_check_ready(a));
     char *tmp = NULL;
     LK_TRY(tmpdir_create(dir, force, &tmp));
-    cJSON *j = peft_config_json(a);
+    cJSON *j = peft_config_json(a, base_model);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     lk_status s = text ? write_text(tmp, "adapter_config.json", text, 0)

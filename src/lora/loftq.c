@@ -118,7 +118,7 @@ static lk_status source_weight(const lk_model *m, const lora_module *mo, const t
     snprintf(name, sizeof name, "%s.weight", mo->name);
     const tensor_view *t = st_set_get(&m->st, name);
     int ok = t && (t->dt == DT_F32 || t->dt == DT_F16 || t->dt == DT_BF16) && t->ndim == 2 &&
-             t->shape[0] == mo->out && t->shape[1] == mo->in;
+             t->shape[0] == mo->am->out && t->shape[1] == mo->am->in;
     if (!ok)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "%s: LoftQ needs the full-precision weight '%s', but the model holds "
@@ -142,7 +142,7 @@ static lk_status module_residual(const lk_model *m, const lora_module *mo, float
 {
     const tensor_view *t = NULL;
     LK_TRY(source_weight(m, mo, &t));
-    int64_t out = mo->out, in = mo->in;
+    int64_t out = mo->am->out, in = mo->am->in;
     const q4_weight *q = &mo->L->qw;
     convert_to_f32(t->dt, t->data, R, out * in, m->n_threads);
     model_drop_range(m, t, t->data, t->nbytes);
@@ -171,12 +171,11 @@ static lk_status module_residual(const lk_model *m, const lora_module *mo, float
 }
 
 /* ‖R − s·B·A‖, R overwritten. */
-static double remaining_norm(float *R, const lora_module *mo, float scale, int nt)
+static double remaining_norm(float *R, const adapter_module *a, float scale, int nt)
 {
-    gemm_par(0, 0, mo->out, mo->in, mo->r, -scale, mo->B, mo->r, mo->A, mo->in, 1.0f, R, mo->in,
-             nt);
+    gemm_par(0, 0, a->out, a->in, a->r, -scale, a->B, a->r, a->A, a->in, 1.0f, R, a->in, nt);
     double e = 0;
-    for (int64_t i = 0; i < mo->out * mo->in; i++)
+    for (int64_t i = 0; i < a->out * a->in; i++)
         e += (double)R[i] * R[i];
     return sqrt(e);
 }
@@ -197,9 +196,10 @@ lk_status loftq_init_set(lk_model *m, lora_set *s, uint64_t seed, struct lk_loft
 {
     int64_t most = 1, widest = 1, tallest = 1;
     for (int i = 0; i < s->n; i++) {
-        most = s->mods[i].out * s->mods[i].in > most ? s->mods[i].out * s->mods[i].in : most;
-        widest = s->mods[i].in > widest ? s->mods[i].in : widest;
-        tallest = s->mods[i].out > tallest ? s->mods[i].out : tallest;
+        const adapter_module *a = s->mods[i].am;
+        most = a->out * a->in > most ? a->out * a->in : most;
+        widest = a->in > widest ? a->in : widest;
+        tallest = a->out > tallest ? a->out : tallest;
     }
     float *R = lk_aligned_alloc((size_t)most * sizeof *R); /* [out, in] of the module at hand */
     float *rows = malloc((size_t)(m->n_threads * widest) * sizeof *rows);
@@ -207,20 +207,21 @@ lk_status loftq_init_set(lk_model *m, lora_set *s, uint64_t seed, struct lk_loft
     lk_status st = R && rows && norms ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory (LoftQ)");
     for (int i = 0, i0 = 0; st == LK_OK && i < s->n; i++) {
         lora_module *mo = &s->mods[i];
+        adapter_module *a = mo->am;
         struct lk_loftq_stat *o = &stats[i];
-        o->layer = mo->layer;
-        o->module = mo->kind;
+        o->layer = a->layer;
+        o->module = a->kind;
         st = module_residual(m, mo, R, rows, norms, &o->weight_norm, &o->residual_norm);
-        if (st == LK_OK && (mo->r > mo->out || mo->r > mo->in))
+        if (st == LK_OK && (a->r > a->out || a->r > a->in))
             log_warn("loftq: %s: rank %lld exceeds the layer's shape [%lld, %lld]; the extra "
                      "directions start at zero in A and B and get no gradient",
-                     mo->name, (long long)mo->r, (long long)mo->out, (long long)mo->in);
+                     mo->name, (long long)a->r, (long long)a->out, (long long)a->in);
         if (st == LK_OK)
-            st = loftq_factor(R, mo->out, mo->in, mo->r, s->scale, LOFTQ_POWER_ITERS, seed,
-                              (uint64_t)i, mo->A, mo->B, m->n_threads);
+            st = loftq_factor(R, a->out, a->in, a->r, (float)a->scale, LOFTQ_POWER_ITERS, seed,
+                              (uint64_t)i, a->A, a->B, m->n_threads);
         if (st == LK_OK)
-            o->remaining_norm = remaining_norm(R, mo, s->scale, m->n_threads);
-        if (st == LK_OK && (i + 1 == s->n || s->mods[i + 1].layer != mo->layer)) {
+            o->remaining_norm = remaining_norm(R, a, (float)a->scale, m->n_threads);
+        if (st == LK_OK && (i + 1 == s->n || s->mods[i + 1].am->layer != a->layer)) {
             log_layer(stats, i0, i + 1);
             i0 = i + 1;
         }

@@ -1,5 +1,6 @@
-/* lora.c — creation, initialisation (as PEFT's LoraLayer.reset_lora_parameters) and attachment
- * of trainable adapters. */
+/* lora.c — an adapter's factors made trainable in place (packed into one arena, gradients beside
+ * them) and attached to the model's linears. Initialisation (PEFT's reset_lora_parameters) is
+ * lk_adapter_create's. */
 #include "lora/lora.h"
 
 #include <math.h>
@@ -12,18 +13,6 @@ static linear *module_linear(lk_model *m, int64_t l, int i)
     layer_weights *w = &m->layers[l];
     linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
     return all[i];
-}
-
-static lk_status alloc_set(lora_set *s, int64_t n)
-{
-    s->mods = calloc((size_t)(n ? n : 1), sizeof *s->mods);
-    s->params = lk_aligned_alloc((size_t)s->n_params * sizeof(float));
-    s->grads = lk_aligned_alloc((size_t)s->n_params * sizeof(float));
-    if (!s->mods || !s->params || !s->grads)
-        return status_fail(LK_ERR_NOMEM, "cannot allocate %lld LoRA parameters",
-                           (long long)s->n_params);
-    memset(s->grads, 0, (size_t)s->n_params * sizeof(float));
-    return LK_OK;
 }
 
 /* One rank, one alpha, no DoRA, every module free on the model. */
@@ -45,65 +34,45 @@ static lk_status check_source(const lk_model *m, const lk_adapter *src)
     return LK_OK;
 }
 
-lk_status lora_set_create(lk_model *m, const lk_adapter *src, float dropout, lora_set *s)
+/* Attach module i of the set (the adapter's module am) to its layer of m. */
+static void attach(lk_model *m, lora_set *s, int i, adapter_module *am, float dropout, int64_t off)
+{
+    lora_module *mo = &s->mods[i];
+    mo->am = am;
+    mo->L = module_linear(m, am->layer, am->kind);
+    snprintf(mo->name, sizeof mo->name, "model.layers.%lld.%s.%s", (long long)am->layer,
+             adapter_parent(am->kind), lk_module_name(am->kind));
+    mo->tr = (lora_train){.dA = s->grads + off,
+                          .dB = s->grads + off + am->r * am->in,
+                          .dropout = dropout,
+                          .index = i};
+    mo->L->lora[0] = (lora_delta){.A = am->A, .B = am->B, .r = am->r, .scale = (float)am->scale};
+    mo->L->n_lora = 1;
+    mo->L->train = &mo->tr;
+}
+
+lk_status lora_set_create(lk_model *m, lk_adapter *ad, float dropout, lora_set *s)
 {
     memset(s, 0, sizeof *s);
     if (!(dropout >= 0 && dropout < 1))
         return status_fail(LK_ERR_ARG, "LoRA dropout %g is outside [0, 1)", dropout);
-    LK_TRY(check_source(m, src));
-    for (int64_t i = 0; i < src->n_mods; i++) {
-        s->n_params += src->mods[i].r * (src->mods[i].in + src->mods[i].out);
-        s->targets |= 1u << src->mods[i].kind;
-    }
-    s->r = src->rank;
-    s->alpha = src->alpha;
-    s->rslora = src->use_rslora;
-    s->scale = src->n_mods ? (float)src->mods[0].scale : 1.0f;
-    lk_status st = alloc_set(s, src->n_mods);
-    if (st != LK_OK) {
+    LK_TRY(check_source(m, ad));
+    LK_TRY(adapter_pack(ad));
+    s->ad = ad;
+    s->params = ad->arena;
+    s->n_params = ad->n_arena;
+    s->mods = calloc((size_t)(ad->n_mods ? ad->n_mods : 1), sizeof *s->mods);
+    s->grads = lk_aligned_alloc((size_t)(s->n_params ? s->n_params : 1) * sizeof(float));
+    if (!s->mods || !s->grads) {
         lora_set_free(s);
-        return st;
+        return status_fail(LK_ERR_NOMEM, "cannot allocate %lld LoRA gradients",
+                           (long long)ad->n_arena);
     }
-    int64_t off = 0;
-    for (int64_t i = 0; i < src->n_mods; i++) {
-        const adapter_module *am = &src->mods[i];
-        lora_module *mo = &s->mods[s->n++];
-        mo->L = module_linear(m, am->layer, am->kind);
-        mo->layer = am->layer;
-        mo->kind = am->kind;
-        snprintf(mo->name, sizeof mo->name, "model.layers.%lld.%s.%s", (long long)am->layer,
-                 adapter_parent(am->kind), lk_module_name(am->kind));
-        mo->r = am->r;
-        mo->in = am->in;
-        mo->out = am->out;
-        mo->A = s->params + off;
-        mo->tr.dA = s->grads + off;
-        off += mo->r * mo->in;
-        mo->B = s->params + off;
-        mo->tr.dB = s->grads + off;
-        off += mo->r * mo->out;
-        mo->tr.dropout = dropout;
-        memcpy(mo->A, am->A, (size_t)(mo->r * mo->in) * sizeof(float));
-        memcpy(mo->B, am->B, (size_t)(mo->r * mo->out) * sizeof(float));
-        mo->L->lora[0] = (lora_delta){.A = mo->A, .B = mo->B, .r = mo->r, .scale = s->scale};
-        mo->L->n_lora = 1;
-        mo->L->train = &mo->tr;
-    }
-    return LK_OK;
-}
-
-lk_status lora_set_export(const lora_set *s, lk_adapter *dst)
-{
-    if (dst->n_mods != s->n)
-        return status_fail(LK_ERR_SHAPE, "adapter has %lld modules, the trained set %d",
-                           (long long)dst->n_mods, s->n);
-    for (int i = 0; i < s->n; i++) {
-        adapter_module *am = &dst->mods[i];
-        const lora_module *mo = &s->mods[i];
-        if (am->r != mo->r || am->in != mo->in || am->out != mo->out)
-            return status_fail(LK_ERR_SHAPE, "%s: adapter module shape differs", mo->name);
-        memcpy(am->A, mo->A, (size_t)(mo->r * mo->in) * sizeof(float));
-        memcpy(am->B, mo->B, (size_t)(mo->r * mo->out) * sizeof(float));
+    memset(s->grads, 0, (size_t)s->n_params * sizeof(float));
+    for (int64_t i = 0, off = 0; i < ad->n_mods; i++) {
+        adapter_module *am = &ad->mods[i];
+        attach(m, s, s->n++, am, dropout, off);
+        off += am->r * (am->in + am->out);
     }
     return LK_OK;
 }
@@ -115,7 +84,6 @@ void lora_set_free(lora_set *s)
         s->mods[i].L->train = NULL;
     }
     free(s->mods);
-    free(s->params);
     free(s->grads);
     memset(s, 0, sizeof *s);
 }

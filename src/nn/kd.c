@@ -404,6 +404,17 @@ typedef struct {
     float *dhb;     /* [R, C] their gradient, then [R, C] tmp for a quantised head */
 } kd_bufs;
 
+/* Pass 1 of row r over the chunk [v0, v0 + n) of the vocabulary (S, Tl: the chunk's logits). */
+static void chunk_stats(const kd_ctx *x, const kd_bufs *b, kd_row *rs, int64_t R, int64_t r,
+                        int64_t v0, int64_t n)
+{
+    const int64_t V = x->V;
+    const float *S = b->S + R * v0 + r * n, *Tl = b->Tl ? b->Tl + R * v0 + r * n : NULL;
+    row_stats(x, rs, S, Tl, b->mask ? b->mask + r * V + v0 : NULL, n);
+    if (rs->tg >= v0 && rs->tg < v0 + n)
+        rs->zt = S[rs->tg - v0];
+}
+
 /* Pass 1 over every chunk, then D per row. */
 static void block_forward(const kd_ctx *x, const linear *head, const kd_bufs *b, kd_row *rs,
                           int64_t R)
@@ -415,17 +426,31 @@ static void block_forward(const kd_ctx *x, const linear *head, const kd_bufs *b,
         logits_chunk(head, b->hb, R, v0, n, S, x->nt);
         if (Tl)
             logits_chunk(x->tch->head, b->ht, R, v0, n, Tl, x->nt);
-#pragma omp parallel for num_threads(x->nt) schedule(static)
-        for (int64_t r = 0; r < R; r++) {
-            row_stats(x, &rs[r], S + r * n, Tl ? Tl + r * n : NULL,
-                      b->mask ? b->mask + r * V + v0 : NULL, n);
-            if (rs[r].tg >= v0 && rs[r].tg < v0 + n)
-                rs[r].zt = S[r * n + rs[r].tg - v0];
+        if (x->nt <= 1) { /* no parallel region: OpenMP would allocate a team of one */
+            for (int64_t r = 0; r < R; r++)
+                chunk_stats(x, b, &rs[r], R, r, v0, n);
+            continue;
         }
+#pragma omp parallel for num_threads(x->nt) schedule(static)
+        for (int64_t r = 0; r < R; r++)
+            chunk_stats(x, b, &rs[r], R, r, v0, n);
+    }
+    if (x->nt <= 1) {
+        for (int64_t r = 0; r < R; r++)
+            row_finish(x, &rs[r], b->S, b->Tl, R, r);
+        return;
     }
 #pragma omp parallel for num_threads(x->nt) schedule(static)
     for (int64_t r = 0; r < R; r++)
         row_finish(x, &rs[r], b->S, b->Tl, R, r);
+}
+
+/* Pass 2 of row r over the chunk [v0, v0 + n): its logits become their gradient. */
+static void chunk_grad(const kd_ctx *x, const kd_bufs *b, const kd_row *rs, int64_t R, int64_t r,
+                       int64_t v0, int64_t n)
+{
+    float *S = b->S + R * v0 + r * n, *Tl = b->Tl ? b->Tl + R * v0 + r * n : NULL;
+    row_grad(x, rs, S, Tl, b->mask ? b->mask + r * x->V + v0 : NULL, v0, n);
 }
 
 /* Pass 2: dhb[R, C] = Σ_chunks dlogits·W_chunk. */
@@ -436,13 +461,16 @@ static void block_backward(const kd_ctx *x, const linear *head, const kd_bufs *b
     memset(b->dhb, 0, (size_t)(R * C) * sizeof *b->dhb);
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = chunk_n(V, v0);
-        float *S = b->S + R * v0, *Tl = b->Tl ? b->Tl + R * v0 : NULL;
+        float *S = b->S + R * v0;
+        if (x->nt <= 1) /* as in block_forward */
+            for (int64_t r = 0; r < R; r++)
+                chunk_grad(x, b, &rs[r], R, r, v0, n);
+        else
 #pragma omp parallel for num_threads(x->nt) schedule(static)
-        for (int64_t r = 0; r < R; r++)
-            row_grad(x, &rs[r], S + r * n, Tl ? Tl + r * n : NULL,
-                     b->mask ? b->mask + r * V + v0 : NULL, v0, n);
+            for (int64_t r = 0; r < R; r++)
+                chunk_grad(x, b, &rs[r], R, r, v0, n);
         linear rows = linear_rows(head, v0, n);
-        linear_backward(&rows, NULL, S, R, b->dhb, b->dhb + CE_ROWS * C, x->nt);
+        linear_backward(&rows, NULL, S, R, b->dhb, b->dhb + CE_ROWS * C, 0, x->nt);
     }
 }
 

@@ -23,14 +23,14 @@ int64_t linear_tmp_floats(const linear *L, int64_t T)
 }
 
 /* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
-static const float *lora_input(const linear *L, const float *x, int64_t T, float *xd)
+static const float *lora_input(const linear *L, const float *x, int64_t T, uint64_t key, float *xd)
 {
     const lora_train *tr = L->train;
-    if (!tr || tr->dropout <= 0 || tr->mask_key == 0)
+    if (!tr || tr->dropout <= 0 || key == 0)
         return x;
     float p = tr->dropout, keep = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < T * L->in; i++) {
-        float u = (float)(rng_hash(tr->mask_key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+        float u = (float)(rng_hash(key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
         xd[i] = u < p ? 0.0f : x[i] * keep;
     }
     return xd;
@@ -45,7 +45,8 @@ static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t
     gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
 }
 
-void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp, int n_threads)
+void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, float *tmp,
+                          uint64_t mask_key, int n_threads)
 {
     if (!L->w) /* fused dequant-GEMM, bias included */
         q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads);
@@ -61,19 +62,24 @@ void linear_forward(const linear *L, const float *x, int64_t T, float *y, float 
         return; /* tmp may be NULL then */
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
     for (int i = 0; i < L->n_lora; i++)
-        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, xd) : x, T, L->in, L->out, y, u,
-                     n_threads);
+        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in, L->out,
+                     y, u, n_threads);
+}
+
+void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp, int n_threads)
+{
+    linear_forward_train(L, x, T, y, tmp, 0, n_threads);
 }
 
 /* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). */
 static void lora_backward_train(const linear *L, const float *x, const float *dy, int64_t T,
-                                float *dx, float *tmp, int nt)
+                                float *dx, float *tmp, uint64_t key, int nt)
 {
     const lora_delta *d = &L->lora[0];
     lora_train *tr = L->train;
     int64_t r = d->r, in = L->in, out = L->out;
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
-    const float *xin = lora_input(L, x, T, xd);
+    const float *xin = lora_input(L, x, T, key, xd);
     /* u[T,r] = x_d·Aᵀ;  dB[out,r] += s·dyᵀ·u */
     gemm_par(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0.0f, u, r, nt);
     gemm_par(1, 0, out, r, T, d->scale, dy, out, u, r, 1.0f, tr->dB, r, nt);
@@ -90,13 +96,13 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
     gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 0.0f, xd, in, nt);
     float p = tr->dropout, keep = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < T * L->in; i++) {
-        float v = (float)(rng_hash(tr->mask_key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+        float v = (float)(rng_hash(key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
         dx[i] += v < p ? 0.0f : xd[i] * keep;
     }
 }
 
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     float *tmp, int n_threads)
+                     float *tmp, uint64_t mask_key, int n_threads)
 {
     int64_t in = L->in, out = L->out;
     if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
@@ -110,7 +116,7 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];
         if (i == 0 && L->train) {
-            lora_backward_train(L, x, dy, T, dx, tmp, n_threads);
+            lora_backward_train(L, x, dy, T, dx, tmp, mask_key, n_threads);
         } else if (dx) { /* frozen adapter: dx += s·(dy·B)·A */
             gemm_par(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0.0f, tmp, d->r, n_threads);
             gemm_par(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1.0f, dx, in, n_threads);

@@ -19,11 +19,9 @@ typedef struct {
 
 /* Training state of the first adapter slot (lora[0]) of a linear layer. */
 typedef struct {
-    float *dA, *dB;    /* [r, in], [out, r]: gradients, accumulated by linear_backward */
-    float dropout;     /* probability of zeroing an input of the LoRA path (PEFT's lora_dropout) */
-    uint64_t mask_key; /* dropout stream for the current step (0: no dropout, as in evaluation);
-                          the same key gives the same mask, so a recomputed forward (activation
-                          checkpointing) matches */
+    float *dA, *dB; /* [r, in], [out, r]: gradients, accumulated by linear_backward */
+    float dropout;  /* probability of zeroing an input of the LoRA path (PEFT's lora_dropout) */
+    int64_t index;  /* the adapter's index in the trained set: its dropout stream */
 } lora_train;
 
 typedef struct {
@@ -38,16 +36,22 @@ typedef struct {
 } linear;
 
 /* y[T,out] = x[T,in]·Wᵀ + b + Σ scale·(x·Aᵀ)·Bᵀ, using n_threads (OpenBLAS sgemm; sgemv for
- * T = 1). With L->train and dropout, the first adapter sees dropout(x). tmp: scratch of
- * linear_tmp_floats(L, T) floats (may be NULL when that is 0). */
+ * T = 1). tmp: scratch of linear_tmp_floats(L, T) floats (may be NULL when that is 0). No
+ * dropout: the inference forward, and training's where dropout is off. */
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp,
                     int n_threads);
 
+/* The same under training: with L->train, dropout > 0 and mask_key != 0, the first adapter sees
+ * dropout(x), the mask a stateless hash of (mask_key, element), so the same key gives the same
+ * mask (a recomputed forward under activation checkpointing matches the first). */
+void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, float *tmp,
+                          uint64_t mask_key, int n_threads);
+
 /* dx[T,in] += dy[T,out]·(W + Σ scale·B·A); for a trained first adapter also dA += s·(dy·B)ᵀ·x_d,
- * dB += s·dyᵀ·(x_d·Aᵀ), x_d the dropped-out input. dx may be NULL (input needs no gradient).
- * tmp: linear_tmp_floats(L, T) floats. */
+ * dB += s·dyᵀ·(x_d·Aᵀ), x_d the input dropped out with mask_key's mask (as the forward's; 0: no
+ * dropout). dx may be NULL (input needs no gradient). tmp: linear_tmp_floats(L, T) floats. */
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     float *tmp, int n_threads);
+                     float *tmp, uint64_t mask_key, int n_threads);
 
 /* Scratch floats linear_forward/backward need for T rows. */
 int64_t linear_tmp_floats(const linear *L, int64_t T);

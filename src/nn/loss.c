@@ -25,7 +25,7 @@ static void dh_chunk(const linear *head, const float *dl, int64_t R, int64_t v0,
                      float *dhb, float *tmp, int nt)
 {
     linear rows = linear_rows(head, v0, n);
-    linear_backward(&rows, NULL, dl, R, dhb, tmp, nt);
+    linear_backward(&rows, NULL, dl, R, dhb, tmp, 0, nt);
 }
 
 /* One block of R rows (all with valid targets), gathered in hb[R, C]. */

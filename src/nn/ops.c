@@ -133,21 +133,31 @@ static float attend_row(float *out, const float *q, const float *k, const float 
     return mx + (float)log(sum);
 }
 
+/* Query row th (token th / H, head th % H) of attention_forward; sc: its thread's scores row. */
+static void attend_query(float *out, float *lse, const float *q, const float *k, const float *v,
+                         const attn_shape *a, float *sc, int64_t th)
+{
+    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, grp = a->H / a->KVH;
+    int64_t t = th / H, g = (th % H) / grp;
+    float l = attend_row(out + th * hd, q + th * hd, k + g * hd, v + g * hd, kvd, hd, a->lo[t],
+                         a->kpos0 + t, sc);
+    if (lse)
+        lse[th] = l;
+}
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const attn_shape *a, float *scores, int nt)
 {
-    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, grp = a->H / a->KVH;
-    int64_t n_keys = a->kpos0 + a->T;
-    int par = (a->kpos0 + a->T / 2) * a->T * H * hd > PAR_MIN_WORK; /* else one thread is faster */
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
-    for (int64_t th = 0; th < a->T * H; th++) {
-        int64_t t = th / H, h = th % H, g = h / grp;
-        float *sc = scores + (int64_t)omp_get_thread_num() * n_keys;
-        float l = attend_row(out + th * hd, q + th * hd, k + g * hd, v + g * hd, kvd, hd, a->lo[t],
-                             a->kpos0 + t, sc);
-        if (lse)
-            lse[th] = l;
+    int64_t n = a->T * a->H, n_keys = a->kpos0 + a->T;
+    if (nt <= 1 || (a->kpos0 + a->T / 2) * a->T * a->H * a->hd <= PAR_MIN_WORK) {
+        /* one thread (faster for little work); no team of one: OpenMP allocates one each time */
+        for (int64_t th = 0; th < n; th++)
+            attend_query(out, lse, q, k, v, a, scores, th);
+        return;
     }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    for (int64_t th = 0; th < n; th++)
+        attend_query(out, lse, q, k, v, a, scores + (int64_t)omp_get_thread_num() * n_keys, th);
 }
 
 /* With P = softmax(S), S = scale·q·kᵀ and O = P·v:
@@ -155,45 +165,73 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
  *   dq_t = scale·Σ_j dS_tj·k_j,  dk_j = scale·Σ_t dS_tj·q_t.
  * Pass 1 (parallel over query rows) gives dq and D; pass 2 (parallel over key rows and kv heads)
  * gives dk and dv, recomputing P from the saved lse. Every output is owned by one thread. */
+typedef struct {
+    float *dq, *dk, *dv, *D;
+    const float *dout, *q, *k, *v, *out, *lse;
+    const attn_shape *a;
+} attn_grads;
+
+/* Pass 1 for query row th: dq_t and D_t. */
+static void backward_query(const attn_grads *x, int64_t th)
+{
+    const attn_shape *a = x->a;
+    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, grp = H / a->KVH;
+    int64_t t = th / H, g = (th % H) / grp;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *qr = x->q + th * hd, *dor = x->dout + th * hd;
+    float *dqr = x->dq + th * hd;
+    float Dt = dot(dor, x->out + th * hd, hd);
+    x->D[th] = Dt;
+    memset(dqr, 0, (size_t)hd * sizeof *dqr);
+    for (int64_t j = a->lo[t]; j <= t; j++) {
+        const float *kj = x->k + j * kvd + g * hd;
+        float p = expf(dot(qr, kj, hd) * scale - x->lse[th]);
+        float ds = p * (dot(dor, x->v + j * kvd + g * hd, hd) - Dt);
+        axpy(dqr, ds * scale, kj, hd);
+    }
+}
+
+/* Pass 2 for key row j of kv head g (jg = j·KVH + g): dk_j and dv_j. */
+static void backward_key(const attn_grads *x, int64_t jg)
+{
+    const attn_shape *a = x->a;
+    int64_t T = a->T, H = a->H, hd = a->hd, KVH = a->KVH, kvd = KVH * hd, grp = H / KVH;
+    int64_t j = jg / KVH, g = jg % KVH;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *kj = x->k + j * kvd + g * hd, *vj = x->v + j * kvd + g * hd;
+    float *dkj = x->dk + j * kvd + g * hd, *dvj = x->dv + j * kvd + g * hd;
+    memset(dkj, 0, (size_t)hd * sizeof *dkj);
+    memset(dvj, 0, (size_t)hd * sizeof *dvj);
+    for (int64_t t = j; t < T && a->lo[t] <= j; t++)
+        for (int64_t h = g * grp; h < (g + 1) * grp; h++) {
+            int64_t th = t * H + h;
+            const float *qr = x->q + th * hd, *dor = x->dout + th * hd;
+            float p = expf(dot(qr, kj, hd) * scale - x->lse[th]);
+            float ds = p * (dot(dor, vj, hd) - x->D[th]);
+            axpy(dvj, p, dor, hd);
+            axpy(dkj, ds * scale, qr, hd);
+        }
+}
+
 void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
                         const float *q, const float *k, const float *v, const float *out,
                         const float *lse, const attn_shape *a, int nt)
 {
-    int64_t T = a->T, H = a->H, hd = a->hd, KVH = a->KVH, kvd = KVH * hd, grp = H / KVH;
-    float scale = 1.0f / sqrtf((float)hd);
-    int par = T * T * H * hd > PAR_MIN_WORK;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
-    for (int64_t th = 0; th < T * H; th++) {
-        int64_t t = th / H, g = (th % H) / grp;
-        const float *qr = q + th * hd, *dor = dout + th * hd;
-        float *dqr = dq + th * hd;
-        float Dt = dot(dor, out + th * hd, hd);
-        D[th] = Dt;
-        memset(dqr, 0, (size_t)hd * sizeof *dqr);
-        for (int64_t j = a->lo[t]; j <= t; j++) {
-            const float *kj = k + j * kvd + g * hd;
-            float p = expf(dot(qr, kj, hd) * scale - lse[th]);
-            float ds = p * (dot(dor, v + j * kvd + g * hd, hd) - Dt);
-            axpy(dqr, ds * scale, kj, hd);
-        }
+    const attn_grads x = {dq, dk, dv, D, dout, q, k, v, out, lse, a};
+    int64_t T = a->T, nq = T * a->H, nk = T * a->KVH;
+    if (nt <= 1 || T * T * a->H * a->hd <= PAR_MIN_WORK) { /* one thread (as the forward) */
+        for (int64_t th = 0; th < nq; th++)
+            backward_query(&x, th);
+        for (int64_t jg = 0; jg < nk; jg++)
+            backward_key(&x, jg);
+        return;
     }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (par)
-    for (int64_t jg = 0; jg < T * KVH; jg++) {
-        int64_t j = jg / KVH, g = jg % KVH;
-        const float *kj = k + j * kvd + g * hd, *vj = v + j * kvd + g * hd;
-        float *dkj = dk + j * kvd + g * hd, *dvj = dv + j * kvd + g * hd;
-        memset(dkj, 0, (size_t)hd * sizeof *dkj);
-        memset(dvj, 0, (size_t)hd * sizeof *dvj);
-        for (int64_t t = j; t < T && a->lo[t] <= j; t++)
-            for (int64_t h = g * grp; h < (g + 1) * grp; h++) {
-                int64_t th = t * H + h;
-                const float *qr = q + th * hd, *dor = dout + th * hd;
-                float p = expf(dot(qr, kj, hd) * scale - lse[th]);
-                float ds = p * (dot(dor, vj, hd) - D[th]);
-                axpy(dvj, p, dor, hd);
-                axpy(dkj, ds * scale, qr, hd);
-            }
-    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    for (int64_t th = 0; th < nq; th++)
+        backward_query(&x, th);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    for (int64_t jg = 0; jg < nk; jg++)
+        backward_key(&x, jg);
 }
 
 /* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */

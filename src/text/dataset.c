@@ -130,24 +130,27 @@ static lk_status load_array(lk_dataset *d, const char *buf, size_t n)
 
 /* ---- order, packing, cursor ------------------------------------------------------------------ */
 
+/* Leaves of pack_rows' segment tree over n examples: a power of two >= n. */
+static int64_t pack_leaves(int64_t n)
+{
+    int64_t size = 1;
+    while (size < n)
+        size *= 2;
+    return size;
+}
+
 /* Pack this epoch's order into rows by first-fit: each example goes to the earliest row with
  * room for it (a segment tree over rows holds the largest free space below each node, so a
  * placement is O(log rows)); rows keep their examples in order of placement. With pack 0 every
- * example is its own row. Fills row_start/row_items (CSR) and rows_in_epoch. */
-static lk_status pack_rows(lk_dataset *d)
+ * example is its own row. Fills row_start/row_items (CSR) and rows_in_epoch; the work memory is
+ * d->pack, allocated with the dataset (a new epoch inside a training step allocates nothing). */
+static void pack_rows(lk_dataset *d)
 {
-    int64_t n = d->n_ex, T = d->p.seq_len, size = 1;
-    while (size < n)
-        size *= 2;
-    int64_t *tree = malloc((size_t)(2 * size) * sizeof *tree); /* max free space per node */
-    int64_t *row_of = malloc((size_t)n * sizeof *row_of);
-    int64_t *count = calloc((size_t)n + 1, sizeof *count);
-    if (!tree || !row_of || !count) {
-        free(tree);
-        free(row_of);
-        free(count);
-        return status_fail(LK_ERR_NOMEM, "dataset: out of memory for packing");
-    }
+    int64_t n = d->n_ex, T = d->p.seq_len, size = pack_leaves(n);
+    int64_t *tree = d->pack;           /* [2·size] max free space per node */
+    int64_t *row_of = tree + 2 * size; /* [n] */
+    int64_t *count = row_of + n;       /* [n + 1] */
+    memset(count, 0, (size_t)(n + 1) * sizeof *count);
     for (int64_t i = 0; i < 2 * size; i++)
         tree[i] = T; /* every (not yet opened) row is empty */
     int64_t rows = 0;
@@ -175,13 +178,9 @@ static lk_status pack_rows(lk_dataset *d)
     for (int64_t k = 0; k < n; k++) /* stable: examples keep their order within a row */
         d->row_items[count[row_of[k]]++] = d->order[k];
     d->rows_in_epoch = rows;
-    free(tree);
-    free(row_of);
-    free(count);
-    return LK_OK;
 }
 
-static lk_status make_order(lk_dataset *d, uint64_t epoch)
+static void make_order(lk_dataset *d, uint64_t epoch)
 {
     for (int64_t i = 0; i < d->n_ex; i++)
         d->order[i] = i;
@@ -195,7 +194,7 @@ static lk_status make_order(lk_dataset *d, uint64_t epoch)
             d->order[j] = tmp;
         }
     }
-    return pack_rows(d);
+    pack_rows(d);
 }
 
 lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, int32_t *pos,
@@ -205,7 +204,7 @@ lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, i
         return status_fail(LK_ERR_ARG, "lk_dataset_next_row: NULL argument");
     if (d->cur.next >= d->rows_in_epoch) {
         d->last_row = -1;
-        LK_TRY(make_order(d, d->cur.epoch + 1));
+        make_order(d, d->cur.epoch + 1);
         d->cur.epoch++;
         d->cur.next = 0;
     }
@@ -254,7 +253,7 @@ lk_status lk_dataset_set_cursor(lk_dataset *d, const struct lk_data_cursor *c)
         return status_fail(LK_ERR_ARG, "data cursor: NULL or negative row");
     d->last_row = -1; /* the packing may change: no row was returned from this cursor yet */
     if (c->epoch != d->cur.epoch)
-        LK_TRY(make_order(d, c->epoch));
+        make_order(d, c->epoch);
     d->cur.epoch = c->epoch;
     if (c->next > d->rows_in_epoch)
         return status_fail(LK_ERR_ARG,
@@ -363,9 +362,10 @@ static lk_status finish_load(lk_dataset *d)
     d->order = malloc((size_t)d->n_ex * sizeof *d->order);
     d->row_start = malloc((size_t)(d->n_ex + 1) * sizeof *d->row_start);
     d->row_items = malloc((size_t)d->n_ex * sizeof *d->row_items);
-    if (!d->order || !d->row_start || !d->row_items)
+    d->pack = malloc((size_t)(2 * pack_leaves(d->n_ex) + 2 * d->n_ex + 1) * sizeof *d->pack);
+    if (!d->order || !d->row_start || !d->row_items || !d->pack)
         return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
-    LK_TRY(make_order(d, 0));
+    make_order(d, 0);
     d->st.rows = d->rows_in_epoch;
     d->st.packing_efficiency = (double)d->st.tokens / ((double)d->st.rows * (double)d->p.seq_len);
     log_summary(d);
@@ -435,6 +435,7 @@ void lk_dataset_free(lk_dataset *d)
     free(d->order);
     free(d->row_start);
     free(d->row_items);
+    free(d->pack);
     free(d->path);
     free(d);
 }

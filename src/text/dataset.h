@@ -52,6 +52,7 @@ struct lk_dataset {
     int64_t *order;     /* [n_ex] this epoch's example order */
     int64_t *row_start; /* [n_ex + 1] rows of this epoch: examples row_items[row_start[r]..] */
     int64_t *row_items; /* [n_ex] */
+    int64_t *pack;      /* [2·pack_leaves(n_ex) + 2·n_ex + 1] pack_rows' work memory */
     struct lk_data_cursor cur;
     int64_t rows_in_epoch;
     int64_t last_row; /* row of this epoch last returned by next_row; -1: none since the cursor

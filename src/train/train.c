@@ -1,102 +1,19 @@
-/* train.c — the LoRA trainer (SFT): rows from the dataset, forward/backward through the training
- * graph, NaN/Inf guard, global-norm clipping, AdamW/SGD with LoRA+ learning-rate ratio, warmup
- * and decay schedule, checkpoints that resume bit-identically, PEFT output.
+/* train.c — the LoRA trainer: creation (every buffer of a step planned here), rows from the
+ * dataset, forward/backward through the training graph, NaN/Inf guard, global-norm clipping,
+ * AdamW/SGD with LoRA+ learning-rate ratio, warmup and decay schedule, evaluation. Calls into
+ * train_graph.c, distill.c (the teacher of a distillation run) and optim.c; checkpoints and the
+ * PEFT output are train_ckpt.c's, on top of this file.
  * Loss normalisation: the mean over every trained token of the step (all micro-batches), as
  * transformers does when it knows the step's token count (num_items_in_batch). */
 #include <math.h>
 #include <string.h>
 
-#include "formats/checkpoint.h"
 #include "lora/loftq.h"
-#include "lora/lora.h"
 #include "lorakit/train.h"
 #include "train/optim.h"
-#include "core/rng.h"
 #include "core/status.h"
-#include "nn/kd.h"
-#include "formats/tcache.h"
 #include "train/params.h"
-#include "train/train_graph.h"
-
-struct lk_trainer {
-    lk_model *m;
-    lk_dataset *data;
-    struct lk_train_params p;
-    lora_set lora;
-    train_graph *g;
-    float *m1, *m2;                       /* [n_params] AdamW moments */
-    int64_t T, rows;                      /* seq_len, rows per step (batch × grad_accum) */
-    int32_t *tok, *lab, *pos, *seg, *tgt; /* [rows, T] */
-    int64_t *n_real;                      /* [rows] */
-    int64_t step, total, n_updates, skipped_total, bad_run;
-    float *hist; /* [hist_cap] loss of each step */
-    int64_t hist_cap;
-    /* distillation */
-    kd_params kp;                /* the objective (kp.kind 0: SFT) */
-    train_graph *tg;             /* the online teacher's forward */
-    tcache *tc;                  /* or the teacher cache */
-    int64_t *ex;                 /* [rows, T] the examples of each row's segments (with a cache) */
-    int64_t *n_ex;               /* [rows] */
-    int32_t *c_ids;              /* [T, k] the cache's entries for one row */
-    float *c_logp;               /* [T, k] */
-    float *c_tail;               /* [T] */
-    struct lk_loftq_stat *loftq; /* [lora.n] with a LoftQ start, else NULL */
-};
-
-/* The teacher cache: made over this very data, at this temperature, over this vocabulary. */
-static lk_status cache_setup(lk_trainer *t, int64_t V)
-{
-    const char *path = t->p.teacher_cache;
-    LK_TRY(tcache_open(path, &t->tc));
-    int64_t k = tcache_k(t->tc);
-    if (tcache_temp(t->tc) != t->p.kd_temp)
-        return status_fail(LK_ERR_ARG,
-                           "%s: the cache holds log-probabilities at temperature %g, this run's is "
-                           "%g (--kd-temp must match lora-teacher's)",
-                           path, (double)tcache_temp(t->tc), (double)t->p.kd_temp);
-    if (tcache_vocab(t->tc) != V)
-        return status_fail(LK_ERR_SHAPE,
-                           "%s: the cache's distributions are over %lld ids, the model has %lld "
-                           "(make it with lora-teacher --vocab %lld)",
-                           path, (long long)tcache_vocab(t->tc), (long long)V, (long long)V);
-    LK_TRY(tcache_verify(t->tc, t->data));
-    size_t n = (size_t)t->T;
-    t->ex = malloc((size_t)t->rows * n * sizeof *t->ex);
-    t->n_ex = calloc((size_t)t->rows, sizeof *t->n_ex);
-    t->c_ids = malloc(n * (size_t)k * sizeof *t->c_ids);
-    t->c_logp = malloc(n * (size_t)k * sizeof *t->c_logp);
-    t->c_tail = malloc(n * sizeof *t->c_tail);
-    if (!t->ex || !t->n_ex || !t->c_ids || !t->c_logp || !t->c_tail)
-        return status_fail(LK_ERR_NOMEM, "out of memory for the teacher cache's buffers");
-    return LK_OK;
-}
-
-/* The online teacher: its own forward graph; its vocabulary must cover the model's. */
-static lk_status teacher_setup(lk_trainer *t)
-{
-    const struct lk_train_params *p = &t->p;
-    if (p->objective == LK_OBJ_SFT)
-        return LK_OK;
-    t->kp = (kd_params){.kind = p->objective == LK_OBJ_KD    ? KD_FKL
-                                : p->objective == LK_OBJ_RKL ? KD_RKL
-                                                             : KD_JSD,
-                        .temp = p->kd_temp,
-                        .beta = p->jsd_beta,
-                        .weight = p->kd_weight};
-    int64_t V = t->m->cfg.vocab_size;
-    if (!p->teacher)
-        return cache_setup(t, V);
-    const struct lk_model_config *tc = lk_model_get_config(p->teacher);
-    if (p->teacher == t->m)
-        return status_fail(LK_ERR_ARG, "the teacher must be another model instance than the "
-                                       "trained one (load the base again for --teacher self)");
-    if (tc->vocab_size < V)
-        return status_fail(LK_ERR_SHAPE,
-                           "teacher vocabulary %lld is smaller than the model's %lld: it cannot "
-                           "give a distribution over every id",
-                           (long long)tc->vocab_size, (long long)V);
-    return graph_create(p->teacher, t->T, 1, &t->tg);
-}
+#include "train/trainer.h"
 
 /* The starting adapter: --init-adapter's, or a fresh one initialised as PEFT does. */
 static lk_status initial_adapter(const lk_model *m, const struct lk_train_params *p,
@@ -120,6 +37,40 @@ static lk_status initial_adapter(const lk_model *m, const struct lk_train_params
     return s;
 }
 
+/* The trained adapter attached to the model; an initial adapter's own shape rules the options. */
+static lk_status adapter_setup(lk_trainer *t, const struct lk_train_params *p)
+{
+    LK_TRY(initial_adapter(t->m, p, &t->ad));
+    LK_TRY(lora_set_create(t->m, t->ad, p->dropout, &t->lora));
+    if (p->init_adapter) {
+        struct lk_adapter_info info;
+        lk_adapter_get_info(t->ad, &info);
+        t->p.rank = info.rank;
+        t->p.alpha = info.alpha;
+        t->p.rslora = info.use_rslora;
+        t->p.targets = info.target_mask;
+    }
+    if (p->init != LK_INIT_LOFTQ)
+        return LK_OK;
+    t->loftq = calloc((size_t)(t->lora.n ? t->lora.n : 1), sizeof *t->loftq);
+    return t->loftq ? loftq_init_set(t->m, &t->lora, p->seed, t->loftq)
+                    : status_fail(LK_ERR_NOMEM, "out of memory");
+}
+
+lk_status trainer_plan_history(lk_trainer *t, int64_t n)
+{
+    if (n <= t->hist_cap)
+        return LK_OK;
+    float *h = realloc(t->hist, (size_t)n * sizeof *h);
+    if (!h)
+        return status_fail(LK_ERR_NOMEM, "out of memory (loss history of %lld steps)",
+                           (long long)n);
+    t->hist = h;
+    t->hist_cap = n;
+    return LK_OK;
+}
+
+/* The step's rows, the optimiser's moments and the loss history of the whole run. */
 static lk_status alloc_rows(lk_trainer *t)
 {
     size_t n = (size_t)(t->rows * t->T);
@@ -135,7 +86,7 @@ static lk_status alloc_rows(lk_trainer *t)
         return status_fail(LK_ERR_NOMEM, "out of memory for the trainer's buffers");
     memset(t->m1, 0, (size_t)t->lora.n_params * sizeof(float));
     memset(t->m2, 0, (size_t)t->lora.n_params * sizeof(float));
-    return LK_OK;
+    return trainer_plan_history(t, t->total > 0 ? t->total : 1);
 }
 
 lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
@@ -154,28 +105,13 @@ lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train
     t->rows = p->batch * p->grad_accum;
     double rows_total = p->epochs * (double)lk_dataset_rows_in_epoch(data);
     t->total = p->steps ? p->steps : (int64_t)ceil(rows_total / (double)t->rows);
-    lk_adapter *init = NULL;
-    lk_status s = initial_adapter(m, p, &init);
-    if (s == LK_OK)
-        s = lora_set_create(m, init, p->dropout, &t->lora);
-    if (s == LK_OK && t->p.init_adapter) { /* the adapter's own shape rules */
-        t->p.rank = t->lora.r;
-        t->p.alpha = t->lora.alpha;
-        t->p.rslora = t->lora.rslora;
-        t->p.targets = t->lora.targets;
-    }
-    lk_adapter_free(init);
-    if (s == LK_OK && p->init == LK_INIT_LOFTQ) {
-        t->loftq = calloc((size_t)(t->lora.n ? t->lora.n : 1), sizeof *t->loftq);
-        s = t->loftq ? loftq_init_set(m, &t->lora, p->seed, t->loftq)
-                     : status_fail(LK_ERR_NOMEM, "out of memory");
-    }
+    lk_status s = adapter_setup(t, p);
     if (s == LK_OK)
         s = graph_create(m, t->T, p->checkpointing, &t->g);
     if (s == LK_OK)
         s = alloc_rows(t);
     if (s == LK_OK)
-        s = teacher_setup(t);
+        s = distill_create(&t->kd, p, m, data, t->T, t->rows, t->g);
     if (s != LK_OK) {
         lk_trainer_free(t);
         return s;
@@ -189,14 +125,9 @@ void lk_trainer_free(lk_trainer *t)
     if (!t)
         return;
     lora_set_free(&t->lora);
+    lk_adapter_free(t->ad);
     graph_free(t->g);
-    graph_free(t->tg);
-    tcache_close(t->tc);
-    free(t->ex);
-    free(t->n_ex);
-    free(t->c_ids);
-    free(t->c_logp);
-    free(t->c_tail);
+    distill_free(&t->kd);
     free(t->m1);
     free(t->m2);
     free(t->tok);
@@ -220,22 +151,6 @@ const float *lk_trainer_loss_history(const lk_trainer *t, int64_t *n)
 {
     *n = t->step;
     return t->hist;
-}
-
-/* Room for the loss of step `step` (0-based). */
-static lk_status hist_reserve(lk_trainer *t, int64_t n)
-{
-    if (n <= t->hist_cap)
-        return LK_OK;
-    int64_t cap = t->hist_cap ? t->hist_cap : 256;
-    while (cap < n)
-        cap *= 2;
-    float *h = realloc(t->hist, (size_t)cap * sizeof *h);
-    if (!h)
-        return status_fail(LK_ERR_NOMEM, "out of memory (loss history)");
-    t->hist = h;
-    t->hist_cap = cap;
-    return LK_OK;
 }
 
 int64_t lk_trainer_steps_done(const lk_trainer *t)
@@ -270,26 +185,9 @@ static lk_status fetch_rows(lk_trainer *t, int64_t *n_trained, int64_t *n_tokens
                                    &t->n_real[r], NULL));
         *n_tokens += t->n_real[r];
         *n_trained += make_targets(t->lab + o, t->seg + o, t->n_real[r], t->tgt + o);
-        if (t->tc)
-            LK_TRY(lk_dataset_row_examples(t->data, t->ex + o, t->T, &t->n_ex[r]));
+        LK_TRY(distill_row(&t->kd, t->data, r));
     }
     return LK_OK;
-}
-
-/* Dropout streams: a fresh mask per (step, row, module), reproducible after a resume. */
-static void set_masks(lk_trainer *t, int64_t row)
-{
-    for (int i = 0; i < t->lora.n; i++) {
-        uint64_t k = ((uint64_t)t->step * (uint64_t)t->rows + (uint64_t)row) * 131 + (uint64_t)i;
-        t->lora.mods[i].tr.mask_key =
-            t->p.dropout > 0 ? rng_hash(t->p.seed ^ RNG_DROPOUT, k) | 1 : 0;
-    }
-}
-
-static void clear_masks(lk_trainer *t)
-{
-    for (int i = 0; i < t->lora.n; i++)
-        t->lora.mods[i].tr.mask_key = 0;
 }
 
 static int all_finite(const float *g, int64_t n)
@@ -311,48 +209,50 @@ static void update(lk_trainer *t, float lr)
     t->n_updates++;
     for (int i = 0; i < t->lora.n; i++) {
         lora_module *mo = &t->lora.mods[i];
-        int64_t oa = mo->A - t->lora.params, ob = mo->B - t->lora.params;
-        optim_update(&o, mo->A, mo->tr.dA, t->m1 + oa, t->m2 + oa, mo->r * mo->in, lr,
-                     t->n_updates);
-        optim_update(&o, mo->B, mo->tr.dB, t->m1 + ob, t->m2 + ob, mo->r * mo->out,
+        const adapter_module *a = mo->am;
+        int64_t oa = a->A - t->lora.params, ob = a->B - t->lora.params;
+        optim_update(&o, a->A, mo->tr.dA, t->m1 + oa, t->m2 + oa, a->r * a->in, lr, t->n_updates);
+        optim_update(&o, a->B, mo->tr.dB, t->m1 + ob, t->m2 + ob, a->r * a->out,
                      lr * t->p.lr_ratio_b, t->n_updates);
     }
 }
 
-/* The cache's entries for row r: segment j (its tokens contiguous from the first with seg == j)
- * holds the start of example ex[j]. */
-static lk_status cache_row(lk_trainer *t, int64_t r, kd_teacher *tch)
+/* Row r of the step as the graph's input: its tokens, targets, positions and dropout stream. */
+static train_batch row_batch(const lk_trainer *t, int64_t r)
 {
-    int64_t o = r * t->T, k = tcache_k(t->tc), n = t->n_real[r];
-    for (int64_t i = 0, j = 0; i < n && j < t->n_ex[r]; j++) {
-        int64_t a = i;
-        while (i < n && t->seg[o + i] == j)
-            i++;
-        if (i == a)
-            return status_fail(LK_ERR_FORMAT, "row %lld: segment %lld is empty", (long long)r,
-                               (long long)j);
-        LK_TRY(tcache_get(t->tc, t->ex[o + j], i - a, t->c_ids + a * k, t->c_logp + a * k,
-                          t->c_tail + a));
+    int64_t o = r * t->T;
+    return (train_batch){.tokens = t->tok + o,
+                         .targets = t->tgt + o,
+                         .pos = t->pos + o,
+                         .T = t->n_real[r],
+                         .dropout = 1,
+                         .seed = t->p.seed,
+                         .row = (uint64_t)t->step * (uint64_t)t->rows + (uint64_t)r};
+}
+
+/* Forward and backward of every row of the step, the gradients scaled by 1/trained tokens. */
+static lk_status run_rows(lk_trainer *t, int64_t n_trained, loss_sums *sums)
+{
+    float scale = n_trained ? 1.0f / (float)n_trained : 0.0f;
+    for (int64_t r = 0; r < t->rows; r++) {
+        if (t->n_real[r] == 0)
+            continue;
+        train_batch b = row_batch(t, r);
+        loss_config loss;
+        LK_TRY(distill_loss(&t->kd, &t->kd.kp, &b, r, t->seg + r * t->T, &loss));
+        LK_TRY(graph_run(t->g, &b, &loss, scale, 1, sums));
     }
-    *tch = (kd_teacher){.k = k, .ids = t->c_ids, .logp = t->c_logp, .log_tail = t->c_tail};
     return LK_OK;
 }
 
-/* Point the loss at the teacher for a sequence of n tokens before graph_run: the online teacher
- * runs its forward now; a cache gives row r's entries (r < 0: an evaluation, no cache). */
-static lk_status teacher_for(lk_trainer *t, const int32_t *tok, const int32_t *pos, int64_t n,
-                             int64_t r, const kd_params *kp, double *ce, double *kd)
+/* The step's means: loss, and with distillation its CE and divergence parts. */
+static void step_means(const lk_trainer *t, const loss_sums *s, struct lk_step_stats *st)
 {
-    if (!kp->kind)
-        return graph_set_kd(t->g, NULL, NULL, NULL, NULL);
-    kd_teacher tch = {0};
-    if (t->tc) {
-        LK_TRY(cache_row(t, r, &tch));
-    } else {
-        LK_TRY(graph_hidden(t->tg, tok, pos, n, &tch.ht));
-        tch.head = &t->p.teacher->lm_head;
-    }
-    return graph_set_kd(t->g, kp, &tch, ce, kd);
+    int64_t cnt = s->count;
+    int distil = t->kd.kp.kind != 0;
+    st->loss = cnt ? s->loss / (double)cnt : 0;
+    st->ce = distil && cnt ? s->ce / (double)cnt : distil ? 0 : NAN;
+    st->kd = distil && cnt ? s->kd / (double)cnt : distil ? 0 : NAN;
 }
 
 lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
@@ -361,27 +261,14 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
     int64_t n_trained, n_tokens;
     LK_TRY(fetch_rows(t, &n_trained, &n_tokens));
     lora_set_zero_grad(&t->lora);
-    double sum = 0, ce = 0, kd = 0;
-    int64_t cnt = 0;
-    float scale = n_trained ? 1.0f / (float)n_trained : 0.0f;
-    for (int64_t r = 0; r < t->rows; r++) {
-        if (t->n_real[r] == 0)
-            continue;
-        int64_t o = r * t->T;
-        set_masks(t, r);
-        LK_TRY(teacher_for(t, t->tok + o, t->pos + o, t->n_real[r], r, &t->kp, &ce, &kd));
-        LK_TRY(graph_run(t->g, t->tok + o, t->tgt + o, t->pos + o, t->n_real[r], scale, 1, &sum,
-                         &cnt));
-    }
-    clear_masks(t);
-    st->loss = cnt ? sum / (double)cnt : 0;
-    st->ce = t->kp.kind && cnt ? ce / (double)cnt : t->kp.kind ? 0 : NAN;
-    st->kd = t->kp.kind && cnt ? kd / (double)cnt : t->kp.kind ? 0 : NAN;
+    loss_sums sums = {0};
+    LK_TRY(run_rows(t, n_trained, &sums));
+    step_means(t, &sums, st);
     st->lr = schedule_lr((sched_kind)t->p.schedule, t->p.lr, t->step, t->p.warmup_steps, t->total);
     st->tokens = n_tokens;
     st->trained_tokens = n_trained;
     int finite = isfinite(st->loss) && all_finite(t->lora.grads, t->lora.n_params);
-    if (!finite || cnt == 0) {
+    if (!finite || sums.count == 0) {
         st->skipped = 1;
         t->skipped_total++;
         t->bad_run += !finite;
@@ -390,7 +277,8 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
         update(t, st->lr);
         t->bad_run = 0;
     }
-    if (hist_reserve(t, t->step + 1) == LK_OK)
+    /* planned for the whole run; only a caller stepping past the total steps grows it */
+    if (trainer_plan_history(t, t->step + 1) == LK_OK)
         t->hist[t->step] = st->skipped ? NAN : (float)st->loss;
     t->step++;
     st->step = t->step;
@@ -405,183 +293,44 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
     return LK_OK;
 }
 
+/* Example i of eval, unpacked and cut to the sequence length, as the graph's input (no dropout):
+ * positions and targets into the trainer's first row. n 0: nothing to evaluate. */
+static lk_status eval_batch(lk_trainer *t, const lk_dataset *eval, int64_t i, train_batch *b)
+{
+    const int32_t *ids, *labels;
+    int64_t n, line;
+    LK_TRY(lk_dataset_example(eval, i, &ids, &labels, &n, &line));
+    n = n < t->T ? n : t->T;
+    for (int64_t j = 0; j < n; j++) {
+        t->pos[j] = (int32_t)j;
+        t->tgt[j] = j + 1 < n && labels[j + 1] >= 0 ? labels[j + 1] : -100;
+    }
+    *b = (train_batch){.tokens = ids, .targets = t->tgt, .pos = t->pos, .T = n};
+    return LK_OK;
+}
+
 lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
                           int64_t *tokens)
 {
-    double sum = 0, ce = 0, div = 0;
-    int64_t cnt = 0, n_ex = lk_dataset_get_stats(eval)->examples;
+    loss_sums sums = {0};
+    int64_t n_ex = lk_dataset_get_stats(eval)->examples;
     /* with an online teacher: forward KL at τ = 1 as the loss, cross-entropy beside it */
-    kd_params kp = {.kind = t->tg ? KD_FKL : 0, .temp = 1, .weight = 1};
-    clear_masks(t);
+    kd_params kp = {.kind = t->kd.tg ? KD_FKL : 0, .temp = 1, .weight = 1};
     for (int64_t i = 0; i < n_ex; i++) {
-        const int32_t *ids, *labels;
-        int64_t n, line;
-        LK_TRY(lk_dataset_example(eval, i, &ids, &labels, &n, &line));
-        n = n < t->T ? n : t->T;
-        for (int64_t j = 0; j < n; j++) {
-            t->pos[j] = (int32_t)j;
-            t->tgt[j] = j + 1 < n && labels[j + 1] >= 0 ? labels[j + 1] : -100;
-        }
-        if (n == 0)
+        train_batch b;
+        loss_config lc;
+        LK_TRY(eval_batch(t, eval, i, &b));
+        if (b.T == 0)
             continue;
-        lk_status s = teacher_for(t, ids, t->pos, n, -1, &kp, &ce, &div);
-        if (s == LK_OK)
-            s = graph_run(t->g, ids, t->tgt, t->pos, n, 0.0f, 0, &sum, &cnt);
-        if (s != LK_OK) {
-            graph_set_kd(t->g, NULL, NULL, NULL, NULL);
-            return s;
-        }
+        LK_TRY(distill_loss(&t->kd, &kp, &b, -1, NULL, &lc));
+        LK_TRY(graph_run(t->g, &b, &lc, 0.0f, 0, &sums));
     }
-    graph_set_kd(t->g, NULL, NULL, NULL, NULL);
-    *loss = cnt ? (kp.kind ? ce : sum) / (double)cnt : NAN;
+    int64_t cnt = sums.count;
+    *loss = cnt ? (kp.kind ? sums.ce : sums.loss) / (double)cnt : NAN;
     if (kl)
-        *kl = cnt && kp.kind ? div / (double)cnt : NAN;
+        *kl = cnt && kp.kind ? sums.kd / (double)cnt : NAN;
     *tokens = cnt;
     return LK_OK;
-}
-
-/* ---- checkpoints ---- */
-
-static cJSON *ckpt_meta(const lk_trainer *t)
-{
-    cJSON *j = cJSON_CreateObject();
-    struct lk_data_cursor c;
-    lk_dataset_get_cursor(t->data, &c);
-    cJSON_AddStringToObject(j, "kind", "lorakit-train");
-    cJSON_AddNumberToObject(j, "step", (double)t->step);
-    cJSON_AddNumberToObject(j, "total_steps", (double)t->total);
-    cJSON_AddNumberToObject(j, "n_updates", (double)t->n_updates);
-    cJSON_AddNumberToObject(j, "skipped_total", (double)t->skipped_total);
-    cJSON_AddNumberToObject(j, "bad_run", (double)t->bad_run);
-    cJSON_AddNumberToObject(j, "cursor_epoch", (double)c.epoch);
-    cJSON_AddNumberToObject(j, "cursor_next", (double)c.next);
-    cJSON_AddNumberToObject(j, "rank", (double)t->lora.r);
-    cJSON_AddNumberToObject(j, "alpha", t->lora.alpha);
-    cJSON_AddBoolToObject(j, "use_rslora", t->lora.rslora);
-    cJSON_AddNumberToObject(j, "targets", t->lora.targets);
-    cJSON_AddNumberToObject(j, "n_params", (double)t->lora.n_params);
-    cJSON_AddNumberToObject(j, "seq_len", (double)t->T);
-    cJSON_AddNumberToObject(j, "rows_per_step", (double)t->rows);
-    cJSON_AddNumberToObject(j, "objective", (double)t->p.objective);
-    cJSON_AddNumberToObject(j, "kd_temp", t->p.kd_temp);
-    cJSON_AddNumberToObject(j, "kd_weight", t->p.kd_weight);
-    cJSON_AddNumberToObject(j, "jsd_beta", t->p.jsd_beta);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->p.seed);
-    cJSON_AddStringToObject(j, "seed", seed); /* as a string: 64 bits do not fit a double */
-    cJSON *h = cJSON_CreateArray();
-    for (int64_t i = 0; i < t->step; i++) /* NaN (skipped steps) is written as null */
-        cJSON_AddItemToArray(h, isfinite(t->hist[i]) ? cJSON_CreateNumber(t->hist[i])
-                                                     : cJSON_CreateNull());
-    cJSON_AddItemToObject(j, "loss_history", h);
-    return j;
-}
-
-lk_status lk_trainer_save_checkpoint(const lk_trainer *t, const char *path)
-{
-    cJSON *meta = ckpt_meta(t);
-    lk_status s = ckpt_save(path, meta, t->lora.params, t->m1, t->m2, t->lora.n_params);
-    cJSON_Delete(meta);
-    return s;
-}
-
-static double num(const cJSON *j, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-/* The checkpoint must describe this very run: same adapter shape, rows and sequence length. */
-static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *path)
-{
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    char want[32];
-    snprintf(want, sizeof want, "%llu", (unsigned long long)t->p.seed);
-    struct {
-        const char *key;
-        double want;
-    } k[] = {{"rank", (double)t->lora.r},
-             {"alpha", t->lora.alpha},
-             {"targets", t->lora.targets},
-             {"n_params", (double)t->lora.n_params},
-             {"seq_len", (double)t->T},
-             {"rows_per_step", (double)t->rows},
-             {"objective", (double)t->p.objective},
-             {"kd_temp", t->p.kd_temp},
-             {"kd_weight", t->p.kd_weight},
-             {"jsd_beta", t->p.jsd_beta}};
-    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
-        if (num(j, k[i].key) != k[i].want)
-            return status_fail(LK_ERR_ARG,
-                               "%s: checkpoint has %s %g, this run %g (resume with the options "
-                               "of the interrupted run)",
-                               path, k[i].key, num(j, k[i].key), k[i].want);
-    if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
-        return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
-    if (!(num(j, "step") >= 0) || !(num(j, "n_updates") >= 0) || !(num(j, "cursor_next") >= 0) ||
-        !(num(j, "cursor_epoch") >= 0))
-        return status_fail(LK_ERR_FORMAT, "%s: checkpoint description lacks its counters", path);
-    return LK_OK;
-}
-
-lk_status lk_trainer_resume(lk_trainer *t, const char *path)
-{
-    cJSON *meta;
-    float *blob;
-    int64_t n;
-    LK_TRY(ckpt_load(path, &meta, &blob, &n));
-    lk_status s = n == t->lora.n_params
-                      ? check_meta(t, meta, path)
-                      : status_fail(LK_ERR_ARG,
-                                    "%s: checkpoint holds %lld parameters, this "
-                                    "run %lld",
-                                    path, (long long)n, (long long)t->lora.n_params);
-    struct lk_data_cursor c = {(uint64_t)num(meta, "cursor_epoch"),
-                               (int64_t)num(meta, "cursor_next")};
-    if (s == LK_OK)
-        s = lk_dataset_set_cursor(t->data, &c);
-    if (s == LK_OK) {
-        size_t bytes = (size_t)n * sizeof(float);
-        memcpy(t->lora.params, blob, bytes);
-        memcpy(t->m1, blob + n, bytes);
-        memcpy(t->m2, blob + 2 * n, bytes);
-        t->step = (int64_t)num(meta, "step");
-        t->n_updates = (int64_t)num(meta, "n_updates");
-        t->skipped_total = (int64_t)num(meta, "skipped_total");
-        t->bad_run = (int64_t)num(meta, "bad_run");
-        if (t->total < t->step)
-            t->total = t->step;
-        const cJSON *h = cJSON_GetObjectItemCaseSensitive(meta, "loss_history");
-        s = hist_reserve(t, t->step + 1);
-        int64_t i = 0;
-        for (const cJSON *e = cJSON_IsArray(h) ? h->child : NULL; e && s == LK_OK && i < t->step;
-             e = e->next)
-            t->hist[i++] = cJSON_IsNumber(e) ? (float)e->valuedouble : NAN;
-        for (; s == LK_OK && i < t->step; i++)
-            t->hist[i] = NAN;
-    }
-    free(blob);
-    cJSON_Delete(meta);
-    return s;
-}
-
-lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const char *base_model,
-                                  int force)
-{
-    struct lk_adapter_params ap = lk_adapter_params_default();
-    ap.rank = t->lora.r;
-    ap.alpha = t->lora.alpha;
-    ap.use_rslora = t->lora.rslora;
-    ap.target_mask = t->lora.targets;
-    lk_adapter *a;
-    LK_TRY(lk_adapter_create(lk_model_get_config(t->m), &ap, &a));
-    lk_status s = lora_set_export(&t->lora, a);
-    if (s == LK_OK && base_model)
-        s = adapter_set_base_name(a, base_model);
-    if (s == LK_OK)
-        s = lk_adapter_save_peft(a, dir, force);
-    lk_adapter_free(a);
-    return s;
 }
 
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,

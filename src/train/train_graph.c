@@ -9,6 +9,7 @@
 #include "nn/kd.h"
 #include "nn/loss.h"
 #include "nn/ops.h"
+#include "core/rng.h"
 #include "core/status.h"
 
 struct train_graph {
@@ -33,12 +34,7 @@ struct train_graph {
     float *owned[40];                /* the buffers graph_create allocated */
     int n_owned;
     int n_threads;
-    /* distillation (graph_set_kd): the objective, the teacher of the next run, its scratch */
-    int kd_on;
-    kd_params kp;
-    kd_teacher tch;
-    double *kd_ce, *kd_div;
-    float *kd_scratch;
+    float *kd_scratch; /* the distillation loss's scratch (graph_reserve_kd) */
     int64_t kd_scratch_n;
 };
 
@@ -187,66 +183,89 @@ static void add_to(float *y, const float *a, const float *b, int64_t n)
         y[i] = a[i] + b[i];
 }
 
+/* The dropout mask key of L's trained adapter for batch b: a stateless hash of (seed, row,
+ * adapter), never 0, so a forward recomputed under activation checkpointing and a resumed run draw
+ * the same masks. 0 (no dropout) when b asks for none or L trains no adapter with dropout. */
+static uint64_t mask_key(const train_batch *b, const linear *L)
+{
+    if (!b->dropout || !L->train || !(L->train->dropout > 0))
+        return 0;
+    return rng_hash(b->seed ^ RNG_DROPOUT, b->row * 131 + (uint64_t)L->train->index) | 1;
+}
+
+/* y[T, out] = L(x) for batch b (its dropout masks). */
+static void lin_forward(const train_graph *g, const train_batch *b, const linear *L, const float *x,
+                        float *y)
+{
+    linear_forward_train(L, x, b->T, y, g->lin_tmp, mask_key(b, L), g->n_threads);
+}
+
+/* dx[T, in] += dy·∂L/∂x (dx may be NULL) and the trained adapter's gradients, for batch b. */
+static void lin_backward(const train_graph *g, const train_batch *b, const linear *L,
+                         const float *x, const float *dy, float *dx)
+{
+    linear_backward(L, x, dy, b->T, dx, g->lin_tmp, mask_key(b, L), g->n_threads);
+}
+
 /* Layer l forward: x_out[T,C] from x_in[T,C], keeping what the backward needs. */
-static void layer_forward(train_graph *g, int64_t l, const float *x_in, float *x_out, int64_t T)
+static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const float *x_in,
+                          float *x_out)
 {
     bind_acts(g, l);
     const struct lk_model_config *c = &g->m->cfg;
     const layer_weights *w = &g->m->layers[l];
-    int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
-    float eps = (float)c->rms_norm_eps, *tmp = g->lin_tmp;
-    int nt = g->n_threads;
+    int64_t T = b->T, C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
+    float eps = (float)c->rms_norm_eps;
     rmsnorm_forward(g->xn1, g->rstd1, x_in, w->attn_norm, T, C, eps);
-    linear_forward(&w->q, g->xn1, T, g->q, tmp, nt);
-    linear_forward(&w->k, g->xn1, T, g->k, tmp, nt);
-    linear_forward(&w->v, g->xn1, T, g->v, tmp, nt);
+    lin_forward(g, b, &w->q, g->xn1, g->q);
+    lin_forward(g, b, &w->k, g->xn1, g->k);
+    lin_forward(g, b, &w->v, g->xn1, g->v);
     rope_forward(g->q, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
     rope_forward(g->k, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
-    attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->scores, nt);
-    linear_forward(&w->o, g->att, T, g->tmpc, tmp, nt);
+    attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->scores, g->n_threads);
+    lin_forward(g, b, &w->o, g->att, g->tmpc);
     add_to(g->xmid, x_in, g->tmpc, T * C);
     rmsnorm_forward(g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
-    linear_forward(&w->gate, g->xn2, T, g->g, tmp, nt);
-    linear_forward(&w->up, g->xn2, T, g->u, tmp, nt);
+    lin_forward(g, b, &w->gate, g->xn2, g->g);
+    lin_forward(g, b, &w->up, g->xn2, g->u);
     swiglu_forward(g->h, g->g, g->u, T * F);
-    linear_forward(&w->down, g->h, T, g->tmpc, tmp, nt);
+    lin_forward(g, b, &w->down, g->h, g->tmpc);
     add_to(x_out, g->xmid, g->tmpc, T * C);
 }
 
 /* Layer l backward: g->dx holds ∂L/∂x_out on entry and ∂L/∂x_in on return (unless need_dx is 0:
  * the embeddings are frozen, so layer 0's input gradient is not needed). */
-static void layer_backward(train_graph *g, int64_t l, const float *x_in, int64_t T, int need_dx)
+static void layer_backward(train_graph *g, const train_batch *b, int64_t l, const float *x_in,
+                           int need_dx)
 {
     bind_acts(g, l);
     const struct lk_model_config *c = &g->m->cfg;
     const layer_weights *w = &g->m->layers[l];
-    int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
-    float *tmp = g->lin_tmp;
-    int nt = g->n_threads;
+    int64_t T = b->T, C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
     /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
     memset(g->dh, 0, (size_t)(T * F) * sizeof(float));
-    linear_backward(&w->down, g->h, g->dx, T, g->dh, tmp, nt);
+    lin_backward(g, b, &w->down, g->h, g->dx, g->dh);
     swiglu_backward(g->dg, g->du, g->dh, g->g, g->u, T * F);
     memset(g->dxn, 0, (size_t)(T * C) * sizeof(float));
-    linear_backward(&w->gate, g->xn2, g->dg, T, g->dxn, tmp, nt);
-    linear_backward(&w->up, g->xn2, g->du, T, g->dxn, tmp, nt);
+    lin_backward(g, b, &w->gate, g->xn2, g->dg, g->dxn);
+    lin_backward(g, b, &w->up, g->xn2, g->du, g->dxn);
     memcpy(g->dxmid, g->dx, (size_t)(T * C) * sizeof(float));
     rmsnorm_backward(g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
     /* attention: xmid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x_in) */
     memset(g->datt, 0, (size_t)(T * c->n_heads * hd) * sizeof(float));
-    linear_backward(&w->o, g->att, g->dxmid, T, g->datt, tmp, nt);
+    lin_backward(g, b, &w->o, g->att, g->dxmid, g->datt);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_backward(g->dq, g->dk, g->dv, g->D, g->datt, g->q, g->k, g->v, g->att, g->lse, &as,
-                       nt);
+                       g->n_threads);
     rope_backward(g->dq, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
     rope_backward(g->dk, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     float *dxn = need_dx ? g->dxn : NULL;
     if (dxn)
         memset(dxn, 0, (size_t)(T * C) * sizeof(float));
-    linear_backward(&w->q, g->xn1, g->dq, T, dxn, tmp, nt);
-    linear_backward(&w->k, g->xn1, g->dk, T, dxn, tmp, nt);
-    linear_backward(&w->v, g->xn1, g->dv, T, dxn, tmp, nt);
+    lin_backward(g, b, &w->q, g->xn1, g->dq, dxn);
+    lin_backward(g, b, &w->k, g->xn1, g->dk, dxn);
+    lin_backward(g, b, &w->v, g->xn1, g->dv, dxn);
     if (!need_dx)
         return;
     memcpy(g->dx, g->dxmid, (size_t)(T * C) * sizeof(float));
@@ -271,43 +290,41 @@ static lk_status set_bounds(train_graph *g, const int32_t *pos, int64_t T)
     return LK_OK;
 }
 
-lk_status graph_set_kd(train_graph *g, const kd_params *kp, const kd_teacher *tch, double *ce_sum,
-                       double *kd_sum)
+/* Floats of the distillation loss's scratch with a teacher whose LM head is teacher_head (NULL: a
+ * top-k teacher). */
+static int64_t kd_floats(const train_graph *g, const linear *teacher_head)
 {
-    g->kd_on = kp != NULL;
-    if (!kp)
+    const struct lk_model_config *c = &g->m->cfg;
+    return kd_scratch_floats(c->hidden_size, teacher_head ? teacher_head->in : 0, c->vocab_size);
+}
+
+lk_status graph_reserve_kd(train_graph *g, const linear *teacher_head)
+{
+    int64_t need = kd_floats(g, teacher_head);
+    if (need <= g->kd_scratch_n)
         return LK_OK;
-    g->kp = *kp;
-    g->tch = *tch;
-    g->kd_ce = ce_sum;
-    g->kd_div = kd_sum;
-    int64_t need = kd_scratch_floats(g->m->cfg.hidden_size, tch->head ? tch->head->in : 0,
-                                     g->m->cfg.vocab_size);
-    if (need > g->kd_scratch_n) {
-        free(g->kd_scratch);
-        g->kd_scratch_n = 0;
-        g->kd_scratch = lk_aligned_alloc((size_t)need * sizeof(float));
-        if (!g->kd_scratch)
-            return status_fail(LK_ERR_NOMEM, "cannot allocate the distillation scratch (%.0f MiB)",
-                               (double)need * 4 / 1048576.0);
-        g->kd_scratch_n = need;
-    }
+    free(g->kd_scratch);
+    g->kd_scratch_n = 0;
+    g->kd_scratch = lk_aligned_alloc((size_t)need * sizeof(float));
+    if (!g->kd_scratch)
+        return status_fail(LK_ERR_NOMEM, "cannot allocate the distillation scratch (%.0f MiB)",
+                           (double)need * 4 / 1048576.0);
+    g->kd_scratch_n = need;
     return LK_OK;
 }
 
-/* Embeddings, layers and the final norm over T tokens: g->hn, with the inputs of every layer in
+/* Embeddings, layers and the final norm over b's tokens: g->hn, with the inputs of every layer in
  * g->xs for the backward. */
-static lk_status forward_layers(train_graph *g, const int32_t *tokens, const int32_t *pos,
-                                int64_t T)
+static lk_status forward_layers(train_graph *g, const train_batch *b)
 {
     const lk_model *m = g->m;
     const struct lk_model_config *c = &m->cfg;
-    int64_t C = c->hidden_size, L = c->n_layers;
-    LK_TRY(set_bounds(g, pos, T));
-    rope_tables(g->rope_cos, g->rope_sin, m->inv_freq, c->head_dim / 2, pos, 0, T);
-    model_embed(m, tokens, T, g->xs);
+    int64_t T = b->T, C = c->hidden_size, L = c->n_layers;
+    LK_TRY(set_bounds(g, b->pos, T));
+    rope_tables(g->rope_cos, g->rope_sin, m->inv_freq, c->head_dim / 2, b->pos, 0, T);
+    model_embed(m, b->tokens, T, g->xs);
     for (int64_t l = 0; l < L; l++)
-        layer_forward(g, l, g->xs + l * T * C, g->xs + (l + 1) * T * C, T);
+        layer_forward(g, b, l, g->xs + l * T * C, g->xs + (l + 1) * T * C);
     rmsnorm_forward(g->hn, g->rstd_f, g->xs + L * T * C, m->norm, T, C, (float)c->rms_norm_eps);
     return LK_OK;
 }
@@ -327,32 +344,52 @@ static lk_status check_ids(const train_graph *g, const int32_t *tokens, const in
     return LK_OK;
 }
 
-lk_status graph_hidden(train_graph *g, const int32_t *tokens, const int32_t *pos, int64_t T,
-                       const float **hn)
+lk_status graph_hidden(train_graph *g, const train_batch *b, const float **hn)
 {
-    LK_TRY(check_ids(g, tokens, NULL, T));
-    LK_TRY(forward_layers(g, tokens, pos, T));
+    LK_TRY(check_ids(g, b->tokens, NULL, b->T));
+    LK_TRY(forward_layers(g, b));
     LK_TRY(q4_nomem_status("forward"));
     *hn = g->hn;
     return LK_OK;
 }
 
-lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *targets,
-                    const int32_t *pos, int64_t T, float grad_scale, int backward, double *loss_sum,
-                    int64_t *count)
+/* A distillation loss needs graph_reserve_kd's scratch for its teacher. */
+static lk_status check_loss(const train_graph *g, const loss_config *loss)
+{
+    if (!loss || !loss->kd.kind)
+        return LK_OK;
+    int64_t need = kd_floats(g, loss->teacher.head);
+    if (need > g->kd_scratch_n)
+        return status_fail(LK_ERR_ARG,
+                           "distillation loss: needs %lld floats of scratch, the graph holds %lld "
+                           "(graph_reserve_kd for this teacher first)",
+                           (long long)need, (long long)g->kd_scratch_n);
+    return LK_OK;
+}
+
+/* The loss over g->hn and its gradient into dh (NULL: none), added to sums. */
+static void run_loss(train_graph *g, const train_batch *b, const loss_config *loss,
+                     float grad_scale, float *dh, loss_sums *sums)
+{
+    const linear *head = &g->m->lm_head;
+    if (loss && loss->kd.kind)
+        kd_forward_backward(head, g->hn, b->targets, b->T, &loss->kd, &loss->teacher, grad_scale,
+                            dh, &sums->loss, &sums->ce, &sums->kd, &sums->count, g->kd_scratch,
+                            g->n_threads);
+    else
+        ce_forward_backward(head, g->hn, b->targets, b->T, grad_scale, dh, &sums->loss,
+                            &sums->count, g->ce, g->n_threads);
+}
+
+lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *loss, float grad_scale,
+                    int backward, loss_sums *sums)
 {
     const lk_model *m = g->m;
-    const struct lk_model_config *c = &m->cfg;
-    int64_t C = c->hidden_size, L = c->n_layers;
-    LK_TRY(check_ids(g, tokens, targets, T));
-    LK_TRY(forward_layers(g, tokens, pos, T));
-    float *dh = backward ? g->tmpc : NULL;
-    if (g->kd_on)
-        kd_forward_backward(&m->lm_head, g->hn, targets, T, &g->kp, &g->tch, grad_scale, dh,
-                            loss_sum, g->kd_ce, g->kd_div, count, g->kd_scratch, g->n_threads);
-    else
-        ce_forward_backward(&m->lm_head, g->hn, targets, T, grad_scale, dh, loss_sum, count, g->ce,
-                            g->n_threads);
+    int64_t T = b->T, C = m->cfg.hidden_size, L = m->cfg.n_layers;
+    LK_TRY(check_ids(g, b->tokens, b->targets, T));
+    LK_TRY(check_loss(g, loss));
+    LK_TRY(forward_layers(g, b));
+    run_loss(g, b, loss, grad_scale, backward ? g->tmpc : NULL, sums);
     LK_TRY(q4_nomem_status("forward and loss"));
     if (!backward)
         return LK_OK;
@@ -363,8 +400,8 @@ lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *target
         /* with checkpointing, recompute the layer's activations from its saved input (the last
          * layer's are still in place); then go back through it */
         if (!g->store && l < L - 1)
-            layer_forward(g, l, g->xs + l * T * C, g->tmpc, T);
-        layer_backward(g, l, g->xs + l * T * C, T, l > 0);
+            layer_forward(g, b, l, g->xs + l * T * C, g->tmpc);
+        layer_backward(g, b, l, g->xs + l * T * C, l > 0);
     }
     return q4_nomem_status("backward");
 }

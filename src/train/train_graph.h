@@ -20,23 +20,43 @@ void graph_free(train_graph *g);
 /* Bytes graph_create allocates for T_max tokens (for --dry-run's memory plan). */
 int64_t graph_bytes(const lk_model *m, int64_t T_max, int checkpoint);
 
-/* tokens[T], targets[T] (id to predict at each position, -100 = none), pos[T] (positions, 0 at
- * the start of every packed example). Adds the summed loss and the count of predicted positions;
- * with backward, accumulates grad_scale·∂loss/∂(A, B) into every trained adapter's dA/dB. */
-lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *targets,
-                    const int32_t *pos, int64_t T, float grad_scale, int backward, double *loss_sum,
-                    int64_t *count);
+/* The inputs of one run: a sequence of T tokens and the stream of its dropout masks. */
+typedef struct {
+    const int32_t *tokens;  /* [T] */
+    const int32_t *targets; /* [T] id to predict at each position, -100 = none (graph_run only) */
+    const int32_t *pos;     /* [T] positions, 0 at the start of every packed example */
+    int64_t T;
+    int dropout;   /* 1: the trained adapters' dropout, masks from (seed, row); 0: none */
+    uint64_t seed; /* the run's seed */
+    uint64_t row;  /* the sequence's index in the run (step · rows per step + row) */
+} train_batch;
+
+/* The objective of a run: kd.kind 0, cross-entropy on the targets; else distillation with the
+ * teacher over the batch's positions (its arrays borrowed for the run). */
+typedef struct {
+    kd_params kd;
+    kd_teacher teacher;
+} loss_config;
+
+/* What runs add up (graph_run adds to it: zero it first). */
+typedef struct {
+    double loss;   /* Σ objective over the predicted positions */
+    double ce, kd; /* its distillation parts: Σ cross-entropy, Σ τ²·divergence (0 without) */
+    int64_t count; /* predicted positions */
+} loss_sums;
+
+/* Room for distillation runs with a teacher whose LM head is teacher_head (NULL: a top-k teacher):
+ * the loss's scratch, allocated here once so that no run allocates. */
+lk_status graph_reserve_kd(train_graph *g, const linear *teacher_head);
+
+/* Forward and loss of batch b (loss NULL: cross-entropy), added to *sums; with backward, also
+ * accumulates grad_scale·∂loss/∂(A, B) into every trained adapter's dA/dB. Allocates nothing (a
+ * distillation loss needs graph_reserve_kd first). */
+lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *loss, float grad_scale,
+                    int backward, loss_sums *sums);
 
 /* Forward only: *hn (borrowed, [T, C], valid until the next run) = the final normed hidden
- * states of tokens at positions pos (a teacher's input to the distillation loss). */
-lk_status graph_hidden(train_graph *g, const int32_t *tokens, const int32_t *pos, int64_t T,
-                       const float **hn);
-
-/* Distillation: the following graph_run calls take kd_forward_backward's loss with kp and the
- * teacher tch (copied; its arrays are borrowed and must describe the next run's positions), and
- * add their CE and divergence parts to *ce_sum and *kd_sum (either may be NULL). kp NULL goes
- * back to plain cross-entropy. */
-lk_status graph_set_kd(train_graph *g, const kd_params *kp, const kd_teacher *tch, double *ce_sum,
-                       double *kd_sum);
+ * states of b's tokens (a teacher's input to the distillation loss; b's targets are not read). */
+lk_status graph_hidden(train_graph *g, const train_batch *b, const float **hn);
 
 #endif /* LK_TRAIN_GRAPH_H */

@@ -60,7 +60,7 @@ static void gemms(const job *j)
                 if (pass < 2)
                     linear_forward(&rows, j->h + t * C, R, logits + R * v0, NULL, j->nt);
                 else
-                    linear_backward(&rows, NULL, logits + R * v0, R, dhb, NULL, j->nt);
+                    linear_backward(&rows, NULL, logits + R * v0, R, dhb, NULL, 0, j->nt);
             }
     }
 }

@@ -1,0 +1,143 @@
+/* train_ckpt.c — the trainer's checkpoints (the run's state as LKCKPT: the adapter's params
+ * arena, the AdamW moments, and a JSON description with step, schedule counters, data cursor,
+ * options and loss history; formats/checkpoint.c writes the file) and the PEFT output, written
+ * from the trained adapter itself. On top of train.c (the trainer's state, its loss history). */
+#include <math.h>
+#include <string.h>
+
+#include "formats/checkpoint.h"
+#include "core/status.h"
+#include "train/trainer.h"
+
+static cJSON *ckpt_meta(const lk_trainer *t)
+{
+    cJSON *j = cJSON_CreateObject();
+    struct lk_data_cursor c;
+    struct lk_adapter_info a;
+    lk_dataset_get_cursor(t->data, &c);
+    lk_adapter_get_info(t->ad, &a);
+    cJSON_AddStringToObject(j, "kind", "lorakit-train");
+    cJSON_AddNumberToObject(j, "step", (double)t->step);
+    cJSON_AddNumberToObject(j, "total_steps", (double)t->total);
+    cJSON_AddNumberToObject(j, "n_updates", (double)t->n_updates);
+    cJSON_AddNumberToObject(j, "skipped_total", (double)t->skipped_total);
+    cJSON_AddNumberToObject(j, "bad_run", (double)t->bad_run);
+    cJSON_AddNumberToObject(j, "cursor_epoch", (double)c.epoch);
+    cJSON_AddNumberToObject(j, "cursor_next", (double)c.next);
+    cJSON_AddNumberToObject(j, "rank", (double)a.rank);
+    cJSON_AddNumberToObject(j, "alpha", a.alpha);
+    cJSON_AddBoolToObject(j, "use_rslora", a.use_rslora);
+    cJSON_AddNumberToObject(j, "targets", a.target_mask);
+    cJSON_AddNumberToObject(j, "n_params", (double)t->lora.n_params);
+    cJSON_AddNumberToObject(j, "seq_len", (double)t->T);
+    cJSON_AddNumberToObject(j, "rows_per_step", (double)t->rows);
+    cJSON_AddNumberToObject(j, "objective", (double)t->p.objective);
+    cJSON_AddNumberToObject(j, "kd_temp", t->p.kd_temp);
+    cJSON_AddNumberToObject(j, "kd_weight", t->p.kd_weight);
+    cJSON_AddNumberToObject(j, "jsd_beta", t->p.jsd_beta);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->p.seed);
+    cJSON_AddStringToObject(j, "seed", seed); /* as a string: 64 bits do not fit a double */
+    cJSON *h = cJSON_CreateArray();
+    for (int64_t i = 0; i < t->step; i++) /* NaN (skipped steps) is written as null */
+        cJSON_AddItemToArray(h, isfinite(t->hist[i]) ? cJSON_CreateNumber(t->hist[i])
+                                                     : cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "loss_history", h);
+    return j;
+}
+
+lk_status lk_trainer_save_checkpoint(const lk_trainer *t, const char *path)
+{
+    cJSON *meta = ckpt_meta(t);
+    lk_status s = ckpt_save(path, meta, t->lora.params, t->m1, t->m2, t->lora.n_params);
+    cJSON_Delete(meta);
+    return s;
+}
+
+static double num(const cJSON *j, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* The checkpoint must describe this very run: same adapter shape, rows and sequence length. */
+static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *path)
+{
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    char want[32];
+    struct lk_adapter_info a;
+    snprintf(want, sizeof want, "%llu", (unsigned long long)t->p.seed);
+    lk_adapter_get_info(t->ad, &a);
+    struct {
+        const char *key;
+        double want;
+    } k[] = {{"rank", (double)a.rank},
+             {"alpha", a.alpha},
+             {"targets", a.target_mask},
+             {"n_params", (double)t->lora.n_params},
+             {"seq_len", (double)t->T},
+             {"rows_per_step", (double)t->rows},
+             {"objective", (double)t->p.objective},
+             {"kd_temp", t->p.kd_temp},
+             {"kd_weight", t->p.kd_weight},
+             {"jsd_beta", t->p.jsd_beta}};
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
+        if (num(j, k[i].key) != k[i].want)
+            return status_fail(LK_ERR_ARG,
+                               "%s: checkpoint has %s %g, this run %g (resume with the options "
+                               "of the interrupted run)",
+                               path, k[i].key, num(j, k[i].key), k[i].want);
+    if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
+        return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
+    if (!(num(j, "step") >= 0) || !(num(j, "n_updates") >= 0) || !(num(j, "cursor_next") >= 0) ||
+        !(num(j, "cursor_epoch") >= 0))
+        return status_fail(LK_ERR_FORMAT, "%s: checkpoint description lacks its counters", path);
+    return LK_OK;
+}
+
+lk_status lk_trainer_resume(lk_trainer *t, const char *path)
+{
+    cJSON *meta;
+    float *blob;
+    int64_t n;
+    LK_TRY(ckpt_load(path, &meta, &blob, &n));
+    lk_status s = n == t->lora.n_params
+                      ? check_meta(t, meta, path)
+                      : status_fail(LK_ERR_ARG,
+                                    "%s: checkpoint holds %lld parameters, this "
+                                    "run %lld",
+                                    path, (long long)n, (long long)t->lora.n_params);
+    struct lk_data_cursor c = {(uint64_t)num(meta, "cursor_epoch"),
+                               (int64_t)num(meta, "cursor_next")};
+    if (s == LK_OK)
+        s = lk_dataset_set_cursor(t->data, &c);
+    if (s == LK_OK) {
+        size_t bytes = (size_t)n * sizeof(float);
+        memcpy(t->lora.params, blob, bytes);
+        memcpy(t->m1, blob + n, bytes);
+        memcpy(t->m2, blob + 2 * n, bytes);
+        t->step = (int64_t)num(meta, "step");
+        t->n_updates = (int64_t)num(meta, "n_updates");
+        t->skipped_total = (int64_t)num(meta, "skipped_total");
+        t->bad_run = (int64_t)num(meta, "bad_run");
+        if (t->total < t->step)
+            t->total = t->step;
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(meta, "loss_history");
+        s = trainer_plan_history(t, t->total > t->step ? t->total : t->step + 1);
+        int64_t i = 0;
+        for (const cJSON *e = cJSON_IsArray(h) ? h->child : NULL; e && s == LK_OK && i < t->step;
+             e = e->next)
+            t->hist[i++] = cJSON_IsNumber(e) ? (float)e->valuedouble : NAN;
+        for (; s == LK_OK && i < t->step; i++)
+            t->hist[i] = NAN;
+    }
+    free(blob);
+    cJSON_Delete(meta);
+    return s;
+}
+
+lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const char *base_model,
+                                  int force)
+{
+    return adapter_save_peft_as(t->ad, dir, base_model ? base_model : "", force);
+}
