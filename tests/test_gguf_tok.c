@@ -542,6 +542,17 @@ static const char *edited(const char *src, const char *name, const struct edit *
     return path;
 }
 
+/* The tokenizer of an edited copy (tmp_path(name)) of ../shared/rel. */
+static lk_tokenizer *load_edited(const char *rel, const char *name, const struct edit *e, int n)
+{
+    char src[4096];
+    require_file(shared_path(rel));
+    snprintf(src, sizeof src, "%s", shared_path(rel));
+    lk_tokenizer *t;
+    assert_ok(lk_tokenizer_load(edited(src, name, e, n), &t));
+    return t;
+}
+
 /* ---- every pre-tokenizer name ---- */
 
 /* gguf-pre-sweep.txt: each name llama.cpp knows, on SmolLM2's vocabulary (pre swapped in,
@@ -693,12 +704,8 @@ static void test_smollm2_chat(void **st)
 static void test_smollm2_transformers(void **st)
 {
     (void)st;
-    require_file(shared_path(SMOLLM));
-    char src[4096];
-    snprintf(src, sizeof src, "%s", shared_path(SMOLLM));
     struct edit e = {"tokenizer.ggml.pre", E_STR, "gpt-2", 0};
-    lk_tokenizer *gpt2, *smol = load_shared(SMOLLM);
-    assert_ok(lk_tokenizer_load(edited(src, "gpt2-pre.gguf", &e, 1), &gpt2));
+    lk_tokenizer *gpt2 = load_edited(SMOLLM, "gpt2-pre.gguf", &e, 1), *smol = load_shared(SMOLLM);
     const cJSON *by_file, *it;
     int checked = 0;
     cJSON_ArrayForEach(by_file, cJSON_GetObjectItem(meta(), "transformers_differs"))
@@ -738,16 +745,12 @@ static void test_smollm2_transformers(void **st)
 static void test_phi3_rstrip(void **st)
 {
     (void)st;
-    require_file(shared_path(SPM));
-    char src[4096];
-    snprintf(src, sizeof src, "%s", shared_path(SPM));
     struct edit e[] = {{"general.name", E_STR, "Phi-3-mini-4k-instruct", 0},
                        {"tokenizer.ggml.tokens", E_APPEND_STRS,
                         "<|endoftext|>\n<|assistant|>\n<|user|>\n<|end|>", 0},
                        {"tokenizer.ggml.scores", E_APPEND_NUM, "0", 4},
                        {"tokenizer.ggml.token_type", E_APPEND_NUM, "3", 4}};
-    lk_tokenizer *t;
-    assert_ok(lk_tokenizer_load(edited(src, "phi3.gguf", e, 4), &t));
+    lk_tokenizer *t = load_edited(SPM, "phi3.gguf", e, 4);
     assert_int_equal(lk_tokenizer_vocab_size(t), 32004);
     check_inp(t, "phi3", "specials");
     check_inp(t, "phi3", "gguf-extra");
