@@ -1,33 +1,11 @@
-/* quant_api.c — the public lk_ face of quant/: type names, row sizes, row quantise/dequantise.
- * NF4 rows here use bitsandbytes' default blocksize 64; the layouts are described in q4.h. */
-#include <strings.h>
-
+/* quant_api.c — the public lk_ face of quant/: row sizes, row quantise/dequantise, and the
+ * experimental matrix API over the kernels (the type names live in qtype.c). NF4 rows here use
+ * bitsandbytes' default blocksize 64; the layouts are described in q4.h. */
 #define LK_EXPERIMENTAL 1
 
 #include "q4.h"
 #include "core/status.h"
 #include "core/tensor.h"
-
-static const char *const k_names[LK_QTYPE_COUNT] = {"f32",  "f16",    "bf16", "q4_0",
-                                                    "q8_0", "iq4_nl", "nf4"};
-
-const char *lk_qtype_name(lk_qtype t)
-{
-    return (int)t >= 0 && t < LK_QTYPE_COUNT ? k_names[t] : "?";
-}
-
-lk_status lk_qtype_from_name(const char *name, lk_qtype *out)
-{
-    for (int i = 0; name && i < LK_QTYPE_COUNT; i++) {
-        if (!strcasecmp(name, k_names[i])) {
-            *out = (lk_qtype)i;
-            return LK_OK;
-        }
-    }
-    return status_fail(LK_ERR_ARG,
-                       "quant type '%s' unknown, expected one of f32 f16 bf16 q4_0 q8_0 iq4_nl nf4",
-                       name ? name : "(null)");
-}
 
 size_t lk_quant_row_bytes(lk_qtype t, int64_t n)
 {
