@@ -3,6 +3,7 @@
 #ifndef LK_LINEAR_H
 #define LK_LINEAR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "q4.h"
@@ -37,20 +38,23 @@ typedef struct {
     lora_train *train; /* non-NULL while lora[0] is being trained */
 } linear;
 
+/* Work memory of linear_forward (backward 0) or of linear_forward and linear_backward (backward
+ * 1) on up to T rows with n_threads threads, in bytes: the LoRA products' scratch and the fused
+ * kernel's work (q4_gemm_*_work). The callers plan it once for their longest call and largest
+ * layer; the calls allocate nothing. Any alignment of 4 bytes or more. */
+size_t linear_work_bytes(const linear *L, int64_t T, int n_threads, int backward);
+
 /* y[T,out] = x[T,in]·Wᵀ + b + Σ scale·(x·Aᵀ)·Bᵀ, using n_threads (OpenBLAS sgemm; sgemv for
- * T = 1). With L->train and dropout, the first adapter sees dropout(x). tmp: scratch of
- * linear_tmp_floats(L, T) floats (may be NULL when that is 0). */
-void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp,
-                    int n_threads);
+ * T = 1). With L->train and dropout, the first adapter sees dropout(x). work: work_size bytes,
+ * at least linear_work_bytes(L, T, n_threads, 0) (may be NULL when that is 0). */
+void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
+                    size_t work_size, int n_threads);
 
 /* dx[T,in] += dy[T,out]·(W + Σ scale·B·A); for a trained first adapter also dA += s·(dy·B)ᵀ·x_d,
  * dB += s·dyᵀ·(x_d·Aᵀ), x_d the dropped-out input. dx may be NULL (input needs no gradient).
- * tmp: linear_tmp_floats(L, T) floats. */
+ * work: at least linear_work_bytes(L, T, n_threads, 1) bytes. */
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     float *tmp, int n_threads);
-
-/* Scratch floats linear_forward/backward need for T rows. */
-int64_t linear_tmp_floats(const linear *L, int64_t T);
+                     void *work, size_t work_size, int n_threads);
 
 /* Largest rank attached to L (0 without adapters). */
 int64_t linear_max_rank(const linear *L);

@@ -25,13 +25,14 @@ struct train_graph {
     float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
     float *rope_cos, *rope_sin;      /* [T, hd/2] */
     float *scores;                   /* [n_threads, T] */
-    float *lin_tmp;                  /* linear scratch */
+    float *lin_tmp;                  /* linear scratch: every linear call's work, lin_tmp_bytes */
     float *ce;                       /* cross-entropy scratch */
     int64_t *lo;                     /* [T] first key of each query */
     float *hn;                       /* [T, C] final normed hidden */
     float *store;                    /* without checkpointing: every layer's activations */
     float *owned[40];                /* the buffers graph_create allocated */
     int n_owned;
+    size_t lin_tmp_bytes;
     int n_threads;
     /* distillation (graph_set_kd): the objective, the teacher of the next run, its scratch */
     int kd_on;
@@ -75,15 +76,16 @@ static const linear *layer_linear(const layer_weights *w, int i)
     return all[i];
 }
 
+/* Floats of work for the layers' linear calls (forward and backward) on up to T rows. */
 static int64_t lin_tmp_floats(const lk_model *m, int64_t T)
 {
-    int64_t n = 0;
+    size_t n = 0;
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         for (int i = 0; i < 7; i++) {
-            int64_t k = linear_tmp_floats(layer_linear(&m->layers[l], i), T);
+            size_t k = linear_work_bytes(layer_linear(&m->layers[l], i), T, m->n_threads, 1);
             n = k > n ? k : n;
         }
-    return n;
+    return (int64_t)((n + 3) / 4);
 }
 
 /* Sizes of every buffer, in floats, in the order graph_create assigns them. */
@@ -110,11 +112,11 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
     for (int i = 0; i < 4; i++)
         sz[n++] = T * C; /* dx, dxmid, dxn, tmpc */
     for (int i = 0; i < 2; i++)
-        sz[n++] = T * c->head_dim / 2;             /* rope tables */
-    sz[n++] = (int64_t)nt * T;                     /* scores */
-    sz[n++] = lin_tmp_floats(m, T);                /* lin_tmp */
-    sz[n++] = ce_scratch_floats(C, c->vocab_size); /* ce */
-    sz[n++] = T * C;                               /* hn */
+        sz[n++] = T * c->head_dim / 2;            /* rope tables */
+    sz[n++] = (int64_t)nt * T;                    /* scores */
+    sz[n++] = lin_tmp_floats(m, T);               /* lin_tmp */
+    sz[n++] = ce_scratch_floats(&m->lm_head, nt); /* ce */
+    sz[n++] = T * C;                              /* hn */
     return n;
 }
 
@@ -154,6 +156,7 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_g
         ok = ok && *bufs[i];
     }
 
+    g->lin_tmp_bytes = (size_t)lin_tmp_floats(m, T_max) * sizeof(float);
     g->lo = malloc((size_t)T_max * sizeof *g->lo);
     if (!checkpoint) /* every layer keeps its activations: no recompute in the backward */
         g->store = lk_aligned_alloc((size_t)(m->cfg.n_layers * T_max * acts_per_token(&m->cfg)) *
@@ -194,23 +197,25 @@ static void layer_forward(train_graph *g, int64_t l, const float *x_in, float *x
     const struct lk_model_config *c = &g->m->cfg;
     const layer_weights *w = &g->m->layers[l];
     int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
-    float eps = (float)c->rms_norm_eps, *tmp = g->lin_tmp;
+    float eps = (float)c->rms_norm_eps;
+    void *wk = g->lin_tmp;
+    size_t wn = g->lin_tmp_bytes;
     int nt = g->n_threads;
     rmsnorm_forward(g->xn1, g->rstd1, x_in, w->attn_norm, T, C, eps);
-    linear_forward(&w->q, g->xn1, T, g->q, tmp, nt);
-    linear_forward(&w->k, g->xn1, T, g->k, tmp, nt);
-    linear_forward(&w->v, g->xn1, T, g->v, tmp, nt);
+    linear_forward(&w->q, g->xn1, T, g->q, wk, wn, nt);
+    linear_forward(&w->k, g->xn1, T, g->k, wk, wn, nt);
+    linear_forward(&w->v, g->xn1, T, g->v, wk, wn, nt);
     rope_forward(g->q, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
     rope_forward(g->k, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->scores, nt);
-    linear_forward(&w->o, g->att, T, g->tmpc, tmp, nt);
+    linear_forward(&w->o, g->att, T, g->tmpc, wk, wn, nt);
     add_to(g->xmid, x_in, g->tmpc, T * C);
     rmsnorm_forward(g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
-    linear_forward(&w->gate, g->xn2, T, g->g, tmp, nt);
-    linear_forward(&w->up, g->xn2, T, g->u, tmp, nt);
+    linear_forward(&w->gate, g->xn2, T, g->g, wk, wn, nt);
+    linear_forward(&w->up, g->xn2, T, g->u, wk, wn, nt);
     swiglu_forward(g->h, g->g, g->u, T * F);
-    linear_forward(&w->down, g->h, T, g->tmpc, tmp, nt);
+    linear_forward(&w->down, g->h, T, g->tmpc, wk, wn, nt);
     add_to(x_out, g->xmid, g->tmpc, T * C);
 }
 
@@ -222,20 +227,21 @@ static void layer_backward(train_graph *g, int64_t l, const float *x_in, int64_t
     const struct lk_model_config *c = &g->m->cfg;
     const layer_weights *w = &g->m->layers[l];
     int64_t C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
-    float *tmp = g->lin_tmp;
+    void *wk = g->lin_tmp;
+    size_t wn = g->lin_tmp_bytes;
     int nt = g->n_threads;
     /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
     memset(g->dh, 0, (size_t)(T * F) * sizeof(float));
-    linear_backward(&w->down, g->h, g->dx, T, g->dh, tmp, nt);
+    linear_backward(&w->down, g->h, g->dx, T, g->dh, wk, wn, nt);
     swiglu_backward(g->dg, g->du, g->dh, g->g, g->u, T * F);
     memset(g->dxn, 0, (size_t)(T * C) * sizeof(float));
-    linear_backward(&w->gate, g->xn2, g->dg, T, g->dxn, tmp, nt);
-    linear_backward(&w->up, g->xn2, g->du, T, g->dxn, tmp, nt);
+    linear_backward(&w->gate, g->xn2, g->dg, T, g->dxn, wk, wn, nt);
+    linear_backward(&w->up, g->xn2, g->du, T, g->dxn, wk, wn, nt);
     memcpy(g->dxmid, g->dx, (size_t)(T * C) * sizeof(float));
     rmsnorm_backward(g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
     /* attention: xmid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x_in) */
     memset(g->datt, 0, (size_t)(T * c->n_heads * hd) * sizeof(float));
-    linear_backward(&w->o, g->att, g->dxmid, T, g->datt, tmp, nt);
+    linear_backward(&w->o, g->att, g->dxmid, T, g->datt, wk, wn, nt);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_backward(g->dq, g->dk, g->dv, g->D, g->datt, g->q, g->k, g->v, g->att, g->lse, &as,
                        nt);
@@ -244,9 +250,9 @@ static void layer_backward(train_graph *g, int64_t l, const float *x_in, int64_t
     float *dxn = need_dx ? g->dxn : NULL;
     if (dxn)
         memset(dxn, 0, (size_t)(T * C) * sizeof(float));
-    linear_backward(&w->q, g->xn1, g->dq, T, dxn, tmp, nt);
-    linear_backward(&w->k, g->xn1, g->dk, T, dxn, tmp, nt);
-    linear_backward(&w->v, g->xn1, g->dv, T, dxn, tmp, nt);
+    linear_backward(&w->q, g->xn1, g->dq, T, dxn, wk, wn, nt);
+    linear_backward(&w->k, g->xn1, g->dk, T, dxn, wk, wn, nt);
+    linear_backward(&w->v, g->xn1, g->dv, T, dxn, wk, wn, nt);
     if (!need_dx)
         return;
     memcpy(g->dx, g->dxmid, (size_t)(T * C) * sizeof(float));
@@ -281,8 +287,7 @@ lk_status graph_set_kd(train_graph *g, const kd_params *kp, const kd_teacher *tc
     g->tch = *tch;
     g->kd_ce = ce_sum;
     g->kd_div = kd_sum;
-    int64_t need = kd_scratch_floats(g->m->cfg.hidden_size, tch->head ? tch->head->in : 0,
-                                     g->m->cfg.vocab_size);
+    int64_t need = kd_scratch_floats(&g->m->lm_head, tch->head, g->n_threads);
     if (need > g->kd_scratch_n) {
         free(g->kd_scratch);
         g->kd_scratch_n = 0;
@@ -332,7 +337,6 @@ lk_status graph_hidden(train_graph *g, const int32_t *tokens, const int32_t *pos
 {
     LK_TRY(check_ids(g, tokens, NULL, T));
     LK_TRY(forward_layers(g, tokens, pos, T));
-    LK_TRY(q4_nomem_status("forward"));
     *hn = g->hn;
     return LK_OK;
 }
@@ -353,7 +357,6 @@ lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *target
     else
         ce_forward_backward(&m->lm_head, g->hn, targets, T, grad_scale, dh, loss_sum, count, g->ce,
                             g->n_threads);
-    LK_TRY(q4_nomem_status("forward and loss"));
     if (!backward)
         return LK_OK;
     float *xf = g->xs + L * T * C; /* final residual */
@@ -366,5 +369,5 @@ lk_status graph_run(train_graph *g, const int32_t *tokens, const int32_t *target
             layer_forward(g, l, g->xs + l * T * C, g->tmpc, T);
         layer_backward(g, l, g->xs + l * T * C, T, l > 0);
     }
-    return q4_nomem_status("backward");
+    return LK_OK;
 }
