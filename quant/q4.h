@@ -298,14 +298,21 @@ void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t 
 void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
                  void *work, size_t work_size);
 
-/* For the variants: a work buffer is carved into pieces of whole 64-byte lines (q4_line), e.g. one
- * per thread. q4_work_size(need) is the size a variant reports for `need` bytes of such pieces
+/* For the variants: a work buffer is carved into pieces of whole 64-byte lines (q4_line); a piece
+ * each thread owns takes q4_slot bytes: its lines, then 4 KiB that no one touches, so that the
+ * hardware prefetcher running past the end of one thread's piece does not pull in the lines
+ * another thread is writing (pieces back to back cost the AVX-512 backward at T = 1 5-25% with 2
+ * threads). q4_work_size(need) is the size a variant reports for `need` bytes of such pieces
  * (room to align the start added); q4_work_start(work, work_size, size) is the 64-byte aligned
  * start of the caller's buffer for a call whose reported size is `size` (NULL when 0), asserting
  * that the caller passed at least that much. */
 static inline size_t q4_line(size_t bytes)
 {
     return (bytes + 63) & ~(size_t)63;
+}
+static inline size_t q4_slot(size_t bytes)
+{
+    return q4_line(bytes) + 4096;
 }
 size_t q4_work_size(size_t need);
 void *q4_work_start(void *work, size_t work_size, size_t size);

@@ -226,7 +226,7 @@ static inline size_t amx_need(int64_t T, int64_t K, int nt)
 {
     const int64_t Kp = (K + 31) / 32 * 32, Tp = (T + 31) / 32 * 32;
     const size_t bbytes = q4_line((size_t)(Kp / 32) * 2 * TILE_BF16 * 2);
-    return q4_line((size_t)(Tp * Kp) * 2) + (size_t)nt * (bbytes + CBUF_BYTES);
+    return q4_line((size_t)(Tp * Kp) * 2) + (size_t)nt * q4_slot(bbytes + CBUF_BYTES);
 }
 
 /* Work of a call of T rows and reduction length K, given `small`, the AVX-512 kernel's work for
@@ -275,7 +275,7 @@ void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int6
     const int64_t ntask = (w->out + 31) / 32;
 #pragma omp parallel num_threads(nt)
     {
-        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * (bbytes + CBUF_BYTES);
+        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * q4_slot(bbytes + CBUF_BYTES);
         uint16_t *B = (uint16_t *)(void *)mine; /* [Kp/32][2 tiles][16][16][2] bf16 */
         float *Cbuf = (float *)(void *)(mine + bbytes);
         memset(B, 0, bbytes);
@@ -308,7 +308,7 @@ void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, 
     const int64_t ntask = (w->in + 31) / 32;
 #pragma omp parallel num_threads(nt)
     {
-        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * (bbytes + CBUF_BYTES);
+        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * q4_slot(bbytes + CBUF_BYTES);
         uint16_t *B = (uint16_t *)(void *)mine; /* rows >= out stay zero */
         float *Cbuf = (float *)(void *)(mine + bbytes);
         memset(B, 0, bbytes);

@@ -488,6 +488,7 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
 }
 
 #define PANEL_BYTES ((size_t)NP * KC * NR * sizeof(float)) /* one thread's P [NP][KC][NR] */
+#define SLOT_BYTES  q4_slot(PANEL_BYTES)
 
 /* Work of the forward: Xp [T][in_pad] for the GEMV (T <= GEMV_T), one panel per thread for the
  * GEMM (T > GEMV_T); the larger of the two for the T' <= T a call may have. */
@@ -495,7 +496,7 @@ size_t q4_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
     const int64_t in_pad = (w->in + 31) / 32 * 32, tg = T < GEMV_T ? T : GEMV_T;
     const size_t gemv = T > 0 ? q4_line((size_t)(tg * in_pad) * sizeof(float)) : 0;
-    const size_t gemm = T > GEMV_T ? (size_t)resolve_threads(n_threads) * PANEL_BYTES : 0;
+    const size_t gemm = T > GEMV_T ? (size_t)resolve_threads(n_threads) * SLOT_BYTES : 0;
     return q4_work_size(gemv > gemm ? gemv : gemm);
 }
 
@@ -503,7 +504,7 @@ size_t q4_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 size_t q4_gemm_bwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
     (void)w;
-    return T > 1 ? q4_work_size((size_t)resolve_threads(n_threads) * PANEL_BYTES) : 0;
+    return T > 1 ? q4_work_size((size_t)resolve_threads(n_threads) * SLOT_BYTES) : 0;
 }
 
 void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -522,7 +523,7 @@ void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * PANEL_BYTES);
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
         memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
@@ -546,7 +547,7 @@ void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX,
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * PANEL_BYTES);
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
         memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)

@@ -240,19 +240,20 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
 }
 
 #define PANEL_BYTES ((size_t)NP * KC * NR * sizeof(float)) /* one thread's P [NP][KC][NR] */
+#define SLOT_BYTES  q4_slot(PANEL_BYTES)
 
 /* Work of the forward: one panel per thread when T > GEMV_T (the GEMV decodes into registers). */
 size_t q4_gemm_fwd_work_avx512(const q4_weight *w, int64_t T, int n_threads)
 {
     (void)w;
-    return T > GEMV_T ? q4_work_size((size_t)resolve_threads(n_threads) * PANEL_BYTES) : 0;
+    return T > GEMV_T ? q4_work_size((size_t)resolve_threads(n_threads) * SLOT_BYTES) : 0;
 }
 
 /* Work of the backward: one panel per thread. */
 size_t q4_gemm_bwd_work_avx512(const q4_weight *w, int64_t T, int n_threads)
 {
     (void)w;
-    return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * PANEL_BYTES) : 0;
+    return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * SLOT_BYTES) : 0;
 }
 
 void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -271,7 +272,7 @@ void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, i
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * PANEL_BYTES);
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
         memset(P, 0, PANEL_BYTES);
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
@@ -291,7 +292,7 @@ void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *d
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * PANEL_BYTES);
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
         memset(P, 0, PANEL_BYTES);
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)

@@ -69,7 +69,7 @@ size_t q4_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
 size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
 {
     (void)w;
-    const size_t acc = q4_line((size_t)T * 32 * sizeof(float));
+    const size_t acc = q4_slot((size_t)T * 32 * sizeof(float));
     return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * acc) : 0;
 }
 
@@ -114,7 +114,7 @@ void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX,
     if (T <= 0)
         return;
     const int64_t in = w->in, out = w->out, nchunk = (in + 31) / 32;
-    const size_t slot = q4_line((size_t)T * 32 * sizeof(float));
+    const size_t slot = q4_slot((size_t)T * 32 * sizeof(float));
     uint8_t *accs = q4_work_start(work, work_size, q4_gemm_bwd_work_neon(w, T, n_threads));
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {

@@ -606,7 +606,7 @@ void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int
 size_t q4_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
 {
     const int64_t in_pad = (w->in + Q4_QK - 1) / Q4_QK * Q4_QK;
-    const size_t row = q4_line((size_t)in_pad * sizeof(float));
+    const size_t row = q4_slot((size_t)in_pad * sizeof(float));
     return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * row) : 0;
 }
 
@@ -614,7 +614,7 @@ size_t q4_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
 size_t q4_gemm_bwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
 {
     (void)w;
-    const size_t acc = q4_line((size_t)T * Q4_QK * sizeof(double));
+    const size_t acc = q4_slot((size_t)T * Q4_QK * sizeof(double));
     return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * acc) : 0;
 }
 
@@ -627,7 +627,7 @@ void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int6
         return;
     const int64_t in = w->in, out = w->out;
     const int64_t in_pad = (in + Q4_QK - 1) / Q4_QK * Q4_QK;
-    const size_t row = q4_line((size_t)in_pad * sizeof(float));
+    const size_t row = q4_slot((size_t)in_pad * sizeof(float));
     uint8_t *rows = q4_work_start(work, work_size, q4_gemm_fwd_work_ref(w, T, n_threads));
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
@@ -653,7 +653,7 @@ void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, 
     if (T <= 0)
         return;
     const int64_t in = w->in, out = w->out, nchunk = (in + Q4_QK - 1) / Q4_QK;
-    const size_t slot = q4_line((size_t)T * Q4_QK * sizeof(double));
+    const size_t slot = q4_slot((size_t)T * Q4_QK * sizeof(double));
     uint8_t *accs = q4_work_start(work, work_size, q4_gemm_bwd_work_ref(w, T, n_threads));
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
