@@ -25,6 +25,7 @@
 #include "q4.h"
 #include "core/status.h"
 #include "testutil.h"
+#include "nn/linear.h"
 #include "train/train_graph.h"
 
 static uint64_t g_rng;
@@ -82,11 +83,11 @@ typedef struct {
 
 static unsigned g_calls; /* alternates the work's alignment from one call to the next */
 
-/* size bytes of work starting 1 byte past a 64-byte line (a kernel skips 63 bytes to align: the
- * most it may) or on a line, canaries around it, the work itself NaN bytes. */
-static fenced fence_open(size_t size)
+/* size bytes of work starting shift bytes past a 64-byte line, canaries around it, the work itself
+ * NaN bytes. */
+static fenced fence_open(size_t size, size_t shift)
 {
-    fenced f = {.size = size, .shift = (g_calls++ & 1) ? 1 : 0};
+    fenced f = {.size = size, .shift = shift};
     f.block = lk_aligned_alloc(2 * FENCE + f.shift + size);
     assert_non_null(f.block);
     memset(f.block, 0xa5, FENCE + f.shift);
@@ -110,11 +111,12 @@ static void fence_close(fenced *f, const char *what, const q4_weight *w, int64_t
     free(f->block);
 }
 
-/* The variant's forward / backward with exactly the work it reports, checked. */
+/* The variant's forward / backward with exactly the work it reports, checked; the work starts on
+ * a 64-byte line or 1 byte past one (a kernel then skips 63 bytes to align: the most it may). */
 static void fwd_fenced(const q4_kernels *k, const q4_weight *w, const float *bias, const float *X,
                        int64_t T, float *Y, int nt)
 {
-    fenced f = fence_open(k->fwd_work(w, T, nt));
+    fenced f = fence_open(k->fwd_work(w, T, nt), g_calls++ & 1);
     k->fwd(w, bias, X, T, Y, nt, f.size ? f.work : NULL, f.size);
     fence_close(&f, k->name, w, T, nt);
 }
@@ -122,7 +124,7 @@ static void fwd_fenced(const q4_kernels *k, const q4_weight *w, const float *bia
 static void bwd_fenced(const q4_kernels *k, const q4_weight *w, const float *dY, int64_t T,
                        float *dX, int nt)
 {
-    fenced f = fence_open(k->bwd_work(w, T, nt));
+    fenced f = fence_open(k->bwd_work(w, T, nt), g_calls++ & 1);
     k->bwd(w, dY, T, dX, nt, f.size ? f.work : NULL, f.size);
     fence_close(&f, k->name, w, T, nt);
 }
@@ -390,6 +392,66 @@ static void test_threads_chosen(void **state)
     test_threads_deterministic_of(lk_kernel_variant());
 }
 
+/* ---- linear layers over the kernels ---------------------------------------------------------- */
+
+/* A quantised layer with a trained LoRA adapter (dropout on) and a frozen one: forward and
+ * backward in exactly linear_work_bytes for their T (fenced), against the same calls in one
+ * buffer planned for the longest T: the same bits. */
+static void test_linear_work_fenced(void **state)
+{
+    (void)state;
+    enum { OUT = 70, IN = 100, R = 3, TMAX = 40 };
+    g_rng = 23;
+    wcase c;
+    wcase_make(&c, LK_QTYPE_NF4, 64, OUT, IN);
+    float A[2][R * IN], B[2][OUT * R], dA[2][R * IN] = {{0}}, dB[2][OUT * R] = {{0}};
+    for (int i = 0; i < R * IN; i++)
+        A[0][i] = frand(), A[1][i] = frand();
+    for (int i = 0; i < OUT * R; i++)
+        B[0][i] = frand(), B[1][i] = frand();
+    lora_train tr[2] = {{.dA = dA[0], .dB = dB[0], .dropout = 0.1f, .mask_key = 7},
+                        {.dA = dA[1], .dB = dB[1], .dropout = 0.1f, .mask_key = 7}};
+    linear L[2];
+    for (int v = 0; v < 2; v++) /* v = 0: fenced exact work; v = 1: the planned buffer */
+        L[v] = (linear){.name = "l",
+                        .qw = c.w,
+                        .in = IN,
+                        .out = OUT,
+                        .n_lora = 2,
+                        .lora = {{A[0], B[0], R, 0.5f}, {A[1], B[1], R, 0.25f}},
+                        .train = &tr[v]};
+    float X[TMAX * IN], dY[TMAX * OUT], Y[2][TMAX * OUT], dX[2][TMAX * IN];
+    for (int i = 0; i < TMAX * IN; i++)
+        X[i] = frand();
+    for (int i = 0; i < TMAX * OUT; i++)
+        dY[i] = frand();
+    static const int64_t Ts[] = {1, 5, 9, 40};
+    for (int nt = 1; nt <= 3; nt++) {
+        size_t planned = linear_work_bytes(&L[1], TMAX, nt, 1);
+        void *big = lk_aligned_alloc(planned);
+        assert_non_null(big);
+        for (int ti = 0; ti < 4; ti++) {
+            const int64_t T = Ts[ti];
+            fenced f = fence_open(linear_work_bytes(&L[0], T, nt, 0), 4 * (g_calls++ & 1));
+            linear_forward(&L[0], X, T, Y[0], f.work, f.size, nt);
+            fence_close(&f, "linear forward", &c.w, T, nt);
+            f = fence_open(linear_work_bytes(&L[0], T, nt, 1), 4 * (g_calls++ & 1));
+            memset(dX[0], 0, sizeof dX[0]);
+            linear_backward(&L[0], X, dY, T, dX[0], f.work, f.size, nt);
+            fence_close(&f, "linear backward", &c.w, T, nt);
+            linear_forward(&L[1], X, T, Y[1], big, planned, nt);
+            memset(dX[1], 0, sizeof dX[1]);
+            linear_backward(&L[1], X, dY, T, dX[1], big, planned, nt);
+            assert_memory_equal(Y[0], Y[1], (size_t)(T * OUT) * sizeof(float));
+            assert_memory_equal(dX[0], dX[1], (size_t)(T * IN) * sizeof(float));
+        }
+        free(big);
+    }
+    assert_memory_equal(dA[0], dA[1], sizeof dA[0]);
+    assert_memory_equal(dB[0], dB[1], sizeof dB[0]);
+    wcase_free(&c);
+}
+
 /* ---- the callers' one allocation, under RLIMIT_AS ---------------------------------------- */
 
 static size_t vm_bytes(void) /* this process's address space now */
@@ -513,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_callers_work_nomem),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_ref_small_exact),
+        cmocka_unit_test(test_linear_work_fenced),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_amx),
