@@ -409,8 +409,9 @@ static void test_linear_work_fenced(void **state)
         A[0][i] = frand(), A[1][i] = frand();
     for (int i = 0; i < OUT * R; i++)
         B[0][i] = frand(), B[1][i] = frand();
-    lora_train tr[2] = {{.dA = dA[0], .dB = dB[0], .dropout = 0.1f, .mask_key = 7},
-                        {.dA = dA[1], .dB = dB[1], .dropout = 0.1f, .mask_key = 7}};
+    lora_train tr[2] = {{.dA = dA[0], .dB = dB[0], .dropout = 0.1f},
+                        {.dA = dA[1], .dB = dB[1], .dropout = 0.1f}};
+    const uint64_t key = 7; /* the dropout mask of both calls */
     linear L[2];
     for (int v = 0; v < 2; v++) /* v = 0: fenced exact work; v = 1: the planned buffer */
         L[v] = (linear){.name = "l",
@@ -433,15 +434,15 @@ static void test_linear_work_fenced(void **state)
         for (int ti = 0; ti < 4; ti++) {
             const int64_t T = Ts[ti];
             fenced f = fence_open(linear_work_bytes(&L[0], T, nt, 0), 4 * (g_calls++ & 1));
-            linear_forward(&L[0], X, T, Y[0], f.work, f.size, nt);
+            linear_forward_train(&L[0], X, T, Y[0], f.work, f.size, key, nt);
             fence_close(&f, "linear forward", &c.w, T, nt);
             f = fence_open(linear_work_bytes(&L[0], T, nt, 1), 4 * (g_calls++ & 1));
             memset(dX[0], 0, sizeof dX[0]);
-            linear_backward(&L[0], X, dY, T, dX[0], f.work, f.size, nt);
+            linear_backward(&L[0], X, dY, T, dX[0], f.work, f.size, key, nt);
             fence_close(&f, "linear backward", &c.w, T, nt);
-            linear_forward(&L[1], X, T, Y[1], big, planned, nt);
+            linear_forward_train(&L[1], X, T, Y[1], big, planned, key, nt);
             memset(dX[1], 0, sizeof dX[1]);
-            linear_backward(&L[1], X, dY, T, dX[1], big, planned, nt);
+            linear_backward(&L[1], X, dY, T, dX[1], big, planned, key, nt);
             assert_memory_equal(Y[0], Y[1], (size_t)(T * OUT) * sizeof(float));
             assert_memory_equal(dX[0], dX[1], (size_t)(T * IN) * sizeof(float));
         }
