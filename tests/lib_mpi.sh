@@ -1,0 +1,77 @@
+# Shared by tests/cli_mpi*.sh and tools/bench_mpi.sh (sourced after lib_cli.sh; not a test itself):
+# the skip when this build has no MPI, Open MPI's settings for tests run as root in containers,
+# mpirun bounded in time, lora-train options for stories260K-hf, and dw_rel, the relative
+# difference of two adapters' updates. Needs $B, $S, $SRC and $T.
+
+ok() { passes=$((passes + 1)); }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# skip REASON: the test cannot run here (ctest counts exit 77 as skipped).
+skip() {
+    echo "$(basename "$0" .sh): skipped: $*"
+    exit 77
+}
+[ "${LK_HAVE_MPI:-1}" = 1 ] || skip "lorakit was built without MPI (install libopenmpi-dev)"
+command -v mpirun >/dev/null || skip "no mpirun (install openmpi-bin)"
+"$B/lora-train" --help >/dev/null 2>&1 || skip "no lora-train in $B"
+
+# CI runs as root; containers forbid the cross-process memory copy (CMA) of Open MPI's
+# shared-memory transport, so it copies through a buffer instead.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+# mpirun, signalled or told that a rank died, sends the ranks SIGCONT, then SIGTERM this many
+# seconds later, then SIGKILL as much later: the ranks get that long to finish their step and
+# for rank 0 to save a checkpoint (stories260K-hf: milliseconds)
+export OMPI_MCA_odls_base_sigkill_timeout=2
+# an AddressSanitizer build: MPI_Init's own allocations are not this project's leaks
+export LSAN_OPTIONS="suppressions=$SRC/tests/lsan-mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+
+M=$S/models/stories260K-hf
+D=$SRC/samples/data/whale-train.jsonl
+E=$SRC/samples/data/whale-test.jsonl
+# --lr is the default (2e-4); --dropout on, so that the masks of each global row must match
+BASE=(-m "$M" --data "$D" --seq-len 128 --rank 4 --dropout 0.1 -t 1 -q)
+
+# mpi N ARGS...: mpirun with N ranks on this machine (more ranks than cores), at most 120 s.
+mpi() {
+    local n=$1
+    shift
+    timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"
+}
+
+# dw_rel A B: ‖ΔW_A − ΔW_B‖ / ‖ΔW_B‖ over every module of two adapters (ΔW = s·B·A, the update an
+# adapter makes), from lora-inspect's per-module norms and relative differences.
+dw_rel() {
+    "$B/lora-inspect" "$1" "$2" --json | awk '{
+        n = split($0, a, /"norm_delta":/)
+        for (i = 2; i <= n; i++) { split(a[i], b, /[,}]/); nd[i - 1] = b[1] }
+        m = split($0, c, /"rel_diff":/)
+        for (i = 2; i <= m; i++) { split(c[i], d, /[,}]/); rd[i - 1] = d[1] }
+        s = 0; w = 0
+        for (i = 1; i < n; i++) { s += (rd[i] * nd[i]) ^ 2; w += nd[i] ^ 2 }
+        if (n < 2 || n != m) print "nan"; else printf "%.3g\n", sqrt(s / w) }'
+}
+
+# close_to A B WHAT: the adapters agree within 1e-6 (dw_rel).
+close_to() {
+    local r
+    r=$(dw_rel "$1" "$2")
+    if awk -v r="$r" 'BEGIN { exit !(r == r + 0 && r <= 1e-6) }'; then
+        ok
+        echo "  $3: relative difference $r"
+    else
+        bad "$3: relative difference of the adapters' updates is $r, expected <= 1e-6"
+    fi
+}
+
+# same A B WHAT: the files are the same bytes.
+same() { cmp -s "$1" "$2" && ok || bad "$3: $1 and $2 differ"; }
+
+# rank_pid MPIRUN_PID RANK: the pid of that rank among mpirun's children (empty when gone).
+rank_pid() {
+    local p
+    for p in $(pgrep -P "$1"); do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" &&
+            echo "$p" && return
+    done
+}
