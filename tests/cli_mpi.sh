@@ -24,6 +24,7 @@ TR=$B/lora-train
 
 # ---- equivalence and reproducibility ----
 R3=("${BASE[@]}" --steps 3)
+N3=("${NODATA[@]}" --steps 3)
 expect 0 "1 process, batch 4" -- "$TR" "${R3[@]}" --batch 4 -o "$T/one"
 expect 0 "1 process, batch 2 x grad-accum 2" -- "$TR" "${R3[@]}" --batch 2 --grad-accum 2 \
     -o "$T/acc"
@@ -90,17 +91,17 @@ expect 1 "ranks with another --lr" -- timeout -k 5 60 mpirun --oversubscribe \
     "$T/err")" = 2 ] && ok || { bad "both ranks name --lr"; head -5 "$T/err"; }
 [ ! -e "$T/m1/adapter_model.safetensors" ] && ok || bad "a mismatch wrote an adapter"
 expect 1 "ranks with other data" -- timeout -k 5 60 mpirun --oversubscribe \
-    -np 1 "$TR" "${R3[@]}" -o "$T/m2" : -np 1 "$TR" "${R3[@]}" -o "$T/m2" --data "$E"
+    -np 1 "$TR" "${R3[@]}" -o "$T/m2" : -np 1 "$TR" "${N3[@]}" -o "$T/m2" --data "$E"
 [ "$(grep -c 'the ranks disagree on data: rank 0 has 400 examples' "$T/err")" = 2 ] && ok ||
     { bad "both ranks name the data"; head -5 "$T/err"; }
 expect 1 "a rank without its data file" -- timeout -k 5 60 mpirun --oversubscribe \
-    -np 1 "$TR" "${R3[@]}" -o "$T/m3" : -np 1 "$TR" "${R3[@]}" -o "$T/m3" --data "$T/none.jsonl"
+    -np 1 "$TR" "${R3[@]}" -o "$T/m3" : -np 1 "$TR" "${N3[@]}" -o "$T/m3" --data "$T/none.jsonl"
 has err "lora-train\[rank 1\]: error: .*none.jsonl" "rank 1 names its missing file"
 has err "lora-train: error: rank 1: .*none.jsonl" "rank 0 names rank 1's failure"
 
 # ---- faults ----
-RL=(-m "$M" --data "$D" --seq-len 64 --rank 4 --dropout 0.1 -t 1 -q --steps 16 --batch 1
-    --save-every 2 --save-limit 0)
+RL=(-m "$M" --data "$D" --seq-len 64 --rank 4 --dropout 0.1 -t 1 --steps 24 --batch 1
+    --save-every 2 --save-limit 0 --log-every 100)
 REF=$T/ref
 expect 0 "uninterrupted 2-rank run" -- mpi 2 "$TR" "${RL[@]}" -o "$REF"
 
@@ -146,7 +147,7 @@ stop() {
     case $who in
     ranks) kill -"$sig" "$p1" && sleep 0.03 && kill -"$sig" "$p0" ;;
     rank1) kill -"$sig" "$p1" ;;
-    mpirun) kill -"$sig" "$job" ;;
+    mpirun) kill -"$sig" "$(mpirun_pid "$job")" ;;
     esac
     wait "$job"
     local code=$? step saves
@@ -155,6 +156,7 @@ stop() {
     saves=$(grep -c "checkpoint saved to .*/checkpoint-${step:-x}\$" "$T/$name.err")
     [ -n "$step" ] && [ "$saves" = 1 ] && [ -s "$T/$name/checkpoint-$step/state.ckpt" ] && ok ||
         { bad "$name: step ${step:-?} saved $saves times"; tail -5 "$T/$name.err"; }
+    [ "$(grep -c ' error: ' "$T/$name.err")" = 0 ] && ok || bad "$name: an error was reported"
     [ "$(grep -c 'interrupted at step' "$T/$name.err")" = 1 ] && ok ||
         bad "$name: rank 0 alone reports the interruption"
     finish "$name"
@@ -164,5 +166,5 @@ stop int INT 130 ranks
 stop term1 TERM 143 rank1
 stop mpirun TERM 1 mpirun
 
-echo "cli_mpi: $passes passed, $fails failed"
+cp $T/*.err /tmp/mt/ 2>/dev/null; echo "cli_mpi: $passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -19,10 +19,6 @@ command -v mpirun >/dev/null || skip "no mpirun (install openmpi-bin)"
 # shared-memory transport, so it copies through a buffer instead.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
-# mpirun, signalled or told that a rank died, sends the ranks SIGCONT, then SIGTERM this many
-# seconds later, then SIGKILL as much later: the ranks get that long to finish their step and
-# for rank 0 to save a checkpoint (stories260K-hf: milliseconds)
-export OMPI_MCA_odls_base_sigkill_timeout=2
 # an AddressSanitizer build: MPI_Init's own allocations are not this project's leaks
 export LSAN_OPTIONS="suppressions=$SRC/tests/lsan-mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
@@ -30,7 +26,8 @@ M=$S/models/stories260K-hf
 D=$SRC/samples/data/whale-train.jsonl
 E=$SRC/samples/data/whale-test.jsonl
 # --lr is the default (2e-4); --dropout on, so that the masks of each global row must match
-BASE=(-m "$M" --data "$D" --seq-len 128 --rank 4 --dropout 0.1 -t 1 -q)
+NODATA=(-m "$M" --seq-len 128 --rank 4 --dropout 0.1 -t 1 -q)
+BASE=("${NODATA[@]}" --data "$D")
 
 # mpi N ARGS...: mpirun with N ranks on this machine (more ranks than cores), at most 120 s.
 mpi() {
@@ -67,11 +64,28 @@ close_to() {
 # same A B WHAT: the files are the same bytes.
 same() { cmp -s "$1" "$2" && ok || bad "$3: $1 and $2 differ"; }
 
-# rank_pid MPIRUN_PID RANK: the pid of that rank among mpirun's children (empty when gone).
+# descendants PID: every process below PID.
+descendants() {
+    local c
+    for c in $(pgrep -P "$1"); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+
+# rank_pid PID RANK: the pid of that rank of the job started below PID (empty when gone).
 rank_pid() {
     local p
-    for p in $(pgrep -P "$1"); do
+    for p in $(descendants "$1"); do
         tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" &&
             echo "$p" && return
+    done
+}
+
+# mpirun_pid PID: the mpirun started below PID.
+mpirun_pid() {
+    local p
+    for p in $(descendants "$1"); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = mpirun ] && echo "$p" && return
     done
 }

@@ -657,8 +657,8 @@ static int run(train_ctx *x)
         x->eval_pts[i] = NAN;
     int ranks = lk_dist_size(x->dist);
     if (!x->c->quiet->count && ranks > 1)
-        fprintf(stderr, "%s: %d ranks (%s), each %lld rows per step\n", TOOL, ranks,
-                lk_dist_backend(x->dist), (long long)(x->tp.batch * x->tp.grad_accum));
+        fprintf(stderr, "%s: %d ranks (%s), each computing %lld of every step's rows\n", TOOL,
+                ranks, lk_dist_backend(x->dist), (long long)(x->tp.batch * x->tp.grad_accum));
     if (!x->c->quiet->count)
         fprintf(stderr, "%s: %lld steps of %lld rows x %lld tokens, seed %llu\n", TOOL,
                 (long long)total, (long long)(x->tp.batch * x->tp.grad_accum * ranks),
