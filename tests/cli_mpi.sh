@@ -85,16 +85,16 @@ expect 1 "a global batch other than the checkpoint's" -- mpi 2 "$TR" "${R6[@]}" 
 has err "rows per step = ranks x --batch x --grad-accum" "names the global batch"
 
 # ---- start-up checks: every rank names the first difference ----
-expect 1 "ranks with another --lr" -- timeout -k 5 60 mpirun --oversubscribe \
+expect 1 "ranks with another --lr" -- mpirun_ --oversubscribe \
     -np 1 "$TR" "${R3[@]}" -o "$T/m1" --lr 1e-3 : -np 1 "$TR" "${R3[@]}" -o "$T/m1" --lr 2e-3
 [ "$(grep -c 'the ranks disagree on --lr: rank 0 has 0.00100000005, rank 1 has 0.00200000009' \
     "$T/err")" = 2 ] && ok || { bad "both ranks name --lr"; head -5 "$T/err"; }
 [ ! -e "$T/m1/adapter_model.safetensors" ] && ok || bad "a mismatch wrote an adapter"
-expect 1 "ranks with other data" -- timeout -k 5 60 mpirun --oversubscribe \
+expect 1 "ranks with other data" -- mpirun_ --oversubscribe \
     -np 1 "$TR" "${R3[@]}" -o "$T/m2" : -np 1 "$TR" "${N3[@]}" -o "$T/m2" --data "$E"
 [ "$(grep -c 'the ranks disagree on data: rank 0 has 400 examples' "$T/err")" = 2 ] && ok ||
     { bad "both ranks name the data"; head -5 "$T/err"; }
-expect 1 "a rank without its data file" -- timeout -k 5 60 mpirun --oversubscribe \
+expect 1 "a rank without its data file" -- mpirun_ --oversubscribe \
     -np 1 "$TR" "${R3[@]}" -o "$T/m3" : -np 1 "$TR" "${N3[@]}" -o "$T/m3" --data "$T/none.jsonl"
 has err "lora-train\[rank 1\]: error: .*none.jsonl" "rank 1 names its missing file"
 has err "lora-train: error: rank 1: .*none.jsonl" "rank 0 names rank 1's failure"

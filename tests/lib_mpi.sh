@@ -19,8 +19,6 @@ command -v mpirun >/dev/null || skip "no mpirun (install openmpi-bin)"
 # shared-memory transport, so it copies through a buffer instead.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
-# an AddressSanitizer build: MPI_Init's own allocations are not this project's leaks
-export LSAN_OPTIONS="suppressions=$SRC/tests/lsan-mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 M=$S/models/stories260K-hf
 D=$SRC/samples/data/whale-train.jsonl
@@ -29,11 +27,19 @@ E=$SRC/samples/data/whale-test.jsonl
 NODATA=(-m "$M" --seq-len 128 --rank 4 --dropout 0.1 -t 1 -q)
 BASE=("${NODATA[@]}" --data "$D")
 
-# mpi N ARGS...: mpirun with N ranks on this machine (more ranks than cores), at most 120 s.
+# mpirun_ ARGS...: mpirun, at most 120 s. In an AddressSanitizer build, LeakSanitizer cannot
+# tell Open MPI's allocations (made by components it unloads at MPI_Finalize, so their frames
+# have no names) from lorakit's, so leak detection is off under mpirun; tests/test_dist.c runs the
+# group's code under LeakSanitizer with an in-process transport.
+mpirun_() {
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0" timeout -k 5 120 mpirun "$@"
+}
+
+# mpi N ARGS...: mpirun_ with N ranks on this machine (more ranks than cores).
 mpi() {
     local n=$1
     shift
-    timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"
+    mpirun_ -np "$n" --oversubscribe --bind-to none "$@"
 }
 
 # dw_rel A B: ‖ΔW_A − ΔW_B‖ / ‖ΔW_B‖ over every module of two adapters (ΔW = s·B·A, the update an
@@ -64,10 +70,11 @@ close_to() {
 # same A B WHAT: the files are the same bytes.
 same() { cmp -s "$1" "$2" && ok || bad "$3: $1 and $2 differ"; }
 
-# descendants PID: every process below PID.
+# descendants PID: every process below PID (from /proc, without procps).
 descendants() {
     local c
-    for c in $(pgrep -P "$1"); do
+    for c in $(awk -v p="$1" '{ sub(/.*\) /, ""); if ($2 == p) { split(FILENAME, f, "/"); print f[3] } }' \
+        /proc/[0-9]*/stat 2>/dev/null); do
         echo "$c"
         descendants "$c"
     done

@@ -371,12 +371,13 @@ static void train_rank(lk_dist *d, void *arg, int r)
     c->n = t->lora.n_params;
     c->params[r] = malloc((size_t)c->n * sizeof(float));
     memcpy(c->params[r], t->lora.params, (size_t)c->n * sizeof(float));
-    c->nb = 0; /* the B factors: zero at the start, so all they hold is what training did */
+    int64_t nb = 0; /* the B factors: zero at the start, so all they hold is what training did */
     for (int i = 0; i < t->lora.n; i++) {
         const adapter_module *a = t->lora.mods[i].am;
         for (int64_t j = 0; j < a->out * a->r; j++)
-            c->params[r][c->nb++] = a->B[j];
+            c->params[r][nb++] = a->B[j];
     }
+    c->nb = nb; /* the same on every rank */
     lk_trainer_free(t);
     lk_dataset_free(test);
     lk_dataset_free(data);

@@ -118,8 +118,10 @@ lk_status dist_sum_agree(lk_dist *d, lk_status s, int64_t *iv, int ni, double *d
         return status_fail(LK_ERR_ARG, "data-parallel sum of %d values: expected at most %d",
                            ni + nd, DIST_SMALL - 1);
     send[0] = s;
-    memcpy(send + 1, iv, (size_t)ni * sizeof *iv);
-    memcpy(send + 1 + ni, dv, (size_t)nd * sizeof *dv);
+    if (ni)
+        memcpy(send + 1, iv, (size_t)ni * sizeof *iv);
+    if (nd)
+        memcpy(send + 1 + ni, dv, (size_t)nd * sizeof *dv);
     LK_TRY(op_result(d, d->ops->allgather(d->comm, send, (size_t)n * sizeof *send, all)));
     for (int q = 0; q < d->size; q++)
         if (all[q * n] != LK_OK)
