@@ -32,26 +32,9 @@ expect 0 "teacher cache, 1 process" -- "$B/lora-teacher" "${TEACH[@]}" -o "$T/c1
 expect 0 "teacher cache, 2 hosts" -- hosts "$B/lora-teacher" "${TEACH[@]}" -o "$T/c2.lktc"
 same "$T/c1.lktc" "$T/c2.lktc" "the cache of 2 hosts"
 
-RL=(-m "$M" --data "$D" --seq-len 64 --rank 4 --dropout 0.1 -t 1 --steps 24 --batch 1
-    --save-every 2 --save-limit 0 --log-every 100)
 expect 0 "uninterrupted run on 2 hosts" -- hosts "$TR" "${RL[@]}" -o "$T/ref"
-
-# start NAME: a run on the two hosts in the background ($job), once its first checkpoint is there.
-start() {
-    hosts "$TR" "${RL[@]}" -o "$T/$1" 2>"$T/$1.err" >/dev/null &
-    job=$!
-    for _ in $(seq 1 3000); do
-        [ -e "$T/$1/checkpoint-2/state.ckpt" ] && break
-        sleep 0.01
-    done
-    sleep 0.05
-}
-
-finish() {
-    expect 0 "$1: resume" -- hosts "$TR" "${RL[@]}" -o "$T/$1" --resume "$T/$1"
-    has err "resumed from" "$1: resumed from a checkpoint"
-    same "$T/ref/adapter_model.safetensors" "$T/$1/adapter_model.safetensors" "$1: after resume"
-}
+start() { start_run "$1" hosts; }
+finish() { resume_run "$1" "$T/ref" hosts; }
 
 start kill
 kill -KILL "$(ns_rank_pid "$NS_B")"

@@ -96,3 +96,31 @@ mpirun_pid() {
         [ "$(cat "/proc/$p/comm" 2>/dev/null)" = mpirun ] && echo "$p" && return
     done
 }
+
+# ---- a run to interrupt ----
+# 24 steps on 2 ranks with a checkpoint every 2 steps (progress lines off, the saving messages on).
+RL=(-m "$M" --data "$D" --seq-len 64 --rank 4 --dropout 0.1 -t 1 --steps 24 --batch 1
+    --save-every 2 --save-limit 0 --log-every 100)
+
+# start_run NAME LAUNCHER...: LAUNCHER lora-train RL -o $T/NAME in the background ($job), back
+# once its first checkpoint is there; stderr in $T/NAME.err.
+start_run() {
+    local name=$1
+    shift
+    "$@" "$B/lora-train" "${RL[@]}" -o "$T/$name" 2>"$T/$name.err" >/dev/null &
+    job=$!
+    for _ in $(seq 1 3000); do
+        [ -e "$T/$name/checkpoint-2/state.ckpt" ] && break
+        sleep 0.01
+    done
+    sleep 0.05
+}
+
+# resume_run NAME REF LAUNCHER...: resume $T/NAME to the end; its adapter must be REF's.
+resume_run() {
+    local name=$1 ref=$2
+    shift 2
+    expect 0 "$name: resume" -- "$@" "$B/lora-train" "${RL[@]}" -o "$T/$name" --resume "$T/$name"
+    has err "resumed from" "$name: resumed from a checkpoint"
+    same "$ref/adapter_model.safetensors" "$T/$name/adapter_model.safetensors" "$name: after resume"
+}

@@ -43,18 +43,26 @@ EOF
 hosts() {
     ip netns exec "$NS_A" env ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0" \
         timeout -k 5 300 mpirun -np 2 --hostfile "$T/hosts" \
-        --mca plm_rsh_agent "$T/agent.sh" --mca btl tcp,self \
+        --mca plm_rsh_agent "$T/agent.sh" --bind-to none --mca btl tcp,self \
         --mca btl_tcp_if_include 198.18.0.0/24 --mca oob_tcp_if_include 198.18.0.0/24 "$@"
 }
 
-# limit RATE: shape both ends of the link to RATE (tc netem, e.g. 1gbit); "none" removes it.
+# limit RATE: shape both ends of the link to RATE (e.g. 1gbit; "none" removes it) with tc netem,
+# or with a token bucket (tbf) where the kernel has no netem; echoes the qdisc used.
 limit() {
-    local ns dev
+    local ns dev q=none
     for ns in "$NS_A:$VETH_A" "$NS_B:$VETH_B"; do
         dev=${ns#*:} ns=${ns%%:*}
         ip netns exec "$ns" tc qdisc del dev "$dev" root 2>/dev/null
-        [ "$1" = none ] || ip netns exec "$ns" tc qdisc add dev "$dev" root netem rate "$1"
+        [ "$1" = none ] && continue
+        if ip netns exec "$ns" tc qdisc add dev "$dev" root netem rate "$1" 2>/dev/null; then
+            q=netem
+        else # the burst holds a few 64 KiB segments (offloads) and 1 ms at 10 Gbit/s
+            ip netns exec "$ns" tc qdisc add dev "$dev" root tbf rate "$1" burst 4mb latency 100ms &&
+                q=tbf
+        fi
     done
+    echo "$q"
 }
 
 # ns_rank_pid NS: the pid of the lora-* rank running in namespace NS (empty when none).

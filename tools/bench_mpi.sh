@@ -6,7 +6,8 @@
 #       alternated ROUNDS times (default 3); tokens/s of steps 2–3 of each run.
 #   bash tools/bench_mpi.sh link BUILD MODEL DATA
 #       one rank on each of two network namespaces joined by a veth pair (tests/lib_netns.sh),
-#       the link shaped by tc netem to 1 Gbit/s, 10 Gbit/s and left unshaped: bytes each rank
+#       the link shaped by tc (netem, or tbf where the kernel lacks netem) to 1 Gbit/s, 10 Gbit/s
+#       and left unshaped: bytes each rank
 #       sends and seconds the gradient sum takes per step (lora-train --json: allreduce_bytes,
 #       allreduce_s of steps 2–3).
 #
@@ -56,7 +57,7 @@ link_bench() {
     netns_up
     local rate
     for rate in 1gbit 10gbit none; do
-        limit "$rate"
+        echo "link $rate: shaped with $(limit "$rate")"
         hosts "$B/lora-train" "${TRAIN[@]}" --seq-len 128 --steps 3 --batch 1 -t 1 -o "$T/l" \
             >"$T/l.json" 2>"$T/l.err" || { cat "$T/l.err"; exit 1; }
         echo "link $rate: $(per_step "$T/l.json" allreduce_bytes) bytes sent per rank per step," \

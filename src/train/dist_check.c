@@ -144,6 +144,15 @@ static void add_model(item_list *l, const lk_model *m, const char *name)
         (unsigned long long)model_hash(m));
 }
 
+/* The base of a run (its formats, then its weights: named "model" or model_name) and its data. */
+static void add_base_and_data(item_list *l, const lk_model *m, const char *model_name,
+                              const lk_dataset *data)
+{
+    add(l, "--quant", "%s, embeddings %s", lk_qtype_name(m->quant), lk_qtype_name(m->quant_embed));
+    add_model(l, m, model_name);
+    add_data(l, data, "data");
+}
+
 /* ---- a training run ---- */
 
 static void add_adapter_options(item_list *l, const struct lk_train_params *p)
@@ -214,9 +223,7 @@ lk_status dist_check_train(lk_dist *d, const lk_model *m, const lk_dataset *data
     add_adapter_options(&l, p);
     add_optimizer_options(&l, p);
     add_step_options(&l, p);
-    add(&l, "--quant", "%s, embeddings %s", lk_qtype_name(m->quant), lk_qtype_name(m->quant_embed));
-    add_model(&l, m, "model");
-    add_data(&l, data, "data");
+    add_base_and_data(&l, m, "model", data);
     lk_status s = add_teacher(&l, p);
     LK_TRY(lk_dist_agree(d, s));
     return dist_check_same(d, l.it, l.n);
@@ -233,9 +240,7 @@ lk_status dist_check_teacher(lk_dist *d, const lk_model *m, const lk_dataset *da
     add(&l, "--kd-temp", "%.9g", (double)p->temp);
     add(&l, "--vocab", "%lld", (long long)p->vocab);
     add(&l, "piece", "%lld", (long long)p->piece);
-    add(&l, "--quant", "%s, embeddings %s", lk_qtype_name(m->quant), lk_qtype_name(m->quant_embed));
-    add_model(&l, m, "model and adapters");
-    add_data(&l, data, "data");
+    add_base_and_data(&l, m, "model and adapters", data);
     return dist_check_same(d, l.it, l.n);
 }
 

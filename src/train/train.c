@@ -418,7 +418,8 @@ int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *
             adapter_module_shape(c, (lk_module)k, &out, &in);
             params += c->n_layers * p->rank * (in + out);
         }
-    *adapter_bytes = params * 4 * 2; /* factors and gradients */
+    /* factors and gradients (and with data parallelism the gradient sum's chunks) */
+    *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4;
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
     *activation_bytes =
         graph_bytes(m, seq_len, p->checkpointing) + 5 * seq_len * p->batch * p->grad_accum * 4;
