@@ -6,7 +6,7 @@
  * trainer (lk_train_params.dist) and to the teacher cache writer (lk_teacher_params.dist); a NULL
  * group, or a group of one, is a plain single-process run.
  *
- * lk_dist_open and lk_dist_close are defined in a library of their own, liblorakit_mpi (linked
+ * lk_dist_open is defined in a library of its own, liblorakit_mpi (pkg-config lorakit-mpi; linked
  * with MPI when lorakit is built with it: cmake -DLK_MPI=AUTO|ON|OFF), so that programs which never
  * train across processes do not depend on an MPI runtime; the other functions are liblorakit's.
  *
