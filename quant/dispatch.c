@@ -1,5 +1,6 @@
 /* dispatch.c — CPU feature detection (cpuid + xgetbv + Linux AMX permission) done once, the
- * const kernel tables, LK_KERNELS override, and the q4_gemm_* entry points everyone calls.
+ * const kernel tables, LK_KERNELS override, the q4_gemm_* entry points everyone calls and the
+ * helpers that carve a caller's work buffer.
  * Follows ggml's scheme: a variant is offered only if this build compiled its file (LK_HAVE_*)
  * and this CPU and OS run it. */
 #include <pthread.h>
@@ -27,18 +28,27 @@ enum {
     F_NEON = 64
 };
 
-static const q4_kernels k_ref = {"ref", q4_gemm_fwd_ref, q4_gemm_bwd_ref, 0};
+static const q4_kernels k_ref = {
+    "ref", q4_gemm_fwd_ref, q4_gemm_bwd_ref, q4_gemm_fwd_work_ref, q4_gemm_bwd_work_ref, 0};
 #ifdef LK_HAVE_AVX2
-static const q4_kernels k_avx2 = {"avx2", q4_gemm_fwd_avx2, q4_gemm_bwd_avx2, 0};
+static const q4_kernels k_avx2 = {
+    "avx2", q4_gemm_fwd_avx2, q4_gemm_bwd_avx2, q4_gemm_fwd_work_avx2, q4_gemm_bwd_work_avx2, 0};
 #endif
 #ifdef LK_HAVE_AVX512
-static const q4_kernels k_avx512 = {"avx512", q4_gemm_fwd_avx512, q4_gemm_bwd_avx512, 0};
+static const q4_kernels k_avx512 = {"avx512",
+                                    q4_gemm_fwd_avx512,
+                                    q4_gemm_bwd_avx512,
+                                    q4_gemm_fwd_work_avx512,
+                                    q4_gemm_bwd_work_avx512,
+                                    0};
 #endif
 #ifdef LK_HAVE_AMX
-static const q4_kernels k_amx = {"amx", q4_gemm_fwd_amx, q4_gemm_bwd_amx, 1};
+static const q4_kernels k_amx = {
+    "amx", q4_gemm_fwd_amx, q4_gemm_bwd_amx, q4_gemm_fwd_work_amx, q4_gemm_bwd_work_amx, 1};
 #endif
 #ifdef LK_HAVE_NEON
-static const q4_kernels k_neon = {"neon", q4_gemm_fwd_neon, q4_gemm_bwd_neon, 0};
+static const q4_kernels k_neon = {
+    "neon", q4_gemm_fwd_neon, q4_gemm_bwd_neon, q4_gemm_fwd_work_neon, q4_gemm_bwd_work_neon, 0};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -185,43 +195,37 @@ const char *lk_cpu_features(void)
     return g_feat_str;
 }
 
-static size_t g_nomem; /* largest failed scratch request; __atomic builtins only */
-
-void *q4_scratch_alloc(size_t bytes)
+size_t q4_work_size(size_t need)
 {
-    void *p = lk_aligned_alloc(bytes); /* 0 bytes: still a valid block */
-    if (!p) {
-        size_t cur = __atomic_load_n(&g_nomem, __ATOMIC_RELAXED);
-        while (cur < bytes && !__atomic_compare_exchange_n(&g_nomem, &cur, bytes, 1,
-                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-            ;
-    }
-    return p;
+    return need ? need + 63 : 0; /* the start may be up to 63 bytes before a 64-byte line */
 }
 
-size_t q4_take_nomem(void)
+void *q4_work_start(void *work, size_t work_size, size_t size)
 {
-    return __atomic_exchange_n(&g_nomem, 0, __ATOMIC_RELAXED);
+    if (size == 0)
+        return NULL;
+    LK_ASSERT(work && work_size >= size);
+    return (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
 }
 
-lk_status q4_nomem_status(const char *what)
+size_t q4_gemm_fwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads)
 {
-    size_t b = q4_take_nomem();
-    if (b == 0)
-        return LK_OK;
-    return status_fail(LK_ERR_NOMEM,
-                       "out of memory: %s: the 4-bit kernels could not allocate %zu bytes of "
-                       "scratch",
-                       what, b);
+    return k->fwd_work(w, T, n_threads);
+}
+
+size_t q4_gemm_bwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads)
+{
+    return k->bwd_work(w, T, n_threads);
 }
 
 void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                 int n_threads)
+                 int n_threads, void *work, size_t work_size)
 {
-    q4_kernels_get()->fwd(w, bias, X, T, Y, n_threads);
+    q4_kernels_get()->fwd(w, bias, X, T, Y, n_threads, work, work_size);
 }
 
-void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                 void *work, size_t work_size)
 {
-    q4_kernels_get()->bwd(w, dY, T, dX, n_threads);
+    q4_kernels_get()->bwd(w, dY, T, dX, n_threads, work, work_size);
 }

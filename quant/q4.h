@@ -178,7 +178,8 @@ typedef struct {
     float offset;   /* the mean that was subtracted */
 } q4_nf4_dq;
 
-/* Quantise absmax[n] into dq (arrays caller-allocated: codes[n], scale[ceil(n/256)]). */
+/* Quantise absmax[n] into dq (arrays caller-allocated: codes[n], scale[ceil(n/256)]). Needs no
+ * work memory (one nested block at a time, on the stack). */
 void q4_nf4_dq_quantize(const float *absmax, int64_t n, q4_nf4_dq *dq);
 /* absmax[i] = dynamic_map[codes[i]]*scale[i/256] + offset, in fp32, as bitsandbytes computes. */
 void q4_nf4_dq_dequantize(const q4_nf4_dq *dq, float *absmax);
@@ -212,7 +213,8 @@ lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_
 
 /* Quantise a whole f32 matrix src[out][in] into dst[out][q4_row_bytes] with n_threads threads
  * (deterministic: rows are independent). If rmse/max_abs are non-NULL, the round-trip error is
- * reported (RMSE over all values and max |x - deq(q(x))|). */
+ * reported (RMSE over all values and max |x - deq(q(x))|). Needs no work memory (the error is
+ * taken a span of each row at a time, on the stack). */
 void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int64_t in, void *dst,
                         int n_threads, double *rmse, double *max_abs);
 
@@ -223,35 +225,61 @@ void q4_decode_ref(const q4_weight *w, int64_t r, int64_t k0, int64_t n, float *
 /* ---- kernels ----------------------------------------------------------------------------------
  */
 
-/* Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL). */
+/* Work memory. Kernels never allocate: the caller asks how many bytes a call needs
+ * (q4_gemm_fwd_work / q4_gemm_bwd_work, as ggml_graph_plan reports work_size), allocates them once
+ * and passes them to every call. The size for T rows covers every call with 1..T rows of that
+ * weight shape (or fewer output rows) and the same thread count, so a caller plans for its longest
+ * call; it includes the room to align the start to 64 bytes, so the buffer may have any alignment
+ * (and may be NULL when the size is 0). The contents need not be initialised and are left
+ * unspecified. Less than the size asked for is a broken invariant of the caller (LK_ASSERT). */
+typedef size_t (*q4_work_fn)(const q4_weight *w, int64_t T, int n_threads);
+
+/* Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL); work: see above. */
 typedef void (*q4_fwd_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
-                          float *Y, int n_threads);
+                          float *Y, int n_threads, void *work, size_t work_size);
 /* dX[T,in] = dY[T,out]·W (overwrites dX). */
-typedef void (*q4_bwd_fn)(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+typedef void (*q4_bwd_fn)(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                          void *work, size_t work_size);
 
 typedef struct {
     const char *name;
     q4_fwd_fn fwd;
     q4_bwd_fn bwd;
+    q4_work_fn fwd_work, bwd_work; /* bytes of work fwd / bwd need */
     int bf16; /* 1 if the variant rounds operands to bf16 (see q4_amx.c for the bound) */
 } q4_kernels;
 
 /* Variants; a variant's entry exists only where its file is compiled (LK_HAVE_*). */
 void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                     int n_threads);
-void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+                     int n_threads, void *work, size_t work_size);
+void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                     void *work, size_t work_size);
+size_t q4_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads);
+size_t q4_gemm_bwd_work_ref(const q4_weight *w, int64_t T, int n_threads);
 void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                      int n_threads);
-void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+                      int n_threads, void *work, size_t work_size);
+void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                      void *work, size_t work_size);
+size_t q4_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads);
+size_t q4_gemm_bwd_work_avx2(const q4_weight *w, int64_t T, int n_threads);
 void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                        int n_threads);
-void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+                        int n_threads, void *work, size_t work_size);
+void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                        void *work, size_t work_size);
+size_t q4_gemm_fwd_work_avx512(const q4_weight *w, int64_t T, int n_threads);
+size_t q4_gemm_bwd_work_avx512(const q4_weight *w, int64_t T, int n_threads);
 void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                     int n_threads);
-void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+                     int n_threads, void *work, size_t work_size);
+void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                     void *work, size_t work_size);
+size_t q4_gemm_fwd_work_amx(const q4_weight *w, int64_t T, int n_threads);
+size_t q4_gemm_bwd_work_amx(const q4_weight *w, int64_t T, int n_threads);
 void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                      int n_threads);
-void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+                      int n_threads, void *work, size_t work_size);
+void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                      void *work, size_t work_size);
+size_t q4_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
+size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
 
 /* The table chosen for this CPU (after LK_KERNELS); detection runs once, thread-safely. */
 const q4_kernels *q4_kernels_get(void);
@@ -260,21 +288,33 @@ const q4_kernels *q4_kernels_get(void);
  * and benchmarks that compare variants. */
 const q4_kernels *q4_kernels_named(const char *name);
 
-/* Scratch memory of the kernels and quantisers. They return void, so one that cannot allocate
- * its scratch leaves its output unspecified, records the failure and returns: nothing is
- * dereferenced. q4_scratch_alloc is their allocator (lk_aligned_alloc; release with free);
- * q4_take_nomem returns the largest request that failed since its last call (0: none) and clears
- * the record. Every caller that returns a status checks it after its computation and before
- * using the results: q4_nomem_status(what) is LK_OK, or LK_ERR_NOMEM with a message naming what
- * was being computed and the bytes. The record is process-wide: lorakit runs one computation at
- * a time. */
-void *q4_scratch_alloc(size_t bytes);
-size_t q4_take_nomem(void);
-lk_status q4_nomem_status(const char *what);
+/* Bytes of work variant k needs for up to T rows of w on n_threads threads (0 = all CPUs). */
+size_t q4_gemm_fwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads);
+size_t q4_gemm_bwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads);
 
-/* Through the chosen table. */
+/* Through the chosen table (plan their work with q4_gemm_*_work(q4_kernels_get(), ...)). */
 void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                 int n_threads);
-void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads);
+                 int n_threads, void *work, size_t work_size);
+void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                 void *work, size_t work_size);
+
+/* For the variants: a work buffer is carved into pieces of whole 64-byte lines (q4_line); a piece
+ * each thread owns takes q4_slot bytes: its lines, then 4 KiB that no one touches, so that the
+ * hardware prefetcher running past the end of one thread's piece does not pull in the lines
+ * another thread is writing (pieces back to back cost the AVX-512 backward at T = 1 5-25% with 2
+ * threads). q4_work_size(need) is the size a variant reports for `need` bytes of such pieces
+ * (room to align the start added); q4_work_start(work, work_size, size) is the 64-byte aligned
+ * start of the caller's buffer for a call whose reported size is `size` (NULL when 0), asserting
+ * that the caller passed at least that much. */
+static inline size_t q4_line(size_t bytes)
+{
+    return (bytes + 63) & ~(size_t)63;
+}
+static inline size_t q4_slot(size_t bytes)
+{
+    return q4_line(bytes) + 4096;
+}
+size_t q4_work_size(size_t need);
+void *q4_work_start(void *work, size_t work_size, size_t size);
 
 #endif /* LK_Q4_H */

@@ -17,7 +17,7 @@
  * Not yet run: the development and CI machines have no AMX; tests/test_quant_kernels checks it
  * against the reference wherever the CPU has it. */
 #include <immintrin.h>
-#include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
@@ -218,77 +218,104 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const uint16_t *dYb,
     }
 }
 
+#define CBUF_BYTES ((size_t)4 * 256 * sizeof(float)) /* one thread's four 16x16 fp32 tiles */
+
+/* Bytes of the AMX path's pieces for T rows of A [T][K] (X or dY, K its reduction length): A in
+ * bf16 [Tp][Kp], then per thread the B tiles [Kp/32][2][16][16][2] (bf16) and Cbuf. */
+static inline size_t amx_need(int64_t T, int64_t K, int nt)
+{
+    const int64_t Kp = (K + 31) / 32 * 32, Tp = (T + 31) / 32 * 32;
+    const size_t bbytes = q4_line((size_t)(Kp / 32) * 2 * TILE_BF16 * 2);
+    return q4_line((size_t)(Tp * Kp) * 2) + (size_t)nt * q4_slot(bbytes + CBUF_BYTES);
+}
+
+/* Work of a call of T rows and reduction length K, given `small`, the AVX-512 kernel's work for
+ * min(T, AMX_MIN_T - 1) rows: that below AMX_MIN_T rows, else the larger of it and the AMX
+ * path's (so that the size for T covers every T' <= T). */
+static inline size_t amx_work(size_t small, int64_t T, int64_t K, int n_threads)
+{
+    if (T < AMX_MIN_T)
+        return small;
+    const size_t big = q4_work_size(amx_need(T, K, resolve_threads(n_threads)));
+    return big > small ? big : small;
+}
+
+/* Forward: Xb [Tp][Kp] and per thread the B tiles of 32 weight rows over Kp and Cbuf. */
+size_t q4_gemm_fwd_work_amx(const q4_weight *w, int64_t T, int n_threads)
+{
+    const int64_t ts = T < AMX_MIN_T ? T : AMX_MIN_T - 1;
+    return amx_work(q4_gemm_fwd_work_avx512(w, ts, n_threads), T, w->in, n_threads);
+}
+
+/* Backward: dYb [Tp][Op] and per thread the B tiles over Op rows of W and Cbuf. */
+size_t q4_gemm_bwd_work_amx(const q4_weight *w, int64_t T, int n_threads)
+{
+    const int64_t ts = T < AMX_MIN_T ? T : AMX_MIN_T - 1;
+    return amx_work(q4_gemm_bwd_work_avx512(w, ts, n_threads), T, w->out, n_threads);
+}
+
 void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                     int n_threads)
+                     int n_threads, void *work, size_t work_size)
 {
     if (T <= 0)
         return;
     if (T < AMX_MIN_T) {
-        q4_gemm_fwd_avx512(w, bias, X, T, Y, n_threads);
+        q4_gemm_fwd_avx512(w, bias, X, T, Y, n_threads, work, work_size);
         return;
     }
     const int nt = resolve_threads(n_threads);
     const int64_t Kp = (w->in + 31) / 32 * 32, Tp = (T + 31) / 32 * 32;
-    uint16_t *Xb = q4_scratch_alloc((size_t)(Tp * Kp) * 2); /* [Tp][Kp] bf16 */
-    if (!Xb)
-        return; /* recorded for the caller (q4_take_nomem) */
+    const size_t bbytes = q4_line((size_t)(Kp / 32) * 2 * TILE_BF16 * 2);
+    uint8_t *base = q4_work_start(work, work_size, q4_gemm_fwd_work_amx(w, T, n_threads));
+    uint16_t *Xb = (uint16_t *)(void *)base; /* [Tp][Kp] bf16 */
+    uint8_t *per_thread = base + q4_line((size_t)(Tp * Kp) * 2);
     to_bf16(X, T, w->in, Tp, Kp, Xb, nt);
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->out + 31) / 32;
 #pragma omp parallel num_threads(nt)
     {
-        size_t bbytes = (size_t)(Kp / 32) * 2 * TILE_BF16 * 2;
-        uint16_t *B = q4_scratch_alloc(bbytes); /* [Kp/32][2 tiles][16][16][2] bf16 */
-        float *Cbuf = q4_scratch_alloc(4 * 256 * sizeof(float));
-        int ok = B && Cbuf; /* else recorded for the caller; the worksharing loop still runs */
-        if (ok)
-            memset(B, 0, bbytes);
+        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * q4_slot(bbytes + CBUF_BYTES);
+        uint16_t *B = (uint16_t *)(void *)mine; /* [Kp/32][2 tiles][16][16][2] bf16 */
+        float *Cbuf = (float *)(void *)(mine + bbytes);
+        memset(B, 0, bbytes);
         tile_config();
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            if (ok)
-                fwd_task(&dc, w, bias, Xb, T, Kp, Y, i * 32, B, Cbuf);
+            fwd_task(&dc, w, bias, Xb, T, Kp, Y, i * 32, B, Cbuf);
         _tile_release();
-        free(B);
-        free(Cbuf);
     }
-    free(Xb);
 }
 
-void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                     void *work, size_t work_size)
 {
     if (T <= 0)
         return;
     if (T < AMX_MIN_T) {
-        q4_gemm_bwd_avx512(w, dY, T, dX, n_threads);
+        q4_gemm_bwd_avx512(w, dY, T, dX, n_threads, work, work_size);
         return;
     }
     const int nt = resolve_threads(n_threads);
     const int64_t Op = (w->out + 31) / 32 * 32, Tp = (T + 31) / 32 * 32;
-    uint16_t *dYb = q4_scratch_alloc((size_t)(Tp * Op) * 2); /* [Tp][Op] bf16 */
-    if (!dYb)
-        return; /* recorded for the caller (q4_take_nomem) */
+    const size_t bbytes = q4_line((size_t)(Op / 32) * 2 * TILE_BF16 * 2);
+    uint8_t *base = q4_work_start(work, work_size, q4_gemm_bwd_work_amx(w, T, n_threads));
+    uint16_t *dYb = (uint16_t *)(void *)base; /* [Tp][Op] bf16 */
+    uint8_t *per_thread = base + q4_line((size_t)(Tp * Op) * 2);
     to_bf16(dY, T, w->out, Tp, Op, dYb, nt);
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + 31) / 32;
 #pragma omp parallel num_threads(nt)
     {
-        size_t bbytes = (size_t)(Op / 32) * 2 * TILE_BF16 * 2;
-        uint16_t *B = q4_scratch_alloc(bbytes); /* rows >= out stay zero */
-        float *Cbuf = q4_scratch_alloc(4 * 256 * sizeof(float));
-        int ok = B && Cbuf; /* else recorded for the caller; the worksharing loop still runs */
-        if (ok)
-            memset(B, 0, bbytes);
+        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * q4_slot(bbytes + CBUF_BYTES);
+        uint16_t *B = (uint16_t *)(void *)mine; /* rows >= out stay zero */
+        float *Cbuf = (float *)(void *)(mine + bbytes);
+        memset(B, 0, bbytes);
         tile_config();
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            if (ok)
-                bwd_task(&dc, w, dYb, T, Op, dX, i * 32, B, Cbuf);
+            bwd_task(&dc, w, dYb, T, Op, dX, i * 32, B, Cbuf);
         _tile_release();
-        free(B);
-        free(Cbuf);
     }
-    free(dYb);
 }

@@ -10,7 +10,7 @@
  * fixed order, so results are identical for any thread count. Helpers are static: this file is
  * compiled with -mavx2 -mfma -mf16c and must not leak code into generic callers. */
 #include <immintrin.h>
-#include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
@@ -252,16 +252,13 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
     }
 }
 
+/* Xp [T][in_pad]: X zero-padded to whole blocks, in the decoder's value order (work memory). */
 static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                     int nt)
+                     int nt, float *Xp)
 {
     const int64_t in = w->in, out = w->out, in_pad = (in + 31) / 32 * 32;
     dec_ctx c;
     dec_init(&c, w);
-    /* Xp[T][in_pad]: X zero-padded to whole blocks, in the decoder's value order */
-    float *Xp = q4_scratch_alloc((size_t)(T * in_pad) * sizeof(float));
-    if (!Xp)
-        return; /* recorded for the caller (q4_take_nomem) */
     for (int64_t t = 0; t < T; t++) {
         for (int64_t k = 0; k < in_pad; k++) {
             const int64_t src = k / 32 * 32 + c.perm32[k % 32];
@@ -283,7 +280,6 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
         default: gemv_row(8, &c, row, Xp, in_pad, Y + o, out, b); break;
         }
     }
-    free(Xp);
 }
 
 /* ---- backward for T = 1: dX[64 columns] accumulated in registers over all rows ----------- */
@@ -491,14 +487,35 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
     }
 }
 
+#define PANEL_BYTES ((size_t)NP * KC * NR * sizeof(float)) /* one thread's P [NP][KC][NR] */
+#define SLOT_BYTES  q4_slot(PANEL_BYTES)
+
+/* Work of the forward: Xp [T][in_pad] for the GEMV (T <= GEMV_T), one panel per thread for the
+ * GEMM (T > GEMV_T); the larger of the two for the T' <= T a call may have. */
+size_t q4_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
+{
+    const int64_t in_pad = (w->in + 31) / 32 * 32, tg = T < GEMV_T ? T : GEMV_T;
+    const size_t gemv = T > 0 ? q4_line((size_t)(tg * in_pad) * sizeof(float)) : 0;
+    const size_t gemm = T > GEMV_T ? (size_t)resolve_threads(n_threads) * SLOT_BYTES : 0;
+    return q4_work_size(gemv > gemm ? gemv : gemm);
+}
+
+/* Work of the backward: one panel per thread (T = 1 keeps its sums in registers). */
+size_t q4_gemm_bwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
+{
+    (void)w;
+    return T > 1 ? q4_work_size((size_t)resolve_threads(n_threads) * SLOT_BYTES) : 0;
+}
+
 void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                      int n_threads)
+                      int n_threads, void *work, size_t work_size)
 {
     if (T <= 0)
         return;
     const int nt = resolve_threads(n_threads);
+    uint8_t *base = q4_work_start(work, work_size, q4_gemm_fwd_work_avx2(w, T, n_threads));
     if (T <= GEMV_T) {
-        fwd_gemv(w, bias, X, T, Y, nt);
+        fwd_gemv(w, bias, X, T, Y, nt, (float *)(void *)base);
         return;
     }
     dec_ctx dc;
@@ -506,18 +523,16 @@ void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
-            memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
+        memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            if (P)
-                fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
-        free(P);
+            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
     }
 }
 
-void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                      void *work, size_t work_size)
 {
     if (T <= 0)
         return;
@@ -526,18 +541,16 @@ void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX,
         bwd_t1(w, dY, dX, nt);
         return;
     }
+    uint8_t *base = q4_work_start(work, work_size, q4_gemm_bwd_work_avx2(w, T, n_threads));
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
-            memset(P, 0, (size_t)NP * KC * NR * sizeof(float)); /* lanes never decoded stay 0 */
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
+        memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            if (P)
-                bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
-        free(P);
+            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
     }
 }

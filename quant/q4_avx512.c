@@ -7,7 +7,7 @@
  * compiled with -mavx512*). Not yet run: the development and CI machines have no AVX-512;
  * tests/test_quant_kernels checks it against the reference wherever the CPU has it. */
 #include <immintrin.h>
-#include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
@@ -239,8 +239,25 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
     }
 }
 
+#define PANEL_BYTES ((size_t)NP * KC * NR * sizeof(float)) /* one thread's P [NP][KC][NR] */
+#define SLOT_BYTES  q4_slot(PANEL_BYTES)
+
+/* Work of the forward: one panel per thread when T > GEMV_T (the GEMV decodes into registers). */
+size_t q4_gemm_fwd_work_avx512(const q4_weight *w, int64_t T, int n_threads)
+{
+    (void)w;
+    return T > GEMV_T ? q4_work_size((size_t)resolve_threads(n_threads) * SLOT_BYTES) : 0;
+}
+
+/* Work of the backward: one panel per thread. */
+size_t q4_gemm_bwd_work_avx512(const q4_weight *w, int64_t T, int n_threads)
+{
+    (void)w;
+    return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * SLOT_BYTES) : 0;
+}
+
 void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                        int n_threads)
+                        int n_threads, void *work, size_t work_size)
 {
     if (T <= 0)
         return;
@@ -249,39 +266,36 @@ void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, i
         fwd_gemv(w, bias, X, T, Y, nt);
         return;
     }
+    uint8_t *base = q4_work_start(work, work_size, q4_gemm_fwd_work_avx512(w, T, n_threads));
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
-            memset(P, 0, (size_t)NP * KC * NR * sizeof(float));
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
+        memset(P, 0, PANEL_BYTES);
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            if (P)
-                fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
-        free(P);
+            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
     }
 }
 
-void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                        void *work, size_t work_size)
 {
     if (T <= 0)
         return;
     const int nt = resolve_threads(n_threads);
+    uint8_t *base = q4_work_start(work, work_size, q4_gemm_bwd_work_avx512(w, T, n_threads));
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
 #pragma omp parallel num_threads(nt)
     {
-        float *P = q4_scratch_alloc((size_t)NP * KC * NR * sizeof(float)); /* [NP][KC][NR] */
-        if (P) /* else recorded for the caller; the loop below still runs (a worksharing loop) */
-            memset(P, 0, (size_t)NP * KC * NR * sizeof(float));
+        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
+        memset(P, 0, PANEL_BYTES);
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < ntask; i++)
-            if (P)
-                bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
-        free(P);
+            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
     }
 }

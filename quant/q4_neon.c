@@ -5,7 +5,7 @@
  * once per 4 rows of X); backward owns 32 columns per task and accumulates dX[t][32] over all W
  * rows. Results do not depend on the thread count. Compiled only on aarch64. */
 #include <arm_neon.h>
-#include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
@@ -58,9 +58,25 @@ static void dec32(const q4_weight *w, const uint8_t *row, int64_t k0, float *out
     }
 }
 
-void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                      int n_threads)
+/* The forward decodes into stack buffers: no work memory. */
+size_t q4_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
 {
+    (void)w, (void)T, (void)n_threads;
+    return 0;
+}
+
+/* Work of the backward: one block of sums [T][32] per thread. */
+size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
+{
+    (void)w;
+    const size_t acc = q4_slot((size_t)T * 32 * sizeof(float));
+    return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * acc) : 0;
+}
+
+void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size)
+{
+    (void)work, (void)work_size;
     if (T <= 0)
         return;
     const int64_t in = w->in, out = w->out, in32 = in / 32 * 32;
@@ -92,18 +108,19 @@ void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int
     }
 }
 
-void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                      void *work, size_t work_size)
 {
     if (T <= 0)
         return;
     const int64_t in = w->in, out = w->out, nchunk = (in + 31) / 32;
+    const size_t slot = q4_slot((size_t)T * 32 * sizeof(float));
+    uint8_t *accs = q4_work_start(work, work_size, q4_gemm_bwd_work_neon(w, T, n_threads));
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
-        float *acc = q4_scratch_alloc((size_t)T * 32 * sizeof(float)); /* [T][32] */
+        float *acc = (float *)(void *)(accs + (size_t)omp_get_thread_num() * slot); /* [T][32] */
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < nchunk; c++) {
-            if (!acc) /* recorded for the caller (q4_take_nomem) */
-                continue;
             float wv[32];
             memset(acc, 0, (size_t)T * 32 * sizeof(float));
             for (int64_t o = 0; o < out; o++) {
@@ -119,6 +136,5 @@ void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX,
             for (int64_t t = 0; t < T; t++)
                 memcpy(dX + t * in + c * 32, acc + t * 32, (size_t)ncol * sizeof(float));
         }
-        free(acc);
     }
 }

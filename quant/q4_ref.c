@@ -10,7 +10,7 @@
  * is compiled in ISO C mode, so the compiler does not contract a*b+c into fma (which would change
  * roundings). */
 #include <math.h>
-#include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
@@ -201,13 +201,15 @@ void q4_nf4_dq_quantize(const float *absmax, int64_t n, q4_nf4_dq *dq)
      * reproduces our absmax exactly either way */
     dq->n = n;
     dq->offset = n > 0 ? (float)(sum / (double)n) : 0.0f;
-    float *centred = q4_scratch_alloc((size_t)n * sizeof(float));
-    if (!centred)
-        return;
-    for (int64_t i = 0; i < n; i++)
-        centred[i] = absmax[i] - dq->offset;
-    q4_quantize_dynamic(centred, n, Q4_DQ_BLOCK, dq->codes, dq->scale);
-    free(centred);
+    /* the nested blocks are independent: centre one at a time */
+    for (int64_t b0 = 0; b0 < n; b0 += Q4_DQ_BLOCK) {
+        const int64_t len = n - b0 < Q4_DQ_BLOCK ? n - b0 : Q4_DQ_BLOCK;
+        float centred[Q4_DQ_BLOCK];
+        for (int64_t i = 0; i < len; i++)
+            centred[i] = absmax[b0 + i] - dq->offset;
+        q4_quantize_dynamic(centred, len, Q4_DQ_BLOCK, dq->codes + b0,
+                            dq->scale + b0 / Q4_DQ_BLOCK);
+    }
 }
 
 void q4_nf4_dq_dequantize(const q4_nf4_dq *dq, float *absmax)
@@ -551,29 +553,45 @@ lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_
     return LK_OK;
 }
 
+#define ERR_SPAN 256 /* values of a row decoded at a time for the round-trip error */
+
+/* Squared-error sum and max |error| of row x[in] against its quantised form q (decoded
+ * ERR_SPAN values at a time, the values q4_dequantize_row gives). */
+static void row_error(int qtype, int block, const float *x, const uint8_t *q, int64_t in,
+                      double *sq, double *mx)
+{
+    const q4_weight w = {qtype, qtype == LK_QTYPE_NF4 ? block : Q4_QK, 1,
+                         in,    q4_row_bytes(qtype, block, in),        q};
+    const size_t es = qtype == LK_QTYPE_F32 ? 4 : 2; /* plain types: bytes per value */
+    const int plain = qtype == LK_QTYPE_F32 || qtype == LK_QTYPE_F16 || qtype == LK_QTYPE_BF16;
+    float back[ERR_SPAN];
+    for (int64_t k0 = 0; k0 < in; k0 += ERR_SPAN) {
+        const int64_t n = in - k0 < ERR_SPAN ? in - k0 : ERR_SPAN;
+        if (plain)
+            q4_dequantize_row(qtype, block, q + (size_t)k0 * es, n, back);
+        else
+            q4_decode_ref(&w, 0, k0, n, back);
+        for (int64_t k = 0; k < n; k++) {
+            double e = fabs((double)x[k0 + k] - (double)back[k]);
+            *sq += e * e;
+            *mx = e > *mx ? e : *mx;
+        }
+    }
+}
+
 void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int64_t in, void *dst,
                         int n_threads, double *rmse, double *max_abs)
 {
     size_t rb = q4_row_bytes(qtype, block, in);
     double sq = 0.0, mx = 0.0;
-    int nt = resolve_threads(n_threads);
-#pragma omp parallel num_threads(nt) reduction(+ : sq) reduction(max : mx)
-    {
-        float *back = rmse || max_abs ? q4_scratch_alloc((size_t)in * sizeof(float)) : NULL;
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < out; r++) {
-            uint8_t *row = (uint8_t *)dst + (size_t)r * rb;
-            q4_quantize_row(qtype, block, src + r * in, in, row);
-            if (!back)
-                continue;
-            q4_dequantize_row(qtype, block, row, in, back);
-            for (int64_t k = 0; k < in; k++) {
-                double e = fabs((double)src[r * in + k] - (double)back[k]);
-                sq += e * e;
-                mx = e > mx ? e : mx;
-            }
-        }
-        free(back);
+    const int stats = rmse || max_abs;
+#pragma omp parallel for num_threads(resolve_threads(n_threads)) schedule(static)               \
+    reduction(+ : sq) reduction(max : mx)
+    for (int64_t r = 0; r < out; r++) {
+        uint8_t *row = (uint8_t *)dst + (size_t)r * rb;
+        q4_quantize_row(qtype, block, src + r * in, in, row);
+        if (stats)
+            row_error(qtype, block, src + r * in, row, in, &sq, &mx);
     }
     if (rmse)
         *rmse = sqrt(sq / ((double)out * (double)in));
@@ -584,22 +602,38 @@ void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int
 /* ---- reference kernels ------------------------------------------------------------------------
  */
 
+/* Work of the reference forward: one decoded row [in_pad] per thread. */
+size_t q4_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
+{
+    const int64_t in_pad = (w->in + Q4_QK - 1) / Q4_QK * Q4_QK;
+    const size_t row = q4_slot((size_t)in_pad * sizeof(float));
+    return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * row) : 0;
+}
+
+/* Work of the reference backward: one block of sums [T][32] (double) per thread. */
+size_t q4_gemm_bwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
+{
+    (void)w;
+    const size_t acc = q4_slot((size_t)T * Q4_QK * sizeof(double));
+    return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * acc) : 0;
+}
+
 /* Y[T,out] = X[T,in]·Wᵀ + bias: one decoded row at a time, dot products accumulated in double
  * (the reference is the accurate answer, not a model of any summation order). */
 void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                     int n_threads)
+                     int n_threads, void *work, size_t work_size)
 {
     if (T <= 0)
         return;
     const int64_t in = w->in, out = w->out;
     const int64_t in_pad = (in + Q4_QK - 1) / Q4_QK * Q4_QK;
+    const size_t row = q4_slot((size_t)in_pad * sizeof(float));
+    uint8_t *rows = q4_work_start(work, work_size, q4_gemm_fwd_work_ref(w, T, n_threads));
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
-        float *wrow = q4_scratch_alloc((size_t)in_pad * sizeof(float)); /* [in_pad] decoded row */
+        float *wrow = (float *)(void *)(rows + (size_t)omp_get_thread_num() * row); /* [in_pad] */
 #pragma omp for schedule(static)
         for (int64_t o = 0; o < out; o++) {
-            if (!wrow)
-                continue;
             q4_decode_ref(w, o, 0, in_pad, wrow);
             for (int64_t t = 0; t < T; t++) {
                 const float *x = X + t * in; /* [in] */
@@ -609,23 +643,23 @@ void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int6
                 Y[t * out + o] = (float)(acc + (bias ? (double)bias[o] : 0.0));
             }
         }
-        free(wrow);
     }
 }
 
 /* dX[T,in] = dY[T,out]·W: columns in chunks of 32, each chunk's sums in double over all rows. */
-void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads)
+void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
+                     void *work, size_t work_size)
 {
     if (T <= 0)
         return;
     const int64_t in = w->in, out = w->out, nchunk = (in + Q4_QK - 1) / Q4_QK;
+    const size_t slot = q4_slot((size_t)T * Q4_QK * sizeof(double));
+    uint8_t *accs = q4_work_start(work, work_size, q4_gemm_bwd_work_ref(w, T, n_threads));
 #pragma omp parallel num_threads(resolve_threads(n_threads))
     {
-        double *acc = q4_scratch_alloc((size_t)T * Q4_QK * sizeof(double)); /* [T][32] */
+        double *acc = (double *)(void *)(accs + (size_t)omp_get_thread_num() * slot); /* [T][32] */
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < nchunk; c++) {
-            if (!acc)
-                continue;
             float wv[Q4_QK];
             memset(acc, 0, (size_t)T * Q4_QK * sizeof(double));
             for (int64_t o = 0; o < out; o++) {
@@ -641,6 +675,5 @@ void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, 
                 for (int64_t j = 0; j < ncol; j++)
                     dX[t * in + c * Q4_QK + j] = (float)acc[t * Q4_QK + j];
         }
-        free(acc);
     }
 }

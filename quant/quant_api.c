@@ -1,38 +1,11 @@
-/* quant_api.c — the public lk_ face of quant/: type names, row sizes, row quantise/dequantise.
- * NF4 rows here use bitsandbytes' default blocksize 64; the layouts are described in q4.h. */
-#include <strings.h>
-
+/* quant_api.c — the public lk_ face of quant/: row sizes, row quantise/dequantise, and the
+ * experimental matrix API over the kernels (the type names live in qtype.c). NF4 rows here use
+ * bitsandbytes' default blocksize 64; the layouts are described in q4.h. */
 #define LK_EXPERIMENTAL 1
 
 #include "q4.h"
 #include "core/status.h"
 #include "core/tensor.h"
-
-static const char *const k_names[LK_QTYPE_COUNT] = {"f32",  "f16",    "bf16", "q4_0",
-                                                    "q8_0", "iq4_nl", "nf4"};
-
-const char *lk_qtype_name(lk_qtype t)
-{
-    return (int)t >= 0 && t < LK_QTYPE_COUNT ? k_names[t] : "?";
-}
-
-lk_status lk_qtype_from_name(const char *name, lk_qtype *out)
-{
-    if (name && !strcasecmp(name, "none")) { /* no quantisation: the command lines' --quant none */
-        *out = LK_QTYPE_F32;
-        return LK_OK;
-    }
-    for (int i = 0; name && i < LK_QTYPE_COUNT; i++) {
-        if (!strcasecmp(name, k_names[i])) {
-            *out = (lk_qtype)i;
-            return LK_OK;
-        }
-    }
-    return status_fail(LK_ERR_ARG,
-                       "quant type '%s' unknown, expected one of none f32 f16 bf16 q4_0 q8_0 "
-                       "iq4_nl nf4",
-                       name ? name : "(null)");
-}
 
 size_t lk_quant_row_bytes(lk_qtype t, int64_t n)
 {
@@ -70,7 +43,7 @@ lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst)
     LK_TRY(check_row(t, n, x, dst));
     LK_TRY(check_finite(x, n));
     q4_quantize_row((int)t, Q4_NF4_BLOCK, x, n, dst);
-    return q4_nomem_status("quantise row");
+    return LK_OK;
 }
 
 lk_status lk_dequantize_row(lk_qtype t, const void *src, int64_t n, float *y)
@@ -104,7 +77,7 @@ lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void 
         return status_fail(LK_ERR_ARG, "quantise matrix: NULL source");
     LK_TRY(check_finite(src, qw.out * qw.in));
     q4_quantize_matrix(qw.qtype, qw.block, src, qw.out, qw.in, dst, n_threads, rmse, max_abs);
-    return q4_nomem_status("quantise matrix");
+    return LK_OK;
 }
 
 static lk_status pick(const char *variant, const q4_kernels **k)
@@ -118,28 +91,79 @@ static lk_status pick(const char *variant, const q4_kernels **k)
     return LK_OK;
 }
 
-lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
-                           float *Y, int n_threads, const char *variant)
+/* Check w and the variant for a kernel call (or its work query) of T rows. */
+static lk_status prepare(const char *what, const struct lk_qweight *w, int64_t T,
+                         const char *variant, q4_weight *qw, const q4_kernels **k)
+{
+    LK_TRY(to_internal(w, w ? w->data : NULL, qw));
+    LK_TRY(pick(variant, k));
+    if (T <= 0)
+        return status_fail(LK_ERR_ARG, "%s: T = %lld, expected > 0", what, (long long)T);
+    return LK_OK;
+}
+
+/* The caller's work against what the call needs (need bytes). */
+static lk_status check_work(const char *what, const void *work, size_t work_size, size_t need)
+{
+    if (work_size < need || (need > 0 && !work))
+        return status_fail(LK_ERR_ARG,
+                           "%s: work of %zu bytes%s, expected %zu (hint: size it with "
+                           "lk_qgemm_*_work for the same weight, T, threads and variant)",
+                           what, work_size, work ? "" : " at NULL", need);
+    return LK_OK;
+}
+
+/* Bytes of work the forward (backward 0) or the backward (1) needs: the two queries below. The
+ * work depends on the shape alone, so w->data may be NULL (it is never read here). */
+static lk_status work_query(const char *what, const struct lk_qweight *w, int64_t T, int n_threads,
+                            const char *variant, int backward, size_t *bytes)
 {
     q4_weight qw;
     const q4_kernels *k;
-    LK_TRY(to_internal(w, w ? w->data : NULL, &qw));
-    LK_TRY(pick(variant, &k));
-    if (T <= 0 || !X || !Y)
-        return status_fail(LK_ERR_ARG, "qgemm forward: T = %lld or NULL X/Y", (long long)T);
-    k->fwd(&qw, bias, X, T, Y, n_threads);
-    return q4_nomem_status("qgemm forward");
+    struct lk_qweight shape = w ? *w : (struct lk_qweight){0};
+    if (w && !shape.data)
+        shape.data = w; /* any non-NULL pointer for the descriptor's check */
+    LK_TRY(prepare(what, w ? &shape : NULL, T, variant, &qw, &k));
+    *bytes =
+        backward ? q4_gemm_bwd_work(k, &qw, T, n_threads) : q4_gemm_fwd_work(k, &qw, T, n_threads);
+    return LK_OK;
+}
+
+lk_status lk_qgemm_forward_work(const struct lk_qweight *w, int64_t T, int n_threads,
+                                const char *variant, size_t *bytes)
+{
+    return work_query("qgemm forward work", w, T, n_threads, variant, 0, bytes);
+}
+
+lk_status lk_qgemm_backward_work(const struct lk_qweight *w, int64_t T, int n_threads,
+                                 const char *variant, size_t *bytes)
+{
+    return work_query("qgemm backward work", w, T, n_threads, variant, 1, bytes);
+}
+
+lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
+                           float *Y, int n_threads, const char *variant, void *work,
+                           size_t work_size)
+{
+    q4_weight qw;
+    const q4_kernels *k;
+    LK_TRY(prepare("qgemm forward", w, T, variant, &qw, &k));
+    if (!X || !Y)
+        return status_fail(LK_ERR_ARG, "qgemm forward: NULL X or Y");
+    LK_TRY(check_work("qgemm forward", work, work_size, q4_gemm_fwd_work(k, &qw, T, n_threads)));
+    k->fwd(&qw, bias, X, T, Y, n_threads, work, work_size);
+    return LK_OK;
 }
 
 lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
-                            int n_threads, const char *variant)
+                            int n_threads, const char *variant, void *work, size_t work_size)
 {
     q4_weight qw;
     const q4_kernels *k;
-    LK_TRY(to_internal(w, w ? w->data : NULL, &qw));
-    LK_TRY(pick(variant, &k));
-    if (T <= 0 || !dY || !dX)
-        return status_fail(LK_ERR_ARG, "qgemm backward: T = %lld or NULL dY/dX", (long long)T);
-    k->bwd(&qw, dY, T, dX, n_threads);
-    return q4_nomem_status("qgemm backward");
+    LK_TRY(prepare("qgemm backward", w, T, variant, &qw, &k));
+    if (!dY || !dX)
+        return status_fail(LK_ERR_ARG, "qgemm backward: NULL dY or dX");
+    LK_TRY(check_work("qgemm backward", work, work_size, q4_gemm_bwd_work(k, &qw, T, n_threads)));
+    k->bwd(&qw, dY, T, dX, n_threads, work, work_size);
+    return LK_OK;
 }

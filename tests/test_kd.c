@@ -26,8 +26,8 @@ typedef struct {
 static kd_sums run(const linear *head, const float *h, const int32_t *tg, int64_t T, kd_params kp,
                    const kd_teacher *tch, float gs, float *dh, int nt)
 {
-    int64_t CT = tch && tch->head ? tch->head->in : 0;
-    float *scr = malloc(sizeof(float) * (size_t)kd_scratch_floats(head->in, CT, head->out));
+    const linear *th = tch ? tch->head : NULL;
+    float *scr = malloc(sizeof(float) * (size_t)kd_scratch_floats(head, th, nt));
     assert_non_null(scr);
     kd_sums o = {0};
     kd_forward_backward(head, h, tg, T, &kp, tch, gs, dh, &o.loss, &o.ce, tch ? &o.kd : NULL, &o.n,
@@ -386,7 +386,7 @@ static void test_ce_only(void **state)
     kd_teacher tch = {.head = &thead, .ht = p.ht};
     float *d1 = malloc(sizeof(float) * (size_t)(p.T * p.C));
     float *d2 = malloc(sizeof(float) * (size_t)(p.T * p.C));
-    float *scr = malloc(sizeof(float) * (size_t)ce_scratch_floats(p.C, p.V));
+    float *scr = malloc(sizeof(float) * (size_t)ce_scratch_floats(&head, 2));
     double ce = 0;
     int64_t n = 0;
     ce_forward_backward(&head, p.h, p.tg, p.T, 0.5f, d1, &ce, &n, scr, 2);
@@ -480,7 +480,7 @@ static void test_threads(void **state)
           *logp = malloc(sizeof(float) * p.T * 32);
     float tail[45];
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)p.T * 32);
-    linear_forward(&(linear){.w = p.tw, .in = p.CT, .out = p.V}, p.ht, p.T, y, NULL, 1);
+    linear_forward(&(linear){.w = p.tw, .in = p.CT, .out = p.V}, p.ht, p.T, y, NULL, 0, 1);
     const int64_t n = p.T * p.C;
     float *d[3] = {malloc(sizeof(float) * n), malloc(sizeof(float) * n), malloc(sizeof(float) * n)};
     for (int i = 0; i < 6; i++) {

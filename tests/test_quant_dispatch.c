@@ -35,15 +35,30 @@ static void test_public_qgemm(void **state)
     double rmse = -1, mx = -1;
     assert_ok(lk_quantize_matrix(&qw, w, q, 1, &rmse, &mx));
     assert_true(rmse > 0 && rmse < 0.1 && mx >= rmse);
+    /* one work buffer for every call below, sized for the largest (by shape: no data needed) */
+    size_t fw, bw, fw1;
+    assert_ok(lk_qgemm_forward_work(&qw, 2, 1, NULL, &fw));
     qw.data = q;
-    assert_ok(lk_qgemm_forward(&qw, NULL, x, 2, y, 1, NULL));
-    assert_ok(lk_qgemm_forward(&qw, NULL, x, 2, yr, 1, "ref"));
+    assert_ok(lk_qgemm_backward_work(&qw, 2, 2, NULL, &bw));
+    assert_ok(lk_qgemm_forward_work(&qw, 1, 1, "ref", &fw1));
+    assert_true(fw > 0 && bw > 0 && fw1 <= fw); /* ref: a decoded row, sums per thread */
+    size_t n = fw > bw ? fw : bw;
+    void *work = malloc(n);
+    assert_non_null(work);
+    assert_ok(lk_qgemm_forward(&qw, NULL, x, 2, y, 1, NULL, work, n));
+    assert_ok(lk_qgemm_forward(&qw, NULL, x, 2, yr, 1, "ref", work, n));
     assert_memory_equal(y, yr, sizeof y); /* the forced variant is ref */
-    assert_ok(lk_qgemm_backward(&qw, y, 2, dx, 2, NULL));
-    assert_status(lk_qgemm_forward(&qw, NULL, x, 2, y, 1, "sse9"), LK_ERR_UNSUPPORTED, "sse9");
-    assert_status(lk_qgemm_forward(&qw, NULL, x, 0, y, 1, NULL), LK_ERR_ARG, "T = 0");
+    assert_ok(lk_qgemm_backward(&qw, y, 2, dx, 2, NULL, work, n));
+    assert_status(lk_qgemm_forward(&qw, NULL, x, 2, y, 1, NULL, work, fw - 1), LK_ERR_ARG,
+                  "work of");
+    assert_status(lk_qgemm_backward(&qw, y, 2, dx, 2, NULL, NULL, bw), LK_ERR_ARG, "at NULL");
+    assert_status(lk_qgemm_forward(&qw, NULL, x, 2, y, 1, "sse9", work, n), LK_ERR_UNSUPPORTED,
+                  "sse9");
+    assert_status(lk_qgemm_forward_work(&qw, 2, 1, "sse9", &fw), LK_ERR_UNSUPPORTED, "sse9");
+    assert_status(lk_qgemm_forward(&qw, NULL, x, 0, y, 1, NULL, work, n), LK_ERR_ARG, "T = 0");
     qw.type = LK_QTYPE_BF16;
-    assert_status(lk_qgemm_backward(&qw, y, 2, dx, 1, NULL), LK_ERR_UNSUPPORTED, "bf16");
+    assert_status(lk_qgemm_backward(&qw, y, 2, dx, 1, NULL, work, n), LK_ERR_UNSUPPORTED, "bf16");
+    free(work);
     qw.type = LK_QTYPE_NF4;
     qw.block = 100;
     assert_status(lk_quantize_matrix(&qw, w, q, 1, NULL, NULL), LK_ERR_ARG, "blocksize");

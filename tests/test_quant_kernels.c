@@ -7,7 +7,13 @@
  * product's rounding error), so cancellation in a sum does not make a correct kernel fail.
  * fp32 variants: |got - ref| <= 1e-5·S. bf16 variants (AMX): operands rounded to bf16 (unit
  * roundoff u = 2^-8) give per-product error <= 2u+u² and fp32 accumulation adds K·2^-24, so
- * |got - ref| <= (2^-7 + 1e-4)·S for K <= 600 (the bound documented in q4_amx.c). */
+ * |got - ref| <= (2^-7 + 1e-4)·S for K <= 600 (the bound documented in q4_amx.c).
+ *
+ * Work memory: every kernel call here gets exactly the bytes its variant reports, at the worst
+ * alignment or at a 64-byte line, filled with NaNs and fenced by canary bytes that must be intact
+ * afterwards; the reported sizes must cover every shorter call. The callers' one allocation of
+ * work fails cleanly under RLIMIT_AS (LK_ERR_NOMEM naming the bytes), and the quantisers need none.
+ */
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +25,8 @@
 #include "q4.h"
 #include "core/status.h"
 #include "testutil.h"
+#include "nn/linear.h"
+#include "train/train_graph.h"
 
 static uint64_t g_rng;
 static float frand(void) /* splitmix-style LCG, uniform in [-1, 1) */
@@ -61,6 +69,85 @@ static void wcase_free(wcase *c)
 {
     free(c->data);
     free(c->deq);
+}
+
+/* ---- work memory fenced by canaries ------------------------------------------------------ */
+
+#define FENCE 64 /* canary bytes on each side of a work buffer */
+
+typedef struct {
+    uint8_t *block; /* 64-byte aligned: FENCE + shift canaries, the work, FENCE canaries */
+    uint8_t *work;
+    size_t size, shift;
+} fenced;
+
+static unsigned g_calls; /* alternates the work's alignment from one call to the next */
+
+/* size bytes of work starting shift bytes past a 64-byte line, canaries around it, the work itself
+ * NaN bytes. */
+static fenced fence_open(size_t size, size_t shift)
+{
+    fenced f = {.size = size, .shift = shift};
+    f.block = lk_aligned_alloc(2 * FENCE + f.shift + size);
+    assert_non_null(f.block);
+    memset(f.block, 0xa5, FENCE + f.shift);
+    f.work = f.block + FENCE + f.shift;
+    memset(f.work, 0xff, size);
+    memset(f.work + size, 0xa5, FENCE);
+    return f;
+}
+
+static void fence_close(fenced *f, const char *what, const q4_weight *w, int64_t T, int nt)
+{
+    for (size_t i = 0; i < FENCE + f->shift; i++)
+        if (f->block[i] != 0xa5)
+            fail_msg("%s [%lld x %lld] T=%lld, %d threads: wrote %zu bytes before its work", what,
+                     (long long)w->out, (long long)w->in, (long long)T, nt, FENCE + f->shift - i);
+    for (size_t i = 0; i < FENCE; i++)
+        if (f->work[f->size + i] != 0xa5)
+            fail_msg("%s [%lld x %lld] T=%lld, %d threads: wrote byte %zu past its %zu bytes of "
+                     "work",
+                     what, (long long)w->out, (long long)w->in, (long long)T, nt, i, f->size);
+    free(f->block);
+}
+
+/* The variant's forward / backward with exactly the work it reports, checked; the work starts on
+ * a 64-byte line or 1 byte past one (a kernel then skips 63 bytes to align: the most it may). */
+static void fwd_fenced(const q4_kernels *k, const q4_weight *w, const float *bias, const float *X,
+                       int64_t T, float *Y, int nt)
+{
+    fenced f = fence_open(k->fwd_work(w, T, nt), g_calls++ & 1);
+    k->fwd(w, bias, X, T, Y, nt, f.size ? f.work : NULL, f.size);
+    fence_close(&f, k->name, w, T, nt);
+}
+
+static void bwd_fenced(const q4_kernels *k, const q4_weight *w, const float *dY, int64_t T,
+                       float *dX, int nt)
+{
+    fenced f = fence_open(k->bwd_work(w, T, nt), g_calls++ & 1);
+    k->bwd(w, dY, T, dX, nt, f.size ? f.work : NULL, f.size);
+    fence_close(&f, k->name, w, T, nt);
+}
+
+/* A plan for T rows, out rows and nt threads covers fewer rows of either kind: sizes never grow
+ * as T, out or the thread count shrink (callers plan for their longest call; the LM head goes
+ * through in chunks of rows). */
+static void check_work_monotone(const q4_kernels *k, const q4_weight *w)
+{
+    q4_weight half = *w;
+    half.out = (w->out + 1) / 2;
+    for (int nt = 1; nt <= 4; nt++) {
+        for (int64_t T = 0; T <= 80; T++) {
+            const size_t f = k->fwd_work(w, T, nt), b = k->bwd_work(w, T, nt);
+            if (T > 0)
+                assert_true(f >= k->fwd_work(w, T - 1, nt) && b >= k->bwd_work(w, T - 1, nt));
+            if (nt > 1)
+                assert_true(f >= k->fwd_work(w, T, nt - 1) && b >= k->bwd_work(w, T, nt - 1));
+            assert_true(f >= k->fwd_work(&half, T, nt) && b >= k->bwd_work(&half, T, nt));
+            if (T == 0)
+                assert_true(f == 0 && b == 0);
+        }
+    }
 }
 
 /* |got - want| <= tol·S elementwise; S computed from the dequantised weight. fwd: S[t][o] =
@@ -107,8 +194,8 @@ static void run_case(const q4_kernels *k, wcase *c, const int64_t *Ts, int nT)
             dY[i] = frand() * 0.1f;
         for (int b = 0; b < 2; b++) {
             const float *bb = b ? bias : NULL;
-            q4_gemm_fwd_ref(&c->w, bb, X, T, Yr, 2);
-            k->fwd(&c->w, bb, X, T, Y, 2);
+            fwd_fenced(q4_kernels_named("ref"), &c->w, bb, X, T, Yr, 2);
+            fwd_fenced(k, &c->w, bb, X, T, Y, 2);
             /* the bias adds |bias| to the error scale; fold it into a relative check */
             for (int64_t i = 0; b && i < T * c->out; i++) {
                 Y[i] -= bias[i % c->out];
@@ -116,10 +203,10 @@ static void run_case(const q4_kernels *k, wcase *c, const int64_t *Ts, int nT)
             }
             check_scaled(b ? "fwd+bias" : "fwd", c, 0, X, T, Y, Yr, b ? tol + 1e-6 : tol);
         }
-        q4_gemm_bwd_ref(&c->w, dY, T, dXr, 2);
+        bwd_fenced(q4_kernels_named("ref"), &c->w, dY, T, dXr, 2);
         for (int64_t i = 0; i < T * c->in; i++)
             dX[i] = NAN; /* bwd overwrites */
-        k->bwd(&c->w, dY, T, dX, 2);
+        bwd_fenced(k, &c->w, dY, T, dX, 2);
         check_scaled("bwd", c, 1, dY, T, dX, dXr, tol);
         free(X);
         free(Y);
@@ -153,6 +240,7 @@ static void test_variant(const char *name)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
                 wcase c;
                 wcase_make(&c, k_qtypes[q], 64, shapes[s][0], shapes[s][1]);
+                check_work_monotone(k, &c.w);
                 run_case(k, &c, Ts, (int)(sizeof Ts / sizeof Ts[0]));
                 wcase_free(&c);
             }
@@ -167,15 +255,15 @@ static void test_variant(const char *name)
         run_case(k, &c, Ts2, 2);
         wcase_free(&c);
     }
-    /* T = 0 writes nothing */
+    /* T = 0 needs no work and writes nothing */
     {
         wcase c;
         float x[8] = {0}, y[8], dx[8];
         for (int i = 0; i < 8; i++)
             y[i] = dx[i] = 7.0f;
         wcase_make(&c, LK_QTYPE_Q4_0, 32, 5, 8);
-        k->fwd(&c.w, NULL, x, 0, y, 2);
-        k->bwd(&c.w, x, 0, dx, 2);
+        k->fwd(&c.w, NULL, x, 0, y, 2, NULL, 0);
+        k->bwd(&c.w, x, 0, dx, 2, NULL, 0);
         for (int i = 0; i < 8; i++)
             assert_true(y[i] == 7.0f && dx[i] == 7.0f);
         wcase_free(&c);
@@ -185,6 +273,7 @@ static void test_variant(const char *name)
     for (size_t q = 0; q < sizeof k_qtypes / sizeof k_qtypes[0]; q++) {
         wcase c;
         wcase_make(&c, k_qtypes[q], 64, 72, 520);
+        check_work_monotone(k, &c.w);
         run_case(k, &c, Tl, 2);
         wcase_free(&c);
     }
@@ -212,11 +301,11 @@ static void test_threads_deterministic_of(const char *name)
     static const int64_t Tsub[] = {1, 3, 37};
     for (int ti = 0; ti < 3; ti++) {
         int64_t t = Tsub[ti];
-        k->fwd(&c.w, NULL, X, t, Y1, 1);
-        k->bwd(&c.w, dY, t, dX1, 1);
+        fwd_fenced(k, &c.w, NULL, X, t, Y1, 1);
+        bwd_fenced(k, &c.w, dY, t, dX1, 1);
         for (int nt = 2; nt <= 4; nt++) {
-            k->fwd(&c.w, NULL, X, t, Yn, nt);
-            k->bwd(&c.w, dY, t, dXn, nt);
+            fwd_fenced(k, &c.w, NULL, X, t, Yn, nt);
+            bwd_fenced(k, &c.w, dY, t, dXn, nt);
             assert_memory_equal(Y1, Yn, (size_t)(t * out) * 4);
             assert_memory_equal(dX1, dXn, (size_t)(t * in) * 4);
         }
@@ -242,8 +331,8 @@ static void test_ref_small_exact(void **state)
         X[i] = frand();
     for (int i = 0; i < 6; i++)
         dY[i] = frand();
-    q4_gemm_fwd_ref(&c.w, bias, X, 3, Y, 1);
-    q4_gemm_bwd_ref(&c.w, dY, 3, dX, 1);
+    fwd_fenced(q4_kernels_named("ref"), &c.w, bias, X, 3, Y, 1);
+    bwd_fenced(q4_kernels_named("ref"), &c.w, dY, 3, dX, 1);
     for (int t = 0; t < 3; t++) {
         for (int o = 0; o < 2; o++) {
             double s = bias[o];
@@ -303,7 +392,68 @@ static void test_threads_chosen(void **state)
     test_threads_deterministic_of(lk_kernel_variant());
 }
 
-/* ---- scratch that cannot be allocated ---------------------------------------------------- */
+/* ---- linear layers over the kernels ---------------------------------------------------------- */
+
+/* A quantised layer with a trained LoRA adapter (dropout on) and a frozen one: forward and
+ * backward in exactly linear_work_bytes for their T (fenced), against the same calls in one
+ * buffer planned for the longest T: the same bits. */
+static void test_linear_work_fenced(void **state)
+{
+    (void)state;
+    enum { OUT = 70, IN = 100, R = 3, TMAX = 40 };
+    g_rng = 23;
+    wcase c;
+    wcase_make(&c, LK_QTYPE_NF4, 64, OUT, IN);
+    float A[2][R * IN], B[2][OUT * R], dA[2][R * IN] = {{0}}, dB[2][OUT * R] = {{0}};
+    for (int i = 0; i < R * IN; i++)
+        A[0][i] = frand(), A[1][i] = frand();
+    for (int i = 0; i < OUT * R; i++)
+        B[0][i] = frand(), B[1][i] = frand();
+    lora_train tr[2] = {{.dA = dA[0], .dB = dB[0], .dropout = 0.1f},
+                        {.dA = dA[1], .dB = dB[1], .dropout = 0.1f}};
+    const uint64_t key = 7; /* the dropout mask of both calls */
+    linear L[2];
+    for (int v = 0; v < 2; v++) /* v = 0: fenced exact work; v = 1: the planned buffer */
+        L[v] = (linear){.name = "l",
+                        .qw = c.w,
+                        .in = IN,
+                        .out = OUT,
+                        .n_lora = 2,
+                        .lora = {{A[0], B[0], R, 0.5f}, {A[1], B[1], R, 0.25f}},
+                        .train = &tr[v]};
+    float X[TMAX * IN], dY[TMAX * OUT], Y[2][TMAX * OUT], dX[2][TMAX * IN];
+    for (int i = 0; i < TMAX * IN; i++)
+        X[i] = frand();
+    for (int i = 0; i < TMAX * OUT; i++)
+        dY[i] = frand();
+    static const int64_t Ts[] = {1, 5, 9, 40};
+    for (int nt = 1; nt <= 3; nt++) {
+        size_t planned = linear_work_bytes(&L[1], TMAX, nt, 1);
+        void *big = lk_aligned_alloc(planned);
+        assert_non_null(big);
+        for (int ti = 0; ti < 4; ti++) {
+            const int64_t T = Ts[ti];
+            fenced f = fence_open(linear_work_bytes(&L[0], T, nt, 0), 4 * (g_calls++ & 1));
+            linear_forward_train(&L[0], X, T, Y[0], f.work, f.size, key, nt);
+            fence_close(&f, "linear forward", &c.w, T, nt);
+            f = fence_open(linear_work_bytes(&L[0], T, nt, 1), 4 * (g_calls++ & 1));
+            memset(dX[0], 0, sizeof dX[0]);
+            linear_backward(&L[0], X, dY, T, dX[0], f.work, f.size, key, nt);
+            fence_close(&f, "linear backward", &c.w, T, nt);
+            linear_forward_train(&L[1], X, T, Y[1], big, planned, key, nt);
+            memset(dX[1], 0, sizeof dX[1]);
+            linear_backward(&L[1], X, dY, T, dX[1], big, planned, key, nt);
+            assert_memory_equal(Y[0], Y[1], (size_t)(T * OUT) * sizeof(float));
+            assert_memory_equal(dX[0], dX[1], (size_t)(T * IN) * sizeof(float));
+        }
+        free(big);
+    }
+    assert_memory_equal(dA[0], dA[1], sizeof dA[0]);
+    assert_memory_equal(dB[0], dB[1], sizeof dB[0]);
+    wcase_free(&c);
+}
+
+/* ---- the callers' one allocation, under RLIMIT_AS ---------------------------------------- */
 
 static size_t vm_bytes(void) /* this process's address space now */
 {
@@ -315,104 +465,109 @@ static size_t vm_bytes(void) /* this process's address space now */
     return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-/* A kernel or quantiser whose scratch cannot be allocated records the request and returns; the
- * status after it is LK_ERR_NOMEM naming the bytes, the record is then clear, and the same calls
- * succeed once memory is back. Real failures: RLIMIT_AS 8 MiB above the process's size, below
- * each scratch buffer here (16-128 MiB). No free heap may serve them: main() fixes malloc's mmap
- * threshold at 1 MiB (blocks that large are mapped, and unmapped when freed) and this test runs
- * first, before other tests leave large free chunks behind. The 64 KiB panels of the SIMD GEMMs are
- * not reached this way. */
-static void test_scratch_nomem(void **state)
+/* Limit the address space to 8 MiB above the process's size now (old gets the limit to restore);
+ * skips when a lower limit is already set. Real failures: main() fixes malloc's mmap threshold at
+ * 1 MiB (larger blocks are mapped, and unmapped when freed) and these tests run first, before
+ * other tests leave large free chunks behind that could serve a request. */
+static void limit_as(struct rlimit *old)
+{
+    struct rlimit lim;
+    assert_int_equal(getrlimit(RLIMIT_AS, old), 0);
+    lim = *old;
+    lim.rlim_cur = (rlim_t)(vm_bytes() + ((size_t)8 << 20));
+    if (old->rlim_cur != RLIM_INFINITY && old->rlim_cur < lim.rlim_cur)
+        skip(); /* already limited below that */
+    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
+}
+
+/* The quantisers need no work memory: under a limit below the 16 MiB their scratch once took, the
+ * round-trip error of a quantised matrix and a double quantisation give the same results. */
+static void test_quantisers_allocate_nothing(void **state)
 {
     (void)state;
     if (LK_TEST_ASAN)
         skip(); /* AddressSanitizer's shadow memory does not run under RLIMIT_AS */
-    const int64_t in = (int64_t)1 << 22, T = 8, Tb = (int64_t)1 << 16;
-    wcase c, cb;
-    wcase_make(&c, LK_QTYPE_Q8_0, Q4_QK, 2, in);  /* ref: a decoded row of 16 MiB per thread */
-    wcase_make(&cb, LK_QTYPE_Q4_0, Q4_QK, 2, 32); /* ref backward: Tb·32 doubles = 16 MiB */
-    float *X = malloc((size_t)(T * in) * sizeof(float)); /* avx2 GEMV: X padded, 128 MiB */
-    float *dY = malloc((size_t)(Tb * 2) * sizeof(float));
-    float *dX = malloc((size_t)(Tb * 32) * sizeof(float));
-    float *am = malloc((size_t)in * sizeof(float)); /* double quantisation: 16 MiB centred */
-    uint8_t *codes = malloc((size_t)in);
-    float *scale = malloc((size_t)(in / Q4_DQ_BLOCK + 1) * sizeof(float));
-    uint8_t *qdst = malloc(2 * q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, in));
-    assert_true(X && dY && dX && am && codes && scale && qdst);
-    for (int64_t i = 0; i < T * in; i++)
+    const int64_t in = (int64_t)1 << 22;
+    g_rng = 17;
+    float *X = malloc((size_t)(2 * in) * sizeof(float)), *am = malloc((size_t)in * sizeof(float));
+    const size_t qb = 2 * q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, in), nsc = in / Q4_DQ_BLOCK;
+    uint8_t *q[2] = {malloc(qb), malloc(qb)}, *codes[2] = {malloc((size_t)in), malloc((size_t)in)};
+    float *scale[2] = {malloc(nsc * sizeof(float)), malloc(nsc * sizeof(float))};
+    assert_true(X && am && q[0] && q[1] && codes[0] && codes[1] && scale[0] && scale[1]);
+    for (int64_t i = 0; i < 2 * in; i++)
         X[i] = frand();
-    for (int64_t i = 0; i < Tb * 2; i++)
-        dY[i] = frand();
     for (int64_t i = 0; i < in; i++)
         am[i] = 1.0f + frand() * 0.5f;
-    const char *names[2] = {"ref", lk_kernel_variant()};
-    const q4_kernels *ks[2] = {q4_kernels_named(names[0]), q4_kernels_named(names[1])};
-    float Yok[2][16], Y[2][16];
-    for (int v = 0; v < 2; v++) /* the results, and OpenMP's threads started before the limit */
-        ks[v]->fwd(&c.w, NULL, X, T, Yok[v], 2);
-    assert_int_equal(q4_take_nomem(), 0);
-    struct rlimit old, lim;
-    assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
-    lim = old;
-    lim.rlim_cur = (rlim_t)(vm_bytes() + ((size_t)8 << 20));
-    if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < lim.rlim_cur)
-        skip(); /* already limited below that */
-    size_t got[6];
-    memset(Y, 0, sizeof Y);
-    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
-    /* nothing below may allocate except the code under test: results are checked afterwards */
-    for (int v = 0; v < 2; v++) {
-        ks[v]->fwd(&c.w, NULL, X, T, Y[v], 2);
-        got[v] = q4_take_nomem();
+    double rmse[2], mx[2];
+    q4_nf4_dq dq[2];
+    struct rlimit old;
+    for (int v = 0; v < 2; v++) { /* v = 0 starts OpenMP's threads before the limit */
+        if (v == 1)
+            limit_as(&old);
+        q4_quantize_matrix(LK_QTYPE_Q8_0, Q4_QK, X, 2, in, q[v], 2, &rmse[v], &mx[v]);
+        dq[v] = (q4_nf4_dq){.n = in, .codes = codes[v], .scale = scale[v]};
+        q4_nf4_dq_quantize(am, in, &dq[v]);
     }
-    q4_gemm_bwd_ref(&cb.w, dY, Tb, dX, 2);
-    got[2] = q4_take_nomem();
-    double rmse = 0, mx = 0;
-    q4_quantize_matrix(LK_QTYPE_Q8_0, Q4_QK, X, 2, in, qdst, 2, &rmse, &mx);
-    got[3] = q4_take_nomem();
-    q4_nf4_dq dq = {.n = in, .codes = codes, .scale = scale};
-    q4_nf4_dq_quantize(am, in, &dq);
-    got[4] = q4_take_nomem();
-    free(q4_scratch_alloc(4096)); /* small: served */
-    got[5] = q4_take_nomem();
     assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+    assert_true(rmse[0] > 0 && rmse[1] == rmse[0] && mx[1] == mx[0]);
+    assert_memory_equal(q[0], q[1], qb);
+    assert_true(dq[1].offset == dq[0].offset);
+    assert_memory_equal(codes[0], codes[1], (size_t)in);
+    assert_memory_equal(scale[0], scale[1], nsc * sizeof(float));
+    free(X), free(am);
+    for (int v = 0; v < 2; v++)
+        free(q[v]), free(codes[v]), free(scale[v]);
+}
 
-    const size_t row = (size_t)in * sizeof(float);
-    assert_int_equal(got[0], row);
-    if (strcmp(names[1], "avx2") == 0) /* the GEMV's padded copy of X */
-        assert_int_equal(got[1], (size_t)T * row);
-    else if (strcmp(names[1], "ref") == 0)
-        assert_int_equal(got[1], row); /* (other GEMVs decode into registers: no scratch) */
-    assert_int_equal(got[2], (size_t)(Tb * Q4_QK) * sizeof(double));
-    assert_int_equal(got[3], row);
-    assert_int_equal(got[4], row);
-    assert_int_equal(got[5], 0);
-    /* the status a caller returns, and the record cleared by it */
-    assert_null(q4_scratch_alloc(SIZE_MAX - 4096));
-    assert_status(q4_nomem_status("test"), LK_ERR_NOMEM, "out of memory: test");
-    assert_ok(q4_nomem_status("test"));
-    /* memory back: the same calls succeed with the same results */
-    for (int v = 0; v < 2; v++) {
-        ks[v]->fwd(&c.w, NULL, X, T, Y[v], 2);
-        assert_memory_equal(Y[v], Yok[v], sizeof Yok[v]);
-    }
-    q4_nf4_dq_quantize(am, in, &dq);
-    assert_int_equal(q4_take_nomem(), 0);
-    printf("scratch refused under RLIMIT_AS: %zu, %zu, %zu, %zu, %zu bytes (%s, %s, ref bwd, "
-           "quantise, double quantisation)\n",
-           got[0], got[1], got[2], got[3], got[4], names[0], names[1]);
-    free(X), free(dY), free(dX), free(am), free(codes), free(scale), free(qdst);
-    wcase_free(&c);
-    wcase_free(&cb);
+/* A forward session and a training graph allocate their kernels' work once, when they are
+ * made: with 65536 threads that is gigabytes (a panel or a decoded row per thread), which
+ * RLIMIT_AS refuses; each reports LK_ERR_NOMEM naming what and the size, and is made once the
+ * thread count is sane again. */
+static void test_callers_work_nomem(void **state)
+{
+    (void)state;
+#ifdef LK_ASAN
+    skip();
+#endif
+    struct lk_model_params mp = lk_model_params_default();
+    mp.quant = LK_QTYPE_Q4_0;
+    mp.n_threads = 2;
+    lk_model *m;
+    assert_ok(lk_model_load(data_path("models/llama3-tiny"), &mp, &m));
+    lk_session *s = NULL;
+    train_graph *g = NULL;
+    lk_model_set_threads(m, 1 << 16);
+    struct rlimit old;
+    limit_as(&old);
+    lk_status ss = lk_session_create(m, 8, &s);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", lk_last_error());
+    lk_status gs = graph_create(m, 8, 1, &g);
+    assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+    assert_int_equal(ss, LK_ERR_NOMEM);
+    assert_null(s);
+    assert_non_null(strstr(msg, "session: out of memory for "));
+    assert_non_null(strstr(msg, " bytes of work memory of the linear layers (65536 threads"));
+    assert_status(gs, LK_ERR_NOMEM, "cannot allocate training buffers for 8 tokens");
+    assert_null(g);
+    printf("refused: %s\n", msg);
+    lk_model_set_threads(m, 2);
+    assert_ok(lk_session_create(m, 8, &s));
+    assert_ok(graph_create(m, 8, 1, &g));
+    lk_session_free(s);
+    graph_free(g);
+    lk_model_free(m);
 }
 
 int main(void)
 {
-    mallopt(M_MMAP_THRESHOLD, 1 << 20); /* fixed (see test_scratch_nomem) */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20); /* fixed (see limit_as) */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scratch_nomem),
+        cmocka_unit_test(test_quantisers_allocate_nothing),
+        cmocka_unit_test(test_callers_work_nomem),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_ref_small_exact),
+        cmocka_unit_test(test_linear_work_fenced),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_amx),

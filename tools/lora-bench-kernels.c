@@ -1,10 +1,11 @@
 /* lora-bench-kernels — GFLOP/s of the fused dequant-GEMM kernels (forward Y = X·Wᵀ, backward
  * dX = dY·W) for each weight format on the Qwen2.5-0.5B linear-layer shapes, beside OpenBLAS
  * cblas_sgemm / cblas_sgemv on the same shapes with fp32 weights, in one run. FLOPs are 2·T·out·in
- * per call; each timing is the best of --reps calls after one warm-up call. With --cold, every
- * weight is replicated into enough copies (>= 96 MB per format) that successive calls read it from
- * DRAM, as a forward pass over many layers does, instead of from the last-level cache. Output: a
- * Markdown table (BENCHMARKS.md's "Kernels" section) or, with --json, one JSON object. */
+ * per call; each timing is the best of --reps calls after one warm-up call (the kernels' work
+ * memory is allocated once per shape, outside the timings). With --cold, every weight is replicated
+ * into enough copies (>= 96 MB per format) that successive calls read it from DRAM, as a forward
+ * pass over many layers does, instead of from the last-level cache. Output: a Markdown table
+ * (BENCHMARKS.md's "Kernels" section) or, with --json, one JSON object. */
 #define LK_EXPERIMENTAL 1
 #include <cblas.h>
 #include <math.h>
@@ -25,6 +26,8 @@ typedef struct {
     int ncopy, ncopy_q, *cursor;  /* calls rotate over the copies */
     const char *variant;
     int threads, bwd;
+    void *work; /* the kernels' work memory, work_size bytes (planned once per shape) */
+    size_t work_size;
 } job;
 
 /* One call of the job's kernel: f32 BLAS when qwc is NULL, else the fused kernel. */
@@ -47,8 +50,10 @@ static int run_once(const job *j)
         return 0;
     }
     const struct lk_qweight *qw = &j->qwc[c % j->ncopy_q];
-    lk_status s = j->bwd ? lk_qgemm_backward(qw, j->dY, j->T, j->dX, j->threads, j->variant)
-                         : lk_qgemm_forward(qw, NULL, j->X, j->T, j->Y, j->threads, j->variant);
+    lk_status s = j->bwd ? lk_qgemm_backward(qw, j->dY, j->T, j->dX, j->threads, j->variant,
+                                             j->work, j->work_size)
+                         : lk_qgemm_forward(qw, NULL, j->X, j->T, j->Y, j->threads, j->variant,
+                                            j->work, j->work_size);
     return s == LK_OK ? 0 : -1;
 }
 
@@ -112,6 +117,22 @@ static void print_row(opts *o, int64_t out, int64_t in, int T, int bwd, const do
     fflush(stdout);
 }
 
+/* Bytes of kernel work for every format's forward and backward on up to Tmax rows of [out, in]
+ * (the kernels allocate nothing: this is allocated once per shape). */
+static lk_status plan_work(const opts *o, int64_t out, int64_t in, int64_t Tmax, size_t *bytes)
+{
+    *bytes = 0;
+    for (int f = 0; f < NTYPES; f++) {
+        struct lk_qweight proto = {k_types[f], 64, out, in, NULL};
+        size_t fw, bw;
+        CLI_TRY(lk_qgemm_forward_work(&proto, Tmax, o->threads, o->variant, &fw));
+        CLI_TRY(lk_qgemm_backward_work(&proto, Tmax, o->threads, o->variant, &bw));
+        *bytes = fw > *bytes ? fw : *bytes;
+        *bytes = bw > *bytes ? bw : *bytes;
+    }
+    return LK_OK;
+}
+
 /* All measurements of one weight shape; returns a CLI exit code or -1 to go on. */
 static int bench_shape(opts *o, int64_t out, int64_t in)
 {
@@ -156,6 +177,15 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
             }
         }
     }
+    size_t work_size = 0;
+    void *work = NULL;
+    if (ok && rc < 0) {
+        lk_status st = plan_work(o, out, in, Tmax, &work_size);
+        if (st != LK_OK)
+            rc = cli_fail(TOOL, st);
+        else
+            ok = (work = malloc(work_size ? work_size : 1)) != NULL;
+    }
     if (!ok) {
         fprintf(stderr, "%s: error: out of memory for the %lldx%lld benchmark buffers\n", TOOL,
                 (long long)out, (long long)in);
@@ -168,8 +198,9 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     const int64_t nrow = o->nT * 2 < 64 ? o->nT * 2 : 64;
     for (int phase = 0; phase < 2 && rc < 0; phase++) {
         for (int64_t r = 0; r < nrow && rc < 0; r++) {
-            job j = {out, in, o->Ts[r / 2], Wc,         X,          dY,          Y, dX, NULL,
-                     nf,  1,  &cursor,      o->variant, o->threads, (int)(r % 2)};
+            job j = {out,        in,         o->Ts[r / 2], Wc,   X,        dY,
+                     Y,          dX,         NULL,         nf,   1,        &cursor,
+                     o->variant, o->threads, (int)(r % 2), work, work_size};
             if (phase == 0)
                 g[r][0] = bench(&j, o->nrep);
             for (int f = 0; phase == 1 && f < NTYPES; f++) {
@@ -193,6 +224,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     for (int i = 0; Wc && i < nf; i++)
         free(Wc[i]);
     free(Wc);
+    free(work);
     free(X);
     free(dY);
     free(Y);

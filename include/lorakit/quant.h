@@ -80,20 +80,36 @@ size_t lk_qweight_row_bytes(const struct lk_qweight *w);
 
 /* Quantise src[out][in] (f32) into dst[out][row bytes] using n_threads threads (0 = all CPUs).
  * Deterministic. If rmse/max_abs are non-NULL, the round-trip error over all values is stored.
- * LK_ERR_ARG / LK_ERR_UNSUPPORTED on bad arguments, LK_ERR_NUMERIC if src holds a NaN or Inf. */
+ * Allocates nothing. LK_ERR_ARG / LK_ERR_UNSUPPORTED on bad arguments, LK_ERR_NUMERIC if src
+ * holds a NaN or Inf. */
 lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void *dst, int n_threads,
                              double *rmse, double *max_abs);
+
+/* The fused kernels never allocate: the caller provides their work memory, as with ggml's
+ * work_size/work_data. Ask once for the largest call (the size for T rows covers every call of
+ * 1..T rows on the same weight, thread count and variant), allocate it (any alignment), and pass
+ * it to every call; its contents are scratch, neither read before written nor kept. A size of 0
+ * is a valid answer (work may then be NULL). The size depends on the shape alone: w->data may
+ * be NULL here. Writes the bytes to *bytes; LK_ERR_ARG / LK_ERR_UNSUPPORTED as the calls below. */
+lk_status lk_qgemm_forward_work(const struct lk_qweight *w, int64_t T, int n_threads,
+                                const char *variant, size_t *bytes);
+lk_status lk_qgemm_backward_work(const struct lk_qweight *w, int64_t T, int n_threads,
+                                 const char *variant, size_t *bytes);
 
 /* Fused dequant-GEMM forward Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL), never
  * dequantising all of W. variant: NULL for the dispatched one, or "ref", "avx2", "avx512",
  * "amx", "neon" (LK_ERR_UNSUPPORTED when not available here). n_threads 0 = all CPUs; the result
- * does not depend on n_threads. */
+ * does not depend on n_threads. work: work_size bytes, at least what lk_qgemm_forward_work gives
+ * for these arguments (LK_ERR_ARG otherwise); borrowed for the call. Allocates nothing; calls
+ * running at the same time need separate work buffers. */
 lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
-                           float *Y, int n_threads, const char *variant);
+                           float *Y, int n_threads, const char *variant, void *work,
+                           size_t work_size);
 
-/* Fused backward dX[T,in] = dY[T,out]·W (overwrites dX). Arguments as lk_qgemm_forward. */
+/* Fused backward dX[T,in] = dY[T,out]·W (overwrites dX). Arguments as lk_qgemm_forward, with the
+ * work of lk_qgemm_backward_work. */
 lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
-                            int n_threads, const char *variant);
+                            int n_threads, const char *variant, void *work, size_t work_size);
 
 #endif /* LK_EXPERIMENTAL */
 

@@ -152,14 +152,12 @@ static void report(qjob *j, const tensor_spec *sp, lk_qtype q, double rmse, doub
 }
 
 /* Quantise spec sp (already in j->work) into dst, rows in quant/'s layout, and report. */
-static lk_status quantize_rows(qjob *j, const tensor_spec *sp, lk_qtype q, void *dst)
+static void quantize_rows(qjob *j, const tensor_spec *sp, lk_qtype q, void *dst)
 {
     int64_t out = sp->shape[0], in = sp->shape[1];
     double rmse = 0, max_abs = 0;
     q4_quantize_matrix(q, Q4_NF4_BLOCK, j->work, out, in, dst, j->p.n_threads, &rmse, &max_abs);
-    LK_TRY(q4_nomem_status(sp->name));
     report(j, sp, q, rmse, max_abs, (double)((size_t)out * q4_row_bytes(q, Q4_NF4_BLOCK, in)));
-    return LK_OK;
 }
 
 /* ---- views (lorakit and bnb layouts) -------------------------------------------------------- */
@@ -232,7 +230,8 @@ static lk_status lorakit_fill(void *user, int i, void *dst)
         report(j, sp, q, 0, 0, (double)j->views[i].nbytes);
         return LK_OK;
     }
-    return quantize_rows(j, sp, q, dst);
+    quantize_rows(j, sp, q, dst);
+    return LK_OK;
 }
 
 static cJSON *lorakit_meta(const qjob *j)
@@ -266,7 +265,6 @@ static lk_status bnb_quantize(qjob *j, const tensor_spec *sp)
     if (j->p.double_quant) {
         q4_nf4_dq dq = {.n = nb, .codes = j->dq_codes, .scale = j->dq_scale};
         q4_nf4_dq_quantize(j->absmax, nb, &dq);
-        LK_TRY(q4_nomem_status(sp->name));
         j->dq_offset = dq.offset;
         q4_nf4_dq_dequantize(&dq, j->absmax + nb); /* the absmax a reader will see */
         am = j->absmax + nb;

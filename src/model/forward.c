@@ -24,10 +24,10 @@ struct lk_session {
     float *rope_cos;   /* [CHUNK, hd/2] */
     float *rope_sin;   /* [CHUNK, hd/2] */
     int64_t lo[CHUNK]; /* first key each query of the chunk may see */
-    float *lora_tmp;   /* [CHUNK, max LoRA rank] (NULL without adapters) */
-    float *scores;     /* [n_score_threads, n_ctx] attention probabilities per thread */
+    void *work;        /* work_size bytes for every linear call (linear_work_bytes) */
+    size_t work_size;
+    float *scores; /* [n_score_threads, n_ctx] attention probabilities per thread */
     int n_score_threads;
-    int64_t lora_rank; /* columns of lora_tmp */
 };
 
 static void add_inplace(float *x, const float *y, int64_t n)
@@ -56,22 +56,22 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     float *kc = s->kc + l * s->n_ctx * kvd, *vc = s->vc + l * s->n_ctx * kvd;
 
     rmsnorm_forward(s->xb, NULL, s->x, w->attn_norm, T, C, eps);
-    linear_forward(&w->q, s->xb, T, s->q, s->lora_tmp, nt);
-    linear_forward(&w->k, s->xb, T, kc + pos0 * kvd, s->lora_tmp, nt);
-    linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, s->lora_tmp, nt);
+    linear_forward(&w->q, s->xb, T, s->q, s->work, s->work_size, nt);
+    linear_forward(&w->k, s->xb, T, kc + pos0 * kvd, s->work, s->work_size, nt);
+    linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, s->work, s->work_size, nt);
     rope_forward(s->q, s->rope_cos, s->rope_sin, T, c->n_heads, hd);
     rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
     attn_shape as = {
         .T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .kpos0 = pos0, .lo = s->lo};
     attention_forward(s->att, NULL, s->q, kc, vc, &as, s->scores, nt);
-    linear_forward(&w->o, s->att, T, s->xb, s->lora_tmp, nt);
+    linear_forward(&w->o, s->att, T, s->xb, s->work, s->work_size, nt);
     add_inplace(s->x, s->xb, T * C);
 
     rmsnorm_forward(s->xb, NULL, s->x, w->ffn_norm, T, C, eps);
-    linear_forward(&w->gate, s->xb, T, s->hg, s->lora_tmp, nt);
-    linear_forward(&w->up, s->xb, T, s->hu, s->lora_tmp, nt);
+    linear_forward(&w->gate, s->xb, T, s->hg, s->work, s->work_size, nt);
+    linear_forward(&w->up, s->xb, T, s->hu, s->work, s->work_size, nt);
     swiglu_forward(s->hg, s->hg, s->hu, T * c->intermediate_size);
-    linear_forward(&w->down, s->hg, T, s->xb, s->lora_tmp, nt);
+    linear_forward(&w->down, s->hg, T, s->xb, s->work, s->work_size, nt);
     add_inplace(s->x, s->xb, T * C);
 }
 
@@ -93,37 +93,47 @@ static void chunk_forward(lk_session *s, const int32_t *tok, int64_t T)
 
 /* ---- sessions ---- */
 
-/* Largest adapter rank over every linear layer of the model. */
-static int64_t model_max_rank(const lk_model *m)
+/* Bytes of work every linear call of a session needs: chunks of up to CHUNK rows through each
+ * layer and the LM head, with the adapters attached now. */
+static size_t session_work_bytes(const lk_model *m)
 {
-    int64_t r = linear_max_rank(&m->lm_head);
+    size_t need = linear_work_bytes(&m->lm_head, CHUNK, m->n_threads, 0);
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         const linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
-        for (int i = 0; i < 7; i++)
-            r = linear_max_rank(all[i]) > r ? linear_max_rank(all[i]) : r;
+        for (int i = 0; i < 7; i++) {
+            size_t n = linear_work_bytes(all[i], CHUNK, m->n_threads, 0);
+            need = n > need ? n : need;
+        }
     }
-    return r;
+    return need;
 }
 
 /* Scratch that depends on what can change after the session was made (threads, adapters). */
 static lk_status session_scratch(lk_session *s)
 {
-    int64_t r = model_max_rank(s->m);
-    if (r > s->lora_rank) {
-        free(s->lora_tmp);
-        s->lora_tmp = lk_aligned_alloc((size_t)(CHUNK * r) * sizeof(float));
-        s->lora_rank = s->lora_tmp ? r : 0;
-        if (!s->lora_tmp)
-            return status_fail(LK_ERR_NOMEM, "out of memory (LoRA scratch)");
+    size_t need = session_work_bytes(s->m);
+    if (need > s->work_size) {
+        free(s->work);
+        s->work = lk_aligned_alloc(need);
+        s->work_size = s->work ? need : 0;
+        if (!s->work)
+            return status_fail(LK_ERR_NOMEM,
+                               "session: out of memory for %zu bytes of work memory of the linear "
+                               "layers (%d threads; hint: fewer threads)",
+                               need, s->m->n_threads);
     }
     int nt = s->m->n_threads;
     if (nt <= s->n_score_threads)
         return LK_OK;
     free(s->scores);
-    s->scores = lk_aligned_alloc((size_t)nt * (size_t)s->n_ctx * sizeof(float));
+    size_t bytes = (size_t)nt * (size_t)s->n_ctx * sizeof(float);
+    s->scores = lk_aligned_alloc(bytes);
     s->n_score_threads = s->scores ? nt : 0;
-    return s->scores ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory (attention scores)");
+    return s->scores
+               ? LK_OK
+               : status_fail(LK_ERR_NOMEM,
+                             "session: out of memory for %zu bytes of attention scores", bytes);
 }
 
 lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out)
@@ -150,11 +160,16 @@ lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out)
     s->rope_cos = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
     s->rope_sin = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
     if (!s->kc || !s->vc || !s->x || !s->xb || !s->q || !s->att || !s->hg || !s->hu ||
-        !s->rope_cos || !s->rope_sin || session_scratch(s) != LK_OK) {
+        !s->rope_cos || !s->rope_sin) {
         lk_session_free(s);
         return status_fail(LK_ERR_NOMEM,
                            "cannot allocate a session of %lld tokens (KV cache %.1f MiB)",
                            (long long)n_ctx, 2.0 * (double)kv * 4 / 1048576.0);
+    }
+    lk_status st = session_scratch(s);
+    if (st != LK_OK) {
+        lk_session_free(s);
+        return st;
     }
     *out = s;
     return LK_OK;
@@ -175,7 +190,7 @@ void lk_session_free(lk_session *s)
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->scores);
-    free(s->lora_tmp);
+    free(s->work);
     free(s);
 }
 
@@ -218,10 +233,11 @@ static lk_status session_run(lk_session *s, const int32_t *tokens, int64_t n, fl
         if (hidden)
             memcpy(hidden + off * C, s->xb, (size_t)(T * C) * sizeof(float));
         if (logits && all_logits)
-            linear_forward(&m->lm_head, s->xb, T, logits + off * V, s->lora_tmp, m->n_threads);
+            linear_forward(&m->lm_head, s->xb, T, logits + off * V, s->work, s->work_size,
+                           m->n_threads);
         else if (logits && off + T == n)
-            linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, s->lora_tmp, m->n_threads);
-        LK_TRY(q4_nomem_status("forward"));
+            linear_forward(&m->lm_head, s->xb + (T - 1) * C, 1, logits, s->work, s->work_size,
+                           m->n_threads);
     }
     return LK_OK;
 }
@@ -273,8 +289,8 @@ static lk_status nll_window(lk_session *s, const int32_t *tokens, const int32_t 
         int64_t rows = b - r < NLL_ROWS ? b - r : NLL_ROWS;
         if (r + rows > T - 1)
             rows = T - 1 - r;
-        linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, s->lora_tmp, m->n_threads);
-        LK_TRY(q4_nomem_status("loss"));
+        linear_forward(&m->lm_head, hidden + (r - a) * C, rows, logits, s->work, s->work_size,
+                       m->n_threads);
         for (int64_t i = 0; i < rows; i++) {
             int32_t tg = labels ? labels[r + i + 1] : tokens[r + i + 1];
             if (tg < 0)
@@ -343,7 +359,8 @@ lk_status lk_model_kl_labels(const lk_model *m, const lk_model *teacher, const i
     lk_status st = lk_session_create(teacher, n_ctx, &ts);
     float *h = lk_aligned_alloc((size_t)(n_ctx * C) * sizeof(float));
     float *ht = lk_aligned_alloc((size_t)(n_ctx * CT) * sizeof(float));
-    float *scratch = lk_aligned_alloc((size_t)kd_scratch_floats(C, CT, V) * sizeof(float));
+    float *scratch = lk_aligned_alloc(
+        (size_t)kd_scratch_floats(&m->lm_head, &teacher->lm_head, m->n_threads) * sizeof(float));
     int32_t *tgt = malloc((size_t)n_ctx * sizeof *tgt);
     if (st == LK_OK && !(h && ht && scratch && tgt))
         st = status_fail(LK_ERR_NOMEM, "out of memory");
@@ -360,11 +377,9 @@ lk_status lk_model_kl_labels(const lk_model *m, const lk_model *teacher, const i
             int32_t next = i + 1 < T ? (labels ? labels[i + 1] : tokens[i + 1]) : -100;
             tgt[i - a] = next >= 0 ? next : -100;
         }
-        if (st == LK_OK) {
+        if (st == LK_OK)
             kd_forward_backward(&m->lm_head, h, tgt, b - a, &kp, &tch, 0.0f, NULL, kl_sum, nll_sum,
                                 NULL, count, scratch, m->n_threads);
-            st = q4_nomem_status("KL to the teacher");
-        }
     }
     free(h);
     free(ht);

@@ -182,7 +182,7 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
             return s;
         }
         q4_quantize_matrix(q, Q4_NF4_BLOCK, x, n, in, (uint8_t *)buf + (size_t)r0 * rb,
-                           m->n_threads, NULL, NULL); /* allocates nothing without rmse/max */
+                           m->n_threads, NULL, NULL);
         model_drop_range(m, t, src, (size_t)(n * in) * es);
     }
     free(tmp);

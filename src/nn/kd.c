@@ -42,12 +42,30 @@
  * reverse KL infinite. */
 #define KD_LOGP_MIN (-103.28)
 
-int64_t kd_scratch_floats(int64_t C, int64_t C_T, int64_t V)
+/* Work of the linear calls of the student's head (forward and backward) and of the teacher's
+ * head (forward) on a block: CE_ROWS rows and vocabulary chunks of the student's V (the first is
+ * the largest). nt as kd_forward_backward uses it. */
+static size_t heads_work(const linear *head, const linear *teacher_head, int nt)
 {
-    /* student logits; teacher logits or (top-k) a byte mask of the k ids; hb, dhb, quantised-head
-     * tmp [CE_ROWS, C]; the teacher's hidden rows [CE_ROWS, C_T] */
+    const int64_t n = head->out < CE_VCHUNK ? head->out : CE_VCHUNK;
+    linear s = linear_rows(head, 0, n);
+    size_t w = linear_work_bytes(&s, CE_ROWS, nt, 1);
+    if (teacher_head) {
+        linear t = linear_rows(teacher_head, 0, n);
+        size_t wt = linear_work_bytes(&t, CE_ROWS, nt, 0);
+        w = wt > w ? wt : w;
+    }
+    return w;
+}
+
+int64_t kd_scratch_floats(const linear *head, const linear *teacher_head, int n_threads)
+{
+    /* student logits; teacher logits or (top-k) a byte mask of the k ids; hb, dhb [CE_ROWS, C];
+     * the teacher's hidden rows [CE_ROWS, C_T]; the heads' work */
+    const int64_t V = head->out, C = head->in, C_T = teacher_head ? teacher_head->in : 0;
     int64_t second = C_T > 0 ? CE_ROWS * V : (CE_ROWS * V + 3) / 4;
-    return CE_ROWS * V + second + CE_ROWS * (3 * C + C_T);
+    size_t work = heads_work(head, teacher_head, n_threads < 1 ? 1 : n_threads);
+    return CE_ROWS * V + second + CE_ROWS * (2 * C + C_T) + (int64_t)((work + 3) / 4);
 }
 
 typedef struct {
@@ -84,12 +102,12 @@ static float *block_at(float *b, int64_t R, int64_t V, int64_t r, int64_t i)
     return b + R * v0 + r * chunk_n(V, v0) + (i - v0);
 }
 
-/* logits[R, n] = x[R, in]·W[v0 .. v0+n, in]ᵀ */
+/* logits[R, n] = x[R, in]·W[v0 .. v0+n, in]ᵀ; work: work_bytes bytes for the call */
 static void logits_chunk(const linear *head, const float *x, int64_t R, int64_t v0, int64_t n,
-                         float *logits, int nt)
+                         float *logits, void *work, size_t work_bytes, int nt)
 {
     linear rows = linear_rows(head, v0, n);
-    linear_forward(&rows, x, R, logits, NULL, nt);
+    linear_forward(&rows, x, R, logits, work, work_bytes, nt);
 }
 
 /* log(e^a + e^b), −inf when both are. */
@@ -401,7 +419,9 @@ typedef struct {
     float *S, *Tl;  /* [R, V] student and teacher logits as chunks */
     uint8_t *mask;  /* [CE_ROWS, V] top-k: 1 on each row's k ids */
     float *hb, *ht; /* [R, C], [R, C_T] gathered hidden rows */
-    float *dhb;     /* [R, C] their gradient, then [R, C] tmp for a quantised head */
+    float *dhb;     /* [R, C] their gradient */
+    void *work;     /* work_bytes of work for the heads' linear calls */
+    size_t work_bytes;
 } kd_bufs;
 
 /* Pass 1 of row r over the chunk [v0, v0 + n) of the vocabulary (S, Tl: the chunk's logits). */
@@ -423,9 +443,9 @@ static void block_forward(const kd_ctx *x, const linear *head, const kd_bufs *b,
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = chunk_n(V, v0);
         float *S = b->S + R * v0, *Tl = b->Tl ? b->Tl + R * v0 : NULL;
-        logits_chunk(head, b->hb, R, v0, n, S, x->nt);
+        logits_chunk(head, b->hb, R, v0, n, S, b->work, b->work_bytes, x->nt);
         if (Tl)
-            logits_chunk(x->tch->head, b->ht, R, v0, n, Tl, x->nt);
+            logits_chunk(x->tch->head, b->ht, R, v0, n, Tl, b->work, b->work_bytes, x->nt);
         if (x->nt <= 1) { /* no parallel region: OpenMP would allocate a team of one */
             for (int64_t r = 0; r < R; r++)
                 chunk_stats(x, b, &rs[r], R, r, v0, n);
@@ -470,7 +490,7 @@ static void block_backward(const kd_ctx *x, const linear *head, const kd_bufs *b
             for (int64_t r = 0; r < R; r++)
                 chunk_grad(x, b, &rs[r], R, r, v0, n);
         linear rows = linear_rows(head, v0, n);
-        linear_backward(&rows, NULL, S, R, b->dhb, b->dhb + CE_ROWS * C, 0, x->nt);
+        linear_backward(&rows, NULL, S, R, b->dhb, b->work, b->work_bytes, 0, x->nt);
     }
 }
 
@@ -542,7 +562,8 @@ void kd_forward_backward(const linear *head, const float *h, const int32_t *targ
 {
     const kd_ctx x = make_ctx(head, kp, tch, grad_scale, ce_sum != NULL, kd_sum != NULL, n_threads);
     const int64_t C = head->in, V = x.V, CT = x.kd && tch->head ? tch->head->in : 0;
-    /* scratch: S [CE_ROWS, V]; teacher logits [CE_ROWS, V] or the mask; hb, dhb, tmp, ht */
+    /* scratch: S [CE_ROWS, V]; teacher logits [CE_ROWS, V] or the mask; hb, dhb, ht; work */
+    const linear *th = CT > 0 ? tch->head : NULL;
     float *second = scratch + CE_ROWS * V;
     float *rest = second + (CT > 0 ? CE_ROWS * V : (CE_ROWS * V + 3) / 4);
     const kd_bufs b = {.S = scratch,
@@ -550,7 +571,9 @@ void kd_forward_backward(const linear *head, const float *h, const int32_t *targ
                        .mask = x.k > 0 ? (uint8_t *)second : NULL,
                        .hb = rest,
                        .dhb = rest + CE_ROWS * C,
-                       .ht = rest + 3 * CE_ROWS * C};
+                       .ht = rest + 2 * CE_ROWS * C,
+                       .work = rest + CE_ROWS * (2 * C + CT),
+                       .work_bytes = heads_work(head, th, x.nt)};
     if (b.mask)
         memset(b.mask, 0, (size_t)(CE_ROWS * V));
     if (dh)

@@ -53,10 +53,11 @@ typedef struct {
     const float *log_tail;
 } kd_teacher;
 
-/* Floats of scratch kd_forward_backward needs for student hidden size C, teacher hidden size C_T
- * (0 for a top-k teacher) and student vocabulary V: two [32, V] blocks of logits (one is a byte
- * mask with a top-k teacher, a quarter of the size) and a few [32, C] rows. */
-int64_t kd_scratch_floats(int64_t C, int64_t C_T, int64_t V);
+/* Floats of scratch kd_forward_backward needs for the student's head [V, C], the teacher's head
+ * [V_T, C_T] (NULL for a top-k teacher) and n_threads threads: two [32, V] blocks of logits (one
+ * is a byte mask with a top-k teacher, a quarter of the size), a few [32, C] and [32, C_T] rows,
+ * and the work of the heads' linear calls (linear_work_bytes). */
+int64_t kd_scratch_floats(const linear *head, const linear *teacher_head, int n_threads);
 
 /* Like ce_forward_backward (loss.h): h[T, C] the student's final hidden states, head [V, C], the
  * positions with targets[t] >= 0 take the loss above. Adds Σ loss to *loss_sum, Σ CE to *ce_sum
@@ -65,7 +66,8 @@ int64_t kd_scratch_floats(int64_t C, int64_t C_T, int64_t V);
  * when its weight is 0 and its sum is not asked for: with α = 0 and kd_sum NULL the teacher is
  * not read (tch may be NULL). Preconditions (checked, abort on violation: the caller validates
  * user input): τ > 0, α and β in [0, 1], a full teacher head with >= V rows, top-k ids distinct
- * and in [0, V); scratch of kd_scratch_floats(C, C_T, V) floats. */
+ * and in [0, V); scratch of kd_scratch_floats(head, tch->head, n_threads) floats (tch->head NULL
+ * or not read: NULL). Allocates nothing. */
 void kd_forward_backward(const linear *head, const float *h, const int32_t *targets, int64_t T,
                          const kd_params *kp, const kd_teacher *tch, float grad_scale, float *dh,
                          double *loss_sum, double *ce_sum, double *kd_sum, int64_t *count,

@@ -1,8 +1,11 @@
-/* linear.c — fp32 linear layers through OpenBLAS, with a naive reference. */
+/* linear.c — linear layers: fp32 through OpenBLAS, quantised through the fused kernels, LoRA
+ * adapters on top; their work memory comes from the caller (linear_work_bytes). With a naive
+ * reference. */
 #include "nn/linear.h"
 
 #include "core/blas.h"
 #include "core/rng.h"
+#include "core/status.h"
 
 int64_t linear_max_rank(const linear *L)
 {
@@ -12,14 +15,42 @@ int64_t linear_max_rank(const linear *L)
     return r;
 }
 
-int64_t linear_tmp_floats(const linear *L, int64_t T)
+/* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
+ * [T, in] with dropout, and in the backward of a quantised layer the fused kernel's output. */
+static int64_t tmp_floats(const linear *L, int64_t T, int backward)
 {
     int64_t n = T * linear_max_rank(L);
-    if (!L->w)
-        n += T * L->in;                    /* the fused backward overwrites: dx goes through tmp */
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
+    if (backward && !L->w)
+        n += T * L->in; /* the fused backward overwrites: dx goes through tmp */
     return n;
+}
+
+/* Bytes of the fused kernel's work for T rows (forward; with backward, the larger of both). */
+static size_t kernel_work(const linear *L, int64_t T, int n_threads, int backward)
+{
+    if (L->w)
+        return 0;
+    const q4_kernels *k = q4_kernels_get();
+    size_t f = q4_gemm_fwd_work(k, &L->qw, T, n_threads);
+    size_t b = backward ? q4_gemm_bwd_work(k, &L->qw, T, n_threads) : 0;
+    return f > b ? f : b;
+}
+
+size_t linear_work_bytes(const linear *L, int64_t T, int n_threads, int backward)
+{
+    return (size_t)tmp_floats(L, T, backward) * sizeof(float) +
+           kernel_work(L, T, n_threads, backward);
+}
+
+/* The kernel's part of a call's work: what follows the scratch of its T rows; *size its bytes. */
+static void *kernel_part(const linear *L, int64_t T, int backward, void *work, size_t work_size,
+                         size_t *size)
+{
+    size_t off = (size_t)tmp_floats(L, T, backward) * sizeof(float);
+    *size = work_size - off;
+    return work ? (char *)work + off : NULL;
 }
 
 /* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
@@ -45,15 +76,20 @@ static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t
     gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
 }
 
-void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, float *tmp,
-                          uint64_t mask_key, int n_threads)
+void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, void *work,
+                          size_t work_size, uint64_t mask_key, int n_threads)
 {
-    if (!L->w) /* fused dequant-GEMM, bias included */
-        q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads);
-    else if (T == 1) /* y[out] = W[out,in]·x[in] */
+    LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 0));
+    float *tmp = work; /* [tmp_floats(L, T, 0)] */
+    if (!L->w) {       /* fused dequant-GEMM, bias included */
+        size_t kn;
+        void *kw = kernel_part(L, T, 0, work, work_size, &kn);
+        q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
+    } else if (T == 1) { /* y[out] = W[out,in]·x[in] */
         gemv_par(L->out, L->in, L->w, x, y, n_threads);
-    else /* y[T,out] = x[T,in]·W[out,in]ᵀ */
+    } else { /* y[T,out] = x[T,in]·W[out,in]ᵀ */
         gemm_par(0, 1, T, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out, n_threads);
+    }
     if (L->b && L->w)
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < L->out; o++)
@@ -66,9 +102,10 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
                      y, u, n_threads);
 }
 
-void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp, int n_threads)
+void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
+                    size_t work_size, int n_threads)
 {
-    linear_forward_train(L, x, T, y, tmp, 0, n_threads);
+    linear_forward_train(L, x, T, y, work, work_size, 0, n_threads);
 }
 
 /* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). */
@@ -102,14 +139,18 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
 }
 
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     float *tmp, uint64_t mask_key, int n_threads)
+                     void *work, size_t work_size, uint64_t mask_key, int n_threads)
 {
+    LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 1));
     int64_t in = L->in, out = L->out;
-    if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
+    float *tmp = work; /* [tmp_floats(L, T, 1)] */
+    if (dx && L->w) {  /* dx[T,in] += dy[T,out]·W[out,in] */
         gemm_par(0, 0, T, in, out, 1.0f, dy, out, L->w, in, 1.0f, dx, in, n_threads);
     } else if (dx) { /* fused kernel into the end of tmp, then added */
         float *dq = tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * in : 0);
-        q4_gemm_bwd(&L->qw, dy, T, dq, n_threads);
+        size_t kn;
+        void *kw = kernel_part(L, T, 1, work, work_size, &kn);
+        q4_gemm_bwd(&L->qw, dy, T, dq, n_threads, kw, kn);
         for (int64_t i = 0; i < T * in; i++)
             dx[i] += dq[i];
     }

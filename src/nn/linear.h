@@ -3,6 +3,7 @@
 #ifndef LK_LINEAR_H
 #define LK_LINEAR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "q4.h"
@@ -35,26 +36,30 @@ typedef struct {
     lora_train *train; /* non-NULL while lora[0] is being trained */
 } linear;
 
+/* Work memory of linear_forward (backward 0) or of linear_forward and linear_backward (backward
+ * 1) on up to T rows with n_threads threads, in bytes: the LoRA products' scratch and the fused
+ * kernel's work (q4_gemm_*_work). The callers plan it once for their longest call and largest
+ * layer; the calls allocate nothing. Any alignment of 4 bytes or more. */
+size_t linear_work_bytes(const linear *L, int64_t T, int n_threads, int backward);
+
 /* y[T,out] = x[T,in]·Wᵀ + b + Σ scale·(x·Aᵀ)·Bᵀ, using n_threads (OpenBLAS sgemm; sgemv for
- * T = 1). tmp: scratch of linear_tmp_floats(L, T) floats (may be NULL when that is 0). No
- * dropout: the inference forward, and training's where dropout is off. */
-void linear_forward(const linear *L, const float *x, int64_t T, float *y, float *tmp,
-                    int n_threads);
+ * T = 1). work: work_size bytes, at least linear_work_bytes(L, T, n_threads, 0) (may be NULL when
+ * that is 0). No dropout: the inference forward, and training's where dropout is off. */
+void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
+                    size_t work_size, int n_threads);
 
 /* The same under training: with L->train, dropout > 0 and mask_key != 0, the first adapter sees
  * dropout(x), the mask a stateless hash of (mask_key, element), so the same key gives the same
  * mask (a recomputed forward under activation checkpointing matches the first). */
-void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, float *tmp,
-                          uint64_t mask_key, int n_threads);
+void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, void *work,
+                          size_t work_size, uint64_t mask_key, int n_threads);
 
 /* dx[T,in] += dy[T,out]·(W + Σ scale·B·A); for a trained first adapter also dA += s·(dy·B)ᵀ·x_d,
  * dB += s·dyᵀ·(x_d·Aᵀ), x_d the input dropped out with mask_key's mask (as the forward's; 0: no
- * dropout). dx may be NULL (input needs no gradient). tmp: linear_tmp_floats(L, T) floats. */
+ * dropout). dx may be NULL (input needs no gradient). work: at least
+ * linear_work_bytes(L, T, n_threads, 1) bytes. */
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     float *tmp, uint64_t mask_key, int n_threads);
-
-/* Scratch floats linear_forward/backward need for T rows. */
-int64_t linear_tmp_floats(const linear *L, int64_t T);
+                     void *work, size_t work_size, uint64_t mask_key, int n_threads);
 
 /* Largest rank attached to L (0 without adapters). */
 int64_t linear_max_rank(const linear *L);

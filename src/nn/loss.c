@@ -7,30 +7,46 @@
 #include <math.h>
 #include <string.h>
 
-int64_t ce_scratch_floats(int64_t C, int64_t V)
+/* Work of the head's linear calls on a block: its vocabulary chunks (the first is the largest),
+ * CE_ROWS rows, forward and backward. */
+static size_t head_work(const linear *head, int n_threads)
 {
-    return CE_ROWS * V + 3 * CE_ROWS * C;
+    linear rows = linear_rows(head, 0, head->out < CE_VCHUNK ? head->out : CE_VCHUNK);
+    return linear_work_bytes(&rows, CE_ROWS, n_threads, 1);
 }
+
+int64_t ce_scratch_floats(const linear *head, int n_threads)
+{
+    int64_t work = (int64_t)((head_work(head, n_threads) + 3) / 4);
+    return CE_ROWS * head->out + 2 * CE_ROWS * head->in + work;
+}
+
+/* The head's work for its linear calls: (p, bytes). */
+typedef struct {
+    void *p;
+    size_t bytes;
+} ce_work;
 
 /* logits[R, n] = hb[R,C]·W[v0 .. v0+n, C]ᵀ */
 static void logits_chunk(const linear *head, const float *hb, int64_t R, int64_t v0, int64_t n,
-                         float *logits, int nt)
+                         float *logits, ce_work w, int nt)
 {
     linear rows = linear_rows(head, v0, n);
-    linear_forward(&rows, hb, R, logits, NULL, nt);
+    linear_forward(&rows, hb, R, logits, w.p, w.bytes, nt);
 }
 
-/* dhb[R,C] += dlogits[R,n]·W[v0.., C]; tmp: [R, C] for a quantised head */
+/* dhb[R,C] += dlogits[R,n]·W[v0.., C] */
 static void dh_chunk(const linear *head, const float *dl, int64_t R, int64_t v0, int64_t n,
-                     float *dhb, float *tmp, int nt)
+                     float *dhb, ce_work w, int nt)
 {
     linear rows = linear_rows(head, v0, n);
-    linear_backward(&rows, NULL, dl, R, dhb, tmp, 0, nt);
+    linear_backward(&rows, NULL, dl, R, dhb, w.p, w.bytes, 0, nt);
 }
 
 /* One block of R rows (all with valid targets), gathered in hb[R, C]. */
 static void ce_block(const linear *head, const float *hb, const int32_t *tg, int64_t R,
-                     float grad_scale, float *dhb, double *loss_sum, float *logits, int nt)
+                     float grad_scale, float *dhb, double *loss_sum, float *logits, ce_work w,
+                     int nt)
 {
     int64_t V = head->out, C = head->in;
     double mx[CE_ROWS], sum[CE_ROWS], tl[CE_ROWS];
@@ -42,7 +58,7 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
         float *lc = logits + R * v0; /* chunk k's [R, n] logits, kept for pass 2 */
-        logits_chunk(head, hb, R, v0, n, lc, nt);
+        logits_chunk(head, hb, R, v0, n, lc, w, nt);
         for (int64_t r = 0; r < R; r++) {
             const float *l = lc + r * n;
             double m = mx[r];
@@ -75,7 +91,7 @@ static void ce_block(const linear *head, const float *hb, const int32_t *tg, int
                 l[tg[r] - v0] -= grad_scale;
         }
         /* dhb[R,C] += dlogits[R,n]·W[v0.., C] */
-        dh_chunk(head, lc, R, v0, n, dhb, dhb + CE_ROWS * C, nt);
+        dh_chunk(head, lc, R, v0, n, dhb, w, nt);
     }
 }
 
@@ -86,8 +102,8 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
     int64_t C = head->in;
     float *logits = scratch;                   /* [CE_ROWS, V] as chunks of [R, CE_VCHUNK] */
     float *hb = scratch + CE_ROWS * head->out; /* [CE_ROWS, C] gathered rows of h */
-    float *dhb = hb + CE_ROWS * C;             /* [CE_ROWS, C] their gradient, then [CE_ROWS, C]
-                                                  scratch for a quantised head */
+    float *dhb = hb + CE_ROWS * C;             /* [CE_ROWS, C] their gradient */
+    const ce_work w = {dhb + CE_ROWS * C, head_work(head, n_threads)}; /* the head's calls */
     int64_t rows[CE_ROWS];
     int32_t tg[CE_ROWS];
     if (dh)
@@ -104,7 +120,7 @@ void ce_forward_backward(const linear *head, const float *h, const int32_t *targ
         if (R == 0)
             break;
         *count += R;
-        ce_block(head, hb, tg, R, grad_scale, dh ? dhb : NULL, loss_sum, logits, n_threads);
+        ce_block(head, hb, tg, R, grad_scale, dh ? dhb : NULL, loss_sum, logits, w, n_threads);
         for (int64_t r = 0; dh && r < R; r++)
             memcpy(dh + rows[r] * C, dhb + r * C, (size_t)C * sizeof *dh);
     }

@@ -424,8 +424,8 @@ int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *
     *activation_bytes =
         graph_bytes(m, seq_len, p->checkpointing) + 5 * seq_len * p->batch * p->grad_accum * 4;
     if (p->objective != LK_OBJ_SFT) { /* the loss's scratch, the online teacher's forward */
-        int64_t ct = p->teacher ? lk_model_get_config(p->teacher)->hidden_size : 0;
-        *activation_bytes += kd_scratch_floats(c->hidden_size, ct, c->vocab_size) * 4;
+        const linear *th = p->teacher ? &p->teacher->lm_head : NULL;
+        *activation_bytes += kd_scratch_floats(&m->lm_head, th, m->n_threads) * 4;
         if (p->teacher)
             *activation_bytes += graph_bytes(p->teacher, seq_len, 1);
     }

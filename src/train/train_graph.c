@@ -26,7 +26,8 @@ struct train_graph {
     float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
     float *rope_cos, *rope_sin;      /* [T, hd/2] */
     float *scores;                   /* [n_threads, T] */
-    float *lin_tmp;                  /* linear scratch */
+    float *lin_tmp;                  /* linear scratch: every linear call's work, lin_tmp_bytes */
+    size_t lin_tmp_bytes;
     float *ce;                       /* cross-entropy scratch */
     int64_t *lo;                     /* [T] first key of each query */
     float *hn;                       /* [T, C] final normed hidden */
@@ -71,15 +72,16 @@ static const linear *layer_linear(const layer_weights *w, int i)
     return all[i];
 }
 
+/* Floats of work for the layers' linear calls (forward and backward) on up to T rows. */
 static int64_t lin_tmp_floats(const lk_model *m, int64_t T)
 {
-    int64_t n = 0;
+    size_t n = 0;
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         for (int i = 0; i < 7; i++) {
-            int64_t k = linear_tmp_floats(layer_linear(&m->layers[l], i), T);
+            size_t k = linear_work_bytes(layer_linear(&m->layers[l], i), T, m->n_threads, 1);
             n = k > n ? k : n;
         }
-    return n;
+    return (int64_t)((n + 3) / 4);
 }
 
 /* Sizes of every buffer, in floats, in the order graph_create assigns them. */
@@ -109,7 +111,7 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
         sz[n++] = T * c->head_dim / 2;             /* rope tables */
     sz[n++] = (int64_t)nt * T;                     /* scores */
     sz[n++] = lin_tmp_floats(m, T);                /* lin_tmp */
-    sz[n++] = ce_scratch_floats(C, c->vocab_size); /* ce */
+    sz[n++] = ce_scratch_floats(&m->lm_head, nt);  /* ce */
     sz[n++] = T * C;                               /* hn */
     return n;
 }
@@ -150,6 +152,7 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_g
         ok = ok && *bufs[i];
     }
 
+    g->lin_tmp_bytes = (size_t)lin_tmp_floats(m, T_max) * sizeof(float);
     g->lo = malloc((size_t)T_max * sizeof *g->lo);
     if (!checkpoint) /* every layer keeps its activations: no recompute in the backward */
         g->store = lk_aligned_alloc((size_t)(m->cfg.n_layers * T_max * acts_per_token(&m->cfg)) *
@@ -197,14 +200,16 @@ static uint64_t mask_key(const train_batch *b, const linear *L)
 static void lin_forward(const train_graph *g, const train_batch *b, const linear *L, const float *x,
                         float *y)
 {
-    linear_forward_train(L, x, b->T, y, g->lin_tmp, mask_key(b, L), g->n_threads);
+    linear_forward_train(L, x, b->T, y, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
+                         g->n_threads);
 }
 
 /* dx[T, in] += dy·∂L/∂x (dx may be NULL) and the trained adapter's gradients, for batch b. */
 static void lin_backward(const train_graph *g, const train_batch *b, const linear *L,
                          const float *x, const float *dy, float *dx)
 {
-    linear_backward(L, x, dy, b->T, dx, g->lin_tmp, mask_key(b, L), g->n_threads);
+    linear_backward(L, x, dy, b->T, dx, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
+                    g->n_threads);
 }
 
 /* Layer l forward: x_out[T,C] from x_in[T,C], keeping what the backward needs. */
@@ -294,8 +299,7 @@ static lk_status set_bounds(train_graph *g, const int32_t *pos, int64_t T)
  * top-k teacher). */
 static int64_t kd_floats(const train_graph *g, const linear *teacher_head)
 {
-    const struct lk_model_config *c = &g->m->cfg;
-    return kd_scratch_floats(c->hidden_size, teacher_head ? teacher_head->in : 0, c->vocab_size);
+    return kd_scratch_floats(&g->m->lm_head, teacher_head, g->n_threads);
 }
 
 lk_status graph_reserve_kd(train_graph *g, const linear *teacher_head)
@@ -348,7 +352,6 @@ lk_status graph_hidden(train_graph *g, const train_batch *b, const float **hn)
 {
     LK_TRY(check_ids(g, b->tokens, NULL, b->T));
     LK_TRY(forward_layers(g, b));
-    LK_TRY(q4_nomem_status("forward"));
     *hn = g->hn;
     return LK_OK;
 }
@@ -390,7 +393,6 @@ lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *los
     LK_TRY(check_loss(g, loss));
     LK_TRY(forward_layers(g, b));
     run_loss(g, b, loss, grad_scale, backward ? g->tmpc : NULL, sums);
-    LK_TRY(q4_nomem_status("forward and loss"));
     if (!backward)
         return LK_OK;
     float *xf = g->xs + L * T * C; /* final residual */
@@ -403,5 +405,5 @@ lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *los
             layer_forward(g, b, l, g->xs + l * T * C, g->tmpc);
         layer_backward(g, b, l, g->xs + l * T * C, l > 0);
     }
-    return q4_nomem_status("backward");
+    return LK_OK;
 }

@@ -58,7 +58,7 @@ static void gemms(const job *j)
                 int64_t n = V - v0 < CE_VCHUNK ? V - v0 : CE_VCHUNK;
                 linear rows = linear_rows(W, v0, n);
                 if (pass < 2)
-                    linear_forward(&rows, j->h + t * C, R, logits + R * v0, NULL, j->nt);
+                    linear_forward(&rows, j->h + t * C, R, logits + R * v0, NULL, 0, j->nt);
                 else
                     linear_backward(&rows, NULL, logits + R * v0, R, dhb, NULL, 0, j->nt);
             }
@@ -102,7 +102,8 @@ int main(int argc, char **argv)
           *h = malloc(sizeof(float) * (size_t)(T * C));
     float *ht = malloc(sizeof(float) * (size_t)(T * C)),
           *dh = malloc(sizeof(float) * (size_t)(T * C));
-    float *scratch = malloc(sizeof(float) * (size_t)kd_scratch_floats(C, C, V));
+    const linear fp32_head = {.w = w, .in = C, .out = V}; /* fp32 heads need no kernel work */
+    float *scratch = malloc(sizeof(float) * (size_t)kd_scratch_floats(&fp32_head, &fp32_head, nt));
     float *logp = malloc(sizeof(float) * (size_t)(T * K)),
           *tail = malloc(sizeof(float) * (size_t)T);
     int32_t *tg = malloc(sizeof(int32_t) * (size_t)T),
