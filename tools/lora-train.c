@@ -691,7 +691,8 @@ static const char *GLOSSARY =
     "bucket for all the others; its data,\ntemperature and vocabulary must be this run's.\n"
     "mpirun -np N lora-train ... (or srun --mpi=pmix): N processes on one machine or many, each\n"
     "computing --batch x --grad-accum rows of every step (the global batch is N times that);\n"
-    "rank 0 writes OUT. The ranks must run the same model, data and flags (checked at the start).\n";
+    "rank 0 writes OUT. The ranks must run the same model, data and flags (checked at the "
+    "start).\n";
 
 /* The options with the library's defaults in their help. */
 static void make_args(train_args *a)

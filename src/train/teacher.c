@@ -334,8 +334,8 @@ static lk_status write_rounds(run *x, const lk_dataset *d, tcache_writer *w,
     int64_t G = round_size(x, d, (int)N), used;
     for (int64_t base = 0; base < ne; base += G * N) {
         int64_t a = base + r * G, z = a + G, end = base + G * N < ne ? base + G * N : ne;
-        lk_status s = round_entries(x, d, a < ne ? a : ne, z < ne ? z : ne,
-                                    &st->forward_tokens, &used);
+        lk_status s =
+            round_entries(x, d, a < ne ? a : ne, z < ne ? z : ne, &st->forward_tokens, &used);
         LK_TRY(lk_dist_agree(g, s));
         LK_TRY(dist_gather(g, x->pack, used, (void **)&x->gath, &x->gath_cap, x->sizes));
         s = round_write(x, d, w, x->gath, base, end, st);

@@ -276,8 +276,8 @@ static train_batch row_batch(const lk_trainer *t, int64_t r)
                          .T = t->n_real[r],
                          .dropout = 1,
                          .seed = t->p.seed,
-                         .row = (uint64_t)t->step * (uint64_t)t->rows_all +
-                                (uint64_t)(t->row0 + r)};
+                         .row =
+                             (uint64_t)t->step * (uint64_t)t->rows_all + (uint64_t)(t->row0 + r)};
 }
 
 /* Forward and backward of this rank's rows of the step, the gradients scaled by 1/the step's

@@ -147,7 +147,7 @@ static lk_status sync_counters(lk_trainer *t)
 {
     struct lk_data_cursor c;
     lk_dataset_get_cursor(t->data, &c);
-    int64_t v[7] = {t->step,    t->total,          t->n_updates, t->skipped_total,
+    int64_t v[7] = {t->step,    t->total,         t->n_updates, t->skipped_total,
                     t->bad_run, (int64_t)c.epoch, c.next};
     LK_TRY(dist_bcast(t->dist, v, sizeof v));
     lk_status s = trainer_plan_history(t, v[1] > v[0] ? v[1] : v[0] + 1);

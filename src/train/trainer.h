@@ -23,8 +23,8 @@ struct lk_trainer {
     int64_t T, rows;                      /* seq_len, this rank's rows per step (batch ×
                                            * grad_accum) */
     lk_dist *dist;                        /* data-parallel group (NULL: this process alone) */
-    int64_t rows_all, row0; /* the step's rows over every rank; this rank's first of them */
-    float *red;             /* [dist_sum_work(n_params)] the gradient sum's work memory */
+    int64_t rows_all, row0;               /* the step's rows (all ranks'); this rank's first */
+    float *red;                           /* [dist_sum_work(n_params)] the sum's work memory */
     int32_t *tok, *lab, *pos, *seg, *tgt; /* [rows, T] */
     int64_t *n_real;                      /* [rows] */
     int64_t step, total, n_updates, skipped_total, bad_run;
