@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libzstd-dev libcmocka-dev
       libargtable2-dev libcjson-dev libpcre2-dev libutf8proc-dev
-      clang libclang-rt-dev libomp-dev) # the last three: the libFuzzer build (tests/fuzz)
+      clang libclang-rt-dev libomp-dev   # the libFuzzer build (tests/fuzz)
+      openmpi-bin libopenmpi-dev iproute2) # data-parallel training; tests/cli_mpi*.sh
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

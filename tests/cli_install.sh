@@ -17,4 +17,21 @@ extra=$(grep -q 'LK_SANITIZE:BOOL=ON' "$B/CMakeCache.txt" && echo "-fsanitize=ad
 cc -std=c11 $extra "$SRC/samples/greedy.c" -o "$T/greedy" $(pkg-config --cflags --libs --static lorakit)
 out=$("$T/greedy" "$S/models/stories260K-hf" 5)
 [ "$out" = "403 407 261 378 432" ] || { echo "FAIL: installed sample printed '$out'"; exit 1; }
-echo "cli_install: 1 passed, 0 failed"
+# liblorakit_mpi through lorakit-mpi.pc: a process no launcher started is a group of one
+cat >"$T/group.c" <<'EOF2'
+#include <stdio.h>
+#include "lorakit/lorakit.h"
+int main(void)
+{
+    lk_dist *d;
+    if (lk_dist_open(&d) != LK_OK)
+        return 1;
+    printf("%d %d\n", lk_dist_rank(d), lk_dist_size(d));
+    lk_dist_close(d);
+    return 0;
+}
+EOF2
+cc -std=c11 $extra "$T/group.c" -o "$T/group" $(pkg-config --cflags --libs --static lorakit-mpi)
+out=$(env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK -u PMI_SIZE -u PMI_RANK "$T/group")
+[ "$out" = "0 1" ] || { echo "FAIL: installed lorakit-mpi printed '$out'"; exit 1; }
+echo "cli_install: 2 passed, 0 failed"

@@ -1,7 +1,9 @@
 /* lora-teacher — run a teacher model once over a dataset and write its top-k next-token
  * log-probabilities at every trained position to a teacher cache, for lora-train
  * --teacher-cache (format: docs/teacher-cache.md). The data options are lora-train's, so that the
- * examples (tokens and loss masks) are the ones the trainer will see. */
+ * examples (tokens and loss masks) are the ones the trainer will see. Under mpirun (or srun)
+ * every process is one rank (lorakit/dist.h): the ranks split the examples, rank 0 alone prints
+ * and writes the one cache file, the same bytes one process writes. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "cli.h"
 
 static const char *TOOL = "lora-teacher";
+static char g_tool[48]; /* "lora-teacher[rank R]" on the other ranks of a group */
 
 typedef struct {
     struct arg_file *model, *data, *out;
@@ -32,7 +35,7 @@ static int on_progress(void *user, int64_t done, int64_t total)
 {
     progress_state *ps = user;
     if (cli_stop_signal())
-        return 1;
+        return cli_stop_signal();
     double t = cli_now();
     if (ps->quiet || (done < total && t - ps->last < (ps->tty ? 0.2 : 10.0)))
         return 0;
@@ -90,7 +93,18 @@ static char *adapter_note(const cli_adapters *ad)
     return s;
 }
 
-/* Model (with adapters), tokenizer, data; then the cache. */
+/* The exit code of an interrupted run: 143 for SIGTERM, else 130 (with a group, the signal any
+ * rank caught: every rank exits alike). */
+static int interrupted_code(lk_dist *g)
+{
+    int64_t sig = cli_stop_signal();
+    if (lk_dist_max(g, &sig) != LK_OK)
+        return CLI_FAIL;
+    return sig == SIGTERM ? 143 : CLI_INTERRUPTED;
+}
+
+/* Model (with adapters), tokenizer, data; then the cache (with a group, only once every rank has
+ * loaded its own). */
 static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_params *p,
                struct lk_model_params *mp, struct lk_dataset_params *dp)
 {
@@ -105,7 +119,7 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     const char *dir = a->model->filename[0];
     lk_status s = lk_model_load(dir, mp, &m);
     if (s == LK_OK && (rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad)) >= 0)
-        goto done;
+        s = LK_ERR_IO; /* its error is printed */
     for (int i = 0; i < ad.n && s == LK_OK; i++)
         s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
     if (s == LK_OK)
@@ -115,6 +129,10 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
             a->seq_len->count ? a->seq_len->ival[0] : lk_model_get_config(m)->max_position;
         s = lk_dataset_load(a->data->filename[0], tok, dp, &d);
     }
+    lk_status all = lk_dist_agree(p->dist, s);
+    if (rc >= 0)
+        goto done;
+    s = all;
     if (s == LK_OK) {
         note = adapter_note(&ad);
         p->teacher_dir = dir;
@@ -125,15 +143,14 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
         ps.t0 = ps.last = cli_now();
         s = lk_teacher_cache_write(m, d, a->out->filename[0], p, &st);
     }
-    if (s == LK_OK)
+    if (s == LK_OK && lk_dist_rank(p->dist) == 0)
         report(a, c, p, &st, cli_now() - ps.t0);
-    else if (s == LK_ERR_INTERRUPTED)
+    else if (s == LK_ERR_INTERRUPTED && lk_dist_rank(p->dist) == 0)
         fprintf(stderr, "%s%s: interrupted; %s not written\n", ps.tty ? "\n" : "", TOOL,
                 a->out->filename[0]);
-    rc = s == LK_OK                     ? CLI_OK
-         : s != LK_ERR_INTERRUPTED      ? cli_fail(TOOL, s)
-         : cli_stop_signal() == SIGTERM ? 143
-                                        : CLI_INTERRUPTED;
+    rc = s == LK_OK                ? CLI_OK
+         : s != LK_ERR_INTERRUPTED ? cli_fail(TOOL, s)
+                                   : interrupted_code(p->dist);
 done:
     free(note);
     lk_dataset_free(d);
@@ -171,6 +188,23 @@ static int check_args(const teacher_args *a, struct lk_teacher_params *p,
     return rc;
 }
 
+/* The data-parallel group this process belongs to (alone without a launcher); the other ranks
+ * print nothing but errors, which name their rank. */
+static int open_group(lk_dist **g, cli_common *c)
+{
+    lk_status s = lk_dist_open(g);
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    if (lk_dist_rank(*g) > 0) {
+        snprintf(g_tool, sizeof g_tool, "%s[rank %d]", TOOL, lk_dist_rank(*g));
+        TOOL = g_tool;
+        c->quiet->count = 1;
+        c->json->count = 0;
+        lk_set_log_level(LK_LOG_ERROR);
+    }
+    return -1;
+}
+
 static const char *GLOSSARY =
     "Each example of --data (any lora-train format; the same --fields, --chat-template and\n"
     "--seq-len as training) runs through the teacher on its own from position 0; at every\n"
@@ -178,7 +212,9 @@ static const char *GLOSSARY =
     "log-probabilities of softmax(logits / --kd-temp) and the log of the remaining mass.\n"
     "lora-train --teacher-cache FILE checks the cache against its data (same tokens; a training\n"
     "--seq-len up to the one used here). The output is written to a temporary file and renamed\n"
-    "when complete; Ctrl-C (SIGTERM) leaves nothing behind and exits 130 (143).\n";
+    "when complete; Ctrl-C (SIGTERM) leaves nothing behind and exits 130 (143).\n"
+    "mpirun -np N lora-teacher ... splits the examples across N processes (or hosts); rank 0\n"
+    "writes the file, the same bytes one process writes.\n";
 
 int main(int argc, char **argv)
 {
@@ -231,10 +267,11 @@ int main(int argc, char **argv)
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
     if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0 ||
-        (rc = check_args(&a, &p, &dp)) >= 0)
+        (rc = check_args(&a, &p, &dp)) >= 0 || (rc = open_group(&p.dist, &c)) >= 0)
         goto done;
     cli_catch_stop();
     rc = run(&a, &c, &p, &mp, &dp);
+    lk_dist_close(p.dist);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

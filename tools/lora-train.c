@@ -4,6 +4,9 @@
  * on stdout. The options are the library's (lk_train_params and the run's model, data and run
  * folder options: defaults, checks and names live there); this file maps flags onto them, shows
  * progress and calls the library, whose run folder (lorakit/run.h) keeps OUT whole.
+ * Under mpirun (or srun) every process is one rank of a data-parallel run (lorakit/dist.h): rank 0
+ * alone prints progress and writes OUT; every step the ranks agree on whether to stop, and each
+ * fallible phase ends with an agreement, so that all ranks exit together with the same code.
  */
 #include <math.h>
 #include <signal.h>
@@ -15,6 +18,7 @@
 #include "cli.h"
 
 static const char *TOOL = "lora-train";
+static char g_tool[48]; /* "lora-train[rank R]" on the other ranks of a group */
 
 typedef struct {
     struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
@@ -38,6 +42,9 @@ typedef struct {
     lk_dataset *data, *eval;
     lk_trainer *t;
     lk_run *run;
+    lk_dist *dist;
+    int lead; /* rank 0 (or no group): prints progress and writes the run folder */
+    int stop; /* the signal the ranks agreed to stop on after the last step (0: none) */
     cli_teacher teacher;
     struct lk_train_params tp;
     struct lk_model_params mp;
@@ -156,6 +163,7 @@ static int parse_options(train_ctx *x)
     x->mp.n_threads = cli_threads(x->c);
     x->tp = lk_train_params_default();
     x->tp.seed = cli_seed(x->c);
+    x->tp.dist = x->dist;
     int rc = cli_parse_quant(TOOL, a->quant, a->quant_embed, &x->mp);
     if (rc < 0)
         rc = map_names(a, &x->tp);
@@ -220,8 +228,12 @@ static void report_loftq(const train_ctx *x, double secs)
 
 /* ---- the run folder (lorakit/run.h) ---- */
 
+/* The run folder: rank 0 opens it as its writer; the other ranks never touch it (their hosts
+ * need not see it). */
 static lk_status open_run(train_ctx *x)
 {
+    if (!x->lead)
+        return LK_OK;
     CLI_TRY(lk_run_open(x->out, &x->rp, &x->run));
     int64_t swept = lk_run_swept(x->run);
     if (swept && !x->c->quiet->count)
@@ -232,20 +244,24 @@ static lk_status open_run(train_ctx *x)
     return LK_OK;
 }
 
-/* --resume DIR: a checkpoint folder (DIR/state.ckpt) or a run's output folder. */
+/* --resume DIR: a checkpoint folder (DIR/state.ckpt) or a run's output folder, read by rank 0;
+ * then every rank continues from rank 0's state. */
 static lk_status resume(train_ctx *x)
 {
-    CLI_TRY(lk_run_resume(x->run, x->t, x->a->resume->filename[0]));
-    fprintf(stderr, "%s: resumed from %s at step %lld\n", TOOL, lk_run_resumed_from(x->run),
-            (long long)lk_trainer_steps_done(x->t));
-    return LK_OK;
+    lk_status s = x->lead ? lk_run_resume(x->run, x->t, x->a->resume->filename[0]) : LK_OK;
+    CLI_TRY(lk_dist_agree(x->dist, s));
+    if (x->lead)
+        fprintf(stderr, "%s: resumed from %s at step %lld\n", TOOL, lk_run_resumed_from(x->run),
+                (long long)lk_trainer_steps_done(x->t));
+    return lk_trainer_sync(x->t);
 }
 
+/* Rank 0 saves; every rank learns whether it could. */
 static lk_status save_checkpoint(train_ctx *x)
 {
     int saved;
-    CLI_TRY(lk_run_save_checkpoint(x->run, x->t, &saved));
-    if (!x->c->quiet->count)
+    CLI_TRY(lk_dist_agree(x->dist, x->lead ? lk_run_save_checkpoint(x->run, x->t, &saved) : LK_OK));
+    if (x->lead && !x->c->quiet->count)
         fprintf(stderr,
                 saved ? "%s: checkpoint saved to %s\n" : "%s: checkpoint %s is up to date\n", TOOL,
                 lk_run_last_checkpoint(x->run));
@@ -286,9 +302,11 @@ static plot_scale loss_range(const float *h, const float *e, int64_t n)
     return p;
 }
 
-/* DIR/loss.svg (640 × 360): training loss per step (line) and evaluation loss (dots). */
+/* DIR/loss.svg (640 × 360): training loss per step (line) and evaluation loss (dots). Rank 0's. */
 static void write_svg(const train_ctx *x)
 {
+    if (!x->lead)
+        return;
     int64_t n, m = 0;
     const float *h = lk_trainer_loss_history(x->t, &n), *e = x->eval_pts;
     plot_scale p = loss_range(h, e, n);
@@ -383,6 +401,11 @@ static void json_step(const train_ctx *x, const struct lk_step_stats *st)
     cJSON_AddNumberToObject(j, "tokens_per_s", (double)x->tokens_done / (el > 0 ? el : 1));
     cJSON_AddBoolToObject(j, "skipped", st->skipped);
     cJSON_AddNumberToObject(j, "elapsed_s", el);
+    if (lk_dist_size(x->dist) > 1) { /* data parallelism: what the gradient sum cost rank 0 */
+        cJSON_AddNumberToObject(j, "ranks", lk_dist_size(x->dist));
+        cJSON_AddNumberToObject(j, "allreduce_bytes", (double)st->comm_bytes);
+        cJSON_AddNumberToObject(j, "allreduce_s", st->comm_s);
+    }
     cli_json_emit(j);
 }
 
@@ -473,7 +496,7 @@ static int dry_run(train_ctx *x)
         cJSON_AddStringToObject(j, "available_limit", what);
         cJSON_AddBoolToObject(j, "fits", fits);
         cli_json_emit(j);
-    } else {
+    } else if (x->lead) { /* each rank checks its own host; rank 0 prints the plan */
         printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
                "  adapter+grads  %9.1f MiB\n  optimizer      %9.1f MiB\n"
                "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB available "
@@ -496,6 +519,17 @@ static void check_memory(train_ctx *x)
         warn_memory(total, have, what);
 }
 
+/* The stop every rank agrees on: the highest signal caught by any rank (0: none), so that all
+ * ranks stop after the same step (mpirun and srun deliver a signal to each rank at its own
+ * moment). Without a group: this process's signal. */
+static lk_status agree_stop(train_ctx *x)
+{
+    int64_t sig = cli_stop_signal();
+    CLI_TRY(lk_dist_max(x->dist, &sig));
+    x->stop = (int)sig;
+    return LK_OK;
+}
+
 /* Steps until done or a signal; save/eval on schedule. */
 static lk_status loop(train_ctx *x)
 {
@@ -503,17 +537,19 @@ static lk_status loop(train_ctx *x)
     int64_t eval_every = x->a->eval_every->count ? x->a->eval_every->ival[0] : 0;
     x->start_step = lk_trainer_steps_done(x->t);
     x->t0 = cli_now();
-    while (lk_trainer_steps_done(x->t) < lk_trainer_total_steps(x->t) && !cli_stop_signal()) {
+    CLI_TRY(agree_stop(x));
+    while (lk_trainer_steps_done(x->t) < lk_trainer_total_steps(x->t) && !x->stop) {
         struct lk_step_stats st;
         lk_status s = lk_trainer_step(x->t, &st);
         x->tokens_done += st.tokens;
         if (s != LK_OK)
             return s;
+        CLI_TRY(agree_stop(x));
         int last = st.step == st.total_steps;
         progress(x, &st, last);
         if (x->c->json->count)
             json_step(x, &st);
-        if (x->eval && !cli_stop_signal() && ((eval_every && st.step % eval_every == 0) || last))
+        if (x->eval && !x->stop && ((eval_every && st.step % eval_every == 0) || last))
             CLI_TRY(run_eval(x, st.step));
         if (save_every && st.step % save_every == 0 && !last)
             CLI_TRY(save_checkpoint(x));
@@ -523,6 +559,8 @@ static lk_status loop(train_ctx *x)
 
 static void report_done(const train_ctx *x)
 {
+    if (!x->lead)
+        return;
     int64_t n;
     const float *h = lk_trainer_loss_history(x->t, &n);
     if (!x->c->json->count) {
@@ -547,10 +585,11 @@ static void report_done(const train_ctx *x)
  * and the adapter. */
 static int finish(train_ctx *x)
 {
-    int sig = cli_stop_signal();
+    int sig = x->stop;
     if (sig) {
-        fprintf(stderr, "%s%s: interrupted at step %lld: saving a checkpoint\n", x->tty ? "\n" : "",
-                TOOL, (long long)lk_trainer_steps_done(x->t));
+        if (x->lead)
+            fprintf(stderr, "%s%s: interrupted at step %lld: saving a checkpoint\n",
+                    x->tty ? "\n" : "", TOOL, (long long)lk_trainer_steps_done(x->t));
         lk_status s = save_checkpoint(x);
         write_svg(x);
         if (s != LK_OK)
@@ -559,7 +598,7 @@ static int finish(train_ctx *x)
     }
     lk_status s = save_checkpoint(x);
     if (s == LK_OK)
-        s = lk_run_save_adapter(x->run, x->t);
+        s = lk_dist_agree(x->dist, x->lead ? lk_run_save_adapter(x->run, x->t) : LK_OK);
     if (s != LK_OK)
         return cli_fail(TOOL, s);
     write_svg(x);
@@ -567,44 +606,66 @@ static int finish(train_ctx *x)
     return CLI_OK;
 }
 
+/* Models and data on every rank (and the teacher of --teacher): any rank's failure stops all. */
+static int load_all(train_ctx *x)
+{
+    lk_status s = lk_dist_agree(x->dist, setup(x));
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    if (!x->a->teacher->count)
+        return -1;
+    int rc = cli_teacher_load(TOOL, x->a->teacher->sval[0], x->a->model->filename[0],
+                              x->a->teacher_adapter, x->a->teacher_quant, x->mp.n_threads,
+                              &x->teacher); /* prints its own error */
+    s = lk_dist_agree(x->dist, rc >= 0 ? LK_ERR_IO : LK_OK);
+    if (rc >= 0)
+        return rc;
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    x->tp.teacher = x->teacher.m;
+    return -1;
+}
+
+/* The run folder (rank 0), the trainer (collective: the ranks compare their runs) and its state
+ * (--resume). */
+static lk_status start(train_ctx *x)
+{
+    CLI_TRY(lk_dist_agree(x->dist, open_run(x)));
+    check_memory(x);
+    double t_init = cli_now();
+    CLI_TRY(lk_trainer_create(x->m, x->data, &x->tp, &x->t));
+    report_loftq(x, cli_now() - t_init);
+    if (x->a->resume->count)
+        CLI_TRY(resume(x));
+    return LK_OK;
+}
+
 /* Models and data, the run folder, the trainer (resumed with --resume), then the steps. */
 static int run(train_ctx *x)
 {
-    lk_status s = setup(x);
-    if (s != LK_OK)
-        return cli_fail(TOOL, s);
-    if (x->a->teacher->count) {
-        int rc = cli_teacher_load(TOOL, x->a->teacher->sval[0], x->a->model->filename[0],
-                                  x->a->teacher_adapter, x->a->teacher_quant, x->mp.n_threads,
-                                  &x->teacher);
-        if (rc >= 0)
-            return rc;
-        x->tp.teacher = x->teacher.m;
-    }
+    int rc = load_all(x);
+    if (rc >= 0)
+        return rc;
     if (x->a->dry_run->count)
         return dry_run(x);
-    if ((s = open_run(x)) != LK_OK)
-        return cli_fail(TOOL, s);
-    check_memory(x);
-    double t_init = cli_now();
-    s = lk_trainer_create(x->m, x->data, &x->tp, &x->t);
-    if (s == LK_OK)
-        report_loftq(x, cli_now() - t_init);
-    if (s == LK_OK && x->a->resume->count)
-        s = resume(x);
+    lk_status s = start(x);
     if (s != LK_OK)
         return cli_fail(TOOL, s);
     int64_t total = lk_trainer_total_steps(x->t);
     x->eval_pts = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
     for (int64_t i = 0; x->eval_pts && i < total; i++)
         x->eval_pts[i] = NAN;
+    int ranks = lk_dist_size(x->dist);
+    if (!x->c->quiet->count && ranks > 1)
+        fprintf(stderr, "%s: %d ranks (%s), each computing %lld of every step's rows\n", TOOL,
+                ranks, lk_dist_backend(x->dist), (long long)(x->tp.batch * x->tp.grad_accum));
     if (!x->c->quiet->count)
         fprintf(stderr, "%s: %lld steps of %lld rows x %lld tokens, seed %llu\n", TOOL,
-                (long long)total, (long long)(x->tp.batch * x->tp.grad_accum),
+                (long long)total, (long long)(x->tp.batch * x->tp.grad_accum * ranks),
                 (long long)lk_dataset_seq_len(x->data), (unsigned long long)x->tp.seed);
     s = loop(x);
     if (s != LK_OK) {
-        int rc = cli_fail(TOOL, s);
+        rc = cli_fail(TOOL, s);
         write_svg(x);
         return rc;
     }
@@ -627,7 +688,11 @@ static const char *GLOSSARY =
     "reverse) at temperature T.\n--teacher self distils the unquantised base into its quantised "
     "copy; --teacher DIR needs the\nstudent's tokenizer (a larger, padded vocabulary is cut to the "
     "student's). --teacher-cache FILE\n(lora-teacher) compares over the cache's k ids plus one "
-    "bucket for all the others; its data,\ntemperature and vocabulary must be this run's.\n";
+    "bucket for all the others; its data,\ntemperature and vocabulary must be this run's.\n"
+    "mpirun -np N lora-train ... (or srun --mpi=pmix): N processes on one machine or many, each\n"
+    "computing --batch x --grad-accum rows of every step (the global batch is N times that);\n"
+    "rank 0 writes OUT. The ranks must run the same model, data and flags (checked at the "
+    "start).\n";
 
 /* The options with the library's defaults in their help. */
 static void make_args(train_args *a)
@@ -718,6 +783,24 @@ static void make_args(train_args *a)
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
 }
 
+/* The data-parallel group this process belongs to (alone without a launcher). The other ranks
+ * print nothing but errors, which name their rank. */
+static int open_group(train_ctx *x, cli_common *c)
+{
+    lk_status s = lk_dist_open(&x->dist);
+    if (s != LK_OK)
+        return cli_fail(TOOL, s);
+    x->lead = lk_dist_rank(x->dist) == 0;
+    if (!x->lead) {
+        snprintf(g_tool, sizeof g_tool, "%s[rank %d]", TOOL, lk_dist_rank(x->dist));
+        TOOL = g_tool;
+        c->quiet->count = 1;
+        c->json->count = 0;
+        lk_set_log_level(LK_LOG_ERROR);
+    }
+    return -1;
+}
+
 static void free_ctx(train_ctx *x)
 {
     free(x->eval_pts);
@@ -792,12 +875,15 @@ int main(int argc, char **argv)
                    .tty = isatty(2),
                    .eval_loss_last = NAN,
                    .eval_kl_last = NAN};
-    rc = parse_options(&x);
+    rc = open_group(&x, &c);
+    if (rc < 0)
+        rc = parse_options(&x);
     if (rc < 0) {
         cli_catch_stop(); /* a second Ctrl-C stops at once */
         rc = run(&x);
     }
     free_ctx(&x);
+    lk_dist_close(x.dist);
 done:
     arg_freetable(at, sizeof at / sizeof *at);
     return rc;

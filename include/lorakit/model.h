@@ -61,7 +61,7 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 /* Options for lk_model_load; get defaults from lk_model_params_default() and edit (a base to
  * train on starts from lk_train_model_params_default(), lorakit/train.h). */
 struct lk_model_params {
-    int n_threads;        /* threads for the forward; <= 0 (default 0): all online CPUs */
+    int n_threads;        /* threads for the forward; <= 0 (default 0): every CPU it may run on */
     int use_mmap;         /* 1 (default): map the weight files; 0: read them into memory */
     lk_qtype quant;       /* format of the decoder's linear weights: LK_QTYPE_F32 (default; F16
                            * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
@@ -97,7 +97,8 @@ int64_t lk_model_weight_bytes(const lk_model *m);
 lk_qtype lk_model_quant(const lk_model *m);
 lk_qtype lk_model_quant_embed(const lk_model *m);
 
-/* Change the thread count used by forwards on this model (<= 0: all online CPUs). */
+/* Change the thread count used by forwards on this model (<= 0: every CPU the process may run
+ * on). */
 void lk_model_set_threads(lk_model *m, int n_threads);
 
 /* Decoding state of one sequence: the KV cache and the position. Not shareable between threads. */

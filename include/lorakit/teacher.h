@@ -6,6 +6,7 @@
 #define LORAKIT_TEACHER_H
 
 #include "lorakit/core.h"
+#include "lorakit/dist.h"
 #include "lorakit/model.h"
 #include "lorakit/tokenizer.h"
 
@@ -25,10 +26,15 @@ struct lk_teacher_params {
                                * config.json (NULL: not recorded) */
     const char *teacher_note; /* recorded after it as is, e.g. the adapters applied (may be NULL) */
     const char *data_path;    /* recorded: the data file's name, size and XXH64 (may be NULL) */
-    /* Called after each example with the examples done and their total; a nonzero return stops
-     * the run with LK_ERR_INTERRUPTED (nothing is left on disk). May be NULL. */
+    /* Called after each example (with a group: after each round of examples, on every rank)
+     * with the examples done and their total; a nonzero return stops the run with
+     * LK_ERR_INTERRUPTED (nothing is left on disk; with a group, every rank stops when one asks).
+     * May be NULL. */
     int (*progress)(void *user, int64_t done, int64_t total);
     void *user;
+    lk_dist *dist; /* data parallelism (borrowed; NULL, the default: this process alone): the
+                    * examples are split across the ranks in rounds, and rank 0 writes the one
+                    * cache file, the same bytes as a single process writes */
 };
 
 struct lk_teacher_params lk_teacher_params_default(void);
@@ -52,7 +58,11 @@ struct lk_teacher_stats {
 /* Run m (borrowed; adapters attached to it apply) over every example of d (borrowed; examples as
  * lk_dataset_example gives them, each from position 0 on its own, as the trainer sees them in a
  * packed row) and write the cache to path: a temporary file renamed when complete, so an
- * interrupted run leaves nothing that looks like a cache. LK_ERR_ARG for bad params (k outside
+ * interrupted run leaves nothing that looks like a cache. With p->dist this is collective: the
+ * ranks compare their options, teacher weights (adapters included) and data first (LK_ERR_ARG
+ * naming the first difference), each runs its share of every round of examples, and rank 0
+ * gathers the entries and writes path (the other ranks write nothing); st is the whole run's
+ * (bytes: rank 0's file) on every rank. LK_ERR_ARG for bad params (k outside
  * [1, vocab), τ <= 0, vocab above the model's), LK_ERR_IO when path exists (without force) or
  * cannot be written, LK_ERR_NUMERIC when the teacher's logits are not finite (naming the example
  * and position). st may be NULL. */

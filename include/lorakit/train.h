@@ -7,6 +7,7 @@
 
 #include "lorakit/adapter.h"
 #include "lorakit/core.h"
+#include "lorakit/dist.h"
 #include "lorakit/model.h"
 #include "lorakit/tokenizer.h"
 
@@ -74,6 +75,17 @@ struct lk_train_params {
     const lk_model *teacher;   /* online teacher (borrowed, not the trained model; its vocabulary
                                 * may be larger, the extra ids are cut off) */
     const char *teacher_cache; /* or a lora-teacher cache of the training data (top-k) */
+    /* data parallelism */
+    lk_dist *dist; /* the group of processes training this run together (borrowed; NULL, the
+                    * default: this process alone). Each step's batch × grad_accum × ranks rows
+                    * (the global batch) are taken in the data's order, and rank R computes the
+                    * R-th batch × grad_accum of them: the same rows, the same dropout masks and,
+                    * but for the order of the sums, the same step as one process with batch ×
+                    * ranks. The gradients, token counts and loss sums are summed over the ranks,
+                    * every element in rank order (dist.c says why not a plain MPI_Allreduce);
+                    * each rank sends 2·(ranks − 1)/ranks × 4 bytes per trained parameter per
+                    * step. Every rank needs the same model, data and options (lk_trainer_create
+                    * compares them). */
 };
 
 struct lk_train_params lk_train_params_default(void);
@@ -114,7 +126,10 @@ lk_status lk_lora_init_from_name(const char *name, lk_lora_init *out);
 
 /* A trainer for model m (borrowed; the adapter is attached to it for the trainer's lifetime) over
  * data (borrowed; its seq_len is the training sequence length). Caller frees with
- * lk_trainer_free (which detaches the adapter). */
+ * lk_trainer_free (which detaches the adapter). With a data-parallel group (p->dist) this is
+ * collective (lorakit/dist.h): the ranks compare lorakit's version, the options, the base's
+ * weights, the data and the teacher (LK_ERR_ARG on every rank naming the first that differs,
+ * with both values), and every rank starts from rank 0's adapter. */
 lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
                             lk_trainer **out);
 void lk_trainer_free(lk_trainer *t);
@@ -144,10 +159,14 @@ struct lk_step_stats {
     int64_t trained_tokens; /* tokens with a label */
     int skipped;            /* 1: loss or gradients were not finite; no update was made */
     int64_t skipped_total;
+    /* data parallelism (0 without): what the gradient sum cost this rank */
+    int64_t comm_bytes; /* payload bytes it sent */
+    double comm_s;      /* seconds it took, waiting for the slowest rank included */
 };
 
-/* One optimiser step over batch × grad_accum rows. LK_ERR_NUMERIC after max_bad_steps
- * consecutive non-finite steps (the parameters are those of the last good step). */
+/* One optimiser step over batch × grad_accum rows (× ranks: collective with a group; the stats
+ * are the whole step's, tokens and loss over every rank's rows). LK_ERR_NUMERIC after
+ * max_bad_steps consecutive non-finite steps (the parameters are those of the last good step). */
 lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st);
 
 /* Loss of every step so far (NaN for skipped steps), kept across checkpoints; borrowed, valid
@@ -158,7 +177,8 @@ const float *lk_trainer_loss_history(const lk_trainer *t, int64_t *n);
 int64_t lk_trainer_steps_done(const lk_trainer *t);
 int64_t lk_trainer_total_steps(const lk_trainer *t);
 
-/* Mean cross-entropy over every example of an evaluation dataset (unpacked, no dropout); kl
+/* Mean cross-entropy over every example of an evaluation dataset (unpacked, no dropout; with a
+ * group, collective: each rank evaluates its share of the examples and the sums are added); kl
  * (may be NULL) gets the mean KL(teacher ‖ model) at temperature 1 over the same tokens when the
  * trainer has an online teacher, else NaN. */
 lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
@@ -169,6 +189,14 @@ lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, d
  * training then continues exactly as if it had not stopped (same thread count). */
 lk_status lk_trainer_save_checkpoint(const lk_trainer *t, const char *path);
 lk_status lk_trainer_resume(lk_trainer *t, const char *path);
+
+/* Collective (data parallelism): every rank's state becomes rank 0's — adapter, optimiser
+ * moments, step and schedule counters, data cursor, loss history — so that a run resumed on rank
+ * 0 alone (only it reads the run folder, which the other hosts need not see) continues on every
+ * rank. A checkpoint stores the global data cursor and the rows of a whole step, so a run saved
+ * with N ranks resumes with any M for which M × batch × grad_accum is the same. No-op without a
+ * group. */
+lk_status lk_trainer_sync(lk_trainer *t);
 
 /* Write the adapter as a PEFT folder (adapter_config.json + adapter_model.safetensors);
  * base_model is recorded as base_model_name_or_path. Replaces dir only with force. */

@@ -1,6 +1,7 @@
 /* status.c — status names, the per-thread error message, the log callback, small helpers. */
 #include "core/status.h"
 
+#include <sched.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -122,6 +123,9 @@ int resolve_threads(int n_threads)
 {
     if (n_threads > 0)
         return n_threads;
+    cpu_set_t set; /* the CPUs this process may run on (taskset, cgroups, mpirun's binding) */
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }

@@ -42,7 +42,8 @@ void *lk_aligned_alloc(size_t n);
 /* Overflow-checked a*b for non-negative a, b; returns 0 and sets *out, or -1 on overflow. */
 int mul_overflow_i64(int64_t a, int64_t b, int64_t *out);
 
-/* Resolve n_threads <= 0 to the number of online CPUs. */
+/* Resolve n_threads <= 0 to the number of CPUs this process may run on (its affinity mask: a
+ * rank that mpirun binds to one core gets one thread), else the online CPUs. */
 int resolve_threads(int n_threads);
 
 #endif /* LK_STATUS_H */

@@ -88,6 +88,9 @@ int64_t tcache_entries(const tcache *c);     /* trained positions in the whole c
 int64_t tcache_seq_len(const tcache *c);     /* truncation length the cache was made with */
 const char *tcache_teacher(const tcache *c); /* NUL-terminated; borrowed until tcache_close */
 const char *tcache_data(const tcache *c);
+/* The file's closing checksum (over the header and the index, which holds every chunk's XXH64):
+ * a fingerprint of the whole cache. */
+uint64_t tcache_checksum(const tcache *c);
 
 /* Example e's cached tokens: *tokens [*n], borrowed until the next call on c. */
 lk_status tcache_tokens(tcache *c, int64_t e, const int32_t **tokens, int64_t *n);

@@ -256,6 +256,11 @@ const char *tcache_data(const tcache *c)
     return c->data;
 }
 
+uint64_t tcache_checksum(const tcache *c)
+{
+    return get_u64((const uint8_t *)c->f.data + c->f.size - 8);
+}
+
 /* ---- chunks ---- */
 
 /* The arrays of a hold at least n (and at least one) elements: never NULL once grown, so an

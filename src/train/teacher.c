@@ -1,7 +1,11 @@
 /* teacher.c — lk_teacher_cache_write: the teacher's forward over every example (lk_session_eval
  * in pieces, so logits are [piece, V] at a time, never [T, V]), top-k of log_softmax(z / τ) at
  * each trained position (tcache_topk, rows in parallel), and the cache written by tcache.c. The
- * forward of an example stops at its last trained position: later tokens change no entry. */
+ * forward of an example stops at its last trained position: later tokens change no entry.
+ * With a data-parallel group the examples go in rounds: each rank runs a block of consecutive
+ * examples, rank 0 gathers the blocks in rank order (which is file order) and adds them to the
+ * one writer, so the file is byte for byte a single process's. Calls into dist.c and
+ * dist_check.c. */
 #include "lorakit/teacher.h"
 
 #include <stdio.h>
@@ -13,6 +17,7 @@
 #include "core/option.h"
 #include "core/status.h"
 #include "formats/tcache.h"
+#include "train/dist.h"
 
 struct lk_teacher_params lk_teacher_params_default(void)
 {
@@ -93,6 +98,10 @@ typedef struct {
     float *logp;   /* [cap·k] */
     float *tail;   /* [cap] */
     int64_t cap;
+    /* data parallelism: this rank's entries of a round, rank 0's gathered round */
+    uint8_t *pack, *gath;
+    int64_t pack_cap, gath_cap;
+    int64_t *sizes; /* [ranks] bytes each rank sent */
 } run;
 
 static lk_status reserve_entries(run *x, int64_t E)
@@ -189,7 +198,8 @@ static int64_t longest(const lk_dataset *d)
     return mx;
 }
 
-/* Open the writer with the descriptions and allocate the run's buffers. */
+/* Open the writer (rank 0 only: it writes the file) with the descriptions and allocate the run's
+ * buffers. */
 static lk_status setup(run *x, const lk_dataset *d, const char *path, tcache_writer **w)
 {
     char teacher[1024], data[1024];
@@ -201,15 +211,24 @@ static lk_status setup(run *x, const lk_dataset *d, const char *path, tcache_wri
                                .seq_len = lk_dataset_seq_len(d),
                                .teacher = teacher,
                                .data = data};
-    LK_TRY(tcache_writer_open(path, &meta, x->p->force, w));
+    if (lk_dist_rank(x->p->dist) == 0)
+        LK_TRY(tcache_writer_open(path, &meta, x->p->force, w));
     int64_t P = x->p->piece;
     LK_TRY(lk_session_create(x->m, longest(d), &x->s));
     x->logits = lk_aligned_alloc((size_t)(P * x->Vm) * sizeof(float));
     x->rows = malloc((size_t)P * sizeof *x->rows);
-    if (!x->logits || !x->rows)
+    x->sizes = calloc((size_t)lk_dist_size(x->p->dist), sizeof *x->sizes);
+    if (!x->logits || !x->rows || !x->sizes)
         return status_fail(LK_ERR_NOMEM, "teacher: out of memory for [%lld, %lld] logits",
                            (long long)P, (long long)x->Vm);
     return LK_OK;
+}
+
+static void count_example(const int32_t *lab, int64_t n, struct lk_teacher_stats *st)
+{
+    st->examples++;
+    st->tokens += n;
+    st->positions += tcache_trained(lab, n);
 }
 
 static lk_status write_all(run *x, const lk_dataset *d, tcache_writer *w,
@@ -224,9 +243,7 @@ static lk_status write_all(run *x, const lk_dataset *d, tcache_writer *w,
         if (s != LK_OK)
             return status_wrap(s, "line %lld", (long long)line);
         LK_TRY(tcache_writer_add(w, tok, lab, n, x->ids, x->logp, x->tail));
-        st->examples++;
-        st->tokens += n;
-        st->positions += tcache_trained(lab, n);
+        count_example(lab, n, st);
         if (x->p->progress && x->p->progress(x->p->user, e + 1, ne))
             return status_fail(LK_ERR_INTERRUPTED,
                                "teacher: interrupted after %lld of %lld "
@@ -234,6 +251,123 @@ static lk_status write_all(run *x, const lk_dataset *d, tcache_writer *w,
                                (long long)(e + 1), (long long)ne);
     }
     return LK_OK;
+}
+
+/* ---- data parallelism: rounds of examples ---- */
+
+/* Examples each rank runs per round: at most about 64 MiB of entries reach rank 0 per round (the
+ * longest example's entries for each), at least 1, at most 16 per rank. */
+static int64_t round_size(const run *x, const lk_dataset *d, int N)
+{
+    int64_t per = longest(d) * (8 * x->p->top_k + 4), g = ((int64_t)64 << 20) / (per * N);
+    return g < 1 ? 1 : g > 16 ? 16 : g;
+}
+
+/* Append the n bytes at p to this rank's round. */
+static lk_status pack_add(run *x, int64_t *used, const void *p, int64_t n)
+{
+    if (*used + n > x->pack_cap) {
+        int64_t cap = 2 * (*used + n);
+        uint8_t *q = realloc(x->pack, (size_t)cap);
+        if (!q)
+            return status_fail(LK_ERR_NOMEM, "teacher: out of memory (%lld bytes of entries)",
+                               (long long)cap);
+        x->pack = q;
+        x->pack_cap = cap;
+    }
+    memcpy(x->pack + *used, p, (size_t)n);
+    *used += n;
+    return LK_OK;
+}
+
+/* This rank's examples [a, z) of a round: entries packed back to back (ids, logp, tail of each
+ * example; the sizes follow from its labels). */
+static lk_status round_entries(run *x, const lk_dataset *d, int64_t a, int64_t z, int64_t *fwd,
+                               int64_t *used)
+{
+    int64_t k = x->p->top_k;
+    *used = 0;
+    for (int64_t e = a; e < z; e++) {
+        const int32_t *tok, *lab;
+        int64_t n, line;
+        LK_TRY(lk_dataset_example(d, e, &tok, &lab, &n, &line));
+        lk_status s = example_entries(x, e, tok, lab, n, fwd);
+        if (s != LK_OK)
+            return status_wrap(s, "line %lld", (long long)line);
+        int64_t E = tcache_trained(lab, n);
+        LK_TRY(pack_add(x, used, x->ids, E * k * (int64_t)sizeof *x->ids));
+        LK_TRY(pack_add(x, used, x->logp, E * k * (int64_t)sizeof *x->logp));
+        LK_TRY(pack_add(x, used, x->tail, E * (int64_t)sizeof *x->tail));
+    }
+    return LK_OK;
+}
+
+/* The round's examples [a, z) in order: rank 0 adds them from the gathered entries (w, buf; NULL
+ * on the other ranks), every rank counts them. */
+static lk_status round_write(const run *x, const lk_dataset *d, tcache_writer *w,
+                             const uint8_t *buf, int64_t a, int64_t z, struct lk_teacher_stats *st)
+{
+    int64_t k = x->p->top_k;
+    for (int64_t e = a; e < z; e++) {
+        const int32_t *tok, *lab;
+        int64_t n;
+        LK_TRY(lk_dataset_example(d, e, &tok, &lab, &n, NULL));
+        int64_t E = tcache_trained(lab, n);
+        if (w) {
+            const int32_t *ids = (const int32_t *)buf;
+            const float *logp = (const float *)(buf + E * k * 4), *tail = logp + E * k;
+            LK_TRY(tcache_writer_add(w, tok, lab, n, ids, logp, tail));
+            buf += E * (8 * k + 4);
+        }
+        count_example(lab, n, st);
+    }
+    return LK_OK;
+}
+
+/* Round by round: each rank's block of examples, gathered by rank 0 and written in order; after
+ * each round the ranks agree on failures and on a stop request. */
+static lk_status write_rounds(run *x, const lk_dataset *d, tcache_writer *w,
+                              struct lk_teacher_stats *st)
+{
+    lk_dist *g = x->p->dist;
+    int64_t N = lk_dist_size(g), r = lk_dist_rank(g), ne = lk_dataset_get_stats(d)->examples;
+    int64_t G = round_size(x, d, (int)N), used;
+    for (int64_t base = 0; base < ne; base += G * N) {
+        int64_t a = base + r * G, z = a + G, end = base + G * N < ne ? base + G * N : ne;
+        lk_status s =
+            round_entries(x, d, a < ne ? a : ne, z < ne ? z : ne, &st->forward_tokens, &used);
+        LK_TRY(lk_dist_agree(g, s));
+        LK_TRY(dist_gather(g, x->pack, used, (void **)&x->gath, &x->gath_cap, x->sizes));
+        s = round_write(x, d, w, x->gath, base, end, st);
+        LK_TRY(lk_dist_agree(g, s));
+        int64_t stop = x->p->progress && x->p->progress(x->p->user, end, ne);
+        LK_TRY(lk_dist_max(g, &stop));
+        if (stop)
+            return status_fail(LK_ERR_INTERRUPTED,
+                               "teacher: interrupted after %lld of %lld examples (nothing "
+                               "written)",
+                               (long long)end, (long long)ne);
+    }
+    return dist_sum_agree(g, LK_OK, &st->forward_tokens, 1, NULL, 0);
+}
+
+/* The examples through the teacher, then the file: one process, or the ranks of a group (which
+ * first compare what they run, and agree on the outcome of rank 0's writing). */
+static lk_status write_cache(run *x, const lk_dataset *d, tcache_writer **w,
+                             struct lk_teacher_stats *st)
+{
+    lk_dist *g = x->p->dist;
+    lk_status s = dist_check_teacher(g, x->m, d, x->p);
+    if (s == LK_OK)
+        s = dist_active(g) ? write_rounds(x, d, *w, st) : write_all(x, d, *w, st);
+    if (s != LK_OK)
+        return s; /* the ranks agreed on it already */
+    if (*w) {
+        s = tcache_writer_finish(*w, &st->bytes);
+        *w = NULL;
+    }
+    LK_TRY(lk_dist_agree(g, s));
+    return dist_bcast(g, &st->bytes, sizeof st->bytes);
 }
 
 lk_status lk_teacher_cache_write(const lk_model *m, const lk_dataset *d, const char *path,
@@ -247,20 +381,21 @@ lk_status lk_teacher_cache_write(const lk_model *m, const lk_dataset *d, const c
     st = st ? st : &local;
     memset(st, 0, sizeof *st);
     run x = {.m = m, .p = p, .Vm = lk_model_get_config(m)->vocab_size};
-    LK_TRY(lk_teacher_params_check(p, lk_model_get_config(m)));
     x.V = p->vocab > 0 ? p->vocab : x.Vm;
     tcache_writer *w = NULL;
-    lk_status s = setup(&x, d, path, &w);
+    lk_status s = lk_teacher_params_check(p, lk_model_get_config(m));
     if (s == LK_OK)
-        s = write_all(&x, d, w, st);
-    if (s == LK_OK) {
-        s = tcache_writer_finish(w, &st->bytes);
-        w = NULL;
-    }
+        s = setup(&x, d, path, &w);
+    s = lk_dist_agree(p->dist, s);
+    if (s == LK_OK)
+        s = write_cache(&x, d, &w, st);
     tcache_writer_abort(w);
     lk_session_free(x.s);
     free(x.logits);
     free(x.rows);
+    free(x.sizes);
+    free(x.pack);
+    free(x.gath);
     free(x.ids);
     free(x.logp);
     free(x.tail);

@@ -1,10 +1,18 @@
 /* train.c — the LoRA trainer: creation (every buffer of a step planned here), rows from the
  * dataset, forward/backward through the training graph, NaN/Inf guard, global-norm clipping,
  * AdamW/SGD with LoRA+ learning-rate ratio, warmup and decay schedule, evaluation. Calls into
- * train_graph.c, distill.c (the teacher of a distillation run) and optim.c; checkpoints and the
- * PEFT output are train_ckpt.c's, on top of this file.
- * Loss normalisation: the mean over every trained token of the step (all micro-batches), as
- * transformers does when it knows the step's token count (num_items_in_batch). */
+ * train_graph.c, distill.c (the teacher of a distillation run), optim.c, and dist.c and
+ * dist_check.c (data parallelism); checkpoints and the PEFT output are train_ckpt.c's, on top of
+ * this file.
+ * Loss normalisation: the mean over every trained token of the step (all micro-batches, and with
+ * data parallelism all ranks), as transformers does when it knows the step's token count
+ * (num_items_in_batch).
+ * Data parallelism: a step is rows_all = ranks × batch × grad_accum rows in the data's order;
+ * every rank moves its cursor over all of them and computes rows [row0, row0 + rows). The token
+ * counts are summed before the backward (the gradient scale is 1 / the step's trained tokens),
+ * the gradients and loss sums after it; every rank then clips and updates the same way. Each sum
+ * also carries every rank's status, so a failure on one rank stops all of them at the same
+ * point. */
 #include <math.h>
 #include <string.h>
 
@@ -74,6 +82,8 @@ lk_status trainer_plan_history(lk_trainer *t, int64_t n)
 static lk_status alloc_rows(lk_trainer *t)
 {
     size_t n = (size_t)(t->rows * t->T);
+    int64_t red = dist_sum_work(t->dist, t->lora.n_params);
+    t->red = red ? lk_aligned_alloc((size_t)red * sizeof(float)) : NULL;
     t->tok = malloc(n * sizeof(int32_t));
     t->lab = malloc(n * sizeof(int32_t));
     t->pos = malloc(n * sizeof(int32_t));
@@ -82,36 +92,53 @@ static lk_status alloc_rows(lk_trainer *t)
     t->n_real = malloc((size_t)t->rows * sizeof(int64_t));
     t->m1 = lk_aligned_alloc((size_t)t->lora.n_params * sizeof(float));
     t->m2 = lk_aligned_alloc((size_t)t->lora.n_params * sizeof(float));
-    if (!t->tok || !t->lab || !t->pos || !t->seg || !t->tgt || !t->n_real || !t->m1 || !t->m2)
+    if (!t->tok || !t->lab || !t->pos || !t->seg || !t->tgt || !t->n_real || !t->m1 || !t->m2 ||
+        (red && !t->red))
         return status_fail(LK_ERR_NOMEM, "out of memory for the trainer's buffers");
     memset(t->m1, 0, (size_t)t->lora.n_params * sizeof(float));
     memset(t->m2, 0, (size_t)t->lora.n_params * sizeof(float));
     return trainer_plan_history(t, t->total > 0 ? t->total : 1);
 }
 
-lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
-                            lk_trainer **out)
+/* Everything a trainer needs on this rank alone. */
+static lk_status trainer_setup(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
+                               lk_trainer **out)
 {
-    *out = NULL;
     LK_TRY(lk_train_params_check(p, NULL));
     LK_TRY(train_check_teacher(p));
     lk_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return status_fail(LK_ERR_NOMEM, "out of memory");
+    *out = t;
     t->m = m;
     t->data = data;
     t->p = *p;
+    t->dist = p->dist;
     t->T = lk_dataset_seq_len(data);
     t->rows = p->batch * p->grad_accum;
+    t->rows_all = t->rows * lk_dist_size(p->dist);
+    t->row0 = t->rows * lk_dist_rank(p->dist);
     double rows_total = p->epochs * (double)lk_dataset_rows_in_epoch(data);
-    t->total = p->steps ? p->steps : (int64_t)ceil(rows_total / (double)t->rows);
-    lk_status s = adapter_setup(t, p);
-    if (s == LK_OK)
-        s = graph_create(m, t->T, p->checkpointing, &t->g);
-    if (s == LK_OK)
-        s = alloc_rows(t);
-    if (s == LK_OK)
-        s = distill_create(&t->kd, p, m, data, t->T, t->rows, t->g);
+    t->total = p->steps ? p->steps : (int64_t)ceil(rows_total / (double)t->rows_all);
+    LK_TRY(adapter_setup(t, p));
+    LK_TRY(graph_create(m, t->T, p->checkpointing, &t->g));
+    LK_TRY(alloc_rows(t));
+    return distill_create(&t->kd, p, m, data, t->T, t->rows, t->g);
+}
+
+lk_status lk_trainer_create(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
+                            lk_trainer **out)
+{
+    lk_trainer *t = NULL;
+    *out = NULL;
+    lk_status s = trainer_setup(m, data, p, &t);
+    if (p && dist_active(p->dist)) { /* collective from here on, whatever happened above */
+        s = lk_dist_agree(p->dist, s);
+        if (s == LK_OK)
+            s = dist_check_train(p->dist, m, data, p);
+        if (s == LK_OK) /* rank 0's start (init, LoftQ or --init-adapter) on every rank */
+            s = dist_bcast(p->dist, t->lora.params, (size_t)t->lora.n_params * sizeof(float));
+    }
     if (s != LK_OK) {
         lk_trainer_free(t);
         return s;
@@ -130,6 +157,7 @@ void lk_trainer_free(lk_trainer *t)
     distill_free(&t->kd);
     free(t->m1);
     free(t->m2);
+    free(t->red);
     free(t->tok);
     free(t->lab);
     free(t->pos);
@@ -175,10 +203,31 @@ static int64_t make_targets(const int32_t *lab, const int32_t *seg, int64_t n, i
     return cnt;
 }
 
-/* Fetch the step's rows; returns the trained-token count. */
+/* Move the data cursor n rows on, as n lk_dataset_next_row calls would (a new epoch is drawn only
+ * when a row past the last is needed): the rows of the step that other ranks compute. */
+static lk_status skip_rows(lk_dataset *d, int64_t n)
+{
+    while (n > 0) {
+        struct lk_data_cursor c;
+        lk_dataset_get_cursor(d, &c);
+        int64_t left = lk_dataset_rows_in_epoch(d) - c.next;
+        if (left <= 0) {
+            c = (struct lk_data_cursor){c.epoch + 1, 0};
+        } else {
+            c.next += n < left ? n : left;
+            n -= n < left ? n : left;
+        }
+        LK_TRY(lk_dataset_set_cursor(d, &c));
+    }
+    return LK_OK;
+}
+
+/* Fetch this rank's rows of the step (the cursor passes over every rank's); counts the trained
+ * tokens and the tokens. */
 static lk_status fetch_rows(lk_trainer *t, int64_t *n_trained, int64_t *n_tokens)
 {
     *n_trained = *n_tokens = 0;
+    LK_TRY(skip_rows(t->data, t->row0));
     for (int64_t r = 0; r < t->rows; r++) {
         int64_t o = r * t->T;
         LK_TRY(lk_dataset_next_row(t->data, t->tok + o, t->lab + o, t->pos + o, t->seg + o,
@@ -187,7 +236,7 @@ static lk_status fetch_rows(lk_trainer *t, int64_t *n_trained, int64_t *n_tokens
         *n_trained += make_targets(t->lab + o, t->seg + o, t->n_real[r], t->tgt + o);
         LK_TRY(distill_row(&t->kd, t->data, r));
     }
-    return LK_OK;
+    return skip_rows(t->data, t->rows_all - t->row0 - t->rows);
 }
 
 static int all_finite(const float *g, int64_t n)
@@ -227,10 +276,12 @@ static train_batch row_batch(const lk_trainer *t, int64_t r)
                          .T = t->n_real[r],
                          .dropout = 1,
                          .seed = t->p.seed,
-                         .row = (uint64_t)t->step * (uint64_t)t->rows + (uint64_t)r};
+                         .row =
+                             (uint64_t)t->step * (uint64_t)t->rows_all + (uint64_t)(t->row0 + r)};
 }
 
-/* Forward and backward of every row of the step, the gradients scaled by 1/trained tokens. */
+/* Forward and backward of this rank's rows of the step, the gradients scaled by 1/the step's
+ * trained tokens (over every rank). */
 static lk_status run_rows(lk_trainer *t, int64_t n_trained, loss_sums *sums)
 {
     float scale = n_trained ? 1.0f / (float)n_trained : 0.0f;
@@ -255,18 +306,35 @@ static void step_means(const lk_trainer *t, const loss_sums *s, struct lk_step_s
     st->kd = distil && cnt ? s->kd / (double)cnt : distil ? 0 : NAN;
 }
 
+/* This rank's rows forward and backward, then the sums over the ranks: token counts before the
+ * backward, loss sums and gradients after it. */
+static lk_status step_rows(lk_trainer *t, loss_sums *sums, struct lk_step_stats *st)
+{
+    int64_t n[2]; /* trained tokens, tokens */
+    lk_status s = fetch_rows(t, &n[0], &n[1]);
+    LK_TRY(dist_sum_agree(t->dist, s, n, 2, NULL, 0));
+    lora_set_zero_grad(&t->lora);
+    s = run_rows(t, n[0], sums);
+    double v[3] = {sums->loss, sums->ce, sums->kd};
+    LK_TRY(dist_sum_agree(t->dist, s, &sums->count, 1, v, 3));
+    *sums = (loss_sums){v[0], v[1], v[2], sums->count};
+    st->trained_tokens = n[0];
+    st->tokens = n[1];
+    if (!dist_active(t->dist))
+        return LK_OK;
+    LK_TRY(dist_sum_f32(t->dist, t->lora.grads, t->lora.n_params, t->red));
+    st->comm_bytes = t->dist->bytes_sent;
+    st->comm_s = t->dist->seconds;
+    return LK_OK;
+}
+
 lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
 {
     memset(st, 0, sizeof *st);
-    int64_t n_trained, n_tokens;
-    LK_TRY(fetch_rows(t, &n_trained, &n_tokens));
-    lora_set_zero_grad(&t->lora);
     loss_sums sums = {0};
-    LK_TRY(run_rows(t, n_trained, &sums));
+    LK_TRY(step_rows(t, &sums, st));
     step_means(t, &sums, st);
     st->lr = schedule_lr((sched_kind)t->p.schedule, t->p.lr, t->step, t->p.warmup_steps, t->total);
-    st->tokens = n_tokens;
-    st->trained_tokens = n_trained;
     int finite = isfinite(st->loss) && all_finite(t->lora.grads, t->lora.n_params);
     if (!finite || sums.count == 0) {
         st->skipped = 1;
@@ -313,22 +381,27 @@ lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, d
                           int64_t *tokens)
 {
     loss_sums sums = {0};
-    int64_t n_ex = lk_dataset_get_stats(eval)->examples;
+    int64_t n_ex = lk_dataset_get_stats(eval)->examples, N = lk_dist_size(t->dist);
+    int64_t r = lk_dist_rank(t->dist), a = n_ex * r / N, z = n_ex * (r + 1) / N; /* this rank's */
     /* with an online teacher: forward KL at τ = 1 as the loss, cross-entropy beside it */
     kd_params kp = {.kind = t->kd.tg ? KD_FKL : 0, .temp = 1, .weight = 1};
-    for (int64_t i = 0; i < n_ex; i++) {
+    LK_TRY(dist_check_data(t->dist, eval, "--eval-data"));
+    lk_status s = LK_OK;
+    for (int64_t i = a; i < z && s == LK_OK; i++) {
         train_batch b;
         loss_config lc;
-        LK_TRY(eval_batch(t, eval, i, &b));
-        if (b.T == 0)
-            continue;
-        LK_TRY(distill_loss(&t->kd, &kp, &b, -1, NULL, &lc));
-        LK_TRY(graph_run(t->g, &b, &lc, 0.0f, 0, &sums));
+        s = eval_batch(t, eval, i, &b);
+        if (s == LK_OK && b.T > 0)
+            s = distill_loss(&t->kd, &kp, &b, -1, NULL, &lc);
+        if (s == LK_OK && b.T > 0)
+            s = graph_run(t->g, &b, &lc, 0.0f, 0, &sums);
     }
+    double v[3] = {sums.loss, sums.ce, sums.kd};
+    LK_TRY(dist_sum_agree(t->dist, s, &sums.count, 1, v, 3));
     int64_t cnt = sums.count;
-    *loss = cnt ? (kp.kind ? sums.ce : sums.loss) / (double)cnt : NAN;
+    *loss = cnt ? (kp.kind ? v[1] : v[0]) / (double)cnt : NAN;
     if (kl)
-        *kl = cnt && kp.kind ? sums.kd / (double)cnt : NAN;
+        *kl = cnt && kp.kind ? v[2] / (double)cnt : NAN;
     *tokens = cnt;
     return LK_OK;
 }
@@ -345,7 +418,8 @@ int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *
             adapter_module_shape(c, (lk_module)k, &out, &in);
             params += c->n_layers * p->rank * (in + out);
         }
-    *adapter_bytes = params * 4 * 2; /* factors and gradients */
+    /* factors and gradients (and with data parallelism the gradient sum's chunks) */
+    *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4;
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
     *activation_bytes =
         graph_bytes(m, seq_len, p->checkpointing) + 5 * seq_len * p->batch * p->grad_accum * 4;

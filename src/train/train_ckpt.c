@@ -1,7 +1,10 @@
 /* train_ckpt.c — the trainer's checkpoints (the run's state as LKCKPT: the adapter's params
  * arena, the AdamW moments, and a JSON description with step, schedule counters, data cursor,
- * options and loss history; formats/checkpoint.c writes the file) and the PEFT output, written
- * from the trained adapter itself. On top of train.c (the trainer's state, its loss history). */
+ * options and loss history; formats/checkpoint.c writes the file), the same state broadcast from
+ * rank 0 (data parallelism), and the PEFT output, written from the trained adapter itself. On top
+ * of train.c (the trainer's state, its loss history) and dist.c. With data parallelism the state
+ * is the same on every rank and global: rows_per_step counts every rank's rows and the cursor is
+ * where the whole step left the data, so any rank count with the same global batch resumes it. */
 #include <math.h>
 #include <string.h>
 
@@ -30,7 +33,7 @@ static cJSON *ckpt_meta(const lk_trainer *t)
     cJSON_AddNumberToObject(j, "targets", a.target_mask);
     cJSON_AddNumberToObject(j, "n_params", (double)t->lora.n_params);
     cJSON_AddNumberToObject(j, "seq_len", (double)t->T);
-    cJSON_AddNumberToObject(j, "rows_per_step", (double)t->rows);
+    cJSON_AddNumberToObject(j, "rows_per_step", (double)t->rows_all);
     cJSON_AddNumberToObject(j, "objective", (double)t->p.objective);
     cJSON_AddNumberToObject(j, "kd_temp", t->p.kd_temp);
     cJSON_AddNumberToObject(j, "kd_weight", t->p.kd_weight);
@@ -76,7 +79,7 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
              {"targets", a.target_mask},
              {"n_params", (double)t->lora.n_params},
              {"seq_len", (double)t->T},
-             {"rows_per_step", (double)t->rows},
+             {"rows_per_step", (double)t->rows_all},
              {"objective", (double)t->p.objective},
              {"kd_temp", t->p.kd_temp},
              {"kd_weight", t->p.kd_weight},
@@ -85,8 +88,11 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
         if (num(j, k[i].key) != k[i].want)
             return status_fail(LK_ERR_ARG,
                                "%s: checkpoint has %s %g, this run %g (resume with the options "
-                               "of the interrupted run)",
-                               path, k[i].key, num(j, k[i].key), k[i].want);
+                               "of the interrupted run%s)",
+                               path, k[i].key, num(j, k[i].key), k[i].want,
+                               strcmp(k[i].key, "rows_per_step")
+                                   ? ""
+                                   : "; rows per step = ranks x --batch x --grad-accum");
     if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
         return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
     if (!(num(j, "step") >= 0) || !(num(j, "n_updates") >= 0) || !(num(j, "cursor_next") >= 0) ||
@@ -134,6 +140,39 @@ lk_status lk_trainer_resume(lk_trainer *t, const char *path)
     free(blob);
     cJSON_Delete(meta);
     return s;
+}
+
+/* Rank 0's counters and data cursor on every rank (room for the loss history made first). */
+static lk_status sync_counters(lk_trainer *t)
+{
+    struct lk_data_cursor c;
+    lk_dataset_get_cursor(t->data, &c);
+    int64_t v[7] = {t->step,    t->total,         t->n_updates, t->skipped_total,
+                    t->bad_run, (int64_t)c.epoch, c.next};
+    LK_TRY(dist_bcast(t->dist, v, sizeof v));
+    lk_status s = trainer_plan_history(t, v[1] > v[0] ? v[1] : v[0] + 1);
+    c = (struct lk_data_cursor){(uint64_t)v[5], v[6]};
+    if (s == LK_OK)
+        s = lk_dataset_set_cursor(t->data, &c);
+    LK_TRY(lk_dist_agree(t->dist, s));
+    t->step = v[0];
+    t->total = v[1];
+    t->n_updates = v[2];
+    t->skipped_total = v[3];
+    t->bad_run = v[4];
+    return LK_OK;
+}
+
+lk_status lk_trainer_sync(lk_trainer *t)
+{
+    if (!dist_active(t->dist))
+        return LK_OK;
+    size_t bytes = (size_t)t->lora.n_params * sizeof(float);
+    LK_TRY(sync_counters(t));
+    LK_TRY(dist_bcast(t->dist, t->lora.params, bytes));
+    LK_TRY(dist_bcast(t->dist, t->m1, bytes));
+    LK_TRY(dist_bcast(t->dist, t->m2, bytes));
+    return dist_bcast(t->dist, t->hist, (size_t)t->step * sizeof *t->hist);
 }
 
 lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const char *base_model,

@@ -1,11 +1,13 @@
 /* trainer.h — the trainer's state, shared by train.c (creation, the step loop, evaluation),
- * train_ckpt.c (checkpoints and the PEFT output) and nothing else. Every buffer a step uses is
+ * train_ckpt.c (checkpoints, the state broadcast of data parallelism, the PEFT output) and
+ * nothing else. Every buffer a step uses is
  * allocated by lk_trainer_create (or lk_trainer_resume): a step allocates nothing. */
 #ifndef LK_TRAINER_H
 #define LK_TRAINER_H
 
 #include "lora/lora.h"
 #include "lorakit/train.h"
+#include "train/dist.h"
 #include "train/distill.h"
 #include "train/train_graph.h"
 
@@ -18,7 +20,11 @@ struct lk_trainer {
     train_graph *g;
     distill kd;                           /* the teacher (distillation objectives) */
     float *m1, *m2;                       /* [n_params] AdamW moments */
-    int64_t T, rows;                      /* seq_len, rows per step (batch × grad_accum) */
+    int64_t T, rows;                      /* seq_len, this rank's rows per step (batch ×
+                                           * grad_accum) */
+    lk_dist *dist;                        /* data-parallel group (NULL: this process alone) */
+    int64_t rows_all, row0;               /* the step's rows (all ranks'); this rank's first */
+    float *red;                           /* [dist_sum_work(n_params)] the sum's work memory */
     int32_t *tok, *lab, *pos, *seg, *tgt; /* [rows, T] */
     int64_t *n_real;                      /* [rows] */
     int64_t step, total, n_updates, skipped_total, bad_run;

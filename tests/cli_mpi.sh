@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Data-parallel lora-train and lora-teacher under mpirun on this machine (mpirun -np N
+# --oversubscribe), on stories260K-hf:
+#   - 2 ranks × batch 2 give the adapter of 1 process × batch 4 (and of batch 2 × grad-accum 2)
+#     within 1e-6 (relative difference of the updates ΔW), and the same bytes run to run;
+#     mpirun -np 1 gives a plain run's bytes; distillation from an online teacher and from a
+#     teacher cache alike;
+#   - lora-teacher on 2 ranks writes the single process's cache, byte for byte;
+#   - a checkpoint written by 2 ranks resumes on 1 (and 1 on 2) and continues the same trajectory;
+#   - ranks started with other flags, data or a missing file stop at the start, every rank naming
+#     the first difference (or the failed rank), exit 1;
+#   - a rank killed with SIGKILL stops the job within seconds, mpirun naming the lost rank, and the
+#     last checkpoint resumes to the uninterrupted run's bytes;
+#   - SIGTERM / SIGINT to every rank (as scancel does) or to mpirun: the ranks stop after the same
+#     step, rank 0 saves one checkpoint, the ranks exit 143 / 130, and resuming gives the
+#     uninterrupted run's bytes.
+# Skips (exit 77) when lorakit was built without MPI or mpirun is missing.
+# Usage: cli_mpi.sh BUILD_DIR SHARED_DIR SOURCE_DIR
+set -u
+B=$1 S=$2 SRC=$3
+. "$SRC/tests/lib_cli.sh"
+. "$SRC/tests/lib_mpi.sh"
+TR=$B/lora-train
+
+# ---- equivalence and reproducibility ----
+R3=("${BASE[@]}" --steps 3)
+N3=("${NODATA[@]}" --steps 3)
+expect 0 "1 process, batch 4" -- "$TR" "${R3[@]}" --batch 4 -o "$T/one"
+expect 0 "1 process, batch 2 x grad-accum 2" -- "$TR" "${R3[@]}" --batch 2 --grad-accum 2 \
+    -o "$T/acc"
+expect 0 "2 ranks, batch 2" -- mpi 2 "$TR" "${R3[@]}" --batch 2 -o "$T/two"
+expect 0 "2 ranks again" -- mpi 2 "$TR" "${R3[@]}" --batch 2 -o "$T/two2"
+expect 0 "2 ranks, batch 1 x grad-accum 2" -- mpi 2 "$TR" "${R3[@]}" --batch 1 --grad-accum 2 \
+    -o "$T/two_acc"
+close_to "$T/two" "$T/one" "2 ranks x batch 2 vs 1 x batch 4"
+close_to "$T/two" "$T/acc" "2 ranks x batch 2 vs 1 x batch 2 x grad-accum 2"
+same "$T/two/adapter_model.safetensors" "$T/two2/adapter_model.safetensors" "2 ranks run to run"
+same "$T/two/checkpoint-3/state.ckpt" "$T/two2/checkpoint-3/state.ckpt" "2 ranks' state"
+same "$T/two/adapter_model.safetensors" "$T/two_acc/adapter_model.safetensors" \
+    "2 ranks: batch 2 = batch 1 x grad-accum 2"
+expect 0 "mpirun -np 1" -- mpi 1 "$TR" "${R3[@]}" --batch 4 -o "$T/np1"
+same "$T/one/adapter_model.safetensors" "$T/np1/adapter_model.safetensors" "-np 1 = no mpirun"
+[ ! -e "$T/two/checkpoint-3.partial" ] && [ -s "$T/two/loss.svg" ] && ok || bad "rank 0's output"
+
+# --json: one line per step from rank 0 only, with what the gradient sum cost
+expect 0 "2 ranks --json" -- mpi 2 "$TR" "${R3[@]}" --batch 2 -o "$T/js" --json \
+    --eval-data "$E" --eval-every 3
+[ "$(grep -c '"type":"step"' "$T/out")" = 3 ] && ok || bad "--json: 3 step lines from rank 0"
+grep '"type":"step"' "$T/out" | "$B/jsoncheck" ranks allreduce_bytes allreduce_s && ok ||
+    bad "--json: ranks, allreduce_bytes, allreduce_s"
+[ "$(grep -c '"type":"eval"' "$T/out")" = 1 ] && ok || bad "--json: one eval line"
+
+# ---- distillation: an online teacher per rank; a teacher cache written by 2 ranks ----
+KD=(--objective kd --kd-temp 2 --kd-weight 0.5)
+expect 0 "kd, 1 process" -- "$TR" "${R3[@]}" "${KD[@]}" --teacher self --batch 4 -o "$T/kd1"
+expect 0 "kd, 2 ranks" -- mpi 2 "$TR" "${R3[@]}" "${KD[@]}" --teacher self --batch 2 -o "$T/kd2"
+close_to "$T/kd2" "$T/kd1" "online teacher: 2 ranks vs 1"
+TEACH=(-m "$M" --data "$D" --seq-len 128 --top-k 8 --kd-temp 2 -t 1 -q)
+expect 0 "teacher cache, 1 process" -- "$B/lora-teacher" "${TEACH[@]}" -o "$T/c1.lktc"
+expect 0 "teacher cache, 2 ranks" -- mpi 2 "$B/lora-teacher" "${TEACH[@]}" -o "$T/c2.lktc"
+same "$T/c1.lktc" "$T/c2.lktc" "the cache of 2 ranks"
+expect 0 "teacher cache, 3 ranks" -- mpi 3 "$B/lora-teacher" "${TEACH[@]}" -o "$T/c3.lktc"
+same "$T/c1.lktc" "$T/c3.lktc" "the cache of 3 ranks"
+expect 0 "kd cache, 1 process" -- "$TR" "${R3[@]}" "${KD[@]}" --teacher-cache "$T/c1.lktc" \
+    --batch 4 -o "$T/kc1"
+expect 0 "kd cache, 2 ranks" -- mpi 2 "$TR" "${R3[@]}" "${KD[@]}" --teacher-cache "$T/c2.lktc" \
+    --batch 2 -o "$T/kc2"
+close_to "$T/kc2" "$T/kc1" "teacher cache: 2 ranks vs 1"
+
+# ---- resume across rank counts (the checkpoint's data cursor is global) ----
+R6=("${BASE[@]}" --steps 6 --save-every 3 --save-limit 0)
+expect 0 "2 ranks, 6 steps" -- mpi 2 "$TR" "${R6[@]}" --batch 1 -o "$T/r2"
+expect 0 "1 process, 6 steps" -- "$TR" "${R6[@]}" --batch 2 -o "$T/r1"
+expect 0 "2 ranks' checkpoint on 1" -- "$TR" "${R6[@]}" --batch 2 --resume "$T/r2/checkpoint-3" \
+    -o "$T/r21"
+close_to "$T/r21" "$T/r2" "resumed on 1 vs the 2-rank run"
+expect 0 "1 process' checkpoint on 2 ranks" -- mpi 2 "$TR" "${R6[@]}" --batch 1 \
+    --resume "$T/r1/checkpoint-3" -o "$T/r12"
+close_to "$T/r12" "$T/r1" "resumed on 2 vs the 1-process run"
+expect 0 "2 ranks' checkpoint on 2" -- mpi 2 "$TR" "${R6[@]}" --batch 1 \
+    --resume "$T/r2/checkpoint-3" -o "$T/r22"
+same "$T/r22/adapter_model.safetensors" "$T/r2/adapter_model.safetensors" "resumed on 2 ranks"
+expect 1 "a global batch other than the checkpoint's" -- mpi 2 "$TR" "${R6[@]}" --batch 2 \
+    --resume "$T/r2/checkpoint-3" -o "$T/r2x"
+has err "rows per step = ranks x --batch x --grad-accum" "names the global batch"
+
+# ---- start-up checks: every rank names the first difference ----
+expect 1 "ranks with another --lr" -- mpirun_ --oversubscribe \
+    -np 1 "$TR" "${R3[@]}" -o "$T/m1" --lr 1e-3 : -np 1 "$TR" "${R3[@]}" -o "$T/m1" --lr 2e-3
+[ "$(grep -c 'the ranks disagree on --lr: rank 0 has 0.00100000005, rank 1 has 0.00200000009' \
+    "$T/err")" = 2 ] && ok || { bad "both ranks name --lr"; head -5 "$T/err"; }
+[ ! -e "$T/m1/adapter_model.safetensors" ] && ok || bad "a mismatch wrote an adapter"
+expect 1 "ranks with other data" -- mpirun_ --oversubscribe \
+    -np 1 "$TR" "${R3[@]}" -o "$T/m2" : -np 1 "$TR" "${N3[@]}" -o "$T/m2" --data "$E"
+[ "$(grep -c 'the ranks disagree on data: rank 0 has 400 examples' "$T/err")" = 2 ] && ok ||
+    { bad "both ranks name the data"; head -5 "$T/err"; }
+expect 1 "a rank without its data file" -- mpirun_ --oversubscribe \
+    -np 1 "$TR" "${R3[@]}" -o "$T/m3" : -np 1 "$TR" "${N3[@]}" -o "$T/m3" --data "$T/none.jsonl"
+has err "lora-train\[rank 1\]: error: .*none.jsonl" "rank 1 names its missing file"
+has err "lora-train: error: rank 1: .*none.jsonl" "rank 0 names rank 1's failure"
+
+# ---- faults ----
+REF=$T/ref
+expect 0 "uninterrupted 2-rank run" -- mpi 2 "$TR" "${RL[@]}" -o "$REF"
+start() { start_run "$1" mpi 2; }
+finish() { resume_run "$1" "$REF" mpi 2; }
+
+# a rank killed: the job ends within seconds, mpirun names the lost rank, checkpoints intact
+for victim in 1 0; do
+    start "kill$victim"
+    kill -KILL "$(rank_pid "$job" $victim)"
+    t0=$(date +%s)
+    wait "$job"
+    code=$? secs=$(($(date +%s) - t0))
+    [ "$code" != 0 ] && [ "$secs" -le 10 ] && ok ||
+        bad "rank $victim killed: mpirun exit $code after $secs s (expected nonzero, <= 10 s)"
+    grep -q "process rank $victim with PID .* exited on signal 9" "$T/kill$victim.err" && ok ||
+        { bad "rank $victim killed: not named"; tail -5 "$T/kill$victim.err"; }
+    finish "kill$victim"
+done
+
+# stop NAME SIGNAL CODE WHO: SIGNAL to the ranks (WHO "ranks", each at its own moment, as scancel
+# does), to rank 1 alone ("rank1"), or to mpirun ("mpirun", which passes SIGTERM on to the ranks
+# and itself exits 1); the ranks stop after the same step, exit CODE, rank 0 saves that step once.
+stop() {
+    local name=$1 sig=$2 want=$3 who=$4 p0 p1
+    start "$name"
+    p0=$(rank_pid "$job" 0) p1=$(rank_pid "$job" 1)
+    case $who in
+    ranks) kill -"$sig" "$p1" && sleep 0.03 && kill -"$sig" "$p0" ;;
+    rank1) kill -"$sig" "$p1" ;;
+    mpirun) kill -"$sig" "$(mpirun_pid "$job")" ;;
+    esac
+    wait "$job"
+    local code=$? step saves
+    [ "$code" = "$want" ] && ok || { bad "$name: mpirun exit $code, expected $want"; }
+    step=$(grep -o 'interrupted at step [0-9]*' "$T/$name.err" | grep -o '[0-9]*$')
+    saves=$(grep -c "checkpoint saved to .*/checkpoint-${step:-x}\$" "$T/$name.err")
+    [ -n "$step" ] && [ "$saves" = 1 ] && [ -s "$T/$name/checkpoint-$step/state.ckpt" ] && ok ||
+        { bad "$name: step ${step:-?} saved $saves times"; tail -5 "$T/$name.err"; }
+    [ "$(grep -c ' error: ' "$T/$name.err")" = 0 ] && ok || bad "$name: an error was reported"
+    [ "$(grep -c 'interrupted at step' "$T/$name.err")" = 1 ] && ok ||
+        bad "$name: rank 0 alone reports the interruption"
+    finish "$name"
+}
+stop term TERM 143 ranks
+stop int INT 130 ranks
+stop term1 TERM 143 rank1
+stop mpirun TERM 1 mpirun
+
+echo "cli_mpi: $passes passed, $fails failed"
+[ "$fails" = 0 ]
