@@ -113,7 +113,7 @@ struct lk_adapter_params lk_adapter_params_default(void);
 struct lk_adapter_params lk_adapter_params_random(int64_t rank);
 
 /* Check the options; the first one out of range fails with LK_ERR_ARG, named by its command-line
- * flag: "--rank 0 is out of range: expected at least 1" (--rank, --alpha finite, --targets not
+ * flag: "--rank must be at least 1, got 0" (--rank, --alpha finite, --targets not
  * empty, --std-b for init_std_b >= 0). lk_adapter_create runs it. */
 lk_status lk_adapter_params_check(const struct lk_adapter_params *p);
 

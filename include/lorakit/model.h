@@ -157,7 +157,7 @@ struct lk_sampler_params {
 struct lk_sampler_params lk_sampler_params_default(void);
 
 /* Check the options: temperature finite and >= 0, 0 < top_p <= 1, top_k >= 0. LK_ERR_ARG naming
- * the first bad one by its lora-generate flag ("--top-p 0 is out of range: expected 0 < P <= 1").
+ * the first bad one by its lora-generate flag ("--top-p must be in (0, 1], got 0").
  * lk_sampler_create runs it. */
 lk_status lk_sampler_params_check(const struct lk_sampler_params *p);
 

@@ -200,8 +200,8 @@ struct lk_dataset_params lk_dataset_params_default(void);
 
 /* Check the options: seq_len >= 1, format and chat_format known, max_reported >= 0, fields a list
  * of KEY=COLUMN with canonical keys ("--fields: 'x' is not KEY=COLUMN ..."). LK_ERR_ARG
- * naming the option by its command-line flag where it has one ("--seq-len 0 is out of range:
- * expected at least 1"). lk_dataset_load runs it; training data has a stricter check
+ * naming the option by its command-line flag where it has one ("--seq-len must be at least 1,
+ * got 0"). lk_dataset_load runs it; training data has a stricter check
  * (lk_train_data_params_check, lorakit/train.h). */
 lk_status lk_dataset_params_check(const struct lk_dataset_params *p);
 

@@ -87,8 +87,8 @@ struct lk_model_params lk_train_model_params_default(void);
 struct lk_dataset_params lk_train_data_params_default(void);
 
 /* Check the options. The first one out of range fails with LK_ERR_ARG and a message naming it by
- * its lora-train flag (fields without one by their name) and giving its value: "--rank 0 is out
- * of range: expected at least 1", "--optimizer 7: expected adamw or sgd". Also: a LoftQ start
+ * its lora-train flag (fields without one by their name) and giving its value: "--rank must be
+ * at least 1, got 0", "--optimizer 7: expected adamw or sgd". Also: a LoftQ start
  * excludes init_adapter. mp (may be NULL): the base's options too (lk_model_params_check), and a
  * LoftQ start needs a quantised base. lk_trainer_create runs it (mp NULL), and then checks the
  * teacher setup: a distillation objective needs exactly one teacher (teacher or teacher_cache),
@@ -96,7 +96,7 @@ struct lk_dataset_params lk_train_data_params_default(void);
 lk_status lk_train_params_check(const struct lk_train_params *p, const struct lk_model_params *mp);
 
 /* The data options of a training run (and of a teacher cache made for one): lk_dataset_params_check
- * and rows of at least 2 tokens ("--seq-len 1 is out of range: expected at least 2"). */
+ * and rows of at least 2 tokens ("--seq-len must be at least 2, got 1"). */
 lk_status lk_train_data_params_check(const struct lk_dataset_params *dp);
 
 /* The enums by the names lora-train's flags take (--optimizer adamw|sgd, --schedule
