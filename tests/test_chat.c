@@ -158,11 +158,11 @@ static void test_detect(void **st)
 static void test_spans(void **st)
 {
     (void)st;
-    const struct lk_chat_message m[] = {{"system", "S"},
-                                        {"user", "Q1"},
-                                        {"assistant", " A1 "},
-                                        {"user", "Q2"},
-                                        {"assistant", "A2"}};
+    const struct chat_msg m[] = {{"system", "S", NULL},
+                                 {"user", "Q1", NULL},
+                                 {"assistant", " A1 ", NULL},
+                                 {"user", "Q2", NULL},
+                                 {"assistant", "A2", NULL}};
     const int train[] = {1, 1, 0, 1, 1};
     static const struct {
         const char *dir;
@@ -181,7 +181,7 @@ static void test_spans(void **st)
         struct chat_span *sp;
         int64_t nsp;
         assert_ok(
-            chat_render_spans(t, cases[k].f, NULL, 0, NULL, m, 5, NULL, &txt, &len, &sp, &nsp));
+            chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, NULL, &txt, &len, &sp, &nsp));
         assert_int_equal(nsp, 2);
         assert_true(sp[0].end <= len && sp[1].end <= len);
         assert_int_equal(sp[0].end - sp[0].start, strlen(cases[k].span0));
@@ -191,7 +191,7 @@ static void test_spans(void **st)
         free(sp);
         /* a turn with train 0 gives no span */
         assert_ok(
-            chat_render_spans(t, cases[k].f, NULL, 0, NULL, m, 5, train, &txt, &len, &sp, &nsp));
+            chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, train, &txt, &len, &sp, &nsp));
         assert_int_equal(nsp, 1);
         assert_memory_equal(txt + sp[0].start, cases[k].span1, strlen(cases[k].span1));
         free(txt);

@@ -94,7 +94,7 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     eval_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder (config.json, safetensors, tokenizer)");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
                   a.teacher,
                   a.teacher_adapter,
                   a.teacher_quant,
-                  CLI_COMMON_ENTRIES(c),
+                  CLI_COMMON_ENTRIES_NOSEED(c),
                   end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
@@ -171,16 +171,18 @@ int main(int argc, char **argv)
     eval_acc acc = {0};
     cli_adapters ad = {0};
     cli_teacher teacher = {0};
+    if ((rc = cli_adapters_load(TOOL, a.adapter, NULL, &ad)) >= 0 ||
+        (rc = cli_base_params(TOOL, &ad, a.quant, a.quant_embed, &mp)) >= 0)
+        goto free_model;
     if (a.teacher->count &&
         (rc = cli_teacher_load(TOOL, a.teacher->sval[0], a.model->filename[0], a.teacher_adapter,
                                a.teacher_quant, mp.n_threads, &teacher)) >= 0)
         goto free_model;
     acc.teacher = teacher.m;
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
-    if (s == LK_OK && (rc = cli_adapters_load(TOOL, a.adapter, lk_model_get_config(m), &ad)) >= 0)
+    if (s == LK_OK &&
+        (rc = cli_adapters_attach(TOOL, &ad, m, a.model->filename[0])) >= 0)
         goto free_model;
-    for (int i = 0; i < ad.n && s == LK_OK; i++)
-        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
     if (s == LK_OK)
         s = run(&a, &c, m, &acc);
     rc = s == LK_OK ? report(&c, a.model->filename[0], &acc)

@@ -202,11 +202,13 @@ static int run(const gen_args *a, const cli_common *c, const struct lk_sampler_p
     seq.n = seq.n_prompt;
     cli_adapters ad = {0};
     if (s == LK_OK && rc < 0)
+        rc = cli_adapters_load(TOOL, a->adapter, NULL, &ad);
+    if (s == LK_OK && rc < 0)
+        rc = cli_base_params(TOOL, &ad, a->quant, a->quant_embed, &mp);
+    if (s == LK_OK && rc < 0)
         s = lk_model_load(a->model->filename[0], &mp, &m);
     if (s == LK_OK && rc < 0)
-        rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad);
-    for (int i = 0; i < ad.n && s == LK_OK && rc < 0; i++)
-        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
+        rc = cli_adapters_attach(TOOL, &ad, m, a->model->filename[0]);
     if (s == LK_OK && rc < 0)
         s = generate(m, &seq, n_new, smp, !a->ignore_eos->count, &o);
     if (s == LK_OK && rc < 0 && o.json)

@@ -423,7 +423,7 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     struct arg_file *ad = arg_filen(NULL, NULL, "ADAPTER", 1, 2,
                                     "adapter (PEFT folder or GGUF "
                                     "LoRA); two: compare them");
@@ -440,7 +440,7 @@ int main(int argc, char **argv)
                                    "most 8)");
     struct arg_lit *force = arg_lit0(NULL, "force", "overwrite an existing --svg file");
     struct arg_end *end = arg_end(20);
-    void *at[] = {ad, model, svg, stat, top, force, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {ad, model, svg, stat, top, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Describe an adapter (norms, singular values, effective rank) or compare "
                        "two.",

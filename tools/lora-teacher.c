@@ -103,11 +103,12 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     progress_state ps = {isatty(2), c->quiet->count > 0, cli_now(), 0};
     struct lk_teacher_stats st;
     const char *dir = a->model->filename[0];
-    lk_status s = lk_model_load(dir, mp, &m);
-    if (s == LK_OK && (rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad)) >= 0)
+    if ((rc = cli_adapters_load(TOOL, a->adapter, NULL, &ad)) >= 0 ||
+        (rc = cli_base_params(TOOL, &ad, a->quant, a->quant_embed, mp)) >= 0)
         goto done;
-    for (int i = 0; i < ad.n && s == LK_OK; i++)
-        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
+    lk_status s = lk_model_load(dir, mp, &m);
+    if (s == LK_OK && (rc = cli_adapters_attach(TOOL, &ad, m, dir)) >= 0)
+        goto done;
     if (s == LK_OK)
         s = lk_tokenizer_load(dir, &tok);
     if (s == LK_OK) {
@@ -183,7 +184,7 @@ static const char *GLOSSARY =
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     teacher_args a;
     a.model = arg_file1("m", "model", "DIR", "teacher model folder (Hugging Face)");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
@@ -217,7 +218,7 @@ int main(int argc, char **argv)
                   CLI_DATA_ENTRIES(a.d),
                   a.out,
                   a.force,
-                  CLI_COMMON_ENTRIES(c),
+                  CLI_COMMON_ENTRIES_NOSEED(c),
                   end};
     int rc =
         cli_parse(argc, argv, at, end, &c, TOOL,

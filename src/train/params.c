@@ -218,3 +218,13 @@ lk_status lk_train_data_params_check(const struct lk_dataset_params *dp)
         return option_range_i("--seq-len", dp->seq_len, "at least 2");
     return LK_OK;
 }
+
+lk_status lk_train_params_check_model(const struct lk_train_params *p, const lk_model *m)
+{
+    if (p->init_adapter) /* the adapter given rules its own shape */
+        return LK_OK;
+    struct lk_adapter_params ap = lk_adapter_params_default();
+    ap.rank = p->rank;
+    ap.target_mask = p->targets;
+    return lk_adapter_params_check_model(&ap, lk_model_get_config(m));
+}
