@@ -26,7 +26,7 @@ usage() {
 
 TR=(-m "$T/no-model" --data "$T/no-data.jsonl" -o "$T/out-dir")
 usage lora-train "--rank must be at least 1, got 0" -- "${TR[@]}" --rank 0
-usage lora-train "--alpha must be a finite value >= 0 (0: the rank), got -2" -- \
+usage lora-train "--alpha must be above 0, got -2 (leave --alpha out for the default: alpha = rank, a scale of 1)" -- \
     "${TR[@]}" --alpha -2
 usage lora-train "--dropout must be in [0, 1), got 1" -- "${TR[@]}" --dropout 1
 usage lora-train "--lr must be a finite value above 0, got -1" -- "${TR[@]}" --lr -1
@@ -35,7 +35,7 @@ usage lora-train "--seq-len must be at least 2, got 1" -- "${TR[@]}" --seq-len 1
 usage lora-train "--save-limit must be at least 0 (0: keep every checkpoint), got -1" \
     -- "${TR[@]}" --save-limit -1
 usage lora-train "--optimizer 'adam': expected adamw or sgd" -- "${TR[@]}" --optimizer adam
-usage lora-train "--fields: 'prompt' is not KEY=COLUMN with KEY one of text, prompt, completion, messages, conversations, instruction, input, output, input_ids, labels" \
+usage lora-train "--fields: 'prompt' is not KEY=COLUMN with KEY one of text, prompt, completion, messages, conversations, instruction, input, output, input_ids, labels, tools" \
     -- "${TR[@]}" --fields prompt
 usage lora-train "--schedule 'step': expected cosine, linear or constant" -- "${TR[@]}" \
     --schedule step

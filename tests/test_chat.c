@@ -206,10 +206,65 @@ static void test_bad_messages(void **st)
     lk_tokenizer *t = load("models/qwen2.5-tokenizer");
     struct lk_chat_params p = lk_chat_params_default();
     char *out;
-    const struct lk_chat_message bad[] = {{"user", "x"}, {"tool", "y"}};
-    assert_status(lk_chat_render(t, &p, bad, 2, &out, NULL), LK_ERR_ARG, "tool");
+    const struct lk_chat_message bad[] = {{"user", "x"}, {"narrator", "y"}};
+    assert_status(lk_chat_render(t, &p, bad, 2, &out, NULL), LK_ERR_ARG,
+                  "message 1 has role 'narrator' (expected system, user, assistant or tool)");
     const struct lk_chat_message nul[] = {{"user", NULL}};
     assert_status(lk_chat_render(t, &p, nul, 1, &out, NULL), LK_ERR_ARG, "content");
+    /* tool turns need a template that writes them; calls belong to assistant turns */
+    const struct lk_chat_message tool[] = {{"user", "x"}, {"assistant", ""}, {"tool", "{}"}};
+    const char *calls[] = {NULL, "{\"name\": \"f\"}", NULL}, *two[] = {NULL, "[{\"name\": "
+                                                                        "\"f\"}, {\"name\": \"g\"}]",
+                                                                        NULL};
+    p.tool_calls = calls;
+    p.format = LK_CHAT_LLAMA2;
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG,
+                  "chat llama2: message 1: the template has no tool calls");
+    p.format = LK_CHAT_QWEN2_5;
+    const char *on_user[] = {"{\"name\": \"f\"}", NULL, NULL};
+    p.tool_calls = on_user;
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG,
+                  "only an assistant turn makes tool calls");
+    p.tool_calls = two;
+    p.format = LK_CHAT_LLAMA3_1;
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG,
+                  "only supports single tool-calls at once");
+    p.tools = "{\"name\": \"f\"}";
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG, "JSON array of objects");
+    lk_tokenizer_free(t);
+}
+
+/* The public API writes tools and calls as Qwen2.5's template does (arguments given as a JSON
+ * string parsed; Python's json.dumps spacing, floats as its repr, non-ASCII kept). */
+static void test_tool_render(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load("models/qwen2.5-tokenizer");
+    struct lk_chat_params p = lk_chat_params_default();
+    const struct lk_chat_message m[] = {{"user", "Zürich?"}, {"assistant", ""}, {"tool", "21"}};
+    const char *calls[] = {NULL,
+                           "[{\"type\": \"function\", \"function\": {\"name\": \"w\", "
+                           "\"arguments\": \"{\\\"city\\\":\\\"Zürich\\\",\\\"t\\\":1e-5,"
+                           "\\\"n\\\":[2,0.5]}\"}}]",
+                           NULL};
+    p.tool_calls = calls;
+    p.tools = "[{\"name\":\"w\",\"parameters\":{}}]";
+    p.add_generation_prompt = 1;
+    char *out;
+    assert_ok(lk_chat_render(t, &p, m, 3, &out, NULL));
+    const char *want =
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+        "assistant.\n\n# Tools\n\nYou may call one or more functions to assist with the user "
+        "query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n"
+        "<tools>\n{\"name\": \"w\", \"parameters\": {}}\n</tools>\n\nFor each function call, "
+        "return a json object with function name and arguments within <tool_call></tool_call> "
+        "XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+        "<args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nZürich?<|im_end|>\n"
+        "<|im_start|>assistant\n<tool_call>\n{\"name\": \"w\", \"arguments\": {\"city\": "
+        "\"Zürich\", \"t\": 1e-05, \"n\": [2, 0.5]}}\n</tool_call><|im_end|>\n<|im_start|>user"
+        "\n<tool_response>\n21\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+    assert_string_equal(out, want);
+    free(out);
     lk_tokenizer_free(t);
 }
 
@@ -220,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_detect),
         cmocka_unit_test(test_spans),
         cmocka_unit_test(test_bad_messages),
+        cmocka_unit_test(test_tool_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

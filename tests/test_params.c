@@ -252,7 +252,7 @@ static void test_data_check(void **state)
     assert_message(lk_dataset_params_check(&p),
                    "--fields: 'answer' is not KEY=COLUMN with KEY one of text, prompt, "
                    "completion, messages, conversations, instruction, input, output, input_ids, "
-                   "labels");
+                   "labels, tools");
     p = lk_dataset_params_default();
     p.format = (lk_data_format)LK_DATA_N_FORMATS;
     assert_message(lk_dataset_params_check(&p),

@@ -661,6 +661,7 @@ static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const
     lk_dataset *d = NULL;
     lk_status s = lk_dataset_load(path, tok, &dp, &d);
     int64_t n_ex = s == LK_OK ? lk_dataset_get_stats(d)->examples : 0;
+    sc->dataset = 1;
     for (int64_t i = 0; i < n_ex && s == LK_OK; i++) {
         const int32_t *ids, *labels;
         int64_t n, line;
@@ -668,7 +669,11 @@ static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const
         if (s == LK_OK && n >= 2)
             s = score_ids(m, ids, labels, n, ctx, sc);
         sc->examples++;
+        if (sc->progress && (i % 8 == 7 || i + 1 == n_ex))
+            cli_line("scoring %s: %lld/%lld examples", path, (long long)(i + 1),
+                     (long long)n_ex);
     }
+    cli_line_clear();
     lk_dataset_free(d);
     return s;
 }
@@ -824,6 +829,22 @@ void cli_svg_polyline(cli_svg *s, const double *x, const double *y, int64_t n, c
     for (int64_t i = 0; i < n; i++)
         fprintf(s->f, "%.1f,%.1f ", x[i], y[i]);
     fputs("\"/>\n", s->f);
+}
+
+int cli_nice_ticks(double lo, double hi, int max_n, double *first, double *step)
+{
+    if (!(hi > lo) || max_n < 2) {
+        *first = lo;
+        *step = 1;
+        return 1;
+    }
+    double raw = (hi - lo) / (max_n - 1), mag = pow(10, floor(log10(raw))), f = raw / mag;
+    *step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+    *first = ceil(lo / *step - 1e-9) * *step;
+    int n = 0;
+    while (*first + n * *step <= hi + 1e-9 * *step)
+        n++;
+    return n;
 }
 
 lk_status cli_svg_save(cli_svg *s, const char *path, int force)

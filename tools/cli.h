@@ -169,6 +169,8 @@ typedef struct {
     int64_t examples;
     const lk_model *teacher; /* set by the caller: also sum KL(teacher ‖ model) into kl */
     double kl;
+    int progress; /* set by the caller: a progress line (examples done / total) on stderr */
+    int dataset;  /* cli_score_file read examples (JSONL/JSON), not one text */
 } cli_score;
 
 /* Score text (BOS as the tokenizer adds it), in windows of ctx tokens (<= 0: the model's). */
@@ -227,6 +229,10 @@ void cli_svg_circle(cli_svg *s, double cx, double cy, double r, const char *fill
 /* A line through the n points (x[i], y[i]). */
 void cli_svg_polyline(cli_svg *s, const double *x, const double *y, int64_t n, const char *stroke,
                       double width);
+/* Axis ticks at "nice" values (1, 2 or 5 times a power of ten) inside [lo, hi], at most about
+ * max_n of them: tick i is *first + i * *step; returns their count. */
+int cli_nice_ticks(double lo, double hi, int max_n, double *first, double *step);
+
 /* Close the drawing and write it to path (lk_write_file_atomic; force 0 refuses an existing
  * file); the drawing is freed either way. */
 lk_status cli_svg_save(cli_svg *s, const char *path, int force);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -15,9 +16,54 @@ typedef struct {
     double nll, kl;
     int64_t count, examples;
     const lk_model *teacher;
+    int dataset; /* --data read as examples (JSONL/JSON), not as one text */
 } eval_acc;
 
-static int report(const cli_common *c, const char *model, const eval_acc *acc)
+typedef struct {
+    struct arg_file *model, *data;
+    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
+    struct arg_str *teacher, *teacher_adapter, *teacher_quant;
+    struct arg_int *ctx;
+} eval_args;
+
+/* What was scored, as the summary's label: "MODEL + ADAPTER[:w] ..., base nf4". */
+static void label(const char *model, const cli_adapters *ad, const lk_model *m, char *buf,
+                  size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "%s", model);
+    for (int i = 0; i < ad->n && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, " + %s", ad->path[i]);
+    if (ad->n && ad->w[0] != 1 && k < n)
+        k += (size_t)snprintf(buf + k, n - k, " (weights given)");
+    if (k < n)
+        snprintf(buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
+                 lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
+                 lk_model_quant_embed(m) != LK_QTYPE_F32
+                     ? lk_qtype_name(lk_model_quant_embed(m))
+                     : "");
+}
+
+/* The numbers in words: what was scored, and how. */
+static void explain(const eval_args *a, const eval_acc *acc)
+{
+    const char *file = a->data->count ? a->data->filename[0] : NULL;
+    printf("  loss: the mean next-token cross-entropy (nats) over %lld scored tokens",
+           (long long)acc->count);
+    if (a->ids->count)
+        printf(" of the ids given");
+    else if (a->text->count || !acc->dataset)
+        printf(" of the %s (windows of %s)", file ? "file read as one text" : "text",
+               a->ctx->count ? "--ctx tokens" : "the model's context");
+    else
+        printf(" of %lld examples of %s: only their trained tokens (answers) count, prompts "
+               "and padding do not; each example on its own, never packed with others",
+               (long long)acc->examples, file);
+    printf("; perplexity = exp(loss)%s\n",
+           acc->teacher ? "; kl_to_teacher: the mean KL(teacher || model) per scored token"
+                        : "");
+}
+
+static int report(const cli_common *c, const eval_args *a, const char *what, const eval_acc *acc)
 {
     if (acc->count == 0) {
         fprintf(stderr,
@@ -33,7 +79,8 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
     }
     if (c->json->count) {
         cJSON *j = cli_json_new(c);
-        cJSON_AddStringToObject(j, "model", model);
+        cJSON_AddStringToObject(j, "model", a->model->filename[0]);
+        cJSON_AddStringToObject(j, "what", what);
         cJSON_AddNumberToObject(j, "loss", loss);
         cJSON_AddNumberToObject(j, "perplexity", exp(loss));
         cJSON_AddNumberToObject(j, "tokens", (double)acc->count);
@@ -42,20 +89,17 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
             cJSON_AddNumberToObject(j, "kl", acc->kl / (double)acc->count);
         cli_json_emit(j);
     } else if (acc->teacher) {
-        printf("loss %.6f  perplexity %.4f  kl_to_teacher %.6f  tokens %lld\n", loss, exp(loss),
-               acc->kl / (double)acc->count, (long long)acc->count);
+        printf("%s: loss %.6f  perplexity %.4f  kl_to_teacher %.6f  tokens %lld\n", what, loss,
+               exp(loss), acc->kl / (double)acc->count, (long long)acc->count);
+        explain(a, acc);
     } else {
-        printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss), (long long)acc->count);
+        printf("%s: loss %.6f  perplexity %.4f  tokens %lld\n", what, loss, exp(loss),
+               (long long)acc->count);
+        explain(a, acc);
     }
     return CLI_OK;
 }
 
-typedef struct {
-    struct arg_file *model, *data;
-    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
-    struct arg_str *teacher, *teacher_adapter, *teacher_quant;
-    struct arg_int *ctx;
-} eval_args;
 
 static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m, eval_acc *acc)
 {
@@ -76,7 +120,7 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
     }
     lk_tokenizer *tok = NULL;
     lk_status s = lk_tokenizer_load(a->model->filename[0], &tok);
-    cli_score sc = {.teacher = acc->teacher};
+    cli_score sc = {.teacher = acc->teacher, .progress = isatty(2) && !c->quiet->count};
     if (s == LK_OK && a->text->count)
         s = cli_score_text(m, tok, a->text->sval[0], strlen(a->text->sval[0]), ctx, &sc);
     else if (s == LK_OK)
@@ -86,8 +130,8 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
     acc->kl += sc.kl;
     acc->count += sc.count;
     acc->examples += sc.examples;
+    acc->dataset = sc.dataset;
     lk_tokenizer_free(tok);
-    (void)c;
     return s;
 }
 
@@ -185,7 +229,10 @@ int main(int argc, char **argv)
         goto free_model;
     if (s == LK_OK)
         s = run(&a, &c, m, &acc);
-    rc = s == LK_OK ? report(&c, a.model->filename[0], &acc)
+    char what[4400] = "";
+    if (s == LK_OK)
+        label(a.model->filename[0], &ad, m, what, sizeof what);
+    rc = s == LK_OK ? report(&c, &a, what, &acc)
                     : (s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s));
 free_model:
     lk_model_free(m);
