@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli_tokenize.sh — end-to-end checks of lora-tokenize: ids for known text, --json, --decode,
-# --ids, --chat, a folder with only tokenizer files, usage errors (exit 2) and bad folders (exit 1).
+# --ids, --chat, a folder with only tokenizer files, a GGUF file's tokenizer, usage errors (exit 2)
+# and bad folders or files (exit 1).
 # Usage: bash tests/cli_tokenize.sh BUILD_DIR SHARED_DIR SOURCE_DIR
 set -u
 build=$1 shared=$2 src=$3
@@ -61,6 +62,17 @@ check no-template 1 "$tool" -m "$llama2" --text "Hi" --chat
 grep -q -- "--chat-template" /tmp/cli_tok_err.$$ || { echo "FAIL no-template hint"; fails=$((fails + 1)); }
 # "<s>" is a normalized token in Llama-2's tokenizer.json, so "[" gets no "▁" (HF agrees)
 check chat-named 0 "$tool" -m "$llama2" --text "Hi" --chat-template llama2 && expect chat-named "1 29961 25580 29962 6324 518 29914 25580 29962"
+# a GGUF file's own tokenizer: ids as llama.cpp's llama-tokenize gives them, and the chat template
+# from its metadata (ids of transformers' apply_chat_template on the same GGUF)
+smol="$shared/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ -f "$smol" ]; then
+    check gguf 0 "$tool" -m "$smol" --text "Hello world<|im_start|> 123" --decode &&
+        expect gguf-ids $'19556 905 1 216 33 34 35\nHello world<|im_start|> 123'
+    check gguf-chat 0 "$tool" -m "$smol" --text "What is the capital of France?" --chat
+    expect gguf-chat "1 9690 198 2683 359 253 5356 5646 11173 3365 3511 308 34519 28 7018 411 407 19712 8182 2 198 1 4093 198 1780 314 260 3575 282 4649 47 2 198 1 520 9531 198"
+fi
+check gguf-missing 1 "$tool" -m /nonexistent/model.gguf --text a
+grep -q "/nonexistent/model.gguf" /tmp/cli_tok_err.$$ || { echo "FAIL gguf-missing message"; fails=$((fails + 1)); }
 check bench 0 "$tool" -m "$qwen" --file /tmp/cli_tok_in.$$ --bench 3 --json
 # --data: a dataset as training loads it
 ds="$src/tests/data/tok/ds"

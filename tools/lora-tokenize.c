@@ -1,7 +1,7 @@
 /* lora-tokenize — what does my text look like as tokens? Encodes --text or --file with a model
- * folder's tokenizer (a folder with only tokenizer files is fine), prints the ids (--json: one
- * object with an array), decodes them back with --decode, decodes given ids with --ids, and
- * measures encoding speed with --bench. */
+ * folder's tokenizer (a folder with only tokenizer files is fine) or the tokenizer a GGUF file
+ * carries in its metadata, prints the ids (--json: one object with an array), decodes them back
+ * with --decode, decodes given ids with --ids, and measures encoding speed with --bench. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,7 +276,8 @@ int main(int argc, char **argv)
 {
     cli_common c;
     cli_common_init(&c);
-    struct arg_str *model = arg_str1("m", "model", "DIR", "model or tokenizer folder");
+    struct arg_str *model =
+        arg_str1("m", "model", "DIR|GGUF", "model or tokenizer folder, or a .gguf file");
     struct arg_str *text = arg_str0(NULL, "text", "STR", "text to encode");
     struct arg_file *file = arg_file0(NULL, "file", "FILE", "encode this file's bytes");
     struct arg_str *ids = arg_str0(NULL, "ids", "LIST", "decode these ids (e.g. 1,15043,2)");
@@ -307,7 +308,8 @@ int main(int argc, char **argv)
                      tmpl,  data, seq_len, fields, strict, nopack, show,    CLI_COMMON_ENTRIES(c),
                      end};
     int rc = cli_parse(argc, argv, table, end, &c, TOOL,
-                       "Encode text with a Hugging Face tokenizer.json and print the token ids.",
+                       "Encode text with a Hugging Face tokenizer.json or a GGUF file's "
+                       "tokenizer and print the token ids.",
                        "Exactly one of --text, --file, --ids or --data. Ids go to stdout, one "
                        "line (--json: {\"ids\": [...]}).\nEncoding runs on one thread; -t N runs "
                        "--bench on N threads sharing the tokenizer (default 1).\n--seed shuffles "

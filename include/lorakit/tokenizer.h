@@ -1,4 +1,5 @@
-/* lorakit/tokenizer.h — text in, tokens out: Hugging Face tokenizers, chat templates, datasets.
+/* lorakit/tokenizer.h — text in, tokens out: Hugging Face and GGUF tokenizers, chat templates,
+ * datasets.
  *
  * Tokenizer: reads a folder's tokenizer.json (plus tokenizer_config.json and
  * special_tokens_map.json when present) and encodes/decodes exactly as Hugging Face's tokenizers
@@ -6,6 +7,10 @@
  * \p{L}/\p{N} classes, NFC, ignore_merges: Qwen2/2.5, Llama-3, SmolLM) and SentencePiece-style BPE
  * (Prepend/Replace normalizers or Metaspace, byte_fallback, fuse_unk: Llama-2, Mistral). Added and
  * special tokens are matched before BPE (lstrip, rstrip, single_word, normalized honoured).
+ * Or reads the tokenizer a GGUF file carries in its metadata and encodes/decodes exactly as
+ * llama.cpp does (llama_tokenize with parse_special, llama_detokenize): "gpt2" byte-level BPE with
+ * the pre-tokenizer regexes llama.cpp names by tokenizer.ggml.pre, "llama" SentencePiece with
+ * scores and byte tokens; no tokenizer.json needed beside the file.
  *
  * Chat: native renderers for ChatML, Llama-3, Llama-2/Mistral [INST] and Alpaca whose output is
  * identical to the models' Jinja templates, chosen from tokenizer_config.json's chat_template.
@@ -31,15 +36,28 @@ extern "C" {
 
 typedef struct lk_tokenizer lk_tokenizer;
 
-/* Load DIR/tokenizer.json (required), DIR/tokenizer_config.json and DIR/special_tokens_map.json
- * (optional: BOS/EOS, add_bos_token/add_eos_token, chat_template; DIR/chat_template.jinja is also
- * read when present). The folder needs no weights. Supported: model type BPE; normalizers NFC,
- * NFD, NFKC, NFKD, Lowercase, Prepend, Replace (string pattern), Sequence; pre-tokenizers Split
- * (regex or string), ByteLevel, Metaspace, Digits, Sequence; decoders ByteLevel, Replace,
- * ByteFallback, Fuse, Strip, Metaspace, Sequence. Anything else fails with LK_ERR_UNSUPPORTED
- * naming it; a corrupt file fails with LK_ERR_FORMAT naming the file and the field. On success *out
- * owns the tokenizer; free with lk_tokenizer_free. */
-lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out);
+/* path a folder: load DIR/tokenizer.json (required), DIR/tokenizer_config.json and
+ * DIR/special_tokens_map.json (optional: BOS/EOS, add_bos_token/add_eos_token, chat_template;
+ * DIR/chat_template.jinja is also read when present). The folder needs no weights. Supported:
+ * model type BPE; normalizers NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace (string pattern),
+ * Sequence; pre-tokenizers Split (regex or string), ByteLevel, Metaspace, Digits, Sequence;
+ * decoders ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence.
+ *
+ * path a file (a .gguf model or vocabulary): its tokenizer.* metadata, as llama.cpp (0c1e57098)
+ * builds its vocabulary: tokenizer.ggml.model "gpt2" (tokens, merges, and tokenizer.ggml.pre:
+ * every regex-based pre-tokenizer llama.cpp lists, e.g. llama-bpe, qwen2, smollm, gpt-2, default;
+ * not kimi-k2, gemma4, granite-embed-multi-311m, sarvam-moe, whitespace) or "llama" (tokens,
+ * scores); token types; bos/eos/unk ids, add_bos_token, add_eos_token, add_space_prefix with
+ * llama.cpp's defaults for the model and pre-tokenizer; tokenizer.chat_template (recognised as the
+ * chat templates of tokenizer_config.json are). Control, user-defined and unknown tokens
+ * (and the ones llama.cpp makes control by their text, e.g. "<|im_end|>") are recognised in text
+ * before anything else, longest first, as llama.cpp does with parse_special on (llama-cli and
+ * llama-tokenize's default). The file's tensors are not read (any tensor type is fine).
+ *
+ * Anything else fails with LK_ERR_UNSUPPORTED naming it; a corrupt file (bad JSON or GGUF, a key
+ * of the wrong type, an array whose length is not the token count) fails with LK_ERR_FORMAT naming
+ * the file and the field. On success *out owns the tokenizer; free with lk_tokenizer_free. */
+lk_status lk_tokenizer_load(const char *path, lk_tokenizer **out);
 
 /* Free a tokenizer (NULL is fine). */
 void lk_tokenizer_free(lk_tokenizer *t);
@@ -47,16 +65,18 @@ void lk_tokenizer_free(lk_tokenizer *t);
 /* Number of ids: highest model or added-token id + 1. */
 int64_t lk_tokenizer_vocab_size(const lk_tokenizer *t);
 
-/* BOS / EOS ids from tokenizer_config.json (bos_token / eos_token) or special_tokens_map.json;
- * -1 if none. */
+/* BOS / EOS ids from tokenizer_config.json (bos_token / eos_token) or special_tokens_map.json
+ * (GGUF: tokenizer.ggml.bos_token_id / eos_token_id, else llama.cpp's defaults); -1 if none. */
 int32_t lk_tokenizer_bos(const lk_tokenizer *t);
 int32_t lk_tokenizer_eos(const lk_tokenizer *t);
 
 /* Encode len bytes of text (need not be NUL-terminated; invalid UTF-8 is tokenised as bytes,
- * never rejected). add_special 1: add BOS/EOS as the tokenizer config says — add_bos_token /
- * add_eos_token when tokenizer_config.json sets either, otherwise the TemplateProcessing
- * post-processor of tokenizer.json (as transformers' LlamaTokenizerFast / PreTrainedTokenizerFast
- * do). *ids: heap array of *n ids; caller frees with free() (non-NULL even when *n is 0). */
+ * never rejected; GGUF byte-level vocabularies read it as llama.cpp does, as U+FFFD).
+ * add_special 1: add BOS/EOS as the tokenizer config says — add_bos_token / add_eos_token when
+ * tokenizer_config.json sets either, otherwise the TemplateProcessing post-processor of
+ * tokenizer.json (as transformers' LlamaTokenizerFast / PreTrainedTokenizerFast do); GGUF: as
+ * llama_tokenize's add_special. *ids: heap array of *n ids; caller frees with free() (non-NULL
+ * even when *n is 0). */
 lk_status lk_tokenizer_encode(const lk_tokenizer *t, const char *text, size_t len, int add_special,
                               int32_t **ids, int64_t *n);
 
@@ -70,7 +90,11 @@ lk_status lk_tokenizer_encode_offsets(const lk_tokenizer *t, const char *text, s
 
 /* Decode n ids to text. skip_special 1 drops special tokens (added tokens marked "special"),
  * exactly as tokenizers does: an added token with normalized true decodes as its normalised form
- * (Llama-2's "<s>" as "▁<s>", hence " <s>" after other text) and is then not dropped.
+ * (Llama-2's "<s>" as "▁<s>", hence " <s>" after other text) and is then not dropped. GGUF
+ * tokenizers decode as llama_detokenize(remove_special = skip_special, unparse_special =
+ * !skip_special): control and unknown tokens are dropped when skipping (and a BOS / EOS the
+ * tokenizer adds), the space a SentencePiece "▁" prefix added is removed, and vocabularies whose
+ * pre-tokenizer says so clean up spaces (" ," -> ",", " 's" -> "'s", ...).
  * *text: heap, NUL-terminated, *len bytes without the NUL; caller frees with free(). Byte
  * sequences that are not valid UTF-8 (a partial character at the end, invalid input that was
  * encoded as bytes) are returned as those bytes, where Hugging Face would write U+FFFD. An id
@@ -87,15 +111,16 @@ int32_t lk_tokenizer_token_to_id(const lk_tokenizer *t, const char *str);
  * that a teacher and a student speak the same vocabulary. */
 int64_t lk_tokenizer_first_difference(const lk_tokenizer *a, const lk_tokenizer *b);
 
-/* 1 if id is an added token marked "special" in tokenizer.json. */
+/* 1 if id is an added token marked "special" in tokenizer.json (GGUF: a control or unknown
+ * token). */
 int lk_tokenizer_is_special(const lk_tokenizer *t, int32_t id);
 
 /* 1 if lk_tokenizer_encode with add_special adds BOS in front / EOS at the end. */
 int lk_tokenizer_adds_bos(const lk_tokenizer *t);
 int lk_tokenizer_adds_eos(const lk_tokenizer *t);
 
-/* tokenizer_config.json's chat_template (the "default" one of a list), or NULL. Borrowed, valid
- * until lk_tokenizer_free. */
+/* tokenizer_config.json's chat_template (the "default" one of a list; GGUF:
+ * tokenizer.chat_template), or NULL. Borrowed, valid until lk_tokenizer_free. */
 const char *lk_tokenizer_chat_template(const lk_tokenizer *t);
 
 /* Content of the BOS / EOS token ("" if none). Borrowed, valid until lk_tokenizer_free. */

@@ -366,7 +366,8 @@ static const char *tensor_name(const gguf_file *f, int64_t i)
     return f->tensors[i].name;
 }
 
-static lk_status rd_header(gguf_file *f, cursor *c)
+/* meta_only: the tensor infos are not read (n_tensors stays 0). */
+static lk_status rd_header(gguf_file *f, cursor *c, int meta_only)
 {
     char magic[4];
     uint64_t nt, nkv;
@@ -390,6 +391,8 @@ static lk_status rd_header(gguf_file *f, cursor *c)
                            "in a file of %llu bytes",
                            c->path, (unsigned long long)nt, (unsigned long long)nkv,
                            (unsigned long long)c->size);
+    if (meta_only)
+        nt = 0;
     f->kv = calloc((size_t)(nkv ? nkv : 1), sizeof *f->kv);
     f->tensors = calloc((size_t)(nt ? nt : 1), sizeof *f->tensors);
     if (!f->kv || !f->tensors)
@@ -407,14 +410,24 @@ static lk_status rd_header(gguf_file *f, cursor *c)
     return sort_names(c->path, "tensor name", f->n_tensors, tensor_name, f, &f->t_sorted);
 }
 
-lk_status gguf_open(gguf_file *f, const char *path)
+/* Map path and read its key/value pairs, and its tensor infos unless meta_only; *c is left after
+ * them. On failure f is closed. */
+static lk_status open_header(gguf_file *f, const char *path, int meta_only, cursor *c)
 {
     memset(f, 0, sizeof *f);
     LK_TRY(mapfile_open(&f->map, path, 1));
-    cursor c = {f->map.data, 0, f->map.size, path};
-    lk_status s = rd_header(f, &c);
+    *c = (cursor){f->map.data, 0, f->map.size, path};
+    lk_status s = rd_header(f, c, meta_only);
     if (s != LK_OK)
-        goto fail;
+        gguf_close(f);
+    return s;
+}
+
+lk_status gguf_open(gguf_file *f, const char *path)
+{
+    cursor c;
+    LK_TRY(open_header(f, path, 0, &c));
+    lk_status s = LK_OK;
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
     const gguf_kv *al = gguf_find_kv(f, "general.alignment");
     if (al && (al->type != GGUF_U32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)))) {
@@ -434,6 +447,12 @@ lk_status gguf_open(gguf_file *f, const char *path)
 fail:
     gguf_close(f);
     return s;
+}
+
+lk_status gguf_open_meta(gguf_file *f, const char *path)
+{
+    cursor c;
+    return open_header(f, path, 1, &c);
 }
 
 void gguf_close(gguf_file *f)

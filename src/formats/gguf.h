@@ -119,6 +119,11 @@ typedef struct {
  * overflow-checked, known types, ne[0] a multiple of the block, offsets aligned, inside the file
  * and not overlapping. */
 lk_status gguf_open(gguf_file *f, const char *path);
+
+/* Open path for its metadata only: the header and key/value pairs, validated as gguf_open does;
+ * the tensor infos are not read (n_tensors is 0), so a file whose tensor types lorakit does not
+ * know still yields its metadata (a tokenizer, say). */
+lk_status gguf_open_meta(gguf_file *f, const char *path);
 void gguf_close(gguf_file *f);
 
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);

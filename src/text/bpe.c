@@ -2,7 +2,8 @@
  * loop for one pre-token. Follows tokenizers (Rust) models/bpe: Word::merge_all pops the candidate
  * pair with the lowest (rank, position) from a min-heap, skips stale entries, merges, and pushes
  * the two new neighbour pairs. Unknown characters: byte_fallback to <0xNN>, else unk (fused when
- * fuse_unk), else dropped. */
+ * fuse_unk), else dropped. The SentencePiece loop (tok_spm_word) is the same with the rank taken
+ * from the score of the merged piece, as llama.cpp's llm_tokenizer_spm_session::tokenize. */
 #include "text/bpe.h"
 
 #include <pthread.h>
@@ -101,15 +102,18 @@ lk_status tok_bpe_index(tok_bpe *m)
             continue;
         const char *s = m->strs + m->off[id];
         uint64_t i = tok_hash(s, (size_t)m->len[id]) & m->map_mask;
-        int dup = 0;
+        int64_t dup = -1;
         while (m->map[i] >= 0) {
             int32_t o = m->map[i];
             if (m->len[o] == m->len[id] && memcmp(m->strs + m->off[o], s, (size_t)m->len[id]) == 0)
-                dup = 1;
+                dup = (int64_t)i;
             i = (i + 1) & m->map_mask;
         }
-        if (!dup) /* a string listed twice keeps its first (lowest) id */
+        /* a string listed twice keeps its first (lowest) id, or its last with dup_last */
+        if (dup < 0)
             m->map[i] = (int32_t)id;
+        else if (m->dup_last)
+            m->map[dup] = (int32_t)id;
     }
     for (int b = 0; b < 256; b++) {
         char name[8];
@@ -176,6 +180,7 @@ void tok_bpe_free(tok_bpe *m)
     free(m->len);
     free(m->map);
     free(m->merges);
+    free(m->scores);
     memset(m, 0, sizeof *m);
 }
 
@@ -304,14 +309,66 @@ static int64_t initial_symbols(const tok_bpe *m, const uint8_t *w, size_t n, str
     return k;
 }
 
-static void push_pair(const tok_bpe *m, const struct sym *s, int32_t pos, struct cand *h,
-                      int64_t *nh)
+/* The heap pops the lowest rank first: for SentencePiece a rank that orders scores from the
+ * highest down (the IEEE bits made monotonic, then reversed). */
+static int32_t score_rank(float f)
 {
-    if (pos < 0 || s[pos].next < 0)
-        return;
-    const struct tok_merge *mg = find_merge(m, s[pos].id, s[s[pos].next].id);
-    if (mg)
-        heap_push(h, nh, (struct cand){mg->rank, pos, mg->new_id});
+    uint32_t u;
+    f = f == 0 ? 0.0f : f; /* -0 ranks with 0, as the comparison does */
+    memcpy(&u, &f, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* unsigned order = float order */
+    return (int32_t)~(u ^ 0x80000000u);             /* signed, then reversed */
+}
+
+/* Merging symbol pos with the next one: the new id, and its rank in *rank; -1 if there is no
+ * such merge. BPE: a listed merge of the two ids. SentencePiece: the text the two cover together
+ * is a token, ranked by its score. */
+static int32_t pair_of(const tok_bpe *m, const uint8_t *w, const struct sym *s, int32_t pos,
+                       int32_t *rank)
+{
+    const struct sym *a = &s[pos], *b = &s[a->next];
+    if (!m->scores) {
+        const struct tok_merge *mg = find_merge(m, a->id, b->id);
+        *rank = mg ? mg->rank : 0;
+        return mg ? mg->new_id : -1;
+    }
+    int32_t id = tok_bpe_find(m, (const char *)w + a->start, a->len + b->len);
+    *rank = id >= 0 ? score_rank(m->scores[id]) : 0;
+    return id;
+}
+
+static void push_pair(const tok_bpe *m, const uint8_t *w, const struct sym *s, int32_t pos,
+                      struct cand *h, int64_t *nh)
+{
+    int32_t rank, id;
+    if (pos >= 0 && s[pos].next >= 0 && (id = pair_of(m, w, s, pos, &rank)) >= 0)
+        heap_push(h, nh, (struct cand){rank, pos, id});
+}
+
+/* Merge the ns symbols of w: the candidate with the lowest (rank, position) first; a candidate
+ * whose symbols have changed since it was queued is stale and skipped. */
+static void merge_all(const tok_bpe *m, const uint8_t *w, struct sym *s, int64_t ns,
+                      struct cand *h)
+{
+    int64_t nh = 0;
+    int32_t rank;
+    for (int64_t i = 0; i + 1 < ns; i++)
+        push_pair(m, w, s, (int32_t)i, h, &nh);
+    while (nh > 0) {
+        struct cand c = heap_pop(h, &nh);
+        struct sym *a = &s[c.pos];
+        if (a->len == 0 || a->next < 0 || pair_of(m, w, s, c.pos, &rank) != c.new_id)
+            continue; /* stale candidate */
+        struct sym *b = &s[a->next];
+        a->id = c.new_id;
+        a->len += b->len;
+        b->len = 0;
+        a->next = b->next;
+        if (a->next >= 0)
+            s[a->next].prev = c.pos;
+        push_pair(m, w, s, a->prev, h, &nh);
+        push_pair(m, w, s, c.pos, h, &nh);
+    }
 }
 
 lk_status tok_bpe_word(const tok_bpe *m, const uint8_t *w, size_t n, const uint32_t *ostart,
@@ -326,29 +383,53 @@ lk_status tok_bpe_word(const tok_bpe *m, const uint8_t *w, size_t n, const uint3
     }
     LK_TRY(scratch_reserve(sc, (int64_t)n));
     struct sym *s = sc->syms;
-    struct cand *h = sc->heap;
-    int64_t ns = initial_symbols(m, w, n, s), nh = 0;
-    for (int64_t i = 0; i + 1 < ns; i++)
-        push_pair(m, s, (int32_t)i, h, &nh);
-    while (nh > 0) {
-        struct cand c = heap_pop(h, &nh);
-        struct sym *a = &s[c.pos];
-        if (a->len == 0 || a->next < 0)
-            continue;
-        struct sym *b = &s[a->next];
-        const struct tok_merge *mg = find_merge(m, a->id, b->id);
-        if (!mg || mg->new_id != c.new_id)
-            continue; /* stale candidate */
-        a->id = c.new_id;
-        a->len += b->len;
-        b->len = 0;
-        a->next = b->next;
-        if (a->next >= 0)
-            s[a->next].prev = c.pos;
-        push_pair(m, s, a->prev, h, &nh);
-        push_pair(m, s, c.pos, h, &nh);
-    }
+    int64_t ns = initial_symbols(m, w, n, s);
+    merge_all(m, w, s, ns, sc->heap);
     for (int32_t i = ns > 0 ? 0 : -1; i >= 0; i = s[i].next)
         LK_TRY(tok_out_push(out, s[i].id, ostart[s[i].start], oend[s[i].start + s[i].len - 1]));
+    return LK_OK;
+}
+
+/* ---- SentencePiece (llama.cpp's "llama" vocabularies) ------------------------------------ */
+
+/* Characters as llama.cpp cuts them: the length its lead byte announces (1 for a stray
+ * continuation byte), cut short at the end; id -1 when the character is not a token. */
+static int64_t spm_symbols(const tok_bpe *m, const uint8_t *w, size_t n, struct sym *s)
+{
+    static const uint8_t len_of_high[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    int64_t k = 0;
+    for (size_t i = 0; i < n; k++) {
+        size_t cl = len_of_high[w[i] >> 4];
+        if (cl > n - i)
+            cl = n - i;
+        s[k] = (struct sym){tok_bpe_find(m, (const char *)w + i, cl), (int32_t)k - 1, -1,
+                            (uint32_t)i, (uint32_t)cl};
+        if (k > 0)
+            s[k - 1].next = (int32_t)k;
+        i += cl;
+    }
+    return k;
+}
+
+lk_status tok_spm_word(const tok_bpe *m, const uint8_t *w, size_t n, const uint32_t *ostart,
+                       const uint32_t *oend, tok_bpe_scratch *sc, tok_out *out)
+{
+    if (n == 0)
+        return LK_OK;
+    LK_TRY(scratch_reserve(sc, (int64_t)n));
+    struct sym *s = sc->syms;
+    merge_all(m, w, s, spm_symbols(m, w, n, s), sc->heap);
+    for (int32_t i = 0; i >= 0; i = s[i].next) {
+        const struct sym *y = &s[i];
+        if (y->id >= 0) {
+            LK_TRY(tok_out_push(out, y->id, ostart[y->start], oend[y->start + y->len - 1]));
+            continue;
+        }
+        for (uint32_t j = y->start; j < y->start + y->len; j++) { /* bytes */
+            int32_t id = m->byte_ids[w[j]] >= 0 ? m->byte_ids[w[j]] : m->unk_id;
+            if (id >= 0)
+                LK_TRY(tok_out_push(out, id, ostart[j], oend[j]));
+        }
+    }
     return LK_OK;
 }

@@ -1,7 +1,8 @@
 /* bpe.h — the BPE model of a Hugging Face tokenizer.json: vocabulary and merge-rank hash maps,
  * the GPT-2 byte-to-unicode map, and the merge loop for one pre-token (a linked list of symbols
  * with a binary heap of candidate pairs ordered by (rank, position), as tokenizers' BPE::merge_word
- * does). Internal to the tokenizer (prefix tok_). */
+ * does); and the same loop ordered by piece scores, for llama.cpp's SentencePiece ("llama")
+ * vocabularies, which have scores instead of merges. Internal to the tokenizer (prefix tok_). */
 #ifndef LK_BPE_H
 #define LK_BPE_H
 
@@ -34,6 +35,8 @@ typedef struct {
     int byte_fallback;
     int ignore_merges;
     int byte_level; /* 1: vocabulary stored as raw bytes, units are bytes; 0: units are chars */
+    int dup_last;   /* a string listed twice maps to its last id (llama.cpp), else its first */
+    float *scores;  /* [n_ids] piece scores: the SentencePiece model of spm.c; NULL for BPE */
 } tok_bpe;
 
 /* Growable output of the encoder: ids with [start, end) byte offsets into the original text. */
@@ -79,6 +82,14 @@ lk_status tok_bpe_word(const tok_bpe *m, const uint8_t *w, size_t n, const uint3
                        const uint32_t *oend, tok_bpe_scratch *sc, tok_out *out);
 
 void tok_bpe_scratch_free(tok_bpe_scratch *sc);
+
+/* Tokenize w[0..n) as llama.cpp's "llama" (SentencePiece) vocabulary does (llm_tokenizer_spm):
+ * start from UTF-8 characters, repeatedly merge the adjacent pair whose concatenation is a token
+ * with the highest score (leftmost on ties), then write each piece's id, or its bytes as byte
+ * tokens (m->byte_ids; m->unk_id, else nothing, for a byte without one). Offsets as
+ * tok_bpe_word. m->scores must be set. */
+lk_status tok_spm_word(const tok_bpe *m, const uint8_t *w, size_t n, const uint32_t *ostart,
+                       const uint32_t *oend, tok_bpe_scratch *sc, tok_out *out);
 
 /* Append one id with offsets to out. */
 lk_status tok_out_push(tok_out *out, int32_t id, uint32_t start, uint32_t end);

@@ -1,8 +1,11 @@
 /* gguf_vocab.c — see gguf_vocab.h. Follows convert_hf_to_gguf.py (_set_vocab_llama_hf,
- * _set_vocab_gpt2) and gguf-py's SpecialVocab: token types NORMAL 1, UNKNOWN 2, CONTROL 3,
- * USER_DEFINED 4, UNUSED 5, BYTE 6. Scores of SentencePiece-style vocabularies are the piece
- * order (-(id - first normal id)), which is what SentencePiece BPE models store and what the
- * real stories260K.gguf holds. */
+ * _set_vocab_gpt2 / get_vocab_base) and gguf-py's SpecialVocab of llama.cpp 0c1e57098: token
+ * types NORMAL 1, UNKNOWN 2, CONTROL 3, USER_DEFINED 4, UNUSED 5, BYTE 6. Scores of
+ * SentencePiece-style vocabularies are the piece order (-(id - first normal id)), which is what
+ * SentencePiece BPE models store and what the real stories260K.gguf holds. For Qwen2.5 and
+ * Llama-3.2 every tokenizer key equals the converter's (tests/test_gguf_tok.c checks digests);
+ * not reproduced: tokenizer.ggml.add_sep_token, and the converter's re-encoding of added tokens
+ * that are not normalized (ASCII special tokens come out unchanged). */
 #include "text/gguf_vocab.h"
 
 #include <cjson/cJSON.h>
@@ -43,6 +46,20 @@ static lk_status load_json(const char *dir, const char *name, int required, cJSO
     return s;
 }
 
+/* convert_hf_to_gguf's does_token_look_special: added tokens marked control even when
+ * tokenizer.json does not call them special. */
+static int looks_special(const char *t)
+{
+    size_t n = strlen(t);
+    static const char *const named[] = {"<pad>", "<mask>", "<2mass>", "[@BOS@]"};
+    for (int k = 0; k < 4; k++)
+        if (strcmp(t, named[k]) == 0)
+            return 1;
+    return (n >= 4 && !strncmp(t, "<|", 2) && !strcmp(t + n - 2, "|>")) ||
+           (n >= 8 && !strncmp(t, "<\xef\xbd\x9c", 4) && !strcmp(t + n - 4, "\xef\xbd\x9c>")) ||
+           (n >= 8 && !strncmp(t, "<unused", 7) && t[n - 1] == '>');
+}
+
 /* Fill text/type from model.vocab and added_tokens. */
 static lk_status vocab_fill(vocab *v, const cJSON *tok, const char *dir)
 {
@@ -72,10 +89,13 @@ static lk_status vocab_fill(vocab *v, const cJSON *tok, const char *dir)
             id->valuedouble >= (double)v->n)
             continue;
         int64_t i = (int64_t)id->valuedouble;
+        int special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"));
         v->text[i] = c->valuestring;
-        v->type[i] =
-            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? TT_CONTROL : TT_USER;
-        if (cJSON_IsString(unk) && strcmp(unk->valuestring, c->valuestring) == 0)
+        v->type[i] = special ? TT_CONTROL : TT_USER;
+        if (!v->byte_fallback && looks_special(c->valuestring)) /* get_vocab_base */
+            v->type[i] = TT_CONTROL;
+        if (v->byte_fallback && cJSON_IsString(unk) &&
+            strcmp(unk->valuestring, c->valuestring) == 0)
             v->type[i] = TT_UNKNOWN;
     }
     int64_t first_normal = -1;
@@ -136,22 +156,86 @@ static const char *pre_name(const struct lk_model_config *cfg, const cJSON *tok)
     return llama3 ? "llama-bpe" : "default";
 }
 
-/* Id of a special token named in tokenizer_config.json (string or {"content": ...}). */
-static int64_t special_id(const vocab *v, const cJSON *tc, const char *key)
+/* A token named in tokenizer_config.json (key: "str" or {"content": "str"}), or NULL. */
+static const char *special_token_name(const cJSON *tc, const char *key)
 {
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(tc, key);
     if (cJSON_IsObject(e))
         e = cJSON_GetObjectItemCaseSensitive(e, "content");
-    if (!cJSON_IsString(e))
-        return -1;
-    for (int64_t i = 0; i < v->n; i++)
-        if (strcmp(v->text[i], e->valuestring) == 0)
+    return cJSON_IsString(e) ? e->valuestring : NULL;
+}
+
+/* tokenizer.chat_template: tokenizer_config.json's chat_template (a string), else the folder's
+ * chat_template.jinja. */
+static lk_status add_template(gguf_writer *w, const cJSON *tc, const char *dir)
+{
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(tc, "chat_template");
+    if (cJSON_IsString(ct))
+        return gguf_set_str(w, "tokenizer.chat_template", ct->valuestring);
+    char *p = path_join(dir, "chat_template.jinja"), *txt = NULL;
+    if (!p)
+        return status_fail(LK_ERR_NOMEM, "out of memory");
+    lk_status s = file_exists(p) ? read_text_file(p, 1 << 24, &txt, NULL) : LK_OK;
+    if (s == LK_OK && txt)
+        s = gguf_set_str(w, "tokenizer.chat_template", txt);
+    free(txt);
+    free(p);
+    return s;
+}
+
+/* Id of a special token named in tokenizer_config.json (string or {"content": ...}). */
+static int64_t special_id(const vocab *v, const cJSON *tc, const char *key)
+{
+    const char *name = special_token_name(tc, key);
+    for (int64_t i = 0; name && i < v->n; i++)
+        if (strcmp(v->text[i], name) == 0)
             return i;
     return -1;
 }
 
-static lk_status add_specials(gguf_writer *w, const vocab *v, const cJSON *tc,
-                              const struct lk_model_config *cfg)
+/* SpecialVocab's reading of tokenizer.json's post_processor (processors of a Sequence in turn):
+ * ByteLevel makes add_bos / add_eos false unless set; TemplateProcessing's single sequence sets
+ * add_bos when it starts with the BOS (or CLS) token and add_eos when it ends with a special
+ * token; RobertaProcessing sets both. -1: not set. */
+static void post_processor_adds(const cJSON *pp, const cJSON *tc, int *bos, int *eos)
+{
+    const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pp, "processors"), *p;
+    const cJSON *one[1] = {pp};
+    int n = cJSON_IsArray(procs) ? cJSON_GetArraySize(procs) : 1;
+    const char *bos_tok = special_token_name(tc, "bos_token");
+    const char *cls_tok = special_token_name(tc, "cls_token");
+    for (int i = 0; pp && i < n; i++) {
+        p = cJSON_IsArray(procs) ? cJSON_GetArrayItem(procs, i) : one[0];
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(p, "type");
+        const char *t = cJSON_IsString(ty) ? ty->valuestring : "";
+        if (!strcmp(t, "ByteLevel")) {
+            *bos = *bos < 0 ? 0 : *bos;
+            *eos = *eos < 0 ? 0 : *eos;
+        } else if (!strcmp(t, "RobertaProcessing")) {
+            *bos = *eos = 1;
+        } else if (!strcmp(t, "TemplateProcessing")) {
+            const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
+            int k = cJSON_GetArraySize(single);
+            const char *first =
+                k > 1 ? special_token_name(cJSON_GetObjectItemCaseSensitive(
+                                               cJSON_GetArrayItem(single, 0), "SpecialToken"),
+                                           "id")
+                      : NULL;
+            const char *last =
+                k > 1 ? special_token_name(cJSON_GetObjectItemCaseSensitive(
+                                               cJSON_GetArrayItem(single, k - 1), "SpecialToken"),
+                                           "id")
+                      : NULL;
+            if (first)
+                *bos = !bos_tok || !strcmp(first, bos_tok) || (cls_tok && !strcmp(first, cls_tok));
+            if (last)
+                *eos = 1;
+        }
+    }
+}
+
+static lk_status add_specials(gguf_writer *w, const vocab *v, const cJSON *tok, const cJSON *tc,
+                              const char *dir, const struct lk_model_config *cfg)
 {
     static const char *const keys[][2] = {{"bos_token", "tokenizer.ggml.bos_token_id"},
                                           {"eos_token", "tokenizer.ggml.eos_token_id"},
@@ -166,20 +250,24 @@ static lk_status add_specials(gguf_writer *w, const vocab *v, const cJSON *tc,
         if (id >= 0)
             LK_TRY(gguf_set_u32(w, keys[k][1], (uint32_t)id));
     }
+    int add_bos = -1, add_eos = -1; /* the post-processor first, then tokenizer_config.json */
+    post_processor_adds(cJSON_GetObjectItemCaseSensitive(tok, "post_processor"), tc, &add_bos,
+                        &add_eos);
     const cJSON *ab = cJSON_GetObjectItemCaseSensitive(tc, "add_bos_token");
     const cJSON *ae = cJSON_GetObjectItemCaseSensitive(tc, "add_eos_token");
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(tc, "chat_template");
-    if (cJSON_IsBool(ab))
-        LK_TRY(gguf_set_bool(w, "tokenizer.ggml.add_bos_token", cJSON_IsTrue(ab)));
-    if (cJSON_IsBool(ae))
-        LK_TRY(gguf_set_bool(w, "tokenizer.ggml.add_eos_token", cJSON_IsTrue(ae)));
-    if (cJSON_IsString(ct))
-        LK_TRY(gguf_set_str(w, "tokenizer.ggml.chat_template", ct->valuestring));
-    return LK_OK;
+    if (add_bos < 0 && cJSON_IsBool(ab))
+        add_bos = cJSON_IsTrue(ab);
+    if (add_eos < 0 && cJSON_IsBool(ae))
+        add_eos = cJSON_IsTrue(ae);
+    if (add_bos >= 0)
+        LK_TRY(gguf_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos));
+    if (add_eos >= 0)
+        LK_TRY(gguf_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos));
+    return add_template(w, tc, dir);
 }
 
 static lk_status write_vocab(gguf_writer *w, const vocab *v, const cJSON *tok, const cJSON *tc,
-                             const struct lk_model_config *cfg)
+                             const char *dir, const struct lk_model_config *cfg)
 {
     LK_TRY(gguf_set_str(w, "tokenizer.ggml.model", v->byte_fallback ? "llama" : "gpt2"));
     LK_TRY(
@@ -190,7 +278,7 @@ static lk_status write_vocab(gguf_writer *w, const vocab *v, const cJSON *tok, c
     LK_TRY(gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, v->type, (uint64_t)v->n));
     if (!v->byte_fallback)
         LK_TRY(add_merges(w, tok));
-    return add_specials(w, v, tc, cfg);
+    return add_specials(w, v, tok, tc, dir, cfg);
 }
 
 lk_status gguf_vocab_from_hf(gguf_writer *w, const char *dir, const struct lk_model_config *cfg)
@@ -209,7 +297,7 @@ lk_status gguf_vocab_from_hf(gguf_writer *w, const char *dir, const struct lk_mo
     if (s == LK_OK)
         s = vocab_fill(&v, tok, dir);
     if (s == LK_OK)
-        s = write_vocab(w, &v, tok, tc, cfg);
+        s = write_vocab(w, &v, tok, tc, dir, cfg);
     free(v.text);
     free(v.pad);
     free(v.type);

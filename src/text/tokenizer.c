@@ -1,14 +1,16 @@
 /* tokenizer.c — the tokenizer object: loading a Hugging Face tokenizer folder (tokenizer.json:
  * the BPE model's vocabulary and merges, added tokens; its pipeline through tokenizer_pipeline.c;
  * tokenizer_config.json / special_tokens_map.json / chat_template.jinja: BOS/EOS, add_*_token,
- * the chat template), freeing it, and its queries. Byte-level tokenizers store the vocabulary as
- * raw bytes (the GPT-2 byte map is undone at load), so the model works on bytes directly.
- * Encoding and decoding live in tokenizer_encode.c and tokenizer_decode.c; this file calls into
- * tokenizer_pipeline.c and tok_normalize (tokenizer_encode.c), and nothing calls back. */
+ * the chat template) or a GGUF file's tokenizer (through tokenizer_gguf.c), freeing it, and its
+ * queries. Byte-level tokenizers store the vocabulary as raw bytes (the GPT-2 byte map is undone
+ * at load), so the model works on bytes directly. Encoding and decoding live in
+ * tokenizer_encode.c and tokenizer_decode.c; this file calls into tokenizer_pipeline.c,
+ * tok_normalize (tokenizer_encode.c) and tok_load_gguf, and nothing calls back. */
 #include "text/tokenizer_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/json.h"
 #include "core/mapfile.h"
@@ -540,17 +542,28 @@ static lk_status load_tokenizer_json(lk_tokenizer *t, const cJSON *j)
     return LK_OK;
 }
 
-lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out)
+/* A GGUF file's tokenizer: the special tokens indexed for matching, the SentencePiece split. */
+static lk_status load_gguf(lk_tokenizer *t, const char *path)
 {
-    if (!dir || !out)
-        return status_fail(LK_ERR_ARG, "lk_tokenizer_load: NULL argument");
-    *out = NULL;
-    lk_tokenizer *t = calloc(1, sizeof *t);
-    if (!t || !(t->path = path_join(dir, "tokenizer.json"))) {
-        free(t);
-        return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
-    }
-    t->bos = t->eos = -1;
+    LK_TRY(tok_load_gguf(t, path));
+    LK_TRY(build_added_set(t, &t->raw_set, 0));
+    t->spm_split = spm_split_exact(&t->bpe);
+    return LK_OK;
+}
+
+/* A path that is not a folder: a .gguf name, or any file (gguf_open_meta checks its magic). */
+static int is_gguf_path(const char *path)
+{
+    struct stat st;
+    size_t n = strlen(path);
+    if (stat(path, &st) == 0)
+        return !S_ISDIR(st.st_mode);
+    return n >= 5 && strcmp(path + n - 5, ".gguf") == 0;
+}
+
+/* A Hugging Face tokenizer folder (t->path is DIR/tokenizer.json). */
+static lk_status load_folder(lk_tokenizer *t, const char *dir)
+{
     cJSON *j = NULL;
     lk_status s;
     if (!file_exists(t->path))
@@ -565,6 +578,22 @@ lk_status lk_tokenizer_load(const char *dir, lk_tokenizer **out)
     cJSON_Delete(j);
     if (s == LK_OK)
         s = load_config(t, dir);
+    return s;
+}
+
+lk_status lk_tokenizer_load(const char *path, lk_tokenizer **out)
+{
+    if (!path || !out)
+        return status_fail(LK_ERR_ARG, "lk_tokenizer_load: NULL argument");
+    *out = NULL;
+    int gguf = is_gguf_path(path);
+    lk_tokenizer *t = calloc(1, sizeof *t);
+    if (!t || !(t->path = gguf ? tok_strdup(path, NULL) : path_join(path, "tokenizer.json"))) {
+        free(t);
+        return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    t->bos = t->eos = -1;
+    lk_status s = gguf ? load_gguf(t, path) : load_folder(t, path);
     if (s != LK_OK) {
         lk_tokenizer_free(t);
         return s;
@@ -602,6 +631,8 @@ void lk_tokenizer_free(lk_tokenizer *t)
     free(t->bos_str);
     free(t->eos_str);
     free(t->chat_template);
+    free(t->attr);
+    free(t->special);
     tok_bpe_free(&t->bpe);
     free(t->path);
     free(t);

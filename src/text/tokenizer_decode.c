@@ -1,10 +1,12 @@
 /* tokenizer_decode.c — decoding token ids to text as tokenizers (Rust) does: each id becomes its
  * string (added tokens their normalised pattern, skipped when that is a special token's content
  * and skip_special is on), then the decoder steps (ByteLevel, ByteFallback, Fuse, Strip, Replace,
- * Metaspace) run over the list of strings, which is finally joined. Calls into bpe.c only (the
- * GPT-2 byte map). */
+ * Metaspace) run over the list of strings, which is finally joined. A GGUF tokenizer decodes as
+ * llama.cpp's llama_detokenize instead (decode_gguf). Calls into bpe.c only (the GPT-2 byte
+ * map). */
 #include "text/tokenizer_impl.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,11 +182,135 @@ static lk_status decode_tokens(const lk_tokenizer *t, const int32_t *ids, int64_
     return LK_OK;
 }
 
+/* ============================================================================================ */
+/* GGUF: llama.cpp's detokenizer                                                                */
+/* ============================================================================================ */
+
+/* The bytes of token id as llama.cpp's token_to_piece writes them (special: render control and
+ * unknown tokens): control, unknown and user-defined tokens as their text, normal tokens as their
+ * bytes (SentencePiece: "▁" as a space), byte tokens <0xXX> as the byte, anything else as "". */
+static lk_status gguf_piece(const lk_tokenizer *t, int32_t id, int special, struct buf *out)
+{
+    uint16_t a = t->attr[id];
+    const char *s = t->bpe.strs + t->bpe.off[id];
+    size_t n = (size_t)t->bpe.len[id];
+    if (a & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN | TOK_ATTR_USER_DEFINED)) {
+        const struct added *ad = &t->added[t->added_of_id[id]];
+        if (!special && (a & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)))
+            return LK_OK;
+        return buf_put(out, ad->content, ad->len, "tokenizer decode: text");
+    }
+    if (a & TOK_ATTR_NORMAL) {
+        if (t->kind == TOK_GGUF_BPE)
+            return buf_put(out, s, n, "tokenizer decode: text");
+        for (size_t i = 0; i < n;) { /* SentencePiece: "▁" is a space */
+            int mark = i + 3 <= n && memcmp(s + i, "\xe2\x96\x81", 3) == 0;
+            LK_TRY(buf_put(out, mark ? " " : s + i, 1, "tokenizer decode: text"));
+            i += mark ? 3 : 1;
+        }
+        return LK_OK;
+    }
+    if (a & TOK_ATTR_BYTE) { /* strtol of the two characters after "<0x" */
+        int v = 0;
+        for (size_t i = 3; i < 5 && i < n && isxdigit((unsigned char)s[i]); i++)
+            v = v * 16 + (isdigit((unsigned char)s[i]) ? s[i] - '0' : (s[i] | 0x20) - 'a' + 10);
+        uint8_t b = (uint8_t)v;
+        return buf_put(out, &b, 1, "tokenizer decode: text");
+    }
+    return LK_OK;
+}
+
+/* llama_detokenize's clean_up_tokenization_spaces, its three passes as it writes them: no space
+ * before ? ! . or , ; none around a lone ' ; none before 's 'm 're 've. */
+static size_t clean_spaces(char *x, size_t total)
+{
+    size_t t1 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < t1; i++) {
+        char c = x[i];
+        if (x[i - 1] == ' ' && (c == '?' || c == '!' || c == '.' || c == ','))
+            total--;
+        x[total++] = c;
+    }
+    size_t t2 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < t2; i++) {
+        char c = x[i];
+        if (c == '\'' && i + 1 < t2 && x[i - 1] == ' ' && x[i + 1] == ' ') {
+            total--;
+            x[++i] = 0;
+        }
+        x[total++] = c;
+    }
+    size_t t3 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < t3; i++) {
+        char c = x[i];
+        if (x[i - 1] == ' ' && c == '\'' && i + 1 < t3) {
+            char c1 = x[i + 1];
+            if (c1 == 's' || c1 == 'm')
+                total--;
+            else if (c1 != 't' && c1 != 'd' && i + 2 < t3 &&
+                     ((c1 == 'r' && x[i + 2] == 'e') || (c1 == 'v' && x[i + 2] == 'e')))
+                total--;
+        }
+        x[total++] = c;
+    }
+    return total;
+}
+
+/* llama_detokenize(remove_special = skip_special, unparse_special = !skip_special): a BOS in
+ * front and an EOS at the end that the tokenizer adds are dropped when skipping; the first
+ * piece loses one leading space where a "▁" was put before the text (add_space_prefix), unless a
+ * dropped BOS came before it. */
+static lk_status decode_gguf(const lk_tokenizer *t, const int32_t *ids, int64_t n, int skip_special,
+                             struct buf *out)
+{
+    int remove_space = t->add_space_prefix;
+    int64_t a = 0, z = n;
+    if (skip_special && t->add_bos && n > 0 && ids[0] == t->bos) {
+        remove_space = 0;
+        a = 1;
+    }
+    if (skip_special && t->add_eos && z > a && ids[z - 1] == t->eos)
+        z--;
+    for (int64_t i = a; i < z; i++) {
+        size_t start = out->n;
+        LK_TRY(gguf_piece(t, ids[i], !skip_special, out));
+        if (remove_space && out->n > start && out->p[start] == ' ') {
+            memmove(out->p + start, out->p + start + 1, out->n - start - 1);
+            out->n--;
+        }
+        remove_space = 0;
+    }
+    if (t->clean_spaces)
+        out->n = clean_spaces((char *)out->p, out->n);
+    return buf_put(out, "", 1, "tokenizer decode: text"); /* the NUL */
+}
+
 lk_status lk_tokenizer_decode(const lk_tokenizer *t, const int32_t *ids, int64_t n,
                               int skip_special, char **text, size_t *len)
 {
     if (!t || (!ids && n > 0) || n < 0 || !text)
         return status_fail(LK_ERR_ARG, "tokenizer decode: bad arguments");
+    if (t->kind != TOK_HF) {
+        for (int64_t i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= t->vocab_size)
+                return status_fail(LK_ERR_ARG,
+                                   "tokenizer decode: id %d at position %lld is outside "
+                                   "the vocabulary [0, %lld)",
+                                   ids[i], (long long)i, (long long)t->vocab_size);
+        struct buf out = {0};
+        lk_status s = decode_gguf(t, ids, n, skip_special, &out);
+        if (s != LK_OK) {
+            buf_free(&out);
+            return s;
+        }
+        *text = (char *)out.p;
+        if (len)
+            *len = out.n - 1;
+        return LK_OK;
+    }
     struct slist cur = {0}, nxt = {0};
     uint8_t *raw = NULL;
     lk_status s = decode_tokens(t, ids, n, skip_special, &cur, &raw);

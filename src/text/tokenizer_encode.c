@@ -6,10 +6,15 @@
  *   3. the pre-tokenizer splits each remaining piece into pre-tokens;
  *   4. the BPE model (bpe.c) tokenises each pre-token;
  *   5. the post-processor adds BOS/EOS.
- * Every byte of the working strings carries the byte range of the original text it came from, so
- * tokens get original offsets (used for loss masks). Calls into bpe.c only (of the text files). */
+ * A GGUF tokenizer (tokenizer_gguf.c) follows llama.cpp's llama_vocab::impl::tokenize instead:
+ * its special tokens are cut out one after another, longest first (tokenizer_st_partition), and
+ * each piece of text goes through steps 2-4 built from the GGUF metadata (llama.cpp's reading of
+ * UTF-8, its regex splits, or SentencePiece's "▁" and score merges). Every byte of the working
+ * strings carries the byte range of the original text it came from, so tokens get original
+ * offsets (used for loss masks). Calls into bpe.c only (of the text files). */
 #include "text/tokenizer_impl.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -58,7 +63,8 @@ struct enc {
     uint64_t wc_mask;
     struct store st;
     struct piece_list a, b;
-    struct piece_list sp; /* spans of find_spans: .first is is_match */
+    struct piece_list sp;      /* spans of find_spans: .first is is_match */
+    struct piece_list fr, fr2; /* GGUF: text fragments, .first is the special token id or -1 */
     tok_bpe_scratch sc;
     pcre2_match_data *md;
     tok_out out;
@@ -193,6 +199,61 @@ static lk_status norm_replace(struct store *st, const struct norm_step *ns, size
     return LK_OK;
 }
 
+/* One character of s[0..n) as llama.cpp's unicode_cpt_from_utf8 reads it (lead byte and
+ * continuation bytes checked, overlong forms accepted): its code point and length, or 0 for an
+ * invalid byte. */
+static int llama_utf8(const uint8_t *s, size_t n, uint32_t *cp)
+{
+    static const uint8_t mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    int k = s[0] < 0x80          ? 1
+            : (s[0] & 0x40) == 0 ? 0
+            : (s[0] & 0x20) == 0 ? 2
+            : (s[0] & 0x10) == 0 ? 3
+            : (s[0] & 0x08) == 0 ? 4
+                                 : 0;
+    if (k == 0 || (size_t)k > n)
+        return 0;
+    uint32_t c = s[0] & mask[k];
+    for (int i = 1; i < k; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    *cp = c;
+    return k;
+}
+
+/* Text as llama.cpp reads it for byte-level BPE: code points, an invalid byte as U+FFFD, written
+ * back as UTF-8 (so an overlong form becomes the short one). Surrogates and code points above
+ * U+10FFFF, which llama.cpp cannot write back, become U+FFFD too. */
+static lk_status norm_llama_utf8(struct store *st, size_t off, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        const uint8_t *s = (const uint8_t *)st->s + off + i;
+        uint32_t cp = 0xFFFD;
+        int k = llama_utf8(s, n - i, &cp);
+        if (k == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            cp = 0xFFFD;
+        utf8proc_uint8_t buf[4];
+        utf8proc_ssize_t m = utf8proc_encode_char((utf8proc_int32_t)cp, buf);
+        size_t used = k ? (size_t)k : 1;
+        LK_TRY(store_put(st, (const char *)buf, (size_t)m, st->os[off + i],
+                         st->oe[off + i + used - 1]));
+        i += used;
+    }
+    return LK_OK;
+}
+
+/* 1 when s[0..n) is valid UTF-8 (then llama.cpp's reading leaves it as it is). */
+static int valid_utf8(const uint8_t *s, size_t n)
+{
+    uint32_t cp;
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = (size_t)utf8_next(s + i, n - i, &cp)) == 0)
+            return 0;
+    return 1;
+}
+
 /* Run the normalizer chain over store bytes [*off, *off + *n); the result is appended to the
  * store and *off, *n are updated. */
 static lk_status normalize(const lk_tokenizer *t, struct store *st, size_t *off, size_t *n)
@@ -209,6 +270,10 @@ static lk_status normalize(const lk_tokenizer *t, struct store *st, size_t *off,
             LK_TRY(norm_unicode(st, ns->kind, o, len));
         } else if (ns->kind == N_LOWER) {
             LK_TRY(norm_lower(st, o, len));
+        } else if (ns->kind == N_UTF8) {
+            if (valid_utf8((const uint8_t *)st->s + o, len))
+                continue;
+            LK_TRY(norm_llama_utf8(st, o, len));
         } else if (ns->kind == N_PREPEND) {
             if (len == 0)
                 continue;
@@ -333,8 +398,11 @@ static void strip_match(const struct added *a, const uint8_t *s, size_t lo, size
 /* ============================================================================================ */
 
 /* Matches of re in piece p and the gaps between them (invalid UTF-8 bytes are gaps of their
- * own), as (offset, length, is_match) spans in e->sp. Empty matches are skipped. */
-static lk_status find_spans(struct enc *e, const pcre2_code *re, const struct piece *p)
+ * own), as (offset, length, is_match) spans in e->sp. Empty matches are skipped; with
+ * empty_splits they cut the text where they match, and a non-empty match starting there is
+ * looked for before moving on (std::regex_iterator's rule, which llama.cpp uses). */
+static lk_status find_spans(struct enc *e, const pcre2_code *re, int empty_splits,
+                            const struct piece *p)
 {
     const uint8_t *s = (const uint8_t *)e->st.s + p->off;
     size_t n = p->len, i = 0;
@@ -359,6 +427,18 @@ static lk_status find_spans(struct enc *e, const pcre2_code *re, const struct pi
                 return status_fail(LK_ERR_ARG, "tokenizer: pre-tokenizer regex failed (%d)", rc);
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
             size_t ms = ov[0], me = ov[1];
+            if (me == ms && empty_splits) {
+                if (ms > pos)
+                    LK_TRY(plist_push(&e->sp, p->off + pos, ms - pos, 0));
+                pos = ms;
+                rc = pcre2_match(re, s, j, ms,
+                                 PCRE2_NO_UTF_CHECK | PCRE2_ANCHORED | PCRE2_NOTEMPTY_ATSTART,
+                                 e->md, NULL);
+                if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+                    return status_fail(LK_ERR_ARG, "tokenizer: pre-tokenizer regex failed (%d)",
+                                       rc);
+                me = rc > 0 ? ov[1] : ms;
+            }
             if (me == ms) {
                 search = ms + (size_t)utf8_next(s + ms, j - ms, &cp);
                 continue;
@@ -380,7 +460,7 @@ static lk_status find_spans(struct enc *e, const pcre2_code *re, const struct pi
 static lk_status split_regex(struct enc *e, const struct pre_step *ps, const struct piece *p,
                              struct piece_list *dst)
 {
-    LK_TRY(find_spans(e, ps->re, p));
+    LK_TRY(find_spans(e, ps->re, ps->empty_splits, p));
     struct piece *sp = e->sp.p;
     int64_t n = e->sp.n, base = dst->n;
     int prev_match = 0;
@@ -475,13 +555,65 @@ static lk_status pre_metaspace(struct enc *e, const struct pre_step *ps, const s
     return LK_OK;
 }
 
-/* Run the BPE model on one pre-token, through the word cache when it is short. */
+static int is_number_cp(uint32_t c)
+{
+    utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
+    return cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO;
+}
+
+/* llama.cpp's digit-group splitter (unicode_regex_split_custom_afmoe, run for AFMoE's and Tiny
+ * Aya's first regex): each run of \p{N} is cut into its first len % 3 characters, if any, and
+ * groups of three; a cut ends a piece that starts where the previous one ended, so text before a
+ * run stays with its first group. */
+static lk_status split_digit_groups(struct enc *e, const struct piece *p, struct piece_list *dst)
+{
+    const uint8_t *s = (const uint8_t *)e->st.s + p->off;
+    size_t prev = 0, i = 0;
+    uint32_t cp;
+    int cl;
+    while (i < p->len) {
+        size_t j = i;
+        int64_t k = 0;
+        while (j < p->len && (cl = utf8_next(s + j, p->len - j, &cp)) > 0 && is_number_cp(cp))
+            j += (size_t)cl, k++;
+        if (k == 0) {
+            cl = utf8_next(s + i, p->len - i, &cp);
+            i += cl > 0 ? (size_t)cl : 1;
+            continue;
+        }
+        int64_t step = k % 3 ? k % 3 : 3, c = 0;
+        for (size_t q = i; q < j;) {
+            q += (size_t)utf8_next(s + q, j - q, &cp);
+            if (++c == step) {
+                LK_TRY(plist_push(dst, p->off + prev, q - prev, p->first && prev == 0));
+                prev = q;
+                c = 0;
+                step = 3;
+            }
+        }
+        i = j;
+    }
+    if (prev < p->len)
+        LK_TRY(plist_push(dst, p->off + prev, p->len - prev, p->first && prev == 0));
+    return LK_OK;
+}
+
+/* The model on one pre-token: BPE, or SentencePiece when the vocabulary has scores. */
+static lk_status model_run(struct enc *e, const uint8_t *w, size_t n, const uint32_t *os,
+                           const uint32_t *oe)
+{
+    const tok_bpe *m = &e->t->bpe;
+    return m->scores ? tok_spm_word(m, w, n, os, oe, &e->sc, &e->out)
+                     : tok_bpe_word(m, w, n, os, oe, &e->sc, &e->out);
+}
+
+/* Run the model on one pre-token, through the word cache when it is short. */
 static lk_status model_word(struct enc *e, const struct piece *p)
 {
     const uint8_t *w = (const uint8_t *)e->st.s + p->off;
     const uint32_t *os = e->st.os + p->off, *oe = e->st.oe + p->off;
     if (!e->wc || p->len > WC_MAXW)
-        return tok_bpe_word(&e->t->bpe, w, p->len, os, oe, &e->sc, &e->out);
+        return model_run(e, w, p->len, os, oe);
     uint64_t h = tok_hash(w, p->len);
     struct wc_slot *c = &e->wc[h & e->wc_mask];
     if (c->h == h && c->wlen == p->len && memcmp(c->w, w, p->len) == 0) {
@@ -496,7 +628,7 @@ static lk_status model_word(struct enc *e, const struct piece *p)
     static const uint32_t rel_e[WC_MAXW] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12,
                                             13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
     int64_t n0 = e->out.n;
-    LK_TRY(tok_bpe_word(&e->t->bpe, w, p->len, rel_s, rel_e, &e->sc, &e->out));
+    LK_TRY(model_run(e, w, p->len, rel_s, rel_e));
     int64_t nt = e->out.n - n0;
     if (nt <= WC_MAXT) {
         c->h = h;
@@ -552,6 +684,8 @@ static lk_status pretokenize_and_model(struct enc *e, size_t off, size_t n, int 
                 LK_TRY(split_regex(e, ps, &p, &e->b));
             else if (ps->kind == P_BYTELEVEL)
                 LK_TRY(pre_bytelevel(e, ps, &p, &e->b));
+            else if (ps->kind == P_DIGITS)
+                LK_TRY(split_digit_groups(e, &p, &e->b));
             else
                 LK_TRY(pre_metaspace(e, ps, &p, &e->b));
         }
@@ -602,9 +736,99 @@ static lk_status encode_segment(struct enc *e, const char *text, size_t o, size_
     return LK_OK;
 }
 
+/* ============================================================================================ */
+/* GGUF: llama.cpp's special-token partition                                                    */
+/* ============================================================================================ */
+
+/* Cut every occurrence of special token k (added[k], id special[k]) out of the text fragments in
+ * e->fr, left to right within each, as tokenizer_st_partition does: lstrip drops ASCII whitespace
+ * before it from the fragment on its left, rstrip after it from the one on its right. */
+static lk_status cut_special(struct enc *e, const char *text, int k)
+{
+    const struct added *a = &e->t->added[k];
+    e->fr2.n = 0;
+    for (int64_t i = 0; i < e->fr.n; i++) {
+        struct piece f = e->fr.p[i];
+        if (f.first >= 0) {
+            LK_TRY(plist_push(&e->fr2, f.off, f.len, f.first));
+            continue;
+        }
+        size_t base = f.off, n = f.len;
+        while (n > 0) {
+            const char *m = memmem(text + base, n, a->pat, a->pat_len);
+            if (!m) {
+                LK_TRY(plist_push(&e->fr2, base, n, -1));
+                break;
+            }
+            size_t ms = (size_t)(m - text), left = ms - base, me = ms + a->pat_len;
+            while (a->lstrip && left > 0 && isspace((unsigned char)text[base + left - 1]))
+                left--;
+            if (left > 0)
+                LK_TRY(plist_push(&e->fr2, base, left, -1));
+            LK_TRY(plist_push(&e->fr2, ms, a->pat_len, a->id));
+            n = base + n - me;
+            base = me;
+            while (a->rstrip && n > 0 && isspace((unsigned char)text[base]))
+                base++, n--;
+        }
+    }
+    struct piece_list tmp = e->fr;
+    e->fr = e->fr2;
+    e->fr2 = tmp;
+    return LK_OK;
+}
+
+/* Which special tokens occur in the text at all (one pass, candidates by first byte), so that
+ * only those are cut, in llama.cpp's order. */
+static lk_status gguf_partition(struct enc *e, const char *text, size_t len)
+{
+    const lk_tokenizer *t = e->t;
+    e->fr.n = 0;
+    if (len > 0)
+        LK_TRY(plist_push(&e->fr, 0, len, -1));
+    if (t->n_special == 0 || len == 0)
+        return LK_OK;
+    uint8_t *seen = calloc((size_t)t->n_special, 1);
+    if (!seen)
+        return status_fail(LK_ERR_NOMEM, "tokenizer: out of memory");
+    const uint8_t *s = (const uint8_t *)text;
+    for (size_t p = 0; p < len; p++)
+        for (int32_t k = t->raw_set.begin[s[p]]; k < t->raw_set.begin[s[p] + 1]; k++) {
+            const struct added *a = &t->added[t->raw_set.idx[k]];
+            if (a->pat_len <= len - p && memcmp(s + p, a->pat, a->pat_len) == 0)
+                seen[t->raw_set.idx[k]] = 1;
+        }
+    lk_status st = LK_OK;
+    for (int k = 0; st == LK_OK && k < t->n_special; k++)
+        if (seen[k])
+            st = cut_special(e, text, k);
+    free(seen);
+    return st;
+}
+
+static lk_status encode_gguf(struct enc *e, const char *text, size_t len, int add_special)
+{
+    const lk_tokenizer *t = e->t;
+    if (add_special && t->add_bos && t->bos >= 0)
+        LK_TRY(tok_out_push(&e->out, t->bos, 0, 0));
+    LK_TRY(gguf_partition(e, text, len));
+    for (int64_t i = 0; i < e->fr.n; i++) {
+        const struct piece f = e->fr.p[i];
+        if (f.first >= 0)
+            LK_TRY(tok_out_push(&e->out, f.first, (uint32_t)f.off, (uint32_t)(f.off + f.len)));
+        else
+            LK_TRY(encode_segment(e, text, f.off, f.len));
+    }
+    if (add_special && t->add_eos && t->eos >= 0)
+        LK_TRY(tok_out_push(&e->out, t->eos, (uint32_t)len, (uint32_t)len));
+    return LK_OK;
+}
+
 static lk_status encode_all(struct enc *e, const char *text, size_t len, int add_special)
 {
     const lk_tokenizer *t = e->t;
+    if (t->kind != TOK_HF)
+        return encode_gguf(e, text, len, add_special);
     int pre = add_special ? (t->cfg_flags ? (t->add_bos && t->bos >= 0) : t->n_tmpl_pre) : 0;
     for (int i = 0; i < pre; i++)
         LK_TRY(tok_out_push(&e->out, t->cfg_flags ? t->bos : t->tmpl_pre[i], 0, 0));
@@ -637,6 +861,8 @@ static void enc_free(struct enc *e)
     free(e->a.p);
     free(e->b.p);
     free(e->sp.p);
+    free(e->fr.p);
+    free(e->fr2.p);
     free(e->wc);
     tok_bpe_scratch_free(&e->sc);
     pcre2_match_data_free(e->md);

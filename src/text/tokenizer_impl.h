@@ -4,8 +4,11 @@
  *                         post_processor (and the JSON helpers of the tokenizer files);
  *   tokenizer_encode.c    normalising, added-token matching, pre-tokenizing, BPE (bpe.c), encode;
  *   tokenizer_decode.c    decode;
+ *   tokenizer_gguf.c      loading a GGUF file's tokenizer.* metadata (llama.cpp's vocabularies,
+ *                         pre-tokenizers from gguf_pre.c): calls the pipeline's regex compiler;
  *   tokenizer.c           loading (model, added tokens, tokenizer_config.json), free, queries:
- *                         calls the pipeline reader and tok_normalize of tokenizer_encode.c.
+ *                         calls the pipeline reader, tok_normalize of tokenizer_encode.c and the
+ *                         GGUF loader.
  * Internal to those files (prefix tok_); chat.c and dataset.c use tokenizer.h. */
 #ifndef LK_TOKENIZER_IMPL_H
 #define LK_TOKENIZER_IMPL_H
@@ -18,8 +21,10 @@
 
 #include "text/tokenizer.h"
 
-enum { N_NFC, N_NFD, N_NFKC, N_NFKD, N_LOWER, N_PREPEND, N_REPLACE };
-enum { P_SPLIT, P_BYTELEVEL, P_METASPACE };
+/* N_UTF8: text read as llama.cpp reads it for byte-level BPE (invalid UTF-8 becomes U+FFFD) */
+enum { N_NFC, N_NFD, N_NFKC, N_NFKD, N_LOWER, N_PREPEND, N_REPLACE, N_UTF8 };
+/* P_DIGITS: llama.cpp's digit-group splitter (AFMoE, Tiny Aya; see tokenizer_encode.c) */
+enum { P_SPLIT, P_BYTELEVEL, P_METASPACE, P_DIGITS };
 enum { B_ISOLATED, B_REMOVED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
 enum { D_BYTELEVEL, D_REPLACE, D_BYTEFALLBACK, D_FUSE, D_STRIP, D_METASPACE, D_NONE };
 enum { PS_ALWAYS, PS_FIRST, PS_NEVER };
@@ -39,6 +44,7 @@ struct pre_step {
     size_t repl_len;
     int prepend_scheme; /* Metaspace */
     int split;          /* Metaspace */
+    int empty_splits;   /* Split: an empty match cuts the text there (llama.cpp's std::regex) */
 };
 
 struct dec_step {
@@ -91,6 +97,31 @@ struct lk_tokenizer {
     int cfg_flags;    /* tokenizer_config.json sets add_bos_token or add_eos_token */
     int add_bos, add_eos;
     char *chat_template;
+    /* GGUF (tokenizer_gguf.c): kind TOK_GGUF_*, llama.cpp's token attributes, and the tokens
+     * matched in raw text before anything else (llama.cpp's cache_special_tokens: control,
+     * user-defined and unknown tokens, longest first; each is also in added, which raw_set
+     * indexes by first byte) */
+    int kind;
+    uint16_t *attr;   /* [vocab_size] TOK_ATTR_* */
+    int32_t *special; /* [n_special] ids, in the order llama.cpp cuts them out */
+    int n_special;
+    int add_space_prefix; /* SentencePiece: a "▁" before each piece of text */
+    int clean_spaces;     /* decode: clean_up_tokenization_spaces */
+};
+
+/* lk_tokenizer.kind */
+enum { TOK_HF = 0, TOK_GGUF_BPE = 1, TOK_GGUF_SPM = 2 };
+
+/* llama.cpp's llama_token_attr bits */
+enum {
+    TOK_ATTR_UNKNOWN = 1 << 0,
+    TOK_ATTR_UNUSED = 1 << 1,
+    TOK_ATTR_NORMAL = 1 << 2,
+    TOK_ATTR_CONTROL = 1 << 3,
+    TOK_ATTR_USER_DEFINED = 1 << 4,
+    TOK_ATTR_BYTE = 1 << 5,
+    TOK_ATTR_LSTRIP = 1 << 7,
+    TOK_ATTR_RSTRIP = 1 << 8
 };
 
 /* ---- tokenizer_pipeline.c ---- */
@@ -117,10 +148,25 @@ lk_status tok_parse_pretokenizer(lk_tokenizer *t, const cJSON *j);
 lk_status tok_parse_decoder(lk_tokenizer *t, const cJSON *j);
 lk_status tok_parse_post(lk_tokenizer *t, const cJSON *j);
 
+/* Compile a pre-tokenizer regex (PCRE2 UTF + UCP, JIT when available; literal: a plain string;
+ * opts: more PCRE2 compile options). Append a step to t's normalizers / pre-tokenizers, which
+ * then own its strings / regex (freed on failure too). */
+lk_status tok_compile_re(lk_tokenizer *t, const char *pat, size_t len, int literal, uint32_t opts,
+                         pcre2_code **out);
+lk_status tok_add_norm(lk_tokenizer *t, const struct norm_step *ns);
+lk_status tok_add_pre(lk_tokenizer *t, const struct pre_step *ps);
+
 /* ---- tokenizer_encode.c ---- */
 
 /* s[0..n) put through t's normalizer chain: *out malloc'd and NUL-terminated, *out_len bytes. */
 lk_status tok_normalize(const lk_tokenizer *t, const char *s, size_t n, char **out,
                         size_t *out_len);
+
+/* ---- tokenizer_gguf.c ---- */
+
+/* Fill t (zeroed, path set, bos/eos -1) from the tokenizer.* metadata of the GGUF file at path:
+ * vocabulary, model, pre-tokenizer, token attributes, special tokens and flags, chat template,
+ * added (the special tokens) and added_of_id. The caller builds raw_set and frees t on error. */
+lk_status tok_load_gguf(lk_tokenizer *t, const char *path);
 
 #endif /* LK_TOKENIZER_IMPL_H */

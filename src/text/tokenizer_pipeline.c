@@ -105,22 +105,27 @@ lk_status tok_parse_normalizer(lk_tokenizer *t, const cJSON *j)
     } else {
         return tok_unsupported(t, "normalizer", type);
     }
+    return tok_add_norm(t, &ns);
+}
+
+lk_status tok_add_norm(lk_tokenizer *t, const struct norm_step *ns)
+{
     lk_status s = BUF_GROW(&t->norm, &t->cap_norm, (size_t)t->n_norm + 1, "tokenizer: normalizers");
     if (s != LK_OK) {
-        free(ns.a);
-        free(ns.b);
+        free(ns->a);
+        free(ns->b);
         return s;
     }
-    t->norm[t->n_norm++] = ns;
+    t->norm[t->n_norm++] = *ns;
     return LK_OK;
 }
 
-static lk_status compile_re(lk_tokenizer *t, const char *pat, size_t len, int literal,
-                            pcre2_code **out)
+lk_status tok_compile_re(lk_tokenizer *t, const char *pat, size_t len, int literal, uint32_t opts,
+                         pcre2_code **out)
 {
     int err;
     PCRE2_SIZE eoff;
-    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* LITERAL refuses UCP */
+    opts |= PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* LITERAL refuses UCP */
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opts, &err, &eoff, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
@@ -136,7 +141,7 @@ static lk_status compile_re(lk_tokenizer *t, const char *pat, size_t len, int li
 static const char gpt2_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static lk_status add_pre(lk_tokenizer *t, const struct pre_step *ps)
+lk_status tok_add_pre(lk_tokenizer *t, const struct pre_step *ps)
 {
     lk_status s = BUF_GROW(&t->pre, &t->cap_pre, (size_t)t->n_pre + 1, "tokenizer: pre-tokenizers");
     if (s != LK_OK) {
@@ -210,13 +215,13 @@ lk_status tok_parse_pretokenizer(lk_tokenizer *t, const cJSON *j)
                 ps.behavior = i;
         if (ps.behavior < 0)
             return BAD(t, "pre_tokenizer Split: unknown behavior '%s'", beh ? beh : "(missing)");
-        LK_TRY(compile_re(t, re ? re : str, strlen(re ? re : str), !re, &ps.re));
+        LK_TRY(tok_compile_re(t, re ? re : str, strlen(re ? re : str), !re, 0, &ps.re));
     } else if (strcmp(type, "ByteLevel") == 0) {
         ps.kind = P_BYTELEVEL;
         ps.add_prefix_space = tok_jbool(j, "add_prefix_space", 1);
         ps.behavior = B_ISOLATED;
         if (tok_jbool(j, "use_regex", 1))
-            LK_TRY(compile_re(t, gpt2_regex, sizeof gpt2_regex - 1, 0, &ps.re));
+            LK_TRY(tok_compile_re(t, gpt2_regex, sizeof gpt2_regex - 1, 0, 0, &ps.re));
         t->bpe.byte_level = 1;
     } else if (strcmp(type, "Digits") == 0) {
         /* Rust's char::is_numeric is \p{N}; runs of them stay together unless individual */
@@ -224,8 +229,8 @@ lk_status tok_parse_pretokenizer(lk_tokenizer *t, const cJSON *j)
         int indiv = tok_jbool(j, "individual_digits", 0);
         ps.kind = P_SPLIT;
         ps.behavior = B_ISOLATED;
-        LK_TRY(
-            compile_re(t, indiv ? one : run, indiv ? sizeof one - 1 : sizeof run - 1, 0, &ps.re));
+        LK_TRY(tok_compile_re(t, indiv ? one : run, indiv ? sizeof one - 1 : sizeof run - 1, 0, 0,
+                              &ps.re));
     } else if (strcmp(type, "Metaspace") == 0) {
         ps.kind = P_METASPACE;
         LK_TRY(parse_metaspace_repl(t, j, ps.repl, &ps.repl_len));
@@ -235,7 +240,7 @@ lk_status tok_parse_pretokenizer(lk_tokenizer *t, const cJSON *j)
     } else {
         return tok_unsupported(t, "pre_tokenizer", type);
     }
-    return add_pre(t, &ps);
+    return tok_add_pre(t, &ps);
 }
 
 static lk_status add_dec(lk_tokenizer *t, struct dec_step *d)

@@ -144,3 +144,24 @@ lk_status fz_check(lk_status s, const char *file)
     }
     return s;
 }
+
+size_t fz_tokenizer_edges(const lk_tokenizer *t)
+{
+    size_t got = 0;
+    int64_t v = lk_tokenizer_vocab_size(t);
+    int32_t edge[4] = {0, (int32_t)(v - 1), lk_tokenizer_bos(t), lk_tokenizer_eos(t)};
+    for (int i = 0; i < 4; i++) {
+        char *out = NULL;
+        size_t ol = 0;
+        if (edge[i] >= 0 && lk_tokenizer_decode(t, &edge[i], 1, i & 1, &out, &ol) == LK_OK)
+            got += ol;
+        free(out);
+    }
+    int32_t bad = (int32_t)v;
+    char *out = NULL;
+    size_t ol = 0;
+    if (lk_tokenizer_decode(t, &bad, 1, 0, &out, &ol) != LK_ERR_ARG) /* outside the vocabulary */
+        abort();
+    free(out);
+    return got;
+}

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "lorakit/core.h"
+#include "lorakit/tokenizer.h"
 
 /* The libFuzzer entry points each harness defines (Initialize only where it needs set-up). */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -51,5 +52,10 @@ void fz_clear_error(void);
  * otherwise. Returns s. With LK_FUZZ_VERBOSE set in the environment every failure is printed
  * (to see why an input is refused: ./fuzz_X FILE). */
 lk_status fz_check(lk_status s, const char *file);
+
+/* A loaded tokenizer at the edges of its vocabulary: ids 0 and vocab - 1 and the BOS and EOS
+ * decoded (with and without special tokens), and an id past the vocabulary, which must fail with
+ * LK_ERR_ARG (abort otherwise). Returns bytes decoded (for the harness's sink). */
+size_t fz_tokenizer_edges(const lk_tokenizer *t);
 
 #endif /* LK_FUZZUTIL_H */

@@ -4,7 +4,7 @@
 # folder) with the harness's dictionary. A crash, sanitizer report, leak, slow input (> 10 s) or
 # an allocation over 2 GiB fails the run (exit 1); the input that did it is kept in ARTIFACTS.
 # Usage: bash tests/fuzz/run.sh BUILD_DIR [SECONDS [NAME...]]
-#   NAME: safetensors gguf checkpoint config tokenizer tokenizer_config dataset adapter model
+#   NAME: safetensors gguf gguf_tok checkpoint config tokenizer tokenizer_config dataset adapter model
 #   environment: LK_FUZZ_ARTIFACTS (default BUILD_DIR/fuzz-artifacts), LK_FUZZ_CORPUS (a folder
 #   to keep the grown corpora in, one sub-folder per harness; default: thrown away),
 #   LK_FUZZ_SEED (libFuzzer's -seed; default 1, so CI replays the same mutation sequence and a

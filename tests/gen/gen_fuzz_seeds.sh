@@ -13,7 +13,7 @@ SEP='#@lkfz@#'
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$C"
-mkdir -p "$C"/{safetensors,gguf,checkpoint,config,tokenizer,tokenizer_config,dataset,adapter,model,tcache}
+mkdir -p "$C"/{safetensors,gguf,checkpoint,config,tokenizer,tokenizer_config,dataset,adapter,model,tcache,gguf_tok}
 
 # ---- model: the micro Llama of tests/fuzz/micro in every on-disk form the loader reads ----
 "$B/lora-random-model" -c "$here/tests/fuzz/micro/config.json" -o "$T/bf16" --dtype bf16 -q
@@ -150,6 +150,50 @@ for name, keep in (("qwen2.5-tokenizer", 400), ("llama-3.2-3b-instruct", 400),
             p["single"] = head + [{"Sequence": {"id": "A", "type_id": 0}}]
             p["pair"] = p["single"] + [{"Sequence": {"id": "B", "type_id": 1}}]
     json.dump(j, open(f"{out}/{name.split('-')[0]}.json", "w"), ensure_ascii=False)
+EOF
+
+# ---- gguf_tok: GGUF tokenizers cut to their first 300 tokens (gguf-py 0.19.0 of the peers'
+# venv; PY_GGUF overrides): SmolLM2's "gpt2" vocabulary under several pre-tokenizer names (regex
+# lists, digit groups, empty-match splits, ignore_merges), and the Llama-2 "llama" one ----
+"${PY_GGUF:-/root/peers/venv/bin/python}" - "$S/models" "$C/gguf_tok" <<'EOF'
+import sys
+import gguf
+src, out = sys.argv[1], sys.argv[2]
+KEEP = 300
+
+
+def cut(path, name, pre=None):
+    r = gguf.GGUFReader(f"{src}/{path}")
+    f = {k: v.contents() for k, v in r.fields.items() if k.startswith("tokenizer.")}
+    toks = f["tokenizer.ggml.tokens"][:KEEP]
+    w = gguf.GGUFWriter(f"{out}/{name}.gguf", arch="llama")
+    for k, v in f.items():
+        t = r.fields[k].types[0]
+        if k == "tokenizer.ggml.merges":
+            keep = set(toks)
+            v = [m for m in v if " " in m[1:] and m.split(" ", 1)[0] in keep
+                 and m.split(" ", 1)[1] in keep and m.replace(" ", "", 1) in keep]
+        elif t == gguf.GGUFValueType.ARRAY:
+            v = v[:KEEP]
+        if k == "tokenizer.ggml.pre" and pre:
+            v = pre
+        if t == gguf.GGUFValueType.ARRAY:
+            w.add_array(k, v)
+        elif k.endswith("_token_id") and v >= KEEP:
+            continue
+        else:
+            w.add_key_value(k, v, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+sm = "smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
+for pre in ("smollm", "llama-bpe", "qwen2", "default", "superbpe", "afmoe", "deepseek-llm",
+            "tekken"):
+    cut(sm, "smollm2-" + pre, pre)
+cut("ggml-vocab/ggml-vocab-llama-spm.gguf", "llama-spm")
 EOF
 
 # ---- tokenizer_config: the real chat templates, with stories260K's special tokens ----

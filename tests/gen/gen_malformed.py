@@ -407,6 +407,59 @@ def tcaches():
           body + struct.pack("<Q", xxh64(ix, xxh64(bytes(head)))))
 
 
+# ---- GGUF tokenizers (lora-tokenize -m FILE.gguf) ----------------------------------------------
+
+def kv_bool(k, v):
+    return gstr(k) + struct.pack("<IB", 7, v)
+
+
+def kv_arr(k, typ, items):
+    """An array KV: typ 8 strings, 5 i32, 6 f32."""
+    body = b"".join(gstr(x) if typ == 8 else struct.pack("<i" if typ == 5 else "<f", x)
+                    for x in items)
+    return gstr(k) + struct.pack("<IIQ", 9, typ, len(items)) + body
+
+
+def gguf_tokenizers():
+    """A byte-level BPE vocabulary of six tokens and one merge ("gpt2", pre smollm), and a
+    SentencePiece one ("llama" with scores), each broken one way; no tensors."""
+    toks = ["a", "b", "ab", "<|im_end|>"]
+    base = {"tokenizer.ggml.model": kv_str("tokenizer.ggml.model", "gpt2"),
+            "tokenizer.ggml.pre": kv_str("tokenizer.ggml.pre", "smollm"),
+            "tokenizer.ggml.tokens": kv_arr("tokenizer.ggml.tokens", 8, toks),
+            "tokenizer.ggml.token_type": kv_arr("tokenizer.ggml.token_type", 5, [1, 1, 1, 3]),
+            "tokenizer.ggml.merges": kv_arr("tokenizer.ggml.merges", 8, ["a b"]),
+            "tokenizer.ggml.eos_token_id": kv_u32("tokenizer.ggml.eos_token_id", 3)}
+
+    def case(name, **change):
+        kvs = dict(base, **{k.replace("__", "."): v for k, v in change.items()})
+        write(name, gguf([v for v in kvs.values() if v is not None], []))
+
+    case("gtok-ok.gguf")
+    case("gtok-no-model.gguf", tokenizer__ggml__model=None)
+    case("gtok-unknown-model.gguf", tokenizer__ggml__model=kv_str("tokenizer.ggml.model", "bert"))
+    case("gtok-unknown-pre.gguf", tokenizer__ggml__pre=kv_str("tokenizer.ggml.pre", "made-up"))
+    case("gtok-pre-wrong-type.gguf", tokenizer__ggml__pre=kv_u32("tokenizer.ggml.pre", 2))
+    case("gtok-tokens-wrong-type.gguf",
+         tokenizer__ggml__tokens=kv_arr("tokenizer.ggml.tokens", 5, [1, 2, 3, 4]))
+    case("gtok-types-short.gguf",
+         tokenizer__ggml__token_type=kv_arr("tokenizer.ggml.token_type", 5, [1, 1, 1]))
+    case("gtok-no-merges.gguf", tokenizer__ggml__merges=None)
+    case("gtok-add-bos-wrong-type.gguf",
+         tokenizer__ggml__add_bos_token=kv_u32("tokenizer.ggml.add_bos_token", 1))
+    case("gtok-huge-array.gguf", tokenizer__ggml__tokens=gstr("tokenizer.ggml.tokens") +
+         struct.pack("<IIQ", 9, 8, 1 << 40))
+    spm = {"tokenizer.ggml.model": kv_str("tokenizer.ggml.model", "llama"),
+           "tokenizer.ggml.tokens": kv_arr("tokenizer.ggml.tokens", 8,
+                                           ["<unk>", "<s>", "</s>", "\u2581a"]),
+           "tokenizer.ggml.scores": kv_arr("tokenizer.ggml.scores", 6, [0, 0, 0, -1.0])}
+    write("gtok-spm-ok.gguf", gguf(list(spm.values()), []))
+    spm["tokenizer.ggml.scores"] = kv_arr("tokenizer.ggml.scores", 6, [0, float("nan"), 0, 0])
+    write("gtok-spm-nan-score.gguf", gguf(list(spm.values()), []))
+    spm["tokenizer.ggml.scores"] = kv_arr("tokenizer.ggml.scores", 6, [0, 0, 0, 0, 0])
+    write("gtok-spm-scores-long.gguf", gguf(list(spm.values()), []))
+
+
 # ---- datasets (lora-tokenize --data --strict) ----------------------------------------------
 
 def datasets():
@@ -427,6 +480,7 @@ def main():
     tokenizers()
     checkpoints()
     tcaches()
+    gguf_tokenizers()
     datasets()
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
     print(f"{OUT}: {total} bytes")

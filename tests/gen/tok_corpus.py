@@ -90,3 +90,58 @@ def write_inp(path, strings):
     with open(path, "w", encoding="utf-8", newline="") as f:
         for s in strings:
             f.write(s + "\n" + SEP + "\n")
+
+
+def gguf_extra():
+    """Strings for the GGUF tokenizers (bytes: some are not UTF-8): special tokens of every family
+    next to each other, inside words and half-written; invalid and overlong UTF-8 (llama.cpp reads
+    it as U+FFFD / the short form), a NUL, non-ASCII digits (digit splitting), long runs, and
+    texts over 4 KiB (the encoder's word cache). Code points above U+10FFFF and surrogates are left
+    out: llama.cpp cannot write them back (it throws or keeps the bytes)."""
+    rng = random.Random(77)
+    specials = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "<unk>",
+                "<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
+                "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<tool_call>", "</tool_call>",
+                "<repo_name>", "<reponame>", "<file_sep>", "<jupyter_code>", "<0x0A>",
+                "<|reserved_special_token_0|>", "\u2581<PRE>", "[INST]", "<|user|>", "<|end|>",
+                "<|assistant|>"]
+    out = [
+        "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
+        "<|im_start|>assistant\n",
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>",
+        "<s>[INST] Hello [/INST] Hi</s>", "<s> <s>  </s></s>", "x<|im_start|x", "<|im_end",
+        "<|im_end|><|im_end", " <|im_start|> ", "\n<|im_end|>\n", "<tool_call>{\"a\": 1}</tool_call>",
+        "<|fim_prefix|>def f(x):<|fim_suffix|>\n    return y<|fim_middle|>",
+        "<repo_name>lorakit<reponame>x<file_sep>a.c\n", "<jupyter_start><jupyter_code>print(1)",
+        "<unk> <0x0A> \u2581<PRE> <|reserved_special_token_0|>", "<<|im_start|>>", "<|<|eot_id|>|>",
+        "\u0661\u0662\u0663\u0664\u0665 \u0663.\u0661\u0664 \u2460\u2461\u2462 \u216b \u00bd",
+        "1" * 100, "12345678901234567890 0.000001 -42 1e10 3,141,592", " " * 300, "\n" * 50,
+        "\t" * 9 + "x", "a" + " " * 7 + "b" + "\u3000" * 3 + "c\u00a0\u00a0d", "\r\n\r\n \r\n",
+        "Hello'S World'LL it'Re", "\U0001F9D1\u200D\U0001F4BB \U0001F44D\U0001F3FD \u2764\uFE0F",
+        "<|user|>\n Hi <|end|> \n<|assistant|>\n\n Hello</s>  x <s> y <unk> z<|endoftext|> w",
+    ]
+    out = [s.encode() for s in out]
+    out += [b"\xff", b"abc\x80def", b"\xe4\xb8", b"tail \xe4\xb8\xad\xe6", b"\xc0\x80 overlong",
+            b"\xe0\x80\xaf slash", b"a\x00b", b"\xf8\x88\x80\x80\x80 five", b"<|im_start|>\xff<|im_end|>"]
+    for i in range(30):
+        parts = []
+        for _ in range(rng.randint(2, 8)):
+            r = rng.random()
+            if r < 0.35:
+                parts.append(rng.choice(specials))
+            elif r < 0.7:
+                parts.append(prose(rng, rng.randint(1, 6)))
+            else:
+                parts.append(soup(rng, rng.randint(1, 8)))
+        out.append("".join(parts).encode())
+    long_prose = prose(random.Random(3), 1200)
+    out.append(long_prose.encode())
+    out.append(("def f(x):\n    return x * 2  # twice\n\n" * 150).encode())
+    out.append((long_prose[:3000] + "<|im_end|>" + long_prose[3000:6000]).encode())
+    return out
+
+
+def write_inp_bytes(path, strings):
+    with open(path, "wb") as f:
+        for s in strings:
+            f.write(s + ("\n" + SEP + "\n").encode())
