@@ -3,6 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libzstd-dev libcmocka-dev
       libargtable2-dev libcjson-dev libpcre2-dev libutf8proc-dev
+      librsvg2-bin                      # rsvg-convert: tests/cli_ux.sh renders the SVGs to PNG
       clang libclang-rt-dev libomp-dev) # the last three: the libFuzzer build (tests/fuzz)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -148,8 +148,9 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
             return cli_usage_error(tool, "--seed: expected a non-negative integer, got '%s'",
                                    c->seed->sval[0]);
     }
-    if (c->threads->count && c->threads->ival[0] < 0)
-        return cli_usage_error(tool, "--threads: expected >= 0, got %d", c->threads->ival[0]);
+    int rc = cli_check_range(tool, c->threads, 0, INT64_MAX, "0: all CPUs");
+    if (rc >= 0)
+        return rc;
     g_quiet = c->quiet->count > 0;
     if (c->quiet->count)
         lk_set_log_level(LK_LOG_ERROR);
@@ -200,6 +201,22 @@ const char *cli_help(const char *fmt, ...)
     vsnprintf(pool[used], sizeof pool[used], fmt, ap);
     va_end(ap);
     return pool[used++];
+}
+
+int cli_check_range(const char *tool, const struct arg_int *a, int64_t lo, int64_t hi,
+                    const char *note)
+{
+    if (!a->count || (a->ival[0] >= lo && a->ival[0] <= hi))
+        return -1;
+    char opt[64], want[96];
+    snprintf(opt, sizeof opt, "%s%s", a->hdr.longopts ? "--" : "-",
+             a->hdr.longopts ? a->hdr.longopts : a->hdr.shortopts);
+    if (hi == INT64_MAX)
+        snprintf(want, sizeof want, "at least %lld", (long long)lo);
+    else
+        snprintf(want, sizeof want, "between %lld and %lld", (long long)lo, (long long)hi);
+    return cli_usage_error(tool, "%s must be %s%s%s%s, got %d", opt, want, note ? " (" : "",
+                           note ? note : "", note ? ")" : "", a->ival[0]);
 }
 
 int cli_usage_status(const char *tool, lk_status s)

@@ -71,6 +71,12 @@ int cli_fail(const char *tool, lk_status s);
 /* Print a usage-level error ("tool: msg" and the --help hint); return CLI_USAGE. */
 int cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* An integer option's range, for the checks a tool makes itself: -1 when the option is absent or
+ * lo <= value <= hi (hi INT64_MAX: no upper bound), else CLI_USAGE after "OPT must be at least
+ * LO (NOTE), got V" or "OPT must be between LO and HI, got V". note may be NULL. */
+int cli_check_range(const char *tool, const struct arg_int *a, int64_t lo, int64_t hi,
+                    const char *note);
+
 /* The outcome of a library check or name lookup on the options (lk_*_params_check,
  * lk_*_from_name): -1 to go on, or CLI_USAGE after printing lk_last_error() as a usage error. */
 int cli_usage_status(const char *tool, lk_status s);

@@ -198,10 +198,8 @@ int main(int argc, char **argv)
         rc = cli_usage_error(TOOL, "--teacher-adapter and --teacher-quant need --teacher");
         goto done;
     }
-    if (a.ctx->count && a.ctx->ival[0] < 2) {
-        rc = cli_usage_error(TOOL, "--ctx: expected >= 2, got %d", a.ctx->ival[0]);
+    if ((rc = cli_check_range(TOOL, a.ctx, 2, INT64_MAX, NULL)) >= 0)
         goto done;
-    }
     struct lk_dataset_params dp = lk_dataset_params_default(); /* --fields is read with --data */
     if (a.fields->count)
         dp.fields = a.fields->sval[0];

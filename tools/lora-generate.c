@@ -276,8 +276,8 @@ int main(int argc, char **argv)
         rc = cli_usage_error(TOOL, "--ids: expected comma-separated non-negative integers");
     else if (a.chat->count && !a.prompt->count)
         rc = cli_usage_error(TOOL, "--chat needs --prompt");
-    else if (a.nnew->count && a.nnew->ival[0] < 0)
-        rc = cli_usage_error(TOOL, "-n: expected >= 0");
+    else if ((rc = cli_check_range(TOOL, a.nnew, 0, INT64_MAX, NULL)) >= 0)
+        ;
     else if ((rc = map_options(&a, &c, &sp, &cp)) < 0)
         rc = run(&a, &c, &sp, &cp);
     free(probe);

@@ -112,18 +112,12 @@ static int check_flag_sets(const train_args *a, lk_objective obj)
     if (!a->eval_data->count && (a->eval_every->count || a->eval_max->count))
         return cli_usage_error(TOOL, "%s needs --eval-data FILE (held-out data to evaluate on)",
                                a->eval_every->count ? "--eval-every" : "--eval-max");
-    if (a->eval_every->count && a->eval_every->ival[0] < 1)
-        return cli_usage_error(TOOL, "--eval-every must be at least 1, got %d",
-                               a->eval_every->ival[0]);
-    if (a->eval_max->count && a->eval_max->ival[0] < 1)
-        return cli_usage_error(TOOL, "--eval-max must be at least 1, got %d",
-                               a->eval_max->ival[0]);
-    if (a->save_every->count && a->save_every->ival[0] < 1)
-        return cli_usage_error(TOOL, "--save-every must be at least 1, got %d",
-                               a->save_every->ival[0]);
-    if (a->log_every->count && a->log_every->ival[0] < 1)
-        return cli_usage_error(TOOL, "--log-every must be at least 1, got %d",
-                               a->log_every->ival[0]);
+    const struct arg_int *every[] = {a->eval_every, a->eval_max, a->save_every, a->log_every};
+    for (int i = 0; i < 4; i++) {
+        int rc = cli_check_range(TOOL, every[i], 1, INT64_MAX, NULL);
+        if (rc >= 0)
+            return rc;
+    }
     if (a->init->count && a->init_adapter->count)
         return cli_usage_error(TOOL, "--init and --init-adapter exclude each other (the adapter "
                                      "starts as the one given)");
