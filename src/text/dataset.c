@@ -406,7 +406,7 @@ static void log_untrained(const lk_dataset *d)
     if (s->truncated_untrained) {
         int big = 10 * s->truncated_untrained >= s->examples;
         log_msg(big ? LK_LOG_WARN : LK_LOG_INFO,
-                "%s: %lld of %lld examples (%.0f%%) lost every trained token to truncation at "
+                "%s: %lld of %lld examples (%.1f%%) lost every trained token to truncation at "
                 "--seq-len %lld (their prompts fill the row) and train nothing (hint: --seq-len "
                 "%lld keeps a trained token in each)",
                 d->path, (long long)s->truncated_untrained, (long long)s->examples,
