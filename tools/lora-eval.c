@@ -144,7 +144,9 @@ int main(int argc, char **argv)
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.text = arg_str0(NULL, "text", "STR", "text to score");
-    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
+    a.quant = arg_str0(NULL, "quant", "TYPE",
+                       "base format: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the one the "
+                       "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.data = arg_file0(NULL, "data", "FILE",
                        "plain text, or JSONL/JSON examples (any lora-train "
@@ -162,7 +164,9 @@ int main(int argc, char **argv)
     a.teacher_adapter =
         arg_strn(NULL, "teacher-adapter", "DIR[:scale]", 0, 8, "adapter applied to the teacher");
     a.teacher_quant =
-        arg_str0(NULL, "teacher-quant", "TYPE", "teacher format: none (default), nf4, ...");
+        arg_str0(NULL, "teacher-quant", "TYPE",
+                 "teacher format: none, nf4, ... (default: the base --teacher-adapter was "
+                 "trained on, else none)");
     struct arg_end *end = arg_end(20);
     void *at[] = {a.model,
                   a.adapter,

@@ -234,7 +234,9 @@ int main(int argc, char **argv)
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.prompt = arg_str0("p", "prompt", "TEXT", "prompt text");
-    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
+    a.quant = arg_str0(NULL, "quant", "TYPE",
+                       "base format: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the one the "
+                       "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids (no tokenizer needed)");
     a.nnew = arg_int0("n", NULL, "N", "tokens to generate (default 128)");

@@ -41,8 +41,7 @@ static void on_tensor(void *user, const struct lk_merge_tensor *t)
         printf("%-48s adapters %d  stored rel. error %.3g\n", t->name, t->n_merged, t->store_err);
     }
     if (r->progress)
-        fprintf(stderr, "\r%s: tensor %lld/%lld", TOOL, (long long)t->index + 1,
-                (long long)t->count);
+        cli_line("%s: tensor %lld/%lld", TOOL, (long long)t->index + 1, (long long)t->count);
 }
 
 /* The base the adapters are merged into: --base-quant (none: the original weights), else the one
@@ -257,7 +256,7 @@ int main(int argc, char **argv)
     s = lk_merge(model->filename[0], (const lk_adapter *const *)ad.a, ad.w, ad.n, out->filename[0],
                  &p);
     if (rep.progress)
-        fprintf(stderr, "\n");
+        cli_line_end();
     if (s == LK_OK) {
         print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, why,
                       cli_now() - t0);

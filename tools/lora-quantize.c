@@ -46,8 +46,7 @@ static void on_tensor(void *user, const struct lk_quantize_tensor *t)
                (long long)t->cols, lk_qtype_name(t->type), t->rmse, t->max_abs, t->bits_per_weight);
     }
     if (r->progress)
-        fprintf(stderr, "\r%s: tensor %lld/%lld", TOOL, (long long)t->index + 1,
-                (long long)t->count);
+        cli_line("%s: tensor %lld/%lld", TOOL, (long long)t->index + 1, (long long)t->count);
 }
 
 static void print_summary(const cli_common *c, report *r, const char *in, const char *out,
@@ -133,7 +132,7 @@ int main(int argc, char **argv)
     double t0 = cli_now();
     lk_status s = lk_quantize_model(model->filename[0], out->filename[0], &p);
     if (r.progress)
-        fprintf(stderr, "\n");
+        cli_line_end();
     if (s == LK_OK) {
         print_summary(&c, &r, model->filename[0], out->filename[0], &p, lk_qformat_name(p.format),
                       cli_now() - t0);

@@ -37,10 +37,15 @@ static int on_progress(void *user, int64_t done, int64_t total)
     if (ps->quiet || (done < total && t - ps->last < (ps->tty ? 0.2 : 10.0)))
         return 0;
     ps->last = t;
-    fprintf(stderr, "%s[%s] %lld/%lld examples  %.1f s%s", ps->tty ? "\r" : "", TOOL,
-            (long long)done, (long long)total, t - ps->t0, ps->tty ? "\033[K" : "\n");
-    if (ps->tty && done == total)
-        fputc('\n', stderr);
+    if (!ps->tty) {
+        fprintf(stderr, "[%s] %lld/%lld examples  %.1f s\n", TOOL, (long long)done,
+                (long long)total, t - ps->t0);
+        return 0;
+    }
+    cli_line("[%s] %lld/%lld examples  %.1f s", TOOL, (long long)done, (long long)total,
+             t - ps->t0);
+    if (done == total)
+        cli_line_end();
     return 0;
 }
 
@@ -128,9 +133,10 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     }
     if (s == LK_OK)
         report(a, c, p, &st, cli_now() - ps.t0);
-    else if (s == LK_ERR_INTERRUPTED)
-        fprintf(stderr, "%s%s: interrupted; %s not written\n", ps.tty ? "\n" : "", TOOL,
-                a->out->filename[0]);
+    else if (s == LK_ERR_INTERRUPTED) {
+        cli_line_end(); /* the progress line stays: where it stopped */
+        fprintf(stderr, "%s: interrupted; %s not written\n", TOOL, a->out->filename[0]);
+    }
     rc = s == LK_OK                     ? CLI_OK
          : s != LK_ERR_INTERRUPTED      ? cli_fail(TOOL, s)
          : cli_stop_signal() == SIGTERM ? 143
@@ -190,7 +196,8 @@ int main(int argc, char **argv)
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter applied to the teacher (PEFT folder or GGUF), repeatable");
     a.quant = arg_str0(NULL, "quant", "TYPE",
-                       "teacher weights: none (default, f32), nf4, q4_0, iq4_nl, q8_0");
+                       "teacher weights: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the "
+                       "base -a was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL or JSON array)");
     a.top_k = arg_int1(NULL, "top-k", "K", "ids kept per position (1 .. vocabulary - 1)");

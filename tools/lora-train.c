@@ -833,11 +833,18 @@ static int run(train_ctx *x)
 
 static const char *GLOSSARY =
     "Data: JSONL (or a JSON array) of {\"text\"}, {\"prompt\",\"completion\"}, {\"messages\"}, "
-    "Alpaca\n{\"instruction\",\"input\",\"output\"} or pre-tokenised {\"input_ids\",\"labels\"}; "
-    "prompts are masked.\nExamples are packed into rows of --seq-len tokens (positions restart, no "
-    "attention across examples).\nOutput: DIR/adapter_config.json + adapter_model.safetensors "
-    "(Hugging Face PEFT), DIR/loss.svg,\nDIR/checkpoint-N/ (adapter + state.ckpt; --resume DIR "
-    "continues from the newest).\nCtrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n"
+    "Alpaca\n{\"instruction\",\"input\",\"output\"} or pre-tokenised {\"input_ids\",\"labels\"} "
+    "(no tokenizer needed);\nprompts are masked. Chats may call tools (OpenAI tool_calls and tool "
+    "turns, LLaMA-Factory's\nfunction_call and observation, a \"tools\" list) with the qwen2.5, "
+    "chatml and llama3.1 templates.\nExamples are packed into rows of --seq-len tokens (positions "
+    "restart, no attention across\nexamples); one whose trained tokens all fall past --seq-len "
+    "trains nothing (counted and warned).\nProgress: step, epoch, loss (nats per trained token), "
+    "gnorm (before clipping), lr, tokens/s and\nETA (evaluations left out), memory.\n"
+    "Output: DIR/adapter_config.json + adapter_model.safetensors (Hugging Face PEFT; its metadata\n"
+    "records the base it was trained on, which lora-eval, lora-generate and lora-merge then use),\n"
+    "DIR/loss.svg, DIR/checkpoint-N/ (adapter + state.ckpt; --resume DIR continues from the "
+    "newest).\nA run in which no step had a trained token fails and writes no adapter.\n"
+    "Ctrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n"
     "--init loftq (LoftQ, Li et al. 2023, one iteration) starts s*B*A as the rank-r SVD of each "
     "layer's\nW - Q(W), W read again from the model folder: the adapter then belongs with a base "
     "quantised\nthe same way (--quant). More iterations would change the quantised base itself, "
@@ -924,7 +931,9 @@ static void make_args(train_args *a)
     a->teacher_adapter =
         arg_strn(NULL, "teacher-adapter", "DIR[:scale]", 0, 8, "adapter applied to the teacher");
     a->teacher_quant =
-        arg_str0(NULL, "teacher-quant", "TYPE", "teacher format: none (default), nf4, q8_0, ...");
+        arg_str0(NULL, "teacher-quant", "TYPE",
+                 "teacher format: none, nf4, q8_0, ... (default: the base --teacher-adapter was "
+                 "trained on, else none)");
     a->teacher_cache =
         arg_str0(NULL, "teacher-cache", "FILE", "top-k teacher cache (lora-teacher)");
     a->kd_temp = arg_dbl0(NULL, "kd-temp", "T",
