@@ -180,8 +180,8 @@ static void test_spans(void **st)
         size_t len;
         struct chat_span *sp;
         int64_t nsp;
-        assert_ok(
-            chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, NULL, &txt, &len, &sp, &nsp));
+        assert_ok(chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, NULL, &txt, &len, &sp,
+                                    &nsp));
         assert_int_equal(nsp, 2);
         assert_true(sp[0].end <= len && sp[1].end <= len);
         assert_int_equal(sp[0].end - sp[0].start, strlen(cases[k].span0));
@@ -190,8 +190,8 @@ static void test_spans(void **st)
         free(txt);
         free(sp);
         /* a turn with train 0 gives no span */
-        assert_ok(
-            chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, train, &txt, &len, &sp, &nsp));
+        assert_ok(chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, train, &txt, &len,
+                                    &sp, &nsp));
         assert_int_equal(nsp, 1);
         assert_memory_equal(txt + sp[0].start, cases[k].span1, strlen(cases[k].span1));
         free(txt);
@@ -213,9 +213,10 @@ static void test_bad_messages(void **st)
     assert_status(lk_chat_render(t, &p, nul, 1, &out, NULL), LK_ERR_ARG, "content");
     /* tool turns need a template that writes them; calls belong to assistant turns */
     const struct lk_chat_message tool[] = {{"user", "x"}, {"assistant", ""}, {"tool", "{}"}};
-    const char *calls[] = {NULL, "{\"name\": \"f\"}", NULL}, *two[] = {NULL, "[{\"name\": "
-                                                                        "\"f\"}, {\"name\": \"g\"}]",
-                                                                        NULL};
+    const char *calls[] = {NULL, "{\"name\": \"f\"}", NULL}, *two[] = {NULL,
+                                                                       "[{\"name\": "
+                                                                       "\"f\"}, {\"name\": \"g\"}]",
+                                                                       NULL};
     p.tool_calls = calls;
     p.format = LK_CHAT_LLAMA2;
     assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG,
@@ -271,10 +272,8 @@ static void test_tool_render(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixtures),
-        cmocka_unit_test(test_detect),
-        cmocka_unit_test(test_spans),
-        cmocka_unit_test(test_bad_messages),
+        cmocka_unit_test(test_fixtures),    cmocka_unit_test(test_detect),
+        cmocka_unit_test(test_spans),       cmocka_unit_test(test_bad_messages),
         cmocka_unit_test(test_tool_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,9 +129,10 @@ static void test_bad_lines(void **st)
     assert_int_equal(s->examples, 2);
     assert_int_equal(s->bad, 10);
     static const int64_t bad_lines[] = {2, 4, 5, 6, 7, 8, 9, 10, 11, 14};
-    static const char *const reason[] = {
-        "invalid JSON", "no known fields", "not a string", "JSON object",      "no assistant turn",
-        "role 'narrator'", "as long as",      "input_ids[1]", "question, answer", "image"};
+    static const char *const reason[] = {"invalid JSON", "no known fields",   "not a string",
+                                         "JSON object",  "no assistant turn", "role 'narrator'",
+                                         "as long as",   "input_ids[1]",      "question, answer",
+                                         "image"};
     for (int k = 0; k < 10; k++) {
         int64_t line;
         const char *msg = lk_dataset_bad(d, k, &line);
@@ -586,11 +587,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_masks_reference),
-        cmocka_unit_test(test_tool_masks), cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_gsm8k_fields),    cmocka_unit_test(test_llamafactory),
-        cmocka_unit_test(test_packing),         cmocka_unit_test(test_shuffle_cursor),
-        cmocka_unit_test(test_row_examples),    cmocka_unit_test(test_attention_mask),
-        cmocka_unit_test(test_fuzz_lines),      cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_tool_masks),
+        cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_gsm8k_fields),
+        cmocka_unit_test(test_llamafactory),
+        cmocka_unit_test(test_packing),
+        cmocka_unit_test(test_shuffle_cursor),
+        cmocka_unit_test(test_row_examples),
+        cmocka_unit_test(test_attention_mask),
+        cmocka_unit_test(test_fuzz_lines),
+        cmocka_unit_test(test_rng),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

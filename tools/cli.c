@@ -404,8 +404,8 @@ static void report_base(const cli_adapters *ad, const char *model_dir, const lk_
     if (ad->base_flag)
         cli_note("%s %s, as %s asks", role, u, flag);
     else if (b0.recorded)
-        cli_note("%s %s: %s was trained on it (%s none runs it unquantised)", role, u,
-                 ad->path[0], flag);
+        cli_note("%s %s: %s was trained on it (%s none runs it unquantised)", role, u, ad->path[0],
+                 flag);
     else
         cli_note("%s %s: %s does not record the base it was trained on (give %s if it was a "
                  "quantised one)",
@@ -418,8 +418,9 @@ static void report_base(const cli_adapters *ad, const char *model_dir, const lk_
         if (ad->base_flag)
             snprintf(why, sizeof why, "leave %s out to use the adapter's base", flag);
         else if (i > 0 && !lk_adapter_base_equal(&b, &b0))
-            snprintf(why, sizeof why, "the adapters were trained on different bases; the first "
-                                      "one's is used");
+            snprintf(why, sizeof why,
+                     "the adapters were trained on different bases; the first "
+                     "one's is used");
         else
             snprintf(why, sizeof why, "%s holds a pre-quantised base, whose format is used",
                      model_dir);
@@ -687,8 +688,7 @@ static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const
             s = score_ids(m, ids, labels, n, ctx, sc);
         sc->examples++;
         if (sc->progress && (i % 8 == 7 || i + 1 == n_ex))
-            cli_line("scoring %s: %lld/%lld examples", path, (long long)(i + 1),
-                     (long long)n_ex);
+            cli_line("scoring %s: %lld/%lld examples", path, (long long)(i + 1), (long long)n_ex);
     }
     cli_line_clear();
     lk_dataset_free(d);

@@ -27,8 +27,7 @@ typedef struct {
 } eval_args;
 
 /* What was scored, as the summary's label: "MODEL + ADAPTER[:w] ..., base nf4". */
-static void label(const char *model, const cli_adapters *ad, const lk_model *m, char *buf,
-                  size_t n)
+static void label(const char *model, const cli_adapters *ad, const lk_model *m, char *buf, size_t n)
 {
     size_t k = (size_t)snprintf(buf, n, "%s", model);
     for (int i = 0; i < ad->n && k < n; i++)
@@ -38,9 +37,8 @@ static void label(const char *model, const cli_adapters *ad, const lk_model *m, 
     if (k < n)
         snprintf(buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
                  lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
-                 lk_model_quant_embed(m) != LK_QTYPE_F32
-                     ? lk_qtype_name(lk_model_quant_embed(m))
-                     : "");
+                 lk_model_quant_embed(m) != LK_QTYPE_F32 ? lk_qtype_name(lk_model_quant_embed(m))
+                                                         : "");
 }
 
 /* The numbers in words: what was scored, and how. */
@@ -59,8 +57,7 @@ static void explain(const eval_args *a, const eval_acc *acc)
                "and padding do not; each example on its own, never packed with others",
                (long long)acc->examples, file);
     printf("; perplexity = exp(loss)%s\n",
-           acc->teacher ? "; kl_to_teacher: the mean KL(teacher || model) per scored token"
-                        : "");
+           acc->teacher ? "; kl_to_teacher: the mean KL(teacher || model) per scored token" : "");
 }
 
 static int report(const cli_common *c, const eval_args *a, const char *what, const eval_acc *acc)
@@ -99,7 +96,6 @@ static int report(const cli_common *c, const eval_args *a, const char *what, con
     }
     return CLI_OK;
 }
-
 
 static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m, eval_acc *acc)
 {
@@ -226,8 +222,7 @@ int main(int argc, char **argv)
         goto free_model;
     acc.teacher = teacher.m;
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
-    if (s == LK_OK &&
-        (rc = cli_adapters_attach(TOOL, &ad, m, a.model->filename[0])) >= 0)
+    if (s == LK_OK && (rc = cli_adapters_attach(TOOL, &ad, m, a.model->filename[0])) >= 0)
         goto free_model;
     if (s == LK_OK)
         s = run(&a, &c, m, &acc);

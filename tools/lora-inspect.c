@@ -237,9 +237,8 @@ static void print_info(const struct lk_adapter_info *in, const struct lk_adapter
     for (int k = 0; k < LK_MOD_COUNT; k++)
         if (in->target_mask & (1u << k))
             printf(" %s", lk_module_name((lk_module)k));
-    printf("\ntrained on %s\n\n",
-           b->recorded ? lk_adapter_base_describe(b, d, sizeof d)
-                       : "an unrecorded base (not written by lora-train)");
+    printf("\ntrained on %s\n\n", b->recorded ? lk_adapter_base_describe(b, d, sizeof d)
+                                              : "an unrecorded base (not written by lora-train)");
 }
 
 static void print_table(const row *rows, int64_t n, int with_base, int top)

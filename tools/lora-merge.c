@@ -70,8 +70,9 @@ static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const c
                  lk_adapter_base_describe(&b0, d, sizeof d),
                  p->base_quant ? "; --base-quant none merges into the original weights" : "");
     else
-        snprintf(why, n, "%s does not record the base it was trained on; give --base-quant TYPE "
-                         "if it was a quantised one",
+        snprintf(why, n,
+                 "%s does not record the base it was trained on; give --base-quant TYPE "
+                 "if it was a quantised one",
                  ad->path[0]);
     if (p->base_quant)
         cli_note("merging into %s dequantised from %s: %s", model, p->base_quant, why);
@@ -258,8 +259,7 @@ int main(int argc, char **argv)
     if (rep.progress)
         cli_line_end();
     if (s == LK_OK) {
-        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, why,
-                      cli_now() - t0);
+        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, why, cli_now() - t0);
         rc = CLI_OK;
         if (eval->count) {
             s = eval_change(&c, model->filename[0], out->filename[0], p.base_quant, &ad,

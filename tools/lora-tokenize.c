@@ -339,7 +339,9 @@ int main(int argc, char **argv)
             goto out;
         if (decode->count || bench_n->count || chat->count) {
             rc = cli_usage_error(TOOL, "--%s does not go with --data",
-                                 decode->count ? "decode" : bench_n->count ? "bench" : "chat");
+                                 decode->count    ? "decode"
+                                 : bench_n->count ? "bench"
+                                                  : "chat");
             goto out;
         }
         if (tmpl->count && lk_chat_format_from_name(tmpl->sval[0], &p.chat_format) != LK_OK) {

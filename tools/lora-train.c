@@ -44,11 +44,11 @@ typedef struct {
     struct lk_dataset_params dp;
     struct lk_run_params rp;
     double t0, eval_loss_last, eval_kl_last;
-    double eval_secs;  /* time spent evaluating (left out of tokens/s and the ETA) */
+    double eval_secs; /* time spent evaluating (left out of tokens/s and the ETA) */
     int64_t tokens_done, start_step;
     int64_t empty_steps, nonfinite_steps, updates; /* this process's steps; updates: the run's */
-    float *eval_pts;   /* [steps] eval loss at that step or NaN */
-    char *base_name;   /* the model as the adapter records it (lk_model_name_or_path) */
+    float *eval_pts;                               /* [steps] eval loss at that step or NaN */
+    char *base_name;          /* the model as the adapter records it (lk_model_name_or_path) */
     const char *no_tokenizer; /* why the model has no tokenizer (pre-tokenised data only) */
     int tty;
 } train_ctx;
@@ -504,8 +504,8 @@ static void progress(train_ctx *x, const struct lk_step_stats *st, int last)
         fprintf(stderr,
                 "step %lld/%lld  epoch %.2f  loss %s  grad norm %.3g  lr %.2e  %.0f tok/s  "
                 "elapsed %s  ETA %s  RSS %.0fM%s\n",
-                (long long)st->step, (long long)st->total_steps, epoch_now(x), loss,
-                st->grad_norm, st->lr, tps, el_s, eta_s, cli_rss_mib(), step_note(st, 0));
+                (long long)st->step, (long long)st->total_steps, epoch_now(x), loss, st->grad_norm,
+                st->lr, tps, el_s, eta_s, cli_rss_mib(), step_note(st, 0));
 }
 
 static void json_step(const train_ctx *x, const struct lk_step_stats *st)
@@ -597,7 +597,7 @@ static lk_status load_data(train_ctx *x, const char *path, int train, lk_dataset
 {
     struct lk_dataset_params dp = x->dp;
     const struct lk_model_config *cfg = lk_model_get_config(x->m);
-    dp.shuffle = dp.pack = train; /* evaluation: every example on its own, in file order */
+    dp.shuffle = dp.pack = train;    /* evaluation: every example on its own, in file order */
     dp.vocab_size = cfg->vocab_size; /* without a tokenizer: pre-tokenised data, padded with */
     dp.pad_id = cfg->n_eos > 0 ? (int32_t)cfg->eos_ids[0] : 0; /* EOS as a tokenizer would */
     return lk_dataset_load(path, x->tok, &dp, out);
@@ -784,8 +784,7 @@ static int run(train_ctx *x)
     if (s != LK_OK) {
         int rc = cli_fail(TOOL, s);
         if (s == LK_ERR_UNSUPPORTED && x->no_tokenizer) /* text data, no tokenizer to read it */
-            fprintf(stderr, "%s: the model's tokenizer did not load: %s\n", TOOL,
-                    x->no_tokenizer);
+            fprintf(stderr, "%s: the model's tokenizer did not load: %s\n", TOOL, x->no_tokenizer);
         return rc;
     }
     if ((s = lk_train_params_check_model(&x->tp, x->m)) != LK_OK)
@@ -864,8 +863,9 @@ static void make_args(train_args *a)
     const struct lk_run_params rd = lk_run_params_default();
     const struct lk_model_params md = lk_train_model_params_default();
     char tg[64];
-    a->model = arg_file1("m", "model", "DIR",
-                         "base model folder (Hugging Face; no tokenizer needed for input_ids data)");
+    a->model =
+        arg_file1("m", "model", "DIR",
+                  "base model folder (Hugging Face; no tokenizer needed for input_ids data)");
     a->data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
     a->out = arg_file1("o", "out", "DIR", "output adapter folder");
     a->quant = arg_str0(NULL, "quant", "TYPE",
@@ -917,8 +917,8 @@ static void make_args(train_args *a)
         arg_int0(NULL, "save-limit", "K",
                  cli_help("keep the K newest checkpoints (default %d, 0: all)", rd.save_limit));
     a->eval_data = arg_file0(NULL, "eval-data", "FILE", "held-out data for evaluation");
-    a->eval_every = arg_int0(NULL, "eval-every", "N",
-                             "evaluate on --eval-data every N steps (and at the end)");
+    a->eval_every =
+        arg_int0(NULL, "eval-every", "N", "evaluate on --eval-data every N steps (and at the end)");
     a->eval_max = arg_int0(NULL, "eval-max", "N",
                            "evaluate a fixed sample of N --eval-data examples (default: all)");
     a->log_every = arg_int0(NULL, "log-every", "N", "progress line every N steps (non-terminal)");

@@ -89,14 +89,14 @@ void lk_adapter_get_info(const lk_adapter *a, struct lk_adapter_info *out);
  * one it refuses. */
 #define LK_ADAPTER_BASE_NAME 32
 struct lk_adapter_base {
-    int recorded;                          /* 1: the adapter says; 0: it does not (an adapter from
-                                            * PEFT or llama.cpp, or an older lorakit): the strings
-                                            * are then "" */
-    char quant[LK_ADAPTER_BASE_NAME];      /* decoder linear weights, as lk_qtype_name names
-                                            * them: "f32" (unquantised, --quant none), "nf4",
-                                            * "q4_0", "iq4_nl", "q8_0" */
+    int recorded;                           /* 1: the adapter says; 0: it does not (an adapter from
+                                             * PEFT or llama.cpp, or an older lorakit): the strings
+                                             * are then "" */
+    char quant[LK_ADAPTER_BASE_NAME];       /* decoder linear weights, as lk_qtype_name names
+                                             * them: "f32" (unquantised, --quant none), "nf4",
+                                             * "q4_0", "iq4_nl", "q8_0" */
     char quant_embed[LK_ADAPTER_BASE_NAME]; /* embeddings and LM head: "f32" or "q8_0" */
-    char compute[LK_ADAPTER_BASE_NAME];    /* the products with the base: "f32" */
+    char compute[LK_ADAPTER_BASE_NAME];     /* the products with the base: "f32" */
 };
 
 /* The record of a (borrowed until lk_adapter_free); recorded 0 when it has none. */

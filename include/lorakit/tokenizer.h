@@ -272,9 +272,10 @@ typedef struct lk_dataset lk_dataset;
  * (a file starting with '['). Every example is tokenised now with t (borrowed: it must outlive
  * the dataset). t may be NULL for pre-tokenised data (input_ids records, ids below
  * p->vocab_size, rows padded with p->pad_id): a record with text then fails the load with
- * LK_ERR_UNSUPPORTED naming its line. Bad examples are skipped, counted, and logged with their line number (the first
- * max_reported); with strict the first one fails the load. A summary is logged at info level.
- * Fails with LK_ERR_FORMAT when no example is usable. Caller frees with lk_dataset_free. */
+ * LK_ERR_UNSUPPORTED naming its line. Bad examples are skipped, counted, and logged with their line
+ * number (the first max_reported); with strict the first one fails the load. A summary is logged at
+ * info level. Fails with LK_ERR_FORMAT when no example is usable. Caller frees with
+ * lk_dataset_free. */
 lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
                           const struct lk_dataset_params *p, lk_dataset **out);
 

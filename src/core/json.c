@@ -242,8 +242,7 @@ static lk_status dump_value(const cJSON *v, int indent, int depth, struct buf *b
     if (cJSON_IsNumber(v))
         return dump_number(v->valuedouble, b);
     if (cJSON_IsBool(v))
-        return buf_put(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5,
-                       "JSON text");
+        return buf_put(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5, "JSON text");
     if (cJSON_IsArray(v) || cJSON_IsObject(v))
         return dump_items(v, indent, depth, b);
     return buf_put(b, "null", 4, "JSON text");

@@ -266,8 +266,9 @@ lk_status lk_adapter_set_base_record(lk_adapter *a, const struct lk_adapter_base
     for (int k = 0; b && b->recorded && k < ADAPTER_BASE_KEYS; k++) {
         const char *v = adapter_base_field(b, k);
         if (strnlen(v, LK_ADAPTER_BASE_NAME) >= LK_ADAPTER_BASE_NAME)
-            return status_fail(LK_ERR_ARG, "%s: training-base record '%s' is too long (at most %d "
-                                           "bytes)",
+            return status_fail(LK_ERR_ARG,
+                               "%s: training-base record '%s' is too long (at most %d "
+                               "bytes)",
                                a->path, adapter_base_keys[k], LK_ADAPTER_BASE_NAME - 1);
         snprintf(adapter_base_field(&r, k), LK_ADAPTER_BASE_NAME, "%s", v);
     }

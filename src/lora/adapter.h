@@ -31,7 +31,7 @@ struct lk_adapter {
     size_t cap_mods;
     int gguf_rows; /* 1: q/k rows of B still in llama.cpp order (lk_adapter_set_base undoes) */
     struct lk_adapter_base trained_on; /* the record of the training base (recorded 0: none) */
-    float *arena;  /* [n_arena] or NULL: every module's A then B, module by module (adapter_pack) */
+    float *arena; /* [n_arena] or NULL: every module's A then B, module by module (adapter_pack) */
     int64_t n_arena;
 };
 

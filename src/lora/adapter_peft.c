@@ -325,8 +325,8 @@ static void peft_read_record(lk_adapter *a, const st_file *f, const char *path)
 {
     const char *v[ADAPTER_BASE_KEYS];
     for (int k = 0; k < ADAPTER_BASE_KEYS; k++)
-        v[k] = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f->metadata,
-                                                                     adapter_base_keys[k]));
+        v[k] = cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(f->metadata, adapter_base_keys[k]));
     adapter_base_from_values(a, v, path);
 }
 
@@ -482,8 +482,7 @@ static lk_status peft_write_tensors(const lk_adapter *a, const char *dir)
     for (int k = 0; a->trained_on.recorded && k < ADAPTER_BASE_KEYS; k++)
         if (*adapter_base_field(&a->trained_on, k))
             cJSON_AddStringToObject(meta, adapter_base_keys[k],
-                                    adapter_base_field(&a->trained_on,
-                                                       k));
+                                    adapter_base_field(&a->trained_on, k));
     if (s == LK_OK)
         s = st_write(path, v, (int)n, meta, NULL, NULL, 0);
     cJSON_Delete(meta);

@@ -168,8 +168,7 @@ static lk_status chatml_calls(struct chat_buf *b, const struct chat_msg *msg, in
     return puts_(b, "\n");
 }
 
-static lk_status chatml_tool(struct chat_buf *b, const struct chat_msg *m, int64_t i,
-                             int64_t n)
+static lk_status chatml_tool(struct chat_buf *b, const struct chat_msg *m, int64_t i, int64_t n)
 {
     if (i == 0 || !is_role(&m[i - 1], "tool"))
         LK_TRY(puts_(b, "<|im_start|>user"));
@@ -216,9 +215,8 @@ static lk_status render_chatml(struct chat_buf *b, const char *default_system,
  * tool calls (exactly one) is written as the assistant's {"name": ..., "parameters": ...}, a
  * tool's result as an ipython turn with the content as a JSON string. Llama-3.0 writes bos only
  * before the first message. */
-static lk_status llama31_system(struct chat_buf *b, const char *date,
-                                const struct chat_msg *m, int64_t n, const cJSON *tools,
-                                int64_t *i)
+static lk_status llama31_system(struct chat_buf *b, const char *date, const struct chat_msg *m,
+                                int64_t n, const cJSON *tools, int64_t *i)
 {
     LK_TRY(puts_(b, "<|start_header_id|>system<|end_header_id|>\n\n"));
     if (tools)
@@ -242,8 +240,7 @@ static lk_status llama31_system(struct chat_buf *b, const char *date,
 }
 
 /* A Llama-3.1 turn with a tool call or a tool's result. */
-static lk_status llama31_tool_turn(struct chat_buf *b, const struct chat_msg *msg,
-                                   int train)
+static lk_status llama31_tool_turn(struct chat_buf *b, const struct chat_msg *msg, int train)
 {
     struct buf t = {0};
     if (is_role(msg, "tool")) {
@@ -255,8 +252,9 @@ static lk_status llama31_tool_turn(struct chat_buf *b, const struct chat_msg *ms
     LK_TRY(chat_tool_calls_parse(msg->tool_calls, &calls));
     lk_status s = cJSON_GetArraySize(calls) == 1
                       ? chat_tool_call_llama31(calls->child, &t)
-                      : status_fail(LK_ERR_ARG, "chat llama3.1: this model only supports single "
-                                                "tool-calls at once (a turn has %d)",
+                      : status_fail(LK_ERR_ARG,
+                                    "chat llama3.1: this model only supports single "
+                                    "tool-calls at once (a turn has %d)",
                                     cJSON_GetArraySize(calls));
     cJSON_Delete(calls);
     if (s != LK_OK) {
@@ -367,9 +365,8 @@ static lk_status render_inst(struct chat_buf *b, const lk_tokenizer *t, int llam
  *   user: '### Instruction:\n' + content + '\n\n';
  *   assistant: '### Response:\n' + content + eos + '\n\n';
  *   generation prompt: '### Response:\n'. */
-static lk_status render_alpaca(struct chat_buf *b, const lk_tokenizer *t,
-                               const struct chat_msg *m, int64_t n, const int *train,
-                               int gen)
+static lk_status render_alpaca(struct chat_buf *b, const lk_tokenizer *t, const struct chat_msg *m,
+                               int64_t n, const int *train, int gen)
 {
     int64_t i = 0;
     if (n > 0 && is_role(&m[0], "system")) {
@@ -418,8 +415,9 @@ static lk_status check_messages(lk_chat_format format, const struct chat_msg *m,
     if (n < 0 || (n > 0 && !m))
         return status_fail(LK_ERR_ARG, "chat: bad message array");
     if (tools && !has_tools)
-        return status_fail(LK_ERR_ARG, "chat %s: the template has no tool definitions (chatml, "
-                                       "qwen2.5 and llama3.1 do)",
+        return status_fail(LK_ERR_ARG,
+                           "chat %s: the template has no tool definitions (chatml, "
+                           "qwen2.5 and llama3.1 do)",
                            g_names[format]);
     for (int64_t i = 0; i < n; i++) {
         if (!m[i].role || !m[i].content)
@@ -433,8 +431,9 @@ static lk_status check_messages(lk_chat_format format, const struct chat_msg *m,
                                "assistant or tool)",
                                (long long)i, m[i].role);
         if (m[i].tool_calls && !is_role(&m[i], "assistant"))
-            return status_fail(LK_ERR_ARG, "chat: message %lld: only an assistant turn makes tool "
-                                           "calls (role '%s')",
+            return status_fail(LK_ERR_ARG,
+                               "chat: message %lld: only an assistant turn makes tool "
+                               "calls (role '%s')",
                                (long long)i, m[i].role);
         if ((tool || m[i].tool_calls) && !has_tools)
             return status_fail(LK_ERR_ARG,
@@ -494,7 +493,6 @@ lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format,
         *n_spans = b.nsp;
     return LK_OK;
 }
-
 
 struct lk_chat_params lk_chat_params_default(void)
 {

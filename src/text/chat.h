@@ -27,9 +27,10 @@ struct chat_msg {
 lk_status chat_resolve(const lk_tokenizer *t, lk_chat_format *format, char **default_system);
 
 /* lk_chat_render, also giving the spans of assistant turns (tool calls included): *spans (heap,
- * caller frees; may be NULL when *n_spans is 0). tools: lk_chat_params.tools. train: per message, 0 leaves that assistant turn out of the spans
- * (NULL: all assistant turns train). format must not be LK_CHAT_AUTO. default_system: ChatML's
- * system prompt when the conversation has none (NULL: none; qwen2.5 always uses Qwen's). */
+ * caller frees; may be NULL when *n_spans is 0). tools: lk_chat_params.tools. train: per message, 0
+ * leaves that assistant turn out of the spans (NULL: all assistant turns train). format must not be
+ * LK_CHAT_AUTO. default_system: ChatML's system prompt when the conversation has none (NULL: none;
+ * qwen2.5 always uses Qwen's). */
 lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format,
                             const char *default_system, int add_gen, const char *date_string,
                             const char *tools, const struct chat_msg *msgs, int64_t n,

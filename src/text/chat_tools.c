@@ -47,8 +47,8 @@ static lk_status normalise_call(const cJSON *c, int64_t i, cJSON *calls)
         return status_fail(LK_ERR_ARG, "chat: tool call %lld has no \"name\"", (long long)i);
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(c, "arguments");
     cJSON *args = NULL, *o = cJSON_CreateObject();
-    if (cJSON_IsString(a) && json_parse("arguments", a->valuestring, strlen(a->valuestring),
-                                        &args) == LK_OK &&
+    if (cJSON_IsString(a) &&
+        json_parse("arguments", a->valuestring, strlen(a->valuestring), &args) == LK_OK &&
         !cJSON_IsObject(args)) {
         cJSON_Delete(args);
         args = NULL;
@@ -117,7 +117,8 @@ lk_status chat_tools_qwen(const cJSON *tools, struct buf *b)
                   "<|im_end|>\n");
 }
 
-/* Qwen2.5: '\n<tool_call>\n{"name": "' name '", "arguments": ' arguments|tojson '}\n</tool_call>' */
+/* Qwen2.5: '\n<tool_call>\n{"name": "' name '", "arguments": ' arguments|tojson '}\n</tool_call>'
+ */
 lk_status chat_tool_call_qwen(const cJSON *call, struct buf *b)
 {
     LK_TRY(put(b, "\n<tool_call>\n{\"name\": \""));

@@ -263,9 +263,7 @@ lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, i
         }
         used += len;
     }
-    int32_t pad = !d->t                       ? d->p.pad_id
-                  : lk_tokenizer_eos(d->t) >= 0 ? lk_tokenizer_eos(d->t)
-                                                : 0;
+    int32_t pad = !d->t ? d->p.pad_id : lk_tokenizer_eos(d->t) >= 0 ? lk_tokenizer_eos(d->t) : 0;
     for (int64_t k = used; k < T; k++) {
         tokens[k] = pad;
         labels[k] = LK_LABEL_IGNORE;

@@ -38,9 +38,9 @@ struct lk_dataset {
     struct lk_dataset_params p;
     char *col[N_KEYS]; /* column name of each canonical key */
     lk_chat_format chat;
-    char *chat_system; /* ChatML default system prompt found in the template, or NULL */
-    int array_file;    /* "element N" instead of "line N" in messages */
-    int64_t line;      /* the record being read (for messages) */
+    char *chat_system;    /* ChatML default system prompt found in the template, or NULL */
+    int array_file;       /* "element N" instead of "line N" in messages */
+    int64_t line;         /* the record being read (for messages) */
     char skip_group[240]; /* why the record being read is skipped, when the reason is the same
                            * for every record that has it (a role the template lacks): counted
                            * in groups[] and reported once; "" otherwise */

@@ -166,10 +166,10 @@ static lk_status message_content(const cJSON *c, int64_t i, const char **out, ch
 static const char *chat_role(const char *r)
 {
     static const char *const map[][2] = {
-        {"system", "system"},       {"user", "user"},          {"human", "user"},
-        {"assistant", "assistant"}, {"gpt", "assistant"},      {"tool", "tool"},
-        {"observation", "tool"},    {"ipython", "tool"},       {"function", "tool"},
-        {"function_call", "call"},  {"tool_call", "call"},     {"tool_calls", "call"}};
+        {"system", "system"},       {"user", "user"},      {"human", "user"},
+        {"assistant", "assistant"}, {"gpt", "assistant"},  {"tool", "tool"},
+        {"observation", "tool"},    {"ipython", "tool"},   {"function", "tool"},
+        {"function_call", "call"},  {"tool_call", "call"}, {"tool_calls", "call"}};
     for (size_t i = 0; i < sizeof map / sizeof *map; i++)
         if (!strcmp(r, map[i][0]))
             return map[i][1];
@@ -266,7 +266,8 @@ static lk_status read_message(lk_dataset *d, const cJSON *m, int sharegpt, int64
     ms->m[i].role = call ? "assistant" : role;
     ms->m[i].tool_calls = call ? c->valuestring : ms->owned[2 * i + 1];
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(m, "loss_weight");
-    ms->train[i] = !strcmp(ms->m[i].role, "assistant") && (!cJSON_IsNumber(w) || w->valuedouble > 0);
+    ms->train[i] =
+        !strcmp(ms->m[i].role, "assistant") && (!cJSON_IsNumber(w) || w->valuedouble > 0);
     return LK_OK;
 }
 
@@ -409,15 +410,15 @@ static const char *column_like(const cJSON *o, const char *const *names)
  * answer: "try --fields prompt=question,completion=answer"), into hint[n]. */
 static void suggest_fields(const cJSON *o, char *hint, size_t n)
 {
-    static const char *const prompt[] = {"prompt",  "question", "query",   "problem", "instruction",
-                                         "input",   "context",  "source",  "request", "human",
-                                         "user",    NULL};
+    static const char *const prompt[] = {"prompt",      "question", "query",   "problem",
+                                         "instruction", "input",    "context", "source",
+                                         "request",     "human",    "user",    NULL};
     static const char *const completion[] = {"completion", "answer", "response", "output",
                                              "solution",   "target", "reply",    "assistant",
                                              "gpt",        "chosen", NULL};
-    static const char *const messages[] = {"conversation", "dialog", "dialogue", "chat", "turns",
-                                           NULL};
-    static const char *const text[] = {"content", "document", "body",  "sentence",
+    static const char *const messages[] = {"conversation", "dialog", "dialogue",
+                                           "chat",         "turns",  NULL};
+    static const char *const text[] = {"content", "document", "body",    "sentence",
                                        "article", "story",    "passage", NULL};
     const char *p = column_like(o, prompt), *c = column_like(o, completion);
     const char *m = column_like(o, messages), *t = column_like(o, text);

@@ -361,8 +361,9 @@ lk_status lk_trainer_evaluate(lk_trainer *t, const lk_dataset *eval, const struc
             LK_TRY(graph_run(t->g, &b, &lc, 0.0f, 0, &sums));
         }
         if (d.progress && d.progress(d.user, k + 1, n))
-            return status_fail(LK_ERR_INTERRUPTED, "evaluation stopped after %lld of %lld "
-                                                   "examples",
+            return status_fail(LK_ERR_INTERRUPTED,
+                               "evaluation stopped after %lld of %lld "
+                               "examples",
                                (long long)(k + 1), (long long)n);
     }
     int64_t cnt = sums.count;
