@@ -117,15 +117,23 @@ lk_status chat_tools_qwen(const cJSON *tools, struct buf *b)
                   "<|im_end|>\n");
 }
 
+/* One call as both templates write it: head name mid arguments|tojson tail. */
+static lk_status tool_call(const cJSON *call, const char *head, const char *mid, const char *tail,
+                           struct buf *b)
+{
+    LK_TRY(put(b, head));
+    LK_TRY(put(b, cJSON_GetObjectItemCaseSensitive(call, "name")->valuestring));
+    LK_TRY(put(b, mid));
+    LK_TRY(json_dump_py(cJSON_GetObjectItemCaseSensitive(call, "arguments"), 0, b));
+    return put(b, tail);
+}
+
 /* Qwen2.5: '\n<tool_call>\n{"name": "' name '", "arguments": ' arguments|tojson '}\n</tool_call>'
  */
 lk_status chat_tool_call_qwen(const cJSON *call, struct buf *b)
 {
-    LK_TRY(put(b, "\n<tool_call>\n{\"name\": \""));
-    LK_TRY(put(b, cJSON_GetObjectItemCaseSensitive(call, "name")->valuestring));
-    LK_TRY(put(b, "\", \"arguments\": "));
-    LK_TRY(json_dump_py(cJSON_GetObjectItemCaseSensitive(call, "arguments"), 0, b));
-    return put(b, "}\n</tool_call>");
+    return tool_call(call, "\n<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>",
+                     b);
 }
 
 /* Llama-3.1 (tools_in_user_message, the default): the first user turn's text after
@@ -149,11 +157,7 @@ lk_status chat_tools_llama31(const cJSON *tools, struct buf *b)
 /* Llama-3.1: '{"name": "' name '", "parameters": ' arguments|tojson "}" */
 lk_status chat_tool_call_llama31(const cJSON *call, struct buf *b)
 {
-    LK_TRY(put(b, "{\"name\": \""));
-    LK_TRY(put(b, cJSON_GetObjectItemCaseSensitive(call, "name")->valuestring));
-    LK_TRY(put(b, "\", \"parameters\": "));
-    LK_TRY(json_dump_py(cJSON_GetObjectItemCaseSensitive(call, "arguments"), 0, b));
-    return put(b, "}");
+    return tool_call(call, "{\"name\": \"", "\", \"parameters\": ", "}", b);
 }
 
 /* Llama-3.1 writes a tool's result as content|tojson when content "is mapping or iterable", which
