@@ -379,7 +379,7 @@ int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *qu
     ad->base_flag = (quant && quant->count) || (qembed && qembed->count);
     snprintf(ad->flag, sizeof ad->flag, "--%s",
              quant && quant->hdr.longopts ? quant->hdr.longopts : "quant");
-    if (ad->n > 0 && !ad->base_flag) {
+    if (ad->n > 0) { /* the record, then the flags given over it */
         struct lk_adapter_base b;
         lk_adapter_get_base(ad->a[0], &b);
         if (lk_adapter_base_model_params(&b, mp) != LK_OK) {

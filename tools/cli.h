@@ -122,8 +122,9 @@ int cli_adapters_load(const char *tool, const struct arg_str *arg,
 void cli_adapters_free(cli_adapters *x);
 
 /* The model options of a tool that runs adapters on a base (lora-eval, lora-generate,
- * lora-teacher, a teacher's --teacher-adapter): --quant/--quant-embed when given, else the base
- * the first adapter records it was trained on (lk_adapter_base_model_params), else mp's own.
+ * lora-teacher, a teacher's --teacher-adapter): the base the first adapter records it was
+ * trained on (lk_adapter_base_model_params), else mp's own, with --quant/--quant-embed over it
+ * where given.
  * Checked by lk_model_params_check. Returns -1 to go on, or an exit code after the message. */
 int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *quant,
                     const struct arg_str *qembed, struct lk_model_params *mp);

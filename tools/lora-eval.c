@@ -31,9 +31,8 @@ static void label(const char *model, const cli_adapters *ad, const lk_model *m, 
 {
     size_t k = (size_t)snprintf(buf, n, "%s", model);
     for (int i = 0; i < ad->n && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, " + %s", ad->path[i]);
-    if (ad->n && ad->w[0] != 1 && k < n)
-        k += (size_t)snprintf(buf + k, n - k, " (weights given)");
+        k += ad->w[i] == 1 ? (size_t)snprintf(buf + k, n - k, " + %s", ad->path[i])
+                           : (size_t)snprintf(buf + k, n - k, " + %s:%g", ad->path[i], ad->w[i]);
     if (k < n)
         snprintf(buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
                  lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
