@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libzstd-dev libcmocka-dev
       libargtable2-dev libcjson-dev libpcre2-dev libutf8proc-dev
-      clang libclang-rt-dev libomp-dev   # the libFuzzer build (tests/fuzz)
+      librsvg2-bin                        # rsvg-convert: tests/cli_ux.sh renders the SVGs to PNG
+      clang libclang-rt-dev libomp-dev     # the libFuzzer build (tests/fuzz)
       openmpi-bin libopenmpi-dev iproute2) # data-parallel training; tests/cli_mpi*.sh
 missing=()
 for p in "${pkgs[@]}"; do

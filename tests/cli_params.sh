@@ -25,17 +25,17 @@ usage() {
 }
 
 TR=(-m "$T/no-model" --data "$T/no-data.jsonl" -o "$T/out-dir")
-usage lora-train "--rank 0 is out of range: expected at least 1" -- "${TR[@]}" --rank 0
-usage lora-train "--alpha -2 is out of range: expected a finite value >= 0 (0: the rank)" -- \
+usage lora-train "--rank must be at least 1, got 0" -- "${TR[@]}" --rank 0
+usage lora-train "--alpha must be above 0, got -2 (leave --alpha out for the default: alpha = rank, a scale of 1)" -- \
     "${TR[@]}" --alpha -2
-usage lora-train "--dropout 1 is out of range: expected 0 <= P < 1" -- "${TR[@]}" --dropout 1
-usage lora-train "--lr -1 is out of range: expected a finite value above 0" -- "${TR[@]}" --lr -1
-usage lora-train "--batch 0 is out of range: expected at least 1" -- "${TR[@]}" --batch 0
-usage lora-train "--seq-len 1 is out of range: expected at least 2" -- "${TR[@]}" --seq-len 1
-usage lora-train "--save-limit -1 is out of range: expected at least 0 (0: keep every checkpoint)" \
+usage lora-train "--dropout must be in [0, 1), got 1" -- "${TR[@]}" --dropout 1
+usage lora-train "--lr must be a finite value above 0, got -1" -- "${TR[@]}" --lr -1
+usage lora-train "--batch must be at least 1, got 0" -- "${TR[@]}" --batch 0
+usage lora-train "--seq-len must be at least 2, got 1" -- "${TR[@]}" --seq-len 1
+usage lora-train "--save-limit must be at least 0 (0: keep every checkpoint), got -1" \
     -- "${TR[@]}" --save-limit -1
 usage lora-train "--optimizer 'adam': expected adamw or sgd" -- "${TR[@]}" --optimizer adam
-usage lora-train "--fields: 'prompt' is not KEY=COLUMN with KEY one of text, prompt, completion, messages, conversations, instruction, input, output, input_ids, labels" \
+usage lora-train "--fields: 'prompt' is not KEY=COLUMN with KEY one of text, prompt, completion, messages, conversations, instruction, input, output, input_ids, labels, tools" \
     -- "${TR[@]}" --fields prompt
 usage lora-train "--schedule 'step': expected cosine, linear or constant" -- "${TR[@]}" \
     --schedule step
@@ -43,28 +43,28 @@ usage lora-train "--quant 'f16': expected none (f32), nf4, q4_0, iq4_nl or q8_0"
     --quant f16
 usage lora-train "--targets: unknown module 'zz' (use q,k,v,o,gate,up,down, their *_proj names, or all)" \
     -- "${TR[@]}" --targets q,zz
-usage lora-train "--kd-temp 0 is out of range: expected 0 < T <= 100" -- "${TR[@]}" \
+usage lora-train "--kd-temp must be in (0, 100], got 0" -- "${TR[@]}" \
     --objective kd --teacher-cache "$T/x.tc" --kd-temp 0
-usage lora-train "--jsd-beta 2 is out of range: expected 0 <= B <= 1" -- "${TR[@]}" \
+usage lora-train "--jsd-beta must be in [0, 1], got 2" -- "${TR[@]}" \
     --objective jsd --teacher-cache "$T/x.tc" --jsd-beta 2
 [ ! -e "$T/out-dir" ] && passes=$((passes + 1)) || { echo "FAIL: lora-train made its folder"; fails=$((fails + 1)); }
 
 GE=(-m "$T/no-model" --ids 1,2)
-usage lora-generate "--temp -1 is out of range: expected a finite value >= 0 (0: greedy)" -- \
+usage lora-generate "--temp must be a finite value >= 0 (0: greedy), got -1" -- \
     "${GE[@]}" --temp -1
-usage lora-generate "--top-p 0 is out of range: expected 0 < P <= 1" -- "${GE[@]}" --top-p 0
-usage lora-generate "--top-k -5 is out of range: expected at least 0 (0: all)" -- "${GE[@]}" \
+usage lora-generate "--top-p must be in (0, 1], got 0" -- "${GE[@]}" --top-p 0
+usage lora-generate "--top-k must be at least 0 (0: all), got -5" -- "${GE[@]}" \
     --top-k -5
 
 TE=(-m "$M" --data "$D" -o "$T/x.tc")
-usage lora-teacher "--top-k 0 is out of range: expected at least 1" -- "${TE[@]}" --top-k 0
-usage lora-teacher "--top-k 512 is out of range: expected 1 .. 511 (below the vocabulary of 512 ids)" \
+usage lora-teacher "--top-k must be at least 1, got 0" -- "${TE[@]}" --top-k 0
+usage lora-teacher "--top-k must be between 1 and 511 (below the vocabulary of 512 ids), got 512" \
     -- "${TE[@]}" --top-k 512
-usage lora-teacher "--vocab 513 is out of range: expected 2 .. 512 (the model's vocab_size)" -- \
+usage lora-teacher "--vocab must be between 2 and 512 (the model's vocab_size), got 513" -- \
     "${TE[@]}" --top-k 8 --vocab 513
-usage lora-teacher "--kd-temp 0 is out of range: expected a temperature above 0 (at most 1e6)" -- \
+usage lora-teacher "--kd-temp must be above 0 (at most 1e6), got 0" -- \
     "${TE[@]}" --top-k 8 --kd-temp 0
-usage lora-teacher "--seq-len 1 is out of range: expected at least 2" -- "${TE[@]}" --top-k 8 \
+usage lora-teacher "--seq-len must be at least 2, got 1" -- "${TE[@]}" --top-k 8 \
     --seq-len 1
 
 QU=(-m "$T/no-model" -o "$T/q")
@@ -83,11 +83,11 @@ usage lora-merge "--base-quant 'nf5': expected nf4, q4_0, iq4_nl or q8_0" -- "${
     --base-quant nf5
 
 RA=(-m "$T/no-model" -o "$T/r")
-usage lora-random-adapter "--rank 0 is out of range: expected at least 1" -- "${RA[@]}" --rank 0
-usage lora-random-adapter "--std-b -1 is out of range: expected a finite value >= 0" -- \
+usage lora-random-adapter "--rank must be at least 1, got 0" -- "${RA[@]}" --rank 0
+usage lora-random-adapter "--std-b must be a finite value >= 0, got -1" -- \
     "${RA[@]}" --std-b -1
 
-usage lora-tokenize "--seq-len 0 is out of range: expected at least 1" -- -m "$M" --data "$D" \
+usage lora-tokenize "--seq-len must be at least 1, got 0" -- -m "$M" --data "$D" \
     --seq-len 0
 usage lora-eval "--quant-embed 'q4_0': expected f32 or q8_0" -- -m "$T/no-model" --ids 1,2 \
     --quant-embed q4_0

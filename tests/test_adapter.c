@@ -347,6 +347,60 @@ static void test_create(void **state)
     lk_model_free(m);
 }
 
+/* The training-base record: none in PEFT's own adapters; set, it survives a PEFT and a GGUF save;
+ * model options follow it; names it cannot rebuild are refused by name; a rank beyond a module's
+ * smaller side is refused with the limit. */
+static void test_base_record(void **state)
+{
+    (void)state;
+    lk_adapter *a = load("adapters/stories-lora"), *b = NULL;
+    struct lk_adapter_base r, got;
+    lk_adapter_get_base(a, &r);
+    assert_int_equal(r.recorded, 0);
+    assert_string_equal(r.quant, "");
+    r = (struct lk_adapter_base){
+        .recorded = 1, .quant = "nf4", .quant_embed = "q8_0", .compute = "f32"};
+    assert_ok(lk_adapter_set_base_record(a, &r));
+    assert_ok(lk_adapter_save_peft(a, tmp_path("rec"), 1));
+    assert_ok(lk_adapter_load(tmp_path("rec"), &b));
+    lk_adapter_get_base(b, &got);
+    assert_true(got.recorded && lk_adapter_base_equal(&r, &got));
+    assert_string_equal(got.quant_embed, "q8_0");
+    lk_adapter_free(b);
+    struct lk_model_config cfg;
+    require_file(shared_path("models/stories260K-hf/config.json"));
+    assert_ok(lk_config_load(shared_path("models/stories260K-hf"), &cfg));
+    assert_ok(lk_adapter_save_gguf(a, &cfg, tmp_path("rec.gguf"), "f32", 1));
+    assert_ok(lk_adapter_load(tmp_path("rec.gguf"), &b));
+    lk_adapter_get_base(b, &got);
+    assert_true(got.recorded && lk_adapter_base_equal(&r, &got));
+    lk_adapter_free(b);
+    struct lk_model_params mp = lk_model_params_default();
+    assert_ok(lk_adapter_base_model_params(&r, &mp));
+    assert_int_equal(mp.quant, LK_QTYPE_NF4);
+    assert_int_equal(mp.quant_embed, LK_QTYPE_Q8_0);
+    struct lk_adapter_base f32 = {.recorded = 1, .quant = "f32"}, g = r;
+    struct lk_adapter_base none = f32;
+    snprintf(none.quant, sizeof none.quant, "none");
+    assert_true(lk_adapter_base_equal(&f32, &none)); /* two names of one format */
+    assert_false(lk_adapter_base_equal(&f32, &r));
+    snprintf(g.quant, sizeof g.quant, "q4_k");
+    assert_status(lk_adapter_base_model_params(&g, &mp), LK_ERR_UNSUPPORTED, "'q4_k'");
+    memset(g.compute, 'x', sizeof g.compute); /* no terminator within the field */
+    assert_status(lk_adapter_set_base_record(a, &g), LK_ERR_ARG, "too long");
+    assert_ok(lk_adapter_set_base_record(a, NULL));
+    lk_adapter_get_base(a, &got);
+    assert_int_equal(got.recorded, 0);
+    lk_adapter_free(a);
+    assert_ok(lk_config_load(data_path("models/qwen2-tiny"), &cfg));
+    struct lk_adapter_params p = lk_adapter_params_default();
+    p.rank = 33; /* k_proj is [32, 64] */
+    assert_status(lk_adapter_create(&cfg, &p, &a), LK_ERR_ARG,
+                  "--rank must be at most 32 for this model (k_proj is [32, 64]), got 33");
+    p.target_mask = 1u << LK_MOD_Q; /* q_proj alone is [64, 64] */
+    assert_ok(lk_adapter_params_check_model(&p, &cfg));
+}
+
 /* The GGUF reference (gguf-py, llama.cpp conventions) holds B's q/k rows permuted; after
  * lk_adapter_set_base the factors equal PEFT's bit for bit. */
 static void test_gguf_rows(void **state)
@@ -404,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_legacy_and_foreign),
         cmocka_unit_test(test_save_peft_round_trip),
         cmocka_unit_test(test_create),
+        cmocka_unit_test(test_base_record),
         cmocka_unit_test(test_gguf_rows),
         cmocka_unit_test(test_permutation),
     };

@@ -158,11 +158,11 @@ static void test_detect(void **st)
 static void test_spans(void **st)
 {
     (void)st;
-    const struct lk_chat_message m[] = {{"system", "S"},
-                                        {"user", "Q1"},
-                                        {"assistant", " A1 "},
-                                        {"user", "Q2"},
-                                        {"assistant", "A2"}};
+    const struct chat_msg m[] = {{"system", "S", NULL},
+                                 {"user", "Q1", NULL},
+                                 {"assistant", " A1 ", NULL},
+                                 {"user", "Q2", NULL},
+                                 {"assistant", "A2", NULL}};
     const int train[] = {1, 1, 0, 1, 1};
     static const struct {
         const char *dir;
@@ -180,8 +180,8 @@ static void test_spans(void **st)
         size_t len;
         struct chat_span *sp;
         int64_t nsp;
-        assert_ok(
-            chat_render_spans(t, cases[k].f, NULL, 0, NULL, m, 5, NULL, &txt, &len, &sp, &nsp));
+        assert_ok(chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, NULL, &txt, &len, &sp,
+                                    &nsp));
         assert_int_equal(nsp, 2);
         assert_true(sp[0].end <= len && sp[1].end <= len);
         assert_int_equal(sp[0].end - sp[0].start, strlen(cases[k].span0));
@@ -190,8 +190,8 @@ static void test_spans(void **st)
         free(txt);
         free(sp);
         /* a turn with train 0 gives no span */
-        assert_ok(
-            chat_render_spans(t, cases[k].f, NULL, 0, NULL, m, 5, train, &txt, &len, &sp, &nsp));
+        assert_ok(chat_render_spans(t, cases[k].f, NULL, 0, NULL, NULL, m, 5, train, &txt, &len,
+                                    &sp, &nsp));
         assert_int_equal(nsp, 1);
         assert_memory_equal(txt + sp[0].start, cases[k].span1, strlen(cases[k].span1));
         free(txt);
@@ -206,20 +206,75 @@ static void test_bad_messages(void **st)
     lk_tokenizer *t = load("models/qwen2.5-tokenizer");
     struct lk_chat_params p = lk_chat_params_default();
     char *out;
-    const struct lk_chat_message bad[] = {{"user", "x"}, {"tool", "y"}};
-    assert_status(lk_chat_render(t, &p, bad, 2, &out, NULL), LK_ERR_ARG, "tool");
+    const struct lk_chat_message bad[] = {{"user", "x"}, {"narrator", "y"}};
+    assert_status(lk_chat_render(t, &p, bad, 2, &out, NULL), LK_ERR_ARG,
+                  "message 1 has role 'narrator' (expected system, user, assistant or tool)");
     const struct lk_chat_message nul[] = {{"user", NULL}};
     assert_status(lk_chat_render(t, &p, nul, 1, &out, NULL), LK_ERR_ARG, "content");
+    /* tool turns need a template that writes them; calls belong to assistant turns */
+    const struct lk_chat_message tool[] = {{"user", "x"}, {"assistant", ""}, {"tool", "{}"}};
+    const char *calls[] = {NULL, "{\"name\": \"f\"}", NULL}, *two[] = {NULL,
+                                                                       "[{\"name\": "
+                                                                       "\"f\"}, {\"name\": \"g\"}]",
+                                                                       NULL};
+    p.tool_calls = calls;
+    p.format = LK_CHAT_LLAMA2;
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG,
+                  "chat llama2: message 1: the template has no tool calls");
+    p.format = LK_CHAT_QWEN2_5;
+    const char *on_user[] = {"{\"name\": \"f\"}", NULL, NULL};
+    p.tool_calls = on_user;
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG,
+                  "only an assistant turn makes tool calls");
+    p.tool_calls = two;
+    p.format = LK_CHAT_LLAMA3_1;
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG,
+                  "only supports single tool-calls at once");
+    p.tools = "{\"name\": \"f\"}";
+    assert_status(lk_chat_render(t, &p, tool, 3, &out, NULL), LK_ERR_ARG, "JSON array of objects");
+    lk_tokenizer_free(t);
+}
+
+/* The public API writes tools and calls as Qwen2.5's template does (arguments given as a JSON
+ * string parsed; Python's json.dumps spacing, floats as its repr, non-ASCII kept). */
+static void test_tool_render(void **st)
+{
+    (void)st;
+    lk_tokenizer *t = load("models/qwen2.5-tokenizer");
+    struct lk_chat_params p = lk_chat_params_default();
+    const struct lk_chat_message m[] = {{"user", "Zürich?"}, {"assistant", ""}, {"tool", "21"}};
+    const char *calls[] = {NULL,
+                           "[{\"type\": \"function\", \"function\": {\"name\": \"w\", "
+                           "\"arguments\": \"{\\\"city\\\":\\\"Zürich\\\",\\\"t\\\":1e-5,"
+                           "\\\"n\\\":[2,0.5]}\"}}]",
+                           NULL};
+    p.tool_calls = calls;
+    p.tools = "[{\"name\":\"w\",\"parameters\":{}}]";
+    p.add_generation_prompt = 1;
+    char *out;
+    assert_ok(lk_chat_render(t, &p, m, 3, &out, NULL));
+    const char *want =
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+        "assistant.\n\n# Tools\n\nYou may call one or more functions to assist with the user "
+        "query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n"
+        "<tools>\n{\"name\": \"w\", \"parameters\": {}}\n</tools>\n\nFor each function call, "
+        "return a json object with function name and arguments within <tool_call></tool_call> "
+        "XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+        "<args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nZürich?<|im_end|>\n"
+        "<|im_start|>assistant\n<tool_call>\n{\"name\": \"w\", \"arguments\": {\"city\": "
+        "\"Zürich\", \"t\": 1e-05, \"n\": [2, 0.5]}}\n</tool_call><|im_end|>\n<|im_start|>user"
+        "\n<tool_response>\n21\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+    assert_string_equal(out, want);
+    free(out);
     lk_tokenizer_free(t);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixtures),
-        cmocka_unit_test(test_detect),
-        cmocka_unit_test(test_spans),
-        cmocka_unit_test(test_bad_messages),
+        cmocka_unit_test(test_fixtures),    cmocka_unit_test(test_detect),
+        cmocka_unit_test(test_spans),       cmocka_unit_test(test_bad_messages),
+        cmocka_unit_test(test_tool_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,12 +52,13 @@ static void check_array(const char *what, int i, const int32_t *got, int64_t n, 
                  cJSON_GetArraySize(want));
 }
 
-static void test_masks_reference(void **st)
+/* Every case of a reference file (tok/ds/expected.json or tools-expected.json) loaded strictly
+ * and compared token for token; returns the number of cases. */
+static int check_reference(const char *expected)
 {
-    (void)st;
     char *txt;
     size_t n;
-    assert_ok(read_text_file(data_path("tok/ds/expected.json"), 1 << 24, &txt, &n));
+    assert_ok(read_text_file(data_path(expected), 1 << 24, &txt, &n));
     cJSON *root = cJSON_Parse(txt);
     free(txt);
     assert_non_null(root);
@@ -94,9 +95,27 @@ static void test_masks_reference(void **st)
         lk_tokenizer_free(t);
         ncases++;
     }
+    cJSON_Delete(root);
+    return ncases;
+}
+
+static void test_masks_reference(void **st)
+{
+    (void)st;
+    int ncases = check_reference("tok/ds/expected.json");
     fprintf(stderr, "%d dataset cases identical to the HF-built reference\n", ncases);
     assert_int_equal(ncases, 17);
-    cJSON_Delete(root);
+}
+
+/* Tool-calling conversations (glaive's ShareGPT function_call/observation, OpenAI tool_calls and
+ * tool turns, a tools list): ids and masks as transformers' apply_chat_template gives them with
+ * Qwen2.5's and Llama-3.1's templates (tests/gen/gen_chat_tools.py). */
+static void test_tool_masks(void **st)
+{
+    (void)st;
+    int ncases = check_reference("tok/ds/tools-expected.json");
+    fprintf(stderr, "%d tool-calling cases identical to apply_chat_template\n", ncases);
+    assert_int_equal(ncases, 3);
 }
 
 static void test_bad_lines(void **st)
@@ -110,9 +129,10 @@ static void test_bad_lines(void **st)
     assert_int_equal(s->examples, 2);
     assert_int_equal(s->bad, 10);
     static const int64_t bad_lines[] = {2, 4, 5, 6, 7, 8, 9, 10, 11, 14};
-    static const char *const reason[] = {
-        "invalid JSON", "no known fields", "not a string", "JSON object",      "no assistant turn",
-        "role 'tool'",  "as long as",      "input_ids[1]", "question, answer", "image"};
+    static const char *const reason[] = {"invalid JSON", "no known fields",   "not a string",
+                                         "JSON object",  "no assistant turn", "role 'narrator'",
+                                         "as long as",   "input_ids[1]",      "question, answer",
+                                         "image"};
     for (int k = 0; k < 10; k++) {
         int64_t line;
         const char *msg = lk_dataset_bad(d, k, &line);
@@ -566,11 +586,17 @@ static void test_attention_mask(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_masks_reference), cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_gsm8k_fields),    cmocka_unit_test(test_llamafactory),
-        cmocka_unit_test(test_packing),         cmocka_unit_test(test_shuffle_cursor),
-        cmocka_unit_test(test_row_examples),    cmocka_unit_test(test_attention_mask),
-        cmocka_unit_test(test_fuzz_lines),      cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_masks_reference),
+        cmocka_unit_test(test_tool_masks),
+        cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_gsm8k_fields),
+        cmocka_unit_test(test_llamafactory),
+        cmocka_unit_test(test_packing),
+        cmocka_unit_test(test_shuffle_cursor),
+        cmocka_unit_test(test_row_examples),
+        cmocka_unit_test(test_attention_mask),
+        cmocka_unit_test(test_fuzz_lines),
+        cmocka_unit_test(test_rng),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

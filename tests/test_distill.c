@@ -256,7 +256,8 @@ static void test_trainer_objectives(void **state)
     assert_status(lk_trainer_create(s, d.train, &p, &tr), LK_ERR_ARG, "distillation objective");
     p.objective = LK_OBJ_JSD;
     p.jsd_beta = 1.5f;
-    assert_status(lk_trainer_create(s, d.train, &p, &tr), LK_ERR_ARG, "out of range");
+    assert_status(lk_trainer_create(s, d.train, &p, &tr), LK_ERR_ARG,
+                  "--jsd-beta must be in [0, 1], got 1.5");
     lk_model_free(s);
     lk_model_free(t);
     lk_model_free(s32);

@@ -171,33 +171,33 @@ static void test_train_check(void **state)
         p.field = value;                                       \
         assert_message(lk_train_params_check(&p, NULL), want); \
     } while (0)
-    BAD(rank, 0, "--rank 0 is out of range: expected at least 1");
-    BAD(rank, -3, "--rank -3 is out of range: expected at least 1");
-    BAD(alpha, -1, "--alpha -1 is out of range: expected a finite value >= 0 (0: the rank)");
-    BAD(alpha, NAN, "--alpha nan is out of range: expected a finite value >= 0 (0: the rank)");
-    BAD(dropout, 1, "--dropout 1 is out of range: expected 0 <= P < 1");
-    BAD(dropout, -0.5f, "--dropout -0.5 is out of range: expected 0 <= P < 1");
+    BAD(rank, 0, "--rank must be at least 1, got 0");
+    BAD(rank, -3, "--rank must be at least 1, got -3");
+    BAD(alpha, -1, "--alpha must be a finite value >= 0 (0: the rank), got -1");
+    BAD(alpha, NAN, "--alpha must be a finite value >= 0 (0: the rank), got nan");
+    BAD(dropout, 1, "--dropout must be in [0, 1), got 1");
+    BAD(dropout, -0.5f, "--dropout must be in [0, 1), got -0.5");
     BAD(targets, 0, "--targets: expected some of q,k,v,o,gate,up,down, got the bits 0x0");
     BAD(init, (lk_lora_init)7, "--init: adapter start 7 is not peft (0) or loftq (1)");
     BAD(optimizer, (lk_optimizer)5, "--optimizer 5: expected adamw or sgd");
-    BAD(lr, 0, "--lr 0 is out of range: expected a finite value above 0");
-    BAD(lr, INFINITY, "--lr inf is out of range: expected a finite value above 0");
-    BAD(lr_ratio_b, -2, "--lr-ratio-b -2 is out of range: expected a finite value above 0");
-    BAD(weight_decay, -0.1f, "--weight-decay -0.1 is out of range: expected at least 0");
-    BAD(beta2, 1, "beta2 1 is out of range: expected 0 <= beta2 < 1");
-    BAD(eps, 0, "eps 0 is out of range: expected above 0");
+    BAD(lr, 0, "--lr must be a finite value above 0, got 0");
+    BAD(lr, INFINITY, "--lr must be a finite value above 0, got inf");
+    BAD(lr_ratio_b, -2, "--lr-ratio-b must be a finite value above 0, got -2");
+    BAD(weight_decay, -0.1f, "--weight-decay must be at least 0, got -0.1");
+    BAD(beta2, 1, "beta2 must be in [0, 1), got 1");
+    BAD(eps, 0, "eps must be above 0, got 0");
     BAD(schedule, (lk_schedule)3, "--schedule 3: expected cosine, linear or constant");
-    BAD(warmup_steps, -1, "--warmup -1 is out of range: expected at least 0");
-    BAD(steps, -5, "--steps -5 is out of range: expected at least 0 (0: from --epochs)");
-    BAD(epochs, 0, "--epochs 0 is out of range: expected a finite value above 0");
-    BAD(batch, 0, "--batch 0 is out of range: expected at least 1");
-    BAD(grad_accum, -1, "--grad-accum -1 is out of range: expected at least 1");
-    BAD(max_bad_steps, 0, "max_bad_steps 0 is out of range: expected at least 1");
+    BAD(warmup_steps, -1, "--warmup must be at least 0, got -1");
+    BAD(steps, -5, "--steps must be at least 0 (0: from --epochs), got -5");
+    BAD(epochs, 0, "--epochs must be a finite value above 0, got 0");
+    BAD(batch, 0, "--batch must be at least 1, got 0");
+    BAD(grad_accum, -1, "--grad-accum must be at least 1, got -1");
+    BAD(max_bad_steps, 0, "max_bad_steps must be at least 1, got 0");
     BAD(objective, (lk_objective)9, "--objective 9: expected sft, kd, rkl or jsd");
-    BAD(kd_temp, 0, "--kd-temp 0 is out of range: expected 0 < T <= 100");
-    BAD(kd_temp, 101, "--kd-temp 101 is out of range: expected 0 < T <= 100");
-    BAD(kd_weight, 1.5f, "--kd-weight 1.5 is out of range: expected 0 <= W <= 1");
-    BAD(jsd_beta, -0.25f, "--jsd-beta -0.25 is out of range: expected 0 <= B <= 1");
+    BAD(kd_temp, 0, "--kd-temp must be in (0, 100], got 0");
+    BAD(kd_temp, 101, "--kd-temp must be in (0, 100], got 101");
+    BAD(kd_weight, 1.5f, "--kd-weight must be in [0, 1], got 1.5");
+    BAD(jsd_beta, -0.25f, "--jsd-beta must be in [0, 1], got -0.25");
 #undef BAD
     /* with steps given, epochs is not used */
     p = d;
@@ -210,7 +210,7 @@ static void test_train_check(void **state)
     p.rank = 0;
     p.batch = 0;
     assert_message(lk_train_params_check(&p, NULL),
-                   "--rank 0 is out of range: expected at least 1");
+                   "--rank must be at least 1, got 0");
     /* combinations, and the base */
     p = d;
     p.init = LK_INIT_LOFTQ;
@@ -236,10 +236,10 @@ static void test_data_check(void **state)
     p.seq_len = 1;
     assert_ok(lk_dataset_params_check(&p)); /* a dataset may have rows of one token */
     assert_message(lk_train_data_params_check(&p),
-                   "--seq-len 1 is out of range: expected at least 2"); /* training may not */
+                   "--seq-len must be at least 2, got 1"); /* training may not */
     p.seq_len = 0;
     assert_message(lk_train_data_params_check(&p),
-                   "--seq-len 0 is out of range: expected at least 1");
+                   "--seq-len must be at least 1, got 0");
     p = lk_dataset_params_default();
     p.chat_format = (lk_chat_format)12;
     assert_message(lk_dataset_params_check(&p),
@@ -252,7 +252,7 @@ static void test_data_check(void **state)
     assert_message(lk_dataset_params_check(&p),
                    "--fields: 'answer' is not KEY=COLUMN with KEY one of text, prompt, "
                    "completion, messages, conversations, instruction, input, output, input_ids, "
-                   "labels");
+                   "labels, tools");
     p = lk_dataset_params_default();
     p.format = (lk_data_format)LK_DATA_N_FORMATS;
     assert_message(lk_dataset_params_check(&p),
@@ -269,17 +269,17 @@ static void test_model_and_sampler_checks(void **state)
     struct lk_sampler_params sp = d;
     sp.temperature = -1;
     assert_message(lk_sampler_params_check(&sp),
-                   "--temp -1 is out of range: expected a finite value >= 0 (0: greedy)");
+                   "--temp must be a finite value >= 0 (0: greedy), got -1");
     sp = d;
     sp.top_p = 0;
-    assert_message(lk_sampler_params_check(&sp), "--top-p 0 is out of range: expected 0 < P <= 1");
+    assert_message(lk_sampler_params_check(&sp), "--top-p must be in (0, 1], got 0");
     sp = d;
     sp.top_k = -1;
     assert_message(lk_sampler_params_check(&sp),
-                   "--top-k -1 is out of range: expected at least 0 (0: all)");
+                   "--top-k must be at least 0 (0: all), got -1");
     lk_sampler *s = NULL;
-    assert_message(lk_sampler_create(&sp, &s), "--top-k -1 is out of range: expected at least 0 "
-                                               "(0: all)"); /* the constructor runs the check */
+    assert_message(lk_sampler_create(&sp, &s), "--top-k must be at least 0 (0: all), "
+                                               "got -1"); /* the constructor runs the check */
     assert_null(s);
 }
 
@@ -293,26 +293,26 @@ static void test_teacher_check(void **state)
     struct lk_teacher_params p = d;
     p.top_k = 0;
     assert_message(lk_teacher_params_check(&p, NULL),
-                   "--top-k 0 is out of range: expected at least 1");
+                   "--top-k must be at least 1, got 0");
     p = d;
     p.temp = 0;
     assert_message(lk_teacher_params_check(&p, NULL),
-                   "--kd-temp 0 is out of range: expected a temperature above 0 (at most 1e6)");
+                   "--kd-temp must be above 0 (at most 1e6), got 0");
     p = d;
     p.top_k = 512;
     assert_ok(lk_teacher_params_check(&p, NULL)); /* the vocabulary is not known yet */
     assert_message(lk_teacher_params_check(&p, &cfg),
-                   "--top-k 512 is out of range: expected 1 .. 511 (below the vocabulary of 512 "
-                   "ids)");
+                   "--top-k must be between 1 and 511 (below the vocabulary of 512 ids), "
+                   "got 512");
     p = d;
     p.vocab = 513;
     assert_message(lk_teacher_params_check(&p, &cfg),
-                   "--vocab 513 is out of range: expected 2 .. 512 (the model's vocab_size)");
+                   "--vocab must be between 2 and 512 (the model's vocab_size), got 513");
     p.vocab = 100;
     p.top_k = 100;
     assert_message(lk_teacher_params_check(&p, &cfg),
-                   "--top-k 100 is out of range: expected 1 .. 99 (below the vocabulary of 100 "
-                   "ids)");
+                   "--top-k must be between 1 and 99 (below the vocabulary of 100 ids), "
+                   "got 100");
 }
 
 static void test_output_checks(void **state)
@@ -344,14 +344,14 @@ static void test_output_checks(void **state)
     assert_true(a.alpha == 8);
     a.init_std_b = -1;
     assert_message(lk_adapter_params_check(&a),
-                   "--std-b -1 is out of range: expected a finite value >= 0");
+                   "--std-b must be a finite value >= 0, got -1");
     a = lk_adapter_params_random(0);
-    assert_message(lk_adapter_params_check(&a), "--rank 0 is out of range: expected at least 1");
+    assert_message(lk_adapter_params_check(&a), "--rank must be at least 1, got 0");
     struct lk_run_params r = lk_run_params_default();
     r.save_limit = -1;
     assert_message(lk_run_params_check(&r),
-                   "--save-limit -1 is out of range: expected at least 0 (0: keep every "
-                   "checkpoint)");
+                   "--save-limit must be at least 0 (0: keep every checkpoint), "
+                   "got -1");
 }
 
 int main(void)

@@ -78,7 +78,7 @@ static void test_lock_sweep_refuse(void **state)
     assert_ok(lk_run_open(dir, &p, &r));
     lk_run_close(r);
     p.save_limit = -1;
-    assert_status(lk_run_open(dir, &p, &r), LK_ERR_ARG, "--save-limit -1 is out of range");
+    assert_status(lk_run_open(dir, &p, &r), LK_ERR_ARG, "--save-limit must be at least 0");
     rm_rf(dir);
     free(dir);
 }

@@ -839,13 +839,16 @@ static void test_teacher_reference(void **st)
     /* bad parameters, an existing output */
     struct lk_teacher_params p = lk_teacher_params_default();
     p.top_k = 512;
-    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG, "top-k 512");
+    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG,
+                  "--top-k must be between 1 and 511");
     p.top_k = 4;
     p.temp = 0;
-    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG, "temperature");
+    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG,
+                  "--kd-temp must be above 0");
     p.temp = 1;
     p.vocab = 513;
-    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG, "vocab 513");
+    assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_ARG,
+                  "--vocab must be between 2 and 512 (the model's vocab_size), got 513");
     p.vocab = 0;
     assert_status(lk_teacher_cache_write(m, d, out, &p, NULL), LK_ERR_IO, "already exists");
     lk_dataset_free(d);

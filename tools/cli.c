@@ -26,7 +26,86 @@ void cli_common_init(cli_common *c)
     c->seed = arg_str0(NULL, "seed", "N", "random seed (default 42)");
 }
 
+void cli_common_init_noseed(cli_common *c)
+{
+    cli_common_init(c);
+    free(c->seed); /* argtable2 allocates each option in one block */
+    c->seed = NULL;
+}
+
 static const char *g_tool = "lorakit";
+static int g_quiet; /* -q: only errors on stderr */
+static int g_line;  /* a live progress line ends stderr (drawn with '\r', no newline yet) */
+
+void cli_line_clear(void)
+{
+    if (g_line)
+        fputs("\r\033[K", stderr);
+    g_line = 0;
+}
+
+void cli_line(const char *fmt, ...)
+{
+    va_list ap;
+    fputc('\r', stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\033[K", stderr);
+    fflush(stderr);
+    g_line = 1;
+}
+
+void cli_line_end(void)
+{
+    if (g_line)
+        fputc('\n', stderr);
+    g_line = 0;
+}
+
+/* "tool: [tag]message" on stderr, on a line of its own. */
+static void vmessage(const char *tag, const char *fmt, va_list ap)
+{
+    cli_line_clear();
+    fprintf(stderr, "%s: %s", g_tool, tag);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void cli_set_voice(const char *tool, int quiet)
+{
+    g_tool = tool;
+    g_quiet = quiet;
+}
+
+void cli_note(const char *fmt, ...)
+{
+    va_list ap;
+    if (g_quiet)
+        return;
+    va_start(ap, fmt);
+    vmessage("", fmt, ap);
+    va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+    if (g_quiet)
+        return;
+    va_start(ap, fmt);
+    vmessage("warning: ", fmt, ap);
+    va_end(ap);
+}
+
+/* The library's messages, under the tool's name and never glued to a progress line. */
+static void cli_log(lk_log_level level, const char *msg, void *user)
+{
+    static const char *const tag[] = {"error: ", "warning: ", "", ""};
+    (void)user;
+    cli_line_clear();
+    fprintf(stderr, "%s: %s%s\n", g_tool, tag[level], msg);
+}
 
 /* At exit: results on stdout that did not reach their file (a full disk, `ulimit -f`) are an
  * error, not a silent truncation (gnulib's close_stdout). */
@@ -43,6 +122,7 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
 {
     g_tool = tool;
     atexit(close_stdout);
+    lk_set_log(cli_log, NULL);
     if (arg_nullcheck(argtable) != 0) {
         fprintf(stderr, "%s: error: out of memory\n", tool);
         return CLI_FAIL;
@@ -66,7 +146,7 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
         fprintf(stderr, "Try '%s --help'.\n", tool);
         return CLI_USAGE;
     }
-    if (c->seed->count) {
+    if (c->seed && c->seed->count) {
         char *e;
         errno = 0;
         (void)strtoull(c->seed->sval[0], &e, 10);
@@ -74,8 +154,10 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
             return cli_usage_error(tool, "--seed: expected a non-negative integer, got '%s'",
                                    c->seed->sval[0]);
     }
-    if (c->threads->count && c->threads->ival[0] < 0)
-        return cli_usage_error(tool, "--threads: expected >= 0, got %d", c->threads->ival[0]);
+    int rc = cli_check_range(tool, c->threads, 0, INT64_MAX, "0: all CPUs");
+    if (rc >= 0)
+        return rc;
+    g_quiet = c->quiet->count > 0;
     if (c->quiet->count)
         lk_set_log_level(LK_LOG_ERROR);
     else if (c->verbose->count)
@@ -90,7 +172,7 @@ int cli_threads(const cli_common *c)
 
 uint64_t cli_seed(const cli_common *c)
 {
-    if (c->seed->count)
+    if (c->seed && c->seed->count)
         return strtoull(c->seed->sval[0], NULL, 10);
     return 42;
 }
@@ -98,6 +180,7 @@ uint64_t cli_seed(const cli_common *c)
 int cli_fail(const char *tool, lk_status s)
 {
     const char *msg = lk_last_error();
+    cli_line_clear();
     fprintf(stderr, "%s: error: %s\n", tool, msg && *msg ? msg : lk_status_str(s));
     return CLI_FAIL;
 }
@@ -124,6 +207,22 @@ const char *cli_help(const char *fmt, ...)
     vsnprintf(pool[used], sizeof pool[used], fmt, ap);
     va_end(ap);
     return pool[used++];
+}
+
+int cli_check_range(const char *tool, const struct arg_int *a, int64_t lo, int64_t hi,
+                    const char *note)
+{
+    if (!a->count || (a->ival[0] >= lo && a->ival[0] <= hi))
+        return -1;
+    char opt[64], want[96];
+    snprintf(opt, sizeof opt, "%s%s", a->hdr.longopts ? "--" : "-",
+             a->hdr.longopts ? a->hdr.longopts : a->hdr.shortopts);
+    if (hi == INT64_MAX)
+        snprintf(want, sizeof want, "at least %lld", (long long)lo);
+    else
+        snprintf(want, sizeof want, "between %lld and %lld", (long long)lo, (long long)hi);
+    return cli_usage_error(tool, "%s must be %s%s%s%s, got %d", opt, want, note ? " (" : "",
+                           note ? note : "", note ? ")" : "", a->ival[0]);
 }
 
 int cli_usage_status(const char *tool, lk_status s)
@@ -219,11 +318,14 @@ void cli_json_emit(cJSON *obj)
     cJSON_Delete(obj);
 }
 
-/* "DIR[:weight]" → path (heap) and weight. */
-static int split_weight(const char *arg, char **path, float *w)
+/* "DIR[:weight]" → path (heap) and weight. A suffix that is not a number is part of the path
+ * only when that whole path exists (paths with colons); otherwise it is a usage error: returns
+ * CLI_USAGE after the message, CLI_FAIL when out of memory, -1 to go on. */
+static int split_weight(const char *tool, const char *opt, const char *arg, char **path, float *w)
 {
     const char *colon = strrchr(arg, ':');
     *w = 1.0f;
+    *path = NULL;
     if (colon && colon[1]) {
         char *e;
         errno = 0;
@@ -231,11 +333,19 @@ static int split_weight(const char *arg, char **path, float *w)
         if (!*e && !errno && isfinite(v)) {
             *w = (float)v;
             *path = strndup(arg, (size_t)(colon - arg));
-            return *path ? 0 : -1;
+        } else if (access(arg, F_OK) != 0 && colon > arg) {
+            return cli_usage_error(tool,
+                                   "%s '%s': the weight after ':' must be a number, got '%s' "
+                                   "(and there is no file or folder '%s')",
+                                   opt, arg, colon + 1, arg);
         }
     }
-    *path = strdup(arg);
-    return *path ? 0 : -1;
+    if (!*path)
+        *path = strdup(arg);
+    if (*path)
+        return -1;
+    fprintf(stderr, "%s: error: out of memory\n", tool);
+    return CLI_FAIL;
 }
 
 int cli_adapters_load(const char *tool, const struct arg_str *arg,
@@ -250,18 +360,94 @@ int cli_adapters_load(const char *tool, const struct arg_str *arg,
         fprintf(stderr, "%s: error: out of memory\n", tool);
         return CLI_FAIL;
     }
-    for (int i = 0; i < n; i++) {
-        if (split_weight(arg->sval[i], &out->path[i], &out->w[i]) != 0) {
-            fprintf(stderr, "%s: error: out of memory\n", tool);
-            return CLI_FAIL;
-        }
+    char opt[64];
+    snprintf(opt, sizeof opt, "%s%s", arg->hdr.shortopts ? "-" : "--",
+             arg->hdr.shortopts ? arg->hdr.shortopts : arg->hdr.longopts);
+    for (int i = 0; i < n; i++) { /* every argument's form before any file is read */
+        int rc = split_weight(tool, opt, arg->sval[i], &out->path[i], &out->w[i]);
         out->n = i + 1;
+        if (rc >= 0)
+            return rc;
+    }
+    for (int i = 0; i < n; i++) {
         lk_status s = lk_adapter_load(out->path[i], &out->a[i]);
         if (s == LK_OK && cfg)
             s = lk_adapter_set_base(out->a[i], cfg);
         if (s != LK_OK)
             return cli_fail(tool, s);
     }
+    return -1;
+}
+
+int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *quant,
+                    const struct arg_str *qembed, struct lk_model_params *mp)
+{
+    ad->base_flag = (quant && quant->count) || (qembed && qembed->count);
+    snprintf(ad->flag, sizeof ad->flag, "--%s",
+             quant && quant->hdr.longopts ? quant->hdr.longopts : "quant");
+    if (ad->n > 0) { /* the record, then the flags given over it */
+        struct lk_adapter_base b;
+        lk_adapter_get_base(ad->a[0], &b);
+        if (lk_adapter_base_model_params(&b, mp) != LK_OK) {
+            fprintf(stderr, "%s: error: %s: %s (hint: give the base with --quant)\n", tool,
+                    ad->path[0], lk_last_error());
+            return CLI_FAIL;
+        }
+    }
+    int rc = cli_parse_quant(tool, quant, qembed, mp);
+    return rc >= 0 ? rc : cli_usage_status(tool, lk_model_params_check(mp));
+}
+
+/* Say which base runs the adapters and why, and warn about each adapter trained on another. */
+static void report_base(const cli_adapters *ad, const char *model_dir, const lk_model *m)
+{
+    struct lk_adapter_base used, b0;
+    char u[96], t[96], why[4200];
+    const char *role = ad->role ? ad->role : "base", *flag = *ad->flag ? ad->flag : "--quant";
+    lk_model_base_record(m, &used);
+    lk_adapter_get_base(ad->a[0], &b0);
+    lk_adapter_base_describe(&used, u, sizeof u);
+    if (ad->base_flag)
+        cli_note("%s %s, as %s asks", role, u, flag);
+    else if (b0.recorded)
+        cli_note("%s %s: %s was trained on it (%s none runs it unquantised)", role, u, ad->path[0],
+                 flag);
+    else
+        cli_note("%s %s: %s does not record the base it was trained on (give %s if it was a "
+                 "quantised one)",
+                 role, u, ad->path[0], flag);
+    for (int i = 0; i < ad->n; i++) {
+        struct lk_adapter_base b;
+        lk_adapter_get_base(ad->a[i], &b);
+        if (!b.recorded || lk_adapter_base_equal(&b, &used))
+            continue;
+        if (ad->base_flag)
+            snprintf(why, sizeof why, "leave %s out to use the adapter's base", flag);
+        else if (i > 0 && !lk_adapter_base_equal(&b, &b0))
+            snprintf(why, sizeof why,
+                     "the adapters were trained on different bases; the first "
+                     "one's is used");
+        else
+            snprintf(why, sizeof why, "%s holds a pre-quantised base, whose format is used",
+                     model_dir);
+        cli_warn("%s was trained on the base %s, but runs here on %s: results will differ "
+                 "from training (%s)",
+                 ad->path[i], lk_adapter_base_describe(&b, t, sizeof t), u, why);
+    }
+}
+
+int cli_adapters_attach(const char *tool, cli_adapters *ad, lk_model *m, const char *model_dir)
+{
+    lk_status s = LK_OK;
+    for (int i = 0; i < ad->n && s == LK_OK; i++) {
+        s = lk_adapter_set_base(ad->a[i], lk_model_get_config(m));
+        if (s == LK_OK)
+            s = lk_model_attach_adapter(m, ad->a[i], ad->w[i]);
+    }
+    if (s != LK_OK)
+        return cli_fail(tool, s);
+    if (ad->n > 0)
+        report_base(ad, model_dir, m);
     return -1;
 }
 
@@ -327,6 +513,9 @@ int cli_teacher_load(const char *tool, const char *spec, const char *student_dir
     const char *dir = self ? student_dir : spec;
     if (!self && (rc = same_vocabulary(tool, dir, student_dir)) >= 0)
         return rc;
+    if ((rc = cli_adapters_load(tool, adapters, NULL, &out->ad)) >= 0 ||
+        (rc = cli_base_params(tool, &out->ad, quant, NULL, &mp)) >= 0)
+        return rc;
     if (lk_model_load(dir, &mp, &out->m) != LK_OK) {
         fprintf(stderr, "%s: error: teacher: %s\n", tool, lk_last_error());
         return CLI_FAIL;
@@ -339,13 +528,8 @@ int cli_teacher_load(const char *tool, const char *spec, const char *student_dir
                 tool, dir, lk_qtype_name(lk_model_quant(out->m)));
         return CLI_FAIL;
     }
-    rc = cli_adapters_load(tool, adapters, lk_model_get_config(out->m), &out->ad);
-    if (rc >= 0)
-        return rc;
-    lk_status s = LK_OK;
-    for (int i = 0; i < out->ad.n && s == LK_OK; i++)
-        s = lk_model_attach_adapter(out->m, out->ad.a[i], out->ad.w[i]);
-    return s == LK_OK ? -1 : cli_fail(tool, s);
+    out->ad.role = "teacher base";
+    return cli_adapters_attach(tool, &out->ad, out->m, dir);
 }
 
 void cli_teacher_free(cli_teacher *t)
@@ -501,6 +685,7 @@ static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const
     lk_dataset *d = NULL;
     lk_status s = lk_dataset_load(path, tok, &dp, &d);
     int64_t n_ex = s == LK_OK ? lk_dataset_get_stats(d)->examples : 0;
+    sc->dataset = 1;
     for (int64_t i = 0; i < n_ex && s == LK_OK; i++) {
         const int32_t *ids, *labels;
         int64_t n, line;
@@ -508,7 +693,10 @@ static lk_status score_dataset(const lk_model *m, const lk_tokenizer *tok, const
         if (s == LK_OK && n >= 2)
             s = score_ids(m, ids, labels, n, ctx, sc);
         sc->examples++;
+        if (sc->progress && (i % 8 == 7 || i + 1 == n_ex))
+            cli_line("scoring %s: %lld/%lld examples", path, (long long)(i + 1), (long long)n_ex);
     }
+    cli_line_clear();
     lk_dataset_free(d);
     return s;
 }
@@ -664,6 +852,22 @@ void cli_svg_polyline(cli_svg *s, const double *x, const double *y, int64_t n, c
     for (int64_t i = 0; i < n; i++)
         fprintf(s->f, "%.1f,%.1f ", x[i], y[i]);
     fputs("\"/>\n", s->f);
+}
+
+int cli_nice_ticks(double lo, double hi, int max_n, double *first, double *step)
+{
+    if (!(hi > lo) || max_n < 2) {
+        *first = lo;
+        *step = 1;
+        return 1;
+    }
+    double raw = (hi - lo) / (max_n - 1), mag = pow(10, floor(log10(raw))), f = raw / mag;
+    *step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+    *first = ceil(lo / *step - 1e-9) * *step;
+    int n = 0;
+    while (*first + n * *step <= hi + 1e-9 * *step)
+        n++;
+    return n;
 }
 
 lk_status cli_svg_save(cli_svg *s, const char *path, int force)

@@ -19,17 +19,23 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
 
-/* Options every tool accepts (the command-line contract: --seed too, echoed in --json). */
+/* Options every tool accepts (the command-line contract), and --seed where something is random
+ * (echoed in --json; seed NULL in the others). */
 typedef struct {
     struct arg_lit *help, *version, *verbose, *quiet, *json;
     struct arg_int *threads;
     struct arg_str *seed;
 } cli_common;
 
-/* Allocate the common option structs. Put them in the tool's table with CLI_COMMON_ENTRIES(c). */
+/* Allocate the common option structs. Put them in the tool's table with CLI_COMMON_ENTRIES(c).
+ * A tool where nothing is random takes no --seed: cli_common_init_noseed and
+ * CLI_COMMON_ENTRIES_NOSEED (its JSON still says "seed": 42, the contract's key). */
 void cli_common_init(cli_common *c);
+void cli_common_init_noseed(cli_common *c);
 #define CLI_COMMON_ENTRIES(c) \
     (c).help, (c).version, (c).verbose, (c).quiet, (c).json, (c).threads, (c).seed
+#define CLI_COMMON_ENTRIES_NOSEED(c) \
+    (c).help, (c).version, (c).verbose, (c).quiet, (c).json, (c).threads
 
 /* Parse argv against argtable (terminated by end). Returns -1 when the tool should go on, or an
  * exit code: 0 after --help/--version, 1 when the table could not be allocated, 2 on a usage
@@ -46,11 +52,33 @@ uint64_t cli_seed(const cli_common *c);
  * the process ends (argtable keeps the pointer). At most 48 per process. */
 const char *cli_help(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Messages on stderr as "tool: message" / "tool: warning: message" on a line of their own (a live
+ * progress line is cleared first); nothing with -q. The library's log messages go the same way
+ * (cli_parse routes them). */
+/* The name messages start with and whether notes and warnings are shown (-q: not); set by the
+ * common options, changed by a process that speaks for another (a data-parallel rank > 0). */
+void cli_set_voice(const char *tool, int quiet);
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The live progress line of a terminal: cli_line draws it ("\r" + text, the rest of the line
+ * erased, no newline), cli_line_clear erases it (messages call it), cli_line_end keeps it and
+ * ends the line. */
+void cli_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_line_clear(void);
+void cli_line_end(void);
+
 /* Print "tool: error: <lk_last_error or status name>" to stderr; return CLI_FAIL. */
 int cli_fail(const char *tool, lk_status s);
 
 /* Print a usage-level error ("tool: msg" and the --help hint); return CLI_USAGE. */
 int cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* An integer option's range, for the checks a tool makes itself: -1 when the option is absent or
+ * lo <= value <= hi (hi INT64_MAX: no upper bound), else CLI_USAGE after "OPT must be at least
+ * LO (NOTE), got V" or "OPT must be between LO and HI, got V". note may be NULL. */
+int cli_check_range(const char *tool, const struct arg_int *a, int64_t lo, int64_t hi,
+                    const char *note);
 
 /* The outcome of a library check or name lookup on the options (lk_*_params_check,
  * lk_*_from_name): -1 to go on, or CLI_USAGE after printing lk_last_error() as a usage error. */
@@ -76,20 +104,38 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
 char *cli_read_file(const char *tool, const char *path, size_t *len);
 
 /* Adapters given as repeatable "-a DIR[:weight]" (a PEFT folder or a GGUF LoRA file; weight
- * default 1; the suffix counts as a weight only when it parses as a finite number, so paths with
- * colons still work). Each adapter is loaded and checked against cfg (lk_adapter_set_base, which
- * also restores the q/k row order of GGUF adapters). On success *out[n] and *w[n] are heap arrays
- * (free with cli_adapters_free). Returns -1 to go on, or an exit code after printing the error. */
+ * default 1; a suffix that is not a number is a usage error unless the whole argument names an
+ * existing path, so paths with colons still work). Every argument is checked before any file is
+ * read; each adapter is then loaded and, with cfg, checked against it (lk_adapter_set_base, which
+ * also restores the q/k row order of GGUF adapters; cfg NULL: later, by cli_adapters_attach). On
+ * success *out[n] and *w[n] are heap arrays (free with cli_adapters_free). Returns -1 to go on, or
+ * an exit code after printing the error. */
 typedef struct {
     lk_adapter **a;
     float *w;
     char **path;
     int n;
+    int base_flag;    /* cli_base_params: the base format came from --quant/--quant-embed */
+    char flag[32];    /* the flag that sets the base format ("--quant", "--teacher-quant") */
+    const char *role; /* how messages name the base ("base" when NULL, "teacher base") */
 } cli_adapters;
 
 int cli_adapters_load(const char *tool, const struct arg_str *arg,
                       const struct lk_model_config *cfg, cli_adapters *out);
 void cli_adapters_free(cli_adapters *x);
+
+/* The model options of a tool that runs adapters on a base (lora-eval, lora-generate,
+ * lora-teacher, a teacher's --teacher-adapter): the base the first adapter records it was
+ * trained on (lk_adapter_base_model_params), else mp's own, with --quant/--quant-embed over it
+ * where given.
+ * Checked by lk_model_params_check. Returns -1 to go on, or an exit code after the message. */
+int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *quant,
+                    const struct arg_str *qembed, struct lk_model_params *mp);
+
+/* Check each adapter against the loaded model m (folder model_dir) and attach it with its
+ * weight. stderr says which base runs them and why (cli_note), and warns about every adapter
+ * whose record names another base. Returns -1 to go on, or an exit code after the error. */
+int cli_adapters_attach(const char *tool, cli_adapters *ad, lk_model *m, const char *model_dir);
 
 /* --quant TYPE and --quant-embed TYPE (either may be NULL or absent) into model params, checked
  * by lk_model_params_check (none|f32, nf4, q4_0, iq4_nl, q8_0; embeddings f32|q8_0). Returns -1
@@ -133,6 +179,8 @@ typedef struct {
     int64_t examples;
     const lk_model *teacher; /* set by the caller: also sum KL(teacher ‖ model) into kl */
     double kl;
+    int progress; /* set by the caller: a progress line (examples done / total) on stderr */
+    int dataset;  /* cli_score_file read examples (JSONL/JSON), not one text */
 } cli_score;
 
 /* Score text (BOS as the tokenizer adds it), in windows of ctx tokens (<= 0: the model's). */
@@ -191,6 +239,10 @@ void cli_svg_circle(cli_svg *s, double cx, double cy, double r, const char *fill
 /* A line through the n points (x[i], y[i]). */
 void cli_svg_polyline(cli_svg *s, const double *x, const double *y, int64_t n, const char *stroke,
                       double width);
+/* Axis ticks at "nice" values (1, 2 or 5 times a power of ten) inside [lo, hi], at most about
+ * max_n of them: tick i is *first + i * *step; returns their count. */
+int cli_nice_ticks(double lo, double hi, int max_n, double *first, double *step);
+
 /* Close the drawing and write it to path (lk_write_file_atomic; force 0 refuses an existing
  * file); the drawing is freed either way. */
 lk_status cli_svg_save(cli_svg *s, const char *path, int force);

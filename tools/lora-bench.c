@@ -165,10 +165,12 @@ int main(int argc, char **argv)
     int64_t T = tokens->count ? tokens->ival[0] : 512;
     int R = repeat->count ? repeat->ival[0] : 3;
     int64_t D = decode->count ? decode->ival[0] : 32;
-    if (T < 1 || R < 1 || D < 0) {
-        rc = cli_usage_error(TOOL, "--tokens and --repeat must be >= 1, --decode >= 0");
+    if ((rc = cli_check_range(TOOL, tokens, 1, INT64_MAX, NULL)) >= 0 ||
+        (rc = cli_check_range(TOOL, repeat, 1, INT64_MAX, NULL)) >= 0 ||
+        (rc = cli_check_range(TOOL, decode, 0, INT64_MAX, NULL)) >= 0 ||
+        (rc = cli_check_range(TOOL, rank, 1, INT64_MAX, NULL)) >= 0 ||
+        (rc = cli_check_range(TOOL, steps, 1, INT64_MAX, NULL)) >= 0)
         goto done;
-    }
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
     if ((rc = cli_parse_quant(TOOL, quant, qembed, &mp)) >= 0)

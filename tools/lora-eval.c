@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -15,9 +16,50 @@ typedef struct {
     double nll, kl;
     int64_t count, examples;
     const lk_model *teacher;
+    int dataset; /* --data read as examples (JSONL/JSON), not as one text */
 } eval_acc;
 
-static int report(const cli_common *c, const char *model, const eval_acc *acc)
+typedef struct {
+    struct arg_file *model, *data;
+    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
+    struct arg_str *teacher, *teacher_adapter, *teacher_quant;
+    struct arg_int *ctx;
+} eval_args;
+
+/* What was scored, as the summary's label: "MODEL + ADAPTER[:w] ..., base nf4". */
+static void label(const char *model, const cli_adapters *ad, const lk_model *m, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "%s", model);
+    for (int i = 0; i < ad->n && k < n; i++)
+        k += ad->w[i] == 1 ? (size_t)snprintf(buf + k, n - k, " + %s", ad->path[i])
+                           : (size_t)snprintf(buf + k, n - k, " + %s:%g", ad->path[i], ad->w[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
+                 lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
+                 lk_model_quant_embed(m) != LK_QTYPE_F32 ? lk_qtype_name(lk_model_quant_embed(m))
+                                                         : "");
+}
+
+/* The numbers in words: what was scored, and how. */
+static void explain(const eval_args *a, const eval_acc *acc)
+{
+    const char *file = a->data->count ? a->data->filename[0] : NULL;
+    printf("  loss: the mean next-token cross-entropy (nats) over %lld scored tokens",
+           (long long)acc->count);
+    if (a->ids->count)
+        printf(" of the ids given");
+    else if (a->text->count || !acc->dataset)
+        printf(" of the %s (windows of %s)", file ? "file read as one text" : "text",
+               a->ctx->count ? "--ctx tokens" : "the model's context");
+    else
+        printf(" of %lld examples of %s: only their trained tokens (answers) count, prompts "
+               "and padding do not; each example on its own, never packed with others",
+               (long long)acc->examples, file);
+    printf("; perplexity = exp(loss)%s\n",
+           acc->teacher ? "; kl_to_teacher: the mean KL(teacher || model) per scored token" : "");
+}
+
+static int report(const cli_common *c, const eval_args *a, const char *what, const eval_acc *acc)
 {
     if (acc->count == 0) {
         fprintf(stderr,
@@ -33,7 +75,8 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
     }
     if (c->json->count) {
         cJSON *j = cli_json_new(c);
-        cJSON_AddStringToObject(j, "model", model);
+        cJSON_AddStringToObject(j, "model", a->model->filename[0]);
+        cJSON_AddStringToObject(j, "what", what);
         cJSON_AddNumberToObject(j, "loss", loss);
         cJSON_AddNumberToObject(j, "perplexity", exp(loss));
         cJSON_AddNumberToObject(j, "tokens", (double)acc->count);
@@ -42,20 +85,16 @@ static int report(const cli_common *c, const char *model, const eval_acc *acc)
             cJSON_AddNumberToObject(j, "kl", acc->kl / (double)acc->count);
         cli_json_emit(j);
     } else if (acc->teacher) {
-        printf("loss %.6f  perplexity %.4f  kl_to_teacher %.6f  tokens %lld\n", loss, exp(loss),
-               acc->kl / (double)acc->count, (long long)acc->count);
+        printf("%s: loss %.6f  perplexity %.4f  kl_to_teacher %.6f  tokens %lld\n", what, loss,
+               exp(loss), acc->kl / (double)acc->count, (long long)acc->count);
+        explain(a, acc);
     } else {
-        printf("loss %.6f  perplexity %.4f  tokens %lld\n", loss, exp(loss), (long long)acc->count);
+        printf("%s: loss %.6f  perplexity %.4f  tokens %lld\n", what, loss, exp(loss),
+               (long long)acc->count);
+        explain(a, acc);
     }
     return CLI_OK;
 }
-
-typedef struct {
-    struct arg_file *model, *data;
-    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
-    struct arg_str *teacher, *teacher_adapter, *teacher_quant;
-    struct arg_int *ctx;
-} eval_args;
 
 static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m, eval_acc *acc)
 {
@@ -76,7 +115,7 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
     }
     lk_tokenizer *tok = NULL;
     lk_status s = lk_tokenizer_load(a->model->filename[0], &tok);
-    cli_score sc = {.teacher = acc->teacher};
+    cli_score sc = {.teacher = acc->teacher, .progress = isatty(2) && !c->quiet->count};
     if (s == LK_OK && a->text->count)
         s = cli_score_text(m, tok, a->text->sval[0], strlen(a->text->sval[0]), ctx, &sc);
     else if (s == LK_OK)
@@ -86,21 +125,23 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
     acc->kl += sc.kl;
     acc->count += sc.count;
     acc->examples += sc.examples;
+    acc->dataset = sc.dataset;
     lk_tokenizer_free(tok);
-    (void)c;
     return s;
 }
 
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     eval_args a;
     a.model = arg_file1("m", "model", "DIR", "model folder (config.json, safetensors, tokenizer)");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.text = arg_str0(NULL, "text", "STR", "text to score");
-    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
+    a.quant = arg_str0(NULL, "quant", "TYPE",
+                       "base format: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the one the "
+                       "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.data = arg_file0(NULL, "data", "FILE",
                        "plain text, or JSONL/JSON examples (any lora-train "
@@ -118,7 +159,9 @@ int main(int argc, char **argv)
     a.teacher_adapter =
         arg_strn(NULL, "teacher-adapter", "DIR[:scale]", 0, 8, "adapter applied to the teacher");
     a.teacher_quant =
-        arg_str0(NULL, "teacher-quant", "TYPE", "teacher format: none (default), nf4, ...");
+        arg_str0(NULL, "teacher-quant", "TYPE",
+                 "teacher format: none, nf4, ... (default: the base --teacher-adapter was "
+                 "trained on, else none)");
     struct arg_end *end = arg_end(20);
     void *at[] = {a.model,
                   a.adapter,
@@ -132,7 +175,7 @@ int main(int argc, char **argv)
                   a.teacher,
                   a.teacher_adapter,
                   a.teacher_quant,
-                  CLI_COMMON_ENTRIES(c),
+                  CLI_COMMON_ENTRIES_NOSEED(c),
                   end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
@@ -154,10 +197,8 @@ int main(int argc, char **argv)
         rc = cli_usage_error(TOOL, "--teacher-adapter and --teacher-quant need --teacher");
         goto done;
     }
-    if (a.ctx->count && a.ctx->ival[0] < 2) {
-        rc = cli_usage_error(TOOL, "--ctx: expected >= 2, got %d", a.ctx->ival[0]);
+    if ((rc = cli_check_range(TOOL, a.ctx, 2, INT64_MAX, NULL)) >= 0)
         goto done;
-    }
     struct lk_dataset_params dp = lk_dataset_params_default(); /* --fields is read with --data */
     if (a.fields->count)
         dp.fields = a.fields->sval[0];
@@ -171,19 +212,23 @@ int main(int argc, char **argv)
     eval_acc acc = {0};
     cli_adapters ad = {0};
     cli_teacher teacher = {0};
+    if ((rc = cli_adapters_load(TOOL, a.adapter, NULL, &ad)) >= 0 ||
+        (rc = cli_base_params(TOOL, &ad, a.quant, a.quant_embed, &mp)) >= 0)
+        goto free_model;
     if (a.teacher->count &&
         (rc = cli_teacher_load(TOOL, a.teacher->sval[0], a.model->filename[0], a.teacher_adapter,
                                a.teacher_quant, mp.n_threads, &teacher)) >= 0)
         goto free_model;
     acc.teacher = teacher.m;
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
-    if (s == LK_OK && (rc = cli_adapters_load(TOOL, a.adapter, lk_model_get_config(m), &ad)) >= 0)
+    if (s == LK_OK && (rc = cli_adapters_attach(TOOL, &ad, m, a.model->filename[0])) >= 0)
         goto free_model;
-    for (int i = 0; i < ad.n && s == LK_OK; i++)
-        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
     if (s == LK_OK)
         s = run(&a, &c, m, &acc);
-    rc = s == LK_OK ? report(&c, a.model->filename[0], &acc)
+    char what[4400] = "";
+    if (s == LK_OK)
+        label(a.model->filename[0], &ad, m, what, sizeof what);
+    rc = s == LK_OK ? report(&c, &a, what, &acc)
                     : (s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s));
 free_model:
     lk_model_free(m);

@@ -36,7 +36,7 @@ static void report(const cli_common *c, const char *in, const char *out, const c
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     struct arg_file *adapter = arg_file0("a", "adapter", "DIR",
                                          "adapter to export (PEFT folder "
                                          "or GGUF LoRA)");
@@ -52,7 +52,7 @@ int main(int argc, char **argv)
                                      "quantisation kernels)");
     struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
     struct arg_end *end = arg_end(20);
-    void *at[] = {adapter, from, model, to, out, dtype, force, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {adapter, from, model, to, out, dtype, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
     int rc =
         cli_parse(argc, argv, at, end, &c, TOOL,
                   "Export an adapter to llama.cpp's GGUF LoRA format or to a PEFT folder.",

@@ -202,11 +202,13 @@ static int run(const gen_args *a, const cli_common *c, const struct lk_sampler_p
     seq.n = seq.n_prompt;
     cli_adapters ad = {0};
     if (s == LK_OK && rc < 0)
+        rc = cli_adapters_load(TOOL, a->adapter, NULL, &ad);
+    if (s == LK_OK && rc < 0)
+        rc = cli_base_params(TOOL, &ad, a->quant, a->quant_embed, &mp);
+    if (s == LK_OK && rc < 0)
         s = lk_model_load(a->model->filename[0], &mp, &m);
     if (s == LK_OK && rc < 0)
-        rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad);
-    for (int i = 0; i < ad.n && s == LK_OK && rc < 0; i++)
-        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
+        rc = cli_adapters_attach(TOOL, &ad, m, a->model->filename[0]);
     if (s == LK_OK && rc < 0)
         s = generate(m, &seq, n_new, smp, !a->ignore_eos->count, &o);
     if (s == LK_OK && rc < 0 && o.json)
@@ -232,7 +234,9 @@ int main(int argc, char **argv)
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.prompt = arg_str0("p", "prompt", "TEXT", "prompt text");
-    a.quant = arg_str0(NULL, "quant", "TYPE", "base format: none (f32), nf4, q4_0, iq4_nl, q8_0");
+    a.quant = arg_str0(NULL, "quant", "TYPE",
+                       "base format: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the one the "
+                       "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids (no tokenizer needed)");
     a.nnew = arg_int0("n", NULL, "N", "tokens to generate (default 128)");
@@ -274,8 +278,8 @@ int main(int argc, char **argv)
         rc = cli_usage_error(TOOL, "--ids: expected comma-separated non-negative integers");
     else if (a.chat->count && !a.prompt->count)
         rc = cli_usage_error(TOOL, "--chat needs --prompt");
-    else if (a.nnew->count && a.nnew->ival[0] < 0)
-        rc = cli_usage_error(TOOL, "-n: expected >= 0");
+    else if ((rc = cli_check_range(TOOL, a.nnew, 0, INT64_MAX, NULL)) >= 0)
+        ;
     else if ((rc = map_options(&a, &c, &sp, &cp)) < 0)
         rc = run(&a, &c, &sp, &cp);
     free(probe);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -55,11 +56,29 @@ static double stat_value(const row *r, const char *stat)
 
 /* ---- SVG heatmap ---- */
 
-static void color(double t, char *out, size_t n)
+/* What each --stat shows, for the heatmap's title (and --help). */
+static const char *stat_meaning(const char *stat)
 {
-    /* five stops of viridis, interpolated linearly */
-    static const double stops[5][3] = {
-        {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+    static const char *const m[][2] = {
+        {"norm", "|dW|, the Frobenius norm of the update s*B*A"},
+        {"rel", "|dW| / |W|, the update's size relative to the base weight"},
+        {"erank", "effective rank of dW (how many directions it uses)"},
+        {"norm_a", "|A|, the Frobenius norm of the down-projection A"},
+        {"norm_b", "|B|, the Frobenius norm of the up-projection B"},
+        {"cosine", "the two updates dW1, dW2 compared as vectors: 1 same, 0 unrelated, -1 "
+                   "opposite"},
+        {"diff", "|dW1 - dW2| / |dW1|, how far the second update is from the first"},
+        {"subspace", "subspace similarity: 1 = both write to the same output directions, 0 = "
+                     "orthogonal"}};
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++)
+        if (!strcmp(stat, m[i][0]))
+            return m[i][1];
+    return stat;
+}
+
+/* t in [0, 1] through five colour stops (NaN: grey). */
+static void color(const double (*stops)[3], double t, char *out, size_t n)
+{
     if (!isfinite(t)) {
         snprintf(out, n, "#dddddd");
         return;
@@ -73,6 +92,32 @@ static void color(double t, char *out, size_t n)
     snprintf(out, n, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
 }
 
+/* The colour scale of a statistic: a fixed -1..1 diverging one for the cosine, 0..1 for the
+ * subspace similarity, 0..max (viridis) for the others, which are never negative. */
+typedef struct {
+    double lo, hi;
+    const double (*stops)[3];
+} scale;
+
+static scale stat_scale(const char *stat, const row *rows, int64_t n)
+{
+    static const double viridis[5][3] = {
+        {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+    static const double rdbu[5][3] = {
+        {33, 102, 172}, {103, 169, 207}, {247, 247, 247}, {239, 138, 98}, {178, 24, 43}};
+    if (!strcmp(stat, "cosine"))
+        return (scale){-1, 1, rdbu};
+    if (!strcmp(stat, "subspace"))
+        return (scale){0, 1, viridis};
+    double hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = stat_value(&rows[i], stat);
+        if (isfinite(v))
+            hi = fmax(hi, v);
+    }
+    return (scale){0, hi > 0 ? hi : 1, viridis};
+}
+
 /* The statistic of (layer l, module k), NaN when the adapter has no such module. */
 static double cell_value(const row *rows, int64_t n, int64_t l, int k, const char *stat)
 {
@@ -82,36 +127,67 @@ static double cell_value(const row *rows, int64_t n, int64_t l, int k, const cha
     return NAN;
 }
 
-static int write_svg(const char *path, int force, const row *rows, int64_t n, int64_t n_layers,
-                     const char *stat, const char *title)
+/* A vertical colour bar at (x, y), h pixels tall, with tick values; grey explained below. */
+static void draw_legend(cli_svg *s, const scale *sc, double x, double y, double h)
 {
-    double lo = INFINITY, hi = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        double v = stat_value(&rows[i], stat);
-        if (isfinite(v))
-            lo = fmin(lo, v), hi = fmax(hi, v);
+    const int steps = 64;
+    for (int i = 0; i < steps; i++) {
+        char c[8];
+        color(sc->stops, 1 - (i + 0.5) / steps, c, sizeof c);
+        cli_svg_rect(s, x, y + h * i / steps, 18, h / steps + 0.5, c, NULL);
     }
-    const int cw = 72, ch = 18, x0 = 60, y0 = 40;
+    double first, step, v = sc->lo;
+    int nt = cli_nice_ticks(sc->lo, sc->hi, 6, &first, &step);
+    for (int i = 0; i <= nt; i++) { /* the ticks, then the top when no tick is near it */
+        v = i < nt ? first + i * step : sc->hi;
+        if (i == nt && sc->hi - (first + (nt - 1) * step) < 0.2 * (sc->hi - sc->lo))
+            break;
+        double ty = y + h * (sc->hi - v) / (sc->hi - sc->lo);
+        cli_svg_line(s, x + 18, ty, x + 23, ty, "black");
+        cli_svg_text(s, x + 26, ty + 4, NULL, "%.3g", v);
+    }
+    cli_svg_rect(s, x, y + h + 14, 18, 12, "#dddddd", NULL);
+    cli_svg_text(s, x + 24, y + h + 24, NULL, "no module");
+}
+
+static int write_svg(const char *path, int force, const row *rows, int64_t n, int64_t n_layers,
+                     const char *stat, const char *a, const char *b)
+{
+    const int cw = 76, ch = 18, x0 = 56, y0 = 96;
+    scale sc = stat_scale(stat, rows, n);
+    double grid_h = (double)n_layers * ch, bar_h = grid_h > 160 ? grid_h : 160;
+    size_t tw = strlen(stat_meaning(stat)) + strlen(stat) + 2, aw = strlen(a) + 12;
+    if (b && strlen(b) + 12 > aw)
+        aw = strlen(b) + 12;
+    double w = 6.6 * (double)(tw > aw ? tw : aw) + 12; /* the titles' width, about */
     cli_svg s;
-    if (cli_svg_begin(&s, x0 + 7 * cw + 10, y0 + (int)n_layers * ch + 30, 11, NULL) != 0)
+    if (cli_svg_begin(&s, w > x0 + 7 * cw + 110 ? w : x0 + 7 * cw + 110, y0 + bar_h + 44, 11,
+                      "white") != 0)
         return cli_fail(TOOL, LK_ERR_NOMEM);
-    cli_svg_text(&s, 4, 14, "font-size=\"13\"", "%s: %s (%.4g .. %.4g)", title, stat,
-                 isfinite(lo) ? lo : 0, isfinite(hi) ? hi : 0);
+    cli_svg_text(&s, 6, 18, "font-size=\"14\" font-weight=\"bold\"", "%s: %s", stat,
+                 stat_meaning(stat));
+    cli_svg_text(&s, 6, 38, NULL, "%s%s", b ? "adapter 1: " : "adapter: ", a);
+    if (b)
+        cli_svg_text(&s, 6, 54, NULL, "adapter 2: %s", b);
+    cli_svg_text(&s, 6, b ? 70 : 54, "fill=\"#444444\"",
+                 "one cell per layer (rows) and module (columns); hover a cell for its value");
     for (int k = 0; k < LK_MOD_COUNT; k++)
-        cli_svg_text(&s, x0 + k * cw + cw / 2, y0 - 6, "text-anchor=\"middle\"", "%s",
+        cli_svg_text(&s, x0 + k * cw + cw / 2, y0 - 8, "text-anchor=\"middle\"", "%s",
                      lk_module_name((lk_module)k));
+    cli_svg_text(&s, x0 - 8, y0 - 8, "text-anchor=\"end\"", "layer");
     for (int64_t l = 0; l < n_layers; l++) {
-        cli_svg_text(&s, x0 - 6, y0 + (int)l * ch + 13, "text-anchor=\"end\"", "%lld",
+        cli_svg_text(&s, x0 - 8, y0 + (int)l * ch + 13, "text-anchor=\"end\"", "%lld",
                      (long long)l);
         for (int k = 0; k < LK_MOD_COUNT; k++) {
             double v = cell_value(rows, n, l, k, stat);
             char c[8], tip[96];
-            color(hi > lo ? (v - lo) / (hi - lo) : isfinite(v) ? 0.5 : NAN, c, sizeof c);
+            color(sc.stops, (v - sc.lo) / (sc.hi - sc.lo), c, sizeof c);
             snprintf(tip, sizeof tip, "layer %lld %s: %.6g", (long long)l,
                      lk_module_name((lk_module)k), v);
             cli_svg_rect(&s, x0 + k * cw, y0 + (int)l * ch, cw - 1, ch - 1, c, tip);
         }
     }
+    draw_legend(&s, &sc, x0 + 7 * cw + 20, y0, bar_h);
     lk_status st = cli_svg_save(&s, path, force);
     return st == LK_OK ? CLI_OK : cli_fail(TOOL, st);
 }
@@ -145,8 +221,9 @@ static lk_status collect(const lk_adapter *a, const double *base_norms, row *row
     return LK_OK;
 }
 
-static void print_info(const struct lk_adapter_info *in)
+static void print_info(const struct lk_adapter_info *in, const struct lk_adapter_base *b)
 {
+    char d[96];
     printf("adapter    %s (%s)\n", in->path, in->format);
     printf("base model %s%s%s\n", *in->base_model ? in->base_model : "(unknown)",
            *in->arch ? "  arch " : "", in->arch);
@@ -160,7 +237,8 @@ static void print_info(const struct lk_adapter_info *in)
     for (int k = 0; k < LK_MOD_COUNT; k++)
         if (in->target_mask & (1u << k))
             printf(" %s", lk_module_name((lk_module)k));
-    printf("\n\n");
+    printf("\ntrained on %s\n\n", b->recorded ? lk_adapter_base_describe(b, d, sizeof d)
+                                              : "an unrecorded base (not written by lora-train)");
 }
 
 static void print_table(const row *rows, int64_t n, int with_base, int top)
@@ -207,9 +285,18 @@ static cJSON *json_rows(const row *rows, int64_t n, int top)
     return arr;
 }
 
-static cJSON *json_info(const struct lk_adapter_info *in)
+static cJSON *json_info(const struct lk_adapter_info *in, const struct lk_adapter_base *b)
 {
     cJSON *o = cJSON_CreateObject(), *t = cJSON_CreateArray();
+    if (b->recorded) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "quant", b->quant);
+        cJSON_AddStringToObject(r, "quant_embed", b->quant_embed);
+        cJSON_AddStringToObject(r, "compute", b->compute);
+        cJSON_AddItemToObject(o, "trained_on", r);
+    } else {
+        cJSON_AddNullToObject(o, "trained_on");
+    }
     cJSON_AddStringToObject(o, "path", in->path);
     cJSON_AddStringToObject(o, "format", in->format);
     cJSON_AddStringToObject(o, "base_model", in->base_model);
@@ -369,7 +456,11 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
                int force)
 {
     struct lk_adapter_info info;
+    struct lk_adapter_base base0, base1;
     lk_adapter_get_info(in->a[0], &info);
+    lk_adapter_get_base(in->a[0], &base0);
+    if (in->n == 2)
+        lk_adapter_get_base(in->a[1], &base1);
     int64_t n = info.n_modules, n_bad = 0, n_common = 0, n_b = 0;
     row *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
     if (!rows)
@@ -390,19 +481,19 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
         n_layers = rows[i].m.layer + 1 > n_layers ? rows[i].m.layer + 1 : n_layers;
     if (c->json->count) {
         cJSON *j = cli_json_new(c);
-        cJSON_AddItemToObject(j, "adapter", json_info(&info));
+        cJSON_AddItemToObject(j, "adapter", json_info(&info, &base0));
         cJSON_AddItemToObject(j, "modules", json_rows(rows, n, top));
         cJSON_AddNumberToObject(j, "nonfinite_modules", (double)n_bad);
         if (in->n == 2) {
             struct lk_adapter_info ib;
             lk_adapter_get_info(in->a[1], &ib);
-            cJSON_AddItemToObject(j, "adapter2", json_info(&ib));
+            cJSON_AddItemToObject(j, "adapter2", json_info(&ib, &base1));
             cJSON_AddItemToObject(j, "diff", json_diff(rows, n));
             cJSON_AddItemToObject(j, "differ_most", most_different(rows, n, 5, 0));
         }
         cli_json_emit(j);
     } else {
-        print_info(&info);
+        print_info(&info, &base0);
         if (in->n == 1) {
             print_table(rows, n, in->base_norms != NULL, top);
             printf("\nNaN/Inf scan: %s\n",
@@ -415,7 +506,13 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
             cJSON_Delete(most_different(rows, n, 5, 1));
         }
     }
-    int rc = svg ? write_svg(svg, force, rows, n, n_layers, stat, info.path) : CLI_OK;
+    const char *second = NULL;
+    if (in->n == 2) {
+        struct lk_adapter_info ib;
+        lk_adapter_get_info(in->a[1], &ib);
+        second = ib.path;
+    }
+    int rc = svg ? write_svg(svg, force, rows, n, n_layers, stat, info.path, second) : CLI_OK;
     free(rows);
     return rc != CLI_OK ? rc : n_bad ? CLI_FAIL : CLI_OK;
 }
@@ -423,7 +520,7 @@ static int run(const cli_common *c, inputs *in, const char *svg, const char *sta
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     struct arg_file *ad = arg_filen(NULL, NULL, "ADAPTER", 1, 2,
                                     "adapter (PEFT folder or GGUF "
                                     "LoRA); two: compare them");
@@ -440,12 +537,26 @@ int main(int argc, char **argv)
                                    "most 8)");
     struct arg_lit *force = arg_lit0(NULL, "force", "overwrite an existing --svg file");
     struct arg_end *end = arg_end(20);
-    void *at[] = {ad, model, svg, stat, top, force, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {ad, model, svg, stat, top, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Describe an adapter (norms, singular values, effective rank) or compare "
                        "two.",
                        "Everything is computed from the r x r factors; dW = s*B*A is never "
-                       "formed.\nExit status 1 when a factor holds NaN/Inf.\n");
+                       "formed.\n"
+                       "One adapter, per module: |A|, |B| (Frobenius norms), |dW| the update's "
+                       "size, |dW|/|W|\n(with -m) its size beside the base weight, erank the "
+                       "effective rank (exp of the entropy\nof the normalised singular values: "
+                       "how many directions it really uses), the top singular\nvalues.\n"
+                       "Two adapters, per module: cosine of dW1 and dW2 as vectors (1 same update, "
+                       "0 unrelated,\n-1 opposite); rel.diff |dW1 - dW2| / |dW1|; subspace: the "
+                       "mean cos^2 of the principal\nangles between the column spaces of dW1 and "
+                       "dW2 (Hu et al. 2021, section 7): 1 when\nboth write into the same output "
+                       "directions, 0 when orthogonal; two random rank-r updates\nscore about "
+                       "r/out, so values well above that mean a shared subspace even when the\n"
+                       "cosine is small.\n"
+                       "--svg: cosine on a fixed -1..1 scale, subspace on 0..1, the others from 0 "
+                       "to their largest\nvalue; grey cells are modules an adapter lacks.\n"
+                       "Exit status 1 when a factor holds NaN/Inf.\n");
     if (rc >= 0)
         goto done;
     const char *st = stat->count ? stat->sval[0] : ad->count == 2 ? "cosine" : "norm";
@@ -464,8 +575,13 @@ int main(int argc, char **argv)
         goto done;
     }
     int ntop = top->count ? top->ival[0] : 4;
-    if (ntop < 0 || ntop > 8) {
-        rc = cli_usage_error(TOOL, "--top: expected 0..8, got %d", ntop);
+    if ((rc = cli_check_range(TOOL, top, 0, 8, NULL)) >= 0)
+        goto done;
+    if (svg->count && !force->count && access(svg->filename[0], F_OK) == 0) {
+        /* before any output: a report without its picture would be half a result */
+        fprintf(stderr, "%s: error: %s already exists (use --force to overwrite)\n", TOOL,
+                svg->filename[0]);
+        rc = CLI_FAIL;
         goto done;
     }
     inputs in = {0};

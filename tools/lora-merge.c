@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -40,18 +41,72 @@ static void on_tensor(void *user, const struct lk_merge_tensor *t)
         printf("%-48s adapters %d  stored rel. error %.3g\n", t->name, t->n_merged, t->store_err);
     }
     if (r->progress)
-        fprintf(stderr, "\r%s: tensor %lld/%lld", TOOL, (long long)t->index + 1,
-                (long long)t->count);
+        cli_line("%s: tensor %lld/%lld", TOOL, (long long)t->index + 1, (long long)t->count);
+}
+
+/* The base the adapters are merged into: --base-quant (none: the original weights), else the one
+ * the first adapter records it was trained on (a quantised one: its dequantised weights, what the
+ * adapter learned to correct). Sets p->base_quant and why[n]; says which on stderr and warns about
+ * each adapter trained on another. Returns -1 to go on, or an exit code. */
+static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const char *model,
+                       struct lk_merge_params *p, char *why, size_t n)
+{
+    struct lk_adapter_base b0 = {0};
+    char d[96];
+    if (ad->n > 0)
+        lk_adapter_get_base(ad->a[0], &b0);
+    int flag = bq->count > 0, none = flag && !strcasecmp(bq->sval[0], "none");
+    p->base_quant = flag && !none ? bq->sval[0] : NULL;
+    static char recorded[LK_ADAPTER_BASE_NAME]; /* p->base_quant outlives this call */
+    snprintf(recorded, sizeof recorded, "%s", b0.quant);
+    if (!flag && b0.recorded && strcasecmp(b0.quant, "f32") && strcasecmp(b0.quant, "none"))
+        p->base_quant = recorded;
+    if (flag)
+        snprintf(why, n, "as --base-quant %s asks", bq->sval[0]);
+    else if (ad->n == 0)
+        snprintf(why, n, "no adapter");
+    else if (b0.recorded)
+        snprintf(why, n, "%s was trained on the base %s%s", ad->path[0],
+                 lk_adapter_base_describe(&b0, d, sizeof d),
+                 p->base_quant ? "; --base-quant none merges into the original weights" : "");
+    else
+        snprintf(why, n,
+                 "%s does not record the base it was trained on; give --base-quant TYPE "
+                 "if it was a quantised one",
+                 ad->path[0]);
+    if (p->base_quant)
+        cli_note("merging into %s dequantised from %s: %s", model, p->base_quant, why);
+    else
+        cli_note("merging into the original weights of %s: %s", model, why);
+    for (int i = 0; i < ad->n; i++) {
+        struct lk_adapter_base b;
+        lk_adapter_get_base(ad->a[i], &b);
+        lk_qtype want, got = LK_QTYPE_F32;
+        if (!b.recorded || lk_qtype_from_name(b.quant, &want) != LK_OK)
+            continue;
+        if (p->base_quant && lk_qtype_from_name(p->base_quant, &got) != LK_OK)
+            continue; /* lk_merge_params_check names it */
+        if (want != got)
+            cli_warn("%s was trained on the base %s, but is merged into %s weights: the merged "
+                     "model will not behave as the adapter did in training",
+                     ad->path[i], lk_adapter_base_describe(&b, d, sizeof d),
+                     p->base_quant ? p->base_quant : "the original");
+        if (*b.quant_embed && strcasecmp(b.quant_embed, "f32"))
+            cli_note("%s was trained with %s embeddings; the merged model keeps %s's (load it "
+                     "with --quant-embed %s to match)",
+                     ad->path[i], b.quant_embed, model, b.quant_embed);
+    }
+    return -1;
 }
 
 static void print_summary(const cli_common *c, merge_report *r, const cli_adapters *ad,
                           const char *base, const char *out, const struct lk_merge_params *p,
-                          double secs)
+                          const char *why, double secs)
 {
     const char *dtype = p->dtype;
     char used[96]; /* which base the adapters were added to */
     if (p->base_quant)
-        snprintf(used, sizeof used, "dequantised %s (--base-quant)", p->base_quant);
+        snprintf(used, sizeof used, "dequantised from %s", p->base_quant);
     else
         snprintf(used, sizeof used, "original (unquantised)");
     const char *fmt = strlen(out) > 5 && !strcmp(out + strlen(out) - 5, ".gguf") ? "gguf" : "hf";
@@ -66,6 +121,7 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
         }
         cJSON_AddStringToObject(j, "base", base);
         cJSON_AddStringToObject(j, "base_weights", used);
+        cJSON_AddStringToObject(j, "base_reason", why);
         cJSON_AddItemToObject(j, "adapters", a);
         cJSON_AddStringToObject(j, "out", out);
         cJSON_AddStringToObject(j, "format", fmt);
@@ -79,8 +135,8 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
         cli_json_emit(j);
         return;
     }
-    printf("merged %d adapter(s) into %lld tensors of %s (base weights: %s)\n", ad->n,
-           (long long)r->n_merged_tensors, base, used);
+    printf("merged %d adapter(s) into %lld tensors of %s (base weights: %s; %s)\n", ad->n,
+           (long long)r->n_merged_tensors, base, used, why);
     printf("wrote %s (%s, %s) in %.2f s, peak RSS %.0f MiB\n", out, fmt,
            dtype ? dtype : (*fmt == 'g' ? "f16" : "base dtype"), secs, cli_peak_rss_mib());
     printf("largest storage error: %.3g (%s)\n", r->max_err,
@@ -138,7 +194,7 @@ static lk_status eval_change(const cli_common *c, const char *base, const char *
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR", "base model folder");
     struct arg_str *adapter = arg_strn("a", "adapter", "DIR[:W]", 0, 64,
                                        "adapter (PEFT folder or GGUF LoRA) with weight W "
@@ -148,14 +204,14 @@ int main(int argc, char **argv)
                                      "f32|f16|bf16 (folders); f16|f32|bf16|q8_0|q4_0|iq4_nl "
                                      "(.gguf)");
     struct arg_str *bq = arg_str0(NULL, "base-quant", "T",
-                                  "merge onto the dequantised "
-                                  "nf4|q4_0|iq4_nl|q8_0 base (QLoRA)");
+                                  "merge onto the dequantised nf4|q4_0|iq4_nl|q8_0 base, or "
+                                  "none (default: what the adapter was trained on)");
     struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
     struct arg_file *eval = arg_file0(NULL, "eval-data", "FILE",
                                       "held-out text or JSONL: loss before and after the merge "
                                       "(folder outputs)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, adapter, out, dtype, bq, force, eval, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {model, adapter, out, dtype, bq, force, eval, CLI_COMMON_ENTRIES_NOSEED(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
                        "(DoRA: magnitude-rescaled).",
@@ -171,9 +227,10 @@ int main(int argc, char **argv)
         goto done;
     }
     struct lk_merge_params p = lk_merge_params_default();
+    char why[4400];
     if (dtype->count)
         p.dtype = dtype->sval[0];
-    if (bq->count)
+    if (bq->count && strcasecmp(bq->sval[0], "none")) /* none: the original weights */
         p.base_quant = bq->sval[0];
     p.n_threads = cli_threads(&c);
     p.force = force->count > 0;
@@ -186,7 +243,9 @@ int main(int argc, char **argv)
         rc = cli_fail(TOOL, s);
         goto done;
     }
-    if ((rc = cli_adapters_load(TOOL, adapter, &cfg, &ad)) >= 0)
+    if ((rc = cli_adapters_load(TOOL, adapter, &cfg, &ad)) >= 0 ||
+        (rc = choose_base(bq, &ad, model->filename[0], &p, why, sizeof why)) >= 0 ||
+        (rc = cli_usage_status(TOOL, lk_merge_params_check(&p))) >= 0)
         goto free_adapters;
     merge_report rep = {.verbose = c.verbose->count > 0,
                         .progress = !c.quiet->count && isatty(STDERR_FILENO)};
@@ -198,9 +257,9 @@ int main(int argc, char **argv)
     s = lk_merge(model->filename[0], (const lk_adapter *const *)ad.a, ad.w, ad.n, out->filename[0],
                  &p);
     if (rep.progress)
-        fprintf(stderr, "\n");
+        cli_line_end();
     if (s == LK_OK) {
-        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, cli_now() - t0);
+        print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, why, cli_now() - t0);
         rc = CLI_OK;
         if (eval->count) {
             s = eval_change(&c, model->filename[0], out->filename[0], p.base_quant, &ad,

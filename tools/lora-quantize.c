@@ -46,8 +46,7 @@ static void on_tensor(void *user, const struct lk_quantize_tensor *t)
                (long long)t->cols, lk_qtype_name(t->type), t->rmse, t->max_abs, t->bits_per_weight);
     }
     if (r->progress)
-        fprintf(stderr, "\r%s: tensor %lld/%lld", TOOL, (long long)t->index + 1,
-                (long long)t->count);
+        cli_line("%s: tensor %lld/%lld", TOOL, (long long)t->index + 1, (long long)t->count);
 }
 
 static void print_summary(const cli_common *c, report *r, const char *in, const char *out,
@@ -98,7 +97,7 @@ static int parse_opts(const struct arg_str *type, const struct arg_str *qe,
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     struct arg_file *model = arg_file1("m", "model", "DIR", "float model folder");
     struct arg_str *type = arg_str1(NULL, "type", "T", "nf4|q4_0|iq4_nl|q8_0");
     struct arg_file *out = arg_file1("o", "out", "OUT", "output folder (FILE.gguf for gguf)");
@@ -107,7 +106,7 @@ int main(int argc, char **argv)
     struct arg_lit *dq = arg_lit0(NULL, "double-quant", "hf-bnb: 8-bit absmax (bnb double quant)");
     struct arg_lit *force = arg_lit0(NULL, "force", "replace an existing output");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, type, out, qe, fmt, dq, force, CLI_COMMON_ENTRIES(c), end};
+    void *at[] = {model, type, out, qe, fmt, dq, force, CLI_COMMON_ENTRIES_NOSEED(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Quantise a model folder into a base that loads without re-quantising.",
                        "Formats: lorakit = folder for lora-eval/-generate/-train -m OUT (mapped,\n"
@@ -133,7 +132,7 @@ int main(int argc, char **argv)
     double t0 = cli_now();
     lk_status s = lk_quantize_model(model->filename[0], out->filename[0], &p);
     if (r.progress)
-        fprintf(stderr, "\n");
+        cli_line_end();
     if (s == LK_OK) {
         print_summary(&c, &r, model->filename[0], out->filename[0], &p, lk_qformat_name(p.format),
                       cli_now() - t0);

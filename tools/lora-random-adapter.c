@@ -58,6 +58,8 @@ int main(int argc, char **argv)
     struct lk_model_config cfg;
     lk_adapter *a = NULL;
     lk_status s = lk_config_load(model->filename[0], &cfg);
+    if (s == LK_OK && (rc = cli_usage_status(TOOL, lk_adapter_params_check_model(&p, &cfg))) >= 0)
+        goto done; /* --rank beyond the model's modules */
     if (s == LK_OK)
         s = lk_adapter_create(&cfg, &p, &a);
     if (s == LK_OK)

@@ -40,10 +40,15 @@ static int on_progress(void *user, int64_t done, int64_t total)
     if (ps->quiet || (done < total && t - ps->last < (ps->tty ? 0.2 : 10.0)))
         return 0;
     ps->last = t;
-    fprintf(stderr, "%s[%s] %lld/%lld examples  %.1f s%s", ps->tty ? "\r" : "", TOOL,
-            (long long)done, (long long)total, t - ps->t0, ps->tty ? "\033[K" : "\n");
-    if (ps->tty && done == total)
-        fputc('\n', stderr);
+    if (!ps->tty) {
+        fprintf(stderr, "[%s] %lld/%lld examples  %.1f s\n", TOOL, (long long)done,
+                (long long)total, t - ps->t0);
+        return 0;
+    }
+    cli_line("[%s] %lld/%lld examples  %.1f s", TOOL, (long long)done, (long long)total,
+             t - ps->t0);
+    if (done == total)
+        cli_line_end();
     return 0;
 }
 
@@ -117,11 +122,14 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     progress_state ps = {isatty(2), c->quiet->count > 0, cli_now(), 0};
     struct lk_teacher_stats st;
     const char *dir = a->model->filename[0];
-    lk_status s = lk_model_load(dir, mp, &m);
-    if (s == LK_OK && (rc = cli_adapters_load(TOOL, a->adapter, lk_model_get_config(m), &ad)) >= 0)
-        s = LK_ERR_IO; /* its error is printed */
-    for (int i = 0; i < ad.n && s == LK_OK; i++)
-        s = lk_model_attach_adapter(m, ad.a[i], ad.w[i]);
+    lk_status s = LK_OK;
+    if ((rc = cli_adapters_load(TOOL, a->adapter, NULL, &ad)) >= 0 ||
+        (rc = cli_base_params(TOOL, &ad, a->quant, a->quant_embed, mp)) >= 0)
+        s = LK_ERR_IO; /* its error is printed; the other ranks are told below */
+    if (s == LK_OK)
+        s = lk_model_load(dir, mp, &m);
+    if (s == LK_OK && (rc = cli_adapters_attach(TOOL, &ad, m, dir)) >= 0)
+        s = LK_ERR_IO;
     if (s == LK_OK)
         s = lk_tokenizer_load(dir, &tok);
     if (s == LK_OK) {
@@ -145,9 +153,10 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     }
     if (s == LK_OK && lk_dist_rank(p->dist) == 0)
         report(a, c, p, &st, cli_now() - ps.t0);
-    else if (s == LK_ERR_INTERRUPTED && lk_dist_rank(p->dist) == 0)
-        fprintf(stderr, "%s%s: interrupted; %s not written\n", ps.tty ? "\n" : "", TOOL,
-                a->out->filename[0]);
+    else if (s == LK_ERR_INTERRUPTED && lk_dist_rank(p->dist) == 0) {
+        cli_line_end(); /* the progress line stays: where it stopped */
+        fprintf(stderr, "%s: interrupted; %s not written\n", TOOL, a->out->filename[0]);
+    }
     rc = s == LK_OK                ? CLI_OK
          : s != LK_ERR_INTERRUPTED ? cli_fail(TOOL, s)
                                    : interrupted_code(p->dist);
@@ -199,6 +208,7 @@ static int open_group(lk_dist **g, cli_common *c)
         snprintf(g_tool, sizeof g_tool, "%s[rank %d]", TOOL, lk_dist_rank(*g));
         TOOL = g_tool;
         c->quiet->count = 1;
+        cli_set_voice(TOOL, 1);
         c->json->count = 0;
         lk_set_log_level(LK_LOG_ERROR);
     }
@@ -219,13 +229,14 @@ static const char *GLOSSARY =
 int main(int argc, char **argv)
 {
     cli_common c;
-    cli_common_init(&c);
+    cli_common_init_noseed(&c);
     teacher_args a;
     a.model = arg_file1("m", "model", "DIR", "teacher model folder (Hugging Face)");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter applied to the teacher (PEFT folder or GGUF), repeatable");
     a.quant = arg_str0(NULL, "quant", "TYPE",
-                       "teacher weights: none (default, f32), nf4, q4_0, iq4_nl, q8_0");
+                       "teacher weights: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the "
+                       "base -a was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL or JSON array)");
     a.top_k = arg_int1(NULL, "top-k", "K", "ids kept per position (1 .. vocabulary - 1)");
@@ -253,7 +264,7 @@ int main(int argc, char **argv)
                   CLI_DATA_ENTRIES(a.d),
                   a.out,
                   a.force,
-                  CLI_COMMON_ENTRIES(c),
+                  CLI_COMMON_ENTRIES_NOSEED(c),
                   end};
     int rc =
         cli_parse(argc, argv, at, end, &c, TOOL,

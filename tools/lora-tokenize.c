@@ -335,9 +335,13 @@ int main(int argc, char **argv)
         p.strict = strict->count > 0;
         p.pack = !nopack->count;
         CLI_SET_INT(seq_len, p.seq_len);
-        if ((show->count && show->ival[0] < 0) || decode->count || bench_n->count || chat->count) {
-            rc = cli_usage_error(TOOL, "--data: --show must be >= 0; no --decode, --bench or "
-                                       "--chat");
+        if ((rc = cli_check_range(TOOL, show, 0, INT64_MAX, NULL)) >= 0)
+            goto out;
+        if (decode->count || bench_n->count || chat->count) {
+            rc = cli_usage_error(TOOL, "--%s does not go with --data",
+                                 decode->count    ? "decode"
+                                 : bench_n->count ? "bench"
+                                                  : "chat");
             goto out;
         }
         if (tmpl->count && lk_chat_format_from_name(tmpl->sval[0], &p.chat_format) != LK_OK) {
@@ -354,8 +358,10 @@ int main(int argc, char **argv)
         rc = cli_usage_error(TOOL, "--chat and --chat-template need --text or --file");
         goto out;
     }
-    if (bench_n->count && (bench_n->ival[0] <= 0 || ids->count)) {
-        rc = cli_usage_error(TOOL, "--bench N needs N > 0 and --text or --file");
+    if ((rc = cli_check_range(TOOL, bench_n, 1, INT64_MAX, NULL)) >= 0)
+        goto out;
+    if (bench_n->count && ids->count) {
+        rc = cli_usage_error(TOOL, "--bench needs --text or --file");
         goto out;
     }
     char *buf = NULL;

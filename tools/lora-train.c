@@ -26,7 +26,7 @@ typedef struct {
     struct arg_str *teacher, *teacher_cache, *teacher_adapter, *teacher_quant;
     struct arg_str *init;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
-    struct arg_int *warmup, *save_limit, *log_every;
+    struct arg_int *warmup, *save_limit, *log_every, *eval_max;
     struct arg_dbl *alpha, *dropout, *lr, *lr_ratio_b, *epochs, *weight_decay, *max_grad_norm;
     struct arg_dbl *kd_temp, *kd_weight, *jsd_beta;
     struct arg_lit *rslora, *dry_run, *force, *no_ckpt;
@@ -51,8 +51,12 @@ typedef struct {
     struct lk_dataset_params dp;
     struct lk_run_params rp;
     double t0, eval_loss_last, eval_kl_last;
+    double eval_secs; /* time spent evaluating (left out of tokens/s and the ETA) */
     int64_t tokens_done, start_step;
-    float *eval_pts; /* [steps] eval loss at that step or NaN */
+    int64_t empty_steps, nonfinite_steps, updates; /* this process's steps; updates: the run's */
+    float *eval_pts;                               /* [steps] eval loss at that step or NaN */
+    char *base_name;          /* the model as the adapter records it (lk_model_name_or_path) */
+    const char *no_tokenizer; /* why the model has no tokenizer (pre-tokenised data only) */
     int tty;
 } train_ctx;
 
@@ -107,6 +111,20 @@ static int check_flag_sets(const train_args *a, lk_objective obj)
                   a->jsd_beta->count;
     if (a->steps->count && a->epochs->count)
         return cli_usage_error(TOOL, "give --steps or --epochs, not both");
+    if (a->alpha->count && !(a->alpha->dval[0] > 0))
+        return cli_usage_error(TOOL,
+                               "--alpha must be above 0, got %g (leave --alpha out for the "
+                               "default: alpha = rank, a scale of 1)",
+                               a->alpha->dval[0]);
+    if (!a->eval_data->count && (a->eval_every->count || a->eval_max->count))
+        return cli_usage_error(TOOL, "%s needs --eval-data FILE (held-out data to evaluate on)",
+                               a->eval_every->count ? "--eval-every" : "--eval-max");
+    const struct arg_int *every[] = {a->eval_every, a->eval_max, a->save_every, a->log_every};
+    for (int i = 0; i < 4; i++) {
+        int rc = cli_check_range(TOOL, every[i], 1, INT64_MAX, NULL);
+        if (rc >= 0)
+            return rc;
+    }
     if (a->init->count && a->init_adapter->count)
         return cli_usage_error(TOOL, "--init and --init-adapter exclude each other (the adapter "
                                      "starts as the one given)");
@@ -142,15 +160,19 @@ static int map_data(const train_args *a, const cli_common *c, struct lk_dataset_
 static void on_damaged(void *user, const char *msg)
 {
     (void)user;
+    cli_line_clear(); /* shown with -q too, as the resume below: what the run continues from */
     fprintf(stderr, "%s: warning: %s; trying the checkpoint before it\n", TOOL, msg);
 }
 
-static int map_run(const train_args *a, struct lk_run_params *rp)
+static int map_run(const train_args *a, struct lk_run_params *rp, char **base_name)
 {
     *rp = lk_run_params_default();
     CLI_SET_INT(a->save_limit, rp->save_limit);
     rp->force = a->force->count || a->resume->count;
-    rp->base_model = a->model->filename[0];
+    /* the adapter names its base by absolute path (or hub id); a missing folder fails at load */
+    if (lk_model_name_or_path(a->model->filename[0], base_name) != LK_OK)
+        *base_name = NULL;
+    rp->base_model = *base_name ? *base_name : a->model->filename[0];
     rp->on_damaged = on_damaged;
     return cli_usage_status(TOOL, lk_run_params_check(rp));
 }
@@ -176,7 +198,7 @@ static int parse_options(train_ctx *x)
     if (rc < 0)
         rc = map_data(a, x->c, &x->dp);
     if (rc < 0)
-        rc = map_run(a, &x->rp);
+        rc = map_run(a, &x->rp, &x->base_name);
     return rc;
 }
 
@@ -217,13 +239,11 @@ static void report_loftq(const train_ctx *x, double secs)
     } else {
         cJSON_Delete(mods);
     }
-    if (!x->c->quiet->count)
-        fprintf(stderr,
-                "%s: LoftQ start (rank %lld, one iteration): the quantisation residual "
-                "|W - Q(W)| of %lld modules reduced by %.1f%% on average (%.1f%% to %.1f%%), "
-                "%.1f%% overall, in %.2f s\n",
-                TOOL, (long long)x->tp.rank, (long long)n, 100 * mean, 100 * lo, 100 * hi,
-                100 * total, secs);
+    cli_note("LoftQ start (rank %lld, one iteration): the quantisation residual |W - Q(W)| of "
+             "%lld modules reduced by %.1f%% on average (%.1f%% to %.1f%%), %.1f%% overall, in "
+             "%.2f s",
+             (long long)x->tp.rank, (long long)n, 100 * mean, 100 * lo, 100 * hi, 100 * total,
+             secs);
 }
 
 /* ---- the run folder (lorakit/run.h) ---- */
@@ -236,11 +256,9 @@ static lk_status open_run(train_ctx *x)
         return LK_OK;
     CLI_TRY(lk_run_open(x->out, &x->rp, &x->run));
     int64_t swept = lk_run_swept(x->run);
-    if (swept && !x->c->quiet->count)
-        fprintf(stderr,
-                "%s: removed %lld incomplete file(s) or folder(s) left in %s by an "
-                "interrupted run\n",
-                TOOL, (long long)swept, x->out);
+    if (swept)
+        cli_note("removed %lld incomplete file(s) or folder(s) left in %s by an interrupted run",
+                 (long long)swept, x->out);
     return LK_OK;
 }
 
@@ -250,9 +268,11 @@ static lk_status resume(train_ctx *x)
 {
     lk_status s = x->lead ? lk_run_resume(x->run, x->t, x->a->resume->filename[0]) : LK_OK;
     CLI_TRY(lk_dist_agree(x->dist, s));
-    if (x->lead)
+    if (x->lead) {
+        cli_line_clear();
         fprintf(stderr, "%s: resumed from %s at step %lld\n", TOOL, lk_run_resumed_from(x->run),
                 (long long)lk_trainer_steps_done(x->t));
+    }
     return lk_trainer_sync(x->t);
 }
 
@@ -261,80 +281,185 @@ static lk_status save_checkpoint(train_ctx *x)
 {
     int saved;
     CLI_TRY(lk_dist_agree(x->dist, x->lead ? lk_run_save_checkpoint(x->run, x->t, &saved) : LK_OK));
-    if (x->lead && !x->c->quiet->count)
-        fprintf(stderr,
-                saved ? "%s: checkpoint saved to %s\n" : "%s: checkpoint %s is up to date\n", TOOL,
-                lk_run_last_checkpoint(x->run));
+    if (!x->lead)
+        return LK_OK;
+    if (saved)
+        cli_note("checkpoint saved to %s", lk_run_last_checkpoint(x->run));
+    else
+        cli_note("checkpoint %s is up to date", lk_run_last_checkpoint(x->run));
     return LK_OK;
 }
 
 /* ---- loss curve ---- */
 
+/* The plot's frame: pixels of the plot area and the value ranges they show. */
 typedef struct {
-    double lo, hi;
-    int64_t n;
-} plot_scale;
+    double x0, x1, y0, y1; /* left, right, top, bottom */
+    double lo, hi;         /* loss at the bottom and at the top */
+    int64_t n;             /* steps: step 1 at x0, step n at x1 */
+} plot_frame;
 
-static double plot_x(const plot_scale *p, int64_t i)
+static double plot_x(const plot_frame *p, double step)
 {
-    return 60 + 560 * (p->n > 1 ? (double)i / (double)(p->n - 1) : 0);
+    return p->n > 1 ? p->x0 + (p->x1 - p->x0) * (step - 1) / (double)(p->n - 1)
+                    : (p->x0 + p->x1) / 2;
 }
 
-static double plot_y(const plot_scale *p, double v)
+static double plot_y(const plot_frame *p, double v)
 {
-    return 20 + 300 * (p->hi - v) / (p->hi - p->lo);
+    return p->y1 - (p->y1 - p->y0) * (v - p->lo) / (p->hi - p->lo);
 }
 
-/* The range of the finite values of the training (h) and evaluation (e, may be NULL) losses. */
-static plot_scale loss_range(const float *h, const float *e, int64_t n)
+/* The loss range to show: the finite training (h) and evaluation (e, may be NULL) losses with a
+ * margin, widened to whole ticks, never below 0 when the losses are not. Returns the y ticks. */
+static int loss_range(const float *h, const float *e, int64_t n, plot_frame *p, double *first,
+                      double *step)
 {
-    plot_scale p = {INFINITY, -INFINITY, n};
+    double lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < n; i++)
         for (int k = 0; k < 2; k++) {
             const float *v = k ? e : h;
-            if (v && isfinite(v[i])) {
-                p.lo = fmin(p.lo, v[i]);
-                p.hi = fmax(p.hi, v[i]);
-            }
+            if (v && isfinite(v[i]))
+                lo = fmin(lo, v[i]), hi = fmax(hi, v[i]);
         }
-    if (p.hi >= p.lo && p.hi - p.lo < 1e-6)
-        p.hi = p.lo + 1e-6;
+    if (!(hi >= lo))
+        return 0;
+    double pad = hi - lo > 1e-9 ? 0.06 * (hi - lo) : fmax(0.05 * fabs(hi), 0.05);
+    double a = lo >= 0 && lo - pad < 0 ? 0 : lo - pad, b = hi + pad;
+    cli_nice_ticks(a, b, 7, first, step);
+    p->lo = floor(a / *step + 1e-9) * *step; /* whole ticks at both ends */
+    p->hi = ceil(b / *step - 1e-9) * *step;
+    *first = p->lo;
+    return (int)lround((p->hi - p->lo) / *step) + 1;
+}
+
+/* The title's second line: what was trained on what, and how. */
+static void settings_line(const train_ctx *x, int64_t n, char *buf, size_t len)
+{
+    lk_qtype qe = lk_model_quant_embed(x->m);
+    snprintf(buf, len,
+             "%s, rank %lld, alpha %g, lr %g %s (warmup %lld), %lld steps x %lld rows x %lld "
+             "tokens, base %s%s%s",
+             lk_objective_name(x->tp.objective), (long long)x->tp.rank,
+             x->tp.alpha > 0 ? x->tp.alpha : (double)x->tp.rank, (double)x->tp.lr,
+             lk_schedule_name(x->tp.schedule), (long long)x->tp.warmup_steps, (long long)n,
+             (long long)(x->tp.batch * x->tp.grad_accum), (long long)lk_dataset_seq_len(x->data),
+             lk_qtype_name(lk_model_quant(x->m)), qe != LK_QTYPE_F32 ? ", embeddings " : "",
+             qe != LK_QTYPE_F32 ? lk_qtype_name(qe) : "");
+}
+
+static const char *file_name(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') /* "DIR/" names DIR */
+        n--;
+    const char *p = path + n;
+    while (p > path && p[-1] != '/')
+        p--;
     return p;
 }
 
-/* DIR/loss.svg (640 × 360): training loss per step (line) and evaluation loss (dots). Rank 0's. */
+/* Frame, grid, ticks with their values on both axes, axis names, title. */
+static void draw_axes(cli_svg *s, const train_ctx *x, const plot_frame *p, int ny, double yf,
+                      double ys)
+{
+    char t[600];
+    double xf, xs;
+    for (int i = 0; i < ny; i++) {
+        double v = yf + i * ys, y = plot_y(p, v);
+        cli_svg_line(s, p->x0, y, p->x1, y, i ? "#e6e6e6" : "black");
+        cli_svg_line(s, p->x0 - 5, y, p->x0, y, "black");
+        cli_svg_text(s, p->x0 - 8, y + 4, "text-anchor=\"end\"", "%g", v);
+    }
+    int nx = cli_nice_ticks(1, (double)(p->n > 1 ? p->n : 1), 10, &xf, &xs);
+    if (xs < 1)
+        nx = cli_nice_ticks(1, (double)p->n, (int)p->n, &xf, &xs);
+    for (int i = 0; i < nx; i++) {
+        double v = xf + i * xs, xx = plot_x(p, v);
+        cli_svg_line(s, xx, p->y1, xx, p->y1 + 5, "black");
+        cli_svg_text(s, xx, p->y1 + 19, "text-anchor=\"middle\"", "%g", v);
+    }
+    cli_svg_line(s, p->x0, p->y0, p->x0, p->y1, "black");
+    cli_svg_text(s, (p->x0 + p->x1) / 2, p->y1 + 40, "text-anchor=\"middle\"", "optimiser step");
+    snprintf(t, sizeof t, "text-anchor=\"middle\" transform=\"rotate(-90 18 %g)\"",
+             (p->y0 + p->y1) / 2);
+    cli_svg_text(s, 18, (p->y0 + p->y1) / 2, t, "loss (cross-entropy, nats per trained token)");
+    cli_svg_text(s, p->x0, 22, "font-size=\"15\" font-weight=\"bold\"", "Training loss: %s on %s",
+                 file_name(x->a->model->filename[0]), file_name(x->a->data->filename[0]));
+    settings_line(x, p->n, t, sizeof t);
+    cli_svg_text(s, p->x0, 40, "fill=\"#444444\"", "%s", t);
+}
+
+/* The legend: only what is drawn. */
+static void draw_legend(cli_svg *s, const plot_frame *p, int evals, int gaps)
+{
+    double w = 250, h = 22 + 18 * (evals + gaps), x = p->x1 - w - 8, y = p->y0 + 8;
+    cli_svg_rect(s, x, y, w, h, "white", NULL);
+    cli_svg_line(s, x, y, x + w, y, "#bbbbbb");
+    cli_svg_line(s, x, y + h, x + w, y + h, "#bbbbbb");
+    cli_svg_line(s, x, y, x, y + h, "#bbbbbb");
+    cli_svg_line(s, x + w, y, x + w, y + h, "#bbbbbb");
+    double px[2] = {x + 10, x + 34}, py[2] = {y + 15, y + 15};
+    cli_svg_polyline(s, px, py, 2, "#1f77b4", 2);
+    cli_svg_text(s, x + 42, y + 19, NULL, "training loss (each step)");
+    if (evals) {
+        cli_svg_circle(s, x + 22, y + 33, 4, "#d62728");
+        cli_svg_text(s, x + 42, y + 37, NULL, "held-out loss (--eval-data)");
+    }
+    if (gaps)
+        cli_svg_text(s, x + 10, y + 19 + 18 * (evals + 1), "fill=\"#444444\"",
+                     "gaps: steps without a loss");
+}
+
+/* The training loss as lines, broken where a step had none (skipped or empty). */
+static int draw_losses(cli_svg *s, const plot_frame *p, const float *h, int64_t n, double *px)
+{
+    int gaps = 0;
+    for (int64_t i = 0, m = 0; i <= n; i++) {
+        if (i < n && isfinite(h[i])) {
+            px[m] = plot_x(p, (double)(i + 1));
+            px[n + m++] = plot_y(p, h[i]);
+            continue;
+        }
+        gaps |= i < n;
+        if (m == 1)
+            cli_svg_circle(s, px[0], px[n], 1.5, "#1f77b4");
+        else if (m > 1)
+            cli_svg_polyline(s, px, px + n, m, "#1f77b4", 1.5);
+        m = 0;
+    }
+    return gaps;
+}
+
+/* DIR/loss.svg (760 x 460): the training loss per step and the held-out loss at evaluations,
+ * titled with the model, the data and the settings. */
 static void write_svg(const train_ctx *x)
 {
-    if (!x->lead)
+    if (!x->lead) /* rank 0 writes the run folder */
         return;
-    int64_t n, m = 0;
+    int64_t n;
     const float *h = lk_trainer_loss_history(x->t, &n), *e = x->eval_pts;
-    plot_scale p = loss_range(h, e, n);
+    plot_frame p = {.x0 = 80, .x1 = 735, .y0 = 60, .y1 = 395, .n = n};
+    double yf, ys;
+    int ny = loss_range(h, e, n, &p, &yf, &ys), evals = 0;
     double *px = n > 0 ? malloc(2 * (size_t)n * sizeof *px) : NULL;
     cli_svg s;
-    if (!(p.hi >= p.lo) || !px || cli_svg_begin(&s, 640, 360, 12, "white") != 0) {
+    if (!ny || !px || cli_svg_begin(&s, 760, 460, 12, "white") != 0) {
         free(px);
         return;
     }
-    cli_svg_line(&s, 60, 320, 620, 320, "black");
-    cli_svg_line(&s, 60, 20, 60, 320, "black");
-    cli_svg_text(&s, 56, 24, "text-anchor=\"end\"", "%.3f", p.hi);
-    cli_svg_text(&s, 56, 320, "text-anchor=\"end\"", "%.3f", p.lo);
-    cli_svg_text(&s, 340, 350, "text-anchor=\"middle\"", "step (1..%lld)", (long long)n);
-    cli_svg_text(&s, 60, 14, NULL, "loss (line: training, dots: evaluation)");
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(h[i])) {
-            px[m] = plot_x(&p, i);
-            px[n + m++] = plot_y(&p, h[i]);
-        }
-    cli_svg_polyline(&s, px, px + n, m, "#1f77b4", 1.5);
+    draw_axes(&s, x, &p, ny, yf, ys);
+    int gaps = draw_losses(&s, &p, h, n, px);
     for (int64_t i = 0; e && i < n; i++)
-        if (isfinite(e[i]))
-            cli_svg_circle(&s, plot_x(&p, i), plot_y(&p, e[i]), 3, "#d62728");
+        if (isfinite(e[i])) {
+            cli_svg_circle(&s, plot_x(&p, (double)(i + 1)), plot_y(&p, e[i]), 4, "#d62728");
+            evals++;
+        }
+    draw_legend(&s, &p, evals > 0, gaps);
     char path[4200];
     snprintf(path, sizeof path, "%s/loss.svg", x->out);
     if (cli_svg_save(&s, path, 1) != LK_OK)
-        fprintf(stderr, "%s: warning: the loss curve was not written: %s\n", TOOL, lk_last_error());
+        cli_warn("the loss curve was not written: %s", lk_last_error());
     free(px);
 }
 
@@ -346,46 +471,71 @@ static void fmt_time(double s, char *buf, size_t n)
     snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
 }
 
+/* Epochs done so far (fractional, as transformers logs them): the data cursor's place. */
+static double epoch_now(const train_ctx *x)
+{
+    struct lk_data_cursor c;
+    lk_dataset_get_cursor(x->data, &c);
+    int64_t rows = lk_dataset_rows_in_epoch(x->data);
+    return (double)c.epoch + (rows > 0 ? (double)c.next / (double)rows : 0);
+}
+
+/* Training time so far (evaluations left out) and the tokens/s it gives. */
+static double train_secs(const train_ctx *x)
+{
+    double el = cli_now() - x->t0 - x->eval_secs;
+    return el > 1e-9 ? el : 1e-9;
+}
+
+static const char *step_note(const struct lk_step_stats *st, int tty)
+{
+    if (st->empty)
+        return tty ? " (no trained token)" : "  (no trained token: nothing to learn)";
+    return st->skipped ? (tty ? " (skipped)" : "  (skipped: non-finite)") : "";
+}
+
 static void progress(train_ctx *x, const struct lk_step_stats *st, int last)
 {
-    double el = cli_now() - x->t0, tps = (double)x->tokens_done / (el > 0 ? el : 1);
+    double el = train_secs(x), tps = (double)x->tokens_done / el;
     int64_t done = st->step - x->start_step, left = st->total_steps - st->step;
     double eta = done > 0 ? el / (double)done * (double)left : 0;
-    char eta_s[32], el_s[32];
+    char eta_s[32], el_s[32], loss[16];
     fmt_time(eta, eta_s, sizeof eta_s);
     fmt_time(el, el_s, sizeof el_s);
+    snprintf(loss, sizeof loss, isfinite(st->loss) ? "%.4f" : "-", st->loss);
     if (x->c->quiet->count)
         return;
     if (x->tty) {
-        int w = 24, fill = (int)(w * (double)st->step / (double)st->total_steps);
+        int w = 20, fill = (int)(w * (double)st->step / (double)st->total_steps);
         char bar[32];
         for (int i = 0; i < w; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[w] = 0;
-        fprintf(stderr, "\r[%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s RSS %.0fM%s\033[K",
-                bar, (long long)st->step, (long long)st->total_steps, st->loss, st->lr, tps, eta_s,
-                cli_rss_mib(), st->skipped ? " (skipped)" : "");
+        cli_line("[%s] %lld/%lld epoch %.2f loss %s gnorm %.3g lr %.2e %.0f tok/s ETA %s RSS "
+                 "%.0fM%s",
+                 bar, (long long)st->step, (long long)st->total_steps, epoch_now(x), loss,
+                 st->grad_norm, st->lr, tps, eta_s, cli_rss_mib(), step_note(st, 1));
         if (last)
-            fputc('\n', stderr);
+            cli_line_end();
         return;
     }
     int64_t every = x->a->log_every->count ? x->a->log_every->ival[0]
                                            : (st->total_steps > 20 ? st->total_steps / 20 : 1);
-    if (last || st->step % (every > 0 ? every : 1) == 0)
+    if (last || st->step % every == 0)
         fprintf(stderr,
-                "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  elapsed %s  ETA %s  "
-                "RSS %.0fM%s\n",
-                (long long)st->step, (long long)st->total_steps, st->loss, st->lr, tps, el_s, eta_s,
-                cli_rss_mib(), st->skipped ? "  (skipped: non-finite)" : "");
+                "step %lld/%lld  epoch %.2f  loss %s  grad norm %.3g  lr %.2e  %.0f tok/s  "
+                "elapsed %s  ETA %s  RSS %.0fM%s\n",
+                (long long)st->step, (long long)st->total_steps, epoch_now(x), loss, st->grad_norm,
+                st->lr, tps, el_s, eta_s, cli_rss_mib(), step_note(st, 0));
 }
 
 static void json_step(const train_ctx *x, const struct lk_step_stats *st)
 {
     cJSON *j = cli_json_new(x->c);
-    double el = cli_now() - x->t0;
     cJSON_AddStringToObject(j, "type", "step");
     cJSON_AddNumberToObject(j, "step", (double)st->step);
     cJSON_AddNumberToObject(j, "total_steps", (double)st->total_steps);
+    cJSON_AddNumberToObject(j, "epoch", epoch_now(x));
     if (isfinite(st->loss))
         cJSON_AddNumberToObject(j, "loss", st->loss);
     else
@@ -398,9 +548,10 @@ static void json_step(const train_ctx *x, const struct lk_step_stats *st)
     cJSON_AddNumberToObject(j, "grad_norm", st->grad_norm);
     cJSON_AddNumberToObject(j, "tokens", (double)st->tokens);
     cJSON_AddNumberToObject(j, "trained_tokens", (double)st->trained_tokens);
-    cJSON_AddNumberToObject(j, "tokens_per_s", (double)x->tokens_done / (el > 0 ? el : 1));
+    cJSON_AddNumberToObject(j, "tokens_per_s", (double)x->tokens_done / train_secs(x));
     cJSON_AddBoolToObject(j, "skipped", st->skipped);
-    cJSON_AddNumberToObject(j, "elapsed_s", el);
+    cJSON_AddBoolToObject(j, "empty", st->empty);
+    cJSON_AddNumberToObject(j, "elapsed_s", cli_now() - x->t0);
     if (lk_dist_size(x->dist) > 1) { /* data parallelism: what the gradient sum cost rank 0 */
         cJSON_AddNumberToObject(j, "ranks", lk_dist_size(x->dist));
         cJSON_AddNumberToObject(j, "allreduce_bytes", (double)st->comm_bytes);
@@ -409,32 +560,60 @@ static void json_step(const train_ctx *x, const struct lk_step_stats *st)
     cli_json_emit(j);
 }
 
+/* Evaluation's own progress line (a terminal only); a signal stops it. */
+typedef struct {
+    const train_ctx *x;
+    int64_t step;
+} eval_watch;
+
+static int eval_progress(void *user, int64_t done, int64_t total)
+{
+    const eval_watch *w = user;
+    if (w->x->tty && !w->x->c->quiet->count && (done == total || done % 8 == 0))
+        cli_line("eval at step %lld: %lld/%lld examples", (long long)w->step, (long long)done,
+                 (long long)total);
+    return cli_stop_signal();
+}
+
 static lk_status run_eval(train_ctx *x, int64_t step)
 {
-    double loss, kl;
-    int64_t n;
-    CLI_TRY(lk_trainer_eval(x->t, x->eval, &loss, &kl, &n));
-    x->eval_loss_last = loss;
-    x->eval_kl_last = kl;
+    struct lk_eval_params ep = lk_eval_params_default();
+    struct lk_eval_result r;
+    eval_watch w = {x, step};
+    CLI_SET_INT(x->a->eval_max, ep.max_examples);
+    ep.progress = eval_progress;
+    ep.user = &w;
+    double t0 = cli_now();
+    lk_status s = lk_trainer_evaluate(x->t, x->eval, &ep, &r);
+    x->eval_secs += cli_now() - t0;
+    cli_line_clear();
+    if (s == LK_ERR_INTERRUPTED)
+        return LK_OK; /* the loop sees the signal and saves a checkpoint */
+    CLI_TRY(s);
+    x->eval_loss_last = r.loss;
+    x->eval_kl_last = r.kl;
     if (x->eval_pts && step > 0)
-        x->eval_pts[step - 1] = (float)loss;
+        x->eval_pts[step - 1] = (float)r.loss;
     if (x->c->json->count) {
         cJSON *j = cli_json_new(x->c);
         cJSON_AddStringToObject(j, "type", "eval");
         cJSON_AddNumberToObject(j, "step", (double)step);
-        cJSON_AddNumberToObject(j, "eval_loss", loss);
-        cJSON_AddNumberToObject(j, "eval_perplexity", exp(loss));
-        cJSON_AddNumberToObject(j, "eval_tokens", (double)n);
-        if (isfinite(kl))
-            cJSON_AddNumberToObject(j, "eval_kl", kl);
+        cJSON_AddNumberToObject(j, "eval_loss", r.loss);
+        cJSON_AddNumberToObject(j, "eval_perplexity", exp(r.loss));
+        cJSON_AddNumberToObject(j, "eval_tokens", (double)r.tokens);
+        cJSON_AddNumberToObject(j, "eval_examples", (double)r.examples);
+        cJSON_AddNumberToObject(j, "eval_s", cli_now() - t0);
+        if (isfinite(r.kl))
+            cJSON_AddNumberToObject(j, "eval_kl", r.kl);
         cli_json_emit(j);
     }
     char kls[48] = "";
-    if (isfinite(kl))
-        snprintf(kls, sizeof kls, "  kl to teacher %.4f", kl);
-    if (!x->c->quiet->count)
-        fprintf(stderr, "%seval at step %lld: loss %.4f  perplexity %.3f%s  (%lld tokens)\n",
-                x->tty ? "\n" : "", (long long)step, loss, exp(loss), kls, (long long)n);
+    if (isfinite(r.kl))
+        snprintf(kls, sizeof kls, "  kl to teacher %.4f", r.kl);
+    cli_note("eval at step %lld: loss %.4f  perplexity %.3f%s  (%lld tokens of %lld examples, "
+             "%.1f s)",
+             (long long)step, r.loss, exp(r.loss), kls, (long long)r.tokens, (long long)r.examples,
+             cli_now() - t0);
     return LK_OK;
 }
 
@@ -443,15 +622,24 @@ static lk_status run_eval(train_ctx *x, int64_t step)
 static lk_status load_data(train_ctx *x, const char *path, int train, lk_dataset **out)
 {
     struct lk_dataset_params dp = x->dp;
-    dp.shuffle = dp.pack = train; /* evaluation: every example on its own, in file order */
+    const struct lk_model_config *cfg = lk_model_get_config(x->m);
+    dp.shuffle = dp.pack = train;    /* evaluation: every example on its own, in file order */
+    dp.vocab_size = cfg->vocab_size; /* without a tokenizer: pre-tokenised data, padded with */
+    dp.pad_id = cfg->n_eos > 0 ? (int32_t)cfg->eos_ids[0] : 0; /* EOS as a tokenizer would */
     return lk_dataset_load(path, x->tok, &dp, out);
 }
 
+/* Model, tokenizer (none is fine for pre-tokenised input_ids data), training and eval data. */
 static lk_status setup(train_ctx *x)
 {
     const train_args *a = x->a;
+    static char why[4096];
     CLI_TRY(lk_model_load(a->model->filename[0], &x->mp, &x->m));
-    CLI_TRY(lk_tokenizer_load(a->model->filename[0], &x->tok));
+    if (lk_tokenizer_load(a->model->filename[0], &x->tok) != LK_OK) {
+        snprintf(why, sizeof why, "%s", lk_last_error());
+        x->no_tokenizer = why;
+        x->tok = NULL;
+    }
     CLI_TRY(load_data(x, a->data->filename[0], 1, &x->data));
     if (a->eval_data->count)
         CLI_TRY(load_data(x, a->eval_data->filename[0], 0, &x->eval));
@@ -470,6 +658,7 @@ static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act
 
 static void warn_memory(int64_t need, double have, const char *what)
 {
+    cli_line_clear(); /* shown with -q too: the run is likely to fail */
     fprintf(stderr,
             "%s: warning: the plan needs %.0f MiB, more than the %.0f MiB available (%s); the "
             "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, keep "
@@ -544,13 +733,18 @@ static lk_status loop(train_ctx *x)
         x->tokens_done += st.tokens;
         if (s != LK_OK)
             return s;
+        x->empty_steps += st.empty;
+        x->nonfinite_steps += st.skipped && !st.empty;
+        x->updates = st.updates_total;
         CLI_TRY(agree_stop(x));
         int last = st.step == st.total_steps;
         progress(x, &st, last);
         if (x->c->json->count)
             json_step(x, &st);
-        if (x->eval && !x->stop && ((eval_every && st.step % eval_every == 0) || last))
+        if (x->eval && !x->stop && ((eval_every && st.step % eval_every == 0) || last)) {
             CLI_TRY(run_eval(x, st.step));
+            CLI_TRY(agree_stop(x)); /* a signal during the evaluation stops here */
+        }
         if (save_every && st.step % save_every == 0 && !last)
             CLI_TRY(save_checkpoint(x));
     }
@@ -561,19 +755,27 @@ static void report_done(const train_ctx *x)
 {
     if (!x->lead)
         return;
-    int64_t n;
+    int64_t n, last = -1;
     const float *h = lk_trainer_loss_history(x->t, &n);
+    for (int64_t i = 0; i < n; i++) /* the last step that had a loss */
+        last = isfinite(h[i]) ? i : last;
+    if (x->empty_steps)
+        cli_warn("%lld of the %lld steps run had no trained token and changed nothing (hint: "
+                 "raise --seq-len, or check the data's masks with lora-tokenize --data --show)",
+                 (long long)x->empty_steps, (long long)(n - x->start_step));
     if (!x->c->json->count) {
-        printf("adapter written to %s (%lld steps, final loss %.4f)\n", x->out, (long long)n,
-               n ? h[n - 1] : NAN);
+        printf("adapter written to %s (%lld steps, final training loss %.4f at step %lld%s)\n",
+               x->out, (long long)n, last >= 0 ? h[last] : NAN, (long long)(last + 1),
+               x->eval && isfinite(x->eval_loss_last) ? ", see eval above" : "");
         return;
     }
     cJSON *j = cli_json_new(x->c);
     cJSON_AddStringToObject(j, "type", "done");
     cJSON_AddStringToObject(j, "out", x->out);
     cJSON_AddNumberToObject(j, "steps", (double)n);
-    if (n && isfinite(h[n - 1]))
-        cJSON_AddNumberToObject(j, "final_loss", h[n - 1]);
+    cJSON_AddNumberToObject(j, "empty_steps", (double)x->empty_steps);
+    if (last >= 0)
+        cJSON_AddNumberToObject(j, "final_loss", h[last]);
     if (x->eval && isfinite(x->eval_loss_last))
         cJSON_AddNumberToObject(j, "eval_loss", x->eval_loss_last);
     if (x->eval && isfinite(x->eval_kl_last))
@@ -587,14 +789,28 @@ static int finish(train_ctx *x)
 {
     int sig = x->stop;
     if (sig) {
-        if (x->lead)
-            fprintf(stderr, "%s%s: interrupted at step %lld: saving a checkpoint\n",
-                    x->tty ? "\n" : "", TOOL, (long long)lk_trainer_steps_done(x->t));
+        if (x->lead) {
+            cli_line_end(); /* the progress line stays: where it stopped */
+            fprintf(stderr, "%s: interrupted at step %lld: saving a checkpoint\n", TOOL,
+                    (long long)lk_trainer_steps_done(x->t));
+        }
         lk_status s = save_checkpoint(x);
         write_svg(x);
         if (s != LK_OK)
             return cli_fail(TOOL, s);
         return sig == SIGTERM ? 143 : CLI_INTERRUPTED;
+    }
+    if (x->updates == 0) { /* every step had nothing to learn or went non-finite */
+        write_svg(x);
+        cli_line_end();
+        fprintf(stderr,
+                "%s: error: the run trained nothing: of %lld steps, %lld had no trained token and "
+                "%lld were skipped as non-finite; no adapter was written to %s (hint: raise "
+                "--seq-len, check the data's masks with lora-tokenize --data --show, or lower "
+                "--lr)\n",
+                TOOL, (long long)lk_trainer_steps_done(x->t), (long long)x->empty_steps,
+                (long long)x->nonfinite_steps, x->out);
+        return CLI_FAIL;
     }
     lk_status s = save_checkpoint(x);
     if (s == LK_OK)
@@ -609,9 +825,15 @@ static int finish(train_ctx *x)
 /* Models and data on every rank (and the teacher of --teacher): any rank's failure stops all. */
 static int load_all(train_ctx *x)
 {
-    lk_status s = lk_dist_agree(x->dist, setup(x));
-    if (s != LK_OK)
-        return cli_fail(TOOL, s);
+    lk_status own = setup(x), s = lk_dist_agree(x->dist, own);
+    if (s != LK_OK) {
+        int rc = cli_fail(TOOL, s);
+        if (own == LK_ERR_UNSUPPORTED && x->no_tokenizer) /* text data, no tokenizer to read it */
+            fprintf(stderr, "%s: the model's tokenizer did not load: %s\n", TOOL, x->no_tokenizer);
+        return rc;
+    }
+    if ((s = lk_train_params_check_model(&x->tp, x->m)) != LK_OK)
+        return cli_usage_status(TOOL, s); /* --rank too large for this model */
     if (!x->a->teacher->count)
         return -1;
     int rc = cli_teacher_load(TOOL, x->a->teacher->sval[0], x->a->model->filename[0],
@@ -626,15 +848,15 @@ static int load_all(train_ctx *x)
     return -1;
 }
 
-/* The run folder (rank 0), the trainer (collective: the ranks compare their runs) and its state
- * (--resume). */
+/* The trainer (collective: the ranks compare their runs; before OUT is made, so that data that
+ * cannot train fails first), the run folder (rank 0) and its state (--resume). */
 static lk_status start(train_ctx *x)
 {
-    CLI_TRY(lk_dist_agree(x->dist, open_run(x)));
     check_memory(x);
     double t_init = cli_now();
     CLI_TRY(lk_trainer_create(x->m, x->data, &x->tp, &x->t));
     report_loftq(x, cli_now() - t_init);
+    CLI_TRY(lk_dist_agree(x->dist, open_run(x)));
     if (x->a->resume->count)
         CLI_TRY(resume(x));
     return LK_OK;
@@ -656,13 +878,16 @@ static int run(train_ctx *x)
     for (int64_t i = 0; x->eval_pts && i < total; i++)
         x->eval_pts[i] = NAN;
     int ranks = lk_dist_size(x->dist);
-    if (!x->c->quiet->count && ranks > 1)
-        fprintf(stderr, "%s: %d ranks (%s), each computing %lld of every step's rows\n", TOOL,
-                ranks, lk_dist_backend(x->dist), (long long)(x->tp.batch * x->tp.grad_accum));
-    if (!x->c->quiet->count)
-        fprintf(stderr, "%s: %lld steps of %lld rows x %lld tokens, seed %llu\n", TOOL,
-                (long long)total, (long long)(x->tp.batch * x->tp.grad_accum * ranks),
-                (long long)lk_dataset_seq_len(x->data), (unsigned long long)x->tp.seed);
+    if (ranks > 1)
+        cli_note("%d ranks (%s), each computing %lld of every step's rows", ranks,
+                 lk_dist_backend(x->dist), (long long)(x->tp.batch * x->tp.grad_accum));
+    char base[96];
+    struct lk_adapter_base rec;
+    lk_model_base_record(x->m, &rec);
+    cli_note("%lld steps of %lld rows x %lld tokens on the base %s, seed %llu", (long long)total,
+             (long long)(x->tp.batch * x->tp.grad_accum * ranks),
+             (long long)lk_dataset_seq_len(x->data),
+             lk_adapter_base_describe(&rec, base, sizeof base), (unsigned long long)x->tp.seed);
     s = loop(x);
     if (s != LK_OK) {
         rc = cli_fail(TOOL, s);
@@ -674,11 +899,18 @@ static int run(train_ctx *x)
 
 static const char *GLOSSARY =
     "Data: JSONL (or a JSON array) of {\"text\"}, {\"prompt\",\"completion\"}, {\"messages\"}, "
-    "Alpaca\n{\"instruction\",\"input\",\"output\"} or pre-tokenised {\"input_ids\",\"labels\"}; "
-    "prompts are masked.\nExamples are packed into rows of --seq-len tokens (positions restart, no "
-    "attention across examples).\nOutput: DIR/adapter_config.json + adapter_model.safetensors "
-    "(Hugging Face PEFT), DIR/loss.svg,\nDIR/checkpoint-N/ (adapter + state.ckpt; --resume DIR "
-    "continues from the newest).\nCtrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n"
+    "Alpaca\n{\"instruction\",\"input\",\"output\"} or pre-tokenised {\"input_ids\",\"labels\"} "
+    "(no tokenizer needed);\nprompts are masked. Chats may call tools (OpenAI tool_calls and tool "
+    "turns, LLaMA-Factory's\nfunction_call and observation, a \"tools\" list) with the qwen2.5, "
+    "chatml and llama3.1 templates.\nExamples are packed into rows of --seq-len tokens (positions "
+    "restart, no attention across\nexamples); one whose trained tokens all fall past --seq-len "
+    "trains nothing (counted and warned).\nProgress: step, epoch, loss (nats per trained token), "
+    "gnorm (before clipping), lr, tokens/s and\nETA (evaluations left out), memory.\n"
+    "Output: DIR/adapter_config.json + adapter_model.safetensors (Hugging Face PEFT; its metadata\n"
+    "records the base it was trained on, which lora-eval, lora-generate and lora-merge then use),\n"
+    "DIR/loss.svg, DIR/checkpoint-N/ (adapter + state.ckpt; --resume DIR continues from the "
+    "newest).\nA run in which no step had a trained token fails and writes no adapter.\n"
+    "Ctrl-C or SIGTERM saves a checkpoint and exits 130 / 143.\n"
     "--init loftq (LoftQ, Li et al. 2023, one iteration) starts s*B*A as the rank-r SVD of each "
     "layer's\nW - Q(W), W read again from the model folder: the adapter then belongs with a base "
     "quantised\nthe same way (--quant). More iterations would change the quantised base itself, "
@@ -702,7 +934,9 @@ static void make_args(train_args *a)
     const struct lk_run_params rd = lk_run_params_default();
     const struct lk_model_params md = lk_train_model_params_default();
     char tg[64];
-    a->model = arg_file1("m", "model", "DIR", "base model folder (Hugging Face)");
+    a->model =
+        arg_file1("m", "model", "DIR",
+                  "base model folder (Hugging Face; no tokenizer needed for input_ids data)");
     a->data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
     a->out = arg_file1("o", "out", "DIR", "output adapter folder");
     a->quant = arg_str0(NULL, "quant", "TYPE",
@@ -712,7 +946,7 @@ static void make_args(train_args *a)
         NULL, "quant-embed", "TYPE",
         cli_help("embeddings/LM head: f32 or q8_0 (default %s)", lk_qtype_name(md.quant_embed)));
     a->rank = arg_int0(NULL, "rank", "R", cli_help("LoRA rank (default %lld)", (long long)d.rank));
-    a->alpha = arg_dbl0(NULL, "alpha", "A", "LoRA alpha (default 0: the rank, scale 1)");
+    a->alpha = arg_dbl0(NULL, "alpha", "A", "LoRA alpha > 0, scale alpha/rank (default: the rank)");
     a->dropout =
         arg_dbl0(NULL, "dropout", "P", cli_help("LoRA dropout (default %g)", (double)d.dropout));
     a->targets = arg_str0(NULL, "targets", "LIST",
@@ -754,7 +988,10 @@ static void make_args(train_args *a)
         arg_int0(NULL, "save-limit", "K",
                  cli_help("keep the K newest checkpoints (default %d, 0: all)", rd.save_limit));
     a->eval_data = arg_file0(NULL, "eval-data", "FILE", "held-out data for evaluation");
-    a->eval_every = arg_int0(NULL, "eval-every", "N", "evaluate every N steps (and at the end)");
+    a->eval_every =
+        arg_int0(NULL, "eval-every", "N", "evaluate on --eval-data every N steps (and at the end)");
+    a->eval_max = arg_int0(NULL, "eval-max", "N",
+                           "evaluate a fixed sample of N --eval-data examples (default: all)");
     a->log_every = arg_int0(NULL, "log-every", "N", "progress line every N steps (non-terminal)");
     a->objective = arg_str0(NULL, "objective", "NAME",
                             cli_help("%s (default); distillation: kd (forward KL), rkl (reverse "
@@ -765,7 +1002,9 @@ static void make_args(train_args *a)
     a->teacher_adapter =
         arg_strn(NULL, "teacher-adapter", "DIR[:scale]", 0, 8, "adapter applied to the teacher");
     a->teacher_quant =
-        arg_str0(NULL, "teacher-quant", "TYPE", "teacher format: none (default), nf4, q8_0, ...");
+        arg_str0(NULL, "teacher-quant", "TYPE",
+                 "teacher format: none, nf4, q8_0, ... (default: the base --teacher-adapter was "
+                 "trained on, else none)");
     a->teacher_cache =
         arg_str0(NULL, "teacher-cache", "FILE", "top-k teacher cache (lora-teacher)");
     a->kd_temp = arg_dbl0(NULL, "kd-temp", "T",
@@ -796,6 +1035,7 @@ static int open_group(train_ctx *x, cli_common *c)
         TOOL = g_tool;
         c->quiet->count = 1;
         c->json->count = 0;
+        cli_set_voice(TOOL, 1);
         lk_set_log_level(LK_LOG_ERROR);
     }
     return -1;
@@ -804,6 +1044,7 @@ static int open_group(train_ctx *x, cli_common *c)
 static void free_ctx(train_ctx *x)
 {
     free(x->eval_pts);
+    free(x->base_name);
     lk_trainer_free(x->t);
     lk_run_close(x->run);
     lk_dataset_free(x->data);
@@ -849,6 +1090,7 @@ int main(int argc, char **argv)
                   a.save_limit,
                   a.eval_data,
                   a.eval_every,
+                  a.eval_max,
                   a.log_every,
                   a.objective,
                   a.teacher,
@@ -873,6 +1115,7 @@ int main(int argc, char **argv)
                    .c = &c,
                    .out = a.out->filename[0],
                    .tty = isatty(2),
+                   .updates = -1, /* unknown until a step runs */
                    .eval_loss_last = NAN,
                    .eval_kl_last = NAN};
     rc = open_group(&x, &c);

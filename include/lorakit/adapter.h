@@ -79,6 +79,48 @@ struct lk_adapter_info {
 
 void lk_adapter_get_info(const lk_adapter *a, struct lk_adapter_info *out);
 
+/* The base an adapter was trained on: the form of the frozen weights whose errors it learned to
+ * correct, so that evaluation, generation and merging can use the same base. lora-train records
+ * it in adapter_model.safetensors' "__metadata__" (string values under the keys
+ * "lorakit.base_quant", "lorakit.base_quant_embed", "lorakit.base_compute"; PEFT reads only
+ * "format" there and loads such adapters unchanged) and in a GGUF LoRA file's key-value pairs
+ * (lora-export). Strings, so that later base forms (a GGUF file's own tensor types, integer
+ * compute) need no new field: each is a name lk_adapter_base_model_params understands, or a newer
+ * one it refuses. */
+#define LK_ADAPTER_BASE_NAME 32
+struct lk_adapter_base {
+    int recorded;                           /* 1: the adapter says; 0: it does not (an adapter from
+                                             * PEFT or llama.cpp, or an older lorakit): the strings
+                                             * are then "" */
+    char quant[LK_ADAPTER_BASE_NAME];       /* decoder linear weights, as lk_qtype_name names
+                                             * them: "f32" (unquantised, --quant none), "nf4",
+                                             * "q4_0", "iq4_nl", "q8_0" */
+    char quant_embed[LK_ADAPTER_BASE_NAME]; /* embeddings and LM head: "f32" or "q8_0" */
+    char compute[LK_ADAPTER_BASE_NAME];     /* the products with the base: "f32" */
+};
+
+/* The record of a (borrowed until lk_adapter_free); recorded 0 when it has none. */
+void lk_adapter_get_base(const lk_adapter *a, struct lk_adapter_base *out);
+
+/* Replace the record (b NULL or b->recorded 0: none). Saved by lk_adapter_save_peft and
+ * lk_adapter_save_gguf. LK_ERR_ARG for a name longer than LK_ADAPTER_BASE_NAME - 1 bytes. */
+lk_status lk_adapter_set_base_record(lk_adapter *a, const struct lk_adapter_base *b);
+
+/* The record that describes the base m as loaded (its lk_model_quant, lk_model_quant_embed and
+ * fp32 compute): what a trainer records for the adapter it trains on m. */
+void lk_model_base_record(const lk_model *m, struct lk_adapter_base *out);
+
+/* Model options that rebuild the recorded base: mp->quant and mp->quant_embed from b (nothing
+ * changes when b records nothing). LK_ERR_UNSUPPORTED, naming the value, for a record this build
+ * cannot rebuild (written by a newer lorakit). */
+lk_status lk_adapter_base_model_params(const struct lk_adapter_base *b, struct lk_model_params *mp);
+
+/* 1 when two records describe the same base (two records without anything recorded are equal). */
+int lk_adapter_base_equal(const struct lk_adapter_base *x, const struct lk_adapter_base *y);
+
+/* "nf4 (embeddings f32, f32 compute)" or "unknown" into buf[n]; returns buf. */
+const char *lk_adapter_base_describe(const struct lk_adapter_base *b, char *buf, size_t n);
+
 /* One (layer, module) of an adapter; pointers borrowed, valid until lk_adapter_free. */
 struct lk_adapter_module {
     int64_t layer;
@@ -113,9 +155,15 @@ struct lk_adapter_params lk_adapter_params_default(void);
 struct lk_adapter_params lk_adapter_params_random(int64_t rank);
 
 /* Check the options; the first one out of range fails with LK_ERR_ARG, named by its command-line
- * flag: "--rank 0 is out of range: expected at least 1" (--rank, --alpha finite, --targets not
+ * flag: "--rank must be at least 1, got 0" (--rank, --alpha finite, --targets not
  * empty, --std-b for init_std_b >= 0). lk_adapter_create runs it. */
 lk_status lk_adapter_params_check(const struct lk_adapter_params *p);
+
+/* Check the options against a base: the rank at most the smaller side of every targeted module
+ * (a larger one adds parameters that cannot raise ΔW's rank): LK_ERR_ARG "--rank must be at most
+ * 64 for this model (k_proj is [64, 288]), got 100". lk_adapter_create runs it. */
+lk_status lk_adapter_params_check_model(const struct lk_adapter_params *p,
+                                        const struct lk_model_config *cfg);
 
 /* A new adapter for every layer of a model with config cfg. A non-zero B (init_std_b > 0) makes
  * a random adapter for tests and benchmarks. Free with lk_adapter_free. */

@@ -55,6 +55,13 @@ struct lk_model_config {
     int n_eos;
 };
 
+/* The name an adapter records for the base model at path (adapter_config.json's
+ * base_model_name_or_path): the Hugging Face id "org/name" when path lies in a Hugging Face hub
+ * cache (.../models--org--name/snapshots/REVISION), else path made absolute with its symbolic
+ * links resolved, so that the adapter still names its base when read from another folder.
+ * *out: heap, caller frees. LK_ERR_IO when path cannot be resolved (it does not exist). */
+lk_status lk_model_name_or_path(const char *path, char **out);
+
 /* Read and validate DIR/config.json (no weights). */
 lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 
@@ -158,7 +165,7 @@ struct lk_sampler_params {
 struct lk_sampler_params lk_sampler_params_default(void);
 
 /* Check the options: temperature finite and >= 0, 0 < top_p <= 1, top_k >= 0. LK_ERR_ARG naming
- * the first bad one by its lora-generate flag ("--top-p 0 is out of range: expected 0 < P <= 1").
+ * the first bad one by its lora-generate flag ("--top-p must be in (0, 1], got 0").
  * lk_sampler_create runs it. */
 lk_status lk_sampler_params_check(const struct lk_sampler_params *p);
 

@@ -48,8 +48,8 @@ struct lk_run_params {
 
 struct lk_run_params lk_run_params_default(void);
 
-/* Check the options: save_limit >= 0 ("--save-limit -1 is out of range: expected at least 0 (0:
- * keep every checkpoint)"). LK_ERR_ARG. lk_run_open runs it. */
+/* Check the options: save_limit >= 0 ("--save-limit must be at least 0 (0: keep every
+ * checkpoint), got -1"). LK_ERR_ARG. lk_run_open runs it. */
 lk_status lk_run_params_check(const struct lk_run_params *p);
 
 /* Open the run folder dir (p NULL: the defaults). A writer checks, in this order: that dir holds

@@ -41,8 +41,8 @@ struct lk_teacher_params lk_teacher_params_default(void);
 
 /* Check the options, named by lora-teacher's flags: --top-k >= 1, --kd-temp > 0, piece >= 1,
  * --vocab >= 0; with the model's config cfg (may be NULL) also 2 <= vocab <= vocab_size and
- * top_k below the vocabulary ("--top-k 512 is out of range: expected 1 .. 511 (below the
- * vocabulary of 512 ids)"). LK_ERR_ARG. lk_teacher_cache_write runs it with the model's config. */
+ * top_k below the vocabulary ("--top-k must be between 1 and 511 (below the
+ * vocabulary of 512 ids), got 512"). LK_ERR_ARG. lk_teacher_cache_write runs it with the model's config. */
 lk_status lk_teacher_params_check(const struct lk_teacher_params *p,
                                   const struct lk_model_config *cfg);
 

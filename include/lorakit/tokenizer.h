@@ -145,7 +145,9 @@ typedef enum {
     LK_CHAT_ALPACA = 7   /* "alpaca": ### Instruction: / ### Response: blocks */
 } lk_chat_format;
 
-/* One chat turn. role: "system", "user" or "assistant". Both strings borrowed. */
+/* One chat turn. role: "system", "user", "assistant" or "tool" (a tool's result). Both strings
+ * borrowed; an assistant turn that only calls tools has content "" (its calls are
+ * lk_chat_params.tool_calls). */
 struct lk_chat_message {
     const char *role;
     const char *content;
@@ -158,7 +160,20 @@ struct lk_chat_params {
                                 * templates do */
     const char *date_string;   /* llama3.1 "Today Date:"; NULL (default): "26 Jul 2024", what the
                                 * template writes when no strftime_now is given */
+    const char *tools;         /* NULL (default), or the tools the model may call as a JSON array
+                                * of their schemas (apply_chat_template's tools=; an empty array:
+                                * none): qwen2.5/chatml list them in the system turn, llama3.1 in
+                                * the first user turn */
+    const char *const *tool_calls; /* NULL (default), or one entry per message: NULL, or the calls
+                                    * an assistant turn makes as JSON text, a call object or an
+                                    * array of them, each {"name": ..., "arguments": {...}} or
+                                    * OpenAI's {"type": "function", "function": {...}}
+                                    * (arguments given as a JSON string holding an object are
+                                    * parsed, as transformers expects a dict) */
 };
+/* Tool calls and results need a format that writes them: chatml and qwen2.5 (Qwen2.5's
+ * <tool_call> and <tool_response> blocks, the Hermes convention) and llama3.1 (Llama-3.1's JSON
+ * call and ipython turns, one call per turn). */
 
 struct lk_chat_params lk_chat_params_default(void);
 
@@ -175,8 +190,9 @@ lk_status lk_chat_detect(const lk_tokenizer *t, lk_chat_format *out);
 
 /* Render n messages as the chat template does. The template's special tokens (BOS, <|im_end|>,
  * ...) are written as text; encode the result with add_special 0, as transformers'
- * apply_chat_template does. Roles the format does not accept, or an order it forbids (Mistral
- * and Llama-2 need alternating user/assistant), fail with LK_ERR_ARG. *text: heap,
+ * apply_chat_template does. Roles the format does not accept (tool turns in a format without
+ * tools), or an order it forbids (Mistral and Llama-2 need alternating user/assistant), fail with
+ * LK_ERR_ARG. *text: heap,
  * NUL-terminated, *len bytes; caller frees with free(). */
 lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
                          const struct lk_chat_message *msgs, int64_t n, char **text, size_t *len);
@@ -219,14 +235,16 @@ struct lk_dataset_params {
     int shuffle;        /* 1 (default): a new order every epoch from seed */
     uint64_t seed;      /* shuffle seed (default 42) */
     int max_reported;   /* bad lines logged one by one (default 10; all are counted) */
+    int64_t vocab_size; /* without a tokenizer (lk_dataset_load's t NULL): ids must be below it */
+    int32_t pad_id;     /* without a tokenizer: the id that pads rows (default 0) */
 };
 
 struct lk_dataset_params lk_dataset_params_default(void);
 
 /* Check the options: seq_len >= 1, format and chat_format known, max_reported >= 0, fields a list
  * of KEY=COLUMN with canonical keys ("--fields: 'x' is not KEY=COLUMN ..."). LK_ERR_ARG
- * naming the option by its command-line flag where it has one ("--seq-len 0 is out of range:
- * expected at least 1"). lk_dataset_load runs it; training data has a stricter check
+ * naming the option by its command-line flag where it has one ("--seq-len must be at least 1,
+ * got 0"). lk_dataset_load runs it; training data has a stricter check
  * (lk_train_data_params_check, lorakit/train.h). */
 lk_status lk_dataset_params_check(const struct lk_dataset_params *p);
 
@@ -242,15 +260,22 @@ struct lk_dataset_stats {
     int64_t rows;              /* rows of seq_len in one epoch (first epoch's order) */
     double packing_efficiency; /* tokens / (rows * seq_len) */
     int64_t by_format[LK_DATA_N_FORMATS]; /* kept examples per lk_data_format */
+    int64_t untrained;           /* kept examples without a trained token (they teach nothing) */
+    int64_t truncated_untrained; /* of those, the ones whose trained tokens truncation cut off */
+    int64_t seq_len_to_train;    /* the --seq-len that would keep a trained token in each of
+                                  * those (0 when there are none) */
 };
 
 typedef struct lk_dataset lk_dataset;
 
 /* Read path: JSON Lines (one example a line; blank lines ignored), or a JSON array of examples
  * (a file starting with '['). Every example is tokenised now with t (borrowed: it must outlive
- * the dataset). Bad examples are skipped, counted, and logged with their line number (the first
- * max_reported); with strict the first one fails the load. A summary is logged at info level.
- * Fails with LK_ERR_FORMAT when no example is usable. Caller frees with lk_dataset_free. */
+ * the dataset). t may be NULL for pre-tokenised data (input_ids records, ids below
+ * p->vocab_size, rows padded with p->pad_id): a record with text then fails the load with
+ * LK_ERR_UNSUPPORTED naming its line. Bad examples are skipped, counted, and logged with their line
+ * number (the first max_reported); with strict the first one fails the load. A summary is logged at
+ * info level. Fails with LK_ERR_FORMAT when no example is usable. Caller frees with
+ * lk_dataset_free. */
 lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
                           const struct lk_dataset_params *p, lk_dataset **out);
 

@@ -99,16 +99,20 @@ struct lk_model_params lk_train_model_params_default(void);
 struct lk_dataset_params lk_train_data_params_default(void);
 
 /* Check the options. The first one out of range fails with LK_ERR_ARG and a message naming it by
- * its lora-train flag (fields without one by their name) and giving its value: "--rank 0 is out
- * of range: expected at least 1", "--optimizer 7: expected adamw or sgd". Also: a LoftQ start
+ * its lora-train flag (fields without one by their name) and giving its value: "--rank must be
+ * at least 1, got 0", "--optimizer 7: expected adamw or sgd". Also: a LoftQ start
  * excludes init_adapter. mp (may be NULL): the base's options too (lk_model_params_check), and a
  * LoftQ start needs a quantised base. lk_trainer_create runs it (mp NULL), and then checks the
  * teacher setup: a distillation objective needs exactly one teacher (teacher or teacher_cache),
  * SFT none. */
 lk_status lk_train_params_check(const struct lk_train_params *p, const struct lk_model_params *mp);
 
+/* Check the options against the base model m (lk_adapter_params_check_model: a fresh adapter's
+ * rank at most the smaller side of every targeted module). lk_trainer_create runs it. */
+lk_status lk_train_params_check_model(const struct lk_train_params *p, const lk_model *m);
+
 /* The data options of a training run (and of a teacher cache made for one): lk_dataset_params_check
- * and rows of at least 2 tokens ("--seq-len 1 is out of range: expected at least 2"). */
+ * and rows of at least 2 tokens ("--seq-len must be at least 2, got 1"). */
 lk_status lk_train_data_params_check(const struct lk_dataset_params *dp);
 
 /* The enums by the names lora-train's flags take (--optimizer adamw|sgd, --schedule
@@ -157,8 +161,11 @@ struct lk_step_stats {
     float lr;               /* learning rate used (A's) */
     int64_t tokens;         /* tokens processed (padding excluded) */
     int64_t trained_tokens; /* tokens with a label */
-    int skipped;            /* 1: loss or gradients were not finite; no update was made */
+    int skipped;            /* 1: no update was made: the step had no trained token (empty) or
+                             * its loss or gradients were not finite */
     int64_t skipped_total;
+    int empty;             /* 1: the step had no trained token (loss NaN: nothing to learn) */
+    int64_t updates_total; /* optimiser updates made so far in the run (kept by checkpoints) */
     /* data parallelism (0 without): what the gradient sum cost this rank */
     int64_t comm_bytes; /* payload bytes it sent */
     double comm_s;      /* seconds it took, waiting for the slowest rank included */
@@ -166,7 +173,8 @@ struct lk_step_stats {
 
 /* One optimiser step over batch × grad_accum rows (× ranks: collective with a group; the stats
  * are the whole step's, tokens and loss over every rank's rows). LK_ERR_NUMERIC after
- * max_bad_steps consecutive non-finite steps (the parameters are those of the last good step). */
+ * max_bad_steps consecutive non-finite steps (the parameters are those of the last good step). A
+ * step whose rows hold no trained token changes nothing (empty, not counted as non-finite). */
 lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st);
 
 /* Loss of every step so far (NaN for skipped steps), kept across checkpoints; borrowed, valid
@@ -183,6 +191,32 @@ int64_t lk_trainer_total_steps(const lk_trainer *t);
  * trainer has an online teacher, else NaN. */
 lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
                           int64_t *tokens);
+
+/* Options of lk_trainer_evaluate. */
+struct lk_eval_params {
+    int64_t max_examples; /* 0 (default): every example; n: a fixed sample of n examples spread
+                           * evenly over the data (example floor(i·E/n) for i < n of E), the same
+                           * at every evaluation so that the numbers compare */
+    /* called after each example with the examples done and to do (may be NULL); a non-zero
+     * return stops the evaluation with LK_ERR_INTERRUPTED */
+    int (*progress)(void *user, int64_t done, int64_t total);
+    void *user;
+};
+
+struct lk_eval_params lk_eval_params_default(void);
+
+/* What an evaluation measured. */
+struct lk_eval_result {
+    double loss;      /* mean cross-entropy per scored token (NaN when none) */
+    double kl;        /* mean KL(teacher ‖ model) with an online teacher, else NaN */
+    int64_t tokens;   /* scored tokens */
+    int64_t examples; /* examples evaluated */
+};
+
+/* lk_trainer_eval over the examples p chooses (p NULL: the defaults), reporting progress.
+ * LK_ERR_ARG for max_examples < 0. */
+lk_status lk_trainer_evaluate(lk_trainer *t, const lk_dataset *eval, const struct lk_eval_params *p,
+                              struct lk_eval_result *out);
 
 /* Checkpoint: adapter, optimiser moments, step, schedule, data cursor, written atomically to
  * path (a file). lk_trainer_resume restores one made with the same model, data and options:

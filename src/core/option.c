@@ -8,12 +8,12 @@
 
 lk_status option_range_i(const char *opt, int64_t v, const char *want)
 {
-    return status_fail(LK_ERR_ARG, "%s %lld is out of range: expected %s", opt, (long long)v, want);
+    return status_fail(LK_ERR_ARG, "%s must be %s, got %lld", opt, want, (long long)v);
 }
 
 lk_status option_range_f(const char *opt, double v, const char *want)
 {
-    return status_fail(LK_ERR_ARG, "%s %g is out of range: expected %s", opt, v, want);
+    return status_fail(LK_ERR_ARG, "%s must be %s, got %g", opt, want, v);
 }
 
 lk_status option_choice(const char *opt, const char *name, const char *want)

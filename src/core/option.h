@@ -7,7 +7,8 @@
 
 #include "lorakit/core.h"
 
-/* LK_ERR_ARG with "OPT V is out of range: expected WANT" (V an integer or a real number). */
+/* LK_ERR_ARG with "OPT must be WANT, got V" (V an integer or a real number; WANT reads after
+ * "must be": "at least 1", "in [0, 1)"). */
 lk_status option_range_i(const char *opt, int64_t v, const char *want);
 lk_status option_range_f(const char *opt, double v, const char *want);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/option.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/tensor.h"
@@ -222,6 +223,134 @@ void lk_adapter_get_info(const lk_adapter *a, struct lk_adapter_info *o)
     }
 }
 
+/* ---- the training-base record ---- */
+
+const char *const adapter_base_keys[ADAPTER_BASE_KEYS] = {
+    "lorakit.base_quant", "lorakit.base_quant_embed", "lorakit.base_compute"};
+
+char *adapter_base_field(const struct lk_adapter_base *b, int k)
+{
+    /* strchr's convention: the caller's constness decides whether it may write */
+    return (char *)(k == 0 ? b->quant : k == 1 ? b->quant_embed : b->compute);
+}
+
+void adapter_base_from_values(lk_adapter *a, const char *const v[ADAPTER_BASE_KEYS],
+                              const char *file)
+{
+    memset(&a->trained_on, 0, sizeof a->trained_on);
+    if (!v[0])
+        return; /* the record stands on base_quant; the other keys refine it */
+    for (int k = 0; k < ADAPTER_BASE_KEYS; k++)
+        if (v[k] && strlen(v[k]) >= LK_ADAPTER_BASE_NAME) {
+            log_warn("%s: '%s' is %zu bytes long (at most %d): the training-base record is "
+                     "ignored",
+                     file, adapter_base_keys[k], strlen(v[k]), LK_ADAPTER_BASE_NAME - 1);
+            return;
+        }
+    for (int k = 0; k < ADAPTER_BASE_KEYS; k++)
+        snprintf(adapter_base_field(&a->trained_on, k), LK_ADAPTER_BASE_NAME, "%s",
+                 v[k] ? v[k] : "");
+    a->trained_on.recorded = 1;
+}
+
+void lk_adapter_get_base(const lk_adapter *a, struct lk_adapter_base *out)
+{
+    *out = a->trained_on;
+    if (!out->recorded)
+        memset(out, 0, sizeof *out);
+}
+
+lk_status lk_adapter_set_base_record(lk_adapter *a, const struct lk_adapter_base *b)
+{
+    struct lk_adapter_base r = {0};
+    for (int k = 0; b && b->recorded && k < ADAPTER_BASE_KEYS; k++) {
+        const char *v = adapter_base_field(b, k);
+        if (strnlen(v, LK_ADAPTER_BASE_NAME) >= LK_ADAPTER_BASE_NAME)
+            return status_fail(LK_ERR_ARG,
+                               "%s: training-base record '%s' is too long (at most %d "
+                               "bytes)",
+                               a->path, adapter_base_keys[k], LK_ADAPTER_BASE_NAME - 1);
+        snprintf(adapter_base_field(&r, k), LK_ADAPTER_BASE_NAME, "%s", v);
+    }
+    r.recorded = b && b->recorded && *r.quant;
+    a->trained_on = r;
+    return LK_OK;
+}
+
+void lk_model_base_record(const lk_model *m, struct lk_adapter_base *out)
+{
+    memset(out, 0, sizeof *out);
+    out->recorded = 1;
+    snprintf(out->quant, sizeof out->quant, "%s", lk_qtype_name(lk_model_quant(m)));
+    snprintf(out->quant_embed, sizeof out->quant_embed, "%s",
+             lk_qtype_name(lk_model_quant_embed(m)));
+    snprintf(out->compute, sizeof out->compute, "f32");
+}
+
+/* A recorded format name as a qtype of the allowed ones (want: bit per lk_qtype). */
+static lk_status base_qtype(const char *key, const char *name, unsigned want, lk_qtype *q)
+{
+    if (lk_qtype_from_name(name, q) != LK_OK || !(want & (1u << *q)))
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "the adapter was trained on a base with %s '%s', which this build "
+                           "of lorakit cannot rebuild (written by a newer version?)",
+                           key, name);
+    return LK_OK;
+}
+
+lk_status lk_adapter_base_model_params(const struct lk_adapter_base *b, struct lk_model_params *mp)
+{
+    if (!b || !b->recorded)
+        return LK_OK;
+    unsigned lin = 1u << LK_QTYPE_F32 | 1u << LK_QTYPE_NF4 | 1u << LK_QTYPE_Q4_0 |
+                   1u << LK_QTYPE_IQ4_NL | 1u << LK_QTYPE_Q8_0;
+    lk_qtype q = mp->quant, e = mp->quant_embed;
+    LK_TRY(base_qtype(adapter_base_keys[0], b->quant, lin, &q));
+    if (*b->quant_embed)
+        LK_TRY(base_qtype(adapter_base_keys[1], b->quant_embed,
+                          1u << LK_QTYPE_F32 | 1u << LK_QTYPE_Q8_0, &e));
+    if (*b->compute && strcmp(b->compute, "f32") != 0)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "the adapter was trained with %s '%s', which this build of lorakit "
+                           "cannot run (written by a newer version?)",
+                           adapter_base_keys[2], b->compute);
+    mp->quant = q;
+    mp->quant_embed = e;
+    return LK_OK;
+}
+
+/* Two names of one format ("none" and "f32" both mean unquantised). */
+static int same_name(const char *x, const char *y)
+{
+    lk_qtype a, b;
+    if (lk_qtype_from_name(x, &a) == LK_OK && lk_qtype_from_name(y, &b) == LK_OK)
+        return a == b;
+    return strcmp(x, y) == 0;
+}
+
+int lk_adapter_base_equal(const struct lk_adapter_base *x, const struct lk_adapter_base *y)
+{
+    if (!x->recorded || !y->recorded)
+        return !x->recorded && !y->recorded;
+    for (int k = 0; k < ADAPTER_BASE_KEYS; k++) {
+        const char *u = adapter_base_field(x, k);
+        const char *v = adapter_base_field(y, k);
+        if (*u && *v && !same_name(u, v)) /* an unrecorded refinement matches any */
+            return 0;
+    }
+    return 1;
+}
+
+const char *lk_adapter_base_describe(const struct lk_adapter_base *b, char *buf, size_t n)
+{
+    if (!b->recorded)
+        snprintf(buf, n, "unknown");
+    else
+        snprintf(buf, n, "%s (embeddings %s, %s compute)", b->quant,
+                 *b->quant_embed ? b->quant_embed : "?", *b->compute ? b->compute : "?");
+    return buf;
+}
+
 lk_status lk_adapter_get_module(const lk_adapter *a, int64_t i, struct lk_adapter_module *o)
 {
     if (i < 0 || i >= a->n_mods)
@@ -319,12 +448,33 @@ static lk_status create_module(const struct lk_model_config *cfg, const struct l
     return LK_OK;
 }
 
+lk_status lk_adapter_params_check_model(const struct lk_adapter_params *p,
+                                        const struct lk_model_config *cfg)
+{
+    int64_t limit = INT64_MAX, out = 0, in = 0;
+    lk_module which = LK_MOD_Q;
+    for (int k = 0; k < LK_MOD_COUNT; k++) {
+        int64_t o, i;
+        adapter_module_shape(cfg, (lk_module)k, &o, &i);
+        if ((p->target_mask & (1u << k)) && (o < i ? o : i) < limit)
+            limit = o < i ? o : i, which = (lk_module)k, out = o, in = i;
+    }
+    if (p->rank > limit) {
+        char want[160];
+        snprintf(want, sizeof want, "at most %lld for this model (%s is [%lld, %lld])",
+                 (long long)limit, lk_module_name(which), (long long)out, (long long)in);
+        return option_range_i("--rank", p->rank, want);
+    }
+    return LK_OK;
+}
+
 lk_status lk_adapter_create(const struct lk_model_config *cfg, const struct lk_adapter_params *p,
                             lk_adapter **out)
 {
     struct lk_adapter_params d = p ? *p : lk_adapter_params_default();
     *out = NULL;
     LK_TRY(lk_adapter_params_check(&d));
+    LK_TRY(lk_adapter_params_check_model(&d, cfg));
     lk_adapter *a;
     LK_TRY(adapter_new("(new adapter)", "peft", &a));
     a->rank = d.rank;

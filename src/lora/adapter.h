@@ -30,7 +30,8 @@ struct lk_adapter {
     int64_t n_mods;
     size_t cap_mods;
     int gguf_rows; /* 1: q/k rows of B still in llama.cpp order (lk_adapter_set_base undoes) */
-    float *arena;  /* [n_arena] or NULL: every module's A then B, module by module (adapter_pack) */
+    struct lk_adapter_base trained_on; /* the record of the training base (recorded 0: none) */
+    float *arena; /* [n_arena] or NULL: every module's A then B, module by module (adapter_pack) */
     int64_t n_arena;
 };
 
@@ -63,6 +64,18 @@ lk_status adapter_check_base(const lk_adapter *a, const struct lk_model_config *
  * B), so that training walks all factors as one array. Nothing changes for readers of the
  * modules. Already packed: nothing to do. LK_ERR_NOMEM leaves the adapter as it was. */
 lk_status adapter_pack(lk_adapter *a);
+
+/* The keys of the training-base record (safetensors __metadata__, GGUF key-value pairs), in the
+ * order of lk_adapter_base's strings, and the record's field of each. */
+#define ADAPTER_BASE_KEYS 3
+extern const char *const adapter_base_keys[ADAPTER_BASE_KEYS];
+char *adapter_base_field(const struct lk_adapter_base *b, int k);
+
+/* a's record from the values a file stores under adapter_base_keys (NULL: absent): recorded when
+ * base_quant is there; a value too long for the record drops the whole record with a warning
+ * naming file (a record never makes a load fail). */
+void adapter_base_from_values(lk_adapter *a, const char *const v[ADAPTER_BASE_KEYS],
+                              const char *file);
 
 /* Read a llama.cpp GGUF LoRA file (adapter_gguf.c). */
 lk_status adapter_load_gguf(const char *path, lk_adapter **out);

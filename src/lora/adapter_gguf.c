@@ -88,6 +88,22 @@ static lk_status load_module(const gguf_file *f, const gguf_tensor *ta, int64_t 
     return gguf_to_f32(f, tb, &m->B);
 }
 
+/* The training-base record: string key-value pairs under adapter_base_keys (lora-export writes
+ * them; llama.cpp ignores keys it does not know). A key of another type is ignored: a record
+ * never makes a load fail. */
+static lk_status read_record(const gguf_file *f, lk_adapter *a)
+{
+    char *v[ADAPTER_BASE_KEYS] = {0};
+    for (int k = 0; k < ADAPTER_BASE_KEYS; k++)
+        if (gguf_find_kv(f, adapter_base_keys[k]) &&
+            gguf_get_str(f, adapter_base_keys[k], &v[k]) != LK_OK)
+            log_warn("%s: '%s' is not a string: ignored", f->map.path, adapter_base_keys[k]);
+    adapter_base_from_values(a, (const char *const *)v, f->map.path);
+    for (int k = 0; k < ADAPTER_BASE_KEYS; k++)
+        free(v[k]);
+    return LK_OK;
+}
+
 static lk_status check_kvs(const gguf_file *f, lk_adapter *a)
 {
     const char *path = f->map.path;
@@ -121,7 +137,7 @@ static lk_status check_kvs(const gguf_file *f, lk_adapter *a)
     free(atype);
     free(arch);
     free(name);
-    return s;
+    return s == LK_OK ? read_record(f, a) : s;
 }
 
 static lk_status load_tensors(const gguf_file *f, lk_adapter *a)
@@ -313,6 +329,9 @@ lk_status lk_adapter_save_gguf(const lk_adapter *a, const struct lk_model_config
         s = gguf_set_str(w, "adapter.type", "lora");
     if (s == LK_OK)
         s = gguf_set_f32(w, "adapter.lora.alpha", (float)(e.fold ? 0 : alpha));
+    for (int k = 0; s == LK_OK && a->trained_on.recorded && k < ADAPTER_BASE_KEYS; k++)
+        if (*adapter_base_field(&a->trained_on, k))
+            s = gguf_set_str(w, adapter_base_keys[k], adapter_base_field(&a->trained_on, k));
     if (s == LK_OK)
         s = add_export_tensors(w, a, e.type);
     if (s == LK_OK)

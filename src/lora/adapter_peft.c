@@ -320,6 +320,16 @@ static lk_status peft_tensors(lk_adapter *a, const char *path, const st_file *f,
     return LK_OK;
 }
 
+/* The training-base record in the weights' __metadata__ (string values; others are ignored). */
+static void peft_read_record(lk_adapter *a, const st_file *f, const char *path)
+{
+    const char *v[ADAPTER_BASE_KEYS];
+    for (int k = 0; k < ADAPTER_BASE_KEYS; k++)
+        v[k] = cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(f->metadata, adapter_base_keys[k]));
+    adapter_base_from_values(a, v, path);
+}
+
 lk_status adapter_load_peft(const char *dir, lk_adapter **out)
 {
     char *cpath = path_join(dir, "adapter_config.json");
@@ -348,6 +358,8 @@ lk_status adapter_load_peft(const char *dir, lk_adapter **out)
         s = peft_tensors(a, wpath, &f, &c);
     if (s == LK_OK)
         s = adapter_finish(a);
+    if (s == LK_OK)
+        peft_read_record(a, &f, wpath);
     st_close(&f);
     cJSON_Delete(j);
     free(cpath);
@@ -467,6 +479,10 @@ static lk_status peft_write_tensors(const lk_adapter *a, const char *dir)
     }
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "format", "pt");
+    for (int k = 0; a->trained_on.recorded && k < ADAPTER_BASE_KEYS; k++)
+        if (*adapter_base_field(&a->trained_on, k))
+            cJSON_AddStringToObject(meta, adapter_base_keys[k],
+                                    adapter_base_field(&a->trained_on, k));
     if (s == LK_OK)
         s = st_write(path, v, (int)n, meta, NULL, NULL, 0);
     cJSON_Delete(meta);

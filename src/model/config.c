@@ -2,7 +2,9 @@
  * MistralForCausalLM, with the defaults transformers' config classes use when a key is absent. */
 #include "model/config.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json.h"
@@ -288,4 +290,40 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out)
     free(text);
     free(path);
     return s;
+}
+
+/* "org/name" of a Hugging Face hub cache path ".../models--org--name/snapshots/REV[/...]" (the
+ * cache spells '/' in the id as "--"); NULL when abs is not such a path. Heap, caller frees. */
+static char *hub_id(const char *abs)
+{
+    const char *m = strstr(abs, "/models--"), *snap = m ? strstr(m, "/snapshots/") : NULL;
+    if (!snap || !snap[11] || strchr(m + 9, '/') != snap)
+        return NULL;
+    const char *name = m + 9, *sep = strstr(name, "--");
+    if (sep && sep >= snap) /* an id without an org ("gpt2") */
+        sep = NULL;
+    if (name == snap || sep == name || (sep && sep + 2 == snap))
+        return NULL;
+    char *id = strndup(name, (size_t)(snap - name));
+    if (id && sep) { /* the first "--" is the org/name separator */
+        id[sep - name] = '/';
+        memmove(id + (sep - name) + 1, id + (sep - name) + 2, strlen(id + (sep - name) + 2) + 1);
+    }
+    return id;
+}
+
+lk_status lk_model_name_or_path(const char *path, char **out)
+{
+    *out = NULL;
+    char *abs = path ? realpath(path, NULL) : NULL;
+    if (!abs)
+        return status_fail(LK_ERR_IO, "%s: cannot resolve the model's path: %s",
+                           path ? path : "(null)", strerror(errno));
+    char *id = hub_id(abs);
+    if (id) {
+        free(abs);
+        abs = id;
+    }
+    *out = abs;
+    return LK_OK;
 }

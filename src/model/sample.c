@@ -27,7 +27,7 @@ lk_status lk_sampler_params_check(const struct lk_sampler_params *p)
     if (!(p->temperature >= 0) || isinf(p->temperature))
         return option_range_f("--temp", p->temperature, "a finite value >= 0 (0: greedy)");
     if (!(p->top_p > 0 && p->top_p <= 1))
-        return option_range_f("--top-p", p->top_p, "0 < P <= 1");
+        return option_range_f("--top-p", p->top_p, "in (0, 1]");
     if (p->top_k < 0)
         return option_range_i("--top-k", p->top_k, "at least 0 (0: all)");
     return LK_OK;

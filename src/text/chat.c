@@ -1,7 +1,9 @@
 /* chat.c — native chat-template renderers: ChatML (Qwen2.5's default system prompt optional),
  * Llama-3 and Llama-3.1/3.2, Llama-2 [INST] <<SYS>>, Mistral [INST], Alpaca. Each function mirrors
- * the Jinja template quoted above it, for system/user/assistant turns without tools; the tests
- * compare against those templates rendered by jinja2 (tests/gen/gen_chat.py). */
+ * the Jinja template quoted above it, for system/user/assistant turns, and for ChatML/Qwen2.5 and
+ * Llama-3.1 also tool definitions, calls and results (the texts from chat_tools.c); the tests
+ * compare against those templates rendered by jinja2 (tests/gen/gen_chat.py) and by transformers'
+ * apply_chat_template (tests/gen/gen_chat_tools.py). */
 #include "text/chat.h"
 
 #include <stdlib.h>
@@ -30,6 +32,15 @@ static lk_status put(struct chat_buf *b, const char *s, size_t n)
 static lk_status puts_(struct chat_buf *b, const char *s)
 {
     return put(b, s, strlen(s));
+}
+
+/* Append what a chat_tools.c writer wrote into a scratch buffer. */
+static lk_status put_buf(struct chat_buf *b, struct buf *t, lk_status s)
+{
+    if (s == LK_OK)
+        s = put(b, (const char *)t->p, t->n);
+    buf_free(t);
+    return s;
 }
 
 static lk_status span(struct chat_buf *b, size_t start)
@@ -85,7 +96,7 @@ static lk_status put_trimmed(struct chat_buf *b, const char *s)
     return put(b, p, n);
 }
 
-static int is_role(const struct lk_chat_message *m, const char *r)
+static int is_role(const struct chat_msg *m, const char *r)
 {
     return !strcmp(m->role, r);
 }
@@ -99,21 +110,89 @@ static const char qwen_system[] = "You are Qwen, created by Alibaba Cloud. You a
                                   "assistant.";
 
 /* Qwen2.5 / ChatML (SmolLM2 and others alike, with their own default system prompt):
- *   {%- if messages[0]['role'] == 'system' %}<|im_start|>system\n{{content}}<|im_end|>\n
+ *   {%- if tools %}<|im_start|>system\n{{first system message, or the default}}{{tools block}}
+ *   {%- elif messages[0]['role'] == 'system' %}<|im_start|>system\n{{content}}<|im_end|>\n
  *   {%- else %}<|im_start|>system\nYou are Qwen, ...<|im_end|>\n{%- endif %}  (with a default)
- *   {%- for message in messages %} (user, system not first, assistant):
+ *   {%- for message in messages %} (user, system not first, assistant without tool calls):
  *       <|im_start|>{{role}}\n{{content}}<|im_end|>\n
- *   {%- if add_generation_prompt %}<|im_start|>assistant\n */
-static lk_status render_chatml(struct chat_buf *b, const char *default_system,
-                               const struct lk_chat_message *m, int64_t n, const int *train,
-                               int gen)
+ *   (assistant with tool calls): <|im_start|>assistant{% if content %}\n{{content}}{% endif %}
+ *       {% for call %}\n<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>{% endfor %}
+ *       <|im_end|>\n
+ *   (tool, a run of them in one user turn): <|im_start|>user (first of the run)
+ *       \n<tool_response>\n{{content}}\n</tool_response> ... <|im_end|>\n (last of the run)
+ *   {%- if add_generation_prompt %}<|im_start|>assistant\n
+ * A ChatML template without a default system prompt gets an empty one before the tools block. */
+static lk_status chatml_system(struct chat_buf *b, const char *default_system,
+                               const struct chat_msg *m, int64_t n, const cJSON *tools,
+                               int64_t *first)
 {
+    *first = 0;
+    if (tools) {
+        struct buf t = {0};
+        LK_TRY(puts_(b, "<|im_start|>system\n"));
+        if (n > 0 && is_role(&m[0], "system"))
+            LK_TRY(puts_(b, m[(*first)++].content));
+        else if (default_system)
+            LK_TRY(puts_(b, default_system));
+        return put_buf(b, &t, chat_tools_qwen(tools, &t));
+    }
     if (default_system && n > 0 && !is_role(&m[0], "system")) {
         LK_TRY(puts_(b, "<|im_start|>system\n"));
         LK_TRY(puts_(b, default_system));
         LK_TRY(puts_(b, "<|im_end|>\n"));
     }
-    for (int64_t i = 0; i < n; i++) {
+    return LK_OK;
+}
+
+/* An assistant turn with tool calls; the loss span starts after "<|im_start|>assistant\n" (the
+ * header a generation prompt writes). */
+static lk_status chatml_calls(struct chat_buf *b, const struct chat_msg *msg, int train)
+{
+    cJSON *calls = NULL;
+    LK_TRY(chat_tool_calls_parse(msg->tool_calls, &calls));
+    struct buf t = {0};
+    lk_status s = buf_put(&t, "<|im_start|>assistant", 21, "chat: rendered text");
+    size_t start = b->n + t.n + 1;
+    if (s == LK_OK && *msg->content)
+        s = buf_put(&t, "\n", 1, "chat: rendered text");
+    if (s == LK_OK && *msg->content)
+        s = buf_put(&t, msg->content, strlen(msg->content), "chat: rendered text");
+    for (const cJSON *c = calls->child; c && s == LK_OK; c = c->next)
+        s = chat_tool_call_qwen(c, &t);
+    if (s == LK_OK)
+        s = buf_put(&t, "<|im_end|>", 10, "chat: rendered text");
+    cJSON_Delete(calls);
+    LK_TRY(put_buf(b, &t, s));
+    if (train)
+        LK_TRY(span(b, start));
+    return puts_(b, "\n");
+}
+
+static lk_status chatml_tool(struct chat_buf *b, const struct chat_msg *m, int64_t i, int64_t n)
+{
+    if (i == 0 || !is_role(&m[i - 1], "tool"))
+        LK_TRY(puts_(b, "<|im_start|>user"));
+    LK_TRY(puts_(b, "\n<tool_response>\n"));
+    LK_TRY(puts_(b, m[i].content));
+    LK_TRY(puts_(b, "\n</tool_response>"));
+    return i == n - 1 || !is_role(&m[i + 1], "tool") ? puts_(b, "<|im_end|>\n") : LK_OK;
+}
+
+static lk_status render_chatml(struct chat_buf *b, const char *default_system,
+                               const struct chat_msg *m, int64_t n, const cJSON *tools,
+                               const int *train, int gen)
+{
+    int64_t first;
+    LK_TRY(chatml_system(b, default_system, m, n, tools, &first));
+    for (int64_t i = first; i < n; i++) {
+        if (is_role(&m[i], "tool")) {
+            LK_TRY(chatml_tool(b, m, i, n));
+            continue;
+        }
+        if (m[i].tool_calls) {
+            LK_TRY(chatml_calls(b, &m[i], trains(train, i)));
+            continue;
+        }
         LK_TRY(puts_(b, "<|im_start|>"));
         LK_TRY(puts_(b, m[i].role));
         LK_TRY(puts_(b, "\n"));
@@ -130,24 +209,79 @@ static lk_status render_chatml(struct chat_buf *b, const char *default_system,
 /* Llama-3: {{bos}} then per message <|start_header_id|>{{role}}<|end_header_id|>\n\n
  * {{content|trim}}<|eot_id|>; generation prompt: the assistant header. Llama-3.1/3.2 first write a
  * system block: "Cutting Knowledge Date: December 2023\nToday Date: {{date}}\n\n" + the system
- * message (trimmed, "" if none). Llama-3.0 writes bos only before the first message. */
+ * message (trimmed, "" if none), with "Environment: ipython\n" before it when tools are given;
+ * the tools then go into the first message after the system one, written as a user turn
+ * (tools_in_user_message, the default): the tools preamble + its content (trimmed). A turn with
+ * tool calls (exactly one) is written as the assistant's {"name": ..., "parameters": ...}, a
+ * tool's result as an ipython turn with the content as a JSON string. Llama-3.0 writes bos only
+ * before the first message. */
+static lk_status llama31_system(struct chat_buf *b, const char *date, const struct chat_msg *m,
+                                int64_t n, const cJSON *tools, int64_t *i)
+{
+    LK_TRY(puts_(b, "<|start_header_id|>system<|end_header_id|>\n\n"));
+    if (tools)
+        LK_TRY(puts_(b, "Environment: ipython\n"));
+    LK_TRY(puts_(b, "Cutting Knowledge Date: December 2023\nToday Date: "));
+    LK_TRY(puts_(b, date ? date : "26 Jul 2024"));
+    LK_TRY(puts_(b, "\n\n"));
+    if (n > 0 && is_role(&m[0], "system"))
+        LK_TRY(put_trimmed(b, m[(*i)++].content));
+    LK_TRY(puts_(b, "<|eot_id|>"));
+    if (!tools)
+        return LK_OK;
+    if (*i >= n)
+        return status_fail(LK_ERR_ARG, "chat llama3.1: tools go into the first user message, "
+                                       "and the conversation has none");
+    struct buf t = {0};
+    LK_TRY(puts_(b, "<|start_header_id|>user<|end_header_id|>\n\n"));
+    LK_TRY(put_buf(b, &t, chat_tools_llama31(tools, &t)));
+    LK_TRY(put_trimmed(b, m[(*i)++].content));
+    return puts_(b, "<|eot_id|>");
+}
+
+/* A Llama-3.1 turn with a tool call or a tool's result. */
+static lk_status llama31_tool_turn(struct chat_buf *b, const struct chat_msg *msg, int train)
+{
+    struct buf t = {0};
+    if (is_role(msg, "tool")) {
+        LK_TRY(puts_(b, "<|start_header_id|>ipython<|end_header_id|>\n\n"));
+        LK_TRY(put_buf(b, &t, chat_tool_result_llama31(msg->content, &t)));
+        return puts_(b, "<|eot_id|>");
+    }
+    cJSON *calls = NULL;
+    LK_TRY(chat_tool_calls_parse(msg->tool_calls, &calls));
+    lk_status s = cJSON_GetArraySize(calls) == 1
+                      ? chat_tool_call_llama31(calls->child, &t)
+                      : status_fail(LK_ERR_ARG,
+                                    "chat llama3.1: this model only supports single "
+                                    "tool-calls at once (a turn has %d)",
+                                    cJSON_GetArraySize(calls));
+    cJSON_Delete(calls);
+    if (s != LK_OK) {
+        buf_free(&t);
+        return s;
+    }
+    LK_TRY(puts_(b, "<|start_header_id|>assistant<|end_header_id|>\n\n"));
+    size_t start = b->n;
+    LK_TRY(put_buf(b, &t, LK_OK));
+    LK_TRY(puts_(b, "<|eot_id|>"));
+    return train ? span(b, start) : LK_OK;
+}
+
 static lk_status render_llama3(struct chat_buf *b, const lk_tokenizer *t, int v31, const char *date,
-                               const struct lk_chat_message *m, int64_t n, const int *train,
-                               int gen)
+                               const struct chat_msg *m, int64_t n, const cJSON *tools,
+                               const int *train, int gen)
 {
     int64_t i = 0;
     if (v31 || n > 0)
         LK_TRY(puts_(b, lk_tokenizer_bos_str(t)));
-    if (v31) {
-        LK_TRY(puts_(b, "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
-                        "December 2023\nToday Date: "));
-        LK_TRY(puts_(b, date ? date : "26 Jul 2024"));
-        LK_TRY(puts_(b, "\n\n"));
-        if (n > 0 && is_role(&m[0], "system"))
-            LK_TRY(put_trimmed(b, m[i++].content));
-        LK_TRY(puts_(b, "<|eot_id|>"));
-    }
+    if (v31)
+        LK_TRY(llama31_system(b, date, m, n, tools, &i));
     for (; i < n; i++) {
+        if (is_role(&m[i], "tool") || m[i].tool_calls) {
+            LK_TRY(llama31_tool_turn(b, &m[i], trains(train, i)));
+            continue;
+        }
         LK_TRY(puts_(b, "<|start_header_id|>"));
         LK_TRY(puts_(b, m[i].role));
         LK_TRY(puts_(b, "<|end_header_id|>\n\n"));
@@ -168,7 +302,7 @@ static lk_status render_llama3(struct chat_buf *b, const lk_tokenizer *t, int v3
  *   eos. No generation prompt. Mistral v0.1/v0.2: no system; user: '[INST] ' + content +
  *   ' [/INST]' (bos once at the start, no strip); assistant: content + eos. */
 static lk_status render_inst(struct chat_buf *b, const lk_tokenizer *t, int llama2,
-                             const struct lk_chat_message *m, int64_t n, const int *train)
+                             const struct chat_msg *m, int64_t n, const int *train)
 {
     int64_t first = 0;
     const char *sys = NULL;
@@ -231,9 +365,8 @@ static lk_status render_inst(struct chat_buf *b, const lk_tokenizer *t, int llam
  *   user: '### Instruction:\n' + content + '\n\n';
  *   assistant: '### Response:\n' + content + eos + '\n\n';
  *   generation prompt: '### Response:\n'. */
-static lk_status render_alpaca(struct chat_buf *b, const lk_tokenizer *t,
-                               const struct lk_chat_message *m, int64_t n, const int *train,
-                               int gen)
+static lk_status render_alpaca(struct chat_buf *b, const lk_tokenizer *t, const struct chat_msg *m,
+                               int64_t n, const int *train, int gen)
 {
     int64_t i = 0;
     if (n > 0 && is_role(&m[0], "system")) {
@@ -266,41 +399,73 @@ static lk_status render_alpaca(struct chat_buf *b, const lk_tokenizer *t,
     return gen ? puts_(b, "### Response:\n") : LK_OK;
 }
 
-static lk_status check_messages(const struct lk_chat_message *m, int64_t n)
+int chat_format_has_tools(lk_chat_format format)
 {
+    return format == LK_CHAT_CHATML || format == LK_CHAT_QWEN2_5 || format == LK_CHAT_LLAMA3_1;
+}
+
+static const char *const g_names[] = {"auto",     "chatml", "qwen2.5", "llama3",
+                                      "llama3.1", "llama2", "mistral", "alpaca"};
+
+/* Roles and tool calls the format can write. */
+static lk_status check_messages(lk_chat_format format, const struct chat_msg *m, int64_t n,
+                                int tools)
+{
+    int has_tools = chat_format_has_tools(format);
     if (n < 0 || (n > 0 && !m))
         return status_fail(LK_ERR_ARG, "chat: bad message array");
+    if (tools && !has_tools)
+        return status_fail(LK_ERR_ARG,
+                           "chat %s: the template has no tool definitions (chatml, "
+                           "qwen2.5 and llama3.1 do)",
+                           g_names[format]);
     for (int64_t i = 0; i < n; i++) {
         if (!m[i].role || !m[i].content)
             return status_fail(LK_ERR_ARG, "chat: message %lld has no %s", (long long)i,
                                m[i].role ? "content" : "role");
-        if (!is_role(&m[i], "system") && !is_role(&m[i], "user") && !is_role(&m[i], "assistant"))
+        int tool = is_role(&m[i], "tool");
+        if (!is_role(&m[i], "system") && !is_role(&m[i], "user") && !is_role(&m[i], "assistant") &&
+            !tool)
             return status_fail(LK_ERR_ARG,
-                               "chat: message %lld has role '%s' (expected system, "
-                               "user or assistant)",
+                               "chat: message %lld has role '%s' (expected system, user, "
+                               "assistant or tool)",
                                (long long)i, m[i].role);
+        if (m[i].tool_calls && !is_role(&m[i], "assistant"))
+            return status_fail(LK_ERR_ARG,
+                               "chat: message %lld: only an assistant turn makes tool "
+                               "calls (role '%s')",
+                               (long long)i, m[i].role);
+        if ((tool || m[i].tool_calls) && !has_tools)
+            return status_fail(LK_ERR_ARG,
+                               "chat %s: message %lld: the template has no tool %s (chatml, "
+                               "qwen2.5 and llama3.1 do)",
+                               g_names[format], (long long)i, tool ? "results" : "calls");
     }
     return LK_OK;
 }
 
 lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format,
                             const char *default_system, int add_gen, const char *date_string,
-                            const struct lk_chat_message *msgs, int64_t n, const int *train,
-                            char **text, size_t *len, struct chat_span **spans, int64_t *n_spans)
+                            const char *tools, const struct chat_msg *msgs, int64_t n,
+                            const int *train, char **text, size_t *len, struct chat_span **spans,
+                            int64_t *n_spans)
 {
-    LK_TRY(check_messages(msgs, n));
+    cJSON *tl = NULL;
+    LK_TRY(chat_tools_parse(tools, &tl));
+    lk_status s = check_messages(format, msgs, n, tl != NULL);
     struct chat_buf b = {0};
-    lk_status s = put(&b, "", 0);
+    if (s == LK_OK)
+        s = put(&b, "", 0);
     if (s == LK_OK) {
         switch (format) {
         case LK_CHAT_CHATML:
         case LK_CHAT_QWEN2_5:
             s = render_chatml(&b, format == LK_CHAT_QWEN2_5 ? qwen_system : default_system, msgs, n,
-                              train, add_gen);
+                              tl, train, add_gen);
             break;
         case LK_CHAT_LLAMA3:
         case LK_CHAT_LLAMA3_1:
-            s = render_llama3(&b, t, format == LK_CHAT_LLAMA3_1, date_string, msgs, n, train,
+            s = render_llama3(&b, t, format == LK_CHAT_LLAMA3_1, date_string, msgs, n, tl, train,
                               add_gen);
             break;
         case LK_CHAT_LLAMA2:
@@ -311,6 +476,7 @@ lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format,
         default: s = status_fail(LK_ERR_ARG, "chat: no format chosen (%d)", (int)format);
         }
     }
+    cJSON_Delete(tl);
     if (s != LK_OK) {
         free(b.s);
         free(b.sp);
@@ -328,13 +494,13 @@ lk_status chat_render_spans(const lk_tokenizer *t, lk_chat_format format,
     return LK_OK;
 }
 
-static const char *const g_names[] = {"auto",     "chatml", "qwen2.5", "llama3",
-                                      "llama3.1", "llama2", "mistral", "alpaca"};
-
 struct lk_chat_params lk_chat_params_default(void)
 {
-    return (struct lk_chat_params){
-        .format = LK_CHAT_AUTO, .add_generation_prompt = 0, .date_string = NULL};
+    return (struct lk_chat_params){.format = LK_CHAT_AUTO,
+                                   .add_generation_prompt = 0,
+                                   .date_string = NULL,
+                                   .tools = NULL,
+                                   .tool_calls = NULL};
 }
 
 const char *lk_chat_format_name(lk_chat_format f)
@@ -448,8 +614,15 @@ lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
     lk_chat_format f = p->format;
     char *sys = NULL;
     LK_TRY(chat_resolve(t, &f, &sys));
-    lk_status s = chat_render_spans(t, f, sys, p->add_generation_prompt, p->date_string, msgs, n,
-                                    NULL, text, len, NULL, NULL);
+    struct chat_msg *m = calloc((size_t)(n > 0 ? n : 1), sizeof *m);
+    lk_status s = m ? LK_OK : status_fail(LK_ERR_NOMEM, "chat: out of memory");
+    for (int64_t i = 0; s == LK_OK && i < n && msgs; i++)
+        m[i] = (struct chat_msg){msgs[i].role, msgs[i].content,
+                                 p->tool_calls ? p->tool_calls[i] : NULL};
+    if (s == LK_OK)
+        s = chat_render_spans(t, f, sys, p->add_generation_prompt, p->date_string, p->tools,
+                              msgs ? m : NULL, n, NULL, text, len, NULL, NULL);
+    free(m);
     free(sys);
     return s;
 }

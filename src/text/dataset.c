@@ -16,6 +16,28 @@
 
 /* ---- loading -------------------------------------------------------------------------------- */
 
+/* An example that trains nothing once cut to n tokens: counted, and when truncation is the
+ * cause, the row length that keeps its first trained token (labels[t] is predicted from position
+ * t - 1, so t + 1 tokens) noted. */
+static void count_untrained(lk_dataset *d, const struct ex_buf *e, int64_t n)
+{
+    int64_t first = -1, kept = 0;
+    for (int64_t i = 0; i < e->n; i++)
+        if (e->labels[i] != LK_LABEL_IGNORE && i > 0) {
+            if (first < 0)
+                first = i;
+            kept += i < n;
+        }
+    if (kept)
+        return;
+    d->st.untrained++;
+    if (first >= n) {
+        d->st.truncated_untrained++;
+        if (first + 1 > d->st.seq_len_to_train)
+            d->st.seq_len_to_train = first + 1;
+    }
+}
+
 static lk_status keep_example(lk_dataset *d, struct ex_buf *e, int64_t line, lk_data_format f)
 {
     int64_t n = e->n;
@@ -24,6 +46,7 @@ static lk_status keep_example(lk_dataset *d, struct ex_buf *e, int64_t line, lk_
         d->st.truncated_tokens += n - d->p.seq_len;
         n = d->p.seq_len;
     }
+    count_untrained(d, e, n);
     struct buf_arr ex[] = {BUF_ARR(&d->ex_off), BUF_ARR(&d->ex_len), BUF_ARR(&d->ex_line)};
     struct buf_arr tok[] = {BUF_ARR(&d->ids), BUF_ARR(&d->labels)};
     LK_TRY(buf_grow_all(ex, 3, &d->cap_ex, (size_t)d->n_ex + 1, "dataset: examples"));
@@ -41,6 +64,21 @@ static lk_status keep_example(lk_dataset *d, struct ex_buf *e, int64_t line, lk_
     return LK_OK;
 }
 
+/* A skip shared by many records (d->skip_group): counted, reported once by log_summary. Returns
+ * 0 when the group table is full (the record is then reported on its own). */
+static int count_group(lk_dataset *d)
+{
+    int g = 0;
+    while (g < d->n_groups && strcmp(d->groups[g].why, d->skip_group))
+        g++;
+    if (g == (int)(sizeof d->groups / sizeof *d->groups))
+        return 0;
+    if (g == d->n_groups)
+        snprintf(d->groups[d->n_groups++].why, sizeof d->groups[0].why, "%s", d->skip_group);
+    d->groups[g].n++;
+    return 1;
+}
+
 static lk_status record_bad(lk_dataset *d, int64_t line, const char *why)
 {
     const char *unit = d->array_file ? "element" : "line";
@@ -48,7 +86,9 @@ static lk_status record_bad(lk_dataset *d, int64_t line, const char *why)
     if (d->p.strict)
         return status_fail(LK_ERR_FORMAT, "%s: %s %lld: %s (--strict: bad examples are fatal)",
                            d->path, unit, (long long)line, why);
-    if (d->st.bad <= d->p.max_reported)
+    if (*d->skip_group && count_group(d))
+        d->reported_apart++;
+    else if (d->st.bad - d->reported_apart <= d->p.max_reported)
         log_warn("%s: %s %lld: %s (skipped)", d->path, unit, (long long)line, why);
     if (d->n_bad_kept < MAX_BAD_KEPT) {
         if (!d->bad && !(d->bad = calloc(MAX_BAD_KEPT, sizeof *d->bad)))
@@ -69,6 +109,8 @@ static lk_status add_example(lk_dataset *d, const cJSON *o, int64_t line, struct
     char why[256] = "invalid JSON";
     lk_data_format f = LK_DATA_AUTO;
     d->st.lines++;
+    d->line = line;
+    d->skip_group[0] = 0;
     e->n = 0;
     lk_status s = o ? dataset_build_example(d, o, e, why, &f) : LK_ERR_FORMAT;
     if (s == LK_ERR_FORMAT)
@@ -221,7 +263,7 @@ lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, i
         }
         used += len;
     }
-    int32_t pad = lk_tokenizer_eos(d->t) >= 0 ? lk_tokenizer_eos(d->t) : 0;
+    int32_t pad = !d->t ? d->p.pad_id : lk_tokenizer_eos(d->t) >= 0 ? lk_tokenizer_eos(d->t) : 0;
     for (int64_t k = used; k < T; k++) {
         tokens[k] = pad;
         labels[k] = LK_LABEL_IGNORE;
@@ -304,7 +346,9 @@ struct lk_dataset_params lk_dataset_params_default(void)
                                       .strict = 0,
                                       .shuffle = 1,
                                       .seed = 42,
-                                      .max_reported = 10};
+                                      .max_reported = 10,
+                                      .vocab_size = 0,
+                                      .pad_id = 0};
 }
 
 lk_status lk_dataset_params_check(const struct lk_dataset_params *p)
@@ -319,6 +363,9 @@ lk_status lk_dataset_params_check(const struct lk_dataset_params *p)
                                "chatml, qwen2.5, llama3, llama3.1, llama2, mistral or alpaca");
     if (p->max_reported < 0)
         return option_range_i("max_reported", p->max_reported, "at least 0");
+    if (p->vocab_size < 0 || p->pad_id < 0)
+        return status_fail(LK_ERR_ARG, "dataset: vocab_size %lld and pad_id %d must be >= 0",
+                           (long long)p->vocab_size, (int)p->pad_id);
     return dataset_walk_fields(p->fields, NULL);
 }
 
@@ -329,26 +376,65 @@ const char *lk_data_format_name(lk_data_format f)
     return f >= 0 && f < LK_DATA_N_FORMATS ? names[f] : "unknown";
 }
 
+/* The rows the examples fill: packing for training data, one row each otherwise. */
+static void log_rows(const lk_dataset *d)
+{
+    const struct lk_dataset_stats *s = &d->st;
+    if (d->p.pack)
+        log_info("%s: %lld examples (%lld skipped), %lld tokens, %lld trained (%.1f%%), packed "
+                 "into %lld rows of %lld tokens (%.1f%% filled), %lld truncated (%lld tokens cut)",
+                 d->path, (long long)s->examples, (long long)s->bad, (long long)s->tokens,
+                 (long long)s->trained_tokens,
+                 s->tokens ? 100.0 * (double)s->trained_tokens / (double)s->tokens : 0.0,
+                 (long long)s->rows, (long long)d->p.seq_len, 100.0 * s->packing_efficiency,
+                 (long long)s->truncated, (long long)s->truncated_tokens);
+    else
+        log_info("%s: %lld examples (%lld skipped), %lld tokens, %lld with a label (%.1f%%), "
+                 "each example on its own (up to %lld tokens), %lld truncated (%lld tokens cut)",
+                 d->path, (long long)s->examples, (long long)s->bad, (long long)s->tokens,
+                 (long long)s->trained_tokens,
+                 s->tokens ? 100.0 * (double)s->trained_tokens / (double)s->tokens : 0.0,
+                 (long long)d->p.seq_len, (long long)s->truncated, (long long)s->truncated_tokens);
+}
+
+/* Examples that train nothing: a warning when truncation made a tenth of them so (or more). */
+static void log_untrained(const lk_dataset *d)
+{
+    const struct lk_dataset_stats *s = &d->st;
+    if (s->truncated_untrained) {
+        int big = 10 * s->truncated_untrained >= s->examples;
+        log_msg(big ? LK_LOG_WARN : LK_LOG_INFO,
+                "%s: %lld of %lld examples (%.1f%%) lost every trained token to truncation at "
+                "--seq-len %lld (their prompts fill the row) and train nothing (hint: --seq-len "
+                "%lld keeps a trained token in each)",
+                d->path, (long long)s->truncated_untrained, (long long)s->examples,
+                100.0 * (double)s->truncated_untrained / (double)s->examples,
+                (long long)d->p.seq_len, (long long)s->seq_len_to_train);
+    }
+    if (s->untrained > s->truncated_untrained)
+        log_info("%s: %lld examples have no token to train on (every label -100)", d->path,
+                 (long long)(s->untrained - s->truncated_untrained));
+}
+
 static void log_summary(const lk_dataset *d)
 {
     const struct lk_dataset_stats *s = &d->st;
-    log_info("%s: %lld examples (%lld skipped), %lld tokens, %lld trained (%.1f%%), %lld rows of "
-             "%lld tokens, packing efficiency %.1f%%, %lld truncated (%lld tokens cut)",
-             d->path, (long long)s->examples, (long long)s->bad, (long long)s->tokens,
-             (long long)s->trained_tokens,
-             s->tokens ? 100.0 * (double)s->trained_tokens / (double)s->tokens : 0.0,
-             (long long)s->rows, (long long)d->p.seq_len, 100.0 * s->packing_efficiency,
-             (long long)s->truncated, (long long)s->truncated_tokens);
+    log_rows(d);
     if (s->truncated)
         log_warn("%s: %lld examples longer than --seq-len %lld were truncated", d->path,
                  (long long)s->truncated, (long long)d->p.seq_len);
-    if (s->bad) {
+    log_untrained(d);
+    for (int g = 0; g < d->n_groups; g++)
+        log_warn("%s: %lld examples skipped: %s", d->path, (long long)d->groups[g].n,
+                 d->groups[g].why);
+    if (s->bad > d->reported_apart) {
         char lines[200] = "";
         for (int64_t k = 0; k < d->n_bad_kept && k < 10; k++)
             snprintf(lines + strlen(lines), sizeof lines - strlen(lines), "%s%lld", k ? ", " : "",
                      (long long)d->bad[k].line);
-        log_warn("%s: %lld bad examples skipped (%s %s%s)", d->path, (long long)s->bad,
-                 d->array_file ? "elements" : "lines", lines, s->bad > 10 ? ", ..." : "");
+        log_warn("%s: %lld bad examples skipped (%s %s%s)", d->path,
+                 (long long)(s->bad - d->reported_apart), d->array_file ? "elements" : "lines",
+                 lines, s->bad > 10 ? ", ..." : "");
     }
 }
 
@@ -376,12 +462,15 @@ lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
                           const struct lk_dataset_params *p, lk_dataset **out)
 {
     struct lk_dataset_params def = lk_dataset_params_default();
-    if (!path || !t || !out)
+    if (!path || !out)
         return status_fail(LK_ERR_ARG, "lk_dataset_load: NULL argument");
     *out = NULL;
     if (!p)
         p = &def;
     LK_TRY(lk_dataset_params_check(p));
+    if (!t && p->vocab_size < 1)
+        return status_fail(LK_ERR_ARG, "lk_dataset_load: without a tokenizer, vocab_size must be "
+                                       "given (the model's)");
     lk_dataset *d = calloc(1, sizeof *d);
     if (!d || !(d->path = strdup(path))) {
         free(d);

@@ -23,6 +23,7 @@ enum {
     K_OUTPUT,
     K_INPUT_IDS,
     K_LABELS,
+    K_TOOLS,
     N_KEYS
 };
 
@@ -37,8 +38,18 @@ struct lk_dataset {
     struct lk_dataset_params p;
     char *col[N_KEYS]; /* column name of each canonical key */
     lk_chat_format chat;
-    char *chat_system; /* ChatML default system prompt found in the template, or NULL */
-    int array_file;    /* "element N" instead of "line N" in messages */
+    char *chat_system;    /* ChatML default system prompt found in the template, or NULL */
+    int array_file;       /* "element N" instead of "line N" in messages */
+    int64_t line;         /* the record being read (for messages) */
+    char skip_group[240]; /* why the record being read is skipped, when the reason is the same
+                           * for every record that has it (a role the template lacks): counted
+                           * in groups[] and reported once; "" otherwise */
+    struct skip_count {
+        char why[240];
+        int64_t n;
+    } groups[8];
+    int n_groups;
+    int64_t reported_apart; /* bad records counted in groups[] */
     /* examples: ids/labels pools, per example offset/length/line */
     int32_t *ids, *labels;
     int64_t n_tok;

@@ -20,7 +20,7 @@
 
 static const char *const g_keys[N_KEYS] = {"text",          "prompt",      "completion", "messages",
                                            "conversations", "instruction", "input",      "output",
-                                           "input_ids",     "labels"};
+                                           "input_ids",     "labels",      "tools"};
 
 lk_status dataset_ex_push(struct ex_buf *e, int32_t id, int32_t label)
 {
@@ -160,66 +160,154 @@ static lk_status message_content(const cJSON *c, int64_t i, const char **out, ch
     return LK_OK;
 }
 
-/* Role of a message: "role" (OpenAI) or "from" (ShareGPT: human, gpt). */
-static const char *message_role(const cJSON *m, int sharegpt)
+/* The chat role of a message's "role" (OpenAI) or "from" (ShareGPT) name: system, user,
+ * assistant, tool (a tool's result) or "call" (an assistant turn whose content is the tool call,
+ * LLaMA-Factory's function_call); NULL for a name no convention here uses. */
+static const char *chat_role(const char *r)
 {
-    const char *r =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, sharegpt ? "from" : "role"));
-    if (!r || !sharegpt)
-        return r;
-    if (!strcmp(r, "human") || !strcmp(r, "user"))
-        return "user";
-    if (!strcmp(r, "gpt") || !strcmp(r, "assistant"))
-        return "assistant";
-    return r;
+    static const char *const map[][2] = {
+        {"system", "system"},       {"user", "user"},      {"human", "user"},
+        {"assistant", "assistant"}, {"gpt", "assistant"},  {"tool", "tool"},
+        {"observation", "tool"},    {"ipython", "tool"},   {"function", "tool"},
+        {"function_call", "call"},  {"tool_call", "call"}, {"tool_calls", "call"}};
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+        if (!strcmp(r, map[i][0]))
+            return map[i][1];
+    return NULL;
 }
 
 struct msg_set {
-    struct lk_chat_message *m;
+    struct chat_msg *m;
     int *train;
     char **owned;
     int64_t n;
+    char *tools; /* the conversation's tools as JSON text, or NULL */
 };
 
 static void msg_set_free(struct msg_set *ms)
 {
-    for (int64_t i = 0; ms->owned && i < ms->n; i++)
+    for (int64_t i = 0; ms->owned && i < 2 * ms->n; i++)
         free(ms->owned[i]);
     free(ms->m);
     free(ms->train);
     free(ms->owned);
+    free(ms->tools);
 }
 
-static lk_status read_messages(const cJSON *list, int sharegpt, struct msg_set *ms, char *why)
+/* A skip that is the same for every example using the role name r (tools 1: a tools list, 2: an
+ * assistant's tool_calls): counted under one message instead of a warning per line (dataset.c's
+ * record_bad reads d->skip_group). */
+static lk_status skip_group(lk_dataset *d, char *why, const char *r, int tools)
+{
+    const char *fmt = lk_chat_format_name(d->chat);
+    if (tools == 2)
+        snprintf(d->skip_group, sizeof d->skip_group,
+                 "they have assistant turns with tool_calls, which the %s template cannot write "
+                 "(chatml, qwen2.5 and llama3.1 can: --chat-template NAME)",
+                 fmt);
+    else if (tools)
+        snprintf(d->skip_group, sizeof d->skip_group,
+                 "they list tools, which the %s template cannot write (chatml, qwen2.5 and "
+                 "llama3.1 can: --chat-template NAME)",
+                 fmt);
+    else if (chat_role(r))
+        snprintf(d->skip_group, sizeof d->skip_group,
+                 "they use the role '%s' (tool %s), which the %s template does not define "
+                 "(chatml, qwen2.5 and llama3.1 do: --chat-template NAME)",
+                 r, strcmp(chat_role(r), "tool") ? "calls" : "results", fmt);
+    else
+        snprintf(d->skip_group, sizeof d->skip_group,
+                 "they use the role '%s', which no chat convention here defines (system, "
+                 "user/human, assistant/gpt, tool/observation/ipython, function_call)",
+                 r);
+    return SKIP(why, "%s", d->skip_group);
+}
+
+/* The tool calls of an assistant message: OpenAI's "tool_calls" list or legacy "function_call"
+ * object, as JSON text in *owned (NULL when none). */
+static lk_status message_calls(const cJSON *m, char **owned)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+    if (!cJSON_IsArray(c) || !c->child)
+        c = cJSON_GetObjectItemCaseSensitive(m, "function_call");
+    if (!cJSON_IsArray(c) && !cJSON_IsObject(c))
+        return LK_OK;
+    if (!(*owned = cJSON_PrintUnformatted(c)))
+        return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
+    return LK_OK;
+}
+
+/* Message i of a conversation into ms: role, content, tool calls, whether it trains. */
+static lk_status read_message(lk_dataset *d, const cJSON *m, int sharegpt, int64_t i,
+                              struct msg_set *ms, char *why)
+{
+    const char *name =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, sharegpt ? "from" : "role"));
+    if (!name)
+        return SKIP(why, "message %lld has no \"%s\"", (long long)i, sharegpt ? "from" : "role");
+    const char *role = chat_role(name);
+    if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
+                  !chat_format_has_tools(d->chat)))
+        return skip_group(d, why, name, 0);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, sharegpt ? "value" : "content");
+    int call = !strcmp(role, "call");
+    if (!strcmp(role, "assistant"))
+        LK_TRY(message_calls(m, &ms->owned[2 * i + 1]));
+    if (ms->owned[2 * i + 1] && !chat_format_has_tools(d->chat))
+        return skip_group(d, why, NULL, 2);
+    if (call && !cJSON_IsString(c))
+        return SKIP(why, "message %lld (%s): the tool call is not JSON text", (long long)i, name);
+    if (call || (ms->owned[2 * i + 1] && (!c || cJSON_IsNull(c))))
+        ms->m[i].content = "";
+    else if (!c)
+        return SKIP(why, "message %lld has no content", (long long)i);
+    else
+        LK_TRY(message_content(c, i, &ms->m[i].content, &ms->owned[2 * i], why));
+    ms->m[i].role = call ? "assistant" : role;
+    ms->m[i].tool_calls = call ? c->valuestring : ms->owned[2 * i + 1];
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(m, "loss_weight");
+    ms->train[i] =
+        !strcmp(ms->m[i].role, "assistant") && (!cJSON_IsNumber(w) || w->valuedouble > 0);
+    return LK_OK;
+}
+
+/* The record's tools: a JSON string (LLaMA-Factory) or a list, as JSON text in ms->tools. */
+static lk_status read_tools(lk_dataset *d, const cJSON *o, struct msg_set *ms, char *why)
+{
+    const cJSON *t = field(d, o, K_TOOLS);
+    if (!t || cJSON_IsNull(t) || (cJSON_IsString(t) && !*t->valuestring))
+        return LK_OK;
+    if (!cJSON_IsString(t) && !cJSON_IsArray(t))
+        return SKIP(why, "\"%s\" is neither JSON text nor a list", d->col[K_TOOLS]);
+    ms->tools = cJSON_IsString(t) ? strdup(t->valuestring) : cJSON_PrintUnformatted(t);
+    if (!ms->tools)
+        return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
+    cJSON *parsed = NULL; /* an empty list is no tools; anything else needs a template for them */
+    if (chat_tools_parse(ms->tools, &parsed) != LK_OK)
+        return SKIP(why, "\"%s\": %s", d->col[K_TOOLS], lk_last_error());
+    int any = parsed != NULL;
+    cJSON_Delete(parsed);
+    return any && !chat_format_has_tools(d->chat) ? skip_group(d, why, NULL, 1) : LK_OK;
+}
+
+static lk_status read_messages(lk_dataset *d, const cJSON *o, const cJSON *list, int sharegpt,
+                               struct msg_set *ms, char *why)
 {
     int64_t n = cJSON_GetArraySize(list);
     if (n == 0)
         return SKIP(why, "no messages");
     ms->m = calloc((size_t)n, sizeof *ms->m);
     ms->train = calloc((size_t)n, sizeof *ms->train);
-    ms->owned = calloc((size_t)n, sizeof *ms->owned);
+    ms->owned = calloc(2 * (size_t)n, sizeof *ms->owned); /* content, tool calls */
     if (!ms->m || !ms->train || !ms->owned)
         return status_fail(LK_ERR_NOMEM, "dataset: out of memory");
     const cJSON *m;
     cJSON_ArrayForEach(m, list)
     {
         int64_t i = ms->n++;
-        const char *role = message_role(m, sharegpt);
-        if (!role)
-            return SKIP(why, "message %lld has no \"%s\"", (long long)i,
-                        sharegpt ? "from" : "role");
-        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant"))
-            return SKIP(why, "message %lld has role '%s' (supported: system, user, assistant)",
-                        (long long)i, role);
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, sharegpt ? "value" : "content");
-        if (!c)
-            return SKIP(why, "message %lld has no content", (long long)i);
-        LK_TRY(message_content(c, i, &ms->m[i].content, &ms->owned[i], why));
-        ms->m[i].role = role;
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(m, "loss_weight");
-        ms->train[i] = !strcmp(role, "assistant") && (!cJSON_IsNumber(w) || w->valuedouble > 0);
+        LK_TRY(read_message(d, m, sharegpt, i, ms, why));
     }
-    return LK_OK;
+    return read_tools(d, o, ms, why);
 }
 
 static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e, char *why)
@@ -236,10 +324,10 @@ static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e,
     struct chat_span *sp = NULL;
     int64_t nsp = 0;
     tok_out enc = {0};
-    lk_status s = read_messages(list, sharegpt, &ms, why);
+    lk_status s = read_messages(d, o, list, sharegpt, &ms, why);
     if (s == LK_OK) {
-        s = chat_render_spans(d->t, d->chat, d->chat_system, 0, d->p.chat_date, ms.m, ms.n,
-                              ms.train, &text, &len, &sp, &nsp);
+        s = chat_render_spans(d->t, d->chat, d->chat_system, 0, d->p.chat_date, ms.tools, ms.m,
+                              ms.n, ms.train, &text, &len, &sp, &nsp);
         if (s == LK_ERR_ARG) /* the template refuses this conversation */
             s = SKIP(why, "%s", lk_last_error());
     }
@@ -264,7 +352,7 @@ static lk_status build_messages(lk_dataset *d, const cJSON *o, struct ex_buf *e,
 static lk_status build_tokens(const lk_dataset *d, const cJSON *o, struct ex_buf *e, char *why)
 {
     const cJSON *ids = field(d, o, K_INPUT_IDS), *lab = field(d, o, K_LABELS);
-    int64_t V = lk_tokenizer_vocab_size(d->t);
+    int64_t V = d->t ? lk_tokenizer_vocab_size(d->t) : d->p.vocab_size;
     if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) == 0)
         return SKIP(why, "\"%s\" is not a non-empty list", d->col[K_INPUT_IDS]);
     if (lab && (!cJSON_IsArray(lab) || cJSON_GetArraySize(lab) != cJSON_GetArraySize(ids)))
@@ -309,13 +397,58 @@ static lk_data_format detect(const lk_dataset *d, const cJSON *o)
     return LK_DATA_AUTO;
 }
 
+/* The first key of o among names[] (common column names of one role), or NULL. */
+static const char *column_like(const cJSON *o, const char *const *names)
+{
+    for (; *names; names++)
+        if (cJSON_GetObjectItemCaseSensitive(o, *names))
+            return *names;
+    return NULL;
+}
+
+/* A --fields mapping for the columns of a record no format recognised (GSM8K's question and
+ * answer: "try --fields prompt=question,completion=answer"), into hint[n]. */
+static void suggest_fields(const cJSON *o, char *hint, size_t n)
+{
+    static const char *const prompt[] = {"prompt",      "question", "query",   "problem",
+                                         "instruction", "input",    "context", "source",
+                                         "request",     "human",    "user",    NULL};
+    static const char *const completion[] = {"completion", "answer", "response", "output",
+                                             "solution",   "target", "reply",    "assistant",
+                                             "gpt",        "chosen", NULL};
+    static const char *const messages[] = {"conversation", "dialog", "dialogue",
+                                           "chat",         "turns",  NULL};
+    static const char *const text[] = {"content", "document", "body",    "sentence",
+                                       "article", "story",    "passage", NULL};
+    const char *p = column_like(o, prompt), *c = column_like(o, completion);
+    const char *m = column_like(o, messages), *t = column_like(o, text);
+    if (p && c && strcmp(p, c) != 0)
+        snprintf(hint, n, "try --fields %s%s%s%s%s", strcmp(p, "prompt") ? "prompt=" : "",
+                 strcmp(p, "prompt") ? p : "",
+                 strcmp(p, "prompt") && strcmp(c, "completion") ? "," : "",
+                 strcmp(c, "completion") ? "completion=" : "", strcmp(c, "completion") ? c : "");
+    else if (m)
+        snprintf(hint, n, "try --fields messages=%s", m);
+    else if (t)
+        snprintf(hint, n, "try --fields text=%s", t);
+    else
+        snprintf(hint, n, "map other names with --fields KEY=COLUMN");
+}
+
 lk_status dataset_build_example(lk_dataset *d, const cJSON *o, struct ex_buf *e, char *why,
                                 lk_data_format *fmt)
 {
     if (!cJSON_IsObject(o))
         return SKIP(why, "expected a JSON object");
     lk_status s = LK_OK;
-    switch (*fmt = detect(d, o)) {
+    *fmt = detect(d, o);
+    if (!d->t && *fmt != LK_DATA_TOKENS && *fmt != LK_DATA_AUTO)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: %s %lld: a %s record needs the model's tokenizer, and there is "
+                           "none (without one only pre-tokenised input_ids records can be read)",
+                           d->path, d->array_file ? "element" : "line", (long long)d->line,
+                           lk_data_format_name(*fmt));
+    switch (*fmt) {
     case LK_DATA_MESSAGES: return build_messages(d, o, e, why);
     case LK_DATA_TOKENS: return build_tokens(d, o, e, why);
     case LK_DATA_ALPACA: return build_alpaca(d, o, e, why);
@@ -331,17 +464,18 @@ lk_status dataset_build_example(lk_dataset *d, const cJSON *o, struct ex_buf *e,
         return s != LK_OK ? s : build_pc(d, NULL, t, e);
     }
     default: {
-        char keys[160] = "";
+        char keys[96] = "", hint[112];
         const cJSON *c;
         cJSON_ArrayForEach(c, o) if (strlen(keys) + strlen(c->string) + 3 < sizeof keys)
         {
             strcat(keys, *keys ? ", " : "");
             strcat(keys, c->string);
         }
+        suggest_fields(o, hint, sizeof hint);
         return SKIP(why,
                     "no known fields (has: %s; expected text, prompt+completion, messages, "
-                    "instruction+output or input_ids; map other names with --fields)",
-                    *keys ? keys : "nothing");
+                    "instruction+output or input_ids; %s)",
+                    *keys ? keys : "nothing", hint);
     }
     }
 }
@@ -359,7 +493,7 @@ static lk_status field_item(const char *p, const char *end, int *key, const char
         return status_fail(LK_ERR_ARG,
                            "--fields: '%.*s' is not KEY=COLUMN with KEY one of "
                            "text, prompt, completion, messages, conversations, "
-                           "instruction, input, output, input_ids, labels",
+                           "instruction, input, output, input_ids, labels, tools",
                            (int)(end - p), p);
     *key = k;
     *col = eq + 1;

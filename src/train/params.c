@@ -112,7 +112,7 @@ static lk_status check_adapter(const struct lk_train_params *p)
     if (!(p->alpha >= 0) || isinf(p->alpha))
         return option_range_f("--alpha", p->alpha, "a finite value >= 0 (0: the rank)");
     if (!(p->dropout >= 0 && p->dropout < 1))
-        return option_range_f("--dropout", p->dropout, "0 <= P < 1");
+        return option_range_f("--dropout", p->dropout, "in [0, 1)");
     if (!(p->targets & LK_MOD_ALL) || (p->targets & ~LK_MOD_ALL))
         return status_fail(LK_ERR_ARG,
                            "--targets: expected some of q,k,v,o,gate,up,down, got the bits 0x%x",
@@ -140,9 +140,9 @@ static lk_status check_optimizer(const struct lk_train_params *p)
     if (!(p->weight_decay >= 0))
         return option_range_f("--weight-decay", p->weight_decay, "at least 0");
     if (!(p->beta1 >= 0 && p->beta1 < 1))
-        return option_range_f("beta1", p->beta1, "0 <= beta1 < 1");
+        return option_range_f("beta1", p->beta1, "in [0, 1)");
     if (!(p->beta2 >= 0 && p->beta2 < 1))
-        return option_range_f("beta2", p->beta2, "0 <= beta2 < 1");
+        return option_range_f("beta2", p->beta2, "in [0, 1)");
     if (!(p->eps > 0))
         return option_range_f("eps", p->eps, "above 0");
     if ((unsigned)p->schedule > LK_SCHED_CONSTANT)
@@ -173,11 +173,11 @@ static lk_status check_objective(const struct lk_train_params *p)
     if ((unsigned)p->objective > LK_OBJ_JSD)
         return option_choice_i(k_objective.opt, p->objective, k_objective.want);
     if (!(p->kd_temp > 0 && p->kd_temp <= 100))
-        return option_range_f("--kd-temp", p->kd_temp, "0 < T <= 100");
+        return option_range_f("--kd-temp", p->kd_temp, "in (0, 100]");
     if (!(p->kd_weight >= 0 && p->kd_weight <= 1))
-        return option_range_f("--kd-weight", p->kd_weight, "0 <= W <= 1");
+        return option_range_f("--kd-weight", p->kd_weight, "in [0, 1]");
     if (!(p->jsd_beta >= 0 && p->jsd_beta <= 1))
-        return option_range_f("--jsd-beta", p->jsd_beta, "0 <= B <= 1");
+        return option_range_f("--jsd-beta", p->jsd_beta, "in [0, 1]");
     return LK_OK;
 }
 
@@ -217,4 +217,14 @@ lk_status lk_train_data_params_check(const struct lk_dataset_params *dp)
     if (dp->seq_len < 2)
         return option_range_i("--seq-len", dp->seq_len, "at least 2");
     return LK_OK;
+}
+
+lk_status lk_train_params_check_model(const struct lk_train_params *p, const lk_model *m)
+{
+    if (p->init_adapter) /* the adapter given rules its own shape */
+        return LK_OK;
+    struct lk_adapter_params ap = lk_adapter_params_default();
+    ap.rank = p->rank;
+    ap.target_mask = p->targets;
+    return lk_adapter_params_check_model(&ap, lk_model_get_config(m));
 }

@@ -170,7 +170,7 @@ lk_status lk_teacher_params_check(const struct lk_teacher_params *p,
     if (p->top_k < 1)
         return option_range_i("--top-k", p->top_k, "at least 1");
     if (!(p->temp > 0) || p->temp > 1e6f)
-        return option_range_f("--kd-temp", p->temp, "a temperature above 0 (at most 1e6)");
+        return option_range_f("--kd-temp", p->temp, "above 0 (at most 1e6)");
     if (p->piece < 1)
         return option_range_i("piece", p->piece, "at least 1");
     if (p->vocab < 0)
@@ -178,10 +178,10 @@ lk_status lk_teacher_params_check(const struct lk_teacher_params *p,
     if (!cfg)
         return LK_OK;
     int64_t V = p->vocab > 0 ? p->vocab : cfg->vocab_size;
-    snprintf(want, sizeof want, "2 .. %lld (the model's vocab_size)", (long long)cfg->vocab_size);
+    snprintf(want, sizeof want, "between 2 and %lld (the model's vocab_size)", (long long)cfg->vocab_size);
     if (V < 2 || V > cfg->vocab_size)
         return option_range_i("--vocab", V, want);
-    snprintf(want, sizeof want, "1 .. %lld (below the vocabulary of %lld ids)", (long long)V - 1,
+    snprintf(want, sizeof want, "between 1 and %lld (below the vocabulary of %lld ids)", (long long)V - 1,
              (long long)V);
     if (p->top_k >= V)
         return option_range_i("--top-k", p->top_k, want);

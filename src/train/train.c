@@ -49,6 +49,9 @@ static lk_status initial_adapter(const lk_model *m, const struct lk_train_params
 static lk_status adapter_setup(lk_trainer *t, const struct lk_train_params *p)
 {
     LK_TRY(initial_adapter(t->m, p, &t->ad));
+    struct lk_adapter_base trained_on; /* saved with the adapter: the base it learns on */
+    lk_model_base_record(t->m, &trained_on);
+    LK_TRY(lk_adapter_set_base_record(t->ad, &trained_on));
     LK_TRY(lora_set_create(t->m, t->ad, p->dropout, &t->lora));
     if (p->init_adapter) {
         struct lk_adapter_info info;
@@ -100,12 +103,31 @@ static lk_status alloc_rows(lk_trainer *t)
     return trainer_plan_history(t, t->total > 0 ? t->total : 1);
 }
 
+/* Data in which no example keeps a token to train on cannot train anything. */
+static lk_status check_trainable(const lk_dataset *data)
+{
+    const struct lk_dataset_stats *s = lk_dataset_get_stats(data);
+    if (s->untrained < s->examples)
+        return LK_OK;
+    if (s->truncated_untrained)
+        return status_fail(LK_ERR_ARG,
+                           "training data: no example keeps a token to train on: %lld of %lld "
+                           "lost every trained token to truncation at --seq-len %lld (hint: "
+                           "--seq-len %lld keeps one in each)",
+                           (long long)s->truncated_untrained, (long long)s->examples,
+                           (long long)lk_dataset_seq_len(data), (long long)s->seq_len_to_train);
+    return status_fail(LK_ERR_ARG, "training data: no example has a token to train on (every "
+                                   "label is -100)");
+}
+
 /* Everything a trainer needs on this rank alone. */
 static lk_status trainer_setup(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
                                lk_trainer **out)
 {
     LK_TRY(lk_train_params_check(p, NULL));
+    LK_TRY(lk_train_params_check_model(p, m));
     LK_TRY(train_check_teacher(p));
+    LK_TRY(check_trainable(data));
     lk_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return status_fail(LK_ERR_NOMEM, "out of memory");
@@ -335,8 +357,11 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
     LK_TRY(step_rows(t, &sums, st));
     step_means(t, &sums, st);
     st->lr = schedule_lr((sched_kind)t->p.schedule, t->p.lr, t->step, t->p.warmup_steps, t->total);
-    int finite = isfinite(st->loss) && all_finite(t->lora.grads, t->lora.n_params);
-    if (!finite || sums.count == 0) {
+    st->empty = sums.count == 0;
+    int finite = st->empty || (isfinite(st->loss) && all_finite(t->lora.grads, t->lora.n_params));
+    if (st->empty)
+        st->loss = st->ce = st->kd = NAN; /* no token: no loss */
+    if (!finite || st->empty) {
         st->skipped = 1;
         t->skipped_total++;
         t->bad_run += !finite;
@@ -352,6 +377,7 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
     st->step = t->step;
     st->total_steps = t->total;
     st->skipped_total = t->skipped_total;
+    st->updates_total = t->n_updates;
     if (t->bad_run >= t->p.max_bad_steps)
         return status_fail(LK_ERR_NUMERIC,
                            "%lld steps in a row had a non-finite loss or gradient (step %lld); "
@@ -377,32 +403,60 @@ static lk_status eval_batch(lk_trainer *t, const lk_dataset *eval, int64_t i, tr
     return LK_OK;
 }
 
-lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
-                          int64_t *tokens)
+struct lk_eval_params lk_eval_params_default(void)
 {
+    return (struct lk_eval_params){.max_examples = 0, .progress = NULL, .user = NULL};
+}
+
+lk_status lk_trainer_evaluate(lk_trainer *t, const lk_dataset *eval, const struct lk_eval_params *p,
+                              struct lk_eval_result *out)
+{
+    struct lk_eval_params d = p ? *p : lk_eval_params_default();
+    if (d.max_examples < 0)
+        return status_fail(LK_ERR_ARG, "--eval-max must be at least 1, got %lld",
+                           (long long)d.max_examples);
     loss_sums sums = {0};
-    int64_t n_ex = lk_dataset_get_stats(eval)->examples, N = lk_dist_size(t->dist);
-    int64_t r = lk_dist_rank(t->dist), a = n_ex * r / N, z = n_ex * (r + 1) / N; /* this rank's */
+    int64_t n_ex = lk_dataset_get_stats(eval)->examples;
+    int64_t n = d.max_examples && d.max_examples < n_ex ? d.max_examples : n_ex;
+    int64_t N = lk_dist_size(t->dist), r = lk_dist_rank(t->dist);
+    int64_t a = n * r / N, z = n * (r + 1) / N; /* this rank's share of the sample */
     /* with an online teacher: forward KL at τ = 1 as the loss, cross-entropy beside it */
     kd_params kp = {.kind = t->kd.tg ? KD_FKL : 0, .temp = 1, .weight = 1};
     LK_TRY(dist_check_data(t->dist, eval, "--eval-data"));
     lk_status s = LK_OK;
-    for (int64_t i = a; i < z && s == LK_OK; i++) {
+    for (int64_t k = a; k < z && s == LK_OK; k++) {
         train_batch b;
         loss_config lc;
-        s = eval_batch(t, eval, i, &b);
+        s = eval_batch(t, eval, (int64_t)((double)k * (double)n_ex / (double)n), &b);
         if (s == LK_OK && b.T > 0)
             s = distill_loss(&t->kd, &kp, &b, -1, NULL, &lc);
         if (s == LK_OK && b.T > 0)
             s = graph_run(t->g, &b, &lc, 0.0f, 0, &sums);
+        int64_t done = (k + 1 - a) * N < n ? (k + 1 - a) * N : n; /* about, over every rank */
+        if (s == LK_OK && d.progress && d.progress(d.user, done, n))
+            s = status_fail(LK_ERR_INTERRUPTED, "evaluation stopped after %lld of %lld examples",
+                            (long long)done, (long long)n);
     }
     double v[3] = {sums.loss, sums.ce, sums.kd};
     LK_TRY(dist_sum_agree(t->dist, s, &sums.count, 1, v, 3));
+    sums = (loss_sums){v[0], v[1], v[2], sums.count};
     int64_t cnt = sums.count;
-    *loss = cnt ? (kp.kind ? v[1] : v[0]) / (double)cnt : NAN;
+    out->loss = cnt ? (kp.kind ? sums.ce : sums.loss) / (double)cnt : NAN;
+    out->kl = cnt && kp.kind ? sums.kd / (double)cnt : NAN;
+    out->tokens = cnt;
+    out->examples = n;
+    return LK_OK;
+}
+
+lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, double *kl,
+                          int64_t *tokens)
+{
+    struct lk_eval_result r;
+    LK_TRY(lk_trainer_evaluate(t, eval, NULL, &r));
+    *loss = r.loss;
     if (kl)
-        *kl = cnt && kp.kind ? v[2] / (double)cnt : NAN;
-    *tokens = cnt;
+        *kl = r.kl;
+    *tokens = r.tokens;
     return LK_OK;
 }
 

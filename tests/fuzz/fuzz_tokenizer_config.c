@@ -25,9 +25,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void chat(const lk_tokenizer *t)
 {
-    static const struct lk_chat_message msgs[] = {
-        {"system", "Be brief."}, {"user", "Hi there"},  {"assistant", "Hello!"},
-        {"user", "Bye"},         {"assistant", " ok "},
+    static const struct chat_msg msgs[] = {
+        {"system", "Be brief.", NULL}, {"user", "Hi there", NULL}, {"assistant", "Hello!", NULL},
+        {"user", "Bye", NULL},         {"assistant", " ok ", NULL},
     };
     lk_chat_format f = LK_CHAT_AUTO;
     char *sys = NULL, *text = NULL;
@@ -39,7 +39,7 @@ static void chat(const lk_tokenizer *t)
         return;
     int skip = f == LK_CHAT_MISTRAL; /* Mistral has no system role */
     fz_clear_error();
-    if (fz_check(chat_render_spans(t, f, sys, 1, NULL, msgs + skip, 5 - skip, NULL, &text, &len,
+    if (fz_check(chat_render_spans(t, f, sys, 1, NULL, NULL, msgs + skip, 5 - skip, NULL, &text, &len,
                                    &sp, &nsp),
                  NULL) == LK_OK) {
         for (int64_t i = 0; i < nsp; i++)

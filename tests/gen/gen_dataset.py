@@ -53,7 +53,7 @@ MESSAGES = [
 TOKENS = [{"input_ids": [1, 2, 3, 4]}, {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}]
 BAD = [{"text": "good line"}, '{"text": "unterminated', '', {"prompt": "no completion"},
        {"text": 42}, '[1, 2]', {"messages": [{"role": "user", "content": "no answer"}]},
-       {"messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]},
+       {"messages": [{"role": "narrator", "content": "x"}, {"role": "assistant", "content": "y"}]},
        {"input_ids": [1, 2], "labels": [1]}, {"input_ids": [1, 99999999]},
        {"question": "unmapped", "answer": "columns"}, {"text": "another good line"}, '   ',
        {"messages": [{"role": "user", "content": [{"type": "image", "url": "x"}]},

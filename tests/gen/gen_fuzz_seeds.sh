@@ -223,8 +223,12 @@ EOF
 ctl=(48 28 40 48 93 48 28 48 40)
 k=0
 for f in "$D"/tok/ds/*.jsonl "$D"/tok/ds/array.json; do
+    case $f in */tools*) continue ;; esac # below, with the ChatML template's tool calls
     { printf "\\x${ctl[k % 9]}"; cat "$f"; } >"$C/dataset/$(basename "$f")"
     k=$((k + 1))
+done
+for f in "$D"/tok/ds/tools*.jsonl; do # tool calls and results: auto (ChatML), packed, seq_len 512
+    { printf '\x68'; cat "$f"; } >"$C/dataset/$(basename "$f")"
 done
 { printf '\x48'; head -c 3000 "$here/samples/data/whale-train.jsonl"; } >"$C/dataset/whale.jsonl"
 
