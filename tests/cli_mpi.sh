@@ -108,7 +108,11 @@ finish() { resume_run "$1" "$REF" mpi 2; }
 # a rank killed: the job ends within seconds, mpirun names the lost rank, checkpoints intact
 for victim in 1 0; do
     start "kill$victim"
+    # held (SIGSTOP) while the victim dies: a fast machine cannot finish the run first
+    p0=$(rank_pid "$job" 0) p1=$(rank_pid "$job" 1)
+    kill -STOP "$p0" "$p1"
     kill -KILL "$(rank_pid "$job" $victim)"
+    kill -CONT "$p0" "$p1" 2>/dev/null
     t0=$(date +%s)
     wait "$job"
     code=$? secs=$(($(date +%s) - t0))
@@ -126,11 +130,13 @@ stop() {
     local name=$1 sig=$2 want=$3 who=$4 p0 p1
     start "$name"
     p0=$(rank_pid "$job" 0) p1=$(rank_pid "$job" 1)
+    kill -STOP "$p0" "$p1" # held: a fast machine cannot finish the run before the signal lands
     case $who in
-    ranks) kill -"$sig" "$p1" && sleep 0.03 && kill -"$sig" "$p0" ;;
+    ranks) kill -"$sig" "$p1" && kill -CONT "$p1" && sleep 0.03 && kill -"$sig" "$p0" ;;
     rank1) kill -"$sig" "$p1" ;;
-    mpirun) kill -"$sig" "$(mpirun_pid "$job")" ;;
+    mpirun) kill -"$sig" "$(mpirun_pid "$job")" ;; # it resumes them and passes it on 1 s later
     esac
+    kill -CONT "$p0" "$p1" 2>/dev/null
     wait "$job"
     local code=$? step saves
     [ "$code" = "$want" ] && ok || { bad "$name: mpirun exit $code, expected $want"; }
@@ -141,11 +147,16 @@ stop() {
     [ "$(grep -c ' error: ' "$T/$name.err")" = 0 ] && ok || bad "$name: an error was reported"
     [ "$(grep -c 'interrupted at step' "$T/$name.err")" = 1 ] && ok ||
         bad "$name: rank 0 alone reports the interruption"
-    finish "$name"
+    resume_run "$name" "$ref" mpi 2
 }
+ref=$REF
 stop term TERM 143 ranks
 stop int INT 130 ranks
 stop term1 TERM 143 rank1
+# mpirun passes SIGTERM on a second after it gets it: a run long enough to be going on then
+RL=("${RL[@]/#24/400}")
+ref=$T/ref400
+mpi 2 "$B/lora-train" "${RL[@]}" -o "$ref" 2>/dev/null >/dev/null || bad "the 400-step reference run"
 stop mpirun TERM 1 mpirun
 
 echo "cli_mpi: $passes passed, $fails failed"

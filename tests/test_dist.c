@@ -457,7 +457,7 @@ static void mismatch_rank(lk_dist *d, void *arg, int r)
     RANK_TRUE(t == NULL);
     p.lr = 2e-4f; /* and a rank whose own setup fails stops every rank */
     p.rank = r ? 0 : 8;
-    RANK_STATUS(lk_trainer_create(m, data, &p, &t), LK_ERR_ARG, "--rank 0 is out of range");
+    RANK_STATUS(lk_trainer_create(m, data, &p, &t), LK_ERR_ARG, "--rank must be at least 1, got 0");
     lk_dataset_free(data);
     lk_tokenizer_free(tok);
     lk_model_free(m);
