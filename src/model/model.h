@@ -29,6 +29,7 @@ struct lk_model {
     float *inv_freq;       /* [hd/2] RoPE frequencies after scaling */
     int n_threads;
     lk_qtype quant, quant_embed;
+    int gguf_own; /* 1: a GGUF file whose tensors all keep their own types (none quantised here) */
     int64_t weight_bytes; /* bytes of every bound weight */
 };
 
@@ -66,6 +67,10 @@ lk_status model_bind_float(lk_model *m, const tensor_spec *sp, const tensor_view
 /* Bind spec sp (Hugging Face name and shape) to its tensor of the GGUF file m->gguf
  * (model_gguf.c): quantised types used where they lie, float ones through model_bind_float. */
 lk_status model_bind_gguf(lk_model *m, const tensor_spec *sp);
+
+/* Row r of the 2-D tensor t of GGUF file f as f32 values out[ne[0]] (F32, F16, BF16 and the
+ * types the kernels run; LK_ERR_UNSUPPORTED naming file, tensor and type for the others). */
+lk_status model_gguf_row(const gguf_file *f, const gguf_tensor *t, int64_t r, float *out);
 
 /* Divide m->inv_freq by the GGUF file's rope_freqs.weight (Llama 3.1 frequency factors) when it
  * has one; LK_ERR_SHAPE / LK_ERR_FORMAT naming the tensor when it is not [hd/2] positive F32. */

@@ -140,3 +140,20 @@ lk_status model_gguf_rope_factors(lk_model *m)
     }
     return LK_OK;
 }
+
+lk_status model_gguf_row(const gguf_file *f, const gguf_tensor *t, int64_t r, float *out)
+{
+    int q = kernel_type(t->type), dt = float_dtype(t->type);
+    int64_t in = t->ne[0], rb = gguf_row_size(t->type, in);
+    const uint8_t *row = t->data + (size_t)(r * rb);
+    if (q >= 0)
+        q4_dequantize_row(q, 32, row, in, out);
+    else if (dt >= 0)
+        convert_to_f32((dtype)dt, row, out, in, 1);
+    else
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: tensor '%s' has type %s, which lorakit cannot "
+                           "read",
+                           f->map.path, t->name, gguf_type_info(t->type)->name);
+    return LK_OK;
+}
