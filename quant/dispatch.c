@@ -1,6 +1,8 @@
 /* dispatch.c — CPU feature detection (cpuid + xgetbv + Linux AMX permission) done once, the
  * const kernel tables, LK_KERNELS override, the q4_gemm_* entry points everyone calls and the
- * helpers that carve a caller's work buffer.
+ * helpers that carve a caller's work buffer. A variant lists the weight types it has kernels for;
+ * for the others the entry points use a stand-in (q4_kernels_for: AVX-512 and AMX fall back to
+ * AVX2, then everything to the plain-C reference; NEON has the base types only).
  * Follows ggml's scheme: a variant is offered only if this build compiled its file (LK_HAVE_*)
  * and this CPU and OS run it. */
 #include <pthread.h>
@@ -28,11 +30,15 @@ enum {
     F_NEON = 64
 };
 
+/* The reference covers every type; AVX2 the base types and the GGUF ones of qk_avx2.c; AVX-512,
+ * AMX and NEON the base types only (the others go through q4_kernels_for). */
 static const q4_kernels k_ref = {
-    "ref", q4_gemm_fwd_ref, q4_gemm_bwd_ref, q4_gemm_fwd_work_ref, q4_gemm_bwd_work_ref, 0};
+    "ref", q4_gemm_fwd_ref, q4_gemm_bwd_ref, q4_gemm_fwd_work_ref, q4_gemm_bwd_work_ref,
+    0,     Q4_TYPES_ALL};
 #ifdef LK_HAVE_AVX2
 static const q4_kernels k_avx2 = {
-    "avx2", q4_gemm_fwd_avx2, q4_gemm_bwd_avx2, q4_gemm_fwd_work_avx2, q4_gemm_bwd_work_avx2, 0};
+    "avx2", q4_gemm_fwd_avx2, q4_gemm_bwd_avx2, q4_gemm_fwd_work_avx2, q4_gemm_bwd_work_avx2,
+    0,      Q4_TYPES_BASE};
 #endif
 #ifdef LK_HAVE_AVX512
 static const q4_kernels k_avx512 = {"avx512",
@@ -40,15 +46,18 @@ static const q4_kernels k_avx512 = {"avx512",
                                     q4_gemm_bwd_avx512,
                                     q4_gemm_fwd_work_avx512,
                                     q4_gemm_bwd_work_avx512,
-                                    0};
+                                    0,
+                                    Q4_TYPES_BASE};
 #endif
 #ifdef LK_HAVE_AMX
 static const q4_kernels k_amx = {
-    "amx", q4_gemm_fwd_amx, q4_gemm_bwd_amx, q4_gemm_fwd_work_amx, q4_gemm_bwd_work_amx, 1};
+    "amx", q4_gemm_fwd_amx, q4_gemm_bwd_amx, q4_gemm_fwd_work_amx, q4_gemm_bwd_work_amx,
+    1,     Q4_TYPES_BASE};
 #endif
 #ifdef LK_HAVE_NEON
 static const q4_kernels k_neon = {
-    "neon", q4_gemm_fwd_neon, q4_gemm_bwd_neon, q4_gemm_fwd_work_neon, q4_gemm_bwd_work_neon, 0};
+    "neon", q4_gemm_fwd_neon, q4_gemm_bwd_neon, q4_gemm_fwd_work_neon, q4_gemm_bwd_work_neon,
+    0,      Q4_TYPES_BASE};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -184,6 +193,18 @@ const q4_kernels *q4_kernels_named(const char *name)
     return lookup(name);
 }
 
+const q4_kernels *q4_kernels_for(const q4_kernels *k, int qtype)
+{
+    if (q4_kernels_has(k, qtype))
+        return k;
+    if (strcmp(k->name, "neon") != 0) { /* x86: the AVX2 kernels, where they have the type */
+        const q4_kernels *a = q4_kernels_named("avx2");
+        if (a && q4_kernels_has(a, qtype))
+            return a;
+    }
+    return &k_ref;
+}
+
 const char *lk_kernel_variant(void)
 {
     return q4_kernels_get()->name;
@@ -210,22 +231,22 @@ void *q4_work_start(void *work, size_t work_size, size_t size)
 
 size_t q4_gemm_fwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads)
 {
-    return k->fwd_work(w, T, n_threads);
+    return q4_kernels_for(k, w->qtype)->fwd_work(w, T, n_threads);
 }
 
 size_t q4_gemm_bwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads)
 {
-    return k->bwd_work(w, T, n_threads);
+    return q4_kernels_for(k, w->qtype)->bwd_work(w, T, n_threads);
 }
 
 void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                  int n_threads, void *work, size_t work_size)
 {
-    q4_kernels_get()->fwd(w, bias, X, T, Y, n_threads, work, work_size);
+    q4_kernels_for(q4_kernels_get(), w->qtype)->fwd(w, bias, X, T, Y, n_threads, work, work_size);
 }
 
 void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
                  void *work, size_t work_size)
 {
-    q4_kernels_get()->bwd(w, dY, T, dX, n_threads, work, work_size);
+    q4_kernels_for(q4_kernels_get(), w->qtype)->bwd(w, dY, T, dX, n_threads, work, work_size);
 }

@@ -15,6 +15,27 @@
  *          (absmax - mean, 8-bit blockwise in blocks of 256 with the signed dynamic map) is a
  *          storage form (q4_nf4_dq): kernels take the fp32-absmax rows, and
  *          q4_nf4_dq_dequantize() gives exactly the absmax values bitsandbytes computes.
+ * GGUF types read from llama.cpp files (ggml-common.h layouts; dequantised, never quantised here;
+ * each value is computed in fp32 exactly as gguf-py's dequantize_blocks does, two roundings):
+ *   Q4_1 {fp16 d, m; u8 qs[16]}: nibbles as Q4_0, x = d*q + m.
+ *   Q5_0 {fp16 d; u8 qh[4]; u8 qs[16]}: q = nibble | bit j of the little-endian u32 qh << 4,
+ *        x = d*(q-16).   Q5_1 {fp16 d, m; u8 qh[4]; u8 qs[16]}: x = d*q + m.
+ *   K-quants, super-blocks of QK_K = 256 values; value i = 128h + 32s + l (h 0..1, s 0..3):
+ *   Q2_K {u8 scales[16]; u8 qs[64]; fp16 d, dmin}: q = (qs[32h+l] >> 2s) & 3; group g = i/16:
+ *        x = (d*(scales[g] & 15))*q - dmin*(scales[g] >> 4).
+ *   Q3_K {u8 hmask[32]; u8 qs[64]; u8 scales[12]; fp16 d}: q = ((qs[32h+l] >> 2s) & 3) - 4 unless
+ *        bit i/32 of hmask[l] is set; 16 6-bit scales sc_g (low nibbles from scales[0..7], high
+ *        bit pairs from scales[8..11]), x = (d*(sc_g - 32))*q.
+ *   Q4_K {fp16 d, dmin; u8 scales[12]; u8 qs[128]}: sub-block j = i/32 has a 6-bit scale and
+ *        min (K_SCALE_SIZE 12 bytes, get_scale_min_k4), q = (qs[32(j/2)+l] >> 4(j%2)) & 15,
+ *        x = (d*sc_j)*q - dmin*m_j.   Q5_K {fp16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}:
+ *        as Q4_K with bit j of qh[l] as the fifth bit.
+ *   Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; fp16 d}: q = ((ql[64h + r%64] >> 4(r/64)) & 15 |
+ *        ((qh[32h+l] >> 2s) & 3) << 4) - 32 with r = i%128; x = (d*scales[i/16])*q.
+ *   IQ4_XS {fp16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}: sub-block j of 32 has the 6-bit
+ *        scale ls = nibble j of scales_l | bits 2j..2j+1 of scales_h << 4, nibbles as IQ4_NL;
+ *        x = (d*(ls-32))*kvalues_iq4nl[q].
+ *   The k-quants need rows whose length is a multiple of 256 for the kernels (q4_weight_init).
  * Rows whose length n is not a multiple of the block are padded with zeros to a whole block, per
  * row, before quantisation. llama.cpp's GGUF needs n % 32 == 0, so a GGUF writer stores such a
  * matrix as [rows, round_up(n, 32)] with zero columns (the padded row is exactly what is stored
@@ -55,6 +76,75 @@ typedef struct {
     int8_t qs[32];
 } q4_block_q8_0;
 static_assert(sizeof(q4_block_q8_0) == 34, "block_q8_0 must be 34 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d, m;
+    uint8_t qs[16];
+} q4_block_q4_1;
+static_assert(sizeof(q4_block_q4_1) == 20, "block_q4_1 must be 20 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} q4_block_q5_0;
+static_assert(sizeof(q4_block_q5_0) == 22, "block_q5_0 must be 22 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} q4_block_q5_1;
+static_assert(sizeof(q4_block_q5_1) == 24, "block_q5_1 must be 24 bytes as in ggml-common.h");
+
+#define Q4_QK_K         256 /* values per k-quant super-block (ggml's QK_K) */
+#define Q4_K_SCALE_SIZE 12  /* packed 6-bit scales and mins of Q4_K / Q5_K */
+
+typedef struct {
+    uint8_t scales[16]; /* low nibble scale, high nibble min, per 16 values */
+    uint8_t qs[64];
+    uint16_t d, dmin;
+} q4_block_q2_k;
+static_assert(sizeof(q4_block_q2_k) == 84, "block_q2_K must be 84 bytes as in ggml-common.h");
+
+typedef struct {
+    uint8_t hmask[32];
+    uint8_t qs[64];
+    uint8_t scales[12];
+    uint16_t d;
+} q4_block_q3_k;
+static_assert(sizeof(q4_block_q3_k) == 110, "block_q3_K must be 110 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[Q4_K_SCALE_SIZE];
+    uint8_t qs[128];
+} q4_block_q4_k;
+static_assert(sizeof(q4_block_q4_k) == 144, "block_q4_K must be 144 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[Q4_K_SCALE_SIZE];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} q4_block_q5_k;
+static_assert(sizeof(q4_block_q5_k) == 176, "block_q5_K must be 176 bytes as in ggml-common.h");
+
+typedef struct {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+} q4_block_q6_k;
+static_assert(sizeof(q4_block_q6_k) == 210, "block_q6_K must be 210 bytes as in ggml-common.h");
+
+typedef struct {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[4];
+    uint8_t qs[128];
+} q4_block_iq4_xs;
+static_assert(sizeof(q4_block_iq4_xs) == 136, "block_iq4_xs must be 136 bytes as in ggml-common.h");
 
 /* The 16 NF4 code values (bitsandbytes get_4bit_type("nf4"), as fp32). */
 extern const float q4_nf4_code[16];
@@ -146,8 +236,30 @@ static inline float q4_bf16_to_fp32(uint16_t b)
  * ignored). */
 int q4_valid(int qtype, int block);
 
-/* Values per block (32 for GGUF types, `block` for NF4, 1 for plain types). */
+/* 1 if lorakit can quantise to t (F32, F16, BF16, Q4_0, Q8_0, IQ4_NL, NF4); the other GGUF types
+ * are read and computed with only (q4_quantize_row must not be called for them). */
+int q4_can_quantize(int qtype);
+
+/* 1 for the types with 256-value super-blocks (Q2_K..Q6_K, IQ4_XS). */
+int q4_is_kquant(int qtype);
+
+/* Values per block (32 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL; 256 for the k-quants; `block`
+ * for NF4; 1 for plain types). */
 int64_t q4_block_len(int qtype, int block);
+
+/* Bytes per block of a GGUF type (18 for Q4_0 ... 210 for Q6_K); 0 for plain types and NF4. */
+size_t q4_block_bytes(int qtype);
+
+/* Decode values [k0, k0+32) (k0 a multiple of 32) of the row at `row` of one of the types read
+ * from GGUF files (Q4_1 .. IQ4_XS) into dst[32], exactly as gguf-py's dequantize_blocks. */
+void q4_decode32_gguf(int qtype, const uint8_t *row, int64_t k0, float *dst);
+
+/* Find the first stored block of rows[nrows][row_bytes] (a matrix of type qtype, rows of `in`
+ * values; NF4 with blocksize `block`) whose scale or min is not finite (fp16 d / m / dmin of the
+ * GGUF types, the fp32 absmax of NF4). Returns 0 when all are finite, else 1 with its row, its
+ * block within the row, and the value in *row, *blk, *val. Plain types always pass. */
+int q4_find_bad_scale(int qtype, int block, const void *rows, int64_t nrows, int64_t in,
+                      int64_t *row, int64_t *blk, float *val);
 
 /* Bytes of one stored row of n values; 0 if invalid. */
 size_t q4_row_bytes(int qtype, int block, int64_t n);
@@ -246,8 +358,16 @@ typedef struct {
     q4_fwd_fn fwd;
     q4_bwd_fn bwd;
     q4_work_fn fwd_work, bwd_work; /* bytes of work fwd / bwd need */
-    int bf16; /* 1 if the variant rounds operands to bf16 (see q4_amx.c for the bound) */
+    int bf16;       /* 1 if the variant rounds operands to bf16 (see q4_amx.c for the bound) */
+    unsigned types; /* bit 1u << qtype for each weight type fwd / bwd accept */
 } q4_kernels;
+
+/* The weight types every variant has kernels for (the reference has all). */
+#define Q4_TYPES_BASE \
+    (1u << LK_QTYPE_Q4_0 | 1u << LK_QTYPE_Q8_0 | 1u << LK_QTYPE_IQ4_NL | 1u << LK_QTYPE_NF4)
+#define Q4_TYPES_ALL                \
+    (((1u << LK_QTYPE_COUNT) - 1) & \
+     ~(1u << LK_QTYPE_F32 | 1u << LK_QTYPE_F16 | 1u << LK_QTYPE_BF16))
 
 /* Variants; a variant's entry exists only where its file is compiled (LK_HAVE_*). */
 void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -281,18 +401,32 @@ void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX,
 size_t q4_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
 size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
 
-/* The table chosen for this CPU (after LK_KERNELS); detection runs once, thread-safely. */
+/* The table chosen for this CPU (after LK_KERNELS); detection runs once, thread-safely. Its
+ * kernels may not cover every weight type: q4_gemm_* and the work queries go through
+ * q4_kernels_for. */
 const q4_kernels *q4_kernels_get(void);
+
+/* k if it has kernels for qtype, else the variant that stands in for it: AVX-512 and AMX fall back
+ * to AVX2 where that has the type, then (as NEON does) to the reference. */
+const q4_kernels *q4_kernels_for(const q4_kernels *k, int qtype);
+
+/* 1 if k's fwd / bwd accept weights of type qtype. */
+static inline int q4_kernels_has(const q4_kernels *k, int qtype)
+{
+    return qtype >= 0 && qtype < LK_QTYPE_COUNT && (k->types >> qtype & 1u);
+}
 
 /* The table of a named variant if this build has it and this CPU runs it, else NULL. For tests
  * and benchmarks that compare variants. */
 const q4_kernels *q4_kernels_named(const char *name);
 
-/* Bytes of work variant k needs for up to T rows of w on n_threads threads (0 = all CPUs). */
+/* Bytes of work variant k (through q4_kernels_for) needs for up to T rows of w on n_threads
+ * threads (0 = all CPUs). */
 size_t q4_gemm_fwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads);
 size_t q4_gemm_bwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads);
 
-/* Through the chosen table (plan their work with q4_gemm_*_work(q4_kernels_get(), ...)). */
+/* Through q4_kernels_for(q4_kernels_get(), w->qtype) (plan their work with
+ * q4_gemm_*_work(q4_kernels_get(), ...)). */
 void q4_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                  int n_threads, void *work, size_t work_size);
 void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,

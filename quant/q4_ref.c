@@ -378,18 +378,23 @@ int q4_valid(int qtype, int block)
     case LK_QTYPE_IQ4_NL: return 1;
     case LK_QTYPE_NF4:
         return block >= Q4_NF4_BLOCK_MIN && block <= Q4_NF4_BLOCK_MAX && !(block & (block - 1));
-    default: return 0;
+    default: return qtype > LK_QTYPE_NF4 && qtype < LK_QTYPE_COUNT; /* the GGUF-only types */
     }
+}
+
+int q4_can_quantize(int qtype)
+{
+    return qtype >= LK_QTYPE_F32 && qtype <= LK_QTYPE_NF4;
 }
 
 int64_t q4_block_len(int qtype, int block)
 {
     switch (qtype) {
-    case LK_QTYPE_Q4_0:
-    case LK_QTYPE_Q8_0:
-    case LK_QTYPE_IQ4_NL: return Q4_QK;
+    case LK_QTYPE_F32:
+    case LK_QTYPE_F16:
+    case LK_QTYPE_BF16: return 1;
     case LK_QTYPE_NF4: return block;
-    default: return 1;
+    default: return q4_is_kquant(qtype) ? Q4_QK_K : Q4_QK;
     }
 }
 
@@ -402,10 +407,8 @@ size_t q4_row_bytes(int qtype, int block, int64_t n)
     case LK_QTYPE_F32: return (size_t)n * 4;
     case LK_QTYPE_F16:
     case LK_QTYPE_BF16: return (size_t)n * 2;
-    case LK_QTYPE_Q4_0: return (size_t)nb * sizeof(q4_block_q4_0);
-    case LK_QTYPE_Q8_0: return (size_t)nb * sizeof(q4_block_q8_0);
-    case LK_QTYPE_IQ4_NL: return (size_t)nb * sizeof(q4_block_iq4_nl);
-    default: return (size_t)nb * (size_t)(block / 2 + 4); /* NF4: codes, then absmax */
+    case LK_QTYPE_NF4: return (size_t)nb * (size_t)(block / 2 + 4); /* codes, then absmax */
+    default: return (size_t)nb * q4_block_bytes(qtype);
     }
 }
 
@@ -437,6 +440,7 @@ static void quantize_blocks(int qtype, int block, const float *x, int64_t nfull,
 void q4_quantize_row(int qtype, int block, const float *x, int64_t n, void *dst)
 {
     uint8_t *d = dst;
+    LK_ASSERT(q4_can_quantize(qtype));
     switch (qtype) {
     case LK_QTYPE_F32: memcpy(dst, x, (size_t)n * 4); return;
     case LK_QTYPE_F16:
@@ -464,9 +468,27 @@ void q4_quantize_row(int qtype, int block, const float *x, int64_t n, void *dst)
     }
 }
 
+/* The GGUF-only types, a 32-value span at a time (the last one partial). */
+static void decode_gguf(const q4_weight *w, const uint8_t *row, int64_t k0, int64_t n, float *dst)
+{
+    for (int64_t i = 0; i < n; i += Q4_QK) {
+        if (n - i >= Q4_QK) {
+            q4_decode32_gguf(w->qtype, row, k0 + i, dst + i);
+        } else {
+            float span[Q4_QK];
+            q4_decode32_gguf(w->qtype, row, k0 + i, span);
+            memcpy(dst + i, span, (size_t)(n - i) * sizeof(float));
+        }
+    }
+}
+
 void q4_decode_ref(const q4_weight *w, int64_t r, int64_t k0, int64_t n, float *dst)
 {
     const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+    if (w->qtype > LK_QTYPE_NF4) {
+        decode_gguf(w, row, k0, n, dst);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         int64_t k = k0 + i, b = k / Q4_QK, j = k % Q4_QK;
         switch (w->qtype) {
@@ -516,8 +538,8 @@ void q4_dequantize_row(int qtype, int block, const void *src, int64_t n, float *
         return;
     default: break;
     }
-    q4_weight w = {qtype, qtype == LK_QTYPE_NF4 ? block : Q4_QK, 1,
-                   n,     q4_row_bytes(qtype, block, n),         src};
+    q4_weight w = {qtype, (int)q4_block_len(qtype, block), 1,
+                   n,     q4_row_bytes(qtype, block, n),   src};
     int64_t nfull = n / Q4_QK * Q4_QK;
     q4_decode_ref(&w, 0, 0, nfull, y);
     if (nfull < n) {
@@ -530,8 +552,7 @@ void q4_dequantize_row(int qtype, int block, const void *src, int64_t n, float *
 lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_t in,
                          const void *data)
 {
-    if (qtype != LK_QTYPE_Q4_0 && qtype != LK_QTYPE_Q8_0 && qtype != LK_QTYPE_IQ4_NL &&
-        qtype != LK_QTYPE_NF4)
+    if (qtype < LK_QTYPE_Q4_0 || qtype >= LK_QTYPE_COUNT)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "quantised weight: type %s has no fused kernel (hint: plain f32/f16/"
                            "bf16 weights go through cblas_sgemm)",
@@ -544,8 +565,13 @@ lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_
     if (out <= 0 || in <= 0 || !data)
         return status_fail(LK_ERR_ARG, "quantised weight: shape [%lld, %lld] or data invalid",
                            (long long)out, (long long)in);
+    if (q4_is_kquant(qtype) && in % Q4_QK_K)
+        return status_fail(LK_ERR_SHAPE,
+                           "quantised weight: %s rows of %lld values, expected a multiple of %d "
+                           "(a k-quant super-block)",
+                           lk_qtype_name((lk_qtype)qtype), (long long)in, Q4_QK_K);
     w->qtype = qtype;
-    w->block = qtype == LK_QTYPE_NF4 ? block : Q4_QK;
+    w->block = (int)q4_block_len(qtype, block);
     w->out = out;
     w->in = in;
     w->row_bytes = q4_row_bytes(qtype, block, in);
@@ -560,8 +586,8 @@ lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_
 static void row_error(int qtype, int block, const float *x, const uint8_t *q, int64_t in,
                       double *sq, double *mx)
 {
-    const q4_weight w = {qtype, qtype == LK_QTYPE_NF4 ? block : Q4_QK, 1,
-                         in,    q4_row_bytes(qtype, block, in),        q};
+    const q4_weight w = {qtype, (int)q4_block_len(qtype, block), 1,
+                         in,    q4_row_bytes(qtype, block, in),  q};
     const size_t es = qtype == LK_QTYPE_F32 ? 4 : 2; /* plain types: bytes per value */
     const int plain = qtype == LK_QTYPE_F32 || qtype == LK_QTYPE_F16 || qtype == LK_QTYPE_BF16;
     float back[ERR_SPAN];

@@ -6,8 +6,9 @@
 #include "q4.h"
 #include "core/status.h"
 
-static const char *const k_names[LK_QTYPE_COUNT] = {"f32",  "f16",    "bf16", "q4_0",
-                                                    "q8_0", "iq4_nl", "nf4"};
+static const char *const k_names[LK_QTYPE_COUNT] = {
+    "f32",  "f16",  "bf16", "q4_0", "q8_0", "iq4_nl", "nf4",  "q4_1",
+    "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k",   "q6_k", "iq4_xs"};
 
 const char *lk_qtype_name(lk_qtype t)
 {
@@ -28,6 +29,6 @@ lk_status lk_qtype_from_name(const char *name, lk_qtype *out)
     }
     return status_fail(LK_ERR_ARG,
                        "quant type '%s' unknown, expected one of none f32 f16 bf16 q4_0 q8_0 "
-                       "iq4_nl nf4",
+                       "iq4_nl nf4 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k iq4_xs",
                        name ? name : "(null)");
 }

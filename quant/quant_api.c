@@ -38,9 +38,21 @@ static lk_status check_finite(const float *x, int64_t n)
     return LK_OK;
 }
 
+/* The GGUF types lorakit reads but has no quantiser for. */
+static lk_status check_quantizable(lk_qtype t)
+{
+    if (!q4_can_quantize((int)t))
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "quantise: type %s is read from GGUF files only, lorakit cannot "
+                           "quantise to it (hint: q4_0, iq4_nl, q8_0 or nf4)",
+                           lk_qtype_name(t));
+    return LK_OK;
+}
+
 lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst)
 {
     LK_TRY(check_row(t, n, x, dst));
+    LK_TRY(check_quantizable(t));
     LK_TRY(check_finite(x, n));
     q4_quantize_row((int)t, Q4_NF4_BLOCK, x, n, dst);
     return LK_OK;
@@ -73,6 +85,7 @@ lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void 
 {
     q4_weight qw;
     LK_TRY(to_internal(w, dst, &qw));
+    LK_TRY(check_quantizable(w->type));
     if (!src)
         return status_fail(LK_ERR_ARG, "quantise matrix: NULL source");
     LK_TRY(check_finite(src, qw.out * qw.in));
@@ -80,14 +93,21 @@ lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void 
     return LK_OK;
 }
 
-static lk_status pick(const char *variant, const q4_kernels **k)
+/* The named variant (it must have kernels for qtype), or the dispatched one for qtype. */
+static lk_status pick(const char *variant, int qtype, const q4_kernels **k)
 {
-    *k = variant ? q4_kernels_named(variant) : q4_kernels_get();
+    *k = variant ? q4_kernels_named(variant) : q4_kernels_for(q4_kernels_get(), qtype);
     if (!*k)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "kernel variant '%s' not compiled in or not supported by this CPU "
                            "(features: %s)",
                            variant, lk_cpu_features());
+    if (!q4_kernels_has(*k, qtype))
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "kernel variant '%s' has no kernels for %s weights (hint: the "
+                           "dispatched variant, variant NULL, falls back to '%s')",
+                           variant, lk_qtype_name((lk_qtype)qtype),
+                           q4_kernels_for(*k, qtype)->name);
     return LK_OK;
 }
 
@@ -96,7 +116,7 @@ static lk_status prepare(const char *what, const struct lk_qweight *w, int64_t T
                          const char *variant, q4_weight *qw, const q4_kernels **k)
 {
     LK_TRY(to_internal(w, w ? w->data : NULL, qw));
-    LK_TRY(pick(variant, k));
+    LK_TRY(pick(variant, qw->qtype, k));
     if (T <= 0)
         return status_fail(LK_ERR_ARG, "%s: T = %lld, expected > 0", what, (long long)T);
     return LK_OK;

@@ -67,7 +67,9 @@ static void test_name_tables(void **state)
     static const char *const sched[] = {"cosine", "linear", "constant"};
     static const char *const obj[] = {"sft", "kd", "rkl", "jsd"};
     static const char *const init[] = {"peft", "loftq"};
-    static const char *const qt[] = {"f32", "f16", "bf16", "q4_0", "q8_0", "iq4_nl", "nf4"};
+    static const char *const qt[] = {"f32",  "f16",  "bf16", "q4_0",  "q8_0", "iq4_nl",
+                                     "nf4",  "q4_1", "q5_0", "q5_1",  "q2_k", "q3_k",
+                                     "q4_k", "q5_k", "q6_k", "iq4_xs"};
     static const char *const qf[] = {"lorakit", "gguf", "hf-bnb"};
     round_trip(opt, 2, lk_optimizer_from_name_i, lk_optimizer_name_i);
     round_trip(sched, 3, lk_schedule_from_name_i, lk_schedule_name_i);

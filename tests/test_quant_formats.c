@@ -174,6 +174,123 @@ static void test_gguf_vs_fixture(void **state)
     free(x);
 }
 
+/* The GGUF types lorakit reads only, their fixture files (tests/gen/gen_gguf_types.py). */
+static const struct {
+    int qtype;
+    const char *file;
+} k_read_only[] = {
+    {LK_QTYPE_Q4_1, "quant/gguf_dq_q4_1.bin"},    {LK_QTYPE_Q5_0, "quant/gguf_dq_q5_0.bin"},
+    {LK_QTYPE_Q5_1, "quant/gguf_dq_q5_1.bin"},    {LK_QTYPE_Q2_K, "quant/gguf_dq_q2_k.bin"},
+    {LK_QTYPE_Q3_K, "quant/gguf_dq_q3_k.bin"},    {LK_QTYPE_Q4_K, "quant/gguf_dq_q4_k.bin"},
+    {LK_QTYPE_Q5_K, "quant/gguf_dq_q5_k.bin"},    {LK_QTYPE_Q6_K, "quant/gguf_dq_q6_k.bin"},
+    {LK_QTYPE_IQ4_XS, "quant/gguf_dq_iq4_xs.bin"}};
+
+/* Dequantisation of Q4_1 .. IQ4_XS equals gguf-py's bit for bit (random, edge-case and real
+ * SmolLM2 blocks), as one row and as a row cut short inside its last block; the layout sizes
+ * agree with the fixture's. */
+static void test_gguf_dequant_vs_fixture(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof k_read_only / sizeof k_read_only[0]; c++) {
+        const int qt = k_read_only[c].qtype;
+        size_t nf;
+        uint8_t *fix = read_fixture(k_read_only[c].file, &nf);
+        uint32_t hdr[3];
+        memcpy(hdr, fix, sizeof hdr);
+        const int64_t bl = hdr[0], bb = hdr[1], nb = hdr[2], n = nb * bl;
+        assert_int_equal(bl, q4_block_len(qt, 32));
+        assert_int_equal(bb, q4_block_bytes(qt));
+        assert_int_equal(nf, 12 + (size_t)(nb * bb) + (size_t)n * 4);
+        assert_int_equal(q4_row_bytes(qt, 32, n), (size_t)(nb * bb));
+        assert_false(q4_can_quantize(qt));
+        const uint8_t *blocks = fix + 12;
+        const uint8_t *want = blocks + nb * bb; /* [n] f32 bits */
+        float *y = malloc((size_t)(n + 1) * 4);
+        y[n] = 777.0f;
+        assert_ok(lk_dequantize_row((lk_qtype)qt, blocks, n, y));
+        assert_true(y[n] == 777.0f);
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t g, w;
+            memcpy(&g, y + i, 4);
+            memcpy(&w, want + 4 * i, 4);
+            if (g != w)
+                fail_msg("%s: value %lld (block %lld): got 0x%08x (%g), gguf-py 0x%08x",
+                         lk_qtype_name((lk_qtype)qt), (long long)i, (long long)(i / bl), g,
+                         (double)y[i], w);
+        }
+        /* a row of n - 5 values: the same prefix, nothing written past it */
+        y[n - 5] = 777.0f;
+        q4_dequantize_row(qt, 32, blocks, n - 5, y);
+        assert_true(y[n - 5] == 777.0f);
+        assert_memory_equal(y, want, (size_t)(n - 5) * 4);
+        free(y);
+        free(fix);
+    }
+    float x[256] = {0};
+    uint8_t q[256];
+    assert_status(lk_quantize_row(LK_QTYPE_Q4_K, x, 256, q), LK_ERR_UNSUPPORTED, "q4_k");
+    assert_int_equal(lk_quant_row_bytes(LK_QTYPE_Q6_K, 512), 2 * 210);
+    assert_int_equal(lk_quant_row_bytes(LK_QTYPE_Q5_0, 64), 2 * 22);
+    assert_true(fabs(lk_qtype_bits_per_weight(LK_QTYPE_Q4_K, 256) - 4.5) < 1e-12);
+    assert_true(fabs(lk_qtype_bits_per_weight(LK_QTYPE_IQ4_XS, 256) - 4.25) < 1e-12);
+}
+
+/* q4_find_bad_scale: every fp16 scale / min of every type, NaN and Inf, found at its row and
+ * block; finite scales (zero, subnormal, 65504) pass. */
+static void test_find_bad_scale(void **state)
+{
+    (void)state;
+    static const struct {
+        int qtype;
+        int off[2]; /* byte offsets of d and m / dmin, -1 if none */
+    } types[] = {{LK_QTYPE_Q4_0, {0, -1}},  {LK_QTYPE_Q8_0, {0, -1}},   {LK_QTYPE_IQ4_NL, {0, -1}},
+                 {LK_QTYPE_Q4_1, {0, 2}},   {LK_QTYPE_Q5_0, {0, -1}},   {LK_QTYPE_Q5_1, {0, 2}},
+                 {LK_QTYPE_Q2_K, {80, 82}}, {LK_QTYPE_Q3_K, {108, -1}}, {LK_QTYPE_Q4_K, {0, 2}},
+                 {LK_QTYPE_Q5_K, {0, 2}},   {LK_QTYPE_Q6_K, {208, -1}}, {LK_QTYPE_IQ4_XS, {0, -1}}};
+    for (size_t c = 0; c < sizeof types / sizeof types[0]; c++) {
+        const int qt = types[c].qtype;
+        const int64_t in = 512, rows = 3;
+        const size_t rb = q4_row_bytes(qt, 32, in), bb = q4_block_bytes(qt);
+        const int64_t nb = in / q4_block_len(qt, 32);
+        uint8_t *m = malloc(rb * rows);
+        memset(m, 0x11, rb * rows); /* fp16 0x1111: a small normal number everywhere */
+        int64_t r, b;
+        float v;
+        assert_int_equal(q4_find_bad_scale(qt, 32, m, rows, in, &r, &b, &v), 0);
+        const uint16_t ok[] = {0x0000, 0x0001, 0x7bff, 0xfbff}, bad[] = {0x7c00, 0xfc00, 0x7e00};
+        for (int k = 0; k < 2 && types[c].off[k] >= 0; k++) {
+            uint8_t *p = m + 2 * rb + (size_t)(nb - 1) * bb + (size_t)types[c].off[k];
+            for (size_t i = 0; i < 4; i++) {
+                memcpy(p, &ok[i], 2);
+                assert_int_equal(q4_find_bad_scale(qt, 32, m, rows, in, &r, &b, &v), 0);
+            }
+            for (size_t i = 0; i < 3; i++) {
+                memcpy(p, &bad[i], 2);
+                if (!q4_find_bad_scale(qt, 32, m, rows, in, &r, &b, &v))
+                    fail_msg("%s: scale at +%d = 0x%04x not found", lk_qtype_name((lk_qtype)qt),
+                             types[c].off[k], bad[i]);
+                assert_int_equal(r, 2);
+                assert_int_equal(b, nb - 1);
+                assert_false(isfinite(v));
+            }
+            memset(p, 0x11, 2);
+        }
+        free(m);
+    }
+    /* NF4: the fp32 absmax of row 1, block 2 */
+    const int64_t in = 256;
+    const size_t rb = q4_row_bytes(LK_QTYPE_NF4, 64, in);
+    uint8_t m[2 * 144];
+    memset(m, 0, sizeof m);
+    assert_int_equal(rb, 144);
+    int64_t r, b;
+    float v, inf = INFINITY;
+    memcpy(m + rb + 128 + 2 * 4, &inf, 4);
+    assert_int_equal(q4_find_bad_scale(LK_QTYPE_NF4, 64, m, 2, in, &r, &b, &v), 1);
+    assert_true(r == 1 && b == 2 && isinf(v));
+    assert_int_equal(q4_find_bad_scale(LK_QTYPE_F16, 32, m, 2, 8, &r, &b, &v), 0);
+}
+
 /* Max |x - deq(q(x))| relative to the block's max |x|, per format (the grid's half step). */
 static double rel_bound(int qtype)
 {
@@ -195,7 +312,7 @@ static void test_round_trip_odd_lengths(void **state)
     (void)state;
     static const int64_t lens[] = {1, 5, 31, 32, 33, 63, 64, 65, 172, 1000, 4097};
     static const int nf4_blocks[] = {32, 64, 128, 256, 512, 1024, 2048, 4096};
-    for (int qt = 0; qt < LK_QTYPE_COUNT; qt++) {
+    for (int qt = 0; qt <= LK_QTYPE_NF4; qt++) { /* the types lorakit quantises to */
         size_t nbs = qt == LK_QTYPE_NF4 ? sizeof nf4_blocks / sizeof nf4_blocks[0] : 1;
         for (size_t bi = 0; bi < nbs; bi++) {
             int block = qt == LK_QTYPE_NF4 ? nf4_blocks[bi] : Q4_QK;
@@ -251,7 +368,7 @@ static void test_special_blocks(void **state)
     (void)state;
     float x[64] = {0}, y[64];
     uint8_t q[128]; /* Q8_0: 2 blocks of 34 bytes */
-    for (int qt = LK_QTYPE_Q4_0; qt < LK_QTYPE_COUNT; qt++) {
+    for (int qt = LK_QTYPE_Q4_0; qt <= LK_QTYPE_NF4; qt++) {
         q4_quantize_row(qt, 64, x, 64, q);
         q4_dequantize_row(qt, 64, q, 64, y);
         for (int i = 0; i < 64; i++)
@@ -272,7 +389,7 @@ static void test_special_blocks(void **state)
      * 0; every value decodes to 0, with no NaN converted to an integer on the way */
     for (int i = 0; i < 64; i++)
         x[i] = (i % 3 - 1) * 1e-39f;
-    for (int qt = LK_QTYPE_Q4_0; qt < LK_QTYPE_COUNT; qt++) {
+    for (int qt = LK_QTYPE_Q4_0; qt <= LK_QTYPE_NF4; qt++) {
         q4_quantize_row(qt, 64, x, 64, q);
         q4_dequantize_row(qt, 64, q, 64, y);
         for (int i = 0; i < 64; i++)
@@ -292,7 +409,11 @@ static void test_public_api(void **state)
     }
     assert_ok(lk_qtype_from_name("NF4", &t));
     assert_int_equal(t, LK_QTYPE_NF4);
-    assert_status(lk_qtype_from_name("q5_k", &t), LK_ERR_ARG, "q5_k");
+    assert_ok(lk_qtype_from_name("Q5_K", &t));
+    assert_int_equal(t, LK_QTYPE_Q5_K);
+    assert_int_equal(LK_QTYPE_IQ4_XS, 15); /* the numbers are stable */
+    assert_string_equal(lk_qtype_name(LK_QTYPE_IQ4_XS), "iq4_xs");
+    assert_status(lk_qtype_from_name("q7_k", &t), LK_ERR_ARG, "q7_k");
     assert_string_equal(lk_qtype_name((lk_qtype)99), "?");
     assert_true(fabs(lk_qtype_bits_per_weight(LK_QTYPE_NF4, 4096) - 4.5) < 1e-12);
     assert_true(fabs(lk_qtype_bits_per_weight(LK_QTYPE_Q4_0, 4096) - 4.5) < 1e-12);
@@ -327,7 +448,7 @@ static void test_quantize_matrix(void **state)
     float *w = malloc((size_t)(out * in) * 4);
     for (int64_t i = 0; i < out * in; i++)
         w[i] = frand() * 0.05f;
-    for (int qt = LK_QTYPE_Q4_0; qt < LK_QTYPE_COUNT; qt++) {
+    for (int qt = LK_QTYPE_Q4_0; qt <= LK_QTYPE_NF4; qt++) {
         size_t rb = q4_row_bytes(qt, 64, in);
         uint8_t *a = malloc(rb * out), *b = malloc(rb * out);
         double rmse1, max1, rmse4, max4;
@@ -387,6 +508,8 @@ int main(void)
         cmocka_unit_test(test_nf4_vs_fixture),
         cmocka_unit_test(test_nf4_double_quant),
         cmocka_unit_test(test_gguf_vs_fixture),
+        cmocka_unit_test(test_gguf_dequant_vs_fixture),
+        cmocka_unit_test(test_find_bad_scale),
         cmocka_unit_test(test_round_trip_odd_lengths),
         cmocka_unit_test(test_special_blocks),
         cmocka_unit_test(test_public_api),

@@ -65,6 +65,57 @@ static void wcase_make(wcase *c, int qtype, int block, int64_t out, int64_t in)
     assert_ok(q4_weight_init(&c->w, qtype, block, out, in, c->data));
 }
 
+/* Byte offsets of the fp16 d and m / dmin (-1: none) in a block of the GGUF read-only types
+ * (ggml-common.h), for planting scales into random blocks. */
+static void scale_offsets(int qtype, int off[2])
+{
+    off[1] = -1;
+    switch (qtype) {
+    case LK_QTYPE_Q2_K: off[0] = 80, off[1] = 82; break;
+    case LK_QTYPE_Q3_K: off[0] = 108; break;
+    case LK_QTYPE_Q6_K: off[0] = 208; break;
+    case LK_QTYPE_Q4_1:
+    case LK_QTYPE_Q5_1:
+    case LK_QTYPE_Q4_K:
+    case LK_QTYPE_Q5_K: off[0] = 0, off[1] = 2; break;
+    default: off[0] = 0; break;
+    }
+}
+
+/* A weight of a type lorakit cannot quantise to (Q4_1 .. IQ4_XS): random code bytes, fp16 scales
+ * planted so that rows have different magnitudes (d of the k-quants divided by their 4..6-bit
+ * sub-scales' range; m / dmin a fraction of d, negative every third row). */
+static void wcase_make_blocks(wcase *c, int qtype, int64_t out, int64_t in)
+{
+    c->qtype = qtype;
+    c->block = 32;
+    c->out = out;
+    c->in = in;
+    const size_t rb = q4_row_bytes(qtype, 32, in), bb = q4_block_bytes(qtype);
+    const int64_t nb = (int64_t)(rb / bb);
+    const float sub = q4_is_kquant(qtype) ? (qtype == LK_QTYPE_Q6_K ? 64.0f : 32.0f) : 1.0f;
+    int off[2];
+    scale_offsets(qtype, off);
+    c->data = lk_aligned_alloc(rb * (size_t)out);
+    c->deq = malloc((size_t)(out * in) * sizeof(float));
+    assert_true(c->data && c->deq);
+    for (size_t i = 0; i < rb * (size_t)out; i++)
+        c->data[i] = (uint8_t)(frand() * 128.0f + 128.0f);
+    for (int64_t o = 0; o < out; o++) {
+        const float scale = 0.002f * (1.0f + (float)(o % 5)) / sub;
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *blk = c->data + (size_t)o * rb + (size_t)b * bb;
+            uint16_t d = q4_fp32_to_fp16(scale * (1.0f + 0.5f * frand()));
+            uint16_t m = q4_fp32_to_fp16(scale * frand() * (o % 3 == 2 ? -4.0f : 4.0f));
+            memcpy(blk + off[0], &d, 2);
+            if (off[1] >= 0)
+                memcpy(blk + off[1], &m, 2);
+        }
+        q4_dequantize_row(qtype, 32, c->data + (size_t)o * rb, in, c->deq + o * in);
+    }
+    assert_ok(q4_weight_init(&c->w, qtype, 32, out, in, c->data));
+}
+
 static void wcase_free(wcase *c)
 {
     free(c->data);
@@ -277,6 +328,134 @@ static void test_variant(const char *name)
         run_case(k, &c, Tl, 2);
         wcase_free(&c);
     }
+}
+
+/* ---- the GGUF read-only types ------------------------------------------------------------- */
+
+static const int k_gguf_types[] = {LK_QTYPE_Q4_1, LK_QTYPE_Q5_0, LK_QTYPE_Q5_1,
+                                   LK_QTYPE_Q2_K, LK_QTYPE_Q3_K, LK_QTYPE_Q4_K,
+                                   LK_QTYPE_Q5_K, LK_QTYPE_Q6_K, LK_QTYPE_IQ4_XS};
+
+/* Variant `name` against the reference for every GGUF read-only type it has kernels for (the
+ * others are named with the variant that stands in for them): odd shapes (k-quants: rows of
+ * 256..768 values), T = 1..9, 13, and a large case with T = 64 and 600. */
+static void test_gguf_types_of(const char *name)
+{
+    const q4_kernels *k = q4_kernels_named(name);
+    if (!k) {
+        printf("SKIPPED: kernel variant '%s' unavailable here\n", name);
+        skip();
+    }
+    static const int64_t shapes32[][2] = {{1, 32},  {3, 7},   {17, 17}, {15, 33},
+                                          {65, 63}, {64, 65}, {7, 172}, {129, 96}};
+    static const int64_t shapesK[][2] = {{1, 256},  {3, 256},  {17, 512},
+                                         {65, 256}, {16, 768}, {33, 256}};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13}, Tl[] = {64, 600};
+    int tested = 0;
+    for (size_t q = 0; q < sizeof k_gguf_types / sizeof k_gguf_types[0]; q++) {
+        const int qt = k_gguf_types[q];
+        if (!q4_kernels_has(k, qt)) {
+            const q4_kernels *f = q4_kernels_for(k, qt);
+            assert_true(f != k && q4_kernels_has(f, qt));
+            printf("%s: no %s kernels, dispatch uses '%s'\n", name, lk_qtype_name((lk_qtype)qt),
+                   f->name);
+            continue;
+        }
+        tested++;
+        g_rng = 0x51ed270b27c5ULL + (uint64_t)qt;
+        const int kq = q4_is_kquant(qt);
+        const size_t ns =
+            kq ? sizeof shapesK / sizeof shapesK[0] : sizeof shapes32 / sizeof shapes32[0];
+        for (size_t si = 0; si < ns; si++) {
+            wcase c;
+            wcase_make_blocks(&c, qt, kq ? shapesK[si][0] : shapes32[si][0],
+                              kq ? shapesK[si][1] : shapes32[si][1]);
+            check_work_monotone(k, &c.w);
+            run_case(k, &c, Ts, (int)(sizeof Ts / sizeof Ts[0]));
+            wcase_free(&c);
+        }
+        wcase c;
+        wcase_make_blocks(&c, qt, 72, kq ? 1024 : 520);
+        run_case(k, &c, Tl, 2);
+        wcase_free(&c);
+    }
+    printf("%s: %d of %zu GGUF read-only types checked against the reference\n", name, tested,
+           sizeof k_gguf_types / sizeof k_gguf_types[0]);
+}
+
+/* The reference kernels on the GGUF read-only types against f32 dequantisation (q4_dequantize_row,
+ * bit-exact with gguf-py) and a double-precision matmul; k-quant rows that are not whole
+ * super-blocks are refused. */
+static void test_gguf_ref_vs_dequant(void **state)
+{
+    (void)state;
+    const q4_kernels *ref = q4_kernels_named("ref");
+    for (size_t q = 0; q < sizeof k_gguf_types / sizeof k_gguf_types[0]; q++) {
+        const int qt = k_gguf_types[q];
+        g_rng = 31 + (uint64_t)qt;
+        enum { T = 3, OUT = 5 };
+        const int64_t in = q4_is_kquant(qt) ? 512 : 72;
+        wcase c;
+        wcase_make_blocks(&c, qt, OUT, in);
+        float X[T * 512], Y[T * OUT], dY[T * OUT], dX[T * 512], bias[OUT];
+        for (int i = 0; i < T * in; i++)
+            X[i] = frand();
+        for (int i = 0; i < T * OUT; i++)
+            dY[i] = frand();
+        for (int i = 0; i < OUT; i++)
+            bias[i] = frand();
+        fwd_fenced(ref, &c.w, bias, X, T, Y, 2);
+        bwd_fenced(ref, &c.w, dY, T, dX, 2);
+        for (int t = 0; t < T; t++) {
+            for (int o = 0; o < OUT; o++) {
+                double s = bias[o], sa = fabs(bias[o]);
+                for (int64_t k = 0; k < in; k++) {
+                    s += (double)X[t * in + k] * c.deq[o * in + k];
+                    sa += fabs((double)X[t * in + k] * c.deq[o * in + k]);
+                }
+                if (!(fabs(Y[t * OUT + o] - s) <= 1e-6 * sa + 1e-30))
+                    fail_msg("%s fwd [%d][%d]: got %.9g want %.9g", lk_qtype_name((lk_qtype)qt), t,
+                             o, Y[t * OUT + o], s);
+            }
+            for (int64_t k = 0; k < in; k++) {
+                double s = 0, sa = 0;
+                for (int o = 0; o < OUT; o++) {
+                    s += (double)dY[t * OUT + o] * c.deq[o * in + k];
+                    sa += fabs((double)dY[t * OUT + o] * c.deq[o * in + k]);
+                }
+                if (!(fabs(dX[t * in + k] - s) <= 1e-6 * sa + 1e-30))
+                    fail_msg("%s bwd [%d][%lld]: got %.9g want %.9g", lk_qtype_name((lk_qtype)qt),
+                             t, (long long)k, dX[t * in + k], s);
+            }
+        }
+        if (q4_is_kquant(qt)) {
+            q4_weight w;
+            assert_status(q4_weight_init(&w, qt, 32, OUT, 300, c.data), LK_ERR_SHAPE,
+                          "expected a multiple of 256");
+        }
+        wcase_free(&c);
+    }
+}
+
+static void test_gguf_types_avx2(void **state)
+{
+    (void)state;
+    test_gguf_types_of("avx2");
+}
+static void test_gguf_types_avx512(void **state)
+{
+    (void)state;
+    test_gguf_types_of("avx512");
+}
+static void test_gguf_types_amx(void **state)
+{
+    (void)state;
+    test_gguf_types_of("amx");
+}
+static void test_gguf_types_neon(void **state)
+{
+    (void)state;
+    test_gguf_types_of("neon");
 }
 
 /* Same variant, thread counts 1, 2, 3, 4: bit-identical outputs. */
@@ -571,6 +750,11 @@ int main(void)
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_amx),
         cmocka_unit_test(test_neon),
+        cmocka_unit_test(test_gguf_ref_vs_dequant),
+        cmocka_unit_test(test_gguf_types_avx2),
+        cmocka_unit_test(test_gguf_types_avx512),
+        cmocka_unit_test(test_gguf_types_amx),
+        cmocka_unit_test(test_gguf_types_neon),
         cmocka_unit_test(test_threads_ref),
         cmocka_unit_test(test_threads_chosen),
     };

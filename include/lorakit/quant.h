@@ -2,10 +2,13 @@
  *
  * The base model lives in one of these formats. 4-bit: NF4 (bitsandbytes' NormalFloat, blocks of
  * 64 with an fp32 absmax each), Q4_0 and IQ4_NL (llama.cpp/GGUF, blocks of 32 with an fp16 scale);
- * 8-bit: Q8_0 (GGUF); plain: F32, F16, BF16. Quantisation is bit-exact with the reference
- * quantisers (bitsandbytes' blockwise NF4, llama.cpp's quantize_row_*_ref), so a file never depends
- * on the CPU that wrote it. Rows whose length is not a multiple of the block are padded with zeros
- * up to a whole block, per row (see quant/q4.h for the exact byte layouts). */
+ * 8-bit: Q8_0 (GGUF); plain: F32, F16, BF16. Read from GGUF files (dequantisation and the fused
+ * kernels, bit-exact with ggml's dequantize_row_*, but no quantiser): Q4_1, Q5_0, Q5_1 (blocks of
+ * 32) and the k-quants Q2_K..Q6_K and IQ4_XS (super-blocks of 256 values). Quantisation is
+ * bit-exact with the reference quantisers (bitsandbytes' blockwise NF4, llama.cpp's
+ * quantize_row_*_ref), so a file never depends on the CPU that wrote it. Rows whose length is not a
+ * multiple of the block are padded with zeros up to a whole block, per row (see quant/q4.h for the
+ * exact byte layouts). */
 #ifndef LORAKIT_QUANT_H
 #define LORAKIT_QUANT_H
 
@@ -28,11 +31,21 @@ typedef enum {
     LK_QTYPE_Q8_0 = 4,   /* GGUF: 32 values, fp16 scale d, x = d*q, q int8 */
     LK_QTYPE_IQ4_NL = 5, /* GGUF: 32 values, fp16 scale d, x = d*kvalues[q] (non-linear grid) */
     LK_QTYPE_NF4 = 6,    /* bitsandbytes NF4: 64 values, fp32 absmax, x = absmax*nf4[q] */
-    LK_QTYPE_COUNT = 7
+    /* GGUF types read from llama.cpp files (dequantised and computed with; no quantiser here) */
+    LK_QTYPE_Q4_1 = 7,    /* 32 values, fp16 d and m, x = d*q + m, q 0..15 */
+    LK_QTYPE_Q5_0 = 8,    /* 32 values, fp16 d, x = d*(q-16), q 0..31 */
+    LK_QTYPE_Q5_1 = 9,    /* 32 values, fp16 d and m, x = d*q + m, q 0..31 */
+    LK_QTYPE_Q2_K = 10,   /* super-blocks of 256: 16 groups of 16, 4-bit scale and min, 2-bit q */
+    LK_QTYPE_Q3_K = 11,   /* 256: 16 groups of 16, 6-bit signed scale, 3-bit q */
+    LK_QTYPE_Q4_K = 12,   /* 256: 8 groups of 32, 6-bit scale and min, 4-bit q */
+    LK_QTYPE_Q5_K = 13,   /* 256: 8 groups of 32, 6-bit scale and min, 5-bit q */
+    LK_QTYPE_Q6_K = 14,   /* 256: 16 groups of 16, int8 scale, 6-bit q */
+    LK_QTYPE_IQ4_XS = 15, /* 256: 8 groups of 32, 6-bit scale, IQ4_NL's non-linear grid */
+    LK_QTYPE_COUNT = 16
 } lk_qtype;
 
-/* Lower-case name ("f32", "f16", "bf16", "q4_0", "q8_0", "iq4_nl", "nf4"); "?" when out of range.
- */
+/* Lower-case name, llama.cpp's ("f32", "f16", "bf16", "q4_0", "q8_0", "iq4_nl", "nf4", "q4_1",
+ * "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"); "?" when out of range. */
 const char *lk_qtype_name(lk_qtype t);
 
 /* Parse a name as printed by lk_qtype_name (case-insensitive; "none", the command lines' word for
@@ -47,11 +60,12 @@ size_t lk_quant_row_bytes(lk_qtype t, int64_t n);
 double lk_qtype_bits_per_weight(lk_qtype t, int64_t n);
 
 /* Quantise one row x[n] into dst (lk_quant_row_bytes(t, n) bytes). Deterministic and identical
- * on every CPU. LK_ERR_ARG for a bad type or n <= 0, LK_ERR_NUMERIC if x holds a NaN or Inf.
- * Thread-safe. */
+ * on every CPU. LK_ERR_ARG for a bad type or n <= 0, LK_ERR_UNSUPPORTED for a type read from GGUF
+ * files only (Q4_1 .. IQ4_XS), LK_ERR_NUMERIC if x holds a NaN or Inf. Thread-safe. */
 lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst);
 
-/* Inverse of lk_quantize_row: src (lk_quant_row_bytes(t, n) bytes) to y[n]. Thread-safe. */
+/* Inverse of lk_quantize_row: src (lk_quant_row_bytes(t, n) bytes) to y[n], for every type
+ * (bit-exact with ggml's dequantize_row_* / gguf-py's dequantize). Thread-safe. */
 lk_status lk_dequantize_row(lk_qtype t, const void *src, int64_t n, float *y);
 
 /* Name of the kernel variant chosen for this CPU ("ref", "avx2", "avx512", "amx", "neon"), after

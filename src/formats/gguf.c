@@ -76,14 +76,40 @@ GGUF_QROWS(q4_0, LK_QTYPE_Q4_0)
 GGUF_QROWS(q8_0, LK_QTYPE_Q8_0)
 GGUF_QROWS(iq4_nl, LK_QTYPE_IQ4_NL)
 
-/* Quantised types: their layout (so files can be validated and copied) and their rows. */
+/* Types lorakit reads but does not write: dequantisation only. */
+#define GGUF_DQROWS(name, qt)                                             \
+    static void name##_to_f32_row(const void *src, float *dst, int64_t n) \
+    {                                                                     \
+        q4_dequantize_row(qt, Q4_QK, src, n, dst);                        \
+    }
+GGUF_DQROWS(q4_1, LK_QTYPE_Q4_1)
+GGUF_DQROWS(q5_0, LK_QTYPE_Q5_0)
+GGUF_DQROWS(q5_1, LK_QTYPE_Q5_1)
+GGUF_DQROWS(q2_k, LK_QTYPE_Q2_K)
+GGUF_DQROWS(q3_k, LK_QTYPE_Q3_K)
+GGUF_DQROWS(q4_k, LK_QTYPE_Q4_K)
+GGUF_DQROWS(q5_k, LK_QTYPE_Q5_K)
+GGUF_DQROWS(q6_k, LK_QTYPE_Q6_K)
+GGUF_DQROWS(iq4_xs, LK_QTYPE_IQ4_XS)
+
+/* Quantised types: their layout (so files can be validated and copied) and their rows; block
+ * sizes and bytes are ggml's (ggml_type_traits), the same as quant/'s q4_block_len/bytes. */
 static const gguf_type_traits g_types[] = {
-    [GGML_F32] = {"F32", 1, 4, f32_to_f32_row, f32_from_f32_row},
-    [GGML_F16] = {"F16", 1, 2, f16_to_f32_row, f16_from_f32_row},
-    [GGML_Q4_0] = {"Q4_0", 32, 18, q4_0_to_f32_row, q4_0_from_f32_row},
-    [GGML_Q8_0] = {"Q8_0", 32, 34, q8_0_to_f32_row, q8_0_from_f32_row},
-    [GGML_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_f32_row, iq4_nl_from_f32_row},
-    [GGML_BF16] = {"BF16", 1, 2, bf16_to_f32_row, bf16_from_f32_row},
+    [GGML_F32] = {"F32", 1, 4, f32_to_f32_row, f32_from_f32_row, LK_QTYPE_F32},
+    [GGML_F16] = {"F16", 1, 2, f16_to_f32_row, f16_from_f32_row, LK_QTYPE_F16},
+    [GGML_Q4_0] = {"Q4_0", 32, 18, q4_0_to_f32_row, q4_0_from_f32_row, LK_QTYPE_Q4_0},
+    [GGML_Q4_1] = {"Q4_1", 32, 20, q4_1_to_f32_row, NULL, LK_QTYPE_Q4_1},
+    [GGML_Q5_0] = {"Q5_0", 32, 22, q5_0_to_f32_row, NULL, LK_QTYPE_Q5_0},
+    [GGML_Q5_1] = {"Q5_1", 32, 24, q5_1_to_f32_row, NULL, LK_QTYPE_Q5_1},
+    [GGML_Q8_0] = {"Q8_0", 32, 34, q8_0_to_f32_row, q8_0_from_f32_row, LK_QTYPE_Q8_0},
+    [GGML_Q2_K] = {"Q2_K", 256, 84, q2_k_to_f32_row, NULL, LK_QTYPE_Q2_K},
+    [GGML_Q3_K] = {"Q3_K", 256, 110, q3_k_to_f32_row, NULL, LK_QTYPE_Q3_K},
+    [GGML_Q4_K] = {"Q4_K", 256, 144, q4_k_to_f32_row, NULL, LK_QTYPE_Q4_K},
+    [GGML_Q5_K] = {"Q5_K", 256, 176, q5_k_to_f32_row, NULL, LK_QTYPE_Q5_K},
+    [GGML_Q6_K] = {"Q6_K", 256, 210, q6_k_to_f32_row, NULL, LK_QTYPE_Q6_K},
+    [GGML_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_f32_row, iq4_nl_from_f32_row, LK_QTYPE_IQ4_NL},
+    [GGML_IQ4_XS] = {"IQ4_XS", 256, 136, iq4_xs_to_f32_row, NULL, LK_QTYPE_IQ4_XS},
+    [GGML_BF16] = {"BF16", 1, 2, bf16_to_f32_row, bf16_from_f32_row, LK_QTYPE_BF16},
 };
 
 const gguf_type_traits *gguf_type_info(uint32_t t)
@@ -490,16 +516,19 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
 lk_status gguf_check_scales(const gguf_file *f, const gguf_tensor *t)
 {
     const gguf_type_traits *tt = gguf_type_info(t->type);
-    if (!tt || tt->blck == 1)
+    if (!tt || tt->blck == 1 || t->ne[0] <= 0)
         return LK_OK;
-    for (uint64_t b = 0; b < t->nbytes / (uint64_t)tt->size; b++) {
-        uint16_t h;
-        memcpy(&h, t->data + b * (uint64_t)tt->size, 2);
-        if (((h >> 10) & 0x1f) == 0x1f) /* fp16 exponent all ones: Inf or NaN */
-            return status_fail(
-                LK_ERR_FORMAT, "%s: tensor '%s': %s block %llu has scale %g (corrupt file?)",
-                f->map.path, t->name, tt->name, (unsigned long long)b, f16_to_f32(h));
-    }
+    const int64_t rb = gguf_row_size(t->type, t->ne[0]);
+    int64_t row, blk;
+    float v;
+    if (rb > 0 && q4_find_bad_scale(tt->qtype, Q4_QK, t->data, (int64_t)(t->nbytes / (uint64_t)rb),
+                                    t->ne[0], &row, &blk, &v))
+        return status_fail(LK_ERR_FORMAT,
+                           "%s: tensor '%s': %s block %lld has scale %g (row %lld, block %lld of "
+                           "the row; corrupt file?)",
+                           f->map.path, t->name, tt->name,
+                           (long long)(row * (t->ne[0] / tt->blck) + blk), (double)v,
+                           (long long)row, (long long)blk);
     return LK_OK;
 }
 

@@ -42,20 +42,31 @@ typedef enum {
     GGML_F32 = 0,
     GGML_F16 = 1,
     GGML_Q4_0 = 2,
+    GGML_Q4_1 = 3,
+    GGML_Q5_0 = 6,
+    GGML_Q5_1 = 7,
     GGML_Q8_0 = 8,
+    GGML_Q2_K = 10,
+    GGML_Q3_K = 11,
+    GGML_Q4_K = 12,
+    GGML_Q5_K = 13,
+    GGML_Q6_K = 14,
     GGML_IQ4_NL = 20,
+    GGML_IQ4_XS = 23,
     GGML_BF16 = 30
 } ggml_type;
 
 /* Block layout of a tensor type: blck elements take size bytes. to_f32/from_f32 convert one row
- * (n a multiple of blck); NULL where this build has no kernel for the type (the 4-bit kernels
- * live in quant/ and register here once merged). */
+ * (n a multiple of blck); from_f32 is NULL for the types lorakit reads but cannot quantise to
+ * (Q4_1, Q5_0, Q5_1, the k-quants, IQ4_XS). qtype is the matching lk_qtype (the layouts are the
+ * same: quant/q4.h), for the fused kernels. */
 typedef struct {
     const char *name;
     int64_t blck;
     int64_t size;
     void (*to_f32)(const void *src, float *dst, int64_t n);
     void (*from_f32)(const float *src, void *dst, int64_t n);
+    int qtype;
 } gguf_type_traits;
 
 /* Traits of type t, or NULL if t is not a type lorakit knows. */
@@ -129,9 +140,9 @@ void gguf_close(gguf_file *f);
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 
-/* A quantised tensor (Q4_0, Q8_0, IQ4_NL: every block starts with its fp16 scale d) whose scales
- * are all finite; LK_ERR_FORMAT naming the file, tensor and block otherwise. LK_OK for float
- * types. */
+/* A quantised tensor whose stored scales (fp16 d, and m / dmin where the type has one, k-quant
+ * super-blocks included) are all finite; LK_ERR_FORMAT naming the file, tensor, type, row and
+ * block otherwise. LK_OK for float types. */
 lk_status gguf_check_scales(const gguf_file *f, const gguf_tensor *t);
 
 /* Typed getters: LK_ERR_FORMAT naming the key if it is missing or of another type; integer
