@@ -3,6 +3,7 @@
  * loads with the same config and gives the logits of the folder loaded with the same quantised
  * weights; the layer's q/k un-permutation (linear.perm_heads) is checked against the permuted
  * weight in forward and backward; hostile files fail naming file and key or tensor. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +278,117 @@ static void test_moe_refused(void **state)
     assert_status(lk_model_load(path, NULL, &m), LK_ERR_UNSUPPORTED, "mixture of experts");
 }
 
+/* ---- parity with transformers on SmolLM2-135M-Instruct (tests/gen/gen_gguf_model.py) ---- */
+
+static int32_t *json_ids(const cJSON *a, int *n)
+{
+    *n = cJSON_GetArraySize(a);
+    int32_t *ids = malloc((size_t)*n * sizeof *ids);
+    for (int i = 0; i < *n; i++)
+        ids[i] = (int32_t)cJSON_GetArrayItem(a, i)->valuedouble;
+    return ids;
+}
+
+/* Mean next-token NLL of ids[0..n) from their logits [n, V] (double, max subtracted). */
+static double mean_nll(const float *l, const int32_t *ids, int n, int64_t V)
+{
+    double sum = 0;
+    for (int t = 0; t + 1 < n; t++) {
+        const float *r = l + (int64_t)t * V;
+        double mx = r[0], z = 0;
+        for (int64_t v = 1; v < V; v++)
+            mx = r[v] > mx ? r[v] : mx;
+        for (int64_t v = 0; v < V; v++)
+            z += exp((double)r[v] - mx);
+        sum += log(z) + mx - r[ids[t + 1]];
+    }
+    return sum / (n - 1);
+}
+
+static int32_t argmax(const float *l, int64_t V)
+{
+    int32_t best = 0; /* lowest id on ties */
+    for (int64_t v = 1; v < V; v++)
+        best = l[v] > l[best] ? (int32_t)v : best;
+    return best;
+}
+
+/* One prompt, one session: the prompt's logits (last position: top 16 and the subset; the mean
+ * NLL over all), then the first k_max tokens of the greedy continuation through the KV cache,
+ * against transformers' f32 forward and generate on the same dequantised weights. */
+static void parity_case(const lk_model *m, const cJSON *c, int step, int k_max)
+{
+    int n, nt, k;
+    int32_t *ids = json_ids(cJSON_GetObjectItem(c, "ids"), &n);
+    int32_t *top = json_ids(cJSON_GetObjectItem(c, "top_ids"), &nt);
+    int32_t *want_gen = json_ids(cJSON_GetObjectItem(c, "greedy"), &k);
+    k = k < k_max ? k : k_max;
+    const cJSON *tl = cJSON_GetObjectItem(c, "top_logits");
+    const cJSON *sub = cJSON_GetObjectItem(c, "subset_logits");
+    int64_t V = lk_model_get_config(m)->vocab_size;
+    float *l = malloc((size_t)(n * V) * sizeof *l), got[64], want[64];
+    lk_session *s;
+    assert_ok(lk_session_create(m, n + k, &s));
+    assert_ok(lk_session_eval(s, ids, n, l, 1));
+    const float *last = l + (int64_t)(n - 1) * V;
+    for (int i = 0; i < nt; i++) {
+        got[i] = last[top[i]];
+        want[i] = (float)cJSON_GetArrayItem(tl, i)->valuedouble;
+    }
+    assert_true(check_close("top logits", got, want, nt, 1e-4, 1e-4));
+    int ns = cJSON_GetArraySize(sub);
+    assert_true(ns <= 64);
+    for (int i = 0; i < ns; i++) {
+        got[i] = last[(int64_t)i * step];
+        want[i] = (float)cJSON_GetArrayItem(sub, i)->valuedouble;
+    }
+    assert_true(check_close("subset logits", got, want, ns, 1e-4, 1e-4));
+    double nll = mean_nll(l, ids, n, V), want_nll = cJSON_GetObjectItem(c, "nll")->valuedouble;
+    assert_true(fabs(nll - want_nll) <= 1e-4 * want_nll);
+    int32_t gen[64];
+    assert_true(k <= 64);
+    memcpy(l, last, (size_t)V * sizeof *l);
+    for (int i = 0; i < k; i++) {
+        gen[i] = argmax(l, V);
+        assert_ok(lk_session_eval(s, &gen[i], 1, l, 0));
+    }
+    assert_memory_equal(gen, want_gen, (size_t)k * sizeof *gen);
+    lk_session_free(s);
+    free(l);
+    free(ids);
+    free(top);
+    free(want_gen);
+}
+
+/* LK_GGUF_PARITY_MODEL may name another file holding the same weights (the F32 GGUF that
+ * llama.cpp dequantised from the Q4_1 one) to check a build without Q4_1 kernels by hand. */
+static void test_smollm2_parity(void **state)
+{
+    (void)state;
+    const char *env = getenv("LK_GGUF_PARITY_MODEL");
+    const char *path = env ? env
+                           : shared_path("models/smollm2-135m-instruct-gguf/"
+                                         "SmolLM2-135M-Instruct.Q4_1.gguf");
+    char model[4200];
+    snprintf(model, sizeof model, "%s", path);
+    require_file(model);
+    char *txt;
+    size_t len;
+    assert_ok(read_text_file(data_path("gguf_model/smollm2_q4_1.json"), 1 << 20, &txt, &len));
+    cJSON *j = cJSON_Parse(txt);
+    assert_non_null(j);
+    lk_model *m;
+    assert_ok(lk_model_load(model, NULL, &m));
+    int step = (int)cJSON_GetObjectItem(j, "subset_step")->valuedouble;
+    const cJSON *c;
+    int i = 0; /* greedy tokens: 16 on the first two prompts (the reference kernels are slow) */
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases"))
+        parity_case(m, c, step, i++ < 2 ? 16 : 0);
+    lk_model_free(m);
+    cJSON_Delete(j);
+    free(txt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -286,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_linear_perm_heads),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_moe_refused),
+        cmocka_unit_test(test_smollm2_parity),
     };
     return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

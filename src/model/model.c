@@ -245,7 +245,7 @@ lk_status model_bind_float(lk_model *m, const tensor_spec *sp, const tensor_view
                                         : LK_QTYPE_F32;
     int64_t n = tensor_numel(t);
     if (q != LK_QTYPE_F32) {
-        m->gguf_own = 0;
+        *(sp->kind == TK_EMBED ? &m->gguf_own_embed : &m->gguf_own) = 0;
         return quantize_tensor(m, sp, q, t);
     }
     if (t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
@@ -371,7 +371,7 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     m->n_threads = resolve_threads(p.n_threads);
     m->quant = p.quant;
     m->quant_embed = p.quant_embed;
-    m->gguf_own = gguf; /* until a tensor is quantised at load */
+    m->gguf_own = m->gguf_own_embed = gguf; /* until a tensor is quantised at load */
     if (s == LK_OK)
         s = bind_all(m);
     if (s != LK_OK) {

@@ -29,7 +29,8 @@ struct lk_model {
     float *inv_freq;       /* [hd/2] RoPE frequencies after scaling */
     int n_threads;
     lk_qtype quant, quant_embed;
-    int gguf_own; /* 1: a GGUF file whose tensors all keep their own types (none quantised here) */
+    int gguf_own, gguf_own_embed; /* 1: a GGUF file whose matrices (embeddings, LM head) all keep
+                                   * their own types (none quantised at load) */
     int64_t weight_bytes; /* bytes of every bound weight */
 };
 

@@ -1,8 +1,9 @@
 /* model_gguf.c — binding the tensors of a llama.cpp GGUF model file (llama, qwen2) to the model:
  * each Hugging Face tensor the config implies is looked up under its llama.cpp name
  * (token_embd, blk.N.attn_q, ..., output_norm, output), its shape checked (GGUF ne = {in, out}),
- * and used where it lies in the mapped file: quantised matrices (Q4_0, Q8_0, IQ4_NL) through the
- * fused kernels, zero-copy, after a check that every block's scale is finite; F32 mapped in place;
+ * and used where it lies in the mapped file: quantised matrices (every type gguf.c knows: Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS) through the fused kernels, zero-copy, after
+ * a check that every block's scales are finite; F32 mapped in place;
  * F16/BF16 widened (or quantised with --quant) one tensor at a time. q/k rows of a llama file stay
  * in llama.cpp's order: the layer un-permutes its outputs (linear.perm_heads, set in model.c). */
 #include "model/model.h"
@@ -40,15 +41,12 @@ static int llama_cpp_name(const char *hf, char *g, size_t n)
     return 0;
 }
 
-/* The lorakit format of a quantised GGUF type the kernels run; -1 for the others. */
+/* The lorakit format of a quantised GGUF type (the fused kernels run every one gguf.c knows);
+ * -1 for the float types. */
 static int kernel_type(uint32_t t)
 {
-    switch (t) {
-    case GGML_Q4_0: return LK_QTYPE_Q4_0;
-    case GGML_Q8_0: return LK_QTYPE_Q8_0;
-    case GGML_IQ4_NL: return LK_QTYPE_IQ4_NL;
-    default: return -1;
-    }
+    const gguf_type_traits *tt = gguf_type_info(t);
+    return tt && tt->qtype >= LK_QTYPE_Q4_0 && tt->qtype != LK_QTYPE_NF4 ? tt->qtype : -1;
 }
 
 static int float_dtype(uint32_t t)
@@ -103,8 +101,8 @@ lk_status model_bind_gguf(lk_model *m, const tensor_spec *sp)
     if (dt < 0)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "%s: tensor '%s' has type %s, which lorakit cannot compute with "
-                           "(supported: F32, F16, BF16, Q8_0, Q4_0, IQ4_NL; hint: llama-quantize "
-                           "--allow-requantize to one of them)",
+                           "(hint: llama-quantize --allow-requantize to Q8_0, Q4_K or another "
+                           "type lorakit reads)",
                            m->gguf.map.path, t->name, gguf_type_info(t->type)->name);
     tensor_view v = {.name = t->name,
                      .dt = (dtype)dt,
