@@ -430,7 +430,8 @@ static void report_base(const cli_adapters *ad, const char *model_dir, const lk_
                      "the adapters were trained on different bases; the first "
                      "one's is used");
         else if (strcmp(b.quant, "gguf") == 0)
-            snprintf(why, sizeof why, "it was trained on a GGUF model file: give that file with -m");
+            snprintf(why, sizeof why,
+                     "it was trained on a GGUF model file: give that file with -m");
         else
             snprintf(why, sizeof why, "%s holds a pre-quantised base, whose format is used",
                      model_dir);

@@ -60,7 +60,8 @@ static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const c
     static char recorded[LK_ADAPTER_BASE_NAME]; /* p->base_quant outlives this call */
     snprintf(recorded, sizeof recorded, "%s", b0.quant);
     int gguf = !strcmp(b0.quant, "gguf"); /* a GGUF file's own types: nothing to dequantise */
-    if (!flag && b0.recorded && !gguf && strcasecmp(b0.quant, "f32") && strcasecmp(b0.quant, "none"))
+    if (!flag && b0.recorded && !gguf && strcasecmp(b0.quant, "f32") &&
+        strcasecmp(b0.quant, "none"))
         p->base_quant = recorded;
     if (flag)
         snprintf(why, n, "as --base-quant %s asks", bq->sval[0]);

@@ -935,8 +935,9 @@ static void make_args(train_args *a)
     const struct lk_model_params md = lk_train_model_params_default();
     char tg[64];
     a->model =
-        arg_file1("m", "model", "DIR",
-                  "base model folder (Hugging Face; no tokenizer needed for input_ids data)");
+        arg_file1("m", "model", "DIR|GGUF",
+                  "base model: Hugging Face folder (no tokenizer needed for input_ids data) or "
+                  "llama.cpp GGUF file (llama, qwen2), used in place");
     a->data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
     a->out = arg_file1("o", "out", "DIR", "output adapter folder");
     a->quant = arg_str0(NULL, "quant", "TYPE",

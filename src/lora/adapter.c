@@ -351,7 +351,8 @@ const char *lk_adapter_base_describe(const struct lk_adapter_base *b, char *buf,
 {
     if (!b->recorded)
         snprintf(buf, n, "unknown");
-    else if (strcmp(b->quant, ADAPTER_BASE_GGUF) == 0 && strcmp(b->quant_embed, ADAPTER_BASE_GGUF) == 0)
+    else if (strcmp(b->quant, ADAPTER_BASE_GGUF) == 0 &&
+             strcmp(b->quant_embed, ADAPTER_BASE_GGUF) == 0)
         snprintf(buf, n, "gguf (the GGUF file's own tensor types, %s compute)",
                  *b->compute ? b->compute : "?");
     else

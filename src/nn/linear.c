@@ -183,7 +183,7 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
 {
     LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 1));
     int64_t in = L->in, out = L->out;
-    float *tmp = work; /* [tmp_floats(L, T, 1)] */
+    float *tmp = work;     /* [tmp_floats(L, T, 1)] */
     const float *dyf = dy; /* dy in the order of W's rows */
     if (dx && L->perm_heads > 0) {
         float *p = perm_part(L, tmp, T, 1);

@@ -62,8 +62,8 @@ static lk_status describe_teacher(const lk_model *m, const struct lk_teacher_par
         char *cfg = gguf ? strdup(p->teacher_dir) : path_join(p->teacher_dir, "config.json");
         uint64_t h;
         size_t size;
-        lk_status s = cfg ? file_hash(cfg, gguf ? GGUF_HASH_BYTES : SIZE_MAX, &h, &size)
-                          : LK_ERR_NOMEM;
+        lk_status s =
+            cfg ? file_hash(cfg, gguf ? GGUF_HASH_BYTES : SIZE_MAX, &h, &size) : LK_ERR_NOMEM;
         free(cfg);
         if (s != LK_OK)
             return s == LK_ERR_NOMEM ? status_fail(s, "out of memory") : s;
