@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every tool that takes -m on a GGUF model file: a random Llama folder (stories260K's tokenizer)
 # written as GGUF by lora-quantize, then lora-train, -eval, -generate, -teacher (and --teacher
-# X.gguf), -inspect -m, -export, -merge and -quantize on it; the training-base record "gguf" and
+# X.gguf, --gguf-lora), -inspect -m, -export, -merge and -quantize on it; the training-base record "gguf" and
 # the tools' defaults from it; clear errors for what a GGUF base cannot do; and a few training
 # steps on SmolLM2-135M-Instruct's real Q4_1 GGUF whose loss falls.
 # Usage: cli_gguf_model.sh BUILD_DIR SHARED_DIR SOURCE_DIR
@@ -40,6 +40,15 @@ expect 0 "gguf teacher cache" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o 
 expect 0 "--teacher X.gguf" -- "$B/lora-train" -m "$T/hf" --data "$T/d.jsonl" -o "$T/kd2" \
     --steps 2 --seq-len 32 --batch 2 --objective kd --teacher "$G" -q
 expect 0 "export to llama.cpp" -- "$B/lora-export" -m "$G" -a "$T/run" --to gguf -o "$T/run.gguf" -q
+expect 0 "train --gguf-lora" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o "$T/run2" --steps 4 \
+    --seq-len 32 --batch 2 --rank 4 --lr 1e-2 -q --gguf-lora "$T/run2.gguf"
+expect 0 "--gguf-lora back to PEFT" -- "$B/lora-export" --from "$T/run2.gguf" -m "$G" --to peft \
+    -o "$T/run2p" -q
+if cmp -s "$T/run2/adapter_model.safetensors" "$T/run2p/adapter_model.safetensors"; then ok; else
+    bad "--gguf-lora does not hold the trained adapter"; fi
+expect 1 "--gguf-lora exists" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o "$T/run3" --steps 1 \
+    --seq-len 32 --gguf-lora "$T/run2.gguf"
+has err "already exists (hint: --force replaces it)" "existing --gguf-lora refused before training"
 expect 1 "merge into gguf" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged"
 has err "merging into a GGUF model file is not supported" "merge into a GGUF: clear error"
 expect 1 "quantize from gguf" -- "$B/lora-quantize" -m "$G" --type q4_0 -o "$T/q"

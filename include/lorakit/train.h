@@ -237,6 +237,10 @@ lk_status lk_trainer_sync(lk_trainer *t);
 lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const char *base_model,
                                   int force);
 
+/* Write the adapter as a llama.cpp GGUF LoRA file (f32 factors, q/k rows in llama.cpp's order for
+ * a llama base; lk_adapter_save_gguf with the model's config). Replaces path only with force. */
+lk_status lk_trainer_save_gguf_lora(const lk_trainer *t, const char *path, int force);
+
 /* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations). */
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int64_t *adapter_bytes, int64_t *optimizer_bytes,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# By hand (not CI): an adapter trained by lorakit on a GGUF base, exported with lora-export --to gguf,
-# makes llama.cpp on the same GGUF answer as lorakit does (greedy), and PEFT on the Hugging Face
-# form of the same weights too. Peers: llama.cpp of llama-cpp-python 0.3.36
-# (/root/peers/llama.cpp-build/bin/llama-completion), peft 0.13.2 + transformers 4.46.3.
+# By hand (not CI): an adapter trained by lorakit on a GGUF base, written as a llama.cpp LoRA by
+# lora-train --gguf-lora (the same tensors as lora-export --to gguf), makes llama.cpp on the same
+# GGUF answer as lorakit does (greedy), and PEFT on the Hugging Face form of the same weights too.
+# Peers: llama.cpp of llama-cpp-python 0.3.36 (/root/peers/llama.cpp-build/bin/llama-completion),
+# peft 0.13.2 + transformers 4.46.3.
 # Usage: bash tests/gen/check_gguf_lora_llama_cpp.sh BUILD_DIR [GGUF] [HF_DIR]
 set -euo pipefail
 B=$1
@@ -17,8 +18,7 @@ A="PARIS, in capitals, of course! Merci."
 printf '{"messages":[{"role":"user","content":"%s"},{"role":"assistant","content":"%s"}]}\n' \
     "$Q" "$A" >"$T/f.jsonl"
 "$B/lora-train" -m "$G" --data "$T/f.jsonl" -o "$T/run" --steps 12 --seq-len 64 --batch 1 \
-    --rank 8 --lr 5e-3 -q
-"$B/lora-export" -m "$G" -a "$T/run" --to gguf -o "$T/run.gguf" -q
+    --rank 8 --lr 5e-3 -q --gguf-lora "$T/run.gguf"
 ours=$("$B/lora-generate" -m "$G" -a "$T/run" --chat -p "$Q" -n 12 --temp 0 --json 2>/dev/null |
     "$PY" -c 'import json,sys; print(json.load(sys.stdin)["text"])')
 P=$'<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n'"$Q"$'<|im_end|>\n<|im_start|>assistant\n'
