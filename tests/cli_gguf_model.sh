@@ -49,6 +49,9 @@ if cmp -s "$T/run2/adapter_model.safetensors" "$T/run2p/adapter_model.safetensor
 expect 1 "--gguf-lora exists" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o "$T/run3" --steps 1 \
     --seq-len 32 --gguf-lora "$T/run2.gguf"
 has err "already exists (hint: --force replaces it)" "existing --gguf-lora refused before training"
+expect 1 "loftq on gguf" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o "$T/lq" --steps 1 \
+    --seq-len 32 --init loftq -q
+has err "$G: --init loftq on a GGUF model file is not supported" "loftq: clear error"
 expect 1 "merge into gguf" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged"
 has err "merging into a GGUF model file is not supported" "merge into a GGUF: clear error"
 expect 1 "quantize from gguf" -- "$B/lora-quantize" -m "$G" --type q4_0 -o "$T/q"
