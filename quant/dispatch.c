@@ -38,7 +38,7 @@ static const q4_kernels k_ref = {
 #ifdef LK_HAVE_AVX2
 static const q4_kernels k_avx2 = {
     "avx2", q4_gemm_fwd_avx2, q4_gemm_bwd_avx2, q4_gemm_fwd_work_avx2, q4_gemm_bwd_work_avx2,
-    0,      Q4_TYPES_BASE};
+    0,      Q4_TYPES_ALL};
 #endif
 #ifdef LK_HAVE_AVX512
 static const q4_kernels k_avx512 = {"avx512",

@@ -6,7 +6,9 @@
  * Forward with T <= 8 (decoding) takes a GEMV path that decodes 32 weights into registers (4-bit
  * codes looked up as fp32 byte planes with vpshufb, in a lane-interleaved order that X is permuted
  * to once per call) and scales each block's partial dot product once; backward with T = 1 keeps
- * 64 columns of dX in registers over all rows. Each output element is produced by one task in a
+ * 64 columns of dX in registers over all rows. The GGUF read-only types (Q4_1, Q5_0, Q5_1, the
+ * k-quants, IQ4_XS) share all of it through their own decoders (qk_avx2.h), which deliver 32
+ * scaled values in order (scale 1, no permutation). Each output element is produced by one task in a
  * fixed order, so results are identical for any thread count. Helpers are static: this file is
  * compiled with -mavx2 -mfma -mf16c and must not leak code into generic callers. */
 #include <immintrin.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "q4.h"
+#include "qk_avx2.h"
 #include "core/status.h"
 
 #define NR     16  /* panel width: two ymm of fp32 */
@@ -31,12 +34,17 @@ typedef struct {
     __m256i nf4_plane[4];   /* byte b of each NF4 code's fp32 bits, in both 128-bit lanes */
     __m256i i4_plane[2];    /* bytes 2, 3 of (float)(q-8) or (float)kvalues[q] (bytes 0, 1 are 0) */
     int8_t perm32[32];      /* dec32_gemv's order: position p holds value perm32[p] of the block */
+    int gguf;               /* a GGUF read-only type (qk_avx2.h): decoded scaled, in order */
+    int64_t blen, bbytes;   /* its block length and bytes (for prefetching) */
 } dec_ctx;
 
 static void dec_init(dec_ctx *c, const q4_weight *w)
 {
     static const int8_t q40[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
     c->qtype = w->qtype;
+    c->gguf = w->qtype > LK_QTYPE_NF4;
+    c->blen = q4_block_len(w->qtype, w->block);
+    c->bbytes = (int64_t)q4_block_bytes(w->qtype);
     c->bs = w->block;
     c->bs_log2 = __builtin_ctz((unsigned)w->block);
     c->nb = (w->in + w->block - 1) / w->block;
@@ -69,7 +77,7 @@ static void dec_init(dec_ctx *c, const q4_weight *w)
         const int f = p / 8, j = p % 8;
         if (w->qtype == LK_QTYPE_NF4) /* group f: even values in lane 0, odd in lane 1 */
             c->perm32[p] = (int8_t)(8 * f + (j < 4 ? 2 * j : 2 * (j - 4) + 1));
-        else if (w->qtype == LK_QTYPE_Q8_0)
+        else if (w->qtype == LK_QTYPE_Q8_0 || c->gguf)
             c->perm32[p] = (int8_t)p;
         else /* lane 0: values 4f..4f+3 (low nibbles), lane 1: 16+4f.. (high nibbles) */
             c->perm32[p] = (int8_t)(j < 4 ? 4 * f + j : 16 + 4 * f + j - 4);
@@ -91,10 +99,16 @@ static inline __m256 nf4_lut(const dec_ctx *c, __m128i idx8) /* low 8 byte indic
 
 /* Decode the 32 values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..3], in order, as
  * unscaled grid values (Q4_0: q-8, IQ4_NL: kvalues[q], Q8_0: q, NF4: code[q]); returns the scale
- * they multiply (fp16 d or NF4 absmax). v[i]*scale is exactly q4_decode_ref's value. */
+ * they multiply (fp16 d or NF4 absmax). v[i]*scale is exactly q4_decode_ref's value. The GGUF
+ * read-only types, whose scale changes within 32 values or which add a min, come scaled (qk_dec32)
+ * with a scale of 1. */
 static inline float dec32_raw(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
 {
     const __m128i m4 = _mm_set1_epi8(0x0f);
+    if (c->gguf) {
+        qk_dec32(c->qtype, row, k0, v);
+        return 1.0f;
+    }
     switch (c->qtype) {
     case LK_QTYPE_Q4_0:
     case LK_QTYPE_IQ4_NL: {
@@ -137,7 +151,7 @@ static inline float dec32_raw(const dec_ctx *c, const uint8_t *row, int64_t k0, 
 static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
 {
     const __m256 s = _mm256_set1_ps(dec32_raw(c, row, k0, v));
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; c->gguf == 0 && i < 4; i++)
         v[i] = _mm256_mul_ps(v[i], s);
 }
 
@@ -145,6 +159,13 @@ static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m25
  * which the hardware prefetchers follow poorly). A prefetch never faults, even past the end. */
 static inline void prefetch32(const dec_ctx *c, const uint8_t *row, int64_t k0)
 {
+    if (c->gguf) { /* the block, and the next line of a k-quant super-block */
+        const char *b = (const char *)row + (k0 / c->blen) * c->bbytes;
+        _mm_prefetch(b, _MM_HINT_T0);
+        if (c->bbytes > 64)
+            _mm_prefetch(b + 64, _MM_HINT_T0);
+        return;
+    }
     switch (c->qtype) {
     case LK_QTYPE_Q8_0: _mm_prefetch((const char *)row + (k0 / 32) * 34, _MM_HINT_T0); break;
     case LK_QTYPE_NF4:
@@ -165,7 +186,7 @@ static inline void prefetch32(const dec_ctx *c, const uint8_t *row, int64_t k0)
 static inline float dec32_gemv(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
 {
     const __m128i m4 = _mm_set1_epi8(0x0f);
-    if (c->qtype == LK_QTYPE_Q8_0)
+    if (c->qtype == LK_QTYPE_Q8_0 || c->gguf)
         return dec32_raw(c, row, k0, v);
     if (c->qtype != LK_QTYPE_NF4) {
         const uint8_t *blk = row + (k0 / 32) * 18;
