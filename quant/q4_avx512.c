@@ -4,13 +4,14 @@
  * NF4 codebook lookup is one vpermps over 16 lanes. Forward with T <= 4 decodes 32 weights into
  * two zmm and dots them with each X row. Results do not depend on the thread count. The AMX
  * variant (q4_amx.c) reuses these entry points for small T. Helpers are static (this file is
- * compiled with -mavx512*). Not yet run: the development and CI machines have no AVX-512;
- * tests/test_quant_kernels checks it against the reference wherever the CPU has it. */
+ * compiled with -mavx512*). tests/test_quant_kernels checks it against the reference wherever the
+ * CPU has AVX-512 (the development machine of the GGUF types, an AMD EPYC, has). */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
 
 #include "q4.h"
+#include "qk_avx2.h"
 #include "core/status.h"
 
 #define NR     32  /* panel width: two zmm */
@@ -44,10 +45,18 @@ static inline __m512 i8x16_to_ps(__m128i v)
 }
 
 /* Decode values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..1], in order, with the same
- * fp32 operations as q4_decode_ref. */
+ * fp32 operations as q4_decode_ref. The GGUF read-only types (Q4_1 .. IQ4_XS) go through the
+ * 256-bit decoders of qk_avx2.h, joined into two zmm. */
 static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m512 v[2])
 {
     const __m128i m4 = _mm_set1_epi8(0x0f);
+    if (c->qtype > LK_QTYPE_NF4) {
+        __m256 h[4];
+        qk_dec32(c->qtype, row, k0, h);
+        v[0] = _mm512_insertf32x8(_mm512_castps256_ps512(h[0]), h[1], 1);
+        v[1] = _mm512_insertf32x8(_mm512_castps256_ps512(h[2]), h[3], 1);
+        return;
+    }
     switch (c->qtype) {
     case LK_QTYPE_Q4_0:
     case LK_QTYPE_IQ4_NL: {

@@ -3,7 +3,9 @@
  * a small stack buffer (the exact operations of q4_decode_ref), then NEON FMAs do the work. Forward
  * keeps one decoded block and dots it with up to 4 X rows at a time (every row of W is decoded
  * once per 4 rows of X); backward owns 32 columns per task and accumulates dX[t][32] over all W
- * rows. Results do not depend on the thread count. Compiled only on aarch64. */
+ * rows. Results do not depend on the thread count. Compiled only on aarch64. Formats: Q4_0,
+ * IQ4_NL, Q8_0, NF4; the GGUF read-only types (Q4_1 .. IQ4_XS) are not handled here, and dispatch
+ * runs them on the plain-C reference (q4_kernels_for; no aarch64 machine to test a NEON path). */
 #include <arm_neon.h>
 #include <omp.h>
 #include <string.h>
