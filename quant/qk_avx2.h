@@ -6,8 +6,9 @@
  * natural order, fully scaled: each value is computed with the operations of the reference
  * (qk_ref.c: one fp32 multiply, then one add or subtract), so it equals q4_decode32_gguf bit for
  * bit. (The products are exact anyway: an fp16 scale times a 6-bit sub-scale times a 6-bit code
- * needs at most 23 significant bits, so only the add rounds, and an fma would give the same.) Per-group scales (d·sc, dmin·m) are formed in scalar fp32 as the
- * reference forms them; the codes are unpacked 32 at a time with byte shuffles and shifts. */
+ * needs at most 23 significant bits, so only the add rounds, and an fma would give the same.)
+ * Per-group scales (d·sc, dmin·m) are formed in scalar fp32 as the reference forms them; the codes
+ * are unpacked 32 at a time with byte shuffles and shifts. */
 #ifndef LK_QK_AVX2_H
 #define LK_QK_AVX2_H
 
@@ -23,23 +24,15 @@ static inline float qk_fp16(const uint8_t *p)
     return _cvtsh_ss(h);
 }
 
-/* 32 unsigned (signed: qk_bytes_to_ps_s) bytes -> v[0..3] as fp32, in order. */
-static inline void qk_bytes_to_ps_u(__m256i b, __m256 v[4])
+/* 32 bytes -> v[0..3] as fp32, in order: signed (int8) or unsigned (uint8) as `sign` says (a
+ * literal at every call site). */
+static inline void qk_bytes_to_ps(__m256i b, int sign, __m256 v[4])
 {
-    const __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
-    v[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-    v[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-    v[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-    v[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-}
-
-static inline void qk_bytes_to_ps_s(__m256i b, __m256 v[4])
-{
-    const __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
-    v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
-    v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
-    v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
-    v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+    const __m128i h[4] = {_mm256_castsi256_si128(b), _mm_srli_si128(_mm256_castsi256_si128(b), 8),
+                          _mm256_extracti128_si256(b, 1),
+                          _mm_srli_si128(_mm256_extracti128_si256(b, 1), 8)};
+    for (int i = 0; i < 4; i++)
+        v[i] = _mm256_cvtepi32_ps(sign ? _mm256_cvtepi8_epi32(h[i]) : _mm256_cvtepu8_epi32(h[i]));
 }
 
 /* 16 bytes of nibbles -> 32 bytes: low nibbles (values 0..15) then high nibbles (16..31). */
@@ -125,21 +118,21 @@ static inline void qk_dec32(int qtype, const uint8_t *row, int64_t k0, __m256 v[
     switch (qtype) {
     case LK_QTYPE_Q4_1: {
         const uint8_t *b = row + (k0 / 32) * 20;
-        qk_bytes_to_ps_u(qk_nibbles(b + 4), v);
+        qk_bytes_to_ps(qk_nibbles(b + 4), 0, v);
         qk_mul_add(v, qk_fp16(b), qk_fp16(b + 2));
         return;
     }
     case LK_QTYPE_Q5_0: {
         const uint8_t *b = row + (k0 / 32) * 22;
         __m256i q = _mm256_or_si256(qk_nibbles(b + 6), qk_bits16(b + 2));
-        qk_bytes_to_ps_s(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), v);
+        qk_bytes_to_ps(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), 1, v);
         const float d = qk_fp16(b);
         qk_mul16(v, d, d);
         return;
     }
     case LK_QTYPE_Q5_1: {
         const uint8_t *b = row + (k0 / 32) * 24;
-        qk_bytes_to_ps_u(_mm256_or_si256(qk_nibbles(b + 8), qk_bits16(b + 4)), v);
+        qk_bytes_to_ps(_mm256_or_si256(qk_nibbles(b + 8), qk_bits16(b + 4)), 0, v);
         qk_mul_add(v, qk_fp16(b), qk_fp16(b + 2));
         return;
     }
@@ -147,7 +140,7 @@ static inline void qk_dec32(int qtype, const uint8_t *row, int64_t k0, __m256 v[
         const q4_block_q2_k *b = (const q4_block_q2_k *)(const void *)row + sb;
         const float d = _cvtsh_ss(b->d), dmin = _cvtsh_ss(b->dmin);
         const int g = i0 / 16;
-        qk_bytes_to_ps_u(qk_shift_mask(b->qs + 32 * h, 2 * s, 3), v);
+        qk_bytes_to_ps(qk_shift_mask(b->qs + 32 * h, 2 * s, 3), 0, v);
         qk_mul_sub16(v, d * (float)(b->scales[g] & 15), dmin * (float)(b->scales[g] >> 4),
                      d * (float)(b->scales[g + 1] & 15), dmin * (float)(b->scales[g + 1] >> 4));
         return;
@@ -160,7 +153,7 @@ static inline void qk_dec32(int qtype, const uint8_t *row, int64_t k0, __m256 v[
         const __m256i hb = qk_shift_mask(b->hmask, j, 1); /* 1: no offset, 0: minus 4 */
         const __m256i q = _mm256_sub_epi8(_mm256_add_epi8(ql, _mm256_slli_epi16(hb, 2)),
                                           _mm256_set1_epi8(4)); /* hb<<2 stays in its byte */
-        qk_bytes_to_ps_s(q, v);
+        qk_bytes_to_ps(q, 1, v);
         qk_mul16(v, d * (float)qk_q3_scale(b->scales, g), d * (float)qk_q3_scale(b->scales, g + 1));
         return;
     }
@@ -174,7 +167,7 @@ static inline void qk_dec32(int qtype, const uint8_t *row, int64_t k0, __m256 v[
         __m256i q = qk_shift_mask(qs, 4 * (j % 2), 15);
         if (five)
             q = _mm256_or_si256(q, _mm256_slli_epi16(qk_shift_mask(b + 16, j, 1), 4));
-        qk_bytes_to_ps_u(q, v);
+        qk_bytes_to_ps(q, 0, v);
         const float dl = qk_fp16(b) * (float)sc, ml = qk_fp16(b + 2) * (float)m;
         qk_mul_sub16(v, dl, ml, dl, ml);
         return;
@@ -187,7 +180,7 @@ static inline void qk_dec32(int qtype, const uint8_t *row, int64_t k0, __m256 v[
         const __m256i hi = qk_shift_mask(b->qh + 32 * h, 2 * s, 3);
         const __m256i q =
             _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
-        qk_bytes_to_ps_s(q, v);
+        qk_bytes_to_ps(q, 1, v);
         qk_mul16(v, d * (float)b->scales[g], d * (float)b->scales[g + 1]);
         return;
     }
@@ -198,7 +191,7 @@ static inline void qk_dec32(int qtype, const uint8_t *row, int64_t k0, __m256 v[
         const float dl = _cvtsh_ss(b->d) * (float)(ls - 32);
         const __m256i tab = _mm256_broadcastsi128_si256(
             _mm_loadu_si128((const __m128i *)(const void *)q4_iq4nl_values));
-        qk_bytes_to_ps_s(_mm256_shuffle_epi8(tab, qk_nibbles(b->qs + 16 * j)), v);
+        qk_bytes_to_ps(_mm256_shuffle_epi8(tab, qk_nibbles(b->qs + 16 * j)), 1, v);
         qk_mul16(v, dl, dl);
         return;
     }
