@@ -394,6 +394,7 @@ static void test_sft_checkpointing(void **state)
     struct lk_train_params p = lk_train_params_default();
     p.grad_accum = 2;
     p.dropout = 0.1f;
+    p.checkpointing = LK_CKPT_ON; /* every layer but the last recomputed */
     check_steps("sft", &p);
 }
 
@@ -403,7 +404,7 @@ static void test_sft_no_checkpointing(void **state)
     struct lk_train_params p = lk_train_params_default();
     p.grad_accum = 2;
     p.dropout = 0.1f;
-    p.checkpointing = 0;
+    p.checkpointing = LK_CKPT_OFF;
     check_steps("sft --no-checkpointing", &p);
 }
 
