@@ -585,25 +585,15 @@ double cli_peak_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-/* Virtual size and resident set of this process in bytes (/proc/self/statm; 0 when unknown). */
-static void statm(double *vsz, double *rss)
-{
-    long long v = 0, r = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%lld %lld", &v, &r) != 2)
-        v = r = 0;
-    if (f)
-        fclose(f);
-    double page = (double)sysconf(_SC_PAGESIZE);
-    *vsz = (double)v * page;
-    *rss = (double)r * page;
-}
-
 double cli_rss_mib(void)
 {
-    double vsz, rss;
-    statm(&vsz, &rss);
-    return rss / 1048576.0;
+    long long size, pages = 0; /* /proc/self/statm: the virtual size, then the resident set */
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lld %lld", &size, &pages) != 2)
+        pages = 0;
+    if (f)
+        fclose(f);
+    return (double)pages * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
 }
 
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
