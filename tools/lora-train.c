@@ -661,6 +661,8 @@ static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act
 {
     int64_t seq = lk_dataset_seq_len(x->data);
     *need = lk_model_weight_bytes(x->m) + lk_trainer_memory_plan(x->m, &x->tp, seq, ad, opt, act);
+    if (x->tp.teacher) /* an online teacher's weights (lk_trainer_kept_layers counts them too) */
+        *need += lk_model_weight_bytes(x->tp.teacher);
     if (x->tp.memory_limit > 0) {
         *what = "--memory-limit";
         return (double)x->tp.memory_limit;

@@ -493,10 +493,12 @@ int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *
         return L;
     if (p->checkpointing != LK_CKPT_AUTO)
         return 1;
-    /* the plan with only the last layer kept, and what each further kept layer adds */
+    /* the plan with only the last layer kept (the weights of the model and of an online teacher
+     * included), and what each further kept layer adds */
     int64_t ad, opt, act;
-    const int64_t least =
-        lk_model_weight_bytes(m) + plan_keeping(m, p, seq_len, 1, &ad, &opt, &act);
+    const int64_t least = lk_model_weight_bytes(m) +
+                          (p->teacher ? lk_model_weight_bytes(p->teacher) : 0) +
+                          plan_keeping(m, p, seq_len, 1, &ad, &opt, &act);
     const int64_t budget = p->memory_limit > 0 ? p->memory_limit : lk_memory_available(NULL);
     const int64_t per_layer = graph_layer_bytes(m, seq_len);
     if (budget <= least || per_layer <= 0)
