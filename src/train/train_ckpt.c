@@ -96,8 +96,8 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
     if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
         return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
     /* counters are whole numbers in [0, 2^53] (exact as doubles) before any conversion */
-    static const char *const counters[] = {"step",          "n_updates", "cursor_next",
-                                           "cursor_epoch",  "skipped_total", "bad_run"};
+    static const char *const counters[] = {"step",         "n_updates",     "cursor_next",
+                                           "cursor_epoch", "skipped_total", "bad_run"};
     for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
         double v = num(j, counters[i]);
         if (isnan(v))
