@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/checkpoint.h"
 #include "lora/adapter.h"
 #include "core/mapfile.h"
 #include "testutil.h"
@@ -189,6 +190,32 @@ static void test_resume_bit_identical(void **state)
     assert_ok(lk_trainer_create(f.m, f.train, &q, &t));
     assert_status(lk_trainer_resume(t, ck), LK_ERR_ARG, "parameters");
     lk_trainer_free(t);
+    /* a well-formed checkpoint whose counters are out of range or fractional is refused before
+     * any conversion (step 1e300 was undefined behaviour) */
+    static const struct {
+        const char *key;
+        double v;
+        const char *msg;
+    } bad[] = {{"step", 1e300, "counter step is 1e+300"},
+               {"cursor_next", -1, "counter cursor_next is -1"},
+               {"bad_run", 0.5, "counter bad_run is 0.5"},
+               {"cursor_epoch", 9007199254740994.0, "expected a whole number in [0, 2^53]"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cJSON *meta;
+        float *blob;
+        int64_t nb;
+        char ck2[4300];
+        snprintf(ck2, sizeof ck2, "%s.bad", ck);
+        assert_ok(ckpt_load(ck, &meta, &blob, &nb));
+        cJSON_ReplaceItemInObjectCaseSensitive(meta, bad[i].key, cJSON_CreateNumber(bad[i].v));
+        assert_ok(ckpt_save(ck2, meta, blob, blob + nb, blob + 2 * nb, nb));
+        cJSON_Delete(meta);
+        free(blob);
+        assert_ok(lk_trainer_create(f.m, f.train, &p, &t));
+        assert_status(lk_trainer_resume(t, ck2), LK_ERR_FORMAT, bad[i].msg);
+        assert_int_equal(lk_trainer_steps_done(t), 0);
+        lk_trainer_free(t);
+    }
     close_fixture(&f);
 
     assert_memory_equal(hist_full, hist_res, sizeof hist_full);
