@@ -258,8 +258,8 @@ lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const ch
 /* How many of m's layers keep their activations for the backward under p's checkpointing with
  * sequences of seq_len tokens (1 .. n_layers; the rest are recomputed): n_layers with
  * LK_CKPT_OFF, 1 with LK_CKPT_ON; with LK_CKPT_AUTO the most whose plan (the weights of m and
- * of an online teacher + lk_trainer_memory_plan) fits p->memory_limit, or lk_memory_available() when that is 0 (at
- * least 1). The trainer lk_trainer_create makes uses this count. */
+ * of an online teacher + lk_trainer_memory_plan) fits p->memory_limit, or lk_memory_available()
+ * when that is 0 (at least 1). The trainer lk_trainer_create makes uses this count. */
 int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 
 /* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations),
