@@ -1,8 +1,9 @@
 /* dispatch.c — CPU feature detection (cpuid + xgetbv + Linux AMX permission) done once, the
  * const kernel tables, LK_KERNELS override, the q4_gemm_* entry points everyone calls and the
  * helpers that carve a caller's work buffer. A variant lists the weight types it has kernels for;
- * for the others the entry points use a stand-in (q4_kernels_for: AVX-512 and AMX fall back to
- * AVX2, then everything to the plain-C reference; NEON has the base types only).
+ * for the others the entry points use a stand-in (q4_kernels_for: AMX falls back to AVX-512, then
+ * AVX2, then everything to the plain-C reference; NEON has the base types only and runs the GGUF
+ * read-only types Q4_1 .. IQ4_XS on the reference).
  * Follows ggml's scheme: a variant is offered only if this build compiled its file (LK_HAVE_*)
  * and this CPU and OS run it. */
 #include <pthread.h>
@@ -30,15 +31,15 @@ enum {
     F_NEON = 64
 };
 
-/* The reference covers every type; AVX2 the base types and the GGUF ones of qk_avx2.c; AVX-512,
- * AMX and NEON the base types only (the others go through q4_kernels_for). */
+/* The reference, AVX2 and AVX-512 cover every type (the GGUF read-only ones through the decoders
+ * of qk_avx2.h); AMX and NEON the base types only (the others go through q4_kernels_for). */
 static const q4_kernels k_ref = {
     "ref", q4_gemm_fwd_ref, q4_gemm_bwd_ref, q4_gemm_fwd_work_ref, q4_gemm_bwd_work_ref,
     0,     Q4_TYPES_ALL};
 #ifdef LK_HAVE_AVX2
 static const q4_kernels k_avx2 = {
     "avx2", q4_gemm_fwd_avx2, q4_gemm_bwd_avx2, q4_gemm_fwd_work_avx2, q4_gemm_bwd_work_avx2,
-    0,      Q4_TYPES_BASE};
+    0,      Q4_TYPES_ALL};
 #endif
 #ifdef LK_HAVE_AVX512
 static const q4_kernels k_avx512 = {"avx512",
@@ -47,7 +48,7 @@ static const q4_kernels k_avx512 = {"avx512",
                                     q4_gemm_fwd_work_avx512,
                                     q4_gemm_bwd_work_avx512,
                                     0,
-                                    Q4_TYPES_BASE};
+                                    Q4_TYPES_ALL};
 #endif
 #ifdef LK_HAVE_AMX
 static const q4_kernels k_amx = {
@@ -195,10 +196,11 @@ const q4_kernels *q4_kernels_named(const char *name)
 
 const q4_kernels *q4_kernels_for(const q4_kernels *k, int qtype)
 {
+    static const char *const standins[] = {"avx512", "avx2"}; /* x86, best first */
     if (q4_kernels_has(k, qtype))
         return k;
-    if (strcmp(k->name, "neon") != 0) { /* x86: the AVX2 kernels, where they have the type */
-        const q4_kernels *a = q4_kernels_named("avx2");
+    for (size_t i = 0; strcmp(k->name, "neon") != 0 && i < 2; i++) {
+        const q4_kernels *a = q4_kernels_named(standins[i]);
         if (a && q4_kernels_has(a, qtype))
             return a;
     }

@@ -406,8 +406,9 @@ size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
  * q4_kernels_for. */
 const q4_kernels *q4_kernels_get(void);
 
-/* k if it has kernels for qtype, else the variant that stands in for it: AVX-512 and AMX fall back
- * to AVX2 where that has the type, then (as NEON does) to the reference. */
+/* k if it has kernels for qtype, else the variant that stands in for it: on x86 AVX-512, then
+ * AVX2 where compiled, runnable and having the type (AMX lacks the GGUF read-only types), else
+ * (NEON for those types) the reference. */
 const q4_kernels *q4_kernels_for(const q4_kernels *k, int qtype);
 
 /* 1 if k's fwd / bwd accept weights of type qtype. */

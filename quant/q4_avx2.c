@@ -6,14 +6,17 @@
  * Forward with T <= 8 (decoding) takes a GEMV path that decodes 32 weights into registers (4-bit
  * codes looked up as fp32 byte planes with vpshufb, in a lane-interleaved order that X is permuted
  * to once per call) and scales each block's partial dot product once; backward with T = 1 keeps
- * 64 columns of dX in registers over all rows. Each output element is produced by one task in a
+ * 64 columns of dX in registers over all rows. The GGUF read-only types (Q4_1, Q5_0, Q5_1, the
+ * k-quants, IQ4_XS) share all of it through their own decoders (qk_avx2.h), which deliver 32
+ * scaled values in order (scale 1, no permutation). Each output element is produced by one task in a
  * fixed order, so results are identical for any thread count. Helpers are static: this file is
  * compiled with -mavx2 -mfma -mf16c and must not leak code into generic callers. */
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
+#include "qk_avx2.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 #define NR     16  /* panel width: two ymm of fp32 */
@@ -31,12 +34,17 @@ typedef struct {
     __m256i nf4_plane[4];   /* byte b of each NF4 code's fp32 bits, in both 128-bit lanes */
     __m256i i4_plane[2];    /* bytes 2, 3 of (float)(q-8) or (float)kvalues[q] (bytes 0, 1 are 0) */
     int8_t perm32[32];      /* dec32_gemv's order: position p holds value perm32[p] of the block */
+    int gguf;               /* a GGUF read-only type (qk_avx2.h): decoded scaled, in order */
+    int64_t blen, bbytes;   /* its block length and bytes (for prefetching) */
 } dec_ctx;
 
 static void dec_init(dec_ctx *c, const q4_weight *w)
 {
     static const int8_t q40[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
     c->qtype = w->qtype;
+    c->gguf = w->qtype > LK_QTYPE_NF4;
+    c->blen = q4_block_len(w->qtype, w->block);
+    c->bbytes = (int64_t)q4_block_bytes(w->qtype);
     c->bs = w->block;
     c->bs_log2 = __builtin_ctz((unsigned)w->block);
     c->nb = (w->in + w->block - 1) / w->block;
@@ -69,7 +77,7 @@ static void dec_init(dec_ctx *c, const q4_weight *w)
         const int f = p / 8, j = p % 8;
         if (w->qtype == LK_QTYPE_NF4) /* group f: even values in lane 0, odd in lane 1 */
             c->perm32[p] = (int8_t)(8 * f + (j < 4 ? 2 * j : 2 * (j - 4) + 1));
-        else if (w->qtype == LK_QTYPE_Q8_0)
+        else if (w->qtype == LK_QTYPE_Q8_0 || c->gguf)
             c->perm32[p] = (int8_t)p;
         else /* lane 0: values 4f..4f+3 (low nibbles), lane 1: 16+4f.. (high nibbles) */
             c->perm32[p] = (int8_t)(j < 4 ? 4 * f + j : 16 + 4 * f + j - 4);
@@ -91,10 +99,16 @@ static inline __m256 nf4_lut(const dec_ctx *c, __m128i idx8) /* low 8 byte indic
 
 /* Decode the 32 values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..3], in order, as
  * unscaled grid values (Q4_0: q-8, IQ4_NL: kvalues[q], Q8_0: q, NF4: code[q]); returns the scale
- * they multiply (fp16 d or NF4 absmax). v[i]*scale is exactly q4_decode_ref's value. */
+ * they multiply (fp16 d or NF4 absmax). v[i]*scale is exactly q4_decode_ref's value. The GGUF
+ * read-only types, whose scale changes within 32 values or which add a min, come scaled (qk_dec32)
+ * with a scale of 1. */
 static inline float dec32_raw(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
 {
     const __m128i m4 = _mm_set1_epi8(0x0f);
+    if (c->gguf) {
+        qk_dec32(c->qtype, row, k0, v);
+        return 1.0f;
+    }
     switch (c->qtype) {
     case LK_QTYPE_Q4_0:
     case LK_QTYPE_IQ4_NL: {
@@ -137,7 +151,7 @@ static inline float dec32_raw(const dec_ctx *c, const uint8_t *row, int64_t k0, 
 static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
 {
     const __m256 s = _mm256_set1_ps(dec32_raw(c, row, k0, v));
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; c->gguf == 0 && i < 4; i++)
         v[i] = _mm256_mul_ps(v[i], s);
 }
 
@@ -145,6 +159,13 @@ static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m25
  * which the hardware prefetchers follow poorly). A prefetch never faults, even past the end. */
 static inline void prefetch32(const dec_ctx *c, const uint8_t *row, int64_t k0)
 {
+    if (c->gguf) { /* the block, and the next line of a k-quant super-block */
+        const char *b = (const char *)row + (k0 / c->blen) * c->bbytes;
+        _mm_prefetch(b, _MM_HINT_T0);
+        if (c->bbytes > 64)
+            _mm_prefetch(b + 64, _MM_HINT_T0);
+        return;
+    }
     switch (c->qtype) {
     case LK_QTYPE_Q8_0: _mm_prefetch((const char *)row + (k0 / 32) * 34, _MM_HINT_T0); break;
     case LK_QTYPE_NF4:
@@ -165,7 +186,7 @@ static inline void prefetch32(const dec_ctx *c, const uint8_t *row, int64_t k0)
 static inline float dec32_gemv(const dec_ctx *c, const uint8_t *row, int64_t k0, __m256 v[4])
 {
     const __m128i m4 = _mm_set1_epi8(0x0f);
-    if (c->qtype == LK_QTYPE_Q8_0)
+    if (c->qtype == LK_QTYPE_Q8_0 || c->gguf)
         return dec32_raw(c, row, k0, v);
     if (c->qtype != LK_QTYPE_NF4) {
         const uint8_t *blk = row + (k0 / 32) * 18;
@@ -252,6 +273,39 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
     }
 }
 
+typedef struct {
+    const dec_ctx *c;
+    const q4_weight *w;
+    const float *bias, *X, *dY;
+    float *Y, *dX;
+    int64_t T, in_pad;
+    uint8_t *slots; /* the panel GEMMs: one SLOT_BYTES slot per thread */
+} avx2_job;
+
+static void gemv_rows(void *ctx, int64_t o0, int64_t o1, int thread)
+{
+    const avx2_job *j = ctx;
+    const q4_weight *w = j->w;
+    const dec_ctx *c = j->c;
+    const float *Xp = j->X, *bias = j->bias;
+    const int64_t T = j->T, in_pad = j->in_pad, out = w->out;
+    float *Y = j->Y;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+        const float b = bias ? bias[o] : 0.0f;
+        switch (T) {
+        case 1: gemv_row(1, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 2: gemv_row(2, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 3: gemv_row(3, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 4: gemv_row(4, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 5: gemv_row(5, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 6: gemv_row(6, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 7: gemv_row(7, c, row, Xp, in_pad, Y + o, out, b); break;
+        default: gemv_row(8, c, row, Xp, in_pad, Y + o, out, b); break;
+        }
+    }
+}
+
 /* Xp [T][in_pad]: X zero-padded to whole blocks, in the decoder's value order (work memory). */
 static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int nt, float *Xp)
@@ -265,32 +319,22 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
             Xp[t * in_pad + k] = src < in ? X[t * in + src] : 0.0f;
         }
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t o = 0; o < out; o++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
-        const float b = bias ? bias[o] : 0.0f;
-        switch (T) {
-        case 1: gemv_row(1, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 2: gemv_row(2, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 3: gemv_row(3, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 4: gemv_row(4, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 5: gemv_row(5, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 6: gemv_row(6, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 7: gemv_row(7, &c, row, Xp, in_pad, Y + o, out, b); break;
-        default: gemv_row(8, &c, row, Xp, in_pad, Y + o, out, b); break;
-        }
-    }
+    avx2_job j = {.c = &c, .w = w, .bias = bias, .X = Xp, .Y = Y, .T = T, .in_pad = in_pad};
+    par_for(nt, out, gemv_rows, &j);
 }
 
 /* ---- backward for T = 1: dX[64 columns] accumulated in registers over all rows ----------- */
 
-static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
+/* tasks [i0, i1) of bwd_t1: 64 columns of dX each */
+static void bwd_t1_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
 {
-    const int64_t in = w->in, out = w->out, ntask = (in + 63) / 64;
-    dec_ctx c;
-    dec_init(&c, w);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < ntask; i++) {
+    const avx2_job *job = ctx;
+    const q4_weight *w = job->w;
+    const dec_ctx c = *job->c;
+    const float *dY = job->dY;
+    float *dX = job->dX;
+    const int64_t in = w->in, out = w->out;
+    for (int64_t i = i0; i < i1; i++) {
         const int64_t k0 = i * 64, nblk = in - k0 > 32 ? 2 : 1;
         __m256 acc[8], v[4];
         for (int j = 0; j < 8; j++)
@@ -312,6 +356,14 @@ static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
             col[j / 32 * 32 + c.perm32[j % 32]] = tmp[j];
         memcpy(dX + k0, col, (size_t)(in - k0 < 64 ? in - k0 : 64) * sizeof(float));
     }
+}
+
+static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
+{
+    dec_ctx c;
+    dec_init(&c, w);
+    avx2_job j = {.c = &c, .w = w, .dY = dY, .dX = dX, .T = 1};
+    par_for(nt, (w->in + 63) / 64, bwd_t1_tasks, &j);
 }
 
 /* ---- packed-panel GEMM ----------------------------------------------------------------------- */
@@ -490,6 +542,25 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
 #define PANEL_BYTES ((size_t)NP * KC * NR * sizeof(float)) /* one thread's P [NP][KC][NR] */
 #define SLOT_BYTES  q4_slot(PANEL_BYTES)
 
+/* tasks [i0, i1) of the panel GEMMs, with this thread's panel */
+static void fwd_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const avx2_job *j = ctx;
+    float *P = (float *)(void *)(j->slots + (size_t)thread * SLOT_BYTES);
+    memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
+    for (int64_t i = i0; i < i1; i++)
+        fwd_task(j->c, j->w, j->bias, j->X, j->T, j->Y, i * NP * NR, P);
+}
+
+static void bwd_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const avx2_job *j = ctx;
+    float *P = (float *)(void *)(j->slots + (size_t)thread * SLOT_BYTES);
+    memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
+    for (int64_t i = i0; i < i1; i++)
+        bwd_task(j->c, j->w, j->dY, j->T, j->dX, i * NP * NR, P);
+}
+
 /* Work of the forward: Xp [T][in_pad] for the GEMV (T <= GEMV_T), one panel per thread for the
  * GEMM (T > GEMV_T); the larger of the two for the T' <= T a call may have. */
 size_t q4_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
@@ -521,14 +592,8 @@ void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
-#pragma omp parallel num_threads(nt)
-    {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
-        memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
-    }
+    avx2_job j = {.c = &dc, .w = w, .bias = bias, .X = X, .Y = Y, .T = T, .slots = base};
+    par_for(nt, ntask, fwd_tasks, &j);
 }
 
 void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
@@ -545,12 +610,6 @@ void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX,
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
-#pragma omp parallel num_threads(nt)
-    {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
-        memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
-    }
+    avx2_job j = {.c = &dc, .w = w, .dY = dY, .dX = dX, .T = T, .slots = base};
+    par_for(nt, ntask, bwd_tasks, &j);
 }

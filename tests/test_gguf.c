@@ -503,6 +503,79 @@ static void test_lora_file_errors(void **state)
     }
 }
 
+/* The GGUF read-only types: their layout in the type table (ggml's block sizes), NaN / Inf scales
+ * and mins of k-quant super-blocks found by gguf_check_scales with file, tensor, row and block,
+ * and the real SmolLM2 Q4_1 file: every scale finite, a row dequantised. */
+static void test_gguf_read_only_types(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t t;
+        int64_t blck, size;
+        int qtype;
+    } want[] = {{GGML_Q4_1, 32, 20, LK_QTYPE_Q4_1},      {GGML_Q5_0, 32, 22, LK_QTYPE_Q5_0},
+                {GGML_Q5_1, 32, 24, LK_QTYPE_Q5_1},      {GGML_Q2_K, 256, 84, LK_QTYPE_Q2_K},
+                {GGML_Q3_K, 256, 110, LK_QTYPE_Q3_K},    {GGML_Q4_K, 256, 144, LK_QTYPE_Q4_K},
+                {GGML_Q5_K, 256, 176, LK_QTYPE_Q5_K},    {GGML_Q6_K, 256, 210, LK_QTYPE_Q6_K},
+                {GGML_IQ4_XS, 256, 136, LK_QTYPE_IQ4_XS}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const gguf_type_traits *tt = gguf_type_info(want[i].t);
+        assert_non_null(tt);
+        assert_int_equal(tt->blck, want[i].blck);
+        assert_int_equal(tt->size, want[i].size);
+        assert_int_equal(tt->qtype, want[i].qtype);
+        assert_int_equal(q4_block_bytes(tt->qtype), (size_t)tt->size);
+        assert_non_null(tt->to_f32);
+        assert_null(tt->from_f32); /* lorakit does not write them */
+    }
+    assert_null(gguf_type_info(16)); /* IQ2_XXS: not a type lorakit knows */
+    /* Q4_K [3 rows of 512]: dmin NaN in row 2, block 1; Q6_K [2 rows of 256]: d +Inf in row 1 */
+    static uint8_t k4[3 * 2 * 144], k6[2 * 210];
+    memset(k4, 0x11, sizeof k4);
+    memset(k6, 0x11, sizeof k6);
+    const uint16_t nan = 0x7e00, inf = 0x7c00;
+    memcpy(k4 + (2 * 2 + 1) * 144 + 2, &nan, 2);
+    memcpy(k6 + 210 + 208, &inf, 2);
+    gguf_writer *w;
+    assert_ok(gguf_writer_new(&w));
+    assert_ok(gguf_set_str(w, "general.architecture", "llama"));
+    assert_ok(gguf_add_tensor(w, "blk.0.ffn_down.weight", GGML_Q4_K, 2, (int64_t[]){512, 3}, k4));
+    assert_ok(gguf_add_tensor(w, "blk.1.ffn_down.weight", GGML_Q6_K, 2, (int64_t[]){256, 2}, k6));
+    assert_ok(gguf_writer_write(w, tmp_path("k.gguf"), 1, NULL, NULL));
+    gguf_writer_free(w);
+    gguf_file f;
+    assert_ok(gguf_open(&f, tmp_path("k.gguf")));
+    assert_status(gguf_check_scales(&f, gguf_find_tensor(&f, "blk.0.ffn_down.weight")),
+                  LK_ERR_FORMAT,
+                  "tensor 'blk.0.ffn_down.weight': Q4_K block 5 has scale nan (row 2, block 1 of "
+                  "the row");
+    assert_status(gguf_check_scales(&f, gguf_find_tensor(&f, "blk.1.ffn_down.weight")),
+                  LK_ERR_FORMAT,
+                  "tensor 'blk.1.ffn_down.weight': Q6_K block 1 has scale inf (row 1, block 0");
+    gguf_close(&f);
+    const char *path = shared_path("models/smollm2-135m-instruct-gguf/"
+                                   "SmolLM2-135M-Instruct.Q4_1.gguf");
+    require_file(path);
+    assert_ok(gguf_open(&f, path));
+    int n41 = 0;
+    for (int64_t i = 0; i < f.n_tensors; i++) {
+        assert_ok(gguf_check_scales(&f, &f.tensors[i]));
+        n41 += f.tensors[i].type == GGML_Q4_1;
+    }
+    assert_int_equal(n41, 210); /* 30 layers x 7 projections */
+    const gguf_tensor *t = gguf_find_tensor(&f, "blk.0.ffn_down.weight");
+    assert_non_null(t);
+    assert_int_equal(t->type, GGML_Q4_1);
+    float row[1536];
+    assert_int_equal(t->ne[0], 1536);
+    gguf_type_info(t->type)->to_f32(t->data, row, 1536);
+    double ss = 0;
+    for (int i = 0; i < 1536; i++)
+        ss += (double)row[i] * row[i];
+    assert_true(ss > 0 && isfinite(ss));
+    gguf_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -510,7 +583,7 @@ int main(void)
         cmocka_unit_test(test_truncation),       cmocka_unit_test(test_writer_round_trip),
         cmocka_unit_test(test_real_file),        cmocka_unit_test(test_export_matches_reference),
         cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_export_types_and_refusals),
-        cmocka_unit_test(test_lora_file_errors),
+        cmocka_unit_test(test_lora_file_errors), cmocka_unit_test(test_gguf_read_only_types),
     };
     return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

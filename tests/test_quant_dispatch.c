@@ -2,6 +2,7 @@
  * process: detection runs once), an unknown value keeps the automatic choice with a warning, and
  * the public experimental entry points reject what they cannot run. */
 #define LK_EXPERIMENTAL 1
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,11 +65,50 @@ static void test_public_qgemm(void **state)
     assert_status(lk_quantize_matrix(&qw, w, q, 1, NULL, NULL), LK_ERR_ARG, "blocksize");
 }
 
+/* A GGUF read-only type through the public API: no quantiser, kernels through dispatch (here the
+ * forced reference) equal to f32 dequantisation, k-quant rows of whole super-blocks only. */
+static void test_public_gguf_type(void **state)
+{
+    (void)state;
+    enum { OUT = 2, IN = 256 };
+    uint8_t q[OUT * 144]; /* Q4_K: one super-block of 144 bytes per row */
+    for (size_t i = 0; i < sizeof q; i++)
+        q[i] = (uint8_t)(i * 131 + 7);
+    for (int r = 0; r < OUT; r++) { /* d = 1/1024, dmin = 1/2048 (fp16) */
+        q[r * 144 + 0] = 0x00, q[r * 144 + 1] = 0x14;
+        q[r * 144 + 2] = 0x00, q[r * 144 + 3] = 0x10;
+    }
+    struct lk_qweight qw = {LK_QTYPE_Q4_K, 32, OUT, IN, q};
+    assert_int_equal(lk_qweight_row_bytes(&qw), 144);
+    float wf[OUT * IN], x[IN], y[OUT];
+    for (int r = 0; r < OUT; r++)
+        assert_ok(lk_dequantize_row(LK_QTYPE_Q4_K, q + r * 144, IN, wf + r * IN));
+    for (int i = 0; i < IN; i++)
+        x[i] = (float)(i % 9) - 4.0f;
+    size_t fw;
+    assert_ok(lk_qgemm_forward_work(&qw, 1, 1, NULL, &fw));
+    void *work = malloc(fw ? fw : 1);
+    assert_ok(lk_qgemm_forward(&qw, NULL, x, 1, y, 1, NULL, work, fw));
+    for (int r = 0; r < OUT; r++) {
+        double s = 0, sa = 0;
+        for (int i = 0; i < IN; i++)
+            s += (double)x[i] * wf[r * IN + i], sa += fabs((double)x[i] * wf[r * IN + i]);
+        assert_true(fabs(y[r] - s) <= 1e-6 * sa);
+    }
+    free(work);
+    assert_status(lk_quantize_matrix(&qw, wf, q, 1, NULL, NULL), LK_ERR_UNSUPPORTED,
+                  "cannot quantise to it");
+    qw.in = 300;
+    assert_status(lk_qgemm_forward_work(&qw, 1, 1, NULL, &fw), LK_ERR_SHAPE,
+                  "q4_k rows of 300 values, expected a multiple of 256");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_forces_ref),
         cmocka_unit_test(test_public_qgemm),
+        cmocka_unit_test(test_public_gguf_type),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

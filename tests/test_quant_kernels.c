@@ -377,6 +377,21 @@ static void test_gguf_types_of(const char *name)
         wcase c;
         wcase_make_blocks(&c, qt, 72, kq ? 1024 : 520);
         run_case(k, &c, Tl, 2);
+        /* the variant's decoder is exact: a one-hot dY (T = 1) gives back row o of W as
+         * q4_dequantize_row computes it (fp32 products by 1 and 0, sums with 0) */
+        float *dY = calloc(72, sizeof(float)), *dX = malloc((size_t)c.in * sizeof(float));
+        for (int64_t o = 0; o < 72; o += 7) {
+            dY[o] = 1.0f;
+            bwd_fenced(k, &c.w, dY, 1, dX, 2);
+            dY[o] = 0.0f;
+            for (int64_t i = 0; i < c.in; i++)
+                if (dX[i] != c.deq[o * c.in + i])
+                    fail_msg("%s %s: row %lld value %lld decodes to %.9g, expected %.9g", name,
+                             lk_qtype_name((lk_qtype)qt), (long long)o, (long long)i, dX[i],
+                             c.deq[o * c.in + i]);
+        }
+        free(dY);
+        free(dX);
         wcase_free(&c);
     }
     printf("%s: %d of %zu GGUF read-only types checked against the reference\n", name, tested,
@@ -680,7 +695,7 @@ static void test_quantisers_allocate_nothing(void **state)
     double rmse[2], mx[2];
     q4_nf4_dq dq[2];
     struct rlimit old;
-    for (int v = 0; v < 2; v++) { /* v = 0 starts OpenMP's threads before the limit */
+    for (int v = 0; v < 2; v++) { /* v = 0 starts the pool's threads before the limit */
         if (v == 1)
             limit_as(&old);
         q4_quantize_matrix(LK_QTYPE_Q8_0, Q4_QK, X, 2, in, q[v], 2, &rmse[v], &mx[v]);

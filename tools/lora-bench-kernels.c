@@ -4,8 +4,11 @@
  * per call; each timing is the best of --reps calls after one warm-up call (the kernels' work
  * memory is allocated once per shape, outside the timings). With --cold, every weight is replicated
  * into enough copies (>= 96 MB per format) that successive calls read it from DRAM, as a forward
- * pass over many layers does, instead of from the last-level cache. Output: a Markdown table
- * (BENCHMARKS.md's "Kernels" section) or, with --json, one JSON object. */
+ * pass over many layers does, instead of from the last-level cache. --types picks the weight
+ * formats; those lorakit reads from GGUF files but cannot quantise to (q4_1 .. iq4_xs) are filled
+ * with random bytes in 0x20..0x5f, so that every fp16 scale is finite and normal (the speed does
+ * not depend on the values). Output: a Markdown table (BENCHMARKS.md's "Kernels" section) or,
+ * with --json, one JSON object. */
 #define LK_EXPERIMENTAL 1
 #include <cblas.h>
 #include <math.h>
@@ -80,17 +83,54 @@ static void fill(float *p, int64_t n, float scale, uint64_t *s)
     }
 }
 
-#define NTYPES 4
-static const lk_qtype k_types[NTYPES] = {LK_QTYPE_NF4, LK_QTYPE_Q4_0, LK_QTYPE_IQ4_NL,
-                                         LK_QTYPE_Q8_0};
+#define MAXTYPES LK_QTYPE_COUNT
 
 typedef struct {
+    lk_qtype types[MAXTYPES]; /* the formats measured, in column order */
+    int ntypes;
     int nrep, threads, json, cold, first;
     const char *variant;
     const int32_t *Ts;
     int64_t nT;
     uint64_t seed;
 } opts;
+
+/* 1 if lorakit quantises to t (else the benchmark weights are random blocks). */
+static int quantizable(lk_qtype t)
+{
+    float x[256] = {0};
+    unsigned char q[1024];
+    return lk_quantize_row(t, x, 256, q) == LK_OK; /* LK_ERR_UNSUPPORTED: read-only type */
+}
+
+/* Random bytes in 0x20..0x5f: any block of any type then has finite, normal fp16 scales. */
+static void random_blocks(unsigned char *d, size_t n, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+        d[i] = (unsigned char)(0x20 + (*s >> 58));
+    }
+}
+
+/* --types: a comma-separated list of formats with fused kernels. NULL when valid, else the
+ * first name that is not one (in bad[64]). */
+static const char *parse_types(const char *list, opts *o, char *bad)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    o->ntypes = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        lk_qtype q;
+        if (lk_qtype_from_name(t, &q) != LK_OK || q == LK_QTYPE_F32 || q == LK_QTYPE_F16 ||
+            q == LK_QTYPE_BF16 || o->ntypes == MAXTYPES) {
+            snprintf(bad, 64, "%s", t);
+            return bad;
+        }
+        o->types[o->ntypes++] = q;
+    }
+    snprintf(bad, 64, "(empty)");
+    return o->ntypes > 0 ? NULL : bad;
+}
 
 /* Copies needed so one rotation over them exceeds 96 MB (3x a 32 MB last-level cache). */
 static int copies(const opts *o, size_t bytes)
@@ -103,27 +143,49 @@ static void print_row(opts *o, int64_t out, int64_t in, int T, int bwd, const do
     if (o->json) {
         printf("%s{\"out\":%lld,\"in\":%lld,\"T\":%d,\"dir\":\"%s\",\"blas_gflops\":%.2f",
                o->first ? "" : ",", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd", g[0]);
-        for (int f = 0; f < NTYPES; f++)
-            printf(",\"%s_gflops\":%.2f", lk_qtype_name(k_types[f]), g[f + 1]);
+        for (int f = 0; f < o->ntypes; f++) {
+            if (isnan(g[f + 1])) /* the shape does not fit the format */
+                printf(",\"%s_gflops\":null", lk_qtype_name(o->types[f]));
+            else
+                printf(",\"%s_gflops\":%.2f", lk_qtype_name(o->types[f]), g[f + 1]);
+        }
         printf("}");
         o->first = 0;
         return;
     }
     printf("| %lldx%lld | %d | %s | %.1f |", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd",
            g[0]);
-    for (int f = 0; f < NTYPES; f++)
-        printf(" %.1f (%.2fx) |", g[f + 1], g[f + 1] / g[0]);
+    for (int f = 0; f < o->ntypes; f++) {
+        if (isnan(g[f + 1]))
+            printf(" n/a |");
+        else
+            printf(" %.1f (%.2fx) |", g[f + 1], g[f + 1] / g[0]);
+    }
     printf("\n");
     fflush(stdout);
 }
 
+/* Which formats cannot hold the shape (k-quant rows must be whole super-blocks of 256: the
+ * kernels refuse them with LK_ERR_SHAPE); those are reported as n/a. */
+static void unfit_types(const opts *o, int64_t out, int64_t in, int *unfit)
+{
+    for (int f = 0; f < o->ntypes; f++) {
+        struct lk_qweight proto = {o->types[f], 64, out, in, NULL};
+        size_t b;
+        unfit[f] = lk_qgemm_forward_work(&proto, 1, o->threads, o->variant, &b) == LK_ERR_SHAPE;
+    }
+}
+
 /* Bytes of kernel work for every format's forward and backward on up to Tmax rows of [out, in]
  * (the kernels allocate nothing: this is allocated once per shape). */
-static lk_status plan_work(const opts *o, int64_t out, int64_t in, int64_t Tmax, size_t *bytes)
+static lk_status plan_work(const opts *o, int64_t out, int64_t in, int64_t Tmax, const int *unfit,
+                           size_t *bytes)
 {
     *bytes = 0;
-    for (int f = 0; f < NTYPES; f++) {
-        struct lk_qweight proto = {k_types[f], 64, out, in, NULL};
+    for (int f = 0; f < o->ntypes; f++) {
+        if (unfit[f])
+            continue;
+        struct lk_qweight proto = {o->types[f], 64, out, in, NULL};
         size_t fw, bw;
         CLI_TRY(lk_qgemm_forward_work(&proto, Tmax, o->threads, o->variant, &fw));
         CLI_TRY(lk_qgemm_backward_work(&proto, Tmax, o->threads, o->variant, &bw));
@@ -143,8 +205,9 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     float **Wc = calloc((size_t)nf, sizeof *Wc);
     float *X = malloc((size_t)(Tmax * in) * 4), *dY = malloc((size_t)(Tmax * out) * 4);
     float *Y = malloc((size_t)(Tmax * out) * 4), *dX = malloc((size_t)(Tmax * in) * 4);
-    struct lk_qweight *qwc[NTYPES] = {0};
-    int nq[NTYPES] = {0}, rc = -1, cursor = 0;
+    struct lk_qweight *qwc[MAXTYPES] = {0};
+    int nq[MAXTYPES] = {0}, unfit[MAXTYPES], rc = -1, cursor = 0;
+    unfit_types(o, out, in, unfit);
     int ok = Wc && X && dY && Y && dX;
     for (int i = 0; ok && i < nf; i++) {
         ok = (Wc[i] = malloc((size_t)(out * in) * 4)) != NULL;
@@ -157,8 +220,10 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
         fill(X, Tmax * in, 1.0f, &o->seed);
         fill(dY, Tmax * out, 1.0f, &o->seed);
     }
-    for (int f = 0; f < NTYPES && rc < 0 && ok; f++) {
-        struct lk_qweight proto = {k_types[f], 64, out, in, NULL};
+    for (int f = 0; f < o->ntypes && rc < 0 && ok; f++) {
+        if (unfit[f])
+            continue;
+        struct lk_qweight proto = {o->types[f], 64, out, in, NULL};
         const size_t bytes = lk_qweight_row_bytes(&proto) * (size_t)out;
         nq[f] = copies(o, bytes);
         ok = (qwc[f] = calloc((size_t)nq[f], sizeof *qwc[f])) != NULL;
@@ -168,7 +233,9 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
                 break;
             qwc[f][i] = proto;
             qwc[f][i].data = d;
-            if (i == 0) {
+            if (i == 0 && !quantizable(proto.type)) {
+                random_blocks(d, bytes, &o->seed);
+            } else if (i == 0) {
                 lk_status st = lk_quantize_matrix(&proto, Wc[0], d, o->threads, NULL, NULL);
                 if (st != LK_OK)
                     rc = cli_fail(TOOL, st);
@@ -180,7 +247,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     size_t work_size = 0;
     void *work = NULL;
     if (ok && rc < 0) {
-        lk_status st = plan_work(o, out, in, Tmax, &work_size);
+        lk_status st = plan_work(o, out, in, Tmax, unfit, &work_size);
         if (st != LK_OK)
             rc = cli_fail(TOOL, st);
         else
@@ -194,7 +261,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     /* OpenBLAS's and OpenMP's idle worker threads both spin for a while after a call; on a small
      * machine the spinning pool steals the cores from the other one. So all BLAS timings of the
      * shape come first, then a pause that lets OpenBLAS's threads go to sleep, then ours. */
-    double g[64][NTYPES + 1];
+    double g[64][MAXTYPES + 1];
     const int64_t nrow = o->nT * 2 < 64 ? o->nT * 2 : 64;
     for (int phase = 0; phase < 2 && rc < 0; phase++) {
         for (int64_t r = 0; r < nrow && rc < 0; r++) {
@@ -203,7 +270,11 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
                      o->variant, o->threads, (int)(r % 2), work, work_size};
             if (phase == 0)
                 g[r][0] = bench(&j, o->nrep);
-            for (int f = 0; phase == 1 && f < NTYPES; f++) {
+            for (int f = 0; phase == 1 && f < o->ntypes; f++) {
+                if (unfit[f]) {
+                    g[r][f + 1] = NAN;
+                    continue;
+                }
                 j.qwc = qwc[f];
                 j.ncopy_q = nq[f];
                 g[r][f + 1] = bench(&j, o->nrep);
@@ -216,7 +287,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     }
     for (int64_t r = 0; r < nrow && rc < 0; r++)
         print_row(o, out, in, o->Ts[r / 2], (int)(r % 2), g[r]);
-    for (int f = 0; f < NTYPES; f++) {
+    for (int f = 0; f < o->ntypes; f++) {
         for (int i = 0; qwc[f] && i < nq[f]; i++)
             free((void *)qwc[f][i].data);
         free(qwc[f]);
@@ -241,10 +312,14 @@ int main(int argc, char **argv)
                                        "kernel variant: ref|avx2|avx512|amx|neon (default: "
                                        "the dispatched one)");
     struct arg_str *tlist = arg_str0(NULL, "tokens", "LIST", "T values (default 1,64,512)");
+    struct arg_str *types =
+        arg_str0(NULL, "types", "LIST",
+                 "weight formats (default nf4,q4_0,iq4_nl,q8_0; also q4_1,q5_0,q5_1,q2_k,q3_k,"
+                 "q4_k,q5_k,q6_k,iq4_xs)");
     struct arg_lit *cold =
         arg_lit0(NULL, "cold", "rotate over >= 96 MB of weight copies (weights from DRAM)");
     struct arg_end *end = arg_end(20);
-    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, cold, end};
+    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, types, cold, end};
     int rc = cli_parse(argc, argv, argtable, end, &c, TOOL,
                        "Benchmark the fused dequant-GEMM kernels against OpenBLAS fp32.",
                        "Shapes are Qwen2.5-0.5B's linear layers (out x in): q/o 896x896, "
@@ -254,7 +329,9 @@ int main(int argc, char **argv)
         arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
         return rc;
     }
-    opts o = {reps->count ? reps->ival[0] : 5,
+    opts o = {{LK_QTYPE_F32},
+              0,
+              reps->count ? reps->ival[0] : 5,
               cli_threads(&c),
               c.json->count,
               cold->count,
@@ -269,6 +346,15 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--tokens: expected a list like 1,64,512");
     }
     o.Ts = Ts;
+    char bad[64];
+    if (parse_types(types->count ? types->sval[0] : "nf4,q4_0,iq4_nl,q8_0", &o, bad)) {
+        free(Ts);
+        arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
+        return cli_usage_error(TOOL,
+                               "--types: '%s' is not a quantised format, expected a list like "
+                               "nf4,q4_0,q4_k",
+                               bad);
+    }
     if (o.threads <= 0)
         o.threads = 2;
     openblas_set_num_threads(o.threads);
@@ -279,12 +365,18 @@ int main(int argc, char **argv)
                "\"cpu\":\"%s\",\"cold\":%s,\"results\":[",
                lk_version(), (unsigned long long)o.seed, o.threads, vname, lk_cpu_features(),
                o.cold ? "true" : "false");
-    else
+    else {
         printf("kernel variant: %s; CPU features: %s; threads: %d; best of %d; weights %s\n\n"
-               "| out x in | T | dir | f32 BLAS | nf4 | q4_0 | iq4_nl | q8_0 |\n"
-               "|---|---:|---|---:|---:|---:|---:|---:|\n",
+               "| out x in | T | dir | f32 BLAS |",
                vname, lk_cpu_features(), o.threads, o.nrep,
                o.cold ? "cold (streamed from DRAM)" : "hot (cache-resident after warm-up)");
+        for (int f = 0; f < o.ntypes; f++)
+            printf(" %s |", lk_qtype_name(o.types[f]));
+        printf("\n|---|---:|---|---:|");
+        for (int f = 0; f < o.ntypes; f++)
+            printf("---:|");
+        printf("\n");
+    }
     rc = -1;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && rc < 0; s++)
         rc = bench_shape(&o, shapes[s][0], shapes[s][1]);

@@ -83,7 +83,7 @@ const char *lk_cpu_features(void);
 /* A quantised weight matrix W[out, in]: `out` rows, each as lk_quantize_row stores it but with
  * NF4 blocksize `block` (32..4096, power of two; ignored by the other types). Borrowed view. */
 struct lk_qweight {
-    lk_qtype type; /* LK_QTYPE_Q4_0, Q8_0, IQ4_NL or NF4 */
+    lk_qtype type; /* any quantised type (Q4_0 .. IQ4_XS; k-quants: in % 256 == 0) */
     int block;
     int64_t out, in;
     const void *data; /* [out][lk_qweight_row_bytes(w)] */
@@ -111,11 +111,13 @@ lk_status lk_qgemm_backward_work(const struct lk_qweight *w, int64_t T, int n_th
                                  const char *variant, size_t *bytes);
 
 /* Fused dequant-GEMM forward Y[T,out] = X[T,in]·Wᵀ (+ bias[out] if non-NULL), never
- * dequantising all of W. variant: NULL for the dispatched one, or "ref", "avx2", "avx512",
- * "amx", "neon" (LK_ERR_UNSUPPORTED when not available here). n_threads 0 = all CPUs; the result
- * does not depend on n_threads. work: work_size bytes, at least what lk_qgemm_forward_work gives
- * for these arguments (LK_ERR_ARG otherwise); borrowed for the call. Allocates nothing; calls
- * running at the same time need separate work buffers. */
+ * dequantising all of W. variant: NULL for the dispatched one (for a type it has no kernels for,
+ * the next one down that has: AVX-512, AVX2, the plain-C reference), or "ref", "avx2", "avx512",
+ * "amx", "neon" (LK_ERR_UNSUPPORTED when not available here or without kernels for w's type:
+ * AMX and NEON lack Q4_1 .. IQ4_XS). n_threads 0 = all CPUs; the result does not depend on
+ * n_threads. work: work_size bytes, at least what lk_qgemm_forward_work gives for these arguments
+ * (LK_ERR_ARG otherwise); borrowed for the call. Allocates nothing; calls running at the same
+ * time need separate work buffers. */
 lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const float *X, int64_t T,
                            float *Y, int n_threads, const char *variant, void *work,
                            size_t work_size);

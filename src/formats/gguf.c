@@ -62,12 +62,15 @@ static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
     }
 }
 
-/* Quantised rows through quant/ (bit-exact with llama.cpp's reference quantisers). */
+/* Rows through quant/: dequantisation for every quantised type (bit-exact with ggml's), and
+ * quantisation (bit-exact with llama.cpp's reference quantisers) for those lorakit writes. */
+#define GGUF_DQROWS(name, qt)                                             \
+    static void name##_to_f32_row(const void *src, float *dst, int64_t n) \
+    {                                                                     \
+        q4_dequantize_row(qt, Q4_QK, src, n, dst);                        \
+    }
 #define GGUF_QROWS(name, qt)                                                \
-    static void name##_to_f32_row(const void *src, float *dst, int64_t n)   \
-    {                                                                       \
-        q4_dequantize_row(qt, Q4_QK, src, n, dst);                          \
-    }                                                                       \
+    GGUF_DQROWS(name, qt)                                                   \
     static void name##_from_f32_row(const float *src, void *dst, int64_t n) \
     {                                                                       \
         q4_quantize_row(qt, Q4_QK, src, n, dst);                            \
@@ -75,13 +78,6 @@ static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
 GGUF_QROWS(q4_0, LK_QTYPE_Q4_0)
 GGUF_QROWS(q8_0, LK_QTYPE_Q8_0)
 GGUF_QROWS(iq4_nl, LK_QTYPE_IQ4_NL)
-
-/* Types lorakit reads but does not write: dequantisation only. */
-#define GGUF_DQROWS(name, qt)                                             \
-    static void name##_to_f32_row(const void *src, float *dst, int64_t n) \
-    {                                                                     \
-        q4_dequantize_row(qt, Q4_QK, src, n, dst);                        \
-    }
 GGUF_DQROWS(q4_1, LK_QTYPE_Q4_1)
 GGUF_DQROWS(q5_0, LK_QTYPE_Q5_0)
 GGUF_DQROWS(q5_1, LK_QTYPE_Q5_1)

@@ -1,7 +1,8 @@
 /* fuzz_gguf.c — the GGUF container (gguf_open: metadata, tensor infos, layout checks; then the
- * typed getters and the first row of every tensor converted to fp32) and, on the same input, the
- * llama.cpp LoRA reader lk_adapter_load with what a tool does next: lk_adapter_set_base against
- * two committed Llama configs (undoes the q/k row permutation) and the inspect statistics. */
+ * typed getters, every tensor's block scales and its first row converted to fp32) and, on the same
+ * input, the llama.cpp LoRA reader lk_adapter_load with what a tool does next: lk_adapter_set_base
+ * against two committed Llama configs (undoes the q/k row permutation) and the inspect statistics.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,8 @@ static void container(const char *path)
         const gguf_type_traits *tt = gguf_type_info(t->type);
         if (!tt || t->data + t->nbytes > f.map.data + f.map.size)
             abort();
+        g_sink += gguf_check_scales(&f, t) == LK_OK; /* every block's scales, every type */
+        fz_clear_error();
         if (!tt->to_f32 || t->ne[0] > (1 << 20))
             continue;
         float *row = malloc((size_t)t->ne[0] * sizeof *row);

@@ -78,6 +78,22 @@ for blk, qt in ((1, gguf.GGMLQuantizationType.Q8_0), (2, gguf.GGMLQuantizationTy
                  rng.standard_normal((32, 2)).astype(np.float32))
 w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 EOF
+# one tensor of two rows of each type lorakit reads but does not write, the blocks taken from
+# tests/data/quant's dequantisation fixtures (gguf-py 0.19.0 of the peers' venv; PY_GGUF overrides)
+"${PY_GGUF:-/root/peers/venv/bin/python}" - "$C/gguf/read-only-types.gguf" "$D/quant" <<'EOF'
+import struct
+import sys
+import numpy as np
+import gguf
+w = gguf.GGUFWriter(sys.argv[1], "llama")
+for name in ("q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"):
+    d = open(f"{sys.argv[2]}/gguf_dq_{name}.bin", "rb").read()
+    bl, bb, nb = struct.unpack("<3I", d[:12])
+    per_row = 2 if bl == 32 else 1
+    rows = np.frombuffer(d[12:12 + 2 * per_row * bb], dtype=np.uint8).reshape(2, per_row * bb)
+    w.add_tensor(f"t.{name}", rows, raw_dtype=gguf.GGMLQuantizationType[name.upper()])
+w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+EOF
 
 # ---- checkpoint: two real checkpoints of a 2-step run on stories260K (rank 1, q only) ----
 "$B/lora-train" -m "$S/models/stories260K-hf" --data "$D/tok/ds/text.jsonl" -o "$T/run" \
