@@ -12,17 +12,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-build-arm}
 case "$dir" in /*) ;; *) dir="$here/$dir" ;; esac
 cc=aarch64-linux-gnu-gcc
-pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash "$here/.ci/deps.sh" gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 for tool in "$cc" qemu-aarch64; do
     command -v "$tool" >/dev/null || { echo "arm.sh: $tool not found after installing" >&2; exit 1; }
 done

@@ -279,6 +279,28 @@ static void check_scaled(const char *what, const char *variant, const wcase *c, 
           bad ? got[bt * nout + bj] : 0.0, bad ? want[bt * nout + bj] : 0.0);
 }
 
+/* Inputs and two outputs of T rows through a weight [out, in]: X[T][in] and dY[T][out] random
+ * (dY scaled by dy_scale), Y[2][T][out] and dX[2][T][in] for two runs to compare. */
+typedef struct {
+    float *X, *dY, *Y[2], *dX[2];
+} io;
+
+static io io_make(int64_t T, int64_t out, int64_t in, float dy_scale)
+{
+    const size_t ni = (size_t)(T * in) * sizeof(float), no = (size_t)(T * out) * sizeof(float);
+    io b = {xmalloc(ni), xmalloc(no), {xmalloc(no), xmalloc(no)}, {xmalloc(ni), xmalloc(ni)}};
+    for (int64_t i = 0; i < T * in; i++)
+        b.X[i] = frand();
+    for (int64_t i = 0; i < T * out; i++)
+        b.dY[i] = frand() * dy_scale;
+    return b;
+}
+
+static void io_free(io *b)
+{
+    free(b->X), free(b->dY), free(b->Y[0]), free(b->Y[1]), free(b->dX[0]), free(b->dX[1]);
+}
+
 /* One weight against the reference for every T in Ts (2 threads); forward with and without
  * bias, backward. */
 static void run_case(const q4_kernels *k, wcase *c, const int64_t *Ts, int nT)
@@ -291,24 +313,19 @@ static void run_case(const q4_kernels *k, wcase *c, const int64_t *Ts, int nT)
         bias[o] = frand();
     for (int ti = 0; ti < nT; ti++) {
         const int64_t T = Ts[ti];
-        float *X = xmalloc((size_t)(T * in) * 4), *Y = xmalloc((size_t)(T * out) * 4);
-        float *Yr = xmalloc((size_t)(T * out) * 4), *dY = xmalloc((size_t)(T * out) * 4);
-        float *dX = xmalloc((size_t)(T * in) * 4), *dXr = xmalloc((size_t)(T * in) * 4);
-        for (int64_t i = 0; i < T * in; i++)
-            X[i] = frand();
-        for (int64_t i = 0; i < T * out; i++)
-            dY[i] = frand() * 0.1f;
-        for (int b = 0; b < 2; b++) {
-            fwd_fenced(ref, &c->w, b ? bias : NULL, X, T, Yr, 2);
-            fwd_fenced(k, &c->w, b ? bias : NULL, X, T, Y, 2);
-            check_scaled(b ? "fwd+bias" : "fwd", k->name, c, 0, X, T, b ? bias : NULL, Y, Yr, tol);
+        io b = io_make(T, out, in, 0.1f); /* [0]: the reference, [1]: k */
+        for (int wb = 0; wb < 2; wb++) {
+            fwd_fenced(ref, &c->w, wb ? bias : NULL, b.X, T, b.Y[0], 2);
+            fwd_fenced(k, &c->w, wb ? bias : NULL, b.X, T, b.Y[1], 2);
+            check_scaled(wb ? "fwd+bias" : "fwd", k->name, c, 0, b.X, T, wb ? bias : NULL, b.Y[1],
+                         b.Y[0], tol);
         }
-        bwd_fenced(ref, &c->w, dY, T, dXr, 2);
+        bwd_fenced(ref, &c->w, b.dY, T, b.dX[0], 2);
         for (int64_t i = 0; i < T * in; i++)
-            dX[i] = NAN; /* bwd overwrites */
-        bwd_fenced(k, &c->w, dY, T, dX, 2);
-        check_scaled("bwd", k->name, c, 1, dY, T, NULL, dX, dXr, tol);
-        free(X), free(Y), free(Yr), free(dY), free(dX), free(dXr);
+            b.dX[1][i] = NAN; /* bwd overwrites */
+        bwd_fenced(k, &c->w, b.dY, T, b.dX[1], 2);
+        check_scaled("bwd", k->name, c, 1, b.dY, T, NULL, b.dX[1], b.dX[0], tol);
+        io_free(&b);
     }
     free(bias);
 }
@@ -319,29 +336,23 @@ static void check_threads(const q4_kernels *k, int t)
     wcase c;
     if (!wcase_make(&c, t, 64, 200, 333))
         return;
-    const int64_t T = 37, out = c.w.out, in = c.w.in;
-    float *X = xmalloc((size_t)(T * in) * 4), *dY = xmalloc((size_t)(T * out) * 4);
-    float *Y[2] = {xmalloc((size_t)(T * out) * 4), xmalloc((size_t)(T * out) * 4)};
-    float *dX[2] = {xmalloc((size_t)(T * in) * 4), xmalloc((size_t)(T * in) * 4)};
-    for (int64_t i = 0; i < T * in; i++)
-        X[i] = frand();
-    for (int64_t i = 0; i < T * out; i++)
-        dY[i] = frand();
+    const int64_t out = c.w.out, in = c.w.in;
+    io b = io_make(37, out, in, 1.0f);
     static const int64_t Tsub[] = {1, 3, 37};
     for (int ti = 0; ti < 3; ti++) {
         const int64_t Tt = Tsub[ti];
-        fwd_fenced(k, &c.w, NULL, X, Tt, Y[0], 1);
-        bwd_fenced(k, &c.w, dY, Tt, dX[0], 1);
+        fwd_fenced(k, &c.w, NULL, b.X, Tt, b.Y[0], 1);
+        bwd_fenced(k, &c.w, b.dY, Tt, b.dX[0], 1);
         for (int nt = 2; nt <= 4; nt++) {
-            fwd_fenced(k, &c.w, NULL, X, Tt, Y[1], nt);
-            bwd_fenced(k, &c.w, dY, Tt, dX[1], nt);
-            CHECK(!memcmp(Y[0], Y[1], (size_t)(Tt * out) * 4) &&
-                      !memcmp(dX[0], dX[1], (size_t)(Tt * in) * 4),
+            fwd_fenced(k, &c.w, NULL, b.X, Tt, b.Y[1], nt);
+            bwd_fenced(k, &c.w, b.dY, Tt, b.dX[1], nt);
+            CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(Tt * out) * 4) &&
+                      !memcmp(b.dX[0], b.dX[1], (size_t)(Tt * in) * 4),
                   "%s %s T=%lld: %d threads differ from 1", k->name, lk_qtype_name((lk_qtype)t),
                   (long long)Tt, nt);
         }
     }
-    free(X), free(dY), free(Y[0]), free(Y[1]), free(dX[0]), free(dX[1]);
+    io_free(&b);
     wcase_free(&c);
 }
 
@@ -409,23 +420,19 @@ static void check_fallback(const q4_kernels *k, int t)
         return;
     enum { T = 5 };
     const int64_t out = c.w.out, in = c.w.in;
-    float *X = xmalloc((size_t)(T * in) * 4), *dY = xmalloc((size_t)(T * out) * 4);
-    float *Y[2] = {xmalloc((size_t)(T * out) * 4), xmalloc((size_t)(T * out) * 4)};
-    float *dX[2] = {xmalloc((size_t)(T * in) * 4), xmalloc((size_t)(T * in) * 4)};
-    for (int64_t i = 0; i < T * in; i++)
-        X[i] = frand();
-    for (int64_t i = 0; i < T * out; i++)
-        dY[i] = frand();
-    fwd_fenced(s, &c.w, NULL, X, T, Y[0], 2);
-    bwd_fenced(s, &c.w, dY, T, dX[0], 2);
+    io b = io_make(T, out, in, 1.0f); /* [0]: the stand-in, [1]: dispatched */
+    fwd_fenced(s, &c.w, NULL, b.X, T, b.Y[0], 2);
+    bwd_fenced(s, &c.w, b.dY, T, b.dX[0], 2);
     size_t fw = q4_gemm_fwd_work(k, &c.w, T, 2), bw = q4_gemm_bwd_work(k, &c.w, T, 2);
     void *work = xmalloc(fw > bw ? fw : bw);
-    q4_gemm_fwd(&c.w, NULL, X, T, Y[1], 2, work, fw);
-    q4_gemm_bwd(&c.w, dY, T, dX[1], 2, work, bw);
-    CHECK(!memcmp(Y[0], Y[1], (size_t)(T * out) * 4) && !memcmp(dX[0], dX[1], (size_t)(T * in) * 4),
+    q4_gemm_fwd(&c.w, NULL, b.X, T, b.Y[1], 2, work, fw);
+    q4_gemm_bwd(&c.w, b.dY, T, b.dX[1], 2, work, bw);
+    CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(T * out) * 4) &&
+              !memcmp(b.dX[0], b.dX[1], (size_t)(T * in) * 4),
           "dispatched %s on %s: not the stand-in %s's result", k->name, lk_qtype_name((lk_qtype)t),
           s->name);
-    free(work), free(X), free(dY), free(Y[0]), free(Y[1]), free(dX[0]), free(dX[1]);
+    free(work);
+    io_free(&b);
     wcase_free(&c);
 }
 
