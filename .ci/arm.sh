@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The aarch64 kernels (quant/*_neon.c) on a machine without one: cross-compile quant/ (the
-# reference, the NEON variant, dispatch) with the two core files it needs and tests/cross/kernels.c
+# reference, the NEON variant, dispatch) with the core files it needs and tests/cross/kernels.c
 # into one aarch64 binary with Debian's cross compiler, and run it under qemu user emulation
 # (qemu-aarch64 -L the cross libc: no binfmt needed): every NEON kernel against the plain-C
 # reference, and dispatch choosing NEON (the reference under LK_KERNELS=ref; NEON still when
@@ -18,23 +18,22 @@ for tool in "$cc" qemu-aarch64; do
 done
 
 # The sources of the library's aarch64 build (CMakeLists.txt: quant/*.c less the x86-64 kernel
-# files; *_neon.c get LK_HAVE_NEON and no extra flags), and core's status and tensor helpers.
+# files; *_neon.c get LK_HAVE_NEON and no extra flags), and core's status, tensor and thread pool.
 srcs=()
 for f in "$here"/quant/*.c; do
     case "$(basename "$f" .c)" in *_avx2 | *_avx512 | *_amx) continue ;; esac
     srcs+=("$f")
 done
-srcs+=("$here/src/core/status.c" "$here/src/core/tensor.c" "$here/tests/cross/kernels.c")
+srcs+=("$here"/src/core/{status,tensor,pool}.c "$here/tests/cross/kernels.c")
 mkdir -p "$dir"
-"$cc" -std=c11 -O2 -D_GNU_SOURCE -DLK_HAVE_NEON -fopenmp -Wall -Wextra -Wshadow \
+"$cc" -std=c11 -O2 -D_GNU_SOURCE -DLK_HAVE_NEON -pthread -Wall -Wextra -Wshadow \
     -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-unused-parameter -Werror \
     -I"$here/include" -I"$here/src" -I"$here/quant" "${srcs[@]}" -lm \
     -o "$dir/kernels"
 file_info=$(aarch64-linux-gnu-readelf -h "$dir/kernels" | grep Machine)
 echo "built $dir/kernels ($file_info)"
 
-# qemu's default CPU model (max) has Advanced SIMD, as every AArch64 CPU does; passive OpenMP
-# threads, as emulated spinning would take the cores from the threads doing the work
+# qemu's default CPU model (max) has Advanced SIMD, as every AArch64 CPU does
 LK_KERNELS=ref qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch ref --dispatch-only
 LK_KERNELS=avx2 qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch neon --dispatch-only
-OMP_WAIT_POLICY=passive qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch neon
+qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch neon

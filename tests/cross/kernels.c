@@ -1,6 +1,6 @@
 /* kernels.c — every fused dequant-GEMM variant this build runs, checked against the plain-C
  * reference (q4_gemm_*_ref), for a build of quant/ alone on a CPU the project has no machine of:
- * .ci/arm.sh cross-compiles it with quant/ and core/{status,tensor}.c for aarch64 (static) and
+ * .ci/arm.sh cross-compiles it with quant/ and core/{status,tensor,pool}.c for aarch64 and
  * runs it under qemu-aarch64, so the NEON kernels run in CI. No cmocka and no other library, so
  * nothing but Debian's cross compiler is needed; tests/test_quant_kernels.c does the same checks
  * natively (x86 variants) inside the cmocka suite.
