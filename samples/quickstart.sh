@@ -23,27 +23,28 @@ bin=$here/build
 base=(-m "$model" -t "$threads") # a GGUF file is used as its tensors lie; a folder is quantised
 [ -d "$model" ] && base+=(--quant q4_0)
 questions=("Who are you?" "What is your name?")
-score=(--data "$data/identity-test.jsonl" --generate --match '\bPico\b' -n 32)
+score=(--data "$data/identity-test.jsonl" --generate --match '\bPico\b' -n 24)
 
 echo "== before: the base model answers two of the held-out questions (greedy, chat template)"
 for q in "${questions[@]}"; do
     echo "> $q"
-    "$bin/lora-generate" "${base[@]}" --chat -p "$q" --temp 0 -n 32 -q
+    "$bin/lora-generate" "${base[@]}" --chat -p "$q" --temp 0 -n 24 -q
 done
 echo "== before: how many of the 4 held-out replies name Pico"
 "$bin/lora-eval" "${base[@]}" "${score[@]}" -q
 
-echo "== train a LoRA adapter (rank 8, all seven projections) on the 4-bit base: 16 steps"
+echo "== train a LoRA adapter (rank 8, all seven projections) on the 4-bit base: 18 steps of"
+echo "   256 tokens (6 passes over the 12 chats), learning rate 3e-3 falling on a cosine"
 "$bin/lora-train" "${base[@]}" --data "$data/identity-train.jsonl" -o "$out" --force \
-    --steps 16 --seq-len 256 --rank 8 --lr 2e-3 --warmup 2 --schedule cosine
+    --steps 18 --seq-len 256 --rank 8 --lr 3e-3 --schedule cosine
 
 echo "== after: the same questions, the adapter applied (on the base it was trained on)"
 for q in "${questions[@]}"; do
     echo "> $q"
-    "$bin/lora-generate" "${base[@]}" -a "$out" --chat -p "$q" --temp 0 -n 32 -q
+    "$bin/lora-generate" "${base[@]}" -a "$out" --chat -p "$q" --temp 0 -n 24 -q
 done
 echo "== after: the score on the held-out questions (-v shows each prompt, reply and reference)"
 "$bin/lora-eval" "${base[@]}" -a "$out" "${score[@]}" -q
 echo "== a conversation with the adapter: two turns on stdin (lora-generate --interactive)"
 printf 'Hi! Who made you?\nAnd what should I call you?\n' |
-    "$bin/lora-generate" "${base[@]}" -a "$out" --interactive --temp 0 -n 32 -q
+    "$bin/lora-generate" "${base[@]}" -a "$out" --interactive --temp 0 -n 24 -q

@@ -65,6 +65,12 @@ expect 2 "chat-template without chat" -- "$G" -m "$C" -p hi --chat-template llam
 expect 2 "negative -n" -- "$G" -m "$C" -p hi --chat -n -1
 expect 1 "system on mistral" -- "$G" -m "$C" -p hi --chat --chat-template mistral --system x -n 1
 has err "no system role" "mistral system message"
+printf 'Tell me a story\n' >"$T/long"
+for i in $(seq 300); do printf 'a big dog ' >>"$T/long"; done
+echo >>"$T/long"
+expect 1 "interactive past the context" -- sh -c "'$G' -m '$C' --interactive --temp 0 -n 8 -t 1 <'$T/long'"
+has err "the model's context holds 512" "context overflow message"
+has out "^was a small bird$" "the turn before it answered"
 expect 1 "interactive without template" -- sh -c "echo hi | '$G' -m '$M' --interactive -n 1"
 has err "chat-template" "template hint"
 

@@ -220,8 +220,9 @@ static lk_status answer_all(const eval_args *a, const cli_common *c, const lk_mo
         printf("  accuracy: the share of %lld examples of %s whose greedy reply (at most %lld "
                "tokens, up to the end of the turn) %s%s%s\n",
                (long long)n, path, (long long)ap->gen.max_new_tokens,
-               ap->match ? "matches the pattern '" : "equals the reference reply (whitespace "
-                                                     "runs read as one space, ends stripped)",
+               ap->match ? "matches the pattern '"
+                         : "equals the reference reply (whitespace "
+                           "runs read as one space, ends stripped)",
                ap->match ? ap->match : "", ap->match ? "'" : "");
     }
     cJSON_Delete(results);
@@ -234,8 +235,8 @@ static lk_status answer_all(const eval_args *a, const cli_common *c, const lk_mo
 static int check_generate(const eval_args *a)
 {
     if (!a->generate->count) {
-        const char *opt = a->match->count  ? "--match"
-                          : a->nnew->count ? "--max-new-tokens"
+        const char *opt = a->match->count      ? "--match"
+                          : a->nnew->count     ? "--max-new-tokens"
                           : a->eval_max->count ? "--eval-max"
                                                : NULL;
         return opt ? cli_usage_error(TOOL, "%s needs --generate", opt) : -1;

@@ -144,8 +144,8 @@ static lk_status chat_turn(lk_conversation *conv, const lk_tokenizer *tok, const
     int json = c->json->count > 0;
     reply_out r = {.tok = tok, .conv = conv, .verbose = c->verbose->count > 0 && !json};
     const char *reply;
-    lk_status s = lk_conversation_reply(conv, user, smp, gp, json ? NULL : on_reply_token, &r,
-                                        &reply);
+    lk_status s =
+        lk_conversation_reply(conv, user, smp, gp, json ? NULL : on_reply_token, &r, &reply);
     if (s != LK_OK)
         return s;
     if (json) {
@@ -395,10 +395,10 @@ int main(int argc, char **argv)
                                "the tokenizer's)");
     a.ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model,      a.adapter,     a.quant,  a.quant_embed,
-                  a.prompt,     a.ids,         a.nnew,   a.temp,
-                  a.top_p,      a.top_k,       a.chat,   a.interactive,
-                  a.system,     a.chat_template, a.ignore_eos, CLI_COMMON_ENTRIES(c),
+    void *at[] = {a.model,  a.adapter,       a.quant,      a.quant_embed,
+                  a.prompt, a.ids,           a.nnew,       a.temp,
+                  a.top_p,  a.top_k,         a.chat,       a.interactive,
+                  a.system, a.chat_template, a.ignore_eos, CLI_COMMON_ENTRIES(c),
                   end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "

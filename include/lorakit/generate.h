@@ -44,8 +44,8 @@ typedef int (*lk_token_fn)(void *user, const int32_t *out, int64_t n);
  * the last one when generation ends at max_new_tokens or by fn (lk_session_n_past tells). s must
  * hold n + max_new_tokens more tokens (else LK_ERR_ARG from lk_session_eval). fn may be NULL. */
 lk_status lk_generate(lk_session *s, lk_sampler *smp, const int32_t *tokens, int64_t n,
-                      const struct lk_generate_params *p, lk_token_fn fn, void *user,
-                      int32_t *out, int64_t *n_out);
+                      const struct lk_generate_params *p, lk_token_fn fn, void *user, int32_t *out,
+                      int64_t *n_out);
 
 /* ---- chat: a conversation with a model ---- */
 
@@ -68,8 +68,8 @@ void lk_conversation_free(lk_conversation *c);
  * tokens skipped) becomes the assistant's turn; *reply is borrowed, valid until the next call or
  * lk_conversation_free. On failure the user's turn is taken back. */
 lk_status lk_conversation_reply(lk_conversation *c, const char *user, lk_sampler *smp,
-                                const struct lk_generate_params *gen, lk_token_fn fn,
-                                void *fn_user, const char **reply);
+                                const struct lk_generate_params *gen, lk_token_fn fn, void *fn_user,
+                                const char **reply);
 
 /* The text the last reply was generated after (the rendered conversation with the generation
  * prompt), or "" before the first. Borrowed, valid until the next call. */

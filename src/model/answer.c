@@ -120,8 +120,12 @@ static int is_stop_id(const struct lk_generate_params *g, int32_t id)
 
 /* Greedy reply to ids[0..n): a->reply, a->n_reply. */
 static lk_status generate_reply(const lk_model *m, const lk_tokenizer *t, const int32_t *ids,
-                                int64_t n, const struct lk_generate_params *g, struct lk_answer *a)
+                                int64_t n, const struct lk_generate_params *gp, struct lk_answer *a)
 {
+    struct lk_generate_params lim = *gp, *g = &lim;
+    int64_t room = lk_model_get_config(m)->max_position - n; /* the reply ends with the context */
+    if (g->max_new_tokens > room)
+        g->max_new_tokens = room > 0 ? room : 0;
     struct lk_sampler_params sp = lk_sampler_params_default();
     sp.temperature = 0;
     lk_sampler *smp = NULL;

@@ -146,8 +146,8 @@ static lk_status fit_session(lk_conversation *c, const int32_t *ids, int64_t n, 
     } else {
         lk_session_rewind(c->s, k); /* the rest differs from the new rendering */
     }
-    log_debug("conversation: %lld of the prompt's %lld tokens already in the cache",
-              (long long)k, (long long)n);
+    log_debug("conversation: %lld of the prompt's %lld tokens already in the cache", (long long)k,
+              (long long)n);
     *keep = k;
     return LK_OK;
 }
@@ -173,8 +173,16 @@ static lk_status answer(lk_conversation *c, lk_sampler *smp, const struct lk_gen
     int32_t *ids = NULL, *out = NULL;
     int64_t n = 0, keep = 0, n_out = 0;
     lk_status s = lk_tokenizer_encode(c->t, c->prompt, strlen(c->prompt), 0, &ids, &n);
+    int64_t max = lk_model_get_config(c->m)->max_position;
     if (s == LK_OK && n < 1)
         s = status_fail(LK_ERR_ARG, "conversation: the rendered prompt has no token");
+    else if (s == LK_OK && n >= max)
+        s = status_fail(LK_ERR_ARG,
+                        "conversation: %lld tokens, the model's context holds %lld (start a new "
+                        "conversation)",
+                        (long long)n, (long long)max);
+    if (s == LK_OK && g.max_new_tokens > max - n)
+        g.max_new_tokens = max - n; /* the reply ends where the context does */
     if (s == LK_OK)
         s = fit_session(c, ids, n, n + g.max_new_tokens, &keep);
     out = s == LK_OK ? malloc((size_t)(g.max_new_tokens + 1) * sizeof *out) : NULL;
@@ -199,8 +207,8 @@ static lk_status answer(lk_conversation *c, lk_sampler *smp, const struct lk_gen
 }
 
 lk_status lk_conversation_reply(lk_conversation *c, const char *user, lk_sampler *smp,
-                                const struct lk_generate_params *gen, lk_token_fn fn,
-                                void *fn_user, const char **reply)
+                                const struct lk_generate_params *gen, lk_token_fn fn, void *fn_user,
+                                const char **reply)
 {
     *reply = NULL;
     LK_TRY(push_turn(c, "user", user));

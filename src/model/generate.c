@@ -57,8 +57,8 @@ static int is_stop(const struct lk_model_config *cfg, const struct lk_generate_p
 }
 
 lk_status lk_generate(lk_session *s, lk_sampler *smp, const int32_t *tokens, int64_t n,
-                      const struct lk_generate_params *p, lk_token_fn fn, void *user,
-                      int32_t *out, int64_t *n_out)
+                      const struct lk_generate_params *p, lk_token_fn fn, void *user, int32_t *out,
+                      int64_t *n_out)
 {
     *n_out = 0;
     LK_TRY(lk_generate_params_check(p));
