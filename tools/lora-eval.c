@@ -293,7 +293,8 @@ int main(int argc, char **argv)
                  "teacher format: none, nf4, ... (default: the base --teacher-adapter was "
                  "trained on, else none)");
     a.generate = arg_lit0(NULL, "generate",
-                          "answer each example of --data (greedy, chat template) and score the "
+                          "answer each example of --data (greedy; its prompt as lora-train "
+                          "renders it, chat messages through the chat template) and score the "
                           "replies against the references: accuracy");
     a.match = arg_str0(NULL, "match", "REGEX",
                        "with --generate: a reply is right when it matches this PCRE2 pattern "
