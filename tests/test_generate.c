@@ -75,7 +75,7 @@ static void test_loop(void **st)
     assert_memory_equal(out, greedy, 3 * sizeof *out);
     /* checked options */
     g.max_new_tokens = -1;
-    assert_status(lk_generate_params_check(&g), LK_ERR_ARG, "-n must be at least 0");
+    assert_status(lk_generate_params_check(&g), LK_ERR_ARG, "--max-new-tokens must be at least 0");
     g = lk_generate_params_default();
     for (int i = 0; i < LK_MAX_STOP; i++)
         assert_ok(lk_generate_add_stop(&g, 100 + i));

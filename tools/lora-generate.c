@@ -276,9 +276,9 @@ static lk_status chat(const gen_args *a, const cli_common *c, const lk_model *m,
     return s;
 }
 
-/* Plain continuation of --prompt (encoded with the tokenizer's BOS) or --ids. */
-static lk_status continuation(const gen_args *a, const cli_common *c, const lk_model *m,
-                              const lk_tokenizer *tok, lk_sampler *smp, gen_options *op)
+/* Plain continuation of --prompt (encoded with the tokenizer's BOS) or --ids: the exit code. */
+static int continuation(const gen_args *a, const cli_common *c, const lk_model *m,
+                        const lk_tokenizer *tok, lk_sampler *smp, gen_options *op)
 {
     gen_seq seq = {0};
     gen_out o = {.tok = tok, .json = c->json->count > 0};
@@ -292,10 +292,12 @@ static lk_status continuation(const gen_args *a, const cli_common *c, const lk_m
         s = lk_generate_add_stop(&op->gp, lk_tokenizer_eos(tok));
     int64_t cap = seq.n_prompt + op->gp.max_new_tokens + 1;
     int32_t *grown = s == LK_OK ? realloc(seq.ids, (size_t)cap * sizeof *grown) : NULL;
-    if (s == LK_OK && !grown)
-        s = LK_ERR_NOMEM;
-    if (grown)
-        seq.ids = grown;
+    if (s == LK_OK && !grown) {
+        fprintf(stderr, "%s: error: out of memory for %lld tokens\n", TOOL, (long long)(cap - 1));
+        free(seq.ids);
+        return CLI_FAIL;
+    }
+    seq.ids = grown ? grown : seq.ids;
     seq.n = seq.n_prompt;
     if (s == LK_OK)
         s = generate(m, &seq, &op->gp, smp, &o);
@@ -304,7 +306,7 @@ static lk_status continuation(const gen_args *a, const cli_common *c, const lk_m
     else if (s == LK_OK)
         printf("\n");
     free(seq.ids);
-    return s;
+    return s == LK_OK ? CLI_OK : cli_fail(TOOL, s);
 }
 
 static int run(const gen_args *a, const cli_common *c, gen_options *op)
@@ -318,8 +320,10 @@ static int run(const gen_args *a, const cli_common *c, gen_options *op)
     if (s == LK_OK && !a->ids->count)
         s = lk_tokenizer_load(a->model->filename[0], &tok);
     int rc = s == LK_OK ? load_model(a, c, &ad, &m) : -1;
-    if (s == LK_OK && rc < 0)
-        s = chatting ? chat(a, c, m, tok, smp, op) : continuation(a, c, m, tok, smp, op);
+    if (s == LK_OK && rc < 0 && chatting)
+        s = chat(a, c, m, tok, smp, op);
+    else if (s == LK_OK && rc < 0)
+        rc = continuation(a, c, m, tok, smp, op);
     lk_model_free(m);
     cli_adapters_free(&ad);
     lk_sampler_free(smp);

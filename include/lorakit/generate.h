@@ -23,7 +23,8 @@ struct lk_generate_params {
 
 struct lk_generate_params lk_generate_params_default(void);
 
-/* Check: max_new_tokens >= 0 ("-n must be at least 0, got -1"), 0 <= n_stop <= LK_MAX_STOP. */
+/* Check: max_new_tokens >= 0 ("--max-new-tokens must be at least 0, got -1"), 0 <= n_stop <=
+ * LK_MAX_STOP. */
 lk_status lk_generate_params_check(const struct lk_generate_params *p);
 
 /* Add id to p's stop ids (ids below 0 and repeats are ignored; LK_ERR_ARG when full). */

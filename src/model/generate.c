@@ -15,7 +15,7 @@ struct lk_generate_params lk_generate_params_default(void)
 lk_status lk_generate_params_check(const struct lk_generate_params *p)
 {
     if (p->max_new_tokens < 0)
-        return option_range_i("-n", p->max_new_tokens, "at least 0");
+        return option_range_i("--max-new-tokens", p->max_new_tokens, "at least 0");
     if (p->n_stop < 0 || p->n_stop > LK_MAX_STOP)
         return status_fail(LK_ERR_ARG, "generate: %d stop ids, expected 0 to %d", p->n_stop,
                            LK_MAX_STOP);
