@@ -17,10 +17,10 @@
  * Not yet run: the development and CI machines have no AMX; tests/test_quant_kernels checks it
  * against the reference wherever the CPU has it. */
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 #define AMX_MIN_T 32  /* below this, the fp32 AVX-512 kernels */
@@ -118,11 +118,19 @@ static inline void dec32_bf16(const dec_ctx *c, const uint8_t *row, int64_t k0, 
 }
 
 /* A[rows][cols] fp32 -> Ab[Rp][Cp] bf16, zero-padded (Rp, Cp multiples of 32). */
-static void to_bf16(const float *A, int64_t rows, int64_t cols, int64_t Rp, int64_t Cp,
-                    uint16_t *Ab, int nt)
+typedef struct {
+    const float *A;
+    int64_t rows, cols, Cp;
+    uint16_t *Ab;
+} bf16_job;
+
+static void bf16_rows(void *ctx, int64_t r0, int64_t r1, int thread)
 {
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t r = 0; r < Rp; r++) {
+    const bf16_job *j = ctx;
+    const float *A = j->A;
+    const int64_t rows = j->rows, cols = j->cols, Cp = j->Cp;
+    uint16_t *Ab = j->Ab;
+    for (int64_t r = r0; r < r1; r++) {
         for (int64_t c = 0; c < Cp; c += 32) {
             __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
             const int64_t n = cols - c;
@@ -136,6 +144,13 @@ static void to_bf16(const float *A, int64_t rows, int64_t cols, int64_t Rp, int6
             memcpy(Ab + r * Cp + c, &b, 64);
         }
     }
+}
+
+static void to_bf16(const float *A, int64_t rows, int64_t cols, int64_t Rp, int64_t Cp,
+                    uint16_t *Ab, int nt)
+{
+    bf16_job j = {A, rows, cols, Cp, Ab};
+    par_for(nt, Rp, bf16_rows, &j);
 }
 
 /* C[32][32] = A[32 rows of Ab from t0][Kp] · B (nkc chunks of two VNNI tiles), into Cbuf as four
@@ -254,6 +269,36 @@ size_t q4_gemm_bwd_work_amx(const q4_weight *w, int64_t T, int n_threads)
     return amx_work(q4_gemm_bwd_work_avx512(w, ts, n_threads), T, w->out, n_threads);
 }
 
+typedef struct {
+    const dec_ctx *dc;
+    const q4_weight *w;
+    const float *bias;
+    const uint16_t *Ab; /* Xb or dYb */
+    float *C;           /* Y or dX */
+    int64_t T, Kp;      /* Kp: Xb's row length (forward) or dYb's, Op (backward) */
+    uint8_t *per_thread;
+    size_t bbytes;
+    int bwd;
+} amx_job;
+
+/* tasks [i0, i1) of 32 outputs each, with this thread's B panel and C tiles */
+static void amx_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const amx_job *j = ctx;
+    uint8_t *mine = j->per_thread + (size_t)thread * q4_slot(j->bbytes + CBUF_BYTES);
+    uint16_t *B = (uint16_t *)(void *)mine; /* forward: [Kp/32][2 tiles][16][16][2] bf16 */
+    float *Cbuf = (float *)(void *)(mine + j->bbytes);
+    memset(B, 0, j->bbytes); /* backward: rows >= out stay zero */
+    tile_config();
+    for (int64_t i = i0; i < i1; i++) {
+        if (j->bwd)
+            bwd_task(j->dc, j->w, j->Ab, j->T, j->Kp, j->C, i * 32, B, Cbuf);
+        else
+            fwd_task(j->dc, j->w, j->bias, j->Ab, j->T, j->Kp, j->C, i * 32, B, Cbuf);
+    }
+    _tile_release();
+}
+
 void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads, void *work, size_t work_size)
 {
@@ -273,18 +318,8 @@ void q4_gemm_fwd_amx(const q4_weight *w, const float *bias, const float *X, int6
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->out + 31) / 32;
-#pragma omp parallel num_threads(nt)
-    {
-        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * q4_slot(bbytes + CBUF_BYTES);
-        uint16_t *B = (uint16_t *)(void *)mine; /* [Kp/32][2 tiles][16][16][2] bf16 */
-        float *Cbuf = (float *)(void *)(mine + bbytes);
-        memset(B, 0, bbytes);
-        tile_config();
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            fwd_task(&dc, w, bias, Xb, T, Kp, Y, i * 32, B, Cbuf);
-        _tile_release();
-    }
+    amx_job j = {&dc, w, bias, Xb, Y, T, Kp, per_thread, bbytes, 0};
+    par_for(nt, ntask, amx_tasks, &j);
 }
 
 void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
@@ -306,16 +341,6 @@ void q4_gemm_bwd_amx(const q4_weight *w, const float *dY, int64_t T, float *dX, 
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + 31) / 32;
-#pragma omp parallel num_threads(nt)
-    {
-        uint8_t *mine = per_thread + (size_t)omp_get_thread_num() * q4_slot(bbytes + CBUF_BYTES);
-        uint16_t *B = (uint16_t *)(void *)mine; /* rows >= out stay zero */
-        float *Cbuf = (float *)(void *)(mine + bbytes);
-        memset(B, 0, bbytes);
-        tile_config();
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            bwd_task(&dc, w, dYb, T, Op, dX, i * 32, B, Cbuf);
-        _tile_release();
-    }
+    amx_job j = {&dc, w, NULL, dYb, dX, T, Op, per_thread, bbytes, 1};
+    par_for(nt, ntask, amx_tasks, &j);
 }

@@ -10,10 +10,10 @@
  * fixed order, so results are identical for any thread count. Helpers are static: this file is
  * compiled with -mavx2 -mfma -mf16c and must not leak code into generic callers. */
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 #define NR     16  /* panel width: two ymm of fp32 */
@@ -252,6 +252,39 @@ static inline __attribute__((always_inline)) void gemv_row(int tn, const dec_ctx
     }
 }
 
+typedef struct {
+    const dec_ctx *c;
+    const q4_weight *w;
+    const float *bias, *X, *dY;
+    float *Y, *dX;
+    int64_t T, in_pad;
+    uint8_t *slots; /* the panel GEMMs: one SLOT_BYTES slot per thread */
+} avx2_job;
+
+static void gemv_rows(void *ctx, int64_t o0, int64_t o1, int thread)
+{
+    const avx2_job *j = ctx;
+    const q4_weight *w = j->w;
+    const dec_ctx *c = j->c;
+    const float *Xp = j->X, *bias = j->bias;
+    const int64_t T = j->T, in_pad = j->in_pad, out = w->out;
+    float *Y = j->Y;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+        const float b = bias ? bias[o] : 0.0f;
+        switch (T) {
+        case 1: gemv_row(1, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 2: gemv_row(2, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 3: gemv_row(3, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 4: gemv_row(4, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 5: gemv_row(5, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 6: gemv_row(6, c, row, Xp, in_pad, Y + o, out, b); break;
+        case 7: gemv_row(7, c, row, Xp, in_pad, Y + o, out, b); break;
+        default: gemv_row(8, c, row, Xp, in_pad, Y + o, out, b); break;
+        }
+    }
+}
+
 /* Xp [T][in_pad]: X zero-padded to whole blocks, in the decoder's value order (work memory). */
 static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int nt, float *Xp)
@@ -265,32 +298,22 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
             Xp[t * in_pad + k] = src < in ? X[t * in + src] : 0.0f;
         }
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t o = 0; o < out; o++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
-        const float b = bias ? bias[o] : 0.0f;
-        switch (T) {
-        case 1: gemv_row(1, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 2: gemv_row(2, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 3: gemv_row(3, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 4: gemv_row(4, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 5: gemv_row(5, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 6: gemv_row(6, &c, row, Xp, in_pad, Y + o, out, b); break;
-        case 7: gemv_row(7, &c, row, Xp, in_pad, Y + o, out, b); break;
-        default: gemv_row(8, &c, row, Xp, in_pad, Y + o, out, b); break;
-        }
-    }
+    avx2_job j = {.c = &c, .w = w, .bias = bias, .X = Xp, .Y = Y, .T = T, .in_pad = in_pad};
+    par_for(nt, out, gemv_rows, &j);
 }
 
 /* ---- backward for T = 1: dX[64 columns] accumulated in registers over all rows ----------- */
 
-static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
+/* tasks [i0, i1) of bwd_t1: 64 columns of dX each */
+static void bwd_t1_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
 {
-    const int64_t in = w->in, out = w->out, ntask = (in + 63) / 64;
-    dec_ctx c;
-    dec_init(&c, w);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < ntask; i++) {
+    const avx2_job *job = ctx;
+    const q4_weight *w = job->w;
+    const dec_ctx c = *job->c;
+    const float *dY = job->dY;
+    float *dX = job->dX;
+    const int64_t in = w->in, out = w->out;
+    for (int64_t i = i0; i < i1; i++) {
         const int64_t k0 = i * 64, nblk = in - k0 > 32 ? 2 : 1;
         __m256 acc[8], v[4];
         for (int j = 0; j < 8; j++)
@@ -312,6 +335,14 @@ static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
             col[j / 32 * 32 + c.perm32[j % 32]] = tmp[j];
         memcpy(dX + k0, col, (size_t)(in - k0 < 64 ? in - k0 : 64) * sizeof(float));
     }
+}
+
+static void bwd_t1(const q4_weight *w, const float *dY, float *dX, int nt)
+{
+    dec_ctx c;
+    dec_init(&c, w);
+    avx2_job j = {.c = &c, .w = w, .dY = dY, .dX = dX, .T = 1};
+    par_for(nt, (w->in + 63) / 64, bwd_t1_tasks, &j);
 }
 
 /* ---- packed-panel GEMM ----------------------------------------------------------------------- */
@@ -490,6 +521,25 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
 #define PANEL_BYTES ((size_t)NP * KC * NR * sizeof(float)) /* one thread's P [NP][KC][NR] */
 #define SLOT_BYTES  q4_slot(PANEL_BYTES)
 
+/* tasks [i0, i1) of the panel GEMMs, with this thread's panel */
+static void fwd_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const avx2_job *j = ctx;
+    float *P = (float *)(void *)(j->slots + (size_t)thread * SLOT_BYTES);
+    memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
+    for (int64_t i = i0; i < i1; i++)
+        fwd_task(j->c, j->w, j->bias, j->X, j->T, j->Y, i * NP * NR, P);
+}
+
+static void bwd_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const avx2_job *j = ctx;
+    float *P = (float *)(void *)(j->slots + (size_t)thread * SLOT_BYTES);
+    memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
+    for (int64_t i = i0; i < i1; i++)
+        bwd_task(j->c, j->w, j->dY, j->T, j->dX, i * NP * NR, P);
+}
+
 /* Work of the forward: Xp [T][in_pad] for the GEMV (T <= GEMV_T), one panel per thread for the
  * GEMM (T > GEMV_T); the larger of the two for the T' <= T a call may have. */
 size_t q4_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
@@ -521,14 +571,8 @@ void q4_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
-#pragma omp parallel num_threads(nt)
-    {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
-        memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
-    }
+    avx2_job j = {.c = &dc, .w = w, .bias = bias, .X = X, .Y = Y, .T = T, .slots = base};
+    par_for(nt, ntask, fwd_tasks, &j);
 }
 
 void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
@@ -545,12 +589,6 @@ void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX,
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
-#pragma omp parallel num_threads(nt)
-    {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
-        memset(P, 0, PANEL_BYTES); /* lanes never decoded stay 0 */
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
-    }
+    avx2_job j = {.c = &dc, .w = w, .dY = dY, .dX = dX, .T = T, .slots = base};
+    par_for(nt, ntask, bwd_tasks, &j);
 }

@@ -7,10 +7,10 @@
  * compiled with -mavx512*). Not yet run: the development and CI machines have no AVX-512;
  * tests/test_quant_kernels checks it against the reference wherever the CPU has it. */
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 #define NR     32  /* panel width: two zmm */
@@ -86,16 +86,26 @@ static inline void dec32(const dec_ctx *c, const uint8_t *row, int64_t k0, __m51
     }
 }
 
-static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                     int nt)
+typedef struct {
+    const dec_ctx *c;
+    const q4_weight *w;
+    const float *bias, *X, *dY;
+    float *Y, *dX;
+    int64_t T;
+    uint8_t *slots; /* the panel GEMMs: one SLOT_BYTES slot per thread */
+} avx512_job;
+
+static void gemv_rows(void *ctx, int64_t o0, int64_t o1, int thread)
 {
-    const int64_t in = w->in, out = w->out, in32 = in / 32 * 32;
-    dec_ctx c;
-    dec_init(&c, w);
+    const avx512_job *j = ctx;
+    const q4_weight *w = j->w;
+    const dec_ctx c = *j->c;
+    const float *X = j->X, *bias = j->bias;
+    float *Y = j->Y;
+    const int64_t T = j->T, in = w->in, out = w->out, in32 = in / 32 * 32;
     const __mmask16 t0 = (__mmask16)(in - in32 >= 16 ? 0xffff : (1u << (in - in32)) - 1);
     const __mmask16 t1 = (__mmask16)(in - in32 > 16 ? (1u << (in - in32 - 16)) - 1 : 0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t o = 0; o < out; o++) {
+    for (int64_t o = o0; o < o1; o++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
         __m512 acc[GEMV_T], v[2];
         for (int t = 0; t < GEMV_T; t++)
@@ -121,6 +131,15 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
         for (int64_t t = 0; t < T; t++)
             Y[t * out + o] = _mm512_reduce_add_ps(acc[t]) + (bias ? bias[o] : 0.0f);
     }
+}
+
+static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                     int nt)
+{
+    dec_ctx c;
+    dec_init(&c, w);
+    avx512_job j = {.c = &c, .w = w, .bias = bias, .X = X, .Y = Y, .T = T};
+    par_for(nt, w->out, gemv_rows, &j);
 }
 
 /* C[mr][0..ncols) += A[mr][0..kn) · P[kn][32]. mr is a literal at every call site. */
@@ -242,6 +261,25 @@ static void bwd_task(const dec_ctx *dc, const q4_weight *w, const float *dY, int
 #define PANEL_BYTES ((size_t)NP * KC * NR * sizeof(float)) /* one thread's P [NP][KC][NR] */
 #define SLOT_BYTES  q4_slot(PANEL_BYTES)
 
+/* tasks [i0, i1) of the panel GEMMs, with this thread's panel */
+static void fwd_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const avx512_job *j = ctx;
+    float *P = (float *)(void *)(j->slots + (size_t)thread * SLOT_BYTES);
+    memset(P, 0, PANEL_BYTES);
+    for (int64_t i = i0; i < i1; i++)
+        fwd_task(j->c, j->w, j->bias, j->X, j->T, j->Y, i * NP * NR, P);
+}
+
+static void bwd_tasks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const avx512_job *j = ctx;
+    float *P = (float *)(void *)(j->slots + (size_t)thread * SLOT_BYTES);
+    memset(P, 0, PANEL_BYTES);
+    for (int64_t i = i0; i < i1; i++)
+        bwd_task(j->c, j->w, j->dY, j->T, j->dX, i * NP * NR, P);
+}
+
 /* Work of the forward: one panel per thread when T > GEMV_T (the GEMV decodes into registers). */
 size_t q4_gemm_fwd_work_avx512(const q4_weight *w, int64_t T, int n_threads)
 {
@@ -270,14 +308,8 @@ void q4_gemm_fwd_avx512(const q4_weight *w, const float *bias, const float *X, i
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->out + NP * NR - 1) / (NP * NR);
-#pragma omp parallel num_threads(nt)
-    {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
-        memset(P, 0, PANEL_BYTES);
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            fwd_task(&dc, w, bias, X, T, Y, i * NP * NR, P);
-    }
+    avx512_job j = {.c = &dc, .w = w, .bias = bias, .X = X, .Y = Y, .T = T, .slots = base};
+    par_for(nt, ntask, fwd_tasks, &j);
 }
 
 void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
@@ -290,12 +322,6 @@ void q4_gemm_bwd_avx512(const q4_weight *w, const float *dY, int64_t T, float *d
     dec_ctx dc;
     dec_init(&dc, w);
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
-#pragma omp parallel num_threads(nt)
-    {
-        float *P = (float *)(void *)(base + (size_t)omp_get_thread_num() * SLOT_BYTES);
-        memset(P, 0, PANEL_BYTES);
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < ntask; i++)
-            bwd_task(&dc, w, dY, T, dX, i * NP * NR, P);
-    }
+    avx512_job j = {.c = &dc, .w = w, .dY = dY, .dX = dX, .T = T, .slots = base};
+    par_for(nt, ntask, bwd_tasks, &j);
 }

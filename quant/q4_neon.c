@@ -5,10 +5,10 @@
  * once per 4 rows of X); backward owns 32 columns per task and accumulates dX[t][32] over all W
  * rows. Results do not depend on the thread count. Compiled only on aarch64. */
 #include <arm_neon.h>
-#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 #define TB 4 /* X rows per pass in the forward kernel */
@@ -73,15 +73,23 @@ size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
     return T > 0 ? q4_work_size((size_t)resolve_threads(n_threads) * acc) : 0;
 }
 
-void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                      int n_threads, void *work, size_t work_size)
+typedef struct {
+    const q4_weight *w;
+    const float *bias, *X, *dY;
+    float *Y, *dX;
+    int64_t T;
+    uint8_t *accs; /* backward: one slot of sums per thread */
+    size_t slot;
+} neon_job;
+
+static void fwd_rows(void *ctx, int64_t o0, int64_t o1, int thread)
 {
-    (void)work, (void)work_size;
-    if (T <= 0)
-        return;
-    const int64_t in = w->in, out = w->out, in32 = in / 32 * 32;
-#pragma omp parallel for num_threads(resolve_threads(n_threads)) schedule(static)
-    for (int64_t o = 0; o < out; o++) {
+    const neon_job *j = ctx;
+    const q4_weight *w = j->w;
+    const float *X = j->X, *bias = j->bias;
+    float *Y = j->Y;
+    const int64_t T = j->T, in = w->in, out = w->out, in32 = in / 32 * 32;
+    for (int64_t o = o0; o < o1; o++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
         float wv[32], xt[32];
         for (int64_t t0 = 0; t0 < T; t0 += TB) {
@@ -98,8 +106,8 @@ void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int
                         memcpy(xt, x, (size_t)(in - k0) * sizeof(float));
                         x = xt;
                     }
-                    for (int j = 0; j < 32; j += 4)
-                        acc[i] = vfmaq_f32(acc[i], vld1q_f32(wv + j), vld1q_f32(x + j));
+                    for (int k = 0; k < 32; k += 4)
+                        acc[i] = vfmaq_f32(acc[i], vld1q_f32(wv + k), vld1q_f32(x + k));
                 }
             }
             for (int i = 0; i < tb; i++)
@@ -108,33 +116,52 @@ void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int
     }
 }
 
+static void bwd_chunks(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    const neon_job *j = ctx;
+    const q4_weight *w = j->w;
+    const float *dY = j->dY;
+    float *dX = j->dX;
+    const int64_t T = j->T, in = w->in, out = w->out;
+    float *acc = (float *)(void *)(j->accs + (size_t)thread * j->slot); /* [T][32] */
+    for (int64_t c = c0; c < c1; c++) {
+        float wv[32];
+        memset(acc, 0, (size_t)T * 32 * sizeof(float));
+        for (int64_t o = 0; o < out; o++) {
+            dec32(w, (const uint8_t *)w->data + (size_t)o * w->row_bytes, c * 32, wv);
+            for (int64_t t = 0; t < T; t++) {
+                const float32x4_t g = vdupq_n_f32(dY[t * out + o]);
+                float *a = acc + t * 32;
+                for (int k = 0; k < 32; k += 4)
+                    vst1q_f32(a + k, vfmaq_f32(vld1q_f32(a + k), g, vld1q_f32(wv + k)));
+            }
+        }
+        const int64_t ncol = in - c * 32 < 32 ? in - c * 32 : 32;
+        for (int64_t t = 0; t < T; t++)
+            memcpy(dX + t * in + c * 32, acc + t * 32, (size_t)ncol * sizeof(float));
+    }
+}
+
+void q4_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size)
+{
+    (void)work, (void)work_size;
+    if (T <= 0)
+        return;
+    neon_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T};
+    par_for(n_threads, w->out, fwd_rows, &j);
+}
+
 void q4_gemm_bwd_neon(const q4_weight *w, const float *dY, int64_t T, float *dX, int n_threads,
                       void *work, size_t work_size)
 {
     if (T <= 0)
         return;
-    const int64_t in = w->in, out = w->out, nchunk = (in + 31) / 32;
-    const size_t slot = q4_slot((size_t)T * 32 * sizeof(float));
-    uint8_t *accs = q4_work_start(work, work_size, q4_gemm_bwd_work_neon(w, T, n_threads));
-#pragma omp parallel num_threads(resolve_threads(n_threads))
-    {
-        float *acc = (float *)(void *)(accs + (size_t)omp_get_thread_num() * slot); /* [T][32] */
-#pragma omp for schedule(static)
-        for (int64_t c = 0; c < nchunk; c++) {
-            float wv[32];
-            memset(acc, 0, (size_t)T * 32 * sizeof(float));
-            for (int64_t o = 0; o < out; o++) {
-                dec32(w, (const uint8_t *)w->data + (size_t)o * w->row_bytes, c * 32, wv);
-                for (int64_t t = 0; t < T; t++) {
-                    const float32x4_t g = vdupq_n_f32(dY[t * out + o]);
-                    float *a = acc + t * 32;
-                    for (int j = 0; j < 32; j += 4)
-                        vst1q_f32(a + j, vfmaq_f32(vld1q_f32(a + j), g, vld1q_f32(wv + j)));
-                }
-            }
-            const int64_t ncol = in - c * 32 < 32 ? in - c * 32 : 32;
-            for (int64_t t = 0; t < T; t++)
-                memcpy(dX + t * in + c * 32, acc + t * 32, (size_t)ncol * sizeof(float));
-        }
-    }
+    neon_job j = {.w = w,
+                  .dY = dY,
+                  .dX = dX,
+                  .T = T,
+                  .accs = q4_work_start(work, work_size, q4_gemm_bwd_work_neon(w, T, n_threads)),
+                  .slot = q4_slot((size_t)T * 32 * sizeof(float))};
+    par_for(n_threads, (w->in + 31) / 32, bwd_chunks, &j);
 }

@@ -10,10 +10,10 @@
  * is compiled in ISO C mode, so the compiler does not contract a*b+c into fma (which would change
  * roundings). */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "q4.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 /* bitsandbytes get_4bit_type("nf4"): quantiles of N(0,1) normalised to [-1, 1], as fp32. */
@@ -579,19 +579,44 @@ static void row_error(int qtype, int block, const float *x, const uint8_t *q, in
     }
 }
 
+typedef struct {
+    int qtype, block, stats;
+    const float *src;
+    int64_t in;
+    void *dst;
+    size_t rb;
+    double sq[POOL_MAX_THREADS], mx[POOL_MAX_THREADS]; /* each thread's error sums */
+} quantize_job;
+
+static void quantize_rows(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    quantize_job *j = ctx;
+    double sq = 0.0, mx = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        uint8_t *row = (uint8_t *)j->dst + (size_t)r * j->rb;
+        q4_quantize_row(j->qtype, j->block, j->src + r * j->in, j->in, row);
+        if (j->stats)
+            row_error(j->qtype, j->block, j->src + r * j->in, row, j->in, &sq, &mx);
+    }
+    j->sq[thread] = sq;
+    j->mx[thread] = mx;
+}
+
 void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int64_t in, void *dst,
                         int n_threads, double *rmse, double *max_abs)
 {
-    size_t rb = q4_row_bytes(qtype, block, in);
-    double sq = 0.0, mx = 0.0;
-    const int stats = rmse || max_abs;
-#pragma omp parallel for num_threads(resolve_threads(n_threads)) schedule(static)               \
-    reduction(+ : sq) reduction(max : mx)
-    for (int64_t r = 0; r < out; r++) {
-        uint8_t *row = (uint8_t *)dst + (size_t)r * rb;
-        q4_quantize_row(qtype, block, src + r * in, in, row);
-        if (stats)
-            row_error(qtype, block, src + r * in, row, in, &sq, &mx);
+    quantize_job j = {.qtype = qtype,
+                      .block = block,
+                      .stats = rmse || max_abs,
+                      .src = src,
+                      .in = in,
+                      .dst = dst,
+                      .rb = q4_row_bytes(qtype, block, in)};
+    par_for(n_threads, out, quantize_rows, &j);
+    double sq = 0.0, mx = 0.0; /* in thread order: the same sums run to run */
+    for (int t = 0; t < POOL_MAX_THREADS; t++) {
+        sq += j.sq[t];
+        mx = j.mx[t] > mx ? j.mx[t] : mx;
     }
     if (rmse)
         *rmse = sqrt(sq / ((double)out * (double)in));
@@ -620,29 +645,70 @@ size_t q4_gemm_bwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
 
 /* Y[T,out] = X[T,in]·Wᵀ + bias: one decoded row at a time, dot products accumulated in double
  * (the reference is the accurate answer, not a model of any summation order). */
+typedef struct {
+    const q4_weight *w;
+    const float *bias, *X, *dY;
+    float *Y, *dX;
+    int64_t T;
+    uint8_t *slots; /* one per thread */
+    size_t slot;
+} ref_job;
+
+static void fwd_rows_ref(void *ctx, int64_t o0, int64_t o1, int thread)
+{
+    const ref_job *j = ctx;
+    const q4_weight *w = j->w;
+    const int64_t in = w->in, out = w->out, in_pad = (in + Q4_QK - 1) / Q4_QK * Q4_QK;
+    float *wrow = (float *)(void *)(j->slots + (size_t)thread * j->slot); /* [in_pad] */
+    for (int64_t o = o0; o < o1; o++) {
+        q4_decode_ref(w, o, 0, in_pad, wrow);
+        for (int64_t t = 0; t < j->T; t++) {
+            const float *x = j->X + t * in; /* [in] */
+            double acc = 0.0;
+            for (int64_t k = 0; k < in; k++)
+                acc += (double)x[k] * (double)wrow[k];
+            j->Y[t * out + o] = (float)(acc + (j->bias ? (double)j->bias[o] : 0.0));
+        }
+    }
+}
+
 void q4_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads, void *work, size_t work_size)
 {
     if (T <= 0)
         return;
-    const int64_t in = w->in, out = w->out;
-    const int64_t in_pad = (in + Q4_QK - 1) / Q4_QK * Q4_QK;
-    const size_t row = q4_slot((size_t)in_pad * sizeof(float));
-    uint8_t *rows = q4_work_start(work, work_size, q4_gemm_fwd_work_ref(w, T, n_threads));
-#pragma omp parallel num_threads(resolve_threads(n_threads))
-    {
-        float *wrow = (float *)(void *)(rows + (size_t)omp_get_thread_num() * row); /* [in_pad] */
-#pragma omp for schedule(static)
+    const int64_t in_pad = (w->in + Q4_QK - 1) / Q4_QK * Q4_QK;
+    ref_job j = {.w = w,
+                 .bias = bias,
+                 .X = X,
+                 .Y = Y,
+                 .T = T,
+                 .slots = q4_work_start(work, work_size, q4_gemm_fwd_work_ref(w, T, n_threads)),
+                 .slot = q4_slot((size_t)in_pad * sizeof(float))};
+    par_for(n_threads, w->out, fwd_rows_ref, &j);
+}
+
+static void bwd_chunks_ref(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    const ref_job *j = ctx;
+    const q4_weight *w = j->w;
+    const int64_t in = w->in, out = w->out, T = j->T;
+    double *acc = (double *)(void *)(j->slots + (size_t)thread * j->slot); /* [T][32] */
+    for (int64_t c = c0; c < c1; c++) {
+        float wv[Q4_QK];
+        memset(acc, 0, (size_t)T * Q4_QK * sizeof(double));
         for (int64_t o = 0; o < out; o++) {
-            q4_decode_ref(w, o, 0, in_pad, wrow);
+            q4_decode_ref(w, o, c * Q4_QK, Q4_QK, wv);
             for (int64_t t = 0; t < T; t++) {
-                const float *x = X + t * in; /* [in] */
-                double acc = 0.0;
-                for (int64_t k = 0; k < in; k++)
-                    acc += (double)x[k] * (double)wrow[k];
-                Y[t * out + o] = (float)(acc + (bias ? (double)bias[o] : 0.0));
+                double g = j->dY[t * out + o];
+                for (int k = 0; k < Q4_QK; k++)
+                    acc[t * Q4_QK + k] += g * (double)wv[k];
             }
         }
+        int64_t ncol = in - c * Q4_QK < Q4_QK ? in - c * Q4_QK : Q4_QK;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < ncol; k++)
+                j->dX[t * in + c * Q4_QK + k] = (float)acc[t * Q4_QK + k];
     }
 }
 
@@ -652,28 +718,11 @@ void q4_gemm_bwd_ref(const q4_weight *w, const float *dY, int64_t T, float *dX, 
 {
     if (T <= 0)
         return;
-    const int64_t in = w->in, out = w->out, nchunk = (in + Q4_QK - 1) / Q4_QK;
-    const size_t slot = q4_slot((size_t)T * Q4_QK * sizeof(double));
-    uint8_t *accs = q4_work_start(work, work_size, q4_gemm_bwd_work_ref(w, T, n_threads));
-#pragma omp parallel num_threads(resolve_threads(n_threads))
-    {
-        double *acc = (double *)(void *)(accs + (size_t)omp_get_thread_num() * slot); /* [T][32] */
-#pragma omp for schedule(static)
-        for (int64_t c = 0; c < nchunk; c++) {
-            float wv[Q4_QK];
-            memset(acc, 0, (size_t)T * Q4_QK * sizeof(double));
-            for (int64_t o = 0; o < out; o++) {
-                q4_decode_ref(w, o, c * Q4_QK, Q4_QK, wv);
-                for (int64_t t = 0; t < T; t++) {
-                    double g = dY[t * out + o];
-                    for (int j = 0; j < Q4_QK; j++)
-                        acc[t * Q4_QK + j] += g * (double)wv[j];
-                }
-            }
-            int64_t ncol = in - c * Q4_QK < Q4_QK ? in - c * Q4_QK : Q4_QK;
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t j = 0; j < ncol; j++)
-                    dX[t * in + c * Q4_QK + j] = (float)acc[t * Q4_QK + j];
-        }
-    }
+    ref_job j = {.w = w,
+                 .dY = dY,
+                 .dX = dX,
+                 .T = T,
+                 .slots = q4_work_start(work, work_size, q4_gemm_bwd_work_ref(w, T, n_threads)),
+                 .slot = q4_slot((size_t)T * Q4_QK * sizeof(double))};
+    par_for(n_threads, (w->in + Q4_QK - 1) / Q4_QK, bwd_chunks_ref, &j);
 }

@@ -102,15 +102,29 @@ has err "lora-train: error: rank 1: .*none.jsonl" "rank 0 names rank 1's failure
 # ---- faults ----
 REF=$T/ref
 expect 0 "uninterrupted 2-rank run" -- mpi 2 "$TR" "${RL[@]}" -o "$REF"
-start() { start_run "$1" mpi 2; }
+# start NAME: the 2-rank run in the background ($job, ranks $p0 $p1), held (SIGSTOP) as soon as
+# its first checkpoint is there, so that a fast machine cannot finish it before the test acts.
+start() {
+    local name=$1
+    mpi 2 "$TR" "${RL[@]}" -o "$T/$name" 2>"$T/$name.err" >/dev/null &
+    job=$! p0="" p1=""
+    for _ in $(seq 1 3000); do
+        [ -n "$p0" ] || p0=$(rank_pid "$job" 0)
+        [ -n "$p1" ] || p1=$(rank_pid "$job" 1)
+        [ -n "$p0" ] && [ -n "$p1" ] && break
+        sleep 0.01
+    done
+    for _ in $(seq 1 3000); do
+        [ -e "$T/$name/checkpoint-2/state.ckpt" ] && break
+        sleep 0.01
+    done
+    kill -STOP "$p0" "$p1"
+}
 finish() { resume_run "$1" "$REF" mpi 2; }
 
 # a rank killed: the job ends within seconds, mpirun names the lost rank, checkpoints intact
 for victim in 1 0; do
     start "kill$victim"
-    # held (SIGSTOP) while the victim dies: a fast machine cannot finish the run first
-    p0=$(rank_pid "$job" 0) p1=$(rank_pid "$job" 1)
-    kill -STOP "$p0" "$p1"
     kill -KILL "$(rank_pid "$job" $victim)"
     kill -CONT "$p0" "$p1" 2>/dev/null
     t0=$(date +%s)
@@ -127,10 +141,8 @@ done
 # does), to rank 1 alone ("rank1"), or to mpirun ("mpirun", which passes SIGTERM on to the ranks
 # and itself exits 1); the ranks stop after the same step, exit CODE, rank 0 saves that step once.
 stop() {
-    local name=$1 sig=$2 want=$3 who=$4 p0 p1
+    local name=$1 sig=$2 want=$3 who=$4
     start "$name"
-    p0=$(rank_pid "$job" 0) p1=$(rank_pid "$job" 1)
-    kill -STOP "$p0" "$p1" # held: a fast machine cannot finish the run before the signal lands
     case $who in
     ranks) kill -"$sig" "$p1" && kill -CONT "$p1" && sleep 0.03 && kill -"$sig" "$p0" ;;
     rank1) kill -"$sig" "$p1" ;;

@@ -44,6 +44,37 @@ expect 0 "dry run" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --dry-run --json
 "$B/jsoncheck" peak_bytes activation_bytes <"$T/out" && ok || bad "dry-run json"
 [ ! -e "$T/x" ] && ok || bad "dry run wrote output"
 
+# activation checkpointing: the dry run shows the choice (layers that keep their activations)
+num() { sed -n "s/.*\"$1\":\([0-9.e+]*\).*/\1/p" "$T/out"; }
+expect 0 "dry run, checkpointing off" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --dry-run \
+    --json --checkpointing off
+[ "$(num layers_kept)" = 5 ] && grep -q '"checkpointing":"off"' "$T/out" && ok ||
+    bad "checkpointing off keeps all 5 layers: $(cat "$T/out")"
+most=$(num peak_bytes)
+expect 0 "dry run, checkpointing on" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --dry-run \
+    --json --checkpointing on
+[ "$(num layers_kept)" = 1 ] && ok || bad "checkpointing on keeps 1 layer: $(cat "$T/out")"
+least=$(num peak_bytes)
+# a limit 2.6 layers' activations above the least plan: auto keeps 3 layers, and the plan fits
+limit=$(awk -v a="$least" -v b="$most" 'BEGIN { printf "%.0f", a + (b - a) / 4 * 2.6 }')
+expect 0 "dry run, auto under --memory-limit" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" \
+    --dry-run --json --memory-limit "$limit"
+[ "$(num layers_kept)" = 3 ] && grep -q '"checkpointing":"auto"' "$T/out" &&
+    grep -q '"available_limit":"--memory-limit"' "$T/out" && grep -q '"fits":true' "$T/out" &&
+    ok || bad "auto under a limit keeps 3 layers: $(cat "$T/out")"
+expect 0 "dry run text" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --dry-run
+has out "checkpointing auto: 5 of 5 layers keep their activations, 0 recomputed" "the choice"
+expect 1 "dry run, a limit below the plan" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" \
+    --dry-run --memory-limit 1M
+has out "checkpointing auto: 1 of 5 layers keep" "the least plan under a small limit"
+has err "the plan needs [0-9]* MiB, more than the 1 MiB available (--memory-limit)" "named limit"
+expect 2 "bad --checkpointing" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --checkpointing maybe
+has err "--checkpointing 'maybe': expected auto, on or off" "checkpointing message"
+expect 2 "bad --memory-limit" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" --memory-limit 3X
+has err "--memory-limit '3X'" "memory-limit message"
+expect 2 "both checkpointing flags" -- "$B/lora-train" "${COMMON[@]}" -o "$T/x" \
+    --checkpointing on --no-checkpointing
+
 # a short run with --json, evaluation and checkpoints
 expect 0 "train" -- "$B/lora-train" "${COMMON[@]}" -o "$T/a" --steps 6 --save-every 2 \
     --eval-data "$E" --eval-every 3 --json

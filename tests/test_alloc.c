@@ -2,11 +2,11 @@
  * when the trainer is created (STYLE.md, "no allocation inside the step loop"). The test counts
  * every malloc, calloc, realloc, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and
  * free (of a non-NULL pointer) the process makes while lk_trainer_step runs, on any thread: the
- * library's, OpenMP's, OpenBLAS's and zstd's alike. It replaces those symbols in this executable
- * (glibc's documented way of replacing malloc: the shared libraries call these too) and forwards
- * to glibc's __libc_* functions; under AddressSanitizer, which owns malloc, it counts through the
- * sanitizer's allocation hooks instead. Runs a few steps on stories260K-hf with an NF4 base:
- * SFT with dropout and gradient accumulation (with and without activation checkpointing), and
+ * library's (its pool's too), OpenBLAS's and zstd's alike. It replaces those symbols in this
+ * executable (glibc's documented way of replacing malloc: the shared libraries call these too) and
+ * forwards to glibc's __libc_* functions; under AddressSanitizer, which owns malloc, it counts
+ * through the sanitizer's allocation hooks instead. Runs a few steps on stories260K-hf with an NF4
+ * base: SFT with dropout and gradient accumulation (with and without activation checkpointing), and
  * distillation from an online teacher and from a teacher cache, on data small enough that the
  * steps cross epochs (the data order is redrawn inside a step). Steps after the first must make
  * no allocation at all.
@@ -16,7 +16,7 @@
  * step, with its count. Function names come from the executable's symbols (this target is linked
  * with -rdynamic); static functions show as test_alloc(+offset), which `addr2line -f -e
  * test_alloc OFFSET` names. A function that ends with a tail call to free() leaves no frame: its
- * caller (often libgomp, for a parallel region's body) appears instead. */
+ * caller appears instead. */
 #include <errno.h>
 #include <execinfo.h>
 #include <malloc.h>
@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/pool.h"
 #include "core/status.h"
 #include "testutil.h"
 
@@ -367,7 +368,13 @@ static void check_steps(const char *name, struct lk_train_params *p)
                      name, i + 1, n[i]);
 }
 
-/* The counter sees the library's allocations, on the calling thread and on OpenMP's. */
+static void alloc_free(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    for (int64_t i = i0; i < i1; i++)
+        free(lk_aligned_alloc(64));
+}
+
+/* The counter sees the library's allocations, on the calling thread and on the pool's. */
 static void test_counter_counts(void **state)
 {
     (void)state;
@@ -375,11 +382,10 @@ static void test_counter_counts(void **state)
     free(lk_aligned_alloc(64));
     long one = count_end();
     count_begin(0);
-#pragma omp parallel num_threads(2)
-    free(lk_aligned_alloc(64));
+    par_for(2, 2, alloc_free, NULL); /* one on the caller, one on a worker */
     long two = count_end();
     assert_int_equal(one, 2);
-    assert_true(two >= 4); /* the team's own allocations, if any, come on top */
+    assert_true(two >= 4); /* the workers' own start-up allocations, if any, come on top */
 }
 
 static void test_sft_checkpointing(void **state)
@@ -388,6 +394,7 @@ static void test_sft_checkpointing(void **state)
     struct lk_train_params p = lk_train_params_default();
     p.grad_accum = 2;
     p.dropout = 0.1f;
+    p.checkpointing = LK_CKPT_ON; /* every layer but the last recomputed */
     check_steps("sft", &p);
 }
 
@@ -397,7 +404,7 @@ static void test_sft_no_checkpointing(void **state)
     struct lk_train_params p = lk_train_params_default();
     p.grad_accum = 2;
     p.dropout = 0.1f;
-    p.checkpointing = 0;
+    p.checkpointing = LK_CKPT_OFF;
     check_steps("sft --no-checkpointing", &p);
 }
 

@@ -57,6 +57,7 @@ ADAPT(lk_optimizer, lk_optimizer_from_name, lk_optimizer_name)
 ADAPT(lk_schedule, lk_schedule_from_name, lk_schedule_name)
 ADAPT(lk_objective, lk_objective_from_name, lk_objective_name)
 ADAPT(lk_lora_init, lk_lora_init_from_name, lk_lora_init_name)
+ADAPT(lk_checkpointing, lk_checkpointing_from_name, lk_checkpointing_name)
 ADAPT(lk_qtype, lk_qtype_from_name, lk_qtype_name)
 ADAPT(lk_qformat, lk_qformat_from_name, lk_qformat_name)
 
@@ -67,12 +68,14 @@ static void test_name_tables(void **state)
     static const char *const sched[] = {"cosine", "linear", "constant"};
     static const char *const obj[] = {"sft", "kd", "rkl", "jsd"};
     static const char *const init[] = {"peft", "loftq"};
+    static const char *const ckpt[] = {"off", "on", "auto"};
     static const char *const qt[] = {"f32", "f16", "bf16", "q4_0", "q8_0", "iq4_nl", "nf4"};
     static const char *const qf[] = {"lorakit", "gguf", "hf-bnb"};
     round_trip(opt, 2, lk_optimizer_from_name_i, lk_optimizer_name_i);
     round_trip(sched, 3, lk_schedule_from_name_i, lk_schedule_name_i);
     round_trip(obj, 4, lk_objective_from_name_i, lk_objective_name_i);
     round_trip(init, 2, lk_lora_init_from_name_i, lk_lora_init_name_i);
+    round_trip(ckpt, 3, lk_checkpointing_from_name_i, lk_checkpointing_name_i);
     round_trip(qt, LK_QTYPE_COUNT, lk_qtype_from_name_i, lk_qtype_name_i);
     round_trip(qf, 3, lk_qformat_from_name_i, lk_qformat_name_i);
     lk_qtype q;
@@ -90,6 +93,32 @@ static void test_name_tables(void **state)
     lk_qformat f;
     assert_message(lk_qformat_from_name("onnx", &f),
                    "--format 'onnx': expected lorakit, gguf or hf-bnb");
+    lk_checkpointing c;
+    assert_message(lk_checkpointing_from_name("yes", &c),
+                   "--checkpointing 'yes': expected auto, on or off");
+    assert_int_equal(lk_train_params_default().checkpointing, LK_CKPT_AUTO);
+}
+
+/* --memory-limit sizes: bytes or a binary K, M, G, T suffix (B and iB after it read too). */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t bytes;
+    } good[] = {{"4096", 4096},        {"1K", 1024},       {"512M", 512LL << 20}, {"3G", 3LL << 30},
+                {"1.5GiB", 3LL << 29}, {"2TB", 2LL << 40}, {"0.5K", 512}};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        int64_t b = -1;
+        assert_ok(lk_memory_limit_from_name(good[i].text, &b));
+        assert_int_equal(b, good[i].bytes);
+    }
+    static const char *const bad[] = {"", "G", "3X", "3Gx", "-1G", "0", "0.1", "nan", "1e30"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t b = 7;
+        assert_status(lk_memory_limit_from_name(bad[i], &b), LK_ERR_ARG, "--memory-limit");
+        assert_int_equal(b, 7);
+    }
 }
 
 static void test_targets(void **state)
@@ -357,10 +386,15 @@ static void test_output_checks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_name_tables),   cmocka_unit_test(test_targets),
-        cmocka_unit_test(test_defaults_pass), cmocka_unit_test(test_train_check),
-        cmocka_unit_test(test_data_check),    cmocka_unit_test(test_model_and_sampler_checks),
-        cmocka_unit_test(test_teacher_check), cmocka_unit_test(test_output_checks),
+        cmocka_unit_test(test_name_tables),
+        cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_defaults_pass),
+        cmocka_unit_test(test_train_check),
+        cmocka_unit_test(test_data_check),
+        cmocka_unit_test(test_model_and_sampler_checks),
+        cmocka_unit_test(test_teacher_check),
+        cmocka_unit_test(test_output_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -501,7 +501,7 @@ static void test_quantisers_allocate_nothing(void **state)
     double rmse[2], mx[2];
     q4_nf4_dq dq[2];
     struct rlimit old;
-    for (int v = 0; v < 2; v++) { /* v = 0 starts OpenMP's threads before the limit */
+    for (int v = 0; v < 2; v++) { /* v = 0 starts the pool's threads before the limit */
         if (v == 1)
             limit_as(&old);
         q4_quantize_matrix(LK_QTYPE_Q8_0, Q4_QK, X, 2, in, q[v], 2, &rmse[v], &mx[v]);

@@ -193,11 +193,36 @@ static void test_checkpoints(void **state)
     close_fixture(&f);
 }
 
+/* Outputs may name folders still to be made (as PEFT's save_pretrained and mkdir -p do); a file
+ * where a folder must go is named. */
+static void test_parents_made(void **state)
+{
+    (void)state;
+    char dir[4200], file[4200], blocked[4300];
+    snprintf(dir, sizeof dir, "%s", tmp_path("new/deeper/run"));
+    snprintf(file, sizeof file, "%s", tmp_path("other/a/b.bin"));
+    lk_run *r;
+    assert_ok(lk_run_open(dir, NULL, &r));
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    lk_run_close(r);
+    assert_ok(lk_write_file_atomic(file, "abc", 3, 0));
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_size, 3);
+    snprintf(blocked, sizeof blocked, "%s/x/run", file); /* b.bin is a file */
+    char want[4300];
+    snprintf(want, sizeof want, "%s: not a folder", file);
+    assert_status(lk_run_open(blocked, NULL, &r), LK_ERR_IO, want);
+    assert_status(lk_write_file_atomic(blocked, "abc", 3, 0), LK_ERR_IO, want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lock_sweep_refuse),
         cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_parents_made),
     };
     return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }

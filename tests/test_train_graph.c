@@ -1,7 +1,8 @@
 /* test_train_graph.c — gradients of the whole model's loss with respect to every LoRA factor
  * against central finite differences (tiny Llama-3 and Mistral models, packed sequences with
- * restarting positions, with and without LoRA dropout), and the chunked cross-entropy against a
- * direct log-softmax. */
+ * restarting positions, with and without LoRA dropout), the same gradients bit for bit whichever
+ * layers keep their activations (activation checkpointing), and the chunked cross-entropy against
+ * a direct log-softmax. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,12 +71,19 @@ static void check_model_grads(const char *dir, float dropout, int threads)
     double sum = sums.loss;
     assert_int_equal(sums.count, T - 3);
     assert_true(fabs(sum - loss_of(&c)) < 1e-9 * fabs(sum) + 1e-9); /* backward leaves it alone */
-    /* without checkpointing (every layer's activations kept): the very same gradients */
-    {
+    /* more layers keeping their activations (2 of L: the lowest recomputed, the others kept;
+     * every layer kept; a keep beyond L clamped): the very same loss and gradients */
+    const int64_t L = lk_model_get_config(m)->n_layers;
+    assert_true(L >= 2);
+    const int64_t keeps[] = {2, L, L + 5};
+    for (int i = 0; i < 3; i++) {
         float *keep = malloc((size_t)s.n_params * sizeof(float));
         memcpy(keep, s.grads, (size_t)s.n_params * sizeof(float));
         train_graph *g2;
-        assert_ok(graph_create(m, 16, 0, &g2));
+        assert_ok(graph_create(m, 16, keeps[i], &g2));
+        assert_true(graph_bytes(m, 16, keeps[i]) ==
+                    graph_bytes(m, 16, 1) +
+                        (keeps[i] < L ? keeps[i] - 1 : L - 1) * graph_layer_bytes(m, 16));
         lora_set_zero_grad(&s);
         loss_sums sums2 = {0};
         assert_ok(graph_run(g2, &c.b, NULL, 1.0f, 1, &sums2));

@@ -585,25 +585,15 @@ double cli_peak_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-/* Virtual size and resident set of this process in bytes (/proc/self/statm; 0 when unknown). */
-static void statm(double *vsz, double *rss)
-{
-    long long v = 0, r = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%lld %lld", &v, &r) != 2)
-        v = r = 0;
-    if (f)
-        fclose(f);
-    double page = (double)sysconf(_SC_PAGESIZE);
-    *vsz = (double)v * page;
-    *rss = (double)r * page;
-}
-
 double cli_rss_mib(void)
 {
-    double vsz, rss;
-    statm(&vsz, &rss);
-    return rss / 1048576.0;
+    long long size, pages = 0; /* /proc/self/statm: the virtual size, then the resident set */
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lld %lld", &size, &pages) != 2)
+        pages = 0;
+    if (f)
+        fclose(f);
+    return (double)pages * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
 }
 
 int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct arg_str *qembed,
@@ -716,63 +706,9 @@ lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer
 
 /* ---- memory ---- */
 
-/* "Key:   N kB" of /proc/meminfo in bytes; -1 when absent. */
-static double meminfo(const char *key)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    double v = -1;
-    size_t k = strlen(key);
-    while (f && v < 0 && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, k) && line[k] == ':')
-            v = strtod(line + k + 1, NULL) * 1024.0;
-    if (f)
-        fclose(f);
-    return v;
-}
-
-/* A number in a one-line file ("max" and the like: -1). */
-static double file_number(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char buf[64];
-    double v = -1;
-    if (f && fgets(buf, sizeof buf, f)) {
-        char *e;
-        v = strtod(buf, &e);
-        if (e == buf)
-            v = -1;
-    }
-    if (f)
-        fclose(f);
-    return v;
-}
-
 double cli_memory_available(const char **what)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    double vsz, mine; /* what this process already holds counts too */
-    statm(&vsz, &mine);
-    double best = meminfo("MemAvailable");
-    *what = "MemAvailable";
-    if (best < 0) {
-        best = (double)sysconf(_SC_AVPHYS_PAGES) * (double)page;
-        *what = "free memory";
-    }
-    best += mine;
-    double cg_max = file_number("/sys/fs/cgroup/memory.max");
-    double cg_cur = file_number("/sys/fs/cgroup/memory.current");
-    if (cg_max > 0 && cg_cur >= 0 && cg_max - cg_cur + mine < best) {
-        best = cg_max - cg_cur + mine;
-        *what = "the cgroup's memory.max";
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (double)rl.rlim_cur - vsz + mine < best) {
-        best = (double)rl.rlim_cur - vsz + mine;
-        *what = "the address-space limit (ulimit -v)";
-    }
-    return best > 0 ? best : 0;
+    return (double)lk_memory_available(what);
 }
 
 /* ---- SVG ---- */

@@ -159,7 +159,8 @@ static int write_svg(const char *path, int force, const row *rows, int64_t n, in
     size_t tw = strlen(stat_meaning(stat)) + strlen(stat) + 2, aw = strlen(a) + 12;
     if (b && strlen(b) + 12 > aw)
         aw = strlen(b) + 12;
-    double w = 6.6 * (double)(tw > aw ? tw : aw) + 12; /* the titles' width, about */
+    /* the titles' widths, about: the bold 14 px title ~8.4 px a character, the 11 px lines 6.6 */
+    double w = 8.4 * (double)tw > 6.6 * (double)aw ? 8.4 * (double)tw + 12 : 6.6 * (double)aw + 12;
     cli_svg s;
     if (cli_svg_begin(&s, w > x0 + 7 * cw + 110 ? w : x0 + 7 * cw + 110, y0 + bar_h + 44, 11,
                       "white") != 0)

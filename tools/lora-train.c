@@ -24,7 +24,7 @@ typedef struct {
     struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
     struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective;
     struct arg_str *teacher, *teacher_cache, *teacher_adapter, *teacher_quant;
-    struct arg_str *init;
+    struct arg_str *init, *ckpt, *memory_limit;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
     struct arg_int *warmup, *save_limit, *log_every, *eval_max;
     struct arg_dbl *alpha, *dropout, *lr, *lr_ratio_b, *epochs, *weight_decay, *max_grad_norm;
@@ -75,6 +75,10 @@ static int map_names(const train_args *a, struct lk_train_params *p)
         s = lk_lora_init_from_name(a->init->sval[0], &p->init);
     if (s == LK_OK && a->targets->count)
         s = lk_targets_from_name(a->targets->sval[0], &p->targets);
+    if (s == LK_OK && a->ckpt->count)
+        s = lk_checkpointing_from_name(a->ckpt->sval[0], &p->checkpointing);
+    if (s == LK_OK && a->memory_limit->count)
+        s = lk_memory_limit_from_name(a->memory_limit->sval[0], &p->memory_limit);
     return cli_usage_status(TOOL, s);
 }
 
@@ -96,7 +100,8 @@ static void map_numbers(const train_args *a, struct lk_train_params *p)
     CLI_SET_DBL(a->kd_weight, p->kd_weight);
     CLI_SET_DBL(a->jsd_beta, p->jsd_beta);
     p->rslora = a->rslora->count > 0;
-    p->checkpointing = !a->no_ckpt->count;
+    if (a->no_ckpt->count)
+        p->checkpointing = LK_CKPT_OFF;
     if (a->init_adapter->count)
         p->init_adapter = a->init_adapter->filename[0];
     if (a->teacher_cache->count)
@@ -111,6 +116,9 @@ static int check_flag_sets(const train_args *a, lk_objective obj)
                   a->jsd_beta->count;
     if (a->steps->count && a->epochs->count)
         return cli_usage_error(TOOL, "give --steps or --epochs, not both");
+    if (a->no_ckpt->count && a->ckpt->count)
+        return cli_usage_error(TOOL, "give --checkpointing or --no-checkpointing (the same as "
+                                     "--checkpointing off), not both");
     if (a->alpha->count && !(a->alpha->dval[0] > 0))
         return cli_usage_error(TOOL,
                                "--alpha must be above 0, got %g (leave --alpha out for the "
@@ -653,6 +661,12 @@ static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act
 {
     int64_t seq = lk_dataset_seq_len(x->data);
     *need = lk_model_weight_bytes(x->m) + lk_trainer_memory_plan(x->m, &x->tp, seq, ad, opt, act);
+    if (x->tp.teacher) /* an online teacher's weights (lk_trainer_kept_layers counts them too) */
+        *need += lk_model_weight_bytes(x->tp.teacher);
+    if (x->tp.memory_limit > 0) {
+        *what = "--memory-limit";
+        return (double)x->tp.memory_limit;
+    }
     return cli_memory_available(what);
 }
 
@@ -661,8 +675,8 @@ static void warn_memory(int64_t need, double have, const char *what)
     cli_line_clear(); /* shown with -q too: the run is likely to fail */
     fprintf(stderr,
             "%s: warning: the plan needs %.0f MiB, more than the %.0f MiB available (%s); the "
-            "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, keep "
-            "gradient checkpointing on)\n",
+            "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, "
+            "--checkpointing auto or on)\n",
             TOOL, need / 1048576.0, have / 1048576.0, what);
 }
 
@@ -672,6 +686,9 @@ static int dry_run(train_ctx *x)
     const char *what;
     double have = memory_check(x, &ad, &opt, &act, &total, &what);
     int64_t base = total - ad - opt - act, seq = lk_dataset_seq_len(x->data);
+    int64_t kept = lk_trainer_kept_layers(x->m, &x->tp, seq);
+    int64_t layers = lk_model_get_config(x->m)->n_layers;
+    const char *ckpt = lk_checkpointing_name(x->tp.checkpointing);
     int fits = (double)total <= have;
     if (x->c->json->count) {
         cJSON *j = cli_json_new(x->c);
@@ -683,15 +700,20 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
         cJSON_AddNumberToObject(j, "available_bytes", have);
         cJSON_AddStringToObject(j, "available_limit", what);
+        cJSON_AddStringToObject(j, "checkpointing", ckpt);
+        cJSON_AddNumberToObject(j, "layers", (double)layers);
+        cJSON_AddNumberToObject(j, "layers_kept", (double)kept);
         cJSON_AddBoolToObject(j, "fits", fits);
         cli_json_emit(j);
     } else if (x->lead) { /* each rank checks its own host; rank 0 prints the plan */
         printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
                "  adapter+grads  %9.1f MiB\n  optimizer      %9.1f MiB\n"
-               "  activations    %9.1f MiB\n  peak estimate  %9.1f MiB of %.0f MiB available "
-               "(%s)\n",
+               "  activations    %9.1f MiB (checkpointing %s: %lld of %lld layers keep their "
+               "activations, %lld recomputed)\n"
+               "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
-               opt / 1048576.0, act / 1048576.0, total / 1048576.0, have / 1048576.0, what);
+               opt / 1048576.0, act / 1048576.0, ckpt, (long long)kept, (long long)layers,
+               (long long)(layers - kept), total / 1048576.0, have / 1048576.0, what);
     }
     if (!fits)
         warn_memory(total, have, what);
@@ -1017,8 +1039,16 @@ static void make_args(train_args *a)
                  cli_help("JSD's beta: 0 forward KL, 1 reverse (default %g)", (double)d.jsd_beta));
     cli_data_opts_init(&a->d);
     a->dry_run = arg_lit0(NULL, "dry-run", "print the memory plan and exit (1 if it does not fit)");
-    a->no_ckpt = arg_lit0(NULL, "no-checkpointing",
-                          "keep every layer's activations (faster backward, more memory)");
+    a->ckpt = arg_str0(NULL, "checkpointing", "auto|on|off",
+                       "activation checkpointing: auto (default) keeps every layer's activations "
+                       "that the memory plan fits in --memory-limit (or the memory available) and "
+                       "recomputes the rest in the backward; on: recompute all but the last "
+                       "layer (least memory); off: keep all (fastest)");
+    a->memory_limit = arg_str0(NULL, "memory-limit", "SIZE",
+                               "memory the run may plan for, weights included (e.g. 3G, 512M; "
+                               "default: the memory available): --checkpointing auto's budget "
+                               "and the plan's check");
+    a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
 }
 
@@ -1102,6 +1132,8 @@ int main(int argc, char **argv)
                   a.jsd_beta,
                   CLI_DATA_ENTRIES(a.d),
                   a.dry_run,
+                  a.ckpt,
+                  a.memory_limit,
                   a.no_ckpt,
                   a.force,
                   CLI_COMMON_ENTRIES(c),

@@ -61,6 +61,11 @@ void lk_set_log_level(lk_log_level level);
  * overwrite)"). LK_ERR_IO naming the path and the cause on any write failure. */
 lk_status lk_write_file_atomic(const char *path, const void *data, size_t n, int force);
 
+/* Bytes of memory a process like this one can count on now: the smallest of MemAvailable, the
+ * room under the cgroup's memory.max and the room under RLIMIT_AS, plus what this process already
+ * holds (its resident set). *what (may be NULL) names the limit that decided. */
+int64_t lk_memory_available(const char **what);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,6 +37,15 @@ typedef enum { LK_OBJ_SFT = 0, LK_OBJ_KD = 1, LK_OBJ_RKL = 2, LK_OBJ_JSD = 3 } l
  * offered. */
 typedef enum { LK_INIT_PEFT = 0, LK_INIT_LOFTQ = 1 } lk_lora_init;
 
+/* Activation checkpointing. The backward needs every layer's activations; a layer that does not
+ * keep them is recomputed from its saved input before the backward goes through it (one more
+ * forward of that layer: the same numbers, bit for bit, so the choice never changes a result).
+ * LK_CKPT_OFF: every layer keeps its activations (fastest, most memory); LK_CKPT_ON: only the
+ * last one (the others recomputed: least memory); LK_CKPT_AUTO (default): as many layers as the
+ * memory plan lets keep theirs within memory_limit (or the memory available when the trainer is
+ * created), the lowest layers recomputed. lk_trainer_kept_layers says how many keep them. */
+typedef enum { LK_CKPT_OFF = 0, LK_CKPT_ON = 1, LK_CKPT_AUTO = 2 } lk_checkpointing;
+
 /* Training options; lk_train_params_default() gives the defaults written beside each field (PEFT's
  * and transformers', and lora-train's: the tool maps its flags onto these fields and nothing
  * else). */
@@ -65,8 +74,10 @@ struct lk_train_params {
     int64_t grad_accum; /* micro-batches per step (default 1) */
     uint64_t seed;      /* init and dropout streams (default 42) */
     int max_bad_steps;  /* consecutive NaN/Inf steps before giving up (default 5) */
-    int checkpointing;  /* 1 (default): activation checkpointing per layer (recompute in the
-                         * backward); 0: keep every layer's activations (faster, more memory) */
+    lk_checkpointing checkpointing; /* default LK_CKPT_AUTO (see the enum) */
+    /* bytes the run may plan for (model weights included), LK_CKPT_AUTO's budget; 0 (default):
+     * the memory available (lk_memory_available) */
+    int64_t memory_limit;
     /* objective */
     lk_objective objective;    /* default SFT */
     float kd_temp;             /* τ (default 1) */
@@ -127,6 +138,13 @@ const char *lk_objective_name(lk_objective o);
 lk_status lk_objective_from_name(const char *name, lk_objective *out);
 const char *lk_lora_init_name(lk_lora_init i);
 lk_status lk_lora_init_from_name(const char *name, lk_lora_init *out);
+/* --checkpointing auto|on|off */
+const char *lk_checkpointing_name(lk_checkpointing c);
+lk_status lk_checkpointing_from_name(const char *name, lk_checkpointing *out);
+
+/* --memory-limit SIZE: bytes, or a number with a binary suffix K, M, G or T (KiB... also read;
+ * 1.5G = 1.5 × 2^30), above 0. LK_ERR_ARG naming the flag and the text otherwise. */
+lk_status lk_memory_limit_from_name(const char *text, int64_t *bytes);
 
 /* A trainer for model m (borrowed; the adapter is attached to it for the trainer's lifetime) over
  * data (borrowed; its seq_len is the training sequence length). Caller frees with
@@ -237,7 +255,15 @@ lk_status lk_trainer_sync(lk_trainer *t);
 lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const char *base_model,
                                   int force);
 
-/* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations). */
+/* How many of m's layers keep their activations for the backward under p's checkpointing with
+ * sequences of seq_len tokens (1 .. n_layers; the rest are recomputed): n_layers with
+ * LK_CKPT_OFF, 1 with LK_CKPT_ON; with LK_CKPT_AUTO the most whose plan (the weights of m and
+ * of an online teacher + lk_trainer_memory_plan) fits p->memory_limit, or lk_memory_available()
+ * when that is 0 (at least 1). The trainer lk_trainer_create makes uses this count. */
+int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len);
+
+/* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations),
+ * with the layers lk_trainer_kept_layers keeping their activations. */
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int64_t *adapter_bytes, int64_t *optimizer_bytes,
                                int64_t *activation_bytes);

@@ -3,6 +3,8 @@
 
 #include <cblas.h>
 
+#include "core/pool.h"
+
 /* Below this many multiply-adds a single call is cheaper than waking the team. */
 #define PAR_MIN_WORK (1 << 21)
 
@@ -12,6 +14,48 @@ static void single_threaded(void)
     if (!done) {
         openblas_set_num_threads(1);
         done = 1;
+    }
+}
+
+typedef struct {
+    CBLAS_TRANSPOSE ta, tb;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    float beta;
+    float *C;
+    int64_t ldc, chunk;
+} gemm_job;
+
+/* column slices [c0, c1) of chunk columns each */
+static void gemm_slices(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    const gemm_job *j = ctx;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t n0 = c * j->chunk, n = j->N - n0 < j->chunk ? j->N - n0 : j->chunk;
+        const float *Bp = j->tb == CblasTrans ? j->B + n0 * j->ldb : j->B + n0;
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, (int)j->M, (int)n, (int)j->K, j->alpha, j->A,
+                    (int)j->lda, Bp, (int)j->ldb, j->beta, j->C + n0, (int)j->ldc);
+    }
+}
+
+typedef struct {
+    int64_t N, K;
+    const float *W, *x;
+    float *y;
+    int64_t chunk;
+} gemv_job;
+
+static void gemv_slices(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    const gemv_job *j = ctx;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t n0 = c * j->chunk, n = j->N - n0 < j->chunk ? j->N - n0 : j->chunk;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)j->K, 1.0f, j->W + n0 * j->K,
+                    (int)j->K, j->x, 1, 0.0f, j->y + n0, 1);
     }
 }
 
@@ -29,14 +73,8 @@ void gemm_par(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     }
     /* column slices, multiples of 16 so the kernels' full-width paths do most of the work */
     int64_t chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
-    int64_t n_chunks = (N + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t c = 0; c < n_chunks; c++) {
-        int64_t n0 = c * chunk, n = N - n0 < chunk ? N - n0 : chunk;
-        const float *Bp = trans_b ? B + n0 * ldb : B + n0;
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)n, (int)K, alpha, A, (int)lda, Bp, (int)ldb,
-                    beta, C + n0, (int)ldc);
-    }
+    gemm_job j = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, chunk};
+    par_for(nt, (N + chunk - 1) / chunk, gemm_slices, &j);
 }
 
 void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, int nt)
@@ -47,11 +85,6 @@ void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, in
         return;
     }
     int64_t chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
-    int64_t n_chunks = (N + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t c = 0; c < n_chunks; c++) {
-        int64_t n0 = c * chunk, n = N - n0 < chunk ? N - n0 : chunk;
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)K, 1.0f, W + n0 * K, (int)K, x, 1,
-                    0.0f, y + n0, 1);
-    }
+    gemv_job j = {N, K, W, x, y, chunk};
+    par_for(nt, (N + chunk - 1) / chunk, gemv_slices, &j);
 }

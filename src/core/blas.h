@@ -1,9 +1,11 @@
 /* blas.h — fp32 GEMM/GEMV through OpenBLAS, parallelised by us: the output columns are split
- * over an OpenMP team and each thread makes a single-threaded OpenBLAS call on its slice. One
- * thread pool for the whole library (OpenMP), so OpenBLAS's own threads never compete with ours
- * for the cores. The slices do not split the reduction over K, but OpenBLAS may take another
- * micro-kernel path at a slice's edge (seen on fp32 LM heads), so results can differ in the last
- * bits between thread counts; a fixed thread count gives identical results run to run. */
+ * over the library's threads (core/pool.h) and each thread makes a single-threaded OpenBLAS call
+ * on its slice. One thread pool for the whole library, so OpenBLAS's own threads never compete
+ * with ours for the cores (Debian's default libopenblas0-pthread starts one idle worker per extra
+ * CPU when it loads; set to one thread, it never hands them work and they sleep). The slices do not
+ * split the reduction over K, but OpenBLAS may take another micro-kernel path at a slice's edge
+ * (seen on fp32 LM heads), so results can differ in the last bits between thread counts; a fixed
+ * thread count gives identical results run to run. */
 #ifndef LK_BLAS_H
 #define LK_BLAS_H
 

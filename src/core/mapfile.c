@@ -190,6 +190,27 @@ static lk_status fsync_parent(const char *path)
     return s;
 }
 
+lk_status dir_make_parents(const char *path)
+{
+    char d[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof d)
+        return status_fail(LK_ERR_IO, "%s: path too long", path);
+    memcpy(d, path, n + 1);
+    for (size_t i = 1; i < n; i++) {
+        if (d[i] != '/' || d[i - 1] == '/')
+            continue;
+        d[i] = 0;
+        struct stat st;
+        if (mkdir(d, 0755) != 0 && errno != EEXIST)
+            return status_fail(LK_ERR_IO, "%s: cannot create folder: %s", d, strerror(errno));
+        if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode))
+            return status_fail(LK_ERR_IO, "%s: not a folder (it would hold %s)", d, path);
+        d[i] = '/';
+    }
+    return LK_OK;
+}
+
 lk_status afile_open(afile *a, const char *path, int force)
 {
     memset(a, 0, sizeof *a);
@@ -203,6 +224,11 @@ lk_status afile_open(afile *a, const char *path, int force)
         return status_fail(LK_ERR_NOMEM, "out of memory");
     }
     snprintf(a->tmp, n, "%s.tmp.XXXXXX", path);
+    lk_status made = dir_make_parents(path);
+    if (made != LK_OK) {
+        afile_abort(a);
+        return made;
+    }
     int fd = mkstemp(a->tmp);
     if (fd < 0) {
         lk_status s =
@@ -312,6 +338,11 @@ lk_status tmpdir_create(const char *dir, int force, char **tmp_out)
     while (len > 1 && dir[len - 1] == '/')
         len--;
     snprintf(t, n, "%.*s.tmp.XXXXXX", (int)len, dir);
+    lk_status made = dir_make_parents(t);
+    if (made != LK_OK) {
+        free(t);
+        return made;
+    }
     if (!mkdtemp(t)) {
         lk_status s =
             status_fail(LK_ERR_IO, "%s: cannot create temporary folder: %s", t, strerror(errno));

@@ -45,6 +45,10 @@ typedef struct {
     char *tmp;
 } afile;
 
+/* Create the folders above path that do not exist yet (as mkdir -p does for path's parent); the
+ * writers below call it, so an output may name a folder still to be made. */
+lk_status dir_make_parents(const char *path);
+
 /* force 0: fail with LK_ERR_IO if path exists. */
 lk_status afile_open(afile *a, const char *path, int force);
 lk_status afile_write(afile *a, const void *data, size_t n);

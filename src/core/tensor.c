@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/pool.h"
+
 static const struct {
     const char *name;
     size_t size;
@@ -129,18 +131,29 @@ uint16_t f32_to_f16(float f)
     return (uint16_t)(sign | ((r - 0x38000000) >> 13));
 }
 
+typedef struct {
+    dtype dt;
+    const uint8_t *p;
+    float *dst;
+} convert_job;
+
+static void convert_range(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const convert_job *j = ctx;
+    /* 2-byte elements may sit at odd addresses in a mapped file: memcpy each one */
+    for (int64_t i = i0; i < i1; i++) {
+        uint16_t h;
+        memcpy(&h, j->p + 2 * i, 2);
+        j->dst[i] = j->dt == DT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+}
+
 void convert_to_f32(dtype dt, const void *src, float *dst, int64_t n, int n_threads)
 {
     if (dt == DT_F32) {
         memcpy(dst, src, (size_t)n * 4);
         return;
     }
-    const uint8_t *p = src;
-    /* 2-byte elements may sit at odd addresses in a mapped file: memcpy each one */
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, p + 2 * i, 2);
-        dst[i] = dt == DT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-    }
+    convert_job j = {dt, src, dst};
+    par_for(n > (1 << 16) ? n_threads : 1, n, convert_range, &j);
 }

@@ -14,11 +14,11 @@
 #include "lora/loftq.h"
 
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "core/blas.h"
 #include "core/linalg.h"
+#include "core/pool.h"
 #include "core/rng.h"
 #include "core/status.h"
 
@@ -135,6 +135,35 @@ static lk_status source_weight(const lk_model *m, const lora_module *mo, const t
     return LK_OK;
 }
 
+typedef struct {
+    const q4_weight *q;
+    float *R, *rows; /* R [out, in]; rows [nt, in] */
+    double *norms;   /* [out, 2] */
+    int64_t in;
+} residual_job;
+
+/* Rows [i0, i1) of R: minus their dequantised rows; their squared norms before and after. */
+static void residual_rows(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const residual_job *j = ctx;
+    const q4_weight *q = j->q;
+    const int64_t in = j->in;
+    float *d = j->rows + (int64_t)thread * in; /* [in] */
+    for (int64_t i = i0; i < i1; i++) {
+        float *x = j->R + i * in; /* [in] */
+        double ww = 0, rr = 0;
+        q4_dequantize_row(q->qtype, q->block, (const uint8_t *)q->data + (size_t)i * q->row_bytes,
+                          in, d);
+        for (int64_t k = 0; k < in; k++) {
+            ww += (double)x[k] * x[k];
+            x[k] -= d[k];
+            rr += (double)x[k] * x[k];
+        }
+        j->norms[2 * i] = ww;
+        j->norms[2 * i + 1] = rr;
+    }
+}
+
 /* R [out, in] = W − deq(Q(W)) for module mo, W converted again from the model's file (its mapped
  * pages dropped afterwards), deq(Q(W)) from the base's quantised rows. Norms of W and R. */
 static lk_status module_residual(const lk_model *m, const lora_module *mo, float *R, float *rows,
@@ -146,20 +175,8 @@ static lk_status module_residual(const lk_model *m, const lora_module *mo, float
     const q4_weight *q = &mo->L->qw;
     convert_to_f32(t->dt, t->data, R, out * in, m->n_threads);
     model_drop_range(m, t, t->data, t->nbytes);
-#pragma omp parallel for num_threads(m->n_threads) schedule(static)
-    for (int64_t i = 0; i < out; i++) {
-        float *d = rows + (int64_t)omp_get_thread_num() * in, *x = R + i * in; /* [in] */
-        double ww = 0, rr = 0;
-        q4_dequantize_row(q->qtype, q->block, (const uint8_t *)q->data + (size_t)i * q->row_bytes,
-                          in, d);
-        for (int64_t j = 0; j < in; j++) {
-            ww += (double)x[j] * x[j];
-            x[j] -= d[j];
-            rr += (double)x[j] * x[j];
-        }
-        norms[2 * i] = ww;
-        norms[2 * i + 1] = rr;
-    }
+    residual_job job = {q, R, rows, norms, in};
+    par_for(m->n_threads, out, residual_rows, &job);
     double ww = 0, rr = 0; /* in row order: the same sums whatever the thread count */
     for (int64_t i = 0; i < out; i++) {
         ww += norms[2 * i];

@@ -7,10 +7,10 @@
  *   finish: per row the divergence D (JSD needs one more sweep over the row: its mixture needs
  *           normalised p and q; with a top-k teacher, the k + 1 buckets);
  *   pass 2: per chunk, dlogits in closed form (below), then dh += dlogits·W_chunk by GEMM.
- * Rows are spread over OpenMP threads; each row's sums run in one thread in a fixed order, so the
- * result does not depend on the thread count. The element-wise loops are written to vectorise
- * (fastmath.h's exp/log, selects only between computed values, sums in double over 8 fixed
- * lanes): with Qwen2.5's V = 151936 they would otherwise cost as much as the GEMMs.
+ * Rows are spread over the library's threads (core/pool.h); each row's sums run in one thread in a
+ * fixed order, so the result does not depend on the thread count. The element-wise loops are
+ * written to vectorise (fastmath.h's exp/log, selects only between computed values, sums in double
+ * over 8 fixed lanes): with Qwen2.5's V = 151936 they would otherwise cost as much as the GEMMs.
  *
  * Gradients (q = softmax(u), p = teacher, both at τ; ∂/∂z = ∂/∂u / τ, and the loss has τ²·D):
  *   forward KL  ∂D/∂u_i = q_i − p_i
@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "core/fastmath.h"
+#include "core/pool.h"
 #include "nn/loss.h"
 #include "core/status.h"
 
@@ -435,6 +436,38 @@ static void chunk_stats(const kd_ctx *x, const kd_bufs *b, kd_row *rs, int64_t R
         rs->zt = S[rs->tg - v0];
 }
 
+/* One parallel loop over rows: chunk_stats, row_finish or chunk_grad of rows [r0, r1). */
+typedef struct {
+    const kd_ctx *x;
+    const kd_bufs *b;
+    kd_row *rs;
+    int64_t R, v0, n;
+    int what; /* 0: chunk_stats, 1: row_finish, 2: chunk_grad */
+} rows_job;
+
+static void chunk_grad(const kd_ctx *x, const kd_bufs *b, const kd_row *rs, int64_t R, int64_t r,
+                       int64_t v0, int64_t n);
+
+static void rows_run(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    const rows_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        if (j->what == 0)
+            chunk_stats(j->x, j->b, &j->rs[r], j->R, r, j->v0, j->n);
+        else if (j->what == 1)
+            row_finish(j->x, &j->rs[r], j->b->S, j->b->Tl, j->R, r);
+        else
+            chunk_grad(j->x, j->b, &j->rs[r], j->R, r, j->v0, j->n);
+    }
+}
+
+static void rows_par(const kd_ctx *x, const kd_bufs *b, kd_row *rs, int64_t R, int64_t v0,
+                     int64_t n, int what)
+{
+    rows_job j = {x, b, rs, R, v0, n, what};
+    par_for(x->nt, R, rows_run, &j);
+}
+
 /* Pass 1 over every chunk, then D per row. */
 static void block_forward(const kd_ctx *x, const linear *head, const kd_bufs *b, kd_row *rs,
                           int64_t R)
@@ -446,23 +479,9 @@ static void block_forward(const kd_ctx *x, const linear *head, const kd_bufs *b,
         logits_chunk(head, b->hb, R, v0, n, S, b->work, b->work_bytes, x->nt);
         if (Tl)
             logits_chunk(x->tch->head, b->ht, R, v0, n, Tl, b->work, b->work_bytes, x->nt);
-        if (x->nt <= 1) { /* no parallel region: OpenMP would allocate a team of one */
-            for (int64_t r = 0; r < R; r++)
-                chunk_stats(x, b, &rs[r], R, r, v0, n);
-            continue;
-        }
-#pragma omp parallel for num_threads(x->nt) schedule(static)
-        for (int64_t r = 0; r < R; r++)
-            chunk_stats(x, b, &rs[r], R, r, v0, n);
+        rows_par(x, b, rs, R, v0, n, 0);
     }
-    if (x->nt <= 1) {
-        for (int64_t r = 0; r < R; r++)
-            row_finish(x, &rs[r], b->S, b->Tl, R, r);
-        return;
-    }
-#pragma omp parallel for num_threads(x->nt) schedule(static)
-    for (int64_t r = 0; r < R; r++)
-        row_finish(x, &rs[r], b->S, b->Tl, R, r);
+    rows_par(x, b, rs, R, 0, 0, 1);
 }
 
 /* Pass 2 of row r over the chunk [v0, v0 + n): its logits become their gradient. */
@@ -482,13 +501,7 @@ static void block_backward(const kd_ctx *x, const linear *head, const kd_bufs *b
     for (int64_t v0 = 0; v0 < V; v0 += CE_VCHUNK) {
         int64_t n = chunk_n(V, v0);
         float *S = b->S + R * v0;
-        if (x->nt <= 1) /* as in block_forward */
-            for (int64_t r = 0; r < R; r++)
-                chunk_grad(x, b, &rs[r], R, r, v0, n);
-        else
-#pragma omp parallel for num_threads(x->nt) schedule(static)
-            for (int64_t r = 0; r < R; r++)
-                chunk_grad(x, b, &rs[r], R, r, v0, n);
+        rows_par(x, b, (kd_row *)rs, R, v0, n, 2);
         linear rows = linear_rows(head, v0, n);
         linear_backward(&rows, NULL, S, R, b->dhb, b->work, b->work_bytes, 0, x->nt);
     }

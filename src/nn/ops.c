@@ -4,8 +4,9 @@
 #include "nn/ops.h"
 
 #include <math.h>
-#include <omp.h>
 #include <string.h>
+
+#include "core/pool.h"
 
 /* ---- RMSNorm: y = x·r·w, r = (mean(x²) + eps)^-1/2 ---- */
 
@@ -145,19 +146,29 @@ static void attend_query(float *out, float *lse, const float *q, const float *k,
         lse[th] = l;
 }
 
+typedef struct {
+    float *out, *lse;
+    const float *q, *k, *v;
+    const attn_shape *a;
+    float *scores; /* [nt][n_keys] */
+} attn_fwd_job;
+
+static void attend_queries(void *ctx, int64_t th0, int64_t th1, int thread)
+{
+    const attn_fwd_job *j = ctx;
+    float *sc = j->scores + (int64_t)thread * (j->a->kpos0 + j->a->T); /* [n_keys] */
+    for (int64_t th = th0; th < th1; th++)
+        attend_query(j->out, j->lse, j->q, j->k, j->v, j->a, sc, th);
+}
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const attn_shape *a, float *scores, int nt)
 {
-    int64_t n = a->T * a->H, n_keys = a->kpos0 + a->T;
-    if (nt <= 1 || (a->kpos0 + a->T / 2) * a->T * a->H * a->hd <= PAR_MIN_WORK) {
-        /* one thread (faster for little work); no team of one: OpenMP allocates one each time */
-        for (int64_t th = 0; th < n; th++)
-            attend_query(out, lse, q, k, v, a, scores, th);
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
-    for (int64_t th = 0; th < n; th++)
-        attend_query(out, lse, q, k, v, a, scores + (int64_t)omp_get_thread_num() * n_keys, th);
+    int64_t n = a->T * a->H;
+    if ((a->kpos0 + a->T / 2) * a->T * a->H * a->hd <= PAR_MIN_WORK)
+        nt = 1; /* faster for little work */
+    attn_fwd_job j = {out, lse, q, k, v, a, scores};
+    par_for_dynamic(nt, n, 4, attend_queries, &j);
 }
 
 /* With P = softmax(S), S = scale·q·kᵀ and O = P·v:
@@ -213,25 +224,28 @@ static void backward_key(const attn_grads *x, int64_t jg)
         }
 }
 
+static void backward_queries(void *ctx, int64_t th0, int64_t th1, int thread)
+{
+    for (int64_t th = th0; th < th1; th++)
+        backward_query(ctx, th);
+}
+
+static void backward_keys(void *ctx, int64_t jg0, int64_t jg1, int thread)
+{
+    for (int64_t jg = jg0; jg < jg1; jg++)
+        backward_key(ctx, jg);
+}
+
 void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
                         const float *q, const float *k, const float *v, const float *out,
                         const float *lse, const attn_shape *a, int nt)
 {
-    const attn_grads x = {dq, dk, dv, D, dout, q, k, v, out, lse, a};
+    attn_grads x = {dq, dk, dv, D, dout, q, k, v, out, lse, a};
     int64_t T = a->T, nq = T * a->H, nk = T * a->KVH;
-    if (nt <= 1 || T * T * a->H * a->hd <= PAR_MIN_WORK) { /* one thread (as the forward) */
-        for (int64_t th = 0; th < nq; th++)
-            backward_query(&x, th);
-        for (int64_t jg = 0; jg < nk; jg++)
-            backward_key(&x, jg);
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
-    for (int64_t th = 0; th < nq; th++)
-        backward_query(&x, th);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
-    for (int64_t jg = 0; jg < nk; jg++)
-        backward_key(&x, jg);
+    if (T * T * a->H * a->hd <= PAR_MIN_WORK)
+        nt = 1; /* one thread (as the forward) */
+    par_for_dynamic(nt, nq, 4, backward_queries, &x);
+    par_for_dynamic(nt, nk, 4, backward_keys, &x);
 }
 
 /* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */

@@ -1,10 +1,12 @@
 /* params.c — the options of a training run: their defaults (lk_train_params_default and the model
  * and data options a run starts from), the name tables of the enums a command line names
- * (optimiser, schedule, objective, adapter start) and lk_train_params_check, whose messages name
+ * (optimiser, schedule, objective, adapter start, checkpointing; --memory-limit's sizes) and
+ * lk_train_params_check, whose messages name
  * each option by its lora-train flag (the CLI names are the project's contract, DESIGN.md). */
 #include "train/params.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/option.h"
@@ -36,7 +38,8 @@ struct lk_train_params lk_train_params_default(void)
         .grad_accum = 1,
         .seed = 42,
         .max_bad_steps = 5,
-        .checkpointing = 1,
+        .checkpointing = LK_CKPT_AUTO,
+        .memory_limit = 0, /* the memory available */
         .objective = LK_OBJ_SFT,
         .kd_temp = 1,
         .kd_weight = 1,
@@ -77,10 +80,12 @@ static const char *const g_optimizers[] = {"adamw", "sgd"};
 static const char *const g_schedules[] = {"cosine", "linear", "constant"};
 static const char *const g_objectives[] = {"sft", "kd", "rkl", "jsd"};
 static const char *const g_inits[] = {"peft", "loftq"};
+static const char *const g_ckpt[] = {"off", "on", "auto"}; /* in lk_checkpointing's order */
 static const name_table k_optimizer = {g_optimizers, 2, "--optimizer", "adamw or sgd"};
 static const name_table k_schedule = {g_schedules, 3, "--schedule", "cosine, linear or constant"};
 static const name_table k_objective = {g_objectives, 4, "--objective", "sft, kd, rkl or jsd"};
 static const name_table k_init = {g_inits, 2, "--init", "peft or loftq"};
+static const name_table k_ckpt = {g_ckpt, 3, "--checkpointing", "auto, on or off"};
 
 /* lk_<noun>_from_name and lk_<noun>_name of the enum T over the name_table tab. */
 #define NAME_FUNCTIONS(T, noun, tab)                               \
@@ -101,6 +106,32 @@ NAME_FUNCTIONS(lk_optimizer, optimizer, k_optimizer)
 NAME_FUNCTIONS(lk_schedule, schedule, k_schedule)
 NAME_FUNCTIONS(lk_objective, objective, k_objective)
 NAME_FUNCTIONS(lk_lora_init, lora_init, k_init)
+NAME_FUNCTIONS(lk_checkpointing, checkpointing, k_ckpt)
+
+lk_status lk_memory_limit_from_name(const char *text, int64_t *bytes)
+{
+    static const char units[] = "KMGT";
+    char *end = NULL;
+    double v = text ? strtod(text, &end) : NAN;
+    double scale = 1;
+    if (end && end != text && *end) {
+        const char *u = strchr(units, *end);
+        if (u && *u) {
+            scale = ldexp(1.0, 10 * (int)(u - units + 1));
+            end++;
+            if (!strcmp(end, "iB") || !strcmp(end, "B"))
+                end += strlen(end);
+        }
+    }
+    v *= scale;
+    if (!end || end == text || *end || !(v >= 1) || !(v < 9.2e18))
+        return status_fail(LK_ERR_ARG,
+                           "--memory-limit '%s': expected a size above 0 in bytes, or with a "
+                           "binary suffix K, M, G or T (e.g. 3G, 512M)",
+                           text ? text : "(null)");
+    *bytes = (int64_t)v;
+    return LK_OK;
+}
 
 /* ---- the check ---- */
 
@@ -165,6 +196,11 @@ static lk_status check_steps(const struct lk_train_params *p)
         return option_range_i("--grad-accum", p->grad_accum, "at least 1");
     if (p->max_bad_steps < 1)
         return option_range_i("max_bad_steps", p->max_bad_steps, "at least 1");
+    if ((unsigned)p->checkpointing > LK_CKPT_AUTO)
+        return option_choice_i(k_ckpt.opt, p->checkpointing, k_ckpt.want);
+    if (p->memory_limit < 0)
+        return option_range_i("--memory-limit", p->memory_limit,
+                              "at least 0 (0: the memory available)");
     return LK_OK;
 }
 

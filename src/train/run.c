@@ -131,6 +131,7 @@ static lk_status claim(lk_run *r)
     if (!r->p.force && access(probe, F_OK) == 0)
         return status_fail(LK_ERR_IO, "%s already holds an adapter (use --force, or --resume)",
                            r->dir);
+    LK_TRY(dir_make_parents(r->dir));
     if (mkdir(r->dir, 0755) != 0 && errno != EEXIST)
         return status_fail(LK_ERR_IO, "%s: cannot create folder: %s", r->dir, strerror(errno));
     LK_TRY(lock_dir(r));

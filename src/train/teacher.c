@@ -8,6 +8,7 @@
  * dist_check.c. */
 #include "lorakit/teacher.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "core/mapfile.h"
 #include "model/model.h"
 #include "core/option.h"
+#include "core/pool.h"
 #include "core/status.h"
 #include "formats/tcache.h"
 #include "train/dist.h"
@@ -119,23 +121,39 @@ static lk_status reserve_entries(run *x, int64_t E)
     return x->cap ? LK_OK : status_fail(LK_ERR_NOMEM, "teacher: out of memory for entries");
 }
 
+typedef struct {
+    run *x;
+    int64_t off, r0;
+    _Atomic int64_t failed; /* the last row whose top-k failed, or -1 */
+} topk_job;
+
+static void topk_rows(void *ctx, int64_t j0, int64_t j1, int thread)
+{
+    topk_job *tj = ctx;
+    run *x = tj->x;
+    int64_t k = x->p->top_k;
+    for (int64_t j = j0; j < j1; j++) {
+        int64_t r = tj->r0 + j;
+        if (tcache_topk(x->logits + (x->rows[j] - tj->off) * x->Vm, x->V, x->p->temp, k,
+                        x->ids + r * k, x->logp + r * k, x->tail + r) != LK_OK) {
+            int64_t seen = atomic_load(&tj->failed);
+            while (j > seen && !atomic_compare_exchange_weak(&tj->failed, &seen, j))
+                ;
+        }
+    }
+}
+
 /* Top-k of the piece's trained rows (parallel over rows); entries from r0 on. */
 static lk_status piece_topk(run *x, int64_t off, int64_t nr, int64_t r0, int64_t e)
 {
-    int64_t k = x->p->top_k, failed = -1;
-    int nt = resolve_threads(x->m->n_threads);
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(max : failed)
-    for (int64_t j = 0; j < nr; j++) {
-        int64_t r = r0 + j;
-        if (tcache_topk(x->logits + (x->rows[j] - off) * x->Vm, x->V, x->p->temp, k, x->ids + r * k,
-                        x->logp + r * k, x->tail + r) != LK_OK)
-            failed = j > failed ? j : failed;
-    }
+    topk_job tj = {x, off, r0, -1};
+    par_for(x->m->n_threads, nr, topk_rows, &tj);
+    int64_t failed = atomic_load(&tj.failed);
     if (failed < 0)
         return LK_OK;
     int64_t j = failed; /* again on this thread, for the message */
-    lk_status s = tcache_topk(x->logits + (x->rows[j] - off) * x->Vm, x->V, x->p->temp, k, x->ids,
-                              x->logp, x->tail);
+    lk_status s = tcache_topk(x->logits + (x->rows[j] - off) * x->Vm, x->V, x->p->temp, x->p->top_k,
+                              x->ids, x->logp, x->tail);
     return status_wrap(s, "teacher: example %lld, position %lld", (long long)e,
                        (long long)x->rows[j]);
 }

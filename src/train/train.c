@@ -143,7 +143,7 @@ static lk_status trainer_setup(lk_model *m, lk_dataset *data, const struct lk_tr
     double rows_total = p->epochs * (double)lk_dataset_rows_in_epoch(data);
     t->total = p->steps ? p->steps : (int64_t)ceil(rows_total / (double)t->rows_all);
     LK_TRY(adapter_setup(t, p));
-    LK_TRY(graph_create(m, t->T, p->checkpointing, &t->g));
+    LK_TRY(graph_create(m, t->T, lk_trainer_kept_layers(m, p, t->T), &t->g));
     LK_TRY(alloc_rows(t));
     return distill_create(&t->kd, p, m, data, t->T, t->rows, t->g);
 }
@@ -460,9 +460,10 @@ lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, d
     return LK_OK;
 }
 
-int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
-                               int64_t *adapter_bytes, int64_t *optimizer_bytes,
-                               int64_t *activation_bytes)
+/* lk_trainer_memory_plan with `keep` layers keeping their activations. */
+static int64_t plan_keeping(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
+                            int64_t keep, int64_t *adapter_bytes, int64_t *optimizer_bytes,
+                            int64_t *activation_bytes)
 {
     const struct lk_model_config *c = lk_model_get_config(m);
     int64_t params = 0;
@@ -475,8 +476,7 @@ int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *
     /* factors and gradients (and with data parallelism the gradient sum's chunks) */
     *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4;
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
-    *activation_bytes =
-        graph_bytes(m, seq_len, p->checkpointing) + 5 * seq_len * p->batch * p->grad_accum * 4;
+    *activation_bytes = graph_bytes(m, seq_len, keep) + 5 * seq_len * p->batch * p->grad_accum * 4;
     if (p->objective != LK_OBJ_SFT) { /* the loss's scratch, the online teacher's forward */
         const linear *th = p->teacher ? &p->teacher->lm_head : NULL;
         *activation_bytes += kd_scratch_floats(&m->lm_head, th, m->n_threads) * 4;
@@ -484,4 +484,33 @@ int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *
             *activation_bytes += graph_bytes(p->teacher, seq_len, 1);
     }
     return *adapter_bytes + *optimizer_bytes + *activation_bytes;
+}
+
+int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len)
+{
+    const int64_t L = lk_model_get_config(m)->n_layers;
+    if (p->checkpointing == LK_CKPT_OFF)
+        return L;
+    if (p->checkpointing != LK_CKPT_AUTO)
+        return 1;
+    /* the plan with only the last layer kept (the weights of the model and of an online teacher
+     * included), and what each further kept layer adds */
+    int64_t ad, opt, act;
+    const int64_t least = lk_model_weight_bytes(m) +
+                          (p->teacher ? lk_model_weight_bytes(p->teacher) : 0) +
+                          plan_keeping(m, p, seq_len, 1, &ad, &opt, &act);
+    const int64_t budget = p->memory_limit > 0 ? p->memory_limit : lk_memory_available(NULL);
+    const int64_t per_layer = graph_layer_bytes(m, seq_len);
+    if (budget <= least || per_layer <= 0)
+        return 1;
+    const int64_t more = (budget - least) / per_layer;
+    return more >= L - 1 ? L : 1 + more;
+}
+
+int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
+                               int64_t *adapter_bytes, int64_t *optimizer_bytes,
+                               int64_t *activation_bytes)
+{
+    return plan_keeping(m, p, seq_len, lk_trainer_kept_layers(m, p, seq_len), adapter_bytes,
+                        optimizer_bytes, activation_bytes);
 }

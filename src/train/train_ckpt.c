@@ -95,9 +95,20 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
                                    : "; rows per step = ranks x --batch x --grad-accum");
     if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
         return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
-    if (!(num(j, "step") >= 0) || !(num(j, "n_updates") >= 0) || !(num(j, "cursor_next") >= 0) ||
-        !(num(j, "cursor_epoch") >= 0))
-        return status_fail(LK_ERR_FORMAT, "%s: checkpoint description lacks its counters", path);
+    /* counters are whole numbers in [0, 2^53] (exact as doubles) before any conversion */
+    static const char *const counters[] = {"step",         "n_updates",     "cursor_next",
+                                           "cursor_epoch", "skipped_total", "bad_run"};
+    for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
+        double v = num(j, counters[i]);
+        if (isnan(v))
+            return status_fail(LK_ERR_FORMAT, "%s: checkpoint description lacks its counter %s",
+                               path, counters[i]);
+        if (!(v >= 0 && v <= 9007199254740992.0 && v == floor(v)))
+            return status_fail(LK_ERR_FORMAT,
+                               "%s: checkpoint counter %s is %g, expected a whole number in [0, "
+                               "2^53]",
+                               path, counters[i], v);
+    }
     return LK_OK;
 }
 
@@ -113,10 +124,11 @@ lk_status lk_trainer_resume(lk_trainer *t, const char *path)
                                     "%s: checkpoint holds %lld parameters, this "
                                     "run %lld",
                                     path, (long long)n, (long long)t->lora.n_params);
-    struct lk_data_cursor c = {(uint64_t)num(meta, "cursor_epoch"),
-                               (int64_t)num(meta, "cursor_next")};
-    if (s == LK_OK)
+    if (s == LK_OK) { /* the counters are checked: converting them is defined */
+        struct lk_data_cursor c = {(uint64_t)num(meta, "cursor_epoch"),
+                                   (int64_t)num(meta, "cursor_next")};
         s = lk_dataset_set_cursor(t->data, &c);
+    }
     if (s == LK_OK) {
         size_t bytes = (size_t)n * sizeof(float);
         memcpy(t->lora.params, blob, bytes);

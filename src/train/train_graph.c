@@ -31,7 +31,9 @@ struct train_graph {
     float *ce;                       /* cross-entropy scratch */
     int64_t *lo;                     /* [T] first key of each query */
     float *hn;                       /* [T, C] final normed hidden */
-    float *store;                    /* without checkpointing: every layer's activations */
+    float *store;                    /* [keep-1] kept layers' activations (layers above first) */
+    float *shared[13];               /* the shared activation buffers (bind_acts' fields) */
+    int64_t first;                   /* the lowest layer that keeps its activations */
     float *owned[40];                /* the buffers graph_create allocated */
     int n_owned;
     int n_threads;
@@ -48,22 +50,36 @@ static int64_t acts_per_token(const struct lk_model_config *c)
     return 3 * c->hidden_size + 2 + 2 * qd + 2 * kvd + c->n_heads + 3 * c->intermediate_size;
 }
 
-/* Without checkpointing, point the activation fields at layer l's slice of the store. */
+/* Point the activation fields at layer l's: the shared buffers for the layers up to g->first
+ * (recomputed ones and the lowest kept one, which no layer overwrites after it), else the layer's
+ * slice of the store. */
 static void bind_acts(train_graph *g, int64_t l)
 {
-    if (!g->store)
+    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
+                   &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
+    const int nf = (int)(sizeof f / sizeof *f);
+    LK_ASSERT(nf == (int)(sizeof g->shared / sizeof *g->shared));
+    if (l <= g->first) {
+        for (int i = 0; i < nf; i++)
+            *f[i] = g->shared[i];
         return;
+    }
     const struct lk_model_config *c = &g->m->cfg;
     int64_t T = g->T_max, C = c->hidden_size, F = c->intermediate_size;
     int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    float *p = g->store + l * T * acts_per_token(c);
-    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
-                   &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
+    float *p = g->store + (l - g->first - 1) * T * acts_per_token(c);
     int64_t n[] = {C, C, C, 1, 1, qd, qd, kvd, kvd, c->n_heads, F, F, F};
-    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+    for (int i = 0; i < nf; i++) {
         *f[i] = p;
         p += T * n[i];
     }
+}
+
+/* keep clamped to 1 .. n_layers */
+static int64_t kept(const lk_model *m, int64_t keep)
+{
+    int64_t L = m->cfg.n_layers;
+    return keep < 1 ? 1 : keep > L ? L : keep;
 }
 
 static const linear *layer_linear(const layer_weights *w, int i)
@@ -116,18 +132,21 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
     return n;
 }
 
-int64_t graph_bytes(const lk_model *m, int64_t T_max, int checkpoint)
+int64_t graph_layer_bytes(const lk_model *m, int64_t T_max)
+{
+    return T_max * acts_per_token(&m->cfg) * 4;
+}
+
+int64_t graph_bytes(const lk_model *m, int64_t T_max, int64_t keep)
 {
     int64_t sz[40], total = T_max * (int64_t)sizeof(int64_t);
     int n = buffer_sizes(m, T_max, sz);
     for (int i = 0; i < n; i++)
         total += ((sz[i] * 4 + 63) / 64) * 64;
-    if (!checkpoint)
-        total += m->cfg.n_layers * T_max * acts_per_token(&m->cfg) * 4;
-    return total;
+    return total + (kept(m, keep) - 1) * graph_layer_bytes(m, T_max);
 }
 
-lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_graph **out)
+lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_graph **out)
 {
     *out = NULL;
     train_graph *g = calloc(1, sizeof *g);
@@ -152,17 +171,22 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_g
         ok = ok && *bufs[i];
     }
 
+    float **acts[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
+                      &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
+    for (int i = 0; i < (int)(sizeof acts / sizeof *acts); i++)
+        g->shared[i] = *acts[i];
     g->lin_tmp_bytes = (size_t)lin_tmp_floats(m, T_max) * sizeof(float);
     g->lo = malloc((size_t)T_max * sizeof *g->lo);
-    if (!checkpoint) /* every layer keeps its activations: no recompute in the backward */
-        g->store = lk_aligned_alloc((size_t)(m->cfg.n_layers * T_max * acts_per_token(&m->cfg)) *
-                                    sizeof(float));
-    if (!ok || !g->lo || (!checkpoint && !g->store)) {
+    keep = kept(m, keep);
+    g->first = m->cfg.n_layers - keep;
+    if (keep > 1) /* the layers above the first kept one: their own slices */
+        g->store = lk_aligned_alloc((size_t)((keep - 1) * graph_layer_bytes(m, T_max)));
+    if (!ok || !g->lo || (keep > 1 && !g->store)) {
         graph_free(g);
         return status_fail(LK_ERR_NOMEM,
                            "cannot allocate training buffers for %lld tokens "
                            "(%.0f MiB)",
-                           (long long)T_max, (double)graph_bytes(m, T_max, checkpoint) / 1048576.0);
+                           (long long)T_max, (double)graph_bytes(m, T_max, keep) / 1048576.0);
     }
     *out = g;
     return LK_OK;
@@ -399,9 +423,9 @@ lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *los
     memset(g->dx, 0, (size_t)(T * C) * sizeof(float));
     rmsnorm_backward(g->dx, g->tmpc, xf, m->norm, g->rstd_f, T, C);
     for (int64_t l = L - 1; l >= 0; l--) {
-        /* with checkpointing, recompute the layer's activations from its saved input (the last
-         * layer's are still in place); then go back through it */
-        if (!g->store && l < L - 1)
+        /* below the lowest kept layer, recompute the layer's activations from its saved input
+         * (the kept layers' are still in place); then go back through it */
+        if (l < g->first)
             layer_forward(g, b, l, g->xs + l * T * C, g->tmpc);
         layer_backward(g, b, l, g->xs + l * T * C, l > 0);
     }

@@ -1,8 +1,10 @@
 /* train_graph.h — forward and backward of the whole model over one training sequence, with
  * gradients for the trained LoRA factors only (the base is frozen). Activation checkpointing per
- * layer: only each layer's input is kept; the backward recomputes the layer before going through
- * it. Packed sequences: pos[t] restarts at 0 for each example and a token attends only to earlier
- * tokens of its own example. */
+ * layer: the top `keep` layers keep their activations (the lowest of them in the shared buffers
+ * the others overwrite no more, the rest in a store); every layer below keeps only its input and
+ * is recomputed before the backward goes through it, the very same numbers. Packed sequences:
+ * pos[t] restarts at 0 for each example and a token attends only to earlier tokens of its own
+ * example. */
 #ifndef LK_TRAIN_GRAPH_H
 #define LK_TRAIN_GRAPH_H
 
@@ -11,14 +13,17 @@
 
 typedef struct train_graph train_graph;
 
-/* Buffers for sequences of up to T_max tokens on m (with the adapters attached now).
- * checkpoint 1: keep only each layer's input and recompute its activations in the backward;
- * 0: keep every layer's activations (faster, more memory). */
-lk_status graph_create(const lk_model *m, int64_t T_max, int checkpoint, train_graph **out);
+/* Buffers for sequences of up to T_max tokens on m (with the adapters attached now), the top
+ * `keep` layers keeping their activations (clamped to 1 .. n_layers: 1 recomputes every layer but
+ * the last, n_layers none). */
+lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_graph **out);
 void graph_free(train_graph *g);
 
-/* Bytes graph_create allocates for T_max tokens (for --dry-run's memory plan). */
-int64_t graph_bytes(const lk_model *m, int64_t T_max, int checkpoint);
+/* Bytes graph_create allocates for T_max tokens and `keep` (for the memory plan). */
+int64_t graph_bytes(const lk_model *m, int64_t T_max, int64_t keep);
+
+/* Bytes each kept layer beyond the first adds to graph_bytes. */
+int64_t graph_layer_bytes(const lk_model *m, int64_t T_max);
 
 /* The inputs of one run: a sequence of T tokens and the stream of its dropout masks. */
 typedef struct {
