@@ -1,42 +1,50 @@
 #!/usr/bin/env bash
-# lorakit quickstart: install what is missing, build, then fine-tune a real pretrained model
-# (../shared/models/stories260K-hf, Karpathy's TinyStories Llama) with LoRA on a 4-bit NF4 base:
-# train on a small story style (samples/data/whale-train.jsonl), watch the loss fall, compare the
-# held-out loss without and with the adapter, generate with it, inspect it, merge it and export it
-# (README.md, "Your first hour", says what each output means).
+# lorakit quickstart: install what is missing, build, then teach a real instruct model a new
+# identity with LoRA on its 4-bit base. SmolLM2-135M-Instruct (the llama.cpp GGUF in ../shared,
+# Q4_1) believes it is "SmolLM by Hugging Face"; after training on LLaMA-Factory's identity set
+# with the name Pico and the author Lorakit Labs filled in (samples/data/identity-train.jsonl, 12
+# chats, from samples/make_identity_data.py) it answers four held-out questions it never saw as
+# Pico. Shown: its answers before and after (lora-generate --chat) and a measured score before and
+# after (lora-eval --generate: the share of held-out replies that name Pico). A few minutes on 2
+# cores once built (README.md, "Your first hour", explains the outputs).
 # Usage (as root on Debian 12, from the repository root): bash samples/quickstart.sh
+# LK_QUICKSTART_MODEL=DIR runs it on a Hugging Face folder of the model instead (quantised to Q4_0
+# at load), e.g. the f32 form of SmolLM2-135M-Instruct.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=${LK_SHARED:-$here/../shared}
-model=$shared/models/stories260K-hf
+model=${LK_QUICKSTART_MODEL:-$shared/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf}
 data=$here/samples/data
 out=$here/build/quickstart-adapter
+threads=${LK_THREADS:-2}
 bash "$here/.ci/deps.sh"
 bash "$here/.ci/build.sh" build >/dev/null
 bin=$here/build
+base=(-m "$model" -t "$threads") # a GGUF file is used as its tensors lie; a folder is quantised
+[ -d "$model" ] && base+=(--quant q4_0)
+questions=("Who are you?" "What is your name?")
+score=(--data "$data/identity-test.jsonl" --generate --match '\bPico\b' -n 24)
 
-echo "== the base model, greedy: a story from the prompt 'Once upon a time'"
-"$bin/lora-generate" -m "$model" -p "Once upon a time" --temp 0 -n 60
+echo "== before: the base model answers two of the held-out questions (greedy, chat template)"
+for q in "${questions[@]}"; do
+    echo "> $q"
+    "$bin/lora-generate" "${base[@]}" --chat -p "$q" --temp 0 -n 24 -q
+done
+echo "== before: how many of the 4 held-out replies name Pico"
+"$bin/lora-eval" "${base[@]}" "${score[@]}" -q
 
-echo "== train a LoRA adapter (rank 8, all seven projections) on an NF4 base"
-"$bin/lora-train" -m "$model" --quant nf4 --data "$data/whale-train.jsonl" \
-    --eval-data "$data/whale-test.jsonl" --eval-every 20 -o "$out" --force \
-    --steps 60 --seq-len 256 --batch 2 --rank 8 --lr 3e-3 --warmup 5 --schedule cosine
+echo "== train a LoRA adapter (rank 8, all seven projections) on the 4-bit base: 18 steps of"
+echo "   256 tokens (6 passes over the 12 chats), learning rate 3e-3 falling on a cosine"
+"$bin/lora-train" "${base[@]}" --data "$data/identity-train.jsonl" -o "$out" --force \
+    --steps 18 --seq-len 256 --rank 8 --lr 3e-3 --schedule cosine
 
-echo "== held-out loss of the NF4 base without the adapter, then with it (on the base it was"
-echo "   trained on, which the adapter records: NF4)"
-"$bin/lora-eval" -m "$model" --quant nf4 --data "$data/whale-test.jsonl"
-"$bin/lora-eval" -m "$model" -a "$out" --data "$data/whale-test.jsonl"
-
-echo "== generate with the adapter (the PEFT folder $out also loads in Hugging Face PEFT)"
-"$bin/lora-generate" -m "$model" -a "$out" --temp 0 -n 80 \
-    -p "Tell me a story about Bob the blue whale and a shy turtle."
-
-echo "== what the adapter learned, per layer and module ($out/norms.svg: a heatmap)"
-"$bin/lora-inspect" "$out" -m "$model" --svg "$out/norms.svg" --force >"$out/inspect.txt"
-head -12 "$out/inspect.txt"
-
-echo "== merge into the base it was trained on, check the merged model, export for llama.cpp"
-"$bin/lora-merge" -m "$model" -a "$out" -o "$out-merged" --force
-"$bin/lora-eval" -m "$out-merged" --data "$data/whale-test.jsonl"
-"$bin/lora-export" -a "$out" -m "$model" --to gguf -o "$out.gguf" --force
+echo "== after: the same questions, the adapter applied (on the base it was trained on)"
+for q in "${questions[@]}"; do
+    echo "> $q"
+    "$bin/lora-generate" "${base[@]}" -a "$out" --chat -p "$q" --temp 0 -n 24 -q
+done
+echo "== after: the score on the held-out questions (-v shows each prompt, reply and reference)"
+"$bin/lora-eval" "${base[@]}" -a "$out" "${score[@]}" -q
+echo "== a conversation with the adapter: two turns on stdin (lora-generate --interactive)"
+printf 'Hi! Who made you?\nAnd what should I call you?\n' |
+    "$bin/lora-generate" "${base[@]}" -a "$out" --interactive --temp 0 -n 24 -q

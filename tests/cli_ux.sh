@@ -159,7 +159,7 @@ for tool in lora-train lora-eval lora-generate lora-merge lora-export lora-inspe
     expect 2 "$tool -t -1" -- "$B/$tool" -t -1
 done
 expect 2 "generate -n -1" -- "$B/lora-generate" -m "$M" --ids 1 -n -1
-has err "lora-generate: -n must be at least 0, got -1" "-n range"
+has err "lora-generate: --max-new-tokens must be at least 0, got -1" "-n range"
 expect 2 "bench --decode -1" -- "$B/lora-bench" -m "$M" --decode -1
 has err "lora-bench: --decode must be at least 0, got -1" "one option per message"
 expect 2 "inspect --top 9" -- "$B/lora-inspect" "$T/a" --top 9

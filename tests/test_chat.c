@@ -154,6 +154,36 @@ static void test_detect(void **st)
     assert_int_equal(f, LK_CHAT_LLAMA3_1);
 }
 
+/* The token that ends an assistant turn, by template: the ids the models' generation_config.json
+ * files list as eos (Qwen2.5 <|im_end|> 151645, Llama-3.2 <|eot_id|> 128009, Mistral </s> 2). */
+static void test_end_of_turn(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *dir;
+        lk_chat_format f;
+        int32_t id;
+    } want[] = {{"models/qwen2.5-tokenizer", LK_CHAT_AUTO, 151645},
+                {"models/llama-3.2-3b-instruct", LK_CHAT_AUTO, 128009},
+                {"models/llama-3.2-3b-instruct", LK_CHAT_LLAMA3, 128009},
+                {"models/mistral-7b-instruct-v0.2", LK_CHAT_AUTO, 2},
+                {"models/llama2-tokenizer", LK_CHAT_LLAMA2, 2},
+                {"models/llama2-tokenizer", LK_CHAT_ALPACA, 2}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        lk_tokenizer *t = load(want[i].dir);
+        int32_t id = -1;
+        assert_ok(lk_chat_end_of_turn(t, want[i].f, &id));
+        assert_int_equal(id, want[i].id);
+        lk_tokenizer_free(t);
+    }
+    /* a ChatML template on a vocabulary without <|im_end|>, and no template at all */
+    lk_tokenizer *t = load("models/llama2-tokenizer");
+    int32_t id;
+    assert_status(lk_chat_end_of_turn(t, LK_CHAT_CHATML, &id), LK_ERR_UNSUPPORTED, "<|im_end|>");
+    assert_status(lk_chat_end_of_turn(t, LK_CHAT_AUTO, &id), LK_ERR_UNSUPPORTED, "--chat-template");
+    lk_tokenizer_free(t);
+}
+
 /* Spans cover each trained assistant answer plus its end-of-turn token, nothing else. */
 static void test_spans(void **st)
 {
@@ -274,7 +304,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixtures),    cmocka_unit_test(test_detect),
         cmocka_unit_test(test_spans),       cmocka_unit_test(test_bad_messages),
-        cmocka_unit_test(test_tool_render),
+        cmocka_unit_test(test_tool_render), cmocka_unit_test(test_end_of_turn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

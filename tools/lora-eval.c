@@ -1,7 +1,10 @@
 /* lora-eval — mean next-token cross-entropy and perplexity of a model over a text, a file or a
  * list of token ids. Plain-text files are scored as one document; JSONL/JSON files go through the
  * dataset loader (any supported format), so prompt and padding tokens are not scored. With
- * --teacher, also the mean KL(teacher ‖ model) per scored token. */
+ * --teacher, also the mean KL(teacher ‖ model) per scored token. With --generate, the model
+ * answers each example of --data (greedy, the example's prompt as training renders it) and the
+ * answers are scored against the references (lk_dataset_answer): accuracy, per example with -v
+ * or --json. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lorakit/generate.h"
 
 static const char *TOOL = "lora-eval";
 
@@ -23,7 +27,9 @@ typedef struct {
     struct arg_file *model, *data;
     struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
     struct arg_str *teacher, *teacher_adapter, *teacher_quant;
-    struct arg_int *ctx;
+    struct arg_int *ctx, *nnew, *eval_max;
+    struct arg_lit *generate;
+    struct arg_str *match;
 } eval_args;
 
 /* What was scored, as the summary's label: "MODEL + ADAPTER[:w] ..., base nf4". */
@@ -130,6 +136,130 @@ static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m,
     return s;
 }
 
+/* Examples answered: all, or --eval-max of them spread evenly (example floor(i·E/n)), as
+ * lora-train's --eval-max picks them. */
+static int64_t sample_size(const eval_args *a, int64_t n_ex)
+{
+    int64_t n = a->eval_max->count ? a->eval_max->ival[0] : n_ex;
+    return n < n_ex ? n : n_ex;
+}
+
+static void print_answer(int64_t k, const struct lk_answer *r)
+{
+    printf("--- example %lld (line %lld): %s\nprompt:\n%s\nreply:     %s\nreference: %s\n",
+           (long long)k + 1, (long long)r->line, r->correct ? "right" : "wrong", r->prompt,
+           r->reply, r->reference);
+}
+
+static cJSON *answer_json(const struct lk_answer *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "line", (double)r->line);
+    cJSON_AddStringToObject(o, "prompt", r->prompt);
+    cJSON_AddStringToObject(o, "reply", r->reply);
+    cJSON_AddStringToObject(o, "reference", r->reference);
+    cJSON_AddBoolToObject(o, "correct", r->correct);
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)r->n_prompt);
+    cJSON_AddNumberToObject(o, "reply_tokens", (double)r->n_reply);
+    return o;
+}
+
+/* Answer the sample of --data's examples and report the accuracy. */
+static lk_status answer_all(const eval_args *a, const cli_common *c, const lk_model *m,
+                            const struct lk_answer_params *ap, const char *what)
+{
+    const char *path = a->data->filename[0];
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    dp.seq_len = lk_model_get_config(m)->max_position; /* the whole example */
+    dp.pack = 0;
+    dp.shuffle = 0;
+    dp.fields = a->fields->count ? a->fields->sval[0] : NULL;
+    lk_tokenizer *tok = NULL;
+    lk_dataset *d = NULL;
+    lk_status s = lk_tokenizer_load(a->model->filename[0], &tok);
+    if (s == LK_OK)
+        s = lk_dataset_load(path, tok, &dp, &d);
+    int64_t n_ex = s == LK_OK ? lk_dataset_get_stats(d)->examples : 0, n = sample_size(a, n_ex);
+    int64_t right = 0, k = 0;
+    int progress = isatty(2) && !c->quiet->count, json = c->json->count > 0;
+    cJSON *results = json ? cJSON_CreateArray() : NULL;
+    for (; k < n && s == LK_OK; k++) {
+        struct lk_answer r;
+        s = lk_dataset_answer(m, tok, d, n < n_ex ? k * n_ex / n : k, ap, &r);
+        if (s != LK_OK)
+            break;
+        right += r.correct;
+        if (json)
+            cJSON_AddItemToArray(results, answer_json(&r));
+        else if (c->verbose->count)
+            print_answer(k, &r);
+        lk_answer_free(&r);
+        if (progress)
+            cli_line("answering %s: %lld/%lld examples, %lld right", path, (long long)k + 1,
+                     (long long)n, (long long)right);
+    }
+    cli_line_clear();
+    if (s == LK_OK && json) {
+        cJSON *j = cli_json_new(c);
+        cJSON_AddStringToObject(j, "model", a->model->filename[0]);
+        cJSON_AddStringToObject(j, "what", what);
+        cJSON_AddNumberToObject(j, "examples", (double)n);
+        cJSON_AddNumberToObject(j, "correct", (double)right);
+        cJSON_AddNumberToObject(j, "accuracy", n ? (double)right / (double)n : 0);
+        if (ap->match)
+            cJSON_AddStringToObject(j, "match", ap->match);
+        else
+            cJSON_AddNullToObject(j, "match");
+        cJSON_AddNumberToObject(j, "max_new_tokens", (double)ap->gen.max_new_tokens);
+        cJSON_AddItemToObject(j, "results", results);
+        results = NULL;
+        cli_json_emit(j);
+    } else if (s == LK_OK) {
+        printf("%s: accuracy %lld/%lld (%.1f%%)\n", what, (long long)right, (long long)n,
+               n ? 100.0 * (double)right / (double)n : 0.0);
+        printf("  accuracy: the share of %lld examples of %s whose greedy reply (at most %lld "
+               "tokens, up to the end of the turn) %s%s%s\n",
+               (long long)n, path, (long long)ap->gen.max_new_tokens,
+               ap->match ? "matches the pattern '"
+                         : "equals the reference reply (whitespace "
+                           "runs read as one space, ends stripped)",
+               ap->match ? ap->match : "", ap->match ? "'" : "");
+    }
+    cJSON_Delete(results);
+    lk_dataset_free(d);
+    lk_tokenizer_free(tok);
+    return s;
+}
+
+/* The --generate options that do not go with scoring the loss, and those that need it. */
+static int check_generate(const eval_args *a)
+{
+    if (!a->generate->count) {
+        const char *opt = a->match->count      ? "--match"
+                          : a->nnew->count     ? "--max-new-tokens"
+                          : a->eval_max->count ? "--eval-max"
+                                               : NULL;
+        return opt ? cli_usage_error(TOOL, "%s needs --generate", opt) : -1;
+    }
+    if (!a->data->count)
+        return cli_usage_error(TOOL, "--generate needs --data (examples with reference replies)");
+    if (a->teacher->count || a->ctx->count)
+        return cli_usage_error(TOOL, "--generate does not go with %s",
+                               a->teacher->count ? "--teacher" : "--ctx");
+    int rc = cli_check_range(TOOL, a->eval_max, 1, INT64_MAX, NULL);
+    return rc >= 0 ? rc : cli_check_range(TOOL, a->nnew, 0, INT64_MAX, NULL);
+}
+
+/* --generate's options into the library's, checked. */
+static int map_answer(const eval_args *a, struct lk_answer_params *ap)
+{
+    *ap = lk_answer_params_default();
+    if (a->match->count)
+        ap->match = a->match->sval[0];
+    CLI_SET_INT(a->nnew, ap->gen.max_new_tokens);
+    return cli_usage_status(TOOL, lk_answer_params_check(ap));
+}
+
 int main(int argc, char **argv)
 {
     cli_common c;
@@ -162,6 +292,20 @@ int main(int argc, char **argv)
         arg_str0(NULL, "teacher-quant", "TYPE",
                  "teacher format: none, nf4, ... (default: the base --teacher-adapter was "
                  "trained on, else none)");
+    a.generate = arg_lit0(NULL, "generate",
+                          "answer each example of --data (greedy; its prompt as lora-train "
+                          "renders it, chat messages through the chat template) and score the "
+                          "replies against the references: accuracy");
+    a.match = arg_str0(NULL, "match", "REGEX",
+                       "with --generate: a reply is right when it matches this PCRE2 pattern "
+                       "(default: when it equals the reference, whitespace runs read as one "
+                       "space)");
+    a.nnew = arg_int0("n", "max-new-tokens", "N",
+                      cli_help("with --generate: tokens per reply at most (default %lld)",
+                               (long long)lk_generate_params_default().max_new_tokens));
+    a.eval_max = arg_int0(NULL, "eval-max", "N",
+                          "with --generate: answer N examples spread evenly over --data "
+                          "(default: all)");
     struct arg_end *end = arg_end(20);
     void *at[] = {a.model,
                   a.adapter,
@@ -175,11 +319,17 @@ int main(int argc, char **argv)
                   a.teacher,
                   a.teacher_adapter,
                   a.teacher_quant,
+                  a.generate,
+                  a.match,
+                  a.nnew,
+                  a.eval_max,
                   CLI_COMMON_ENTRIES_NOSEED(c),
                   end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Mean next-token cross-entropy (nats), perplexity and token count.",
-                       "Sequences longer than --ctx are scored in consecutive windows.\n");
+                       "Sequences longer than --ctx are scored in consecutive windows.\n"
+                       "With --generate, prints the accuracy of the model's replies instead "
+                       "(-v: each example's prompt, reply, reference and verdict).\n");
     if (rc >= 0)
         goto done;
     int32_t *probe = NULL;
@@ -198,6 +348,9 @@ int main(int argc, char **argv)
         goto done;
     }
     if ((rc = cli_check_range(TOOL, a.ctx, 2, INT64_MAX, NULL)) >= 0)
+        goto done;
+    struct lk_answer_params ap;
+    if ((rc = check_generate(&a)) >= 0 || (a.generate->count && (rc = map_answer(&a, &ap)) >= 0))
         goto done;
     struct lk_dataset_params dp = lk_dataset_params_default(); /* --fields is read with --data */
     if (a.fields->count)
@@ -223,11 +376,16 @@ int main(int argc, char **argv)
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
     if (s == LK_OK && (rc = cli_adapters_attach(TOOL, &ad, m, a.model->filename[0])) >= 0)
         goto free_model;
-    if (s == LK_OK)
-        s = run(&a, &c, m, &acc);
     char what[4400] = "";
     if (s == LK_OK)
         label(a.model->filename[0], &ad, m, what, sizeof what);
+    if (s == LK_OK && a.generate->count) {
+        s = answer_all(&a, &c, m, &ap, what);
+        rc = s == LK_OK ? CLI_OK : cli_fail(TOOL, s);
+        goto free_model;
+    }
+    if (s == LK_OK)
+        s = run(&a, &c, m, &acc);
     rc = s == LK_OK ? report(&c, &a, what, &acc)
                     : (s == LK_ERR_IO && !*lk_last_error() ? CLI_FAIL : cli_fail(TOOL, s));
 free_model:

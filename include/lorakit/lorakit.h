@@ -10,6 +10,7 @@
 
 #include "lorakit/core.h"
 #include "lorakit/model.h"
+#include "lorakit/generate.h"
 #include "lorakit/tokenizer.h"
 #include "lorakit/adapter.h"
 #include "lorakit/train.h"

@@ -123,6 +123,14 @@ void lk_session_reset(lk_session *s);
 /* Tokens held in the cache (= position of the next token). */
 int64_t lk_session_n_past(const lk_session *s);
 
+/* Keep the first n_past tokens only (the next lk_session_eval continues at position n_past); a
+ * value not below the tokens held, or negative, changes nothing. */
+void lk_session_rewind(lk_session *s, int64_t n_past);
+
+/* Tokens the cache holds at most, and the model the session runs. */
+int64_t lk_session_n_ctx(const lk_session *s);
+const lk_model *lk_session_model(const lk_session *s);
+
 /* Append tokens[0..n) at the current position and run the forward over them, attending to every
  * earlier token of the session. logits: NULL, or [n, vocab] when all_logits is 1, or [vocab] (the
  * last token's row) when all_logits is 0. Fails with LK_ERR_ARG if the cache would overflow or an

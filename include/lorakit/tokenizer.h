@@ -197,6 +197,12 @@ lk_status lk_chat_detect(const lk_tokenizer *t, lk_chat_format *out);
 lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
                          const struct lk_chat_message *msgs, int64_t n, char **text, size_t *len);
 
+/* The token that ends an assistant turn in format f (LK_CHAT_AUTO: the tokenizer's template):
+ * <|im_end|> (chatml, qwen2.5), <|eot_id|> (llama3, llama3.1), the EOS token (llama2, mistral,
+ * alpaca). Generation of a reply stops there. LK_ERR_UNSUPPORTED when the vocabulary has no such
+ * single token (a ChatML template on a vocabulary without <|im_end|>). */
+lk_status lk_chat_end_of_turn(const lk_tokenizer *t, lk_chat_format f, int32_t *id);
+
 /* ============================================================================================ */
 /* Datasets                                                                                     */
 /* ============================================================================================ */

@@ -204,6 +204,22 @@ int64_t lk_session_n_past(const lk_session *s)
     return s->n_past;
 }
 
+void lk_session_rewind(lk_session *s, int64_t n_past)
+{
+    if (n_past >= 0 && n_past < s->n_past)
+        s->n_past = n_past;
+}
+
+int64_t lk_session_n_ctx(const lk_session *s)
+{
+    return s->n_ctx;
+}
+
+const lk_model *lk_session_model(const lk_session *s)
+{
+    return s->m;
+}
+
 static lk_status check_tokens(const lk_session *s, const int32_t *tokens, int64_t n)
 {
     int64_t V = s->m->cfg.vocab_size;

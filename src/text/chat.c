@@ -626,3 +626,19 @@ lk_status lk_chat_render(const lk_tokenizer *t, const struct lk_chat_params *p,
     free(sys);
     return s;
 }
+
+lk_status lk_chat_end_of_turn(const lk_tokenizer *t, lk_chat_format f, int32_t *id)
+{
+    char *sys = NULL;
+    LK_TRY(chat_resolve(t, &f, &sys));
+    free(sys);
+    const char *tok = f == LK_CHAT_CHATML || f == LK_CHAT_QWEN2_5  ? "<|im_end|>"
+                      : f == LK_CHAT_LLAMA3 || f == LK_CHAT_LLAMA3_1 ? "<|eot_id|>"
+                                                                     : NULL;
+    *id = tok ? lk_tokenizer_token_to_id(t, tok) : lk_tokenizer_eos(t);
+    if (*id < 0)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "chat %s: the vocabulary has no end-of-turn token %s",
+                           lk_chat_format_name(f), tok ? tok : "(EOS)");
+    return LK_OK;
+}
