@@ -409,6 +409,8 @@ static void report_base(const cli_adapters *ad, const char *model_dir, const lk_
     lk_adapter_base_describe(&used, u, sizeof u);
     if (ad->base_flag)
         cli_note("%s %s, as %s asks", role, u, flag);
+    else if (b0.recorded && strcmp(b0.quant, "gguf") == 0)
+        cli_note("%s %s: %s was trained on it", role, u, ad->path[0]);
     else if (b0.recorded)
         cli_note("%s %s: %s was trained on it (%s none runs it unquantised)", role, u, ad->path[0],
                  flag);
@@ -427,6 +429,9 @@ static void report_base(const cli_adapters *ad, const char *model_dir, const lk_
             snprintf(why, sizeof why,
                      "the adapters were trained on different bases; the first "
                      "one's is used");
+        else if (strcmp(b.quant, "gguf") == 0)
+            snprintf(why, sizeof why,
+                     "it was trained on a GGUF model file: give that file with -m");
         else
             snprintf(why, sizeof why, "%s holds a pre-quantised base, whose format is used",
                      model_dir);

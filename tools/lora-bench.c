@@ -127,7 +127,7 @@ int main(int argc, char **argv)
 {
     cli_common c;
     cli_common_init(&c);
-    struct arg_file *model = arg_file1("m", "model", "DIR", "model folder");
+    struct arg_file *model = arg_file1("m", "model", "DIR|GGUF", "model folder or GGUF model file");
     struct arg_int *tokens = arg_int0("n", "tokens", "T", "prefill length (default 512)");
     struct arg_int *repeat =
         arg_int0(NULL, "repeat", "R", "prefill repetitions, best kept (default 3)");

@@ -265,7 +265,8 @@ int main(int argc, char **argv)
     cli_common c;
     cli_common_init_noseed(&c);
     eval_args a;
-    a.model = arg_file1("m", "model", "DIR", "model folder (config.json, safetensors, tokenizer)");
+    a.model = arg_file1("m", "model", "DIR|GGUF",
+                        "model folder (config.json, safetensors, tokenizer) or GGUF file");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.text = arg_str0(NULL, "text", "STR", "text to score");

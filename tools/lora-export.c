@@ -43,7 +43,8 @@ int main(int argc, char **argv)
     struct arg_file *from = arg_file0(NULL, "from", "FILE",
                                       "same as -a (reads GGUF LoRA files "
                                       "too)");
-    struct arg_file *model = arg_file1("m", "model", "DIR", "base model folder (config.json)");
+    struct arg_file *model =
+        arg_file1("m", "model", "DIR|GGUF", "base model folder (config.json) or GGUF file");
     struct arg_str *to = arg_str1(NULL, "to", "gguf|peft", "output format");
     struct arg_file *out = arg_file1("o", "out", "OUT", "output file (gguf) or folder (peft)");
     struct arg_str *dtype = arg_str0(NULL, "dtype", "T",

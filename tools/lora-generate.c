@@ -364,7 +364,7 @@ int main(int argc, char **argv)
     cli_common c;
     cli_common_init(&c);
     gen_args a;
-    a.model = arg_file1("m", "model", "DIR", "model folder");
+    a.model = arg_file1("m", "model", "DIR|GGUF", "model folder or GGUF model file");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter to apply (PEFT folder or GGUF LoRA), repeatable");
     a.prompt = arg_str0("p", "prompt", "TEXT", "prompt text");

@@ -525,7 +525,7 @@ int main(int argc, char **argv)
     struct arg_file *ad = arg_filen(NULL, NULL, "ADAPTER", 1, 2,
                                     "adapter (PEFT folder or GGUF "
                                     "LoRA); two: compare them");
-    struct arg_file *model = arg_file0("m", "model", "DIR",
+    struct arg_file *model = arg_file0("m", "model", "DIR|GGUF",
                                        "base model: adds |dW|/|W| and "
                                        "checks shapes");
     struct arg_file *svg = arg_file0(NULL, "svg", "FILE", "write a layer x module heatmap");

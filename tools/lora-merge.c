@@ -59,7 +59,9 @@ static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const c
     p->base_quant = flag && !none ? bq->sval[0] : NULL;
     static char recorded[LK_ADAPTER_BASE_NAME]; /* p->base_quant outlives this call */
     snprintf(recorded, sizeof recorded, "%s", b0.quant);
-    if (!flag && b0.recorded && strcasecmp(b0.quant, "f32") && strcasecmp(b0.quant, "none"))
+    int gguf = !strcmp(b0.quant, "gguf"); /* a GGUF file's own types: nothing to dequantise */
+    if (!flag && b0.recorded && !gguf && strcasecmp(b0.quant, "f32") &&
+        strcasecmp(b0.quant, "none"))
         p->base_quant = recorded;
     if (flag)
         snprintf(why, n, "as --base-quant %s asks", bq->sval[0]);
@@ -82,6 +84,11 @@ static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const c
         struct lk_adapter_base b;
         lk_adapter_get_base(ad->a[i], &b);
         lk_qtype want, got = LK_QTYPE_F32;
+        if (b.recorded && !strcmp(b.quant, "gguf"))
+            cli_warn("%s was trained on a GGUF model file's own tensor types, but is merged into "
+                     "the weights of %s: the merged model will not behave exactly as the adapter "
+                     "did in training",
+                     ad->path[i], model);
         if (!b.recorded || lk_qtype_from_name(b.quant, &want) != LK_OK)
             continue;
         if (p->base_quant && lk_qtype_from_name(p->base_quant, &got) != LK_OK)

@@ -231,7 +231,8 @@ int main(int argc, char **argv)
     cli_common c;
     cli_common_init_noseed(&c);
     teacher_args a;
-    a.model = arg_file1("m", "model", "DIR", "teacher model folder (Hugging Face)");
+    a.model = arg_file1("m", "model", "DIR|GGUF",
+                        "teacher model folder (Hugging Face) or GGUF model file");
     a.adapter = arg_strn("a", "adapter", "DIR[:scale]", 0, 8,
                          "LoRA adapter applied to the teacher (PEFT folder or GGUF), repeatable");
     a.quant = arg_str0(NULL, "quant", "TYPE",

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -21,7 +22,7 @@ static const char *TOOL = "lora-train";
 static char g_tool[48]; /* "lora-train[rank R]" on the other ranks of a group */
 
 typedef struct {
-    struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume;
+    struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume, *gguf_lora;
     struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective;
     struct arg_str *teacher, *teacher_cache, *teacher_adapter, *teacher_quant;
     struct arg_str *init, *ckpt, *memory_limit;
@@ -207,6 +208,13 @@ static int parse_options(train_ctx *x)
         rc = map_data(a, x->c, &x->dp);
     if (rc < 0)
         rc = map_run(a, &x->rp, &x->base_name);
+    struct stat st;
+    if (rc < 0 && a->gguf_lora->count && !x->rp.force &&
+        stat(a->gguf_lora->filename[0], &st) == 0) {
+        fprintf(stderr, "%s: error: --gguf-lora %s already exists (hint: --force replaces it)\n",
+                TOOL, a->gguf_lora->filename[0]);
+        rc = CLI_FAIL;
+    }
     return rc;
 }
 
@@ -837,6 +845,9 @@ static int finish(train_ctx *x)
     lk_status s = save_checkpoint(x);
     if (s == LK_OK)
         s = lk_dist_agree(x->dist, x->lead ? lk_run_save_adapter(x->run, x->t) : LK_OK);
+    if (s == LK_OK && x->a->gguf_lora->count && x->lead)
+        s = lk_trainer_save_gguf_lora(x->t, x->a->gguf_lora->filename[0],
+                                      x->a->force->count || x->a->resume->count);
     if (s != LK_OK)
         return cli_fail(TOOL, s);
     write_svg(x);
@@ -957,8 +968,9 @@ static void make_args(train_args *a)
     const struct lk_model_params md = lk_train_model_params_default();
     char tg[64];
     a->model =
-        arg_file1("m", "model", "DIR",
-                  "base model folder (Hugging Face; no tokenizer needed for input_ids data)");
+        arg_file1("m", "model", "DIR|GGUF",
+                  "base model: Hugging Face folder (no tokenizer needed for input_ids data) or "
+                  "llama.cpp GGUF file (llama, qwen2), used in place");
     a->data = arg_file1(NULL, "data", "FILE", "training data (JSONL)");
     a->out = arg_file1("o", "out", "DIR", "output adapter folder");
     a->quant = arg_str0(NULL, "quant", "TYPE",
@@ -1050,6 +1062,9 @@ static void make_args(train_args *a)
                                "and the plan's check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
+    a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",
+                             "also write the final adapter as a llama.cpp GGUF LoRA (f32), for "
+                             "llama-cli --lora FILE on the base's GGUF");
 }
 
 /* The data-parallel group this process belongs to (alone without a launcher). The other ranks
@@ -1136,6 +1151,7 @@ int main(int argc, char **argv)
                   a.memory_limit,
                   a.no_ckpt,
                   a.force,
+                  a.gguf_lora,
                   CLI_COMMON_ENTRIES(c),
                   end};
     int rc =

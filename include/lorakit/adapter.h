@@ -94,8 +94,9 @@ struct lk_adapter_base {
                                              * are then "" */
     char quant[LK_ADAPTER_BASE_NAME];       /* decoder linear weights, as lk_qtype_name names
                                              * them: "f32" (unquantised, --quant none), "nf4",
-                                             * "q4_0", "iq4_nl", "q8_0" */
-    char quant_embed[LK_ADAPTER_BASE_NAME]; /* embeddings and LM head: "f32" or "q8_0" */
+                                             * "q4_0", "iq4_nl", "q8_0"; "gguf": a GGUF model
+                                             * file's own tensor types, used as they lie */
+    char quant_embed[LK_ADAPTER_BASE_NAME]; /* embeddings and LM head: "f32", "q8_0" or "gguf" */
     char compute[LK_ADAPTER_BASE_NAME];     /* the products with the base: "f32" */
 };
 
@@ -111,7 +112,8 @@ lk_status lk_adapter_set_base_record(lk_adapter *a, const struct lk_adapter_base
 void lk_model_base_record(const lk_model *m, struct lk_adapter_base *out);
 
 /* Model options that rebuild the recorded base: mp->quant and mp->quant_embed from b (nothing
- * changes when b records nothing). LK_ERR_UNSUPPORTED, naming the value, for a record this build
+ * changes when b records nothing; a "gguf" record sets both to LK_QTYPE_F32, which loads a GGUF
+ * file in its own types). LK_ERR_UNSUPPORTED, naming the value, for a record this build
  * cannot rebuild (written by a newer lorakit). */
 lk_status lk_adapter_base_model_params(const struct lk_adapter_base *b, struct lk_model_params *mp);
 

@@ -1,4 +1,5 @@
-/* lorakit/model.h — Hugging Face model folders: load, describe, run forward, decode, sample.
+/* lorakit/model.h — Hugging Face model folders and llama.cpp GGUF model files: load, describe, run
+ * forward, decode, sample.
  *
  * A model is a folder with config.json and model.safetensors (or a sharded
  * model.safetensors.index.json). Architectures: LlamaForCausalLM (also SmolLM),
@@ -62,7 +63,8 @@ struct lk_model_config {
  * *out: heap, caller frees. LK_ERR_IO when path cannot be resolved (it does not exist). */
 lk_status lk_model_name_or_path(const char *path, char **out);
 
-/* Read and validate DIR/config.json (no weights). */
+/* Read and validate DIR/config.json (no weights), or the metadata of a GGUF model file (with its
+ * tensor table: tied embeddings and biases come from the tensors present). */
 lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 
 /* Options for lk_model_load; get defaults from lk_model_params_default() and edit (a base to
@@ -84,7 +86,11 @@ struct lk_model_params lk_model_params_default(void);
  * lk_model_load runs it. */
 lk_status lk_model_params_check(const struct lk_model_params *p);
 
-/* Load the model folder DIR. Every tensor is checked against the config (names, shapes, dtypes)
+/* Load the model folder DIR, or a llama.cpp GGUF model file (a path ending in .gguf, or any
+ * regular file; architectures llama and qwen2): its metadata gives the config, its tensors are
+ * used where they lie in the mapped file (quantised types through the fused kernels, F32 mapped,
+ * F16/BF16 widened; quant and quant_embed apply to its float matrices only; use_mmap is ignored:
+ * the file is always mapped). Every tensor is checked against the config (names, shapes, dtypes)
  * before use. On success *out owns the model; free with lk_model_free. */
 lk_status lk_model_load(const char *dir, const struct lk_model_params *params, lk_model **out);
 

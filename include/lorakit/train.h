@@ -255,6 +255,10 @@ lk_status lk_trainer_sync(lk_trainer *t);
 lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const char *base_model,
                                   int force);
 
+/* Write the adapter as a llama.cpp GGUF LoRA file (f32 factors, q/k rows in llama.cpp's order for
+ * a llama base; lk_adapter_save_gguf with the model's config). Replaces path only with force. */
+lk_status lk_trainer_save_gguf_lora(const lk_trainer *t, const char *path, int force);
+
 /* How many of m's layers keep their activations for the backward under p's checkpointing with
  * sequences of seq_len tokens (1 .. n_layers; the rest are recomputed): n_layers with
  * LK_CKPT_OFF, 1 with LK_CKPT_ON; with LK_CKPT_AUTO the most whose plan (the weights of m and

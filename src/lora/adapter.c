@@ -281,9 +281,10 @@ void lk_model_base_record(const lk_model *m, struct lk_adapter_base *out)
 {
     memset(out, 0, sizeof *out);
     out->recorded = 1;
-    snprintf(out->quant, sizeof out->quant, "%s", lk_qtype_name(lk_model_quant(m)));
+    snprintf(out->quant, sizeof out->quant, "%s",
+             m->gguf_own ? ADAPTER_BASE_GGUF : lk_qtype_name(lk_model_quant(m)));
     snprintf(out->quant_embed, sizeof out->quant_embed, "%s",
-             lk_qtype_name(lk_model_quant_embed(m)));
+             m->gguf_own_embed ? ADAPTER_BASE_GGUF : lk_qtype_name(lk_model_quant_embed(m)));
     snprintf(out->compute, sizeof out->compute, "f32");
 }
 
@@ -305,8 +306,13 @@ lk_status lk_adapter_base_model_params(const struct lk_adapter_base *b, struct l
     unsigned lin = 1u << LK_QTYPE_F32 | 1u << LK_QTYPE_NF4 | 1u << LK_QTYPE_Q4_0 |
                    1u << LK_QTYPE_IQ4_NL | 1u << LK_QTYPE_Q8_0;
     lk_qtype q = mp->quant, e = mp->quant_embed;
-    LK_TRY(base_qtype(adapter_base_keys[0], b->quant, lin, &q));
-    if (*b->quant_embed)
+    if (strcmp(b->quant, ADAPTER_BASE_GGUF) == 0) /* a GGUF file's own types: no re-quantising */
+        q = LK_QTYPE_F32;
+    else
+        LK_TRY(base_qtype(adapter_base_keys[0], b->quant, lin, &q));
+    if (strcmp(b->quant_embed, ADAPTER_BASE_GGUF) == 0)
+        e = LK_QTYPE_F32;
+    else if (*b->quant_embed)
         LK_TRY(base_qtype(adapter_base_keys[1], b->quant_embed,
                           1u << LK_QTYPE_F32 | 1u << LK_QTYPE_Q8_0, &e));
     if (*b->compute && strcmp(b->compute, "f32") != 0)
@@ -345,6 +351,10 @@ const char *lk_adapter_base_describe(const struct lk_adapter_base *b, char *buf,
 {
     if (!b->recorded)
         snprintf(buf, n, "unknown");
+    else if (strcmp(b->quant, ADAPTER_BASE_GGUF) == 0 &&
+             strcmp(b->quant_embed, ADAPTER_BASE_GGUF) == 0)
+        snprintf(buf, n, "gguf (the GGUF file's own tensor types, %s compute)",
+                 *b->compute ? b->compute : "?");
     else
         snprintf(buf, n, "%s (embeddings %s, %s compute)", b->quant,
                  *b->quant_embed ? b->quant_embed : "?", *b->compute ? b->compute : "?");

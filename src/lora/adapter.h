@@ -68,6 +68,9 @@ lk_status adapter_pack(lk_adapter *a);
 /* The keys of the training-base record (safetensors __metadata__, GGUF key-value pairs), in the
  * order of lk_adapter_base's strings, and the record's field of each. */
 #define ADAPTER_BASE_KEYS 3
+/* base_quant (and base_quant_embed) of a base used as a GGUF model file stores it: its own tensor
+ * types, nothing re-quantised at load. */
+#define ADAPTER_BASE_GGUF "gguf"
 extern const char *const adapter_base_keys[ADAPTER_BASE_KEYS];
 char *adapter_base_field(const struct lk_adapter_base *b, int k);
 

@@ -13,6 +13,8 @@
 #include "core/linalg.h"
 #include "lora/merge.h"
 #include "formats/safetensors.h"
+#include "model/config.h"
+#include "model/model.h"
 #include "core/status.h"
 
 /* The factorisation of one module's ΔW: σ [kc] (with the scale), the column basis U = Q_B·U_core
@@ -169,12 +171,55 @@ static double frob(const float *x, int64_t n)
     return sqrt(s);
 }
 
+/* ‖W‖_F of the GGUF tensors of a's modules, row by row (llama.cpp's q/k row order changes no
+ * norm). */
+static lk_status gguf_norms(const lk_adapter *a, const char *path, double *norms)
+{
+    gguf_file f;
+    LK_TRY(gguf_open(&f, path));
+    lk_status s = LK_OK;
+    float *row = NULL;
+    for (int64_t i = 0; i < a->n_mods && s == LK_OK; i++) {
+        const adapter_module *m = &a->mods[i];
+        char name[128];
+        snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)m->layer,
+                 adapter_gguf_stem(m->kind));
+        const gguf_tensor *t = gguf_find_tensor(&f, name);
+        if (!t || t->n_dims != 2 || t->ne[1] != m->out || t->ne[0] != m->in) {
+            s = status_fail(LK_ERR_SHAPE,
+                            "%s: tensor '%s' is missing or not ne [%lld, %lld] (hint: wrong base "
+                            "model?)",
+                            path, name, (long long)m->in, (long long)m->out);
+            break;
+        }
+        free(row);
+        row = malloc((size_t)m->in * sizeof *row);
+        if (!row) {
+            s = status_fail(LK_ERR_NOMEM, "out of memory");
+            break;
+        }
+        double ss = 0;
+        for (int64_t r = 0; r < m->out && s == LK_OK; r++) {
+            s = model_gguf_row(&f, t, r, row);
+            for (int64_t j = 0; j < m->in && s == LK_OK; j++)
+                ss += (double)row[j] * row[j];
+        }
+        norms[i] = sqrt(ss);
+        merge_release(t->data, t->nbytes);
+    }
+    free(row);
+    gguf_close(&f);
+    return s;
+}
+
 lk_status lk_adapter_base_norms(const lk_adapter *a, const char *model_dir, double *norms)
 {
     struct lk_model_config cfg;
     st_set st;
     LK_TRY(lk_config_load(model_dir, &cfg));
     LK_TRY(adapter_check_base(a, &cfg));
+    if (model_path_is_gguf(model_dir))
+        return gguf_norms(a, model_dir, norms);
     LK_TRY(st_set_open(&st, model_dir, 1));
     lk_status s = LK_OK;
     for (int64_t i = 0; i < a->n_mods && s == LK_OK; i++) {

@@ -116,6 +116,12 @@ static lk_status source_weight(const lk_model *m, const lora_module *mo, const t
 {
     char name[128];
     snprintf(name, sizeof name, "%s.weight", mo->name);
+    if (m->gguf.map.path)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: --init loftq on a GGUF model file is not supported (LoftQ starts "
+                           "from the full-precision weights; hint: train on the model's Hugging "
+                           "Face folder, or leave --init out)",
+                           m->gguf.map.path);
     const tensor_view *t = st_set_get(&m->st, name);
     int ok = t && (t->dt == DT_F32 || t->dt == DT_F16 || t->dt == DT_BF16) && t->ndim == 2 &&
              t->shape[0] == mo->am->out && t->shape[1] == mo->am->in;

@@ -17,6 +17,11 @@ lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, cons
     merge_ctx c;
     if (n < 0 || (n > 0 && (!adapters || !w)))
         return status_fail(LK_ERR_ARG, "merge: %d adapters without arrays", n);
+    if (model_path_is_gguf(base_dir))
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: merging into a GGUF model file is not supported (hint: merge into "
+                           "its Hugging Face folder; -o FILE.gguf writes a GGUF)",
+                           base_dir);
     LK_TRY(lk_config_load(base_dir, &cfg));
     LK_TRY(merge_prepare(&c, &cfg, adapters, w, n, p));
     char *rb = realpath(base_dir, NULL), *ro = realpath(out, NULL);

@@ -515,6 +515,11 @@ lk_status lk_quantize_model(const char *dir, const char *out, const struct lk_qu
     qjob j = {.p = p ? *p : lk_quantize_params_default()};
     LK_TRY(lk_quantize_params_check(&j.p));
     j.p.n_threads = resolve_threads(j.p.n_threads);
+    if (model_path_is_gguf(dir))
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: re-quantising a GGUF model file is not supported (hint: quantise "
+                           "its Hugging Face folder, or llama-quantize --allow-requantize)",
+                           dir);
     LK_TRY(lk_config_load(dir, &j.cfg));
     LK_TRY(st_set_open(&j.st, dir, 1));
     j.specs = calloc((size_t)model_n_specs(&j.cfg), sizeof *j.specs);

@@ -11,11 +11,6 @@
 #include "core/mapfile.h"
 #include "core/status.h"
 
-/* Limits that keep a hostile config from asking for absurd allocations. */
-#define CFG_MAX_DIM    (1 << 20)
-#define CFG_MAX_VOCAB  (1 << 24)
-#define CFG_MAX_LAYERS 1024
-
 static const struct {
     const char *arch, *model_type;
 } g_archs[] = {
@@ -277,8 +272,21 @@ lk_status config_parse(const char *path, const char *text, size_t len, struct lk
     return s;
 }
 
+/* The hyper-parameters of a GGUF model file (its tensor table decides tied embeddings and
+ * biases). */
+static lk_status config_load_gguf(const char *path, struct lk_model_config *out)
+{
+    gguf_file f;
+    LK_TRY(gguf_open(&f, path));
+    lk_status s = config_from_gguf(&f, out);
+    gguf_close(&f);
+    return s;
+}
+
 lk_status lk_config_load(const char *dir, struct lk_model_config *out)
 {
+    if (model_path_is_gguf(dir))
+        return config_load_gguf(dir, out);
     char *path = path_join(dir, "config.json");
     char *text = NULL;
     size_t len = 0;

@@ -123,6 +123,8 @@ void rope_inv_freq(const struct lk_model_config *c, float *inv_freq)
 
 void model_drop_range(const lk_model *m, const tensor_view *t, const void *p, size_t n)
 {
+    if (m->gguf.map.path == t->file)
+        mapfile_drop(&m->gguf.map, p, n);
     for (int i = 0; i < m->st.n_files; i++)
         if (m->st.files[i].map.path == t->file)
             mapfile_drop(&m->st.files[i].map, p, n);
@@ -133,8 +135,7 @@ static void drop_source(const lk_model *m, const tensor_view *t)
     model_drop_range(m, t, t->data, t->nbytes);
 }
 
-/* Keep p (an owned weight buffer) until lk_model_free; frees p on failure. */
-static lk_status own(lk_model *m, void *p)
+lk_status model_own(lk_model *m, void *p)
 {
     lk_status s =
         BUF_GROW(&m->owned, &m->cap_owned, (size_t)m->n_owned + 1, "model: weight copies");
@@ -186,7 +187,7 @@ static lk_status quantize_tensor(lk_model *m, const tensor_spec *sp, lk_qtype q,
         model_drop_range(m, t, src, (size_t)(n * in) * es);
     }
     free(tmp);
-    LK_TRY(own(m, buf));
+    LK_TRY(model_own(m, buf));
     *sp->dst = NULL;
     m->weight_bytes += (int64_t)((size_t)out * rb);
     return q4_weight_init(sp->qdst, q, Q4_NF4_BLOCK, out, in, buf);
@@ -201,7 +202,7 @@ static lk_status bind_prequantized(lk_model *m, const tensor_spec *sp, const ten
     LK_TRY(qbase_bind(&m->st, t, sp->shape[0], sp->shape[1], sp->kind == TK_EMBED, sp->qdst, &w32,
                       &buf));
     if (buf)
-        LK_TRY(own(m, buf));
+        LK_TRY(model_own(m, buf));
     *sp->dst = w32; /* NULL: quantised rows in *sp->qdst */
     m->weight_bytes += w32 ? sp->shape[0] * sp->shape[1] * 4
                            : (int64_t)((size_t)sp->qdst->out * sp->qdst->row_bytes);
@@ -234,12 +235,19 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "%s: tensor '%s' has dtype %s; supported: F32, F16, BF16", t->file,
                            sp->name, dtype_name(t->dt));
+    return model_bind_float(m, sp, t);
+}
+
+lk_status model_bind_float(lk_model *m, const tensor_spec *sp, const tensor_view *t)
+{
     lk_qtype q = sp->kind == TK_MATRIX  ? m->quant
                  : sp->kind == TK_EMBED ? m->quant_embed
                                         : LK_QTYPE_F32;
     int64_t n = tensor_numel(t);
-    if (q != LK_QTYPE_F32)
+    if (q != LK_QTYPE_F32) {
+        *(sp->kind == TK_EMBED ? &m->gguf_own_embed : &m->gguf_own) = 0;
         return quantize_tensor(m, sp, q, t);
+    }
     if (t->dt == DT_F32 && ((uintptr_t)t->data & 3) == 0) {
         *sp->dst = t->data; /* mapped in place */
         m->weight_bytes += n * 4;
@@ -253,7 +261,7 @@ static lk_status bind_tensor(lk_model *m, const tensor_spec *sp)
     *sp->dst = f32;
     m->weight_bytes += n * 4;
     drop_source(m, t);
-    return own(m, f32);
+    return model_own(m, f32);
 }
 
 struct lk_model_params lk_model_params_default(void)
@@ -304,6 +312,17 @@ lk_qtype lk_model_quant_embed(const lk_model *m)
     return m->quant_embed;
 }
 
+/* What the GGUF binder sets after the tensors: q/k rows in llama.cpp's order (llama). */
+static void gguf_finish(lk_model *m)
+{
+    if (strcmp(m->cfg.arch, "llama") != 0)
+        return;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        m->layers[l].q.perm_heads = m->cfg.n_heads;
+        m->layers[l].k.perm_heads = m->cfg.n_kv_heads;
+    }
+}
+
 static lk_status bind_all(lk_model *m)
 {
     int cap = model_n_specs(&m->cfg);
@@ -318,10 +337,12 @@ static lk_status bind_all(lk_model *m)
     LK_ASSERT(n <= cap);
     lk_status s = LK_OK;
     for (int i = 0; i < n && s == LK_OK; i++)
-        s = bind_tensor(m, &specs[i]);
+        s = m->gguf.map.path ? model_bind_gguf(m, &specs[i]) : bind_tensor(m, &specs[i]);
     free(specs);
     if (s != LK_OK)
         return s;
+    if (m->gguf.map.path)
+        gguf_finish(m);
     /* a pre-quantised base: report the file's formats */
     if (!m->layers[0].q.w)
         m->quant = (lk_qtype)m->layers[0].q.qw.qtype;
@@ -332,7 +353,7 @@ static lk_status bind_all(lk_model *m)
         m->lm_head.name = "lm_head (tied to model.embed_tokens.weight)";
     }
     rope_inv_freq(&m->cfg, m->inv_freq);
-    return LK_OK;
+    return m->gguf.map.path ? model_gguf_rope_factors(m) : LK_OK;
 }
 
 lk_status lk_model_load(const char *dir, const struct lk_model_params *params, lk_model **out)
@@ -343,12 +364,14 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     lk_model *m = calloc(1, sizeof *m);
     if (!m)
         return status_fail(LK_ERR_NOMEM, "out of memory");
-    lk_status s = lk_config_load(dir, &m->cfg);
+    int gguf = model_path_is_gguf(dir);
+    lk_status s = gguf ? gguf_open(&m->gguf, dir) : lk_config_load(dir, &m->cfg);
     if (s == LK_OK)
-        s = st_set_open(&m->st, dir, p.use_mmap);
+        s = gguf ? config_from_gguf(&m->gguf, &m->cfg) : st_set_open(&m->st, dir, p.use_mmap);
     m->n_threads = resolve_threads(p.n_threads);
     m->quant = p.quant;
     m->quant_embed = p.quant_embed;
+    m->gguf_own = m->gguf_own_embed = gguf; /* until a tensor is quantised at load */
     if (s == LK_OK)
         s = bind_all(m);
     if (s != LK_OK) {
@@ -369,6 +392,7 @@ void lk_model_free(lk_model *m)
     free(m->layers);
     free(m->inv_freq);
     st_set_close(&m->st);
+    gguf_close(&m->gguf);
     free(m);
 }
 

@@ -5,6 +5,7 @@
 
 #include "nn/linear.h"
 #include "lorakit/model.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 
 typedef struct {
@@ -16,7 +17,8 @@ typedef struct {
 
 struct lk_model {
     struct lk_model_config cfg;
-    st_set st;    /* the mapped files */
+    st_set st;       /* the mapped files of a Hugging Face folder */
+    gguf_file gguf;  /* or the GGUF model file (gguf.map.path NULL when none) */
     void **owned; /* converted (f16/bf16 → f32) or realigned copies */
     int n_owned;
     size_t cap_owned;
@@ -27,6 +29,8 @@ struct lk_model {
     float *inv_freq;       /* [hd/2] RoPE frequencies after scaling */
     int n_threads;
     lk_qtype quant, quant_embed;
+    int gguf_own, gguf_own_embed; /* 1: a GGUF file whose matrices (embeddings, LM head) all keep
+                                   * their own types (none quantised at load) */
     int64_t weight_bytes; /* bytes of every bound weight */
 };
 
@@ -52,6 +56,26 @@ typedef struct {
  * (no pointers bound). Returns the count; specs must hold model_n_specs(c) entries. */
 int model_n_specs(const struct lk_model_config *c);
 int model_specs(const struct lk_model_config *c, lk_model *m, tensor_spec *specs);
+
+/* Keep p (an owned weight buffer) until lk_model_free; frees p on failure. */
+lk_status model_own(lk_model *m, void *p);
+
+/* Bind spec sp to the F32/F16/BF16 tensor t (shape already checked, [out, in] for matrices):
+ * quantised once when the model's quant (quant_embed) asks for it, mapped in place when aligned
+ * F32, else widened into an owned f32 copy. */
+lk_status model_bind_float(lk_model *m, const tensor_spec *sp, const tensor_view *t);
+
+/* Bind spec sp (Hugging Face name and shape) to its tensor of the GGUF file m->gguf
+ * (model_gguf.c): quantised types used where they lie, float ones through model_bind_float. */
+lk_status model_bind_gguf(lk_model *m, const tensor_spec *sp);
+
+/* Row r of the 2-D tensor t of GGUF file f as f32 values out[ne[0]] (F32, F16, BF16 and the
+ * types the kernels run; LK_ERR_UNSUPPORTED naming file, tensor and type for the others). */
+lk_status model_gguf_row(const gguf_file *f, const gguf_tensor *t, int64_t r, float *out);
+
+/* Divide m->inv_freq by the GGUF file's rope_freqs.weight (Llama 3.1 frequency factors) when it
+ * has one; LK_ERR_SHAPE / LK_ERR_FORMAT naming the tensor when it is not [hd/2] positive F32. */
+lk_status model_gguf_rope_factors(lk_model *m);
 
 /* RoPE inverse frequencies [hd/2] as Hugging Face computes them (fp32), after rope scaling. */
 void rope_inv_freq(const struct lk_model_config *c, float *inv_freq);

@@ -3,6 +3,8 @@
  * reference. */
 #include "nn/linear.h"
 
+#include <string.h>
+
 #include "core/blas.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -24,7 +26,43 @@ static int64_t tmp_floats(const linear *L, int64_t T, int backward)
         n += T * L->in;                    /* x_d */
     if (backward && !L->w)
         n += T * L->in; /* the fused backward overwrites: dx goes through tmp */
+    if (L->perm_heads > 0)
+        n += backward ? T * L->out : L->out; /* dy in file order; one row in the forward */
     return n;
+}
+
+/* The permutation's scratch: the last floats of tmp (see tmp_floats). */
+static float *perm_part(const linear *L, float *tmp, int64_t T, int backward)
+{
+    return tmp + tmp_floats(L, T, backward) - (backward ? T * L->out : L->out);
+}
+
+/* Row of W holding Hugging Face output o (llama.cpp's q/k order when perm_heads > 0). */
+static int64_t file_row(const linear *L, int64_t o)
+{
+    if (L->perm_heads <= 0)
+        return o;
+    int64_t hd = L->out / L->perm_heads, half = hd / 2, h = o / hd, k = o % hd;
+    return h * hd + 2 * (k % half) + k / half;
+}
+
+/* y[T,out]: each row from file order into Hugging Face order (row: scratch of out floats). */
+static void rows_to_hf(const linear *L, float *y, int64_t T, float *row)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float *yt = y + t * L->out;
+        memcpy(row, yt, (size_t)L->out * sizeof *row);
+        for (int64_t o = 0; o < L->out; o++)
+            yt[o] = row[file_row(L, o)];
+    }
+}
+
+/* dst[T,out] = dy in file order. */
+static void rows_to_file(const linear *L, const float *dy, int64_t T, float *dst)
+{
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t o = 0; o < L->out; o++)
+            dst[t * L->out + file_row(L, o)] = dy[t * L->out + o];
 }
 
 /* Bytes of the fused kernel's work for T rows (forward; with backward, the larger of both). */
@@ -94,6 +132,8 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < L->out; o++)
                 y[t * L->out + o] += L->b[o];
+    if (L->perm_heads > 0)
+        rows_to_hf(L, y, T, perm_part(L, tmp, T, 0));
     if (L->n_lora == 0)
         return; /* tmp may be NULL then */
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
@@ -143,14 +183,20 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
 {
     LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 1));
     int64_t in = L->in, out = L->out;
-    float *tmp = work; /* [tmp_floats(L, T, 1)] */
-    if (dx && L->w) {  /* dx[T,in] += dy[T,out]·W[out,in] */
-        gemm_par(0, 0, T, in, out, 1.0f, dy, out, L->w, in, 1.0f, dx, in, n_threads);
+    float *tmp = work;     /* [tmp_floats(L, T, 1)] */
+    const float *dyf = dy; /* dy in the order of W's rows */
+    if (dx && L->perm_heads > 0) {
+        float *p = perm_part(L, tmp, T, 1);
+        rows_to_file(L, dy, T, p);
+        dyf = p;
+    }
+    if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
+        gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, 1.0f, dx, in, n_threads);
     } else if (dx) { /* fused kernel into the end of tmp, then added */
         float *dq = tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * in : 0);
         size_t kn;
         void *kw = kernel_part(L, T, 1, work, work_size, &kn);
-        q4_gemm_bwd(&L->qw, dy, T, dq, n_threads, kw, kn);
+        q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
         for (int64_t i = 0; i < T * in; i++)
             dx[i] += dq[i];
     }
@@ -182,9 +228,10 @@ void linear_forward_ref(const linear *L, const float *x, int64_t T, float *y)
 {
     for (int64_t t = 0; t < T; t++)
         for (int64_t o = 0; o < L->out; o++) {
-            double acc = L->b ? L->b[o] : 0.0;
+            int64_t fo = file_row(L, o);
+            double acc = L->b ? L->b[fo] : 0.0;
             for (int64_t i = 0; i < L->in; i++) {
-                double w = L->w[o * L->in + i];
+                double w = L->w[fo * L->in + i];
                 /* W + Σ scale·B·A, formed element by element */
                 for (int k = 0; k < L->n_lora; k++) {
                     const lora_delta *d = &L->lora[k];

@@ -31,6 +31,10 @@ typedef struct {
     q4_weight qw;     /* the quantised weight when w is NULL (quant/: fused dequant-GEMM) */
     const float *b;   /* [out] or NULL */
     int64_t in, out;
+    int64_t perm_heads; /* > 0: W's rows (and b) are in llama.cpp's q/k order for this many heads
+                         * (a GGUF llama base: within each head, row 2i+j holds Hugging Face row
+                         * j·hd/2+i); the layer still computes the Hugging Face function, its
+                         * outputs, adapters and gradients in Hugging Face order. 0: plain. */
     lora_delta lora[LINEAR_MAX_LORA]; /* adapters applied on top of W, in order */
     int n_lora;
     lora_train *train; /* non-NULL while lora[0] is being trained */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/mapfile.h"
+#include "model/config.h"
 #include "model/model.h"
 #include "core/option.h"
 #include "core/pool.h"
@@ -39,31 +40,38 @@ static void base_name(const char *path, char *out, size_t n)
 }
 
 /* XXH64 of a whole file (mapped). */
-static lk_status file_hash(const char *path, uint64_t *h, size_t *size)
+/* xxh64 of path's first max_bytes bytes (and its size). */
+static lk_status file_hash(const char *path, size_t max_bytes, uint64_t *h, size_t *size)
 {
     mapfile f;
     LK_TRY(mapfile_open(&f, path, 1));
-    *h = tcache_xxh64(f.data, f.size, 0);
+    *h = tcache_xxh64(f.data, f.size < max_bytes ? f.size : max_bytes, 0);
     *size = f.size;
     mapfile_close(&f);
     return LK_OK;
 }
 
-/* "folder config.json:xxh64=... weights=nf4 embed=f32 [note]" */
+#define GGUF_HASH_BYTES ((size_t)4 << 20) /* a GGUF teacher: its metadata, first tensors */
+
+/* "folder config.json:xxh64=... weights=nf4 embed=f32 [note]" ("file.gguf gguf:xxh64=..." for a
+ * GGUF file: the hash of its first 4 MiB and its size) */
 static lk_status describe_teacher(const lk_model *m, const struct lk_teacher_params *p, char *out,
                                   size_t n)
 {
     char base[256] = "", hash[48] = "";
     if (p->teacher_dir) {
-        char *cfg = path_join(p->teacher_dir, "config.json");
+        int gguf = model_path_is_gguf(p->teacher_dir);
+        char *cfg = gguf ? strdup(p->teacher_dir) : path_join(p->teacher_dir, "config.json");
         uint64_t h;
         size_t size;
-        lk_status s = cfg ? file_hash(cfg, &h, &size) : LK_ERR_NOMEM;
+        lk_status s =
+            cfg ? file_hash(cfg, gguf ? GGUF_HASH_BYTES : SIZE_MAX, &h, &size) : LK_ERR_NOMEM;
         free(cfg);
         if (s != LK_OK)
             return s == LK_ERR_NOMEM ? status_fail(s, "out of memory") : s;
         base_name(p->teacher_dir, base, sizeof base);
-        snprintf(hash, sizeof hash, " config.json:xxh64=%016llx", (unsigned long long)h);
+        snprintf(hash, sizeof hash, " %s:xxh64=%016llx", gguf ? "gguf" : "config.json",
+                 (unsigned long long)h);
     }
     snprintf(out, n, "%s%s weights=%s embed=%s%s%s", base, hash, lk_qtype_name(lk_model_quant(m)),
              lk_qtype_name(lk_model_quant_embed(m)), p->teacher_note ? " " : "",
@@ -80,7 +88,7 @@ static lk_status describe_data(const lk_dataset *d, const char *path, char *out,
     if (path) {
         uint64_t h;
         size_t size;
-        LK_TRY(file_hash(path, &h, &size));
+        LK_TRY(file_hash(path, SIZE_MAX, &h, &size));
         base_name(path, base, sizeof base);
         k = snprintf(out, n, "%s bytes=%zu xxh64=%016llx ", base, size, (unsigned long long)h);
     }

@@ -192,3 +192,8 @@ lk_status lk_trainer_save_adapter(const lk_trainer *t, const char *dir, const ch
 {
     return adapter_save_peft_as(t->ad, dir, base_model ? base_model : "", force);
 }
+
+lk_status lk_trainer_save_gguf_lora(const lk_trainer *t, const char *path, int force)
+{
+    return lk_adapter_save_gguf(t->ad, lk_model_get_config(t->m), path, "f32", force);
+}
