@@ -1,9 +1,8 @@
 /* dispatch.c — CPU feature detection (cpuid + xgetbv + Linux AMX permission) done once, the
  * const kernel tables, LK_KERNELS override, the q4_gemm_* entry points everyone calls and the
  * helpers that carve a caller's work buffer. A variant lists the weight types it has kernels for;
- * for the others the entry points use a stand-in (q4_kernels_for: AMX falls back to AVX-512, then
- * AVX2, then everything to the plain-C reference; NEON has the base types only and runs the GGUF
- * read-only types Q4_1 .. IQ4_XS on the reference).
+ * for the others the entry points use a stand-in (q4_kernels_for: AMX, which lacks the GGUF
+ * read-only types Q4_1 .. IQ4_XS, falls back to AVX-512, then AVX2, then the plain-C reference).
  * Follows ggml's scheme: a variant is offered only if this build compiled its file (LK_HAVE_*)
  * and this CPU and OS run it. */
 #include <pthread.h>
@@ -31,8 +30,8 @@ enum {
     F_NEON = 64
 };
 
-/* The reference, AVX2 and AVX-512 cover every type (the GGUF read-only ones through the decoders
- * of qk_avx2.h); AMX and NEON the base types only (the others go through q4_kernels_for). */
+/* The reference, AVX2, AVX-512 (the GGUF read-only types through the decoders of qk_avx2.h) and
+ * NEON cover every type; AMX the base types only (the others go through q4_kernels_for). */
 static const q4_kernels k_ref = {
     "ref", q4_gemm_fwd_ref, q4_gemm_bwd_ref, q4_gemm_fwd_work_ref, q4_gemm_bwd_work_ref,
     0,     Q4_TYPES_ALL};
@@ -58,7 +57,7 @@ static const q4_kernels k_amx = {
 #ifdef LK_HAVE_NEON
 static const q4_kernels k_neon = {
     "neon", q4_gemm_fwd_neon, q4_gemm_bwd_neon, q4_gemm_fwd_work_neon, q4_gemm_bwd_work_neon,
-    0,      Q4_TYPES_BASE};
+    0,      Q4_TYPES_ALL};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

@@ -408,7 +408,7 @@ const q4_kernels *q4_kernels_get(void);
 
 /* k if it has kernels for qtype, else the variant that stands in for it: on x86 AVX-512, then
  * AVX2 where compiled, runnable and having the type (AMX lacks the GGUF read-only types), else
- * (NEON for those types) the reference. */
+ * the reference. */
 const q4_kernels *q4_kernels_for(const q4_kernels *k, int qtype);
 
 /* 1 if k's fwd / bwd accept weights of type qtype. */

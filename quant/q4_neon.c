@@ -3,9 +3,9 @@
  * a small stack buffer (the exact operations of q4_decode_ref), then NEON FMAs do the work. Forward
  * keeps one decoded block and dots it with up to 4 X rows at a time (every row of W is decoded
  * once per 4 rows of X); backward owns 32 columns per task and accumulates dX[t][32] over all W
- * rows. Results do not depend on the thread count. Compiled only on aarch64. Formats: Q4_0,
- * IQ4_NL, Q8_0, NF4; the GGUF read-only types (Q4_1 .. IQ4_XS) are not handled here, and dispatch
- * runs them on the plain-C reference (q4_kernels_for; no aarch64 machine to test a NEON path). */
+ * rows. Results do not depend on the thread count. Compiled only on aarch64. Every format: the
+ * GGUF read-only types (Q4_1 .. IQ4_XS) are decoded by the reference's q4_decode32_gguf. Checked
+ * against the reference under qemu by .ci/arm.sh (tests/cross/kernels.c). */
 #include <arm_neon.h>
 #include <string.h>
 
@@ -18,6 +18,10 @@
 /* Values [k0, k0+32) of a row into out[32] (k0 a multiple of 32), as q4_decode_ref computes. */
 static void dec32(const q4_weight *w, const uint8_t *row, int64_t k0, float *out)
 {
+    if (w->qtype > LK_QTYPE_NF4) { /* the GGUF read-only types */
+        q4_decode32_gguf(w->qtype, row, k0, out);
+        return;
+    }
     switch (w->qtype) {
     case LK_QTYPE_Q4_0:
     case LK_QTYPE_IQ4_NL: {

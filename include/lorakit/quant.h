@@ -114,7 +114,7 @@ lk_status lk_qgemm_backward_work(const struct lk_qweight *w, int64_t T, int n_th
  * dequantising all of W. variant: NULL for the dispatched one (for a type it has no kernels for,
  * the next one down that has: AVX-512, AVX2, the plain-C reference), or "ref", "avx2", "avx512",
  * "amx", "neon" (LK_ERR_UNSUPPORTED when not available here or without kernels for w's type:
- * AMX and NEON lack Q4_1 .. IQ4_XS). n_threads 0 = all CPUs; the result does not depend on
+ * AMX lacks Q4_1 .. IQ4_XS). n_threads 0 = all CPUs; the result does not depend on
  * n_threads. work: work_size bytes, at least what lk_qgemm_forward_work gives for these arguments
  * (LK_ERR_ARG otherwise); borrowed for the call. Allocates nothing; calls running at the same
  * time need separate work buffers. */

@@ -376,8 +376,18 @@ static void check_type(const q4_kernels *k, int t)
             wcase_free(&c);
         }
     }
+    /* the k-quants take rows of whole 256-value super-blocks only (none of the shapes above) */
+    static const int64_t shapesK[][2] = {{1, 256}, {3, 256}, {17, 512}, {65, 256}, {16, 768}};
+    for (size_t s = 0; q4_is_kquant(t) && s < sizeof shapesK / sizeof shapesK[0]; s++) {
+        wcase c;
+        if (!wcase_make(&c, t, 64, shapesK[s][0], shapesK[s][1]))
+            continue;
+        check_work_monotone(k, &c.w);
+        run_case(k, &c, Ts, (int)(sizeof Ts / sizeof Ts[0]));
+        wcase_free(&c);
+    }
     wcase c; /* long rows, several tasks per thread, T up to 600 */
-    if (wcase_make(&c, t, 64, 72, 520)) {
+    if (wcase_make(&c, t, 64, 72, q4_is_kquant(t) ? 1024 : 520)) {
         check_work_monotone(k, &c.w);
         run_case(k, &c, Tl, (int)(sizeof Tl / sizeof Tl[0]));
         wcase_free(&c);
