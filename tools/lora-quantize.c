@@ -110,8 +110,9 @@ int main(int argc, char **argv)
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Quantise a model folder into a base that loads without re-quantising.",
                        "Formats: lorakit = folder for lora-eval/-generate/-train -m OUT (mapped,\n"
-                       "  64-byte aligned rows); gguf = llama.cpp model (q4_0, iq4_nl, q8_0; rows\n"
-                       "  must be a multiple of 32); hf-bnb = bitsandbytes 4-bit nf4 folder.\n"
+                       "  64-byte aligned rows); gguf = llama.cpp model (q4_0, iq4_nl, q8_0; a\n"
+                       "  tensor whose rows are not a multiple of 32 is written f16, with a\n"
+                       "  warning, as llama-quantize does); hf-bnb = bitsandbytes 4-bit nf4 folder.\n"
                        "Columns: tensor, shape, type, RMSE and max abs error of the round trip,\n"
                        "bits per weight (scales and block padding included).\n");
     if (rc >= 0)

@@ -32,7 +32,6 @@ typedef struct {
     /* lora-quantize (qbase_write.c) through merge_gguf: */
     uint32_t embed_type; /* GGUF type of token_embd/output when embed_set */
     int embed_set;       /* 1: embed_type applies (else the matrices' type) */
-    int strict_blocks;   /* 1: rows that are not whole blocks are an error, not kept F16 */
 } merge_ctx;
 
 /* ---- merge.c ---- */

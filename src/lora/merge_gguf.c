@@ -108,13 +108,6 @@ static lk_status add(gguf_writer *w, gguf_job *j, int64_t *n, const char *name, 
     } else
         ne[0] = j->n_rope;
     uint32_t type = nd == 2 ? mat_type : GGML_F32;
-    if (nd == 2 && ne[0] % gguf_type_info(type)->blck && j->c->strict_blocks)
-        return status_fail(LK_ERR_SHAPE,
-                           "%s: tensor '%s' has rows of %lld values, not a multiple of %lld, "
-                           "which llama.cpp's %s needs (hint: lora-merge -o FILE.gguf --dtype "
-                           "%s keeps such tensors F16)",
-                           j->st->dir, hf, (long long)ne[0], (long long)gguf_type_info(type)->blck,
-                           gguf_type_info(type)->name, j->c->p.dtype);
     if (nd == 2 && ne[0] % gguf_type_info(type)->blck)
         type = GGML_F16; /* rows that do not fill whole blocks stay F16, as llama.cpp's tools do */
     j->src[*n] = hf ? t->name : NULL;

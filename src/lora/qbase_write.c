@@ -456,18 +456,25 @@ static uint32_t ggml_of(lk_qtype q)
 
 /* The errors (RMSE, max) of each quantised tensor: the GGUF rows are quant/'s rows (q/k rows
  * permuted, which changes neither), so they are measured here before merge_gguf writes them. */
+/* A tensor whose rows are not whole blocks of 32 is written F16, as llama-quantize does: its
+ * rounding errors reported as such, with a warning naming it. */
+static void report_f16(qjob *j, const tensor_spec *sp, lk_qtype want)
+{
+    int64_t n = sp->shape[0] * sp->shape[1];
+    double se = 0, max_abs = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)f16_to_f32(f32_to_f16(j->work[i])) - (double)j->work[i]);
+        se += e * e;
+        max_abs = e > max_abs ? e : max_abs;
+    }
+    log_warn("%s: tensor '%s' has rows of %lld values, not a multiple of 32, which llama.cpp's "
+             "%s needs: written F16 (as llama-quantize does)",
+             j->st.dir, sp->name, (long long)sp->shape[1], lk_qtype_name(want));
+    report(j, sp, LK_QTYPE_F16, sqrt(se / (double)n), max_abs, 2.0 * (double)n);
+}
+
 static lk_status gguf_report(qjob *j)
 {
-    for (int i = 0; i < j->n_specs; i++) { /* llama.cpp's blocks first, before any work */
-        const tensor_spec *sp = &j->specs[i];
-        lk_qtype q = spec_type(j, sp);
-        if (sp->ndim == 2 && sp->shape[1] % Q4_QK && q != LK_QTYPE_F32)
-            return status_fail(LK_ERR_SHAPE,
-                               "%s: tensor '%s' has rows of %lld values, not a multiple of 32, "
-                               "which llama.cpp's %s needs (hint: --format lorakit handles any "
-                               "row length)",
-                               j->st.dir, sp->name, (long long)sp->shape[1], lk_qtype_name(q));
-    }
     void *buf = NULL;
     size_t cap = 0;
     lk_status s = LK_OK;
@@ -480,6 +487,10 @@ static lk_status gguf_report(qjob *j)
         size_t need = (size_t)sp->shape[0] * q4_row_bytes(q, Q4_NF4_BLOCK, sp->shape[1]);
         if (q == LK_QTYPE_F32) {
             report(j, sp, q, 0, 0, 4.0 * (double)(sp->shape[0] * sp->shape[1]));
+            continue;
+        }
+        if (sp->shape[1] % Q4_QK) {
+            report_f16(j, sp, q);
             continue;
         }
         if (need > cap) {
@@ -505,8 +516,7 @@ static lk_status write_gguf(qjob *j, const char *dir, const char *out)
     LK_TRY(gguf_report(j));
     LK_TRY(merge_prepare(&c, &j->cfg, NULL, NULL, 0, &mp));
     c.embed_type = ggml_of(j->p.embed_type);
-    c.embed_set = 1;
-    c.strict_blocks = 1;
+    c.embed_set = 1; /* rows that are not whole blocks go F16 (warned in gguf_report) */
     return merge_gguf(&c, dir, out);
 }
 
