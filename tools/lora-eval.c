@@ -39,7 +39,11 @@ static void label(const char *model, const cli_adapters *ad, const lk_model *m, 
     for (int i = 0; i < ad->n && k < n; i++)
         k += ad->w[i] == 1 ? (size_t)snprintf(buf + k, n - k, " + %s", ad->path[i])
                            : (size_t)snprintf(buf + k, n - k, " + %s:%g", ad->path[i], ad->w[i]);
-    if (k < n)
+    struct lk_adapter_base rec;
+    lk_model_base_record(m, &rec);
+    if (k < n && strcmp(rec.quant, "gguf") == 0) /* a GGUF file may mix types (Q4_K_M) */
+        snprintf(buf + k, n - k, ", base gguf (the file's own tensor types)");
+    else if (k < n)
         snprintf(buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
                  lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
                  lk_model_quant_embed(m) != LK_QTYPE_F32 ? lk_qtype_name(lk_model_quant_embed(m))

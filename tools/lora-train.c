@@ -352,7 +352,10 @@ static int loss_range(const float *h, const float *e, int64_t n, plot_frame *p, 
 /* The title's second line: what was trained on what, and how. */
 static void settings_line(const train_ctx *x, int64_t n, char *buf, size_t len)
 {
-    lk_qtype qe = lk_model_quant_embed(x->m);
+    struct lk_adapter_base rec;
+    lk_model_base_record(x->m, &rec);
+    int gguf = strcmp(rec.quant, "gguf") == 0; /* a GGUF file's own types, maybe mixed */
+    lk_qtype qe = gguf ? LK_QTYPE_F32 : lk_model_quant_embed(x->m);
     snprintf(buf, len,
              "%s, rank %lld, alpha %g, lr %g %s (warmup %lld), %lld steps x %lld rows x %lld "
              "tokens, base %s%s%s",
@@ -360,7 +363,8 @@ static void settings_line(const train_ctx *x, int64_t n, char *buf, size_t len)
              x->tp.alpha > 0 ? x->tp.alpha : (double)x->tp.rank, (double)x->tp.lr,
              lk_schedule_name(x->tp.schedule), (long long)x->tp.warmup_steps, (long long)n,
              (long long)(x->tp.batch * x->tp.grad_accum), (long long)lk_dataset_seq_len(x->data),
-             lk_qtype_name(lk_model_quant(x->m)), qe != LK_QTYPE_F32 ? ", embeddings " : "",
+             gguf ? "gguf" : lk_qtype_name(lk_model_quant(x->m)),
+             qe != LK_QTYPE_F32 ? ", embeddings " : "",
              qe != LK_QTYPE_F32 ? lk_qtype_name(qe) : "");
 }
 
