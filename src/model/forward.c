@@ -26,8 +26,8 @@ struct lk_session {
     int64_t lo[CHUNK]; /* first key each query of the chunk may see */
     void *work;        /* work_size bytes for every linear call (linear_work_bytes) */
     size_t work_size;
-    float *scores; /* [n_score_threads, n_ctx] attention probabilities per thread */
-    int n_score_threads;
+    float *attn_work; /* [n_attn_threads][attention_work_floats(hd)] attention scratch */
+    int n_attn_threads;
 };
 
 static void add_inplace(float *x, const float *y, int64_t n)
@@ -63,7 +63,7 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
     attn_shape as = {
         .T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .kpos0 = pos0, .lo = s->lo};
-    attention_forward(s->att, NULL, s->q, kc, vc, &as, s->scores, nt);
+    attention_forward(s->att, NULL, s->q, kc, vc, &as, s->attn_work, nt);
     linear_forward(&w->o, s->att, T, s->xb, s->work, s->work_size, nt);
     add_inplace(s->x, s->xb, T * C);
 
@@ -124,16 +124,17 @@ static lk_status session_scratch(lk_session *s)
                                need, s->m->n_threads);
     }
     int nt = s->m->n_threads;
-    if (nt <= s->n_score_threads)
+    if (nt <= s->n_attn_threads)
         return LK_OK;
-    free(s->scores);
-    size_t bytes = (size_t)nt * (size_t)s->n_ctx * sizeof(float);
-    s->scores = lk_aligned_alloc(bytes);
-    s->n_score_threads = s->scores ? nt : 0;
-    return s->scores
+    free(s->attn_work);
+    size_t bytes = (size_t)nt * (size_t)attention_work_floats(s->m->cfg.head_dim) * sizeof(float);
+    s->attn_work = lk_aligned_alloc(bytes);
+    s->n_attn_threads = s->attn_work ? nt : 0;
+    return s->attn_work
                ? LK_OK
                : status_fail(LK_ERR_NOMEM,
-                             "session: out of memory for %zu bytes of attention scores", bytes);
+                             "session: out of memory for %zu bytes of attention work memory",
+                             bytes);
 }
 
 lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out)
@@ -189,7 +190,7 @@ void lk_session_free(lk_session *s)
     free(s->hu);
     free(s->rope_cos);
     free(s->rope_sin);
-    free(s->scores);
+    free(s->attn_work);
     free(s->work);
     free(s);
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "core/pool.h"
+#include "lorakit/quant.h"
+#include "nn/attn.h"
 
 /* ---- RMSNorm: y = x·r·w, r = (mean(x²) + eps)^-1/2 ---- */
 
@@ -89,163 +91,101 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
         }
 }
 
-/* ---- attention ---- */
+/* ---- attention: the drivers of the blocked kernels (attn.h) ---- */
 
 /* Multiply-adds below which the attention loops stay on one thread (waking the team costs more). */
 #define PAR_MIN_WORK (1 << 21)
 
-static float dot(const float *a, const float *b, int64_t n)
+int64_t attention_work_floats(int64_t hd)
 {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
+    /* the largest of the three items' needs (attn_kernel.h), rounded to 64 bytes */
+    int64_t n = 4 * ATTN_BQ * hd + 2 * ATTN_BQ * ATTN_BK + 2 * ATTN_BQ;
+    return (n + 15) / 16 * 16;
 }
 
-static void axpy(float *y, float a, const float *x, int64_t n)
+/* The variant after quant's dispatch (and LK_KERNELS): AVX-512 where the matrix kernels use
+ * AVX-512 or AMX, AVX2 where they use AVX2, else the portable one. */
+static const attn_kernels *attn_pick(void)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] += a * x[i];
+    const char *v = lk_kernel_variant();
+    (void)v;
+#ifdef LK_HAVE_AVX512
+    if (!strcmp(v, "avx512") || !strcmp(v, "amx"))
+        return &attn_avx512;
+#endif
+#ifdef LK_HAVE_AVX2
+    if (!strcmp(v, "avx2") || !strcmp(v, "avx512") || !strcmp(v, "amx"))
+        return &attn_avx2;
+#endif
+    return &attn_ref;
 }
 
-/* One query row over keys lo..p: out[hd] = Σ_j softmax_j(q·k_j·scale)·v_j; returns the lse. */
-static float attend_row(float *out, const float *q, const float *k, const float *v, int64_t kvd,
-                        int64_t hd, int64_t lo, int64_t p, float *sc)
+const char *attention_variant(void)
 {
-    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
-    for (int64_t j = lo; j <= p; j++) {
-        sc[j] = dot(q, k + j * kvd, hd) * scale;
-        mx = sc[j] > mx ? sc[j] : mx;
-    }
-    double sum = 0;
-    for (int64_t j = lo; j <= p; j++) {
-        sc[j] = expf(sc[j] - mx);
-        sum += sc[j];
-    }
-    float inv = (float)(1.0 / sum);
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int64_t j = lo; j <= p; j++)
-        axpy(out, sc[j] * inv, v + j * kvd, hd);
-    return mx + (float)log(sum);
-}
-
-/* Query row th (token th / H, head th % H) of attention_forward; sc: its thread's scores row. */
-static void attend_query(float *out, float *lse, const float *q, const float *k, const float *v,
-                         const attn_shape *a, float *sc, int64_t th)
-{
-    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, grp = a->H / a->KVH;
-    int64_t t = th / H, g = (th % H) / grp;
-    float l = attend_row(out + th * hd, q + th * hd, k + g * hd, v + g * hd, kvd, hd, a->lo[t],
-                         a->kpos0 + t, sc);
-    if (lse)
-        lse[th] = l;
+    return attn_pick()->name;
 }
 
 typedef struct {
-    float *out, *lse;
-    const float *q, *k, *v;
-    const attn_shape *a;
-    float *scores; /* [nt][n_keys] */
-} attn_fwd_job;
+    const attn_args *x;
+    attn_item_fn fn;
+    int64_t n_heads, n_blocks; /* items: n_blocks × n_heads */
+    int reverse;               /* hand out the last block first (the forward's longest rows) */
+    float *work;               /* [nt][attention_work_floats(hd)] */
+} attn_loop;
 
-static void attend_queries(void *ctx, int64_t th0, int64_t th1, int thread)
+static void attn_items(void *ctx, int64_t i0, int64_t i1, int thread)
 {
-    const attn_fwd_job *j = ctx;
-    float *sc = j->scores + (int64_t)thread * (j->a->kpos0 + j->a->T); /* [n_keys] */
-    for (int64_t th = th0; th < th1; th++)
-        attend_query(j->out, j->lse, j->q, j->k, j->v, j->a, sc, th);
+    const attn_loop *L = ctx;
+    float *w = L->work + (int64_t)thread * attention_work_floats(L->x->a->hd);
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t b = i / L->n_heads, h = i % L->n_heads;
+        L->fn(L->x, L->reverse ? L->n_blocks - 1 - b : b, h, w);
+    }
+}
+
+static void attn_run(int nt, const attn_args *x, attn_item_fn fn, int64_t n_blocks, int64_t n_heads,
+                     int reverse, float *work)
+{
+    attn_loop L = {x, fn, n_heads, n_blocks, reverse, work};
+    par_for_dynamic(nt, n_blocks * n_heads, 1, attn_items, &L);
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                       const attn_shape *a, float *scores, int nt)
+                       const attn_shape *a, float *work, int nt)
 {
-    int64_t n = a->T * a->H;
     if ((a->kpos0 + a->T / 2) * a->T * a->H * a->hd <= PAR_MIN_WORK)
         nt = 1; /* faster for little work */
-    attn_fwd_job j = {out, lse, q, k, v, a, scores};
-    par_for_dynamic(nt, n, 4, attend_queries, &j);
+    attn_args x = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .a = a};
+    int64_t nqb = (a->T + ATTN_BQ - 1) / ATTN_BQ;
+    attn_run(nt, &x, attn_pick()->fwd, nqb, a->H, 1, work);
 }
 
 /* With P = softmax(S), S = scale·q·kᵀ and O = P·v:
  *   dv_j = Σ_t P_tj·dO_t,  dP_tj = dO_t·v_j,  dS_tj = P_tj·(dP_tj − D_t), D_t = dO_t·O_t,
  *   dq_t = scale·Σ_j dS_tj·k_j,  dk_j = scale·Σ_t dS_tj·q_t.
- * Pass 1 (parallel over query rows) gives dq and D; pass 2 (parallel over key rows and kv heads)
- * gives dk and dv, recomputing P from the saved lse. Every output is owned by one thread. */
-typedef struct {
-    float *dq, *dk, *dv, *D;
-    const float *dout, *q, *k, *v, *out, *lse;
-    const attn_shape *a;
-} attn_grads;
-
-/* Pass 1 for query row th: dq_t and D_t. */
-static void backward_query(const attn_grads *x, int64_t th)
-{
-    const attn_shape *a = x->a;
-    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, grp = H / a->KVH;
-    int64_t t = th / H, g = (th % H) / grp;
-    float scale = 1.0f / sqrtf((float)hd);
-    const float *qr = x->q + th * hd, *dor = x->dout + th * hd;
-    float *dqr = x->dq + th * hd;
-    float Dt = dot(dor, x->out + th * hd, hd);
-    x->D[th] = Dt;
-    memset(dqr, 0, (size_t)hd * sizeof *dqr);
-    for (int64_t j = a->lo[t]; j <= t; j++) {
-        const float *kj = x->k + j * kvd + g * hd;
-        float p = expf(dot(qr, kj, hd) * scale - x->lse[th]);
-        float ds = p * (dot(dor, x->v + j * kvd + g * hd, hd) - Dt);
-        axpy(dqr, ds * scale, kj, hd);
-    }
-}
-
-/* Pass 2 for key row j of kv head g (jg = j·KVH + g): dk_j and dv_j. */
-static void backward_key(const attn_grads *x, int64_t jg)
-{
-    const attn_shape *a = x->a;
-    int64_t T = a->T, H = a->H, hd = a->hd, KVH = a->KVH, kvd = KVH * hd, grp = H / KVH;
-    int64_t j = jg / KVH, g = jg % KVH;
-    float scale = 1.0f / sqrtf((float)hd);
-    const float *kj = x->k + j * kvd + g * hd, *vj = x->v + j * kvd + g * hd;
-    float *dkj = x->dk + j * kvd + g * hd, *dvj = x->dv + j * kvd + g * hd;
-    memset(dkj, 0, (size_t)hd * sizeof *dkj);
-    memset(dvj, 0, (size_t)hd * sizeof *dvj);
-    for (int64_t t = j; t < T && a->lo[t] <= j; t++)
-        for (int64_t h = g * grp; h < (g + 1) * grp; h++) {
-            int64_t th = t * H + h;
-            const float *qr = x->q + th * hd, *dor = x->dout + th * hd;
-            float p = expf(dot(qr, kj, hd) * scale - x->lse[th]);
-            float ds = p * (dot(dor, vj, hd) - x->D[th]);
-            axpy(dvj, p, dor, hd);
-            axpy(dkj, ds * scale, qr, hd);
-        }
-}
-
-static void backward_queries(void *ctx, int64_t th0, int64_t th1, int thread)
-{
-    for (int64_t th = th0; th < th1; th++)
-        backward_query(ctx, th);
-}
-
-static void backward_keys(void *ctx, int64_t jg0, int64_t jg1, int thread)
-{
-    for (int64_t jg = jg0; jg < jg1; jg++)
-        backward_key(ctx, jg);
-}
-
+ * Pass 1 (query blocks × heads) gives dq and D; pass 2 (key blocks × kv heads) gives dk and dv,
+ * both recomputing P from the saved lse. Every output is owned by one item. */
 void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
                         const float *q, const float *k, const float *v, const float *out,
-                        const float *lse, const attn_shape *a, int nt)
+                        const float *lse, const attn_shape *a, float *work, int nt)
 {
-    attn_grads x = {dq, dk, dv, D, dout, q, k, v, out, lse, a};
-    int64_t T = a->T, nq = T * a->H, nk = T * a->KVH;
-    if (T * T * a->H * a->hd <= PAR_MIN_WORK)
+    if (a->T * a->T * a->H * a->hd <= PAR_MIN_WORK)
         nt = 1; /* one thread (as the forward) */
-    par_for_dynamic(nt, nq, 4, backward_queries, &x);
-    par_for_dynamic(nt, nk, 4, backward_keys, &x);
+    const attn_kernels *K = attn_pick();
+    attn_args x = {.dq = dq,
+                   .dk = dk,
+                   .dv = dv,
+                   .D = D,
+                   .q = q,
+                   .k = k,
+                   .v = v,
+                   .dout = dout,
+                   .o = out,
+                   .lse_in = lse,
+                   .a = a};
+    int64_t nqb = (a->T + ATTN_BQ - 1) / ATTN_BQ, nkb = (a->T + ATTN_BK - 1) / ATTN_BK;
+    attn_run(nt, &x, K->bwd_q, nqb, a->H, 1, work);
+    attn_run(nt, &x, K->bwd_k, nkb, a->KVH, 0, work);
 }
 
 /* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */

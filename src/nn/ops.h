@@ -27,21 +27,27 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
 /* Causal grouped-query attention. Query t (key index kpos0 + t) attends to keys lo[t]..kpos0+t
  * of k/v [*, kvd]; lo must be non-decreasing in t (packing and windows keep it so).
  *   out[T, H*hd] = softmax(q·kᵀ/√hd)·v; lse[T, H] (optional) = log-sum-exp of the scaled scores.
- * scores: [n_threads, kpos0 + T] scratch. Parallel over (t, h) with a fixed per-row order, so the
- * result does not depend on the thread count. */
+ * Blocked and fused (attn.h): no T×T buffer; work: [n_threads][attention_work_floats(hd)]
+ * scratch. Every output is computed by one thread in a fixed order, so the result does not
+ * depend on the thread count. */
 typedef struct {
     int64_t T, H, KVH, hd;
     int64_t kpos0;     /* key index of query 0 (tokens already in a KV cache) */
     const int64_t *lo; /* [T] first key each query may see */
 } attn_shape;
 
+/* Floats of work memory one thread needs for attention of head dim hd (forward or backward). */
+int64_t attention_work_floats(int64_t hd);
+/* Name of the kernel variant the attention runs on here ("ref", "avx2", "avx512"). */
+const char *attention_variant(void);
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                       const attn_shape *a, float *scores, int n_threads);
+                       const attn_shape *a, float *work, int n_threads);
 /* Gradients for q, k, v (kpos0 must be 0: training has no cache). dq overwrites [T, H*hd];
- * dk, dv overwrite [T, kvd]. D: [T, H] scratch. */
+ * dk, dv overwrite [T, kvd]. D: [T, H] scratch; work as for the forward. */
 void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
                         const float *q, const float *k, const float *v, const float *out,
-                        const float *lse, const attn_shape *a, int n_threads);
+                        const float *lse, const attn_shape *a, float *work, int n_threads);
 
 /* h[n] = silu(g)·u (h may alias g). */
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n);

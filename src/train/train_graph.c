@@ -25,7 +25,7 @@ struct train_graph {
     float *g, *u, *h, *dg, *du, *dh; /* [T, F] */
     float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
     float *rope_cos, *rope_sin;      /* [T, hd/2] */
-    float *scores;                   /* [n_threads, T] */
+    float *attn_work;                /* [n_threads][attention_work_floats(hd)] */
     float *lin_tmp;                  /* linear scratch: every linear call's work, lin_tmp_bytes */
     size_t lin_tmp_bytes;
     float *ce;                       /* cross-entropy scratch */
@@ -125,7 +125,7 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
         sz[n++] = T * C; /* dx, dxmid, dxn, tmpc */
     for (int i = 0; i < 2; i++)
         sz[n++] = T * c->head_dim / 2;             /* rope tables */
-    sz[n++] = (int64_t)nt * T;                     /* scores */
+    sz[n++] = nt * attention_work_floats(c->head_dim); /* attn_work */
     sz[n++] = lin_tmp_floats(m, T);                /* lin_tmp */
     sz[n++] = ce_scratch_floats(&m->lm_head, nt);  /* ce */
     sz[n++] = T * C;                               /* hn */
@@ -159,7 +159,7 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_gra
                       &g->q,       &g->att, &g->dq,   &g->datt,     &g->k,        &g->v,
                       &g->dk,      &g->dv,  &g->lse,  &g->D,        &g->xmid,     &g->g,
                       &g->u,       &g->h,   &g->dg,   &g->du,       &g->dh,       &g->dx,
-                      &g->dxmid,   &g->dxn, &g->tmpc, &g->rope_cos, &g->rope_sin, &g->scores,
+                      &g->dxmid,   &g->dxn, &g->tmpc, &g->rope_cos, &g->rope_sin, &g->attn_work,
                       &g->lin_tmp, &g->ce,  &g->hn};
     int64_t sz[40];
     int n = buffer_sizes(m, T_max, sz);
@@ -252,7 +252,7 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     rope_forward(g->q, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
     rope_forward(g->k, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
-    attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->scores, g->n_threads);
+    attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->attn_work, g->n_threads);
     lin_forward(g, b, &w->o, g->att, g->tmpc);
     add_to(g->xmid, x_in, g->tmpc, T * C);
     rmsnorm_forward(g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
@@ -286,7 +286,7 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     lin_backward(g, b, &w->o, g->att, g->dxmid, g->datt);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_backward(g->dq, g->dk, g->dv, g->D, g->datt, g->q, g->k, g->v, g->att, g->lse, &as,
-                       g->n_threads);
+                       g->attn_work, g->n_threads);
     rope_backward(g->dq, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
     rope_backward(g->dk, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     float *dxn = need_dx ? g->dxn : NULL;

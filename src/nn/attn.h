@@ -1,0 +1,48 @@
+/* attn.h — the blocked causal attention kernels behind attention_forward / attention_backward
+ * (ops.c), FlashAttention-2 style: a block of BQ query rows of one head meets the keys in blocks
+ * of BK; the scores tile is a small register-blocked GEMM, the softmax is online (running max
+ * and sum per row), and no T×T buffer exists. One work item is a query block of one head
+ * (forward, backward pass 1: dq and D) or a key block of one kv head (backward pass 2: dk, dv);
+ * each item owns its outputs and runs in a fixed order, so the results do not depend on the
+ * thread count. The same source (attn_kernel.h) is compiled once per instruction set
+ * (attn_ref.c: portable C, what LK_SIMD=OFF builds; attn_avx2.c, attn_avx512.c with their flags),
+ * picked at run time after quant's dispatch (lk_kernel_variant, LK_KERNELS). */
+#ifndef LK_ATTN_H
+#define LK_ATTN_H
+
+#include <stdint.h>
+
+#include "nn/ops.h"
+
+#define ATTN_BQ 32 /* query rows per block */
+#define ATTN_BK 32 /* keys per block */
+
+/* Everything one call works on (NULL where a pass does not use it). */
+typedef struct {
+    float *out, *lse;        /* forward: [T, H*hd], [T, H] (lse may be NULL) */
+    float *dq, *dk, *dv, *D; /* backward: [T, H*hd], [T, kvd] x2, [T, H] */
+    const float *q, *k, *v;  /* [T, H*hd], [kpos0+T, kvd] x2 */
+    const float *dout, *o;   /* backward: [T, H*hd] x2 */
+    const float *lse_in;     /* backward: [T, H] */
+    const attn_shape *a;
+} attn_args;
+
+/* One item on one thread's work memory w (attention_work_floats(hd) floats). */
+typedef void (*attn_item_fn)(const attn_args *x, int64_t block, int64_t head, float *w);
+
+typedef struct {
+    const char *name;
+    attn_item_fn fwd;   /* query block × head: out, lse */
+    attn_item_fn bwd_q; /* query block × head: dq, D */
+    attn_item_fn bwd_k; /* key block × kv head: dk, dv (needs D) */
+} attn_kernels;
+
+extern const attn_kernels attn_ref;
+#ifdef LK_HAVE_AVX2
+extern const attn_kernels attn_avx2;
+#endif
+#ifdef LK_HAVE_AVX512
+extern const attn_kernels attn_avx512;
+#endif
+
+#endif /* LK_ATTN_H */

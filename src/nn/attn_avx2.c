@@ -1,0 +1,39 @@
+/* attn_avx2.c — the blocked attention kernels of attn_kernel.h for AVX2 + FMA (compiled with
+ * -mavx2 -mfma): the products' inner block is 4 rows × 16 columns in eight ymm accumulators. */
+#include <immintrin.h>
+#include <stdint.h>
+
+/* c[4, 16] += a[4, K]·b[K, 16] (row strides lda, ldb, ldc) */
+static void mm_wide(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
+                    const float *restrict b, int64_t ldb, int64_t K)
+{
+    __m256 c0l = _mm256_loadu_ps(c), c0h = _mm256_loadu_ps(c + 8);
+    __m256 c1l = _mm256_loadu_ps(c + ldc), c1h = _mm256_loadu_ps(c + ldc + 8);
+    __m256 c2l = _mm256_loadu_ps(c + 2 * ldc), c2h = _mm256_loadu_ps(c + 2 * ldc + 8);
+    __m256 c3l = _mm256_loadu_ps(c + 3 * ldc), c3h = _mm256_loadu_ps(c + 3 * ldc + 8);
+    for (int64_t k = 0; k < K; k++) {
+        __m256 bl = _mm256_loadu_ps(b + k * ldb), bh = _mm256_loadu_ps(b + k * ldb + 8);
+        __m256 a0 = _mm256_broadcast_ss(a + k), a1 = _mm256_broadcast_ss(a + lda + k);
+        c0l = _mm256_fmadd_ps(a0, bl, c0l);
+        c0h = _mm256_fmadd_ps(a0, bh, c0h);
+        c1l = _mm256_fmadd_ps(a1, bl, c1l);
+        c1h = _mm256_fmadd_ps(a1, bh, c1h);
+        __m256 a2 = _mm256_broadcast_ss(a + 2 * lda + k), a3 = _mm256_broadcast_ss(a + 3 * lda + k);
+        c2l = _mm256_fmadd_ps(a2, bl, c2l);
+        c2h = _mm256_fmadd_ps(a2, bh, c2h);
+        c3l = _mm256_fmadd_ps(a3, bl, c3l);
+        c3h = _mm256_fmadd_ps(a3, bh, c3h);
+    }
+    _mm256_storeu_ps(c, c0l);
+    _mm256_storeu_ps(c + 8, c0h);
+    _mm256_storeu_ps(c + ldc, c1l);
+    _mm256_storeu_ps(c + ldc + 8, c1h);
+    _mm256_storeu_ps(c + 2 * ldc, c2l);
+    _mm256_storeu_ps(c + 2 * ldc + 8, c2h);
+    _mm256_storeu_ps(c + 3 * ldc, c3l);
+    _mm256_storeu_ps(c + 3 * ldc + 8, c3h);
+}
+
+#define ATTN_WIDE_N  16
+#define ATTN_VARIANT avx2
+#include "nn/attn_kernel.h"

@@ -1,0 +1,39 @@
+/* attn_avx512.c — the blocked attention kernels of attn_kernel.h for AVX-512 (compiled with
+ * -mavx512f ...): the products' inner block is 4 rows × 32 columns in eight zmm accumulators. */
+#include <immintrin.h>
+#include <stdint.h>
+
+/* c[4, 32] += a[4, K]·b[K, 32] (row strides lda, ldb, ldc) */
+static void mm_wide(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
+                    const float *restrict b, int64_t ldb, int64_t K)
+{
+    __m512 c0l = _mm512_loadu_ps(c), c0h = _mm512_loadu_ps(c + 16);
+    __m512 c1l = _mm512_loadu_ps(c + ldc), c1h = _mm512_loadu_ps(c + ldc + 16);
+    __m512 c2l = _mm512_loadu_ps(c + 2 * ldc), c2h = _mm512_loadu_ps(c + 2 * ldc + 16);
+    __m512 c3l = _mm512_loadu_ps(c + 3 * ldc), c3h = _mm512_loadu_ps(c + 3 * ldc + 16);
+    for (int64_t k = 0; k < K; k++) {
+        __m512 bl = _mm512_loadu_ps(b + k * ldb), bh = _mm512_loadu_ps(b + k * ldb + 16);
+        __m512 a0 = _mm512_set1_ps(a[k]), a1 = _mm512_set1_ps(a[lda + k]);
+        c0l = _mm512_fmadd_ps(a0, bl, c0l);
+        c0h = _mm512_fmadd_ps(a0, bh, c0h);
+        c1l = _mm512_fmadd_ps(a1, bl, c1l);
+        c1h = _mm512_fmadd_ps(a1, bh, c1h);
+        __m512 a2 = _mm512_set1_ps(a[2 * lda + k]), a3 = _mm512_set1_ps(a[3 * lda + k]);
+        c2l = _mm512_fmadd_ps(a2, bl, c2l);
+        c2h = _mm512_fmadd_ps(a2, bh, c2h);
+        c3l = _mm512_fmadd_ps(a3, bl, c3l);
+        c3h = _mm512_fmadd_ps(a3, bh, c3h);
+    }
+    _mm512_storeu_ps(c, c0l);
+    _mm512_storeu_ps(c + 16, c0h);
+    _mm512_storeu_ps(c + ldc, c1l);
+    _mm512_storeu_ps(c + ldc + 16, c1h);
+    _mm512_storeu_ps(c + 2 * ldc, c2l);
+    _mm512_storeu_ps(c + 2 * ldc + 16, c2h);
+    _mm512_storeu_ps(c + 3 * ldc, c3l);
+    _mm512_storeu_ps(c + 3 * ldc + 16, c3h);
+}
+
+#define ATTN_WIDE_N  32
+#define ATTN_VARIANT avx512
+#include "nn/attn_kernel.h"

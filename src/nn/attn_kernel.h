@@ -1,0 +1,363 @@
+/* attn_kernel.h — the body of the blocked attention kernels (see attn.h), included once per
+ * instruction set by attn_ref.c, attn_avx2.c and attn_avx512.c with ATTN_VARIANT set to the
+ * suffix. Plain C written for the compilers' vectorisers: fixed block sizes, a 4×16 register
+ * block for every product (mm_block; a variant may define its own mm_wide of 4 × ATTN_WIDE_N in
+ * intrinsics before including this file, as the AVX2 and AVX-512 ones do, since compilers spill
+ * the plain-C accumulators), fm_exp for the exponentials, and lane-parallel reductions in a fixed
+ * order (so each variant is deterministic; variants differ in rounding only).
+ *
+ * Every product is c[m, n] += a[m, K]·b[K, n] with row-major a and b: the transposed operand is
+ * packed first (pack_t: K or Q of a block into [hd][32], zero-padded), so the inner loop always
+ * runs along a contiguous row of b. With S = scale·q·kᵀ, P = softmax(S), O = P·v:
+ *   forward, per query block:  S = Q·Kᵀ, online softmax, O += P·V; lse = m + log l
+ *   pass 1, per query block:   S, dP = dO·Vᵀ, dS = P∘(dP − D), dQ += dS·K   (D = rowsum(dO∘O))
+ *   pass 2, per key block:     Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q
+ * P is recomputed from the saved lse in both passes (no dQ reduction across threads). */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/fastmath.h"
+#include "nn/attn.h"
+
+#define ATTN_CAT2(a, b) a##_##b
+#define ATTN_CAT(a, b)  ATTN_CAT2(a, b)
+#define ATTN_FN(name)   ATTN_CAT(name, ATTN_VARIANT)
+
+#define BQ ATTN_BQ
+#define BK ATTN_BK
+#define NR 4  /* rows of a register block */
+#define NC 16 /* lanes of the row reductions */
+#if defined(__x86_64__) && !defined(__AVX__)
+#define MC 8 /* columns of a register block: 4×8 floats fill half of SSE's 16 registers */
+#else
+#define MC 16 /* 4×16: half of NEON's 32 registers, or what AVX2 and AVX-512 do in mm_wide */
+#endif
+
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define MADD(a, b, c) fmaf(a, b, c) /* one instruction here, and vectorised */
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers. */
+static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
+                     const float *restrict b, int64_t ldb, int64_t K)
+{
+    float acc[NR][MC];
+    for (int r = 0; r < NR; r++)
+        for (int j = 0; j < MC; j++)
+            acc[r][j] = c[r * ldc + j];
+    for (int64_t k = 0; k < K; k++) {
+        const float *bk = b + k * ldb;
+        for (int r = 0; r < NR; r++) {
+            float ar = a[r * lda + k];
+            for (int j = 0; j < MC; j++)
+                acc[r][j] = MADD(ar, bk[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int j = 0; j < MC; j++)
+            c[r * ldc + j] = acc[r][j];
+}
+
+/* The same for the edges: m <= NR rows, n columns (any). */
+static void mm_edge(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
+                    const float *restrict b, int64_t ldb, int64_t m, int64_t n, int64_t K)
+{
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t k = 0; k < K; k++) {
+            float ar = a[r * lda + k];
+            const float *bk = b + k * ldb;
+            for (int64_t j = 0; j < n; j++)
+                c[r * ldc + j] = MADD(ar, bk[j], c[r * ldc + j]);
+        }
+}
+
+/* c[m, n] += a[m, K]·b[K, n] */
+static void mm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb,
+               int64_t m, int64_t n, int64_t K)
+{
+    int64_t i = 0;
+    for (; i + NR <= m; i += NR) {
+        int64_t j = 0;
+#ifdef ATTN_WIDE_N /* the variant's own block of NR rows × ATTN_WIDE_N columns */
+        for (; j + ATTN_WIDE_N <= n; j += ATTN_WIDE_N)
+            mm_wide(c + i * ldc + j, ldc, a + i * lda, lda, b + j, ldb, K);
+#endif
+        for (; j + MC <= n; j += MC)
+            mm_block(c + i * ldc + j, ldc, a + i * lda, lda, b + j, ldb, K);
+        if (j < n)
+            mm_edge(c + i * ldc + j, ldc, a + i * lda, lda, b + j, ldb, NR, n - j, K);
+    }
+    if (i < m)
+        mm_edge(c + i * ldc, ldc, a + i * lda, lda, b, ldb, m - i, n, K);
+}
+
+/* dst[hd][W] = the first n rows of src (row stride ld) transposed, columns n..W-1 zero. */
+static void pack_t(float *restrict dst, const float *restrict src, int64_t ld, int64_t n,
+                   int64_t hd, int64_t W)
+{
+    for (int64_t d = 0; d < hd; d++) {
+        for (int64_t c = 0; c < n; c++)
+            dst[d * W + c] = src[c * ld + d];
+        for (int64_t c = n; c < W; c++)
+            dst[d * W + c] = 0.0f;
+    }
+}
+
+/* Tiles are W = 32 wide in both directions (BQ and BK). */
+#define W 32
+_Static_assert(ATTN_BQ == W && ATTN_BK == W, "attn_kernel.h: the tiles are 32 x 32");
+
+/* In place over one tile row s[W]: entries c0 <= c < c1 become e^(s·scale − shift − shv[c]), the
+ * others 0; returns their sum (NC lanes, summed in a fixed order). The mask is a bit mask on the
+ * result (as in fm_exp), which compilers vectorise, not a select between floats. */
+static float exp_row(float *restrict s, const float *restrict shv, float shift, int c0, int c1,
+                     float scale)
+{
+    float lane[NC] = {0};
+    for (int cb = 0; cb < W; cb += NC)
+        for (int j = 0; j < NC; j++) {
+            int c = cb + j;
+            uint32_t keep = c >= c0 && c < c1 ? 0xffffffffu : 0u, pb;
+            float p = fm_exp(s[c] * scale - shift - shv[c]);
+            memcpy(&pb, &p, 4);
+            pb &= keep;
+            memcpy(&p, &pb, 4);
+            s[c] = p;
+            lane[j] += p;
+        }
+    float sum = 0;
+    for (int j = 0; j < NC; j++)
+        sum += lane[j];
+    return sum;
+}
+
+/* Largest s[c]·scale over c0 <= c < c1 (−inf when empty). The maximum is taken over integer keys
+ * that order as the floats do (x's bits, the magnitude bits flipped when negative), since
+ * compilers vectorise an integer max reduction but not a float one without -ffast-math. */
+static float max_row(const float *restrict s, int c0, int c1, float scale)
+{
+    int32_t lane[NC];
+    for (int j = 0; j < NC; j++)
+        lane[j] = INT32_MIN;
+    for (int cb = 0; cb < W; cb += NC)
+        for (int j = 0; j < NC; j++) {
+            int c = cb + j;
+            float x = s[c] * scale;
+            int32_t i;
+            memcpy(&i, &x, 4);
+            i ^= (i >> 31) & 0x7fffffff;
+            i = c >= c0 && c < c1 ? i : INT32_MIN;
+            lane[j] = i > lane[j] ? i : lane[j];
+        }
+    int32_t mx = INT32_MIN;
+    for (int j = 0; j < NC; j++)
+        mx = lane[j] > mx ? lane[j] : mx;
+    if (mx == INT32_MIN)
+        return -INFINITY;
+    mx ^= (mx >> 31) & 0x7fffffff;
+    float x;
+    memcpy(&x, &mx, 4);
+    return x;
+}
+
+static const float zeros[W];
+
+/* Columns [*c0, *c1) of a tile starting at jb, width nk, that query t may see: keys lo..hi. */
+static void visible(int64_t jb, int64_t nk, int64_t lo, int64_t hi, int *c0, int *c1)
+{
+    int64_t a = lo - jb, b = hi - jb + 1;
+    *c0 = (int)(a < 0 ? 0 : a > nk ? nk : a);
+    *c1 = (int)(b > nk ? nk : b < 0 ? 0 : b);
+}
+
+/* Keys [*j0, *j1) that some row of the query block t0..t0+nq-1 sees (lo non-decreasing). */
+static void key_range(const attn_shape *a, int64_t t0, int64_t nq, int64_t *j0, int64_t *j1)
+{
+    *j0 = a->lo[t0];
+    *j1 = a->kpos0 + t0 + nq;
+}
+
+static float dot_hd(const float *restrict x, const float *restrict y, int64_t n)
+{
+    float lane[NC] = {0};
+    int64_t i = 0;
+    for (; i + NC <= n; i += NC)
+        for (int j = 0; j < NC; j++)
+            lane[j] = MADD(x[i + j], y[i + j], lane[j]);
+    for (int j = 0; i < n; i++, j++)
+        lane[j] = MADD(x[i], y[i], lane[j]);
+    float s = 0;
+    for (int j = 0; j < NC; j++)
+        s += lane[j];
+    return s;
+}
+
+/* ---- forward: query block qb of head h ---- */
+static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
+{
+    const attn_shape *a = x->a;
+    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, g = h / (H / a->KVH);
+    int64_t t0 = qb * BQ, nq = a->T - t0 < BQ ? a->T - t0 : BQ;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *kt = w;           /* [hd][BK] */
+    float *s = kt + hd * BK; /* [BQ][BK] scores, then P */
+    float *o = s + BQ * BK;  /* [BQ][hd] unnormalised output */
+    float *m = o + BQ * hd;  /* [BQ] running max */
+    float *l = m + BQ;       /* [BQ] running sum */
+    const float *q = x->q + t0 * ld + h * hd, *k = x->k + g * hd, *v = x->v + g * hd;
+    for (int64_t i = 0; i < nq; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+    }
+    memset(o, 0, (size_t)(nq * hd) * sizeof *o);
+    int64_t j0, j1;
+    key_range(a, t0, nq, &j0, &j1);
+    for (int64_t jb = j0; jb < j1; jb += BK) {
+        int64_t nk = j1 - jb < BK ? j1 - jb : BK;
+        pack_t(kt, k + jb * kvd, kvd, nk, hd, BK);
+        memset(s, 0, (size_t)(nq * BK) * sizeof *s);
+        mm(s, BK, q, ld, kt, BK, nq, BK, hd);
+        for (int64_t i = 0; i < nq; i++) {
+            int c0, c1;
+            visible(jb, nk, a->lo[t0 + i], a->kpos0 + t0 + i, &c0, &c1);
+            float mx = max_row(s + i * BK, c0, c1, scale);
+            if (mx == -INFINITY) { /* nothing visible to this row here */
+                memset(s + i * BK, 0, BK * sizeof *s);
+                continue;
+            }
+            float mn = mx > m[i] ? mx : m[i], alpha = fm_exp(m[i] - mn);
+            l[i] = l[i] * alpha + exp_row(s + i * BK, zeros, mn, c0, c1, scale);
+            m[i] = mn;
+            for (int64_t d = 0; d < hd; d++)
+                o[i * hd + d] *= alpha;
+        }
+        mm(o, hd, s, BK, v + jb * kvd, kvd, nq, hd, nk);
+    }
+    for (int64_t i = 0; i < nq; i++) {
+        float inv = 1.0f / l[i], *out = x->out + (t0 + i) * ld + h * hd;
+        for (int64_t d = 0; d < hd; d++)
+            out[d] = o[i * hd + d] * inv;
+        if (x->lse)
+            x->lse[(t0 + i) * H + h] = m[i] + logf(l[i]);
+    }
+}
+
+/* ---- backward pass 1: dq and D for query block qb of head h ---- */
+static void ATTN_FN(bwd_q)(const attn_args *x, int64_t qb, int64_t h, float *w)
+{
+    const attn_shape *a = x->a;
+    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, g = h / (H / a->KVH);
+    int64_t t0 = qb * BQ, nq = a->T - t0 < BQ ? a->T - t0 : BQ;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *kt = w;            /* [hd][BK] */
+    float *vt = kt + hd * BK; /* [hd][BK] */
+    float *s = vt + hd * BK;  /* [BQ][BK] scores, then P, then dS */
+    float *dp = s + BQ * BK;  /* [BQ][BK] */
+    float *dq = dp + BQ * BK; /* [BQ][hd] */
+    const float *q = x->q + t0 * ld + h * hd, *dout = x->dout + t0 * ld + h * hd;
+    const float *k = x->k + g * hd, *v = x->v + g * hd;
+    for (int64_t i = 0; i < nq; i++)
+        x->D[(t0 + i) * H + h] = dot_hd(dout + i * ld, x->o + (t0 + i) * ld + h * hd, hd);
+    memset(dq, 0, (size_t)(nq * hd) * sizeof *dq);
+    int64_t j0, j1;
+    key_range(a, t0, nq, &j0, &j1);
+    for (int64_t jb = j0; jb < j1; jb += BK) {
+        int64_t nk = j1 - jb < BK ? j1 - jb : BK;
+        pack_t(kt, k + jb * kvd, kvd, nk, hd, BK);
+        pack_t(vt, v + jb * kvd, kvd, nk, hd, BK);
+        memset(s, 0, (size_t)(2 * BQ * BK) * sizeof *s); /* s and dp */
+        mm(s, BK, q, ld, kt, BK, nq, BK, hd);
+        mm(dp, BK, dout, ld, vt, BK, nq, BK, hd);
+        for (int64_t i = 0; i < nq; i++) {
+            int64_t th = (t0 + i) * H + h;
+            int c0, c1;
+            visible(jb, nk, a->lo[t0 + i], t0 + i, &c0, &c1);
+            float *si = s + i * BK, *dpi = dp + i * BK, Di = x->D[th];
+            exp_row(si, zeros, x->lse_in[th], c0, c1, scale);
+            for (int c = 0; c < BK; c++)
+                si[c] = si[c] * (dpi[c] - Di);
+        }
+        mm(dq, hd, s, BK, k + jb * kvd, kvd, nq, hd, nk);
+    }
+    for (int64_t i = 0; i < nq; i++) {
+        float *dqr = x->dq + (t0 + i) * ld + h * hd;
+        for (int64_t d = 0; d < hd; d++)
+            dqr[d] = dq[i * hd + d] * scale;
+    }
+}
+
+/* First query t >= from whose lo exceeds j (lo non-decreasing), or T. */
+static int64_t first_past(const attn_shape *a, int64_t from, int64_t j)
+{
+    int64_t lo = from, hi = a->T;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (a->lo[mid] > j)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* ---- backward pass 2: dk and dv for key block kb of kv head g ---- */
+static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
+{
+    const attn_shape *a = x->a;
+    int64_t T = a->T, H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, grp = H / a->KVH;
+    int64_t j0 = kb * BK, nk = T - j0 < BK ? T - j0 : BK;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *qt = w;             /* [hd][BQ] */
+    float *ot = qt + hd * BQ;  /* [hd][BQ] dO transposed */
+    float *st = ot + hd * BQ;  /* [BK][BQ] scores, then P */
+    float *dpt = st + BK * BQ; /* [BK][BQ] dP, then dS */
+    float *dk = dpt + BK * BQ; /* [BK][hd] */
+    float *dv = dk + BK * hd;  /* [BK][hd] */
+    const float *k = x->k + j0 * kvd + g * hd, *v = x->v + j0 * kvd + g * hd;
+    memset(dk, 0, (size_t)(2 * BK * hd) * sizeof *dk); /* dk and dv */
+    /* queries that see a key of the block: t >= j0, and lo[t] <= j0 + nk − 1 */
+    int64_t t1 = first_past(a, j0, j0 + nk - 1), tj[BK];
+    for (int64_t r = 0; r < nk; r++)
+        tj[r] = first_past(a, j0, j0 + r); /* queries [j, tj[r]) see key j = j0 + r */
+    for (int64_t tb = j0; tb < t1; tb += BQ) {
+        int64_t nq = t1 - tb < BQ ? t1 - tb : BQ;
+        for (int64_t h = g * grp; h < (g + 1) * grp; h++) {
+            const float *q = x->q + tb * ld + h * hd, *dout = x->dout + tb * ld + h * hd;
+            float lse[BQ], D[BQ];
+            for (int64_t c = 0; c < BQ; c++) {
+                lse[c] = c < nq ? x->lse_in[(tb + c) * H + h] : 0.0f;
+                D[c] = c < nq ? x->D[(tb + c) * H + h] : 0.0f;
+            }
+            pack_t(qt, q, ld, nq, hd, BQ);
+            pack_t(ot, dout, ld, nq, hd, BQ);
+            memset(st, 0, (size_t)(2 * BK * BQ) * sizeof *st); /* st and dpt */
+            mm(st, BQ, k, kvd, qt, BQ, nk, BQ, hd);
+            mm(dpt, BQ, v, kvd, ot, BQ, nk, BQ, hd);
+            for (int64_t r = 0; r < nk; r++) {
+                int c0, c1; /* queries tb + c that see key j0 + r: t >= j, lo[t] <= j */
+                visible(tb, nq, j0 + r, tj[r] - 1, &c0, &c1);
+                float *sr = st + r * BQ, *dr = dpt + r * BQ;
+                exp_row(sr, lse, 0.0f, c0, c1, scale);
+                for (int c = 0; c < BQ; c++)
+                    dr[c] = sr[c] * (dr[c] - D[c]);
+            }
+            mm(dv, hd, st, BQ, dout, ld, nk, hd, nq);
+            mm(dk, hd, dpt, BQ, q, ld, nk, hd, nq);
+        }
+    }
+    for (int64_t r = 0; r < nk; r++) {
+        float *dkr = x->dk + (j0 + r) * kvd + g * hd, *dvr = x->dv + (j0 + r) * kvd + g * hd;
+        for (int64_t d = 0; d < hd; d++) {
+            dkr[d] = dk[r * hd + d] * scale;
+            dvr[d] = dv[r * hd + d];
+        }
+    }
+}
+
+#define ATTN_STR2(x) #x
+#define ATTN_STR(x)  ATTN_STR2(x)
+const attn_kernels ATTN_FN(attn) = {ATTN_STR(ATTN_VARIANT), ATTN_FN(fwd), ATTN_FN(bwd_q),
+                                    ATTN_FN(bwd_k)};
