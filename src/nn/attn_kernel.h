@@ -40,6 +40,15 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* Σ lane[NC], pairwise in a fixed order (log-depth, unlike a running sum). */
+static float lanes_sum(float *lane)
+{
+    for (int w = NC / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++)
+            lane[j] += lane[j + w];
+    return lane[0];
+}
+
 /* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers. */
 static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
                      const float *restrict b, int64_t ldb, int64_t K)
@@ -128,10 +137,7 @@ static float exp_row(float *restrict s, const float *restrict shv, float shift, 
             s[c] = p;
             lane[j] += p;
         }
-    float sum = 0;
-    for (int j = 0; j < NC; j++)
-        sum += lane[j];
-    return sum;
+    return lanes_sum(lane);
 }
 
 /* Largest s[c]·scale over c0 <= c < c1 (−inf when empty). The maximum is taken over integer keys
@@ -139,19 +145,19 @@ static float exp_row(float *restrict s, const float *restrict shv, float shift, 
  * compilers vectorise an integer max reduction but not a float one without -ffast-math. */
 static float max_row(const float *restrict s, int c0, int c1, float scale)
 {
-    int32_t lane[NC];
+    int32_t key[W], lane[NC];
+    for (int c = 0; c < W; c++) {
+        float x = s[c] * scale;
+        uint32_t u, keep = c >= c0 && c < c1 ? 0xffffffffu : 0u;
+        memcpy(&u, &x, 4);
+        u ^= (uint32_t)((int32_t)u >> 31) & 0x7fffffffu;
+        key[c] = (int32_t)((u & keep) | (0x80000000u & ~keep));
+    }
     for (int j = 0; j < NC; j++)
-        lane[j] = INT32_MIN;
-    for (int cb = 0; cb < W; cb += NC)
-        for (int j = 0; j < NC; j++) {
-            int c = cb + j;
-            float x = s[c] * scale;
-            int32_t i;
-            memcpy(&i, &x, 4);
-            i ^= (i >> 31) & 0x7fffffff;
-            i = c >= c0 && c < c1 ? i : INT32_MIN;
-            lane[j] = i > lane[j] ? i : lane[j];
-        }
+        lane[j] = key[j];
+    for (int cb = NC; cb < W; cb += NC)
+        for (int j = 0; j < NC; j++)
+            lane[j] = key[cb + j] > lane[j] ? key[cb + j] : lane[j];
     int32_t mx = INT32_MIN;
     for (int j = 0; j < NC; j++)
         mx = lane[j] > mx ? lane[j] : mx;
@@ -182,17 +188,31 @@ static void key_range(const attn_shape *a, int64_t t0, int64_t nq, int64_t *j0, 
 
 static float dot_hd(const float *restrict x, const float *restrict y, int64_t n)
 {
-    float lane[NC] = {0};
-    int64_t i = 0;
-    for (; i + NC <= n; i += NC)
+    float lane[NC] = {0}, tail = 0;
+    int64_t nb = n / NC * NC;
+    for (int64_t i = 0; i < nb; i += NC)
         for (int j = 0; j < NC; j++)
             lane[j] = MADD(x[i + j], y[i + j], lane[j]);
-    for (int j = 0; i < n; i++, j++)
-        lane[j] = MADD(x[i], y[i], lane[j]);
-    float s = 0;
-    for (int j = 0; j < NC; j++)
-        s += lane[j];
-    return s;
+    for (int64_t i = nb; i < n; i++)
+        tail = MADD(x[i], y[i], tail);
+    return lanes_sum(lane) + tail;
+}
+
+/* s[nq][BK] = q[nq, hd]·k[nk, hd]ᵀ (columns nk.. zero): packed K and the register-blocked
+ * product for a block of rows; one dot product per key for fewer rows than a register block
+ * (decoding one token), where packing would cost as much as the product. kt: [hd][BK] scratch. */
+static void scores_tile(float *s, float *kt, const float *q, int64_t ldq, const float *k,
+                        int64_t ldk, int64_t nq, int64_t nk, int64_t hd)
+{
+    memset(s, 0, (size_t)(nq * BK) * sizeof *s);
+    if (nq >= NR) {
+        pack_t(kt, k, ldk, nk, hd, BK);
+        mm(s, BK, q, ldq, kt, BK, nq, BK, hd);
+        return;
+    }
+    for (int64_t i = 0; i < nq; i++)
+        for (int64_t c = 0; c < nk; c++)
+            s[i * BK + c] = dot_hd(q + i * ldq, k + c * ldk, hd);
 }
 
 /* ---- forward: query block qb of head h ---- */
@@ -217,9 +237,7 @@ static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
     key_range(a, t0, nq, &j0, &j1);
     for (int64_t jb = j0; jb < j1; jb += BK) {
         int64_t nk = j1 - jb < BK ? j1 - jb : BK;
-        pack_t(kt, k + jb * kvd, kvd, nk, hd, BK);
-        memset(s, 0, (size_t)(nq * BK) * sizeof *s);
-        mm(s, BK, q, ld, kt, BK, nq, BK, hd);
+        scores_tile(s, kt, q, ld, k + jb * kvd, kvd, nq, nk, hd);
         for (int64_t i = 0; i < nq; i++) {
             int c0, c1;
             visible(jb, nk, a->lo[t0 + i], a->kpos0 + t0 + i, &c0, &c1);
