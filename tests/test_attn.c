@@ -74,7 +74,8 @@ static void data_init(att_data *d, const att_case *c, int nt, uint64_t seed)
         *g[i] = calloc((size_t)nkv, sizeof(float));
     d->lse = calloc((size_t)nl, sizeof(float));
     d->D = calloc((size_t)nl, sizeof(float));
-    d->work = malloc((size_t)(nt * attention_work_floats(c->hd)) * sizeof(float));
+    d->work = malloc((size_t)attention_work_floats(d->nk, c->H, c->KVH, c->hd, nt, c->kpos0 == 0) *
+                     sizeof(float));
     make_lo(c, d->lo);
     rng_state r;
     rng_seed(&r, seed, 7);

@@ -131,7 +131,7 @@ static void test_attention(void **state)
     enum { T = 9, H = 4, KVH = 2, HD = 5, QN = T * H * HD, KN = T * KVH * HD };
     int64_t lo[T] = {0, 0, 0, 0, 4, 4, 4, 5, 6};
     float q[QN], k[KN], v[KN], out[QN], r[QN], lse[T * H], D[T * H];
-    float *scores = malloc((size_t)(4 * attention_work_floats(HD)) * sizeof(float));
+    float *scores = malloc((size_t)attention_work_floats(T, H, KVH, HD, 4, 1) * sizeof(float));
     float dq[QN], dk[KN], dv[KN];
     fill(q, QN, &rg, 1);
     fill(k, KN, &rg, 1);

@@ -26,7 +26,7 @@ struct lk_session {
     int64_t lo[CHUNK]; /* first key each query of the chunk may see */
     void *work;        /* work_size bytes for every linear call (linear_work_bytes) */
     size_t work_size;
-    float *attn_work; /* [n_attn_threads][attention_work_floats(hd)] attention scratch */
+    float *attn_work; /* attention_work_floats(n_ctx, .., n_attn_threads, 0) attention scratch */
     int n_attn_threads;
 };
 
@@ -127,7 +127,10 @@ static lk_status session_scratch(lk_session *s)
     if (nt <= s->n_attn_threads)
         return LK_OK;
     free(s->attn_work);
-    size_t bytes = (size_t)nt * (size_t)attention_work_floats(s->m->cfg.head_dim) * sizeof(float);
+    const struct lk_model_config *c = &s->m->cfg;
+    size_t bytes = (size_t)attention_work_floats(s->n_ctx, c->n_heads, c->n_kv_heads, c->head_dim,
+                                                 nt, 0) *
+                   sizeof(float);
     s->attn_work = lk_aligned_alloc(bytes);
     s->n_attn_threads = s->attn_work ? nt : 0;
     return s->attn_work

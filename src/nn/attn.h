@@ -16,6 +16,8 @@
 
 #define ATTN_BQ 32 /* query rows per block */
 #define ATTN_BK 32 /* keys per block */
+/* Calls of fewer queries than this (decoding) skip the packed keys: one dot product per key. */
+#define ATTN_PACK_MIN 4
 
 /* Everything one call works on (NULL where a pass does not use it). */
 typedef struct {
@@ -24,6 +26,11 @@ typedef struct {
     const float *q, *k, *v;  /* [T, H*hd], [kpos0+T, kvd] x2 */
     const float *dout, *o;   /* backward: [T, H*hd] x2 */
     const float *lse_in;     /* backward: [T, H] */
+    /* transposed copies made by the driver: keys j0t.. of K and V as [KVH][hd][ldt] (forward:
+     * kt, or NULL under ATTN_PACK_MIN queries; pass 1: kt, vt), queries 0.. of Q and dO as
+     * [H][hd][ldt] (pass 2: qt, ot); columns past the last key or query are zero */
+    const float *kt, *vt, *qt, *ot;
+    int64_t ldt, j0t;
     const attn_shape *a;
 } attn_args;
 

@@ -6,9 +6,10 @@
  * the plain-C accumulators), fm_exp for the exponentials, and lane-parallel reductions in a fixed
  * order (so each variant is deterministic; variants differ in rounding only).
  *
- * Every product is c[m, n] += a[m, K]·b[K, n] with row-major a and b: the transposed operand is
- * packed first (pack_t: K or Q of a block into [hd][32], zero-padded), so the inner loop always
- * runs along a contiguous row of b. With S = scale·q·kᵀ, P = softmax(S), O = P·v:
+ * Every product is c[m, n] += a[m, K]·b[K, n] with row-major a and b: the transposed operand
+ * (K and V for the forward and pass 1, Q and dO for pass 2) was packed once per call by the driver
+ * (ops.c: attn_args' kt, vt, qt, ot, [heads][hd][ldt]), so the inner loop always runs along a
+ * contiguous row of b. With S = scale·q·kᵀ, P = softmax(S), O = P·v:
  *   forward, per query block:  S = Q·Kᵀ, online softmax, O += P·V; lse = m + log l
  *   pass 1, per query block:   S, dP = dO·Vᵀ, dS = P∘(dP − D), dQ += dS·K   (D = rowsum(dO∘O))
  *   pass 2, per key block:     Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q
@@ -103,18 +104,6 @@ static void mm(float *c, int64_t ldc, const float *a, int64_t lda, const float *
         mm_edge(c + i * ldc, ldc, a + i * lda, lda, b, ldb, m - i, n, K);
 }
 
-/* dst[hd][W] = the first n rows of src (row stride ld) transposed, columns n..W-1 zero. */
-static void pack_t(float *restrict dst, const float *restrict src, int64_t ld, int64_t n,
-                   int64_t hd, int64_t W)
-{
-    for (int64_t d = 0; d < hd; d++) {
-        for (int64_t c = 0; c < n; c++)
-            dst[d * W + c] = src[c * ld + d];
-        for (int64_t c = n; c < W; c++)
-            dst[d * W + c] = 0.0f;
-    }
-}
-
 /* Tiles are W = 32 wide in both directions (BQ and BK). */
 #define W 32
 _Static_assert(ATTN_BQ == W && ATTN_BK == W, "attn_kernel.h: the tiles are 32 x 32");
@@ -198,16 +187,15 @@ static float dot_hd(const float *restrict x, const float *restrict y, int64_t n)
     return lanes_sum(lane) + tail;
 }
 
-/* s[nq][BK] = q[nq, hd]·k[nk, hd]ᵀ (columns nk.. zero): packed K and the register-blocked
- * product for a block of rows; one dot product per key for fewer rows than a register block
- * (decoding one token), where packing would cost as much as the product. kt: [hd][BK] scratch. */
-static void scores_tile(float *s, float *kt, const float *q, int64_t ldq, const float *k,
-                        int64_t ldk, int64_t nq, int64_t nk, int64_t hd)
+/* s[nq][BK] = q[nq, hd]·k[nk, hd]ᵀ (columns nk.. unspecified, finite): the register-blocked
+ * product with the packed keys kt ([hd][ldt], this tile's first key at column 0), or without them
+ * (a call of fewer rows than a register block: decoding) one dot product per key. */
+static void scores_tile(float *s, const float *kt, int64_t ldt, const float *q, int64_t ldq,
+                        const float *k, int64_t ldk, int64_t nq, int64_t nk, int64_t hd)
 {
     memset(s, 0, (size_t)(nq * BK) * sizeof *s);
-    if (nq >= NR) {
-        pack_t(kt, k, ldk, nk, hd, BK);
-        mm(s, BK, q, ldq, kt, BK, nq, BK, hd);
+    if (kt) {
+        mm(s, BK, q, ldq, kt, ldt, nq, BK, hd);
         return;
     }
     for (int64_t i = 0; i < nq; i++)
@@ -222,11 +210,10 @@ static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
     int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, g = h / (H / a->KVH);
     int64_t t0 = qb * BQ, nq = a->T - t0 < BQ ? a->T - t0 : BQ;
     float scale = 1.0f / sqrtf((float)hd);
-    float *kt = w;           /* [hd][BK] */
-    float *s = kt + hd * BK; /* [BQ][BK] scores, then P */
-    float *o = s + BQ * BK;  /* [BQ][hd] unnormalised output */
-    float *m = o + BQ * hd;  /* [BQ] running max */
-    float *l = m + BQ;       /* [BQ] running sum */
+    float *s = w;           /* [BQ][BK] scores, then P */
+    float *o = s + BQ * BK; /* [BQ][hd] unnormalised output */
+    float *m = o + BQ * hd; /* [BQ] running max */
+    float *l = m + BQ;      /* [BQ] running sum */
     const float *q = x->q + t0 * ld + h * hd, *k = x->k + g * hd, *v = x->v + g * hd;
     for (int64_t i = 0; i < nq; i++) {
         m[i] = -INFINITY;
@@ -237,7 +224,8 @@ static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
     key_range(a, t0, nq, &j0, &j1);
     for (int64_t jb = j0; jb < j1; jb += BK) {
         int64_t nk = j1 - jb < BK ? j1 - jb : BK;
-        scores_tile(s, kt, q, ld, k + jb * kvd, kvd, nq, nk, hd);
+        const float *kt = x->kt ? x->kt + g * hd * x->ldt + (jb - x->j0t) : NULL;
+        scores_tile(s, kt, x->ldt, q, ld, k + jb * kvd, kvd, nq, nk, hd);
         for (int64_t i = 0; i < nq; i++) {
             int c0, c1;
             visible(jb, nk, a->lo[t0 + i], a->kpos0 + t0 + i, &c0, &c1);
@@ -270,13 +258,11 @@ static void ATTN_FN(bwd_q)(const attn_args *x, int64_t qb, int64_t h, float *w)
     int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, g = h / (H / a->KVH);
     int64_t t0 = qb * BQ, nq = a->T - t0 < BQ ? a->T - t0 : BQ;
     float scale = 1.0f / sqrtf((float)hd);
-    float *kt = w;            /* [hd][BK] */
-    float *vt = kt + hd * BK; /* [hd][BK] */
-    float *s = vt + hd * BK;  /* [BQ][BK] scores, then P, then dS */
+    float *s = w;             /* [BQ][BK] scores, then P, then dS */
     float *dp = s + BQ * BK;  /* [BQ][BK] */
     float *dq = dp + BQ * BK; /* [BQ][hd] */
     const float *q = x->q + t0 * ld + h * hd, *dout = x->dout + t0 * ld + h * hd;
-    const float *k = x->k + g * hd, *v = x->v + g * hd;
+    const float *k = x->k + g * hd;
     for (int64_t i = 0; i < nq; i++)
         x->D[(t0 + i) * H + h] = dot_hd(dout + i * ld, x->o + (t0 + i) * ld + h * hd, hd);
     memset(dq, 0, (size_t)(nq * hd) * sizeof *dq);
@@ -284,11 +270,10 @@ static void ATTN_FN(bwd_q)(const attn_args *x, int64_t qb, int64_t h, float *w)
     key_range(a, t0, nq, &j0, &j1);
     for (int64_t jb = j0; jb < j1; jb += BK) {
         int64_t nk = j1 - jb < BK ? j1 - jb : BK;
-        pack_t(kt, k + jb * kvd, kvd, nk, hd, BK);
-        pack_t(vt, v + jb * kvd, kvd, nk, hd, BK);
+        int64_t off = g * hd * x->ldt + (jb - x->j0t);
         memset(s, 0, (size_t)(2 * BQ * BK) * sizeof *s); /* s and dp */
-        mm(s, BK, q, ld, kt, BK, nq, BK, hd);
-        mm(dp, BK, dout, ld, vt, BK, nq, BK, hd);
+        mm(s, BK, q, ld, x->kt + off, x->ldt, nq, BK, hd);
+        mm(dp, BK, dout, ld, x->vt + off, x->ldt, nq, BK, hd);
         for (int64_t i = 0; i < nq; i++) {
             int64_t th = (t0 + i) * H + h;
             int c0, c1;
@@ -328,9 +313,7 @@ static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
     int64_t T = a->T, H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, grp = H / a->KVH;
     int64_t j0 = kb * BK, nk = T - j0 < BK ? T - j0 : BK;
     float scale = 1.0f / sqrtf((float)hd);
-    float *qt = w;             /* [hd][BQ] */
-    float *ot = qt + hd * BQ;  /* [hd][BQ] dO transposed */
-    float *st = ot + hd * BQ;  /* [BK][BQ] scores, then P */
+    float *st = w;             /* [BK][BQ] scores, then P */
     float *dpt = st + BK * BQ; /* [BK][BQ] dP, then dS */
     float *dk = dpt + BK * BQ; /* [BK][hd] */
     float *dv = dk + BK * hd;  /* [BK][hd] */
@@ -349,11 +332,10 @@ static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
                 lse[c] = c < nq ? x->lse_in[(tb + c) * H + h] : 0.0f;
                 D[c] = c < nq ? x->D[(tb + c) * H + h] : 0.0f;
             }
-            pack_t(qt, q, ld, nq, hd, BQ);
-            pack_t(ot, dout, ld, nq, hd, BQ);
+            int64_t off = h * hd * x->ldt + tb;
             memset(st, 0, (size_t)(2 * BK * BQ) * sizeof *st); /* st and dpt */
-            mm(st, BQ, k, kvd, qt, BQ, nk, BQ, hd);
-            mm(dpt, BQ, v, kvd, ot, BQ, nk, BQ, hd);
+            mm(st, BQ, k, kvd, x->qt + off, x->ldt, nk, BQ, hd);
+            mm(dpt, BQ, v, kvd, x->ot + off, x->ldt, nk, BQ, hd);
             for (int64_t r = 0; r < nk; r++) {
                 int c0, c1; /* queries tb + c that see key j0 + r: t >= j, lo[t] <= j */
                 visible(tb, nq, j0 + r, tj[r] - 1, &c0, &c1);

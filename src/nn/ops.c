@@ -96,11 +96,55 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
 /* Multiply-adds below which the attention loops stay on one thread (waking the team costs more). */
 #define PAR_MIN_WORK (1 << 21)
 
-int64_t attention_work_floats(int64_t hd)
+/* Columns of a transposed copy of n rows: whole blocks, and one more for tiles that start at any
+ * key (a query block's first key lo[t0] need not fall on a block edge). */
+static int64_t packed_ld(int64_t n)
 {
-    /* the largest of the three items' needs (attn_kernel.h), rounded to 64 bytes */
-    int64_t n = 4 * ATTN_BQ * hd + 2 * ATTN_BQ * ATTN_BK + 2 * ATTN_BQ;
-    return (n + 15) / 16 * 16;
+    return (n + ATTN_BK - 1) / ATTN_BK * ATTN_BK + ATTN_BK;
+}
+
+/* Floats of one thread's tiles: the largest need of the three items (attn_kernel.h). */
+static int64_t tile_floats(int64_t hd)
+{
+    int64_t n = 2 * ATTN_BQ * ATTN_BK + 2 * ATTN_BQ * hd + 2 * ATTN_BQ;
+    return (n + 15) / 16 * 16; /* 64-byte multiples */
+}
+
+int64_t attention_work_floats(int64_t n_keys, int64_t H, int64_t KVH, int64_t hd, int n_threads,
+                              int backward)
+{
+    int64_t packed = (backward ? 2 * (H > KVH ? H : KVH) : KVH) * hd * packed_ld(n_keys);
+    return packed + (int64_t)(n_threads < 1 ? 1 : n_threads) * tile_floats(hd);
+}
+
+/* ---- transposed copies: dst[h][d][c] = src[(j0 + c)·ld + h·hd + d], zero past n ---- */
+typedef struct {
+    float *dst;
+    const float *src;
+    int64_t ld, hd, n, ldt;
+} attn_pack;
+
+static void pack_blocks(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const attn_pack *p = ctx;
+    int64_t nb = p->ldt / ATTN_BK;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t h = i / nb, c0 = i % nb * ATTN_BK;
+        for (int64_t d = 0; d < p->hd; d++) {
+            float *dst = p->dst + (h * p->hd + d) * p->ldt;
+            const float *src = p->src + h * p->hd + d;
+            for (int64_t c = c0; c < c0 + ATTN_BK; c++)
+                dst[c] = c < p->n ? src[c * p->ld] : 0.0f;
+        }
+    }
+}
+
+/* Pack n rows of src ([n, heads·hd]) as [heads][hd][ldt] into dst. */
+static void pack_heads(int nt, float *dst, const float *src, int64_t heads, int64_t hd, int64_t n,
+                       int64_t ldt)
+{
+    attn_pack p = {dst, src, heads * hd, hd, n, ldt};
+    par_for(nt, heads * (ldt / ATTN_BK), pack_blocks, &p);
 }
 
 /* The variant after quant's dispatch (and LK_KERNELS): AVX-512 where the matrix kernels use
@@ -130,13 +174,13 @@ typedef struct {
     attn_item_fn fn;
     int64_t n_heads, n_blocks; /* items: n_blocks × n_heads */
     int reverse;               /* hand out the last block first (the forward's longest rows) */
-    float *work;               /* [nt][attention_work_floats(hd)] */
+    float *tiles;              /* [nt][tile_floats(hd)] */
 } attn_loop;
 
 static void attn_items(void *ctx, int64_t i0, int64_t i1, int thread)
 {
     const attn_loop *L = ctx;
-    float *w = L->work + (int64_t)thread * attention_work_floats(L->x->a->hd);
+    float *w = L->tiles + (int64_t)thread * tile_floats(L->x->a->hd);
     for (int64_t i = i0; i < i1; i++) {
         int64_t b = i / L->n_heads, h = i % L->n_heads;
         L->fn(L->x, L->reverse ? L->n_blocks - 1 - b : b, h, w);
@@ -144,9 +188,9 @@ static void attn_items(void *ctx, int64_t i0, int64_t i1, int thread)
 }
 
 static void attn_run(int nt, const attn_args *x, attn_item_fn fn, int64_t n_blocks, int64_t n_heads,
-                     int reverse, float *work)
+                     int reverse, float *tiles)
 {
-    attn_loop L = {x, fn, n_heads, n_blocks, reverse, work};
+    attn_loop L = {x, fn, n_heads, n_blocks, reverse, tiles};
     par_for_dynamic(nt, n_blocks * n_heads, 1, attn_items, &L);
 }
 
@@ -156,8 +200,17 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     if ((a->kpos0 + a->T / 2) * a->T * a->H * a->hd <= PAR_MIN_WORK)
         nt = 1; /* faster for little work */
     attn_args x = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .a = a};
+    float *tiles = work;
+    if (a->T >= ATTN_PACK_MIN) { /* keys lo[0] .. kpos0+T-1, the only ones any query sees */
+        int64_t j0 = a->lo[0], n = a->kpos0 + a->T - j0;
+        x.j0t = j0;
+        x.ldt = packed_ld(n);
+        pack_heads(nt, work, k + j0 * a->KVH * a->hd, a->KVH, a->hd, n, x.ldt);
+        x.kt = work;
+        tiles = work + a->KVH * a->hd * x.ldt;
+    }
     int64_t nqb = (a->T + ATTN_BQ - 1) / ATTN_BQ;
-    attn_run(nt, &x, attn_pick()->fwd, nqb, a->H, 1, work);
+    attn_run(nt, &x, attn_pick()->fwd, nqb, a->H, 1, tiles);
 }
 
 /* With P = softmax(S), S = scale·q·kᵀ and O = P·v:
@@ -172,6 +225,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
     if (a->T * a->T * a->H * a->hd <= PAR_MIN_WORK)
         nt = 1; /* one thread (as the forward) */
     const attn_kernels *K = attn_pick();
+    int64_t T = a->T, H = a->H, KVH = a->KVH, hd = a->hd, ldt = packed_ld(T);
     attn_args x = {.dq = dq,
                    .dk = dk,
                    .dv = dv,
@@ -182,10 +236,21 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
                    .dout = dout,
                    .o = out,
                    .lse_in = lse,
-                   .a = a};
-    int64_t nqb = (a->T + ATTN_BQ - 1) / ATTN_BQ, nkb = (a->T + ATTN_BK - 1) / ATTN_BK;
-    attn_run(nt, &x, K->bwd_q, nqb, a->H, 1, work);
-    attn_run(nt, &x, K->bwd_k, nkb, a->KVH, 0, work);
+                   .a = a,
+                   .ldt = ldt};
+    int64_t nqb = (T + ATTN_BQ - 1) / ATTN_BQ, nkb = (T + ATTN_BK - 1) / ATTN_BK;
+    float *tiles = work + 2 * (H > KVH ? H : KVH) * hd * ldt;
+    pack_heads(nt, work, k, KVH, hd, T, ldt); /* pass 1: K and V transposed */
+    pack_heads(nt, work + KVH * hd * ldt, v, KVH, hd, T, ldt);
+    x.kt = work;
+    x.vt = work + KVH * hd * ldt;
+    attn_run(nt, &x, K->bwd_q, nqb, H, 1, tiles);
+    pack_heads(nt, work, q, H, hd, T, ldt); /* pass 2: Q and dO transposed */
+    pack_heads(nt, work + H * hd * ldt, dout, H, hd, T, ldt);
+    x.kt = x.vt = NULL;
+    x.qt = work;
+    x.ot = work + H * hd * ldt;
+    attn_run(nt, &x, K->bwd_k, nkb, KVH, 0, tiles);
 }
 
 /* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */

@@ -27,17 +27,19 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
 /* Causal grouped-query attention. Query t (key index kpos0 + t) attends to keys lo[t]..kpos0+t
  * of k/v [*, kvd]; lo must be non-decreasing in t (packing and windows keep it so).
  *   out[T, H*hd] = softmax(q·kᵀ/√hd)·v; lse[T, H] (optional) = log-sum-exp of the scaled scores.
- * Blocked and fused (attn.h): no T×T buffer; work: [n_threads][attention_work_floats(hd)]
- * scratch. Every output is computed by one thread in a fixed order, so the result does not
- * depend on the thread count. */
+ * Blocked and fused (attn.h): no T×T buffer. work: attention_work_floats floats of scratch (the
+ * transposed copies of K, V, Q, dO and each thread's tiles). Every output is computed by one
+ * thread in a fixed order, so the result does not depend on the thread count. */
 typedef struct {
     int64_t T, H, KVH, hd;
     int64_t kpos0;     /* key index of query 0 (tokens already in a KV cache) */
     const int64_t *lo; /* [T] first key each query may see */
 } attn_shape;
 
-/* Floats of work memory one thread needs for attention of head dim hd (forward or backward). */
-int64_t attention_work_floats(int64_t hd);
+/* Floats of work memory for calls on up to n_threads threads with kpos0 + T <= n_keys: forward
+ * calls only (backward 0), or forward and backward calls (backward 1; there T <= n_keys). */
+int64_t attention_work_floats(int64_t n_keys, int64_t H, int64_t KVH, int64_t hd, int n_threads,
+                              int backward);
 /* Name of the kernel variant the attention runs on here ("ref", "avx2", "avx512"). */
 const char *attention_variant(void);
 

@@ -25,7 +25,7 @@ struct train_graph {
     float *g, *u, *h, *dg, *du, *dh; /* [T, F] */
     float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
     float *rope_cos, *rope_sin;      /* [T, hd/2] */
-    float *attn_work;                /* [n_threads][attention_work_floats(hd)] */
+    float *attn_work;                /* attention_work_floats(T_max, .., n_threads, 1) */
     float *lin_tmp;                  /* linear scratch: every linear call's work, lin_tmp_bytes */
     size_t lin_tmp_bytes;
     float *ce;                       /* cross-entropy scratch */
@@ -125,7 +125,7 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
         sz[n++] = T * C; /* dx, dxmid, dxn, tmpc */
     for (int i = 0; i < 2; i++)
         sz[n++] = T * c->head_dim / 2;             /* rope tables */
-    sz[n++] = nt * attention_work_floats(c->head_dim); /* attn_work */
+    sz[n++] = attention_work_floats(T, H, c->n_kv_heads, c->head_dim, nt, 1); /* attn_work */
     sz[n++] = lin_tmp_floats(m, T);                /* lin_tmp */
     sz[n++] = ce_scratch_floats(&m->lm_head, nt);  /* ce */
     sz[n++] = T * C;                               /* hn */
