@@ -126,3 +126,24 @@ void require_file(const char *path)
         skip();
     }
 }
+
+void check_grad(const char *what, float *x, const float *g, int64_t n, grad_loss_fn f, void *ctx,
+                double tol)
+{
+    double num = 0, den = 0, h = 1e-2;
+    for (int64_t i = 0; i < n; i++) {
+        float keep = x[i];
+        x[i] = keep + (float)h;
+        double lp = f(ctx);
+        x[i] = keep - (float)h;
+        double lm = f(ctx);
+        x[i] = keep;
+        double fd = (lp - lm) / (2 * h);
+        num += (fd - g[i]) * (fd - g[i]);
+        den += fd * fd;
+    }
+    double rel = sqrt(num / (den + 1e-30));
+    fprintf(stderr, "%s: relative gradient error %.2e over %lld values\n", what, rel, (long long)n);
+    if (!(rel < tol))
+        fail_msg("%s: gradient mismatch %.3g", what, rel);
+}

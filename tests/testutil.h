@@ -17,6 +17,13 @@
 int check_close(const char *what, const float *got, const float *want, int64_t n, double atol,
                 double rtol);
 
+/* Compare an analytic gradient g[n] with central differences (step 1e-2) of f(ctx) over x[n]
+ * (x is perturbed and restored); fails the test unless the relative error of the whole vector is
+ * below tol. Prints the error. */
+typedef double (*grad_loss_fn)(void *ctx);
+void check_grad(const char *what, float *x, const float *g, int64_t n, grad_loss_fn f, void *ctx,
+                double tol);
+
 /* Max |a-b| over n. */
 double max_abs_diff(const float *a, const float *b, int64_t n);
 
