@@ -50,6 +50,34 @@ static float lanes_sum(float *lane)
     return lane[0];
 }
 
+#if defined(__GNUC__) /* gcc and clang: their generic vectors, lowered to what the target has */
+typedef float v4f __attribute__((vector_size(16)));
+
+/* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers: the
+ * compilers' own vectorisation of the plain loops below shuffles instead (SSE2). */
+static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
+                     const float *restrict b, int64_t ldb, int64_t K)
+{
+    v4f acc[NR][MC / 4];
+    for (int r = 0; r < NR; r++)
+        for (int j = 0; j < MC / 4; j++)
+            memcpy(&acc[r][j], c + r * ldc + 4 * j, sizeof(v4f));
+    for (int64_t k = 0; k < K; k++) {
+        v4f bv[MC / 4];
+        for (int j = 0; j < MC / 4; j++)
+            memcpy(&bv[j], b + k * ldb + 4 * j, sizeof(v4f));
+        for (int r = 0; r < NR; r++) {
+            float ar = a[r * lda + k];
+            v4f av = {ar, ar, ar, ar};
+            for (int j = 0; j < MC / 4; j++)
+                acc[r][j] += av * bv[j];
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int j = 0; j < MC / 4; j++)
+            memcpy(c + r * ldc + 4 * j, &acc[r][j], sizeof(v4f));
+}
+#else
 /* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers. */
 static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
                      const float *restrict b, int64_t ldb, int64_t K)
@@ -70,6 +98,7 @@ static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, in
         for (int j = 0; j < MC; j++)
             c[r * ldc + j] = acc[r][j];
 }
+#endif
 
 /* The same for the edges: m <= NR rows, n columns (any). */
 static void mm_edge(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
