@@ -1,9 +1,9 @@
 /* attn_kernel.h — the body of the blocked attention kernels (see attn.h), included once per
  * instruction set by attn_ref.c, attn_avx2.c and attn_avx512.c with ATTN_VARIANT set to the
- * suffix. Plain C written for the compilers' vectorisers: fixed block sizes, a 4×16 register
- * block for every product (mm_block; a variant may define its own mm_wide of 4 × ATTN_WIDE_N in
- * intrinsics before including this file, as the AVX2 and AVX-512 ones do, since compilers spill
- * the plain-C accumulators), fm_exp for the exponentials, and lane-parallel reductions in a fixed
+ * suffix. Plain C written for the compilers' vectorisers: fixed block sizes, a register block
+ * of 4 rows × MC columns for every product (mm_block, in gcc/clang generic vectors; a variant may
+ * define a wider mm_wide of 4 × ATTN_WIDE_N in intrinsics before including this file, as the AVX2
+ * and AVX-512 ones do), fm_exp for the exponentials, and lane-parallel reductions in a fixed
  * order (so each variant is deterministic; variants differ in rounding only).
  *
  * Every product is c[m, n] += a[m, K]·b[K, n] with row-major a and b: the transposed operand
@@ -218,7 +218,7 @@ static float dot_hd(const float *restrict x, const float *restrict y, int64_t n)
 
 /* s[nq][BK] = q[nq, hd]·k[nk, hd]ᵀ (columns nk.. unspecified, finite): the register-blocked
  * product with the packed keys kt ([hd][ldt], this tile's first key at column 0), or without them
- * (a call of fewer rows than a register block: decoding) one dot product per key. */
+ * (a call of fewer than ATTN_PACK_MIN queries: decoding) one dot product per key. */
 static void scores_tile(float *s, const float *kt, int64_t ldt, const float *q, int64_t ldq,
                         const float *k, int64_t ldk, int64_t nq, int64_t nk, int64_t hd)
 {
