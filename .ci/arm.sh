@@ -4,7 +4,8 @@
 # into one aarch64 binary with Debian's cross compiler, and run it under qemu user emulation
 # (qemu-aarch64 -L the cross libc: no binfmt needed): every NEON kernel against the plain-C
 # reference, and dispatch choosing NEON (the reference under LK_KERNELS=ref; NEON still when
-# LK_KERNELS names a variant this build lacks). About a minute on 2 cores. Installs the cross
+# LK_KERNELS names a variant this build lacks). A second binary, tests/cross/attn.c, checks the
+# attention kernels (src/nn/attn_ref.c) against an fp64 reference. About a minute on 2 cores. Installs the cross
 # compiler and qemu when missing (as root); any failure, an install included, fails CI.
 # Usage: bash .ci/arm.sh [BUILD_DIR]   (default build-arm)
 set -euo pipefail
@@ -26,10 +27,14 @@ for f in "$here"/quant/*.c; do
 done
 srcs+=("$here"/src/core/{status,tensor,pool}.c "$here/tests/cross/kernels.c")
 mkdir -p "$dir"
-"$cc" -std=c11 -O2 -D_GNU_SOURCE -DLK_HAVE_NEON -pthread -Wall -Wextra -Wshadow \
-    -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-unused-parameter -Werror \
-    -I"$here/include" -I"$here/src" -I"$here/quant" "${srcs[@]}" -lm \
-    -o "$dir/kernels"
+flags=(-std=c11 -O2 -D_GNU_SOURCE -DLK_HAVE_NEON -pthread -Wall -Wextra -Wshadow
+    -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-unused-parameter -Werror
+    -I"$here/include" -I"$here/src" -I"$here/quant")
+"$cc" "${flags[@]}" "${srcs[@]}" -lm -o "$dir/kernels"
+# the attention kernels' portable variant (its generic vectors are NEON here), with nn/ops.c
+unset 'srcs[${#srcs[@]}-1]'
+"$cc" "${flags[@]}" "${srcs[@]}" "$here"/src/nn/{ops,attn_ref}.c "$here/tests/cross/attn.c" -lm \
+    -o "$dir/attn"
 file_info=$(aarch64-linux-gnu-readelf -h "$dir/kernels" | grep Machine)
 echo "built $dir/kernels ($file_info)"
 
@@ -37,3 +42,4 @@ echo "built $dir/kernels ($file_info)"
 LK_KERNELS=ref qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch ref --dispatch-only
 LK_KERNELS=avx2 qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch neon --dispatch-only
 qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch neon
+qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/attn"
