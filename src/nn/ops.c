@@ -139,12 +139,20 @@ static void pack_blocks(void *ctx, int64_t i0, int64_t i1, int thread)
     }
 }
 
+/* Floats copied below which a transposed copy stays on the caller's thread (a copy is cheap
+ * beside the products; waking the team for a small one costs more than it saves). */
+#define PACK_PAR_MIN (1 << 17)
+
 /* Pack n rows of src ([n, heads·hd]) as [heads][hd][ldt] into dst. */
 static void pack_heads(int nt, float *dst, const float *src, int64_t heads, int64_t hd, int64_t n,
                        int64_t ldt)
 {
     attn_pack p = {dst, src, heads * hd, hd, n, ldt};
-    par_for(nt, heads * (ldt / ATTN_BK), pack_blocks, &p);
+    int64_t nb = heads * (ldt / ATTN_BK);
+    if (heads * hd * ldt < PACK_PAR_MIN)
+        pack_blocks(&p, 0, nb, 0);
+    else
+        par_for(nt, nb, pack_blocks, &p);
 }
 
 /* The variant after quant's dispatch (and LK_KERNELS): AVX-512 where the matrix kernels use
