@@ -2,10 +2,10 @@
  * and IQ4_XS, bit-exact with what llama.cpp writes without an importance matrix.
  *
  * Reference: llama.cpp ggml-quants.c (quantize_row_{q4_1,q5_0,q5_1,q2_K,q3_K,q4_K,q5_K,q6_K}_ref,
- * and quantize_iq4_xs with NULL weights, i.e. quantize_row_iq4_nl_impl over super-blocks of 256 with
- * ntry 7), which ggml_quantize_chunk runs when no imatrix is given; gguf-py 0.19.0's numpy Q4_1 /
- * Q5_0 / Q5_1 agree. Reimplemented from the algorithms with the same fp32 operations in the same
- * order; tests/gen/gen_gguf_quant.py makes the vectors from ggml itself. ggml compiles these
+ * and quantize_iq4_xs with NULL weights, i.e. quantize_row_iq4_nl_impl over super-blocks of 256
+ * with ntry 7), which ggml_quantize_chunk runs when no imatrix is given; gguf-py 0.19.0's numpy
+ * Q4_1 / Q5_0 / Q5_1 agree. Reimplemented from the algorithms with the same fp32 operations in the
+ * same order; tests/gen/gen_gguf_quant.py makes the vectors from ggml itself. ggml compiles these
  * without contraction of a*b+c into fma (its base library has no -mfma); this file is compiled in
  * ISO C mode with -ffp-contract=off (CMakeLists.txt), so the roundings are the same. Float-to-int
  * conversions of Inf/NaN (undefined in C, ggml does them for subnormal scales) give the code x86
@@ -16,8 +16,8 @@
 
 #include "q4.h"
 
-#define QK_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define QK_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define QK_MIN(a, b)  ((a) < (b) ? (a) : (b))
+#define QK_MAX(a, b)  ((a) > (b) ? (a) : (b))
 #define GROUP_MAX_EPS 1e-15f /* ggml-quants.c */
 
 /* ggml's nearest_int: round to nearest even through the fp32 bits of fval + 1.5*2^23 (exact for
@@ -302,8 +302,8 @@ static void pack_2bit(const uint8_t *L, uint8_t *qs)
 {
     for (int j = 0; j < Q4_QK_K; j += 128)
         for (int l = 0; l < 32; ++l)
-            qs[j / 4 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 |
-                                      L[j + l + 96] << 6);
+            qs[j / 4 + l] =
+                (uint8_t)(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
 }
 
 /* ---- Q2_K ---------------------------------------------------------------------------------- */
@@ -347,8 +347,7 @@ static void q2_k_block(const float *x, q4_block_q2_k *y)
             continue;
         const float dm = q4_fp16_to_fp32(y->dmin) * (y->scales[j] >> 4);
         for (int ii = 0; ii < 16; ++ii)
-            L[16 * j + ii] =
-                (uint8_t)QK_MAX(0, QK_MIN(3, nearest_int((x[16 * j + ii] + dm) / d)));
+            L[16 * j + ii] = (uint8_t)QK_MAX(0, QK_MIN(3, nearest_int((x[16 * j + ii] + dm) / d)));
     }
     pack_2bit(L, y->qs);
 }
@@ -500,8 +499,8 @@ void q4_quantize_q5_k(const float *x, int64_t n, q4_block_q5_k *y)
         for (int j = 0; j < Q4_QK_K; j += 64) { /* fifth bits of sub-blocks j/32, j/32+1 */
             for (int l = 0; l < 32; ++l) {
                 const int l1 = L[j + l], l2 = L[j + l + 32];
-                y[b].qh[l] = (uint8_t)(y[b].qh[l] | (l1 >> 4) << (j / 32) |
-                                       (l2 >> 4) << (j / 32 + 1));
+                y[b].qh[l] =
+                    (uint8_t)(y[b].qh[l] | (l1 >> 4) << (j / 32) | (l2 >> 4) << (j / 32 + 1));
                 y[b].qs[j / 2 + l] = (uint8_t)((l1 & 15) | (l2 & 15) << 4);
             }
         }

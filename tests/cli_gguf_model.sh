@@ -53,8 +53,20 @@ has err "already exists (hint: --force replaces it)" "existing --gguf-lora refus
 expect 1 "loftq on gguf" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o "$T/lq" --steps 1 \
     --seq-len 32 --init loftq -q
 has err "$G: --init loftq on a GGUF model file is not supported" "loftq: clear error"
-expect 1 "merge into gguf" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged"
-has err "merging into a GGUF model file is not supported" "merge into a GGUF: clear error"
+expect 1 "merge gguf into a folder" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged"
+has err "a GGUF base merges into a GGUF file only" "merge a GGUF into a folder: clear error"
+expect 0 "merge into gguf" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged.gguf" -v
+has out "blk.1.attn_q.weight  *adapters 1  stored rel. error" "merged tensors reported"
+has out "token_embd.weight  *adapters 0  stored rel. error 0$" "unmerged tensors copied"
+has out "(gguf, each tensor's own type)" "types kept"
+has err "merging into the GGUF file $G" "says what it merges into"
+# the merged file scores as the base with the adapter attached (Q8_0 requantised: close)
+expect 0 "eval merged" -- "$B/lora-eval" -m "$T/merged.gguf" --text "Once upon a time there was" --json
+l1=$(sed -n 's/.*"loss":\([0-9.e+-]*\).*/\1/p' "$T/out" | head -1)
+expect 0 "eval base+adapter" -- "$B/lora-eval" -m "$G" -a "$T/run" --text "Once upon a time there was" --json
+l0=$(sed -n 's/.*"loss":\([0-9.e+-]*\).*/\1/p' "$T/out" | head -1)
+if awk -v a="$l0" -v b="$l1" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d < 0.01 * a) }'; then
+    ok; else bad "merged GGUF loss $l1, base + adapter $l0"; fi
 expect 1 "quantize from gguf" -- "$B/lora-quantize" -m "$G" --type q4_0 -o "$T/q"
 has err "re-quantising a GGUF model file is not supported" "quantize from a GGUF: clear error"
 

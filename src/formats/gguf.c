@@ -708,6 +708,39 @@ lk_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *v
     return LK_OK;
 }
 
+static lk_status put_gstr(gguf_writer *w, const gguf_str *s)
+{
+    LK_TRY(put(w, &s->len, 8));
+    return put(w, s->ptr, (size_t)s->len);
+}
+
+lk_status gguf_copy_kv(gguf_writer *w, const gguf_kv *kv)
+{
+    LK_TRY(put_key(w, kv->key, kv->type));
+    switch (kv->type) {
+    case GGUF_STRING: return put_gstr(w, &kv->str);
+    case GGUF_ARRAY: {
+        uint32_t t32 = (uint32_t)kv->arr_type;
+        LK_TRY(put(w, &t32, 4));
+        LK_TRY(put(w, &kv->arr_n, 8));
+        if (kv->arr_type != GGUF_STRING)
+            return put(w, kv->arr_data, (size_t)kv->arr_n * g_vsize[kv->arr_type]);
+        for (uint64_t i = 0; i < kv->arr_n; i++)
+            LK_TRY(put_gstr(w, &kv->arr_str[i]));
+        return LK_OK;
+    }
+    case GGUF_F32: {
+        float f = (float)kv->v.f;
+        return put(w, &f, 4);
+    }
+    case GGUF_F64: return put(w, &kv->v.f, 8);
+    default: { /* integers and bool: the low bytes, little-endian (two's complement for I*) */
+        uint64_t u = kv->v.u;
+        return put(w, &u, g_vsize[kv->type]);
+    }
+    }
+}
+
 lk_status gguf_add_tensor(gguf_writer *w, const char *name, uint32_t t, int n_dims,
                           const int64_t *ne, const void *data)
 {

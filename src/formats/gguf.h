@@ -175,6 +175,9 @@ lk_status gguf_set_bool(gguf_writer *w, const char *key, int val);
 lk_status gguf_set_arr(gguf_writer *w, const char *key, gguf_vtype t, const void *data, uint64_t n);
 lk_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, uint64_t n);
 
+/* Copy a key/value pair read by gguf_open (any type, arrays included) as it was in its file. */
+lk_status gguf_copy_kv(gguf_writer *w, const gguf_kv *kv);
+
 /* A tensor of type t with ne[0..n_dims) (ne[0] fastest). data: its bytes (borrowed until the
  * write), or NULL to have the fill callback produce them. */
 lk_status gguf_add_tensor(gguf_writer *w, const char *name, uint32_t t, int n_dims,

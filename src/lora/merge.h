@@ -51,6 +51,18 @@ int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind);
 lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, int kind, int heads,
                      const gguf_type_traits *tt, void *dst, int *n_merged, double *store_err);
 
+/* Adapters of c that touch (layer, kind) (kind -1: none). */
+int merge_n_deltas(const merge_ctx *c, int64_t layer, int kind);
+
+/* merge_rows for a GGUF base: the matrix g of file f (any type, rows in the file's order: q/k
+ * already in llama.cpp's order) dequantised, every adapter that has (layer, kind) added with its
+ * rows permuted by heads (> 0: llama.cpp's q/k order), stored as type tt into dst (rows of whole
+ * blocks of tt). LK_ERR_SHAPE if g is not 2-D or not the adapters' shape, LK_ERR_FORMAT for a
+ * non-finite stored scale (gguf_check_scales). --base-quant does not apply (c->base_q unused). */
+lk_status merge_rows_gguf(const merge_ctx *c, const gguf_file *f, const gguf_tensor *g,
+                          int64_t layer, int kind, int heads, const gguf_type_traits *tt, void *dst,
+                          int *n_merged, double *store_err);
+
 /* Drop the resident pages of a mapped range (re-read from the file if touched again). */
 void merge_release(const void *p, size_t n);
 
@@ -70,5 +82,17 @@ lk_status merge_copy_side_files(const char *base_dir, const char *dir);
 
 /* Write the merged model as one llama.cpp GGUF file. */
 lk_status merge_gguf(merge_ctx *c, const char *base_dir, const char *out);
+
+/* The ggml type and llama_ftype (general.file_type) of a GGUF output dtype name (f32, f16, bf16
+ * and every quantised GGUF type lorakit writes; NULL: f16). LK_ERR_ARG otherwise. */
+lk_status merge_gguf_type(const char *dtype, uint32_t *type, uint32_t *ftype);
+
+/* ---- merge_gguf_base.c ---- */
+
+/* Merge into the GGUF model file base: a GGUF out with base's metadata and tensor order; every
+ * matrix an adapter touches dequantised, merged and stored in its own type, or c->p.dtype's (with
+ * llama-quantize's fallback for rows that are not whole blocks); every other tensor copied byte
+ * for byte. */
+lk_status merge_gguf_base(merge_ctx *c, const char *base, const char *out);
 
 #endif /* LK_MERGE_H */
