@@ -113,6 +113,14 @@ const gguf_type_traits *gguf_type_info(uint32_t t)
     return &g_types[t];
 }
 
+uint32_t gguf_type_of(int qtype)
+{
+    for (uint32_t t = 0; t < sizeof g_types / sizeof *g_types; t++)
+        if (g_types[t].name && g_types[t].qtype == qtype)
+            return t;
+    return GGML_F32;
+}
+
 uint32_t gguf_type_fallback(uint32_t t, int64_t ncols)
 {
     const gguf_type_traits *tt = gguf_type_info(t);

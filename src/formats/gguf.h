@@ -72,6 +72,9 @@ typedef struct {
 /* Traits of type t, or NULL if t is not a type lorakit knows. */
 const gguf_type_traits *gguf_type_info(uint32_t t);
 
+/* The ggml type whose layout is lk_qtype qtype's (F32 for NF4, which GGUF lacks). */
+uint32_t gguf_type_of(int qtype);
+
 /* The type llama-quantize stores a matrix of rows of ncols values in when t is asked for: t if
  * ncols is a multiple of its block, else its fallback (IQ4_XS -> IQ4_NL, Q2_K/Q3_K -> Q4_0,
  * Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; llama-quant.cpp tensor_type_fallback), and F16 when

@@ -1,7 +1,7 @@
 /* merge.h — internal pieces of lk_merge, by layer: the merge core (merge.c: options, checks,
  * merged rows), the two writers built on it (merge_hf.c: a Hugging Face folder; merge_gguf.c: a
- * llama.cpp GGUF file), used by lk_merge (merge_api.c) and lora-quantize's writer
- * (qbase_write.c). */
+ * llama.cpp GGUF file; merge_gguf_base.c: into a GGUF base), used by lk_merge (merge_api.c) and
+ * lora-quantize's writers (qbase_write.c, qbase_gguf.c). */
 #ifndef LK_MERGE_H
 #define LK_MERGE_H
 
@@ -94,5 +94,14 @@ lk_status merge_gguf_type(const char *dtype, uint32_t *type, uint32_t *ftype);
  * llama-quantize's fallback for rows that are not whole blocks); every other tensor copied byte
  * for byte. */
 lk_status merge_gguf_base(merge_ctx *c, const char *base, const char *out);
+
+/* ---- qbase_gguf.c ---- */
+
+/* lk_quantize_model from the GGUF model file src (p checked; p->format must be GGUF, else
+ * LK_ERR_UNSUPPORTED): metadata copied, projection matrices re-quantised to p->type, token_embd /
+ * output to p->embed_type (llama-quantize's fallback for rows that are not whole blocks), the rest
+ * copied; warns that re-quantising loses precision. */
+lk_status qbase_requantize_gguf(const char *src, const char *out,
+                                const struct lk_quantize_params *p);
 
 #endif /* LK_MERGE_H */
