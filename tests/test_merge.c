@@ -707,6 +707,25 @@ static void test_gguf_base_dtype_and_refusals(void **state)
     assert_status(merge_into_gguf(bad, tmp_path("x.gguf"), NULL), LK_ERR_FORMAT,
                   "blk.1.attn_v.weight");
     assert_false(file_exists(tmp_path("x.gguf")));
+    /* an F32 base with a NaN: merged into a quantised type, an error naming the tensor */
+    p = lk_merge_params_default();
+    p.dtype = "f32";
+    p.force = 1;
+    assert_ok(lk_merge(g_stories, NULL, NULL, 0, base, &p));
+    assert_ok(gguf_open(&g, base));
+    t = gguf_find_tensor(&g, "blk.2.attn_k.weight");
+    const size_t off2 = (size_t)(g.data_offset + t->offset) + 4 * 70;
+    gguf_close(&g);
+    assert_ok(read_text_file(base, 64u << 20, &bytes, &len));
+    const float fnan = NAN;
+    memcpy(bytes + off2, &fnan, 4);
+    f = fopen(bad, "wb");
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+    assert_status(merge_into_gguf(bad, tmp_path("x.gguf"), "q8_0"), LK_ERR_NUMERIC,
+                  "blk.2.attn_k.weight: a merged value is NaN or Inf");
+    assert_false(file_exists(tmp_path("x.gguf")));
 }
 
 int main(void)

@@ -258,7 +258,7 @@ static void store_block(const gguf_type_traits *tt, const float *W, int64_t m, i
 typedef struct {
     merge_job *job;
     double err, ref;
-    int failed;
+    int failed; /* 1: out of memory, 2: a non-finite value for a quantised target */
 } merge_worker;
 
 static void *merge_worker_run(void *arg)
@@ -275,6 +275,10 @@ static void *merge_worker_run(void *arg)
         int64_t r0 = b * MERGE_BLOCK_ROWS;
         int64_t m = j->rows - r0 < MERGE_BLOCK_ROWS ? j->rows - r0 : MERGE_BLOCK_ROWS;
         merge_block(j, r0, m, W, Bg, qbuf);
+        if (j->tt->blck > 1 && f32_first_nonfinite(W, m * j->cols) >= 0) {
+            wk->failed = 2; /* the quantisers need finite values */
+            break;
+        }
         store_block(j->tt, W, m, j->cols, j->dst + r0 * rs, back, &wk->err, &wk->ref);
     }
     free(W);
@@ -306,7 +310,7 @@ static int run_workers(merge_job *j, int n_threads, double *err, double *ref)
             pthread_join(th[i], NULL);
         *err += wk[i].err;
         *ref += wk[i].ref;
-        failed |= wk[i].failed;
+        failed = wk[i].failed > failed ? wk[i].failed : failed;
     }
     return failed;
 }
@@ -323,7 +327,13 @@ static lk_status run_merge(merge_job *j, const char *name, int *n_merged, double
                            name, (long long)j->rows, j->heads);
     double err = 0, ref = 0;
     openblas_set_num_threads(1); /* parallel over row blocks instead */
-    if (run_workers(j, j->c->n_threads, &err, &ref))
+    int failed = run_workers(j, j->c->n_threads, &err, &ref);
+    if (failed == 2)
+        return status_fail(LK_ERR_NUMERIC,
+                           "%s: a merged value is NaN or Inf (in the base or the adapters), "
+                           "which a %s tensor cannot hold",
+                           name, j->tt->name);
+    if (failed)
         return status_fail(LK_ERR_NOMEM, "%s: out of memory for the merge buffers", name);
     *n_merged = j->md->n;
     *store_err = ref > 0 ? sqrt(err / ref) : 0;
