@@ -256,14 +256,15 @@ void q4_quantize_q4_0(const float *x, int64_t n, q4_block_q4_0 *y)
             }
         }
         const float d = max / -8; /* the extreme value maps to -8 exactly */
-        /* a subnormal d has no finite inverse (llama.cpp then converts NaN to int: undefined);
-         * its fp16 is 0 anyway, so every value decodes to 0 whatever its code */
-        const float id = d != 0.0f && isfinite(1.0f / d) ? 1.0f / d : 0.0f;
+        /* a subnormal d has an infinite inverse: llama.cpp then converts Inf/NaN to int
+         * (undefined in C; x86 leaves 0 in the low byte, which is taken here); its fp16 is 0
+         * anyway, so every value decodes to 0 whatever its code */
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = q4_fp32_to_fp16(d);
         for (int j = 0; j < Q4_QK / 2; j++) {
-            const float x0 = xb[j] * id, x1 = xb[j + 16] * id;
+            const float x0 = xb[j] * id + 8.5f, x1 = xb[j + 16] * id + 8.5f;
             /* x*id is in [-8, 8]; +8.5 then truncation rounds half up to 0..16, clamped to 15 */
-            int q0 = (int8_t)(x0 + 8.5f), q1 = (int8_t)(x1 + 8.5f);
+            int q0 = isfinite(x0) ? (int8_t)x0 : 0, q1 = isfinite(x1) ? (int8_t)x1 : 0;
             q0 = q0 < 15 ? q0 : 15;
             q1 = q1 < 15 ? q1 : 15;
             y[b].qs[j] = (uint8_t)(q0 | q1 << 4);

@@ -174,7 +174,7 @@ static void test_gguf_vs_fixture(void **state)
     free(x);
 }
 
-/* Q4_1 ... IQ4_XS quantised bit for bit as ggml's ggml_quantize_chunk without an importance matrix
+/* Every GGUF type quantised bit for bit as ggml's ggml_quantize_chunk without an importance matrix
  * (tests/gen/gen_gguf_quant.py: 24 rows of 512 with zero, tiny, subnormal, huge, constant, one-sign,
  * sparse and tied values), by q4_quantize_row and the public lk_quantize_row; and each row as the
  * first 500 values, zero-padded, equals the padded row's bytes. */
@@ -184,7 +184,10 @@ static void test_gguf_quant_vs_ggml(void **state)
     static const struct {
         int qtype;
         const char *file;
-    } cases[] = {{LK_QTYPE_Q4_1, "quant/gguf_quant_q4_1.bin"},
+    } cases[] = {{LK_QTYPE_Q4_0, "quant/gguf_quant_q4_0.bin"},
+                 {LK_QTYPE_Q8_0, "quant/gguf_quant_q8_0.bin"},
+                 {LK_QTYPE_IQ4_NL, "quant/gguf_quant_iq4_nl.bin"},
+                 {LK_QTYPE_Q4_1, "quant/gguf_quant_q4_1.bin"},
                  {LK_QTYPE_Q5_0, "quant/gguf_quant_q5_0.bin"},
                  {LK_QTYPE_Q5_1, "quant/gguf_quant_q5_1.bin"},
                  {LK_QTYPE_Q2_K, "quant/gguf_quant_q2_k.bin"},

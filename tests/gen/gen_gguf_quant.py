@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""gen_gguf_quant.py — quantisation vectors of the GGUF types Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
-Q5_K, Q6_K and IQ4_XS for tests/test_quant_formats.c (test_gguf_quant_vs_ggml).
+"""gen_gguf_quant.py — quantisation vectors of every GGUF type lorakit writes (Q4_0, Q8_0, IQ4_NL,
+Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) for tests/test_quant_formats.c
+(test_gguf_quant_vs_ggml).
 
 Peer: ggml itself, ggml_quantize_chunk with no importance matrix (which runs quantize_row_*_ref, or
 quantize_iq4_xs with NULL weights), from the libggml-base.so that /root/peers/llama.cpp-build built
@@ -20,8 +21,9 @@ import sys
 import numpy as np
 
 ROWS, N = 24, 512
-TYPES = [("q4_1", 3), ("q5_0", 6), ("q5_1", 7), ("q2_k", 10), ("q3_k", 11), ("q4_k", 12),
-         ("q5_k", 13), ("q6_k", 14), ("iq4_xs", 23)]  # ggml_type numbers
+TYPES = [("q4_0", 2), ("q8_0", 8), ("iq4_nl", 20), ("q4_1", 3), ("q5_0", 6), ("q5_1", 7),
+         ("q2_k", 10), ("q3_k", 11), ("q4_k", 12), ("q5_k", 13), ("q6_k", 14),
+         ("iq4_xs", 23)]  # ggml_type numbers
 LIB = "/root/peers/llama.cpp-build/bin/libggml-base.so"
 
 
@@ -89,7 +91,7 @@ def main():
         g = ggml_quantize(lib, qt, x)
         g.tofile(os.path.join(out, f"gguf_quant_{name}.bin"))
         line = f"{name}: {g.size} bytes"
-        if quantize is not None and name in ("q4_1", "q5_0", "q5_1"):
+        if quantize is not None and name in ("q4_0", "q8_0", "q4_1", "q5_0", "q5_1"):
             q = quantize(x, QT[name.upper()])
             line += f", gguf-py == ggml: {bool(np.array_equal(q.reshape(-1), g))}"
         print(line)
