@@ -128,9 +128,8 @@ void q4_quantize_q5_1(const float *x, int64_t n, q4_block_q5_1 *y)
 
 /* ---- k-quant helpers (ggml-quants.c) ------------------------------------------------------ */
 
-/* make_qx_quants with rmse_type 1 and no importance weights (Q6_K): the signed scale of n values
- * on the grid -nmax..nmax-1, codes L[i] + nmax in L. */
-static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
+/* The value of largest magnitude among x[n], with its sign (the first of equal ones). */
+static float signed_absmax(const float *x, int n)
 {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
@@ -140,34 +139,46 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
             max = x[i];
         }
     }
-    if (amax < GROUP_MAX_EPS) {
+    return max;
+}
+
+/* Codes l = nearest_int(iscale*x) on -nmax..nmax-1 (stored as l + off in L unless L is NULL) and
+ * the weighted sums of x*l and l*l with weights x² (ggml's rmse_type 1). */
+static void qx_sums(const float *x, int n, int nmax, float iscale, int8_t *L, int off, float *sumlx,
+                    float *suml2)
+{
+    *sumlx = *suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = QK_MAX(-nmax, QK_MIN(nmax - 1, nearest_int(iscale * x[i])));
+        if (L)
+            L[i] = (int8_t)(l + off);
+        const float w = x[i] * x[i];
+        *sumlx += w * x[i] * l;
+        *suml2 += w * l * l;
+    }
+}
+
+/* make_qx_quants with rmse_type 1 and no importance weights (Q6_K): the signed scale of n values
+ * on the grid -nmax..nmax-1, codes L[i] + nmax in L. */
+static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
+{
+    const float max = signed_absmax(x, n);
+    if (fabsf(max) < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
-    float iscale = -nmax / max, sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = QK_MAX(-nmax, QK_MIN(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    qx_sums(x, n, nmax, -nmax / max, L, nmax, &sumlx, &suml2);
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; ++is) {
         if (is == 0)
             continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = QK_MAX(-nmax, QK_MIN(nmax - 1, nearest_int(iscale * x[i])));
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        const float iscale = -(nmax + 0.1f * is) / max;
+        qx_sums(x, n, nmax, iscale, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i)
-                L[i] = (int8_t)(nmax + QK_MAX(-nmax, QK_MIN(nmax - 1, nearest_int(iscale * x[i]))));
+            float unused_x, unused_2;
+            qx_sums(x, n, nmax, iscale, L, nmax, &unused_x, &unused_2);
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
@@ -178,27 +189,13 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
 /* make_q3_quants with do_rmse (Q3_K): signed scale on -nmax..nmax-1, iteratively refined. */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    const float max = signed_absmax(x, n);
+    if (fabsf(max) < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
-    const float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = QK_MAX(-nmax, QK_MIN(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)l;
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    qx_sums(x, n, nmax, -nmax / max, L, 0, &sumlx, &suml2);
     for (int itry = 0; itry < 5; ++itry) {
         int n_changed = 0;
         for (int i = 0; i < n; ++i) {
@@ -363,15 +360,10 @@ void q4_quantize_q2_k(const float *x, int64_t n, q4_block_q2_k *y)
 static void q3_k_block(const float *x, q4_block_q3_k *y)
 {
     int8_t L[Q4_QK_K];
-    float scales[16], max_scale = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
+    float scales[16];
+    for (int j = 0; j < 16; ++j)
         scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-        const float scale = fabsf(scales[j]);
-        if (scale > amax) {
-            amax = scale;
-            max_scale = scales[j];
-        }
-    }
+    const float max_scale = signed_absmax(scales, 16);
     memset(y->scales, 0, 12);
     if (max_scale) {
         const float iscale = -32.f / max_scale;
@@ -512,16 +504,11 @@ void q4_quantize_q5_k(const float *x, int64_t n, q4_block_q5_k *y)
 static void q6_k_block(const float *x, q4_block_q6_k *y)
 {
     int8_t L[Q4_QK_K];
-    float scales[16], max_scale = 0, max_abs_scale = 0;
-    for (int ib = 0; ib < 16; ++ib) {
+    float scales[16];
+    for (int ib = 0; ib < 16; ++ib)
         scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-        const float abs_scale = fabsf(scales[ib]);
-        if (abs_scale > max_abs_scale) {
-            max_abs_scale = abs_scale;
-            max_scale = scales[ib];
-        }
-    }
-    if (max_abs_scale < GROUP_MAX_EPS) {
+    const float max_scale = signed_absmax(scales, 16);
+    if (fabsf(max_scale) < GROUP_MAX_EPS) {
         memset(y, 0, sizeof *y);
         return;
     }
@@ -562,17 +549,11 @@ void q4_quantize_q6_k(const float *x, int64_t n, q4_block_q6_k *y)
  * scale d*(ls-32) from which its codes are taken. */
 static void iq4_xs_block(const float *x, q4_block_iq4_xs *y)
 {
-    float scales[8], max_scale = 0, amax_scale = 0;
+    float scales[8];
     memset(y, 0, sizeof *y);
-    for (int ib = 0; ib < 8; ++ib) {
+    for (int ib = 0; ib < 8; ++ib)
         scales[ib] = q4_iq4nl_block_scale(x + 32 * ib);
-        const float abs_d = fabsf(scales[ib]);
-        if (abs_d > amax_scale) {
-            amax_scale = abs_d;
-            max_scale = scales[ib];
-        }
-    }
-    const float d = -max_scale / 32, id = d ? 1 / d : 0.f;
+    const float d = -signed_absmax(scales, 8) / 32, id = d ? 1 / d : 0.f;
     y->d = q4_fp32_to_fp16(d);
     for (int ib = 0; ib < 8; ++ib) {
         const int l = QK_MAX(-32, QK_MIN(31, nearest_int(id * scales[ib])));

@@ -518,17 +518,6 @@ static void test_quantised_merges(void **state)
     lk_adapter_free(a);
 }
 
-/* fp32 rows of a GGUF tensor (any type); caller frees. */
-static float *gguf_f32(const gguf_tensor *t)
-{
-    const gguf_type_traits *tt = gguf_type_info(t->type);
-    const int64_t rows = t->ne[1], cols = t->ne[0], rs = cols / tt->blck * tt->size;
-    float *x = malloc((size_t)(rows * cols) * sizeof *x);
-    for (int64_t r = 0; r < rows; r++)
-        tt->to_f32(t->data + r * rs, x + r * cols, cols);
-    return x;
-}
-
 /* Merge stories-lora into the GGUF file base with dtype dt (NULL: types kept) into out. */
 static lk_status merge_into_gguf(const char *base, const char *out, const char *dt)
 {
@@ -643,7 +632,7 @@ static void test_gguf_base_merge(void **state)
         int heads = proj[0] == 'q' ? 8 : proj[0] == 'k' ? 4 : 0;
         if (heads)
             assert_ok(adapter_permute_rows(want, rows, cols, heads, 0));
-        float *deq = gguf_f32(b);
+        float *deq = gguf_tensor_f32(b);
         for (int64_t x = 0; x < n; x++)
             deq[x] = ((const float *)f->data)[x] - deq[x];
         assert_true(check_close(b->name, deq, want, n, 1e-5, 1e-4));

@@ -354,17 +354,6 @@ static void test_gguf(void **state)
     free(stories);
 }
 
-/* fp32 rows of a GGUF tensor (any type); caller frees. */
-static float *gguf_f32(const gguf_tensor *t)
-{
-    const gguf_type_traits *tt = gguf_type_info(t->type);
-    const int64_t rows = t->ne[1], cols = t->ne[0], rs = cols / tt->blck * tt->size;
-    float *x = malloc((size_t)(rows * cols) * sizeof *x);
-    for (int64_t r = 0; r < rows; r++)
-        tt->to_f32(t->data + r * rs, x + r * cols, cols);
-    return x;
-}
-
 /* Re-quantising a GGUF (a random Llama with rows of 256 and 512, written Q6_K with Q8_0
  * embeddings, then to Q4_K with f32 embeddings): metadata kept but general.file_type, each
  * projection matrix exactly Q4_K of the dequantised source, the embeddings its dequantised
@@ -407,7 +396,7 @@ static void test_gguf_requantize(void **state)
             assert_memory_equal(y->data, x->data, (size_t)x->nbytes);
             continue;
         }
-        float *deq = gguf_f32(x);
+        float *deq = gguf_tensor_f32(x);
         const int64_t rows = x->ne[1], cols = x->ne[0];
         if (strstr(x->name, "blk.")) {
             n_proj++;

@@ -1,4 +1,5 @@
 /* testutil.c — see testutil.h. */
+#include "formats/gguf.h"
 #include "testutil.h"
 
 #include <ftw.h>
@@ -125,4 +126,14 @@ void require_file(const char *path)
         fprintf(stderr, "SKIPPED: %s not found\n", path);
         skip();
     }
+}
+
+float *gguf_tensor_f32(const gguf_tensor *t)
+{
+    const gguf_type_traits *tt = gguf_type_info(t->type);
+    const int64_t rows = t->ne[1], cols = t->ne[0], rs = cols / tt->blck * tt->size;
+    float *x = malloc((size_t)(rows * cols) * sizeof *x);
+    for (int64_t r = 0; r < rows; r++)
+        tt->to_f32(t->data + r * rs, x + r * cols, cols);
+    return x;
 }
