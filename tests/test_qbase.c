@@ -421,6 +421,22 @@ static void test_gguf_requantize(void **state)
     lk_model *m = load(g4, LK_QTYPE_F32, LK_QTYPE_F32);
     assert_int_equal(m->cfg.hidden_size, 256);
     lk_model_free(m);
+    /* a NaN d in a Q6_K super-block of blk.1.ffn_up: an error naming the tensor, no output */
+    assert_ok(gguf_open(&a, g6));
+    const gguf_tensor *t = gguf_find_tensor(&a, "blk.1.ffn_up.weight");
+    const size_t off = (size_t)(a.data_offset + t->offset) + 3 * 210 + 208;
+    gguf_close(&a);
+    char *bytes;
+    size_t len;
+    assert_ok(read_text_file(g6, 64u << 20, &bytes, &len));
+    const uint16_t nan = 0x7e00;
+    memcpy(bytes + off, &nan, 2);
+    char *g6bad = tmp("r256-bad.gguf");
+    assert_int_equal(write_file(g6bad, bytes, len), 0);
+    free(bytes);
+    assert_status(lk_quantize_model(g6bad, bad, &p), LK_ERR_FORMAT, "blk.1.ffn_up.weight");
+    assert_false(file_exists(bad));
+    free(g6bad);
     p.format = LK_QFORMAT_LORAKIT;
     assert_status(lk_quantize_model(g6, bad, &p), LK_ERR_ARG, "--format gguf only");
     p.type = LK_QTYPE_Q4_0;
