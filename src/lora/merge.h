@@ -95,6 +95,10 @@ lk_status merge_gguf_type(const char *dtype, uint32_t *type, uint32_t *ftype);
  * for byte. */
 lk_status merge_gguf_base(merge_ctx *c, const char *base, const char *out);
 
+/* "blk.L.<stem>.weight" of a projection matrix (llama.cpp names) → (L, kind); -1 for any other
+ * tensor. */
+int merge_parse_gguf_name(const char *name, int64_t *layer, lk_module *kind);
+
 /* ---- qbase_gguf.c ---- */
 
 /* lk_quantize_model from the GGUF model file src (p checked; p->format must be GGUF, else

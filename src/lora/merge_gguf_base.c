@@ -22,8 +22,7 @@ typedef struct {
     int *heads;     /* [n_tensors] heads to permute the adapters' rows by (0: none) */
 } base_job;
 
-/* "blk.L.<stem>.weight" of a projection matrix → (L, kind); -1 for any other tensor. */
-static int parse_gguf_name(const char *name, int64_t *layer, lk_module *kind)
+int merge_parse_gguf_name(const char *name, int64_t *layer, lk_module *kind)
 {
     if (strncmp(name, "blk.", 4) != 0)
         return -1;
@@ -73,7 +72,7 @@ static lk_status add_tensors(gguf_writer *w, base_job *j, int perm)
         lk_module kind;
         j->kind[i] = -1;
         j->type[i] = t->type;
-        if (parse_gguf_name(t->name, &j->layer[i], &kind) == 0 &&
+        if (merge_parse_gguf_name(t->name, &j->layer[i], &kind) == 0 &&
             merge_n_deltas(j->c, j->layer[i], (int)kind) > 0) {
             j->kind[i] = (int)kind;
             j->heads[i] = !perm              ? 0

@@ -32,16 +32,11 @@ static int64_t wanted_type(const rq_job *j, const gguf_tensor *t)
         return -1;
     if (!strcmp(t->name, "token_embd.weight") || !strcmp(t->name, "output.weight"))
         return gguf_type_of(j->p.embed_type);
-    if (strncmp(t->name, "blk.", 4) != 0)
+    int64_t layer;
+    lk_module kind;
+    if (merge_parse_gguf_name(t->name, &layer, &kind) != 0)
         return -1;
-    const char *e = strchr(t->name + 4, '.');
-    for (int k = 0; e && k < LK_MOD_COUNT; k++) {
-        char want[48];
-        snprintf(want, sizeof want, ".%s.weight", adapter_gguf_stem((lk_module)k));
-        if (!strcmp(e, want))
-            return gguf_type_of(j->p.type);
-    }
-    return -1;
+    return gguf_type_of(j->p.type);
 }
 
 static lk_status fill_tensor(void *user, int64_t i, void *dst)
