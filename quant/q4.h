@@ -15,8 +15,9 @@
  *          (absmax - mean, 8-bit blockwise in blocks of 256 with the signed dynamic map) is a
  *          storage form (q4_nf4_dq): kernels take the fp32-absmax rows, and
  *          q4_nf4_dq_dequantize() gives exactly the absmax values bitsandbytes computes.
- * GGUF types read from llama.cpp files (ggml-common.h layouts; dequantised, never quantised here;
- * each value is computed in fp32 exactly as gguf-py's dequantize_blocks does, two roundings):
+ * The other GGUF types (ggml-common.h layouts; each value is dequantised in fp32 exactly as
+ * gguf-py's dequantize_blocks does, two roundings; quantised bit-exactly as ggml does without an
+ * importance matrix, qk_quant.c):
  *   Q4_1 {fp16 d, m; u8 qs[16]}: nibbles as Q4_0, x = d*q + m.
  *   Q5_0 {fp16 d; u8 qh[4]; u8 qs[16]}: q = nibble | bit j of the little-endian u32 qh << 4,
  *        x = d*(q-16).   Q5_1 {fp16 d, m; u8 qh[4]; u8 qs[16]}: x = d*q + m.
@@ -236,8 +237,7 @@ static inline float q4_bf16_to_fp32(uint16_t b)
  * ignored). */
 int q4_valid(int qtype, int block);
 
-/* 1 if lorakit can quantise to t (F32, F16, BF16, Q4_0, Q8_0, IQ4_NL, NF4); the other GGUF types
- * are read and computed with only (q4_quantize_row must not be called for them). */
+/* 1 if lorakit can quantise to t: every type (F32 ... NF4 and the GGUF types Q4_1 ... IQ4_XS). */
 int q4_can_quantize(int qtype);
 
 /* 1 for the types with 256-value super-blocks (Q2_K..Q6_K, IQ4_XS). */
@@ -274,6 +274,21 @@ void q4_dequantize_row(int qtype, int block, const void *src, int64_t n, float *
 void q4_quantize_q4_0(const float *x, int64_t n, q4_block_q4_0 *y);
 void q4_quantize_q8_0(const float *x, int64_t n, q4_block_q8_0 *y);
 void q4_quantize_iq4_nl(const float *x, int64_t n, q4_block_iq4_nl *y);
+/* The GGUF types of qk_quant.c (n a multiple of 32, or of 256 for the k-quants and IQ4_XS), each
+ * bit-exact with ggml's quantize_row_*_ref / quantize_iq4_xs without importance weights. */
+void q4_quantize_q4_1(const float *x, int64_t n, q4_block_q4_1 *y);
+void q4_quantize_q5_0(const float *x, int64_t n, q4_block_q5_0 *y);
+void q4_quantize_q5_1(const float *x, int64_t n, q4_block_q5_1 *y);
+void q4_quantize_q2_k(const float *x, int64_t n, q4_block_q2_k *y);
+void q4_quantize_q3_k(const float *x, int64_t n, q4_block_q3_k *y);
+void q4_quantize_q4_k(const float *x, int64_t n, q4_block_q4_k *y);
+void q4_quantize_q5_k(const float *x, int64_t n, q4_block_q5_k *y);
+void q4_quantize_q6_k(const float *x, int64_t n, q4_block_q6_k *y);
+void q4_quantize_iq4_xs(const float *x, int64_t n, q4_block_iq4_xs *y);
+/* IQ4_NL's searched fp32 scale of one block of 32 (ggml's quantize_row_iq4_nl_impl, weights x²,
+ * ntry 7; 0 for an all-zero block), and the index of the grid value nearest to x (ties up). */
+float q4_iq4nl_block_scale(const float *xb);
+int q4_iq4nl_index(float x);
 /* NF4 of n values (n a multiple of block) -> codes[n/2] and absmax[n/block] (bitsandbytes). */
 void q4_quantize_nf4(const float *x, int64_t n, int block, uint8_t *codes, float *absmax);
 /* The NF4 code of one value already divided by absmax (bitsandbytes' comparison tree). */

@@ -256,14 +256,15 @@ void q4_quantize_q4_0(const float *x, int64_t n, q4_block_q4_0 *y)
             }
         }
         const float d = max / -8; /* the extreme value maps to -8 exactly */
-        /* a subnormal d has no finite inverse (llama.cpp then converts NaN to int: undefined);
-         * its fp16 is 0 anyway, so every value decodes to 0 whatever its code */
-        const float id = d != 0.0f && isfinite(1.0f / d) ? 1.0f / d : 0.0f;
+        /* a subnormal d has an infinite inverse: llama.cpp then converts Inf/NaN to int
+         * (undefined in C; x86 leaves 0 in the low byte, which is taken here); its fp16 is 0
+         * anyway, so every value decodes to 0 whatever its code */
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = q4_fp32_to_fp16(d);
         for (int j = 0; j < Q4_QK / 2; j++) {
-            const float x0 = xb[j] * id, x1 = xb[j + 16] * id;
+            const float x0 = xb[j] * id + 8.5f, x1 = xb[j + 16] * id + 8.5f;
             /* x*id is in [-8, 8]; +8.5 then truncation rounds half up to 0..16, clamped to 15 */
-            int q0 = (int8_t)(x0 + 8.5f), q1 = (int8_t)(x1 + 8.5f);
+            int q0 = isfinite(x0) ? (int8_t)x0 : 0, q1 = isfinite(x1) ? (int8_t)x1 : 0;
             q0 = q0 < 15 ? q0 : 15;
             q1 = q1 < 15 ? q1 : 15;
             y[b].qs[j] = (uint8_t)(q0 | q1 << 4);
@@ -287,7 +288,7 @@ void q4_quantize_q8_0(const float *x, int64_t n, q4_block_q8_0 *y)
 }
 
 /* llama.cpp best_index_int8: index of the grid value nearest to x (ties to the upper one). */
-static int iq4nl_best_index(float x)
+int q4_iq4nl_index(float x)
 {
     const int8_t *val = q4_iq4nl_values;
     if (x <= val[0])
@@ -307,7 +308,7 @@ static int iq4nl_best_index(float x)
 
 /* One IQ4_NL block: llama.cpp quantize_row_iq4_nl_impl with super block = block = 32, no
  * importance weights (weight = x²) and ntry = 7. Returns the fp32 scale. */
-static float iq4nl_block_scale(const float *xb)
+float q4_iq4nl_block_scale(const float *xb)
 {
     const int8_t *values = q4_iq4nl_values;
     float amax = 0.0f, max = 0.0f;
@@ -324,7 +325,7 @@ static float iq4nl_block_scale(const float *xb)
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
     for (int j = 0; j < Q4_QK; j++) {
-        float q = values[iq4nl_best_index(id * xb[j])];
+        float q = values[q4_iq4nl_index(id * xb[j])];
         float w = xb[j] * xb[j];
         sumqx += w * q * xb[j];
         sumq2 += w * q * q;
@@ -336,7 +337,7 @@ static float iq4nl_block_scale(const float *xb)
         id = (itry + values[0]) / max;
         sumqx = sumq2 = 0;
         for (int j = 0; j < Q4_QK; j++) {
-            float q = values[iq4nl_best_index(id * xb[j])];
+            float q = values[q4_iq4nl_index(id * xb[j])];
             float w = xb[j] * xb[j];
             sumqx += w * q * xb[j];
             sumq2 += w * q * q;
@@ -353,13 +354,13 @@ void q4_quantize_iq4_nl(const float *x, int64_t n, q4_block_iq4_nl *y)
 {
     for (int64_t b = 0; b < n / Q4_QK; b++) {
         const float *xb = x + b * Q4_QK;
-        float d = iq4nl_block_scale(xb);
+        float d = q4_iq4nl_block_scale(xb);
         y[b].d = q4_fp32_to_fp16(d);
         /* codes from the fp32 scale (not the fp16-rounded one), as llama.cpp does */
         float id = d != 0.0f ? 1 / d : 0.0f;
         uint8_t L[Q4_QK];
         for (int j = 0; j < Q4_QK; j++)
-            L[j] = (uint8_t)iq4nl_best_index(id * xb[j]);
+            L[j] = (uint8_t)q4_iq4nl_index(id * xb[j]);
         for (int j = 0; j < 16; j++)
             y[b].qs[j] = (uint8_t)(L[j] | L[j + 16] << 4);
     }
@@ -384,7 +385,7 @@ int q4_valid(int qtype, int block)
 
 int q4_can_quantize(int qtype)
 {
-    return qtype >= LK_QTYPE_F32 && qtype <= LK_QTYPE_NF4;
+    return qtype >= LK_QTYPE_F32 && qtype < LK_QTYPE_COUNT;
 }
 
 int64_t q4_block_len(int qtype, int block)
@@ -421,6 +422,15 @@ static void quantize_blocks(int qtype, int block, const float *x, int64_t nfull,
     case LK_QTYPE_Q4_0: q4_quantize_q4_0(x, nfull, (q4_block_q4_0 *)dst + b0); break;
     case LK_QTYPE_Q8_0: q4_quantize_q8_0(x, nfull, (q4_block_q8_0 *)dst + b0); break;
     case LK_QTYPE_IQ4_NL: q4_quantize_iq4_nl(x, nfull, (q4_block_iq4_nl *)dst + b0); break;
+    case LK_QTYPE_Q4_1: q4_quantize_q4_1(x, nfull, (q4_block_q4_1 *)(void *)dst + b0); break;
+    case LK_QTYPE_Q5_0: q4_quantize_q5_0(x, nfull, (q4_block_q5_0 *)(void *)dst + b0); break;
+    case LK_QTYPE_Q5_1: q4_quantize_q5_1(x, nfull, (q4_block_q5_1 *)(void *)dst + b0); break;
+    case LK_QTYPE_Q2_K: q4_quantize_q2_k(x, nfull, (q4_block_q2_k *)(void *)dst + b0); break;
+    case LK_QTYPE_Q3_K: q4_quantize_q3_k(x, nfull, (q4_block_q3_k *)(void *)dst + b0); break;
+    case LK_QTYPE_Q4_K: q4_quantize_q4_k(x, nfull, (q4_block_q4_k *)(void *)dst + b0); break;
+    case LK_QTYPE_Q5_K: q4_quantize_q5_k(x, nfull, (q4_block_q5_k *)(void *)dst + b0); break;
+    case LK_QTYPE_Q6_K: q4_quantize_q6_k(x, nfull, (q4_block_q6_k *)(void *)dst + b0); break;
+    case LK_QTYPE_IQ4_XS: q4_quantize_iq4_xs(x, nfull, (q4_block_iq4_xs *)(void *)dst + b0); break;
     case LK_QTYPE_NF4: {
         float *absmax = (float *)(void *)(dst + nb_row * (block / 2));
         uint8_t *codes = dst + b0 * (block / 2);

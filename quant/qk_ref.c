@@ -1,12 +1,13 @@
-/* qk_ref.c — the GGUF types lorakit reads but does not write: Q4_1, Q5_0, Q5_1, the k-quants
- * Q2_K..Q6_K and IQ4_XS. Block sizes, the reference decoder of a 32-value span (the specification
- * every SIMD decoder is tested against) and the check of stored scales.
+/* qk_ref.c — the other GGUF types: Q4_1, Q5_0, Q5_1, the k-quants Q2_K..Q6_K and IQ4_XS (their
+ * quantisers are in qk_quant.c). Block sizes, the reference decoder of a 32-value span (the
+ * specification every SIMD decoder is tested against) and the check of stored scales.
  *
  * Reference: the block layouts of ggml-common.h and the dequantisation of gguf-py 0.19.0
  * (gguf/quants.py, dequantize_blocks), which computes every value in fp32 with one rounding per
  * operation: x = d*q + m (Q4_1, Q5_1), x = dl*q - ml with dl = d*sc, ml = dmin*m (k-quants).
  * Reimplemented from the layouts; this file is compiled in ISO C mode, so a*b+c is never
- * contracted into an fma (which would change the roundings). See q4.h for the layouts. */
+ * contracted into an fma (which would change the roundings; -ffp-contract=off as well, CMakeLists.txt).
+ * See q4.h for the layouts. */
 #include <math.h>
 #include <string.h>
 

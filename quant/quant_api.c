@@ -38,21 +38,9 @@ static lk_status check_finite(const float *x, int64_t n)
     return LK_OK;
 }
 
-/* The GGUF types lorakit reads but has no quantiser for. */
-static lk_status check_quantizable(lk_qtype t)
-{
-    if (!q4_can_quantize((int)t))
-        return status_fail(LK_ERR_UNSUPPORTED,
-                           "quantise: type %s is read from GGUF files only, lorakit cannot "
-                           "quantise to it (hint: q4_0, iq4_nl, q8_0 or nf4)",
-                           lk_qtype_name(t));
-    return LK_OK;
-}
-
 lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst)
 {
     LK_TRY(check_row(t, n, x, dst));
-    LK_TRY(check_quantizable(t));
     LK_TRY(check_finite(x, n));
     q4_quantize_row((int)t, Q4_NF4_BLOCK, x, n, dst);
     return LK_OK;
@@ -85,7 +73,6 @@ lk_status lk_quantize_matrix(const struct lk_qweight *w, const float *src, void 
 {
     q4_weight qw;
     LK_TRY(to_internal(w, dst, &qw));
-    LK_TRY(check_quantizable(w->type));
     if (!src)
         return status_fail(LK_ERR_ARG, "quantise matrix: NULL source");
     LK_TRY(check_finite(src, qw.out * qw.in));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every tool that takes -m on a GGUF model file: a random Llama folder (stories260K's tokenizer)
 # written as GGUF by lora-quantize, then lora-train, -eval, -generate, -teacher (and --teacher
-# X.gguf, --gguf-lora), -inspect -m, -export, -merge and -quantize on it; the training-base record "gguf" and
+# X.gguf, --gguf-lora), -inspect -m, -export, -merge (into the GGUF, types kept) and -quantize
+# (re-quantising the GGUF) on it; the training-base record "gguf" and
 # the tools' defaults from it; clear errors for what a GGUF base cannot do; and a few training
 # steps on SmolLM2-135M-Instruct's real Q4_1 GGUF whose loss falls.
 # Usage: cli_gguf_model.sh BUILD_DIR SHARED_DIR SOURCE_DIR
@@ -53,10 +54,33 @@ has err "already exists (hint: --force replaces it)" "existing --gguf-lora refus
 expect 1 "loftq on gguf" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o "$T/lq" --steps 1 \
     --seq-len 32 --init loftq -q
 has err "$G: --init loftq on a GGUF model file is not supported" "loftq: clear error"
-expect 1 "merge into gguf" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged"
-has err "merging into a GGUF model file is not supported" "merge into a GGUF: clear error"
-expect 1 "quantize from gguf" -- "$B/lora-quantize" -m "$G" --type q4_0 -o "$T/q"
-has err "re-quantising a GGUF model file is not supported" "quantize from a GGUF: clear error"
+expect 1 "merge gguf into a folder" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged"
+has err "a GGUF base merges into a GGUF file only" "merge a GGUF into a folder: clear error"
+expect 0 "merge into gguf" -- "$B/lora-merge" -m "$G" -a "$T/run" -o "$T/merged.gguf" -v
+has out "blk.1.attn_q.weight  *adapters 1  stored rel. error" "merged tensors reported"
+has out "token_embd.weight  *adapters 0  stored rel. error 0$" "unmerged tensors copied"
+has out "(gguf, each tensor's own type)" "types kept"
+has err "merging into the GGUF file $G" "says what it merges into"
+# the merged file scores as the base with the adapter attached (Q8_0 requantised: close)
+expect 0 "eval merged" -- "$B/lora-eval" -m "$T/merged.gguf" --text "Once upon a time there was" --json
+l1=$(sed -n 's/.*"loss":\([0-9.e+-]*\).*/\1/p' "$T/out" | head -1)
+expect 0 "eval base+adapter" -- "$B/lora-eval" -m "$G" -a "$T/run" --text "Once upon a time there was" --json
+l0=$(sed -n 's/.*"loss":\([0-9.e+-]*\).*/\1/p' "$T/out" | head -1)
+if awk -v a="$l0" -v b="$l1" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d < 0.01 * a) }'; then
+    ok; else bad "merged GGUF loss $l1, base + adapter $l0"; fi
+expect 1 "quantize gguf to a folder" -- "$B/lora-quantize" -m "$G" --type q4_0 -o "$T/q"
+has err "a GGUF model file is re-quantised into a GGUF file only (hint: --format gguf" \
+    "quantize a GGUF into a folder: clear error"
+expect 0 "requantize gguf" -- "$B/lora-quantize" -m "$G" --type q4_k --format gguf -o "$T/rq.gguf" --json
+has err "re-quantising a GGUF model file: each matrix is dequantised" "requantising warns"
+has err "tensor 'blk.0.attn_q.weight' has rows of 64 values, not whole blocks of Q4_K: written Q5_0" \
+    "llama-quantize's fallback named"
+has out '"name":"blk.1.ffn_down.weight","shape":\[64,96\],"type":"q5_0"' "matrices requantised"
+has out '"name":"token_embd.weight","shape":\[512,64\],"type":"f32"' "embeddings per --quant-embed"
+expect 0 "requantize gguf q4_1" -- "$B/lora-quantize" -m "$G" --type q4_1 --quant-embed q8_0 \
+    --format gguf -o "$T/rq1.gguf" -q
+expect 0 "eval requantized" -- "$B/lora-eval" -m "$T/rq1.gguf" --text "Once upon a time there was"
+has out "loss" "a requantised GGUF loads"
 
 # hostile: an unknown architecture names itself and the file
 python_free_patch() { # the 5 bytes of "llama" after general.architecture

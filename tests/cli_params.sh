@@ -68,7 +68,7 @@ usage lora-teacher "--seq-len must be at least 2, got 1" -- "${TE[@]}" --top-k 8
     --seq-len 1
 
 QU=(-m "$T/no-model" -o "$T/q")
-usage lora-quantize "--type 'f16': expected nf4, q4_0, iq4_nl or q8_0" -- "${QU[@]}" --type f16
+usage lora-quantize "--type 'f16': expected nf4, q4_0, iq4_nl, q8_0, or for --format gguf q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs" -- "${QU[@]}" --type f16
 usage lora-quantize "--format 'onnx': expected lorakit, gguf or hf-bnb" -- "${QU[@]}" --type nf4 \
     --format onnx
 usage lora-quantize "--quant-embed 'q4_0': expected f32 or q8_0" -- "${QU[@]}" --type nf4 \
@@ -77,7 +77,7 @@ usage lora-quantize "--double-quant applies to --format hf-bnb only" -- "${QU[@]
     --double-quant
 
 ME=(-m "$T/no-model" -a "$T/no-adapter" -o "$T/m")
-usage lora-merge "--dtype 'f8': expected f32, f16, bf16, q8_0, q4_0, iq4_nl or nf4" -- "${ME[@]}" \
+usage lora-merge "--dtype 'f8': expected f32, f16, bf16, q8_0, q4_0, iq4_nl, nf4, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k or iq4_xs" -- "${ME[@]}" \
     --dtype f8
 usage lora-merge "--base-quant 'nf5': expected nf4, q4_0, iq4_nl or q8_0" -- "${ME[@]}" \
     --base-quant nf5

@@ -53,7 +53,7 @@ has err "already quantised" "quantised input message"
 # GGUF: stories260K's down_proj rows of 172 are not whole blocks of 32: F16, as llama-quantize
 # does, with a warning naming each such tensor; the file loads and scores like its parts
 expect 0 "gguf 172" -- "$Q" -m "$M" --type q4_0 --format gguf -o "$T/s.gguf" --json
-has err "tensor 'model.layers.4.mlp.down_proj.weight' has rows of 172 values, not a multiple of 32, which llama.cpp's q4_0 needs: written F16" "gguf F16 fallback named"
+has err "tensor 'model.layers.4.mlp.down_proj.weight' has rows of 172 values, not whole blocks of Q4_0 as llama.cpp needs: written F16" "gguf F16 fallback named"
 has out '"name":"model.layers.0.mlp.down_proj.weight","shape":\[64,172\],"type":"f16"' "down_proj reported F16"
 has out '"name":"model.layers.0.mlp.up_proj.weight","shape":\[172,64\],"type":"q4_0"' "up_proj still q4_0"
 [ "$(grep -c "written F16" "$T/err")" = 5 ] && passes=$((passes + 1)) ||

@@ -503,7 +503,7 @@ static void test_lora_file_errors(void **state)
     }
 }
 
-/* The GGUF read-only types: their layout in the type table (ggml's block sizes), NaN / Inf scales
+/* The other GGUF types: their layout in the type table (ggml's block sizes), NaN / Inf scales
  * and mins of k-quant super-blocks found by gguf_check_scales with file, tensor, row and block,
  * and the real SmolLM2 Q4_1 file: every scale finite, a row dequantised. */
 static void test_gguf_read_only_types(void **state)
@@ -526,8 +526,19 @@ static void test_gguf_read_only_types(void **state)
         assert_int_equal(tt->qtype, want[i].qtype);
         assert_int_equal(q4_block_bytes(tt->qtype), (size_t)tt->size);
         assert_non_null(tt->to_f32);
-        assert_null(tt->from_f32); /* lorakit does not write them */
+        assert_non_null(tt->from_f32); /* quantisers bit-exact with ggml's: test_quant_formats */
     }
+    /* llama-quantize's fallback for rows that are not whole blocks */
+    assert_int_equal(gguf_type_fallback(GGML_Q4_K, 512), GGML_Q4_K);
+    assert_int_equal(gguf_type_fallback(GGML_Q4_K, 576), GGML_Q5_0);
+    assert_int_equal(gguf_type_fallback(GGML_Q5_K, 576), GGML_Q5_1);
+    assert_int_equal(gguf_type_fallback(GGML_Q6_K, 576), GGML_Q8_0);
+    assert_int_equal(gguf_type_fallback(GGML_Q2_K, 576), GGML_Q4_0);
+    assert_int_equal(gguf_type_fallback(GGML_Q3_K, 576), GGML_Q4_0);
+    assert_int_equal(gguf_type_fallback(GGML_IQ4_XS, 576), GGML_IQ4_NL);
+    assert_int_equal(gguf_type_fallback(GGML_Q6_K, 172), GGML_F16);
+    assert_int_equal(gguf_type_fallback(GGML_Q4_0, 172), GGML_F16);
+    assert_int_equal(gguf_type_fallback(GGML_F32, 172), GGML_F32);
     assert_null(gguf_type_info(16)); /* IQ2_XXS: not a type lorakit knows */
     /* Q4_K [3 rows of 512]: dmin NaN in row 2, block 1; Q6_K [2 rows of 256]: d +Inf in row 1 */
     static uint8_t k4[3 * 2 * 144], k6[2 * 210];

@@ -3,7 +3,8 @@
  * adapters (tests/gen/gen_adapters.py); the merged f32 folder gives the same loss as base +
  * attached adapter; f16/bf16 outputs equal the rounded f32 result; the GGUF output of
  * stories260K-hf equals llama.cpp's own stories260K.gguf tensor for tensor (names, shapes, q/k
- * row order, vocabulary); refusals (existing output, quantised targets, wrong base). */
+ * row order, vocabulary); refusals (existing output, quantised targets, wrong base); merging into
+ * a GGUF base keeps its metadata and types (merged matrices re-quantised, the rest copied). */
 #include <math.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -517,6 +518,205 @@ static void test_quantised_merges(void **state)
     lk_adapter_free(a);
 }
 
+/* Merge stories-lora into the GGUF file base with dtype dt (NULL: types kept) into out. */
+static lk_status merge_into_gguf(const char *base, const char *out, const char *dt)
+{
+    lk_adapter *a = load("adapters/stories-lora");
+    struct lk_model_config cfg;
+    assert_ok(lk_config_load(base, &cfg));
+    float w = 1;
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = dt;
+    p.force = 1;
+    p.n_threads = 2;
+    lk_status s = lk_merge(base, (const lk_adapter *const *)&a, &w, 1, out, &p);
+    lk_adapter_free(a);
+    return s;
+}
+
+/* A GGUF base (stories260K-hf written by lorakit as Q4_1, down_proj F16 for its rows of 172):
+ * merged into a GGUF with types kept, the metadata and every unmerged tensor are the base's byte
+ * for byte; with --dtype f32 each merged matrix is dequant(base) + ΔW with ΔW = PEFT's merge − W
+ * (q/k rows in llama.cpp's order), and with the types kept its bytes are exactly those f32 rows
+ * quantised to Q4_1. */
+static void test_gguf_base_merge(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "q4_1";
+    p.force = 1;
+    char base[4200], kept[4200], f32[4200];
+    snprintf(base, sizeof base, "%s", tmp_path("base-q4_1.gguf"));
+    snprintf(kept, sizeof kept, "%s", tmp_path("kept.gguf"));
+    snprintf(f32, sizeof f32, "%s", tmp_path("f32.gguf"));
+    assert_ok(lk_merge(g_stories, NULL, NULL, 0, base, &p));
+    assert_ok(merge_into_gguf(base, kept, NULL));
+    assert_ok(merge_into_gguf(base, f32, "f32"));
+    gguf_file gb, gk, gf;
+    assert_ok(gguf_open(&gb, base));
+    assert_ok(gguf_open(&gk, kept));
+    assert_ok(gguf_open(&gf, f32));
+    assert_int_equal(gk.n_kv, gb.n_kv);
+    for (int64_t i = 0; i < gb.n_kv; i++) { /* same keys and types, in order */
+        assert_string_equal(gk.kv[i].key, gb.kv[i].key);
+        assert_int_equal(gk.kv[i].type, gb.kv[i].type);
+        assert_int_equal(gk.kv[i].arr_n, gb.kv[i].arr_n);
+    }
+    const gguf_kv *tk = gguf_find_kv(&gk, "tokenizer.ggml.tokens");
+    assert_true(tk && tk->arr_n == 512 && tk->arr_str[300].len == gguf_find_kv(&gb,
+                "tokenizer.ggml.tokens")->arr_str[300].len);
+    assert_int_equal(gk.n_tensors, gb.n_tensors);
+    int n_merged = 0;
+    for (int64_t i = 0; i < gb.n_tensors; i++) {
+        const gguf_tensor *b = &gb.tensors[i], *k = &gk.tensors[i], *f = &gf.tensors[i];
+        assert_string_equal(k->name, b->name);
+        assert_int_equal(k->type, b->type);
+        assert_int_equal(k->nbytes, b->nbytes);
+        const int merged = strstr(b->name, ".attn_") && !strstr(b->name, "norm");
+        if (!merged) {
+            assert_memory_equal(k->data, b->data, (size_t)b->nbytes);
+            assert_memory_equal(f->data, b->data, (size_t)b->nbytes);
+            continue;
+        }
+        n_merged++;
+        assert_int_equal(b->type, GGML_Q4_1);
+        assert_int_equal(f->type, GGML_F32);
+        /* kept = Q4_1 of the f32 merge, row by row */
+        const int64_t rows = b->ne[1], cols = b->ne[0];
+        const size_t rb = q4_row_bytes(LK_QTYPE_Q4_1, Q4_QK, cols);
+        uint8_t *row = malloc(rb);
+        for (int64_t r = 0; r < rows; r++) {
+            q4_quantize_row(LK_QTYPE_Q4_1, Q4_QK, (const float *)f->data + r * cols, cols, row);
+            assert_memory_equal(k->data + r * rb, row, rb);
+        }
+        free(row);
+        /* f32 − dequant(base) = PEFT's ΔW in llama.cpp's row order */
+        char layer[8], mod[16], key[160], hf[128];
+        assert_int_equal(sscanf(b->name, "blk.%7[0-9].attn_%15[a-z].weight", layer, mod), 2);
+        const char *proj = !strcmp(mod, "q")   ? "q_proj"
+                           : !strcmp(mod, "k") ? "k_proj"
+                           : !strcmp(mod, "v") ? "v_proj"
+                                               : "o_proj";
+        snprintf(hf, sizeof hf, "model.layers.%s.self_attn.%s.weight", layer, proj);
+        snprintf(key, sizeof key, "merged.stories-lora.%s", hf);
+        const int64_t n = rows * cols;
+        float *want = malloc((size_t)n * sizeof *want);
+        if (!strcmp(b->name, "blk.0.attn_q.weight") || !strcmp(b->name, "blk.4.attn_k.weight")) {
+            int64_t n1, n0; /* PEFT's merge_and_unload − W */
+            float *m = read_f32(data_path("adapters/reference.safetensors"), key, &n1);
+            char w0[4200];
+            snprintf(w0, sizeof w0, "%s/model.safetensors", g_stories);
+            float *W = read_f32(w0, hf, &n0);
+            assert_int_equal(n1, n);
+            for (int64_t x = 0; x < n; x++)
+                want[x] = m[x] - W[x];
+            free(m);
+            free(W);
+        } else { /* s·B·A in double from the adapter's factors */
+            lk_adapter *a = load("adapters/stories-lora");
+            lk_module kind = mod[0] == 'q' ? LK_MOD_Q : mod[0] == 'k' ? LK_MOD_K
+                             : mod[0] == 'v' ? LK_MOD_V : LK_MOD_O;
+            int64_t mi = lk_adapter_find_module(a, atoi(layer), kind);
+            assert_true(mi >= 0);
+            const adapter_module *d = &a->mods[mi];
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < d->r; j++)
+                        acc += (double)d->B[r * d->r + j] * d->A[j * cols + c];
+                    want[r * cols + c] = (float)(d->scale * acc);
+                }
+            lk_adapter_free(a);
+        }
+        int heads = proj[0] == 'q' ? 8 : proj[0] == 'k' ? 4 : 0;
+        if (heads)
+            assert_ok(adapter_permute_rows(want, rows, cols, heads, 0));
+        float *deq = gguf_tensor_f32(b);
+        for (int64_t x = 0; x < n; x++)
+            deq[x] = ((const float *)f->data)[x] - deq[x];
+        assert_true(check_close(b->name, deq, want, n, 1e-5, 1e-4));
+        free(deq);
+        free(want);
+    }
+    assert_int_equal(n_merged, 4 * 5); /* q, k, v, o of 5 layers */
+    gguf_close(&gb);
+    gguf_close(&gk);
+    gguf_close(&gf);
+}
+
+/* --dtype on a GGUF base: merged matrices in that type or llama-quantize's fallback (rows of 64:
+ * Q4_K -> Q5_0), the others kept; refusals: a folder output, --base-quant, a NaN scale in a
+ * merged matrix, the output being the base. */
+static void test_gguf_base_dtype_and_refusals(void **state)
+{
+    (void)state;
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    struct lk_merge_params p = lk_merge_params_default();
+    p.dtype = "q6_k"; /* rows of 64 -> Q8_0, down_proj's rows of 172 -> F16 */
+    p.force = 1;
+    char base[4200], out[4200];
+    snprintf(base, sizeof base, "%s", tmp_path("base-q6.gguf"));
+    snprintf(out, sizeof out, "%s", tmp_path("q4k.gguf"));
+    assert_ok(lk_merge(g_stories, NULL, NULL, 0, base, &p));
+    assert_ok(merge_into_gguf(base, out, "q4_k"));
+    gguf_file g;
+    assert_ok(gguf_open(&g, out));
+    assert_int_equal(gguf_find_tensor(&g, "blk.0.attn_q.weight")->type, GGML_Q5_0);
+    assert_int_equal(gguf_find_tensor(&g, "blk.0.ffn_up.weight")->type, GGML_Q8_0);
+    assert_int_equal(gguf_find_tensor(&g, "blk.0.ffn_down.weight")->type, GGML_F16);
+    gguf_close(&g);
+    assert_status(merge_into_gguf(base, tmp_path("folder"), NULL), LK_ERR_UNSUPPORTED,
+                  "GGUF file only");
+    assert_status(merge_into_gguf(base, out, "nf4"), LK_ERR_ARG, "nf4");
+    assert_status(merge_into_gguf(base, base, NULL), LK_ERR_ARG, "base model file itself");
+    lk_adapter *a = load("adapters/stories-lora");
+    float w = 1;
+    p = lk_merge_params_default();
+    p.base_quant = "q4_0";
+    assert_status(lk_merge(base, (const lk_adapter *const *)&a, &w, 1, out, &p), LK_ERR_ARG,
+                  "does not apply to a GGUF base");
+    lk_adapter_free(a);
+    /* a NaN scale in blk.1.attn_v.weight (Q8_0: d first in each block) */
+    assert_ok(gguf_open(&g, base));
+    const gguf_tensor *t = gguf_find_tensor(&g, "blk.1.attn_v.weight");
+    const size_t off = (size_t)(g.data_offset + t->offset) + 3 * 34;
+    gguf_close(&g);
+    char bad[4200];
+    snprintf(bad, sizeof bad, "%s", tmp_path("bad.gguf"));
+    char *bytes;
+    size_t len;
+    assert_ok(read_text_file(base, 64u << 20, &bytes, &len));
+    const uint16_t nan = 0x7e00;
+    memcpy(bytes + off, &nan, 2);
+    FILE *f = fopen(bad, "wb");
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+    assert_status(merge_into_gguf(bad, tmp_path("x.gguf"), NULL), LK_ERR_FORMAT,
+                  "blk.1.attn_v.weight");
+    assert_false(file_exists(tmp_path("x.gguf")));
+    /* an F32 base with a NaN: merged into a quantised type, an error naming the tensor */
+    p = lk_merge_params_default();
+    p.dtype = "f32";
+    p.force = 1;
+    assert_ok(lk_merge(g_stories, NULL, NULL, 0, base, &p));
+    assert_ok(gguf_open(&g, base));
+    t = gguf_find_tensor(&g, "blk.2.attn_k.weight");
+    const size_t off2 = (size_t)(g.data_offset + t->offset) + 4 * 70;
+    gguf_close(&g);
+    assert_ok(read_text_file(base, 64u << 20, &bytes, &len));
+    const float fnan = NAN;
+    memcpy(bytes + off2, &fnan, 4);
+    f = fopen(bad, "wb");
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+    assert_status(merge_into_gguf(bad, tmp_path("x.gguf"), "q8_0"), LK_ERR_NUMERIC,
+                  "blk.2.attn_k.weight: a merged value is NaN or Inf");
+    assert_false(file_exists(tmp_path("x.gguf")));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +732,8 @@ int main(void)
         cmocka_unit_test(test_gguf_qwen2),
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_gguf_llama3),
+        cmocka_unit_test(test_gguf_base_merge),
+        cmocka_unit_test(test_gguf_base_dtype_and_refusals),
     };
     return cmocka_run_group_tests(tests, setup, tmp_dir_teardown);
 }

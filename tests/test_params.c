@@ -352,7 +352,8 @@ static void test_output_checks(void **state)
     struct lk_quantize_params q = lk_quantize_params_default();
     q.type = LK_QTYPE_F16;
     assert_message(lk_quantize_params_check(&q),
-                   "--type 'f16': expected nf4, q4_0, iq4_nl or q8_0");
+                   "--type 'f16': expected nf4, q4_0, iq4_nl, q8_0, or for --format gguf q4_1, "
+                   "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs");
     q = lk_quantize_params_default();
     q.format = LK_QFORMAT_GGUF;
     assert_message(lk_quantize_params_check(&q),
@@ -364,7 +365,8 @@ static void test_output_checks(void **state)
     struct lk_merge_params m = lk_merge_params_default();
     m.dtype = "f8";
     assert_message(lk_merge_params_check(&m),
-                   "--dtype 'f8': expected f32, f16, bf16, q8_0, q4_0, iq4_nl or nf4");
+                   "--dtype 'f8': expected f32, f16, bf16, q8_0, q4_0, iq4_nl, nf4, q4_1, q5_0, "
+                   "q5_1, q2_k, q3_k, q4_k, q5_k, q6_k or iq4_xs");
     m.dtype = "q4_0"; /* a name the check knows; whether an output holds it is lk_merge's call */
     assert_ok(lk_merge_params_check(&m));
     m.base_quant = "nf5";

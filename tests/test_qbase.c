@@ -354,6 +354,102 @@ static void test_gguf(void **state)
     free(stories);
 }
 
+/* Re-quantising a GGUF (a random Llama with rows of 256 and 512, written Q6_K with Q8_0
+ * embeddings, then to Q4_K with f32 embeddings): metadata kept but general.file_type, each
+ * projection matrix exactly Q4_K of the dequantised source, the embeddings its dequantised
+ * values, the norms copied byte for byte; the result loads. Refusals: a folder output, a GGUF
+ * type for a folder. */
+static void test_gguf_requantize(void **state)
+{
+    (void)state;
+    const char *sm = shared_path("models/stories260K-hf");
+    require_file(sm);
+    char *stories = strdup(sm);
+    char *src = random_model("r256", 256, 512, 512), *g6 = tmp("r256-q6.gguf"),
+         *g4 = tmp("r256-q4k.gguf"), *bad = tmp("r256-folder");
+    copy_into(stories, src, "tokenizer.json");
+    copy_into(stories, src, "tokenizer_config.json");
+    struct lk_quantize_params p = lk_quantize_params_default();
+    p.format = LK_QFORMAT_GGUF;
+    p.type = LK_QTYPE_Q6_K;
+    p.embed_type = LK_QTYPE_Q8_0;
+    assert_ok(lk_quantize_model(src, g6, &p));
+    p.type = LK_QTYPE_Q4_K;
+    p.embed_type = LK_QTYPE_F32;
+    assert_ok(lk_quantize_model(g6, g4, &p));
+    gguf_file a, b;
+    assert_ok(gguf_open(&a, g6));
+    assert_ok(gguf_open(&b, g4));
+    assert_int_equal(b.n_kv, a.n_kv);
+    for (int64_t i = 0; i < a.n_kv; i++)
+        assert_string_equal(b.kv[i].key, a.kv[i].key);
+    int64_t ft;
+    assert_ok(gguf_get_i64(&b, "general.file_type", &ft));
+    assert_int_equal(ft, 14); /* LLAMA_FTYPE_MOSTLY_Q4_K_S */
+    assert_int_equal(b.n_tensors, a.n_tensors);
+    int n_proj = 0;
+    for (int64_t i = 0; i < a.n_tensors; i++) {
+        const gguf_tensor *x = &a.tensors[i], *y = &b.tensors[i];
+        assert_string_equal(y->name, x->name);
+        if (x->n_dims == 1) {
+            assert_int_equal(y->type, x->type);
+            assert_memory_equal(y->data, x->data, (size_t)x->nbytes);
+            continue;
+        }
+        float *deq = gguf_tensor_f32(x);
+        const int64_t rows = x->ne[1], cols = x->ne[0];
+        if (strstr(x->name, "blk.")) {
+            n_proj++;
+            assert_int_equal(x->type, GGML_Q6_K);
+            assert_int_equal(y->type, GGML_Q4_K);
+            size_t rb = q4_row_bytes(LK_QTYPE_Q4_K, 32, cols);
+            void *rows_q = malloc((size_t)rows * rb);
+            q4_quantize_matrix(LK_QTYPE_Q4_K, 32, deq, rows, cols, rows_q, 1, NULL, NULL);
+            assert_int_equal(y->nbytes, (uint64_t)rows * rb);
+            assert_memory_equal(y->data, rows_q, (size_t)y->nbytes);
+            free(rows_q);
+        } else { /* token_embd, output: Q8_0 -> f32, the dequantised values */
+            assert_int_equal(x->type, GGML_Q8_0);
+            assert_int_equal(y->type, GGML_F32);
+            assert_memory_equal(y->data, deq, (size_t)(rows * cols) * sizeof(float));
+        }
+        free(deq);
+    }
+    assert_int_equal(n_proj, 2 * 7);
+    gguf_close(&a);
+    gguf_close(&b);
+    lk_model *m = load(g4, LK_QTYPE_F32, LK_QTYPE_F32);
+    assert_int_equal(m->cfg.hidden_size, 256);
+    lk_model_free(m);
+    /* a NaN d in a Q6_K super-block of blk.1.ffn_up: an error naming the tensor, no output */
+    assert_ok(gguf_open(&a, g6));
+    const gguf_tensor *t = gguf_find_tensor(&a, "blk.1.ffn_up.weight");
+    const size_t off = (size_t)(a.data_offset + t->offset) + 3 * 210 + 208;
+    gguf_close(&a);
+    char *bytes;
+    size_t len;
+    assert_ok(read_text_file(g6, 64u << 20, &bytes, &len));
+    const uint16_t nan = 0x7e00;
+    memcpy(bytes + off, &nan, 2);
+    char *g6bad = tmp("r256-bad.gguf");
+    assert_int_equal(write_file(g6bad, bytes, len), 0);
+    free(bytes);
+    assert_status(lk_quantize_model(g6bad, bad, &p), LK_ERR_FORMAT, "blk.1.ffn_up.weight");
+    assert_false(file_exists(bad));
+    free(g6bad);
+    p.format = LK_QFORMAT_LORAKIT;
+    assert_status(lk_quantize_model(g6, bad, &p), LK_ERR_ARG, "--format gguf only");
+    p.type = LK_QTYPE_Q4_0;
+    assert_status(lk_quantize_model(g6, bad, &p), LK_ERR_UNSUPPORTED, "into a GGUF file only");
+    assert_false(file_exists(bad));
+    rm_rf(src);
+    free(src);
+    free(g6);
+    free(g4);
+    free(bad);
+    free(stories);
+}
+
 /* ---- corrupt files ----------------------------------------------------------------------------
  */
 
@@ -608,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_lorakit_formats), cmocka_unit_test(test_lorakit_stories),
         cmocka_unit_test(test_report),          cmocka_unit_test(test_bnb_fixtures),
         cmocka_unit_test(test_bnb_writer),      cmocka_unit_test(test_gguf),
+        cmocka_unit_test(test_gguf_requantize),
         cmocka_unit_test(test_corrupt_lorakit), cmocka_unit_test(test_corrupt_bnb),
         cmocka_unit_test(test_config),
     };

@@ -174,7 +174,62 @@ static void test_gguf_vs_fixture(void **state)
     free(x);
 }
 
-/* The GGUF types lorakit reads only, their fixture files (tests/gen/gen_gguf_types.py). */
+/* Every GGUF type quantised bit for bit as ggml's ggml_quantize_chunk without an importance matrix
+ * (tests/gen/gen_gguf_quant.py: 24 rows of 512 with zero, tiny, subnormal, huge, constant, one-sign,
+ * sparse and tied values), by q4_quantize_row and the public lk_quantize_row; and each row as the
+ * first 500 values, zero-padded, equals the padded row's bytes. */
+static void test_gguf_quant_vs_ggml(void **state)
+{
+    (void)state;
+    static const struct {
+        int qtype;
+        const char *file;
+    } cases[] = {{LK_QTYPE_Q4_0, "quant/gguf_quant_q4_0.bin"},
+                 {LK_QTYPE_Q8_0, "quant/gguf_quant_q8_0.bin"},
+                 {LK_QTYPE_IQ4_NL, "quant/gguf_quant_iq4_nl.bin"},
+                 {LK_QTYPE_Q4_1, "quant/gguf_quant_q4_1.bin"},
+                 {LK_QTYPE_Q5_0, "quant/gguf_quant_q5_0.bin"},
+                 {LK_QTYPE_Q5_1, "quant/gguf_quant_q5_1.bin"},
+                 {LK_QTYPE_Q2_K, "quant/gguf_quant_q2_k.bin"},
+                 {LK_QTYPE_Q3_K, "quant/gguf_quant_q3_k.bin"},
+                 {LK_QTYPE_Q4_K, "quant/gguf_quant_q4_k.bin"},
+                 {LK_QTYPE_Q5_K, "quant/gguf_quant_q5_k.bin"},
+                 {LK_QTYPE_Q6_K, "quant/gguf_quant_q6_k.bin"},
+                 {LK_QTYPE_IQ4_XS, "quant/gguf_quant_iq4_xs.bin"}};
+    size_t nx;
+    float *x = read_fixture("quant/gguf_quant_in.f32", &nx);
+    const int64_t rows = 24, n = 512;
+    assert_int_equal(nx, (size_t)(rows * n) * 4);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int qt = cases[c].qtype;
+        size_t nw;
+        uint8_t *want = read_fixture(cases[c].file, &nw);
+        const size_t rb = q4_row_bytes(qt, 32, n), bb = q4_block_bytes(qt);
+        assert_true(q4_can_quantize(qt));
+        assert_int_equal(rb * (size_t)rows, nw);
+        uint8_t *got = malloc(rb), *pad = malloc(rb);
+        float *xp = calloc((size_t)n, 4);
+        for (int64_t r = 0; r < rows; r++) {
+            assert_ok(lk_quantize_row((lk_qtype)qt, x + r * n, n, got));
+            for (size_t i = 0; i < rb; i++)
+                if (got[i] != want[r * rb + i])
+                    fail_msg("%s: row %lld block %zu byte %zu: got 0x%02x, ggml 0x%02x",
+                             lk_qtype_name((lk_qtype)qt), (long long)r, i / bb, i % bb, got[i],
+                             want[r * rb + i]);
+            memcpy(xp, x + r * n, 500 * 4);
+            q4_quantize_row(qt, 32, xp, n, got);
+            q4_quantize_row(qt, 32, x + r * n, 500, pad);
+            assert_same_bytes("zero-padded row", pad, got, rb);
+        }
+        free(xp);
+        free(pad);
+        free(got);
+        free(want);
+    }
+    free(x);
+}
+
+/* The other GGUF types, their dequantisation fixtures (tests/gen/gen_gguf_types.py). */
 static const struct {
     int qtype;
     const char *file;
@@ -202,7 +257,6 @@ static void test_gguf_dequant_vs_fixture(void **state)
         assert_int_equal(bb, q4_block_bytes(qt));
         assert_int_equal(nf, 12 + (size_t)(nb * bb) + (size_t)n * 4);
         assert_int_equal(q4_row_bytes(qt, 32, n), (size_t)(nb * bb));
-        assert_false(q4_can_quantize(qt));
         const uint8_t *blocks = fix + 12;
         const uint8_t *want = blocks + nb * bb; /* [n] f32 bits */
         float *y = malloc((size_t)(n + 1) * 4);
@@ -226,9 +280,6 @@ static void test_gguf_dequant_vs_fixture(void **state)
         free(y);
         free(fix);
     }
-    float x[256] = {0};
-    uint8_t q[256];
-    assert_status(lk_quantize_row(LK_QTYPE_Q4_K, x, 256, q), LK_ERR_UNSUPPORTED, "q4_k");
     assert_int_equal(lk_quant_row_bytes(LK_QTYPE_Q6_K, 512), 2 * 210);
     assert_int_equal(lk_quant_row_bytes(LK_QTYPE_Q5_0, 64), 2 * 22);
     assert_true(fabs(lk_qtype_bits_per_weight(LK_QTYPE_Q4_K, 256) - 4.5) < 1e-12);
@@ -299,6 +350,17 @@ static double rel_bound(int qtype)
     case LK_QTYPE_Q4_0: return 1.0 / 8 + 2e-3;   /* -max maps to -8d, +max only to +7d */
     case LK_QTYPE_IQ4_NL: return 0.25;           /* widest gap 24/127 and a searched scale */
     case LK_QTYPE_NF4: return (1.0 - 0.6961928009986877) / 2 + 1e-6; /* widest gap */
+    /* the others: half a step of the grid plus the rounding of the (sub-)block scales, relative to
+     * the max of the block (of 32, or the super-block of 256) */
+    case LK_QTYPE_Q4_1: return 1.0 / 15 + 2e-3;
+    case LK_QTYPE_Q5_0: return 1.0 / 16 + 1e-3; /* as Q4_0 */
+    case LK_QTYPE_Q5_1: return 1.0 / 31 + 1e-3;
+    case LK_QTYPE_Q2_K: return 0.5;
+    case LK_QTYPE_Q3_K: return 0.3;
+    case LK_QTYPE_Q4_K: return 0.15;
+    case LK_QTYPE_Q5_K: return 0.08;
+    case LK_QTYPE_Q6_K: return 0.04;
+    case LK_QTYPE_IQ4_XS: return 0.25;
     case LK_QTYPE_F16: return 1.0 / 2048;
     case LK_QTYPE_BF16: return 1.0 / 256;
     default: return 0.0;
@@ -312,7 +374,7 @@ static void test_round_trip_odd_lengths(void **state)
     (void)state;
     static const int64_t lens[] = {1, 5, 31, 32, 33, 63, 64, 65, 172, 1000, 4097};
     static const int nf4_blocks[] = {32, 64, 128, 256, 512, 1024, 2048, 4096};
-    for (int qt = 0; qt <= LK_QTYPE_NF4; qt++) { /* the types lorakit quantises to */
+    for (int qt = 0; qt < LK_QTYPE_COUNT; qt++) { /* every type lorakit quantises to */
         size_t nbs = qt == LK_QTYPE_NF4 ? sizeof nf4_blocks / sizeof nf4_blocks[0] : 1;
         for (size_t bi = 0; bi < nbs; bi++) {
             int block = qt == LK_QTYPE_NF4 ? nf4_blocks[bi] : Q4_QK;
@@ -509,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_nf4_double_quant),
         cmocka_unit_test(test_gguf_vs_fixture),
         cmocka_unit_test(test_gguf_dequant_vs_fixture),
+        cmocka_unit_test(test_gguf_quant_vs_ggml),
         cmocka_unit_test(test_find_bad_scale),
         cmocka_unit_test(test_round_trip_odd_lengths),
         cmocka_unit_test(test_special_blocks),

@@ -1,4 +1,5 @@
 /* testutil.c — see testutil.h. */
+#include "formats/gguf.h"
 #include "testutil.h"
 
 #include <ftw.h>
@@ -146,4 +147,14 @@ void check_grad(const char *what, float *x, const float *g, int64_t n, grad_loss
     fprintf(stderr, "%s: relative gradient error %.2e over %lld values\n", what, rel, (long long)n);
     if (!(rel < tol))
         fail_msg("%s: gradient mismatch %.3g", what, rel);
+}
+
+float *gguf_tensor_f32(const gguf_tensor *t)
+{
+    const gguf_type_traits *tt = gguf_type_info(t->type);
+    const int64_t rows = t->ne[1], cols = t->ne[0], rs = cols / tt->blck * tt->size;
+    float *x = malloc((size_t)(rows * cols) * sizeof *x);
+    for (int64_t r = 0; r < rows; r++)
+        tt->to_f32(t->data + r * rs, x + r * cols, cols);
+    return x;
 }

@@ -61,6 +61,11 @@ int write_file(const char *path, const void *data, size_t n);
 /* Skip the current test visibly when path does not exist (e.g. ../shared missing). */
 void require_file(const char *path);
 
+#ifdef LK_GGUF_H /* for the tests that include formats/gguf.h first */
+/* fp32 copy of a 2-D GGUF tensor of any type, [ne[1], ne[0]]; caller frees. */
+float *gguf_tensor_f32(const gguf_tensor *t);
+#endif
+
 #define assert_ok(expr)                                                          \
     do {                                                                         \
         lk_status s_ = (expr);                                                   \

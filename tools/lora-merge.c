@@ -1,11 +1,13 @@
 /* lora-merge — merge LoRA/DoRA adapters (weighted: -a A:0.7 -a B:0.3) into a base model and write
- * a Hugging Face folder (f32/f16/bf16) or, for an output ending in .gguf, a llama.cpp GGUF model.
+ * a Hugging Face folder (f32/f16/bf16) or, for an output ending in .gguf, a llama.cpp GGUF model
+ * (from a GGUF base: its tensor types kept).
  * Streams one tensor at a time; the output appears under its name only when complete. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -60,7 +62,9 @@ static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const c
     static char recorded[LK_ADAPTER_BASE_NAME]; /* p->base_quant outlives this call */
     snprintf(recorded, sizeof recorded, "%s", b0.quant);
     int gguf = !strcmp(b0.quant, "gguf"); /* a GGUF file's own types: nothing to dequantise */
-    if (!flag && b0.recorded && !gguf && strcasecmp(b0.quant, "f32") &&
+    struct stat st;
+    int gguf_model = stat(model, &st) == 0 && S_ISREG(st.st_mode); /* as lk_model_load decides */
+    if (!flag && b0.recorded && !gguf && !gguf_model && strcasecmp(b0.quant, "f32") &&
         strcasecmp(b0.quant, "none"))
         p->base_quant = recorded;
     if (flag)
@@ -76,7 +80,11 @@ static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const c
                  "%s does not record the base it was trained on; give --base-quant TYPE "
                  "if it was a quantised one",
                  ad->path[0]);
-    if (p->base_quant)
+    if (gguf_model && !p->base_quant)
+        cli_note("merging into the GGUF file %s: each merged matrix dequantised from its own type "
+                 "and quantised back to it (or --dtype)",
+                 model);
+    else if (p->base_quant)
         cli_note("merging into %s dequantised from %s: %s", model, p->base_quant, why);
     else
         cli_note("merging into the original weights of %s: %s", model, why);
@@ -84,6 +92,13 @@ static int choose_base(const struct arg_str *bq, const cli_adapters *ad, const c
         struct lk_adapter_base b;
         lk_adapter_get_base(ad->a[i], &b);
         lk_qtype want, got = LK_QTYPE_F32;
+        if (gguf_model && b.recorded && strcmp(b.quant, "gguf"))
+            cli_warn("%s was trained on the base %s, but is merged into the GGUF file %s's own "
+                     "tensor types: the merged model will not behave exactly as the adapter did "
+                     "in training",
+                     ad->path[i], lk_adapter_base_describe(&b, d, sizeof d), model);
+        if (gguf_model)
+            continue;
         if (b.recorded && !strcmp(b.quant, "gguf"))
             cli_warn("%s was trained on a GGUF model file's own tensor types, but is merged into "
                      "the weights of %s: the merged model will not behave exactly as the adapter "
@@ -112,11 +127,16 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
 {
     const char *dtype = p->dtype;
     char used[96]; /* which base the adapters were added to */
+    struct stat st;
+    int own = !p->base_quant && stat(base, &st) == 0 && S_ISREG(st.st_mode); /* a GGUF base */
     if (p->base_quant)
         snprintf(used, sizeof used, "dequantised from %s", p->base_quant);
+    else if (own)
+        snprintf(used, sizeof used, "the GGUF file's own types, dequantised");
     else
         snprintf(used, sizeof used, "original (unquantised)");
     const char *fmt = strlen(out) > 5 && !strcmp(out + strlen(out) - 5, ".gguf") ? "gguf" : "hf";
+    const char *kept = own ? "each tensor's own type" : *fmt == 'g' ? "f16" : "base dtype";
     if (c->json->count) {
         cJSON *j = cli_json_new(c);
         cJSON *a = cJSON_CreateArray();
@@ -132,7 +152,7 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
         cJSON_AddItemToObject(j, "adapters", a);
         cJSON_AddStringToObject(j, "out", out);
         cJSON_AddStringToObject(j, "format", fmt);
-        cJSON_AddStringToObject(j, "dtype", dtype ? dtype : (*fmt == 'g' ? "f16" : "base"));
+        cJSON_AddStringToObject(j, "dtype", dtype ? dtype : own || *fmt != 'g' ? "base" : "f16");
         cJSON_AddNumberToObject(j, "merged_tensors", (double)r->n_merged_tensors);
         cJSON_AddNumberToObject(j, "max_store_rel_err", r->max_err);
         cJSON_AddNumberToObject(j, "seconds", secs);
@@ -145,7 +165,7 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
     printf("merged %d adapter(s) into %lld tensors of %s (base weights: %s; %s)\n", ad->n,
            (long long)r->n_merged_tensors, base, used, why);
     printf("wrote %s (%s, %s) in %.2f s, peak RSS %.0f MiB\n", out, fmt,
-           dtype ? dtype : (*fmt == 'g' ? "f16" : "base dtype"), secs, cli_peak_rss_mib());
+           dtype ? dtype : kept, secs, cli_peak_rss_mib());
     printf("largest storage error: %.3g (%s)\n", r->max_err,
            r->max_err_name ? r->max_err_name : "-");
 }
@@ -202,14 +222,14 @@ int main(int argc, char **argv)
 {
     cli_common c;
     cli_common_init_noseed(&c);
-    struct arg_file *model = arg_file1("m", "model", "DIR", "base model folder");
+    struct arg_file *model = arg_file1("m", "model", "DIR|GGUF", "base model folder or .gguf file");
     struct arg_str *adapter = arg_strn("a", "adapter", "DIR[:W]", 0, 64,
                                        "adapter (PEFT folder or GGUF LoRA) with weight W "
                                        "(default 1); repeatable");
     struct arg_file *out = arg_file1("o", "out", "OUT", "output folder, or FILE.gguf");
     struct arg_str *dtype = arg_str0(NULL, "dtype", "T",
-                                     "f32|f16|bf16 (folders); f16|f32|bf16|q8_0|q4_0|iq4_nl "
-                                     "(.gguf)");
+                                     "f32|f16|bf16 (folders); f16|f32|bf16|q8_0|q4_0|iq4_nl|"
+                                     "q4_1|q5_0|q5_1|q2_k..q6_k|iq4_xs (.gguf)");
     struct arg_str *bq = arg_str0(NULL, "base-quant", "T",
                                   "merge onto the dequantised nf4|q4_0|iq4_nl|q8_0 base, or "
                                   "none (default: what the adapter was trained on)");
@@ -224,6 +244,10 @@ int main(int argc, char **argv)
                        "(DoRA: magnitude-rescaled).",
                        "An output ending in .gguf is a llama.cpp model (default dtype f16);\n"
                        "otherwise a Hugging Face folder (default: the base's dtypes).\n"
+                       "A .gguf base merges into a .gguf output that keeps its metadata and\n"
+                       "tensor types: merged matrices are dequantised, merged and quantised\n"
+                       "back to their own type (or --dtype; llama-quantize's fallback type when\n"
+                       "rows are not whole blocks), the others copied byte for byte.\n"
                        "-v lists every tensor with its storage error.\n");
     if (rc >= 0)
         goto done;

@@ -1,6 +1,7 @@
 /* lora-quantize — turn a float Hugging Face model folder into a quantised base: lorakit's folder
  * (mapped zero-copy by lora-eval/-generate/-train -m OUT), a llama.cpp GGUF file, or a
- * bitsandbytes NF4 folder. Prints each tensor's round-trip RMSE, max abs error and bits/weight. */
+ * bitsandbytes NF4 folder; or re-quantise a GGUF model file into another GGUF type. Prints each
+ * tensor's round-trip RMSE, max abs error and bits/weight. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,8 +99,10 @@ int main(int argc, char **argv)
 {
     cli_common c;
     cli_common_init_noseed(&c);
-    struct arg_file *model = arg_file1("m", "model", "DIR", "float model folder");
-    struct arg_str *type = arg_str1(NULL, "type", "T", "nf4|q4_0|iq4_nl|q8_0");
+    struct arg_file *model = arg_file1("m", "model", "DIR|GGUF", "float model folder, or .gguf");
+    struct arg_str *type = arg_str1(NULL, "type", "T",
+                                    "nf4|q4_0|iq4_nl|q8_0; gguf also q4_1|q5_0|q5_1|q2_k|q3_k|"
+                                    "q4_k|q5_k|q6_k|iq4_xs");
     struct arg_file *out = arg_file1("o", "out", "OUT", "output folder (FILE.gguf for gguf)");
     struct arg_str *qe = arg_str0(NULL, "quant-embed", "T", "embeddings/LM head: f32|q8_0");
     struct arg_str *fmt = arg_str0(NULL, "format", "F", "lorakit (default)|gguf|hf-bnb");
@@ -110,9 +113,13 @@ int main(int argc, char **argv)
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Quantise a model folder into a base that loads without re-quantising.",
                        "Formats: lorakit = folder for lora-eval/-generate/-train -m OUT (mapped,\n"
-                       "  64-byte aligned rows); gguf = llama.cpp model (q4_0, iq4_nl, q8_0; a\n"
-                       "  tensor whose rows are not a multiple of 32 is written f16, with a\n"
-                       "  warning, as llama-quantize does); hf-bnb = bitsandbytes 4-bit nf4 folder.\n"
+                       "  64-byte aligned rows); gguf = llama.cpp model (every GGUF type,\n"
+                       "  bit-exact with llama-quantize without an imatrix; a tensor whose rows\n"
+                       "  are not whole blocks gets llama-quantize's fallback type, f16 at worst,\n"
+                       "  with a warning); hf-bnb = bitsandbytes 4-bit nf4 folder.\n"
+                       "A .gguf model is re-quantised into --format gguf: its matrices are\n"
+                       "  dequantised and quantised again (losing precision, with a warning, as\n"
+                       "  llama-quantize --allow-requantize), metadata and norms kept.\n"
                        "Columns: tensor, shape, type, RMSE and max abs error of the round trip,\n"
                        "bits per weight (scales and block padding included).\n");
     if (rc >= 0)

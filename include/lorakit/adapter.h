@@ -212,9 +212,11 @@ struct lk_merge_tensor {
 };
 
 struct lk_merge_params {
-    const char *dtype;      /* "f32", "f16", "bf16"; NULL: the base's dtype of each tensor.
-                             * "q8_0", "q4_0", "iq4_nl", "nf4": LK_ERR_UNSUPPORTED in this build
-                             * (need the 4-bit kernels) */
+    const char *dtype;      /* NULL: the base's dtype of each tensor (a folder), f16 (a GGUF
+                             * from a folder), each merged matrix's own type (a GGUF base).
+                             * "f32", "f16", "bf16" for any output; the GGUF types "q8_0",
+                             * "q4_0", "iq4_nl", "q4_1", "q5_0", "q5_1", "q2_k" .. "q6_k",
+                             * "iq4_xs" for a .gguf output only ("nf4": none) */
     const char *base_quant; /* NULL, or the 4-bit type the adapter was trained against: merge onto
                              * the dequantised quantised base (LK_ERR_UNSUPPORTED in this build) */
     int n_threads;          /* <= 0: all CPUs */
@@ -226,7 +228,7 @@ struct lk_merge_params {
 /* Defaults: dtype and base_quant NULL, all CPUs, no force, no callback. */
 struct lk_merge_params lk_merge_params_default(void);
 
-/* Check the names: dtype NULL or one of f32, f16, bf16, q8_0, q4_0, iq4_nl, nf4 (which of them an
+/* Check the names: dtype NULL or one of f32, f16, bf16, nf4 and the GGUF types (which of them an
  * output can hold is lk_merge's to say: LK_ERR_UNSUPPORTED), base_quant NULL or one of nf4, q4_0,
  * iq4_nl, q8_0. LK_ERR_ARG naming --dtype or --base-quant. lk_merge runs it. */
 lk_status lk_merge_params_check(const struct lk_merge_params *p);
@@ -237,7 +239,11 @@ lk_status lk_merge_params_check(const struct lk_merge_params *p);
  * q/k row order; otherwise a Hugging Face folder (model.safetensors, config.json with torch_dtype
  * updated, the tokenizer and other small files copied). Tensors are processed one at a time (peak
  * memory near the largest tensor, not the model). Adapters must fit the base (LK_ERR_SHAPE) and
- * GGUF adapters must have had lk_adapter_set_base. Written under a temporary name, then renamed. */
+ * GGUF adapters must have had lk_adapter_set_base. A GGUF model file as base_dir merges into a
+ * .gguf out only: its metadata and tensor order kept, each matrix an adapter touches dequantised,
+ * merged (q/k rows in llama.cpp's order) and quantised back to its type or dtype (llama-quantize's
+ * fallback type where rows are not whole blocks), the others copied byte for byte; base_quant
+ * does not apply (LK_ERR_ARG). Written under a temporary name, then renamed. */
 lk_status lk_merge(const char *base_dir, const lk_adapter *const *adapters, const float *w, int n,
                    const char *out, const struct lk_merge_params *p);
 

@@ -204,15 +204,15 @@ lk_status lk_model_write_random(const char *config_path, const char *out_dir, co
 typedef enum {
     LK_QFORMAT_LORAKIT = 0, /* folder lk_model_load maps zero-copy: model.safetensors with U8
                              * [out, row_bytes] matrices in quant/'s row layout, 64-byte aligned */
-    LK_QFORMAT_GGUF = 1,    /* one llama.cpp GGUF file (Q4_0, IQ4_NL or Q8_0; rows must be a
-                             * multiple of 32 values) */
+    LK_QFORMAT_GGUF = 1,    /* one llama.cpp GGUF file in any GGUF type (rows that are not whole
+                             * blocks: llama-quantize's fallback type, F16 at worst) */
     LK_QFORMAT_HF_BNB = 2   /* Hugging Face folder in bitsandbytes' 4-bit NF4 layout (flattened
                              * blocks of 64, config.json quantization_config) */
 } lk_qformat;
 
 /* What lk_quantize_model reports per 2-D tensor written. */
 struct lk_quantize_tensor {
-    const char *name;       /* Hugging Face name of the source tensor */
+    const char *name;       /* source tensor name (Hugging Face; GGUF for a GGUF source) */
     int64_t rows, cols;     /* [out, in] */
     lk_qtype type;          /* stored format (LK_QTYPE_F32 when kept float) */
     double rmse, max_abs;   /* round-trip error against the fp32 source values */
@@ -226,7 +226,8 @@ const char *lk_qformat_name(lk_qformat f);
 lk_status lk_qformat_from_name(const char *name, lk_qformat *out);
 
 struct lk_quantize_params {
-    lk_qtype type;       /* decoder linear weights: NF4 (default), Q4_0, IQ4_NL or Q8_0 */
+    lk_qtype type;       /* decoder linear weights: NF4 (default), Q4_0, IQ4_NL or Q8_0; for
+                          * LK_QFORMAT_GGUF also Q4_1, Q5_0, Q5_1, Q2_K .. Q6_K, IQ4_XS */
     lk_qtype embed_type; /* embeddings and untied LM head: F32 (default) or Q8_0 */
     lk_qformat format;   /* LK_QFORMAT_LORAKIT (default) */
     int double_quant;    /* HF_BNB only: bnb_4bit_use_double_quant, absmax stored 8-bit (default
@@ -248,7 +249,10 @@ lk_status lk_quantize_params_check(const struct lk_quantize_params *p);
 /* Quantise the float model folder dir into out (a folder, or a .gguf file for LK_QFORMAT_GGUF),
  * one tensor at a time; written under a temporary name and renamed when complete (an existing
  * out is replaced only with force). LK_ERR_ARG for a type the format cannot hold (GGUF has no
- * NF4, bitsandbytes only NF4), LK_ERR_SHAPE for GGUF rows that are not a multiple of 32. */
+ * NF4, bitsandbytes only NF4, the folders no GGUF-only type). dir may be a GGUF model file: it is
+ * re-quantised into a GGUF file (LK_QFORMAT_GGUF only, else LK_ERR_UNSUPPORTED), metadata and
+ * norms kept, the projection matrices to type and the embeddings to embed_type, with a warning
+ * that re-quantising loses precision. */
 lk_status lk_quantize_model(const char *dir, const char *out, const struct lk_quantize_params *p);
 
 #ifdef __cplusplus

@@ -31,7 +31,7 @@ typedef enum {
     LK_QTYPE_Q8_0 = 4,   /* GGUF: 32 values, fp16 scale d, x = d*q, q int8 */
     LK_QTYPE_IQ4_NL = 5, /* GGUF: 32 values, fp16 scale d, x = d*kvalues[q] (non-linear grid) */
     LK_QTYPE_NF4 = 6,    /* bitsandbytes NF4: 64 values, fp32 absmax, x = absmax*nf4[q] */
-    /* GGUF types read from llama.cpp files (dequantised and computed with; no quantiser here) */
+    /* the other GGUF types of llama.cpp files (quantised as llama.cpp does without an imatrix) */
     LK_QTYPE_Q4_1 = 7,    /* 32 values, fp16 d and m, x = d*q + m, q 0..15 */
     LK_QTYPE_Q5_0 = 8,    /* 32 values, fp16 d, x = d*(q-16), q 0..31 */
     LK_QTYPE_Q5_1 = 9,    /* 32 values, fp16 d and m, x = d*q + m, q 0..31 */
@@ -59,9 +59,10 @@ size_t lk_quant_row_bytes(lk_qtype t, int64_t n);
 /* Bits per weight of a row of n values: 8*lk_quant_row_bytes(t, n)/n (padding included). */
 double lk_qtype_bits_per_weight(lk_qtype t, int64_t n);
 
-/* Quantise one row x[n] into dst (lk_quant_row_bytes(t, n) bytes). Deterministic and identical
- * on every CPU. LK_ERR_ARG for a bad type or n <= 0, LK_ERR_UNSUPPORTED for a type read from GGUF
- * files only (Q4_1 .. IQ4_XS), LK_ERR_NUMERIC if x holds a NaN or Inf. Thread-safe. */
+/* Quantise one row x[n] into dst (lk_quant_row_bytes(t, n) bytes), for every type: the GGUF types
+ * bit-exact with llama.cpp's quantisers without an importance matrix (ggml_quantize_chunk), NF4
+ * with bitsandbytes'. Deterministic and identical on every CPU. LK_ERR_ARG for a bad type or
+ * n <= 0, LK_ERR_NUMERIC if x holds a NaN or Inf. Thread-safe. */
 lk_status lk_quantize_row(lk_qtype t, const float *x, int64_t n, void *dst);
 
 /* Inverse of lk_quantize_row: src (lk_quant_row_bytes(t, n) bytes) to y[n], for every type

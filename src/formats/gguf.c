@@ -62,15 +62,13 @@ static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
     }
 }
 
-/* Rows through quant/: dequantisation for every quantised type (bit-exact with ggml's), and
- * quantisation (bit-exact with llama.cpp's reference quantisers) for those lorakit writes. */
-#define GGUF_DQROWS(name, qt)                                             \
-    static void name##_to_f32_row(const void *src, float *dst, int64_t n) \
-    {                                                                     \
-        q4_dequantize_row(qt, Q4_QK, src, n, dst);                        \
-    }
+/* Rows through quant/: dequantisation (bit-exact with ggml's) and quantisation (bit-exact with
+ * llama.cpp's quantisers without an importance matrix) of every quantised type. */
 #define GGUF_QROWS(name, qt)                                                \
-    GGUF_DQROWS(name, qt)                                                   \
+    static void name##_to_f32_row(const void *src, float *dst, int64_t n)   \
+    {                                                                       \
+        q4_dequantize_row(qt, Q4_QK, src, n, dst);                          \
+    }                                                                       \
     static void name##_from_f32_row(const float *src, void *dst, int64_t n) \
     {                                                                       \
         q4_quantize_row(qt, Q4_QK, src, n, dst);                            \
@@ -78,15 +76,15 @@ static void bf16_from_f32_row(const float *src, void *dst, int64_t n)
 GGUF_QROWS(q4_0, LK_QTYPE_Q4_0)
 GGUF_QROWS(q8_0, LK_QTYPE_Q8_0)
 GGUF_QROWS(iq4_nl, LK_QTYPE_IQ4_NL)
-GGUF_DQROWS(q4_1, LK_QTYPE_Q4_1)
-GGUF_DQROWS(q5_0, LK_QTYPE_Q5_0)
-GGUF_DQROWS(q5_1, LK_QTYPE_Q5_1)
-GGUF_DQROWS(q2_k, LK_QTYPE_Q2_K)
-GGUF_DQROWS(q3_k, LK_QTYPE_Q3_K)
-GGUF_DQROWS(q4_k, LK_QTYPE_Q4_K)
-GGUF_DQROWS(q5_k, LK_QTYPE_Q5_K)
-GGUF_DQROWS(q6_k, LK_QTYPE_Q6_K)
-GGUF_DQROWS(iq4_xs, LK_QTYPE_IQ4_XS)
+GGUF_QROWS(q4_1, LK_QTYPE_Q4_1)
+GGUF_QROWS(q5_0, LK_QTYPE_Q5_0)
+GGUF_QROWS(q5_1, LK_QTYPE_Q5_1)
+GGUF_QROWS(q2_k, LK_QTYPE_Q2_K)
+GGUF_QROWS(q3_k, LK_QTYPE_Q3_K)
+GGUF_QROWS(q4_k, LK_QTYPE_Q4_K)
+GGUF_QROWS(q5_k, LK_QTYPE_Q5_K)
+GGUF_QROWS(q6_k, LK_QTYPE_Q6_K)
+GGUF_QROWS(iq4_xs, LK_QTYPE_IQ4_XS)
 
 /* Quantised types: their layout (so files can be validated and copied) and their rows; block
  * sizes and bytes are ggml's (ggml_type_traits), the same as quant/'s q4_block_len/bytes. */
@@ -94,17 +92,17 @@ static const gguf_type_traits g_types[] = {
     [GGML_F32] = {"F32", 1, 4, f32_to_f32_row, f32_from_f32_row, LK_QTYPE_F32},
     [GGML_F16] = {"F16", 1, 2, f16_to_f32_row, f16_from_f32_row, LK_QTYPE_F16},
     [GGML_Q4_0] = {"Q4_0", 32, 18, q4_0_to_f32_row, q4_0_from_f32_row, LK_QTYPE_Q4_0},
-    [GGML_Q4_1] = {"Q4_1", 32, 20, q4_1_to_f32_row, NULL, LK_QTYPE_Q4_1},
-    [GGML_Q5_0] = {"Q5_0", 32, 22, q5_0_to_f32_row, NULL, LK_QTYPE_Q5_0},
-    [GGML_Q5_1] = {"Q5_1", 32, 24, q5_1_to_f32_row, NULL, LK_QTYPE_Q5_1},
+    [GGML_Q4_1] = {"Q4_1", 32, 20, q4_1_to_f32_row, q4_1_from_f32_row, LK_QTYPE_Q4_1},
+    [GGML_Q5_0] = {"Q5_0", 32, 22, q5_0_to_f32_row, q5_0_from_f32_row, LK_QTYPE_Q5_0},
+    [GGML_Q5_1] = {"Q5_1", 32, 24, q5_1_to_f32_row, q5_1_from_f32_row, LK_QTYPE_Q5_1},
     [GGML_Q8_0] = {"Q8_0", 32, 34, q8_0_to_f32_row, q8_0_from_f32_row, LK_QTYPE_Q8_0},
-    [GGML_Q2_K] = {"Q2_K", 256, 84, q2_k_to_f32_row, NULL, LK_QTYPE_Q2_K},
-    [GGML_Q3_K] = {"Q3_K", 256, 110, q3_k_to_f32_row, NULL, LK_QTYPE_Q3_K},
-    [GGML_Q4_K] = {"Q4_K", 256, 144, q4_k_to_f32_row, NULL, LK_QTYPE_Q4_K},
-    [GGML_Q5_K] = {"Q5_K", 256, 176, q5_k_to_f32_row, NULL, LK_QTYPE_Q5_K},
-    [GGML_Q6_K] = {"Q6_K", 256, 210, q6_k_to_f32_row, NULL, LK_QTYPE_Q6_K},
+    [GGML_Q2_K] = {"Q2_K", 256, 84, q2_k_to_f32_row, q2_k_from_f32_row, LK_QTYPE_Q2_K},
+    [GGML_Q3_K] = {"Q3_K", 256, 110, q3_k_to_f32_row, q3_k_from_f32_row, LK_QTYPE_Q3_K},
+    [GGML_Q4_K] = {"Q4_K", 256, 144, q4_k_to_f32_row, q4_k_from_f32_row, LK_QTYPE_Q4_K},
+    [GGML_Q5_K] = {"Q5_K", 256, 176, q5_k_to_f32_row, q5_k_from_f32_row, LK_QTYPE_Q5_K},
+    [GGML_Q6_K] = {"Q6_K", 256, 210, q6_k_to_f32_row, q6_k_from_f32_row, LK_QTYPE_Q6_K},
     [GGML_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_f32_row, iq4_nl_from_f32_row, LK_QTYPE_IQ4_NL},
-    [GGML_IQ4_XS] = {"IQ4_XS", 256, 136, iq4_xs_to_f32_row, NULL, LK_QTYPE_IQ4_XS},
+    [GGML_IQ4_XS] = {"IQ4_XS", 256, 136, iq4_xs_to_f32_row, iq4_xs_from_f32_row, LK_QTYPE_IQ4_XS},
     [GGML_BF16] = {"BF16", 1, 2, bf16_to_f32_row, bf16_from_f32_row, LK_QTYPE_BF16},
 };
 
@@ -113,6 +111,28 @@ const gguf_type_traits *gguf_type_info(uint32_t t)
     if (t >= sizeof g_types / sizeof *g_types || !g_types[t].name)
         return NULL;
     return &g_types[t];
+}
+
+uint32_t gguf_type_of(int qtype)
+{
+    for (uint32_t t = 0; t < sizeof g_types / sizeof *g_types; t++)
+        if (g_types[t].name && g_types[t].qtype == qtype)
+            return t;
+    return GGML_F32;
+}
+
+uint32_t gguf_type_fallback(uint32_t t, int64_t ncols)
+{
+    const gguf_type_traits *tt = gguf_type_info(t);
+    if (!tt || ncols % tt->blck == 0)
+        return t;
+    uint32_t f = t == GGML_IQ4_XS                   ? GGML_IQ4_NL
+                 : t == GGML_Q2_K || t == GGML_Q3_K ? GGML_Q4_0
+                 : t == GGML_Q4_K                   ? GGML_Q5_0
+                 : t == GGML_Q5_K                   ? GGML_Q5_1
+                 : t == GGML_Q6_K                   ? GGML_Q8_0
+                                                    : t;
+    return ncols % gguf_type_info(f)->blck == 0 ? f : GGML_F16;
 }
 
 int64_t gguf_row_size(uint32_t t, int64_t n)
@@ -694,6 +714,39 @@ lk_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *v
     for (uint64_t i = 0; i < n; i++)
         LK_TRY(put_str(w, vals[i]));
     return LK_OK;
+}
+
+static lk_status put_gstr(gguf_writer *w, const gguf_str *s)
+{
+    LK_TRY(put(w, &s->len, 8));
+    return put(w, s->ptr, (size_t)s->len);
+}
+
+lk_status gguf_copy_kv(gguf_writer *w, const gguf_kv *kv)
+{
+    LK_TRY(put_key(w, kv->key, kv->type));
+    switch (kv->type) {
+    case GGUF_STRING: return put_gstr(w, &kv->str);
+    case GGUF_ARRAY: {
+        uint32_t t32 = (uint32_t)kv->arr_type;
+        LK_TRY(put(w, &t32, 4));
+        LK_TRY(put(w, &kv->arr_n, 8));
+        if (kv->arr_type != GGUF_STRING)
+            return put(w, kv->arr_data, (size_t)kv->arr_n * g_vsize[kv->arr_type]);
+        for (uint64_t i = 0; i < kv->arr_n; i++)
+            LK_TRY(put_gstr(w, &kv->arr_str[i]));
+        return LK_OK;
+    }
+    case GGUF_F32: {
+        float f = (float)kv->v.f;
+        return put(w, &f, 4);
+    }
+    case GGUF_F64: return put(w, &kv->v.f, 8);
+    default: { /* integers and bool: the low bytes, little-endian (two's complement for I*) */
+        uint64_t u = kv->v.u;
+        return put(w, &u, g_vsize[kv->type]);
+    }
+    }
 }
 
 lk_status gguf_add_tensor(gguf_writer *w, const char *name, uint32_t t, int n_dims,

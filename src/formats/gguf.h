@@ -57,9 +57,9 @@ typedef enum {
 } ggml_type;
 
 /* Block layout of a tensor type: blck elements take size bytes. to_f32/from_f32 convert one row
- * (n a multiple of blck); from_f32 is NULL for the types lorakit reads but cannot quantise to
- * (Q4_1, Q5_0, Q5_1, the k-quants, IQ4_XS). qtype is the matching lk_qtype (the layouts are the
- * same: quant/q4.h), for the fused kernels. */
+ * (n a multiple of blck), bit-exact with ggml's dequantisation and its quantisers without an
+ * importance matrix. qtype is the matching lk_qtype (the layouts are the same: quant/q4.h), for
+ * the fused kernels. */
 typedef struct {
     const char *name;
     int64_t blck;
@@ -71,6 +71,15 @@ typedef struct {
 
 /* Traits of type t, or NULL if t is not a type lorakit knows. */
 const gguf_type_traits *gguf_type_info(uint32_t t);
+
+/* The ggml type whose layout is lk_qtype qtype's (F32 for NF4, which GGUF lacks). */
+uint32_t gguf_type_of(int qtype);
+
+/* The type llama-quantize stores a matrix of rows of ncols values in when t is asked for: t if
+ * ncols is a multiple of its block, else its fallback (IQ4_XS -> IQ4_NL, Q2_K/Q3_K -> Q4_0,
+ * Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; llama-quant.cpp tensor_type_fallback), and F16 when
+ * that does not fit either. */
+uint32_t gguf_type_fallback(uint32_t t, int64_t ncols);
 
 /* Bytes of a row of n elements of type t (n a multiple of the block); -1 if not. */
 int64_t gguf_row_size(uint32_t t, int64_t n);
@@ -168,6 +177,9 @@ lk_status gguf_set_bool(gguf_writer *w, const char *key, int val);
 /* Array of n numeric elements of type t (packed little-endian in data). */
 lk_status gguf_set_arr(gguf_writer *w, const char *key, gguf_vtype t, const void *data, uint64_t n);
 lk_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, uint64_t n);
+
+/* Copy a key/value pair read by gguf_open (any type, arrays included) as it was in its file. */
+lk_status gguf_copy_kv(gguf_writer *w, const gguf_kv *kv);
 
 /* A tensor of type t with ne[0..n_dims) (ne[0] fastest). data: its bytes (borrowed until the
  * write), or NULL to have the fill callback produce them. */

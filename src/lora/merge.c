@@ -37,10 +37,14 @@ struct lk_merge_params lk_merge_params_default(void)
 
 lk_status lk_merge_params_check(const struct lk_merge_params *p)
 {
-    static const char *const dtypes[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "iq4_nl", "nf4"};
+    static const char *const dtypes[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
+                                         "iq4_nl", "nf4", "q4_1", "q5_0", "q5_1",
+                                         "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"};
     static const char *const bases[] = {"nf4", "q4_0", "iq4_nl", "q8_0"};
-    if (p->dtype && option_lookup(dtypes, 7, p->dtype) < 0)
-        return option_choice("--dtype", p->dtype, "f32, f16, bf16, q8_0, q4_0, iq4_nl or nf4");
+    if (p->dtype && option_lookup(dtypes, 16, p->dtype) < 0)
+        return option_choice("--dtype", p->dtype,
+                             "f32, f16, bf16, q8_0, q4_0, iq4_nl, nf4, q4_1, q5_0, q5_1, q2_k, "
+                             "q3_k, q4_k, q5_k, q6_k or iq4_xs");
     if (p->base_quant && option_lookup(bases, 4, p->base_quant) < 0)
         return option_choice("--base-quant", p->base_quant, "nf4, q4_0, iq4_nl or q8_0");
     return LK_OK;
@@ -169,18 +173,42 @@ static int64_t src_row(int64_t g, int64_t rows, int heads)
     return h * hd + (k % 2) * (hd / 2) + k / 2;
 }
 
-/* Rows [r0, r0+m) of the merged tensor into W [m, cols] (fp32): convert the base rows, round
- * trip them through --base-quant, add each low-rank update (sgemm on the block; B's rows gathered
- * in source order), rescale DoRA rows by m / ‖V‖_row. Bg: [m, max r] scratch. */
-static void merge_block(const merge_ctx *c, const tensor_view *t, int64_t rows, int64_t cols,
-                        int heads, const merge_deltas *md, int64_t r0, int64_t m, float *W,
-                        float *Bg, uint8_t *qbuf)
+/* Shared state of one tensor's merge: workers take row blocks from next (atomic). The base is a
+ * float Hugging Face tensor t (rows read in llama.cpp's q/k order when heads > 0) or a GGUF tensor
+ * g of any type (rows already in the output order; gt its type); the deltas' rows follow heads. */
+typedef struct {
+    const merge_ctx *c;
+    const tensor_view *t;
+    const gguf_tensor *g;
+    const gguf_type_traits *gt;
+    const merge_deltas *md;
+    const gguf_type_traits *tt;
+    uint8_t *dst;
+    int64_t rows, cols, nb, max_r, qbytes;
+    int heads;
+    _Atomic int64_t next;
+} merge_job;
+
+/* Rows [r0, r0+m) of the merged tensor into W [m, cols] (fp32): convert (dequantise) the base
+ * rows, round trip them through --base-quant, add each low-rank update (sgemm on the block; B's
+ * rows gathered in source order), rescale DoRA rows by m / ‖V‖_row. Bg: [m, max r] scratch. */
+static void merge_block(const merge_job *j, int64_t r0, int64_t m, float *W, float *Bg,
+                        uint8_t *qbuf)
 {
-    size_t es = dtype_size(t->dt);
+    const merge_ctx *c = j->c;
+    const merge_deltas *md = j->md;
+    const int64_t rows = j->rows, cols = j->cols;
+    const int heads = j->heads;
     for (int64_t k = 0; k < m; k++) {
+        if (j->g) {
+            const int64_t rs = cols / j->gt->blck * j->gt->size;
+            j->gt->to_f32(j->g->data + (size_t)((r0 + k) * rs), W + k * cols, cols);
+            continue;
+        }
+        size_t es = dtype_size(j->t->dt);
         const uint8_t *src =
-            (const uint8_t *)t->data + (size_t)(src_row(r0 + k, rows, heads) * cols) * es;
-        convert_to_f32(t->dt, src, W + k * cols, cols, 1);
+            (const uint8_t *)j->t->data + (size_t)(src_row(r0 + k, rows, heads) * cols) * es;
+        convert_to_f32(j->t->dt, src, W + k * cols, cols, 1);
         if (qbuf) { /* --base-quant: the weight as the 4-bit training base held it */
             c->base_q->quantize(W + k * cols, cols, qbuf);
             c->base_q->dequantize(qbuf, cols, W + k * cols);
@@ -227,22 +255,10 @@ static void store_block(const gguf_type_traits *tt, const float *W, int64_t m, i
 #define MERGE_BLOCK_ROWS  32
 #define MERGE_MAX_THREADS 256
 
-/* Shared state of one tensor's merge: workers take row blocks from next (atomic). */
-typedef struct {
-    const merge_ctx *c;
-    const tensor_view *t;
-    const merge_deltas *md;
-    const gguf_type_traits *tt;
-    uint8_t *dst;
-    int64_t rows, cols, nb, max_r, qbytes;
-    int heads;
-    _Atomic int64_t next;
-} merge_job;
-
 typedef struct {
     merge_job *job;
     double err, ref;
-    int failed;
+    int failed; /* 1: out of memory, 2: a non-finite value for a quantised target */
 } merge_worker;
 
 static void *merge_worker_run(void *arg)
@@ -258,7 +274,11 @@ static void *merge_worker_run(void *arg)
     for (int64_t b; !wk->failed && (b = j->next++) < j->nb;) {
         int64_t r0 = b * MERGE_BLOCK_ROWS;
         int64_t m = j->rows - r0 < MERGE_BLOCK_ROWS ? j->rows - r0 : MERGE_BLOCK_ROWS;
-        merge_block(j->c, j->t, j->rows, j->cols, j->heads, j->md, r0, m, W, Bg, qbuf);
+        merge_block(j, r0, m, W, Bg, qbuf);
+        if (j->tt->blck > 1 && f32_first_nonfinite(W, m * j->cols) >= 0) {
+            wk->failed = 2; /* the quantisers need finite values */
+            break;
+        }
         store_block(j->tt, W, m, j->cols, j->dst + r0 * rs, back, &wk->err, &wk->ref);
     }
     free(W);
@@ -290,9 +310,34 @@ static int run_workers(merge_job *j, int n_threads, double *err, double *ref)
             pthread_join(th[i], NULL);
         *err += wk[i].err;
         *ref += wk[i].ref;
-        failed |= wk[i].failed;
+        failed = wk[i].failed > failed ? wk[i].failed : failed;
     }
     return failed;
+}
+
+/* Run the job (rows, cols, heads, source and target set) and report. */
+static lk_status run_merge(merge_job *j, const char *name, int *n_merged, double *store_err)
+{
+    j->nb = (j->rows + MERGE_BLOCK_ROWS - 1) / MERGE_BLOCK_ROWS;
+    j->max_r = 1;
+    for (int i = 0; i < j->md->n; i++)
+        j->max_r = j->md->d[i]->r > j->max_r ? j->md->d[i]->r : j->max_r;
+    if (j->heads > 0 && j->rows % (2 * j->heads))
+        return status_fail(LK_ERR_SHAPE, "%s: %lld rows do not split into %d heads of even size",
+                           name, (long long)j->rows, j->heads);
+    double err = 0, ref = 0;
+    openblas_set_num_threads(1); /* parallel over row blocks instead */
+    int failed = run_workers(j, j->c->n_threads, &err, &ref);
+    if (failed == 2)
+        return status_fail(LK_ERR_NUMERIC,
+                           "%s: a merged value is NaN or Inf (in the base or the adapters), "
+                           "which a %s tensor cannot hold",
+                           name, j->tt->name);
+    if (failed)
+        return status_fail(LK_ERR_NOMEM, "%s: out of memory for the merge buffers", name);
+    *n_merged = j->md->n;
+    *store_err = ref > 0 ? sqrt(err / ref) : 0;
+    return LK_OK;
 }
 
 lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, int kind, int heads,
@@ -302,22 +347,42 @@ lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, in
     find_deltas(c, layer, kind, &md);
     /* matrices are [rows, cols]; a vector is one row, or a column of rows when permuted */
     int64_t n = tensor_numel(t);
-    merge_job j = {.c = c, .t = t, .md = &md, .tt = tt, .dst = dst, .heads = heads, .max_r = 1};
+    merge_job j = {.c = c, .t = t, .md = &md, .tt = tt, .dst = dst, .heads = heads};
     j.cols = t->ndim == 2 ? t->shape[1] : heads > 0 ? 1 : n;
     j.rows = n / (j.cols ? j.cols : 1);
-    j.nb = (j.rows + MERGE_BLOCK_ROWS - 1) / MERGE_BLOCK_ROWS;
-    for (int i = 0; i < md.n; i++)
-        j.max_r = md.d[i]->r > j.max_r ? md.d[i]->r : j.max_r;
     /* every linear weight was 4-bit in training, adapted or not */
     j.qbytes = c->base_q && kind >= 0 ? (int64_t)c->base_q->row_bytes(j.cols) : 0;
-    if (heads > 0 && j.rows % (2 * heads))
-        return status_fail(LK_ERR_SHAPE, "%s: %lld rows do not split into %d heads of even size",
-                           t->name, (long long)j.rows, heads);
-    double err = 0, ref = 0;
-    openblas_set_num_threads(1); /* parallel over row blocks instead */
-    if (run_workers(&j, c->n_threads, &err, &ref))
-        return status_fail(LK_ERR_NOMEM, "%s: out of memory for the merge buffers", t->name);
-    *n_merged = md.n;
-    *store_err = ref > 0 ? sqrt(err / ref) : 0;
-    return LK_OK;
+    return run_merge(&j, t->name, n_merged, store_err);
+}
+
+int merge_n_deltas(const merge_ctx *c, int64_t layer, int kind)
+{
+    merge_deltas md;
+    find_deltas(c, layer, kind, &md);
+    return md.n;
+}
+
+lk_status merge_rows_gguf(const merge_ctx *c, const gguf_file *f, const gguf_tensor *g,
+                          int64_t layer, int kind, int heads, const gguf_type_traits *tt, void *dst,
+                          int *n_merged, double *store_err)
+{
+    merge_deltas md;
+    find_deltas(c, layer, kind, &md);
+    merge_job j = {.c = c, .g = g, .gt = gguf_type_info(g->type), .md = &md, .tt = tt,
+                   .dst = dst, .heads = heads};
+    if (g->n_dims != 2)
+        return status_fail(LK_ERR_SHAPE, "%s: tensor '%s' has %d dimensions, expected a matrix",
+                           f->map.path, g->name, g->n_dims);
+    j.cols = g->ne[0];
+    j.rows = g->ne[1];
+    for (int i = 0; i < md.n; i++)
+        if (md.d[i]->in != j.cols || md.d[i]->out != j.rows)
+            return status_fail(LK_ERR_SHAPE,
+                               "%s: tensor '%s' is [%lld, %lld] (out, in), but the adapter's "
+                               "update of layer %lld %s is [%lld, %lld]",
+                               f->map.path, g->name, (long long)j.rows, (long long)j.cols,
+                               (long long)layer, lk_module_name((lk_module)kind),
+                               (long long)md.d[i]->out, (long long)md.d[i]->in);
+    LK_TRY(gguf_check_scales(f, g));
+    return run_merge(&j, g->name, n_merged, store_err);
 }

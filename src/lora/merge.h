@@ -1,7 +1,7 @@
 /* merge.h — internal pieces of lk_merge, by layer: the merge core (merge.c: options, checks,
  * merged rows), the two writers built on it (merge_hf.c: a Hugging Face folder; merge_gguf.c: a
- * llama.cpp GGUF file), used by lk_merge (merge_api.c) and lora-quantize's writer
- * (qbase_write.c). */
+ * llama.cpp GGUF file; merge_gguf_base.c: into a GGUF base), used by lk_merge (merge_api.c) and
+ * lora-quantize's writers (qbase_write.c, qbase_gguf.c). */
 #ifndef LK_MERGE_H
 #define LK_MERGE_H
 
@@ -51,6 +51,18 @@ int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind);
 lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, int kind, int heads,
                      const gguf_type_traits *tt, void *dst, int *n_merged, double *store_err);
 
+/* Adapters of c that touch (layer, kind) (kind -1: none). */
+int merge_n_deltas(const merge_ctx *c, int64_t layer, int kind);
+
+/* merge_rows for a GGUF base: the matrix g of file f (any type, rows in the file's order: q/k
+ * already in llama.cpp's order) dequantised, every adapter that has (layer, kind) added with its
+ * rows permuted by heads (> 0: llama.cpp's q/k order), stored as type tt into dst (rows of whole
+ * blocks of tt). LK_ERR_SHAPE if g is not 2-D or not the adapters' shape, LK_ERR_FORMAT for a
+ * non-finite stored scale (gguf_check_scales). --base-quant does not apply (c->base_q unused). */
+lk_status merge_rows_gguf(const merge_ctx *c, const gguf_file *f, const gguf_tensor *g,
+                          int64_t layer, int kind, int heads, const gguf_type_traits *tt, void *dst,
+                          int *n_merged, double *store_err);
+
 /* Drop the resident pages of a mapped range (re-read from the file if touched again). */
 void merge_release(const void *p, size_t n);
 
@@ -70,5 +82,30 @@ lk_status merge_copy_side_files(const char *base_dir, const char *dir);
 
 /* Write the merged model as one llama.cpp GGUF file. */
 lk_status merge_gguf(merge_ctx *c, const char *base_dir, const char *out);
+
+/* The ggml type and llama_ftype (general.file_type) of a GGUF output dtype name (f32, f16, bf16
+ * and every quantised GGUF type lorakit writes; NULL: f16). LK_ERR_ARG otherwise. */
+lk_status merge_gguf_type(const char *dtype, uint32_t *type, uint32_t *ftype);
+
+/* ---- merge_gguf_base.c ---- */
+
+/* Merge into the GGUF model file base: a GGUF out with base's metadata and tensor order; every
+ * matrix an adapter touches dequantised, merged and stored in its own type, or c->p.dtype's (with
+ * llama-quantize's fallback for rows that are not whole blocks); every other tensor copied byte
+ * for byte. */
+lk_status merge_gguf_base(merge_ctx *c, const char *base, const char *out);
+
+/* "blk.L.<stem>.weight" of a projection matrix (llama.cpp names) → (L, kind); -1 for any other
+ * tensor. */
+int merge_parse_gguf_name(const char *name, int64_t *layer, lk_module *kind);
+
+/* ---- qbase_gguf.c ---- */
+
+/* lk_quantize_model from the GGUF model file src (p checked; p->format must be GGUF, else
+ * LK_ERR_UNSUPPORTED): metadata copied, projection matrices re-quantised to p->type, token_embd /
+ * output to p->embed_type (llama-quantize's fallback for rows that are not whole blocks), the rest
+ * copied; warns that re-quantising loses precision. */
+lk_status qbase_requantize_gguf(const char *src, const char *out,
+                                const struct lk_quantize_params *p);
 
 #endif /* LK_MERGE_H */

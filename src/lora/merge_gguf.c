@@ -67,29 +67,28 @@ static lk_status fill_tensor(void *user, int64_t i, void *dst)
     return LK_OK;
 }
 
-static lk_status out_type(const char *dt, uint32_t *type, uint32_t *ftype)
+lk_status merge_gguf_type(const char *dt, uint32_t *type, uint32_t *ftype)
 {
     static const struct {
         const char *name;
-        uint32_t type, ftype; /* ggml_type and llama_ftype (general.file_type) */
-    } map[] = {{"f32", GGML_F32, 0},   {"f16", GGML_F16, 1},   {"bf16", GGML_BF16, 32},
-               {"q8_0", GGML_Q8_0, 7}, {"q4_0", GGML_Q4_0, 2}, {"iq4_nl", GGML_IQ4_NL, 25}};
+        uint32_t type, ftype; /* ggml_type and llama_ftype (general.file_type; k-quants: _S) */
+    } map[] = {{"f32", GGML_F32, 0},        {"f16", GGML_F16, 1},       {"bf16", GGML_BF16, 32},
+               {"q8_0", GGML_Q8_0, 7},      {"q4_0", GGML_Q4_0, 2},     {"iq4_nl", GGML_IQ4_NL, 25},
+               {"q4_1", GGML_Q4_1, 3},      {"q5_0", GGML_Q5_0, 8},     {"q5_1", GGML_Q5_1, 9},
+               {"q2_k", GGML_Q2_K, 10},     {"q3_k", GGML_Q3_K, 11},    {"q4_k", GGML_Q4_K, 14},
+               {"q5_k", GGML_Q5_K, 16},     {"q6_k", GGML_Q6_K, 18},    {"iq4_xs", GGML_IQ4_XS, 30}};
     if (!dt)
         dt = "f16"; /* convert_hf_to_gguf.py's default outtype */
     for (size_t i = 0; i < sizeof map / sizeof *map; i++)
         if (strcmp(dt, map[i].name) == 0) {
             *type = map[i].type;
             *ftype = map[i].ftype;
-            if (!gguf_type_info(*type)->from_f32)
-                return status_fail(LK_ERR_UNSUPPORTED,
-                                   "merge into GGUF %s: requantising needs the 4-bit kernels, "
-                                   "which this build does not have yet (use f32, f16 or bf16)",
-                                   dt);
             return LK_OK;
         }
     return status_fail(LK_ERR_ARG,
-                       "GGUF merge dtype '%s': expected f32, f16, bf16, q8_0, q4_0 "
-                       "or iq4_nl (nf4 is a bitsandbytes format: write a folder instead)",
+                       "GGUF merge dtype '%s': expected f32, f16, bf16, q8_0, q4_0, iq4_nl, q4_1, "
+                       "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k or iq4_xs (nf4 is a bitsandbytes "
+                       "format: write a folder instead)",
                        dt);
 }
 
@@ -107,9 +106,8 @@ static lk_status add(gguf_writer *w, gguf_job *j, int64_t *n, const char *name, 
         ne[1] = nd == 2 ? t->shape[0] : 1;
     } else
         ne[0] = j->n_rope;
-    uint32_t type = nd == 2 ? mat_type : GGML_F32;
-    if (nd == 2 && ne[0] % gguf_type_info(type)->blck)
-        type = GGML_F16; /* rows that do not fill whole blocks stay F16, as llama.cpp's tools do */
+    /* rows that do not fill whole blocks: llama-quantize's fallback type, F16 at worst */
+    uint32_t type = nd == 2 ? gguf_type_fallback(mat_type, ne[0]) : GGML_F32;
     j->src[*n] = hf ? t->name : NULL;
     j->type[*n] = type;
     j->permute[*n] = permute;
@@ -225,7 +223,7 @@ lk_status merge_gguf(merge_ctx *c, const char *base_dir, const char *out)
                            "GGUF output: architecture '%s' has no llama.cpp "
                            "mapping here",
                            c->cfg.arch);
-    LK_TRY(out_type(c->p.dtype, &type, &ftype));
+    LK_TRY(merge_gguf_type(c->p.dtype, &type, &ftype));
     st_set st;
     LK_TRY(st_set_open(&st, base_dir, 1));
     gguf_job j = {.c = c, .st = &st};

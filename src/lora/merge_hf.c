@@ -57,16 +57,11 @@ static lk_status parse_dtype(const char *s, dtype *dt)
         *dt = DT_F16;
     else if (strcmp(s, "bf16") == 0)
         *dt = DT_BF16;
-    else if (!strcmp(s, "q8_0") || !strcmp(s, "q4_0") || !strcmp(s, "iq4_nl") || !strcmp(s, "nf4"))
+    else /* lk_merge_params_check has accepted the name: a quantised type */
         return status_fail(LK_ERR_UNSUPPORTED,
                            "merge into a Hugging Face folder as %s: safetensors folders hold "
-                           "f32, f16 or bf16 here (hint: -o FILE.gguf writes q8_0, q4_0 or "
-                           "iq4_nl; a bitsandbytes nf4 folder is not written)",
-                           s);
-    else
-        return status_fail(LK_ERR_ARG,
-                           "merge dtype '%s': expected f32, f16, bf16, q8_0, q4_0, "
-                           "iq4_nl or nf4",
+                           "f32, f16 or bf16 here (hint: -o FILE.gguf writes the GGUF types; a "
+                           "bitsandbytes nf4 folder is not written)",
                            s);
     return LK_OK;
 }

@@ -72,8 +72,16 @@ lk_status lk_quantize_params_check(const struct lk_quantize_params *p)
 {
     int q4 = p->type == LK_QTYPE_NF4 || p->type == LK_QTYPE_Q4_0 || p->type == LK_QTYPE_IQ4_NL ||
              p->type == LK_QTYPE_Q8_0;
-    if (!q4)
-        return option_choice("--type", lk_qtype_name(p->type), "nf4, q4_0, iq4_nl or q8_0");
+    int gguf_only = p->type >= LK_QTYPE_Q4_1 && p->type < LK_QTYPE_COUNT;
+    if (!q4 && !gguf_only)
+        return option_choice("--type", lk_qtype_name(p->type),
+                             "nf4, q4_0, iq4_nl, q8_0, or for --format gguf q4_1, q5_0, q5_1, "
+                             "q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs");
+    if (gguf_only && p->format != LK_QFORMAT_GGUF)
+        return status_fail(LK_ERR_ARG,
+                           "--type %s: a llama.cpp type written with --format gguf only (the "
+                           "lorakit and bitsandbytes folders hold nf4, q4_0, iq4_nl or q8_0)",
+                           lk_qtype_name(p->type));
     if (p->embed_type != LK_QTYPE_F32 && p->embed_type != LK_QTYPE_Q8_0)
         return option_choice("--quant-embed", lk_qtype_name(p->embed_type), "f32 or q8_0");
     if ((unsigned)p->format > LK_QFORMAT_HF_BNB)
@@ -446,31 +454,21 @@ static lk_status write_folder(qjob *j, const char *dir, const char *out)
 
 /* ---- GGUF ------------------------------------------------------------------------------------ */
 
-static uint32_t ggml_of(lk_qtype q)
-{
-    return q == LK_QTYPE_Q4_0     ? GGML_Q4_0
-           : q == LK_QTYPE_IQ4_NL ? GGML_IQ4_NL
-           : q == LK_QTYPE_Q8_0   ? GGML_Q8_0
-                                  : GGML_F32;
-}
-
 /* The errors (RMSE, max) of each quantised tensor: the GGUF rows are quant/'s rows (q/k rows
  * permuted, which changes neither), so they are measured here before merge_gguf writes them. */
-/* A tensor whose rows are not whole blocks of 32 is written F16, as llama-quantize does: its
- * rounding errors reported as such, with a warning naming it. */
-static void report_f16(qjob *j, const tensor_spec *sp, lk_qtype want)
+/* A tensor whose rows are not whole blocks of its type is written in llama-quantize's fallback
+ * type (F16 when no quantised type fits), with a warning naming it; its errors are reported as
+ * such. */
+static lk_qtype fallback_type(qjob *j, const tensor_spec *sp, lk_qtype want)
 {
-    int64_t n = sp->shape[0] * sp->shape[1];
-    double se = 0, max_abs = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)f16_to_f32(f32_to_f16(j->work[i])) - (double)j->work[i]);
-        se += e * e;
-        max_abs = e > max_abs ? e : max_abs;
-    }
-    log_warn("%s: tensor '%s' has rows of %lld values, not a multiple of 32, which llama.cpp's "
-             "%s needs: written F16 (as llama-quantize does)",
-             j->st.dir, sp->name, (long long)sp->shape[1], lk_qtype_name(want));
-    report(j, sp, LK_QTYPE_F16, sqrt(se / (double)n), max_abs, 2.0 * (double)n);
+    uint32_t gt = gguf_type_fallback(gguf_type_of(want), sp->shape[1]);
+    lk_qtype q = (lk_qtype)gguf_type_info(gt)->qtype;
+    if (q != want)
+        log_warn("%s: tensor '%s' has rows of %lld values, not whole blocks of %s as llama.cpp "
+                 "needs: written %s (as llama-quantize does)",
+                 j->st.dir, sp->name, (long long)sp->shape[1],
+                 gguf_type_info(gguf_type_of(want))->name, gguf_type_info(gt)->name);
+    return q;
 }
 
 static lk_status gguf_report(qjob *j)
@@ -484,15 +482,12 @@ static lk_status gguf_report(qjob *j)
         const tensor_view *t;
         if (sp->ndim != 2 || (s = load_f32(j, sp, 0, &t)) != LK_OK)
             continue;
-        size_t need = (size_t)sp->shape[0] * q4_row_bytes(q, Q4_NF4_BLOCK, sp->shape[1]);
         if (q == LK_QTYPE_F32) {
             report(j, sp, q, 0, 0, 4.0 * (double)(sp->shape[0] * sp->shape[1]));
             continue;
         }
-        if (sp->shape[1] % Q4_QK) {
-            report_f16(j, sp, q);
-            continue;
-        }
+        q = fallback_type(j, sp, q);
+        size_t need = (size_t)sp->shape[0] * q4_row_bytes(q, Q4_NF4_BLOCK, sp->shape[1]);
         if (need > cap) {
             free(buf);
             buf = malloc(cap = need);
@@ -515,8 +510,8 @@ static lk_status write_gguf(qjob *j, const char *dir, const char *out)
     mp.force = j->p.force;
     LK_TRY(gguf_report(j));
     LK_TRY(merge_prepare(&c, &j->cfg, NULL, NULL, 0, &mp));
-    c.embed_type = ggml_of(j->p.embed_type);
-    c.embed_set = 1; /* rows that are not whole blocks go F16 (warned in gguf_report) */
+    c.embed_type = gguf_type_of(j->p.embed_type);
+    c.embed_set = 1; /* rows that are not whole blocks: the fallback type (warned in gguf_report) */
     return merge_gguf(&c, dir, out);
 }
 
@@ -526,10 +521,7 @@ lk_status lk_quantize_model(const char *dir, const char *out, const struct lk_qu
     LK_TRY(lk_quantize_params_check(&j.p));
     j.p.n_threads = resolve_threads(j.p.n_threads);
     if (model_path_is_gguf(dir))
-        return status_fail(LK_ERR_UNSUPPORTED,
-                           "%s: re-quantising a GGUF model file is not supported (hint: quantise "
-                           "its Hugging Face folder, or llama-quantize --allow-requantize)",
-                           dir);
+        return qbase_requantize_gguf(dir, out, &j.p);
     LK_TRY(lk_config_load(dir, &j.cfg));
     LK_TRY(st_set_open(&j.st, dir, 1));
     j.specs = calloc((size_t)model_n_specs(&j.cfg), sizeof *j.specs);
