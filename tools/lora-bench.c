@@ -138,6 +138,7 @@ int main(int argc, char **argv)
                                      "base format: none (f32), nf4, q4_0, "
                                      "iq4_nl, q8_0");
     struct arg_str *qembed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings: f32 or q8_0");
+    struct arg_str *compute = cli_compute_arg();
     struct arg_int *rank =
         arg_int0(NULL, "rank", "R", "--train: LoRA rank, all seven modules (default 16)");
     struct arg_int *steps =
@@ -152,6 +153,7 @@ int main(int argc, char **argv)
                   train,
                   quant,
                   qembed,
+                  compute,
                   rank,
                   steps,
                   tokdir,
@@ -173,7 +175,8 @@ int main(int argc, char **argv)
         goto done;
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
-    if ((rc = cli_parse_quant(TOOL, quant, qembed, &mp)) >= 0)
+    if ((rc = cli_parse_quant(TOOL, quant, qembed, &mp)) >= 0 ||
+        (rc = cli_parse_compute(TOOL, compute, &mp)) >= 0)
         goto done;
     lk_model *m = NULL;
     bench_result r = {0};
