@@ -6,17 +6,18 @@
  * b/8 (values 32*(b%8) .. +31 of it, the order of the layouts in q4.h). */
 #include "q8_gguf.h"
 
-/* The 5-bit code of value j (0..31) of a Q5_0 / Q5_1 block: nibble plus bit j of the LE u32 qh. */
-static int q5_code(const uint8_t *qh4, const uint8_t *qs, int j)
+/* The 32 5-bit codes of a Q5_0 / Q5_1 block minus `off`: nibble j plus bit j of the LE u32 qh. */
+static void q5_codes(const uint8_t *qh4, const uint8_t *qs, int off, int8_t *q)
 {
     const uint32_t qh =
         (uint32_t)qh4[0] | (uint32_t)qh4[1] << 8 | (uint32_t)qh4[2] << 16 | (uint32_t)qh4[3] << 24;
-    const int nib = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
-    return nib | (int)((qh >> j) & 1) << 4;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((qs[j] & 15) | (int)((qh >> j) & 1) << 4) - off);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - off);
+    }
 }
 
-/* ---- blocks of 32 -----------------------------------------------------------------------------
- */
+/* ---- blocks of 32 ---------------------------------------------------------------------------- */
 
 static void exp_q4_1(const q4_weight *w, const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
 {
@@ -36,8 +37,7 @@ static void exp_q5_0(const q4_weight *w, const void *row, int64_t b0, int64_t nb
     (void)w;
     const q4_block_q5_0 *x = (const q4_block_q5_0 *)row + b0;
     for (int64_t i = 0; i < nb; i++) {
-        for (int j = 0; j < 32; j++)
-            dst[i].q[j] = (int8_t)(q5_code(x[i].qh, x[i].qs, j) - 16);
+        q5_codes(x[i].qh, x[i].qs, 16, dst[i].q);
         q8g_sm32(&dst[i], q4_fp16_to_fp32(x[i].d), -0.0f);
     }
 }
@@ -47,97 +47,90 @@ static void exp_q5_1(const q4_weight *w, const void *row, int64_t b0, int64_t nb
     (void)w;
     const q4_block_q5_1 *x = (const q4_block_q5_1 *)row + b0;
     for (int64_t i = 0; i < nb; i++) {
-        for (int j = 0; j < 32; j++)
-            dst[i].q[j] = (int8_t)q5_code(x[i].qh, x[i].qs, j);
+        q5_codes(x[i].qh, x[i].qs, 0, dst[i].q);
         q8g_sm32(&dst[i], q4_fp16_to_fp32(x[i].d), q4_fp16_to_fp32(x[i].m));
     }
 }
 
-/* ---- k-quants: block b is values 32*(b%8).. of super-block b/8; h = half (128 values), s = the
- * 32-value span within the half ---------------------------------------------------------------- */
+/* ---- k-quants: the codes of sub-block j of a super-block; h = j/4 is the half (128 values), s =
+ * j%4 the 32-value span within it. */
 
-static void exp_q2_k(const q4_weight *w, const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
+static void codes_q2_k(const uint8_t *sb, int j, int8_t *q)
 {
-    (void)w;
-    for (int64_t i = 0; i < nb; i++) {
-        const q4_block_q2_k *x = (const q4_block_q2_k *)row + (b0 + i) / 8;
-        const int j = (int)((b0 + i) % 8), h = j / 4, s = j % 4;
-        for (int l = 0; l < 32; l++)
-            dst[i].q[l] = (int8_t)((x->qs[32 * h + l] >> (2 * s)) & 3);
-        q8g_sm_q2_k(x, q4_fp16_to_fp32(x->d), q4_fp16_to_fp32(x->dmin), 2 * j, &dst[i]);
-    }
+    const q4_block_q2_k *x = (const q4_block_q2_k *)(const void *)sb;
+    for (int l = 0; l < 32; l++)
+        q[l] = (int8_t)((x->qs[32 * (j / 4) + l] >> (2 * (j % 4))) & 3);
 }
 
-static void exp_q3_k(const q4_weight *w, const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
+static void codes_q3_k(const uint8_t *sb, int j, int8_t *q)
 {
-    (void)w;
-    for (int64_t i = 0; i < nb; i++) {
-        const q4_block_q3_k *x = (const q4_block_q3_k *)row + (b0 + i) / 8;
-        const int j = (int)((b0 + i) % 8), h = j / 4, s = j % 4;
-        for (int l = 0; l < 32; l++) /* a clear hmask bit j subtracts 4 */
-            dst[i].q[l] =
-                (int8_t)(((x->qs[32 * h + l] >> (2 * s)) & 3) - ((x->hmask[l] >> j) & 1 ? 0 : 4));
-        q8g_sm_q3_k(x, q4_fp16_to_fp32(x->d), 2 * j, &dst[i]);
-    }
+    const q4_block_q3_k *x = (const q4_block_q3_k *)(const void *)sb;
+    for (int l = 0; l < 32; l++) /* a clear hmask bit j subtracts 4 */
+        q[l] = (int8_t)(((x->qs[32 * (j / 4) + l] >> (2 * (j % 4))) & 3) -
+                        ((x->hmask[l] >> j) & 1 ? 0 : 4));
 }
 
-static void exp_q4_k(const q4_weight *w, const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
+static void codes_q4_k(const uint8_t *sb, int j, int8_t *q)
 {
-    (void)w;
-    for (int64_t i = 0; i < nb; i++) {
-        const q4_block_q4_k *x = (const q4_block_q4_k *)row + (b0 + i) / 8;
-        const int j = (int)((b0 + i) % 8);
-        const uint8_t *q = x->qs + 32 * (j / 2);
-        for (int l = 0; l < 32; l++)
-            dst[i].q[l] = (int8_t)((q[l] >> (4 * (j % 2))) & 15);
-        q8g_sm_k4(x->scales, q4_fp16_to_fp32(x->d), q4_fp16_to_fp32(x->dmin), j, &dst[i]);
-    }
+    const q4_block_q4_k *x = (const q4_block_q4_k *)(const void *)sb;
+    for (int l = 0; l < 32; l++)
+        q[l] = (int8_t)((x->qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15);
 }
 
-static void exp_q5_k(const q4_weight *w, const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
+static void codes_q5_k(const uint8_t *sb, int j, int8_t *q)
 {
-    (void)w;
-    for (int64_t i = 0; i < nb; i++) {
-        const q4_block_q5_k *x = (const q4_block_q5_k *)row + (b0 + i) / 8;
-        const int j = (int)((b0 + i) % 8);
-        const uint8_t *q = x->qs + 32 * (j / 2);
-        for (int l = 0; l < 32; l++)
-            dst[i].q[l] = (int8_t)(((q[l] >> (4 * (j % 2))) & 15) | ((x->qh[l] >> j) & 1) << 4);
-        q8g_sm_k4(x->scales, q4_fp16_to_fp32(x->d), q4_fp16_to_fp32(x->dmin), j, &dst[i]);
-    }
+    const q4_block_q5_k *x = (const q4_block_q5_k *)(const void *)sb;
+    for (int l = 0; l < 32; l++)
+        q[l] = (int8_t)(((x->qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15) | ((x->qh[l] >> j) & 1)
+                                                                                << 4);
 }
 
 /* Q6_K: value r (0..127) of half h has its low 4 bits in nibble r/64 of ql[64h + r%64] and its
- * high 2 bits in bits 2s.. of qh[32h + r%32] (s = r/32). */
-static void exp_q6_k(const q4_weight *w, const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
+ * high 2 bits in bits 2(r/32).. of qh[32h + r%32]. */
+static void codes_q6_k(const uint8_t *sb, int j, int8_t *q)
 {
-    (void)w;
-    for (int64_t i = 0; i < nb; i++) {
-        const q4_block_q6_k *x = (const q4_block_q6_k *)row + (b0 + i) / 8;
-        const int j = (int)((b0 + i) % 8), h = j / 4, s = j % 4;
-        const uint8_t *ql = x->ql + 64 * h + 32 * (s % 2);
-        for (int l = 0; l < 32; l++) {
-            const int lo = (ql[l] >> (4 * (s / 2))) & 15, hi = (x->qh[32 * h + l] >> (2 * s)) & 3;
-            dst[i].q[l] = (int8_t)((lo | hi << 4) - 32);
-        }
-        q8g_sm_q6_k(x, q4_fp16_to_fp32(x->d), 2 * j, &dst[i]);
+    const q4_block_q6_k *x = (const q4_block_q6_k *)(const void *)sb;
+    const int h = j / 4, s = j % 4;
+    const uint8_t *ql = x->ql + 64 * h + 32 * (s % 2);
+    for (int l = 0; l < 32; l++) {
+        const int lo = (ql[l] >> (4 * (s / 2))) & 15, hi = (x->qh[32 * h + l] >> (2 * s)) & 3;
+        q[l] = (int8_t)((lo | hi << 4) - 32);
     }
 }
 
-static void exp_iq4_xs(const q4_weight *w, const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
+static void codes_iq4_xs(const uint8_t *sb, int j, int8_t *q)
 {
-    (void)w;
-    for (int64_t i = 0; i < nb; i++) {
-        const q4_block_iq4_xs *x = (const q4_block_iq4_xs *)row + (b0 + i) / 8;
-        const int j = (int)((b0 + i) % 8);
-        const uint8_t *q = x->qs + 16 * j;
-        for (int l = 0; l < 16; l++) {
-            dst[i].q[l] = q4_iq4nl_values[q[l] & 15];
-            dst[i].q[l + 16] = q4_iq4nl_values[q[l] >> 4];
-        }
-        q8g_sm_iq4_xs(x, q4_fp16_to_fp32(x->d), j, &dst[i]);
+    const uint8_t *qs = ((const q4_block_iq4_xs *)(const void *)sb)->qs + 16 * j;
+    for (int l = 0; l < 16; l++) {
+        q[l] = q4_iq4nl_values[qs[l] & 15];
+        q[l + 16] = q4_iq4nl_values[qs[l] >> 4];
     }
 }
+
+/* The scalar scales of q8_gguf.h, one function per type. */
+#define SCALAR_SM(name, qt)                             \
+    static void sm_##name(const uint8_t *sb, q8g_sm sm) \
+    {                                                   \
+        q8g_kquant_sm(qt, sb, sm);                      \
+    }
+#define KQUANT_EXPANDER(name, blk, scales)                                              \
+    static void exp_##name(const q4_weight *w, const void *row, int64_t b0, int64_t nb, \
+                           q8_wblock *dst)                                              \
+    {                                                                                   \
+        (void)w;                                                                        \
+        q8g_expand_k(sizeof(blk), scales, codes_##name, row, b0, nb, dst);              \
+    }
+SCALAR_SM(q2_k, LK_QTYPE_Q2_K)
+SCALAR_SM(q3_k, LK_QTYPE_Q3_K)
+SCALAR_SM(iq4_xs, LK_QTYPE_IQ4_XS)
+SCALAR_SM(q4_k, LK_QTYPE_Q4_K)
+SCALAR_SM(q6_k, LK_QTYPE_Q6_K)
+KQUANT_EXPANDER(q2_k, q4_block_q2_k, sm_q2_k)
+KQUANT_EXPANDER(q3_k, q4_block_q3_k, sm_q3_k)
+KQUANT_EXPANDER(q4_k, q4_block_q4_k, sm_q4_k)
+KQUANT_EXPANDER(q5_k, q4_block_q5_k, sm_q4_k) /* the same scales and mins as Q4_K */
+KQUANT_EXPANDER(q6_k, q4_block_q6_k, sm_q6_k)
+KQUANT_EXPANDER(iq4_xs, q4_block_iq4_xs, sm_iq4_xs)
 
 q8_expand_fn q8_expander_gguf(int qtype)
 {

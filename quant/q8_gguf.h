@@ -20,6 +20,8 @@
 #ifndef LK_Q8_GGUF_H
 #define LK_Q8_GGUF_H
 
+#include <stddef.h>
+
 #include "q4.h"
 /* TEMPORARY until i13-q8k's quant/q8.h is merged: the spec's interface (int8_spec.md). */
 #define Q8_QK 32
@@ -36,68 +38,123 @@ q8_expand_fn q8_expander_gguf(int qtype);
  * AVX2 (the AVX2 and AVX-512 kernel variants call it). */
 q8_expand_fn q8_expander_gguf_avx2(int qtype);
 
-/* ---- per-block scales, in the decoder's order of operations (d, dmin already fp32) ---------- */
+/* ---- scales and mins, in the decoder's order of operations ----------------------------------- */
 
-/* A block with one scale and min for all 32 values. */
+/* A block with one scale and min for all 32 values (Q4_1, Q5_0, Q5_1). */
 static inline void q8g_sm32(q8_wblock *o, float s, float m)
 {
     o->s[0] = o->s[1] = s;
     o->m[0] = o->m[1] = m;
 }
 
-/* Q2_K: halves g, g+1 (g = 2*block in the super-block) of the 16 packed scale/min bytes. */
-static inline void q8g_sm_q2_k(const q4_block_q2_k *b, float d, float dmin, int g, q8_wblock *o)
+static inline float q8g_fp16_at(const uint8_t *p)
 {
-    for (int i = 0; i < 2; i++) {
-        o->s[i] = d * (float)(b->scales[g + i] & 15);
-        o->m[i] = -(dmin * (float)(b->scales[g + i] >> 4));
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return q4_fp16_to_fp32(h);
+}
+
+/* The scales and mins of the 8 blocks of a k-quant super-block: sm[j] = {s[0], s[1], m[0], m[1]}
+ * of block j, as q8_wblock stores them (s and m adjacent). */
+typedef float q8g_sm[8][4];
+static_assert(offsetof(q8_wblock, m) == offsetof(q8_wblock, s) + 2 * sizeof(float),
+              "q8_wblock: m follows s");
+
+/* Half-block g (= value/16) of a k-quant super-block gets scale sv and min mv. */
+static inline void q8g_set(q8g_sm sm, int g, float sv, float mv)
+{
+    sm[g / 2][g % 2] = sv;
+    sm[g / 2][2 + g % 2] = mv;
+}
+
+/* The scales and mins of the k-quant super-block at sb, each the product the decoder forms
+ * (qk_ref.c), so that the expansion repeats its roundings. */
+static inline void q8g_kquant_sm(int qtype, const uint8_t *sb, q8g_sm sm)
+{
+    switch (qtype) {
+    case LK_QTYPE_Q2_K: { /* scales[g]: low nibble scale, high nibble min */
+        const q4_block_q2_k *b = (const q4_block_q2_k *)(const void *)sb;
+        const float d = q4_fp16_to_fp32(b->d), dmin = q4_fp16_to_fp32(b->dmin);
+        for (int g = 0; g < 16; g++)
+            q8g_set(sm, g, d * (float)(b->scales[g] & 15), -(dmin * (float)(b->scales[g] >> 4)));
+        return;
+    }
+    case LK_QTYPE_Q3_K: { /* 6-bit scales: low nibbles in scales[0..7], bit pairs in [8..11] */
+        const q4_block_q3_k *b = (const q4_block_q3_k *)(const void *)sb;
+        const float d = q4_fp16_to_fp32(b->d);
+        for (int g = 0; g < 16; g++) {
+            const int lo = g < 8 ? b->scales[g] & 15 : b->scales[g - 8] >> 4;
+            const int hi = (b->scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+            q8g_set(sm, g, d * (float)((lo | hi << 4) - 32), -0.0f);
+        }
+        return;
+    }
+    case LK_QTYPE_Q4_K:
+    case LK_QTYPE_Q5_K: { /* d, dmin, then 12 bytes of 6-bit scales and mins (get_scale_min_k4) */
+        const float d = q8g_fp16_at(sb), dmin = q8g_fp16_at(sb + 2);
+        const uint8_t *q = sb + 4;
+        for (int j = 0; j < 8; j++) {
+            const int sc = j < 4 ? q[j] & 63 : (q[j + 4] & 15) | (q[j - 4] >> 6) << 4;
+            const int mn = j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+            sm[j][0] = sm[j][1] = d * (float)sc;
+            sm[j][2] = sm[j][3] = -(dmin * (float)mn);
+        }
+        return;
+    }
+    case LK_QTYPE_Q6_K: {
+        const q4_block_q6_k *b = (const q4_block_q6_k *)(const void *)sb;
+        const float d = q4_fp16_to_fp32(b->d);
+        for (int g = 0; g < 16; g++)
+            q8g_set(sm, g, d * (float)b->scales[g], -0.0f);
+        return;
+    }
+    default: { /* IQ4_XS: ls = nibble j of scales_l | bits 2j..2j+1 of scales_h << 4 */
+        const q4_block_iq4_xs *b = (const q4_block_iq4_xs *)(const void *)sb;
+        const float d = q4_fp16_to_fp32(b->d);
+        for (int j = 0; j < 8; j++) {
+            const int ls =
+                ((b->scales_l[j / 2] >> (4 * (j % 2))) & 15) | ((b->scales_h >> (2 * j)) & 3) << 4;
+            sm[j][0] = sm[j][1] = d * (float)(ls - 32);
+            sm[j][2] = sm[j][3] = -0.0f;
+        }
+        return;
+    }
     }
 }
 
-/* Q3_K: signed 6-bit scale of group g (ggml's packing: low nibbles in scales[0..7], bit pairs in
- * scales[8..11]), minus 32. */
-static inline int q8g_q3_scale(const uint8_t *sc, int g)
-{
-    const int lo = g < 8 ? sc[g] & 15 : sc[g - 8] >> 4;
-    return (lo | ((sc[8 + g % 4] >> (2 * (g / 4))) & 3) << 4) - 32;
-}
+/* The codes of sub-block j (values 32j..32j+31) of the k-quant super-block at sb. */
+typedef void (*q8g_codes_fn)(const uint8_t *sb, int j, int8_t q[32]);
+/* The scales and mins of the super-block at sb. */
+typedef void (*q8g_sm_fn)(const uint8_t *sb, q8g_sm sm);
 
-static inline void q8g_sm_q3_k(const q4_block_q3_k *b, float d, int g, q8_wblock *o)
+/* Blocks [b0, b0+nb) of a k-quant row: block b is sub-block b%8 of super-block b/8; the scales of
+ * a super-block are unpacked once for all its blocks in the range. `scales` and `codes` are
+ * constants at every call site (each expander inlines its own). */
+static inline void q8g_expand_k(size_t block_bytes, q8g_sm_fn scales, q8g_codes_fn codes,
+                                const void *row, int64_t b0, int64_t nb, q8_wblock *dst)
 {
-    for (int i = 0; i < 2; i++) {
-        o->s[i] = d * (float)q8g_q3_scale(b->scales, g + i);
-        o->m[i] = -0.0f;
+    q8g_sm sm;
+    int64_t cur = -1;
+    for (int64_t i = 0; i < nb;) {
+        const int64_t sb = (b0 + i) / 8;
+        const int j = (int)((b0 + i) % 8);
+        const uint8_t *x = (const uint8_t *)row + (size_t)sb * block_bytes;
+        if (sb != cur) {
+            scales(x, sm);
+            cur = sb;
+        }
+        if (j == 0 && nb - i >= 8) { /* a whole super-block: sub-block numbers are constants */
+            for (int k = 0; k < 8; k++) {
+                codes(x, k, dst[i + k].q);
+                memcpy(dst[i + k].s, sm[k], sizeof sm[k]); /* s[0], s[1], m[0], m[1] */
+            }
+            i += 8;
+        } else {
+            codes(x, j, dst[i].q);
+            memcpy(dst[i].s, sm[j], sizeof sm[j]);
+            i++;
+        }
     }
-}
-
-/* Q4_K / Q5_K: scale and min of sub-block j (0..7) from the 12 packed bytes (get_scale_min_k4),
- * s = d*sc, m = -(dmin*mn). */
-static inline void q8g_sm_k4(const uint8_t *s12, float d, float dmin, int j, q8_wblock *o)
-{
-    int sc, mn;
-    if (j < 4) {
-        sc = s12[j] & 63;
-        mn = s12[j + 4] & 63;
-    } else {
-        sc = (s12[j + 4] & 15) | (s12[j - 4] >> 6) << 4;
-        mn = (s12[j + 4] >> 4) | (s12[j] >> 6) << 4;
-    }
-    q8g_sm32(o, d * (float)sc, -(dmin * (float)mn));
-}
-
-static inline void q8g_sm_q6_k(const q4_block_q6_k *b, float d, int g, q8_wblock *o)
-{
-    o->s[0] = d * (float)b->scales[g];
-    o->s[1] = d * (float)b->scales[g + 1];
-    o->m[0] = o->m[1] = -0.0f;
-}
-
-/* IQ4_XS: 6-bit scale of sub-block j (nibble j of scales_l, bits 2j..2j+1 of scales_h). */
-static inline void q8g_sm_iq4_xs(const q4_block_iq4_xs *b, float d, int j, q8_wblock *o)
-{
-    const int ls = ((b->scales_l[j / 2] >> (4 * (j % 2))) & 15) | ((b->scales_h >> (2 * j)) & 3)
-                                                                      << 4;
-    q8g_sm32(o, d * (float)(ls - 32), -0.0f);
 }
 
 #endif /* LK_Q8_GGUF_H */
