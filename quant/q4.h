@@ -406,6 +406,10 @@ size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
  * q4_kernels_for. */
 const q4_kernels *q4_kernels_get(void);
 
+/* 1 if this CPU and OS run `feature`: "avx2" (with FMA and F16C), "avx512" (F, BW, VL, DQ),
+ * "amx", "neon", "avx512vnni" (with avx512), "dotprod" (AArch64 sdot/udot). */
+int q4_cpu_has(const char *feature);
+
 /* k if it has kernels for qtype, else the variant that stands in for it: on x86 AVX-512, then
  * AVX2 where compiled, runnable and having the type (AMX lacks the GGUF read-only types), else
  * the reference. */
