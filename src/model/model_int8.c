@@ -42,7 +42,8 @@ static linear *matrix(lk_model *m, int64_t i)
 static void matrix_name(const lk_model *m, int64_t i, char *buf, size_t len)
 {
     if (i == 7 * m->cfg.n_layers)
-        snprintf(buf, len, "%s", m->cfg.tie_word_embeddings ? "lm_head (tied)" : "lm_head");
+        snprintf(buf, len, "%s",
+                 m->cfg.tie_word_embeddings ? "lm_head (the tied embeddings)" : "lm_head");
     else
         snprintf(buf, len, "model.layers.%lld.%s", (long long)(i / 7), k_module[i % 7]);
 }
@@ -79,11 +80,13 @@ void model_int8_setup(lk_model *m)
                  matrix_type(matrix(m, 0)));
         return;
     }
+    const linear *head = &m->lm_head;
     log_info("--compute int8: %lld of %lld matrices run in fp32, their type having no int8 path: "
-             "%s%s%s%s%s%s",
+             "%s%s%s%s%s%s%s",
              (long long)n_f32, (long long)n, first[0], n_f32 > 1 ? ", " : "",
              n_f32 > 1 ? first[1] : "", n_f32 > 2 ? ", " : "", n_f32 > 2 ? first[2] : "",
-             n_f32 > 3 ? ", ..." : "");
+             n_f32 > 3 ? ", ..." : "",
+             n_f32 == 1 && head->w ? " (--quant-embed q8_0 puts it on int8 too)" : "");
 }
 
 lk_compute lk_model_compute(const lk_model *m)
