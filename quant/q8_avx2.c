@@ -11,6 +11,7 @@
 
 #include "q8.h"
 #include "q8_pack.h"
+#include "q8_x86.h"
 #include "core/pool.h"
 #include "core/status.h"
 
@@ -34,7 +35,7 @@ static void quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
     (void)thread;
     const job *j = ctx;
     for (int64_t t = t0; t < t1; t++)
-        q8_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
+        q8x_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
 }
 
 static inline __m256i bcast4(const int8_t *q)
@@ -92,16 +93,16 @@ kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m
     const size_t pb = q8p_block_bytes(NR, 0);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)b * pb;
-        const float *F = (const float *)(const void *)(p + NR * 32); /* S0 C0 S1 M0 M1 C1 */
+        const float *F = (const float *)(const void *)(p + NR * 32); /* S0 S1 M0 M1 */
         __m256i ia[MR];
         __m256 v[MR];
         block_sums(p, A, nb, b, mr, 0, 4, ia);
-        const __m256 s0 = _mm256_loadu_ps(F), s1 = _mm256_loadu_ps(F + 2 * NR);
+        const __m256 s0 = _mm256_loadu_ps(F), s1 = _mm256_loadu_ps(F + NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
             v[t] = _mm256_mul_ps(s0, _mm256_cvtepi32_ps(ia[t]));
         block_sums(p, A, nb, b, mr, 4, 8, ia);
-        const __m256 m0 = _mm256_loadu_ps(F + 3 * NR), m1 = _mm256_loadu_ps(F + 4 * NR);
+        const __m256 m0 = _mm256_loadu_ps(F + 2 * NR), m1 = _mm256_loadu_ps(F + 3 * NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -143,7 +144,7 @@ static void tiles(void *ctx, int64_t i0, int64_t i1, int thread)
     for (int64_t i = i0; i < i1; i++) {
         const int64_t o0 = i * NR;
         const int nrow = (int)(j->w->out - o0 < NR ? j->w->out - o0 : NR);
-        q8p_pack(j->w, j->expand, j->simple, o0, nrow, NR, j->nb, panel);
+        q8p_pack(j->w, j->expand, j->simple, o0, nrow, NR, j->nb, 0, panel);
         int64_t t = 0;
         for (; t + MR <= j->T; t += MR)
             rows(j, panel, t, MR, o0, nrow);

@@ -1,18 +1,22 @@
 /* q8_avx512.c — the avx512vnni int8 GEMM (q8.h), bit for bit the reference's arithmetic. Each
  * thread takes tiles of 32 output rows: it packs the tile's weight over all blocks into a panel
- * (q8_pack.h: int8 codes with 32 rows in the lanes of a zmm, per-row scales and corrections), then
- * runs a 4x32 register-blocked microkernel over the activation rows: per 4 values of a block, one
- * broadcast of 4 activation bytes and one vpdpbusd per 16 rows, int32 sums exact per block, then
- * the block's fp32 update in the reference's order. vpdpbusd multiplies unsigned by signed bytes:
- * the activations are stored as x + 128 (1..255) and the accumulator starts at -128 * Σ w (the
- * panel's correction), so each block's int32 sum is exactly Σ x·w. At T = 1 the same code is the
- * GEMV: every weight block is read and expanded once. Helpers are static (this file is compiled
- * with -mavx512* flags and must not leak code into generic callers). */
+ * (q8_pack.h: codes with the 32 rows in the lanes of a zmm, per-row scales), then runs a 4x32
+ * register-blocked microkernel over the activation rows: per 4 values of a block, one broadcast of
+ * 4 activation bytes and one vpdpbusd per 16 rows; the int32 sums are exact per block, then the
+ * block's fp32 update follows the reference's order. vpdpbusd multiplies unsigned by signed
+ * bytes: the panel holds the weight codes as q + K (Q4_0: its nibble, K = 8; the others q + 128),
+ * the activations stay signed, and each block sum starts at -K·Σx (the activation block's half
+ * sums), so it ends exactly at Σ x·q. The core types (Q4_0, IQ4_NL, Q8_0, NF4) are packed straight
+ * from their blocks, four rows at a time through 4x4 transposes; the others through their
+ * expanders (q8_pack.h). At T = 1 the same code is the GEMV: every weight block is read and
+ * expanded once, and the panel stays in L1/L2. Helpers are static (this file is compiled with
+ * -mavx512* flags and must not leak code into generic callers). */
 #include <immintrin.h>
 #include <string.h>
 
 #include "q8.h"
 #include "q8_pack.h"
+#include "q8_x86.h"
 #include "core/pool.h"
 #include "core/status.h"
 
@@ -24,28 +28,112 @@ typedef struct {
     const float *bias, *X;
     float *Y;
     int64_t T, nb;
-    int simple;
+    int simple, kshift; /* kshift: log2 K of the panel's codes (3: Q4_0 nibbles, 7: q + 128) */
     q8_expand_fn expand;
-    q8_ablock *A;   /* [T][nb], codes stored as x + 128 */
+    q8_ablock *A;   /* [T][nb] */
     uint8_t *slots; /* per thread: one panel */
     size_t slot;
 } job;
 
-/* Quantise rows of X (the reference quantiser) and store the codes as x + 128. */
 static void quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
 {
     (void)thread;
     const job *j = ctx;
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    for (int64_t t = t0; t < t1; t++) {
-        q8_ablock *a = j->A + t * j->nb;
-        q8_quantize_act(j->X + t * j->w->in, j->w->in, a);
+    for (int64_t t = t0; t < t1; t++)
+        q8x_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
+}
+
+/* ---- packing the core types straight from their blocks -------------------------------------- */
+
+/* 4x4 transpose of dwords: out[g] = dword g of rows 0..3 (16 bytes for W[g][r0..r0+3]). */
+static inline void store_t4(__m128i r0, __m128i r1, __m128i r2, __m128i r3, uint8_t *p)
+{
+    const __m128i a = _mm_unpacklo_epi32(r0, r1), b = _mm_unpackhi_epi32(r0, r1);
+    const __m128i c = _mm_unpacklo_epi32(r2, r3), d = _mm_unpackhi_epi32(r2, r3);
+    _mm_storeu_si128((__m128i *)(void *)(p + 0 * NR * 4), _mm_unpacklo_epi64(a, c));
+    _mm_storeu_si128((__m128i *)(void *)(p + 1 * NR * 4), _mm_unpackhi_epi64(a, c));
+    _mm_storeu_si128((__m128i *)(void *)(p + 2 * NR * 4), _mm_unpacklo_epi64(b, d));
+    _mm_storeu_si128((__m128i *)(void *)(p + 3 * NR * 4), _mm_unpackhi_epi64(b, d));
+}
+
+/* Values 0..15 (lo) and 16..31 (hi) of block b of a row of a core type, as u8 codes q + K. */
+static inline void codes(const job *j, const uint8_t *row, int64_t b, __m128i tab, __m128i *lo,
+                         __m128i *hi, float *s)
+{
+    const __m128i m4 = _mm_set1_epi8(15);
+    switch (j->w->qtype) {
+    case LK_QTYPE_Q8_0: {
+        const q4_block_q8_0 *x = (const q4_block_q8_0 *)(const void *)row + b;
+        const __m128i f = _mm_set1_epi8((char)0x80);
+        *lo = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)x->qs), f);
+        *hi = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(x->qs + 16)), f);
+        *s = _cvtsh_ss(x->d);
+        return;
+    }
+    case LK_QTYPE_NF4: { /* byte k holds value 2k (high nibble) and 2k+1 */
+        const __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(row + b * 16));
+        const __m128i h = _mm_and_si128(_mm_srli_epi16(c, 4), m4), l = _mm_and_si128(c, m4);
+        *lo = _mm_shuffle_epi8(tab, _mm_unpacklo_epi8(h, l));
+        *hi = _mm_shuffle_epi8(tab, _mm_unpackhi_epi8(h, l));
+        const int bs = j->w->block;
+        float amax;
+        memcpy(&amax, row + (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4, 4);
+        *s = amax / 127.0f;
+        return;
+    }
+    default: { /* Q4_0 (nibbles as they are) and IQ4_NL (through the table), same layout */
+        const q4_block_q4_0 *x = (const q4_block_q4_0 *)(const void *)row + b;
+        const __m128i c = _mm_loadu_si128((const __m128i *)(const void *)x->qs);
+        *lo = _mm_and_si128(c, m4);
+        *hi = _mm_and_si128(_mm_srli_epi16(c, 4), m4);
+        if (j->w->qtype == LK_QTYPE_IQ4_NL) {
+            *lo = _mm_shuffle_epi8(tab, *lo);
+            *hi = _mm_shuffle_epi8(tab, *hi);
+        }
+        *s = _cvtsh_ss(x->d);
+        return;
+    }
+    }
+}
+
+/* Rows [o0, o0+nrow) of a core type into the panel (rows past nrow: scale 0). */
+static void pack_core(const job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    const q4_weight *w = j->w;
+    int8_t t8[16];
+    for (int i = 0; i < 16; i++)
+        t8[i] = (int8_t)((w->qtype == LK_QTYPE_NF4 ? q8_nf4_i8[i] : q4_iq4nl_values[i]) ^ 0x80);
+    const __m128i tab = _mm_loadu_si128((const __m128i *)(const void *)t8);
+    const size_t pb = q8p_block_bytes(NR, 1);
+    for (int r0 = 0; r0 < NR; r0 += 4) {
+        const uint8_t *rows[4];
+        for (int i = 0; i < 4; i++) {
+            const int r = r0 + i < nrow ? r0 + i : nrow - 1;
+            rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
+        }
         for (int64_t b = 0; b < j->nb; b++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)a[b].q);
-            _mm256_storeu_si256((__m256i *)(void *)a[b].q, _mm256_xor_si256(q, flip));
+            uint8_t *p = panel + (size_t)b * pb;
+            __m128i lo[4], hi[4];
+            float *S = (float *)(void *)(p + NR * 32) + r0;
+            for (int i = 0; i < 4; i++) {
+                codes(j, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
+                if (r0 + i >= nrow)
+                    S[i] = 0.0f;
+            }
+            store_t4(lo[0], lo[1], lo[2], lo[3], p + r0 * 4);
+            store_t4(hi[0], hi[1], hi[2], hi[3], p + 4 * NR * 4 + r0 * 4);
         }
     }
 }
+
+static int is_core(int qtype)
+{
+    return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
+           qtype == LK_QTYPE_NF4;
+}
+
+/* ---- the microkernel --------------------------------------------------------------------------
+ */
 
 static inline __m512i bcast4(const int8_t *q)
 {
@@ -54,18 +142,18 @@ static inline __m512i bcast4(const int8_t *q)
     return _mm512_set1_epi32(v);
 }
 
-/* Int32 sums over groups [g0, g1) of block b (panel block p) for mr activation rows, starting
- * from the correction C[32]. */
-static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, const int32_t *C,
-                                                             const q8_ablock *A, int64_t nb,
-                                                             int64_t b, int mr, int g0, int g1,
+/* Int32 sums Σ x·q over groups [g0, g1) of block b (panel block p) for mr activation rows; the
+ * panel's codes are q + K, so each sum starts at -K·Σx (the half sums of the groups). */
+static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, const q8_ablock *A,
+                                                             int64_t nb, int64_t b, int mr,
+                                                             int kshift, int g0, int g1,
                                                              __m512i ia[MR][2])
 {
-    const __m512i c0 = _mm512_loadu_si512(C), c1 = _mm512_loadu_si512(C + 16);
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
-        ia[t][0] = c0;
-        ia[t][1] = c1;
+        const q8_ablock *a = &A[t * nb + b];
+        const int32_t sx = g1 - g0 == 8 ? a->s16[0] + a->s16[1] : a->s16[g0 / 4];
+        ia[t][0] = ia[t][1] = _mm512_set1_epi32(-(int32_t)((uint32_t)sx << kshift));
     }
 #pragma GCC unroll 8
     for (int g = g0; g < g1; g++) {
@@ -74,23 +162,23 @@ static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, c
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
             const __m512i x = bcast4(A[t * nb + b].q + 4 * g);
-            ia[t][0] = _mm512_dpbusd_epi32(ia[t][0], x, w0);
-            ia[t][1] = _mm512_dpbusd_epi32(ia[t][1], x, w1);
+            ia[t][0] = _mm512_dpbusd_epi32(ia[t][0], w0, x);
+            ia[t][1] = _mm512_dpbusd_epi32(ia[t][1], w1, x);
         }
     }
 }
 
-/* acc[t] += the blocks of a panel of nb blocks against activation rows A[t] (t < mr): simple
- * types (one scale per block). */
-static inline __attribute__((always_inline)) void
-kernel_simple(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m512 acc[MR][2])
+/* acc[t] += the nb blocks of a panel against activation rows A[t] (t < mr): simple types. */
+static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *panel, int64_t nb,
+                                                                const q8_ablock *A, int mr,
+                                                                int kshift, __m512 acc[MR][2])
 {
     const size_t pb = q8p_block_bytes(NR, 1);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)b * pb;
-        const float *S = (const float *)(const void *)(p + NR * 32); /* S0 C0 */
+        const float *S = (const float *)(const void *)(p + NR * 32);
         __m512i ia[MR][2];
-        block_sums(p, (const int32_t *)(const void *)(S + NR), A, nb, b, mr, 0, 8, ia);
+        block_sums(p, A, nb, b, mr, kshift, 0, 8, ia);
         const __m512 s0 = _mm512_loadu_ps(S), s1 = _mm512_loadu_ps(S + 16);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
@@ -104,26 +192,27 @@ kernel_simple(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m5
 }
 
 /* The same for the other types: two scales and mins per block (q8.h's general product). */
-static inline __attribute__((always_inline)) void
-kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m512 acc[MR][2])
+static inline __attribute__((always_inline)) void kernel_general(const uint8_t *panel, int64_t nb,
+                                                                 const q8_ablock *A, int mr,
+                                                                 int kshift, __m512 acc[MR][2])
 {
     const size_t pb = q8p_block_bytes(NR, 0);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)b * pb;
-        const float *F = (const float *)(const void *)(p + NR * 32); /* S0 C0 S1 M0 M1 C1 */
+        const float *F = (const float *)(const void *)(p + NR * 32); /* S0 S1 M0 M1 */
         __m512i ia[MR][2];
         __m512 v[MR][2];
-        block_sums(p, (const int32_t *)(const void *)(F + NR), A, nb, b, mr, 0, 4, ia);
+        block_sums(p, A, nb, b, mr, kshift, 0, 4, ia);
         const __m512 s00 = _mm512_loadu_ps(F), s01 = _mm512_loadu_ps(F + 16);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
             v[t][0] = _mm512_mul_ps(s00, _mm512_cvtepi32_ps(ia[t][0]));
             v[t][1] = _mm512_mul_ps(s01, _mm512_cvtepi32_ps(ia[t][1]));
         }
-        block_sums(p, (const int32_t *)(const void *)(F + 5 * NR), A, nb, b, mr, 4, 8, ia);
-        const __m512 s10 = _mm512_loadu_ps(F + 2 * NR), s11 = _mm512_loadu_ps(F + 2 * NR + 16);
-        const __m512 m00 = _mm512_loadu_ps(F + 3 * NR), m01 = _mm512_loadu_ps(F + 3 * NR + 16);
-        const __m512 m10 = _mm512_loadu_ps(F + 4 * NR), m11 = _mm512_loadu_ps(F + 4 * NR + 16);
+        block_sums(p, A, nb, b, mr, kshift, 4, 8, ia);
+        const __m512 s10 = _mm512_loadu_ps(F + NR), s11 = _mm512_loadu_ps(F + NR + 16);
+        const __m512 m00 = _mm512_loadu_ps(F + 2 * NR), m01 = _mm512_loadu_ps(F + 2 * NR + 16);
+        const __m512 m10 = _mm512_loadu_ps(F + 3 * NR), m11 = _mm512_loadu_ps(F + 3 * NR + 16);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -149,9 +238,9 @@ static inline __attribute__((always_inline)) void rows(const job *j, const uint8
         acc[t][0] = acc[t][1] = _mm512_setzero_ps();
     const q8_ablock *A = j->A + t0 * j->nb;
     if (j->simple)
-        kernel_simple(panel, j->nb, A, mr, acc);
+        kernel_simple(panel, j->nb, A, mr, j->kshift, acc);
     else
-        kernel_general(panel, j->nb, A, mr, acc);
+        kernel_general(panel, j->nb, A, mr, j->kshift, acc);
     const __mmask16 k0 = (__mmask16)(nrow >= 16 ? 0xffff : (1u << nrow) - 1);
     const __mmask16 k1 = (__mmask16)(nrow >= 32   ? 0xffff
                                      : nrow <= 16 ? 0
@@ -181,7 +270,10 @@ static void tiles(void *ctx, int64_t i0, int64_t i1, int thread)
     for (int64_t i = i0; i < i1; i++) {
         const int64_t o0 = i * NR;
         const int nrow = (int)(j->w->out - o0 < NR ? j->w->out - o0 : NR);
-        q8p_pack(j->w, j->expand, j->simple, o0, nrow, NR, j->nb, panel);
+        if (is_core(j->w->qtype))
+            pack_core(j, o0, nrow, panel);
+        else
+            q8p_pack(j->w, j->expand, j->simple, o0, nrow, NR, j->nb, 1, panel);
         int64_t t = 0;
         for (; t + MR <= j->T; t += MR)
             rows(j, panel, t, MR, o0, nrow);
@@ -227,6 +319,7 @@ void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *
              .T = T,
              .nb = (w->in + Q8_QK - 1) / Q8_QK,
              .simple = q8_simple(w->qtype),
+             .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
              .expand = q8_expander(w->qtype),
              .A = (q8_ablock *)(void *)base,
              .slots = base + act_bytes(w, T),
