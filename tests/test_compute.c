@@ -46,16 +46,23 @@ static lk_model *load(lk_qtype quant, lk_qtype qembed, lk_compute compute)
     return load_from(shared_path(MODEL), quant, qembed, compute);
 }
 
+/* The tokenizer of the last model folder data_for was given (a dataset borrows it); freed at the
+ * end. */
+static lk_tokenizer *g_tok;
+static char g_tok_path[4096];
+
 /* The whale data as rows of seq tokens by the tokenizer of the model at path. */
 static lk_dataset *data_for(const char *path, int64_t seq)
 {
-    lk_tokenizer *tok;
-    assert_ok(lk_tokenizer_load(path, &tok));
+    if (!g_tok || strcmp(g_tok_path, path) != 0) {
+        lk_tokenizer_free(g_tok);
+        assert_ok(lk_tokenizer_load(path, &g_tok));
+        snprintf(g_tok_path, sizeof g_tok_path, "%s", path);
+    }
     struct lk_dataset_params dp = lk_dataset_params_default();
     dp.seq_len = seq;
     lk_dataset *d;
-    assert_ok(lk_dataset_load(sample("whale-train.jsonl"), tok, &dp, &d));
-    lk_tokenizer_free(tok);
+    assert_ok(lk_dataset_load(sample("whale-train.jsonl"), g_tok, &dp, &d));
     return d;
 }
 
@@ -327,5 +334,7 @@ int main(void)
         cmocka_unit_test(test_grad_cosine_q4_0), cmocka_unit_test(test_grad_cosine_nf4),
         cmocka_unit_test(test_grad_cosine_q8_0), cmocka_unit_test(test_plan_and_resume),
     };
-    return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
+    int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
+    lk_tokenizer_free(g_tok);
+    return rc;
 }
