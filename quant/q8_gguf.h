@@ -23,15 +23,7 @@
 #include <stddef.h>
 
 #include "q4.h"
-/* TEMPORARY until i13-q8k's quant/q8.h is merged: the spec's interface (int8_spec.md). */
-#define Q8_QK 32
-typedef struct {
-    int8_t q[32];
-    float s[2], m[2];
-} q8_wblock;
-typedef void (*q8_expand_fn)(const q4_weight *w, const void *row, int64_t b0, int64_t nb,
-                             q8_wblock *dst);
-q8_expand_fn q8_expander_gguf(int qtype);
+#include "q8.h"
 
 /* The AVX2 expander of a GGUF read-only type (bit-exact with q8_expander_gguf's), NULL when
  * there is none or this build has no AVX2 file; callers must have checked that the CPU runs
