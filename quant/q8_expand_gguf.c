@@ -148,10 +148,15 @@ q8_expand_fn q8_expander_gguf(int qtype)
     }
 }
 
-#if !defined(LK_HAVE_AVX2)
+#if !defined(LK_HAVE_AVX2) /* no AVX2 file in this build: no AVX2 expanders */
 q8_expand_fn q8_expander_gguf_avx2(int qtype)
 {
     (void)qtype;
     return NULL;
+}
+
+q8_expand_fn q8_expander_avx2(int qtype)
+{
+    return q8_expander(qtype);
 }
 #endif

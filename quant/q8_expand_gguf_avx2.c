@@ -176,3 +176,9 @@ q8_expand_fn q8_expander_gguf_avx2(int qtype)
     default: return NULL;
     }
 }
+
+q8_expand_fn q8_expander_avx2(int qtype)
+{
+    const q8_expand_fn f = q8_expander_gguf_avx2(qtype);
+    return f ? f : q8_expander(qtype);
+}

@@ -325,7 +325,7 @@ static void test_expand_vs_fixture(void **state)
     }
 }
 
-/* Types outside this file's set have no GGUF expander. */
+/* Types outside this file's set have no GGUF expander; q8_expander_avx2 picks the AVX2 one. */
 static void test_expander_table(void **state)
 {
     (void)state;
@@ -334,8 +334,14 @@ static void test_expander_table(void **state)
         for (int t = 0; t < N_TYPES; t++)
             mine |= k_types[t] == qt;
         assert_int_equal(q8_expander_gguf(qt) != NULL, mine);
-        if (avx2_of(LK_QTYPE_Q4_1))
+        if (avx2_of(LK_QTYPE_Q4_1)) {
             assert_int_equal(q8_expander_gguf_avx2(qt) != NULL, mine);
+            /* the variants' hook: the AVX2 expander where there is one, else the reference */
+            assert_true(q8_expander_avx2(qt) ==
+                        (mine ? q8_expander_gguf_avx2(qt) : q8_expander(qt)));
+        } else {
+            assert_true(q8_expander_avx2(qt) == q8_expander(qt));
+        }
     }
 }
 
