@@ -149,4 +149,45 @@ static inline void q8g_expand_k(size_t block_bytes, q8g_sm_fn scales, q8g_codes_
     }
 }
 
+/* Per-file boilerplate of q8_expand_gguf.c and q8_expand_gguf_avx2.c, which define the same
+ * function names (static) with their own code unpackers: sm_NAME wraps q8g_kquant_sm for a type,
+ * exp_NAME is the k-quant expander built from codes_NAME and a scales function, and
+ * Q8G_EXPANDER_TABLE(fn) defines fn(qtype) returning the file's exp_NAME of qtype (NULL for
+ * other types). */
+#define Q8G_SCALAR_SM(name, qt)                         \
+    static void sm_##name(const uint8_t *sb, q8g_sm sm) \
+    {                                                   \
+        q8g_kquant_sm(qt, sb, sm);                      \
+    }
+#define Q8G_KQUANT_EXPANDER(name, blk, scales)                                          \
+    static void exp_##name(const q4_weight *w, const void *row, int64_t b0, int64_t nb, \
+                           q8_wblock *dst)                                              \
+    {                                                                                   \
+        (void)w;                                                                        \
+        q8g_expand_k(sizeof(blk), scales, codes_##name, row, b0, nb, dst);              \
+    }
+#define Q8G_EXPANDER_TABLE(fn)                   \
+    q8_expand_fn fn(int qtype)                   \
+    {                                            \
+        switch (qtype) {                         \
+        case LK_QTYPE_Q4_1: return exp_q4_1;     \
+        case LK_QTYPE_Q5_0: return exp_q5_0;     \
+        case LK_QTYPE_Q5_1: return exp_q5_1;     \
+        case LK_QTYPE_Q2_K: return exp_q2_k;     \
+        case LK_QTYPE_Q3_K: return exp_q3_k;     \
+        case LK_QTYPE_Q4_K: return exp_q4_k;     \
+        case LK_QTYPE_Q5_K: return exp_q5_k;     \
+        case LK_QTYPE_Q6_K: return exp_q6_k;     \
+        case LK_QTYPE_IQ4_XS: return exp_iq4_xs; \
+        default: return NULL;                    \
+        }                                        \
+    }
+#define Q8G_KQUANT_EXPANDERS                                                        \
+    Q8G_KQUANT_EXPANDER(q2_k, q4_block_q2_k, sm_q2_k)                               \
+    Q8G_KQUANT_EXPANDER(q3_k, q4_block_q3_k, sm_q3_k)                               \
+    Q8G_KQUANT_EXPANDER(q4_k, q4_block_q4_k, sm_q4_k)                               \
+    Q8G_KQUANT_EXPANDER(q5_k, q4_block_q5_k, sm_q4_k) /* the same scales as Q4_K */ \
+    Q8G_KQUANT_EXPANDER(q6_k, q4_block_q6_k, sm_q6_k)                               \
+    Q8G_KQUANT_EXPANDER(iq4_xs, q4_block_iq4_xs, sm_iq4_xs)
+
 #endif /* LK_Q8_GGUF_H */
