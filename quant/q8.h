@@ -93,6 +93,15 @@ typedef struct {
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads, void *work, size_t work_size);
 size_t q8_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                            float *Y, int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
 
 /* The table chosen for this CPU: the best variant compiled and runnable, or the one LK_KERNELS
  * names (ref, avx2, avx512vnni, neon; the q4 names avx512 and amx mean avx512vnni here). */

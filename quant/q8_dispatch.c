@@ -10,6 +10,16 @@
 #include "core/status.h"
 
 static const q8_kernels k_ref = {"ref", q8_gemm_fwd_ref, q8_gemm_fwd_work_ref};
+#ifdef LK_HAVE_AVX2
+static const q8_kernels k_avx2 = {"avx2", q8_gemm_fwd_avx2, q8_gemm_fwd_work_avx2};
+#endif
+#ifdef LK_HAVE_AVX512
+static const q8_kernels k_vnni = {"avx512vnni", q8_gemm_fwd_avx512vnni,
+                                  q8_gemm_fwd_work_avx512vnni};
+#endif
+#ifdef LK_HAVE_NEON
+static const q8_kernels k_neon = {"neon", q8_gemm_fwd_neon, q8_gemm_fwd_work_neon};
+#endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static const q8_kernels *g_chosen = &k_ref;
@@ -19,6 +29,18 @@ static const q8_kernels *lookup(const char *name)
 {
     if (!strcmp(name, "ref"))
         return &k_ref;
+#ifdef LK_HAVE_AVX2
+    if (!strcmp(name, "avx2") && q4_cpu_has("avx2"))
+        return &k_avx2;
+#endif
+#ifdef LK_HAVE_AVX512
+    if (!strcmp(name, "avx512vnni") && q4_cpu_has("avx512vnni"))
+        return &k_vnni;
+#endif
+#ifdef LK_HAVE_NEON
+    if (!strcmp(name, "neon") && q4_cpu_has("dotprod"))
+        return &k_neon;
+#endif
     return NULL;
 }
 
