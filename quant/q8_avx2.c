@@ -189,7 +189,7 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
              .T = T,
              .nb = (w->in + Q8_QK - 1) / Q8_QK,
              .simple = q8_simple(w->qtype),
-             .expand = q8_expander(w->qtype),
+             .expand = q8_expander_avx2(w->qtype),
              .A = (q8_ablock *)(void *)base,
              .slots = base + act_bytes(w, T),
              .slot = panel_bytes(w)};
