@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define LK_EXPERIMENTAL 1
 #include "q8.h"
 #include "core/status.h"
 #include "testutil.h"
@@ -618,6 +619,48 @@ static void test_dispatch(void **state)
     printf("chosen int8 variant: %s (cpu: %s)\n", k->name, lk_cpu_features());
 }
 
+/* The public face (lorakit/quant.h): the same bits as the kernel, misuse as clear errors. */
+static void test_public_api(void **state)
+{
+    (void)state;
+    g_rng = 7;
+    wcase c;
+    wcase_make(&c, LK_QTYPE_Q4_0, 32, 40, 70);
+    const struct lk_qweight w = {LK_QTYPE_Q4_0, 32, 40, 70, c.data};
+    float X[3 * 70], Y[3 * 40], Yk[3 * 40], dX[3 * 70];
+    for (int i = 0; i < 3 * 70; i++)
+        X[i] = frand();
+    size_t bytes = 0;
+    assert_ok(lk_q8gemm_forward_work(&w, 3, 2, "ref", &bytes));
+    void *work = malloc(bytes);
+    assert_ok(lk_q8gemm_forward(&w, NULL, X, 3, Y, 2, "ref", work, bytes));
+    fwd_fenced(q8_kernels_named("ref"), &c.w, NULL, X, 3, Yk, 2);
+    assert_memory_equal(Y, Yk, sizeof Y);
+    assert_int_equal(lk_q8gemm_forward(&w, NULL, X, 3, Y, 2, "ref", work, bytes - 1), LK_ERR_ARG);
+    assert_int_equal(lk_q8gemm_forward(&w, NULL, X, 0, Y, 2, "ref", work, bytes), LK_ERR_ARG);
+    assert_int_equal(lk_q8gemm_forward(&w, NULL, X, 3, Y, 2, "sse9", work, bytes),
+                     LK_ERR_UNSUPPORTED);
+    assert_string_equal(lk_q8_kernel_variant(), q8_kernels_get()->name);
+    const struct lk_qweight f = {LK_QTYPE_F16, 32, 40, 70, c.data};
+    assert_int_equal(lk_q8gemm_forward_work(&f, 3, 2, NULL, &bytes), LK_ERR_UNSUPPORTED);
+    free(work);
+    /* the transposed copy: dX = dY·W as a forward of the copy */
+    const size_t tb = lk_q8_transpose_bytes(&w);
+    assert_true(tb == q8_transpose_bytes(&c.w));
+    uint8_t *dst = malloc(tb);
+    struct lk_qweight wt;
+    assert_ok(lk_q8_transpose(&w, dst, &wt, 2));
+    assert_true(wt.type == LK_QTYPE_Q8_0 && wt.out == 70 && wt.in == 40 && wt.data == dst);
+    assert_ok(lk_q8gemm_forward_work(&wt, 3, 2, NULL, &bytes));
+    work = malloc(bytes);
+    assert_ok(lk_q8gemm_forward(&wt, NULL, Y, 3, dX, 2, NULL, work, bytes));
+    for (int i = 0; i < 3 * 70; i++)
+        assert_true(isfinite(dX[i]));
+    free(work);
+    free(dst);
+    free(c.data);
+}
+
 static void test_avx2(void **state)
 {
     (void)state;
@@ -637,15 +680,11 @@ static void test_neon(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dispatch),
-        cmocka_unit_test(test_expanders),
-        cmocka_unit_test(test_quantize_act),
-        cmocka_unit_test(test_ref_gemm),
-        cmocka_unit_test(test_transpose),
-        cmocka_unit_test(test_avx2),
-        cmocka_unit_test(test_avx512vnni),
-        cmocka_unit_test(test_neon),
-        cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_dispatch),     cmocka_unit_test(test_expanders),
+        cmocka_unit_test(test_quantize_act), cmocka_unit_test(test_ref_gemm),
+        cmocka_unit_test(test_transpose),    cmocka_unit_test(test_public_api),
+        cmocka_unit_test(test_avx2),         cmocka_unit_test(test_avx512vnni),
+        cmocka_unit_test(test_neon),         cmocka_unit_test(test_threads_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
