@@ -1,6 +1,7 @@
 /* q8_gguf.h — the int8 expansions of the GGUF read-only types (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
- * IQ4_XS): the per-block scales and mins, shared by the plain-C expanders (q8_expand_gguf.c) and
- * their AVX2 twins (q8_expand_gguf_avx2.c), which differ only in how they unpack the codes.
+ * IQ4_XS): the per-block scales and mins and the k-quant block loop, shared by the plain-C
+ * expanders (q8_expand_gguf.c) and their AVX2 twins (q8_expand_gguf_avx2.c), which unpack the
+ * codes (and Q4_K / Q5_K / Q6_K's scales) with SIMD.
  *
  * A 32-value block expands to q8_wblock {q[32], s[2], m[2]} with value k = s[k/16]*q[k] + m[k/16]
  * (fp32, two roundings) equal bit for bit to q4_decode32_gguf's value (int8_spec.md):
@@ -51,6 +52,12 @@ static inline float q8g_fp16_at(const uint8_t *p)
 typedef float q8g_sm[8][4];
 static_assert(offsetof(q8_wblock, m) == offsetof(q8_wblock, s) + 2 * sizeof(float),
               "q8_wblock: m follows s");
+
+/* s[0], s[1], m[0], m[1] of o from v[4] (one copy through the whole block's address). */
+static inline void q8g_put_sm(q8_wblock *o, const float *v)
+{
+    memcpy((char *)o + offsetof(q8_wblock, s), v, 4 * sizeof(float));
+}
 
 /* Half-block g (= value/16) of a k-quant super-block gets scale sv and min mv. */
 static inline void q8g_set(q8g_sm sm, int g, float sv, float mv)
@@ -138,12 +145,12 @@ static inline void q8g_expand_k(size_t block_bytes, q8g_sm_fn scales, q8g_codes_
         if (j == 0 && nb - i >= 8) { /* a whole super-block: sub-block numbers are constants */
             for (int k = 0; k < 8; k++) {
                 codes(x, k, dst[i + k].q);
-                memcpy(dst[i + k].s, sm[k], sizeof sm[k]); /* s[0], s[1], m[0], m[1] */
+                q8g_put_sm(&dst[i + k], sm[k]);
             }
             i += 8;
         } else {
             codes(x, j, dst[i].q);
-            memcpy(dst[i].s, sm[j], sizeof sm[j]);
+            q8g_put_sm(&dst[i], sm[j]);
             i++;
         }
     }
