@@ -20,28 +20,8 @@
 #include "core/pool.h"
 #include "core/status.h"
 
-#define NR 32 /* output rows per panel: two zmm of int32 / fp32 lanes */
-#define MR 4  /* activation rows per microkernel call: 4x2 int32 + 4x2 fp32 accumulators */
-
-typedef struct {
-    const q4_weight *w;
-    const float *bias, *X;
-    float *Y;
-    int64_t T, nb;
-    int simple, kshift; /* kshift: log2 K of the panel's codes (3: Q4_0 nibbles, 7: q + 128) */
-    q8_expand_fn expand;
-    q8_ablock *A;   /* [T][nb] */
-    uint8_t *slots; /* per thread: one panel */
-    size_t slot;
-} job;
-
-static void quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
-{
-    (void)thread;
-    const job *j = ctx;
-    for (int64_t t = t0; t < t1; t++)
-        q8x_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
-}
+#define NR 32     /* output rows per panel: two zmm of int32 / fp32 lanes */
+#define MR Q8P_MR /* activation rows per microkernel call: 4x2 int32 + 4x2 fp32 accumulators */
 
 /* ---- packing the core types straight from their blocks -------------------------------------- */
 
@@ -57,7 +37,7 @@ static inline void store_t4(__m128i r0, __m128i r1, __m128i r2, __m128i r3, uint
 }
 
 /* Values 0..15 (lo) and 16..31 (hi) of block b of a row of a core type, as u8 codes q + K. */
-static inline void codes(const job *j, const uint8_t *row, int64_t b, __m128i tab, __m128i *lo,
+static inline void codes(const q8p_job *j, const uint8_t *row, int64_t b, __m128i tab, __m128i *lo,
                          __m128i *hi, float *s)
 {
     const __m128i m4 = _mm_set1_epi8(15);
@@ -97,7 +77,7 @@ static inline void codes(const job *j, const uint8_t *row, int64_t b, __m128i ta
 }
 
 /* Rows [o0, o0+nrow) of a core type into the panel (rows past nrow: scale 0). */
-static void pack_core(const job *j, int64_t o0, int nrow, uint8_t *panel)
+static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
 {
     const q4_weight *w = j->w;
     int8_t t8[16];
@@ -229,7 +209,7 @@ static inline __attribute__((always_inline)) void kernel_general(const uint8_t *
 }
 
 /* mr (1..MR, a constant after inlining) activation rows against one panel; stores + bias. */
-static inline __attribute__((always_inline)) void rows(const job *j, const uint8_t *panel,
+static inline __attribute__((always_inline)) void rows(const q8p_job *j, const uint8_t *panel,
                                                        int64_t t0, int mr, int64_t o0, int nrow)
 {
     __m512 acc[MR][2];
@@ -263,67 +243,25 @@ static inline __attribute__((always_inline)) void rows(const job *j, const uint8
     }
 }
 
-static void tiles(void *ctx, int64_t i0, int64_t i1, int thread)
-{
-    const job *j = ctx;
-    uint8_t *panel = j->slots + (size_t)thread * j->slot;
-    for (int64_t i = i0; i < i1; i++) {
-        const int64_t o0 = i * NR;
-        const int nrow = (int)(j->w->out - o0 < NR ? j->w->out - o0 : NR);
-        if (is_core(j->w->qtype))
-            pack_core(j, o0, nrow, panel);
-        else
-            q8p_pack(j->w, j->expand, j->simple, o0, nrow, NR, j->nb, 1, panel);
-        int64_t t = 0;
-        for (; t + MR <= j->T; t += MR)
-            rows(j, panel, t, MR, o0, nrow);
-        switch (j->T - t) {
-        case 3: rows(j, panel, t, 3, o0, nrow); break;
-        case 2: rows(j, panel, t, 2, o0, nrow); break;
-        case 1: rows(j, panel, t, 1, o0, nrow); break;
-        default: break;
-        }
-    }
-}
-
-static size_t act_bytes(const q4_weight *w, int64_t T)
-{
-    return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
-}
-
-static size_t panel_bytes(const q4_weight *w)
-{
-    return q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) *
-                   q8p_block_bytes(NR, q8_simple(w->qtype)));
-}
+Q8P_ROWS_FNS(rows)
 
 size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
 {
-    const int64_t tiles_n = (w->out + NR - 1) / NR;
-    int nt = resolve_threads(n_threads);
-    nt = nt < tiles_n ? nt : (int)tiles_n;
-    return T > 0 ? q4_work_size(act_bytes(w, T) + (size_t)nt * panel_bytes(w)) : 0;
+    return q8p_work(w, T, n_threads, NR);
 }
 
 void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
                             float *Y, int n_threads, void *work, size_t work_size)
 {
-    if (T <= 0)
-        return;
-    LK_ASSERT(q8_supports(w->qtype));
-    uint8_t *base = q4_work_start(work, work_size, q8_gemm_fwd_work_avx512vnni(w, T, n_threads));
-    job j = {.w = w,
-             .bias = bias,
-             .X = X,
-             .Y = Y,
-             .T = T,
-             .nb = (w->in + Q8_QK - 1) / Q8_QK,
-             .simple = q8_simple(w->qtype),
-             .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
-             .expand = q8_expander(w->qtype),
-             .A = (q8_ablock *)(void *)base,
-             .slots = base + act_bytes(w, T),
-             .slot = panel_bytes(w)};
-    par_for(n_threads, T, quant_rows, &j);
-    par_for(n_threads, (w->out + NR - 1) / NR, tiles, &j);
+    q8p_job j = {.w = w,
+                 .bias = bias,
+                 .X = X,
+                 .Y = Y,
+                 .T = T,
+                 .nr = NR,
+                 .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
+                 .quant = q8x_quantize_act,
+                 .pack = is_core(w->qtype) ? pack_core : NULL,
+                 .rows = {rows_1, rows_2, rows_3, rows_4}};
+    q8p_run(&j, n_threads, work, work_size);
 }
