@@ -82,10 +82,10 @@ struct q8p_job {
     void (*quant)(const float *x, int64_t n, q8_ablock *dst);
     q8p_pack_fn pack;
     q8p_rows_fn rows[Q8P_MR];
+    q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
     /* set by q8p_run */
     int64_t nb;
     int simple;
-    q8_expand_fn expand;
     q8_ablock *A;   /* [T][nb] */
     uint8_t *slots; /* per thread: one panel */
     size_t slot;
@@ -147,7 +147,8 @@ static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_si
     uint8_t *base = q4_work_start(work, work_size, q8p_work(j->w, j->T, n_threads, j->nr));
     j->nb = (j->w->in + Q8_QK - 1) / Q8_QK;
     j->simple = q8_simple(j->w->qtype);
-    j->expand = q8_expander(j->w->qtype);
+    if (!j->expand)
+        j->expand = q8_expander(j->w->qtype);
     j->A = (q8_ablock *)(void *)base;
     j->slots = base + q8p_act_bytes(j->w, j->T);
     j->slot = q8p_panel_slot(j->w, j->nr);
