@@ -313,6 +313,9 @@ static float *make_x(int64_t T, int64_t in)
     if (T > 2)
         for (int64_t k = 0; k < in && k < 32; k++)
             X[2 * in + k] = 0.0f;
+    if (T > 3) /* a block of ties: amax 127 (d = 1) and halves, rounded to even */
+        for (int64_t k = 0; k < in && k < 32; k++)
+            X[3 * in + k] = k == 0 ? 127.0f : (float)(k % 9) - 4.5f;
     return X;
 }
 
