@@ -36,6 +36,9 @@
  *        scale ls = nibble j of scales_l | bits 2j..2j+1 of scales_h << 4, nibbles as IQ4_NL;
  *        x = (d*(ls-32))*kvalues_iq4nl[q].
  *   The k-quants need rows whose length is a multiple of 256 for the kernels (q4_weight_init).
+ *   For the int8 path (q8.h) each 32 values of these types expand exactly to int8 codes with
+ *   per-16 fp32 scales and mins (e.g. Q4_K: q = nibble, s = d*sc, m = -(dmin*m)); the table of
+ *   all nine and why s*q + m repeats the decoder's roundings is at the top of q8_gguf.h.
  * Rows whose length n is not a multiple of the block are padded with zeros to a whole block, per
  * row, before quantisation. llama.cpp's GGUF needs n % 32 == 0, so a GGUF writer stores such a
  * matrix as [rows, round_up(n, 32)] with zero columns (the padded row is exactly what is stored

@@ -60,6 +60,11 @@ q8_expand_fn q8_expander(int qtype);
 /* The expanders of the GGUF read-only types (Q4_1 .. IQ4_XS), quant/q8_expand_gguf.c (i13-q8g);
  * NULL for the other types. */
 q8_expand_fn q8_expander_gguf(int qtype);
+/* The fastest expander of qtype for a CPU that runs AVX2: an AVX2 one where a file has it
+ * (quant/q8_expand_gguf_avx2.c: the GGUF read-only types), else q8_expander(qtype); bit-exact
+ * with q8_expander's; for the AVX2 and AVX-512 variants (q8_expander(qtype) in builds without
+ * the AVX2 file). */
+q8_expand_fn q8_expander_avx2(int qtype);
 /* 1 if q8_expander(qtype) != NULL. */
 int q8_supports(int qtype);
 /* 1 for the types whose expansion has s[0] == s[1] and no min in every block, whose blocks take

@@ -15,28 +15,8 @@
 #include "core/pool.h"
 #include "core/status.h"
 
-#define NR 8 /* output rows per panel: one ymm of int32 / fp32 lanes */
-#define MR 4 /* activation rows per microkernel call */
-
-typedef struct {
-    const q4_weight *w;
-    const float *bias, *X;
-    float *Y;
-    int64_t T, nb;
-    int simple;
-    q8_expand_fn expand;
-    q8_ablock *A;   /* [T][nb] */
-    uint8_t *slots; /* per thread: one panel */
-    size_t slot;
-} job;
-
-static void quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
-{
-    (void)thread;
-    const job *j = ctx;
-    for (int64_t t = t0; t < t1; t++)
-        q8x_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
-}
+#define NR 8      /* output rows per panel: one ymm of int32 / fp32 lanes */
+#define MR Q8P_MR /* activation rows per microkernel call */
 
 static inline __m256i bcast4(const int8_t *q)
 {
@@ -114,7 +94,7 @@ kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m
     }
 }
 
-static inline __attribute__((always_inline)) void rows(const job *j, const uint8_t *panel,
+static inline __attribute__((always_inline)) void rows(const q8p_job *j, const uint8_t *panel,
                                                        int64_t t0, int mr, int64_t o0, int nrow)
 {
     __m256 acc[MR];
@@ -137,63 +117,25 @@ static inline __attribute__((always_inline)) void rows(const job *j, const uint8
     }
 }
 
-static void tiles(void *ctx, int64_t i0, int64_t i1, int thread)
-{
-    const job *j = ctx;
-    uint8_t *panel = j->slots + (size_t)thread * j->slot;
-    for (int64_t i = i0; i < i1; i++) {
-        const int64_t o0 = i * NR;
-        const int nrow = (int)(j->w->out - o0 < NR ? j->w->out - o0 : NR);
-        q8p_pack(j->w, j->expand, j->simple, o0, nrow, NR, j->nb, 0, panel);
-        int64_t t = 0;
-        for (; t + MR <= j->T; t += MR)
-            rows(j, panel, t, MR, o0, nrow);
-        switch (j->T - t) {
-        case 3: rows(j, panel, t, 3, o0, nrow); break;
-        case 2: rows(j, panel, t, 2, o0, nrow); break;
-        case 1: rows(j, panel, t, 1, o0, nrow); break;
-        default: break;
-        }
-    }
-}
-
-static size_t act_bytes(const q4_weight *w, int64_t T)
-{
-    return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
-}
-
-static size_t panel_bytes(const q4_weight *w)
-{
-    return q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) *
-                   q8p_block_bytes(NR, q8_simple(w->qtype)));
-}
+Q8P_ROWS_FNS(rows)
 
 size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
-    const int64_t tiles_n = (w->out + NR - 1) / NR;
-    int nt = resolve_threads(n_threads);
-    nt = nt < tiles_n ? nt : (int)tiles_n;
-    return T > 0 ? q4_work_size(act_bytes(w, T) + (size_t)nt * panel_bytes(w)) : 0;
+    return q8p_work(w, T, n_threads, NR);
 }
 
 void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size)
 {
-    if (T <= 0)
-        return;
-    LK_ASSERT(q8_supports(w->qtype));
-    uint8_t *base = q4_work_start(work, work_size, q8_gemm_fwd_work_avx2(w, T, n_threads));
-    job j = {.w = w,
-             .bias = bias,
-             .X = X,
-             .Y = Y,
-             .T = T,
-             .nb = (w->in + Q8_QK - 1) / Q8_QK,
-             .simple = q8_simple(w->qtype),
-             .expand = q8_expander(w->qtype),
-             .A = (q8_ablock *)(void *)base,
-             .slots = base + act_bytes(w, T),
-             .slot = panel_bytes(w)};
-    par_for(n_threads, T, quant_rows, &j);
-    par_for(n_threads, (w->out + NR - 1) / NR, tiles, &j);
+    q8p_job j = {.w = w,
+                 .bias = bias,
+                 .X = X,
+                 .Y = Y,
+                 .T = T,
+                 .nr = NR,
+                 .kshift = 0,
+                 .quant = q8x_quantize_act,
+                 .expand = q8_expander_avx2(w->qtype),
+                 .rows = {rows_1, rows_2, rows_3, rows_4}};
+    q8p_run(&j, n_threads, work, work_size);
 }

@@ -20,110 +20,112 @@
 #include "core/pool.h"
 #include "core/status.h"
 
-#define NR 32 /* output rows per panel: two zmm of int32 / fp32 lanes */
-#define MR 4  /* activation rows per microkernel call: 4x2 int32 + 4x2 fp32 accumulators */
-
-typedef struct {
-    const q4_weight *w;
-    const float *bias, *X;
-    float *Y;
-    int64_t T, nb;
-    int simple, kshift; /* kshift: log2 K of the panel's codes (3: Q4_0 nibbles, 7: q + 128) */
-    q8_expand_fn expand;
-    q8_ablock *A;   /* [T][nb] */
-    uint8_t *slots; /* per thread: one panel */
-    size_t slot;
-} job;
-
-static void quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
-{
-    (void)thread;
-    const job *j = ctx;
-    for (int64_t t = t0; t < t1; t++)
-        q8x_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
-}
+#define NR 32     /* output rows per panel: two zmm of int32 / fp32 lanes */
+#define MR Q8P_MR /* activation rows per microkernel call: 4x2 int32 + 4x2 fp32 accumulators */
 
 /* ---- packing the core types straight from their blocks -------------------------------------- */
 
-/* 4x4 transpose of dwords: out[g] = dword g of rows 0..3 (16 bytes for W[g][r0..r0+3]). */
-static inline void store_t4(__m128i r0, __m128i r1, __m128i r2, __m128i r3, uint8_t *p)
+/* 16 bytes at offset off of rows 4L+k (L = 0..3) in the four 128-bit lanes of a zmm. */
+static inline __m512i load4(const uint8_t *const *rows, int k, size_t off)
 {
-    const __m128i a = _mm_unpacklo_epi32(r0, r1), b = _mm_unpackhi_epi32(r0, r1);
-    const __m128i c = _mm_unpacklo_epi32(r2, r3), d = _mm_unpackhi_epi32(r2, r3);
-    _mm_storeu_si128((__m128i *)(void *)(p + 0 * NR * 4), _mm_unpacklo_epi64(a, c));
-    _mm_storeu_si128((__m128i *)(void *)(p + 1 * NR * 4), _mm_unpackhi_epi64(a, c));
-    _mm_storeu_si128((__m128i *)(void *)(p + 2 * NR * 4), _mm_unpacklo_epi64(b, d));
-    _mm_storeu_si128((__m128i *)(void *)(p + 3 * NR * 4), _mm_unpackhi_epi64(b, d));
+    __m512i z =
+        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(rows[k] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[4 + k] + off)),
+                           1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[8 + k] + off)),
+                           2);
+    return _mm512_inserti32x4(
+        z, _mm_loadu_si128((const __m128i *)(const void *)(rows[12 + k] + off)), 3);
 }
 
-/* Values 0..15 (lo) and 16..31 (hi) of block b of a row of a core type, as u8 codes q + K. */
-static inline void codes(const job *j, const uint8_t *row, int64_t b, __m128i tab, __m128i *lo,
-                         __m128i *hi, float *s)
+/* r[k] lane L holding 4 dwords (groups g0..g0+3) of row 4L+k: a 4x4 dword transpose in each lane
+ * leaves group g0+g of rows 0..15 in order in one zmm, stored at W[g0+g][r0..r0+15] (p). */
+static inline void store_t16(const __m512i r[4], uint8_t *p)
 {
-    const __m128i m4 = _mm_set1_epi8(15);
-    switch (j->w->qtype) {
-    case LK_QTYPE_Q8_0: {
-        const q4_block_q8_0 *x = (const q4_block_q8_0 *)(const void *)row + b;
-        const __m128i f = _mm_set1_epi8((char)0x80);
-        *lo = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)x->qs), f);
-        *hi = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(x->qs + 16)), f);
-        *s = _cvtsh_ss(x->d);
-        return;
-    }
-    case LK_QTYPE_NF4: { /* byte k holds value 2k (high nibble) and 2k+1 */
-        const __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(row + b * 16));
-        const __m128i h = _mm_and_si128(_mm_srli_epi16(c, 4), m4), l = _mm_and_si128(c, m4);
-        *lo = _mm_shuffle_epi8(tab, _mm_unpacklo_epi8(h, l));
-        *hi = _mm_shuffle_epi8(tab, _mm_unpackhi_epi8(h, l));
-        const int bs = j->w->block;
-        float amax;
-        memcpy(&amax, row + (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4, 4);
-        *s = amax / 127.0f;
-        return;
-    }
-    default: { /* Q4_0 (nibbles as they are) and IQ4_NL (through the table), same layout */
-        const q4_block_q4_0 *x = (const q4_block_q4_0 *)(const void *)row + b;
-        const __m128i c = _mm_loadu_si128((const __m128i *)(const void *)x->qs);
-        *lo = _mm_and_si128(c, m4);
-        *hi = _mm_and_si128(_mm_srli_epi16(c, 4), m4);
-        if (j->w->qtype == LK_QTYPE_IQ4_NL) {
-            *lo = _mm_shuffle_epi8(tab, *lo);
-            *hi = _mm_shuffle_epi8(tab, *hi);
+    const __m512i a = _mm512_unpacklo_epi32(r[0], r[1]), b = _mm512_unpackhi_epi32(r[0], r[1]);
+    const __m512i c = _mm512_unpacklo_epi32(r[2], r[3]), d = _mm512_unpackhi_epi32(r[2], r[3]);
+    _mm512_storeu_si512(p + 0 * NR * 4, _mm512_unpacklo_epi64(a, c));
+    _mm512_storeu_si512(p + 1 * NR * 4, _mm512_unpackhi_epi64(a, c));
+    _mm512_storeu_si512(p + 2 * NR * 4, _mm512_unpacklo_epi64(b, d));
+    _mm512_storeu_si512(p + 3 * NR * 4, _mm512_unpackhi_epi64(b, d));
+}
+
+/* The u8 codes q + K of values 0..15 (lo[k]) and 16..31 (hi[k]) of block b of 16 rows (lanes as
+ * load4), and each row's scale s[r]. */
+static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t b, __m512i tab,
+                           __m512i lo[4], __m512i hi[4], float s[16])
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const int qt = j->w->qtype;
+    if (qt == LK_QTYPE_Q8_0) {
+        const __m512i f = _mm512_set1_epi8((char)0x80);
+        for (int k = 0; k < 4; k++) {
+            lo[k] = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 2), f);
+            hi[k] = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 18), f);
         }
-        *s = _cvtsh_ss(x->d);
-        return;
+    } else if (qt == LK_QTYPE_NF4) { /* byte k holds value 2k (high nibble) and 2k+1 */
+        for (int k = 0; k < 4; k++) {
+            const __m512i c = load4(rows, k, (size_t)b * 16);
+            const __m512i h = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+            const __m512i l = _mm512_and_si512(c, m4);
+            lo[k] = _mm512_shuffle_epi8(tab, _mm512_unpacklo_epi8(h, l));
+            hi[k] = _mm512_shuffle_epi8(tab, _mm512_unpackhi_epi8(h, l));
+        }
+    } else { /* Q4_0 (nibbles as they are, K = 8) and IQ4_NL (through the table): 18-byte blocks */
+        for (int k = 0; k < 4; k++) {
+            const __m512i c = load4(rows, k, (size_t)b * 18 + 2);
+            lo[k] = _mm512_and_si512(c, m4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+            if (qt == LK_QTYPE_IQ4_NL) {
+                lo[k] = _mm512_shuffle_epi8(tab, lo[k]);
+                hi[k] = _mm512_shuffle_epi8(tab, hi[k]);
+            }
+        }
     }
+    for (int r = 0; r < 16; r++) { /* row 4L+k is lane L of register k: r = 4L+k */
+        if (qt == LK_QTYPE_NF4) {
+            const int bs = j->w->block;
+            float amax;
+            memcpy(&amax, rows[r] + (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4, 4);
+            s[r] = amax / 127.0f;
+        } else {
+            uint16_t d;
+            memcpy(&d, rows[r] + (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18), 2);
+            s[r] = _cvtsh_ss(d);
+        }
     }
 }
 
-/* Rows [o0, o0+nrow) of a core type into the panel (rows past nrow: scale 0). */
-static void pack_core(const job *j, int64_t o0, int nrow, uint8_t *panel)
+/* Rows [o0, o0+nrow) of a core type into the panel, 16 at a time (rows past nrow: scale 0). */
+static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
 {
     const q4_weight *w = j->w;
-    int8_t t8[16];
-    for (int i = 0; i < 16; i++)
-        t8[i] = (int8_t)((w->qtype == LK_QTYPE_NF4 ? q8_nf4_i8[i] : q4_iq4nl_values[i]) ^ 0x80);
-    const __m128i tab = _mm_loadu_si128((const __m128i *)(const void *)t8);
+    int8_t t8[64];
+    for (int i = 0; i < 64; i++)
+        t8[i] = (int8_t)((w->qtype == LK_QTYPE_NF4 ? q8_nf4_i8[i % 16] : q4_iq4nl_values[i % 16]) ^
+                         0x80);
+    const __m512i tab = _mm512_loadu_si512(t8);
     const size_t pb = q8p_block_bytes(NR, 1);
-    for (int r0 = 0; r0 < NR; r0 += 4) {
-        const uint8_t *rows[4];
-        for (int i = 0; i < 4; i++) {
+    for (int r0 = 0; r0 < NR && r0 < nrow; r0 += 16) {
+        const uint8_t *rows[16]; /* in lane order: rows[4L+k] is row r0+4L+k */
+        for (int i = 0; i < 16; i++) {
             const int r = r0 + i < nrow ? r0 + i : nrow - 1;
             rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
         }
         for (int64_t b = 0; b < j->nb; b++) {
             uint8_t *p = panel + (size_t)b * pb;
-            __m128i lo[4], hi[4];
+            __m512i lo[4], hi[4];
             float *S = (float *)(void *)(p + NR * 32) + r0;
-            for (int i = 0; i < 4; i++) {
-                codes(j, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
-                if (r0 + i >= nrow)
-                    S[i] = 0.0f;
-            }
-            store_t4(lo[0], lo[1], lo[2], lo[3], p + r0 * 4);
-            store_t4(hi[0], hi[1], hi[2], hi[3], p + 4 * NR * 4 + r0 * 4);
+            codes16(j, rows, b, tab, lo, hi, S);
+            for (int i = nrow - r0; i < 16; i++)
+                S[i] = 0.0f;
+            store_t16(lo, p + r0 * 4);
+            store_t16(hi, p + 4 * NR * 4 + r0 * 4);
         }
     }
+    for (int r0 = (nrow + 15) / 16 * 16; r0 < NR; r0 += 16) /* a panel's unused half */
+        for (int64_t b = 0; b < j->nb; b++)
+            memset(panel + (size_t)b * pb + NR * 32 + (size_t)r0 * 4, 0, 16 * sizeof(float));
 }
 
 static int is_core(int qtype)
@@ -229,7 +231,7 @@ static inline __attribute__((always_inline)) void kernel_general(const uint8_t *
 }
 
 /* mr (1..MR, a constant after inlining) activation rows against one panel; stores + bias. */
-static inline __attribute__((always_inline)) void rows(const job *j, const uint8_t *panel,
+static inline __attribute__((always_inline)) void rows(const q8p_job *j, const uint8_t *panel,
                                                        int64_t t0, int mr, int64_t o0, int nrow)
 {
     __m512 acc[MR][2];
@@ -263,67 +265,26 @@ static inline __attribute__((always_inline)) void rows(const job *j, const uint8
     }
 }
 
-static void tiles(void *ctx, int64_t i0, int64_t i1, int thread)
-{
-    const job *j = ctx;
-    uint8_t *panel = j->slots + (size_t)thread * j->slot;
-    for (int64_t i = i0; i < i1; i++) {
-        const int64_t o0 = i * NR;
-        const int nrow = (int)(j->w->out - o0 < NR ? j->w->out - o0 : NR);
-        if (is_core(j->w->qtype))
-            pack_core(j, o0, nrow, panel);
-        else
-            q8p_pack(j->w, j->expand, j->simple, o0, nrow, NR, j->nb, 1, panel);
-        int64_t t = 0;
-        for (; t + MR <= j->T; t += MR)
-            rows(j, panel, t, MR, o0, nrow);
-        switch (j->T - t) {
-        case 3: rows(j, panel, t, 3, o0, nrow); break;
-        case 2: rows(j, panel, t, 2, o0, nrow); break;
-        case 1: rows(j, panel, t, 1, o0, nrow); break;
-        default: break;
-        }
-    }
-}
-
-static size_t act_bytes(const q4_weight *w, int64_t T)
-{
-    return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
-}
-
-static size_t panel_bytes(const q4_weight *w)
-{
-    return q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) *
-                   q8p_block_bytes(NR, q8_simple(w->qtype)));
-}
+Q8P_ROWS_FNS(rows)
 
 size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
 {
-    const int64_t tiles_n = (w->out + NR - 1) / NR;
-    int nt = resolve_threads(n_threads);
-    nt = nt < tiles_n ? nt : (int)tiles_n;
-    return T > 0 ? q4_work_size(act_bytes(w, T) + (size_t)nt * panel_bytes(w)) : 0;
+    return q8p_work(w, T, n_threads, NR);
 }
 
 void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
                             float *Y, int n_threads, void *work, size_t work_size)
 {
-    if (T <= 0)
-        return;
-    LK_ASSERT(q8_supports(w->qtype));
-    uint8_t *base = q4_work_start(work, work_size, q8_gemm_fwd_work_avx512vnni(w, T, n_threads));
-    job j = {.w = w,
-             .bias = bias,
-             .X = X,
-             .Y = Y,
-             .T = T,
-             .nb = (w->in + Q8_QK - 1) / Q8_QK,
-             .simple = q8_simple(w->qtype),
-             .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
-             .expand = q8_expander(w->qtype),
-             .A = (q8_ablock *)(void *)base,
-             .slots = base + act_bytes(w, T),
-             .slot = panel_bytes(w)};
-    par_for(n_threads, T, quant_rows, &j);
-    par_for(n_threads, (w->out + NR - 1) / NR, tiles, &j);
+    q8p_job j = {.w = w,
+                 .bias = bias,
+                 .X = X,
+                 .Y = Y,
+                 .T = T,
+                 .nr = NR,
+                 .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
+                 .quant = q8x_quantize_act,
+                 .pack = is_core(w->qtype) ? pack_core : NULL,
+                 .expand = q8_expander_avx2(w->qtype),
+                 .rows = {rows_1, rows_2, rows_3, rows_4}};
+    q8p_run(&j, n_threads, work, work_size);
 }

@@ -80,7 +80,7 @@ q8_expand_fn q8_expander(int qtype)
     case LK_QTYPE_IQ4_NL: return exp_iq4_nl;
     case LK_QTYPE_Q8_0: return exp_q8_0;
     case LK_QTYPE_NF4: return exp_nf4;
-    default: return NULL; /* the GGUF read-only types: i13-q8g's q8_expander_gguf(qtype) */
+    default: return q8_expander_gguf(qtype); /* the GGUF read-only types, NULL for the rest */
     }
 }
 

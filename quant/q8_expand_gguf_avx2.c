@@ -138,41 +138,15 @@ static void sm_q6_k(const uint8_t *sb, q8g_sm sm)
     }
 }
 
-/* The scalar scales of q8_gguf.h, one function per type. */
-#define SCALAR_SM(name, qt)                             \
-    static void sm_##name(const uint8_t *sb, q8g_sm sm) \
-    {                                                   \
-        q8g_kquant_sm(qt, sb, sm);                      \
-    }
-#define KQUANT_EXPANDER(name, blk, scales)                                              \
-    static void exp_##name(const q4_weight *w, const void *row, int64_t b0, int64_t nb, \
-                           q8_wblock *dst)                                              \
-    {                                                                                   \
-        (void)w;                                                                        \
-        q8g_expand_k(sizeof(blk), scales, codes_##name, row, b0, nb, dst);              \
-    }
-SCALAR_SM(q2_k, LK_QTYPE_Q2_K)
-SCALAR_SM(q3_k, LK_QTYPE_Q3_K)
-SCALAR_SM(iq4_xs, LK_QTYPE_IQ4_XS)
-KQUANT_EXPANDER(q2_k, q4_block_q2_k, sm_q2_k)
-KQUANT_EXPANDER(q3_k, q4_block_q3_k, sm_q3_k)
-KQUANT_EXPANDER(q4_k, q4_block_q4_k, sm_q4_k)
-KQUANT_EXPANDER(q5_k, q4_block_q5_k, sm_q4_k) /* the same scales and mins as Q4_K */
-KQUANT_EXPANDER(q6_k, q4_block_q6_k, sm_q6_k)
-KQUANT_EXPANDER(iq4_xs, q4_block_iq4_xs, sm_iq4_xs)
+Q8G_SCALAR_SM(q2_k, LK_QTYPE_Q2_K)
+Q8G_SCALAR_SM(q3_k, LK_QTYPE_Q3_K)
+Q8G_SCALAR_SM(iq4_xs, LK_QTYPE_IQ4_XS)
+Q8G_KQUANT_EXPANDERS
 
-q8_expand_fn q8_expander_gguf_avx2(int qtype)
+Q8G_EXPANDER_TABLE(q8_expander_gguf_avx2)
+
+q8_expand_fn q8_expander_avx2(int qtype)
 {
-    switch (qtype) {
-    case LK_QTYPE_Q4_1: return exp_q4_1;
-    case LK_QTYPE_Q5_0: return exp_q5_0;
-    case LK_QTYPE_Q5_1: return exp_q5_1;
-    case LK_QTYPE_Q2_K: return exp_q2_k;
-    case LK_QTYPE_Q3_K: return exp_q3_k;
-    case LK_QTYPE_Q4_K: return exp_q4_k;
-    case LK_QTYPE_Q5_K: return exp_q5_k;
-    case LK_QTYPE_Q6_K: return exp_q6_k;
-    case LK_QTYPE_IQ4_XS: return exp_iq4_xs;
-    default: return NULL;
-    }
+    const q8_expand_fn f = q8_expander_gguf_avx2(qtype);
+    return f ? f : q8_expander(qtype);
 }

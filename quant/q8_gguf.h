@@ -1,6 +1,7 @@
 /* q8_gguf.h — the int8 expansions of the GGUF read-only types (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
- * IQ4_XS): the per-block scales and mins, shared by the plain-C expanders (q8_expand_gguf.c) and
- * their AVX2 twins (q8_expand_gguf_avx2.c), which differ only in how they unpack the codes.
+ * IQ4_XS): the per-block scales and mins and the k-quant block loop, shared by the plain-C
+ * expanders (q8_expand_gguf.c) and their AVX2 twins (q8_expand_gguf_avx2.c), which unpack the
+ * codes (and Q4_K / Q5_K / Q6_K's scales) with SIMD.
  *
  * A 32-value block expands to q8_wblock {q[32], s[2], m[2]} with value k = s[k/16]*q[k] + m[k/16]
  * (fp32, two roundings) equal bit for bit to q4_decode32_gguf's value (int8_spec.md):
@@ -23,15 +24,7 @@
 #include <stddef.h>
 
 #include "q4.h"
-/* TEMPORARY until i13-q8k's quant/q8.h is merged: the spec's interface (int8_spec.md). */
-#define Q8_QK 32
-typedef struct {
-    int8_t q[32];
-    float s[2], m[2];
-} q8_wblock;
-typedef void (*q8_expand_fn)(const q4_weight *w, const void *row, int64_t b0, int64_t nb,
-                             q8_wblock *dst);
-q8_expand_fn q8_expander_gguf(int qtype);
+#include "q8.h"
 
 /* The AVX2 expander of a GGUF read-only type (bit-exact with q8_expander_gguf's), NULL when
  * there is none or this build has no AVX2 file; callers must have checked that the CPU runs
@@ -59,6 +52,12 @@ static inline float q8g_fp16_at(const uint8_t *p)
 typedef float q8g_sm[8][4];
 static_assert(offsetof(q8_wblock, m) == offsetof(q8_wblock, s) + 2 * sizeof(float),
               "q8_wblock: m follows s");
+
+/* s[0], s[1], m[0], m[1] of o from v[4] (one copy through the whole block's address). */
+static inline void q8g_put_sm(q8_wblock *o, const float *v)
+{
+    memcpy((char *)o + offsetof(q8_wblock, s), v, 4 * sizeof(float));
+}
 
 /* Half-block g (= value/16) of a k-quant super-block gets scale sv and min mv. */
 static inline void q8g_set(q8g_sm sm, int g, float sv, float mv)
@@ -146,15 +145,56 @@ static inline void q8g_expand_k(size_t block_bytes, q8g_sm_fn scales, q8g_codes_
         if (j == 0 && nb - i >= 8) { /* a whole super-block: sub-block numbers are constants */
             for (int k = 0; k < 8; k++) {
                 codes(x, k, dst[i + k].q);
-                memcpy(dst[i + k].s, sm[k], sizeof sm[k]); /* s[0], s[1], m[0], m[1] */
+                q8g_put_sm(&dst[i + k], sm[k]);
             }
             i += 8;
         } else {
             codes(x, j, dst[i].q);
-            memcpy(dst[i].s, sm[j], sizeof sm[j]);
+            q8g_put_sm(&dst[i], sm[j]);
             i++;
         }
     }
 }
+
+/* Per-file boilerplate of q8_expand_gguf.c and q8_expand_gguf_avx2.c, which define the same
+ * function names (static) with their own code unpackers: sm_NAME wraps q8g_kquant_sm for a type,
+ * exp_NAME is the k-quant expander built from codes_NAME and a scales function, and
+ * Q8G_EXPANDER_TABLE(fn) defines fn(qtype) returning the file's exp_NAME of qtype (NULL for
+ * other types). */
+#define Q8G_SCALAR_SM(name, qt)                         \
+    static void sm_##name(const uint8_t *sb, q8g_sm sm) \
+    {                                                   \
+        q8g_kquant_sm(qt, sb, sm);                      \
+    }
+#define Q8G_KQUANT_EXPANDER(name, blk, scales)                                          \
+    static void exp_##name(const q4_weight *w, const void *row, int64_t b0, int64_t nb, \
+                           q8_wblock *dst)                                              \
+    {                                                                                   \
+        (void)w;                                                                        \
+        q8g_expand_k(sizeof(blk), scales, codes_##name, row, b0, nb, dst);              \
+    }
+#define Q8G_EXPANDER_TABLE(fn)                   \
+    q8_expand_fn fn(int qtype)                   \
+    {                                            \
+        switch (qtype) {                         \
+        case LK_QTYPE_Q4_1: return exp_q4_1;     \
+        case LK_QTYPE_Q5_0: return exp_q5_0;     \
+        case LK_QTYPE_Q5_1: return exp_q5_1;     \
+        case LK_QTYPE_Q2_K: return exp_q2_k;     \
+        case LK_QTYPE_Q3_K: return exp_q3_k;     \
+        case LK_QTYPE_Q4_K: return exp_q4_k;     \
+        case LK_QTYPE_Q5_K: return exp_q5_k;     \
+        case LK_QTYPE_Q6_K: return exp_q6_k;     \
+        case LK_QTYPE_IQ4_XS: return exp_iq4_xs; \
+        default: return NULL;                    \
+        }                                        \
+    }
+#define Q8G_KQUANT_EXPANDERS                                                        \
+    Q8G_KQUANT_EXPANDER(q2_k, q4_block_q2_k, sm_q2_k)                               \
+    Q8G_KQUANT_EXPANDER(q3_k, q4_block_q3_k, sm_q3_k)                               \
+    Q8G_KQUANT_EXPANDER(q4_k, q4_block_q4_k, sm_q4_k)                               \
+    Q8G_KQUANT_EXPANDER(q5_k, q4_block_q5_k, sm_q4_k) /* the same scales as Q4_K */ \
+    Q8G_KQUANT_EXPANDER(q6_k, q4_block_q6_k, sm_q6_k)                               \
+    Q8G_KQUANT_EXPANDER(iq4_xs, q4_block_iq4_xs, sm_iq4_xs)
 
 #endif /* LK_Q8_GGUF_H */

@@ -3,13 +3,15 @@
  * random blocks with finite scales, blocks of all-zero and all-one code bits, every 6-bit (and
  * 4-bit, int8) scale/min packing of the k-quants, and gguf-py's dequantisation vectors
  * (tests/data/quant/gguf_dq_*.bin); the AVX2 expanders give the same bytes as the reference for
- * every start block and count. */
+ * every start block and count. q8_gemm_fwd on these types: within the activation-quantisation
+ * bound of the f32 kernel, and every int8 variant bit-exact with the reference. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "q8_gguf.h"
+#include "core/status.h"
 #include "testutil.h"
 
 static const int k_types[] = {LK_QTYPE_Q4_1, LK_QTYPE_Q5_0, LK_QTYPE_Q5_1,
@@ -323,7 +325,7 @@ static void test_expand_vs_fixture(void **state)
     }
 }
 
-/* Types outside this file's set have no GGUF expander. */
+/* Types outside this file's set have no GGUF expander; q8_expander_avx2 picks the AVX2 one. */
 static void test_expander_table(void **state)
 {
     (void)state;
@@ -332,8 +334,158 @@ static void test_expander_table(void **state)
         for (int t = 0; t < N_TYPES; t++)
             mine |= k_types[t] == qt;
         assert_int_equal(q8_expander_gguf(qt) != NULL, mine);
-        if (avx2_of(LK_QTYPE_Q4_1))
+        if (avx2_of(LK_QTYPE_Q4_1)) {
             assert_int_equal(q8_expander_gguf_avx2(qt) != NULL, mine);
+            /* the variants' hook: the AVX2 expander where there is one, else the reference */
+            assert_true(q8_expander_avx2(qt) ==
+                        (mine ? q8_expander_gguf_avx2(qt) : q8_expander(qt)));
+        } else {
+            assert_true(q8_expander_avx2(qt) == q8_expander(qt));
+        }
+    }
+}
+
+/* ---- q8_gemm_fwd on these types --------------------------------------------------------- */
+
+/* A weight [out, in] of type qt from random bytes with planted fp16 scales: |d| in 2^-10..2^-6
+ * (and dmin / m likewise) as real files have, or any finite fp16 when `wild`. */
+static uint8_t *gguf_weight(int qt, int64_t out, int64_t in, int wild, q4_weight *w)
+{
+    const size_t rb = q4_row_bytes(qt, 32, in);
+    const int64_t nblk = (int64_t)(rb / q4_block_bytes(qt)) * out;
+    uint8_t *m = lk_aligned_alloc(rb * (size_t)out);
+    assert_non_null(m);
+    for (size_t i = 0; i < rb * (size_t)out; i++)
+        m[i] = (uint8_t)rnd();
+    if (wild) {
+        plant_scales(qt, m, nblk);
+    } else {
+        const size_t bb = q4_block_bytes(qt);
+        int o[2];
+        scale_offsets(qt, &o[0], &o[1]);
+        for (int64_t b = 0; b < nblk; b++)
+            for (int k = 0; k < 2 && o[k] >= 0; k++) {
+                const float v =
+                    ldexpf(1.0f + (float)(rnd() % 1024) / 1024.0f, -10 + (int)(rnd() % 5)) *
+                    (rnd() % 8 ? 1.0f : -1.0f);
+                const uint16_t h = q4_fp32_to_fp16(v);
+                memcpy(m + (size_t)b * bb + o[k], &h, 2);
+            }
+    }
+    assert_ok(q4_weight_init(w, qt, 32, out, in, m));
+    return m;
+}
+
+/* Work of the size k asks for, fenced: the kernel must not write outside it. */
+static void q8_fwd(const q8_kernels *k, const q4_weight *w, const float *bias, const float *X,
+                   int64_t T, float *Y, int nt)
+{
+    enum { FENCE = 64 };
+    const size_t size = k->fwd_work(w, T, nt);
+    uint8_t *buf = malloc(size + FENCE);
+    assert_non_null(buf);
+    memset(buf + size, 0xa5, FENCE);
+    k->fwd(w, bias, X, T, Y, nt, buf, size);
+    for (int i = 0; i < FENCE; i++)
+        assert_int_equal(buf[size + i], 0xa5);
+    free(buf);
+}
+
+/* The reference int8 product (a) against fp64 of the dequantised activations times the decoded W
+ * within the fp32 roundings of its block sums, (b) against the f32 kernel's (unquantised X times
+ * the decoded W) within the bound of the activation quantisation (|x - d*q| <= d/2 per value);
+ * and every int8 variant of this build equal to the reference bit for bit, on 1 and 3 threads. */
+static void check_gemm(int qt, int64_t out, int64_t in, int64_t T, int wild)
+{
+    q4_weight w;
+    uint8_t *m = gguf_weight(qt, out, in, wild, &w);
+    const int64_t nb = (in + 31) / 32, inp = nb * 32;
+    float *X = malloc((size_t)(T * in) * 4), *Y = malloc((size_t)(T * out) * 4);
+    float *Yf = malloc((size_t)(T * out) * 4), *Yv = malloc((size_t)(T * out) * 4);
+    float *bias = malloc((size_t)out * 4), *wd = malloc((size_t)inp * 4);
+    assert_true(X && Y && Yf && Yv && bias && wd);
+    for (int64_t i = 0; i < T * in; i++)
+        X[i] = ((float)(rnd() % 20001) - 10000.0f) / 10000.0f * (i % 7 == 3 ? 8.0f : 1.0f);
+    for (int64_t o = 0; o < out; o++)
+        bias[o] = (float)(rnd() % 100) / 50.0f - 1.0f;
+    const q8_kernels *ref = q8_kernels_named("ref");
+    assert_true(q8_supports(qt));
+    q8_fwd(ref, &w, bias, X, T, Y, 2);
+    const q4_kernels *f32 = q4_kernels_named("ref");
+    const size_t fws = f32->fwd_work(&w, T, 2);
+    void *fw = malloc(fws + 1);
+    f32->fwd(&w, bias, X, T, Yf, 2, fw, fws);
+    free(fw);
+    q8_ablock *a = malloc((size_t)nb * sizeof *a);
+    q8_wblock *e = malloc((size_t)nb * sizeof *e);
+    for (int64_t t = 0; t < T; t++) {
+        q8_quantize_act(X + t * in, in, a);
+        for (int64_t o = 0; o < out; o++) {
+            q4_decode_ref(&w, o, 0, inp, wd);
+            q8_expander(qt)(&w, (const uint8_t *)w.data + (size_t)o * w.row_bytes, 0, nb, e);
+            double exact = 0, mag = 0, qb = 0, sxw = 0;
+            for (int64_t k = 0; k < in; k++) {
+                const q8_wblock *b = &e[k / 32];
+                const double xh = (double)a[k / 32].d * a[k / 32].q[k % 32];
+                exact += xh * wd[k];
+                mag += fabs(xh) * (fabs((double)b->s[k % 32 / 16] * b->q[k % 32]) +
+                                   fabs((double)b->m[k % 32 / 16]));
+                qb += a[k / 32].d * 0.5000001 * fabs((double)wd[k]);
+                sxw += fabs((double)X[t * in + k]) * fabs((double)wd[k]);
+            }
+            const double got = Y[t * out + o], want = Yf[t * out + o];
+            /* (a) the int8 arithmetic: fp64 of the dequantised activations times the decoded W,
+             * within the fp32 roundings of the block sums (the expansion is exact) */
+            const double tight = (double)(nb + 6) * 0x1p-24 * mag + 0x1p-24 * fabs(got) + 1e-30;
+            if (!(fabs(got - bias[o] - exact) <= tight))
+                fail_msg("%s [%lld x %lld] T=%lld [%lld][%lld]: int8 %.9g, fp64 %.9g (tol %.3g)",
+                         lk_qtype_name((lk_qtype)qt), (long long)out, (long long)in, (long long)T,
+                         (long long)t, (long long)o, got - bias[o], exact, tight);
+            /* (b) against f32: the activation quantisation bound */
+            const double bound = qb + tight + 1e-5 * sxw + 1e-6 * fabs(bias[o]);
+            if (!(fabs(got - want) <= bound))
+                fail_msg("%s [%lld x %lld] T=%lld [%lld][%lld]: int8 %.9g, f32 %.9g (bound %.3g, "
+                         "sum|x||w| %.3g)",
+                         lk_qtype_name((lk_qtype)qt), (long long)out, (long long)in, (long long)T,
+                         (long long)t, (long long)o, got, want, bound, sxw);
+        }
+    }
+    free(e);
+    static const char *variants[] = {"avx2", "avx512vnni", "neon"};
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        const q8_kernels *k = q8_kernels_named(variants[v]);
+        for (int nt = 1; k && nt <= 3; nt += 2) {
+            q8_fwd(k, &w, bias, X, T, Yv, nt);
+            for (int64_t i = 0; i < T * out; i++)
+                if (memcmp(&Yv[i], &Y[i], 4))
+                    fail_msg("%s [%lld x %lld] T=%lld nt %d: %s gives %.9g at %lld, ref %.9g",
+                             lk_qtype_name((lk_qtype)qt), (long long)out, (long long)in,
+                             (long long)T, nt, k->name, Yv[i], (long long)i, Y[i]);
+        }
+    }
+    free(a);
+    free(X);
+    free(Y);
+    free(Yf);
+    free(Yv);
+    free(bias);
+    free(wd);
+    free(m);
+}
+
+/* Odd output counts, rows with a tail block (32-value types), several super-blocks, T = 1..17
+ * and 64; realistic and wild scales. */
+static void test_gemm(void **state)
+{
+    (void)state;
+    for (int t = 0; t < N_TYPES; t++) {
+        const int qt = k_types[t];
+        const int kq = q4_is_kquant(qt);
+        check_gemm(qt, 7, kq ? 256 : 100, 1, 0);
+        check_gemm(qt, 33, kq ? 768 : 96, 5, 0);
+        check_gemm(qt, 17, kq ? 512 : 300, 17, 0);
+        check_gemm(qt, 40, kq ? 1024 : 520, 64, 0);
+        check_gemm(qt, 9, kq ? 512 : 64, 3, 1);
     }
 }
 
@@ -344,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_random_and_extreme),
         cmocka_unit_test(test_kquant_scale_packings),
         cmocka_unit_test(test_expand_vs_fixture),
+        cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
