@@ -68,5 +68,16 @@ expect 0 "resume with the same" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute 
 expect 0 "an f32 base under int8" -- "$B/lora-eval" -m "$M" --quant none --compute int8 --ids $IDS
 has err "no matrix of this base has an int8 path" "the note says nothing runs on int8"
 
+G=$S/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$G" ]; then # every Q4_1 matrix and the Q8_0 tied head on int8
+    expect 0 "SmolLM2 GGUF, f32" -- "$B/lora-eval" -m "$G" --ids $IDS --json -t 2
+    LF=$(jnum loss)
+    expect 0 "SmolLM2 GGUF, int8" -- "$B/lora-eval" -m "$G" --ids $IDS --json -t 2 --compute int8
+    hasnot_fp32() { ! grep -q "run in fp32" "$T/err"; }
+    hasnot_fp32 && passes=$((passes + 1)) || { echo "FAIL: a SmolLM2 matrix left in fp32"; fails=$((fails + 1)); }
+    close "$(jnum loss)" "$LF" 0.05 && passes=$((passes + 1)) ||
+        { echo "FAIL: SmolLM2 int8 $(jnum loss) vs f32 $LF"; fails=$((fails + 1)); }
+fi
+
 echo "cli_compute: $passes passed, $fails failed"
 [ "$fails" = 0 ]
