@@ -200,6 +200,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "tokens", (double)T);
         cJSON_AddNumberToObject(j, "rank", rank->count ? rank->ival[0] : 16);
         cJSON_AddStringToObject(j, "quant", lk_qtype_name(mp.quant));
+        cJSON_AddStringToObject(j, "compute", lk_compute_name(mp.compute));
         cJSON_AddNumberToObject(j, "s_per_step", tr.s_per_step);
         cJSON_AddNumberToObject(j, "tokens_per_s", tr.tps);
         cJSON_AddNumberToObject(j, "peak_rss_mib", r.rss_mib);
@@ -216,6 +217,7 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(j, "model", model->filename[0]);
         cJSON_AddNumberToObject(j, "threads", mp.n_threads);
         cJSON_AddNumberToObject(j, "tokens", (double)T);
+        cJSON_AddStringToObject(j, "compute", lk_compute_name(mp.compute));
         cJSON_AddNumberToObject(j, "load_s", r.load_s);
         cJSON_AddNumberToObject(j, "prefill_tokens_per_s", r.prefill_tps);
         cJSON_AddNumberToObject(j, "decode_tokens_per_s", r.decode_tps);
