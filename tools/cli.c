@@ -386,7 +386,7 @@ int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *qu
     int formats = (quant && quant->count) || (qembed && qembed->count);
     ad->base_flag = formats || (compute && compute->count);
     snprintf(ad->flag, sizeof ad->flag, "--%s",
-             !formats && ad->base_flag ? "compute"
+             !formats && ad->base_flag      ? "compute"
              : quant && quant->hdr.longopts ? quant->hdr.longopts
                                             : "quant");
     if (ad->n > 0) { /* the record, then the flags given over it */
@@ -413,8 +413,7 @@ struct arg_str *cli_compute_arg(void)
                              lk_compute_name(lk_model_params_default().compute)));
 }
 
-int cli_parse_compute(const char *tool, const struct arg_str *compute,
-                      struct lk_model_params *mp)
+int cli_parse_compute(const char *tool, const struct arg_str *compute, struct lk_model_params *mp)
 {
     if (compute && compute->count && lk_compute_from_name(compute->sval[0], &mp->compute) != LK_OK)
         return cli_usage_error(tool, "%s", lk_last_error());

@@ -138,8 +138,7 @@ int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *qu
  * default), and its value into mp->compute (arg NULL or absent: unchanged). cli_parse_compute
  * returns -1 to go on, or 2 after a usage message. */
 struct arg_str *cli_compute_arg(void);
-int cli_parse_compute(const char *tool, const struct arg_str *compute,
-                      struct lk_model_params *mp);
+int cli_parse_compute(const char *tool, const struct arg_str *compute, struct lk_model_params *mp);
 
 /* Check each adapter against the loaded model m (folder model_dir) and attach it with its
  * weight. stderr says which base runs them and why (cli_note), and warns about every adapter
@@ -154,9 +153,10 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
 
 /* The distillation teacher of --teacher SPEC: a model folder, or "self" (the student's own folder
  * student_dir). Loaded with quant (--teacher-quant; default none: full precision), the run's
- * --compute (compute: NULL or absent: the default) and the --teacher-adapter adapters attached. A folder other than the student's must have a tokenizer
- * that spells every id the student's has the same way. Returns -1 to go on, or an exit code after
- * printing the error; free with cli_teacher_free. */
+ * --compute (compute: NULL or absent: the default) and the --teacher-adapter adapters attached. A
+ * folder other than the student's must have a tokenizer that spells every id the student's has the
+ * same way. Returns -1 to go on, or an exit code after printing the error; free with
+ * cli_teacher_free. */
 typedef struct {
     lk_model *m;
     cli_adapters ad;

@@ -44,11 +44,10 @@ static void label(const char *model, const cli_adapters *ad, const lk_model *m, 
     if (k < n && strcmp(rec.quant, "gguf") == 0) /* a GGUF file may mix types (Q4_K_M) */
         k += (size_t)snprintf(buf + k, n - k, ", base gguf (the file's own tensor types)");
     else if (k < n)
-        k += (size_t)snprintf(buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
-                              lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
-                              lk_model_quant_embed(m) != LK_QTYPE_F32
-                                  ? lk_qtype_name(lk_model_quant_embed(m))
-                                  : "");
+        k += (size_t)snprintf(
+            buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
+            lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
+            lk_model_quant_embed(m) != LK_QTYPE_F32 ? lk_qtype_name(lk_model_quant_embed(m)) : "");
     if (k < n)
         snprintf(buf + k, n - k, ", %s compute", rec.compute);
 }

@@ -402,10 +402,23 @@ int main(int argc, char **argv)
                                "the tokenizer's)");
     a.ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model,  a.adapter,       a.quant,      a.quant_embed, a.compute,
-                  a.prompt, a.ids,           a.nnew,       a.temp,
-                  a.top_p,  a.top_k,         a.chat,       a.interactive,
-                  a.system, a.chat_template, a.ignore_eos, CLI_COMMON_ENTRIES(c),
+    void *at[] = {a.model,
+                  a.adapter,
+                  a.quant,
+                  a.quant_embed,
+                  a.compute,
+                  a.prompt,
+                  a.ids,
+                  a.nnew,
+                  a.temp,
+                  a.top_p,
+                  a.top_k,
+                  a.chat,
+                  a.interactive,
+                  a.system,
+                  a.chat_template,
+                  a.ignore_eos,
+                  CLI_COMMON_ENTRIES(c),
                   end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "

@@ -153,8 +153,8 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
 /* Held-out loss of a model folder (quantised at load as q says, computing as mc says) with the
  * adapters attached. */
 static lk_status heldout_loss(const char *dir, const char *tok_dir, lk_qtype q,
-                              const struct lk_model_params *mc, const cli_adapters *ad, const char *data,
-                              double *loss)
+                              const struct lk_model_params *mc, const cli_adapters *ad,
+                              const char *data, double *loss)
 {
     struct lk_model_params mp = *mc;
     mp.quant = q;
@@ -221,8 +221,8 @@ int main(int argc, char **argv)
                                       "(folder outputs)");
     struct arg_str *compute = cli_compute_arg(); /* --eval-data's forwards */
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, adapter, out,     dtype, bq, force,
-                  eval,  compute, CLI_COMMON_ENTRIES_NOSEED(c),   end};
+    void *at[] = {
+        model, adapter, out, dtype, bq, force, eval, compute, CLI_COMMON_ENTRIES_NOSEED(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
                        "(DoRA: magnitude-rescaled).",

@@ -366,8 +366,8 @@ static void settings_line(const train_ctx *x, int64_t n, char *buf, size_t len)
              lk_schedule_name(x->tp.schedule), (long long)x->tp.warmup_steps, (long long)n,
              (long long)(x->tp.batch * x->tp.grad_accum), (long long)lk_dataset_seq_len(x->data),
              gguf ? "gguf" : lk_qtype_name(lk_model_quant(x->m)),
-             qe != LK_QTYPE_F32 ? ", embeddings " : "",
-             qe != LK_QTYPE_F32 ? lk_qtype_name(qe) : "", rec.compute);
+             qe != LK_QTYPE_F32 ? ", embeddings " : "", qe != LK_QTYPE_F32 ? lk_qtype_name(qe) : "",
+             rec.compute);
 }
 
 static const char *file_name(const char *path)
@@ -735,8 +735,7 @@ static int dry_run(train_ctx *x)
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
                opt / 1048576.0, act / 1048576.0, ckpt, (long long)kept, (long long)layers,
                (long long)(layers - kept), q8t / 1048576.0, compute,
-               (long long)lk_model_int8_matrices(x->m), total / 1048576.0, have / 1048576.0,
-               what);
+               (long long)lk_model_int8_matrices(x->m), total / 1048576.0, have / 1048576.0, what);
     }
     if (!fits)
         warn_memory(total, have, what);

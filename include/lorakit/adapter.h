@@ -114,8 +114,8 @@ void lk_model_base_record(const lk_model *m, struct lk_adapter_base *out);
 
 /* Model options that rebuild the recorded base: mp->quant, mp->quant_embed and mp->compute from b
  * (nothing changes when b records nothing; a "gguf" record sets both formats to LK_QTYPE_F32,
- * which loads a GGUF file in its own types). LK_ERR_UNSUPPORTED, naming the value, for a record this build
- * cannot rebuild (written by a newer lorakit). */
+ * which loads a GGUF file in its own types). LK_ERR_UNSUPPORTED, naming the value, for a record
+ * this build cannot rebuild (written by a newer lorakit). */
 lk_status lk_adapter_base_model_params(const struct lk_adapter_base *b, struct lk_model_params *mp);
 
 /* 1 when two records describe the same base (two records without anything recorded are equal). */

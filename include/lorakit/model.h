@@ -98,9 +98,9 @@ struct lk_model_params {
 struct lk_model_params lk_model_params_default(void);
 
 /* Check the options: quant one of f32 (--quant none), nf4, q4_0, iq4_nl, q8_0; quant_embed f32 or
- * q8_0; compute f32 or int8. LK_ERR_ARG naming the option by its command-line flag ("--quant 'f16': expected none
- * (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's --teacher-quant is checked as --quant).
- * lk_model_load runs it. */
+ * q8_0; compute f32 or int8. LK_ERR_ARG naming the option by its command-line flag ("--quant 'f16':
+ * expected none (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's --teacher-quant is checked as
+ * --quant). lk_model_load runs it. */
 lk_status lk_model_params_check(const struct lk_model_params *p);
 
 /* Load the model folder DIR, or a llama.cpp GGUF model file (a path ending in .gguf, or any

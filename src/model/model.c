@@ -266,9 +266,11 @@ lk_status model_bind_float(lk_model *m, const tensor_spec *sp, const tensor_view
 
 struct lk_model_params lk_model_params_default(void)
 {
-    struct lk_model_params p = {
-        .n_threads = 0, .use_mmap = 1, .quant = LK_QTYPE_F32, .quant_embed = LK_QTYPE_F32,
-        .compute = LK_COMPUTE_F32};
+    struct lk_model_params p = {.n_threads = 0,
+                                .use_mmap = 1,
+                                .quant = LK_QTYPE_F32,
+                                .quant_embed = LK_QTYPE_F32,
+                                .compute = LK_COMPUTE_F32};
     return p;
 }
 

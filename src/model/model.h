@@ -17,9 +17,9 @@ typedef struct {
 
 struct lk_model {
     struct lk_model_config cfg;
-    st_set st;       /* the mapped files of a Hugging Face folder */
-    gguf_file gguf;  /* or the GGUF model file (gguf.map.path NULL when none) */
-    void **owned; /* converted (f16/bf16 → f32) or realigned copies */
+    st_set st;      /* the mapped files of a Hugging Face folder */
+    gguf_file gguf; /* or the GGUF model file (gguf.map.path NULL when none) */
+    void **owned;   /* converted (f16/bf16 → f32) or realigned copies */
     int n_owned;
     size_t cap_owned;
     linear embed;          /* token embeddings [V, C] (f32 or quantised rows) */
@@ -31,10 +31,10 @@ struct lk_model {
     lk_qtype quant, quant_embed;
     int gguf_own, gguf_own_embed; /* 1: a GGUF file whose matrices (embeddings, LM head) all keep
                                    * their own types (none quantised at load) */
-    int64_t weight_bytes; /* bytes of every bound weight */
-    lk_compute compute;   /* --compute: f32, or int8 for the matrices q8_supports */
-    int64_t n_int8;       /* matrices with linear.int8 set */
-    void *q8t;            /* the transposed Q8_0 copies (model_int8_backward), or NULL */
+    int64_t weight_bytes;         /* bytes of every bound weight */
+    lk_compute compute;           /* --compute: f32, or int8 for the matrices q8_supports */
+    int64_t n_int8;               /* matrices with linear.int8 set */
+    void *q8t;                    /* the transposed Q8_0 copies (model_int8_backward), or NULL */
 };
 
 /* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident
