@@ -1,9 +1,10 @@
 /* test_compute.c — --compute int8 against f32 compute. One training step's LoRA gradient (every
  * dA and dB of a stories260K-hf adapter whose B is not zero, concatenated) against the f32 path's
  * on Q4_0, NF4 and Q8_0 bases (Q8_0 embeddings: the LM head on int8 too): the cosines measured
- * are 0.99886 (Q4_0), 0.99738 (NF4) and 0.99903 (Q8_0), BELOW issue 13's 0.999 for Q4_0 and NF4
- * (which is why f32 stays the default, BENCHMARKS.md "int8 compute"); the test holds them at
- * that level (0.998, 0.996, 0.998) and the norms within 1 %, so a broken int8 path fails it.
+ * are 0.99886 (Q4_0), 0.99738 (NF4) and 0.99903 (Q8_0), and 0.99615 on SmolLM2-135M-Instruct's
+ * Q4_1 GGUF, BELOW issue 13's 0.999 but for Q8_0 (which is why f32 stays the default,
+ * BENCHMARKS.md "int8 compute"); the test holds them at that level (0.998, 0.996, 0.998, 0.995)
+ * and the norms within 1 % (2 % on SmolLM2), so a broken int8 path fails it.
  * A linear layer's int8 forward and dx are close to fp32's, and its row chunks (the LM head's)
  * are exact slices: the forward rows bit for bit, dx on the transposed copy's column view
  * bit-identical to the transposed copy of the chunk itself. The names, the checks, the memory
@@ -155,7 +156,7 @@ static void check_grad_cosine(const char *path, int64_t seq, lk_qtype quant, lk_
             lk_qtype_name(quant), lk_qtype_name(qembed), cs, sqrt(nin / nfn));
     assert_true(nfn > 0);
     assert_true(cs >= min_cos);
-    assert_true(fabs(sqrt(nin / nfn) - 1) < 0.01);
+    assert_true(fabs(sqrt(nin / nfn) - 1) < (strstr(path, ".gguf") ? 0.02 : 0.01));
     free(gf);
     free(gi);
     lk_model_free(mf);
@@ -270,6 +271,18 @@ static void test_linear_int8(void **state)
     free(dxb);
 }
 
+/* The shared SmolLM2-135M-Instruct GGUF in its own types: every Q4_1 matrix and the Q8_0 tied LM
+ * head on int8 (i13-q8g's expanders), 2 rows of 64 tokens. */
+static void test_grad_cosine_smollm2(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s",
+             shared_path("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    require_file(path);
+    check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.995); /* 0.99615 */
+}
+
 static void test_names_and_checks(void **state)
 {
     (void)state;
@@ -332,7 +345,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_checks), cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_grad_cosine_q4_0), cmocka_unit_test(test_grad_cosine_nf4),
-        cmocka_unit_test(test_grad_cosine_q8_0), cmocka_unit_test(test_plan_and_resume),
+        cmocka_unit_test(test_grad_cosine_q8_0), cmocka_unit_test(test_grad_cosine_smollm2),
+        cmocka_unit_test(test_plan_and_resume),
     };
     int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
     lk_tokenizer_free(g_tok);
