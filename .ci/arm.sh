@@ -3,9 +3,11 @@
 # reference, the NEON variant, dispatch) with the core files it needs and tests/cross/kernels.c
 # into one aarch64 binary with Debian's cross compiler, and run it under qemu user emulation
 # (qemu-aarch64 -L the cross libc: no binfmt needed): every NEON kernel against the plain-C
-# reference, and dispatch choosing NEON (the reference under LK_KERNELS=ref; NEON still when
-# LK_KERNELS names a variant this build lacks). A second binary, tests/cross/attn.c, checks the
-# attention kernels (src/nn/attn_ref.c) against an fp64 reference. About a minute on 2 cores. Installs the cross
+# reference, the int8 NEON GEMM (quant/q8_neon.c, sdot: qemu's default CPU model has dotprod) bit
+# for bit against the int8 reference, and dispatch choosing NEON (the reference under
+# LK_KERNELS=ref; NEON still when LK_KERNELS names a variant this build lacks). A second binary,
+# tests/cross/attn.c, checks the attention kernels (src/nn/attn_ref.c) against an fp64 reference.
+# About a minute on 2 cores. Installs the cross
 # compiler and qemu when missing (as root); any failure, an install included, fails CI.
 # Usage: bash .ci/arm.sh [BUILD_DIR]   (default build-arm)
 set -euo pipefail

@@ -19,6 +19,9 @@
 #include <unistd.h>
 #define Q4_X86 1
 #endif
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 enum {
     F_AVX2 = 1,
@@ -27,7 +30,9 @@ enum {
     F_AVX512 = 8,
     F_AVX512BF16 = 16,
     F_AMX = 32,
-    F_NEON = 64
+    F_NEON = 64,
+    F_AVX512VNNI = 128, /* int8 dot products of the q8 variants (q8_dispatch.c) */
+    F_DOTPROD = 256     /* AArch64 sdot/udot (q8 neon) */
 };
 
 /* The reference, AVX2, AVX-512 (the GGUF read-only types through the decoders of qk_avx2.h) and
@@ -102,6 +107,8 @@ static unsigned detect_x86(void)
         f |= F_AVX512;
     if ((f & F_AVX512) && (a71 >> 5 & 1))
         f |= F_AVX512BF16;
+    if ((f & F_AVX512) && (c7 >> 11 & 1))
+        f |= F_AVX512VNNI;
     /* AMX-TILE (edx 24) and AMX-BF16 (edx 22), tile state in XCR0 bits 17-18, OS permission */
     if ((f & F_AVX512BF16) && (d7 >> 24 & 1) && (d7 >> 22 & 1) && (xcr0 & 0x60000) == 0x60000 &&
         amx_permission())
@@ -121,7 +128,9 @@ static void features_string(void)
                  {F_AVX512, "avx512f avx512bw avx512vl avx512dq"},
                  {F_AVX512BF16, "avx512bf16"},
                  {F_AMX, "amx-tile amx-bf16"},
-                 {F_NEON, "neon"}};
+                 {F_NEON, "neon"},
+                 {F_AVX512VNNI, "avx512vnni"},
+                 {F_DOTPROD, "dotprod"}};
     size_t len = 0;
     g_feat_str[0] = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -161,6 +170,8 @@ static void init_once(void)
     g_feat = detect_x86();
 #elif defined(__aarch64__)
     g_feat = F_NEON; /* Advanced SIMD is mandatory on AArch64 */
+    if (getauxval(AT_HWCAP) & (1ul << 20)) /* HWCAP_ASIMDDP */
+        g_feat |= F_DOTPROD;
 #endif
     features_string();
     static const char *const best[] = {"amx", "avx512", "avx2", "neon"};
@@ -204,6 +215,20 @@ const q4_kernels *q4_kernels_for(const q4_kernels *k, int qtype)
             return a;
     }
     return &k_ref;
+}
+
+int q4_cpu_has(const char *feature)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{F_AVX2, "avx2"},     {F_AVX512, "avx512"},           {F_AMX, "amx"},
+                 {F_NEON, "neon"},     {F_AVX512VNNI, "avx512vnni"}, {F_DOTPROD, "dotprod"}};
+    pthread_once(&g_once, init_once);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(feature, names[i].name))
+            return (g_feat & names[i].bit) != 0;
+    return 0;
 }
 
 const char *lk_kernel_variant(void)

@@ -37,6 +37,9 @@
  *        scale ls = nibble j of scales_l | bits 2j..2j+1 of scales_h << 4, nibbles as IQ4_NL;
  *        x = (d*(ls-32))*kvalues_iq4nl[q].
  *   The k-quants need rows whose length is a multiple of 256 for the kernels (q4_weight_init).
+ *   For the int8 path (q8.h) each 32 values of these types expand exactly to int8 codes with
+ *   per-16 fp32 scales and mins (e.g. Q4_K: q = nibble, s = d*sc, m = -(dmin*m)); the table of
+ *   all nine and why s*q + m repeats the decoder's roundings is at the top of q8_gguf.h.
  * Rows whose length n is not a multiple of the block are padded with zeros to a whole block, per
  * row, before quantisation. llama.cpp's GGUF needs n % 32 == 0, so a GGUF writer stores such a
  * matrix as [rows, round_up(n, 32)] with zero columns (the padded row is exactly what is stored
@@ -420,6 +423,10 @@ size_t q4_gemm_bwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
  * kernels may not cover every weight type: q4_gemm_* and the work queries go through
  * q4_kernels_for. */
 const q4_kernels *q4_kernels_get(void);
+
+/* 1 if this CPU and OS run `feature`: "avx2" (with FMA and F16C), "avx512" (F, BW, VL, DQ),
+ * "amx", "neon", "avx512vnni" (with avx512), "dotprod" (AArch64 sdot/udot). */
+int q4_cpu_has(const char *feature);
 
 /* k if it has kernels for qtype, else the variant that stands in for it: on x86 AVX-512, then
  * AVX2 where compiled, runnable and having the type (AMX lacks the GGUF read-only types), else

@@ -183,7 +183,7 @@ grep -q $'\033\\[Klora-train: eval at step 2' "$T/tty.txt" && ok ||
     bad "the progress line is not cleared before a message"
 has tty "eval at step 2: [0-9]*/2 examples" "evaluation shows its own progress"
 expect 0 "eval summary in words" -- "$B/lora-eval" -m "$M" -a "$T/a" --data "$E"
-has out "^$M + $T/a, base nf4: loss [0-9.]*  perplexity" "results labelled"
+has out "^$M + $T/a, base nf4, f32 compute: loss [0-9.]*  perplexity" "results labelled"
 has out "scored tokens of 40 examples of $E: only their trained tokens" "numbers explained"
 has err "40 examples (0 skipped), .* each example on its own" "no packing talk for eval data"
 

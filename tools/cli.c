@@ -380,11 +380,15 @@ int cli_adapters_load(const char *tool, const struct arg_str *arg,
 }
 
 int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *quant,
-                    const struct arg_str *qembed, struct lk_model_params *mp)
+                    const struct arg_str *qembed, const struct arg_str *compute,
+                    struct lk_model_params *mp)
 {
-    ad->base_flag = (quant && quant->count) || (qembed && qembed->count);
+    int formats = (quant && quant->count) || (qembed && qembed->count);
+    ad->base_flag = formats || (compute && compute->count);
     snprintf(ad->flag, sizeof ad->flag, "--%s",
-             quant && quant->hdr.longopts ? quant->hdr.longopts : "quant");
+             !formats && ad->base_flag      ? "compute"
+             : quant && quant->hdr.longopts ? quant->hdr.longopts
+                                            : "quant");
     if (ad->n > 0) { /* the record, then the flags given over it */
         struct lk_adapter_base b;
         lk_adapter_get_base(ad->a[0], &b);
@@ -395,7 +399,25 @@ int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *qu
         }
     }
     int rc = cli_parse_quant(tool, quant, qembed, mp);
+    if (rc < 0)
+        rc = cli_parse_compute(tool, compute, mp);
     return rc >= 0 ? rc : cli_usage_status(tool, lk_model_params_check(mp));
+}
+
+struct arg_str *cli_compute_arg(void)
+{
+    return arg_str0(NULL, "compute", "f32|int8",
+                    cli_help("products with the quantised base: int8 (activations and gradients "
+                             "quantised per block of 32 on the fly, integer dot products) or f32 "
+                             "(exact; default %s)",
+                             lk_compute_name(lk_model_params_default().compute)));
+}
+
+int cli_parse_compute(const char *tool, const struct arg_str *compute, struct lk_model_params *mp)
+{
+    if (compute && compute->count && lk_compute_from_name(compute->sval[0], &mp->compute) != LK_OK)
+        return cli_usage_error(tool, "%s", lk_last_error());
+    return -1;
 }
 
 /* Say which base runs the adapters and why, and warn about each adapter trained on another. */
@@ -504,14 +526,16 @@ static int same_vocabulary(const char *tool, const char *teacher_dir, const char
 }
 
 int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
-                     const struct arg_str *adapters, const struct arg_str *quant, int n_threads,
-                     cli_teacher *out)
+                     const struct arg_str *adapters, const struct arg_str *quant,
+                     const struct arg_str *compute, int n_threads, cli_teacher *out)
 {
     memset(out, 0, sizeof *out);
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = n_threads;
     mp.quant = LK_QTYPE_F32;
     int rc = cli_parse_quant(tool, quant, NULL, &mp);
+    if (rc < 0)
+        rc = cli_parse_compute(tool, compute, &mp);
     if (rc >= 0)
         return rc;
     int self = !strcmp(spec, "self");
@@ -519,7 +543,7 @@ int cli_teacher_load(const char *tool, const char *spec, const char *student_dir
     if (!self && (rc = same_vocabulary(tool, dir, student_dir)) >= 0)
         return rc;
     if ((rc = cli_adapters_load(tool, adapters, NULL, &out->ad)) >= 0 ||
-        (rc = cli_base_params(tool, &out->ad, quant, NULL, &mp)) >= 0)
+        (rc = cli_base_params(tool, &out->ad, quant, NULL, compute, &mp)) >= 0)
         return rc;
     if (lk_model_load(dir, &mp, &out->m) != LK_OK) {
         fprintf(stderr, "%s: error: teacher: %s\n", tool, lk_last_error());

@@ -115,7 +115,8 @@ typedef struct {
     float *w;
     char **path;
     int n;
-    int base_flag;    /* cli_base_params: the base format came from --quant/--quant-embed */
+    int base_flag;    /* cli_base_params: the base format came from --quant/--quant-embed (or
+                       * the compute mode from --compute) */
     char flag[32];    /* the flag that sets the base format ("--quant", "--teacher-quant") */
     const char *role; /* how messages name the base ("base" when NULL, "teacher base") */
 } cli_adapters;
@@ -126,11 +127,18 @@ void cli_adapters_free(cli_adapters *x);
 
 /* The model options of a tool that runs adapters on a base (lora-eval, lora-generate,
  * lora-teacher, a teacher's --teacher-adapter): the base the first adapter records it was
- * trained on (lk_adapter_base_model_params), else mp's own, with --quant/--quant-embed over it
- * where given.
+ * trained on (lk_adapter_base_model_params: formats and compute mode), else mp's own, with
+ * --quant/--quant-embed/--compute over it where given (any may be NULL).
  * Checked by lk_model_params_check. Returns -1 to go on, or an exit code after the message. */
 int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *quant,
-                    const struct arg_str *qembed, struct lk_model_params *mp);
+                    const struct arg_str *qembed, const struct arg_str *compute,
+                    struct lk_model_params *mp);
+
+/* The --compute f32|int8 option of every tool that runs the model (help text with the library's
+ * default), and its value into mp->compute (arg NULL or absent: unchanged). cli_parse_compute
+ * returns -1 to go on, or 2 after a usage message. */
+struct arg_str *cli_compute_arg(void);
+int cli_parse_compute(const char *tool, const struct arg_str *compute, struct lk_model_params *mp);
 
 /* Check each adapter against the loaded model m (folder model_dir) and attach it with its
  * weight. stderr says which base runs them and why (cli_note), and warns about every adapter
@@ -144,18 +152,19 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
                     struct lk_model_params *mp);
 
 /* The distillation teacher of --teacher SPEC: a model folder, or "self" (the student's own folder
- * student_dir). Loaded with quant (--teacher-quant; default none: full precision) and the
- * --teacher-adapter adapters attached. A folder other than the student's must have a tokenizer
- * that spells every id the student's has the same way. Returns -1 to go on, or an exit code after
- * printing the error; free with cli_teacher_free. */
+ * student_dir). Loaded with quant (--teacher-quant; default none: full precision), the run's
+ * --compute (compute: NULL or absent: the default) and the --teacher-adapter adapters attached. A
+ * folder other than the student's must have a tokenizer that spells every id the student's has the
+ * same way. Returns -1 to go on, or an exit code after printing the error; free with
+ * cli_teacher_free. */
 typedef struct {
     lk_model *m;
     cli_adapters ad;
 } cli_teacher;
 
 int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
-                     const struct arg_str *adapters, const struct arg_str *quant, int n_threads,
-                     cli_teacher *out);
+                     const struct arg_str *adapters, const struct arg_str *quant,
+                     const struct arg_str *compute, int n_threads, cli_teacher *out);
 void cli_teacher_free(cli_teacher *t);
 
 /* Dataset options of the tools that read training data: --fields, --chat-template, --strict.

@@ -8,7 +8,10 @@
  * formats; those lorakit reads from GGUF files but cannot quantise to (q4_1 .. iq4_xs) are filled
  * with random bytes in 0x20..0x5f, so that every fp16 scale is finite and normal (the speed does
  * not depend on the values). Output: a Markdown table (BENCHMARKS.md's "Kernels" section) or,
- * with --json, one JSON object. */
+ * with --json, one JSON object. --compute f32,int8 adds, per format, the int8 path (quant/q8.h:
+ * activations quantised per row to int8 blocks inside the call, int32 block sums; the backward
+ * runs as a forward of the transposed Q8_0 copy, built once outside the timings), measured in the
+ * same run, right after the f32 kernel of the same format and shape. */
 #define LK_EXPERIMENTAL 1
 #include <cblas.h>
 #include <math.h>
@@ -26,6 +29,7 @@ typedef struct {
     const float *X, *dY;          /* X[T][in]; dY[T][out] */
     float *Y, *dX;                /* [T][out], [T][in] */
     const struct lk_qweight *qwc; /* ncopy copies of the quantised weight, or NULL: BLAS */
+    const struct lk_qweight *qtc; /* int8: their transposed Q8_0 copies (backward), else NULL */
     int ncopy, ncopy_q, *cursor;  /* calls rotate over the copies */
     const char *variant;
     int threads, bwd;
@@ -53,6 +57,13 @@ static int run_once(const job *j)
         return 0;
     }
     const struct lk_qweight *qw = &j->qwc[c % j->ncopy_q];
+    if (j->qtc) /* int8 compute: the backward is a forward of the transposed copy */
+        return (j->bwd ? lk_q8gemm_forward(&j->qtc[c % j->ncopy_q], NULL, j->dY, j->T, j->dX,
+                                           j->threads, NULL, j->work, j->work_size)
+                       : lk_q8gemm_forward(qw, NULL, j->X, j->T, j->Y, j->threads, NULL, j->work,
+                                           j->work_size)) == LK_OK
+                   ? 0
+                   : -1;
     lk_status s = j->bwd ? lk_qgemm_backward(qw, j->dY, j->T, j->dX, j->threads, j->variant,
                                              j->work, j->work_size)
                          : lk_qgemm_forward(qw, NULL, j->X, j->T, j->Y, j->threads, j->variant,
@@ -88,6 +99,7 @@ static void fill(float *p, int64_t n, float scale, uint64_t *s)
 typedef struct {
     lk_qtype types[MAXTYPES]; /* the formats measured, in column order */
     int ntypes;
+    int f32, int8; /* the compute paths measured (--compute) */
     int nrep, threads, json, cold, first;
     const char *variant;
     const int32_t *Ts;
@@ -138,16 +150,31 @@ static int copies(const opts *o, size_t bytes)
     return o->cold ? (int)((96u << 20) / bytes + 1) : 1;
 }
 
+/* The measured columns: per format its f32 kernel, then its int8 path, as --compute asks. Column
+ * c (0-based, after BLAS) is format c / paths, path int8 when c % paths == paths - 1 and int8. */
+static int npaths(const opts *o)
+{
+    return o->f32 + o->int8;
+}
+
+static int col_int8(const opts *o, int c)
+{
+    return o->int8 && c % npaths(o) == npaths(o) - 1;
+}
+
 static void print_row(opts *o, int64_t out, int64_t in, int T, int bwd, const double *g)
 {
+    const int ncol = o->ntypes * npaths(o);
     if (o->json) {
         printf("%s{\"out\":%lld,\"in\":%lld,\"T\":%d,\"dir\":\"%s\",\"blas_gflops\":%.2f",
                o->first ? "" : ",", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd", g[0]);
-        for (int f = 0; f < o->ntypes; f++) {
-            if (isnan(g[f + 1])) /* the shape does not fit the format */
-                printf(",\"%s_gflops\":null", lk_qtype_name(o->types[f]));
+        for (int c = 0; c < ncol; c++) {
+            const char *name = lk_qtype_name(o->types[c / npaths(o)]);
+            const char *sfx = col_int8(o, c) ? "_int8" : "";
+            if (isnan(g[c + 1])) /* the shape does not fit the format */
+                printf(",\"%s%s_gflops\":null", name, sfx);
             else
-                printf(",\"%s_gflops\":%.2f", lk_qtype_name(o->types[f]), g[f + 1]);
+                printf(",\"%s%s_gflops\":%.2f", name, sfx, g[c + 1]);
         }
         printf("}");
         o->first = 0;
@@ -155,24 +182,27 @@ static void print_row(opts *o, int64_t out, int64_t in, int T, int bwd, const do
     }
     printf("| %lldx%lld | %d | %s | %.1f |", (long long)out, (long long)in, T, bwd ? "bwd" : "fwd",
            g[0]);
-    for (int f = 0; f < o->ntypes; f++) {
-        if (isnan(g[f + 1]))
+    for (int c = 0; c < ncol; c++) {
+        if (isnan(g[c + 1]))
             printf(" n/a |");
         else
-            printf(" %.1f (%.2fx) |", g[f + 1], g[f + 1] / g[0]);
+            printf(" %.1f (%.2fx) |", g[c + 1], g[c + 1] / g[0]);
     }
     printf("\n");
     fflush(stdout);
 }
 
 /* Which formats cannot hold the shape (k-quant rows must be whole super-blocks of 256: the
- * kernels refuse them with LK_ERR_SHAPE); those are reported as n/a. */
+ * kernels refuse them with LK_ERR_SHAPE) in unfit[f], and which have no int8 path (no expander)
+ * in unfit[MAXTYPES + f]; those are reported as n/a. */
 static void unfit_types(const opts *o, int64_t out, int64_t in, int *unfit)
 {
     for (int f = 0; f < o->ntypes; f++) {
         struct lk_qweight proto = {o->types[f], 64, out, in, NULL};
         size_t b;
         unfit[f] = lk_qgemm_forward_work(&proto, 1, o->threads, o->variant, &b) == LK_ERR_SHAPE;
+        unfit[MAXTYPES + f] =
+            unfit[f] || lk_q8gemm_forward_work(&proto, 1, o->threads, NULL, &b) != LK_OK;
     }
 }
 
@@ -191,6 +221,13 @@ static lk_status plan_work(const opts *o, int64_t out, int64_t in, int64_t Tmax,
         CLI_TRY(lk_qgemm_backward_work(&proto, Tmax, o->threads, o->variant, &bw));
         *bytes = fw > *bytes ? fw : *bytes;
         *bytes = bw > *bytes ? bw : *bytes;
+        if (o->int8 && !unfit[MAXTYPES + f]) {
+            struct lk_qweight tr = {LK_QTYPE_Q8_0, 32, in, out, NULL};
+            CLI_TRY(lk_q8gemm_forward_work(&proto, Tmax, o->threads, NULL, &fw));
+            CLI_TRY(lk_q8gemm_forward_work(&tr, Tmax, o->threads, NULL, &bw));
+            *bytes = fw > *bytes ? fw : *bytes;
+            *bytes = bw > *bytes ? bw : *bytes;
+        }
     }
     return LK_OK;
 }
@@ -205,8 +242,8 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     float **Wc = calloc((size_t)nf, sizeof *Wc);
     float *X = malloc((size_t)(Tmax * in) * 4), *dY = malloc((size_t)(Tmax * out) * 4);
     float *Y = malloc((size_t)(Tmax * out) * 4), *dX = malloc((size_t)(Tmax * in) * 4);
-    struct lk_qweight *qwc[MAXTYPES] = {0};
-    int nq[MAXTYPES] = {0}, unfit[MAXTYPES], rc = -1, cursor = 0;
+    struct lk_qweight *qwc[MAXTYPES] = {0}, *qtc[MAXTYPES] = {0};
+    int nq[MAXTYPES] = {0}, unfit[2 * MAXTYPES], rc = -1, cursor = 0;
     unfit_types(o, out, in, unfit);
     int ok = Wc && X && dY && Y && dX;
     for (int i = 0; ok && i < nf; i++) {
@@ -243,6 +280,18 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
                 memcpy(d, qwc[f][0].data, bytes);
             }
         }
+        if (o->int8 && !unfit[MAXTYPES + f] && ok && rc < 0)
+            ok = (qtc[f] = calloc((size_t)nq[f], sizeof *qtc[f])) != NULL;
+        for (int i = 0; o->int8 && qtc[f] && ok && rc < 0 && i < nq[f]; i++) {
+            void *d = malloc(lk_q8_transpose_bytes(&qwc[f][i]));
+            lk_status st = d ? lk_q8_transpose(&qwc[f][i], d, &qtc[f][i], o->threads) : LK_OK;
+            if (!(ok = d != NULL))
+                break;
+            if (st != LK_OK) {
+                free(d);
+                rc = cli_fail(TOOL, st);
+            }
+        }
     }
     size_t work_size = 0;
     void *work = NULL;
@@ -261,24 +310,39 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     /* OpenBLAS's and OpenMP's idle worker threads both spin for a while after a call; on a small
      * machine the spinning pool steals the cores from the other one. So all BLAS timings of the
      * shape come first, then a pause that lets OpenBLAS's threads go to sleep, then ours. */
-    double g[64][MAXTYPES + 1];
+    double g[64][2 * MAXTYPES + 1];
     const int64_t nrow = o->nT * 2 < 64 ? o->nT * 2 : 64;
     for (int phase = 0; phase < 2 && rc < 0; phase++) {
         for (int64_t r = 0; r < nrow && rc < 0; r++) {
-            job j = {out,        in,         o->Ts[r / 2], Wc,   X,        dY,
-                     Y,          dX,         NULL,         nf,   1,        &cursor,
-                     o->variant, o->threads, (int)(r % 2), work, work_size};
+            job j = {.out = out,
+                     .in = in,
+                     .T = o->Ts[r / 2],
+                     .Wc = Wc,
+                     .X = X,
+                     .dY = dY,
+                     .Y = Y,
+                     .dX = dX,
+                     .ncopy = nf,
+                     .ncopy_q = 1,
+                     .cursor = &cursor,
+                     .variant = o->variant,
+                     .threads = o->threads,
+                     .bwd = (int)(r % 2),
+                     .work = work,
+                     .work_size = work_size};
             if (phase == 0)
                 g[r][0] = bench(&j, o->nrep);
-            for (int f = 0; phase == 1 && f < o->ntypes; f++) {
-                if (unfit[f]) {
-                    g[r][f + 1] = NAN;
+            for (int c = 0; phase == 1 && c < o->ntypes * npaths(o); c++) {
+                const int f = c / npaths(o), i8 = col_int8(o, c);
+                if (unfit[f] || (i8 && unfit[MAXTYPES + f])) {
+                    g[r][c + 1] = NAN;
                     continue;
                 }
                 j.qwc = qwc[f];
+                j.qtc = i8 ? qtc[f] : NULL;
                 j.ncopy_q = nq[f];
-                g[r][f + 1] = bench(&j, o->nrep);
-                if (g[r][f + 1] < 0)
+                g[r][c + 1] = bench(&j, o->nrep);
+                if (g[r][c + 1] < 0)
                     rc = cli_fail(TOOL, LK_ERR_UNSUPPORTED);
             }
         }
@@ -290,7 +354,10 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     for (int f = 0; f < o->ntypes; f++) {
         for (int i = 0; qwc[f] && i < nq[f]; i++)
             free((void *)qwc[f][i].data);
+        for (int i = 0; qtc[f] && i < nq[f]; i++)
+            free((void *)qtc[f][i].data);
         free(qwc[f]);
+        free(qtc[f]);
     }
     for (int i = 0; Wc && i < nf; i++)
         free(Wc[i]);
@@ -318,8 +385,12 @@ int main(int argc, char **argv)
                  "q4_k,q5_k,q6_k,iq4_xs)");
     struct arg_lit *cold =
         arg_lit0(NULL, "cold", "rotate over >= 96 MB of weight copies (weights from DRAM)");
+    struct arg_str *compute =
+        arg_str0(NULL, "compute", "LIST",
+                 "compute paths per format: f32, int8 or f32,int8 (default f32; int8 uses the "
+                 "dispatched int8 variant, LK_KERNELS picks another)");
     struct arg_end *end = arg_end(20);
-    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, types, cold, end};
+    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, types, cold, compute, end};
     int rc = cli_parse(argc, argv, argtable, end, &c, TOOL,
                        "Benchmark the fused dequant-GEMM kernels against OpenBLAS fp32.",
                        "Shapes are Qwen2.5-0.5B's linear layers (out x in): q/o 896x896, "
@@ -330,6 +401,8 @@ int main(int argc, char **argv)
         return rc;
     }
     opts o = {{LK_QTYPE_F32},
+              0,
+              1,
               0,
               reps->count ? reps->ival[0] : 5,
               cli_threads(&c),
@@ -355,6 +428,14 @@ int main(int argc, char **argv)
                                "nf4,q4_0,q4_k",
                                bad);
     }
+    const char *cl = compute->count ? compute->sval[0] : "f32";
+    if (strcmp(cl, "f32") && strcmp(cl, "int8") && strcmp(cl, "f32,int8")) {
+        free(Ts);
+        arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
+        return cli_usage_error(TOOL, "--compute: '%s', expected f32, int8 or f32,int8", cl);
+    }
+    o.f32 = strstr(cl, "f32") != NULL;
+    o.int8 = strstr(cl, "int8") != NULL;
     if (o.threads <= 0)
         o.threads = 2;
     openblas_set_num_threads(o.threads);
@@ -362,18 +443,21 @@ int main(int argc, char **argv)
     const char *vname = o.variant ? o.variant : lk_kernel_variant();
     if (o.json)
         printf("{\"version\":\"%s\",\"seed\":%llu,\"threads\":%d,\"variant\":\"%s\","
-               "\"cpu\":\"%s\",\"cold\":%s,\"results\":[",
+               "\"cpu\":\"%s\",\"cold\":%s,\"int8_variant\":\"%s\",\"results\":[",
                lk_version(), (unsigned long long)o.seed, o.threads, vname, lk_cpu_features(),
-               o.cold ? "true" : "false");
+               o.cold ? "true" : "false", o.int8 ? lk_q8_kernel_variant() : "");
     else {
+        if (o.int8)
+            printf("int8 variant: %s\n", lk_q8_kernel_variant());
         printf("kernel variant: %s; CPU features: %s; threads: %d; best of %d; weights %s\n\n"
                "| out x in | T | dir | f32 BLAS |",
                vname, lk_cpu_features(), o.threads, o.nrep,
                o.cold ? "cold (streamed from DRAM)" : "hot (cache-resident after warm-up)");
-        for (int f = 0; f < o.ntypes; f++)
-            printf(" %s |", lk_qtype_name(o.types[f]));
+        for (int col = 0; col < o.ntypes * npaths(&o); col++)
+            printf(" %s%s |", lk_qtype_name(o.types[col / npaths(&o)]),
+                   col_int8(&o, col) ? " int8" : "");
         printf("\n|---|---:|---|---:|");
-        for (int f = 0; f < o.ntypes; f++)
+        for (int col = 0; col < o.ntypes * npaths(&o); col++)
             printf("---:|");
         printf("\n");
     }

@@ -138,6 +138,7 @@ int main(int argc, char **argv)
                                      "base format: none (f32), nf4, q4_0, "
                                      "iq4_nl, q8_0");
     struct arg_str *qembed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings: f32 or q8_0");
+    struct arg_str *compute = cli_compute_arg();
     struct arg_int *rank =
         arg_int0(NULL, "rank", "R", "--train: LoRA rank, all seven modules (default 16)");
     struct arg_int *steps =
@@ -145,17 +146,8 @@ int main(int argc, char **argv)
     struct arg_file *tokdir =
         arg_file0(NULL, "tokenizer", "DIR", "--train: tokenizer folder (default: the model's)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model,
-                  tokens,
-                  repeat,
-                  decode,
-                  train,
-                  quant,
-                  qembed,
-                  rank,
-                  steps,
-                  tokdir,
-                  CLI_COMMON_ENTRIES(c),
+    void *at[] = {model,  tokens,  repeat, decode, train,  quant,
+                  qembed, compute, rank,   steps,  tokdir, CLI_COMMON_ENTRIES(c),
                   end};
     int rc =
         cli_parse(argc, argv, at, end, &c, TOOL,
@@ -173,7 +165,8 @@ int main(int argc, char **argv)
         goto done;
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
-    if ((rc = cli_parse_quant(TOOL, quant, qembed, &mp)) >= 0)
+    if ((rc = cli_parse_quant(TOOL, quant, qembed, &mp)) >= 0 ||
+        (rc = cli_parse_compute(TOOL, compute, &mp)) >= 0)
         goto done;
     lk_model *m = NULL;
     bench_result r = {0};
@@ -197,6 +190,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "tokens", (double)T);
         cJSON_AddNumberToObject(j, "rank", rank->count ? rank->ival[0] : 16);
         cJSON_AddStringToObject(j, "quant", lk_qtype_name(mp.quant));
+        cJSON_AddStringToObject(j, "compute", lk_compute_name(mp.compute));
         cJSON_AddNumberToObject(j, "s_per_step", tr.s_per_step);
         cJSON_AddNumberToObject(j, "tokens_per_s", tr.tps);
         cJSON_AddNumberToObject(j, "peak_rss_mib", r.rss_mib);
@@ -213,6 +207,7 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(j, "model", model->filename[0]);
         cJSON_AddNumberToObject(j, "threads", mp.n_threads);
         cJSON_AddNumberToObject(j, "tokens", (double)T);
+        cJSON_AddStringToObject(j, "compute", lk_compute_name(mp.compute));
         cJSON_AddNumberToObject(j, "load_s", r.load_s);
         cJSON_AddNumberToObject(j, "prefill_tokens_per_s", r.prefill_tps);
         cJSON_AddNumberToObject(j, "decode_tokens_per_s", r.decode_tps);

@@ -25,14 +25,14 @@ typedef struct {
 
 typedef struct {
     struct arg_file *model, *data;
-    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed;
+    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed, *compute;
     struct arg_str *teacher, *teacher_adapter, *teacher_quant;
     struct arg_int *ctx, *nnew, *eval_max;
     struct arg_lit *generate;
     struct arg_str *match;
 } eval_args;
 
-/* What was scored, as the summary's label: "MODEL + ADAPTER[:w] ..., base nf4". */
+/* What was scored, as the summary's label: "MODEL + ADAPTER[:w] ..., base nf4, int8 compute". */
 static void label(const char *model, const cli_adapters *ad, const lk_model *m, char *buf, size_t n)
 {
     size_t k = (size_t)snprintf(buf, n, "%s", model);
@@ -42,12 +42,14 @@ static void label(const char *model, const cli_adapters *ad, const lk_model *m, 
     struct lk_adapter_base rec;
     lk_model_base_record(m, &rec);
     if (k < n && strcmp(rec.quant, "gguf") == 0) /* a GGUF file may mix types (Q4_K_M) */
-        snprintf(buf + k, n - k, ", base gguf (the file's own tensor types)");
+        k += (size_t)snprintf(buf + k, n - k, ", base gguf (the file's own tensor types)");
     else if (k < n)
-        snprintf(buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
-                 lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
-                 lk_model_quant_embed(m) != LK_QTYPE_F32 ? lk_qtype_name(lk_model_quant_embed(m))
-                                                         : "");
+        k += (size_t)snprintf(
+            buf + k, n - k, ", base %s%s%s", lk_qtype_name(lk_model_quant(m)),
+            lk_model_quant_embed(m) != LK_QTYPE_F32 ? " with embeddings " : "",
+            lk_model_quant_embed(m) != LK_QTYPE_F32 ? lk_qtype_name(lk_model_quant_embed(m)) : "");
+    if (k < n)
+        snprintf(buf + k, n - k, ", %s compute", rec.compute);
 }
 
 /* The numbers in words: what was scored, and how. */
@@ -278,6 +280,7 @@ int main(int argc, char **argv)
                        "base format: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the one the "
                        "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
+    a.compute = cli_compute_arg();
     a.data = arg_file0(NULL, "data", "FILE",
                        "plain text, or JSONL/JSON examples (any lora-train "
                        "format; only trained tokens are scored)");
@@ -316,6 +319,7 @@ int main(int argc, char **argv)
                   a.adapter,
                   a.quant,
                   a.quant_embed,
+                  a.compute,
                   a.text,
                   a.data,
                   a.ids,
@@ -364,18 +368,19 @@ int main(int argc, char **argv)
         goto done;
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
-    if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0)
+    if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0 ||
+        (rc = cli_parse_compute(TOOL, a.compute, &mp)) >= 0)
         goto done;
     lk_model *m = NULL;
     eval_acc acc = {0};
     cli_adapters ad = {0};
     cli_teacher teacher = {0};
     if ((rc = cli_adapters_load(TOOL, a.adapter, NULL, &ad)) >= 0 ||
-        (rc = cli_base_params(TOOL, &ad, a.quant, a.quant_embed, &mp)) >= 0)
+        (rc = cli_base_params(TOOL, &ad, a.quant, a.quant_embed, a.compute, &mp)) >= 0)
         goto free_model;
     if (a.teacher->count &&
         (rc = cli_teacher_load(TOOL, a.teacher->sval[0], a.model->filename[0], a.teacher_adapter,
-                               a.teacher_quant, mp.n_threads, &teacher)) >= 0)
+                               a.teacher_quant, a.compute, mp.n_threads, &teacher)) >= 0)
         goto free_model;
     acc.teacher = teacher.m;
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);

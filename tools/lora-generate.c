@@ -211,7 +211,7 @@ static void print_json(const cli_common *c, const gen_seq *seq, const lk_tokeniz
 
 typedef struct {
     struct arg_file *model;
-    struct arg_str *adapter, *prompt, *ids, *chat_template, *quant, *quant_embed, *system;
+    struct arg_str *adapter, *prompt, *ids, *chat_template, *quant, *quant_embed, *compute, *system;
     struct arg_int *nnew, *top_k;
     struct arg_dbl *temp, *top_p;
     struct arg_lit *chat, *interactive, *ignore_eos;
@@ -251,9 +251,11 @@ static int load_model(const gen_args *a, const cli_common *c, cli_adapters *ad, 
     mp.n_threads = cli_threads(c);
     int rc = cli_parse_quant(TOOL, a->quant, a->quant_embed, &mp);
     if (rc < 0)
+        rc = cli_parse_compute(TOOL, a->compute, &mp);
+    if (rc < 0)
         rc = cli_adapters_load(TOOL, a->adapter, NULL, ad);
     if (rc < 0)
-        rc = cli_base_params(TOOL, ad, a->quant, a->quant_embed, &mp);
+        rc = cli_base_params(TOOL, ad, a->quant, a->quant_embed, a->compute, &mp);
     if (rc >= 0)
         return rc;
     lk_status s = lk_model_load(a->model->filename[0], &mp, m);
@@ -372,6 +374,7 @@ int main(int argc, char **argv)
                        "base format: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the one the "
                        "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
+    a.compute = cli_compute_arg();
     a.ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids (no tokenizer needed)");
     a.nnew = arg_int0("n", "max-new-tokens", "N",
                       cli_help("tokens to generate at most (default %lld)",
@@ -399,10 +402,23 @@ int main(int argc, char **argv)
                                "the tokenizer's)");
     a.ignore_eos = arg_lit0(NULL, "ignore-eos", "do not stop at end-of-sequence");
     struct arg_end *end = arg_end(20);
-    void *at[] = {a.model,  a.adapter,       a.quant,      a.quant_embed,
-                  a.prompt, a.ids,           a.nnew,       a.temp,
-                  a.top_p,  a.top_k,         a.chat,       a.interactive,
-                  a.system, a.chat_template, a.ignore_eos, CLI_COMMON_ENTRIES(c),
+    void *at[] = {a.model,
+                  a.adapter,
+                  a.quant,
+                  a.quant_embed,
+                  a.compute,
+                  a.prompt,
+                  a.ids,
+                  a.nnew,
+                  a.temp,
+                  a.top_p,
+                  a.top_k,
+                  a.chat,
+                  a.interactive,
+                  a.system,
+                  a.chat_template,
+                  a.ignore_eos,
+                  CLI_COMMON_ENTRIES(c),
                   end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Continue a prompt: greedy with --temp 0, else temperature/top-k/top-p "

@@ -170,12 +170,13 @@ static void print_summary(const cli_common *c, merge_report *r, const cli_adapte
            r->max_err_name ? r->max_err_name : "-");
 }
 
-/* Held-out loss of a model folder (quantised at load as q says) with the adapters attached. */
+/* Held-out loss of a model folder (quantised at load as q says, computing as mc says) with the
+ * adapters attached. */
 static lk_status heldout_loss(const char *dir, const char *tok_dir, lk_qtype q,
-                              const cli_adapters *ad, const char *data, int threads, double *loss)
+                              const struct lk_model_params *mc, const cli_adapters *ad,
+                              const char *data, double *loss)
 {
-    struct lk_model_params mp = lk_model_params_default();
-    mp.n_threads = threads;
+    struct lk_model_params mp = *mc;
     mp.quant = q;
     lk_model *m = NULL;
     lk_tokenizer *tok = NULL;
@@ -196,14 +197,15 @@ static lk_status heldout_loss(const char *dir, const char *tok_dir, lk_qtype q,
 /* --eval-data: the loss of base + adapters (on the 4-bit base with --base-quant) and of the
  * merged folder, and the change. */
 static lk_status eval_change(const cli_common *c, const char *base, const char *out, const char *bq,
-                             const cli_adapters *ad, const char *data)
+                             const struct lk_model_params *mc, const cli_adapters *ad,
+                             const char *data)
 {
     lk_qtype q = LK_QTYPE_F32;
     if (bq && lk_qtype_from_name(bq, &q) != LK_OK)
         return LK_ERR_ARG;
     double before, after;
-    CLI_TRY(heldout_loss(base, base, q, ad, data, cli_threads(c), &before));
-    CLI_TRY(heldout_loss(out, base, LK_QTYPE_F32, NULL, data, cli_threads(c), &after));
+    CLI_TRY(heldout_loss(base, base, q, mc, ad, data, &before));
+    CLI_TRY(heldout_loss(out, base, LK_QTYPE_F32, mc, NULL, data, &after));
     if (c->json->count) {
         cJSON *j = cli_json_new(c);
         cJSON_AddStringToObject(j, "type", "eval");
@@ -237,8 +239,10 @@ int main(int argc, char **argv)
     struct arg_file *eval = arg_file0(NULL, "eval-data", "FILE",
                                       "held-out text or JSONL: loss before and after the merge "
                                       "(folder outputs)");
+    struct arg_str *compute = cli_compute_arg(); /* --eval-data's forwards */
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, adapter, out, dtype, bq, force, eval, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    void *at[] = {
+        model, adapter, out, dtype, bq, force, eval, compute, CLI_COMMON_ENTRIES_NOSEED(c), end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
                        "(DoRA: magnitude-rescaled).",
@@ -265,7 +269,10 @@ int main(int argc, char **argv)
         p.base_quant = bq->sval[0];
     p.n_threads = cli_threads(&c);
     p.force = force->count > 0;
-    if ((rc = cli_usage_status(TOOL, lk_merge_params_check(&p))) >= 0)
+    struct lk_model_params mc = lk_model_params_default(); /* --eval-data's forwards */
+    mc.n_threads = p.n_threads;
+    if ((rc = cli_usage_status(TOOL, lk_merge_params_check(&p))) >= 0 ||
+        (rc = cli_parse_compute(TOOL, compute, &mc)) >= 0)
         goto done;
     cli_adapters ad = {0};
     struct lk_model_config cfg;
@@ -293,7 +300,7 @@ int main(int argc, char **argv)
         print_summary(&c, &rep, &ad, model->filename[0], out->filename[0], &p, why, cli_now() - t0);
         rc = CLI_OK;
         if (eval->count) {
-            s = eval_change(&c, model->filename[0], out->filename[0], p.base_quant, &ad,
+            s = eval_change(&c, model->filename[0], out->filename[0], p.base_quant, &mc, &ad,
                             eval->filename[0]);
             if (s != LK_OK)
                 rc = cli_fail(TOOL, s);

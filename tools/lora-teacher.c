@@ -17,7 +17,7 @@ static char g_tool[48]; /* "lora-teacher[rank R]" on the other ranks of a group 
 
 typedef struct {
     struct arg_file *model, *data, *out;
-    struct arg_str *adapter, *quant, *quant_embed;
+    struct arg_str *adapter, *quant, *quant_embed, *compute;
     struct arg_int *top_k, *seq_len, *vocab;
     struct arg_dbl *kd_temp;
     struct arg_lit *force;
@@ -124,7 +124,7 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     const char *dir = a->model->filename[0];
     lk_status s = LK_OK;
     if ((rc = cli_adapters_load(TOOL, a->adapter, NULL, &ad)) >= 0 ||
-        (rc = cli_base_params(TOOL, &ad, a->quant, a->quant_embed, mp)) >= 0)
+        (rc = cli_base_params(TOOL, &ad, a->quant, a->quant_embed, a->compute, mp)) >= 0)
         s = LK_ERR_IO; /* its error is printed; the other ranks are told below */
     if (s == LK_OK)
         s = lk_model_load(dir, mp, &m);
@@ -239,6 +239,7 @@ int main(int argc, char **argv)
                        "teacher weights: none (f32), nf4, q4_0, iq4_nl, q8_0 (default: the "
                        "base -a was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
+    a.compute = cli_compute_arg();
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL or JSON array)");
     a.top_k = arg_int1(NULL, "top-k", "K", "ids kept per position (1 .. vocabulary - 1)");
     a.kd_temp = arg_dbl0(NULL, "kd-temp", "TAU",
@@ -257,6 +258,7 @@ int main(int argc, char **argv)
                   a.adapter,
                   a.quant,
                   a.quant_embed,
+                  a.compute,
                   a.data,
                   a.top_k,
                   a.kd_temp,
@@ -279,6 +281,7 @@ int main(int argc, char **argv)
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
     if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0 ||
+        (rc = cli_parse_compute(TOOL, a.compute, &mp)) >= 0 ||
         (rc = check_args(&a, &p, &dp)) >= 0 || (rc = open_group(&p.dist, &c)) >= 0)
         goto done;
     cli_catch_stop();

@@ -23,7 +23,7 @@ static char g_tool[48]; /* "lora-train[rank R]" on the other ranks of a group */
 
 typedef struct {
     struct arg_file *model, *data, *out, *eval_data, *init_adapter, *resume, *gguf_lora;
-    struct arg_str *quant, *quant_embed, *targets, *optimizer, *schedule, *objective;
+    struct arg_str *quant, *quant_embed, *compute, *targets, *optimizer, *schedule, *objective;
     struct arg_str *teacher, *teacher_cache, *teacher_adapter, *teacher_quant;
     struct arg_str *init, *ckpt, *memory_limit;
     struct arg_int *rank, *steps, *seq_len, *batch, *grad_accum, *save_every, *eval_every;
@@ -197,6 +197,8 @@ static int parse_options(train_ctx *x)
     x->tp.dist = x->dist;
     int rc = cli_parse_quant(TOOL, a->quant, a->quant_embed, &x->mp);
     if (rc < 0)
+        rc = cli_parse_compute(TOOL, a->compute, &x->mp);
+    if (rc < 0)
         rc = map_names(a, &x->tp);
     if (rc < 0) {
         map_numbers(a, &x->tp);
@@ -358,14 +360,14 @@ static void settings_line(const train_ctx *x, int64_t n, char *buf, size_t len)
     lk_qtype qe = gguf ? LK_QTYPE_F32 : lk_model_quant_embed(x->m);
     snprintf(buf, len,
              "%s, rank %lld, alpha %g, lr %g %s (warmup %lld), %lld steps x %lld rows x %lld "
-             "tokens, base %s%s%s",
+             "tokens, base %s%s%s, %s compute",
              lk_objective_name(x->tp.objective), (long long)x->tp.rank,
              x->tp.alpha > 0 ? x->tp.alpha : (double)x->tp.rank, (double)x->tp.lr,
              lk_schedule_name(x->tp.schedule), (long long)x->tp.warmup_steps, (long long)n,
              (long long)(x->tp.batch * x->tp.grad_accum), (long long)lk_dataset_seq_len(x->data),
              gguf ? "gguf" : lk_qtype_name(lk_model_quant(x->m)),
-             qe != LK_QTYPE_F32 ? ", embeddings " : "",
-             qe != LK_QTYPE_F32 ? lk_qtype_name(qe) : "");
+             qe != LK_QTYPE_F32 ? ", embeddings " : "", qe != LK_QTYPE_F32 ? lk_qtype_name(qe) : "",
+             rec.compute);
 }
 
 static const char *file_name(const char *path)
@@ -697,7 +699,9 @@ static int dry_run(train_ctx *x)
     int64_t ad, opt, act, total;
     const char *what;
     double have = memory_check(x, &ad, &opt, &act, &total, &what);
-    int64_t base = total - ad - opt - act, seq = lk_dataset_seq_len(x->data);
+    int64_t q8t = lk_model_backward_bytes(x->m); /* --compute int8's transposed copies */
+    int64_t base = total - ad - opt - act - q8t, seq = lk_dataset_seq_len(x->data);
+    const char *compute = lk_compute_name(lk_model_compute(x->m));
     int64_t kept = lk_trainer_kept_layers(x->m, &x->tp, seq);
     int64_t layers = lk_model_get_config(x->m)->n_layers;
     const char *ckpt = lk_checkpointing_name(x->tp.checkpointing);
@@ -709,6 +713,9 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "adapter_bytes", (double)ad);
         cJSON_AddNumberToObject(j, "optimizer_bytes", (double)opt);
         cJSON_AddNumberToObject(j, "activation_bytes", (double)act);
+        cJSON_AddStringToObject(j, "compute", compute);
+        cJSON_AddNumberToObject(j, "int8_matrices", (double)lk_model_int8_matrices(x->m));
+        cJSON_AddNumberToObject(j, "int8_copy_bytes", (double)q8t);
         cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
         cJSON_AddNumberToObject(j, "available_bytes", have);
         cJSON_AddStringToObject(j, "available_limit", what);
@@ -722,10 +729,13 @@ static int dry_run(train_ctx *x)
                "  adapter+grads  %9.1f MiB\n  optimizer      %9.1f MiB\n"
                "  activations    %9.1f MiB (checkpointing %s: %lld of %lld layers keep their "
                "activations, %lld recomputed)\n"
+               "  int8 copies    %9.1f MiB (--compute %s: transposed Q8_0 copies of %lld "
+               "matrices, for the backward)\n"
                "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
                opt / 1048576.0, act / 1048576.0, ckpt, (long long)kept, (long long)layers,
-               (long long)(layers - kept), total / 1048576.0, have / 1048576.0, what);
+               (long long)(layers - kept), q8t / 1048576.0, compute,
+               (long long)lk_model_int8_matrices(x->m), total / 1048576.0, have / 1048576.0, what);
     }
     if (!fits)
         warn_memory(total, have, what);
@@ -874,8 +884,8 @@ static int load_all(train_ctx *x)
     if (!x->a->teacher->count)
         return -1;
     int rc = cli_teacher_load(TOOL, x->a->teacher->sval[0], x->a->model->filename[0],
-                              x->a->teacher_adapter, x->a->teacher_quant, x->mp.n_threads,
-                              &x->teacher); /* prints its own error */
+                              x->a->teacher_adapter, x->a->teacher_quant, x->a->compute,
+                              x->mp.n_threads, &x->teacher); /* prints its own error */
     s = lk_dist_agree(x->dist, rc >= 0 ? LK_ERR_IO : LK_OK);
     if (rc >= 0)
         return rc;
@@ -983,6 +993,7 @@ static void make_args(train_args *a)
     a->quant_embed = arg_str0(
         NULL, "quant-embed", "TYPE",
         cli_help("embeddings/LM head: f32 or q8_0 (default %s)", lk_qtype_name(md.quant_embed)));
+    a->compute = cli_compute_arg();
     a->rank = arg_int0(NULL, "rank", "R", cli_help("LoRA rank (default %lld)", (long long)d.rank));
     a->alpha = arg_dbl0(NULL, "alpha", "A", "LoRA alpha > 0, scale alpha/rank (default: the rank)");
     a->dropout =
@@ -1115,6 +1126,7 @@ int main(int argc, char **argv)
                   a.out,
                   a.quant,
                   a.quant_embed,
+                  a.compute,
                   a.rank,
                   a.alpha,
                   a.dropout,

@@ -97,7 +97,8 @@ struct lk_adapter_base {
                                              * "q4_0", "iq4_nl", "q8_0"; "gguf": a GGUF model
                                              * file's own tensor types, used as they lie */
     char quant_embed[LK_ADAPTER_BASE_NAME]; /* embeddings and LM head: "f32", "q8_0" or "gguf" */
-    char compute[LK_ADAPTER_BASE_NAME];     /* the products with the base: "f32" */
+    char compute[LK_ADAPTER_BASE_NAME];     /* the products with the base: "f32" or "int8"
+                                             * (lk_compute_name) */
 };
 
 /* The record of a (borrowed until lk_adapter_free); recorded 0 when it has none. */
@@ -108,13 +109,13 @@ void lk_adapter_get_base(const lk_adapter *a, struct lk_adapter_base *out);
 lk_status lk_adapter_set_base_record(lk_adapter *a, const struct lk_adapter_base *b);
 
 /* The record that describes the base m as loaded (its lk_model_quant, lk_model_quant_embed and
- * fp32 compute): what a trainer records for the adapter it trains on m. */
+ * lk_model_compute): what a trainer records for the adapter it trains on m. */
 void lk_model_base_record(const lk_model *m, struct lk_adapter_base *out);
 
-/* Model options that rebuild the recorded base: mp->quant and mp->quant_embed from b (nothing
- * changes when b records nothing; a "gguf" record sets both to LK_QTYPE_F32, which loads a GGUF
- * file in its own types). LK_ERR_UNSUPPORTED, naming the value, for a record this build
- * cannot rebuild (written by a newer lorakit). */
+/* Model options that rebuild the recorded base: mp->quant, mp->quant_embed and mp->compute from b
+ * (nothing changes when b records nothing; a "gguf" record sets both formats to LK_QTYPE_F32,
+ * which loads a GGUF file in its own types). LK_ERR_UNSUPPORTED, naming the value, for a record
+ * this build cannot rebuild (written by a newer lorakit). */
 lk_status lk_adapter_base_model_params(const struct lk_adapter_base *b, struct lk_model_params *mp);
 
 /* 1 when two records describe the same base (two records without anything recorded are equal). */

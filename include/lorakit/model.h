@@ -67,6 +67,22 @@ lk_status lk_model_name_or_path(const char *path, char **out);
  * tensor table: tied embeddings and biases come from the tensors present). */
 lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 
+/* How the products with the frozen base's quantised matrices run (--compute).
+ * LK_COMPUTE_F32: each weight block is dequantised to fp32 and multiplied in fp32 (the exact path
+ * the PyTorch-parity tests check). LK_COMPUTE_INT8: activations (and, training, the incoming
+ * gradients) are quantised on the fly per row in blocks of 32 with an fp32 scale, the weights
+ * expanded to int8, the products summed in int32 per block and in fp32 across blocks (quant/q8.h);
+ * the input gradient dX = dY·W runs on a transposed Q8_0 copy of each matrix, built when a trainer
+ * is created (lk_model_backward_bytes). Matrices of a type the int8 path cannot take (F32, F16,
+ * BF16, or a type without an int8 expander) stay fp32, with one note naming them. LoRA factors,
+ * their gradients, norms, attention and the loss are fp32 in both. */
+typedef enum { LK_COMPUTE_F32 = 0, LK_COMPUTE_INT8 = 1 } lk_compute;
+
+/* --compute f32|int8: the name ("?" out of range), and the value of a name (LK_ERR_ARG naming
+ * --compute and the known names). */
+const char *lk_compute_name(lk_compute c);
+lk_status lk_compute_from_name(const char *name, lk_compute *out);
+
 /* Options for lk_model_load; get defaults from lk_model_params_default() and edit (a base to
  * train on starts from lk_train_model_params_default(), lorakit/train.h). */
 struct lk_model_params {
@@ -76,14 +92,15 @@ struct lk_model_params {
                            * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
                            * once at load, one tensor at a time) */
     lk_qtype quant_embed; /* embeddings and LM head: LK_QTYPE_F32 (default) or LK_QTYPE_Q8_0 */
+    lk_compute compute;   /* products with the quantised matrices (default LK_COMPUTE_F32) */
 };
 
 struct lk_model_params lk_model_params_default(void);
 
 /* Check the options: quant one of f32 (--quant none), nf4, q4_0, iq4_nl, q8_0; quant_embed f32 or
- * q8_0. LK_ERR_ARG naming the option by its command-line flag ("--quant 'f16': expected none
- * (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's --teacher-quant is checked as --quant).
- * lk_model_load runs it. */
+ * q8_0; compute f32 or int8. LK_ERR_ARG naming the option by its command-line flag ("--quant 'f16':
+ * expected none (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's --teacher-quant is checked as
+ * --quant). lk_model_load runs it. */
 lk_status lk_model_params_check(const struct lk_model_params *p);
 
 /* Load the model folder DIR, or a llama.cpp GGUF model file (a path ending in .gguf, or any
@@ -109,6 +126,16 @@ int64_t lk_model_weight_bytes(const lk_model *m);
 /* Format of the decoder's linear weights and of the embeddings as loaded. */
 lk_qtype lk_model_quant(const lk_model *m);
 lk_qtype lk_model_quant_embed(const lk_model *m);
+
+/* The compute mode the model was loaded with (lk_model_params.compute), and how many of its
+ * matrices (the decoder's linear layers and the LM head) run on int8 under it (0 with f32). */
+lk_compute lk_model_compute(const lk_model *m);
+int64_t lk_model_int8_matrices(const lk_model *m);
+
+/* Bytes of the transposed Q8_0 copies the int8 backward needs (one per matrix that runs on int8;
+ * 0 with LK_COMPUTE_F32): a trainer (lk_trainer_create) builds them and frees them with itself;
+ * lk_trainer_memory_plan counts them. */
+int64_t lk_model_backward_bytes(const lk_model *m);
 
 /* Change the thread count used by forwards on this model (<= 0: every CPU the process may run
  * on). */

@@ -128,6 +128,27 @@ lk_status lk_qgemm_forward(const struct lk_qweight *w, const float *bias, const 
 lk_status lk_qgemm_backward(const struct lk_qweight *w, const float *dY, int64_t T, float *dX,
                             int n_threads, const char *variant, void *work, size_t work_size);
 
+/* The int8 compute path (issue 13): Y[T,out] = X[T,in]·Wᵀ (+ bias) with X quantised per row
+ * to int8 blocks of 32 and W expanded to int8 blocks, products summed in int32 per block and in
+ * fp32 across blocks (quant/q8.h has the exact arithmetic; every variant gives the same bits).
+ * variant: NULL for the dispatched one, or "ref", "avx2", "avx512vnni", "neon". Work as for
+ * lk_qgemm_forward. LK_ERR_UNSUPPORTED for a type without an int8 expander. */
+/* Name of the int8 variant chosen for this CPU (after LK_KERNELS). Static string. */
+const char *lk_q8_kernel_variant(void);
+lk_status lk_q8gemm_forward_work(const struct lk_qweight *w, int64_t T, int n_threads,
+                                 const char *variant, size_t *bytes);
+lk_status lk_q8gemm_forward(const struct lk_qweight *w, const float *bias, const float *X,
+                            int64_t T, float *Y, int n_threads, const char *variant, void *work,
+                            size_t work_size);
+
+/* The backward's weight for the int8 path: Wᵀ[in, out] as Q8_0 rows (out zero-padded to a
+ * multiple of 32), quantised from the dequantised W one 32x32 tile at a time; dX = dY·W is then
+ * lk_q8gemm_forward(wt, NULL, dY, ...). dst: lk_q8_transpose_bytes(w) bytes (0 if w is invalid);
+ * *wt describes the copy (its data is dst). */
+size_t lk_q8_transpose_bytes(const struct lk_qweight *w);
+lk_status lk_q8_transpose(const struct lk_qweight *w, void *dst, struct lk_qweight *wt,
+                          int n_threads);
+
 #endif /* LK_EXPERIMENTAL */
 
 #ifdef __cplusplus

@@ -266,8 +266,9 @@ lk_status lk_trainer_save_gguf_lora(const lk_trainer *t, const char *path, int f
  * when that is 0 (at least 1). The trainer lk_trainer_create makes uses this count. */
 int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 
-/* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations),
- * with the layers lk_trainer_kept_layers keeping their activations. */
+/* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations,
+ * and with --compute int8 the transposed copies of lk_model_backward_bytes, counted in the total
+ * only), with the layers lk_trainer_kept_layers keeping their activations. */
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int64_t *adapter_bytes, int64_t *optimizer_bytes,
                                int64_t *activation_bytes);

@@ -285,7 +285,7 @@ void lk_model_base_record(const lk_model *m, struct lk_adapter_base *out)
              m->gguf_own ? ADAPTER_BASE_GGUF : lk_qtype_name(lk_model_quant(m)));
     snprintf(out->quant_embed, sizeof out->quant_embed, "%s",
              m->gguf_own_embed ? ADAPTER_BASE_GGUF : lk_qtype_name(lk_model_quant_embed(m)));
-    snprintf(out->compute, sizeof out->compute, "f32");
+    snprintf(out->compute, sizeof out->compute, "%s", lk_compute_name(lk_model_compute(m)));
 }
 
 /* A recorded format name as a qtype of the allowed ones (want: bit per lk_qtype). */
@@ -315,13 +315,15 @@ lk_status lk_adapter_base_model_params(const struct lk_adapter_base *b, struct l
     else if (*b->quant_embed)
         LK_TRY(base_qtype(adapter_base_keys[1], b->quant_embed,
                           1u << LK_QTYPE_F32 | 1u << LK_QTYPE_Q8_0, &e));
-    if (*b->compute && strcmp(b->compute, "f32") != 0)
+    lk_compute c = mp->compute;
+    if (*b->compute && lk_compute_from_name(b->compute, &c) != LK_OK)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "the adapter was trained with %s '%s', which this build of lorakit "
                            "cannot run (written by a newer version?)",
                            adapter_base_keys[2], b->compute);
     mp->quant = q;
     mp->quant_embed = e;
+    mp->compute = c;
     return LK_OK;
 }
 

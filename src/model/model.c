@@ -266,8 +266,11 @@ lk_status model_bind_float(lk_model *m, const tensor_spec *sp, const tensor_view
 
 struct lk_model_params lk_model_params_default(void)
 {
-    struct lk_model_params p = {
-        .n_threads = 0, .use_mmap = 1, .quant = LK_QTYPE_F32, .quant_embed = LK_QTYPE_F32};
+    struct lk_model_params p = {.n_threads = 0,
+                                .use_mmap = 1,
+                                .quant = LK_QTYPE_F32,
+                                .quant_embed = LK_QTYPE_F32,
+                                .compute = LK_COMPUTE_F32};
     return p;
 }
 
@@ -280,6 +283,8 @@ lk_status lk_model_params_check(const struct lk_model_params *p)
                              "none (f32), nf4, q4_0, iq4_nl or q8_0");
     if (p->quant_embed != LK_QTYPE_F32 && p->quant_embed != LK_QTYPE_Q8_0)
         return option_choice("--quant-embed", lk_qtype_name(p->quant_embed), "f32 or q8_0");
+    if ((unsigned)p->compute > LK_COMPUTE_INT8)
+        return option_choice_i("--compute", p->compute, "f32 or int8");
     return LK_OK;
 }
 
@@ -371,9 +376,12 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     m->n_threads = resolve_threads(p.n_threads);
     m->quant = p.quant;
     m->quant_embed = p.quant_embed;
+    m->compute = p.compute;
     m->gguf_own = m->gguf_own_embed = gguf; /* until a tensor is quantised at load */
     if (s == LK_OK)
         s = bind_all(m);
+    if (s == LK_OK)
+        model_int8_setup(m);
     if (s != LK_OK) {
         lk_model_free(m);
         return s;
@@ -386,6 +394,7 @@ void lk_model_free(lk_model *m)
 {
     if (!m)
         return;
+    model_int8_backward_free(m);
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);

@@ -17,9 +17,9 @@ typedef struct {
 
 struct lk_model {
     struct lk_model_config cfg;
-    st_set st;       /* the mapped files of a Hugging Face folder */
-    gguf_file gguf;  /* or the GGUF model file (gguf.map.path NULL when none) */
-    void **owned; /* converted (f16/bf16 → f32) or realigned copies */
+    st_set st;      /* the mapped files of a Hugging Face folder */
+    gguf_file gguf; /* or the GGUF model file (gguf.map.path NULL when none) */
+    void **owned;   /* converted (f16/bf16 → f32) or realigned copies */
     int n_owned;
     size_t cap_owned;
     linear embed;          /* token embeddings [V, C] (f32 or quantised rows) */
@@ -31,7 +31,10 @@ struct lk_model {
     lk_qtype quant, quant_embed;
     int gguf_own, gguf_own_embed; /* 1: a GGUF file whose matrices (embeddings, LM head) all keep
                                    * their own types (none quantised at load) */
-    int64_t weight_bytes; /* bytes of every bound weight */
+    int64_t weight_bytes;         /* bytes of every bound weight */
+    lk_compute compute;           /* --compute: f32, or int8 for the matrices q8_supports */
+    int64_t n_int8;               /* matrices with linear.int8 set */
+    void *q8t;                    /* the transposed Q8_0 copies (model_int8_backward), or NULL */
 };
 
 /* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident
@@ -76,6 +79,16 @@ lk_status model_gguf_row(const gguf_file *f, const gguf_tensor *t, int64_t r, fl
 /* Divide m->inv_freq by the GGUF file's rope_freqs.weight (Llama 3.1 frequency factors) when it
  * has one; LK_ERR_SHAPE / LK_ERR_FORMAT naming the tensor when it is not [hd/2] positive F32. */
 lk_status model_gguf_rope_factors(lk_model *m);
+
+/* --compute int8 (model_int8.c): mark the decoder's matrices and the LM head whose type the int8
+ * path takes (linear.int8), and log one note naming those that stay fp32. Run once at load. */
+void model_int8_setup(lk_model *m);
+
+/* Build the transposed Q8_0 copy (linear.qwt) of every matrix that runs on int8, for the
+ * backward's dx (a trainer calls it; nothing to do with f32 or when built already), and free
+ * them again (lk_model_free does too). */
+lk_status model_int8_backward(lk_model *m);
+void model_int8_backward_free(lk_model *m);
 
 /* RoPE inverse frequencies [hd/2] as Hugging Face computes them (fp32), after rope scaling. */
 void rope_inv_freq(const struct lk_model_config *c, float *inv_freq);

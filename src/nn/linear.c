@@ -1,6 +1,7 @@
-/* linear.c — linear layers: fp32 through OpenBLAS, quantised through the fused kernels, LoRA
- * adapters on top; their work memory comes from the caller (linear_work_bytes). With a naive
- * reference. */
+/* linear.c — linear layers: fp32 through OpenBLAS, quantised through the fused kernels (fp32
+ * products, or int8 ones with --compute int8: quant/q8.h, the backward's dx on the transposed Q8_0
+ * copy), LoRA adapters on top; their work memory comes from the caller (linear_work_bytes). With
+ * a naive reference. */
 #include "nn/linear.h"
 
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "core/blas.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "q8.h"
 
 int64_t linear_max_rank(const linear *L)
 {
@@ -71,8 +73,12 @@ static size_t kernel_work(const linear *L, int64_t T, int n_threads, int backwar
     if (L->w)
         return 0;
     const q4_kernels *k = q4_kernels_get();
-    size_t f = q4_gemm_fwd_work(k, &L->qw, T, n_threads);
-    size_t b = backward ? q4_gemm_bwd_work(k, &L->qw, T, n_threads) : 0;
+    size_t f = L->int8 ? q8_gemm_fwd_work(&L->qw, T, n_threads)
+                       : q4_gemm_fwd_work(k, &L->qw, T, n_threads);
+    size_t b = 0;
+    if (backward)
+        b = L->qwt.data ? q8_gemm_fwd_work(&L->qwt, T, n_threads)
+                        : q4_gemm_bwd_work(k, &L->qw, T, n_threads);
     return f > b ? f : b;
 }
 
@@ -122,7 +128,10 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
     if (!L->w) {       /* fused dequant-GEMM, bias included */
         size_t kn;
         void *kw = kernel_part(L, T, 0, work, work_size, &kn);
-        q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
+        if (L->int8)
+            q8_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
+        else
+            q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
     } else if (T == 1) { /* y[out] = W[out,in]·x[in] */
         gemv_par(L->out, L->in, L->w, x, y, n_threads);
     } else { /* y[T,out] = x[T,in]·W[out,in]ᵀ */
@@ -196,7 +205,10 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
         float *dq = tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * in : 0);
         size_t kn;
         void *kw = kernel_part(L, T, 1, work, work_size, &kn);
-        q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
+        if (L->qwt.data) /* dx = dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
+            q8_gemm_fwd(&L->qwt, NULL, dyf, T, dq, n_threads, kw, kn);
+        else
+            q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
         for (int64_t i = 0; i < T * in; i++)
             dx[i] += dq[i];
     }
@@ -213,13 +225,19 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
 
 linear linear_rows(const linear *L, int64_t r0, int64_t n)
 {
-    linear v = {.name = L->name, .in = L->in, .out = n};
+    linear v = {.name = L->name, .in = L->in, .out = n, .int8 = L->int8};
     if (L->w) {
         v.w = L->w + r0 * L->in;
     } else {
         v.qw = L->qw;
         v.qw.out = n;
         v.qw.data = (const uint8_t *)L->qw.data + (size_t)r0 * L->qw.row_bytes;
+    }
+    if (L->qwt.data) { /* columns [r0, r0+n) of Wᵀ: whole Q8_0 blocks of its rows */
+        LK_ASSERT(r0 % Q8_QK == 0);
+        v.qwt = L->qwt;
+        v.qwt.in = n;
+        v.qwt.data = (const uint8_t *)L->qwt.data + (size_t)(r0 / Q8_QK) * sizeof(q4_block_q8_0);
     }
     return v;
 }

@@ -38,6 +38,9 @@ typedef struct {
     lora_delta lora[LINEAR_MAX_LORA]; /* adapters applied on top of W, in order */
     int n_lora;
     lora_train *train; /* non-NULL while lora[0] is being trained */
+    int int8;          /* 1: the products with qw run on int8 (quant/q8.h; --compute int8) */
+    q4_weight qwt;     /* with int8: Wᵀ[in, out] as Q8_0 rows (q8_transpose) for dx in the
+                        * backward; data NULL: none (dx through qw's fp32 backward) */
 } linear;
 
 /* Work memory of linear_forward (backward 0) or of linear_forward and linear_backward (backward
@@ -68,7 +71,8 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
 /* Largest rank attached to L (0 without adapters). */
 int64_t linear_max_rank(const linear *L);
 
-/* Rows [r0, r0+n) of L as their own layer (no bias, no adapters): for chunking the LM head. */
+/* Rows [r0, r0+n) of L as their own layer (no bias, no adapters): for chunking the LM head. With
+ * a transposed copy, r0 must be a multiple of 32 (its columns [r0, r0+n) are whole blocks). */
 linear linear_rows(const linear *L, int64_t r0, int64_t n);
 
 /* Naive triple loop of the same (the spec for tests). */

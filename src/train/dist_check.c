@@ -15,7 +15,7 @@
 #include "text/dataset.h"
 #include "train/dist.h"
 
-#define MAX_ITEMS 40
+#define MAX_ITEMS 48
 
 typedef struct {
     dist_item it[MAX_ITEMS];
@@ -149,6 +149,7 @@ static void add_base_and_data(item_list *l, const lk_model *m, const char *model
                               const lk_dataset *data)
 {
     add(l, "--quant", "%s, embeddings %s", lk_qtype_name(m->quant), lk_qtype_name(m->quant_embed));
+    add(l, "--compute", "%s", lk_compute_name(m->compute));
     add_model(l, m, model_name);
     add_data(l, data, "data");
 }

@@ -143,6 +143,10 @@ static lk_status trainer_setup(lk_model *m, lk_dataset *data, const struct lk_tr
     double rows_total = p->epochs * (double)lk_dataset_rows_in_epoch(data);
     t->total = p->steps ? p->steps : (int64_t)ceil(rows_total / (double)t->rows_all);
     LK_TRY(adapter_setup(t, p));
+    if (lk_model_int8_matrices(m) > 0 && !m->q8t) { /* --compute int8: dx on Wᵀ's copies */
+        LK_TRY(model_int8_backward(m));
+        t->q8t = 1;
+    }
     LK_TRY(graph_create(m, t->T, lk_trainer_kept_layers(m, p, t->T), &t->g));
     LK_TRY(alloc_rows(t));
     return distill_create(&t->kd, p, m, data, t->T, t->rows, t->g);
@@ -173,6 +177,8 @@ void lk_trainer_free(lk_trainer *t)
 {
     if (!t)
         return;
+    if (t->q8t)
+        model_int8_backward_free(t->m);
     lora_set_free(&t->lora);
     lk_adapter_free(t->ad);
     graph_free(t->g);
@@ -477,13 +483,14 @@ static int64_t plan_keeping(const lk_model *m, const struct lk_train_params *p, 
     *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4;
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
     *activation_bytes = graph_bytes(m, seq_len, keep) + 5 * seq_len * p->batch * p->grad_accum * 4;
+    const int64_t q8t = lk_model_backward_bytes(m); /* --compute int8's transposed copies */
     if (p->objective != LK_OBJ_SFT) { /* the loss's scratch, the online teacher's forward */
         const linear *th = p->teacher ? &p->teacher->lm_head : NULL;
         *activation_bytes += kd_scratch_floats(&m->lm_head, th, m->n_threads) * 4;
         if (p->teacher)
             *activation_bytes += graph_bytes(p->teacher, seq_len, 1);
     }
-    return *adapter_bytes + *optimizer_bytes + *activation_bytes;
+    return *adapter_bytes + *optimizer_bytes + *activation_bytes + q8t;
 }
 
 int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len)

@@ -38,6 +38,7 @@ static cJSON *ckpt_meta(const lk_trainer *t)
     cJSON_AddNumberToObject(j, "kd_temp", t->p.kd_temp);
     cJSON_AddNumberToObject(j, "kd_weight", t->p.kd_weight);
     cJSON_AddNumberToObject(j, "jsd_beta", t->p.jsd_beta);
+    cJSON_AddStringToObject(j, "compute", lk_compute_name(lk_model_compute(t->m)));
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->p.seed);
     cJSON_AddStringToObject(j, "seed", seed); /* as a string: 64 bits do not fit a double */
@@ -95,6 +96,15 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
                                    : "; rows per step = ranks x --batch x --grad-accum");
     if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
         return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
+    /* the compute mode: a checkpoint from before --compute existed was made with f32 */
+    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(j, "compute");
+    const char *had = cJSON_IsString(cm) ? cm->valuestring : "f32";
+    const char *now = lk_compute_name(lk_model_compute(t->m));
+    if (strcmp(had, now) != 0)
+        return status_fail(LK_ERR_ARG,
+                           "%s: checkpoint was made with --compute %s, this run has --compute %s "
+                           "(resume with --compute %s: the run continues as it started)",
+                           path, had, now, had);
     /* counters are whole numbers in [0, 2^53] (exact as doubles) before any conversion */
     static const char *const counters[] = {"step",         "n_updates",     "cursor_next",
                                            "cursor_epoch", "skipped_total", "bad_run"};

@@ -13,6 +13,7 @@
 
 struct lk_trainer {
     lk_model *m;
+    int q8t; /* 1: this trainer built the model's transposed int8 copies (frees them) */
     lk_dataset *data;
     struct lk_train_params p;
     lk_adapter *ad; /* the trained adapter: rank, alpha, factors */

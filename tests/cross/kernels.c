@@ -15,6 +15,11 @@
  * the dispatched entry points must give the reference's bits. Dispatch: --dispatch NAME requires
  * that the variant chosen for this CPU is NAME (run with LK_KERNELS=ref: the override works).
  *
+ * The int8 GEMM variants (quant/q8.h; on aarch64 "neon", with the dotprod extension) give the int8
+ * reference's bits exactly, for every type with an int8 expander, over the same shapes, T from 1
+ * to 600 and 1..3 threads, in exactly the work they report (fenced); LK_KERNELS=ref makes the
+ * int8 dispatch choose its reference too.
+ *
  * Usage: kernels [--dispatch NAME] [--dispatch-only]. Ends with "N passed, N failed"; exit 1 on
  * any failure, 2 on bad usage, also 1 when no variant besides the reference is found (nothing
  * would have been checked). */
@@ -24,6 +29,7 @@
 #include <string.h>
 
 #include "q4.h"
+#include "q8.h"
 #include "core/status.h"
 
 static int g_pass, g_fail;
@@ -446,6 +452,72 @@ static void check_fallback(const q4_kernels *k, int t)
     wcase_free(&c);
 }
 
+/* ---- the int8 GEMM (q8.h): every variant bit for bit the int8 reference ------------------- */
+
+static void q8_fenced(const q8_kernels *k, const q4_weight *w, const float *bias, const float *X,
+                      int64_t T, float *Y, int nt)
+{
+    fenced f = fence_open(k->fwd_work(w, T, nt));
+    k->fwd(w, bias, X, T, Y, nt, f.size ? f.work : NULL, f.size);
+    fence_close(&f, k->name, w, T, nt);
+}
+
+static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64_t *Ts, int nT)
+{
+    const q8_kernels *ref = q8_kernels_named("ref");
+    float *bias = xmalloc((size_t)w->out * 4);
+    for (int64_t o = 0; o < w->out; o++)
+        bias[o] = frand();
+    for (int i = 0; i < nT; i++) {
+        const int64_t T = Ts[i];
+        io b = io_make(T, w->out, w->in, 1.0f);
+        for (int nt = 1; nt <= 3; nt++) {
+            const float *bb = nt == 2 ? bias : NULL;
+            q8_fenced(ref, w, bb, b.X, T, b.Y[0], 2);
+            q8_fenced(k, w, bb, b.X, T, b.Y[1], nt);
+            CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(T * w->out) * 4),
+                  "int8 %s %s block %d [%lld x %lld] T=%lld, %d threads: not the reference's bits",
+                  k->name, lk_qtype_name((lk_qtype)w->qtype), w->block, (long long)w->out,
+                  (long long)w->in, (long long)T, nt);
+        }
+        io_free(&b);
+    }
+    free(bias);
+}
+
+static void check_int8(const q8_kernels *k, int t)
+{
+    static const int64_t shapes[][2] = {{1, 1},   {3, 7},    {17, 17}, {15, 33},
+                                        {65, 63}, {7, 172},  {33, 100}, {40, 520}};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 9, 17}, Tl[] = {64, 600};
+    g_rng = 77;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        wcase c;
+        if (!wcase_make(&c, t, 64, shapes[s][0], shapes[s][1]))
+            continue;
+        check_int8_case(k, &c.w, Ts, (int)(sizeof Ts / sizeof Ts[0]));
+        if (s + 1 == sizeof shapes / sizeof shapes[0]) { /* large T, and the transposed copy */
+            check_int8_case(k, &c.w, Tl, 2);
+            uint8_t *dst = xmalloc(q8_transpose_bytes(&c.w));
+            q4_weight wt;
+            CHECK(q8_transpose(&c.w, dst, &wt, 2) == LK_OK, "q8_transpose: %s", lk_last_error());
+            check_int8_case(k, &wt, Tl, 1);
+            free(dst);
+        }
+        wcase_free(&c);
+    }
+    if (t == LK_QTYPE_NF4) {
+        static const int blocks[] = {32, 128, 4096};
+        for (size_t i = 0; i < 3; i++) {
+            wcase c;
+            if (!wcase_make(&c, t, blocks[i], 19, 300))
+                continue;
+            check_int8_case(k, &c.w, Ts, 3);
+            wcase_free(&c);
+        }
+    }
+}
+
 static void check_dispatch(const char *want)
 {
     const q4_kernels *k = q4_kernels_get();
@@ -456,6 +528,10 @@ static void check_dispatch(const char *want)
           "q4_kernels_named: ref missing or an unknown name found");
     if (want)
         CHECK(!strcmp(k->name, want), "dispatch chose %s, expected %s", k->name, want);
+    printf("chosen int8 variant: %s\n", q8_kernels_get()->name);
+    if (want && !strcmp(want, "ref"))
+        CHECK(!strcmp(q8_kernels_get()->name, "ref"), "int8 dispatch chose %s under ref",
+              q8_kernels_get()->name);
 }
 
 int main(int argc, char **argv)
@@ -490,6 +566,22 @@ int main(int argc, char **argv)
                 check_fallback(k, t);
             printf("%-6s %-7s %s: %s\n", k->name, lk_qtype_name((lk_qtype)t),
                    has_type(k, t) ? "kernels" : "stand-in", g_fail == before ? "ok" : "FAILED");
+        }
+    }
+    static const char *const variants8[] = {"neon", "avx2", "avx512vnni"};
+    for (size_t v = 0; !dispatch_only && v < sizeof variants8 / sizeof variants8[0]; v++) {
+        const q8_kernels *k = q8_kernels_named(variants8[v]);
+        if (!k) {
+            printf("int8 %s: not in this build or not run by this CPU\n", variants8[v]);
+            continue;
+        }
+        for (int t = 0; t < LK_QTYPE_COUNT; t++) {
+            if (!q8_supports(t))
+                continue;
+            const int before = g_fail;
+            check_int8(k, t);
+            printf("int8 %-10s %-7s: %s\n", k->name, lk_qtype_name((lk_qtype)t),
+                   g_fail == before ? "ok" : "FAILED");
         }
     }
     CHECK(dispatch_only || n_variants > 0,

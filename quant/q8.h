@@ -1,0 +1,123 @@
+/* clang-format off */
+/* q8.h — the int8 compute path for the frozen base (issue 13 items 2 and 5): weights expanded to
+ * int8 blocks, activations quantised per row to int8 blocks, products summed in int32 per block
+ * and in fp32 across blocks. The contract is /work/notes/int8_spec.md; the exact arithmetic is
+ * defined by the plain-C reference (q8_ref.c) and every variant reproduces it bit for bit.
+ *
+ * Layouts (all in the caller's work memory, never stored in a file):
+ *   q8_wblock  one 32-value block of a weight row: int8 q[32], fp32 s[2], m[2]; value k is
+ *              s[k/16]*q[k] + m[k/16] (fp32). Produced by the expander of the weight's type
+ *              (q8_expander); exact (equal to q4_decode_ref's value) for every type but NF4, whose
+ *              codes go through the int8 codebook q8_nf4_i8 (= nearbyintf(127*nf4)) with
+ *              s = absmax/127 (|error| <= absmax/254).
+ *   q8_ablock  one 32-value block of an activation row: int8 q[32], fp32 d, int16 s16[2] (the
+ *              sums of q over each half). Rule (q8_quantize_act): amax = max|x|, d = amax/127,
+ *              id = 1/d (0 when d is 0 or 1/d is not finite), q = nearbyintf(x*id) (ties to even);
+ *              rows padded with zeros to whole blocks. X must be finite.
+ * Product of activation row t and weight row o (Y[t,o]): per block b, exact int32 sums
+ *   i0 = Σ_{k<16} xq[k]·wq[k], i1 = Σ_{k>=16} xq[k]·wq[k]; then in fp32, b increasing from acc=0:
+ *   simple types (q8_simple: one scale per 32, no min):
+ *       acc = fmaf(d_b, s0 * (float)(i0 + i1), acc)
+ *   the others:
+ *       v = s0 * (float)i0; v = fmaf(s1, (float)i1, v); v = fmaf(m0, (float)s16_0, v);
+ *       v = fmaf(m1, (float)s16_1, v); acc = fmaf(d_b, v, acc)
+ *   and Y = acc + bias[o] (when bias is given). Every (float) of an int here is exact (< 2^24).
+ * The transposed copy (q8_transpose): Wᵀ[in, out] as Q8_0 rows (block_q8_0, fp16 d), each 32×32
+ *   tile of the dequantised W (q4_decode_ref) quantised with the activation rule, d stored as
+ *   fp16(d) (the codes come from the fp32 d). Then dX = dY·W is q8_gemm_fwd(&wt, NULL, dY, ...).
+ * Variants (q8_kernels): ref (plain C), avx2 (vpmaddubsw/vpmaddwd), avx512vnni (vpdpbusd),
+ *   neon (vdotq_s32, dotprod). A variant is offered where its file is compiled (LK_HAVE_*) and the
+ *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). */
+/* clang-format on */
+#ifndef LK_Q8_H
+#define LK_Q8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "q4.h"
+
+#define Q8_QK 32 /* values per int8 block (weights and activations) */
+
+typedef struct {
+    int8_t q[32];
+    float s[2], m[2];
+} q8_wblock;
+static_assert(sizeof(q8_wblock) == 48, "q8_wblock: 32 codes and four floats");
+
+typedef struct {
+    int8_t q[32];
+    float d;
+    int16_t s16[2];
+} q8_ablock;
+static_assert(sizeof(q8_ablock) == 40, "q8_ablock: 32 codes, a float and two int16");
+
+/* Expand blocks [b0, b0+nb) (32 values each) of one stored row `row` of w into dst[nb]. */
+typedef void (*q8_expand_fn)(const q4_weight *w, const void *row, int64_t b0, int64_t nb,
+                             q8_wblock *dst);
+/* The expander of a weight type, NULL if the int8 path does not support it. */
+q8_expand_fn q8_expander(int qtype);
+/* The expanders of the GGUF read-only types (Q4_1 .. IQ4_XS), quant/q8_expand_gguf.c (i13-q8g);
+ * NULL for the other types. */
+q8_expand_fn q8_expander_gguf(int qtype);
+/* The fastest expander of qtype for a CPU that runs AVX2: an AVX2 one where a file has it
+ * (quant/q8_expand_gguf_avx2.c: the GGUF read-only types), else q8_expander(qtype); bit-exact
+ * with q8_expander's; for the AVX2 and AVX-512 variants (q8_expander(qtype) in builds without
+ * the AVX2 file). */
+q8_expand_fn q8_expander_avx2(int qtype);
+/* 1 if q8_expander(qtype) != NULL. */
+int q8_supports(int qtype);
+/* 1 for the types whose expansion has s[0] == s[1] and no min in every block, whose blocks take
+ * the simple product above: Q4_0, IQ4_NL, Q8_0, NF4, Q5_0, IQ4_XS. */
+int q8_simple(int qtype);
+
+/* NF4's int8 codebook: nearbyintf(127 * q4_nf4_code[c]). */
+extern const int8_t q8_nf4_i8[16];
+
+/* Quantise x[n] (finite) into dst[ceil(n/32)] by the activation rule (zero-padded last block). */
+void q8_quantize_act(const float *x, int64_t n, q8_ablock *dst);
+
+/* Kernels. Work memory as q4.h's kernels (q4_work_size / q4_work_start conventions): the size for
+ * T rows covers every call with 1..T rows (or fewer output rows) and the same thread count. */
+typedef size_t (*q8_work_fn)(const q4_weight *w, int64_t T, int n_threads);
+/* Y[T,out] = X[T,in]·Wᵀ (+ bias) with int8 products; X quantised inside (into work). */
+typedef void (*q8_fwd_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                          float *Y, int n_threads, void *work, size_t work_size);
+
+typedef struct {
+    const char *name;
+    q8_fwd_fn fwd;
+    q8_work_fn fwd_work;
+} q8_kernels;
+
+void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                     int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                            float *Y, int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
+
+/* The table chosen for this CPU: the best variant compiled and runnable, or the one LK_KERNELS
+ * names (ref, avx2, avx512vnni, neon; the q4 names avx512 and amx mean avx512vnni here). */
+const q8_kernels *q8_kernels_get(void);
+/* The table of a named variant if this build has it and this CPU runs it, else NULL. */
+const q8_kernels *q8_kernels_named(const char *name);
+
+/* Through q8_kernels_get(). w's type must be supported (q8_supports). */
+size_t q8_gemm_fwd_work(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                 int n_threads, void *work, size_t work_size);
+
+/* The backward's weight: Wᵀ[in, out] stored as Q8_0 rows of `out` values (zero-padded to a
+ * multiple of 32), see above. dst holds q8_transpose_bytes(w) bytes; *wt describes it on return.
+ * LK_ERR_UNSUPPORTED for plain (F32/F16/BF16) weights. */
+size_t q8_transpose_bytes(const q4_weight *w);
+lk_status q8_transpose(const q4_weight *w, void *dst, q4_weight *wt, int n_threads);
+
+#endif /* LK_Q8_H */

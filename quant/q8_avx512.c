@@ -1,0 +1,290 @@
+/* q8_avx512.c — the avx512vnni int8 GEMM (q8.h), bit for bit the reference's arithmetic. Each
+ * thread takes tiles of 32 output rows: it packs the tile's weight over all blocks into a panel
+ * (q8_pack.h: codes with the 32 rows in the lanes of a zmm, per-row scales), then runs a 4x32
+ * register-blocked microkernel over the activation rows: per 4 values of a block, one broadcast of
+ * 4 activation bytes and one vpdpbusd per 16 rows; the int32 sums are exact per block, then the
+ * block's fp32 update follows the reference's order. vpdpbusd multiplies unsigned by signed
+ * bytes: the panel holds the weight codes as q + K (Q4_0: its nibble, K = 8; the others q + 128),
+ * the activations stay signed, and each block sum starts at -K·Σx (the activation block's half
+ * sums), so it ends exactly at Σ x·q. The core types (Q4_0, IQ4_NL, Q8_0, NF4) are packed straight
+ * from their blocks, four rows at a time through 4x4 transposes; the others through their
+ * expanders (q8_pack.h). At T = 1 the same code is the GEMV: every weight block is read and
+ * expanded once, and the panel stays in L1/L2. Helpers are static (this file is compiled with
+ * -mavx512* flags and must not leak code into generic callers). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "q8.h"
+#include "q8_pack.h"
+#include "q8_x86.h"
+#include "core/pool.h"
+#include "core/status.h"
+
+#define NR 32     /* output rows per panel: two zmm of int32 / fp32 lanes */
+#define MR Q8P_MR /* activation rows per microkernel call: 4x2 int32 + 4x2 fp32 accumulators */
+
+/* ---- packing the core types straight from their blocks -------------------------------------- */
+
+/* 16 bytes at offset off of rows 4L+k (L = 0..3) in the four 128-bit lanes of a zmm. */
+static inline __m512i load4(const uint8_t *const *rows, int k, size_t off)
+{
+    __m512i z =
+        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(rows[k] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[4 + k] + off)),
+                           1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[8 + k] + off)),
+                           2);
+    return _mm512_inserti32x4(
+        z, _mm_loadu_si128((const __m128i *)(const void *)(rows[12 + k] + off)), 3);
+}
+
+/* r[k] lane L holding 4 dwords (groups g0..g0+3) of row 4L+k: a 4x4 dword transpose in each lane
+ * leaves group g0+g of rows 0..15 in order in one zmm, stored at W[g0+g][r0..r0+15] (p). */
+static inline void store_t16(const __m512i r[4], uint8_t *p)
+{
+    const __m512i a = _mm512_unpacklo_epi32(r[0], r[1]), b = _mm512_unpackhi_epi32(r[0], r[1]);
+    const __m512i c = _mm512_unpacklo_epi32(r[2], r[3]), d = _mm512_unpackhi_epi32(r[2], r[3]);
+    _mm512_storeu_si512(p + 0 * NR * 4, _mm512_unpacklo_epi64(a, c));
+    _mm512_storeu_si512(p + 1 * NR * 4, _mm512_unpackhi_epi64(a, c));
+    _mm512_storeu_si512(p + 2 * NR * 4, _mm512_unpacklo_epi64(b, d));
+    _mm512_storeu_si512(p + 3 * NR * 4, _mm512_unpackhi_epi64(b, d));
+}
+
+/* The u8 codes q + K of values 0..15 (lo[k]) and 16..31 (hi[k]) of block b of 16 rows (lanes as
+ * load4), and each row's scale s[r]. */
+static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t b, __m512i tab,
+                           __m512i lo[4], __m512i hi[4], float s[16])
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const int qt = j->w->qtype;
+    if (qt == LK_QTYPE_Q8_0) {
+        const __m512i f = _mm512_set1_epi8((char)0x80);
+        for (int k = 0; k < 4; k++) {
+            lo[k] = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 2), f);
+            hi[k] = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 18), f);
+        }
+    } else if (qt == LK_QTYPE_NF4) { /* byte k holds value 2k (high nibble) and 2k+1 */
+        for (int k = 0; k < 4; k++) {
+            const __m512i c = load4(rows, k, (size_t)b * 16);
+            const __m512i h = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+            const __m512i l = _mm512_and_si512(c, m4);
+            lo[k] = _mm512_shuffle_epi8(tab, _mm512_unpacklo_epi8(h, l));
+            hi[k] = _mm512_shuffle_epi8(tab, _mm512_unpackhi_epi8(h, l));
+        }
+    } else { /* Q4_0 (nibbles as they are, K = 8) and IQ4_NL (through the table): 18-byte blocks */
+        for (int k = 0; k < 4; k++) {
+            const __m512i c = load4(rows, k, (size_t)b * 18 + 2);
+            lo[k] = _mm512_and_si512(c, m4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+            if (qt == LK_QTYPE_IQ4_NL) {
+                lo[k] = _mm512_shuffle_epi8(tab, lo[k]);
+                hi[k] = _mm512_shuffle_epi8(tab, hi[k]);
+            }
+        }
+    }
+    for (int r = 0; r < 16; r++) { /* row 4L+k is lane L of register k: r = 4L+k */
+        if (qt == LK_QTYPE_NF4) {
+            const int bs = j->w->block;
+            float amax;
+            memcpy(&amax, rows[r] + (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4, 4);
+            s[r] = amax / 127.0f;
+        } else {
+            uint16_t d;
+            memcpy(&d, rows[r] + (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18), 2);
+            s[r] = _cvtsh_ss(d);
+        }
+    }
+}
+
+/* Rows [o0, o0+nrow) of a core type into the panel, 16 at a time (rows past nrow: scale 0). */
+static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    const q4_weight *w = j->w;
+    int8_t t8[64];
+    for (int i = 0; i < 64; i++)
+        t8[i] = (int8_t)((w->qtype == LK_QTYPE_NF4 ? q8_nf4_i8[i % 16] : q4_iq4nl_values[i % 16]) ^
+                         0x80);
+    const __m512i tab = _mm512_loadu_si512(t8);
+    const size_t pb = q8p_block_bytes(NR, 1);
+    for (int r0 = 0; r0 < NR && r0 < nrow; r0 += 16) {
+        const uint8_t *rows[16]; /* in lane order: rows[4L+k] is row r0+4L+k */
+        for (int i = 0; i < 16; i++) {
+            const int r = r0 + i < nrow ? r0 + i : nrow - 1;
+            rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
+        }
+        for (int64_t b = 0; b < j->nb; b++) {
+            uint8_t *p = panel + (size_t)b * pb;
+            __m512i lo[4], hi[4];
+            float *S = (float *)(void *)(p + NR * 32) + r0;
+            codes16(j, rows, b, tab, lo, hi, S);
+            for (int i = nrow - r0; i < 16; i++)
+                S[i] = 0.0f;
+            store_t16(lo, p + r0 * 4);
+            store_t16(hi, p + 4 * NR * 4 + r0 * 4);
+        }
+    }
+    for (int r0 = (nrow + 15) / 16 * 16; r0 < NR; r0 += 16) /* a panel's unused half */
+        for (int64_t b = 0; b < j->nb; b++)
+            memset(panel + (size_t)b * pb + NR * 32 + (size_t)r0 * 4, 0, 16 * sizeof(float));
+}
+
+static int is_core(int qtype)
+{
+    return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
+           qtype == LK_QTYPE_NF4;
+}
+
+/* ---- the microkernel --------------------------------------------------------------------------
+ */
+
+static inline __m512i bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* Int32 sums Σ x·q over groups [g0, g1) of block b (panel block p) for mr activation rows; the
+ * panel's codes are q + K, so each sum starts at -K·Σx (the half sums of the groups). */
+static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, const q8_ablock *A,
+                                                             int64_t nb, int64_t b, int mr,
+                                                             int kshift, int g0, int g1,
+                                                             __m512i ia[MR][2])
+{
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++) {
+        const q8_ablock *a = &A[t * nb + b];
+        const int32_t sx = g1 - g0 == 8 ? a->s16[0] + a->s16[1] : a->s16[g0 / 4];
+        ia[t][0] = ia[t][1] = _mm512_set1_epi32(-(int32_t)((uint32_t)sx << kshift));
+    }
+#pragma GCC unroll 8
+    for (int g = g0; g < g1; g++) {
+        const __m512i w0 = _mm512_loadu_si512(p + g * 128);
+        const __m512i w1 = _mm512_loadu_si512(p + g * 128 + 64);
+#pragma GCC unroll 4
+        for (int t = 0; t < mr; t++) {
+            const __m512i x = bcast4(A[t * nb + b].q + 4 * g);
+            ia[t][0] = _mm512_dpbusd_epi32(ia[t][0], w0, x);
+            ia[t][1] = _mm512_dpbusd_epi32(ia[t][1], w1, x);
+        }
+    }
+}
+
+/* acc[t] += the nb blocks of a panel against activation rows A[t] (t < mr): simple types. */
+static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *panel, int64_t nb,
+                                                                const q8_ablock *A, int mr,
+                                                                int kshift, __m512 acc[MR][2])
+{
+    const size_t pb = q8p_block_bytes(NR, 1);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = panel + (size_t)b * pb;
+        const float *S = (const float *)(const void *)(p + NR * 32);
+        __m512i ia[MR][2];
+        block_sums(p, A, nb, b, mr, kshift, 0, 8, ia);
+        const __m512 s0 = _mm512_loadu_ps(S), s1 = _mm512_loadu_ps(S + 16);
+#pragma GCC unroll 4
+        for (int t = 0; t < mr; t++) {
+            const __m512 d = _mm512_set1_ps(A[t * nb + b].d);
+            acc[t][0] =
+                _mm512_fmadd_ps(d, _mm512_mul_ps(s0, _mm512_cvtepi32_ps(ia[t][0])), acc[t][0]);
+            acc[t][1] =
+                _mm512_fmadd_ps(d, _mm512_mul_ps(s1, _mm512_cvtepi32_ps(ia[t][1])), acc[t][1]);
+        }
+    }
+}
+
+/* The same for the other types: two scales and mins per block (q8.h's general product). */
+static inline __attribute__((always_inline)) void kernel_general(const uint8_t *panel, int64_t nb,
+                                                                 const q8_ablock *A, int mr,
+                                                                 int kshift, __m512 acc[MR][2])
+{
+    const size_t pb = q8p_block_bytes(NR, 0);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = panel + (size_t)b * pb;
+        const float *F = (const float *)(const void *)(p + NR * 32); /* S0 S1 M0 M1 */
+        __m512i ia[MR][2];
+        __m512 v[MR][2];
+        block_sums(p, A, nb, b, mr, kshift, 0, 4, ia);
+        const __m512 s00 = _mm512_loadu_ps(F), s01 = _mm512_loadu_ps(F + 16);
+#pragma GCC unroll 4
+        for (int t = 0; t < mr; t++) {
+            v[t][0] = _mm512_mul_ps(s00, _mm512_cvtepi32_ps(ia[t][0]));
+            v[t][1] = _mm512_mul_ps(s01, _mm512_cvtepi32_ps(ia[t][1]));
+        }
+        block_sums(p, A, nb, b, mr, kshift, 4, 8, ia);
+        const __m512 s10 = _mm512_loadu_ps(F + NR), s11 = _mm512_loadu_ps(F + NR + 16);
+        const __m512 m00 = _mm512_loadu_ps(F + 2 * NR), m01 = _mm512_loadu_ps(F + 2 * NR + 16);
+        const __m512 m10 = _mm512_loadu_ps(F + 3 * NR), m11 = _mm512_loadu_ps(F + 3 * NR + 16);
+#pragma GCC unroll 4
+        for (int t = 0; t < mr; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            const __m512 x0 = _mm512_set1_ps((float)a->s16[0]), x1 = _mm512_set1_ps(a->s16[1]);
+            const __m512 d = _mm512_set1_ps(a->d);
+            __m512 u0 = _mm512_fmadd_ps(s10, _mm512_cvtepi32_ps(ia[t][0]), v[t][0]);
+            __m512 u1 = _mm512_fmadd_ps(s11, _mm512_cvtepi32_ps(ia[t][1]), v[t][1]);
+            u0 = _mm512_fmadd_ps(m10, x1, _mm512_fmadd_ps(m00, x0, u0));
+            u1 = _mm512_fmadd_ps(m11, x1, _mm512_fmadd_ps(m01, x0, u1));
+            acc[t][0] = _mm512_fmadd_ps(d, u0, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(d, u1, acc[t][1]);
+        }
+    }
+}
+
+/* mr (1..MR, a constant after inlining) activation rows against one panel; stores + bias. */
+static inline __attribute__((always_inline)) void rows(const q8p_job *j, const uint8_t *panel,
+                                                       int64_t t0, int mr, int64_t o0, int nrow)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++)
+        acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    const q8_ablock *A = j->A + t0 * j->nb;
+    if (j->simple)
+        kernel_simple(panel, j->nb, A, mr, j->kshift, acc);
+    else
+        kernel_general(panel, j->nb, A, mr, j->kshift, acc);
+    const __mmask16 k0 = (__mmask16)(nrow >= 16 ? 0xffff : (1u << nrow) - 1);
+    const __mmask16 k1 = (__mmask16)(nrow >= 32   ? 0xffff
+                                     : nrow <= 16 ? 0
+                                                  : (1u << (nrow - 16)) - 1);
+    const int64_t out = j->w->out;
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (j->bias) {
+        b0 = _mm512_maskz_loadu_ps(k0, j->bias + o0);
+        b1 = _mm512_maskz_loadu_ps(k1, j->bias + o0 + 16);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++) {
+        float *y = j->Y + (t0 + t) * out + o0;
+        if (j->bias) {
+            acc[t][0] = _mm512_add_ps(acc[t][0], b0);
+            acc[t][1] = _mm512_add_ps(acc[t][1], b1);
+        }
+        _mm512_mask_storeu_ps(y, k0, acc[t][0]);
+        _mm512_mask_storeu_ps(y + 16, k1, acc[t][1]);
+    }
+}
+
+Q8P_ROWS_FNS(rows)
+
+size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8p_work(w, T, n_threads, NR);
+}
+
+void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                            float *Y, int n_threads, void *work, size_t work_size)
+{
+    q8p_job j = {.w = w,
+                 .bias = bias,
+                 .X = X,
+                 .Y = Y,
+                 .T = T,
+                 .nr = NR,
+                 .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
+                 .quant = q8x_quantize_act,
+                 .pack = is_core(w->qtype) ? pack_core : NULL,
+                 .expand = q8_expander_avx2(w->qtype),
+                 .rows = {rows_1, rows_2, rows_3, rows_4}};
+    q8p_run(&j, n_threads, work, work_size);
+}

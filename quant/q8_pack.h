@@ -1,0 +1,178 @@
+/* q8_pack.h — the packed weight panel the SIMD int8 GEMMs (q8_avx2.c, q8_avx512.c) share, and
+ * its generic packer (plain C over any type's expander, compiled with each variant's flags). A
+ * panel holds nr output rows o0 .. o0+nr-1 of a weight over all its blocks (rows past the
+ * weight's end have zero scales), block after block; one block of the panel is
+ *   W  [8][nr][4] bytes  value 4g+j of row r at W[g][r][j] (lanes over rows: a vector load gives
+ *                        4 consecutive values of nr rows, what vpdpbusd / vpmaddubsw take), as
+ *                        the signed code q, or as the unsigned q + K (vpdpbusd's unsigned operand;
+ *                        the kernel subtracts K·Σx, the activation block's sum, from each block
+ * sum) S0 [nr] fp32         s[0] of each row (simple types: the only scale) and, for the types that
+ * are not simple (q8_simple), then S1, M0, M1 [nr] fp32. A microkernel multiplies a panel by rows
+ * of quantised activations loading every weight byte once per group of activation rows. */
+#ifndef LK_Q8_PACK_H
+#define LK_Q8_PACK_H
+
+#include <string.h>
+
+#include "q8.h"
+#include "core/pool.h"
+#include "core/status.h"
+
+#define Q8P_CHUNK 16 /* blocks expanded at a time on the stack (48 bytes each) */
+
+/* Bytes of one block of a panel of nr rows. */
+static inline size_t q8p_block_bytes(int nr, int simple)
+{
+    return (size_t)nr * (32 + 4 * (simple ? 1 : 4));
+}
+
+/* Pack rows [o0, o0+nrow) (nrow <= nr) of w, all nb blocks, into panel, codes as q (flip 0) or as
+ * q + 128 (flip 1: K = 128). */
+static inline void q8p_pack(const q4_weight *w, q8_expand_fn expand, int simple, int64_t o0,
+                            int nrow, int nr, int64_t nb, int flip, uint8_t *panel)
+{
+    const size_t pb = q8p_block_bytes(nr, simple);
+    q8_wblock e[Q8P_CHUNK];
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row =
+            (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : 0)) * w->row_bytes;
+        for (int64_t b0 = 0; b0 < nb; b0 += Q8P_CHUNK) {
+            const int64_t n = nb - b0 < Q8P_CHUNK ? nb - b0 : Q8P_CHUNK;
+            if (r < nrow)
+                expand(w, row, b0, n, e);
+            else
+                memset(e, 0, sizeof e);
+            for (int64_t i = 0; i < n; i++) {
+                uint8_t *p = panel + (size_t)(b0 + i) * pb;
+                for (int g = 0; g < 8; g++) {
+                    uint8_t *d = p + (size_t)(g * nr + r) * 4;
+                    memcpy(d, e[i].q + 4 * g, 4);
+                    for (int k = 0; flip && k < 4; k++)
+                        d[k] ^= 0x80;
+                }
+                float *f = (float *)(void *)(p + (size_t)nr * 32); /* S0 [S1 M0 M1] */
+                f[r] = e[i].s[0];
+                if (!simple) {
+                    f[nr + r] = e[i].s[1];
+                    f[2 * nr + r] = e[i].m[0];
+                    f[3 * nr + r] = e[i].m[1];
+                }
+            }
+        }
+    }
+}
+
+#define Q8P_MR 4 /* activation rows per microkernel call, in every variant */
+
+typedef struct q8p_job q8p_job;
+/* Y rows [t0, t0+mr) for the panel's rows [o0, o0+nrow), mr = index + 1 of the job's rows[]. */
+typedef void (*q8p_rows_fn)(const q8p_job *j, const uint8_t *panel, int64_t t0, int64_t o0,
+                            int nrow);
+/* Pack weight rows [o0, o0+nrow) into the panel (NULL: q8p_pack through the expander). */
+typedef void (*q8p_pack_fn)(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel);
+
+struct q8p_job {
+    /* set by the variant */
+    const q4_weight *w;
+    const float *bias, *X;
+    float *Y;
+    int64_t T;
+    int nr;     /* output rows per panel */
+    int kshift; /* codes stored as q + (1 << kshift) (vpdpbusd); 0: signed q */
+    void (*quant)(const float *x, int64_t n, q8_ablock *dst);
+    q8p_pack_fn pack;
+    q8p_rows_fn rows[Q8P_MR];
+    q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
+    /* set by q8p_run */
+    int64_t nb;
+    int simple;
+    q8_ablock *A;   /* [T][nb] */
+    uint8_t *slots; /* per thread: one panel */
+    size_t slot;
+};
+
+static inline size_t q8p_act_bytes(const q4_weight *w, int64_t T)
+{
+    return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
+}
+
+static inline size_t q8p_panel_slot(const q4_weight *w, int nr)
+{
+    return q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) *
+                   q8p_block_bytes(nr, q8_simple(w->qtype)));
+}
+
+/* Work of a variant with panels of nr rows: the quantised activations, one panel per thread. */
+static inline size_t q8p_work(const q4_weight *w, int64_t T, int n_threads, int nr)
+{
+    const int64_t tiles = (w->out + nr - 1) / nr;
+    int nt = resolve_threads(n_threads);
+    nt = nt < tiles ? nt : (int)tiles;
+    return T > 0 ? q4_work_size(q8p_act_bytes(w, T) + (size_t)nt * q8p_panel_slot(w, nr)) : 0;
+}
+
+static inline void q8p_quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    (void)thread;
+    const q8p_job *j = ctx;
+    for (int64_t t = t0; t < t1; t++)
+        j->quant(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
+}
+
+static inline void q8p_tiles(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const q8p_job *j = ctx;
+    uint8_t *panel = j->slots + (size_t)thread * j->slot;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t o0 = i * j->nr;
+        const int nrow = (int)(j->w->out - o0 < j->nr ? j->w->out - o0 : j->nr);
+        if (j->pack)
+            j->pack(j, o0, nrow, panel);
+        else
+            q8p_pack(j->w, j->expand, j->simple, o0, nrow, j->nr, j->nb, j->kshift != 0, panel);
+        int64_t t = 0;
+        for (; t + Q8P_MR <= j->T; t += Q8P_MR)
+            j->rows[Q8P_MR - 1](j, panel, t, o0, nrow);
+        if (t < j->T)
+            j->rows[j->T - t - 1](j, panel, t, o0, nrow);
+    }
+}
+
+/* Y = X·Wᵀ (+ bias) for a job whose variant fields are set (work: q8p_work's size). */
+static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_size)
+{
+    if (j->T <= 0)
+        return;
+    LK_ASSERT(q8_supports(j->w->qtype));
+    uint8_t *base = q4_work_start(work, work_size, q8p_work(j->w, j->T, n_threads, j->nr));
+    j->nb = (j->w->in + Q8_QK - 1) / Q8_QK;
+    j->simple = q8_simple(j->w->qtype);
+    if (!j->expand)
+        j->expand = q8_expander(j->w->qtype);
+    j->A = (q8_ablock *)(void *)base;
+    j->slots = base + q8p_act_bytes(j->w, j->T);
+    j->slot = q8p_panel_slot(j->w, j->nr);
+    par_for(n_threads, j->T, q8p_quant_rows, j);
+    par_for(n_threads, (j->w->out + j->nr - 1) / j->nr, q8p_tiles, j);
+}
+
+/* The four q8p_rows_fn of a variant from its always-inline rows(j, panel, t0, mr, o0, nrow). */
+#define Q8P_ROWS_FNS(rows)                                                                  \
+    static void rows##_1(const q8p_job *j, const uint8_t *p, int64_t t0, int64_t o0, int n) \
+    {                                                                                       \
+        rows(j, p, t0, 1, o0, n);                                                           \
+    }                                                                                       \
+    static void rows##_2(const q8p_job *j, const uint8_t *p, int64_t t0, int64_t o0, int n) \
+    {                                                                                       \
+        rows(j, p, t0, 2, o0, n);                                                           \
+    }                                                                                       \
+    static void rows##_3(const q8p_job *j, const uint8_t *p, int64_t t0, int64_t o0, int n) \
+    {                                                                                       \
+        rows(j, p, t0, 3, o0, n);                                                           \
+    }                                                                                       \
+    static void rows##_4(const q8p_job *j, const uint8_t *p, int64_t t0, int64_t o0, int n) \
+    {                                                                                       \
+        rows(j, p, t0, 4, o0, n);                                                           \
+    }
+
+#endif /* LK_Q8_PACK_H */

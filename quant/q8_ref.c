@@ -1,0 +1,193 @@
+/* q8_ref.c — the plain-C specification of the int8 compute path (q8.h): the activation quantiser,
+ * the reference int8 GEMM whose order of operations every variant reproduces bit for bit, and the
+ * transposed Q8_0 copy of a weight for the backward's dX = dY·W. Compiled in ISO C mode (no
+ * contraction of a*b+c), so every fmaf below is the one rounding the spec names and every other
+ * product and sum rounds on its own. */
+#include <math.h>
+#include <string.h>
+
+#include "q8.h"
+#include "core/pool.h"
+#include "core/status.h"
+
+/* ---- activations --------------------------------------------------------------------------- */
+
+/* One block of 32 values (already zero-padded). */
+static void quantize_block(const float *x, q8_ablock *o)
+{
+    float amax = 0.0f;
+    for (int k = 0; k < Q8_QK; k++)
+        amax = fmaxf(amax, fabsf(x[k]));
+    const float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (!isfinite(id)) /* d subnormal: its inverse overflows */
+        id = 0.0f;
+    int s0 = 0, s1 = 0;
+    for (int k = 0; k < Q8_QK; k++) {
+        o->q[k] = (int8_t)nearbyintf(x[k] * id);
+        if (k < 16)
+            s0 += o->q[k];
+        else
+            s1 += o->q[k];
+    }
+    o->d = d;
+    o->s16[0] = (int16_t)s0;
+    o->s16[1] = (int16_t)s1;
+}
+
+void q8_quantize_act(const float *x, int64_t n, q8_ablock *dst)
+{
+    const int64_t nfull = n / Q8_QK;
+    for (int64_t b = 0; b < nfull; b++)
+        quantize_block(x + b * Q8_QK, dst + b);
+    if (n % Q8_QK) {
+        float pad[Q8_QK] = {0};
+        memcpy(pad, x + nfull * Q8_QK, (size_t)(n % Q8_QK) * sizeof(float));
+        quantize_block(pad, dst + nfull);
+    }
+}
+
+/* ---- the reference GEMM -------------------------------------------------------------------- */
+
+/* The fp32 sum of one activation row and one expanded weight row over nb blocks (q8.h). */
+static float dot_row(const q8_ablock *x, const q8_wblock *w, int64_t nb, int simple)
+{
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t i0 = 0, i1 = 0;
+        for (int k = 0; k < 16; k++) {
+            i0 += (int32_t)x[b].q[k] * w[b].q[k];
+            i1 += (int32_t)x[b].q[k + 16] * w[b].q[k + 16];
+        }
+        if (simple) {
+            acc = fmaf(x[b].d, w[b].s[0] * (float)(i0 + i1), acc);
+        } else {
+            float v = w[b].s[0] * (float)i0;
+            v = fmaf(w[b].s[1], (float)i1, v);
+            v = fmaf(w[b].m[0], (float)x[b].s16[0], v);
+            v = fmaf(w[b].m[1], (float)x[b].s16[1], v);
+            acc = fmaf(x[b].d, v, acc);
+        }
+    }
+    return acc;
+}
+
+typedef struct {
+    const q4_weight *w;
+    const float *bias, *X;
+    float *Y;
+    int64_t T, nb;
+    q8_ablock *A;   /* [T][nb] quantised X */
+    uint8_t *slots; /* per thread: one expanded row [nb] */
+    size_t slot;
+} ref_job;
+
+static void quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    (void)thread;
+    const ref_job *j = ctx;
+    for (int64_t t = t0; t < t1; t++)
+        q8_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
+}
+
+static void fwd_rows(void *ctx, int64_t o0, int64_t o1, int thread)
+{
+    const ref_job *j = ctx;
+    const q4_weight *w = j->w;
+    const q8_expand_fn expand = q8_expander(w->qtype);
+    const int simple = q8_simple(w->qtype);
+    q8_wblock *wr = (q8_wblock *)(void *)(j->slots + (size_t)thread * j->slot); /* [nb] */
+    for (int64_t o = o0; o < o1; o++) {
+        expand(w, (const uint8_t *)w->data + (size_t)o * w->row_bytes, 0, j->nb, wr);
+        for (int64_t t = 0; t < j->T; t++) {
+            float acc = dot_row(j->A + t * j->nb, wr, j->nb, simple);
+            j->Y[t * w->out + o] = j->bias ? acc + j->bias[o] : acc;
+        }
+    }
+}
+
+/* Bytes of the quantised activations of T rows of in values. */
+static size_t act_bytes(const q4_weight *w, int64_t T)
+{
+    return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
+}
+
+size_t q8_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
+{
+    const size_t row = q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_wblock));
+    return T > 0 ? q4_work_size(act_bytes(w, T) + (size_t)resolve_threads(n_threads) * row) : 0;
+}
+
+void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                     int n_threads, void *work, size_t work_size)
+{
+    if (T <= 0)
+        return;
+    LK_ASSERT(q8_supports(w->qtype));
+    const int64_t nb = (w->in + Q8_QK - 1) / Q8_QK;
+    uint8_t *base = q4_work_start(work, work_size, q8_gemm_fwd_work_ref(w, T, n_threads));
+    ref_job j = {.w = w,
+                 .bias = bias,
+                 .X = X,
+                 .Y = Y,
+                 .T = T,
+                 .nb = nb,
+                 .A = (q8_ablock *)(void *)base,
+                 .slots = base + act_bytes(w, T),
+                 .slot = q4_slot((size_t)nb * sizeof(q8_wblock))};
+    par_for(n_threads, T, quant_rows, &j);
+    par_for(n_threads, w->out, fwd_rows, &j);
+}
+
+/* ---- the transposed copy ------------------------------------------------------------------- */
+
+size_t q8_transpose_bytes(const q4_weight *w)
+{
+    return (size_t)w->in * q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, w->out);
+}
+
+typedef struct {
+    const q4_weight *w;
+    uint8_t *dst;
+    size_t rb; /* bytes of one row of Wᵀ */
+} tr_job;
+
+/* Column blocks [c0, c1) of W (rows 32c.. of Wᵀ), one 32×32 tile at a time. */
+static void transpose_cols(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    (void)thread;
+    const tr_job *j = ctx;
+    const q4_weight *w = j->w;
+    const int64_t nob = (w->out + Q4_QK - 1) / Q4_QK;
+    for (int64_t c = c0; c < c1; c++) {
+        const int64_t ncol = w->in - c * Q4_QK < Q4_QK ? w->in - c * Q4_QK : Q4_QK;
+        for (int64_t ob = 0; ob < nob; ob++) {
+            float tile[Q4_QK][Q4_QK] = {{0}}; /* [o][k] */
+            for (int64_t r = 0; r < Q4_QK && ob * Q4_QK + r < w->out; r++)
+                q4_decode_ref(w, ob * Q4_QK + r, c * Q4_QK, Q4_QK, tile[r]);
+            for (int64_t k = 0; k < ncol; k++) {
+                float col[Q4_QK];
+                for (int r = 0; r < Q4_QK; r++)
+                    col[r] = tile[r][k];
+                q8_ablock a;
+                quantize_block(col, &a);
+                q4_block_q8_0 *blk =
+                    (q4_block_q8_0 *)(void *)(j->dst + (size_t)(c * Q4_QK + k) * j->rb) + ob;
+                blk->d = q4_fp32_to_fp16(a.d);
+                memcpy(blk->qs, a.q, 32);
+            }
+        }
+    }
+}
+
+lk_status q8_transpose(const q4_weight *w, void *dst, q4_weight *wt, int n_threads)
+{
+    if (w->qtype < LK_QTYPE_Q4_0 || w->qtype >= LK_QTYPE_COUNT)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "int8 transposed copy: weight type %s is not quantised (hint: plain "
+                           "weights take the f32 path)",
+                           lk_qtype_name((lk_qtype)w->qtype));
+    tr_job j = {.w = w, .dst = dst, .rb = q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, w->out)};
+    par_for(n_threads, (w->in + Q4_QK - 1) / Q4_QK, transpose_cols, &j);
+    return q4_weight_init(wt, LK_QTYPE_Q8_0, Q4_QK, w->in, w->out, dst);
+}

@@ -1,0 +1,64 @@
+/* q8_x86.h — the activation quantiser of q8.h in AVX2 (static inline: included by q8_avx2.c and
+ * q8_avx512.c, compiled with their flags). Bit for bit q8_quantize_act: the block's max |x| (exact
+ * in any order), d = amax/127 and id = 1/d as scalars, then x*id rounded to nearest even by
+ * vcvtps2dq (the default MXCSR rounding, as nearbyintf), packed to bytes with saturation that
+ * never bites (|q| <= 127), and the two half sums. */
+#ifndef LK_Q8_X86_H
+#define LK_Q8_X86_H
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "q8.h"
+
+static inline int32_t q8x_hsum(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline void q8x_quantize_block(const float *x, q8_ablock *o)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float amax = _mm_cvtss_f32(h);
+    const float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (!isfinite(id))
+        id = 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
+    const __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+    const __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
+    const __m256i q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+    const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+    const __m256i q = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)(void *)o->q, q);
+    o->d = d;
+    o->s16[0] = (int16_t)q8x_hsum(_mm256_add_epi32(q0, q1));
+    o->s16[1] = (int16_t)q8x_hsum(_mm256_add_epi32(q2, q3));
+}
+
+/* q8_quantize_act's result for x[n]. */
+static inline void q8x_quantize_act(const float *x, int64_t n, q8_ablock *dst)
+{
+    const int64_t nfull = n / Q8_QK;
+    for (int64_t b = 0; b < nfull; b++)
+        q8x_quantize_block(x + b * Q8_QK, dst + b);
+    if (n % Q8_QK) {
+        float pad[Q8_QK] = {0};
+        memcpy(pad, x + nfull * Q8_QK, (size_t)(n % Q8_QK) * sizeof(float));
+        q8x_quantize_block(pad, dst + nfull);
+    }
+}
+
+#endif /* LK_Q8_X86_H */

@@ -1,0 +1,146 @@
+/* model_int8.c — --compute int8 on a loaded model: which matrices (the decoder's linear layers and
+ * the LM head) run on int8 products (quant/q8.h), the one note naming those that stay fp32, and
+ * the transposed Q8_0 copies the backward's dx needs (built by a trainer, freed with it). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/option.h"
+#include "core/status.h"
+#include "model/model.h"
+#include "q8.h"
+
+static const char *const g_compute[] = {"f32", "int8"}; /* in lk_compute's order */
+
+const char *lk_compute_name(lk_compute c)
+{
+    return (unsigned)c < 2 ? g_compute[c] : "?";
+}
+
+lk_status lk_compute_from_name(const char *name, lk_compute *out)
+{
+    int i = option_lookup(g_compute, 2, name);
+    if (i < 0)
+        return option_choice("--compute", name, "f32 or int8");
+    *out = (lk_compute)i;
+    return LK_OK;
+}
+
+static const char *const k_module[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                        "mlp.down_proj"};
+
+/* Matrix i of the model's 7·n_layers + 1 (the layers' seven, then the LM head). */
+static linear *matrix(lk_model *m, int64_t i)
+{
+    if (i == 7 * m->cfg.n_layers)
+        return &m->lm_head;
+    layer_weights *w = &m->layers[i / 7];
+    linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
+    return all[i % 7];
+}
+
+static void matrix_name(const lk_model *m, int64_t i, char *buf, size_t len)
+{
+    if (i == 7 * m->cfg.n_layers)
+        snprintf(buf, len, "%s",
+                 m->cfg.tie_word_embeddings ? "lm_head (the tied embeddings)" : "lm_head");
+    else
+        snprintf(buf, len, "model.layers.%lld.%s", (long long)(i / 7), k_module[i % 7]);
+}
+
+/* The type a matrix is stored in, for the note. */
+static const char *matrix_type(const linear *L)
+{
+    return L->w ? "f32" : lk_qtype_name((lk_qtype)L->qw.qtype);
+}
+
+void model_int8_setup(lk_model *m)
+{
+    const int64_t n = 7 * m->cfg.n_layers + 1;
+    int64_t n_f32 = 0;
+    char first[3][96], name[80];
+    m->n_int8 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        linear *L = matrix(m, i);
+        L->int8 = m->compute == LK_COMPUTE_INT8 && !L->w && q8_supports(L->qw.qtype);
+        m->n_int8 += L->int8;
+        if (m->compute != LK_COMPUTE_INT8 || L->int8)
+            continue;
+        if (n_f32 < 3) {
+            matrix_name(m, i, name, sizeof name);
+            snprintf(first[n_f32], sizeof first[n_f32], "%s (%s)", name, matrix_type(L));
+        }
+        n_f32++;
+    }
+    if (n_f32 == 0)
+        return;
+    if (m->n_int8 == 0) {
+        log_info("--compute int8: no matrix of this base has an int8 path (they are %s): every "
+                 "product runs in fp32 (quantise the base, e.g. --quant q4_0, to use it)",
+                 matrix_type(matrix(m, 0)));
+        return;
+    }
+    const linear *head = &m->lm_head;
+    log_info("--compute int8: %lld of %lld matrices run in fp32, their type having no int8 path: "
+             "%s%s%s%s%s%s%s",
+             (long long)n_f32, (long long)n, first[0], n_f32 > 1 ? ", " : "",
+             n_f32 > 1 ? first[1] : "", n_f32 > 2 ? ", " : "", n_f32 > 2 ? first[2] : "",
+             n_f32 > 3 ? ", ..." : "",
+             n_f32 == 1 && head->w ? " (--quant-embed q8_0 puts it on int8 too)" : "");
+}
+
+lk_compute lk_model_compute(const lk_model *m)
+{
+    return m->compute;
+}
+
+int64_t lk_model_int8_matrices(const lk_model *m)
+{
+    return m->n_int8;
+}
+
+int64_t lk_model_backward_bytes(const lk_model *m)
+{
+    int64_t total = 0;
+    for (int64_t i = 0; i < 7 * m->cfg.n_layers + 1; i++) {
+        const linear *L = matrix((lk_model *)m, i);
+        if (L->int8)
+            total += (int64_t)q8_transpose_bytes(&L->qw);
+    }
+    return total;
+}
+
+lk_status model_int8_backward(lk_model *m)
+{
+    if (m->n_int8 == 0 || m->q8t)
+        return LK_OK;
+    const int64_t n = 7 * m->cfg.n_layers + 1;
+    size_t total = (size_t)lk_model_backward_bytes(m), off = 0;
+    m->q8t = lk_aligned_alloc(total);
+    if (!m->q8t)
+        return status_fail(LK_ERR_NOMEM,
+                           "--compute int8: cannot allocate %.1f MiB for the transposed copies of "
+                           "the base (hint: --compute f32 needs none)",
+                           (double)total / 1048576.0);
+    for (int64_t i = 0; i < n; i++) {
+        linear *L = matrix(m, i);
+        if (!L->int8)
+            continue;
+        lk_status s = q8_transpose(&L->qw, (char *)m->q8t + off, &L->qwt, m->n_threads);
+        if (s != LK_OK) {
+            model_int8_backward_free(m);
+            return s;
+        }
+        off += q8_transpose_bytes(&L->qw);
+    }
+    LK_ASSERT(off == total);
+    return LK_OK;
+}
+
+void model_int8_backward_free(lk_model *m)
+{
+    for (int64_t i = 0; m->layers && i < 7 * m->cfg.n_layers + 1; i++)
+        memset(&matrix(m, i)->qwt, 0, sizeof(q4_weight));
+    free(m->q8t);
+    m->q8t = NULL;
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# --compute f32|int8 through the tools (issue 13 item 2): a bad name is a usage error in every tool
+# that runs the model; --dry-run shows the transposed int8 copies and --json counts them; a run
+# records its compute mode in the adapter and loss.svg, and the other tools default to it (and say
+# so); a resume under another mode fails naming both; an f32 base under int8 says that nothing
+# runs on int8; lora-eval's label names the mode; int8 and f32 losses agree closely.
+# Usage: cli_compute.sh BUILD_DIR SHARED_DIR SOURCE_DIR
+set -u
+B=$(cd "$1" && pwd) S=$(cd "$2" && pwd) SRC=$(cd "$3" && pwd)
+M=$S/models/stories260K-hf
+D=$SRC/samples/data/whale-train.jsonl
+IDS=1,403,407,261,378,432,295,260,349,440,287,351
+. "$(dirname "$0")/lib_cli.sh"
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+TR=(--data "$D" --seq-len 128 --batch 1 --lr 3e-3 -t 1 --rank 4 --quant q4_0)
+jnum() { grep -o "\"$1\":[-0-9.e+]*" "$T/out" | tail -1 | cut -d: -f2; } # a number of --json
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; exit !(d < t && -d < t) }'; }
+
+bad_compute() { # bad_compute TOOL ARGS...: exit 2 naming the option and the choices
+    local tool=$1
+    shift
+    expect 2 "$tool --compute i8" -- "$B/$tool" -m "$M" --compute i8 "$@"
+    has err "compute 'i8': expected f32 or int8" "$tool names the option and the choices"
+}
+bad_compute lora-train --data "$D" -o "$T/x"
+bad_compute lora-eval --ids 1,2
+bad_compute lora-generate --ids 1,2
+bad_compute lora-teacher --data "$D" --top-k 4 -o "$T/x.cache"
+bad_compute lora-bench
+bad_compute lora-merge -a "$T/none" -o "$T/x"
+
+expect 0 "dry run with int8" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 -o "$T/d" \
+    --dry-run
+has out "int8 copies .* MiB (--compute int8: transposed Q8_0 copies of 35 matrices" "plan line"
+expect 0 "dry run --json" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 -o "$T/d" \
+    --dry-run --json
+has out '"compute":"int8","int8_matrices":35,"int8_copy_bytes":[1-9]' "plan JSON"
+expect 0 "dry run f32: no copies" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute f32 -o "$T/d" \
+    --dry-run --json
+has out '"int8_copy_bytes":0' "f32 plans no copies"
+
+expect 0 "train with int8" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 --steps 4 \
+    --save-every 2 -o "$T/a"
+has err "q4_0 (embeddings f32, int8 compute)\|base q4_0, int8 compute\|int8 compute" "run says int8"
+has err "lm_head (the tied embeddings) (f32) (--quant-embed q8_0 puts it on int8 too)" \
+    "the one matrix left in fp32 is named"
+head -c 4096 "$T/a/adapter_model.safetensors" >"$T/header"
+has header '"lorakit.base_compute":"int8"' "compute mode recorded in the adapter"
+has a/loss.svg "int8 compute" "loss.svg's settings line"
+expect 0 "eval defaults to the adapter's compute" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS \
+    --json
+has err "q4_0 (embeddings f32, int8 compute): $T/a was trained on it" "eval says which base"
+L8=$(jnum loss)
+expect 0 "eval with --compute f32" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS --json \
+    --compute f32
+has err "base q4_0 (embeddings f32, f32 compute), as --compute asks" "the flag is said"
+close "$(jnum loss)" "$L8" 0.05 && ok=1 || ok=0
+[ "$ok" = 1 ] && passes=$((passes + 1)) || { echo "FAIL: int8 $L8 vs f32 $(jnum loss)"; fails=$((fails + 1)); }
+expect 0 "eval label" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS
+has out ", base q4_0, int8 compute: loss" "the label names the compute mode"
+
+expect 1 "resume with another compute mode" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute f32 \
+    --steps 6 -o "$T/a" --resume "$T/a"
+has err "checkpoint was made with --compute int8, this run has --compute f32" "mismatch named"
+expect 0 "resume with the same" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 --steps 6 \
+    -o "$T/a" --resume "$T/a"
+
+expect 0 "an f32 base under int8" -- "$B/lora-eval" -m "$M" --quant none --compute int8 --ids $IDS
+has err "no matrix of this base has an int8 path" "the note says nothing runs on int8"
+
+G=$S/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$G" ]; then # every Q4_1 matrix and the Q8_0 tied head on int8
+    expect 0 "SmolLM2 GGUF, f32" -- "$B/lora-eval" -m "$G" --ids $IDS --json -t 2
+    LF=$(jnum loss)
+    expect 0 "SmolLM2 GGUF, int8" -- "$B/lora-eval" -m "$G" --ids $IDS --json -t 2 --compute int8
+    hasnot_fp32() { ! grep -q "run in fp32" "$T/err"; }
+    hasnot_fp32 && passes=$((passes + 1)) || { echo "FAIL: a SmolLM2 matrix left in fp32"; fails=$((fails + 1)); }
+    close "$(jnum loss)" "$LF" 0.05 && passes=$((passes + 1)) ||
+        { echo "FAIL: SmolLM2 int8 $(jnum loss) vs f32 $LF"; fails=$((fails + 1)); }
+fi
+
+echo "cli_compute: $passes passed, $fails failed"
+[ "$fails" = 0 ]

@@ -1,0 +1,354 @@
+/* test_compute.c — --compute int8 against f32 compute. One training step's LoRA gradient (every
+ * dA and dB of a stories260K-hf adapter whose B is not zero, concatenated) against the f32 path's
+ * on Q4_0, NF4 and Q8_0 bases (Q8_0 embeddings: the LM head on int8 too): the cosines measured
+ * are 0.99886 (Q4_0), 0.99738 (NF4) and 0.99903 (Q8_0), and 0.99615 on SmolLM2-135M-Instruct's
+ * Q4_1 GGUF, BELOW issue 13's 0.999 but for Q8_0 (which is why f32 stays the default,
+ * BENCHMARKS.md "int8 compute"); the test holds them at that level (0.998, 0.996, 0.998, 0.995)
+ * and the norms within 1 % (2 % on SmolLM2), so a broken int8 path fails it.
+ * A linear layer's int8 forward and dx are close to fp32's, and its row chunks (the LM head's)
+ * are exact slices: the forward rows bit for bit, dx on the transposed copy's column view
+ * bit-identical to the transposed copy of the chunk itself. The names, the checks, the memory
+ * plan counting the transposed copies, and a resume under another compute mode refused. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "nn/linear.h"
+#include "q8.h"
+#include "testutil.h"
+#include "train/trainer.h"
+
+#define MODEL "models/stories260K-hf"
+
+static const char *sample(const char *name)
+{
+    static char p[4096];
+    snprintf(p, sizeof p, "%s/../../samples/data/%s", LK_TEST_DATA, name);
+    return p;
+}
+
+static lk_model *load_from(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute)
+{
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = 2;
+    mp.quant = quant;
+    mp.quant_embed = qembed;
+    mp.compute = compute;
+    lk_model *m;
+    assert_ok(lk_model_load(path, &mp, &m));
+    return m;
+}
+
+static lk_model *load(lk_qtype quant, lk_qtype qembed, lk_compute compute)
+{
+    require_file(shared_path(MODEL "/model.safetensors"));
+    return load_from(shared_path(MODEL), quant, qembed, compute);
+}
+
+/* The tokenizer of the last model folder data_for was given (a dataset borrows it); freed at the
+ * end. */
+static lk_tokenizer *g_tok;
+static char g_tok_path[4096];
+
+/* The whale data as rows of seq tokens by the tokenizer of the model at path. */
+static lk_dataset *data_for(const char *path, int64_t seq)
+{
+    if (!g_tok || strcmp(g_tok_path, path) != 0) {
+        lk_tokenizer_free(g_tok);
+        assert_ok(lk_tokenizer_load(path, &g_tok));
+        snprintf(g_tok_path, sizeof g_tok_path, "%s", path);
+    }
+    struct lk_dataset_params dp = lk_dataset_params_default();
+    dp.seq_len = seq;
+    lk_dataset *d;
+    assert_ok(lk_dataset_load(sample("whale-train.jsonl"), g_tok, &dp, &d));
+    return d;
+}
+
+static lk_dataset *data(void)
+{
+    return data_for(shared_path(MODEL), 128);
+}
+
+static struct lk_train_params params(void)
+{
+    struct lk_train_params p = lk_train_params_default();
+    p.rank = 4;
+    p.alpha = 8;
+    p.lr = 3e-3f;
+    p.batch = 2;
+    p.steps = 4;
+    p.max_grad_norm = 0; /* the raw gradient */
+    return p;
+}
+
+/* One step from the adapter in dir on m (d's rows): its gradient into a heap copy of n_params
+ * floats. */
+static float *one_step_grad(lk_model *m, const char *path, int64_t seq, const char *dir, int64_t *n)
+{
+    lk_dataset *d = data_for(path, seq);
+    struct lk_train_params p = params();
+    p.init_adapter = dir;
+    lk_trainer *t;
+    assert_ok(lk_trainer_create(m, d, &p, &t));
+    struct lk_step_stats st;
+    assert_ok(lk_trainer_step(t, &st));
+    assert_false(st.skipped);
+    *n = t->lora.n_params;
+    float *g = malloc((size_t)*n * sizeof *g);
+    assert_non_null(g);
+    memcpy(g, t->lora.grads, (size_t)*n * sizeof *g);
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    return g;
+}
+
+static double cosine(const float *a, const float *b, int64_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return ab / sqrt(aa * bb);
+}
+
+/* A few f32 steps give the adapter a B that is not zero (a fresh one has dA = 0), saved to dir;
+ * then one step from it on the f32 and on the int8 model. */
+static void check_grad_cosine(const char *path, int64_t seq, lk_qtype quant, lk_qtype qembed,
+                              double min_cos)
+{
+    char dir[4200];
+    static int run;
+    snprintf(dir, sizeof dir, "%s/start-%d", g_dir, run++);
+    lk_model *mf = load_from(path, quant, qembed, LK_COMPUTE_F32);
+    lk_model *mi = load_from(path, quant, qembed, LK_COMPUTE_INT8);
+    assert_int_equal(lk_model_int8_matrices(mf), 0);
+    const struct lk_model_config *c = lk_model_get_config(mi);
+    int head =
+        lk_model_int8_matrices(mf) >= 0 && strstr(path, ".gguf") ? 1 : qembed != LK_QTYPE_F32;
+    assert_int_equal(lk_model_int8_matrices(mi), 7 * c->n_layers + head);
+    lk_dataset *d = data_for(path, seq);
+    struct lk_train_params p = params();
+    lk_trainer *t;
+    assert_ok(lk_trainer_create(mf, d, &p, &t));
+    for (int i = 0; i < 3; i++) {
+        struct lk_step_stats st;
+        assert_ok(lk_trainer_step(t, &st));
+    }
+    assert_ok(lk_trainer_save_adapter(t, dir, "stories260K-hf", 0));
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    int64_t nf, ni;
+    float *gf = one_step_grad(mf, path, seq, dir, &nf);
+    float *gi = one_step_grad(mi, path, seq, dir, &ni);
+    assert_int_equal(nf, ni);
+    double cs = cosine(gf, gi, nf);
+    double nfn = 0, nin = 0;
+    for (int64_t i = 0; i < nf; i++) {
+        nfn += (double)gf[i] * gf[i];
+        nin += (double)gi[i] * gi[i];
+    }
+    fprintf(stderr, "%s base, %s embeddings: gradient cosine int8 vs f32 %.6f, norm ratio %.5f\n",
+            lk_qtype_name(quant), lk_qtype_name(qembed), cs, sqrt(nin / nfn));
+    assert_true(nfn > 0);
+    assert_true(cs >= min_cos);
+    assert_true(fabs(sqrt(nin / nfn) - 1) < (strstr(path, ".gguf") ? 0.02 : 0.01));
+    free(gf);
+    free(gi);
+    lk_model_free(mf);
+    lk_model_free(mi);
+}
+
+static void test_grad_cosine_q4_0(void **state)
+{
+    (void)state;
+    require_file(shared_path(MODEL "/model.safetensors"));
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, 0.998); /* 0.99886 */
+}
+
+static void test_grad_cosine_nf4(void **state)
+{
+    (void)state;
+    require_file(shared_path(MODEL "/model.safetensors"));
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_NF4, LK_QTYPE_F32, 0.996); /* 0.99738 */
+}
+
+static void test_grad_cosine_q8_0(void **state)
+{
+    (void)state;
+    require_file(shared_path(MODEL "/model.safetensors"));
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q8_0, LK_QTYPE_Q8_0, 0.998); /* 0.99903 */
+}
+
+/* ‖a − b‖ / ‖b‖ */
+static double rel_err(const float *a, const float *b, int64_t n)
+{
+    double e = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        s += (double)b[i] * b[i];
+    }
+    return sqrt(e / s);
+}
+
+static void randn(float *x, int64_t n, uint64_t seed)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)((double)(rng_hash(seed, (uint64_t)i) >> 11) / 9007199254740992.0 - 0.5);
+}
+
+/* A Q4_0 layer [OUT, IN] (IN not a whole number of blocks): int8 forward and dx within 2 % of
+ * fp32's; rows [32, 96) as a chunk: forward rows identical, dx on the column view of the whole
+ * transposed copy identical to that of the chunk's own copy. */
+static void test_linear_int8(void **state)
+{
+    (void)state;
+    enum { OUT = 128, IN = 200, T = 5, R0 = 32, N = 64 };
+    float *w = malloc(OUT * IN * sizeof(float)), *x = malloc(T * IN * sizeof(float));
+    float *dy = malloc(T * OUT * sizeof(float)), *y8 = malloc(T * OUT * sizeof(float));
+    float *yf = malloc(T * OUT * sizeof(float)), *dx8 = calloc(T * IN, sizeof(float));
+    float *dxf = calloc(T * IN, sizeof(float)), *yc = malloc(T * N * sizeof(float));
+    float *dxa = calloc(T * IN, sizeof(float)), *dxb = calloc(T * IN, sizeof(float));
+    randn(w, OUT * IN, 1);
+    randn(x, T * IN, 2);
+    randn(dy, T * OUT, 3);
+    size_t rb = q4_row_bytes(LK_QTYPE_Q4_0, 32, IN);
+    void *q = malloc(OUT * rb);
+    q4_quantize_matrix(LK_QTYPE_Q4_0, 32, w, OUT, IN, q, 1, NULL, NULL);
+    linear L = {.name = "test", .in = IN, .out = OUT};
+    assert_ok(q4_weight_init(&L.qw, LK_QTYPE_Q4_0, 32, OUT, IN, q));
+    void *qt = malloc(q8_transpose_bytes(&L.qw));
+    size_t ws = 1 << 20;
+    void *work = malloc(ws);
+    /* fp32 compute */
+    assert_true(linear_work_bytes(&L, T, 2, 1) <= ws);
+    linear_forward(&L, x, T, yf, work, ws, 2);
+    linear_backward(&L, x, dy, T, dxf, work, ws, 0, 2);
+    /* int8 compute with the transposed copy */
+    L.int8 = 1;
+    assert_ok(q8_transpose(&L.qw, qt, &L.qwt, 2));
+    assert_true(linear_work_bytes(&L, T, 2, 1) <= ws);
+    linear_forward(&L, x, T, y8, work, ws, 2);
+    linear_backward(&L, x, dy, T, dx8, work, ws, 0, 2);
+    fprintf(stderr, "int8 vs f32: forward %.4f, dx %.4f relative\n", rel_err(y8, yf, T * OUT),
+            rel_err(dx8, dxf, T * IN));
+    assert_true(rel_err(y8, yf, T * OUT) < 0.02);
+    assert_true(rel_err(dx8, dxf, T * IN) < 0.02);
+    /* the chunk [R0, R0+N) */
+    linear c = linear_rows(&L, R0, N);
+    assert_true(c.int8 && c.qwt.data != NULL);
+    linear_forward(&c, x, T, yc, work, ws, 2);
+    for (int t = 0; t < T; t++)
+        assert_memory_equal(yc + t * N, y8 + t * OUT + R0, N * sizeof(float));
+    float *dyc = malloc(T * N * sizeof(float));
+    for (int t = 0; t < T; t++)
+        memcpy(dyc + t * N, dy + t * OUT + R0, N * sizeof(float));
+    linear_backward(&c, NULL, dyc, T, dxa, work, ws, 0, 2);
+    linear own = {.name = "chunk", .in = IN, .out = N, .int8 = 1};
+    assert_ok(q4_weight_init(&own.qw, LK_QTYPE_Q4_0, 32, N, IN, (char *)q + R0 * rb));
+    void *qt2 = malloc(q8_transpose_bytes(&own.qw));
+    assert_ok(q8_transpose(&own.qw, qt2, &own.qwt, 1));
+    linear_backward(&own, NULL, dyc, T, dxb, work, ws, 0, 2);
+    assert_memory_equal(dxa, dxb, T * IN * sizeof(float));
+    free(qt2);
+    free(dyc);
+    free(qt);
+    free(work);
+    free(q);
+    free(w);
+    free(x);
+    free(dy);
+    free(y8);
+    free(yf);
+    free(dx8);
+    free(dxf);
+    free(yc);
+    free(dxa);
+    free(dxb);
+}
+
+/* The shared SmolLM2-135M-Instruct GGUF in its own types: every Q4_1 matrix and the Q8_0 tied LM
+ * head on int8 (i13-q8g's expanders), 2 rows of 64 tokens. */
+static void test_grad_cosine_smollm2(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s",
+             shared_path("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    require_file(path);
+    check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.995); /* 0.99615 */
+}
+
+static void test_names_and_checks(void **state)
+{
+    (void)state;
+    lk_compute c;
+    assert_ok(lk_compute_from_name("int8", &c));
+    assert_int_equal(c, LK_COMPUTE_INT8);
+    assert_ok(lk_compute_from_name("f32", &c));
+    assert_int_equal(c, LK_COMPUTE_F32);
+    assert_string_equal(lk_compute_name(LK_COMPUTE_INT8), "int8");
+    assert_string_equal(lk_compute_name((lk_compute)9), "?");
+    assert_status(lk_compute_from_name("i8", &c), LK_ERR_ARG,
+                  "--compute 'i8': expected f32 or int8");
+    struct lk_model_params mp = lk_model_params_default();
+    mp.compute = (lk_compute)7;
+    assert_status(lk_model_params_check(&mp), LK_ERR_ARG, "--compute 7: expected f32 or int8");
+}
+
+/* The plan counts the transposed copies; the trainer builds them and frees them with itself; an
+ * f32 model (nothing quantised) has none; a checkpoint of an int8 run does not resume f32. */
+static void test_plan_and_resume(void **state)
+{
+    (void)state;
+    lk_model *mf = load(LK_QTYPE_Q4_0, LK_QTYPE_F32, LK_COMPUTE_F32);
+    lk_model *mi = load(LK_QTYPE_Q4_0, LK_QTYPE_F32, LK_COMPUTE_INT8);
+    lk_model *m32 = load(LK_QTYPE_F32, LK_QTYPE_F32, LK_COMPUTE_INT8);
+    assert_int_equal(lk_model_int8_matrices(m32), 0);
+    assert_int_equal(lk_model_backward_bytes(m32), 0);
+    assert_int_equal(lk_model_backward_bytes(mf), 0);
+    int64_t q8t = lk_model_backward_bytes(mi);
+    const struct lk_model_config *cfg = lk_model_get_config(mi);
+    /* Wᵀ of q (C x C): C rows of C values as Q8_0 */
+    assert_true(q8t > 7 * cfg->n_layers * 34);
+    struct lk_train_params p = params();
+    int64_t a, o, act;
+    int64_t pf = lk_trainer_memory_plan(mf, &p, 128, &a, &o, &act);
+    int64_t pi = lk_trainer_memory_plan(mi, &p, 128, &a, &o, &act);
+    assert_int_equal(pi - pf, q8t);
+    lk_dataset *d = data();
+    lk_trainer *t;
+    assert_ok(lk_trainer_create(mi, d, &p, &t));
+    struct lk_step_stats st;
+    assert_ok(lk_trainer_step(t, &st));
+    const char *ck = tmp_path("int8.ckpt");
+    assert_ok(lk_trainer_save_checkpoint(t, ck));
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    d = data();
+    assert_ok(lk_trainer_create(mf, d, &p, &t));
+    assert_status(lk_trainer_resume(t, ck), LK_ERR_ARG,
+                  "checkpoint was made with --compute int8, this run has --compute f32");
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    lk_model_free(mf);
+    lk_model_free(mi);
+    lk_model_free(m32);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names_and_checks), cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_grad_cosine_q4_0), cmocka_unit_test(test_grad_cosine_nf4),
+        cmocka_unit_test(test_grad_cosine_q8_0), cmocka_unit_test(test_grad_cosine_smollm2),
+        cmocka_unit_test(test_plan_and_resume),
+    };
+    int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
+    lk_tokenizer_free(g_tok);
+    return rc;
+}
