@@ -51,9 +51,9 @@ static inline void store_t16(const __m512i r[4], uint8_t *p)
 }
 
 /* The u8 codes q + K of values 0..15 (lo[k]) and 16..31 (hi[k]) of block b of 16 rows (lanes as
- * load4), and each row's scale s[r]; roff: the byte offset of row r from rows[0] in lane r. */
-static inline void codes16(const q8p_job *j, const uint8_t *const *rows, __m512i roff, int64_t b,
-                           __m512i tab, __m512i lo[4], __m512i hi[4], float s[16])
+ * load4), and each row's scale s[r]. */
+static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t b, __m512i tab,
+                           __m512i lo[4], __m512i hi[4], float s[16])
 {
     const __m512i m4 = _mm512_set1_epi8(15);
     const int qt = j->w->qtype;
@@ -82,18 +82,20 @@ static inline void codes16(const q8p_job *j, const uint8_t *const *rows, __m512i
             }
         }
     }
-    /* the 16 rows' scales in one gather (offsets from row r0, lane r: row r0 + r) */
+    /* the 16 rows' scales: scalar loads into one vector, converted at once (a gather is slower) */
     if (qt == LK_QTYPE_NF4) {
         const int bs = j->w->block;
         const int64_t off = (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
-        const __m512i ix = _mm512_add_epi32(roff, _mm512_set1_epi32((int)off));
-        const __m512 amax = _mm512_castsi512_ps(_mm512_i32gather_epi32(ix, rows[0], 1));
-        _mm512_storeu_ps(s, _mm512_div_ps(amax, _mm512_set1_ps(127.0f)));
+        float amax[16];
+        for (int r = 0; r < 16; r++)
+            memcpy(&amax[r], rows[r] + off, 4);
+        _mm512_storeu_ps(s, _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f)));
     } else {
-        const int bb = qt == LK_QTYPE_Q8_0 ? 34 : 18;
-        const __m512i ix = _mm512_add_epi32(roff, _mm512_set1_epi32((int)(b * bb)));
-        const __m256i d = _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(ix, rows[0], 1));
-        _mm512_storeu_ps(s, _mm512_cvtph_ps(d));
+        const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
+        uint16_t d[16];
+        for (int r = 0; r < 16; r++)
+            memcpy(&d[r], rows[r] + off, 2);
+        _mm512_storeu_ps(s, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)d)));
     }
 }
 
@@ -109,18 +111,15 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
     const size_t pb = q8p_block_bytes(NR, 1);
     for (int r0 = 0; r0 < NR && r0 < nrow; r0 += 16) {
         const uint8_t *rows[16]; /* in lane order: rows[4L+k] is row r0+4L+k */
-        int32_t off[16];
         for (int i = 0; i < 16; i++) {
             const int r = r0 + i < nrow ? r0 + i : nrow - 1;
             rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
-            off[i] = (int32_t)((size_t)(r - r0) * w->row_bytes);
         }
-        const __m512i roff = _mm512_loadu_si512(off);
         for (int64_t b = 0; b < j->nb; b++) {
             uint8_t *p = panel + (size_t)b * pb;
             __m512i lo[4], hi[4];
             float *S = (float *)(void *)(p + NR * 32) + r0;
-            codes16(j, rows, roff, b, tab, lo, hi, S);
+            codes16(j, rows, b, tab, lo, hi, S);
             for (int i = nrow - r0; i < 16; i++)
                 S[i] = 0.0f;
             store_t16(lo, p + r0 * 4);
