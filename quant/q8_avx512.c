@@ -82,17 +82,20 @@ static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t
             }
         }
     }
-    for (int r = 0; r < 16; r++) { /* row 4L+k is lane L of register k: r = 4L+k */
-        if (qt == LK_QTYPE_NF4) {
-            const int bs = j->w->block;
-            float amax;
-            memcpy(&amax, rows[r] + (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4, 4);
-            s[r] = amax / 127.0f;
-        } else {
-            uint16_t d;
-            memcpy(&d, rows[r] + (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18), 2);
-            s[r] = _cvtsh_ss(d);
-        }
+    /* the 16 rows' scales: scalar loads into one vector, converted at once (a gather is slower) */
+    if (qt == LK_QTYPE_NF4) {
+        const int bs = j->w->block;
+        const int64_t off = (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
+        float amax[16];
+        for (int r = 0; r < 16; r++)
+            memcpy(&amax[r], rows[r] + off, 4);
+        _mm512_storeu_ps(s, _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f)));
+    } else {
+        const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
+        uint16_t d[16];
+        for (int r = 0; r < 16; r++)
+            memcpy(&d[r], rows[r] + off, 2);
+        _mm512_storeu_ps(s, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)d)));
     }
 }
 
