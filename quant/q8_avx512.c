@@ -131,6 +131,65 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
             memset(panel + (size_t)b * pb + NR * 32 + (size_t)r0 * 4, 0, 16 * sizeof(float));
 }
 
+/* ---- packing the other types (i13-q8g): 16 rows expanded, then the transposes of pack_core ---- */
+
+#define PE_CHUNK 8 /* blocks expanded per row at a time (a k-quant super-block) */
+
+/* Rows [o0, o0+nrow) of a type without a direct packer: each group of 16 rows is expanded
+ * PE_CHUNK blocks at a time by j->expand (the AVX2 expanders of the GGUF types), and the codes
+ * go into the panel as q + 128 through the same 4x4 transposes as pack_core; the same panel as
+ * q8p_pack's, without its per-row scatter. Rows past nrow repeat the last row with scales and
+ * mins 0. */
+static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    const q4_weight *w = j->w;
+    const int nf = j->simple ? 1 : 4; /* S0 [S1 M0 M1], NR floats each */
+    const size_t pb = q8p_block_bytes(NR, j->simple);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    q8_wblock e[16][PE_CHUNK];
+    for (int r0 = 0; r0 < NR && r0 < nrow; r0 += 16) {
+        const uint8_t *rows[16];
+        for (int i = 0; i < 16; i++) {
+            const int r = r0 + i < nrow ? r0 + i : nrow - 1;
+            rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
+        }
+        for (int64_t b0 = 0; b0 < j->nb; b0 += PE_CHUNK) {
+            const int64_t n = j->nb - b0 < PE_CHUNK ? j->nb - b0 : PE_CHUNK;
+            for (int i = 0; i < 16 && r0 + i < nrow; i++)
+                j->expand(w, rows[i], b0, n, e[i]);
+            for (int64_t c = 0; c < n; c++) {
+                uint8_t *p = panel + (size_t)(b0 + c) * pb;
+                const uint8_t *er[16]; /* lane order as load4: er[4L+k] is row r0+4L+k */
+                for (int i = 0; i < 16; i++)
+                    er[i] = (const uint8_t *)e[r0 + i < nrow ? i : nrow - 1 - r0][c].q;
+                __m512i lo[4], hi[4];
+                for (int k = 0; k < 4; k++) {
+                    lo[k] = _mm512_xor_si512(load4(er, k, 0), flip);
+                    hi[k] = _mm512_xor_si512(load4(er, k, 16), flip);
+                }
+                store_t16(lo, p + r0 * 4);
+                store_t16(hi, p + 4 * NR * 4 + r0 * 4);
+                float *f = (float *)(void *)(p + NR * 32) + r0;
+                for (int i = 0; i < 16; i++) {
+                    const q8_wblock *x = &e[i][c];
+                    const int in = r0 + i < nrow;
+                    f[i] = in ? x->s[0] : 0.0f;
+                    if (nf == 4) {
+                        f[NR + i] = in ? x->s[1] : 0.0f;
+                        f[2 * NR + i] = in ? x->m[0] : 0.0f;
+                        f[3 * NR + i] = in ? x->m[1] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+    for (int r0 = (nrow + 15) / 16 * 16; r0 < NR; r0 += 16) /* a panel's unused half */
+        for (int64_t b = 0; b < j->nb; b++)
+            for (int a = 0; a < nf; a++)
+                memset(panel + (size_t)b * pb + NR * 32 + (size_t)(a * NR + r0) * 4, 0,
+                       16 * sizeof(float));
+}
+
 static int is_core(int qtype)
 {
     return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
@@ -286,7 +345,7 @@ void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *
                  .nr = NR,
                  .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
                  .quant = q8x_quantize_act,
-                 .pack = is_core(w->qtype) ? pack_core : NULL,
+                 .pack = is_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
