@@ -7,8 +7,9 @@
  * bytes: the panel holds the weight codes as q + K (Q4_0: its nibble, K = 8; the others q + 128),
  * the activations stay signed, and each block sum starts at -K·Σx (the activation block's half
  * sums), so it ends exactly at Σ x·q. The core types (Q4_0, IQ4_NL, Q8_0, NF4) are packed straight
- * from their blocks, four rows at a time through 4x4 transposes; the others through their
- * expanders (q8_pack.h). At T = 1 the same code is the GEMV: every weight block is read and
+ * from their blocks, four rows at a time through 4x4 transposes; the others (the GGUF read-only
+ * types) are expanded 16 rows at a time (q8_expander_avx2) and go through the same transposes
+ * (pack_expanded). At T = 1 the same code is the GEMV: every weight block is read and
  * expanded once, and the panel stays in L1/L2. Helpers are static (this file is compiled with
  * -mavx512* flags and must not leak code into generic callers). */
 #include <immintrin.h>
@@ -131,7 +132,7 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
             memset(panel + (size_t)b * pb + NR * 32 + (size_t)r0 * 4, 0, 16 * sizeof(float));
 }
 
-/* ---- packing the other types (i13-q8g): 16 rows expanded, then the transposes of pack_core ---- */
+/* ---- packing the other types: 16 rows expanded, then the transposes of pack_core ---------- */
 
 #define PE_CHUNK 8 /* blocks expanded per row at a time (a k-quant super-block) */
 
