@@ -9,7 +9,9 @@
  * q + 8), a pair then sums to at most 2·15·127 = 3810, so the 8 groups of a block add up in int16
  * (<= 30480) before one vpmaddwd, and the block sum is corrected by -8·Σx. The core types (Q4_0,
  * IQ4_NL, Q8_0, NF4) are packed straight from their blocks, four rows at a time through 4x4
- * transposes; the others through their expanders. Helpers are static (compiled with -mavx2). */
+ * transposes; the others (the GGUF read-only types) are expanded 8 rows at a time
+ * (q8_expander_avx2) and go through the same transposes (pack_expanded). Helpers are static
+ * (compiled with -mavx2). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -225,6 +227,51 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
     }
 }
 
+/* ---- packing the other types: 8 rows expanded, then the transposes of pack_core ------------ */
+
+#define PE_CHUNK 8 /* blocks expanded per row at a time (a k-quant super-block) */
+
+/* Rows [o0, o0+nrow) of a type without a direct packer (the GGUF read-only types): the 8 rows
+ * are expanded PE_CHUNK blocks at a time by j->expand (q8_expander_avx2) and their signed codes go
+ * into the panel through store_t4; the same panel as q8p_pack's, without its per-row scatter.
+ * Rows past nrow repeat the last row with scales and mins 0. */
+static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    const q4_weight *w = j->w;
+    const size_t pb = q8p_block_bytes(NR, j->simple);
+    q8_wblock e[NR][PE_CHUNK];
+    const int last = nrow > 1 ? nrow - 1 : 0; /* nrow >= 1 */
+    for (int64_t b0 = 0; b0 < j->nb; b0 += PE_CHUNK) {
+        const int64_t n = j->nb - b0 < PE_CHUNK ? j->nb - b0 : PE_CHUNK;
+        for (int r = 0; r < nrow; r++)
+            j->expand(w, (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes, b0, n, e[r]);
+        for (int64_t c = 0; c < n; c++) {
+            uint8_t *p = panel + (size_t)(b0 + c) * pb;
+            float *f = (float *)(void *)(p + NR * 32); /* S0 [S1 M0 M1] */
+            for (int r0 = 0; r0 < NR; r0 += 4) {
+                __m128i lo[4], hi[4];
+                for (int i = 0; i < 4; i++) {
+                    const int8_t *q = e[r0 + i < nrow ? r0 + i : last][c].q;
+                    lo[i] = _mm_loadu_si128((const __m128i *)(const void *)q);
+                    hi[i] = _mm_loadu_si128((const __m128i *)(const void *)(q + 16));
+                }
+                store_t4(lo, p + r0 * 4);
+                store_t4(hi, p + 4 * NR * 4 + r0 * 4);
+            }
+            for (int r = 0; r < NR; r++) {
+                const q8_wblock *x = &e[r < nrow ? r : 0][c];
+                const int in = r < nrow;
+                f[r] = in ? x->s[0] : 0.0f;
+                if (!j->simple) {
+                    f[NR + r] = in ? x->s[1] : 0.0f;
+                    f[2 * NR + r] = in ? x->m[0] : 0.0f;
+                    f[3 * NR + r] = in ? x->m[1] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
 static int is_core(int qtype)
 {
     return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
@@ -249,7 +296,7 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
                  .nr = NR,
                  .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 0,
                  .quant = q8x_quantize_act,
-                 .pack = is_core(w->qtype) ? pack_core : NULL,
+                 .pack = is_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
