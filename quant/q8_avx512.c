@@ -191,12 +191,6 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
                        16 * sizeof(float));
 }
 
-static int is_core(int qtype)
-{
-    return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
-           qtype == LK_QTYPE_NF4;
-}
-
 /* ---- the microkernel --------------------------------------------------------------------------
  */
 
@@ -346,7 +340,7 @@ void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *
                  .nr = NR,
                  .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
                  .quant = q8x_quantize_act,
-                 .pack = is_core(w->qtype) ? pack_core : pack_expanded,
+                 .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);

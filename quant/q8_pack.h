@@ -20,6 +20,14 @@
 
 #define Q8P_CHUNK 16 /* blocks expanded at a time on the stack (48 bytes each) */
 
+/* 1 for the core types (Q4_0, IQ4_NL, Q8_0, NF4), which the x86 variants pack straight from
+ * their blocks. */
+static inline int q8p_core(int qtype)
+{
+    return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
+           qtype == LK_QTYPE_NF4;
+}
+
 /* Bytes of one block of a panel of nr rows. */
 static inline size_t q8p_block_bytes(int nr, int simple)
 {

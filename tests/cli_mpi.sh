@@ -114,10 +114,7 @@ start() {
         [ -n "$p0" ] && [ -n "$p1" ] && break
         sleep 0.01
     done
-    for _ in $(seq 1 3000); do
-        [ -e "$T/$name/checkpoint-2/state.ckpt" ] && break
-        sleep 0.01
-    done
+    wait_checkpoint "$name"
     kill -STOP "$p0" "$p1"
 }
 finish() { resume_run "$1" "$REF" mpi 2; }

@@ -109,11 +109,16 @@ start_run() {
     shift
     "$@" "$B/lora-train" "${RL[@]}" -o "$T/$name" 2>"$T/$name.err" >/dev/null &
     job=$!
+    wait_checkpoint "$name"
+    sleep 0.05
+}
+
+# wait_checkpoint NAME: back once $T/NAME's first checkpoint is there (at most 30 s).
+wait_checkpoint() {
     for _ in $(seq 1 3000); do
-        [ -e "$T/$name/checkpoint-2/state.ckpt" ] && break
+        [ -e "$T/$1/checkpoint-2/state.ckpt" ] && break
         sleep 0.01
     done
-    sleep 0.05
 }
 
 # resume_run NAME REF LAUNCHER...: resume $T/NAME to the end; its adapter must be REF's.

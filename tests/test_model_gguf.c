@@ -389,6 +389,74 @@ static void test_smollm2_parity(void **state)
     free(txt);
 }
 
+/* llama.cpp on the same file: along llama.cpp's own greedy path (its tokens fed back, so one
+ * disagreement does not derail the rest), lorakit's argmax must be llama.cpp's token at every step
+ * where llama.cpp's top-2 gap is at least the fixture's "tau". llama.cpp multiplies with 8-bit
+ * activations and keeps an f16 KV cache: its logits sit up to a few tenths from the f32 forward
+ * (tests/data/README.md), so only its clear choices are checked. */
+static void llama_cpp_case(const lk_model *m, const cJSON *c, const cJSON *lc, double tau,
+                           int *checked)
+{
+    int n, k, ng;
+    int32_t *ids = json_ids(cJSON_GetObjectItem(c, "ids"), &n);
+    int32_t *want = json_ids(cJSON_GetObjectItem(lc, "greedy"), &k);
+    const cJSON *gap = cJSON_GetObjectItem(lc, "gap");
+    ng = cJSON_GetArraySize(gap);
+    assert_int_equal(ng, k);
+    int64_t V = lk_model_get_config(m)->vocab_size;
+    float *l = malloc((size_t)V * sizeof *l);
+    lk_session *s;
+    assert_ok(lk_session_create(m, n + k, &s));
+    assert_ok(lk_session_eval(s, ids, n, l, 0));
+    for (int i = 0; i < k; i++) {
+        double g = cJSON_GetArrayItem(gap, i)->valuedouble;
+        int32_t got = argmax(l, V);
+        if (g >= tau) {
+            if (got != want[i])
+                print_error("%s: step %d: lorakit %d, llama.cpp %d (its gap %.4f)\n",
+                            cJSON_GetObjectItem(lc, "prompt")->valuestring, i, got, want[i], g);
+            assert_int_equal(got, want[i]);
+            (*checked)++;
+        }
+        assert_ok(lk_session_eval(s, &want[i], 1, l, 0));
+    }
+    lk_session_free(s);
+    free(l);
+    free(ids);
+    free(want);
+}
+
+static void test_smollm2_llama_cpp(void **state)
+{
+    (void)state;
+    char model[4200];
+    snprintf(model, sizeof model, "%s",
+             shared_path("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    require_file(model);
+    char *txt, *txt2;
+    size_t len;
+    assert_ok(read_text_file(data_path("gguf_model/smollm2_q4_1.json"), 1 << 20, &txt, &len));
+    assert_ok(read_text_file(data_path("gguf_model/smollm2_q4_1_llama_cpp.json"), 1 << 20, &txt2,
+                             &len));
+    cJSON *j = cJSON_Parse(txt), *jl = cJSON_Parse(txt2);
+    assert_non_null(j);
+    assert_non_null(jl);
+    double tau = cJSON_GetObjectItem(jl, "tau")->valuedouble;
+    lk_model *m;
+    assert_ok(lk_model_load(model, NULL, &m));
+    const cJSON *cases = cJSON_GetObjectItem(j, "cases"), *lcs = cJSON_GetObjectItem(jl, "cases");
+    assert_int_equal(cJSON_GetArraySize(cases), cJSON_GetArraySize(lcs));
+    int checked = 0;
+    for (int i = 0; i < cJSON_GetArraySize(cases); i++)
+        llama_cpp_case(m, cJSON_GetArrayItem(cases, i), cJSON_GetArrayItem(lcs, i), tau, &checked);
+    assert_true(checked >= 60); /* 70 of the 96 steps are clear choices at tau 0.5 */
+    lk_model_free(m);
+    cJSON_Delete(j);
+    cJSON_Delete(jl);
+    free(txt);
+    free(txt2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_moe_refused),
         cmocka_unit_test(test_smollm2_parity),
+        cmocka_unit_test(test_smollm2_llama_cpp),
     };
     return cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
 }
