@@ -27,7 +27,10 @@
  *   fp16(d) (the codes come from the fp32 d). Then dX = dY·W is q8_gemm_fwd(&wt, NULL, dY, ...).
  * Variants (q8_kernels): ref (plain C), avx2 (vpmaddubsw/vpmaddwd), avx512vnni (vpdpbusd),
  *   neon (vdotq_s32, dotprod). A variant is offered where its file is compiled (LK_HAVE_*) and the
- *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). */
+ *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). The SIMD variants share the
+ *   packed weight panel and driver of q8_pack.h (output rows per panel: 32 in avx512vnni, 8 in
+ *   avx2 and neon; codes as q, or as q + K where an instruction wants unsigned bytes, each block
+ *   sum then corrected by -K·Σx from the activation's half sums). */
 /* clang-format on */
 #ifndef LK_Q8_H
 #define LK_Q8_H

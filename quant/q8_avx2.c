@@ -5,7 +5,13 @@
  * into saturating int16 pairs, so the sign trick makes its operands |w| (0..128) and x·sign(w)
  * (|x| <= 127): a pair sums to at most 2·128·127 = 32512, never saturating, and vpmaddwd by ones
  * widens to exact int32 sums (the weight may be -128, a Q8_0 code; the activation never is, so
- * the sign goes onto the activation). Helpers are static (compiled with -mavx2 -mfma). */
+ * the sign goes onto the activation). Q4_0 skips the trick: its panel holds the nibbles (0..15,
+ * q + 8), a pair then sums to at most 2·15·127 = 3810, so the 8 groups of a block add up in int16
+ * (<= 30480) before one vpmaddwd, and the block sum is corrected by -8·Σx. The core types (Q4_0,
+ * IQ4_NL, Q8_0, NF4) are packed straight from their blocks, four rows at a time through 4x4
+ * transposes; the others (the GGUF read-only types) are expanded 8 rows at a time
+ * (q8_expander_avx2) and go through the same transposes (pack_expanded). Helpers are static
+ * (compiled with -mavx2). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -32,6 +38,31 @@ static inline __m256i dot4(__m256i acc, __m256i x, __m256i w, __m256i aw, __m256
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
 }
 
+/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows. */
+static inline __attribute__((always_inline)) void
+block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int mr, __m256i ia[MR])
+{
+    __m256i s16[MR];
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++)
+        s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
+#pragma GCC unroll 4
+        for (int t = 0; t < mr; t++)
+            s16[t] =
+                _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(w, bcast4(A[t * nb + b].q + 4 * g)));
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++) {
+        const q8_ablock *a = &A[t * nb + b];
+        ia[t] = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones),
+                                 _mm256_set1_epi32(8 * (a->s16[0] + a->s16[1])));
+    }
+}
+
 /* Int32 sums over groups [g0, g1) of block b for mr activation rows. */
 static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, const q8_ablock *A,
                                                              int64_t nb, int64_t b, int mr, int g0,
@@ -51,14 +82,18 @@ static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, c
     }
 }
 
-static inline __attribute__((always_inline)) void
-kernel_simple(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m256 acc[MR])
+static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *panel, int64_t nb,
+                                                                const q8_ablock *A, int mr,
+                                                                int q4_0, __m256 acc[MR])
 {
     const size_t pb = q8p_block_bytes(NR, 1);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)b * pb;
         __m256i ia[MR];
-        block_sums(p, A, nb, b, mr, 0, 8, ia);
+        if (q4_0)
+            block_sums_q4_0(p, A, nb, b, mr, ia);
+        else
+            block_sums(p, A, nb, b, mr, 0, 8, ia);
         const __m256 s = _mm256_loadu_ps((const float *)(const void *)(p + NR * 32));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
@@ -103,7 +138,7 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
         acc[t] = _mm256_setzero_ps();
     const q8_ablock *A = j->A + t0 * j->nb;
     if (j->simple)
-        kernel_simple(panel, j->nb, A, mr, acc);
+        kernel_simple(panel, j->nb, A, mr, j->kshift == 3, acc);
     else
         kernel_general(panel, j->nb, A, mr, acc);
     const int64_t out = j->w->out;
@@ -114,6 +149,126 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
         _mm256_storeu_ps(tmp, acc[t]);
         for (int r = 0; r < nrow; r++)
             y[r] = j->bias ? tmp[r] + j->bias[o0 + r] : tmp[r];
+    }
+}
+
+/* ---- packing the core types straight from their blocks -------------------------------------- */
+
+/* 4x4 dword transpose: group g0+g of rows r0..r0+3 to W[g0+g][r0..r0+3] (p). */
+static inline void store_t4(const __m128i r[4], uint8_t *p)
+{
+    const __m128i a = _mm_unpacklo_epi32(r[0], r[1]), b = _mm_unpackhi_epi32(r[0], r[1]);
+    const __m128i c = _mm_unpacklo_epi32(r[2], r[3]), d = _mm_unpackhi_epi32(r[2], r[3]);
+    _mm_storeu_si128((__m128i *)(void *)(p + 0 * NR * 4), _mm_unpacklo_epi64(a, c));
+    _mm_storeu_si128((__m128i *)(void *)(p + 1 * NR * 4), _mm_unpackhi_epi64(a, c));
+    _mm_storeu_si128((__m128i *)(void *)(p + 2 * NR * 4), _mm_unpacklo_epi64(b, d));
+    _mm_storeu_si128((__m128i *)(void *)(p + 3 * NR * 4), _mm_unpackhi_epi64(b, d));
+}
+
+/* Codes of values 0..15 (lo) and 16..31 (hi) of block b of a row, and its scale: Q4_0 as its
+ * nibbles (q + 8), the others signed. */
+static inline void codes4(int qt, const q4_weight *w, const uint8_t *row, int64_t b, __m128i tab,
+                          __m128i *lo, __m128i *hi, float *s)
+{
+    const __m128i m4 = _mm_set1_epi8(15);
+    if (qt == LK_QTYPE_Q8_0) {
+        const q4_block_q8_0 *x = (const q4_block_q8_0 *)(const void *)row + b;
+        *lo = _mm_loadu_si128((const __m128i *)(const void *)x->qs);
+        *hi = _mm_loadu_si128((const __m128i *)(const void *)(x->qs + 16));
+        *s = _cvtsh_ss(x->d);
+    } else if (qt == LK_QTYPE_NF4) { /* byte k holds value 2k (high nibble) and 2k+1 */
+        const __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(row + b * 16));
+        const __m128i h = _mm_and_si128(_mm_srli_epi16(c, 4), m4), l = _mm_and_si128(c, m4);
+        *lo = _mm_shuffle_epi8(tab, _mm_unpacklo_epi8(h, l));
+        *hi = _mm_shuffle_epi8(tab, _mm_unpackhi_epi8(h, l));
+        const int bs = w->block;
+        float amax;
+        memcpy(&amax, row + (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4, 4);
+        *s = amax / 127.0f;
+    } else { /* Q4_0 (nibbles) and IQ4_NL (signed, through the table): the same layout */
+        const q4_block_q4_0 *x = (const q4_block_q4_0 *)(const void *)row + b;
+        const __m128i c = _mm_loadu_si128((const __m128i *)(const void *)x->qs);
+        *lo = _mm_and_si128(c, m4);
+        *hi = _mm_and_si128(_mm_srli_epi16(c, 4), m4);
+        if (qt == LK_QTYPE_IQ4_NL) {
+            *lo = _mm_shuffle_epi8(tab, *lo);
+            *hi = _mm_shuffle_epi8(tab, *hi);
+        }
+        *s = _cvtsh_ss(x->d);
+    }
+}
+
+/* Rows [o0, o0+nrow) of a core type into the panel, 4 at a time (rows past nrow: scale 0). */
+static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    const q4_weight *w = j->w;
+    const int qt = w->qtype;
+    const __m128i tab = _mm_loadu_si128(
+        (const __m128i *)(const void *)(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values));
+    const size_t pb = q8p_block_bytes(NR, 1);
+    for (int r0 = 0; r0 < NR; r0 += 4) {
+        const uint8_t *rows[4];
+        for (int i = 0; i < 4; i++) {
+            const int r = r0 + i < nrow ? r0 + i : nrow - 1;
+            rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
+        }
+        for (int64_t b = 0; b < j->nb; b++) {
+            uint8_t *p = panel + (size_t)b * pb;
+            __m128i lo[4], hi[4];
+            float *S = (float *)(void *)(p + NR * 32) + r0;
+            for (int i = 0; i < 4; i++) {
+                codes4(qt, w, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
+                if (r0 + i >= nrow)
+                    S[i] = 0.0f;
+            }
+            store_t4(lo, p + r0 * 4);
+            store_t4(hi, p + 4 * NR * 4 + r0 * 4);
+        }
+    }
+}
+
+/* ---- packing the other types: 8 rows expanded, then the transposes of pack_core ------------ */
+
+#define PE_CHUNK 8 /* blocks expanded per row at a time (a k-quant super-block) */
+
+/* Rows [o0, o0+nrow) of a type without a direct packer (the GGUF read-only types): the 8 rows
+ * are expanded PE_CHUNK blocks at a time by j->expand (q8_expander_avx2) and their signed codes go
+ * into the panel through store_t4; the same panel as q8p_pack's, without its per-row scatter.
+ * Rows past nrow repeat the last row with scales and mins 0. */
+static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    const q4_weight *w = j->w;
+    const size_t pb = q8p_block_bytes(NR, j->simple);
+    q8_wblock e[NR][PE_CHUNK];
+    const int last = nrow > 1 ? nrow - 1 : 0; /* nrow >= 1 */
+    for (int64_t b0 = 0; b0 < j->nb; b0 += PE_CHUNK) {
+        const int64_t n = j->nb - b0 < PE_CHUNK ? j->nb - b0 : PE_CHUNK;
+        for (int r = 0; r < nrow; r++)
+            j->expand(w, (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes, b0, n, e[r]);
+        for (int64_t c = 0; c < n; c++) {
+            uint8_t *p = panel + (size_t)(b0 + c) * pb;
+            float *f = (float *)(void *)(p + NR * 32); /* S0 [S1 M0 M1] */
+            for (int r0 = 0; r0 < NR; r0 += 4) {
+                __m128i lo[4], hi[4];
+                for (int i = 0; i < 4; i++) {
+                    const int8_t *q = e[r0 + i < nrow ? r0 + i : last][c].q;
+                    lo[i] = _mm_loadu_si128((const __m128i *)(const void *)q);
+                    hi[i] = _mm_loadu_si128((const __m128i *)(const void *)(q + 16));
+                }
+                store_t4(lo, p + r0 * 4);
+                store_t4(hi, p + 4 * NR * 4 + r0 * 4);
+            }
+            for (int r = 0; r < NR; r++) {
+                const q8_wblock *x = &e[r < nrow ? r : 0][c];
+                const int in = r < nrow;
+                f[r] = in ? x->s[0] : 0.0f;
+                if (!j->simple) {
+                    f[NR + r] = in ? x->s[1] : 0.0f;
+                    f[2 * NR + r] = in ? x->m[0] : 0.0f;
+                    f[3 * NR + r] = in ? x->m[1] : 0.0f;
+                }
+            }
+        }
     }
 }
 
@@ -133,8 +288,9 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
                  .Y = Y,
                  .T = T,
                  .nr = NR,
-                 .kshift = 0,
+                 .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 0,
                  .quant = q8x_quantize_act,
+                 .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);

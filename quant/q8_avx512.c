@@ -7,8 +7,9 @@
  * bytes: the panel holds the weight codes as q + K (Q4_0: its nibble, K = 8; the others q + 128),
  * the activations stay signed, and each block sum starts at -K·Σx (the activation block's half
  * sums), so it ends exactly at Σ x·q. The core types (Q4_0, IQ4_NL, Q8_0, NF4) are packed straight
- * from their blocks, four rows at a time through 4x4 transposes; the others through their
- * expanders (q8_pack.h). At T = 1 the same code is the GEMV: every weight block is read and
+ * from their blocks, four rows at a time through 4x4 transposes; the others (the GGUF read-only
+ * types) are expanded 16 rows at a time (q8_expander_avx2) and go through the same transposes
+ * (pack_expanded). At T = 1 the same code is the GEMV: every weight block is read and
  * expanded once, and the panel stays in L1/L2. Helpers are static (this file is compiled with
  * -mavx512* flags and must not leak code into generic callers). */
 #include <immintrin.h>
@@ -82,17 +83,20 @@ static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t
             }
         }
     }
-    for (int r = 0; r < 16; r++) { /* row 4L+k is lane L of register k: r = 4L+k */
-        if (qt == LK_QTYPE_NF4) {
-            const int bs = j->w->block;
-            float amax;
-            memcpy(&amax, rows[r] + (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4, 4);
-            s[r] = amax / 127.0f;
-        } else {
-            uint16_t d;
-            memcpy(&d, rows[r] + (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18), 2);
-            s[r] = _cvtsh_ss(d);
-        }
+    /* the 16 rows' scales: scalar loads into one vector, converted at once (a gather is slower) */
+    if (qt == LK_QTYPE_NF4) {
+        const int bs = j->w->block;
+        const int64_t off = (j->w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
+        float amax[16];
+        for (int r = 0; r < 16; r++)
+            memcpy(&amax[r], rows[r] + off, 4);
+        _mm512_storeu_ps(s, _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f)));
+    } else {
+        const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
+        uint16_t d[16];
+        for (int r = 0; r < 16; r++)
+            memcpy(&d[r], rows[r] + off, 2);
+        _mm512_storeu_ps(s, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)d)));
     }
 }
 
@@ -128,10 +132,63 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
             memset(panel + (size_t)b * pb + NR * 32 + (size_t)r0 * 4, 0, 16 * sizeof(float));
 }
 
-static int is_core(int qtype)
+/* ---- packing the other types: 16 rows expanded, then the transposes of pack_core ---------- */
+
+#define PE_CHUNK 8 /* blocks expanded per row at a time (a k-quant super-block) */
+
+/* Rows [o0, o0+nrow) of a type without a direct packer: each group of 16 rows is expanded
+ * PE_CHUNK blocks at a time by j->expand (the AVX2 expanders of the GGUF types), and the codes
+ * go into the panel as q + 128 through the same 4x4 transposes as pack_core; the same panel as
+ * q8p_pack's, without its per-row scatter. Rows past nrow repeat the last row with scales and
+ * mins 0. */
+static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
 {
-    return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
-           qtype == LK_QTYPE_NF4;
+    const q4_weight *w = j->w;
+    const int nf = j->simple ? 1 : 4; /* S0 [S1 M0 M1], NR floats each */
+    const size_t pb = q8p_block_bytes(NR, j->simple);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    q8_wblock e[16][PE_CHUNK];
+    for (int r0 = 0; r0 < NR && r0 < nrow; r0 += 16) {
+        const uint8_t *rows[16];
+        for (int i = 0; i < 16; i++) {
+            const int r = r0 + i < nrow ? r0 + i : nrow - 1;
+            rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
+        }
+        for (int64_t b0 = 0; b0 < j->nb; b0 += PE_CHUNK) {
+            const int64_t n = j->nb - b0 < PE_CHUNK ? j->nb - b0 : PE_CHUNK;
+            for (int i = 0; i < 16 && r0 + i < nrow; i++)
+                j->expand(w, rows[i], b0, n, e[i]);
+            for (int64_t c = 0; c < n; c++) {
+                uint8_t *p = panel + (size_t)(b0 + c) * pb;
+                const uint8_t *er[16]; /* lane order as load4: er[4L+k] is row r0+4L+k */
+                for (int i = 0; i < 16; i++)
+                    er[i] = (const uint8_t *)e[r0 + i < nrow ? i : nrow - 1 - r0][c].q;
+                __m512i lo[4], hi[4];
+                for (int k = 0; k < 4; k++) {
+                    lo[k] = _mm512_xor_si512(load4(er, k, 0), flip);
+                    hi[k] = _mm512_xor_si512(load4(er, k, 16), flip);
+                }
+                store_t16(lo, p + r0 * 4);
+                store_t16(hi, p + 4 * NR * 4 + r0 * 4);
+                float *f = (float *)(void *)(p + NR * 32) + r0;
+                for (int i = 0; i < 16; i++) {
+                    const q8_wblock *x = &e[i][c];
+                    const int in = r0 + i < nrow;
+                    f[i] = in ? x->s[0] : 0.0f;
+                    if (nf == 4) {
+                        f[NR + i] = in ? x->s[1] : 0.0f;
+                        f[2 * NR + i] = in ? x->m[0] : 0.0f;
+                        f[3 * NR + i] = in ? x->m[1] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+    for (int r0 = (nrow + 15) / 16 * 16; r0 < NR; r0 += 16) /* a panel's unused half */
+        for (int64_t b = 0; b < j->nb; b++)
+            for (int a = 0; a < nf; a++)
+                memset(panel + (size_t)b * pb + NR * 32 + (size_t)(a * NR + r0) * 4, 0,
+                       16 * sizeof(float));
 }
 
 /* ---- the microkernel --------------------------------------------------------------------------
@@ -283,7 +340,7 @@ void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *
                  .nr = NR,
                  .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
                  .quant = q8x_quantize_act,
-                 .pack = is_core(w->qtype) ? pack_core : NULL,
+                 .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);

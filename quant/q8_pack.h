@@ -20,6 +20,14 @@
 
 #define Q8P_CHUNK 16 /* blocks expanded at a time on the stack (48 bytes each) */
 
+/* 1 for the core types (Q4_0, IQ4_NL, Q8_0, NF4), which the x86 variants pack straight from
+ * their blocks. */
+static inline int q8p_core(int qtype)
+{
+    return qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_Q8_0 ||
+           qtype == LK_QTYPE_NF4;
+}
+
 /* Bytes of one block of a panel of nr rows. */
 static inline size_t q8p_block_bytes(int nr, int simple)
 {
@@ -62,7 +70,8 @@ static inline void q8p_pack(const q4_weight *w, q8_expand_fn expand, int simple,
     }
 }
 
-#define Q8P_MR 4 /* activation rows per microkernel call, in every variant */
+#define Q8P_MR       4         /* activation rows per microkernel call, in every variant */
+#define Q8P_MIN_MACS (1 << 19) /* multiply-adds a call needs per thread it wakes */
 
 typedef struct q8p_job q8p_job;
 /* Y rows [t0, t0+mr) for the panel's rows [o0, o0+nrow), mr = index + 1 of the job's rows[]. */
@@ -152,8 +161,13 @@ static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_si
     j->A = (q8_ablock *)(void *)base;
     j->slots = base + q8p_act_bytes(j->w, j->T);
     j->slot = q8p_panel_slot(j->w, j->nr);
-    par_for(n_threads, j->T, q8p_quant_rows, j);
-    par_for(n_threads, (j->w->out + j->nr - 1) / j->nr, q8p_tiles, j);
+    /* a small call (decoding k/v, q/o) on one thread: waking another costs more than its half of
+     * the work, ~10 us of it per Q8P_MIN_MACS (the result does not depend on the thread count) */
+    const double macs = (double)j->T * (double)j->w->out * (double)j->w->in;
+    int nt = resolve_threads(n_threads);
+    nt = macs < (double)nt * Q8P_MIN_MACS ? (int)(macs / Q8P_MIN_MACS) + 1 : nt;
+    par_for(nt, j->T, q8p_quant_rows, j);
+    par_for(nt, (j->w->out + j->nr - 1) / j->nr, q8p_tiles, j);
 }
 
 /* The four q8p_rows_fn of a variant from its always-inline rows(j, panel, t0, mr, o0, nrow). */
