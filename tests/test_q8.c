@@ -93,10 +93,13 @@ static void wcase_make_gguf(wcase *c, int qtype, int64_t out, int64_t in)
     assert_ok(q4_weight_init(&c->w, qtype, 32, out, in, c->data));
 }
 
-/* A weight of any type the int8 path supports; the k-quant types get rows of round_up(in, 256). */
+/* A weight of any type the int8 path supports: the core types quantised from random values, the
+ * GGUF types random bytes with finite scales (every code pattern, which real quantisers rarely
+ * write), the k-quant types in rows of round_up(in, 256). */
 static void wcase_any(wcase *c, int qtype, int block, int64_t out, int64_t in)
 {
-    if (q4_can_quantize(qtype))
+    if (qtype == LK_QTYPE_Q4_0 || qtype == LK_QTYPE_Q8_0 || qtype == LK_QTYPE_IQ4_NL ||
+        qtype == LK_QTYPE_NF4)
         wcase_make(c, qtype, block, out, in);
     else
         wcase_make_gguf(c, qtype, out, q4_is_kquant(qtype) ? (in + 255) / 256 * 256 : in);
