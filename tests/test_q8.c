@@ -53,22 +53,6 @@ static void wcase_make(wcase *c, int qtype, int block, int64_t out, int64_t in)
     assert_ok(q4_weight_init(&c->w, qtype, block, out, in, c->data));
 }
 
-/* Byte offsets of the fp16 d and m / dmin (-1: none) in a block of the GGUF read-only types. */
-static void scale_offsets(int qtype, int off[2])
-{
-    off[1] = -1;
-    switch (qtype) {
-    case LK_QTYPE_Q2_K: off[0] = 80, off[1] = 82; break;
-    case LK_QTYPE_Q3_K: off[0] = 108; break;
-    case LK_QTYPE_Q6_K: off[0] = 208; break;
-    case LK_QTYPE_Q4_1:
-    case LK_QTYPE_Q5_1:
-    case LK_QTYPE_Q4_K:
-    case LK_QTYPE_Q5_K: off[0] = 0, off[1] = 2; break;
-    default: off[0] = 0; break;
-    }
-}
-
 /* A weight of a GGUF read-only type (Q4_1 .. IQ4_XS): random code bytes, finite fp16 scales and
  * mins of both signs planted (rows of the k-quants need in % 256 == 0). */
 static void wcase_make_gguf(wcase *c, int qtype, int64_t out, int64_t in)
@@ -79,7 +63,7 @@ static void wcase_make_gguf(wcase *c, int qtype, int64_t out, int64_t in)
     for (size_t i = 0; i < rb * (size_t)out; i++)
         c->data[i] = (uint8_t)(frand() * 128.0f + 128.0f);
     int off[2];
-    scale_offsets(qtype, off);
+    test_gguf_scale_offsets(qtype, off);
     for (int64_t o = 0; o < out; o++) {
         for (size_t b = 0; b < rb / bb; b++) {
             uint8_t *blk = c->data + (size_t)o * rb + b * bb;

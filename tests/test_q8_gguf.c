@@ -37,28 +37,13 @@ static uint16_t rnd_fp16(void)
     return h;
 }
 
-/* Byte offsets of the fp16 scales in a block (d, and dmin / m or -1). */
-static void scale_offsets(int qt, int *o0, int *o1)
-{
-    *o1 = -1;
-    switch (qt) {
-    case LK_QTYPE_Q2_K: *o0 = 80, *o1 = 82; break;
-    case LK_QTYPE_Q3_K: *o0 = 108; break;
-    case LK_QTYPE_Q6_K: *o0 = 208; break;
-    case LK_QTYPE_Q4_1:
-    case LK_QTYPE_Q5_1:
-    case LK_QTYPE_Q4_K:
-    case LK_QTYPE_Q5_K: *o0 = 0, *o1 = 2; break;
-    default: *o0 = 0; break; /* Q5_0, IQ4_XS */
-    }
-}
-
 /* Plant random finite fp16 scales into every block of rows[nblk]. */
 static void plant_scales(int qt, uint8_t *rows, int64_t nblk)
 {
     const size_t bb = q4_block_bytes(qt);
-    int o0, o1;
-    scale_offsets(qt, &o0, &o1);
+    int off[2];
+    test_gguf_scale_offsets(qt, off);
+    const int o0 = off[0], o1 = off[1];
     for (int64_t b = 0; b < nblk; b++) {
         uint16_t h = rnd_fp16();
         memcpy(rows + b * bb + o0, &h, 2);
@@ -362,7 +347,7 @@ static uint8_t *gguf_weight(int qt, int64_t out, int64_t in, int wild, q4_weight
     } else {
         const size_t bb = q4_block_bytes(qt);
         int o[2];
-        scale_offsets(qt, &o[0], &o[1]);
+        test_gguf_scale_offsets(qt, o);
         for (int64_t b = 0; b < nblk; b++)
             for (int k = 0; k < 2 && o[k] >= 0; k++) {
                 const float v =

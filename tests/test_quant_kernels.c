@@ -65,23 +65,6 @@ static void wcase_make(wcase *c, int qtype, int block, int64_t out, int64_t in)
     assert_ok(q4_weight_init(&c->w, qtype, block, out, in, c->data));
 }
 
-/* Byte offsets of the fp16 d and m / dmin (-1: none) in a block of the GGUF read-only types
- * (ggml-common.h), for planting scales into random blocks. */
-static void scale_offsets(int qtype, int off[2])
-{
-    off[1] = -1;
-    switch (qtype) {
-    case LK_QTYPE_Q2_K: off[0] = 80, off[1] = 82; break;
-    case LK_QTYPE_Q3_K: off[0] = 108; break;
-    case LK_QTYPE_Q6_K: off[0] = 208; break;
-    case LK_QTYPE_Q4_1:
-    case LK_QTYPE_Q5_1:
-    case LK_QTYPE_Q4_K:
-    case LK_QTYPE_Q5_K: off[0] = 0, off[1] = 2; break;
-    default: off[0] = 0; break;
-    }
-}
-
 /* A weight of a type lorakit cannot quantise to (Q4_1 .. IQ4_XS): random code bytes, fp16 scales
  * planted so that rows have different magnitudes (d of the k-quants divided by their 4..6-bit
  * sub-scales' range; m / dmin a fraction of d, negative every third row). */
@@ -95,7 +78,7 @@ static void wcase_make_blocks(wcase *c, int qtype, int64_t out, int64_t in)
     const int64_t nb = (int64_t)(rb / bb);
     const float sub = q4_is_kquant(qtype) ? (qtype == LK_QTYPE_Q6_K ? 64.0f : 32.0f) : 1.0f;
     int off[2];
-    scale_offsets(qtype, off);
+    test_gguf_scale_offsets(qtype, off);
     c->data = lk_aligned_alloc(rb * (size_t)out);
     c->deq = malloc((size_t)(out * in) * sizeof(float));
     assert_true(c->data && c->deq);

@@ -158,3 +158,18 @@ float *gguf_tensor_f32(const gguf_tensor *t)
         tt->to_f32(t->data + r * rs, x + r * cols, cols);
     return x;
 }
+
+void test_gguf_scale_offsets(int qtype, int off[2])
+{
+    off[1] = -1;
+    switch (qtype) {
+    case LK_QTYPE_Q2_K: off[0] = 80, off[1] = 82; break;
+    case LK_QTYPE_Q3_K: off[0] = 108; break;
+    case LK_QTYPE_Q6_K: off[0] = 208; break;
+    case LK_QTYPE_Q4_1:
+    case LK_QTYPE_Q5_1:
+    case LK_QTYPE_Q4_K:
+    case LK_QTYPE_Q5_K: off[0] = 0, off[1] = 2; break;
+    default: off[0] = 0; break; /* Q5_0, IQ4_XS */
+    }
+}

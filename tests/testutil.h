@@ -61,6 +61,10 @@ int write_file(const char *path, const void *data, size_t n);
 /* Skip the current test visibly when path does not exist (e.g. ../shared missing). */
 void require_file(const char *path);
 
+/* Byte offsets of the fp16 d and of m / dmin (-1: none) in a block of the GGUF types Q4_1 .. IQ4_XS
+ * (ggml-common.h), for planting scales into random blocks. */
+void test_gguf_scale_offsets(int qtype, int off[2]);
+
 #ifdef LK_GGUF_H /* for the tests that include formats/gguf.h first */
 /* fp32 copy of a 2-D GGUF tensor of any type, [ne[1], ne[0]]; caller frees. */
 float *gguf_tensor_f32(const gguf_tensor *t);
