@@ -516,13 +516,6 @@ lk_status lk_adapter_create(const struct lk_model_config *cfg, const struct lk_a
 
 /* ---- attaching to a model ---- */
 
-static linear *model_linear(lk_model *m, int64_t layer, lk_module kind)
-{
-    layer_weights *w = &m->layers[layer];
-    linear *const all[LK_MOD_COUNT] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
-    return all[kind];
-}
-
 lk_status lk_model_attach_adapter(lk_model *m, const lk_adapter *a, float weight)
 {
     char got[64], want[64];
@@ -543,7 +536,7 @@ lk_status lk_model_attach_adapter(lk_model *m, const lk_adapter *a, float weight
                                "layers (hint: wrong base model?)",
                                a->path, (long long)d->layer, lk_module_name(d->kind),
                                (long long)m->cfg.n_layers);
-        const linear *L = model_linear(m, d->layer, d->kind);
+        const linear *L = layer_linear(&m->layers[d->layer], d->kind);
         if (L->in != d->in || L->out != d->out)
             return status_fail(LK_ERR_SHAPE,
                                "%s: module layers.%lld.%s: adapter ΔW is %s but "
@@ -560,7 +553,7 @@ lk_status lk_model_attach_adapter(lk_model *m, const lk_adapter *a, float weight
     }
     for (int64_t i = 0; i < a->n_mods; i++) {
         const adapter_module *d = &a->mods[i];
-        linear *L = model_linear(m, d->layer, d->kind);
+        linear *L = layer_linear(&m->layers[d->layer], d->kind);
         L->lora[L->n_lora++] =
             (lora_delta){.A = d->A, .B = d->B, .r = d->r, .scale = (float)(weight * d->scale)};
     }
@@ -571,5 +564,5 @@ void lk_model_detach_adapters(lk_model *m)
 {
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < LK_MOD_COUNT; k++)
-            model_linear(m, l, (lk_module)k)->n_lora = 0;
+            layer_linear(&m->layers[l], k)->n_lora = 0;
 }

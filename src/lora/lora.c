@@ -8,13 +8,6 @@
 
 #include "core/status.h"
 
-static linear *module_linear(lk_model *m, int64_t l, int i)
-{
-    layer_weights *w = &m->layers[l];
-    linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
-    return all[i];
-}
-
 /* One rank, one alpha, no DoRA, every module free on the model. */
 static lk_status check_source(const lk_model *m, const lk_adapter *src)
 {
@@ -27,7 +20,7 @@ static lk_status check_source(const lk_model *m, const lk_adapter *src)
                                "module and no DoRA (got r %lld, alpha %g)",
                                src->path, (long long)am->layer, lk_module_name(am->kind),
                                (long long)am->r, am->alpha);
-        if (module_linear((lk_model *)m, am->layer, am->kind)->n_lora)
+        if (layer_linear(&m->layers[am->layer], am->kind)->n_lora)
             return status_fail(LK_ERR_ARG, "layer %lld %s already carries an adapter",
                                (long long)am->layer, lk_module_name(am->kind));
     }
@@ -39,7 +32,7 @@ static void attach(lk_model *m, lora_set *s, int i, adapter_module *am, float dr
 {
     lora_module *mo = &s->mods[i];
     mo->am = am;
-    mo->L = module_linear(m, am->layer, am->kind);
+    mo->L = layer_linear(&m->layers[am->layer], am->kind);
     snprintf(mo->name, sizeof mo->name, "model.layers.%lld.%s.%s", (long long)am->layer,
              adapter_parent(am->kind), lk_module_name(am->kind));
     mo->tr = (lora_train){.dA = s->grads + off,

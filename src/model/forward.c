@@ -98,14 +98,11 @@ static void chunk_forward(lk_session *s, const int32_t *tok, int64_t T)
 static size_t session_work_bytes(const lk_model *m)
 {
     size_t need = linear_work_bytes(&m->lm_head, CHUNK, m->n_threads, 0);
-    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
-        const layer_weights *w = &m->layers[l];
-        const linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
+    for (int64_t l = 0; l < m->cfg.n_layers; l++)
         for (int i = 0; i < 7; i++) {
-            size_t n = linear_work_bytes(all[i], CHUNK, m->n_threads, 0);
+            size_t n = linear_work_bytes(layer_linear(&m->layers[l], i), CHUNK, m->n_threads, 0);
             need = n > need ? n : need;
         }
-    }
     return need;
 }
 

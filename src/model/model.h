@@ -15,6 +15,13 @@ typedef struct {
     linear gate, up, down;  /* gate/up [F, C], down [C, F] */
 } layer_weights;
 
+/* Linear `kind` of layer w in lk_module order: q, k, v, o, gate, up, down. */
+static inline linear *layer_linear(layer_weights *w, int kind)
+{
+    linear *const all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
+    return all[kind];
+}
+
 struct lk_model {
     struct lk_model_config cfg;
     st_set st;      /* the mapped files of a Hugging Face folder */

@@ -34,9 +34,7 @@ static linear *matrix(lk_model *m, int64_t i)
 {
     if (i == 7 * m->cfg.n_layers)
         return &m->lm_head;
-    layer_weights *w = &m->layers[i / 7];
-    linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
-    return all[i % 7];
+    return layer_linear(&m->layers[i / 7], (int)(i % 7));
 }
 
 static void matrix_name(const lk_model *m, int64_t i, char *buf, size_t len)

@@ -110,11 +110,10 @@ static uint64_t model_hash(const lk_model *m)
     h = hash_linear(&m->embed, h);
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
-        const linear *lin[] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
         h = hash_floats(w->attn_norm, c->hidden_size, h);
         h = hash_floats(w->ffn_norm, c->hidden_size, h);
         for (int k = 0; k < 7; k++)
-            h = hash_linear(lin[k], h);
+            h = hash_linear(layer_linear(&m->layers[l], k), h);
     }
     h = hash_floats(m->norm, c->hidden_size, h);
     return m->lm_head.w == m->embed.w && m->lm_head.qw.data == m->embed.qw.data

@@ -82,12 +82,6 @@ static int64_t kept(const lk_model *m, int64_t keep)
     return keep < 1 ? 1 : keep > L ? L : keep;
 }
 
-static const linear *layer_linear(const layer_weights *w, int i)
-{
-    const linear *all[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
-    return all[i];
-}
-
 /* Floats of work for the layers' linear calls (forward and backward) on up to T rows. */
 static int64_t lin_tmp_floats(const lk_model *m, int64_t T)
 {
