@@ -87,11 +87,20 @@ typedef size_t (*q8_work_fn)(const q4_weight *w, int64_t T, int n_threads);
 typedef void (*q8_fwd_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
                           float *Y, int n_threads, void *work, size_t work_size);
 
+/* A variant's table: fwd is its whole forward (the GEMV below for T <= Q8_GEMV_T, its packed-panel
+ * GEMM above; ref: the reference for every T); gemv is its matrix-vector kernel alone (any T, one
+ * pass over the weight per Q8V_MT rows; ref: the reference), for tests and benchmarks. */
 typedef struct {
     const char *name;
     q8_fwd_fn fwd;
     q8_work_fn fwd_work;
+    q8_fwd_fn gemv;
+    q8_work_fn gemv_work;
 } q8_kernels;
+
+/* The largest T the dispatched forward of the SIMD variants hands to their GEMV (measured:
+ * BENCHMARKS.md, "int8 GEMV at small T"). */
+#define Q8_GEMV_T 3
 
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads, void *work, size_t work_size);
@@ -105,6 +114,17 @@ size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size);
 size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
+/* The int8 matrix-vector kernels (q8_gemv.h: no packing, every stored weight block read once per
+ * pass of up to 4 activation rows), bit for bit q8_gemm_fwd_ref, for any T. */
+void q8_gemv_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size);
+size_t q8_gemv_work_avx2(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemv_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                            float *Y, int n_threads, void *work, size_t work_size);
+size_t q8_gemv_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemv_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size);
+size_t q8_gemv_work_neon(const q4_weight *w, int64_t T, int n_threads);
 
 /* The table chosen for this CPU: the best variant compiled and runnable, or the one LK_KERNELS
  * names (ref, avx2, avx512vnni, neon; the q4 names avx512 and amx mean avx512vnni here). */

@@ -5,7 +5,8 @@
  * dequantised activations (tight: fp32 rounding only) and against the f32 kernels (loose: the
  * quantisation error bound computed per output), the transposed Q8_0 copy against the dequantised
  * Wᵀ, and every SIMD variant this host runs bit for bit against the reference over sizes 1, odd,
- * block ±1, vector widths ±1, T from 1 to 600, several seeds and thread counts. Work memory is
+ * block ±1, vector widths ±1, T from 1 to 600, several seeds and thread counts (the GEMV that a
+ * variant's forward takes for T <= Q8_GEMV_T also on its own, for T past it). Work memory is
  * exactly what each variant reports, NaN-filled, at the worst alignment, fenced by canaries. */
 #include <math.h>
 #include <stdio.h>
@@ -524,7 +525,9 @@ static void test_variant(const char *name)
     static const int64_t shapes[][2] = {
         {1, 1},   {1, 32},  {3, 7},   {5, 9},    {2, 15},  {17, 17},  {16, 31},  {15, 33}, {65, 63},
         {63, 64}, {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}, {31, 129}, {40, 520}};
-    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}, Tv[] = {1, 2, 3, 5, 9};
+    /* the variant's matrix-vector kernel on its own (its fwd takes it for T <= Q8_GEMV_T) */
+    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work};
     for (int seed = 1; seed <= 2; seed++) {
         g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
         for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
@@ -534,7 +537,10 @@ static void test_variant(const char *name)
                 wcase c;
                 wcase_any(&c, q, 64, shapes[s][0], shapes[s][1]);
                 check_work_monotone(k, &c.w);
+                check_work_monotone(&gemv, &c.w);
                 run_case(k, &c.w, Ts, (int)(sizeof Ts / sizeof Ts[0]), 1 + (int)(s % 3));
+                /* the GEMV alone, past Q8_GEMV_T too (passes of Q8V_MT rows) */
+                run_case(&gemv, &c.w, Tv, (int)(sizeof Tv / sizeof Tv[0]), 1 + (int)((s + 1) % 3));
                 free(c.data);
             }
         }
@@ -555,6 +561,7 @@ static void test_variant(const char *name)
         wcase c;
         wcase_any(&c, q, 64, 72, 520);
         run_case(k, &c.w, Tl, 2, 2);
+        run_case(k, &c.w, Ts, 3, 3); /* the GEMV with rows not a multiple of the thread split */
         uint8_t *dst = malloc(q8_transpose_bytes(&c.w));
         q4_weight wt;
         assert_ok(q8_transpose(&c.w, dst, &wt, 2));

@@ -439,8 +439,10 @@ static void check_gemm(int qt, int64_t out, int64_t in, int64_t T, int wild)
     static const char *variants[] = {"avx2", "avx512vnni", "neon"};
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         const q8_kernels *k = q8_kernels_named(variants[v]);
-        for (int nt = 1; k && nt <= 3; nt += 2) {
-            q8_fwd(k, &w, bias, X, T, Yv, nt);
+        const q8_kernels gemv = {k ? k->name : "", k ? k->gemv : NULL, k ? k->gemv_work : NULL,
+                                 NULL, NULL};
+        for (int nt = 1; k && nt <= 5; nt += 2) { /* nt 5: the GEMV alone */
+            q8_fwd(nt == 5 ? &gemv : k, &w, bias, X, T, Yv, nt == 5 ? 2 : nt);
             for (int64_t i = 0; i < T * out; i++)
                 if (memcmp(&Yv[i], &Y[i], 4))
                     fail_msg("%s [%lld x %lld] T=%lld nt %d: %s gives %.9g at %lld, ref %.9g",
@@ -471,6 +473,7 @@ static void test_gemm(void **state)
         check_gemm(qt, 17, kq ? 512 : 300, 17, 0);
         check_gemm(qt, 40, kq ? 1024 : 520, 64, 0);
         check_gemm(qt, 9, kq ? 512 : 64, 3, 1);
+        check_gemm(qt, 19, kq ? 256 : 160, 2, 1);
     }
 }
 

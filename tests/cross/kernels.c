@@ -15,7 +15,8 @@
  * the dispatched entry points must give the reference's bits. Dispatch: --dispatch NAME requires
  * that the variant chosen for this CPU is NAME (run with LK_KERNELS=ref: the override works).
  *
- * The int8 GEMM variants (quant/q8.h; on aarch64 "neon", with the dotprod extension) give the int8
+ * The int8 GEMM variants (quant/q8.h; on aarch64 "neon", with the dotprod extension) and their
+ * GEMVs (q8_gemv_*.c, taken for T <= Q8_GEMV_T, also on their own up to T = 17) give the int8
  * reference's bits exactly, for every type with an int8 expander, over the same shapes, T from 1
  * to 600 and 1..3 threads, in exactly the work they report (fenced); LK_KERNELS=ref makes the
  * int8 dispatch choose its reference too.
@@ -477,6 +478,16 @@ static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64
             q8_fenced(k, w, bb, b.X, T, b.Y[1], nt);
             CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(T * w->out) * 4),
                   "int8 %s %s block %d [%lld x %lld] T=%lld, %d threads: not the reference's bits",
+                  k->name, lk_qtype_name((lk_qtype)w->qtype), w->block, (long long)w->out,
+                  (long long)w->in, (long long)T, nt);
+            /* the variant's GEMV on its own (its forward takes it for T <= Q8_GEMV_T) */
+            const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work};
+            if (T > 17)
+                continue;
+            q8_fenced(&gemv, w, bb, b.X, T, b.Y[1], nt);
+            CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(T * w->out) * 4),
+                  "int8 GEMV %s %s block %d [%lld x %lld] T=%lld, %d threads: not the reference's "
+                  "bits",
                   k->name, lk_qtype_name((lk_qtype)w->qtype), w->block, (long long)w->out,
                   (long long)w->in, (long long)T, nt);
         }

@@ -1,0 +1,103 @@
+/* q8_gemv.h — the driver the int8 matrix-vector kernels (q8_gemv_avx2.c, q8_gemv_avx512.c,
+ * q8_gemv_neon.c) share: Y[T,out] = X[T,in]·Wᵀ (+ bias) for a few activation rows (decode, T
+ * = 1..3), bit for bit q8_gemm_fwd_ref. Unlike the GEMM (q8_pack.h) nothing is packed: a variant's
+ * group function reads the weight straight from its stored blocks (the core types Q4_0, IQ4_NL,
+ * Q8_0, NF4), or expands Q8V_CH blocks of each row at a time into a buffer on its stack (the other
+ * types, through the variant's expander), so every stored weight byte is read once per pass of
+ * up to Q8V_MT activation rows. Output rows go in groups of nr (8 or 16): per block, the int32 sums
+ * of the group's rows are reduced into the lanes of one vector (lane r: row r), then the fp32
+ * update of q8.h runs on the group at once, in increasing block order from 0; groups are split
+ * across the threads (par_for's static split, so the result never depends on the thread count). The
+ * work memory holds only the quantised activations. */
+#ifndef LK_Q8_GEMV_H
+#define LK_Q8_GEMV_H
+
+#include "q8.h"
+#include "core/pool.h"
+#include "core/status.h"
+
+#define Q8V_R        16        /* the most output rows per group (a variant's nr) */
+#define Q8V_MT       4         /* activation rows per pass over the weight */
+#define Q8V_CH       8         /* blocks expanded per row at a time (a k-quant super-block) */
+#define Q8V_MIN_MACS (1 << 19) /* multiply-adds a call needs per thread it wakes */
+
+typedef struct q8v_job q8v_job;
+/* Y rows [t0, t0+mt) for weight rows [o0, o0+nrow) (nrow <= nr), mt = index + 1 in group[]. */
+typedef void (*q8v_group_fn)(const q8v_job *j, int64_t o0, int nrow, int64_t t0);
+
+struct q8v_job {
+    /* set by the variant */
+    const q4_weight *w;
+    const float *bias, *X;
+    float *Y;
+    int64_t T;
+    int nr; /* output rows per group */
+    void (*quant)(const float *x, int64_t n, q8_ablock *dst);
+    q8v_group_fn group[Q8V_MT];
+    q8_expand_fn expand; /* the types read through an expander */
+    /* set by q8v_run */
+    int64_t nb;
+    const q8_ablock *A; /* [T][nb] */
+};
+
+/* Work of a GEMV over T rows: their quantised activations (one line-rounded piece). */
+static inline size_t q8v_work(const q4_weight *w, int64_t T, int n_threads)
+{
+    (void)n_threads;
+    const size_t nb = (size_t)((w->in + Q8_QK - 1) / Q8_QK);
+    return T > 0 ? q4_work_size(q4_line((size_t)T * nb * sizeof(q8_ablock))) : 0;
+}
+
+static inline void q8v_groups(void *ctx, int64_t g0, int64_t g1, int thread)
+{
+    (void)thread;
+    const q8v_job *j = ctx;
+    for (int64_t g = g0; g < g1; g++) {
+        const int64_t o0 = g * j->nr;
+        const int nrow = (int)(j->w->out - o0 < j->nr ? j->w->out - o0 : j->nr);
+        for (int64_t t0 = 0; t0 < j->T; t0 += Q8V_MT) {
+            const int64_t mt = j->T - t0 < Q8V_MT ? j->T - t0 : Q8V_MT;
+            j->group[mt - 1](j, o0, nrow, t0);
+        }
+    }
+}
+
+/* Y = X·Wᵀ (+ bias) for a job whose variant fields are set (work: q8v_work's size). */
+static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_size)
+{
+    if (j->T <= 0)
+        return;
+    const q4_weight *w = j->w;
+    LK_ASSERT(q8_supports(w->qtype));
+    q8_ablock *A = q4_work_start(work, work_size, q8v_work(w, j->T, n_threads));
+    j->nb = (w->in + Q8_QK - 1) / Q8_QK;
+    j->A = A;
+    for (int64_t t = 0; t < j->T; t++) /* a few rows: not worth waking a thread */
+        j->quant(j->X + t * w->in, w->in, A + t * j->nb);
+    /* a small call (k/v at T = 1) on one thread: waking another costs more than its half */
+    const double macs = (double)j->T * (double)w->out * (double)w->in;
+    int nt = resolve_threads(n_threads);
+    nt = macs < (double)nt * Q8V_MIN_MACS ? (int)(macs / Q8V_MIN_MACS) + 1 : nt;
+    par_for(nt, (w->out + j->nr - 1) / j->nr, q8v_groups, j);
+}
+
+/* The four q8v_group_fn of a kernel from its always-inline fn(j, o0, nrow, t0, mt). */
+#define Q8V_GROUP_FNS(fn)                                                  \
+    static void fn##_1(const q8v_job *j, int64_t o0, int nrow, int64_t t0) \
+    {                                                                      \
+        fn(j, o0, nrow, t0, 1);                                            \
+    }                                                                      \
+    static void fn##_2(const q8v_job *j, int64_t o0, int nrow, int64_t t0) \
+    {                                                                      \
+        fn(j, o0, nrow, t0, 2);                                            \
+    }                                                                      \
+    static void fn##_3(const q8v_job *j, int64_t o0, int nrow, int64_t t0) \
+    {                                                                      \
+        fn(j, o0, nrow, t0, 3);                                            \
+    }                                                                      \
+    static void fn##_4(const q8v_job *j, int64_t o0, int nrow, int64_t t0) \
+    {                                                                      \
+        fn(j, o0, nrow, t0, 4);                                            \
+    }
+
+#endif /* LK_Q8_GEMV_H */

@@ -1,0 +1,296 @@
+/* q8_gemv_avx512.c — the AVX512-VNNI int8 matrix-vector kernel (q8_gemv.h), bit for bit
+ * q8_gemm_fwd_ref; the avx512vnni table takes it for T <= Q8_GEMV_T (q8_dispatch.c). Groups of 16
+ * output rows; a zmm holds 16 bytes of each of 4 rows (lane L: row 4L+k of the group in the k-th
+ * of four zmm), so one 32-value block of 16 rows is 8 zmm of codes read straight from the stored
+ * blocks (or from the rows' expansion, for the types without a direct reader), and one vpdpbusd
+ * per zmm and activation row multiplies them by the activation's half block broadcast to the four
+ * lanes. vpdpbusd takes the codes unsigned, as q + K (Q4_0 its nibbles, K = 8; the others
+ * q + 128, from the tables or by flipping the top bit); the block sum is then corrected by -K
+ * times the activation's half sums (exact int32). Simple types add both halves into one
+ * accumulator; the others keep i0 and i1 apart. A 4x4 transpose-add per 128-bit lane leaves the
+ * 16 rows' block sums in the lanes of one zmm in row order, and the fp32 update of q8.h runs on
+ * them at once. NF4 packs values 2k and 2k+1 into byte k: its high nibbles are the even values, so
+ * they meet the activation's even bytes and the low nibbles its odd bytes. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "q8_gemv.h"
+#include "q8_x86.h"
+
+#define R  16 /* output rows per group: the lanes of a zmm */
+#define MT Q8V_MT
+
+/* 16 bytes at offset off of rows 4L+k (L = 0..3) in the four 128-bit lanes of a zmm. */
+static inline __m512i load4(const uint8_t *const *rows, int k, size_t off)
+{
+    __m512i z =
+        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(rows[k] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[4 + k] + off)),
+                           1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[8 + k] + off)),
+                           2);
+    return _mm512_inserti32x4(
+        z, _mm_loadu_si128((const __m128i *)(const void *)(rows[12 + k] + off)), 3);
+}
+
+/* Lane L of the result: the sums of lane L of v[0..3] (element k: v[k]'s), i.e. rows in order. */
+static inline __m512i red4(const __m512i v[4])
+{
+    const __m512i a =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+    const __m512i b =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+
+/* K of the codes: Q4_0's nibbles are q + 8, every other type's codes q + 128. */
+static inline int code_k(int qt)
+{
+    return qt == LK_QTYPE_Q4_0 ? 8 : 128;
+}
+
+/* The activation half blocks of a[t] broadcast to the four lanes (NF4: even and odd values). */
+static inline __attribute__((always_inline)) void act(int qt, const q8_ablock *a, __m512i *xl,
+                                                      __m512i *xh)
+{
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)a->q);
+    const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(a->q + 16));
+    if (qt == LK_QTYPE_NF4) {
+        const __m128i eo = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+        const __m128i l = _mm_shuffle_epi8(lo, eo), h = _mm_shuffle_epi8(hi, eo);
+        *xl = _mm512_broadcast_i32x4(_mm_unpacklo_epi64(l, h));
+        *xh = _mm512_broadcast_i32x4(_mm_unpackhi_epi64(l, h));
+    } else {
+        *xl = _mm512_broadcast_i32x4(lo);
+        *xh = _mm512_broadcast_i32x4(hi);
+    }
+}
+
+/* The u8 codes of block b of rows 4L+k of a core type: *lo pairs with xl, *hi with xh. */
+static inline __attribute__((always_inline)) void
+codes(int qt, const uint8_t *const *rows, int k, int64_t b, __m512i tab, __m512i *lo, __m512i *hi)
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    if (qt == LK_QTYPE_Q8_0) {
+        const __m512i f = _mm512_set1_epi8((char)0x80);
+        *lo = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 2), f);
+        *hi = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 18), f);
+    } else if (qt == LK_QTYPE_NF4) {
+        const __m512i c = load4(rows, k, (size_t)b * 16);
+        *lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(c, 4), m4));
+        *hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(c, m4));
+    } else {
+        const __m512i c = load4(rows, k, (size_t)b * 18 + 2);
+        *lo = _mm512_and_si512(c, m4);
+        *hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+        if (qt == LK_QTYPE_IQ4_NL) {
+            *lo = _mm512_shuffle_epi8(tab, *lo);
+            *hi = _mm512_shuffle_epi8(tab, *hi);
+        }
+    }
+}
+
+/* The scales of block b of the 16 rows of a core type. */
+static inline __attribute__((always_inline)) __m512 scales(int qt, const q4_weight *w,
+                                                           const uint8_t *const *rows, int64_t b)
+{
+    if (qt == LK_QTYPE_NF4) {
+        const int bs = w->block;
+        const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
+        float amax[R];
+        for (int r = 0; r < R; r++)
+            memcpy(&amax[r], rows[r] + off, 4);
+        return _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f));
+    }
+    const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
+    uint16_t d[R];
+    for (int r = 0; r < R; r++)
+        memcpy(&d[r], rows[r] + off, 2);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)d));
+}
+
+static inline __attribute__((always_inline)) void store(const q8v_job *j, const __m512 acc[MT],
+                                                        int mt, int64_t o0, int nrow, int64_t t0)
+{
+    const __mmask16 m = (__mmask16)(nrow >= R ? 0xffff : (1u << nrow) - 1);
+    const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(m, j->bias + o0) : _mm512_setzero_ps();
+    for (int t = 0; t < mt; t++) {
+        const __m512 v = j->bias ? _mm512_add_ps(acc[t], bias) : acc[t];
+        _mm512_mask_storeu_ps(j->Y + (t0 + t) * j->w->out + o0, m, v);
+    }
+}
+
+static void group_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_t *rows[R])
+{
+    const q4_weight *w = j->w;
+    for (int r = 0; r < R; r++) /* rows past nrow repeat the last one (not stored) */
+        rows[r] =
+            (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
+}
+
+/* A group of a core type (simple), read straight from its blocks. */
+static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
+                                                             int nrow, int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rows[R];
+    group_rows(j, o0, nrow, rows);
+    int8_t t8[64];
+    for (int i = 0; i < 64; i++)
+        t8[i] = (int8_t)((qt == LK_QTYPE_NF4 ? q8_nf4_i8[i % 16] : q4_iq4nl_values[i % 16]) ^ 0x80);
+    const __m512i tab = _mm512_loadu_si512(t8);
+    const int kk = code_k(qt);
+    const q8_ablock *A = j->A + t0 * nb;
+    __m512 acc[MT];
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xl[MT], xh[MT], p[MT][4];
+        for (int t = 0; t < mt; t++)
+            act(qt, &A[t * nb + b], &xl[t], &xh[t]);
+        for (int k = 0; k < 4; k++) {
+            __m512i lo, hi;
+            codes(qt, rows, k, b, tab, &lo, &hi);
+            for (int t = 0; t < mt; t++)
+                p[t][k] = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]), hi, xh[t]);
+        }
+        const __m512 s = scales(qt, j->w, rows, b);
+        for (int t = 0; t < mt; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            const __m512i i =
+                _mm512_sub_epi32(red4(p[t]), _mm512_set1_epi32(kk * (a->s16[0] + a->s16[1])));
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(a->d), _mm512_mul_ps(s, _mm512_cvtepi32_ps(i)),
+                                     acc[t]);
+        }
+    }
+    store(j, acc, mt, o0, nrow, t0);
+}
+
+/* A group of a type read through its expander, Q8V_CH blocks of each row at a time. */
+static inline __attribute__((always_inline)) void
+group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rows[R];
+    group_rows(j, o0, nrow, rows);
+    const q8_ablock *A = j->A + t0 * nb;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc[MT];
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm512_setzero_ps();
+    q8_wblock e[R][Q8V_CH];
+    const int last = nrow > 1 ? nrow - 1 : 0; /* nrow >= 1 */
+    for (int64_t b0 = 0; b0 < nb; b0 += Q8V_CH) {
+        const int64_t n = nb - b0 < Q8V_CH ? nb - b0 : Q8V_CH;
+        for (int r = 0; r < nrow; r++)
+            j->expand(j->w, rows[r], b0, n, e[r]);
+        for (int64_t c = 0; c < n; c++) {
+            const uint8_t *er[R]; /* the rows' expanded block c, in load4's lane order */
+            for (int r = 0; r < R; r++)
+                er[r] = (const uint8_t *)&e[r < nrow ? r : last][c];
+            __m512i xl[MT], xh[MT], pl[MT][4], ph[MT][4], f[4];
+            for (int t = 0; t < mt; t++)
+                act(0, &A[t * nb + b0 + c], &xl[t], &xh[t]);
+            for (int k = 0; k < 4; k++) {
+                const __m512i lo = _mm512_xor_si512(load4(er, k, 0), flip);
+                const __m512i hi = _mm512_xor_si512(load4(er, k, 16), flip);
+                f[k] = load4(er, k, 32); /* s0 s1 m0 m1 */
+                for (int t = 0; t < mt; t++) {
+                    pl[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]);
+                    if (simple)
+                        pl[t][k] = _mm512_dpbusd_epi32(pl[t][k], hi, xh[t]);
+                    else
+                        ph[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xh[t]);
+                }
+            }
+            /* 4x4 transposes per lane: s0, s1, m0, m1 of the 16 rows in row order */
+            const __m512i u0 = _mm512_unpacklo_epi32(f[0], f[1]),
+                          u1 = _mm512_unpackhi_epi32(f[0], f[1]);
+            const __m512i u2 = _mm512_unpacklo_epi32(f[2], f[3]),
+                          u3 = _mm512_unpackhi_epi32(f[2], f[3]);
+            const __m512 s0 = _mm512_castsi512_ps(_mm512_unpacklo_epi64(u0, u2));
+            for (int t = 0; t < mt; t++) {
+                const q8_ablock *a = &A[t * nb + b0 + c];
+                const __m512 d = _mm512_set1_ps(a->d);
+                if (simple) {
+                    const __m512i i = _mm512_sub_epi32(
+                        red4(pl[t]), _mm512_set1_epi32(128 * (a->s16[0] + a->s16[1])));
+                    acc[t] = _mm512_fmadd_ps(d, _mm512_mul_ps(s0, _mm512_cvtepi32_ps(i)), acc[t]);
+                    continue;
+                }
+                const __m512 s1 = _mm512_castsi512_ps(_mm512_unpackhi_epi64(u0, u2));
+                const __m512 m0 = _mm512_castsi512_ps(_mm512_unpacklo_epi64(u1, u3));
+                const __m512 m1 = _mm512_castsi512_ps(_mm512_unpackhi_epi64(u1, u3));
+                const __m512i i0 =
+                    _mm512_sub_epi32(red4(pl[t]), _mm512_set1_epi32(128 * a->s16[0]));
+                const __m512i i1 =
+                    _mm512_sub_epi32(red4(ph[t]), _mm512_set1_epi32(128 * a->s16[1]));
+                __m512 v = _mm512_mul_ps(s0, _mm512_cvtepi32_ps(i0));
+                v = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(i1), v);
+                v = _mm512_fmadd_ps(m0, _mm512_set1_ps((float)a->s16[0]), v);
+                v = _mm512_fmadd_ps(m1, _mm512_set1_ps((float)a->s16[1]), v);
+                acc[t] = _mm512_fmadd_ps(d, v, acc[t]);
+            }
+        }
+    }
+    store(j, acc, mt, o0, nrow, t0);
+}
+
+#define CORE_FN(name, qt)                                                                          \
+    static inline __attribute__((always_inline)) void name(const q8v_job *j, int64_t o0, int nrow, \
+                                                           int64_t t0, int mt)                     \
+    {                                                                                              \
+        group_core(j, qt, o0, nrow, t0, mt);                                                       \
+    }                                                                                              \
+    Q8V_GROUP_FNS(name)
+
+CORE_FN(g_q4_0, LK_QTYPE_Q4_0)
+CORE_FN(g_iq4_nl, LK_QTYPE_IQ4_NL)
+CORE_FN(g_q8_0, LK_QTYPE_Q8_0)
+CORE_FN(g_nf4, LK_QTYPE_NF4)
+
+static inline __attribute__((always_inline)) void g_exp_simple(const q8v_job *j, int64_t o0,
+                                                               int nrow, int64_t t0, int mt)
+{
+    group_expanded(j, 1, o0, nrow, t0, mt);
+}
+static inline __attribute__((always_inline)) void g_exp_general(const q8v_job *j, int64_t o0,
+                                                                int nrow, int64_t t0, int mt)
+{
+    group_expanded(j, 0, o0, nrow, t0, mt);
+}
+Q8V_GROUP_FNS(g_exp_simple)
+Q8V_GROUP_FNS(g_exp_general)
+
+size_t q8_gemv_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8v_work(w, T, n_threads);
+}
+
+void q8_gemv_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                            float *Y, int n_threads, void *work, size_t work_size)
+{
+    q8v_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .quant = q8x_quantize_act};
+#define SET(fn)              \
+    do {                     \
+        j.group[0] = fn##_1; \
+        j.group[1] = fn##_2; \
+        j.group[2] = fn##_3; \
+        j.group[3] = fn##_4; \
+    } while (0)
+    switch (w->qtype) {
+    case LK_QTYPE_Q4_0: SET(g_q4_0); break;
+    case LK_QTYPE_IQ4_NL: SET(g_iq4_nl); break;
+    case LK_QTYPE_Q8_0: SET(g_q8_0); break;
+    case LK_QTYPE_NF4: SET(g_nf4); break;
+    default:
+        j.expand = q8_expander_avx2(w->qtype);
+        if (q8_simple(w->qtype))
+            SET(g_exp_simple);
+        else
+            SET(g_exp_general);
+    }
+#undef SET
+    q8v_run(&j, n_threads, work, work_size);
+}

@@ -1,0 +1,256 @@
+/* q8_gemv_neon.c — the NEON int8 matrix-vector kernel (q8_gemv.h) with the dot-product
+ * instructions (sdot, Armv8.2-A dotprod), bit for bit q8_gemm_fwd_ref; the neon table takes it for
+ * T <= Q8_GEMV_T (q8_dispatch.c). Per block of a group of 8 output rows: each row's signed codes
+ * (straight from a core type's block, or from its expansion by q8_expander) times the activation
+ * block's halves by two vdotq_s32 give 4 int32 partial sums of i0 and of i1; vpaddq_s32 reduces
+ * 4 rows' partials into the lanes of one vector (lane r: row r); then the fp32 update of q8.h on
+ * the 8 rows in two float32x4 (vfmaq_f32 is the fused fmaf). Signed by signed: no correction. */
+#pragma GCC target("arch=armv8.2-a+dotprod")
+#include <arm_neon.h>
+#include <string.h>
+
+#include "q8_gemv.h"
+
+#define R  8 /* output rows per group: two float32x4 */
+#define MT Q8V_MT
+
+/* The signed codes of block b of a row of a core type: values 0..15 (*lo) and 16..31 (*hi). */
+static inline __attribute__((always_inline)) void codes(int qt, const uint8_t *row, int64_t b,
+                                                        int8x16_t tab, int8x16_t *lo, int8x16_t *hi)
+{
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    if (qt == LK_QTYPE_Q8_0) {
+        *lo = vld1q_s8((const int8_t *)(row + b * 34 + 2));
+        *hi = vld1q_s8((const int8_t *)(row + b * 34 + 18));
+    } else if (qt == LK_QTYPE_NF4) { /* byte k holds value 2k (high nibble) and 2k+1 */
+        const uint8x16_t c = vld1q_u8(row + b * 16);
+        const uint8x16_t h = vshrq_n_u8(c, 4), l = vandq_u8(c, m4);
+        *lo = vqtbl1q_s8(tab, vzip1q_u8(h, l));
+        *hi = vqtbl1q_s8(tab, vzip2q_u8(h, l));
+    } else { /* Q4_0 (q = nibble - 8) and IQ4_NL (through the table): 18-byte blocks */
+        const uint8x16_t c = vld1q_u8(row + b * 18 + 2);
+        const uint8x16_t l = vandq_u8(c, m4), h = vshrq_n_u8(c, 4);
+        if (qt == LK_QTYPE_IQ4_NL) {
+            *lo = vqtbl1q_s8(tab, l);
+            *hi = vqtbl1q_s8(tab, h);
+        } else {
+            *lo = vsubq_s8(vreinterpretq_s8_u8(l), vdupq_n_s8(8));
+            *hi = vsubq_s8(vreinterpretq_s8_u8(h), vdupq_n_s8(8));
+        }
+    }
+}
+
+/* The scales of block b of the 8 rows of a core type (two float32x4). */
+static inline __attribute__((always_inline)) void
+scales(int qt, const q4_weight *w, const uint8_t *const *rows, int64_t b, float32x4_t s[2])
+{
+    if (qt == LK_QTYPE_NF4) {
+        const int bs = w->block;
+        const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
+        float amax[R];
+        for (int r = 0; r < R; r++)
+            memcpy(&amax[r], rows[r] + off, 4);
+        s[0] = vdivq_f32(vld1q_f32(amax), vdupq_n_f32(127.0f));
+        s[1] = vdivq_f32(vld1q_f32(amax + 4), vdupq_n_f32(127.0f));
+        return;
+    }
+    const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
+    uint16_t d[R];
+    for (int r = 0; r < R; r++)
+        memcpy(&d[r], rows[r] + off, 2);
+    s[0] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d)));
+    s[1] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4)));
+}
+
+/* i[t][h][g]: the sums of half h (i0, i1) of rows 4g..4g+3 in the lanes, from the codes lo/hi of
+ * the 8 rows and the activation blocks a[t]. */
+static inline __attribute__((always_inline)) void sums(const int8x16_t lo[R], const int8x16_t hi[R],
+                                                       const q8_ablock *const a[MT], int mt,
+                                                       int32x4_t i[MT][2][2])
+{
+    for (int t = 0; t < mt; t++) {
+        const int8x16_t x0 = vld1q_s8(a[t]->q), x1 = vld1q_s8(a[t]->q + 16);
+        for (int g = 0; g < 2; g++) {
+            int32x4_t p0[4], p1[4];
+            for (int r = 0; r < 4; r++) {
+                p0[r] = vdotq_s32(vdupq_n_s32(0), lo[4 * g + r], x0);
+                p1[r] = vdotq_s32(vdupq_n_s32(0), hi[4 * g + r], x1);
+            }
+            i[t][0][g] = vpaddq_s32(vpaddq_s32(p0[0], p0[1]), vpaddq_s32(p0[2], p0[3]));
+            i[t][1][g] = vpaddq_s32(vpaddq_s32(p1[0], p1[1]), vpaddq_s32(p1[2], p1[3]));
+        }
+    }
+}
+
+/* The fp32 update of q8.h for one block: f = s0 [s1 m0 m1] of the 8 rows (two vectors each). */
+static inline __attribute__((always_inline)) void update(const int32x4_t i[MT][2][2],
+                                                         const q8_ablock *const a[MT], int mt,
+                                                         int simple, const float32x4_t f[4][2],
+                                                         float32x4_t acc[MT][2])
+{
+    for (int t = 0; t < mt; t++) {
+        const float32x4_t d = vdupq_n_f32(a[t]->d);
+        for (int g = 0; g < 2; g++) {
+            float32x4_t v;
+            if (simple) {
+                v = vmulq_f32(f[0][g], vcvtq_f32_s32(vaddq_s32(i[t][0][g], i[t][1][g])));
+            } else {
+                v = vmulq_f32(f[0][g], vcvtq_f32_s32(i[t][0][g]));
+                v = vfmaq_f32(v, f[1][g], vcvtq_f32_s32(i[t][1][g]));
+                v = vfmaq_f32(v, f[2][g], vdupq_n_f32((float)a[t]->s16[0]));
+                v = vfmaq_f32(v, f[3][g], vdupq_n_f32((float)a[t]->s16[1]));
+            }
+            acc[t][g] = vfmaq_f32(acc[t][g], d, v);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+store(const q8v_job *j, const float32x4_t acc[MT][2], int mt, int64_t o0, int nrow, int64_t t0)
+{
+    for (int t = 0; t < mt; t++) {
+        float *y = j->Y + (t0 + t) * j->w->out + o0;
+        float tmp[R];
+        vst1q_f32(tmp, acc[t][0]);
+        vst1q_f32(tmp + 4, acc[t][1]);
+        for (int r = 0; r < nrow; r++)
+            y[r] = j->bias ? tmp[r] + j->bias[o0 + r] : tmp[r];
+    }
+}
+
+static void group_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_t *rows[R])
+{
+    const q4_weight *w = j->w;
+    for (int r = 0; r < R; r++) /* rows past nrow repeat the last one (not stored) */
+        rows[r] =
+            (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
+}
+
+static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
+                                                             int nrow, int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rows[R];
+    group_rows(j, o0, nrow, rows);
+    const int8x16_t tab = vld1q_s8(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values);
+    const q8_ablock *A = j->A + t0 * nb;
+    float32x4_t acc[MT][2];
+    for (int t = 0; t < mt; t++)
+        acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const q8_ablock *a[MT];
+        for (int t = 0; t < mt; t++)
+            a[t] = &A[t * nb + b];
+        int8x16_t lo[R], hi[R];
+        for (int r = 0; r < R; r++)
+            codes(qt, rows[r], b, tab, &lo[r], &hi[r]);
+        int32x4_t i[MT][2][2];
+        sums(lo, hi, a, mt, i);
+        float32x4_t f[4][2];
+        scales(qt, j->w, rows, b, f[0]);
+        update(i, a, mt, 1, f, acc);
+    }
+    store(j, acc, mt, o0, nrow, t0);
+}
+
+static inline __attribute__((always_inline)) void
+group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rows[R];
+    group_rows(j, o0, nrow, rows);
+    const q8_ablock *A = j->A + t0 * nb;
+    float32x4_t acc[MT][2];
+    for (int t = 0; t < mt; t++)
+        acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+    q8_wblock e[R][Q8V_CH];
+    const int last = nrow > 1 ? nrow - 1 : 0; /* nrow >= 1 */
+    for (int64_t b0 = 0; b0 < nb; b0 += Q8V_CH) {
+        const int64_t n = nb - b0 < Q8V_CH ? nb - b0 : Q8V_CH;
+        for (int r = 0; r < nrow; r++)
+            j->expand(j->w, rows[r], b0, n, e[r]);
+        for (int64_t c = 0; c < n; c++) {
+            const q8_ablock *a[MT];
+            for (int t = 0; t < mt; t++)
+                a[t] = &A[t * nb + b0 + c];
+            int8x16_t lo[R], hi[R];
+            float fs[4][R]; /* s0 s1 m0 m1 of each row */
+            for (int r = 0; r < R; r++) {
+                const q8_wblock *x = &e[r < nrow ? r : last][c];
+                lo[r] = vld1q_s8(x->q);
+                hi[r] = vld1q_s8(x->q + 16);
+                fs[0][r] = x->s[0];
+                fs[1][r] = x->s[1];
+                fs[2][r] = x->m[0];
+                fs[3][r] = x->m[1];
+            }
+            int32x4_t i[MT][2][2];
+            sums(lo, hi, a, mt, i);
+            float32x4_t f[4][2];
+            for (int k = 0; k < 4; k++) {
+                f[k][0] = vld1q_f32(fs[k]);
+                f[k][1] = vld1q_f32(fs[k] + 4);
+            }
+            update(i, a, mt, simple, f, acc);
+        }
+    }
+    store(j, acc, mt, o0, nrow, t0);
+}
+
+#define CORE_FN(name, qt)                                                                          \
+    static inline __attribute__((always_inline)) void name(const q8v_job *j, int64_t o0, int nrow, \
+                                                           int64_t t0, int mt)                     \
+    {                                                                                              \
+        group_core(j, qt, o0, nrow, t0, mt);                                                       \
+    }                                                                                              \
+    Q8V_GROUP_FNS(name)
+
+CORE_FN(g_q4_0, LK_QTYPE_Q4_0)
+CORE_FN(g_iq4_nl, LK_QTYPE_IQ4_NL)
+CORE_FN(g_q8_0, LK_QTYPE_Q8_0)
+CORE_FN(g_nf4, LK_QTYPE_NF4)
+
+static inline __attribute__((always_inline)) void g_exp_simple(const q8v_job *j, int64_t o0,
+                                                               int nrow, int64_t t0, int mt)
+{
+    group_expanded(j, 1, o0, nrow, t0, mt);
+}
+static inline __attribute__((always_inline)) void g_exp_general(const q8v_job *j, int64_t o0,
+                                                                int nrow, int64_t t0, int mt)
+{
+    group_expanded(j, 0, o0, nrow, t0, mt);
+}
+Q8V_GROUP_FNS(g_exp_simple)
+Q8V_GROUP_FNS(g_exp_general)
+
+size_t q8_gemv_work_neon(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8v_work(w, T, n_threads);
+}
+
+void q8_gemv_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size)
+{
+    q8v_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .quant = q8_quantize_act};
+#define SET(fn)              \
+    do {                     \
+        j.group[0] = fn##_1; \
+        j.group[1] = fn##_2; \
+        j.group[2] = fn##_3; \
+        j.group[3] = fn##_4; \
+    } while (0)
+    switch (w->qtype) {
+    case LK_QTYPE_Q4_0: SET(g_q4_0); break;
+    case LK_QTYPE_IQ4_NL: SET(g_iq4_nl); break;
+    case LK_QTYPE_Q8_0: SET(g_q8_0); break;
+    case LK_QTYPE_NF4: SET(g_nf4); break;
+    default:
+        j.expand = q8_expander(w->qtype);
+        if (q8_simple(w->qtype))
+            SET(g_exp_simple);
+        else
+            SET(g_exp_general);
+    }
+#undef SET
+    q8v_run(&j, n_threads, work, work_size);
+}
