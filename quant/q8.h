@@ -100,7 +100,7 @@ typedef struct {
 
 /* The largest T the dispatched forward of the SIMD variants hands to their GEMV (measured:
  * BENCHMARKS.md, "int8 GEMV at small T"). */
-#define Q8_GEMV_T 3
+#define Q8_GEMV_T 4
 
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads, void *work, size_t work_size);

@@ -100,4 +100,30 @@ static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_si
         fn(j, o0, nrow, t0, 4);                                            \
     }
 
+/* Point j's group[] at a variant's group functions of qtype: g_q4_0, g_iq4_nl, g_q8_0, g_nf4 (the
+ * core types, read straight from their blocks), else g_exp_simple / g_exp_general (q8_simple or
+ * not) through `expander`; each defined by Q8V_GROUP_FNS in the variant's file. */
+#define Q8V_SET(j, fn)         \
+    do {                       \
+        (j).group[0] = fn##_1; \
+        (j).group[1] = fn##_2; \
+        (j).group[2] = fn##_3; \
+        (j).group[3] = fn##_4; \
+    } while (0)
+#define Q8V_SET_GROUPS(j, qtype, expander)                 \
+    do {                                                   \
+        switch (qtype) {                                   \
+        case LK_QTYPE_Q4_0: Q8V_SET(j, g_q4_0); break;     \
+        case LK_QTYPE_IQ4_NL: Q8V_SET(j, g_iq4_nl); break; \
+        case LK_QTYPE_Q8_0: Q8V_SET(j, g_q8_0); break;     \
+        case LK_QTYPE_NF4: Q8V_SET(j, g_nf4); break;       \
+        default:                                           \
+            (j).expand = (expander);                       \
+            if (q8_simple(qtype))                          \
+                Q8V_SET(j, g_exp_simple);                  \
+            else                                           \
+                Q8V_SET(j, g_exp_general);                 \
+        }                                                  \
+    } while (0)
+
 #endif /* LK_Q8_GEMV_H */

@@ -98,15 +98,26 @@ static inline __attribute__((always_inline)) __m512 scales(int qt, const q4_weig
         const int bs = w->block;
         const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
         float amax[R];
+#pragma GCC unroll 16
         for (int r = 0; r < R; r++)
             memcpy(&amax[r], rows[r] + off, 4);
         return _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f));
     }
     const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
-    uint16_t d[R];
-    for (int r = 0; r < R; r++)
-        memcpy(&d[r], rows[r] + off, 2);
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)d));
+    __m128i h[2]; /* built in registers: 16 narrow stores and a wide load would stall */
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) {
+        const uint8_t *const *p = rows + 8 * i;
+        h[i] = _mm_cvtsi32_si128(*(const uint16_t *)(const void *)(p[0] + off));
+        h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[1] + off), 1);
+        h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[2] + off), 2);
+        h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[3] + off), 3);
+        h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[4] + off), 4);
+        h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[5] + off), 5);
+        h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[6] + off), 6);
+        h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[7] + off), 7);
+    }
+    return _mm512_cvtph_ps(_mm256_set_m128i(h[1], h[0]));
 }
 
 static inline __attribute__((always_inline)) void store(const q8v_job *j, const __m512 acc[MT],
@@ -114,6 +125,7 @@ static inline __attribute__((always_inline)) void store(const q8v_job *j, const 
 {
     const __mmask16 m = (__mmask16)(nrow >= R ? 0xffff : (1u << nrow) - 1);
     const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(m, j->bias + o0) : _mm512_setzero_ps();
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++) {
         const __m512 v = j->bias ? _mm512_add_ps(acc[t], bias) : acc[t];
         _mm512_mask_storeu_ps(j->Y + (t0 + t) * j->w->out + o0, m, v);
@@ -123,6 +135,7 @@ static inline __attribute__((always_inline)) void store(const q8v_job *j, const 
 static void group_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_t *rows[R])
 {
     const q4_weight *w = j->w;
+#pragma GCC unroll 16
     for (int r = 0; r < R; r++) /* rows past nrow repeat the last one (not stored) */
         rows[r] =
             (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
@@ -142,20 +155,25 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     const int kk = code_k(qt);
     const q8_ablock *A = j->A + t0 * nb;
     __m512 acc[MT];
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
         acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m512i xl[MT], xh[MT], p[MT][4];
+#pragma GCC unroll 4
         for (int t = 0; t < mt; t++)
             act(qt, &A[t * nb + b], &xl[t], &xh[t]);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m512i lo, hi;
             codes(qt, rows, k, b, tab, &lo, &hi);
+#pragma GCC unroll 4
             for (int t = 0; t < mt; t++)
                 p[t][k] = _mm512_dpbusd_epi32(
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]), hi, xh[t]);
         }
         const __m512 s = scales(qt, j->w, rows, b);
+#pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
             const __m512i i =
@@ -177,6 +195,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
     const q8_ablock *A = j->A + t0 * nb;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[MT];
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
         acc[t] = _mm512_setzero_ps();
     q8_wblock e[R][Q8V_CH];
@@ -187,15 +206,19 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
             j->expand(j->w, rows[r], b0, n, e[r]);
         for (int64_t c = 0; c < n; c++) {
             const uint8_t *er[R]; /* the rows' expanded block c, in load4's lane order */
+#pragma GCC unroll 16
             for (int r = 0; r < R; r++)
                 er[r] = (const uint8_t *)&e[r < nrow ? r : last][c];
             __m512i xl[MT], xh[MT], pl[MT][4], ph[MT][4], f[4];
+#pragma GCC unroll 4
             for (int t = 0; t < mt; t++)
                 act(0, &A[t * nb + b0 + c], &xl[t], &xh[t]);
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const __m512i lo = _mm512_xor_si512(load4(er, k, 0), flip);
                 const __m512i hi = _mm512_xor_si512(load4(er, k, 16), flip);
                 f[k] = load4(er, k, 32); /* s0 s1 m0 m1 */
+#pragma GCC unroll 4
                 for (int t = 0; t < mt; t++) {
                     pl[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]);
                     if (simple)
@@ -210,6 +233,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
             const __m512i u2 = _mm512_unpacklo_epi32(f[2], f[3]),
                           u3 = _mm512_unpackhi_epi32(f[2], f[3]);
             const __m512 s0 = _mm512_castsi512_ps(_mm512_unpacklo_epi64(u0, u2));
+#pragma GCC unroll 4
             for (int t = 0; t < mt; t++) {
                 const q8_ablock *a = &A[t * nb + b0 + c];
                 const __m512 d = _mm512_set1_ps(a->d);
@@ -272,25 +296,6 @@ void q8_gemv_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *
                             float *Y, int n_threads, void *work, size_t work_size)
 {
     q8v_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .quant = q8x_quantize_act};
-#define SET(fn)              \
-    do {                     \
-        j.group[0] = fn##_1; \
-        j.group[1] = fn##_2; \
-        j.group[2] = fn##_3; \
-        j.group[3] = fn##_4; \
-    } while (0)
-    switch (w->qtype) {
-    case LK_QTYPE_Q4_0: SET(g_q4_0); break;
-    case LK_QTYPE_IQ4_NL: SET(g_iq4_nl); break;
-    case LK_QTYPE_Q8_0: SET(g_q8_0); break;
-    case LK_QTYPE_NF4: SET(g_nf4); break;
-    default:
-        j.expand = q8_expander_avx2(w->qtype);
-        if (q8_simple(w->qtype))
-            SET(g_exp_simple);
-        else
-            SET(g_exp_general);
-    }
-#undef SET
+    Q8V_SET_GROUPS(j, w->qtype, q8_expander_avx2(w->qtype));
     q8v_run(&j, n_threads, work, work_size);
 }

@@ -48,6 +48,7 @@ scales(int qt, const q4_weight *w, const uint8_t *const *rows, int64_t b, float3
         const int bs = w->block;
         const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
         float amax[R];
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             memcpy(&amax[r], rows[r] + off, 4);
         s[0] = vdivq_f32(vld1q_f32(amax), vdupq_n_f32(127.0f));
@@ -56,6 +57,7 @@ scales(int qt, const q4_weight *w, const uint8_t *const *rows, int64_t b, float3
     }
     const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
     uint16_t d[R];
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
         memcpy(&d[r], rows[r] + off, 2);
     s[0] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d)));
@@ -68,10 +70,13 @@ static inline __attribute__((always_inline)) void sums(const int8x16_t lo[R], co
                                                        const q8_ablock *const a[MT], int mt,
                                                        int32x4_t i[MT][2][2])
 {
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++) {
         const int8x16_t x0 = vld1q_s8(a[t]->q), x1 = vld1q_s8(a[t]->q + 16);
+#pragma GCC unroll 2
         for (int g = 0; g < 2; g++) {
             int32x4_t p0[4], p1[4];
+#pragma GCC unroll 4
             for (int r = 0; r < 4; r++) {
                 p0[r] = vdotq_s32(vdupq_n_s32(0), lo[4 * g + r], x0);
                 p1[r] = vdotq_s32(vdupq_n_s32(0), hi[4 * g + r], x1);
@@ -88,8 +93,10 @@ static inline __attribute__((always_inline)) void update(const int32x4_t i[MT][2
                                                          int simple, const float32x4_t f[4][2],
                                                          float32x4_t acc[MT][2])
 {
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++) {
         const float32x4_t d = vdupq_n_f32(a[t]->d);
+#pragma GCC unroll 2
         for (int g = 0; g < 2; g++) {
             float32x4_t v;
             if (simple) {
@@ -108,6 +115,7 @@ static inline __attribute__((always_inline)) void update(const int32x4_t i[MT][2
 static inline __attribute__((always_inline)) void
 store(const q8v_job *j, const float32x4_t acc[MT][2], int mt, int64_t o0, int nrow, int64_t t0)
 {
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++) {
         float *y = j->Y + (t0 + t) * j->w->out + o0;
         float tmp[R];
@@ -121,6 +129,7 @@ store(const q8v_job *j, const float32x4_t acc[MT][2], int mt, int64_t o0, int nr
 static void group_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_t *rows[R])
 {
     const q4_weight *w = j->w;
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) /* rows past nrow repeat the last one (not stored) */
         rows[r] =
             (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
@@ -135,13 +144,16 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     const int8x16_t tab = vld1q_s8(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values);
     const q8_ablock *A = j->A + t0 * nb;
     float32x4_t acc[MT][2];
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
         acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
     for (int64_t b = 0; b < nb; b++) {
         const q8_ablock *a[MT];
+#pragma GCC unroll 4
         for (int t = 0; t < mt; t++)
             a[t] = &A[t * nb + b];
         int8x16_t lo[R], hi[R];
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             codes(qt, rows[r], b, tab, &lo[r], &hi[r]);
         int32x4_t i[MT][2][2];
@@ -161,6 +173,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
     group_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     float32x4_t acc[MT][2];
+#pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
         acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
     q8_wblock e[R][Q8V_CH];
@@ -171,10 +184,12 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
             j->expand(j->w, rows[r], b0, n, e[r]);
         for (int64_t c = 0; c < n; c++) {
             const q8_ablock *a[MT];
+#pragma GCC unroll 4
             for (int t = 0; t < mt; t++)
                 a[t] = &A[t * nb + b0 + c];
             int8x16_t lo[R], hi[R];
             float fs[4][R]; /* s0 s1 m0 m1 of each row */
+#pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const q8_wblock *x = &e[r < nrow ? r : last][c];
                 lo[r] = vld1q_s8(x->q);
@@ -187,6 +202,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
             int32x4_t i[MT][2][2];
             sums(lo, hi, a, mt, i);
             float32x4_t f[4][2];
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 f[k][0] = vld1q_f32(fs[k]);
                 f[k][1] = vld1q_f32(fs[k] + 4);
@@ -232,25 +248,6 @@ void q8_gemv_fwd_neon(const q4_weight *w, const float *bias, const float *X, int
                       int n_threads, void *work, size_t work_size)
 {
     q8v_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .quant = q8_quantize_act};
-#define SET(fn)              \
-    do {                     \
-        j.group[0] = fn##_1; \
-        j.group[1] = fn##_2; \
-        j.group[2] = fn##_3; \
-        j.group[3] = fn##_4; \
-    } while (0)
-    switch (w->qtype) {
-    case LK_QTYPE_Q4_0: SET(g_q4_0); break;
-    case LK_QTYPE_IQ4_NL: SET(g_iq4_nl); break;
-    case LK_QTYPE_Q8_0: SET(g_q8_0); break;
-    case LK_QTYPE_NF4: SET(g_nf4); break;
-    default:
-        j.expand = q8_expander(w->qtype);
-        if (q8_simple(w->qtype))
-            SET(g_exp_simple);
-        else
-            SET(g_exp_general);
-    }
-#undef SET
+    Q8V_SET_GROUPS(j, w->qtype, q8_expander(w->qtype));
     q8v_run(&j, n_threads, work, work_size);
 }
