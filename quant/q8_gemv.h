@@ -101,8 +101,9 @@ static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_si
     }
 
 /* Point j's group[] at a variant's group functions of qtype: g_q4_0, g_iq4_nl, g_q8_0, g_nf4 (the
- * core types, read straight from their blocks), else g_exp_simple / g_exp_general (q8_simple or
- * not) through `expander`; each defined by Q8V_GROUP_FNS in the variant's file. */
+ * core types) and group_q4_1 (Q4_1), read straight from their blocks, else g_exp_simple /
+ * g_exp_general (q8_simple or not) through `expander`; each defined by Q8V_GROUP_FNS in the
+ * variant's file. */
 #define Q8V_SET(j, fn)         \
     do {                       \
         (j).group[0] = fn##_1; \
@@ -117,6 +118,7 @@ static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_si
         case LK_QTYPE_IQ4_NL: Q8V_SET(j, g_iq4_nl); break; \
         case LK_QTYPE_Q8_0: Q8V_SET(j, g_q8_0); break;     \
         case LK_QTYPE_NF4: Q8V_SET(j, g_nf4); break;       \
+        case LK_QTYPE_Q4_1: Q8V_SET(j, group_q4_1); break; \
         default:                                           \
             (j).expand = (expander);                       \
             if (q8_simple(qtype))                          \

@@ -82,6 +82,21 @@ sums_core(int qt, const uint8_t *const *rows, int k, int64_t b, __m256i tab, __m
     return _mm256_add_epi32(dot_signed(lo, xl), dot_signed(hi, xh));
 }
 
+/* The fp16 values at offset off of the 8 rows, as fp32 (built in a register: 8 narrow stores and
+ * a wide load would stall). */
+static inline __attribute__((always_inline)) __m256 fp16s(const uint8_t *const *rows, size_t off)
+{
+    __m128i h = _mm_cvtsi32_si128(*(const uint16_t *)(const void *)(rows[0] + off));
+    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[1] + off), 1);
+    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[2] + off), 2);
+    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[3] + off), 3);
+    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[4] + off), 4);
+    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[5] + off), 5);
+    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[6] + off), 6);
+    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[7] + off), 7);
+    return _mm256_cvtph_ps(h);
+}
+
 /* The scales of block b of the 8 rows of a core type. */
 static inline __attribute__((always_inline)) __m256 scales(int qt, const q4_weight *w,
                                                            const uint8_t *const *rows, int64_t b)
@@ -95,16 +110,7 @@ static inline __attribute__((always_inline)) __m256 scales(int qt, const q4_weig
             memcpy(&amax[r], rows[r] + off, 4);
         return _mm256_div_ps(_mm256_loadu_ps(amax), _mm256_set1_ps(127.0f));
     }
-    const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
-    __m128i h = _mm_cvtsi32_si128(*(const uint16_t *)(const void *)(rows[0] + off));
-    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[1] + off), 1);
-    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[2] + off), 2);
-    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[3] + off), 3);
-    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[4] + off), 4);
-    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[5] + off), 5);
-    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[6] + off), 6);
-    h = _mm_insert_epi16(h, *(const uint16_t *)(const void *)(rows[7] + off), 7);
-    return _mm256_cvtph_ps(h);
+    return fp16s(rows, (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18));
 }
 
 static inline __attribute__((always_inline)) void store(const q8v_job *j, const __m256 acc[MT],
@@ -170,6 +176,52 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     }
     store(j, acc, mt, o0, nrow, t0);
 }
+
+/* A group of Q4_1 (d, m, 16 bytes of nibbles q = 0..15: value d·q + m), read straight from its
+ * blocks: the nibbles are unsigned codes as they are (no correction), i0 and i1 kept apart for
+ * the general product with s = d and m in both halves. */
+static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
+                                                             int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rows[R];
+    group_rows(j, o0, nrow, rows);
+    const q8_ablock *A = j->A + t0 * nb;
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    __m256 acc[MT];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i xl[MT], xh[MT], pl[MT][4], ph[MT][4];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            act(0, &A[t * nb + b], &xl[t], &xh[t]);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256i c = load2(rows, k, (size_t)b * 20 + 4);
+            const __m256i lo = _mm256_and_si256(c, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
+#pragma GCC unroll 4
+            for (int t = 0; t < mt; t++) {
+                pl[t][k] = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl[t]), ones);
+                ph[t][k] = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh[t]), ones);
+            }
+        }
+        const __m256 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            __m256 v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(red4(pl[t])));
+            v = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(red4(ph[t])), v);
+            v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[0]), v);
+            v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[1]), v);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d), v, acc[t]);
+        }
+    }
+    store(j, acc, mt, o0, nrow, t0);
+}
+Q8V_GROUP_FNS(group_q4_1)
 
 /* A group of a type read through its expander, Q8V_CH blocks of each row at a time. */
 static inline __attribute__((always_inline)) void

@@ -90,21 +90,11 @@ codes(int qt, const uint8_t *const *rows, int k, int64_t b, __m512i tab, __m512i
     }
 }
 
-/* The scales of block b of the 16 rows of a core type. */
-static inline __attribute__((always_inline)) __m512 scales(int qt, const q4_weight *w,
-                                                           const uint8_t *const *rows, int64_t b)
+/* The fp16 values at offset off of the 16 rows, as fp32 (built in registers: 16 narrow stores
+ * and a wide load would stall). */
+static inline __attribute__((always_inline)) __m512 fp16s(const uint8_t *const *rows, size_t off)
 {
-    if (qt == LK_QTYPE_NF4) {
-        const int bs = w->block;
-        const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
-        float amax[R];
-#pragma GCC unroll 16
-        for (int r = 0; r < R; r++)
-            memcpy(&amax[r], rows[r] + off, 4);
-        return _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f));
-    }
-    const size_t off = (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18);
-    __m128i h[2]; /* built in registers: 16 narrow stores and a wide load would stall */
+    __m128i h[2];
 #pragma GCC unroll 2
     for (int i = 0; i < 2; i++) {
         const uint8_t *const *p = rows + 8 * i;
@@ -118,6 +108,22 @@ static inline __attribute__((always_inline)) __m512 scales(int qt, const q4_weig
         h[i] = _mm_insert_epi16(h[i], *(const uint16_t *)(const void *)(p[7] + off), 7);
     }
     return _mm512_cvtph_ps(_mm256_set_m128i(h[1], h[0]));
+}
+
+/* The scales of block b of the 16 rows of a core type. */
+static inline __attribute__((always_inline)) __m512 scales(int qt, const q4_weight *w,
+                                                           const uint8_t *const *rows, int64_t b)
+{
+    if (qt == LK_QTYPE_NF4) {
+        const int bs = w->block;
+        const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
+        float amax[R];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++)
+            memcpy(&amax[r], rows[r] + off, 4);
+        return _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f));
+    }
+    return fp16s(rows, (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18));
 }
 
 static inline __attribute__((always_inline)) void store(const q8v_job *j, const __m512 acc[MT],
@@ -184,6 +190,52 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     }
     store(j, acc, mt, o0, nrow, t0);
 }
+
+/* A group of Q4_1 (d, m, 16 bytes of nibbles q = 0..15: value d·q + m), read straight from its
+ * blocks: the nibbles are the unsigned codes themselves (K = 0), i0 and i1 kept apart for the
+ * general product with s = d and m in both halves. */
+static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
+                                                             int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rows[R];
+    group_rows(j, o0, nrow, rows);
+    const q8_ablock *A = j->A + t0 * nb;
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 acc[MT];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xl[MT], xh[MT], pl[MT][4], ph[MT][4];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            act(0, &A[t * nb + b], &xl[t], &xh[t]);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m512i c = load4(rows, k, (size_t)b * 20 + 4);
+            const __m512i lo = _mm512_and_si512(c, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+#pragma GCC unroll 4
+            for (int t = 0; t < mt; t++) {
+                pl[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]);
+                ph[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xh[t]);
+            }
+        }
+        const __m512 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            __m512 v = _mm512_mul_ps(s, _mm512_cvtepi32_ps(red4(pl[t])));
+            v = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(red4(ph[t])), v);
+            v = _mm512_fmadd_ps(m, _mm512_set1_ps((float)a->s16[0]), v);
+            v = _mm512_fmadd_ps(m, _mm512_set1_ps((float)a->s16[1]), v);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(a->d), v, acc[t]);
+        }
+    }
+    store(j, acc, mt, o0, nrow, t0);
+}
+Q8V_GROUP_FNS(group_q4_1)
 
 /* A group of a type read through its expander, Q8V_CH blocks of each row at a time. */
 static inline __attribute__((always_inline)) void

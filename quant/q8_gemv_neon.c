@@ -165,6 +165,49 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     store(j, acc, mt, o0, nrow, t0);
 }
 
+/* A group of Q4_1 (d, m, 16 bytes of nibbles q = 0..15: value d·q + m), read straight from its
+ * blocks; the general product with s = d and m in both halves. */
+static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
+                                                             int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rows[R];
+    group_rows(j, o0, nrow, rows);
+    const q8_ablock *A = j->A + t0 * nb;
+    float32x4_t acc[MT][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const q8_ablock *a[MT];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            a[t] = &A[t * nb + b];
+        int8x16_t lo[R], hi[R];
+        uint16_t d[2][R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const uint8_t *x = rows[r] + b * 20;
+            const uint8x16_t c = vld1q_u8(x + 4);
+            lo[r] = vreinterpretq_s8_u8(vandq_u8(c, vdupq_n_u8(15)));
+            hi[r] = vreinterpretq_s8_u8(vshrq_n_u8(c, 4));
+            memcpy(&d[0][r], x, 2);
+            memcpy(&d[1][r], x + 2, 2);
+        }
+        int32x4_t i[MT][2][2];
+        sums(lo, hi, a, mt, i);
+        float32x4_t f[4][2];
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++) {
+            f[0][g] = f[1][g] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d[0] + 4 * g)));
+            f[2][g] = f[3][g] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d[1] + 4 * g)));
+        }
+        update(i, a, mt, 0, f, acc);
+    }
+    store(j, acc, mt, o0, nrow, t0);
+}
+Q8V_GROUP_FNS(group_q4_1)
+
 static inline __attribute__((always_inline)) void
 group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, int mt)
 {
