@@ -164,6 +164,8 @@ expect 2 "bench --decode -1" -- "$B/lora-bench" -m "$M" --decode -1
 has err "lora-bench: --decode must be at least 0, got -1" "one option per message"
 expect 2 "inspect --top 9" -- "$B/lora-inspect" "$T/a" --top 9
 has err "lora-inspect: --top must be between 0 and 8, got 9" "--top range"
+expect 2 "bench-kernels --shapes foo" -- "$B/lora-bench-kernels" --shapes foo
+has err "lora-bench-kernels: --shapes: 'foo', expected qwen2.5-0.5b or smollm2-135m" "--shapes"
 
 # --- progress and evaluation -----------------------------------------------------------------
 expect 0 "eval sample and progress fields" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 4 \

@@ -389,13 +389,18 @@ int main(int argc, char **argv)
         arg_str0(NULL, "compute", "LIST",
                  "compute paths per format: f32, int8 or f32,int8 (default f32; int8 uses the "
                  "dispatched int8 variant, LK_KERNELS picks another)");
+    struct arg_str *model =
+        arg_str0(NULL, "shapes", "NAME",
+                 "layer shapes: qwen2.5-0.5b (default) or smollm2-135m (with its LM head)");
     struct arg_end *end = arg_end(20);
-    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, types, cold, compute, end};
+    void *argtable[] = {
+        CLI_COMMON_ENTRIES(c), reps, variant, tlist, types, cold, compute, model, end};
     int rc = cli_parse(argc, argv, argtable, end, &c, TOOL,
                        "Benchmark the fused dequant-GEMM kernels against OpenBLAS fp32.",
                        "Shapes are Qwen2.5-0.5B's linear layers (out x in): q/o 896x896, "
-                       "k/v 128x896,\ngate/up 4864x896, down 896x4864. GFLOP/s = 2*T*out*in / "
-                       "best time.\n");
+                       "k/v 128x896,\ngate/up 4864x896, down 896x4864; --shapes smollm2-135m: "
+                       "576x576, 192x576,\n1536x576, 576x1536 and the LM head 49152x576. "
+                       "GFLOP/s = 2*T*out*in / best time.\n");
     if (rc >= 0) {
         arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
         return rc;
@@ -439,7 +444,17 @@ int main(int argc, char **argv)
     if (o.threads <= 0)
         o.threads = 2;
     openblas_set_num_threads(o.threads);
-    static const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}};
+    static const int64_t qwen[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}};
+    static const int64_t smol[][2] = {
+        {576, 576}, {192, 576}, {1536, 576}, {576, 1536}, {49152, 576}};
+    const char *sh = model->count ? model->sval[0] : "qwen2.5-0.5b";
+    if (strcmp(sh, "qwen2.5-0.5b") && strcmp(sh, "smollm2-135m")) {
+        free(Ts);
+        arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
+        return cli_usage_error(TOOL, "--shapes: '%s', expected qwen2.5-0.5b or smollm2-135m", sh);
+    }
+    const int64_t(*shapes)[2] = strcmp(sh, "qwen2.5-0.5b") ? smol : qwen;
+    const size_t nshapes = strcmp(sh, "qwen2.5-0.5b") ? 5 : 4;
     const char *vname = o.variant ? o.variant : lk_kernel_variant();
     if (o.json)
         printf("{\"version\":\"%s\",\"seed\":%llu,\"threads\":%d,\"variant\":\"%s\","
@@ -462,7 +477,7 @@ int main(int argc, char **argv)
         printf("\n");
     }
     rc = -1;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && rc < 0; s++)
+    for (size_t s = 0; s < nshapes && rc < 0; s++)
         rc = bench_shape(&o, shapes[s][0], shapes[s][1]);
     if (o.json && rc < 0)
         printf("]}\n");
