@@ -27,10 +27,15 @@
  *   fp16(d) (the codes come from the fp32 d). Then dX = dY·W is q8_gemm_fwd(&wt, NULL, dY, ...).
  * Variants (q8_kernels): ref (plain C), avx2 (vpmaddubsw/vpmaddwd), avx512vnni (vpdpbusd),
  *   neon (vdotq_s32, dotprod). A variant is offered where its file is compiled (LK_HAVE_*) and the
- *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). The SIMD variants share the
- *   packed weight panel and driver of q8_pack.h (output rows per panel: 32 in avx512vnni, 8 in
- *   avx2 and neon; codes as q, or as q + K where an instruction wants unsigned bytes, each block
- *   sum then corrected by -K·Σx from the activation's half sums). */
+ *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). Above Q8_GEMV_T activation rows
+ *   the SIMD variants share the packed weight panel and driver of q8_pack.h (output rows per
+ *   panel: 32 in avx512vnni, 8 in avx2 and neon; codes as q, or as q + K where an instruction
+ *   wants unsigned bytes, each block sum then corrected by -K·Σx from the activation's half sums).
+ *   For T <= Q8_GEMV_T (decode) they run their GEMV (q8_gemv.h, q8_gemv_*.c): no panel, every
+ *   stored weight block read once per pass of up to 4 activation rows, straight from its blocks
+ *   for Q4_0, IQ4_NL, Q8_0, NF4 and Q4_1, through the expander a few blocks of a row at a time
+ *   (on the stack) for the other types; the output rows of a group (16 in avx512vnni, 8 in avx2
+ *   and neon) share one vector, so the fp32 update runs on all of them at once. */
 /* clang-format on */
 #ifndef LK_Q8_H
 #define LK_Q8_H
