@@ -100,9 +100,35 @@ static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_si
         fn(j, o0, nrow, t0, 4);                                            \
     }
 
+/* Every group function of a variant's file, from its always-inline group_core(j, qt, o0, nrow,
+ * t0, mt) (the simple core types Q4_0, IQ4_NL, Q8_0, NF4), group_q4_1(j, o0, nrow, t0, mt) and
+ * group_expanded(j, simple, o0, nrow, t0, mt) (the types read through an expander). */
+#define Q8V_CORE(name, qt)                                                                         \
+    static inline __attribute__((always_inline)) void name(const q8v_job *j, int64_t o0, int nrow, \
+                                                           int64_t t0, int mt)                     \
+    {                                                                                              \
+        group_core(j, qt, o0, nrow, t0, mt);                                                       \
+    }                                                                                              \
+    Q8V_GROUP_FNS(name)
+#define Q8V_EXPANDED(name, simple)                                                                 \
+    static inline __attribute__((always_inline)) void name(const q8v_job *j, int64_t o0, int nrow, \
+                                                           int64_t t0, int mt)                     \
+    {                                                                                              \
+        group_expanded(j, simple, o0, nrow, t0, mt);                                               \
+    }                                                                                              \
+    Q8V_GROUP_FNS(name)
+#define Q8V_ALL_GROUPS                  \
+    Q8V_CORE(g_q4_0, LK_QTYPE_Q4_0)     \
+    Q8V_CORE(g_iq4_nl, LK_QTYPE_IQ4_NL) \
+    Q8V_CORE(g_q8_0, LK_QTYPE_Q8_0)     \
+    Q8V_CORE(g_nf4, LK_QTYPE_NF4)       \
+    Q8V_GROUP_FNS(group_q4_1)           \
+    Q8V_EXPANDED(g_exp_simple, 1)       \
+    Q8V_EXPANDED(g_exp_general, 0)
+
 /* Point j's group[] at a variant's group functions of qtype: g_q4_0, g_iq4_nl, g_q8_0, g_nf4 (the
  * core types) and group_q4_1 (Q4_1), read straight from their blocks, else g_exp_simple /
- * g_exp_general (q8_simple or not) through `expander`; each defined by Q8V_GROUP_FNS in the
+ * g_exp_general (q8_simple or not) through `expander`; each defined by Q8V_ALL_GROUPS in the
  * variant's file. */
 #define Q8V_SET(j, fn)         \
     do {                       \

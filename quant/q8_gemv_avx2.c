@@ -221,7 +221,6 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
     }
     store(j, acc, mt, o0, nrow, t0);
 }
-Q8V_GROUP_FNS(group_q4_1)
 
 /* A group of a type read through its expander, Q8V_CH blocks of each row at a time. */
 static inline __attribute__((always_inline)) void
@@ -291,31 +290,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
     store(j, acc, mt, o0, nrow, t0);
 }
 
-#define CORE_FN(name, qt)                                                                          \
-    static inline __attribute__((always_inline)) void name(const q8v_job *j, int64_t o0, int nrow, \
-                                                           int64_t t0, int mt)                     \
-    {                                                                                              \
-        group_core(j, qt, o0, nrow, t0, mt);                                                       \
-    }                                                                                              \
-    Q8V_GROUP_FNS(name)
-
-CORE_FN(g_q4_0, LK_QTYPE_Q4_0)
-CORE_FN(g_iq4_nl, LK_QTYPE_IQ4_NL)
-CORE_FN(g_q8_0, LK_QTYPE_Q8_0)
-CORE_FN(g_nf4, LK_QTYPE_NF4)
-
-static inline __attribute__((always_inline)) void g_exp_simple(const q8v_job *j, int64_t o0,
-                                                               int nrow, int64_t t0, int mt)
-{
-    group_expanded(j, 1, o0, nrow, t0, mt);
-}
-static inline __attribute__((always_inline)) void g_exp_general(const q8v_job *j, int64_t o0,
-                                                                int nrow, int64_t t0, int mt)
-{
-    group_expanded(j, 0, o0, nrow, t0, mt);
-}
-Q8V_GROUP_FNS(g_exp_simple)
-Q8V_GROUP_FNS(g_exp_general)
+Q8V_ALL_GROUPS
 
 size_t q8_gemv_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
