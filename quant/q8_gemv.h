@@ -1,14 +1,14 @@
 /* q8_gemv.h — the driver the int8 matrix-vector kernels (q8_gemv_avx2.c, q8_gemv_avx512.c,
- * q8_gemv_neon.c) share: Y[T,out] = X[T,in]·Wᵀ (+ bias) for a few activation rows (decode, T
- * = 1..3), bit for bit q8_gemm_fwd_ref. Unlike the GEMM (q8_pack.h) nothing is packed: a variant's
- * group function reads the weight straight from its stored blocks (the core types Q4_0, IQ4_NL,
- * Q8_0, NF4), or expands Q8V_CH blocks of each row at a time into a buffer on its stack (the other
- * types, through the variant's expander), so every stored weight byte is read once per pass of
- * up to Q8V_MT activation rows. Output rows go in groups of nr (8 or 16): per block, the int32 sums
- * of the group's rows are reduced into the lanes of one vector (lane r: row r), then the fp32
- * update of q8.h runs on the group at once, in increasing block order from 0; groups are split
- * across the threads (par_for's static split, so the result never depends on the thread count). The
- * work memory holds only the quantised activations. */
+ * q8_gemv_neon.c) share: Y[T,out] = X[T,in]·Wᵀ (+ bias) for a few activation rows (decode: the
+ * dispatched forward takes them for T <= Q8_GEMV_T), bit for bit q8_gemm_fwd_ref. Unlike the GEMM
+ * (q8_pack.h) nothing is packed: a variant's group function reads the weight straight from its
+ * stored blocks (Q4_0, IQ4_NL, Q8_0, NF4, Q4_1), or expands Q8V_CH blocks of each row at a time
+ * into a buffer on its stack (the other types, through the variant's expander), so every stored
+ * weight byte is read once per pass of up to Q8V_MT activation rows. Output rows go in groups of
+ * nr (8 or 16): per block, the int32 sums of the group's rows are reduced into the lanes of one
+ * vector (lane r: row r), then the fp32 update of q8.h runs on the group at once, in increasing
+ * block order from 0; groups are split across the threads (par_for's static split; the result
+ * never depends on the thread count). The work memory holds only the quantised activations. */
 #ifndef LK_Q8_GEMV_H
 #define LK_Q8_GEMV_H
 
@@ -16,7 +16,6 @@
 #include "core/pool.h"
 #include "core/status.h"
 
-#define Q8V_R        16        /* the most output rows per group (a variant's nr) */
 #define Q8V_MT       4         /* activation rows per pass over the weight */
 #define Q8V_CH       8         /* blocks expanded per row at a time (a k-quant super-block) */
 #define Q8V_MIN_MACS (1 << 19) /* multiply-adds a call needs per thread it wakes */
