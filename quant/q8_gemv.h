@@ -47,6 +47,15 @@ static inline size_t q8v_work(const q4_weight *w, int64_t T, int n_threads)
     return T > 0 ? q4_work_size(q4_line((size_t)T * nb * sizeof(q8_ablock))) : 0;
 }
 
+/* The rows of a group: rows[r] for r < nr, rows past nrow repeating the last one (not stored). */
+static inline void q8v_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_t **rows)
+{
+    const q4_weight *w = j->w;
+    for (int r = 0; r < j->nr; r++)
+        rows[r] =
+            (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
+}
+
 static inline void q8v_groups(void *ctx, int64_t g0, int64_t g1, int thread)
 {
     (void)thread;

@@ -138,22 +138,13 @@ static inline __attribute__((always_inline)) void store(const q8v_job *j, const 
     }
 }
 
-static void group_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_t *rows[R])
-{
-    const q4_weight *w = j->w;
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++) /* rows past nrow repeat the last one (not stored) */
-        rows[r] =
-            (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
-}
-
 /* A group of a core type (simple), read straight from its blocks. */
 static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
                                                              int nrow, int64_t t0, int mt)
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
-    group_rows(j, o0, nrow, rows);
+    q8v_rows(j, o0, nrow, rows);
     int8_t t8[64];
     for (int i = 0; i < 64; i++)
         t8[i] = (int8_t)((qt == LK_QTYPE_NF4 ? q8_nf4_i8[i % 16] : q4_iq4nl_values[i % 16]) ^ 0x80);
@@ -199,7 +190,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
-    group_rows(j, o0, nrow, rows);
+    q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     const __m512i m4 = _mm512_set1_epi8(15);
     __m512 acc[MT];
@@ -242,7 +233,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
-    group_rows(j, o0, nrow, rows);
+    q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[MT];

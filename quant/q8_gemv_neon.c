@@ -126,21 +126,12 @@ store(const q8v_job *j, const float32x4_t acc[MT][2], int mt, int64_t o0, int nr
     }
 }
 
-static void group_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_t *rows[R])
-{
-    const q4_weight *w = j->w;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) /* rows past nrow repeat the last one (not stored) */
-        rows[r] =
-            (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
-}
-
 static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
                                                              int nrow, int64_t t0, int mt)
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
-    group_rows(j, o0, nrow, rows);
+    q8v_rows(j, o0, nrow, rows);
     const int8x16_t tab = vld1q_s8(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values);
     const q8_ablock *A = j->A + t0 * nb;
     float32x4_t acc[MT][2];
@@ -172,7 +163,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
-    group_rows(j, o0, nrow, rows);
+    q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     float32x4_t acc[MT][2];
 #pragma GCC unroll 4
@@ -212,7 +203,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
-    group_rows(j, o0, nrow, rows);
+    q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     float32x4_t acc[MT][2];
 #pragma GCC unroll 4
