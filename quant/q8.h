@@ -27,11 +27,11 @@
  *   fp16(d) (the codes come from the fp32 d). Then dX = dY·W is q8_gemm_fwd(&wt, NULL, dY, ...).
  * Variants (q8_kernels): ref (plain C), avx2 (vpmaddubsw/vpmaddwd), avx512vnni (vpdpbusd),
  *   neon (vdotq_s32, dotprod). A variant is offered where its file is compiled (LK_HAVE_*) and the
- *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). Above Q8_GEMV_T activation rows
+ *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). Above gemv_t activation rows
  *   the SIMD variants share the packed weight panel and driver of q8_pack.h (output rows per
  *   panel: 32 in avx512vnni, 8 in avx2 and neon; codes as q, or as q + K where an instruction
  *   wants unsigned bytes, each block sum then corrected by -K·Σx from the activation's half sums).
- *   For T <= Q8_GEMV_T (decode) they run their GEMV (q8_gemv.h, q8_gemv_*.c): no panel, every
+ *   For T <= gemv_t (4 or 8; decode) they run their GEMV (q8_gemv.h, q8_gemv_*.c): no panel, every
  *   stored weight block read once per pass of up to 4 activation rows, straight from its blocks
  *   for Q4_0, IQ4_NL, Q8_0, NF4 and Q4_1, through the expander a few blocks of a row at a time
  *   (on the stack) for the other types; the output rows of a group (16 in avx512vnni, 8 in avx2
@@ -92,20 +92,20 @@ typedef size_t (*q8_work_fn)(const q4_weight *w, int64_t T, int n_threads);
 typedef void (*q8_fwd_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
                           float *Y, int n_threads, void *work, size_t work_size);
 
-/* A variant's table: fwd is its whole forward (the GEMV below for T <= Q8_GEMV_T, its packed-panel
+/* A variant's table: fwd is its whole forward (the GEMV below for T <= gemv_t, its packed-panel
  * GEMM above; ref: the reference for every T); gemv is its matrix-vector kernel alone (any T, one
- * pass over the weight per Q8V_MT rows; ref: the reference), for tests and benchmarks. */
+ * pass over the weight per 4 rows; ref: the reference), for tests and benchmarks. gemv_t is where
+ * the GEMV stopped beating the panel GEMM on the AVX-512 VNNI machine of BENCHMARKS.md ("int8 GEMV
+ * at small T"): avx512vnni 4 (one pass), avx2 8 (two passes still beat its panel), neon 4 (not
+ * measured); 0 for ref. */
 typedef struct {
     const char *name;
     q8_fwd_fn fwd;
     q8_work_fn fwd_work;
     q8_fwd_fn gemv;
     q8_work_fn gemv_work;
+    int gemv_t;
 } q8_kernels;
-
-/* The largest T the dispatched forward of the SIMD variants hands to their GEMV (measured:
- * BENCHMARKS.md, "int8 GEMV at small T"). */
-#define Q8_GEMV_T 4
 
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads, void *work, size_t work_size);

@@ -1,7 +1,7 @@
 /* q8_dispatch.c — the table of int8 GEMM variants (q8.h): the best one compiled into this build
  * and run by this CPU (q4_cpu_has), or the one LK_KERNELS names, chosen once, thread-safely; the
  * q8_gemm_* entry points go through it. A SIMD variant's forward is its GEMV (q8_gemv_*.c) for
- * T <= Q8_GEMV_T and its packed GEMM (q8_avx2.c, q8_avx512.c, q8_neon.c) above. LK_KERNELS takes
+ * T <= its gemv_t and its packed GEMM (q8_avx2.c, q8_avx512.c, q8_neon.c) above. LK_KERNELS takes
  * the q4 names too (avx512 and amx mean avx512vnni here, falling back to avx2), so one setting
  * picks matching variants for both. */
 #include <pthread.h>
@@ -11,41 +11,42 @@
 #include "q8.h"
 #include "core/status.h"
 
-static const q8_kernels k_ref = {"ref", q8_gemm_fwd_ref, q8_gemm_fwd_work_ref, q8_gemm_fwd_ref,
-                                  q8_gemm_fwd_work_ref};
+static const q8_kernels k_ref = {"ref",           q8_gemm_fwd_ref,      q8_gemm_fwd_work_ref,
+                                 q8_gemm_fwd_ref, q8_gemm_fwd_work_ref, 0};
 
-/* A SIMD variant's forward: its GEMV for T <= Q8_GEMV_T, its GEMM above; the work for T covers
- * both (every call with 1..T rows). */
-#define SMALL_T_FWD(v)                                                                          \
-    static size_t fwd_work_##v(const q4_weight *w, int64_t T, int n_threads)                    \
-    {                                                                                           \
-        const size_t a = q8_gemv_work_##v(w, T < Q8_GEMV_T ? T : Q8_GEMV_T, n_threads);        \
-        const size_t b = T > Q8_GEMV_T ? q8_gemm_fwd_work_##v(w, T, n_threads) : 0;             \
-        return a > b ? a : b;                                                                   \
-    }                                                                                           \
-    static void fwd_##v(const q4_weight *w, const float *bias, const float *X, int64_t T,       \
-                        float *Y, int n_threads, void *work, size_t work_size)                  \
-    {                                                                                           \
-        if (T <= Q8_GEMV_T)                                                                     \
-            q8_gemv_fwd_##v(w, bias, X, T, Y, n_threads, work, work_size);                      \
-        else                                                                                    \
-            q8_gemm_fwd_##v(w, bias, X, T, Y, n_threads, work, work_size);                      \
+/* A SIMD variant's forward: its GEMV for T <= tmax (its table's gemv_t), its GEMM above; the work
+ * for T covers both (every call with 1..T rows). */
+#define SMALL_T_FWD(v, tmax)                                                              \
+    static size_t fwd_work_##v(const q4_weight *w, int64_t T, int n_threads)              \
+    {                                                                                     \
+        const size_t a = q8_gemv_work_##v(w, T < (tmax) ? T : (tmax), n_threads);         \
+        const size_t b = T > (tmax) ? q8_gemm_fwd_work_##v(w, T, n_threads) : 0;          \
+        return a > b ? a : b;                                                             \
+    }                                                                                     \
+    static void fwd_##v(const q4_weight *w, const float *bias, const float *X, int64_t T, \
+                        float *Y, int n_threads, void *work, size_t work_size)            \
+    {                                                                                     \
+        if (T <= (tmax))                                                                  \
+            q8_gemv_fwd_##v(w, bias, X, T, Y, n_threads, work, work_size);                \
+        else                                                                              \
+            q8_gemm_fwd_##v(w, bias, X, T, Y, n_threads, work, work_size);                \
     }
 
 #ifdef LK_HAVE_AVX2
-SMALL_T_FWD(avx2)
-static const q8_kernels k_avx2 = {"avx2", fwd_avx2, fwd_work_avx2, q8_gemv_fwd_avx2,
-                                  q8_gemv_work_avx2};
+SMALL_T_FWD(avx2, 8)
+static const q8_kernels k_avx2 = {"avx2",           fwd_avx2,          fwd_work_avx2,
+                                  q8_gemv_fwd_avx2, q8_gemv_work_avx2, 8};
 #endif
 #ifdef LK_HAVE_AVX512
-SMALL_T_FWD(avx512vnni)
-static const q8_kernels k_vnni = {"avx512vnni", fwd_avx512vnni, fwd_work_avx512vnni,
-                                  q8_gemv_fwd_avx512vnni, q8_gemv_work_avx512vnni};
+SMALL_T_FWD(avx512vnni, 4)
+static const q8_kernels k_vnni = {
+    "avx512vnni",           fwd_avx512vnni,          fwd_work_avx512vnni,
+    q8_gemv_fwd_avx512vnni, q8_gemv_work_avx512vnni, 4};
 #endif
 #ifdef LK_HAVE_NEON
-SMALL_T_FWD(neon)
-static const q8_kernels k_neon = {"neon", fwd_neon, fwd_work_neon, q8_gemv_fwd_neon,
-                                  q8_gemv_work_neon};
+SMALL_T_FWD(neon, 4)
+static const q8_kernels k_neon = {"neon",           fwd_neon,          fwd_work_neon,
+                                  q8_gemv_fwd_neon, q8_gemv_work_neon, 4};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

@@ -1,6 +1,6 @@
 /* q8_gemv.h — the driver the int8 matrix-vector kernels (q8_gemv_avx2.c, q8_gemv_avx512.c,
  * q8_gemv_neon.c) share: Y[T,out] = X[T,in]·Wᵀ (+ bias) for a few activation rows (decode: the
- * dispatched forward takes them for T <= Q8_GEMV_T), bit for bit q8_gemm_fwd_ref. Unlike the GEMM
+ * dispatched forward takes them for T <= gemv_t), bit for bit q8_gemm_fwd_ref. Unlike the GEMM
  * (q8_pack.h) nothing is packed: a variant's group function reads the weight straight from its
  * stored blocks (Q4_0, IQ4_NL, Q8_0, NF4, Q4_1), or expands Q8V_CH blocks of each row at a time
  * into a buffer on its stack (the other types, through the variant's expander), so every stored

@@ -1,5 +1,5 @@
 /* q8_gemv_avx2.c — the AVX2 int8 matrix-vector kernel (q8_gemv.h), bit for bit q8_gemm_fwd_ref;
- * the avx2 table takes it for T <= Q8_GEMV_T (q8_dispatch.c). The layout of q8_gemv_avx512.c on
+ * the avx2 table takes it for T <= gemv_t (q8_dispatch.c). The layout of q8_gemv_avx512.c on
  * ymm: groups of 8 output rows, a ymm holds 16 bytes of each of 2 rows (lane L: row 4L+k of the
  * group in the k-th of four ymm), the activation's half blocks broadcast to both lanes. The
  * products are vpmaddubsw + vpmaddwd: Q4_0 as its nibbles (q + 8, unsigned; a pair sums to at

@@ -1,5 +1,5 @@
 /* q8_gemv_avx512.c — the AVX512-VNNI int8 matrix-vector kernel (q8_gemv.h), bit for bit
- * q8_gemm_fwd_ref; the avx512vnni table takes it for T <= Q8_GEMV_T (q8_dispatch.c). Groups of 16
+ * q8_gemm_fwd_ref; the avx512vnni table takes it for T <= gemv_t (q8_dispatch.c). Groups of 16
  * output rows; a zmm holds 16 bytes of each of 4 rows (lane L: row 4L+k of the group in the k-th
  * of four zmm), so one 32-value block of 16 rows is 8 zmm of codes read straight from the stored
  * blocks (or from the rows' expansion, for the types without a direct reader), and one vpdpbusd

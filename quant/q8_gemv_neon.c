@@ -1,6 +1,6 @@
 /* q8_gemv_neon.c — the NEON int8 matrix-vector kernel (q8_gemv.h) with the dot-product
  * instructions (sdot, Armv8.2-A dotprod), bit for bit q8_gemm_fwd_ref; the neon table takes it for
- * T <= Q8_GEMV_T (q8_dispatch.c). Per block of a group of 8 output rows: each row's signed codes
+ * T <= gemv_t (q8_dispatch.c). Per block of a group of 8 output rows: each row's signed codes
  * (straight from a core type's block, or from its expansion by q8_expander) times the activation
  * block's halves by two vdotq_s32 give 4 int32 partial sums of i0 and of i1; vpaddq_s32 reduces
  * 4 rows' partials into the lanes of one vector (lane r: row r); then the fp32 update of q8.h on

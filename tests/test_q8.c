@@ -6,7 +6,7 @@
  * quantisation error bound computed per output), the transposed Q8_0 copy against the dequantised
  * Wᵀ, and every SIMD variant this host runs bit for bit against the reference over sizes 1, odd,
  * block ±1, vector widths ±1, T from 1 to 600, several seeds and thread counts (the GEMV that a
- * variant's forward takes for T <= Q8_GEMV_T also on its own, for T past it). Work memory is
+ * variant's forward takes for T <= gemv_t also on its own, for T past it). Work memory is
  * exactly what each variant reports, NaN-filled, at the worst alignment, fenced by canaries. */
 #include <math.h>
 #include <stdio.h>
@@ -526,8 +526,8 @@ static void test_variant(const char *name)
         {1, 1},   {1, 32},  {3, 7},   {5, 9},    {2, 15},  {17, 17},  {16, 31},  {15, 33}, {65, 63},
         {63, 64}, {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}, {31, 129}, {40, 520}};
     static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}, Tv[] = {1, 2, 3, 5, 9};
-    /* the variant's matrix-vector kernel on its own (its fwd takes it for T <= Q8_GEMV_T) */
-    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work};
+    /* the variant's matrix-vector kernel on its own (its fwd takes it for T <= gemv_t) */
+    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0};
     for (int seed = 1; seed <= 2; seed++) {
         g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
         for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
@@ -539,7 +539,7 @@ static void test_variant(const char *name)
                 check_work_monotone(k, &c.w);
                 check_work_monotone(&gemv, &c.w);
                 run_case(k, &c.w, Ts, (int)(sizeof Ts / sizeof Ts[0]), 1 + (int)(s % 3));
-                /* the GEMV alone, past Q8_GEMV_T too (passes of Q8V_MT rows) */
+                /* the GEMV alone, past gemv_t too (passes of Q8V_MT rows) */
                 run_case(&gemv, &c.w, Tv, (int)(sizeof Tv / sizeof Tv[0]), 1 + (int)((s + 1) % 3));
                 free(c.data);
             }

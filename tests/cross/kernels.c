@@ -16,7 +16,7 @@
  * that the variant chosen for this CPU is NAME (run with LK_KERNELS=ref: the override works).
  *
  * The int8 GEMM variants (quant/q8.h; on aarch64 "neon", with the dotprod extension) and their
- * GEMVs (q8_gemv_*.c, taken for T <= Q8_GEMV_T, also on their own up to T = 17) give the int8
+ * GEMVs (q8_gemv_*.c, taken for T <= gemv_t, also on their own up to T = 17) give the int8
  * reference's bits exactly, for every type with an int8 expander, over the same shapes, T from 1
  * to 600 and 1..3 threads, in exactly the work they report (fenced); LK_KERNELS=ref makes the
  * int8 dispatch choose its reference too.
@@ -480,8 +480,8 @@ static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64
                   "int8 %s %s block %d [%lld x %lld] T=%lld, %d threads: not the reference's bits",
                   k->name, lk_qtype_name((lk_qtype)w->qtype), w->block, (long long)w->out,
                   (long long)w->in, (long long)T, nt);
-            /* the variant's GEMV on its own (its forward takes it for T <= Q8_GEMV_T) */
-            const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work};
+            /* the variant's GEMV on its own (its forward takes it for T <= gemv_t) */
+            const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0};
             if (T > 17)
                 continue;
             q8_fenced(&gemv, w, bb, b.X, T, b.Y[1], nt);
