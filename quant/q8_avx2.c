@@ -23,6 +23,9 @@
 
 #define NR 8      /* output rows per panel: one ymm of int32 / fp32 lanes */
 #define MR Q8P_MR /* activation rows per microkernel call */
+/* Panels packed per chunk (q8p_npc): up to this many bytes, kept in the L2 cache while every
+ * group of MR activation rows runs over them. */
+#define CHUNK_BYTES (256 * 1024)
 
 static inline __m256i bcast4(const int8_t *q)
 {
@@ -31,14 +34,23 @@ static inline __m256i bcast4(const int8_t *q)
     return _mm256_set1_epi32(v);
 }
 
+/* Keeps v in a register at this point of its chain of adds, so that the compiler does not
+ * re-associate the chains of the MR rows into trees with more live vectors than the 16 ymm
+ * registers (spills in the inner loop). The integer sums are exact in any order. */
+#define PIN(v) __asm__("" : "+x"(v))
+
 /* Σ over 4 values of x·w for 8 rows, added to acc (the sign trick above). */
 static inline __m256i dot4(__m256i acc, __m256i x, __m256i w, __m256i aw, __m256i ones)
 {
     const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+    PIN(acc);
+    return acc;
 }
 
-/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows. */
+/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows. The
+ * correction -8·Σx comes from the activation block's two int16 half sums, loaded as one dword
+ * and multiplied pairwise by (-8, -8) (vpmaddwd: exact). */
 static inline __attribute__((always_inline)) void
 block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int mr, __m256i ia[MR])
 {
@@ -50,16 +62,17 @@ block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int
     for (int g = 0; g < 8; g++) {
         const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
 #pragma GCC unroll 4
-        for (int t = 0; t < mr; t++)
+        for (int t = 0; t < mr; t++) {
             s16[t] =
                 _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(w, bcast4(A[t * nb + b].q + 4 * g)));
+            PIN(s16[t]);
+        }
     }
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), m8 = _mm256_set1_epi16(-8);
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
-        const q8_ablock *a = &A[t * nb + b];
-        ia[t] = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones),
-                                 _mm256_set1_epi32(8 * (a->s16[0] + a->s16[1])));
+        const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
+        ia[t] = _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_madd_epi16(hs, m8));
     }
 }
 
@@ -276,7 +289,7 @@ Q8P_ROWS_FNS(rows)
 
 size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
-    return q8p_work(w, T, n_threads, NR);
+    return q8p_work_chunked(w, T, n_threads, NR, CHUNK_BYTES);
 }
 
 void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -292,6 +305,7 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
                  .quant = q8x_quantize_act,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
+                 .chunk_bytes = CHUNK_BYTES,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
 }
