@@ -28,10 +28,16 @@ static inline int q8p_core(int qtype)
            qtype == LK_QTYPE_NF4;
 }
 
-/* Bytes of one block of a panel of nr rows. */
+/* Bytes of one block of a panel of nr rows with cb bytes of codes per row (32; a variant may
+ * store each code in two parts, 64), and with 32. */
+static inline size_t q8p_block_bytes_cb(int nr, int simple, int cb)
+{
+    return (size_t)nr * (size_t)(cb + 4 * (simple ? 1 : 4));
+}
+
 static inline size_t q8p_block_bytes(int nr, int simple)
 {
-    return (size_t)nr * (32 + 4 * (simple ? 1 : 4));
+    return q8p_block_bytes_cb(nr, simple, 32);
 }
 
 /* Pack rows [o0, o0+nrow) (nrow <= nr) of w, all nb blocks, into panel, codes as q (flip 0) or as
@@ -93,6 +99,7 @@ struct q8p_job {
     q8p_rows_fn rows[Q8P_MR];
     q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
     size_t chunk_bytes;  /* 0: one panel per tile; else panels packed together (q8p_npc) */
+    int cb;              /* code bytes per row and block in the panel (0: 32) */
     /* set by q8p_run */
     int64_t nb;
     int simple;
@@ -107,14 +114,9 @@ static inline size_t q8p_act_bytes(const q4_weight *w, int64_t T)
     return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
 }
 
-static inline size_t q8p_panel_bytes(const q4_weight *w, int nr)
+static inline size_t q8p_panel_bytes(const q4_weight *w, int nr, int cb)
 {
-    return (size_t)((w->in + Q8_QK - 1) / Q8_QK) * q8p_block_bytes(nr, q8_simple(w->qtype));
-}
-
-static inline size_t q8p_panel_slot(const q4_weight *w, int nr)
-{
-    return q4_slot(q8p_panel_bytes(w, nr));
+    return (size_t)((w->in + Q8_QK - 1) / Q8_QK) * q8p_block_bytes_cb(nr, q8_simple(w->qtype), cb);
 }
 
 #define Q8P_MAX_NPC 16 /* panels per chunk at most */
@@ -124,12 +126,12 @@ static inline size_t q8p_panel_slot(const q4_weight *w, int nr)
  * more than one, a thread packs the chunk's panels first and then runs every group of Q8P_MR
  * activation rows over all of them: the activations are read from memory once per chunk instead
  * of once per panel, the panels stay in the L2 cache. Never more for fewer rows or threads. */
-static inline int q8p_npc(const q4_weight *w, int nr, int n_threads, size_t chunk_bytes)
+static inline int q8p_npc(const q4_weight *w, int nr, int cb, int n_threads, size_t chunk_bytes)
 {
     const int64_t tiles = (w->out + nr - 1) / nr;
     int64_t nt = resolve_threads(n_threads);
     nt = nt < tiles ? nt : tiles;
-    int64_t n = (int64_t)(chunk_bytes / q4_line(q8p_panel_bytes(w, nr)));
+    int64_t n = (int64_t)(chunk_bytes / q4_line(q8p_panel_bytes(w, nr, cb)));
     n = n < 1 ? 1 : n > Q8P_MAX_NPC ? Q8P_MAX_NPC : n;
     int64_t chunks = (tiles + n - 1) / n;
     chunks = (chunks + nt - 1) / nt * nt;
@@ -138,34 +140,47 @@ static inline int q8p_npc(const q4_weight *w, int nr, int n_threads, size_t chun
 }
 
 /* Bytes between the panels of a chunk, and of one thread's chunk. */
-static inline size_t q8p_pslot(const q4_weight *w, int nr)
+static inline size_t q8p_pslot(const q4_weight *w, int nr, int cb)
 {
-    return q4_line(q8p_panel_bytes(w, nr));
+    return q4_line(q8p_panel_bytes(w, nr, cb));
 }
 
-static inline size_t q8p_chunk_slot(const q4_weight *w, int nr, int npc)
+static inline size_t q8p_chunk_slot(const q4_weight *w, int nr, int cb, int npc)
 {
-    return npc > 1 ? q4_slot((size_t)npc * q8p_pslot(w, nr)) : q8p_panel_slot(w, nr);
+    return q4_slot((size_t)npc * q8p_pslot(w, nr, cb));
 }
 
-/* Work of a variant with panels of nr rows: the quantised activations, one chunk per thread
- * (chunk_bytes: the job's). */
-static inline size_t q8p_work_chunked(const q4_weight *w, int64_t T, int n_threads, int nr,
-                                      size_t chunk_bytes)
+/* Chunk slots of one call on n_threads (as q8p_run splits it). */
+static inline size_t q8p_chunk_work(const q4_weight *w, int n_threads, int nr, int cb,
+                                    size_t chunk_bytes)
 {
     const int64_t tiles = (w->out + nr - 1) / nr;
-    const int npc = q8p_npc(w, nr, n_threads, chunk_bytes);
+    const int npc = q8p_npc(w, nr, cb, n_threads, chunk_bytes);
     int64_t nt = resolve_threads(n_threads), chunks = (tiles + npc - 1) / npc;
     nt = nt < chunks ? nt : chunks;
-    return T > 0 ? q4_work_size(q8p_act_bytes(w, T) +
-                                (size_t)nt * q8p_chunk_slot(w, nr, npc))
-                 : 0;
+    return (size_t)nt * q8p_chunk_slot(w, nr, cb, npc);
+}
+
+/* Work of a variant with panels of nr rows of cb code bytes per row and block: the quantised
+ * activations, one chunk per thread (chunk_bytes: the job's). The largest of the chunk slots for
+ * 1 .. n_threads threads: fewer threads may take larger chunks, and a work size covers them. */
+static inline size_t q8p_work_chunked(const q4_weight *w, int64_t T, int n_threads, int nr, int cb,
+                                      size_t chunk_bytes)
+{
+    if (T <= 0)
+        return 0;
+    size_t slots = 0;
+    for (int k = 1; k <= resolve_threads(n_threads); k++) {
+        const size_t s = q8p_chunk_work(w, k, nr, cb, chunk_bytes);
+        slots = s > slots ? s : slots;
+    }
+    return q4_work_size(q8p_act_bytes(w, T) + slots);
 }
 
 /* Work of a variant with one panel of nr rows per tile. */
 static inline size_t q8p_work(const q4_weight *w, int64_t T, int n_threads, int nr)
 {
-    return q8p_work_chunked(w, T, n_threads, nr, 0);
+    return q8p_work_chunked(w, T, n_threads, nr, 32, 0);
 }
 
 static inline void q8p_quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
@@ -213,16 +228,19 @@ static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_si
     if (j->T <= 0)
         return;
     LK_ASSERT(q8_supports(j->w->qtype));
-    uint8_t *base = q4_work_start(work, work_size, q8p_work(j->w, j->T, n_threads, j->nr));
+    if (!j->cb)
+        j->cb = 32;
+    uint8_t *base = q4_work_start(
+        work, work_size, q8p_work_chunked(j->w, j->T, n_threads, j->nr, j->cb, j->chunk_bytes));
     j->nb = (j->w->in + Q8_QK - 1) / Q8_QK;
     j->simple = q8_simple(j->w->qtype);
     if (!j->expand)
         j->expand = q8_expander(j->w->qtype);
-    j->npc = q8p_npc(j->w, j->nr, n_threads, j->chunk_bytes);
+    j->npc = q8p_npc(j->w, j->nr, j->cb, n_threads, j->chunk_bytes);
     j->A = (q8_ablock *)(void *)base;
     j->slots = base + q8p_act_bytes(j->w, j->T);
-    j->slot = q8p_chunk_slot(j->w, j->nr, j->npc);
-    j->pslot = q8p_pslot(j->w, j->nr);
+    j->slot = q8p_chunk_slot(j->w, j->nr, j->cb, j->npc);
+    j->pslot = q8p_pslot(j->w, j->nr, j->cb);
     /* a small call (decoding k/v, q/o) on one thread: waking another costs more than its half of
      * the work, ~10 us of it per Q8P_MIN_MACS (the result does not depend on the thread count) */
     const double macs = (double)j->T * (double)j->w->out * (double)j->w->in;
