@@ -1,17 +1,22 @@
 /* q8_avx2.c — the AVX2 int8 GEMM (q8.h), bit for bit the reference's arithmetic. The structure of
- * q8_avx512.c (a packed panel of the tile's weight over all blocks, q8_pack.h, then a
- * register-blocked microkernel over the activation rows) with 8 output rows per ymm and 4
- * activation rows per call. AVX2 has no vpdpbusd: vpmaddubsw multiplies unsigned by signed bytes
- * into saturating int16 pairs, so the sign trick makes its operands |w| (0..128) and x·sign(w)
- * (|x| <= 127): a pair sums to at most 2·128·127 = 32512, never saturating, and vpmaddwd by ones
- * widens to exact int32 sums (the weight may be -128, a Q8_0 code; the activation never is, so
- * the sign goes onto the activation). Q4_0 skips the trick: its panel holds the nibbles (0..15,
- * q + 8), a pair then sums to at most 2·15·127 = 3810, so the 8 groups of a block add up in int16
- * (<= 30480) before one vpmaddwd, and the block sum is corrected by -8·Σx. The core types (Q4_0,
- * IQ4_NL, Q8_0, NF4) are packed straight from their blocks, four rows at a time through 4x4
- * transposes; the others (the GGUF read-only types) are expanded 8 rows at a time
- * (q8_expander_avx2) and go through the same transposes (pack_expanded). Helpers are static
- * (compiled with -mavx2). */
+ * q8_avx512.c (packed panels of the weight over all blocks, q8_pack.h, packed a chunk of up to
+ * CHUNK_BYTES at a time and kept in L2 while every group of 4 activation rows runs over them,
+ * then a register-blocked microkernel) with 8 output rows per ymm and 4 activation rows per
+ * call. AVX2 has no vpdpbusd, and its vpmaddubsw (unsigned by signed bytes into saturating int16
+ * pairs) costs as much as the vpmaddwd that widens it, so the products are arranged to add up in
+ * int16 over a whole block (8 groups of 4 values) and be widened once per block:
+ *  - Q4_0: the panel holds the nibbles (q + 8, 0..15); a pair sums to at most 2·15·127 = 3810, 8
+ *    groups to 30480; the block sum is corrected by -8·Σx (the activation's half sums).
+ *  - every other type: the signed code q (-128..127) is stored split, q + 128 = 16·h + l with
+ *    l, h in 0..15 (two 32-byte code planes per block): Σ x·q = Σ x·l + 16·Σ x·h - 128·Σx, each
+ *    of the two sums again exact in int16 over a block. Two vpmaddubsw per 32 products instead
+ *    of the sign trick's vpsignb + vpmaddubsw + vpmaddwd (one pipe-pair op fewer, and no widening
+ *    per group).
+ * The fp32 part per block (convert, scale, fma by the activation's d) runs on 8 output rows at
+ * once, in increasing block order for every (t, o), as q8_ref.c. The core types (Q4_0, IQ4_NL,
+ * Q8_0, NF4) are packed straight from their blocks, four rows at a time through 4x4 transposes;
+ * the others (the GGUF read-only types) are expanded 8 rows at a time (q8_expander_avx2) and go
+ * through the same transposes (pack_expanded). Helpers are static (compiled with -mavx2). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -86,13 +91,15 @@ static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, c
         const __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
-            sl[t] = _mm256_add_epi16(sl[t], _mm256_maddubs_epi16(l, bcast4(A[t * nb + b].q + 4 * g)));
+            sl[t] =
+                _mm256_add_epi16(sl[t], _mm256_maddubs_epi16(l, bcast4(A[t * nb + b].q + 4 * g)));
             PIN(sl[t]);
         }
         const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 256 + g * 32));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
-            sh[t] = _mm256_add_epi16(sh[t], _mm256_maddubs_epi16(h, bcast4(A[t * nb + b].q + 4 * g)));
+            sh[t] =
+                _mm256_add_epi16(sh[t], _mm256_maddubs_epi16(h, bcast4(A[t * nb + b].q + 4 * g)));
             PIN(sh[t]);
         }
     }
@@ -100,9 +107,9 @@ static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, c
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
         const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
-        ia[t] = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(sl[t], ones),
-                                                  _mm256_madd_epi16(sh[t], k16)),
-                                 _mm256_madd_epi16(hs, kc));
+        ia[t] = _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_madd_epi16(sl[t], ones), _mm256_madd_epi16(sh[t], k16)),
+            _mm256_madd_epi16(hs, kc));
     }
 }
 

@@ -7,8 +7,12 @@
  *                        the signed code q, or as the unsigned q + K (vpdpbusd's unsigned operand;
  *                        the kernel subtracts K·Σx, the activation block's sum, from each block
  * sum) S0 [nr] fp32         s[0] of each row (simple types: the only scale) and, for the types that
- * are not simple (q8_simple), then S1, M0, M1 [nr] fp32. A microkernel multiplies a panel by rows
- * of quantised activations loading every weight byte once per group of activation rows. */
+ * are not simple (q8_simple), then S1, M0, M1 [nr] fp32. A variant may give each row cb = 64 code
+ * bytes per block instead of 32 (the job's cb: avx2 stores each code in two 4-bit parts, two
+ * planes laid out as W). A microkernel multiplies a panel by rows of quantised activations
+ * loading every weight byte once per group of activation rows. With a job's chunk_bytes, a
+ * thread packs several panels (a chunk, q8p_npc) and runs each group of activation rows over all
+ * of them, so the activations are read once per chunk rather than once per panel. */
 #ifndef LK_Q8_PACK_H
 #define LK_Q8_PACK_H
 
@@ -208,8 +212,7 @@ static inline void q8p_tiles(void *ctx, int64_t i0, int64_t i1, int thread)
             if (j->pack)
                 j->pack(j, o0, nrow, panel);
             else
-                q8p_pack(j->w, j->expand, j->simple, o0, nrow, j->nr, j->nb, j->kshift != 0,
-                         panel);
+                q8p_pack(j->w, j->expand, j->simple, o0, nrow, j->nr, j->nb, j->kshift != 0, panel);
         }
         for (int64_t t = 0; t < j->T; t += Q8P_MR) {
             const int mr = (int)(j->T - t < Q8P_MR ? j->T - t : Q8P_MR);
