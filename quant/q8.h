@@ -97,8 +97,8 @@ typedef void (*q8_fwd_fn)(const q4_weight *w, const float *bias, const float *X,
  * GEMM above; ref: the reference for every T); gemv is its matrix-vector kernel alone (any T, one
  * pass over the weight per 4 rows; ref: the reference), for tests and benchmarks. gemv_t is where
  * the GEMV stopped beating the panel GEMM on the AVX-512 VNNI machine of BENCHMARKS.md ("int8 GEMV
- * at small T"): avx512vnni 4 (one pass), avx2 8 (two passes still beat its panel), neon 4 (not
- * measured); 0 for ref. */
+ * at small T"): avx512vnni 4 (one pass), avx2 6 (against the reworked AVX2 GEMM of 5ff2159),
+ * neon 4 (not measured); 0 for ref. */
 typedef struct {
     const char *name;
     q8_fwd_fn fwd;

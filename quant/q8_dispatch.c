@@ -33,9 +33,9 @@ static const q8_kernels k_ref = {"ref",           q8_gemm_fwd_ref,      q8_gemm_
     }
 
 #ifdef LK_HAVE_AVX2
-SMALL_T_FWD(avx2, 8)
+SMALL_T_FWD(avx2, 6)
 static const q8_kernels k_avx2 = {"avx2",           fwd_avx2,          fwd_work_avx2,
-                                  q8_gemv_fwd_avx2, q8_gemv_work_avx2, 8};
+                                  q8_gemv_fwd_avx2, q8_gemv_work_avx2, 6};
 #endif
 #ifdef LK_HAVE_AVX512
 SMALL_T_FWD(avx512vnni, 4)
