@@ -56,6 +56,28 @@ static inline void q8v_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_
             (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : nrow - 1)) * w->row_bytes;
 }
 
+/* Streaming weights (larger than the caches, as in decode): the next group's rows (contiguous
+ * after this group's) are prefetched a slice per block, so that the DRAM stream runs ahead of the
+ * 8 or 16 short row streams a group reads. *next is NULL when this is the last whole group. */
+static inline void q8v_next(const q8v_job *j, int64_t o0, const uint8_t **next, size_t *bytes)
+{
+    const q4_weight *w = j->w;
+    *bytes = (size_t)j->nr * w->row_bytes;
+    *next = o0 + 2 * j->nr <= w->out
+                ? (const uint8_t *)w->data + (size_t)(o0 + j->nr) * w->row_bytes
+                : NULL;
+}
+
+/* Prefetch block b's slice of the next group (bytes / nb of it, whole lines). */
+static inline void q8v_prefetch(const uint8_t *next, size_t bytes, int64_t b, int64_t nb)
+{
+    if (!next)
+        return;
+    const size_t p1 = bytes * (size_t)(b + 1) / (size_t)nb;
+    for (size_t p = (bytes * (size_t)b / (size_t)nb) & ~(size_t)63; p < p1; p += 64)
+        __builtin_prefetch(next + p);
+}
+
 static inline void q8v_groups(void *ctx, int64_t g0, int64_t g1, int thread)
 {
     (void)thread;

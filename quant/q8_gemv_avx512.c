@@ -150,6 +150,9 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
         t8[i] = (int8_t)((qt == LK_QTYPE_NF4 ? q8_nf4_i8[i % 16] : q4_iq4nl_values[i % 16]) ^ 0x80);
     const __m512i tab = _mm512_loadu_si512(t8);
     const int kk = code_k(qt);
+    const uint8_t *next;
+    size_t nbytes;
+    q8v_next(j, o0, &next, &nbytes);
     const q8_ablock *A = j->A + t0 * nb;
     __m512 acc[MT];
 #pragma GCC unroll 4
@@ -170,6 +173,7 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]), hi, xh[t]);
         }
         const __m512 s = scales(qt, j->w, rows, b);
+        q8v_prefetch(next, nbytes, b, nb);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -193,6 +197,9 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     const __m512i m4 = _mm512_set1_epi8(15);
+    const uint8_t *next;
+    size_t nbytes;
+    q8v_next(j, o0, &next, &nbytes);
     __m512 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -214,6 +221,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
             }
         }
         const __m512 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
+        q8v_prefetch(next, nbytes, b, nb);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -236,6 +244,9 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const uint8_t *next;
+    size_t nbytes;
+    q8v_next(j, o0, &next, &nbytes);
     __m512 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -246,6 +257,8 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
         const int64_t n = nb - b0 < Q8V_CH ? nb - b0 : Q8V_CH;
         for (int r = 0; r < nrow; r++)
             j->expand(j->w, rows[r], b0, n, e[r]);
+        for (int64_t c = 0; c < n; c++)
+            q8v_prefetch(next, nbytes, b0 + c, nb);
         for (int64_t c = 0; c < n; c++) {
             const uint8_t *er[R]; /* the rows' expanded block c, in load4's lane order */
 #pragma GCC unroll 16
