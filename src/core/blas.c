@@ -77,6 +77,12 @@ void gemm_par(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     par_for(nt, (N + chunk - 1) / chunk, gemm_slices, &j);
 }
 
+/* gemv_par's rows per slice: multiples of 16 so the kernels' full-width paths do most of it */
+static int64_t gemv_chunk(int64_t N, int nt)
+{
+    return ((N + nt - 1) / nt + 15) / 16 * 16;
+}
+
 void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, int nt)
 {
     single_threaded();
@@ -84,7 +90,13 @@ void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, in
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, W, (int)K, x, 1, 0.0f, y, 1);
         return;
     }
-    int64_t chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
-    gemv_job j = {N, K, W, x, y, chunk};
-    par_for(nt, (N + chunk - 1) / chunk, gemv_slices, &j);
+    gemv_job j = {N, K, W, x, y, gemv_chunk(N, nt)};
+    par_for(nt, (N + j.chunk - 1) / j.chunk, gemv_slices, &j);
+}
+
+void gemv_par_rows(int64_t N, int64_t K, int nt, int t, int64_t *r0, int64_t *n)
+{
+    const int64_t chunk = nt <= 1 || N * K < PAR_MIN_WORK ? N : gemv_chunk(N, nt);
+    *r0 = (int64_t)t * chunk < N ? (int64_t)t * chunk : N;
+    *n = N - *r0 < chunk ? N - *r0 : chunk;
 }

@@ -1,0 +1,180 @@
+/* test_decode.c — the per-token (decode) path. linear_forward_multi, which runs the q/k/v and
+ * gate/up products of one token in one parallel region, gives the same bits as one
+ * linear_forward per layer: quantised (f32 and int8 compute), fp32 weights cut as gemv_par cuts
+ * them, with bias, llama.cpp's q/k row order and an adapter, for 1..3 threads. Decoding with the
+ * KV cache equals the full forward of the same prefix on a quantised base (Q4_0, Q8_0 LM head)
+ * under both compute modes (int8: bit for bit, as every row's activations are quantised on their
+ * own), and gives the same bits with 1 and 2 threads. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "nn/linear.h"
+#include "testutil.h"
+
+enum { IN = 200, NL = 5 };
+
+static void randn(float *x, int64_t n, uint64_t seed)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)((double)(rng_hash(seed, (uint64_t)i) >> 11) / 9007199254740992.0 - 0.5);
+}
+
+/* A quantised layer [out, IN] of qtype from random weights; its blocks in *buf (freed by the
+ * caller). */
+static linear quantised(int qtype, int block, int64_t out, uint64_t seed, void **buf)
+{
+    float *w = malloc((size_t)(out * IN) * sizeof(float));
+    randn(w, out * IN, seed);
+    size_t rb = q4_row_bytes(qtype, block, IN);
+    *buf = malloc((size_t)out * rb);
+    q4_quantize_matrix(qtype, block, w, out, IN, *buf, 1, NULL, NULL);
+    linear L = {.name = "q", .in = IN, .out = out};
+    assert_ok(q4_weight_init(&L.qw, qtype, block, out, IN, *buf));
+    free(w);
+    return L;
+}
+
+/* Layers of every kind sharing the input: Q4_0 with bias and q/k row order (2 heads), Q8_0 with
+ * an adapter, NF4, a small fp32 one and an fp32 one large enough for gemv_par to split
+ * (out·in >= 2^21). int8: the quantised ones compute on int8. */
+static void check_multi(int int8)
+{
+    void *buf[3];
+    linear L[NL];
+    L[0] = quantised(LK_QTYPE_Q4_0, 32, 96, 1, &buf[0]);
+    L[1] = quantised(LK_QTYPE_Q8_0, 32, 40, 2, &buf[1]);
+    L[2] = quantised(LK_QTYPE_NF4, 64, 72, 3, &buf[2]);
+    const int64_t big = (1 << 21) / IN + 17;
+    float *w3 = malloc(64 * IN * sizeof(float)), *w4 = malloc((size_t)(big * IN) * sizeof(float));
+    randn(w3, 64 * IN, 4);
+    randn(w4, big * IN, 5);
+    L[3] = (linear){.name = "f32", .in = IN, .out = 64, .w = w3};
+    L[4] = (linear){.name = "f32 big", .in = IN, .out = big, .w = w4};
+    float bias[96], A[4 * IN], B[40 * 4], x[IN];
+    randn(bias, 96, 6);
+    randn(A, 4 * IN, 7);
+    randn(B, 40 * 4, 8);
+    randn(x, IN, 9);
+    L[0].b = bias;
+    L[0].perm_heads = 2;
+    L[1].lora[0] = (lora_delta){.A = A, .B = B, .r = 4, .scale = 0.5f};
+    L[1].n_lora = 1;
+    for (int i = 0; i < 3; i++)
+        L[i].int8 = int8;
+    const linear *Ls[NL] = {&L[0], &L[1], &L[2], &L[3], &L[4]};
+    float *ya[NL], *yb[NL];
+    for (int i = 0; i < NL; i++) {
+        ya[i] = malloc((size_t)L[i].out * sizeof(float));
+        yb[i] = malloc((size_t)L[i].out * sizeof(float));
+    }
+    for (int nt = 1; nt <= 3; nt++) {
+        size_t ws = linear_forward_multi_work_bytes(Ls, NL, nt);
+        for (int i = 0; i < NL; i++) {
+            size_t n = linear_work_bytes(&L[i], 1, nt, 0);
+            ws = n > ws ? n : ws;
+        }
+        void *work = malloc(ws);
+        for (int i = 0; i < NL; i++)
+            linear_forward(&L[i], x, 1, ya[i], work, ws, nt);
+        /* exactly the multi call's own size (some layers' work may be larger) */
+        size_t wm = linear_forward_multi_work_bytes(Ls, NL, nt);
+        linear_forward_multi(Ls, NL, x, 1, yb, work, wm, nt);
+        for (int i = 0; i < NL; i++)
+            assert_memory_equal(ya[i], yb[i], (size_t)L[i].out * sizeof(float));
+        free(work);
+    }
+    for (int i = 0; i < NL; i++) {
+        free(ya[i]);
+        free(yb[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        free(buf[i]);
+    free(w3);
+    free(w4);
+}
+
+static void test_multi_f32_compute(void **state)
+{
+    (void)state;
+    check_multi(0);
+}
+
+static void test_multi_int8_compute(void **state)
+{
+    (void)state;
+    check_multi(1);
+}
+
+static lk_model *load(lk_compute compute, int threads)
+{
+    require_file(shared_path("models/stories260K-hf/model.safetensors"));
+    const char *dir = shared_path("models/stories260K-hf"); /* a static buffer: after the check */
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = threads;
+    mp.quant = LK_QTYPE_Q4_0;
+    mp.quant_embed = LK_QTYPE_Q8_0; /* the LM head quantised too */
+    mp.compute = compute;
+    lk_model *m;
+    assert_ok(lk_model_load(dir, &mp, &m));
+    return m;
+}
+
+/* Logits of tok[0..T): a 4-token prefix in one call, then one token at a time. */
+static void decode(const lk_model *m, const int32_t *tok, int64_t T, float *logits)
+{
+    int64_t V = lk_model_get_config(m)->vocab_size;
+    lk_session *s;
+    assert_ok(lk_session_create(m, T, &s));
+    assert_ok(lk_session_eval(s, tok, 4, logits, 1));
+    for (int64_t i = 4; i < T; i++)
+        assert_ok(lk_session_eval(s, tok + i, 1, logits + i * V, 0));
+    lk_session_free(s);
+}
+
+static void check_decode(lk_compute compute)
+{
+    lk_model *m1 = load(compute, 1), *m2 = load(compute, 2);
+    int64_t V = lk_model_get_config(m1)->vocab_size, T = 40;
+    int32_t tok[40];
+    for (int64_t i = 0; i < T; i++)
+        tok[i] = (int32_t)((i * 37 + 11) % V);
+    float *full = malloc((size_t)(T * V) * sizeof(float));
+    float *a = malloc((size_t)(T * V) * sizeof(float)),
+          *b = malloc((size_t)(T * V) * sizeof(float));
+    assert_ok(lk_model_forward(m2, tok, T, full));
+    decode(m1, tok, T, a);
+    decode(m2, tok, T, b);
+    assert_true(check_close("decode vs full forward", b, full, T * V, 1e-4, 1e-4));
+    if (compute == LK_COMPUTE_INT8) /* activations quantised per row: the chunk does not matter */
+        assert_memory_equal(b, full, (size_t)(T * V) * sizeof(float));
+    assert_memory_equal(a, b, (size_t)(T * V) * sizeof(float)); /* 1 vs 2 threads */
+    free(full);
+    free(a);
+    free(b);
+    lk_model_free(m1);
+    lk_model_free(m2);
+}
+
+static void test_decode_f32_compute(void **state)
+{
+    (void)state;
+    check_decode(LK_COMPUTE_F32);
+}
+
+static void test_decode_int8_compute(void **state)
+{
+    (void)state;
+    check_decode(LK_COMPUTE_INT8);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_multi_f32_compute),
+        cmocka_unit_test(test_multi_int8_compute),
+        cmocka_unit_test(test_decode_f32_compute),
+        cmocka_unit_test(test_decode_int8_compute),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
