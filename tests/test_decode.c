@@ -37,7 +37,7 @@ static linear quantised(int qtype, int block, int64_t out, uint64_t seed, void *
 
 /* Layers of every kind sharing the input: Q4_0 with bias and q/k row order (2 heads), Q8_0 with
  * an adapter, NF4, a small fp32 one and an fp32 one large enough for gemv_par to split
- * (out·in >= 2^21). int8: the quantised ones compute on int8. */
+ * (out·in >= 2^18). int8: the quantised ones compute on int8. */
 static void check_multi(int int8)
 {
     void *buf[3];
@@ -45,7 +45,7 @@ static void check_multi(int int8)
     L[0] = quantised(LK_QTYPE_Q4_0, 32, 96, 1, &buf[0]);
     L[1] = quantised(LK_QTYPE_Q8_0, 32, 40, 2, &buf[1]);
     L[2] = quantised(LK_QTYPE_NF4, 64, 72, 3, &buf[2]);
-    const int64_t big = (1 << 21) / IN + 17;
+    const int64_t big = (1 << 18) / IN + 17;
     float *w3 = malloc(64 * IN * sizeof(float)), *w4 = malloc((size_t)(big * IN) * sizeof(float));
     randn(w3, 64 * IN, 4);
     randn(w4, big * IN, 5);
