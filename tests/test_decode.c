@@ -4,7 +4,9 @@
  * them, with bias, llama.cpp's q/k row order and an adapter, for 1..3 threads. Decoding with the
  * KV cache equals the full forward of the same prefix on a quantised base (Q4_0, Q8_0 LM head)
  * under both compute modes (int8: bit for bit, as every row's activations are quantised on their
- * own), and gives the same bits with 1 and 2 threads. */
+ * own), and gives the same bits with 1 and 2 threads. Top-k sampling without a sort of the whole
+ * vocabulary draws the token a full sort draws. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,13 +170,90 @@ static void test_decode_int8_compute(void **state)
     check_decode(LK_COMPUTE_INT8);
 }
 
+/* ---- sampling: transformers' temperature, top-k, top-p, by a full sort (the reference) ---- */
+
+static const double *g_prob;
+
+static int by_prob(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (g_prob[x] != g_prob[y])
+        return g_prob[x] > g_prob[y] ? -1 : 1;
+    return x - y;
+}
+
+static int32_t sample_ref(rng_state *rng, const struct lk_sampler_params *p, const float *l,
+                          int64_t n, double *prob, int32_t *idx)
+{
+    float mx = l[0];
+    for (int64_t i = 1; i < n; i++)
+        mx = l[i] > mx ? l[i] : mx;
+    for (int64_t i = 0; i < n; i++) {
+        prob[i] = exp(((double)l[i] - mx) * (1.0 / p->temperature));
+        idx[i] = (int32_t)i;
+    }
+    g_prob = prob;
+    qsort(idx, (size_t)n, sizeof *idx, by_prob);
+    int64_t keep = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+    double kept = 0, cum = 0, sum = 0, acc = 0;
+    for (int64_t i = 0; i < keep; i++)
+        kept += prob[idx[i]];
+    for (int64_t i = 0; i < keep; i++)
+        if ((cum += prob[idx[i]]) >= p->top_p * kept) {
+            keep = i + 1;
+            break;
+        }
+    for (int64_t i = 0; i < keep; i++)
+        sum += prob[idx[i]];
+    double r = rng_uniform_f64(rng) * sum;
+    for (int64_t i = 0; i < keep; i++)
+        if (r < (acc += prob[idx[i]]))
+            return idx[i];
+    return idx[keep - 1];
+}
+
+/* lk_sampler_sample (which finds the top k by logit without sorting all n) draws the reference's
+ * token every time: logits with ties, temperatures from 0.05 (probabilities underflowing to 0)
+ * to 2, k from 1 to n, top-p 1, 0.9 and 0.3. */
+static void test_sampler_top_k(void **state)
+{
+    (void)state;
+    enum { N = 3000, DRAWS = 60 };
+    float *l = malloc(N * sizeof(float));
+    double *prob = malloc(N * sizeof(double));
+    int32_t *idx = malloc(N * sizeof(int32_t));
+    const float temps[] = {0.05f, 0.8f, 2.0f};
+    const int ks[] = {1, 5, 40, N - 1, N};
+    const float tps[] = {1.0f, 0.9f, 0.3f};
+    for (int ti = 0; ti < 3; ti++)
+        for (int ki = 0; ki < 5; ki++)
+            for (int pi = 0; pi < 3; pi++) {
+                struct lk_sampler_params p = {
+                    .temperature = temps[ti], .top_k = ks[ki], .top_p = tps[pi], .seed = 7};
+                lk_sampler *smp;
+                assert_ok(lk_sampler_create(&p, &smp));
+                rng_state rng;
+                rng_seed(&rng, p.seed, RNG_SAMPLE);
+                for (int d = 0; d < DRAWS; d++) {
+                    randn(l, N, 100 + (uint64_t)d);
+                    for (int i = 0; i < N; i++) /* a spread of 40, every 7th value repeated */
+                        l[i] = i % 7 == 3 ? l[i - 1] : 80.0f * l[i];
+                    int32_t want = sample_ref(&rng, &p, l, N, prob, idx);
+                    assert_int_equal(lk_sampler_sample(smp, l, N), want);
+                }
+                lk_sampler_free(smp);
+            }
+    free(l);
+    free(prob);
+    free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_multi_f32_compute),
-        cmocka_unit_test(test_multi_int8_compute),
-        cmocka_unit_test(test_decode_f32_compute),
-        cmocka_unit_test(test_decode_int8_compute),
+        cmocka_unit_test(test_multi_f32_compute),  cmocka_unit_test(test_multi_int8_compute),
+        cmocka_unit_test(test_decode_f32_compute), cmocka_unit_test(test_decode_int8_compute),
+        cmocka_unit_test(test_sampler_top_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
