@@ -306,6 +306,28 @@ static void gemv_rows(void *ctx, int64_t o0, int64_t o1, int thread)
     }
 }
 
+/* xp[in_pad] = x[in] in dec32_gemv's value order, zero-padded: whole blocks of Q8_0 and the GGUF
+ * types as they are, of Q4_0 / IQ4_NL as two 128-bit halves per 8 (values 4f..4f+3, 16+4f..), the
+ * rest (NF4, the last block) through perm32. */
+static void permute_x(const dec_ctx *c, const float *x, int64_t in, int64_t in_pad, float *xp)
+{
+    const int64_t full = in / 32 * 32;
+    int64_t k = 0;
+    if (c->qtype == LK_QTYPE_Q8_0 || c->gguf) {
+        memcpy(xp, x, (size_t)full * sizeof *x);
+        k = full;
+    } else if (c->qtype != LK_QTYPE_NF4) {
+        for (; k < full; k += 32)
+            for (int f = 0; f < 4; f++)
+                _mm256_storeu_ps(xp + k + 8 * f, _mm256_set_m128(_mm_loadu_ps(x + k + 16 + 4 * f),
+                                                                 _mm_loadu_ps(x + k + 4 * f)));
+    }
+    for (; k < in_pad; k++) {
+        const int64_t src = k / 32 * 32 + c->perm32[k % 32];
+        xp[k] = src < in ? x[src] : 0.0f;
+    }
+}
+
 /* Xp [T][in_pad]: X zero-padded to whole blocks, in the decoder's value order (work memory). */
 static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int nt, float *Xp)
@@ -313,12 +335,8 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
     const int64_t in = w->in, out = w->out, in_pad = (in + 31) / 32 * 32;
     dec_ctx c;
     dec_init(&c, w);
-    for (int64_t t = 0; t < T; t++) {
-        for (int64_t k = 0; k < in_pad; k++) {
-            const int64_t src = k / 32 * 32 + c.perm32[k % 32];
-            Xp[t * in_pad + k] = src < in ? X[t * in + src] : 0.0f;
-        }
-    }
+    for (int64_t t = 0; t < T; t++)
+        permute_x(&c, X + t * in, in, in_pad, Xp + t * in_pad);
     avx2_job j = {.c = &c, .w = w, .bias = bias, .X = Xp, .Y = Y, .T = T, .in_pad = in_pad};
     par_for(nt, out, gemv_rows, &j);
 }
