@@ -4,7 +4,8 @@
  * them, with bias, llama.cpp's q/k row order and an adapter, for 1..3 threads. Decoding with the
  * KV cache equals the full forward of the same prefix on a quantised base (Q4_0, Q8_0 LM head)
  * under both compute modes (int8: bit for bit, as every row's activations are quantised on their
- * own), and gives the same bits with 1 and 2 threads. Top-k sampling without a sort of the whole
+ * own), and gives the same bits with 1 and 2 threads; so does one step's attention over a long
+ * cache, whose heads run on the team. Top-k sampling without a sort of the whole
  * vocabulary draws the token a full sort draws. */
 #include <math.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "core/rng.h"
 #include "nn/linear.h"
+#include "nn/ops.h"
 #include "testutil.h"
 
 enum { IN = 200, NL = 5 };
@@ -106,6 +108,38 @@ static void test_multi_int8_compute(void **state)
 {
     (void)state;
     check_multi(1);
+}
+
+/* One decoding step's attention over a long cache (SmolLM2's 9 query / 3 KV heads of 64, 2000
+ * keys, a sliding window on the second call): its heads split over 1, 2 or 3 threads give the
+ * same bits. */
+static void test_attention_decode_threads(void **state)
+{
+    (void)state;
+    enum { H = 9, KVH = 3, HD = 64, NK = 2000 };
+    float *q = malloc(H * HD * sizeof(float)), *k = malloc((size_t)NK * KVH * HD * sizeof(float));
+    float *v = malloc((size_t)NK * KVH * HD * sizeof(float)), *o[3];
+    randn(q, H * HD, 11);
+    randn(k, (int64_t)NK * KVH * HD, 12);
+    randn(v, (int64_t)NK * KVH * HD, 13);
+    for (int win = 0; win < 2; win++) {
+        int64_t lo = win ? NK - 700 : 0;
+        attn_shape as = {.T = 1, .H = H, .KVH = KVH, .hd = HD, .kpos0 = NK - 1, .lo = &lo};
+        for (int nt = 1; nt <= 3; nt++) {
+            float *work =
+                malloc((size_t)attention_work_floats(NK, H, KVH, HD, nt, 0) * sizeof(float));
+            o[nt - 1] = malloc(H * HD * sizeof(float));
+            attention_forward(o[nt - 1], NULL, q, k, v, &as, work, nt);
+            free(work);
+        }
+        for (int i = 1; i < 3; i++)
+            assert_memory_equal(o[0], o[i], H * HD * sizeof(float));
+        for (int i = 0; i < 3; i++)
+            free(o[i]);
+    }
+    free(q);
+    free(k);
+    free(v);
 }
 
 static lk_model *load(lk_compute compute, int threads)
@@ -251,9 +285,9 @@ static void test_sampler_top_k(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_multi_f32_compute),  cmocka_unit_test(test_multi_int8_compute),
-        cmocka_unit_test(test_decode_f32_compute), cmocka_unit_test(test_decode_int8_compute),
-        cmocka_unit_test(test_sampler_top_k),
+        cmocka_unit_test(test_multi_f32_compute),        cmocka_unit_test(test_multi_int8_compute),
+        cmocka_unit_test(test_attention_decode_threads), cmocka_unit_test(test_decode_f32_compute),
+        cmocka_unit_test(test_decode_int8_compute),      cmocka_unit_test(test_sampler_top_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,6 +95,10 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
 
 /* Multiply-adds below which the attention loops stay on one thread (waking the team costs more). */
 #define PAR_MIN_WORK (1 << 21)
+/* Decoding (T < ATTN_PACK_MIN) reads the whole KV cache of the layer per token: from 2^16 scores'
+ * products (SmolLM2-135M: 114 keys) its heads run on the team. Splitting heads over threads
+ * changes no result. */
+#define ATTN_DECODE_PAR_MIN (1 << 16)
 
 /* Columns of a transposed copy of n rows: whole blocks, and one more for tiles that start at any
  * key (a query block's first key lo[t0] need not fall on a block edge). */
@@ -205,7 +209,8 @@ static void attn_run(int nt, const attn_args *x, attn_item_fn fn, int64_t n_bloc
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const attn_shape *a, float *work, int nt)
 {
-    if ((a->kpos0 + a->T / 2) * a->T * a->H * a->hd <= PAR_MIN_WORK)
+    if ((a->kpos0 + a->T / 2) * a->T * a->H * a->hd <=
+        (a->T < ATTN_PACK_MIN ? ATTN_DECODE_PAR_MIN : PAR_MIN_WORK))
         nt = 1; /* faster for little work */
     attn_args x = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .a = a};
     float *tiles = work;
