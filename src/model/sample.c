@@ -74,6 +74,18 @@ static int cmp_prob_desc(const void *a, const void *b)
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
+/* One draw among idx[0..keep), whose probabilities prob[idx[i]] add up to sum. */
+static int32_t pick(lk_sampler *s, int64_t keep, double sum)
+{
+    double r = rng_uniform_f64(&s->rng) * sum, acc = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        acc += s->prob[s->idx[i]];
+        if (r < acc)
+            return s->idx[i];
+    }
+    return s->idx[keep - 1];
+}
+
 /* Among the `keep` best tokens idx[0..keep) (probabilities prob[idx[i]], sorted as
  * cmp_prob_desc sorts): the top-p cut, then one draw. */
 static int32_t draw(lk_sampler *s, int64_t keep)
@@ -92,13 +104,7 @@ static int32_t draw(lk_sampler *s, int64_t keep)
     double sum = 0;
     for (int64_t i = 0; i < keep; i++)
         sum += s->prob[s->idx[i]];
-    double r = rng_uniform_f64(&s->rng) * sum, acc = 0;
-    for (int64_t i = 0; i < keep; i++) {
-        acc += s->prob[s->idx[i]];
-        if (r < acc)
-            return s->idx[i];
-    }
-    return s->idx[keep - 1];
+    return pick(s, keep, sum);
 }
 
 /* x ranks before y: the larger logit, then the smaller index (the order of cmp_prob_desc). */
@@ -171,11 +177,5 @@ int32_t lk_sampler_sample(lk_sampler *s, const float *logits, int64_t n)
             keep = s->p.top_k;
         return draw(s, keep);
     }
-    double r = rng_uniform_f64(&s->rng) * sum, acc = 0;
-    for (int64_t i = 0; i < keep; i++) {
-        acc += s->prob[s->idx[i]];
-        if (r < acc)
-            return s->idx[i];
-    }
-    return s->idx[keep - 1];
+    return pick(s, keep, sum);
 }
