@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Decode (and prefill) of SmolLM2-135M-Instruct GGUF files: lora-bench builds given on the command
 # line (e.g. the branch's start and its head) and llama.cpp's llama-bench (pp512, tg32 from an
-# empty cache and tg32 at depth 512), alternating in one loop, ROUNDS times; one JSON line per run on stdout (lorakit) or llama-bench's JSON (peer). By hand,
-# never in CI. Usage: bench_decode.sh ROUNDS LORA_BENCH... (LK_KERNELS passes through).
+# empty cache and tg32 at depth 512), alternating in one loop, ROUNDS times; one JSON line per run
+# on stdout (lorakit) or llama-bench's JSON lines (peer). By hand, never in CI.
+# Usage: bench_decode.sh ROUNDS LORA_BENCH... (LK_KERNELS passes through; REPEAT: the prefill
+# repetitions, default 3).
 # Files: ../shared's Q4_1 and /root/peers/models' Q4_0, Q8_0, F32 (FILES overrides).
 set -u
 ROUNDS=$1
@@ -16,7 +18,7 @@ for r in $(seq "$ROUNDS"); do
         for b in "$@"; do
             for c in f32 int8; do
                 echo "# round $r $(basename "$f") $b --compute $c load $(cut -d' ' -f1 /proc/loadavg)"
-                "$b" -m "$f" --compute $c -n 512 --repeat 3 --decode 32 -t 2 --json -q
+                "$b" -m "$f" --compute $c -n 512 --repeat "${REPEAT:-3}" --decode 32 -t 2 --json -q
             done
         done
         echo "# round $r $(basename "$f") llama-bench load $(cut -d' ' -f1 /proc/loadavg)"
