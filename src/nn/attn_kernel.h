@@ -41,6 +41,25 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
+#if defined(__GNUC__) /* gcc and clang: their generic vectors, lowered to what the target has */
+typedef float v4f __attribute__((vector_size(16)));
+
+/* Σ lane[NC], pairwise in a fixed order (log-depth, unlike a running sum): lane j += lane j+8,
+ * then j += j+4, j += j+2, j += j+1, in vector registers (a decoding step calls it per key). */
+static float lanes_sum(const float *lane)
+{
+    _Static_assert(NC == 16, "lanes_sum: 16 lanes");
+    v4f a, b, c, d;
+    memcpy(&a, lane, sizeof a);
+    memcpy(&b, lane + 4, sizeof b);
+    memcpy(&c, lane + 8, sizeof c);
+    memcpy(&d, lane + 12, sizeof d);
+    a += c;
+    b += d;
+    a += b;
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+#else
 /* Σ lane[NC], pairwise in a fixed order (log-depth, unlike a running sum). */
 static float lanes_sum(float *lane)
 {
@@ -49,9 +68,9 @@ static float lanes_sum(float *lane)
             lane[j] += lane[j + w];
     return lane[0];
 }
+#endif
 
-#if defined(__GNUC__) /* gcc and clang: their generic vectors, lowered to what the target has */
-typedef float v4f __attribute__((vector_size(16)));
+#if defined(__GNUC__)
 
 /* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers: the
  * compilers' own vectorisation of the plain loops below shuffles instead (SSE2). */
