@@ -88,3 +88,26 @@ void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, in
     gemv_job j = {N, K, W, x, y, chunk};
     par_for(nt, (N + chunk - 1) / chunk, gemv_slices, &j);
 }
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} add_job;
+
+#define ADD_GRAIN 8192 /* elements per range of add_par */
+
+static void add_slices(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    (void)thread;
+    const add_job *j = ctx;
+    int64_t e1 = c1 * ADD_GRAIN < j->n ? c1 * ADD_GRAIN : j->n;
+    for (int64_t i = c0 * ADD_GRAIN; i < e1; i++)
+        j->y[i] += j->x[i];
+}
+
+void add_par(float *y, const float *x, int64_t n, int nt)
+{
+    add_job j = {y, x, n};
+    par_for(n < 8 * ADD_GRAIN ? 1 : nt, (n + ADD_GRAIN - 1) / ADD_GRAIN, add_slices, &j);
+}

@@ -21,4 +21,7 @@ void gemm_par(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 /* y[N] = W[N,K]·x[K] (beta 0), split over the rows of W. */
 void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, int n_threads);
 
+/* y[n] += x[n], split over ranges (element-wise: the same result on any thread count). */
+void add_par(float *y, const float *x, int64_t n, int n_threads);
+
 #endif /* LK_BLAS_H */

@@ -269,7 +269,7 @@ static void swiglu_bwd_par(int nt, float *dg, float *du, const float *dh, const 
     par_run(nt, &j, 0);
 }
 
-static void add_par(int nt, float *y, const float *a, const float *b, int64_t n)
+static void sum_par(int nt, float *y, const float *a, const float *b, int64_t n)
 {
     par_job j = {.op = OP_ADD, .o1 = y, .i1 = a, .i2 = b, .n = n};
     par_run(nt, &j, 0);
@@ -333,13 +333,13 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->attn_work, g->n_threads);
     lin_forward(g, b, &w->o, g->att, g->tmpc);
-    add_par(g->n_threads, g->xmid, x_in, g->tmpc, T * C);
+    sum_par(g->n_threads, g->xmid, x_in, g->tmpc, T * C);
     rms_fwd_par(g->n_threads, g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
     lin_forward(g, b, &w->gate, g->xn2, g->g);
     lin_forward(g, b, &w->up, g->xn2, g->u);
     swiglu_fwd_par(g->n_threads, g->h, g->g, g->u, T * F);
     lin_forward(g, b, &w->down, g->h, g->tmpc);
-    add_par(g->n_threads, x_out, g->xmid, g->tmpc, T * C);
+    sum_par(g->n_threads, x_out, g->xmid, g->tmpc, T * C);
 }
 
 /* Layer l backward: g->dx holds ∂L/∂x_out on entry and ∂L/∂x_in on return (unless need_dx is 0:
