@@ -125,10 +125,10 @@ lk_status q8_transpose(const q4_weight *w, void *dst, q4_weight *wt, int n_threa
 /* The same bytes, built by the reference: q4_decode_ref and q8_tile_ref, one 32×32 tile at a time
  * (the specification q8_transpose is tested against). */
 lk_status q8_transpose_ref(const q4_weight *w, void *dst, q4_weight *wt, int n_threads);
-/* The tile quantiser of the copy: columns [0, ncol) of tile[32][ld] (fp32) each become one
- * block_q8_0 by the activation rule (codes from the fp32 d, d stored as fp16), column k at
- * dst + k*rb. The AVX2 one (q8_transpose_avx2.c) needs ld >= ncol rounded up to 8 and gives
- * q8_tile_ref's bytes (a column holding a non-finite value goes through q8_tile_ref). */
+/* The tile quantiser of the copy: columns [0, ncol) of tile[32][ld] (fp32, finite, as decoded
+ * weights are) each become one block_q8_0 by the activation rule (codes from the fp32 d, d stored
+ * as fp16), column k at dst + k*rb. The AVX2 one (q8_transpose_avx2.c) needs ld >= ncol rounded up
+ * to 8 and gives q8_tile_ref's bytes. */
 typedef void (*q8_tile_fn)(const float *tile, int64_t ld, int64_t ncol, uint8_t *dst, size_t rb);
 void q8_tile_ref(const float *tile, int64_t ld, int64_t ncol, uint8_t *dst, size_t rb);
 void q8_tile_avx2(const float *tile, int64_t ld, int64_t ncol, uint8_t *dst, size_t rb);

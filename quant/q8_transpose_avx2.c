@@ -2,10 +2,9 @@
  * 8×8 blocks of the decoded fp32 tile are transposed in registers, then each column of 32 values
  * is quantised as ggml's quantize_row_q8_0 does, with the activation rule's exact operations
  * (amax by max, d = amax/127 and id = 1/d as scalar IEEE divisions, codes by vcvtps2dq under the
- * default round-to-nearest-even, which is nearbyintf), so the bytes equal q8_tile_ref's. A column
- * holding a non-finite value (where vmaxps and fmaxf treat NaN differently) goes through
- * q8_tile_ref. Compiled with -mavx2 -mfma -mf16c; nothing here contracts a product into an fma. */
-#include <float.h>
+ * default round-to-nearest-even, which is nearbyintf), so the bytes equal q8_tile_ref's for the
+ * finite values a decoded weight has (its scales are checked finite at load). Compiled with
+ * -mavx2 -mfma -mf16c; nothing here contracts a product into an fma. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -35,17 +34,11 @@ static inline void transpose8(__m256 r[8])
 /* One column x[32] (contiguous) into the block at dst. */
 static inline void quantize_col(const float *x, uint8_t *dst)
 {
-    const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4], a[4];
-    int bad = 0;
     for (int i = 0; i < 4; i++) {
         v[i] = _mm256_loadu_ps(x + 8 * i);
         a[i] = _mm256_andnot_ps(sign, v[i]);
-        bad |= _mm256_movemask_ps(_mm256_cmp_ps(a[i], big, _CMP_NLE_UQ)); /* inf or NaN */
-    }
-    if (bad) {
-        q8_tile_ref(x, 1, 1, dst, 0);
-        return;
     }
     __m256 m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));

@@ -5,9 +5,10 @@
  * (forward; the backward's D) or a key block of one kv head (the backward's five products: dk,
  * dv, and the block's terms of dq, added in place after those of the kv head's previous key
  * block, for which the item waits); each item owns its outputs or adds to them in a fixed order,
- * so the results do not depend on the thread count. The same source (attn_kernel.h) is compiled once per instruction set
- * (attn_ref.c: portable C, what LK_SIMD=OFF builds; attn_avx2.c, attn_avx512.c with their flags),
- * picked at run time after quant's dispatch (lk_kernel_variant, LK_KERNELS). */
+ * so the results do not depend on the thread count. The same source (attn_kernel.h) is compiled
+ * once per instruction set (attn_ref.c: portable C, what LK_SIMD=OFF builds; attn_avx2.c,
+ * attn_avx512.c with their flags), picked at run time after quant's dispatch (lk_kernel_variant,
+ * LK_KERNELS). */
 #ifndef LK_ATTN_H
 #define LK_ATTN_H
 
