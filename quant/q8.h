@@ -30,7 +30,8 @@
  *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). The SIMD variants share the
  *   packed weight panel and driver of q8_pack.h (output rows per panel: 32 in avx512vnni, 8 in
  *   avx2 and neon; codes as q, or as q + K where an instruction wants unsigned bytes, each block
- *   sum then corrected by -K·Σx from the activation's half sums). */
+ *   sum then corrected by -K·Σx from the activation's half sums; avx2 splits q + 128 into two
+ *   4-bit parts so that its products add up in int16 over a block). */
 /* clang-format on */
 #ifndef LK_Q8_H
 #define LK_Q8_H

@@ -671,6 +671,20 @@ static void test_variant(const char *name)
         free(dst);
         free(c.data);
     }
+    /* many output rows: the SIMD variants' panels in several chunks per thread, the last chunk
+     * short and the last panel partial (1001 rows: 126 panels of 8, 32 of 32), 1..3 threads */
+    static const int64_t Tc[] = {5, 70};
+    static const int cq[] = {LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, LK_QTYPE_IQ4_NL, LK_QTYPE_Q4_K};
+    for (size_t i = 0; i < sizeof cq / sizeof cq[0]; i++) {
+        if (!q8_supports(cq[i]))
+            continue;
+        wcase c;
+        wcase_any(&c, cq[i], 64, 1001, 96);
+        check_work_monotone(k, &c.w);
+        for (int nt = 1; nt <= 3; nt++)
+            run_case(k, &c.w, Tc, 2, nt);
+        free(c.data);
+    }
     /* T = 0 needs no work and writes nothing */
     wcase c;
     wcase_make(&c, LK_QTYPE_Q4_0, 32, 5, 8);
