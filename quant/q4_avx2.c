@@ -631,3 +631,29 @@ void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX,
     avx2_job j = {.c = &dc, .w = w, .dY = dY, .dX = dX, .T = T, .slots = base};
     par_for(nt, ntask, bwd_tasks, &j);
 }
+
+/* Rows [r0, r0+nr) of w, values [k0, k0+n), into dst[nr][ld] with dec32: bit-exact with
+ * q4_decode_ref (q4_decode_fn; the decoder of the x86 variants, q4_decoder). */
+void q4_decode_rows_avx2(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n,
+                         float *dst, int64_t ld)
+{
+    dec_ctx c;
+    dec_init(&c, w);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes;
+        float *d = dst + r * ld;
+        for (int64_t i = 0; i < n; i += 32) {
+            __m256 v[4];
+            dec32(&c, row, k0 + i, v);
+            if (n - i >= 32) {
+                for (int q = 0; q < 4; q++)
+                    _mm256_storeu_ps(d + i + 8 * q, v[q]);
+            } else {
+                float span[32];
+                for (int q = 0; q < 4; q++)
+                    _mm256_storeu_ps(span + 8 * q, v[q]);
+                memcpy(d + i, span, (size_t)(n - i) * sizeof(float));
+            }
+        }
+    }
+}

@@ -103,3 +103,26 @@ void gemv_par_rows(int64_t N, int64_t K, int nt, int t, int64_t *r0, int64_t *n)
     *r0 = (int64_t)t * chunk < N ? (int64_t)t * chunk : N;
     *n = N - *r0 < chunk ? N - *r0 : chunk;
 }
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t n;
+} add_job;
+
+#define ADD_GRAIN 8192 /* elements per range of add_par */
+
+static void add_slices(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    (void)thread;
+    const add_job *j = ctx;
+    int64_t e1 = c1 * ADD_GRAIN < j->n ? c1 * ADD_GRAIN : j->n;
+    for (int64_t i = c0 * ADD_GRAIN; i < e1; i++)
+        j->y[i] += j->x[i];
+}
+
+void add_par(float *y, const float *x, int64_t n, int nt)
+{
+    add_job j = {y, x, n};
+    par_for(n < 8 * ADD_GRAIN ? 1 : nt, (n + ADD_GRAIN - 1) / ADD_GRAIN, add_slices, &j);
+}

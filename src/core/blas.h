@@ -26,4 +26,7 @@ void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, in
  * bits as gemv_par(N, K, W, x, y, nt). For callers that run several products in one region. */
 void gemv_par_rows(int64_t N, int64_t K, int nt, int t, int64_t *r0, int64_t *n);
 
+/* y[n] += x[n], split over ranges (element-wise: the same result on any thread count). */
+void add_par(float *y, const float *x, int64_t n, int n_threads);
+
 #endif /* LK_BLAS_H */

@@ -305,8 +305,7 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
             q8_gemm_fwd(&L->qwt, NULL, dyf, T, dq, n_threads, kw, kn);
         else
             q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
-        for (int64_t i = 0; i < T * in; i++)
-            dx[i] += dq[i];
+        add_par(dx, dq, T * in, n_threads);
     }
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];
