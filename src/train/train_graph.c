@@ -39,6 +39,9 @@ struct train_graph {
     int n_threads;
     float *kd_scratch; /* the distillation loss's scratch (graph_reserve_kd) */
     int64_t kd_scratch_n;
+    void *q8buf;      /* --compute int8: a layer's transposed copies, built before its backward
+                       * (model_int8_build_bytes; NULL when every layer keeps its own) */
+    layer_weights lw; /* that layer's weights with those copies */
 };
 
 /* Floats of one layer's activations per token (the fields layer_forward fills and
@@ -175,7 +178,10 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_gra
     g->first = m->cfg.n_layers - keep;
     if (keep > 1) /* the layers above the first kept one: their own slices */
         g->store = lk_aligned_alloc((size_t)((keep - 1) * graph_layer_bytes(m, T_max)));
-    if (!ok || !g->lo || (keep > 1 && !g->store)) {
+    const int64_t q8b = model_int8_build_bytes(m);
+    if (q8b > 0)
+        g->q8buf = lk_aligned_alloc((size_t)q8b);
+    if (!ok || !g->lo || (keep > 1 && !g->store) || (q8b > 0 && !g->q8buf)) {
         graph_free(g);
         return status_fail(LK_ERR_NOMEM,
                            "cannot allocate training buffers for %lld tokens "
@@ -195,6 +201,7 @@ void graph_free(train_graph *g)
     free(g->store);
     free(g->lo);
     free(g->kd_scratch);
+    free(g->q8buf);
     free(g);
 }
 
@@ -257,14 +264,27 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     add_to(x_out, g->xmid, g->tmpc, T * C);
 }
 
+/* Layer l's weights for its backward: the model's, or with --compute int8 and a layer that keeps
+ * no transposed copies, a copy of them with those built now into g->q8buf. */
+static const layer_weights *backward_weights(train_graph *g, int64_t l)
+{
+    if (!g->q8buf)
+        return &g->m->layers[l];
+    g->lw = g->m->layers[l];
+    /* cannot fail: every int8 matrix's type has a transposed copy */
+    lk_status s = model_int8_layer_copies(g->m, &g->lw, g->q8buf);
+    LK_ASSERT(s == LK_OK);
+    return &g->lw;
+}
+
 /* Layer l backward: g->dx holds ∂L/∂x_out on entry and ∂L/∂x_in on return (unless need_dx is 0:
  * the embeddings are frozen, so layer 0's input gradient is not needed). */
 static void layer_backward(train_graph *g, const train_batch *b, int64_t l, const float *x_in,
                            int need_dx)
 {
+    const layer_weights *w = backward_weights(g, l);
     bind_acts(g, l);
     const struct lk_model_config *c = &g->m->cfg;
-    const layer_weights *w = &g->m->layers[l];
     int64_t T = b->T, C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
     /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
     memset(g->dh, 0, (size_t)(T * F) * sizeof(float));
