@@ -1086,8 +1086,9 @@ static void make_args(train_args *a)
                        "layer (least memory); off: keep all (fastest)");
     a->memory_limit = arg_str0(NULL, "memory-limit", "SIZE",
                                "memory the run may plan for, weights included (e.g. 3G, 512M; "
-                               "default: the memory available): --checkpointing auto's budget "
-                               "and the plan's check");
+                               "default: the memory available): --checkpointing auto's budget, "
+                               "how many of --compute int8's transposed copies are kept (the "
+                               "others built per layer), and the plan's check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",
