@@ -86,6 +86,18 @@ static struct lk_train_params params(void)
     return p;
 }
 
+/* A heap copy of t's gradient (*n floats); frees t and its data d. */
+static float *take_grads(lk_trainer *t, lk_dataset *d, int64_t *n)
+{
+    *n = t->lora.n_params;
+    float *g = malloc((size_t)*n * sizeof *g);
+    assert_non_null(g);
+    memcpy(g, t->lora.grads, (size_t)*n * sizeof *g);
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    return g;
+}
+
 /* One step from the adapter in dir on m (d's rows): its gradient into a heap copy of n_params
  * floats. */
 static float *one_step_grad(lk_model *m, const char *path, int64_t seq, const char *dir, int64_t *n)
@@ -98,13 +110,7 @@ static float *one_step_grad(lk_model *m, const char *path, int64_t seq, const ch
     struct lk_step_stats st;
     assert_ok(lk_trainer_step(t, &st));
     assert_false(st.skipped);
-    *n = t->lora.n_params;
-    float *g = malloc((size_t)*n * sizeof *g);
-    assert_non_null(g);
-    memcpy(g, t->lora.grads, (size_t)*n * sizeof *g);
-    lk_trainer_free(t);
-    lk_dataset_free(d);
-    return g;
+    return take_grads(t, d, n);
 }
 
 static double cosine(const float *a, const float *b, int64_t n)
@@ -355,13 +361,7 @@ static float *second_step(lk_model *m, const struct lk_train_params *p, double *
     assert_ok(lk_trainer_step(t, &st));
     assert_ok(lk_trainer_step(t, &st));
     *loss = st.loss;
-    *n = t->lora.n_params;
-    float *g = malloc((size_t)*n * sizeof *g);
-    assert_non_null(g);
-    memcpy(g, t->lora.grads, (size_t)*n * sizeof *g);
-    lk_trainer_free(t);
-    lk_dataset_free(d);
-    return g;
+    return take_grads(t, d, n);
 }
 
 /* --memory-limit decides which transposed copies are kept: all of them without a limit; under
