@@ -55,6 +55,15 @@ size_t linear_work_bytes(const linear *L, int64_t T, int n_threads, int backward
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
                     size_t work_size, int n_threads);
 
+/* ys[i][T, Ls[i]->out] = linear_forward(Ls[i], x, T, ...) for the n layers that share the input x
+ * (q/k/v, gate/up): the same bits. With T = 1 and more than one thread, the base products of all n
+ * run in ONE parallel region (each thread its rows of every layer) instead of n: decoding wakes the
+ * threads half as often. work: at least linear_forward_multi_work_bytes(Ls, n, n_threads) bytes
+ * for T = 1, and linear_work_bytes of every layer for T rows otherwise. */
+void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_t T,
+                          float *const *ys, void *work, size_t work_size, int n_threads);
+size_t linear_forward_multi_work_bytes(const linear *const *Ls, int n, int n_threads);
+
 /* The same under training: with L->train, dropout > 0 and mask_key != 0, the first adapter sees
  * dropout(x), the mask a stateless hash of (mask_key, element), so the same key gives the same
  * mask (a recomputed forward under activation checkpointing matches the first). */
