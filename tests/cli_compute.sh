@@ -38,6 +38,20 @@ has out '"compute":"int8","int8_matrices":35,"int8_copy_bytes":[1-9]' "plan JSON
 expect 0 "dry run f32: no copies" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute f32 -o "$T/d" \
     --dry-run --json
 has out '"int8_copy_bytes":0' "f32 plans no copies"
+# a --memory-limit one byte below the plan keeps fewer layers' copies (built before each layer's
+# backward instead) and trains the very same adapter
+expect 0 "dry run --json" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 -o "$T/d" \
+    --dry-run --json
+LIM=$(($(jnum peak_bytes) - 1))
+expect 0 "dry run under a limit" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 -o "$T/d" \
+    --dry-run --memory-limit $LIM
+has out "kept: [0-4] of 5 layers', the others' built before their backward" "fewer copies kept"
+expect 0 "train with every copy" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 --steps 3 \
+    -o "$T/all"
+expect 0 "train under the limit" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 --steps 3 \
+    --memory-limit $LIM -o "$T/lim"
+cmp -s "$T/all/adapter_model.safetensors" "$T/lim/adapter_model.safetensors" && ok=1 || ok=0
+[ "$ok" = 1 ] && passes=$((passes + 1)) || { echo "FAIL: copies built per layer changed the adapter"; fails=$((fails + 1)); }
 
 expect 0 "train with int8" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 --steps 4 \
     --save-every 2 -o "$T/a"

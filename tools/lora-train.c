@@ -699,11 +699,21 @@ static int dry_run(train_ctx *x)
     int64_t ad, opt, act, total;
     const char *what;
     double have = memory_check(x, &ad, &opt, &act, &total, &what);
-    int64_t q8t = lk_model_backward_bytes(x->m); /* --compute int8's transposed copies */
-    int64_t base = total - ad - opt - act - q8t, seq = lk_dataset_seq_len(x->data);
+    int64_t seq = lk_dataset_seq_len(x->data), q8t;
+    int head; /* --compute int8's transposed copies kept: the LM head's, `copies` layers' */
+    int64_t copies = lk_trainer_int8_copies(x->m, &x->tp, seq, &head, &q8t);
+    int64_t base = total - ad - opt - act - q8t;
     const char *compute = lk_compute_name(lk_model_compute(x->m));
     int64_t kept = lk_trainer_kept_layers(x->m, &x->tp, seq);
     int64_t layers = lk_model_get_config(x->m)->n_layers;
+    char copy_note[160] = "";
+    if (lk_model_int8_matrices(x->m) > 0 && (copies < layers || head == 0))
+        snprintf(copy_note, sizeof copy_note, "; kept: %s%lld of %lld layers'%s",
+                 head == 1 ? "the LM head's and " : "", (long long)copies, (long long)layers,
+                 copies < layers ? ", the others' built before their backward" : "");
+    if (head == 0)
+        snprintf(copy_note + strlen(copy_note), sizeof copy_note - strlen(copy_note),
+                 "; the LM head's dx on the f32 kernel");
     const char *ckpt = lk_checkpointing_name(x->tp.checkpointing);
     int fits = (double)total <= have;
     if (x->c->json->count) {
@@ -716,6 +726,8 @@ static int dry_run(train_ctx *x)
         cJSON_AddStringToObject(j, "compute", compute);
         cJSON_AddNumberToObject(j, "int8_matrices", (double)lk_model_int8_matrices(x->m));
         cJSON_AddNumberToObject(j, "int8_copy_bytes", (double)q8t);
+        cJSON_AddNumberToObject(j, "int8_copy_layers", (double)copies);
+        cJSON_AddBoolToObject(j, "int8_copy_head", head == 1);
         cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
         cJSON_AddNumberToObject(j, "available_bytes", have);
         cJSON_AddStringToObject(j, "available_limit", what);
@@ -730,12 +742,13 @@ static int dry_run(train_ctx *x)
                "  activations    %9.1f MiB (checkpointing %s: %lld of %lld layers keep their "
                "activations, %lld recomputed)\n"
                "  int8 copies    %9.1f MiB (--compute %s: transposed Q8_0 copies of %lld "
-               "matrices, for the backward)\n"
+               "matrices, for the backward%s)\n"
                "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
                opt / 1048576.0, act / 1048576.0, ckpt, (long long)kept, (long long)layers,
                (long long)(layers - kept), q8t / 1048576.0, compute,
-               (long long)lk_model_int8_matrices(x->m), total / 1048576.0, have / 1048576.0, what);
+               (long long)lk_model_int8_matrices(x->m), copy_note, total / 1048576.0,
+               have / 1048576.0, what);
     }
     if (!fits)
         warn_memory(total, have, what);
@@ -1073,8 +1086,9 @@ static void make_args(train_args *a)
                        "layer (least memory); off: keep all (fastest)");
     a->memory_limit = arg_str0(NULL, "memory-limit", "SIZE",
                                "memory the run may plan for, weights included (e.g. 3G, 512M; "
-                               "default: the memory available): --checkpointing auto's budget "
-                               "and the plan's check");
+                               "default: the memory available): --checkpointing auto's budget, "
+                               "how many of --compute int8's transposed copies are kept (the "
+                               "others built per layer), and the plan's check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",

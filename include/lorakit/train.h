@@ -263,12 +263,24 @@ lk_status lk_trainer_save_gguf_lora(const lk_trainer *t, const char *path, int f
  * sequences of seq_len tokens (1 .. n_layers; the rest are recomputed): n_layers with
  * LK_CKPT_OFF, 1 with LK_CKPT_ON; with LK_CKPT_AUTO the most whose plan (the weights of m and
  * of an online teacher + lk_trainer_memory_plan) fits p->memory_limit, or lk_memory_available()
- * when that is 0 (at least 1). The trainer lk_trainer_create makes uses this count. */
+ * when that is 0 (at least 1), after the LM head's int8 copy (lk_trainer_int8_copies). The
+ * trainer lk_trainer_create makes uses this count. */
 int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 
+/* --compute int8's transposed copies for the backward's dx under the same plan: how many of m's
+ * layers keep theirs (the top ones; the others' are built just before their backward into one
+ * reused buffer, the same bits), whether the LM head keeps its copy (*head: 1 it does, 0 it runs
+ * on int8 without one, its dx on the f32 kernel, -1 it does not run on int8) and the bytes of all
+ * that (*bytes; either may be NULL). Within the budget of
+ * lk_trainer_kept_layers, in this order: the head's copy, the kept activations
+ * (LK_CKPT_AUTO), the layers' copies; every copy is kept when the budget allows. *bytes 0 and
+ * *head -1 without int8 matrices. The trainer lk_trainer_create makes uses this plan. */
+int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
+                               int *head, int64_t *bytes);
+
 /* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations,
- * and with --compute int8 the transposed copies of lk_model_backward_bytes, counted in the total
- * only), with the layers lk_trainer_kept_layers keeping their activations. */
+ * and with --compute int8 the transposed copies and build buffer of lk_trainer_int8_copies,
+ * counted in the total only), with the layers lk_trainer_kept_layers keeping their activations. */
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int64_t *adapter_bytes, int64_t *optimizer_bytes,
                                int64_t *activation_bytes);

@@ -42,6 +42,9 @@ struct lk_model {
     lk_compute compute;           /* --compute: f32, or int8 for the matrices q8_supports */
     int64_t n_int8;               /* matrices with linear.int8 set */
     void *q8t;                    /* the transposed Q8_0 copies (model_int8_backward), or NULL */
+    int q8_ready;                 /* model_int8_backward ran: the copies are as planned */
+    int64_t q8_build; /* bytes of the buffer a layer's copies are built into before its backward
+                       * (the layers keeping none; 0: every layer keeps its copies) */
 };
 
 /* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident
@@ -91,11 +94,25 @@ lk_status model_gguf_rope_factors(lk_model *m);
  * path takes (linear.int8), and log one note naming those that stay fp32. Run once at load. */
 void model_int8_setup(lk_model *m);
 
-/* Build the transposed Q8_0 copy (linear.qwt) of every matrix that runs on int8, for the
- * backward's dx (a trainer calls it; nothing to do with f32 or when built already), and free
- * them again (lk_model_free does too). */
-lk_status model_int8_backward(lk_model *m);
+/* Build the transposed Q8_0 copies (linear.qwt) the backward's dx runs on: those of the int8
+ * matrices of the top `layers` layers and, with head, of the LM head (a trainer calls it, as its
+ * memory plan says; nothing to do with f32 or when done already), and free them again
+ * (lk_model_free does too). A layer without copies has them built by model_int8_layer_copies
+ * just before its backward; the LM head without its copy takes its dx on the f32 kernel. The
+ * copies do not depend on when they are built: either way a step gives the same bits. */
+lk_status model_int8_backward(lk_model *m, int64_t layers, int head);
 void model_int8_backward_free(lk_model *m);
+
+/* Bytes of the transposed copies of layer l's int8 matrices (l = n_layers: the LM head's). */
+int64_t model_int8_copy_bytes(const lk_model *m, int64_t l);
+
+/* Bytes of the buffer model_int8_layer_copies needs after model_int8_backward (the largest layer
+ * keeping no copies; 0: none does). */
+int64_t model_int8_build_bytes(const lk_model *m);
+
+/* w: a copy of one of m's layers: its int8 matrices without a transposed copy get one, built into
+ * buf (model_int8_build_bytes bytes) and described in w's linears (the model's stay as they are). */
+lk_status model_int8_layer_copies(const lk_model *m, layer_weights *w, void *buf);
 
 /* RoPE inverse frequencies [hd/2] as Hugging Face computes them (fp32), after rope scaling. */
 void rope_inv_freq(const struct lk_model_config *c, float *inv_freq);

@@ -97,41 +97,90 @@ int64_t lk_model_int8_matrices(const lk_model *m)
     return m->n_int8;
 }
 
-int64_t lk_model_backward_bytes(const lk_model *m)
+/* Bytes of the transposed copies of layer l's int8 matrices (l = n_layers: the LM head's). */
+int64_t model_int8_copy_bytes(const lk_model *m, int64_t l)
 {
-    int64_t total = 0;
-    for (int64_t i = 0; i < 7 * m->cfg.n_layers + 1; i++) {
-        const linear *L = matrix((lk_model *)m, i);
+    int64_t total = 0, n = l == m->cfg.n_layers ? 1 : 7;
+    for (int64_t i = 0; i < n; i++) {
+        const linear *L = matrix((lk_model *)m, 7 * l + i);
         if (L->int8)
             total += (int64_t)q8_transpose_bytes(&L->qw);
     }
     return total;
 }
 
-lk_status model_int8_backward(lk_model *m)
+int64_t lk_model_backward_bytes(const lk_model *m)
 {
-    if (m->n_int8 == 0 || m->q8t)
+    int64_t total = 0;
+    for (int64_t l = 0; l <= m->cfg.n_layers; l++)
+        total += model_int8_copy_bytes(m, l);
+    return total;
+}
+
+/* Build the copies of matrices [i0, i0 + n) that run on int8 and have none into dst (bytes
+ * *off on), each matrix's description in its own linear (list: the model's, or a layer's copy). */
+static lk_status build_copies(linear *const *list, int n, char *dst, size_t *off, int n_threads)
+{
+    for (int i = 0; i < n; i++) {
+        linear *L = list[i];
+        if (!L->int8 || L->qwt.data)
+            continue;
+        LK_TRY(q8_transpose(&L->qw, dst + *off, &L->qwt, n_threads));
+        *off += q8_transpose_bytes(&L->qw);
+    }
+    return LK_OK;
+}
+
+lk_status model_int8_backward(lk_model *m, int64_t layers, int head)
+{
+    if (m->n_int8 == 0 || m->q8_ready)
         return LK_OK;
-    const int64_t n = 7 * m->cfg.n_layers + 1;
-    size_t total = (size_t)lk_model_backward_bytes(m), off = 0;
-    m->q8t = lk_aligned_alloc(total);
-    if (!m->q8t)
+    const int64_t nl = m->cfg.n_layers;
+    layers = layers < 0 ? 0 : layers > nl ? nl : layers;
+    size_t total = head ? (size_t)model_int8_copy_bytes(m, nl) : 0, off = 0;
+    for (int64_t l = nl - layers; l < nl; l++)
+        total += (size_t)model_int8_copy_bytes(m, l);
+    m->q8t = total ? lk_aligned_alloc(total) : NULL;
+    if (total && !m->q8t)
         return status_fail(LK_ERR_NOMEM,
                            "--compute int8: cannot allocate %.1f MiB for the transposed copies of "
-                           "the base (hint: --compute f32 needs none)",
+                           "the base (hint: --compute f32 needs none, a lower --memory-limit "
+                           "keeps fewer)",
                            (double)total / 1048576.0);
-    for (int64_t i = 0; i < n; i++) {
-        linear *L = matrix(m, i);
-        if (!L->int8)
-            continue;
-        lk_status s = q8_transpose(&L->qw, (char *)m->q8t + off, &L->qwt, m->n_threads);
-        if (s != LK_OK) {
-            model_int8_backward_free(m);
-            return s;
-        }
-        off += q8_transpose_bytes(&L->qw);
+    lk_status s = LK_OK;
+    for (int64_t l = nl - layers; l <= nl && s == LK_OK; l++) {
+        linear *list[7];
+        int n = l == nl ? head : 7;
+        for (int i = 0; i < n; i++)
+            list[i] = matrix(m, 7 * l + i);
+        s = build_copies(list, n, m->q8t, &off, m->n_threads);
+    }
+    if (s != LK_OK) {
+        model_int8_backward_free(m);
+        return s;
     }
     LK_ASSERT(off == total);
+    for (int64_t l = 0; l < nl - layers; l++) { /* the buffer of the copies built per layer */
+        int64_t b = model_int8_copy_bytes(m, l);
+        m->q8_build = b > m->q8_build ? b : m->q8_build;
+    }
+    m->q8_ready = 1;
+    return LK_OK;
+}
+
+int64_t model_int8_build_bytes(const lk_model *m)
+{
+    return m->q8_build;
+}
+
+lk_status model_int8_layer_copies(const lk_model *m, layer_weights *w, void *buf)
+{
+    linear *list[7];
+    size_t off = 0;
+    for (int i = 0; i < 7; i++)
+        list[i] = layer_linear(w, i);
+    LK_TRY(build_copies(list, 7, buf, &off, m->n_threads));
+    LK_ASSERT((int64_t)off <= m->q8_build);
     return LK_OK;
 }
 
@@ -141,4 +190,6 @@ void model_int8_backward_free(lk_model *m)
         memset(&matrix(m, i)->qwt, 0, sizeof(q4_weight));
     free(m->q8t);
     m->q8t = NULL;
+    m->q8_build = 0;
+    m->q8_ready = 0;
 }

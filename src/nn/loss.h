@@ -12,13 +12,15 @@
 
 /* Floats of scratch ce_forward_backward needs for the head [V, C] on n_threads threads: one block
  * of CE_ROWS rows of logits kept between the two passes (19 MB for V = 151936), the block's rows
- * of h and their gradient, and the work of the head's linear calls (linear_work_bytes). */
+ * of h and their gradient, and the work of the head's linear calls (linear_work_bytes); it is
+ * kd_scratch_floats(head, NULL, n_threads) (kd.h), whose loss with α = 0 this is. */
 int64_t ce_scratch_floats(const linear *head, int n_threads);
 
 /* h[T,C]: final hidden states; targets[T]: the id each position must predict, or -100 (ignored).
  * Adds Σ −log p(target) to *loss_sum and the number of predicted positions to *count. When dh is
  * non-NULL, dh[T,C] (overwritten) = grad_scale · ∂(Σ loss)/∂h. head: [V, C] (no bias). scratch:
- * ce_scratch_floats(head, n_threads) floats. Allocates nothing. */
+ * ce_scratch_floats(head, n_threads) floats. Allocates nothing. Each row's sums run in one thread
+ * in a fixed order: the result does not depend on n_threads beyond the head's GEMMs. */
 void ce_forward_backward(const linear *head, const float *h, const int32_t *targets, int64_t T,
                          float grad_scale, float *dh, double *loss_sum, int64_t *count,
                          float *scratch, int n_threads);

@@ -121,6 +121,18 @@ static lk_status check_trainable(const lk_dataset *data)
 }
 
 /* Everything a trainer needs on this rank alone. */
+/* What a trainer keeps for the backward: the top `keep` layers their activations (the others
+ * recomputed), with --compute int8 the top `copies` layers their transposed copies (the others'
+ * built before their backward into one buffer) and, with head, the LM head its copy (else its dx
+ * runs on the f32 kernel). */
+typedef struct {
+    int64_t keep, copies;
+    int head;
+} train_keep;
+
+/* The plan of what to keep within the memory budget (below). */
+static train_keep plan_keep(const lk_model *m, const struct lk_train_params *p, int64_t seq_len);
+
 static lk_status trainer_setup(lk_model *m, lk_dataset *data, const struct lk_train_params *p,
                                lk_trainer **out)
 {
@@ -143,11 +155,12 @@ static lk_status trainer_setup(lk_model *m, lk_dataset *data, const struct lk_tr
     double rows_total = p->epochs * (double)lk_dataset_rows_in_epoch(data);
     t->total = p->steps ? p->steps : (int64_t)ceil(rows_total / (double)t->rows_all);
     LK_TRY(adapter_setup(t, p));
-    if (lk_model_int8_matrices(m) > 0 && !m->q8t) { /* --compute int8: dx on Wᵀ's copies */
-        LK_TRY(model_int8_backward(m));
+    const train_keep k = plan_keep(m, p, t->T);
+    if (lk_model_int8_matrices(m) > 0 && !m->q8_ready) { /* --compute int8: dx on Wᵀ's copies */
+        LK_TRY(model_int8_backward(m, k.copies, k.head));
         t->q8t = 1;
     }
-    LK_TRY(graph_create(m, t->T, lk_trainer_kept_layers(m, p, t->T), &t->g));
+    LK_TRY(graph_create(m, t->T, k.keep, &t->g));
     LK_TRY(alloc_rows(t));
     return distill_create(&t->kd, p, m, data, t->T, t->rows, t->g);
 }
@@ -466,58 +479,107 @@ lk_status lk_trainer_eval(lk_trainer *t, const lk_dataset *eval, double *loss, d
     return LK_OK;
 }
 
-/* lk_trainer_memory_plan with `keep` layers keeping their activations. */
+/* Bytes of the int8 copies k keeps, and of the buffer the other layers' are built into. */
+static int64_t copies_bytes(const lk_model *m, const train_keep *k)
+{
+    const int64_t L = lk_model_get_config(m)->n_layers;
+    int64_t total = k->head ? model_int8_copy_bytes(m, L) : 0, build = 0;
+    for (int64_t l = 0; l < L; l++) {
+        int64_t b = model_int8_copy_bytes(m, l);
+        if (l >= L - k->copies)
+            total += b;
+        else
+            build = b > build ? b : build;
+    }
+    return total + build;
+}
+
+/* lk_trainer_memory_plan for k. */
 static int64_t plan_keeping(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
-                            int64_t keep, int64_t *adapter_bytes, int64_t *optimizer_bytes,
-                            int64_t *activation_bytes)
+                            const train_keep *k, int64_t *adapter_bytes, int64_t *optimizer_bytes,
+                            int64_t *activation_bytes, int64_t *copy_bytes)
 {
     const struct lk_model_config *c = lk_model_get_config(m);
     int64_t params = 0;
-    for (int k = 0; k < LK_MOD_COUNT; k++)
-        if (p->targets & (1u << k)) {
+    for (int i = 0; i < LK_MOD_COUNT; i++)
+        if (p->targets & (1u << i)) {
             int64_t out, in;
-            adapter_module_shape(c, (lk_module)k, &out, &in);
+            adapter_module_shape(c, (lk_module)i, &out, &in);
             params += c->n_layers * p->rank * (in + out);
         }
     /* factors and gradients (and with data parallelism the gradient sum's chunks) */
     *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4;
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
-    *activation_bytes = graph_bytes(m, seq_len, keep) + 5 * seq_len * p->batch * p->grad_accum * 4;
-    const int64_t q8t = lk_model_backward_bytes(m); /* --compute int8's transposed copies */
+    *activation_bytes =
+        graph_bytes(m, seq_len, k->keep) + 5 * seq_len * p->batch * p->grad_accum * 4;
+    *copy_bytes = copies_bytes(m, k); /* --compute int8's transposed copies */
     if (p->objective != LK_OBJ_SFT) { /* the loss's scratch, the online teacher's forward */
         const linear *th = p->teacher ? &p->teacher->lm_head : NULL;
         *activation_bytes += kd_scratch_floats(&m->lm_head, th, m->n_threads) * 4;
         if (p->teacher)
             *activation_bytes += graph_bytes(p->teacher, seq_len, 1);
     }
-    return *adapter_bytes + *optimizer_bytes + *activation_bytes + q8t;
+    return *adapter_bytes + *optimizer_bytes + *activation_bytes + *copy_bytes;
+}
+
+/* The plan within p->memory_limit (or the memory available), in the order that buys the most
+ * speed per byte: the LM head's copy (its dx on the f32 kernel is several layers' worth of time),
+ * then with LK_CKPT_AUTO the layers' activations (a layer recomputed costs its forward), then
+ * the layers' copies (one built before the backward costs a transposition). Every layer keeps
+ * its copies when they all fit; whatever does not fit is left out. */
+static train_keep plan_keep(const lk_model *m, const struct lk_train_params *p, int64_t seq_len)
+{
+    const int64_t L = lk_model_get_config(m)->n_layers;
+    train_keep k = {.keep = p->checkpointing == LK_CKPT_OFF ? L : 1, .copies = 0, .head = 0};
+    int64_t ad, opt, act, cb;
+    /* the least: the weights of the model and of an online teacher, the activations of the last
+     * layer (or of all), no copies kept (the buffer for one layer's) */
+    const int64_t least = lk_model_weight_bytes(m) +
+                          (p->teacher ? lk_model_weight_bytes(p->teacher) : 0) +
+                          plan_keeping(m, p, seq_len, &k, &ad, &opt, &act, &cb);
+    const int64_t budget = p->memory_limit > 0 ? p->memory_limit : lk_memory_available(NULL);
+    int64_t rem = budget - least;
+    const int64_t head = model_int8_copy_bytes(m, L);
+    k.head = head > 0 && rem >= head;
+    rem -= k.head ? head : 0;
+    const int64_t per_layer = graph_layer_bytes(m, seq_len);
+    if (p->checkpointing == LK_CKPT_AUTO && per_layer > 0 && rem > 0) {
+        const int64_t more = rem / per_layer;
+        k.keep = more >= L - 1 ? L : 1 + more;
+        rem -= (k.keep - 1) * per_layer;
+    }
+    int64_t all = 0;
+    for (int64_t l = 0; l < L; l++)
+        all += model_int8_copy_bytes(m, l);
+    if (rem + cb >= all) /* the buffer goes when every layer keeps its copies */
+        k.copies = L;
+    while (k.copies < L && rem >= model_int8_copy_bytes(m, L - 1 - k.copies))
+        rem -= model_int8_copy_bytes(m, L - 1 - k.copies++);
+    return k;
 }
 
 int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len)
 {
+    return plan_keep(m, p, seq_len).keep;
+}
+
+int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
+                               int *head, int64_t *bytes)
+{
+    train_keep k = plan_keep(m, p, seq_len);
     const int64_t L = lk_model_get_config(m)->n_layers;
-    if (p->checkpointing == LK_CKPT_OFF)
-        return L;
-    if (p->checkpointing != LK_CKPT_AUTO)
-        return 1;
-    /* the plan with only the last layer kept (the weights of the model and of an online teacher
-     * included), and what each further kept layer adds */
-    int64_t ad, opt, act;
-    const int64_t least = lk_model_weight_bytes(m) +
-                          (p->teacher ? lk_model_weight_bytes(p->teacher) : 0) +
-                          plan_keeping(m, p, seq_len, 1, &ad, &opt, &act);
-    const int64_t budget = p->memory_limit > 0 ? p->memory_limit : lk_memory_available(NULL);
-    const int64_t per_layer = graph_layer_bytes(m, seq_len);
-    if (budget <= least || per_layer <= 0)
-        return 1;
-    const int64_t more = (budget - least) / per_layer;
-    return more >= L - 1 ? L : 1 + more;
+    if (head)
+        *head = model_int8_copy_bytes(m, L) == 0 ? -1 : k.head;
+    if (bytes)
+        *bytes = copies_bytes(m, &k);
+    return k.copies;
 }
 
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int64_t *adapter_bytes, int64_t *optimizer_bytes,
                                int64_t *activation_bytes)
 {
-    return plan_keeping(m, p, seq_len, lk_trainer_kept_layers(m, p, seq_len), adapter_bytes,
-                        optimizer_bytes, activation_bytes);
+    train_keep k = plan_keep(m, p, seq_len);
+    int64_t cb;
+    return plan_keeping(m, p, seq_len, &k, adapter_bytes, optimizer_bytes, activation_bytes, &cb);
 }

@@ -40,40 +40,44 @@ struct train_graph {
     int n_threads;
     float *kd_scratch; /* the distillation loss's scratch (graph_reserve_kd) */
     int64_t kd_scratch_n;
+    void *q8buf;      /* --compute int8: a layer's transposed copies, built before its backward
+                       * (model_int8_build_bytes; NULL when every layer keeps its own) */
+    layer_weights lw; /* that layer's weights with those copies */
 };
 
-/* Floats of one layer's activations per token (the fields layer_forward fills and
- * layer_backward reads): xn1, xn2, xmid [C]; rstd1, rstd2; q, att [qd]; k, v [kvd]; lse [H];
- * g, u, h [F]. */
-static int64_t acts_per_token(const struct lk_model_config *c)
+/* Floats per token of what a kept layer stores for its backward (the fields layer_forward fills
+ * and layer_backward reads, but xn1, xn2 and h: layer_backward recomputes those, cheaply and to
+ * the same bits, from the layer's input, xmid, g and u): xmid [C]; rstd1, rstd2; q, att [qd];
+ * k, v [kvd]; lse [H]; g, u [F]. */
+static int64_t kept_per_token(const struct lk_model_config *c)
 {
     int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    return 3 * c->hidden_size + 2 + 2 * qd + 2 * kvd + c->n_heads + 3 * c->intermediate_size;
+    return c->hidden_size + 2 + 2 * qd + 2 * kvd + c->n_heads + 2 * c->intermediate_size;
 }
 
 /* Point the activation fields at layer l's: the shared buffers for the layers up to g->first
  * (recomputed ones and the lowest kept one, which no layer overwrites after it), else the layer's
- * slice of the store. */
+ * slice of the store (xn1, xn2 and h always in the shared buffers). */
 static void bind_acts(train_graph *g, int64_t l)
 {
     float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
                    &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
     const int nf = (int)(sizeof f / sizeof *f);
     LK_ASSERT(nf == (int)(sizeof g->shared / sizeof *g->shared));
-    if (l <= g->first) {
-        for (int i = 0; i < nf; i++)
-            *f[i] = g->shared[i];
+    for (int i = 0; i < nf; i++)
+        *f[i] = g->shared[i];
+    if (l <= g->first)
         return;
-    }
     const struct lk_model_config *c = &g->m->cfg;
     int64_t T = g->T_max, C = c->hidden_size, F = c->intermediate_size;
     int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    float *p = g->store + (l - g->first - 1) * T * acts_per_token(c);
-    int64_t n[] = {C, C, C, 1, 1, qd, qd, kvd, kvd, c->n_heads, F, F, F};
-    for (int i = 0; i < nf; i++) {
-        *f[i] = p;
-        p += T * n[i];
-    }
+    float *p = g->store + (l - g->first - 1) * T * kept_per_token(c);
+    int64_t n[] = {0, 0, C, 1, 1, qd, qd, kvd, kvd, c->n_heads, F, F, 0}; /* 0: shared */
+    for (int i = 0; i < nf; i++)
+        if (n[i] > 0) {
+            *f[i] = p;
+            p += T * n[i];
+        }
 }
 
 /* keep clamped to 1 .. n_layers */
@@ -129,7 +133,7 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
 
 int64_t graph_layer_bytes(const lk_model *m, int64_t T_max)
 {
-    return T_max * acts_per_token(&m->cfg) * 4;
+    return T_max * kept_per_token(&m->cfg) * 4;
 }
 
 int64_t graph_bytes(const lk_model *m, int64_t T_max, int64_t keep)
@@ -176,7 +180,10 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_gra
     g->first = m->cfg.n_layers - keep;
     if (keep > 1) /* the layers above the first kept one: their own slices */
         g->store = lk_aligned_alloc((size_t)((keep - 1) * graph_layer_bytes(m, T_max)));
-    if (!ok || !g->lo || (keep > 1 && !g->store)) {
+    const int64_t q8b = model_int8_build_bytes(m);
+    if (q8b > 0)
+        g->q8buf = lk_aligned_alloc((size_t)q8b);
+    if (!ok || !g->lo || (keep > 1 && !g->store) || (q8b > 0 && !g->q8buf)) {
         graph_free(g);
         return status_fail(LK_ERR_NOMEM,
                            "cannot allocate training buffers for %lld tokens "
@@ -196,6 +203,7 @@ void graph_free(train_graph *g)
     free(g->store);
     free(g->lo);
     free(g->kd_scratch);
+    free(g->q8buf);
     free(g);
 }
 
@@ -342,15 +350,34 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     sum_par(g->n_threads, x_out, g->xmid, g->tmpc, T * C);
 }
 
+/* Layer l's weights for its backward: the model's, or with --compute int8 and a layer that keeps
+ * no transposed copies, a copy of them with those built now into g->q8buf. */
+static const layer_weights *backward_weights(train_graph *g, int64_t l)
+{
+    if (!g->q8buf)
+        return &g->m->layers[l];
+    g->lw = g->m->layers[l];
+    /* cannot fail: every int8 matrix's type has a transposed copy */
+    lk_status s = model_int8_layer_copies(g->m, &g->lw, g->q8buf);
+    LK_ASSERT(s == LK_OK);
+    return &g->lw;
+}
+
 /* Layer l backward: g->dx holds ∂L/∂x_out on entry and ∂L/∂x_in on return (unless need_dx is 0:
  * the embeddings are frozen, so layer 0's input gradient is not needed). */
 static void layer_backward(train_graph *g, const train_batch *b, int64_t l, const float *x_in,
                            int need_dx)
 {
+    const layer_weights *w = backward_weights(g, l);
     bind_acts(g, l);
     const struct lk_model_config *c = &g->m->cfg;
-    const layer_weights *w = &g->m->layers[l];
     int64_t T = b->T, C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
+    if (l >= g->first) { /* a kept layer: xn1, xn2 and h again (the shared buffers were reused) */
+        float eps = (float)c->rms_norm_eps;
+        rms_fwd_par(g->n_threads, g->xn1, g->rstd1, x_in, w->attn_norm, T, C, eps);
+        rms_fwd_par(g->n_threads, g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
+        swiglu_fwd_par(g->n_threads, g->h, g->g, g->u, T * F);
+    }
     /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
     memset(g->dh, 0, (size_t)(T * F) * sizeof(float));
     lin_backward(g, b, &w->down, g->h, g->dx, g->dh);

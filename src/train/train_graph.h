@@ -1,8 +1,10 @@
 /* train_graph.h — forward and backward of the whole model over one training sequence, with
  * gradients for the trained LoRA factors only (the base is frozen). Activation checkpointing per
  * layer: the top `keep` layers keep their activations (the lowest of them in the shared buffers
- * the others overwrite no more, the rest in a store); every layer below keeps only its input and
- * is recomputed before the backward goes through it, the very same numbers. Packed sequences:
+ * the others overwrite no more, the rest in a store; the normed inputs and the SwiGLU product,
+ * cheap to form again from what is kept, are recomputed before each kept layer's backward); every
+ * layer below keeps only its input and is recomputed before the backward goes through it, the
+ * very same numbers. Packed sequences:
  * pos[t] restarts at 0 for each example and a token attends only to earlier tokens of its own
  * example. */
 #ifndef LK_TRAIN_GRAPH_H
