@@ -42,6 +42,7 @@ struct lk_model {
     lk_compute compute;           /* --compute: f32, or int8 for the matrices q8_supports */
     int64_t n_int8;               /* matrices with linear.int8 set */
     void *q8t;                    /* the transposed Q8_0 copies (model_int8_backward), or NULL */
+    void *q8c;                    /* the NF4 codebook corrections (model_int8_setup), or NULL */
 };
 
 /* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident
@@ -88,8 +89,10 @@ lk_status model_gguf_row(const gguf_file *f, const gguf_tensor *t, int64_t r, fl
 lk_status model_gguf_rope_factors(lk_model *m);
 
 /* --compute int8 (model_int8.c): mark the decoder's matrices and the LM head whose type the int8
- * path takes (linear.int8), and log one note naming those that stay fp32. Run once at load. */
-void model_int8_setup(lk_model *m);
+ * path takes (linear.int8; the decoder's with two-term activations, linear.act2), build the NF4
+ * matrices' codebook corrections (linear.qwc, counted in weight_bytes), and log one note naming
+ * the matrices that stay fp32. Run once at load; LK_ERR_NOMEM. */
+lk_status model_int8_setup(lk_model *m);
 
 /* Build the transposed Q8_0 copy (linear.qwt) of every matrix that runs on int8, for the
  * backward's dx (a trainer calls it; nothing to do with f32 or when built already), and free
