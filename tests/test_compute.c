@@ -271,6 +271,51 @@ static void test_linear_int8(void **state)
     free(dxb);
 }
 
+/* Two-term activations (linear.act2): a Q4_0 layer's int8 forward of T >= LINEAR_ACT2_MIN_T rows
+ * (inputs with an outlier per row, as the models' activations have) is more than 50x closer to
+ * the fp32-compute forward than with one int8 term (the residual's term takes a block's rounding
+ * error from d/2 to d/508); below LINEAR_ACT2_MIN_T rows it is the one-term forward bit for bit. */
+static void test_linear_two_terms(void **state)
+{
+    (void)state;
+    enum { OUT = 96, IN = 200, T = 6 };
+    float *w = malloc(OUT * IN * sizeof(float)), *x = malloc(T * IN * sizeof(float));
+    float *yf = malloc(T * OUT * sizeof(float)), *y1 = malloc(T * OUT * sizeof(float));
+    float *y2 = malloc(T * OUT * sizeof(float));
+    randn(w, OUT * IN, 4);
+    randn(x, T * IN, 5);
+    for (int t = 0; t < T; t++)
+        x[t * IN + 7 * t + 3] = 40.0f; /* an outlier in one block of each row */
+    size_t rb = q4_row_bytes(LK_QTYPE_Q4_0, 32, IN);
+    void *q = malloc(OUT * rb);
+    q4_quantize_matrix(LK_QTYPE_Q4_0, 32, w, OUT, IN, q, 1, NULL, NULL);
+    linear L = {.name = "test", .in = IN, .out = OUT};
+    assert_ok(q4_weight_init(&L.qw, LK_QTYPE_Q4_0, 32, OUT, IN, q));
+    size_t ws = 1 << 20;
+    void *work = malloc(ws);
+    linear_forward(&L, x, T, yf, work, ws, 2);
+    L.int8 = 1;
+    linear_forward(&L, x, T, y1, work, ws, 2);
+    L.act2 = 1;
+    assert_true(linear_work_bytes(&L, T, 2, 1) <= ws);
+    linear_forward(&L, x, T, y2, work, ws, 2);
+    double e1 = rel_err(y1, yf, T * OUT), e2 = rel_err(y2, yf, T * OUT);
+    fprintf(stderr, "int8 forward vs f32: one term %.2e, two terms %.2e relative\n", e1, e2);
+    assert_true(e1 > 1e-3);
+    assert_true(e2 < e1 / 50);
+    linear_forward(&L, x, LINEAR_ACT2_MIN_T - 1, y2, work, ws, 2);
+    L.act2 = 0;
+    linear_forward(&L, x, LINEAR_ACT2_MIN_T - 1, y1, work, ws, 2);
+    assert_memory_equal(y1, y2, (LINEAR_ACT2_MIN_T - 1) * OUT * sizeof(float));
+    free(work);
+    free(q);
+    free(w);
+    free(x);
+    free(yf);
+    free(y1);
+    free(y2);
+}
+
 /* The shared SmolLM2-135M-Instruct GGUF in its own types: every Q4_1 matrix and the Q8_0 tied LM
  * head on int8 (i13-q8g's expanders), 2 rows of 64 tokens. */
 static void test_grad_cosine_smollm2(void **state)
@@ -347,6 +392,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_checks), cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_linear_two_terms),
         cmocka_unit_test(test_grad_cosine_q4_0), cmocka_unit_test(test_grad_cosine_nf4),
         cmocka_unit_test(test_grad_cosine_q8_0), cmocka_unit_test(test_grad_cosine_smollm2),
         cmocka_unit_test(test_plan_and_resume),
