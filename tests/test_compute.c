@@ -1,10 +1,12 @@
 /* test_compute.c — --compute int8 against f32 compute. One training step's LoRA gradient (every
  * dA and dB of a stories260K-hf adapter whose B is not zero, concatenated) against the f32 path's
  * on Q4_0, NF4 and Q8_0 bases (Q8_0 embeddings: the LM head on int8 too): the cosines measured
- * are 0.99886 (Q4_0), 0.99738 (NF4) and 0.99903 (Q8_0), and 0.99615 on SmolLM2-135M-Instruct's
- * Q4_1 GGUF, BELOW issue 13's 0.999 but for Q8_0 (which is why f32 stays the default,
- * BENCHMARKS.md "int8 compute"); the test holds them at that level (0.998, 0.996, 0.998, 0.995)
- * and the norms within 1 % (2 % on SmolLM2), so a broken int8 path fails it.
+ * are 0.99946 (Q4_0), 0.99966 (NF4) and 0.99953 (Q8_0), and 0.99958 on SmolLM2-135M-Instruct's
+ * Q4_1 GGUF, with the decoder's activations in two int8 terms (linear.act2) and NF4's codebook
+ * correction (linear.qwc); the test holds them at issue 13's bound, 0.999, and the norms within
+ * 1 % (BENCHMARKS.md "int8 compute"; with one int8 term they were 0.9966-0.9990).
+ * Two-term activations: 50x+ closer to fp32 than one term, rows independent, one term below
+ * LINEAR_ACT2_MIN_T rows.
  * A linear layer's int8 forward and dx are close to fp32's, and its row chunks (the LM head's)
  * are exact slices: the forward rows bit for bit, dx on the transposed copy's column view
  * bit-identical to the transposed copy of the chunk itself. The names, the checks, the memory
@@ -156,7 +158,7 @@ static void check_grad_cosine(const char *path, int64_t seq, lk_qtype quant, lk_
             lk_qtype_name(quant), lk_qtype_name(qembed), cs, sqrt(nin / nfn));
     assert_true(nfn > 0);
     assert_true(cs >= min_cos);
-    assert_true(fabs(sqrt(nin / nfn) - 1) < (strstr(path, ".gguf") ? 0.02 : 0.01));
+    assert_true(fabs(sqrt(nin / nfn) - 1) < 0.01);
     free(gf);
     free(gi);
     lk_model_free(mf);
@@ -167,21 +169,21 @@ static void test_grad_cosine_q4_0(void **state)
 {
     (void)state;
     require_file(shared_path(MODEL "/model.safetensors"));
-    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, 0.998); /* 0.99886 */
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, 0.999); /* 0.99946 */
 }
 
 static void test_grad_cosine_nf4(void **state)
 {
     (void)state;
     require_file(shared_path(MODEL "/model.safetensors"));
-    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_NF4, LK_QTYPE_F32, 0.996); /* 0.99738 */
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_NF4, LK_QTYPE_F32, 0.999); /* 0.99966 */
 }
 
 static void test_grad_cosine_q8_0(void **state)
 {
     (void)state;
     require_file(shared_path(MODEL "/model.safetensors"));
-    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q8_0, LK_QTYPE_Q8_0, 0.998); /* 0.99903 */
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q8_0, LK_QTYPE_Q8_0, 0.999); /* 0.99953 */
 }
 
 /* ‖a − b‖ / ‖b‖ */
@@ -303,6 +305,10 @@ static void test_linear_two_terms(void **state)
     fprintf(stderr, "int8 forward vs f32: one term %.2e, two terms %.2e relative\n", e1, e2);
     assert_true(e1 > 1e-3);
     assert_true(e2 < e1 / 50);
+    float *y4 = malloc(T * OUT * sizeof(float)); /* rows are independent: the first 4 alone */
+    linear_forward(&L, x, 4, y4, work, ws, 2);
+    assert_memory_equal(y4, y2, 4 * OUT * sizeof(float));
+    free(y4);
     linear_forward(&L, x, LINEAR_ACT2_MIN_T - 1, y2, work, ws, 2);
     L.act2 = 0;
     linear_forward(&L, x, LINEAR_ACT2_MIN_T - 1, y1, work, ws, 2);
@@ -325,7 +331,7 @@ static void test_grad_cosine_smollm2(void **state)
     snprintf(path, sizeof path, "%s",
              shared_path("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"));
     require_file(path);
-    check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.995); /* 0.99615 */
+    check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.999); /* 0.99958 */
 }
 
 static void test_names_and_checks(void **state)
