@@ -270,7 +270,7 @@ struct lk_model_params lk_model_params_default(void)
                                 .use_mmap = 1,
                                 .quant = LK_QTYPE_F32,
                                 .quant_embed = LK_QTYPE_F32,
-                                .compute = LK_COMPUTE_F32};
+                                .compute = LK_COMPUTE_INT8};
     return p;
 }
 
