@@ -397,11 +397,10 @@ static void test_plan_and_resume(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_checks), cmocka_unit_test(test_linear_int8),
-        cmocka_unit_test(test_linear_two_terms),
-        cmocka_unit_test(test_grad_cosine_q4_0), cmocka_unit_test(test_grad_cosine_nf4),
-        cmocka_unit_test(test_grad_cosine_q8_0), cmocka_unit_test(test_grad_cosine_smollm2),
-        cmocka_unit_test(test_plan_and_resume),
+        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_linear_two_terms),    cmocka_unit_test(test_grad_cosine_q4_0),
+        cmocka_unit_test(test_grad_cosine_nf4),     cmocka_unit_test(test_grad_cosine_q8_0),
+        cmocka_unit_test(test_grad_cosine_smollm2), cmocka_unit_test(test_plan_and_resume),
     };
     int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
     lk_tokenizer_free(g_tok);

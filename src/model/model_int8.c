@@ -55,11 +55,11 @@ static const char *matrix_type(const linear *L)
 
 typedef struct {
     const q4_weight *w;
-    uint8_t *dst;     /* [out, rb]: Q4_0 rows */
-    size_t rb;        /* bytes of a Q4_0 row of w->in */
-    int64_t nb;       /* 32-blocks of a stored row */
-    float *row;       /* [nt, 2, nb * 32]: per thread, the exact row and the correction */
-    q8_wblock *blk;   /* [nt, nb] */
+    uint8_t *dst;   /* [out, rb]: Q4_0 rows */
+    size_t rb;      /* bytes of a Q4_0 row of w->in */
+    int64_t nb;     /* 32-blocks of a stored row */
+    float *row;     /* [nt, 2, nb * 32]: per thread, the exact row and the correction */
+    q8_wblock *blk; /* [nt, nb] */
 } fix_job;
 
 /* Rows [o0, o1) of an NF4 matrix's codebook correction: what its int8 codebook misses of each
