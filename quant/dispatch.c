@@ -276,3 +276,19 @@ void q4_gemm_bwd(const q4_weight *w, const float *dY, int64_t T, float *dX, int 
 {
     q4_kernels_for(q4_kernels_get(), w->qtype)->bwd(w, dY, T, dX, n_threads, work, work_size);
 }
+
+q4_decode_fn q4_decoder(const q4_kernels *k)
+{
+#ifdef LK_HAVE_AVX2
+    if (strcmp(k->name, "ref") != 0 && strcmp(k->name, "neon") != 0 && q4_cpu_has("avx2"))
+        return q4_decode_rows_avx2;
+#endif
+    (void)k;
+    return q4_decode_rows_ref;
+}
+
+void q4_decode_rows(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n, float *dst,
+                    int64_t ld)
+{
+    q4_decoder(q4_kernels_get())(w, r0, nr, k0, n, dst, ld);
+}

@@ -352,6 +352,16 @@ void q4_quantize_matrix(int qtype, int block, const float *src, int64_t out, int
  * length). The reference decoder every SIMD decoder is tested against. */
 void q4_decode_ref(const q4_weight *w, int64_t r, int64_t k0, int64_t n, float *dst);
 
+/* Decode values [k0, k0+n) of rows [r0, r0+nr) into dst[nr][ld] (k0 a multiple of 32, k0+n <= the
+ * padded row length). Every decoder equals q4_decode_ref bit for bit (test_q8 checks). */
+typedef void (*q4_decode_fn)(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n,
+                             float *dst, int64_t ld);
+void q4_decode_rows_ref(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n,
+                        float *dst, int64_t ld);
+/* AVX2 (q4_avx2.c): the decoders of the fused kernels (qk_avx2.h for the GGUF types). */
+void q4_decode_rows_avx2(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n,
+                         float *dst, int64_t ld);
+
 /* ---- kernels ----------------------------------------------------------------------------------
  */
 
@@ -447,6 +457,13 @@ const q4_kernels *q4_kernels_named(const char *name);
  * threads (0 = all CPUs). */
 size_t q4_gemm_fwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads);
 size_t q4_gemm_bwd_work(const q4_kernels *k, const q4_weight *w, int64_t T, int n_threads);
+
+/* The decoder of variant k: the AVX2 one for the x86 variants (avx2, avx512, amx) where this
+ * build has it, else q4_decode_rows_ref (NEON's decoder is the reference's plain C). */
+q4_decode_fn q4_decoder(const q4_kernels *k);
+/* Through q4_decoder(q4_kernels_get()). */
+void q4_decode_rows(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n, float *dst,
+                    int64_t ld);
 
 /* Through q4_kernels_for(q4_kernels_get(), w->qtype) (plan their work with
  * q4_gemm_*_work(q4_kernels_get(), ...)). */

@@ -306,6 +306,28 @@ static void gemv_rows(void *ctx, int64_t o0, int64_t o1, int thread)
     }
 }
 
+/* xp[in_pad] = x[in] in dec32_gemv's value order, zero-padded: whole blocks of Q8_0 and the GGUF
+ * types as they are, of Q4_0 / IQ4_NL as two 128-bit halves per 8 (values 4f..4f+3, 16+4f..), the
+ * rest (NF4, the last block) through perm32. */
+static void permute_x(const dec_ctx *c, const float *x, int64_t in, int64_t in_pad, float *xp)
+{
+    const int64_t full = in / 32 * 32;
+    int64_t k = 0;
+    if (c->qtype == LK_QTYPE_Q8_0 || c->gguf) {
+        memcpy(xp, x, (size_t)full * sizeof *x);
+        k = full;
+    } else if (c->qtype != LK_QTYPE_NF4) {
+        for (; k < full; k += 32)
+            for (int f = 0; f < 4; f++)
+                _mm256_storeu_ps(xp + k + 8 * f, _mm256_set_m128(_mm_loadu_ps(x + k + 16 + 4 * f),
+                                                                 _mm_loadu_ps(x + k + 4 * f)));
+    }
+    for (; k < in_pad; k++) {
+        const int64_t src = k / 32 * 32 + c->perm32[k % 32];
+        xp[k] = src < in ? x[src] : 0.0f;
+    }
+}
+
 /* Xp [T][in_pad]: X zero-padded to whole blocks, in the decoder's value order (work memory). */
 static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int nt, float *Xp)
@@ -313,12 +335,8 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
     const int64_t in = w->in, out = w->out, in_pad = (in + 31) / 32 * 32;
     dec_ctx c;
     dec_init(&c, w);
-    for (int64_t t = 0; t < T; t++) {
-        for (int64_t k = 0; k < in_pad; k++) {
-            const int64_t src = k / 32 * 32 + c.perm32[k % 32];
-            Xp[t * in_pad + k] = src < in ? X[t * in + src] : 0.0f;
-        }
-    }
+    for (int64_t t = 0; t < T; t++)
+        permute_x(&c, X + t * in, in, in_pad, Xp + t * in_pad);
     avx2_job j = {.c = &c, .w = w, .bias = bias, .X = Xp, .Y = Y, .T = T, .in_pad = in_pad};
     par_for(nt, out, gemv_rows, &j);
 }
@@ -612,4 +630,30 @@ void q4_gemm_bwd_avx2(const q4_weight *w, const float *dY, int64_t T, float *dX,
     const int64_t ntask = (w->in + NP * NR - 1) / (NP * NR);
     avx2_job j = {.c = &dc, .w = w, .dY = dY, .dX = dX, .T = T, .slots = base};
     par_for(nt, ntask, bwd_tasks, &j);
+}
+
+/* Rows [r0, r0+nr) of w, values [k0, k0+n), into dst[nr][ld] with dec32: bit-exact with
+ * q4_decode_ref (q4_decode_fn; the decoder of the x86 variants, q4_decoder). */
+void q4_decode_rows_avx2(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n,
+                         float *dst, int64_t ld)
+{
+    dec_ctx c;
+    dec_init(&c, w);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)(r0 + r) * w->row_bytes;
+        float *d = dst + r * ld;
+        for (int64_t i = 0; i < n; i += 32) {
+            __m256 v[4];
+            dec32(&c, row, k0 + i, v);
+            if (n - i >= 32) {
+                for (int q = 0; q < 4; q++)
+                    _mm256_storeu_ps(d + i + 8 * q, v[q]);
+            } else {
+                float span[32];
+                for (int q = 0; q < 4; q++)
+                    _mm256_storeu_ps(span + 8 * q, v[q]);
+                memcpy(d + i, span, (size_t)(n - i) * sizeof(float));
+            }
+        }
+    }
 }

@@ -533,6 +533,13 @@ void q4_decode_ref(const q4_weight *w, int64_t r, int64_t k0, int64_t n, float *
     }
 }
 
+void q4_decode_rows_ref(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n,
+                        float *dst, int64_t ld)
+{
+    for (int64_t r = 0; r < nr; r++)
+        q4_decode_ref(w, r0 + r, k0, n, dst + r * ld);
+}
+
 void q4_dequantize_row(int qtype, int block, const void *src, int64_t n, float *y)
 {
     const uint8_t *s = src;

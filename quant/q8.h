@@ -30,7 +30,8 @@
  *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). The SIMD variants share the
  *   packed weight panel and driver of q8_pack.h (output rows per panel: 32 in avx512vnni, 8 in
  *   avx2 and neon; codes as q, or as q + K where an instruction wants unsigned bytes, each block
- *   sum then corrected by -K·Σx from the activation's half sums). */
+ *   sum then corrected by -K·Σx from the activation's half sums; avx2 splits q + 128 into two
+ *   4-bit parts so that its products add up in int16 over a block). */
 /* clang-format on */
 #ifndef LK_Q8_H
 #define LK_Q8_H
@@ -122,5 +123,22 @@ void q8_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t 
  * LK_ERR_UNSUPPORTED for plain (F32/F16/BF16) weights. */
 size_t q8_transpose_bytes(const q4_weight *w);
 lk_status q8_transpose(const q4_weight *w, void *dst, q4_weight *wt, int n_threads);
+/* The same bytes, built by the reference: q4_decode_ref and q8_tile_ref, one 32×32 tile at a time
+ * (the specification q8_transpose is tested against). */
+lk_status q8_transpose_ref(const q4_weight *w, void *dst, q4_weight *wt, int n_threads);
+/* The tile quantiser of the copy: columns [0, ncol) of tile[32][ld] (fp32, finite, as decoded
+ * weights are) each become one block_q8_0 by the activation rule (codes from the fp32 d, d stored
+ * as fp16), column k at dst + k*rb. The AVX2 one (q8_transpose_avx2.c) needs ld >= ncol rounded up
+ * to 8 and gives q8_tile_ref's bytes. */
+typedef void (*q8_tile_fn)(const float *tile, int64_t ld, int64_t ncol, uint8_t *dst, size_t rb);
+void q8_tile_ref(const float *tile, int64_t ld, int64_t ncol, uint8_t *dst, size_t rb);
+void q8_tile_avx2(const float *tile, int64_t ld, int64_t ncol, uint8_t *dst, size_t rb);
+/* The tile quantiser for q8 variant k: AVX2 for avx2 and avx512vnni where compiled, else ref. */
+q8_tile_fn q8_tiler(const q8_kernels *k);
+/* q8_transpose with a given decoder and tile quantiser (256 columns of W decoded per tile);
+ * q8_transpose is q8_transpose_with(q4_decoder(q4_kernels_get()), q8_tiler(q8_kernels_get())).
+ * Every combination gives q8_transpose_ref's bytes (test_q8). */
+lk_status q8_transpose_with(const q4_weight *w, void *dst, q4_weight *wt, int n_threads,
+                            q4_decode_fn dec, q8_tile_fn tile);
 
 #endif /* LK_Q8_H */

@@ -1,17 +1,22 @@
 /* q8_avx2.c — the AVX2 int8 GEMM (q8.h), bit for bit the reference's arithmetic. The structure of
- * q8_avx512.c (a packed panel of the tile's weight over all blocks, q8_pack.h, then a
- * register-blocked microkernel over the activation rows) with 8 output rows per ymm and 4
- * activation rows per call. AVX2 has no vpdpbusd: vpmaddubsw multiplies unsigned by signed bytes
- * into saturating int16 pairs, so the sign trick makes its operands |w| (0..128) and x·sign(w)
- * (|x| <= 127): a pair sums to at most 2·128·127 = 32512, never saturating, and vpmaddwd by ones
- * widens to exact int32 sums (the weight may be -128, a Q8_0 code; the activation never is, so
- * the sign goes onto the activation). Q4_0 skips the trick: its panel holds the nibbles (0..15,
- * q + 8), a pair then sums to at most 2·15·127 = 3810, so the 8 groups of a block add up in int16
- * (<= 30480) before one vpmaddwd, and the block sum is corrected by -8·Σx. The core types (Q4_0,
- * IQ4_NL, Q8_0, NF4) are packed straight from their blocks, four rows at a time through 4x4
- * transposes; the others (the GGUF read-only types) are expanded 8 rows at a time
- * (q8_expander_avx2) and go through the same transposes (pack_expanded). Helpers are static
- * (compiled with -mavx2). */
+ * q8_avx512.c (packed panels of the weight over all blocks, q8_pack.h, packed a chunk of up to
+ * CHUNK_BYTES at a time and kept in L2 while every group of 4 activation rows runs over them,
+ * then a register-blocked microkernel) with 8 output rows per ymm and 4 activation rows per
+ * call. AVX2 has no vpdpbusd, and its vpmaddubsw (unsigned by signed bytes into saturating int16
+ * pairs) costs as much as the vpmaddwd that widens it, so the products are arranged to add up in
+ * int16 over a whole block (8 groups of 4 values) and be widened once per block:
+ *  - Q4_0: the panel holds the nibbles (q + 8, 0..15); a pair sums to at most 2·15·127 = 3810, 8
+ *    groups to 30480; the block sum is corrected by -8·Σx (the activation's half sums).
+ *  - every other type: the signed code q (-128..127) is stored split, q + 128 = 16·h + l with
+ *    l, h in 0..15 (two 32-byte code planes per block): Σ x·q = Σ x·l + 16·Σ x·h - 128·Σx, each
+ *    of the two sums again exact in int16 over a block. Two vpmaddubsw per 32 products instead
+ *    of the sign trick's vpsignb + vpmaddubsw + vpmaddwd (one pipe-pair op fewer, and no widening
+ *    per group).
+ * The fp32 part per block (convert, scale, fma by the activation's d) runs on 8 output rows at
+ * once, in increasing block order for every (t, o), as q8_ref.c. The core types (Q4_0, IQ4_NL,
+ * Q8_0, NF4) are packed straight from their blocks, four rows at a time through 4x4 transposes;
+ * the others (the GGUF read-only types) are expanded 8 rows at a time (q8_expander_avx2) and go
+ * through the same transposes (pack_expanded). Helpers are static (compiled with -mavx2). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -23,6 +28,9 @@
 
 #define NR 8      /* output rows per panel: one ymm of int32 / fp32 lanes */
 #define MR Q8P_MR /* activation rows per microkernel call */
+/* Panels packed per chunk (q8p_npc): up to this many bytes, kept in the L2 cache while every
+ * group of MR activation rows runs over them. */
+#define CHUNK_BYTES (256 * 1024)
 
 static inline __m256i bcast4(const int8_t *q)
 {
@@ -31,14 +39,14 @@ static inline __m256i bcast4(const int8_t *q)
     return _mm256_set1_epi32(v);
 }
 
-/* Σ over 4 values of x·w for 8 rows, added to acc (the sign trick above). */
-static inline __m256i dot4(__m256i acc, __m256i x, __m256i w, __m256i aw, __m256i ones)
-{
-    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
-}
+/* Keeps v in a register at this point of its chain of adds, so that the compiler does not
+ * re-associate the chains of the MR rows into trees with more live vectors than the 16 ymm
+ * registers (spills in the inner loop). The integer sums are exact in any order. */
+#define PIN(v) __asm__("" : "+x"(v))
 
-/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows. */
+/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows. The
+ * correction -8·Σx comes from the activation block's two int16 half sums, loaded as one dword
+ * and multiplied pairwise by (-8, -8) (vpmaddwd: exact). */
 static inline __attribute__((always_inline)) void
 block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int mr, __m256i ia[MR])
 {
@@ -50,35 +58,58 @@ block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int
     for (int g = 0; g < 8; g++) {
         const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
 #pragma GCC unroll 4
-        for (int t = 0; t < mr; t++)
+        for (int t = 0; t < mr; t++) {
             s16[t] =
                 _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(w, bcast4(A[t * nb + b].q + 4 * g)));
+            PIN(s16[t]);
+        }
     }
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), m8 = _mm256_set1_epi16(-8);
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
-        const q8_ablock *a = &A[t * nb + b];
-        ia[t] = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones),
-                                 _mm256_set1_epi32(8 * (a->s16[0] + a->s16[1])));
+        const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
+        ia[t] = _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_madd_epi16(hs, m8));
     }
 }
 
-/* Int32 sums over groups [g0, g1) of block b for mr activation rows. */
+/* The other types (split codes, u = q + 128 = 16·h + l): the int32 sums Σ x·q over groups
+ * [g0, g1) of block b for mr activation rows, as Σ x·l + 16·Σ x·h - 128·Σx. vpmaddubsw takes l or
+ * h (0..15, unsigned) by x (|x| <= 127): a pair sums to at most 2·15·127 = 3810, so the 8 groups
+ * of a block add up in int16 (<= 30480) before vpmaddwd widens them (by 1 and by 16, exact in
+ * int32). Σx comes from the activation block's half sums (vpmaddwd by kc: (-128, -128) for a whole
+ * block, (-128, 0) or (0, -128) for one half). */
 static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, const q8_ablock *A,
                                                              int64_t nb, int64_t b, int mr, int g0,
-                                                             int g1, __m256i ia[MR])
+                                                             int g1, __m256i kc, __m256i ia[MR])
 {
-    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i sl[MR], sh[MR];
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++)
-        ia[t] = _mm256_setzero_si256();
+        sl[t] = sh[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int g = g0; g < g1; g++) {
-        const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
-        const __m256i aw = _mm256_abs_epi8(w);
+        const __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
 #pragma GCC unroll 4
-        for (int t = 0; t < mr; t++)
-            ia[t] = dot4(ia[t], bcast4(A[t * nb + b].q + 4 * g), w, aw, ones);
+        for (int t = 0; t < mr; t++) {
+            sl[t] =
+                _mm256_add_epi16(sl[t], _mm256_maddubs_epi16(l, bcast4(A[t * nb + b].q + 4 * g)));
+            PIN(sl[t]);
+        }
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 256 + g * 32));
+#pragma GCC unroll 4
+        for (int t = 0; t < mr; t++) {
+            sh[t] =
+                _mm256_add_epi16(sh[t], _mm256_maddubs_epi16(h, bcast4(A[t * nb + b].q + 4 * g)));
+            PIN(sh[t]);
+        }
+    }
+    const __m256i ones = _mm256_set1_epi16(1), k16 = _mm256_set1_epi16(16);
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++) {
+        const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
+        ia[t] = _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_madd_epi16(sl[t], ones), _mm256_madd_epi16(sh[t], k16)),
+            _mm256_madd_epi16(hs, kc));
     }
 }
 
@@ -86,15 +117,16 @@ static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *p
                                                                 const q8_ablock *A, int mr,
                                                                 int q4_0, __m256 acc[MR])
 {
-    const size_t pb = q8p_block_bytes(NR, 1);
+    const int cb = q4_0 ? 32 : 64;
+    const size_t pb = q8p_block_bytes_cb(NR, 1, cb);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)b * pb;
         __m256i ia[MR];
         if (q4_0)
             block_sums_q4_0(p, A, nb, b, mr, ia);
         else
-            block_sums(p, A, nb, b, mr, 0, 8, ia);
-        const __m256 s = _mm256_loadu_ps((const float *)(const void *)(p + NR * 32));
+            block_sums(p, A, nb, b, mr, 0, 8, _mm256_set1_epi16(-128), ia);
+        const __m256 s = _mm256_loadu_ps((const float *)(const void *)(p + NR * cb));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(A[t * nb + b].d),
@@ -105,18 +137,18 @@ static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *p
 static inline __attribute__((always_inline)) void
 kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m256 acc[MR])
 {
-    const size_t pb = q8p_block_bytes(NR, 0);
+    const size_t pb = q8p_block_bytes_cb(NR, 0, 64);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)b * pb;
-        const float *F = (const float *)(const void *)(p + NR * 32); /* S0 S1 M0 M1 */
+        const float *F = (const float *)(const void *)(p + NR * 64); /* S0 S1 M0 M1 */
         __m256i ia[MR];
         __m256 v[MR];
-        block_sums(p, A, nb, b, mr, 0, 4, ia);
+        block_sums(p, A, nb, b, mr, 0, 4, _mm256_set1_epi32(0x0000ff80), ia);
         const __m256 s0 = _mm256_loadu_ps(F), s1 = _mm256_loadu_ps(F + NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
             v[t] = _mm256_mul_ps(s0, _mm256_cvtepi32_ps(ia[t]));
-        block_sums(p, A, nb, b, mr, 4, 8, ia);
+        block_sums(p, A, nb, b, mr, 4, 8, _mm256_set1_epi32((int32_t)0xff800000u), ia);
         const __m256 m0 = _mm256_loadu_ps(F + 2 * NR), m1 = _mm256_loadu_ps(F + 3 * NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
@@ -137,8 +169,10 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
     for (int t = 0; t < mr; t++)
         acc[t] = _mm256_setzero_ps();
     const q8_ablock *A = j->A + t0 * j->nb;
-    if (j->simple)
-        kernel_simple(panel, j->nb, A, mr, j->kshift == 3, acc);
+    if (j->kshift == 3) /* separate copies: a constant q4_0 in each */
+        kernel_simple(panel, j->nb, A, mr, 1, acc);
+    else if (j->simple)
+        kernel_simple(panel, j->nb, A, mr, 0, acc);
     else
         kernel_general(panel, j->nb, A, mr, acc);
     const int64_t out = j->w->out;
@@ -163,6 +197,30 @@ static inline void store_t4(const __m128i r[4], uint8_t *p)
     _mm_storeu_si128((__m128i *)(void *)(p + 1 * NR * 4), _mm_unpackhi_epi64(a, c));
     _mm_storeu_si128((__m128i *)(void *)(p + 2 * NR * 4), _mm_unpacklo_epi64(b, d));
     _mm_storeu_si128((__m128i *)(void *)(p + 3 * NR * 4), _mm_unpackhi_epi64(b, d));
+}
+
+/* The codes of values 0..15 (lo) and 16..31 (hi) of 4 rows into the panel block p at rows
+ * r0..r0+3: Q4_0's nibbles as they are (split 0), the signed codes of the others split as
+ * q + 128 = 16·h + l, l at p (groups 0..7), h 8 groups further (split 1). */
+static inline void store_codes(const __m128i lo[4], const __m128i hi[4], int split, uint8_t *p,
+                               int r0)
+{
+    if (!split) {
+        store_t4(lo, p + r0 * 4);
+        store_t4(hi, p + 4 * NR * 4 + r0 * 4);
+        return;
+    }
+    const __m128i m4 = _mm_set1_epi8(15), k80 = _mm_set1_epi8((char)0x80);
+    __m128i l[4], h[4];
+    for (int half = 0; half < 2; half++) {
+        for (int i = 0; i < 4; i++) {
+            const __m128i u = _mm_xor_si128(half ? hi[i] : lo[i], k80);
+            l[i] = _mm_and_si128(u, m4);
+            h[i] = _mm_and_si128(_mm_srli_epi16(u, 4), m4);
+        }
+        store_t4(l, p + half * 4 * NR * 4 + r0 * 4);
+        store_t4(h, p + 8 * NR * 4 + half * 4 * NR * 4 + r0 * 4);
+    }
 }
 
 /* Codes of values 0..15 (lo) and 16..31 (hi) of block b of a row, and its scale: Q4_0 as its
@@ -205,7 +263,8 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
     const int qt = w->qtype;
     const __m128i tab = _mm_loadu_si128(
         (const __m128i *)(const void *)(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values));
-    const size_t pb = q8p_block_bytes(NR, 1);
+    const int split = qt != LK_QTYPE_Q4_0;
+    const size_t pb = q8p_block_bytes_cb(NR, 1, j->cb);
     for (int r0 = 0; r0 < NR; r0 += 4) {
         const uint8_t *rows[4];
         for (int i = 0; i < 4; i++) {
@@ -215,14 +274,13 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
         for (int64_t b = 0; b < j->nb; b++) {
             uint8_t *p = panel + (size_t)b * pb;
             __m128i lo[4], hi[4];
-            float *S = (float *)(void *)(p + NR * 32) + r0;
+            float *S = (float *)(void *)(p + NR * j->cb) + r0;
             for (int i = 0; i < 4; i++) {
                 codes4(qt, w, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
                 if (r0 + i >= nrow)
                     S[i] = 0.0f;
             }
-            store_t4(lo, p + r0 * 4);
-            store_t4(hi, p + 4 * NR * 4 + r0 * 4);
+            store_codes(lo, hi, split, p, r0);
         }
     }
 }
@@ -238,7 +296,7 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
 static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
 {
     const q4_weight *w = j->w;
-    const size_t pb = q8p_block_bytes(NR, j->simple);
+    const size_t pb = q8p_block_bytes_cb(NR, j->simple, j->cb);
     q8_wblock e[NR][PE_CHUNK];
     const int last = nrow > 1 ? nrow - 1 : 0; /* nrow >= 1 */
     for (int64_t b0 = 0; b0 < j->nb; b0 += PE_CHUNK) {
@@ -247,7 +305,7 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
             j->expand(w, (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes, b0, n, e[r]);
         for (int64_t c = 0; c < n; c++) {
             uint8_t *p = panel + (size_t)(b0 + c) * pb;
-            float *f = (float *)(void *)(p + NR * 32); /* S0 [S1 M0 M1] */
+            float *f = (float *)(void *)(p + NR * j->cb); /* S0 [S1 M0 M1] */
             for (int r0 = 0; r0 < NR; r0 += 4) {
                 __m128i lo[4], hi[4];
                 for (int i = 0; i < 4; i++) {
@@ -255,8 +313,7 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
                     lo[i] = _mm_loadu_si128((const __m128i *)(const void *)q);
                     hi[i] = _mm_loadu_si128((const __m128i *)(const void *)(q + 16));
                 }
-                store_t4(lo, p + r0 * 4);
-                store_t4(hi, p + 4 * NR * 4 + r0 * 4);
+                store_codes(lo, hi, 1, p, r0);
             }
             for (int r = 0; r < NR; r++) {
                 const q8_wblock *x = &e[r < nrow ? r : 0][c];
@@ -274,9 +331,15 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
 
 Q8P_ROWS_FNS(rows)
 
+/* Panel code bytes per row and block: Q4_0's nibbles, or the two parts of the split codes. */
+static int code_bytes(const q4_weight *w)
+{
+    return w->qtype == LK_QTYPE_Q4_0 ? 32 : 64;
+}
+
 size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
-    return q8p_work(w, T, n_threads, NR);
+    return q8p_work_chunked(w, T, n_threads, NR, code_bytes(w), CHUNK_BYTES);
 }
 
 void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -292,6 +355,8 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
                  .quant = q8x_quantize_act,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
+                 .chunk_bytes = CHUNK_BYTES,
+                 .cb = code_bytes(w),
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
 }

@@ -324,9 +324,13 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
 
 Q8P_ROWS_FNS(rows)
 
+/* Panels packed per chunk (q8p_npc): up to this many bytes, kept in the L2 cache while every
+ * group of Q8P_MR activation rows runs over them. */
+#define CHUNK_BYTES (256 * 1024)
+
 size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
 {
-    return q8p_work(w, T, n_threads, NR);
+    return q8p_work_chunked(w, T, n_threads, NR, 32, CHUNK_BYTES);
 }
 
 void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
@@ -342,6 +346,7 @@ void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *
                  .quant = q8x_quantize_act,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
+                 .chunk_bytes = CHUNK_BYTES,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
 }

@@ -7,8 +7,12 @@
  *                        the signed code q, or as the unsigned q + K (vpdpbusd's unsigned operand;
  *                        the kernel subtracts K·Σx, the activation block's sum, from each block
  * sum) S0 [nr] fp32         s[0] of each row (simple types: the only scale) and, for the types that
- * are not simple (q8_simple), then S1, M0, M1 [nr] fp32. A microkernel multiplies a panel by rows
- * of quantised activations loading every weight byte once per group of activation rows. */
+ * are not simple (q8_simple), then S1, M0, M1 [nr] fp32. A variant may give each row cb = 64 code
+ * bytes per block instead of 32 (the job's cb: avx2 stores each code in two 4-bit parts, two
+ * planes laid out as W). A microkernel multiplies a panel by rows of quantised activations
+ * loading every weight byte once per group of activation rows. With a job's chunk_bytes, a
+ * thread packs several panels (a chunk, q8p_npc) and runs each group of activation rows over all
+ * of them, so the activations are read once per chunk rather than once per panel. */
 #ifndef LK_Q8_PACK_H
 #define LK_Q8_PACK_H
 
@@ -28,10 +32,16 @@ static inline int q8p_core(int qtype)
            qtype == LK_QTYPE_NF4;
 }
 
-/* Bytes of one block of a panel of nr rows. */
+/* Bytes of one block of a panel of nr rows with cb bytes of codes per row (32; a variant may
+ * store each code in two parts, 64), and with 32. */
+static inline size_t q8p_block_bytes_cb(int nr, int simple, int cb)
+{
+    return (size_t)nr * (size_t)(cb + 4 * (simple ? 1 : 4));
+}
+
 static inline size_t q8p_block_bytes(int nr, int simple)
 {
-    return (size_t)nr * (32 + 4 * (simple ? 1 : 4));
+    return q8p_block_bytes_cb(nr, simple, 32);
 }
 
 /* Pack rows [o0, o0+nrow) (nrow <= nr) of w, all nb blocks, into panel, codes as q (flip 0) or as
@@ -92,12 +102,15 @@ struct q8p_job {
     q8p_pack_fn pack;
     q8p_rows_fn rows[Q8P_MR];
     q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
+    size_t chunk_bytes;  /* 0: one panel per tile; else panels packed together (q8p_npc) */
+    int cb;              /* code bytes per row and block in the panel (0: 32) */
     /* set by q8p_run */
     int64_t nb;
     int simple;
+    int npc;        /* panels per chunk */
     q8_ablock *A;   /* [T][nb] */
-    uint8_t *slots; /* per thread: one panel */
-    size_t slot;
+    uint8_t *slots; /* per thread: one chunk of npc panels, pslot bytes apart */
+    size_t slot, pslot;
 };
 
 static inline size_t q8p_act_bytes(const q4_weight *w, int64_t T)
@@ -105,19 +118,73 @@ static inline size_t q8p_act_bytes(const q4_weight *w, int64_t T)
     return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
 }
 
-static inline size_t q8p_panel_slot(const q4_weight *w, int nr)
+static inline size_t q8p_panel_bytes(const q4_weight *w, int nr, int cb)
 {
-    return q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) *
-                   q8p_block_bytes(nr, q8_simple(w->qtype)));
+    return (size_t)((w->in + Q8_QK - 1) / Q8_QK) * q8p_block_bytes_cb(nr, q8_simple(w->qtype), cb);
 }
 
-/* Work of a variant with panels of nr rows: the quantised activations, one panel per thread. */
-static inline size_t q8p_work(const q4_weight *w, int64_t T, int n_threads, int nr)
+#define Q8P_MAX_NPC 16 /* panels per chunk at most */
+
+/* Panels per chunk: as many as chunk_bytes holds (0: one), at most Q8P_MAX_NPC, then evened out
+ * so that the chunks split into whole rounds of the threads (a chunk is a unit of par_for). With
+ * more than one, a thread packs the chunk's panels first and then runs every group of Q8P_MR
+ * activation rows over all of them: the activations are read from memory once per chunk instead
+ * of once per panel, the panels stay in the L2 cache. Never more for fewer rows or threads. */
+static inline int q8p_npc(const q4_weight *w, int nr, int cb, int n_threads, size_t chunk_bytes)
 {
     const int64_t tiles = (w->out + nr - 1) / nr;
-    int nt = resolve_threads(n_threads);
-    nt = nt < tiles ? nt : (int)tiles;
-    return T > 0 ? q4_work_size(q8p_act_bytes(w, T) + (size_t)nt * q8p_panel_slot(w, nr)) : 0;
+    int64_t nt = resolve_threads(n_threads);
+    nt = nt < tiles ? nt : tiles;
+    int64_t n = (int64_t)(chunk_bytes / q4_line(q8p_panel_bytes(w, nr, cb)));
+    n = n < 1 ? 1 : n > Q8P_MAX_NPC ? Q8P_MAX_NPC : n;
+    int64_t chunks = (tiles + n - 1) / n;
+    chunks = (chunks + nt - 1) / nt * nt;
+    n = (tiles + chunks - 1) / chunks;
+    return (int)(n < 1 ? 1 : n);
+}
+
+/* Bytes between the panels of a chunk, and of one thread's chunk. */
+static inline size_t q8p_pslot(const q4_weight *w, int nr, int cb)
+{
+    return q4_line(q8p_panel_bytes(w, nr, cb));
+}
+
+static inline size_t q8p_chunk_slot(const q4_weight *w, int nr, int cb, int npc)
+{
+    return q4_slot((size_t)npc * q8p_pslot(w, nr, cb));
+}
+
+/* Chunk slots of one call on n_threads (as q8p_run splits it). */
+static inline size_t q8p_chunk_work(const q4_weight *w, int n_threads, int nr, int cb,
+                                    size_t chunk_bytes)
+{
+    const int64_t tiles = (w->out + nr - 1) / nr;
+    const int npc = q8p_npc(w, nr, cb, n_threads, chunk_bytes);
+    int64_t nt = resolve_threads(n_threads), chunks = (tiles + npc - 1) / npc;
+    nt = nt < chunks ? nt : chunks;
+    return (size_t)nt * q8p_chunk_slot(w, nr, cb, npc);
+}
+
+/* Work of a variant with panels of nr rows of cb code bytes per row and block: the quantised
+ * activations, one chunk per thread (chunk_bytes: the job's). The largest of the chunk slots for
+ * 1 .. n_threads threads: fewer threads may take larger chunks, and a work size covers them. */
+static inline size_t q8p_work_chunked(const q4_weight *w, int64_t T, int n_threads, int nr, int cb,
+                                      size_t chunk_bytes)
+{
+    if (T <= 0)
+        return 0;
+    size_t slots = 0;
+    for (int k = 1; k <= resolve_threads(n_threads); k++) {
+        const size_t s = q8p_chunk_work(w, k, nr, cb, chunk_bytes);
+        slots = s > slots ? s : slots;
+    }
+    return q4_work_size(q8p_act_bytes(w, T) + slots);
+}
+
+/* Work of a variant with one panel of nr rows per tile. */
+static inline size_t q8p_work(const q4_weight *w, int64_t T, int n_threads, int nr)
+{
+    return q8p_work_chunked(w, T, n_threads, nr, 32, 0);
 }
 
 static inline void q8p_quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
@@ -128,22 +195,33 @@ static inline void q8p_quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
         j->quant(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
 }
 
+/* Chunks [i0, i1): each packs its npc panels (tiles npc·i ..), then runs the activation rows,
+ * Q8P_MR at a time, over all of them. */
 static inline void q8p_tiles(void *ctx, int64_t i0, int64_t i1, int thread)
 {
     const q8p_job *j = ctx;
-    uint8_t *panel = j->slots + (size_t)thread * j->slot;
+    uint8_t *slot = j->slots + (size_t)thread * j->slot;
+    const int64_t tiles = (j->w->out + j->nr - 1) / j->nr;
     for (int64_t i = i0; i < i1; i++) {
-        const int64_t o0 = i * j->nr;
-        const int nrow = (int)(j->w->out - o0 < j->nr ? j->w->out - o0 : j->nr);
-        if (j->pack)
-            j->pack(j, o0, nrow, panel);
-        else
-            q8p_pack(j->w, j->expand, j->simple, o0, nrow, j->nr, j->nb, j->kshift != 0, panel);
-        int64_t t = 0;
-        for (; t + Q8P_MR <= j->T; t += Q8P_MR)
-            j->rows[Q8P_MR - 1](j, panel, t, o0, nrow);
-        if (t < j->T)
-            j->rows[j->T - t - 1](j, panel, t, o0, nrow);
+        const int64_t p0 = i * j->npc;
+        const int np = (int)(tiles - p0 < j->npc ? tiles - p0 : j->npc);
+        for (int k = 0; k < np; k++) {
+            const int64_t o0 = (p0 + k) * j->nr;
+            const int nrow = (int)(j->w->out - o0 < j->nr ? j->w->out - o0 : j->nr);
+            uint8_t *panel = slot + (size_t)k * j->pslot;
+            if (j->pack)
+                j->pack(j, o0, nrow, panel);
+            else
+                q8p_pack(j->w, j->expand, j->simple, o0, nrow, j->nr, j->nb, j->kshift != 0, panel);
+        }
+        for (int64_t t = 0; t < j->T; t += Q8P_MR) {
+            const int mr = (int)(j->T - t < Q8P_MR ? j->T - t : Q8P_MR);
+            for (int k = 0; k < np; k++) {
+                const int64_t o0 = (p0 + k) * j->nr;
+                const int nrow = (int)(j->w->out - o0 < j->nr ? j->w->out - o0 : j->nr);
+                j->rows[mr - 1](j, slot + (size_t)k * j->pslot, t, o0, nrow);
+            }
+        }
     }
 }
 
@@ -153,21 +231,26 @@ static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_si
     if (j->T <= 0)
         return;
     LK_ASSERT(q8_supports(j->w->qtype));
-    uint8_t *base = q4_work_start(work, work_size, q8p_work(j->w, j->T, n_threads, j->nr));
+    if (!j->cb)
+        j->cb = 32;
+    uint8_t *base = q4_work_start(
+        work, work_size, q8p_work_chunked(j->w, j->T, n_threads, j->nr, j->cb, j->chunk_bytes));
     j->nb = (j->w->in + Q8_QK - 1) / Q8_QK;
     j->simple = q8_simple(j->w->qtype);
     if (!j->expand)
         j->expand = q8_expander(j->w->qtype);
+    j->npc = q8p_npc(j->w, j->nr, j->cb, n_threads, j->chunk_bytes);
     j->A = (q8_ablock *)(void *)base;
     j->slots = base + q8p_act_bytes(j->w, j->T);
-    j->slot = q8p_panel_slot(j->w, j->nr);
+    j->slot = q8p_chunk_slot(j->w, j->nr, j->cb, j->npc);
+    j->pslot = q8p_pslot(j->w, j->nr, j->cb);
     /* a small call (decoding k/v, q/o) on one thread: waking another costs more than its half of
      * the work, ~10 us of it per Q8P_MIN_MACS (the result does not depend on the thread count) */
     const double macs = (double)j->T * (double)j->w->out * (double)j->w->in;
     int nt = resolve_threads(n_threads);
     nt = macs < (double)nt * Q8P_MIN_MACS ? (int)(macs / Q8P_MIN_MACS) + 1 : nt;
     par_for(nt, j->T, q8p_quant_rows, j);
-    par_for(nt, (j->w->out + j->nr - 1) / j->nr, q8p_tiles, j);
+    par_for(nt, ((j->w->out + j->nr - 1) / j->nr + j->npc - 1) / j->npc, q8p_tiles, j);
 }
 
 /* The four q8p_rows_fn of a variant from its always-inline rows(j, panel, t0, mr, o0, nrow). */

@@ -141,19 +141,50 @@ void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int6
 
 /* ---- the transposed copy ------------------------------------------------------------------- */
 
+/* q8_transpose builds it with the dispatched decoder (q4_decoder: AVX2 on x86) and tile quantiser
+ * (q8_tiler), TR_CHUNK column blocks per tile; q8_transpose_ref is the specification (the scalar
+ * decoder, one 32×32 tile at a time). Both write the same bytes. */
+
 size_t q8_transpose_bytes(const q4_weight *w)
 {
     return (size_t)w->in * q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, w->out);
+}
+
+void q8_tile_ref(const float *tile, int64_t ld, int64_t ncol, uint8_t *dst, size_t rb)
+{
+    for (int64_t k = 0; k < ncol; k++) {
+        float col[Q8_QK];
+        for (int r = 0; r < Q8_QK; r++)
+            col[r] = tile[r * ld + k];
+        q8_ablock a;
+        quantize_block(col, &a);
+        q4_block_q8_0 *blk = (q4_block_q8_0 *)(void *)(dst + (size_t)k * rb);
+        blk->d = q4_fp32_to_fp16(a.d);
+        memcpy(blk->qs, a.q, 32);
+    }
+}
+
+q8_tile_fn q8_tiler(const q8_kernels *k)
+{
+#ifdef LK_HAVE_AVX2
+    if ((!strcmp(k->name, "avx2") || !strcmp(k->name, "avx512vnni")) && q4_cpu_has("avx2"))
+        return q8_tile_avx2;
+#endif
+    (void)k;
+    return q8_tile_ref;
 }
 
 typedef struct {
     const q4_weight *w;
     uint8_t *dst;
     size_t rb; /* bytes of one row of Wᵀ */
+    q4_decode_fn dec;
+    q8_tile_fn tile;
 } tr_job;
 
-/* Column blocks [c0, c1) of W (rows 32c.. of Wᵀ), one 32×32 tile at a time. */
-static void transpose_cols(void *ctx, int64_t c0, int64_t c1, int thread)
+/* The specification: column blocks [c0, c1) of W (rows 32c.. of Wᵀ), one 32×32 tile at a time,
+ * decoded by q4_decode_ref. */
+static void transpose_cols_ref(void *ctx, int64_t c0, int64_t c1, int thread)
 {
     (void)thread;
     const tr_job *j = ctx;
@@ -165,29 +196,70 @@ static void transpose_cols(void *ctx, int64_t c0, int64_t c1, int thread)
             float tile[Q4_QK][Q4_QK] = {{0}}; /* [o][k] */
             for (int64_t r = 0; r < Q4_QK && ob * Q4_QK + r < w->out; r++)
                 q4_decode_ref(w, ob * Q4_QK + r, c * Q4_QK, Q4_QK, tile[r]);
-            for (int64_t k = 0; k < ncol; k++) {
-                float col[Q4_QK];
-                for (int r = 0; r < Q4_QK; r++)
-                    col[r] = tile[r][k];
-                q8_ablock a;
-                quantize_block(col, &a);
-                q4_block_q8_0 *blk =
-                    (q4_block_q8_0 *)(void *)(j->dst + (size_t)(c * Q4_QK + k) * j->rb) + ob;
-                blk->d = q4_fp32_to_fp16(a.d);
-                memcpy(blk->qs, a.q, 32);
-            }
+            q8_tile_ref(tile[0], Q4_QK, ncol,
+                        j->dst + (size_t)(c * Q4_QK) * j->rb + (size_t)ob * sizeof(q4_block_q8_0),
+                        j->rb);
         }
     }
 }
 
-lk_status q8_transpose(const q4_weight *w, void *dst, q4_weight *wt, int n_threads)
+#define TR_CHUNK 8 /* column blocks decoded per tile by q8_transpose_with: tile [32][256] */
+
+/* The same tiles, TR_CHUNK column blocks of 32 rows at a time (fewer passes over W's rows),
+ * decoded by j->dec and quantised by j->tile. */
+static void transpose_cols(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    (void)thread;
+    const tr_job *j = ctx;
+    const q4_weight *w = j->w;
+    const int64_t nob = (w->out + Q4_QK - 1) / Q4_QK, ld = TR_CHUNK * Q4_QK;
+    float tile[Q4_QK * TR_CHUNK * Q4_QK]; /* [32][ld] */
+    for (int64_t cs = c0; cs < c1; cs += TR_CHUNK) {
+        const int64_t ce = cs + TR_CHUNK < c1 ? cs + TR_CHUNK : c1;
+        const int64_t k1 = ce * Q4_QK < w->in ? ce * Q4_QK : w->in;
+        for (int64_t ob = 0; ob < nob; ob++) {
+            const int64_t nr = w->out - ob * Q4_QK < Q4_QK ? w->out - ob * Q4_QK : Q4_QK;
+            j->dec(w, ob * Q4_QK, nr, cs * Q4_QK, (ce - cs) * Q4_QK, tile, ld);
+            if (nr < Q4_QK) /* rows past out are zero */
+                memset(tile + nr * ld, 0, (size_t)((Q4_QK - nr) * ld) * sizeof(float));
+            j->tile(tile, ld, k1 - cs * Q4_QK,
+                    j->dst + (size_t)(cs * Q4_QK) * j->rb + (size_t)ob * sizeof(q4_block_q8_0),
+                    j->rb);
+        }
+    }
+}
+
+static lk_status transpose_run(const q4_weight *w, void *dst, q4_weight *wt, int n_threads,
+                               par_fn fn, q4_decode_fn dec, q8_tile_fn tile)
 {
     if (w->qtype < LK_QTYPE_Q4_0 || w->qtype >= LK_QTYPE_COUNT)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "int8 transposed copy: weight type %s is not quantised (hint: plain "
                            "weights take the f32 path)",
                            lk_qtype_name((lk_qtype)w->qtype));
-    tr_job j = {.w = w, .dst = dst, .rb = q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, w->out)};
-    par_for(n_threads, (w->in + Q4_QK - 1) / Q4_QK, transpose_cols, &j);
+    tr_job j = {.w = w,
+                .dst = dst,
+                .rb = q4_row_bytes(LK_QTYPE_Q8_0, Q4_QK, w->out),
+                .dec = dec,
+                .tile = tile};
+    par_for(n_threads, (w->in + Q4_QK - 1) / Q4_QK, fn, &j);
     return q4_weight_init(wt, LK_QTYPE_Q8_0, Q4_QK, w->in, w->out, dst);
+}
+
+lk_status q8_transpose_ref(const q4_weight *w, void *dst, q4_weight *wt, int n_threads)
+{
+    return transpose_run(w, dst, wt, n_threads, transpose_cols_ref, q4_decode_rows_ref,
+                         q8_tile_ref);
+}
+
+lk_status q8_transpose_with(const q4_weight *w, void *dst, q4_weight *wt, int n_threads,
+                            q4_decode_fn dec, q8_tile_fn tile)
+{
+    return transpose_run(w, dst, wt, n_threads, transpose_cols, dec, tile);
+}
+
+lk_status q8_transpose(const q4_weight *w, void *dst, q4_weight *wt, int n_threads)
+{
+    return q8_transpose_with(w, dst, wt, n_threads, q4_decoder(q4_kernels_get()),
+                             q8_tiler(q8_kernels_get()));
 }

@@ -167,6 +167,12 @@ expect 2 "bench --decode -1" -- "$B/lora-bench" -m "$M" --decode -1
 has err "lora-bench: --decode must be at least 0, got -1" "one option per message"
 expect 2 "inspect --top 9" -- "$B/lora-inspect" "$T/a" --top 9
 has err "lora-inspect: --top must be between 0 and 8, got 9" "--top range"
+expect 2 "bench-kernels --cpu-time on 2 threads" -- "$B/lora-bench-kernels" --cpu-time -t 2
+has err "lora-bench-kernels: --cpu-time: needs -t 1 (the CPU time of one thread), got -t 2" \
+    "--cpu-time names the thread count it needs"
+expect 0 "bench-kernels --cpu-time" -- "$B/lora-bench-kernels" --cpu-time -t 1 --tokens 4 \
+    --types q4_0 --compute int8 --reps 1
+has out "; thread CPU time" "the table says which clock timed it"
 
 # --- progress and evaluation -----------------------------------------------------------------
 expect 0 "eval sample and progress fields" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 4 \

@@ -4,9 +4,11 @@
  * blocks, odd lengths), the reference GEMM against an fp64 product of the expanded weight and the
  * dequantised activations (tight: fp32 rounding only) and against the f32 kernels (loose: the
  * quantisation error bound computed per output), the transposed Q8_0 copy against the dequantised
- * Wᵀ, and every SIMD variant this host runs bit for bit against the reference over sizes 1, odd,
- * block ±1, vector widths ±1, T from 1 to 600, several seeds and thread counts. Work memory is
- * exactly what each variant reports, NaN-filled, at the worst alignment, fenced by canaries. */
+ * Wᵀ and its fast build (every decoder × tile quantiser) byte for byte against q8_transpose_ref,
+ * the row decoders of every variant against q4_decode_ref, and every SIMD variant this host runs
+ * bit for bit against the reference over sizes 1, odd, block ±1, vector widths ±1, T from 1 to
+ * 600, several seeds and thread counts. Work memory is exactly what each variant reports,
+ * NaN-filled, at the worst alignment, fenced by canaries. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -482,6 +484,113 @@ static void test_transpose(void **state)
     assert_int_equal(q8_transpose(&w, dst, &wt, 1), LK_ERR_UNSUPPORTED);
 }
 
+/* Every decoder (q4_decoder of each variant this host runs) equals q4_decode_ref, and every
+ * decoder × tile quantiser builds q8_transpose_ref's bytes, on 1 to 3 threads; q8_transpose too. */
+static void check_transpose_same(int qtype, int block, int64_t out, int64_t in)
+{
+    static const char *const q4_names[] = {"ref", "avx2", "avx512", "amx", "neon"};
+    static const char *const q8_names[] = {"ref", "avx2", "avx512vnni", "neon"};
+    wcase c;
+    wcase_any(&c, qtype, block, out, in);
+    in = c.w.in;
+    const int64_t inp = nblocks(in) * 32;
+    float *ref = malloc((size_t)(out * inp) * 4), *got = malloc((size_t)(out * inp) * 4);
+    q4_decode_rows_ref(&c.w, 0, out, 0, inp, ref, inp);
+    for (int64_t o = 0; o < out; o++) { /* the rows form is the row decoder's */
+        float *row = malloc((size_t)inp * 4);
+        q4_decode_ref(&c.w, o, 0, inp, row);
+        assert_memory_equal(row, ref + o * inp, (size_t)inp * 4);
+        free(row);
+    }
+    const size_t bytes = q8_transpose_bytes(&c.w);
+    uint8_t *want = malloc(bytes), *have = malloc(bytes);
+    q4_weight wt, wt2;
+    assert_ok(q8_transpose_ref(&c.w, want, &wt, 2));
+    for (size_t i = 0; i < sizeof q4_names / sizeof q4_names[0]; i++) {
+        const q4_kernels *k4 = q4_kernels_named(q4_names[i]);
+        if (!k4)
+            continue;
+        const q4_decode_fn dec = q4_decoder(k4);
+        /* whole rows, and a span from an odd block with a partial tail */
+        memset(got, 0xff, (size_t)(out * inp) * 4);
+        dec(&c.w, 0, out, 0, inp, got, inp);
+        assert_memory_equal(got, ref, (size_t)(out * inp) * 4);
+        if (inp > 64) {
+            const int64_t r0 = out / 2, nr = out - r0, n = inp - 32 - 5;
+            dec(&c.w, r0, nr, 32, n, got, n);
+            for (int64_t r = 0; r < nr; r++)
+                assert_memory_equal(got + r * n, ref + (r0 + r) * inp + 32, (size_t)n * 4);
+        }
+        for (size_t t = 0; t < sizeof q8_names / sizeof q8_names[0]; t++) {
+            const q8_kernels *k8 = q8_kernels_named(q8_names[t]);
+            if (!k8)
+                continue;
+            for (int nt = 1; nt <= 3; nt++) {
+                memset(have, 0xa5, bytes);
+                assert_ok(q8_transpose_with(&c.w, have, &wt2, nt, dec, q8_tiler(k8)));
+                assert_memory_equal(have, want, bytes);
+                assert_true(wt2.qtype == wt.qtype && wt2.out == wt.out && wt2.in == wt.in &&
+                            wt2.row_bytes == wt.row_bytes && wt2.data == have);
+            }
+        }
+    }
+    memset(have, 0xa5, bytes);
+    assert_ok(q8_transpose(&c.w, have, &wt2, 2));
+    assert_memory_equal(have, want, bytes);
+    free(want);
+    free(have);
+    free(ref);
+    free(got);
+    free(c.data);
+}
+
+static void test_transpose_fast(void **state)
+{
+    (void)state;
+    g_rng = 13;
+    for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
+        if (!q8_supports(q))
+            continue;
+        check_transpose_same(q, 64, 1, 1);
+        check_transpose_same(q, 64, 33, 65);
+        check_transpose_same(q, 64, 70, 31);
+        check_transpose_same(q, 64, 97, 600); /* several chunks of 8 column blocks per thread */
+        if (q == LK_QTYPE_NF4)
+            check_transpose_same(q, 128, 40, 300);
+    }
+    /* the tile quantisers on awkward columns: zero, -0, subnormal, ties, huge (the values are
+     * finite, as decoded weights are) */
+    float tile[32][24];
+    for (int r = 0; r < 32; r++)
+        for (int k = 0; k < 24; k++)
+            tile[r][k] = frand() * (float)(k + 1);
+    for (int r = 0; r < 32; r++) {
+        tile[r][0] = 0.0f;
+        tile[r][1] = r % 2 ? -0.0f : 0.0f;
+        tile[r][2] = (float)r * 0x1p-140f;   /* subnormal: d subnormal, id not finite */
+        tile[r][3] = (float)(r - 16) * 0.5f; /* x*id at ties */
+        tile[r][4] = r == 5 ? 3e38f : frand();
+        tile[r][9] = 0x1p-126f * (float)(r + 1);
+    }
+    tile[7][5] = -3.4e38f;
+    tile[8][6] = 0x1p-149f; /* the smallest subnormal beside normal values */
+    const size_t rb = 3 * sizeof(q4_block_q8_0);
+    uint8_t want[24 * 3 * sizeof(q4_block_q8_0)], have[sizeof want];
+    for (int64_t ncol = 1; ncol <= 21; ncol += 4) {
+        memset(want, 0x11, sizeof want);
+        q8_tile_ref(tile[0], 24, ncol, want, rb);
+        for (size_t t = 0; t < 4; t++) {
+            static const char *const q8_names[] = {"ref", "avx2", "avx512vnni", "neon"};
+            const q8_kernels *k8 = q8_kernels_named(q8_names[t]);
+            if (!k8)
+                continue;
+            memset(have, 0x11, sizeof have);
+            q8_tiler(k8)(tile[0], 24, ncol, have, rb);
+            assert_memory_equal(have, want, sizeof want);
+        }
+    }
+}
+
 /* ---- variants bit for bit ------------------------------------------------------------------ */
 
 static void run_case(const q8_kernels *k, const q4_weight *w, const int64_t *Ts, int nT, int nt)
@@ -560,6 +669,20 @@ static void test_variant(const char *name)
         assert_ok(q8_transpose(&c.w, dst, &wt, 2));
         run_case(k, &wt, Tl, 1, 3);
         free(dst);
+        free(c.data);
+    }
+    /* many output rows: the SIMD variants' panels in several chunks per thread, the last chunk
+     * short and the last panel partial (1001 rows: 126 panels of 8, 32 of 32), 1..3 threads */
+    static const int64_t Tc[] = {5, 70};
+    static const int cq[] = {LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, LK_QTYPE_IQ4_NL, LK_QTYPE_Q4_K};
+    for (size_t i = 0; i < sizeof cq / sizeof cq[0]; i++) {
+        if (!q8_supports(cq[i]))
+            continue;
+        wcase c;
+        wcase_any(&c, cq[i], 64, 1001, 96);
+        check_work_monotone(k, &c.w);
+        for (int nt = 1; nt <= 3; nt++)
+            run_case(k, &c.w, Tc, 2, nt);
         free(c.data);
     }
     /* T = 0 needs no work and writes nothing */
@@ -670,11 +793,17 @@ static void test_neon(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dispatch),     cmocka_unit_test(test_expanders),
-        cmocka_unit_test(test_quantize_act), cmocka_unit_test(test_ref_gemm),
-        cmocka_unit_test(test_transpose),    cmocka_unit_test(test_public_api),
-        cmocka_unit_test(test_avx2),         cmocka_unit_test(test_avx512vnni),
-        cmocka_unit_test(test_neon),         cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_expanders),
+        cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_ref_gemm),
+        cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_transpose_fast),
+        cmocka_unit_test(test_public_api),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512vnni),
+        cmocka_unit_test(test_neon),
+        cmocka_unit_test(test_threads_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,7 +33,8 @@ typedef struct {
     int ncopy, ncopy_q, *cursor;  /* calls rotate over the copies */
     const char *variant;
     int threads, bwd;
-    void *work; /* the kernels' work memory, work_size bytes (planned once per shape) */
+    int cpu_clock; /* --cpu-time: the calling thread's CPU time instead of the wall clock */
+    void *work;    /* the kernels' work memory, work_size bytes (planned once per shape) */
     size_t work_size;
 } job;
 
@@ -77,10 +78,11 @@ static double bench(const job *j, int reps)
     if (run_once(j))
         return -1;
     double best = 1e30;
+    double (*clock)(void) = j->cpu_clock ? cli_thread_cpu_now : cli_now;
     for (int r = 0; r < reps; r++) {
-        double t0 = cli_now();
+        double t0 = clock();
         run_once(j);
-        double dt = cli_now() - t0;
+        double dt = clock() - t0;
         best = dt < best ? dt : best;
     }
     return 2.0 * (double)j->T * (double)j->out * (double)j->in / best * 1e-9;
@@ -105,6 +107,7 @@ typedef struct {
     const int32_t *Ts;
     int64_t nT;
     uint64_t seed;
+    int cpu_clock; /* --cpu-time */
 } opts;
 
 /* 1 if lorakit quantises to t (else the benchmark weights are random blocks). */
@@ -327,6 +330,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
                      .cursor = &cursor,
                      .variant = o->variant,
                      .threads = o->threads,
+                     .cpu_clock = o->cpu_clock,
                      .bwd = (int)(r % 2),
                      .work = work,
                      .work_size = work_size};
@@ -389,8 +393,13 @@ int main(int argc, char **argv)
         arg_str0(NULL, "compute", "LIST",
                  "compute paths per format: f32, int8 or f32,int8 (default f32; int8 uses the "
                  "dispatched int8 variant, LK_KERNELS picks another)");
+    struct arg_lit *cpu_time =
+        arg_lit0(NULL, "cpu-time",
+                 "time each call by the CPU time of the calling thread instead of the wall clock "
+                 "(with -t 1 only: on a shared machine, time other processes take is not counted)");
     struct arg_end *end = arg_end(20);
-    void *argtable[] = {CLI_COMMON_ENTRIES(c), reps, variant, tlist, types, cold, compute, end};
+    void *argtable[] = {
+        CLI_COMMON_ENTRIES(c), reps, variant, tlist, types, cold, compute, cpu_time, end};
     int rc = cli_parse(argc, argv, argtable, end, &c, TOOL,
                        "Benchmark the fused dequant-GEMM kernels against OpenBLAS fp32.",
                        "Shapes are Qwen2.5-0.5B's linear layers (out x in): q/o 896x896, "
@@ -412,7 +421,8 @@ int main(int argc, char **argv)
               variant->count ? variant->sval[0] : NULL,
               NULL,
               0,
-              cli_seed(&c)};
+              cli_seed(&c),
+              cpu_time->count};
     int32_t *Ts = NULL;
     if (cli_parse_ids(tlist->count ? tlist->sval[0] : "1,64,512", &Ts, &o.nT) || o.nT == 0) {
         arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
@@ -434,6 +444,14 @@ int main(int argc, char **argv)
         arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
         return cli_usage_error(TOOL, "--compute: '%s', expected f32, int8 or f32,int8", cl);
     }
+    if (o.cpu_clock && o.threads != 1) {
+        free(Ts);
+        arg_freetable(argtable, sizeof argtable / sizeof argtable[0]);
+        return cli_usage_error(TOOL,
+                               "--cpu-time: needs -t 1 (the CPU time of one thread), got "
+                               "-t %d",
+                               o.threads > 0 ? o.threads : 2);
+    }
     o.f32 = strstr(cl, "f32") != NULL;
     o.int8 = strstr(cl, "int8") != NULL;
     if (o.threads <= 0)
@@ -443,16 +461,20 @@ int main(int argc, char **argv)
     const char *vname = o.variant ? o.variant : lk_kernel_variant();
     if (o.json)
         printf("{\"version\":\"%s\",\"seed\":%llu,\"threads\":%d,\"variant\":\"%s\","
-               "\"cpu\":\"%s\",\"cold\":%s,\"int8_variant\":\"%s\",\"results\":[",
+               "\"cpu\":\"%s\",\"cold\":%s,\"int8_variant\":\"%s\",\"clock\":\"%s\","
+               "\"results\":[",
                lk_version(), (unsigned long long)o.seed, o.threads, vname, lk_cpu_features(),
-               o.cold ? "true" : "false", o.int8 ? lk_q8_kernel_variant() : "");
+               o.cold ? "true" : "false", o.int8 ? lk_q8_kernel_variant() : "",
+               o.cpu_clock ? "thread_cpu" : "wall");
     else {
         if (o.int8)
             printf("int8 variant: %s\n", lk_q8_kernel_variant());
-        printf("kernel variant: %s; CPU features: %s; threads: %d; best of %d; weights %s\n\n"
+        printf("kernel variant: %s; CPU features: %s; threads: %d; best of %d; weights %s; "
+               "%s\n\n"
                "| out x in | T | dir | f32 BLAS |",
                vname, lk_cpu_features(), o.threads, o.nrep,
-               o.cold ? "cold (streamed from DRAM)" : "hot (cache-resident after warm-up)");
+               o.cold ? "cold (streamed from DRAM)" : "hot (cache-resident after warm-up)",
+               o.cpu_clock ? "thread CPU time" : "wall clock");
         for (int col = 0; col < o.ntypes * npaths(&o); col++)
             printf(" %s%s |", lk_qtype_name(o.types[col / npaths(&o)]),
                    col_int8(&o, col) ? " int8" : "");

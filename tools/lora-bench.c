@@ -50,7 +50,7 @@ static lk_status run(const lk_model *m, int64_t T, int repeat, int64_t n_decode,
 /* ---- training steps ---- */
 
 typedef struct {
-    double s_per_step, tps;
+    double setup_s, s_per_step, tps; /* setup: lk_trainer_create (int8: the transposed copies) */
 } train_result;
 
 /* A JSONL file of n pre-tokenised examples of T random ids (all trained). */
@@ -97,8 +97,10 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
     tp.rank = r;
     tp.steps = steps + 1;
     lk_status s = lk_dataset_load(path, tok, &dp, &d);
+    const double t_setup = cli_now();
     if (s == LK_OK)
         s = lk_trainer_create(m, d, &tp, &t);
+    res->setup_s = cli_now() - t_setup;
     double times[64];
     int n = 0;
     for (int i = 0; i <= steps && s == LK_OK; i++) {
@@ -173,7 +175,7 @@ int main(int argc, char **argv)
     double t0 = cli_now();
     lk_status s = lk_model_load(model->filename[0], &mp, &m);
     r.load_s = cli_now() - t0;
-    train_result tr = {0, 0};
+    train_result tr = {0, 0, 0};
     if (s == LK_OK && train->count)
         s = run_train(m, tokdir->count ? tokdir->filename[0] : model->filename[0], T,
                       rank->count ? rank->ival[0] : 16, steps->count ? steps->ival[0] : 3,
@@ -191,14 +193,17 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "rank", rank->count ? rank->ival[0] : 16);
         cJSON_AddStringToObject(j, "quant", lk_qtype_name(mp.quant));
         cJSON_AddStringToObject(j, "compute", lk_compute_name(mp.compute));
+        cJSON_AddNumberToObject(j, "load_s", r.load_s);
+        cJSON_AddNumberToObject(j, "setup_s", tr.setup_s);
         cJSON_AddNumberToObject(j, "s_per_step", tr.s_per_step);
         cJSON_AddNumberToObject(j, "tokens_per_s", tr.tps);
         cJSON_AddNumberToObject(j, "peak_rss_mib", r.rss_mib);
         if (c.json->count)
             cli_json_emit(j);
         else {
-            printf("train: %.3f s/step  %.1f tokens/s  peak RSS %.0f MiB\n", tr.s_per_step, tr.tps,
-                   r.rss_mib);
+            printf("load %.2f s  setup %.2f s  train: %.3f s/step  %.1f tokens/s  peak RSS %.0f "
+                   "MiB\n",
+                   r.load_s, tr.setup_s, tr.s_per_step, tr.tps, r.rss_mib);
             cJSON_Delete(j);
         }
         rc = CLI_OK;

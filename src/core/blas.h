@@ -21,4 +21,12 @@ void gemm_par(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 /* y[N] = W[N,K]·x[K] (beta 0), split over the rows of W. */
 void gemv_par(int64_t N, int64_t K, const float *W, const float *x, float *y, int n_threads);
 
+/* The rows [*r0, *r0 + *n) of part t (0 <= t < nt) of gemv_par's split of W[N,K] over nt >= 1
+ * threads (*n may be 0): gemv_par(*n, K, W + *r0·K, x, y + *r0, 1) for every t gives the same
+ * bits as gemv_par(N, K, W, x, y, nt). For callers that run several products in one region. */
+void gemv_par_rows(int64_t N, int64_t K, int nt, int t, int64_t *r0, int64_t *n);
+
+/* y[n] += x[n], split over ranges (element-wise: the same result on any thread count). */
+void add_par(float *y, const float *x, int64_t n, int n_threads);
+
 #endif /* LK_BLAS_H */

@@ -56,9 +56,9 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     float *kc = s->kc + l * s->n_ctx * kvd, *vc = s->vc + l * s->n_ctx * kvd;
 
     rmsnorm_forward(s->xb, NULL, s->x, w->attn_norm, T, C, eps);
-    linear_forward(&w->q, s->xb, T, s->q, s->work, s->work_size, nt);
-    linear_forward(&w->k, s->xb, T, kc + pos0 * kvd, s->work, s->work_size, nt);
-    linear_forward(&w->v, s->xb, T, vc + pos0 * kvd, s->work, s->work_size, nt);
+    const linear *qkv[3] = {&w->q, &w->k, &w->v};
+    float *qkv_y[3] = {s->q, kc + pos0 * kvd, vc + pos0 * kvd};
+    linear_forward_multi(qkv, 3, s->xb, T, qkv_y, s->work, s->work_size, nt);
     rope_forward(s->q, s->rope_cos, s->rope_sin, T, c->n_heads, hd);
     rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
     attn_shape as = {
@@ -68,8 +68,9 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     add_inplace(s->x, s->xb, T * C);
 
     rmsnorm_forward(s->xb, NULL, s->x, w->ffn_norm, T, C, eps);
-    linear_forward(&w->gate, s->xb, T, s->hg, s->work, s->work_size, nt);
-    linear_forward(&w->up, s->xb, T, s->hu, s->work, s->work_size, nt);
+    const linear *gu[2] = {&w->gate, &w->up};
+    float *gu_y[2] = {s->hg, s->hu};
+    linear_forward_multi(gu, 2, s->xb, T, gu_y, s->work, s->work_size, nt);
     swiglu_forward(s->hg, s->hg, s->hu, T * c->intermediate_size);
     linear_forward(&w->down, s->hg, T, s->xb, s->work, s->work_size, nt);
     add_inplace(s->x, s->xb, T * C);
@@ -98,11 +99,18 @@ static void chunk_forward(lk_session *s, const int32_t *tok, int64_t T)
 static size_t session_work_bytes(const lk_model *m)
 {
     size_t need = linear_work_bytes(&m->lm_head, CHUNK, m->n_threads, 0);
-    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        layer_weights *w = &m->layers[l];
         for (int i = 0; i < 7; i++) {
-            size_t n = linear_work_bytes(layer_linear(&m->layers[l], i), CHUNK, m->n_threads, 0);
+            size_t n = linear_work_bytes(layer_linear(w, i), CHUNK, m->n_threads, 0);
             need = n > need ? n : need;
         }
+        const linear *qkv[3] = {&w->q, &w->k, &w->v}, *gu[2] = {&w->gate, &w->up};
+        size_t a = linear_forward_multi_work_bytes(qkv, 3, m->n_threads),
+               b = linear_forward_multi_work_bytes(gu, 2, m->n_threads);
+        need = a > need ? a : need;
+        need = b > need ? b : need;
+    }
     return need;
 }
 

@@ -74,6 +74,77 @@ static int cmp_prob_desc(const void *a, const void *b)
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
+/* One draw among idx[0..keep), whose probabilities prob[idx[i]] add up to sum. */
+static int32_t pick(lk_sampler *s, int64_t keep, double sum)
+{
+    double r = rng_uniform_f64(&s->rng) * sum, acc = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        acc += s->prob[s->idx[i]];
+        if (r < acc)
+            return s->idx[i];
+    }
+    return s->idx[keep - 1];
+}
+
+/* Among the `keep` best tokens idx[0..keep) (probabilities prob[idx[i]], sorted as
+ * cmp_prob_desc sorts): the top-p cut, then one draw. */
+static int32_t draw(lk_sampler *s, int64_t keep)
+{
+    double kept = 0;
+    for (int64_t i = 0; i < keep; i++)
+        kept += s->prob[s->idx[i]];
+    double cum = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        cum += s->prob[s->idx[i]];
+        if (cum >= s->p.top_p * kept) {
+            keep = i + 1;
+            break;
+        }
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < keep; i++)
+        sum += s->prob[s->idx[i]];
+    return pick(s, keep, sum);
+}
+
+/* x ranks before y: the larger logit, then the smaller index (the order of cmp_prob_desc). */
+static int ranks_before(const float *logits, int32_t x, int32_t y)
+{
+    return logits[x] > logits[y] || (logits[x] == logits[y] && x < y);
+}
+
+/* idx[0..k) = the k best tokens in cmp_prob_desc's order, found by logit (exp is increasing), by
+ * insertion into a sorted list of k: one comparison for most of the n logits. */
+static void top_k_by_logit(const float *logits, int64_t n, int64_t k, int32_t *idx)
+{
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t c = (int32_t)i;
+        if (m == k && !ranks_before(logits, c, idx[k - 1]))
+            continue;
+        int64_t j = m < k ? m++ : k - 1;
+        for (; j > 0 && ranks_before(logits, c, idx[j - 1]); j--)
+            idx[j] = idx[j - 1];
+        idx[j] = c;
+    }
+}
+
+/* Top-k (then top-p) sampling from the k best tokens alone, without the softmax and sort of all
+ * n: the same token as the full path for the same random number. The kept tokens, their order and
+ * their probabilities are the full path's: probabilities rank as logits do, exp(x) being
+ * increasing; only tokens whose probability underflows to 0 may tie in probability and not in
+ * logit, and such a token is never drawn (r < sum of the positive ones). */
+static int32_t sample_top_k(lk_sampler *s, const float *logits, int64_t n)
+{
+    const int64_t k = s->p.top_k;
+    top_k_by_logit(logits, n, k, s->idx);
+    const float mx = logits[s->idx[0]];
+    const double inv_t = 1.0 / s->p.temperature;
+    for (int64_t i = 0; i < k; i++)
+        s->prob[s->idx[i]] = exp(((double)logits[s->idx[i]] - mx) * inv_t);
+    return draw(s, k);
+}
+
 int32_t lk_sampler_sample(lk_sampler *s, const float *logits, int64_t n)
 {
     if (s->p.temperature == 0 || n == 1)
@@ -88,6 +159,8 @@ int32_t lk_sampler_sample(lk_sampler *s, const float *logits, int64_t n)
         s->idx = ni;
         s->cap = n;
     }
+    if (s->p.top_k > 0 && s->p.top_k < n)
+        return sample_top_k(s, logits, n);
     /* softmax(logits / T) in double */
     float mx = logits[argmax(logits, n)];
     double sum = 0, inv_t = 1.0 / s->p.temperature;
@@ -102,26 +175,7 @@ int32_t lk_sampler_sample(lk_sampler *s, const float *logits, int64_t n)
         qsort(s->idx, (size_t)n, sizeof *s->idx, cmp_prob_desc);
         if (s->p.top_k > 0 && s->p.top_k < keep)
             keep = s->p.top_k;
-        double kept = 0;
-        for (int64_t i = 0; i < keep; i++)
-            kept += s->prob[s->idx[i]];
-        double cum = 0;
-        for (int64_t i = 0; i < keep; i++) {
-            cum += s->prob[s->idx[i]];
-            if (cum >= s->p.top_p * kept) {
-                keep = i + 1;
-                break;
-            }
-        }
-        sum = 0;
-        for (int64_t i = 0; i < keep; i++)
-            sum += s->prob[s->idx[i]];
+        return draw(s, keep);
     }
-    double r = rng_uniform_f64(&s->rng) * sum, acc = 0;
-    for (int64_t i = 0; i < keep; i++) {
-        acc += s->prob[s->idx[i]];
-        if (r < acc)
-            return s->idx[i];
-    }
-    return s->idx[keep - 1];
+    return pick(s, keep, sum);
 }

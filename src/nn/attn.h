@@ -2,11 +2,13 @@
  * (ops.c), FlashAttention-2 style: a block of BQ query rows of one head meets the keys in blocks
  * of BK; the scores tile is a small register-blocked GEMM, the softmax is online (running max
  * and sum per row), and no T×T buffer exists. One work item is a query block of one head
- * (forward, backward pass 1: dq and D) or a key block of one kv head (backward pass 2: dk, dv);
- * each item owns its outputs and runs in a fixed order, so the results do not depend on the
- * thread count. The same source (attn_kernel.h) is compiled once per instruction set
- * (attn_ref.c: portable C, what LK_SIMD=OFF builds; attn_avx2.c, attn_avx512.c with their flags),
- * picked at run time after quant's dispatch (lk_kernel_variant, LK_KERNELS). */
+ * (forward; the backward's D) or a key block of one kv head (the backward's five products: dk,
+ * dv, and the block's terms of dq, added in place after those of the kv head's previous key
+ * block, for which the item waits); each item owns its outputs or adds to them in a fixed order,
+ * so the results do not depend on the thread count. The same source (attn_kernel.h) is compiled
+ * once per instruction set (attn_ref.c: portable C, what LK_SIMD=OFF builds; attn_avx2.c,
+ * attn_avx512.c with their flags), picked at run time after quant's dispatch (lk_kernel_variant,
+ * LK_KERNELS). */
 #ifndef LK_ATTN_H
 #define LK_ATTN_H
 
@@ -26,10 +28,10 @@ typedef struct {
     const float *q, *k, *v;  /* [T, H*hd], [kpos0+T, kvd] x2 */
     const float *dout, *o;   /* backward: [T, H*hd] x2 */
     const float *lse_in;     /* backward: [T, H] */
-    /* transposed copies made by the driver: keys j0t.. of K and V as [KVH][hd][ldt] (forward:
-     * kt, or NULL under ATTN_PACK_MIN queries; pass 1: kt, vt), queries 0.. of Q and dO as
-     * [H][hd][ldt] (pass 2: qt, ot); columns past the last key or query are zero */
-    const float *kt, *vt, *qt, *ot;
+    /* transposed copies made by the driver: keys j0t.. of K as [KVH][hd][ldt] (forward: kt, or
+     * NULL under ATTN_PACK_MIN queries), queries 0.. of Q and dO as [H][hd][ldt] (backward: qt,
+     * ot); columns past the last key or query are zero */
+    const float *kt, *qt, *ot;
     int64_t ldt, j0t;
     const attn_shape *a;
 } attn_args;
@@ -40,8 +42,8 @@ typedef void (*attn_item_fn)(const attn_args *x, int64_t block, int64_t head, fl
 typedef struct {
     const char *name;
     attn_item_fn fwd;   /* query block × head: out, lse */
-    attn_item_fn bwd_q; /* query block × head: dq, D */
-    attn_item_fn bwd_k; /* key block × kv head: dk, dv (needs D) */
+    attn_item_fn bwd_d; /* query block × head: D */
+    attn_item_fn bwd_k; /* key block × kv head: dk, dv, dq terms (needs D, key block kb − 1) */
 } attn_kernels;
 
 extern const attn_kernels attn_ref;

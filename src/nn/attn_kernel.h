@@ -7,13 +7,18 @@
  * order (so each variant is deterministic; variants differ in rounding only).
  *
  * Every product is c[m, n] += a[m, K]·b[K, n] with row-major a and b: the transposed operand
- * (K and V for the forward and pass 1, Q and dO for pass 2) was packed once per call by the driver
- * (ops.c: attn_args' kt, vt, qt, ot, [heads][hd][ldt]), so the inner loop always runs along a
- * contiguous row of b. With S = scale·q·kᵀ, P = softmax(S), O = P·v:
+ * (K for the forward, Q and dO for the backward) was packed once per call by the driver (ops.c:
+ * attn_args' kt, qt, ot, [heads][hd][ldt]), so the inner loop always runs along a contiguous row
+ * of b. With S = scale·q·kᵀ, P = softmax(S), O = P·v:
  *   forward, per query block:  S = Q·Kᵀ, online softmax, O += P·V; lse = m + log l
- *   pass 1, per query block:   S, dP = dO·Vᵀ, dS = P∘(dP − D), dQ += dS·K   (D = rowsum(dO∘O))
- *   pass 2, per key block:     Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q
- * P is recomputed from the saved lse in both passes (no dQ reduction across threads). */
+ *   backward, D = rowsum(dO∘O) per query block first; then per key block, FlashAttention-2's five
+ *   products: Sᵀ = K·Qᵀ (P recomputed from the saved lse), dPᵀ = V·dOᵀ, dSᵀ = Pᵀ∘(dPᵀ − D),
+ *   dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K.
+ * A backward item is a key block of one kv head: it owns its dk and dv rows and adds its terms to
+ * dq in place. The driver runs the key blocks of one kv head in increasing order (an item waits
+ * for its predecessor; other kv heads run meanwhile), so each dq element is one fma chain over its
+ * keys in increasing order, exactly as a per-query pass computes it: the results do not depend on
+ * the thread count (no atomics, no partial sums). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -41,6 +46,25 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
+#if defined(__GNUC__) /* gcc and clang: their generic vectors, lowered to what the target has */
+typedef float v4f __attribute__((vector_size(16)));
+
+/* Σ lane[NC], pairwise in a fixed order (log-depth, unlike a running sum): lane j += lane j+8,
+ * then j += j+4, j += j+2, j += j+1, in vector registers (a decoding step calls it per key). */
+static float lanes_sum(const float *lane)
+{
+    _Static_assert(NC == 16, "lanes_sum: 16 lanes");
+    v4f a, b, c, d;
+    memcpy(&a, lane, sizeof a);
+    memcpy(&b, lane + 4, sizeof b);
+    memcpy(&c, lane + 8, sizeof c);
+    memcpy(&d, lane + 12, sizeof d);
+    a += c;
+    b += d;
+    a += b;
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+#else
 /* Σ lane[NC], pairwise in a fixed order (log-depth, unlike a running sum). */
 static float lanes_sum(float *lane)
 {
@@ -49,9 +73,9 @@ static float lanes_sum(float *lane)
             lane[j] += lane[j + w];
     return lane[0];
 }
+#endif
 
-#if defined(__GNUC__) /* gcc and clang: their generic vectors, lowered to what the target has */
-typedef float v4f __attribute__((vector_size(16)));
+#if defined(__GNUC__)
 
 /* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers: the
  * compilers' own vectorisation of the plain loops below shuffles instead (SSE2). */
@@ -280,44 +304,16 @@ static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
     }
 }
 
-/* ---- backward pass 1: dq and D for query block qb of head h ---- */
-static void ATTN_FN(bwd_q)(const attn_args *x, int64_t qb, int64_t h, float *w)
+/* ---- backward, first: D for query block qb of head h ---- */
+static void ATTN_FN(bwd_d)(const attn_args *x, int64_t qb, int64_t h, float *w)
 {
+    (void)w;
     const attn_shape *a = x->a;
-    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, g = h / (H / a->KVH);
+    int64_t H = a->H, hd = a->hd, ld = H * hd;
     int64_t t0 = qb * BQ, nq = a->T - t0 < BQ ? a->T - t0 : BQ;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *s = w;             /* [BQ][BK] scores, then P, then dS */
-    float *dp = s + BQ * BK;  /* [BQ][BK] */
-    float *dq = dp + BQ * BK; /* [BQ][hd] */
-    const float *q = x->q + t0 * ld + h * hd, *dout = x->dout + t0 * ld + h * hd;
-    const float *k = x->k + g * hd;
-    for (int64_t i = 0; i < nq; i++)
-        x->D[(t0 + i) * H + h] = dot_hd(dout + i * ld, x->o + (t0 + i) * ld + h * hd, hd);
-    memset(dq, 0, (size_t)(nq * hd) * sizeof *dq);
-    int64_t j0, j1;
-    key_range(a, t0, nq, &j0, &j1);
-    for (int64_t jb = j0; jb < j1; jb += BK) {
-        int64_t nk = j1 - jb < BK ? j1 - jb : BK;
-        int64_t off = g * hd * x->ldt + (jb - x->j0t);
-        memset(s, 0, (size_t)(2 * BQ * BK) * sizeof *s); /* s and dp */
-        mm(s, BK, q, ld, x->kt + off, x->ldt, nq, BK, hd);
-        mm(dp, BK, dout, ld, x->vt + off, x->ldt, nq, BK, hd);
-        for (int64_t i = 0; i < nq; i++) {
-            int64_t th = (t0 + i) * H + h;
-            int c0, c1;
-            visible(jb, nk, a->lo[t0 + i], t0 + i, &c0, &c1);
-            float *si = s + i * BK, *dpi = dp + i * BK, Di = x->D[th];
-            exp_row(si, zeros, x->lse_in[th], c0, c1, scale);
-            for (int c = 0; c < BK; c++)
-                si[c] = si[c] * (dpi[c] - Di);
-        }
-        mm(dq, hd, s, BK, k + jb * kvd, kvd, nq, hd, nk);
-    }
     for (int64_t i = 0; i < nq; i++) {
-        float *dqr = x->dq + (t0 + i) * ld + h * hd;
-        for (int64_t d = 0; d < hd; d++)
-            dqr[d] = dq[i * hd + d] * scale;
+        int64_t t = t0 + i;
+        x->D[t * H + h] = dot_hd(x->dout + t * ld + h * hd, x->o + t * ld + h * hd, hd);
     }
 }
 
@@ -335,7 +331,15 @@ static int64_t first_past(const attn_shape *a, int64_t from, int64_t j)
     return lo;
 }
 
-/* ---- backward pass 2: dk and dv for key block kb of kv head g ---- */
+/* dst[BQ][BK] = srcᵀ for src[BK][BQ] (fixed sizes: the compilers vectorise it). */
+static void transpose_tile(float *restrict dst, const float *restrict src)
+{
+    for (int i = 0; i < BQ; i++)
+        for (int r = 0; r < BK; r++)
+            dst[i * BK + r] = src[r * BQ + i];
+}
+
+/* ---- backward: key block kb of kv head g: dk, dv, and its terms of dq (after kb − 1's) ---- */
 static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
 {
     const attn_shape *a = x->a;
@@ -344,10 +348,14 @@ static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
     float scale = 1.0f / sqrtf((float)hd);
     float *st = w;             /* [BK][BQ] scores, then P */
     float *dpt = st + BK * BQ; /* [BK][BQ] dP, then dS */
-    float *dk = dpt + BK * BQ; /* [BK][hd] */
+    float *ds = dpt + BK * BQ; /* [BQ][BK] dS */
+    float *dk = ds + BQ * BK;  /* [BK][hd] */
     float *dv = dk + BK * hd;  /* [BK][hd] */
     const float *k = x->k + j0 * kvd + g * hd, *v = x->v + j0 * kvd + g * hd;
     memset(dk, 0, (size_t)(2 * BK * hd) * sizeof *dk); /* dk and dv */
+    if (kb == 0) /* the first item of the kv head starts dq's sums */
+        for (int64_t t = 0; t < T; t++)
+            memset(x->dq + t * ld + g * grp * hd, 0, (size_t)(grp * hd) * sizeof *x->dq);
     /* queries that see a key of the block: t >= j0, and lo[t] <= j0 + nk − 1 */
     int64_t t1 = first_past(a, j0, j0 + nk - 1), tj[BK];
     for (int64_t r = 0; r < nk; r++)
@@ -375,6 +383,8 @@ static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
             }
             mm(dv, hd, st, BQ, dout, ld, nk, hd, nq);
             mm(dk, hd, dpt, BQ, q, ld, nk, hd, nq);
+            transpose_tile(ds, dpt);
+            mm(x->dq + tb * ld + h * hd, ld, ds, BK, k, kvd, nq, hd, nk);
         }
     }
     for (int64_t r = 0; r < nk; r++) {
@@ -384,9 +394,15 @@ static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
             dvr[d] = dv[r * hd + d];
         }
     }
+    /* queries j0 .. j0+nk−1 see no later key block: their dq is complete */
+    for (int64_t t = j0; t < j0 + nk; t++) {
+        float *dqr = x->dq + t * ld + g * grp * hd;
+        for (int64_t d = 0; d < grp * hd; d++)
+            dqr[d] *= scale;
+    }
 }
 
 #define ATTN_STR2(x) #x
 #define ATTN_STR(x)  ATTN_STR2(x)
-const attn_kernels ATTN_FN(attn) = {ATTN_STR(ATTN_VARIANT), ATTN_FN(fwd), ATTN_FN(bwd_q),
+const attn_kernels ATTN_FN(attn) = {ATTN_STR(ATTN_VARIANT), ATTN_FN(fwd), ATTN_FN(bwd_d),
                                     ATTN_FN(bwd_k)};

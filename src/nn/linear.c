@@ -21,10 +21,12 @@ int64_t linear_max_rank(const linear *L)
     return r;
 }
 
-/* 1 when a forward of T rows quantises x in two int8 terms (linear.act2). */
+/* 1 when a forward of T rows quantises x in two int8 terms (linear.act2): whatever T, so that a
+ * row's result does not depend on the rows beside it (decode equals the full forward). */
 static int two_terms(const linear *L, int64_t T)
 {
-    return L->int8 && L->act2 && T >= LINEAR_ACT2_MIN_T;
+    (void)T;
+    return L->int8 && L->act2;
 }
 
 /* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
@@ -199,6 +201,25 @@ static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t
     gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
 }
 
+/* What follows the base product y = x·Wᵀ (bias included by the fused kernels): the bias of an
+ * fp32 weight, Hugging Face row order, the adapters. tmp: the start of the call's work. */
+static void forward_rest(const linear *L, const float *x, int64_t T, float *y, float *tmp,
+                         uint64_t mask_key, int n_threads)
+{
+    if (L->b && L->w)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t o = 0; o < L->out; o++)
+                y[t * L->out + o] += L->b[o];
+    if (L->perm_heads > 0)
+        rows_to_hf(L, y, T, perm_part(L, tmp, T, 0));
+    if (L->n_lora == 0)
+        return; /* tmp may be NULL then */
+    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    for (int i = 0; i < L->n_lora; i++)
+        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in, L->out,
+                     y, u, n_threads);
+}
+
 void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, void *work,
                           size_t work_size, uint64_t mask_key, int n_threads)
 {
@@ -216,24 +237,103 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
     } else { /* y[T,out] = x[T,in]·W[out,in]ᵀ */
         gemm_par(0, 1, T, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out, n_threads);
     }
-    if (L->b && L->w)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t o = 0; o < L->out; o++)
-                y[t * L->out + o] += L->b[o];
-    if (L->perm_heads > 0)
-        rows_to_hf(L, y, T, perm_part(L, tmp, T, 0));
-    if (L->n_lora == 0)
-        return; /* tmp may be NULL then */
-    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
-    for (int i = 0; i < L->n_lora; i++)
-        lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in, L->out,
-                     y, u, n_threads);
+    forward_rest(L, x, T, y, tmp, mask_key, n_threads);
 }
 
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
                     size_t work_size, int n_threads)
 {
     linear_forward_train(L, x, T, y, work, work_size, 0, n_threads);
+}
+
+/* ---- several layers on one input vector in one parallel region (decoding) ---- */
+
+/* Rows of L that thread t of nt computes: [*r0, *r0 + *n). An fp32 weight is cut as gemv_par
+ * cuts it (the same sgemv calls, so the same bits); a quantised one alike (each row's result
+ * never depends on the cut). */
+static void multi_rows(const linear *L, int t, int nt, int64_t *r0, int64_t *n)
+{
+    gemv_par_rows(L->out, L->w ? L->in : INT32_MAX, nt, t, r0, n);
+}
+
+/* Kernel work of one thread's rows of L (fp32 weights: none). */
+static size_t multi_slot(const linear *L)
+{
+    return q4_line(kernel_work(L, 1, 1, 0));
+}
+
+size_t linear_forward_multi_work_bytes(const linear *const *Ls, int n, int n_threads)
+{
+    size_t slot = 0, rest = 0;
+    for (int i = 0; i < n; i++) {
+        size_t k = multi_slot(Ls[i]), r = linear_work_bytes(Ls[i], 1, n_threads, 0);
+        slot = k > slot ? k : slot;
+        rest = r > rest ? r : rest;
+    }
+    size_t par = (size_t)resolve_threads(n_threads) * slot;
+    return par > rest ? par : rest;
+}
+
+typedef struct {
+    const linear *const *Ls;
+    int n, nt;
+    const float *x; /* [in] */
+    float *const *ys;
+    char *work;
+    size_t slot;
+} multi_job;
+
+/* Thread t's rows of every layer, one thread each (no nested region). */
+static void multi_task(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    const multi_job *j = ctx;
+    (void)thread;
+    for (int64_t t = t0; t < t1; t++)
+        for (int i = 0; i < j->n; i++) {
+            const linear *L = j->Ls[i];
+            int64_t r0, n;
+            multi_rows(L, (int)t, j->nt, &r0, &n);
+            if (n == 0)
+                continue;
+            float *y = j->ys[i] + r0;
+            if (L->w) {
+                gemv_par(n, L->in, L->w + r0 * L->in, j->x, y, 1);
+                continue;
+            }
+            q4_weight v = L->qw;
+            v.out = n;
+            v.data = (const uint8_t *)L->qw.data + (size_t)r0 * L->qw.row_bytes;
+            const float *b = L->b ? L->b + r0 : NULL;
+            void *kw = j->slot ? j->work + (size_t)t * j->slot : NULL;
+            if (L->int8)
+                q8_gemm_fwd(&v, b, j->x, 1, y, 1, kw, j->slot);
+            else
+                q4_gemm_fwd(&v, b, j->x, 1, y, 1, kw, j->slot);
+        }
+}
+
+void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_t T,
+                          float *const *ys, void *work, size_t work_size, int n_threads)
+{
+    const int nt = resolve_threads(n_threads);
+    int act2 = 0; /* two int8 terms: each layer on its own (linear_forward), as the full forward */
+    for (int i = 0; i < n; i++)
+        act2 |= two_terms(Ls[i], T);
+    if (T != 1 || nt <= 1 || act2) {
+        for (int i = 0; i < n; i++)
+            linear_forward(Ls[i], x, T, ys[i], work, work_size, n_threads);
+        return;
+    }
+    LK_ASSERT(work_size >= linear_forward_multi_work_bytes(Ls, n, n_threads));
+    size_t slot = 0;
+    for (int i = 0; i < n; i++) {
+        size_t k = multi_slot(Ls[i]);
+        slot = k > slot ? k : slot;
+    }
+    multi_job j = {.Ls = Ls, .n = n, .nt = nt, .x = x, .ys = ys, .work = work, .slot = slot};
+    par_for(nt, nt, multi_task, &j);
+    for (int i = 0; i < n; i++)
+        forward_rest(Ls[i], x, 1, ys[i], work, 0, n_threads);
 }
 
 /* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). */
@@ -288,8 +388,7 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
             q8_gemm_fwd(&L->qwt, NULL, dyf, T, dq, n_threads, kw, kn);
         else
             q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
-        for (int64_t i = 0; i < T * in; i++)
-            dx[i] += dq[i];
+        add_par(dx, dq, T * in, n_threads);
     }
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];

@@ -41,17 +41,13 @@ typedef struct {
     int int8;          /* 1: the products with qw run on int8 (quant/q8.h; --compute int8) */
     q4_weight qwt;     /* with int8: Wᵀ[in, out] as Q8_0 rows (q8_transpose) for dx in the
                         * backward; data NULL: none (dx through qw's fp32 backward) */
-    int act2;          /* with int8: forwards of T >= LINEAR_ACT2_MIN_T rows quantise x in two
-                        * int8 terms, x ≈ d1·q1 + d2·q2 (q2 the residual's, two products summed
+    int act2;          /* with int8: forwards quantise x in two int8 terms, x ≈ d1·q1 + d2·q2 (q2 the residual's, two products summed
                         * in fp32): about 16-bit activations for twice the int8 products */
     q4_weight qwc;     /* with act2 on an NF4 matrix: what its int8 codebook (q8_nf4_i8) misses of
                         * each value, as Q4_0 rows of W's shape, added by one more int8 product in
                         * those forwards; data NULL: none */
 } linear;
 
-/* Fewest rows for the two-term activations of linear.act2: generation's per-token forwards (T of
- * 1 to 3) keep one int8 term, as llama.cpp's vec_dot does. */
-#define LINEAR_ACT2_MIN_T 4
 
 /* Work memory of linear_forward (backward 0) or of linear_forward and linear_backward (backward
  * 1) on up to T rows with n_threads threads, in bytes: the LoRA products' scratch and the fused
@@ -64,6 +60,15 @@ size_t linear_work_bytes(const linear *L, int64_t T, int n_threads, int backward
  * that is 0). No dropout: the inference forward, and training's where dropout is off. */
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
                     size_t work_size, int n_threads);
+
+/* ys[i][T, Ls[i]->out] = linear_forward(Ls[i], x, T, ...) for the n layers that share the input x
+ * (q/k/v, gate/up): the same bits. With T = 1 and more than one thread, the base products of all n
+ * run in ONE parallel region (each thread its rows of every layer) instead of n: decoding wakes the
+ * threads half as often. work: at least linear_forward_multi_work_bytes(Ls, n, n_threads) bytes
+ * for T = 1, and linear_work_bytes of every layer for T rows otherwise. */
+void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_t T,
+                          float *const *ys, void *work, size_t work_size, int n_threads);
+size_t linear_forward_multi_work_bytes(const linear *const *Ls, int n, int n_threads);
 
 /* The same under training: with L->train, dropout > 0 and mask_key != 0, the first adapter sees
  * dropout(x), the mask a stateless hash of (mask_key, element), so the same key gives the same

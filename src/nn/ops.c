@@ -4,6 +4,7 @@
 #include "nn/ops.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "core/pool.h"
@@ -95,6 +96,10 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
 
 /* Multiply-adds below which the attention loops stay on one thread (waking the team costs more). */
 #define PAR_MIN_WORK (1 << 21)
+/* Decoding (T < ATTN_PACK_MIN) reads the whole KV cache of the layer per token: from 2^16 scores'
+ * products (SmolLM2-135M: 114 keys) its heads run on the team. Splitting heads over threads
+ * changes no result. */
+#define ATTN_DECODE_PAR_MIN (1 << 16)
 
 /* Columns of a transposed copy of n rows: whole blocks, and one more for tiles that start at any
  * key (a query block's first key lo[t0] need not fall on a block edge). */
@@ -103,10 +108,11 @@ static int64_t packed_ld(int64_t n)
     return (n + ATTN_BK - 1) / ATTN_BK * ATTN_BK + ATTN_BK;
 }
 
-/* Floats of one thread's tiles: the largest need of the three items (attn_kernel.h). */
+/* Floats of one thread's tiles: the largest need of the items (attn_kernel.h; the backward's
+ * three tiles and dk, dv cover the forward's scores, output, max and sum). */
 static int64_t tile_floats(int64_t hd)
 {
-    int64_t n = 2 * ATTN_BQ * ATTN_BK + 2 * ATTN_BQ * hd + 2 * ATTN_BQ;
+    int64_t n = 3 * ATTN_BQ * ATTN_BK + 2 * ATTN_BQ * hd + 2 * ATTN_BQ;
     return (n + 15) / 16 * 16; /* 64-byte multiples */
 }
 
@@ -177,13 +183,39 @@ const char *attention_variant(void)
     return attn_pick()->name;
 }
 
+/* The backward's order: key block kb of kv head g adds to dq after block kb − 1 of g (items are
+ * handed out block-major, so a wait is for an item already running on another thread). */
+#define ATTN_MAX_KVH 256
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t done[ATTN_MAX_KVH]; /* key blocks of kv head g finished */
+} attn_deps;
+
 typedef struct {
     const attn_args *x;
     attn_item_fn fn;
     int64_t n_heads, n_blocks; /* items: n_blocks × n_heads */
     int reverse;               /* hand out the last block first (the forward's longest rows) */
     float *tiles;              /* [nt][tile_floats(hd)] */
+    attn_deps *deps;           /* the backward's order, or NULL */
 } attn_loop;
+
+static void deps_wait(attn_deps *d, int64_t h, int64_t b)
+{
+    pthread_mutex_lock(&d->mu);
+    while (d->done[h] < b)
+        pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void deps_done(attn_deps *d, int64_t h, int64_t b)
+{
+    pthread_mutex_lock(&d->mu);
+    d->done[h] = b + 1;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
 
 static void attn_items(void *ctx, int64_t i0, int64_t i1, int thread)
 {
@@ -191,21 +223,26 @@ static void attn_items(void *ctx, int64_t i0, int64_t i1, int thread)
     float *w = L->tiles + (int64_t)thread * tile_floats(L->x->a->hd);
     for (int64_t i = i0; i < i1; i++) {
         int64_t b = i / L->n_heads, h = i % L->n_heads;
+        if (L->deps)
+            deps_wait(L->deps, h, b);
         L->fn(L->x, L->reverse ? L->n_blocks - 1 - b : b, h, w);
+        if (L->deps)
+            deps_done(L->deps, h, b);
     }
 }
 
 static void attn_run(int nt, const attn_args *x, attn_item_fn fn, int64_t n_blocks, int64_t n_heads,
-                     int reverse, float *tiles)
+                     int reverse, float *tiles, attn_deps *deps)
 {
-    attn_loop L = {x, fn, n_heads, n_blocks, reverse, tiles};
+    attn_loop L = {x, fn, n_heads, n_blocks, reverse, tiles, deps};
     par_for_dynamic(nt, n_blocks * n_heads, 1, attn_items, &L);
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const attn_shape *a, float *work, int nt)
 {
-    if ((a->kpos0 + a->T / 2) * a->T * a->H * a->hd <= PAR_MIN_WORK)
+    if ((a->kpos0 + a->T / 2) * a->T * a->H * a->hd <=
+        (a->T < ATTN_PACK_MIN ? ATTN_DECODE_PAR_MIN : PAR_MIN_WORK))
         nt = 1; /* faster for little work */
     attn_args x = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .a = a};
     float *tiles = work;
@@ -218,22 +255,25 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         tiles = work + a->KVH * a->hd * x.ldt;
     }
     int64_t nqb = (a->T + ATTN_BQ - 1) / ATTN_BQ;
-    attn_run(nt, &x, attn_pick()->fwd, nqb, a->H, 1, tiles);
+    attn_run(nt, &x, attn_pick()->fwd, nqb, a->H, 1, tiles, NULL);
 }
 
 /* With P = softmax(S), S = scale·q·kᵀ and O = P·v:
  *   dv_j = Σ_t P_tj·dO_t,  dP_tj = dO_t·v_j,  dS_tj = P_tj·(dP_tj − D_t), D_t = dO_t·O_t,
  *   dq_t = scale·Σ_j dS_tj·k_j,  dk_j = scale·Σ_t dS_tj·q_t.
- * Pass 1 (query blocks × heads) gives dq and D; pass 2 (key blocks × kv heads) gives dk and dv,
- * both recomputing P from the saved lse. Every output is owned by one item. */
+ * D first (query blocks × heads), then the five products per key block × kv head, P recomputed
+ * from the saved lse: dk and dv owned by the item, dq's terms added in place in key order (the
+ * kv head's key blocks one after another, attn_deps). */
 void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
                         const float *q, const float *k, const float *v, const float *out,
                         const float *lse, const attn_shape *a, float *work, int nt)
 {
-    if (a->T * a->T * a->H * a->hd <= PAR_MIN_WORK)
-        nt = 1; /* one thread (as the forward) */
+    if (a->T * a->T * a->H * a->hd <= PAR_MIN_WORK || a->KVH > ATTN_MAX_KVH)
+        nt = 1; /* one thread (as the forward; one thread keeps the order by itself) */
     const attn_kernels *K = attn_pick();
     int64_t T = a->T, H = a->H, KVH = a->KVH, hd = a->hd, ldt = packed_ld(T);
+    int64_t nqb = (T + ATTN_BQ - 1) / ATTN_BQ, nkb = (T + ATTN_BK - 1) / ATTN_BK;
+    float *tiles = work + 2 * (H > KVH ? H : KVH) * hd * ldt;
     attn_args x = {.dq = dq,
                    .dk = dk,
                    .dv = dv,
@@ -246,19 +286,16 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
                    .lse_in = lse,
                    .a = a,
                    .ldt = ldt};
-    int64_t nqb = (T + ATTN_BQ - 1) / ATTN_BQ, nkb = (T + ATTN_BK - 1) / ATTN_BK;
-    float *tiles = work + 2 * (H > KVH ? H : KVH) * hd * ldt;
-    pack_heads(nt, work, k, KVH, hd, T, ldt); /* pass 1: K and V transposed */
-    pack_heads(nt, work + KVH * hd * ldt, v, KVH, hd, T, ldt);
-    x.kt = work;
-    x.vt = work + KVH * hd * ldt;
-    attn_run(nt, &x, K->bwd_q, nqb, H, 1, tiles);
-    pack_heads(nt, work, q, H, hd, T, ldt); /* pass 2: Q and dO transposed */
+    attn_run(nt, &x, K->bwd_d, nqb, H, 0, tiles, NULL);
+    pack_heads(nt, work, q, H, hd, T, ldt); /* Q and dO transposed */
     pack_heads(nt, work + H * hd * ldt, dout, H, hd, T, ldt);
-    x.kt = x.vt = NULL;
     x.qt = work;
     x.ot = work + H * hd * ldt;
-    attn_run(nt, &x, K->bwd_k, nkb, KVH, 0, tiles);
+    attn_deps deps = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    memset(deps.done, 0, sizeof deps.done);
+    attn_run(nt, &x, K->bwd_k, nkb, KVH, 0, tiles, KVH <= ATTN_MAX_KVH ? &deps : NULL);
+    pthread_cond_destroy(&deps.cv);
+    pthread_mutex_destroy(&deps.mu);
 }
 
 /* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */

@@ -28,7 +28,7 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
  * of k/v [*, kvd]; lo must be non-decreasing in t (packing and windows keep it so).
  *   out[T, H*hd] = softmax(q·kᵀ/√hd)·v; lse[T, H] (optional) = log-sum-exp of the scaled scores.
  * Blocked and fused (attn.h): no T×T buffer. work: attention_work_floats floats of scratch (the
- * transposed copies of K, V, Q, dO and each thread's tiles). Every output is computed by one
+ * transposed copies of K, Q, dO and each thread's tiles). Every output is computed by one
  * thread in a fixed order, so the result does not depend on the thread count. */
 typedef struct {
     int64_t T, H, KVH, hd;

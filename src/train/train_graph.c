@@ -9,6 +9,7 @@
 #include "nn/kd.h"
 #include "nn/loss.h"
 #include "nn/ops.h"
+#include "core/pool.h"
 #include "core/rng.h"
 #include "core/status.h"
 
@@ -204,6 +205,90 @@ static void add_to(float *y, const float *a, const float *b, int64_t n)
         y[i] = a[i] + b[i];
 }
 
+/* ---- the per-element and per-row ops on the team: ops.c's functions over ranges of elements or
+ * rows, each range computed exactly as the whole call computes it, so the results do not depend on
+ * the thread count ---- */
+
+#define PAR_GRAIN 8192      /* elements of one range of an element-wise op */
+#define PAR_MIN   (1 << 16) /* elements below which an op stays on the caller's thread */
+
+typedef enum { OP_SWIGLU_FWD, OP_SWIGLU_BWD, OP_RMS_FWD, OP_RMS_BWD, OP_ADD } par_op;
+
+typedef struct {
+    par_op op;
+    float *o1, *o2;            /* outputs */
+    const float *i1, *i2, *i3; /* inputs */
+    const float *w;            /* RMSNorm weight [C] */
+    float *rstd;               /* RMSNorm: [T] (forward: may be NULL) */
+    int64_t n, C;              /* elements (element-wise) or row length (rows) */
+    float eps;
+} par_job;
+
+static void par_ranges(void *ctx, int64_t r0, int64_t r1, int thread)
+{
+    (void)thread;
+    const par_job *j = ctx;
+    int64_t e0 = r0 * PAR_GRAIN, e1 = r1 * PAR_GRAIN < j->n ? r1 * PAR_GRAIN : j->n, C = j->C;
+    switch (j->op) {
+    case OP_SWIGLU_FWD: swiglu_forward(j->o1 + e0, j->i1 + e0, j->i2 + e0, e1 - e0); break;
+    case OP_SWIGLU_BWD:
+        swiglu_backward(j->o1 + e0, j->o2 + e0, j->i1 + e0, j->i2 + e0, j->i3 + e0, e1 - e0);
+        break;
+    case OP_ADD: add_to(j->o1 + e0, j->i1 + e0, j->i2 + e0, e1 - e0); break;
+    case OP_RMS_FWD: /* ranges of rows */
+        rmsnorm_forward(j->o1 + r0 * C, j->rstd ? j->rstd + r0 : NULL, j->i1 + r0 * C, j->w,
+                        r1 - r0, C, j->eps);
+        break;
+    case OP_RMS_BWD:
+        rmsnorm_backward(j->o1 + r0 * C, j->i1 + r0 * C, j->i2 + r0 * C, j->w, j->rstd + r0,
+                         r1 - r0, C);
+        break;
+    }
+}
+
+/* j over its n elements (element-wise ops) or T rows of C (RMSNorm) on nt threads. */
+static void par_run(int nt, par_job *j, int64_t T)
+{
+    int rows = j->op == OP_RMS_FWD || j->op == OP_RMS_BWD;
+    int64_t n_ranges = rows ? T : (j->n + PAR_GRAIN - 1) / PAR_GRAIN;
+    if ((rows ? T * j->C : j->n) < PAR_MIN)
+        nt = 1;
+    par_for(nt, n_ranges, par_ranges, j);
+}
+
+static void swiglu_fwd_par(int nt, float *h, const float *g, const float *u, int64_t n)
+{
+    par_job j = {.op = OP_SWIGLU_FWD, .o1 = h, .i1 = g, .i2 = u, .n = n};
+    par_run(nt, &j, 0);
+}
+
+static void swiglu_bwd_par(int nt, float *dg, float *du, const float *dh, const float *g,
+                           const float *u, int64_t n)
+{
+    par_job j = {.op = OP_SWIGLU_BWD, .o1 = dg, .o2 = du, .i1 = dh, .i2 = g, .i3 = u, .n = n};
+    par_run(nt, &j, 0);
+}
+
+static void sum_par(int nt, float *y, const float *a, const float *b, int64_t n)
+{
+    par_job j = {.op = OP_ADD, .o1 = y, .i1 = a, .i2 = b, .n = n};
+    par_run(nt, &j, 0);
+}
+
+static void rms_fwd_par(int nt, float *out, float *rstd, const float *x, const float *w, int64_t T,
+                        int64_t C, float eps)
+{
+    par_job j = {.op = OP_RMS_FWD, .o1 = out, .rstd = rstd, .i1 = x, .w = w, .C = C, .eps = eps};
+    par_run(nt, &j, T);
+}
+
+static void rms_bwd_par(int nt, float *dx, const float *dout, const float *x, const float *w,
+                        float *rstd, int64_t T, int64_t C)
+{
+    par_job j = {.op = OP_RMS_BWD, .o1 = dx, .i1 = dout, .i2 = x, .w = w, .rstd = rstd, .C = C};
+    par_run(nt, &j, T);
+}
+
 /* The dropout mask key of L's trained adapter for batch b: a stateless hash of (seed, row,
  * adapter), never 0, so a forward recomputed under activation checkpointing and a resumed run draw
  * the same masks. 0 (no dropout) when b asks for none or L trains no adapter with dropout. */
@@ -239,7 +324,7 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     const layer_weights *w = &g->m->layers[l];
     int64_t T = b->T, C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
     float eps = (float)c->rms_norm_eps;
-    rmsnorm_forward(g->xn1, g->rstd1, x_in, w->attn_norm, T, C, eps);
+    rms_fwd_par(g->n_threads, g->xn1, g->rstd1, x_in, w->attn_norm, T, C, eps);
     lin_forward(g, b, &w->q, g->xn1, g->q);
     lin_forward(g, b, &w->k, g->xn1, g->k);
     lin_forward(g, b, &w->v, g->xn1, g->v);
@@ -248,13 +333,13 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->attn_work, g->n_threads);
     lin_forward(g, b, &w->o, g->att, g->tmpc);
-    add_to(g->xmid, x_in, g->tmpc, T * C);
-    rmsnorm_forward(g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
+    sum_par(g->n_threads, g->xmid, x_in, g->tmpc, T * C);
+    rms_fwd_par(g->n_threads, g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
     lin_forward(g, b, &w->gate, g->xn2, g->g);
     lin_forward(g, b, &w->up, g->xn2, g->u);
-    swiglu_forward(g->h, g->g, g->u, T * F);
+    swiglu_fwd_par(g->n_threads, g->h, g->g, g->u, T * F);
     lin_forward(g, b, &w->down, g->h, g->tmpc);
-    add_to(x_out, g->xmid, g->tmpc, T * C);
+    sum_par(g->n_threads, x_out, g->xmid, g->tmpc, T * C);
 }
 
 /* Layer l backward: g->dx holds ∂L/∂x_out on entry and ∂L/∂x_in on return (unless need_dx is 0:
@@ -269,12 +354,12 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
     memset(g->dh, 0, (size_t)(T * F) * sizeof(float));
     lin_backward(g, b, &w->down, g->h, g->dx, g->dh);
-    swiglu_backward(g->dg, g->du, g->dh, g->g, g->u, T * F);
+    swiglu_bwd_par(g->n_threads, g->dg, g->du, g->dh, g->g, g->u, T * F);
     memset(g->dxn, 0, (size_t)(T * C) * sizeof(float));
     lin_backward(g, b, &w->gate, g->xn2, g->dg, g->dxn);
     lin_backward(g, b, &w->up, g->xn2, g->du, g->dxn);
     memcpy(g->dxmid, g->dx, (size_t)(T * C) * sizeof(float));
-    rmsnorm_backward(g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
+    rms_bwd_par(g->n_threads, g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
     /* attention: xmid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x_in) */
     memset(g->datt, 0, (size_t)(T * c->n_heads * hd) * sizeof(float));
     lin_backward(g, b, &w->o, g->att, g->dxmid, g->datt);
@@ -292,7 +377,7 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     if (!need_dx)
         return;
     memcpy(g->dx, g->dxmid, (size_t)(T * C) * sizeof(float));
-    rmsnorm_backward(g->dx, g->dxn, x_in, w->attn_norm, g->rstd1, T, C);
+    rms_bwd_par(g->n_threads, g->dx, g->dxn, x_in, w->attn_norm, g->rstd1, T, C);
 }
 
 /* lo[t]: the first token of t's example (t − pos[t]), or the sliding window's start. */
