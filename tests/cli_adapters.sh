@@ -51,7 +51,7 @@ expect 0 "merge q4_0 gguf (FFN 172 rows stay F16, as llama.cpp does)" -- "$B/lor
 expect 0 "merge onto the NF4 training base" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/bq" --base-quant nf4
 # --eval-data: merging onto the dequantised base keeps the loss of base + adapter
 expect 0 "merge with eval" -- "$B/lora-merge" -m "$M" -a "$AD/stories-lora" -o "$T/bq2" --base-quant nf4 \
-    --eval-data "$S/data/tinystories/tinystories_sample.txt" --json
+    --compute f32 --eval-data "$S/data/tinystories/tinystories_sample.txt" --json
 grep '"type":"eval"' "$T/out" | "$B/jsoncheck" loss_base_plus_adapters loss_merged loss_change &&
     passes=$((passes + 1)) || { echo "FAIL: merge eval json"; fails=$((fails + 1)); }
 grep -q '"loss_change":-\?[0-9.]*e-0[5-9]\|"loss_change":0[,}]' "$T/out" && passes=$((passes + 1)) ||

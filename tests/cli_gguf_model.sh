@@ -26,11 +26,11 @@ printf '{"prompt":"Once upon a time","completion":" there was a girl."}\n{"promp
 expect 0 "train on gguf" -- "$B/lora-train" -m "$G" --data "$T/d.jsonl" -o "$T/run" --steps 4 \
     --seq-len 32 --batch 2 --rank 4 --lr 1e-2 -q
 expect 0 "inspect -m gguf" -- "$B/lora-inspect" -m "$G" "$T/run"
-has out "trained on gguf (the GGUF file's own tensor types, f32 compute)" "record: gguf"
+has out "trained on gguf (the GGUF file's own tensor types, int8 compute)" "record: gguf"
 has out "|dW|/|W|" "base norms read from the GGUF"
 expect 0 "eval on gguf" -- "$B/lora-eval" -m "$G" -a "$T/run" --text "Once upon a time there was"
-has out "^$G + $T/run, base gguf (the file.s own tensor types), f32 compute: loss" "a GGUF base labelled as such"
-has err "base gguf (the GGUF file's own tensor types, f32 compute): $T/run was trained on it" \
+has out "^$G + $T/run, base gguf (the file.s own tensor types), int8 compute: loss" "a GGUF base labelled as such"
+has err "base gguf (the GGUF file's own tensor types, int8 compute): $T/run was trained on it" \
     "eval defaults to the file's own types"
 expect 0 "eval on the folder" -- "$B/lora-eval" -m "$T/hf" -a "$T/run" --text "Once upon a time"
 has err "warning: $T/run was trained on the base gguf" "a folder base gets a warning"

@@ -31,11 +31,11 @@ expect 0 "train on the default (NF4) base" -- "$B/lora-train" -m "$M" "${TR[@]}"
 head -c 4096 "$T/a/adapter_model.safetensors" >"$T/header"
 has header '"format":"pt"' "PEFT's metadata kept"
 has header '"lorakit.base_quant":"nf4"' "base format in the safetensors metadata"
-has header '"lorakit.base_compute":"f32"' "compute type in the safetensors metadata"
+has header '"lorakit.base_compute":"int8"' "compute type in the safetensors metadata"
 expect 0 "inspect shows the record" -- "$B/lora-inspect" "$T/a" --json
-has out '"trained_on":{"quant":"nf4","quant_embed":"f32","compute":"f32"}' "inspect JSON"
+has out '"trained_on":{"quant":"nf4","quant_embed":"f32","compute":"int8"}' "inspect JSON"
 expect 0 "eval with the adapter's base" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS --json
-has err "base nf4 (embeddings f32, f32 compute): $T/a was trained on it" "eval says which base"
+has err "base nf4 (embeddings f32, int8 compute): $T/a was trained on it" "eval says which base"
 hasnot err "warning" "no warning when the base is the adapter's"
 L_DEF=$(jnum loss)
 expect 0 "eval --quant nf4" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS --json --quant nf4
@@ -43,7 +43,7 @@ expect 0 "eval --quant nf4" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS --jso
 expect 0 "eval --quant none" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS --json --quant none
 L_F32=$(jnum loss)
 [ "$L_F32" != "$L_DEF" ] && ok || bad "nf4 and f32 bases gave the same loss"
-has err "warning: $T/a was trained on the base nf4 (embeddings f32, f32 compute), but runs here on f32" \
+has err "warning: $T/a was trained on the base nf4 (embeddings f32, int8 compute), but runs here on f32" \
     "mismatch warning"
 has err "leave --quant out to use the adapter's base" "mismatch hint"
 expect 0 "generate with the adapter's base" -- "$B/lora-generate" -m "$M" -a "$T/a" --ids 1,2 \
@@ -56,8 +56,11 @@ expect 0 "merge into the recorded base" -- "$B/lora-merge" -m "$M" -a "$T/a" -o 
 has err "merging into $M dequantised from nf4: $T/a was trained on the base nf4" \
     "merge says which base and why"
 has out "base weights: dequantised from nf4" "merge summary"
+expect 0 "eval with the adapter's base, f32 compute" -- "$B/lora-eval" -m "$M" -a "$T/a" --ids $IDS \
+    --json --compute f32
+L_EXACT=$(jnum loss) # the merged weights are the NF4 base's values + the delta, exactly
 expect 0 "eval the merged model" -- "$B/lora-eval" -m "$T/merged" --ids $IDS --json --quant none
-close "$(jnum loss)" "$L_DEF" 1e-4 && ok || bad "merged $(jnum loss) != NF4 base + adapter $L_DEF"
+close "$(jnum loss)" "$L_EXACT" 1e-4 && ok || bad "merged $(jnum loss) != NF4 base + adapter $L_EXACT"
 expect 0 "merge into the original weights" -- "$B/lora-merge" -m "$M" -a "$T/a" -o "$T/m2" \
     --base-quant none
 has err "warning: $T/a was trained on the base nf4.*but is merged into the original weights" \
@@ -191,7 +194,7 @@ grep -q $'\033\\[Klora-train: eval at step 2' "$T/tty.txt" && ok ||
     bad "the progress line is not cleared before a message"
 has tty "eval at step 2: [0-9]*/2 examples" "evaluation shows its own progress"
 expect 0 "eval summary in words" -- "$B/lora-eval" -m "$M" -a "$T/a" --data "$E"
-has out "^$M + $T/a, base nf4, f32 compute: loss [0-9.]*  perplexity" "results labelled"
+has out "^$M + $T/a, base nf4, int8 compute: loss [0-9.]*  perplexity" "results labelled"
 has out "scored tokens of 40 examples of $E: only their trained tokens" "numbers explained"
 has err "40 examples (0 skipped), .* each example on its own" "no packing talk for eval data"
 

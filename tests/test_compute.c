@@ -1,10 +1,12 @@
 /* test_compute.c — --compute int8 against f32 compute. One training step's LoRA gradient (every
  * dA and dB of a stories260K-hf adapter whose B is not zero, concatenated) against the f32 path's
  * on Q4_0, NF4 and Q8_0 bases (Q8_0 embeddings: the LM head on int8 too): the cosines measured
- * are 0.99886 (Q4_0), 0.99738 (NF4) and 0.99903 (Q8_0), and 0.9941 to 0.9968 on
- * SmolLM2-135M-Instruct's Q4_1 GGUF, BELOW issue 13's 0.999 but for Q8_0 (which is why f32 stays
- * the default, BENCHMARKS.md "int8 compute"); the test holds them at that level (0.998, 0.996,
- * 0.998, 0.993) and the norms within 1 % (3 % on SmolLM2), so a broken int8 path fails it.
+ * are 0.99946 (Q4_0), 0.99966 (NF4) and 0.99953 (Q8_0), and 0.99958 on SmolLM2-135M-Instruct's
+ * Q4_1 GGUF, with the decoder's activations in two int8 terms (linear.act2) and NF4's codebook
+ * correction (linear.qwc); the test holds them at issue 13's bound, 0.999, and the norms within
+ * 1 % (BENCHMARKS.md "int8 compute"; with one int8 term they were 0.9966-0.9990).
+ * Two-term activations: 50x+ closer to fp32 than one term, rows independent (one row alone
+ * included: generation's decode equals the full forward).
  * A linear layer's int8 forward and dx are close to fp32's, and its row chunks (the LM head's)
  * are exact slices: the forward rows bit for bit, dx on the transposed copy's column view
  * bit-identical to the transposed copy of the chunk itself. The names, the checks, the memory
@@ -164,7 +166,7 @@ static void check_grad_cosine(const char *path, int64_t seq, lk_qtype quant, lk_
             lk_qtype_name(quant), lk_qtype_name(qembed), cs, sqrt(nin / nfn));
     assert_true(nfn > 0);
     assert_true(cs >= min_cos);
-    assert_true(fabs(sqrt(nin / nfn) - 1) < (strstr(path, ".gguf") ? 0.03 : 0.01));
+    assert_true(fabs(sqrt(nin / nfn) - 1) < 0.01);
     free(gf);
     free(gi);
     lk_model_free(mf);
@@ -175,21 +177,21 @@ static void test_grad_cosine_q4_0(void **state)
 {
     (void)state;
     require_file(shared_path(MODEL "/model.safetensors"));
-    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, 0.998); /* 0.99886 */
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, 0.999); /* 0.99946 */
 }
 
 static void test_grad_cosine_nf4(void **state)
 {
     (void)state;
     require_file(shared_path(MODEL "/model.safetensors"));
-    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_NF4, LK_QTYPE_F32, 0.996); /* 0.99738 */
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_NF4, LK_QTYPE_F32, 0.999); /* 0.99966 */
 }
 
 static void test_grad_cosine_q8_0(void **state)
 {
     (void)state;
     require_file(shared_path(MODEL "/model.safetensors"));
-    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q8_0, LK_QTYPE_Q8_0, 0.998); /* 0.99903 */
+    check_grad_cosine(shared_path(MODEL), 128, LK_QTYPE_Q8_0, LK_QTYPE_Q8_0, 0.999); /* 0.99953 */
 }
 
 /* ‖a − b‖ / ‖b‖ */
@@ -279,6 +281,53 @@ static void test_linear_int8(void **state)
     free(dxb);
 }
 
+/* Two-term activations (linear.act2): a Q4_0 layer's int8 forward (inputs with an outlier per
+ * row, as the models' activations have) is more than 50x closer to the fp32-compute forward than
+ * with one int8 term (the residual's term takes a block's rounding error from d/2 to d/508), and
+ * each row's result is the same whatever rows come with it (4, or 1 alone). */
+static void test_linear_two_terms(void **state)
+{
+    (void)state;
+    enum { OUT = 96, IN = 200, T = 6 };
+    float *w = malloc(OUT * IN * sizeof(float)), *x = malloc(T * IN * sizeof(float));
+    float *yf = malloc(T * OUT * sizeof(float)), *y1 = malloc(T * OUT * sizeof(float));
+    float *y2 = malloc(T * OUT * sizeof(float));
+    randn(w, OUT * IN, 4);
+    randn(x, T * IN, 5);
+    for (int t = 0; t < T; t++)
+        x[t * IN + 7 * t + 3] = 40.0f; /* an outlier in one block of each row */
+    size_t rb = q4_row_bytes(LK_QTYPE_Q4_0, 32, IN);
+    void *q = malloc(OUT * rb);
+    q4_quantize_matrix(LK_QTYPE_Q4_0, 32, w, OUT, IN, q, 1, NULL, NULL);
+    linear L = {.name = "test", .in = IN, .out = OUT};
+    assert_ok(q4_weight_init(&L.qw, LK_QTYPE_Q4_0, 32, OUT, IN, q));
+    size_t ws = 1 << 20;
+    void *work = malloc(ws);
+    linear_forward(&L, x, T, yf, work, ws, 2);
+    L.int8 = 1;
+    linear_forward(&L, x, T, y1, work, ws, 2);
+    L.act2 = 1;
+    assert_true(linear_work_bytes(&L, T, 2, 1) <= ws);
+    linear_forward(&L, x, T, y2, work, ws, 2);
+    double e1 = rel_err(y1, yf, T * OUT), e2 = rel_err(y2, yf, T * OUT);
+    fprintf(stderr, "int8 forward vs f32: one term %.2e, two terms %.2e relative\n", e1, e2);
+    assert_true(e1 > 1e-3);
+    assert_true(e2 < e1 / 50);
+    float *y4 = malloc(T * OUT * sizeof(float)); /* rows are independent: 4 rows, then 1 */
+    linear_forward(&L, x, 4, y4, work, ws, 2);
+    assert_memory_equal(y4, y2, 4 * OUT * sizeof(float));
+    linear_forward(&L, x + 5 * IN, 1, y4, work, ws, 2);
+    assert_memory_equal(y4, y2 + 5 * OUT, OUT * sizeof(float));
+    free(y4);
+    free(work);
+    free(q);
+    free(w);
+    free(x);
+    free(yf);
+    free(y1);
+    free(y2);
+}
+
 /* The shared SmolLM2-135M-Instruct GGUF in its own types: every Q4_1 matrix and the Q8_0 tied LM
  * head on int8 (i13-q8g's expanders), 2 rows of 64 tokens. */
 static void test_grad_cosine_smollm2(void **state)
@@ -288,10 +337,7 @@ static void test_grad_cosine_smollm2(void **state)
     snprintf(path, sizeof path, "%s",
              shared_path("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"));
     require_file(path);
-    /* 0.99410, norm ratio 0.9754 (0.99512 / 0.99685 after 2 / 4 warm-up steps instead of 3): the
-     * adapter the f32 warm-up reaches depends on the loss's last bits, AdamW's first steps being
-     * sign-like on near-zero gradients (libm's exp in loss.c gave 0.99660, 0.9857) */
-    check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.993);
+    check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.999); /* 0.99958 */
 }
 
 static void test_names_and_checks(void **state)
@@ -330,7 +376,10 @@ static void test_plan_and_resume(void **state)
     int64_t a, o, act;
     int64_t pf = lk_trainer_memory_plan(mf, &p, 128, &a, &o, &act);
     int64_t pi = lk_trainer_memory_plan(mi, &p, 128, &a, &o, &act);
-    assert_int_equal(pi - pf, q8t);
+    /* and the scratch of the two int8 terms of the layers' activations (at most a [T, C + F]
+     * area per row of the batch's graph, linear.act2) */
+    assert_true(pi - pf > q8t);
+    assert_true(pi - pf - q8t <= p.batch * 128 * (cfg->hidden_size + cfg->intermediate_size) * 4);
     lk_dataset *d = data();
     lk_trainer *t;
     assert_ok(lk_trainer_create(mi, d, &p, &t));
@@ -421,10 +470,11 @@ static void test_copies_built_per_layer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_checks), cmocka_unit_test(test_linear_int8),
-        cmocka_unit_test(test_grad_cosine_q4_0), cmocka_unit_test(test_grad_cosine_nf4),
-        cmocka_unit_test(test_grad_cosine_q8_0), cmocka_unit_test(test_grad_cosine_smollm2),
-        cmocka_unit_test(test_plan_and_resume),  cmocka_unit_test(test_copies_built_per_layer),
+        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_linear_two_terms),    cmocka_unit_test(test_grad_cosine_q4_0),
+        cmocka_unit_test(test_grad_cosine_nf4),     cmocka_unit_test(test_grad_cosine_q8_0),
+        cmocka_unit_test(test_grad_cosine_smollm2), cmocka_unit_test(test_plan_and_resume),
+        cmocka_unit_test(test_copies_built_per_layer),
     };
     int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
     lk_tokenizer_free(g_tok);

@@ -342,6 +342,7 @@ static void train_rank(lk_dist *d, void *arg, int r)
     lk_tokenizer *tok;
     lk_dataset *data, *test;
     struct lk_model_params mp = lk_model_params_default();
+    mp.compute = LK_COMPUTE_F32; /* exact sums: ranks and batches compared to 1e-6 */
     mp.n_threads = 1;
     mp.quant = LK_QTYPE_NF4;
     RANK_OK(lk_model_load(shared_path(MODEL), &mp, &m));
@@ -440,6 +441,7 @@ static void mismatch_rank(lk_dist *d, void *arg, int r)
     lk_tokenizer *tok;
     lk_dataset *data;
     struct lk_model_params mp = lk_model_params_default();
+    mp.compute = LK_COMPUTE_F32; /* exact sums: ranks and batches compared to 1e-6 */
     mp.n_threads = 1;
     RANK_OK(lk_model_load(shared_path(MODEL), &mp, &m));
     RANK_OK(lk_tokenizer_load(shared_path(MODEL), &tok));

@@ -18,6 +18,7 @@ static lk_model *load(lk_qtype q)
 {
     require_file(shared_path(MODEL "/model.safetensors"));
     struct lk_model_params mp = lk_model_params_default();
+    mp.compute = LK_COMPUTE_F32; /* identities checked to 1e-6 */
     mp.n_threads = 2;
     mp.quant = q;
     lk_model *m;

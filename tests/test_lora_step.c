@@ -22,6 +22,7 @@ static void check_step(const char *tag, int rslora, lk_qtype quant)
     lk_model *m;
     require_file(shared_path("models/stories260K-hf/model.safetensors"));
     struct lk_model_params mp = lk_model_params_default();
+    mp.compute = LK_COMPUTE_F32; /* the exact path the PyTorch-parity checks hold */
     mp.quant = quant;
     assert_ok(lk_model_load(shared_path("models/stories260K-hf"), &mp, &m));
     /* the initial adapter goes through our PEFT reader */

@@ -26,6 +26,15 @@
     "\"rope_theta\":1000000.0,\"tie_word_embeddings\":true"
 
 /* Copy stories260K's tokenizer files into dir (the GGUF writer stores the tokenizer). */
+
+/* The file's own types, f32 compute: the exact path the parity checks hold. */
+static const struct lk_model_params *exact(void)
+{
+    static struct lk_model_params p;
+    p = lk_model_params_default();
+    p.compute = LK_COMPUTE_F32;
+    return &p;
+}
 static void copy_tokenizer(const char *dir)
 {
     static const char *const names[] = {"tokenizer.json", "tokenizer_config.json",
@@ -92,11 +101,12 @@ static void check_pair(const char *name, lk_qtype type, lk_qtype embed, int llam
     assert_true(fabs(cg.rms_norm_eps - ch.rms_norm_eps) <= 1e-6 * ch.rms_norm_eps);
 
     struct lk_model_params p = lk_model_params_default();
+    p.compute = LK_COMPUTE_F32; /* the exact path the parity checks hold */
     p.quant = type;
     p.quant_embed = embed;
     lk_model *mh, *mg;
     assert_ok(lk_model_load(dir, &p, &mh));
-    assert_ok(lk_model_load(gguf, NULL, &mg)); /* the file's own types */
+    assert_ok(lk_model_load(gguf, exact(), &mg)); /* the file's own types */
     assert_int_equal(lk_model_quant(mg), type);
     assert_int_equal(lk_model_quant_embed(mg), embed);
     int32_t tok[7] = {1, 5, 9, 40, 3, 77, 12};
@@ -378,7 +388,7 @@ static void test_smollm2_parity(void **state)
     cJSON *j = cJSON_Parse(txt);
     assert_non_null(j);
     lk_model *m;
-    assert_ok(lk_model_load(model, NULL, &m));
+    assert_ok(lk_model_load(model, exact(), &m));
     int step = (int)cJSON_GetObjectItem(j, "subset_step")->valuedouble;
     const cJSON *c;
     int i = 0; /* greedy tokens: 16 on the first two prompts (the reference kernels are slow) */
@@ -443,7 +453,7 @@ static void test_smollm2_llama_cpp(void **state)
     assert_non_null(jl);
     double tau = cJSON_GetObjectItem(jl, "tau")->valuedouble;
     lk_model *m;
-    assert_ok(lk_model_load(model, NULL, &m));
+    assert_ok(lk_model_load(model, exact(), &m));
     const cJSON *cases = cJSON_GetObjectItem(j, "cases"), *lcs = cJSON_GetObjectItem(jl, "cases");
     assert_int_equal(cJSON_GetArraySize(cases), cJSON_GetArraySize(lcs));
     int checked = 0;

@@ -29,6 +29,7 @@ static char *tmp(const char *name)
 static lk_model *load(const char *dir, lk_qtype q, lk_qtype qe)
 {
     struct lk_model_params p = lk_model_params_default();
+    p.compute = LK_COMPUTE_F32; /* the exact path the parity checks hold */
     p.quant = q;
     p.quant_embed = qe;
     p.n_threads = 2;

@@ -409,7 +409,7 @@ struct arg_str *cli_compute_arg(void)
     return arg_str0(NULL, "compute", "f32|int8",
                     cli_help("products with the quantised base: int8 (activations and gradients "
                              "quantised per block of 32 on the fly, integer dot products) or f32 "
-                             "(exact; default %s)",
+                             "(exact); default %s",
                              lk_compute_name(lk_model_params_default().compute)));
 }
 

@@ -69,7 +69,7 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out);
 
 /* How the products with the frozen base's quantised matrices run (--compute).
  * LK_COMPUTE_F32: each weight block is dequantised to fp32 and multiplied in fp32 (the exact path
- * the PyTorch-parity tests check). LK_COMPUTE_INT8: activations (and, training, the incoming
+ * the PyTorch-parity tests check, which set it). LK_COMPUTE_INT8: activations (and, training, the incoming
  * gradients) are quantised on the fly per row in blocks of 32 with an fp32 scale, the weights
  * expanded to int8, the products summed in int32 per block and in fp32 across blocks (quant/q8.h);
  * the input gradient dX = dY·W runs on a transposed Q8_0 copy of each matrix, built when a trainer
@@ -92,7 +92,8 @@ struct lk_model_params {
                            * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
                            * once at load, one tensor at a time) */
     lk_qtype quant_embed; /* embeddings and LM head: LK_QTYPE_F32 (default) or LK_QTYPE_Q8_0 */
-    lk_compute compute;   /* products with the quantised matrices (default LK_COMPUTE_F32) */
+    lk_compute compute;   /* products with the quantised matrices (default LK_COMPUTE_INT8: int8
+                           * where the matrix's type has a path, fp32 elsewhere) */
 };
 
 struct lk_model_params lk_model_params_default(void);

@@ -270,7 +270,7 @@ struct lk_model_params lk_model_params_default(void)
                                 .use_mmap = 1,
                                 .quant = LK_QTYPE_F32,
                                 .quant_embed = LK_QTYPE_F32,
-                                .compute = LK_COMPUTE_F32};
+                                .compute = LK_COMPUTE_INT8};
     return p;
 }
 
@@ -381,7 +381,7 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     if (s == LK_OK)
         s = bind_all(m);
     if (s == LK_OK)
-        model_int8_setup(m);
+        s = model_int8_setup(m);
     if (s != LK_OK) {
         lk_model_free(m);
         return s;
@@ -395,6 +395,7 @@ void lk_model_free(lk_model *m)
     if (!m)
         return;
     model_int8_backward_free(m);
+    free(m->q8c);
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);

@@ -45,6 +45,7 @@ struct lk_model {
     int q8_ready;                 /* model_int8_backward ran: the copies are as planned */
     int64_t q8_build; /* bytes of the buffer a layer's copies are built into before its backward
                        * (the layers keeping none; 0: every layer keeps its copies) */
+    void *q8c;                    /* the NF4 codebook corrections (model_int8_setup), or NULL */
 };
 
 /* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident
@@ -91,8 +92,10 @@ lk_status model_gguf_row(const gguf_file *f, const gguf_tensor *t, int64_t r, fl
 lk_status model_gguf_rope_factors(lk_model *m);
 
 /* --compute int8 (model_int8.c): mark the decoder's matrices and the LM head whose type the int8
- * path takes (linear.int8), and log one note naming those that stay fp32. Run once at load. */
-void model_int8_setup(lk_model *m);
+ * path takes (linear.int8; the decoder's with two-term activations, linear.act2), build the NF4
+ * matrices' codebook corrections (linear.qwc, counted in weight_bytes), and log one note naming
+ * the matrices that stay fp32. Run once at load; LK_ERR_NOMEM. */
+lk_status model_int8_setup(lk_model *m);
 
 /* Build the transposed Q8_0 copies (linear.qwt) the backward's dx runs on: those of the int8
  * matrices of the top `layers` layers and, with head, of the LM head (a trainer calls it, as its

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/option.h"
+#include "core/pool.h"
 #include "core/status.h"
 #include "model/model.h"
 #include "q8.h"
@@ -52,7 +53,94 @@ static const char *matrix_type(const linear *L)
     return L->w ? "f32" : lk_qtype_name((lk_qtype)L->qw.qtype);
 }
 
-void model_int8_setup(lk_model *m)
+typedef struct {
+    const q4_weight *w;
+    uint8_t *dst;   /* [out, rb]: Q4_0 rows */
+    size_t rb;      /* bytes of a Q4_0 row of w->in */
+    int64_t nb;     /* 32-blocks of a stored row */
+    float *row;     /* [nt, 2, nb * 32]: per thread, the exact row and the correction */
+    q8_wblock *blk; /* [nt, nb] */
+} fix_job;
+
+/* Rows [o0, o1) of an NF4 matrix's codebook correction: what its int8 codebook misses of each
+ * value (q4_decode_ref's value − s·q), as Q4_0 rows. */
+static void fix_rows(void *ctx, int64_t o0, int64_t o1, int thread)
+{
+    const fix_job *j = ctx;
+    int64_t n = j->nb * Q8_QK;
+    float *x = j->row + (size_t)thread * 2 * n, *e = x + n;
+    q8_wblock *b = j->blk + (size_t)thread * j->nb;
+    q8_expand_fn expand = q8_expander(j->w->qtype);
+    for (int64_t o = o0; o < o1; o++) {
+        q4_decode_ref(j->w, o, 0, n, x);
+        expand(j->w, (const uint8_t *)j->w->data + (size_t)o * j->w->row_bytes, 0, j->nb, b);
+        for (int64_t k = 0; k < n; k++) {
+            const q8_wblock *q = &b[k / Q8_QK];
+            int h = (int)(k % Q8_QK) / 16;
+            e[k] = x[k] - (q->s[h] * (float)q->q[k % Q8_QK] + q->m[h]);
+        }
+        q4_quantize_row(LK_QTYPE_Q4_0, 32, e, j->w->in, j->dst + (size_t)o * j->rb);
+    }
+}
+
+/* Bytes of L's codebook correction (linear.qwc): Q4_0 rows of L's shape, for an NF4 matrix on
+ * int8 with two-term activations; 0 for the others. */
+static size_t fix_bytes(const linear *L)
+{
+    if (!L->act2 || L->qw.qtype != LK_QTYPE_NF4)
+        return 0;
+    return (size_t)L->qw.out * q4_row_bytes(LK_QTYPE_Q4_0, 32, L->qw.in);
+}
+
+/* The NF4 matrices' codebook corrections, into one allocation (m->q8c). */
+static lk_status build_fixes(lk_model *m)
+{
+    const int64_t n = 7 * m->cfg.n_layers;
+    size_t total = 0, off = 0;
+    int64_t nb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const linear *L = matrix(m, i);
+        total += fix_bytes(L);
+        if (fix_bytes(L) && (L->qw.in + Q8_QK - 1) / Q8_QK > nb)
+            nb = (L->qw.in + Q8_QK - 1) / Q8_QK;
+    }
+    if (total == 0)
+        return LK_OK;
+    int nt = m->n_threads;
+    m->q8c = lk_aligned_alloc(total);
+    float *row = malloc((size_t)nt * 2 * nb * Q8_QK * sizeof *row);
+    q8_wblock *blk = malloc((size_t)nt * nb * sizeof *blk);
+    if (!m->q8c || !row || !blk) {
+        free(row);
+        free(blk);
+        return status_fail(LK_ERR_NOMEM,
+                           "--compute int8: cannot allocate %.1f MiB for the NF4 codebook "
+                           "corrections (hint: --compute f32 needs none)",
+                           (double)total / 1048576.0);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        linear *L = matrix(m, i);
+        size_t bytes = fix_bytes(L);
+        if (!bytes)
+            continue;
+        fix_job j = {.w = &L->qw,
+                     .dst = (uint8_t *)m->q8c + off,
+                     .rb = q4_row_bytes(LK_QTYPE_Q4_0, 32, L->qw.in),
+                     .nb = (L->qw.in + Q8_QK - 1) / Q8_QK,
+                     .row = row,
+                     .blk = blk};
+        par_for(nt, L->qw.out, fix_rows, &j);
+        lk_status s = q4_weight_init(&L->qwc, LK_QTYPE_Q4_0, 32, L->qw.out, L->qw.in, j.dst);
+        LK_ASSERT(s == LK_OK);
+        off += bytes;
+    }
+    free(row);
+    free(blk);
+    m->weight_bytes += (int64_t)total;
+    return LK_OK;
+}
+
+lk_status model_int8_setup(lk_model *m)
 {
     const int64_t n = 7 * m->cfg.n_layers + 1;
     int64_t n_f32 = 0;
@@ -61,6 +149,7 @@ void model_int8_setup(lk_model *m)
     for (int64_t i = 0; i < n; i++) {
         linear *L = matrix(m, i);
         L->int8 = m->compute == LK_COMPUTE_INT8 && !L->w && q8_supports(L->qw.qtype);
+        L->act2 = L->int8 && L != &m->lm_head; /* the head's one term costs the gradient little */
         m->n_int8 += L->int8;
         if (m->compute != LK_COMPUTE_INT8 || L->int8)
             continue;
@@ -71,12 +160,12 @@ void model_int8_setup(lk_model *m)
         n_f32++;
     }
     if (n_f32 == 0)
-        return;
+        return build_fixes(m);
     if (m->n_int8 == 0) {
         log_info("--compute int8: no matrix of this base has an int8 path (they are %s): every "
                  "product runs in fp32 (quantise the base, e.g. --quant q4_0, to use it)",
                  matrix_type(matrix(m, 0)));
-        return;
+        return LK_OK;
     }
     const linear *head = &m->lm_head;
     log_info("--compute int8: %lld of %lld matrices run in fp32, their type having no int8 path: "
@@ -85,6 +174,7 @@ void model_int8_setup(lk_model *m)
              n_f32 > 1 ? first[1] : "", n_f32 > 2 ? ", " : "", n_f32 > 2 ? first[2] : "",
              n_f32 > 3 ? ", ..." : "",
              n_f32 == 1 && head->w ? " (--quant-embed q8_0 puts it on int8 too)" : "");
+    return build_fixes(m);
 }
 
 lk_compute lk_model_compute(const lk_model *m)

@@ -1,9 +1,10 @@
 /* linear.c — linear layers: fp32 through OpenBLAS, quantised through the fused kernels (fp32
- * products, or int8 ones with --compute int8: quant/q8.h, the backward's dx on the transposed Q8_0
- * copy), LoRA adapters on top; their work memory comes from the caller (linear_work_bytes). With
- * a naive reference. */
+ * products, or int8 ones with --compute int8: quant/q8.h, activations in one or two int8 terms,
+ * the backward's dx on the transposed Q8_0 copy), LoRA adapters on top; their work memory comes
+ * from the caller (linear_work_bytes). With a naive reference. */
 #include "nn/linear.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/blas.h"
@@ -20,15 +21,27 @@ int64_t linear_max_rank(const linear *L)
     return r;
 }
 
+/* 1 when a forward of T rows quantises x in two int8 terms (linear.act2): whatever T, so that a
+ * row's result does not depend on the rows beside it (decode equals the full forward). */
+static int two_terms(const linear *L, int64_t T)
+{
+    (void)T;
+    return L->int8 && L->act2;
+}
+
 /* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
- * [T, in] with dropout, and in the backward of a quantised layer the fused kernel's output. */
+ * [T, in] with dropout, then one area shared by the backward of a quantised layer (the fused
+ * kernel's output dx [T, in]) and the forward's two int8 terms (the residual [T, in] and its
+ * product [T, out]); a backward's work also holds the forward's. */
 static int64_t tmp_floats(const linear *L, int64_t T, int backward)
 {
     int64_t n = T * linear_max_rank(L);
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
-    if (backward && !L->w)
-        n += T * L->in; /* the fused backward overwrites: dx goes through tmp */
+    int64_t shared = backward && !L->w ? T * L->in : 0; /* dx goes through tmp */
+    if (two_terms(L, T) && T * (L->in + L->out) > shared)
+        shared = T * (L->in + L->out);
+    n += shared;
     if (L->perm_heads > 0)
         n += backward ? T * L->out : L->out; /* dy in file order; one row in the forward */
     return n;
@@ -76,6 +89,8 @@ static size_t kernel_work(const linear *L, int64_t T, int n_threads, int backwar
     const q4_kernels *k = q4_kernels_get();
     size_t f = L->int8 ? q8_gemm_fwd_work(&L->qw, T, n_threads)
                        : q4_gemm_fwd_work(k, &L->qw, T, n_threads);
+    if (L->qwc.data && q8_gemm_fwd_work(&L->qwc, T, n_threads) > f)
+        f = q8_gemm_fwd_work(&L->qwc, T, n_threads);
     size_t b = 0;
     if (backward)
         b = L->qwt.data ? q8_gemm_fwd_work(&L->qwt, T, n_threads)
@@ -96,6 +111,71 @@ static void *kernel_part(const linear *L, int64_t T, int backward, void *work, s
     size_t off = (size_t)tmp_floats(L, T, backward) * sizeof(float);
     *size = work_size - off;
     return work ? (char *)work + off : NULL;
+}
+
+/* The shared area of tmp_floats: after u and x_d. */
+static float *shared_part(const linear *L, float *tmp, int64_t T)
+{
+    return tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * L->in : 0);
+}
+
+typedef struct {
+    const float *x; /* [T, n] */
+    float *r;       /* [T, n] */
+    int64_t n;
+} residual_job;
+
+/* r[m] = x − d·q for one block of m <= 32 values, q and d as q8_quantize_act makes them (the rule
+ * of q8.h; q = nearbyintf(x·id) as (x·id + 1.5·2^23) − 1.5·2^23, the same value for |x·id| <= 127
+ * under round-to-nearest-even, in a loop the compiler vectorises). */
+static void residual_block(const float *x, float *r, int64_t m)
+{
+    float amax = 0.0f;
+    for (int64_t k = 0; k < m; k++) {
+        float a = fabsf(x[k]);
+        amax = a > amax ? a : amax;
+    }
+    const float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (!isfinite(id))
+        id = 0.0f;
+    for (int64_t k = 0; k < m; k++) {
+        float q = (x[k] * id + 0x1.8p23f) - 0x1.8p23f;
+        r[k] = x[k] - d * q;
+    }
+}
+
+/* Rows [t0, t1) of r = x − d·q: what the int8 quantiser (per block of 32) leaves of each row. */
+static void residual_rows(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    (void)thread;
+    const residual_job *j = ctx;
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t b = 0; b < j->n; b += Q8_QK)
+            residual_block(j->x + t * j->n + b, j->r + t * j->n + b,
+                           j->n - b < Q8_QK ? j->n - b : Q8_QK);
+}
+
+/* y[T,out] = x·Wᵀ + b on int8 products; with two terms (two_terms), x = x1 + r where x1 is what
+ * the kernel's int8 quantisation of x represents, and y = (x1·Wᵀ + b) + r1·Wᵀ, r1 the int8 r
+ * (a row's error falls from d/2 to d/508 per block). sh: the shared area of tmp_floats. */
+static void int8_forward(const linear *L, const float *x, int64_t T, float *y, float *sh, void *kw,
+                         size_t kn, int nt)
+{
+    q8_gemm_fwd(&L->qw, L->b, x, T, y, nt, kw, kn);
+    if (!two_terms(L, T))
+        return;
+    float *r = sh, *y2 = sh + T * L->in; /* [T, in], [T, out] */
+    residual_job j = {.x = x, .r = r, .n = L->in};
+    par_for(nt, T, residual_rows, &j);
+    q8_gemm_fwd(&L->qw, NULL, r, T, y2, nt, kw, kn);
+    for (int64_t i = 0; i < T * L->out; i++)
+        y[i] += y2[i];
+    if (!L->qwc.data)
+        return;
+    q8_gemm_fwd(&L->qwc, NULL, x, T, y2, nt, kw, kn); /* x1·Cᵀ, C the NF4 codebook's correction */
+    for (int64_t i = 0; i < T * L->out; i++)
+        y[i] += y2[i];
 }
 
 /* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
@@ -149,7 +229,7 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
         size_t kn;
         void *kw = kernel_part(L, T, 0, work, work_size, &kn);
         if (L->int8)
-            q8_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
+            int8_forward(L, x, T, y, shared_part(L, tmp, T), kw, kn, n_threads);
         else
             q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
     } else if (T == 1) { /* y[out] = W[out,in]·x[in] */
@@ -236,7 +316,10 @@ void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_
                           float *const *ys, void *work, size_t work_size, int n_threads)
 {
     const int nt = resolve_threads(n_threads);
-    if (T != 1 || nt <= 1) {
+    int act2 = 0; /* two int8 terms: each layer on its own (linear_forward), as the full forward */
+    for (int i = 0; i < n; i++)
+        act2 |= two_terms(Ls[i], T);
+    if (T != 1 || nt <= 1 || act2) {
         for (int i = 0; i < n; i++)
             linear_forward(Ls[i], x, T, ys[i], work, work_size, n_threads);
         return;
@@ -298,7 +381,7 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
     if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
         gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, 1.0f, dx, in, n_threads);
     } else if (dx) { /* fused kernel into the end of tmp, then added */
-        float *dq = tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * in : 0);
+        float *dq = shared_part(L, tmp, T);
         size_t kn;
         void *kw = kernel_part(L, T, 1, work, work_size, &kn);
         if (L->qwt.data) /* dx = dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
@@ -320,7 +403,7 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
 
 linear linear_rows(const linear *L, int64_t r0, int64_t n)
 {
-    linear v = {.name = L->name, .in = L->in, .out = n, .int8 = L->int8};
+    linear v = {.name = L->name, .in = L->in, .out = n, .int8 = L->int8, .act2 = L->act2};
     if (L->w) {
         v.w = L->w + r0 * L->in;
     } else {

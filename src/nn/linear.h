@@ -41,7 +41,13 @@ typedef struct {
     int int8;          /* 1: the products with qw run on int8 (quant/q8.h; --compute int8) */
     q4_weight qwt;     /* with int8: Wᵀ[in, out] as Q8_0 rows (q8_transpose) for dx in the
                         * backward; data NULL: none (dx through qw's fp32 backward) */
+    int act2;          /* with int8: forwards quantise x in two int8 terms, x ≈ d1·q1 + d2·q2 (q2 the residual's, two products summed
+                        * in fp32): about 16-bit activations for twice the int8 products */
+    q4_weight qwc;     /* with act2 on an NF4 matrix: what its int8 codebook (q8_nf4_i8) misses of
+                        * each value, as Q4_0 rows of W's shape, added by one more int8 product in
+                        * those forwards; data NULL: none */
 } linear;
+
 
 /* Work memory of linear_forward (backward 0) or of linear_forward and linear_backward (backward
  * 1) on up to T rows with n_threads threads, in bytes: the LoRA products' scratch and the fused
