@@ -684,14 +684,18 @@ static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act
     return cli_memory_available(what);
 }
 
-static void warn_memory(int64_t need, double have, const char *what)
+static void warn_memory(const train_ctx *x, int64_t need, double have, const char *what)
 {
     cli_line_clear(); /* shown with -q too: the run is likely to fail */
     fprintf(stderr,
             "%s: warning: the plan needs %.0f MiB, more than the %.0f MiB available (%s); the "
             "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, "
-            "--checkpointing auto or on)\n",
-            TOOL, need / 1048576.0, have / 1048576.0, what);
+            "--checkpointing auto or on%s)\n",
+            TOOL, need / 1048576.0, have / 1048576.0, what,
+            lk_model_compute(x->m) == LK_COMPUTE_INT8
+                ? ", or --compute f32: no int8 copies, and an NF4 base without its int8 codebook "
+                  "corrections"
+                : "");
 }
 
 static int dry_run(train_ctx *x)
@@ -751,7 +755,7 @@ static int dry_run(train_ctx *x)
                have / 1048576.0, what);
     }
     if (!fits)
-        warn_memory(total, have, what);
+        warn_memory(x, total, have, what);
     return fits ? CLI_OK : CLI_FAIL;
 }
 
@@ -762,7 +766,7 @@ static void check_memory(train_ctx *x)
     const char *what;
     double have = memory_check(x, &ad, &opt, &act, &total, &what);
     if ((double)total > have)
-        warn_memory(total, have, what);
+        warn_memory(x, total, have, what);
 }
 
 /* The stop every rank agrees on: the highest signal caught by any rank (0: none), so that all
