@@ -21,11 +21,11 @@ int64_t linear_max_rank(const linear *L)
     return r;
 }
 
-/* 1 when a forward of T rows quantises x in two int8 terms (linear.act2): whatever T, so that a
- * row's result does not depend on the rows beside it (decode equals the full forward). */
-static int two_terms(const linear *L, int64_t T)
+/* 1 when L's training forwards quantise x in two int8 terms (linear.act2; whatever T, so that a
+ * row's result does not depend on the rows beside it). Inference forwards (linear_forward,
+ * linear_forward_multi: evaluation, generation, a teacher) take one term, as llama.cpp does. */
+static int two_terms(const linear *L)
 {
-    (void)T;
     return L->int8 && L->act2;
 }
 
@@ -39,7 +39,7 @@ static int64_t tmp_floats(const linear *L, int64_t T, int backward)
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
     int64_t shared = backward && !L->w ? T * L->in : 0; /* dx goes through tmp */
-    if (two_terms(L, T) && T * (L->in + L->out) > shared)
+    if (two_terms(L) && T * (L->in + L->out) > shared)
         shared = T * (L->in + L->out);
     n += shared;
     if (L->perm_heads > 0)
@@ -156,14 +156,15 @@ static void residual_rows(void *ctx, int64_t t0, int64_t t1, int thread)
                            j->n - b < Q8_QK ? j->n - b : Q8_QK);
 }
 
-/* y[T,out] = x·Wᵀ + b on int8 products; with two terms (two_terms), x = x1 + r where x1 is what
+/* y[T,out] = x·Wᵀ + b on int8 products; in a training forward (train) with two terms (two_terms),
+ * x = x1 + r where x1 is what
  * the kernel's int8 quantisation of x represents, and y = (x1·Wᵀ + b) + r1·Wᵀ, r1 the int8 r
  * (a row's error falls from d/2 to d/508 per block). sh: the shared area of tmp_floats. */
 static void int8_forward(const linear *L, const float *x, int64_t T, float *y, float *sh, void *kw,
-                         size_t kn, int nt)
+                         size_t kn, int nt, int train)
 {
     q8_gemm_fwd(&L->qw, L->b, x, T, y, nt, kw, kn);
-    if (!two_terms(L, T))
+    if (!train || !two_terms(L))
         return;
     float *r = sh, *y2 = sh + T * L->in; /* [T, in], [T, out] */
     residual_job j = {.x = x, .r = r, .n = L->in};
@@ -220,8 +221,9 @@ static void forward_rest(const linear *L, const float *x, int64_t T, float *y, f
                      y, u, n_threads);
 }
 
-void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, void *work,
-                          size_t work_size, uint64_t mask_key, int n_threads)
+/* linear_forward_train (train 1: two int8 terms where L->act2) and linear_forward (train 0). */
+static void forward(const linear *L, const float *x, int64_t T, float *y, void *work,
+                    size_t work_size, uint64_t mask_key, int n_threads, int train)
 {
     LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 0));
     float *tmp = work; /* [tmp_floats(L, T, 0)] */
@@ -229,7 +231,7 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
         size_t kn;
         void *kw = kernel_part(L, T, 0, work, work_size, &kn);
         if (L->int8)
-            int8_forward(L, x, T, y, shared_part(L, tmp, T), kw, kn, n_threads);
+            int8_forward(L, x, T, y, shared_part(L, tmp, T), kw, kn, n_threads, train);
         else
             q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
     } else if (T == 1) { /* y[out] = W[out,in]·x[in] */
@@ -240,10 +242,16 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
     forward_rest(L, x, T, y, tmp, mask_key, n_threads);
 }
 
+void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, void *work,
+                          size_t work_size, uint64_t mask_key, int n_threads)
+{
+    forward(L, x, T, y, work, work_size, mask_key, n_threads, 1);
+}
+
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
                     size_t work_size, int n_threads)
 {
-    linear_forward_train(L, x, T, y, work, work_size, 0, n_threads);
+    forward(L, x, T, y, work, work_size, 0, n_threads, 0);
 }
 
 /* ---- several layers on one input vector in one parallel region (decoding) ---- */
@@ -316,10 +324,7 @@ void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_
                           float *const *ys, void *work, size_t work_size, int n_threads)
 {
     const int nt = resolve_threads(n_threads);
-    int act2 = 0; /* two int8 terms: each layer on its own (linear_forward), as the full forward */
-    for (int i = 0; i < n; i++)
-        act2 |= two_terms(Ls[i], T);
-    if (T != 1 || nt <= 1 || act2) {
+    if (T != 1 || nt <= 1) {
         for (int i = 0; i < n; i++)
             linear_forward(Ls[i], x, T, ys[i], work, work_size, n_threads);
         return;

@@ -41,11 +41,13 @@ typedef struct {
     int int8;          /* 1: the products with qw run on int8 (quant/q8.h; --compute int8) */
     q4_weight qwt;     /* with int8: Wᵀ[in, out] as Q8_0 rows (q8_transpose) for dx in the
                         * backward; data NULL: none (dx through qw's fp32 backward) */
-    int act2;          /* with int8: forwards quantise x in two int8 terms, x ≈ d1·q1 + d2·q2 (q2 the residual's, two products summed
-                        * in fp32): about 16-bit activations for twice the int8 products */
+    int act2;          /* with int8: training forwards (linear_forward_train) quantise x in two
+                        * int8 terms, x ≈ d1·q1 + d2·q2 (q2 the residual's, two products summed in
+                        * fp32): about 16-bit activations for twice the int8 products; inference
+                        * forwards (linear_forward, _multi) take one term, as llama.cpp does */
     q4_weight qwc;     /* with act2 on an NF4 matrix: what its int8 codebook (q8_nf4_i8) misses of
                         * each value, as Q4_0 rows of W's shape, added by one more int8 product in
-                        * those forwards; data NULL: none */
+                        * the training forwards; data NULL: none */
 } linear;
 
 
@@ -70,7 +72,8 @@ void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_
                           float *const *ys, void *work, size_t work_size, int n_threads);
 size_t linear_forward_multi_work_bytes(const linear *const *Ls, int n, int n_threads);
 
-/* The same under training: with L->train, dropout > 0 and mask_key != 0, the first adapter sees
+/* The same under training (with L->act2, two int8 terms): with L->train, dropout > 0 and
+ * mask_key != 0, the first adapter sees
  * dropout(x), the mask a stateless hash of (mask_key, element), so the same key gives the same
  * mask (a recomputed forward under activation checkpointing matches the first). */
 void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, void *work,
