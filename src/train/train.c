@@ -406,8 +406,9 @@ lk_status lk_trainer_step(lk_trainer *t, struct lk_step_stats *st)
     return LK_OK;
 }
 
-/* Example i of eval, unpacked and cut to the sequence length, as the graph's input (no dropout):
- * positions and targets into the trainer's first row. n 0: nothing to evaluate. */
+/* Example i of eval, unpacked and cut to the sequence length, as the graph's input (no dropout;
+ * inference forwards, so that the loss is lora-eval's): positions and targets into the trainer's
+ * first row. n 0: nothing to evaluate. */
 static lk_status eval_batch(lk_trainer *t, const lk_dataset *eval, int64_t i, train_batch *b)
 {
     const int32_t *ids, *labels;
@@ -418,7 +419,7 @@ static lk_status eval_batch(lk_trainer *t, const lk_dataset *eval, int64_t i, tr
         t->pos[j] = (int32_t)j;
         t->tgt[j] = j + 1 < n && labels[j + 1] >= 0 ? labels[j + 1] : -100;
     }
-    *b = (train_batch){.tokens = ids, .targets = t->tgt, .pos = t->pos, .T = n};
+    *b = (train_batch){.tokens = ids, .targets = t->tgt, .pos = t->pos, .T = n, .infer = 1};
     return LK_OK;
 }
 

@@ -311,8 +311,11 @@ static uint64_t mask_key(const train_batch *b, const linear *L)
 static void lin_forward(const train_graph *g, const train_batch *b, const linear *L, const float *x,
                         float *y)
 {
-    linear_forward_train(L, x, b->T, y, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
-                         g->n_threads);
+    if (b->infer)
+        linear_forward(L, x, b->T, y, g->lin_tmp, g->lin_tmp_bytes, g->n_threads);
+    else
+        linear_forward_train(L, x, b->T, y, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
+                             g->n_threads);
 }
 
 /* dx[T, in] += dy·∂L/∂x (dx may be NULL) and the trained adapter's gradients, for batch b. */

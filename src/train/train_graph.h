@@ -34,6 +34,8 @@ typedef struct {
     const int32_t *pos;     /* [T] positions, 0 at the start of every packed example */
     int64_t T;
     int dropout;   /* 1: the trained adapters' dropout, masks from (seed, row); 0: none */
+    int infer;     /* 1: inference forwards (linear_forward: one int8 term, as lora-eval's), for
+                    * a held-out evaluation; 0: training's (two int8 terms where linear.act2) */
     uint64_t seed; /* the run's seed */
     uint64_t row;  /* the sequence's index in the run (step · rows per step + row) */
 } train_batch;
