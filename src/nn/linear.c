@@ -156,22 +156,25 @@ static void residual_rows(void *ctx, int64_t t0, int64_t t1, int thread)
                            j->n - b < Q8_QK ? j->n - b : Q8_QK);
 }
 
-/* y[T,out] = x·Wᵀ + b on int8 products; in a training forward (train) with two terms (two_terms),
- * x = x1 + r where x1 is what
- * the kernel's int8 quantisation of x represents, and y = (x1·Wᵀ + b) + r1·Wᵀ, r1 the int8 r
- * (a row's error falls from d/2 to d/508 per block). sh: the shared area of tmp_floats. */
+/* y[T,out] = x·Wᵀ + b on int8 products. In a training forward (train) with two terms (two_terms),
+ * x = x1 + r where x1 is what the kernel's int8 quantisation of x represents, and
+ * y = (x1·Wᵀ + b) + r1·Wᵀ, r1 the int8 r (a row's error falls from d/2 to d/508 per block). An
+ * NF4 matrix with its codebook correction C (linear.qwc) adds x1·Cᵀ in every forward. sh: the
+ * shared area of tmp_floats. */
 static void int8_forward(const linear *L, const float *x, int64_t T, float *y, float *sh, void *kw,
                          size_t kn, int nt, int train)
 {
     q8_gemm_fwd(&L->qw, L->b, x, T, y, nt, kw, kn);
-    if (!train || !two_terms(L))
+    if (!two_terms(L))
         return;
     float *r = sh, *y2 = sh + T * L->in; /* [T, in], [T, out] */
-    residual_job j = {.x = x, .r = r, .n = L->in};
-    par_for(nt, T, residual_rows, &j);
-    q8_gemm_fwd(&L->qw, NULL, r, T, y2, nt, kw, kn);
-    for (int64_t i = 0; i < T * L->out; i++)
-        y[i] += y2[i];
+    if (train) {
+        residual_job j = {.x = x, .r = r, .n = L->in};
+        par_for(nt, T, residual_rows, &j);
+        q8_gemm_fwd(&L->qw, NULL, r, T, y2, nt, kw, kn);
+        for (int64_t i = 0; i < T * L->out; i++)
+            y[i] += y2[i];
+    }
     if (!L->qwc.data)
         return;
     q8_gemm_fwd(&L->qwc, NULL, x, T, y2, nt, kw, kn); /* x1·Cᵀ, C the NF4 codebook's correction */
@@ -324,7 +327,10 @@ void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_
                           float *const *ys, void *work, size_t work_size, int n_threads)
 {
     const int nt = resolve_threads(n_threads);
-    if (T != 1 || nt <= 1) {
+    int corr = 0; /* an NF4 codebook correction: each layer on its own, as the full forward */
+    for (int i = 0; i < n; i++)
+        corr |= Ls[i]->qwc.data != NULL;
+    if (T != 1 || nt <= 1 || corr) {
         for (int i = 0; i < n; i++)
             linear_forward(Ls[i], x, T, ys[i], work, work_size, n_threads);
         return;

@@ -47,7 +47,7 @@ typedef struct {
                         * forwards (linear_forward, _multi) take one term, as llama.cpp does */
     q4_weight qwc;     /* with act2 on an NF4 matrix: what its int8 codebook (q8_nf4_i8) misses of
                         * each value, as Q4_0 rows of W's shape, added by one more int8 product in
-                        * the training forwards; data NULL: none */
+                        * every forward; data NULL: none */
 } linear;
 
 
@@ -66,7 +66,8 @@ void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *
 /* ys[i][T, Ls[i]->out] = linear_forward(Ls[i], x, T, ...) for the n layers that share the input x
  * (q/k/v, gate/up): the same bits. With T = 1 and more than one thread, the base products of all n
  * run in ONE parallel region (each thread its rows of every layer) instead of n: decoding wakes the
- * threads half as often. work: at least linear_forward_multi_work_bytes(Ls, n, n_threads) bytes
+ * threads half as often (not with an NF4 codebook correction, linear.qwc: then one layer after
+ * the other). work: at least linear_forward_multi_work_bytes(Ls, n, n_threads) bytes
  * for T = 1, and linear_work_bytes of every layer for T rows otherwise. */
 void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_t T,
                           float *const *ys, void *work, size_t work_size, int n_threads);
