@@ -1,6 +1,6 @@
 /* qk_avx2.h — AVX2 decoders of the GGUF read-only types (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_XS)
- * for q4_avx2.c and q4_avx512.c, and their code unpackers for q8_expand_gguf_avx2.c, which alone
- * include this file (they are compiled with -mavx2 or -mavx512*, -mfma -mf16c; the functions are
+ * for q4_avx2.c and q4_avx512.c, and their code unpackers for q8_expand_gguf_avx2.c (and an 8x8
+ * transpose for q8_transpose_avx2.c), which alone include this file (they are compiled with -mavx2 or -mavx512*, -mfma -mf16c; the functions are
  * static inline so that no SIMD code reaches generic callers).
  *
  * qk_dec32 decodes the 32 values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..3] in
@@ -197,6 +197,28 @@ static inline void qk_dec32(int qtype, const uint8_t *row, int64_t k0, __m256 v[
         return;
     }
     }
+}
+
+/* 8x8 transpose of r[0..7] (rows) in registers (the usual unpack/shuffle/permute network), for
+ * q4_avx2.c's row decoding and q8_transpose_avx2.c's tiles. */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
 #endif /* LK_QK_AVX2_H */
