@@ -1,7 +1,8 @@
 /* qk_avx2.h — AVX2 decoders of the GGUF read-only types (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_XS)
  * for q4_avx2.c and q4_avx512.c, and their code unpackers for q8_expand_gguf_avx2.c (and an 8x8
- * transpose for q8_transpose_avx2.c), which alone include this file (they are compiled with -mavx2 or -mavx512*, -mfma -mf16c; the functions are
- * static inline so that no SIMD code reaches generic callers).
+ * transpose for q8_transpose_avx2.c), which alone include this file (they are compiled with
+ * -mavx2 or -mavx512*, -mfma -mf16c; the functions are static inline so that no SIMD code reaches
+ * generic callers).
  *
  * qk_dec32 decodes the 32 values [k0, k0+32) of a row (k0 a multiple of 32) into v[0..3] in
  * natural order, fully scaled: each value is computed with the operations of the reference
