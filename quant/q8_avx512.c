@@ -26,19 +26,6 @@
 
 /* ---- packing the core types straight from their blocks -------------------------------------- */
 
-/* 16 bytes at offset off of rows 4L+k (L = 0..3) in the four 128-bit lanes of a zmm. */
-static inline __m512i load4(const uint8_t *const *rows, int k, size_t off)
-{
-    __m512i z =
-        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(rows[k] + off)));
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[4 + k] + off)),
-                           1);
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[8 + k] + off)),
-                           2);
-    return _mm512_inserti32x4(
-        z, _mm_loadu_si128((const __m128i *)(const void *)(rows[12 + k] + off)), 3);
-}
-
 /* r[k] lane L holding 4 dwords (groups g0..g0+3) of row 4L+k: a 4x4 dword transpose in each lane
  * leaves group g0+g of rows 0..15 in order in one zmm, stored at W[g0+g][r0..r0+15] (p). */
 static inline void store_t16(const __m512i r[4], uint8_t *p)
@@ -52,7 +39,7 @@ static inline void store_t16(const __m512i r[4], uint8_t *p)
 }
 
 /* The u8 codes q + K of values 0..15 (lo[k]) and 16..31 (hi[k]) of block b of 16 rows (lanes as
- * load4), and each row's scale s[r]. */
+ * q8x_load4), and each row's scale s[r]. */
 static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t b, __m512i tab,
                            __m512i lo[4], __m512i hi[4], float s[16])
 {
@@ -61,12 +48,12 @@ static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t
     if (qt == LK_QTYPE_Q8_0) {
         const __m512i f = _mm512_set1_epi8((char)0x80);
         for (int k = 0; k < 4; k++) {
-            lo[k] = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 2), f);
-            hi[k] = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 18), f);
+            lo[k] = _mm512_xor_si512(q8x_load4(rows, k, (size_t)b * 34 + 2), f);
+            hi[k] = _mm512_xor_si512(q8x_load4(rows, k, (size_t)b * 34 + 18), f);
         }
     } else if (qt == LK_QTYPE_NF4) { /* byte k holds value 2k (high nibble) and 2k+1 */
         for (int k = 0; k < 4; k++) {
-            const __m512i c = load4(rows, k, (size_t)b * 16);
+            const __m512i c = q8x_load4(rows, k, (size_t)b * 16);
             const __m512i h = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
             const __m512i l = _mm512_and_si512(c, m4);
             lo[k] = _mm512_shuffle_epi8(tab, _mm512_unpacklo_epi8(h, l));
@@ -74,7 +61,7 @@ static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t
         }
     } else { /* Q4_0 (nibbles as they are, K = 8) and IQ4_NL (through the table): 18-byte blocks */
         for (int k = 0; k < 4; k++) {
-            const __m512i c = load4(rows, k, (size_t)b * 18 + 2);
+            const __m512i c = q8x_load4(rows, k, (size_t)b * 18 + 2);
             lo[k] = _mm512_and_si512(c, m4);
             hi[k] = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
             if (qt == LK_QTYPE_IQ4_NL) {
@@ -160,13 +147,13 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
                 j->expand(w, rows[i], b0, n, e[i]);
             for (int64_t c = 0; c < n; c++) {
                 uint8_t *p = panel + (size_t)(b0 + c) * pb;
-                const uint8_t *er[16]; /* lane order as load4: er[4L+k] is row r0+4L+k */
+                const uint8_t *er[16]; /* lane order as q8x_load4: er[4L+k] is row r0+4L+k */
                 for (int i = 0; i < 16; i++)
                     er[i] = (const uint8_t *)e[r0 + i < nrow ? i : nrow - 1 - r0][c].q;
                 __m512i lo[4], hi[4];
                 for (int k = 0; k < 4; k++) {
-                    lo[k] = _mm512_xor_si512(load4(er, k, 0), flip);
-                    hi[k] = _mm512_xor_si512(load4(er, k, 16), flip);
+                    lo[k] = _mm512_xor_si512(q8x_load4(er, k, 0), flip);
+                    hi[k] = _mm512_xor_si512(q8x_load4(er, k, 16), flip);
                 }
                 store_t16(lo, p + r0 * 4);
                 store_t16(hi, p + 4 * NR * 4 + r0 * 4);

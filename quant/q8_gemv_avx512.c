@@ -20,19 +20,6 @@
 #define R  16 /* output rows per group: the lanes of a zmm */
 #define MT Q8V_MT
 
-/* 16 bytes at offset off of rows 4L+k (L = 0..3) in the four 128-bit lanes of a zmm. */
-static inline __m512i load4(const uint8_t *const *rows, int k, size_t off)
-{
-    __m512i z =
-        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(rows[k] + off)));
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[4 + k] + off)),
-                           1);
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[8 + k] + off)),
-                           2);
-    return _mm512_inserti32x4(
-        z, _mm_loadu_si128((const __m128i *)(const void *)(rows[12 + k] + off)), 3);
-}
-
 /* Lane L of the result: the sums of lane L of v[0..3] (element k: v[k]'s), i.e. rows in order. */
 static inline __m512i red4(const __m512i v[4])
 {
@@ -73,14 +60,14 @@ codes(int qt, const uint8_t *const *rows, int k, int64_t b, __m512i tab, __m512i
     const __m512i m4 = _mm512_set1_epi8(15);
     if (qt == LK_QTYPE_Q8_0) {
         const __m512i f = _mm512_set1_epi8((char)0x80);
-        *lo = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 2), f);
-        *hi = _mm512_xor_si512(load4(rows, k, (size_t)b * 34 + 18), f);
+        *lo = _mm512_xor_si512(q8x_load4(rows, k, (size_t)b * 34 + 2), f);
+        *hi = _mm512_xor_si512(q8x_load4(rows, k, (size_t)b * 34 + 18), f);
     } else if (qt == LK_QTYPE_NF4) {
-        const __m512i c = load4(rows, k, (size_t)b * 16);
+        const __m512i c = q8x_load4(rows, k, (size_t)b * 16);
         *lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(c, 4), m4));
         *hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(c, m4));
     } else {
-        const __m512i c = load4(rows, k, (size_t)b * 18 + 2);
+        const __m512i c = q8x_load4(rows, k, (size_t)b * 18 + 2);
         *lo = _mm512_and_si512(c, m4);
         *hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
         if (qt == LK_QTYPE_IQ4_NL) {
@@ -211,7 +198,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
             act(0, &A[t * nb + b], &xl[t], &xh[t]);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            const __m512i c = load4(rows, k, (size_t)b * 20 + 4);
+            const __m512i c = q8x_load4(rows, k, (size_t)b * 20 + 4);
             const __m512i lo = _mm512_and_si512(c, m4);
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
 #pragma GCC unroll 4
@@ -260,7 +247,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
         for (int64_t c = 0; c < n; c++)
             q8v_prefetch(next, nbytes, b0 + c, nb);
         for (int64_t c = 0; c < n; c++) {
-            const uint8_t *er[R]; /* the rows' expanded block c, in load4's lane order */
+            const uint8_t *er[R]; /* the rows' expanded block c, in q8x_load4's lane order */
 #pragma GCC unroll 16
             for (int r = 0; r < R; r++)
                 er[r] = (const uint8_t *)&e[r < nrow ? r : last][c];
@@ -270,9 +257,9 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
                 act(0, &A[t * nb + b0 + c], &xl[t], &xh[t]);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                const __m512i lo = _mm512_xor_si512(load4(er, k, 0), flip);
-                const __m512i hi = _mm512_xor_si512(load4(er, k, 16), flip);
-                f[k] = load4(er, k, 32); /* s0 s1 m0 m1 */
+                const __m512i lo = _mm512_xor_si512(q8x_load4(er, k, 0), flip);
+                const __m512i hi = _mm512_xor_si512(q8x_load4(er, k, 16), flip);
+                f[k] = q8x_load4(er, k, 32); /* s0 s1 m0 m1 */
 #pragma GCC unroll 4
                 for (int t = 0; t < mt; t++) {
                     pl[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]);

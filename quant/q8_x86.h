@@ -1,8 +1,9 @@
-/* q8_x86.h — the activation quantiser of q8.h in AVX2 (static inline: included by q8_avx2.c and
- * q8_avx512.c, compiled with their flags). Bit for bit q8_quantize_act: the block's max |x| (exact
- * in any order), d = amax/127 and id = 1/d as scalars, then x*id rounded to nearest even by
- * vcvtps2dq (the default MXCSR rounding, as nearbyintf), packed to bytes with saturation that
- * never bites (|q| <= 127), and the two half sums. */
+/* q8_x86.h — the activation quantiser of q8.h in AVX2 (static inline: included by q8_avx2.c,
+ * q8_avx512.c, q8_gemv_avx2.c and q8_gemv_avx512.c, compiled with their flags), and for the
+ * AVX-512 files the load of 16 bytes of 16 rows into a zmm. Bit for bit q8_quantize_act: the
+ * block's max |x| (exact in any order), d = amax/127 and id = 1/d as scalars, then x*id rounded to
+ * nearest even by vcvtps2dq (the default MXCSR rounding, as nearbyintf), packed to bytes with
+ * saturation that never bites (|q| <= 127), and the two half sums. */
 #ifndef LK_Q8_X86_H
 #define LK_Q8_X86_H
 
@@ -60,5 +61,21 @@ static inline void q8x_quantize_act(const float *x, int64_t n, q8_ablock *dst)
         q8x_quantize_block(pad, dst + nfull);
     }
 }
+
+#ifdef __AVX512F__ /* q8_avx512.c and q8_gemv_avx512.c */
+/* 16 bytes at offset off of rows 4L+k (L = 0..3) in the four 128-bit lanes of a zmm
+ * (the panel packer's and the GEMV's loads of 16 rows). */
+static inline __m512i q8x_load4(const uint8_t *const *rows, int k, size_t off)
+{
+    __m512i z =
+        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(rows[k] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[4 + k] + off)),
+                           1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(const void *)(rows[8 + k] + off)),
+                           2);
+    return _mm512_inserti32x4(
+        z, _mm_loadu_si128((const __m128i *)(const void *)(rows[12 + k] + off)), 3);
+}
+#endif
 
 #endif /* LK_Q8_X86_H */
