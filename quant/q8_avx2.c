@@ -44,16 +44,50 @@ static inline __m256i bcast4(const int8_t *q)
  * registers (spills in the inner loop). The integer sums are exact in any order. */
 #define PIN(v) __asm__("" : "+x"(v))
 
-/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows. The
- * correction -8·Σx comes from the activation block's two int16 half sums, loaded as one dword
- * and multiplied pairwise by (-8, -8) (vpmaddwd: exact). */
-static inline __attribute__((always_inline)) void
-block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int mr, __m256i ia[MR])
+/* The starting values of the int16 accumulators (the job's E: two dwords per activation block).
+ * A code c in -8..7 is stored as c + 8 (Q4_0's nibble q + 8; the high part h of the split codes
+ * of the other types, h - 8 = c), so a lane summing the 16 products c·x of its activations by
+ * vpmaddubsw starts at -8·Σ of those 16 activations: every partial sum is then a sum of 16 terms
+ * of at most 8·127 (c·x done, -8·x still to come), in int16, and the lane ends at exactly Σ x·c
+ * with no correction per block. Lane 0 of a dword takes values 4g, 4g+1 of the block, lane 1
+ * 4g+2, 4g+3. Simple types: one dword for the whole block (E[0]); the others one per half
+ * (groups 0..3: E[0], 4..7: E[1]). */
+static void lane_inits(const q8p_job *j, int64_t t)
+{
+    const q8_ablock *A = j->A + t * j->nb;
+    int32_t *E = (int32_t *)(void *)(j->E + (size_t)(t * j->nb) * 8); /* [nb][2] */
+    const __m256i ones = _mm256_set1_epi8(1);
+    const __m128i m8 = _mm_set1_epi16(-8);
+    for (int64_t b = 0; b < j->nb; b++) {
+        /* pair sums x[2i] + x[2i+1]: dword g of the block holds lanes 0 and 1 of group g */
+        const __m256i p =
+            _mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)(const void *)A[b].q));
+        __m128i h0 = _mm256_castsi256_si128(p), h1 = _mm256_extracti128_si256(p, 1);
+        h0 = _mm_add_epi16(h0, _mm_shuffle_epi32(h0, 0x4e));
+        h0 = _mm_add_epi16(h0, _mm_shuffle_epi32(h0, 0xb1)); /* groups 0..3 in every dword */
+        h1 = _mm_add_epi16(h1, _mm_shuffle_epi32(h1, 0x4e));
+        h1 = _mm_add_epi16(h1, _mm_shuffle_epi32(h1, 0xb1)); /* groups 4..7 */
+        if (j->simple) {
+            E[2 * b] = _mm_cvtsi128_si32(_mm_mullo_epi16(_mm_add_epi16(h0, h1), m8));
+            E[2 * b + 1] = 0;
+        } else {
+            E[2 * b] = _mm_cvtsi128_si32(_mm_mullo_epi16(h0, m8));
+            E[2 * b + 1] = _mm_cvtsi128_si32(_mm_mullo_epi16(h1, m8));
+        }
+    }
+}
+
+/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows, each
+ * int16 lane started at its E value (lane_inits) and widened once. */
+static inline __attribute__((always_inline)) void block_sums_q4_0(const uint8_t *p,
+                                                                  const q8_ablock *A,
+                                                                  const int32_t *E, int64_t nb,
+                                                                  int64_t b, int mr, __m256i ia[MR])
 {
     __m256i s16[MR];
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++)
-        s16[t] = _mm256_setzero_si256();
+        s16[t] = _mm256_set1_epi32(E[2 * (t * nb + b)]);
 #pragma GCC unroll 8
     for (int g = 0; g < 8; g++) {
         const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
@@ -64,30 +98,39 @@ block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int
             PIN(s16[t]);
         }
     }
-    const __m256i ones = _mm256_set1_epi16(1), m8 = _mm256_set1_epi16(-8);
+    const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
-    for (int t = 0; t < mr; t++) {
-        const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
-        ia[t] = _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_madd_epi16(hs, m8));
-    }
+    for (int t = 0; t < mr; t++)
+        ia[t] = _mm256_madd_epi16(s16[t], ones);
 }
 
 /* The other types (split codes, u = q + 128 = 16·h + l): the int32 sums Σ x·q over groups
- * [g0, g1) of block b for mr activation rows, as Σ x·l + 16·Σ x·h - 128·Σx. vpmaddubsw takes l or
+ * [g0, g1) of block b for mr activation rows, as Σ x·l + 16·Σ x·(h - 8). vpmaddubsw takes l or
  * h (0..15, unsigned) by x (|x| <= 127): a pair sums to at most 2·15·127 = 3810, so the 8 groups
- * of a block add up in int16 (<= 30480) before vpmaddwd widens them (by 1 and by 16, exact in
- * int32). Σx comes from the activation block's half sums (vpmaddwd by kc: (-128, -128) for a whole
- * block, (-128, 0) or (0, -128) for one half). */
+ * of a block add up in int16 (<= 30480); the h lanes start at their E value (lane_inits: e,
+ * index 0 for a whole block, 1 for the second half) and end at Σ x·(h - 8). vpmaddwd widens them
+ * (by 1 and by 16, exact in int32). */
 static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, const q8_ablock *A,
-                                                             int64_t nb, int64_t b, int mr, int g0,
-                                                             int g1, __m256i kc, __m256i ia[MR])
+                                                             const int32_t *E, int64_t nb,
+                                                             int64_t b, int mr, int g0, int g1,
+                                                             int e, __m256i ia[MR])
 {
     __m256i sl[MR], sh[MR];
+    {
+        const __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(p + g0 * 32));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 256 + g0 * 32));
 #pragma GCC unroll 4
-    for (int t = 0; t < mr; t++)
-        sl[t] = sh[t] = _mm256_setzero_si256();
+        for (int t = 0; t < mr; t++) {
+            const __m256i x = bcast4(A[t * nb + b].q + 4 * g0);
+            sl[t] = _mm256_maddubs_epi16(l, x);
+            sh[t] = _mm256_add_epi16(_mm256_set1_epi32(E[2 * (t * nb + b) + e]),
+                                     _mm256_maddubs_epi16(h, x));
+            PIN(sl[t]);
+            PIN(sh[t]);
+        }
+    }
 #pragma GCC unroll 8
-    for (int g = g0; g < g1; g++) {
+    for (int g = g0 + 1; g < g1; g++) {
         const __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
@@ -105,17 +148,14 @@ static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, c
     }
     const __m256i ones = _mm256_set1_epi16(1), k16 = _mm256_set1_epi16(16);
 #pragma GCC unroll 4
-    for (int t = 0; t < mr; t++) {
-        const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
-        ia[t] = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_madd_epi16(sl[t], ones), _mm256_madd_epi16(sh[t], k16)),
-            _mm256_madd_epi16(hs, kc));
-    }
+    for (int t = 0; t < mr; t++)
+        ia[t] = _mm256_add_epi32(_mm256_madd_epi16(sl[t], ones), _mm256_madd_epi16(sh[t], k16));
 }
 
 static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *panel, int64_t nb,
-                                                                const q8_ablock *A, int mr,
-                                                                int q4_0, __m256 acc[MR])
+                                                                const q8_ablock *A,
+                                                                const int32_t *E, int mr, int q4_0,
+                                                                __m256 acc[MR])
 {
     const int cb = q4_0 ? 32 : 64;
     const size_t pb = q8p_block_bytes_cb(NR, 1, cb);
@@ -123,9 +163,9 @@ static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *p
         const uint8_t *p = panel + (size_t)b * pb;
         __m256i ia[MR];
         if (q4_0)
-            block_sums_q4_0(p, A, nb, b, mr, ia);
+            block_sums_q4_0(p, A, E, nb, b, mr, ia);
         else
-            block_sums(p, A, nb, b, mr, 0, 8, _mm256_set1_epi16(-128), ia);
+            block_sums(p, A, E, nb, b, mr, 0, 8, 0, ia);
         const __m256 s = _mm256_loadu_ps((const float *)(const void *)(p + NR * cb));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
@@ -134,8 +174,10 @@ static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *p
     }
 }
 
-static inline __attribute__((always_inline)) void
-kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m256 acc[MR])
+static inline __attribute__((always_inline)) void kernel_general(const uint8_t *panel, int64_t nb,
+                                                                 const q8_ablock *A,
+                                                                 const int32_t *E, int mr,
+                                                                 __m256 acc[MR])
 {
     const size_t pb = q8p_block_bytes_cb(NR, 0, 64);
     for (int64_t b = 0; b < nb; b++) {
@@ -143,12 +185,12 @@ kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m
         const float *F = (const float *)(const void *)(p + NR * 64); /* S0 S1 M0 M1 */
         __m256i ia[MR];
         __m256 v[MR];
-        block_sums(p, A, nb, b, mr, 0, 4, _mm256_set1_epi32(0x0000ff80), ia);
+        block_sums(p, A, E, nb, b, mr, 0, 4, 0, ia);
         const __m256 s0 = _mm256_loadu_ps(F), s1 = _mm256_loadu_ps(F + NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
             v[t] = _mm256_mul_ps(s0, _mm256_cvtepi32_ps(ia[t]));
-        block_sums(p, A, nb, b, mr, 4, 8, _mm256_set1_epi32((int32_t)0xff800000u), ia);
+        block_sums(p, A, E, nb, b, mr, 4, 8, 1, ia);
         const __m256 m0 = _mm256_loadu_ps(F + 2 * NR), m1 = _mm256_loadu_ps(F + 3 * NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
@@ -169,12 +211,13 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
     for (int t = 0; t < mr; t++)
         acc[t] = _mm256_setzero_ps();
     const q8_ablock *A = j->A + t0 * j->nb;
+    const int32_t *E = (const int32_t *)(const void *)(j->E + (size_t)(t0 * j->nb) * 8);
     if (j->kshift == 3) /* separate copies: a constant q4_0 in each */
-        kernel_simple(panel, j->nb, A, mr, 1, acc);
+        kernel_simple(panel, j->nb, A, E, mr, 1, acc);
     else if (j->simple)
-        kernel_simple(panel, j->nb, A, mr, 0, acc);
+        kernel_simple(panel, j->nb, A, E, mr, 0, acc);
     else
-        kernel_general(panel, j->nb, A, mr, acc);
+        kernel_general(panel, j->nb, A, E, mr, acc);
     const int64_t out = j->w->out;
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
@@ -339,7 +382,7 @@ static int code_bytes(const q4_weight *w)
 
 size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
-    return q8p_work_chunked(w, T, n_threads, NR, code_bytes(w), CHUNK_BYTES);
+    return q8p_work_ext(w, T, n_threads, NR, code_bytes(w), CHUNK_BYTES, 8);
 }
 
 void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -357,6 +400,8 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
                  .expand = q8_expander_avx2(w->qtype),
                  .chunk_bytes = CHUNK_BYTES,
                  .cb = code_bytes(w),
+                 .ext_bytes = 8,
+                 .ext = lane_inits,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
 }
