@@ -43,8 +43,9 @@
 #include "core/pool.h"
 #include "core/status.h"
 
-#define NR 8      /* output rows per panel: one ymm of int32 / fp32 lanes */
-#define MR Q8P_MR /* activation rows per microkernel call */
+#define NR   8      /* output rows per panel: one ymm of int32 / fp32 lanes */
+#define NR16 16     /* output rows per panel of the int16 kernel (Q8_0, IQ4_NL, NF4): two ymm */
+#define MR   Q8P_MR /* activation rows per microkernel call */
 /* Panels packed per chunk (q8p_npc): up to this many bytes, kept in the L2 cache while every
  * group of MR activation rows runs over them. */
 #define CHUNK_BYTES (256 * 1024)
@@ -321,16 +322,31 @@ static inline void codes4(int qt, const q4_weight *w, const uint8_t *row, int64_
     }
 }
 
-/* Rows [o0, o0+nrow) of a core type into the panel, 4 at a time (rows past nrow: scale 0). */
-static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+/* The codes of 4 rows as int16 pairs into the int16 panel block p (16 rows, see pack_w16). */
+static inline void store_codes16(const __m128i lo[4], const __m128i hi[4], uint8_t *p, int r0)
+{
+    __m128i v[4][4];
+    for (int i = 0; i < 4; i++) {
+        v[0][i] = _mm_cvtepi8_epi16(lo[i]);
+        v[1][i] = _mm_cvtepi8_epi16(_mm_srli_si128(lo[i], 8));
+        v[2][i] = _mm_cvtepi8_epi16(hi[i]);
+        v[3][i] = _mm_cvtepi8_epi16(_mm_srli_si128(hi[i], 8));
+    }
+    for (int k = 0; k < 4; k++) /* pairs 4k .. 4k+3 */
+        store_t4s(v[k], p + k * 4 * NR16 * 4 + r0 * 4, NR16 * 4);
+}
+
+/* Rows [o0, o0+nrow) of a core type into a panel of nr rows, 4 at a time (rows past nrow: scale
+ * 0): codes as nibbles (split 0, Q4_0), split (1) or int16 (2, panels of 16 rows). */
+static inline __attribute__((always_inline)) void
+pack_direct(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel, int nr, int split)
 {
     const q4_weight *w = j->w;
     const int qt = w->qtype;
     const __m128i tab = _mm_loadu_si128(
         (const __m128i *)(const void *)(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values));
-    const int split = qt != LK_QTYPE_Q4_0;
-    const size_t pb = q8p_block_bytes_cb(NR, 1, j->cb);
-    for (int r0 = 0; r0 < NR; r0 += 4) {
+    const size_t pb = q8p_block_bytes_cb(nr, 1, j->cb);
+    for (int r0 = 0; r0 < nr; r0 += 4) {
         const uint8_t *rows[4];
         for (int i = 0; i < 4; i++) {
             const int r = r0 + i < nrow ? r0 + i : nrow - 1;
@@ -339,15 +355,23 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
         for (int64_t b = 0; b < j->nb; b++) {
             uint8_t *p = panel + (size_t)b * pb;
             __m128i lo[4], hi[4];
-            float *S = (float *)(void *)(p + NR * j->cb) + r0;
+            float *S = (float *)(void *)(p + (size_t)nr * j->cb) + r0;
             for (int i = 0; i < 4; i++) {
                 codes4(qt, w, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
                 if (r0 + i >= nrow)
                     S[i] = 0.0f;
             }
-            store_codes(lo, hi, split, p, r0);
+            if (split == 2)
+                store_codes16(lo, hi, p, r0);
+            else
+                store_codes(lo, hi, split, p, r0);
         }
     }
+}
+
+static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    pack_direct(j, o0, nrow, panel, NR, j->w->qtype != LK_QTYPE_Q4_0);
 }
 
 /* ---- packing the other types: 8 rows expanded, then the transposes of pack_core ------------ */
@@ -398,8 +422,6 @@ Q8P_ROWS_FNS(rows)
 
 /* ---- Q8_0, IQ4_NL, NF4: int16 codes, 16 output rows per panel ------------------------------ */
 
-#define NR16 16 /* output rows per panel of the int16 kernel: two ymm */
-
 /* 1 for the types that take it: the core types with signed 8-bit codes (Q8_0, the backward's
  * transposed copies, IQ4_NL and NF4 through their int8 codebooks). */
 static int is_w16(int qtype)
@@ -426,34 +448,7 @@ static void widen_row(const q8p_job *j, int64_t t)
  * repeat the last one with scale 0. */
 static void pack_w16(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
 {
-    const q4_weight *w = j->w;
-    const int qt = w->qtype;
-    const __m128i tab = _mm_loadu_si128(
-        (const __m128i *)(const void *)(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values));
-    const size_t pb = q8p_block_bytes_cb(NR16, 1, 64);
-    for (int r0 = 0; r0 < NR16; r0 += 4) {
-        const uint8_t *rows[4];
-        for (int i = 0; i < 4; i++) {
-            const int r = r0 + i < nrow ? r0 + i : nrow - 1;
-            rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
-        }
-        for (int64_t b = 0; b < j->nb; b++) {
-            uint8_t *p = panel + (size_t)b * pb;
-            __m128i lo[4], hi[4], v[4][4];
-            float *S = (float *)(void *)(p + NR16 * 64) + r0;
-            for (int i = 0; i < 4; i++) {
-                codes4(qt, w, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
-                if (r0 + i >= nrow)
-                    S[i] = 0.0f;
-                v[0][i] = _mm_cvtepi8_epi16(lo[i]);
-                v[1][i] = _mm_cvtepi8_epi16(_mm_srli_si128(lo[i], 8));
-                v[2][i] = _mm_cvtepi8_epi16(hi[i]);
-                v[3][i] = _mm_cvtepi8_epi16(_mm_srli_si128(hi[i], 8));
-            }
-            for (int k = 0; k < 4; k++) /* pairs 4k .. 4k+3 */
-                store_t4s(v[k], p + k * 4 * NR16 * 4 + r0 * 4, NR16 * 4);
-        }
-    }
+    pack_direct(j, o0, nrow, panel, NR16, 2);
 }
 
 /* Y rows [t0, t0+mr) for the 16 rows of an int16 panel: per block, vpmaddwd of each pair of
