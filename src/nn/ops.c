@@ -101,11 +101,10 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
  * changes no result. */
 #define ATTN_DECODE_PAR_MIN (1 << 16)
 
-/* attention_forward_cached's decoding steps share each key and value load among a group's query
- * heads and run a whole layer (SmolLM2-135M, 512 cached keys: 0.3 M multiply-adds) in about as
- * long as waking a sleeping worker takes: they take the team only from 2^22 products of
- * queries and keys (4 heads of 128 over 8192 keys). */
-#define ATTN_DEC_CACHE_PAR_MIN (1 << 22)
+/* attention_forward_cached's decoding steps (one item per kv head) take the team from 2^15
+ * products of queries and keys (SmolLM2-135M: 57 cached keys); the team's workers poll for the
+ * next loop for a while after the last one (core/pool.c), so it costs little to wake them. */
+#define ATTN_DEC_CACHE_PAR_MIN (1 << 15)
 
 /* Columns of a transposed copy of n rows: whole blocks, and one more for tiles that start at any
  * key (a query block's first key lo[t0] need not fall on a block edge). */
