@@ -65,8 +65,9 @@ static void cpu_relax(void)
 }
 
 /* Whether the machine has a core to spare for polling: the threads running or ready to run now
- * (/proc/loadavg's fourth field, ours included) at most the online CPUs. Read again at most
- * every SPIN_CHECK_NS; where it cannot be read nobody polls. */
+ * (/proc/loadavg's fourth field, the whole machine's, ours included) at most the CPUs this
+ * process may use (fewer than the machine's under taskset or a cpuset: then polling is rarer, never
+ * more frequent). Read again at most every SPIN_CHECK_NS; where it cannot be read nobody polls. */
 #define SPIN_CHECK_NS 20000000
 static _Atomic int64_t spin_checked; /* when it was last read (0: never) */
 static _Atomic int spin_free;        /* its answer */
@@ -85,8 +86,8 @@ static int machine_has_room(void)
     for (int field = 0; field < 3 && p; field++) /* past the three averages */
         if ((p = strchr(p, ' ')))
             p++;
-    long running = p ? strtol(p, NULL, 10) : 0, cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return running > 0 && running <= cpus;
+    long running = p ? strtol(p, NULL, 10) : 0;
+    return running > 0 && running <= resolve_threads(0);
 }
 
 static int may_spin(int64_t t)
