@@ -58,24 +58,31 @@ static inline void q8v_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_
 
 /* Streaming weights (larger than the caches, as in decode): the next group's rows (contiguous
  * after this group's) are prefetched a slice per block, so that the DRAM stream runs ahead of the
- * 8 or 16 short row streams a group reads. *next is NULL when this is the last whole group. */
-static inline void q8v_next(const q8v_job *j, int64_t o0, const uint8_t **next, size_t *bytes)
+ * 8 or 16 short row streams a group reads. The slice is `step` bytes (whole lines, fixed per
+ * call: no division in the block loop); next is NULL when this is the last whole group. */
+typedef struct {
+    const uint8_t *next;
+    size_t bytes, step;
+} q8v_pf;
+
+static inline q8v_pf q8v_next(const q8v_job *j, int64_t o0)
 {
     const q4_weight *w = j->w;
-    *bytes = (size_t)j->nr * w->row_bytes;
-    *next = o0 + 2 * j->nr <= w->out
-                ? (const uint8_t *)w->data + (size_t)(o0 + j->nr) * w->row_bytes
-                : NULL;
+    const size_t bytes = (size_t)j->nr * w->row_bytes, lines = (bytes + 63) / 64;
+    q8v_pf pf = {NULL, bytes, (lines + (size_t)j->nb - 1) / (size_t)j->nb * 64};
+    if (o0 + 2 * j->nr <= w->out)
+        pf.next = (const uint8_t *)w->data + (size_t)(o0 + j->nr) * w->row_bytes;
+    return pf;
 }
 
-/* Prefetch block b's slice of the next group (bytes / nb of it, whole lines). */
-static inline void q8v_prefetch(const uint8_t *next, size_t bytes, int64_t b, int64_t nb)
+/* Prefetch block b's slice of the next group. */
+static inline void q8v_prefetch(const q8v_pf *pf, int64_t b)
 {
-    if (!next)
+    if (!pf->next)
         return;
-    const size_t p1 = bytes * (size_t)(b + 1) / (size_t)nb;
-    for (size_t p = (bytes * (size_t)b / (size_t)nb) & ~(size_t)63; p < p1; p += 64)
-        __builtin_prefetch(next + p);
+    const size_t p0 = (size_t)b * pf->step, p1 = p0 + pf->step;
+    for (size_t p = p0; p < p1 && p < pf->bytes; p += 64)
+        __builtin_prefetch(pf->next + p);
 }
 
 static inline void q8v_groups(void *ctx, int64_t g0, int64_t g1, int thread)

@@ -141,9 +141,7 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128(
         (const __m128i *)(const void *)(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values)));
     const q8_ablock *A = j->A + t0 * nb;
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     __m256 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -159,7 +157,7 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
             for (int t = 0; t < mt; t++)
                 p[t][k] = sums_core(qt, rows, k, b, tab, xl[t], xh[t]);
         const __m256 s = scales(qt, j->w, rows, b);
-        q8v_prefetch(next, nbytes, b, nb);
+        q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -183,9 +181,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     __m256 acc[MT];
 #pragma GCC unroll 4
@@ -208,7 +204,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
             }
         }
         const __m256 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
-        q8v_prefetch(next, nbytes, b, nb);
+        q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -230,9 +226,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     __m256 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -244,7 +238,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
         for (int r = 0; r < nrow; r++)
             j->expand(j->w, rows[r], b0, n, e[r]);
         for (int64_t c = 0; c < n; c++)
-            q8v_prefetch(next, nbytes, b0 + c, nb);
+            q8v_prefetch(&pf, b0 + c);
         for (int64_t c = 0; c < n; c++) {
             const uint8_t *er[R]; /* the rows' expanded block c, in load2's lane order */
 #pragma GCC unroll 8
