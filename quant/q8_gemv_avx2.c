@@ -29,6 +29,15 @@ static inline __m256i red4(const __m256i v[4])
     return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
 }
 
+/* red4 of int16 partial sums (8 per row, each of 4 Q4_0 products: |.| <= 4·15·127): two levels
+ * of vphaddw (sums of 16 values, <= 30480, exact in int16) and one vpmaddwd. */
+static inline __m256i red4w(const __m256i v[4])
+{
+    const __m256i h =
+        _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
+    return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+}
+
 /* The 4 int32 partial sums per lane of signed codes w times x (the sign trick). */
 static inline __m256i dot_signed(__m256i w, __m256i x)
 {
@@ -58,13 +67,11 @@ static inline __attribute__((always_inline)) __m256i
 sums_core(int qt, const uint8_t *const *rows, int k, int64_t b, __m256i tab, __m256i xl, __m256i xh)
 {
     const __m256i m4 = _mm256_set1_epi8(15);
-    if (qt == LK_QTYPE_Q4_0) { /* nibbles: both halves in int16 (<= 2·2·15·127) */
+    if (qt == LK_QTYPE_Q4_0) { /* nibbles: int16 sums of 4 values (<= 4·15·127), red4w */
         const __m256i c = load2(rows, k, (size_t)b * 18 + 2);
         const __m256i lo = _mm256_and_si256(c, m4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
-        return _mm256_madd_epi16(
-            _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh)),
-            _mm256_set1_epi16(1));
+        return _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
     }
     __m256i lo, hi;
     if (qt == LK_QTYPE_Q8_0) {
@@ -161,7 +168,7 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
-            __m256i i = red4(p[t]);
+            __m256i i = qt == LK_QTYPE_Q4_0 ? red4w(p[t]) : red4(p[t]);
             if (qt == LK_QTYPE_Q4_0)
                 i = _mm256_sub_epi32(i, _mm256_set1_epi32(8 * (a->s16[0] + a->s16[1])));
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d), _mm256_mul_ps(s, _mm256_cvtepi32_ps(i)),

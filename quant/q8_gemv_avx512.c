@@ -164,7 +164,7 @@ group_core_body(const q8v_job *j, int qt, int strided, int64_t o0, int nrow, int
     const q8_ablock *A = j->A + t0 * nb;
     const ptrdiff_t rb = (ptrdiff_t)j->w->row_bytes, bsz = block_bytes(qt);
     const uint8_t *P = rows[0], *P9 = rows[0] + 9 * rb;
-    const int64_t nf4_step = qt == LK_QTYPE_NF4 ? j->w->block / Q8_QK : 1;
+    const int64_t nf4_mask = qt == LK_QTYPE_NF4 ? j->w->block / Q8_QK - 1 : 0; /* a power of 2 */
     __m512 acc[MT], s = _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -188,7 +188,7 @@ group_core_body(const q8v_job *j, int qt, int strided, int64_t o0, int nrow, int
                 p[t][k] = _mm512_dpbusd_epi32(
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]), hi, xh[t]);
         }
-        if (qt != LK_QTYPE_NF4 || b % nf4_step == 0) /* NF4: one absmax per w->block values */
+        if (qt != LK_QTYPE_NF4 || (b & nf4_mask) == 0) /* NF4: one absmax per w->block values */
             s = scales(qt, j->w, rr, b, boff);
         q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
