@@ -215,8 +215,8 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
 /* A group of Q4_1 (d, m, 16 bytes of nibbles q = 0..15: value d·q + m), read straight from its
  * blocks: the nibbles are the unsigned codes themselves (K = 0), i0 and i1 kept apart for the
  * general product with s = d and m in both halves. */
-static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
-                                                             int64_t t0, int mt)
+static inline __attribute__((always_inline)) void
+group_q4_1_body(const q8v_job *j, int strided, int64_t o0, int nrow, int64_t t0, int mt)
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
@@ -228,14 +228,21 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
         acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
+    const ptrdiff_t rb = (ptrdiff_t)j->w->row_bytes;
+    const uint8_t *P = rows[0], *P9 = rows[0] + 9 * rb;
+    for (int64_t b = 0; b < nb; b++, P += 20, P9 += 20) {
+        const uint8_t *rp[R];
+        if (strided)
+            strided_rows(P, P9, rb, 3 * rb, 5 * rb, -rb, rp);
+        const uint8_t *const *rr = strided ? rp : rows;
+        const size_t boff = strided ? 0 : (size_t)b * 20;
         __m512i xl[MT], xh[MT], pl[MT][4], ph[MT][4];
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++)
             act(0, &A[t * nb + b], &xl[t], &xh[t]);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            const __m512i c = q8x_load4(rows, k, (size_t)b * 20 + 4);
+            const __m512i c = q8x_load4(rr, k, boff + 4);
             const __m512i lo = _mm512_and_si512(c, m4);
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
 #pragma GCC unroll 4
@@ -244,7 +251,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
                 ph[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xh[t]);
             }
         }
-        const __m512 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
+        const __m512 s = fp16s(rr, boff), m = fp16s(rr, boff + 2);
         q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
@@ -257,6 +264,15 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
         }
     }
     store(j, acc, mt, o0, nrow, t0);
+}
+
+static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
+                                                             int64_t t0, int mt)
+{
+    if (nrow == R)
+        group_q4_1_body(j, 1, o0, nrow, t0, mt);
+    else
+        group_q4_1_body(j, 0, o0, nrow, t0, mt);
 }
 
 /* A group of a type read through its expander, Q8V_CH blocks of each row at a time. */
