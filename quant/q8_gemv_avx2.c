@@ -29,8 +29,9 @@ static inline __m256i red4(const __m256i v[4])
     return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
 }
 
-/* red4 of int16 partial sums (8 per row, each of 4 Q4_0 products: |.| <= 4·15·127): two levels
- * of vphaddw (sums of 16 values, <= 30480, exact in int16) and one vpmaddwd. */
+/* red4 of int16 partial sums of nibbles times activations (8 per row, each of at most 4 products:
+ * |.| <= 4·15·127): two levels of vphaddw (sums of 16 products, <= 30480, exact in int16) and
+ * one vpmaddwd. */
 static inline __m256i red4w(const __m256i v[4])
 {
     const __m256i h =
@@ -189,7 +190,7 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     const q8v_pf pf = q8v_next(j, o0);
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(15);
     __m256 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -206,8 +207,8 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
 #pragma GCC unroll 4
             for (int t = 0; t < mt; t++) {
-                pl[t][k] = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl[t]), ones);
-                ph[t][k] = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh[t]), ones);
+                pl[t][k] = _mm256_maddubs_epi16(lo, xl[t]); /* <= 2·15·127: red4w */
+                ph[t][k] = _mm256_maddubs_epi16(hi, xh[t]);
             }
         }
         const __m256 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
@@ -215,8 +216,8 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
-            __m256 v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(red4(pl[t])));
-            v = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(red4(ph[t])), v);
+            __m256 v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(red4w(pl[t])));
+            v = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(red4w(ph[t])), v);
             v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[0]), v);
             v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[1]), v);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d), v, acc[t]);
