@@ -38,7 +38,13 @@
  *   stored weight block read once per pass of up to 4 activation rows, straight from its blocks
  *   for Q4_0, IQ4_NL, Q8_0, NF4 and Q4_1, through the expander a few blocks of a row at a time
  *   (on the stack) for the other types; the output rows of a group (16 in avx512vnni, 8 in avx2
- *   and neon) share one vector, so the fp32 update runs on all of them at once. */
+ *   and neon) share one vector, so the fp32 update runs on all of them at once. The activation
+ *   is quantised once per call, before any thread starts; a call under 2^19 multiply-adds runs
+ *   on the calling thread (q8v_threads: below that a second thread's wake-up costs more than its
+ *   half), larger ones hand out chunks of row groups to whichever thread is free. At T = 1 the
+ *   kernels are bound by vector instructions, not by the weight stream, while the weights sit in
+ *   L2/L3 (avx512vnni about 100 GFLOP/s per core on Q4_0, 28 GB/s of its blocks, against a
+ *   100 GB/s plain read loop; BENCHMARKS.md "int8 GEMV at T = 1, wave 6"). */
 /* clang-format on */
 #ifndef LK_Q8_H
 #define LK_Q8_H

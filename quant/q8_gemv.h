@@ -7,8 +7,9 @@
  * weight byte is read once per pass of up to Q8V_MT activation rows. Output rows go in groups of
  * nr (8 or 16): per block, the int32 sums of the group's rows are reduced into the lanes of one
  * vector (lane r: row r), then the fp32 update of q8.h runs on the group at once, in increasing
- * block order from 0; groups are split across the threads (par_for's static split; the result
- * never depends on the thread count). The work memory holds only the quantised activations. */
+ * block order from 0; groups are split across the threads in chunks taken by whichever thread is
+ * free (par_for_dynamic; the result never depends on the thread count or the split). The work
+ * memory holds only the quantised activations. */
 #ifndef LK_Q8_GEMV_H
 #define LK_Q8_GEMV_H
 
@@ -19,6 +20,7 @@
 #define Q8V_MT       4         /* activation rows per pass over the weight */
 #define Q8V_CH       8         /* blocks expanded per row at a time (a k-quant super-block) */
 #define Q8V_MIN_MACS (1 << 19) /* multiply-adds a call needs per thread it wakes */
+#define Q8V_CHUNKS   4         /* work chunks per thread (par_for_dynamic) */
 
 typedef struct q8v_job q8v_job;
 /* Y rows [t0, t0+mt) for weight rows [o0, o0+nrow) (nrow <= nr), mt = index + 1 in group[]. */
@@ -58,24 +60,31 @@ static inline void q8v_rows(const q8v_job *j, int64_t o0, int nrow, const uint8_
 
 /* Streaming weights (larger than the caches, as in decode): the next group's rows (contiguous
  * after this group's) are prefetched a slice per block, so that the DRAM stream runs ahead of the
- * 8 or 16 short row streams a group reads. *next is NULL when this is the last whole group. */
-static inline void q8v_next(const q8v_job *j, int64_t o0, const uint8_t **next, size_t *bytes)
+ * 8 or 16 short row streams a group reads. The slice is `step` bytes (whole lines, fixed per
+ * call: no division in the block loop); next is NULL when this is the last whole group. */
+typedef struct {
+    const uint8_t *next;
+    size_t bytes, step;
+} q8v_pf;
+
+static inline q8v_pf q8v_next(const q8v_job *j, int64_t o0)
 {
     const q4_weight *w = j->w;
-    *bytes = (size_t)j->nr * w->row_bytes;
-    *next = o0 + 2 * j->nr <= w->out
-                ? (const uint8_t *)w->data + (size_t)(o0 + j->nr) * w->row_bytes
-                : NULL;
+    const size_t bytes = (size_t)j->nr * w->row_bytes, lines = (bytes + 63) / 64;
+    q8v_pf pf = {NULL, bytes, (lines + (size_t)j->nb - 1) / (size_t)j->nb * 64};
+    if (o0 + 2 * j->nr <= w->out)
+        pf.next = (const uint8_t *)w->data + (size_t)(o0 + j->nr) * w->row_bytes;
+    return pf;
 }
 
-/* Prefetch block b's slice of the next group (bytes / nb of it, whole lines). */
-static inline void q8v_prefetch(const uint8_t *next, size_t bytes, int64_t b, int64_t nb)
+/* Prefetch block b's slice of the next group. */
+static inline void q8v_prefetch(const q8v_pf *pf, int64_t b)
 {
-    if (!next)
+    if (!pf->next)
         return;
-    const size_t p1 = bytes * (size_t)(b + 1) / (size_t)nb;
-    for (size_t p = (bytes * (size_t)b / (size_t)nb) & ~(size_t)63; p < p1; p += 64)
-        __builtin_prefetch(next + p);
+    const size_t p0 = (size_t)b * pf->step, p1 = p0 + pf->step;
+    for (size_t p = p0; p < p1 && p < pf->bytes; p += 64)
+        __builtin_prefetch(pf->next + p);
 }
 
 static inline void q8v_groups(void *ctx, int64_t g0, int64_t g1, int thread)
@@ -92,6 +101,16 @@ static inline void q8v_groups(void *ctx, int64_t g0, int64_t g1, int thread)
     }
 }
 
+/* The threads a call runs on: n_threads (resolved), fewer for a small call (k/v at T = 1):
+ * one thread per Q8V_MIN_MACS multiply-adds begun, since waking another (a par_for round trip:
+ * 5-9 us here) costs more than its share below that. */
+static inline int q8v_threads(const q8v_job *j, int n_threads)
+{
+    const double macs = (double)j->T * (double)j->w->out * (double)j->w->in;
+    const int nt = resolve_threads(n_threads);
+    return macs < (double)nt * Q8V_MIN_MACS ? (int)(macs / Q8V_MIN_MACS) + 1 : nt;
+}
+
 /* Y = X·Wᵀ (+ bias) for a job whose variant fields are set (work: q8v_work's size). */
 static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_size)
 {
@@ -104,11 +123,12 @@ static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_si
     j->A = A;
     for (int64_t t = 0; t < j->T; t++) /* a few rows: not worth waking a thread */
         j->quant(j->X + t * w->in, w->in, A + t * j->nb);
-    /* a small call (k/v at T = 1) on one thread: waking another costs more than its half */
-    const double macs = (double)j->T * (double)w->out * (double)w->in;
-    int nt = resolve_threads(n_threads);
-    nt = macs < (double)nt * Q8V_MIN_MACS ? (int)(macs / Q8V_MIN_MACS) + 1 : nt;
-    par_for(nt, (w->out + j->nr - 1) / j->nr, q8v_groups, j);
+    const int nt = q8v_threads(j, n_threads);
+    /* Chunks of about Q8V_CHUNKS per thread go to whichever thread is free, so that a helper that
+     * wakes late leaves its share to the caller instead of the caller waiting for it (each group
+     * writes only its own rows: the result is the same for any split). */
+    const int64_t ng = (w->out + j->nr - 1) / j->nr;
+    par_for_dynamic(nt, ng, ng / ((int64_t)nt * Q8V_CHUNKS) + 1, q8v_groups, j);
 }
 
 /* The four q8v_group_fn of a kernel from its always-inline fn(j, o0, nrow, t0, mt). */

@@ -29,6 +29,16 @@ static inline __m256i red4(const __m256i v[4])
     return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
 }
 
+/* red4 of int16 partial sums of nibbles times activations (8 per row, each of at most 4 products:
+ * |.| <= 4·15·127): two levels of vphaddw (sums of 16 products, <= 30480, exact in int16) and
+ * one vpmaddwd. */
+static inline __m256i red4w(const __m256i v[4])
+{
+    const __m256i h =
+        _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
+    return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+}
+
 /* The 4 int32 partial sums per lane of signed codes w times x (the sign trick). */
 static inline __m256i dot_signed(__m256i w, __m256i x)
 {
@@ -58,13 +68,11 @@ static inline __attribute__((always_inline)) __m256i
 sums_core(int qt, const uint8_t *const *rows, int k, int64_t b, __m256i tab, __m256i xl, __m256i xh)
 {
     const __m256i m4 = _mm256_set1_epi8(15);
-    if (qt == LK_QTYPE_Q4_0) { /* nibbles: both halves in int16 (<= 2·2·15·127) */
+    if (qt == LK_QTYPE_Q4_0) { /* nibbles: int16 sums of 4 values (<= 4·15·127), red4w */
         const __m256i c = load2(rows, k, (size_t)b * 18 + 2);
         const __m256i lo = _mm256_and_si256(c, m4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
-        return _mm256_madd_epi16(
-            _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh)),
-            _mm256_set1_epi16(1));
+        return _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
     }
     __m256i lo, hi;
     if (qt == LK_QTYPE_Q8_0) {
@@ -141,9 +149,7 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128(
         (const __m128i *)(const void *)(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values)));
     const q8_ablock *A = j->A + t0 * nb;
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     __m256 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -159,11 +165,11 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
             for (int t = 0; t < mt; t++)
                 p[t][k] = sums_core(qt, rows, k, b, tab, xl[t], xh[t]);
         const __m256 s = scales(qt, j->w, rows, b);
-        q8v_prefetch(next, nbytes, b, nb);
+        q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
-            __m256i i = red4(p[t]);
+            __m256i i = qt == LK_QTYPE_Q4_0 ? red4w(p[t]) : red4(p[t]);
             if (qt == LK_QTYPE_Q4_0)
                 i = _mm256_sub_epi32(i, _mm256_set1_epi32(8 * (a->s16[0] + a->s16[1])));
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d), _mm256_mul_ps(s, _mm256_cvtepi32_ps(i)),
@@ -183,10 +189,8 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const q8v_pf pf = q8v_next(j, o0);
+    const __m256i m4 = _mm256_set1_epi8(15);
     __m256 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -203,17 +207,17 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
 #pragma GCC unroll 4
             for (int t = 0; t < mt; t++) {
-                pl[t][k] = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl[t]), ones);
-                ph[t][k] = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh[t]), ones);
+                pl[t][k] = _mm256_maddubs_epi16(lo, xl[t]); /* <= 2·15·127: red4w */
+                ph[t][k] = _mm256_maddubs_epi16(hi, xh[t]);
             }
         }
         const __m256 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
-        q8v_prefetch(next, nbytes, b, nb);
+        q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
-            __m256 v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(red4(pl[t])));
-            v = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(red4(ph[t])), v);
+            __m256 v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(red4w(pl[t])));
+            v = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(red4w(ph[t])), v);
             v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[0]), v);
             v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[1]), v);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d), v, acc[t]);
@@ -230,9 +234,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     __m256 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -244,7 +246,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
         for (int r = 0; r < nrow; r++)
             j->expand(j->w, rows[r], b0, n, e[r]);
         for (int64_t c = 0; c < n; c++)
-            q8v_prefetch(next, nbytes, b0 + c, nb);
+            q8v_prefetch(&pf, b0 + c);
         for (int64_t c = 0; c < n; c++) {
             const uint8_t *er[R]; /* the rows' expanded block c, in load2's lane order */
 #pragma GCC unroll 8

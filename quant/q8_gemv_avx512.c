@@ -12,6 +12,7 @@
  * them at once. NF4 packs values 2k and 2k+1 into byte k: its high nibbles are the even values, so
  * they meet the activation's even bytes and the low nibbles its odd bytes. */
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "q8_gemv.h"
@@ -55,19 +56,19 @@ static inline __attribute__((always_inline)) void act(int qt, const q8_ablock *a
 
 /* The u8 codes of block b of rows 4L+k of a core type: *lo pairs with xl, *hi with xh. */
 static inline __attribute__((always_inline)) void
-codes(int qt, const uint8_t *const *rows, int k, int64_t b, __m512i tab, __m512i *lo, __m512i *hi)
+codes(int qt, const uint8_t *const *rows, int k, size_t boff, __m512i tab, __m512i *lo, __m512i *hi)
 {
     const __m512i m4 = _mm512_set1_epi8(15);
     if (qt == LK_QTYPE_Q8_0) {
         const __m512i f = _mm512_set1_epi8((char)0x80);
-        *lo = _mm512_xor_si512(q8x_load4(rows, k, (size_t)b * 34 + 2), f);
-        *hi = _mm512_xor_si512(q8x_load4(rows, k, (size_t)b * 34 + 18), f);
+        *lo = _mm512_xor_si512(q8x_load4(rows, k, boff + 2), f);
+        *hi = _mm512_xor_si512(q8x_load4(rows, k, boff + 18), f);
     } else if (qt == LK_QTYPE_NF4) {
-        const __m512i c = q8x_load4(rows, k, (size_t)b * 16);
+        const __m512i c = q8x_load4(rows, k, boff);
         *lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(c, 4), m4));
         *hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(c, m4));
     } else {
-        const __m512i c = q8x_load4(rows, k, (size_t)b * 18 + 2);
+        const __m512i c = q8x_load4(rows, k, boff + 2);
         *lo = _mm512_and_si512(c, m4);
         *hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
         if (qt == LK_QTYPE_IQ4_NL) {
@@ -97,20 +98,27 @@ static inline __attribute__((always_inline)) __m512 fp16s(const uint8_t *const *
     return _mm512_cvtph_ps(_mm256_set_m128i(h[1], h[0]));
 }
 
-/* The scales of block b of the 16 rows of a core type. */
-static inline __attribute__((always_inline)) __m512 scales(int qt, const q4_weight *w,
-                                                           const uint8_t *const *rows, int64_t b)
+/* Bytes per 32-value block of a core type. */
+static inline int block_bytes(int qt)
+{
+    return qt == LK_QTYPE_Q8_0 ? 34 : qt == LK_QTYPE_NF4 ? 16 : 18;
+}
+
+/* The scales of block b of the 16 rows of a core type (rows[r] + boff: the block's start). */
+static inline __attribute__((always_inline)) __m512
+scales(int qt, const q4_weight *w, const uint8_t *const *rows, int64_t b, size_t boff)
 {
     if (qt == LK_QTYPE_NF4) {
         const int bs = w->block;
-        const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4;
+        const int64_t off = (w->in + bs - 1) / bs * (bs / 2) + (b * Q8_QK / bs) * 4 -
+                            (int64_t)b * 16 + (int64_t)boff;
         float amax[R];
 #pragma GCC unroll 16
         for (int r = 0; r < R; r++)
             memcpy(&amax[r], rows[r] + off, 4);
         return _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(127.0f));
     }
-    return fp16s(rows, (size_t)b * (qt == LK_QTYPE_Q8_0 ? 34 : 18));
+    return fp16s(rows, boff);
 }
 
 static inline __attribute__((always_inline)) void store(const q8v_job *j, const __m512 acc[MT],
@@ -125,9 +133,24 @@ static inline __attribute__((always_inline)) void store(const q8v_job *j, const 
     }
 }
 
-/* A group of a core type (simple), read straight from its blocks. */
-static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
-                                                             int nrow, int64_t t0, int mt)
+/* The 16 row pointers of a whole group at block offset P from 6 registers (P, P9 = P + 9 rb, rb,
+ * 3 rb, 5 rb, -rb): every row an x86 address base + index·{1,2,4,8}, so that the group's rows
+ * need no spilled pointer table. */
+static inline __attribute__((always_inline)) void strided_rows(const uint8_t *P, const uint8_t *P9,
+                                                               ptrdiff_t r1, ptrdiff_t r3,
+                                                               ptrdiff_t r5, ptrdiff_t rm,
+                                                               const uint8_t **rp)
+{
+    rp[0] = P, rp[1] = P + r1, rp[2] = P + 2 * r1, rp[3] = P + r3;
+    rp[4] = P + 4 * r1, rp[5] = P + r5, rp[6] = P + 2 * r3, rp[7] = P9 + 2 * rm;
+    rp[8] = P + 8 * r1, rp[9] = P9, rp[10] = P9 + r1, rp[11] = P9 + 2 * r1;
+    rp[12] = P + 4 * r3, rp[13] = P9 + 4 * r1, rp[14] = P9 + r5, rp[15] = P9 + 2 * r3;
+}
+
+/* A group of a core type (simple), read straight from its blocks; strided: a whole group (16
+ * consecutive rows), else rows past nrow repeat the last one (q8v_rows). */
+static inline __attribute__((always_inline)) void
+group_core_body(const q8v_job *j, int qt, int strided, int64_t o0, int nrow, int64_t t0, int mt)
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
@@ -137,15 +160,21 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
         t8[i] = (int8_t)((qt == LK_QTYPE_NF4 ? q8_nf4_i8[i % 16] : q4_iq4nl_values[i % 16]) ^ 0x80);
     const __m512i tab = _mm512_loadu_si512(t8);
     const int kk = code_k(qt);
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     const q8_ablock *A = j->A + t0 * nb;
-    __m512 acc[MT];
+    const ptrdiff_t rb = (ptrdiff_t)j->w->row_bytes, bsz = block_bytes(qt);
+    const uint8_t *P = rows[0], *P9 = rows[0] + 9 * rb;
+    const int64_t nf4_mask = qt == LK_QTYPE_NF4 ? j->w->block / Q8_QK - 1 : 0; /* a power of 2 */
+    __m512 acc[MT], s = _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
         acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = 0; b < nb; b++, P += bsz, P9 += bsz) {
+        const uint8_t *rp[R];
+        if (strided)
+            strided_rows(P, P9, rb, 3 * rb, 5 * rb, -rb, rp);
+        const uint8_t *const *rr = strided ? rp : rows;
+        const size_t boff = strided ? 0 : (size_t)(b * bsz);
         __m512i xl[MT], xh[MT], p[MT][4];
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++)
@@ -153,14 +182,15 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m512i lo, hi;
-            codes(qt, rows, k, b, tab, &lo, &hi);
+            codes(qt, rr, k, boff, tab, &lo, &hi);
 #pragma GCC unroll 4
             for (int t = 0; t < mt; t++)
                 p[t][k] = _mm512_dpbusd_epi32(
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl[t]), hi, xh[t]);
         }
-        const __m512 s = scales(qt, j->w, rows, b);
-        q8v_prefetch(next, nbytes, b, nb);
+        if (qt != LK_QTYPE_NF4 || (b & nf4_mask) == 0) /* NF4: one absmax per w->block values */
+            s = scales(qt, j->w, rr, b, boff);
+        q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -173,32 +203,46 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     store(j, acc, mt, o0, nrow, t0);
 }
 
+static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
+                                                             int nrow, int64_t t0, int mt)
+{
+    if (nrow == R && qt != LK_QTYPE_NF4) /* NF4's absmax sits apart: no gain measured */
+        group_core_body(j, qt, 1, o0, nrow, t0, mt);
+    else
+        group_core_body(j, qt, 0, o0, nrow, t0, mt);
+}
+
 /* A group of Q4_1 (d, m, 16 bytes of nibbles q = 0..15: value d·q + m), read straight from its
  * blocks: the nibbles are the unsigned codes themselves (K = 0), i0 and i1 kept apart for the
  * general product with s = d and m in both halves. */
-static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
-                                                             int64_t t0, int mt)
+static inline __attribute__((always_inline)) void
+group_q4_1_body(const q8v_job *j, int strided, int64_t o0, int nrow, int64_t t0, int mt)
 {
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     const __m512i m4 = _mm512_set1_epi8(15);
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     __m512 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
         acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
+    const ptrdiff_t rb = (ptrdiff_t)j->w->row_bytes;
+    const uint8_t *P = rows[0], *P9 = rows[0] + 9 * rb;
+    for (int64_t b = 0; b < nb; b++, P += 20, P9 += 20) {
+        const uint8_t *rp[R];
+        if (strided)
+            strided_rows(P, P9, rb, 3 * rb, 5 * rb, -rb, rp);
+        const uint8_t *const *rr = strided ? rp : rows;
+        const size_t boff = strided ? 0 : (size_t)b * 20;
         __m512i xl[MT], xh[MT], pl[MT][4], ph[MT][4];
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++)
             act(0, &A[t * nb + b], &xl[t], &xh[t]);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            const __m512i c = q8x_load4(rows, k, (size_t)b * 20 + 4);
+            const __m512i c = q8x_load4(rr, k, boff + 4);
             const __m512i lo = _mm512_and_si512(c, m4);
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
 #pragma GCC unroll 4
@@ -207,8 +251,8 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
                 ph[t][k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xh[t]);
             }
         }
-        const __m512 s = fp16s(rows, (size_t)b * 20), m = fp16s(rows, (size_t)b * 20 + 2);
-        q8v_prefetch(next, nbytes, b, nb);
+        const __m512 s = fp16s(rr, boff), m = fp16s(rr, boff + 2);
+        q8v_prefetch(&pf, b);
 #pragma GCC unroll 4
         for (int t = 0; t < mt; t++) {
             const q8_ablock *a = &A[t * nb + b];
@@ -222,6 +266,15 @@ static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, i
     store(j, acc, mt, o0, nrow, t0);
 }
 
+static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
+                                                             int64_t t0, int mt)
+{
+    if (nrow == R)
+        group_q4_1_body(j, 1, o0, nrow, t0, mt);
+    else
+        group_q4_1_body(j, 0, o0, nrow, t0, mt);
+}
+
 /* A group of a type read through its expander, Q8V_CH blocks of each row at a time. */
 static inline __attribute__((always_inline)) void
 group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, int mt)
@@ -231,9 +284,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
     q8v_rows(j, o0, nrow, rows);
     const q8_ablock *A = j->A + t0 * nb;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const uint8_t *next;
-    size_t nbytes;
-    q8v_next(j, o0, &next, &nbytes);
+    const q8v_pf pf = q8v_next(j, o0);
     __m512 acc[MT];
 #pragma GCC unroll 4
     for (int t = 0; t < mt; t++)
@@ -245,7 +296,7 @@ group_expanded(const q8v_job *j, int simple, int64_t o0, int nrow, int64_t t0, i
         for (int r = 0; r < nrow; r++)
             j->expand(j->w, rows[r], b0, n, e[r]);
         for (int64_t c = 0; c < n; c++)
-            q8v_prefetch(next, nbytes, b0 + c, nb);
+            q8v_prefetch(&pf, b0 + c);
         for (int64_t c = 0; c < n; c++) {
             const uint8_t *er[R]; /* the rows' expanded block c, in q8x_load4's lane order */
 #pragma GCC unroll 16

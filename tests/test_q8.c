@@ -8,7 +8,8 @@
  * the row decoders of every variant against q4_decode_ref, and every SIMD variant this host runs
  * bit for bit against the reference over sizes 1, odd, block ±1, vector widths ±1, T from 1 to
  * 600, several seeds and thread counts (the GEMV that a variant's forward takes for T <= gemv_t
- * also on its own, for T past it). Work memory is exactly what each variant reports, NaN-filled,
+ * also on its own, for T past it, and on both sides of its single-thread cutoff, whose thread
+ * counts test_gemv_threads pins). Work memory is exactly what each variant reports, NaN-filled,
  * at the worst alignment, fenced by canaries. */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #define LK_EXPERIMENTAL 1
 #include "q8.h"
+#include "q8_gemv.h"
 #include "core/status.h"
 #include "testutil.h"
 
@@ -692,6 +694,24 @@ static void test_variant(const char *name)
             run_case(k, &c.w, Tc, 2, nt);
         free(c.data);
     }
+    /* the GEMV's single-thread cutoff (q8v_threads: one thread below Q8V_MIN_MACS multiply-adds,
+     * one more per whole Q8V_MIN_MACS): just below and above its steps to 2 and 3 threads, rows
+     * that leave a short last group (511 = 31·16 + 15 = 63·8 + 7; 513 = 32·16 + 1, 1025 too) */
+    static const int64_t cut[][2] = {{511, 1024}, {513, 1024}, {1023, 1024}, {1025, 1024}};
+    static const int ct[] = {LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, LK_QTYPE_NF4, LK_QTYPE_Q4_1,
+                             LK_QTYPE_Q5_0};
+    static const int64_t T1[] = {1};
+    for (size_t q = 0; q < sizeof ct / sizeof ct[0]; q++) {
+        if (!q8_supports(ct[q]))
+            continue;
+        for (size_t s = 0; s < sizeof cut / sizeof cut[0]; s++) {
+            wcase c;
+            wcase_any(&c, ct[q], 64, cut[s][0], cut[s][1]);
+            for (int nt = 1; nt <= 3; nt++)
+                run_case(&gemv, &c.w, T1, 1, nt);
+            free(c.data);
+        }
+    }
     /* T = 0 needs no work and writes nothing */
     wcase c;
     wcase_make(&c, LK_QTYPE_Q4_0, 32, 5, 8);
@@ -726,6 +746,30 @@ static void test_threads_deterministic(void **state)
     free(Y1);
     free(Yn);
     free(c.data);
+}
+
+/* Where the GEMV stops waking threads (q8v_threads): the counts on both sides of each step. */
+static void test_gemv_threads(void **state)
+{
+    (void)state;
+    q4_weight w = {0};
+    q8v_job j = {.w = &w, .T = 1};
+    w.in = 1024;
+    static const struct {
+        int64_t out, T;
+        int n_threads, want;
+    } c[] = {{511, 1, 2, 1},  {512, 1, 2, 2},  {513, 1, 2, 2},  {1023, 1, 2, 2}, {1024, 1, 2, 2},
+             {1023, 1, 3, 2}, {1024, 1, 3, 3}, {1025, 1, 3, 3}, {4096, 1, 3, 3}, {1, 1, 4, 1},
+             {256, 2, 2, 2},  {255, 2, 2, 1},  {511, 1, 1, 1}};
+    assert_int_equal(Q8V_MIN_MACS, 512 * 1024); /* the cases above are built around 2^19 */
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        w.out = c[i].out;
+        j.T = c[i].T;
+        if (q8v_threads(&j, c[i].n_threads) != c[i].want)
+            fail_msg("[%lld x 1024] T = %lld, %d threads asked: %d, expected %d",
+                     (long long)c[i].out, (long long)c[i].T, c[i].n_threads,
+                     q8v_threads(&j, c[i].n_threads), c[i].want);
+    }
 }
 
 static void test_dispatch(void **state)
@@ -854,12 +898,19 @@ static void test_neon(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dispatch),     cmocka_unit_test(test_expanders),
-        cmocka_unit_test(test_quantize_act), cmocka_unit_test(test_ref_gemm),
-        cmocka_unit_test(test_transpose),    cmocka_unit_test(test_transpose_fast),
-        cmocka_unit_test(test_public_api),   cmocka_unit_test(test_extremes),
-        cmocka_unit_test(test_avx2),         cmocka_unit_test(test_avx512vnni),
-        cmocka_unit_test(test_neon),         cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_expanders),
+        cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_ref_gemm),
+        cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_transpose_fast),
+        cmocka_unit_test(test_public_api),
+        cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512vnni),
+        cmocka_unit_test(test_neon),
+        cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_gemv_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
