@@ -392,11 +392,93 @@ static void test_names_and_checks(void **state)
     assert_int_equal(c, LK_COMPUTE_F32);
     assert_string_equal(lk_compute_name(LK_COMPUTE_INT8), "int8");
     assert_string_equal(lk_compute_name((lk_compute)9), "?");
+    assert_ok(lk_compute_from_name("auto", &c));
+    assert_int_equal(c, LK_COMPUTE_AUTO);
     assert_status(lk_compute_from_name("i8", &c), LK_ERR_ARG,
-                  "--compute 'i8': expected f32 or int8");
+                  "--compute 'i8': expected f32, int8 or auto");
     struct lk_model_params mp = lk_model_params_default();
+    assert_int_equal(mp.compute, LK_COMPUTE_AUTO);
     mp.compute = (lk_compute)7;
-    assert_status(lk_model_params_check(&mp), LK_ERR_ARG, "--compute 7: expected f32 or int8");
+    assert_status(lk_model_params_check(&mp), LK_ERR_ARG,
+                  "--compute 7: expected f32, int8 or auto");
+    mp.compute = LK_COMPUTE_AUTO;
+    mp.memory_limit = -1;
+    assert_status(lk_model_params_check(&mp), LK_ERR_ARG, "--memory-limit must be at least 0");
+}
+
+static lk_model *load_auto(lk_compute compute, int64_t limit)
+{
+    struct lk_model_params mp = lk_model_params_default();
+    mp.n_threads = 2;
+    mp.quant = LK_QTYPE_NF4;
+    mp.compute = compute;
+    mp.memory_limit = limit;
+    lk_model *m;
+    assert_ok(lk_model_load(shared_path(MODEL), &mp, &m));
+    return m;
+}
+
+/* --compute auto (the default) on an NF4 base: int8 when the weights with the codebook corrections
+ * fit the limit, f32 when only the weights do (no corrections built); a trainer turns an int8 choice
+ * to f32 when int8's least plan does not fit, and trains on f32; an explicit int8 stays int8 under
+ * any limit. Each says why (lk_model_compute_reason). */
+static void test_auto_compute(void **state)
+{
+    (void)state;
+    require_file(shared_path(MODEL "/model.safetensors"));
+    lk_model *mf = load_auto(LK_COMPUTE_F32, 0), *mi = load_auto(LK_COMPUTE_INT8, 0);
+    const int64_t wf = lk_model_weight_bytes(mf), wi = lk_model_weight_bytes(mi);
+    assert_true(wi > wf); /* the corrections */
+    assert_string_equal(lk_model_compute_reason(mi), "given");
+    lk_model *a = load_auto(LK_COMPUTE_AUTO, wi);
+    assert_int_equal(lk_model_compute(a), LK_COMPUTE_INT8);
+    assert_int_equal(lk_model_weight_bytes(a), wi);
+    assert_non_null(strstr(lk_model_compute_reason(a), "auto: int8, the weights with the NF4"));
+    lk_model *b = load_auto(LK_COMPUTE_AUTO, wi - 1);
+    assert_int_equal(lk_model_compute(b), LK_COMPUTE_F32);
+    assert_int_equal(lk_model_int8_matrices(b), 0);
+    assert_int_equal(lk_model_weight_bytes(b), wf);
+    assert_non_null(strstr(lk_model_compute_reason(b), "auto: f32, int8's weights"));
+    lk_model *e = load_auto(LK_COMPUTE_INT8, 1); /* given: the limit does not decide */
+    assert_int_equal(lk_model_compute(e), LK_COMPUTE_INT8);
+    /* the trainer's check: the least int8 plan against p.memory_limit */
+    struct lk_train_params p = params();
+    p.checkpointing = LK_CKPT_ON; /* the least plans: one layer's activations */
+    int64_t ad, o, act;
+    const int64_t least_f32 = wf + lk_trainer_memory_plan(mf, &p, 128, &ad, &o, &act);
+    p.memory_limit = least_f32 + 1;
+    assert_ok(lk_trainer_choose_compute(mi, &p, 128)); /* given: nothing changes */
+    assert_int_equal(lk_model_compute(mi), LK_COMPUTE_INT8);
+    assert_ok(lk_trainer_choose_compute(a, &p, 128));
+    assert_int_equal(lk_model_compute(a), LK_COMPUTE_F32);
+    assert_int_equal(lk_model_weight_bytes(a), wf);
+    assert_non_null(strstr(lk_model_compute_reason(a), "auto: f32, int8's least training plan"));
+    lk_model *c = load_auto(LK_COMPUTE_AUTO, 0);
+    p.memory_limit = 0; /* the memory available: this tiny model's plan fits */
+    assert_ok(lk_trainer_choose_compute(c, &p, 128));
+    assert_int_equal(lk_model_compute(c), LK_COMPUTE_INT8);
+    assert_non_null(strstr(lk_model_compute_reason(c), "auto: int8, int8's least training plan"));
+    /* the turned model trains as an f32 one does: the same loss */
+    p.memory_limit = least_f32 + 1;
+    lk_dataset *d = data();
+    lk_trainer *t;
+    struct lk_step_stats sa, sf;
+    assert_ok(lk_trainer_create(a, d, &p, &t));
+    assert_ok(lk_trainer_step(t, &sa));
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    d = data();
+    assert_ok(lk_trainer_create(mf, d, &p, &t));
+    assert_ok(lk_trainer_step(t, &sf));
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    assert_true(sa.loss == sf.loss);
+    lk_model_free(mf);
+    lk_model_free(mi);
+    lk_model_free(a);
+    lk_model_free(b);
+    lk_model_free(c);
+    lk_model_free(e);
 }
 
 /* The plan counts the transposed copies; the trainer builds them and frees them with itself; an
@@ -512,7 +594,7 @@ static void test_copies_built_per_layer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_auto_compute),    cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_linear_two_terms),    cmocka_unit_test(test_grad_cosine_q4_0),
         cmocka_unit_test(test_grad_cosine_nf4),     cmocka_unit_test(test_grad_cosine_q8_0),
         cmocka_unit_test(test_grad_cosine_smollm2), cmocka_unit_test(test_plan_and_resume),

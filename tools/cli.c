@@ -406,10 +406,11 @@ int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *qu
 
 struct arg_str *cli_compute_arg(void)
 {
-    return arg_str0(NULL, "compute", "f32|int8",
+    return arg_str0(NULL, "compute", "f32|int8|auto",
                     cli_help("products with the quantised base: int8 (activations and gradients "
-                             "quantised per block of 32 on the fly, integer dot products) or f32 "
-                             "(exact); default %s",
+                             "quantised per block of 32 on the fly, integer dot products), f32 "
+                             "(exact), or auto: int8 when its plan (NF4's codebook corrections; "
+                             "training: its copies) fits the memory, else f32; default %s",
                              lk_compute_name(lk_model_params_default().compute)));
 }
 

@@ -204,6 +204,7 @@ static int parse_options(train_ctx *x)
         map_numbers(a, &x->tp);
         rc = check_flag_sets(a, x->tp.objective);
     }
+    x->mp.memory_limit = x->tp.memory_limit; /* --compute auto's budget for the weights */
     if (rc < 0)
         rc = cli_usage_status(TOOL, lk_train_params_check(&x->tp, &x->mp));
     if (rc < 0)
@@ -739,6 +740,7 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "layers", (double)layers);
         cJSON_AddNumberToObject(j, "layers_kept", (double)kept);
         cJSON_AddBoolToObject(j, "fits", fits);
+        cJSON_AddStringToObject(j, "compute_reason", lk_model_compute_reason(x->m));
         cli_json_emit(j);
     } else if (x->lead) { /* each rank checks its own host; rank 0 prints the plan */
         printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
@@ -747,12 +749,13 @@ static int dry_run(train_ctx *x)
                "activations, %lld recomputed)\n"
                "  int8 copies    %9.1f MiB (--compute %s: transposed Q8_0 copies of %lld "
                "matrices, for the backward%s)\n"
-               "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n",
+               "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n"
+               "  compute        %s (%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
                opt / 1048576.0, act / 1048576.0, ckpt, (long long)kept, (long long)layers,
                (long long)(layers - kept), q8t / 1048576.0, compute,
                (long long)lk_model_int8_matrices(x->m), copy_note, total / 1048576.0,
-               have / 1048576.0, what);
+               have / 1048576.0, what, compute, lk_model_compute_reason(x->m));
     }
     if (!fits)
         warn_memory(x, total, have, what);
@@ -912,6 +915,14 @@ static int load_all(train_ctx *x)
     return -1;
 }
 
+/* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;
+ * here before --dry-run shows the plan). */
+static int choose_compute(train_ctx *x)
+{
+    lk_status s = lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data));
+    return s == LK_OK ? -1 : cli_fail(TOOL, s);
+}
+
 /* The trainer (collective: the ranks compare their runs; before OUT is made, so that data that
  * cannot train fails first), the run folder (rank 0) and its state (--resume). */
 static lk_status start(train_ctx *x)
@@ -930,6 +941,8 @@ static lk_status start(train_ctx *x)
 static int run(train_ctx *x)
 {
     int rc = load_all(x);
+    if (rc < 0)
+        rc = choose_compute(x);
     if (rc >= 0)
         return rc;
     if (x->a->dry_run->count)
