@@ -382,6 +382,41 @@ static void test_nf4_inference_correction(void **state)
     lk_model_free(mi); /* frees m->q8c, not the pointers taken away above */
 }
 
+/* An inference forward's work on an int8 layer with two terms (training's) holds only the NF4
+ * correction's product [T, out], not the training forward's [T, in + out]: run in exactly that
+ * (a copy of the size linear_work_bytes gives, which ASan fences), it gives the bits it gives in
+ * a training-sized buffer. */
+static void test_inference_work(void **state)
+{
+    (void)state;
+    enum { T = 24, NT = 2 };
+    lk_model *mi = load(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_INT8);
+    const linear *L = layer_linear(&mi->layers[0], LK_MOD_GATE);
+    assert_true(L->int8 && L->act2 && L->qwc.data);
+    const size_t w0 = linear_work_bytes(L, T, NT, 0), w1 = linear_work_bytes(L, T, NT, 1);
+    assert_true(w0 + (size_t)(T * L->in) * sizeof(float) <= w1);
+    float *x = malloc((size_t)(T * L->in) * sizeof(float));
+    float *y0 = malloc((size_t)(T * L->out) * sizeof(float));
+    float *y1 = malloc((size_t)(T * L->out) * sizeof(float));
+    for (int64_t i = 0; i < T * L->in; i++)
+        x[i] = (float)((i * 7919) % 201 - 100) / 64.0f;
+    void *a = malloc(w0), *b = malloc(w1);
+    linear_forward(L, x, T, y0, a, w0, NT);
+    linear_forward(L, x, T, y1, b, w1, NT);
+    assert_memory_equal(y0, y1, (size_t)(T * L->out) * sizeof(float));
+    lk_model *mq = load(LK_QTYPE_Q4_0, LK_QTYPE_F32, LK_COMPUTE_INT8); /* no correction: no area */
+    const linear *Q = layer_linear(&mq->layers[0], LK_MOD_GATE);
+    assert_true(linear_work_bytes(Q, T, NT, 0) + (size_t)(T * Q->out) * sizeof(float) <=
+                linear_work_bytes(L, T, NT, 0) + 64);
+    free(a);
+    free(b);
+    free(x);
+    free(y0);
+    free(y1);
+    lk_model_free(mi);
+    lk_model_free(mq);
+}
+
 static void test_names_and_checks(void **state)
 {
     (void)state;
@@ -594,7 +629,7 @@ static void test_copies_built_per_layer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_auto_compute),    cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_auto_compute), cmocka_unit_test(test_inference_work),    cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_linear_two_terms),    cmocka_unit_test(test_grad_cosine_q4_0),
         cmocka_unit_test(test_grad_cosine_nf4),     cmocka_unit_test(test_grad_cosine_q8_0),
         cmocka_unit_test(test_grad_cosine_smollm2), cmocka_unit_test(test_plan_and_resume),

@@ -2,6 +2,9 @@
 #include "cli.h"
 
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -735,6 +738,13 @@ lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer
 }
 
 /* ---- memory ---- */
+
+void cli_trim_heap(void)
+{
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
 
 double cli_memory_available(const char **what)
 {
