@@ -710,7 +710,9 @@ static int dry_run(train_ctx *x)
     int64_t seq = lk_dataset_seq_len(x->data), q8t;
     int head; /* --compute int8's transposed copies kept: the LM head's, `copies` layers' */
     int64_t copies = lk_trainer_int8_copies(x->m, &x->tp, seq, &head, &q8t);
-    int64_t base = total - ad - opt - act - q8t;
+    int64_t base = lk_model_weight_bytes(x->m) +
+                   (x->tp.teacher ? lk_model_weight_bytes(x->tp.teacher) : 0);
+    int64_t runtime = total - base - ad - opt - act - q8t; /* libraries, stacks, BLAS buffers */
     const char *compute = lk_compute_name(lk_model_compute(x->m));
     int64_t kept = lk_trainer_kept_layers(x->m, &x->tp, seq);
     int64_t layers = lk_model_get_config(x->m)->n_layers;
@@ -734,6 +736,7 @@ static int dry_run(train_ctx *x)
         cJSON_AddStringToObject(j, "compute", compute);
         cJSON_AddNumberToObject(j, "int8_matrices", (double)lk_model_int8_matrices(x->m));
         cJSON_AddNumberToObject(j, "int8_copy_bytes", (double)q8t);
+        cJSON_AddNumberToObject(j, "runtime_bytes", (double)runtime);
         cJSON_AddNumberToObject(j, "int8_copy_layers", (double)copies);
         cJSON_AddBoolToObject(j, "int8_copy_head", head == 1);
         cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
@@ -752,13 +755,14 @@ static int dry_run(train_ctx *x)
                "activations, %lld recomputed)\n"
                "  int8 copies    %9.1f MiB (--compute %s: transposed Q8_0 copies of %lld "
                "matrices, for the backward%s)\n"
+               "  runtime        %9.1f MiB (libraries, thread stacks, BLAS buffers)\n"
                "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n"
                "  compute        %s (%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
                opt / 1048576.0, act / 1048576.0, ckpt, (long long)kept, (long long)layers,
                (long long)(layers - kept), q8t / 1048576.0, compute,
-               (long long)lk_model_int8_matrices(x->m), copy_note, total / 1048576.0,
-               have / 1048576.0, what, compute, lk_model_compute_reason(x->m));
+               (long long)lk_model_int8_matrices(x->m), copy_note, runtime / 1048576.0,
+               total / 1048576.0, have / 1048576.0, what, compute, lk_model_compute_reason(x->m));
     }
     if (!fits)
         warn_memory(x, total, have, what);

@@ -290,7 +290,9 @@ lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p
 
 /* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations,
  * and with --compute int8 the transposed copies and build buffer of lk_trainer_int8_copies,
- * counted in the total only), with the layers lk_trainer_kept_layers keeping their activations. */
+ * counted in the total only), with the layers lk_trainer_kept_layers keeping their activations;
+ * the total also holds 16 MiB for the runtime (libraries, thread stacks, OpenBLAS's buffers:
+ * what a run's peak RSS was measured to hold beyond the planned buffers). */
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int64_t *adapter_bytes, int64_t *optimizer_bytes,
                                int64_t *activation_bytes);

@@ -188,7 +188,7 @@ static void choose(lk_model *m)
     int64_t fixes = model_int8_fix_bytes(m), need = m->weight_bytes + fixes;
     char fx[64] = "";
     if (fixes)
-        snprintf(fx, sizeof fx, " with the NF4 corrections' %.1f MiB", fixes / 1048576.0);
+        snprintf(fx, sizeof fx, " with the NF4 corrections' %.1f", fixes / 1048576.0);
     if (m->n_int8 == 0) {
         m->compute = LK_COMPUTE_F32;
         mark(m);
@@ -196,14 +196,14 @@ static void choose(lk_model *m)
                  "auto: f32, no matrix of this base has an int8 path");
     } else if (need <= have) {
         snprintf(m->compute_why, sizeof m->compute_why,
-                 "auto: int8, the weights%s (%.1f MiB) fit the %.1f MiB available (%s)", fx,
-                 need / 1048576.0, have / 1048576.0, what);
+                 "auto: int8, its weights (%.1f MiB%s) fit the %.1f MiB available (%s)",
+                 need / 1048576.0, fx, have / 1048576.0, what);
     } else {
         m->compute = LK_COMPUTE_F32;
         mark(m);
         snprintf(m->compute_why, sizeof m->compute_why,
-                 "auto: f32, int8's weights%s (%.1f MiB) do not fit the %.1f MiB available (%s)",
-                 fx, need / 1048576.0, have / 1048576.0, what);
+                 "auto: f32, int8's weights (%.1f MiB%s) do not fit the %.1f MiB available (%s)",
+                 need / 1048576.0, fx, have / 1048576.0, what);
         log_info("--compute %s", m->compute_why);
     }
 }
