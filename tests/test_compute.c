@@ -33,13 +33,16 @@ static const char *sample(const char *name)
     return p;
 }
 
-static lk_model *load_from(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute)
+/* limit: lk_model_params.memory_limit (--compute auto's budget) */
+static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute,
+                            int64_t limit)
 {
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = 2;
     mp.quant = quant;
     mp.quant_embed = qembed;
     mp.compute = compute;
+    mp.memory_limit = limit;
     lk_model *m;
     assert_ok(lk_model_load(path, &mp, &m));
     return m;
@@ -48,7 +51,7 @@ static lk_model *load_from(const char *path, lk_qtype quant, lk_qtype qembed, lk
 static lk_model *load(lk_qtype quant, lk_qtype qembed, lk_compute compute)
 {
     require_file(shared_path(MODEL "/model.safetensors"));
-    return load_from(shared_path(MODEL), quant, qembed, compute);
+    return load_limit(shared_path(MODEL), quant, qembed, compute, 0);
 }
 
 /* The tokenizer of the last model folder data_for was given (a dataset borrows it); freed at the
@@ -134,8 +137,8 @@ static void check_grad_cosine(const char *path, int64_t seq, lk_qtype quant, lk_
     char dir[4200];
     static int run;
     snprintf(dir, sizeof dir, "%s/start-%d", g_dir, run++);
-    lk_model *mf = load_from(path, quant, qembed, LK_COMPUTE_F32);
-    lk_model *mi = load_from(path, quant, qembed, LK_COMPUTE_INT8);
+    lk_model *mf = load_limit(path, quant, qembed, LK_COMPUTE_F32, 0);
+    lk_model *mi = load_limit(path, quant, qembed, LK_COMPUTE_INT8, 0);
     assert_int_equal(lk_model_int8_matrices(mf), 0);
     const struct lk_model_config *c = lk_model_get_config(mi);
     int head =
@@ -443,14 +446,7 @@ static void test_names_and_checks(void **state)
 
 static lk_model *load_auto(lk_compute compute, int64_t limit)
 {
-    struct lk_model_params mp = lk_model_params_default();
-    mp.n_threads = 2;
-    mp.quant = LK_QTYPE_NF4;
-    mp.compute = compute;
-    mp.memory_limit = limit;
-    lk_model *m;
-    assert_ok(lk_model_load(shared_path(MODEL), &mp, &m));
-    return m;
+    return load_limit(shared_path(MODEL), LK_QTYPE_NF4, LK_QTYPE_F32, compute, limit);
 }
 
 /* --compute auto (the default) on an NF4 base: int8 when the weights with the codebook corrections
