@@ -1112,7 +1112,8 @@ static void make_args(train_args *a)
                                "memory the run may plan for, weights included (e.g. 3G, 512M; "
                                "default: the memory available): --checkpointing auto's budget, "
                                "how many of --compute int8's transposed copies are kept (the "
-                               "others built per layer), and the plan's check");
+                               "others built per layer), --compute auto's choice, and the plan's "
+                               "check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",
