@@ -53,6 +53,11 @@ expect 0 "an explicit f32 without a limit" -- "$B/lora-train" -m "$M" "${TRN[@]}
     --dry-run --json --compute f32
 has out '"compute":"f32",.*"compute_reason":"given"' "explicit f32"
 
+for tool in lora-eval lora-generate; do # the inference tools take auto too: int8 here
+    expect 0 "$tool --compute auto" -- "$B/$tool" -m "$M" --quant q4_0 --compute auto --ids $IDS
+    has err "compute int8: 1 of 36 matrices run in fp32" "$tool: auto ran int8"
+done
+
 expect 0 "dry run with int8" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 -o "$T/d" \
     --dry-run
 has out "int8 copies .* MiB (--compute int8: transposed Q8_0 copies of 35 matrices" "plan line"
