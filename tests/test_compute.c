@@ -376,7 +376,8 @@ static void test_nf4_inference_correction(void **state)
     assert_int_equal(n, mi->cfg.n_layers * LK_MOD_COUNT);
     assert_ok(lk_model_forward(mi, tok, T, l0));
     double e1 = rel_err(l1, lf, T * V), e0 = rel_err(l0, lf, T * V);
-    fprintf(stderr, "NF4 inference logits vs f32: with the correction %.2e, without %.2e\n", e1, e0);
+    fprintf(stderr, "NF4 inference logits vs f32: with the correction %.2e, without %.2e\n", e1,
+            e0);
     assert_true(e1 < 0.8 * e0);
     free(lf);
     free(l1);
@@ -450,9 +451,9 @@ static lk_model *load_auto(lk_compute compute, int64_t limit)
 }
 
 /* --compute auto (the default) on an NF4 base: int8 when the weights with the codebook corrections
- * fit the limit, f32 when only the weights do (no corrections built); a trainer turns an int8 choice
- * to f32 when int8's least plan does not fit, and trains on f32; an explicit int8 stays int8 under
- * any limit. Each says why (lk_model_compute_reason). */
+ * fit the limit, f32 when only the weights do (no corrections built); a trainer turns an int8
+ * choice to f32 when int8's least plan does not fit, and trains on f32; an explicit int8 stays int8
+ * under any limit. Each says why (lk_model_compute_reason). */
 static void test_auto_compute(void **state)
 {
     (void)state;
@@ -626,11 +627,18 @@ static void test_copies_built_per_layer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_auto_compute), cmocka_unit_test(test_inference_work),    cmocka_unit_test(test_linear_int8),
-        cmocka_unit_test(test_linear_two_terms),    cmocka_unit_test(test_grad_cosine_q4_0),
-        cmocka_unit_test(test_grad_cosine_nf4),     cmocka_unit_test(test_grad_cosine_q8_0),
-        cmocka_unit_test(test_grad_cosine_smollm2), cmocka_unit_test(test_plan_and_resume),
-        cmocka_unit_test(test_copies_built_per_layer), cmocka_unit_test(test_nf4_inference_correction),
+        cmocka_unit_test(test_names_and_checks),
+        cmocka_unit_test(test_auto_compute),
+        cmocka_unit_test(test_inference_work),
+        cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_linear_two_terms),
+        cmocka_unit_test(test_grad_cosine_q4_0),
+        cmocka_unit_test(test_grad_cosine_nf4),
+        cmocka_unit_test(test_grad_cosine_q8_0),
+        cmocka_unit_test(test_grad_cosine_smollm2),
+        cmocka_unit_test(test_plan_and_resume),
+        cmocka_unit_test(test_copies_built_per_layer),
+        cmocka_unit_test(test_nf4_inference_correction),
     };
     int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
     lk_tokenizer_free(g_tok);

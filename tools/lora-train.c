@@ -710,8 +710,8 @@ static int dry_run(train_ctx *x)
     int64_t seq = lk_dataset_seq_len(x->data), q8t;
     int head; /* --compute int8's transposed copies kept: the LM head's, `copies` layers' */
     int64_t copies = lk_trainer_int8_copies(x->m, &x->tp, seq, &head, &q8t);
-    int64_t base = lk_model_weight_bytes(x->m) +
-                   (x->tp.teacher ? lk_model_weight_bytes(x->tp.teacher) : 0);
+    int64_t base =
+        lk_model_weight_bytes(x->m) + (x->tp.teacher ? lk_model_weight_bytes(x->tp.teacher) : 0);
     int64_t runtime = total - base - ad - opt - act - q8t; /* libraries, stacks, BLAS buffers */
     const char *compute = lk_compute_name(lk_model_compute(x->m));
     int64_t kept = lk_trainer_kept_layers(x->m, &x->tp, seq);

@@ -40,7 +40,10 @@ static int64_t tmp_floats(const linear *L, int64_t T, int backward)
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
     int64_t shared = backward && !L->w ? T * L->in : 0; /* dx goes through tmp */
-    int64_t terms = !two_terms(L) ? 0 : backward ? T * (L->in + L->out) : L->qwc.data ? T * L->out : 0;
+    int64_t terms = !two_terms(L) ? 0
+                    : backward    ? T * (L->in + L->out)
+                    : L->qwc.data ? T * L->out
+                                  : 0;
     n += terms > shared ? terms : shared;
     if (L->perm_heads > 0)
         n += backward ? T * L->out : L->out; /* dy in file order; one row in the forward */

@@ -574,8 +574,8 @@ lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p
     int64_t ad, opt, act, cb;
     const int64_t rest = plan_keeping(m, p, seq_len, &k, &ad, &opt, &act, &cb);
     const int64_t fixes = model_int8_fix_bytes(m);
-    const int64_t weights = lk_model_weight_bytes(m) +
-                            (p->teacher ? lk_model_weight_bytes(p->teacher) : 0);
+    const int64_t weights =
+        lk_model_weight_bytes(m) + (p->teacher ? lk_model_weight_bytes(p->teacher) : 0);
     const char *what = "--memory-limit";
     const int64_t have = p->memory_limit > 0 ? p->memory_limit : lk_memory_available(&what);
     const int64_t need = weights + rest;
