@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# --compute f32|int8 through the tools (issue 13 item 2): a bad name is a usage error in every tool
-# that runs the model; --dry-run shows the transposed int8 copies and --json counts them; a run
+# --compute f32|int8|auto through the tools (issue 13 item 2): a bad name is a usage error in every
+# tool that runs the model; auto (the default) picks int8 when its plan fits --memory-limit and f32
+# when it does not, and --dry-run / --json say why, an explicit mode wins over the limit; --dry-run shows the transposed int8 copies and --json counts them; a run
 # records its compute mode in the adapter and loss.svg, and the other tools default to it (and say
 # so); a resume under another mode fails naming both; an f32 base under int8 says that nothing
 # runs on int8; lora-eval's label names the mode; int8 and f32 losses agree closely.
@@ -20,7 +21,7 @@ bad_compute() { # bad_compute TOOL ARGS...: exit 2 naming the option and the cho
     local tool=$1
     shift
     expect 2 "$tool --compute i8" -- "$B/$tool" -m "$M" --compute i8 "$@"
-    has err "compute 'i8': expected f32 or int8" "$tool names the option and the choices"
+    has err "compute 'i8': expected f32, int8 or auto" "$tool names the option and the choices"
 }
 bad_compute lora-train --data "$D" -o "$T/x"
 bad_compute lora-eval --ids 1,2
@@ -28,6 +29,34 @@ bad_compute lora-generate --ids 1,2
 bad_compute lora-teacher --data "$D" --top-k 4 -o "$T/x.cache"
 bad_compute lora-bench
 bad_compute lora-merge -a "$T/none" -o "$T/x"
+
+# --compute auto on an NF4 base: int8 without a limit; f32 when int8's least plan (NF4's codebook
+# corrections, its copies' buffer) does not fit a limit one byte above f32's least plan
+TRN=(--data "$D" --seq-len 128 --batch 1 --lr 3e-3 -t 1 --rank 4 --quant nf4)
+expect 0 "dry run, default compute" -- "$B/lora-train" -m "$M" "${TRN[@]}" -o "$T/d" --dry-run --json
+has out '"compute":"int8",.*"compute_reason":"auto: int8, int8.s least training plan' "auto: int8"
+expect 0 "f32's least plan" -- "$B/lora-train" -m "$M" "${TRN[@]}" -o "$T/d" --dry-run --json \
+    --compute f32 --checkpointing on
+LIM=$(($(jnum peak_bytes) + 1))
+expect 0 "auto under a limit int8 does not fit" -- "$B/lora-train" -m "$M" "${TRN[@]}" -o "$T/d" \
+    --dry-run --json --memory-limit $LIM
+has out '"compute":"f32",.*"compute_reason":"auto: f32, int8.s [a-z ]*(.*) do[a-z ]* not fit the' \
+    "auto: f32, and why"
+expect 0 "the same, as text" -- "$B/lora-train" -m "$M" "${TRN[@]}" -o "$T/d" --dry-run \
+    --memory-limit $LIM
+has out "^  compute        f32 (auto: f32, int8's" "the plan's compute line"
+expect 1 "explicit int8 under that limit" -- "$B/lora-train" -m "$M" "${TRN[@]}" -o "$T/d" \
+    --dry-run --json --memory-limit $LIM --compute int8
+has out '"compute":"int8",.*"compute_reason":"given"' "an explicit mode wins"
+has err "warning: the plan needs .* or --compute f32" "and the plan warns it does not fit"
+expect 0 "an explicit f32 without a limit" -- "$B/lora-train" -m "$M" "${TRN[@]}" -o "$T/d" \
+    --dry-run --json --compute f32
+has out '"compute":"f32",.*"compute_reason":"given"' "explicit f32"
+
+for tool in lora-eval lora-generate; do # the inference tools take auto too: int8 here
+    expect 0 "$tool --compute auto" -- "$B/$tool" -m "$M" --quant q4_0 --compute auto --ids $IDS
+    has err "compute int8: 1 of 36 matrices run in fp32" "$tool: auto ran int8"
+done
 
 expect 0 "dry run with int8" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 -o "$T/d" \
     --dry-run

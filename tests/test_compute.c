@@ -33,13 +33,16 @@ static const char *sample(const char *name)
     return p;
 }
 
-static lk_model *load_from(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute)
+/* limit: lk_model_params.memory_limit (--compute auto's budget) */
+static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute,
+                            int64_t limit)
 {
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = 2;
     mp.quant = quant;
     mp.quant_embed = qembed;
     mp.compute = compute;
+    mp.memory_limit = limit;
     lk_model *m;
     assert_ok(lk_model_load(path, &mp, &m));
     return m;
@@ -48,7 +51,7 @@ static lk_model *load_from(const char *path, lk_qtype quant, lk_qtype qembed, lk
 static lk_model *load(lk_qtype quant, lk_qtype qembed, lk_compute compute)
 {
     require_file(shared_path(MODEL "/model.safetensors"));
-    return load_from(shared_path(MODEL), quant, qembed, compute);
+    return load_limit(shared_path(MODEL), quant, qembed, compute, 0);
 }
 
 /* The tokenizer of the last model folder data_for was given (a dataset borrows it); freed at the
@@ -134,8 +137,8 @@ static void check_grad_cosine(const char *path, int64_t seq, lk_qtype quant, lk_
     char dir[4200];
     static int run;
     snprintf(dir, sizeof dir, "%s/start-%d", g_dir, run++);
-    lk_model *mf = load_from(path, quant, qembed, LK_COMPUTE_F32);
-    lk_model *mi = load_from(path, quant, qembed, LK_COMPUTE_INT8);
+    lk_model *mf = load_limit(path, quant, qembed, LK_COMPUTE_F32, 0);
+    lk_model *mi = load_limit(path, quant, qembed, LK_COMPUTE_INT8, 0);
     assert_int_equal(lk_model_int8_matrices(mf), 0);
     const struct lk_model_config *c = lk_model_get_config(mi);
     int head =
@@ -373,13 +376,49 @@ static void test_nf4_inference_correction(void **state)
     assert_int_equal(n, mi->cfg.n_layers * LK_MOD_COUNT);
     assert_ok(lk_model_forward(mi, tok, T, l0));
     double e1 = rel_err(l1, lf, T * V), e0 = rel_err(l0, lf, T * V);
-    fprintf(stderr, "NF4 inference logits vs f32: with the correction %.2e, without %.2e\n", e1, e0);
+    fprintf(stderr, "NF4 inference logits vs f32: with the correction %.2e, without %.2e\n", e1,
+            e0);
     assert_true(e1 < 0.8 * e0);
     free(lf);
     free(l1);
     free(l0);
     lk_model_free(mf);
     lk_model_free(mi); /* frees m->q8c, not the pointers taken away above */
+}
+
+/* An inference forward's work on an int8 layer with two terms (training's) holds only the NF4
+ * correction's product [T, out], not the training forward's [T, in + out]: run in exactly that
+ * (a copy of the size linear_work_bytes gives, which ASan fences), it gives the bits it gives in
+ * a training-sized buffer. */
+static void test_inference_work(void **state)
+{
+    (void)state;
+    enum { T = 24, NT = 2 };
+    lk_model *mi = load(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_INT8);
+    const linear *L = layer_linear(&mi->layers[0], LK_MOD_GATE);
+    assert_true(L->int8 && L->act2 && L->qwc.data);
+    const size_t w0 = linear_work_bytes(L, T, NT, 0), w1 = linear_work_bytes(L, T, NT, 1);
+    assert_true(w0 + (size_t)(T * L->in) * sizeof(float) <= w1);
+    float *x = malloc((size_t)(T * L->in) * sizeof(float));
+    float *y0 = malloc((size_t)(T * L->out) * sizeof(float));
+    float *y1 = malloc((size_t)(T * L->out) * sizeof(float));
+    for (int64_t i = 0; i < T * L->in; i++)
+        x[i] = (float)((i * 7919) % 201 - 100) / 64.0f;
+    void *a = malloc(w0), *b = malloc(w1);
+    linear_forward(L, x, T, y0, a, w0, NT);
+    linear_forward(L, x, T, y1, b, w1, NT);
+    assert_memory_equal(y0, y1, (size_t)(T * L->out) * sizeof(float));
+    lk_model *mq = load(LK_QTYPE_Q4_0, LK_QTYPE_F32, LK_COMPUTE_INT8); /* no correction: no area */
+    const linear *Q = layer_linear(&mq->layers[0], LK_MOD_GATE);
+    assert_true(linear_work_bytes(Q, T, NT, 0) + (size_t)(T * Q->out) * sizeof(float) <=
+                linear_work_bytes(L, T, NT, 0) + 64);
+    free(a);
+    free(b);
+    free(x);
+    free(y0);
+    free(y1);
+    lk_model_free(mi);
+    lk_model_free(mq);
 }
 
 static void test_names_and_checks(void **state)
@@ -392,11 +431,87 @@ static void test_names_and_checks(void **state)
     assert_int_equal(c, LK_COMPUTE_F32);
     assert_string_equal(lk_compute_name(LK_COMPUTE_INT8), "int8");
     assert_string_equal(lk_compute_name((lk_compute)9), "?");
+    assert_ok(lk_compute_from_name("auto", &c));
+    assert_int_equal(c, LK_COMPUTE_AUTO);
     assert_status(lk_compute_from_name("i8", &c), LK_ERR_ARG,
-                  "--compute 'i8': expected f32 or int8");
+                  "--compute 'i8': expected f32, int8 or auto");
     struct lk_model_params mp = lk_model_params_default();
+    assert_int_equal(mp.compute, LK_COMPUTE_AUTO);
     mp.compute = (lk_compute)7;
-    assert_status(lk_model_params_check(&mp), LK_ERR_ARG, "--compute 7: expected f32 or int8");
+    assert_status(lk_model_params_check(&mp), LK_ERR_ARG,
+                  "--compute 7: expected f32, int8 or auto");
+    mp.compute = LK_COMPUTE_AUTO;
+    mp.memory_limit = -1;
+    assert_status(lk_model_params_check(&mp), LK_ERR_ARG, "--memory-limit must be at least 0");
+}
+
+static lk_model *load_auto(lk_compute compute, int64_t limit)
+{
+    return load_limit(shared_path(MODEL), LK_QTYPE_NF4, LK_QTYPE_F32, compute, limit);
+}
+
+/* --compute auto (the default) on an NF4 base: int8 when the weights with the codebook corrections
+ * fit the limit, f32 when only the weights do (no corrections built); a trainer turns an int8
+ * choice to f32 when int8's least plan does not fit, and trains on f32; an explicit int8 stays int8
+ * under any limit. Each says why (lk_model_compute_reason). */
+static void test_auto_compute(void **state)
+{
+    (void)state;
+    require_file(shared_path(MODEL "/model.safetensors"));
+    lk_model *mf = load_auto(LK_COMPUTE_F32, 0), *mi = load_auto(LK_COMPUTE_INT8, 0);
+    const int64_t wf = lk_model_weight_bytes(mf), wi = lk_model_weight_bytes(mi);
+    assert_true(wi > wf); /* the corrections */
+    assert_string_equal(lk_model_compute_reason(mi), "given");
+    lk_model *a = load_auto(LK_COMPUTE_AUTO, wi);
+    assert_int_equal(lk_model_compute(a), LK_COMPUTE_INT8);
+    assert_int_equal(lk_model_weight_bytes(a), wi);
+    assert_non_null(strstr(lk_model_compute_reason(a), "auto: int8, its weights ("));
+    lk_model *b = load_auto(LK_COMPUTE_AUTO, wi - 1);
+    assert_int_equal(lk_model_compute(b), LK_COMPUTE_F32);
+    assert_int_equal(lk_model_int8_matrices(b), 0);
+    assert_int_equal(lk_model_weight_bytes(b), wf);
+    assert_non_null(strstr(lk_model_compute_reason(b), "auto: f32, int8's weights ("));
+    assert_non_null(strstr(lk_model_compute_reason(b), "with the NF4 corrections'"));
+    lk_model *e = load_auto(LK_COMPUTE_INT8, 1); /* given: the limit does not decide */
+    assert_int_equal(lk_model_compute(e), LK_COMPUTE_INT8);
+    /* the trainer's check: the least int8 plan against p.memory_limit */
+    struct lk_train_params p = params();
+    p.checkpointing = LK_CKPT_ON; /* the least plans: one layer's activations */
+    int64_t ad, o, act;
+    const int64_t least_f32 = wf + lk_trainer_memory_plan(mf, &p, 128, &ad, &o, &act);
+    p.memory_limit = least_f32 + 1;
+    assert_ok(lk_trainer_choose_compute(mi, &p, 128)); /* given: nothing changes */
+    assert_int_equal(lk_model_compute(mi), LK_COMPUTE_INT8);
+    assert_ok(lk_trainer_choose_compute(a, &p, 128));
+    assert_int_equal(lk_model_compute(a), LK_COMPUTE_F32);
+    assert_int_equal(lk_model_weight_bytes(a), wf);
+    assert_non_null(strstr(lk_model_compute_reason(a), "auto: f32, int8's least training plan"));
+    lk_model *c = load_auto(LK_COMPUTE_AUTO, 0);
+    p.memory_limit = 0; /* the memory available: this tiny model's plan fits */
+    assert_ok(lk_trainer_choose_compute(c, &p, 128));
+    assert_int_equal(lk_model_compute(c), LK_COMPUTE_INT8);
+    assert_non_null(strstr(lk_model_compute_reason(c), "auto: int8, int8's least training plan"));
+    /* the turned model trains as an f32 one does: the same loss */
+    p.memory_limit = least_f32 + 1;
+    lk_dataset *d = data();
+    lk_trainer *t;
+    struct lk_step_stats sa, sf;
+    assert_ok(lk_trainer_create(a, d, &p, &t));
+    assert_ok(lk_trainer_step(t, &sa));
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    d = data();
+    assert_ok(lk_trainer_create(mf, d, &p, &t));
+    assert_ok(lk_trainer_step(t, &sf));
+    lk_trainer_free(t);
+    lk_dataset_free(d);
+    assert_true(sa.loss == sf.loss);
+    lk_model_free(mf);
+    lk_model_free(mi);
+    lk_model_free(a);
+    lk_model_free(b);
+    lk_model_free(c);
+    lk_model_free(e);
 }
 
 /* The plan counts the transposed copies; the trainer builds them and frees them with itself; an
@@ -512,11 +627,18 @@ static void test_copies_built_per_layer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_checks),    cmocka_unit_test(test_linear_int8),
-        cmocka_unit_test(test_linear_two_terms),    cmocka_unit_test(test_grad_cosine_q4_0),
-        cmocka_unit_test(test_grad_cosine_nf4),     cmocka_unit_test(test_grad_cosine_q8_0),
-        cmocka_unit_test(test_grad_cosine_smollm2), cmocka_unit_test(test_plan_and_resume),
-        cmocka_unit_test(test_copies_built_per_layer), cmocka_unit_test(test_nf4_inference_correction),
+        cmocka_unit_test(test_names_and_checks),
+        cmocka_unit_test(test_auto_compute),
+        cmocka_unit_test(test_inference_work),
+        cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_linear_two_terms),
+        cmocka_unit_test(test_grad_cosine_q4_0),
+        cmocka_unit_test(test_grad_cosine_nf4),
+        cmocka_unit_test(test_grad_cosine_q8_0),
+        cmocka_unit_test(test_grad_cosine_smollm2),
+        cmocka_unit_test(test_plan_and_resume),
+        cmocka_unit_test(test_copies_built_per_layer),
+        cmocka_unit_test(test_nf4_inference_correction),
     };
     int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
     lk_tokenizer_free(g_tok);

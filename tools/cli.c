@@ -2,6 +2,9 @@
 #include "cli.h"
 
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -406,10 +409,11 @@ int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *qu
 
 struct arg_str *cli_compute_arg(void)
 {
-    return arg_str0(NULL, "compute", "f32|int8",
+    return arg_str0(NULL, "compute", "f32|int8|auto",
                     cli_help("products with the quantised base: int8 (activations and gradients "
-                             "quantised per block of 32 on the fly, integer dot products) or f32 "
-                             "(exact); default %s",
+                             "quantised per block of 32 on the fly, integer dot products), f32 "
+                             "(exact), or auto: int8 when its plan (NF4's codebook corrections; "
+                             "training: its copies) fits the memory, else f32; default %s",
                              lk_compute_name(lk_model_params_default().compute)));
 }
 
@@ -734,6 +738,13 @@ lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer
 }
 
 /* ---- memory ---- */
+
+void cli_trim_heap(void)
+{
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
 
 double cli_memory_available(const char **what)
 {

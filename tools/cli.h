@@ -221,6 +221,11 @@ double cli_rss_mib(void);
  * already holds (its resident set). *what names the limit that decided. */
 double cli_memory_available(const char **what);
 
+/* Give the heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere): after a
+ * large tokenizer.json was parsed and freed, its small blocks would otherwise stay resident
+ * through a whole run (about 40 MiB for Qwen2.5's), memory the plan does not count. */
+void cli_trim_heap(void);
+
 /* A JSON result object holding "version" and "seed"; cli_json_emit prints it as one line on
  * stdout and frees it. */
 cJSON *cli_json_new(const cli_common *c);

@@ -183,6 +183,8 @@ int main(int argc, char **argv)
     else if (s == LK_OK)
         s = run(m, T, R, D, cli_seed(&c), &r);
     r.rss_mib = cli_peak_rss_mib();
+    if (m) /* the compute run: --compute auto's choice */
+        mp.compute = lk_model_compute(m);
     if (s != LK_OK) {
         rc = cli_fail(TOOL, s);
     } else if (train->count) {

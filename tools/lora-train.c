@@ -204,6 +204,7 @@ static int parse_options(train_ctx *x)
         map_numbers(a, &x->tp);
         rc = check_flag_sets(a, x->tp.objective);
     }
+    x->mp.memory_limit = x->tp.memory_limit; /* --compute auto's budget for the weights */
     if (rc < 0)
         rc = cli_usage_status(TOOL, lk_train_params_check(&x->tp, &x->mp));
     if (rc < 0)
@@ -665,6 +666,9 @@ static lk_status setup(train_ctx *x)
     CLI_TRY(load_data(x, a->data->filename[0], 1, &x->data));
     if (a->eval_data->count)
         CLI_TRY(load_data(x, a->eval_data->filename[0], 0, &x->eval));
+    lk_tokenizer_free(x->tok); /* the data is tokenised: its ~30 MiB (Qwen2.5's) go back */
+    x->tok = NULL;
+    cli_trim_heap(); /* and the heap's free pages with them */
     return LK_OK;
 }
 
@@ -706,7 +710,9 @@ static int dry_run(train_ctx *x)
     int64_t seq = lk_dataset_seq_len(x->data), q8t;
     int head; /* --compute int8's transposed copies kept: the LM head's, `copies` layers' */
     int64_t copies = lk_trainer_int8_copies(x->m, &x->tp, seq, &head, &q8t);
-    int64_t base = total - ad - opt - act - q8t;
+    int64_t base =
+        lk_model_weight_bytes(x->m) + (x->tp.teacher ? lk_model_weight_bytes(x->tp.teacher) : 0);
+    int64_t runtime = total - base - ad - opt - act - q8t; /* libraries, stacks, BLAS buffers */
     const char *compute = lk_compute_name(lk_model_compute(x->m));
     int64_t kept = lk_trainer_kept_layers(x->m, &x->tp, seq);
     int64_t layers = lk_model_get_config(x->m)->n_layers;
@@ -730,6 +736,7 @@ static int dry_run(train_ctx *x)
         cJSON_AddStringToObject(j, "compute", compute);
         cJSON_AddNumberToObject(j, "int8_matrices", (double)lk_model_int8_matrices(x->m));
         cJSON_AddNumberToObject(j, "int8_copy_bytes", (double)q8t);
+        cJSON_AddNumberToObject(j, "runtime_bytes", (double)runtime);
         cJSON_AddNumberToObject(j, "int8_copy_layers", (double)copies);
         cJSON_AddBoolToObject(j, "int8_copy_head", head == 1);
         cJSON_AddNumberToObject(j, "peak_bytes", (double)total);
@@ -739,6 +746,7 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "layers", (double)layers);
         cJSON_AddNumberToObject(j, "layers_kept", (double)kept);
         cJSON_AddBoolToObject(j, "fits", fits);
+        cJSON_AddStringToObject(j, "compute_reason", lk_model_compute_reason(x->m));
         cli_json_emit(j);
     } else if (x->lead) { /* each rank checks its own host; rank 0 prints the plan */
         printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
@@ -747,12 +755,14 @@ static int dry_run(train_ctx *x)
                "activations, %lld recomputed)\n"
                "  int8 copies    %9.1f MiB (--compute %s: transposed Q8_0 copies of %lld "
                "matrices, for the backward%s)\n"
-               "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n",
+               "  runtime        %9.1f MiB (libraries, thread stacks, BLAS buffers)\n"
+               "  peak estimate  %9.1f MiB of %.0f MiB available (%s)\n"
+               "  compute        %s (%s)\n",
                (long long)seq, (long long)x->tp.batch, base / 1048576.0, ad / 1048576.0,
                opt / 1048576.0, act / 1048576.0, ckpt, (long long)kept, (long long)layers,
                (long long)(layers - kept), q8t / 1048576.0, compute,
-               (long long)lk_model_int8_matrices(x->m), copy_note, total / 1048576.0,
-               have / 1048576.0, what);
+               (long long)lk_model_int8_matrices(x->m), copy_note, runtime / 1048576.0,
+               total / 1048576.0, have / 1048576.0, what, compute, lk_model_compute_reason(x->m));
     }
     if (!fits)
         warn_memory(x, total, have, what);
@@ -912,6 +922,14 @@ static int load_all(train_ctx *x)
     return -1;
 }
 
+/* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;
+ * here before --dry-run shows the plan). */
+static int choose_compute(train_ctx *x)
+{
+    lk_status s = lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data));
+    return s == LK_OK ? -1 : cli_fail(TOOL, s);
+}
+
 /* The trainer (collective: the ranks compare their runs; before OUT is made, so that data that
  * cannot train fails first), the run folder (rank 0) and its state (--resume). */
 static lk_status start(train_ctx *x)
@@ -930,6 +948,8 @@ static lk_status start(train_ctx *x)
 static int run(train_ctx *x)
 {
     int rc = load_all(x);
+    if (rc < 0)
+        rc = choose_compute(x);
     if (rc >= 0)
         return rc;
     if (x->a->dry_run->count)
@@ -1092,7 +1112,8 @@ static void make_args(train_args *a)
                                "memory the run may plan for, weights included (e.g. 3G, 512M; "
                                "default: the memory available): --checkpointing auto's budget, "
                                "how many of --compute int8's transposed copies are kept (the "
-                               "others built per layer), and the plan's check");
+                               "others built per layer), --compute auto's choice, and the plan's "
+                               "check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",

@@ -75,10 +75,15 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out);
  * the input gradient dX = dY·W runs on a transposed Q8_0 copy of each matrix, built when a trainer
  * is created (lk_model_backward_bytes). Matrices of a type the int8 path cannot take (F32, F16,
  * BF16, or a type without an int8 expander) stay fp32, with one note naming them. LoRA factors,
- * their gradients, norms, attention and the loss are fp32 in both. */
-typedef enum { LK_COMPUTE_F32 = 0, LK_COMPUTE_INT8 = 1 } lk_compute;
+ * their gradients, norms, attention and the loss are fp32 in both.
+ * LK_COMPUTE_AUTO (the default) chooses at load: int8 when the weights with int8's own extra (an
+ * NF4 matrix's codebook correction, 0.56 B per weight) fit lk_model_params.memory_limit (or the
+ * memory available), else f32, with one note; a trainer then checks its whole int8 plan
+ * (lk_trainer_choose_compute) and falls back to f32 the same way. A loaded model's compute is never
+ * LK_COMPUTE_AUTO: lk_model_compute gives the choice, lk_model_compute_reason why. */
+typedef enum { LK_COMPUTE_F32 = 0, LK_COMPUTE_INT8 = 1, LK_COMPUTE_AUTO = 2 } lk_compute;
 
-/* --compute f32|int8: the name ("?" out of range), and the value of a name (LK_ERR_ARG naming
+/* --compute f32|int8|auto: the name ("?" out of range), and the value of a name (LK_ERR_ARG naming
  * --compute and the known names). */
 const char *lk_compute_name(lk_compute c);
 lk_status lk_compute_from_name(const char *name, lk_compute *out);
@@ -92,16 +97,18 @@ struct lk_model_params {
                            * and BF16 files are widened), or NF4, Q4_0, IQ4_NL, Q8_0 (quantised
                            * once at load, one tensor at a time) */
     lk_qtype quant_embed; /* embeddings and LM head: LK_QTYPE_F32 (default) or LK_QTYPE_Q8_0 */
-    lk_compute compute;   /* products with the quantised matrices (default LK_COMPUTE_INT8: int8
-                           * where the matrix's type has a path, fp32 elsewhere) */
+    lk_compute compute;   /* products with the quantised matrices (default LK_COMPUTE_AUTO; int8:
+                           * int8 where the matrix's type has a path, fp32 elsewhere) */
+    int64_t memory_limit; /* bytes LK_COMPUTE_AUTO's weights must fit (lora-train's --memory-limit);
+                           * 0 (default): the memory available (lk_memory_available) */
 };
 
 struct lk_model_params lk_model_params_default(void);
 
 /* Check the options: quant one of f32 (--quant none), nf4, q4_0, iq4_nl, q8_0; quant_embed f32 or
- * q8_0; compute f32 or int8. LK_ERR_ARG naming the option by its command-line flag ("--quant 'f16':
- * expected none (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's --teacher-quant is checked as
- * --quant). lk_model_load runs it. */
+ * q8_0; compute f32, int8 or auto; memory_limit at least 0. LK_ERR_ARG naming the option by its
+ * command-line flag ("--quant 'f16': expected none (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's
+ * --teacher-quant is checked as --quant). lk_model_load runs it. */
 lk_status lk_model_params_check(const struct lk_model_params *p);
 
 /* Load the model folder DIR, or a llama.cpp GGUF model file (a path ending in .gguf, or any
@@ -132,6 +139,11 @@ lk_qtype lk_model_quant_embed(const lk_model *m);
  * matrices (the decoder's linear layers and the LM head) run on int8 under it (0 with f32). */
 lk_compute lk_model_compute(const lk_model *m);
 int64_t lk_model_int8_matrices(const lk_model *m);
+
+/* Why the model runs its compute, one line for --dry-run and --json: "given" when
+ * lk_model_params.compute named it, else what LK_COMPUTE_AUTO (or lk_trainer_choose_compute)
+ * compared. Borrowed, valid until the model changes or is freed. */
+const char *lk_model_compute_reason(const lk_model *m);
 
 /* Bytes of the transposed Q8_0 copies the int8 backward needs (one per matrix that runs on int8;
  * 0 with LK_COMPUTE_F32): a trainer (lk_trainer_create) builds them and frees them with itself;

@@ -275,8 +275,9 @@ struct lk_dataset_stats {
 typedef struct lk_dataset lk_dataset;
 
 /* Read path: JSON Lines (one example a line; blank lines ignored), or a JSON array of examples
- * (a file starting with '['). Every example is tokenised now with t (borrowed: it must outlive
- * the dataset). t may be NULL for pre-tokenised data (input_ids records, ids below
+ * (a file starting with '['). Every example is tokenised now with t (used by the load only: it
+ * may be freed once lk_dataset_load returns; rows are padded with its EOS, or id 0 without one).
+ * t may be NULL for pre-tokenised data (input_ids records, ids below
  * p->vocab_size, rows padded with p->pad_id): a record with text then fails the load with
  * LK_ERR_UNSUPPORTED naming its line. Bad examples are skipped, counted, and logged with their line
  * number (the first max_reported); with strict the first one fails the load. A summary is logged at

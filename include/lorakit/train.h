@@ -278,9 +278,21 @@ int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *
 int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int *head, int64_t *bytes);
 
+/* --compute auto for training: when m was loaded with LK_COMPUTE_AUTO and chose int8, check the
+ * least int8 plan (the weights of m with its NF4 corrections and of an online teacher, the
+ * lk_trainer_memory_plan with one layer's activations, or all with LK_CKPT_OFF, and no copy kept
+ * but the one layer's build buffer) against p->memory_limit (or lk_memory_available() when 0);
+ * when it does not fit, m turns to f32 (its corrections freed) with one note and
+ * lk_model_compute_reason saying why. Nothing for a model whose compute was given, or once a
+ * trainer has built its copies. lk_trainer_create runs it; a tool's --dry-run runs it before
+ * showing the plan. */
+lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len);
+
 /* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations,
  * and with --compute int8 the transposed copies and build buffer of lk_trainer_int8_copies,
- * counted in the total only), with the layers lk_trainer_kept_layers keeping their activations. */
+ * counted in the total only), with the layers lk_trainer_kept_layers keeping their activations;
+ * the total also holds 16 MiB for the runtime (libraries, thread stacks, OpenBLAS's buffers:
+ * what a run's peak RSS was measured to hold beyond the planned buffers). */
 int64_t lk_trainer_memory_plan(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
                                int64_t *adapter_bytes, int64_t *optimizer_bytes,
                                int64_t *activation_bytes);

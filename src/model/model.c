@@ -270,7 +270,8 @@ struct lk_model_params lk_model_params_default(void)
                                 .use_mmap = 1,
                                 .quant = LK_QTYPE_F32,
                                 .quant_embed = LK_QTYPE_F32,
-                                .compute = LK_COMPUTE_INT8};
+                                .compute = LK_COMPUTE_AUTO,
+                                .memory_limit = 0};
     return p;
 }
 
@@ -283,8 +284,11 @@ lk_status lk_model_params_check(const struct lk_model_params *p)
                              "none (f32), nf4, q4_0, iq4_nl or q8_0");
     if (p->quant_embed != LK_QTYPE_F32 && p->quant_embed != LK_QTYPE_Q8_0)
         return option_choice("--quant-embed", lk_qtype_name(p->quant_embed), "f32 or q8_0");
-    if ((unsigned)p->compute > LK_COMPUTE_INT8)
-        return option_choice_i("--compute", p->compute, "f32 or int8");
+    if ((unsigned)p->compute > LK_COMPUTE_AUTO)
+        return option_choice_i("--compute", p->compute, "f32, int8 or auto");
+    if (p->memory_limit < 0)
+        return option_range_i("--memory-limit", p->memory_limit, "at least 0 (0: the memory "
+                                                                  "available)");
     return LK_OK;
 }
 
@@ -377,6 +381,7 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     m->quant = p.quant;
     m->quant_embed = p.quant_embed;
     m->compute = p.compute;
+    m->memory_limit = p.memory_limit;
     m->gguf_own = m->gguf_own_embed = gguf; /* until a tensor is quantised at load */
     if (s == LK_OK)
         s = bind_all(m);

@@ -39,7 +39,11 @@ struct lk_model {
     int gguf_own, gguf_own_embed; /* 1: a GGUF file whose matrices (embeddings, LM head) all keep
                                    * their own types (none quantised at load) */
     int64_t weight_bytes;         /* bytes of every bound weight */
-    lk_compute compute;           /* --compute: f32, or int8 for the matrices q8_supports */
+    lk_compute compute;           /* --compute: f32, or int8 for the matrices q8_supports (never
+                                   * LK_COMPUTE_AUTO once loaded: model_int8_setup chooses) */
+    int compute_auto;             /* 1: chosen by LK_COMPUTE_AUTO (a trainer may turn it to f32) */
+    int64_t memory_limit;         /* lk_model_params.memory_limit (LK_COMPUTE_AUTO's budget) */
+    char compute_why[256];        /* lk_model_compute_reason */
     int64_t n_int8;               /* matrices with linear.int8 set */
     void *q8t;                    /* the transposed Q8_0 copies (model_int8_backward), or NULL */
     int q8_ready;                 /* model_int8_backward ran: the copies are as planned */
@@ -94,8 +98,16 @@ lk_status model_gguf_rope_factors(lk_model *m);
 /* --compute int8 (model_int8.c): mark the decoder's matrices and the LM head whose type the int8
  * path takes (linear.int8; the decoder's with two-term activations, linear.act2), build the NF4
  * matrices' codebook corrections (linear.qwc, counted in weight_bytes), and log one note naming
- * the matrices that stay fp32. Run once at load; LK_ERR_NOMEM. */
+ * the matrices that stay fp32. With LK_COMPUTE_AUTO, first choose int8 or f32 (lk_model.h).
+ * Run once at load; LK_ERR_NOMEM. */
 lk_status model_int8_setup(lk_model *m);
+
+/* Bytes int8 would add to the weights: the NF4 codebook corrections (0 under f32 compute). */
+int64_t model_int8_fix_bytes(const lk_model *m);
+
+/* Turn a model loaded on int8 to f32 compute (before any transposed copy is built): unmark its
+ * matrices, free the corrections, set compute_why to why. */
+void model_int8_to_f32(lk_model *m, const char *why);
 
 /* Build the transposed Q8_0 copies (linear.qwt) the backward's dx runs on: those of the int8
  * matrices of the top `layers` layers and, with head, of the LM head (a trainer calls it, as its

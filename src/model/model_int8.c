@@ -7,21 +7,22 @@
 #include "core/option.h"
 #include "core/pool.h"
 #include "core/status.h"
+#include "lorakit/core.h"
 #include "model/model.h"
 #include "q8.h"
 
-static const char *const g_compute[] = {"f32", "int8"}; /* in lk_compute's order */
+static const char *const g_compute[] = {"f32", "int8", "auto"}; /* in lk_compute's order */
 
 const char *lk_compute_name(lk_compute c)
 {
-    return (unsigned)c < 2 ? g_compute[c] : "?";
+    return (unsigned)c < 3 ? g_compute[c] : "?";
 }
 
 lk_status lk_compute_from_name(const char *name, lk_compute *out)
 {
-    int i = option_lookup(g_compute, 2, name);
+    int i = option_lookup(g_compute, 3, name);
     if (i < 0)
-        return option_choice("--compute", name, "f32 or int8");
+        return option_choice("--compute", name, "f32, int8 or auto");
     *out = (lk_compute)i;
     return LK_OK;
 }
@@ -92,15 +93,22 @@ static size_t fix_bytes(const linear *L)
     return (size_t)L->qw.out * q4_row_bytes(LK_QTYPE_Q4_0, 32, L->qw.in);
 }
 
+int64_t model_int8_fix_bytes(const lk_model *m)
+{
+    int64_t total = 0;
+    for (int64_t i = 0; i < 7 * m->cfg.n_layers; i++)
+        total += (int64_t)fix_bytes(matrix((lk_model *)m, i));
+    return total;
+}
+
 /* The NF4 matrices' codebook corrections, into one allocation (m->q8c). */
 static lk_status build_fixes(lk_model *m)
 {
     const int64_t n = 7 * m->cfg.n_layers;
-    size_t total = 0, off = 0;
+    size_t total = (size_t)model_int8_fix_bytes(m), off = 0;
     int64_t nb = 0;
     for (int64_t i = 0; i < n; i++) {
         const linear *L = matrix(m, i);
-        total += fix_bytes(L);
         if (fix_bytes(L) && (L->qw.in + Q8_QK - 1) / Q8_QK > nb)
             nb = (L->qw.in + Q8_QK - 1) / Q8_QK;
     }
@@ -140,17 +148,78 @@ static lk_status build_fixes(lk_model *m)
     return LK_OK;
 }
 
+/* Mark the matrices for m->compute (linear.int8, linear.act2; m->n_int8). */
+static void mark(lk_model *m)
+{
+    m->n_int8 = 0;
+    for (int64_t i = 0; i < 7 * m->cfg.n_layers + 1; i++) {
+        linear *L = matrix(m, i);
+        L->int8 = m->compute == LK_COMPUTE_INT8 && !L->w && q8_supports(L->qw.qtype);
+        L->act2 = L->int8 && L != &m->lm_head; /* the head's one term costs the gradient little */
+        m->n_int8 += L->int8;
+    }
+}
+
+void model_int8_to_f32(lk_model *m, const char *why)
+{
+    LK_ASSERT(!m->q8t);
+    int64_t fixes = model_int8_fix_bytes(m);
+    m->compute = LK_COMPUTE_F32;
+    mark(m);
+    for (int64_t i = 0; i < 7 * m->cfg.n_layers; i++)
+        matrix(m, i)->qwc = (q4_weight){0};
+    if (m->q8c) /* build_fixes counted them in the weights */
+        m->weight_bytes -= fixes;
+    free(m->q8c);
+    m->q8c = NULL;
+    snprintf(m->compute_why, sizeof m->compute_why, "%s", why);
+    log_info("--compute %s", why);
+}
+
+/* LK_COMPUTE_AUTO at load: int8 when the weights with its corrections fit m->memory_limit (or
+ * the memory available), else f32 (compute_why says which and why). */
+static void choose(lk_model *m)
+{
+    m->compute = LK_COMPUTE_INT8;
+    m->compute_auto = 1;
+    mark(m);
+    const char *what = "--memory-limit";
+    int64_t have = m->memory_limit > 0 ? m->memory_limit : lk_memory_available(&what);
+    int64_t fixes = model_int8_fix_bytes(m), need = m->weight_bytes + fixes;
+    char fx[64] = "";
+    if (fixes)
+        snprintf(fx, sizeof fx, " with the NF4 corrections' %.1f", fixes / 1048576.0);
+    if (m->n_int8 == 0) {
+        m->compute = LK_COMPUTE_F32;
+        mark(m);
+        snprintf(m->compute_why, sizeof m->compute_why,
+                 "auto: f32, no matrix of this base has an int8 path");
+    } else if (need <= have) {
+        snprintf(m->compute_why, sizeof m->compute_why,
+                 "auto: int8, its weights (%.1f MiB%s) fit the %.1f MiB available (%s)",
+                 need / 1048576.0, fx, have / 1048576.0, what);
+    } else {
+        m->compute = LK_COMPUTE_F32;
+        mark(m);
+        snprintf(m->compute_why, sizeof m->compute_why,
+                 "auto: f32, int8's weights (%.1f MiB%s) do not fit the %.1f MiB available (%s)",
+                 need / 1048576.0, fx, have / 1048576.0, what);
+        log_info("--compute %s", m->compute_why);
+    }
+}
+
 lk_status model_int8_setup(lk_model *m)
 {
     const int64_t n = 7 * m->cfg.n_layers + 1;
     int64_t n_f32 = 0;
     char first[3][96], name[80];
-    m->n_int8 = 0;
+    if (m->compute == LK_COMPUTE_AUTO)
+        choose(m);
+    else
+        snprintf(m->compute_why, sizeof m->compute_why, "given");
+    mark(m);
     for (int64_t i = 0; i < n; i++) {
         linear *L = matrix(m, i);
-        L->int8 = m->compute == LK_COMPUTE_INT8 && !L->w && q8_supports(L->qw.qtype);
-        L->act2 = L->int8 && L != &m->lm_head; /* the head's one term costs the gradient little */
-        m->n_int8 += L->int8;
         if (m->compute != LK_COMPUTE_INT8 || L->int8)
             continue;
         if (n_f32 < 3) {
@@ -180,6 +249,11 @@ lk_status model_int8_setup(lk_model *m)
 lk_compute lk_model_compute(const lk_model *m)
 {
     return m->compute;
+}
+
+const char *lk_model_compute_reason(const lk_model *m)
+{
+    return m->compute_why;
 }
 
 int64_t lk_model_int8_matrices(const lk_model *m)

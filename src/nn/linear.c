@@ -31,17 +31,20 @@ static int two_terms(const linear *L)
 
 /* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
  * [T, in] with dropout, then one area shared by the backward of a quantised layer (the fused
- * kernel's output dx [T, in]) and the forward's two int8 terms (the residual [T, in] and its
- * product [T, out]); a backward's work also holds the forward's. */
+ * kernel's output dx [T, in]) and the training forward's two int8 terms (the residual [T, in] and
+ * its product [T, out]); a backward's work also holds the training forward's. An inference
+ * forward (backward 0) needs of that area only the NF4 correction's product [T, out]. */
 static int64_t tmp_floats(const linear *L, int64_t T, int backward)
 {
     int64_t n = T * linear_max_rank(L);
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
     int64_t shared = backward && !L->w ? T * L->in : 0; /* dx goes through tmp */
-    if (two_terms(L) && T * (L->in + L->out) > shared)
-        shared = T * (L->in + L->out);
-    n += shared;
+    int64_t terms = !two_terms(L) ? 0
+                    : backward    ? T * (L->in + L->out)
+                    : L->qwc.data ? T * L->out
+                                  : 0;
+    n += terms > shared ? terms : shared;
     if (L->perm_heads > 0)
         n += backward ? T * L->out : L->out; /* dy in file order; one row in the forward */
     return n;
@@ -167,7 +170,7 @@ static void int8_forward(const linear *L, const float *x, int64_t T, float *y, f
     q8_gemm_fwd(&L->qw, L->b, x, T, y, nt, kw, kn);
     if (!two_terms(L))
         return;
-    float *r = sh, *y2 = sh + T * L->in; /* [T, in], [T, out] */
+    float *r = sh, *y2 = train ? sh + T * L->in : sh; /* [T, in], [T, out] */
     if (train) {
         residual_job j = {.x = x, .r = r, .n = L->in};
         par_for(nt, T, residual_rows, &j);
@@ -228,11 +231,12 @@ static void forward_rest(const linear *L, const float *x, int64_t T, float *y, f
 static void forward(const linear *L, const float *x, int64_t T, float *y, void *work,
                     size_t work_size, uint64_t mask_key, int n_threads, int train)
 {
-    LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 0));
-    float *tmp = work; /* [tmp_floats(L, T, 0)] */
+    const int bwd = train && two_terms(L); /* the two terms' area: a backward's work */
+    LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, bwd));
+    float *tmp = work; /* [tmp_floats(L, T, bwd)] */
     if (!L->w) {       /* fused dequant-GEMM, bias included */
         size_t kn;
-        void *kw = kernel_part(L, T, 0, work, work_size, &kn);
+        void *kw = kernel_part(L, T, bwd, work, work_size, &kn);
         if (L->int8)
             int8_forward(L, x, T, y, shared_part(L, tmp, T), kw, kn, n_threads, train);
         else

@@ -51,9 +51,11 @@ typedef struct {
 } linear;
 
 
-/* Work memory of linear_forward (backward 0) or of linear_forward and linear_backward (backward
- * 1) on up to T rows with n_threads threads, in bytes: the LoRA products' scratch and the fused
- * kernel's work (q4_gemm_*_work). The callers plan it once for their longest call and largest
+/* Work memory of linear_forward (backward 0) or of linear_forward, linear_forward_train and
+ * linear_backward (backward 1) on up to T rows with n_threads threads, in bytes: the LoRA
+ * products' scratch and the fused kernel's work (q4_gemm_*_work). linear_forward_train needs
+ * backward 1's only on a layer with two int8 terms (linear.act2), whose [T, in + out] area
+ * inference does without (an NF4 correction keeps [T, out] of it). The callers plan it once for their longest call and largest
  * layer; the calls allocate nothing. Any alignment of 4 bytes or more. */
 size_t linear_work_bytes(const linear *L, int64_t T, int n_threads, int backward);
 

@@ -263,7 +263,7 @@ lk_status lk_dataset_next_row(lk_dataset *d, int32_t *tokens, int32_t *labels, i
         }
         used += len;
     }
-    int32_t pad = !d->t ? d->p.pad_id : lk_tokenizer_eos(d->t) >= 0 ? lk_tokenizer_eos(d->t) : 0;
+    const int32_t pad = d->pad;
     for (int64_t k = used; k < T; k++) {
         tokens[k] = pad;
         labels[k] = LK_LABEL_IGNORE;
@@ -502,6 +502,8 @@ lk_status lk_dataset_load(const char *path, const lk_tokenizer *t,
         lk_dataset_free(d);
         return s;
     }
+    d->pad = !t ? p->pad_id : lk_tokenizer_eos(t) >= 0 ? lk_tokenizer_eos(t) : 0;
+    d->t = NULL; /* used by the load only: the caller may free it now */
     *out = d;
     return LK_OK;
 }

@@ -34,7 +34,8 @@ struct bad_rec {
 
 struct lk_dataset {
     char *path;
-    const lk_tokenizer *t;
+    const lk_tokenizer *t; /* during lk_dataset_load only (NULL after) */
+    int32_t pad;           /* the rows' padding id: the tokenizer's EOS (0 without), or p.pad_id */
     struct lk_dataset_params p;
     char *col[N_KEYS]; /* column name of each canonical key */
     lk_chat_format chat;
