@@ -172,14 +172,12 @@ static void int8_forward(const linear *L, const float *x, int64_t T, float *y, f
         residual_job j = {.x = x, .r = r, .n = L->in};
         par_for(nt, T, residual_rows, &j);
         q8_gemm_fwd(&L->qw, NULL, r, T, y2, nt, kw, kn);
-        for (int64_t i = 0; i < T * L->out; i++)
-            y[i] += y2[i];
+        add_par(y, y2, T * L->out, nt);
     }
     if (!L->qwc.data)
         return;
     q8_gemm_fwd(&L->qwc, NULL, x, T, y2, nt, kw, kn); /* x1·Cᵀ, C the NF4 codebook's correction */
-    for (int64_t i = 0; i < T * L->out; i++)
-        y[i] += y2[i];
+    add_par(y, y2, T * L->out, nt);
 }
 
 /* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */

@@ -8,7 +8,7 @@
 # runs the builds without the AVX2 overrides (AVX-512 where the CPU has it). By hand, never in CI.
 # Models: /root/peers/models (SmolLM2-135M-Instruct.Q4_0.gguf and its f32 Hugging Face form, see
 # bench_headline.sh). Every run's JSON and /usr/bin/time line (wall s, user s, sys s, peak KB) is
-# kept in OUTDIR; a summary table (tokens/s per run, min/median) goes to stdout.
+# kept in OUTDIR; a summary (tokens/s per run, wall and CPU, min/median) goes to stdout.
 # Usage: bash tests/gen/bench_train_avx2.sh [ROUNDS] [OUTDIR (absolute)] [BUILD_DIR...]
 R=${1:-3}; O=${2:-/tmp/bench-train-avx2}; shift 2 2>/dev/null
 BUILDS=("$@"); [ ${#BUILDS[@]} -eq 0 ] && BUILDS=(build)
@@ -32,11 +32,15 @@ for round in $(seq 1 $R); do
     done
 done
 echo done $(date -u) >> $O/date.txt
-# summary: tokens/s of each run (JSON "tokens_per_s"), then min / median over the rounds
-tps() { grep -o '"tokens_per_s": *[0-9.]*' $1 | grep -o '[0-9.]*$'; }
+# summary per configuration: tokens/s (wall clock, JSON "tokens_per_s") and tokens per CPU second
+# of the 2 threads (512 / "cpu_s_per_step" × 2, what 2 cores give when nothing else runs; PyTorch's
+# OpenMP spin-waits count as CPU), each sorted, then min / median over the rounds
+med() { tr ' ' '\n' | grep . | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 row() { # label files...
-    local v=$(for f in "${@:2}"; do tps $f; done | sort -g | tr '\n' ' ')
-    echo "$1: $v| min $(echo $v | cut -d' ' -f1) median $(echo $v | tr ' ' '\n' | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')"
+    local w=$(for f in "${@:2}"; do grep -o '"tokens_per_s": *[0-9.]*' $f | grep -o '[0-9.]*$'; done | sort -g | tr '\n' ' ')
+    local c=$(for f in "${@:2}"; do grep -o '"cpu_s_per_step": *[0-9.]*' $f | grep -o '[0-9.]*$' |
+        awk '{printf "%.1f\n", 1024 / $1}'; done | sort -g | tr '\n' ' ')
+    echo "$1: wall tok/s $w(min $(echo $w | cut -d' ' -f1), median $(echo $w | med)) | CPU tok/s x2 $c(median $(echo $c | med))"
 }
 row "pytorch avx2" $O/torch.*.json
 for i in "${!BUILDS[@]}"; do
