@@ -64,8 +64,8 @@ static int64_t file_row(const linear *L, int64_t o)
 
 typedef struct {
     const linear *L;
-    float *y;        /* [T, out] */
-    float *file;     /* [T, out] */
+    float *y;    /* [T, out] */
+    float *file; /* [T, out] */
     int to_hf;
 } perm_job;
 
