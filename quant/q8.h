@@ -29,9 +29,11 @@
  *   neon (vdotq_s32, dotprod). A variant is offered where its file is compiled (LK_HAVE_*) and the
  *   CPU runs it; LK_KERNELS picks one as for q4 (q8_kernels_get). Above gemv_t activation rows
  *   the SIMD variants share the packed weight panel and driver of q8_pack.h (output rows per
- *   panel: 32 in avx512vnni, 8 in avx2 and neon; codes as q, or as q + K where an instruction
+ *   panel: 32 in avx512vnni, 8 in neon, in avx2 16 for Q8_0 / IQ4_NL / NF4 (int16 codes by int16
+ *   activations, vpmaddwd) and 8 for the others; codes as q, or as q + K where an instruction
  *   wants unsigned bytes, each block sum then corrected by -K·Σx from the activation's half sums;
- *   avx2 splits q + 128 into two 4-bit parts so that its products add up in int16 over a block).
+ *   avx2 splits q + 128 into two 4-bit parts so that its products add up in int16 over a block,
+ *   its int16 lanes starting at -8 times their activations' sum instead of a correction).
  *   For T <= gemv_t (decode) they run their GEMV (q8_gemv.h, q8_gemv_*.c): no panel, every
  *   stored weight block read once per pass of up to 4 activation rows, straight from its blocks
  *   for Q4_0, IQ4_NL, Q8_0, NF4 and Q4_1, through the expander a few blocks of a row at a time

@@ -6,12 +6,29 @@
  * pairs) costs as much as the vpmaddwd that widens it, so the products are arranged to add up in
  * int16 over a whole block (8 groups of 4 values) and be widened once per block:
  *  - Q4_0: the panel holds the nibbles (q + 8, 0..15); a pair sums to at most 2·15·127 = 3810, 8
- *    groups to 30480; the block sum is corrected by -8·Σx (the activation's half sums).
+ *    groups to 30480.
+ *  - Q8_0 (the backward's transposed copies too), IQ4_NL and NF4: panels of 16 rows whose codes
+ *    are widened to int16 at packing, as the activations are once per row (widen_row), so one
+ *    vpmaddwd gives two exact products per int32 lane with no per-block widening: 16 vpmaddwd +
+ *    15 vpaddd + 3 fp32 operations per 256 products and ymm, against the split codes' 16 + 16 + 6
+ *    (about +10 %: 4x16 keeps 8 int32 sums, 2 weight vectors and a broadcast in registers).
  *  - every other type: the signed code q (-128..127) is stored split, q + 128 = 16·h + l with
- *    l, h in 0..15 (two 32-byte code planes per block): Σ x·q = Σ x·l + 16·Σ x·h - 128·Σx, each
+ *    l, h in 0..15 (two 32-byte code planes per block): Σ x·q = Σ x·l + 16·Σ x·(h - 8), each
  *    of the two sums again exact in int16 over a block. Two vpmaddubsw per 32 products instead
  *    of the sign trick's vpsignb + vpmaddubsw + vpmaddwd (one pipe-pair op fewer, and no widening
  *    per group).
+ * The -8·Σx of the nibbles (Q4_0's q = nibble - 8, the split codes' h - 8) needs no correction
+ * per block: each int16 lane of those sums starts at -8 times the sum of its own 16 activations
+ * (lane_inits: a dword per block or half-block, once per activation row, in the job's E), and
+ * every partial sum stays within 16*8*127 = 16256.
+ * Limits measured on this Zen 4 VM (one thread, CPU time; BENCHMARKS.md): a register-only loop
+ * issues 2 vpmaddubsw but only ~1.3 vpaddw per cycle (8 + 8 in 4.9 cycles, 8 + 4 in 4.1), so 32
+ * products of 8-bit codes (2 + 2 operations) take ~1.2 cycles: ~190 GFLOP/s at 3.64 GHz (fp32
+ * FMA peak 116, sgemm ~100) before the widening and fp32 part per block (6 operations per 32 of
+ * the inner loop); broadcasts from memory are free. The microkernel reaches ~140 with its data in
+ * L1, 125-135 in lora-bench-kernels; the int16 kernel 140-150. Tried and not kept: the int16
+ * kernel at 4x8 (5 loads per 8 operations: no faster than the split codes), 128 / 512 KiB chunks
+ * (no change); without the pinned chains (PIN) the split kernel loses 30 %.
  * The fp32 part per block (convert, scale, fma by the activation's d) runs on 8 output rows at
  * once, in increasing block order for every (t, o), as q8_ref.c. The core types (Q4_0, IQ4_NL,
  * Q8_0, NF4) are packed straight from their blocks, four rows at a time through 4x4 transposes;
@@ -26,8 +43,9 @@
 #include "core/pool.h"
 #include "core/status.h"
 
-#define NR 8      /* output rows per panel: one ymm of int32 / fp32 lanes */
-#define MR Q8P_MR /* activation rows per microkernel call */
+#define NR   8      /* output rows per panel: one ymm of int32 / fp32 lanes */
+#define NR16 16     /* output rows per panel of the int16 kernel (Q8_0, IQ4_NL, NF4): two ymm */
+#define MR   Q8P_MR /* activation rows per microkernel call */
 /* Panels packed per chunk (q8p_npc): up to this many bytes, kept in the L2 cache while every
  * group of MR activation rows runs over them. */
 #define CHUNK_BYTES (256 * 1024)
@@ -44,16 +62,50 @@ static inline __m256i bcast4(const int8_t *q)
  * registers (spills in the inner loop). The integer sums are exact in any order. */
 #define PIN(v) __asm__("" : "+x"(v))
 
-/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows. The
- * correction -8·Σx comes from the activation block's two int16 half sums, loaded as one dword
- * and multiplied pairwise by (-8, -8) (vpmaddwd: exact). */
-static inline __attribute__((always_inline)) void
-block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int mr, __m256i ia[MR])
+/* The starting values of the int16 accumulators (the job's E: two dwords per activation block).
+ * A code c in -8..7 is stored as c + 8 (Q4_0's nibble q + 8; the high part h of the split codes
+ * of the other types, h - 8 = c), so a lane summing the 16 products c·x of its activations by
+ * vpmaddubsw starts at -8·Σ of those 16 activations: every partial sum is then a sum of 16 terms
+ * of at most 8·127 (c·x done, -8·x still to come), in int16, and the lane ends at exactly Σ x·c
+ * with no correction per block. Lane 0 of a dword takes values 4g, 4g+1 of the block, lane 1
+ * 4g+2, 4g+3. Simple types: one dword for the whole block (E[0]); the others one per half
+ * (groups 0..3: E[0], 4..7: E[1]). */
+static void lane_inits(const q8p_job *j, int64_t t)
+{
+    const q8_ablock *A = j->A + t * j->nb;
+    int32_t *E = (int32_t *)(void *)(j->E + (size_t)(t * j->nb) * 8); /* [nb][2] */
+    const __m256i ones = _mm256_set1_epi8(1);
+    const __m128i m8 = _mm_set1_epi16(-8);
+    for (int64_t b = 0; b < j->nb; b++) {
+        /* pair sums x[2i] + x[2i+1]: dword g of the block holds lanes 0 and 1 of group g */
+        const __m256i p =
+            _mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)(const void *)A[b].q));
+        __m128i h0 = _mm256_castsi256_si128(p), h1 = _mm256_extracti128_si256(p, 1);
+        h0 = _mm_add_epi16(h0, _mm_shuffle_epi32(h0, 0x4e));
+        h0 = _mm_add_epi16(h0, _mm_shuffle_epi32(h0, 0xb1)); /* groups 0..3 in every dword */
+        h1 = _mm_add_epi16(h1, _mm_shuffle_epi32(h1, 0x4e));
+        h1 = _mm_add_epi16(h1, _mm_shuffle_epi32(h1, 0xb1)); /* groups 4..7 */
+        if (j->simple) {
+            E[2 * b] = _mm_cvtsi128_si32(_mm_mullo_epi16(_mm_add_epi16(h0, h1), m8));
+            E[2 * b + 1] = 0;
+        } else {
+            E[2 * b] = _mm_cvtsi128_si32(_mm_mullo_epi16(h0, m8));
+            E[2 * b + 1] = _mm_cvtsi128_si32(_mm_mullo_epi16(h1, m8));
+        }
+    }
+}
+
+/* Q4_0 (panel of nibbles, q + 8): the block's int32 sums Σ x·q for mr activation rows, each
+ * int16 lane started at its E value (lane_inits) and widened once. */
+static inline __attribute__((always_inline)) void block_sums_q4_0(const uint8_t *p,
+                                                                  const q8_ablock *A,
+                                                                  const int32_t *E, int64_t nb,
+                                                                  int64_t b, int mr, __m256i ia[MR])
 {
     __m256i s16[MR];
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++)
-        s16[t] = _mm256_setzero_si256();
+        s16[t] = _mm256_set1_epi32(E[2 * (t * nb + b)]);
 #pragma GCC unroll 8
     for (int g = 0; g < 8; g++) {
         const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
@@ -64,30 +116,39 @@ block_sums_q4_0(const uint8_t *p, const q8_ablock *A, int64_t nb, int64_t b, int
             PIN(s16[t]);
         }
     }
-    const __m256i ones = _mm256_set1_epi16(1), m8 = _mm256_set1_epi16(-8);
+    const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
-    for (int t = 0; t < mr; t++) {
-        const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
-        ia[t] = _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_madd_epi16(hs, m8));
-    }
+    for (int t = 0; t < mr; t++)
+        ia[t] = _mm256_madd_epi16(s16[t], ones);
 }
 
 /* The other types (split codes, u = q + 128 = 16·h + l): the int32 sums Σ x·q over groups
- * [g0, g1) of block b for mr activation rows, as Σ x·l + 16·Σ x·h - 128·Σx. vpmaddubsw takes l or
+ * [g0, g1) of block b for mr activation rows, as Σ x·l + 16·Σ x·(h - 8). vpmaddubsw takes l or
  * h (0..15, unsigned) by x (|x| <= 127): a pair sums to at most 2·15·127 = 3810, so the 8 groups
- * of a block add up in int16 (<= 30480) before vpmaddwd widens them (by 1 and by 16, exact in
- * int32). Σx comes from the activation block's half sums (vpmaddwd by kc: (-128, -128) for a whole
- * block, (-128, 0) or (0, -128) for one half). */
+ * of a block add up in int16 (<= 30480); the h lanes start at their E value (lane_inits: e,
+ * index 0 for a whole block, 1 for the second half) and end at Σ x·(h - 8). vpmaddwd widens them
+ * (by 1 and by 16, exact in int32). */
 static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, const q8_ablock *A,
-                                                             int64_t nb, int64_t b, int mr, int g0,
-                                                             int g1, __m256i kc, __m256i ia[MR])
+                                                             const int32_t *E, int64_t nb,
+                                                             int64_t b, int mr, int g0, int g1,
+                                                             int e, __m256i ia[MR])
 {
     __m256i sl[MR], sh[MR];
+    {
+        const __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(p + g0 * 32));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 256 + g0 * 32));
 #pragma GCC unroll 4
-    for (int t = 0; t < mr; t++)
-        sl[t] = sh[t] = _mm256_setzero_si256();
+        for (int t = 0; t < mr; t++) {
+            const __m256i x = bcast4(A[t * nb + b].q + 4 * g0);
+            sl[t] = _mm256_maddubs_epi16(l, x);
+            sh[t] = _mm256_add_epi16(_mm256_set1_epi32(E[2 * (t * nb + b) + e]),
+                                     _mm256_maddubs_epi16(h, x));
+            PIN(sl[t]);
+            PIN(sh[t]);
+        }
+    }
 #pragma GCC unroll 8
-    for (int g = g0; g < g1; g++) {
+    for (int g = g0 + 1; g < g1; g++) {
         const __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(p + g * 32));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
@@ -105,17 +166,14 @@ static inline __attribute__((always_inline)) void block_sums(const uint8_t *p, c
     }
     const __m256i ones = _mm256_set1_epi16(1), k16 = _mm256_set1_epi16(16);
 #pragma GCC unroll 4
-    for (int t = 0; t < mr; t++) {
-        const __m256i hs = bcast4((const int8_t *)A[t * nb + b].s16); /* s16[0], s16[1] */
-        ia[t] = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_madd_epi16(sl[t], ones), _mm256_madd_epi16(sh[t], k16)),
-            _mm256_madd_epi16(hs, kc));
-    }
+    for (int t = 0; t < mr; t++)
+        ia[t] = _mm256_add_epi32(_mm256_madd_epi16(sl[t], ones), _mm256_madd_epi16(sh[t], k16));
 }
 
 static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *panel, int64_t nb,
-                                                                const q8_ablock *A, int mr,
-                                                                int q4_0, __m256 acc[MR])
+                                                                const q8_ablock *A,
+                                                                const int32_t *E, int mr, int q4_0,
+                                                                __m256 acc[MR])
 {
     const int cb = q4_0 ? 32 : 64;
     const size_t pb = q8p_block_bytes_cb(NR, 1, cb);
@@ -123,9 +181,9 @@ static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *p
         const uint8_t *p = panel + (size_t)b * pb;
         __m256i ia[MR];
         if (q4_0)
-            block_sums_q4_0(p, A, nb, b, mr, ia);
+            block_sums_q4_0(p, A, E, nb, b, mr, ia);
         else
-            block_sums(p, A, nb, b, mr, 0, 8, _mm256_set1_epi16(-128), ia);
+            block_sums(p, A, E, nb, b, mr, 0, 8, 0, ia);
         const __m256 s = _mm256_loadu_ps((const float *)(const void *)(p + NR * cb));
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
@@ -134,8 +192,10 @@ static inline __attribute__((always_inline)) void kernel_simple(const uint8_t *p
     }
 }
 
-static inline __attribute__((always_inline)) void
-kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m256 acc[MR])
+static inline __attribute__((always_inline)) void kernel_general(const uint8_t *panel, int64_t nb,
+                                                                 const q8_ablock *A,
+                                                                 const int32_t *E, int mr,
+                                                                 __m256 acc[MR])
 {
     const size_t pb = q8p_block_bytes_cb(NR, 0, 64);
     for (int64_t b = 0; b < nb; b++) {
@@ -143,12 +203,12 @@ kernel_general(const uint8_t *panel, int64_t nb, const q8_ablock *A, int mr, __m
         const float *F = (const float *)(const void *)(p + NR * 64); /* S0 S1 M0 M1 */
         __m256i ia[MR];
         __m256 v[MR];
-        block_sums(p, A, nb, b, mr, 0, 4, _mm256_set1_epi32(0x0000ff80), ia);
+        block_sums(p, A, E, nb, b, mr, 0, 4, 0, ia);
         const __m256 s0 = _mm256_loadu_ps(F), s1 = _mm256_loadu_ps(F + NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++)
             v[t] = _mm256_mul_ps(s0, _mm256_cvtepi32_ps(ia[t]));
-        block_sums(p, A, nb, b, mr, 4, 8, _mm256_set1_epi32((int32_t)0xff800000u), ia);
+        block_sums(p, A, E, nb, b, mr, 4, 8, 1, ia);
         const __m256 m0 = _mm256_loadu_ps(F + 2 * NR), m1 = _mm256_loadu_ps(F + 3 * NR);
 #pragma GCC unroll 4
         for (int t = 0; t < mr; t++) {
@@ -169,12 +229,13 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
     for (int t = 0; t < mr; t++)
         acc[t] = _mm256_setzero_ps();
     const q8_ablock *A = j->A + t0 * j->nb;
+    const int32_t *E = (const int32_t *)(const void *)(j->E + (size_t)(t0 * j->nb) * 8);
     if (j->kshift == 3) /* separate copies: a constant q4_0 in each */
-        kernel_simple(panel, j->nb, A, mr, 1, acc);
+        kernel_simple(panel, j->nb, A, E, mr, 1, acc);
     else if (j->simple)
-        kernel_simple(panel, j->nb, A, mr, 0, acc);
+        kernel_simple(panel, j->nb, A, E, mr, 0, acc);
     else
-        kernel_general(panel, j->nb, A, mr, acc);
+        kernel_general(panel, j->nb, A, E, mr, acc);
     const int64_t out = j->w->out;
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
@@ -189,14 +250,19 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
 /* ---- packing the core types straight from their blocks -------------------------------------- */
 
 /* 4x4 dword transpose: group g0+g of rows r0..r0+3 to W[g0+g][r0..r0+3] (p). */
-static inline void store_t4(const __m128i r[4], uint8_t *p)
+static inline void store_t4s(const __m128i r[4], uint8_t *p, size_t stride)
 {
     const __m128i a = _mm_unpacklo_epi32(r[0], r[1]), b = _mm_unpackhi_epi32(r[0], r[1]);
     const __m128i c = _mm_unpacklo_epi32(r[2], r[3]), d = _mm_unpackhi_epi32(r[2], r[3]);
-    _mm_storeu_si128((__m128i *)(void *)(p + 0 * NR * 4), _mm_unpacklo_epi64(a, c));
-    _mm_storeu_si128((__m128i *)(void *)(p + 1 * NR * 4), _mm_unpackhi_epi64(a, c));
-    _mm_storeu_si128((__m128i *)(void *)(p + 2 * NR * 4), _mm_unpacklo_epi64(b, d));
-    _mm_storeu_si128((__m128i *)(void *)(p + 3 * NR * 4), _mm_unpackhi_epi64(b, d));
+    _mm_storeu_si128((__m128i *)(void *)(p + 0 * stride), _mm_unpacklo_epi64(a, c));
+    _mm_storeu_si128((__m128i *)(void *)(p + 1 * stride), _mm_unpackhi_epi64(a, c));
+    _mm_storeu_si128((__m128i *)(void *)(p + 2 * stride), _mm_unpacklo_epi64(b, d));
+    _mm_storeu_si128((__m128i *)(void *)(p + 3 * stride), _mm_unpackhi_epi64(b, d));
+}
+
+static inline void store_t4(const __m128i r[4], uint8_t *p)
+{
+    store_t4s(r, p, NR * 4);
 }
 
 /* The codes of values 0..15 (lo) and 16..31 (hi) of 4 rows into the panel block p at rows
@@ -256,16 +322,31 @@ static inline void codes4(int qt, const q4_weight *w, const uint8_t *row, int64_
     }
 }
 
-/* Rows [o0, o0+nrow) of a core type into the panel, 4 at a time (rows past nrow: scale 0). */
-static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+/* The codes of 4 rows as int16 pairs into the int16 panel block p (16 rows, see pack_w16). */
+static inline void store_codes16(const __m128i lo[4], const __m128i hi[4], uint8_t *p, int r0)
+{
+    __m128i v[4][4];
+    for (int i = 0; i < 4; i++) {
+        v[0][i] = _mm_cvtepi8_epi16(lo[i]);
+        v[1][i] = _mm_cvtepi8_epi16(_mm_srli_si128(lo[i], 8));
+        v[2][i] = _mm_cvtepi8_epi16(hi[i]);
+        v[3][i] = _mm_cvtepi8_epi16(_mm_srli_si128(hi[i], 8));
+    }
+    for (int k = 0; k < 4; k++) /* pairs 4k .. 4k+3 */
+        store_t4s(v[k], p + k * 4 * NR16 * 4 + r0 * 4, NR16 * 4);
+}
+
+/* Rows [o0, o0+nrow) of a core type into a panel of nr rows, 4 at a time (rows past nrow: scale
+ * 0): codes as nibbles (split 0, Q4_0), split (1) or int16 (2, panels of 16 rows). */
+static inline __attribute__((always_inline)) void
+pack_direct(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel, int nr, int split)
 {
     const q4_weight *w = j->w;
     const int qt = w->qtype;
     const __m128i tab = _mm_loadu_si128(
         (const __m128i *)(const void *)(qt == LK_QTYPE_NF4 ? q8_nf4_i8 : q4_iq4nl_values));
-    const int split = qt != LK_QTYPE_Q4_0;
-    const size_t pb = q8p_block_bytes_cb(NR, 1, j->cb);
-    for (int r0 = 0; r0 < NR; r0 += 4) {
+    const size_t pb = q8p_block_bytes_cb(nr, 1, j->cb);
+    for (int r0 = 0; r0 < nr; r0 += 4) {
         const uint8_t *rows[4];
         for (int i = 0; i < 4; i++) {
             const int r = r0 + i < nrow ? r0 + i : nrow - 1;
@@ -274,15 +355,23 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
         for (int64_t b = 0; b < j->nb; b++) {
             uint8_t *p = panel + (size_t)b * pb;
             __m128i lo[4], hi[4];
-            float *S = (float *)(void *)(p + NR * j->cb) + r0;
+            float *S = (float *)(void *)(p + (size_t)nr * j->cb) + r0;
             for (int i = 0; i < 4; i++) {
                 codes4(qt, w, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
                 if (r0 + i >= nrow)
                     S[i] = 0.0f;
             }
-            store_codes(lo, hi, split, p, r0);
+            if (split == 2)
+                store_codes16(lo, hi, p, r0);
+            else
+                store_codes(lo, hi, split, p, r0);
         }
     }
+}
+
+static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    pack_direct(j, o0, nrow, panel, NR, j->w->qtype != LK_QTYPE_Q4_0);
 }
 
 /* ---- packing the other types: 8 rows expanded, then the transposes of pack_core ------------ */
@@ -331,6 +420,103 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
 
 Q8P_ROWS_FNS(rows)
 
+/* ---- Q8_0, IQ4_NL, NF4: int16 codes, 16 output rows per panel ------------------------------ */
+
+/* 1 for the types that take it: the core types with signed 8-bit codes (Q8_0, the backward's
+ * transposed copies, IQ4_NL and NF4 through their int8 codebooks). */
+static int is_w16(int qtype)
+{
+    return qtype == LK_QTYPE_Q8_0 || qtype == LK_QTYPE_IQ4_NL || qtype == LK_QTYPE_NF4;
+}
+
+/* The activation row t widened to int16 (the job's E: [nb][32] int16). */
+static void widen_row(const q8p_job *j, int64_t t)
+{
+    const q8_ablock *A = j->A + t * j->nb;
+    int16_t *X16 = (int16_t *)(void *)(j->E + (size_t)(t * j->nb) * 64);
+    for (int64_t b = 0; b < j->nb; b++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)A[b].q);
+        _mm256_storeu_si256((__m256i *)(void *)(X16 + 32 * b),
+                            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)));
+        _mm256_storeu_si256((__m256i *)(void *)(X16 + 32 * b + 16),
+                            _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)));
+    }
+}
+
+/* Rows [o0, o0+nrow) into an int16 panel: per block, pair k (values 2k, 2k+1) of the 16 rows at
+ * p + 64k (rows 0..7 in its first 32 bytes, 8..15 in the next), then S0[16]. Rows past nrow
+ * repeat the last one with scale 0. */
+static void pack_w16(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
+{
+    pack_direct(j, o0, nrow, panel, NR16, 2);
+}
+
+/* Y rows [t0, t0+mr) for the 16 rows of an int16 panel: per block, vpmaddwd of each pair of
+ * codes by the activation pair (int32, exact), 16 pairs summed in int32 in two ymm per row. */
+static inline __attribute__((always_inline)) void rows16(const q8p_job *j, const uint8_t *panel,
+                                                         int64_t t0, int mr, int64_t o0, int nrow)
+{
+    const int64_t nb = j->nb;
+    const q8_ablock *A = j->A + t0 * nb;
+    const int16_t *X16 = (const int16_t *)(const void *)(j->E + (size_t)(t0 * nb) * 64);
+    const size_t pb = q8p_block_bytes_cb(NR16, 1, 64);
+    __m256 acc[MR][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++)
+        acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = panel + (size_t)b * pb;
+        __m256i ia[MR][2];
+        {
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)p);
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+#pragma GCC unroll 4
+            for (int t = 0; t < mr; t++) {
+                const __m256i x = bcast4((const int8_t *)(X16 + (t * nb + b) * 32));
+                ia[t][0] = _mm256_madd_epi16(w0, x);
+                ia[t][1] = _mm256_madd_epi16(w1, x);
+                PIN(ia[t][0]);
+                PIN(ia[t][1]);
+            }
+        }
+#pragma GCC unroll 15
+        for (int k = 1; k < 16; k++) {
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 64 * k));
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 64 * k + 32));
+#pragma GCC unroll 4
+            for (int t = 0; t < mr; t++) {
+                const __m256i x = bcast4((const int8_t *)(X16 + (t * nb + b) * 32 + 2 * k));
+                ia[t][0] = _mm256_add_epi32(ia[t][0], _mm256_madd_epi16(w0, x));
+                ia[t][1] = _mm256_add_epi32(ia[t][1], _mm256_madd_epi16(w1, x));
+                PIN(ia[t][0]);
+                PIN(ia[t][1]);
+            }
+        }
+        const float *S = (const float *)(const void *)(p + NR16 * 64);
+        const __m256 s0 = _mm256_loadu_ps(S), s1 = _mm256_loadu_ps(S + 8);
+#pragma GCC unroll 4
+        for (int t = 0; t < mr; t++) {
+            const __m256 d = _mm256_set1_ps(A[t * nb + b].d);
+            acc[t][0] =
+                _mm256_fmadd_ps(d, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(ia[t][0])), acc[t][0]);
+            acc[t][1] =
+                _mm256_fmadd_ps(d, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(ia[t][1])), acc[t][1]);
+        }
+    }
+    const int64_t out = j->w->out;
+#pragma GCC unroll 4
+    for (int t = 0; t < mr; t++) {
+        float *y = j->Y + (t0 + t) * out + o0;
+        float tmp[NR16];
+        _mm256_storeu_ps(tmp, acc[t][0]);
+        _mm256_storeu_ps(tmp + 8, acc[t][1]);
+        for (int r = 0; r < nrow; r++)
+            y[r] = j->bias ? tmp[r] + j->bias[o0 + r] : tmp[r];
+    }
+}
+
+Q8P_ROWS_FNS(rows16)
+
 /* Panel code bytes per row and block: Q4_0's nibbles, or the two parts of the split codes. */
 static int code_bytes(const q4_weight *w)
 {
@@ -339,7 +525,9 @@ static int code_bytes(const q4_weight *w)
 
 size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 {
-    return q8p_work_chunked(w, T, n_threads, NR, code_bytes(w), CHUNK_BYTES);
+    if (is_w16(w->qtype))
+        return q8p_work_ext(w, T, n_threads, NR16, 64, CHUNK_BYTES, 64);
+    return q8p_work_ext(w, T, n_threads, NR, code_bytes(w), CHUNK_BYTES, 8);
 }
 
 void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -357,6 +545,18 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
                  .expand = q8_expander_avx2(w->qtype),
                  .chunk_bytes = CHUNK_BYTES,
                  .cb = code_bytes(w),
+                 .ext_bytes = 8,
+                 .ext = lane_inits,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
+    if (is_w16(w->qtype)) {
+        j.nr = NR16;
+        j.pack = pack_w16;
+        j.ext_bytes = 64;
+        j.ext = widen_row;
+        j.rows[0] = rows16_1;
+        j.rows[1] = rows16_2;
+        j.rows[2] = rows16_3;
+        j.rows[3] = rows16_4;
+    }
     q8p_run(&j, n_threads, work, work_size);
 }

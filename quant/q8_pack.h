@@ -104,11 +104,16 @@ struct q8p_job {
     q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
     size_t chunk_bytes;  /* 0: one panel per tile; else panels packed together (q8p_npc) */
     int cb;              /* code bytes per row and block in the panel (0: 32) */
+    /* optional: ext_bytes more bytes per activation block (E[T][nb], ext_bytes apart), filled by
+     * ext(j, t) right after row t is quantised (avx2: its int16 accumulators' starting values) */
+    size_t ext_bytes;
+    void (*ext)(const q8p_job *j, int64_t t);
     /* set by q8p_run */
     int64_t nb;
     int simple;
     int npc;        /* panels per chunk */
     q8_ablock *A;   /* [T][nb] */
+    uint8_t *E;     /* [T][nb][ext_bytes] (ext_bytes 0: NULL) */
     uint8_t *slots; /* per thread: one chunk of npc panels, pslot bytes apart */
     size_t slot, pslot;
 };
@@ -116,6 +121,12 @@ struct q8p_job {
 static inline size_t q8p_act_bytes(const q4_weight *w, int64_t T)
 {
     return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_ablock));
+}
+
+/* The activation blocks' extra bytes (the job's E). */
+static inline size_t q8p_ext_bytes(const q4_weight *w, int64_t T, size_t ext_bytes)
+{
+    return q4_line((size_t)T * (size_t)((w->in + Q8_QK - 1) / Q8_QK) * ext_bytes);
 }
 
 static inline size_t q8p_panel_bytes(const q4_weight *w, int nr, int cb)
@@ -166,10 +177,11 @@ static inline size_t q8p_chunk_work(const q4_weight *w, int n_threads, int nr, i
 }
 
 /* Work of a variant with panels of nr rows of cb code bytes per row and block: the quantised
- * activations, one chunk per thread (chunk_bytes: the job's). The largest of the chunk slots for
- * 1 .. n_threads threads: fewer threads may take larger chunks, and a work size covers them. */
-static inline size_t q8p_work_chunked(const q4_weight *w, int64_t T, int n_threads, int nr, int cb,
-                                      size_t chunk_bytes)
+ * activations (with ext_bytes more per block: the job's), one chunk per thread (chunk_bytes: the
+ * job's). The largest of the chunk slots for 1 .. n_threads threads: fewer threads may take larger
+ * chunks, and a work size covers them. */
+static inline size_t q8p_work_ext(const q4_weight *w, int64_t T, int n_threads, int nr, int cb,
+                                  size_t chunk_bytes, size_t ext_bytes)
 {
     if (T <= 0)
         return 0;
@@ -178,7 +190,13 @@ static inline size_t q8p_work_chunked(const q4_weight *w, int64_t T, int n_threa
         const size_t s = q8p_chunk_work(w, k, nr, cb, chunk_bytes);
         slots = s > slots ? s : slots;
     }
-    return q4_work_size(q8p_act_bytes(w, T) + slots);
+    return q4_work_size(q8p_act_bytes(w, T) + q8p_ext_bytes(w, T, ext_bytes) + slots);
+}
+
+static inline size_t q8p_work_chunked(const q4_weight *w, int64_t T, int n_threads, int nr, int cb,
+                                      size_t chunk_bytes)
+{
+    return q8p_work_ext(w, T, n_threads, nr, cb, chunk_bytes, 0);
 }
 
 /* Work of a variant with one panel of nr rows per tile. */
@@ -191,8 +209,11 @@ static inline void q8p_quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
 {
     (void)thread;
     const q8p_job *j = ctx;
-    for (int64_t t = t0; t < t1; t++)
+    for (int64_t t = t0; t < t1; t++) {
         j->quant(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
+        if (j->ext)
+            j->ext(j, t);
+    }
 }
 
 /* Chunks [i0, i1): each packs its npc panels (tiles npc·i ..), then runs the activation rows,
@@ -234,14 +255,16 @@ static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_si
     if (!j->cb)
         j->cb = 32;
     uint8_t *base = q4_work_start(
-        work, work_size, q8p_work_chunked(j->w, j->T, n_threads, j->nr, j->cb, j->chunk_bytes));
+        work, work_size,
+        q8p_work_ext(j->w, j->T, n_threads, j->nr, j->cb, j->chunk_bytes, j->ext_bytes));
     j->nb = (j->w->in + Q8_QK - 1) / Q8_QK;
     j->simple = q8_simple(j->w->qtype);
     if (!j->expand)
         j->expand = q8_expander(j->w->qtype);
     j->npc = q8p_npc(j->w, j->nr, j->cb, n_threads, j->chunk_bytes);
     j->A = (q8_ablock *)(void *)base;
-    j->slots = base + q8p_act_bytes(j->w, j->T);
+    j->E = j->ext_bytes ? base + q8p_act_bytes(j->w, j->T) : NULL;
+    j->slots = base + q8p_act_bytes(j->w, j->T) + q8p_ext_bytes(j->w, j->T, j->ext_bytes);
     j->slot = q8p_chunk_slot(j->w, j->nr, j->cb, j->npc);
     j->pslot = q8p_pslot(j->w, j->nr, j->cb);
     /* a small call (decoding k/v, q/o) on one thread: waking another costs more than its half of

@@ -5,8 +5,10 @@
  * KV cache equals the full forward of the same prefix on a quantised base (Q4_0, Q8_0 LM head)
  * under both compute modes (int8: bit for bit, as every row's activations are quantised on their
  * own), and gives the same bits with 1 and 2 threads; so does one step's attention over a long
- * cache, whose heads run on the team. Top-k sampling without a sort of the whole
- * vocabulary draws the token a full sort draws. */
+ * cache, whose heads run on the team. The KV cache's attention (keys transposed in blocks, a
+ * decoding step's grouped heads sharing each load) gives attention_forward's bits, and each
+ * decoding step the bits of its query in a call over the whole cache. Top-k sampling without a sort
+ * of the whole vocabulary draws the token a full sort draws. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +142,74 @@ static void test_attention_decode_threads(void **state)
     free(q);
     free(k);
     free(v);
+}
+
+/* The KV cache's attention (attention_forward_cached, SmolLM2's 9 query / 3 KV heads of 64 and
+ * 7 / 1 heads of 128 for a group that fills two register blocks): keys and values stored in chunks
+ * of 5, 1 and 40 positions, the last chunk after a rewind over stale keys; then
+ * - a call of all N queries equals attention_forward bit for bit (no window), and
+ * - each decoding step (one query over the cache, its heads sharing the loads) equals that
+ *   query's row of the call of all N bit for bit, with and without a sliding window (a window
+ *   of 37 keys: the first visible key is not on a block edge), on 1, 2 and 3 threads. */
+static void check_cached(int64_t H, int64_t KVH, int64_t HD)
+{
+    enum { N = 70, WIN = 37, CTX = 90 };
+    int64_t kvd = KVH * HD, qd = H * HD, kf = attention_kv_floats(CTX, KVH, HD);
+    float *q = malloc((size_t)(N * qd) * sizeof(float));
+    float *k = malloc((size_t)(N * kvd) * sizeof(float)),
+          *v = malloc((size_t)(N * kvd) * sizeof(float));
+    float *kc = malloc((size_t)kf * sizeof(float)), *vc = malloc((size_t)kf * sizeof(float));
+    float *full = malloc((size_t)(N * qd) * sizeof(float)),
+          *ref = malloc((size_t)(N * qd) * sizeof(float));
+    float *o = malloc((size_t)qd * sizeof(float));
+    float *work = malloc((size_t)attention_work_floats(N, H, KVH, HD, 3, 0) * sizeof(float));
+    randn(q, N * qd, 21);
+    randn(k, N * kvd, 22);
+    randn(v, N * kvd, 23);
+    for (int64_t i = 0; i < kf; i++) /* stale memory: anything finite, or worse */
+        kc[i] = vc[i] = (i % 3) ? NAN : 1e30f;
+    attention_kv_store(kc, vc, CTX, k, v, 0, 5, KVH, HD);
+    attention_kv_store(kc, vc, CTX, k + 5 * kvd, v + 5 * kvd, 5, 1, KVH, HD);
+    float *k2 = malloc((size_t)(N * kvd) * sizeof(float));
+    for (int64_t i = 0; i < N * kvd; i++)
+        k2[i] = 3.0f * k[i]; /* stale keys, overwritten after the rewind to 6 */
+    attention_kv_store(kc, vc, CTX, k2 + 6 * kvd, v, 6, 50, KVH, HD);
+    attention_kv_store(kc, vc, CTX, k + 6 * kvd, v + 6 * kvd, 6, 40, KVH, HD);
+    attention_kv_store(kc, vc, CTX, k + 46 * kvd, v + 46 * kvd, 46, N - 46, KVH, HD);
+    for (int win = 0; win < 2; win++) {
+        int64_t lo[N];
+        for (int64_t t = 0; t < N; t++)
+            lo[t] = win && t >= WIN ? t - WIN + 1 : 0;
+        attn_shape as = {.T = N, .H = H, .KVH = KVH, .hd = HD, .kpos0 = 0, .lo = lo};
+        attention_forward_cached(full, NULL, q, kc, vc, CTX, &as, work, 2);
+        if (!win) {
+            attention_forward(ref, NULL, q, k, v, &as, work, 2);
+            assert_memory_equal(full, ref, (size_t)(N * qd) * sizeof(float));
+        }
+        for (int64_t t = 0; t < N; t++)
+            for (int nt = 1; nt <= 3; nt++) {
+                attn_shape a1 = {.T = 1, .H = H, .KVH = KVH, .hd = HD, .kpos0 = t, .lo = &lo[t]};
+                attention_forward_cached(o, NULL, q + t * qd, kc, vc, CTX, &a1, work, nt);
+                assert_memory_equal(o, full + t * qd, (size_t)qd * sizeof(float));
+            }
+    }
+    free(q);
+    free(k);
+    free(k2);
+    free(v);
+    free(kc);
+    free(vc);
+    free(full);
+    free(ref);
+    free(o);
+    free(work);
+}
+
+static void test_attention_cached(void **state)
+{
+    (void)state;
+    check_cached(9, 3, 64);
+    check_cached(7, 1, 128);
 }
 
 static lk_model *load(lk_compute compute, int threads)
@@ -285,9 +355,13 @@ static void test_sampler_top_k(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_multi_f32_compute),        cmocka_unit_test(test_multi_int8_compute),
-        cmocka_unit_test(test_attention_decode_threads), cmocka_unit_test(test_decode_f32_compute),
-        cmocka_unit_test(test_decode_int8_compute),      cmocka_unit_test(test_sampler_top_k),
+        cmocka_unit_test(test_multi_f32_compute),
+        cmocka_unit_test(test_multi_int8_compute),
+        cmocka_unit_test(test_attention_decode_threads),
+        cmocka_unit_test(test_attention_cached),
+        cmocka_unit_test(test_decode_f32_compute),
+        cmocka_unit_test(test_decode_int8_compute),
+        cmocka_unit_test(test_sampler_top_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

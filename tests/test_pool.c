@@ -1,7 +1,8 @@
 /* test_pool.c — the library's thread pool (src/core/pool.h): every item runs exactly once, the
  * static split is OpenMP's schedule(static) (contiguous ranges, the first n % nt one longer) and
  * depends on nt and n only, thread numbers stay below nt, dynamic chunks cover [0, n) in grains,
- * a nested loop runs inline with the same split, and two program threads can use the pool at once.
+ * a nested loop runs inline with the same split, and two program threads can use the pool at once,
+ * with many short loops of changing team sizes (every item exactly once).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -110,13 +111,21 @@ static void sum_range(void *ctx, int64_t b, int64_t e, int thread)
         atomic_fetch_add(sum, i);
 }
 
+/* Many short loops back to back, the team size changing from one to the next (1 to 4 threads,
+ * static and dynamic): a worker left out of one loop must not run a range of the next one twice
+ * (workers poll for the next loop where the machine has a spare core, core/pool.c). */
 static void *user_thread(void *arg)
 {
     int64_t *bad = arg;
-    for (int k = 0; k < 200; k++) {
+    for (int k = 0; k < 4000; k++) {
         _Atomic int64_t sum = 0;
-        par_for(2, 1000, sum_range, &sum);
-        if (atomic_load(&sum) != 999 * 1000 / 2)
+        int64_t n = k % 200 == 0 ? 1000 : 10 + k % 7;
+        int nt = 1 + k % 4;
+        if (k % 3)
+            par_for(nt, n, sum_range, &sum);
+        else
+            par_for_dynamic(nt, n, 2, sum_range, &sum);
+        if (atomic_load(&sum) != (n - 1) * n / 2)
             (*bad)++;
     }
     return NULL;

@@ -781,6 +781,60 @@ static void test_public_api(void **state)
     free(c.data);
 }
 
+/* Extreme codes by extreme activations (every |x| quantised to 127): the int16 partial sums of
+ * the AVX2 GEMM (nibble and split codes, lanes started at -8·Σx) at their bounds, in every
+ * variant against the reference. Q8_0 rows of all 127, all -128, and mixes; Q4_0 rows of
+ * nibbles 0 and 15; activation rows of +1, -1 and sign patterns that line up with the codes. */
+static void test_extremes(void **state)
+{
+    (void)state;
+    enum { OUT = 24, IN = 96, T = 12, NB = IN / 32 };
+    q4_block_q8_0 w8[OUT][NB];
+    q4_block_q4_0 w4[OUT][NB];
+    for (int r = 0; r < OUT; r++)
+        for (int b = 0; b < NB; b++) {
+            w8[r][b].d = w4[r][b].d = 0x3c00; /* 1.0 */
+            for (int k = 0; k < 32; k++) {
+                const int hi = r % 6 == 0   ? 1
+                               : r % 6 == 1 ? 0
+                               : r % 6 == 2 ? k % 2
+                               : r % 6 == 3 ? k % 4 < 2
+                               : r % 6 == 4 ? k < 16
+                                            : (k * 7 + r + b) % 3 != 0;
+                w8[r][b].qs[k] = (int8_t)(hi ? 127 : -128);
+                if (k < 16)
+                    w4[r][b].qs[k] = 0;
+                w4[r][b].qs[k % 16] |= (uint8_t)((hi ? 15 : 0) << (k < 16 ? 0 : 4));
+            }
+        }
+    float X[T][IN];
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < IN; k++) {
+            const int pos = t % 6 == 0   ? 1
+                            : t % 6 == 1 ? 0
+                            : t % 6 == 2 ? k % 2
+                            : t % 6 == 3 ? k % 4 >= 2
+                            : t % 6 == 4 ? k % 32 >= 16
+                                         : (k * 5 + t) % 3 == 0;
+            X[t][k] = pos ? 1.0f : -1.0f;
+        }
+    static const char *const names[] = {"avx2", "avx512vnni", "neon"};
+    for (int q = 0; q < 2; q++) {
+        q4_weight w;
+        assert_ok(q4_weight_init(&w, q ? LK_QTYPE_Q4_0 : LK_QTYPE_Q8_0, 32, OUT, IN,
+                                 q ? (const void *)w4 : (const void *)w8));
+        float Yr[T * OUT], Y[T * OUT];
+        fwd_fenced(q8_kernels_named("ref"), &w, NULL, X[0], T, Yr, 1);
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            const q8_kernels *k = q8_kernels_named(names[i]);
+            if (!k)
+                continue;
+            fwd_fenced(k, &w, NULL, X[0], T, Y, 2);
+            assert_memory_equal(Y, Yr, sizeof Y);
+        }
+    }
+}
+
 static void test_avx2(void **state)
 {
     (void)state;
@@ -800,17 +854,12 @@ static void test_neon(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dispatch),
-        cmocka_unit_test(test_expanders),
-        cmocka_unit_test(test_quantize_act),
-        cmocka_unit_test(test_ref_gemm),
-        cmocka_unit_test(test_transpose),
-        cmocka_unit_test(test_transpose_fast),
-        cmocka_unit_test(test_public_api),
-        cmocka_unit_test(test_avx2),
-        cmocka_unit_test(test_avx512vnni),
-        cmocka_unit_test(test_neon),
-        cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_dispatch),     cmocka_unit_test(test_expanders),
+        cmocka_unit_test(test_quantize_act), cmocka_unit_test(test_ref_gemm),
+        cmocka_unit_test(test_transpose),    cmocka_unit_test(test_transpose_fast),
+        cmocka_unit_test(test_public_api),   cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_avx2),         cmocka_unit_test(test_avx512vnni),
+        cmocka_unit_test(test_neon),         cmocka_unit_test(test_threads_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,10 +6,14 @@
  * linked to it runs (a setenv from lorakit, even from .preinit_array, comes too late or is undone
  * when libc initialises its environ). On a machine with another CPU-bound process, a spinning
  * thread holds a core that the thread it waits for needs, and -t 2 ran 5-30x slower than -t 1.
- * These workers never spin: an idle worker sleeps on a condition variable (a futex) and a caller
- * waiting for its workers sleeps too, so more threads are never slower on a busy machine. The
- * library is built without -fopenmp, so a new `#pragma omp` in src/ or quant/ is an
- * unknown-pragma warning (an error under -Werror) rather than a spinning thread.
+ * These workers never spin on a busy machine: an idle worker sleeps on a condition variable (a
+ * futex) and a caller waiting for its workers sleeps too, so more threads are never slower there.
+ * Only while the machine has a core to spare (no more threads running or ready to run than CPUs
+ * this process may use, /proc/loadavg, read every 20 ms) does a waiting thread first poll for up
+ * to 50 us: a decoding step runs about a hundred short loops, and waking a sleeping worker for
+ * each cost about as much as the loop itself. The library is built without -fopenmp, so a new
+ * `#pragma omp` in src/ or quant/ is an unknown-pragma warning (an error under -Werror) rather
+ * than a spinning thread.
  *
  * Semantics: par_for(nt, n, fn, ctx) splits [0, n) as OpenMP's schedule(static) does (thread t of
  * nt gets one contiguous range, the first n % nt ranges one longer) and calls fn once per

@@ -15,7 +15,9 @@
 struct lk_session {
     const lk_model *m;
     int64_t n_ctx, n_past;
-    float *kc, *vc;    /* [L, n_ctx, KVH*hd] key/value cache (keys after RoPE) */
+    float *kc, *vc;    /* per layer, a KV cache of attention_forward_cached (keys after RoPE) */
+    int64_t kc_layer;  /* floats of one layer's key (and value) cache */
+    float *kb, *vb;    /* [CHUNK, KVH*hd] the chunk's keys and values before they enter it */
     float *x;          /* [CHUNK, C] residual stream */
     float *xb;         /* [CHUNK, C] normed input, then block outputs; final hidden at the end */
     float *q;          /* [CHUNK, H*hd] */
@@ -51,19 +53,20 @@ static void layer_forward(lk_session *s, int64_t l, int64_t T, int64_t pos0, int
     const lk_model *m = s->m;
     const struct lk_model_config *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
-    int64_t C = c->hidden_size, hd = c->head_dim, kvd = c->n_kv_heads * hd;
+    int64_t C = c->hidden_size, hd = c->head_dim;
     float eps = (float)c->rms_norm_eps;
-    float *kc = s->kc + l * s->n_ctx * kvd, *vc = s->vc + l * s->n_ctx * kvd;
+    float *kc = s->kc + l * s->kc_layer, *vc = s->vc + l * s->kc_layer;
 
     rmsnorm_forward(s->xb, NULL, s->x, w->attn_norm, T, C, eps);
     const linear *qkv[3] = {&w->q, &w->k, &w->v};
-    float *qkv_y[3] = {s->q, kc + pos0 * kvd, vc + pos0 * kvd};
+    float *qkv_y[3] = {s->q, s->kb, s->vb};
     linear_forward_multi(qkv, 3, s->xb, T, qkv_y, s->work, s->work_size, nt);
     rope_forward(s->q, s->rope_cos, s->rope_sin, T, c->n_heads, hd);
-    rope_forward(kc + pos0 * kvd, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
+    rope_forward(s->kb, s->rope_cos, s->rope_sin, T, c->n_kv_heads, hd);
+    attention_kv_store(kc, vc, s->n_ctx, s->kb, s->vb, pos0, T, c->n_kv_heads, hd);
     attn_shape as = {
         .T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .kpos0 = pos0, .lo = s->lo};
-    attention_forward(s->att, NULL, s->q, kc, vc, &as, s->attn_work, nt);
+    attention_forward_cached(s->att, NULL, s->q, kc, vc, s->n_ctx, &as, s->attn_work, nt);
     linear_forward(&w->o, s->att, T, s->xb, s->work, s->work_size, nt);
     add_inplace(s->x, s->xb, T * C);
 
@@ -133,9 +136,8 @@ static lk_status session_scratch(lk_session *s)
         return LK_OK;
     free(s->attn_work);
     const struct lk_model_config *c = &s->m->cfg;
-    size_t bytes = (size_t)attention_work_floats(s->n_ctx, c->n_heads, c->n_kv_heads, c->head_dim,
-                                                 nt, 0) *
-                   sizeof(float);
+    size_t bytes = (size_t)attention_work_floats(0, c->n_heads, c->n_kv_heads, c->head_dim, nt, 0) *
+                   sizeof(float); /* attention_forward_cached: the threads' tiles only */
     s->attn_work = lk_aligned_alloc(bytes);
     s->n_attn_threads = s->attn_work ? nt : 0;
     return s->attn_work
@@ -157,9 +159,13 @@ lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out)
     s->m = m;
     s->n_ctx = n_ctx;
     int64_t C = c->hidden_size, F = c->intermediate_size, qd = c->n_heads * c->head_dim;
-    size_t kv = (size_t)c->n_layers * (size_t)n_ctx * (size_t)(c->n_kv_heads * c->head_dim);
+    size_t kvd = (size_t)(c->n_kv_heads * c->head_dim);
+    s->kc_layer = attention_kv_floats(n_ctx, c->n_kv_heads, c->head_dim);
+    size_t kv = (size_t)c->n_layers * (size_t)s->kc_layer;
     s->kc = lk_aligned_alloc(kv * sizeof(float));
     s->vc = lk_aligned_alloc(kv * sizeof(float));
+    s->kb = lk_aligned_alloc((size_t)CHUNK * kvd * sizeof(float));
+    s->vb = lk_aligned_alloc((size_t)CHUNK * kvd * sizeof(float));
     s->x = lk_aligned_alloc((size_t)(CHUNK * C) * sizeof(float));
     s->xb = lk_aligned_alloc((size_t)(CHUNK * C) * sizeof(float));
     s->q = lk_aligned_alloc((size_t)(CHUNK * qd) * sizeof(float));
@@ -168,8 +174,8 @@ lk_status lk_session_create(const lk_model *m, int64_t n_ctx, lk_session **out)
     s->hu = lk_aligned_alloc((size_t)(CHUNK * F) * sizeof(float));
     s->rope_cos = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
     s->rope_sin = lk_aligned_alloc((size_t)(CHUNK * c->head_dim / 2) * sizeof(float));
-    if (!s->kc || !s->vc || !s->x || !s->xb || !s->q || !s->att || !s->hg || !s->hu ||
-        !s->rope_cos || !s->rope_sin) {
+    if (!s->kc || !s->vc || !s->kb || !s->vb || !s->x || !s->xb || !s->q || !s->att || !s->hg ||
+        !s->hu || !s->rope_cos || !s->rope_sin) {
         lk_session_free(s);
         return status_fail(LK_ERR_NOMEM,
                            "cannot allocate a session of %lld tokens (KV cache %.1f MiB)",
@@ -190,6 +196,8 @@ void lk_session_free(lk_session *s)
         return;
     free(s->kc);
     free(s->vc);
+    free(s->kb);
+    free(s->vb);
     free(s->x);
     free(s->xb);
     free(s->q);

@@ -2,13 +2,14 @@
  * (ops.c), FlashAttention-2 style: a block of BQ query rows of one head meets the keys in blocks
  * of BK; the scores tile is a small register-blocked GEMM, the softmax is online (running max
  * and sum per row), and no T×T buffer exists. One work item is a query block of one head
- * (forward; the backward's D) or a key block of one kv head (the backward's five products: dk,
- * dv, and the block's terms of dq, added in place after those of the kv head's previous key
- * block, for which the item waits); each item owns its outputs or adds to them in a fixed order,
- * so the results do not depend on the thread count. The same source (attn_kernel.h) is compiled
- * once per instruction set (attn_ref.c: portable C, what LK_SIMD=OFF builds; attn_avx2.c,
- * attn_avx512.c with their flags), picked at run time after quant's dispatch (lk_kernel_variant,
- * LK_KERNELS). */
+ * (forward; the backward's D), a query of one kv head with its query heads as the rows (the
+ * forward of a decoding step over a KV cache), or a key block of one kv head
+ * (the backward's five products: dk, dv, and the block's terms of dq, added in place after those
+ * of the kv head's previous key block, for which the item waits); each item owns its outputs or
+ * adds to them in a fixed order, so the results do not depend on the thread count. The same source
+ * (attn_kernel.h) is compiled once per instruction set (attn_ref.c: portable C, what LK_SIMD=OFF
+ * builds; attn_avx2.c, attn_avx512.c with their flags), picked at run time after quant's dispatch
+ * (lk_kernel_variant, LK_KERNELS). */
 #ifndef LK_ATTN_H
 #define LK_ATTN_H
 
@@ -33,6 +34,10 @@ typedef struct {
      * ot); columns past the last key or query are zero */
     const float *kt, *qt, *ot;
     int64_t ldt, j0t;
+    /* instead of k and v: a KV cache (ops.h, attention_forward_cached), keys kc[KVH][nblk][hd][BK]
+     * and values vc[KVH][n_ctx][hd]; key blocks then start at multiples of BK */
+    const float *kc, *vc;
+    int64_t nblk, n_ctx;
     const attn_shape *a;
 } attn_args;
 
@@ -41,9 +46,10 @@ typedef void (*attn_item_fn)(const attn_args *x, int64_t block, int64_t head, fl
 
 typedef struct {
     const char *name;
-    attn_item_fn fwd;   /* query block × head: out, lse */
-    attn_item_fn bwd_d; /* query block × head: D */
-    attn_item_fn bwd_k; /* key block × kv head: dk, dv, dq terms (needs D, key block kb − 1) */
+    attn_item_fn fwd;     /* query block × head: out, lse */
+    attn_item_fn fwd_dec; /* query × kv head, with a cache (decoding): out, lse of its heads */
+    attn_item_fn bwd_d;   /* query block × head: D */
+    attn_item_fn bwd_k;   /* key block × kv head: dk, dv, dq terms (needs D, key block kb − 1) */
 } attn_kernels;
 
 extern const attn_kernels attn_ref;

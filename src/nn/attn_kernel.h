@@ -256,32 +256,39 @@ static void scores_tile(float *s, const float *kt, int64_t ldt, const float *q, 
             s[i * BK + c] = dot_hd(q + i * ldq, k + c * ldk, hd);
 }
 
-/* ---- forward: query block qb of head h ---- */
-static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
+/* The online-softmax pass of nq <= BQ rows over the keys [j0, j1) of kv head g: row i has the
+ * query q[i·ldq] ([hd]) and sees the keys rlo[i]..rhi[i]; out[i·ldo] ([hd]) and lse[i·lds] (if
+ * lse) receive rows i < nout. A row's bits depend only on its query, its keys and j0 (where the
+ * key blocks start), not on the other rows: the forward's query blocks and the decoding step's
+ * heads (fwd_dec) get the same bits for the same query. */
+static void fwd_rows(const attn_args *x, int64_t g, const float *q, int64_t ldq, int64_t nq,
+                     const int64_t *rlo, const int64_t *rhi, int64_t j0, int64_t j1, float *out,
+                     int64_t ldo, float *lse, int64_t lds, int64_t nout, float *w)
 {
     const attn_shape *a = x->a;
-    int64_t H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, g = h / (H / a->KVH);
-    int64_t t0 = qb * BQ, nq = a->T - t0 < BQ ? a->T - t0 : BQ;
+    int64_t hd = a->hd, kvd = a->KVH * hd;
     float scale = 1.0f / sqrtf((float)hd);
     float *s = w;           /* [BQ][BK] scores, then P */
     float *o = s + BQ * BK; /* [BQ][hd] unnormalised output */
     float *m = o + BQ * hd; /* [BQ] running max */
     float *l = m + BQ;      /* [BQ] running sum */
-    const float *q = x->q + t0 * ld + h * hd, *k = x->k + g * hd, *v = x->v + g * hd;
+    const float *k = x->k ? x->k + g * hd : NULL;
+    const float *v = x->vc ? x->vc + g * x->n_ctx * hd : x->v + g * hd;
+    int64_t ldv = x->vc ? hd : kvd, ldt = x->kc ? BK : x->ldt;
     for (int64_t i = 0; i < nq; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
     }
     memset(o, 0, (size_t)(nq * hd) * sizeof *o);
-    int64_t j0, j1;
-    key_range(a, t0, nq, &j0, &j1);
     for (int64_t jb = j0; jb < j1; jb += BK) {
         int64_t nk = j1 - jb < BK ? j1 - jb : BK;
-        const float *kt = x->kt ? x->kt + g * hd * x->ldt + (jb - x->j0t) : NULL;
-        scores_tile(s, kt, x->ldt, q, ld, k + jb * kvd, kvd, nq, nk, hd);
+        const float *kt = x->kc   ? x->kc + (g * x->nblk + jb / BK) * hd * BK
+                          : x->kt ? x->kt + g * hd * x->ldt + (jb - x->j0t)
+                                  : NULL;
+        scores_tile(s, kt, ldt, q, ldq, k ? k + jb * kvd : NULL, kvd, nq, nk, hd);
         for (int64_t i = 0; i < nq; i++) {
             int c0, c1;
-            visible(jb, nk, a->lo[t0 + i], a->kpos0 + t0 + i, &c0, &c1);
+            visible(jb, nk, rlo[i], rhi[i], &c0, &c1);
             float mx = max_row(s + i * BK, c0, c1, scale);
             if (mx == -INFINITY) { /* nothing visible to this row here */
                 memset(s + i * BK, 0, BK * sizeof *s);
@@ -293,14 +300,58 @@ static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
             for (int64_t d = 0; d < hd; d++)
                 o[i * hd + d] *= alpha;
         }
-        mm(o, hd, s, BK, v + jb * kvd, kvd, nq, hd, nk);
+        mm(o, hd, s, BK, v + jb * ldv, ldv, nq, hd, nk);
     }
-    for (int64_t i = 0; i < nq; i++) {
-        float inv = 1.0f / l[i], *out = x->out + (t0 + i) * ld + h * hd;
+    for (int64_t i = 0; i < nout; i++) {
+        float inv = 1.0f / l[i], *orow = out + i * ldo;
         for (int64_t d = 0; d < hd; d++)
-            out[d] = o[i * hd + d] * inv;
-        if (x->lse)
-            x->lse[(t0 + i) * H + h] = m[i] + logf(l[i]);
+            orow[d] = o[i * hd + d] * inv;
+        if (lse)
+            lse[i * lds] = m[i] + logf(l[i]);
+    }
+}
+
+/* ---- forward: query block qb of head h ---- */
+static void ATTN_FN(fwd)(const attn_args *x, int64_t qb, int64_t h, float *w)
+{
+    const attn_shape *a = x->a;
+    int64_t H = a->H, hd = a->hd, ld = H * hd, g = h / (H / a->KVH);
+    int64_t t0 = qb * BQ, nq = a->T - t0 < BQ ? a->T - t0 : BQ;
+    int64_t rlo[BQ], rhi[BQ], j0, j1;
+    for (int64_t i = 0; i < nq; i++) {
+        rlo[i] = a->lo[t0 + i];
+        rhi[i] = a->kpos0 + t0 + i;
+    }
+    key_range(a, t0, nq, &j0, &j1);
+    if (x->kc) /* a cache's key blocks */
+        j0 = j0 / BK * BK;
+    fwd_rows(x, g, x->q + t0 * ld + h * hd, ld, nq, rlo, rhi, j0, j1, x->out + t0 * ld + h * hd, ld,
+             x->lse ? x->lse + t0 * H + h : NULL, H, nq, w);
+}
+
+/* ---- forward of a decoding step (needs x->kc): query t, the query heads of kv head g ----
+ * The heads of the group are the rows of each product, so every key and value loaded serves all
+ * of them (grouped-query attention); they run in sets of up to BQ rows, each padded to whole
+ * register blocks of NR rows with zero queries that see no key. The keys come in the cache's
+ * blocks, as the forward's query blocks take them from the same cache: a row gets the bits the
+ * forward gives the same query. */
+static void ATTN_FN(fwd_dec)(const attn_args *x, int64_t t, int64_t g, float *w)
+{
+    const attn_shape *a = x->a;
+    int64_t H = a->H, hd = a->hd, ld = H * hd, grp = H / a->KVH;
+    float *qp = w + BQ * BK + BQ * hd + 2 * BQ; /* [BQ][hd] the set's queries, padded */
+    int64_t rlo[BQ], rhi[BQ];
+    for (int64_t h0 = g * grp; h0 < (g + 1) * grp; h0 += BQ) {
+        int64_t n = (g + 1) * grp - h0 < BQ ? (g + 1) * grp - h0 : BQ;
+        int64_t nr = (n + NR - 1) / NR * NR;
+        memcpy(qp, x->q + t * ld + h0 * hd, (size_t)(n * hd) * sizeof *qp);
+        memset(qp + n * hd, 0, (size_t)((nr - n) * hd) * sizeof *qp);
+        for (int64_t i = 0; i < nr; i++) {
+            rlo[i] = i < n ? a->lo[t] : 0; /* padding: keys 0..-1, none */
+            rhi[i] = i < n ? a->kpos0 + t : -1;
+        }
+        fwd_rows(x, g, qp, hd, nr, rlo, rhi, a->lo[t] / BK * BK, a->kpos0 + t + 1,
+                 x->out + t * ld + h0 * hd, hd, x->lse ? x->lse + t * H + h0 : NULL, 1, n, w);
     }
 }
 
@@ -404,5 +455,5 @@ static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
 
 #define ATTN_STR2(x) #x
 #define ATTN_STR(x)  ATTN_STR2(x)
-const attn_kernels ATTN_FN(attn) = {ATTN_STR(ATTN_VARIANT), ATTN_FN(fwd), ATTN_FN(bwd_d),
-                                    ATTN_FN(bwd_k)};
+const attn_kernels ATTN_FN(attn) = {ATTN_STR(ATTN_VARIANT), ATTN_FN(fwd), ATTN_FN(fwd_dec),
+                                    ATTN_FN(bwd_d), ATTN_FN(bwd_k)};

@@ -102,6 +102,11 @@ void rope_backward(float *d, const float *cs, const float *sn, int64_t T, int64_
  * changes no result. */
 #define ATTN_DECODE_PAR_MIN (1 << 16)
 
+/* attention_forward_cached's decoding steps (one item per kv head) take the team from 2^15
+ * products of queries and keys (SmolLM2-135M: 57 cached keys); the team's workers poll for the
+ * next loop for a while after the last one (core/pool.c), so it costs little to wake them. */
+#define ATTN_DEC_CACHE_PAR_MIN (1 << 15)
+
 /* Columns of a transposed copy of n rows: whole blocks, and one more for tiles that start at any
  * key (a query block's first key lo[t0] need not fall on a block edge). */
 static int64_t packed_ld(int64_t n)
@@ -257,6 +262,62 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     }
     int64_t nqb = (a->T + ATTN_BQ - 1) / ATTN_BQ;
     attn_run(nt, &x, attn_pick()->fwd, nqb, a->H, 1, tiles, NULL);
+}
+
+int64_t attention_kv_blocks(int64_t n_ctx)
+{
+    return (n_ctx + ATTN_BK - 1) / ATTN_BK;
+}
+
+int64_t attention_kv_floats(int64_t n_ctx, int64_t KVH, int64_t hd)
+{
+    return attention_kv_blocks(n_ctx) * ATTN_BK * KVH * hd;
+}
+
+void attention_kv_store(float *kc, float *vc, int64_t n_ctx, const float *k, const float *v,
+                        int64_t pos0, int64_t T, int64_t KVH, int64_t hd)
+{
+    const int64_t B = ATTN_BK, nblk = attention_kv_blocks(n_ctx), kvd = KVH * hd;
+    for (int64_t g = 0; g < KVH; g++) {
+        float *kg = kc + g * nblk * hd * B, *vg = vc + g * n_ctx * hd;
+        /* a block first reached here (keys are stored in order): its columns after the
+         * chunk are read before they are written, so they start at zero */
+        int64_t end = pos0 + T, b = (end - 1) / B;
+        if (b * B >= pos0 && end % B)
+            for (int64_t d = 0; d < hd; d++)
+                memset(kg + (b * hd + d) * B + end % B, 0, (size_t)(B - end % B) * sizeof *kg);
+        for (int64_t t = 0; t < T; t++) {
+            int64_t j = pos0 + t;
+            float *col = kg + j / B * hd * B + j % B;
+            const float *kr = k + t * kvd + g * hd;
+            for (int64_t d = 0; d < hd; d++)
+                col[d * B] = kr[d];
+            memcpy(vg + j * hd, v + t * kvd + g * hd, (size_t)hd * sizeof *vg);
+        }
+    }
+}
+
+void attention_forward_cached(float *out, float *lse, const float *q, const float *kc,
+                              const float *vc, int64_t n_ctx, const attn_shape *a, float *work,
+                              int nt)
+{
+    int64_t keys = a->kpos0 + (a->T + 1) / 2 - a->lo[0]; /* per query, on average */
+    if (keys * a->T * a->H * a->hd <=
+        (a->T < ATTN_PACK_MIN ? ATTN_DEC_CACHE_PAR_MIN : PAR_MIN_WORK))
+        nt = 1; /* faster for little work */
+    attn_args x = {.out = out,
+                   .lse = lse,
+                   .q = q,
+                   .kc = kc,
+                   .vc = vc,
+                   .nblk = attention_kv_blocks(n_ctx),
+                   .n_ctx = n_ctx,
+                   .a = a};
+    const attn_kernels *K = attn_pick();
+    if (a->T < ATTN_PACK_MIN)
+        attn_run(nt, &x, K->fwd_dec, a->T, a->KVH, 0, work, NULL);
+    else
+        attn_run(nt, &x, K->fwd, (a->T + ATTN_BQ - 1) / ATTN_BQ, a->H, 1, work, NULL);
 }
 
 /* With P = softmax(S), S = scale·q·kᵀ and O = P·v:

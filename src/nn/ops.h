@@ -45,6 +45,30 @@ const char *attention_variant(void);
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const attn_shape *a, float *work, int n_threads);
+/* A KV cache of n_ctx positions as attention_forward_cached reads it (one per layer): keys
+ * kc[KVH][nblk][hd][ATTN_BK] (transposed in blocks of ATTN_BK = 32 keys: key j of kv head g, dim d
+ * at kc[((g·nblk + j/32)·hd + d)·32 + j%32]), values vc[KVH][n_ctx][hd], nblk =
+ * attention_kv_blocks(n_ctx). A decoding step reads each kv head's keys and values as two
+ * contiguous streams, and a block's keys are the columns of a product, as attention_forward's
+ * transposed copy has them, without the copy. */
+int64_t attention_kv_blocks(int64_t n_ctx);
+/* Floats of one layer's key cache (nblk·32·KVH·hd), enough for its value cache too. */
+int64_t attention_kv_floats(int64_t n_ctx, int64_t KVH, int64_t hd);
+/* Store k, v [T, KVH*hd] as positions pos0 .. pos0+T-1. Positions are stored in order from 0 (a
+ * later call may go back to an earlier position): a block's first store zeroes its columns after
+ * the stored keys, which attention reads (and masks) before they are stored. */
+void attention_kv_store(float *kc, float *vc, int64_t n_ctx, const float *k, const float *v,
+                        int64_t pos0, int64_t T, int64_t KVH, int64_t hd);
+/* attention_forward over a cache holding positions 0 .. kpos0+T-1 (the call's own keys and values
+ * stored): key blocks start at multiples of 32, so each query row gets the bits
+ * attention_forward gives it when lo[0] is a multiple of 32 (no sliding window yet). A call of
+ * T < ATTN_PACK_MIN queries (decoding) runs one item per query and kv head, the group's query
+ * heads as the rows of each product (every key and value loaded serves all of them); its rows get
+ * the bits a call of more queries over the same cache gives those queries (test_decode).
+ * work: attention_work_floats(0, ...) floats (no transposed copy is made). */
+void attention_forward_cached(float *out, float *lse, const float *q, const float *kc,
+                              const float *vc, int64_t n_ctx, const attn_shape *a, float *work,
+                              int n_threads);
 /* Gradients for q, k, v (kpos0 must be 0: training has no cache). dq overwrites [T, H*hd];
  * dk, dv overwrite [T, kvd]. D: [T, H] scratch; work as for the forward. */
 void attention_backward(float *dq, float *dk, float *dv, float *D, const float *dout,
