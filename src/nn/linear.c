@@ -94,18 +94,22 @@ static void perm_rows(void *ctx, int64_t t0, int64_t t1, int thread)
     }
 }
 
+/* Below this many floats a permutation runs on the calling thread (a copy: waking the pool would
+ * cost more, as in add_par). */
+#define PERM_PAR_MIN 65536
+
 /* y[T,out]: each row from file order into Hugging Face order (scratch: [T, out]). */
 static void rows_to_hf(const linear *L, float *y, int64_t T, float *scratch, int nt)
 {
     perm_job j = {.L = L, .y = y, .file = scratch, .to_hf = 1};
-    par_for(nt, T, perm_rows, &j);
+    par_for(T * L->out < PERM_PAR_MIN ? 1 : nt, T, perm_rows, &j);
 }
 
 /* dst[T,out] = dy in file order. */
 static void rows_to_file(const linear *L, const float *dy, int64_t T, float *dst, int nt)
 {
     perm_job j = {.L = L, .y = (float *)dy, .file = dst, .to_hf = 0}; /* dy only read */
-    par_for(nt, T, perm_rows, &j);
+    par_for(T * L->out < PERM_PAR_MIN ? 1 : nt, T, perm_rows, &j);
 }
 
 /* Bytes of the fused kernel's work for T rows (forward; with backward, the larger of both). */
