@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -51,7 +52,29 @@ static lk_status run(const lk_model *m, int64_t T, int repeat, int64_t n_decode,
 
 typedef struct {
     double setup_s, s_per_step, tps; /* setup: lk_trainer_create (int8: the transposed copies) */
+    double cpu_s_per_step; /* CPU seconds of the whole process (all threads), median step */
 } train_result;
+
+/* CPU seconds of the process, all threads: on a shared machine, the time others take is not in
+ * it (the library's threads sleep when idle, so it counts work, not waiting). */
+static double process_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The median of v[n] (sorted in place); 0 when n is 0. */
+static double median(double *v, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort */
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double x = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = x;
+        }
+    return n ? v[n / 2] : 0;
+}
 
 /* A JSONL file of n pre-tokenised examples of T random ids (all trained). */
 static int write_random_ids(const char *path, int64_t n, int64_t T, int64_t vocab, uint64_t seed)
@@ -71,7 +94,8 @@ static int write_random_ids(const char *path, int64_t n, int64_t T, int64_t voca
     return fclose(f);
 }
 
-/* Median seconds of `steps` training steps (after one warm-up) at T tokens, rank r. */
+/* Median seconds (wall and process CPU) of `steps` training steps (after one warm-up) at T tokens,
+ * rank r. */
 static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t r, int steps,
                            uint64_t seed, train_result *res)
 {
@@ -101,22 +125,19 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
     if (s == LK_OK)
         s = lk_trainer_create(m, d, &tp, &t);
     res->setup_s = cli_now() - t_setup;
-    double times[64];
+    double times[64], cpu[64];
     int n = 0;
     for (int i = 0; i <= steps && s == LK_OK; i++) {
         struct lk_step_stats st;
-        double t0 = cli_now();
+        double t0 = cli_now(), c0 = process_cpu_now();
         s = lk_trainer_step(t, &st);
-        if (i > 0 && n < 64)
+        if (i > 0 && n < 64) {
+            cpu[n] = process_cpu_now() - c0;
             times[n++] = cli_now() - t0;
-    }
-    for (int i = 1; i < n; i++) /* insertion sort for the median */
-        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
-            double v = times[j];
-            times[j] = times[j - 1];
-            times[j - 1] = v;
         }
-    res->s_per_step = n ? times[n / 2] : 0;
+    }
+    res->s_per_step = median(times, n);
+    res->cpu_s_per_step = median(cpu, n);
     res->tps = n ? (double)T / res->s_per_step : 0;
     lk_trainer_free(t);
     lk_dataset_free(d);
@@ -175,7 +196,7 @@ int main(int argc, char **argv)
     double t0 = cli_now();
     lk_status s = lk_model_load(model->filename[0], &mp, &m);
     r.load_s = cli_now() - t0;
-    train_result tr = {0, 0, 0};
+    train_result tr = {0, 0, 0, 0};
     if (s == LK_OK && train->count)
         s = run_train(m, tokdir->count ? tokdir->filename[0] : model->filename[0], T,
                       rank->count ? rank->ival[0] : 16, steps->count ? steps->ival[0] : 3,
@@ -199,13 +220,14 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "setup_s", tr.setup_s);
         cJSON_AddNumberToObject(j, "s_per_step", tr.s_per_step);
         cJSON_AddNumberToObject(j, "tokens_per_s", tr.tps);
+        cJSON_AddNumberToObject(j, "cpu_s_per_step", tr.cpu_s_per_step);
         cJSON_AddNumberToObject(j, "peak_rss_mib", r.rss_mib);
         if (c.json->count)
             cli_json_emit(j);
         else {
-            printf("load %.2f s  setup %.2f s  train: %.3f s/step  %.1f tokens/s  peak RSS %.0f "
-                   "MiB\n",
-                   r.load_s, tr.setup_s, tr.s_per_step, tr.tps, r.rss_mib);
+            printf("load %.2f s  setup %.2f s  train: %.3f s/step  %.1f tokens/s  %.3f CPU s/step  "
+                   "peak RSS %.0f MiB\n",
+                   r.load_s, tr.setup_s, tr.s_per_step, tr.tps, tr.cpu_s_per_step, r.rss_mib);
             cJSON_Delete(j);
         }
         rc = CLI_OK;

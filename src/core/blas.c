@@ -45,6 +45,19 @@ static void gemm_slices(void *ctx, int64_t c0, int64_t c1, int thread)
     }
 }
 
+/* row slices [c0, c1) of chunk rows of C each (N too narrow to cut) */
+static void gemm_row_slices(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    (void)thread;
+    const gemm_job *j = ctx;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t m0 = c * j->chunk, m = j->M - m0 < j->chunk ? j->M - m0 : j->chunk;
+        const float *Ap = j->ta == CblasTrans ? j->A + m0 : j->A + m0 * j->lda;
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, (int)m, (int)j->N, (int)j->K, j->alpha, Ap,
+                    (int)j->lda, j->B, (int)j->ldb, j->beta, j->C + m0 * j->ldc, (int)j->ldc);
+    }
+}
+
 typedef struct {
     int64_t N, K;
     const float *W, *x;
@@ -69,6 +82,12 @@ void gemm_par(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     single_threaded();
     CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    if (nt > 1 && M * N * K >= PAR_MIN_WORK && N < 32 && M >= 64) { /* a LoRA rank's few columns */
+        int64_t chunk = ((M + nt - 1) / nt + 15) / 16 * 16;
+        gemm_job j = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, chunk};
+        par_for(nt, (M + chunk - 1) / chunk, gemm_row_slices, &j);
+        return;
+    }
     if (nt <= 1 || M * N * K < PAR_MIN_WORK || N < 32) {
         cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb,
                     beta, C, (int)ldc);

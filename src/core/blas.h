@@ -1,6 +1,6 @@
 /* blas.h — fp32 GEMM/GEMV through OpenBLAS, parallelised by us: the output columns are split
- * over the library's threads (core/pool.h) and each thread makes a single-threaded OpenBLAS call
- * on its slice. One thread pool for the whole library, so OpenBLAS's own threads never compete
+ * over the library's threads (core/pool.h), or its rows when there are fewer than 32 columns (a
+ * LoRA rank's), and each thread makes a single-threaded OpenBLAS call on its slice. One thread pool for the whole library, so OpenBLAS's own threads never compete
  * with ours for the cores (Debian's default libopenblas0-pthread starts one idle worker per extra
  * CPU when it loads; set to one thread, it never hands them work and they sleep). The slices do not
  * split the reduction over K, but OpenBLAS may take another micro-kernel path at a slice's edge

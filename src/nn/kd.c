@@ -1,4 +1,4 @@
-/* kd.c — distillation losses (kd.h) through the student's LM head, in blocks of CE_ROWS rows and
+/* kd.c — distillation losses (kd.h) through the student's LM head, in blocks of ce_rows(V) rows and
  * CE_VCHUNK vocabulary columns like loss.c. Per block:
  *   pass 1: for each chunk, the student's logits z (and the teacher's y) by GEMM, kept for pass 2,
  *           folded into running log-sum-exps (max and rescaled sum per row, sums in double);
@@ -43,17 +43,23 @@
  * reverse KL infinite. */
 #define KD_LOGP_MIN (-103.28)
 
+int64_t ce_rows(int64_t V)
+{
+    int64_t r = V > 0 ? CE_FLOATS / V / CE_ROWS * CE_ROWS : CE_ROWS_MAX;
+    return r < CE_ROWS ? CE_ROWS : r > CE_ROWS_MAX ? CE_ROWS_MAX : r;
+}
+
 /* Work of the linear calls of the student's head (forward and backward) and of the teacher's
- * head (forward) on a block: CE_ROWS rows and vocabulary chunks of the student's V (the first is
- * the largest). nt as kd_forward_backward uses it. */
+ * head (forward) on a block: ce_rows(V) rows and vocabulary chunks of the student's V (the first
+ * is the largest). nt as kd_forward_backward uses it. */
 static size_t heads_work(const linear *head, const linear *teacher_head, int nt)
 {
-    const int64_t n = head->out < CE_VCHUNK ? head->out : CE_VCHUNK;
+    const int64_t n = head->out < CE_VCHUNK ? head->out : CE_VCHUNK, R = ce_rows(head->out);
     linear s = linear_rows(head, 0, n);
-    size_t w = linear_work_bytes(&s, CE_ROWS, nt, 1);
+    size_t w = linear_work_bytes(&s, R, nt, 1);
     if (teacher_head) {
         linear t = linear_rows(teacher_head, 0, n);
-        size_t wt = linear_work_bytes(&t, CE_ROWS, nt, 0);
+        size_t wt = linear_work_bytes(&t, R, nt, 0);
         w = wt > w ? wt : w;
     }
     return w;
@@ -61,12 +67,13 @@ static size_t heads_work(const linear *head, const linear *teacher_head, int nt)
 
 int64_t kd_scratch_floats(const linear *head, const linear *teacher_head, int n_threads)
 {
-    /* student logits; teacher logits or (top-k) a byte mask of the k ids; hb, dhb [CE_ROWS, C];
-     * the teacher's hidden rows [CE_ROWS, C_T]; the heads' work */
+    /* student logits; teacher logits or (top-k) a byte mask of the k ids; hb, dhb [R, C];
+     * the teacher's hidden rows [R, C_T]; the heads' work */
     const int64_t V = head->out, C = head->in, C_T = teacher_head ? teacher_head->in : 0;
-    int64_t second = C_T > 0 ? CE_ROWS * V : (CE_ROWS * V + 3) / 4;
+    const int64_t R = ce_rows(V);
+    int64_t second = C_T > 0 ? R * V : (R * V + 3) / 4;
     size_t work = heads_work(head, teacher_head, n_threads < 1 ? 1 : n_threads);
-    return CE_ROWS * V + second + CE_ROWS * (2 * C + C_T) + (int64_t)((work + 3) / 4);
+    return R * V + second + R * (2 * C + C_T) + (int64_t)((work + 3) / 4);
 }
 
 typedef struct {
@@ -418,7 +425,7 @@ static void row_grad(const kd_ctx *x, const kd_row *s, float *z, const float *y,
 
 typedef struct {
     float *S, *Tl;  /* [R, V] student and teacher logits as chunks */
-    uint8_t *mask;  /* [CE_ROWS, V] top-k: 1 on each row's k ids */
+    uint8_t *mask;  /* [ce_rows(V), V] top-k: 1 on each row's k ids */
     float *hb, *ht; /* [R, C], [R, C_T] gathered hidden rows */
     float *dhb;     /* [R, C] their gradient */
     void *work;     /* work_bytes of work for the heads' linear calls */
@@ -547,13 +554,13 @@ static kd_ctx make_ctx(const linear *head, const kd_params *kp, const kd_teacher
     return x;
 }
 
-/* Gather up to CE_ROWS positions with a target from t on into the block: their rows of h (and
+/* Gather up to ce_rows(V) positions with a target from t on into the block: their rows of h (and
  * of the teacher's hidden states), marks of their top-k ids. Returns the rows; *t moves on. */
 static int64_t gather_block(const kd_ctx *x, const float *h, const int32_t *targets, int64_t T,
                             int64_t C, int64_t CT, int64_t *t, const kd_bufs *b, kd_row *rs)
 {
-    int64_t R = 0;
-    for (; *t < T && R < CE_ROWS; ++*t) {
+    int64_t R = 0, rows = ce_rows(x->V);
+    for (; *t < T && R < rows; ++*t) {
         if (targets[*t] < 0)
             continue;
         rs[R] = (kd_row){
@@ -575,23 +582,24 @@ void kd_forward_backward(const linear *head, const float *h, const int32_t *targ
 {
     const kd_ctx x = make_ctx(head, kp, tch, grad_scale, ce_sum != NULL, kd_sum != NULL, n_threads);
     const int64_t C = head->in, V = x.V, CT = x.kd && tch->head ? tch->head->in : 0;
-    /* scratch: S [CE_ROWS, V]; teacher logits [CE_ROWS, V] or the mask; hb, dhb, ht; work */
+    /* scratch: S [Rb, V]; teacher logits [Rb, V] or the mask; hb, dhb, ht; work */
     const linear *th = CT > 0 ? tch->head : NULL;
-    float *second = scratch + CE_ROWS * V;
-    float *rest = second + (CT > 0 ? CE_ROWS * V : (CE_ROWS * V + 3) / 4);
+    const int64_t Rb = ce_rows(head->out);
+    float *second = scratch + Rb * V;
+    float *rest = second + (CT > 0 ? Rb * V : (Rb * V + 3) / 4);
     const kd_bufs b = {.S = scratch,
                        .Tl = CT > 0 ? second : NULL,
                        .mask = x.k > 0 ? (uint8_t *)second : NULL,
                        .hb = rest,
-                       .dhb = rest + CE_ROWS * C,
-                       .ht = rest + 2 * CE_ROWS * C,
-                       .work = rest + CE_ROWS * (2 * C + CT),
+                       .dhb = rest + Rb * C,
+                       .ht = rest + 2 * Rb * C,
+                       .work = rest + Rb * (2 * C + CT),
                        .work_bytes = heads_work(head, th, x.nt)};
     if (b.mask)
-        memset(b.mask, 0, (size_t)(CE_ROWS * V));
+        memset(b.mask, 0, (size_t)(Rb * V));
     if (dh)
         memset(dh, 0, (size_t)(T * C) * sizeof *dh);
-    kd_row rs[CE_ROWS];
+    kd_row rs[CE_ROWS_MAX];
     for (int64_t t = 0, R; (R = gather_block(&x, h, targets, T, C, CT, &t, &b, rs)) > 0;) {
         *count += R;
         block_forward(&x, head, &b, rs, R);

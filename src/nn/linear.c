@@ -46,14 +46,14 @@ static int64_t tmp_floats(const linear *L, int64_t T, int backward)
                                   : 0;
     n += terms > shared ? terms : shared;
     if (L->perm_heads > 0)
-        n += backward ? T * L->out : L->out; /* dy in file order; one row in the forward */
+        n += T * L->out; /* y in file order (forward), dy in file order (backward) */
     return n;
 }
 
-/* The permutation's scratch: the last floats of tmp (see tmp_floats). */
+/* The permutation's scratch [T, out]: the last floats of tmp (see tmp_floats). */
 static float *perm_part(const linear *L, float *tmp, int64_t T, int backward)
 {
-    return tmp + tmp_floats(L, T, backward) - (backward ? T * L->out : L->out);
+    return tmp + tmp_floats(L, T, backward) - T * L->out;
 }
 
 /* Row of W holding Hugging Face output o (llama.cpp's q/k order when perm_heads > 0). */
@@ -65,23 +65,54 @@ static int64_t file_row(const linear *L, int64_t o)
     return h * hd + 2 * (k % half) + k / half;
 }
 
-/* y[T,out]: each row from file order into Hugging Face order (row: scratch of out floats). */
-static void rows_to_hf(const linear *L, float *y, int64_t T, float *row)
+typedef struct {
+    const linear *L;
+    float *y;    /* [T, out] */
+    float *file; /* [T, out] */
+    int to_hf;
+} perm_job;
+
+/* Rows [t0, t1) of a perm_job: to_hf: y = the file-order rows of y (through file), in Hugging
+ * Face order; else file = y in file order. Output o of a head sits at file_row(o): the head's
+ * first half at its even places, the second half at its odd ones. */
+static void perm_rows(void *ctx, int64_t t0, int64_t t1, int thread)
 {
-    for (int64_t t = 0; t < T; t++) {
-        float *yt = y + t * L->out;
-        memcpy(row, yt, (size_t)L->out * sizeof *row);
-        for (int64_t o = 0; o < L->out; o++)
-            yt[o] = row[file_row(L, o)];
+    (void)thread;
+    const perm_job *j = ctx;
+    const int64_t out = j->L->out, hd = out / j->L->perm_heads, half = hd / 2;
+    for (int64_t t = t0; t < t1; t++) {
+        float *y = j->y + t * out, *f = j->file + t * out;
+        if (j->to_hf)
+            memcpy(f, y, (size_t)out * sizeof *f);
+        for (int64_t h = 0; h < out; h += hd)
+            for (int64_t k = 0; k < half; k++) {
+                if (j->to_hf) {
+                    y[h + k] = f[h + 2 * k];
+                    y[h + half + k] = f[h + 2 * k + 1];
+                } else {
+                    f[h + 2 * k] = y[h + k];
+                    f[h + 2 * k + 1] = y[h + half + k];
+                }
+            }
     }
 }
 
-/* dst[T,out] = dy in file order. */
-static void rows_to_file(const linear *L, const float *dy, int64_t T, float *dst)
+/* Below this many floats a permutation runs on the calling thread (a copy: waking the pool would
+ * cost more, as in add_par). */
+#define PERM_PAR_MIN 65536
+
+/* y[T,out]: each row from file order into Hugging Face order (scratch: [T, out]). */
+static void rows_to_hf(const linear *L, float *y, int64_t T, float *scratch, int nt)
 {
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t o = 0; o < L->out; o++)
-            dst[t * L->out + file_row(L, o)] = dy[t * L->out + o];
+    perm_job j = {.L = L, .y = y, .file = scratch, .to_hf = 1};
+    par_for(T * L->out < PERM_PAR_MIN ? 1 : nt, T, perm_rows, &j);
+}
+
+/* dst[T,out] = dy in file order. */
+static void rows_to_file(const linear *L, const float *dy, int64_t T, float *dst, int nt)
+{
+    perm_job j = {.L = L, .y = (float *)dy, .file = dst, .to_hf = 0}; /* dy only read */
+    par_for(T * L->out < PERM_PAR_MIN ? 1 : nt, T, perm_rows, &j);
 }
 
 /* Bytes of the fused kernel's work for T rows (forward; with backward, the larger of both). */
@@ -175,14 +206,12 @@ static void int8_forward(const linear *L, const float *x, int64_t T, float *y, f
         residual_job j = {.x = x, .r = r, .n = L->in};
         par_for(nt, T, residual_rows, &j);
         q8_gemm_fwd(&L->qw, NULL, r, T, y2, nt, kw, kn);
-        for (int64_t i = 0; i < T * L->out; i++)
-            y[i] += y2[i];
+        add_par(y, y2, T * L->out, nt);
     }
     if (!L->qwc.data)
         return;
     q8_gemm_fwd(&L->qwc, NULL, x, T, y2, nt, kw, kn); /* x1·Cᵀ, C the NF4 codebook's correction */
-    for (int64_t i = 0; i < T * L->out; i++)
-        y[i] += y2[i];
+    add_par(y, y2, T * L->out, nt);
 }
 
 /* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
@@ -218,7 +247,7 @@ static void forward_rest(const linear *L, const float *x, int64_t T, float *y, f
             for (int64_t o = 0; o < L->out; o++)
                 y[t * L->out + o] += L->b[o];
     if (L->perm_heads > 0)
-        rows_to_hf(L, y, T, perm_part(L, tmp, T, 0));
+        rows_to_hf(L, y, T, perm_part(L, tmp, T, 0), n_threads);
     if (L->n_lora == 0)
         return; /* tmp may be NULL then */
     float *u = tmp, *xd = tmp + T * linear_max_rank(L);
@@ -390,7 +419,7 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
     const float *dyf = dy; /* dy in the order of W's rows */
     if (dx && L->perm_heads > 0) {
         float *p = perm_part(L, tmp, T, 1);
-        rows_to_file(L, dy, T, p);
+        rows_to_file(L, dy, T, p, n_threads);
         dyf = p;
     }
     if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */

@@ -1,5 +1,5 @@
 /* loss.c — chunked cross-entropy (SFT objective) with its gradient: kd.c's loss with weight
- * α = 0 and no teacher. Per block of CE_ROWS rows, pass 1 computes vocabulary chunks of
+ * α = 0 and no teacher. Per block of ce_rows(V) rows, pass 1 computes vocabulary chunks of
  * logits = h·W_chunkᵀ folded into running log-sum-exps (online max and rescaled sum, sums in
  * double), pass 2 revisits each kept chunk, forms dlogits = (softmax − onehot)·grad_scale and
  * accumulates dh += dlogits·W_chunk. The element-wise loops over the vocabulary use fastmath.h's

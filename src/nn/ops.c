@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "core/fastmath.h"
 #include "core/pool.h"
 #include "lorakit/quant.h"
 #include "nn/attn.h"
@@ -361,11 +362,25 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
 
 /* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */
 
+/* e^−x for σ(x) = 1/(1 + e^−x): fm_exp (loops the compiler vectorises; libm's expf is a call per
+ * element), −x capped at 88 where fm_exp's range ends: below x = −88, σ(x) < 6e−39 and silu(x),
+ * silu'(x) come out as tiny as with libm's e^−x (which overflows to inf there: −0). */
+static inline float exp_neg(float x)
+{
+    float z = -x, cap = 88.0f;
+    uint32_t zb, cb, m = z < cap ? 0xffffffffu : 0u; /* a bit select: see fm_exp */
+    memcpy(&zb, &z, 4);
+    memcpy(&cb, &cap, 4);
+    zb = (zb & m) | (cb & ~m);
+    memcpy(&z, &zb, 4);
+    return fm_exp(z);
+}
+
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         float x = g[i];
-        h[i] = x / (1.0f + expf(-x)) * u[i];
+        h[i] = x / (1.0f + exp_neg(x)) * u[i];
     }
 }
 
@@ -374,7 +389,7 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
                      int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        float x = g[i], s = 1.0f / (1.0f + expf(-x));
+        float x = g[i], s = 1.0f / (1.0f + exp_neg(x));
         du[i] = dh[i] * x * s;
         dg[i] = dh[i] * u[i] * s * (1.0f + x * (1.0f - s));
     }

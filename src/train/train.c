@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "lora/loftq.h"
 #include "lorakit/train.h"
 #include "train/optim.h"
@@ -289,23 +290,41 @@ static int all_finite(const float *g, int64_t n)
     return 1;
 }
 
-/* Optimiser update of every module, B at lr·ratio (LoRA+). */
-static void update(lk_trainer *t, float lr)
+typedef struct {
+    lk_trainer *t;
+    optim_params o;
+    float lr;
+} update_job;
+
+/* Modules [i0, i1) of an update_job (each module's update touches only its own parameters). */
+static void update_modules(void *ctx, int64_t i0, int64_t i1, int thread)
 {
-    optim_params o = {.kind = t->p.optimizer == LK_OPT_SGD ? OPT_SGD : OPT_ADAMW,
-                      .beta1 = t->p.beta1,
-                      .beta2 = t->p.beta2,
-                      .eps = t->p.eps,
-                      .weight_decay = t->p.weight_decay};
-    t->n_updates++;
-    for (int i = 0; i < t->lora.n; i++) {
+    (void)thread;
+    const update_job *j = ctx;
+    lk_trainer *t = j->t;
+    for (int64_t i = i0; i < i1; i++) {
         lora_module *mo = &t->lora.mods[i];
         const adapter_module *a = mo->am;
         int64_t oa = a->A - t->lora.params, ob = a->B - t->lora.params;
-        optim_update(&o, a->A, mo->tr.dA, t->m1 + oa, t->m2 + oa, a->r * a->in, lr, t->n_updates);
-        optim_update(&o, a->B, mo->tr.dB, t->m1 + ob, t->m2 + ob, a->r * a->out,
-                     lr * t->p.lr_ratio_b, t->n_updates);
+        optim_update(&j->o, a->A, mo->tr.dA, t->m1 + oa, t->m2 + oa, a->r * a->in, j->lr,
+                     t->n_updates);
+        optim_update(&j->o, a->B, mo->tr.dB, t->m1 + ob, t->m2 + ob, a->r * a->out,
+                     j->lr * t->p.lr_ratio_b, t->n_updates);
     }
+}
+
+/* Optimiser update of every module, B at lr·ratio (LoRA+), the modules over the threads. */
+static void update(lk_trainer *t, float lr)
+{
+    update_job j = {.t = t,
+                    .o = {.kind = t->p.optimizer == LK_OPT_SGD ? OPT_SGD : OPT_ADAMW,
+                          .beta1 = t->p.beta1,
+                          .beta2 = t->p.beta2,
+                          .eps = t->p.eps,
+                          .weight_decay = t->p.weight_decay},
+                    .lr = lr};
+    t->n_updates++;
+    par_for(t->m->n_threads, t->lora.n, update_modules, &j);
 }
 
 /* Row r of the step as the graph's input: its tokens, targets, positions and dropout stream. */
