@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # More threads are never slower on a busy machine (issue 13): lora-eval on stories260K-hf with
 # -t 1 and -t 2 beside a shell busy loop, both pinned to the same two CPUs (taskset, where it works).
-# A generous "not slower" check (best of 3 each, 2 threads within 1.5x of 1 thread), not a timing
+# A generous "not slower" check (best of 5 each, 2 threads within 1.5x of 1 thread), not a timing
 # target: with threads that spin at barriers (OpenMP's default wait policy) -t 2 was 3-30x slower
 # here. Also: the tools carry no OpenMP runtime (the library's pool is its only thread team).
 # Usage: cli_threads.sh BUILD_DIR SHARED_DIR SOURCE_DIR
@@ -16,7 +16,9 @@ if ldd "$B/lora-eval" | grep -q libgomp; then
     fails=$((fails + 1))
 else passes=$((passes + 1)); fi
 
-cp "$D" "$T/data.txt"
+# four copies of the sample: runs of ~0.4 s, so that start-up and one scheduler tick beside ctest's
+# other jobs do not decide the comparison
+for i in 1 2 3 4; do cat "$D"; done >"$T/data.txt"
 CPUS=0
 if command -v taskset >/dev/null && taskset -c 0,1 true 2>/dev/null; then CPUS=0,1; fi
 pin() { if [ "$CPUS" = 0 ]; then "$@"; else taskset -c "$CPUS" "$@"; fi; }
@@ -28,7 +30,7 @@ busy=$!
 trap 'kill $busy 2>/dev/null; rm -rf "$T"' EXIT
 
 best=(0 999 999)
-for round in 1 2 3; do
+for round in 1 2 3 4 5; do
     for t in 1 2; do
         t0=$EPOCHREALTIME
         pin "$B/lora-eval" -m "$M" --data "$T/data.txt" -t $t --json -q >"$T/out.$t" 2>"$T/err" ||
