@@ -177,7 +177,8 @@ void model_int8_to_f32(lk_model *m, const char *why)
 }
 
 /* LK_COMPUTE_AUTO at load: int8 when the weights with its corrections fit m->memory_limit (or
- * the memory available), else f32 (compute_why says which and why). */
+ * the memory available), else f32 (compute_why says which and why). The matrices are marked for
+ * int8 to count them; the caller marks them again for the choice. */
 static void choose(lk_model *m)
 {
     m->compute = LK_COMPUTE_INT8;
@@ -191,7 +192,6 @@ static void choose(lk_model *m)
         snprintf(fx, sizeof fx, " with the NF4 corrections' %.1f", fixes / 1048576.0);
     if (m->n_int8 == 0) {
         m->compute = LK_COMPUTE_F32;
-        mark(m);
         snprintf(m->compute_why, sizeof m->compute_why,
                  "auto: f32, no matrix of this base has an int8 path");
     } else if (need <= have) {
@@ -200,7 +200,6 @@ static void choose(lk_model *m)
                  need / 1048576.0, fx, have / 1048576.0, what);
     } else {
         m->compute = LK_COMPUTE_F32;
-        mark(m);
         snprintf(m->compute_why, sizeof m->compute_why,
                  "auto: f32, int8's weights (%.1f MiB%s) do not fit the %.1f MiB available (%s)",
                  need / 1048576.0, fx, have / 1048576.0, what);

@@ -300,21 +300,25 @@ static void multi_rows(const linear *L, int t, int nt, int64_t *r0, int64_t *n)
     gemv_par_rows(L->out, L->w ? L->in : INT32_MAX, nt, t, r0, n);
 }
 
-/* Kernel work of one thread's rows of L (fp32 weights: none). */
-static size_t multi_slot(const linear *L)
+/* Kernel work of one thread's rows of any of the n layers (fp32 weights: none). */
+static size_t multi_slot(const linear *const *Ls, int n)
 {
-    return q4_line(kernel_work(L, 1, 1, 0));
+    size_t slot = 0;
+    for (int i = 0; i < n; i++) {
+        size_t k = q4_line(kernel_work(Ls[i], 1, 1, 0));
+        slot = k > slot ? k : slot;
+    }
+    return slot;
 }
 
 size_t linear_forward_multi_work_bytes(const linear *const *Ls, int n, int n_threads)
 {
-    size_t slot = 0, rest = 0;
+    size_t rest = 0;
     for (int i = 0; i < n; i++) {
-        size_t k = multi_slot(Ls[i]), r = linear_work_bytes(Ls[i], 1, n_threads, 0);
-        slot = k > slot ? k : slot;
+        size_t r = linear_work_bytes(Ls[i], 1, n_threads, 0);
         rest = r > rest ? r : rest;
     }
-    size_t par = (size_t)resolve_threads(n_threads) * slot;
+    size_t par = (size_t)resolve_threads(n_threads) * multi_slot(Ls, n);
     return par > rest ? par : rest;
 }
 
@@ -369,12 +373,8 @@ void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_
         return;
     }
     LK_ASSERT(work_size >= linear_forward_multi_work_bytes(Ls, n, n_threads));
-    size_t slot = 0;
-    for (int i = 0; i < n; i++) {
-        size_t k = multi_slot(Ls[i]);
-        slot = k > slot ? k : slot;
-    }
-    multi_job j = {.Ls = Ls, .n = n, .nt = nt, .x = x, .ys = ys, .work = work, .slot = slot};
+    multi_job j = {.Ls = Ls, .n = n, .nt = nt, .x = x, .ys = ys, .work = work,
+                   .slot = multi_slot(Ls, n)};
     par_for(nt, nt, multi_task, &j);
     for (int i = 0; i < n; i++)
         forward_rest(Ls[i], x, 1, ys[i], work, 0, n_threads);
