@@ -589,6 +589,11 @@ double cli_thread_cpu_now(void)
     return clock_seconds(CLOCK_THREAD_CPUTIME_ID);
 }
 
+double cli_process_cpu_now(void)
+{
+    return clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+}
+
 static volatile sig_atomic_t g_stop_signal;
 
 static void on_stop_signal(int sig)

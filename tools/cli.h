@@ -204,6 +204,9 @@ lk_status cli_score_file(const char *tool, const lk_model *m, const lk_tokenizer
 /* Seconds on the monotonic clock (wall time), and CPU seconds of the calling thread. */
 double cli_now(void);
 double cli_thread_cpu_now(void);
+/* CPU seconds of the whole process, all threads (on a shared machine the time other processes
+ * take is not in it; the library's idle threads sleep, so it counts work, not waiting). */
+double cli_process_cpu_now(void);
 
 /* Catch SIGINT and SIGTERM: the first one is recorded for cli_stop_signal() (long runs stop
  * cleanly at their next check), a second one stops the process at once. */

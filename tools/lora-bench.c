@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -54,15 +53,6 @@ typedef struct {
     double setup_s, s_per_step, tps; /* setup: lk_trainer_create (int8: the transposed copies) */
     double cpu_s_per_step; /* CPU seconds of the whole process (all threads), median step */
 } train_result;
-
-/* CPU seconds of the process, all threads: on a shared machine, the time others take is not in
- * it (the library's threads sleep when idle, so it counts work, not waiting). */
-static double process_cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The median of v[n] (sorted in place); 0 when n is 0. */
 static double median(double *v, int n)
@@ -129,10 +119,10 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
     int n = 0;
     for (int i = 0; i <= steps && s == LK_OK; i++) {
         struct lk_step_stats st;
-        double t0 = cli_now(), c0 = process_cpu_now();
+        double t0 = cli_now(), c0 = cli_process_cpu_now();
         s = lk_trainer_step(t, &st);
         if (i > 0 && n < 64) {
-            cpu[n] = process_cpu_now() - c0;
+            cpu[n] = cli_process_cpu_now() - c0;
             times[n++] = cli_now() - t0;
         }
     }
