@@ -99,14 +99,14 @@ static int may_spin(int64_t t)
     return atomic_load(&spin_free);
 }
 
-/* Poll until *x differs from v (1), or SPIN_NS passed or the machine is busy (0). */
-static int spin_while_u64(_Atomic uint64_t *x, uint64_t v)
+/* Poll until ready(ctx) (1), or SPIN_NS passed or the machine is busy (0). */
+static int spin_until(int (*ready)(void *), void *ctx)
 {
     int64_t t0 = now_ns();
     if (!may_spin(t0))
-        return atomic_load(x) != v;
+        return ready(ctx);
     for (int i = 1;; i++) {
-        if (atomic_load(x) != v)
+        if (ready(ctx))
             return 1;
         cpu_relax();
         if (i % 64 == 0 && now_ns() - t0 > SPIN_NS)
@@ -114,19 +114,20 @@ static int spin_while_u64(_Atomic uint64_t *x, uint64_t v)
     }
 }
 
-/* Poll until *x is 0 (1), or SPIN_NS passed or the machine is busy (0). */
-static int spin_while_nonzero(_Atomic int *x)
+typedef struct {
+    _Atomic uint64_t *x;
+    uint64_t v;
+} moved;
+
+static int has_moved(void *ctx) /* *x differs from v */
 {
-    int64_t t0 = now_ns();
-    if (!may_spin(t0))
-        return atomic_load(x) == 0;
-    for (int i = 1;; i++) {
-        if (atomic_load(x) == 0)
-            return 1;
-        cpu_relax();
-        if (i % 64 == 0 && now_ns() - t0 > SPIN_NS)
-            return 0;
-    }
+    const moved *m = ctx;
+    return atomic_load(m->x) != m->v;
+}
+
+static int is_zero(void *ctx) /* an _Atomic int at 0 */
+{
+    return atomic_load((_Atomic int *)ctx) == 0;
 }
 
 static void static_range(int64_t n, int nt, int t, int64_t *b, int64_t *e)
@@ -157,7 +158,7 @@ static void run_range(job *j, int t)
  * sleepers and gen are sequentially consistent, so one of the two sees the other's store). */
 static void wait_job(uint64_t seen)
 {
-    if (spin_while_u64(&gen, seen))
+    if (spin_until(has_moved, &(moved){&gen, seen}))
         return;
     pthread_mutex_lock(&mu);
     atomic_fetch_add(&sleepers, 1);
@@ -267,7 +268,7 @@ static void par_run(int nt, int64_t n, int64_t grain, par_fn fn, void *ctx)
     for (int t = helpers + 1; t < nt; t++) /* ranges of workers the system did not give us */
         run_range(&cur, t);
     inside = 0;
-    if (!spin_while_nonzero(&pending)) {
+    if (!spin_until(is_zero, &pending)) {
         pthread_mutex_lock(&mu);
         atomic_store(&caller_asleep, 1);
         while (atomic_load(&pending) > 0)
