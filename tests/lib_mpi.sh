@@ -70,11 +70,13 @@ close_to() {
 # same A B WHAT: the files are the same bytes.
 same() { cmp -s "$1" "$2" && ok || bad "$3: $1 and $2 differ"; }
 
-# descendants PID: every process below PID (from /proc, without procps).
+# descendants PID: every process below PID (from /proc, without procps). The stat files go
+# through cat, which passes over a process that ends between the glob and the read (Debian's awk,
+# mawk, stops at the first file it cannot open: under load, then, no descendant was found).
 descendants() {
     local c
-    for c in $(awk -v p="$1" '{ sub(/.*\) /, ""); if ($2 == p) { split(FILENAME, f, "/"); print f[3] } }' \
-        /proc/[0-9]*/stat 2>/dev/null); do
+    for c in $(cat /proc/[0-9]*/stat 2>/dev/null |
+        awk -v p="$1" '{ pid = $1; sub(/.*\) /, ""); if ($2 == p) print pid }'); do
         echo "$c"
         descendants "$c"
     done
