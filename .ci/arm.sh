@@ -40,8 +40,20 @@ unset 'srcs[${#srcs[@]}-1]'
 file_info=$(aarch64-linux-gnu-readelf -h "$dir/kernels" | grep Machine)
 echo "built $dir/kernels ($file_info)"
 
-# qemu's default CPU model (max) has Advanced SIMD, as every AArch64 CPU does
-LK_KERNELS=ref qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch ref --dispatch-only
-LK_KERNELS=avx2 qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch neon --dispatch-only
-qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/kernels" --dispatch neon
-qemu-aarch64 -L /usr/aarch64-linux-gnu "$dir/attn"
+# qemu's default CPU model (max) has Advanced SIMD, as every AArch64 CPU does. Each run has a
+# time limit (about 10× what it takes here), so that a hang fails this step instead of using up
+# CI's time.
+emulate() {
+    local limit=$1
+    shift
+    local rc=0
+    timeout "$limit" qemu-aarch64 -L /usr/aarch64-linux-gnu "$@" || rc=$?
+    if [ "$rc" = 124 ]; then
+        echo "arm.sh: $* did not finish within ${limit}s under qemu-aarch64" >&2
+    fi
+    return "$rc"
+}
+LK_KERNELS=ref emulate 120 "$dir/kernels" --dispatch ref --dispatch-only
+LK_KERNELS=avx2 emulate 120 "$dir/kernels" --dispatch neon --dispatch-only
+emulate 1200 "$dir/kernels" --dispatch neon
+emulate 300 "$dir/attn"

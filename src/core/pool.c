@@ -257,7 +257,12 @@ static void par_run(int nt, int64_t n, int64_t grain, par_fn fn, void *ctx)
     cur.fn = fn, cur.ctx = ctx, cur.n = n, cur.grain = grain, cur.nt = nt;
     atomic_store(&cur.next, 0);
     atomic_store(&pending, helpers);
-    atomic_store(&gen, ((atomic_load(&gen) >> 16) + 1) << 16 | (uint64_t)nt);
+    /* The stores that a sleeper's test pairs with (gen here, caller_asleep below) are exchanges:
+     * seq_cst, like every access to them, and also a full barrier where a plain seq_cst store is
+     * not quite one. qemu-user on x86-64 runs aarch64's store-release then load-acquire as a
+     * store and a load that the host may reorder; the worker then read the old gen while we read
+     * no sleepers, and it slept through the job (.ci/arm.sh hung on the NEON kernels). */
+    atomic_exchange(&gen, ((atomic_load(&gen) >> 16) + 1) << 16 | (uint64_t)nt);
     if (atomic_load(&sleepers) > 0) {
         pthread_mutex_lock(&mu);
         pthread_cond_broadcast(&wake);
@@ -270,7 +275,7 @@ static void par_run(int nt, int64_t n, int64_t grain, par_fn fn, void *ctx)
     inside = 0;
     if (!spin_until(is_zero, &pending)) {
         pthread_mutex_lock(&mu);
-        atomic_store(&caller_asleep, 1);
+        atomic_exchange(&caller_asleep, 1); /* a full barrier: see the exchange of gen */
         while (atomic_load(&pending) > 0)
             pthread_cond_wait(&done, &mu);
         atomic_store(&caller_asleep, 0);

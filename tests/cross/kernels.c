@@ -19,18 +19,21 @@
  * GEMVs (q8_gemv_*.c, taken for T <= gemv_t, also on their own up to T = 17) give the int8
  * reference's bits exactly, for every type with an int8 expander, over the same shapes, T from 1
  * to 600 and 1..3 threads, in exactly the work they report (fenced); LK_KERNELS=ref makes the
- * int8 dispatch choose its reference too.
+ * int8 dispatch choose its reference too. Last, the thread pool runs 100,000 short jobs (check_pool).
  *
  * Usage: kernels [--dispatch NAME] [--dispatch-only]. Ends with "N passed, N failed"; exit 1 on
  * any failure, 2 on bad usage, also 1 when no variant besides the reference is found (nothing
  * would have been checked). */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "q4.h"
 #include "q8.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 static int g_pass, g_fail;
@@ -545,6 +548,36 @@ static void check_dispatch(const char *want)
               q8_kernels_get()->name);
 }
 
+/* The thread pool (src/core/pool.c) on this architecture: many short jobs, team sizes 2 to 4
+ * in turn, every item counted once. A lost wakeup between a job's publication and a worker going
+ * to sleep hangs it (it did, under qemu-user, before the pool's publishing stores became
+ * exchanges); .ci/arm.sh runs this binary under a timeout, which turns a hang into a failure. */
+static _Atomic int64_t pool_items;
+
+static void pool_count(void *ctx, int64_t b, int64_t e, int thread)
+{
+    (void)ctx, (void)thread;
+    atomic_fetch_add(&pool_items, e - b);
+}
+
+static void check_pool(void)
+{
+    const int64_t jobs = 100000;
+    int64_t want = 0;
+    for (int64_t i = 0; i < jobs; i++) {
+        const int nt = 2 + (int)(i % 3);
+        if (i % 2)
+            par_for(nt, 4, pool_count, NULL);
+        else
+            par_for_dynamic(nt, 8, 1, pool_count, NULL);
+        want += i % 2 ? 4 : 8;
+    }
+    CHECK(atomic_load(&pool_items) == want, "thread pool: %lld items run, expected %lld",
+          (long long)atomic_load(&pool_items), (long long)want);
+    printf("thread pool: %lld short jobs: %s\n", (long long)jobs,
+           atomic_load(&pool_items) == want ? "ok" : "FAILED");
+}
+
 int main(int argc, char **argv)
 {
     const char *want = NULL;
@@ -595,6 +628,8 @@ int main(int argc, char **argv)
                    g_fail == before ? "ok" : "FAILED");
         }
     }
+    if (!dispatch_only)
+        check_pool();
     CHECK(dispatch_only || n_variants > 0,
           "no kernel variant besides the reference in this build on this CPU (features: %s)",
           lk_cpu_features());
