@@ -1,5 +1,7 @@
 /* attn_avx512.c — the blocked attention kernels of attn_kernel.h for AVX-512 (compiled with
- * -mavx512f ...): the products' inner block is 4 rows × 32 columns in eight zmm accumulators. */
+ * -mavx512f ...): the products' inner block is 6 rows × 32 columns in twelve zmm accumulators
+ * (mm_tall), with 4 × 32 (mm_wide) for the rows a tile of 32 leaves (32 = 4·6 + 2·4). Every
+ * element is the same fma chain over k in either block: the bits do not depend on it. */
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -34,6 +36,53 @@ static void mm_wide(float *restrict c, int64_t ldc, const float *restrict a, int
     _mm512_storeu_ps(c + 3 * ldc + 16, c3h);
 }
 
+/* c[6, 32] += a[6, K]·b[K, 32] (row strides lda, ldb, ldc) */
+static void mm_tall(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
+                    const float *restrict b, int64_t ldb, int64_t K)
+{
+    __m512 c0l = _mm512_loadu_ps(c), c0h = _mm512_loadu_ps(c + 16);
+    __m512 c1l = _mm512_loadu_ps(c + ldc), c1h = _mm512_loadu_ps(c + ldc + 16);
+    __m512 c2l = _mm512_loadu_ps(c + 2 * ldc), c2h = _mm512_loadu_ps(c + 2 * ldc + 16);
+    __m512 c3l = _mm512_loadu_ps(c + 3 * ldc), c3h = _mm512_loadu_ps(c + 3 * ldc + 16);
+    __m512 c4l = _mm512_loadu_ps(c + 4 * ldc), c4h = _mm512_loadu_ps(c + 4 * ldc + 16);
+    __m512 c5l = _mm512_loadu_ps(c + 5 * ldc), c5h = _mm512_loadu_ps(c + 5 * ldc + 16);
+    const float *a3 = a + 3 * lda;
+    for (int64_t k = 0; k < K; k++) {
+        __m512 bl = _mm512_loadu_ps(b + k * ldb), bh = _mm512_loadu_ps(b + k * ldb + 16);
+        __m512 x = _mm512_set1_ps(a[k]);
+        c0l = _mm512_fmadd_ps(x, bl, c0l);
+        c0h = _mm512_fmadd_ps(x, bh, c0h);
+        x = _mm512_set1_ps(a[lda + k]);
+        c1l = _mm512_fmadd_ps(x, bl, c1l);
+        c1h = _mm512_fmadd_ps(x, bh, c1h);
+        x = _mm512_set1_ps(a[2 * lda + k]);
+        c2l = _mm512_fmadd_ps(x, bl, c2l);
+        c2h = _mm512_fmadd_ps(x, bh, c2h);
+        x = _mm512_set1_ps(a3[k]);
+        c3l = _mm512_fmadd_ps(x, bl, c3l);
+        c3h = _mm512_fmadd_ps(x, bh, c3h);
+        x = _mm512_set1_ps(a3[lda + k]);
+        c4l = _mm512_fmadd_ps(x, bl, c4l);
+        c4h = _mm512_fmadd_ps(x, bh, c4h);
+        x = _mm512_set1_ps(a3[2 * lda + k]);
+        c5l = _mm512_fmadd_ps(x, bl, c5l);
+        c5h = _mm512_fmadd_ps(x, bh, c5h);
+    }
+    _mm512_storeu_ps(c, c0l);
+    _mm512_storeu_ps(c + 16, c0h);
+    _mm512_storeu_ps(c + ldc, c1l);
+    _mm512_storeu_ps(c + ldc + 16, c1h);
+    _mm512_storeu_ps(c + 2 * ldc, c2l);
+    _mm512_storeu_ps(c + 2 * ldc + 16, c2h);
+    _mm512_storeu_ps(c + 3 * ldc, c3l);
+    _mm512_storeu_ps(c + 3 * ldc + 16, c3h);
+    _mm512_storeu_ps(c + 4 * ldc, c4l);
+    _mm512_storeu_ps(c + 4 * ldc + 16, c4h);
+    _mm512_storeu_ps(c + 5 * ldc, c5l);
+    _mm512_storeu_ps(c + 5 * ldc + 16, c5h);
+}
+
+#define ATTN_TALL_M  6
 #define ATTN_WIDE_N  32
 #define ATTN_VARIANT avx512
 #include "nn/attn_kernel.h"

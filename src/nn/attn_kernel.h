@@ -137,11 +137,33 @@ static void mm_edge(float *restrict c, int64_t ldc, const float *restrict a, int
         }
 }
 
-/* c[m, n] += a[m, K]·b[K, n] */
+#ifdef ATTN_TALL_M
+/* Rows of m that go to the variant's taller block mm_tall (ATTN_TALL_M × ATTN_WIDE_N): as many as
+ * leave a multiple of NR for mm_wide (32 = 4·6 + 2·4), else as many as fit. */
+static int64_t tall_rows(int64_t m)
+{
+    for (int64_t n = m / ATTN_TALL_M; n > 0; n--)
+        if ((m - n * ATTN_TALL_M) % NR == 0)
+            return n * ATTN_TALL_M;
+    return m / ATTN_TALL_M * ATTN_TALL_M;
+}
+#endif
+
+/* c[m, n] += a[m, K]·b[K, n]: every element one fma chain over k in order, whatever block (tall,
+ * wide, generic or edge) computes it. */
 static void mm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb,
                int64_t m, int64_t n, int64_t K)
 {
     int64_t i = 0;
+#ifdef ATTN_TALL_M
+    /* the variant's block of ATTN_TALL_M rows × ATTN_WIDE_N columns, where the columns are whole
+     * blocks (else the rows go below, as mm_block's product, unfused where the compiler does not
+     * contract it, rounds differently from mm_edge's fmaf) */
+    if (n % ATTN_WIDE_N == 0)
+        for (int64_t mt = tall_rows(m); i < mt; i += ATTN_TALL_M)
+            for (int64_t j = 0; j < n; j += ATTN_WIDE_N)
+                mm_tall(c + i * ldc + j, ldc, a + i * lda, lda, b + j, ldb, K);
+#endif
     for (; i + NR <= m; i += NR) {
         int64_t j = 0;
 #ifdef ATTN_WIDE_N /* the variant's own block of NR rows × ATTN_WIDE_N columns */
@@ -297,8 +319,9 @@ static void fwd_rows(const attn_args *x, int64_t g, const float *q, int64_t ldq,
             float mn = mx > m[i] ? mx : m[i], alpha = fm_exp(m[i] - mn);
             l[i] = l[i] * alpha + exp_row(s + i * BK, zeros, mn, c0, c1, scale);
             m[i] = mn;
-            for (int64_t d = 0; d < hd; d++)
-                o[i * hd + d] *= alpha;
+            if (alpha != 1.0f) /* the max moved (x·1 = x: skipping it changes no bit) */
+                for (int64_t d = 0; d < hd; d++)
+                    o[i * hd + d] *= alpha;
         }
         mm(o, hd, s, BK, v + jb * ldv, ldv, nq, hd, nk);
     }
