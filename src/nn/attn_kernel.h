@@ -301,7 +301,7 @@ static void fwd_rows(const attn_args *x, int64_t g, const float *q, int64_t ldq,
     const float *k = x->k ? x->k + g * hd : NULL;
     const float *v = x->vc ? x->vc + g * x->n_ctx * hd : x->v + g * hd;
     int64_t ldv = x->vc ? hd : kvd, ldt = x->kc ? BK : x->ldt;
-    for (int64_t i = 0; i < nq; i++) {
+    for (int64_t i = 0; i < BQ; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
     }
@@ -312,20 +312,31 @@ static void fwd_rows(const attn_args *x, int64_t g, const float *q, int64_t ldq,
                           : x->kt ? x->kt + g * hd * x->ldt + (jb - x->j0t)
                                   : NULL;
         scores_tile(s, kt, ldt, q, ldq, k ? k + jb * kvd : NULL, kvd, nq, nk, hd);
-        for (int64_t i = 0; i < nq; i++) {
-            int c0, c1;
-            visible(jb, nk, rlo[i], rhi[i], &c0, &c1);
-            float mx = max_row(s + i * BK, c0, c1, scale);
-            if (mx == -INFINITY) { /* nothing visible to this row here */
-                memset(s + i * BK, 0, BK * sizeof *s);
-                continue;
+        float mn[BQ], alpha[BQ];
+        int c0[BQ], c1[BQ];
+        for (int64_t i = 0; i < BQ; i++) {
+            float mx = -INFINITY;
+            if (i < nq) {
+                visible(jb, nk, rlo[i], rhi[i], &c0[i], &c1[i]);
+                mx = max_row(s + i * BK, c0[i], c1[i], scale);
+                if (mx == -INFINITY) /* nothing visible to this row here */
+                    memset(s + i * BK, 0, BK * sizeof *s);
             }
-            float mn = mx > m[i] ? mx : m[i], alpha = fm_exp(m[i] - mn);
-            l[i] = l[i] * alpha + exp_row(s + i * BK, zeros, mn, c0, c1, scale);
-            m[i] = mn;
-            if (alpha != 1.0f) /* the max moved (x·1 = x: skipping it changes no bit) */
+            mn[i] = mx > m[i] ? mx : m[i];
+            c1[i] = mx == -INFINITY ? -1 : c1[i];
+        }
+        /* the rows' rescale factors at once: a loop the compilers vectorise (one row at a time,
+         * each fm_exp was a scalar chain of dependent operations; the bits are the same) */
+        for (int i = 0; i < BQ; i++)
+            alpha[i] = fm_exp(m[i] - mn[i]);
+        for (int64_t i = 0; i < nq; i++) {
+            if (c1[i] < 0)
+                continue;
+            l[i] = l[i] * alpha[i] + exp_row(s + i * BK, zeros, mn[i], c0[i], c1[i], scale);
+            m[i] = mn[i];
+            if (alpha[i] != 1.0f) /* the max moved (x·1 = x: skipping it changes no bit) */
                 for (int64_t d = 0; d < hd; d++)
-                    o[i * hd + d] *= alpha;
+                    o[i * hd + d] *= alpha[i];
         }
         mm(o, hd, s, BK, 1, v + jb * ldv, ldv, nq, hd, nk);
     }
