@@ -187,18 +187,27 @@ static void mm(float *c, int64_t ldc, const float *a, int64_t lda, int64_t aks, 
 #define W 32
 _Static_assert(ATTN_BQ == W && ATTN_BK == W, "attn_kernel.h: the tiles are 32 x 32");
 
-/* In place over one tile row s[W]: entries c0 <= c < c1 become e^(s·scale − shift − shv[c]), the
- * others 0; returns their sum (NC lanes, summed in a fixed order). The mask is a bit mask on the
- * result (as in fm_exp), which compilers vectorise, not a select between floats. */
-static float exp_row(float *restrict s, const float *restrict shv, float shift, int c0, int c1,
-                     float scale)
+/* In place over one tile row s[W]: entries c0 <= c < c1 become e^(s·scale − shift), the others 0;
+ * returns their sum (NC lanes, summed in a fixed order). The mask is a bit mask on the result (as
+ * in fm_exp), which compilers vectorise, not a select between floats; a whole row (most rows off
+ * the diagonal) skips it. */
+static float exp_row(float *restrict s, float shift, int c0, int c1, float scale)
 {
     float lane[NC] = {0};
+    if (c0 == 0 && c1 == W) {
+        for (int cb = 0; cb < W; cb += NC)
+            for (int j = 0; j < NC; j++) {
+                float p = fm_exp(s[cb + j] * scale - shift);
+                s[cb + j] = p;
+                lane[j] += p;
+            }
+        return lanes_sum(lane);
+    }
     for (int cb = 0; cb < W; cb += NC)
         for (int j = 0; j < NC; j++) {
             int c = cb + j;
             uint32_t keep = c >= c0 && c < c1 ? 0xffffffffu : 0u, pb;
-            float p = fm_exp(s[c] * scale - shift - shv[c]);
+            float p = fm_exp(s[c] * scale - shift);
             memcpy(&pb, &p, 4);
             pb &= keep;
             memcpy(&p, &pb, 4);
@@ -236,8 +245,6 @@ static float max_row(const float *restrict s, int c0, int c1, float scale)
     memcpy(&x, &mx, 4);
     return x;
 }
-
-static const float zeros[W];
 
 /* Columns [*c0, *c1) of a tile starting at jb, width nk, that query t may see: keys lo..hi. */
 static void visible(int64_t jb, int64_t nk, int64_t lo, int64_t hi, int *c0, int *c1)
@@ -332,7 +339,7 @@ static void fwd_rows(const attn_args *x, int64_t g, const float *q, int64_t ldq,
         for (int64_t i = 0; i < nq; i++) {
             if (c1[i] < 0)
                 continue;
-            l[i] = l[i] * alpha[i] + exp_row(s + i * BK, zeros, mn[i], c0[i], c1[i], scale);
+            l[i] = l[i] * alpha[i] + exp_row(s + i * BK, mn[i], c0[i], c1[i], scale);
             m[i] = mn[i];
             if (alpha[i] != 1.0f) /* the max moved (x·1 = x: skipping it changes no bit) */
                 for (int64_t d = 0; d < hd; d++)
@@ -455,7 +462,7 @@ static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
                 int c0, c1; /* keys j0 + c that query t sees: lo[t] <= j <= t */
                 visible(j0, nk, a->lo[t], t, &c0, &c1);
                 float *pr = p + i * BK, *dr = dp + i * BK, Dt = x->D[t * H + h];
-                exp_row(pr, zeros, x->lse_in[t * H + h], c0, c1, scale);
+                exp_row(pr, x->lse_in[t * H + h], c0, c1, scale);
                 for (int c = 0; c < BK; c++)
                     dr[c] = pr[c] * (dr[c] - Dt);
             }
