@@ -2,9 +2,10 @@
  * instruction set by attn_ref.c, attn_avx2.c and attn_avx512.c with ATTN_VARIANT set to the
  * suffix. Plain C written for the compilers' vectorisers: fixed block sizes, a register block
  * of 4 rows × MC columns for every product (mm_block, in gcc/clang generic vectors; a variant may
- * define a wider mm_wide of 4 × ATTN_WIDE_N in intrinsics before including this file, as the AVX2
- * and AVX-512 ones do), fm_exp for the exponentials, and lane-parallel reductions in a fixed
- * order (so each variant is deterministic; variants differ in rounding only).
+ * define a wider mm_wide of 4 × ATTN_WIDE_N, and a taller mm_tall of ATTN_TALL_M × ATTN_WIDE_N,
+ * in intrinsics before including this file, as the AVX2 and AVX-512 ones do: 6 × 16 and 6 × 32),
+ * fm_exp for the exponentials, and lane-parallel reductions in a fixed order (so each variant is
+ * deterministic; variants differ in rounding only).
  *
  * Every product is c[m, n] += a[m, K]·b[K, n] with row-major b (a row-major, or read transposed
  * through its strides): the transposed operands (K for the forward, K and V for the backward) were
