@@ -807,13 +807,13 @@ static void test_variant(const char *name)
         free(c.data);
     }
     /* large: several tiles per thread, T up to 600; and the transposed copy (Q8_0 with out rows) */
-    static const int64_t Tl[] = {64, 600};
+    static const int64_t Tl[] = {64, 600, 333}; /* 600, 333: two passes in fwd2, T odd */
     for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
         if (!q8_supports(q))
             continue;
         wcase c;
         wcase_any(&c, q, 64, 72, 520);
-        run_case(k, &c.w, Tl, 2, 2);
+        run_case(k, &c.w, Tl, 3, 2);
         run_case(k, &c.w, Ts, 3, 3); /* the GEMV with rows not a multiple of the thread split */
         uint8_t *dst = malloc(q8_transpose_bytes(&c.w));
         q4_weight wt;
