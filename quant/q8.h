@@ -112,6 +112,11 @@ typedef void (*q8_fwd_fn)(const q4_weight *w, const float *bias, const float *X,
 typedef void (*q8_fwd2_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
                            float *Y, int n_threads, void *work, size_t work_size);
 
+/* Y[T,out] += X·Wᵀ (no bias): each element Y + the fp32 result q8_fwd_fn would store (the
+ * backward's dX += dY·W on the transposed copy, with no [T, out] scratch and no pass to add it). */
+typedef void (*q8_fwd_add_fn)(const q4_weight *w, const float *X, int64_t T, float *Y,
+                              int n_threads, void *work, size_t work_size);
+
 /* A variant's table: fwd is its whole forward (the GEMV below for T <= gemv_t, its packed-panel
  * GEMM above; ref: the reference for every T); gemv is its matrix-vector kernel alone (any T, one
  * pass over the weight per 4 rows; ref: the reference), for tests and benchmarks. gemv_t is where
@@ -127,6 +132,8 @@ typedef struct {
     int gemv_t;
     q8_fwd2_fn fwd2; /* the two-term forward (ref: the reference; SIMD: their panel GEMM, any T) */
     q8_work_fn fwd2_work;
+    q8_fwd_add_fn fwd_add; /* the accumulating forward (as fwd2: the panel GEMM for any T) */
+    q8_work_fn fwd_add_work;
 } q8_kernels;
 
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -144,15 +151,27 @@ size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
 void q8_gemm_fwd2_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size);
 size_t q8_gemm_fwd2_work_ref(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_ref(const q4_weight *w, int64_t T, int n_threads);
 void q8_gemm_fwd2_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                        int n_threads, void *work, size_t work_size);
 size_t q8_gemm_fwd2_work_avx2(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_avx2(const q4_weight *w, int64_t T, int n_threads);
 void q8_gemm_fwd2_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
                              float *Y, int n_threads, void *work, size_t work_size);
 size_t q8_gemm_fwd2_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads);
 void q8_gemm_fwd2_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                        int n_threads, void *work, size_t work_size);
 size_t q8_gemm_fwd2_work_neon(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_neon(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_add_ref(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+    void *work, size_t work_size);
+void q8_gemm_fwd_add_avx2(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+    void *work, size_t work_size);
+void q8_gemm_fwd_add_avx512vnni(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+    void *work, size_t work_size);
+void q8_gemm_fwd_add_neon(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+    void *work, size_t work_size);
 /* The int8 matrix-vector kernels (q8_gemv.h: no packing, every stored weight block read once per
  * pass of up to 4 activation rows), bit for bit q8_gemm_fwd_ref, for any T. */
 void q8_gemv_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -178,6 +197,9 @@ void q8_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t 
 size_t q8_gemm_fwd2_work(const q4_weight *w, int64_t T, int n_threads);
 void q8_gemm_fwd2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                   int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_add_work(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_add(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                     void *work, size_t work_size);
 
 /* The backward's weight: Wᵀ[in, out] stored as Q8_0 rows of `out` values (zero-padded to a
  * multiple of 32), see above. dst holds q8_transpose_bytes(w) bytes; *wt describes it on return.

@@ -539,9 +539,9 @@ size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
     return q8p_work_ext(w, T, n_threads, NR, code_bytes(w), CHUNK_BYTES, 8);
 }
 
-/* The forward, one term (two 0) or two (q8_fwd2_fn). */
+/* The forward, one term (two 0) or two (q8_fwd2_fn), accumulating with add (q8_fwd_add_fn). */
 static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                    int n_threads, void *work, size_t work_size, int two)
+                    int n_threads, void *work, size_t work_size, int two, int add)
 {
     q8p_job j = {.w = w,
                  .bias = bias,
@@ -552,6 +552,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
                  .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 0,
                  .quant = q8x_quantize_act,
                  .quant2 = two ? q8x_quantize_act2 : NULL,
+                 .add = add,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .chunk_bytes = CHUNK_BYTES,
@@ -575,7 +576,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
 void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size)
 {
-    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0);
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0, 0);
 }
 
 size_t q8_gemm_fwd2_work_avx2(const q4_weight *w, int64_t T, int n_threads)
@@ -586,5 +587,16 @@ size_t q8_gemm_fwd2_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemm_fwd2_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                        int n_threads, void *work, size_t work_size)
 {
-    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1);
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1, 0);
+}
+
+size_t q8_gemm_fwd_add_work_avx2(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_avx2(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add_avx2(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+    void *work, size_t work_size)
+{
+    fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }

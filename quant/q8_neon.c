@@ -119,9 +119,9 @@ size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
     return q8p_work(w, T, n_threads, NR);
 }
 
-/* The forward, one term (two 0) or two (q8_fwd2_fn; the reference's quantiser). */
+/* The forward, one term (two 0) or two (q8_fwd2_fn), accumulating with add (q8_fwd_add_fn; the reference's quantiser). */
 static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                    int n_threads, void *work, size_t work_size, int two)
+                    int n_threads, void *work, size_t work_size, int two, int add)
 {
     q8p_job j = {.w = w,
                  .bias = bias,
@@ -132,6 +132,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
                  .kshift = 0,
                  .quant = q8_quantize_act,
                  .quant2 = two ? q8_quantize_act2 : NULL,
+                 .add = add,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
 }
@@ -139,7 +140,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
 void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size)
 {
-    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0);
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0, 0);
 }
 
 size_t q8_gemm_fwd2_work_neon(const q4_weight *w, int64_t T, int n_threads)
@@ -150,5 +151,16 @@ size_t q8_gemm_fwd2_work_neon(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemm_fwd2_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                        int n_threads, void *work, size_t work_size)
 {
-    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1);
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1, 0);
+}
+
+size_t q8_gemm_fwd_add_work_neon(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_neon(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add_neon(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+    void *work, size_t work_size)
+{
+    fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }

@@ -102,6 +102,7 @@ struct q8p_job {
     /* a two-term job (q8_fwd2_fn) when set: X's row t as its two int8 terms (q8_quantize_act2's
      * result) in activation rows 2t and 2t+1, Y's row t from both (q8p_store) */
     void (*quant2)(const float *x, int64_t n, q8_ablock *x1, q8_ablock *r1);
+    int add; /* Y += the result (q8_fwd_add_fn; no bias) */
     q8p_pack_fn pack;
     q8p_rows_fn rows[Q8P_MR];
     q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
@@ -232,15 +233,15 @@ static inline float *q8p_yrow(const q8p_job *j, int64_t t)
     return j->Y + (j->quant2 ? t >> 1 : t) * j->w->out;
 }
 
-/* 1 when activation row t adds to its Y row (the second term of a two-term job), 0 when it sets
- * it (to its result + bias). */
+/* 1 when activation row t adds to its Y row (an accumulating job, or the second term of a
+ * two-term job), 0 when it sets it (to its result + bias). */
 static inline int q8p_adds(const q8p_job *j, int64_t t)
 {
-    return j->quant2 && (t & 1);
+    return j->add || (j->quant2 && (t & 1));
 }
 
 /* A microkernel's result v[nrow] of activation row t for Y's columns [o0, o0+nrow): Y = v + bias,
- * or in a two-term job (x1·Wᵀ + bias) + r1·Wᵀ: row 2t stores v + bias, row 2t+1 adds its v.
+ * Y + v in an accumulating job, or in a two-term job (x1·Wᵀ + bias) + r1·Wᵀ: row 2t stores v + bias, row 2t+1 adds its v.
  * A microkernel stores its rows in increasing t, and its rows never split a pair (they start at
  * multiples of Q8P_MR, and 2T is even), so the first term is always stored before the second. */
 static inline void q8p_store(const q8p_job *j, int64_t t, int64_t o0, int nrow, const float *v)

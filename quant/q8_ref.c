@@ -101,6 +101,7 @@ typedef struct {
     float *Y;
     int64_t T, nb;
     int two;        /* the two-term forward: A holds x1 and r1 of each row (rows 2t, 2t+1) */
+    int add;        /* Y += the result */
     q8_ablock *A;   /* [T][nb] quantised X ([2T][nb] with two) */
     uint8_t *slots; /* per thread: one expanded row [nb] */
     size_t slot;
@@ -133,7 +134,7 @@ static void fwd_rows(void *ctx, int64_t o0, int64_t o1, int thread)
             float y = j->bias ? acc + j->bias[o] : acc;
             if (j->two) /* (x1·Wᵀ + bias) + r1·Wᵀ */
                 y = y + dot_row(a + j->nb, wr, j->nb, simple);
-            j->Y[t * w->out + o] = y;
+            j->Y[t * w->out + o] = j->add ? j->Y[t * w->out + o] + y : y;
         }
     }
 }
@@ -150,9 +151,9 @@ size_t q8_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
     return T > 0 ? q4_work_size(act_bytes(w, T) + (size_t)resolve_threads(n_threads) * row) : 0;
 }
 
-/* The one-term (two 0) or two-term forward. */
+/* The one-term (two 0) or two-term forward; with add, Y += the result. */
 static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                    int n_threads, void *work, size_t work_size, int two)
+                    int n_threads, void *work, size_t work_size, int two, int add)
 {
     if (T <= 0)
         return;
@@ -166,6 +167,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
                  .T = T,
                  .nb = nb,
                  .two = two,
+                 .add = add,
                  .A = (q8_ablock *)(void *)base,
                  .slots = base + act_bytes(w, (1 + two) * T),
                  .slot = q4_slot((size_t)nb * sizeof(q8_wblock))};
@@ -176,7 +178,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                      int n_threads, void *work, size_t work_size)
 {
-    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0);
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0, 0);
 }
 
 size_t q8_gemm_fwd2_work_ref(const q4_weight *w, int64_t T, int n_threads)
@@ -187,7 +189,18 @@ size_t q8_gemm_fwd2_work_ref(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemm_fwd2_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size)
 {
-    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1);
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1, 0);
+}
+
+size_t q8_gemm_fwd_add_work_ref(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_ref(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add_ref(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                         void *work, size_t work_size)
+{
+    fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }
 
 /* ---- the transposed copy ------------------------------------------------------------------- */

@@ -218,7 +218,7 @@ static void check_act(const float *x, int64_t n)
 }
 
 static void fwd_fenced_n(const q8_kernels *k, const q4_weight *w, const float *bias,
-                         const float *X, int64_t T, float *Y, int nt, int two);
+                         const float *X, int64_t T, float *Y, int nt, int mode);
 static void fwd_fenced(const q8_kernels *k, const q4_weight *w, const float *bias, const float *X,
                        int64_t T, float *Y, int nt);
 static float *make_x(int64_t T, int64_t in);
@@ -322,8 +322,8 @@ static void test_quantize_act2(void **state)
 }
 
 /* The two-term forward is bit for bit the composition it replaced in linear.c:
- * Y = fwd(X, bias) then Y += fwd(residual_of(X), no bias), for the reference and the dispatched
- * variant alike. */
+ * Y = fwd(X, bias) then Y += fwd(residual_of(X), no bias), and the accumulating one
+ * Y += fwd(X) (the backward's dX), for the reference and the dispatched variant alike. */
 static void test_fwd2_composition(void **state)
 {
     (void)state;
@@ -361,6 +361,13 @@ static void test_fwd2_composition(void **state)
                                  "two forwards give it",
                                  ks[v]->name, lk_qtype_name((lk_qtype)qt[q]), (long long)out,
                                  (long long)in, (long long)T);
+                    fwd_fenced_n(ks[v], &c.w, NULL, R, T, Y, nt, 2); /* Y = Yc + R·Wᵀ */
+                    for (int64_t i = 0; i < T * out; i++)
+                        Yc[i] += Y2[i];
+                    if (memcmp(Y, Yc, (size_t)(T * out) * 4))
+                        fail_msg("%s fwd_add %s [%lld x %lld] T=%lld: not Y + the forward",
+                                 ks[v]->name, lk_qtype_name((lk_qtype)qt[q]), (long long)out,
+                                 (long long)in, (long long)T);
                 }
                 free(X);
                 free(R);
@@ -382,10 +389,12 @@ static unsigned g_calls;
 
 /* k's forward with exactly the work it reports (NaN bytes, canaries around, start 0 or 1 byte
  * past a 64-byte line). */
+/* mode 0: k's forward, 1: its two-term forward (fwd2), 2: its accumulating one (fwd_add, bias
+ * ignored). */
 static void fwd_fenced_n(const q8_kernels *k, const q4_weight *w, const float *bias,
-                         const float *X, int64_t T, float *Y, int nt, int two)
+                         const float *X, int64_t T, float *Y, int nt, int mode)
 {
-    const q8_work_fn work_fn = two ? k->fwd2_work : k->fwd_work;
+    const q8_work_fn work_fn = mode == 1 ? k->fwd2_work : mode == 2 ? k->fwd_add_work : k->fwd_work;
     const size_t size = work_fn(w, T, nt), shift = g_calls++ & 1;
     uint8_t *block = lk_aligned_alloc(2 * FENCE + shift + size);
     assert_non_null(block);
@@ -393,13 +402,17 @@ static void fwd_fenced_n(const q8_kernels *k, const q4_weight *w, const float *b
     uint8_t *work = block + FENCE + shift;
     memset(work, 0xff, size);
     memset(work + size, 0xa5, FENCE);
-    (two ? k->fwd2 : k->fwd)(w, bias, X, T, Y, nt, size ? work : NULL, size);
+    void *wk = size ? work : NULL;
+    if (mode == 2)
+        k->fwd_add(w, X, T, Y, nt, wk, size);
+    else
+        (mode ? k->fwd2 : k->fwd)(w, bias, X, T, Y, nt, wk, size);
     for (size_t i = 0; i < FENCE + shift; i++)
         assert_int_equal(block[i], 0xa5);
     for (size_t i = 0; i < FENCE; i++)
         if (work[size + i] != 0xa5)
-            fail_msg("%s%s [%lld x %lld] T=%lld nt %d: wrote past its %zu bytes of work",
-                     k->name, two ? " fwd2" : "", (long long)w->out, (long long)w->in,
+            fail_msg("%s mode %d [%lld x %lld] T=%lld nt %d: wrote past its %zu bytes of work",
+                     k->name, mode, (long long)w->out, (long long)w->in,
                      (long long)T, nt, size);
     free(block);
 }
@@ -414,8 +427,8 @@ static void check_work_monotone(const q8_kernels *k, const q4_weight *w)
 {
     q4_weight half = *w;
     half.out = (w->out + 1) / 2;
-    for (int two = 0; two <= (k->fwd2 != NULL); two++) {
-        const q8_work_fn work = two ? k->fwd2_work : k->fwd_work;
+    for (int mode = 0; mode <= (k->fwd2 ? 2 : 0); mode++) {
+        const q8_work_fn work = mode == 1 ? k->fwd2_work : mode ? k->fwd_add_work : k->fwd_work;
         for (int nt = 1; nt <= 3; nt++) {
             for (int64_t T = 0; T <= 70; T++) {
                 const size_t f = work(w, T, nt);
@@ -743,18 +756,23 @@ static void run_case(const q8_kernels *k, const q4_weight *w, const int64_t *Ts,
         const int64_t T = Ts[ti];
         float *X = make_x(T, w->in), *Y = malloc((size_t)(T * w->out) * 4);
         float *Yr = malloc((size_t)(T * w->out) * 4);
-        /* b: with a bias; two: the two-term forward (a table with fwd2: not the GEMV's) */
-        for (int b = 0; b < 4; b++) {
-            const int two = b >= 2;
-            if (two && !k->fwd2)
+        /* b & 1: with a bias; mode (b / 2) 1: the two-term forward, 2: the accumulating one
+         * (into Y holding values), for a table with them (not the GEMV's) */
+        for (int b = 0; b < 6; b++) {
+            const int mode = b / 2;
+            if (mode && !k->fwd2)
                 break;
-            fwd_fenced_n(q8_kernels_named("ref"), w, b & 1 ? bias : NULL, X, T, Yr, 2, two);
-            fwd_fenced_n(k, w, b & 1 ? bias : NULL, X, T, Y, nt, two);
+            if (mode == 2 && (b & 1))
+                continue;
+            for (int64_t i = 0; mode == 2 && i < T * w->out; i++)
+                Y[i] = Yr[i] = frand() * 3.0f;
+            fwd_fenced_n(q8_kernels_named("ref"), w, b & 1 ? bias : NULL, X, T, Yr, 2, mode);
+            fwd_fenced_n(k, w, b & 1 ? bias : NULL, X, T, Y, nt, mode);
             for (int64_t i = 0; i < T * w->out; i++)
                 if (memcmp(&Y[i], &Yr[i], 4))
-                    fail_msg("%s%s %s block %d [%lld x %lld] T=%lld nt %d%s: [%lld][%lld] %.9g, "
-                             "ref %.9g",
-                             k->name, two ? " fwd2" : "", lk_qtype_name((lk_qtype)w->qtype),
+                    fail_msg("%s mode %d %s block %d [%lld x %lld] T=%lld nt %d%s: [%lld][%lld] "
+                             "%.9g, ref %.9g",
+                             k->name, mode, lk_qtype_name((lk_qtype)w->qtype),
                              w->block, (long long)w->out, (long long)w->in, (long long)T, nt,
                              b & 1 ? " bias" : "", (long long)(i / w->out),
                              (long long)(i % w->out), Y[i], Yr[i]);
@@ -780,7 +798,8 @@ static void test_variant(const char *name)
         {63, 64}, {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}, {31, 129}, {40, 520}};
     static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}, Tv[] = {1, 2, 3, 5, 9};
     /* the variant's matrix-vector kernel on its own (its fwd takes it for T <= gemv_t) */
-    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0, NULL, NULL};
+    const q8_kernels gemv = {k->name, k->gemv,      k->gemv_work, k->gemv, k->gemv_work,
+                             0,       NULL,         NULL,         NULL,    NULL};
     for (int seed = 1; seed <= 2; seed++) {
         g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
         for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {

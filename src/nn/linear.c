@@ -30,15 +30,16 @@ static int two_terms(const linear *L)
 }
 
 /* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
- * [T, in] with dropout, then one area shared by the backward of a quantised layer (the fused
- * kernel's output dx [T, in]) and the NF4 correction's product [T, out] of a layer with two int8
- * terms; a backward's work also holds the training forward's (q8_gemm_fwd2's work: kernel_work). */
+ * [T, in] with dropout, then one area shared by the backward of a quantised layer without an
+ * int8 transposed copy (the fused kernel's output dx [T, in]; with the copy, q8_gemm_fwd_add adds
+ * into dx) and the NF4 correction's product [T, out] of a layer with two int8 terms; a
+ * backward's work also holds the training forward's (q8_gemm_fwd2's work: kernel_work). */
 static int64_t tmp_floats(const linear *L, int64_t T, int backward)
 {
     int64_t n = T * linear_max_rank(L);
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
-    int64_t shared = backward && !L->w ? T * L->in : 0; /* dx goes through tmp */
+    int64_t shared = backward && !L->w && !L->qwt.data ? T * L->in : 0; /* dx through tmp */
     int64_t terms = two_terms(L) && L->qwc.data ? T * L->out : 0;
     n += terms > shared ? terms : shared;
     if (L->perm_heads > 0)
@@ -125,7 +126,7 @@ static size_t kernel_work(const linear *L, int64_t T, int n_threads, int backwar
         f = q8_gemm_fwd2_work(&L->qw, T, n_threads); /* the training forward's two terms */
     size_t b = 0;
     if (backward)
-        b = L->qwt.data ? q8_gemm_fwd_work(&L->qwt, T, n_threads)
+        b = L->qwt.data ? q8_gemm_fwd_add_work(&L->qwt, T, n_threads)
                         : q4_gemm_bwd_work(k, &L->qw, T, n_threads);
     return f > b ? f : b;
 }
@@ -379,15 +380,16 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
     }
     if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
         gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, 1.0f, dx, in, n_threads);
-    } else if (dx) { /* fused kernel into the end of tmp, then added */
-        float *dq = shared_part(L, tmp, T);
+    } else if (dx) {
         size_t kn;
         void *kw = kernel_part(L, T, 1, work, work_size, &kn);
-        if (L->qwt.data) /* dx = dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
-            q8_gemm_fwd(&L->qwt, NULL, dyf, T, dq, n_threads, kw, kn);
-        else
+        if (L->qwt.data) { /* dx += dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
+            q8_gemm_fwd_add(&L->qwt, dyf, T, dx, n_threads, kw, kn);
+        } else { /* fused kernel into the end of tmp, then added */
+            float *dq = shared_part(L, tmp, T);
             q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
-        add_par(dx, dq, T * in, n_threads);
+            add_par(dx, dq, T * in, n_threads);
+        }
     }
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];
