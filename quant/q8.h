@@ -44,7 +44,14 @@
  *   half), larger ones hand out chunks of row groups to whichever thread is free. At T = 1 the
  *   kernels are bound by vector instructions, not by the weight stream, while the weights sit in
  *   L2/L3 (avx512vnni about 100 GFLOP/s per core on Q4_0, 28 GB/s of its blocks, against a
- *   100 GB/s plain read loop; BENCHMARKS.md "int8 GEMV at T = 1, wave 6"). */
+ *   100 GB/s plain read loop; BENCHMARKS.md "int8 GEMV at T = 1, wave 6").
+ * Two more entry points run the same products with another epilogue, every variant bit for bit
+ *   its reference (q8_ref.c), on the panel GEMM for every T: q8_gemm_fwd2, a training forward's
+ *   two int8 terms (q8_quantize_act2: x1, and r1 of the residual x − x1) in one call, the rows of
+ *   both running over each packed panel while it is in cache and the microkernel storing
+ *   (x1·Wᵀ + bias) + r1·Wᵀ; and q8_gemm_fwd_add, Y += X·Wᵀ (the backward's dX on the transposed
+ *   copy, added into dx). Each equals the one-term forward(s) followed by fp32 adds, bit for bit
+ *   (test_q8 test_fwd2_composition); BENCHMARKS.md "The two int8 terms in one pass". */
 /* clang-format on */
 #ifndef LK_Q8_H
 #define LK_Q8_H
@@ -165,13 +172,13 @@ void q8_gemm_fwd2_neon(const q4_weight *w, const float *bias, const float *X, in
 size_t q8_gemm_fwd2_work_neon(const q4_weight *w, int64_t T, int n_threads);
 size_t q8_gemm_fwd_add_work_neon(const q4_weight *w, int64_t T, int n_threads);
 void q8_gemm_fwd_add_ref(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
-    void *work, size_t work_size);
+                         void *work, size_t work_size);
 void q8_gemm_fwd_add_avx2(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
-    void *work, size_t work_size);
-void q8_gemm_fwd_add_avx512vnni(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
-    void *work, size_t work_size);
+                          void *work, size_t work_size);
+void q8_gemm_fwd_add_avx512vnni(const q4_weight *w, const float *X, int64_t T, float *Y,
+                                int n_threads, void *work, size_t work_size);
 void q8_gemm_fwd_add_neon(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
-    void *work, size_t work_size);
+                          void *work, size_t work_size);
 /* The int8 matrix-vector kernels (q8_gemv.h: no packing, every stored weight block read once per
  * pass of up to 4 activation rows), bit for bit q8_gemm_fwd_ref, for any T. */
 void q8_gemv_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,

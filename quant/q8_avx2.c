@@ -596,7 +596,7 @@ size_t q8_gemm_fwd_add_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 }
 
 void q8_gemm_fwd_add_avx2(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
-    void *work, size_t work_size)
+                          void *work, size_t work_size)
 {
     fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }

@@ -2,9 +2,9 @@
  * and run by this CPU (q4_cpu_has), or the one LK_KERNELS names, chosen once, thread-safely; the
  * q8_gemm_* entry points go through it. A SIMD variant's forward is its GEMV (q8_gemv_*.c) for
  * T <= its gemv_t and its packed GEMM (q8_avx2.c, q8_avx512.c, q8_neon.c) above; its two-term
- * forward (fwd2) and its accumulating one (fwd_add) are its packed GEMM for every T. LK_KERNELS takes
- * the q4 names too (avx512 and amx mean avx512vnni here, falling back to avx2), so one setting
- * picks matching variants for both. */
+ * forward (fwd2) and its accumulating one (fwd_add) are its packed GEMM for every T. LK_KERNELS
+ * takes the q4 names too (avx512 and amx mean avx512vnni here, falling back to avx2), so one
+ * setting picks matching variants for both. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +12,9 @@
 #include "q8.h"
 #include "core/status.h"
 
-static const q8_kernels k_ref = {"ref",           q8_gemm_fwd_ref,      q8_gemm_fwd_work_ref,
-                                 q8_gemm_fwd_ref, q8_gemm_fwd_work_ref, 0,
-                                 q8_gemm_fwd2_ref, q8_gemm_fwd2_work_ref,
-                                 q8_gemm_fwd_add_ref, q8_gemm_fwd_add_work_ref};
+static const q8_kernels k_ref = {
+    "ref", q8_gemm_fwd_ref,  q8_gemm_fwd_work_ref,  q8_gemm_fwd_ref,     q8_gemm_fwd_work_ref,
+    0,     q8_gemm_fwd2_ref, q8_gemm_fwd2_work_ref, q8_gemm_fwd_add_ref, q8_gemm_fwd_add_work_ref};
 
 /* A SIMD variant's forward: its GEMV for T <= tmax (its table's gemv_t), its GEMM above; the work
  * for T covers both (every call with 1..T rows). */
@@ -37,25 +36,42 @@ static const q8_kernels k_ref = {"ref",           q8_gemm_fwd_ref,      q8_gemm_
 
 #ifdef LK_HAVE_AVX2
 SMALL_T_FWD(avx2, 6)
-static const q8_kernels k_avx2 = {"avx2",           fwd_avx2,          fwd_work_avx2,
-                                  q8_gemv_fwd_avx2, q8_gemv_work_avx2, 6,
-                                  q8_gemm_fwd2_avx2, q8_gemm_fwd2_work_avx2,
-                                  q8_gemm_fwd_add_avx2, q8_gemm_fwd_add_work_avx2};
+static const q8_kernels k_avx2 = {"avx2",
+                                  fwd_avx2,
+                                  fwd_work_avx2,
+                                  q8_gemv_fwd_avx2,
+                                  q8_gemv_work_avx2,
+                                  6,
+                                  q8_gemm_fwd2_avx2,
+                                  q8_gemm_fwd2_work_avx2,
+                                  q8_gemm_fwd_add_avx2,
+                                  q8_gemm_fwd_add_work_avx2};
 #endif
 #ifdef LK_HAVE_AVX512
 SMALL_T_FWD(avx512vnni, 4)
-static const q8_kernels k_vnni = {
-    "avx512vnni",           fwd_avx512vnni,          fwd_work_avx512vnni,
-    q8_gemv_fwd_avx512vnni, q8_gemv_work_avx512vnni, 4,
-    q8_gemm_fwd2_avx512vnni, q8_gemm_fwd2_work_avx512vnni,
-    q8_gemm_fwd_add_avx512vnni, q8_gemm_fwd_add_work_avx512vnni};
+static const q8_kernels k_vnni = {"avx512vnni",
+                                  fwd_avx512vnni,
+                                  fwd_work_avx512vnni,
+                                  q8_gemv_fwd_avx512vnni,
+                                  q8_gemv_work_avx512vnni,
+                                  4,
+                                  q8_gemm_fwd2_avx512vnni,
+                                  q8_gemm_fwd2_work_avx512vnni,
+                                  q8_gemm_fwd_add_avx512vnni,
+                                  q8_gemm_fwd_add_work_avx512vnni};
 #endif
 #ifdef LK_HAVE_NEON
 SMALL_T_FWD(neon, 4)
-static const q8_kernels k_neon = {"neon",           fwd_neon,          fwd_work_neon,
-                                  q8_gemv_fwd_neon, q8_gemv_work_neon, 4,
-                                  q8_gemm_fwd2_neon, q8_gemm_fwd2_work_neon,
-                                  q8_gemm_fwd_add_neon, q8_gemm_fwd_add_work_neon};
+static const q8_kernels k_neon = {"neon",
+                                  fwd_neon,
+                                  fwd_work_neon,
+                                  q8_gemv_fwd_neon,
+                                  q8_gemv_work_neon,
+                                  4,
+                                  q8_gemm_fwd2_neon,
+                                  q8_gemm_fwd2_work_neon,
+                                  q8_gemm_fwd_add_neon,
+                                  q8_gemm_fwd_add_work_neon};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

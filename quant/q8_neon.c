@@ -119,7 +119,8 @@ size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
     return q8p_work(w, T, n_threads, NR);
 }
 
-/* The forward, one term (two 0) or two (q8_fwd2_fn), accumulating with add (q8_fwd_add_fn; the reference's quantiser). */
+/* The forward, one term (two 0) or two (q8_fwd2_fn), accumulating with add (q8_fwd_add_fn; the
+ * reference's quantiser). */
 static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                     int n_threads, void *work, size_t work_size, int two, int add)
 {
@@ -160,7 +161,7 @@ size_t q8_gemm_fwd_add_work_neon(const q4_weight *w, int64_t T, int n_threads)
 }
 
 void q8_gemm_fwd_add_neon(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
-    void *work, size_t work_size)
+                          void *work, size_t work_size)
 {
     fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }

@@ -12,7 +12,10 @@
  * planes laid out as W). A microkernel multiplies a panel by rows of quantised activations
  * loading every weight byte once per group of activation rows. With a job's chunk_bytes, a
  * thread packs several panels (a chunk, q8p_npc) and runs each group of activation rows over all
- * of them, so the activations are read once per chunk rather than once per panel. */
+ * of them, so the activations are read once per chunk rather than once per panel. A two-term job
+ * (quant2: q8_gemm_fwd2) quantises each row of X into two activation rows (x1, r1), run as one
+ * set of 2T rows, their microkernel results combined into Y by q8p_store; an accumulating job
+ * (add: q8_gemm_fwd_add) adds its results to Y. */
 #ifndef LK_Q8_PACK_H
 #define LK_Q8_PACK_H
 
@@ -241,9 +244,10 @@ static inline int q8p_adds(const q8p_job *j, int64_t t)
 }
 
 /* A microkernel's result v[nrow] of activation row t for Y's columns [o0, o0+nrow): Y = v + bias,
- * Y + v in an accumulating job, or in a two-term job (x1·Wᵀ + bias) + r1·Wᵀ: row 2t stores v + bias, row 2t+1 adds its v.
- * A microkernel stores its rows in increasing t, and its rows never split a pair (they start at
- * multiples of Q8P_MR, and 2T is even), so the first term is always stored before the second. */
+ * Y + v in an accumulating job, or in a two-term job (x1·Wᵀ + bias) + r1·Wᵀ: row 2t stores v +
+ * bias, row 2t+1 adds its v. A microkernel stores its rows in increasing t, and its rows never
+ * split a pair (they start at multiples of Q8P_MR, and 2T is even), so the first term is always
+ * stored before the second. */
 static inline void q8p_store(const q8p_job *j, int64_t t, int64_t o0, int nrow, const float *v)
 {
     float *y = q8p_yrow(j, t) + o0;

@@ -1,5 +1,6 @@
-/* q8_ref.c — the plain-C specification of the int8 compute path (q8.h): the activation quantiser,
- * the reference int8 GEMM whose order of operations every variant reproduces bit for bit, and the
+/* q8_ref.c — the plain-C specification of the int8 compute path (q8.h): the activation quantisers
+ * (one term, and a training forward's two), the reference int8 GEMM whose order of operations
+ * every variant reproduces bit for bit (with its two-term and accumulating forms), and the
  * transposed Q8_0 copy of a weight for the backward's dX = dY·W. Compiled in ISO C mode (no
  * contraction of a*b+c), so every fmaf below is the one rounding the spec names and every other
  * product and sum rounds on its own. */
@@ -159,7 +160,8 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
         return;
     LK_ASSERT(q8_supports(w->qtype));
     const int64_t nb = (w->in + Q8_QK - 1) / Q8_QK;
-    uint8_t *base = q4_work_start(work, work_size, q8_gemm_fwd_work_ref(w, (1 + two) * T, n_threads));
+    uint8_t *base =
+        q4_work_start(work, work_size, q8_gemm_fwd_work_ref(w, (1 + two) * T, n_threads));
     ref_job j = {.w = w,
                  .bias = bias,
                  .X = X,

@@ -466,6 +466,19 @@ static void q8_fenced(const q8_kernels *k, const q4_weight *w, const float *bias
     fence_close(&f, k->name, w, T, nt);
 }
 
+/* k's two-term forward (mode 1) or accumulating one (mode 2, into Y as it is; bias ignored). */
+static void q8_fenced_mode(const q8_kernels *k, const q4_weight *w, const float *bias,
+                           const float *X, int64_t T, float *Y, int nt, int mode)
+{
+    fenced f = fence_open(mode == 1 ? k->fwd2_work(w, T, nt) : k->fwd_add_work(w, T, nt));
+    void *wk = f.size ? f.work : NULL;
+    if (mode == 1)
+        k->fwd2(w, bias, X, T, Y, nt, wk, f.size);
+    else
+        k->fwd_add(w, X, T, Y, nt, wk, f.size);
+    fence_close(&f, k->name, w, T, nt);
+}
+
 static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64_t *Ts, int nT)
 {
     const q8_kernels *ref = q8_kernels_named("ref");
@@ -483,8 +496,22 @@ static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64
                   "int8 %s %s block %d [%lld x %lld] T=%lld, %d threads: not the reference's bits",
                   k->name, lk_qtype_name((lk_qtype)w->qtype), w->block, (long long)w->out,
                   (long long)w->in, (long long)T, nt);
+            /* its two-term forward, and its accumulating one (into Y holding the forward) */
+            for (int mode = 1; mode <= 2; mode++) {
+                if (mode == 2)
+                    memcpy(b.Y[1], b.Y[0], (size_t)(T * w->out) * 4);
+                q8_fenced_mode(ref, w, bb, b.X, T, b.Y[0], 2, mode);
+                q8_fenced_mode(k, w, bb, b.X, T, b.Y[1], nt, mode);
+                CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(T * w->out) * 4),
+                      "int8 %s %s %s block %d [%lld x %lld] T=%lld, %d threads: not the "
+                      "reference's bits",
+                      k->name, mode == 1 ? "fwd2" : "fwd_add", lk_qtype_name((lk_qtype)w->qtype),
+                      w->block, (long long)w->out, (long long)w->in, (long long)T, nt);
+            }
+            q8_fenced(ref, w, bb, b.X, T, b.Y[0], 2);
             /* the variant's GEMV on its own (its forward takes it for T <= gemv_t) */
-            const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0};
+            const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0,
+                                     NULL,    NULL,    NULL,         NULL};
             if (T > 17)
                 continue;
             q8_fenced(&gemv, w, bb, b.X, T, b.Y[1], nt);
@@ -503,7 +530,7 @@ static void check_int8(const q8_kernels *k, int t)
 {
     static const int64_t shapes[][2] = {{1, 1},   {3, 7},    {17, 17}, {15, 33},
                                         {65, 63}, {7, 172},  {33, 100}, {40, 520}};
-    static const int64_t Ts[] = {1, 2, 3, 4, 5, 9, 17}, Tl[] = {64, 600};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 9, 17}, Tl[] = {64, 600, 333};
     g_rng = 77;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         wcase c;
@@ -511,7 +538,7 @@ static void check_int8(const q8_kernels *k, int t)
             continue;
         check_int8_case(k, &c.w, Ts, (int)(sizeof Ts / sizeof Ts[0]));
         if (s + 1 == sizeof shapes / sizeof shapes[0]) { /* large T, and the transposed copy */
-            check_int8_case(k, &c.w, Tl, 2);
+            check_int8_case(k, &c.w, Tl, 3);
             uint8_t *dst = xmalloc(q8_transpose_bytes(&c.w));
             q4_weight wt;
             CHECK(q8_transpose(&c.w, dst, &wt, 2) == LK_OK, "q8_transpose: %s", lk_last_error());
