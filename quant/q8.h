@@ -44,7 +44,14 @@
  *   half), larger ones hand out chunks of row groups to whichever thread is free. At T = 1 the
  *   kernels are bound by vector instructions, not by the weight stream, while the weights sit in
  *   L2/L3 (avx512vnni about 100 GFLOP/s per core on Q4_0, 28 GB/s of its blocks, against a
- *   100 GB/s plain read loop; BENCHMARKS.md "int8 GEMV at T = 1, wave 6"). */
+ *   100 GB/s plain read loop; BENCHMARKS.md "int8 GEMV at T = 1, wave 6").
+ * Two more entry points run the same products with another epilogue, every variant bit for bit
+ *   its reference (q8_ref.c), on the panel GEMM for every T: q8_gemm_fwd2, a training forward's
+ *   two int8 terms (q8_quantize_act2: x1, and r1 of the residual x − x1) in one call, the rows of
+ *   both running over each packed panel while it is in cache and the microkernel storing
+ *   (x1·Wᵀ + bias) + r1·Wᵀ; and q8_gemm_fwd_add, Y += X·Wᵀ (the backward's dX on the transposed
+ *   copy, added into dx). Each equals the one-term forward(s) followed by fp32 adds, bit for bit
+ *   (test_q8 test_fwd2_composition); BENCHMARKS.md "The two int8 terms in one pass". */
 /* clang-format on */
 #ifndef LK_Q8_H
 #define LK_Q8_H
@@ -93,6 +100,10 @@ extern const int8_t q8_nf4_i8[16];
 
 /* Quantise x[n] (finite) into dst[ceil(n/32)] by the activation rule (zero-padded last block). */
 void q8_quantize_act(const float *x, int64_t n, q8_ablock *dst);
+/* The two int8 terms of x[n] (a training forward's, linear.act2): x1[ceil(n/32)] =
+ * q8_quantize_act(x), and r1 = q8_quantize_act(r) of what x1 leaves, r[k] = x[k] − d·(float)q[k]
+ * per value (d, q of x's block; the product and the difference each rounded in fp32; 0 past n). */
+void q8_quantize_act2(const float *x, int64_t n, q8_ablock *x1, q8_ablock *r1);
 
 /* Kernels. Work memory as q4.h's kernels (q4_work_size / q4_work_start conventions): the size for
  * T rows covers every call with 1..T rows (or fewer output rows) and the same thread count. */
@@ -100,6 +111,18 @@ typedef size_t (*q8_work_fn)(const q4_weight *w, int64_t T, int n_threads);
 /* Y[T,out] = X[T,in]·Wᵀ (+ bias) with int8 products; X quantised inside (into work). */
 typedef void (*q8_fwd_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
                           float *Y, int n_threads, void *work, size_t work_size);
+
+/* Y[T,out] = (x1·Wᵀ + bias) + r1·Wᵀ, x1 and r1 the two int8 terms of X (q8_quantize_act2): per
+ * element the first term's fp32 result plus bias (as q8_fwd_fn's Y), then plus the second's, in
+ * that order; one pass over the packed weight for both terms (the activation rows of both run over
+ * a panel while it is in cache). */
+typedef void (*q8_fwd2_fn)(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                           float *Y, int n_threads, void *work, size_t work_size);
+
+/* Y[T,out] += X·Wᵀ (no bias): each element Y + the fp32 result q8_fwd_fn would store (the
+ * backward's dX += dY·W on the transposed copy, with no [T, out] scratch and no pass to add it). */
+typedef void (*q8_fwd_add_fn)(const q4_weight *w, const float *X, int64_t T, float *Y,
+                              int n_threads, void *work, size_t work_size);
 
 /* A variant's table: fwd is its whole forward (the GEMV below for T <= gemv_t, its packed-panel
  * GEMM above; ref: the reference for every T); gemv is its matrix-vector kernel alone (any T, one
@@ -114,6 +137,10 @@ typedef struct {
     q8_fwd_fn gemv;
     q8_work_fn gemv_work;
     int gemv_t;
+    q8_fwd2_fn fwd2; /* the two-term forward (ref: the reference; SIMD: their panel GEMM, any T) */
+    q8_work_fn fwd2_work;
+    q8_fwd_add_fn fwd_add; /* the accumulating forward (as fwd2: the panel GEMM for any T) */
+    q8_work_fn fwd_add_work;
 } q8_kernels;
 
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -128,6 +155,30 @@ size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size);
 size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd2_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd2_work_ref(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_ref(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd2_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                       int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd2_work_avx2(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_avx2(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd2_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                             float *Y, int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd2_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd2_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                       int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd2_work_neon(const q4_weight *w, int64_t T, int n_threads);
+size_t q8_gemm_fwd_add_work_neon(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_add_ref(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                         void *work, size_t work_size);
+void q8_gemm_fwd_add_avx2(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                          void *work, size_t work_size);
+void q8_gemm_fwd_add_avx512vnni(const q4_weight *w, const float *X, int64_t T, float *Y,
+                                int n_threads, void *work, size_t work_size);
+void q8_gemm_fwd_add_neon(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                          void *work, size_t work_size);
 /* The int8 matrix-vector kernels (q8_gemv.h: no packing, every stored weight block read once per
  * pass of up to 4 activation rows), bit for bit q8_gemm_fwd_ref, for any T. */
 void q8_gemv_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
@@ -150,6 +201,12 @@ const q8_kernels *q8_kernels_named(const char *name);
 size_t q8_gemm_fwd_work(const q4_weight *w, int64_t T, int n_threads);
 void q8_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                  int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd2_work(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                  int n_threads, void *work, size_t work_size);
+size_t q8_gemm_fwd_add_work(const q4_weight *w, int64_t T, int n_threads);
+void q8_gemm_fwd_add(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                     void *work, size_t work_size);
 
 /* The backward's weight: Wᵀ[in, out] stored as Q8_0 rows of `out` values (zero-padded to a
  * multiple of 32), see above. dst holds q8_transpose_bytes(w) bytes; *wt describes it on return.

@@ -221,6 +221,25 @@ static inline __attribute__((always_inline)) void kernel_general(const uint8_t *
     }
 }
 
+/* q8p_store of the 8 lanes of v at Y's columns [o0, o0+nrow), nrow >= 1: vector loads and
+ * stores for a whole 8 (the same fp32 sums). */
+static inline __attribute__((always_inline)) void store8(const q8p_job *j, int64_t t, int64_t o0,
+                                                         int nrow, __m256 v)
+{
+    if (nrow >= NR) {
+        float *y = q8p_yrow(j, t) + o0;
+        if (q8p_adds(j, t))
+            v = _mm256_add_ps(_mm256_loadu_ps(y), v);
+        else if (j->bias)
+            v = _mm256_add_ps(v, _mm256_loadu_ps(j->bias + o0));
+        _mm256_storeu_ps(y, v);
+        return;
+    }
+    float tmp[NR];
+    _mm256_storeu_ps(tmp, v);
+    q8p_store(j, t, o0, nrow, tmp);
+}
+
 static inline __attribute__((always_inline)) void rows(const q8p_job *j, const uint8_t *panel,
                                                        int64_t t0, int mr, int64_t o0, int nrow)
 {
@@ -236,15 +255,9 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
         kernel_simple(panel, j->nb, A, E, mr, 0, acc);
     else
         kernel_general(panel, j->nb, A, E, mr, acc);
-    const int64_t out = j->w->out;
 #pragma GCC unroll 4
-    for (int t = 0; t < mr; t++) {
-        float *y = j->Y + (t0 + t) * out + o0;
-        float tmp[NR];
-        _mm256_storeu_ps(tmp, acc[t]);
-        for (int r = 0; r < nrow; r++)
-            y[r] = j->bias ? tmp[r] + j->bias[o0 + r] : tmp[r];
-    }
+    for (int t = 0; t < mr; t++)
+        store8(j, t0 + t, o0, nrow, acc[t]);
 }
 
 /* ---- packing the core types straight from their blocks -------------------------------------- */
@@ -503,15 +516,11 @@ static inline __attribute__((always_inline)) void rows16(const q8p_job *j, const
                 _mm256_fmadd_ps(d, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(ia[t][1])), acc[t][1]);
         }
     }
-    const int64_t out = j->w->out;
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
-        float *y = j->Y + (t0 + t) * out + o0;
-        float tmp[NR16];
-        _mm256_storeu_ps(tmp, acc[t][0]);
-        _mm256_storeu_ps(tmp + 8, acc[t][1]);
-        for (int r = 0; r < nrow; r++)
-            y[r] = j->bias ? tmp[r] + j->bias[o0 + r] : tmp[r];
+        store8(j, t0 + t, o0, nrow, acc[t][0]);
+        if (nrow > NR)
+            store8(j, t0 + t, o0 + NR, nrow - NR, acc[t][1]);
     }
 }
 
@@ -530,8 +539,9 @@ size_t q8_gemm_fwd_work_avx2(const q4_weight *w, int64_t T, int n_threads)
     return q8p_work_ext(w, T, n_threads, NR, code_bytes(w), CHUNK_BYTES, 8);
 }
 
-void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                      int n_threads, void *work, size_t work_size)
+/* The forward, one term (two 0) or two (q8_fwd2_fn), accumulating with add (q8_fwd_add_fn). */
+static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                    int n_threads, void *work, size_t work_size, int two, int add)
 {
     q8p_job j = {.w = w,
                  .bias = bias,
@@ -541,6 +551,8 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
                  .nr = NR,
                  .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 0,
                  .quant = q8x_quantize_act,
+                 .quant2 = two ? q8x_quantize_act2 : NULL,
+                 .add = add,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .chunk_bytes = CHUNK_BYTES,
@@ -559,4 +571,32 @@ void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int
         j.rows[3] = rows16_4;
     }
     q8p_run(&j, n_threads, work, work_size);
+}
+
+void q8_gemm_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0, 0);
+}
+
+size_t q8_gemm_fwd2_work_avx2(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_avx2(w, 2 * T, n_threads);
+}
+
+void q8_gemm_fwd2_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                       int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1, 0);
+}
+
+size_t q8_gemm_fwd_add_work_avx2(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_avx2(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add_avx2(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                          void *work, size_t work_size)
+{
+    fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }

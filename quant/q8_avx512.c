@@ -291,7 +291,6 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
     const __mmask16 k1 = (__mmask16)(nrow >= 32   ? 0xffff
                                      : nrow <= 16 ? 0
                                                   : (1u << (nrow - 16)) - 1);
-    const int64_t out = j->w->out;
     __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
     if (j->bias) {
         b0 = _mm512_maskz_loadu_ps(k0, j->bias + o0);
@@ -299,8 +298,11 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
     }
 #pragma GCC unroll 4
     for (int t = 0; t < mr; t++) {
-        float *y = j->Y + (t0 + t) * out + o0;
-        if (j->bias) {
+        float *y = q8p_yrow(j, t0 + t) + o0;
+        if (q8p_adds(j, t0 + t)) { /* a two-term job's second term: y + r1·Wᵀ */
+            acc[t][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(k0, y), acc[t][0]);
+            acc[t][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(k1, y + 16), acc[t][1]);
+        } else if (j->bias) {
             acc[t][0] = _mm512_add_ps(acc[t][0], b0);
             acc[t][1] = _mm512_add_ps(acc[t][1], b1);
         }
@@ -320,8 +322,9 @@ size_t q8_gemm_fwd_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
     return q8p_work_chunked(w, T, n_threads, NR, 32, CHUNK_BYTES);
 }
 
-void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
-                            float *Y, int n_threads, void *work, size_t work_size)
+/* The forward, one term (two 0) or two (q8_fwd2_fn), accumulating with add (q8_fwd_add_fn). */
+static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                    int n_threads, void *work, size_t work_size, int two, int add)
 {
     q8p_job j = {.w = w,
                  .bias = bias,
@@ -331,9 +334,39 @@ void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *
                  .nr = NR,
                  .kshift = w->qtype == LK_QTYPE_Q4_0 ? 3 : 7,
                  .quant = q8x_quantize_act,
+                 .quant2 = two ? q8x_quantize_act2 : NULL,
+                 .add = add,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
                  .expand = q8_expander_avx2(w->qtype),
                  .chunk_bytes = CHUNK_BYTES,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
+}
+
+void q8_gemm_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                            float *Y, int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0, 0);
+}
+
+size_t q8_gemm_fwd2_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_avx512vnni(w, 2 * T, n_threads);
+}
+
+void q8_gemm_fwd2_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
+                             float *Y, int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1, 0);
+}
+
+size_t q8_gemm_fwd_add_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_avx512vnni(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add_avx512vnni(const q4_weight *w, const float *X, int64_t T, float *Y,
+                                int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }

@@ -1,9 +1,10 @@
 /* q8_dispatch.c — the table of int8 GEMM variants (q8.h): the best one compiled into this build
  * and run by this CPU (q4_cpu_has), or the one LK_KERNELS names, chosen once, thread-safely; the
  * q8_gemm_* entry points go through it. A SIMD variant's forward is its GEMV (q8_gemv_*.c) for
- * T <= its gemv_t and its packed GEMM (q8_avx2.c, q8_avx512.c, q8_neon.c) above. LK_KERNELS takes
- * the q4 names too (avx512 and amx mean avx512vnni here, falling back to avx2), so one setting
- * picks matching variants for both. */
+ * T <= its gemv_t and its packed GEMM (q8_avx2.c, q8_avx512.c, q8_neon.c) above; its two-term
+ * forward (fwd2) and its accumulating one (fwd_add) are its packed GEMM for every T. LK_KERNELS
+ * takes the q4 names too (avx512 and amx mean avx512vnni here, falling back to avx2), so one
+ * setting picks matching variants for both. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,9 @@
 #include "q8.h"
 #include "core/status.h"
 
-static const q8_kernels k_ref = {"ref",           q8_gemm_fwd_ref,      q8_gemm_fwd_work_ref,
-                                 q8_gemm_fwd_ref, q8_gemm_fwd_work_ref, 0};
+static const q8_kernels k_ref = {
+    "ref", q8_gemm_fwd_ref,  q8_gemm_fwd_work_ref,  q8_gemm_fwd_ref,     q8_gemm_fwd_work_ref,
+    0,     q8_gemm_fwd2_ref, q8_gemm_fwd2_work_ref, q8_gemm_fwd_add_ref, q8_gemm_fwd_add_work_ref};
 
 /* A SIMD variant's forward: its GEMV for T <= tmax (its table's gemv_t), its GEMM above; the work
  * for T covers both (every call with 1..T rows). */
@@ -34,19 +36,42 @@ static const q8_kernels k_ref = {"ref",           q8_gemm_fwd_ref,      q8_gemm_
 
 #ifdef LK_HAVE_AVX2
 SMALL_T_FWD(avx2, 6)
-static const q8_kernels k_avx2 = {"avx2",           fwd_avx2,          fwd_work_avx2,
-                                  q8_gemv_fwd_avx2, q8_gemv_work_avx2, 6};
+static const q8_kernels k_avx2 = {"avx2",
+                                  fwd_avx2,
+                                  fwd_work_avx2,
+                                  q8_gemv_fwd_avx2,
+                                  q8_gemv_work_avx2,
+                                  6,
+                                  q8_gemm_fwd2_avx2,
+                                  q8_gemm_fwd2_work_avx2,
+                                  q8_gemm_fwd_add_avx2,
+                                  q8_gemm_fwd_add_work_avx2};
 #endif
 #ifdef LK_HAVE_AVX512
 SMALL_T_FWD(avx512vnni, 4)
-static const q8_kernels k_vnni = {
-    "avx512vnni",           fwd_avx512vnni,          fwd_work_avx512vnni,
-    q8_gemv_fwd_avx512vnni, q8_gemv_work_avx512vnni, 4};
+static const q8_kernels k_vnni = {"avx512vnni",
+                                  fwd_avx512vnni,
+                                  fwd_work_avx512vnni,
+                                  q8_gemv_fwd_avx512vnni,
+                                  q8_gemv_work_avx512vnni,
+                                  4,
+                                  q8_gemm_fwd2_avx512vnni,
+                                  q8_gemm_fwd2_work_avx512vnni,
+                                  q8_gemm_fwd_add_avx512vnni,
+                                  q8_gemm_fwd_add_work_avx512vnni};
 #endif
 #ifdef LK_HAVE_NEON
 SMALL_T_FWD(neon, 4)
-static const q8_kernels k_neon = {"neon",           fwd_neon,          fwd_work_neon,
-                                  q8_gemv_fwd_neon, q8_gemv_work_neon, 4};
+static const q8_kernels k_neon = {"neon",
+                                  fwd_neon,
+                                  fwd_work_neon,
+                                  q8_gemv_fwd_neon,
+                                  q8_gemv_work_neon,
+                                  4,
+                                  q8_gemm_fwd2_neon,
+                                  q8_gemm_fwd2_work_neon,
+                                  q8_gemm_fwd_add_neon,
+                                  q8_gemm_fwd_add_work_neon};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -123,4 +148,26 @@ void q8_gemm_fwd(const q4_weight *w, const float *bias, const float *X, int64_t 
                  int n_threads, void *work, size_t work_size)
 {
     q8_kernels_get()->fwd(w, bias, X, T, Y, n_threads, work, work_size);
+}
+
+size_t q8_gemm_fwd2_work(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_kernels_get()->fwd2_work(w, T, n_threads);
+}
+
+void q8_gemm_fwd2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                  int n_threads, void *work, size_t work_size)
+{
+    q8_kernels_get()->fwd2(w, bias, X, T, Y, n_threads, work, work_size);
+}
+
+size_t q8_gemm_fwd_add_work(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_kernels_get()->fwd_add_work(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                     void *work, size_t work_size)
+{
+    q8_kernels_get()->fwd_add(w, X, T, Y, n_threads, work, work_size);
 }

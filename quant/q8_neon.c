@@ -105,12 +105,10 @@ static inline __attribute__((always_inline)) void rows(const q8p_job *j, const u
     else
         kernel_general(panel, j->nb, A, mr, acc);
     for (int t = 0; t < mr; t++) {
-        float *y = j->Y + (t0 + t) * j->w->out + o0;
         float tmp[NR];
         vst1q_f32(tmp, acc[t][0]);
         vst1q_f32(tmp + 4, acc[t][1]);
-        for (int r = 0; r < nrow; r++)
-            y[r] = j->bias ? tmp[r] + j->bias[o0 + r] : tmp[r];
+        q8p_store(j, t0 + t, o0, nrow, tmp);
     }
 }
 
@@ -121,8 +119,10 @@ size_t q8_gemm_fwd_work_neon(const q4_weight *w, int64_t T, int n_threads)
     return q8p_work(w, T, n_threads, NR);
 }
 
-void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                      int n_threads, void *work, size_t work_size)
+/* The forward, one term (two 0) or two (q8_fwd2_fn), accumulating with add (q8_fwd_add_fn; the
+ * reference's quantiser). */
+static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                    int n_threads, void *work, size_t work_size, int two, int add)
 {
     q8p_job j = {.w = w,
                  .bias = bias,
@@ -132,6 +132,36 @@ void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int
                  .nr = NR,
                  .kshift = 0,
                  .quant = q8_quantize_act,
+                 .quant2 = two ? q8_quantize_act2 : NULL,
+                 .add = add,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};
     q8p_run(&j, n_threads, work, work_size);
+}
+
+void q8_gemm_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0, 0);
+}
+
+size_t q8_gemm_fwd2_work_neon(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_neon(w, 2 * T, n_threads);
+}
+
+void q8_gemm_fwd2_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                       int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1, 0);
+}
+
+size_t q8_gemm_fwd_add_work_neon(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_neon(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add_neon(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                          void *work, size_t work_size)
+{
+    fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }

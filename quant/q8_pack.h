@@ -12,7 +12,10 @@
  * planes laid out as W). A microkernel multiplies a panel by rows of quantised activations
  * loading every weight byte once per group of activation rows. With a job's chunk_bytes, a
  * thread packs several panels (a chunk, q8p_npc) and runs each group of activation rows over all
- * of them, so the activations are read once per chunk rather than once per panel. */
+ * of them, so the activations are read once per chunk rather than once per panel. A two-term job
+ * (quant2: q8_gemm_fwd2) quantises each row of X into two activation rows (x1, r1), run as one
+ * set of 2T rows, their microkernel results combined into Y by q8p_store; an accumulating job
+ * (add: q8_gemm_fwd_add) adds its results to Y. */
 #ifndef LK_Q8_PACK_H
 #define LK_Q8_PACK_H
 
@@ -95,10 +98,14 @@ struct q8p_job {
     const q4_weight *w;
     const float *bias, *X;
     float *Y;
-    int64_t T;
+    int64_t T;  /* rows of X and Y */
     int nr;     /* output rows per panel */
     int kshift; /* codes stored as q + (1 << kshift) (vpdpbusd); 0: signed q */
     void (*quant)(const float *x, int64_t n, q8_ablock *dst);
+    /* a two-term job (q8_fwd2_fn) when set: X's row t as its two int8 terms (q8_quantize_act2's
+     * result) in activation rows 2t and 2t+1, Y's row t from both (q8p_store) */
+    void (*quant2)(const float *x, int64_t n, q8_ablock *x1, q8_ablock *r1);
+    int add; /* Y += the result (q8_fwd_add_fn; no bias) */
     q8p_pack_fn pack;
     q8p_rows_fn rows[Q8P_MR];
     q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
@@ -109,11 +116,13 @@ struct q8p_job {
     size_t ext_bytes;
     void (*ext)(const q8p_job *j, int64_t t);
     /* set by q8p_run */
+    int64_t na;     /* activation rows: T, or 2T in a two-term job */
+    int64_t ta, tz; /* the activation rows of this pass over the weight: [ta, tz) */
     int64_t nb;
     int simple;
     int npc;        /* panels per chunk */
-    q8_ablock *A;   /* [T][nb] */
-    uint8_t *E;     /* [T][nb][ext_bytes] (ext_bytes 0: NULL) */
+    q8_ablock *A;   /* [na][nb] */
+    uint8_t *E;     /* [na][nb][ext_bytes] (ext_bytes 0: NULL) */
     uint8_t *slots; /* per thread: one chunk of npc panels, pslot bytes apart */
     size_t slot, pslot;
 };
@@ -205,15 +214,52 @@ static inline size_t q8p_work(const q4_weight *w, int64_t T, int n_threads, int 
     return q8p_work_chunked(w, T, n_threads, nr, 32, 0);
 }
 
+/* X's rows [t0, t1) quantised (one term, or two: activation rows 2t and 2t+1). */
 static inline void q8p_quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
 {
     (void)thread;
     const q8p_job *j = ctx;
     for (int64_t t = t0; t < t1; t++) {
-        j->quant(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
-        if (j->ext)
-            j->ext(j, t);
+        const float *x = j->X + t * j->w->in;
+        if (j->quant2)
+            j->quant2(x, j->w->in, j->A + 2 * t * j->nb, j->A + (2 * t + 1) * j->nb);
+        else
+            j->quant(x, j->w->in, j->A + t * j->nb);
+        for (int64_t a = j->quant2 ? 2 * t : t; j->ext && a < (j->quant2 ? 2 * t + 2 : t + 1); a++)
+            j->ext(j, a);
     }
+}
+
+/* The Y row that activation row t goes to. */
+static inline float *q8p_yrow(const q8p_job *j, int64_t t)
+{
+    return j->Y + (j->quant2 ? t >> 1 : t) * j->w->out;
+}
+
+/* 1 when activation row t adds to its Y row (an accumulating job, or the second term of a
+ * two-term job), 0 when it sets it (to its result + bias). */
+static inline int q8p_adds(const q8p_job *j, int64_t t)
+{
+    return j->add || (j->quant2 && (t & 1));
+}
+
+/* A microkernel's result v[nrow] of activation row t for Y's columns [o0, o0+nrow): Y = v + bias,
+ * Y + v in an accumulating job, or in a two-term job (x1·Wᵀ + bias) + r1·Wᵀ: row 2t stores v +
+ * bias, row 2t+1 adds its v. A microkernel stores its rows in increasing t, and its rows never
+ * split a pair (they start at multiples of Q8P_MR, and 2T is even), so the first term is always
+ * stored before the second. */
+static inline void q8p_store(const q8p_job *j, int64_t t, int64_t o0, int nrow, const float *v)
+{
+    float *y = q8p_yrow(j, t) + o0;
+    if (q8p_adds(j, t))
+        for (int r = 0; r < nrow; r++)
+            y[r] = y[r] + v[r];
+    else if (j->bias)
+        for (int r = 0; r < nrow; r++)
+            y[r] = v[r] + j->bias[o0 + r];
+    else
+        for (int r = 0; r < nrow; r++)
+            y[r] = v[r];
 }
 
 /* Chunks [i0, i1): each packs its npc panels (tiles npc·i ..), then runs the activation rows,
@@ -235,8 +281,8 @@ static inline void q8p_tiles(void *ctx, int64_t i0, int64_t i1, int thread)
             else
                 q8p_pack(j->w, j->expand, j->simple, o0, nrow, j->nr, j->nb, j->kshift != 0, panel);
         }
-        for (int64_t t = 0; t < j->T; t += Q8P_MR) {
-            const int mr = (int)(j->T - t < Q8P_MR ? j->T - t : Q8P_MR);
+        for (int64_t t = j->ta; t < j->tz; t += Q8P_MR) {
+            const int mr = (int)(j->tz - t < Q8P_MR ? j->tz - t : Q8P_MR);
             for (int k = 0; k < np; k++) {
                 const int64_t o0 = (p0 + k) * j->nr;
                 const int nrow = (int)(j->w->out - o0 < j->nr ? j->w->out - o0 : j->nr);
@@ -246,7 +292,24 @@ static inline void q8p_tiles(void *ctx, int64_t i0, int64_t i1, int thread)
     }
 }
 
-/* Y = X·Wᵀ (+ bias) for a job whose variant fields are set (work: q8p_work's size). */
+#define Q8P_ACT_PASS (512 * 1024) /* bytes of quantised activation rows that stay in L2 */
+
+/* Activation rows per pass over the weight: all of them, except in a two-term job whose 2T rows
+ * (with the job's extra bytes) do not fit in Q8P_ACT_PASS: then two passes of T rows (the panels
+ * packed once per pass), so that the rows of a pass stay in the L2 cache beside the chunk's panels
+ * as a one-term job's T rows do (measured on SmolLM2's shapes at T = 512: one pass of 2T rows
+ * was 1-5 % slower than two calls on gate/up and down; more passes than two, or passes in
+ * one-term jobs, gained nothing and cost repacking the panels). */
+static inline int64_t q8p_pass_rows(const q8p_job *j)
+{
+    const size_t row = (size_t)j->nb * (sizeof(q8_ablock) + j->ext_bytes);
+    if (!j->quant2 || (size_t)j->na * row <= Q8P_ACT_PASS)
+        return j->na;
+    return (j->T + 1) / 2 * 2; /* T rounded up to even: a pass never splits a pair */
+}
+
+/* Y = X·Wᵀ (+ bias), or the two-term forward (quant2), for a job whose variant fields are set
+ * (work: q8p_work's size for its activation rows, 2T in a two-term job). */
 static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_size)
 {
     if (j->T <= 0)
@@ -254,26 +317,31 @@ static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_si
     LK_ASSERT(q8_supports(j->w->qtype));
     if (!j->cb)
         j->cb = 32;
+    j->na = j->quant2 ? 2 * j->T : j->T;
     uint8_t *base = q4_work_start(
         work, work_size,
-        q8p_work_ext(j->w, j->T, n_threads, j->nr, j->cb, j->chunk_bytes, j->ext_bytes));
+        q8p_work_ext(j->w, j->na, n_threads, j->nr, j->cb, j->chunk_bytes, j->ext_bytes));
     j->nb = (j->w->in + Q8_QK - 1) / Q8_QK;
     j->simple = q8_simple(j->w->qtype);
     if (!j->expand)
         j->expand = q8_expander(j->w->qtype);
     j->npc = q8p_npc(j->w, j->nr, j->cb, n_threads, j->chunk_bytes);
     j->A = (q8_ablock *)(void *)base;
-    j->E = j->ext_bytes ? base + q8p_act_bytes(j->w, j->T) : NULL;
-    j->slots = base + q8p_act_bytes(j->w, j->T) + q8p_ext_bytes(j->w, j->T, j->ext_bytes);
+    j->E = j->ext_bytes ? base + q8p_act_bytes(j->w, j->na) : NULL;
+    j->slots = base + q8p_act_bytes(j->w, j->na) + q8p_ext_bytes(j->w, j->na, j->ext_bytes);
     j->slot = q8p_chunk_slot(j->w, j->nr, j->cb, j->npc);
     j->pslot = q8p_pslot(j->w, j->nr, j->cb);
     /* a small call (decoding k/v, q/o) on one thread: waking another costs more than its half of
      * the work, ~10 us of it per Q8P_MIN_MACS (the result does not depend on the thread count) */
-    const double macs = (double)j->T * (double)j->w->out * (double)j->w->in;
+    const double macs = (double)j->na * (double)j->w->out * (double)j->w->in;
     int nt = resolve_threads(n_threads);
     nt = macs < (double)nt * Q8P_MIN_MACS ? (int)(macs / Q8P_MIN_MACS) + 1 : nt;
     par_for(nt, j->T, q8p_quant_rows, j);
-    par_for(nt, ((j->w->out + j->nr - 1) / j->nr + j->npc - 1) / j->npc, q8p_tiles, j);
+    const int64_t pass = q8p_pass_rows(j);
+    for (j->ta = 0; j->ta < j->na; j->ta += pass) {
+        j->tz = j->na - j->ta < pass ? j->na : j->ta + pass;
+        par_for(nt, ((j->w->out + j->nr - 1) / j->nr + j->npc - 1) / j->npc, q8p_tiles, j);
+    }
 }
 
 /* The four q8p_rows_fn of a variant from its always-inline rows(j, panel, t0, mr, o0, nrow). */

@@ -1,5 +1,6 @@
-/* q8_ref.c — the plain-C specification of the int8 compute path (q8.h): the activation quantiser,
- * the reference int8 GEMM whose order of operations every variant reproduces bit for bit, and the
+/* q8_ref.c — the plain-C specification of the int8 compute path (q8.h): the activation quantisers
+ * (one term, and a training forward's two), the reference int8 GEMM whose order of operations
+ * every variant reproduces bit for bit (with its two-term and accumulating forms), and the
  * transposed Q8_0 copy of a weight for the backward's dX = dY·W. Compiled in ISO C mode (no
  * contraction of a*b+c), so every fmaf below is the one rounding the spec names and every other
  * product and sum rounds on its own. */
@@ -47,6 +48,29 @@ void q8_quantize_act(const float *x, int64_t n, q8_ablock *dst)
     }
 }
 
+/* One block of x (zero-padded) and of what its int8 form leaves: r = x − d·q, each value's
+ * product and difference rounded on their own (ISO C: not contracted). */
+static void quantize2_block(const float *x, q8_ablock *x1, q8_ablock *r1)
+{
+    quantize_block(x, x1);
+    float r[Q8_QK];
+    for (int k = 0; k < Q8_QK; k++)
+        r[k] = x[k] - x1->d * (float)x1->q[k];
+    quantize_block(r, r1);
+}
+
+void q8_quantize_act2(const float *x, int64_t n, q8_ablock *x1, q8_ablock *r1)
+{
+    const int64_t nfull = n / Q8_QK;
+    for (int64_t b = 0; b < nfull; b++)
+        quantize2_block(x + b * Q8_QK, x1 + b, r1 + b);
+    if (n % Q8_QK) {
+        float pad[Q8_QK] = {0};
+        memcpy(pad, x + nfull * Q8_QK, (size_t)(n % Q8_QK) * sizeof(float));
+        quantize2_block(pad, x1 + nfull, r1 + nfull);
+    }
+}
+
 /* ---- the reference GEMM -------------------------------------------------------------------- */
 
 /* The fp32 sum of one activation row and one expanded weight row over nb blocks (q8.h). */
@@ -77,7 +101,9 @@ typedef struct {
     const float *bias, *X;
     float *Y;
     int64_t T, nb;
-    q8_ablock *A;   /* [T][nb] quantised X */
+    int two;        /* the two-term forward: A holds x1 and r1 of each row (rows 2t, 2t+1) */
+    int add;        /* Y += the result */
+    q8_ablock *A;   /* [T][nb] quantised X ([2T][nb] with two) */
     uint8_t *slots; /* per thread: one expanded row [nb] */
     size_t slot;
 } ref_job;
@@ -87,7 +113,11 @@ static void quant_rows(void *ctx, int64_t t0, int64_t t1, int thread)
     (void)thread;
     const ref_job *j = ctx;
     for (int64_t t = t0; t < t1; t++)
-        q8_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
+        if (j->two)
+            q8_quantize_act2(j->X + t * j->w->in, j->w->in, j->A + 2 * t * j->nb,
+                             j->A + (2 * t + 1) * j->nb);
+        else
+            q8_quantize_act(j->X + t * j->w->in, j->w->in, j->A + t * j->nb);
 }
 
 static void fwd_rows(void *ctx, int64_t o0, int64_t o1, int thread)
@@ -100,8 +130,12 @@ static void fwd_rows(void *ctx, int64_t o0, int64_t o1, int thread)
     for (int64_t o = o0; o < o1; o++) {
         expand(w, (const uint8_t *)w->data + (size_t)o * w->row_bytes, 0, j->nb, wr);
         for (int64_t t = 0; t < j->T; t++) {
-            float acc = dot_row(j->A + t * j->nb, wr, j->nb, simple);
-            j->Y[t * w->out + o] = j->bias ? acc + j->bias[o] : acc;
+            const q8_ablock *a = j->A + (j->two ? 2 * t : t) * j->nb;
+            float acc = dot_row(a, wr, j->nb, simple);
+            float y = j->bias ? acc + j->bias[o] : acc;
+            if (j->two) /* (x1·Wᵀ + bias) + r1·Wᵀ */
+                y = y + dot_row(a + j->nb, wr, j->nb, simple);
+            j->Y[t * w->out + o] = j->add ? j->Y[t * w->out + o] + y : y;
         }
     }
 }
@@ -118,25 +152,57 @@ size_t q8_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
     return T > 0 ? q4_work_size(act_bytes(w, T) + (size_t)resolve_threads(n_threads) * row) : 0;
 }
 
-void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
-                     int n_threads, void *work, size_t work_size)
+/* The one-term (two 0) or two-term forward; with add, Y += the result. */
+static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                    int n_threads, void *work, size_t work_size, int two, int add)
 {
     if (T <= 0)
         return;
     LK_ASSERT(q8_supports(w->qtype));
     const int64_t nb = (w->in + Q8_QK - 1) / Q8_QK;
-    uint8_t *base = q4_work_start(work, work_size, q8_gemm_fwd_work_ref(w, T, n_threads));
+    uint8_t *base =
+        q4_work_start(work, work_size, q8_gemm_fwd_work_ref(w, (1 + two) * T, n_threads));
     ref_job j = {.w = w,
                  .bias = bias,
                  .X = X,
                  .Y = Y,
                  .T = T,
                  .nb = nb,
+                 .two = two,
+                 .add = add,
                  .A = (q8_ablock *)(void *)base,
-                 .slots = base + act_bytes(w, T),
+                 .slots = base + act_bytes(w, (1 + two) * T),
                  .slot = q4_slot((size_t)nb * sizeof(q8_wblock))};
     par_for(n_threads, T, quant_rows, &j);
     par_for(n_threads, w->out, fwd_rows, &j);
+}
+
+void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                     int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 0, 0);
+}
+
+size_t q8_gemm_fwd2_work_ref(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_ref(w, 2 * T, n_threads);
+}
+
+void q8_gemm_fwd2_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
+                      int n_threads, void *work, size_t work_size)
+{
+    fwd_run(w, bias, X, T, Y, n_threads, work, work_size, 1, 0);
+}
+
+size_t q8_gemm_fwd_add_work_ref(const q4_weight *w, int64_t T, int n_threads)
+{
+    return q8_gemm_fwd_work_ref(w, T, n_threads);
+}
+
+void q8_gemm_fwd_add_ref(const q4_weight *w, const float *X, int64_t T, float *Y, int n_threads,
+                         void *work, size_t work_size)
+{
+    fwd_run(w, NULL, X, T, Y, n_threads, work, work_size, 0, 1);
 }
 
 /* ---- the transposed copy ------------------------------------------------------------------- */

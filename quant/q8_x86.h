@@ -1,9 +1,10 @@
-/* q8_x86.h — the activation quantiser of q8.h in AVX2 (static inline: included by q8_avx2.c,
+/* q8_x86.h — the activation quantisers of q8.h in AVX2 (static inline: included by q8_avx2.c,
  * q8_avx512.c, q8_gemv_avx2.c and q8_gemv_avx512.c, compiled with their flags), and for the
  * AVX-512 files the load of 16 bytes of 16 rows into a zmm. Bit for bit q8_quantize_act: the
  * block's max |x| (exact in any order), d = amax/127 and id = 1/d as scalars, then x*id rounded to
  * nearest even by vcvtps2dq (the default MXCSR rounding, as nearbyintf), packed to bytes with
- * saturation that never bites (|q| <= 127), and the two half sums. */
+ * saturation that never bites (|q| <= 127), and the two half sums; the two-term quantiser
+ * (q8_quantize_act2) on top of it. */
 #ifndef LK_Q8_X86_H
 #define LK_Q8_X86_H
 
@@ -59,6 +60,34 @@ static inline void q8x_quantize_act(const float *x, int64_t n, q8_ablock *dst)
         float pad[Q8_QK] = {0};
         memcpy(pad, x + nfull * Q8_QK, (size_t)(n % Q8_QK) * sizeof(float));
         q8x_quantize_block(pad, dst + nfull);
+    }
+}
+
+/* q8_quantize_act2's blocks of 32 values x (zero-padded): x1 by the rule, then r = x − d·q
+ * (vmulps then vsubps, each rounded: ISO C mode contracts nothing) quantised into r1. */
+static inline void q8x_quantize2_block(const float *x, q8_ablock *x1, q8_ablock *r1)
+{
+    q8x_quantize_block(x, x1);
+    const __m256 d = _mm256_set1_ps(x1->d);
+    float r[Q8_QK];
+    for (int i = 0; i < Q8_QK; i += 8) {
+        const __m256 q = _mm256_cvtepi32_ps(
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(x1->q + i))));
+        _mm256_storeu_ps(r + i, _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_mul_ps(d, q)));
+    }
+    q8x_quantize_block(r, r1);
+}
+
+/* q8_quantize_act2's result for x[n]. */
+static inline void q8x_quantize_act2(const float *x, int64_t n, q8_ablock *x1, q8_ablock *r1)
+{
+    const int64_t nfull = n / Q8_QK;
+    for (int64_t b = 0; b < nfull; b++)
+        q8x_quantize2_block(x + b * Q8_QK, x1 + b, r1 + b);
+    if (n % Q8_QK) {
+        float pad[Q8_QK] = {0};
+        memcpy(pad, x + nfull * Q8_QK, (size_t)(n % Q8_QK) * sizeof(float));
+        q8x_quantize2_block(pad, x1 + nfull, r1 + nfull);
     }
 }
 

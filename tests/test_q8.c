@@ -217,6 +217,12 @@ static void check_act(const float *x, int64_t n)
     free(a);
 }
 
+static void fwd_fenced_n(const q8_kernels *k, const q4_weight *w, const float *bias,
+                         const float *X, int64_t T, float *Y, int nt, int mode);
+static void fwd_fenced(const q8_kernels *k, const q4_weight *w, const float *bias, const float *X,
+                       int64_t T, float *Y, int nt);
+static float *make_x(int64_t T, int64_t in);
+
 static void test_quantize_act(void **state)
 {
     (void)state;
@@ -247,6 +253,134 @@ static void test_quantize_act(void **state)
     check_act(ties, 8);
 }
 
+/* What the int8 form of x[n] leaves, r = x − d·q per value: the rule linear.c applied before
+ * q8_quantize_act2 (q by the 1.5·2^23 trick, the same value as nearbyintf for |x·id| <= 127). */
+static void residual_of(const float *x, int64_t n, float *r)
+{
+    for (int64_t b = 0; b < n; b += 32) {
+        const int64_t m = n - b < 32 ? n - b : 32;
+        float amax = 0.0f;
+        for (int64_t k = 0; k < m; k++)
+            amax = fabsf(x[b + k]) > amax ? fabsf(x[b + k]) : amax;
+        const float d = amax / 127.0f;
+        const float id = d == 0.0f || isinf(1.0f / d) ? 0.0f : 1.0f / d;
+        for (int64_t k = 0; k < m; k++) {
+            const float q = (x[b + k] * id + 0x1.8p23f) - 0x1.8p23f;
+            r[b + k] = x[b + k] - d * q;
+        }
+    }
+}
+
+/* q8_quantize_act2: x1 is q8_quantize_act(x), r1 q8_quantize_act of residual_of(x), block for
+ * block (bytes of the padded blocks too). */
+static void check_act2(const float *x, int64_t n)
+{
+    const int64_t nb = nblocks(n);
+    q8_ablock *a = malloc((size_t)(4 * nb) * sizeof *a);
+    float *r = malloc((size_t)n * sizeof *r);
+    memset(a, 0x5a, (size_t)(4 * nb) * sizeof *a);
+    q8_quantize_act2(x, n, a, a + nb);
+    q8_quantize_act(x, n, a + 2 * nb);
+    residual_of(x, n, r);
+    q8_quantize_act(r, n, a + 3 * nb);
+    if (memcmp(a, a + 2 * nb, (size_t)nb * sizeof *a) ||
+        memcmp(a + nb, a + 3 * nb, (size_t)nb * sizeof *a))
+        fail_msg("q8_quantize_act2 of %lld values: not q8_quantize_act of x and of its residual",
+                 (long long)n);
+    free(a);
+    free(r);
+}
+
+static void test_quantize_act2(void **state)
+{
+    (void)state;
+    g_rng = 3;
+    float x[200];
+    for (int n = 1; n <= 200; n += (n < 70 ? 1 : 13)) {
+        for (int i = 0; i < n; i++)
+            x[i] = frand() * (i % 7 == 0 ? 30.0f : 1.0f);
+        check_act2(x, n);
+    }
+    memset(x, 0, sizeof x); /* zero blocks, a subnormal block, ties */
+    check_act2(x, 200);
+    for (int i = 0; i < 32; i++)
+        x[i] = 1e-40f * (float)(i - 16);
+    for (int i = 32; i < 64; i++)
+        x[i] = i == 32 ? 127.0f : (float)(i % 9) - 4.5f;
+    check_act2(x, 100);
+    /* r1 is the finer term: x1 + r1 is much closer to x than x1 */
+    for (int i = 0; i < 64; i++)
+        x[i] = frand();
+    q8_ablock a[4];
+    q8_quantize_act2(x, 64, a, a + 2);
+    for (int i = 0; i < 64; i++) {
+        const q8_ablock *x1 = &a[i / 32], *r1 = &a[2 + i / 32];
+        const float v1 = x1->d * x1->q[i % 32], v2 = v1 + r1->d * r1->q[i % 32];
+        assert_true(fabsf(x[i] - v2) <= x1->d / 200.0f);
+        assert_true(fabsf(x[i] - v1) <= x1->d / 2.0f * 1.0001f);
+    }
+}
+
+/* The two-term forward is bit for bit the composition it replaced in linear.c:
+ * Y = fwd(X, bias) then Y += fwd(residual_of(X), no bias), and the accumulating one
+ * Y += fwd(X) (the backward's dX), for the reference and the dispatched variant alike. */
+static void test_fwd2_composition(void **state)
+{
+    (void)state;
+    g_rng = 4;
+    static const int qt[] = {LK_QTYPE_Q4_0, LK_QTYPE_Q8_0, LK_QTYPE_NF4, LK_QTYPE_Q4_K};
+    static const int64_t shapes[][2] = {{17, 40}, {72, 520}, {33, 96}};
+    static const int64_t Ts[] = {1, 5, 33, 130};
+    const q8_kernels *ks[] = {q8_kernels_named("ref"), q8_kernels_get()};
+    for (size_t q = 0; q < sizeof qt / sizeof qt[0]; q++) {
+        if (!q8_supports(qt[q]))
+            continue;
+        for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+            wcase c;
+            wcase_any(&c, qt[q], 64, shapes[sh][0], shapes[sh][1]);
+            const int64_t out = c.w.out, in = c.w.in;
+            float *bias = malloc((size_t)out * 4);
+            for (int64_t o = 0; o < out; o++)
+                bias[o] = frand();
+            for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+                const int64_t T = Ts[ti];
+                float *X = make_x(T, in), *R = malloc((size_t)(T * in) * 4);
+                float *Y = malloc((size_t)(T * out) * 4), *Y2 = malloc((size_t)(T * out) * 4);
+                float *Yc = malloc((size_t)(T * out) * 4);
+                for (int64_t t = 0; t < T; t++)
+                    residual_of(X + t * in, in, R + t * in);
+                for (size_t v = 0; v < 2; v++) {
+                    const int nt = 1 + (int)((ti + v) % 3);
+                    fwd_fenced(ks[v], &c.w, bias, X, T, Yc, nt);
+                    fwd_fenced(ks[v], &c.w, NULL, R, T, Y2, nt);
+                    for (int64_t i = 0; i < T * out; i++)
+                        Yc[i] += Y2[i];
+                    fwd_fenced_n(ks[v], &c.w, bias, X, T, Y, nt, 1);
+                    if (memcmp(Y, Yc, (size_t)(T * out) * 4))
+                        fail_msg("%s fwd2 %s [%lld x %lld] T=%lld: not (x1·Wᵀ + b) + r1·Wᵀ as "
+                                 "two forwards give it",
+                                 ks[v]->name, lk_qtype_name((lk_qtype)qt[q]), (long long)out,
+                                 (long long)in, (long long)T);
+                    fwd_fenced_n(ks[v], &c.w, NULL, R, T, Y, nt, 2); /* Y = Yc + R·Wᵀ */
+                    for (int64_t i = 0; i < T * out; i++)
+                        Yc[i] += Y2[i];
+                    if (memcmp(Y, Yc, (size_t)(T * out) * 4))
+                        fail_msg("%s fwd_add %s [%lld x %lld] T=%lld: not Y + the forward",
+                                 ks[v]->name, lk_qtype_name((lk_qtype)qt[q]), (long long)out,
+                                 (long long)in, (long long)T);
+                }
+                free(X);
+                free(R);
+                free(Y);
+                free(Y2);
+                free(Yc);
+            }
+            free(bias);
+            free(c.data);
+        }
+    }
+}
+
 /* ---- work memory ------------------------------------------------------------------------------
  */
 
@@ -255,40 +389,57 @@ static unsigned g_calls;
 
 /* k's forward with exactly the work it reports (NaN bytes, canaries around, start 0 or 1 byte
  * past a 64-byte line). */
-static void fwd_fenced(const q8_kernels *k, const q4_weight *w, const float *bias, const float *X,
-                       int64_t T, float *Y, int nt)
+/* mode 0: k's forward, 1: its two-term forward (fwd2), 2: its accumulating one (fwd_add, bias
+ * ignored). */
+static void fwd_fenced_n(const q8_kernels *k, const q4_weight *w, const float *bias,
+                         const float *X, int64_t T, float *Y, int nt, int mode)
 {
-    const size_t size = k->fwd_work(w, T, nt), shift = g_calls++ & 1;
+    const q8_work_fn work_fn = mode == 1 ? k->fwd2_work : mode == 2 ? k->fwd_add_work : k->fwd_work;
+    const size_t size = work_fn(w, T, nt), shift = g_calls++ & 1;
     uint8_t *block = lk_aligned_alloc(2 * FENCE + shift + size);
     assert_non_null(block);
     memset(block, 0xa5, FENCE + shift);
     uint8_t *work = block + FENCE + shift;
     memset(work, 0xff, size);
     memset(work + size, 0xa5, FENCE);
-    k->fwd(w, bias, X, T, Y, nt, size ? work : NULL, size);
+    void *wk = size ? work : NULL;
+    if (mode == 2)
+        k->fwd_add(w, X, T, Y, nt, wk, size);
+    else
+        (mode ? k->fwd2 : k->fwd)(w, bias, X, T, Y, nt, wk, size);
     for (size_t i = 0; i < FENCE + shift; i++)
         assert_int_equal(block[i], 0xa5);
     for (size_t i = 0; i < FENCE; i++)
         if (work[size + i] != 0xa5)
-            fail_msg("%s [%lld x %lld] T=%lld nt %d: wrote past its %zu bytes of work", k->name,
-                     (long long)w->out, (long long)w->in, (long long)T, nt, size);
+            fail_msg("%s mode %d [%lld x %lld] T=%lld nt %d: wrote past its %zu bytes of work",
+                     k->name, mode, (long long)w->out, (long long)w->in,
+                     (long long)T, nt, size);
     free(block);
+}
+
+static void fwd_fenced(const q8_kernels *k, const q4_weight *w, const float *bias, const float *X,
+                       int64_t T, float *Y, int nt)
+{
+    fwd_fenced_n(k, w, bias, X, T, Y, nt, 0);
 }
 
 static void check_work_monotone(const q8_kernels *k, const q4_weight *w)
 {
     q4_weight half = *w;
     half.out = (w->out + 1) / 2;
-    for (int nt = 1; nt <= 3; nt++) {
-        for (int64_t T = 0; T <= 70; T++) {
-            const size_t f = k->fwd_work(w, T, nt);
-            if (T > 0)
-                assert_true(f >= k->fwd_work(w, T - 1, nt));
-            if (nt > 1)
-                assert_true(f >= k->fwd_work(w, T, nt - 1));
-            assert_true(f >= k->fwd_work(&half, T, nt));
-            if (T == 0)
-                assert_true(f == 0);
+    for (int mode = 0; mode <= (k->fwd2 ? 2 : 0); mode++) {
+        const q8_work_fn work = mode == 1 ? k->fwd2_work : mode ? k->fwd_add_work : k->fwd_work;
+        for (int nt = 1; nt <= 3; nt++) {
+            for (int64_t T = 0; T <= 70; T++) {
+                const size_t f = work(w, T, nt);
+                if (T > 0)
+                    assert_true(f >= work(w, T - 1, nt));
+                if (nt > 1)
+                    assert_true(f >= work(w, T, nt - 1));
+                assert_true(f >= work(&half, T, nt));
+                if (T == 0)
+                    assert_true(f == 0);
+            }
         }
     }
 }
@@ -605,17 +756,26 @@ static void run_case(const q8_kernels *k, const q4_weight *w, const int64_t *Ts,
         const int64_t T = Ts[ti];
         float *X = make_x(T, w->in), *Y = malloc((size_t)(T * w->out) * 4);
         float *Yr = malloc((size_t)(T * w->out) * 4);
-        for (int b = 0; b < 2; b++) {
-            fwd_fenced(q8_kernels_named("ref"), w, b ? bias : NULL, X, T, Yr, 2);
-            fwd_fenced(k, w, b ? bias : NULL, X, T, Y, nt);
+        /* b & 1: with a bias; mode (b / 2) 1: the two-term forward, 2: the accumulating one
+         * (into Y holding values), for a table with them (not the GEMV's) */
+        for (int b = 0; b < 6; b++) {
+            const int mode = b / 2;
+            if (mode && !k->fwd2)
+                break;
+            if (mode == 2 && (b & 1))
+                continue;
+            for (int64_t i = 0; mode == 2 && i < T * w->out; i++)
+                Y[i] = Yr[i] = frand() * 3.0f;
+            fwd_fenced_n(q8_kernels_named("ref"), w, b & 1 ? bias : NULL, X, T, Yr, 2, mode);
+            fwd_fenced_n(k, w, b & 1 ? bias : NULL, X, T, Y, nt, mode);
             for (int64_t i = 0; i < T * w->out; i++)
                 if (memcmp(&Y[i], &Yr[i], 4))
-                    fail_msg("%s %s block %d [%lld x %lld] T=%lld nt %d%s: [%lld][%lld] %.9g, "
-                             "ref %.9g",
-                             k->name, lk_qtype_name((lk_qtype)w->qtype), w->block,
-                             (long long)w->out, (long long)w->in, (long long)T, nt,
-                             b ? " bias" : "", (long long)(i / w->out), (long long)(i % w->out),
-                             Y[i], Yr[i]);
+                    fail_msg("%s mode %d %s block %d [%lld x %lld] T=%lld nt %d%s: [%lld][%lld] "
+                             "%.9g, ref %.9g",
+                             k->name, mode, lk_qtype_name((lk_qtype)w->qtype),
+                             w->block, (long long)w->out, (long long)w->in, (long long)T, nt,
+                             b & 1 ? " bias" : "", (long long)(i / w->out),
+                             (long long)(i % w->out), Y[i], Yr[i]);
         }
         free(X);
         free(Y);
@@ -638,7 +798,8 @@ static void test_variant(const char *name)
         {63, 64}, {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}, {31, 129}, {40, 520}};
     static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}, Tv[] = {1, 2, 3, 5, 9};
     /* the variant's matrix-vector kernel on its own (its fwd takes it for T <= gemv_t) */
-    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0};
+    const q8_kernels gemv = {k->name, k->gemv,      k->gemv_work, k->gemv, k->gemv_work,
+                             0,       NULL,         NULL,         NULL,    NULL};
     for (int seed = 1; seed <= 2; seed++) {
         g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
         for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
@@ -665,13 +826,13 @@ static void test_variant(const char *name)
         free(c.data);
     }
     /* large: several tiles per thread, T up to 600; and the transposed copy (Q8_0 with out rows) */
-    static const int64_t Tl[] = {64, 600};
+    static const int64_t Tl[] = {64, 600, 333}; /* 600, 333: two passes in fwd2, T odd */
     for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
         if (!q8_supports(q))
             continue;
         wcase c;
         wcase_any(&c, q, 64, 72, 520);
-        run_case(k, &c.w, Tl, 2, 2);
+        run_case(k, &c.w, Tl, 3, 2);
         run_case(k, &c.w, Ts, 3, 3); /* the GEMV with rows not a multiple of the thread split */
         uint8_t *dst = malloc(q8_transpose_bytes(&c.w));
         q4_weight wt;
@@ -901,6 +1062,8 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_expanders),
         cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_quantize_act2),
+        cmocka_unit_test(test_fwd2_composition),
         cmocka_unit_test(test_ref_gemm),
         cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_transpose_fast),

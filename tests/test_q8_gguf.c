@@ -439,8 +439,16 @@ static void check_gemm(int qt, int64_t out, int64_t in, int64_t T, int wild)
     static const char *variants[] = {"avx2", "avx512vnni", "neon"};
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         const q8_kernels *k = q8_kernels_named(variants[v]);
-        const q8_kernels gemv = {
-            k ? k->name : "", k ? k->gemv : NULL, k ? k->gemv_work : NULL, NULL, NULL, 0};
+        const q8_kernels gemv = {k ? k->name : "",
+                                 k ? k->gemv : NULL,
+                                 k ? k->gemv_work : NULL,
+                                 NULL,
+                                 NULL,
+                                 0,
+                                 NULL,
+                                 NULL,
+                                 NULL,
+                                 NULL};
         for (int nt = 1; k && nt <= 5; nt += 2) { /* nt 5: the GEMV alone */
             q8_fwd(nt == 5 ? &gemv : k, &w, bias, X, T, Yv, nt == 5 ? 2 : nt);
             for (int64_t i = 0; i < T * out; i++)

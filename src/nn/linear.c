@@ -30,20 +30,17 @@ static int two_terms(const linear *L)
 }
 
 /* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
- * [T, in] with dropout, then one area shared by the backward of a quantised layer (the fused
- * kernel's output dx [T, in]) and the training forward's two int8 terms (the residual [T, in] and
- * its product [T, out]); a backward's work also holds the training forward's. An inference
- * forward (backward 0) needs of that area only the NF4 correction's product [T, out]. */
+ * [T, in] with dropout, then one area shared by the backward of a quantised layer without an
+ * int8 transposed copy (the fused kernel's output dx [T, in]; with the copy, q8_gemm_fwd_add adds
+ * into dx) and the NF4 correction's product [T, out] of a layer with two int8 terms; a
+ * backward's work also holds the training forward's (q8_gemm_fwd2's work: kernel_work). */
 static int64_t tmp_floats(const linear *L, int64_t T, int backward)
 {
     int64_t n = T * linear_max_rank(L);
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
-    int64_t shared = backward && !L->w ? T * L->in : 0; /* dx goes through tmp */
-    int64_t terms = !two_terms(L) ? 0
-                    : backward    ? T * (L->in + L->out)
-                    : L->qwc.data ? T * L->out
-                                  : 0;
+    int64_t shared = backward && !L->w && !L->qwt.data ? T * L->in : 0; /* dx through tmp */
+    int64_t terms = two_terms(L) && L->qwc.data ? T * L->out : 0;
     n += terms > shared ? terms : shared;
     if (L->perm_heads > 0)
         n += T * L->out; /* y in file order (forward), dy in file order (backward) */
@@ -125,9 +122,11 @@ static size_t kernel_work(const linear *L, int64_t T, int n_threads, int backwar
                        : q4_gemm_fwd_work(k, &L->qw, T, n_threads);
     if (L->qwc.data && q8_gemm_fwd_work(&L->qwc, T, n_threads) > f)
         f = q8_gemm_fwd_work(&L->qwc, T, n_threads);
+    if (backward && two_terms(L) && q8_gemm_fwd2_work(&L->qw, T, n_threads) > f)
+        f = q8_gemm_fwd2_work(&L->qw, T, n_threads); /* the training forward's two terms */
     size_t b = 0;
     if (backward)
-        b = L->qwt.data ? q8_gemm_fwd_work(&L->qwt, T, n_threads)
+        b = L->qwt.data ? q8_gemm_fwd_add_work(&L->qwt, T, n_threads)
                         : q4_gemm_bwd_work(k, &L->qw, T, n_threads);
     return f > b ? f : b;
 }
@@ -153,65 +152,22 @@ static float *shared_part(const linear *L, float *tmp, int64_t T)
     return tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * L->in : 0);
 }
 
-typedef struct {
-    const float *x; /* [T, n] */
-    float *r;       /* [T, n] */
-    int64_t n;
-} residual_job;
-
-/* r[m] = x − d·q for one block of m <= 32 values, q and d as q8_quantize_act makes them (the rule
- * of q8.h; q = nearbyintf(x·id) as (x·id + 1.5·2^23) − 1.5·2^23, the same value for |x·id| <= 127
- * under round-to-nearest-even, in a loop the compiler vectorises). */
-static void residual_block(const float *x, float *r, int64_t m)
-{
-    float amax = 0.0f;
-    for (int64_t k = 0; k < m; k++) {
-        float a = fabsf(x[k]);
-        amax = a > amax ? a : amax;
-    }
-    const float d = amax / 127.0f;
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
-    if (!isfinite(id))
-        id = 0.0f;
-    for (int64_t k = 0; k < m; k++) {
-        float q = (x[k] * id + 0x1.8p23f) - 0x1.8p23f;
-        r[k] = x[k] - d * q;
-    }
-}
-
-/* Rows [t0, t1) of r = x − d·q: what the int8 quantiser (per block of 32) leaves of each row. */
-static void residual_rows(void *ctx, int64_t t0, int64_t t1, int thread)
-{
-    (void)thread;
-    const residual_job *j = ctx;
-    for (int64_t t = t0; t < t1; t++)
-        for (int64_t b = 0; b < j->n; b += Q8_QK)
-            residual_block(j->x + t * j->n + b, j->r + t * j->n + b,
-                           j->n - b < Q8_QK ? j->n - b : Q8_QK);
-}
-
 /* y[T,out] = x·Wᵀ + b on int8 products. In a training forward (train) with two terms (two_terms),
  * x = x1 + r where x1 is what the kernel's int8 quantisation of x represents, and
- * y = (x1·Wᵀ + b) + r1·Wᵀ, r1 the int8 r (a row's error falls from d/2 to d/508 per block). An
- * NF4 matrix with its codebook correction C (linear.qwc) adds x1·Cᵀ in every forward. sh: the
- * shared area of tmp_floats. */
+ * y = (x1·Wᵀ + b) + r1·Wᵀ, r1 the int8 r (a row's error falls from d/2 to d/508 per block):
+ * q8_gemm_fwd2, one pass over the packed weight for both terms. An NF4 matrix with its codebook
+ * correction C (linear.qwc) adds x1·Cᵀ in every forward. sh: the shared area of tmp_floats. */
 static void int8_forward(const linear *L, const float *x, int64_t T, float *y, float *sh, void *kw,
                          size_t kn, int nt, int train)
 {
-    q8_gemm_fwd(&L->qw, L->b, x, T, y, nt, kw, kn);
-    if (!two_terms(L))
+    if (train && two_terms(L))
+        q8_gemm_fwd2(&L->qw, L->b, x, T, y, nt, kw, kn);
+    else
+        q8_gemm_fwd(&L->qw, L->b, x, T, y, nt, kw, kn);
+    if (!two_terms(L) || !L->qwc.data)
         return;
-    float *r = sh, *y2 = train ? sh + T * L->in : sh; /* [T, in], [T, out] */
-    if (train) {
-        residual_job j = {.x = x, .r = r, .n = L->in};
-        par_for(nt, T, residual_rows, &j);
-        q8_gemm_fwd(&L->qw, NULL, r, T, y2, nt, kw, kn);
-        add_par(y, y2, T * L->out, nt);
-    }
-    if (!L->qwc.data)
-        return;
-    q8_gemm_fwd(&L->qwc, NULL, x, T, y2, nt, kw, kn); /* x1·Cᵀ, C the NF4 codebook's correction */
-    add_par(y, y2, T * L->out, nt);
+    q8_gemm_fwd(&L->qwc, NULL, x, T, sh, nt, kw, kn); /* x1·Cᵀ, C the NF4 codebook's correction */
+    add_par(y, sh, T * L->out, nt);
 }
 
 /* x_d[T,in] = x·m/(1−p), m_i ~ Bernoulli(1−p) from a stateless hash of (key, index). */
@@ -424,15 +380,16 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
     }
     if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
         gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, 1.0f, dx, in, n_threads);
-    } else if (dx) { /* fused kernel into the end of tmp, then added */
-        float *dq = shared_part(L, tmp, T);
+    } else if (dx) {
         size_t kn;
         void *kw = kernel_part(L, T, 1, work, work_size, &kn);
-        if (L->qwt.data) /* dx = dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
-            q8_gemm_fwd(&L->qwt, NULL, dyf, T, dq, n_threads, kw, kn);
-        else
+        if (L->qwt.data) { /* dx += dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
+            q8_gemm_fwd_add(&L->qwt, dyf, T, dx, n_threads, kw, kn);
+        } else { /* fused kernel into the end of tmp, then added */
+            float *dq = shared_part(L, tmp, T);
             q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
-        add_par(dx, dq, T * in, n_threads);
+            add_par(dx, dq, T * in, n_threads);
+        }
     }
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];

@@ -466,6 +466,19 @@ static void q8_fenced(const q8_kernels *k, const q4_weight *w, const float *bias
     fence_close(&f, k->name, w, T, nt);
 }
 
+/* k's two-term forward (mode 1) or accumulating one (mode 2, into Y as it is; bias ignored). */
+static void q8_fenced_mode(const q8_kernels *k, const q4_weight *w, const float *bias,
+                           const float *X, int64_t T, float *Y, int nt, int mode)
+{
+    fenced f = fence_open(mode == 1 ? k->fwd2_work(w, T, nt) : k->fwd_add_work(w, T, nt));
+    void *wk = f.size ? f.work : NULL;
+    if (mode == 1)
+        k->fwd2(w, bias, X, T, Y, nt, wk, f.size);
+    else
+        k->fwd_add(w, X, T, Y, nt, wk, f.size);
+    fence_close(&f, k->name, w, T, nt);
+}
+
 static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64_t *Ts, int nT)
 {
     const q8_kernels *ref = q8_kernels_named("ref");
@@ -483,8 +496,24 @@ static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64
                   "int8 %s %s block %d [%lld x %lld] T=%lld, %d threads: not the reference's bits",
                   k->name, lk_qtype_name((lk_qtype)w->qtype), w->block, (long long)w->out,
                   (long long)w->in, (long long)T, nt);
+            /* its two-term forward, and its accumulating one (into Y holding the forward), on
+             * one thread count per T (the thread split is the shared driver's, tested on x86) */
+            for (int mode = 1; mode <= 2 && nt == 1 + i % 3; mode++) {
+                if (mode == 2)
+                    memcpy(b.Y[1], b.Y[0], (size_t)(T * w->out) * 4);
+                q8_fenced_mode(ref, w, bb, b.X, T, b.Y[0], 2, mode);
+                q8_fenced_mode(k, w, bb, b.X, T, b.Y[1], nt, mode);
+                CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(T * w->out) * 4),
+                      "int8 %s %s %s block %d [%lld x %lld] T=%lld, %d threads: not the "
+                      "reference's bits",
+                      k->name, mode == 1 ? "fwd2" : "fwd_add", lk_qtype_name((lk_qtype)w->qtype),
+                      w->block, (long long)w->out, (long long)w->in, (long long)T, nt);
+                if (mode == 2 && T <= 17)
+                    q8_fenced(ref, w, bb, b.X, T, b.Y[0], 2); /* the forward again, for below */
+            }
             /* the variant's GEMV on its own (its forward takes it for T <= gemv_t) */
-            const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0};
+            const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0,
+                                     NULL,    NULL,    NULL,         NULL};
             if (T > 17)
                 continue;
             q8_fenced(&gemv, w, bb, b.X, T, b.Y[1], nt);
