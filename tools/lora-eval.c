@@ -380,9 +380,11 @@ int main(int argc, char **argv)
         goto free_model;
     if (a.teacher->count &&
         (rc = cli_teacher_load(TOOL, a.teacher->sval[0], a.model->filename[0], a.teacher_adapter,
-                               a.teacher_quant, a.compute, mp.n_threads, &teacher)) >= 0)
+                               a.teacher_quant, a.compute, mp.n_threads, 0, 0, &teacher)) >= 0)
         goto free_model;
     acc.teacher = teacher.m;
+    if (teacher.m) /* the model's --compute auto: within what the teacher, loaded first, leaves */
+        mp.memory_held = lk_model_weight_bytes(teacher.m);
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
     if (s == LK_OK && (rc = cli_adapters_attach(TOOL, &ad, m, a.model->filename[0])) >= 0)
         goto free_model;
