@@ -1093,7 +1093,9 @@ static void make_args(train_args *a)
                        cli_help("fresh adapter: peft or loftq (SVD of W - Q(W)) (default %s)",
                                 lk_lora_init_name(d.init)));
     a->resume =
-        arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
+        arg_file0(NULL, "resume", "DIR",
+                  "continue from a checkpoint (or the newest in DIR), with the options it was "
+                  "made with; --compute auto takes its mode");
     a->save_every = arg_int0(NULL, "save-every", "N", "checkpoint every N steps");
     a->save_limit =
         arg_int0(NULL, "save-limit", "K",
@@ -1137,8 +1139,8 @@ static void make_args(train_args *a)
                                "memory the run may plan for, weights included (e.g. 3G, 512M; "
                                "default: the memory available): --checkpointing auto's budget, "
                                "how many of --compute int8's transposed copies are kept (the "
-                               "others built per layer), --compute auto's choice, and the plan's "
-                               "check");
+                               "others built per layer), --compute auto's choice (a --teacher's "
+                               "within what the student's weights leave), and the plan's check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",
