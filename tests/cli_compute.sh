@@ -162,6 +162,20 @@ has out '"compute":"f32","compute_reason":"auto: f32, int8.s weights (.*) do not
 expect 2 "lora-teacher, a bad limit" -- "$B/lora-teacher" -m "$M" --data "$TD" --top-k 4 \
     -o "$T/t3.tc" --memory-limit 1x
 has err "memory-limit '1x': expected a size" "the limit's error"
+# the inference tools take --memory-limit for auto's choice too; lora-eval's model decides within
+# what its --teacher, loaded first, leaves
+NOFIT="compute auto: f32, int8's weights (.*) do not fit the 0.1 MiB available (--memory-limit)"
+for tool in lora-eval lora-generate; do
+    expect 0 "$tool --memory-limit" -- "$B/$tool" -m "$M" --quant nf4 --ids $IDS --memory-limit 100K
+    has err "$NOFIT" "$tool's auto sees --memory-limit"
+done
+expect 0 "lora-merge --eval-data --memory-limit" -- "$B/lora-merge" -m "$M" -a "$T/a" -o "$T/mg" \
+    --eval-data "$TD" --memory-limit 100K
+has err "$NOFIT" "lora-merge's auto sees --memory-limit"
+expect 0 "lora-eval beside a teacher" -- "$B/lora-eval" -m "$M" --quant nf4 --ids $IDS \
+    --teacher "$M" --teacher-quant nf4 --memory-limit 500K
+has err "auto: f32, int8's weights (.*) do not fit the 0.1 MiB left of the 0.5 MiB available \
+(--memory-limit) beside the 0.4 MiB" "the model's auto leaves the teacher's weights out"
 
 expect 0 "an f32 base under int8" -- "$B/lora-eval" -m "$M" --quant none --compute int8 --ids $IDS
 has err "no matrix of this base has an int8 path" "the note says nothing runs on int8"
