@@ -144,6 +144,8 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     if (rc >= 0)
         goto done;
     s = all;
+    if (s == LK_OK) /* --compute auto alike on every rank */
+        s = lk_trainer_agree_compute(p->dist, m);
     if (s == LK_OK) {
         note = adapter_note(&ad);
         p->teacher_dir = dir;

@@ -948,10 +948,16 @@ static int load_all(train_ctx *x)
 }
 
 /* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;
- * here before --dry-run shows the plan). */
+ * here before --dry-run shows the plan), and with a group of ranks the same choice on every rank
+ * (the teacher's first: one turned to f32 leaves the student more room). */
 static int choose_compute(train_ctx *x)
 {
-    lk_status s = lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data));
+    lk_status s = x->teacher.m ? lk_trainer_agree_compute(x->dist, x->teacher.m) : LK_OK;
+    if (s == LK_OK)
+        s = lk_dist_agree(x->dist, lk_trainer_choose_compute(x->m, &x->tp,
+                                                             lk_dataset_seq_len(x->data)));
+    if (s == LK_OK)
+        s = lk_trainer_agree_compute(x->dist, x->m);
     return s == LK_OK ? -1 : cli_fail(TOOL, s);
 }
 

@@ -294,6 +294,14 @@ int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *
  * showing the plan. */
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 
+/* Collective over the data-parallel group d (nothing without one): --compute auto on every rank
+ * alike. When any rank's m runs f32 (its host had no room for int8), a rank whose m
+ * LK_COMPUTE_AUTO set on int8 turns to f32 too (lk_model_compute_reason names the rank), so that
+ * the ranks compute alike. For each model a run computes with (a trainer's base after
+ * lk_trainer_choose_compute, an online teacher, lora-teacher's model), before lk_trainer_create
+ * or lk_teacher_cache_write compare the ranks. */
+lk_status lk_trainer_agree_compute(lk_dist *d, lk_model *m);
+
 /* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations,
  * and with --compute int8 the transposed copies and build buffer of lk_trainer_int8_copies,
  * counted in the total only), with the layers lk_trainer_kept_layers keeping their activations;

@@ -627,6 +627,22 @@ lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p
     return LK_OK;
 }
 
+lk_status lk_trainer_agree_compute(lk_dist *d, lk_model *m)
+{
+    if (!dist_active(d))
+        return LK_OK;
+    /* 1 + the highest rank that runs f32, or 0 */
+    int64_t f32 = m->compute == LK_COMPUTE_F32 ? 1 + lk_dist_rank(d) : 0;
+    LK_TRY(lk_dist_max(d, &f32));
+    if (f32 && m->compute == LK_COMPUTE_INT8 && m->compute_auto && !m->compute_resumed && !m->q8t) {
+        char why[sizeof m->compute_why];
+        snprintf(why, sizeof why, "auto: f32, as rank %lld runs it (the ranks compute alike)",
+                 (long long)(f32 - 1));
+        model_int8_to_f32(m, why);
+    }
+    return LK_OK;
+}
+
 int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len)
 {
     return plan_keep(m, p, seq_len).keep;
