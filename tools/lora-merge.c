@@ -242,8 +242,9 @@ int main(int argc, char **argv)
     struct arg_str *compute = cli_compute_arg(); /* --eval-data's forwards */
     struct arg_str *limit = cli_memory_limit_arg();
     struct arg_end *end = arg_end(20);
-    void *at[] = {model, adapter, out,   dtype, bq, force, eval, compute,
-                  limit, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    void *at[] = {model, adapter, out,     dtype, bq,
+                  force, eval,    compute, limit, CLI_COMMON_ENTRIES_NOSEED(c),
+                  end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
                        "(DoRA: magnitude-rescaled).",

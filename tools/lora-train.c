@@ -954,8 +954,8 @@ static int choose_compute(train_ctx *x)
 {
     lk_status s = x->teacher.m ? lk_trainer_agree_compute(x->dist, x->teacher.m) : LK_OK;
     if (s == LK_OK)
-        s = lk_dist_agree(x->dist, lk_trainer_choose_compute(x->m, &x->tp,
-                                                             lk_dataset_seq_len(x->data)));
+        s = lk_dist_agree(x->dist,
+                          lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data)));
     if (s == LK_OK)
         s = lk_trainer_agree_compute(x->dist, x->m);
     return s == LK_OK ? -1 : cli_fail(TOOL, s);

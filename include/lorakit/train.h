@@ -290,8 +290,8 @@ int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *
  * fit, m turns to f32 (its corrections freed) with one note and lk_model_compute_reason saying
  * why. A model that took a resumed run's int8 (lk_model_params.resume_compute) is never turned:
  * LK_ERR_NOMEM naming the mode and the plan when it does not fit. Nothing for a model whose
- * compute was given, or once a trainer has built its copies. lk_trainer_create runs it; a tool's --dry-run runs it before
- * showing the plan. */
+ * compute was given, or once a trainer has built its copies. lk_trainer_create runs it; a tool's
+ * --dry-run runs it before showing the plan. */
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 
 /* Collective over the data-parallel group d (nothing without one): --compute auto on every rank

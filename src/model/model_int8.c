@@ -184,7 +184,8 @@ static int64_t auto_budget(const lk_model *m, char *words, size_t cap)
     const char *what;
     const int64_t all = lk_memory_budget(m->memory_limit, &what), have = all - m->memory_held;
     if (m->memory_held > 0)
-        snprintf(words, cap, "the %.1f MiB left of the %.1f MiB available (%s) beside the %.1f MiB "
+        snprintf(words, cap,
+                 "the %.1f MiB left of the %.1f MiB available (%s) beside the %.1f MiB "
                  "of the model loaded before",
                  have / 1048576.0, all / 1048576.0, what, m->memory_held / 1048576.0);
     else
@@ -237,8 +238,8 @@ static lk_status choose(lk_model *m)
         snprintf(m->compute_why, sizeof m->compute_why,
                  "auto: f32, no matrix of this base has an int8 path");
     } else if (need <= have) {
-        snprintf(m->compute_why, sizeof m->compute_why, "auto: int8, its weights (%.1f MiB%s) fit %s",
-                 need / 1048576.0, fx, budget);
+        snprintf(m->compute_why, sizeof m->compute_why,
+                 "auto: int8, its weights (%.1f MiB%s) fit %s", need / 1048576.0, fx, budget);
     } else {
         m->compute = LK_COMPUTE_F32;
         snprintf(m->compute_why, sizeof m->compute_why,

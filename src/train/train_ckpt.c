@@ -183,8 +183,9 @@ lk_status lk_trainer_checkpoint_compute(const char *path, lk_compute *out)
     else if (!strcmp(had, lk_compute_name(LK_COMPUTE_INT8)))
         *out = LK_COMPUTE_INT8;
     else
-        s = status_fail(LK_ERR_FORMAT, "%s: checkpoint names the compute mode '%.32s', expected "
-                        "f32 or int8", path, had);
+        s = status_fail(LK_ERR_FORMAT,
+                        "%s: checkpoint names the compute mode '%.32s', expected f32 or int8", path,
+                        had);
     free(blob);
     cJSON_Delete(meta);
     return s;
