@@ -34,8 +34,8 @@ static const char *sample(const char *name)
 }
 
 /* limit: lk_model_params.memory_limit (--compute auto's budget) */
-static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute,
-                            int64_t limit)
+static struct lk_model_params model_params(lk_qtype quant, lk_qtype qembed, lk_compute compute,
+                                           int64_t limit)
 {
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = 2;
@@ -43,6 +43,13 @@ static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, l
     mp.quant_embed = qembed;
     mp.compute = compute;
     mp.memory_limit = limit;
+    return mp;
+}
+
+static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute,
+                            int64_t limit)
+{
+    struct lk_model_params mp = model_params(quant, qembed, compute, limit);
     lk_model *m;
     assert_ok(lk_model_load(path, &mp, &m));
     return m;
@@ -514,12 +521,11 @@ static void test_auto_compute(void **state)
     lk_model_free(e);
 }
 
+/* An NF4 base under auto within limit less held, a resumed run's mode given (NULL: it does not
+ * fit). */
 static lk_model *load_held(int64_t limit, int64_t held, lk_compute resumed)
 {
-    struct lk_model_params mp = lk_model_params_default();
-    mp.n_threads = 2;
-    mp.quant = LK_QTYPE_NF4;
-    mp.memory_limit = limit;
+    struct lk_model_params mp = model_params(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_AUTO, limit);
     mp.memory_held = held;
     mp.resume_compute = resumed;
     lk_model *m = NULL;
