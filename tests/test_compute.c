@@ -498,8 +498,10 @@ static void test_auto_compute(void **state)
     assert_ok(lk_trainer_choose_compute(c, &p, 128));
     assert_int_equal(lk_model_compute(c), LK_COMPUTE_INT8);
     assert_non_null(strstr(lk_model_compute_reason(c), "auto: int8, int8's least training plan"));
+    p.memory_limit = least_f32 + 1; /* decided once: a later check under less keeps int8 */
+    assert_ok(lk_trainer_choose_compute(c, &p, 128));
+    assert_int_equal(lk_model_compute(c), LK_COMPUTE_INT8);
     /* the turned model trains as an f32 one does: the same loss */
-    p.memory_limit = least_f32 + 1;
     lk_dataset *d = data();
     lk_trainer *t;
     struct lk_step_stats sa, sf;
@@ -575,6 +577,9 @@ static void test_auto_budget(void **state)
     assert_ok(lk_trainer_choose_compute(d, &p, 128));
     assert_non_null(strstr(lk_model_compute_reason(d), "checkpoint: int8, the mode of the run "
                                                        "resumed; its least training plan ("));
+    p.memory_limit = wi; /* decided once: a later check keeps it */
+    assert_ok(lk_trainer_choose_compute(d, &p, 128));
+    assert_int_equal(lk_model_compute(d), LK_COMPUTE_INT8);
     /* a checkpoint's mode */
     lk_dataset *ds = data();
     lk_trainer *t;

@@ -289,8 +289,10 @@ int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *
  * but the one layer's build buffer) against lk_memory_budget(p->memory_limit); when it does not
  * fit, m turns to f32 (its corrections freed) with one note and lk_model_compute_reason saying
  * why. A model that took a resumed run's int8 (lk_model_params.resume_compute) is never turned:
- * LK_ERR_NOMEM naming the mode and the plan when it does not fit. Nothing for a model whose
- * compute was given, or once a trainer has built its copies. lk_trainer_create runs it; a tool's
+ * LK_ERR_NOMEM naming the mode and the plan when it does not fit. Decided once: nothing for a
+ * model whose compute was given, once int8 was kept (the memory available may have changed since:
+ * a tool checks before lk_trainer_create does, and data-parallel ranks must keep what they agreed),
+ * or once a trainer has built its copies. lk_trainer_create runs it; a tool's
  * --dry-run runs it before showing the plan. */
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 

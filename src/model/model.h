@@ -44,6 +44,7 @@ struct lk_model {
     int compute_auto;             /* 1: chosen by LK_COMPUTE_AUTO (a trainer may turn it to f32) */
     int compute_resumed;          /* 1: LK_COMPUTE_AUTO took lk_model_params.resume_compute (a
                                    * trainer fails where int8 does not fit, never turns it) */
+    int compute_planned;          /* 1: lk_trainer_choose_compute kept int8 (decided once) */
     int64_t memory_limit;         /* lk_model_params.memory_limit (LK_COMPUTE_AUTO's budget) */
     int64_t memory_held;          /* lk_model_params.memory_held (taken from that budget) */
     lk_compute resume_compute;    /* lk_model_params.resume_compute */

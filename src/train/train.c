@@ -586,7 +586,7 @@ static train_keep plan_keep(const lk_model *m, const struct lk_train_params *p, 
 
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len)
 {
-    if (!m->compute_auto || m->compute != LK_COMPUTE_INT8 || m->q8t)
+    if (!m->compute_auto || m->compute != LK_COMPUTE_INT8 || m->q8t || m->compute_planned)
         return LK_OK;
     const int64_t L = lk_model_get_config(m)->n_layers;
     const train_keep k = {.keep = p->checkpointing == LK_CKPT_OFF ? L : 1, .copies = 0, .head = 0};
@@ -620,10 +620,12 @@ lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p
         snprintf(why, sizeof why, "auto: %s, int8's %s %s the %.1f MiB available (%s)",
                  need <= have ? "int8" : "f32", plan, need <= have ? "fits" : "does not fit",
                  have / 1048576.0, what);
-    if (need > have)
+    if (need > have) {
         model_int8_to_f32(m, why);
-    else
+    } else {
         snprintf(m->compute_why, sizeof m->compute_why, "%s", why);
+        m->compute_planned = 1; /* lk_trainer_create after a tool's check: the same choice */
+    }
     return LK_OK;
 }
 
