@@ -3,8 +3,10 @@
 # tool that runs the model; auto (the default) picks int8 when its plan fits --memory-limit and f32
 # when it does not, and --dry-run / --json say why, an explicit mode wins over the limit; --dry-run shows the transposed int8 copies and --json counts them; a run
 # records its compute mode in the adapter and loss.svg, and the other tools default to it (and say
-# so); a resume under another mode fails naming both; an f32 base under int8 says that nothing
-# runs on int8; lora-eval's label names the mode; int8 and f32 losses agree closely.
+# so); a resume under another mode fails naming both, and under auto takes the checkpoint's mode
+# (or fails naming it and why); a distillation teacher's auto and lora-teacher's see
+# --memory-limit; an f32 base under int8 says that nothing runs on int8; lora-eval's label names
+# the mode; int8 and f32 losses agree closely.
 # Usage: cli_compute.sh BUILD_DIR SHARED_DIR SOURCE_DIR
 set -u
 B=$(cd "$1" && pwd) S=$(cd "$2" && pwd) SRC=$(cd "$3" && pwd)
@@ -107,6 +109,73 @@ expect 1 "resume with another compute mode" -- "$B/lora-train" -m "$M" "${TR[@]}
 has err "checkpoint was made with --compute int8, this run has --compute f32" "mismatch named"
 expect 0 "resume with the same" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute int8 --steps 6 \
     -o "$T/a" --resume "$T/a"
+# --resume under auto (the default) continues in the checkpoint's mode: an f32 run stays f32 where
+# auto would take int8; an int8 run whose least plan does not fit a limit fails naming int8 and why
+expect 0 "train with f32" -- "$B/lora-train" -m "$M" "${TR[@]}" --compute f32 --steps 4 \
+    --save-every 2 -o "$T/f"
+expect 0 "resume it under auto: dry run" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 6 -o "$T/f" \
+    --resume "$T/f" --dry-run --json
+has out '"compute":"f32",.*"compute_reason":"checkpoint: f32, the mode of the run resumed"' \
+    "auto takes the checkpoint's f32"
+expect 0 "resume it under auto" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 6 -o "$T/f" \
+    --resume "$T/f"
+has err "resumed from $T/f/checkpoint-4/state.ckpt at step 4" "the f32 run continues"
+expect 0 "resume an int8 run under auto: dry run" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 8 \
+    -o "$T/a" --resume "$T/a" --dry-run
+has out "^  compute        int8 (checkpoint: int8, the mode of the run resumed; its least" \
+    "auto takes the checkpoint's int8"
+expect 1 "resume an int8 run under a limit int8 does not fit" -- "$B/lora-train" -m "$M" \
+    "${TR[@]}" --steps 8 -o "$T/a" --resume "$T/a" --memory-limit 1M
+has err "error: --compute auto: the run resumed was trained with --compute int8, whose least \
+training plan (.*) does not fit the 1.0 MiB available (--memory-limit)" "int8 and why are named"
+expect 1 "its weights do not fit either" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 8 \
+    -o "$T/a" --resume "$T/a" --memory-limit 10K
+has err "trained with --compute int8, whose weights (.*) do not fit the 0.0 MiB available" \
+    "at load"
+expect 1 "no checkpoint to take the mode of" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 8 \
+    -o "$T/a" --resume "$T/none"
+has err "$T/none: no state.ckpt and no checkpoint-N folder with one" "the resume's own error"
+
+# a distillation teacher's auto decides within --memory-limit less the student's weights: int8
+# without a limit, f32 under a limit one byte below both models' int8 weights
+KD=(--objective kd --teacher "$M" --teacher-quant nf4)
+expect 0 "teacher, no limit" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --json
+has out '"teacher_compute":"int8","teacher_compute_reason":"auto: int8, its weights (.*) fit the' \
+    "the teacher's auto: int8"
+LIM=$(($(jnum base_bytes) - 1))
+expect 1 "teacher under a limit" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --json --memory-limit $LIM
+has out '"teacher_compute":"f32","teacher_compute_reason":"auto: f32, int8.s weights (.*) do not fit the [0-9.]* MiB left of the [0-9.]* MiB available (--memory-limit) beside the' \
+    "the teacher's auto sees the limit"
+expect 1 "the same, as text" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --memory-limit $LIM
+has out "^  teacher        f32 (auto: f32, int8's weights" "the plan's teacher line"
+TD=$SRC/tests/data/teacher/data.jsonl
+expect 0 "lora-teacher, no limit" -- "$B/lora-teacher" -m "$M" --quant nf4 --data "$TD" --top-k 4 \
+    -o "$T/t1.tc" --json -t 1
+has out '"compute":"int8","compute_reason":"auto: int8, its weights' "lora-teacher's auto: int8"
+expect 0 "lora-teacher under a limit" -- "$B/lora-teacher" -m "$M" --quant nf4 --data "$TD" \
+    --top-k 4 -o "$T/t2.tc" --json -t 1 --memory-limit 100K
+has out '"compute":"f32","compute_reason":"auto: f32, int8.s weights (.*) do not fit the 0.1 MiB available (--memory-limit)"' \
+    "lora-teacher's auto sees --memory-limit"
+expect 2 "lora-teacher, a bad limit" -- "$B/lora-teacher" -m "$M" --data "$TD" --top-k 4 \
+    -o "$T/t3.tc" --memory-limit 1x
+has err "memory-limit '1x': expected a size" "the limit's error"
+# the inference tools take --memory-limit for auto's choice too; lora-eval's model decides within
+# what its --teacher, loaded first, leaves
+NOFIT="compute auto: f32, int8's weights (.*) do not fit the 0.1 MiB available (--memory-limit)"
+for tool in lora-eval lora-generate; do
+    expect 0 "$tool --memory-limit" -- "$B/$tool" -m "$M" --quant nf4 --ids $IDS --memory-limit 100K
+    has err "$NOFIT" "$tool's auto sees --memory-limit"
+done
+expect 0 "lora-merge --eval-data --memory-limit" -- "$B/lora-merge" -m "$M" -a "$T/a" -o "$T/mg" \
+    --eval-data "$TD" --memory-limit 100K
+has err "$NOFIT" "lora-merge's auto sees --memory-limit"
+expect 0 "lora-eval beside a teacher" -- "$B/lora-eval" -m "$M" --quant nf4 --ids $IDS \
+    --teacher "$M" --teacher-quant nf4 --memory-limit 500K
+has err "auto: f32, int8's weights (.*) do not fit the 0.1 MiB left of the 0.5 MiB available \
+(--memory-limit) beside the 0.4 MiB" "the model's auto leaves the teacher's weights out"
 
 expect 0 "an f32 base under int8" -- "$B/lora-eval" -m "$M" --quant none --compute int8 --ids $IDS
 has err "no matrix of this base has an int8 path" "the note says nothing runs on int8"

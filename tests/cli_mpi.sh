@@ -9,6 +9,8 @@
 #   - a checkpoint written by 2 ranks resumes on 1 (and 1 on 2) and continues the same trajectory;
 #   - ranks started with other flags, data or a missing file stop at the start, every rank naming
 #     the first difference (or the failed rank), exit 1;
+#   - --compute auto: where one rank has no room for int8, every rank runs f32 (lora-train,
+#     lora-teacher);
 #   - a rank killed with SIGKILL stops the job within seconds, mpirun naming the lost rank, and the
 #     last checkpoint resumes to the uninterrupted run's bytes;
 #   - SIGTERM / SIGINT to every rank (as scancel does) or to mpirun: the ranks stop after the same
@@ -99,6 +101,21 @@ expect 1 "a rank without its data file" -- mpirun_ --oversubscribe \
     -np 1 "$TR" "${R3[@]}" -o "$T/m3" : -np 1 "$TR" "${N3[@]}" -o "$T/m3" --data "$T/none.jsonl"
 has err "lora-train\[rank 1\]: error: .*none.jsonl" "rank 1 names its missing file"
 has err "lora-train: error: rank 1: .*none.jsonl" "rank 0 names rank 1's failure"
+
+# ---- --compute auto alike on every rank: where one rank's host has no room for int8 (here a
+# tighter --memory-limit on rank 1, which the ranks do not compare; its plan's warning only) every
+# rank runs f32, where the start-up check would otherwise stop them on --compute ----
+AU=("${BASE[@]}" --quant nf4 --steps 2 --batch 1)
+expect 0 "auto, rank 1 without room for int8" -- mpirun_ --oversubscribe \
+    -np 1 "$TR" "${AU[@]}" -o "$T/au" : -np 1 "$TR" "${AU[@]}" -o "$T/au" --memory-limit 1M
+head -c 4096 "$T/au/adapter_model.safetensors" | grep -q '"lorakit.base_compute":"f32"' && ok ||
+    bad "the run of both ranks computed f32"
+TA=(-m "$M" --quant nf4 --data "$SRC/tests/data/teacher/data.jsonl" --top-k 4 -t 1 -o "$T/au.lktc")
+expect 0 "lora-teacher, auto, rank 1 without room for int8" -- mpirun_ --oversubscribe \
+    -np 1 "$B/lora-teacher" "${TA[@]}" --json : -np 1 "$B/lora-teacher" "${TA[@]}" \
+    --memory-limit 100K
+grep -q '"compute":"f32","compute_reason":"auto: f32, as rank 1 runs it' "$T/out" && ok ||
+    { bad "lora-teacher's rank 0 takes rank 1's f32"; head -3 "$T/out"; }
 
 # ---- faults ----
 REF=$T/ref

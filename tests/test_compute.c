@@ -34,8 +34,8 @@ static const char *sample(const char *name)
 }
 
 /* limit: lk_model_params.memory_limit (--compute auto's budget) */
-static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute,
-                            int64_t limit)
+static struct lk_model_params model_params(lk_qtype quant, lk_qtype qembed, lk_compute compute,
+                                           int64_t limit)
 {
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = 2;
@@ -43,6 +43,13 @@ static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, l
     mp.quant_embed = qembed;
     mp.compute = compute;
     mp.memory_limit = limit;
+    return mp;
+}
+
+static lk_model *load_limit(const char *path, lk_qtype quant, lk_qtype qembed, lk_compute compute,
+                            int64_t limit)
+{
+    struct lk_model_params mp = model_params(quant, qembed, compute, limit);
     lk_model *m;
     assert_ok(lk_model_load(path, &mp, &m));
     return m;
@@ -491,8 +498,10 @@ static void test_auto_compute(void **state)
     assert_ok(lk_trainer_choose_compute(c, &p, 128));
     assert_int_equal(lk_model_compute(c), LK_COMPUTE_INT8);
     assert_non_null(strstr(lk_model_compute_reason(c), "auto: int8, int8's least training plan"));
+    p.memory_limit = least_f32 + 1; /* decided once: a later check under less keeps int8 */
+    assert_ok(lk_trainer_choose_compute(c, &p, 128));
+    assert_int_equal(lk_model_compute(c), LK_COMPUTE_INT8);
     /* the turned model trains as an f32 one does: the same loss */
-    p.memory_limit = least_f32 + 1;
     lk_dataset *d = data();
     lk_trainer *t;
     struct lk_step_stats sa, sf;
@@ -512,6 +521,81 @@ static void test_auto_compute(void **state)
     lk_model_free(b);
     lk_model_free(c);
     lk_model_free(e);
+}
+
+/* An NF4 base under auto within limit less held, a resumed run's mode given (NULL: it does not
+ * fit). */
+static lk_model *load_held(int64_t limit, int64_t held, lk_compute resumed)
+{
+    struct lk_model_params mp = model_params(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_AUTO, limit);
+    mp.memory_held = held;
+    mp.resume_compute = resumed;
+    lk_model *m = NULL;
+    lk_status s = lk_model_load(shared_path(MODEL), &mp, &m);
+    assert_true(s == LK_OK || s == LK_ERR_NOMEM);
+    return m;
+}
+
+/* One budget for every --memory-limit (lk_memory_budget); --compute auto within what another
+ * model (a teacher's student) holds of it; a resumed run's mode taken under auto (f32 whatever the
+ * memory, int8 when it fits, else LK_ERR_NOMEM naming both at load or, for the training plan, in
+ * lk_trainer_choose_compute, which never turns it to f32); a checkpoint's mode read back. */
+static void test_auto_budget(void **state)
+{
+    (void)state;
+    require_file(shared_path(MODEL "/model.safetensors"));
+    const char *what = NULL;
+    assert_int_equal(lk_memory_budget(12345, &what), 12345);
+    assert_string_equal(what, "--memory-limit");
+    assert_true(lk_memory_budget(0, &what) > 0);
+    assert_true(strcmp(what, "--memory-limit") != 0);
+    lk_model *mi = load_auto(LK_COMPUTE_INT8, 0);
+    const int64_t wi = lk_model_weight_bytes(mi), held = 1 << 20;
+    lk_model *a = load_held(wi + held, held, LK_COMPUTE_AUTO);
+    assert_int_equal(lk_model_compute(a), LK_COMPUTE_INT8);
+    lk_model *b = load_held(wi + held - 1, held, LK_COMPUTE_AUTO);
+    assert_int_equal(lk_model_compute(b), LK_COMPUTE_F32);
+    assert_non_null(strstr(lk_model_compute_reason(b), "MiB left of the"));
+    assert_non_null(strstr(lk_model_compute_reason(b), "(--memory-limit) beside the 1.0 MiB"));
+    /* resumed: f32 under any budget, int8 when it fits, else an error naming int8 */
+    lk_model *c = load_held(0, 0, LK_COMPUTE_F32);
+    assert_int_equal(lk_model_compute(c), LK_COMPUTE_F32);
+    assert_string_equal(lk_model_compute_reason(c), "checkpoint: f32, the mode of the run resumed");
+    assert_null(load_held(wi - 1, 0, LK_COMPUTE_INT8));
+    assert_non_null(strstr(lk_last_error(), "the run resumed was trained with --compute int8, "
+                                            "whose weights ("));
+    lk_model *d = load_held(wi, 0, LK_COMPUTE_INT8);
+    assert_int_equal(lk_model_compute(d), LK_COMPUTE_INT8);
+    assert_non_null(strstr(lk_model_compute_reason(d), "checkpoint: int8, the mode of the run"));
+    struct lk_train_params p = params();
+    p.checkpointing = LK_CKPT_ON;
+    p.memory_limit = wi; /* the weights fit, the least plan does not */
+    assert_status(lk_trainer_choose_compute(d, &p, 128), LK_ERR_NOMEM,
+                  "--compute int8, whose least training plan (");
+    assert_int_equal(lk_model_compute(d), LK_COMPUTE_INT8); /* not turned */
+    p.memory_limit = 0;
+    assert_ok(lk_trainer_choose_compute(d, &p, 128));
+    assert_non_null(strstr(lk_model_compute_reason(d), "checkpoint: int8, the mode of the run "
+                                                       "resumed; its least training plan ("));
+    p.memory_limit = wi; /* decided once: a later check keeps it */
+    assert_ok(lk_trainer_choose_compute(d, &p, 128));
+    assert_int_equal(lk_model_compute(d), LK_COMPUTE_INT8);
+    /* a checkpoint's mode */
+    lk_dataset *ds = data();
+    lk_trainer *t;
+    assert_ok(lk_trainer_create(mi, ds, &p, &t));
+    const char *ck = tmp_path("mode.ckpt");
+    assert_ok(lk_trainer_save_checkpoint(t, ck));
+    lk_compute got = LK_COMPUTE_AUTO;
+    assert_ok(lk_trainer_checkpoint_compute(ck, &got));
+    assert_int_equal(got, LK_COMPUTE_INT8);
+    lk_trainer_free(t);
+    lk_dataset_free(ds);
+    lk_model_free(mi);
+    lk_model_free(a);
+    lk_model_free(b);
+    lk_model_free(c);
+    lk_model_free(d);
 }
 
 /* The plan counts the transposed copies; the trainer builds them and frees them with itself; an
@@ -630,6 +714,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_checks),
         cmocka_unit_test(test_auto_compute),
+        cmocka_unit_test(test_auto_budget),
         cmocka_unit_test(test_inference_work),
         cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_linear_two_terms),

@@ -424,6 +424,22 @@ int cli_parse_compute(const char *tool, const struct arg_str *compute, struct lk
     return -1;
 }
 
+struct arg_str *cli_memory_limit_arg(void)
+{
+    return arg_str0(NULL, "memory-limit", "SIZE",
+                    "bytes the model may use (K, M, G, T: binary), which --compute auto's choice "
+                    "takes: int8 when its weights fit; default: the memory available");
+}
+
+int cli_parse_memory_limit(const char *tool, const struct arg_str *limit,
+                           struct lk_model_params *mp)
+{
+    if (limit && limit->count &&
+        lk_memory_limit_from_name(limit->sval[0], &mp->memory_limit) != LK_OK)
+        return cli_usage_error(tool, "%s", lk_last_error());
+    return -1;
+}
+
 /* Say which base runs the adapters and why, and warn about each adapter trained on another. */
 static void report_base(const cli_adapters *ad, const char *model_dir, const lk_model *m)
 {
@@ -531,11 +547,14 @@ static int same_vocabulary(const char *tool, const char *teacher_dir, const char
 
 int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
                      const struct arg_str *adapters, const struct arg_str *quant,
-                     const struct arg_str *compute, int n_threads, cli_teacher *out)
+                     const struct arg_str *compute, int n_threads, int64_t memory_limit,
+                     int64_t memory_held, cli_teacher *out)
 {
     memset(out, 0, sizeof *out);
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = n_threads;
+    mp.memory_limit = memory_limit;
+    mp.memory_held = memory_held;
     mp.quant = LK_QTYPE_F32;
     int rc = cli_parse_quant(tool, quant, NULL, &mp);
     if (rc < 0)
@@ -749,11 +768,6 @@ void cli_trim_heap(void)
 #if defined(__GLIBC__)
     malloc_trim(0);
 #endif
-}
-
-double cli_memory_available(const char **what)
-{
-    return (double)lk_memory_available(what);
 }
 
 /* ---- SVG ---- */

@@ -140,6 +140,13 @@ int cli_base_params(const char *tool, cli_adapters *ad, const struct arg_str *qu
 struct arg_str *cli_compute_arg(void);
 int cli_parse_compute(const char *tool, const struct arg_str *compute, struct lk_model_params *mp);
 
+/* --memory-limit SIZE of the tools that run a model without training it: the budget --compute
+ * auto's weights must fit (lk_model_params.memory_limit; lk_memory_limit_from_name's sizes).
+ * cli_parse_memory_limit returns -1 to go on, or 2 after a usage message. */
+struct arg_str *cli_memory_limit_arg(void);
+int cli_parse_memory_limit(const char *tool, const struct arg_str *limit,
+                           struct lk_model_params *mp);
+
 /* Check each adapter against the loaded model m (folder model_dir) and attach it with its
  * weight. stderr says which base runs them and why (cli_note), and warns about every adapter
  * whose record names another base. Returns -1 to go on, or an exit code after the error. */
@@ -153,7 +160,9 @@ int cli_parse_quant(const char *tool, const struct arg_str *quant, const struct 
 
 /* The distillation teacher of --teacher SPEC: a model folder, or "self" (the student's own folder
  * student_dir). Loaded with quant (--teacher-quant; default none: full precision), the run's
- * --compute (compute: NULL or absent: the default) and the --teacher-adapter adapters attached. A
+ * --compute (compute: NULL or absent: the default) and the --teacher-adapter adapters attached;
+ * --compute auto decides within memory_limit (--memory-limit; 0: the memory available) less
+ * memory_held, the bytes the student, loaded first, holds (its weights). A
  * folder other than the student's must have a tokenizer that spells every id the student's has the
  * same way. Returns -1 to go on, or an exit code after printing the error; free with
  * cli_teacher_free. */
@@ -164,7 +173,8 @@ typedef struct {
 
 int cli_teacher_load(const char *tool, const char *spec, const char *student_dir,
                      const struct arg_str *adapters, const struct arg_str *quant,
-                     const struct arg_str *compute, int n_threads, cli_teacher *out);
+                     const struct arg_str *compute, int n_threads, int64_t memory_limit,
+                     int64_t memory_held, cli_teacher *out);
 void cli_teacher_free(cli_teacher *t);
 
 /* Dataset options of the tools that read training data: --fields, --chat-template, --strict.
@@ -218,11 +228,6 @@ int cli_stop_signal(void);
 /* Peak resident memory of this process in MiB (getrusage), and its resident memory now. */
 double cli_peak_rss_mib(void);
 double cli_rss_mib(void);
-
-/* Bytes of memory a process like this one can count on now: the smallest of MemAvailable, the
- * room under the cgroup's memory.max and the room under RLIMIT_AS, plus what this process
- * already holds (its resident set). *what names the limit that decided. */
-double cli_memory_available(const char **what);
 
 /* Give the heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere): after a
  * large tokenizer.json was parsed and freed, its small blocks would otherwise stay resident

@@ -25,7 +25,7 @@ typedef struct {
 
 typedef struct {
     struct arg_file *model, *data;
-    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed, *compute;
+    struct arg_str *adapter, *text, *ids, *fields, *quant, *quant_embed, *compute, *memory_limit;
     struct arg_str *teacher, *teacher_adapter, *teacher_quant;
     struct arg_int *ctx, *nnew, *eval_max;
     struct arg_lit *generate;
@@ -281,6 +281,7 @@ int main(int argc, char **argv)
                        "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.compute = cli_compute_arg();
+    a.memory_limit = cli_memory_limit_arg();
     a.data = arg_file0(NULL, "data", "FILE",
                        "plain text, or JSONL/JSON examples (any lora-train "
                        "format; only trained tokens are scored)");
@@ -320,6 +321,7 @@ int main(int argc, char **argv)
                   a.quant,
                   a.quant_embed,
                   a.compute,
+                  a.memory_limit,
                   a.text,
                   a.data,
                   a.ids,
@@ -369,7 +371,8 @@ int main(int argc, char **argv)
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
     if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0 ||
-        (rc = cli_parse_compute(TOOL, a.compute, &mp)) >= 0)
+        (rc = cli_parse_compute(TOOL, a.compute, &mp)) >= 0 ||
+        (rc = cli_parse_memory_limit(TOOL, a.memory_limit, &mp)) >= 0)
         goto done;
     lk_model *m = NULL;
     eval_acc acc = {0};
@@ -380,9 +383,12 @@ int main(int argc, char **argv)
         goto free_model;
     if (a.teacher->count &&
         (rc = cli_teacher_load(TOOL, a.teacher->sval[0], a.model->filename[0], a.teacher_adapter,
-                               a.teacher_quant, a.compute, mp.n_threads, &teacher)) >= 0)
+                               a.teacher_quant, a.compute, mp.n_threads, mp.memory_limit, 0,
+                               &teacher)) >= 0)
         goto free_model;
     acc.teacher = teacher.m;
+    if (teacher.m) /* the model's --compute auto: within what the teacher, loaded first, leaves */
+        mp.memory_held = lk_model_weight_bytes(teacher.m);
     lk_status s = lk_model_load(a.model->filename[0], &mp, &m);
     if (s == LK_OK && (rc = cli_adapters_attach(TOOL, &ad, m, a.model->filename[0])) >= 0)
         goto free_model;

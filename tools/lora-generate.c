@@ -212,6 +212,7 @@ static void print_json(const cli_common *c, const gen_seq *seq, const lk_tokeniz
 typedef struct {
     struct arg_file *model;
     struct arg_str *adapter, *prompt, *ids, *chat_template, *quant, *quant_embed, *compute, *system;
+    struct arg_str *memory_limit;
     struct arg_int *nnew, *top_k;
     struct arg_dbl *temp, *top_p;
     struct arg_lit *chat, *interactive, *ignore_eos;
@@ -252,6 +253,8 @@ static int load_model(const gen_args *a, const cli_common *c, cli_adapters *ad, 
     int rc = cli_parse_quant(TOOL, a->quant, a->quant_embed, &mp);
     if (rc < 0)
         rc = cli_parse_compute(TOOL, a->compute, &mp);
+    if (rc < 0)
+        rc = cli_parse_memory_limit(TOOL, a->memory_limit, &mp);
     if (rc < 0)
         rc = cli_adapters_load(TOOL, a->adapter, NULL, ad);
     if (rc < 0)
@@ -375,6 +378,7 @@ int main(int argc, char **argv)
                        "adapter was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.compute = cli_compute_arg();
+    a.memory_limit = cli_memory_limit_arg();
     a.ids = arg_str0(NULL, "ids", "1,2,3", "prompt as token ids (no tokenizer needed)");
     a.nnew = arg_int0("n", "max-new-tokens", "N",
                       cli_help("tokens to generate at most (default %lld)",
@@ -407,6 +411,7 @@ int main(int argc, char **argv)
                   a.quant,
                   a.quant_embed,
                   a.compute,
+                  a.memory_limit,
                   a.prompt,
                   a.ids,
                   a.nnew,

@@ -240,9 +240,11 @@ int main(int argc, char **argv)
                                       "held-out text or JSONL: loss before and after the merge "
                                       "(folder outputs)");
     struct arg_str *compute = cli_compute_arg(); /* --eval-data's forwards */
+    struct arg_str *limit = cli_memory_limit_arg();
     struct arg_end *end = arg_end(20);
-    void *at[] = {
-        model, adapter, out, dtype, bq, force, eval, compute, CLI_COMMON_ENTRIES_NOSEED(c), end};
+    void *at[] = {model, adapter, out,     dtype, bq,
+                  force, eval,    compute, limit, CLI_COMMON_ENTRIES_NOSEED(c),
+                  end};
     int rc = cli_parse(argc, argv, at, end, &c, TOOL,
                        "Merge adapters into a base: W' = W + sum_i w_i * s_i * B_i * A_i "
                        "(DoRA: magnitude-rescaled).",
@@ -272,7 +274,8 @@ int main(int argc, char **argv)
     struct lk_model_params mc = lk_model_params_default(); /* --eval-data's forwards */
     mc.n_threads = p.n_threads;
     if ((rc = cli_usage_status(TOOL, lk_merge_params_check(&p))) >= 0 ||
-        (rc = cli_parse_compute(TOOL, compute, &mc)) >= 0)
+        (rc = cli_parse_compute(TOOL, compute, &mc)) >= 0 ||
+        (rc = cli_parse_memory_limit(TOOL, limit, &mc)) >= 0)
         goto done;
     cli_adapters ad = {0};
     struct lk_model_config cfg;

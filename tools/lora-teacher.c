@@ -17,7 +17,7 @@ static char g_tool[48]; /* "lora-teacher[rank R]" on the other ranks of a group 
 
 typedef struct {
     struct arg_file *model, *data, *out;
-    struct arg_str *adapter, *quant, *quant_embed, *compute;
+    struct arg_str *adapter, *quant, *quant_embed, *compute, *memory_limit;
     struct arg_int *top_k, *seq_len, *vocab;
     struct arg_dbl *kd_temp;
     struct arg_lit *force;
@@ -52,8 +52,9 @@ static int on_progress(void *user, int64_t done, int64_t total)
     return 0;
 }
 
-static void report(const teacher_args *a, const cli_common *c, const struct lk_teacher_params *p,
-                   const struct lk_teacher_stats *st, double secs)
+static void report(const teacher_args *a, const cli_common *c, const lk_model *m,
+                   const struct lk_teacher_params *p, const struct lk_teacher_stats *st,
+                   double secs)
 {
     double bpp = st->positions ? (double)st->bytes / (double)st->positions : 0;
     if (c->json->count) {
@@ -73,6 +74,8 @@ static void report(const teacher_args *a, const cli_common *c, const struct lk_t
         cJSON_AddNumberToObject(j, "seconds", secs);
         cJSON_AddNumberToObject(j, "tokens_per_second",
                                 secs > 0 ? (double)st->forward_tokens / secs : 0);
+        cJSON_AddStringToObject(j, "compute", lk_compute_name(lk_model_compute(m)));
+        cJSON_AddStringToObject(j, "compute_reason", lk_model_compute_reason(m));
         cli_json_emit(j);
         return;
     }
@@ -141,6 +144,8 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
     if (rc >= 0)
         goto done;
     s = all;
+    if (s == LK_OK) /* --compute auto alike on every rank */
+        s = lk_trainer_agree_compute(p->dist, m);
     if (s == LK_OK) {
         note = adapter_note(&ad);
         p->teacher_dir = dir;
@@ -152,7 +157,7 @@ static int run(const teacher_args *a, const cli_common *c, struct lk_teacher_par
         s = lk_teacher_cache_write(m, d, a->out->filename[0], p, &st);
     }
     if (s == LK_OK && lk_dist_rank(p->dist) == 0)
-        report(a, c, p, &st, cli_now() - ps.t0);
+        report(a, c, m, p, &st, cli_now() - ps.t0);
     else if (s == LK_ERR_INTERRUPTED && lk_dist_rank(p->dist) == 0) {
         cli_line_end(); /* the progress line stays: where it stopped */
         fprintf(stderr, "%s: interrupted; %s not written\n", TOOL, a->out->filename[0]);
@@ -240,6 +245,7 @@ int main(int argc, char **argv)
                        "base -a was trained on, else none)");
     a.quant_embed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings/LM head: f32 or q8_0");
     a.compute = cli_compute_arg();
+    a.memory_limit = cli_memory_limit_arg();
     a.data = arg_file1(NULL, "data", "FILE", "training data (JSONL or JSON array)");
     a.top_k = arg_int1(NULL, "top-k", "K", "ids kept per position (1 .. vocabulary - 1)");
     a.kd_temp = arg_dbl0(NULL, "kd-temp", "TAU",
@@ -259,6 +265,7 @@ int main(int argc, char **argv)
                   a.quant,
                   a.quant_embed,
                   a.compute,
+                  a.memory_limit,
                   a.data,
                   a.top_k,
                   a.kd_temp,
@@ -282,6 +289,7 @@ int main(int argc, char **argv)
     mp.n_threads = cli_threads(&c);
     if ((rc = cli_parse_quant(TOOL, a.quant, a.quant_embed, &mp)) >= 0 ||
         (rc = cli_parse_compute(TOOL, a.compute, &mp)) >= 0 ||
+        (rc = cli_parse_memory_limit(TOOL, a.memory_limit, &mp)) >= 0 ||
         (rc = check_args(&a, &p, &dp)) >= 0 || (rc = open_group(&p.dist, &c)) >= 0)
         goto done;
     cli_catch_stop();

@@ -681,11 +681,7 @@ static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act
     *need = lk_model_weight_bytes(x->m) + lk_trainer_memory_plan(x->m, &x->tp, seq, ad, opt, act);
     if (x->tp.teacher) /* an online teacher's weights (lk_trainer_kept_layers counts them too) */
         *need += lk_model_weight_bytes(x->tp.teacher);
-    if (x->tp.memory_limit > 0) {
-        *what = "--memory-limit";
-        return (double)x->tp.memory_limit;
-    }
-    return cli_memory_available(what);
+    return (double)lk_memory_budget(x->tp.memory_limit, what);
 }
 
 static void warn_memory(const train_ctx *x, int64_t need, double have, const char *what)
@@ -747,6 +743,12 @@ static int dry_run(train_ctx *x)
         cJSON_AddNumberToObject(j, "layers_kept", (double)kept);
         cJSON_AddBoolToObject(j, "fits", fits);
         cJSON_AddStringToObject(j, "compute_reason", lk_model_compute_reason(x->m));
+        if (x->tp.teacher) {
+            cJSON_AddStringToObject(j, "teacher_compute",
+                                    lk_compute_name(lk_model_compute(x->tp.teacher)));
+            cJSON_AddStringToObject(j, "teacher_compute_reason",
+                                    lk_model_compute_reason(x->tp.teacher));
+        }
         cli_json_emit(j);
     } else if (x->lead) { /* each rank checks its own host; rank 0 prints the plan */
         printf("memory plan (seq-len %lld, batch %lld):\n  base           %9.1f MiB\n"
@@ -763,6 +765,9 @@ static int dry_run(train_ctx *x)
                (long long)(layers - kept), q8t / 1048576.0, compute,
                (long long)lk_model_int8_matrices(x->m), copy_note, runtime / 1048576.0,
                total / 1048576.0, have / 1048576.0, what, compute, lk_model_compute_reason(x->m));
+        if (x->tp.teacher)
+            printf("  teacher        %s (%s)\n", lk_compute_name(lk_model_compute(x->tp.teacher)),
+                   lk_model_compute_reason(x->tp.teacher));
     }
     if (!fits)
         warn_memory(x, total, have, what);
@@ -896,9 +901,27 @@ static int finish(train_ctx *x)
     return CLI_OK;
 }
 
+/* --resume under --compute auto: the run continues in its checkpoint's mode (rank 0 reads it,
+ * every rank takes it), which the model then takes instead of choosing. */
+static lk_status resume_compute(train_ctx *x)
+{
+    if (!x->a->resume->count || x->mp.compute != LK_COMPUTE_AUTO)
+        return LK_OK;
+    lk_compute c = LK_COMPUTE_AUTO;
+    lk_status s = x->lead ? lk_run_resume_compute(x->a->resume->filename[0], &c) : LK_OK;
+    CLI_TRY(lk_dist_agree(x->dist, s));
+    int64_t v = x->lead ? (int64_t)c : -1;
+    CLI_TRY(lk_dist_max(x->dist, &v));
+    x->mp.resume_compute = (lk_compute)v;
+    return LK_OK;
+}
+
 /* Models and data on every rank (and the teacher of --teacher): any rank's failure stops all. */
 static int load_all(train_ctx *x)
 {
+    lk_status rs = resume_compute(x);
+    if (rs != LK_OK)
+        return cli_fail(TOOL, rs);
     lk_status own = setup(x), s = lk_dist_agree(x->dist, own);
     if (s != LK_OK) {
         int rc = cli_fail(TOOL, s);
@@ -910,9 +933,11 @@ static int load_all(train_ctx *x)
         return cli_usage_status(TOOL, s); /* --rank too large for this model */
     if (!x->a->teacher->count)
         return -1;
+    /* the teacher's --compute auto: within what the student's weights leave of the budget */
     int rc = cli_teacher_load(TOOL, x->a->teacher->sval[0], x->a->model->filename[0],
                               x->a->teacher_adapter, x->a->teacher_quant, x->a->compute,
-                              x->mp.n_threads, &x->teacher); /* prints its own error */
+                              x->mp.n_threads, x->tp.memory_limit, lk_model_weight_bytes(x->m),
+                              &x->teacher); /* prints its own error */
     s = lk_dist_agree(x->dist, rc >= 0 ? LK_ERR_IO : LK_OK);
     if (rc >= 0)
         return rc;
@@ -923,10 +948,16 @@ static int load_all(train_ctx *x)
 }
 
 /* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;
- * here before --dry-run shows the plan). */
+ * here before --dry-run shows the plan), and with a group of ranks the same choice on every rank
+ * (the teacher's first: one turned to f32 leaves the student more room). */
 static int choose_compute(train_ctx *x)
 {
-    lk_status s = lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data));
+    lk_status s = x->teacher.m ? lk_trainer_agree_compute(x->dist, x->teacher.m) : LK_OK;
+    if (s == LK_OK)
+        s = lk_dist_agree(x->dist,
+                          lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data)));
+    if (s == LK_OK)
+        s = lk_trainer_agree_compute(x->dist, x->m);
     return s == LK_OK ? -1 : cli_fail(TOOL, s);
 }
 
@@ -1068,7 +1099,9 @@ static void make_args(train_args *a)
                        cli_help("fresh adapter: peft or loftq (SVD of W - Q(W)) (default %s)",
                                 lk_lora_init_name(d.init)));
     a->resume =
-        arg_file0(NULL, "resume", "DIR", "continue from a checkpoint (or the newest in DIR)");
+        arg_file0(NULL, "resume", "DIR",
+                  "continue from a checkpoint (or the newest in DIR), with the options it was "
+                  "made with; --compute auto takes its mode");
     a->save_every = arg_int0(NULL, "save-every", "N", "checkpoint every N steps");
     a->save_limit =
         arg_int0(NULL, "save-limit", "K",
@@ -1112,8 +1145,8 @@ static void make_args(train_args *a)
                                "memory the run may plan for, weights included (e.g. 3G, 512M; "
                                "default: the memory available): --checkpointing auto's budget, "
                                "how many of --compute int8's transposed copies are kept (the "
-                               "others built per layer), --compute auto's choice, and the plan's "
-                               "check");
+                               "others built per layer), --compute auto's choice (a --teacher's "
+                               "within what the student's weights leave), and the plan's check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",

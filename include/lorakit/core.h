@@ -66,6 +66,11 @@ lk_status lk_write_file_atomic(const char *path, const void *data, size_t n, int
  * holds (its resident set). *what (may be NULL) names the limit that decided. */
 int64_t lk_memory_available(const char **what);
 
+/* The bytes a plan may count on: limit when it is above 0 (*what: "--memory-limit"), else
+ * lk_memory_available(what). Every --memory-limit budget (--compute auto's choice, the training
+ * plan, --checkpointing auto) is this one. what may be NULL. */
+int64_t lk_memory_budget(int64_t limit, const char **what);
+
 #ifdef __cplusplus
 }
 #endif

@@ -78,9 +78,11 @@ lk_status lk_config_load(const char *dir, struct lk_model_config *out);
  * their gradients, norms, attention and the loss are fp32 in both.
  * LK_COMPUTE_AUTO (the default) chooses at load: int8 when the weights with int8's own extra (an
  * NF4 matrix's codebook correction, 0.56 B per weight) fit lk_model_params.memory_limit (or the
- * memory available), else f32, with one note; a trainer then checks its whole int8 plan
- * (lk_trainer_choose_compute) and falls back to f32 the same way. A loaded model's compute is never
- * LK_COMPUTE_AUTO: lk_model_compute gives the choice, lk_model_compute_reason why. */
+ * memory available, less lk_model_params.memory_held), else f32, with one note; a trainer then
+ * checks its whole int8 plan (lk_trainer_choose_compute) and falls back to f32 the same way. A run
+ * resumed under LK_COMPUTE_AUTO takes its checkpoint's mode (lk_model_params.resume_compute) and
+ * fails where int8 does not fit. A loaded model's compute is never LK_COMPUTE_AUTO:
+ * lk_model_compute gives the choice, lk_model_compute_reason why. */
 typedef enum { LK_COMPUTE_F32 = 0, LK_COMPUTE_INT8 = 1, LK_COMPUTE_AUTO = 2 } lk_compute;
 
 /* --compute f32|int8|auto: the name ("?" out of range), and the value of a name (LK_ERR_ARG naming
@@ -99,14 +101,22 @@ struct lk_model_params {
     lk_qtype quant_embed; /* embeddings and LM head: LK_QTYPE_F32 (default) or LK_QTYPE_Q8_0 */
     lk_compute compute;   /* products with the quantised matrices (default LK_COMPUTE_AUTO; int8:
                            * int8 where the matrix's type has a path, fp32 elsewhere) */
-    int64_t memory_limit; /* bytes LK_COMPUTE_AUTO's weights must fit (lora-train's --memory-limit);
-                           * 0 (default): the memory available (lk_memory_available) */
+    int64_t memory_limit; /* bytes LK_COMPUTE_AUTO's weights must fit (--memory-limit); 0
+                           * (default): the memory available (lk_memory_budget) */
+    int64_t memory_held;  /* bytes of that budget another model of this process already holds (a
+                           * distillation teacher loaded beside its student: the student's
+                           * weights); LK_COMPUTE_AUTO's weights must fit what is left (default 0) */
+    lk_compute resume_compute; /* the mode of the checkpoint a run resumes (lk_run_resume_compute),
+                                * which LK_COMPUTE_AUTO then takes instead of choosing: f32, or
+                                * int8 when its weights fit the budget, else lk_model_load fails
+                                * (LK_ERR_NOMEM naming the mode and the budget); LK_COMPUTE_AUTO
+                                * (default): none. Ignored under an explicit compute. */
 };
 
 struct lk_model_params lk_model_params_default(void);
 
 /* Check the options: quant one of f32 (--quant none), nf4, q4_0, iq4_nl, q8_0; quant_embed f32 or
- * q8_0; compute f32, int8 or auto; memory_limit at least 0. LK_ERR_ARG naming the option by its
+ * q8_0; compute and resume_compute f32, int8 or auto; memory_limit and memory_held at least 0. LK_ERR_ARG naming the option by its
  * command-line flag ("--quant 'f16': expected none (f32), nf4, q4_0, iq4_nl or q8_0"; a teacher's
  * --teacher-quant is checked as --quant). lk_model_load runs it. */
 lk_status lk_model_params_check(const struct lk_model_params *p);
@@ -141,8 +151,9 @@ lk_compute lk_model_compute(const lk_model *m);
 int64_t lk_model_int8_matrices(const lk_model *m);
 
 /* Why the model runs its compute, one line for --dry-run and --json: "given" when
- * lk_model_params.compute named it, else what LK_COMPUTE_AUTO (or lk_trainer_choose_compute)
- * compared. Borrowed, valid until the model changes or is freed. */
+ * lk_model_params.compute named it, "checkpoint: ..." when LK_COMPUTE_AUTO took a resumed run's
+ * mode (lk_model_params.resume_compute), else "auto: ...", what LK_COMPUTE_AUTO (or
+ * lk_trainer_choose_compute) compared. Borrowed, valid until the model changes or is freed. */
 const char *lk_model_compute_reason(const lk_model *m);
 
 /* Bytes of the transposed Q8_0 copies the int8 backward needs (one per matrix that runs on int8;

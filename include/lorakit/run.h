@@ -76,6 +76,12 @@ int64_t lk_run_latest_checkpoint(const lk_run *r, int64_t below);
  * step writes nothing. */
 lk_status lk_run_resume(lk_run *r, lk_trainer *t, const char *from);
 
+/* The compute mode (lk_trainer_checkpoint_compute) of the checkpoint lk_run_resume would restore
+ * from `from` (a checkpoint folder or a run folder: its newest intact checkpoint, damaged ones
+ * passed over silently), read before the model is loaded: a run resumed under --compute auto
+ * takes it (lk_model_params.resume_compute). Errors as lk_run_resume's finding and reading. */
+lk_status lk_run_resume_compute(const char *from, lk_compute *out);
+
 /* The state file the last lk_run_resume restored; borrowed, valid until the next resume or
  * lk_run_close; NULL before one succeeded. */
 const char *lk_run_resumed_from(const lk_run *r);

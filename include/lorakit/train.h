@@ -242,6 +242,11 @@ lk_status lk_trainer_evaluate(lk_trainer *t, const lk_dataset *eval, const struc
 lk_status lk_trainer_save_checkpoint(const lk_trainer *t, const char *path);
 lk_status lk_trainer_resume(lk_trainer *t, const char *path);
 
+/* The compute mode a checkpoint (path, a file) was made with: LK_COMPUTE_F32 or LK_COMPUTE_INT8
+ * (f32 for one from before --compute existed). LK_ERR_FORMAT as lk_trainer_resume's reading
+ * gives it, or naming a mode that is neither. */
+lk_status lk_trainer_checkpoint_compute(const char *path, lk_compute *out);
+
 /* Collective (data parallelism): every rank's state becomes rank 0's — adapter, optimiser
  * moments, step and schedule counters, data cursor, loss history — so that a run resumed on rank
  * 0 alone (only it reads the run folder, which the other hosts need not see) continues on every
@@ -262,8 +267,8 @@ lk_status lk_trainer_save_gguf_lora(const lk_trainer *t, const char *path, int f
 /* How many of m's layers keep their activations for the backward under p's checkpointing with
  * sequences of seq_len tokens (1 .. n_layers; the rest are recomputed): n_layers with
  * LK_CKPT_OFF, 1 with LK_CKPT_ON; with LK_CKPT_AUTO the most whose plan (the weights of m and
- * of an online teacher + lk_trainer_memory_plan) fits p->memory_limit, or lk_memory_available()
- * when that is 0 (at least 1), after the LM head's int8 copy (lk_trainer_int8_copies). The
+ * of an online teacher + lk_trainer_memory_plan) fits lk_memory_budget(p->memory_limit) (at
+ * least 1), after the LM head's int8 copy (lk_trainer_int8_copies). The
  * trainer lk_trainer_create makes uses this count. */
 int64_t lk_trainer_kept_layers(const lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 
@@ -281,12 +286,23 @@ int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *
 /* --compute auto for training: when m was loaded with LK_COMPUTE_AUTO and chose int8, check the
  * least int8 plan (the weights of m with its NF4 corrections and of an online teacher, the
  * lk_trainer_memory_plan with one layer's activations, or all with LK_CKPT_OFF, and no copy kept
- * but the one layer's build buffer) against p->memory_limit (or lk_memory_available() when 0);
- * when it does not fit, m turns to f32 (its corrections freed) with one note and
- * lk_model_compute_reason saying why. Nothing for a model whose compute was given, or once a
- * trainer has built its copies. lk_trainer_create runs it; a tool's --dry-run runs it before
- * showing the plan. */
+ * but the one layer's build buffer) against lk_memory_budget(p->memory_limit); when it does not
+ * fit, m turns to f32 (its corrections freed) with one note and lk_model_compute_reason saying
+ * why. A model that took a resumed run's int8 (lk_model_params.resume_compute) is never turned:
+ * LK_ERR_NOMEM naming the mode and the plan when it does not fit. Decided once: nothing for a
+ * model whose compute was given, once int8 was kept (the memory available may have changed since:
+ * a tool checks before lk_trainer_create does, and data-parallel ranks must keep what they agreed),
+ * or once a trainer has built its copies. lk_trainer_create runs it; a tool's
+ * --dry-run runs it before showing the plan. */
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len);
+
+/* Collective over the data-parallel group d (nothing without one): --compute auto on every rank
+ * alike. When any rank's m runs f32 (its host had no room for int8), a rank whose m
+ * LK_COMPUTE_AUTO set on int8 turns to f32 too (lk_model_compute_reason names the rank), so that
+ * the ranks compute alike. For each model a run computes with (a trainer's base after
+ * lk_trainer_choose_compute, an online teacher, lora-teacher's model), before lk_trainer_create
+ * or lk_teacher_cache_write compare the ranks. */
+lk_status lk_trainer_agree_compute(lk_dist *d, lk_model *m);
 
 /* Bytes the trainer will allocate beyond the model (adapter, gradients, moments, activations,
  * and with --compute int8 the transposed copies and build buffer of lk_trainer_int8_copies,

@@ -1,6 +1,7 @@
 /* sysmem.c — how much memory this process can count on now (lk_memory_available): the smallest
  * of MemAvailable, the room under the cgroup's memory.max and the room under RLIMIT_AS, plus what
- * the process already holds. Linux files; elsewhere the free pages sysconf reports. */
+ * the process already holds. Linux files; elsewhere the free pages sysconf reports. And the budget
+ * of a plan: --memory-limit, or else that (lk_memory_budget). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,4 +84,14 @@ int64_t lk_memory_available(const char **what)
         *what = "the address-space limit (ulimit -v)";
     }
     return best > 0 ? (int64_t)best : 0;
+}
+
+int64_t lk_memory_budget(int64_t limit, const char **what)
+{
+    if (limit > 0) {
+        if (what)
+            *what = "--memory-limit";
+        return limit;
+    }
+    return lk_memory_available(what);
 }

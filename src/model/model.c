@@ -271,7 +271,9 @@ struct lk_model_params lk_model_params_default(void)
                                 .quant = LK_QTYPE_F32,
                                 .quant_embed = LK_QTYPE_F32,
                                 .compute = LK_COMPUTE_AUTO,
-                                .memory_limit = 0};
+                                .memory_limit = 0,
+                                .memory_held = 0,
+                                .resume_compute = LK_COMPUTE_AUTO};
     return p;
 }
 
@@ -286,9 +288,13 @@ lk_status lk_model_params_check(const struct lk_model_params *p)
         return option_choice("--quant-embed", lk_qtype_name(p->quant_embed), "f32 or q8_0");
     if ((unsigned)p->compute > LK_COMPUTE_AUTO)
         return option_choice_i("--compute", p->compute, "f32, int8 or auto");
+    if ((unsigned)p->resume_compute > LK_COMPUTE_AUTO)
+        return option_choice_i("resume_compute", p->resume_compute, "f32, int8 or auto");
     if (p->memory_limit < 0)
         return option_range_i("--memory-limit", p->memory_limit, "at least 0 (0: the memory "
                                                                   "available)");
+    if (p->memory_held < 0)
+        return option_range_i("memory_held", p->memory_held, "at least 0");
     return LK_OK;
 }
 
@@ -382,6 +388,8 @@ lk_status lk_model_load(const char *dir, const struct lk_model_params *params, l
     m->quant_embed = p.quant_embed;
     m->compute = p.compute;
     m->memory_limit = p.memory_limit;
+    m->memory_held = p.memory_held;
+    m->resume_compute = p.resume_compute;
     m->gguf_own = m->gguf_own_embed = gguf; /* until a tensor is quantised at load */
     if (s == LK_OK)
         s = bind_all(m);

@@ -42,8 +42,13 @@ struct lk_model {
     lk_compute compute;           /* --compute: f32, or int8 for the matrices q8_supports (never
                                    * LK_COMPUTE_AUTO once loaded: model_int8_setup chooses) */
     int compute_auto;             /* 1: chosen by LK_COMPUTE_AUTO (a trainer may turn it to f32) */
+    int compute_resumed;          /* 1: LK_COMPUTE_AUTO took lk_model_params.resume_compute (a
+                                   * trainer fails where int8 does not fit, never turns it) */
+    int compute_planned;          /* 1: lk_trainer_choose_compute kept int8 (decided once) */
     int64_t memory_limit;         /* lk_model_params.memory_limit (LK_COMPUTE_AUTO's budget) */
-    char compute_why[256];        /* lk_model_compute_reason */
+    int64_t memory_held;          /* lk_model_params.memory_held (taken from that budget) */
+    lk_compute resume_compute;    /* lk_model_params.resume_compute */
+    char compute_why[320];        /* lk_model_compute_reason */
     int64_t n_int8;               /* matrices with linear.int8 set */
     void *q8t;                    /* the transposed Q8_0 copies (model_int8_backward), or NULL */
     int q8_ready;                 /* model_int8_backward ran: the copies are as planned */

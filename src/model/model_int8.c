@@ -176,35 +176,78 @@ void model_int8_to_f32(lk_model *m, const char *why)
     log_info("--compute %s", why);
 }
 
-/* LK_COMPUTE_AUTO at load: int8 when the weights with its corrections fit m->memory_limit (or
- * the memory available), else f32 (compute_why says which and why). The matrices are marked for
- * int8 to count them; the caller marks them again for the choice. */
-static void choose(lk_model *m)
+/* The budget LK_COMPUTE_AUTO's weights must fit: lk_memory_budget less what another model of the
+ * process holds (memory_held), and its words for a note ("the 412.0 MiB available
+ * (--memory-limit)"). */
+static int64_t auto_budget(const lk_model *m, char *words, size_t cap)
+{
+    const char *what;
+    const int64_t all = lk_memory_budget(m->memory_limit, &what), have = all - m->memory_held;
+    if (m->memory_held > 0)
+        snprintf(words, cap,
+                 "the %.1f MiB left of the %.1f MiB available (%s) beside the %.1f MiB "
+                 "of the model loaded before",
+                 have / 1048576.0, all / 1048576.0, what, m->memory_held / 1048576.0);
+    else
+        snprintf(words, cap, "the %.1f MiB available (%s)", have / 1048576.0, what);
+    return have;
+}
+
+/* LK_COMPUTE_AUTO on a resumed run: its checkpoint's mode, f32 as it is, int8 when its weights
+ * (need) fit the budget (have, said as budget), else LK_ERR_NOMEM naming both. */
+static lk_status take_resumed(lk_model *m, int64_t need, int64_t have, const char *fx,
+                              const char *budget)
+{
+    m->compute_resumed = 1;
+    if (m->resume_compute == LK_COMPUTE_F32) {
+        m->compute = LK_COMPUTE_F32;
+        snprintf(m->compute_why, sizeof m->compute_why,
+                 "checkpoint: f32, the mode of the run resumed");
+        return LK_OK;
+    }
+    if (m->n_int8 > 0 && need > have)
+        return status_fail(LK_ERR_NOMEM,
+                           "--compute auto: the run resumed was trained with --compute int8, "
+                           "whose weights (%.1f MiB%s) do not fit %s (hint: raise "
+                           "--memory-limit, or resume with --compute int8 to run it anyway)",
+                           need / 1048576.0, fx, budget);
+    snprintf(m->compute_why, sizeof m->compute_why,
+             "checkpoint: int8, the mode of the run resumed; its weights (%.1f MiB%s) fit %s",
+             need / 1048576.0, fx, budget);
+    return LK_OK;
+}
+
+/* LK_COMPUTE_AUTO at load: int8 when the weights with its corrections fit the budget
+ * (auto_budget), else f32 (compute_why says which and why); a resumed run's mode with
+ * resume_compute (take_resumed). The matrices are marked for int8 to count them; the caller marks
+ * them again for the choice. */
+static lk_status choose(lk_model *m)
 {
     m->compute = LK_COMPUTE_INT8;
     m->compute_auto = 1;
     mark(m);
-    const char *what = "--memory-limit";
-    int64_t have = m->memory_limit > 0 ? m->memory_limit : lk_memory_available(&what);
-    int64_t fixes = model_int8_fix_bytes(m), need = m->weight_bytes + fixes;
-    char fx[64] = "";
+    char budget[192], fx[64] = "";
+    const int64_t have = auto_budget(m, budget, sizeof budget);
+    const int64_t fixes = model_int8_fix_bytes(m), need = m->weight_bytes + fixes;
     if (fixes)
         snprintf(fx, sizeof fx, " with the NF4 corrections' %.1f", fixes / 1048576.0);
+    if (m->resume_compute != LK_COMPUTE_AUTO)
+        return take_resumed(m, need, have, fx, budget);
     if (m->n_int8 == 0) {
         m->compute = LK_COMPUTE_F32;
         snprintf(m->compute_why, sizeof m->compute_why,
                  "auto: f32, no matrix of this base has an int8 path");
     } else if (need <= have) {
         snprintf(m->compute_why, sizeof m->compute_why,
-                 "auto: int8, its weights (%.1f MiB%s) fit the %.1f MiB available (%s)",
-                 need / 1048576.0, fx, have / 1048576.0, what);
+                 "auto: int8, its weights (%.1f MiB%s) fit %s", need / 1048576.0, fx, budget);
     } else {
         m->compute = LK_COMPUTE_F32;
         snprintf(m->compute_why, sizeof m->compute_why,
-                 "auto: f32, int8's weights (%.1f MiB%s) do not fit the %.1f MiB available (%s)",
-                 need / 1048576.0, fx, have / 1048576.0, what);
+                 "auto: f32, int8's weights (%.1f MiB%s) do not fit %s", need / 1048576.0, fx,
+                 budget);
         log_info("--compute %s", m->compute_why);
     }
+    return LK_OK;
 }
 
 lk_status model_int8_setup(lk_model *m)
@@ -213,7 +256,7 @@ lk_status model_int8_setup(lk_model *m)
     int64_t n_f32 = 0;
     char first[3][96], name[80];
     if (m->compute == LK_COMPUTE_AUTO)
-        choose(m);
+        LK_TRY(choose(m));
     else
         snprintf(m->compute_why, sizeof m->compute_why, "given");
     mark(m);

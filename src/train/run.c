@@ -207,20 +207,41 @@ int64_t lk_run_latest_checkpoint(const lk_run *r, int64_t below)
     return latest_in(r->dir, below);
 }
 
-/* The newest intact dir/checkpoint-N: a damaged one is reported and the one before it tried. */
-static lk_status resume_newest(lk_run *r, lk_trainer *t, const char *dir)
+/* Reads one state file: restores a trainer (lk_trainer_resume), or gives its compute mode. */
+typedef lk_status (*state_reader)(void *ctx, const char *path);
+
+static lk_status resume_trainer(void *t, const char *path)
 {
+    return lk_trainer_resume(t, path);
+}
+
+static lk_status read_compute(void *out, const char *path)
+{
+    return lk_trainer_checkpoint_compute(path, out);
+}
+
+/* The state `from` names, handed to read (its path in path[PATH_CAP]): from/state.ckpt, or from's
+ * newest intact checkpoint-N (a damaged one, LK_ERR_FORMAT, is reported through p->on_damaged
+ * when p is given and the one before it tried). */
+static lk_status read_state(const char *from, char *path, state_reader read, void *ctx,
+                            const struct lk_run_params *p)
+{
+    if (strlen(from) + 64 > PATH_CAP)
+        return status_fail(LK_ERR_ARG, "%s: the path is too long", from);
+    snprintf(path, PATH_CAP, "%s/state.ckpt", from);
+    if (access(path, F_OK) == 0)
+        return read(ctx, path);
     int damaged = 0;
-    for (int64_t n = latest_in(dir, INT64_MAX); n >= 0; n = latest_in(dir, n)) {
-        snprintf(r->resumed, sizeof r->resumed, "%s/checkpoint-%lld/state.ckpt", dir, (long long)n);
-        lk_status s = lk_trainer_resume(t, r->resumed);
+    for (int64_t n = latest_in(from, INT64_MAX); n >= 0; n = latest_in(from, n)) {
+        snprintf(path, PATH_CAP, "%s/checkpoint-%lld/state.ckpt", from, (long long)n);
+        lk_status s = read(ctx, path);
         if (s != LK_ERR_FORMAT)
             return s;
-        if (r->p.on_damaged)
-            r->p.on_damaged(r->p.user, lk_last_error());
+        if (p && p->on_damaged)
+            p->on_damaged(p->user, lk_last_error());
         damaged++;
     }
-    return status_fail(LK_ERR_IO, "%s: no state.ckpt and no checkpoint-N folder with %s", dir,
+    return status_fail(LK_ERR_IO, "%s: no state.ckpt and no checkpoint-N folder with %s", from,
                        damaged ? "an intact one" : "one");
 }
 
@@ -237,21 +258,19 @@ static void note_resumed(lk_run *r, int64_t step)
 
 lk_status lk_run_resume(lk_run *r, lk_trainer *t, const char *from)
 {
-    const char *dir = from ? from : r->dir;
-    lk_status s;
-    if (strlen(dir) + 64 > PATH_CAP)
-        return status_fail(LK_ERR_ARG, "%s: the path is too long", dir);
-    snprintf(r->resumed, sizeof r->resumed, "%s/state.ckpt", dir);
-    if (access(r->resumed, F_OK) == 0)
-        s = lk_trainer_resume(t, r->resumed);
-    else
-        s = resume_newest(r, t, dir);
+    lk_status s = read_state(from ? from : r->dir, r->resumed, resume_trainer, t, &r->p);
     if (s != LK_OK) {
         r->resumed[0] = 0;
         return s;
     }
     note_resumed(r, lk_trainer_steps_done(t));
     return LK_OK;
+}
+
+lk_status lk_run_resume_compute(const char *from, lk_compute *out)
+{
+    char path[PATH_CAP];
+    return read_state(from, path, read_compute, out, NULL);
 }
 
 const char *lk_run_resumed_from(const lk_run *r)

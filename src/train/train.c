@@ -563,7 +563,7 @@ static train_keep plan_keep(const lk_model *m, const struct lk_train_params *p, 
     const int64_t least = lk_model_weight_bytes(m) +
                           (p->teacher ? lk_model_weight_bytes(p->teacher) : 0) +
                           plan_keeping(m, p, seq_len, &k, &ad, &opt, &act, &cb);
-    const int64_t budget = p->memory_limit > 0 ? p->memory_limit : lk_memory_available(NULL);
+    const int64_t budget = lk_memory_budget(p->memory_limit, NULL);
     int64_t rem = budget - least;
     const int64_t head = model_int8_copy_bytes(m, L);
     k.head = head > 0 && rem >= head;
@@ -586,7 +586,7 @@ static train_keep plan_keep(const lk_model *m, const struct lk_train_params *p, 
 
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len)
 {
-    if (!m->compute_auto || m->compute != LK_COMPUTE_INT8 || m->q8t)
+    if (!m->compute_auto || m->compute != LK_COMPUTE_INT8 || m->q8t || m->compute_planned)
         return LK_OK;
     const int64_t L = lk_model_get_config(m)->n_layers;
     const train_keep k = {.keep = p->checkpointing == LK_CKPT_OFF ? L : 1, .copies = 0, .head = 0};
@@ -595,20 +595,53 @@ lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p
     const int64_t fixes = model_int8_fix_bytes(m);
     const int64_t weights =
         lk_model_weight_bytes(m) + (p->teacher ? lk_model_weight_bytes(p->teacher) : 0);
-    const char *what = "--memory-limit";
-    const int64_t have = p->memory_limit > 0 ? p->memory_limit : lk_memory_available(&what);
+    const char *what;
+    const int64_t have = lk_memory_budget(p->memory_limit, &what);
     const int64_t need = weights + rest;
-    char why[256];
-    snprintf(why, sizeof why,
-             "auto: %s, int8's least training plan (%.1f MiB: the weights%s, %.1f MiB of "
-             "activations, %.1f MiB of int8 copies) %s the %.1f MiB available (%s)",
-             need <= have ? "int8" : "f32", need / 1048576.0,
-             fixes ? " with the NF4 corrections" : "", act / 1048576.0, cb / 1048576.0,
-             need <= have ? "fits" : "does not fit", have / 1048576.0, what);
-    if (need > have)
-        model_int8_to_f32(m, why);
+    char plan[192];
+    snprintf(plan, sizeof plan,
+             "least training plan (%.1f MiB: the weights%s, %.1f MiB of activations, %.1f MiB of "
+             "int8 copies)",
+             need / 1048576.0, fixes ? " with the NF4 corrections" : "", act / 1048576.0,
+             cb / 1048576.0);
+    if (m->compute_resumed && need > have)
+        return status_fail(LK_ERR_NOMEM,
+                           "--compute auto: the run resumed was trained with --compute int8, "
+                           "whose %s does not fit the %.1f MiB available (%s) (hint: raise "
+                           "--memory-limit, or resume with --compute int8 to run it anyway)",
+                           plan, have / 1048576.0, what);
+    char why[sizeof m->compute_why];
+    if (m->compute_resumed)
+        snprintf(why, sizeof why,
+                 "checkpoint: int8, the mode of the run resumed; its %s fits the %.1f MiB "
+                 "available (%s)",
+                 plan, have / 1048576.0, what);
     else
+        snprintf(why, sizeof why, "auto: %s, int8's %s %s the %.1f MiB available (%s)",
+                 need <= have ? "int8" : "f32", plan, need <= have ? "fits" : "does not fit",
+                 have / 1048576.0, what);
+    if (need > have) {
+        model_int8_to_f32(m, why);
+    } else {
         snprintf(m->compute_why, sizeof m->compute_why, "%s", why);
+        m->compute_planned = 1; /* lk_trainer_create after a tool's check: the same choice */
+    }
+    return LK_OK;
+}
+
+lk_status lk_trainer_agree_compute(lk_dist *d, lk_model *m)
+{
+    if (!dist_active(d))
+        return LK_OK;
+    /* 1 + the highest rank that runs f32, or 0 */
+    int64_t f32 = m->compute == LK_COMPUTE_F32 ? 1 + lk_dist_rank(d) : 0;
+    LK_TRY(lk_dist_max(d, &f32));
+    if (f32 && m->compute == LK_COMPUTE_INT8 && m->compute_auto && !m->compute_resumed && !m->q8t) {
+        char why[sizeof m->compute_why];
+        snprintf(why, sizeof why, "auto: f32, as rank %lld runs it (the ranks compute alike)",
+                 (long long)(f32 - 1));
+        model_int8_to_f32(m, why);
+    }
     return LK_OK;
 }
 

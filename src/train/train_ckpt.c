@@ -64,6 +64,14 @@ static double num(const cJSON *j, const char *k)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* The compute mode of a checkpoint's description: one from before --compute existed was made
+ * with f32. */
+static const char *meta_compute(const cJSON *j)
+{
+    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(j, "compute");
+    return cJSON_IsString(cm) ? cm->valuestring : "f32";
+}
+
 /* The checkpoint must describe this very run: same adapter shape, rows and sequence length. */
 static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *path)
 {
@@ -96,9 +104,7 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
                                    : "; rows per step = ranks x --batch x --grad-accum");
     if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
         return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
-    /* the compute mode: a checkpoint from before --compute existed was made with f32 */
-    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(j, "compute");
-    const char *had = cJSON_IsString(cm) ? cm->valuestring : "f32";
+    const char *had = meta_compute(j);
     const char *now = lk_compute_name(lk_model_compute(t->m));
     if (strcmp(had, now) != 0)
         return status_fail(LK_ERR_ARG,
@@ -159,6 +165,27 @@ lk_status lk_trainer_resume(lk_trainer *t, const char *path)
         for (; s == LK_OK && i < t->step; i++)
             t->hist[i] = NAN;
     }
+    free(blob);
+    cJSON_Delete(meta);
+    return s;
+}
+
+lk_status lk_trainer_checkpoint_compute(const char *path, lk_compute *out)
+{
+    cJSON *meta;
+    float *blob;
+    int64_t n;
+    LK_TRY(ckpt_load(path, &meta, &blob, &n));
+    const char *had = meta_compute(meta);
+    lk_status s = LK_OK;
+    if (!strcmp(had, lk_compute_name(LK_COMPUTE_F32)))
+        *out = LK_COMPUTE_F32;
+    else if (!strcmp(had, lk_compute_name(LK_COMPUTE_INT8)))
+        *out = LK_COMPUTE_INT8;
+    else
+        s = status_fail(LK_ERR_FORMAT,
+                        "%s: checkpoint names the compute mode '%.32s', expected f32 or int8", path,
+                        had);
     free(blob);
     cJSON_Delete(meta);
     return s;
