@@ -11,6 +11,7 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "nn/lora_mm.h"
 #include "q8.h"
 
 int64_t linear_max_rank(const linear *L)
@@ -29,14 +30,22 @@ static int two_terms(const linear *L)
     return L->int8 && L->act2;
 }
 
-/* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
+/* Floats of the LoRA products' scratch for T rows: u [T, rank], then lora_mm's copy of a
+ * transposed A or B (rank × the larger of in and out). */
+static int64_t lora_floats(const linear *L, int64_t T)
+{
+    int64_t r = linear_max_rank(L);
+    return T * r + lora_mm_scratch_floats(r, L->in > L->out ? L->in : L->out);
+}
+
+/* Floats of scratch at the start of the work for T rows: the LoRA products (lora_floats), x_d
  * [T, in] with dropout, then one area shared by the backward of a quantised layer (the fused
  * kernel's output dx [T, in]) and the training forward's two int8 terms (the residual [T, in] and
  * its product [T, out]); a backward's work also holds the training forward's. An inference
  * forward (backward 0) needs of that area only the NF4 correction's product [T, out]. */
 static int64_t tmp_floats(const linear *L, int64_t T, int backward)
 {
-    int64_t n = T * linear_max_rank(L);
+    int64_t n = lora_floats(L, T);
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
     int64_t shared = backward && !L->w ? T * L->in : 0; /* dx goes through tmp */
@@ -147,10 +156,10 @@ static void *kernel_part(const linear *L, int64_t T, int backward, void *work, s
     return work ? (char *)work + off : NULL;
 }
 
-/* The shared area of tmp_floats: after u and x_d. */
+/* The shared area of tmp_floats: after the LoRA scratch and x_d. */
 static float *shared_part(const linear *L, float *tmp, int64_t T)
 {
-    return tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * L->in : 0);
+    return tmp + lora_floats(L, T) + (L->train && L->train->dropout > 0 ? T * L->in : 0);
 }
 
 typedef struct {
@@ -228,13 +237,13 @@ static const float *lora_input(const linear *L, const float *x, int64_t T, uint6
     return xd;
 }
 
-/* u[T,r] = x·Aᵀ; y[T,out] += scale·u·Bᵀ */
+/* u[T,r] = x·Aᵀ; y[T,out] += scale·u·Bᵀ (wt: lora_mm's scratch) */
 static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t in, int64_t out,
-                         float *y, float *u, int nt)
+                         float *y, float *u, float *wt, int nt)
 {
     int64_t r = d->r;
-    gemm_par(0, 1, T, r, in, 1.0f, x, in, d->A, in, 0.0f, u, r, nt);
-    gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
+    lora_mm(0, 1, T, r, in, 1.0f, x, in, d->A, in, 0, u, r, wt, nt);
+    lora_mm(0, 1, T, out, r, d->scale, u, r, d->B, r, 1, y, out, wt, nt);
 }
 
 /* What follows the base product y = x·Wᵀ (bias included by the fused kernels): the bias of an
@@ -250,10 +259,10 @@ static void forward_rest(const linear *L, const float *x, int64_t T, float *y, f
         rows_to_hf(L, y, T, perm_part(L, tmp, T, 0), n_threads);
     if (L->n_lora == 0)
         return; /* tmp may be NULL then */
-    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    float *u = tmp, *wt = tmp + T * linear_max_rank(L), *xd = tmp + lora_floats(L, T);
     for (int i = 0; i < L->n_lora; i++)
         lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in, L->out,
-                     y, u, n_threads);
+                     y, u, wt, n_threads);
 }
 
 /* linear_forward_train (train 1: two int8 terms where L->act2) and linear_forward (train 0). */
@@ -387,22 +396,22 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
     const lora_delta *d = &L->lora[0];
     lora_train *tr = L->train;
     int64_t r = d->r, in = L->in, out = L->out;
-    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    float *u = tmp, *wt = tmp + T * linear_max_rank(L), *xd = tmp + lora_floats(L, T);
     const float *xin = lora_input(L, x, T, key, xd);
     /* u[T,r] = x_d·Aᵀ;  dB[out,r] += s·dyᵀ·u */
-    gemm_par(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0.0f, u, r, nt);
-    gemm_par(1, 0, out, r, T, d->scale, dy, out, u, r, 1.0f, tr->dB, r, nt);
+    lora_mm(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0, u, r, wt, nt);
+    lora_mm(1, 0, out, r, T, d->scale, dy, out, u, r, 1, tr->dB, r, NULL, nt);
     /* du[T,r] = s·dy·B (reusing u);  dA[r,in] += duᵀ·x_d */
-    gemm_par(0, 0, T, r, out, d->scale, dy, out, d->B, r, 0.0f, u, r, nt);
-    gemm_par(1, 0, r, in, T, 1.0f, u, r, xin, in, 1.0f, tr->dA, in, nt);
+    lora_mm(0, 0, T, r, out, d->scale, dy, out, d->B, r, 0, u, r, NULL, nt);
+    lora_mm(1, 0, r, in, T, 1.0f, u, r, xin, in, 1, tr->dA, in, NULL, nt);
     if (!dx)
         return;
     if (xin == x) { /* dx += du·A */
-        gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 1.0f, dx, in, nt);
+        lora_mm(0, 0, T, in, r, 1.0f, u, r, d->A, in, 1, dx, in, NULL, nt);
         return;
     }
     /* with dropout: dx += (du·A)·m/(1−p); x_d is no longer needed, reuse it for du·A */
-    gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 0.0f, xd, in, nt);
+    lora_mm(0, 0, T, in, r, 1.0f, u, r, d->A, in, 0, xd, in, NULL, nt);
     float p = tr->dropout, keep = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < T * L->in; i++) {
         float v = (float)(rng_hash(key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
@@ -439,8 +448,9 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
         if (i == 0 && L->train) {
             lora_backward_train(L, x, dy, T, dx, tmp, mask_key, n_threads);
         } else if (dx) { /* frozen adapter: dx += s·(dy·B)·A */
-            gemm_par(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0.0f, tmp, d->r, n_threads);
-            gemm_par(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1.0f, dx, in, n_threads);
+            lora_mm(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0, tmp, d->r, NULL,
+                    n_threads);
+            lora_mm(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1, dx, in, NULL, n_threads);
         }
     }
 }
