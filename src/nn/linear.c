@@ -419,8 +419,10 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
     }
 }
 
-void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     void *work, size_t work_size, uint64_t mask_key, int n_threads)
+/* linear_backward (set 0: dx +=) and linear_backward_set (set 1: dx =, the base product written
+ * straight into dx, the adapters' terms added after it). */
+static void backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                     void *work, size_t work_size, uint64_t mask_key, int n_threads, int set)
 {
     LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 1));
     int64_t in = L->in, out = L->out;
@@ -432,16 +434,17 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
         dyf = p;
     }
     if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
-        gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, 1.0f, dx, in, n_threads);
-    } else if (dx) { /* fused kernel into the end of tmp, then added */
-        float *dq = shared_part(L, tmp, T);
+        gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, set ? 0.0f : 1.0f, dx, in, n_threads);
+    } else if (dx) { /* fused kernel into the end of tmp, then added (set: into dx) */
+        float *dq = set ? dx : shared_part(L, tmp, T);
         size_t kn;
         void *kw = kernel_part(L, T, 1, work, work_size, &kn);
         if (L->qwt.data) /* dx = dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
             q8_gemm_fwd(&L->qwt, NULL, dyf, T, dq, n_threads, kw, kn);
         else
             q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
-        add_par(dx, dq, T * in, n_threads);
+        if (!set)
+            add_par(dx, dq, T * in, n_threads);
     }
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];
@@ -453,6 +456,19 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
             lora_mm(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1, dx, in, NULL, n_threads);
         }
     }
+}
+
+void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                     void *work, size_t work_size, uint64_t mask_key, int n_threads)
+{
+    backward(L, x, dy, T, dx, work, work_size, mask_key, n_threads, 0);
+}
+
+void linear_backward_set(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                         void *work, size_t work_size, uint64_t mask_key, int n_threads)
+{
+    LK_ASSERT(dx != NULL);
+    backward(L, x, dy, T, dx, work, work_size, mask_key, n_threads, 1);
 }
 
 linear linear_rows(const linear *L, int64_t r0, int64_t n)
