@@ -1,7 +1,8 @@
 /* linear.c — linear layers: fp32 through OpenBLAS, quantised through the fused kernels (fp32
  * products, or int8 ones with --compute int8: quant/q8.h, activations in one or two int8 terms,
- * the backward's dx on the transposed Q8_0 copy), LoRA adapters on top; their work memory comes
- * from the caller (linear_work_bytes). With a naive reference. */
+ * the backward's dx on the transposed Q8_0 copy), LoRA adapters on top (their products through
+ * lora_mm.h); their work memory comes from the caller (linear_work_bytes). With a naive
+ * reference. */
 #include "nn/linear.h"
 
 #include <math.h>

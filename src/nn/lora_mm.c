@@ -1,27 +1,19 @@
 /* lora_mm.c — see lora_mm.h: the kernel's dispatch and its split over the threads. */
 #include "nn/lora_mm.h"
 
-#include <string.h>
-
 #include "core/blas.h"
 #include "core/pool.h"
 #include "core/status.h"
-#include "lorakit/quant.h"
+#include "nn/ops.h"
 
 /* Below this many multiply-adds a product stays on the calling thread (as gemm_par). */
 #define LORA_PAR_MIN (1 << 21)
 
-/* 1 when the AVX2 kernel runs: compiled in, and the dispatched kernels are x86 ones with AVX2
- * (LK_KERNELS=ref keeps OpenBLAS). */
+/* 1 when the AVX2 kernel runs (ops_avx2; LK_KERNELS=ref keeps OpenBLAS). */
 static int use_kernel(void)
 {
 #ifdef LK_HAVE_AVX2
-    static int use = -1; /* a benign race: every thread stores the same value */
-    if (use < 0) {
-        const char *v = lk_kernel_variant();
-        use = !strcmp(v, "avx2") || !strcmp(v, "avx512") || !strcmp(v, "amx");
-    }
-    return use;
+    return ops_avx2();
 #else
     return 0;
 #endif

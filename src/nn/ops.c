@@ -15,7 +15,7 @@
 /* ---- RMSNorm and SwiGLU: ops_ew.h's loops, in their AVX2 build where the dispatched kernels
  * are x86 ones with AVX2 (the same bits either way) ---- */
 
-static int ew_avx2(void)
+int ops_avx2(void)
 {
 #ifdef LK_HAVE_AVX2
     static int use = -1; /* a benign race: every thread stores the same value */
@@ -35,7 +35,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, in
                      float eps)
 {
 #ifdef LK_HAVE_AVX2
-    if (ew_avx2()) {
+    if (ops_avx2()) {
         rmsnorm_forward_avx2(out, rstd, x, w, T, C, eps);
         return;
     }
@@ -47,7 +47,7 @@ void rmsnorm_backward(float *dx, const float *dout, const float *x, const float 
                       const float *rstd, int64_t T, int64_t C)
 {
 #ifdef LK_HAVE_AVX2
-    if (ew_avx2()) {
+    if (ops_avx2()) {
         rmsnorm_backward_avx2(dx, dout, x, w, rstd, T, C);
         return;
     }
@@ -374,7 +374,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n)
 {
 #ifdef LK_HAVE_AVX2
-    if (ew_avx2()) {
+    if (ops_avx2()) {
         swiglu_forward_avx2(h, g, u, n);
         return;
     }
@@ -386,7 +386,7 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
                      int64_t n)
 {
 #ifdef LK_HAVE_AVX2
-    if (ew_avx2()) {
+    if (ops_avx2()) {
         swiglu_backward_avx2(dg, du, dh, g, u, n);
         return;
     }
