@@ -302,15 +302,24 @@ static void test_finite_differences(void **state)
     data_free(&d);
 }
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Useful multiply-adds (x2) of the causal products: query t meets kpos0 + t + 1 keys. */
+static double causal_flop(const att_case *c, int products)
+{
+    double pairs = (double)c->T * (double)c->kpos0 + (double)c->T * (double)(c->T + 1) / 2;
+    return 2.0 * products * pairs * (double)(c->H * c->hd);
+}
+
 /* --bench T H KVH hd reps [threads [kpos0]]: best forward and backward times, causal mask; with
- * kpos0 > 0 the forward alone, T queries after kpos0 cached keys (decoding). */
+ * kpos0 > 0 the forward alone, T queries after kpos0 cached keys (decoding). Wall time and the
+ * process's CPU time (all threads; what a shared machine disturbs less), and GFLOP/s of the
+ * useful causal products by CPU time (forward 2, backward 5). */
 static int bench(int argc, char **argv)
 {
     if (argc < 7)
@@ -326,22 +335,27 @@ static int bench(int argc, char **argv)
     att_data d;
     data_init(&d, &c, nt, 1);
     attn_shape a = shape_of(&d);
-    double bf = 1e30, bb = 1e30;
+    double bf = 1e30, bb = 1e30, cf = 1e30, cb = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = clock_s(CLOCK_MONOTONIC), u0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         attention_forward(d.out, d.lse, d.q, d.k, d.v, &a, d.work, nt);
-        double t1 = now_s();
+        double t1 = clock_s(CLOCK_MONOTONIC), u1 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         if (c.kpos0 == 0)
             attention_backward(d.dq, d.dk, d.dv, d.D, d.dout, d.q, d.k, d.v, d.out, d.lse, &a,
                                d.work, nt);
-        double t2 = now_s();
+        double t2 = clock_s(CLOCK_MONOTONIC), u2 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         bf = t1 - t0 < bf ? t1 - t0 : bf;
         bb = t2 - t1 < bb ? t2 - t1 : bb;
+        cf = u1 - u0 < cf ? u1 - u0 : cf;
+        cb = u2 - u1 < cb ? u2 - u1 : cb;
     }
     printf("{\"variant\": \"%s\", \"T\": %lld, \"H\": %lld, \"KVH\": %lld, \"hd\": %lld, "
-           "\"kpos0\": %lld, \"threads\": %d, \"forward_ms\": %.4f, \"backward_ms\": %.3f}\n",
+           "\"kpos0\": %lld, \"threads\": %d, \"forward_ms\": %.4f, \"backward_ms\": %.3f, "
+           "\"forward_cpu_ms\": %.4f, \"backward_cpu_ms\": %.3f, \"forward_gflops_cpu\": %.1f, "
+           "\"backward_gflops_cpu\": %.1f}\n",
            attention_variant(), (long long)c.T, (long long)c.H, (long long)c.KVH, (long long)c.hd,
-           (long long)c.kpos0, nt, bf * 1e3, bb * 1e3);
+           (long long)c.kpos0, nt, bf * 1e3, bb * 1e3, cf * 1e3, cb * 1e3,
+           causal_flop(&c, 2) / cf * 1e-9, c.kpos0 == 0 ? causal_flop(&c, 5) / cb * 1e-9 : 0.0);
     data_free(&d);
     return 0;
 }

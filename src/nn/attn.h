@@ -30,9 +30,9 @@ typedef struct {
     const float *dout, *o;   /* backward: [T, H*hd] x2 */
     const float *lse_in;     /* backward: [T, H] */
     /* transposed copies made by the driver: keys j0t.. of K as [KVH][hd][ldt] (forward: kt, or
-     * NULL under ATTN_PACK_MIN queries), queries 0.. of Q and dO as [H][hd][ldt] (backward: qt,
-     * ot); columns past the last key or query are zero */
-    const float *kt, *qt, *ot;
+     * NULL under ATTN_PACK_MIN queries), keys 0.. of K and V as [KVH][hd][ldt] (backward: kt,
+     * vt); columns past the last key are zero */
+    const float *kt, *vt;
     int64_t ldt, j0t;
     /* instead of k and v: a KV cache (ops.h, attention_forward_cached), keys kc[KVH][nblk][hd][BK]
      * and values vc[KVH][n_ctx][hd]; key blocks then start at multiples of BK */

@@ -2,17 +2,18 @@
  * instruction set by attn_ref.c, attn_avx2.c and attn_avx512.c with ATTN_VARIANT set to the
  * suffix. Plain C written for the compilers' vectorisers: fixed block sizes, a register block
  * of 4 rows × MC columns for every product (mm_block, in gcc/clang generic vectors; a variant may
- * define a wider mm_wide of 4 × ATTN_WIDE_N in intrinsics before including this file, as the AVX2
- * and AVX-512 ones do), fm_exp for the exponentials, and lane-parallel reductions in a fixed
- * order (so each variant is deterministic; variants differ in rounding only).
+ * define a wider mm_wide of 4 × ATTN_WIDE_N, and a taller mm_tall of ATTN_TALL_M × ATTN_WIDE_N,
+ * in intrinsics before including this file, as the AVX2 and AVX-512 ones do: 6 × 16 and 6 × 32),
+ * fm_exp for the exponentials, and lane-parallel reductions in a fixed order (so each variant is
+ * deterministic; variants differ in rounding only).
  *
- * Every product is c[m, n] += a[m, K]·b[K, n] with row-major a and b: the transposed operand
- * (K for the forward, Q and dO for the backward) was packed once per call by the driver (ops.c:
- * attn_args' kt, qt, ot, [heads][hd][ldt]), so the inner loop always runs along a contiguous row
- * of b. With S = scale·q·kᵀ, P = softmax(S), O = P·v:
+ * Every product is c[m, n] += a[m, K]·b[K, n] with row-major b (a row-major, or read transposed
+ * through its strides): the transposed operands (K for the forward, K and V for the backward) were
+ * packed once per call by the driver (ops.c: attn_args' kt, vt, [KVH][hd][ldt]), so the inner loop
+ * always runs along a contiguous row of b. With S = scale·q·kᵀ, P = softmax(S), O = P·v:
  *   forward, per query block:  S = Q·Kᵀ, online softmax, O += P·V; lse = m + log l
  *   backward, D = rowsum(dO∘O) per query block first; then per key block, FlashAttention-2's five
- *   products: Sᵀ = K·Qᵀ (P recomputed from the saved lse), dPᵀ = V·dOᵀ, dSᵀ = Pᵀ∘(dPᵀ − D),
+ *   products: S = Q·Kᵀ (P recomputed from the saved lse), dP = dO·Vᵀ, dS = P∘(dP − D),
  *   dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K.
  * A backward item is a key block of one kv head: it owns its dk and dv rows and adds its terms to
  * dq in place. The driver runs the key blocks of one kv head in increasing order (an item waits
@@ -77,10 +78,11 @@ static float lanes_sum(float *lane)
 
 #if defined(__GNUC__)
 
-/* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers: the
- * compilers' own vectorisation of the plain loops below shuffles instead (SSE2). */
+/* c[NR, MC] += a[NR, K]·b[K, MC] (a[r, k] at a[r·lda + k·aks]; row strides ldb, ldc), accumulated
+ * in registers: the compilers' own vectorisation of the plain loops below shuffles instead
+ * (SSE2). */
 static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
-                     const float *restrict b, int64_t ldb, int64_t K)
+                     int64_t aks, const float *restrict b, int64_t ldb, int64_t K)
 {
     v4f acc[NR][MC / 4];
     for (int r = 0; r < NR; r++)
@@ -91,7 +93,7 @@ static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, in
         for (int j = 0; j < MC / 4; j++)
             memcpy(&bv[j], b + k * ldb + 4 * j, sizeof(v4f));
         for (int r = 0; r < NR; r++) {
-            float ar = a[r * lda + k];
+            float ar = a[r * lda + k * aks];
             v4f av = {ar, ar, ar, ar};
             for (int j = 0; j < MC / 4; j++)
                 acc[r][j] += av * bv[j];
@@ -102,9 +104,10 @@ static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, in
             memcpy(c + r * ldc + 4 * j, &acc[r][j], sizeof(v4f));
 }
 #else
-/* c[NR, MC] += a[NR, K]·b[K, MC] (row strides lda, ldb, ldc), accumulated in registers. */
+/* c[NR, MC] += a[NR, K]·b[K, MC] (a[r, k] at a[r·lda + k·aks]; row strides ldb, ldc), accumulated
+ * in registers. */
 static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
-                     const float *restrict b, int64_t ldb, int64_t K)
+                     int64_t aks, const float *restrict b, int64_t ldb, int64_t K)
 {
     float acc[NR][MC];
     for (int r = 0; r < NR; r++)
@@ -113,7 +116,7 @@ static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, in
     for (int64_t k = 0; k < K; k++) {
         const float *bk = b + k * ldb;
         for (int r = 0; r < NR; r++) {
-            float ar = a[r * lda + k];
+            float ar = a[r * lda + k * aks];
             for (int j = 0; j < MC; j++)
                 acc[r][j] = MADD(ar, bk[j], acc[r][j]);
         }
@@ -126,53 +129,86 @@ static void mm_block(float *restrict c, int64_t ldc, const float *restrict a, in
 
 /* The same for the edges: m <= NR rows, n columns (any). */
 static void mm_edge(float *restrict c, int64_t ldc, const float *restrict a, int64_t lda,
-                    const float *restrict b, int64_t ldb, int64_t m, int64_t n, int64_t K)
+                    int64_t aks, const float *restrict b, int64_t ldb, int64_t m, int64_t n,
+                    int64_t K)
 {
     for (int64_t r = 0; r < m; r++)
         for (int64_t k = 0; k < K; k++) {
-            float ar = a[r * lda + k];
+            float ar = a[r * lda + k * aks];
             const float *bk = b + k * ldb;
             for (int64_t j = 0; j < n; j++)
                 c[r * ldc + j] = MADD(ar, bk[j], c[r * ldc + j]);
         }
 }
 
-/* c[m, n] += a[m, K]·b[K, n] */
-static void mm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb,
-               int64_t m, int64_t n, int64_t K)
+#ifdef ATTN_TALL_M
+/* Rows of m that go to the variant's taller block mm_tall (ATTN_TALL_M × ATTN_WIDE_N): as many as
+ * leave a multiple of NR for mm_wide (32 = 4·6 + 2·4), else as many as fit. */
+static int64_t tall_rows(int64_t m)
+{
+    for (int64_t n = m / ATTN_TALL_M; n > 0; n--)
+        if ((m - n * ATTN_TALL_M) % NR == 0)
+            return n * ATTN_TALL_M;
+    return m / ATTN_TALL_M * ATTN_TALL_M;
+}
+#endif
+
+/* c[m, n] += a[m, K]·b[K, n], a[r, k] at a[r·lda + k·aks] (aks 1: row-major a; lda 1: a stored
+ * transposed, as the backward's P and dS tiles are for dV and dK): every element one fma chain
+ * over k in order, whatever block (tall, wide, generic or edge) computes it. */
+static void mm(float *c, int64_t ldc, const float *a, int64_t lda, int64_t aks, const float *b,
+               int64_t ldb, int64_t m, int64_t n, int64_t K)
 {
     int64_t i = 0;
+#ifdef ATTN_TALL_M
+    /* the variant's block of ATTN_TALL_M rows × ATTN_WIDE_N columns, where the columns are whole
+     * blocks (else the rows go below, as mm_block's product, unfused where the compiler does not
+     * contract it, rounds differently from mm_edge's fmaf) */
+    if (n % ATTN_WIDE_N == 0)
+        for (int64_t mt = tall_rows(m); i < mt; i += ATTN_TALL_M)
+            for (int64_t j = 0; j < n; j += ATTN_WIDE_N)
+                mm_tall(c + i * ldc + j, ldc, a + i * lda, lda, aks, b + j, ldb, K);
+#endif
     for (; i + NR <= m; i += NR) {
         int64_t j = 0;
 #ifdef ATTN_WIDE_N /* the variant's own block of NR rows × ATTN_WIDE_N columns */
         for (; j + ATTN_WIDE_N <= n; j += ATTN_WIDE_N)
-            mm_wide(c + i * ldc + j, ldc, a + i * lda, lda, b + j, ldb, K);
+            mm_wide(c + i * ldc + j, ldc, a + i * lda, lda, aks, b + j, ldb, K);
 #endif
         for (; j + MC <= n; j += MC)
-            mm_block(c + i * ldc + j, ldc, a + i * lda, lda, b + j, ldb, K);
+            mm_block(c + i * ldc + j, ldc, a + i * lda, lda, aks, b + j, ldb, K);
         if (j < n)
-            mm_edge(c + i * ldc + j, ldc, a + i * lda, lda, b + j, ldb, NR, n - j, K);
+            mm_edge(c + i * ldc + j, ldc, a + i * lda, lda, aks, b + j, ldb, NR, n - j, K);
     }
     if (i < m)
-        mm_edge(c + i * ldc, ldc, a + i * lda, lda, b, ldb, m - i, n, K);
+        mm_edge(c + i * ldc, ldc, a + i * lda, lda, aks, b, ldb, m - i, n, K);
 }
 
 /* Tiles are W = 32 wide in both directions (BQ and BK). */
 #define W 32
 _Static_assert(ATTN_BQ == W && ATTN_BK == W, "attn_kernel.h: the tiles are 32 x 32");
 
-/* In place over one tile row s[W]: entries c0 <= c < c1 become e^(s·scale − shift − shv[c]), the
- * others 0; returns their sum (NC lanes, summed in a fixed order). The mask is a bit mask on the
- * result (as in fm_exp), which compilers vectorise, not a select between floats. */
-static float exp_row(float *restrict s, const float *restrict shv, float shift, int c0, int c1,
-                     float scale)
+/* In place over one tile row s[W]: entries c0 <= c < c1 become e^(s·scale − shift), the others 0;
+ * returns their sum (NC lanes, summed in a fixed order). The mask is a bit mask on the result (as
+ * in fm_exp), which compilers vectorise, not a select between floats; a whole row (most rows off
+ * the diagonal) skips it. */
+static float exp_row(float *restrict s, float shift, int c0, int c1, float scale)
 {
     float lane[NC] = {0};
+    if (c0 == 0 && c1 == W) {
+        for (int cb = 0; cb < W; cb += NC)
+            for (int j = 0; j < NC; j++) {
+                float p = fm_exp(s[cb + j] * scale - shift);
+                s[cb + j] = p;
+                lane[j] += p;
+            }
+        return lanes_sum(lane);
+    }
     for (int cb = 0; cb < W; cb += NC)
         for (int j = 0; j < NC; j++) {
             int c = cb + j;
             uint32_t keep = c >= c0 && c < c1 ? 0xffffffffu : 0u, pb;
-            float p = fm_exp(s[c] * scale - shift - shv[c]);
+            float p = fm_exp(s[c] * scale - shift);
             memcpy(&pb, &p, 4);
             pb &= keep;
             memcpy(&p, &pb, 4);
@@ -211,8 +247,6 @@ static float max_row(const float *restrict s, int c0, int c1, float scale)
     return x;
 }
 
-static const float zeros[W];
-
 /* Columns [*c0, *c1) of a tile starting at jb, width nk, that query t may see: keys lo..hi. */
 static void visible(int64_t jb, int64_t nk, int64_t lo, int64_t hi, int *c0, int *c1)
 {
@@ -248,7 +282,7 @@ static void scores_tile(float *s, const float *kt, int64_t ldt, const float *q, 
 {
     memset(s, 0, (size_t)(nq * BK) * sizeof *s);
     if (kt) {
-        mm(s, BK, q, ldq, kt, ldt, nq, BK, hd);
+        mm(s, BK, q, ldq, 1, kt, ldt, nq, BK, hd);
         return;
     }
     for (int64_t i = 0; i < nq; i++)
@@ -275,7 +309,7 @@ static void fwd_rows(const attn_args *x, int64_t g, const float *q, int64_t ldq,
     const float *k = x->k ? x->k + g * hd : NULL;
     const float *v = x->vc ? x->vc + g * x->n_ctx * hd : x->v + g * hd;
     int64_t ldv = x->vc ? hd : kvd, ldt = x->kc ? BK : x->ldt;
-    for (int64_t i = 0; i < nq; i++) {
+    for (int64_t i = 0; i < BQ; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
     }
@@ -286,21 +320,33 @@ static void fwd_rows(const attn_args *x, int64_t g, const float *q, int64_t ldq,
                           : x->kt ? x->kt + g * hd * x->ldt + (jb - x->j0t)
                                   : NULL;
         scores_tile(s, kt, ldt, q, ldq, k ? k + jb * kvd : NULL, kvd, nq, nk, hd);
-        for (int64_t i = 0; i < nq; i++) {
-            int c0, c1;
-            visible(jb, nk, rlo[i], rhi[i], &c0, &c1);
-            float mx = max_row(s + i * BK, c0, c1, scale);
-            if (mx == -INFINITY) { /* nothing visible to this row here */
-                memset(s + i * BK, 0, BK * sizeof *s);
-                continue;
+        float mn[BQ], alpha[BQ];
+        int c0[BQ], c1[BQ];
+        for (int64_t i = 0; i < BQ; i++) {
+            float mx = -INFINITY;
+            if (i < nq) {
+                visible(jb, nk, rlo[i], rhi[i], &c0[i], &c1[i]);
+                mx = max_row(s + i * BK, c0[i], c1[i], scale);
+                if (mx == -INFINITY) /* nothing visible to this row here */
+                    memset(s + i * BK, 0, BK * sizeof *s);
             }
-            float mn = mx > m[i] ? mx : m[i], alpha = fm_exp(m[i] - mn);
-            l[i] = l[i] * alpha + exp_row(s + i * BK, zeros, mn, c0, c1, scale);
-            m[i] = mn;
-            for (int64_t d = 0; d < hd; d++)
-                o[i * hd + d] *= alpha;
+            mn[i] = mx > m[i] ? mx : m[i];
+            c1[i] = mx == -INFINITY ? -1 : c1[i];
         }
-        mm(o, hd, s, BK, v + jb * ldv, ldv, nq, hd, nk);
+        /* the rows' rescale factors at once: a loop the compilers vectorise (one row at a time,
+         * each fm_exp was a scalar chain of dependent operations; the bits are the same) */
+        for (int i = 0; i < BQ; i++)
+            alpha[i] = fm_exp(m[i] - mn[i]);
+        for (int64_t i = 0; i < nq; i++) {
+            if (c1[i] < 0)
+                continue;
+            l[i] = l[i] * alpha[i] + exp_row(s + i * BK, mn[i], c0[i], c1[i], scale);
+            m[i] = mn[i];
+            if (alpha[i] != 1.0f) /* the max moved (x·1 = x: skipping it changes no bit) */
+                for (int64_t d = 0; d < hd; d++)
+                    o[i * hd + d] *= alpha[i];
+        }
+        mm(o, hd, s, BK, 1, v + jb * ldv, ldv, nq, hd, nk);
     }
     for (int64_t i = 0; i < nout; i++) {
         float inv = 1.0f / l[i], *orow = out + i * ldo;
@@ -382,60 +428,48 @@ static int64_t first_past(const attn_shape *a, int64_t from, int64_t j)
     return lo;
 }
 
-/* dst[BQ][BK] = srcᵀ for src[BK][BQ] (fixed sizes: the compilers vectorise it). */
-static void transpose_tile(float *restrict dst, const float *restrict src)
-{
-    for (int i = 0; i < BQ; i++)
-        for (int r = 0; r < BK; r++)
-            dst[i * BK + r] = src[r * BQ + i];
-}
-
-/* ---- backward: key block kb of kv head g: dk, dv, and its terms of dq (after kb − 1's) ---- */
+/* ---- backward: key block kb of kv head g: dk, dv, and its terms of dq (after kb − 1's) ----
+ * Per query block and head of the group: S = Q·Kᵀ and dP = dO·Vᵀ as [queries][keys] tiles on the
+ * packed Kᵀ and Vᵀ (x->kt, x->vt: the kv head's, shared by its query heads and every query block),
+ * P and dS in place, then dV += Pᵀ·dO and dK += dSᵀ·Q reading the tiles transposed (mm's aks) and
+ * dQ += dS·K reading them as they are: no transposed copy of Q or dO, no tile transpose. */
 static void ATTN_FN(bwd_k)(const attn_args *x, int64_t kb, int64_t g, float *w)
 {
     const attn_shape *a = x->a;
     int64_t T = a->T, H = a->H, hd = a->hd, kvd = a->KVH * hd, ld = H * hd, grp = H / a->KVH;
     int64_t j0 = kb * BK, nk = T - j0 < BK ? T - j0 : BK;
     float scale = 1.0f / sqrtf((float)hd);
-    float *st = w;             /* [BK][BQ] scores, then P */
-    float *dpt = st + BK * BQ; /* [BK][BQ] dP, then dS */
-    float *ds = dpt + BK * BQ; /* [BQ][BK] dS */
-    float *dk = ds + BQ * BK;  /* [BK][hd] */
-    float *dv = dk + BK * hd;  /* [BK][hd] */
-    const float *k = x->k + j0 * kvd + g * hd, *v = x->v + j0 * kvd + g * hd;
+    float *p = w;             /* [BQ][BK] scores, then P */
+    float *dp = p + BQ * BK;  /* [BQ][BK] dP, then dS */
+    float *dk = dp + BQ * BK; /* [BK][hd] */
+    float *dv = dk + BK * hd; /* [BK][hd] */
+    const float *k = x->k + j0 * kvd + g * hd;
+    const float *kt = x->kt + g * hd * x->ldt + j0, *vt = x->vt + g * hd * x->ldt + j0;
     memset(dk, 0, (size_t)(2 * BK * hd) * sizeof *dk); /* dk and dv */
     if (kb == 0) /* the first item of the kv head starts dq's sums */
         for (int64_t t = 0; t < T; t++)
             memset(x->dq + t * ld + g * grp * hd, 0, (size_t)(grp * hd) * sizeof *x->dq);
     /* queries that see a key of the block: t >= j0, and lo[t] <= j0 + nk − 1 */
-    int64_t t1 = first_past(a, j0, j0 + nk - 1), tj[BK];
-    for (int64_t r = 0; r < nk; r++)
-        tj[r] = first_past(a, j0, j0 + r); /* queries [j, tj[r]) see key j = j0 + r */
+    int64_t t1 = first_past(a, j0, j0 + nk - 1);
     for (int64_t tb = j0; tb < t1; tb += BQ) {
         int64_t nq = t1 - tb < BQ ? t1 - tb : BQ;
         for (int64_t h = g * grp; h < (g + 1) * grp; h++) {
             const float *q = x->q + tb * ld + h * hd, *dout = x->dout + tb * ld + h * hd;
-            float lse[BQ], D[BQ];
-            for (int64_t c = 0; c < BQ; c++) {
-                lse[c] = c < nq ? x->lse_in[(tb + c) * H + h] : 0.0f;
-                D[c] = c < nq ? x->D[(tb + c) * H + h] : 0.0f;
+            memset(p, 0, (size_t)(2 * BQ * BK) * sizeof *p); /* p and dp */
+            mm(p, BK, q, ld, 1, kt, x->ldt, nq, BK, hd);
+            mm(dp, BK, dout, ld, 1, vt, x->ldt, nq, BK, hd);
+            for (int64_t i = 0; i < nq; i++) {
+                int64_t t = tb + i;
+                int c0, c1; /* keys j0 + c that query t sees: lo[t] <= j <= t */
+                visible(j0, nk, a->lo[t], t, &c0, &c1);
+                float *pr = p + i * BK, *dr = dp + i * BK, Dt = x->D[t * H + h];
+                exp_row(pr, x->lse_in[t * H + h], c0, c1, scale);
+                for (int c = 0; c < BK; c++)
+                    dr[c] = pr[c] * (dr[c] - Dt);
             }
-            int64_t off = h * hd * x->ldt + tb;
-            memset(st, 0, (size_t)(2 * BK * BQ) * sizeof *st); /* st and dpt */
-            mm(st, BQ, k, kvd, x->qt + off, x->ldt, nk, BQ, hd);
-            mm(dpt, BQ, v, kvd, x->ot + off, x->ldt, nk, BQ, hd);
-            for (int64_t r = 0; r < nk; r++) {
-                int c0, c1; /* queries tb + c that see key j0 + r: t >= j, lo[t] <= j */
-                visible(tb, nq, j0 + r, tj[r] - 1, &c0, &c1);
-                float *sr = st + r * BQ, *dr = dpt + r * BQ;
-                exp_row(sr, lse, 0.0f, c0, c1, scale);
-                for (int c = 0; c < BQ; c++)
-                    dr[c] = sr[c] * (dr[c] - D[c]);
-            }
-            mm(dv, hd, st, BQ, dout, ld, nk, hd, nq);
-            mm(dk, hd, dpt, BQ, q, ld, nk, hd, nq);
-            transpose_tile(ds, dpt);
-            mm(x->dq + tb * ld + h * hd, ld, ds, BK, k, kvd, nq, hd, nk);
+            mm(dv, hd, p, 1, BK, dout, ld, nk, hd, nq);
+            mm(dk, hd, dp, 1, BK, q, ld, nk, hd, nq);
+            mm(x->dq + tb * ld + h * hd, ld, dp, BK, 1, k, kvd, nq, hd, nk);
         }
     }
     for (int64_t r = 0; r < nk; r++) {

@@ -123,18 +123,20 @@ static int64_t packed_ld(int64_t n)
     return (n + ATTN_BK - 1) / ATTN_BK * ATTN_BK + ATTN_BK;
 }
 
-/* Floats of one thread's tiles: the largest need of the items (attn_kernel.h; the backward's
- * three tiles and dk, dv cover the forward's scores, output, max and sum). */
+/* Floats of one thread's tiles: the largest need of the items (attn_kernel.h: the backward's two
+ * tiles and dk, dv; the forward's scores, output, max and sum; a decoding step's also its padded
+ * queries). */
 static int64_t tile_floats(int64_t hd)
 {
-    int64_t n = 3 * ATTN_BQ * ATTN_BK + 2 * ATTN_BQ * hd + 2 * ATTN_BQ;
+    int64_t n = 2 * ATTN_BQ * ATTN_BK + 2 * ATTN_BQ * hd + 2 * ATTN_BQ;
     return (n + 15) / 16 * 16; /* 64-byte multiples */
 }
 
 int64_t attention_work_floats(int64_t n_keys, int64_t H, int64_t KVH, int64_t hd, int n_threads,
                               int backward)
 {
-    int64_t packed = (backward ? 2 * (H > KVH ? H : KVH) : KVH) * hd * packed_ld(n_keys);
+    (void)H;
+    int64_t packed = (backward ? 2 : 1) * KVH * hd * packed_ld(n_keys); /* Kᵀ (and Vᵀ) */
     return packed + (int64_t)(n_threads < 1 ? 1 : n_threads) * tile_floats(hd);
 }
 
@@ -344,7 +346,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
     const attn_kernels *K = attn_pick();
     int64_t T = a->T, H = a->H, KVH = a->KVH, hd = a->hd, ldt = packed_ld(T);
     int64_t nqb = (T + ATTN_BQ - 1) / ATTN_BQ, nkb = (T + ATTN_BK - 1) / ATTN_BK;
-    float *tiles = work + 2 * (H > KVH ? H : KVH) * hd * ldt;
+    float *tiles = work + 2 * KVH * hd * ldt;
     attn_args x = {.dq = dq,
                    .dk = dk,
                    .dv = dv,
@@ -358,10 +360,10 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
                    .a = a,
                    .ldt = ldt};
     attn_run(nt, &x, K->bwd_d, nqb, H, 0, tiles, NULL);
-    pack_heads(nt, work, q, H, hd, T, ldt); /* Q and dO transposed */
-    pack_heads(nt, work + H * hd * ldt, dout, H, hd, T, ldt);
-    x.qt = work;
-    x.ot = work + H * hd * ldt;
+    pack_heads(nt, work, k, KVH, hd, T, ldt); /* K and V transposed */
+    pack_heads(nt, work + KVH * hd * ldt, v, KVH, hd, T, ldt);
+    x.kt = work;
+    x.vt = work + KVH * hd * ldt;
     attn_deps deps = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     memset(deps.done, 0, sizeof deps.done);
     attn_run(nt, &x, K->bwd_k, nkb, KVH, 0, tiles, KVH <= ATTN_MAX_KVH ? &deps : NULL);
