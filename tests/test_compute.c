@@ -222,8 +222,9 @@ static void randn(float *x, int64_t n, uint64_t seed)
 }
 
 /* A Q4_0 layer [OUT, IN] (IN not a whole number of blocks): int8 forward and dx within 2 % of
- * fp32's; rows [32, 96) as a chunk: forward rows identical, dx on the column view of the whole
- * transposed copy identical to that of the chunk's own copy. */
+ * fp32's (linear_backward_set's dx equal to linear_backward's into zeros, in both); rows
+ * [32, 96) as a chunk: forward rows identical, dx on the column view of the whole transposed
+ * copy identical to that of the chunk's own copy. */
 static void test_linear_int8(void **state)
 {
     (void)state;
@@ -248,12 +249,22 @@ static void test_linear_int8(void **state)
     assert_true(linear_work_bytes(&L, T, 2, 1) <= ws);
     linear_forward(&L, x, T, yf, work, ws, 2);
     linear_backward(&L, x, dy, T, dxf, work, ws, 0, 2);
+    float *dxs = malloc(T * IN * sizeof(float)); /* linear_backward_set: = what += gives on 0 */
+    for (int64_t i = 0; i < T * IN; i++)
+        dxs[i] = NAN;
+    linear_backward_set(&L, x, dy, T, dxs, work, ws, 0, 2);
+    assert_memory_equal(dxs, dxf, T * IN * sizeof(float));
     /* int8 compute with the transposed copy */
     L.int8 = 1;
     assert_ok(q8_transpose(&L.qw, qt, &L.qwt, 2));
     assert_true(linear_work_bytes(&L, T, 2, 1) <= ws);
     linear_forward(&L, x, T, y8, work, ws, 2);
     linear_backward(&L, x, dy, T, dx8, work, ws, 0, 2);
+    for (int64_t i = 0; i < T * IN; i++)
+        dxs[i] = NAN;
+    linear_backward_set(&L, x, dy, T, dxs, work, ws, 0, 2);
+    assert_memory_equal(dxs, dx8, T * IN * sizeof(float));
+    free(dxs);
     fprintf(stderr, "int8 vs f32: forward %.4f, dx %.4f relative\n", rel_err(y8, yf, T * OUT),
             rel_err(dx8, dxf, T * IN));
     assert_true(rel_err(y8, yf, T * OUT) < 0.02);

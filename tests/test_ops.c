@@ -1,11 +1,13 @@
 /* test_ops.c — every backward in src/ops.c against central finite differences of its forward, on
- * tiny odd shapes: L = Σ r·forward(x) for a fixed random r, so ∂L/∂x is the backward of r. */
+ * tiny odd shapes: L = Σ r·forward(x) for a fixed random r, so ∂L/∂x is the backward of r; and the
+ * AVX2 build of the element-wise loops (ops_avx2.c) against the plain one, bit for bit. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/ops.h"
+#include "nn/ops_ew.h"
 #include "core/rng.h"
 #include "testutil.h"
 
@@ -161,6 +163,44 @@ static void test_swiglu(void **state)
     check_grad("swiglu du", u, du, N, swi_loss, &c, 2e-3);
 }
 
+/* ---- the dispatched builds (ops_avx2.c under LK_KERNELS avx2/avx512/amx) equal this file's
+ * build of ops_ew.h (SSE2 on x86-64) bit for bit, tails and saturated exponentials included ---- */
+static void test_same_bits(void **state)
+{
+    (void)state;
+    rng_state rg;
+    rng_seed(&rg, 5, 99);
+    enum { N = 1003, T = 3, C = 331 };
+    static float g[N], u[N], dh[N], a1[N], a2[N], b1[N], b2[N];
+    fill(g, N, &rg, 30); /* well past fm_exp's range at both ends */
+    fill(u, N, &rg, 1);
+    fill(dh, N, &rg, 1);
+    g[0] = -100.0f;
+    g[1] = 100.0f;
+    for (int64_t n = 1; n <= N; n += 97) {
+        swiglu_forward(a1, g, u, n);
+        ew_swiglu_forward(a2, g, u, n);
+        assert_memory_equal(a1, a2, (size_t)n * sizeof *a1);
+        swiglu_backward(a1, b1, dh, g, u, n);
+        ew_swiglu_backward(a2, b2, dh, g, u, n);
+        assert_memory_equal(a1, a2, (size_t)n * sizeof *a1);
+        assert_memory_equal(b1, b2, (size_t)n * sizeof *b1);
+    }
+    float w[C], r1[T], r2[T];
+    fill(w, C, &rg, 1);
+    for (int64_t c = 1; c <= C; c += 55) {
+        rmsnorm_forward(a1, r1, g, w, T, c, 1e-5f);
+        ew_rmsnorm_forward(a2, r2, g, w, T, c, 1e-5f);
+        assert_memory_equal(a1, a2, (size_t)(T * c) * sizeof *a1);
+        assert_memory_equal(r1, r2, sizeof r1);
+        memcpy(b1, u, (size_t)(T * c) * sizeof *b1);
+        memcpy(b2, u, (size_t)(T * c) * sizeof *b2);
+        rmsnorm_backward(b1, dh, g, w, r1, T, c);
+        ew_rmsnorm_backward(b2, dh, g, w, r1, T, c);
+        assert_memory_equal(b1, b2, (size_t)(T * c) * sizeof *b1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

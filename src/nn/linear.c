@@ -1,7 +1,8 @@
 /* linear.c — linear layers: fp32 through OpenBLAS, quantised through the fused kernels (fp32
  * products, or int8 ones with --compute int8: quant/q8.h, activations in one or two int8 terms,
- * the backward's dx on the transposed Q8_0 copy), LoRA adapters on top; their work memory comes
- * from the caller (linear_work_bytes). With a naive reference. */
+ * the backward's dx on the transposed Q8_0 copy), LoRA adapters on top (their products through
+ * lora_mm.h); their work memory comes from the caller (linear_work_bytes). With a naive
+ * reference. */
 #include "nn/linear.h"
 
 #include <math.h>
@@ -11,6 +12,7 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "nn/lora_mm.h"
 #include "q8.h"
 
 int64_t linear_max_rank(const linear *L)
@@ -29,14 +31,22 @@ static int two_terms(const linear *L)
     return L->int8 && L->act2;
 }
 
-/* Floats of scratch at the start of the work for T rows: the LoRA products u [T, rank], x_d
+/* Floats of the LoRA products' scratch for T rows: u [T, rank], then lora_mm's copy of a
+ * transposed A or B (rank × the larger of in and out). */
+static int64_t lora_floats(const linear *L, int64_t T)
+{
+    int64_t r = linear_max_rank(L);
+    return T * r + lora_mm_scratch_floats(r, L->in > L->out ? L->in : L->out);
+}
+
+/* Floats of scratch at the start of the work for T rows: the LoRA products (lora_floats), x_d
  * [T, in] with dropout, then one area shared by the backward of a quantised layer without an
  * int8 transposed copy (the fused kernel's output dx [T, in]; with the copy, q8_gemm_fwd_add adds
  * into dx) and the NF4 correction's product [T, out] of a layer with two int8 terms; a
  * backward's work also holds the training forward's (q8_gemm_fwd2's work: kernel_work). */
 static int64_t tmp_floats(const linear *L, int64_t T, int backward)
 {
-    int64_t n = T * linear_max_rank(L);
+    int64_t n = lora_floats(L, T);
     if (L->train && L->train->dropout > 0) /* room for x_d even when this call has no mask */
         n += T * L->in;                    /* x_d */
     int64_t shared = backward && !L->w && !L->qwt.data ? T * L->in : 0; /* dx through tmp */
@@ -125,9 +135,13 @@ static size_t kernel_work(const linear *L, int64_t T, int n_threads, int backwar
     if (backward && two_terms(L) && q8_gemm_fwd2_work(&L->qw, T, n_threads) > f)
         f = q8_gemm_fwd2_work(&L->qw, T, n_threads); /* the training forward's two terms */
     size_t b = 0;
-    if (backward)
-        b = L->qwt.data ? q8_gemm_fwd_add_work(&L->qwt, T, n_threads)
-                        : q4_gemm_bwd_work(k, &L->qw, T, n_threads);
+    if (backward && L->qwt.data) { /* dx += (fwd_add) or, for linear_backward_set, = (fwd) */
+        b = q8_gemm_fwd_add_work(&L->qwt, T, n_threads);
+        if (q8_gemm_fwd_work(&L->qwt, T, n_threads) > b)
+            b = q8_gemm_fwd_work(&L->qwt, T, n_threads);
+    } else if (backward) {
+        b = q4_gemm_bwd_work(k, &L->qw, T, n_threads);
+    }
     return f > b ? f : b;
 }
 
@@ -146,10 +160,10 @@ static void *kernel_part(const linear *L, int64_t T, int backward, void *work, s
     return work ? (char *)work + off : NULL;
 }
 
-/* The shared area of tmp_floats: after u and x_d. */
+/* The shared area of tmp_floats: after the LoRA scratch and x_d. */
 static float *shared_part(const linear *L, float *tmp, int64_t T)
 {
-    return tmp + T * linear_max_rank(L) + (L->train && L->train->dropout > 0 ? T * L->in : 0);
+    return tmp + lora_floats(L, T) + (L->train && L->train->dropout > 0 ? T * L->in : 0);
 }
 
 /* y[T,out] = x·Wᵀ + b on int8 products. In a training forward (train) with two terms (two_terms),
@@ -184,13 +198,13 @@ static const float *lora_input(const linear *L, const float *x, int64_t T, uint6
     return xd;
 }
 
-/* u[T,r] = x·Aᵀ; y[T,out] += scale·u·Bᵀ */
+/* u[T,r] = x·Aᵀ; y[T,out] += scale·u·Bᵀ (wt: lora_mm's scratch) */
 static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t in, int64_t out,
-                         float *y, float *u, int nt)
+                         float *y, float *u, float *wt, int nt)
 {
     int64_t r = d->r;
-    gemm_par(0, 1, T, r, in, 1.0f, x, in, d->A, in, 0.0f, u, r, nt);
-    gemm_par(0, 1, T, out, r, d->scale, u, r, d->B, r, 1.0f, y, out, nt);
+    lora_mm(0, 1, T, r, in, 1.0f, x, in, d->A, in, 0, u, r, wt, nt);
+    lora_mm(0, 1, T, out, r, d->scale, u, r, d->B, r, 1, y, out, wt, nt);
 }
 
 /* What follows the base product y = x·Wᵀ (bias included by the fused kernels): the bias of an
@@ -206,10 +220,10 @@ static void forward_rest(const linear *L, const float *x, int64_t T, float *y, f
         rows_to_hf(L, y, T, perm_part(L, tmp, T, 0), n_threads);
     if (L->n_lora == 0)
         return; /* tmp may be NULL then */
-    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    float *u = tmp, *wt = tmp + T * linear_max_rank(L), *xd = tmp + lora_floats(L, T);
     for (int i = 0; i < L->n_lora; i++)
         lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in, L->out,
-                     y, u, n_threads);
+                     y, u, wt, n_threads);
 }
 
 /* linear_forward_train (train 1: two int8 terms where L->act2) and linear_forward (train 0). */
@@ -343,22 +357,22 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
     const lora_delta *d = &L->lora[0];
     lora_train *tr = L->train;
     int64_t r = d->r, in = L->in, out = L->out;
-    float *u = tmp, *xd = tmp + T * linear_max_rank(L);
+    float *u = tmp, *wt = tmp + T * linear_max_rank(L), *xd = tmp + lora_floats(L, T);
     const float *xin = lora_input(L, x, T, key, xd);
     /* u[T,r] = x_d·Aᵀ;  dB[out,r] += s·dyᵀ·u */
-    gemm_par(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0.0f, u, r, nt);
-    gemm_par(1, 0, out, r, T, d->scale, dy, out, u, r, 1.0f, tr->dB, r, nt);
+    lora_mm(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0, u, r, wt, nt);
+    lora_mm(1, 0, out, r, T, d->scale, dy, out, u, r, 1, tr->dB, r, NULL, nt);
     /* du[T,r] = s·dy·B (reusing u);  dA[r,in] += duᵀ·x_d */
-    gemm_par(0, 0, T, r, out, d->scale, dy, out, d->B, r, 0.0f, u, r, nt);
-    gemm_par(1, 0, r, in, T, 1.0f, u, r, xin, in, 1.0f, tr->dA, in, nt);
+    lora_mm(0, 0, T, r, out, d->scale, dy, out, d->B, r, 0, u, r, NULL, nt);
+    lora_mm(1, 0, r, in, T, 1.0f, u, r, xin, in, 1, tr->dA, in, NULL, nt);
     if (!dx)
         return;
     if (xin == x) { /* dx += du·A */
-        gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 1.0f, dx, in, nt);
+        lora_mm(0, 0, T, in, r, 1.0f, u, r, d->A, in, 1, dx, in, NULL, nt);
         return;
     }
     /* with dropout: dx += (du·A)·m/(1−p); x_d is no longer needed, reuse it for du·A */
-    gemm_par(0, 0, T, in, r, 1.0f, u, r, d->A, in, 0.0f, xd, in, nt);
+    lora_mm(0, 0, T, in, r, 1.0f, u, r, d->A, in, 0, xd, in, NULL, nt);
     float p = tr->dropout, keep = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < T * L->in; i++) {
         float v = (float)(rng_hash(key, (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
@@ -366,8 +380,10 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
     }
 }
 
-void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     void *work, size_t work_size, uint64_t mask_key, int n_threads)
+/* linear_backward (set 0: dx +=) and linear_backward_set (set 1: dx =, the base product written
+ * straight into dx, the adapters' terms added after it). */
+static void backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                     void *work, size_t work_size, uint64_t mask_key, int n_threads, int set)
 {
     LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 1));
     int64_t in = L->in, out = L->out;
@@ -379,16 +395,20 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
         dyf = p;
     }
     if (dx && L->w) { /* dx[T,in] += dy[T,out]·W[out,in] */
-        gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, 1.0f, dx, in, n_threads);
+        gemm_par(0, 0, T, in, out, 1.0f, dyf, out, L->w, in, set ? 0.0f : 1.0f, dx, in, n_threads);
     } else if (dx) {
         size_t kn;
         void *kw = kernel_part(L, T, 1, work, work_size, &kn);
-        if (L->qwt.data) { /* dx += dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
-            q8_gemm_fwd_add(&L->qwt, dyf, T, dx, n_threads, kw, kn);
-        } else { /* fused kernel into the end of tmp, then added */
-            float *dq = shared_part(L, tmp, T);
+        if (L->qwt.data) { /* dx (+)= dy·W = dy·(Wᵀ)ᵀ: the int8 forward of the transposed copy */
+            if (set)
+                q8_gemm_fwd(&L->qwt, NULL, dyf, T, dx, n_threads, kw, kn);
+            else
+                q8_gemm_fwd_add(&L->qwt, dyf, T, dx, n_threads, kw, kn);
+        } else { /* fused kernel (set: into dx; else into the end of tmp, then added) */
+            float *dq = set ? dx : shared_part(L, tmp, T);
             q4_gemm_bwd(&L->qw, dyf, T, dq, n_threads, kw, kn);
-            add_par(dx, dq, T * in, n_threads);
+            if (!set)
+                add_par(dx, dq, T * in, n_threads);
         }
     }
     for (int i = 0; i < L->n_lora; i++) {
@@ -396,10 +416,24 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
         if (i == 0 && L->train) {
             lora_backward_train(L, x, dy, T, dx, tmp, mask_key, n_threads);
         } else if (dx) { /* frozen adapter: dx += s·(dy·B)·A */
-            gemm_par(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0.0f, tmp, d->r, n_threads);
-            gemm_par(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1.0f, dx, in, n_threads);
+            lora_mm(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0, tmp, d->r, NULL,
+                    n_threads);
+            lora_mm(0, 0, T, in, d->r, 1.0f, tmp, d->r, d->A, in, 1, dx, in, NULL, n_threads);
         }
     }
+}
+
+void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                     void *work, size_t work_size, uint64_t mask_key, int n_threads)
+{
+    backward(L, x, dy, T, dx, work, work_size, mask_key, n_threads, 0);
+}
+
+void linear_backward_set(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                         void *work, size_t work_size, uint64_t mask_key, int n_threads)
+{
+    LK_ASSERT(dx != NULL);
+    backward(L, x, dy, T, dx, work, work_size, mask_key, n_threads, 1);
 }
 
 linear linear_rows(const linear *L, int64_t r0, int64_t n)

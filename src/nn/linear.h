@@ -88,6 +88,10 @@ void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, 
  * linear_work_bytes(L, T, n_threads, 1) bytes. */
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
                      void *work, size_t work_size, uint64_t mask_key, int n_threads);
+/* The same with dx[T,in] = dy·(W + Σ scale·B·A) (overwritten, never read; dx not NULL): the
+ * first gradient into a buffer, without zeroing it first and adding. */
+void linear_backward_set(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                         void *work, size_t work_size, uint64_t mask_key, int n_threads);
 
 /* Largest rank attached to L (0 without adapters). */
 int64_t linear_max_rank(const linear *L);

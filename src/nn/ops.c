@@ -7,43 +7,52 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "core/fastmath.h"
 #include "core/pool.h"
 #include "lorakit/quant.h"
 #include "nn/attn.h"
+#include "nn/ops_ew.h"
+
+/* ---- RMSNorm and SwiGLU: ops_ew.h's loops, in their AVX2 build where the dispatched kernels
+ * are x86 ones with AVX2 (the same bits either way) ---- */
+
+int ops_avx2(void)
+{
+#ifdef LK_HAVE_AVX2
+    static int use = -1; /* a benign race: every thread stores the same value */
+    if (use < 0) {
+        const char *v = lk_kernel_variant();
+        use = !strcmp(v, "avx2") || !strcmp(v, "avx512") || !strcmp(v, "amx");
+    }
+    return use;
+#else
+    return 0;
+#endif
+}
 
 /* ---- RMSNorm: y = x·r·w, r = (mean(x²) + eps)^-1/2 ---- */
 
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C,
                      float eps)
 {
-    for (int64_t t = 0; t < T; t++) {
-        const float *xr = x + t * C;
-        double ss = 0;
-        for (int64_t i = 0; i < C; i++)
-            ss += (double)xr[i] * xr[i];
-        float r = 1.0f / sqrtf((float)(ss / (double)C) + eps);
-        if (rstd)
-            rstd[t] = r;
-        for (int64_t i = 0; i < C; i++)
-            out[t * C + i] = (xr[i] * r) * w[i];
+#ifdef LK_HAVE_AVX2
+    if (ops_avx2()) {
+        rmsnorm_forward_avx2(out, rstd, x, w, T, C, eps);
+        return;
     }
+#endif
+    ew_rmsnorm_forward(out, rstd, x, w, T, C, eps);
 }
 
-/* ∂y_i/∂x_j = w_i·r·δ_ij − w_i·x_i·r³·x_j/C, so dx_j = r·(dy_j·w_j − x_j·r²·mean(dy·w·x)) */
 void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w,
                       const float *rstd, int64_t T, int64_t C)
 {
-    for (int64_t t = 0; t < T; t++) {
-        const float *xr = x + t * C, *dy = dout + t * C;
-        float r = rstd[t];
-        double dot = 0;
-        for (int64_t i = 0; i < C; i++)
-            dot += (double)dy[i] * w[i] * xr[i];
-        float k = (float)(dot / (double)C) * r * r;
-        for (int64_t i = 0; i < C; i++)
-            dx[t * C + i] += r * (dy[i] * w[i] - xr[i] * k);
+#ifdef LK_HAVE_AVX2
+    if (ops_avx2()) {
+        rmsnorm_backward_avx2(dx, dout, x, w, rstd, T, C);
+        return;
     }
+#endif
+    ew_rmsnorm_backward(dx, dout, x, w, rstd, T, C);
 }
 
 /* ---- RoPE ---- */
@@ -364,35 +373,25 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
 
 /* ---- SwiGLU: h = silu(g)·u, silu(g) = g·σ(g) ---- */
 
-/* e^−x for σ(x) = 1/(1 + e^−x): fm_exp (loops the compiler vectorises; libm's expf is a call per
- * element), −x capped at 88 where fm_exp's range ends: below x = −88, σ(x) < 6e−39 and silu(x),
- * silu'(x) come out as tiny as with libm's e^−x (which overflows to inf there: −0). */
-static inline float exp_neg(float x)
-{
-    float z = -x, cap = 88.0f;
-    uint32_t zb, cb, m = z < cap ? 0xffffffffu : 0u; /* a bit select: see fm_exp */
-    memcpy(&zb, &z, 4);
-    memcpy(&cb, &cap, 4);
-    zb = (zb & m) | (cb & ~m);
-    memcpy(&z, &zb, 4);
-    return fm_exp(z);
-}
-
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float x = g[i];
-        h[i] = x / (1.0f + exp_neg(x)) * u[i];
+#ifdef LK_HAVE_AVX2
+    if (ops_avx2()) {
+        swiglu_forward_avx2(h, g, u, n);
+        return;
     }
+#endif
+    ew_swiglu_forward(h, g, u, n);
 }
 
-/* silu'(g) = σ(g)·(1 + g·(1 − σ(g))) */
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
                      int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float x = g[i], s = 1.0f / (1.0f + exp_neg(x));
-        du[i] = dh[i] * x * s;
-        dg[i] = dh[i] * u[i] * s * (1.0f + x * (1.0f - s));
+#ifdef LK_HAVE_AVX2
+    if (ops_avx2()) {
+        swiglu_backward_avx2(dg, du, dh, g, u, n);
+        return;
     }
+#endif
+    ew_swiglu_backward(dg, du, dh, g, u, n);
 }

@@ -75,6 +75,10 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
                         const float *q, const float *k, const float *v, const float *out,
                         const float *lse, const attn_shape *a, float *work, int n_threads);
 
+/* 1 when nn/'s AVX2 builds run (ops_avx2.c, lora_avx2.c): compiled in, and the dispatched
+ * kernels (lk_kernel_variant, LK_KERNELS) are x86 ones with AVX2 (avx2, avx512, amx). */
+int ops_avx2(void);
+
 /* h[n] = silu(g)·u (h may alias g). */
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n);
 /* dg, du overwrite [n] from dh. */

@@ -326,6 +326,14 @@ static void lin_backward(const train_graph *g, const train_batch *b, const linea
                     g->n_threads);
 }
 
+/* The same with dx = dy·∂L/∂x: the first gradient into dx (no zeroing, no sum). */
+static void lin_backward_set(const train_graph *g, const train_batch *b, const linear *L,
+                             const float *x, const float *dy, float *dx)
+{
+    linear_backward_set(L, x, dy, b->T, dx, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
+                        g->n_threads);
+}
+
 /* Layer l forward: x_out[T,C] from x_in[T,C], keeping what the backward needs. */
 static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const float *x_in,
                           float *x_out)
@@ -382,17 +390,14 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
         swiglu_fwd_par(g->n_threads, g->h, g->g, g->u, T * F);
     }
     /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
-    memset(g->dh, 0, (size_t)(T * F) * sizeof(float));
-    lin_backward(g, b, &w->down, g->h, g->dx, g->dh);
+    lin_backward_set(g, b, &w->down, g->h, g->dx, g->dh);
     swiglu_bwd_par(g->n_threads, g->dg, g->du, g->dh, g->g, g->u, T * F);
-    memset(g->dxn, 0, (size_t)(T * C) * sizeof(float));
-    lin_backward(g, b, &w->gate, g->xn2, g->dg, g->dxn);
+    lin_backward_set(g, b, &w->gate, g->xn2, g->dg, g->dxn);
     lin_backward(g, b, &w->up, g->xn2, g->du, g->dxn);
     memcpy(g->dxmid, g->dx, (size_t)(T * C) * sizeof(float));
     rms_bwd_par(g->n_threads, g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
     /* attention: xmid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x_in) */
-    memset(g->datt, 0, (size_t)(T * c->n_heads * hd) * sizeof(float));
-    lin_backward(g, b, &w->o, g->att, g->dxmid, g->datt);
+    lin_backward_set(g, b, &w->o, g->att, g->dxmid, g->datt);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_backward(g->dq, g->dk, g->dv, g->D, g->datt, g->q, g->k, g->v, g->att, g->lse, &as,
                        g->attn_work, g->n_threads);
@@ -400,8 +405,9 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     rope_backward(g->dk, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     float *dxn = need_dx ? g->dxn : NULL;
     if (dxn)
-        memset(dxn, 0, (size_t)(T * C) * sizeof(float));
-    lin_backward(g, b, &w->q, g->xn1, g->dq, dxn);
+        lin_backward_set(g, b, &w->q, g->xn1, g->dq, dxn);
+    else
+        lin_backward(g, b, &w->q, g->xn1, g->dq, NULL);
     lin_backward(g, b, &w->k, g->xn1, g->dk, dxn);
     lin_backward(g, b, &w->v, g->xn1, g->dv, dxn);
     if (!need_dx)
