@@ -8,8 +8,9 @@
  * to once per call) and scales each block's partial dot product once; backward with T = 1 keeps
  * 64 columns of dX in registers over all rows. The GGUF read-only types (Q4_1, Q5_0, Q5_1, the
  * k-quants, IQ4_XS) share all of it through their own decoders (qk_avx2.h), which deliver 32
- * scaled values in order (scale 1, no permutation). Each output element is produced by one task in a
- * fixed order, so results are identical for any thread count. Helpers are static: this file is
+ * scaled values in order (scale 1, no permutation). Each output element is produced by one task in
+ * a fixed order, so results are identical for any thread count. Also the fp32-weight GEMV of decode
+ * (q4_sgemv_avx2: rows one after another, one stream from DRAM). Helpers are static: this file is
  * compiled with -mavx2 -mfma -mf16c and must not leak code into generic callers. */
 #include <immintrin.h>
 #include <math.h>
