@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "q4.h"
+#include "core/pool.h"
 #include "core/status.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -285,6 +286,50 @@ q4_decode_fn q4_decoder(const q4_kernels *k)
 #endif
     (void)k;
     return q4_decode_rows_ref;
+}
+
+q4_sgemv_fn q4_sgemver(const q4_kernels *k)
+{
+#ifdef LK_HAVE_AVX2
+    if (strcmp(k->name, "ref") != 0 && strcmp(k->name, "neon") != 0 && q4_cpu_has("avx2"))
+        return q4_sgemv_avx2; /* "avx2" here means AVX2 with FMA and F16C */
+#endif
+    (void)k;
+    return NULL;
+}
+
+typedef struct {
+    q4_sgemv_fn fn;
+    int64_t N, K, chunk;
+    const float *W, *x;
+    float *y;
+} sgemv_job;
+
+static void sgemv_slices(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    (void)thread;
+    const sgemv_job *j = ctx;
+    for (int64_t c = c0; c < c1; c++) {
+        const int64_t n0 = c * j->chunk, n = j->N - n0 < j->chunk ? j->N - n0 : j->chunk;
+        j->fn(n, j->K, j->W + n0 * j->K, j->x, j->y + n0);
+    }
+}
+
+#define SGEMV_PAR_MIN (1 << 18) /* multiply-adds below which one thread does the call */
+
+int q4_sgemv(int64_t N, int64_t K, const float *W, const float *x, float *y, int n_threads)
+{
+    sgemv_job j = {q4_sgemver(q4_kernels_get()), N, K, N, W, x, y};
+    if (!j.fn)
+        return 0;
+    const int nt = resolve_threads(n_threads);
+    if (nt <= 1 || N * K < SGEMV_PAR_MIN) {
+        j.fn(N, K, W, x, y);
+        return 1;
+    }
+    j.chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
+    par_for(nt, (N + j.chunk - 1) / j.chunk, sgemv_slices, &j);
+    return 1;
 }
 
 void q4_decode_rows(const q4_weight *w, int64_t r0, int64_t nr, int64_t k0, int64_t n, float *dst,

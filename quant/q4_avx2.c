@@ -8,10 +8,12 @@
  * to once per call) and scales each block's partial dot product once; backward with T = 1 keeps
  * 64 columns of dX in registers over all rows. The GGUF read-only types (Q4_1, Q5_0, Q5_1, the
  * k-quants, IQ4_XS) share all of it through their own decoders (qk_avx2.h), which deliver 32
- * scaled values in order (scale 1, no permutation). Each output element is produced by one task in a
- * fixed order, so results are identical for any thread count. Helpers are static: this file is
+ * scaled values in order (scale 1, no permutation). Each output element is produced by one task in
+ * a fixed order, so results are identical for any thread count. Also the fp32-weight GEMV of decode
+ * (q4_sgemv_avx2: rows one after another, one stream from DRAM). Helpers are static: this file is
  * compiled with -mavx2 -mfma -mf16c and must not leak code into generic callers. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "q4.h"
@@ -339,6 +341,27 @@ static void fwd_gemv(const q4_weight *w, const float *bias, const float *X, int6
         permute_x(&c, X + t * in, in, in_pad, Xp + t * in_pad);
     avx2_job j = {.c = &c, .w = w, .bias = bias, .X = Xp, .Y = Y, .T = T, .in_pad = in_pad};
     par_for(nt, out, gemv_rows, &j);
+}
+
+/* ---- fp32 weights, T = 1 (q4.h q4_sgemv_avx2) ------------------------------------------------ */
+
+void q4_sgemv_avx2(int64_t N, int64_t K, const float *W, const float *x, float *y)
+{
+    const int64_t K32 = K / 32 * 32;
+    for (int64_t n = 0; n < N; n++) {
+        const float *r = W + n * K; /* [K] */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t k = 0; k < K32; k += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+        }
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (int64_t k = K32; k < K; k++)
+            s = fmaf(r[k], x[k], s);
+        y[n] = s;
+    }
 }
 
 /* ---- backward for T = 1: dX[64 columns] accumulated in registers over all rows ----------- */

@@ -14,6 +14,7 @@
  * afterwards; the reported sizes must cover every shorter call. The callers' one allocation of
  * work fails cleanly under RLIMIT_AS (LK_ERR_NOMEM naming the bytes), and the quantisers need none.
  */
+#include <float.h>
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -538,6 +539,69 @@ static void test_dispatch(void **state)
     printf("chosen kernel variant: %s (cpu: %s)\n", k->name, lk_cpu_features());
 }
 
+/* q4_sgemver of each variant: NULL for ref and neon (callers keep cblas_sgemv), else a GEMV
+ * within fp32 summation error of a double-precision product, tails (K % 32) included; q4_sgemv's
+ * result does not depend on the thread count (whole rows per thread). */
+static void test_sgemv(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"ref", "avx2", "avx512", "amx", "neon"};
+    static const int64_t Ks[] = {1, 7, 31, 32, 33, 100, 576};
+    const int64_t N = 37;
+    float *W = malloc((size_t)(N * 576) * sizeof *W), x[576], y[37];
+    assert_non_null(W);
+    for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
+        const q4_kernels *k = q4_kernels_named(names[v]);
+        if (!k) {
+            printf("SKIPPED sgemv %s: not compiled or not supported by this CPU\n", names[v]);
+            continue;
+        }
+        const q4_sgemv_fn fn = q4_sgemver(k);
+        if (!strcmp(names[v], "ref") || !strcmp(names[v], "neon")) {
+            assert_null(fn);
+            continue;
+        }
+        assert_non_null(fn);
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+            const int64_t K = Ks[ki];
+            g_rng = 7 + (uint64_t)K;
+            for (int64_t i = 0; i < N * K; i++)
+                W[i] = frand();
+            for (int64_t i = 0; i < K; i++)
+                x[i] = frand();
+            fn(N, K, W, x, y);
+            for (int64_t n = 0; n < N; n++) {
+                double e = 0, a = 0;
+                for (int64_t i = 0; i < K; i++) {
+                    e += (double)W[n * K + i] * x[i];
+                    a += fabs((double)W[n * K + i] * x[i]);
+                }
+                assert_true(fabs(y[n] - e) <= (double)(K + 2) * FLT_EPSILON * a + 1e-30);
+            }
+        }
+    }
+    free(W);
+    /* the dispatched one: 1 thread and 2 threads give the same bits */
+    const int64_t N2 = 600, K2 = 576;
+    float *W2 = malloc((size_t)(N2 * K2) * sizeof *W2), *y1 = malloc((size_t)N2 * sizeof *y1),
+          *y2 = malloc((size_t)N2 * sizeof *y2);
+    assert_true(W2 && y1 && y2);
+    g_rng = 99;
+    for (int64_t i = 0; i < N2 * K2; i++)
+        W2[i] = frand();
+    for (int64_t i = 0; i < K2; i++)
+        x[i] = frand();
+    const int ran = q4_sgemv(N2, K2, W2, x, y1, 1);
+    assert_int_equal(ran, q4_sgemver(q4_kernels_get()) != NULL);
+    if (ran) {
+        assert_int_equal(q4_sgemv(N2, K2, W2, x, y2, 2), 1);
+        assert_memory_equal(y1, y2, (size_t)N2 * sizeof *y1);
+    }
+    free(W2);
+    free(y1);
+    free(y2);
+}
+
 static void test_avx2(void **state)
 {
     (void)state;
@@ -745,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_ref_small_exact),
         cmocka_unit_test(test_linear_work_fenced),
+        cmocka_unit_test(test_sgemv),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_amx),

@@ -240,8 +240,9 @@ static void forward(const linear *L, const float *x, int64_t T, float *y, void *
             int8_forward(L, x, T, y, shared_part(L, tmp, T), kw, kn, n_threads, train);
         else
             q4_gemm_fwd(&L->qw, L->b, x, T, y, n_threads, kw, kn);
-    } else if (T == 1) { /* y[out] = W[out,in]·x[in] */
-        gemv_par(L->out, L->in, L->w, x, y, n_threads);
+    } else if (T == 1) { /* y[out] = W[out,in]·x[in]: q4_sgemv where it runs, else sgemv */
+        if (!q4_sgemv(L->out, L->in, L->w, x, y, n_threads))
+            gemv_par(L->out, L->in, L->w, x, y, n_threads);
     } else { /* y[T,out] = x[T,in]·W[out,in]ᵀ */
         gemm_par(0, 1, T, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out, n_threads);
     }
@@ -263,8 +264,8 @@ void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *
 /* ---- several layers on one input vector in one parallel region (decoding) ---- */
 
 /* Rows of L that thread t of nt computes: [*r0, *r0 + *n). An fp32 weight is cut as gemv_par
- * cuts it (the same sgemv calls, so the same bits); a quantised one alike (each row's result
- * never depends on the cut). */
+ * cuts it (where q4_sgemv declines: the same sgemv calls, so the same bits); q4_sgemv's and a
+ * quantised weight's rows never depend on the cut. */
 static void multi_rows(const linear *L, int t, int nt, int64_t *r0, int64_t *n)
 {
     gemv_par_rows(L->out, L->w ? L->in : INT32_MAX, nt, t, r0, n);
@@ -315,7 +316,8 @@ static void multi_task(void *ctx, int64_t t0, int64_t t1, int thread)
                 continue;
             float *y = j->ys[i] + r0;
             if (L->w) {
-                gemv_par(n, L->in, L->w + r0 * L->in, j->x, y, 1);
+                if (!q4_sgemv(n, L->in, L->w + r0 * L->in, j->x, y, 1))
+                    gemv_par(n, L->in, L->w + r0 * L->in, j->x, y, 1);
                 continue;
             }
             q4_weight v = L->qw;
