@@ -208,9 +208,10 @@ static void lora_forward(const lora_delta *d, const float *x, int64_t T, int64_t
 }
 
 /* What follows the base product y = x·Wᵀ (bias included by the fused kernels): the bias of an
- * fp32 weight, Hugging Face row order, the adapters. tmp: the start of the call's work. */
+ * fp32 weight, Hugging Face row order, the adapters. tmp: the start of the call's work; keep_u
+ * (NULL: none) receives the trained adapter's u [T, r] instead of tmp. */
 static void forward_rest(const linear *L, const float *x, int64_t T, float *y, float *tmp,
-                         uint64_t mask_key, int n_threads)
+                         float *keep_u, uint64_t mask_key, int n_threads)
 {
     if (L->b && L->w)
         for (int64_t t = 0; t < T; t++)
@@ -223,11 +224,12 @@ static void forward_rest(const linear *L, const float *x, int64_t T, float *y, f
     float *u = tmp, *wt = tmp + T * linear_max_rank(L), *xd = tmp + lora_floats(L, T);
     for (int i = 0; i < L->n_lora; i++)
         lora_forward(&L->lora[i], i == 0 ? lora_input(L, x, T, mask_key, xd) : x, T, L->in, L->out,
-                     y, u, wt, n_threads);
+                     y, i == 0 && keep_u ? keep_u : u, wt, n_threads);
 }
 
-/* linear_forward_train (train 1: two int8 terms where L->act2) and linear_forward (train 0). */
-static void forward(const linear *L, const float *x, int64_t T, float *y, void *work,
+/* linear_forward_train (train 1: two int8 terms where L->act2; keep_u as forward_rest's) and
+ * linear_forward (train 0). */
+static void forward(const linear *L, const float *x, int64_t T, float *y, float *keep_u, void *work,
                     size_t work_size, uint64_t mask_key, int n_threads, int train)
 {
     const int bwd = train && two_terms(L); /* the two terms' area: a backward's work */
@@ -246,19 +248,26 @@ static void forward(const linear *L, const float *x, int64_t T, float *y, void *
     } else { /* y[T,out] = x[T,in]·W[out,in]ᵀ */
         gemm_par(0, 1, T, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out, n_threads);
     }
-    forward_rest(L, x, T, y, tmp, mask_key, n_threads);
+    forward_rest(L, x, T, y, tmp, keep_u, mask_key, n_threads);
 }
 
 void linear_forward_train(const linear *L, const float *x, int64_t T, float *y, void *work,
                           size_t work_size, uint64_t mask_key, int n_threads)
 {
-    forward(L, x, T, y, work, work_size, mask_key, n_threads, 1);
+    forward(L, x, T, y, NULL, work, work_size, mask_key, n_threads, 1);
+}
+
+void linear_forward_train_keep(const linear *L, const float *x, int64_t T, float *y, float *u,
+                               void *work, size_t work_size, uint64_t mask_key, int n_threads)
+{
+    LK_ASSERT(L->train && L->n_lora > 0 && u);
+    forward(L, x, T, y, u, work, work_size, mask_key, n_threads, 1);
 }
 
 void linear_forward(const linear *L, const float *x, int64_t T, float *y, void *work,
                     size_t work_size, int n_threads)
 {
-    forward(L, x, T, y, work, work_size, 0, n_threads, 0);
+    forward(L, x, T, y, NULL, work, work_size, 0, n_threads, 0);
 }
 
 /* ---- several layers on one input vector in one parallel region (decoding) ---- */
@@ -349,21 +358,23 @@ void linear_forward_multi(const linear *const *Ls, int n, const float *x, int64_
                    .slot = multi_slot(Ls, n)};
     par_for(nt, nt, multi_task, &j);
     for (int i = 0; i < n; i++)
-        forward_rest(Ls[i], x, 1, ys[i], work, 0, n_threads);
+        forward_rest(Ls[i], x, 1, ys[i], work, NULL, 0, n_threads);
 }
 
-/* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). */
+/* Trained adapter: gradients of A and B, and its share of dx (through the dropout mask). kept:
+ * u = x_d·Aᵀ [T, r] as the training forward kept it (linear_forward_train_keep), or NULL. */
 static void lora_backward_train(const linear *L, const float *x, const float *dy, int64_t T,
-                                float *dx, float *tmp, uint64_t key, int nt)
+                                float *dx, float *tmp, const float *kept, uint64_t key, int nt)
 {
     const lora_delta *d = &L->lora[0];
     lora_train *tr = L->train;
     int64_t r = d->r, in = L->in, out = L->out;
     float *u = tmp, *wt = tmp + T * linear_max_rank(L), *xd = tmp + lora_floats(L, T);
     const float *xin = lora_input(L, x, T, key, xd);
-    /* u[T,r] = x_d·Aᵀ;  dB[out,r] += s·dyᵀ·u */
-    lora_mm(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0, u, r, wt, nt);
-    lora_mm(1, 0, out, r, T, d->scale, dy, out, u, r, 1, tr->dB, r, NULL, nt);
+    /* u[T,r] = x_d·Aᵀ (unless kept: the same call's bits);  dB[out,r] += s·dyᵀ·u */
+    if (!kept)
+        lora_mm(0, 1, T, r, in, 1.0f, xin, in, d->A, in, 0, u, r, wt, nt);
+    lora_mm(1, 0, out, r, T, d->scale, dy, out, kept ? kept : u, r, 1, tr->dB, r, NULL, nt);
     /* du[T,r] = s·dy·B (reusing u);  dA[r,in] += duᵀ·x_d */
     lora_mm(0, 0, T, r, out, d->scale, dy, out, d->B, r, 0, u, r, NULL, nt);
     lora_mm(1, 0, r, in, T, 1.0f, u, r, xin, in, 1, tr->dA, in, NULL, nt);
@@ -383,9 +394,11 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
 }
 
 /* linear_backward (set 0: dx +=) and linear_backward_set (set 1: dx =, the base product written
- * straight into dx, the adapters' terms added after it). */
+ * straight into dx, the adapters' terms added after it); u: the trained adapter's kept u, or
+ * NULL. */
 static void backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     void *work, size_t work_size, uint64_t mask_key, int n_threads, int set)
+                     const float *u, void *work, size_t work_size, uint64_t mask_key,
+                     int n_threads, int set)
 {
     LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 1));
     int64_t in = L->in, out = L->out;
@@ -416,7 +429,7 @@ static void backward(const linear *L, const float *x, const float *dy, int64_t T
     for (int i = 0; i < L->n_lora; i++) {
         const lora_delta *d = &L->lora[i];
         if (i == 0 && L->train) {
-            lora_backward_train(L, x, dy, T, dx, tmp, mask_key, n_threads);
+            lora_backward_train(L, x, dy, T, dx, tmp, u, mask_key, n_threads);
         } else if (dx) { /* frozen adapter: dx += s·(dy·B)·A */
             lora_mm(0, 0, T, d->r, out, d->scale, dy, out, d->B, d->r, 0, tmp, d->r, NULL,
                     n_threads);
@@ -428,14 +441,22 @@ static void backward(const linear *L, const float *x, const float *dy, int64_t T
 void linear_backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
                      void *work, size_t work_size, uint64_t mask_key, int n_threads)
 {
-    backward(L, x, dy, T, dx, work, work_size, mask_key, n_threads, 0);
+    backward(L, x, dy, T, dx, NULL, work, work_size, mask_key, n_threads, 0);
 }
 
 void linear_backward_set(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
                          void *work, size_t work_size, uint64_t mask_key, int n_threads)
 {
     LK_ASSERT(dx != NULL);
-    backward(L, x, dy, T, dx, work, work_size, mask_key, n_threads, 1);
+    backward(L, x, dy, T, dx, NULL, work, work_size, mask_key, n_threads, 1);
+}
+
+void linear_backward_kept(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                          const float *u, int set, void *work, size_t work_size, uint64_t mask_key,
+                          int n_threads)
+{
+    LK_ASSERT(L->train && L->n_lora > 0 && u && (dx || !set));
+    backward(L, x, dy, T, dx, u, work, work_size, mask_key, n_threads, set);
 }
 
 linear linear_rows(const linear *L, int64_t r0, int64_t n)

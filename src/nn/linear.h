@@ -93,6 +93,18 @@ void linear_backward(const linear *L, const float *x, const float *dy, int64_t T
 void linear_backward_set(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
                          void *work, size_t work_size, uint64_t mask_key, int n_threads);
 
+/* The training forward and backward of a layer with a trained adapter (L->train) that keep the
+ * adapter's u = x_d·Aᵀ [T, L->lora[0].r] between them: linear_forward_train_keep is
+ * linear_forward_train writing u into the caller's buffer; linear_backward_kept is
+ * linear_backward (set 0) or linear_backward_set (set 1) reading it there instead of recomputing
+ * it (one product and a transposition of A fewer), for the same x, mask_key and adapter values:
+ * the same bits as the pair without u. */
+void linear_forward_train_keep(const linear *L, const float *x, int64_t T, float *y, float *u,
+                               void *work, size_t work_size, uint64_t mask_key, int n_threads);
+void linear_backward_kept(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
+                          const float *u, int set, void *work, size_t work_size, uint64_t mask_key,
+                          int n_threads);
+
 /* Largest rank attached to L (0 without adapters). */
 int64_t linear_max_rank(const linear *L);
 

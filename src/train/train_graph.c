@@ -24,6 +24,9 @@ struct train_graph {
     float *lse, *D;                  /* [T, H] */
     float *xmid;                     /* [T, C] residual after attention */
     float *g, *u, *h, *dg, *du, *dh; /* [T, F] */
+    float *us;                       /* [T, ur] the trained adapters' u = x·Aᵀ of a layer's linears
+                                      * (kept by the forward for the backward: lora_us) */
+    int64_t ur;                      /* floats per token of us (lora_rank_sum at graph_create) */
     float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
     float *rope_cos, *rope_sin;      /* [T, hd/2] */
     float *attn_work;                /* attention_work_floats(T_max, .., n_threads, 1) */
@@ -33,8 +36,9 @@ struct train_graph {
     int64_t *lo;                     /* [T] first key of each query */
     float *hn;                       /* [T, C] final normed hidden */
     float *store;                    /* [keep-1] kept layers' activations (layers above first) */
-    float *shared[13];               /* the shared activation buffers (bind_acts' fields) */
+    float *shared[14];               /* the shared activation buffers (bind_acts' fields) */
     int64_t first;                   /* the lowest layer that keeps its activations */
+    int64_t kept;                    /* kept_per_token at graph_create */
     float *owned[40];                /* the buffers graph_create allocated */
     int n_owned;
     int n_threads;
@@ -45,14 +49,36 @@ struct train_graph {
     layer_weights lw; /* that layer's weights with those copies */
 };
 
+/* The rank of L's trained adapter (0: none). */
+static int64_t trained_rank(const linear *L)
+{
+    return L->train && L->n_lora > 0 ? L->lora[0].r : 0;
+}
+
+/* Floats per token of the trained adapters' u of one layer's seven linears: the largest sum over
+ * the layers (0 without trained adapters). */
+static int64_t lora_rank_sum(const lk_model *m)
+{
+    int64_t most = 0;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        int64_t n = 0;
+        for (int i = 0; i < 7; i++)
+            n += trained_rank(layer_linear(&m->layers[l], i));
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
 /* Floats per token of what a kept layer stores for its backward (the fields layer_forward fills
  * and layer_backward reads, but xn1, xn2 and h: layer_backward recomputes those, cheaply and to
  * the same bits, from the layer's input, xmid, g and u): xmid [C]; rstd1, rstd2; q, att [qd];
- * k, v [kvd]; lse [H]; g, u [F]. */
-static int64_t kept_per_token(const struct lk_model_config *c)
+ * k, v [kvd]; lse [H]; g, u [F]; the adapters' u (lora_rank_sum). */
+static int64_t kept_per_token(const lk_model *m)
 {
+    const struct lk_model_config *c = &m->cfg;
     int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    return c->hidden_size + 2 + 2 * qd + 2 * kvd + c->n_heads + 2 * c->intermediate_size;
+    return c->hidden_size + 2 + 2 * qd + 2 * kvd + c->n_heads + 2 * c->intermediate_size +
+           lora_rank_sum(m);
 }
 
 /* Point the activation fields at layer l's: the shared buffers for the layers up to g->first
@@ -60,8 +86,8 @@ static int64_t kept_per_token(const struct lk_model_config *c)
  * slice of the store (xn1, xn2 and h always in the shared buffers). */
 static void bind_acts(train_graph *g, int64_t l)
 {
-    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
-                   &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
+    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q,  &g->att,
+                   &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h, &g->us};
     const int nf = (int)(sizeof f / sizeof *f);
     LK_ASSERT(nf == (int)(sizeof g->shared / sizeof *g->shared));
     for (int i = 0; i < nf; i++)
@@ -71,8 +97,8 @@ static void bind_acts(train_graph *g, int64_t l)
     const struct lk_model_config *c = &g->m->cfg;
     int64_t T = g->T_max, C = c->hidden_size, F = c->intermediate_size;
     int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    float *p = g->store + (l - g->first - 1) * T * kept_per_token(c);
-    int64_t n[] = {0, 0, C, 1, 1, qd, qd, kvd, kvd, c->n_heads, F, F, 0}; /* 0: shared */
+    float *p = g->store + (l - g->first - 1) * T * g->kept;
+    int64_t n[] = {0, 0, C, 1, 1, qd, qd, kvd, kvd, c->n_heads, F, F, 0, g->ur}; /* 0: shared */
     for (int i = 0; i < nf; i++)
         if (n[i] > 0) {
             *f[i] = p;
@@ -128,12 +154,13 @@ static int buffer_sizes(const lk_model *m, int64_t T, int64_t *sz)
     sz[n++] = lin_tmp_floats(m, T);                /* lin_tmp */
     sz[n++] = ce_scratch_floats(&m->lm_head, nt);  /* ce */
     sz[n++] = T * C;                               /* hn */
+    sz[n++] = T * lora_rank_sum(m);                /* us */
     return n;
 }
 
 int64_t graph_layer_bytes(const lk_model *m, int64_t T_max)
 {
-    return T_max * kept_per_token(&m->cfg) * 4;
+    return T_max * kept_per_token(m) * 4;
 }
 
 int64_t graph_bytes(const lk_model *m, int64_t T_max, int64_t keep)
@@ -159,7 +186,7 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_gra
                       &g->dk,      &g->dv,  &g->lse,  &g->D,        &g->xmid,     &g->g,
                       &g->u,       &g->h,   &g->dg,   &g->du,       &g->dh,       &g->dx,
                       &g->dxmid,   &g->dxn, &g->tmpc, &g->rope_cos, &g->rope_sin, &g->attn_work,
-                      &g->lin_tmp, &g->ce,  &g->hn};
+                      &g->lin_tmp, &g->ce,  &g->hn,   &g->us};
     int64_t sz[40];
     int n = buffer_sizes(m, T_max, sz);
     LK_ASSERT(n == (int)(sizeof bufs / sizeof *bufs));
@@ -170,11 +197,13 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_gra
         ok = ok && *bufs[i];
     }
 
-    float **acts[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
-                      &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h};
+    float **acts[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q,  &g->att,
+                      &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h, &g->us};
     for (int i = 0; i < (int)(sizeof acts / sizeof *acts); i++)
         g->shared[i] = *acts[i];
     g->lin_tmp_bytes = (size_t)lin_tmp_floats(m, T_max) * sizeof(float);
+    g->ur = lora_rank_sum(m);
+    g->kept = kept_per_token(m);
     g->lo = malloc((size_t)T_max * sizeof *g->lo);
     keep = kept(m, keep);
     g->first = m->cfg.n_layers - keep;
@@ -307,31 +336,67 @@ static uint64_t mask_key(const train_batch *b, const linear *L)
     return rng_hash(b->seed ^ RNG_DROPOUT, b->row * 131 + (uint64_t)L->train->index) | 1;
 }
 
-/* y[T, out] = L(x) for batch b (its dropout masks). */
-static void lin_forward(const train_graph *g, const train_batch *b, const linear *L, const float *x,
-                        float *y)
+/* Where the training forward of L, linear i of layer weights w, keeps its trained adapter's u
+ * [T, r] for the backward: its place in g->us (bound to the layer), after those of linears 0..i-1;
+ * NULL when it keeps none (an inference forward, no trained adapter, or adapters attached after
+ * graph_create that need more than g->ur). The forward and the backward of a batch ask the same. */
+static float *lora_us(const train_graph *g, const train_batch *b, const layer_weights *w, int i)
 {
+    int64_t off = 0, all = 0;
+    for (int j = 0; j < 7; j++) {
+        int64_t r = trained_rank(layer_linear((layer_weights *)w, j));
+        off += j < i ? r : 0;
+        all += r;
+    }
+    if (b->infer || all > g->ur || trained_rank(layer_linear((layer_weights *)w, i)) == 0)
+        return NULL;
+    return g->us + b->T * off;
+}
+
+/* y[T, out] = L(x) for batch b (its dropout masks); L is linear i of w. */
+static void lin_forward(const train_graph *g, const train_batch *b, const layer_weights *w, int i,
+                        const float *x, float *y)
+{
+    const linear *L = layer_linear((layer_weights *)w, i);
+    float *u = lora_us(g, b, w, i);
     if (b->infer)
         linear_forward(L, x, b->T, y, g->lin_tmp, g->lin_tmp_bytes, g->n_threads);
+    else if (u)
+        linear_forward_train_keep(L, x, b->T, y, u, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
+                                  g->n_threads);
     else
         linear_forward_train(L, x, b->T, y, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
                              g->n_threads);
 }
 
-/* dx[T, in] += dy·∂L/∂x (dx may be NULL) and the trained adapter's gradients, for batch b. */
-static void lin_backward(const train_graph *g, const train_batch *b, const linear *L,
-                         const float *x, const float *dy, float *dx)
+/* dx[T, in] += dy·∂L/∂x (dx may be NULL; set: dx = that, the first gradient into dx, no zeroing,
+ * no sum) and the trained adapter's gradients, for batch b; L is linear i of w. */
+static void lin_backward_to(const train_graph *g, const train_batch *b, const layer_weights *w,
+                            int i, const float *x, const float *dy, float *dx, int set)
 {
-    linear_backward(L, x, dy, b->T, dx, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
-                    g->n_threads);
+    const linear *L = layer_linear((layer_weights *)w, i);
+    const float *u = lora_us(g, b, w, i);
+    if (u)
+        linear_backward_kept(L, x, dy, b->T, dx, u, set, g->lin_tmp, g->lin_tmp_bytes,
+                             mask_key(b, L), g->n_threads);
+    else if (set)
+        linear_backward_set(L, x, dy, b->T, dx, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
+                            g->n_threads);
+    else
+        linear_backward(L, x, dy, b->T, dx, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
+                        g->n_threads);
 }
 
-/* The same with dx = dy·∂L/∂x: the first gradient into dx (no zeroing, no sum). */
-static void lin_backward_set(const train_graph *g, const train_batch *b, const linear *L,
-                             const float *x, const float *dy, float *dx)
+static void lin_backward(const train_graph *g, const train_batch *b, const layer_weights *w, int i,
+                         const float *x, const float *dy, float *dx)
 {
-    linear_backward_set(L, x, dy, b->T, dx, g->lin_tmp, g->lin_tmp_bytes, mask_key(b, L),
-                        g->n_threads);
+    lin_backward_to(g, b, w, i, x, dy, dx, 0);
+}
+
+static void lin_backward_set(const train_graph *g, const train_batch *b, const layer_weights *w,
+                             int i, const float *x, const float *dy, float *dx)
+{
+    lin_backward_to(g, b, w, i, x, dy, dx, 1);
 }
 
 /* Layer l forward: x_out[T,C] from x_in[T,C], keeping what the backward needs. */
@@ -344,20 +409,20 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     int64_t T = b->T, C = c->hidden_size, hd = c->head_dim, F = c->intermediate_size;
     float eps = (float)c->rms_norm_eps;
     rms_fwd_par(g->n_threads, g->xn1, g->rstd1, x_in, w->attn_norm, T, C, eps);
-    lin_forward(g, b, &w->q, g->xn1, g->q);
-    lin_forward(g, b, &w->k, g->xn1, g->k);
-    lin_forward(g, b, &w->v, g->xn1, g->v);
+    lin_forward(g, b, w, 0, g->xn1, g->q);
+    lin_forward(g, b, w, 1, g->xn1, g->k);
+    lin_forward(g, b, w, 2, g->xn1, g->v);
     rope_forward(g->q, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
     rope_forward(g->k, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->attn_work, g->n_threads);
-    lin_forward(g, b, &w->o, g->att, g->tmpc);
+    lin_forward(g, b, w, 3, g->att, g->tmpc);
     sum_par(g->n_threads, g->xmid, x_in, g->tmpc, T * C);
     rms_fwd_par(g->n_threads, g->xn2, g->rstd2, g->xmid, w->ffn_norm, T, C, eps);
-    lin_forward(g, b, &w->gate, g->xn2, g->g);
-    lin_forward(g, b, &w->up, g->xn2, g->u);
+    lin_forward(g, b, w, 4, g->xn2, g->g);
+    lin_forward(g, b, w, 5, g->xn2, g->u);
     swiglu_fwd_par(g->n_threads, g->h, g->g, g->u, T * F);
-    lin_forward(g, b, &w->down, g->h, g->tmpc);
+    lin_forward(g, b, w, 6, g->h, g->tmpc);
     sum_par(g->n_threads, x_out, g->xmid, g->tmpc, T * C);
 }
 
@@ -390,14 +455,14 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
         swiglu_fwd_par(g->n_threads, g->h, g->g, g->u, T * F);
     }
     /* MLP: x_out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = rmsnorm(xmid) */
-    lin_backward_set(g, b, &w->down, g->h, g->dx, g->dh);
+    lin_backward_set(g, b, w, 6, g->h, g->dx, g->dh);
     swiglu_bwd_par(g->n_threads, g->dg, g->du, g->dh, g->g, g->u, T * F);
-    lin_backward_set(g, b, &w->gate, g->xn2, g->dg, g->dxn);
-    lin_backward(g, b, &w->up, g->xn2, g->du, g->dxn);
+    lin_backward_set(g, b, w, 4, g->xn2, g->dg, g->dxn);
+    lin_backward(g, b, w, 5, g->xn2, g->du, g->dxn);
     memcpy(g->dxmid, g->dx, (size_t)(T * C) * sizeof(float));
     rms_bwd_par(g->n_threads, g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
     /* attention: xmid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x_in) */
-    lin_backward_set(g, b, &w->o, g->att, g->dxmid, g->datt);
+    lin_backward_set(g, b, w, 3, g->att, g->dxmid, g->datt);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_backward(g->dq, g->dk, g->dv, g->D, g->datt, g->q, g->k, g->v, g->att, g->lse, &as,
                        g->attn_work, g->n_threads);
@@ -405,11 +470,11 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     rope_backward(g->dk, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
     float *dxn = need_dx ? g->dxn : NULL;
     if (dxn)
-        lin_backward_set(g, b, &w->q, g->xn1, g->dq, dxn);
+        lin_backward_set(g, b, w, 0, g->xn1, g->dq, dxn);
     else
-        lin_backward(g, b, &w->q, g->xn1, g->dq, NULL);
-    lin_backward(g, b, &w->k, g->xn1, g->dk, dxn);
-    lin_backward(g, b, &w->v, g->xn1, g->dv, dxn);
+        lin_backward(g, b, w, 0, g->xn1, g->dq, NULL);
+    lin_backward(g, b, w, 1, g->xn1, g->dk, dxn);
+    lin_backward(g, b, w, 2, g->xn1, g->dv, dxn);
     if (!need_dx)
         return;
     memcpy(g->dx, g->dxmid, (size_t)(T * C) * sizeof(float));
