@@ -694,6 +694,65 @@ static void test_linear_work_fenced(void **state)
     wcase_free(&c);
 }
 
+/* The same layer with u = x_d·Aᵀ kept from the forward (linear_forward_train_keep, into a buffer
+ * of NaNs) for the backward (linear_backward_kept, adding into dx and setting it): y, dx, dA and
+ * dB with the bits of the pair that recomputes u, whatever the thread count. */
+static void test_linear_keep_u(void **state)
+{
+    (void)state;
+    enum { OUT = 70, IN = 100, R = 3, T = 9 };
+    g_rng = 29;
+    wcase c;
+    wcase_make(&c, LK_QTYPE_Q4_0, 64, OUT, IN);
+    float A[2][R * IN], B[2][OUT * R], dA[2][R * IN] = {{0}}, dB[2][OUT * R] = {{0}};
+    for (int i = 0; i < R * IN; i++)
+        A[0][i] = frand(), A[1][i] = frand();
+    for (int i = 0; i < OUT * R; i++)
+        B[0][i] = frand(), B[1][i] = frand();
+    lora_train tr[2] = {{.dA = dA[0], .dB = dB[0], .dropout = 0.1f},
+                        {.dA = dA[1], .dB = dB[1], .dropout = 0.1f}};
+    linear L[2];
+    for (int v = 0; v < 2; v++) /* v = 0: u recomputed; v = 1: u kept */
+        L[v] = (linear){.name = "l",
+                        .qw = c.w,
+                        .in = IN,
+                        .out = OUT,
+                        .n_lora = 2,
+                        .lora = {{A[0], B[0], R, 0.5f}, {A[1], B[1], R, 0.25f}},
+                        .train = &tr[v]};
+    float X[T * IN], dY[T * OUT], Y[2][T * OUT], dX[2][T * IN], U[T * R];
+    for (int i = 0; i < T * IN; i++)
+        X[i] = frand();
+    for (int i = 0; i < T * OUT; i++)
+        dY[i] = frand();
+    for (int nt = 1; nt <= 2; nt++)
+        for (int set = 0; set < 2; set++)
+            for (uint64_t key = 0; key < 2; key++) { /* 0: no dropout */
+                size_t n = linear_work_bytes(&L[0], T, nt, 1);
+                void *w = lk_aligned_alloc(n);
+                assert_non_null(w);
+                for (int i = 0; i < T * R; i++)
+                    U[i] = NAN;
+                for (int i = 0; i < T * IN; i++)
+                    dX[0][i] = dX[1][i] = set ? NAN : (float)i;
+                linear_forward_train(&L[0], X, T, Y[0], w, n, key, nt);
+                linear_forward_train_keep(&L[1], X, T, Y[1], U, w, n, key, nt);
+                if (set)
+                    linear_backward_set(&L[0], X, dY, T, dX[0], w, n, key, nt);
+                else
+                    linear_backward(&L[0], X, dY, T, dX[0], w, n, key, nt);
+                linear_backward_kept(&L[1], X, dY, T, dX[1], U, set, w, n, key, nt);
+                assert_memory_equal(Y[0], Y[1], sizeof Y[0]);
+                assert_memory_equal(dX[0], dX[1], sizeof dX[0]);
+                free(w);
+            }
+    assert_memory_equal(dA[0], dA[1], sizeof dA[0]);
+    assert_memory_equal(dB[0], dB[1], sizeof dB[0]);
+    for (int i = 0; i < R * IN; i++)
+        assert_false(isnan(dA[1][i]));
+    wcase_free(&c);
+}
+
 /* ---- the callers' one allocation, under RLIMIT_AS ---------------------------------------- */
 
 static size_t vm_bytes(void) /* this process's address space now */
@@ -809,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_ref_small_exact),
         cmocka_unit_test(test_linear_work_fenced),
+        cmocka_unit_test(test_linear_keep_u),
         cmocka_unit_test(test_sgemv),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
