@@ -178,6 +178,31 @@ static void pack_heads(int nt, float *dst, const float *src, int64_t heads, int6
         par_for(nt, nb, pack_blocks, &p);
 }
 
+/* Two packs of the same shape (the backward's K and V) in one loop: items [0, nb) the first's
+ * blocks, [nb, 2·nb) the second's. */
+static void pack_blocks2(void *ctx, int64_t i0, int64_t i1, int thread)
+{
+    const attn_pack *p = ctx;
+    int64_t nb = p[0].ld / p[0].hd * (p[0].ldt / ATTN_BK); /* heads × blocks of one pack */
+    if (i0 < nb)
+        pack_blocks((void *)&p[0], i0, i1 < nb ? i1 : nb, thread);
+    if (i1 > nb)
+        pack_blocks((void *)&p[1], (i0 > nb ? i0 : nb) - nb, i1 - nb, thread);
+}
+
+/* pack_heads of src1 into dst1 and of src2 into dst2 (the same shape), on the team once their
+ * sum is worth it. */
+static void pack_heads2(int nt, float *dst1, const float *src1, float *dst2, const float *src2,
+                        int64_t heads, int64_t hd, int64_t n, int64_t ldt)
+{
+    attn_pack p[2] = {{dst1, src1, heads * hd, hd, n, ldt}, {dst2, src2, heads * hd, hd, n, ldt}};
+    int64_t nb = heads * (ldt / ATTN_BK);
+    if (2 * heads * hd * ldt < PACK_PAR_MIN)
+        pack_blocks2(p, 0, 2 * nb, 0);
+    else
+        par_for(nt, 2 * nb, pack_blocks2, p);
+}
+
 /* The variant after quant's dispatch (and LK_KERNELS): AVX-512 where the matrix kernels use
  * AVX-512 or AMX, AVX2 where they use AVX2, else the portable one. */
 static const attn_kernels *attn_pick(void)
@@ -360,8 +385,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
                    .a = a,
                    .ldt = ldt};
     attn_run(nt, &x, K->bwd_d, nqb, H, 0, tiles, NULL);
-    pack_heads(nt, work, k, KVH, hd, T, ldt); /* K and V transposed */
-    pack_heads(nt, work + KVH * hd * ldt, v, KVH, hd, T, ldt);
+    pack_heads2(nt, work, k, work + KVH * hd * ldt, v, KVH, hd, T, ldt); /* K and V transposed */
     x.kt = work;
     x.vt = work + KVH * hd * ldt;
     attn_deps deps = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};

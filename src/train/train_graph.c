@@ -326,6 +326,40 @@ static void rms_bwd_par(int nt, float *dx, const float *dout, const float *x, co
     par_run(nt, &j, T);
 }
 
+/* RoPE of the queries q [T, nq·hd] and keys k [T, nk·hd] in one parallel loop over ranges of
+ * rows (rope_forward / rope_backward on each range: a row's bits do not depend on the split). */
+typedef struct {
+    float *q, *k;
+    const float *cs, *sn; /* [T, hd/2] */
+    int64_t nq, nk, hd;
+    int backward;
+} rope_job;
+
+static void rope_rows(void *ctx, int64_t t0, int64_t t1, int thread)
+{
+    (void)thread;
+    const rope_job *j = ctx;
+    const int64_t half = j->hd / 2, n = t1 - t0;
+    const float *cs = j->cs + t0 * half, *sn = j->sn + t0 * half;
+    float *q = j->q + t0 * j->nq * j->hd, *k = j->k + t0 * j->nk * j->hd;
+    if (j->backward) {
+        rope_backward(q, cs, sn, n, j->nq, j->hd);
+        rope_backward(k, cs, sn, n, j->nk, j->hd);
+    } else {
+        rope_forward(q, cs, sn, n, j->nq, j->hd);
+        rope_forward(k, cs, sn, n, j->nk, j->hd);
+    }
+}
+
+static void rope_par(const train_graph *g, float *q, float *k, int64_t T, int backward)
+{
+    const struct lk_model_config *c = &g->m->cfg;
+    rope_job j = {.q = q, .k = k, .cs = g->rope_cos, .sn = g->rope_sin, .nq = c->n_heads,
+                  .nk = c->n_kv_heads, .hd = c->head_dim, .backward = backward};
+    int64_t rows = (PAR_MIN + (j.nq + j.nk) * j.hd - 1) / ((j.nq + j.nk) * j.hd);
+    par_for(T < rows ? 1 : g->n_threads, T, rope_rows, &j);
+}
+
 /* The dropout mask key of L's trained adapter for batch b: a stateless hash of (seed, row,
  * adapter), never 0, so a forward recomputed under activation checkpointing and a resumed run draw
  * the same masks. 0 (no dropout) when b asks for none or L trains no adapter with dropout. */
@@ -412,8 +446,7 @@ static void layer_forward(train_graph *g, const train_batch *b, int64_t l, const
     lin_forward(g, b, w, 0, g->xn1, g->q);
     lin_forward(g, b, w, 1, g->xn1, g->k);
     lin_forward(g, b, w, 2, g->xn1, g->v);
-    rope_forward(g->q, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
-    rope_forward(g->k, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
+    rope_par(g, g->q, g->k, T, 0);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_forward(g->att, g->lse, g->q, g->k, g->v, &as, g->attn_work, g->n_threads);
     lin_forward(g, b, w, 3, g->att, g->tmpc);
@@ -466,8 +499,7 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
     attention_backward(g->dq, g->dk, g->dv, g->D, g->datt, g->q, g->k, g->v, g->att, g->lse, &as,
                        g->attn_work, g->n_threads);
-    rope_backward(g->dq, g->rope_cos, g->rope_sin, T, c->n_heads, hd);
-    rope_backward(g->dk, g->rope_cos, g->rope_sin, T, c->n_kv_heads, hd);
+    rope_par(g, g->dq, g->dk, T, 1);
     float *dxn = need_dx ? g->dxn : NULL;
     if (dxn)
         lin_backward_set(g, b, w, 0, g->xn1, g->dq, dxn);
