@@ -254,7 +254,7 @@ typedef enum { OP_SWIGLU_FWD, OP_SWIGLU_BWD, OP_RMS_FWD, OP_RMS_BWD, OP_ADD } pa
 typedef struct {
     par_op op;
     float *o1, *o2;            /* outputs */
-    const float *i1, *i2, *i3; /* inputs */
+    const float *i1, *i2, *i3; /* inputs (RMSNorm backward: i3 the rows o1 starts from, or NULL) */
     const float *w;            /* RMSNorm weight [C] */
     float *rstd;               /* RMSNorm: [T] (forward: may be NULL) */
     int64_t n, C;              /* elements (element-wise) or row length (rows) */
@@ -277,6 +277,8 @@ static void par_ranges(void *ctx, int64_t r0, int64_t r1, int thread)
                         r1 - r0, C, j->eps);
         break;
     case OP_RMS_BWD:
+        if (j->i3) /* o1 = i3, then += (the copy and the sum of the serial code, by rows) */
+            memcpy(j->o1 + r0 * C, j->i3 + r0 * C, (size_t)((r1 - r0) * C) * sizeof(float));
         rmsnorm_backward(j->o1 + r0 * C, j->i1 + r0 * C, j->i2 + r0 * C, j->w, j->rstd + r0,
                          r1 - r0, C);
         break;
@@ -319,10 +321,12 @@ static void rms_fwd_par(int nt, float *out, float *rstd, const float *x, const f
     par_run(nt, &j, T);
 }
 
-static void rms_bwd_par(int nt, float *dx, const float *dout, const float *x, const float *w,
-                        float *rstd, int64_t T, int64_t C)
+/* dx[T, C] = from + ∂/∂x of Σ dout·rmsnorm(x) (from NULL: dx += that). */
+static void rms_bwd_par(int nt, float *dx, const float *from, const float *dout, const float *x,
+                        const float *w, float *rstd, int64_t T, int64_t C)
 {
-    par_job j = {.op = OP_RMS_BWD, .o1 = dx, .i1 = dout, .i2 = x, .w = w, .rstd = rstd, .C = C};
+    par_job j = {.op = OP_RMS_BWD, .o1 = dx, .i1 = dout, .i2 = x, .i3 = from, .w = w, .rstd = rstd,
+                 .C = C};
     par_run(nt, &j, T);
 }
 
@@ -492,8 +496,7 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     swiglu_bwd_par(g->n_threads, g->dg, g->du, g->dh, g->g, g->u, T * F);
     lin_backward_set(g, b, w, 4, g->xn2, g->dg, g->dxn);
     lin_backward(g, b, w, 5, g->xn2, g->du, g->dxn);
-    memcpy(g->dxmid, g->dx, (size_t)(T * C) * sizeof(float));
-    rms_bwd_par(g->n_threads, g->dxmid, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
+    rms_bwd_par(g->n_threads, g->dxmid, g->dx, g->dxn, g->xmid, w->ffn_norm, g->rstd2, T, C);
     /* attention: xmid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x_in) */
     lin_backward_set(g, b, w, 3, g->att, g->dxmid, g->datt);
     attn_shape as = {.T = T, .H = c->n_heads, .KVH = c->n_kv_heads, .hd = hd, .lo = g->lo};
@@ -509,8 +512,7 @@ static void layer_backward(train_graph *g, const train_batch *b, int64_t l, cons
     lin_backward(g, b, w, 2, g->xn1, g->dv, dxn);
     if (!need_dx)
         return;
-    memcpy(g->dx, g->dxmid, (size_t)(T * C) * sizeof(float));
-    rms_bwd_par(g->n_threads, g->dx, g->dxn, x_in, w->attn_norm, g->rstd1, T, C);
+    rms_bwd_par(g->n_threads, g->dx, g->dxmid, g->dxn, x_in, w->attn_norm, g->rstd1, T, C);
 }
 
 /* lo[t]: the first token of t's example (t − pos[t]), or the sliding window's start. */
@@ -565,7 +567,8 @@ static lk_status forward_layers(train_graph *g, const train_batch *b)
     model_embed(m, b->tokens, T, g->xs);
     for (int64_t l = 0; l < L; l++)
         layer_forward(g, b, l, g->xs + l * T * C, g->xs + (l + 1) * T * C);
-    rmsnorm_forward(g->hn, g->rstd_f, g->xs + L * T * C, m->norm, T, C, (float)c->rms_norm_eps);
+    rms_fwd_par(g->n_threads, g->hn, g->rstd_f, g->xs + L * T * C, m->norm, T, C,
+                (float)c->rms_norm_eps);
     return LK_OK;
 }
 
@@ -633,7 +636,7 @@ lk_status graph_run(train_graph *g, const train_batch *b, const loss_config *los
         return LK_OK;
     float *xf = g->xs + L * T * C; /* final residual */
     memset(g->dx, 0, (size_t)(T * C) * sizeof(float));
-    rmsnorm_backward(g->dx, g->tmpc, xf, m->norm, g->rstd_f, T, C);
+    rms_bwd_par(g->n_threads, g->dx, NULL, g->tmpc, xf, m->norm, g->rstd_f, T, C);
     for (int64_t l = L - 1; l >= 0; l--) {
         /* below the lowest kept layer, recompute the layer's activations from its saved input
          * (the kept layers' are still in place); then go back through it */
