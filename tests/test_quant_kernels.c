@@ -635,33 +635,49 @@ static void test_threads_chosen(void **state)
 
 /* ---- linear layers over the kernels ---------------------------------------------------------- */
 
+/* Two copies L[0], L[1] of a quantised layer (c.w) with a trained LoRA adapter (dropout 0.1) and
+ * a frozen one, each training into its own gradients dA[v], dB[v] (zeroed). */
+enum { LT_OUT = 70, LT_IN = 100, LT_R = 3 };
+typedef struct {
+    wcase c;
+    float A[2][LT_R * LT_IN], B[2][LT_OUT * LT_R], dA[2][LT_R * LT_IN], dB[2][LT_OUT * LT_R];
+    lora_train tr[2];
+    linear L[2];
+} lora_twins;
+
+static void twins_make(lora_twins *t, int qtype)
+{
+    memset(t, 0, sizeof *t);
+    wcase_make(&t->c, qtype, 64, LT_OUT, LT_IN);
+    for (int i = 0; i < LT_R * LT_IN; i++)
+        t->A[0][i] = frand(), t->A[1][i] = frand();
+    for (int i = 0; i < LT_OUT * LT_R; i++)
+        t->B[0][i] = frand(), t->B[1][i] = frand();
+    for (int v = 0; v < 2; v++) {
+        t->tr[v] = (lora_train){.dA = t->dA[v], .dB = t->dB[v], .dropout = 0.1f};
+        t->L[v] = (linear){.name = "l",
+                           .qw = t->c.w,
+                           .in = LT_IN,
+                           .out = LT_OUT,
+                           .n_lora = 2,
+                           .lora = {{t->A[0], t->B[0], LT_R, 0.5f}, {t->A[1], t->B[1], LT_R, 0.25f}},
+                           .train = &t->tr[v]};
+    }
+}
+
 /* A quantised layer with a trained LoRA adapter (dropout on) and a frozen one: forward and
  * backward in exactly linear_work_bytes for their T (fenced), against the same calls in one
  * buffer planned for the longest T: the same bits. */
 static void test_linear_work_fenced(void **state)
 {
     (void)state;
-    enum { OUT = 70, IN = 100, R = 3, TMAX = 40 };
+    enum { OUT = LT_OUT, IN = LT_IN, TMAX = 40 };
     g_rng = 23;
-    wcase c;
-    wcase_make(&c, LK_QTYPE_NF4, 64, OUT, IN);
-    float A[2][R * IN], B[2][OUT * R], dA[2][R * IN] = {{0}}, dB[2][OUT * R] = {{0}};
-    for (int i = 0; i < R * IN; i++)
-        A[0][i] = frand(), A[1][i] = frand();
-    for (int i = 0; i < OUT * R; i++)
-        B[0][i] = frand(), B[1][i] = frand();
-    lora_train tr[2] = {{.dA = dA[0], .dB = dB[0], .dropout = 0.1f},
-                        {.dA = dA[1], .dB = dB[1], .dropout = 0.1f}};
+    static lora_twins tw; /* L[0]: fenced exact work; L[1]: the planned buffer */
+    twins_make(&tw, LK_QTYPE_NF4);
     const uint64_t key = 7; /* the dropout mask of both calls */
-    linear L[2];
-    for (int v = 0; v < 2; v++) /* v = 0: fenced exact work; v = 1: the planned buffer */
-        L[v] = (linear){.name = "l",
-                        .qw = c.w,
-                        .in = IN,
-                        .out = OUT,
-                        .n_lora = 2,
-                        .lora = {{A[0], B[0], R, 0.5f}, {A[1], B[1], R, 0.25f}},
-                        .train = &tr[v]};
+    linear *L = tw.L;
+    wcase c = tw.c;
     float X[TMAX * IN], dY[TMAX * OUT], Y[2][TMAX * OUT], dX[2][TMAX * IN];
     for (int i = 0; i < TMAX * IN; i++)
         X[i] = frand();
@@ -689,8 +705,8 @@ static void test_linear_work_fenced(void **state)
         }
         free(big);
     }
-    assert_memory_equal(dA[0], dA[1], sizeof dA[0]);
-    assert_memory_equal(dB[0], dB[1], sizeof dB[0]);
+    assert_memory_equal(tw.dA[0], tw.dA[1], sizeof tw.dA[0]);
+    assert_memory_equal(tw.dB[0], tw.dB[1], sizeof tw.dB[0]);
     wcase_free(&c);
 }
 
@@ -700,26 +716,11 @@ static void test_linear_work_fenced(void **state)
 static void test_linear_keep_u(void **state)
 {
     (void)state;
-    enum { OUT = 70, IN = 100, R = 3, T = 9 };
+    enum { OUT = LT_OUT, IN = LT_IN, R = LT_R, T = 9 };
     g_rng = 29;
-    wcase c;
-    wcase_make(&c, LK_QTYPE_Q4_0, 64, OUT, IN);
-    float A[2][R * IN], B[2][OUT * R], dA[2][R * IN] = {{0}}, dB[2][OUT * R] = {{0}};
-    for (int i = 0; i < R * IN; i++)
-        A[0][i] = frand(), A[1][i] = frand();
-    for (int i = 0; i < OUT * R; i++)
-        B[0][i] = frand(), B[1][i] = frand();
-    lora_train tr[2] = {{.dA = dA[0], .dB = dB[0], .dropout = 0.1f},
-                        {.dA = dA[1], .dB = dB[1], .dropout = 0.1f}};
-    linear L[2];
-    for (int v = 0; v < 2; v++) /* v = 0: u recomputed; v = 1: u kept */
-        L[v] = (linear){.name = "l",
-                        .qw = c.w,
-                        .in = IN,
-                        .out = OUT,
-                        .n_lora = 2,
-                        .lora = {{A[0], B[0], R, 0.5f}, {A[1], B[1], R, 0.25f}},
-                        .train = &tr[v]};
+    static lora_twins tw; /* L[0]: u recomputed; L[1]: u kept */
+    twins_make(&tw, LK_QTYPE_Q4_0);
+    linear *L = tw.L;
     float X[T * IN], dY[T * OUT], Y[2][T * OUT], dX[2][T * IN], U[T * R];
     for (int i = 0; i < T * IN; i++)
         X[i] = frand();
@@ -746,11 +747,11 @@ static void test_linear_keep_u(void **state)
                 assert_memory_equal(dX[0], dX[1], sizeof dX[0]);
                 free(w);
             }
-    assert_memory_equal(dA[0], dA[1], sizeof dA[0]);
-    assert_memory_equal(dB[0], dB[1], sizeof dB[0]);
+    assert_memory_equal(tw.dA[0], tw.dA[1], sizeof tw.dA[0]);
+    assert_memory_equal(tw.dB[0], tw.dB[1], sizeof tw.dB[0]);
     for (int i = 0; i < R * IN; i++)
-        assert_false(isnan(dA[1][i]));
-    wcase_free(&c);
+        assert_false(isnan(tw.dA[1][i]));
+    wcase_free(&tw.c);
 }
 
 /* ---- the callers' one allocation, under RLIMIT_AS ---------------------------------------- */
