@@ -655,13 +655,14 @@ static void twins_make(lora_twins *t, int qtype)
         t->B[0][i] = frand(), t->B[1][i] = frand();
     for (int v = 0; v < 2; v++) {
         t->tr[v] = (lora_train){.dA = t->dA[v], .dB = t->dB[v], .dropout = 0.1f};
-        t->L[v] = (linear){.name = "l",
-                           .qw = t->c.w,
-                           .in = LT_IN,
-                           .out = LT_OUT,
-                           .n_lora = 2,
-                           .lora = {{t->A[0], t->B[0], LT_R, 0.5f}, {t->A[1], t->B[1], LT_R, 0.25f}},
-                           .train = &t->tr[v]};
+        t->L[v] =
+            (linear){.name = "l",
+                     .qw = t->c.w,
+                     .in = LT_IN,
+                     .out = LT_OUT,
+                     .n_lora = 2,
+                     .lora = {{t->A[0], t->B[0], LT_R, 0.5f}, {t->A[1], t->B[1], LT_R, 0.25f}},
+                     .train = &t->tr[v]};
     }
 }
 

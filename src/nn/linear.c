@@ -397,8 +397,8 @@ static void lora_backward_train(const linear *L, const float *x, const float *dy
  * straight into dx, the adapters' terms added after it); u: the trained adapter's kept u, or
  * NULL. */
 static void backward(const linear *L, const float *x, const float *dy, int64_t T, float *dx,
-                     const float *u, void *work, size_t work_size, uint64_t mask_key,
-                     int n_threads, int set)
+                     const float *u, void *work, size_t work_size, uint64_t mask_key, int n_threads,
+                     int set)
 {
     LK_ASSERT(work_size >= linear_work_bytes(L, T, n_threads, 1));
     int64_t in = L->in, out = L->out;

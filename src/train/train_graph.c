@@ -24,9 +24,9 @@ struct train_graph {
     float *lse, *D;                  /* [T, H] */
     float *xmid;                     /* [T, C] residual after attention */
     float *g, *u, *h, *dg, *du, *dh; /* [T, F] */
-    float *us;                       /* [T, ur] the trained adapters' u = x·Aᵀ of a layer's linears
-                                      * (kept by the forward for the backward: lora_us) */
-    int64_t ur;                      /* floats per token of us (lora_rank_sum at graph_create) */
+    float *us;  /* [T, ur] the trained adapters' u = x·Aᵀ of a layer's linears
+                 * (kept by the forward for the backward: lora_us) */
+    int64_t ur; /* floats per token of us (lora_rank_sum at graph_create) */
     float *dx, *dxmid, *dxn, *tmpc;  /* [T, C] */
     float *rope_cos, *rope_sin;      /* [T, hd/2] */
     float *attn_work;                /* attention_work_floats(T_max, .., n_threads, 1) */
@@ -86,7 +86,7 @@ static int64_t kept_per_token(const lk_model *m)
  * slice of the store (xn1, xn2 and h always in the shared buffers). */
 static void bind_acts(train_graph *g, int64_t l)
 {
-    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q,  &g->att,
+    float **f[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
                    &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h, &g->us};
     const int nf = (int)(sizeof f / sizeof *f);
     LK_ASSERT(nf == (int)(sizeof g->shared / sizeof *g->shared));
@@ -197,7 +197,7 @@ lk_status graph_create(const lk_model *m, int64_t T_max, int64_t keep, train_gra
         ok = ok && *bufs[i];
     }
 
-    float **acts[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q,  &g->att,
+    float **acts[] = {&g->xn1, &g->xn2, &g->xmid, &g->rstd1, &g->rstd2, &g->q, &g->att,
                       &g->k,   &g->v,   &g->lse,  &g->g,     &g->u,     &g->h, &g->us};
     for (int i = 0; i < (int)(sizeof acts / sizeof *acts); i++)
         g->shared[i] = *acts[i];
@@ -325,8 +325,8 @@ static void rms_fwd_par(int nt, float *out, float *rstd, const float *x, const f
 static void rms_bwd_par(int nt, float *dx, const float *from, const float *dout, const float *x,
                         const float *w, float *rstd, int64_t T, int64_t C)
 {
-    par_job j = {.op = OP_RMS_BWD, .o1 = dx, .i1 = dout, .i2 = x, .i3 = from, .w = w, .rstd = rstd,
-                 .C = C};
+    par_job j = {
+        .op = OP_RMS_BWD, .o1 = dx, .i1 = dout, .i2 = x, .i3 = from, .w = w, .rstd = rstd, .C = C};
     par_run(nt, &j, T);
 }
 
@@ -358,8 +358,14 @@ static void rope_rows(void *ctx, int64_t t0, int64_t t1, int thread)
 static void rope_par(const train_graph *g, float *q, float *k, int64_t T, int backward)
 {
     const struct lk_model_config *c = &g->m->cfg;
-    rope_job j = {.q = q, .k = k, .cs = g->rope_cos, .sn = g->rope_sin, .nq = c->n_heads,
-                  .nk = c->n_kv_heads, .hd = c->head_dim, .backward = backward};
+    rope_job j = {.q = q,
+                  .k = k,
+                  .cs = g->rope_cos,
+                  .sn = g->rope_sin,
+                  .nq = c->n_heads,
+                  .nk = c->n_kv_heads,
+                  .hd = c->head_dim,
+                  .backward = backward};
     int64_t rows = (PAR_MIN + (j.nq + j.nk) * j.hd - 1) / ((j.nq + j.nk) * j.hd);
     par_for(T < rows ? 1 : g->n_threads, T, rope_rows, &j);
 }
