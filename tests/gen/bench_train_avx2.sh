@@ -5,7 +5,8 @@
 # ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2, alternating in the same loop (seq 512, r 16 on
 # all seven projections, 2 threads, 4-bit base Q4_0, default options). Each lorakit build given is
 # run in turn inside every round (for a baseline build beside a new one); MODES=avx2,default also
-# runs the builds without the AVX2 overrides (AVX-512 where the CPU has it). By hand, never in CI.
+# runs the builds without the AVX2 overrides (AVX-512 where the CPU has it) and PyTorch at its own
+# default ISA beside them. By hand, never in CI.
 # Models: /root/peers/models (SmolLM2-135M-Instruct.Q4_0.gguf and its f32 Hugging Face form, see
 # bench_headline.sh). Every run's JSON and /usr/bin/time line (wall s, user s, sys s, peak KB) is
 # kept in OUTDIR; a summary (tokens/s per run, wall and CPU, min/median) goes to stdout.
@@ -27,6 +28,10 @@ lk() { # name build mode
 for round in $(seq 1 $R); do
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $T $PY tests/gen/bench_torch_train.py $HF \
         --dtype fp32 --tokens 512 --rank 16 --threads 2 --steps 2 > $O/torch.$round.json 2> $O/torch.$round.err
+    case ,$MODES, in *,default,*) # PyTorch at its own default ISA beside lorakit's default kernels
+        $T $PY tests/gen/bench_torch_train.py $HF --dtype fp32 --tokens 512 --rank 16 --threads 2 \
+            --steps 2 > $O/torchdef.$round.json 2> $O/torchdef.$round.err ;;
+    esac
     for i in "${!BUILDS[@]}"; do
         for mode in ${MODES//,/ }; do lk lk$i.$mode.$round ${BUILDS[$i]} $mode; done
     done
@@ -43,6 +48,7 @@ row() { # label files...
     echo "$1: wall tok/s $w(min $(echo $w | cut -d' ' -f1), median $(echo $w | med)) | CPU tok/s x2 $c(median $(echo $c | med))"
 }
 row "pytorch avx2" $O/torch.*.json
+case ,$MODES, in *,default,*) row "pytorch default" $O/torchdef.*.json ;; esac
 for i in "${!BUILDS[@]}"; do
     for mode in ${MODES//,/ }; do row "${BUILDS[$i]} $mode" $O/lk$i.$mode.*.json; done
 done
