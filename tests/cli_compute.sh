@@ -169,6 +169,27 @@ for tool in lora-eval lora-generate; do
     expect 0 "$tool --memory-limit" -- "$B/$tool" -m "$M" --quant nf4 --ids $IDS --memory-limit 100K
     has err "$NOFIT" "$tool's auto sees --memory-limit"
 done
+# lora-bench too: the forward's auto at load, and with --train the trainer's least plan (its
+# weights fit 1 MiB, its plan with the 16 MiB runtime does not); --json says which and why
+BN=(-m "$M" --quant nf4 --tokens 16 --repeat 1 --decode 2 --json -t 1)
+expect 0 "lora-bench, no limit" -- "$B/lora-bench" "${BN[@]}"
+has out '"compute":"int8","compute_reason":"auto: int8, its weights (.*) fit the' "bench: int8"
+expect 0 "lora-bench --memory-limit" -- "$B/lora-bench" "${BN[@]}" --memory-limit 100K
+has out '"compute":"f32","compute_reason":"auto: f32, int8.s weights (.*) do not fit the 0.1 MiB available (--memory-limit)"' \
+    "lora-bench's auto sees --memory-limit"
+expect 0 "lora-bench --train --memory-limit" -- "$B/lora-bench" "${BN[@]}" --train --rank 4 \
+    --steps 1 --memory-limit 1M
+has out '"compute":"f32","compute_reason":"auto: f32, int8.s least training plan (.*) does not fit the 1.0 MiB available (--memory-limit)"' \
+    "lora-bench --train: the trainer's plan within the limit"
+expect 0 "lora-bench --train, a limit int8 fits" -- "$B/lora-bench" "${BN[@]}" --train --rank 4 \
+    --steps 1 --memory-limit 64M
+has out '"compute":"int8","compute_reason":"auto: int8, int8.s least training plan (.*) fits the 64.0 MiB available (--memory-limit)"' \
+    "lora-bench --train: int8 within a limit it fits"
+expect 0 "lora-bench --memory-limit --compute int8" -- "$B/lora-bench" "${BN[@]}" \
+    --memory-limit 100K --compute int8
+has out '"compute":"int8","compute_reason":"given"' "lora-bench: an explicit mode wins"
+expect 2 "lora-bench, a bad limit" -- "$B/lora-bench" -m "$M" --memory-limit 1x
+has err "lora-bench: --memory-limit '1x': expected a size" "lora-bench: the limit's error"
 expect 0 "lora-merge --eval-data --memory-limit" -- "$B/lora-merge" -m "$M" -a "$T/a" -o "$T/mg" \
     --eval-data "$TD" --memory-limit 100K
 has err "$NOFIT" "lora-merge's auto sees --memory-limit"
