@@ -161,8 +161,19 @@ int main(int argc, char **argv)
     struct arg_file *tokdir =
         arg_file0(NULL, "tokenizer", "DIR", "--train: tokenizer folder (default: the model's)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model,   tokens, repeat, decode, train,  quant, qembed,
-                  compute, limit,  rank,   steps,  tokdir, CLI_COMMON_ENTRIES(c),
+    void *at[] = {model,
+                  tokens,
+                  repeat,
+                  decode,
+                  train,
+                  quant,
+                  qembed,
+                  compute,
+                  limit,
+                  rank,
+                  steps,
+                  tokdir,
+                  CLI_COMMON_ENTRIES(c),
                   end};
     int rc =
         cli_parse(argc, argv, at, end, &c, TOOL,
