@@ -126,11 +126,11 @@ has out "^  compute        int8 (checkpoint: int8, the mode of the run resumed; 
     "auto takes the checkpoint's int8"
 expect 1 "resume an int8 run under a limit int8 does not fit" -- "$B/lora-train" -m "$M" \
     "${TR[@]}" --steps 8 -o "$T/a" --resume "$T/a" --memory-limit 1M
-has err "error: --compute auto: the run resumed was trained with --compute int8, whose least \
-training plan (.*) does not fit the 1.0 MiB available (--memory-limit)" "int8 and why are named"
+has err "error: --compute auto: the run resumed was trained with --compute int8, which needs its \
+least training plan (.*), more than the 1.0 MiB available (--memory-limit)" "int8 and why are named"
 expect 1 "its weights do not fit either" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 8 \
     -o "$T/a" --resume "$T/a" --memory-limit 10K
-has err "trained with --compute int8, whose weights (.*) do not fit the 0.0 MiB available" \
+has err "trained with --compute int8, which needs its weights (.*), more than the 0.0 MiB available" \
     "at load"
 expect 1 "no checkpoint to take the mode of" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 8 \
     -o "$T/a" --resume "$T/none"
@@ -151,6 +151,39 @@ has out '"teacher_compute":"f32","teacher_compute_reason":"auto: f32, int8.s wei
 expect 1 "the same, as text" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
     --dry-run --memory-limit $LIM
 has out "^  teacher        f32 (auto: f32, int8's weights" "the plan's teacher line"
+# the student comes first: one byte below the least plan with both on int8 (the plan an explicit
+# int8 shows under a 1K limit), the teacher gives way to f32 and the student keeps int8; a resumed
+# int8 student that cannot fit even so fails naming its plan, the teacher's share and the limit
+expect 1 "both int8's least plan" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --json --compute int8 --memory-limit 1K
+LIM=$(($(jnum peak_bytes) - 1))
+expect 0 "the teacher gives way" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --json --memory-limit $LIM
+has out '"compute":"int8",.*"compute_reason":"auto: int8, int8.s least training plan (.*; the teacher.s share [0-9.]* MiB, on f32) fits the [0-9.]* MiB available (--memory-limit) with the teacher on f32 (on int8: [0-9.]* MiB)","teacher_compute":"f32","teacher_compute_reason":"auto: f32, giving way to the model trained: its int8 least training plan' \
+    "the student keeps int8, the teacher gives way"
+expect 0 "the same, as text" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --memory-limit $LIM
+has out "^  compute        int8 (auto: int8, " "the plan's compute line: int8"
+has out "^  teacher        f32 (auto: f32, giving way to the model trained" "the teacher line"
+has err "lora-train: --compute auto: f32, giving way to the model trained" "a note says so"
+expect 0 "a distillation run with int8" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" \
+    --compute int8 --steps 2 --save-every 1 -o "$T/kd"
+expect 1 "resumed under a limit nothing fits" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" \
+    --steps 3 -o "$T/kd" --resume "$T/kd" --memory-limit 1M
+has err "error: --compute auto: the run resumed was trained with --compute int8, which needs its \
+least training plan (.*; the teacher's share [0-9.]* MiB, on f32), more than the 1.0 MiB available \
+(--memory-limit)" "the plan, the teacher's share and the limit named"
+G=$S/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$G" ]; then # a Q4_1 teacher: its int8 costs only its forward's buffers, and gives way
+    GK=(--data "$D" --seq-len 128 --batch 1 -t 2 --rank 4 --objective kd --teacher "$G")
+    expect 1 "SmolLM2: both int8's least plan" -- "$B/lora-train" -m "$G" "${GK[@]}" -o "$T/d" \
+        --dry-run --json --compute int8 --memory-limit 1K
+    LIM=$(($(jnum peak_bytes) - 1))
+    expect 0 "SmolLM2: the teacher gives way" -- "$B/lora-train" -m "$G" "${GK[@]}" -o "$T/d" \
+        --dry-run --json --memory-limit $LIM
+    has out '"compute":"int8",.*"teacher_compute":"f32","teacher_compute_reason":"auto: f32, giving way' \
+        "SmolLM2: the student keeps int8"
+fi
 TD=$SRC/tests/data/teacher/data.jsonl
 expect 0 "lora-teacher, no limit" -- "$B/lora-teacher" -m "$M" --quant nf4 --data "$TD" --top-k 4 \
     -o "$T/t1.tc" --json -t 1

@@ -948,8 +948,10 @@ static int load_all(train_ctx *x)
 }
 
 /* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;
- * here before --dry-run shows the plan), and with a group of ranks the same choice on every rank
- * (the teacher's first: one turned to f32 leaves the student more room). */
+ * here before --dry-run shows the plan; a teacher on int8 gives way to the student when that
+ * makes room), and with a group of ranks the same choice on every rank (the teacher's first: one
+ * turned to f32 leaves the student more room; and again after the student's, which may have
+ * turned it). */
 static int choose_compute(train_ctx *x)
 {
     lk_status s = x->teacher.m ? lk_trainer_agree_compute(x->dist, x->teacher.m) : LK_OK;
@@ -958,6 +960,8 @@ static int choose_compute(train_ctx *x)
                           lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data)));
     if (s == LK_OK)
         s = lk_trainer_agree_compute(x->dist, x->m);
+    if (s == LK_OK && x->teacher.m)
+        s = lk_trainer_agree_compute(x->dist, x->teacher.m);
     return s == LK_OK ? -1 : cli_fail(TOOL, s);
 }
 
@@ -1146,7 +1150,8 @@ static void make_args(train_args *a)
                                "default: the memory available): --checkpointing auto's budget, "
                                "how many of --compute int8's transposed copies are kept (the "
                                "others built per layer), --compute auto's choice (a --teacher's "
-                               "within what the student's weights leave), and the plan's check");
+                               "within what the student's weights leave; it gives way to f32 "
+                               "when that lets the student run int8), and the plan's check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",
