@@ -92,10 +92,12 @@ struct lk_train_params {
     lk_dist *dist; /* the group of processes training this run together (borrowed; NULL, the
                     * default: this process alone). Each step's batch × grad_accum × ranks rows
                     * (the global batch) are taken in the data's order, and rank R computes the
-                    * R-th batch × grad_accum of them: the same rows, the same dropout masks and,
-                    * but for the order of the sums, the same step as one process with batch ×
-                    * ranks. The gradients, token counts and loss sums are summed over the ranks,
-                    * every element in rank order (dist.c says why not a plain MPI_Allreduce);
+                    * R-th batch × grad_accum of them: the same rows, the same dropout masks and
+                    * the same step as one process with batch × ranks, bit for bit when batch ×
+                    * grad_accum is a power of two (the rows and then the ranks are summed in one
+                    * tree, sum_tree), else but for the order of the sums. The gradients, token
+                    * counts and loss sums are summed over the ranks in a fixed order (dist.c
+                    * says why not a plain MPI_Allreduce);
                     * each rank sends 2·(ranks − 1)/ranks × 4 bytes per trained parameter per
                     * step. Every rank needs the same model, data and options (lk_trainer_create
                     * compares them). */

@@ -96,8 +96,13 @@ static lk_status alloc_rows(lk_trainer *t)
     t->n_real = malloc((size_t)t->rows * sizeof(int64_t));
     t->m1 = lk_aligned_alloc((size_t)t->lora.n_params * sizeof(float));
     t->m2 = lk_aligned_alloc((size_t)t->lora.n_params * sizeof(float));
+    const int levels = sum_tree_levels(t->rows);
+    t->rows_sum = (sum_tree){.n = t->lora.n_params};
+    if (levels)
+        t->rows_sum.own =
+            lk_aligned_alloc((size_t)levels * (size_t)t->lora.n_params * sizeof(float));
     if (!t->tok || !t->lab || !t->pos || !t->seg || !t->tgt || !t->n_real || !t->m1 || !t->m2 ||
-        (red && !t->red))
+        (red && !t->red) || (levels && !t->rows_sum.own))
         return status_fail(LK_ERR_NOMEM, "out of memory for the trainer's buffers");
     memset(t->m1, 0, (size_t)t->lora.n_params * sizeof(float));
     memset(t->m2, 0, (size_t)t->lora.n_params * sizeof(float));
@@ -201,6 +206,7 @@ void lk_trainer_free(lk_trainer *t)
     free(t->m1);
     free(t->m2);
     free(t->red);
+    free(t->rows_sum.own);
     free(t->tok);
     free(t->lab);
     free(t->pos);
@@ -342,17 +348,23 @@ static train_batch row_batch(const lk_trainer *t, int64_t r)
 }
 
 /* Forward and backward of this rank's rows of the step, the gradients scaled by 1/the step's
- * trained tokens (over every rank). */
+ * trained tokens (over every rank). Each row's gradient is computed on its own (from zero; an
+ * empty row's is zero) and the rows' are summed in the sum_tree order, so that the rank count
+ * does not change the bits (dist_sum_f32 sums the ranks' in the same tree). */
 static lk_status run_rows(lk_trainer *t, int64_t n_trained, loss_sums *sums)
 {
     float scale = n_trained ? 1.0f / (float)n_trained : 0.0f;
+    t->rows_sum.occ = 0; /* a step that failed half-way left nothing pending */
     for (int64_t r = 0; r < t->rows; r++) {
-        if (t->n_real[r] == 0)
-            continue;
-        train_batch b = row_batch(t, r);
-        loss_config loss;
-        LK_TRY(distill_loss(&t->kd, &t->kd.kp, &b, r, t->seg + r * t->T, &loss));
-        LK_TRY(graph_run(t->g, &b, &loss, scale, 1, sums));
+        lora_set_zero_grad(&t->lora);
+        if (t->n_real[r] > 0) {
+            train_batch b = row_batch(t, r);
+            loss_config loss;
+            LK_TRY(distill_loss(&t->kd, &t->kd.kp, &b, r, t->seg + r * t->T, &loss));
+            LK_TRY(graph_run(t->g, &b, &loss, scale, 1, sums));
+        }
+        if (t->rows > 1)
+            sum_tree_push(&t->rows_sum, t->lora.grads, r == t->rows - 1, 0);
     }
     return LK_OK;
 }
@@ -374,7 +386,6 @@ static lk_status step_rows(lk_trainer *t, loss_sums *sums, struct lk_step_stats 
     int64_t n[2]; /* trained tokens, tokens */
     lk_status s = fetch_rows(t, &n[0], &n[1]);
     LK_TRY(dist_sum_agree(t->dist, s, n, 2, NULL, 0));
-    lora_set_zero_grad(&t->lora);
     s = run_rows(t, n[0], sums);
     double v[3] = {sums->loss, sums->ce, sums->kd};
     LK_TRY(dist_sum_agree(t->dist, s, &sums->count, 1, v, 3));
@@ -533,8 +544,10 @@ static int64_t plan_keeping(const lk_model *m, const struct lk_train_params *p, 
             adapter_module_shape(c, (lk_module)i, &out, &in);
             params += c->n_layers * p->rank * (in + out);
         }
-    /* factors and gradients (and with data parallelism the gradient sum's chunks) */
-    *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4;
+    /* factors and gradients (and with data parallelism the gradient sum's chunks, with more
+     * than one row a step the rows' pending sums) */
+    *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4 +
+                     sum_tree_levels(p->batch * p->grad_accum) * params * 4;
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
     *activation_bytes =
         graph_bytes(m, seq_len, k->keep) + 5 * seq_len * p->batch * p->grad_accum * 4;
