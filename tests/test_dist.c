@@ -2,14 +2,15 @@
  * rank, a barrier between the phases of each collective; dist.h's dist_ops) runs the group's
  * algorithms as N ranks would. The gradient sum adds every element in the summation tree over
  * the ranks (checked against that sum computed here from the tree's definition, bit for bit, on
- * every rank, for sizes below, at and above the rank count); the summation tree (sum_tree) fed one vector at a time equals its definition; failures
- * and stop requests are agreed; the start-up comparison names the first differing item with both
- * values; the gather concatenates in rank order. Then the trainer itself: 2 ranks × batch 2 and 4
- * ranks × batch 1 give the adapter of 1 rank × batch 4 (and of batch 2 × grad-accum 2) bit for
- * bit, under f32 and under int8 (two-term activations); 2 ranks × batch 3 that of batch 6 within
- * 1e-5 (the order of the sums differs); the same bytes run to run, the same evaluation; and
- * lk_dist_open in a process that no launcher started is a group of one. The MPI transport itself
- * is tested end to end by tests/cli_mpi.sh and tests/cli_mpi_hosts.sh. */
+ * every rank, for sizes below, at and above the rank count); the summation tree (sum_tree) fed one
+ * vector at a time equals its definition; failures and stop requests are agreed; the start-up
+ * comparison names the first differing item with both values; the gather concatenates in rank
+ * order. Then the trainer itself: 2 ranks × batch 2 and 4 ranks × batch 1 give the adapter of 1
+ * rank × batch 4 (and of batch 2 × grad-accum 2) bit for bit, under f32 and under int8 (two-term
+ * activations); 2 ranks × batch 3 that of batch 6 within 1e-5 (the order of the sums differs); the
+ * same bytes run to run, the same evaluation; and lk_dist_open in a process that no launcher
+ * started is a group of one. The MPI transport itself is tested end to end by tests/cli_mpi.sh and
+ * tests/cli_mpi_hosts.sh. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>

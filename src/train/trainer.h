@@ -26,13 +26,12 @@ struct lk_trainer {
     lk_dist *dist;                        /* data-parallel group (NULL: this process alone) */
     int64_t rows_all, row0;               /* the step's rows (all ranks'); this rank's first */
     float *red;                           /* [dist_sum_work(n_params)] the sum's work memory */
-    sum_tree rows_sum; /* the step's gradient over its rows (own: [sum_tree_levels(rows),
-                        * n_params]) */
     int32_t *tok, *lab, *pos, *seg, *tgt; /* [rows, T] */
     int64_t *n_real;                      /* [rows] */
     int64_t step, total, n_updates, skipped_total, bad_run;
     float *hist; /* [hist_cap] loss of each step, planned for every step of the run */
     int64_t hist_cap;
+    sum_tree rows_sum; /* the step's gradient over its rows (own: [sum_tree_levels(rows), n]) */
     struct lk_loftq_stat *loftq; /* [lora.n] with a LoftQ start, else NULL */
 };
 
