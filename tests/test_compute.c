@@ -12,7 +12,8 @@
  * bit-identical to the transposed copy of the chunk itself. The names, the checks, the memory
  * plan counting the transposed copies, and a resume under another compute mode refused. Under a
  * tight --memory-limit the plan keeps fewer copies (built per layer before its backward): the
- * same step, bit for bit; without the LM head's copy (its dx on the f32 kernel) a close one. */
+ * same step, bit for bit; without the LM head's copy (its dx on the f32 kernel) a close one. A
+ * distillation teacher on int8 gives way to f32 when that lets the student keep int8. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -645,6 +646,20 @@ static lk_status choose_kd(int64_t limit, lk_compute resumed, lk_model **s, lk_m
     return lk_trainer_choose_compute(*s, &p, 128);
 }
 
+/* choose_kd within limit, then the student's and the teacher's compute and a phrase of the
+ * student's reason (of_teacher: the teacher's). */
+static void expect_kd(int64_t limit, lk_compute resumed, lk_compute s_want, lk_compute t_want,
+                      int of_teacher, const char *phrase)
+{
+    lk_model *s, *t;
+    assert_ok(choose_kd(limit, resumed, &s, &t));
+    assert_int_equal(lk_model_compute(s), s_want);
+    assert_int_equal(lk_model_compute(t), t_want);
+    assert_non_null(strstr(lk_model_compute_reason(of_teacher ? t : s), phrase));
+    lk_model_free(s);
+    lk_model_free(t);
+}
+
 /* Distillation under --compute auto: the model trained gets int8 first. Its least int8 plan with
  * an int8 teacher fits: both int8; one byte less: the teacher turns to f32 (its corrections freed:
  * the weights of a teacher loaded on f32) and the student keeps int8; less than the plan with the
@@ -665,13 +680,8 @@ static void test_teacher_gives_way(void **state)
     const int64_t ii = least_kd(si, ti, &p), i_f = least_kd(si, tf, &p);
     const int64_t fi = least_kd(sf, ti, &p), ff = least_kd(sf, tf, &p);
     assert_true(i_f < ii && fi < i_f && ff < fi - 1); /* the window each case below needs */
+    expect_kd(ii, LK_COMPUTE_AUTO, LK_COMPUTE_INT8, LK_COMPUTE_INT8, 0, "MiB, on int8) fits the");
     lk_model *s, *t;
-    assert_ok(choose_kd(ii, LK_COMPUTE_AUTO, &s, &t)); /* both fit */
-    assert_int_equal(lk_model_compute(s), LK_COMPUTE_INT8);
-    assert_int_equal(lk_model_compute(t), LK_COMPUTE_INT8);
-    assert_non_null(strstr(lk_model_compute_reason(s), "MiB, on int8) fits the"));
-    lk_model_free(s);
-    lk_model_free(t);
     assert_ok(choose_kd(ii - 1, LK_COMPUTE_AUTO, &s, &t)); /* the teacher gives way */
     assert_int_equal(lk_model_compute(s), LK_COMPUTE_INT8);
     assert_int_equal(lk_model_compute(t), LK_COMPUTE_F32);
@@ -699,26 +709,15 @@ static void test_teacher_gives_way(void **state)
     assert_true(st_turned.kd == st_f32.kd);
     lk_model_free(s);
     lk_model_free(t);
-    assert_ok(choose_kd(i_f - 1, LK_COMPUTE_AUTO, &s, &t)); /* the student's int8 cannot fit */
-    assert_int_equal(lk_model_compute(s), LK_COMPUTE_F32);
-    assert_int_equal(lk_model_compute(t), LK_COMPUTE_INT8); /* its f32 plan fits beside it */
-    assert_non_null(strstr(lk_model_compute_reason(s), "even with the teacher on f32 (on int8: "));
-    lk_model_free(s);
-    lk_model_free(t);
-    assert_ok(choose_kd(fi - 1, LK_COMPUTE_AUTO, &s, &t)); /* and gives way to the f32 plan */
-    assert_int_equal(lk_model_compute(s), LK_COMPUTE_F32);
-    assert_int_equal(lk_model_compute(t), LK_COMPUTE_F32);
-    assert_non_null(strstr(lk_model_compute_reason(t), "giving way to the model trained: its f32 "
-                                                       "least training plan ("));
-    lk_model_free(s);
-    lk_model_free(t);
-    assert_ok(choose_kd(ii - 1, LK_COMPUTE_INT8, &s, &t)); /* resumed int8: the teacher gives way */
-    assert_int_equal(lk_model_compute(s), LK_COMPUTE_INT8);
-    assert_int_equal(lk_model_compute(t), LK_COMPUTE_F32);
-    assert_non_null(strstr(lk_model_compute_reason(s), "checkpoint: int8, the mode of the run "
-                                                       "resumed; its least training plan ("));
-    lk_model_free(s);
-    lk_model_free(t);
+    /* the student's int8 cannot fit: its f32 plan fits beside the teacher's int8 */
+    expect_kd(i_f - 1, LK_COMPUTE_AUTO, LK_COMPUTE_F32, LK_COMPUTE_INT8, 0,
+              "even with the teacher on f32 (on int8: ");
+    /* nor beside it: the teacher gives way to the f32 plan */
+    expect_kd(fi - 1, LK_COMPUTE_AUTO, LK_COMPUTE_F32, LK_COMPUTE_F32, 1,
+              "giving way to the model trained: its f32 least training plan (");
+    /* resumed int8: the teacher gives way */
+    expect_kd(ii - 1, LK_COMPUTE_INT8, LK_COMPUTE_INT8, LK_COMPUTE_F32, 0,
+              "checkpoint: int8, the mode of the run resumed; its least training plan (");
     assert_status(choose_kd(i_f - 1, LK_COMPUTE_INT8, &s, &t), LK_ERR_NOMEM,
                   "--compute int8, which needs its least training plan (");
     assert_non_null(strstr(lk_last_error(), "; the teacher's share "));
