@@ -166,6 +166,10 @@ expect 0 "the same, as text" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -
 has out "^  compute        int8 (auto: int8, " "the plan's compute line: int8"
 has out "^  teacher        f32 (auto: f32, giving way to the model trained" "the teacher line"
 has err "lora-train: --compute auto: f32, giving way to the model trained" "a note says so"
+expect 1 "nothing fits" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" --dry-run \
+    --memory-limit 1M
+has err "warning: the plan needs [0-9]* MiB ([0-9.]* MiB of it the teacher's weights, on [a-z0-9]*), more than the 1 MiB available (--memory-limit)" \
+    "the plan that fits nowhere names the teacher's part and the limit"
 expect 0 "a distillation run with int8" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" \
     --compute int8 --steps 2 --save-every 1 -o "$T/kd"
 expect 1 "resumed under a limit nothing fits" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" \

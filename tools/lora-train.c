@@ -686,12 +686,17 @@ static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act
 
 static void warn_memory(const train_ctx *x, int64_t need, double have, const char *what)
 {
+    char of_it[96] = ""; /* a teacher's weights: the other size in the plan */
+    if (x->tp.teacher)
+        snprintf(of_it, sizeof of_it, " (%.1f MiB of it the teacher's weights, on %s)",
+                 lk_model_weight_bytes(x->tp.teacher) / 1048576.0,
+                 lk_compute_name(lk_model_compute(x->tp.teacher)));
     cli_line_clear(); /* shown with -q too: the run is likely to fail */
     fprintf(stderr,
-            "%s: warning: the plan needs %.0f MiB, more than the %.0f MiB available (%s); the "
+            "%s: warning: the plan needs %.0f MiB%s, more than the %.0f MiB available (%s); the "
             "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, "
             "--checkpointing auto or on%s)\n",
-            TOOL, need / 1048576.0, have / 1048576.0, what,
+            TOOL, need / 1048576.0, of_it, have / 1048576.0, what,
             lk_model_compute(x->m) == LK_COMPUTE_INT8
                 ? ", or --compute f32: no int8 copies, and an NF4 base without its int8 codebook "
                   "corrections"
