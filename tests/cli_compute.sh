@@ -126,11 +126,11 @@ has out "^  compute        int8 (checkpoint: int8, the mode of the run resumed; 
     "auto takes the checkpoint's int8"
 expect 1 "resume an int8 run under a limit int8 does not fit" -- "$B/lora-train" -m "$M" \
     "${TR[@]}" --steps 8 -o "$T/a" --resume "$T/a" --memory-limit 1M
-has err "error: --compute auto: the run resumed was trained with --compute int8, whose least \
-training plan (.*) does not fit the 1.0 MiB available (--memory-limit)" "int8 and why are named"
+has err "error: --compute auto: the run resumed was trained with --compute int8, which needs its \
+least training plan (.*), more than the 1.0 MiB available (--memory-limit)" "int8 and why are named"
 expect 1 "its weights do not fit either" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 8 \
     -o "$T/a" --resume "$T/a" --memory-limit 10K
-has err "trained with --compute int8, whose weights (.*) do not fit the 0.0 MiB available" \
+has err "trained with --compute int8, which needs its weights (.*), more than the 0.0 MiB available" \
     "at load"
 expect 1 "no checkpoint to take the mode of" -- "$B/lora-train" -m "$M" "${TR[@]}" --steps 8 \
     -o "$T/a" --resume "$T/none"
@@ -151,6 +151,43 @@ has out '"teacher_compute":"f32","teacher_compute_reason":"auto: f32, int8.s wei
 expect 1 "the same, as text" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
     --dry-run --memory-limit $LIM
 has out "^  teacher        f32 (auto: f32, int8's weights" "the plan's teacher line"
+# the student comes first: one byte below the least plan with both on int8 (the plan an explicit
+# int8 shows under a 1K limit), the teacher gives way to f32 and the student keeps int8; a resumed
+# int8 student that cannot fit even so fails naming its plan, the teacher's share and the limit
+expect 1 "both int8's least plan" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --json --compute int8 --memory-limit 1K
+LIM=$(($(jnum peak_bytes) - 1))
+expect 0 "the teacher gives way" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --json --memory-limit $LIM
+has out '"compute":"int8",.*"compute_reason":"auto: int8, int8.s least training plan (.*; the teacher.s share [0-9.]* MiB, on f32) fits the [0-9.]* MiB available (--memory-limit) with the teacher on f32 (on int8: [0-9.]* MiB)","teacher_compute":"f32","teacher_compute_reason":"auto: f32, giving way to the model trained: its int8 least training plan' \
+    "the student keeps int8, the teacher gives way"
+expect 0 "the same, as text" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" \
+    --dry-run --memory-limit $LIM
+has out "^  compute        int8 (auto: int8, " "the plan's compute line: int8"
+has out "^  teacher        f32 (auto: f32, giving way to the model trained" "the teacher line"
+has err "lora-train: --compute auto: f32, giving way to the model trained" "a note says so"
+expect 1 "nothing fits" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" -o "$T/d" --dry-run \
+    --memory-limit 1M
+has err "warning: the plan needs [0-9]* MiB ([0-9.]* MiB of it the teacher's weights, on [a-z0-9]*), more than the 1 MiB available (--memory-limit)" \
+    "the plan that fits nowhere names the teacher's part and the limit"
+expect 0 "a distillation run with int8" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" \
+    --compute int8 --steps 2 --save-every 1 -o "$T/kd"
+expect 1 "resumed under a limit nothing fits" -- "$B/lora-train" -m "$M" "${TRN[@]}" "${KD[@]}" \
+    --steps 3 -o "$T/kd" --resume "$T/kd" --memory-limit 1M
+has err "error: --compute auto: the run resumed was trained with --compute int8, which needs its \
+least training plan (.*; the teacher's share [0-9.]* MiB, on f32), more than the 1.0 MiB available \
+(--memory-limit)" "the plan, the teacher's share and the limit named"
+G=$S/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$G" ]; then # a Q4_1 teacher: its int8 costs only its forward's buffers, and gives way
+    GK=(--data "$D" --seq-len 128 --batch 1 -t 2 --rank 4 --objective kd --teacher "$G")
+    expect 1 "SmolLM2: both int8's least plan" -- "$B/lora-train" -m "$G" "${GK[@]}" -o "$T/d" \
+        --dry-run --json --compute int8 --memory-limit 1K
+    LIM=$(($(jnum peak_bytes) - 1))
+    expect 0 "SmolLM2: the teacher gives way" -- "$B/lora-train" -m "$G" "${GK[@]}" -o "$T/d" \
+        --dry-run --json --memory-limit $LIM
+    has out '"compute":"int8",.*"teacher_compute":"f32","teacher_compute_reason":"auto: f32, giving way' \
+        "SmolLM2: the student keeps int8"
+fi
 TD=$SRC/tests/data/teacher/data.jsonl
 expect 0 "lora-teacher, no limit" -- "$B/lora-teacher" -m "$M" --quant nf4 --data "$TD" --top-k 4 \
     -o "$T/t1.tc" --json -t 1
@@ -169,6 +206,27 @@ for tool in lora-eval lora-generate; do
     expect 0 "$tool --memory-limit" -- "$B/$tool" -m "$M" --quant nf4 --ids $IDS --memory-limit 100K
     has err "$NOFIT" "$tool's auto sees --memory-limit"
 done
+# lora-bench too: the forward's auto at load, and with --train the trainer's least plan (its
+# weights fit 1 MiB, its plan with the 16 MiB runtime does not); --json says which and why
+BN=(-m "$M" --quant nf4 --tokens 16 --repeat 1 --decode 2 --json -t 1)
+expect 0 "lora-bench, no limit" -- "$B/lora-bench" "${BN[@]}"
+has out '"compute":"int8","compute_reason":"auto: int8, its weights (.*) fit the' "bench: int8"
+expect 0 "lora-bench --memory-limit" -- "$B/lora-bench" "${BN[@]}" --memory-limit 100K
+has out '"compute":"f32","compute_reason":"auto: f32, int8.s weights (.*) do not fit the 0.1 MiB available (--memory-limit)"' \
+    "lora-bench's auto sees --memory-limit"
+expect 0 "lora-bench --train --memory-limit" -- "$B/lora-bench" "${BN[@]}" --train --rank 4 \
+    --steps 1 --memory-limit 1M
+has out '"compute":"f32","compute_reason":"auto: f32, int8.s least training plan (.*) does not fit the 1.0 MiB available (--memory-limit)"' \
+    "lora-bench --train: the trainer's plan within the limit"
+expect 0 "lora-bench --train, a limit int8 fits" -- "$B/lora-bench" "${BN[@]}" --train --rank 4 \
+    --steps 1 --memory-limit 64M
+has out '"compute":"int8","compute_reason":"auto: int8, int8.s least training plan (.*) fits the 64.0 MiB available (--memory-limit)"' \
+    "lora-bench --train: int8 within a limit it fits"
+expect 0 "lora-bench --memory-limit --compute int8" -- "$B/lora-bench" "${BN[@]}" \
+    --memory-limit 100K --compute int8
+has out '"compute":"int8","compute_reason":"given"' "lora-bench: an explicit mode wins"
+expect 2 "lora-bench, a bad limit" -- "$B/lora-bench" -m "$M" --memory-limit 1x
+has err "lora-bench: --memory-limit '1x': expected a size" "lora-bench: the limit's error"
 expect 0 "lora-merge --eval-data --memory-limit" -- "$B/lora-merge" -m "$M" -a "$T/a" -o "$T/mg" \
     --eval-data "$TD" --memory-limit 100K
 has err "$NOFIT" "lora-merge's auto sees --memory-limit"

@@ -12,7 +12,8 @@
  * bit-identical to the transposed copy of the chunk itself. The names, the checks, the memory
  * plan counting the transposed copies, and a resume under another compute mode refused. Under a
  * tight --memory-limit the plan keeps fewer copies (built per layer before its backward): the
- * same step, bit for bit; without the LM head's copy (its dx on the f32 kernel) a close one. */
+ * same step, bit for bit; without the LM head's copy (its dx on the f32 kernel) a close one. A
+ * distillation teacher on int8 gives way to f32 when that lets the student keep int8. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -574,7 +575,7 @@ static void test_auto_budget(void **state)
     assert_string_equal(lk_model_compute_reason(c), "checkpoint: f32, the mode of the run resumed");
     assert_null(load_held(wi - 1, 0, LK_COMPUTE_INT8));
     assert_non_null(strstr(lk_last_error(), "the run resumed was trained with --compute int8, "
-                                            "whose weights ("));
+                                            "which needs its weights ("));
     lk_model *d = load_held(wi, 0, LK_COMPUTE_INT8);
     assert_int_equal(lk_model_compute(d), LK_COMPUTE_INT8);
     assert_non_null(strstr(lk_model_compute_reason(d), "checkpoint: int8, the mode of the run"));
@@ -582,7 +583,7 @@ static void test_auto_budget(void **state)
     p.checkpointing = LK_CKPT_ON;
     p.memory_limit = wi; /* the weights fit, the least plan does not */
     assert_status(lk_trainer_choose_compute(d, &p, 128), LK_ERR_NOMEM,
-                  "--compute int8, whose least training plan (");
+                  "--compute int8, which needs its least training plan (");
     assert_int_equal(lk_model_compute(d), LK_COMPUTE_INT8); /* not turned */
     p.memory_limit = 0;
     assert_ok(lk_trainer_choose_compute(d, &p, 128));
@@ -607,6 +608,129 @@ static void test_auto_budget(void **state)
     lk_model_free(b);
     lk_model_free(c);
     lk_model_free(d);
+}
+
+/* An NF4 teacher of compute beside the student s (its weights held) within limit. */
+static lk_model *load_teacher(int64_t limit, const lk_model *s, lk_compute compute)
+{
+    struct lk_model_params mp = model_params(LK_QTYPE_NF4, LK_QTYPE_F32, compute, limit);
+    mp.memory_held = lk_model_weight_bytes(s);
+    lk_model *t;
+    assert_ok(lk_model_load(shared_path(MODEL), &mp, &t));
+    return t;
+}
+
+/* The least plan of the student s beside the teacher t (what a one-byte budget keeps). */
+static int64_t least_kd(const lk_model *s, lk_model *t, const struct lk_train_params *p)
+{
+    struct lk_train_params q = *p;
+    q.teacher = t;
+    q.memory_limit = 1;
+    int64_t ad, o, act;
+    return lk_model_weight_bytes(s) + lk_model_weight_bytes(t) +
+           lk_trainer_memory_plan(s, &q, 128, &ad, &o, &act);
+}
+
+/* The student s and its teacher t under auto within limit, s resumed from resumed's mode (auto:
+ * none), and lk_trainer_choose_compute's status. */
+static lk_status choose_kd(int64_t limit, lk_compute resumed, lk_model **s, lk_model **t)
+{
+    *s = load_held(limit, 0, resumed);
+    assert_non_null(*s);
+    *t = load_teacher(limit, *s, LK_COMPUTE_AUTO);
+    assert_int_equal(lk_model_compute(*t), LK_COMPUTE_INT8); /* its weights fit beside s's */
+    struct lk_train_params p = params();
+    p.objective = LK_OBJ_KD;
+    p.teacher = *t;
+    p.memory_limit = limit;
+    return lk_trainer_choose_compute(*s, &p, 128);
+}
+
+/* choose_kd within limit, then the student's and the teacher's compute and a phrase of the
+ * student's reason (of_teacher: the teacher's). */
+static void expect_kd(int64_t limit, lk_compute resumed, lk_compute s_want, lk_compute t_want,
+                      int of_teacher, const char *phrase)
+{
+    lk_model *s, *t;
+    assert_ok(choose_kd(limit, resumed, &s, &t));
+    assert_int_equal(lk_model_compute(s), s_want);
+    assert_int_equal(lk_model_compute(t), t_want);
+    assert_non_null(strstr(lk_model_compute_reason(of_teacher ? t : s), phrase));
+    lk_model_free(s);
+    lk_model_free(t);
+}
+
+/* Distillation under --compute auto: the model trained gets int8 first. Its least int8 plan with
+ * an int8 teacher fits: both int8; one byte less: the teacher turns to f32 (its corrections freed:
+ * the weights of a teacher loaded on f32) and the student keeps int8; less than the plan with the
+ * teacher on f32: the student turns to f32 and the teacher keeps int8 where the student's f32 plan
+ * fits beside it, else gives way again. A resumed int8 student: the teacher gives way, or
+ * LK_ERR_NOMEM naming the plan, the teacher's share and the limit. The turned teacher trains as a
+ * teacher loaded on f32 does: the same loss, bit for bit. */
+static void test_teacher_gives_way(void **state)
+{
+    (void)state;
+    require_file(shared_path(MODEL "/model.safetensors"));
+    struct lk_train_params p = params();
+    p.objective = LK_OBJ_KD;
+    lk_model *si = load(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_INT8);
+    lk_model *sf = load(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_F32);
+    lk_model *ti = load(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_INT8);
+    lk_model *tf = load(LK_QTYPE_NF4, LK_QTYPE_F32, LK_COMPUTE_F32);
+    const int64_t ii = least_kd(si, ti, &p), i_f = least_kd(si, tf, &p);
+    const int64_t fi = least_kd(sf, ti, &p), ff = least_kd(sf, tf, &p);
+    assert_true(i_f < ii && fi < i_f && ff < fi - 1); /* the window each case below needs */
+    expect_kd(ii, LK_COMPUTE_AUTO, LK_COMPUTE_INT8, LK_COMPUTE_INT8, 0, "MiB, on int8) fits the");
+    lk_model *s, *t;
+    assert_ok(choose_kd(ii - 1, LK_COMPUTE_AUTO, &s, &t)); /* the teacher gives way */
+    assert_int_equal(lk_model_compute(s), LK_COMPUTE_INT8);
+    assert_int_equal(lk_model_compute(t), LK_COMPUTE_F32);
+    assert_int_equal(lk_model_weight_bytes(t), lk_model_weight_bytes(tf));
+    assert_non_null(strstr(lk_model_compute_reason(s), "MiB, on f32) fits the"));
+    assert_non_null(strstr(lk_model_compute_reason(s), "with the teacher on f32 (on int8: "));
+    assert_non_null(strstr(lk_model_compute_reason(t), "auto: f32, giving way to the model "
+                                                       "trained: its int8 least training plan ("));
+    /* the turned teacher is a teacher loaded on f32: the same step */
+    struct lk_step_stats st_turned, st_f32;
+    lk_dataset *d = data();
+    lk_trainer *tr;
+    p.teacher = t;
+    assert_ok(lk_trainer_create(s, d, &p, &tr));
+    assert_ok(lk_trainer_step(tr, &st_turned));
+    lk_trainer_free(tr);
+    lk_dataset_free(d);
+    d = data();
+    p.teacher = tf;
+    assert_ok(lk_trainer_create(si, d, &p, &tr));
+    assert_ok(lk_trainer_step(tr, &st_f32));
+    lk_trainer_free(tr);
+    lk_dataset_free(d);
+    assert_true(isfinite(st_f32.loss) && st_turned.loss == st_f32.loss);
+    assert_true(st_turned.kd == st_f32.kd);
+    lk_model_free(s);
+    lk_model_free(t);
+    /* the student's int8 cannot fit: its f32 plan fits beside the teacher's int8 */
+    expect_kd(i_f - 1, LK_COMPUTE_AUTO, LK_COMPUTE_F32, LK_COMPUTE_INT8, 0,
+              "even with the teacher on f32 (on int8: ");
+    /* nor beside it: the teacher gives way to the f32 plan */
+    expect_kd(fi - 1, LK_COMPUTE_AUTO, LK_COMPUTE_F32, LK_COMPUTE_F32, 1,
+              "giving way to the model trained: its f32 least training plan (");
+    /* resumed int8: the teacher gives way */
+    expect_kd(ii - 1, LK_COMPUTE_INT8, LK_COMPUTE_INT8, LK_COMPUTE_F32, 0,
+              "checkpoint: int8, the mode of the run resumed; its least training plan (");
+    assert_status(choose_kd(i_f - 1, LK_COMPUTE_INT8, &s, &t), LK_ERR_NOMEM,
+                  "--compute int8, which needs its least training plan (");
+    assert_non_null(strstr(lk_last_error(), "; the teacher's share "));
+    assert_non_null(strstr(lk_last_error(), "MiB, on f32), more than the "));
+    assert_non_null(strstr(lk_last_error(), "MiB available (--memory-limit)"));
+    assert_int_equal(lk_model_compute(s), LK_COMPUTE_INT8); /* neither turned */
+    assert_int_equal(lk_model_compute(t), LK_COMPUTE_INT8);
+    lk_model_free(s);
+    lk_model_free(t);
+    lk_model_free(si);
+    lk_model_free(sf);
+    lk_model_free(ti);
+    lk_model_free(tf);
 }
 
 /* The plan counts the transposed copies; the trainer builds them and frees them with itself; an
@@ -726,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_names_and_checks),
         cmocka_unit_test(test_auto_compute),
         cmocka_unit_test(test_auto_budget),
+        cmocka_unit_test(test_teacher_gives_way),
         cmocka_unit_test(test_inference_work),
         cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_linear_two_terms),

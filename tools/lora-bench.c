@@ -87,7 +87,7 @@ static int write_random_ids(const char *path, int64_t n, int64_t T, int64_t voca
 /* Median seconds (wall and process CPU) of `steps` training steps (after one warm-up) at T tokens,
  * rank r. */
 static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t r, int steps,
-                           uint64_t seed, train_result *res)
+                           uint64_t seed, int64_t memory_limit, train_result *res)
 {
     lk_tokenizer *tok = NULL;
     CLI_TRY(lk_tokenizer_load(tok_dir, &tok));
@@ -110,6 +110,7 @@ static lk_status run_train(lk_model *m, const char *tok_dir, int64_t T, int64_t 
     struct lk_train_params tp = lk_train_params_default();
     tp.rank = r;
     tp.steps = steps + 1;
+    tp.memory_limit = memory_limit; /* --compute auto's plan, and what the trainer keeps */
     lk_status s = lk_dataset_load(path, tok, &dp, &d);
     const double t_setup = cli_now();
     if (s == LK_OK)
@@ -152,6 +153,7 @@ int main(int argc, char **argv)
                                      "iq4_nl, q8_0");
     struct arg_str *qembed = arg_str0(NULL, "quant-embed", "TYPE", "embeddings: f32 or q8_0");
     struct arg_str *compute = cli_compute_arg();
+    struct arg_str *limit = cli_memory_limit_arg();
     struct arg_int *rank =
         arg_int0(NULL, "rank", "R", "--train: LoRA rank, all seven modules (default 16)");
     struct arg_int *steps =
@@ -159,12 +161,27 @@ int main(int argc, char **argv)
     struct arg_file *tokdir =
         arg_file0(NULL, "tokenizer", "DIR", "--train: tokenizer folder (default: the model's)");
     struct arg_end *end = arg_end(20);
-    void *at[] = {model,  tokens,  repeat, decode, train,  quant,
-                  qembed, compute, rank,   steps,  tokdir, CLI_COMMON_ENTRIES(c),
+    void *at[] = {model,
+                  tokens,
+                  repeat,
+                  decode,
+                  train,
+                  quant,
+                  qembed,
+                  compute,
+                  limit,
+                  rank,
+                  steps,
+                  tokdir,
+                  CLI_COMMON_ENTRIES(c),
                   end};
     int rc =
         cli_parse(argc, argv, at, end, &c, TOOL,
-                  "Forward speed (prefill and decode tokens/s), load time and peak RSS.", NULL);
+                  "Forward speed (prefill and decode tokens/s), load time and peak RSS; with "
+                  "--train, LoRA training steps. --compute auto decides within --memory-limit: "
+                  "on the weights, and with --train on the trainer's least plan (the trainer "
+                  "then keeps what its plan within the limit keeps).",
+                  NULL);
     if (rc >= 0)
         goto done;
     int64_t T = tokens->count ? tokens->ival[0] : 512;
@@ -179,7 +196,8 @@ int main(int argc, char **argv)
     struct lk_model_params mp = lk_model_params_default();
     mp.n_threads = cli_threads(&c);
     if ((rc = cli_parse_quant(TOOL, quant, qembed, &mp)) >= 0 ||
-        (rc = cli_parse_compute(TOOL, compute, &mp)) >= 0)
+        (rc = cli_parse_compute(TOOL, compute, &mp)) >= 0 ||
+        (rc = cli_parse_memory_limit(TOOL, limit, &mp)) >= 0)
         goto done;
     lk_model *m = NULL;
     bench_result r = {0};
@@ -190,11 +208,12 @@ int main(int argc, char **argv)
     if (s == LK_OK && train->count)
         s = run_train(m, tokdir->count ? tokdir->filename[0] : model->filename[0], T,
                       rank->count ? rank->ival[0] : 16, steps->count ? steps->ival[0] : 3,
-                      cli_seed(&c), &tr);
+                      cli_seed(&c), mp.memory_limit, &tr);
     else if (s == LK_OK)
         s = run(m, T, R, D, cli_seed(&c), &r);
     r.rss_mib = cli_peak_rss_mib();
-    if (m) /* the compute run: --compute auto's choice */
+    const char *why = m ? lk_model_compute_reason(m) : "";
+    if (m) /* the compute run: --compute auto's choice (a trainer's within its plan) */
         mp.compute = lk_model_compute(m);
     if (s != LK_OK) {
         rc = cli_fail(TOOL, s);
@@ -206,6 +225,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "rank", rank->count ? rank->ival[0] : 16);
         cJSON_AddStringToObject(j, "quant", lk_qtype_name(mp.quant));
         cJSON_AddStringToObject(j, "compute", lk_compute_name(mp.compute));
+        cJSON_AddStringToObject(j, "compute_reason", why);
         cJSON_AddNumberToObject(j, "load_s", r.load_s);
         cJSON_AddNumberToObject(j, "setup_s", tr.setup_s);
         cJSON_AddNumberToObject(j, "s_per_step", tr.s_per_step);
@@ -227,6 +247,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "threads", mp.n_threads);
         cJSON_AddNumberToObject(j, "tokens", (double)T);
         cJSON_AddStringToObject(j, "compute", lk_compute_name(mp.compute));
+        cJSON_AddStringToObject(j, "compute_reason", why);
         cJSON_AddNumberToObject(j, "load_s", r.load_s);
         cJSON_AddNumberToObject(j, "prefill_tokens_per_s", r.prefill_tps);
         cJSON_AddNumberToObject(j, "decode_tokens_per_s", r.decode_tps);

@@ -686,12 +686,17 @@ static double memory_check(train_ctx *x, int64_t *ad, int64_t *opt, int64_t *act
 
 static void warn_memory(const train_ctx *x, int64_t need, double have, const char *what)
 {
+    char of_it[96] = ""; /* a teacher's weights: the other size in the plan */
+    if (x->tp.teacher)
+        snprintf(of_it, sizeof of_it, " (%.1f MiB of it the teacher's weights, on %s)",
+                 lk_model_weight_bytes(x->tp.teacher) / 1048576.0,
+                 lk_compute_name(lk_model_compute(x->tp.teacher)));
     cli_line_clear(); /* shown with -q too: the run is likely to fail */
     fprintf(stderr,
-            "%s: warning: the plan needs %.0f MiB, more than the %.0f MiB available (%s); the "
+            "%s: warning: the plan needs %.0f MiB%s, more than the %.0f MiB available (%s); the "
             "run would fail or swap (hint: lower --seq-len or --batch, use --grad-accum, "
             "--checkpointing auto or on%s)\n",
-            TOOL, need / 1048576.0, have / 1048576.0, what,
+            TOOL, need / 1048576.0, of_it, have / 1048576.0, what,
             lk_model_compute(x->m) == LK_COMPUTE_INT8
                 ? ", or --compute f32: no int8 copies, and an NF4 base without its int8 codebook "
                   "corrections"
@@ -948,8 +953,10 @@ static int load_all(train_ctx *x)
 }
 
 /* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;
- * here before --dry-run shows the plan), and with a group of ranks the same choice on every rank
- * (the teacher's first: one turned to f32 leaves the student more room). */
+ * here before --dry-run shows the plan; a teacher on int8 gives way to the student when that
+ * makes room), and with a group of ranks the same choice on every rank (the teacher's first: one
+ * turned to f32 leaves the student more room; and again after the student's, which may have
+ * turned it). */
 static int choose_compute(train_ctx *x)
 {
     lk_status s = x->teacher.m ? lk_trainer_agree_compute(x->dist, x->teacher.m) : LK_OK;
@@ -958,6 +965,8 @@ static int choose_compute(train_ctx *x)
                           lk_trainer_choose_compute(x->m, &x->tp, lk_dataset_seq_len(x->data)));
     if (s == LK_OK)
         s = lk_trainer_agree_compute(x->dist, x->m);
+    if (s == LK_OK && x->teacher.m)
+        s = lk_trainer_agree_compute(x->dist, x->teacher.m);
     return s == LK_OK ? -1 : cli_fail(TOOL, s);
 }
 
@@ -1146,7 +1155,8 @@ static void make_args(train_args *a)
                                "default: the memory available): --checkpointing auto's budget, "
                                "how many of --compute int8's transposed copies are kept (the "
                                "others built per layer), --compute auto's choice (a --teacher's "
-                               "within what the student's weights leave), and the plan's check");
+                               "within what the student's weights leave; it gives way to f32 "
+                               "when that lets the student run int8), and the plan's check");
     a->no_ckpt = arg_lit0(NULL, "no-checkpointing", "the same as --checkpointing off");
     a->force = arg_lit0(NULL, "force", "overwrite an adapter in --out");
     a->gguf_lora = arg_file0(NULL, "gguf-lora", "FILE",

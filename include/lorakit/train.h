@@ -83,17 +83,21 @@ struct lk_train_params {
     float kd_temp;             /* τ (default 1) */
     float kd_weight;           /* α (default 1: distillation only) */
     float jsd_beta;            /* JSD's β (default 0.5, TRL's) */
-    const lk_model *teacher;   /* online teacher (borrowed, not the trained model; its vocabulary
-                                * may be larger, the extra ids are cut off) */
+    lk_model *teacher;         /* online teacher (borrowed, not the trained model; its vocabulary
+                                * may be larger, the extra ids are cut off). Under --compute
+                                * auto it gives way to the trained model: lk_trainer_choose_compute
+                                * may turn it from int8 to f32 */
     const char *teacher_cache; /* or a lora-teacher cache of the training data (top-k) */
     /* data parallelism */
     lk_dist *dist; /* the group of processes training this run together (borrowed; NULL, the
                     * default: this process alone). Each step's batch × grad_accum × ranks rows
                     * (the global batch) are taken in the data's order, and rank R computes the
-                    * R-th batch × grad_accum of them: the same rows, the same dropout masks and,
-                    * but for the order of the sums, the same step as one process with batch ×
-                    * ranks. The gradients, token counts and loss sums are summed over the ranks,
-                    * every element in rank order (dist.c says why not a plain MPI_Allreduce);
+                    * R-th batch × grad_accum of them: the same rows, the same dropout masks and
+                    * the same step as one process with batch × ranks, bit for bit when batch ×
+                    * grad_accum is a power of two (the rows and then the ranks are summed in one
+                    * tree, sum_tree), else but for the order of the sums. The gradients, token
+                    * counts and loss sums are summed over the ranks in a fixed order (dist.c
+                    * says why not a plain MPI_Allreduce);
                     * each rank sends 2·(ranks − 1)/ranks × 4 bytes per trained parameter per
                     * step. Every rank needs the same model, data and options (lk_trainer_create
                     * compares them). */
@@ -286,14 +290,19 @@ int64_t lk_trainer_int8_copies(const lk_model *m, const struct lk_train_params *
 /* --compute auto for training: when m was loaded with LK_COMPUTE_AUTO and chose int8, check the
  * least int8 plan (the weights of m with its NF4 corrections and of an online teacher, the
  * lk_trainer_memory_plan with one layer's activations, or all with LK_CKPT_OFF, and no copy kept
- * but the one layer's build buffer) against lk_memory_budget(p->memory_limit); when it does not
- * fit, m turns to f32 (its corrections freed) with one note and lk_model_compute_reason saying
- * why. A model that took a resumed run's int8 (lk_model_params.resume_compute) is never turned:
- * LK_ERR_NOMEM naming the mode and the plan when it does not fit. Decided once: nothing for a
- * model whose compute was given, once int8 was kept (the memory available may have changed since:
- * a tool checks before lk_trainer_create does, and data-parallel ranks must keep what they agreed),
- * or once a trainer has built its copies. lk_trainer_create runs it; a tool's
- * --dry-run runs it before showing the plan. */
+ * but the one layer's build buffer) against lk_memory_budget(p->memory_limit). The model trained
+ * comes first: when the plan does not fit but does with the online teacher p->teacher on f32 (a
+ * teacher LK_COMPUTE_AUTO set on int8: its NF4 corrections freed, its buffers sized for f32), the
+ * teacher turns to f32 and m keeps int8 (both reasons say so). When it does not fit either way, m
+ * turns to f32 (its corrections freed) with one note and lk_model_compute_reason saying why; the
+ * teacher then still turns to f32 if that is what makes m's f32 plan fit (as it does for a model
+ * that chose f32 at load). A model that took a resumed run's int8 (lk_model_params.resume_compute)
+ * is never turned: LK_ERR_NOMEM naming the mode and the plan, the teacher's share of it and the
+ * budget when it does not fit even with the teacher on f32. Decided once: nothing for a model
+ * whose compute was given, once decided (the memory available may have changed since: a tool
+ * checks before lk_trainer_create does, and data-parallel ranks must keep what they agreed; run
+ * lk_trainer_agree_compute on the teacher again after it), or once a trainer has built its
+ * copies. lk_trainer_create runs it; a tool's --dry-run runs it before showing the plan. */
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len);
 
 /* Collective over the data-parallel group d (nothing without one): --compute auto on every rank

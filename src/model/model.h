@@ -44,11 +44,11 @@ struct lk_model {
     int compute_auto;             /* 1: chosen by LK_COMPUTE_AUTO (a trainer may turn it to f32) */
     int compute_resumed;          /* 1: LK_COMPUTE_AUTO took lk_model_params.resume_compute (a
                                    * trainer fails where int8 does not fit, never turns it) */
-    int compute_planned;          /* 1: lk_trainer_choose_compute kept int8 (decided once) */
+    int compute_planned;          /* 1: lk_trainer_choose_compute decided (once) */
     int64_t memory_limit;         /* lk_model_params.memory_limit (LK_COMPUTE_AUTO's budget) */
     int64_t memory_held;          /* lk_model_params.memory_held (taken from that budget) */
     lk_compute resume_compute;    /* lk_model_params.resume_compute */
-    char compute_why[320];        /* lk_model_compute_reason */
+    char compute_why[640];        /* lk_model_compute_reason */
     int64_t n_int8;               /* matrices with linear.int8 set */
     void *q8t;                    /* the transposed Q8_0 copies (model_int8_backward), or NULL */
     int q8_ready;                 /* model_int8_backward ran: the copies are as planned */
@@ -109,6 +109,17 @@ lk_status model_int8_setup(lk_model *m);
 
 /* Bytes int8 would add to the weights: the NF4 codebook corrections (0 under f32 compute). */
 int64_t model_int8_fix_bytes(const lk_model *m);
+
+/* Mark m's matrices for compute c (linear.int8, linear.act2, m->n_int8) whatever m->compute:
+ * model_int8_setup and model_int8_to_f32 mark them for m->compute; a planner sizes m's buffers as
+ * f32 would run it between model_int8_mark(m, LK_COMPUTE_F32) and model_int8_mark(m, m->compute)
+ * (nothing else may run on m in between). */
+void model_int8_mark(lk_model *m, lk_compute c);
+
+/* The one error of a run resumed under LK_COMPUTE_AUTO from an int8 checkpoint that int8 no
+ * longer fits (LK_ERR_NOMEM): what int8 needs ("its weights (412.0 MiB)") against the budget
+ * ("the 300.0 MiB available (--memory-limit)"), and how to go on. */
+lk_status model_int8_resumed_nofit(const char *needs, const char *budget);
 
 /* Turn a model loaded on int8 to f32 compute (before any transposed copy is built): unmark its
  * matrices, free the corrections, set compute_why to why. */

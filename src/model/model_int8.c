@@ -148,13 +148,12 @@ static lk_status build_fixes(lk_model *m)
     return LK_OK;
 }
 
-/* Mark the matrices for m->compute (linear.int8, linear.act2; m->n_int8). */
-static void mark(lk_model *m)
+void model_int8_mark(lk_model *m, lk_compute c)
 {
     m->n_int8 = 0;
     for (int64_t i = 0; i < 7 * m->cfg.n_layers + 1; i++) {
         linear *L = matrix(m, i);
-        L->int8 = m->compute == LK_COMPUTE_INT8 && !L->w && q8_supports(L->qw.qtype);
+        L->int8 = c == LK_COMPUTE_INT8 && !L->w && q8_supports(L->qw.qtype);
         L->act2 = L->int8 && L != &m->lm_head; /* the head's one term costs the gradient little */
         m->n_int8 += L->int8;
     }
@@ -165,7 +164,7 @@ void model_int8_to_f32(lk_model *m, const char *why)
     LK_ASSERT(!m->q8t);
     int64_t fixes = model_int8_fix_bytes(m);
     m->compute = LK_COMPUTE_F32;
-    mark(m);
+    model_int8_mark(m, m->compute);
     for (int64_t i = 0; i < 7 * m->cfg.n_layers; i++)
         matrix(m, i)->qwc = (q4_weight){0};
     if (m->q8c) /* build_fixes counted them in the weights */
@@ -193,6 +192,15 @@ static int64_t auto_budget(const lk_model *m, char *words, size_t cap)
     return have;
 }
 
+lk_status model_int8_resumed_nofit(const char *needs, const char *budget)
+{
+    return status_fail(LK_ERR_NOMEM,
+                       "--compute auto: the run resumed was trained with --compute int8, which "
+                       "needs %s, more than %s (hint: raise --memory-limit, or resume with "
+                       "--compute int8 to run it anyway)",
+                       needs, budget);
+}
+
 /* LK_COMPUTE_AUTO on a resumed run: its checkpoint's mode, f32 as it is, int8 when its weights
  * (need) fit the budget (have, said as budget), else LK_ERR_NOMEM naming both. */
 static lk_status take_resumed(lk_model *m, int64_t need, int64_t have, const char *fx,
@@ -205,12 +213,11 @@ static lk_status take_resumed(lk_model *m, int64_t need, int64_t have, const cha
                  "checkpoint: f32, the mode of the run resumed");
         return LK_OK;
     }
-    if (m->n_int8 > 0 && need > have)
-        return status_fail(LK_ERR_NOMEM,
-                           "--compute auto: the run resumed was trained with --compute int8, "
-                           "whose weights (%.1f MiB%s) do not fit %s (hint: raise "
-                           "--memory-limit, or resume with --compute int8 to run it anyway)",
-                           need / 1048576.0, fx, budget);
+    if (m->n_int8 > 0 && need > have) {
+        char needs[128];
+        snprintf(needs, sizeof needs, "its weights (%.1f MiB%s)", need / 1048576.0, fx);
+        return model_int8_resumed_nofit(needs, budget);
+    }
     snprintf(m->compute_why, sizeof m->compute_why,
              "checkpoint: int8, the mode of the run resumed; its weights (%.1f MiB%s) fit %s",
              need / 1048576.0, fx, budget);
@@ -225,7 +232,7 @@ static lk_status choose(lk_model *m)
 {
     m->compute = LK_COMPUTE_INT8;
     m->compute_auto = 1;
-    mark(m);
+    model_int8_mark(m, m->compute);
     char budget[192], fx[64] = "";
     const int64_t have = auto_budget(m, budget, sizeof budget);
     const int64_t fixes = model_int8_fix_bytes(m), need = m->weight_bytes + fixes;
@@ -259,7 +266,7 @@ lk_status model_int8_setup(lk_model *m)
         LK_TRY(choose(m));
     else
         snprintf(m->compute_why, sizeof m->compute_why, "given");
-    mark(m);
+    model_int8_mark(m, m->compute);
     for (int64_t i = 0; i < n; i++) {
         linear *L = matrix(m, i);
         if (m->compute != LK_COMPUTE_INT8 || L->int8)

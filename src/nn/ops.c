@@ -29,30 +29,32 @@ int ops_avx2(void)
 #endif
 }
 
+/* The body of op(args): its AVX2 build op_avx2 where ops_avx2() says so, else ops_ew.h's ew_op
+ * (the same loop, the same bits). */
+#ifdef LK_HAVE_AVX2
+#define EW_DISPATCH(op, args) \
+    do {                      \
+        if (ops_avx2())       \
+            op##_avx2 args;   \
+        else                  \
+            ew_##op args;     \
+    } while (0)
+#else
+#define EW_DISPATCH(op, args) ew_##op args
+#endif
+
 /* ---- RMSNorm: y = x·r·w, r = (mean(x²) + eps)^-1/2 ---- */
 
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C,
                      float eps)
 {
-#ifdef LK_HAVE_AVX2
-    if (ops_avx2()) {
-        rmsnorm_forward_avx2(out, rstd, x, w, T, C, eps);
-        return;
-    }
-#endif
-    ew_rmsnorm_forward(out, rstd, x, w, T, C, eps);
+    EW_DISPATCH(rmsnorm_forward, (out, rstd, x, w, T, C, eps));
 }
 
 void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w,
                       const float *rstd, int64_t T, int64_t C)
 {
-#ifdef LK_HAVE_AVX2
-    if (ops_avx2()) {
-        rmsnorm_backward_avx2(dx, dout, x, w, rstd, T, C);
-        return;
-    }
-#endif
-    ew_rmsnorm_backward(dx, dout, x, w, rstd, T, C);
+    EW_DISPATCH(rmsnorm_backward, (dx, dout, x, w, rstd, T, C));
 }
 
 /* ---- RoPE ---- */
@@ -399,23 +401,11 @@ void attention_backward(float *dq, float *dk, float *dv, float *D, const float *
 
 void swiglu_forward(float *h, const float *g, const float *u, int64_t n)
 {
-#ifdef LK_HAVE_AVX2
-    if (ops_avx2()) {
-        swiglu_forward_avx2(h, g, u, n);
-        return;
-    }
-#endif
-    ew_swiglu_forward(h, g, u, n);
+    EW_DISPATCH(swiglu_forward, (h, g, u, n));
 }
 
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
                      int64_t n)
 {
-#ifdef LK_HAVE_AVX2
-    if (ops_avx2()) {
-        swiglu_backward_avx2(dg, du, dh, g, u, n);
-        return;
-    }
-#endif
-    ew_swiglu_backward(dg, du, dh, g, u, n);
+    EW_DISPATCH(swiglu_backward, (dg, du, dh, g, u, n));
 }

@@ -6,9 +6,10 @@
  * Why the gradient sum is not a plain MPI_Allreduce: MPI leaves the order of a reduction to the
  * algorithm the library picks (by message size, rank count and hosts), and floating-point
  * addition is not associative, so the bytes of a run could change with the network. Here every
- * element is summed in rank order by one rank; the alltoallv and allgatherv around that sum only
- * move bytes, so the result depends on nothing but the rank count. It sends what a ring allreduce
- * sends: 2·(N − 1)/N of the gradients per rank. */
+ * element is summed by one rank in one fixed tree over the ranks (sum_tree, the tree the trainer
+ * sums a rank's rows in, so that the rank count does not change the bits either when each rank
+ * has a power of two rows); the alltoallv and allgatherv around that sum only move bytes. It sends
+ * what a ring allreduce sends: 2·(N − 1)/N of the gradients per rank. */
 #include "train/dist.h"
 
 #include <stdlib.h>
@@ -154,6 +155,46 @@ lk_status lk_dist_max(lk_dist *d, int64_t *v)
     return op_result(d, d->ops->max_i64(d->comm, v, 1));
 }
 
+/* ---- the summation tree ---- */
+
+int sum_tree_levels(int64_t L)
+{
+    int k = 0;
+    for (int64_t v = L - 1; v > 0; v >>= 1)
+        k++;
+    return k;
+}
+
+/* x[n] := a[n] + x[n] */
+static void add_into(float *x, const float *a, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = a[i] + x[i];
+}
+
+void sum_tree_push(sum_tree *t, float *x, int last, int keep)
+{
+    int l = 0;
+    for (; t->occ >> l & 1u; l++) { /* x completes the block of level l: one block, a level up */
+        add_into(x, t->lv[l], t->n);
+        t->occ &= ~(1u << l);
+    }
+    if (last) { /* the pending blocks, all larger than x's, from the smallest up */
+        for (int k = l + 1; k < SUM_TREE_MAX; k++)
+            if (t->occ >> k & 1u)
+                add_into(x, t->lv[k], t->n);
+        t->occ = 0;
+        return;
+    }
+    LK_ASSERT(l < SUM_TREE_MAX);
+    if (!keep) {
+        memcpy(t->own + (size_t)l * (size_t)t->n, x, (size_t)t->n * sizeof *x);
+        x = t->own + (size_t)l * (size_t)t->n;
+    }
+    t->lv[l] = x;
+    t->occ |= 1u << l;
+}
+
 /* ---- the gradient sum ---- */
 
 /* Start of chunk c of n values over N ranks: the first n % N chunks hold one value more. */
@@ -199,12 +240,10 @@ lk_status dist_sum_f32(lk_dist *d, float *x, int64_t n, float *work)
     int64_t len = d->cnt[r];
     float *mine = x + d->dsp[r]; /* [len] this rank's chunk, summed here */
     LK_TRY(op_result(d, d->ops->alltoallv(d->comm, x, d->cnt, d->dsp, work, d->rcnt, d->rdsp)));
-    for (int64_t i = 0; i < len; i++) {
-        double s = 0;
-        for (int q = 0; q < N; q++) /* rank order: the one order every run uses */
-            s += (double)work[(int64_t)q * len + i];
-        mine[i] = (float)s;
-    }
+    sum_tree tree = {.n = len}; /* the ranks' chunks in their own storage */
+    for (int q = 0; q < N; q++)
+        sum_tree_push(&tree, work + (int64_t)q * len, q == N - 1, 1);
+    memcpy(mine, work + (int64_t)(N - 1) * len, (size_t)len * sizeof *mine);
     LK_TRY(op_result(d, d->ops->allgatherv(d->comm, x, d->cnt, d->dsp)));
     d->bytes_sent = 2 * (n - len) * (int64_t)sizeof(float);
     d->seconds = now_s() - t0;

@@ -61,14 +61,39 @@ lk_status dist_create(int rank, int size, const dist_ops *ops, void *comm, const
 /* 1 when d has more than one rank (the data-parallel paths run), else 0. */
 int dist_active(const lk_dist *d);
 
+/* ---- the summation tree ---- */
+
+/* One fixed order for summing a sequence of L vectors (a step's rows, then the ranks' sums): L
+ * splits into power-of-two blocks, largest first (the binary digits of L); each block is summed
+ * pairwise (a node is its left half + its right half); the blocks are then added from the
+ * smallest up (B1 + (B2 + B3) for blocks B1 > B2 > B3). Fed one vector after another, it holds
+ * at most sum_tree_levels(L) pending blocks. When every rank sums b rows, b a power of two, each
+ * rank's sum is a node of the tree over all N·b rows, and the tree over the N ranks' sums is the
+ * rest of it: N ranks × b rows give the bits of one rank × N·b rows. */
+#define SUM_TREE_MAX 32
+typedef struct {
+    float *lv[SUM_TREE_MAX]; /* the pending block of each level (2^level vectors), or unused */
+    float *own;              /* [levels, n] where blocks are kept when the caller reuses x */
+    int64_t n;
+    unsigned occ; /* bit l: lv[l] holds a pending block */
+} sum_tree;
+
+/* Pending blocks a tree over L vectors holds at most (0 for L <= 1): the bit length of L − 1. */
+int sum_tree_levels(int64_t L);
+
+/* Add the next vector x[n]. last: it is the sequence's last, and x then holds the total (the tree
+ * starts over). Otherwise x's block waits: in x itself with keep (x stays valid and untouched
+ * until the total), else copied into own (the caller may reuse x). */
+void sum_tree_push(sum_tree *t, float *x, int last, int keep);
+
 /* Floats of work memory dist_sum_f32 needs for n values. */
 int64_t dist_sum_work(const lk_dist *d, int64_t n);
 
-/* x[n] := Σ over ranks of x[n], each element summed in rank order 0, 1, …, N−1 (in double,
- * rounded once), whatever the timing and whichever algorithms the MPI library picks: chunk c of
- * every rank goes to rank c (alltoallv), rank c sums its chunk in rank order, and every rank
- * gathers the summed chunks (allgatherv). work: dist_sum_work(d, n) floats. Records the bytes sent
- * and the time taken (d->bytes_sent, d->seconds). */
+/* x[n] := Σ over ranks of x[n], each element summed in the sum_tree order over the ranks 0, 1, …,
+ * N−1 (fp32), whatever the timing and whichever algorithms the MPI library picks: chunk c of
+ * every rank goes to rank c (alltoallv), rank c sums its chunk, and every rank gathers the summed
+ * chunks (allgatherv). work: dist_sum_work(d, n) floats. Records the bytes sent and the time
+ * taken (d->bytes_sent, d->seconds). */
 lk_status dist_sum_f32(lk_dist *d, float *x, int64_t n, float *work);
 
 /* Collective agreement with small sums, in one gather: s on every rank when every rank's s is

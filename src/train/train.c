@@ -96,8 +96,13 @@ static lk_status alloc_rows(lk_trainer *t)
     t->n_real = malloc((size_t)t->rows * sizeof(int64_t));
     t->m1 = lk_aligned_alloc((size_t)t->lora.n_params * sizeof(float));
     t->m2 = lk_aligned_alloc((size_t)t->lora.n_params * sizeof(float));
+    const int levels = sum_tree_levels(t->rows);
+    t->rows_sum = (sum_tree){.n = t->lora.n_params};
+    if (levels)
+        t->rows_sum.own =
+            lk_aligned_alloc((size_t)levels * (size_t)t->lora.n_params * sizeof(float));
     if (!t->tok || !t->lab || !t->pos || !t->seg || !t->tgt || !t->n_real || !t->m1 || !t->m2 ||
-        (red && !t->red))
+        (red && !t->red) || (levels && !t->rows_sum.own))
         return status_fail(LK_ERR_NOMEM, "out of memory for the trainer's buffers");
     memset(t->m1, 0, (size_t)t->lora.n_params * sizeof(float));
     memset(t->m2, 0, (size_t)t->lora.n_params * sizeof(float));
@@ -201,6 +206,7 @@ void lk_trainer_free(lk_trainer *t)
     free(t->m1);
     free(t->m2);
     free(t->red);
+    free(t->rows_sum.own);
     free(t->tok);
     free(t->lab);
     free(t->pos);
@@ -342,17 +348,23 @@ static train_batch row_batch(const lk_trainer *t, int64_t r)
 }
 
 /* Forward and backward of this rank's rows of the step, the gradients scaled by 1/the step's
- * trained tokens (over every rank). */
+ * trained tokens (over every rank). Each row's gradient is computed on its own (from zero; an
+ * empty row's is zero) and the rows' are summed in the sum_tree order, so that the rank count
+ * does not change the bits (dist_sum_f32 sums the ranks' in the same tree). */
 static lk_status run_rows(lk_trainer *t, int64_t n_trained, loss_sums *sums)
 {
     float scale = n_trained ? 1.0f / (float)n_trained : 0.0f;
+    t->rows_sum.occ = 0; /* a step that failed half-way left nothing pending */
     for (int64_t r = 0; r < t->rows; r++) {
-        if (t->n_real[r] == 0)
-            continue;
-        train_batch b = row_batch(t, r);
-        loss_config loss;
-        LK_TRY(distill_loss(&t->kd, &t->kd.kp, &b, r, t->seg + r * t->T, &loss));
-        LK_TRY(graph_run(t->g, &b, &loss, scale, 1, sums));
+        lora_set_zero_grad(&t->lora);
+        if (t->n_real[r] > 0) {
+            train_batch b = row_batch(t, r);
+            loss_config loss;
+            LK_TRY(distill_loss(&t->kd, &t->kd.kp, &b, r, t->seg + r * t->T, &loss));
+            LK_TRY(graph_run(t->g, &b, &loss, scale, 1, sums));
+        }
+        if (t->rows > 1)
+            sum_tree_push(&t->rows_sum, t->lora.grads, r == t->rows - 1, 0);
     }
     return LK_OK;
 }
@@ -374,7 +386,6 @@ static lk_status step_rows(lk_trainer *t, loss_sums *sums, struct lk_step_stats 
     int64_t n[2]; /* trained tokens, tokens */
     lk_status s = fetch_rows(t, &n[0], &n[1]);
     LK_TRY(dist_sum_agree(t->dist, s, n, 2, NULL, 0));
-    lora_set_zero_grad(&t->lora);
     s = run_rows(t, n[0], sums);
     double v[3] = {sums->loss, sums->ce, sums->kd};
     LK_TRY(dist_sum_agree(t->dist, s, &sums->count, 1, v, 3));
@@ -533,8 +544,10 @@ static int64_t plan_keeping(const lk_model *m, const struct lk_train_params *p, 
             adapter_module_shape(c, (lk_module)i, &out, &in);
             params += c->n_layers * p->rank * (in + out);
         }
-    /* factors and gradients (and with data parallelism the gradient sum's chunks) */
-    *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4;
+    /* factors and gradients (and with data parallelism the gradient sum's chunks, with more
+     * than one row a step the rows' pending sums) */
+    *adapter_bytes = params * 4 * 2 + dist_sum_work(p->dist, params) * 4 +
+                     sum_tree_levels(p->batch * p->grad_accum) * params * 4;
     *optimizer_bytes = p->optimizer == LK_OPT_SGD ? 0 : params * 4 * 2;
     *activation_bytes =
         graph_bytes(m, seq_len, k->keep) + 5 * seq_len * p->batch * p->grad_accum * 4;
@@ -548,6 +561,29 @@ static int64_t plan_keeping(const lk_model *m, const struct lk_train_params *p, 
     return *adapter_bytes + *optimizer_bytes + *activation_bytes + *copy_bytes + PLAN_RUNTIME;
 }
 
+/* The least plan with which m trains on int8 (lk_trainer_choose_compute): the weights of m and of
+ * an online teacher, one layer's activations (all with LK_CKPT_OFF), no copy kept but the buffer
+ * one layer's are built into. need: all of it; act, cb: its activations and int8 copies; teacher:
+ * the online teacher's share (its weights and its forward's buffers). */
+typedef struct {
+    int64_t need, act, cb, teacher;
+} least_plan;
+
+static least_plan least(const lk_model *m, const struct lk_train_params *p, int64_t seq_len)
+{
+    const int64_t L = lk_model_get_config(m)->n_layers;
+    const train_keep k = {.keep = p->checkpointing == LK_CKPT_OFF ? L : 1, .copies = 0, .head = 0};
+    int64_t ad, opt;
+    least_plan r = {0};
+    r.need = lk_model_weight_bytes(m) + plan_keeping(m, p, seq_len, &k, &ad, &opt, &r.act, &r.cb);
+    if (p->teacher) {
+        r.teacher = lk_model_weight_bytes(p->teacher) +
+                    (p->objective != LK_OBJ_SFT ? graph_bytes(p->teacher, seq_len, 1) : 0);
+        r.need += lk_model_weight_bytes(p->teacher);
+    }
+    return r;
+}
+
 /* The plan within p->memory_limit (or the memory available), in the order that buys the most
  * speed per byte: the LM head's copy (its dx on the f32 kernel is several layers' worth of time),
  * then with LK_CKPT_AUTO the layers' activations (a layer recomputed costs its forward), then
@@ -557,14 +593,9 @@ static train_keep plan_keep(const lk_model *m, const struct lk_train_params *p, 
 {
     const int64_t L = lk_model_get_config(m)->n_layers;
     train_keep k = {.keep = p->checkpointing == LK_CKPT_OFF ? L : 1, .copies = 0, .head = 0};
-    int64_t ad, opt, act, cb;
-    /* the least: the weights of the model and of an online teacher, the activations of the last
-     * layer (or of all), no copies kept (the buffer for one layer's) */
-    const int64_t least = lk_model_weight_bytes(m) +
-                          (p->teacher ? lk_model_weight_bytes(p->teacher) : 0) +
-                          plan_keeping(m, p, seq_len, &k, &ad, &opt, &act, &cb);
+    const least_plan lp = least(m, p, seq_len);
     const int64_t budget = lk_memory_budget(p->memory_limit, NULL);
-    int64_t rem = budget - least;
+    int64_t rem = budget - lp.need;
     const int64_t head = model_int8_copy_bytes(m, L);
     k.head = head > 0 && rem >= head;
     rem -= k.head ? head : 0;
@@ -577,55 +608,125 @@ static train_keep plan_keep(const lk_model *m, const struct lk_train_params *p, 
     int64_t all = 0;
     for (int64_t l = 0; l < L; l++)
         all += model_int8_copy_bytes(m, l);
-    if (rem + cb >= all) /* the buffer goes when every layer keeps its copies */
+    if (rem + lp.cb >= all) /* the buffer goes when every layer keeps its copies */
         k.copies = L;
     while (k.copies < L && rem >= model_int8_copy_bytes(m, L - 1 - k.copies))
         rem -= model_int8_copy_bytes(m, L - 1 - k.copies++);
     return k;
 }
 
+/* The online teacher of p when it may give way to m (it took int8 by LK_COMPUTE_AUTO and no
+ * resumed run holds it there), else NULL. */
+static lk_model *yielding_teacher(const lk_model *m, const struct lk_train_params *p)
+{
+    lk_model *t = p->teacher;
+    if (!t || t == m || !t->compute_auto || t->compute != LK_COMPUTE_INT8 || t->compute_resumed)
+        return NULL;
+    return t;
+}
+
+/* least() with the teacher t as f32 compute would run it: without its NF4 corrections, its
+ * buffers sized for f32 (marked so for the count, then marked back). */
+static least_plan least_teacher_f32(const lk_model *m, lk_model *t, const struct lk_train_params *p,
+                                    int64_t seq_len)
+{
+    const int64_t fixes = model_int8_fix_bytes(t);
+    model_int8_mark(t, LK_COMPUTE_F32);
+    least_plan r = least(m, p, seq_len);
+    model_int8_mark(t, t->compute);
+    r.need -= fixes;
+    r.teacher -= fixes;
+    return r;
+}
+
+/* The words for a least plan of m in a reason or an error; t: the teacher when it gives way. */
+static void plan_words(char *buf, size_t cap, const least_plan *lp, const lk_model *m,
+                       const struct lk_train_params *p, const lk_model *t)
+{
+    int n = snprintf(buf, cap,
+                     "least training plan (%.1f MiB: the weights%s, %.1f MiB of activations, "
+                     "%.1f MiB of int8 copies",
+                     lp->need / 1048576.0,
+                     model_int8_fix_bytes(m) > 0 ? " with the NF4 corrections" : "",
+                     lp->act / 1048576.0, lp->cb / 1048576.0);
+    if (p->teacher && n > 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, "; the teacher's share %.1f MiB, on %s",
+                      lp->teacher / 1048576.0, t ? "f32" : lk_compute_name(p->teacher->compute));
+    if (n > 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, ")");
+}
+
+/* Turn the teacher t to f32 for m, whose least plan (words: plan) fits the budget only so (on
+ * int8 it would need with_int8). */
+static void give_way(lk_model *t, const lk_model *m, const char *plan, const char *budget,
+                     int64_t with_int8)
+{
+    char why[sizeof t->compute_why];
+    snprintf(why, sizeof why,
+             "auto: f32, giving way to the model trained: its %s %s fits %s only with the teacher "
+             "on f32 (on int8: %.1f MiB)",
+             lk_compute_name(m->compute), plan, budget, with_int8 / 1048576.0);
+    model_int8_to_f32(t, why);
+}
+
+/* After m turned to f32: the teacher still gives way when that is what makes m's plan fit. */
+static void teacher_after_f32(const lk_model *m, const struct lk_train_params *p, int64_t seq_len,
+                              int64_t have, const char *budget)
+{
+    const least_plan as_is = least(m, p, seq_len);
+    lk_model *t = as_is.need > have ? yielding_teacher(m, p) : NULL;
+    if (!t)
+        return;
+    const least_plan lp = least_teacher_f32(m, t, p, seq_len);
+    char plan[256];
+    plan_words(plan, sizeof plan, &lp, m, p, t);
+    if (lp.need <= have)
+        give_way(t, m, plan, budget, as_is.need);
+}
+
 lk_status lk_trainer_choose_compute(lk_model *m, const struct lk_train_params *p, int64_t seq_len)
 {
-    if (!m->compute_auto || m->compute != LK_COMPUTE_INT8 || m->q8t || m->compute_planned)
+    if (!m->compute_auto || m->q8t || m->compute_planned)
         return LK_OK;
-    const int64_t L = lk_model_get_config(m)->n_layers;
-    const train_keep k = {.keep = p->checkpointing == LK_CKPT_OFF ? L : 1, .copies = 0, .head = 0};
-    int64_t ad, opt, act, cb;
-    const int64_t rest = plan_keeping(m, p, seq_len, &k, &ad, &opt, &act, &cb);
-    const int64_t fixes = model_int8_fix_bytes(m);
-    const int64_t weights =
-        lk_model_weight_bytes(m) + (p->teacher ? lk_model_weight_bytes(p->teacher) : 0);
+    m->compute_planned = 1; /* lk_trainer_create after a tool's check: the same choice */
     const char *what;
     const int64_t have = lk_memory_budget(p->memory_limit, &what);
-    const int64_t need = weights + rest;
-    char plan[192];
-    snprintf(plan, sizeof plan,
-             "least training plan (%.1f MiB: the weights%s, %.1f MiB of activations, %.1f MiB of "
-             "int8 copies)",
-             need / 1048576.0, fixes ? " with the NF4 corrections" : "", act / 1048576.0,
-             cb / 1048576.0);
-    if (m->compute_resumed && need > have)
-        return status_fail(LK_ERR_NOMEM,
-                           "--compute auto: the run resumed was trained with --compute int8, "
-                           "whose %s does not fit the %.1f MiB available (%s) (hint: raise "
-                           "--memory-limit, or resume with --compute int8 to run it anyway)",
-                           plan, have / 1048576.0, what);
+    char plan[256], budget[128], also[96] = "";
+    snprintf(budget, sizeof budget, "the %.1f MiB available (%s)", have / 1048576.0, what);
+    if (m->compute != LK_COMPUTE_INT8) { /* f32 at load: the teacher may still make room */
+        teacher_after_f32(m, p, seq_len, have, budget);
+        return LK_OK;
+    }
+    const least_plan as_is = least(m, p, seq_len);
+    /* the model trained comes first: a teacher on int8 turns to f32 when that makes room */
+    lk_model *t = as_is.need > have ? yielding_teacher(m, p) : NULL;
+    const least_plan lp = t ? least_teacher_f32(m, t, p, seq_len) : as_is;
+    const int fits = lp.need <= have;
+    plan_words(plan, sizeof plan, &lp, m, p, t);
+    if (t)
+        snprintf(also, sizeof also, " %s the teacher on f32 (on int8: %.1f MiB)",
+                 fits ? "with" : "even with", as_is.need / 1048576.0);
+    if (m->compute_resumed && !fits) {
+        m->compute_planned = 0; /* nothing decided: the run stops here */
+        char needs[sizeof plan + 8];
+        snprintf(needs, sizeof needs, "its %s", plan);
+        return model_int8_resumed_nofit(needs, budget);
+    }
     char why[sizeof m->compute_why];
     if (m->compute_resumed)
-        snprintf(why, sizeof why,
-                 "checkpoint: int8, the mode of the run resumed; its %s fits the %.1f MiB "
-                 "available (%s)",
-                 plan, have / 1048576.0, what);
+        snprintf(why, sizeof why, "checkpoint: int8, the mode of the run resumed; its %s fits %s%s",
+                 plan, budget, also);
     else
-        snprintf(why, sizeof why, "auto: %s, int8's %s %s the %.1f MiB available (%s)",
-                 need <= have ? "int8" : "f32", plan, need <= have ? "fits" : "does not fit",
-                 have / 1048576.0, what);
-    if (need > have) {
+        snprintf(why, sizeof why, "auto: %s, int8's %s %s %s%s", fits ? "int8" : "f32", plan,
+                 fits ? "fits" : "does not fit", budget, also);
+    if (!fits) {
         model_int8_to_f32(m, why);
-    } else {
-        snprintf(m->compute_why, sizeof m->compute_why, "%s", why);
-        m->compute_planned = 1; /* lk_trainer_create after a tool's check: the same choice */
+        teacher_after_f32(m, p, seq_len, have, budget);
+        return LK_OK;
     }
+    if (t)
+        give_way(t, m, plan, budget, as_is.need);
+    snprintf(m->compute_why, sizeof m->compute_why, "%s", why);
     return LK_OK;
 }
 

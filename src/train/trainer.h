@@ -31,6 +31,7 @@ struct lk_trainer {
     int64_t step, total, n_updates, skipped_total, bad_run;
     float *hist; /* [hist_cap] loss of each step, planned for every step of the run */
     int64_t hist_cap;
+    sum_tree rows_sum; /* the step's gradient over its rows (own: [sum_tree_levels(rows), n]) */
     struct lk_loftq_stat *loftq; /* [lora.n] with a LoftQ start, else NULL */
 };
 
