@@ -141,6 +141,8 @@ typedef struct {
     q8_work_fn fwd2_work;
     q8_fwd_add_fn fwd_add; /* the accumulating forward (as fwd2: the panel GEMM for any T) */
     q8_work_fn fwd_add_work;
+    int reads_ilv; /* every entry takes weights in the interleaved layout too (q8_ilv.h) */
+    int wants_ilv; /* its GEMV is faster on that layout: a model converts its matrices at load */
 } q8_kernels;
 
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,

@@ -513,7 +513,7 @@ static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64
             }
             /* the variant's GEMV on its own (its forward takes it for T <= gemv_t) */
             const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0,
-                                     NULL,    NULL,    NULL,         NULL};
+                                     NULL,    NULL,    NULL,         NULL,    0,            0};
             if (T > 17)
                 continue;
             q8_fenced(&gemv, w, bb, b.X, T, b.Y[1], nt);
