@@ -109,8 +109,10 @@ lk_status lk_q8_transpose(const struct lk_qweight *w, void *dst, struct lk_qweig
         return status_fail(LK_ERR_ARG, "int8 transposed copy: NULL weight, data, dst or wt");
     LK_TRY(q4_weight_init(&qw, (int)w->type, w->block, w->out, w->in, w->data));
     if (w->interleaved && !q8i_supports(qw.qtype))
-        return status_fail(LK_ERR_ARG, "int8 transposed copy: %s weights have no interleaved "
-                           "layout", lk_qtype_name(w->type));
+        return status_fail(LK_ERR_ARG,
+                           "int8 transposed copy: %s weights have no interleaved "
+                           "layout",
+                           lk_qtype_name(w->type));
     qw.ilv = w->interleaved != 0;
     LK_TRY(q8_transpose(&qw, dst, &qt, n_threads));
     *wt = (struct lk_qweight){LK_QTYPE_Q8_0, Q4_QK, qt.out, qt.in, dst, 0};

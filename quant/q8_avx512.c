@@ -9,7 +9,9 @@
  * sums), so it ends exactly at Σ x·q. The core types (Q4_0, IQ4_NL, Q8_0, NF4) are packed straight
  * from their blocks, four rows at a time through 4x4 transposes; the others (the GGUF read-only
  * types) are expanded 16 rows at a time (q8_expander_avx2) and go through the same transposes
- * (pack_expanded). At T = 1 the same code is the GEMV: every weight block is read and
+ * (pack_expanded). A whole group of 16 rows of an interleaved weight (q8_ilv.h) is copied from its
+ * records, each 64-byte chunk one panel group of the 16 rows (pack_ilv16). At T = 1 the same code
+ * is the GEMV: every weight block is read and
  * expanded once, and the panel stays in L1/L2. Helpers are static (this file is compiled with
  * -mavx512* flags and must not leak code into generic callers). */
 #include <immintrin.h>

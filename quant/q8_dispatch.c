@@ -12,10 +12,18 @@
 #include "q8.h"
 #include "core/status.h"
 
-static const q8_kernels k_ref = {
-    "ref", q8_gemm_fwd_ref,  q8_gemm_fwd_work_ref,  q8_gemm_fwd_ref,     q8_gemm_fwd_work_ref,
-    0,     q8_gemm_fwd2_ref, q8_gemm_fwd2_work_ref, q8_gemm_fwd_add_ref, q8_gemm_fwd_add_work_ref,
-    1,     0};
+static const q8_kernels k_ref = {"ref",
+                                 q8_gemm_fwd_ref,
+                                 q8_gemm_fwd_work_ref,
+                                 q8_gemm_fwd_ref,
+                                 q8_gemm_fwd_work_ref,
+                                 0,
+                                 q8_gemm_fwd2_ref,
+                                 q8_gemm_fwd2_work_ref,
+                                 q8_gemm_fwd_add_ref,
+                                 q8_gemm_fwd_add_work_ref,
+                                 1,
+                                 0};
 
 /* A SIMD variant's forward: its GEMV for T <= tmax (its table's gemv_t), its GEMM above; the work
  * for T covers both (every call with 1..T rows). */

@@ -10,7 +10,10 @@
  * accumulator; the others keep i0 and i1 apart. A 4x4 transpose-add per 128-bit lane leaves the
  * 16 rows' block sums in the lanes of one zmm in row order, and the fp32 update of q8.h runs on
  * them at once. NF4 packs values 2k and 2k+1 into byte k: its high nibbles are the even values, so
- * they meet the activation's even bytes and the low nibbles its odd bytes. */
+ * they meet the activation's even bytes and the low nibbles its odd bytes. A whole group of a
+ * weight in the interleaved layout (q8_ilv.h) reads its records instead: per block one vcvtph2ps
+ * of 16 scales and one 64-byte load per 4 code bytes of the 16 rows, the lanes already the rows'
+ * sums (group_ilv, group_ilv_q4_1: no gather, no reduction). */
 #include <immintrin.h>
 #include <stddef.h>
 #include <string.h>
@@ -203,7 +206,6 @@ group_core_body(const q8v_job *j, int qt, int strided, int64_t o0, int nrow, int
     }
     store(j, acc, mt, o0, nrow, t0);
 }
-
 
 /* ---- whole groups of an interleaved weight (q8_ilv.h) ---------------------------------------- */
 

@@ -799,8 +799,8 @@ static void test_variant(const char *name)
         {63, 64}, {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}, {31, 129}, {40, 520}};
     static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}, Tv[] = {1, 2, 3, 5, 9};
     /* the variant's matrix-vector kernel on its own (its fwd takes it for T <= gemv_t) */
-    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv,      k->gemv_work, 0,
-                             NULL,    NULL,    NULL,         NULL,         k->reads_ilv, 0};
+    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0,
+                             NULL,    NULL,    NULL,         NULL,    k->reads_ilv, 0};
     for (int seed = 1; seed <= 2; seed++) {
         g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
         for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
@@ -886,7 +886,6 @@ static void test_variant(const char *name)
     free(c.data);
 }
 
-
 /* ---- the interleaved layout (q8_ilv.h) ------------------------------------------------------ */
 
 /* c's weight interleaved in a copy (*data, *w), after checking that the conversion keeps every
@@ -929,7 +928,7 @@ static void test_ilv(void **state)
 {
     (void)state;
     static const int ty[] = {LK_QTYPE_Q4_0, LK_QTYPE_IQ4_NL, LK_QTYPE_Q8_0, LK_QTYPE_Q4_1};
-    static const int64_t shapes[][2] = {{15, 64}, {16, 32}, {17, 33}, {48, 96},
+    static const int64_t shapes[][2] = {{15, 64},  {16, 32}, {17, 33},  {48, 96},
                                         {72, 520}, {33, 7},  {161, 256}};
     static const int64_t Ts[] = {1, 2, 3, 4, 5, 9, 70};
     static const char *const names[] = {"ref", "avx2", "avx512vnni", "neon"};
@@ -953,8 +952,9 @@ static void test_ilv(void **state)
                 const q8_kernels *k = q8_kernels_named(names[v]);
                 if (!k || !k->reads_ilv)
                     continue;
-                const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0,
-                                         NULL,    NULL,    NULL,         NULL,    1,            0};
+                const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work,
+                                         0,       NULL,    NULL,         NULL,    NULL,
+                                         1,       0};
                 run_case(k, &w, Ts, (int)(sizeof Ts / sizeof Ts[0]), 1 + (int)(s % 3));
                 run_case(&gemv, &w, Ts, 4, 2 - (int)(s % 2));
             }

@@ -62,8 +62,8 @@ static int run_once(const job *j)
     if (j->qtc) /* int8 compute: the backward is a forward of the transposed copy */
         return (j->bwd ? lk_q8gemm_forward(&j->qtc[c % j->ncopy_q], NULL, j->dY, j->T, j->dX,
                                            j->threads, NULL, j->work, j->work_size)
-                       : lk_q8gemm_forward(&j->qic[c % j->ncopy_q], NULL, j->X, j->T, j->Y, j->threads, NULL, j->work,
-                                           j->work_size)) == LK_OK
+                       : lk_q8gemm_forward(&j->qic[c % j->ncopy_q], NULL, j->X, j->T, j->Y,
+                                           j->threads, NULL, j->work, j->work_size)) == LK_OK
                    ? 0
                    : -1;
     lk_status s = j->bwd ? lk_qgemm_backward(qw, j->dY, j->T, j->dX, j->threads, j->variant,
