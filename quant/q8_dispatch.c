@@ -55,8 +55,8 @@ static const q8_kernels k_avx2 = {"avx2",
                                   q8_gemm_fwd2_work_avx2,
                                   q8_gemm_fwd_add_avx2,
                                   q8_gemm_fwd_add_work_avx2,
-                                  0,
-                                  0};
+                                  1,
+                                  1};
 #endif
 #ifdef LK_HAVE_AVX512
 SMALL_T_FWD(avx512vnni, 4)
