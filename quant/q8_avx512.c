@@ -101,7 +101,7 @@ static void pack_ilv16(const q8p_job *j, int64_t o, int r0, uint8_t *panel)
     int8_t t8[64];
     for (int i = 0; i < 64; i++)
         t8[i] = (int8_t)(q4_iq4nl_values[i % 16] ^ 0x80);
-    const __m512i tab = _mm512_loadu_si512(t8), m4 = _mm512_set1_epi8(15);
+    const __m512i tab = _mm512_loadu_si512(t8);
     const __m512i f = _mm512_set1_epi8((char)0x80);
     const size_t pb = q8p_block_bytes(NR, j->simple), hb = q8i_hb(qt);
     const uint8_t *rec = q8i_record(w, o / 16, 0);
@@ -114,13 +114,9 @@ static void pack_ilv16(const q8p_job *j, int64_t o, int r0, uint8_t *panel)
                                     _mm512_xor_si512(_mm512_loadu_si512(c0 + 64 * g), f));
         } else {
             for (int c = 0; c < 4; c++) {
-                const __m512i ch = _mm512_loadu_si512(c0 + 64 * c);
-                __m512i lo = _mm512_and_si512(ch, m4);
-                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(ch, 4), m4);
-                if (qt == LK_QTYPE_IQ4_NL) {
-                    lo = _mm512_shuffle_epi8(tab, lo);
-                    hi = _mm512_shuffle_epi8(tab, hi);
-                } else if (qt == LK_QTYPE_Q4_1) {
+                __m512i lo, hi;
+                q8x_ilv_nibbles(qt, c0 + 64 * c, tab, &lo, &hi);
+                if (qt == LK_QTYPE_Q4_1) {
                     lo = _mm512_or_si512(lo, f);
                     hi = _mm512_or_si512(hi, f);
                 }

@@ -85,8 +85,8 @@ static const q8_kernels k_neon = {"neon",
                                   q8_gemm_fwd2_work_neon,
                                   q8_gemm_fwd_add_neon,
                                   q8_gemm_fwd_add_work_neon,
-                                  0,
-                                  0};
+                                  1,
+                                  1};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

@@ -230,7 +230,7 @@ static inline __attribute__((always_inline)) void group_ilv(const q8v_job *j, in
     int8_t t8[64];
     for (int i = 0; i < 64; i++)
         t8[i] = (int8_t)(q4_iq4nl_values[i % 16] ^ 0x80);
-    const __m512i tab = _mm512_loadu_si512(t8), m4 = _mm512_set1_epi8(15);
+    const __m512i tab = _mm512_loadu_si512(t8);
     const __m512i f = _mm512_set1_epi8((char)0x80);
     const int kk = code_k(qt);
     const q8v_pf pf = q8v_next(j, o0);
@@ -260,13 +260,8 @@ static inline __attribute__((always_inline)) void group_ilv(const q8v_job *j, in
         } else {
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
-                const __m512i ch = _mm512_loadu_si512(c0 + 64 * c);
-                __m512i lo = _mm512_and_si512(ch, m4);
-                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(ch, 4), m4);
-                if (qt == LK_QTYPE_IQ4_NL) {
-                    lo = _mm512_shuffle_epi8(tab, lo);
-                    hi = _mm512_shuffle_epi8(tab, hi);
-                }
+                __m512i lo, hi;
+                q8x_ilv_nibbles(qt, c0 + 64 * c, tab, &lo, &hi);
 #pragma GCC unroll 4
                 for (int t = 0; t < mt; t++) {
                     const int8_t *x = A[t * nb + b].q;
@@ -310,9 +305,8 @@ static inline __attribute__((always_inline)) void group_ilv_q4_1(const q8v_job *
             pl[t] = ph[t] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            const __m512i ch = _mm512_loadu_si512(rec + 4 * R + 64 * c);
-            const __m512i lo = _mm512_and_si512(ch, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(ch, 4), m4);
+            __m512i lo, hi;
+            q8x_ilv_nibbles(LK_QTYPE_Q4_1, rec + 4 * R + 64 * c, m4, &lo, &hi);
 #pragma GCC unroll 4
             for (int t = 0; t < mt; t++) {
                 const int8_t *x = A[t * nb + b].q;
