@@ -367,7 +367,6 @@ static void test_grad_cosine_smollm2(void **state)
     check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.999); /* 0.99958 */
 }
 
-
 /* The decoder matrices of mi (int8 compute) against mf's (f32 compute, the same file): interleaved
  * (q8_ilv.h) exactly where the int8 variant wants the layout and the type has it, every row's
  * blocks the same bytes; the LM head never; after model_int8_to_f32 every matrix in rows again,

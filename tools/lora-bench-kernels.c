@@ -11,7 +11,8 @@
  * with --json, one JSON object. --compute f32,int8 adds, per format, the int8 path (quant/q8.h:
  * activations quantised per row to int8 blocks inside the call, int32 block sums; the backward
  * runs as a forward of the transposed Q8_0 copy, built once outside the timings), measured in the
- * same run, right after the f32 kernel of the same format and shape. */
+ * same run, right after the f32 kernel of the same format and shape; its forward reads the weight
+ * as a model holds it, interleaved (lk_q8_interleave) where the int8 variant wants that layout. */
 #define LK_EXPERIMENTAL 1
 #include <cblas.h>
 #include <math.h>
@@ -427,7 +428,8 @@ int main(int argc, char **argv)
     struct arg_str *compute =
         arg_str0(NULL, "compute", "LIST",
                  "compute paths per format: f32, int8 or f32,int8 (default f32; int8 uses the "
-                 "dispatched int8 variant, LK_KERNELS picks another)");
+                 "dispatched int8 variant, LK_KERNELS picks another, on the weight laid out as a "
+                 "model lays it out for that variant)");
     struct arg_lit *cpu_time =
         arg_lit0(NULL, "cpu-time",
                  "time each call by the CPU time of the calling thread instead of the wall clock "
