@@ -335,6 +335,7 @@ typedef struct {
     int64_t out, in;  /* logical shape (in excludes padding) */
     size_t row_bytes; /* q4_row_bytes(qtype, block, in) */
     const void *data; /* [out][row_bytes] */
+    int ilv;          /* 1: whole groups of 16 rows interleaved for the int8 path (q8_ilv.h) */
 } q4_weight;
 
 /* Fill a descriptor; LK_ERR_ARG / LK_ERR_UNSUPPORTED with a message when invalid. */

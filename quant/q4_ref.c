@@ -555,8 +555,8 @@ void q4_dequantize_row(int qtype, int block, const void *src, int64_t n, float *
         return;
     default: break;
     }
-    q4_weight w = {qtype, (int)q4_block_len(qtype, block), 1,
-                   n,     q4_row_bytes(qtype, block, n),   src};
+    q4_weight w = {qtype, (int)q4_block_len(qtype, block), 1, n, q4_row_bytes(qtype, block, n), src,
+                   0};
     int64_t nfull = n / Q4_QK * Q4_QK;
     q4_decode_ref(&w, 0, 0, nfull, y);
     if (nfull < n) {
@@ -593,6 +593,7 @@ lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_
     w->in = in;
     w->row_bytes = q4_row_bytes(qtype, block, in);
     w->data = data;
+    w->ilv = 0;
     return LK_OK;
 }
 
@@ -603,8 +604,8 @@ lk_status q4_weight_init(q4_weight *w, int qtype, int block, int64_t out, int64_
 static void row_error(int qtype, int block, const float *x, const uint8_t *q, int64_t in,
                       double *sq, double *mx)
 {
-    const q4_weight w = {qtype, (int)q4_block_len(qtype, block), 1,
-                         in,    q4_row_bytes(qtype, block, in),  q};
+    const q4_weight w = {
+        qtype, (int)q4_block_len(qtype, block), 1, in, q4_row_bytes(qtype, block, in), q, 0};
     const size_t es = qtype == LK_QTYPE_F32 ? 4 : 2; /* plain types: bytes per value */
     const int plain = qtype == LK_QTYPE_F32 || qtype == LK_QTYPE_F16 || qtype == LK_QTYPE_BF16;
     float back[ERR_SPAN];

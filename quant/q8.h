@@ -44,7 +44,13 @@
  *   half), larger ones hand out chunks of row groups to whichever thread is free. At T = 1 the
  *   kernels are bound by vector instructions, not by the weight stream, while the weights sit in
  *   L2/L3 (avx512vnni about 100 GFLOP/s per core on Q4_0, 28 GB/s of its blocks, against a
- *   100 GB/s plain read loop; BENCHMARKS.md "int8 GEMV at T = 1, wave 6").
+ *   100 GB/s plain read loop; BENCHMARKS.md "int8 GEMV at T = 1, wave 6"), most of them gathering
+ *   16 rows' blocks and scales; so a variant may read weights in the row-interleaved layout
+ *   (q8_ilv.h: 16 rows' scales and 4-byte code chunks side by side, made in place at load) with
+ *   plain loads: avx512vnni reads it in every entry point (q8_kernels.reads_ilv; its GEMV about
+ *   200 GFLOP/s per core on Q4_0) and wants it (wants_ilv: the model converts its decoder
+ *   matrices, model_int8.c); the reference reads both layouts; avx2 and neon read rows only
+ *   (their entry points assert it). BENCHMARKS.md "int8 GEMV on interleaved rows".
  * Two more entry points run the same products with another epilogue, every variant bit for bit
  *   its reference (q8_ref.c), on the panel GEMM for every T: q8_gemm_fwd2, a training forward's
  *   two int8 terms (q8_quantize_act2: x1, and r1 of the residual x − x1) in one call, the rows of
@@ -141,6 +147,8 @@ typedef struct {
     q8_work_fn fwd2_work;
     q8_fwd_add_fn fwd_add; /* the accumulating forward (as fwd2: the panel GEMM for any T) */
     q8_work_fn fwd_add_work;
+    int reads_ilv; /* every entry takes weights in the interleaved layout too (q8_ilv.h) */
+    int wants_ilv; /* its GEMV is faster on that layout: a model converts its matrices at load */
 } q8_kernels;
 
 void q8_gemm_fwd_ref(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,

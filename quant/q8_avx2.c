@@ -39,6 +39,7 @@
 
 #include "q8.h"
 #include "q8_pack.h"
+#include "q8_ilv.h"
 #include "q8_x86.h"
 #include "core/pool.h"
 #include "core/status.h"
@@ -335,6 +336,48 @@ static inline void codes4(int qt, const q4_weight *w, const uint8_t *row, int64_
     }
 }
 
+/* v[k] dword i -> out[i] dword k (a 4x4 dword transpose). */
+static inline void transpose4(const __m128i v[4], __m128i out[4])
+{
+    const __m128i a = _mm_unpacklo_epi32(v[0], v[1]), b = _mm_unpacklo_epi32(v[2], v[3]);
+    const __m128i c = _mm_unpackhi_epi32(v[0], v[1]), d = _mm_unpackhi_epi32(v[2], v[3]);
+    out[0] = _mm_unpacklo_epi64(a, b);
+    out[1] = _mm_unpackhi_epi64(a, b);
+    out[2] = _mm_unpacklo_epi64(c, d);
+    out[3] = _mm_unpackhi_epi64(c, d);
+}
+
+/* codes4 of block b of the 4 rows o..o+3 (o % 4 == 0) of a whole group of an interleaved weight
+ * (q8_ilv.h): their 4-byte pieces of each 64-byte chunk are 16 contiguous bytes, a 4x4 dword
+ * transpose makes each row's code bytes; the 4 scales are one conversion. */
+static inline void codes4_ilv(int qt, const q4_weight *w, int64_t o, int64_t b, __m128i tab,
+                              __m128i lo[4], __m128i hi[4], float s[4])
+{
+    const __m128i m4 = _mm_set1_epi8(15);
+    const uint8_t *rec = q8i_record(w, o / Q8I_R, b);
+    const size_t r = (size_t)(o % Q8I_R);
+    const uint8_t *c0 = rec + 2 * Q8I_R + 4 * r;
+    __m128i v[4];
+    for (int c = 0; c < 4; c++)
+        v[c] = _mm_loadu_si128((const __m128i *)(const void *)(c0 + 64 * c));
+    transpose4(v, lo);
+    if (qt == LK_QTYPE_Q8_0) {
+        for (int c = 0; c < 4; c++)
+            v[c] = _mm_loadu_si128((const __m128i *)(const void *)(c0 + 64 * (4 + c)));
+        transpose4(v, hi);
+    } else { /* Q4_0 (nibbles) and IQ4_NL (signed, through the table) */
+        for (int i = 0; i < 4; i++) {
+            hi[i] = _mm_and_si128(_mm_srli_epi16(lo[i], 4), m4);
+            lo[i] = _mm_and_si128(lo[i], m4);
+            if (qt == LK_QTYPE_IQ4_NL) {
+                lo[i] = _mm_shuffle_epi8(tab, lo[i]);
+                hi[i] = _mm_shuffle_epi8(tab, hi[i]);
+            }
+        }
+    }
+    _mm_storeu_ps(s, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)(rec + 2 * r))));
+}
+
 /* The codes of 4 rows as int16 pairs into the int16 panel block p (16 rows, see pack_w16). */
 static inline void store_codes16(const __m128i lo[4], const __m128i hi[4], uint8_t *p, int r0)
 {
@@ -365,11 +408,14 @@ pack_direct(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel, int nr, int 
             const int r = r0 + i < nrow ? r0 + i : nrow - 1;
             rows[i] = (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes;
         }
+        const int ilv = o0 + r0 + 4 <= q8i_rows(w); /* 4 rows of a whole interleaved group */
         for (int64_t b = 0; b < j->nb; b++) {
             uint8_t *p = panel + (size_t)b * pb;
             __m128i lo[4], hi[4];
             float *S = (float *)(void *)(p + (size_t)nr * j->cb) + r0;
-            for (int i = 0; i < 4; i++) {
+            if (ilv)
+                codes4_ilv(qt, w, o0 + r0, b, tab, lo, hi, S);
+            for (int i = 0; !ilv && i < 4; i++) {
                 codes4(qt, w, rows[i], b, tab, &lo[i], &hi[i], &S[i]);
                 if (r0 + i >= nrow)
                     S[i] = 0.0f;
@@ -400,11 +446,16 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
     const q4_weight *w = j->w;
     const size_t pb = q8p_block_bytes_cb(NR, j->simple, j->cb);
     q8_wblock e[NR][PE_CHUNK];
-    const int last = nrow > 1 ? nrow - 1 : 0; /* nrow >= 1 */
+    uint8_t plain[PE_CHUNK * sizeof(q4_block_q8_0)]; /* an interleaved row's blocks (Q4_1) */
+    const int last = nrow > 1 ? nrow - 1 : 0;        /* nrow >= 1 */
     for (int64_t b0 = 0; b0 < j->nb; b0 += PE_CHUNK) {
         const int64_t n = j->nb - b0 < PE_CHUNK ? j->nb - b0 : PE_CHUNK;
         for (int r = 0; r < nrow; r++)
-            j->expand(w, (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes, b0, n, e[r]);
+            if (w->ilv)
+                j->expand(w, q8i_blocks(w, o0 + r, b0, n, plain), 0, n, e[r]);
+            else
+                j->expand(w, (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes, b0, n,
+                          e[r]);
         for (int64_t c = 0; c < n; c++) {
             uint8_t *p = panel + (size_t)(b0 + c) * pb;
             float *f = (float *)(void *)(p + NR * j->cb); /* S0 [S1 M0 M1] */
@@ -554,6 +605,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
                  .quant2 = two ? q8x_quantize_act2 : NULL,
                  .add = add,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
+                 .ilv = 1,
                  .expand = q8_expander_avx2(w->qtype),
                  .chunk_bytes = CHUNK_BYTES,
                  .cb = code_bytes(w),

@@ -9,7 +9,9 @@
  * sums), so it ends exactly at Σ x·q. The core types (Q4_0, IQ4_NL, Q8_0, NF4) are packed straight
  * from their blocks, four rows at a time through 4x4 transposes; the others (the GGUF read-only
  * types) are expanded 16 rows at a time (q8_expander_avx2) and go through the same transposes
- * (pack_expanded). At T = 1 the same code is the GEMV: every weight block is read and
+ * (pack_expanded). A whole group of 16 rows of an interleaved weight (q8_ilv.h) is copied from its
+ * records, each 64-byte chunk one panel group of the 16 rows (pack_ilv16). At T = 1 the same code
+ * is the GEMV: every weight block is read and
  * expanded once, and the panel stays in L1/L2. Helpers are static (this file is compiled with
  * -mavx512* flags and must not leak code into generic callers). */
 #include <immintrin.h>
@@ -17,6 +19,7 @@
 
 #include "q8.h"
 #include "q8_pack.h"
+#include "q8_ilv.h"
 #include "q8_x86.h"
 #include "core/pool.h"
 #include "core/status.h"
@@ -87,6 +90,53 @@ static inline void codes16(const q8p_job *j, const uint8_t *const *rows, int64_t
     }
 }
 
+/* Rows [o, o+16) of an interleaved weight, a whole group (q8_ilv.h), into panel rows [r0, r0+16):
+ * each 64-byte chunk of a record is already one panel group of the 16 rows (Q8_0: codes + 128; the
+ * 4-bit types: low nibbles group c, high nibbles group 4 + c), the scales (and Q4_1's mins) one
+ * vcvtph2ps; Q4_1's codes go in as q + 128 as pack_expanded's, its S1 = S0 and M1 = M0. */
+static void pack_ilv16(const q8p_job *j, int64_t o, int r0, uint8_t *panel)
+{
+    const q4_weight *w = j->w;
+    const int qt = w->qtype;
+    int8_t t8[64];
+    for (int i = 0; i < 64; i++)
+        t8[i] = (int8_t)(q4_iq4nl_values[i % 16] ^ 0x80);
+    const __m512i tab = _mm512_loadu_si512(t8);
+    const __m512i f = _mm512_set1_epi8((char)0x80);
+    const size_t pb = q8p_block_bytes(NR, j->simple), hb = q8i_hb(qt);
+    const uint8_t *rec = q8i_record(w, o / 16, 0);
+    for (int64_t b = 0; b < j->nb; b++, rec += 16 * q8i_bsz(qt)) {
+        uint8_t *p = panel + (size_t)b * pb;
+        const uint8_t *c0 = rec + 16 * hb;
+        if (qt == LK_QTYPE_Q8_0) {
+            for (int g = 0; g < 8; g++)
+                _mm512_storeu_si512(p + (g * NR + r0) * 4,
+                                    _mm512_xor_si512(_mm512_loadu_si512(c0 + 64 * g), f));
+        } else {
+            for (int c = 0; c < 4; c++) {
+                __m512i lo, hi;
+                q8x_ilv_nibbles(qt, c0 + 64 * c, tab, &lo, &hi);
+                if (qt == LK_QTYPE_Q4_1) {
+                    lo = _mm512_or_si512(lo, f);
+                    hi = _mm512_or_si512(hi, f);
+                }
+                _mm512_storeu_si512(p + (c * NR + r0) * 4, lo);
+                _mm512_storeu_si512(p + ((4 + c) * NR + r0) * 4, hi);
+            }
+        }
+        float *S = (float *)(void *)(p + NR * 32) + r0; /* S0 [S1 M0 M1] */
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)rec));
+        _mm512_storeu_ps(S, d);
+        if (qt == LK_QTYPE_Q4_1) {
+            const __m512 m =
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 32)));
+            _mm512_storeu_ps(S + NR, d);
+            _mm512_storeu_ps(S + 2 * NR, m);
+            _mm512_storeu_ps(S + 3 * NR, m);
+        }
+    }
+}
+
 /* Rows [o0, o0+nrow) of a core type into the panel, 16 at a time (rows past nrow: scale 0). */
 static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
 {
@@ -98,6 +148,10 @@ static void pack_core(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel)
     const __m512i tab = _mm512_loadu_si512(t8);
     const size_t pb = q8p_block_bytes(NR, 1);
     for (int r0 = 0; r0 < NR && r0 < nrow; r0 += 16) {
+        if (w->ilv && nrow - r0 >= 16) { /* a whole interleaved group */
+            pack_ilv16(j, o0 + r0, r0, panel);
+            continue;
+        }
         const uint8_t *rows[16]; /* in lane order: rows[4L+k] is row r0+4L+k */
         for (int i = 0; i < 16; i++) {
             const int r = r0 + i < nrow ? r0 + i : nrow - 1;
@@ -136,6 +190,10 @@ static void pack_expanded(const q8p_job *j, int64_t o0, int nrow, uint8_t *panel
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     q8_wblock e[16][PE_CHUNK];
     for (int r0 = 0; r0 < NR && r0 < nrow; r0 += 16) {
+        if (w->ilv && nrow - r0 >= 16) { /* a whole interleaved group (Q4_1) */
+            pack_ilv16(j, o0 + r0, r0, panel);
+            continue;
+        }
         const uint8_t *rows[16];
         for (int i = 0; i < 16; i++) {
             const int r = r0 + i < nrow ? r0 + i : nrow - 1;
@@ -337,6 +395,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
                  .quant2 = two ? q8x_quantize_act2 : NULL,
                  .add = add,
                  .pack = q8p_core(w->qtype) ? pack_core : pack_expanded,
+                 .ilv = 1,
                  .expand = q8_expander_avx2(w->qtype),
                  .chunk_bytes = CHUNK_BYTES,
                  .rows = {rows_1, rows_2, rows_3, rows_4}};

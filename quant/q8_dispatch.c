@@ -12,9 +12,18 @@
 #include "q8.h"
 #include "core/status.h"
 
-static const q8_kernels k_ref = {
-    "ref", q8_gemm_fwd_ref,  q8_gemm_fwd_work_ref,  q8_gemm_fwd_ref,     q8_gemm_fwd_work_ref,
-    0,     q8_gemm_fwd2_ref, q8_gemm_fwd2_work_ref, q8_gemm_fwd_add_ref, q8_gemm_fwd_add_work_ref};
+static const q8_kernels k_ref = {"ref",
+                                 q8_gemm_fwd_ref,
+                                 q8_gemm_fwd_work_ref,
+                                 q8_gemm_fwd_ref,
+                                 q8_gemm_fwd_work_ref,
+                                 0,
+                                 q8_gemm_fwd2_ref,
+                                 q8_gemm_fwd2_work_ref,
+                                 q8_gemm_fwd_add_ref,
+                                 q8_gemm_fwd_add_work_ref,
+                                 1,
+                                 0};
 
 /* A SIMD variant's forward: its GEMV for T <= tmax (its table's gemv_t), its GEMM above; the work
  * for T covers both (every call with 1..T rows). */
@@ -45,7 +54,9 @@ static const q8_kernels k_avx2 = {"avx2",
                                   q8_gemm_fwd2_avx2,
                                   q8_gemm_fwd2_work_avx2,
                                   q8_gemm_fwd_add_avx2,
-                                  q8_gemm_fwd_add_work_avx2};
+                                  q8_gemm_fwd_add_work_avx2,
+                                  1,
+                                  1};
 #endif
 #ifdef LK_HAVE_AVX512
 SMALL_T_FWD(avx512vnni, 4)
@@ -58,7 +69,9 @@ static const q8_kernels k_vnni = {"avx512vnni",
                                   q8_gemm_fwd2_avx512vnni,
                                   q8_gemm_fwd2_work_avx512vnni,
                                   q8_gemm_fwd_add_avx512vnni,
-                                  q8_gemm_fwd_add_work_avx512vnni};
+                                  q8_gemm_fwd_add_work_avx512vnni,
+                                  1,
+                                  1};
 #endif
 #ifdef LK_HAVE_NEON
 SMALL_T_FWD(neon, 4)
@@ -71,7 +84,9 @@ static const q8_kernels k_neon = {"neon",
                                   q8_gemm_fwd2_neon,
                                   q8_gemm_fwd2_work_neon,
                                   q8_gemm_fwd_add_neon,
-                                  q8_gemm_fwd_add_work_neon};
+                                  q8_gemm_fwd_add_work_neon,
+                                  1,
+                                  1};
 #endif
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

@@ -32,7 +32,8 @@ struct q8v_job {
     const float *bias, *X;
     float *Y;
     int64_t T;
-    int nr; /* output rows per group */
+    int nr;  /* output rows per group */
+    int ilv; /* the group functions read a weight's interleaved groups (q8_ilv.h) */
     void (*quant)(const float *x, int64_t n, q8_ablock *dst);
     q8v_group_fn group[Q8V_MT];
     q8_expand_fn expand; /* the types read through an expander */
@@ -135,7 +136,7 @@ static inline void q8v_run(q8v_job *j, int n_threads, void *work, size_t work_si
     if (j->T <= 0)
         return;
     const q4_weight *w = j->w;
-    LK_ASSERT(q8_supports(w->qtype));
+    LK_ASSERT(q8_supports(w->qtype) && (!w->ilv || j->ilv));
     q8_ablock *A = q4_work_start(work, work_size, q8v_work(w, j->T, n_threads));
     j->nb = (w->in + Q8_QK - 1) / Q8_QK;
     j->A = A;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "q8_gemv.h"
+#include "q8_ilv.h"
 #include "q8_x86.h"
 
 #define R  8 /* output rows per group: the lanes of a ymm */
@@ -139,8 +140,8 @@ static inline __attribute__((always_inline)) void store(const q8v_job *j, const 
     }
 }
 
-/* A group of a core type (simple), read straight from its blocks. */
-static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
+/* A group of a core type (simple) in the row layout, read straight from its blocks. */
+static inline __attribute__((always_inline)) void group_rows(const q8v_job *j, int qt, int64_t o0,
                                                              int nrow, int64_t t0, int mt)
 {
     const int64_t nb = j->nb;
@@ -179,12 +180,170 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
     store(j, acc, mt, o0, nrow, t0);
 }
 
+/* ---- groups of an interleaved weight (q8_ilv.h) ---------------------------------------------- */
+
+/* The 4 activation bytes q[0..3] broadcast to every dword. */
+static inline __m256i bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* The first record of the 8 rows from o0 (a whole group's half, o0 % 8 == 0) and their offset
+ * in it: the half h's scales at rec + 16h, its code bytes at 32h of each 64-byte chunk. */
+static inline const uint8_t *ilv_rec(const q8v_job *j, int64_t o0, size_t *half)
+{
+    *half = (size_t)(o0 % Q8I_R) / R;
+    return q8i_record(j->w, o0 / Q8I_R, 0);
+}
+
+/* A half group of a simple core type (Q4_0, IQ4_NL, Q8_0) from its records: per block one
+ * vcvtph2ps of the 8 rows' scales and one 32-byte load per 4 code bytes of the 8 rows (a dword
+ * lane per row) by the 4 matching activation bytes broadcast, the lanes already the rows' sums.
+ * Q4_0's nibbles (q + 8) add up in int16 over the block (8 pair sums of at most 2·15·127: 30480)
+ * before one vpmaddwd; IQ4_NL and Q8_0 take the sign trick per chunk. */
+static inline __attribute__((always_inline)) void group_ilv(const q8v_job *j, int qt, int64_t o0,
+                                                            int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    size_t h;
+    const uint8_t *rec = ilv_rec(j, o0, &h);
+    const size_t rs = (size_t)Q8I_R * q8i_bsz(qt);
+    const __m256i tab = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)(const void *)q4_iq4nl_values));
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi16(1);
+    const q8_ablock *A = j->A + t0 * nb;
+    const q8v_pf pf = q8v_next(j, o0);
+    __m256 acc[MT];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, rec += rs) {
+        const uint8_t *c0 = rec + 2 * Q8I_R + 32 * h;
+        __m256i p[MT];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            p[t] = _mm256_setzero_si256();
+        if (qt == LK_QTYPE_Q8_0) {
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(c0 + 64 * c));
+#pragma GCC unroll 4
+                for (int t = 0; t < mt; t++)
+                    p[t] = _mm256_add_epi32(p[t], dot_signed(w, bcast4(A[t * nb + b].q + 4 * c)));
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const __m256i ch = _mm256_loadu_si256((const __m256i *)(const void *)(c0 + 64 * c));
+                const __m256i lo = _mm256_and_si256(ch, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(ch, 4), m4);
+#pragma GCC unroll 4
+                for (int t = 0; t < mt; t++) {
+                    const __m256i xl = bcast4(A[t * nb + b].q + 4 * c);
+                    const __m256i xh = bcast4(A[t * nb + b].q + 16 + 4 * c);
+                    if (qt == LK_QTYPE_Q4_0)
+                        p[t] =
+                            _mm256_add_epi16(p[t], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl),
+                                                                    _mm256_maddubs_epi16(hi, xh)));
+                    else
+                        p[t] = _mm256_add_epi32(
+                            p[t], _mm256_add_epi32(dot_signed(_mm256_shuffle_epi8(tab, lo), xl),
+                                                   dot_signed(_mm256_shuffle_epi8(tab, hi), xh)));
+                }
+            }
+        }
+        const __m256 s =
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(rec + 16 * h)));
+        q8v_prefetch(&pf, b);
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            __m256i i = p[t];
+            if (qt == LK_QTYPE_Q4_0)
+                i = _mm256_sub_epi32(_mm256_madd_epi16(i, one),
+                                     _mm256_set1_epi32(8 * (a->s16[0] + a->s16[1])));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d), _mm256_mul_ps(s, _mm256_cvtepi32_ps(i)),
+                                     acc[t]);
+        }
+    }
+    store(j, acc, mt, o0, R, t0);
+}
+
+/* A half group of Q4_1 from its records: the nibbles are the unsigned codes (K = 0), i0 (low
+ * nibbles) and i1 each added up in int16 (4 pair sums of at most 2·15·127), d and m one vcvtph2ps
+ * each. */
+static inline __attribute__((always_inline)) void group_ilv_q4_1(const q8v_job *j, int64_t o0,
+                                                                 int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    size_t h;
+    const uint8_t *rec = ilv_rec(j, o0, &h);
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi16(1);
+    const q8_ablock *A = j->A + t0 * nb;
+    const q8v_pf pf = q8v_next(j, o0);
+    __m256 acc[MT];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, rec += Q8I_R * 20) {
+        const uint8_t *c0 = rec + 4 * Q8I_R + 32 * h;
+        __m256i pl[MT], ph[MT];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            pl[t] = ph[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256i ch = _mm256_loadu_si256((const __m256i *)(const void *)(c0 + 64 * c));
+            const __m256i lo = _mm256_and_si256(ch, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(ch, 4), m4);
+#pragma GCC unroll 4
+            for (int t = 0; t < mt; t++) {
+                pl[t] = _mm256_add_epi16(pl[t],
+                                         _mm256_maddubs_epi16(lo, bcast4(A[t * nb + b].q + 4 * c)));
+                ph[t] = _mm256_add_epi16(
+                    ph[t], _mm256_maddubs_epi16(hi, bcast4(A[t * nb + b].q + 16 + 4 * c)));
+            }
+        }
+        const __m256 s =
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(rec + 16 * h)));
+        const __m256 m =
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(rec + 32 + 16 * h)));
+        q8v_prefetch(&pf, b);
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            __m256 v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_madd_epi16(pl[t], one)));
+            v = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_madd_epi16(ph[t], one)), v);
+            v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[0]), v);
+            v = _mm256_fmadd_ps(m, _mm256_set1_ps((float)a->s16[1]), v);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d), v, acc[t]);
+        }
+    }
+    store(j, acc, mt, o0, R, t0);
+}
+
+/* A group of a core type (simple), read straight from its blocks. */
+static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
+                                                             int nrow, int64_t t0, int mt)
+{
+    if (o0 < q8i_rows(j->w)) /* half of a whole interleaved group (never NF4) */
+        group_ilv(j, qt, o0, t0, mt);
+    else
+        group_rows(j, qt, o0, nrow, t0, mt);
+}
+
 /* A group of Q4_1 (d, m, 16 bytes of nibbles q = 0..15: value d·q + m), read straight from its
  * blocks: the nibbles are unsigned codes as they are (no correction), i0 and i1 kept apart for
  * the general product with s = d and m in both halves. */
 static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
                                                              int64_t t0, int mt)
 {
+    if (o0 < q8i_rows(j->w)) { /* half of a whole interleaved group */
+        group_ilv_q4_1(j, o0, t0, mt);
+        return;
+    }
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
@@ -307,7 +466,8 @@ size_t q8_gemv_work_avx2(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemv_fwd_avx2(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size)
 {
-    q8v_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .quant = q8x_quantize_act};
+    q8v_job j = {
+        .w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .ilv = 1, .quant = q8x_quantize_act};
     Q8V_SET_GROUPS(j, w->qtype, q8_expander_avx2(w->qtype));
     q8v_run(&j, n_threads, work, work_size);
 }

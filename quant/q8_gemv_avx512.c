@@ -10,12 +10,16 @@
  * accumulator; the others keep i0 and i1 apart. A 4x4 transpose-add per 128-bit lane leaves the
  * 16 rows' block sums in the lanes of one zmm in row order, and the fp32 update of q8.h runs on
  * them at once. NF4 packs values 2k and 2k+1 into byte k: its high nibbles are the even values, so
- * they meet the activation's even bytes and the low nibbles its odd bytes. */
+ * they meet the activation's even bytes and the low nibbles its odd bytes. A whole group of a
+ * weight in the interleaved layout (q8_ilv.h) reads its records instead: per block one vcvtph2ps
+ * of 16 scales and one 64-byte load per 4 code bytes of the 16 rows, the lanes already the rows'
+ * sums (group_ilv, group_ilv_q4_1: no gather, no reduction). */
 #include <immintrin.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "q8_gemv.h"
+#include "q8_ilv.h"
 #include "q8_x86.h"
 
 #define R  16 /* output rows per group: the lanes of a zmm */
@@ -203,10 +207,136 @@ group_core_body(const q8v_job *j, int qt, int strided, int64_t o0, int nrow, int
     store(j, acc, mt, o0, nrow, t0);
 }
 
+/* ---- whole groups of an interleaved weight (q8_ilv.h) ---------------------------------------- */
+
+/* The 4 activation bytes 4c..4c+3 of a broadcast to every lane. */
+static inline __m512i bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* A whole group of a simple core type (Q4_0, IQ4_NL, Q8_0) from its records: per block, the 16
+ * rows' scales are one vcvtph2ps and each 64-byte chunk (16 rows x 4 code bytes) one vpdpbusd per
+ * activation row and nibble half with the 4 matching activation bytes broadcast, its lanes the
+ * rows' sums: no reduction. Two accumulators per activation row (even and odd chunks). */
+static inline __attribute__((always_inline)) void group_ilv(const q8v_job *j, int qt, int64_t o0,
+                                                            int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rec = q8i_record(j->w, o0 / R, 0);
+    const size_t rs = (size_t)R * q8i_bsz(qt);
+    int8_t t8[64];
+    for (int i = 0; i < 64; i++)
+        t8[i] = (int8_t)(q4_iq4nl_values[i % 16] ^ 0x80);
+    const __m512i tab = _mm512_loadu_si512(t8);
+    const __m512i f = _mm512_set1_epi8((char)0x80);
+    const int kk = code_k(qt);
+    const q8v_pf pf = q8v_next(j, o0);
+    const q8_ablock *A = j->A + t0 * nb;
+    __m512 acc[MT];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, rec += rs) {
+        const uint8_t *c0 = rec + 2 * R;
+        __m512i p0[MT], p1[MT];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            p0[t] = p1[t] = _mm512_setzero_si512();
+        if (qt == LK_QTYPE_Q8_0) {
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c += 2) {
+                const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(c0 + 64 * c), f);
+                const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(c0 + 64 * (c + 1)), f);
+#pragma GCC unroll 4
+                for (int t = 0; t < mt; t++) {
+                    const int8_t *x = A[t * nb + b].q;
+                    p0[t] = _mm512_dpbusd_epi32(p0[t], u, bcast4(x + 4 * c));
+                    p1[t] = _mm512_dpbusd_epi32(p1[t], v, bcast4(x + 4 * c + 4));
+                }
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i lo, hi;
+                q8x_ilv_nibbles(qt, c0 + 64 * c, tab, &lo, &hi);
+#pragma GCC unroll 4
+                for (int t = 0; t < mt; t++) {
+                    const int8_t *x = A[t * nb + b].q;
+                    p0[t] = _mm512_dpbusd_epi32(p0[t], lo, bcast4(x + 4 * c));
+                    p1[t] = _mm512_dpbusd_epi32(p1[t], hi, bcast4(x + 16 + 4 * c));
+                }
+            }
+        }
+        const __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)rec));
+        q8v_prefetch(&pf, b);
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            const __m512i i = _mm512_sub_epi32(_mm512_add_epi32(p0[t], p1[t]),
+                                               _mm512_set1_epi32(kk * (a->s16[0] + a->s16[1])));
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(a->d), _mm512_mul_ps(s, _mm512_cvtepi32_ps(i)),
+                                     acc[t]);
+        }
+    }
+    store(j, acc, mt, o0, R, t0);
+}
+
+/* A whole group of Q4_1 from its records: the nibbles are the unsigned codes (K = 0), i0 (low
+ * nibbles, values 0..15) and i1 kept apart for the general product, d and m one vcvtph2ps each. */
+static inline __attribute__((always_inline)) void group_ilv_q4_1(const q8v_job *j, int64_t o0,
+                                                                 int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const uint8_t *rec = q8i_record(j->w, o0 / R, 0);
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const q8v_pf pf = q8v_next(j, o0);
+    const q8_ablock *A = j->A + t0 * nb;
+    __m512 acc[MT];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, rec += R * 20) {
+        __m512i pl[MT], ph[MT];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            pl[t] = ph[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i lo, hi;
+            q8x_ilv_nibbles(LK_QTYPE_Q4_1, rec + 4 * R + 64 * c, m4, &lo, &hi);
+#pragma GCC unroll 4
+            for (int t = 0; t < mt; t++) {
+                const int8_t *x = A[t * nb + b].q;
+                pl[t] = _mm512_dpbusd_epi32(pl[t], lo, bcast4(x + 4 * c));
+                ph[t] = _mm512_dpbusd_epi32(ph[t], hi, bcast4(x + 16 + 4 * c));
+            }
+        }
+        const __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)rec));
+        const __m512 m =
+            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * R)));
+        q8v_prefetch(&pf, b);
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++) {
+            const q8_ablock *a = &A[t * nb + b];
+            __m512 v = _mm512_mul_ps(s, _mm512_cvtepi32_ps(pl[t]));
+            v = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(ph[t]), v);
+            v = _mm512_fmadd_ps(m, _mm512_set1_ps((float)a->s16[0]), v);
+            v = _mm512_fmadd_ps(m, _mm512_set1_ps((float)a->s16[1]), v);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(a->d), v, acc[t]);
+        }
+    }
+    store(j, acc, mt, o0, R, t0);
+}
+
 static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
                                                              int nrow, int64_t t0, int mt)
 {
-    if (nrow == R && qt != LK_QTYPE_NF4) /* NF4's absmax sits apart: no gain measured */
+    if (nrow == R && j->w->ilv) /* NF4 is never interleaved */
+        group_ilv(j, qt, o0, t0, mt);
+    else if (nrow == R && qt != LK_QTYPE_NF4) /* NF4's absmax sits apart: no gain measured */
         group_core_body(j, qt, 1, o0, nrow, t0, mt);
     else
         group_core_body(j, qt, 0, o0, nrow, t0, mt);
@@ -269,7 +399,9 @@ group_q4_1_body(const q8v_job *j, int strided, int64_t o0, int nrow, int64_t t0,
 static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
                                                              int64_t t0, int mt)
 {
-    if (nrow == R)
+    if (nrow == R && j->w->ilv)
+        group_ilv_q4_1(j, o0, t0, mt);
+    else if (nrow == R)
         group_q4_1_body(j, 1, o0, nrow, t0, mt);
     else
         group_q4_1_body(j, 0, o0, nrow, t0, mt);
@@ -364,7 +496,8 @@ size_t q8_gemv_work_avx512vnni(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemv_fwd_avx512vnni(const q4_weight *w, const float *bias, const float *X, int64_t T,
                             float *Y, int n_threads, void *work, size_t work_size)
 {
-    q8v_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .quant = q8x_quantize_act};
+    q8v_job j = {
+        .w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .ilv = 1, .quant = q8x_quantize_act};
     Q8V_SET_GROUPS(j, w->qtype, q8_expander_avx2(w->qtype));
     q8v_run(&j, n_threads, work, work_size);
 }

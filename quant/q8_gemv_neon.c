@@ -4,12 +4,15 @@
  * (straight from a core type's block, or from its expansion by q8_expander) times the activation
  * block's halves by two vdotq_s32 give 4 int32 partial sums of i0 and of i1; vpaddq_s32 reduces
  * 4 rows' partials into the lanes of one vector (lane r: row r); then the fp32 update of q8.h on
- * the 8 rows in two float32x4 (vfmaq_f32 is the fused fmaf). Signed by signed: no correction. */
+ * the 8 rows in two float32x4 (vfmaq_f32 is the fused fmaf). Signed by signed: no correction.
+ * Half a whole group of an interleaved weight (q8_ilv.h) is read from its records by sdot by lane
+ * (group_ilv). */
 #pragma GCC target("arch=armv8.2-a+dotprod")
 #include <arm_neon.h>
 #include <string.h>
 
 #include "q8_gemv.h"
+#include "q8_ilv.h"
 
 #define R  8 /* output rows per group: two float32x4 */
 #define MT Q8V_MT
@@ -126,9 +129,96 @@ store(const q8v_job *j, const float32x4_t acc[MT][2], int mt, int64_t o0, int nr
     }
 }
 
+/* ---- groups of an interleaved weight (q8_ilv.h) ---------------------------------------------- */
+
+/* i[t][h][g] of half h of a whole group (8 rows from o0, o0 % 8 == 0; NEON's lanes are 4 rows):
+ * 16 bytes of a record's chunk c are 4 code bytes of each of 4 rows, multiplied by activation
+ * bytes 4c..4c+3 (lane c of the half block) with one sdot by lane, the lanes already the rows'
+ * sums (no pairwise reduction); the 8 rows' scales are one load. Q4_0's codes are its nibbles - 8,
+ * IQ4_NL's through the table, Q4_1's its nibbles. */
+#define DOT4(s, v, x)                               \
+    do {                                            \
+        (s) = vdotq_laneq_s32((s), (v)[0], (x), 0); \
+        (s) = vdotq_laneq_s32((s), (v)[1], (x), 1); \
+        (s) = vdotq_laneq_s32((s), (v)[2], (x), 2); \
+        (s) = vdotq_laneq_s32((s), (v)[3], (x), 3); \
+    } while (0)
+
+static inline __attribute__((always_inline)) void group_ilv(const q8v_job *j, int qt, int64_t o0,
+                                                            int64_t t0, int mt)
+{
+    const int64_t nb = j->nb;
+    const size_t h = (size_t)(o0 % Q8I_R) / R, hb = q8i_hb(qt), rs = Q8I_R * q8i_bsz(qt);
+    const uint8_t *rec = q8i_record(j->w, o0 / Q8I_R, 0);
+    const int8x16_t tab = vld1q_s8(q4_iq4nl_values);
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    const q8_ablock *A = j->A + t0 * nb;
+    float32x4_t acc[MT][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < mt; t++)
+        acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++, rec += rs) {
+        const q8_ablock *a[MT];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++)
+            a[t] = &A[t * nb + b];
+        const uint8_t *c0 = rec + hb * Q8I_R + 32 * h;
+        int8x16_t lo[2][4], hi[2][4]; /* [g][c]: rows 4g..4g+3, values 4c.. and 16+4c.. */
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++)
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const uint8_t *p = c0 + 64 * c + 16 * g;
+                if (qt == LK_QTYPE_Q8_0) {
+                    lo[g][c] = vld1q_s8((const int8_t *)p);
+                    hi[g][c] = vld1q_s8((const int8_t *)(p + 4 * 64));
+                    continue;
+                }
+                const uint8x16_t u = vld1q_u8(p), l = vandq_u8(u, m4), hh = vshrq_n_u8(u, 4);
+                if (qt == LK_QTYPE_IQ4_NL) {
+                    lo[g][c] = vqtbl1q_s8(tab, l);
+                    hi[g][c] = vqtbl1q_s8(tab, hh);
+                } else if (qt == LK_QTYPE_Q4_0) {
+                    lo[g][c] = vsubq_s8(vreinterpretq_s8_u8(l), vdupq_n_s8(8));
+                    hi[g][c] = vsubq_s8(vreinterpretq_s8_u8(hh), vdupq_n_s8(8));
+                } else { /* Q4_1 */
+                    lo[g][c] = vreinterpretq_s8_u8(l);
+                    hi[g][c] = vreinterpretq_s8_u8(hh);
+                }
+            }
+        int32x4_t i[MT][2][2];
+#pragma GCC unroll 4
+        for (int t = 0; t < mt; t++) {
+            const int8x16_t x0 = vld1q_s8(a[t]->q), x1 = vld1q_s8(a[t]->q + 16);
+#pragma GCC unroll 2
+            for (int g = 0; g < 2; g++) {
+                int32x4_t s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);
+                DOT4(s0, lo[g], x0);
+                DOT4(s1, hi[g], x1);
+                i[t][0][g] = s0;
+                i[t][1][g] = s1;
+            }
+        }
+        float32x4_t f[4][2];
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++) {
+            const uint16_t *d = (const uint16_t *)(const void *)(rec + 16 * h + 8 * g);
+            f[0][g] = f[1][g] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d)));
+            if (qt == LK_QTYPE_Q4_1)
+                f[2][g] = f[3][g] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + Q8I_R)));
+        }
+        update(i, a, mt, qt != LK_QTYPE_Q4_1, f, acc);
+    }
+    store(j, acc, mt, o0, R, t0);
+}
+
 static inline __attribute__((always_inline)) void group_core(const q8v_job *j, int qt, int64_t o0,
                                                              int nrow, int64_t t0, int mt)
 {
+    if (o0 < q8i_rows(j->w)) { /* half of a whole interleaved group (never NF4) */
+        group_ilv(j, qt, o0, t0, mt);
+        return;
+    }
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
@@ -161,6 +251,10 @@ static inline __attribute__((always_inline)) void group_core(const q8v_job *j, i
 static inline __attribute__((always_inline)) void group_q4_1(const q8v_job *j, int64_t o0, int nrow,
                                                              int64_t t0, int mt)
 {
+    if (o0 < q8i_rows(j->w)) { /* half of a whole interleaved group */
+        group_ilv(j, LK_QTYPE_Q4_1, o0, t0, mt);
+        return;
+    }
     const int64_t nb = j->nb;
     const uint8_t *rows[R];
     q8v_rows(j, o0, nrow, rows);
@@ -256,7 +350,8 @@ size_t q8_gemv_work_neon(const q4_weight *w, int64_t T, int n_threads)
 void q8_gemv_fwd_neon(const q4_weight *w, const float *bias, const float *X, int64_t T, float *Y,
                       int n_threads, void *work, size_t work_size)
 {
-    q8v_job j = {.w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .quant = q8_quantize_act};
+    q8v_job j = {
+        .w = w, .bias = bias, .X = X, .Y = Y, .T = T, .nr = R, .ilv = 1, .quant = q8_quantize_act};
     Q8V_SET_GROUPS(j, w->qtype, q8_expander(w->qtype));
     q8v_run(&j, n_threads, work, work_size);
 }

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "q8.h"
+#include "q8_ilv.h"
 #include "core/pool.h"
 #include "core/status.h"
 
@@ -54,12 +55,15 @@ static inline void q8p_pack(const q4_weight *w, q8_expand_fn expand, int simple,
 {
     const size_t pb = q8p_block_bytes(nr, simple);
     q8_wblock e[Q8P_CHUNK];
+    uint8_t plain[Q8P_CHUNK * sizeof(q4_block_q8_0)]; /* an interleaved row's blocks */
     for (int r = 0; r < nr; r++) {
         const uint8_t *row =
             (const uint8_t *)w->data + (size_t)(o0 + (r < nrow ? r : 0)) * w->row_bytes;
         for (int64_t b0 = 0; b0 < nb; b0 += Q8P_CHUNK) {
             const int64_t n = nb - b0 < Q8P_CHUNK ? nb - b0 : Q8P_CHUNK;
-            if (r < nrow)
+            if (r < nrow && w->ilv)
+                expand(w, q8i_blocks(w, o0 + r, b0, n, plain), 0, n, e);
+            else if (r < nrow)
                 expand(w, row, b0, n, e);
             else
                 memset(e, 0, sizeof e);
@@ -107,6 +111,7 @@ struct q8p_job {
     void (*quant2)(const float *x, int64_t n, q8_ablock *x1, q8_ablock *r1);
     int add; /* Y += the result (q8_fwd_add_fn; no bias) */
     q8p_pack_fn pack;
+    int ilv; /* pack reads a weight's interleaved groups (q8_ilv.h; q8p_pack does) */
     q8p_rows_fn rows[Q8P_MR];
     q8_expand_fn expand; /* NULL: q8_expander(w->qtype) (a variant may name a faster one) */
     size_t chunk_bytes;  /* 0: one panel per tile; else panels packed together (q8p_npc) */
@@ -314,7 +319,7 @@ static inline void q8p_run(q8p_job *j, int n_threads, void *work, size_t work_si
 {
     if (j->T <= 0)
         return;
-    LK_ASSERT(q8_supports(j->w->qtype));
+    LK_ASSERT(q8_supports(j->w->qtype) && (!j->w->ilv || j->ilv || !j->pack));
     if (!j->cb)
         j->cb = 32;
     j->na = j->quant2 ? 2 * j->T : j->T;

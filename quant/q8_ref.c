@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "q8.h"
+#include "q8_ilv.h"
 #include "core/pool.h"
 #include "core/status.h"
 
@@ -127,8 +128,11 @@ static void fwd_rows(void *ctx, int64_t o0, int64_t o1, int thread)
     const q8_expand_fn expand = q8_expander(w->qtype);
     const int simple = q8_simple(w->qtype);
     q8_wblock *wr = (q8_wblock *)(void *)(j->slots + (size_t)thread * j->slot); /* [nb] */
+    uint8_t *plain = (uint8_t *)(wr + j->nb); /* [row_bytes]: an interleaved row's blocks */
     for (int64_t o = o0; o < o1; o++) {
-        expand(w, (const uint8_t *)w->data + (size_t)o * w->row_bytes, 0, j->nb, wr);
+        const uint8_t *row = w->ilv ? q8i_blocks(w, o, 0, j->nb, plain)
+                                    : (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+        expand(w, row, 0, j->nb, wr);
         for (int64_t t = 0; t < j->T; t++) {
             const q8_ablock *a = j->A + (j->two ? 2 * t : t) * j->nb;
             float acc = dot_row(a, wr, j->nb, simple);
@@ -148,7 +152,8 @@ static size_t act_bytes(const q4_weight *w, int64_t T)
 
 size_t q8_gemm_fwd_work_ref(const q4_weight *w, int64_t T, int n_threads)
 {
-    const size_t row = q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_wblock));
+    const size_t row =
+        q4_slot((size_t)((w->in + Q8_QK - 1) / Q8_QK) * sizeof(q8_wblock) + w->row_bytes);
     return T > 0 ? q4_work_size(act_bytes(w, T) + (size_t)resolve_threads(n_threads) * row) : 0;
 }
 
@@ -172,7 +177,7 @@ static void fwd_run(const q4_weight *w, const float *bias, const float *X, int64
                  .add = add,
                  .A = (q8_ablock *)(void *)base,
                  .slots = base + act_bytes(w, (1 + two) * T),
-                 .slot = q4_slot((size_t)nb * sizeof(q8_wblock))};
+                 .slot = q4_slot((size_t)nb * sizeof(q8_wblock) + w->row_bytes)};
     par_for(n_threads, T, quant_rows, &j);
     par_for(n_threads, w->out, fwd_rows, &j);
 }
@@ -248,6 +253,19 @@ typedef struct {
     q8_tile_fn tile;
 } tr_job;
 
+/* A view of rows [o0, o0+nr) and column blocks [kb0, kb0+nkb) of an interleaved w in the row
+ * layout, copied into buf (nr·nkb·bsz bytes): *v's row r is w's row o0+r from value 32·kb0 on. */
+static void plain_view(const q4_weight *w, int64_t o0, int nr, int64_t kb0, int64_t nkb,
+                       uint8_t *buf, q4_weight *v)
+{
+    const size_t rb = (size_t)nkb * q8i_bsz(w->qtype);
+    for (int r = 0; r < nr; r++)
+        memcpy(buf + r * rb, q8i_blocks(w, o0 + r, kb0, nkb, buf + (size_t)nr * rb), rb);
+    const int64_t in = w->in - kb0 * Q4_QK < nkb * Q4_QK ? w->in - kb0 * Q4_QK : nkb * Q4_QK;
+    lk_status s = q4_weight_init(v, w->qtype, w->block, nr, in, buf);
+    LK_ASSERT(s == LK_OK && v->row_bytes == rb);
+}
+
 /* The specification: column blocks [c0, c1) of W (rows 32c.. of Wᵀ), one 32×32 tile at a time,
  * decoded by q4_decode_ref. */
 static void transpose_cols_ref(void *ctx, int64_t c0, int64_t c1, int thread)
@@ -260,8 +278,16 @@ static void transpose_cols_ref(void *ctx, int64_t c0, int64_t c1, int thread)
         const int64_t ncol = w->in - c * Q4_QK < Q4_QK ? w->in - c * Q4_QK : Q4_QK;
         for (int64_t ob = 0; ob < nob; ob++) {
             float tile[Q4_QK][Q4_QK] = {{0}}; /* [o][k] */
-            for (int64_t r = 0; r < Q4_QK && ob * Q4_QK + r < w->out; r++)
-                q4_decode_ref(w, ob * Q4_QK + r, c * Q4_QK, Q4_QK, tile[r]);
+            for (int64_t r = 0; r < Q4_QK && ob * Q4_QK + r < w->out; r++) {
+                if (w->ilv) {
+                    uint8_t buf[2 * sizeof(q4_block_q8_0)];
+                    q4_weight v;
+                    plain_view(w, ob * Q4_QK + r, 1, c, 1, buf, &v);
+                    q4_decode_ref(&v, 0, 0, Q4_QK, tile[r]);
+                } else {
+                    q4_decode_ref(w, ob * Q4_QK + r, c * Q4_QK, Q4_QK, tile[r]);
+                }
+            }
             q8_tile_ref(tile[0], Q4_QK, ncol,
                         j->dst + (size_t)(c * Q4_QK) * j->rb + (size_t)ob * sizeof(q4_block_q8_0),
                         j->rb);
@@ -285,7 +311,14 @@ static void transpose_cols(void *ctx, int64_t c0, int64_t c1, int thread)
         const int64_t k1 = ce * Q4_QK < w->in ? ce * Q4_QK : w->in;
         for (int64_t ob = 0; ob < nob; ob++) {
             const int64_t nr = w->out - ob * Q4_QK < Q4_QK ? w->out - ob * Q4_QK : Q4_QK;
-            j->dec(w, ob * Q4_QK, nr, cs * Q4_QK, (ce - cs) * Q4_QK, tile, ld);
+            if (w->ilv) {
+                uint8_t buf[(Q4_QK + 1) * TR_CHUNK * sizeof(q4_block_q8_0)];
+                q4_weight v;
+                plain_view(w, ob * Q4_QK, (int)nr, cs, ce - cs, buf, &v);
+                j->dec(&v, 0, nr, 0, (ce - cs) * Q4_QK, tile, ld);
+            } else {
+                j->dec(w, ob * Q4_QK, nr, cs * Q4_QK, (ce - cs) * Q4_QK, tile, ld);
+            }
             if (nr < Q4_QK) /* rows past out are zero */
                 memset(tile + nr * ld, 0, (size_t)((Q4_QK - nr) * ld) * sizeof(float));
             j->tile(tile, ld, k1 - cs * Q4_QK,

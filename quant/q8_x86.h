@@ -105,6 +105,21 @@ static inline __m512i q8x_load4(const uint8_t *const *rows, int k, size_t off)
     return _mm512_inserti32x4(
         z, _mm_loadu_si128((const __m128i *)(const void *)(rows[12 + k] + off)), 3);
 }
+
+/* The nibbles of a 64-byte chunk of an interleaved record (q8_ilv.h: 16 rows x 4 code bytes) as
+ * bytes: *lo the low ones (values 4c..4c+3), *hi the high ones (16+4c..); IQ4_NL's through tab
+ * (its values + 128), the others as they are. */
+static inline void q8x_ilv_nibbles(int qt, const uint8_t *chunk, __m512i tab, __m512i *lo,
+                                   __m512i *hi)
+{
+    const __m512i m4 = _mm512_set1_epi8(15), ch = _mm512_loadu_si512(chunk);
+    *lo = _mm512_and_si512(ch, m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(ch, 4), m4);
+    if (qt == LK_QTYPE_IQ4_NL) {
+        *lo = _mm512_shuffle_epi8(tab, *lo);
+        *hi = _mm512_shuffle_epi8(tab, *hi);
+    }
+}
 #endif
 
 #endif /* LK_Q8_X86_H */

@@ -65,6 +65,10 @@ static lk_status to_internal(const struct lk_qweight *w, const void *data, q4_we
 {
     if (!w)
         return status_fail(LK_ERR_ARG, "quantised weight: NULL");
+    if (w->interleaved)
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "quantised weight: interleaved for the int8 path (lk_q8_interleave), "
+                           "expected the row layout (hint: the f32 kernels read rows)");
     return q4_weight_init(qw, (int)w->type, w->block, w->out, w->in, data);
 }
 

@@ -22,6 +22,7 @@
 #include "core/rng.h"
 #include "nn/linear.h"
 #include "q8.h"
+#include "q8_ilv.h"
 #include "testutil.h"
 #include "train/trainer.h"
 
@@ -365,6 +366,66 @@ static void test_grad_cosine_smollm2(void **state)
              shared_path("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"));
     require_file(path);
     check_grad_cosine(path, 64, LK_QTYPE_F32, LK_QTYPE_F32, 0.999); /* 0.99958 */
+}
+
+/* The decoder matrices of mi (int8 compute) against mf's (f32 compute, the same file): interleaved
+ * (q8_ilv.h) exactly where the int8 variant wants the layout and the type has it, every row's
+ * blocks the same bytes; the LM head never; after model_int8_to_f32 every matrix in rows again,
+ * byte for byte mf's. */
+static void check_interleaved(lk_model *mi, const lk_model *mf)
+{
+    const int wants = q8_kernels_get()->wants_ilv;
+    int64_t n = 0;
+    for (int l = 0; l < mi->cfg.n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            const q4_weight *a = &layer_linear(&mi->layers[l], k)->qw;
+            const q4_weight *b = &layer_linear((layer_weights *)&mf->layers[l], k)->qw;
+            assert_int_equal(a->ilv, wants && q8i_supports(a->qtype) && a->out >= Q8I_R);
+            n += a->ilv;
+            uint8_t *buf = malloc(a->row_bytes);
+            const int64_t nb = (int64_t)(a->row_bytes / q8i_bsz(a->qtype));
+            for (int64_t o = 0; a->ilv && o < a->out; o++)
+                assert_memory_equal(q8i_blocks(a, o, 0, nb, buf),
+                                    (const uint8_t *)b->data + (size_t)o * b->row_bytes,
+                                    a->row_bytes);
+            free(buf);
+        }
+    assert_int_equal(mi->lm_head.qw.ilv, 0);
+    if (wants)
+        assert_true(n > 0);
+    model_int8_to_f32(mi, "test: back to f32");
+    for (int l = 0; l < mi->cfg.n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            const q4_weight *a = &layer_linear(&mi->layers[l], k)->qw;
+            const q4_weight *b = &layer_linear((layer_weights *)&mf->layers[l], k)->qw;
+            assert_int_equal(a->ilv, 0);
+            assert_memory_equal(a->data, b->data, (size_t)a->out * a->row_bytes);
+        }
+}
+
+/* The row-interleaved layout at load: stories260K quantised to Q4_0 and Q8_0 at load (memory of
+ * the model's own) and SmolLM2's Q4_1 GGUF (its mapping written as private pages: the f32 load
+ * of the same file, mapped again, still reads the file's bytes). */
+static void test_interleaved_at_load(void **state)
+{
+    (void)state;
+    const lk_qtype qs[] = {LK_QTYPE_Q4_0, LK_QTYPE_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        lk_model *mi = load(qs[i], LK_QTYPE_F32, LK_COMPUTE_INT8);
+        lk_model *mf = load(qs[i], LK_QTYPE_F32, LK_COMPUTE_F32);
+        check_interleaved(mi, mf);
+        lk_model_free(mi);
+        lk_model_free(mf);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s",
+             shared_path("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    require_file(path);
+    lk_model *mi = load_limit(path, LK_QTYPE_F32, LK_QTYPE_F32, LK_COMPUTE_INT8, 0);
+    lk_model *mf = load_limit(path, LK_QTYPE_F32, LK_QTYPE_F32, LK_COMPUTE_F32, 0);
+    check_interleaved(mi, mf);
+    lk_model_free(mi);
+    lk_model_free(mf);
 }
 
 /* An NF4 base's inference forward (one int8 term) keeps its codebook correction (linear.qwc): the
@@ -861,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_plan_and_resume),
         cmocka_unit_test(test_copies_built_per_layer),
         cmocka_unit_test(test_nf4_inference_correction),
+        cmocka_unit_test(test_interleaved_at_load),
     };
     int rc = cmocka_run_group_tests(tests, tmp_dir_setup, tmp_dir_teardown);
     lk_tokenizer_free(g_tok);

@@ -19,6 +19,7 @@
 #define LK_EXPERIMENTAL 1
 #include "q8.h"
 #include "q8_gemv.h"
+#include "q8_ilv.h"
 #include "core/status.h"
 #include "testutil.h"
 
@@ -633,7 +634,7 @@ static void test_transpose(void **state)
     }
     /* a plain weight has no transposed int8 copy */
     float f[4] = {0};
-    q4_weight w = {LK_QTYPE_F32, 1, 2, 2, 8, f}, wt;
+    q4_weight w = {LK_QTYPE_F32, 1, 2, 2, 8, f, 0}, wt;
     uint8_t dst[64];
     assert_int_equal(q8_transpose(&w, dst, &wt, 1), LK_ERR_UNSUPPORTED);
 }
@@ -798,8 +799,8 @@ static void test_variant(const char *name)
         {63, 64}, {64, 65}, {7, 172}, {33, 100}, {1, 300}, {129, 96}, {31, 129}, {40, 520}};
     static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}, Tv[] = {1, 2, 3, 5, 9};
     /* the variant's matrix-vector kernel on its own (its fwd takes it for T <= gemv_t) */
-    const q8_kernels gemv = {k->name, k->gemv,      k->gemv_work, k->gemv, k->gemv_work,
-                             0,       NULL,         NULL,         NULL,    NULL};
+    const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0,
+                             NULL,    NULL,    NULL,         NULL,    k->reads_ilv, 0};
     for (int seed = 1; seed <= 2; seed++) {
         g_rng = (uint64_t)seed * 0x9e3779b97f4a7c15ULL;
         for (int q = LK_QTYPE_Q4_0; q < LK_QTYPE_COUNT; q++) {
@@ -885,6 +886,97 @@ static void test_variant(const char *name)
     free(c.data);
 }
 
+/* ---- the interleaved layout (q8_ilv.h) ------------------------------------------------------ */
+
+/* c's weight interleaved in a copy (*data, *w), after checking that the conversion keeps every
+ * row's blocks (q8i_blocks) and that q8i_revert gives back the bytes. */
+static void ilv_copy(const wcase *c, uint8_t **data, q4_weight *w)
+{
+    const size_t bytes = (size_t)c->w.out * c->w.row_bytes, bsz = q8i_bsz(c->w.qtype);
+    const int64_t nb = (int64_t)(c->w.row_bytes / bsz);
+    *data = lk_aligned_alloc(bytes);
+    uint8_t *scratch = malloc(q8i_scratch_bytes(&c->w)), *buf = malloc(c->w.row_bytes);
+    assert_true(*data && scratch && buf);
+    memcpy(*data, c->data, bytes);
+    *w = c->w;
+    w->data = *data;
+    q8i_convert(w, *data, scratch);
+    assert_int_equal(w->ilv, 1);
+    if (c->w.out >= Q8I_R && nb > 0) /* a whole group moved */
+        assert_true(memcmp(*data, c->data, (size_t)Q8I_R * c->w.row_bytes) != 0);
+    for (int64_t o = 0; o < w->out; o++)
+        for (int64_t b0 = 0; b0 < nb; b0 += 3) {
+            const int64_t n = nb - b0 < 3 ? nb - b0 : 3;
+            assert_memory_equal(q8i_blocks(w, o, b0, n, buf),
+                                c->data + (size_t)o * c->w.row_bytes + (size_t)b0 * bsz,
+                                (size_t)n * bsz);
+        }
+    q8i_revert(w, *data, scratch);
+    assert_int_equal(w->ilv, 0);
+    assert_memory_equal(*data, c->data, bytes);
+    q8i_convert(w, *data, scratch);
+    free(scratch);
+    free(buf);
+}
+
+/* Every variant that reads the interleaved layout (ref, avx512vnni where it runs), its forward,
+ * two-term and accumulating forwards and its GEMV alone, bit for bit the reference on the row
+ * layout (run_case: the variant against ref on the interleaved weight; here ref on it against ref
+ * on the plain one), with whole groups, a partial last group and none; the transposed copy of an
+ * interleaved weight is that of the plain one, byte for byte. */
+static void test_ilv(void **state)
+{
+    (void)state;
+    static const int ty[] = {LK_QTYPE_Q4_0, LK_QTYPE_IQ4_NL, LK_QTYPE_Q8_0, LK_QTYPE_Q4_1};
+    static const int64_t shapes[][2] = {{15, 64},  {16, 32}, {17, 33},  {48, 96},
+                                        {72, 520}, {33, 7},  {161, 256}};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 9, 70};
+    static const char *const names[] = {"ref", "avx2", "avx512vnni", "neon"};
+    g_rng = 0x5eed1234ULL;
+    for (size_t q = 0; q < sizeof ty / sizeof ty[0]; q++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            wcase c;
+            wcase_any(&c, ty[q], 32, shapes[s][0], shapes[s][1]);
+            uint8_t *data;
+            q4_weight w;
+            ilv_copy(&c, &data, &w);
+            const int64_t T = 3;
+            float *X = make_x(T, w.in), *Y = malloc((size_t)(T * w.out) * 4),
+                  *Yr = malloc((size_t)(T * w.out) * 4);
+            const q8_kernels *ref = q8_kernels_named("ref");
+            assert_true(ref->reads_ilv);
+            fwd_fenced(ref, &c.w, NULL, X, T, Yr, 2);
+            fwd_fenced(ref, &w, NULL, X, T, Y, 1);
+            assert_memory_equal(Y, Yr, (size_t)(T * w.out) * 4);
+            for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
+                const q8_kernels *k = q8_kernels_named(names[v]);
+                if (!k || !k->reads_ilv)
+                    continue;
+                const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work,
+                                         0,       NULL,    NULL,         NULL,    NULL,
+                                         1,       0};
+                run_case(k, &w, Ts, (int)(sizeof Ts / sizeof Ts[0]), 1 + (int)(s % 3));
+                run_case(&gemv, &w, Ts, 4, 2 - (int)(s % 2));
+            }
+            const size_t tb = q8_transpose_bytes(&c.w);
+            uint8_t *t0 = malloc(tb), *t1 = malloc(tb), *t2 = malloc(tb);
+            q4_weight wt;
+            assert_ok(q8_transpose_ref(&c.w, t0, &wt, 2));
+            assert_ok(q8_transpose_ref(&w, t1, &wt, 2));
+            assert_ok(q8_transpose(&w, t2, &wt, 3));
+            assert_memory_equal(t1, t0, tb);
+            assert_memory_equal(t2, t0, tb);
+            free(t0);
+            free(t1);
+            free(t2);
+            free(X);
+            free(Y);
+            free(Yr);
+            free(data);
+            free(c.data);
+        }
+}
+
 static void test_threads_deterministic(void **state)
 {
     (void)state;
@@ -951,7 +1043,7 @@ static void test_public_api(void **state)
     g_rng = 7;
     wcase c;
     wcase_make(&c, LK_QTYPE_Q4_0, 32, 40, 70);
-    const struct lk_qweight w = {LK_QTYPE_Q4_0, 32, 40, 70, c.data};
+    const struct lk_qweight w = {LK_QTYPE_Q4_0, 32, 40, 70, c.data, 0};
     float X[3 * 70], Y[3 * 40], Yk[3 * 40], dX[3 * 70];
     for (int i = 0; i < 3 * 70; i++)
         X[i] = frand();
@@ -966,7 +1058,7 @@ static void test_public_api(void **state)
     assert_int_equal(lk_q8gemm_forward(&w, NULL, X, 3, Y, 2, "sse9", work, bytes),
                      LK_ERR_UNSUPPORTED);
     assert_string_equal(lk_q8_kernel_variant(), q8_kernels_get()->name);
-    const struct lk_qweight f = {LK_QTYPE_F16, 32, 40, 70, c.data};
+    const struct lk_qweight f = {LK_QTYPE_F16, 32, 40, 70, c.data, 0};
     assert_int_equal(lk_q8gemm_forward_work(&f, 3, 2, NULL, &bytes), LK_ERR_UNSUPPORTED);
     free(work);
     /* the transposed copy: dX = dY·W as a forward of the copy */
@@ -1072,6 +1164,7 @@ int main(void)
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512vnni),
         cmocka_unit_test(test_neon),
+        cmocka_unit_test(test_ilv),
         cmocka_unit_test(test_threads_deterministic),
         cmocka_unit_test(test_gemv_threads),
     };

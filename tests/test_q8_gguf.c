@@ -448,7 +448,9 @@ static void check_gemm(int qt, int64_t out, int64_t in, int64_t T, int wild)
                                  NULL,
                                  NULL,
                                  NULL,
-                                 NULL};
+                                 NULL,
+                                 0,
+                                 0};
         for (int nt = 1; k && nt <= 5; nt += 2) { /* nt 5: the GEMV alone */
             q8_fwd(nt == 5 ? &gemv : k, &w, bias, X, T, Yv, nt == 5 ? 2 : nt);
             for (int64_t i = 0; i < T * out; i++)

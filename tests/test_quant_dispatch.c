@@ -30,7 +30,7 @@ static void test_public_qgemm(void **state)
         w[i] = (float)((i * 37) % 17) / 17.0f - 0.5f;
     for (int i = 0; i < 80; i++)
         x[i] = (float)((i * 11) % 7) / 7.0f;
-    struct lk_qweight qw = {LK_QTYPE_NF4, 64, out, in, NULL};
+    struct lk_qweight qw = {LK_QTYPE_NF4, 64, out, in, NULL, 0};
     uint8_t q[3 * 40];
     assert_true(lk_qweight_row_bytes(&qw) * 3 <= sizeof q);
     double rmse = -1, mx = -1;
@@ -78,7 +78,7 @@ static void test_public_gguf_type(void **state)
         q[r * 144 + 0] = 0x00, q[r * 144 + 1] = 0x14;
         q[r * 144 + 2] = 0x00, q[r * 144 + 3] = 0x10;
     }
-    struct lk_qweight qw = {LK_QTYPE_Q4_K, 32, OUT, IN, q};
+    struct lk_qweight qw = {LK_QTYPE_Q4_K, 32, OUT, IN, q, 0};
     assert_int_equal(lk_qweight_row_bytes(&qw), 144);
     float wf[OUT * IN], x[IN], y[OUT];
     for (int r = 0; r < OUT; r++)

@@ -11,7 +11,8 @@
  * with --json, one JSON object. --compute f32,int8 adds, per format, the int8 path (quant/q8.h:
  * activations quantised per row to int8 blocks inside the call, int32 block sums; the backward
  * runs as a forward of the transposed Q8_0 copy, built once outside the timings), measured in the
- * same run, right after the f32 kernel of the same format and shape. */
+ * same run, right after the f32 kernel of the same format and shape; its forward reads the weight
+ * as a model holds it, interleaved (lk_q8_interleave) where the int8 variant wants that layout. */
 #define LK_EXPERIMENTAL 1
 #include <cblas.h>
 #include <math.h>
@@ -30,6 +31,7 @@ typedef struct {
     float *Y, *dX;                /* [T][out], [T][in] */
     const struct lk_qweight *qwc; /* ncopy copies of the quantised weight, or NULL: BLAS */
     const struct lk_qweight *qtc; /* int8: their transposed Q8_0 copies (backward), else NULL */
+    const struct lk_qweight *qic; /* int8: what its forward reads (qwc, interleaved if wanted) */
     int ncopy, ncopy_q, *cursor;  /* calls rotate over the copies */
     const char *variant;
     int threads, bwd;
@@ -61,8 +63,8 @@ static int run_once(const job *j)
     if (j->qtc) /* int8 compute: the backward is a forward of the transposed copy */
         return (j->bwd ? lk_q8gemm_forward(&j->qtc[c % j->ncopy_q], NULL, j->dY, j->T, j->dX,
                                            j->threads, NULL, j->work, j->work_size)
-                       : lk_q8gemm_forward(qw, NULL, j->X, j->T, j->Y, j->threads, NULL, j->work,
-                                           j->work_size)) == LK_OK
+                       : lk_q8gemm_forward(&j->qic[c % j->ncopy_q], NULL, j->X, j->T, j->Y,
+                                           j->threads, NULL, j->work, j->work_size)) == LK_OK
                    ? 0
                    : -1;
     lk_status s = j->bwd ? lk_qgemm_backward(qw, j->dY, j->T, j->dX, j->threads, j->variant,
@@ -201,7 +203,7 @@ static void print_row(opts *o, int64_t out, int64_t in, int T, int bwd, const do
 static void unfit_types(const opts *o, int64_t out, int64_t in, int *unfit)
 {
     for (int f = 0; f < o->ntypes; f++) {
-        struct lk_qweight proto = {o->types[f], 64, out, in, NULL};
+        struct lk_qweight proto = {o->types[f], 64, out, in, NULL, 0};
         size_t b;
         unfit[f] = lk_qgemm_forward_work(&proto, 1, o->threads, o->variant, &b) == LK_ERR_SHAPE;
         unfit[MAXTYPES + f] =
@@ -218,14 +220,14 @@ static lk_status plan_work(const opts *o, int64_t out, int64_t in, int64_t Tmax,
     for (int f = 0; f < o->ntypes; f++) {
         if (unfit[f])
             continue;
-        struct lk_qweight proto = {o->types[f], 64, out, in, NULL};
+        struct lk_qweight proto = {o->types[f], 64, out, in, NULL, 0};
         size_t fw, bw;
         CLI_TRY(lk_qgemm_forward_work(&proto, Tmax, o->threads, o->variant, &fw));
         CLI_TRY(lk_qgemm_backward_work(&proto, Tmax, o->threads, o->variant, &bw));
         *bytes = fw > *bytes ? fw : *bytes;
         *bytes = bw > *bytes ? bw : *bytes;
         if (o->int8 && !unfit[MAXTYPES + f]) {
-            struct lk_qweight tr = {LK_QTYPE_Q8_0, 32, in, out, NULL};
+            struct lk_qweight tr = {LK_QTYPE_Q8_0, 32, in, out, NULL, 0};
             CLI_TRY(lk_q8gemm_forward_work(&proto, Tmax, o->threads, NULL, &fw));
             CLI_TRY(lk_q8gemm_forward_work(&tr, Tmax, o->threads, NULL, &bw));
             *bytes = fw > *bytes ? fw : *bytes;
@@ -233,6 +235,35 @@ static lk_status plan_work(const opts *o, int64_t out, int64_t in, int64_t Tmax,
         }
     }
     return LK_OK;
+}
+
+/* The int8 forward's weights, as a model holds them: where the dispatched int8 variant wants the
+ * interleaved layout (lk_q8_interleave_wanted) and the type has one, n interleaved copies of
+ * qw[n] (each `bytes`) in *out; else *out stays NULL (the int8 path reads qw). A CLI code or -1. */
+static int interleave_copies(const struct lk_qweight *qw, int n, size_t bytes,
+                             struct lk_qweight **out)
+{
+    struct lk_qweight probe = qw[0];
+    if (!lk_q8_interleave_wanted() ||
+        lk_q8_interleave(&probe, NULL) == LK_ERR_UNSUPPORTED) /* no layout for the type */
+        return -1;
+    if (!(*out = calloc((size_t)n, sizeof **out)))
+        return cli_fail(TOOL, LK_ERR_NOMEM);
+    for (int i = 0; i < n; i++) {
+        void *d = malloc(bytes);
+        if (!d)
+            return cli_fail(TOOL, LK_ERR_NOMEM);
+        memcpy(d, qw[i].data, bytes);
+        (*out)[i] = qw[i];
+        (*out)[i].data = d;
+        lk_status st = lk_q8_interleave(&(*out)[i], d);
+        if (st != LK_OK) {
+            (*out)[i].data = NULL;
+            free(d);
+            return cli_fail(TOOL, st);
+        }
+    }
+    return -1;
 }
 
 /* All measurements of one weight shape; returns a CLI exit code or -1 to go on. */
@@ -245,7 +276,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     float **Wc = calloc((size_t)nf, sizeof *Wc);
     float *X = malloc((size_t)(Tmax * in) * 4), *dY = malloc((size_t)(Tmax * out) * 4);
     float *Y = malloc((size_t)(Tmax * out) * 4), *dX = malloc((size_t)(Tmax * in) * 4);
-    struct lk_qweight *qwc[MAXTYPES] = {0}, *qtc[MAXTYPES] = {0};
+    struct lk_qweight *qwc[MAXTYPES] = {0}, *qtc[MAXTYPES] = {0}, *qic[MAXTYPES] = {0};
     int nq[MAXTYPES] = {0}, unfit[2 * MAXTYPES], rc = -1, cursor = 0;
     unfit_types(o, out, in, unfit);
     int ok = Wc && X && dY && Y && dX;
@@ -263,7 +294,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
     for (int f = 0; f < o->ntypes && rc < 0 && ok; f++) {
         if (unfit[f])
             continue;
-        struct lk_qweight proto = {o->types[f], 64, out, in, NULL};
+        struct lk_qweight proto = {o->types[f], 64, out, in, NULL, 0};
         const size_t bytes = lk_qweight_row_bytes(&proto) * (size_t)out;
         nq[f] = copies(o, bytes);
         ok = (qwc[f] = calloc((size_t)nq[f], sizeof *qwc[f])) != NULL;
@@ -295,6 +326,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
                 rc = cli_fail(TOOL, st);
             }
         }
+        rc = rc < 0 && ok && qtc[f] ? interleave_copies(qwc[f], nq[f], bytes, &qic[f]) : rc;
     }
     size_t work_size = 0;
     void *work = NULL;
@@ -344,6 +376,7 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
                 }
                 j.qwc = qwc[f];
                 j.qtc = i8 ? qtc[f] : NULL;
+                j.qic = qic[f] ? qic[f] : qwc[f];
                 j.ncopy_q = nq[f];
                 g[r][c + 1] = bench(&j, o->nrep);
                 if (g[r][c + 1] < 0)
@@ -360,6 +393,9 @@ static int bench_shape(opts *o, int64_t out, int64_t in)
             free((void *)qwc[f][i].data);
         for (int i = 0; qtc[f] && i < nq[f]; i++)
             free((void *)qtc[f][i].data);
+        for (int i = 0; qic[f] && i < nq[f]; i++)
+            free((void *)qic[f][i].data);
+        free(qic[f]);
         free(qwc[f]);
         free(qtc[f]);
     }
@@ -392,7 +428,8 @@ int main(int argc, char **argv)
     struct arg_str *compute =
         arg_str0(NULL, "compute", "LIST",
                  "compute paths per format: f32, int8 or f32,int8 (default f32; int8 uses the "
-                 "dispatched int8 variant, LK_KERNELS picks another)");
+                 "dispatched int8 variant, LK_KERNELS picks another, on the weight laid out as a "
+                 "model lays it out for that variant)");
     struct arg_lit *cpu_time =
         arg_lit0(NULL, "cpu-time",
                  "time each call by the CPU time of the calling thread instead of the wall clock "

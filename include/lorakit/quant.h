@@ -88,6 +88,7 @@ struct lk_qweight {
     int block;
     int64_t out, in;
     const void *data; /* [out][lk_qweight_row_bytes(w)] */
+    int interleaved;  /* 1: rows interleaved in place for the int8 path (lk_q8_interleave) */
 };
 
 /* Bytes of one row of w (NF4 with its blocksize). */
@@ -148,6 +149,17 @@ lk_status lk_q8gemm_forward(const struct lk_qweight *w, const float *bias, const
 size_t lk_q8_transpose_bytes(const struct lk_qweight *w);
 lk_status lk_q8_transpose(const struct lk_qweight *w, void *dst, struct lk_qweight *wt,
                           int n_threads);
+
+/* The int8 path's row-interleaved layout (quant/q8_ilv.h: 16 rows' blocks side by side, so that a
+ * matrix-vector product reads them with contiguous loads): lk_q8_interleave rewrites w's rows in
+ * place (data: w->data, writable; Q4_0, IQ4_NL, Q8_0 and Q4_1 only, LK_ERR_UNSUPPORTED for the
+ * others) and sets w->interleaved. Such a weight is taken by lk_q8gemm_forward and lk_q8_transpose
+ * (with the same results) for a variant that reads it (LK_ERR_UNSUPPORTED for another), and by
+ * nothing else (lk_qgemm_*: LK_ERR_UNSUPPORTED). Allocates one group of rows of scratch
+ * (LK_ERR_NOMEM). lk_q8_interleave_wanted: 1 when the dispatched int8 variant's matrix-vector
+ * kernel is faster on the layout (the models convert their matrices for it). */
+lk_status lk_q8_interleave(struct lk_qweight *w, void *data);
+int lk_q8_interleave_wanted(void);
 
 #endif /* LK_EXPERIMENTAL */
 

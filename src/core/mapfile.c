@@ -89,6 +89,16 @@ void mapfile_drop(const mapfile *m, const void *p, size_t n)
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+int mapfile_writable(const mapfile *m, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    if (!m->mapped || n == 0 || q < m->data || q + n > m->data + m->size)
+        return 0;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)q & ~(page - 1), b = ((uintptr_t)q + n + page - 1) & ~(page - 1);
+    return mprotect((void *)a, b - a, PROT_READ | PROT_WRITE) == 0 ? 1 : -1;
+}
+
 void mapfile_close(mapfile *m)
 {
     if (m->data && m->size) {

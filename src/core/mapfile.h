@@ -24,6 +24,12 @@ lk_status mapfile_open(mapfile *m, const char *path, int use_mmap);
  * read again from the file if touched. No-op for heap copies. */
 void mapfile_drop(const mapfile *m, const void *p, size_t n);
 
+/* Make the pages of [p, p+n) writable when they lie inside m's mapping (MAP_PRIVATE: written
+ * pages become the process's own copies, the file never changes; a later mapfile_drop of them
+ * would bring the file's bytes back). 0 when [p, p+n) is not in a mapping of m (a heap copy, or
+ * memory elsewhere: writable as it is), 1 when made writable, -1 when mprotect failed. */
+int mapfile_writable(const mapfile *m, const void *p, size_t n);
+
 /* Release (safe on a zeroed or already closed mapfile). */
 void mapfile_close(mapfile *m);
 

@@ -21,6 +21,7 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "q8_ilv.h"
 
 /* Rows of xt [k, n] (row-major) made orthonormal: n × k column-major, thin QR in double. */
 static lk_status orthonormalise(float *xt, int64_t k, int64_t n, double *tmp)
@@ -148,6 +149,22 @@ typedef struct {
     int64_t in;
 } residual_job;
 
+/* Row i of q dequantised into d[in], from either layout (q8_ilv.h: the int8 path may have
+ * interleaved the base's rows in place at load). */
+static void dequantize_row(const q4_weight *q, int64_t i, int64_t in, float *d)
+{
+    if (!q->ilv) {
+        q4_dequantize_row(q->qtype, q->block, (const uint8_t *)q->data + (size_t)i * q->row_bytes,
+                          in, d);
+        return;
+    }
+    uint8_t blk[sizeof(q4_block_q8_0)];
+    for (int64_t b = 0; b * Q4_QK < in; b++) {
+        const int64_t n = in - b * Q4_QK < Q4_QK ? in - b * Q4_QK : Q4_QK;
+        q4_dequantize_row(q->qtype, q->block, q8i_blocks(q, i, b, 1, blk), n, d + b * Q4_QK);
+    }
+}
+
 /* Rows [i0, i1) of R: minus their dequantised rows; their squared norms before and after. */
 static void residual_rows(void *ctx, int64_t i0, int64_t i1, int thread)
 {
@@ -158,8 +175,7 @@ static void residual_rows(void *ctx, int64_t i0, int64_t i1, int thread)
     for (int64_t i = i0; i < i1; i++) {
         float *x = j->R + i * in; /* [in] */
         double ww = 0, rr = 0;
-        q4_dequantize_row(q->qtype, q->block, (const uint8_t *)q->data + (size_t)i * q->row_bytes,
-                          in, d);
+        dequantize_row(q, i, in, d);
         for (int64_t k = 0; k < in; k++) {
             ww += (double)x[k] * x[k];
             x[k] -= d[k];

@@ -409,6 +409,7 @@ void lk_model_free(lk_model *m)
         return;
     model_int8_backward_free(m);
     free(m->q8c);
+    free(m->ilv_scratch);
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);

@@ -55,6 +55,7 @@ struct lk_model {
     int64_t q8_build; /* bytes of the buffer a layer's copies are built into before its backward
                        * (the layers keeping none; 0: every layer keeps its copies) */
     void *q8c;                    /* the NF4 codebook corrections (model_int8_setup), or NULL */
+    void *ilv_scratch; /* one group of rows, to take the interleaved matrices back (q8_ilv.h) */
 };
 
 /* Bytes [p, p+n) of tensor t's file have been read: their mapped pages need not stay resident

@@ -1,15 +1,19 @@
 /* model_int8.c — --compute int8 on a loaded model: which matrices (the decoder's linear layers and
- * the LM head) run on int8 products (quant/q8.h), the one note naming those that stay fp32, and
- * the transposed Q8_0 copies the backward's dx needs (built by a trainer, freed with it). */
+ * the LM head) run on int8 products (quant/q8.h), the one note naming those that stay fp32, the
+ * decoder matrices put in the row-interleaved layout in place where the int8 variant wants it
+ * (quant/q8_ilv.h; back in rows for model_int8_to_f32), and the transposed Q8_0 copies the
+ * backward's dx needs (built by a trainer, freed with it). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mapfile.h"
 #include "core/option.h"
 #include "core/pool.h"
 #include "core/status.h"
 #include "lorakit/core.h"
 #include "model/model.h"
 #include "q8.h"
+#include "q8_ilv.h"
 
 static const char *const g_compute[] = {"f32", "int8", "auto"}; /* in lk_compute's order */
 
@@ -159,9 +163,72 @@ void model_int8_mark(lk_model *m, lk_compute c)
     }
 }
 
+/* 1 for a matrix model_int8_setup puts in the interleaved layout: a decoder layer's (never the
+ * LM head, whose rows may be the token embeddings), on int8, of a type with the layout, with a
+ * whole group of rows, when the int8 variant wants the layout. */
+static int to_interleave(const lk_model *m, int64_t i)
+{
+    const linear *L = matrix((lk_model *)m, i);
+    return i < 7 * m->cfg.n_layers && L->int8 && q8i_supports(L->qw.qtype) && L->qw.out >= Q8I_R &&
+           q8_kernels_get()->wants_ilv;
+}
+
+/* The pages of p[n] writable: a GGUF file's mapping (MAP_PRIVATE, so the file never changes) or a
+ * safetensors file's, else memory of the model's own. */
+static lk_status make_writable(const lk_model *m, const void *p, size_t n)
+{
+    int r = mapfile_writable(&m->gguf.map, p, n);
+    for (int i = 0; r == 0 && i < m->st.n_files; i++)
+        r = mapfile_writable(&m->st.files[i].map, p, n);
+    if (r < 0)
+        return status_fail(LK_ERR_IO,
+                           "--compute int8: cannot make the mapped weights writable (mprotect) to "
+                           "interleave them (hint: --compute f32)");
+    return LK_OK;
+}
+
+/* The decoder layers' int8 matrices of the types that have it into the row-interleaved layout
+ * (q8_ilv.h) in place, where the int8 variant's GEMV is faster on it (q8_kernels.wants_ilv): one
+ * group of rows of scratch, kept to take them back (model_int8_to_f32). Memory of a mapped file
+ * is written as private pages (the file is never changed); they stay as resident as before. */
+static lk_status interleave(lk_model *m)
+{
+    size_t scratch = 0;
+    for (int64_t i = 0; i < 7 * m->cfg.n_layers; i++)
+        if (to_interleave(m, i) && q8i_scratch_bytes(&matrix(m, i)->qw) > scratch)
+            scratch = q8i_scratch_bytes(&matrix(m, i)->qw);
+    if (!scratch)
+        return LK_OK;
+    if (!(m->ilv_scratch = malloc(scratch)))
+        return status_fail(LK_ERR_NOMEM, "--compute int8: out of memory");
+    int64_t n = 0;
+    for (int64_t i = 0; i < 7 * m->cfg.n_layers; i++) {
+        q4_weight *w = &matrix(m, i)->qw;
+        if (!to_interleave(m, i))
+            continue;
+        LK_TRY(make_writable(m, w->data, (size_t)w->out * w->row_bytes));
+        q8i_convert(w, (void *)(uintptr_t)w->data, m->ilv_scratch);
+        n++;
+    }
+    log_debug("--compute int8: %lld matrices interleaved for the %s GEMV", (long long)n,
+              q8_kernels_get()->name);
+    return LK_OK;
+}
+
+/* The interleaved matrices back in the row layout, as the fp32 kernels read them. */
+static void deinterleave(lk_model *m)
+{
+    for (int64_t i = 0; m->ilv_scratch && i < 7 * m->cfg.n_layers; i++) {
+        q4_weight *w = &matrix(m, i)->qw;
+        if (w->ilv)
+            q8i_revert(w, (void *)(uintptr_t)w->data, m->ilv_scratch);
+    }
+}
+
 void model_int8_to_f32(lk_model *m, const char *why)
 {
     LK_ASSERT(!m->q8t);
+    deinterleave(m);
     int64_t fixes = model_int8_fix_bytes(m);
     m->compute = LK_COMPUTE_F32;
     model_int8_mark(m, m->compute);
@@ -257,6 +324,14 @@ static lk_status choose(lk_model *m)
     return LK_OK;
 }
 
+/* The last steps of model_int8_setup: the NF4 corrections (which read the rows of NF4 matrices,
+ * never interleaved) and the interleaved layout. */
+static lk_status interleave_and_fix(lk_model *m)
+{
+    LK_TRY(build_fixes(m));
+    return interleave(m);
+}
+
 lk_status model_int8_setup(lk_model *m)
 {
     const int64_t n = 7 * m->cfg.n_layers + 1;
@@ -278,7 +353,7 @@ lk_status model_int8_setup(lk_model *m)
         n_f32++;
     }
     if (n_f32 == 0)
-        return build_fixes(m);
+        return interleave_and_fix(m);
     if (m->n_int8 == 0) {
         log_info("--compute int8: no matrix of this base has an int8 path (they are %s): every "
                  "product runs in fp32 (quantise the base, e.g. --quant q4_0, to use it)",
@@ -292,7 +367,7 @@ lk_status model_int8_setup(lk_model *m)
              n_f32 > 1 ? first[1] : "", n_f32 > 2 ? ", " : "", n_f32 > 2 ? first[2] : "",
              n_f32 > 3 ? ", ..." : "",
              n_f32 == 1 && head->w ? " (--quant-embed q8_0 puts it on int8 too)" : "");
-    return build_fixes(m);
+    return interleave_and_fix(m);
 }
 
 lk_compute lk_model_compute(const lk_model *m)

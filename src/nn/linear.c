@@ -330,6 +330,8 @@ static void multi_task(void *ctx, int64_t t0, int64_t t1, int thread)
                 continue;
             }
             q4_weight v = L->qw;
+            /* an interleaved matrix's rows go in whole groups of 16 (gemv_par_rows' slices) */
+            LK_ASSERT(!v.ilv || (r0 % 16 == 0 && (n % 16 == 0 || r0 + n == L->out)));
             v.out = n;
             v.data = (const uint8_t *)L->qw.data + (size_t)r0 * L->qw.row_bytes;
             const float *b = L->b ? L->b + r0 : NULL;
@@ -466,6 +468,7 @@ linear linear_rows(const linear *L, int64_t r0, int64_t n)
         v.w = L->w + r0 * L->in;
     } else {
         v.qw = L->qw;
+        LK_ASSERT(!v.qw.ilv || (r0 % 16 == 0 && (n % 16 == 0 || r0 + n == L->out)));
         v.qw.out = n;
         v.qw.data = (const uint8_t *)L->qw.data + (size_t)r0 * L->qw.row_bytes;
     }

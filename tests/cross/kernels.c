@@ -18,7 +18,9 @@
  * The int8 GEMM variants (quant/q8.h; on aarch64 "neon", with the dotprod extension) and their
  * GEMVs (q8_gemv_*.c, taken for T <= gemv_t, also on their own up to T = 17) give the int8
  * reference's bits exactly, for every type with an int8 expander, over the same shapes, T from 1
- * to 600 and 1..3 threads, in exactly the work they report (fenced); LK_KERNELS=ref makes the
+ * to 600 and 1..3 threads, in exactly the work they report (fenced), and the same on an
+ * interleaved copy of each Q4_0 / IQ4_NL / Q8_0 / Q4_1 weight (q8_ilv.h) for a variant that reads
+ * that layout (the reference on it: the plain weight's bits); LK_KERNELS=ref makes the
  * int8 dispatch choose its reference too. Last, the thread pool runs 100,000 short jobs (check_pool).
  *
  * Usage: kernels [--dispatch NAME] [--dispatch-only]. Ends with "N passed, N failed"; exit 1 on
@@ -33,6 +35,7 @@
 
 #include "q4.h"
 #include "q8.h"
+#include "q8_ilv.h"
 #include "core/pool.h"
 #include "core/status.h"
 
@@ -513,7 +516,7 @@ static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64
             }
             /* the variant's GEMV on its own (its forward takes it for T <= gemv_t) */
             const q8_kernels gemv = {k->name, k->gemv, k->gemv_work, k->gemv, k->gemv_work, 0,
-                                     NULL,    NULL,    NULL,         NULL};
+                                     NULL,    NULL,    NULL,         NULL,    0,            0};
             if (T > 17)
                 continue;
             q8_fenced(&gemv, w, bb, b.X, T, b.Y[1], nt);
@@ -528,6 +531,37 @@ static void check_int8_case(const q8_kernels *k, const q4_weight *w, const int64
     free(bias);
 }
 
+/* c's weight interleaved in a copy: its rows' blocks kept (q8i_blocks), the int8 reference on it
+ * the reference's bits on the plain one, and k's every entry point on it the reference's. */
+static void check_int8_ilv(const q8_kernels *k, const wcase *c, const int64_t *Ts, int nT)
+{
+    const size_t bytes = (size_t)c->w.out * c->w.row_bytes, bsz = q8i_bsz(c->w.qtype);
+    uint8_t *data = xmalloc(bytes), *scratch = xmalloc(q8i_scratch_bytes(&c->w));
+    uint8_t *buf = xmalloc(c->w.row_bytes);
+    memcpy(data, c->w.data, bytes);
+    q4_weight w = c->w;
+    w.data = data;
+    q8i_convert(&w, data, scratch);
+    const int64_t nb = (int64_t)(c->w.row_bytes / bsz);
+    for (int64_t o = 0; o < w.out; o++)
+        CHECK(!memcmp(q8i_blocks(&w, o, 0, nb, buf),
+                      (const uint8_t *)c->w.data + (size_t)o * c->w.row_bytes, c->w.row_bytes),
+              "interleaved %s [%lld x %lld]: row %lld's blocks changed",
+              lk_qtype_name((lk_qtype)w.qtype), (long long)w.out, (long long)w.in, (long long)o);
+    const q8_kernels *ref = q8_kernels_named("ref");
+    io b = io_make(Ts[0], w.out, w.in, 1.0f);
+    q8_fenced(ref, &c->w, NULL, b.X, Ts[0], b.Y[0], 2);
+    q8_fenced(ref, &w, NULL, b.X, Ts[0], b.Y[1], 1);
+    CHECK(!memcmp(b.Y[0], b.Y[1], (size_t)(Ts[0] * w.out) * 4),
+          "int8 ref %s [%lld x %lld]: interleaved, not the plain weight's bits",
+          lk_qtype_name((lk_qtype)w.qtype), (long long)w.out, (long long)w.in);
+    io_free(&b);
+    check_int8_case(k, &w, Ts, nT);
+    free(buf);
+    free(scratch);
+    free(data);
+}
+
 static void check_int8(const q8_kernels *k, int t)
 {
     static const int64_t shapes[][2] = {{1, 1},   {3, 7},    {17, 17}, {15, 33},
@@ -539,6 +573,8 @@ static void check_int8(const q8_kernels *k, int t)
         if (!wcase_make(&c, t, 64, shapes[s][0], shapes[s][1]))
             continue;
         check_int8_case(k, &c.w, Ts, (int)(sizeof Ts / sizeof Ts[0]));
+        if (k->reads_ilv && q8i_supports(t)) /* the same weight interleaved (q8_ilv.h) */
+            check_int8_ilv(k, &c, Ts, (int)(sizeof Ts / sizeof Ts[0]));
         if (s + 1 == sizeof shapes / sizeof shapes[0]) { /* large T, and the transposed copy */
             check_int8_case(k, &c.w, Tl, 2);
             uint8_t *dst = xmalloc(q8_transpose_bytes(&c.w));
