@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "text/dataset.h"
 #include "train/dist.h"
+#include "q8_ilv.h"
 
 #define MAX_ITEMS 48
 
@@ -70,6 +71,26 @@ static uint64_t hash_floats(const float *x, int64_t n, uint64_t h)
     return x ? tcache_xxh64(x, (size_t)n * sizeof *x, h) : h;
 }
 
+/* The quantised rows of w as the file holds them, in chunks of up to 64 blocks: a matrix the int8
+ * path interleaved in place (q8_ilv.h, only where the rank's kernel variant wants it) is hashed
+ * in its row layout, so that ranks on different CPUs (one with AVX2, one on the plain-C kernels)
+ * still agree. */
+static uint64_t hash_qrows(const q4_weight *w, int64_t out, uint64_t h)
+{
+    h += (uint64_t)w->qtype;
+    if (!q8i_supports(w->qtype))
+        return tcache_xxh64(w->data, (size_t)out * w->row_bytes, h);
+    const size_t bsz = q8i_bsz(w->qtype);
+    const int64_t nb = (int64_t)(w->row_bytes / bsz);
+    uint8_t buf[64 * 34]; /* 64 blocks of the largest type, Q8_0 */
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t b = 0; b < nb; b += 64) {
+            const int64_t n = nb - b < 64 ? nb - b : 64;
+            h = tcache_xxh64(q8i_blocks(w, o, b, n, buf), (size_t)n * bsz, h);
+        }
+    return h;
+}
+
 /* A linear layer's weight (fp32 or its quantised rows), bias, and every adapter attached to it
  * except a trained one (each rank starts it its own way; rank 0's start is broadcast). */
 static uint64_t hash_linear(const linear *L, uint64_t h)
@@ -79,7 +100,7 @@ static uint64_t hash_linear(const linear *L, uint64_t h)
     if (L->w)
         h = hash_floats(L->w, L->out * L->in, h);
     else
-        h = tcache_xxh64(L->qw.data, (size_t)L->out * L->qw.row_bytes, h + (uint64_t)L->qw.qtype);
+        h = hash_qrows(&L->qw, L->out, h);
     h = hash_floats(L->b, L->out, h);
     for (int i = L->train ? 1 : 0; i < L->n_lora; i++) {
         const lora_delta *a = &L->lora[i];
