@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Inputs a new user brings that the other tests do not: each check is a defect found by walking
+# the tools with the peers' files (LLaMA-Factory's demo data, llama.cpp GGUFs) and hostile inputs,
+# and failed before its fix. Usage: cli_qa.sh BUILD_DIR SHARED_DIR SOURCE_DIR
+set -u
+B=$(cd "$1" && pwd) S=$(cd "$2" && pwd) SRC=$(cd "$3" && pwd)
+M=$S/models/stories260K-hf
+SMOL=$S/models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+D=$SRC/samples/data/whale-train.jsonl
+. "$(dirname "$0")/lib_cli.sh"
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
+# preference (DPO) records: SFT read their prompt alone and dropped the chosen reply, silently
+cat >"$T/dpo.json" <<'J'
+[{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"},
+  {"from": "human", "value": "Who are you?"}],
+  "chosen": {"from": "gpt", "value": "A whale."}, "rejected": {"from": "gpt", "value": "No."}}]
+J
+expect 1 "preference records are refused" -- "$B/lora-tokenize" -m "$M" --data "$T/dpo.json"
+has err 'element 1: a preference record ("chosen" and "rejected"' "preference message"
+expect 1 "lora-train refuses preference records" -- "$B/lora-train" -m "$M" --data "$T/dpo.json" \
+    -o "$T/dpo" --steps 1 -t 1
+[ ! -e "$T/dpo" ] && passes=$((passes + 1)) || { echo "FAIL: dpo run wrote $T/dpo"; fails=$((fails + 1)); }
+echo '{"prompt": "Hi", "chosen": " there", "rejected": " no"}' >"$T/trl.jsonl"
+expect 0 "--fields completion=chosen takes TRL's string replies" -- "$B/lora-tokenize" -m "$M" \
+    --data "$T/trl.jsonl" --fields completion=chosen -q
+
+echo "$passes passed, $fails failures"
+[ "$fails" = 0 ]
