@@ -25,5 +25,18 @@ echo '{"prompt": "Hi", "chosen": " there", "rejected": " no"}' >"$T/trl.jsonl"
 expect 0 "--fields completion=chosen takes TRL's string replies" -- "$B/lora-tokenize" -m "$M" \
     --data "$T/trl.jsonl" --fields completion=chosen -q
 
+# positions past the model's context (stories260K: 512): said, not silent
+expect 0 "train past the context" -- "$B/lora-train" -m "$M" --data "$D" --seq-len 600 --steps 1 \
+    --rank 2 -o "$T/long" -t 1
+has err "warning: --seq-len 600 is longer than the model's context of 512 tokens" "seq-len warning"
+expect 0 "train within the context" -- "$B/lora-train" -m "$M" --data "$D" --seq-len 512 \
+    --steps 1 --rank 2 -o "$T/short" -t 1
+! grep -q "model's context" "$T/err" && passes=$((passes + 1)) || { echo "FAIL: seq-len 512 warned"; fails=$((fails + 1)); }
+expect 0 "generate past the context" -- "$B/lora-generate" -m "$M" -p "Once" -n 520 --temp 0 -t 1
+has err "run past the model's context of 512 tokens" "generate context warning"
+expect 0 "eval --ctx past the context" -- "$B/lora-eval" -m "$M" --text "Once upon a time" \
+    --ctx 1000 -t 1
+has err "warning: --ctx 1000 is longer than the model's context of 512" "eval --ctx warning"
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]
