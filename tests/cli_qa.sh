@@ -38,5 +38,12 @@ expect 0 "eval --ctx past the context" -- "$B/lora-eval" -m "$M" --text "Once up
     --ctx 1000 -t 1
 has err "warning: --ctx 1000 is longer than the model's context of 512" "eval --ctx warning"
 
+# an empty prompt with a tokenizer that adds no BOS printed nothing and exited 0
+if [ -f "$SMOL" ]; then
+    expect 1 "empty prompt, no BOS" -- "$B/lora-generate" -m "$SMOL" -p "" -n 4 -t 1
+    has err "the prompt encodes to no token" "empty prompt message"
+fi
+expect 0 "empty prompt, a BOS to start from" -- "$B/lora-generate" -m "$M" -p "" -n 4 --temp 0 -t 1
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]
