@@ -227,6 +227,17 @@ static lk_status rd_scalar(cursor *c, gguf_vtype t, gguf_kv *kv)
     return LK_OK;
 }
 
+/* An array of n elements of at least `each` bytes that the rest of the file cannot hold. */
+static lk_status short_array(const cursor *c, const gguf_kv *kv, unsigned each, int strings)
+{
+    return status_fail(LK_ERR_FORMAT,
+                       "%s: %s at byte %llu: an array of %llu elements of %s%u bytes does not fit "
+                       "the %llu bytes left in the file (truncated or not a GGUF file?)",
+                       c->path, kv->key, (unsigned long long)c->pos,
+                       (unsigned long long)kv->arr_n, strings ? "at least " : "", each,
+                       (unsigned long long)(c->size - c->pos));
+}
+
 static lk_status rd_array(cursor *c, gguf_kv *kv)
 {
     uint32_t et;
@@ -239,14 +250,14 @@ static lk_status rd_array(cursor *c, gguf_kv *kv)
     kv->arr_type = (gguf_vtype)et;
     if (et != GGUF_STRING) {
         if (kv->arr_n > (c->size - c->pos) / g_vsize[et])
-            return need(c, UINT64_MAX, kv->key);
+            return short_array(c, kv, g_vsize[et], 0);
         kv->arr_data = c->p + c->pos;
         c->pos += kv->arr_n * g_vsize[et];
         return LK_OK;
     }
     /* each string takes at least its 8-byte length: bounds the allocation by the file size */
     if (kv->arr_n > (c->size - c->pos) / 8)
-        return need(c, UINT64_MAX, kv->key);
+        return short_array(c, kv, 8, 1); /* strings: an 8-byte length each */
     kv->arr_str = calloc(kv->arr_n ? kv->arr_n : 1, sizeof *kv->arr_str);
     if (!kv->arr_str)
         return status_fail(LK_ERR_NOMEM, "%s: out of memory", c->path);
