@@ -45,5 +45,24 @@ if [ -f "$SMOL" ]; then
 fi
 expect 0 "empty prompt, a BOS to start from" -- "$B/lora-generate" -m "$M" -p "" -n 4 --temp 0 -t 1
 
+# a GGUF whose rows are not whole blocks has F16 matrices among its Q4_1 ones (llama-quantize's
+# fallback); the default --quant (nf4) takes those at load, and the adapter recorded the first
+# layer's type, q4_1, which no tool could rebuild: lora-eval on the very file it trained on failed
+expect 0 "a Q4_1 GGUF of stories260K" -- "$B/lora-quantize" -m "$M" --type q4_1 --format gguf \
+    -o "$T/a.gguf" -q
+cp "$T/a.gguf" "$T/b.gguf"
+expect 0 "train on a.gguf" -- "$B/lora-train" -m "$T/a.gguf" --data "$D" --seq-len 64 --steps 1 \
+    --rank 2 -o "$T/ga" -t 1 -q
+expect 0 "eval on the file it trained on" -- "$B/lora-eval" -m "$T/a.gguf" -a "$T/ga" \
+    --text "Once upon" -t 1
+has err "base nf4 (embeddings gguf, int8 compute): .*ga was trained on it" "mixed GGUF record"
+# an adapter trained on one GGUF file, run on another: "was trained on it" was said of any GGUF
+expect 0 "train on a.gguf's own types" -- "$B/lora-train" -m "$T/a.gguf" --quant none \
+    --data "$D" --seq-len 64 --steps 1 --rank 2 -o "$T/gn" -t 1 -q
+expect 0 "eval on a.gguf" -- "$B/lora-eval" -m "$T/a.gguf" -a "$T/gn" --text "Once upon" -t 1
+has err "gn was trained on it" "same GGUF: trained on it"
+expect 0 "eval on b.gguf" -- "$B/lora-eval" -m "$T/b.gguf" -a "$T/gn" --text "Once upon" -t 1
+has err "warning: .*gn was trained on the GGUF file .*/a.gguf, not .*/b.gguf" "another GGUF: warned"
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]

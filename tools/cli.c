@@ -440,6 +440,21 @@ int cli_parse_memory_limit(const char *tool, const struct arg_str *limit,
     return -1;
 }
 
+/* The GGUF file adapter a names as its base (adapter_config.json's absolute path) when that is
+ * not model_dir, else NULL: a record "gguf" says the file's own types, not which file. */
+static const char *other_gguf(const lk_adapter *a, const char *model_dir)
+{
+    struct lk_adapter_info info;
+    lk_adapter_get_info(a, &info);
+    if (!info.base_model || info.base_model[0] != '/')
+        return NULL; /* no path recorded (a hub id, a name): nothing to compare */
+    char *x = realpath(info.base_model, NULL), *y = realpath(model_dir, NULL);
+    int same = strcmp(x ? x : info.base_model, y ? y : model_dir) == 0;
+    free(x);
+    free(y);
+    return same ? NULL : info.base_model;
+}
+
 /* Say which base runs the adapters and why, and warn about each adapter trained on another. */
 static void report_base(const cli_adapters *ad, const char *model_dir, const lk_model *m)
 {
@@ -451,6 +466,10 @@ static void report_base(const cli_adapters *ad, const char *model_dir, const lk_
     lk_adapter_base_describe(&used, u, sizeof u);
     if (ad->base_flag)
         cli_note("%s %s, as %s asks", role, u, flag);
+    else if (b0.recorded && strcmp(b0.quant, "gguf") == 0 && other_gguf(ad->a[0], model_dir))
+        cli_warn("%s %s: %s was trained on the GGUF file %s, not %s: unless they hold the same "
+                 "tensors, results will differ from training",
+                 role, u, ad->path[0], other_gguf(ad->a[0], model_dir), model_dir);
     else if (b0.recorded && strcmp(b0.quant, "gguf") == 0)
         cli_note("%s %s: %s was trained on it", role, u, ad->path[0]);
     else if (b0.recorded)
