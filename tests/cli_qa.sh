@@ -64,5 +64,10 @@ has err "gn was trained on it" "same GGUF: trained on it"
 expect 0 "eval on b.gguf" -- "$B/lora-eval" -m "$T/b.gguf" -a "$T/gn" --text "Once upon" -t 1
 has err "warning: .*gn was trained on the GGUF file .*/a.gguf, not .*/b.gguf" "another GGUF: warned"
 
+# lora-quantize printed its table's header on stdout before failing on an existing output
+mkdir -p "$T/exists"
+expect 1 "quantize into an existing folder" -- "$B/lora-quantize" -m "$M" --type q4_0 -o "$T/exists"
+[ ! -s "$T/out" ] && passes=$((passes + 1)) || { echo "FAIL: quantize failure wrote stdout: $(head -2 "$T/out")"; fails=$((fails + 1)); }
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]
