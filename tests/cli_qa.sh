@@ -69,5 +69,11 @@ mkdir -p "$T/exists"
 expect 1 "quantize into an existing folder" -- "$B/lora-quantize" -m "$M" --type q4_0 -o "$T/exists"
 [ ! -s "$T/out" ] && passes=$((passes + 1)) || { echo "FAIL: quantize failure wrote stdout: $(head -2 "$T/out")"; fails=$((fails + 1)); }
 
+# a plain-text corpus given to lora-train: every line "invalid JSON", and no word of what to do
+printf 'Once upon a time there was a whale.\nIt was blue.\n' >"$T/stories.txt"
+expect 1 "plain text as training data" -- "$B/lora-train" -m "$M" --data "$T/stories.txt" \
+    -o "$T/txt" --steps 1 -t 1
+has err 'plain text goes one {"text": ...} object per document' "plain-text hint"
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]
