@@ -75,5 +75,20 @@ expect 1 "plain text as training data" -- "$B/lora-train" -m "$M" --data "$T/sto
     -o "$T/txt" --steps 1 -t 1
 has err 'plain text goes one {"text": ...} object per document' "plain-text hint"
 
+# lora-merge into a bitsandbytes NF4 (or lora-quantize) folder: the U8 weights were copied with
+# the adapter left out ("merged into 0 tensors", exit 0), or read as floats into a GGUF of garbage
+expect 0 "a bitsandbytes NF4 folder" -- "$B/lora-quantize" -m "$M" --type nf4 --format hf-bnb \
+    -o "$T/bnb" -q
+expect 0 "train on it" -- "$B/lora-train" -m "$T/bnb" --data "$D" --seq-len 64 --steps 1 \
+    --rank 2 -o "$T/qa" -t 1 -q
+expect 1 "merge into the NF4 folder" -- "$B/lora-merge" -m "$T/bnb" -a "$T/qa" -o "$T/merged" -t 1
+has err "is stored as U8 (a quantised layout" "merge into U8: message"
+expect 1 "merge the NF4 folder into a GGUF" -- "$B/lora-merge" -m "$T/bnb" -a "$T/qa" \
+    -o "$T/merged.gguf" -t 1
+has err "is stored as U8 (a quantised layout" "merge U8 to GGUF: message"
+[ ! -e "$T/merged" ] && [ ! -e "$T/merged.gguf" ] && passes=$((passes + 1)) ||
+    { echo "FAIL: a refused merge left output"; fails=$((fails + 1)); }
+expect 0 "the float base merges" -- "$B/lora-merge" -m "$M" -a "$T/qa" -o "$T/merged" -t 1 -q
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]
