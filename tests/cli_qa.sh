@@ -90,5 +90,13 @@ has err "is stored as U8 (a quantised layout" "merge U8 to GGUF: message"
     { echo "FAIL: a refused merge left output"; fails=$((fails + 1)); }
 expect 0 "the float base merges" -- "$B/lora-merge" -m "$M" -a "$T/qa" -o "$T/merged" -t 1 -q
 
+# --teacher self with --quant none: teacher and student the same weights, the KL zero at every
+# step; the run "trained" (loss 0.0000) and wrote an adapter equal to its start
+expect 2 "--teacher self on an unquantised student" -- "$B/lora-train" -m "$M" --data "$D" \
+    --objective kd --teacher self --quant none --seq-len 64 --steps 1 -o "$T/kdself" -t 1
+has err "the distillation term is zero and trains nothing" "teacher self message"
+expect 0 "--teacher self on an NF4 student" -- "$B/lora-train" -m "$M" --data "$D" \
+    --objective kd --teacher self --seq-len 64 --steps 1 --rank 2 -o "$T/kdnf4" -t 1 -q
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]

@@ -917,6 +917,26 @@ static lk_status resume_compute(train_ctx *x)
 }
 
 /* Models and data on every rank (and the teacher of --teacher): any rank's failure stops all. */
+/* --teacher self on a student whose base is the teacher's own weights (--quant none, or a GGUF
+ * file's own types) with no teacher adapter: the KL is zero at every step and trains nothing. */
+static int self_teaches_nothing(const train_ctx *x)
+{
+    struct lk_adapter_base st, te;
+    if (strcmp(x->a->teacher->sval[0], "self") != 0 || x->teacher.ad.n > 0)
+        return 0;
+    lk_model_base_record(x->m, &st);
+    lk_model_base_record(x->teacher.m, &te);
+    if (strcmp(st.quant, te.quant) != 0 || strcmp(st.quant_embed, te.quant_embed) != 0)
+        return 0;
+    cli_usage_error(TOOL,
+                    "--teacher self: the student's base is the teacher's own weights (%s, "
+                    "embeddings %s), so the distillation term is zero and trains nothing "
+                    "(--teacher self distils the unquantised base into a quantised student: give "
+                    "--quant nf4 or another, --teacher-adapter, or --teacher DIR)",
+                    st.quant, st.quant_embed);
+    return 1;
+}
+
 static int load_all(train_ctx *x)
 {
     lk_status rs = resume_compute(x);
@@ -944,7 +964,7 @@ static int load_all(train_ctx *x)
     if (s != LK_OK)
         return cli_fail(TOOL, s);
     x->tp.teacher = x->teacher.m;
-    return -1;
+    return self_teaches_nothing(x) ? CLI_USAGE : -1;
 }
 
 /* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;
