@@ -98,5 +98,11 @@ has err "the distillation term is zero and trains nothing" "teacher self message
 expect 0 "--teacher self on an NF4 student" -- "$B/lora-train" -m "$M" --data "$D" \
     --objective kd --teacher self --seq-len 64 --steps 1 --rank 2 -o "$T/kdnf4" -t 1 -q
 
+# an empty option value: argtable said 'option "" requires an argument', naming no option
+expect 2 "--text ''" -- "$B/lora-eval" -m "$M" --text ""
+has err "lora-eval: --text was given an empty value" "empty value names the option"
+expect 2 "--system=" -- "$B/lora-generate" -m "$M" --chat -p hi --system=
+has err "lora-generate: --system was given an empty value" "empty --opt= names the option"
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]

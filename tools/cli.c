@@ -120,6 +120,23 @@ static void close_stdout(void)
     }
 }
 
+/* An option given an empty value ("--text ''", "--system="), which argtable reports as 'option ""
+ * requires an argument', naming no option: said with the option's name. 1 if one was found. */
+static int empty_value(int argc, char **argv, const char *tool)
+{
+    for (int i = 1; i < argc; i++) {
+        size_t n = strlen(argv[i]);
+        int eq = n > 3 && argv[i][0] == '-' && argv[i][1] == '-' && argv[i][n - 1] == '=';
+        if (eq || (i > 1 && n == 0 && !strncmp(argv[i - 1], "--", 2) && argv[i - 1][2] &&
+                   !strchr(argv[i - 1], '='))) {
+            fprintf(stderr, "%s: %.*s was given an empty value: an option's value cannot be empty\n",
+                    tool, eq ? (int)n - 1 : (int)strlen(argv[i - 1]), eq ? argv[i] : argv[i - 1]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const cli_common *c,
               const char *tool, const char *purpose, const char *glossary)
 {
@@ -145,7 +162,8 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
         return CLI_OK;
     }
     if (nerr > 0) {
-        arg_print_errors(stderr, end, tool);
+        if (!empty_value(argc, argv, tool))
+            arg_print_errors(stderr, end, tool);
         fprintf(stderr, "Try '%s --help'.\n", tool);
         return CLI_USAGE;
     }
