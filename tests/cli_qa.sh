@@ -104,5 +104,12 @@ has err "lora-eval: --text was given an empty value" "empty value names the opti
 expect 2 "--system=" -- "$B/lora-generate" -m "$M" --chat -p hi --system=
 has err "lora-generate: --system was given an empty value" "empty --opt= names the option"
 
+# --gguf-lora where no file can be made: the run trained, wrote its adapter, then failed (exit 1)
+echo x >"$T/afile"
+expect 1 "--gguf-lora under a file" -- "$B/lora-train" -m "$M" --data "$D" --seq-len 64 \
+    --steps 1 --rank 2 -o "$T/gl" --gguf-lora "$T/afile/sub/a.gguf" -t 1
+has err "is not a writable folder" "--gguf-lora checked first"
+[ ! -e "$T/gl" ] && passes=$((passes + 1)) || { echo "FAIL: --gguf-lora failure left $T/gl"; fails=$((fails + 1)); }
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]

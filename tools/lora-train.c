@@ -187,6 +187,32 @@ static int map_run(const train_args *a, struct lk_run_params *rp, char **base_na
 }
 
 /* Every option, or the exit code of a usage error. */
+
+/* --gguf-lora is written when the run ends: a folder it cannot be made in (its nearest existing
+ * ancestor not a writable folder) fails now, not after the training. */
+static int check_writable(const char *path)
+{
+    char d[4096];
+    struct stat st;
+    snprintf(d, sizeof d, "%s", path);
+    for (;;) {
+        char *slash = strrchr(d, '/');
+        if (!slash) {
+            snprintf(d, sizeof d, ".");
+            break;
+        }
+        *slash = 0;
+        if (!*d)
+            snprintf(d, sizeof d, "/");
+        if (stat(d, &st) == 0)
+            break;
+    }
+    if (stat(d, &st) == 0 && S_ISDIR(st.st_mode) && access(d, W_OK) == 0)
+        return -1;
+    fprintf(stderr, "%s: error: --gguf-lora %s cannot be written: %s is not a writable folder\n",
+            TOOL, path, d);
+    return CLI_FAIL;
+}
 static int parse_options(train_ctx *x)
 {
     const train_args *a = x->a;
@@ -218,6 +244,8 @@ static int parse_options(train_ctx *x)
                 TOOL, a->gguf_lora->filename[0]);
         rc = CLI_FAIL;
     }
+    if (rc < 0 && a->gguf_lora->count)
+        rc = check_writable(a->gguf_lora->filename[0]);
     return rc;
 }
 
