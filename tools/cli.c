@@ -129,8 +129,9 @@ static int empty_value(int argc, char **argv, const char *tool)
         int eq = n > 3 && argv[i][0] == '-' && argv[i][1] == '-' && argv[i][n - 1] == '=';
         if (eq || (i > 1 && n == 0 && !strncmp(argv[i - 1], "--", 2) && argv[i - 1][2] &&
                    !strchr(argv[i - 1], '='))) {
-            fprintf(stderr, "%s: %.*s was given an empty value: an option's value cannot be empty\n",
-                    tool, eq ? (int)n - 1 : (int)strlen(argv[i - 1]), eq ? argv[i] : argv[i - 1]);
+            fprintf(stderr,
+                    "%s: %.*s was given an empty value: an option's value cannot be empty\n", tool,
+                    eq ? (int)n - 1 : (int)strlen(argv[i - 1]), eq ? argv[i] : argv[i - 1]);
             return 1;
         }
     }

@@ -45,8 +45,8 @@ static void on_tensor(void *user, const struct lk_quantize_tensor *t)
         cJSON_AddItemToArray(r->tensors, o);
     } else {
         if (!r->header++)
-            printf("%-44s %15s %-6s %10s %10s %7s\n", "tensor", "shape", "type", "rmse",
-                   "max_abs", "bits/w");
+            printf("%-44s %15s %-6s %10s %10s %7s\n", "tensor", "shape", "type", "rmse", "max_abs",
+                   "bits/w");
         printf("%-44s %6lld x %-6lld %-6s %10.3e %10.3e %7.3f\n", t->name, (long long)t->rows,
                (long long)t->cols, lk_qtype_name(t->type), t->rmse, t->max_abs, t->bits_per_weight);
     }

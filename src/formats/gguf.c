@@ -233,9 +233,8 @@ static lk_status short_array(const cursor *c, const gguf_kv *kv, unsigned each, 
     return status_fail(LK_ERR_FORMAT,
                        "%s: %s at byte %llu: an array of %llu elements of %s%u bytes does not fit "
                        "the %llu bytes left in the file (truncated or not a GGUF file?)",
-                       c->path, kv->key, (unsigned long long)c->pos,
-                       (unsigned long long)kv->arr_n, strings ? "at least " : "", each,
-                       (unsigned long long)(c->size - c->pos));
+                       c->path, kv->key, (unsigned long long)c->pos, (unsigned long long)kv->arr_n,
+                       strings ? "at least " : "", each, (unsigned long long)(c->size - c->pos));
 }
 
 static lk_status rd_array(cursor *c, gguf_kv *kv)
