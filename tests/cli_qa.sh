@@ -111,5 +111,12 @@ expect 1 "--gguf-lora under a file" -- "$B/lora-train" -m "$M" --data "$D" --seq
 has err "is not a writable folder" "--gguf-lora checked first"
 [ ! -e "$T/gl" ] && passes=$((passes + 1)) || { echo "FAIL: --gguf-lora failure left $T/gl"; fails=$((fails + 1)); }
 
+# -m naming a file of a Hugging Face folder read as a GGUF ("bad magic", no word of the folder);
+# --data naming a folder: "read failed", no reason
+expect 1 "-m config.json" -- "$B/lora-eval" -m "$M/config.json" --text hi
+has err "given by its folder, not by a file in it" "-m file hint"
+expect 1 "--data a folder" -- "$B/lora-eval" -m "$M" --data "$T"
+has err "read failed: Is a directory" "--data folder reason"
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]

@@ -307,11 +307,12 @@ char *cli_read_file(const char *tool, const char *path, size_t *len)
         }
         buf = nb;
     }
-    int err = ferror(f);
+    int err = ferror(f) ? errno : 0;
     fclose(f);
     if (!buf || err) {
         free(buf);
-        fprintf(stderr, "%s: error: %s: read failed\n", tool, path);
+        fprintf(stderr, "%s: error: %s: read failed: %s\n", tool, path,
+                strerror(err ? err : ENOMEM));
         return NULL;
     }
     buf[n] = 0;

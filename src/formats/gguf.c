@@ -418,6 +418,18 @@ static const char *tensor_name(const gguf_file *f, int64_t i)
     return f->tensors[i].name;
 }
 
+/* 1 for a file of a Hugging Face folder (config.json, model.safetensors, ...), given where a
+ * model or adapter goes: a GGUF file is the only file taken there. */
+static int in_model_folder(const char *path)
+{
+    static const char *const ends[] = {".json", ".safetensors", ".bin", ".model"};
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++)
+        if (n >= strlen(ends[i]) && strcmp(path + n - strlen(ends[i]), ends[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* meta_only: the tensor infos are not read (n_tensors stays 0). */
 static lk_status rd_header(gguf_file *f, cursor *c, int meta_only)
 {
@@ -427,9 +439,13 @@ static lk_status rd_header(gguf_file *f, cursor *c, int meta_only)
     if (memcmp(magic, GGUF_MAGIC, 4) != 0)
         return status_fail(LK_ERR_FORMAT,
                            "%s: bad magic %02x %02x %02x %02x, expected 'GGUF' "
-                           "(not a GGUF file?)",
+                           "(not a GGUF file?%s)",
                            c->path, (uint8_t)magic[0], (uint8_t)magic[1], (uint8_t)magic[2],
-                           (uint8_t)magic[3]);
+                           (uint8_t)magic[3],
+                           in_model_folder(c->path)
+                               ? " a Hugging Face model or adapter is given by its folder, not "
+                                 "by a file in it"
+                               : "");
     LK_TRY(rd_u32(c, &f->version, "version"));
     if (f->version < 2 || f->version > GGUF_VERSION)
         return status_fail(LK_ERR_FORMAT, "%s: GGUF version %u is too %s (supported: 2, 3)",
