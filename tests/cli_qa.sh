@@ -118,5 +118,15 @@ has err "given by its folder, not by a file in it" "-m file hint"
 expect 1 "--data a folder" -- "$B/lora-eval" -m "$M" --data "$T"
 has err "read failed: Is a directory" "--data folder reason"
 
+# --resume with another --data: the checkpoint's data cursor was applied to the new data, silently
+E=$SRC/samples/data/whale-test.jsonl
+expect 0 "a run to resume" -- "$B/lora-train" -m "$M" --data "$D" --seq-len 64 --rank 2 \
+    --steps 2 -o "$T/rr" -t 1 -q
+expect 1 "resume on other data" -- "$B/lora-train" -m "$M" --data "$E" --seq-len 64 --rank 2 \
+    --steps 4 -o "$T/rr" --resume "$T/rr" -t 1
+has err "checkpoint was made on other data (400 examples" "resume data message"
+expect 0 "resume on its data" -- "$B/lora-train" -m "$M" --data "$D" --seq-len 64 --rank 2 \
+    --steps 4 -o "$T/rr" --resume "$T/rr" -t 1 -q
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]
