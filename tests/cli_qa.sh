@@ -128,5 +128,11 @@ has err "checkpoint was made on other data (400 examples" "resume data message"
 expect 0 "resume on its data" -- "$B/lora-train" -m "$M" --data "$D" --seq-len 64 --rank 2 \
     --steps 4 -o "$T/rr" --resume "$T/rr" -t 1 -q
 
+# --init-adapter a GGUF LoRA: "needs one rank and alpha (got r 2, alpha 2)", which looked fine
+expect 0 "a GGUF LoRA" -- "$B/lora-export" -a "$T/rr" -m "$M" --to gguf -o "$T/rr.gguf" -q
+expect 1 "--init-adapter a GGUF LoRA" -- "$B/lora-train" -m "$M" --data "$D" --seq-len 64 \
+    --steps 1 -o "$T/ig" --init-adapter "$T/rr.gguf" -t 1
+has err "against the adapter's r 2, alpha 0) (hint: a GGUF LoRA keeps its scales in B" "GGUF init hint"
+
 echo "$passes passed, $fails failures"
 [ "$fails" = 0 ]
