@@ -120,6 +120,24 @@ static void close_stdout(void)
     }
 }
 
+/* An option given an empty value ("--text ''", "--system="), which argtable reports as 'option ""
+ * requires an argument', naming no option: said with the option's name. 1 if one was found. */
+static int empty_value(int argc, char **argv, const char *tool)
+{
+    for (int i = 1; i < argc; i++) {
+        size_t n = strlen(argv[i]);
+        int eq = n > 3 && argv[i][0] == '-' && argv[i][1] == '-' && argv[i][n - 1] == '=';
+        if (eq || (i > 1 && n == 0 && !strncmp(argv[i - 1], "--", 2) && argv[i - 1][2] &&
+                   !strchr(argv[i - 1], '='))) {
+            fprintf(stderr,
+                    "%s: %.*s was given an empty value: an option's value cannot be empty\n", tool,
+                    eq ? (int)n - 1 : (int)strlen(argv[i - 1]), eq ? argv[i] : argv[i - 1]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const cli_common *c,
               const char *tool, const char *purpose, const char *glossary)
 {
@@ -145,7 +163,8 @@ int cli_parse(int argc, char **argv, void **argtable, struct arg_end *end, const
         return CLI_OK;
     }
     if (nerr > 0) {
-        arg_print_errors(stderr, end, tool);
+        if (!empty_value(argc, argv, tool))
+            arg_print_errors(stderr, end, tool);
         fprintf(stderr, "Try '%s --help'.\n", tool);
         return CLI_USAGE;
     }
@@ -288,11 +307,12 @@ char *cli_read_file(const char *tool, const char *path, size_t *len)
         }
         buf = nb;
     }
-    int err = ferror(f);
+    int err = ferror(f) ? errno : 0;
     fclose(f);
     if (!buf || err) {
         free(buf);
-        fprintf(stderr, "%s: error: %s: read failed\n", tool, path);
+        fprintf(stderr, "%s: error: %s: read failed: %s\n", tool, path,
+                strerror(err ? err : ENOMEM));
         return NULL;
     }
     buf[n] = 0;
@@ -440,6 +460,21 @@ int cli_parse_memory_limit(const char *tool, const struct arg_str *limit,
     return -1;
 }
 
+/* The GGUF file adapter a names as its base (adapter_config.json's absolute path) when that is
+ * not model_dir, else NULL: a record "gguf" says the file's own types, not which file. */
+static const char *other_gguf(const lk_adapter *a, const char *model_dir)
+{
+    struct lk_adapter_info info;
+    lk_adapter_get_info(a, &info);
+    if (!info.base_model || info.base_model[0] != '/')
+        return NULL; /* no path recorded (a hub id, a name): nothing to compare */
+    char *x = realpath(info.base_model, NULL), *y = realpath(model_dir, NULL);
+    int same = strcmp(x ? x : info.base_model, y ? y : model_dir) == 0;
+    free(x);
+    free(y);
+    return same ? NULL : info.base_model;
+}
+
 /* Say which base runs the adapters and why, and warn about each adapter trained on another. */
 static void report_base(const cli_adapters *ad, const char *model_dir, const lk_model *m)
 {
@@ -451,6 +486,10 @@ static void report_base(const cli_adapters *ad, const char *model_dir, const lk_
     lk_adapter_base_describe(&used, u, sizeof u);
     if (ad->base_flag)
         cli_note("%s %s, as %s asks", role, u, flag);
+    else if (b0.recorded && strcmp(b0.quant, "gguf") == 0 && other_gguf(ad->a[0], model_dir))
+        cli_warn("%s %s: %s was trained on the GGUF file %s, not %s: unless they hold the same "
+                 "tensors, results will differ from training",
+                 role, u, ad->path[0], other_gguf(ad->a[0], model_dir), model_dir);
     else if (b0.recorded && strcmp(b0.quant, "gguf") == 0)
         cli_note("%s %s: %s was trained on it", role, u, ad->path[0]);
     else if (b0.recorded)

@@ -111,6 +111,10 @@ static int report(const cli_common *c, const eval_args *a, const char *what, con
 static lk_status run(const eval_args *a, const cli_common *c, const lk_model *m, eval_acc *acc)
 {
     int64_t ctx = a->ctx->count ? a->ctx->ival[0] : 0;
+    if (ctx > lk_model_get_config(m)->max_position)
+        cli_warn("--ctx %lld is longer than the model's context of %lld tokens: tokens past it "
+                 "are scored at positions it was never trained on",
+                 (long long)ctx, (long long)lk_model_get_config(m)->max_position);
     if (a->ids->count) {
         int32_t *tok = NULL;
         int64_t n = 0;

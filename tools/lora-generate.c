@@ -293,9 +293,24 @@ static int continuation(const gen_args *a, const cli_common *c, const lk_model *
     else if (!a->ids->count)
         s = lk_tokenizer_encode(tok, a->prompt->sval[0], strlen(a->prompt->sval[0]), 1, &seq.ids,
                                 &seq.n_prompt);
+    if (s == LK_OK && seq.n_prompt == 0) { /* nothing to continue: no silent empty output */
+        fprintf(stderr,
+                "%s: error: the prompt encodes to no token (this tokenizer adds no BOS to start "
+                "from): give a non-empty -p\n",
+                TOOL);
+        free(seq.ids);
+        return CLI_FAIL;
+    }
     if (s == LK_OK && op->gp.stop_at_eos && tok)
         s = lk_generate_add_stop(&op->gp, lk_tokenizer_eos(tok));
     int64_t cap = seq.n_prompt + op->gp.max_new_tokens + 1;
+    int64_t ctx = lk_model_get_config(m)->max_position;
+    if (s == LK_OK && cap - 1 > ctx)
+        cli_warn("the prompt's %lld tokens and -n %lld run past the model's context of %lld "
+                 "tokens: tokens after position %lld are generated at positions it was never "
+                 "trained on and may degrade (llama.cpp stops there)",
+                 (long long)seq.n_prompt, (long long)op->gp.max_new_tokens, (long long)ctx,
+                 (long long)ctx);
     int32_t *grown = s == LK_OK ? realloc(seq.ids, (size_t)cap * sizeof *grown) : NULL;
     if (s == LK_OK && !grown) {
         fprintf(stderr, "%s: error: out of memory for %lld tokens\n", TOOL, (long long)(cap - 1));

@@ -15,6 +15,7 @@ static const char *TOOL = "lora-quantize";
 typedef struct {
     cJSON *tensors; /* --json: one object per tensor */
     int progress;
+    int header; /* the table's header was printed (with the first tensor: not before a failure) */
     double se, n, max_abs, bytes, qbytes, qn; /* totals: squared error, values, stored bytes */
 } report;
 
@@ -43,6 +44,9 @@ static void on_tensor(void *user, const struct lk_quantize_tensor *t)
         cJSON_AddNumberToObject(o, "bits_per_weight", t->bits_per_weight);
         cJSON_AddItemToArray(r->tensors, o);
     } else {
+        if (!r->header++)
+            printf("%-44s %15s %-6s %10s %10s %7s\n", "tensor", "shape", "type", "rmse", "max_abs",
+                   "bits/w");
         printf("%-44s %6lld x %-6lld %-6s %10.3e %10.3e %7.3f\n", t->name, (long long)t->rows,
                (long long)t->cols, lk_qtype_name(t->type), t->rmse, t->max_abs, t->bits_per_weight);
     }
@@ -130,9 +134,6 @@ int main(int argc, char **argv)
     report r = {.progress = !c.quiet->count && !c.json->count && isatty(STDERR_FILENO)};
     if (c.json->count)
         r.tensors = cJSON_CreateArray();
-    else
-        printf("%-44s %15s %-6s %10s %10s %7s\n", "tensor", "shape", "type", "rmse", "max_abs",
-               "bits/w");
     p.n_threads = cli_threads(&c);
     p.force = force->count > 0;
     p.on_tensor = on_tensor;

@@ -187,6 +187,32 @@ static int map_run(const train_args *a, struct lk_run_params *rp, char **base_na
 }
 
 /* Every option, or the exit code of a usage error. */
+
+/* --gguf-lora is written when the run ends: a folder it cannot be made in (its nearest existing
+ * ancestor not a writable folder) fails now, not after the training. */
+static int check_writable(const char *path)
+{
+    char d[4096];
+    struct stat st;
+    snprintf(d, sizeof d, "%s", path);
+    for (;;) {
+        char *slash = strrchr(d, '/');
+        if (!slash) {
+            snprintf(d, sizeof d, ".");
+            break;
+        }
+        *slash = 0;
+        if (!*d)
+            snprintf(d, sizeof d, "/");
+        if (stat(d, &st) == 0)
+            break;
+    }
+    if (stat(d, &st) == 0 && S_ISDIR(st.st_mode) && access(d, W_OK) == 0)
+        return -1;
+    fprintf(stderr, "%s: error: --gguf-lora %s cannot be written: %s is not a writable folder\n",
+            TOOL, path, d);
+    return CLI_FAIL;
+}
 static int parse_options(train_ctx *x)
 {
     const train_args *a = x->a;
@@ -218,6 +244,8 @@ static int parse_options(train_ctx *x)
                 TOOL, a->gguf_lora->filename[0]);
         rc = CLI_FAIL;
     }
+    if (rc < 0 && a->gguf_lora->count)
+        rc = check_writable(a->gguf_lora->filename[0]);
     return rc;
 }
 
@@ -922,6 +950,26 @@ static lk_status resume_compute(train_ctx *x)
 }
 
 /* Models and data on every rank (and the teacher of --teacher): any rank's failure stops all. */
+/* --teacher self on a student whose base is the teacher's own weights (--quant none, or a GGUF
+ * file's own types) with no teacher adapter: the KL is zero at every step and trains nothing. */
+static int self_teaches_nothing(const train_ctx *x)
+{
+    struct lk_adapter_base st, te;
+    if (strcmp(x->a->teacher->sval[0], "self") != 0 || x->teacher.ad.n > 0)
+        return 0;
+    lk_model_base_record(x->m, &st);
+    lk_model_base_record(x->teacher.m, &te);
+    if (strcmp(st.quant, te.quant) != 0 || strcmp(st.quant_embed, te.quant_embed) != 0)
+        return 0;
+    cli_usage_error(TOOL,
+                    "--teacher self: the student's base is the teacher's own weights (%s, "
+                    "embeddings %s), so the distillation term is zero and trains nothing "
+                    "(--teacher self distils the unquantised base into a quantised student: give "
+                    "--quant nf4 or another, --teacher-adapter, or --teacher DIR)",
+                    st.quant, st.quant_embed);
+    return 1;
+}
+
 static int load_all(train_ctx *x)
 {
     lk_status rs = resume_compute(x);
@@ -949,7 +997,7 @@ static int load_all(train_ctx *x)
     if (s != LK_OK)
         return cli_fail(TOOL, s);
     x->tp.teacher = x->teacher.m;
-    return -1;
+    return self_teaches_nothing(x) ? CLI_USAGE : -1;
 }
 
 /* --compute auto: the whole int8 plan against the budget (lk_trainer_create would run it too;

@@ -227,6 +227,16 @@ static lk_status rd_scalar(cursor *c, gguf_vtype t, gguf_kv *kv)
     return LK_OK;
 }
 
+/* An array of n elements of at least `each` bytes that the rest of the file cannot hold. */
+static lk_status short_array(const cursor *c, const gguf_kv *kv, unsigned each, int strings)
+{
+    return status_fail(LK_ERR_FORMAT,
+                       "%s: %s at byte %llu: an array of %llu elements of %s%u bytes does not fit "
+                       "the %llu bytes left in the file (truncated or not a GGUF file?)",
+                       c->path, kv->key, (unsigned long long)c->pos, (unsigned long long)kv->arr_n,
+                       strings ? "at least " : "", each, (unsigned long long)(c->size - c->pos));
+}
+
 static lk_status rd_array(cursor *c, gguf_kv *kv)
 {
     uint32_t et;
@@ -239,14 +249,14 @@ static lk_status rd_array(cursor *c, gguf_kv *kv)
     kv->arr_type = (gguf_vtype)et;
     if (et != GGUF_STRING) {
         if (kv->arr_n > (c->size - c->pos) / g_vsize[et])
-            return need(c, UINT64_MAX, kv->key);
+            return short_array(c, kv, g_vsize[et], 0);
         kv->arr_data = c->p + c->pos;
         c->pos += kv->arr_n * g_vsize[et];
         return LK_OK;
     }
     /* each string takes at least its 8-byte length: bounds the allocation by the file size */
     if (kv->arr_n > (c->size - c->pos) / 8)
-        return need(c, UINT64_MAX, kv->key);
+        return short_array(c, kv, 8, 1); /* strings: an 8-byte length each */
     kv->arr_str = calloc(kv->arr_n ? kv->arr_n : 1, sizeof *kv->arr_str);
     if (!kv->arr_str)
         return status_fail(LK_ERR_NOMEM, "%s: out of memory", c->path);
@@ -408,6 +418,18 @@ static const char *tensor_name(const gguf_file *f, int64_t i)
     return f->tensors[i].name;
 }
 
+/* 1 for a file of a Hugging Face folder (config.json, model.safetensors, ...), given where a
+ * model or adapter goes: a GGUF file is the only file taken there. */
+static int in_model_folder(const char *path)
+{
+    static const char *const ends[] = {".json", ".safetensors", ".bin", ".model"};
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++)
+        if (n >= strlen(ends[i]) && strcmp(path + n - strlen(ends[i]), ends[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* meta_only: the tensor infos are not read (n_tensors stays 0). */
 static lk_status rd_header(gguf_file *f, cursor *c, int meta_only)
 {
@@ -417,9 +439,13 @@ static lk_status rd_header(gguf_file *f, cursor *c, int meta_only)
     if (memcmp(magic, GGUF_MAGIC, 4) != 0)
         return status_fail(LK_ERR_FORMAT,
                            "%s: bad magic %02x %02x %02x %02x, expected 'GGUF' "
-                           "(not a GGUF file?)",
+                           "(not a GGUF file?%s)",
                            c->path, (uint8_t)magic[0], (uint8_t)magic[1], (uint8_t)magic[2],
-                           (uint8_t)magic[3]);
+                           (uint8_t)magic[3],
+                           in_model_folder(c->path)
+                               ? " a Hugging Face model or adapter is given by its folder, not "
+                                 "by a file in it"
+                               : "");
     LK_TRY(rd_u32(c, &f->version, "version"));
     if (f->version < 2 || f->version > GGUF_VERSION)
         return status_fail(LK_ERR_FORMAT, "%s: GGUF version %u is too %s (supported: 2, 3)",

@@ -17,9 +17,15 @@ static lk_status check_source(const lk_model *m, const lk_adapter *src)
         if (am->r != src->rank || am->alpha != src->alpha || am->mag)
             return status_fail(LK_ERR_UNSUPPORTED,
                                "%s: layer %lld %s: training needs one rank and alpha for every "
-                               "module and no DoRA (got r %lld, alpha %g)",
+                               "module and no DoRA (got r %lld, alpha %g%s against the adapter's "
+                               "r %lld, alpha %g)%s",
                                src->path, (long long)am->layer, lk_module_name(am->kind),
-                               (long long)am->r, am->alpha);
+                               (long long)am->r, am->alpha, am->mag ? ", DoRA" : "",
+                               (long long)src->rank, src->alpha,
+                               strcmp(src->format, "gguf") == 0
+                                   ? " (hint: a GGUF LoRA keeps its scales in B: lora-export "
+                                     "--from FILE --to peft gives a PEFT folder to start from)"
+                                   : "");
         if (layer_linear(&m->layers[am->layer], am->kind)->n_lora)
             return status_fail(LK_ERR_ARG, "layer %lld %s already carries an adapter",
                                (long long)am->layer, lk_module_name(am->kind));

@@ -73,6 +73,18 @@ int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind)
     return -1;
 }
 
+lk_status merge_float_source(const tensor_view *t)
+{
+    if (t->dt == DT_F32 || t->dt == DT_F16 || t->dt == DT_BF16)
+        return LK_OK;
+    return status_fail(LK_ERR_UNSUPPORTED,
+                       "%s: tensor '%s' is stored as %s (a quantised layout: a bitsandbytes or "
+                       "lora-quantize folder): lora-merge merges into f32, f16 or bf16 weights "
+                       "(hint: merge into the float model the folder was quantised from; "
+                       "--base-quant nf4 gives the NF4 weights a QLoRA adapter was trained on)",
+                       t->file, t->name, dtype_name(t->dt));
+}
+
 void merge_release(const void *p, size_t n)
 {
     long pg = sysconf(_SC_PAGESIZE);

@@ -51,6 +51,11 @@ int merge_parse_tensor(const char *name, int64_t *layer, lk_module *kind);
 lk_status merge_rows(const merge_ctx *c, const tensor_view *t, int64_t layer, int kind, int heads,
                      const gguf_type_traits *tt, void *dst, int *n_merged, double *store_err);
 
+/* LK_OK when t is f32, f16 or bf16; else LK_ERR_UNSUPPORTED naming it: a quantised layout (a
+ * bitsandbytes NF4 or a lora-quantize folder's U8 rows) read as floats, or copied where the
+ * adapters should change it, would be a silently wrong merge. */
+lk_status merge_float_source(const tensor_view *t);
+
 /* Adapters of c that touch (layer, kind) (kind -1: none). */
 int merge_n_deltas(const merge_ctx *c, int64_t layer, int kind);
 

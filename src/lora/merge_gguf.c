@@ -99,6 +99,8 @@ static lk_status add(gguf_writer *w, gguf_job *j, int64_t *n, const char *name, 
     const tensor_view *t = hf ? st_set_get(j->st, hf) : NULL;
     if (hf && !t)
         return status_fail(LK_ERR_FORMAT, "%s: tensor '%s' is missing", j->st->dir, hf);
+    if (t)
+        LK_TRY(merge_float_source(t));
     int64_t ne[2];
     int nd = t ? t->ndim : 1;
     if (t) {

@@ -66,6 +66,17 @@ static lk_status parse_dtype(const char *s, dtype *dt)
     return LK_OK;
 }
 
+/* A tensor the adapters change must be floating point (others are copied as they are). */
+static lk_status check_mergeable(const merge_ctx *c, const tensor_view *t)
+{
+    int64_t layer = 0;
+    lk_module kind;
+    if (traits_of(t->dt) || merge_parse_tensor(t->name, &layer, &kind) != 0 ||
+        merge_n_deltas(c, layer, (int)kind) == 0)
+        return LK_OK;
+    return merge_float_source(t);
+}
+
 static lk_status hf_write_weights(merge_ctx *c, const st_set *st, const char *dir)
 {
     hf_job j = {.c = c};
@@ -79,6 +90,7 @@ static lk_status hf_write_weights(merge_ctx *c, const st_set *st, const char *di
         j.src && j.views && j.tt && path ? LK_OK : status_fail(LK_ERR_NOMEM, "out of memory");
     for (int i = 0; i < st->n && s == LK_OK; i++) {
         const tensor_view *t = st->index[i];
+        s = check_mergeable(c, t);
         j.src[i] = t;
         j.views[i] = *t;
         j.views[i].data = NULL;

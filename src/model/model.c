@@ -358,10 +358,12 @@ static lk_status bind_all(lk_model *m)
         return s;
     if (m->gguf.map.path)
         gguf_finish(m);
-    /* a pre-quantised base: report the file's formats */
-    if (!m->layers[0].q.w)
+    /* a pre-quantised base: report the file's formats; a GGUF file some of whose float matrices
+     * were quantised at load keeps the type they took, which is what rebuilds it (the record) */
+    int gguf = m->gguf.map.path != NULL;
+    if (!m->layers[0].q.w && (!gguf || m->gguf_own))
         m->quant = (lk_qtype)m->layers[0].q.qw.qtype;
-    if (!m->embed.w)
+    if (!m->embed.w && (!gguf || m->gguf_own_embed))
         m->quant_embed = (lk_qtype)m->embed.qw.qtype;
     if (m->cfg.tie_word_embeddings) {
         m->lm_head = m->embed;

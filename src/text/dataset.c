@@ -441,10 +441,17 @@ static void log_summary(const lk_dataset *d)
 static lk_status finish_load(lk_dataset *d)
 {
     d->st.examples = d->n_ex;
+    /* every line unreadable as JSON: most likely plain text given where JSON Lines go */
+    int text = d->st.lines > 0 && d->st.bad == d->st.lines && d->n_bad_kept &&
+               strncmp(d->bad[0].msg, "invalid JSON", 12) == 0;
     if (d->n_ex == 0)
-        return status_fail(LK_ERR_FORMAT, "%s: no usable examples (%lld read, %lld bad%s%s)",
+        return status_fail(LK_ERR_FORMAT, "%s: no usable examples (%lld read, %lld bad%s%s)%s",
                            d->path, (long long)d->st.lines, (long long)d->st.bad,
-                           d->n_bad_kept ? "; first: " : "", d->n_bad_kept ? d->bad[0].msg : "");
+                           d->n_bad_kept ? "; first: " : "", d->n_bad_kept ? d->bad[0].msg : "",
+                           text ? " (hint: training data is JSON Lines or a JSON array of "
+                                  "examples; plain text goes one {\"text\": ...} object per "
+                                  "document)"
+                                : "");
     d->order = malloc((size_t)d->n_ex * sizeof *d->order);
     d->row_start = malloc((size_t)(d->n_ex + 1) * sizeof *d->row_start);
     d->row_items = malloc((size_t)d->n_ex * sizeof *d->row_items);

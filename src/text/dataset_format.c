@@ -435,6 +435,20 @@ static void suggest_fields(const cJSON *o, char *hint, size_t n)
         snprintf(hint, n, "map other names with --fields KEY=COLUMN");
 }
 
+/* A preference record (LLaMA-Factory's and TRL's DPO/reward data: "chosen" and "rejected"
+ * replies) whose columns no --fields names: SFT would read its prompt alone and silently drop
+ * the chosen reply. */
+static int is_preference(const lk_dataset *d, const cJSON *o)
+{
+    if (!cJSON_GetObjectItemCaseSensitive(o, "chosen") ||
+        !cJSON_GetObjectItemCaseSensitive(o, "rejected"))
+        return 0;
+    for (int k = 0; k < N_KEYS; k++)
+        if (!strcmp(d->col[k], "chosen") || !strcmp(d->col[k], "rejected"))
+            return 0;
+    return 1;
+}
+
 lk_status dataset_build_example(lk_dataset *d, const cJSON *o, struct ex_buf *e, char *why,
                                 lk_data_format *fmt)
 {
@@ -442,6 +456,14 @@ lk_status dataset_build_example(lk_dataset *d, const cJSON *o, struct ex_buf *e,
         return SKIP(why, "expected a JSON object");
     lk_status s = LK_OK;
     *fmt = detect(d, o);
+    if (is_preference(d, o))
+        return status_fail(LK_ERR_UNSUPPORTED,
+                           "%s: %s %lld: a preference record (\"chosen\" and \"rejected\" "
+                           "replies, as DPO or reward-model data): lorakit trains on "
+                           "demonstrations (SFT), not on preferences (hint: to train on the chosen "
+                           "replies, write them as the conversation's last assistant turn, or as "
+                           "the completion: --fields completion=chosen when they are strings)",
+                           d->path, d->array_file ? "element" : "line", (long long)d->line);
     if (!d->t && *fmt != LK_DATA_TOKENS && *fmt != LK_DATA_AUTO)
         return status_fail(LK_ERR_UNSUPPORTED,
                            "%s: %s %lld: a %s record needs the model's tokenizer, and there is "

@@ -126,6 +126,17 @@ static lk_status check_trainable(const lk_dataset *data)
                                    "label is -100)");
 }
 
+/* Rows longer than the model's context put tokens at positions it was never trained on. */
+static void warn_context(const lk_model *m, int64_t seq_len)
+{
+    int64_t ctx = lk_model_get_config(m)->max_position;
+    if (seq_len > ctx)
+        log_warn("--seq-len %lld is longer than the model's context of %lld tokens "
+                 "(max_position_embeddings, a GGUF's context_length): the rows put tokens at "
+                 "positions it was never trained on (hint: --seq-len %lld)",
+                 (long long)seq_len, (long long)ctx, (long long)ctx);
+}
+
 /* Everything a trainer needs on this rank alone. */
 /* What a trainer keeps for the backward: the top `keep` layers their activations (the others
  * recomputed), with --compute int8 the top `copies` layers their transposed copies (the others'
@@ -146,6 +157,7 @@ static lk_status trainer_setup(lk_model *m, lk_dataset *data, const struct lk_tr
     LK_TRY(lk_train_params_check_model(p, m));
     LK_TRY(train_check_teacher(p));
     LK_TRY(check_trainable(data));
+    warn_context(m, lk_dataset_seq_len(data));
     LK_TRY(lk_trainer_choose_compute(m, p, lk_dataset_seq_len(data)));
     lk_trainer *t = calloc(1, sizeof *t);
     if (!t)

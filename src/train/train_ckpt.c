@@ -33,6 +33,9 @@ static cJSON *ckpt_meta(const lk_trainer *t)
     cJSON_AddNumberToObject(j, "targets", a.target_mask);
     cJSON_AddNumberToObject(j, "n_params", (double)t->lora.n_params);
     cJSON_AddNumberToObject(j, "seq_len", (double)t->T);
+    const struct lk_dataset_stats *ds = lk_dataset_get_stats(t->data);
+    cJSON_AddNumberToObject(j, "data_examples", (double)ds->examples);
+    cJSON_AddNumberToObject(j, "data_trained_tokens", (double)ds->trained_tokens);
     cJSON_AddNumberToObject(j, "rows_per_step", (double)t->rows_all);
     cJSON_AddNumberToObject(j, "objective", (double)t->p.objective);
     cJSON_AddNumberToObject(j, "kd_temp", t->p.kd_temp);
@@ -104,6 +107,15 @@ static lk_status check_meta(const lk_trainer *t, const cJSON *j, const char *pat
                                    : "; rows per step = ranks x --batch x --grad-accum");
     if (!cJSON_IsString(seed) || strcmp(seed->valuestring, want) != 0)
         return status_fail(LK_ERR_ARG, "%s: checkpoint was made with another --seed", path);
+    /* the data cursor points into the run's own data (older checkpoints: no record) */
+    const struct lk_dataset_stats *ds = lk_dataset_get_stats(t->data);
+    double de = num(j, "data_examples"), dt = num(j, "data_trained_tokens");
+    if (!isnan(de) && (de != (double)ds->examples || dt != (double)ds->trained_tokens))
+        return status_fail(LK_ERR_ARG,
+                           "%s: checkpoint was made on other data (%.0f examples, %.0f trained "
+                           "tokens), this run's has %lld and %lld (resume with the --data and "
+                           "--fields of the interrupted run)",
+                           path, de, dt, (long long)ds->examples, (long long)ds->trained_tokens);
     const char *had = meta_compute(j);
     const char *now = lk_compute_name(lk_model_compute(t->m));
     if (strcmp(had, now) != 0)
